@@ -1,0 +1,113 @@
+package autherr
+
+import (
+	"errors"
+	"net/http"
+)
+
+// Reason is a sentinel error whose text is a stable, machine-readable reason code.
+type Reason struct{ code string }
+
+func (r *Reason) Error() string { return r.code }
+
+// Code returns the reason code, e.g. "replay".
+func (r *Reason) Code() string { return r.code }
+
+func newReason(code string) *Reason { return &Reason{code: code} }
+
+// Authentication failures. A WIMSE proof that is present but wrong is a 400, per the WIMSE drafts.
+var (
+	// ErrMissing: the request carries no credential the route requires (401).
+	ErrMissing = newReason("credential_missing")
+	// ErrMalformed: a token, header or signature does not parse.
+	ErrMalformed = newReason("malformed")
+	// ErrBadSignature: a signature does not verify with the key it must verify with.
+	ErrBadSignature = newReason("bad_signature")
+	// ErrExpired: past exp (plus skew), or a lifetime longer than allowed.
+	ErrExpired = newReason("expired")
+	// ErrNotYetValid: nbf or iat in the future beyond the allowed skew.
+	ErrNotYetValid = newReason("not_yet_valid")
+	// ErrWrongAudience: the proof was made for another recipient.
+	ErrWrongAudience = newReason("wrong_audience")
+	// ErrReplay: a proof (jti, nonce) seen before while it could still be valid.
+	ErrReplay = newReason("replay")
+	// ErrMismatch: two credentials that must agree do not (WPT wth vs WIT, tth vs Txn-Token, mTLS peer vs WIT sub).
+	ErrMismatch = newReason("binding_mismatch")
+	// ErrUntrustedIssuer: no trust anchor for the credential's trust domain or key id.
+	ErrUntrustedIssuer = newReason("untrusted_issuer")
+	// ErrUnsupportedAlg: none, HMAC, an unknown algorithm, or an algorithm that does not match the key.
+	ErrUnsupportedAlg = newReason("unsupported_algorithm")
+	// ErrTooLarge: a header, token or body beyond the configured limit.
+	ErrTooLarge = newReason("too_large")
+)
+
+// Authorization failures (403).
+var (
+	// ErrDenied: authenticated, but no policy allows the request (or one forbids it).
+	ErrDenied = newReason("policy_denied")
+	// ErrRevoked: the subject, session or credential was revoked.
+	ErrRevoked = newReason("revoked")
+)
+
+// Upstream failures.
+var (
+	// ErrUpstream: the upstream could not be reached or failed (502).
+	ErrUpstream = newReason("upstream_unavailable")
+	// ErrUpstreamTimeout: the upstream did not answer in time (504).
+	ErrUpstreamTimeout = newReason("upstream_timeout")
+)
+
+var all = []*Reason{
+	ErrMissing, ErrMalformed, ErrBadSignature, ErrExpired, ErrNotYetValid, ErrWrongAudience, ErrReplay,
+	ErrMismatch, ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrDenied, ErrRevoked, ErrUpstream,
+	ErrUpstreamTimeout,
+}
+
+// Internal is the reason code of an error that wraps none of the sentinels.
+const Internal = "internal"
+
+// Of returns the sentinel that err wraps, or nil.
+func Of(err error) *Reason {
+	var r *Reason
+	if errors.As(err, &r) {
+		return r
+	}
+	return nil
+}
+
+// Code returns the reason code err carries, or Internal.
+func Code(err error) string {
+	if r := Of(err); r != nil {
+		return r.code
+	}
+	return Internal
+}
+
+// Codes lists every reason code, for pre-registering metric label values.
+func Codes() []string {
+	out := make([]string, 0, len(all)+1)
+	for _, r := range all {
+		out = append(out, r.code)
+	}
+	return append(out, Internal)
+}
+
+// HTTPStatus maps err to the status the sidecar answers with.
+func HTTPStatus(err error) int {
+	switch Of(err) {
+	case ErrMissing:
+		return http.StatusUnauthorized
+	case ErrDenied, ErrRevoked:
+		return http.StatusForbidden
+	case ErrTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case ErrUpstream:
+		return http.StatusBadGateway
+	case ErrUpstreamTimeout:
+		return http.StatusGatewayTimeout
+	case nil:
+		return http.StatusInternalServerError
+	default:
+		return http.StatusBadRequest
+	}
+}

@@ -1,0 +1,49 @@
+package autherr
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+)
+
+func TestCodeAndStatus(t *testing.T) {
+	tests := []struct {
+		err    error
+		code   string
+		status int
+	}{
+		{fmt.Errorf("wpt: %w: no Workload-Proof-Token header", ErrMissing), "credential_missing", http.StatusUnauthorized},
+		{fmt.Errorf("wpt: %w: jti %q seen before", ErrReplay, "abc"), "replay", http.StatusBadRequest},
+		{fmt.Errorf("outer: %w", fmt.Errorf("inner: %w", ErrBadSignature)), "bad_signature", http.StatusBadRequest},
+		{fmt.Errorf("policy: %w: no permit", ErrDenied), "policy_denied", http.StatusForbidden},
+		{ErrRevoked, "revoked", http.StatusForbidden},
+		{fmt.Errorf("%w: header over 8 KiB", ErrTooLarge), "too_large", http.StatusRequestEntityTooLarge},
+		{ErrUpstream, "upstream_unavailable", http.StatusBadGateway},
+		{ErrUpstreamTimeout, "upstream_timeout", http.StatusGatewayTimeout},
+		{errors.New("something else"), Internal, http.StatusInternalServerError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code, func(t *testing.T) {
+			if got := Code(tt.err); got != tt.code {
+				t.Errorf("Code(%v) = %q, want %q", tt.err, got, tt.code)
+			}
+			if got := HTTPStatus(tt.err); got != tt.status {
+				t.Errorf("HTTPStatus(%v) = %d, want %d", tt.err, got, tt.status)
+			}
+		})
+	}
+}
+
+func TestCodesUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range Codes() {
+		if seen[c] {
+			t.Fatalf("duplicate reason code %q", c)
+		}
+		seen[c] = true
+	}
+	if !seen[Internal] || len(seen) != len(all)+1 {
+		t.Fatalf("Codes() = %v", Codes())
+	}
+}
