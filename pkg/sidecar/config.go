@@ -1,0 +1,618 @@
+package sidecar
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.yaml.in/yaml/v3"
+)
+
+// Proof modes a route may use or require. A route lists one or more; "passthrough" stands alone.
+const (
+	ModeMTLS        = "mtls"
+	ModeWPT         = "wpt"
+	ModeHTTPSig     = "httpsig"
+	ModePassthrough = "passthrough"
+)
+
+// maxConfigBytes bounds what Load reads: a config is hand-sized, a larger file is a mistake.
+const maxConfigBytes = 4 << 20
+
+// Config is the whole sidecar configuration. Field names are the YAML keys.
+type Config struct {
+	// Identity says where this workload's credentials come from.
+	Identity IdentityConfig `yaml:"identity"`
+	// Egress, when set, authenticates the local agent's outgoing calls.
+	Egress *EgressConfig `yaml:"egress,omitempty"`
+	// Ingress, when set, verifies calls to the local tool.
+	Ingress *IngressConfig `yaml:"ingress,omitempty"`
+	// Admin serves /healthz, /readyz and /metrics.
+	Admin AdminConfig `yaml:"admin"`
+	// Log sets the zap JSON logger.
+	Log LogConfig `yaml:"log"`
+	// Limits bound what a peer can make the sidecar hold.
+	Limits LimitsConfig `yaml:"limits"`
+	// ShutdownGrace is how long SIGTERM waits for in-flight requests (default 15s).
+	ShutdownGrace time.Duration `yaml:"shutdownGrace"`
+}
+
+// IdentityConfig names exactly one credential source.
+type IdentityConfig struct {
+	// WorkloadAPI reads X.509-SVIDs and bundles from the SPIFFE Workload API (SPIRE).
+	WorkloadAPI *WorkloadAPIConfig `yaml:"workloadAPI,omitempty"`
+	// Files reads credentials from PEM/JSON files on disk and reloads them when they change.
+	Files *FilesConfig `yaml:"files,omitempty"`
+}
+
+// WorkloadAPIConfig points at a SPIFFE Workload API socket.
+type WorkloadAPIConfig struct {
+	// Socket is e.g. unix:///run/spire/agent.sock; empty means $SPIFFE_ENDPOINT_SOCKET.
+	Socket string `yaml:"socket"`
+	// WIT and WITKey optionally name files with a WIT and its key, for proof modes the Workload API cannot serve.
+	WIT    string `yaml:"wit,omitempty"`
+	WITKey string `yaml:"witKey,omitempty"`
+}
+
+// FilesConfig names credential files.
+type FilesConfig struct {
+	Cert           string        `yaml:"cert"`
+	Key            string        `yaml:"key"`
+	Bundle         string        `yaml:"bundle"`
+	JWTBundle      string        `yaml:"jwtBundle,omitempty"`
+	WIT            string        `yaml:"wit,omitempty"`
+	WITKey         string        `yaml:"witKey,omitempty"`
+	ReloadInterval time.Duration `yaml:"reloadInterval,omitempty"`
+}
+
+// EgressConfig is the agent side.
+type EgressConfig struct {
+	// ProxyListen is the explicit HTTP proxy address (what HTTP_PROXY points at).
+	ProxyListen string `yaml:"proxyListen,omitempty"`
+	// TransparentListen receives connections redirected by iptables/nftables.
+	TransparentListen string `yaml:"transparentListen,omitempty"`
+	// Routes map destinations to upstreams and proof modes.
+	Routes []RouteConfig `yaml:"routes"`
+}
+
+// RouteConfig is one destination the agent may call.
+type RouteConfig struct {
+	Name string `yaml:"name"`
+	// Host is the destination as the agent addresses it, host or host:port.
+	Host string `yaml:"host"`
+	// PathPrefix narrows the route (default "/").
+	PathPrefix string `yaml:"pathPrefix,omitempty"`
+	// Upstream is where the sidecar sends the call, normally the tool's ingress sidecar.
+	Upstream string `yaml:"upstream"`
+	// Modes lists the proofs added: any of mtls, wpt, httpsig; or passthrough alone.
+	Modes []string `yaml:"modes"`
+	// ServerID is the SPIFFE ID the upstream must present under mtls.
+	ServerID string `yaml:"serverID,omitempty"`
+	// Audience overrides the WPT aud / wimse-aud (default: target URI without query).
+	Audience string `yaml:"audience,omitempty"`
+	// ProofLifetime is the WPT or signature lifetime (default 60s).
+	ProofLifetime time.Duration `yaml:"proofLifetime,omitempty"`
+	// H2C sends cleartext HTTP/2 to a plain-http upstream (gRPC without TLS).
+	H2C bool `yaml:"h2c,omitempty"`
+}
+
+// IngressConfig is the tool side.
+type IngressConfig struct {
+	Listen string `yaml:"listen"`
+	// Backend is the local tool, normally http://127.0.0.1:PORT.
+	Backend string `yaml:"backend"`
+	// BackendH2C speaks cleartext HTTP/2 to the backend (gRPC tools).
+	BackendH2C bool `yaml:"backendH2C,omitempty"`
+	// MTLS terminates SPIFFE mTLS on Listen.
+	MTLS *IngressMTLSConfig `yaml:"mtls,omitempty"`
+	// Accept lists the proof modes a caller may use: mtls, wpt, httpsig (at least one).
+	Accept []string `yaml:"accept"`
+	// Audiences are the WPT aud / wimse-aud values that denote this tool.
+	Audiences []string `yaml:"audiences,omitempty"`
+	// ClockSkew tolerated on iat/exp/created/expires (default 30s).
+	ClockSkew time.Duration `yaml:"clockSkew,omitempty"`
+	// MaxProofLifetime refuses proofs valid for longer (default 5m).
+	MaxProofLifetime time.Duration `yaml:"maxProofLifetime,omitempty"`
+	// ReplayCacheSize bounds remembered proof ids (default 1,000,000).
+	ReplayCacheSize int `yaml:"replayCacheSize,omitempty"`
+	// Policy holds local authorization policy until the controller serves it.
+	Policy *PolicyConfig `yaml:"policy,omitempty"`
+}
+
+// IngressMTLSConfig says which peers may connect.
+type IngressMTLSConfig struct {
+	// TrustDomains whose members may connect (at least one unless AllowIDs is set).
+	TrustDomains []string `yaml:"trustDomains,omitempty"`
+	// AllowIDs restricts peers to these SPIFFE IDs.
+	AllowIDs []string `yaml:"allowIDs,omitempty"`
+	// Required refuses connections without a client certificate (default true when mtls is in accept).
+	Required *bool `yaml:"required,omitempty"`
+}
+
+// PolicyConfig points at Cedar policy files.
+type PolicyConfig struct {
+	Files []string `yaml:"files"`
+}
+
+// AdminConfig is the operations endpoint.
+type AdminConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// LogConfig sets logging.
+type LogConfig struct {
+	// Level is debug, info, warn or error (default info).
+	Level string `yaml:"level,omitempty"`
+}
+
+// LimitsConfig bounds resource use per connection and request.
+type LimitsConfig struct {
+	MaxHeaderBytes    int           `yaml:"maxHeaderBytes,omitempty"`
+	MaxBodyBytes      int64         `yaml:"maxBodyBytes,omitempty"`
+	ReadHeaderTimeout time.Duration `yaml:"readHeaderTimeout,omitempty"`
+	IdleTimeout       time.Duration `yaml:"idleTimeout,omitempty"`
+	MaxConnections    int           `yaml:"maxConnections,omitempty"`
+	UpstreamTimeout   time.Duration `yaml:"upstreamTimeout,omitempty"`
+}
+
+// FieldError is one validation problem: the field's path (e.g. "egress.routes[1].upstream") and what is wrong.
+// Line is the YAML line when the config came from a file, else 0.
+type FieldError struct {
+	Field string
+	Line  int
+	Msg   string
+}
+
+func (e *FieldError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("line %d: %s: %s", e.Line, e.Field, e.Msg)
+	}
+	return e.Field + ": " + e.Msg
+}
+
+// ValidationError holds every problem found, so an operator fixes them in one pass.
+type ValidationError struct {
+	Errors []*FieldError
+}
+
+func (e *ValidationError) Error() string {
+	msgs := make([]string, len(e.Errors))
+	for i, fe := range e.Errors {
+		msgs[i] = fe.Error()
+	}
+	return "invalid sidecar config:\n  " + strings.Join(msgs, "\n  ")
+}
+
+// Load reads, decodes (unknown keys are errors), defaults and validates a YAML config file.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar config: %w", err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(f, maxConfigBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("sidecar config %s: %w", path, err)
+	}
+	if n > maxConfigBytes {
+		return nil, fmt.Errorf("sidecar config %s: larger than %d bytes", path, maxConfigBytes)
+	}
+	cfg, err := Parse(buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("sidecar config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes, defaults and validates YAML config bytes.
+func Parse(data []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var cfg Config
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, err
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			for _, fe := range ve.Errors {
+				fe.Line = lineOf(&root, fe.Field)
+			}
+		}
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// Marshal renders the config as YAML, for generators such as the Kubernetes injector.
+func (c *Config) Marshal() ([]byte, error) { return yaml.Marshal(c) }
+
+// SetDefaults fills every unset field that has a default.
+func (c *Config) SetDefaults() {
+	if c.Admin.Listen == "" {
+		c.Admin.Listen = "127.0.0.1:15000"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 15 * time.Second
+	}
+	l := &c.Limits
+	if l.MaxHeaderBytes == 0 {
+		l.MaxHeaderBytes = 64 << 10
+	}
+	if l.MaxBodyBytes == 0 {
+		l.MaxBodyBytes = 8 << 20
+	}
+	if l.ReadHeaderTimeout == 0 {
+		l.ReadHeaderTimeout = 10 * time.Second
+	}
+	if l.IdleTimeout == 0 {
+		l.IdleTimeout = 120 * time.Second
+	}
+	if l.MaxConnections == 0 {
+		l.MaxConnections = 10000
+	}
+	if l.UpstreamTimeout == 0 {
+		l.UpstreamTimeout = 30 * time.Second
+	}
+	if f := c.Identity.Files; f != nil && f.ReloadInterval == 0 {
+		f.ReloadInterval = 5 * time.Second
+	}
+	if e := c.Egress; e != nil {
+		for i := range e.Routes {
+			r := &e.Routes[i]
+			if r.PathPrefix == "" {
+				r.PathPrefix = "/"
+			}
+			if r.ProofLifetime == 0 {
+				r.ProofLifetime = 60 * time.Second
+			}
+		}
+	}
+	if in := c.Ingress; in != nil {
+		if in.ClockSkew == 0 {
+			in.ClockSkew = 30 * time.Second
+		}
+		if in.MaxProofLifetime == 0 {
+			in.MaxProofLifetime = 5 * time.Minute
+		}
+		if in.ReplayCacheSize == 0 {
+			in.ReplayCacheSize = 1_000_000
+		}
+		if in.MTLS != nil && in.MTLS.Required == nil {
+			req := contains(in.Accept, ModeMTLS)
+			in.MTLS.Required = &req
+		}
+	}
+}
+
+// Validate checks the whole config and returns a *ValidationError listing every problem.
+func (c *Config) Validate() error {
+	v := &validator{}
+	c.validateIdentity(v)
+	if c.Egress == nil && c.Ingress == nil {
+		v.add("egress", "neither egress nor ingress is configured; the sidecar would do nothing")
+	}
+	if c.Egress != nil {
+		c.Egress.validate(v, c)
+	}
+	if c.Ingress != nil {
+		c.Ingress.validate(v)
+	}
+	v.hostPort("admin.listen", c.Admin.Listen, true)
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.add("log.level", fmt.Sprintf("%q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	if c.ShutdownGrace < 0 {
+		v.add("shutdownGrace", "must not be negative")
+	}
+	l := c.Limits
+	v.positive("limits.maxHeaderBytes", int64(l.MaxHeaderBytes))
+	v.positive("limits.maxBodyBytes", l.MaxBodyBytes)
+	v.positive("limits.readHeaderTimeout", int64(l.ReadHeaderTimeout))
+	v.positive("limits.idleTimeout", int64(l.IdleTimeout))
+	v.positive("limits.maxConnections", int64(l.MaxConnections))
+	v.positive("limits.upstreamTimeout", int64(l.UpstreamTimeout))
+	return v.err()
+}
+
+func (c *Config) validateIdentity(v *validator) {
+	id := c.Identity
+	switch {
+	case id.WorkloadAPI == nil && id.Files == nil:
+		v.add("identity", "set one of identity.workloadAPI or identity.files")
+	case id.WorkloadAPI != nil && id.Files != nil:
+		v.add("identity", "set only one of identity.workloadAPI and identity.files")
+	case id.Files != nil:
+		f := id.Files
+		v.required("identity.files.cert", f.Cert)
+		v.required("identity.files.key", f.Key)
+		v.required("identity.files.bundle", f.Bundle)
+		if (f.WIT == "") != (f.WITKey == "") {
+			v.add("identity.files.wit", "wit and witKey must be set together")
+		}
+		if f.ReloadInterval < 0 {
+			v.add("identity.files.reloadInterval", "must not be negative")
+		}
+	case id.WorkloadAPI != nil:
+		w := id.WorkloadAPI
+		if w.Socket == "" && os.Getenv("SPIFFE_ENDPOINT_SOCKET") == "" {
+			v.add("identity.workloadAPI.socket", "empty and SPIFFE_ENDPOINT_SOCKET is not set")
+		}
+		if (w.WIT == "") != (w.WITKey == "") {
+			v.add("identity.workloadAPI.wit", "wit and witKey must be set together")
+		}
+	}
+}
+
+// hasWIT reports whether the identity source can supply a WIT, which wpt and httpsig need.
+func (c *Config) hasWIT() bool {
+	if f := c.Identity.Files; f != nil {
+		return f.WIT != ""
+	}
+	if w := c.Identity.WorkloadAPI; w != nil {
+		return w.WIT != ""
+	}
+	return false
+}
+
+func (e *EgressConfig) validate(v *validator, c *Config) {
+	if e.ProxyListen == "" && e.TransparentListen == "" {
+		v.add("egress", "set proxyListen, transparentListen or both")
+	}
+	v.hostPort("egress.proxyListen", e.ProxyListen, false)
+	v.hostPort("egress.transparentListen", e.TransparentListen, false)
+	if len(e.Routes) == 0 {
+		v.add("egress.routes", "at least one route is needed; calls to unconfigured destinations are refused")
+	}
+	names := map[string]bool{}
+	matches := map[string]string{}
+	for i, r := range e.Routes {
+		p := fmt.Sprintf("egress.routes[%d]", i)
+		if r.Name == "" {
+			v.add(p+".name", "required")
+		} else if names[r.Name] {
+			v.add(p+".name", fmt.Sprintf("duplicate route name %q", r.Name))
+		}
+		names[r.Name] = true
+		if r.Host == "" {
+			v.add(p+".host", "required (host or host:port the agent calls)")
+		} else if strings.ContainsAny(r.Host, "/?#@ ") {
+			v.add(p+".host", fmt.Sprintf("%q must be a host or host:port, not a URL", r.Host))
+		}
+		if !strings.HasPrefix(r.PathPrefix, "/") {
+			v.add(p+".pathPrefix", fmt.Sprintf("%q must start with /", r.PathPrefix))
+		}
+		key := strings.ToLower(r.Host) + r.PathPrefix
+		if prev, dup := matches[key]; dup {
+			v.add(p+".host", fmt.Sprintf("same host and pathPrefix as route %q", prev))
+		}
+		matches[key] = r.Name
+		u := v.url(p+".upstream", r.Upstream)
+		v.modes(p+".modes", r.Modes, true)
+		if contains(r.Modes, ModeMTLS) {
+			if r.ServerID == "" {
+				v.add(p+".serverID", "required with mode mtls: the SPIFFE ID the upstream must present")
+			}
+			if u != nil && u.Scheme != "https" {
+				v.add(p+".upstream", "mode mtls needs an https:// upstream")
+			}
+		}
+		if r.ServerID != "" {
+			if _, err := spiffeid.FromString(r.ServerID); err != nil {
+				v.add(p+".serverID", fmt.Sprintf("%q is not a SPIFFE ID: %v", r.ServerID, err))
+			}
+		}
+		if (contains(r.Modes, ModeWPT) || contains(r.Modes, ModeHTTPSig)) && !c.hasWIT() {
+			v.add(p+".modes", "wpt and httpsig need a WIT: set identity.files.wit/witKey (or identity.workloadAPI.wit/witKey)")
+		}
+		if r.Audience != "" {
+			if au, err := url.Parse(r.Audience); err != nil || au.Scheme == "" || au.Host == "" {
+				v.add(p+".audience", fmt.Sprintf("%q is not an absolute URI", r.Audience))
+			}
+		}
+		if r.ProofLifetime < 0 || r.ProofLifetime > time.Hour {
+			v.add(p+".proofLifetime", "must be between 0 and 1h (proofs are meant to be short-lived)")
+		}
+		if r.H2C && u != nil && u.Scheme != "http" {
+			v.add(p+".h2c", "h2c needs an http:// upstream")
+		}
+	}
+}
+
+func (in *IngressConfig) validate(v *validator) {
+	v.hostPort("ingress.listen", in.Listen, true)
+	if u := v.url("ingress.backend", in.Backend); u != nil && in.BackendH2C && u.Scheme != "http" {
+		v.add("ingress.backendH2C", "h2c needs an http:// backend")
+	}
+	v.modes("ingress.accept", in.Accept, false)
+	if contains(in.Accept, ModeMTLS) && in.MTLS == nil {
+		v.add("ingress.mtls", "required when accept includes mtls")
+	}
+	if m := in.MTLS; m != nil {
+		if len(m.TrustDomains) == 0 && len(m.AllowIDs) == 0 {
+			v.add("ingress.mtls.trustDomains", "set trustDomains or allowIDs: which peers may connect")
+		}
+		for i, td := range m.TrustDomains {
+			if _, err := spiffeid.TrustDomainFromString(td); err != nil {
+				v.add(fmt.Sprintf("ingress.mtls.trustDomains[%d]", i), fmt.Sprintf("%q: %v", td, err))
+			}
+		}
+		for i, id := range m.AllowIDs {
+			if _, err := spiffeid.FromString(id); err != nil {
+				v.add(fmt.Sprintf("ingress.mtls.allowIDs[%d]", i), fmt.Sprintf("%q: %v", id, err))
+			}
+		}
+	}
+	if (contains(in.Accept, ModeWPT) || contains(in.Accept, ModeHTTPSig)) && len(in.Audiences) == 0 {
+		v.add("ingress.audiences", "required with wpt or httpsig: the aud values that denote this tool")
+	}
+	for i, a := range in.Audiences {
+		if au, err := url.Parse(a); err != nil || au.Scheme == "" || au.Host == "" {
+			v.add(fmt.Sprintf("ingress.audiences[%d]", i), fmt.Sprintf("%q is not an absolute URI", a))
+		}
+	}
+	v.positive("ingress.clockSkew", int64(in.ClockSkew))
+	v.positive("ingress.maxProofLifetime", int64(in.MaxProofLifetime))
+	v.positive("ingress.replayCacheSize", int64(in.ReplayCacheSize))
+	if p := in.Policy; p != nil && len(p.Files) == 0 {
+		v.add("ingress.policy.files", "at least one Cedar policy file")
+	}
+}
+
+type validator struct{ errs []*FieldError }
+
+func (v *validator) add(field, msg string) {
+	v.errs = append(v.errs, &FieldError{Field: field, Msg: msg})
+}
+
+func (v *validator) err() error {
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return &ValidationError{Errors: v.errs}
+}
+
+func (v *validator) required(field, val string) {
+	if val == "" {
+		v.add(field, "required")
+	}
+}
+
+func (v *validator) positive(field string, n int64) {
+	if n <= 0 {
+		v.add(field, "must be positive")
+	}
+}
+
+func (v *validator) hostPort(field, addr string, required bool) {
+	if addr == "" {
+		if required {
+			v.add(field, "required (host:port)")
+		}
+		return
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.add(field, fmt.Sprintf("%q is not host:port: %v", addr, err))
+		return
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		v.add(field, fmt.Sprintf("%q has an invalid port", addr))
+	}
+	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, "/ ") {
+		v.add(field, fmt.Sprintf("%q has an invalid host", addr))
+	}
+}
+
+func (v *validator) url(field, raw string) *url.URL {
+	if raw == "" {
+		v.add(field, "required (http:// or https:// URL)")
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.add(field, fmt.Sprintf("%q is not an http:// or https:// URL", raw))
+		return nil
+	}
+	return u
+}
+
+func (v *validator) modes(field string, modes []string, egress bool) {
+	if len(modes) == 0 {
+		v.add(field, "at least one of mtls, wpt, httpsig")
+		return
+	}
+	seen := map[string]bool{}
+	for i, m := range modes {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		switch m {
+		case ModeMTLS, ModeWPT, ModeHTTPSig:
+		case ModePassthrough:
+			if !egress {
+				v.add(f, "passthrough is an egress mode; ingress always verifies")
+			} else if len(modes) > 1 {
+				v.add(f, "passthrough cannot be combined with other modes")
+			}
+		default:
+			v.add(f, fmt.Sprintf("unknown mode %q (want mtls, wpt, httpsig or passthrough)", m))
+		}
+		if seen[m] {
+			v.add(f, fmt.Sprintf("mode %q listed twice", m))
+		}
+		seen[m] = true
+	}
+	if egress && seen[ModeWPT] && seen[ModeHTTPSig] {
+		v.add(field, "wpt and httpsig are alternatives; pick one per route")
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// lineOf finds the YAML line of a field path such as "egress.routes[1].upstream"; it falls back to the
+// nearest existing parent, and to 0 when nothing matches.
+func lineOf(root *yaml.Node, path string) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, part := range strings.Split(path, ".") {
+		name, idx := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 && strings.HasSuffix(part, "]") {
+			name = part[:i]
+			if k, err := strconv.Atoi(part[i+1 : len(part)-1]); err == nil {
+				idx = k
+			}
+		}
+		next := mapValue(n, name)
+		if next == nil {
+			return line
+		}
+		n, line = next, next.Line
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return line
+			}
+			n, line = n.Content[idx], n.Content[idx].Line
+		}
+	}
+	return line
+}
+
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,144 @@
+package sidecar
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadValid(t *testing.T) {
+	cfg, err := Load("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Egress.Routes[0].ProofLifetime; got != 60*time.Second {
+		t.Errorf("default proofLifetime = %v, want 60s", got)
+	}
+	if got := cfg.Egress.Routes[1].ProofLifetime; got != 30*time.Second {
+		t.Errorf("proofLifetime = %v, want 30s", got)
+	}
+	if got := cfg.Egress.Routes[0].PathPrefix; got != "/" {
+		t.Errorf("default pathPrefix = %q", got)
+	}
+	if cfg.Ingress.MTLS.Required == nil || !*cfg.Ingress.MTLS.Required {
+		t.Error("mtls.required should default to true when accept includes mtls")
+	}
+	if cfg.Identity.Files.ReloadInterval != 5*time.Second || cfg.Log.Level != "info" {
+		t.Errorf("defaults not applied: %+v %+v", cfg.Identity.Files, cfg.Log)
+	}
+}
+
+// TestMarshalRoundTrip shows a generated config (as the Kubernetes injector will render one) loads unchanged.
+func TestMarshalRoundTrip(t *testing.T) {
+	cfg, err := Load("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse(out)
+	if err != nil {
+		t.Fatalf("re-parse of rendered config: %v\n%s", err, out)
+	}
+	out2, _ := again.Marshal()
+	if string(out) != string(out2) {
+		t.Fatalf("round trip changed the config:\n%s\n---\n%s", out, out2)
+	}
+}
+
+func TestValidationErrors(t *testing.T) {
+	valid, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		edit      func(string) string
+		wantField string
+		wantLine  int
+		wantMsg   string
+	}{
+		{"bad upstream scheme", repl("upstream: https://127.0.0.1:9443", "upstream: ftp://127.0.0.1:9443"),
+			"egress.routes[0].upstream", 15, "not an http:// or https:// URL"},
+		{"unknown mode", repl("modes: [httpsig]", "modes: [httpsig, magic]"),
+			"egress.routes[1].modes[1]", 21, `unknown mode "magic"`},
+		{"mtls without serverID", repl("      serverID: spiffe://example.org/tool/weather\n", ""),
+			"egress.routes[0].serverID", 13, "required with mode mtls"},
+		{"bad serverID", repl("spiffe://example.org/tool/weather", "https://example.org/x"),
+			"egress.routes[0].serverID", 17, "not a SPIFFE ID"},
+		{"duplicate route name", repl("name: search", "name: weather"),
+			"egress.routes[1].name", 18, "duplicate route name"},
+		{"wpt and httpsig together", repl("modes: [httpsig]", "modes: [wpt, httpsig]"),
+			"egress.routes[1].modes", 21, "alternatives"},
+		{"passthrough combined", repl("modes: [httpsig]", "modes: [passthrough, httpsig]"),
+			"egress.routes[1].modes[0]", 21, "cannot be combined"},
+		{"wpt without a WIT", func(s string) string {
+			s = strings.Replace(s, "    wit: /etc/agentauth/wit.jwt\n", "", 1)
+			return strings.Replace(s, "    witKey: /etc/agentauth/wit-key.pem\n", "", 1)
+		}, "egress.routes[0].modes", 14, "need a WIT"},
+		{"bad listen", repl("listen: 127.0.0.1:9443", "listen: nowhere"),
+			"ingress.listen", 24, "not host:port"},
+		{"bad trust domain", repl("trustDomains: [example.org]", "trustDomains: [Example Org]"),
+			"ingress.mtls.trustDomains[0]", 27, "Example Org"},
+		{"passthrough on ingress", repl("accept: [mtls, wpt, httpsig]", "accept: [passthrough]"),
+			"ingress.accept[0]", 28, "egress mode"},
+		{"no audiences", repl(`  audiences: ["http://weather.tools.local:8080"]`+"\n", ""),
+			"ingress.audiences", 0, "required with wpt or httpsig"},
+		{"bad log level", func(s string) string { return s + "log:\n  level: loud\n" },
+			"log.level", 33, `"loud"`},
+		{"no identity", func(s string) string { return s[strings.Index(s, "egress:"):] },
+			"identity", 0, "set one of"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.edit(string(valid))))
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("want *ValidationError, got %v", err)
+			}
+			for _, fe := range ve.Errors {
+				if fe.Field == tt.wantField && strings.Contains(fe.Msg, tt.wantMsg) {
+					if tt.wantLine != 0 && fe.Line != tt.wantLine {
+						t.Errorf("line = %d, want %d (%v)", fe.Line, tt.wantLine, fe)
+					}
+					return
+				}
+			}
+			t.Fatalf("no error for %s containing %q; got:\n%v", tt.wantField, tt.wantMsg, err)
+		})
+	}
+}
+
+func TestUnknownFieldNamesLine(t *testing.T) {
+	_, err := Parse([]byte("identity:\n  files:\n    cert: a\n    kee: b\n"))
+	if err == nil || !strings.Contains(err.Error(), "line 4") || !strings.Contains(err.Error(), "kee") {
+		t.Fatalf("want an error naming line 4 and field kee, got %v", err)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Fatalf("missing file: %v", err)
+	}
+	big := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(big, make([]byte, maxConfigBytes+10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("oversized file: %v", err)
+	}
+}
+
+func repl(old, new string) func(string) string {
+	return func(s string) string {
+		if !strings.Contains(s, old) {
+			panic("test edit does not apply: " + old)
+		}
+		return strings.Replace(s, old, new, 1)
+	}
+}
