@@ -1,0 +1,117 @@
+package httpsig
+
+import (
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
+	"fmt"
+	"hash"
+	"strings"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+)
+
+// Content-Digest algorithm keys (RFC 9530 Section 5, status "Active").
+const (
+	DigestSHA256 = "sha-256"
+	DigestSHA512 = "sha-512"
+)
+
+// MaxFieldBytes caps the combined value of each of Signature-Input, Signature and Content-Digest. Larger values are
+// refused with ErrTooLarge before they are parsed.
+const MaxFieldBytes = 8 << 10
+
+// maxDigestMembers caps the number of digests one Content-Digest field may carry.
+const maxDigestMembers = 8
+
+func newDigestHash(alg string) hash.Hash {
+	switch alg {
+	case DigestSHA256:
+		return sha256.New()
+	case DigestSHA512:
+		return sha512.New()
+	}
+	return nil
+}
+
+// ContentDigest returns a Content-Digest field value for body with the given algorithms (DigestSHA256 when none),
+// e.g. `sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:`. The digest is over the content as sent, i.e. after
+// any content coding.
+func ContentDigest(body []byte, algs ...string) (string, error) {
+	if len(algs) == 0 {
+		algs = []string{DigestSHA256}
+	}
+	members := make([]member, 0, len(algs))
+	for _, alg := range algs {
+		h := newDigestHash(alg)
+		if h == nil {
+			return "", fmt.Errorf("httpsig: %w: content digest algorithm %q (want %s or %s)",
+				autherr.ErrUnsupportedAlg, alg, DigestSHA256, DigestSHA512)
+		}
+		h.Write(body)
+		members = append(members, member{key: alg, val: sfBin(h.Sum(nil))})
+	}
+	return serializeSFDictionary(members)
+}
+
+// VerifyContentDigest checks the Content-Digest field lines against body (RFC 9530). Digests with algorithms this
+// package does not know (including the deprecated md5, sha, crc32c...) are ignored, but at least one sha-256 or
+// sha-512 digest is required, and every one present must match.
+//
+// Errors: ErrMalformed when the field is absent or does not parse, ErrTooLarge over MaxFieldBytes or more than 8
+// digests, ErrUnsupportedAlg when no supported algorithm is present, and ErrMismatch when a digest differs from
+// the body (the digest is what the signature covers, so a differing body is a broken binding rather than a bad
+// signature).
+func VerifyContentDigest(fieldLines []string, body []byte) error {
+	if len(fieldLines) == 0 {
+		return fmt.Errorf("httpsig: %w: no Content-Digest field", autherr.ErrMalformed)
+	}
+	value, err := combineSFLines("Content-Digest", fieldLines)
+	if err != nil {
+		return err
+	}
+	d, err := parseSFDictionary(value)
+	if err != nil {
+		return sfError("Content-Digest", err)
+	}
+	if d.dup {
+		return fmt.Errorf("httpsig: %w: Content-Digest names an algorithm twice", autherr.ErrMalformed)
+	}
+	if len(d.members) > maxDigestMembers {
+		return fmt.Errorf("httpsig: %w: Content-Digest has %d members, limit %d",
+			autherr.ErrTooLarge, len(d.members), maxDigestMembers)
+	}
+	checked := 0
+	for _, m := range d.members {
+		if m.inner || m.val.kind != sfBytes {
+			return fmt.Errorf("httpsig: %w: Content-Digest member %q is not a byte sequence", autherr.ErrMalformed, m.key)
+		}
+		h := newDigestHash(m.key)
+		if h == nil {
+			continue
+		}
+		h.Write(body)
+		if subtle.ConstantTimeCompare(h.Sum(nil), m.val.bin) != 1 {
+			return fmt.Errorf("httpsig: %w: Content-Digest %s does not match the %d-byte body",
+				autherr.ErrMismatch, m.key, len(body))
+		}
+		checked++
+	}
+	if checked == 0 {
+		return fmt.Errorf("httpsig: %w: Content-Digest has no %s or %s digest",
+			autherr.ErrUnsupportedAlg, DigestSHA256, DigestSHA512)
+	}
+	return nil
+}
+
+// combineSFLines joins the lines of a structured field (RFC 8941 Section 4.2) after checking the size cap.
+func combineSFLines(name string, lines []string) (string, error) {
+	n := 0
+	for _, l := range lines {
+		n += len(l) + 2
+	}
+	if n > MaxFieldBytes+2 {
+		return "", fmt.Errorf("httpsig: %w: %s is %d bytes, limit %d", autherr.ErrTooLarge, name, n-2, MaxFieldBytes)
+	}
+	return strings.Join(lines, ", "), nil
+}
