@@ -1,0 +1,105 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// ReadinessCheck reports why the sidecar cannot serve yet (an error) or a detail while it can (e.g. "fail-static:
+// controller unreachable since ..."). Checks must be cheap: /readyz is polled.
+type ReadinessCheck func(ctx context.Context) (detail string, err error)
+
+// Admin serves /healthz (the process is alive), /readyz (credentials loaded and every check passes, with JSON
+// detail) and /metrics (Prometheus, from the sidecar's own registry).
+type Admin struct {
+	mu     sync.RWMutex
+	checks map[string]ReadinessCheck
+	srv    *http.Server
+}
+
+// NewAdmin returns an admin server for reg's metrics.
+func NewAdmin(reg *prometheus.Registry) *Admin {
+	a := &Admin{checks: map[string]ReadinessCheck{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", a.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+	return a
+}
+
+// AddCheck registers a named readiness check; a later check of the same name replaces it.
+func (a *Admin) AddCheck(name string, c ReadinessCheck) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.checks[name] = c
+}
+
+type readyReport struct {
+	Ready  bool              `json:"ready"`
+	Checks map[string]string `json:"checks"`
+}
+
+// Ready runs every check and reports the result.
+func (a *Admin) Ready(ctx context.Context) (bool, map[string]string) {
+	a.mu.RLock()
+	names := make([]string, 0, len(a.checks))
+	for n := range a.checks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	checks := make([]ReadinessCheck, len(names))
+	for i, n := range names {
+		checks[i] = a.checks[n]
+	}
+	a.mu.RUnlock()
+
+	ready, out := true, make(map[string]string, len(names))
+	for i, c := range checks {
+		detail, err := c(ctx)
+		switch {
+		case err != nil:
+			ready, out[names[i]] = false, "not ready: "+err.Error()
+		case detail == "":
+			out[names[i]] = "ok"
+		default:
+			out[names[i]] = detail
+		}
+	}
+	return ready, out
+}
+
+func (a *Admin) serveReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	ready, checks := a.Ready(ctx)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(readyReport{Ready: ready, Checks: checks})
+}
+
+// Serve serves on ln until Shutdown.
+func (a *Admin) Serve(ln net.Listener) error {
+	if err := a.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops the admin server.
+func (a *Admin) Shutdown(ctx context.Context) error { return a.srv.Shutdown(ctx) }

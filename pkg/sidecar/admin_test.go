@@ -1,0 +1,74 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestAdminEndpoints(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "agentauth_test_total", Help: "test"})
+	reg.MustRegister(c)
+	c.Inc()
+
+	a := NewAdmin(reg)
+	credsErr := errors.New("no X.509-SVID yet")
+	a.AddCheck("credentials", func(context.Context) (string, error) { return "", credsErr })
+	a.AddCheck("controller", func(context.Context) (string, error) { return "fail-static: last contact 3s ago", nil })
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go a.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = a.Shutdown(ctx)
+	})
+	base := "http://" + ln.Addr().String()
+
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	if code, body := get("/healthz"); code != 200 || body != "ok\n" {
+		t.Fatalf("/healthz = %d %q", code, body)
+	}
+	code, body := get("/readyz")
+	var rep readyReport
+	if err := json.Unmarshal([]byte(body), &rep); err != nil {
+		t.Fatalf("/readyz body %q: %v", body, err)
+	}
+	if code != http.StatusServiceUnavailable || rep.Ready || !strings.Contains(rep.Checks["credentials"], "no X.509-SVID") ||
+		rep.Checks["controller"] != "fail-static: last contact 3s ago" {
+		t.Fatalf("/readyz not ready = %d %+v", code, rep)
+	}
+	credsErr = nil
+	a.AddCheck("credentials", func(context.Context) (string, error) { return "", nil })
+	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, `"ready":true`) {
+		t.Fatalf("/readyz ready = %d %s", code, body)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "agentauth_test_total 1") {
+		t.Fatalf("/metrics = %d %s", code, body)
+	}
+	if code, _ := get("/nope"); code != 404 {
+		t.Fatalf("/nope = %d", code)
+	}
+}
