@@ -1,0 +1,348 @@
+package wpt
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-json-experiment/json"
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+
+	"github.com/agentauth/agentauth/pkg/replay"
+)
+
+// Defaults for VerifierConfig.
+const (
+	DefaultClockSkew        = 30 * time.Second
+	DefaultMaxProofLifetime = 5 * time.Minute
+	DefaultWITCacheSize     = 4096
+)
+
+// VerifierConfig configures a Verifier.
+type VerifierConfig struct {
+	// Bundles gives the WIT issuer keys of each trusted trust domain, by kid (required). It is consulted on every
+	// request, so a key removed from a bundle stops being honoured at once, even for cached WITs.
+	Bundles jwtbundle.Source
+	// AllowedAlgs lists the JWS algorithms accepted for WIT signatures and for workload keys (cnf.jwk.alg);
+	// empty means DefaultAllowedAlgs. Only asymmetric algorithms can be listed.
+	AllowedAlgs []string
+	// ClockSkew is the leeway for exp, nbf and iat; 0 means DefaultClockSkew.
+	ClockSkew time.Duration
+	// MaxProofLifetime rejects a WPT whose exp is further than this (plus ClockSkew) beyond now; 0 means
+	// DefaultMaxProofLifetime. The drafts only say "seconds to minutes".
+	MaxProofLifetime time.Duration
+	// Replay remembers WPT jti values (required).
+	Replay *replay.Cache
+	// WITCacheSize bounds the number of verified WITs kept; 0 means DefaultWITCacheSize, negative disables it.
+	WITCacheSize int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Verifier verifies WITs and the WPTs made with them. It is safe for concurrent use.
+type Verifier struct {
+	bundles     jwtbundle.Source
+	allowed     map[string]bool
+	skew        time.Duration
+	maxLifetime time.Duration
+	replay      *replay.Cache
+	now         func() time.Time
+	cache       *witCache
+}
+
+// NewVerifier checks cfg and returns a Verifier.
+func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
+	if cfg.Bundles == nil {
+		return nil, errors.New("wpt: VerifierConfig.Bundles is required")
+	}
+	if cfg.Replay == nil {
+		return nil, errors.New("wpt: VerifierConfig.Replay is required: a WPT without a replay check is a bearer token for its lifetime")
+	}
+	if cfg.ClockSkew < 0 || cfg.MaxProofLifetime < 0 {
+		return nil, errors.New("wpt: ClockSkew and MaxProofLifetime must not be negative")
+	}
+	v := &Verifier{
+		bundles:     cfg.Bundles,
+		allowed:     map[string]bool{},
+		skew:        cfg.ClockSkew,
+		maxLifetime: cfg.MaxProofLifetime,
+		replay:      cfg.Replay,
+		now:         cfg.Now,
+	}
+	algs := cfg.AllowedAlgs
+	if len(algs) == 0 {
+		algs = DefaultAllowedAlgs
+	}
+	for _, a := range algs {
+		if !isSupported(a) {
+			return nil, fmt.Errorf("wpt: %w: %q cannot be allowed (asymmetric JWS algorithms only)", ErrUnsupportedAlg, a)
+		}
+		v.allowed[a] = true
+	}
+	if v.skew == 0 {
+		v.skew = DefaultClockSkew
+	}
+	if v.maxLifetime == 0 {
+		v.maxLifetime = DefaultMaxProofLifetime
+	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	switch {
+	case cfg.WITCacheSize == 0:
+		v.cache = newWITCache(DefaultWITCacheSize)
+	case cfg.WITCacheSize > 0:
+		v.cache = newWITCache(cfg.WITCacheSize)
+	}
+	return v, nil
+}
+
+// verifiedWIT is a WIT plus what is needed to re-check it cheaply and to verify its proofs.
+type verifiedWIT struct {
+	wit       *WIT
+	wth       string           // base64url(SHA-256(wit.Raw))
+	kid       string           // issuer key id that verified it (the only key when the WIT had no kid)
+	issuerKey crypto.PublicKey // that key, to notice its removal from the bundle
+	cnfKey    crypto.PublicKey
+	cnfAlg    string
+}
+
+// VerifyWIT verifies a WIT (draft-ietf-wimse-workload-creds; specs/wimse-wit-wpt.md §2.3): allowed asymmetric alg, typ wit+jwt, issuer key chosen by the trust domain of sub and kid from locally configured bundles,
+// signature, exp/nbf with skew, and a public cnf.jwk whose alg is allowed and fits its key. Verified WITs are cached
+// by the SHA-256 of their bytes; a hit re-checks exp/nbf and that the issuer key is still in its bundle. A WIT alone
+// authenticates nothing: callers must also verify a proof of possession made with WIT.Key (VerifyRequest does).
+func (v *Verifier) VerifyWIT(ctx context.Context, token string) (*WIT, error) {
+	vw, _, err := v.verifyWIT(token)
+	if err != nil {
+		return nil, err
+	}
+	return vw.wit, nil
+}
+
+func (v *Verifier) verifyWIT(token string) (*verifiedWIT, [sha256.Size]byte, error) {
+	if len(token) > MaxTokenSize {
+		return nil, [sha256.Size]byte{}, fmt.Errorf("wpt: %w: WIT is %d bytes, over %d", ErrTooLarge, len(token), MaxTokenSize)
+	}
+	sum := sha256.Sum256([]byte(token))
+	now := v.now()
+	if v.cache != nil {
+		if vw := v.cache.get(sum, token); vw != nil {
+			if err := v.recheck(vw, now); err != nil {
+				return nil, sum, err
+			}
+			return vw, sum, nil
+		}
+	}
+	vw, err := v.verifyWITFull(token, sum, now)
+	if err != nil {
+		return nil, sum, err
+	}
+	if v.cache != nil {
+		v.cache.put(sum, vw, now)
+	}
+	return vw, sum, nil
+}
+
+// recheck repeats the checks on a cached WIT that depend on time or on the current bundle.
+func (v *Verifier) recheck(vw *verifiedWIT, now time.Time) error {
+	if err := v.checkTimes(vw.wit, now); err != nil {
+		return err
+	}
+	b, err := v.bundles.GetJWTBundleForTrustDomain(vw.wit.TrustDomain)
+	if err != nil {
+		return fmt.Errorf("wpt: %w: no bundle for trust domain %q any more: %v", ErrUntrustedIssuer, vw.wit.TrustDomain, err)
+	}
+	if k, ok := b.FindJWTAuthority(vw.kid); !ok || (k != vw.issuerKey && !publicKeyEqual(k, vw.issuerKey)) {
+		return fmt.Errorf("wpt: %w: issuer key %q of trust domain %q was removed from its bundle", ErrUntrustedIssuer, vw.kid, vw.wit.TrustDomain)
+	}
+	return nil
+}
+
+func (v *Verifier) checkTimes(w *WIT, now time.Time) error {
+	if now.After(w.Expiry.Add(v.skew)) {
+		return fmt.Errorf("wpt: %w: WIT expired at %s", ErrExpired, w.Expiry.UTC().Format(time.RFC3339))
+	}
+	if !w.NotBefore.IsZero() && w.NotBefore.After(now.Add(v.skew)) {
+		return fmt.Errorf("wpt: %w: WIT not valid before %s", ErrNotYetValid, w.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func (v *Verifier) verifyWITFull(token string, sum [sha256.Size]byte, now time.Time) (*verifiedWIT, error) {
+	jws, err := parseJWS("WIT", token)
+	if err != nil {
+		return nil, err
+	}
+	hdr := jws.Signatures[0].Header
+	if !v.allowed[hdr.Algorithm] {
+		return nil, fmt.Errorf("wpt: %w: WIT alg %q is not allowed", ErrUnsupportedAlg, hdr.Algorithm)
+	}
+	if !isTyp(hdr.ExtraHeaders[jose.HeaderType], typWIT) {
+		return nil, fmt.Errorf("wpt: %w: WIT typ is %v, want %q", ErrMalformed, hdr.ExtraHeaders[jose.HeaderType], typWIT)
+	}
+	// The claims are read before the signature is checked only to find the trust domain whose keys must verify
+	// it; nothing else in them is used until the signature over these same bytes has verified.
+	var c witClaims
+	if err := unmarshalClaims("WIT", jws.UnsafePayloadWithoutVerification(), &c); err != nil {
+		return nil, err
+	}
+	td, err := parseSubject(c.Sub)
+	if err != nil {
+		return nil, err
+	}
+	b, err := v.bundles.GetJWTBundleForTrustDomain(td)
+	if err != nil {
+		return nil, fmt.Errorf("wpt: %w: trust domain %q: %v", ErrUntrustedIssuer, td, err)
+	}
+	kid := hdr.KeyID
+	var key crypto.PublicKey
+	if kid != "" {
+		var ok bool
+		if key, ok = b.FindJWTAuthority(kid); !ok {
+			return nil, fmt.Errorf("wpt: %w: trust domain %q has no key %q", ErrUntrustedIssuer, td, kid)
+		}
+	} else {
+		all := b.JWTAuthorities()
+		if len(all) != 1 {
+			return nil, fmt.Errorf("wpt: %w: WIT has no kid and trust domain %q has %d keys", ErrUntrustedIssuer, td, len(all))
+		}
+		for kid, key = range all {
+		}
+	}
+	if err := checkAlgKey(hdr.Algorithm, key); err != nil {
+		return nil, fmt.Errorf("wpt: WIT issuer key %q: %w", kid, err)
+	}
+	if _, err := jws.Verify(key); err != nil {
+		if errors.Is(err, jose.ErrUnsupportedCriticalHeader) {
+			return nil, fmt.Errorf("wpt: %w: WIT: %v", ErrMalformed, err)
+		}
+		return nil, fmt.Errorf("wpt: %w: WIT signature does not verify with key %q of trust domain %q", ErrBadSignature, kid, td)
+	}
+
+	w := &WIT{Raw: token, Subject: c.Sub, TrustDomain: td, Issuer: c.Iss, ID: c.Jti, Extra: c.Extra}
+	if c.Exp == nil {
+		return nil, fmt.Errorf("wpt: %w: WIT has no exp", ErrMalformed)
+	}
+	w.Expiry = c.Exp.Time()
+	if c.Nbf != nil {
+		w.NotBefore = c.Nbf.Time()
+	}
+	if c.Iat != nil {
+		w.IssuedAt = c.Iat.Time()
+	}
+	if err := v.checkTimes(w, now); err != nil {
+		return nil, err
+	}
+	if len(c.Aud) != 0 && strings.HasPrefix(c.Sub, "spiffe://") {
+		return nil, fmt.Errorf("wpt: %w: a WIT-SVID must not carry aud", ErrMalformed)
+	}
+	if len(c.Aud) != 0 {
+		w.Extra = withClaim(w.Extra, "aud", c.Aud)
+	}
+	if c.Cnf == nil || len(c.Cnf.JWK) == 0 {
+		return nil, fmt.Errorf("wpt: %w: WIT has no cnf.jwk", ErrMalformed)
+	}
+	if err := json.Unmarshal(c.Cnf.JWK, &w.Key); err != nil {
+		return nil, fmt.Errorf("wpt: %w: WIT cnf.jwk: %v", ErrMalformed, err)
+	}
+	if err := v.checkCnfKey(&w.Key); err != nil {
+		return nil, err
+	}
+	return &verifiedWIT{
+		wit:       w,
+		wth:       base64.RawURLEncoding.EncodeToString(sum[:]),
+		kid:       kid,
+		issuerKey: key,
+		cnfKey:    w.Key.Key,
+		cnfAlg:    w.Key.Algorithm,
+	}, nil
+}
+
+func withClaim(m map[string]any, name string, raw []byte) map[string]any {
+	var val any
+	if json.Unmarshal(raw, &val) != nil {
+		return m
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	m[name] = val
+	return m
+}
+
+// checkCnfKey enforces the rules for the workload key: public, with an allowed alg that fits it.
+func (v *Verifier) checkCnfKey(k *jose.JSONWebKey) error {
+	if _, ok := k.Key.([]byte); ok {
+		return fmt.Errorf("wpt: %w: WIT cnf.jwk is a symmetric key", ErrUnsupportedAlg)
+	}
+	if !k.IsPublic() {
+		return fmt.Errorf("wpt: %w: WIT cnf.jwk carries private key material", ErrMalformed)
+	}
+	if !k.Valid() {
+		return fmt.Errorf("wpt: %w: WIT cnf.jwk is not a valid key", ErrMalformed)
+	}
+	if k.Use != "" && k.Use != "sig" {
+		return fmt.Errorf("wpt: %w: WIT cnf.jwk use is %q, not sig", ErrMalformed, k.Use)
+	}
+	if k.Algorithm == "" {
+		return fmt.Errorf("wpt: %w: WIT cnf.jwk has no alg", ErrMalformed)
+	}
+	if !v.allowed[k.Algorithm] {
+		return fmt.Errorf("wpt: %w: WIT cnf.jwk alg %q is not allowed", ErrUnsupportedAlg, k.Algorithm)
+	}
+	if err := checkAlgKey(k.Algorithm, k.Key); err != nil {
+		return fmt.Errorf("wpt: WIT cnf.jwk: %w", err)
+	}
+	return nil
+}
+
+// witCache holds verified WITs by the SHA-256 of their bytes. Hits take only a read lock; when full, expired
+// entries are dropped first, otherwise an arbitrary one (Go's map order is randomised), which is enough to bound
+// memory and keep hot WITs mostly resident.
+type witCache struct {
+	mu  sync.RWMutex
+	max int
+	m   map[[sha256.Size]byte]*verifiedWIT
+}
+
+func newWITCache(max int) *witCache {
+	return &witCache{max: max, m: make(map[[sha256.Size]byte]*verifiedWIT)}
+}
+
+func (c *witCache) get(sum [sha256.Size]byte, token string) *verifiedWIT {
+	c.mu.RLock()
+	vw := c.m[sum]
+	c.mu.RUnlock()
+	if vw == nil || vw.wit.Raw != token {
+		return nil
+	}
+	return vw
+}
+
+func (c *witCache) put(sum [sha256.Size]byte, vw *verifiedWIT, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[sum]; !ok && len(c.m) >= c.max {
+		evicted := false
+		for k, e := range c.m {
+			if now.After(e.wit.Expiry) {
+				delete(c.m, k)
+				evicted = true
+			}
+		}
+		if !evicted {
+			for k := range c.m {
+				delete(c.m, k)
+				break
+			}
+		}
+	}
+	c.m[sum] = vw
+}
