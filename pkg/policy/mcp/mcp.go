@@ -1,0 +1,354 @@
+package mcp
+
+import (
+	"bytes"
+	stdjson "encoding/json"
+	"fmt"
+	"mime"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+)
+
+// JSON-RPC error codes this package answers with; see the package documentation.
+const (
+	CodeParseError     = -32700
+	CodeInvalidRequest = -32600
+	CodeInvalidParams  = -32602
+	CodeDenied         = -32001
+)
+
+// Limits on one message. The body limit is the caller's (Parse's maxBytes); these bound the work one body can
+// cause regardless of it.
+const (
+	// DefaultMaxBytes is used when Parse is given a maxBytes <= 0.
+	DefaultMaxBytes = 1 << 20
+	// MaxBatch is the largest batch accepted: every element costs a policy evaluation.
+	MaxBatch = 128
+)
+
+// Re-exported reasons, so callers can write errors.Is(err, mcp.ErrMalformed).
+var (
+	ErrMalformed = autherr.ErrMalformed
+	ErrTooLarge  = autherr.ErrTooLarge
+)
+
+// Kind says what a JSON-RPC message is.
+type Kind uint8
+
+const (
+	// KindRequest has a method and an id and expects a response.
+	KindRequest Kind = iota + 1
+	// KindNotification has a method and no id.
+	KindNotification
+	// KindResponse carries a result or an error for a request the server sent to the client.
+	KindResponse
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindRequest:
+		return "request"
+	case KindNotification:
+		return "notification"
+	case KindResponse:
+		return "response"
+	}
+	return "invalid"
+}
+
+// Target says what a call acts on, beyond the MCP server itself.
+type Target uint8
+
+const (
+	// TargetServer: the call names nothing inside the server (initialize, tools/list, ping, responses...).
+	TargetServer Target = iota
+	// TargetTool: tools/call; Name is the tool name.
+	TargetTool
+	// TargetResource: resources/read, resources/subscribe, resources/unsubscribe, completion/complete of a
+	// resource template; Name is the resource URI.
+	TargetResource
+	// TargetPrompt: prompts/get, completion/complete of a prompt; Name is the prompt name.
+	TargetPrompt
+)
+
+// Call is one JSON-RPC message of a body, reduced to what authorization needs.
+type Call struct {
+	Kind Kind
+	// ID is the raw JSON id (a string or a number); nil for a notification.
+	ID stdjson.RawMessage
+	// Method is the JSON-RPC method; empty for a response.
+	Method string
+	Target Target
+	// Name is the tool or prompt name, or the resource URI, per Target.
+	Name string
+	// Args are the scalar top-level arguments of tools/call and prompts/get: strings as they are, numbers and
+	// booleans as their JSON text. Nested objects, arrays and nulls are left out.
+	Args map[string]string
+}
+
+// Message is a parsed body: one call, or the elements of a batch in order.
+type Message struct {
+	Calls []Call
+	// Batch is true when the body was a JSON array; the answer must then be an array too.
+	Batch bool
+}
+
+// Error is a message that must not be forwarded. Code is the JSON-RPC error code to answer with, ID the id of the
+// offending element when it could be read (else nil, answered as null). It wraps autherr.ErrMalformed or
+// autherr.ErrTooLarge.
+type Error struct {
+	Code   int
+	ID     stdjson.RawMessage
+	Msg    string
+	reason error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("mcp: %v: %s", e.reason, e.Msg) }
+
+// Unwrap returns the autherr reason.
+func (e *Error) Unwrap() error { return e.reason }
+
+// Response is the JSON-RPC error object to answer with.
+func (e *Error) Response() []byte { return JSONRPCError(e.ID, e.Code, e.Msg) }
+
+func newError(code int, reason error, id jsontext.Value, format string, args ...any) *Error {
+	return &Error{Code: code, ID: stdjson.RawMessage(id), Msg: fmt.Sprintf(format, args...), reason: reason}
+}
+
+// JSONRPCError builds {"jsonrpc":"2.0","id":id,"error":{"code":code,"message":message}}. A nil or invalid id is
+// written as null, as JSON-RPC requires when the id could not be determined.
+func JSONRPCError(id stdjson.RawMessage, code int, message string) []byte {
+	resp := struct {
+		JSONRPC string         `json:"jsonrpc"`
+		ID      jsontext.Value `json:"id"`
+		Error   struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}{JSONRPC: "2.0", ID: jsontext.Value("null")}
+	if k := jsontext.Value(id).Kind(); (k == '"' || k == '0') && jsontext.Value(id).IsValid() {
+		resp.ID = jsontext.Value(id)
+	}
+	resp.Error.Code = code
+	resp.Error.Message = message
+	// Marshal cannot fail: every field is a plain string, int or validated raw value. Invalid UTF-8 in message
+	// is replaced rather than rejected so that an error answer is always produced.
+	out, err := json.Marshal(resp, jsontext.AllowInvalidUTF8(true))
+	if err != nil {
+		return []byte(`{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"internal error"}}`)
+	}
+	return out
+}
+
+// Parse reads a streamable-HTTP POST body holding one JSON-RPC 2.0 message or a batch of them. contentType is the
+// request's Content-Type and must be application/json. A body over maxBytes (DefaultMaxBytes when maxBytes <= 0)
+// is refused before it is read. Any malformed element rejects the whole body: a proxy must not forward a
+// message it could not fully understand.
+func Parse(contentType string, body []byte, maxBytes int) (Message, error) {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	if len(body) > maxBytes {
+		return Message{}, newError(CodeInvalidRequest, ErrTooLarge, nil, "body of %d bytes is over the limit of %d", len(body), maxBytes)
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "application/json" {
+		return Message{}, newError(CodeInvalidRequest, ErrMalformed, nil, "content type %q is not application/json", contentType)
+	}
+	var top jsontext.Value
+	if err := json.Unmarshal(body, &top); err != nil {
+		return Message{}, newError(CodeParseError, ErrMalformed, nil, "parse error: %v", err)
+	}
+	switch top.Kind() {
+	case '{':
+		c, perr := parseOne(top)
+		if perr != nil {
+			return Message{}, perr
+		}
+		return Message{Calls: []Call{c}}, nil
+	case '[':
+		var elems []jsontext.Value
+		if err := json.Unmarshal(top, &elems); err != nil {
+			return Message{}, newError(CodeParseError, ErrMalformed, nil, "parse error: %v", err)
+		}
+		if len(elems) == 0 {
+			return Message{}, newError(CodeInvalidRequest, ErrMalformed, nil, "empty batch")
+		}
+		if len(elems) > MaxBatch {
+			return Message{}, newError(CodeInvalidRequest, ErrTooLarge, nil, "batch of %d messages is over the limit of %d", len(elems), MaxBatch)
+		}
+		calls := make([]Call, 0, len(elems))
+		for i, el := range elems {
+			c, perr := parseOne(el)
+			if perr != nil {
+				perr.Msg = fmt.Sprintf("batch element %d: %s", i, perr.Msg)
+				return Message{}, perr
+			}
+			calls = append(calls, c)
+		}
+		return Message{Calls: calls, Batch: true}, nil
+	}
+	return Message{}, newError(CodeInvalidRequest, ErrMalformed, nil, "body is a JSON %v, not a request object or batch", top.Kind())
+}
+
+// wire is a JSON-RPC message with every member kept raw, so that absent, null and wrongly typed members can each
+// be told apart and reported precisely.
+type wire struct {
+	JSONRPC jsontext.Value `json:"jsonrpc"`
+	ID      jsontext.Value `json:"id"`
+	Method  jsontext.Value `json:"method"`
+	Params  jsontext.Value `json:"params"`
+	Result  jsontext.Value `json:"result"`
+	Error   jsontext.Value `json:"error"`
+}
+
+func parseOne(v jsontext.Value) (Call, *Error) {
+	if v.Kind() != '{' {
+		return Call{}, newError(CodeInvalidRequest, ErrMalformed, nil, "message is a JSON %v, not an object", v.Kind())
+	}
+	var w wire
+	if err := json.Unmarshal(v, &w); err != nil {
+		return Call{}, newError(CodeParseError, ErrMalformed, nil, "parse error: %v", err)
+	}
+	// The id first, so that every later error can be answered to the right id.
+	var id jsontext.Value
+	if w.ID != nil {
+		if k := w.ID.Kind(); k != '"' && k != '0' {
+			return Call{}, newError(CodeInvalidRequest, ErrMalformed, nil, "id is a JSON %v; it must be a string or a number", k)
+		}
+		id = bytes.Clone(w.ID)
+	}
+	var version string
+	if w.JSONRPC == nil || json.Unmarshal(w.JSONRPC, &version) != nil || version != "2.0" {
+		return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, `jsonrpc member must be "2.0"`)
+	}
+
+	if w.Method == nil {
+		if w.Result == nil && w.Error == nil {
+			return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, "missing method")
+		}
+		if w.Result != nil && w.Error != nil {
+			return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, "response has both result and error")
+		}
+		if id == nil {
+			return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, "response without id")
+		}
+		if w.Params != nil {
+			return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, "response with params")
+		}
+		return Call{Kind: KindResponse, ID: stdjson.RawMessage(id)}, nil
+	}
+	if w.Result != nil || w.Error != nil {
+		return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, "request has a result or error member")
+	}
+	var method string
+	if json.Unmarshal(w.Method, &method) != nil || method == "" {
+		return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, "method must be a non-empty string")
+	}
+	if w.Params != nil {
+		if k := w.Params.Kind(); k != '{' && k != '[' {
+			return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, "params is a JSON %v; it must be an object or an array", k)
+		}
+	}
+	c := Call{Kind: KindRequest, ID: stdjson.RawMessage(id), Method: method}
+	if id == nil {
+		c.Kind = KindNotification
+	}
+	if err := c.readTarget(w.Params); err != nil {
+		err.ID = c.ID
+		return Call{}, err
+	}
+	return c, nil
+}
+
+// targetParams are the params members that name what a call acts on.
+type targetParams struct {
+	Name      jsontext.Value            `json:"name"`
+	URI       jsontext.Value            `json:"uri"`
+	Arguments map[string]jsontext.Value `json:"arguments"`
+	Ref       *struct {
+		Type jsontext.Value `json:"type"`
+		Name jsontext.Value `json:"name"`
+		URI  jsontext.Value `json:"uri"`
+	} `json:"ref"`
+}
+
+// readTarget fills Target, Name and Args for the methods that act on something inside the server. Those methods
+// must name it: a tools/call the sidecar cannot attribute to a tool is refused, not passed.
+func (c *Call) readTarget(params jsontext.Value) *Error {
+	var field string
+	switch c.Method {
+	case "tools/call":
+		c.Target, field = TargetTool, "name"
+	case "prompts/get":
+		c.Target, field = TargetPrompt, "name"
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		c.Target, field = TargetResource, "uri"
+	case "completion/complete":
+		field = "ref"
+	default:
+		return nil
+	}
+	if params.Kind() != '{' {
+		return newError(CodeInvalidParams, ErrMalformed, nil, "%s needs a params object with %s", c.Method, field)
+	}
+	var p targetParams
+	if err := json.Unmarshal(params, &p); err != nil {
+		return newError(CodeInvalidParams, ErrMalformed, nil, "%s params: %v", c.Method, err)
+	}
+	var ok bool
+	switch field {
+	case "name":
+		c.Name, ok = nonEmptyString(p.Name)
+	case "uri":
+		c.Name, ok = nonEmptyString(p.URI)
+	case "ref":
+		if p.Ref != nil {
+			switch kind, _ := nonEmptyString(p.Ref.Type); kind {
+			case "ref/prompt":
+				c.Target = TargetPrompt
+				c.Name, ok = nonEmptyString(p.Ref.Name)
+			case "ref/resource":
+				c.Target = TargetResource
+				c.Name, ok = nonEmptyString(p.Ref.URI)
+			}
+		}
+	}
+	if !ok {
+		return newError(CodeInvalidParams, ErrMalformed, nil, "%s without a non-empty params.%s", c.Method, field)
+	}
+	if c.Method == "tools/call" || c.Method == "prompts/get" {
+		c.Args = scalarArgs(p.Arguments)
+	}
+	return nil
+}
+
+func nonEmptyString(v jsontext.Value) (string, bool) {
+	var s string
+	if v == nil || json.Unmarshal(v, &s) != nil || s == "" {
+		return "", false
+	}
+	return s, true
+}
+
+func scalarArgs(in map[string]jsontext.Value) map[string]string {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		switch v.Kind() {
+		case '"':
+			var s string
+			if json.Unmarshal(v, &s) == nil {
+				out[k] = s
+			}
+		case '0', 't', 'f':
+			out[k] = string(v)
+		}
+	}
+	return out
+}
