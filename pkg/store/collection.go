@@ -1,0 +1,168 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+)
+
+// Collection is one bucket of protobuf messages of type T, each stored under the key its message names
+// (a policy's id, a trust bundle's trust domain, …).
+type Collection[T proto.Message] struct {
+	s      *Store
+	bucket string
+	newT   func() T
+	key    func(T) string
+}
+
+func newCollection[T proto.Message](s *Store, bucket string, newT func() T, key func(T) string) *Collection[T] {
+	return &Collection[T]{s: s, bucket: bucket, newT: newT, key: key}
+}
+
+// Put stores v under its key, durably, and returns the store version of the write. Putting a value equal to
+// the stored one changes nothing and returns the current version.
+func (c *Collection[T]) Put(v T) (uint64, error) {
+	key := c.key(v)
+	if err := checkKey(c.bucket, key); err != nil {
+		return 0, err
+	}
+	raw, err := marshal(v)
+	if err != nil {
+		return 0, fmt.Errorf("store: %s %q: %w", c.bucket, key, err)
+	}
+	return c.s.update(func(tx *bolt.Tx, version uint64) ([]Change, bool, error) {
+		b := tx.Bucket([]byte(c.bucket))
+		if old := b.Get([]byte(key)); old != nil && bytes.Equal(old, raw) {
+			return nil, false, nil
+		}
+		if err := b.Put([]byte(key), raw); err != nil {
+			return nil, false, err
+		}
+		return []Change{{Bucket: c.bucket, Key: key, Value: proto.Clone(v), Version: version}}, true, nil
+	})
+}
+
+// Get returns the value under key, ErrNotFound, or ErrCorrupt when the stored bytes do not decode.
+func (c *Collection[T]) Get(key string) (T, error) {
+	var out T
+	err := c.s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket([]byte(c.bucket)).Get([]byte(key))
+		if raw == nil {
+			return fmt.Errorf("store: %s %q: %w", c.bucket, key, ErrNotFound)
+		}
+		v, err := c.decode(key, raw)
+		out = v
+		return err
+	})
+	return out, err
+}
+
+// List returns every value in key order. One corrupt value fails the whole list, naming its key.
+func (c *Collection[T]) List() ([]T, error) {
+	var out []T
+	err := c.s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(c.bucket))
+		out = make([]T, 0, b.Stats().KeyN)
+		return b.ForEach(func(k, raw []byte) error {
+			v, err := c.decode(string(k), raw)
+			if err != nil {
+				return err
+			}
+			out = append(out, v)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Delete removes the value under key, durably. Deleting a missing key returns ErrNotFound and changes nothing.
+func (c *Collection[T]) Delete(key string) (uint64, error) {
+	if err := checkKey(c.bucket, key); err != nil {
+		return 0, err
+	}
+	return c.s.update(func(tx *bolt.Tx, version uint64) ([]Change, bool, error) {
+		b := tx.Bucket([]byte(c.bucket))
+		if b.Get([]byte(key)) == nil {
+			return nil, false, fmt.Errorf("store: %s %q: %w", c.bucket, key, ErrNotFound)
+		}
+		if err := b.Delete([]byte(key)); err != nil {
+			return nil, false, err
+		}
+		return []Change{{Bucket: c.bucket, Key: key, Version: version}}, true, nil
+	})
+}
+
+// Replace makes the collection hold exactly vs, in one durable transaction: new and changed values are put,
+// values not in vs are deleted. Two values with the same key are refused and nothing changes.
+func (c *Collection[T]) Replace(vs []T) (uint64, error) {
+	want := make(map[string][]byte, len(vs))
+	byKey := make(map[string]T, len(vs))
+	for _, v := range vs {
+		key := c.key(v)
+		if err := checkKey(c.bucket, key); err != nil {
+			return 0, err
+		}
+		if _, dup := want[key]; dup {
+			return 0, fmt.Errorf("store: %s: duplicate key %q", c.bucket, key)
+		}
+		raw, err := marshal(v)
+		if err != nil {
+			return 0, fmt.Errorf("store: %s %q: %w", c.bucket, key, err)
+		}
+		want[key] = raw
+		byKey[key] = v
+	}
+	return c.s.update(func(tx *bolt.Tx, version uint64) ([]Change, bool, error) {
+		b := tx.Bucket([]byte(c.bucket))
+		var changes []Change
+		var stale [][]byte
+		err := b.ForEach(func(k, old []byte) error {
+			if _, keep := want[string(k)]; !keep {
+				stale = append(stale, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, false, err
+		}
+		for _, k := range stale {
+			if err := b.Delete(k); err != nil {
+				return nil, false, err
+			}
+			changes = append(changes, Change{Bucket: c.bucket, Key: string(k), Version: version})
+		}
+		for key, raw := range want {
+			if old := b.Get([]byte(key)); old != nil && bytes.Equal(old, raw) {
+				continue
+			}
+			if err := b.Put([]byte(key), raw); err != nil {
+				return nil, false, err
+			}
+			changes = append(changes, Change{Bucket: c.bucket, Key: key, Value: proto.Clone(byKey[key]), Version: version})
+		}
+		return changes, len(changes) > 0, nil
+	})
+}
+
+func (c *Collection[T]) decode(key string, raw []byte) (T, error) {
+	v := c.newT()
+	if err := proto.Unmarshal(raw, v); err != nil {
+		var zero T
+		return zero, fmt.Errorf("store: %s %q: %w: %v", c.bucket, key, ErrCorrupt, err)
+	}
+	if got := c.key(v); got != key {
+		var zero T
+		return zero, fmt.Errorf("store: %s %q: %w: the value names key %q", c.bucket, key, ErrCorrupt, got)
+	}
+	return v, nil
+}
+
+// marshal is deterministic so that equal messages give equal bytes (Put of an unchanged value is a no-op).
+func marshal(v proto.Message) ([]byte, error) {
+	return proto.MarshalOptions{Deterministic: true}.Marshal(v)
+}
