@@ -1,0 +1,224 @@
+package wpt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// maxJTILen bounds the jti kept in the replay cache.
+const maxJTILen = 256
+
+// Request is what VerifyRequest needs from one HTTP request.
+type Request struct {
+	// WIT and WPT are the Workload-Identity-Token and Workload-Proof-Token values (see ExtractHeaders).
+	WIT, WPT string
+	// Audiences are the acceptable aud values, from trusted configuration (e.g. this route's target URI without
+	// query and fragment, plus configured aliases) — never from the request's Host or X-Forwarded-Host.
+	Audiences []string
+	// AccessToken is the OAuth access token of the request (the value after "Bearer "), if any; it must be bound by ath.
+	AccessToken string
+	// TxnToken is the Txn-Token header value, if any; it must be bound by tth.
+	TxnToken string
+	// Other maps further context-token header names this receiver understands to their values in the request;
+	// each must be bound by oth, and oth may bind nothing else.
+	Other map[string]string
+}
+
+// Result is a verified request proof.
+type Result struct {
+	// WIT is the verified WIT; WIT.Subject is the authenticated peer. Shared and read-only.
+	WIT *WIT
+	// JTI, Expiry and Audience are the WPT's jti, exp and the aud value that matched.
+	JTI      string
+	Expiry   time.Time
+	Audience string
+}
+
+// wptIn is the WPT payload as received; aud may be a string or an array.
+type wptIn struct {
+	Aud jsontext.Value    `json:"aud"`
+	Exp *jwt.NumericDate  `json:"exp"`
+	Nbf *jwt.NumericDate  `json:"nbf"`
+	Iat *jwt.NumericDate  `json:"iat"`
+	Jti string            `json:"jti"`
+	Wth string            `json:"wth"`
+	Ath *string           `json:"ath"`
+	Tth *string           `json:"tth"`
+	Oth map[string]string `json:"oth"`
+}
+
+// VerifyRequest verifies a WIT and the WPT made with its key for one request, in the order of
+// draft-ietf-wimse-wpt §3.4: the WIT (VerifyWIT), WPT alg equal to cnf.jwk.alg, the WPT signature with cnf.jwk,
+// typ wpt+jwt, aud, exp (not passed, not further than MaxProofLifetime ahead), wth, the ath/tth/oth bindings,
+// and, last, the jti replay check scoped by the WIT subject — so a proof that fails any other check never
+// consumes its jti.
+func (v *Verifier) VerifyRequest(ctx context.Context, in Request) (*Result, error) {
+	switch {
+	case in.WIT == "":
+		return nil, fmt.Errorf("wpt: %w: no %s", ErrMissing, HeaderWIT)
+	case in.WPT == "":
+		return nil, fmt.Errorf("wpt: %w: no %s", ErrMissing, HeaderWPT)
+	case len(in.WPT) > MaxTokenSize:
+		return nil, fmt.Errorf("wpt: %w: WPT is %d bytes, over %d", ErrTooLarge, len(in.WPT), MaxTokenSize)
+	}
+	vw, _, err := v.verifyWIT(in.WIT)
+	if err != nil {
+		return nil, err
+	}
+	jws, err := parseJWS("WPT", in.WPT)
+	if err != nil {
+		return nil, err
+	}
+	hdr := &jws.Signatures[0].Header
+	if hdr.Algorithm != vw.cnfAlg {
+		return nil, fmt.Errorf("wpt: %w: WPT alg %q is not the WIT's cnf.jwk alg %q", ErrUnsupportedAlg, hdr.Algorithm, vw.cnfAlg)
+	}
+	payload, err := jws.Verify(vw.cnfKey)
+	if err != nil {
+		if errors.Is(err, jose.ErrUnsupportedCriticalHeader) {
+			return nil, fmt.Errorf("wpt: %w: WPT: %v", ErrMalformed, err)
+		}
+		return nil, fmt.Errorf("wpt: %w: WPT signature does not verify with the WIT's cnf.jwk", ErrBadSignature)
+	}
+	if !isTyp(hdr.ExtraHeaders[jose.HeaderType], typWPT) {
+		return nil, fmt.Errorf("wpt: %w: WPT typ is %v, want %q", ErrMalformed, hdr.ExtraHeaders[jose.HeaderType], typWPT)
+	}
+	var c wptIn
+	if err := unmarshalClaims("WPT", payload, &c); err != nil {
+		return nil, err
+	}
+	aud, err := matchAudience(c.Aud, in.Audiences)
+	if err != nil {
+		return nil, err
+	}
+	now := v.now()
+	exp, err := v.checkProofTimes(&c, now)
+	if err != nil {
+		return nil, err
+	}
+	if c.Wth != vw.wth {
+		return nil, fmt.Errorf("wpt: %w: WPT wth does not match the hash of the %s sent", ErrMismatch, HeaderWIT)
+	}
+	if err := checkBinding("ath", "access token", c.Ath, in.AccessToken); err != nil {
+		return nil, err
+	}
+	if err := checkBinding("tth", HeaderTxnToken, c.Tth, in.TxnToken); err != nil {
+		return nil, err
+	}
+	if err := checkOth(c.Oth, in.Other); err != nil {
+		return nil, err
+	}
+	if c.Jti == "" {
+		return nil, fmt.Errorf("wpt: %w: WPT has no jti", ErrMalformed)
+	}
+	if len(c.Jti) > maxJTILen {
+		return nil, fmt.Errorf("wpt: %w: WPT jti is %d bytes, over %d", ErrMalformed, len(c.Jti), maxJTILen)
+	}
+	if err := v.replay.Check(vw.wit.Subject+"\x00"+c.Jti, exp.Add(v.skew)); err != nil {
+		return nil, fmt.Errorf("wpt: WPT jti %q from %s: %w", c.Jti, vw.wit.Subject, err)
+	}
+	return &Result{WIT: vw.wit, JTI: c.Jti, Expiry: exp, Audience: aud}, nil
+}
+
+// matchAudience requires exactly one aud value and that it is one of want. A proof naming several audiences
+// could be replayed at each of them, whose replay caches do not know of one another.
+func matchAudience(raw jsontext.Value, want []string) (string, error) {
+	var aud string
+	switch raw.Kind() {
+	case '"':
+		if err := json.Unmarshal(raw, &aud); err != nil {
+			return "", fmt.Errorf("wpt: %w: WPT aud: %v", ErrMalformed, err)
+		}
+	case '[':
+		var list []string
+		if err := json.Unmarshal(raw, &list); err != nil || len(list) != 1 {
+			return "", fmt.Errorf("wpt: %w: WPT aud must name exactly one audience", ErrMalformed)
+		}
+		aud = list[0]
+	default:
+		return "", fmt.Errorf("wpt: %w: WPT has no aud", ErrMalformed)
+	}
+	for _, w := range want {
+		if aud == w {
+			return aud, nil
+		}
+	}
+	return "", fmt.Errorf("wpt: %w: aud %q is not one of %q", ErrWrongAudience, aud, want)
+}
+
+func (v *Verifier) checkProofTimes(c *wptIn, now time.Time) (time.Time, error) {
+	if c.Exp == nil {
+		return time.Time{}, fmt.Errorf("wpt: %w: WPT has no exp", ErrMalformed)
+	}
+	exp := c.Exp.Time()
+	if now.After(exp.Add(v.skew)) {
+		return exp, fmt.Errorf("wpt: %w: WPT expired at %s", ErrExpired, exp.UTC().Format(time.RFC3339))
+	}
+	if limit := now.Add(v.maxLifetime + v.skew); exp.After(limit) {
+		return exp, fmt.Errorf("wpt: %w: WPT exp %s is more than %v ahead; proofs must be short-lived",
+			ErrExpired, exp.UTC().Format(time.RFC3339), v.maxLifetime)
+	}
+	for _, d := range [...]struct {
+		name string
+		t    *jwt.NumericDate
+	}{{"nbf", c.Nbf}, {"iat", c.Iat}} {
+		if d.t != nil && d.t.Time().After(now.Add(v.skew)) {
+			return exp, fmt.Errorf("wpt: %w: WPT %s is in the future", ErrNotYetValid, d.name)
+		}
+	}
+	return exp, nil
+}
+
+// checkBinding enforces one of ath/tth: a token in the request must be bound, and a binding must match a token in
+// the request (a proof made for a token the request does not carry is not for this request).
+func checkBinding(claim, what string, got *string, token string) error {
+	switch {
+	case token == "" && got == nil:
+		return nil
+	case token == "":
+		return fmt.Errorf("wpt: %w: WPT has %s but the request carries no %s", ErrMismatch, claim, what)
+	case got == nil:
+		return fmt.Errorf("wpt: %w: the request carries an %s but the WPT has no %s", ErrMismatch, what, claim)
+	case *got != hashB64(token):
+		return fmt.Errorf("wpt: %w: WPT %s does not match the %s", ErrMismatch, claim, what)
+	}
+	return nil
+}
+
+// checkOth requires every header in other to be bound by oth and every oth entry to name a header in other.
+func checkOth(oth, other map[string]string) error {
+	for name, val := range other {
+		lower := strings.ToLower(name)
+		h, ok := oth[lower]
+		if !ok {
+			return fmt.Errorf("wpt: %w: the request carries %s but WPT oth does not bind it", ErrMismatch, lower)
+		}
+		if h != hashB64(strings.Trim(val, " \t")) {
+			return fmt.Errorf("wpt: %w: WPT oth[%q] does not match the header value", ErrMismatch, lower)
+		}
+	}
+	for name := range oth {
+		if !hasLower(other, name) {
+			return fmt.Errorf("wpt: %w: WPT oth binds %q, which this receiver does not understand or the request does not carry", ErrMismatch, name)
+		}
+	}
+	return nil
+}
+
+// hasLower reports whether m has a key whose lower-case form is name.
+func hasLower(m map[string]string, name string) bool {
+	for k := range m {
+		if strings.ToLower(k) == name {
+			return true
+		}
+	}
+	return false
+}
