@@ -1,0 +1,200 @@
+package httpsig
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	_ "crypto/sha256" // registers SHA-256 for crypto.Hash.New
+	_ "crypto/sha512" // registers SHA-384 and SHA-512
+	"encoding/asn1"
+	"fmt"
+	"math/big"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+)
+
+// Algorithm names a signature algorithm: an RFC 9421 registered name, or a JWS algorithm name (RFC 9421 Section
+// 3.3.7) for the JWS algorithms that have no registered equivalent (ES512, PS256, PS384, RS384, RS512).
+// HMAC and "none" are never accepted.
+type Algorithm string
+
+// RFC 9421 Section 3.3 algorithms this package signs and verifies.
+const (
+	AlgEd25519         Algorithm = "ed25519"
+	AlgECDSAP256SHA256 Algorithm = "ecdsa-p256-sha256"
+	AlgECDSAP384SHA384 Algorithm = "ecdsa-p384-sha384"
+	AlgRSAPSSSHA512    Algorithm = "rsa-pss-sha512"
+	AlgRSAV15SHA256    Algorithm = "rsa-v1_5-sha256"
+)
+
+// minRSABits is the smallest RSA modulus accepted for signing or verifying.
+const minRSABits = 2048
+
+type algKind uint8
+
+const (
+	kindEd25519 algKind = iota + 1
+	kindECDSA
+	kindRSAPSS
+	kindRSAPKCS1
+)
+
+type algSpec struct {
+	kind  algKind
+	hash  crypto.Hash
+	curve elliptic.Curve
+	size  int // ECDSA: bytes of r and of s
+}
+
+func (a Algorithm) spec() (algSpec, error) {
+	switch a {
+	case AlgEd25519, "EdDSA":
+		return algSpec{kind: kindEd25519}, nil
+	case AlgECDSAP256SHA256, "ES256":
+		return algSpec{kind: kindECDSA, hash: crypto.SHA256, curve: elliptic.P256(), size: 32}, nil
+	case AlgECDSAP384SHA384, "ES384":
+		return algSpec{kind: kindECDSA, hash: crypto.SHA384, curve: elliptic.P384(), size: 48}, nil
+	case "ES512":
+		return algSpec{kind: kindECDSA, hash: crypto.SHA512, curve: elliptic.P521(), size: 66}, nil
+	case AlgRSAPSSSHA512, "PS512":
+		return algSpec{kind: kindRSAPSS, hash: crypto.SHA512}, nil
+	case "PS256":
+		return algSpec{kind: kindRSAPSS, hash: crypto.SHA256}, nil
+	case "PS384":
+		return algSpec{kind: kindRSAPSS, hash: crypto.SHA384}, nil
+	case AlgRSAV15SHA256, "RS256":
+		return algSpec{kind: kindRSAPKCS1, hash: crypto.SHA256}, nil
+	case "RS384":
+		return algSpec{kind: kindRSAPKCS1, hash: crypto.SHA384}, nil
+	case "RS512":
+		return algSpec{kind: kindRSAPKCS1, hash: crypto.SHA512}, nil
+	}
+	return algSpec{}, fmt.Errorf("httpsig: %w: signature algorithm %q", autherr.ErrUnsupportedAlg, string(a))
+}
+
+// AlgorithmFromJWS maps a JWS "alg" (a WIT's cnf.jwk.alg) to the algorithm the WIMSE profile signs with: EdDSA,
+// ES256, ES384, PS512 and RS256 become their RFC 9421 names; ES512, PS256, PS384, RS384 and RS512 are computed per
+// JWA under their JWS names. "none", HS* and anything else fail with ErrUnsupportedAlg.
+func AlgorithmFromJWS(alg string) (Algorithm, error) {
+	switch alg {
+	case "EdDSA":
+		return AlgEd25519, nil
+	case "ES256":
+		return AlgECDSAP256SHA256, nil
+	case "ES384":
+		return AlgECDSAP384SHA384, nil
+	case "PS512":
+		return AlgRSAPSSSHA512, nil
+	case "RS256":
+		return AlgRSAV15SHA256, nil
+	case "ES512", "PS256", "PS384", "RS384", "RS512":
+		return Algorithm(alg), nil
+	}
+	return "", fmt.Errorf("httpsig: %w: JWS algorithm %q is not an asymmetric signature algorithm this package supports",
+		autherr.ErrUnsupportedAlg, alg)
+}
+
+func digest(h crypto.Hash, msg []byte) []byte {
+	d := h.New()
+	d.Write(msg)
+	return d.Sum(nil)
+}
+
+// Sign signs the signature base with key. ECDSA signatures are returned as fixed-size r‖s, as RFC 9421 and JWS
+// require. The key's public half must fit the algorithm (curve, RSA size).
+func (a Algorithm) Sign(key crypto.Signer, base []byte) ([]byte, error) {
+	s, err := a.spec()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkKey(a, key.Public()); err != nil {
+		return nil, err
+	}
+	switch s.kind {
+	case kindEd25519:
+		return key.Sign(rand.Reader, base, crypto.Hash(0))
+	case kindECDSA:
+		der, err := key.Sign(rand.Reader, digest(s.hash, base), s.hash)
+		if err != nil {
+			return nil, err
+		}
+		return ecdsaDERToRaw(der, s.size)
+	case kindRSAPSS:
+		return key.Sign(rand.Reader, digest(s.hash, base), &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: s.hash})
+	default:
+		return key.Sign(rand.Reader, digest(s.hash, base), s.hash)
+	}
+}
+
+// Verify checks sig over the signature base with pub. A signature that does not verify is ErrBadSignature; a key
+// that does not fit the algorithm is ErrUnsupportedAlg.
+func (a Algorithm) Verify(pub crypto.PublicKey, base, sig []byte) error {
+	s, err := a.spec()
+	if err != nil {
+		return err
+	}
+	if err := s.checkKey(a, pub); err != nil {
+		return err
+	}
+	ok := false
+	switch s.kind {
+	case kindEd25519:
+		ok = len(sig) == ed25519.SignatureSize && ed25519.Verify(pub.(ed25519.PublicKey), base, sig)
+	case kindECDSA:
+		if len(sig) == 2*s.size {
+			r := new(big.Int).SetBytes(sig[:s.size])
+			ss := new(big.Int).SetBytes(sig[s.size:])
+			ok = ecdsa.Verify(pub.(*ecdsa.PublicKey), digest(s.hash, base), r, ss)
+		}
+	case kindRSAPSS:
+		ok = rsa.VerifyPSS(pub.(*rsa.PublicKey), s.hash, digest(s.hash, base), sig,
+			&rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: s.hash}) == nil
+	case kindRSAPKCS1:
+		ok = rsa.VerifyPKCS1v15(pub.(*rsa.PublicKey), s.hash, digest(s.hash, base), sig) == nil
+	}
+	if !ok {
+		return fmt.Errorf("httpsig: %w: %s signature does not verify", autherr.ErrBadSignature, string(a))
+	}
+	return nil
+}
+
+func (s algSpec) checkKey(a Algorithm, pub crypto.PublicKey) error {
+	switch s.kind {
+	case kindEd25519:
+		if k, ok := pub.(ed25519.PublicKey); ok && len(k) == ed25519.PublicKeySize {
+			return nil
+		}
+	case kindECDSA:
+		if k, ok := pub.(*ecdsa.PublicKey); ok && k.Curve == s.curve {
+			return nil
+		}
+	case kindRSAPSS, kindRSAPKCS1:
+		if k, ok := pub.(*rsa.PublicKey); ok {
+			if k.N.BitLen() < minRSABits {
+				return fmt.Errorf("httpsig: %w: RSA key of %d bits, need at least %d",
+					autherr.ErrUnsupportedAlg, k.N.BitLen(), minRSABits)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("httpsig: %w: a %T key cannot be used with %s", autherr.ErrUnsupportedAlg, pub, string(a))
+}
+
+// ecdsaDERToRaw converts the ASN.1 signature a crypto.Signer returns into fixed-size r‖s.
+func ecdsaDERToRaw(der []byte, size int) ([]byte, error) {
+	var sig struct{ R, S *big.Int }
+	rest, err := asn1.Unmarshal(der, &sig)
+	if err != nil || len(rest) != 0 || sig.R == nil || sig.S == nil || sig.R.Sign() <= 0 || sig.S.Sign() <= 0 {
+		return nil, fmt.Errorf("httpsig: signer returned a malformed ECDSA signature")
+	}
+	if sig.R.BitLen() > 8*size || sig.S.BitLen() > 8*size {
+		return nil, fmt.Errorf("httpsig: signer returned an ECDSA signature for the wrong curve")
+	}
+	out := make([]byte, 2*size)
+	sig.R.FillBytes(out[:size])
+	sig.S.FillBytes(out[size:])
+	return out, nil
+}

@@ -1,0 +1,311 @@
+package httpsig
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+)
+
+// Field names of RFC 9421.
+const (
+	HeaderSignatureInput = "Signature-Input"
+	HeaderSignature      = "Signature"
+	HeaderContentDigest  = "Content-Digest"
+)
+
+// Limits on what one message may carry.
+const (
+	MaxSignatures = 16 // labelled signatures in one message
+	MaxComponents = 64 // covered components in one signature
+)
+
+// Token is a structured-field Token value, as opposed to a String.
+type Token string
+
+// Decimal is a structured-field Decimal value (at most three fractional digits survive serialization).
+type Decimal float64
+
+// Param is one structured-field parameter of a component identifier or of a signature. Value is a string
+// (sf-string), Token, int64, Decimal, []byte or bool. A true bool serializes as the bare key (`;req`).
+type Param struct {
+	Key   string
+	Value any
+}
+
+// Component is a covered component identifier: a lower-case field name or a derived component name (@method...)
+// with its parameters in order, e.g. {Name: "@query-param", Params: []Param{{"name", "Pet"}}}.
+type Component struct {
+	Name   string
+	Params []Param
+}
+
+// Comp builds a Component from a name and boolean flags, e.g. Comp("@method", "req").
+func Comp(name string, flags ...string) Component {
+	c := Component{Name: name}
+	for _, f := range flags {
+		c.Params = append(c.Params, Param{Key: f, Value: true})
+	}
+	return c
+}
+
+// String returns the serialized component identifier, e.g. `"@method";req`.
+func (c Component) String() string {
+	var b strings.Builder
+	if err := writeItem(&b, c.item()); err != nil {
+		return fmt.Sprintf("<invalid component %q: %v>", c.Name, err)
+	}
+	return b.String()
+}
+
+func (c Component) item() item {
+	return item{val: sfStr(c.Name), params: toParams(c.Params)}
+}
+
+// param returns the named parameter.
+func (c Component) param(key string) (any, bool) {
+	for _, p := range c.Params {
+		if p.Key == key {
+			return p.Value, true
+		}
+	}
+	return nil, false
+}
+
+// flag reports whether the boolean parameter key is present and true.
+func (c Component) flag(key string) bool {
+	v, ok := c.param(key)
+	b, isBool := v.(bool)
+	return ok && isBool && b
+}
+
+// SignatureInput is one signature's metadata: its label, covered components and signature parameters (created,
+// expires, nonce, tag, keyid, alg and any application parameter), each in the order they are serialized.
+type SignatureInput struct {
+	Label      string
+	Components []Component
+	Params     []Param
+}
+
+// Param returns the named signature parameter.
+func (in *SignatureInput) Param(key string) (any, bool) {
+	for _, p := range in.Params {
+		if p.Key == key {
+			return p.Value, true
+		}
+	}
+	return nil, false
+}
+
+// StringParam returns a String parameter; ok is false if it is absent or not a String.
+func (in *SignatureInput) StringParam(key string) (string, bool) {
+	v, _ := in.Param(key)
+	s, ok := v.(string)
+	return s, ok
+}
+
+// TimeParam returns an Integer parameter as Unix seconds (created, expires); ok is false if absent or not an Integer.
+func (in *SignatureInput) TimeParam(key string) (time.Time, bool) {
+	v, _ := in.Param(key)
+	n, ok := v.(int64)
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(n, 0), true
+}
+
+// String returns the serialized value of the signature parameters: the @signature-params component value, which
+// is also the member value in Signature-Input.
+func (in *SignatureInput) String() string {
+	s, err := in.serialize()
+	if err != nil {
+		return fmt.Sprintf("<invalid signature input: %v>", err)
+	}
+	return s
+}
+
+func (in *SignatureInput) serialize() (string, error) {
+	items := make([]item, len(in.Components))
+	for i, c := range in.Components {
+		items[i] = c.item()
+	}
+	var b strings.Builder
+	if err := writeInnerList(&b, items, toParams(in.Params)); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+func toBare(v any) bareItem {
+	switch v := v.(type) {
+	case string:
+		return sfStr(v)
+	case Token:
+		return sfTok(string(v))
+	case int64:
+		return sfInt(v)
+	case int:
+		return sfInt(int64(v))
+	case Decimal:
+		return bareItem{kind: sfDecimal, num: int64(math.Round(float64(v) * 1000))}
+	case []byte:
+		return sfBin(v)
+	case bool:
+		return sfBoolean(v)
+	}
+	return bareItem{} // serializing it fails with "empty bare item"
+}
+
+func fromBare(b bareItem) any {
+	switch b.kind {
+	case sfString:
+		return b.str
+	case sfToken:
+		return Token(b.str)
+	case sfInteger:
+		return b.num
+	case sfDecimal:
+		return Decimal(float64(b.num) / 1000)
+	case sfBytes:
+		return b.bin
+	case sfBool:
+		return b.bl
+	}
+	return nil
+}
+
+func toParams(ps []Param) params {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make(params, len(ps))
+	for i, p := range ps {
+		out[i] = param{key: p.Key, val: toBare(p.Value)}
+	}
+	return out
+}
+
+func fromParams(ps params) []Param {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]Param, len(ps))
+	for i, p := range ps {
+		out[i] = Param{Key: p.key, Value: fromBare(p.val)}
+	}
+	return out
+}
+
+// validComponentName accepts a lower-case field name (an RFC 9110 token) or "@" followed by one.
+func validComponentName(name string) bool {
+	n := strings.TrimPrefix(name, "@")
+	if n == "" {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !isTChar(c) || (c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseSignatureInput parses the Signature-Input field lines of a message into its signatures, in field order.
+// It checks the structure RFC 9421 requires (an Inner List of Strings naming components; created and expires
+// Integers; nonce, alg, keyid and tag Strings) but not what an application requires.
+func ParseSignatureInput(fieldLines []string) ([]SignatureInput, error) {
+	value, err := combineSFLines(HeaderSignatureInput, fieldLines)
+	if err != nil {
+		return nil, err
+	}
+	d, err := parseSFDictionary(value)
+	if err != nil {
+		return nil, sfError(HeaderSignatureInput, err)
+	}
+	if d.dup {
+		return nil, fmt.Errorf("httpsig: %w: Signature-Input repeats a label", autherr.ErrMalformed)
+	}
+	if len(d.members) > MaxSignatures {
+		return nil, fmt.Errorf("httpsig: %w: Signature-Input has %d signatures, limit %d",
+			autherr.ErrTooLarge, len(d.members), MaxSignatures)
+	}
+	out := make([]SignatureInput, 0, len(d.members))
+	for _, m := range d.members {
+		in, err := signatureInputFromMember(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, in)
+	}
+	return out, nil
+}
+
+func signatureInputFromMember(m member) (SignatureInput, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("httpsig: %w: Signature-Input %q: %s", autherr.ErrMalformed, m.key, fmt.Sprintf(format, args...))
+	}
+	if !m.inner {
+		return SignatureInput{}, bad("value is not an inner list")
+	}
+	if len(m.items) > MaxComponents {
+		return SignatureInput{}, fmt.Errorf("httpsig: %w: Signature-Input %q covers %d components, limit %d",
+			autherr.ErrTooLarge, m.key, len(m.items), MaxComponents)
+	}
+	in := SignatureInput{Label: m.key, Components: make([]Component, 0, len(m.items))}
+	for _, it := range m.items {
+		if it.val.kind != sfString {
+			return SignatureInput{}, bad("component identifier is not a string")
+		}
+		if !validComponentName(it.val.str) {
+			return SignatureInput{}, bad("invalid component name %q", it.val.str)
+		}
+		if it.val.str == "@signature-params" {
+			return SignatureInput{}, bad("@signature-params must not be a covered component")
+		}
+		in.Components = append(in.Components, Component{Name: it.val.str, Params: fromParams(it.params)})
+	}
+	for _, p := range m.params {
+		switch p.key {
+		case "created", "expires":
+			if p.val.kind != sfInteger {
+				return SignatureInput{}, bad("%s is not an integer", p.key)
+			}
+		case "nonce", "alg", "keyid", "tag":
+			if p.val.kind != sfString {
+				return SignatureInput{}, bad("%s is not a string", p.key)
+			}
+		}
+	}
+	in.Params = fromParams(m.params)
+	return in, nil
+}
+
+// ParseSignature parses the Signature field lines of a message into signature bytes by label.
+func ParseSignature(fieldLines []string) (map[string][]byte, error) {
+	value, err := combineSFLines(HeaderSignature, fieldLines)
+	if err != nil {
+		return nil, err
+	}
+	d, err := parseSFDictionary(value)
+	if err != nil {
+		return nil, sfError(HeaderSignature, err)
+	}
+	if d.dup {
+		return nil, fmt.Errorf("httpsig: %w: Signature repeats a label", autherr.ErrMalformed)
+	}
+	if len(d.members) > MaxSignatures {
+		return nil, fmt.Errorf("httpsig: %w: Signature has %d signatures, limit %d",
+			autherr.ErrTooLarge, len(d.members), MaxSignatures)
+	}
+	out := make(map[string][]byte, len(d.members))
+	for _, m := range d.members {
+		if m.inner || m.val.kind != sfBytes {
+			return nil, fmt.Errorf("httpsig: %w: Signature %q is not a byte sequence", autherr.ErrMalformed, m.key)
+		}
+		out[m.key] = m.val.bin
+	}
+	return out, nil
+}
