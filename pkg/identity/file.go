@@ -1,0 +1,286 @@
+package identity
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/exp/bundle/witbundle"
+	"github.com/spiffe/go-spiffe/v2/exp/svid/witsvid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// FileConfig names the files a FileSource reads. Paths are read again on every Reload.
+type FileConfig struct {
+	CertFile string // X.509-SVID certificate chain, PEM, leaf first
+	KeyFile  string // its private key, PEM (PKCS#8, SEC 1 or PKCS#1)
+
+	// Bundles maps each trusted trust domain to one or more files, merged per trust domain. Each file is PEM CA
+	// certificates, a SPIFFE bundle (JWK Set with x509-svid / jwt-svid / wit-svid keys), or a plain JWK Set
+	// (read as JWT authorities). The SVID's own trust domain must be present with X.509 authorities.
+	Bundles map[spiffeid.TrustDomain][]string
+
+	WITFile    string // optional: the WIT (compact JWS), SPIFFE WIT-SVID profile
+	WITKeyFile string // with WITFile: PEM private key whose public half is the WIT's cnf.jwk
+
+	Observer Observer // optional
+}
+
+// FileSource serves credentials from files, ghostunnel-style: the current state sits behind an atomic pointer so
+// readers never lock, and Reload swaps it only when every file is present and valid. A failed reload leaves the
+// old state in use, reports to the Observer and returns a *ReloadError.
+type FileSource struct {
+	cfg      FileConfig
+	state    atomic.Pointer[fileState]
+	updates  *notifier
+	reloadMu sync.Mutex // one reload at a time; readers do not take it
+	failed   [sha256.Size]byte
+}
+
+type fileState struct {
+	digest  [sha256.Size]byte // over every file's content, to skip reloads that would change nothing
+	svid    *x509svid.SVID
+	x509    *x509bundle.Set
+	jwt     *jwtbundle.Set
+	wit     *witbundle.Set
+	tds     []spiffeid.TrustDomain
+	witCred *WIT
+}
+
+// ReloadError is returned when new credential material is rejected. Err wraps an autherr reason where one applies
+// (ErrExpired, ErrMismatch, ErrMalformed, ErrUntrustedIssuer, ...) or the file system error.
+type ReloadError struct {
+	Path string // the file at fault; empty when the fault is between files
+	Err  error
+}
+
+func (e *ReloadError) Error() string {
+	if e.Path == "" {
+		return "identity: reload rejected: " + e.Err.Error()
+	}
+	return fmt.Sprintf("identity: reload rejected: %s: %v", e.Path, e.Err)
+}
+
+func (e *ReloadError) Unwrap() error { return e.Err }
+
+// NewFileSource loads the files once; it fails if they are not a valid, unexpired set.
+func NewFileSource(cfg FileConfig) (*FileSource, error) {
+	switch {
+	case cfg.CertFile == "" || cfg.KeyFile == "":
+		return nil, errors.New("identity: FileConfig needs CertFile and KeyFile")
+	case len(cfg.Bundles) == 0:
+		return nil, errors.New("identity: FileConfig needs at least one trust bundle")
+	case (cfg.WITFile == "") != (cfg.WITKeyFile == ""):
+		return nil, errors.New("identity: FileConfig needs both WITFile and WITKeyFile, or neither")
+	}
+	cfg.Bundles = maps.Clone(cfg.Bundles)
+	if cfg.Observer == nil {
+		cfg.Observer = ObserverFuncs{}
+	}
+	s := &FileSource{cfg: cfg, updates: newNotifier()}
+	if err := s.Reload(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Reload reads every file and, if the content changed and is valid, swaps it in and signals Updated. Unchanged
+// content is a no-op. On failure the previous state stays in use.
+func (s *FileSource) Reload() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+
+	files, digest, err := s.readAll()
+	if err != nil {
+		return s.fail(err, sha256.Sum256([]byte(err.Error())))
+	}
+	if cur := s.state.Load(); cur != nil && cur.digest == digest {
+		return nil
+	}
+	st, err := s.build(files, time.Now())
+	if err != nil {
+		return s.fail(err, digest)
+	}
+	st.digest = digest
+	s.state.Store(st)
+	s.failed = [sha256.Size]byte{}
+	s.updates.notify()
+	s.cfg.Observer.Rotated(StatusOf(s))
+	return nil
+}
+
+// fail reports a rejected reload once per distinct content, so a watcher polling a broken file does not count
+// the same failure on every tick.
+func (s *FileSource) fail(err error, digest [sha256.Size]byte) error {
+	if digest != s.failed {
+		s.failed = digest
+		s.cfg.Observer.RotationFailed(err)
+	}
+	return err
+}
+
+// Watch polls the files every interval and reloads when their content changes, until ctx ends. It returns
+// ctx.Err(). Rejected content is reported to the Observer; hashing content (not mtimes) catches same-second
+// rewrites and atomic renames alike.
+func (s *FileSource) Watch(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			_ = s.Reload() // reported through the Observer; the old state stays in use
+		}
+	}
+}
+
+func (s *FileSource) paths() []string {
+	paths := []string{s.cfg.CertFile, s.cfg.KeyFile}
+	for _, td := range sortedTDs(s.cfg.Bundles) {
+		paths = append(paths, s.cfg.Bundles[td]...)
+	}
+	if s.cfg.WITFile != "" {
+		paths = append(paths, s.cfg.WITFile, s.cfg.WITKeyFile)
+	}
+	return paths
+}
+
+func (s *FileSource) readAll() (map[string][]byte, [sha256.Size]byte, error) {
+	h := sha256.New()
+	files := map[string][]byte{}
+	for _, p := range s.paths() {
+		data, err := readFile(p)
+		if err != nil {
+			return nil, [sha256.Size]byte{}, &ReloadError{Path: p, Err: err}
+		}
+		files[p] = data
+		fmt.Fprintf(h, "%s\x00%d\x00", p, len(data))
+		h.Write(data)
+	}
+	var digest [sha256.Size]byte
+	h.Sum(digest[:0])
+	return files, digest, nil
+}
+
+func (s *FileSource) build(files map[string][]byte, now time.Time) (*fileState, error) {
+	svid, err := parseSVID(files[s.cfg.CertFile], files[s.cfg.KeyFile])
+	if err != nil {
+		return nil, &ReloadError{Path: s.cfg.CertFile, Err: err}
+	}
+	if err := checkValidity(svid.Certificates[0], now); err != nil {
+		return nil, &ReloadError{Path: s.cfg.CertFile, Err: err}
+	}
+
+	st := &fileState{svid: svid, x509: x509bundle.NewSet(), jwt: jwtbundle.NewSet(), wit: witbundle.NewSet()}
+	all := spiffebundle.NewSet()
+	for _, td := range sortedTDs(s.cfg.Bundles) {
+		merged := spiffebundle.New(td)
+		for _, p := range s.cfg.Bundles[td] {
+			b, err := parseBundle(td, files[p])
+			if err == nil {
+				err = mergeBundle(merged, b)
+			}
+			if err != nil {
+				return nil, &ReloadError{Path: p, Err: err}
+			}
+		}
+		all.Add(merged)
+		st.x509.Add(merged.X509Bundle())
+		st.jwt.Add(merged.JWTBundle())
+		st.wit.Add(merged.WITBundle())
+		if len(merged.X509Authorities()) > 0 {
+			st.tds = append(st.tds, td)
+		}
+	}
+
+	// Peers validate our SVID against our bundle; refuse a pair that would fail there (e.g. a new CA whose bundle
+	// has not arrived yet).
+	if _, _, err := x509svid.Verify(svid.Certificates, st.x509, x509svid.WithTime(now)); err != nil {
+		return nil, &ReloadError{Path: s.cfg.CertFile, Err: fmt.Errorf("%w: SVID does not chain to the bundle of %q: %v",
+			autherr.ErrUntrustedIssuer, svid.ID.TrustDomain(), err)}
+	}
+
+	if s.cfg.WITFile == "" {
+		return st, nil
+	}
+	key, err := parseKeyPEM(files[s.cfg.WITKeyFile])
+	if err != nil {
+		return nil, &ReloadError{Path: s.cfg.WITKeyFile, Err: err}
+	}
+	token := strings.TrimSpace(string(files[s.cfg.WITFile]))
+	wit, err := parseWIT(token, key, now)
+	if err != nil {
+		return nil, &ReloadError{Path: s.cfg.WITFile, Err: err}
+	}
+	if wit.Subject != svid.ID.String() {
+		return nil, &ReloadError{Path: s.cfg.WITFile, Err: fmt.Errorf("%w: WIT subject %q is not the X.509-SVID's %q",
+			autherr.ErrMismatch, wit.Subject, svid.ID)}
+	}
+	// When WIT authorities for its trust domain are configured, check the issuer signature too, so a WIT that
+	// every peer would refuse is never loaded.
+	if b, ok := st.wit.Get(svid.ID.TrustDomain()); ok && !b.Empty() {
+		if _, err := witsvid.ParseAndValidate(token, st.wit); err != nil {
+			return nil, &ReloadError{Path: s.cfg.WITFile, Err: fmt.Errorf("%w: %v", autherr.ErrBadSignature, err)}
+		}
+	}
+	st.witCred = wit
+	return st, nil
+}
+
+// GetX509SVID implements x509svid.Source.
+func (s *FileSource) GetX509SVID() (*x509svid.SVID, error) { return s.state.Load().svid, nil }
+
+// GetX509BundleForTrustDomain implements x509bundle.Source.
+func (s *FileSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	return s.state.Load().x509.GetX509BundleForTrustDomain(td)
+}
+
+// GetJWTBundleForTrustDomain implements jwtbundle.Source.
+func (s *FileSource) GetJWTBundleForTrustDomain(td spiffeid.TrustDomain) (*jwtbundle.Bundle, error) {
+	return s.state.Load().jwt.GetJWTBundleForTrustDomain(td)
+}
+
+// GetWITBundleForTrustDomain implements witbundle.Source.
+func (s *FileSource) GetWITBundleForTrustDomain(td spiffeid.TrustDomain) (*witbundle.Bundle, error) {
+	return s.state.Load().wit.GetWITBundleForTrustDomain(td)
+}
+
+// GetWIT implements Source.
+func (s *FileSource) GetWIT() (*WIT, error) { return checkWIT(s.state.Load().witCred, time.Now()) }
+
+// Updated implements Source.
+func (s *FileSource) Updated() <-chan struct{} { return s.updates.wait() }
+
+// Close implements Source. A FileSource holds no resources; stop Watch with its context.
+func (s *FileSource) Close() error { return nil }
+
+func (s *FileSource) trustDomains() []spiffeid.TrustDomain { return s.state.Load().tds }
+
+func checkWIT(w *WIT, now time.Time) (*WIT, error) {
+	if w == nil {
+		return nil, ErrNoWIT
+	}
+	if now.After(w.Expiry) {
+		return nil, fmt.Errorf("identity: %w: WIT for %s expired at %s", autherr.ErrExpired, w.Subject, w.Expiry.UTC().Format(time.RFC3339))
+	}
+	return w, nil
+}
+
+func sortedTDs[V any](m map[spiffeid.TrustDomain]V) []spiffeid.TrustDomain {
+	return slices.SortedFunc(maps.Keys(m), func(a, b spiffeid.TrustDomain) int { return strings.Compare(a.Name(), b.Name()) })
+}
+
+var _ Source = (*FileSource)(nil)

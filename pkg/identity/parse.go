@@ -1,0 +1,235 @@
+package identity
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/exp/svid/witsvid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// MaxFileSize caps every credential or bundle file read, so a wrong path (a log, a device) cannot exhaust memory.
+const MaxFileSize = 1 << 20
+
+// witAlgs are the issuer signature algorithms the SPIFFE WIT-SVID profile allows.
+var witAlgs = []jose.SignatureAlgorithm{
+	jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512,
+}
+
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", autherr.ErrTooLarge, MaxFileSize)
+	}
+	return data, nil
+}
+
+// parseCertsPEM returns every CERTIFICATE block in data, in order.
+func parseCertsPEM(data []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: certificate %d: %v", autherr.ErrMalformed, len(certs)+1, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("%w: no PEM CERTIFICATE block", autherr.ErrMalformed)
+	}
+	return certs, nil
+}
+
+// parseKeyPEM reads the first private key block: PKCS#8, SEC 1 (EC PRIVATE KEY) or PKCS#1 (RSA PRIVATE KEY).
+func parseKeyPEM(data []byte) (crypto.Signer, error) {
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return nil, fmt.Errorf("%w: no PEM private key block", autherr.ErrMalformed)
+		}
+		var key any
+		var err error
+		switch block.Type {
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "EC PRIVATE KEY":
+			key, err = x509.ParseECPrivateKey(block.Bytes)
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", autherr.ErrMalformed, block.Type, err)
+		}
+		signer, ok := key.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("%w: key type %T cannot sign", autherr.ErrMalformed, key)
+		}
+		return signer, nil
+	}
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(b)
+}
+
+// checkValidity says whether now is inside the certificate's validity window.
+func checkValidity(c *x509.Certificate, now time.Time) error {
+	if now.After(c.NotAfter) {
+		return fmt.Errorf("%w: certificate expired at %s", autherr.ErrExpired, c.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if now.Before(c.NotBefore) {
+		return fmt.Errorf("%w: certificate valid from %s", autherr.ErrNotYetValid, c.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// parseSVID builds an X.509-SVID from PEM and checks it against the SPIFFE X.509-SVID profile: key matches the
+// leaf, exactly one SPIFFE URI SAN with a path, leaf not a CA, signing certificates are CAs.
+func parseSVID(certPEM, keyPEM []byte) (*x509svid.SVID, error) {
+	certs, err := parseCertsPEM(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	key, err := parseKeyPEM(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	if !publicKeysEqual(key.Public(), certs[0].PublicKey) {
+		return nil, fmt.Errorf("%w: private key does not match the leaf certificate's public key", autherr.ErrMismatch)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", autherr.ErrMalformed, err)
+	}
+	var der []byte
+	for _, c := range certs {
+		der = append(der, c.Raw...)
+	}
+	svid, err := x509svid.ParseRaw(der, pkcs8)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not an X.509-SVID: %v", autherr.ErrMalformed, err)
+	}
+	return svid, nil
+}
+
+// parseBundle reads one bundle file for td: PEM certificates (X.509 authorities), a SPIFFE bundle (JWK Set whose
+// keys carry use x509-svid, jwt-svid or wit-svid), or a plain JWK Set without "use" (JWT authorities).
+func parseBundle(td spiffeid.TrustDomain, data []byte) (*spiffebundle.Bundle, error) {
+	trimmed := bytes.TrimSpace(data)
+	if !bytes.HasPrefix(trimmed, []byte("{")) {
+		certs, err := parseCertsPEM(data)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range certs {
+			if !c.IsCA {
+				return nil, fmt.Errorf("%w: bundle certificate %q is not a CA", autherr.ErrMalformed, c.Subject)
+			}
+		}
+		return spiffebundle.FromX509Bundle(x509bundle.FromX509Authorities(td, certs)), nil
+	}
+	b, err := spiffebundle.Parse(td, trimmed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", autherr.ErrMalformed, err)
+	}
+	if !b.Empty() {
+		return b, nil
+	}
+	// A SPIFFE bundle with no usable key means "all revoked"; a JWK Set without "use" means JWT authorities.
+	jb, err := jwtbundle.Parse(td, trimmed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", autherr.ErrMalformed, err)
+	}
+	return spiffebundle.FromJWTBundle(jb), nil
+}
+
+// mergeBundle adds every authority of src to dst.
+func mergeBundle(dst, src *spiffebundle.Bundle) error {
+	for _, c := range src.X509Authorities() {
+		dst.AddX509Authority(c)
+	}
+	for kid, k := range src.JWTAuthorities() {
+		if err := dst.AddJWTAuthority(kid, k); err != nil {
+			return err
+		}
+	}
+	for kid, k := range src.WITAuthorities() {
+		if _, clash := dst.FindJWTAuthority(kid); clash {
+			return fmt.Errorf("%w: wit-svid kid %q is also a jwt-svid kid", autherr.ErrMalformed, kid)
+		}
+		if err := dst.AddWITAuthority(kid, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseWIT checks a WIT against the SPIFFE WIT-SVID profile (typ wit+jwt, kid, SPIFFE sub, exp, cnf.jwk with alg,
+// no aud) and that key is the private half of its cnf.jwk. It does not verify the issuer signature.
+func parseWIT(token string, key crypto.Signer, now time.Time) (*WIT, error) {
+	tok, err := jwt.ParseSigned(token, witAlgs)
+	if err != nil {
+		return nil, fmt.Errorf("%w: WIT: %v", autherr.ErrMalformed, err)
+	}
+	var claims struct {
+		Expiry *jwt.NumericDate `json:"exp"`
+		Cnf    struct {
+			JWK struct {
+				Alg string `json:"alg"`
+			} `json:"jwk"`
+		} `json:"cnf"`
+	}
+	if err := tok.UnsafeClaimsWithoutVerification(&claims); err != nil {
+		return nil, fmt.Errorf("%w: WIT claims: %v", autherr.ErrMalformed, err)
+	}
+	if claims.Expiry != nil && now.After(claims.Expiry.Time()) {
+		return nil, fmt.Errorf("%w: WIT expired at %s", autherr.ErrExpired, claims.Expiry.Time().UTC().Format(time.RFC3339))
+	}
+	svid, err := witsvid.ParseInsecure(token)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not a WIT-SVID: %v", autherr.ErrMalformed, err)
+	}
+	if !publicKeysEqual(key.Public(), svid.PublicKey) {
+		return nil, fmt.Errorf("%w: WIT private key does not match cnf.jwk", autherr.ErrMismatch)
+	}
+	return &WIT{
+		Token:   token,
+		Key:     key,
+		Alg:     claims.Cnf.JWK.Alg,
+		Subject: svid.ID.String(),
+		Expiry:  svid.Expiry,
+	}, nil
+}
