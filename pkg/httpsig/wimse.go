@@ -1,0 +1,608 @@
+package httpsig
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wpt"
+)
+
+// WIMSE profile constants (draft-ietf-wimse-http-signature-06).
+const (
+	// HeaderWIT carries the sender's Workload Identity Token.
+	HeaderWIT = wpt.HeaderWIT
+	// Label is the Signature-Input / Signature label of the WIMSE signature.
+	Label = "wimse"
+	// Tag is the required value of the signature's tag parameter.
+	Tag = "wimse-workload-to-workload"
+)
+
+// Profile defaults.
+const (
+	// DefaultLifetime is expires - created when SignerOptions.Lifetime is zero.
+	DefaultLifetime = time.Minute
+	// DefaultClockSkew is the leeway for created and expires when VerifierConfig.ClockSkew is zero.
+	DefaultClockSkew = 30 * time.Second
+	// DefaultMaxAge bounds expires - created and the age of created when VerifierConfig.MaxAge is zero. The draft
+	// only says "order of minutes".
+	DefaultMaxAge = 5 * time.Minute
+)
+
+// maxNonceBytes caps the nonce a verifier accepts (and stores in its replay cache).
+const maxNonceBytes = 256
+
+// Signature parameter names of the profile.
+const (
+	paramCreated      = "created"
+	paramExpires      = "expires"
+	paramNonce        = "nonce"
+	paramTag          = "tag"
+	paramAudience     = "wimse-aud"
+	paramSignResponse = "wimse-sign-response"
+	paramReqNonce     = "wimse-req-nonce"
+)
+
+// fieldWIT is the component name of the Workload-Identity-Token field.
+var fieldWIT = strings.ToLower(HeaderWIT)
+
+// Header fields the profile covers whenever the message carries them (besides content-digest, handled apart).
+var (
+	requestConditional  = []string{"content-type", "authorization", "txn-token"}
+	responseConditional = []string{"content-type"}
+)
+
+// SignerOptions configures a Signer.
+type SignerOptions struct {
+	// Lifetime sets expires = created + Lifetime (never past the WIT's exp); 0 means DefaultLifetime.
+	Lifetime time.Duration
+	// Audience is the wimse-aud value for every request. Empty means each request's target URI without query and
+	// fragment: scheme://authority/path, with the authority lower-cased and without its default port.
+	Audience string
+	// RequestSignedResponse adds wimse-sign-response, asking the server to sign its response.
+	RequestSignedResponse bool
+	// Headers lists further header fields (lower-case) to cover when the message has them.
+	Headers []string
+	// DigestAlgorithm is the Content-Digest algorithm: DigestSHA256 (the default) or DigestSHA512.
+	DigestAlgorithm string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Nonce returns a fresh nonce; nil means 128 random bits, base64url-encoded.
+	Nonce func() (string, error)
+}
+
+// Signer signs requests (as a client) or responses (as a server) with one WIT and its private key. It is safe for
+// concurrent use; make a new one when the WIT rotates.
+type Signer struct {
+	wit    string
+	key    crypto.Signer
+	alg    Algorithm
+	expiry time.Time
+	opts   SignerOptions
+}
+
+// witClaims is the part of a WIT the signer reads. The signer does not verify its own WIT (the receiver does).
+type witClaims struct {
+	Exp int64 `json:"exp"`
+	Cnf struct {
+		JWK *jose.JSONWebKey `json:"jwk"`
+	} `json:"cnf"`
+}
+
+// NewSigner returns a Signer for wit, whose cnf.jwk must be the public half of key. The signature algorithm is
+// cnf.jwk.alg mapped by AlgorithmFromJWS.
+func NewSigner(wit string, key crypto.Signer, opts SignerOptions) (*Signer, error) {
+	if key == nil {
+		return nil, errors.New("httpsig: signer key is nil")
+	}
+	if len(wit) > wpt.MaxTokenSize {
+		return nil, fmt.Errorf("httpsig: %w: WIT is %d bytes, limit %d", autherr.ErrTooLarge, len(wit), wpt.MaxTokenSize)
+	}
+	jws, err := jose.ParseSigned(wit, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.ES512, jose.EdDSA,
+		jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512})
+	if err != nil {
+		return nil, fmt.Errorf("httpsig: %w: WIT: %v", autherr.ErrMalformed, err)
+	}
+	var c witClaims
+	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c); err != nil {
+		return nil, fmt.Errorf("httpsig: %w: WIT claims: %v", autherr.ErrMalformed, err)
+	}
+	if c.Cnf.JWK == nil || c.Exp == 0 {
+		return nil, fmt.Errorf("httpsig: %w: WIT lacks cnf.jwk or exp", autherr.ErrMalformed)
+	}
+	alg, err := AlgorithmFromJWS(c.Cnf.JWK.Algorithm)
+	if err != nil {
+		return nil, err
+	}
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(c.Cnf.JWK.Key) {
+		return nil, fmt.Errorf("httpsig: %w: the private key is not the WIT's cnf.jwk", autherr.ErrMismatch)
+	}
+	spec, err := alg.spec()
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.checkKey(alg, key.Public()); err != nil {
+		return nil, err
+	}
+	switch opts.DigestAlgorithm {
+	case "":
+		opts.DigestAlgorithm = DigestSHA256
+	case DigestSHA256, DigestSHA512:
+	default:
+		return nil, fmt.Errorf("httpsig: %w: content digest algorithm %q", autherr.ErrUnsupportedAlg, opts.DigestAlgorithm)
+	}
+	for _, h := range opts.Headers {
+		if !validComponentName(h) || strings.HasPrefix(h, "@") {
+			return nil, fmt.Errorf("httpsig: SignerOptions.Headers: %q is not a lower-case field name", h)
+		}
+	}
+	if opts.Lifetime <= 0 {
+		opts.Lifetime = DefaultLifetime
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Nonce == nil {
+		opts.Nonce = randomNonce
+	}
+	return &Signer{wit: wit, key: key, alg: alg, expiry: time.Unix(c.Exp, 0), opts: opts}, nil
+}
+
+func randomNonce() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// Algorithm is the signature algorithm, from the WIT's cnf.jwk.alg.
+func (s *Signer) Algorithm() Algorithm { return s.alg }
+
+// Expiry is the WIT's expiry; signing fails after it.
+func (s *Signer) Expiry() time.Time { return s.expiry }
+
+// SignRequest adds Workload-Identity-Token, Content-Digest (when body is not empty or the request already has the
+// field), Signature-Input and Signature to r. body must be the exact content that will be sent (after any
+// content coding); SignRequest does not touch r.Body. It covers @method, @request-target,
+// workload-identity-token, and content-type, content-digest, authorization, txn-token and SignerOptions.Headers
+// when present, with created, expires, nonce, tag, wimse-aud and, if asked, wimse-sign-response.
+func (s *Signer) SignRequest(r *http.Request, body []byte) error {
+	if r.Header == nil {
+		r.Header = http.Header{}
+	}
+	aud := s.opts.Audience
+	if aud == "" {
+		path := requestURL(r).EscapedPath()
+		if path == "" {
+			path = "/"
+		}
+		aud = scheme(r) + "://" + authority(r) + path
+	}
+	in, err := s.prepare(r.Header, body, []Component{Comp("@method"), Comp("@request-target")}, requestConditional)
+	if err != nil {
+		return err
+	}
+	in.Params = append(in.Params, Param{paramAudience, aud})
+	if s.opts.RequestSignedResponse {
+		in.Params = append(in.Params, Param{paramSignResponse, true})
+	}
+	return Sign(Message{Request: r}, in, s.alg, s.key)
+}
+
+// SignResponse adds Workload-Identity-Token (this server's WIT), Content-Digest, Signature-Input and Signature to
+// resp. resp.Request must be the request being answered: its method and target are covered with `req`, and if it
+// carries a WIMSE signature its nonce is echoed in wimse-req-nonce. body is the exact response content.
+func (s *Signer) SignResponse(resp *http.Response, body []byte) error {
+	if resp.Request == nil {
+		return errors.New("httpsig: SignResponse needs resp.Request, the request being answered")
+	}
+	if resp.Header == nil {
+		resp.Header = http.Header{}
+	}
+	in, err := s.prepare(resp.Header, body, []Component{Comp("@status")}, responseConditional)
+	if err != nil {
+		return err
+	}
+	in.Components = append(in.Components, Comp("@method", "req"), Comp("@request-target", "req"))
+	reqIn, err := wimseInput(resp.Request.Header)
+	if err != nil && !errors.Is(err, autherr.ErrMissing) {
+		return fmt.Errorf("httpsig: reading the request's signature: %w", err)
+	}
+	if reqIn != nil {
+		if nonce, ok := reqIn.StringParam(paramNonce); ok {
+			in.Params = append(in.Params, Param{paramReqNonce, nonce})
+		}
+	}
+	return Sign(Message{Request: resp.Request, Response: resp}, in, s.alg, s.key)
+}
+
+// prepare sets the WIT and Content-Digest fields of h and returns the signature input both directions share.
+func (s *Signer) prepare(h http.Header, body []byte, fixed []Component, conditional []string) (*SignatureInput, error) {
+	now := s.opts.Now()
+	if !now.Before(s.expiry) {
+		return nil, fmt.Errorf("httpsig: %w: the WIT expired at %s", autherr.ErrExpired, s.expiry.UTC().Format(time.RFC3339))
+	}
+	expires := now.Add(s.opts.Lifetime)
+	if expires.After(s.expiry) {
+		expires = s.expiry
+	}
+	nonce, err := s.opts.Nonce()
+	if err != nil {
+		return nil, fmt.Errorf("httpsig: nonce: %w", err)
+	}
+	h.Set(HeaderWIT, s.wit)
+	if len(body) > 0 || len(h.Values(HeaderContentDigest)) > 0 {
+		d, err := ContentDigest(body, s.opts.DigestAlgorithm)
+		if err != nil {
+			return nil, err
+		}
+		h.Set(HeaderContentDigest, d)
+	}
+	in := &SignatureInput{Label: Label, Components: append(fixed, Comp(fieldWIT))}
+	for _, f := range conditional {
+		if len(h.Values(f)) > 0 {
+			in.Components = append(in.Components, Comp(f))
+		}
+	}
+	if len(h.Values(HeaderContentDigest)) > 0 {
+		in.Components = append(in.Components, Comp("content-digest"))
+	}
+	for _, f := range s.opts.Headers {
+		if len(h.Values(f)) > 0 && !slices.ContainsFunc(in.Components, func(c Component) bool { return c.Name == f }) {
+			in.Components = append(in.Components, Comp(f))
+		}
+	}
+	in.Params = []Param{
+		{paramCreated, now.Unix()},
+		{paramExpires, expires.Unix()},
+		{paramNonce, nonce},
+		{paramTag, Tag},
+	}
+	return in, nil
+}
+
+// wimseInput returns the WIMSE signature input of h (see findWIMSE).
+func wimseInput(h http.Header) (*SignatureInput, error) {
+	inputs, _, err := Signatures(h)
+	if err != nil {
+		return nil, err
+	}
+	return findWIMSE(inputs)
+}
+
+// findWIMSE returns the WIMSE signature: the one labelled "wimse", else the only one tagged
+// wimse-workload-to-workload. No such signature is ErrMissing.
+func findWIMSE(inputs []SignatureInput) (*SignatureInput, error) {
+	var tagged []int
+	for i := range inputs {
+		if inputs[i].Label == Label {
+			return &inputs[i], nil
+		}
+		if t, _ := inputs[i].StringParam(paramTag); t == Tag {
+			tagged = append(tagged, i)
+		}
+	}
+	switch len(tagged) {
+	case 0:
+		return nil, fmt.Errorf("httpsig: %w: no signature labelled %q or tagged %q", autherr.ErrMissing, Label, Tag)
+	case 1:
+		return &inputs[tagged[0]], nil
+	}
+	return nil, fmt.Errorf("httpsig: %w: %d signatures tagged %q and none labelled %q",
+		autherr.ErrMalformed, len(tagged), Tag, Label)
+}
+
+// WITVerifier verifies a Workload Identity Token; *wpt.Verifier is one.
+type WITVerifier interface {
+	VerifyWIT(ctx context.Context, token string) (*wpt.WIT, error)
+}
+
+// ReplayChecker records a nonce until expiresAt and fails with autherr.ErrReplay if it was already recorded;
+// *replay.Cache is one.
+type ReplayChecker interface {
+	Check(id string, expiresAt time.Time) error
+}
+
+// VerifierConfig configures a Verifier.
+type VerifierConfig struct {
+	// WITs verifies the sender's WIT (required).
+	WITs WITVerifier
+	// Replay remembers nonces, scoped by WIT subject (required).
+	Replay ReplayChecker
+	// Audiences are the wimse-aud values that name this receiver, from trusted configuration (e.g. this route's
+	// target URI without query, plus aliases) — never from the request's Host. Required by VerifyRequest.
+	Audiences []string
+	// ClockSkew is the leeway for created and expires; 0 means DefaultClockSkew.
+	ClockSkew time.Duration
+	// MaxAge bounds expires - created and how old created may be; 0 means DefaultMaxAge.
+	MaxAge time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Verifier verifies WIMSE-signed requests (as a server) and responses (as a client). It is safe for concurrent use.
+type Verifier struct {
+	cfg VerifierConfig
+}
+
+// NewVerifier checks cfg and returns a Verifier.
+func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
+	if cfg.WITs == nil || cfg.Replay == nil {
+		return nil, errors.New("httpsig: VerifierConfig needs WITs and Replay")
+	}
+	if cfg.ClockSkew < 0 || cfg.MaxAge < 0 {
+		return nil, errors.New("httpsig: VerifierConfig ClockSkew and MaxAge must not be negative")
+	}
+	if cfg.ClockSkew == 0 {
+		cfg.ClockSkew = DefaultClockSkew
+	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Audiences = slices.Clone(cfg.Audiences)
+	return &Verifier{cfg: cfg}, nil
+}
+
+// Result is a verified WIMSE signature.
+type Result struct {
+	// WIT is the sender's verified WIT; WIT.Subject is the authenticated peer. Shared and read-only.
+	WIT *wpt.WIT
+	// Nonce, Created and Expires are the signature's parameters.
+	Nonce            string
+	Created, Expires time.Time
+	// Covered lists the covered component identifiers as serialized, e.g. `"@method"`, `"@status"`.
+	Covered []string
+	// Audience is the wimse-aud value that matched (requests only).
+	Audience string
+	// SignResponse reports wimse-sign-response: the client wants a signed response (requests only).
+	SignResponse bool
+}
+
+// VerifyRequest verifies the WIMSE signature of a request received by a server, in this order: the WIT (via
+// WITVerifier), the signature's shape (tag, no keyid or alg, created/expires/nonce/wimse-aud present, every
+// required component covered), the time window, wimse-aud against Audiences, the signature with cnf.jwk under
+// cnf.jwk.alg, Content-Digest against body, and last the nonce replay check — so a request failing any other check
+// never consumes its nonce. body is the request content as received (after transfer decoding).
+func (v *Verifier) VerifyRequest(ctx context.Context, r *http.Request, body []byte) (*Result, error) {
+	if len(v.cfg.Audiences) == 0 {
+		return nil, errors.New("httpsig: verifier has no Audiences configured")
+	}
+	return v.verify(ctx, Message{Request: r}, body, nil)
+}
+
+// VerifyResponse verifies the WIMSE signature of a response received by a client. resp.Request must be the
+// request as sent (SignRequest's output): the response must cover its method and target with `req`, and when the
+// request carried a WIMSE signature, wimse-req-nonce must equal its nonce (ErrMismatch otherwise; absent is
+// ErrMalformed when the request asked for a signed response). Checks otherwise as VerifyRequest, without
+// wimse-aud. The caller decides whether Result.WIT.Subject is the server it meant to call.
+func (v *Verifier) VerifyResponse(ctx context.Context, resp *http.Response, body []byte) (*Result, error) {
+	if resp.Request == nil {
+		return nil, errors.New("httpsig: VerifyResponse needs resp.Request, the request as sent")
+	}
+	reqIn, err := wimseInput(resp.Request.Header)
+	if err != nil && !errors.Is(err, autherr.ErrMissing) {
+		return nil, fmt.Errorf("httpsig: reading the request's own signature: %w", err)
+	}
+	return v.verify(ctx, Message{Request: resp.Request, Response: resp}, body, reqIn)
+}
+
+func (v *Verifier) verify(ctx context.Context, m Message, body []byte, reqIn *SignatureInput) (*Result, error) {
+	isResp := m.Response != nil
+	what := "request"
+	if isResp {
+		what = "response"
+	}
+	h := m.header()
+	if h == nil {
+		h = http.Header{}
+	}
+	// Cheap presence checks first: no WIT or no signature fields means no proof at all.
+	wits := h.Values(HeaderWIT)
+	if len(wits) == 0 {
+		return nil, fmt.Errorf("httpsig: %w: %s has no %s field", autherr.ErrMissing, what, HeaderWIT)
+	}
+	if len(h.Values(HeaderSignatureInput)) == 0 || len(h.Values(HeaderSignature)) == 0 {
+		if isResp && reqIn != nil && reqIn.flagParam(paramSignResponse) {
+			return nil, fmt.Errorf("httpsig: %w: the request asked for a signed response but the response is unsigned",
+				autherr.ErrMissing)
+		}
+		return nil, fmt.Errorf("httpsig: %w: %s has no Signature-Input or Signature field", autherr.ErrMissing, what)
+	}
+	token := wits[0]
+	switch {
+	case len(wits) > 1 || strings.Contains(token, ","):
+		return nil, fmt.Errorf("httpsig: %w: %s carries more than one %s", autherr.ErrMalformed, what, HeaderWIT)
+	case len(token) > wpt.MaxTokenSize:
+		return nil, fmt.Errorf("httpsig: %w: %s is %d bytes, limit %d", autherr.ErrTooLarge, HeaderWIT, len(token), wpt.MaxTokenSize)
+	}
+
+	// 1. The WIT, fully, before anything it vouches for.
+	wit, err := v.cfg.WITs.VerifyWIT(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	alg, err := AlgorithmFromJWS(wit.Key.Algorithm)
+	if err != nil {
+		return nil, err
+	}
+
+	// 2. Find the WIMSE signature and check its shape.
+	inputs, sigs, err := Signatures(h)
+	if err != nil {
+		return nil, err
+	}
+	in, err := findWIMSE(inputs)
+	if err != nil {
+		return nil, err
+	}
+	res, err := v.checkShape(in, h, body, isResp)
+	if err != nil {
+		return nil, err
+	}
+	res.WIT = wit
+
+	// 3. Time window, audience, request nonce binding.
+	if err := v.checkTimes(res); err != nil {
+		return nil, err
+	}
+	if !isResp {
+		if !slices.Contains(v.cfg.Audiences, res.Audience) {
+			return nil, fmt.Errorf("httpsig: %w: wimse-aud %q is not one of %v", autherr.ErrWrongAudience, res.Audience, v.cfg.Audiences)
+		}
+	} else if err := checkReqNonce(in, reqIn); err != nil {
+		return nil, err
+	}
+
+	// 4. The signature itself, with the WIT's key and algorithm.
+	if _, err := verifyInput(m, in, sigs[in.Label], alg, wit.Key.Key); err != nil {
+		return nil, err
+	}
+
+	// 5. The body against the signed digest.
+	if len(body) > 0 || len(h.Values(HeaderContentDigest)) > 0 {
+		if err := VerifyContentDigest(h.Values(HeaderContentDigest), body); err != nil {
+			return nil, err
+		}
+	}
+
+	// 6. Replay, last: only a proof that passed everything else consumes its nonce.
+	if err := v.cfg.Replay.Check(wit.Subject+"\x00"+res.Nonce, res.Expires.Add(v.cfg.ClockSkew)); err != nil {
+		if errors.Is(err, autherr.ErrReplay) || errors.Is(err, autherr.ErrTooLarge) {
+			return nil, fmt.Errorf("httpsig: nonce %q from %s: %w", res.Nonce, wit.Subject, err)
+		}
+		return nil, fmt.Errorf("httpsig: replay check: %w", err)
+	}
+	return res, nil
+}
+
+// flagParam reports whether the signature parameter key is a true Boolean.
+func (in *SignatureInput) flagParam(key string) bool {
+	v, _ := in.Param(key)
+	b, ok := v.(bool)
+	return ok && b
+}
+
+// checkShape applies the profile's rules on parameters and covered components and returns the partial Result.
+func (v *Verifier) checkShape(in *SignatureInput, h http.Header, body []byte, isResp bool) (*Result, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("httpsig: %w: signature %q: %s", autherr.ErrMalformed, in.Label, fmt.Sprintf(format, args...))
+	}
+	if tag, ok := in.StringParam(paramTag); !ok || tag != Tag {
+		return nil, bad("tag is %q, want %q", tag, Tag)
+	}
+	for _, p := range []string{"keyid", "alg"} {
+		if _, ok := in.Param(p); ok {
+			return nil, bad("the %s parameter must not be used; the key and algorithm come from the WIT", p)
+		}
+	}
+	res := &Result{}
+	var ok bool
+	if res.Created, ok = in.TimeParam(paramCreated); !ok {
+		return nil, bad("created is missing")
+	}
+	if res.Expires, ok = in.TimeParam(paramExpires); !ok {
+		return nil, bad("expires is missing")
+	}
+	if res.Nonce, ok = in.StringParam(paramNonce); !ok || res.Nonce == "" {
+		return nil, bad("nonce is missing or empty")
+	}
+	if len(res.Nonce) > maxNonceBytes {
+		return nil, fmt.Errorf("httpsig: %w: nonce is %d bytes, limit %d", autherr.ErrTooLarge, len(res.Nonce), maxNonceBytes)
+	}
+	if !isResp {
+		if res.Audience, ok = in.StringParam(paramAudience); !ok {
+			return nil, bad("wimse-aud is missing")
+		}
+		if sr, present := in.Param(paramSignResponse); present {
+			b, isBool := sr.(bool)
+			if !isBool {
+				return nil, bad("wimse-sign-response is not a boolean")
+			}
+			res.SignResponse = b
+		}
+	}
+
+	required := []Component{Comp("@method"), Comp("@request-target"), Comp(fieldWIT)}
+	conditional := requestConditional
+	if isResp {
+		required = []Component{Comp("@status"), Comp("@method", "req"), Comp("@request-target", "req"), Comp(fieldWIT)}
+		conditional = responseConditional
+	}
+	for _, f := range conditional {
+		if len(h.Values(f)) > 0 {
+			required = append(required, Comp(f))
+		}
+	}
+	if len(body) > 0 || len(h.Values(HeaderContentDigest)) > 0 {
+		if len(h.Values(HeaderContentDigest)) == 0 {
+			return nil, bad("the message has a body but no Content-Digest")
+		}
+		required = append(required, Comp("content-digest"))
+	}
+	res.Covered = make([]string, len(in.Components))
+	for i, c := range in.Components {
+		res.Covered[i] = c.String()
+	}
+	for _, want := range required {
+		if !slices.Contains(res.Covered, want.String()) {
+			return nil, bad("does not cover the required component %s", want)
+		}
+	}
+	return res, nil
+}
+
+func (v *Verifier) checkTimes(res *Result) error {
+	now, skew, maxAge := v.cfg.Now(), v.cfg.ClockSkew, v.cfg.MaxAge
+	switch {
+	case !res.Expires.After(res.Created):
+		return fmt.Errorf("httpsig: %w: expires %d is not after created %d", autherr.ErrMalformed, res.Expires.Unix(), res.Created.Unix())
+	case res.Expires.Sub(res.Created) > maxAge:
+		return fmt.Errorf("httpsig: %w: signature lifetime %s exceeds %s", autherr.ErrExpired, res.Expires.Sub(res.Created), maxAge)
+	case res.Created.After(now.Add(skew)):
+		return fmt.Errorf("httpsig: %w: created %d is %s in the future", autherr.ErrNotYetValid, res.Created.Unix(), res.Created.Sub(now))
+	case now.After(res.Expires.Add(skew)):
+		return fmt.Errorf("httpsig: %w: expired at %d, %s ago", autherr.ErrExpired, res.Expires.Unix(), now.Sub(res.Expires))
+	case now.Sub(res.Created) > maxAge+skew:
+		return fmt.Errorf("httpsig: %w: created %s ago, more than %s", autherr.ErrExpired, now.Sub(res.Created), maxAge)
+	}
+	return nil
+}
+
+// checkReqNonce binds a response to the request it answers through wimse-req-nonce.
+func checkReqNonce(in, reqIn *SignatureInput) error {
+	got, present := in.Param(paramReqNonce)
+	if reqIn == nil {
+		if present {
+			return fmt.Errorf("httpsig: %w: response has wimse-req-nonce but the request was not WIMSE-signed", autherr.ErrMismatch)
+		}
+		return nil
+	}
+	want, _ := reqIn.StringParam(paramNonce)
+	if !present {
+		if reqIn.flagParam(paramSignResponse) {
+			return fmt.Errorf("httpsig: %w: response lacks wimse-req-nonce though the request asked for a signed response",
+				autherr.ErrMalformed)
+		}
+		return nil
+	}
+	if s, ok := got.(string); !ok || s != want {
+		return fmt.Errorf("httpsig: %w: response wimse-req-nonce %v is not the request nonce %q", autherr.ErrMismatch, got, want)
+	}
+	return nil
+}
