@@ -1,0 +1,347 @@
+package issuer
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/url"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/exp/bundle/witbundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/wpt"
+)
+
+// Names of the CA's keys in its KeyStore and of its record in the Store.
+const (
+	KeyX509CA     = "x509-ca"
+	KeyWITSigning = "wit-signing"
+	caRecordName  = "x509"
+)
+
+// Defaults for Config.
+const (
+	DefaultCATTL  = 5 * 365 * 24 * time.Hour
+	DefaultMaxTTL = 24 * time.Hour
+	// backdate is how far before "now" a certificate's NotBefore is put, so peers whose clocks run a little
+	// behind accept it at once.
+	backdate = 30 * time.Second
+)
+
+// Config configures New.
+type Config struct {
+	// TrustDomain is the one trust domain this CA issues for (required).
+	TrustDomain spiffeid.TrustDomain
+	// Keys holds the CA key and the WIT signing key (required).
+	Keys KeyStore
+	// Store keeps the CA certificate, issued serials and join tokens (required).
+	Store Store
+	// CATTL is the validity of a newly created root certificate; 0 means DefaultCATTL. Rotating the CA itself is
+	// not implemented: an expired root makes New fail.
+	CATTL time.Duration
+	// MaxTTL bounds every SVID, WIT and join token lifetime; 0 means DefaultMaxTTL.
+	MaxTTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// CA is the certificate authority of one trust domain: a self-signed ECDSA P-256 root that signs X.509-SVIDs,
+// and an ES256 key that signs WIT-SVIDs. It is safe for concurrent use.
+type CA struct {
+	td     spiffeid.TrustDomain
+	store  Store
+	maxTTL time.Duration
+	now    func() time.Time
+
+	root   *x509.Certificate
+	caKey  crypto.Signer
+	witKey crypto.PublicKey
+	witKID string
+	wit    *wpt.Issuer
+}
+
+// New loads the CA of cfg.TrustDomain from cfg.Store and cfg.Keys, creating the keys and the root certificate
+// on first use. It refuses a stored root that does not match the stored key, names another trust domain, or
+// has expired.
+func New(ctx context.Context, cfg Config) (*CA, error) {
+	if cfg.TrustDomain.IsZero() || cfg.Keys == nil || cfg.Store == nil {
+		return nil, errors.New("issuer: Config needs TrustDomain, Keys and Store")
+	}
+	ca := &CA{td: cfg.TrustDomain, store: cfg.Store, maxTTL: cfg.MaxTTL, now: cfg.Now}
+	if ca.maxTTL <= 0 {
+		ca.maxTTL = DefaultMaxTTL
+	}
+	if ca.now == nil {
+		ca.now = time.Now
+	}
+	caTTL := cfg.CATTL
+	if caTTL <= 0 {
+		caTTL = DefaultCATTL
+	}
+
+	var err error
+	if ca.caKey, err = cfg.Keys.Signer(KeyX509CA); err != nil {
+		return nil, err
+	}
+	if err := checkCAKey(ca.caKey.Public()); err != nil {
+		return nil, err
+	}
+	if ca.root, err = ca.loadOrCreateRoot(ctx, caTTL); err != nil {
+		return nil, err
+	}
+
+	witKey, err := cfg.Keys.Signer(KeyWITSigning)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCAKey(witKey.Public()); err != nil {
+		return nil, err
+	}
+	ca.witKey = witKey.Public()
+	thumb, err := (&jose.JSONWebKey{Key: ca.witKey}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: WIT key thumbprint: %w", err)
+	}
+	// The kid is the key's RFC 7638 thumbprint: stable across restarts, unique per key, nothing to store.
+	ca.witKID = base64.RawURLEncoding.EncodeToString(thumb)
+	if ca.wit, err = wpt.NewIssuer(witKey, ca.witKID, "ES256"); err != nil {
+		return nil, fmt.Errorf("issuer: %w", err)
+	}
+	return ca, nil
+}
+
+// checkCAKey insists on ECDSA P-256: the root is documented as such and WITs are signed ES256.
+func checkCAKey(pub crypto.PublicKey) error {
+	if k, ok := pub.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P256() {
+		return fmt.Errorf("issuer: CA keys must be ECDSA P-256, the key store holds a %T", pub)
+	}
+	return nil
+}
+
+func (ca *CA) loadOrCreateRoot(ctx context.Context, ttl time.Duration) (*x509.Certificate, error) {
+	m, err := ca.store.CAMaterial(ctx, caRecordName)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return ca.createRoot(ctx, ttl)
+	case err != nil:
+		return nil, fmt.Errorf("issuer: loading CA certificate: %w", err)
+	case len(m.GetCertificatesDer()) == 0:
+		return nil, errors.New("issuer: stored CA record has no certificate")
+	}
+	root, err := x509.ParseCertificate(m.GetCertificatesDer()[0])
+	if err != nil {
+		return nil, fmt.Errorf("issuer: stored CA certificate: %w", err)
+	}
+	if !publicKeyEqual(root.PublicKey, ca.caKey.Public()) {
+		return nil, fmt.Errorf("issuer: stored CA certificate (serial %x) does not match key %q in the key store: restore the matching key, or remove both to start a new CA",
+			root.SerialNumber, KeyX509CA)
+	}
+	if len(root.URIs) != 1 || root.URIs[0].String() != ca.td.IDString() {
+		return nil, fmt.Errorf("issuer: stored CA certificate is for %v, not for trust domain %q", root.URIs, ca.td)
+	}
+	if now := ca.now(); !now.Before(root.NotAfter) {
+		return nil, fmt.Errorf("issuer: %w: CA certificate expired at %s; CA rotation is not implemented, so remove the stored CA record to create a new root (every workload then needs the new bundle)",
+			ErrExpired, root.NotAfter.Format(time.RFC3339))
+	}
+	return root, nil
+}
+
+func (ca *CA) createRoot(ctx context.Context, ttl time.Duration) (*x509.Certificate, error) {
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	now := ca.now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{Organization: []string{"agentauth"}, CommonName: ca.td.Name()},
+		// A signing certificate with a SPIFFE ID must have no path: the trust domain's own ID.
+		URIs:                  []*url.URL{ca.td.ID().URL()},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(ttl),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		// Leaves are signed directly by the root; no intermediate may exist below it.
+		MaxPathLen:     0,
+		MaxPathLenZero: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, ca.caKey.Public(), ca.caKey)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: creating CA certificate: %w", err)
+	}
+	root, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: parsing new CA certificate: %w", err)
+	}
+	if err := ca.store.PutCAMaterial(ctx, &agentauthv1.CAMaterial{Name: caRecordName, CertificatesDer: [][]byte{der}}); err != nil {
+		return nil, fmt.Errorf("issuer: storing CA certificate: %w", err)
+	}
+	return root, nil
+}
+
+// TrustDomain returns the CA's trust domain.
+func (ca *CA) TrustDomain() spiffeid.TrustDomain { return ca.td }
+
+// Root returns the CA certificate.
+func (ca *CA) Root() *x509.Certificate { return ca.root }
+
+// X509Bundle returns the trust domain's X.509 bundle: the root certificate.
+func (ca *CA) X509Bundle() *x509bundle.Bundle {
+	return x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{ca.root})
+}
+
+// JWTBundle returns the WIT signing key as a JWT bundle, which is what pkg/wpt's Verifier takes its WIT issuer
+// keys from. This CA issues no JWT-SVIDs, so the key plays no other role.
+func (ca *CA) JWTBundle() *jwtbundle.Bundle {
+	return jwtbundle.FromJWTAuthorities(ca.td, map[string]crypto.PublicKey{ca.witKID: ca.witKey})
+}
+
+// WITBundle returns the WIT signing key as a WIT-SVID bundle.
+func (ca *CA) WITBundle() *witbundle.Bundle {
+	return witbundle.FromWITAuthorities(ca.td, map[string]crypto.PublicKey{ca.witKID: ca.witKey})
+}
+
+// checkIssue validates the identity and lifetime of a credential to issue and returns its validity window:
+// from shortly before now to now+ttl, cut at the root's expiry.
+func (ca *CA) checkIssue(id spiffeid.ID, ttl time.Duration) (notBefore, notAfter time.Time, err error) {
+	if !id.MemberOf(ca.td) {
+		return notBefore, notAfter, fmt.Errorf("issuer: %w: %q is not in trust domain %q", ErrDenied, id, ca.td)
+	}
+	if id.Path() == "" {
+		return notBefore, notAfter, fmt.Errorf("issuer: %w: %q has no path; workload SVIDs need one", ErrDenied, id)
+	}
+	if ttl <= 0 || ttl > ca.maxTTL {
+		return notBefore, notAfter, fmt.Errorf("issuer: lifetime %v is not within (0, %v]", ttl, ca.maxTTL)
+	}
+	now := ca.now()
+	notAfter = now.Add(ttl)
+	if notAfter.After(ca.root.NotAfter) {
+		notAfter = ca.root.NotAfter
+	}
+	if !notAfter.After(now) {
+		return notBefore, notAfter, fmt.Errorf("issuer: %w: CA certificate expired at %s", ErrExpired, ca.root.NotAfter.Format(time.RFC3339))
+	}
+	return now.Add(-backdate), notAfter, nil
+}
+
+// IssueX509SVID issues an X.509-SVID for id binding pub, valid for ttl (cut at the root's expiry), records its
+// serial in the Store and returns the chain to send: the leaf alone, as the root signs it directly. The leaf has
+// exactly one URI SAN (id), a critical key usage of digitalSignature only, extended key usages serverAuth and
+// clientAuth, cA=false, and a random 128-bit serial. The caller must have proven possession of pub (a CSR).
+func (ca *CA) IssueX509SVID(ctx context.Context, pub crypto.PublicKey, id spiffeid.ID, ttl time.Duration) ([]*x509.Certificate, error) {
+	if err := checkWorkloadKey(pub); err != nil {
+		return nil, err
+	}
+	notBefore, notAfter, err := ca.checkIssue(id, ttl)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		// An empty subject makes crypto/x509 mark the SAN extension critical, as the X.509-SVID spec requires.
+		URIs:                  []*url.URL{id.URL()},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  false,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.root, pub, ca.caKey)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: signing X.509-SVID: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: parsing new X.509-SVID: %w", err)
+	}
+	err = ca.store.RecordIssued(ctx, &agentauthv1.IssuedCert{
+		Serial:    hex.EncodeToString(serial.Bytes()),
+		SpiffeId:  id.String(),
+		NotBefore: timestamppb.New(leaf.NotBefore),
+		NotAfter:  timestamppb.New(leaf.NotAfter),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("issuer: recording serial: %w", err)
+	}
+	return []*x509.Certificate{leaf}, nil
+}
+
+// IssueWIT issues a WIT-SVID (typ wit+jwt, kid set, no aud) for id that binds pub, whose proofs must use alg,
+// valid for ttl (cut at the root's expiry).
+func (ca *CA) IssueWIT(ctx context.Context, id spiffeid.ID, pub crypto.PublicKey, alg string, ttl time.Duration) (string, error) {
+	token, _, err := ca.issueWIT(ctx, id, pub, alg, ttl)
+	return token, err
+}
+
+func (ca *CA) issueWIT(_ context.Context, id spiffeid.ID, pub crypto.PublicKey, alg string, ttl time.Duration) (string, time.Time, error) {
+	if err := checkWITAlg(alg, pub); err != nil {
+		return "", time.Time{}, err
+	}
+	_, exp, err := ca.checkIssue(id, ttl)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	jti := make([]byte, 16)
+	if _, err := rand.Read(jti); err != nil {
+		return "", time.Time{}, fmt.Errorf("issuer: %w", err)
+	}
+	token, err := ca.wit.Mint(wpt.WITClaims{
+		Subject:  id.String(),
+		ID:       base64.RawURLEncoding.EncodeToString(jti),
+		IssuedAt: ca.now(),
+		Expiry:   exp,
+		Key:      pub,
+		KeyAlg:   alg,
+	})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("issuer: minting WIT: %w", err)
+	}
+	return token, exp, nil
+}
+
+// randomSerial returns a positive random serial number of up to 128 bits.
+func randomSerial() (*big.Int, error) {
+	b := make([]byte, 16)
+	for {
+		if _, err := rand.Read(b); err != nil {
+			return nil, fmt.Errorf("issuer: serial: %w", err)
+		}
+		if s := new(big.Int).SetBytes(b); s.Sign() > 0 {
+			return s, nil
+		}
+	}
+}
+
+// hashJoinToken is the store id of a join token: the hex SHA-256 of the secret, so the store never holds a
+// usable token.
+func hashJoinToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(b)
+}

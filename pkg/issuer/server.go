@@ -1,0 +1,317 @@
+package issuer
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/autherr"
+)
+
+// Defaults for ServiceConfig.
+const (
+	DefaultSVIDTTL = time.Hour
+	// maxRequestSize caps a request message: a CSR plus a public key plus a token, with room to spare.
+	maxRequestSize = MaxCSRSize + MaxWITKeySize + 4<<10
+)
+
+// ServiceConfig configures the gRPC issuer service.
+type ServiceConfig struct {
+	// SVIDTTL is the lifetime of issued X.509-SVIDs; 0 means DefaultSVIDTTL.
+	SVIDTTL time.Duration
+	// WITTTL is the lifetime of issued WITs; 0 means SVIDTTL.
+	WITTTL time.Duration
+	// ServerID is the SPIFFE ID of the issuer's own TLS certificate, which clients authorize;
+	// zero means spiffe://<trust domain>/agentauth/issuer.
+	ServerID spiffeid.ID
+	// PeerIDs maps Unix user ids to the SPIFFE ID a process of that user gets when it attests without a join
+	// token on the local socket (NewLocalGRPCServer). A uid that is not listed is refused.
+	PeerIDs map[uint32]spiffeid.ID
+}
+
+// DefaultServerID is the SPIFFE ID the issuer's TLS certificate carries unless ServiceConfig.ServerID says
+// otherwise.
+func DefaultServerID(td spiffeid.TrustDomain) spiffeid.ID {
+	id, _ := spiffeid.FromSegments(td, "agentauth", "issuer") // constant, valid segments
+	return id
+}
+
+// service implements agentauth.v1.IssuerService.
+type service struct {
+	ca      *CA
+	svidTTL time.Duration
+	witTTL  time.Duration
+	server  spiffeid.ID
+	peerIDs map[uint32]spiffeid.ID
+
+	certMu  sync.Mutex
+	cert    *tls.Certificate
+	renewAt time.Time
+}
+
+func newService(ca *CA, cfg ServiceConfig) (*service, error) {
+	if ca == nil {
+		return nil, errors.New("issuer: service needs a CA")
+	}
+	s := &service{ca: ca, svidTTL: cfg.SVIDTTL, witTTL: cfg.WITTTL, server: cfg.ServerID, peerIDs: cfg.PeerIDs}
+	if s.svidTTL == 0 {
+		s.svidTTL = DefaultSVIDTTL
+	}
+	if s.witTTL == 0 {
+		s.witTTL = s.svidTTL
+	}
+	if s.svidTTL < 0 || s.svidTTL > ca.maxTTL || s.witTTL < 0 || s.witTTL > ca.maxTTL {
+		return nil, fmt.Errorf("issuer: SVIDTTL %v and WITTTL %v must be within (0, %v]", s.svidTTL, s.witTTL, ca.maxTTL)
+	}
+	if s.server.IsZero() {
+		s.server = DefaultServerID(ca.td)
+	}
+	for uid, id := range s.peerIDs {
+		if !id.MemberOf(ca.td) || id.Path() == "" {
+			return nil, fmt.Errorf("issuer: PeerIDs[%d] = %q is not a workload ID in trust domain %q", uid, id, ca.td)
+		}
+	}
+	return s, nil
+}
+
+// NewGRPCServer returns a gRPC server for the issuer service on TLS: the server presents an X.509-SVID for
+// cfg.ServerID (issued by ca and renewed at half its lifetime), Attest needs no client certificate, and Renew
+// needs the client's current X.509-SVID. opts are appended to the server's own options.
+func NewGRPCServer(ca *CA, cfg ServiceConfig, opts ...grpc.ServerOption) (*grpc.Server, error) {
+	s, err := newService(ca, cfg)
+	if err != nil {
+		return nil, err
+	}
+	tlsConf := &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: s.getCertificate,
+		// The client certificate is checked by Renew itself, so that a missing or invalid SVID gets an
+		// answer saying what is wrong rather than a failed handshake, and Attest works without one.
+		ClientAuth: tls.RequestClientCert,
+	}
+	if _, err := s.getCertificate(nil); err != nil {
+		return nil, err
+	}
+	g := grpc.NewServer(append([]grpc.ServerOption{
+		grpc.Creds(credentials.NewTLS(tlsConf)),
+		grpc.MaxRecvMsgSize(maxRequestSize),
+	}, opts...)...)
+	g.RegisterService(&serviceDesc, s)
+	return g, nil
+}
+
+// NewLocalGRPCServer returns a gRPC server for the issuer service on a local Unix socket without TLS: the
+// socket file's permissions and the kernel's peer credentials stand in for it. Attest accepts a join token or,
+// without one, maps the caller's uid through cfg.PeerIDs; Renew is refused (it needs mTLS).
+func NewLocalGRPCServer(ca *CA, cfg ServiceConfig, opts ...grpc.ServerOption) (*grpc.Server, error) {
+	s, err := newService(ca, cfg)
+	if err != nil {
+		return nil, err
+	}
+	g := grpc.NewServer(append([]grpc.ServerOption{
+		grpc.Creds(PeerCredentials()),
+		grpc.MaxRecvMsgSize(maxRequestSize),
+	}, opts...)...)
+	g.RegisterService(&serviceDesc, s)
+	return g, nil
+}
+
+// getCertificate returns the issuer's own TLS certificate, issuing a new one (with a new key) once the current
+// one is past half its lifetime.
+func (s *service) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	s.certMu.Lock()
+	defer s.certMu.Unlock()
+	if s.cert != nil && s.ca.now().Before(s.renewAt) {
+		return s.cert, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: server key: %w", err)
+	}
+	chain, err := s.ca.IssueX509SVID(context.Background(), key.Public(), s.server, s.svidTTL)
+	if err != nil {
+		if s.cert != nil && s.ca.now().Before(s.cert.Leaf.NotAfter) {
+			return s.cert, nil // keep serving the current certificate; the next handshake retries
+		}
+		return nil, fmt.Errorf("issuer: server certificate: %w", err)
+	}
+	leaf := chain[0]
+	now := s.ca.now()
+	s.cert = &tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}
+	s.renewAt = now.Add(leaf.NotAfter.Sub(now) / 2)
+	return s.cert, nil
+}
+
+// Attest implements IssuerService.Attest. The request is checked completely before the join token is consumed,
+// so a malformed request does not burn the token.
+func (s *service) Attest(ctx context.Context, req *agentauthv1.AttestRequest) (*agentauthv1.AttestResponse, error) {
+	keys, err := parseKeys(req.GetCsr(), req.GetWitPublicKey(), req.GetWitAlg())
+	if err != nil {
+		return nil, toStatus(codes.InvalidArgument, err)
+	}
+	var id spiffeid.ID
+	if req.GetJoinToken() == "" {
+		if id, err = s.peerID(ctx); err != nil {
+			return nil, toStatus(codes.Unauthenticated, err)
+		}
+	} else if id, err = s.ca.Attest(ctx, req.GetJoinToken()); err != nil {
+		return nil, toStatus(codes.Unauthenticated, err)
+	}
+	creds, err := s.issue(ctx, id, keys)
+	if err != nil {
+		return nil, toStatus(codes.Internal, err)
+	}
+	return &agentauthv1.AttestResponse{Credentials: creds}, nil
+}
+
+// peerID maps the Unix peer credentials of a local-socket caller to its SPIFFE ID.
+func (s *service) peerID(ctx context.Context) (spiffeid.ID, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return spiffeid.ID{}, fmt.Errorf("issuer: %w: no join token", ErrMissing)
+	}
+	pc, ok := p.AuthInfo.(PeerCredInfo)
+	if !ok {
+		return spiffeid.ID{}, fmt.Errorf("issuer: %w: no join token (attesting by Unix peer credentials works only on the local socket)", ErrMissing)
+	}
+	id, ok := s.peerIDs[pc.UID]
+	if !ok {
+		return spiffeid.ID{}, fmt.Errorf("issuer: %w: Unix uid %d (pid %d) is not mapped to a SPIFFE ID", ErrDenied, pc.UID, pc.PID)
+	}
+	return id, nil
+}
+
+// Renew implements IssuerService.Renew: the identity is that of the client's verified X.509-SVID.
+func (s *service) Renew(ctx context.Context, req *agentauthv1.RenewRequest) (*agentauthv1.RenewResponse, error) {
+	id, err := s.clientID(ctx)
+	if err != nil {
+		return nil, toStatus(codes.Unauthenticated, err)
+	}
+	keys, err := parseKeys(req.GetCsr(), req.GetWitPublicKey(), req.GetWitAlg())
+	if err != nil {
+		return nil, toStatus(codes.InvalidArgument, err)
+	}
+	creds, err := s.issue(ctx, id, keys)
+	if err != nil {
+		return nil, toStatus(codes.Internal, err)
+	}
+	return &agentauthv1.RenewResponse{Credentials: creds}, nil
+}
+
+// clientID verifies the client certificate of an mTLS connection as an X.509-SVID of this CA's trust domain.
+func (s *service) clientID(ctx context.Context) (spiffeid.ID, error) {
+	p, ok := peer.FromContext(ctx)
+	var certs []*x509.Certificate
+	if ok {
+		if ti, isTLS := p.AuthInfo.(credentials.TLSInfo); isTLS {
+			certs = ti.State.PeerCertificates
+		}
+	}
+	if len(certs) == 0 {
+		return spiffeid.ID{}, fmt.Errorf("issuer: %w: Renew needs the client's current X.509-SVID over mTLS; a new workload attests with a join token first", ErrMissing)
+	}
+	id, _, err := x509svid.Verify(certs, s.ca.X509Bundle(), x509svid.WithTime(s.ca.now()))
+	if err != nil {
+		reason := ErrUntrustedIssuer
+		if now := s.ca.now(); now.After(certs[0].NotAfter) {
+			reason = ErrExpired
+		}
+		return spiffeid.ID{}, fmt.Errorf("issuer: %w: client certificate is not a valid X.509-SVID of %q: %v", reason, s.ca.td, err)
+	}
+	if id == s.server {
+		return spiffeid.ID{}, fmt.Errorf("issuer: %w: %q is the issuer's own identity", ErrDenied, id)
+	}
+	return id, nil
+}
+
+type requestKeys struct {
+	x509   crypto.PublicKey
+	wit    crypto.PublicKey // nil: no WIT requested
+	witAlg string
+}
+
+func parseKeys(csr, witKey []byte, witAlg string) (requestKeys, error) {
+	var k requestKeys
+	var err error
+	if k.x509, err = ParseCSR(csr); err != nil {
+		return k, err
+	}
+	if len(witKey) == 0 {
+		if witAlg != "" {
+			return k, fmt.Errorf("issuer: %w: wit_alg %q given without wit_public_key", ErrMalformed, witAlg)
+		}
+		return k, nil
+	}
+	if k.wit, err = ParseWITKey(witKey, witAlg); err != nil {
+		return k, err
+	}
+	k.witAlg = witAlg
+	return k, nil
+}
+
+func (s *service) issue(ctx context.Context, id spiffeid.ID, k requestKeys) (*agentauthv1.Credentials, error) {
+	chain, err := s.ca.IssueX509SVID(ctx, k.x509, id, s.svidTTL)
+	if err != nil {
+		return nil, err
+	}
+	creds := &agentauthv1.Credentials{SpiffeId: id.String(), X509Bundle: [][]byte{s.ca.root.Raw}}
+	for _, c := range chain {
+		creds.SvidChain = append(creds.SvidChain, c.Raw)
+	}
+	expires := chain[0].NotAfter
+	if k.wit != nil {
+		wit, exp, err := s.ca.issueWIT(ctx, id, k.wit, k.witAlg, s.witTTL)
+		if err != nil {
+			return nil, err
+		}
+		creds.Wit = wit
+		if exp.Before(expires) {
+			expires = exp
+		}
+	}
+	if creds.JwtBundle, err = s.ca.JWTBundle().Marshal(); err != nil {
+		return nil, fmt.Errorf("issuer: encoding JWT bundle: %w", err)
+	}
+	creds.ExpiresAt = timestamppb.New(expires)
+	return creds, nil
+}
+
+// errorDomain is the ErrorInfo domain under which refusals carry their autherr reason code.
+const errorDomain = "agentauth"
+
+// toStatus turns err into a gRPC status. Refusals keep their code (Unauthenticated, InvalidArgument) and carry
+// the autherr reason in an ErrorInfo detail; errors that wrap no reason are internal, whatever code was asked.
+func toStatus(code codes.Code, err error) error {
+	r := autherr.Of(err)
+	if r == nil {
+		code = codes.Internal
+	} else if r == ErrDenied {
+		code = codes.PermissionDenied
+	}
+	st := status.New(code, err.Error())
+	if r != nil {
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: r.Code(), Domain: errorDomain}); derr == nil {
+			st = d
+		}
+	}
+	return st.Err()
+}
