@@ -38,7 +38,7 @@ type Prover struct {
 	wit    string
 	wth    string
 	expiry time.Time
-	signer jose.Signer
+	signer *compactSigner
 }
 
 // wptClaims is the WPT payload as it travels.
@@ -85,8 +85,7 @@ func NewProver(wit string, key crypto.Signer) (*Prover, error) {
 	if err := checkAlgKey(jwk.Algorithm, jwk.Key); err != nil {
 		return nil, fmt.Errorf("wpt: WIT cnf.jwk: %w", err)
 	}
-	opts := (&jose.SignerOptions{}).WithType(typWPT)
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(jwk.Algorithm), Key: signingKey(key)}, opts)
+	s, err := newCompactSigner(jwk.Algorithm, typWPT, key)
 	if err != nil {
 		return nil, fmt.Errorf("wpt: prover: %w", err)
 	}
@@ -148,11 +147,11 @@ func (p *Prover) Mint(pp ProofParams) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("wpt: encoding WPT claims: %w", err)
 	}
-	jws, err := p.signer.Sign(payload)
+	wpt, err := p.signer.sign(payload)
 	if err != nil {
 		return "", fmt.Errorf("wpt: signing WPT: %w", err)
 	}
-	return jws.CompactSerialize()
+	return wpt, nil
 }
 
 // hashB64 is base64url(SHA-256(s)) without padding, the form of wth, ath, tth and oth values.

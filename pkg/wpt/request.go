@@ -2,12 +2,10 @@ package wpt
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -69,27 +67,17 @@ func (v *Verifier) VerifyRequest(ctx context.Context, in Request) (*Result, erro
 	case len(in.WPT) > MaxTokenSize:
 		return nil, fmt.Errorf("wpt: %w: WPT is %d bytes, over %d", ErrTooLarge, len(in.WPT), MaxTokenSize)
 	}
-	vw, _, err := v.verifyWIT(in.WIT)
+	vw, err := v.verifyWIT(in.WIT)
 	if err != nil {
 		return nil, err
 	}
-	jws, err := parseJWS("WPT", in.WPT)
+	// The alg comparison with cnf.jwk.alg (§3.4 step 3) happens inside verifyCompact, before the signature check.
+	hdr, payload, err := verifyCompact(in.WPT, vw.cnfAlg, vw.cnfKey)
 	if err != nil {
 		return nil, err
 	}
-	hdr := &jws.Signatures[0].Header
-	if hdr.Algorithm != vw.cnfAlg {
-		return nil, fmt.Errorf("wpt: %w: WPT alg %q is not the WIT's cnf.jwk alg %q", ErrUnsupportedAlg, hdr.Algorithm, vw.cnfAlg)
-	}
-	payload, err := jws.Verify(vw.cnfKey)
-	if err != nil {
-		if errors.Is(err, jose.ErrUnsupportedCriticalHeader) {
-			return nil, fmt.Errorf("wpt: %w: WPT: %v", ErrMalformed, err)
-		}
-		return nil, fmt.Errorf("wpt: %w: WPT signature does not verify with the WIT's cnf.jwk", ErrBadSignature)
-	}
-	if !isTyp(hdr.ExtraHeaders[jose.HeaderType], typWPT) {
-		return nil, fmt.Errorf("wpt: %w: WPT typ is %v, want %q", ErrMalformed, hdr.ExtraHeaders[jose.HeaderType], typWPT)
+	if !isTyp(hdr.Typ, typWPT) {
+		return nil, fmt.Errorf("wpt: %w: WPT typ is %q, want %q", ErrMalformed, hdr.Typ, typWPT)
 	}
 	var c wptIn
 	if err := unmarshalClaims("WPT", payload, &c); err != nil {

@@ -3,8 +3,6 @@ package wpt
 import (
 	"context"
 	"crypto"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -116,38 +114,37 @@ type verifiedWIT struct {
 
 // VerifyWIT verifies a WIT (draft-ietf-wimse-workload-creds; specs/wimse-wit-wpt.md §2.3): allowed asymmetric alg, typ wit+jwt, issuer key chosen by the trust domain of sub and kid from locally configured bundles,
 // signature, exp/nbf with skew, and a public cnf.jwk whose alg is allowed and fits its key. Verified WITs are cached
-// by the SHA-256 of their bytes; a hit re-checks exp/nbf and that the issuer key is still in its bundle. A WIT alone
+// by their exact bytes; a hit re-checks exp/nbf and that the issuer key is still in its bundle. A WIT alone
 // authenticates nothing: callers must also verify a proof of possession made with WIT.Key (VerifyRequest does).
 func (v *Verifier) VerifyWIT(ctx context.Context, token string) (*WIT, error) {
-	vw, _, err := v.verifyWIT(token)
+	vw, err := v.verifyWIT(token)
 	if err != nil {
 		return nil, err
 	}
 	return vw.wit, nil
 }
 
-func (v *Verifier) verifyWIT(token string) (*verifiedWIT, [sha256.Size]byte, error) {
+func (v *Verifier) verifyWIT(token string) (*verifiedWIT, error) {
 	if len(token) > MaxTokenSize {
-		return nil, [sha256.Size]byte{}, fmt.Errorf("wpt: %w: WIT is %d bytes, over %d", ErrTooLarge, len(token), MaxTokenSize)
+		return nil, fmt.Errorf("wpt: %w: WIT is %d bytes, over %d", ErrTooLarge, len(token), MaxTokenSize)
 	}
-	sum := sha256.Sum256([]byte(token))
 	now := v.now()
 	if v.cache != nil {
-		if vw := v.cache.get(sum, token); vw != nil {
+		if vw := v.cache.get(token); vw != nil {
 			if err := v.recheck(vw, now); err != nil {
-				return nil, sum, err
+				return nil, err
 			}
-			return vw, sum, nil
+			return vw, nil
 		}
 	}
-	vw, err := v.verifyWITFull(token, sum, now)
+	vw, err := v.verifyWITFull(token, now)
 	if err != nil {
-		return nil, sum, err
+		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(sum, vw, now)
+		v.cache.put(vw, now)
 	}
-	return vw, sum, nil
+	return vw, nil
 }
 
 // recheck repeats the checks on a cached WIT that depend on time or on the current bundle.
@@ -175,7 +172,7 @@ func (v *Verifier) checkTimes(w *WIT, now time.Time) error {
 	return nil
 }
 
-func (v *Verifier) verifyWITFull(token string, sum [sha256.Size]byte, now time.Time) (*verifiedWIT, error) {
+func (v *Verifier) verifyWITFull(token string, now time.Time) (*verifiedWIT, error) {
 	jws, err := parseJWS("WIT", token)
 	if err != nil {
 		return nil, err
@@ -184,7 +181,7 @@ func (v *Verifier) verifyWITFull(token string, sum [sha256.Size]byte, now time.T
 	if !v.allowed[hdr.Algorithm] {
 		return nil, fmt.Errorf("wpt: %w: WIT alg %q is not allowed", ErrUnsupportedAlg, hdr.Algorithm)
 	}
-	if !isTyp(hdr.ExtraHeaders[jose.HeaderType], typWIT) {
+	if typ, _ := hdr.ExtraHeaders[jose.HeaderType].(string); !isTyp(typ, typWIT) {
 		return nil, fmt.Errorf("wpt: %w: WIT typ is %v, want %q", ErrMalformed, hdr.ExtraHeaders[jose.HeaderType], typWIT)
 	}
 	// The claims are read before the signature is checked only to find the trust domain whose keys must verify
@@ -257,7 +254,7 @@ func (v *Verifier) verifyWITFull(token string, sum [sha256.Size]byte, now time.T
 	}
 	return &verifiedWIT{
 		wit:       w,
-		wth:       base64.RawURLEncoding.EncodeToString(sum[:]),
+		wth:       hashB64(token),
 		kid:       kid,
 		issuerKey: key,
 		cnfKey:    w.Key.Key,
@@ -303,33 +300,31 @@ func (v *Verifier) checkCnfKey(k *jose.JSONWebKey) error {
 	return nil
 }
 
-// witCache holds verified WITs by the SHA-256 of their bytes. Hits take only a read lock; when full, expired
-// entries are dropped first, otherwise an arbitrary one (Go's map order is randomised), which is enough to bound
-// memory and keep hot WITs mostly resident.
+// witCache holds verified WITs keyed by the token itself: a hit is an exact byte match by construction, and the
+// lookup costs a seeded map hash instead of a SHA-256 per request (the key shares its bytes with WIT.Raw, so it
+// costs no extra memory). Hits take only a read lock. When full, expired entries are dropped first, otherwise an
+// arbitrary one (Go randomises map order): enough to bound memory and keep hot WITs mostly resident.
 type witCache struct {
 	mu  sync.RWMutex
 	max int
-	m   map[[sha256.Size]byte]*verifiedWIT
+	m   map[string]*verifiedWIT
 }
 
 func newWITCache(max int) *witCache {
-	return &witCache{max: max, m: make(map[[sha256.Size]byte]*verifiedWIT)}
+	return &witCache{max: max, m: make(map[string]*verifiedWIT)}
 }
 
-func (c *witCache) get(sum [sha256.Size]byte, token string) *verifiedWIT {
+func (c *witCache) get(token string) *verifiedWIT {
 	c.mu.RLock()
-	vw := c.m[sum]
+	vw := c.m[token]
 	c.mu.RUnlock()
-	if vw == nil || vw.wit.Raw != token {
-		return nil
-	}
 	return vw
 }
 
-func (c *witCache) put(sum [sha256.Size]byte, vw *verifiedWIT, now time.Time) {
+func (c *witCache) put(vw *verifiedWIT, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.m[sum]; !ok && len(c.m) >= c.max {
+	if _, ok := c.m[vw.wit.Raw]; !ok && len(c.m) >= c.max {
 		evicted := false
 		for k, e := range c.m {
 			if now.After(e.wit.Expiry) {
@@ -344,5 +339,5 @@ func (c *witCache) put(sum [sha256.Size]byte, vw *verifiedWIT, now time.Time) {
 			}
 		}
 	}
-	c.m[sum] = vw
+	c.m[vw.wit.Raw] = vw
 }

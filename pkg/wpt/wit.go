@@ -102,11 +102,7 @@ func parseSubject(sub string) (spiffeid.TrustDomain, error) {
 }
 
 // isTyp compares a JOSE typ value with want, accepting the "application/" media-type form, case-insensitively.
-func isTyp(got any, want string) bool {
-	s, ok := got.(string)
-	if !ok {
-		return false
-	}
+func isTyp(s, want string) bool {
 	if len(s) > len("application/") && strings.EqualFold(s[:len("application/")], "application/") {
 		s = s[len("application/"):]
 	}
