@@ -1,0 +1,122 @@
+package httpsig
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+)
+
+// typed reports whether err is nil or wraps exactly the reasons a parser of untrusted input may return.
+func typed(err error, allowed ...error) bool {
+	if err == nil {
+		return true
+	}
+	for _, a := range allowed {
+		if errors.Is(err, a) && autherr.Of(err) == a {
+			return true
+		}
+	}
+	return false
+}
+
+func FuzzParseSignatureInput(f *testing.F) {
+	for _, v := range loadVectors(f) {
+		f.Add(v.SignatureInput)
+	}
+	f.Add(exReqInput)
+	f.Add(exRespIn)
+	f.Add(`a=("x";key="y";req "@query-param";name="p");p=1.5;q=?0;r=:AA==:;s=tok`)
+	f.Fuzz(func(t *testing.T, s string) {
+		ins, err := ParseSignatureInput([]string{s})
+		if !typed(err, autherr.ErrMalformed, autherr.ErrTooLarge) {
+			t.Fatalf("untyped error %v", err)
+		}
+		for i := range ins {
+			// What we parsed must serialize and parse back to the same thing.
+			again, err := ParseSignatureInput([]string{ins[i].Label + "=" + ins[i].String()})
+			if err != nil || len(again) != 1 || again[0].String() != ins[i].String() {
+				t.Fatalf("round trip of %q: %v", ins[i].String(), err)
+			}
+		}
+	})
+}
+
+func FuzzParseSignature(f *testing.F) {
+	for _, v := range loadVectors(f) {
+		f.Add(v.Signature)
+	}
+	f.Add(`a=:AA==:, b=:AAEC:;p`)
+	f.Fuzz(func(t *testing.T, s string) {
+		if _, err := ParseSignature([]string{s}); !typed(err, autherr.ErrMalformed, autherr.ErrTooLarge) {
+			t.Fatalf("untyped error %v", err)
+		}
+	})
+}
+
+func FuzzParseContentDigest(f *testing.F) {
+	f.Add(`sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:`, []byte(`{"hello": "world"}`))
+	f.Add(`sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:, md5=:AA==:`, []byte("x"))
+	f.Fuzz(func(t *testing.T, s string, body []byte) {
+		err := VerifyContentDigest([]string{s}, body)
+		if !typed(err, autherr.ErrMalformed, autherr.ErrTooLarge, autherr.ErrUnsupportedAlg, autherr.ErrMismatch) {
+			t.Fatalf("untyped error %v", err)
+		}
+	})
+}
+
+func FuzzSignatureBase(f *testing.F) {
+	for _, v := range loadVectors(f) {
+		f.Add(v.SignatureInput, true)
+		f.Add(v.SignatureInput, false)
+	}
+	f.Fuzz(func(t *testing.T, s string, response bool) {
+		ins, err := ParseSignatureInput([]string{s})
+		if err != nil {
+			return
+		}
+		req := readRequest(t, testRequest)
+		m := Message{Request: req}
+		if response {
+			m.Response = readResponse(t, reqresResponse, req)
+		}
+		for i := range ins {
+			if _, err := SignatureBase(m, &ins[i]); !typed(err, autherr.ErrMalformed, autherr.ErrTooLarge) {
+				t.Fatalf("untyped error %v", err)
+			}
+		}
+	})
+}
+
+// FuzzVerifyRequest feeds arbitrary profile headers, seeded from a valid signed request, to a real Verifier.
+func FuzzVerifyRequest(f *testing.F) {
+	e := newEnv(f)
+	s, _, _ := e.workload(f, "EdDSA", SignerOptions{})
+	v := e.verifier(f, nil)
+	body := []byte(`{"a":1}`)
+	r := newRequest(f, http.MethodPost, envAud+"?x=1", string(body), map[string]string{"Content-Type": "application/json"})
+	if err := s.SignRequest(r, body); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(r.Header.Get(HeaderWIT), r.Header.Get(HeaderSignatureInput), r.Header.Get(HeaderSignature),
+		r.Header.Get(HeaderContentDigest), "/api/items?x=1", body)
+	f.Add("", exReqInput, exReqSig, "", "/", []byte(nil))
+	f.Fuzz(func(t *testing.T, wit, input, sig, digest, target string, body []byte) {
+		req, err := http.NewRequest(http.MethodPost, "https://tool.example.org"+target, nil)
+		if err != nil {
+			return
+		}
+		for k, val := range map[string]string{HeaderWIT: wit, HeaderSignatureInput: input, HeaderSignature: sig,
+			HeaderContentDigest: digest, "Content-Type": "application/json"} {
+			if val != "" {
+				req.Header[k] = []string{val}
+			}
+		}
+		_, err = v.VerifyRequest(context.Background(), req, body)
+		if err != nil && autherr.Of(err) == nil {
+			t.Fatalf("untyped error %v", err)
+		}
+	})
+}
