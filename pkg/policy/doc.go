@@ -1,0 +1,50 @@
+// Package policy is agentauth's authorization model and its evaluation: which agent may do what on which tool,
+// for which delegated user, at what risk. Policies are Cedar (github.com/cedar-policy/cedar-go) files; Compile
+// parses and validates them against Schema() and an Engine decides requests with them, default deny, every
+// decision naming the policies (or the revocation) that determined it. Explain is the dry run for authors.
+//
+// # Model (schema.cedarschema)
+//
+//	principal  Agent::"<SPIFFE ID>"  in TrustDomain::"<td>"; attrs trust_domain, path; tags = WIT/attestation attrs
+//	resource   Tool::"<tool>"        (tool = the route's configured name, else the lower-cased host); attr host
+//	           McpTool::"<tool>/<name>", McpPrompt::"<tool>/<name>", McpResource::"<tool>/<uri>", each in its Tool;
+//	           attrs host and name (or uri); McpTool/McpPrompt tags = the call's scalar arguments
+//	action     HTTP: Action::"GET", "POST", ... (unlisted methods: "http_other"), all in Action::"http".
+//	           MCP: Action::"tools/call", "resources/read", "prompts/get", ... named after the JSON-RPC method
+//	           (unlisted methods: "mcp_other"; responses the client posts: "mcp_response"), all in Action::"mcp";
+//	           session plumbing (initialize, ping, notifications/*) also in "mcp_session", list methods in
+//	           "mcp_discovery".
+//	context    host, method, path, auth_method (AuthMethod::"mtls" | "wit-wpt" | "wit-httpsig"),
+//	           subject? (User::"<Txn-Token sub>"; scopes set; tags = claims), txn?, risk_level
+//	           (RiskLevel::"UNKNOWN" | "LOW" | "MEDIUM" | "HIGH"), risk_rank (0-3), assurance_level?, time (Unix s),
+//	           now (datetime), hour (0-23 UTC), mcp_method?
+//
+// Per-method actions (rather than one "http" action with the method in context) put the method in the policy
+// scope, where Cedar's validator checks it and the action groups give "any HTTP" / "any MCP" for free. Enum
+// entities for auth method and risk level make a misspelt value a load error instead of a rule that never fires.
+//
+// # Policies
+//
+// Every policy needs a unique @id("..."): decisions and audit records name it, so it must not change when a file
+// is reordered. Compile validates in strict mode (optional attributes and tags need has / hasTag guards) and
+// reports every problem as file:line:column. A syntax error stops its file; other errors point at the start of
+// the policy, since cedar-go's validator does not report positions inside a policy.
+//
+// # Decisions
+//
+// Forbid overrides permit; nothing permitted is denied. An MCP body is decided call by call (Decision.PerCall),
+// so a proxy can forward the allowed calls of a batch and answer the others with JSON-RPC errors; the request as a
+// whole is Allowed only if every call is. Cedar ignores a policy whose evaluation errors; for a forbid that
+// would fail open, so here an erroring forbid denies.
+//
+// Revocation is not policy. Revocation state arrives from the controller on its own schedule (SSF/CAEP/RISC
+// events) and must deny whatever the policies say, with its own id as the reason, so Engine.Decide checks
+// Revocations (agent, delegated user, transaction) before evaluating policy rather than compiling revocations
+// into generated forbid policies.
+//
+// # Speed
+//
+// cedar.Authorize evaluates every policy it is handed. Compile therefore buckets policies by the entity their
+// principal and resource scopes name, and Decide hands Cedar only the buckets the request's own entities and
+// their ancestors select (see index.go); a policy left out has a false scope, so the answer is the same.
+package policy

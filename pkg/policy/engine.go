@@ -1,0 +1,309 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cedar-policy/cedar-go"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/policy/mcp"
+)
+
+// Re-exported reasons, so callers can write errors.Is(d.Err(), policy.ErrDenied).
+var (
+	ErrDenied    = autherr.ErrDenied
+	ErrRevoked   = autherr.ErrRevoked
+	ErrMissing   = autherr.ErrMissing
+	ErrMalformed = autherr.ErrMalformed
+)
+
+// Subject kinds a Revocations implementation is asked about.
+const (
+	SubjectAgent = "agent" // Request.AgentID, issued at AgentIssuedAt
+	SubjectUser  = "user"  // Request.DelegatedSubject, issued at DelegatedIssuedAt
+	SubjectTxn   = "txn"   // Request.TransactionID, issued at DelegatedIssuedAt
+)
+
+// Revocations is the revocation state the controller pushes to the sidecar (from SSF/CAEP/RISC events),
+// kept apart from policy. Revoked reports whether the subject is revoked for a credential issued at issuedAt
+// (the zero time when unknown) and the id of the revocation, which Decide reports as the reason. It is called
+// on every decision, so it must answer from memory; if it cannot answer it must report revoked (fail closed).
+type Revocations interface {
+	Revoked(ctx context.Context, kind, value string, issuedAt time.Time) (id string, revoked bool)
+}
+
+// RevocationsFunc adapts a function to Revocations.
+type RevocationsFunc func(ctx context.Context, kind, value string, issuedAt time.Time) (string, bool)
+
+// Revoked calls f.
+func (f RevocationsFunc) Revoked(ctx context.Context, kind, value string, issuedAt time.Time) (string, bool) {
+	return f(ctx, kind, value, issuedAt)
+}
+
+// Decision is the answer for one Request.
+type Decision struct {
+	// Allowed is true only when every evaluation (the HTTP request, or every MCP call) was allowed.
+	Allowed bool
+	// PolicyIDs are the determining policies: the permits that allowed, or the forbids that denied. A deny
+	// with no ids means no policy permitted (default deny) or a revocation denied.
+	PolicyIDs []string
+	// Reason is empty when allowed, else an autherr code: "policy_denied", "revoked", "credential_missing"
+	// or "malformed".
+	Reason string
+	// RevocationID is the revocation that denied, when Reason is "revoked".
+	RevocationID string
+	// Errors are policy evaluation errors (policy id, position, message). An erroring permit does not permit;
+	// an erroring forbid denies.
+	Errors []string
+	// PerCall is each MCP call's decision, in body order, when the request carried MCP calls. A caller
+	// forwards the allowed calls and answers each denied one with mcp.JSONRPCError(call.ID, mcp.CodeDenied, ...).
+	PerCall []CallDecision
+	// Candidates is how many policies were evaluated after indexing (summed over calls).
+	Candidates int
+
+	msg string
+}
+
+// CallDecision is the answer for one MCP call of a body.
+type CallDecision struct {
+	Call      mcp.Call
+	Allowed   bool
+	PolicyIDs []string
+	Reason    string
+	Errors    []string
+	msg       string
+}
+
+// Err is nil when the decision allows, else an error wrapping the autherr reason with a precise message.
+func (d Decision) Err() error {
+	if d.Allowed {
+		return nil
+	}
+	reason := autherr.ErrDenied
+	switch d.Reason {
+	case autherr.ErrRevoked.Code():
+		reason = autherr.ErrRevoked
+	case autherr.ErrMissing.Code():
+		reason = autherr.ErrMissing
+	case autherr.ErrMalformed.Code():
+		reason = autherr.ErrMalformed
+	}
+	return fmt.Errorf("policy: %w: %s", reason, d.msg)
+}
+
+// Err is nil when the call is allowed, else an error wrapping the autherr reason.
+func (c CallDecision) Err() error {
+	if c.Allowed {
+		return nil
+	}
+	if c.Reason == autherr.ErrRevoked.Code() {
+		return fmt.Errorf("policy: %w: %s", autherr.ErrRevoked, c.msg)
+	}
+	return fmt.Errorf("policy: %w: %s", autherr.ErrDenied, c.msg)
+}
+
+// JSONRPCError is the JSON-RPC error object answering a denied call.
+func (c CallDecision) JSONRPCError() []byte {
+	return mcp.JSONRPCError(c.Call.ID, mcp.CodeDenied, "forbidden: "+c.Reason)
+}
+
+// Engine decides requests against the current policy Set. The Set sits behind an atomic pointer: Swap installs
+// a new one (when the controller pushes policies) without locking readers; in-flight decisions finish on the
+// Set they started with. An Engine with no Set denies everything.
+type Engine struct {
+	set  atomic.Pointer[Set]
+	revs Revocations
+}
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithRevocations makes every decision consult r before policy: a revoked agent, delegated subject or
+// transaction is denied whatever the policies say.
+func WithRevocations(r Revocations) Option { return func(e *Engine) { e.revs = r } }
+
+// NewEngine returns an Engine deciding with set (which may be nil: deny all until Swap).
+func NewEngine(set *Set, opts ...Option) *Engine {
+	e := &Engine{}
+	for _, o := range opts {
+		o(e)
+	}
+	e.set.Store(set)
+	return e
+}
+
+// Swap installs set and returns the previous one. Compile is where bad policies are caught; Swap never fails.
+func (e *Engine) Swap(set *Set) *Set { return e.set.Swap(set) }
+
+// Set returns the Set in use (nil if none).
+func (e *Engine) Set() *Set { return e.set.Load() }
+
+// Decide answers req: revocation first, then policy, default deny.
+func (e *Engine) Decide(ctx context.Context, req Request) Decision {
+	if e.revs != nil {
+		if d, revoked := e.checkRevoked(ctx, req); revoked {
+			return d
+		}
+	}
+	set := e.set.Load()
+	if set == nil {
+		return denyAll(req, autherr.ErrDenied.Code(), "no policy set loaded")
+	}
+	return set.decide(req)
+}
+
+// checkRevoked is an explicit pre-check rather than a generated forbid policy: revocation state changes on its
+// own schedule (one SSF event at a time), must deny regardless of policy, and has its own reason and id that
+// belong in the audit record.
+func (e *Engine) checkRevoked(ctx context.Context, req Request) (Decision, bool) {
+	checks := []struct {
+		kind, value string
+		at          time.Time
+	}{
+		{SubjectAgent, req.AgentID, req.AgentIssuedAt},
+		{SubjectUser, req.DelegatedSubject, req.DelegatedIssuedAt},
+		{SubjectTxn, req.TransactionID, req.DelegatedIssuedAt},
+	}
+	for _, c := range checks {
+		if c.value == "" {
+			continue
+		}
+		if id, revoked := e.revs.Revoked(ctx, c.kind, c.value, c.at); revoked {
+			d := denyAll(req, autherr.ErrRevoked.Code(), fmt.Sprintf("%s %q is revoked (%s)", c.kind, c.value, id))
+			d.RevocationID = id
+			return d, true
+		}
+	}
+	return Decision{}, false
+}
+
+// denyAll is a deny of the whole request, each MCP call included, for a reason outside policy.
+func denyAll(req Request, reason, msg string) Decision {
+	d := Decision{Reason: reason, msg: msg}
+	for _, c := range req.MCP {
+		d.PerCall = append(d.PerCall, CallDecision{Call: c, Reason: reason, msg: msg})
+	}
+	return d
+}
+
+// decide evaluates req against s, without revocations.
+func (s *Set) decide(req Request) Decision {
+	p, err := s.model.prepare(req)
+	if err != nil {
+		return denyAll(req, autherr.Code(err), err.Error())
+	}
+	var cands candidates
+	if len(req.MCP) == 0 {
+		t := s.model.httpTarget(p, req.Method)
+		r := s.eval(p, &cands, t)
+		return Decision{Allowed: r.allowed, PolicyIDs: r.ids, Reason: r.reason(), Errors: r.errors, Candidates: r.candidates,
+			msg: r.describe(req.AgentID, t.action.ID, p.toolUID.String())}
+	}
+	d := Decision{Allowed: true, PerCall: make([]CallDecision, len(req.MCP))}
+	var allowIDs, denyIDs, denied []string
+	for i, c := range req.MCP {
+		t := s.model.mcpTarget(p, c)
+		r := s.eval(p, &cands, t)
+		res := p.toolUID.String()
+		if t.resource.UID.Type != "" {
+			res = t.resource.UID.String()
+		}
+		cd := CallDecision{Call: c, Allowed: r.allowed, PolicyIDs: r.ids, Reason: r.reason(), Errors: r.errors,
+			msg: r.describe(req.AgentID, t.action.ID, res)}
+		d.PerCall[i] = cd
+		d.Candidates += r.candidates
+		d.Errors = append(d.Errors, r.errors...)
+		if r.allowed {
+			allowIDs = append(allowIDs, r.ids...)
+			continue
+		}
+		d.Allowed = false
+		denyIDs = append(denyIDs, r.ids...)
+		denied = append(denied, fmt.Sprintf("call %d: %s", i, cd.msg))
+	}
+	if d.Allowed {
+		d.PolicyIDs = sortedUnique(allowIDs)
+		return d
+	}
+	d.PolicyIDs = sortedUnique(denyIDs)
+	d.Reason = autherr.ErrDenied.Code()
+	d.msg = strings.Join(denied, "; ")
+	return d
+}
+
+// result is one cedar evaluation.
+type result struct {
+	allowed    bool
+	forbidden  bool // a forbid matched or failed to evaluate
+	ids        []string
+	errors     []string
+	candidates int
+}
+
+func (r result) reason() string {
+	if r.allowed {
+		return ""
+	}
+	return autherr.ErrDenied.Code()
+}
+
+func (r result) describe(agent string, action any, resource string) string {
+	switch {
+	case r.allowed:
+		return fmt.Sprintf("%v permits %s to %v on %s", r.ids, agent, action, resource)
+	case r.forbidden:
+		return fmt.Sprintf("%v forbids %s to %v on %s", r.ids, agent, action, resource)
+	}
+	return fmt.Sprintf("no policy permits %s to %v on %s", agent, action, resource)
+}
+
+func (s *Set) eval(p *prepared, cands *candidates, t target) result {
+	p.ents.extra = t.resource
+	resource := p.toolUID
+	if t.resource.UID.Type != "" {
+		resource = t.resource.UID
+	}
+	s.selectFor(cands, p.principals, t.resources)
+	dec, diag := cedar.Authorize(cands, &p.ents, cedar.Request{
+		Principal: p.principals[0],
+		Action:    t.action,
+		Resource:  resource,
+		Context:   t.context,
+	})
+	r := result{allowed: dec == cedar.Allow, candidates: cands.count()}
+	for _, reason := range diag.Reasons {
+		r.ids = append(r.ids, string(reason.PolicyID))
+	}
+	// Cedar skips a policy whose evaluation errors. For a forbid that would turn an error into an allow, so
+	// here an erroring forbid denies. (Schema validation makes such errors rare: overflow, bad extension input.)
+	var failedForbids []string
+	for _, e := range diag.Errors {
+		c := s.policies[e.PolicyID]
+		r.errors = append(r.errors, fmt.Sprintf("policy %s (%s:%d:%d): %s", e.PolicyID, c.info.File, c.info.Line, c.info.Column, e.Message))
+		if c.forbid {
+			failedForbids = append(failedForbids, string(e.PolicyID))
+		}
+	}
+	switch {
+	case len(failedForbids) > 0:
+		r.allowed, r.forbidden = false, true
+		if dec == cedar.Allow {
+			r.ids = nil // the permits did not determine a deny
+		}
+		r.ids = append(r.ids, failedForbids...)
+	case dec == cedar.Deny && len(r.ids) > 0:
+		r.forbidden = true
+	}
+	slices.Sort(r.ids)
+	return r
+}
+
+func sortedUnique(ids []string) []string {
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}

@@ -1,0 +1,52 @@
+package policy_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/agentauth/agentauth/pkg/policy"
+	"github.com/agentauth/agentauth/pkg/policy/mcp"
+)
+
+func Example() {
+	set, err := policy.Compile(map[string][]byte{"tools.cedar": []byte(`
+@id("planner-search")
+permit (principal == Agent::"spiffe://example.org/agent/planner", action == Action::"tools/call",
+        resource == McpTool::"mcp.example/search");`)})
+	if err != nil {
+		fmt.Println(err) // e.g. tools.cedar:3:9: syntax error at ...
+		return
+	}
+	engine := policy.NewEngine(set)
+
+	body := `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"}},
+	          {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"drop_tables"}}]`
+	msg, err := mcp.Parse("application/json", []byte(body), 1<<20)
+	if err != nil {
+		return // answer with err.(*mcp.Error).Response()
+	}
+	d := engine.Decide(context.Background(), policy.Request{
+		AgentID: "spiffe://example.org/agent/planner", AuthMethod: policy.AuthWITWPT,
+		Host: "mcp.example", Method: "POST", Path: "/mcp", MCP: msg.Calls,
+	})
+	for _, c := range d.PerCall {
+		fmt.Println(c.Call.Name, c.Allowed, c.PolicyIDs)
+	}
+	fmt.Println(string(d.PerCall[1].JSONRPCError()))
+	// Output:
+	// search true [planner-search]
+	// drop_tables false []
+	// {"jsonrpc":"2.0","id":2,"error":{"code":-32001,"message":"forbidden: policy_denied"}}
+}
+
+func ExampleExplain() {
+	set, _ := policy.Compile(map[string][]byte{"http.cedar": []byte(`@id("read-orders")
+permit (principal in TrustDomain::"example.org", action == Action::"GET", resource == Tool::"orders.example");`)})
+	fmt.Print(policy.Explain(set, policy.Request{
+		AgentID: "spiffe://example.org/agent/reporter", AuthMethod: policy.AuthMTLS,
+		Host: "orders.example", Method: "GET", Path: "/orders/7",
+	}))
+	// Output:
+	// ALLOW: [read-orders] permits spiffe://example.org/agent/reporter to GET on Tool::"orders.example"
+	//   permit read-orders (http.cedar:1:1)
+}

@@ -1,0 +1,93 @@
+package policy
+
+import (
+	"iter"
+
+	"github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
+	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
+)
+
+// The index. cedar.Authorize evaluates every policy it is given, so with 10,000 policies a request would pay for
+// 10,000 evaluations. But a policy whose principal or resource scope names an entity can only match a request
+// whose principal (or resource) is that entity or a descendant of it, and Decide builds the entity store itself,
+// so it knows every request's principal and resource ancestry exactly. Policies are therefore bucketed by the
+// entity their principal scope and resource scope name (or by "any" when the scope names no entity: `principal`,
+// `principal is Agent`), and a request evaluates only the buckets its own entities and their ancestors select.
+// A policy outside those buckets has a scope that is false for the request, which in Cedar makes the policy
+// false without evaluating its conditions, so skipping it changes neither the decision nor the diagnostics.
+
+// scopeKey is the bucket of a policy: the entity its principal and its resource scope name; the zero EntityUID
+// stands for "any".
+type scopeKey struct {
+	principal, resource types.EntityUID
+}
+
+func keyOf(p *xast.Policy) scopeKey {
+	return scopeKey{principal: scopeEntity(p.Principal), resource: scopeEntity(p.Resource)}
+}
+
+func scopeEntity(n xast.IsScopeNode) types.EntityUID {
+	switch s := n.(type) {
+	case xast.ScopeTypeEq:
+		return s.Entity
+	case xast.ScopeTypeIn:
+		return s.Entity
+	case xast.ScopeTypeIsIn:
+		return s.Entity
+	}
+	return types.EntityUID{}
+}
+
+// maxAncestry is the most keys one side of a request can have: the entity, its parents, and "any".
+// Agent → TrustDomain; McpTool/McpResource/McpPrompt → Tool.
+const maxAncestry = 3
+
+// candidates is the subset of a Set that can match one request. It implements cedar.PolicyIterator.
+type candidates struct {
+	buckets [maxAncestry * maxAncestry][]*compiled
+	n       int
+}
+
+// selectFor fills c with the buckets for a request whose principal and resource have the given ancestries (each
+// the entity itself followed by its ancestors, distinct, at most maxAncestry-1 long).
+func (s *Set) selectFor(c *candidates, principals, resources []types.EntityUID) {
+	c.n = 0
+	for i := 0; i <= len(principals); i++ {
+		var k scopeKey // zero: "any"
+		if i < len(principals) {
+			k.principal = principals[i]
+		}
+		for j := 0; j <= len(resources); j++ {
+			k.resource = types.EntityUID{}
+			if j < len(resources) {
+				k.resource = resources[j]
+			}
+			if b := s.index[k]; len(b) > 0 {
+				c.buckets[c.n] = b
+				c.n++
+			}
+		}
+	}
+}
+
+func (c *candidates) count() int {
+	n := 0
+	for _, b := range c.buckets[:c.n] {
+		n += len(b)
+	}
+	return n
+}
+
+// All yields every candidate policy once.
+func (c *candidates) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
+	return func(yield func(cedar.PolicyID, *cedar.Policy) bool) {
+		for _, b := range c.buckets[:c.n] {
+			for _, p := range b {
+				if !yield(p.id, p.policy) {
+					return
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,181 @@
+package policy
+
+import (
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
+
+	"github.com/agentauth/agentauth/pkg/policy/mcp"
+)
+
+// scopeForms exercises every kind of principal and resource scope the index buckets.
+const scopeForms = `
+@id("p-eq-r-eq") permit (principal == Agent::"spiffe://example.org/agent/a", action, resource == Tool::"t1.example");
+@id("p-in-r-in") permit (principal in TrustDomain::"example.org", action == Action::"tools/call", resource in Tool::"mcp.example");
+@id("p-isin-r-is") permit (principal is Agent in TrustDomain::"other.example", action, resource is McpTool);
+@id("p-is-r-isin") forbid (principal is Agent, action, resource is McpTool in Tool::"mcp.example") when { resource.name == "x" };
+@id("p-all-r-eq-mcp") permit (principal, action, resource == McpTool::"mcp.example/y");
+@id("p-eq-r-in-self") permit (principal == Agent::"spiffe://other.example/agent/b", action, resource in McpTool::"mcp.example/z");
+@id("p-in-self") permit (principal in Agent::"spiffe://example.org/agent/c", action, resource);
+@id("never-matches") permit (principal in TrustDomain::"nowhere", action, resource);
+@id("any") forbid (principal, action == Action::"DELETE", resource);
+`
+
+// TestIndexMatchesFullEvaluation checks that evaluating only the indexed candidates gives exactly the decision,
+// determining policies and errors that cedar-go gives when it evaluates every policy.
+func TestIndexMatchesFullEvaluation(t *testing.T) {
+	corpus := loadCorpus(t)
+	files := map[string][]byte{"scopes.cedar": []byte(scopeForms)}
+	scopes, err := Compile(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agents := []string{planner, writer, reporter, contractor, stranger, "spiffe://example.org/agent/a",
+		"spiffe://example.org/agent/c", "spiffe://other.example/agent/b"}
+	hosts := []string{"orders.example", "admin.example", "mcp.example", "t1.example"}
+	bodies := []string{
+		toolCall(1, "search", ""), toolCall(1, "delete_order", ""), toolCall(1, "x", ""), toolCall(1, "y", ""), toolCall(1, "z", ""),
+		toolCall(1, "create_order", `{"currency":"USD"}`),
+		`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/a"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"review"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{}}`,
+	}
+	var reqs []Request
+	for _, a := range agents {
+		for _, h := range hosts {
+			for _, m := range []string{"GET", "POST", "DELETE", "PROPFIND"} {
+				reqs = append(reqs, with(httpReq(a, m, h, "/orders/1"), func(r *Request) { r.AgentAttrs = map[string]string{"attestation": "tpm"} }))
+			}
+			for _, b := range bodies {
+				reqs = append(reqs, with(mcpReq(t, a, b), func(r *Request) { r.Host = h }))
+			}
+		}
+	}
+	for _, set := range []*Set{corpus, scopes} {
+		all := cedar.PolicyMap{}
+		for id, c := range set.policies {
+			all[id] = c.policy
+		}
+		allowed := 0
+		for _, req := range reqs {
+			p, err := set.model.prepare(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ts []target
+			if len(req.MCP) == 0 {
+				ts = append(ts, set.model.httpTarget(p, req.Method))
+			}
+			for _, c := range req.MCP {
+				ts = append(ts, set.model.mcpTarget(p, c))
+			}
+			for _, tg := range ts {
+				got := set.eval(p, &candidates{}, tg)
+				p.ents.extra = tg.resource
+				resource := p.toolUID
+				if tg.resource.UID.Type != "" {
+					resource = tg.resource.UID
+				}
+				dec, diag := cedar.Authorize(all, &p.ents, cedar.Request{Principal: p.principals[0], Action: tg.action, Resource: resource, Context: tg.context})
+				var want []string
+				for _, r := range diag.Reasons {
+					want = append(want, string(r.PolicyID))
+				}
+				slices.Sort(want)
+				if got.allowed != (dec == cedar.Allow) || !reflect.DeepEqual(got.ids, want) || len(got.errors) != len(diag.Errors) {
+					t.Errorf("%s %v on %v: indexed %v %v, full %v %v", req.AgentID, tg.action, resource, got.allowed, got.ids, dec, want)
+				}
+				if got.candidates > set.Len() {
+					t.Errorf("evaluated %d of %d policies", got.candidates, set.Len())
+				}
+				if got.allowed {
+					allowed++
+				}
+			}
+		}
+		if allowed == 0 {
+			t.Error("no request was allowed: the comparison proves little")
+		}
+	}
+}
+
+// TestRequestsConformToSchema validates the entities and requests Decide builds against the schema the policies
+// are validated against, so the Go mapping and schema.cedarschema cannot drift apart.
+func TestRequestsConformToSchema(t *testing.T) {
+	m, err := loadModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := Request{
+		AgentID: planner, AgentAttrs: map[string]string{"attestation": "tpm"}, AuthMethod: AuthWITHTTPSig,
+		DelegatedSubject: "alice", DelegatedClaims: map[string]string{"scope": "a b", "tenant": "t"}, TransactionID: "txn",
+		Host: "mcp.example", Method: "POST", Path: "/mcp", RiskLevel: RiskMedium, AssuranceLevel: "aal2", Time: noon(),
+	}
+	bodies := []string{
+		`[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"n":1,"s":"x"}}},
+		  {"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"file:///x"}},
+		  {"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"p","arguments":{"k":"v"}}},
+		  {"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///{x}"}}},
+		  {"jsonrpc":"2.0","id":5,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p"}}},
+		  {"jsonrpc":"2.0","id":6,"method":"tasks/get"},
+		  {"jsonrpc":"2.0","id":7,"result":{}},
+		  {"jsonrpc":"2.0","method":"notifications/initialized"},
+		  {"jsonrpc":"2.0","id":8,"method":"tools/list"}]`,
+	}
+	var reqs []Request
+	for _, method := range append(slices.Sorted(maps.Keys(m.httpActions)), "PROPFIND", "get") {
+		reqs = append(reqs, with(full, func(r *Request) { r.Method = method }), httpReq(reporter, method, "h", "/"))
+	}
+	for _, b := range bodies {
+		msg, err := mcp.Parse("application/json", []byte(b), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, with(full, func(r *Request) { r.MCP = msg.Calls }), with(httpReq(reporter, "POST", "h", "/"), func(r *Request) { r.MCP = msg.Calls }))
+	}
+	for i, req := range reqs {
+		p, err := m.prepare(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range p.ents.fixed[:p.ents.n] {
+			if err := m.validator.Entity(e); err != nil {
+				t.Errorf("request %d: entity %v: %v", i, e.UID, err)
+			}
+		}
+		var ts []target
+		if len(req.MCP) == 0 {
+			ts = append(ts, m.httpTarget(p, req.Method))
+		}
+		for _, c := range req.MCP {
+			ts = append(ts, m.mcpTarget(p, c))
+		}
+		for _, tg := range ts {
+			resource := p.toolUID
+			if tg.resource.UID.Type != "" {
+				resource = tg.resource.UID
+				if err := m.validator.Entity(tg.resource); err != nil {
+					t.Errorf("request %d: entity %v: %v", i, tg.resource.UID, err)
+				}
+			}
+			tr := types.Request{Principal: p.principals[0], Action: tg.action, Resource: resource, Context: tg.context}
+			if err := m.validator.Request(tr); err != nil {
+				t.Errorf("request %d: %v", i, err)
+			}
+		}
+	}
+	for uid, a := range m.actions {
+		if err := m.validator.Entity(a); err != nil {
+			t.Errorf("action %v: %v", uid, err)
+		}
+	}
+	if fmt.Sprint(len(m.mcpActions)) == "0" || len(m.httpActions) != 10 {
+		t.Errorf("actions: %d HTTP, %d MCP", len(m.httpActions), len(m.mcpActions))
+	}
+}

@@ -1,0 +1,121 @@
+package policy
+
+import (
+	_ "embed"
+	"fmt"
+	"slices"
+
+	"github.com/cedar-policy/cedar-go/types"
+	"github.com/cedar-policy/cedar-go/x/exp/schema"
+	"github.com/cedar-policy/cedar-go/x/exp/schema/validate"
+)
+
+//go:embed schema.cedarschema
+var schemaText string
+
+// Schema returns the Cedar schema (human-readable format) every policy is validated against.
+func Schema() string { return schemaText }
+
+// Entity type names of the model; see schema.cedarschema.
+const (
+	typeAgent       types.EntityType = "Agent"
+	typeTrustDomain types.EntityType = "TrustDomain"
+	typeUser        types.EntityType = "User"
+	typeTool        types.EntityType = "Tool"
+	typeMcpTool     types.EntityType = "McpTool"
+	typeMcpResource types.EntityType = "McpResource"
+	typeMcpPrompt   types.EntityType = "McpPrompt"
+	typeAuthMethod  types.EntityType = "AuthMethod"
+	typeRiskLevel   types.EntityType = "RiskLevel"
+	typeAction      types.EntityType = "Action"
+)
+
+// Actions a request maps to when its HTTP or JSON-RPC method is not one the schema lists.
+const (
+	actionHTTPOther   = "http_other"
+	actionMCPOther    = "mcp_other"
+	actionMCPResponse = "mcp_response"
+	groupHTTP         = "http"
+	groupMCP          = "mcp"
+)
+
+// model is the schema compiled for use: the validator for policies, the action entities (with their groups as
+// parents) that every request's entity store includes, and the enum values (which cedar-go's validator does not
+// check inside conditions, so Compile does).
+type model struct {
+	validator   *validate.Validator
+	actions     map[types.EntityUID]types.Entity
+	httpActions map[string]bool // HTTP methods with their own action
+	mcpActions  map[string]bool // JSON-RPC methods with their own action
+	enums       map[types.EntityType][]types.EntityUID
+}
+
+func loadModel() (*model, error) {
+	var s schema.Schema
+	s.SetFilename("schema.cedarschema")
+	if err := s.UnmarshalCedar([]byte(schemaText)); err != nil {
+		return nil, fmt.Errorf("policy: built-in schema does not parse: %w", err)
+	}
+	rs, err := s.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("policy: built-in schema does not resolve: %w", err)
+	}
+	m := &model{
+		validator:   validate.New(rs, validate.WithStrict()),
+		actions:     make(map[types.EntityUID]types.Entity, len(rs.Actions)),
+		httpActions: map[string]bool{},
+		mcpActions:  map[string]bool{},
+		enums:       map[types.EntityType][]types.EntityUID{},
+	}
+	for uid, a := range rs.Actions {
+		m.actions[uid] = a.Entity
+	}
+	// Give every action all its groups as parents, not only the direct ones: the validator expects the action
+	// hierarchy closed this way (as Cedar does), and `action in Action::"mcp"` then needs no graph walk.
+	closed := make(map[types.EntityUID]types.Entity, len(m.actions))
+	for uid, a := range m.actions {
+		a.Parents = types.NewEntityUIDSet(m.ancestors(uid)...)
+		closed[uid] = a
+	}
+	m.actions = closed
+	for uid, a := range rs.Actions {
+		if a.AppliesTo == nil {
+			continue // a group, not something a request can be
+		}
+		switch {
+		case m.inGroup(uid, groupHTTP):
+			m.httpActions[string(uid.ID)] = true
+		case m.inGroup(uid, groupMCP):
+			m.mcpActions[string(uid.ID)] = true
+		}
+	}
+	for et, e := range rs.Enums {
+		m.enums[et] = slices.Clone(e.Values)
+	}
+	if !m.httpActions[actionHTTPOther] || !m.mcpActions[actionMCPOther] || !m.mcpActions[actionMCPResponse] {
+		return nil, fmt.Errorf("policy: built-in schema lacks the fallback actions %s, %s or %s", actionHTTPOther, actionMCPOther, actionMCPResponse)
+	}
+	return m, nil
+}
+
+// inGroup reports whether action uid is (transitively) a member of the action group named group.
+func (m *model) inGroup(uid types.EntityUID, group types.String) bool {
+	return slices.Contains(m.ancestors(uid), types.NewEntityUID(typeAction, group))
+}
+
+// ancestors lists every action group uid is transitively in.
+func (m *model) ancestors(uid types.EntityUID) []types.EntityUID {
+	var out []types.EntityUID
+	queue := []types.EntityUID{uid}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		for p := range m.actions[cur].Parents.All() {
+			if p != uid && !slices.Contains(out, p) {
+				out = append(out, p)
+				queue = append(queue, p)
+			}
+		}
+	}
+	return out
+}
