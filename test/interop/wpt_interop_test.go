@@ -1,0 +1,181 @@
+//go:build interop
+
+package interop
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentauth/agentauth/pkg/replay"
+	"github.com/agentauth/agentauth/pkg/wpt"
+)
+
+const (
+	wptSub = "spiffe://example.org/ns/agents/sa/planner"
+	wptAud = "https://tool.example.org/mcp"
+)
+
+// wptRequireNode skips unless node and the pinned node_modules are present; under CI=true it fails instead.
+func wptRequireNode(t *testing.T) {
+	t.Helper()
+	missing := ""
+	if _, err := exec.LookPath("node"); err != nil {
+		missing = "node is not on PATH"
+	} else if _, err := os.Stat("node_modules/jose/package.json"); err != nil {
+		missing = "test/interop/node_modules/jose is missing (run `npm ci` in test/interop, or `make interop`)"
+	}
+	if missing == "" {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("interop: %s", missing)
+	}
+	t.Skipf("interop: %s; skipping", missing)
+}
+
+// wptNode runs a script with in as JSON on stdin and decodes its JSON stdout into out.
+func wptNode(t *testing.T, script string, in, out any) {
+	t.Helper()
+	body, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", script)
+	cmd.Stdin = bytes.NewReader(body)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node %s: %v\n%s", script, err, stderr.String())
+	}
+	if err := json.Unmarshal(stdout, out); err != nil {
+		t.Fatalf("node %s output %q: %v", script, stdout, err)
+	}
+}
+
+type wptVerifyOut struct {
+	OK    bool   `json:"ok"`
+	Sub   string `json:"sub"`
+	JTI   string `json:"jti"`
+	Error string `json:"error"`
+}
+
+// TestWPTOursVerifiedByJose: WIT and WPT minted by pkg/wpt verify with node jose.
+func TestWPTOursVerifiedByJose(t *testing.T) {
+	wptRequireNode(t)
+	issuerKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := wpt.NewIssuer(issuerKey, "go-issuer-1", "ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuerJWK := jose.JSONWebKey{Key: issuerKey.Public(), KeyID: "go-issuer-1", Algorithm: "ES256"}
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for alg, key := range map[string]crypto.Signer{"EdDSA": edKey, "ES256": ecKey} {
+		t.Run(alg, func(t *testing.T) {
+			now := time.Now()
+			wit, err := issuer.Mint(wpt.WITClaims{Subject: wptSub, Issuer: "https://go-issuer.example", ID: "w1",
+				IssuedAt: now, Expiry: now.Add(time.Hour), Key: key.Public(), KeyAlg: alg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			prover, err := wpt.NewProver(wit, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			proof, err := prover.Mint(wpt.ProofParams{Audience: wptAud, AccessToken: "at-1", TxnToken: "txn-1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := map[string]any{"issuerJwk": issuerJWK, "wit": wit, "wpt": proof, "aud": wptAud,
+				"accessToken": "at-1", "txnToken": "txn-1"}
+			var out wptVerifyOut
+			wptNode(t, "wpt_verify.mjs", in, &out)
+			if !out.OK || out.Sub != wptSub || out.JTI == "" {
+				t.Fatalf("jose rejected our tokens: %+v", out)
+			}
+			// The script really checks: a wrong audience or a wrong bound token fails.
+			in["aud"] = "https://elsewhere.example/"
+			wptNode(t, "wpt_verify.mjs", in, &out)
+			if out.OK {
+				t.Fatal("jose accepted a WPT for another audience")
+			}
+			in["aud"], in["txnToken"] = wptAud, "txn-2"
+			wptNode(t, "wpt_verify.mjs", in, &out)
+			if out.OK || !strings.Contains(out.Error, "tth") {
+				t.Fatalf("jose accepted a WPT bound to another Txn-Token: %+v", out)
+			}
+		})
+	}
+}
+
+type wptMintOut struct {
+	IssuerJWK jose.JSONWebKey `json:"issuerJwk"`
+	WIT       string          `json:"wit"`
+	WPT       string          `json:"wpt"`
+}
+
+// TestWPTJoseVerifiedByOurs: WIT and WPT minted by node jose verify with pkg/wpt.
+func TestWPTJoseVerifiedByOurs(t *testing.T) {
+	wptRequireNode(t)
+	for _, alg := range []string{"EdDSA", "ES256"} {
+		t.Run(alg, func(t *testing.T) {
+			var out wptMintOut
+			wptNode(t, "wpt_mint.mjs", map[string]any{"sub": wptSub, "aud": wptAud, "workloadAlg": alg,
+				"accessToken": "at-1", "txnToken": "txn-1"}, &out)
+			if out.IssuerJWK.KeyID == "" || !out.IssuerJWK.IsPublic() {
+				t.Fatalf("issuer JWK %+v", out.IssuerJWK)
+			}
+			td := spiffeid.RequireTrustDomainFromString("example.org")
+			v, err := wpt.NewVerifier(wpt.VerifierConfig{
+				Bundles: jwtbundle.FromJWTAuthorities(td, map[string]crypto.PublicKey{out.IssuerJWK.KeyID: out.IssuerJWK.Key}),
+				Replay:  replay.New(replay.Options{}),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := wpt.Request{WIT: out.WIT, WPT: out.WPT, Audiences: []string{wptAud}, AccessToken: "at-1", TxnToken: "txn-1"}
+			res, err := v.VerifyRequest(context.Background(), req)
+			if err != nil {
+				t.Fatalf("our verifier rejected jose's tokens: %v", err)
+			}
+			if res.WIT.Subject != wptSub || res.WIT.Key.Algorithm != alg || res.Audience != wptAud || res.WIT.Issuer != "https://node-issuer.example" {
+				t.Fatalf("result %+v, WIT %+v", res, res.WIT)
+			}
+			if _, err := v.VerifyRequest(context.Background(), req); !errors.Is(err, wpt.ErrReplay) {
+				t.Fatalf("second use: %v, want replay", err)
+			}
+			req.AccessToken = "at-2"
+			if _, err := v.VerifyRequest(context.Background(), req); !errors.Is(err, wpt.ErrMismatch) {
+				t.Fatalf("other access token: %v, want binding mismatch", err)
+			}
+		})
+	}
+}
