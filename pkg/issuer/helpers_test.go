@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -8,10 +9,12 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"fmt"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/proto"
 
@@ -160,4 +163,52 @@ func spkiOf(t testing.TB, pub crypto.PublicKey) []byte {
 		t.Fatal(err)
 	}
 	return der
+}
+
+func csrTemplate(t testing.TB, key crypto.Signer, uris ...*url.URL) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: uris}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// forgedCSR is a CSR for pub's key whose signature was made by another key.
+func forgedCSR(t testing.TB, claimed, signer crypto.Signer) []byte {
+	t.Helper()
+	good := csrFor(t, claimed)
+	bad := csrFor(t, signer)
+	// Swap in the other request's signature: same structure, signature no longer matches the key.
+	req, err := x509.ParseCertificateRequest(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := x509.ParseCertificateRequest(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := bytes.Replace(good, req.Signature, other.Signature[:len(req.Signature)], 1)
+	if len(other.Signature) != len(req.Signature) {
+		out = bytes.Replace(good, req.Signature[len(req.Signature)-8:], []byte("XXXXXXXX"), 1)
+	}
+	return out
+}
+
+func publicJWK(t testing.TB, k crypto.Signer, alg string) []byte {
+	t.Helper()
+	b, err := (&jose.JSONWebKey{Key: k.Public(), Algorithm: alg}).MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func privateJWK(t testing.TB, k crypto.Signer) []byte {
+	t.Helper()
+	b, err := (&jose.JSONWebKey{Key: k, Algorithm: "ES256"}).MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

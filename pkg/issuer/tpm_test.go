@@ -41,7 +41,6 @@ func startSWTPM(t *testing.T) transport.TPM {
 		"--ctrl", "type=unixio,path="+filepath.Join(dir, "ctrl.sock"),
 		"--flags", "not-need-init,startup-clear",
 		"--tpmstate", "dir="+dir)
-	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting swtpm: %v", err)
 	}

@@ -1,0 +1,353 @@
+package issuer
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/local"
+	"google.golang.org/grpc/status"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/pkg/store"
+)
+
+// serve runs g on a 127.0.0.1 listener until the test ends and returns its address.
+func serve(t *testing.T, g *grpc.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(ln) }()
+	t.Cleanup(g.Stop)
+	return ln.Addr().String()
+}
+
+func startIssuer(t *testing.T, ca *CA) string {
+	t.Helper()
+	g, err := NewGRPCServer(ca, ServiceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serve(t, g)
+}
+
+// dial connects to the issuer, authenticating it by its SPIFFE ID against bundle; with svid set the client
+// presents it (mTLS).
+func dial(t *testing.T, addr string, bundle *x509bundle.Bundle, svid *x509svid.SVID) *Client {
+	t.Helper()
+	auth := tlsconfig.AuthorizeID(DefaultServerID(td))
+	conf := tlsconfig.TLSClientConfig(bundle, auth)
+	if svid != nil {
+		conf = tlsconfig.MTLSClientConfig(svid, bundle, auth)
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(conf)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return NewClient(cc)
+}
+
+type keys struct {
+	x509, wit crypto.Signer
+}
+
+func newKeys(t *testing.T) keys { return keys{x509: newP256(t), wit: newP256(t)} }
+
+func (k keys) attest(t *testing.T, token string) *agentauthv1.AttestRequest {
+	return &agentauthv1.AttestRequest{JoinToken: token, Csr: csrFor(t, k.x509), WitPublicKey: spkiOf(t, k.wit.Public()), WitAlg: "ES256"}
+}
+
+func (k keys) renew(t *testing.T) *agentauthv1.RenewRequest {
+	return &agentauthv1.RenewRequest{Csr: csrFor(t, k.x509), WitPublicKey: spkiOf(t, k.wit.Public()), WitAlg: "ES256"}
+}
+
+func (k keys) verify(t *testing.T, c *agentauthv1.Credentials) *Issued {
+	t.Helper()
+	is, err := VerifyCredentials(c, k.x509.Public(), k.wit.Public(), time.Now())
+	if err != nil {
+		t.Fatalf("credentials do not verify: %v", err)
+	}
+	return is
+}
+
+func (k keys) svid(is *Issued) *x509svid.SVID {
+	return &x509svid.SVID{ID: is.ID, Certificates: is.Chain, PrivateKey: k.x509}
+}
+
+func wantCode(t *testing.T, err error, code codes.Code, reason error) {
+	t.Helper()
+	if !errors.Is(err, reason) {
+		t.Fatalf("err = %v, want reason %v", err, reason)
+	}
+	if got := status.Code(err); got != code {
+		t.Fatalf("code = %v, want %v (%v)", got, code, err)
+	}
+}
+
+func TestAttestThenRenew(t *testing.T) {
+	f := newFixture(t)
+	addr := startIssuer(t, f.ca)
+	ctx := context.Background()
+	id := spiffeid.RequireFromString("spiffe://example.org/agent/a")
+	token, err := f.ca.CreateJoinToken(ctx, id, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	anon := dial(t, addr, f.ca.X509Bundle(), nil)
+	k := newKeys(t)
+	creds, err := anon.Attest(ctx, k.attest(t, token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	is := k.verify(t, creds)
+	if is.ID != id || len(is.Chain[0].DNSNames) != 0 || len(is.Chain[0].URIs) != 1 {
+		t.Fatalf("issued %v with DNS %v URIs %v: the CSR's names must be ignored", is.ID, is.Chain[0].DNSNames, is.Chain[0].URIs)
+	}
+	issued := f.store.issuedCount()
+
+	// The same token again: refused, nothing issued.
+	_, err = anon.Attest(ctx, newKeys(t).attest(t, token))
+	wantCode(t, err, codes.Unauthenticated, ErrReplay)
+	if n := f.store.issuedCount(); n != issued {
+		t.Fatalf("a replayed token issued %d certificates", n-issued)
+	}
+
+	// Renew over mTLS with the SVID: same identity, fresh keys, whatever the CSR asks for.
+	mtls := dial(t, addr, f.ca.X509Bundle(), k.svid(is))
+	k2 := newKeys(t)
+	req := k2.renew(t)
+	req.Csr = csrWithURI(t, k2.x509, "spiffe://example.org/admin")
+	creds, err = mtls.Renew(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is2 := k2.verify(t, creds)
+	if is2.ID != id {
+		t.Fatalf("Renew issued %v, want %v", is2.ID, id)
+	}
+	if is2.Chain[0].SerialNumber.Cmp(is.Chain[0].SerialNumber) == 0 {
+		t.Error("Renew reused the serial")
+	}
+}
+
+func csrWithURI(t *testing.T, key crypto.Signer, uri string) []byte {
+	t.Helper()
+	u, err := url.Parse(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return csrTemplate(t, key, u)
+}
+
+func TestRenewRefusals(t *testing.T) {
+	f := newFixture(t)
+	addr := startIssuer(t, f.ca)
+	ctx := context.Background()
+	k := newKeys(t)
+
+	// No client certificate at all.
+	_, err := dial(t, addr, f.ca.X509Bundle(), nil).Renew(ctx, k.renew(t))
+	wantCode(t, err, codes.Unauthenticated, ErrMissing)
+
+	// An SVID for the right trust domain from another CA.
+	other := testca.New(t, td)
+	foreign := other.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/agent/a"))
+	_, err = dial(t, addr, f.ca.X509Bundle(), foreign).Renew(ctx, k.renew(t))
+	wantCode(t, err, codes.Unauthenticated, ErrUntrustedIssuer)
+
+	if n := f.store.issuedCount(); n != 1 { // the server's own certificate
+		t.Fatalf("%d certificates issued, want only the server's", n)
+	}
+}
+
+func TestAttestRefusals(t *testing.T) {
+	f := newFixture(t)
+	addr := startIssuer(t, f.ca)
+	ctx := context.Background()
+	c := dial(t, addr, f.ca.X509Bundle(), nil)
+	id := spiffeid.RequireFromString("spiffe://example.org/agent/a")
+	token, err := f.ca.CreateJoinToken(ctx, id, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newKeys(t)
+
+	tests := []struct {
+		name   string
+		mutate func(*agentauthv1.AttestRequest)
+		code   codes.Code
+		reason error
+	}{
+		{"no token", func(r *agentauthv1.AttestRequest) { r.JoinToken = "" }, codes.Unauthenticated, ErrMissing},
+		{"garbage CSR", func(r *agentauthv1.AttestRequest) { r.Csr = []byte("nope") }, codes.InvalidArgument, ErrMalformed},
+		{"CSR signed by another key", func(r *agentauthv1.AttestRequest) { r.Csr = forgedCSR(t, k.x509, newP256(t)) }, codes.InvalidArgument, ErrBadSignature},
+		{"alg does not fit key", func(r *agentauthv1.AttestRequest) { r.WitAlg = "ES384" }, codes.InvalidArgument, ErrUnsupportedAlg},
+		{"EdDSA", func(r *agentauthv1.AttestRequest) { r.WitAlg = "EdDSA" }, codes.InvalidArgument, ErrUnsupportedAlg},
+		{"private JWK", func(r *agentauthv1.AttestRequest) { r.WitPublicKey = privateJWK(t, k.wit) }, codes.InvalidArgument, ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := k.attest(t, token)
+			tt.mutate(req)
+			_, err := c.Attest(ctx, req)
+			wantCode(t, err, tt.code, tt.reason)
+		})
+	}
+	// None of the bad requests burned the token.
+	if _, err := c.Attest(ctx, k.attest(t, token)); err != nil {
+		t.Fatalf("token unusable after refused requests: %v", err)
+	}
+
+	// An expired token.
+	old, err := f.ca.CreateJoinToken(ctx, id, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(2 * time.Minute)
+	before := f.store.issuedCount()
+	_, err = c.Attest(ctx, k.attest(t, old))
+	wantCode(t, err, codes.Unauthenticated, ErrExpired)
+	if f.store.issuedCount() != before {
+		t.Fatal("an expired token issued a certificate")
+	}
+}
+
+func TestAttestWithJWKAndWithoutWIT(t *testing.T) {
+	f := newFixture(t)
+	addr := startIssuer(t, f.ca)
+	ctx := context.Background()
+	c := dial(t, addr, f.ca.X509Bundle(), nil)
+	id := spiffeid.RequireFromString("spiffe://example.org/agent/b")
+
+	k := newKeys(t)
+	tok, _ := f.ca.CreateJoinToken(ctx, id, time.Hour)
+	req := k.attest(t, tok)
+	req.WitPublicKey = publicJWK(t, k.wit, "ES256")
+	creds, err := c.Attest(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.verify(t, creds)
+
+	tok, _ = f.ca.CreateJoinToken(ctx, id, time.Hour)
+	req = k.attest(t, tok)
+	req.WitPublicKey, req.WitAlg = nil, ""
+	creds, err = c.Attest(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if creds.GetWit() != "" {
+		t.Error("a WIT was issued without a WIT key")
+	}
+	if _, err := VerifyCredentials(creds, k.x509.Public(), nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLocalPeerCredentials(t *testing.T) {
+	f := newFixture(t)
+	id := spiffeid.RequireFromString("spiffe://example.org/local/me")
+	dir, err := os.MkdirTemp("", "issuer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+
+	run := func(peerIDs map[uint32]spiffeid.ID) *Client {
+		g, err := NewLocalGRPCServer(f.ca, ServiceConfig{PeerIDs: peerIDs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sock := filepath.Join(dir, "s"+time.Now().Format("150405.000000000"))
+		ln, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = g.Serve(ln) }()
+		t.Cleanup(g.Stop)
+		cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(local.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return NewClient(cc)
+	}
+	ctx := context.Background()
+	k := newKeys(t)
+
+	creds, err := run(map[uint32]spiffeid.ID{uint32(os.Getuid()): id}).Attest(ctx, k.attest(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if is := k.verify(t, creds); is.ID != id {
+		t.Fatalf("peer-credential attestation issued %v, want %v", is.ID, id)
+	}
+
+	before := f.store.issuedCount()
+	_, err = run(map[uint32]spiffeid.ID{uint32(os.Getuid()) + 1: id}).Attest(ctx, k.attest(t, ""))
+	wantCode(t, err, codes.PermissionDenied, ErrDenied)
+	if f.store.issuedCount() != before {
+		t.Fatal("an unmapped uid got a certificate")
+	}
+}
+
+func TestBoltStoreJoinTokens(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	keysDir := t.TempDir()
+	open := func() *CA {
+		keys, err := NewFileKeyStore(keysDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ca, err := New(context.Background(), Config{TrustDomain: td, Keys: keys, Store: NewBoltStore(st)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ca
+	}
+	ca := open()
+	if !open().Root().Equal(ca.Root()) {
+		t.Fatal("the bbolt store did not keep the root")
+	}
+	ctx := context.Background()
+	id := spiffeid.RequireFromString("spiffe://example.org/agent/a")
+	tok, err := ca.CreateJoinToken(ctx, id, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ca.Attest(ctx, tok); err != nil || got != id {
+		t.Fatalf("Attest = %v, %v", got, err)
+	}
+	if _, err := ca.Attest(ctx, tok); !errors.Is(err, ErrReplay) {
+		t.Fatalf("replay: err = %v", err)
+	}
+	if _, err := ca.IssueX509SVID(ctx, newP256(t).Public(), id, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	certs, err := st.IssuedCerts().List()
+	if err != nil || len(certs) != 1 || certs[0].GetSpiffeId() != id.String() {
+		t.Fatalf("issued certs in store: %v, %v", certs, err)
+	}
+}
