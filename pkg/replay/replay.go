@@ -13,8 +13,10 @@ import (
 )
 
 const (
-	// DefaultMaxEntries bounds the cache when Options.MaxEntries is zero. At ~100 bytes per entry that is about
-	// 100 MiB at worst; a WPT lives minutes, so this allows several thousand fresh proofs per second.
+	// DefaultMaxEntries bounds the cache when Options.MaxEntries is zero. An entry costs about 60 bytes plus its id
+	// (133 bytes measured for a typical subject + jti), so a full cache takes about 140 MiB; memory is only used
+	// while entries live.
+	// With a 1-minute WPT lifetime and 30 s skew that is room for over 10,000 fresh proofs per second.
 	DefaultMaxEntries = 1 << 20
 
 	numShards = 64

@@ -30,7 +30,7 @@ func ExtractHeaders(h http.Header) (wit, wpt string, err error) {
 }
 
 func oneToken(h http.Header, name string) (string, error) {
-	vals := h[name] // name is already in canonical form
+	vals := h.Values(name)
 	switch {
 	case len(vals) == 0:
 		return "", fmt.Errorf("wpt: %w: no %s header", ErrMissing, name)

@@ -210,7 +210,8 @@ func (v *Verifier) verifyWITFull(token string, now time.Time) (*verifiedWIT, err
 		if len(all) != 1 {
 			return nil, fmt.Errorf("wpt: %w: WIT has no kid and trust domain %q has %d keys", ErrUntrustedIssuer, td, len(all))
 		}
-		for kid, key = range all {
+		for k, pub := range all { // the only entry
+			kid, key = k, pub
 		}
 	}
 	if err := checkAlgKey(hdr.Algorithm, key); err != nil {
