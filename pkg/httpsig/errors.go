@@ -21,6 +21,8 @@ var (
 	ErrReplay = autherr.ErrReplay
 	// ErrMismatch: Content-Digest does not match the body, or a response's wimse-req-nonce is not the request's.
 	ErrMismatch = autherr.ErrMismatch
+	// ErrUntrustedIssuer: the WIT's issuer key is not in the trust bundle of its trust domain (from the WITVerifier).
+	ErrUntrustedIssuer = autherr.ErrUntrustedIssuer
 	// ErrUnsupportedAlg: HMAC, an unknown algorithm, or one that does not fit the key.
 	ErrUnsupportedAlg = autherr.ErrUnsupportedAlg
 	// ErrTooLarge: a signature or digest field over MaxFieldBytes, or too many signatures or components.
