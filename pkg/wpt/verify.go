@@ -112,7 +112,8 @@ type verifiedWIT struct {
 	cnfAlg    string
 }
 
-// VerifyWIT verifies a WIT (draft-ietf-wimse-workload-creds; specs/wimse-wit-wpt.md §2.3): allowed asymmetric alg, typ wit+jwt, issuer key chosen by the trust domain of sub and kid from locally configured bundles,
+// VerifyWIT verifies a WIT (draft-ietf-wimse-workload-creds; specs/wimse-wit-wpt.md §2.3): an allowed asymmetric
+// alg, typ wit+jwt, the issuer key chosen by the trust domain of sub and by kid from locally configured bundles, the
 // signature, exp/nbf with skew, and a public cnf.jwk whose alg is allowed and fits its key. Verified WITs are cached
 // by their exact bytes; a hit re-checks exp/nbf and that the issuer key is still in its bundle. A WIT alone
 // authenticates nothing: callers must also verify a proof of possession made with WIT.Key (VerifyRequest does).
@@ -156,7 +157,7 @@ func (v *Verifier) recheck(vw *verifiedWIT, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("wpt: %w: no bundle for trust domain %q any more: %v", ErrUntrustedIssuer, vw.wit.TrustDomain, err)
 	}
-	if k, ok := b.FindJWTAuthority(vw.kid); !ok || (k != vw.issuerKey && !publicKeyEqual(k, vw.issuerKey)) {
+	if k, ok := b.FindJWTAuthority(vw.kid); !ok || !publicKeyEqual(k, vw.issuerKey) {
 		return fmt.Errorf("wpt: %w: issuer key %q of trust domain %q was removed from its bundle", ErrUntrustedIssuer, vw.kid, vw.wit.TrustDomain)
 	}
 	return nil

@@ -251,3 +251,28 @@ func TestIssuerRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestIssuerAlgorithms covers issuer keys other than P-256, including a cache hit with an Ed25519 issuer key (a
+// slice type, which must never be compared with ==).
+func TestIssuerAlgorithms(t *testing.T) {
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for alg, key := range map[string]crypto.Signer{"EdDSA": mustEd25519(t), "ES384": p384, "ES256": opaqueSigner{mustP256(t)}} {
+		t.Run(alg, func(t *testing.T) {
+			e := newEnv(t, "ES256")
+			if e.issuer, err = NewIssuer(key, "k-"+alg, alg); err != nil {
+				t.Fatal(err)
+			}
+			e.bundles.Add(jwtbundle.FromJWTAuthorities(testTD, map[string]crypto.PublicKey{"k-" + alg: key.Public()}))
+			wit := e.mintWIT(t, WITClaims{})
+			v := e.verifier(t, nil)
+			for range 2 { // miss, then hit
+				if _, err := v.VerifyWIT(context.Background(), wit); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
