@@ -1,0 +1,387 @@
+package identity
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/exp/bundle/witbundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/issuer"
+)
+
+// Defaults for IssuerConfig.
+const (
+	DefaultRetryMin    = time.Second
+	DefaultRetryMax    = time.Minute
+	issuerCallTimeout  = 30 * time.Second
+	issuerWITAlg       = "ES256"
+	stateCertFile      = "svid.pem"
+	stateKeyFile       = "svid.key"
+	stateBundleFile    = "bundle.pem"
+	rotationJitterPart = 10 // jitter is ±1/10 of the wait before a rotation
+)
+
+// IssuerConfig configures NewIssuerSource.
+type IssuerConfig struct {
+	// Address is host:port of the issuer's TLS endpoint (required).
+	Address string
+	// Bundle holds the X.509 authorities that authenticate the issuer before this source has credentials of its
+	// own (required). Afterwards the bundle the issuer returns is used.
+	Bundle *x509bundle.Bundle
+	// ServerID is the issuer's SPIFFE ID; zero means issuer.DefaultServerID of Bundle's trust domain.
+	ServerID spiffeid.ID
+	// JoinToken is the one-time token for the first attestation. It is not needed when StateDir holds a valid
+	// SVID from an earlier run.
+	JoinToken string
+	// StateDir, when set, keeps the current SVID, its key and the bundle (mode 0600, directory 0700) so a
+	// restart renews with them instead of needing a new join token.
+	StateDir string
+	// RetryMin and RetryMax bound the backoff between failed attempts; 0 means the defaults.
+	RetryMin, RetryMax time.Duration
+	// Observer hears of rotations and failures (optional).
+	Observer Observer
+	// DialOptions are added to each connection to the issuer (the transport credentials are set here).
+	DialOptions []grpc.DialOption
+}
+
+// IssuerSource is a Source fed by the controller's built-in issuer: it attests once with a join token (or renews
+// an SVID kept in StateDir), then renews over mTLS at about half of each lifetime, with jitter, generating fresh
+// X.509 and WIT keys every time. Failed renewals are retried with backoff while the current credentials stay in
+// use until they expire.
+type IssuerSource struct {
+	cfg      IssuerConfig
+	serverID spiffeid.ID
+	state    atomic.Pointer[issuerState]
+	updates  *notifier
+
+	tokenMu sync.Mutex
+	token   string // cleared once used
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type issuerState struct {
+	svid     *x509svid.SVID
+	x509     *x509bundle.Bundle
+	jwt      *jwtbundle.Bundle
+	wit      *witbundle.Bundle
+	witCred  *WIT
+	received time.Time
+	expires  time.Time
+}
+
+// NewIssuerSource obtains first credentials (failing if it cannot and StateDir holds no valid SVID) and starts
+// rotating them in the background until Close.
+func NewIssuerSource(ctx context.Context, cfg IssuerConfig) (*IssuerSource, error) {
+	if cfg.Address == "" || cfg.Bundle == nil {
+		return nil, errors.New("identity: IssuerConfig needs Address and Bundle")
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = DefaultRetryMin
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = max(DefaultRetryMax, cfg.RetryMin)
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = ObserverFuncs{}
+	}
+	s := &IssuerSource{cfg: cfg, serverID: cfg.ServerID, updates: newNotifier(), token: cfg.JoinToken, done: make(chan struct{})}
+	if s.serverID.IsZero() {
+		s.serverID = issuer.DefaultServerID(cfg.Bundle.TrustDomain())
+	}
+	if cfg.StateDir != "" {
+		if st, err := s.loadState(time.Now()); err == nil {
+			s.state.Store(st)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			cfg.Observer.RotationFailed(fmt.Errorf("identity: ignoring saved issuer state: %w", err))
+		}
+	}
+	backoff := time.Duration(0)
+	if err := s.rotate(ctx); err != nil {
+		if s.state.Load() == nil {
+			return nil, err
+		}
+		cfg.Observer.RotationFailed(err) // serve the saved SVID; the loop retries
+		backoff = cfg.RetryMin
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go s.run(runCtx, backoff)
+	return s, nil
+}
+
+// run renews at about half of the remaining lifetime and retries failures with capped exponential backoff.
+func (s *IssuerSource) run(ctx context.Context, backoff time.Duration) {
+	defer close(s.done)
+	for {
+		var wait time.Duration
+		if backoff > 0 {
+			wait = jitter(backoff)
+		} else {
+			st := s.state.Load()
+			wait = jitter(st.expires.Sub(st.received) / 2)
+			wait -= time.Since(st.received)
+		}
+		t := time.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if err := s.rotate(ctx); err != nil {
+			s.cfg.Observer.RotationFailed(err)
+			backoff = min(max(backoff*2, s.cfg.RetryMin), s.cfg.RetryMax)
+			continue
+		}
+		backoff = 0
+	}
+}
+
+// jitter returns d moved randomly by up to ±d/10, so that sidecars started together do not renew together.
+func jitter(d time.Duration) time.Duration {
+	spread := int64(d) / rotationJitterPart
+	if spread <= 0 {
+		return d
+	}
+	n, err := rand.Int(rand.Reader, big.NewInt(2*spread+1))
+	if err != nil {
+		return d
+	}
+	return d + time.Duration(n.Int64()-spread)
+}
+
+// rotate fetches new credentials with fresh keys (Renew with the current valid SVID, else Attest with the join
+// token), checks them, swaps them in, saves them and signals the change.
+func (s *IssuerSource) rotate(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, issuerCallTimeout)
+	defer cancel()
+	x509Key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("identity: issuer: %w", err)
+	}
+	witKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("identity: issuer: %w", err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, x509Key)
+	if err != nil {
+		return fmt.Errorf("identity: issuer: CSR: %w", err)
+	}
+	witPub, err := x509.MarshalPKIXPublicKey(witKey.Public())
+	if err != nil {
+		return fmt.Errorf("identity: issuer: %w", err)
+	}
+
+	now := time.Now()
+	cur := s.state.Load()
+	var creds *agentauthv1.Credentials
+	if cur != nil && now.Before(cur.svid.Certificates[0].NotAfter) {
+		conf := tlsconfig.MTLSClientConfig(cur.svid, cur.x509, tlsconfig.AuthorizeID(s.serverID))
+		err = s.call(conf, func(c *issuer.Client) (err error) {
+			creds, err = c.Renew(ctx, &agentauthv1.RenewRequest{Csr: csr, WitPublicKey: witPub, WitAlg: issuerWITAlg})
+			return err
+		})
+	} else {
+		s.tokenMu.Lock()
+		token := s.token
+		s.tokenMu.Unlock()
+		if token == "" {
+			return fmt.Errorf("identity: issuer: %w: no valid SVID to renew with and no unused join token; the sidecar needs a new join token", autherr.ErrMissing)
+		}
+		bundle := s.cfg.Bundle
+		if cur != nil {
+			bundle = cur.x509
+		}
+		conf := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(s.serverID))
+		err = s.call(conf, func(c *issuer.Client) (err error) {
+			creds, err = c.Attest(ctx, &agentauthv1.AttestRequest{JoinToken: token, Csr: csr, WitPublicKey: witPub, WitAlg: issuerWITAlg})
+			return err
+		})
+		if err == nil || errors.Is(err, autherr.ErrReplay) || errors.Is(err, autherr.ErrExpired) || errors.Is(err, autherr.ErrDenied) {
+			s.tokenMu.Lock()
+			s.token = "" // spent or dead: never send it again
+			s.tokenMu.Unlock()
+		}
+	}
+	if err != nil {
+		return err
+	}
+
+	is, err := issuer.VerifyCredentials(creds, x509Key.Public(), witKey.Public(), time.Now())
+	if err != nil {
+		return fmt.Errorf("identity: issuer returned unusable credentials: %w", err)
+	}
+	if cur != nil && is.ID != cur.svid.ID {
+		return fmt.Errorf("identity: issuer: %w: renewed SVID is for %s, the current one for %s", autherr.ErrMismatch, is.ID, cur.svid.ID)
+	}
+	if is.ID.TrustDomain() != s.cfg.Bundle.TrustDomain() {
+		return fmt.Errorf("identity: issuer: %w: SVID is for trust domain %q, the bootstrap bundle for %q", autherr.ErrMismatch, is.ID.TrustDomain(), s.cfg.Bundle.TrustDomain())
+	}
+	next := &issuerState{
+		svid:     &x509svid.SVID{ID: is.ID, Certificates: is.Chain, PrivateKey: x509Key},
+		x509:     is.X509Bundle,
+		jwt:      is.JWTBundle,
+		wit:      witbundle.FromWITAuthorities(is.ID.TrustDomain(), is.JWTBundle.JWTAuthorities()),
+		witCred:  &WIT{Token: is.WIT, Key: witKey, Alg: issuerWITAlg, Subject: is.ID.String(), Expiry: is.WITExpiry},
+		received: now,
+		expires:  is.ExpiresAt,
+	}
+	s.state.Store(next)
+	if s.cfg.StateDir != "" {
+		if err := s.saveState(next); err != nil {
+			s.cfg.Observer.RotationFailed(fmt.Errorf("identity: saving issuer state (credentials are in use, a restart will need a new join token): %w", err))
+		}
+	}
+	s.updates.notify()
+	s.cfg.Observer.Rotated(StatusOf(s))
+	return nil
+}
+
+// call runs fn on a fresh connection to the issuer with TLS configuration conf. Rotations are minutes apart, so a
+// connection per call costs nothing worth keeping one open for, and each call gets the current client SVID.
+func (s *IssuerSource) call(conf *tls.Config, fn func(*issuer.Client) error) error {
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(conf))}, s.cfg.DialOptions...)
+	cc, err := grpc.NewClient(s.cfg.Address, opts...)
+	if err != nil {
+		return fmt.Errorf("identity: issuer %s: %w", s.cfg.Address, err)
+	}
+	defer cc.Close()
+	return fn(issuer.NewClient(cc))
+}
+
+// GetX509SVID implements x509svid.Source.
+func (s *IssuerSource) GetX509SVID() (*x509svid.SVID, error) { return s.state.Load().svid, nil }
+
+// GetX509BundleForTrustDomain implements x509bundle.Source.
+func (s *IssuerSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	return s.state.Load().x509.GetX509BundleForTrustDomain(td)
+}
+
+// GetJWTBundleForTrustDomain implements jwtbundle.Source. It holds the issuer's WIT signing keys, which is where
+// pkg/wpt looks for them.
+func (s *IssuerSource) GetJWTBundleForTrustDomain(td spiffeid.TrustDomain) (*jwtbundle.Bundle, error) {
+	return s.state.Load().jwt.GetJWTBundleForTrustDomain(td)
+}
+
+// GetWITBundleForTrustDomain implements witbundle.Source.
+func (s *IssuerSource) GetWITBundleForTrustDomain(td spiffeid.TrustDomain) (*witbundle.Bundle, error) {
+	return s.state.Load().wit.GetWITBundleForTrustDomain(td)
+}
+
+// GetWIT implements Source.
+func (s *IssuerSource) GetWIT() (*WIT, error) {
+	w := s.state.Load().witCred
+	if w == nil || w.Token == "" {
+		return nil, fmt.Errorf("%w: the saved state has no WIT yet; it comes with the next renewal", ErrNoWIT)
+	}
+	return checkWIT(w, time.Now())
+}
+
+// Updated implements Source.
+func (s *IssuerSource) Updated() <-chan struct{} { return s.updates.wait() }
+
+// Close stops rotating. The last credentials stay readable.
+func (s *IssuerSource) Close() error {
+	s.cancel()
+	<-s.done
+	return nil
+}
+
+func (s *IssuerSource) trustDomains() []spiffeid.TrustDomain {
+	return []spiffeid.TrustDomain{s.state.Load().x509.TrustDomain()}
+}
+
+// saveState writes the SVID, its key and the X.509 bundle to StateDir, each file replaced atomically.
+func (s *IssuerSource) saveState(st *issuerState) error {
+	if err := os.MkdirAll(s.cfg.StateDir, 0o700); err != nil {
+		return err
+	}
+	certPEM, keyPEM, err := st.svid.Marshal()
+	if err != nil {
+		return err
+	}
+	bundlePEM, err := st.x509.Marshal()
+	if err != nil {
+		return err
+	}
+	for name, data := range map[string][]byte{stateCertFile: certPEM, stateKeyFile: keyPEM, stateBundleFile: bundlePEM} {
+		if err := writeFileAtomic(filepath.Join(s.cfg.StateDir, name), data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadState reads what saveState wrote; an SVID that has expired at now is an error.
+func (s *IssuerSource) loadState(now time.Time) (*issuerState, error) {
+	dir := s.cfg.StateDir
+	keyInfo, err := os.Stat(filepath.Join(dir, stateKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	if keyInfo.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s has mode %v: group or others may read the key", stateKeyFile, keyInfo.Mode().Perm())
+	}
+	svid, err := x509svid.Load(filepath.Join(dir, stateCertFile), filepath.Join(dir, stateKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	b, err := x509bundle.Load(svid.ID.TrustDomain(), filepath.Join(dir, stateBundleFile))
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := x509svid.Verify(svid.Certificates, b, x509svid.WithTime(now)); err != nil {
+		return nil, fmt.Errorf("saved SVID is no longer valid: %w", err)
+	}
+	return &issuerState{
+		svid: svid, x509: b,
+		jwt:      jwtbundle.New(svid.ID.TrustDomain()),
+		wit:      witbundle.New(svid.ID.TrustDomain()),
+		received: now,
+		expires:  svid.Certificates[0].NotAfter,
+	}, nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*") // mode 0600
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+var _ Source = (*IssuerSource)(nil)

@@ -1,0 +1,270 @@
+package identity_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/identity"
+	"github.com/agentauth/agentauth/pkg/issuer"
+	"github.com/agentauth/agentauth/pkg/replay"
+	"github.com/agentauth/agentauth/pkg/store"
+	"github.com/agentauth/agentauth/pkg/wpt"
+)
+
+var (
+	issuerTD = spiffeid.RequireTrustDomainFromString("example.org")
+	agentID  = spiffeid.RequireFromString("spiffe://example.org/agent/a")
+)
+
+// startIssuer runs a real issuer (file keys, bbolt store) on 127.0.0.1 issuing SVIDs that live ttl.
+func startIssuer(t *testing.T, ttl time.Duration) (*issuer.CA, string, func()) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	keys, err := issuer.NewFileKeyStore(filepath.Join(t.TempDir(), "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := issuer.New(context.Background(), issuer.Config{TrustDomain: issuerTD, Keys: keys, Store: issuer.NewBoltStore(st)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := issuer.NewGRPCServer(ca, issuer.ServiceConfig{SVIDTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(ln) }()
+	t.Cleanup(g.Stop)
+	return ca, ln.Addr().String(), g.Stop
+}
+
+func joinToken(t *testing.T, ca *issuer.CA) string {
+	t.Helper()
+	tok, err := ca.CreateJoinToken(context.Background(), agentID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func serialOf(t *testing.T, src identity.Source) string {
+	t.Helper()
+	svid, err := src.GetX509SVID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svid.Certificates[0].SerialNumber.Text(16)
+}
+
+// waitRotation waits (generously, to avoid hangs only) until src holds an SVID with another serial than old.
+func waitRotation(t *testing.T, src identity.Source, old string) string {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		ch := src.Updated()
+		if s := serialOf(t, src); s != old {
+			return s
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatal("no rotation within 60s")
+		}
+	}
+}
+
+func TestIssuerSourceAttestsAndRotates(t *testing.T) {
+	ca, addr, _ := startIssuer(t, 4*time.Second)
+	var rotations atomic.Int32
+	src, err := identity.NewIssuerSource(context.Background(), identity.IssuerConfig{
+		Address: addr, Bundle: ca.X509Bundle(), JoinToken: joinToken(t, ca),
+		Observer: identity.ObserverFuncs{OnRotated: func(identity.Status) { rotations.Add(1) }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if err := identity.Ready(src, true); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := src.GetX509SVID()
+	if first.ID != agentID {
+		t.Fatalf("SVID for %v, want %v", first.ID, agentID)
+	}
+	firstWIT, err := src.GetWIT()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The WIT verifies against the source's own bundles with pkg/wpt.
+	v, err := wpt.NewVerifier(wpt.VerifierConfig{Bundles: src, Replay: replay.New(replay.Options{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, err := v.VerifyWIT(context.Background(), firstWIT.Token); err != nil || w.Subject != agentID.String() {
+		t.Fatalf("WIT: %v, %v", w, err)
+	}
+
+	next := waitRotation(t, src, serialOf(t, src))
+	second, _ := src.GetX509SVID()
+	if second.ID != agentID {
+		t.Fatalf("rotated SVID for %v", second.ID)
+	}
+	if second.PrivateKey.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(first.PrivateKey.Public()) {
+		t.Error("rotation kept the X.509 key")
+	}
+	w2, err := src.GetWIT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w2.Token == firstWIT.Token || w2.Key == firstWIT.Key {
+		t.Error("rotation kept the WIT or its key")
+	}
+	waitRotation(t, src, next)
+	if rotations.Load() < 3 {
+		t.Errorf("observer saw %d rotations, want at least 3", rotations.Load())
+	}
+}
+
+func TestIssuerSourceMTLSAcrossRotations(t *testing.T) {
+	ca, addr, _ := startIssuer(t, 4*time.Second)
+	src, err := identity.NewIssuerSource(context.Background(), identity.IssuerConfig{
+		Address: addr, Bundle: ca.X509Bundle(), JoinToken: joinToken(t, ca),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+
+	// A server and a client both on the rotating source: the server reports the serial the client presented.
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, r.TLS.PeerCertificates[0].SerialNumber.Text(16))
+		}),
+		TLSConfig: tlsconfig.MTLSServerConfig(src, src, tlsconfig.AuthorizeID(agentID)),
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(tls.NewListener(ln, srv.TLSConfig)) }()
+	defer srv.Close()
+	tr := &http.Transport{TLSClientConfig: tlsconfig.MTLSClientConfig(src, src, tlsconfig.AuthorizeID(agentID))}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	get := func() string {
+		t.Helper()
+		resp, err := client.Get("https://" + ln.Addr().String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+
+	before := serialOf(t, src)
+	if got := get(); got != before {
+		t.Fatalf("server saw serial %s, source holds %s", got, before)
+	}
+	after := waitRotation(t, src, before)
+	if got := get(); got != before { // the kept-alive connection still works with the old handshake
+		t.Fatalf("kept-alive connection saw %s, want the old %s", got, before)
+	}
+	tr.CloseIdleConnections()
+	if got := get(); got == before {
+		t.Fatalf("a new connection still presented the old SVID %s (source holds %s)", got, after)
+	}
+}
+
+func TestIssuerSourceRestartRenewsFromStateDir(t *testing.T) {
+	ca, addr, _ := startIssuer(t, time.Hour)
+	dir := filepath.Join(t.TempDir(), "state")
+	cfg := identity.IssuerConfig{Address: addr, Bundle: ca.X509Bundle(), JoinToken: joinToken(t, ca), StateDir: dir}
+	src, err := identity.NewIssuerSource(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := serialOf(t, src)
+	src.Close()
+
+	cfg.JoinToken = "" // spent; the saved SVID must be enough
+	src2, err := identity.NewIssuerSource(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src2.Close()
+	if s := serialOf(t, src2); s == before {
+		t.Fatal("restart did not renew")
+	}
+	if err := identity.Ready(src2, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIssuerSourceRefusals(t *testing.T) {
+	ca, addr, _ := startIssuer(t, time.Hour)
+	tok := joinToken(t, ca)
+	if _, err := ca.Attest(context.Background(), tok); err != nil { // someone else used it first
+		t.Fatal(err)
+	}
+	_, err := identity.NewIssuerSource(context.Background(), identity.IssuerConfig{Address: addr, Bundle: ca.X509Bundle(), JoinToken: tok})
+	if !errors.Is(err, autherr.ErrReplay) {
+		t.Fatalf("used token: err = %v, want ErrReplay", err)
+	}
+	_, err = identity.NewIssuerSource(context.Background(), identity.IssuerConfig{Address: addr, Bundle: ca.X509Bundle()})
+	if !errors.Is(err, autherr.ErrMissing) {
+		t.Fatalf("no token: err = %v, want ErrMissing", err)
+	}
+}
+
+func TestIssuerSourceKeepsCredentialsWhileIssuerIsDown(t *testing.T) {
+	ca, addr, stop := startIssuer(t, 4*time.Second)
+	failed := make(chan error, 16)
+	src, err := identity.NewIssuerSource(context.Background(), identity.IssuerConfig{
+		Address: addr, Bundle: ca.X509Bundle(), JoinToken: joinToken(t, ca),
+		RetryMin: 100 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+		Observer: identity.ObserverFuncs{OnRotationFailed: func(err error) {
+			select {
+			case failed <- err:
+			default:
+			}
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	held, _ := src.GetX509SVID()
+	stop()
+	select {
+	case <-failed:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no failed rotation reported within 60s")
+	}
+	now, _ := src.GetX509SVID()
+	if now != held {
+		t.Fatal("a failed rotation replaced the credentials")
+	}
+}
