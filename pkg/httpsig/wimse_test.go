@@ -623,9 +623,9 @@ func TestWIMSEOverHTTP(t *testing.T) {
 	e := newEnv(t)
 	client, _, _ := e.workload(t, "ES256", SignerOptions{RequestSignedResponse: true})
 	server, _, _ := e.workload(t, "EdDSA", SignerOptions{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var v *Verifier
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		v := e.verifier(t, func(c *VerifierConfig) { c.Audiences = []string{"http://" + r.Host + "/items"} })
 		res, err := v.VerifyRequest(r.Context(), r, body)
 		if err != nil {
 			http.Error(w, err.Error(), autherr.HTTPStatus(err))
@@ -640,6 +640,9 @@ func TestWIMSEOverHTTP(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 		w.Write(out)
 	}))
+	// The audience is this server's own URL, known once it listens (on 127.0.0.1).
+	v = e.verifier(t, func(c *VerifierConfig) { c.Audiences = []string{"http://" + srv.Listener.Addr().String() + "/items"} })
+	srv.Start()
 	defer srv.Close()
 
 	body := []byte(`{"name":"x"}`)

@@ -275,13 +275,14 @@ func TestHTTPSigNodeSignedVerifiedByGo(t *testing.T) {
 			type verdict struct {
 				Core, Profile, Subject string
 			}
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var profile *httpsig.Verifier
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				body, _ := io.ReadAll(r.Body)
 				var v verdict
 				if _, err := httpsig.Verify(httpsig.Message{Request: r}, httpsig.Label, alg, clientKey.Public()); err != nil {
 					v.Core = err.Error()
 				}
-				res, err := d.verifier(t, "http://"+r.Host+"/api/items").VerifyRequest(r.Context(), r, body)
+				res, err := profile.VerifyRequest(r.Context(), r, body)
 				if err != nil {
 					v.Profile = err.Error()
 				} else {
@@ -289,6 +290,8 @@ func TestHTTPSigNodeSignedVerifiedByGo(t *testing.T) {
 				}
 				json.NewEncoder(w).Encode(v)
 			}))
+			profile = d.verifier(t, "http://"+srv.Listener.Addr().String()+"/api/items")
+			srv.Start()
 			defer srv.Close()
 
 			url := srv.URL + "/api/items?dry_run=1"
