@@ -1,0 +1,30 @@
+// Package proxy is the sidecar's data plane: listeners, the egress and ingress request paths, and upstream
+// connection pools, independent of where credentials and policy come from (those plug in through ProofSigner,
+// Authenticator, RevocationChecker, Authorizer, TLSConfigFunc, DecisionSink and Metrics).
+//
+// Egress (agent side) routes a request by destination, adds the route's proofs and forwards it, over mTLS when
+// the route says so. Ingress (tool side) runs an ordered chain of Steps — authenticate, bind mTLS peer to WIT,
+// revocation, authorization — and forwards only what a step allowed. One place (reqState.refuse) writes every
+// refusal as {"error": "<autherr code>", "error_description": "..."} and every decision reaches the DecisionSink
+// exactly once. HTTP/1.1, HTTP/2 over TLS, h2c, gRPC (trailers, bidi streams), SSE and WebSocket pass through.
+//
+// Headers to the tool. There is no standard for the sidecar→tool hop, so these are ours. Ingress deletes every
+// inbound copy of them — any case, repeated, in trailers, and spelled with '_' for '-' — then sets them from
+// what it verified:
+//
+//	X-Agentauth-Workload-Id        verified workload identifier (WIT sub, or mTLS peer SPIFFE ID)
+//	X-Agentauth-Auth-Method        mtls | wit-wpt | wit-httpsig
+//	X-Agentauth-Delegated-Subject  sub of a verified Txn-Token, when present
+//	X-Agentauth-Transaction-Id     txn of a verified Txn-Token, when present
+//	X-Forwarded-Client-Cert        Envoy SANITIZE_SET element when the peer sent a certificate:
+//	                               By=<our id>;Hash=<hex SHA-256 of peer leaf DER>;URI=<peer SPIFFE ID>
+//
+// The WIMSE proof headers (Workload-Identity-Token, Workload-Proof-Token, Signature, Signature-Input) are
+// consumed by ingress and not forwarded, so a tool never sees an unverified proof it might be tempted to trust
+// (a Signature-Input for some other label goes too). Txn-Token, Authorization and Content-Digest are forwarded
+// unchanged: the Txn-Token draft requires downstream propagation. Egress also strips our identity headers, and
+// on proof routes replaces any proof headers the agent sent.
+//
+// Request paths must be canonical (no ".", ".." or empty segments, no backslash; 400 otherwise) because routes
+// match by path prefix and the upstream would otherwise resolve "/public/../admin" under another route's rules.
+package proxy

@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+)
+
+// Headers the ingress sidecar sets on requests to the tool, from what it verified. See doc.go.
+const (
+	HeaderWorkloadID       = "X-Agentauth-Workload-Id"
+	HeaderAuthMethod       = "X-Agentauth-Auth-Method"
+	HeaderDelegatedSubject = "X-Agentauth-Delegated-Subject"
+	HeaderTransactionID    = "X-Agentauth-Transaction-Id"
+	HeaderXFCC             = "X-Forwarded-Client-Cert"
+)
+
+// WIMSE and OAuth headers on the wire between sidecars.
+const (
+	HeaderWIT            = "Workload-Identity-Token"
+	HeaderWPT            = "Workload-Proof-Token"
+	HeaderSignature      = "Signature"
+	HeaderSignatureInput = "Signature-Input"
+	HeaderTxnToken       = "Txn-Token"
+)
+
+// Identity.Method values.
+const (
+	AuthMTLS       = "mtls"
+	AuthWITWPT     = "wit-wpt"
+	AuthWITHTTPSig = "wit-httpsig"
+)
+
+// identityHeaders (lower case) are ours: never accepted from outside, always set from verified state.
+var identityHeaders = []string{"x-agentauth-workload-id", "x-agentauth-auth-method", "x-agentauth-delegated-subject",
+	"x-agentauth-transaction-id", "x-forwarded-client-cert"}
+
+// proofHeaders (lower case) are consumed by the ingress sidecar and not passed to the tool.
+var proofHeaders = []string{"workload-identity-token", "workload-proof-token", "signature", "signature-input"}
+
+// headerIs reports whether the field name k is name (given in lower case) when compared case-insensitively with
+// '_' read as '-', the way CGI-style servers and some frameworks read names: "x_agentauth_workload_id" must not
+// reach a tool that would take it for X-Agentauth-Workload-Id.
+func headerIs(k, name string) bool {
+	if len(k) != len(name) {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != name[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// stripHeaders deletes from h every field named one of names (lower case), whatever its case or spelling with
+// underscores, and however often it repeats.
+func stripHeaders(h http.Header, names []string) {
+	for k := range h {
+		for _, n := range names {
+			if headerIs(k, n) {
+				delete(h, k)
+				break
+			}
+		}
+	}
+}
+
+// stripIdentity removes our identity headers from the header and trailer of r.
+func stripIdentity(r *http.Request) {
+	stripHeaders(r.Header, identityHeaders)
+	stripHeaders(r.Trailer, identityHeaders)
+}
+
+// setIdentityHeaders sets the verified identity on the request to the tool. self is our own SPIFFE ID (XFCC By).
+// A value that cannot be sent in a header is a malformed credential, not something to drop silently.
+func setIdentityHeaders(h http.Header, id *Identity, peer *Peer, self string) error {
+	set := func(k, v string) error {
+		if v == "" {
+			return nil
+		}
+		if !httpguts.ValidHeaderFieldValue(v) {
+			return fmt.Errorf("%w: verified %s %q cannot be sent as a header", autherr.ErrMalformed, k, v)
+		}
+		h.Set(k, v)
+		return nil
+	}
+	if err := set(HeaderWorkloadID, id.Subject); err != nil {
+		return err
+	}
+	if err := set(HeaderAuthMethod, id.Method); err != nil {
+		return err
+	}
+	if err := set(HeaderDelegatedSubject, id.DelegatedSubject); err != nil {
+		return err
+	}
+	if err := set(HeaderTransactionID, id.TransactionID); err != nil {
+		return err
+	}
+	if peer != nil {
+		return set(HeaderXFCC, xfcc(peer, self))
+	}
+	return nil
+}
+
+// xfcc renders one Envoy-style x-forwarded-client-cert element (SANITIZE_SET): By=<self>;Hash=<hex sha256 of the
+// peer leaf DER>;URI=<peer SPIFFE ID>. It is "" when the peer sent no certificate.
+func xfcc(peer *Peer, self string) string {
+	if peer.TLS == nil || len(peer.TLS.PeerCertificates) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(peer.TLS.PeerCertificates[0].Raw)
+	var b strings.Builder
+	if self != "" {
+		b.WriteString("By=" + xfccValue(self) + ";")
+	}
+	b.WriteString("Hash=" + hex.EncodeToString(sum[:]))
+	if !peer.ID.IsZero() {
+		b.WriteString(";URI=" + xfccValue(peer.ID.String()))
+	}
+	return b.String()
+}
+
+// xfccValue quotes a value containing XFCC separators, escaping quotes and backslashes.
+func xfccValue(v string) string {
+	if !strings.ContainsAny(v, ",;=\"\\") {
+		return v
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
+}

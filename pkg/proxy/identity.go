@@ -1,0 +1,122 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+)
+
+// Peer is the other end of an inbound connection.
+type Peer struct {
+	// ID is the SPIFFE ID in the peer's verified client certificate; zero without one.
+	ID spiffeid.ID
+	// TLS is the connection state; nil over cleartext.
+	TLS        *tls.ConnectionState
+	RemoteAddr string
+}
+
+// peerOf reads the peer of r. The listener's tls.Config must have verified the chain (pkg/mtls does, with
+// go-spiffe); here we only read the ID from the leaf. A leaf without a usable SPIFFE ID leaves ID zero.
+func peerOf(r *http.Request) *Peer {
+	p := &Peer{TLS: r.TLS, RemoteAddr: r.RemoteAddr}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		if id, err := x509svid.IDFromCert(r.TLS.PeerCertificates[0]); err == nil {
+			p.ID = id
+		}
+	}
+	return p
+}
+
+// Identity is what ingress verified about the caller.
+type Identity struct {
+	// Subject is the verified workload identifier (WIT sub, or the peer's SPIFFE ID for mTLS alone).
+	Subject string
+	// Method is AuthMTLS, AuthWITWPT or AuthWITHTTPSig.
+	Method string
+	// PeerID is the mTLS peer's SPIFFE ID when the caller presented a client certificate.
+	PeerID string
+	// DelegatedSubject and TransactionID come from a verified Txn-Token, when there is one.
+	DelegatedSubject string
+	TransactionID    string
+	// ProofID is the WPT jti or the signature nonce, for audit correlation.
+	ProofID string
+	// Expiry is when the credential stops being valid.
+	Expiry time.Time
+	// Attrs carries verifier-specific facts (e.g. the WIT jti, risk level) to later steps and the authorizer.
+	Attrs map[string]any
+}
+
+// Decision is an authorization outcome. Reason says why, in words an operator can act on.
+type Decision struct {
+	Allowed   bool
+	PolicyIDs []string
+	Reason    string
+}
+
+// AuthzRequest is what the Authorizer decides on.
+type AuthzRequest struct {
+	Identity *Identity
+	Route    *Route
+	Method   string
+	Host     string
+	Path     string
+	// Header is the inbound request header; read it, do not change it.
+	Header http.Header
+	// Body returns the request body, buffered up to Limits.MaxBufferedBody (beyond: autherr.ErrTooLarge). Only
+	// call it when the decision needs it (e.g. an MCP tools/call name): buffering defeats streaming.
+	Body func() ([]byte, error)
+}
+
+// ProofSigner adds egress proofs (WIT+WPT, or an HTTP signature) to an outbound request. r is the request as it
+// will be sent: final URL, Host and headers. For httpsig routes r's body is already buffered and r.GetBody
+// returns a fresh copy. Errors must wrap an autherr sentinel.
+type ProofSigner interface {
+	SignRequest(ctx context.Context, r *http.Request, rt *Route) error
+}
+
+// Authenticator verifies one kind of application-layer proof (WIT+WPT, or WIT+HTTP signature) on an inbound
+// request and returns the identity it proves. It must not trust r.Host (use rt.ExpectedAudience). For httpsig
+// the body is buffered and r.GetBody returns a fresh copy. Errors must wrap an autherr sentinel: ErrMissing
+// when the proof it needs is absent, a 400-class reason when it is present but wrong.
+type Authenticator interface {
+	Authenticate(ctx context.Context, r *http.Request, peer *Peer, rt *Route) (*Identity, error)
+}
+
+// RevocationChecker refuses identities that were revoked. Return Revoked(...) (or any error wrapping
+// autherr.ErrRevoked) so the revocation id reaches the audit record.
+type RevocationChecker interface {
+	Check(ctx context.Context, id *Identity) error
+}
+
+// Authorizer decides whether an authenticated request may proceed. A deny is a Decision with Allowed false (the
+// handler turns it into autherr.ErrDenied); an error is a failure to decide and refuses the request.
+type Authorizer interface {
+	Authorize(ctx context.Context, req *AuthzRequest) (*Decision, error)
+}
+
+// TLSConfigFunc returns the client tls.Config for dialing rt's upstream. It is called for every new upstream
+// connection, so a rotated SVID or bundle is used from the next handshake on. The proxy clones the result and
+// sets ServerName (when empty) and NextProtos.
+type TLSConfigFunc func(ctx context.Context, rt *Route) (*tls.Config, error)
+
+// RevokedError is a revocation refusal that names the revocation (e.g. the SSF SET jti that caused it).
+type RevokedError struct {
+	ID     string
+	Reason string
+}
+
+// Revoked returns a *RevokedError; it wraps autherr.ErrRevoked.
+func Revoked(id, reason string) error { return &RevokedError{ID: id, Reason: reason} }
+
+func (e *RevokedError) Error() string {
+	return fmt.Sprintf("%s: revocation %s: %s", autherr.ErrRevoked, e.ID, e.Reason)
+}
+
+func (e *RevokedError) Unwrap() error { return autherr.ErrRevoked }

@@ -1,0 +1,346 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync/atomic"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+)
+
+// Exchange is one inbound request on its way through the ingress steps.
+type Exchange struct {
+	Request *http.Request
+	Route   *Route
+	Peer    *Peer
+	// Identity is set by the authentication step.
+	Identity *Identity
+	// Decision is set by the authorization step.
+	Decision *Decision
+
+	maxBody  int64
+	body     []byte
+	buffered bool
+}
+
+// Body returns the request body, buffering it on first use (at most Limits.MaxBufferedBody bytes, beyond that
+// autherr.ErrTooLarge). The request still carries the whole body to the tool.
+func (x *Exchange) Body() ([]byte, error) {
+	if !x.buffered {
+		b, err := bufferBody(x.Request, x.maxBody)
+		if err != nil {
+			return nil, err
+		}
+		x.body, x.buffered = b, true
+	}
+	return x.body, nil
+}
+
+// rewind gives the request a fresh reader over the buffered body, in case a step consumed it.
+func (x *Exchange) rewind() {
+	if x.buffered {
+		setBody(x.Request, x.body)
+	}
+}
+
+// Step is one stage of the ingress chain. It returns nil to pass the exchange on, or an error wrapping an autherr
+// sentinel to refuse it; the handler writes the response and the record, never the step.
+type Step interface {
+	Handle(ctx context.Context, x *Exchange) error
+}
+
+// StepFunc adapts a function to Step.
+type StepFunc func(ctx context.Context, x *Exchange) error
+
+// Handle calls f.
+func (f StepFunc) Handle(ctx context.Context, x *Exchange) error { return f(ctx, x) }
+
+// StandardChain is authentication → peer/WIT binding → revocation → authorization. A nil RevocationChecker
+// leaves the revocation step out; authz must not be nil (the handler refuses anything no step allowed).
+func StandardChain(authn map[Mode]Authenticator, rev RevocationChecker, authz Authorizer) []Step {
+	steps := []Step{&AuthenticateStep{Authenticators: authn}, BindingStep{}}
+	if rev != nil {
+		steps = append(steps, &RevocationStep{Checker: rev})
+	}
+	return append(steps, &AuthorizeStep{Authorizer: authz})
+}
+
+// AuthenticateStep establishes x.Identity. mTLS is checked here from the peer certificate; WIT+WPT and
+// WIT+HTTP-signature proofs go to the Authenticator for their mode, chosen by which proof header is present.
+type AuthenticateStep struct {
+	Authenticators map[Mode]Authenticator
+}
+
+// Handle implements Step.
+func (s *AuthenticateStep) Handle(ctx context.Context, x *Exchange) error {
+	rt, r, peer := x.Route, x.Request, x.Peer
+	if rt.Modes.Has(ModeMTLS) && peer.ID.IsZero() {
+		switch {
+		case peer.TLS == nil:
+			return fmt.Errorf("%w: route %q requires mTLS; the request came over cleartext", autherr.ErrMissing, rt.Name)
+		case len(peer.TLS.PeerCertificates) == 0:
+			return fmt.Errorf("%w: route %q requires a client certificate (X.509-SVID)", autherr.ErrMissing, rt.Name)
+		default:
+			return fmt.Errorf("%w: client certificate has no SPIFFE ID URI SAN", autherr.ErrMalformed)
+		}
+	}
+	proofs := rt.Modes.proofs()
+	if proofs == 0 {
+		id := peer.ID.String()
+		x.Identity = &Identity{Subject: id, Method: AuthMTLS, PeerID: id}
+		return nil
+	}
+	mode := proofMode(r.Header, proofs)
+	if mode == 0 {
+		if r.Header.Get(HeaderWIT) != "" {
+			return fmt.Errorf("%w: %s without a proof (%s)", autherr.ErrMissing, HeaderWIT, proofNames(proofs))
+		}
+		return fmt.Errorf("%w: route %q requires %s and %s", autherr.ErrMissing, rt.Name, HeaderWIT, proofNames(proofs))
+	}
+	a := s.Authenticators[mode]
+	if a == nil {
+		return fmt.Errorf("ingress: no authenticator configured for mode %v", mode)
+	}
+	if mode == ModeHTTPSig {
+		if _, err := x.Body(); err != nil {
+			return err
+		}
+	}
+	id, err := a.Authenticate(ctx, r, peer, rt)
+	x.rewind()
+	if err != nil {
+		return err
+	}
+	if id == nil || id.Subject == "" {
+		return fmt.Errorf("ingress: %v authenticator returned no subject", mode)
+	}
+	if id.Method == "" {
+		id.Method = map[Mode]string{ModeWPT: AuthWITWPT, ModeHTTPSig: AuthWITHTTPSig}[mode]
+	}
+	if !peer.ID.IsZero() {
+		id.PeerID = peer.ID.String()
+	}
+	x.Identity = id
+	return nil
+}
+
+// proofMode picks the allowed proof mode whose header is present, WPT first.
+func proofMode(h http.Header, allowed Mode) Mode {
+	if allowed.Has(ModeWPT) && len(h.Values(HeaderWPT)) > 0 {
+		return ModeWPT
+	}
+	if allowed.Has(ModeHTTPSig) && len(h.Values(HeaderSignatureInput)) > 0 {
+		return ModeHTTPSig
+	}
+	return 0
+}
+
+func proofNames(m Mode) string {
+	var names []string
+	if m.Has(ModeWPT) {
+		names = append(names, HeaderWPT)
+	}
+	if m.Has(ModeHTTPSig) {
+		names = append(names, HeaderSignature+"/"+HeaderSignatureInput)
+	}
+	return strings.Join(names, " or ")
+}
+
+// BindingStep refuses a request whose mTLS peer is not the workload its WIT names: identity established by mTLS
+// must not be overridden by application-layer headers (WIMSE mutual-TLS draft).
+type BindingStep struct{}
+
+// Handle implements Step.
+func (BindingStep) Handle(_ context.Context, x *Exchange) error {
+	if x.Identity == nil {
+		return errors.New("ingress: binding step ran before authentication")
+	}
+	if x.Peer.ID.IsZero() || x.Identity.Method == AuthMTLS {
+		return nil
+	}
+	if peer := x.Peer.ID.String(); peer != x.Identity.Subject {
+		return fmt.Errorf("%w: mTLS peer %s is not the WIT subject %s", autherr.ErrMismatch, peer, x.Identity.Subject)
+	}
+	return nil
+}
+
+// RevocationStep refuses revoked identities.
+type RevocationStep struct {
+	Checker RevocationChecker
+}
+
+// Handle implements Step.
+func (s *RevocationStep) Handle(ctx context.Context, x *Exchange) error {
+	if x.Identity == nil {
+		return errors.New("ingress: revocation step ran before authentication")
+	}
+	return s.Checker.Check(ctx, x.Identity)
+}
+
+// AuthorizeStep asks the Authorizer and records its decision in x.Decision.
+type AuthorizeStep struct {
+	Authorizer Authorizer
+}
+
+// Handle implements Step.
+func (s *AuthorizeStep) Handle(ctx context.Context, x *Exchange) error {
+	if x.Identity == nil {
+		return errors.New("ingress: authorization step ran before authentication")
+	}
+	r := x.Request
+	d, err := s.Authorizer.Authorize(ctx, &AuthzRequest{
+		Identity: x.Identity, Route: x.Route, Method: r.Method, Host: r.Host, Path: r.URL.Path, Header: r.Header,
+		Body: x.Body,
+	})
+	x.rewind()
+	if err != nil {
+		return err
+	}
+	if d == nil {
+		return errors.New("ingress: authorizer returned no decision")
+	}
+	x.Decision = d
+	if !d.Allowed {
+		return denied(d)
+	}
+	return nil
+}
+
+func denied(d *Decision) error {
+	reason := d.Reason
+	if reason == "" {
+		reason = "no policy permits this request"
+	}
+	if len(d.PolicyIDs) > 0 {
+		return fmt.Errorf("%w: %s (policies %s)", autherr.ErrDenied, reason, strings.Join(d.PolicyIDs, ", "))
+	}
+	return fmt.Errorf("%w: %s", autherr.ErrDenied, reason)
+}
+
+// IngressConfig configures an IngressHandler.
+type IngressConfig struct {
+	Options
+	Routes *RouteTable
+	// Steps run in order on every non-passthrough route; StandardChain builds the usual ones.
+	Steps []Step
+}
+
+// IngressHandler is the tool side: it runs the steps, then strips every inbound copy of the identity and WIMSE
+// proof headers, sets the verified identity headers, and forwards to the route's upstream (the tool).
+//
+// It fails closed: a request is forwarded only when a step set an Identity and an allowing Decision (or the
+// route is passthrough).
+type IngressHandler struct {
+	opts   Options
+	steps  []Step
+	routes atomic.Pointer[RouteTable]
+	pool   *upstreamPool
+	proxy  *httputil.ReverseProxy
+}
+
+// NewIngressHandler validates cfg and builds the handler.
+func NewIngressHandler(cfg IngressConfig) (*IngressHandler, error) {
+	h := &IngressHandler{opts: cfg.Options.withDefaults(), steps: cfg.Steps}
+	for i, s := range h.steps {
+		if s == nil {
+			return nil, fmt.Errorf("proxy: ingress step %d is nil", i)
+		}
+	}
+	h.pool = newUpstreamPool(&h.opts)
+	h.proxy = newReverseProxy(&h.opts, Ingress, &routeTransport{pool: h.pool})
+	if err := h.SetRoutes(cfg.Routes); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// SetRoutes swaps the route table; requests in flight keep the table they started with.
+func (h *IngressHandler) SetRoutes(t *RouteTable) error {
+	if t == nil {
+		return errors.New("proxy: ingress needs a route table")
+	}
+	for _, rt := range t.routes {
+		if rt.Upstream == nil {
+			return fmt.Errorf("proxy: ingress route %q has no upstream", rt.Name)
+		}
+		if rt.Match.Host == AnyHost && rt.Modes.proofs() != 0 && rt.Audience == "" {
+			return fmt.Errorf("proxy: ingress catch-all route %q verifies proofs, so it needs an explicit audience", rt.Name)
+		}
+	}
+	h.routes.Store(t)
+	h.pool.retain(t)
+	return nil
+}
+
+// Close drops idle upstream connections.
+func (h *IngressHandler) Close() { h.pool.closeIdle() }
+
+// ServeHTTP implements http.Handler.
+func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st, r := begin(&h.opts, Ingress, w, r)
+	defer st.end()
+	if r.Method == http.MethodConnect {
+		st.refuse(&statusError{status: http.StatusMethodNotAllowed,
+			err: fmt.Errorf("%w: CONNECT is not served on ingress", autherr.ErrDenied)})
+		return
+	}
+	if err := checkPath(r.URL.Path); err != nil {
+		st.refuse(err)
+		return
+	}
+	rt, ok := h.routes.Load().Lookup(r.Host, r.URL.Path)
+	if !ok {
+		st.refuse(fmt.Errorf("%w: no route for %s%s", autherr.ErrDenied, r.Host, r.URL.Path))
+		return
+	}
+	st.setRoute(rt)
+	x := &Exchange{Request: r, Route: rt, Peer: peerOf(r), maxBody: h.opts.Limits.MaxBufferedBody}
+	st.exchange = x
+	if !rt.Modes.Has(ModePassthrough) {
+		if err := h.run(st.ctx, x); err != nil {
+			st.refuse(err)
+			return
+		}
+	}
+	stripIdentity(r)
+	stripHeaders(r.Header, proofHeaders)
+	if x.Identity != nil {
+		if err := setIdentityHeaders(r.Header, x.Identity, x.Peer, h.opts.Self); err != nil {
+			st.refuse(err)
+			return
+		}
+	}
+	x.rewind()
+	st.rec.Allowed = true
+	h.proxy.ServeHTTP(st.w, r)
+}
+
+func (h *IngressHandler) run(ctx context.Context, x *Exchange) error {
+	for _, s := range h.steps {
+		if err := s.Handle(ctx, x); err != nil {
+			return err
+		}
+	}
+	switch {
+	case x.Identity == nil:
+		return errors.New("ingress: no step authenticated the request")
+	case x.Decision == nil:
+		return errors.New("ingress: no step authorized the request")
+	case !x.Decision.Allowed:
+		return denied(x.Decision)
+	}
+	return nil
+}
+
+var (
+	_ http.Handler = (*IngressHandler)(nil)
+	_ Step         = (*AuthenticateStep)(nil)
+	_ Step         = BindingStep{}
+	_ Step         = (*RevocationStep)(nil)
+	_ Step         = (*AuthorizeStep)(nil)
+	_ Step         = StepFunc(nil)
+)

@@ -1,0 +1,73 @@
+package proxy
+
+import "time"
+
+// Limits bound what one client or one upstream can cost. A zero field takes the default in DefaultLimits.
+type Limits struct {
+	// MaxHeaderBytes caps request headers (net/http answers 431 beyond it, before any handler runs).
+	MaxHeaderBytes int
+	// ReadHeaderTimeout cuts off clients that send headers slowly (slowloris).
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes idle keep-alive client connections.
+	IdleTimeout time.Duration
+	// MaxBufferedBody caps a body a step must hold in memory (HTTP signature digest, policy on a body); 413 beyond.
+	MaxBufferedBody int64
+	// MaxConns caps concurrent connections per listener; further connections wait in the accept queue.
+	MaxConns int
+	// DialTimeout bounds connecting to an upstream, TLS handshake included.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for upstream response headers once the request is sent (504 beyond).
+	ResponseHeaderTimeout time.Duration
+	// MaxIdleConnsPerHost is the keep-alive pool size per upstream.
+	MaxIdleConnsPerHost int
+	// UpstreamIdleTimeout closes idle pooled upstream connections.
+	UpstreamIdleTimeout time.Duration
+	// DrainTimeout is how long Server.Serve waits for in-flight requests after its context ends.
+	DrainTimeout time.Duration
+}
+
+// DefaultLimits are sized for a sidecar next to one agent or tool. Responses have no total deadline because
+// gRPC streams, SSE and WebSockets legitimately last long; ResponseHeaderTimeout is generous for slow tools.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxHeaderBytes:        64 << 10,
+		ReadHeaderTimeout:     10 * time.Second,
+		IdleTimeout:           90 * time.Second,
+		MaxBufferedBody:       4 << 20,
+		MaxConns:              4096,
+		DialTimeout:           5 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		MaxIdleConnsPerHost:   64,
+		UpstreamIdleTimeout:   90 * time.Second,
+		DrainTimeout:          30 * time.Second,
+	}
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	pick := func(v, def time.Duration) time.Duration {
+		if v <= 0 {
+			return def
+		}
+		return v
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	if l.MaxBufferedBody <= 0 {
+		l.MaxBufferedBody = d.MaxBufferedBody
+	}
+	if l.MaxConns <= 0 {
+		l.MaxConns = d.MaxConns
+	}
+	if l.MaxIdleConnsPerHost <= 0 {
+		l.MaxIdleConnsPerHost = d.MaxIdleConnsPerHost
+	}
+	l.ReadHeaderTimeout = pick(l.ReadHeaderTimeout, d.ReadHeaderTimeout)
+	l.IdleTimeout = pick(l.IdleTimeout, d.IdleTimeout)
+	l.DialTimeout = pick(l.DialTimeout, d.DialTimeout)
+	l.ResponseHeaderTimeout = pick(l.ResponseHeaderTimeout, d.ResponseHeaderTimeout)
+	l.UpstreamIdleTimeout = pick(l.UpstreamIdleTimeout, d.UpstreamIdleTimeout)
+	l.DrainTimeout = pick(l.DrainTimeout, d.DrainTimeout)
+	return l
+}

@@ -1,0 +1,288 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+)
+
+// Direction says which side of the sidecar decided.
+type Direction string
+
+const (
+	Egress  Direction = "egress"
+	Ingress Direction = "ingress"
+)
+
+// Metric result labels.
+const (
+	ResultAllowed = "allowed" // forwarded, and the upstream answered
+	ResultDenied  = "denied"  // refused by the sidecar (4xx)
+	ResultError   = "error"   // upstream failure, or an internal error (5xx)
+)
+
+// DecisionRecord is one request's decision, allowed or refused, for the audit log.
+type DecisionRecord struct {
+	Time      time.Time
+	Direction Direction
+	Route     string // "" when no route matched
+
+	// Who: on ingress what was verified; on egress Subject is our own identity (Options.Self).
+	Subject          string
+	AuthMethod       string
+	PeerID           string
+	DelegatedSubject string
+	TransactionID    string
+	ProofID          string
+
+	// What.
+	Host       string
+	Method     string // HTTP method
+	Path       string
+	RemoteAddr string
+
+	// Outcome. Allowed means the sidecar forwarded the request; Reason is the autherr code of a refusal or of an
+	// upstream failure after forwarding ("" when the upstream answered).
+	Allowed      bool
+	Reason       string
+	Message      string
+	PolicyIDs    []string
+	RevocationID string
+	Status       int
+	// Latency runs from the first byte of the request to the end of the response; for a WebSocket or CONNECT
+	// tunnel, to the end of the tunnel.
+	Latency time.Duration
+}
+
+// DecisionSink receives every decision exactly once, synchronously on the request path: it must be quick (buffer,
+// do not write to disk inline) and must not keep d after returning.
+type DecisionSink interface {
+	Record(ctx context.Context, d *DecisionRecord)
+}
+
+// Metrics observes every request once; reason is an autherr code or "". Back it with Prometheus counters and a
+// histogram; pre-register reasons with autherr.Codes().
+type Metrics interface {
+	ObserveRequest(direction, route, result, reason string, d time.Duration)
+}
+
+// Options are the parts egress and ingress handlers share.
+type Options struct {
+	// Self is our own workload identifier: the egress record's Subject and the XFCC By= on ingress.
+	Self    string
+	Limits  Limits
+	Sink    DecisionSink
+	Metrics Metrics
+	Logger  *slog.Logger
+	// TLSConfig supplies the client tls.Config for https upstreams; nil uses the system roots and no client cert.
+	TLSConfig TLSConfigFunc
+}
+
+func (o Options) withDefaults() Options {
+	o.Limits = o.Limits.withDefaults()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// statusError overrides the HTTP status of a refusal whose reason has another default status (405 for CONNECT).
+type statusError struct {
+	status int
+	header http.Header // extra response headers, e.g. Allow on a 405
+	err    error
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+func statusOf(err error) int {
+	if se, ok := errors.AsType[*statusError](err); ok {
+		return se.status
+	}
+	return autherr.HTTPStatus(err)
+}
+
+// statusClientClosed is recorded (never sent) when the client went away before the upstream answered.
+const statusClientClosed = 499
+
+type stateKey struct{}
+
+// reqState follows one request from arrival to its decision record.
+type reqState struct {
+	opts   *Options
+	dir    Direction
+	start  time.Time
+	w      *respWriter
+	ctx    context.Context
+	rec    DecisionRecord
+	route  *Route
+	target string // dynamic upstream authority (egress routes without Upstream)
+	// refused: the one refusal has been written (or could not be, headers being gone).
+	refused bool
+	// upgraded: the upstream switched protocols and the client connection is hijacked.
+	upgraded bool
+	status   int // overrides the observed status (tunnels, client gone)
+	exchange *Exchange
+}
+
+func begin(opts *Options, dir Direction, w http.ResponseWriter, r *http.Request) (*reqState, *http.Request) {
+	st := &reqState{opts: opts, dir: dir, start: time.Now(), w: &respWriter{ResponseWriter: w}}
+	st.rec = DecisionRecord{
+		Time: st.start, Direction: dir, Host: r.Host, Method: r.Method, Path: r.URL.Path, RemoteAddr: r.RemoteAddr,
+	}
+	if dir == Egress {
+		st.rec.Subject = opts.Self
+		if r.URL.IsAbs() {
+			st.rec.Host = r.URL.Host
+		}
+	}
+	st.ctx = context.WithValue(r.Context(), stateKey{}, st)
+	return st, r.WithContext(st.ctx)
+}
+
+func stateOf(ctx context.Context) *reqState {
+	st, _ := ctx.Value(stateKey{}).(*reqState)
+	return st
+}
+
+func (st *reqState) setRoute(rt *Route) {
+	st.route = rt
+	st.rec.Route = rt.Name
+}
+
+// refuse is the one place that turns an error into a response: a JSON body {"error", "error_description"} with
+// the status autherr maps the reason to, Cache-Control: no-store. The first refusal wins; when the response has
+// already started (a stream failing midway) it is only recorded.
+func (st *reqState) refuse(err error) {
+	if st.refused {
+		return
+	}
+	st.refused = true
+	code := autherr.Code(err)
+	status := statusOf(err)
+	st.rec.Reason = code
+	st.rec.Message = err.Error()
+	if resultOf(code) != ResultError || code == autherr.Internal {
+		st.rec.Allowed = false // refused by us, even if it happened on the way out (egress signing)
+	}
+	if re, ok := errors.AsType[*RevokedError](err); ok {
+		st.rec.RevocationID = re.ID
+	}
+	if code == autherr.Internal {
+		st.opts.Logger.Error("request failed", "direction", st.dir, "route", st.rec.Route, "error", err)
+	}
+	if st.w.status != 0 || st.upgraded || st.status != 0 {
+		return
+	}
+	desc := err.Error()
+	if code == autherr.Internal {
+		desc = "internal error"
+	}
+	h := st.w.Header()
+	clear(h)
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if se, ok := errors.AsType[*statusError](err); ok {
+		for k, v := range se.header {
+			h[k] = v
+		}
+	}
+	st.w.WriteHeader(status)
+	_ = json.NewEncoder(st.w).Encode(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}{code, desc})
+}
+
+// end is deferred by every handler: it turns a panic into a 500 (re-panicking http.ErrAbortHandler, which is how
+// a stream is aborted), then records the decision exactly once.
+func (st *reqState) end() {
+	if p := recover(); p != nil {
+		if p == http.ErrAbortHandler {
+			st.refuse(fmt.Errorf("%w: upstream response aborted mid-stream", autherr.ErrUpstream))
+			st.record()
+			panic(p)
+		}
+		st.opts.Logger.Error("panic in request path", "direction", st.dir, "panic", p, "stack", string(debug.Stack()))
+		st.refuse(fmt.Errorf("panic: %v", p))
+	}
+	st.record()
+}
+
+func (st *reqState) record() {
+	rec := &st.rec
+	if x := st.exchange; x != nil {
+		if !x.Peer.ID.IsZero() {
+			rec.PeerID = x.Peer.ID.String()
+		}
+		if id := x.Identity; id != nil {
+			rec.Subject, rec.AuthMethod, rec.ProofID = id.Subject, id.Method, id.ProofID
+			rec.DelegatedSubject, rec.TransactionID = id.DelegatedSubject, id.TransactionID
+		}
+		if d := x.Decision; d != nil {
+			rec.PolicyIDs = d.PolicyIDs
+		}
+	}
+	switch {
+	case st.status != 0:
+		rec.Status = st.status
+	case st.upgraded:
+		rec.Status = http.StatusSwitchingProtocols
+	case st.w.status != 0:
+		rec.Status = st.w.status
+	default:
+		rec.Status = http.StatusOK
+	}
+	rec.Latency = time.Since(st.start)
+	if m := st.opts.Metrics; m != nil {
+		m.ObserveRequest(string(st.dir), rec.Route, resultOf(rec.Reason), rec.Reason, rec.Latency)
+	}
+	if s := st.opts.Sink; s != nil {
+		s.Record(st.ctx, rec)
+	}
+}
+
+func resultOf(reason string) string {
+	switch reason {
+	case "":
+		return ResultAllowed
+	case autherr.ErrUpstream.Code(), autherr.ErrUpstreamTimeout.Code(), autherr.Internal:
+		return ResultError
+	default:
+		return ResultDenied
+	}
+}
+
+// respWriter remembers the final status. Flush and Hijack reach the underlying writer through Unwrap
+// (http.ResponseController), which is what httputil.ReverseProxy uses.
+type respWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *respWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *respWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *respWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
+
+func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

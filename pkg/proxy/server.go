@@ -1,0 +1,252 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+)
+
+// Listener is one front end of the sidecar.
+type Listener struct {
+	Name string
+	// Listener is already bound; the Server closes it.
+	Listener net.Listener
+	Handler  http.Handler
+	// TLSConfig, when set, makes this a TLS listener (HTTP/1.1 and HTTP/2 by ALPN). It is used for every
+	// handshake, so a config whose GetCertificate / GetConfigForClient / verify callbacks read a rotating source
+	// (pkg/mtls) rotates without a restart. Nil: cleartext HTTP/1.1 and h2c (HTTP/2 with prior knowledge).
+	TLSConfig *tls.Config
+	// Transparent recovers each connection's original destination (SO_ORIGINAL_DST, Linux only) into the
+	// request context. Cleartext only.
+	Transparent bool
+}
+
+// Server runs listeners with the sidecar's limits, and drains them on shutdown. It is used once.
+type Server struct {
+	log        *slog.Logger
+	limits     Limits
+	servers    []*http.Server
+	listeners  []net.Listener
+	base       context.Context
+	cancelBase context.CancelFunc
+}
+
+// NewServer wraps ls; nothing is served until Serve.
+func NewServer(limits Limits, logger *slog.Logger, ls ...Listener) (*Server, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{log: logger, limits: limits.withDefaults()}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
+	for _, l := range ls {
+		if l.Listener == nil || l.Handler == nil {
+			return nil, fmt.Errorf("proxy: listener %q needs a net.Listener and a handler", l.Name)
+		}
+		if l.Transparent {
+			if err := transparentSupported(); err != nil {
+				return nil, err
+			}
+			if l.TLSConfig != nil {
+				return nil, fmt.Errorf("proxy: listener %q: transparent interception serves cleartext HTTP only", l.Name)
+			}
+		}
+		s.add(l)
+	}
+	return s, nil
+}
+
+func (s *Server) add(l Listener) {
+	ln := newLimitListener(l.Listener, s.limits.MaxConns)
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	if l.TLSConfig != nil {
+		cfg := l.TLSConfig.Clone()
+		if len(cfg.NextProtos) == 0 {
+			cfg.NextProtos = []string{"h2", "http/1.1"}
+		}
+		ln = tls.NewListener(ln, cfg)
+		protos.SetHTTP2(true)
+	} else {
+		protos.SetUnencryptedHTTP2(true)
+	}
+	srv := &http.Server{
+		Handler:           l.Handler,
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
+		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
+		Protocols:         &protos,
+		// Requests, upgraded connections and tunnels derive from base, which Shutdown cancels at the end.
+		BaseContext: func(net.Listener) context.Context { return s.base },
+		ErrorLog:    slog.NewLogLogger(s.log.With("listener", l.Name).Handler(), slog.LevelDebug),
+	}
+	if l.Transparent {
+		name := l.Name
+		srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			return s.transparentContext(ctx, name, c)
+		}
+	}
+	s.servers = append(s.servers, srv)
+	s.listeners = append(s.listeners, ln)
+}
+
+func (s *Server) transparentContext(ctx context.Context, name string, c net.Conn) context.Context {
+	tc := tcpConnOf(c)
+	if tc == nil {
+		return ctx
+	}
+	dst, err := originalDst(tc)
+	if err != nil {
+		// Not redirected (a direct connection): the request is routed by its Host header alone.
+		s.log.Debug("no original destination", "listener", name, "remote", c.RemoteAddr().String(), "error", err)
+		return ctx
+	}
+	if local, ok := tc.LocalAddr().(*net.TCPAddr); ok && local.AddrPort() == dst {
+		return ctx
+	}
+	return WithOriginalDestination(ctx, dst)
+}
+
+// tcpConnOf unwraps listener wrappers down to the kernel socket.
+func tcpConnOf(c net.Conn) *net.TCPConn {
+	for {
+		switch v := c.(type) {
+		case *net.TCPConn:
+			return v
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
+}
+
+// Serve serves every listener until ctx ends or one fails, then shuts down gracefully within
+// Limits.DrainTimeout. It returns the first listener error, or nil after a clean shutdown.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, len(s.servers))
+	for i, srv := range s.servers {
+		go func() {
+			err := srv.Serve(s.listeners[i])
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			errc <- err
+		}()
+	}
+	var first error
+	running := len(s.servers)
+	if running > 0 {
+		select {
+		case <-ctx.Done():
+		case first = <-errc:
+			running--
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.limits.DrainTimeout)
+	defer cancel()
+	serr := s.Shutdown(sctx)
+	for ; running > 0; running-- {
+		if err := <-errc; first == nil {
+			first = err
+		}
+	}
+	return errors.Join(first, serr)
+}
+
+// Shutdown stops accepting, lets in-flight requests finish and closes idle connections; when ctx ends first it
+// closes the rest. Upgraded connections (WebSocket) and CONNECT tunnels are then ended too.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, srv := range s.servers {
+		wg.Go(func() {
+			if err := srv.Shutdown(ctx); err != nil {
+				srv.Close()
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	s.cancelBase()
+	return errors.Join(errs...)
+}
+
+// limitListener caps concurrent connections like x/net/netutil.LimitListener, but its connections expose
+// NetConn so the transparent listener can still reach the socket for SO_ORIGINAL_DST.
+type limitListener struct {
+	net.Listener
+	sem       chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newLimitListener(l net.Listener, n int) net.Listener {
+	return &limitListener{Listener: l, sem: make(chan struct{}, n), done: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+func (c *limitConn) NetConn() net.Conn { return c.Conn }
+
+// splice copies both ways until both directions end or ctx does, then closes both connections. A direction that
+// ends half-closes its destination so protocols that signal end-of-input by EOF still work.
+func splice(ctx context.Context, a, b net.Conn) {
+	stop := context.AfterFunc(ctx, func() {
+		a.Close()
+		b.Close()
+	})
+	defer stop()
+	var wg sync.WaitGroup
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		if tc := tcpConnOf(dst); tc != nil {
+			_ = tc.CloseWrite()
+		} else {
+			_ = dst.Close()
+		}
+	}
+	wg.Go(func() { cp(a, b) })
+	wg.Go(func() { cp(b, a) })
+	wg.Wait()
+	a.Close()
+	b.Close()
+}

@@ -1,0 +1,240 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+)
+
+// transports are one route's connection pools. Protocol upgrades (WebSocket) cannot ride HTTP/2, so they get
+// their own HTTP/1.1-only pool; everything else shares main (HTTP/2 when the upstream offers it by ALPN, or h2c).
+type transports struct {
+	main, h1 *http.Transport
+}
+
+// upstreamPool keeps a route's transports across route-table swaps as long as the route's upstream settings are
+// unchanged, so reconfiguration does not drop warm connections.
+type upstreamPool struct {
+	opts *Options
+	mu   sync.Mutex
+	m    map[string]*transports
+}
+
+func newUpstreamPool(opts *Options) *upstreamPool {
+	return &upstreamPool{opts: opts, m: make(map[string]*transports)}
+}
+
+func poolKey(rt *Route) string {
+	u := ""
+	if rt.Upstream != nil {
+		u = rt.Upstream.Scheme + "://" + rt.Upstream.Host
+	}
+	return fmt.Sprintf("%s|%s|%t|%d|%s", rt.Name, u, rt.H2C, rt.Modes, rt.UpstreamID)
+}
+
+func (p *upstreamPool) get(rt *Route) *transports {
+	key := poolKey(rt)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t := p.m[key]
+	if t == nil {
+		t = p.build(rt)
+		p.m[key] = t
+	}
+	return t
+}
+
+// retain drops the pools no route of t uses. In-flight requests finish on them; their idle connections then
+// expire after UpstreamIdleTimeout.
+func (p *upstreamPool) retain(t *RouteTable) {
+	keep := make(map[string]bool)
+	for _, rt := range t.routes {
+		keep[poolKey(rt)] = true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, tr := range p.m {
+		if !keep[k] {
+			tr.closeIdle()
+			delete(p.m, k)
+		}
+	}
+}
+
+func (p *upstreamPool) closeIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, tr := range p.m {
+		tr.closeIdle()
+	}
+}
+
+func (t *transports) closeIdle() {
+	t.main.CloseIdleConnections()
+	t.h1.CloseIdleConnections()
+}
+
+func (p *upstreamPool) build(rt *Route) *transports {
+	lim := p.opts.Limits
+	dialer := &net.Dialer{Timeout: lim.DialTimeout, KeepAlive: 30 * time.Second}
+	base := func() *http.Transport {
+		return &http.Transport{
+			Proxy:                 nil, // never the environment's HTTP_PROXY: we are the proxy
+			DialContext:           dialer.DialContext,
+			MaxIdleConnsPerHost:   lim.MaxIdleConnsPerHost,
+			IdleConnTimeout:       lim.UpstreamIdleTimeout,
+			ResponseHeaderTimeout: lim.ResponseHeaderTimeout,
+			ExpectContinueTimeout: time.Second,
+			// Pass content codings through untouched instead of asking for gzip and decoding it.
+			DisableCompression: true,
+			// Detect dead HTTP/2 connections instead of waiting for TCP to give up.
+			HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
+		}
+	}
+	main, h1 := base(), base()
+	switch {
+	case rt.Upstream != nil && rt.Upstream.Scheme == "https":
+		main.ForceAttemptHTTP2 = true
+		main.DialTLSContext = p.dialTLS(rt, dialer, []string{"h2", "http/1.1"})
+		h1.DialTLSContext = p.dialTLS(rt, dialer, []string{"http/1.1"})
+	case rt.H2C:
+		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(true)
+		main.Protocols = &protos
+	default:
+		h1 = main
+	}
+	return &transports{main: main, h1: h1}
+}
+
+// dialTLS asks the TLSConfigFunc for a config on every new connection, so credentials rotate per handshake.
+func (p *upstreamPool) dialTLS(rt *Route, d *net.Dialer, protos []string) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, p.opts.Limits.DialTimeout)
+		defer cancel()
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if p.opts.TLSConfig != nil {
+			c, err := p.opts.TLSConfig(ctx, rt)
+			if err != nil {
+				return nil, fmt.Errorf("%w: route %q: no TLS client configuration: %v", autherr.ErrUpstream, rt.Name, err)
+			}
+			cfg = c.Clone()
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		cfg.NextProtos = protos
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w: TLS handshake with %s: %v", autherr.ErrUpstreamTimeout, addr, err)
+			}
+			return nil, fmt.Errorf("%w: TLS handshake with %s: %v", autherr.ErrUpstream, addr, err)
+		}
+		return tc, nil
+	}
+}
+
+// requiresHTTP1 reports a protocol upgrade, which HTTP/2 cannot carry.
+func requiresHTTP1(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade")
+}
+
+// routeTransport sends each request through its route's pool, after the egress proof step when there is one.
+type routeTransport struct {
+	pool *upstreamPool
+	// prepare runs on the outbound request just before it is sent (egress signing); nil on ingress.
+	prepare func(st *reqState, out *http.Request) error
+}
+
+func (t *routeTransport) RoundTrip(out *http.Request) (*http.Response, error) {
+	st := stateOf(out.Context())
+	if t.prepare != nil {
+		if err := t.prepare(st, out); err != nil {
+			if out.Body != nil {
+				out.Body.Close()
+			}
+			return nil, err
+		}
+	}
+	tr := t.pool.get(st.route)
+	if requiresHTTP1(out) {
+		return tr.h1.RoundTrip(out)
+	}
+	return tr.main.RoundTrip(out)
+}
+
+// newReverseProxy builds the forwarding end of a handler. It streams: FlushInterval -1 flushes every write (gRPC,
+// SSE, chunked), trailers pass through, and 101 responses become a spliced connection.
+func newReverseProxy(opts *Options, dir Direction, rt http.RoundTripper) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			st := stateOf(pr.In.Context())
+			if u := st.route.Upstream; u != nil {
+				pr.SetURL(u)
+			} else {
+				// Egress to the destination the agent asked for: keep its Host for virtual hosting.
+				pr.Out.URL.Scheme, pr.Out.URL.Host = "http", st.target
+				pr.Out.Host = pr.In.Host
+			}
+			pr.Out.URL.User = nil
+			if dir == Ingress {
+				pr.SetXForwarded()
+			}
+		},
+		Transport:     rt,
+		FlushInterval: -1,
+		ModifyResponse: func(res *http.Response) error {
+			if res.StatusCode == http.StatusSwitchingProtocols {
+				stateOf(res.Request.Context()).upgraded = true
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			st := stateOf(r.Context())
+			st.refuse(upstreamError(st, err))
+		},
+		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// upstreamError classifies a forwarding failure: a refusal raised on the way (egress signing) keeps its reason,
+// a timeout is 504, anything else 502. A client that went away is recorded, not answered.
+func upstreamError(st *reqState, err error) error {
+	if le, ok := errors.AsType[*localError](err); ok {
+		return le.err
+	}
+	if autherr.Of(err) != nil {
+		return err
+	}
+	name := ""
+	if st.route != nil {
+		name = st.route.Name
+	}
+	if st.ctx.Err() != nil {
+		st.status = statusClientClosed
+		return fmt.Errorf("%w: route %q: client went away before the upstream answered: %v", autherr.ErrUpstream, name, err)
+	}
+	if ne, ok := errors.AsType[net.Error](err); (ok && ne.Timeout()) || errors.Is(err, context.DeadlineExceeded) ||
+		strings.Contains(err.Error(), "timeout awaiting response headers") {
+		return fmt.Errorf("%w: route %q: upstream did not answer in time: %v", autherr.ErrUpstreamTimeout, name, err)
+	}
+	return fmt.Errorf("%w: route %q: %v", autherr.ErrUpstream, name, err)
+}
