@@ -2,13 +2,11 @@ package identity
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,13 +42,10 @@ type FileConfig struct {
 type FileSource struct {
 	cfg      FileConfig
 	state    atomic.Pointer[fileState]
-	updates  *notifier
-	reloadMu sync.Mutex // one reload at a time; readers do not take it
-	failed   [sha256.Size]byte
+	reloader *fileReloader
 }
 
 type fileState struct {
-	digest  [sha256.Size]byte // over every file's content, to skip reloads that would change nothing
 	svid    *x509svid.SVID
 	x509    *x509bundle.Set
 	jwt     *jwtbundle.Set
@@ -58,22 +53,6 @@ type fileState struct {
 	tds     []spiffeid.TrustDomain
 	witCred *WIT
 }
-
-// ReloadError is returned when new credential material is rejected. Err wraps an autherr reason where one applies
-// (ErrExpired, ErrMismatch, ErrMalformed, ErrUntrustedIssuer, ...) or the file system error.
-type ReloadError struct {
-	Path string // the file at fault; empty when the fault is between files
-	Err  error
-}
-
-func (e *ReloadError) Error() string {
-	if e.Path == "" {
-		return "identity: reload rejected: " + e.Err.Error()
-	}
-	return fmt.Sprintf("identity: reload rejected: %s: %v", e.Path, e.Err)
-}
-
-func (e *ReloadError) Unwrap() error { return e.Err }
 
 // NewFileSource loads the files once; it fails if they are not a valid, unexpired set.
 func NewFileSource(cfg FileConfig) (*FileSource, error) {
@@ -86,10 +65,14 @@ func NewFileSource(cfg FileConfig) (*FileSource, error) {
 		return nil, errors.New("identity: FileConfig needs both WITFile and WITKeyFile, or neither")
 	}
 	cfg.Bundles = maps.Clone(cfg.Bundles)
-	if cfg.Observer == nil {
-		cfg.Observer = ObserverFuncs{}
+	paths := []string{cfg.CertFile, cfg.KeyFile}
+	for _, td := range sortedTDs(cfg.Bundles) {
+		paths = append(paths, cfg.Bundles[td]...)
 	}
-	s := &FileSource{cfg: cfg, updates: newNotifier()}
+	if cfg.WITFile != "" {
+		paths = append(paths, cfg.WITFile, cfg.WITKeyFile)
+	}
+	s := &FileSource{cfg: cfg, reloader: newFileReloader(paths, cfg.Observer)}
 	if err := s.Reload(); err != nil {
 		return nil, err
 	}
@@ -97,82 +80,22 @@ func NewFileSource(cfg FileConfig) (*FileSource, error) {
 }
 
 // Reload reads every file and, if the content changed and is valid, swaps it in and signals Updated. Unchanged
-// content is a no-op. On failure the previous state stays in use.
+// content is a no-op. On failure the previous state stays in use; the same rejected content is reported to the
+// Observer only once.
 func (s *FileSource) Reload() error {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-
-	files, digest, err := s.readAll()
-	if err != nil {
-		return s.fail(err, sha256.Sum256([]byte(err.Error())))
-	}
-	if cur := s.state.Load(); cur != nil && cur.digest == digest {
-		return nil
-	}
-	st, err := s.build(files, time.Now())
-	if err != nil {
-		return s.fail(err, digest)
-	}
-	st.digest = digest
-	s.state.Store(st)
-	s.failed = [sha256.Size]byte{}
-	s.updates.notify()
-	s.cfg.Observer.Rotated(StatusOf(s))
-	return nil
+	return s.reloader.reload(func(files map[string][]byte, now time.Time) error {
+		st, err := s.build(files, now)
+		if err == nil {
+			s.state.Store(st)
+		}
+		return err
+	}, func() Status { return StatusOf(s) })
 }
 
-// fail reports a rejected reload once per distinct content, so a watcher polling a broken file does not count
-// the same failure on every tick.
-func (s *FileSource) fail(err error, digest [sha256.Size]byte) error {
-	if digest != s.failed {
-		s.failed = digest
-		s.cfg.Observer.RotationFailed(err)
-	}
-	return err
-}
-
-// Watch polls the files every interval and reloads when their content changes, until ctx ends. It returns
-// ctx.Err(). Rejected content is reported to the Observer; hashing content (not mtimes) catches same-second
-// rewrites and atomic renames alike.
+// Watch polls the files every interval and reloads when their content changes, until ctx ends; it returns
+// ctx.Err().
 func (s *FileSource) Watch(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			_ = s.Reload() // reported through the Observer; the old state stays in use
-		}
-	}
-}
-
-func (s *FileSource) paths() []string {
-	paths := []string{s.cfg.CertFile, s.cfg.KeyFile}
-	for _, td := range sortedTDs(s.cfg.Bundles) {
-		paths = append(paths, s.cfg.Bundles[td]...)
-	}
-	if s.cfg.WITFile != "" {
-		paths = append(paths, s.cfg.WITFile, s.cfg.WITKeyFile)
-	}
-	return paths
-}
-
-func (s *FileSource) readAll() (map[string][]byte, [sha256.Size]byte, error) {
-	h := sha256.New()
-	files := map[string][]byte{}
-	for _, p := range s.paths() {
-		data, err := readFile(p)
-		if err != nil {
-			return nil, [sha256.Size]byte{}, &ReloadError{Path: p, Err: err}
-		}
-		files[p] = data
-		fmt.Fprintf(h, "%s\x00%d\x00", p, len(data))
-		h.Write(data)
-	}
-	var digest [sha256.Size]byte
-	h.Sum(digest[:0])
-	return files, digest, nil
+	return watch(ctx, interval, s.Reload)
 }
 
 func (s *FileSource) build(files map[string][]byte, now time.Time) (*fileState, error) {
@@ -262,7 +185,7 @@ func (s *FileSource) GetWITBundleForTrustDomain(td spiffeid.TrustDomain) (*witbu
 func (s *FileSource) GetWIT() (*WIT, error) { return checkWIT(s.state.Load().witCred, time.Now()) }
 
 // Updated implements Source.
-func (s *FileSource) Updated() <-chan struct{} { return s.updates.wait() }
+func (s *FileSource) Updated() <-chan struct{} { return s.reloader.updates.wait() }
 
 // Close implements Source. A FileSource holds no resources; stop Watch with its context.
 func (s *FileSource) Close() error { return nil }
