@@ -69,6 +69,9 @@ func (h *EgressHandler) SetRoutes(t *RouteTable) error {
 		if p == ModeWPT|ModeHTTPSig {
 			return fmt.Errorf("proxy: egress route %q: choose one of wpt and httpsig", rt.Name)
 		}
+		if rt.Modes.Has(ModeMTLS) && (rt.Upstream == nil || rt.Upstream.Scheme != "https") {
+			return fmt.Errorf("proxy: egress route %q: mode mtls needs an https:// upstream", rt.Name)
+		}
 		if p != 0 && h.signers[p] == nil {
 			return fmt.Errorf("proxy: egress route %q uses %v but no signer is configured for it", rt.Name, p)
 		}

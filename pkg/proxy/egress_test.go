@@ -161,6 +161,15 @@ func TestEgressSignerValidation(t *testing.T) {
 	if _, err := NewEgressHandler(EgressConfig{Routes: tab, Signers: map[Mode]ProofSigner{ModeMTLS: &fakeSigner{}}}); err == nil {
 		t.Error("signer for mtls accepted")
 	}
+	for _, u := range []string{"", "http://127.0.0.1:1"} {
+		rt := &Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeMTLS}
+		if u != "" {
+			rt.Upstream = mustURL(t, u)
+		}
+		if _, err := NewEgressHandler(EgressConfig{Routes: mustTable(t, rt)}); err == nil || !strings.Contains(err.Error(), "https") {
+			t.Errorf("egress mtls to %q: %v", u, err)
+		}
+	}
 	if _, err := NewEgressHandler(EgressConfig{}); err == nil {
 		t.Error("nil table accepted")
 	}

@@ -189,7 +189,9 @@ func readGetBody(r *http.Request) ([]byte, error) {
 
 type authzFunc func(ctx context.Context, req *AuthzRequest) (*Decision, error)
 
-func (f authzFunc) Authorize(ctx context.Context, req *AuthzRequest) (*Decision, error) { return f(ctx, req) }
+func (f authzFunc) Authorize(ctx context.Context, req *AuthzRequest) (*Decision, error) {
+	return f(ctx, req)
+}
 
 func allowAll() Authorizer {
 	return authzFunc(func(context.Context, *AuthzRequest) (*Decision, error) {

@@ -140,11 +140,8 @@ func (rt *Route) validate() error {
 		if rt.H2C && u.Scheme != "http" {
 			return fail("h2c needs an http:// upstream (HTTP/2 over TLS is negotiated by ALPN)")
 		}
-		if rt.Modes.Has(ModeMTLS) && u.Scheme != "https" {
-			return fail("mode mtls needs an https:// upstream")
-		}
-	} else if rt.Modes.Has(ModeMTLS) || rt.H2C {
-		return fail("mtls and h2c need an explicit upstream")
+	} else if rt.H2C {
+		return fail("h2c needs an explicit upstream")
 	}
 	if rt.ProofLifetime < 0 {
 		return fail("negative proof lifetime")

@@ -69,7 +69,6 @@ func TestRouteTableCopiesInput(t *testing.T) {
 
 func TestRouteValidation(t *testing.T) {
 	up := mustURL(t, "https://127.0.0.1:9")
-	plain := mustURL(t, "http://127.0.0.1:9")
 	tests := []struct {
 		name  string
 		route Route
@@ -86,8 +85,7 @@ func TestRouteValidation(t *testing.T) {
 		{"ftp", Route{Name: "r", Match: Match{Host: "a"}, Upstream: mustURL(t, "ftp://x"), Modes: ModeWPT}, "not http"},
 		{"query", Route{Name: "r", Match: Match{Host: "a"}, Upstream: mustURL(t, "http://x/?a=b"), Modes: ModeWPT}, "scheme://host"},
 		{"h2c tls", Route{Name: "r", Match: Match{Host: "a"}, Upstream: up, H2C: true, Modes: ModeWPT}, "h2c needs"},
-		{"mtls plain", Route{Name: "r", Match: Match{Host: "a"}, Upstream: plain, Modes: ModeMTLS}, "needs an https"},
-		{"mtls dynamic", Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeMTLS}, "explicit upstream"},
+		{"h2c dynamic", Route{Name: "r", Match: Match{Host: "a"}, H2C: true, Modes: ModeWPT}, "explicit upstream"},
 		{"lifetime", Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeWPT, ProofLifetime: -1}, "negative"},
 	}
 	for _, tt := range tests {
