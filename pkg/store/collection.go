@@ -6,6 +6,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
 // Collection is one bucket of protobuf messages of type T, each stored under the key its message names
@@ -108,7 +110,7 @@ func (c *Collection[T]) Replace(vs []T) (uint64, error) {
 			return 0, err
 		}
 		if _, dup := want[key]; dup {
-			return 0, fmt.Errorf("store: %s: duplicate key %q", c.bucket, key)
+			return 0, fmt.Errorf("store: %s: %w: duplicate key %q", c.bucket, autherr.ErrMalformed, key)
 		}
 		raw, err := marshal(v)
 		if err != nil {

@@ -1,0 +1,33 @@
+package xds_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"time"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/store"
+	"github.com/agentauth/agentauth/pkg/xds"
+)
+
+// The controller serves its store; a sidecar follows it and checks revocations on each request.
+func Example() {
+	var serverTLS, sidecarTLS *tls.Config // from pkg/mtls: mTLS with X.509-SVIDs
+
+	st, _ := store.Open("/var/lib/agentauth/controller.db", store.Options{})
+	pub, _ := xds.NewPublisher(st, xds.PublisherConfig{})
+	srv, _ := xds.NewServer(pub, xds.ServerConfig{TLSConfig: serverTLS})
+	l, _ := net.Listen("tcp", "127.0.0.1:18000")
+	go srv.Serve(l)
+
+	client, _ := xds.NewClient(xds.ClientConfig{Target: "127.0.0.1:18000", TLSConfig: sidecarTLS})
+	go client.Run(context.Background())
+
+	_ = pub.UpsertRevocation(&agentauthv1.Revocation{Id: "r1",
+		Subject: &agentauthv1.Subject{Kind: "spiffe", Value: "spiffe://example.org/agent/a"}})
+	// On the sidecar, per request: one atomic load and one map lookup.
+	if r := client.State().Revoked("spiffe", "", "spiffe://example.org/agent/a", time.Now(), time.Now()); r != nil {
+		_ = r.GetReason()
+	}
+}

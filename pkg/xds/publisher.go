@@ -1,0 +1,308 @@
+package xds
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/log"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/store"
+)
+
+// ErrNotFound is returned when deleting something that does not exist.
+var ErrNotFound = store.ErrNotFound
+
+// PublisherConfig configures NewPublisher.
+type PublisherConfig struct {
+	// Validators run, per type URL, on every resource before it is stored (e.g. a Cedar compile for policies).
+	// The structural checks (names, sizes, parseable trust anchors) always run.
+	Validators map[string]Validator
+	// Logger defaults to a no-op logger.
+	Logger *zap.Logger
+	// Now defaults to time.Now; it stamps Revocation.created and RiskState.updated when the caller left them unset.
+	Now func() time.Time
+}
+
+// Publisher is the controller's side of the state: it validates changes, writes them durably to the store, and
+// keeps one go-control-plane LinearCache per resource type in step with the store, so connected sidecars get
+// each change as a delta. Writes that go to the store directly (e.g. from the SSF receiver) are published too.
+type Publisher struct {
+	st         *store.Store
+	validators map[string]Validator
+	log        *zap.Logger
+	now        func() time.Time
+
+	caches map[string]*cache.LinearCache // by type URL; the map itself is never written after NewPublisher
+	mux    *cache.MuxCache
+	// mu orders the initial load against store notifications, so a change committed while loading is not lost
+	// or overwritten by the older listed value.
+	mu          sync.Mutex
+	unsubscribe func()
+}
+
+// typeOfBucket maps a store bucket to the type URL its records are served as.
+func typeOfBucket(bucket string) (string, bool) {
+	switch bucket {
+	case store.BucketPolicies:
+		return agentauthv1.PolicyType, true
+	case store.BucketRevocations:
+		return agentauthv1.RevocationType, true
+	case store.BucketRisk:
+		return agentauthv1.RiskStateType, true
+	case store.BucketTrustBundles:
+		return agentauthv1.TrustBundleType, true
+	}
+	return "", false
+}
+
+// NewPublisher loads every served resource from st and starts following its changes. A controller restarted on
+// the same store serves the same resources with the same versions (resource versions are content hashes), so
+// reconnecting sidecars that send their known versions receive nothing they already have.
+func NewPublisher(st *store.Store, cfg PublisherConfig) (*Publisher, error) {
+	p := &Publisher{st: st, validators: cfg.Validators, log: cfg.Logger, now: cfg.Now}
+	if p.log == nil {
+		p.log = zap.NewNop()
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	for typeURL := range p.validators {
+		if newResource(typeURL) == nil {
+			return nil, fmt.Errorf("xds: validator for unknown type %q", typeURL)
+		}
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.unsubscribe = st.Subscribe(p.apply)
+	version, err := st.Version()
+	if err != nil {
+		p.unsubscribe()
+		return nil, fmt.Errorf("xds: %w", err)
+	}
+	initial := map[string]map[string]types.Resource{}
+	if err := loadInto(initial, agentauthv1.PolicyType, st.Policies().List); err != nil {
+		p.unsubscribe()
+		return nil, err
+	}
+	if err := loadInto(initial, agentauthv1.RevocationType, st.Revocations().List); err != nil {
+		p.unsubscribe()
+		return nil, err
+	}
+	if err := loadInto(initial, agentauthv1.RiskStateType, st.Risk().List); err != nil {
+		p.unsubscribe()
+		return nil, err
+	}
+	if err := loadInto(initial, agentauthv1.TrustBundleType, st.TrustBundles().List); err != nil {
+		p.unsubscribe()
+		return nil, err
+	}
+
+	// The prefix makes system versions unique across controller restarts: the store version only grows.
+	prefix := strconv.FormatUint(version, 10) + "."
+	cpLog := controlPlaneLogger(p.log)
+	p.caches = make(map[string]*cache.LinearCache, len(initial))
+	caches := make(map[string]cache.Cache, len(initial))
+	for _, typeURL := range agentauthv1.ServedTypes() {
+		c := cache.NewLinearCache(typeURL, cache.WithInitialResources(initial[typeURL]),
+			cache.WithVersionPrefix(prefix), cache.WithLogger(cpLog))
+		p.caches[typeURL] = c
+		caches[typeURL] = c
+	}
+	p.mux = &cache.MuxCache{
+		Classify:      func(r *cache.Request) string { return r.GetTypeUrl() },
+		ClassifyDelta: func(r *cache.DeltaRequest) string { return r.GetTypeUrl() },
+		Caches:        caches,
+	}
+	p.log.Info("xds: state loaded", zap.Uint64("store_version", version),
+		zap.Int("policies", len(initial[agentauthv1.PolicyType])),
+		zap.Int("revocations", len(initial[agentauthv1.RevocationType])),
+		zap.Int("risk_states", len(initial[agentauthv1.RiskStateType])),
+		zap.Int("trust_bundles", len(initial[agentauthv1.TrustBundleType])))
+	return p, nil
+}
+
+func loadInto[T proto.Message](into map[string]map[string]types.Resource, typeURL string, list func() ([]T, error)) error {
+	items, err := list()
+	if err != nil {
+		return fmt.Errorf("xds: load %s: %w", typeURL, err)
+	}
+	m := make(map[string]types.Resource, len(items))
+	for _, it := range items {
+		m[resourceName(it)] = it
+	}
+	into[typeURL] = m
+	return nil
+}
+
+// Close stops following the store. The caches keep serving what they hold.
+func (p *Publisher) Close() { p.unsubscribe() }
+
+// apply runs after each store commit, in commit order, and moves the changes into the caches.
+func (p *Publisher) apply(changes []store.Change) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	updated := map[string]map[string]types.Resource{}
+	deleted := map[string][]string{}
+	for _, ch := range changes {
+		typeURL, served := typeOfBucket(ch.Bucket)
+		if !served {
+			continue
+		}
+		if ch.Value == nil {
+			deleted[typeURL] = append(deleted[typeURL], ch.Key)
+			continue
+		}
+		if updated[typeURL] == nil {
+			updated[typeURL] = map[string]types.Resource{}
+		}
+		updated[typeURL][ch.Key] = ch.Value
+	}
+	for _, typeURL := range agentauthv1.ServedTypes() {
+		if len(updated[typeURL]) == 0 && len(deleted[typeURL]) == 0 {
+			continue
+		}
+		if err := p.caches[typeURL].UpdateResources(updated[typeURL], deleted[typeURL]); err != nil {
+			// Only a resource that fails to marshal gets here; it was marshalled once already by the store.
+			p.log.Error("xds: cache update failed", zap.String("type", typeURL), zap.Error(err))
+		}
+	}
+}
+
+func (p *Publisher) check(typeURL string, res proto.Message) error {
+	name := resourceName(res)
+	if err := checkResource(name, res); err != nil {
+		return err
+	}
+	if v := p.validators[typeURL]; v != nil {
+		if err := v(name, res); err != nil {
+			return fmt.Errorf("%w: %s: %w", autherr.ErrMalformed, describe(typeURL, name, res), err)
+		}
+	}
+	return nil
+}
+
+// SetPolicies replaces the whole policy set in one durable write. Every policy is checked first; if one fails,
+// nothing changes and the error names it.
+func (p *Publisher) SetPolicies(policies []*agentauthv1.Policy) error {
+	for _, pol := range policies {
+		if err := p.check(agentauthv1.PolicyType, pol); err != nil {
+			return fmt.Errorf("xds: %w", err)
+		}
+	}
+	if _, err := p.st.Policies().Replace(policies); err != nil {
+		return fmt.Errorf("xds: %w", err)
+	}
+	return nil
+}
+
+// UpsertRevocation stores r durably (created defaults to now) and publishes it to every connected sidecar.
+func (p *Publisher) UpsertRevocation(r *agentauthv1.Revocation) error {
+	r = proto.CloneOf(r)
+	if r.GetCreated() == nil {
+		r.Created = timestamppb.New(p.now())
+	}
+	if err := p.check(agentauthv1.RevocationType, r); err != nil {
+		return fmt.Errorf("xds: %w", err)
+	}
+	if _, err := p.st.Revocations().Put(r); err != nil {
+		return fmt.Errorf("xds: %w", err)
+	}
+	return nil
+}
+
+// DeleteRevocation removes a revocation; ErrNotFound if there is none with that id.
+func (p *Publisher) DeleteRevocation(id string) error {
+	if _, err := p.st.Revocations().Delete(id); err != nil {
+		return fmt.Errorf("xds: %w", err)
+	}
+	return nil
+}
+
+// PruneRevocations deletes revocations whose expires is not after now and returns how many it deleted.
+func (p *Publisher) PruneRevocations(now time.Time) (int, error) {
+	all, err := p.st.Revocations().List()
+	if err != nil {
+		return 0, fmt.Errorf("xds: %w", err)
+	}
+	n := 0
+	for _, r := range all {
+		if exp := r.GetExpires(); exp != nil && !now.Before(exp.AsTime()) {
+			if _, err := p.st.Revocations().Delete(r.GetId()); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return n, fmt.Errorf("xds: %w", err)
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// SetRisk stores the risk state of its subject (updated defaults to now), replacing any earlier one.
+func (p *Publisher) SetRisk(r *agentauthv1.RiskState) error {
+	r = proto.CloneOf(r)
+	if r.GetUpdated() == nil {
+		r.Updated = timestamppb.New(p.now())
+	}
+	if err := p.check(agentauthv1.RiskStateType, r); err != nil {
+		return fmt.Errorf("xds: %w", err)
+	}
+	if _, err := p.st.Risk().Put(r); err != nil {
+		return fmt.Errorf("xds: %w", err)
+	}
+	return nil
+}
+
+// DeleteRisk forgets the risk state of a subject; ErrNotFound if there is none.
+func (p *Publisher) DeleteRisk(s *agentauthv1.Subject) error {
+	if _, err := p.st.Risk().Delete(s.Key()); err != nil {
+		return fmt.Errorf("xds: %w", err)
+	}
+	return nil
+}
+
+// SetTrustBundle stores the bundle of its trust domain. A bundle with a lower sequence than the stored one is
+// refused, so a stale writer cannot roll trust back.
+func (p *Publisher) SetTrustBundle(b *agentauthv1.TrustBundle) error {
+	if err := p.check(agentauthv1.TrustBundleType, b); err != nil {
+		return fmt.Errorf("xds: %w", err)
+	}
+	old, err := p.st.TrustBundles().Get(b.GetTrustDomain())
+	switch {
+	case err == nil && b.GetSequence() < old.GetSequence():
+		return fmt.Errorf("xds: %w: trust bundle %s sequence %d is older than the stored %d", autherr.ErrMalformed,
+			b.GetTrustDomain(), b.GetSequence(), old.GetSequence())
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("xds: %w", err)
+	}
+	if _, err := p.st.TrustBundles().Put(b); err != nil {
+		return fmt.Errorf("xds: %w", err)
+	}
+	return nil
+}
+
+// controlPlaneLogger sends go-control-plane's logs to zap; its per-watch Info lines become Debug, since a
+// controller with a thousand sidecars would otherwise log on every update.
+func controlPlaneLogger(l *zap.Logger) log.Logger {
+	s := l.Sugar()
+	return log.LoggerFuncs{DebugFunc: s.Debugf, InfoFunc: s.Debugf, WarnFunc: s.Warnf, ErrorFunc: s.Errorf}
+}
+
+// shortType is the message name of a type URL, for error messages.
+func shortType(typeURL string) string {
+	for i := len(typeURL) - 1; i >= 0; i-- {
+		if typeURL[i] == '.' {
+			return typeURL[i+1:]
+		}
+	}
+	return typeURL
+}

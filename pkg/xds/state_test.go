@@ -1,0 +1,100 @@
+package xds
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+)
+
+func TestRevokedSemantics(t *testing.T) {
+	t0 := time.Unix(1_760_000_000, 0)
+	mk := func(id string, nb, exp time.Time) resourceUpdate {
+		r := spiffeRevocation(id, "spiffe://example.org/a")
+		if !nb.IsZero() {
+			r.NotBefore = timestamppb.New(nb)
+		}
+		if !exp.IsZero() {
+			r.Expires = timestamppb.New(exp)
+		}
+		return resourceUpdate{name: id, version: "v", msg: r}
+	}
+	tests := []struct {
+		name     string
+		rev      resourceUpdate
+		issuedAt time.Time
+		now      time.Time
+		want     bool
+	}{
+		{"no not_before revokes everything", mk("r", time.Time{}, time.Time{}), t0, t0, true},
+		{"issued before not_before", mk("r", t0, time.Time{}), t0.Add(-time.Second), t0, true},
+		{"issued at not_before", mk("r", t0, time.Time{}), t0, t0, false},
+		{"issued after not_before", mk("r", t0, time.Time{}), t0.Add(time.Minute), t0.Add(time.Hour), false},
+		{"unknown issue time", mk("r", t0, time.Time{}), time.Time{}, t0, true},
+		{"expired revocation", mk("r", time.Time{}, t0), t0.Add(-time.Hour), t0, false},
+		{"not yet expired", mk("r", time.Time{}, t0), t0.Add(-time.Hour), t0.Add(-time.Second), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := emptyState().with(agentauthv1.RevocationType, []resourceUpdate{tt.rev}, nil)
+			got := st.Revoked("spiffe", "", "spiffe://example.org/a", tt.issuedAt, tt.now) != nil
+			if got != tt.want {
+				t.Fatalf("Revoked = %t, want %t", got, tt.want)
+			}
+			if st.Revoked("spiffe", "", "spiffe://example.org/b", tt.issuedAt, tt.now) != nil {
+				t.Fatal("another subject is revoked")
+			}
+		})
+	}
+}
+
+func TestStateIsCopyOnWrite(t *testing.T) {
+	up := func(id, subject string) resourceUpdate {
+		return resourceUpdate{name: id, version: "v-" + id, msg: spiffeRevocation(id, subject)}
+	}
+	s1 := emptyState().with(agentauthv1.RevocationType, []resourceUpdate{up("r1", "spiffe://example.org/a"), up("r2", "spiffe://example.org/a")}, nil)
+	s2 := s1.with(agentauthv1.RevocationType, []resourceUpdate{up("r3", "spiffe://example.org/b")}, []string{"r1"})
+	// Moving r2 to another subject must drop it from the old subject's index.
+	s3 := s2.with(agentauthv1.RevocationType, []resourceUpdate{up("r2", "spiffe://example.org/c")}, nil)
+	now := time.Now()
+	if len(s1.Revocations()) != 2 || s1.Revoked("spiffe", "", "spiffe://example.org/b", now, now) != nil {
+		t.Error("older snapshot changed")
+	}
+	if r := s2.Revoked("spiffe", "", "spiffe://example.org/a", now, now); r.GetId() != "r2" {
+		t.Errorf("s2 subject a: %v", r)
+	}
+	if r := s3.Revoked("spiffe", "", "spiffe://example.org/a", now, now); r != nil {
+		t.Errorf("s3 subject a still revoked by %v", r)
+	}
+	if r := s3.Revoked("spiffe", "", "spiffe://example.org/c", now, now); r.GetId() != "r2" {
+		t.Errorf("s3 subject c: %v", r)
+	}
+	if v := s3.ResourceVersions(agentauthv1.RevocationType); len(v) != 2 || v["r2"] != "v-r2" || v["r3"] != "v-r3" {
+		t.Errorf("versions: %v", v)
+	}
+	if s1.Len(agentauthv1.RevocationType) != 2 {
+		t.Errorf("s1 versions changed: %v", s1.ResourceVersions(agentauthv1.RevocationType))
+	}
+
+	risk := func(level string) resourceUpdate {
+		r := &agentauthv1.RiskState{Subject: &agentauthv1.Subject{Kind: "user_email", Value: "a@example.org"}, RiskLevel: level}
+		return resourceUpdate{name: r.GetSubject().Key(), version: level, msg: r}
+	}
+	r1 := s3.with(agentauthv1.RiskStateType, []resourceUpdate{risk("LOW")}, nil)
+	r2 := r1.with(agentauthv1.RiskStateType, []resourceUpdate{risk("HIGH")}, nil)
+	r3 := r2.with(agentauthv1.RiskStateType, nil, []string{risk("").name})
+	if got, _ := r1.Risk("user_email", "", "a@example.org"); got.GetRiskLevel() != "LOW" {
+		t.Errorf("r1 risk %v", got)
+	}
+	if got, _ := r2.Risk("user_email", "", "a@example.org"); got.GetRiskLevel() != "HIGH" {
+		t.Errorf("r2 risk %v", got)
+	}
+	if _, ok := r3.Risk("user_email", "", "a@example.org"); ok {
+		t.Error("r3 risk not removed")
+	}
+	if len(r3.Revocations()) != 2 {
+		t.Error("a risk update changed revocations")
+	}
+}

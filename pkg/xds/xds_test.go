@@ -1,0 +1,475 @@
+package xds
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/store"
+)
+
+const permitAll = `permit (principal, action, resource);`
+
+func TestPushAndAck(t *testing.T) {
+	ca := testca.New(t, td)
+	c := newController(t, ca)
+	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.pub.SetTrustBundle(trustBundle(ca, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.pub.SetRisk(&agentauthv1.RiskState{Subject: &agentauthv1.Subject{Kind: "user_email", Value: "a@example.org"}, RiskLevel: "HIGH"}); err != nil {
+		t.Fatal(err)
+	}
+	sc := c.sidecar("a", nil, func(cfg *ClientConfig) {
+		cfg.Validators = map[string]Validator{agentauthv1.PolicyType: cedarValidator}
+	})
+	sc.waitSynced(t)
+
+	st := sc.State()
+	if p, ok := st.Policy("p1"); !ok || p.GetCedar() != permitAll {
+		t.Errorf("policy p1: %v %v", p, ok)
+	}
+	if b, ok := st.TrustBundle("example.org"); !ok || b.GetSequence() != 1 {
+		t.Errorf("bundle: %v %v", b, ok)
+	}
+	if r, ok := st.Risk("user_email", "", "a@example.org"); !ok || r.GetRiskLevel() != "HIGH" {
+		t.Errorf("risk: %v %v", r, ok)
+	}
+
+	// A revocation pushed after the initial sync arrives as one small update.
+	before := sc.Status().Received
+	if err := c.pub.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/b")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "revocation r1", func() bool { _, ok := sc.State().Revocation("r1"); return ok })
+	if got := sc.Status().Received - before; got != 1 {
+		t.Errorf("revocation update carried %d resources, want 1", got)
+	}
+	if r := sc.State().Revoked("spiffe", "", "spiffe://example.org/agent/b", time.Now(), time.Now()); r.GetId() != "r1" {
+		t.Errorf("Revoked: %v", r)
+	}
+
+	// The server sees every type ACKed at the version the client applied.
+	waitFor(t, "ACKs of every type", func() bool {
+		n, ok := nodeByID(c.srv, sc.id.String())
+		if !ok {
+			return false
+		}
+		want := sc.Status().Versions
+		for _, typeURL := range agentauthv1.ServedTypes() {
+			if n.Acked[typeURL] == "" || n.Acked[typeURL] != want[typeURL] {
+				return false
+			}
+		}
+		return n.LastNACK == nil
+	})
+	n, _ := nodeByID(c.srv, sc.id.String())
+	t.Logf("node %s acked %v", n.ID, n.Acked)
+	if n.Address == "" || n.ConnectedSince.IsZero() {
+		t.Errorf("node status incomplete: %+v", n)
+	}
+}
+
+func TestNACKKeepsLastGoodState(t *testing.T) {
+	ca := testca.New(t, td)
+	c := newController(t, ca)
+	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+		t.Fatal(err)
+	}
+	strict := c.sidecar("strict", nil, func(cfg *ClientConfig) {
+		cfg.Validators = map[string]Validator{agentauthv1.PolicyType: cedarValidator}
+	})
+	lax := c.sidecar("lax", nil, nil)
+	strict.waitSynced(t)
+	lax.waitSynced(t)
+
+	// The controller has no Cedar validator here, so the bad policy reaches the sidecars.
+	bad := policy("p2", `permit (principal, action, resource) when { principal.risk == };`)
+	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), bad}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the NACK", func() bool { return strict.Status().NACKs == 1 })
+	st := strict.Status()
+	if !strings.Contains(st.LastNACK, `"p2"`) || !strings.Contains(st.LastNACK, "p2.cedar") {
+		t.Errorf("NACK does not name the policy and its source: %q", st.LastNACK)
+	}
+	t.Logf("NACK: %s", st.LastNACK)
+	if _, ok := strict.State().Policy("p2"); ok {
+		t.Error("the strict sidecar applied the bad policy")
+	}
+	if _, ok := strict.State().Policy("p1"); !ok {
+		t.Error("the strict sidecar lost its last good policy")
+	}
+	waitFor(t, "the server to record the NACK", func() bool {
+		n, ok := nodeByID(c.srv, strict.id.String())
+		return ok && n.LastNACK != nil && n.LastNACK.TypeURL == agentauthv1.PolicyType && n.LastNACK.Message == st.LastNACK
+	})
+
+	// A sidecar without that validator is unaffected, and so are the other types on the strict one.
+	waitFor(t, "the lax sidecar to apply p2", func() bool { _, ok := lax.State().Policy("p2"); return ok })
+	if lax.Status().NACKs != 0 {
+		t.Errorf("lax sidecar NACKed: %s", lax.Status().LastNACK)
+	}
+	if err := c.pub.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/x")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the revocation on the strict sidecar", func() bool { _, ok := strict.State().Revocation("r1"); return ok })
+
+	// Fixing the policy clears the way.
+	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), policy("p2", `forbid (principal, action, resource);`)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the fixed policy", func() bool { _, ok := strict.State().Policy("p2"); return ok })
+}
+
+func TestControllerRestartAndDown(t *testing.T) {
+	ca := testca.New(t, td)
+	c := newController(t, ca)
+	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), policy("p2", permitAll)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := c.pub.UpsertRevocation(spiffeRevocation(fmt.Sprintf("r%d", i), fmt.Sprintf("spiffe://example.org/agent/%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.pub.SetTrustBundle(trustBundle(ca, 1)); err != nil {
+		t.Fatal(err)
+	}
+	sc := c.sidecar("a", nil, nil)
+	sc.waitSynced(t)
+	received := sc.Status().Received
+	if received != 8 {
+		t.Fatalf("initial sync received %d resources, want 8", received)
+	}
+
+	// Controller down: the sidecar says so and keeps enforcing.
+	c.stop()
+	waitFor(t, "the sidecar to notice", func() bool { return !sc.Status().Connected })
+	st := sc.Status()
+	if !st.Synced || st.LastError == "" {
+		t.Errorf("status while down: %+v", st)
+	}
+	t.Logf("while down: connected=%t synced=%t last error %q", st.Connected, st.Synced, st.LastError)
+	if r := sc.State().Revoked("spiffe", "", "spiffe://example.org/agent/3", time.Now(), time.Now()); r.GetId() != "r3" {
+		t.Errorf("revocation not enforced while the controller is down: %v", r)
+	}
+	if len(sc.State().Policies()) != 2 {
+		t.Errorf("policies lost while the controller is down")
+	}
+
+	// While it is down, an operator changes the store: one revocation more, one less.
+	st2, err := store.Open(c.path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st2.Revocations().Put(spiffeRevocation("r9", "spiffe://example.org/agent/9")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st2.Revocations().Delete("r0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st2.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart on the same file and port: the sidecar resumes and gets only the difference.
+	c.start()
+	waitFor(t, "the sidecar to reconnect and converge", func() bool {
+		s := sc.State()
+		_, has9 := s.Revocation("r9")
+		_, has0 := s.Revocation("r0")
+		return sc.Status().Connected && has9 && !has0
+	})
+	waitFor(t, "ACKs after the restart", func() bool {
+		n, ok := nodeByID(c.srv, sc.id.String())
+		return ok && len(n.Acked) == len(agentauthv1.ServedTypes())
+	})
+	if got := sc.Status().Received - received; got != 1 {
+		t.Errorf("resume received %d resources, want 1 (r9 only): a full re-download?", got)
+	}
+	if sc.Status().Connects != 2 {
+		t.Errorf("connects %d, want 2", sc.Status().Connects)
+	}
+	if len(sc.State().Revocations()) != 5 || len(sc.State().Policies()) != 2 {
+		t.Errorf("state after restart: %d revocations, %d policies", len(sc.State().Revocations()), len(sc.State().Policies()))
+	}
+	// And the restarted controller serves new changes.
+	if err := c.pub.DeleteRevocation("r9"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the deletion", func() bool { _, ok := sc.State().Revocation("r9"); return !ok })
+}
+
+func TestRevocationReachesEverySidecar(t *testing.T) {
+	ca := testca.New(t, td)
+	c := newController(t, ca)
+	const n = 20
+	var sidecars []*sidecar
+	for i := range n {
+		sidecars = append(sidecars, c.sidecar(fmt.Sprintf("s%d", i), nil, nil))
+	}
+	for _, s := range sidecars {
+		s.waitSynced(t)
+	}
+	waitFor(t, "every node listed", func() bool { return len(c.srv.Nodes()) == n })
+	if err := c.pub.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/s3")); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sidecars {
+		waitFor(t, "revocation on "+s.id.String(), func() bool {
+			return s.State().Revoked("spiffe", "", "spiffe://example.org/agent/s3", time.Now(), time.Now()) != nil
+		})
+		s.mu.Lock()
+		last := s.updates[len(s.updates)-1]
+		s.mu.Unlock()
+		if last.TypeURL != agentauthv1.RevocationType || !slices.Equal(last.Updated, []string{"r1"}) {
+			t.Errorf("%s: OnUpdate got %+v", s.id, last)
+		}
+	}
+	if err := c.pub.DeleteRevocation("r1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sidecars {
+		waitFor(t, "removal on "+s.id.String(), func() bool { _, ok := s.State().Revocation("r1"); return !ok })
+	}
+}
+
+func TestClientWithoutValidSVIDIsRefused(t *testing.T) {
+	ca := testca.New(t, td)
+	other := testca.New(t, spiffeid.RequireTrustDomainFromString("evil.example"))
+	c := newController(t, ca)
+	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		tls  func() *tls.Config
+	}{
+		{"no certificate", func() *tls.Config {
+			return tlsconfig.TLSClientConfig(ca.X509Bundle(), tlsconfig.AuthorizeID(controllerID))
+		}},
+		{"SVID of another trust domain", func() *tls.Config {
+			svid := other.CreateX509SVID(spiffeid.RequireFromPath(other.TrustDomain(), "/agent/a"))
+			return tlsconfig.MTLSClientConfig(svid, ca.X509Bundle(), tlsconfig.AuthorizeID(controllerID))
+		}},
+		{"expired SVID", func() *tls.Config {
+			svid := ca.CreateX509SVID(spiffeid.RequireFromPath(td, "/agent/old"), testca.WithNotAfter(time.Now().Add(-time.Minute)))
+			return tlsconfig.MTLSClientConfig(svid, ca.X509Bundle(), tlsconfig.AuthorizeID(controllerID))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sc := c.sidecar("refused", tt.tls(), nil)
+			waitFor(t, "the refusal", func() bool { return sc.Status().LastError != "" })
+			st := sc.Status()
+			t.Logf("client error: %s", st.LastError)
+			if st.Connected || st.Connects != 0 || st.Received != 0 || len(sc.State().Policies()) != 0 {
+				t.Errorf("refused client got in: %+v", st)
+			}
+			sc.stop()
+			if len(c.srv.Nodes()) != 0 {
+				t.Errorf("nodes: %+v", c.srv.Nodes())
+			}
+		})
+	}
+}
+
+func TestNodeIdentityComesFromSVID(t *testing.T) {
+	ca := testca.New(t, td)
+	c := newController(t, ca)
+	sc := c.sidecar("honest", nil, func(cfg *ClientConfig) { cfg.NodeID = "spiffe://example.org/agent/admin" })
+	sc.waitSynced(t)
+	nodes := c.srv.Nodes()
+	if len(nodes) != 1 {
+		t.Fatalf("nodes: %+v", nodes)
+	}
+	if nodes[0].ID != "spiffe://example.org/agent/honest" || nodes[0].ClaimedID != "spiffe://example.org/agent/admin" {
+		t.Errorf("node identity: id %q claimed %q", nodes[0].ID, nodes[0].ClaimedID)
+	}
+}
+
+// rawStream opens an ADS stream with a valid SVID, for requests our Client would never send.
+func rawStream(t *testing.T, c *controller) (discovery.AggregatedDiscoveryServiceClient, func()) {
+	t.Helper()
+	tlsConf := tlsconfig.MTLSClientConfig(c.ca.CreateX509SVID(spiffeid.RequireFromPath(td, "/agent/raw")), c.ca.X509Bundle(), tlsconfig.AuthorizeID(controllerID))
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return discovery.NewAggregatedDiscoveryServiceClient(conn), func() { _ = conn.Close() }
+}
+
+func TestBadRequestsGetClearErrors(t *testing.T) {
+	ca := testca.New(t, td)
+	c := newController(t, ca)
+	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+		t.Fatal(err)
+	}
+	version, _ := c.st.Version()
+	ads, closeConn := rawStream(t, c)
+	defer closeConn()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	t.Run("unknown type", func(t *testing.T) {
+		str, err := ads.DeltaAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := str.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: "type.googleapis.com/agentauth.v1.Secret", ResourceNamesSubscribe: []string{"*"}}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = str.Recv()
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "agentauth.v1.Secret") {
+			t.Fatalf("unknown type: %v", err)
+		}
+		t.Log(err)
+	})
+	t.Run("state of the world", func(t *testing.T) {
+		str, err := ads.StreamAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := str.Send(&discovery.DiscoveryRequest{TypeUrl: agentauthv1.PolicyType}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = str.Recv()
+		if status.Code(err) != codes.Unimplemented {
+			t.Fatalf("sotw: %v", err)
+		}
+		t.Log(err)
+	})
+	if v, _ := c.st.Version(); v != version {
+		t.Errorf("store version moved from %d to %d", version, v)
+	}
+	if got := c.pub.caches[agentauthv1.PolicyType].NumResources(); got != 1 {
+		t.Errorf("policy cache holds %d", got)
+	}
+}
+
+func TestPublisherRefusesBadInput(t *testing.T) {
+	ca := testca.New(t, td)
+	c := newController(t, ca)
+	c.stop()
+	st, err := store.Open(c.path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pub, err := NewPublisher(st, PublisherConfig{Validators: map[string]Validator{agentauthv1.PolicyType: cedarValidator}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	if err := pub.SetPolicies([]*agentauthv1.Policy{policy("good", permitAll)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.SetTrustBundle(trustBundle(ca, 5)); err != nil {
+		t.Fatal(err)
+	}
+	version, _ := st.Version()
+
+	tests := []struct {
+		name string
+		do   func() error
+		want error
+	}{
+		{"policy without text", func() error {
+			return pub.SetPolicies([]*agentauthv1.Policy{policy("good", permitAll), policy("empty", "")})
+		}, autherr.ErrMalformed},
+		{"policy that does not compile", func() error {
+			return pub.SetPolicies([]*agentauthv1.Policy{policy("bad", "permit (principal,")})
+		}, autherr.ErrMalformed},
+		{"duplicate policy ids", func() error {
+			return pub.SetPolicies([]*agentauthv1.Policy{policy("a", permitAll), policy("a", permitAll)})
+		}, autherr.ErrMalformed},
+		{"revocation without subject", func() error {
+			return pub.UpsertRevocation(&agentauthv1.Revocation{Id: "r"})
+		}, autherr.ErrMalformed},
+		{"revocation without id", func() error {
+			r := spiffeRevocation("", "spiffe://example.org/a")
+			return pub.UpsertRevocation(r)
+		}, autherr.ErrMalformed},
+		{"subject kind with odd characters", func() error {
+			r := spiffeRevocation("r", "spiffe://example.org/a")
+			r.Subject.Kind = "Spiffe ID"
+			return pub.UpsertRevocation(r)
+		}, autherr.ErrMalformed},
+		{"invalid timestamp", func() error {
+			r := spiffeRevocation("r", "spiffe://example.org/a")
+			r.NotBefore = &timestamppb.Timestamp{Seconds: 1, Nanos: -5}
+			return pub.UpsertRevocation(r)
+		}, autherr.ErrMalformed},
+		{"bundle with garbage DER", func() error {
+			return pub.SetTrustBundle(&agentauthv1.TrustBundle{TrustDomain: "example.org", X509Authorities: [][]byte{{0x30, 0x03, 1, 2, 3}}, Sequence: 9})
+		}, autherr.ErrMalformed},
+		{"bundle with bad JWKS", func() error {
+			return pub.SetTrustBundle(&agentauthv1.TrustBundle{TrustDomain: "example.org", JwtAuthoritiesJwks: []byte(`{"keys":[{"kty":"EC"}]}`), Sequence: 9})
+		}, autherr.ErrMalformed},
+		{"bundle for a bad trust domain", func() error {
+			b := trustBundle(ca, 9)
+			b.TrustDomain = "Example.ORG/x"
+			return pub.SetTrustBundle(b)
+		}, autherr.ErrMalformed},
+		{"older bundle", func() error { return pub.SetTrustBundle(trustBundle(ca, 4)) }, autherr.ErrMalformed},
+		{"deleting an unknown revocation", func() error { return pub.DeleteRevocation("nope") }, ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.do()
+			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			t.Log(err)
+			if v, _ := st.Version(); v != version {
+				t.Fatalf("store changed (version %d → %d)", version, v)
+			}
+		})
+	}
+	if got := pub.caches[agentauthv1.PolicyType].NumResources(); got != 1 {
+		t.Errorf("policy cache holds %d resources, want 1", got)
+	}
+}
+
+func TestNewServerRefusesTLSWithoutClientAuth(t *testing.T) {
+	ca := testca.New(t, td)
+	st, err := store.Open(t.TempDir()+"/s.db", store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pub, err := NewPublisher(st, PublisherConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	svid := ca.CreateX509SVID(controllerID)
+	noClientAuth := tlsconfig.TLSServerConfig(svid)
+	unverified := tlsconfig.TLSServerConfig(svid)
+	unverified.ClientAuth = tls.RequireAnyClientCert
+	for name, conf := range map[string]*tls.Config{"nil": nil, "no client auth": noClientAuth, "unverified": unverified} {
+		if _, err := NewServer(pub, ServerConfig{TLSConfig: conf}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
