@@ -269,6 +269,10 @@ func parseKeys(csr, witKey []byte, witAlg string) (requestKeys, error) {
 }
 
 func (s *service) issue(ctx context.Context, id spiffeid.ID, k requestKeys) (*agentauthv1.Credentials, error) {
+	if id == s.server {
+		// A workload holding the issuer's identity could impersonate the issuer to every other workload.
+		return nil, fmt.Errorf("issuer: %w: %q is reserved for the issuer itself", ErrDenied, id)
+	}
 	chain, err := s.ca.IssueX509SVID(ctx, k.x509, id, s.svidTTL)
 	if err != nil {
 		return nil, err

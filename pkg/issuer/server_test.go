@@ -198,7 +198,7 @@ func TestAttestRefusals(t *testing.T) {
 	}{
 		{"no token", func(r *agentauthv1.AttestRequest) { r.JoinToken = "" }, codes.Unauthenticated, ErrMissing},
 		{"garbage CSR", func(r *agentauthv1.AttestRequest) { r.Csr = []byte("nope") }, codes.InvalidArgument, ErrMalformed},
-		{"CSR signed by another key", func(r *agentauthv1.AttestRequest) { r.Csr = forgedCSR(t, k.x509, newP256(t)) }, codes.InvalidArgument, ErrBadSignature},
+		{"CSR signed by another key", func(r *agentauthv1.AttestRequest) { r.Csr = forgedCSR(t, k.x509) }, codes.InvalidArgument, ErrBadSignature},
 		{"alg does not fit key", func(r *agentauthv1.AttestRequest) { r.WitAlg = "ES384" }, codes.InvalidArgument, ErrUnsupportedAlg},
 		{"EdDSA", func(r *agentauthv1.AttestRequest) { r.WitAlg = "EdDSA" }, codes.InvalidArgument, ErrUnsupportedAlg},
 		{"private JWK", func(r *agentauthv1.AttestRequest) { r.WitPublicKey = privateJWK(t, k.wit) }, codes.InvalidArgument, ErrMalformed},
@@ -216,13 +216,25 @@ func TestAttestRefusals(t *testing.T) {
 		t.Fatalf("token unusable after refused requests: %v", err)
 	}
 
+	// A token for the issuer's own identity: refused, nothing issued.
+	own, err := f.ca.CreateJoinToken(ctx, DefaultServerID(td), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := f.store.issuedCount()
+	_, err = c.Attest(ctx, k.attest(t, own))
+	wantCode(t, err, codes.PermissionDenied, ErrDenied)
+	if f.store.issuedCount() != before {
+		t.Fatal("a client obtained the issuer's identity")
+	}
+
 	// An expired token.
 	old, err := f.ca.CreateJoinToken(ctx, id, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Add(2 * time.Minute)
-	before := f.store.issuedCount()
+	before = f.store.issuedCount()
 	_, err = c.Attest(ctx, k.attest(t, old))
 	wantCode(t, err, codes.Unauthenticated, ErrExpired)
 	if f.store.issuedCount() != before {
