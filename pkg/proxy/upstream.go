@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"strings"
 	"sync"
 	"time"
 
@@ -232,8 +231,7 @@ func upstreamError(st *reqState, err error) error {
 		st.status = statusClientClosed
 		return fmt.Errorf("%w: route %q: client went away before the upstream answered: %v", autherr.ErrUpstream, name, err)
 	}
-	if ne, ok := errors.AsType[net.Error](err); (ok && ne.Timeout()) || errors.Is(err, context.DeadlineExceeded) ||
-		strings.Contains(err.Error(), "timeout awaiting response headers") {
+	if ne, ok := errors.AsType[net.Error](err); (ok && ne.Timeout()) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w: route %q: upstream did not answer in time: %v", autherr.ErrUpstreamTimeout, name, err)
 	}
 	return fmt.Errorf("%w: route %q: %v", autherr.ErrUpstream, name, err)
