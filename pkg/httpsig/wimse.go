@@ -380,10 +380,17 @@ type Result struct {
 // cnf.jwk.alg, Content-Digest against body, and last the nonce replay check — so a request failing any other check
 // never consumes its nonce. body is the request content as received (after transfer decoding).
 func (v *Verifier) VerifyRequest(ctx context.Context, r *http.Request, body []byte) (*Result, error) {
-	if len(v.cfg.Audiences) == 0 {
-		return nil, errors.New("httpsig: verifier has no Audiences configured")
+	return v.VerifyRequestFor(ctx, r, body, v.cfg.Audiences)
+}
+
+// VerifyRequestFor is VerifyRequest with the acceptable wimse-aud values given per request, for receivers whose
+// audience includes the request path (the draft's default) and so cannot be fixed at construction. audiences must
+// come from trusted configuration, never from the request's Host.
+func (v *Verifier) VerifyRequestFor(ctx context.Context, r *http.Request, body []byte, audiences []string) (*Result, error) {
+	if len(audiences) == 0 {
+		return nil, errors.New("httpsig: no audiences configured for this request")
 	}
-	return v.verify(ctx, Message{Request: r}, body, nil)
+	return v.verify(ctx, Message{Request: r}, body, nil, audiences)
 }
 
 // VerifyResponse verifies the WIMSE signature of a response received by a client. resp.Request must be the
@@ -399,10 +406,10 @@ func (v *Verifier) VerifyResponse(ctx context.Context, resp *http.Response, body
 	if err != nil && !errors.Is(err, autherr.ErrMissing) {
 		return nil, fmt.Errorf("httpsig: reading the request's own signature: %w", err)
 	}
-	return v.verify(ctx, Message{Request: resp.Request, Response: resp}, body, reqIn)
+	return v.verify(ctx, Message{Request: resp.Request, Response: resp}, body, reqIn, nil)
 }
 
-func (v *Verifier) verify(ctx context.Context, m Message, body []byte, reqIn *SignatureInput) (*Result, error) {
+func (v *Verifier) verify(ctx context.Context, m Message, body []byte, reqIn *SignatureInput, audiences []string) (*Result, error) {
 	isResp := m.Response != nil
 	what := "request"
 	if isResp {
@@ -462,8 +469,8 @@ func (v *Verifier) verify(ctx context.Context, m Message, body []byte, reqIn *Si
 		return nil, err
 	}
 	if !isResp {
-		if !slices.Contains(v.cfg.Audiences, res.Audience) {
-			return nil, fmt.Errorf("httpsig: %w: wimse-aud %q is not one of %v", autherr.ErrWrongAudience, res.Audience, v.cfg.Audiences)
+		if !slices.Contains(audiences, res.Audience) {
+			return nil, fmt.Errorf("httpsig: %w: wimse-aud %q is not one of %v", autherr.ErrWrongAudience, res.Audience, audiences)
 		}
 	} else if err := checkReqNonce(in, reqIn); err != nil {
 		return nil, err

@@ -721,3 +721,26 @@ func TestSignerHeadersOption(t *testing.T) {
 		t.Errorf("covered %v, digest %q", res.Covered, r.Header.Get(HeaderContentDigest))
 	}
 }
+
+// TestVerifyRequestFor: audiences given per request replace the configured ones, so a receiver can accept the
+// draft's default audience (which includes the path) without listing every path up front.
+func TestVerifyRequestFor(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	s, _, _ := e.workload(t, "ES256", SignerOptions{})
+	v := e.verifier(t, func(c *VerifierConfig) { c.Audiences = nil })
+	r := newRequest(t, http.MethodGet, envAud+"?q=1", "", nil)
+	if err := s.SignRequest(r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.VerifyRequest(ctx, r, nil); err == nil {
+		t.Fatal("VerifyRequest without configured audiences succeeded")
+	}
+	if _, err := v.VerifyRequestFor(ctx, r, nil, []string{"https://elsewhere.example/x"}); !errors.Is(err, autherr.ErrWrongAudience) {
+		t.Fatalf("wrong audience: %v", err)
+	}
+	res, err := v.VerifyRequestFor(ctx, r, nil, []string{envAud})
+	if err != nil || res.Audience != envAud {
+		t.Fatalf("VerifyRequestFor = %+v, %v", res, err)
+	}
+}
