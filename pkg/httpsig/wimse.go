@@ -180,10 +180,15 @@ func (s *Signer) Expiry() time.Time { return s.expiry }
 // workload-identity-token, and content-type, content-digest, authorization, txn-token and SignerOptions.Headers
 // when present, with created, expires, nonce, tag, wimse-aud and, if asked, wimse-sign-response.
 func (s *Signer) SignRequest(r *http.Request, body []byte) error {
+	return s.SignRequestFor(r, body, s.opts.Audience)
+}
+
+// SignRequestFor is SignRequest with the wimse-aud value given per request: a proxy that rewrites the request's
+// URL knows the audience the receiver expects better than the URL does. An empty aud means the default.
+func (s *Signer) SignRequestFor(r *http.Request, body []byte, aud string) error {
 	if r.Header == nil {
 		r.Header = http.Header{}
 	}
-	aud := s.opts.Audience
 	if aud == "" {
 		path := requestURL(r).EscapedPath()
 		if path == "" {

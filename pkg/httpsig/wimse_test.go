@@ -744,3 +744,17 @@ func TestVerifyRequestFor(t *testing.T) {
 		t.Fatalf("VerifyRequestFor = %+v, %v", res, err)
 	}
 }
+
+func TestSignRequestFor(t *testing.T) {
+	e := newEnv(t)
+	s, _, _ := e.workload(t, "EdDSA", SignerOptions{Audience: "https://configured.example/"})
+	v := e.verifier(t, nil)
+	r := newRequest(t, http.MethodGet, "http://127.0.0.1:9443/path", "", nil)
+	if err := s.SignRequestFor(r, nil, envAud); err != nil {
+		t.Fatal(err)
+	}
+	res, err := v.VerifyRequest(context.Background(), r, nil)
+	if err != nil || res.Audience != envAud {
+		t.Fatalf("VerifyRequest = %+v, %v", res, err)
+	}
+}
