@@ -37,7 +37,7 @@ type pair struct {
 	protos []string // protocol of each request the ingress received
 }
 
-func newPair(t *testing.T, toolURL string, h2c bool, lim Limits) *pair {
+func newPair(t testing.TB, toolURL string, h2c bool, lim Limits) *pair {
 	t.Helper()
 	pki := newPKI(t)
 	p := &pair{egressSink: &sink{}, ingressSink: &sink{}}
@@ -196,7 +196,8 @@ func (s *duplexService) FullDuplexCall(stream testpb.TestService_FullDuplexCallS
 	}
 }
 
-func (s *duplexService) UnaryCall(context.Context, *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+func (s *duplexService) UnaryCall(ctx context.Context, _ *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	grpc.SetTrailer(ctx, metadata.Pairs("x-why", "policy"))
 	return nil, status.Error(codes.PermissionDenied, "tool says no")
 }
 
@@ -250,9 +251,16 @@ func TestPairGRPCBidi(t *testing.T) {
 		t.Errorf("tool metadata %v", md)
 	}
 
-	_, err = client.UnaryCall(ctx, &testpb.SimpleRequest{})
-	if s, _ := status.FromError(err); s.Code() != codes.PermissionDenied || s.Message() != "tool says no" {
-		t.Errorf("unary status %v", err)
+	// An error with no message is a Trailers-Only response: status and metadata must still arrive.
+	for range 5 {
+		var trailer metadata.MD
+		_, err = client.UnaryCall(ctx, &testpb.SimpleRequest{}, grpc.Trailer(&trailer))
+		if s, _ := status.FromError(err); s.Code() != codes.PermissionDenied || s.Message() != "tool says no" {
+			t.Fatalf("unary status %v", err)
+		}
+		if got := trailer.Get("x-why"); len(got) != 1 || got[0] != "policy" {
+			t.Fatalf("unary trailer %v", trailer)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync"
 	"time"
 
@@ -204,15 +205,47 @@ func newReverseProxy(opts *Options, dir Direction, rt http.RoundTripper) *httput
 			if res.StatusCode == http.StatusSwitchingProtocols {
 				stateOf(res.Request.Context()).upgraded = true
 			}
+			grpcTrailersOnly(res)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			st := stateOf(r.Context())
 			st.refuse(upstreamError(st, err))
 		},
-		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+		ErrorLog:   slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+		BufferPool: newBufferPool(),
 	}
 }
+
+// grpcTrailersOnly turns a gRPC Trailers-Only response (status and metadata in the one HEADERS frame that ends
+// the stream) into headers plus trailers. ReverseProxy flushes headers on a timer of its own, which can split
+// that frame into HEADERS and an empty DATA frame ending the stream: a shape gRPC clients reject with "server
+// closed the stream without sending trailers". Headers with no message followed by trailers is the same RPC.
+func grpcTrailersOnly(res *http.Response) {
+	if res.ProtoMajor != 2 || res.ContentLength != 0 || res.Header.Get("Grpc-Status") == "" ||
+		!strings.HasPrefix(res.Header.Get("Content-Type"), "application/grpc") {
+		return
+	}
+	if res.Trailer == nil {
+		res.Trailer = make(http.Header)
+	}
+	for k, v := range res.Header {
+		if k != "Content-Type" {
+			res.Trailer[k] = v
+			delete(res.Header, k)
+		}
+	}
+}
+
+// bufferPool recycles the 32 KiB copy buffers ReverseProxy would otherwise allocate per request.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (bp *bufferPool) Get() []byte  { return *bp.p.Get().(*[]byte) }
+func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
 
 // upstreamError classifies a forwarding failure: a refusal raised on the way (egress signing) keeps its reason,
 // a timeout is 504, anything else 502. A client that went away is recorded, not answered.
