@@ -4,9 +4,9 @@
 //
 // Egress (agent side) routes a request by destination, adds the route's proofs and forwards it, over mTLS when
 // the route says so. Ingress (tool side) runs an ordered chain of Steps — authenticate, bind mTLS peer to WIT,
-// revocation, authorization — and forwards only what a step allowed. One place (reqState.refuse) writes every
-// refusal as {"error": "<autherr code>", "error_description": "..."} and every decision reaches the DecisionSink
-// exactly once. HTTP/1.1, HTTP/2 over TLS, h2c, gRPC (trailers, bidi streams), SSE and WebSocket pass through.
+// revocation, authorization — and forwards only what a step allowed. One place writes every refusal, as
+// {"error": "<autherr code>", "error_description": "..."} with Cache-Control: no-store, and every decision, allowed
+// or not, reaches the DecisionSink and Metrics exactly once. HTTP/1.1, HTTP/2 over TLS, h2c, gRPC (trailers, bidi streams), SSE and WebSocket pass through.
 //
 // Headers to the tool. There is no standard for the sidecar→tool hop, so these are ours. Ingress deletes every
 // inbound copy of them — any case, repeated, in trailers, and spelled with '_' for '-' — then sets them from
@@ -23,7 +23,8 @@
 // consumed by ingress and not forwarded, so a tool never sees an unverified proof it might be tempted to trust
 // (a Signature-Input for some other label goes too). Txn-Token, Authorization and Content-Digest are forwarded
 // unchanged: the Txn-Token draft requires downstream propagation. Egress also strips our identity headers, and
-// on proof routes replaces any proof headers the agent sent.
+// on proof routes replaces any proof headers the agent sent. Ingress sets X-Forwarded-For/-Host/-Proto afresh
+// (inbound copies are dropped); egress sends none.
 //
 // Request paths must be canonical (no ".", ".." or empty segments, no backslash; 400 otherwise) because routes
 // match by path prefix and the upstream would otherwise resolve "/public/../admin" under another route's rules.

@@ -85,7 +85,7 @@ func (s *AuthenticateStep) Handle(ctx context.Context, x *Exchange) error {
 		case len(peer.TLS.PeerCertificates) == 0:
 			return fmt.Errorf("%w: route %q requires a client certificate (X.509-SVID)", autherr.ErrMissing, rt.Name)
 		default:
-			return fmt.Errorf("%w: client certificate has no SPIFFE ID URI SAN", autherr.ErrMalformed)
+			return fmt.Errorf("%w: client certificate is not an X.509-SVID (it needs exactly one spiffe:// URI SAN)", autherr.ErrMalformed)
 		}
 	}
 	proofs := rt.Modes.proofs()
@@ -119,7 +119,10 @@ func (s *AuthenticateStep) Handle(ctx context.Context, x *Exchange) error {
 		return fmt.Errorf("ingress: %v authenticator returned no subject", mode)
 	}
 	if id.Method == "" {
-		id.Method = map[Mode]string{ModeWPT: AuthWITWPT, ModeHTTPSig: AuthWITHTTPSig}[mode]
+		id.Method = AuthWITWPT
+		if mode == ModeHTTPSig {
+			id.Method = AuthWITHTTPSig
+		}
 	}
 	if !peer.ID.IsZero() {
 		id.PeerID = peer.ID.String()

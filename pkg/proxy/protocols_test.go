@@ -552,3 +552,20 @@ func TestNewServerValidation(t *testing.T) {
 		t.Error("transparent TLS listener accepted")
 	}
 }
+
+func TestNewServerRefusesUnverifiedClientCerts(t *testing.T) {
+	ln := listen(t)
+	defer ln.Close()
+	for _, auth := range []tls.ClientAuthType{tls.RequestClientCert, tls.RequireAnyClientCert} {
+		_, err := NewServer(Limits{}, nil, Listener{Name: "x", Listener: ln, Handler: http.NotFoundHandler(),
+			TLSConfig: &tls.Config{ClientAuth: auth}})
+		if err == nil || !strings.Contains(err.Error(), "nothing verifies") {
+			t.Errorf("ClientAuth %v: %v", auth, err)
+		}
+	}
+	verify := func(tls.ConnectionState) error { return nil }
+	if _, err := NewServer(Limits{}, nil, Listener{Name: "x", Listener: ln, Handler: http.NotFoundHandler(),
+		TLSConfig: &tls.Config{ClientAuth: tls.RequireAnyClientCert, VerifyConnection: verify}}); err != nil {
+		t.Errorf("verified config refused: %v", err)
+	}
+}

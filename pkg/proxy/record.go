@@ -208,7 +208,12 @@ func (st *reqState) refuse(err error) {
 func (st *reqState) end() {
 	if p := recover(); p != nil {
 		if p == http.ErrAbortHandler {
-			st.refuse(fmt.Errorf("%w: upstream response aborted mid-stream", autherr.ErrUpstream))
+			if st.ctx.Err() != nil {
+				st.status = statusClientClosed
+				st.refuse(fmt.Errorf("%w: client went away mid-response", autherr.ErrUpstream))
+			} else {
+				st.refuse(fmt.Errorf("%w: upstream response aborted mid-stream", autherr.ErrUpstream))
+			}
 			st.record()
 			panic(p)
 		}

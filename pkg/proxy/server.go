@@ -48,6 +48,11 @@ func NewServer(limits Limits, logger *slog.Logger, ls ...Listener) (*Server, err
 		if l.Listener == nil || l.Handler == nil {
 			return nil, fmt.Errorf("proxy: listener %q needs a net.Listener and a handler", l.Name)
 		}
+		if c := l.TLSConfig; c != nil && (c.ClientAuth == tls.RequestClientCert || c.ClientAuth == tls.RequireAnyClientCert) &&
+			c.VerifyPeerCertificate == nil && c.VerifyConnection == nil && c.GetConfigForClient == nil {
+			// Ingress reads the peer's SPIFFE ID from its certificate; an unverified one must never get there.
+			return nil, fmt.Errorf("proxy: listener %q asks for client certificates but nothing verifies them", l.Name)
+		}
 		if l.Transparent {
 			if err := transparentSupported(); err != nil {
 				return nil, err
