@@ -62,12 +62,15 @@ type WorkloadAPIConfig struct {
 	WITKey string `yaml:"witKey,omitempty"`
 }
 
-// FilesConfig names credential files.
+// FilesConfig names credential files; they are re-read when they change.
 type FilesConfig struct {
-	Cert           string        `yaml:"cert"`
-	Key            string        `yaml:"key"`
-	Bundle         string        `yaml:"bundle"`
-	JWTBundle      string        `yaml:"jwtBundle,omitempty"`
+	// Cert and Key are the X.509-SVID (PEM chain, leaf first) and its private key.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// Bundles maps each trusted trust domain to files with its authorities: PEM CA certificates, a SPIFFE bundle
+	// (JWK Set with x509-svid / jwt-svid / wit-svid keys) or a plain JWK Set. Our own trust domain must be there.
+	Bundles map[string][]string `yaml:"bundles"`
+	// WIT and WITKey are this workload's WIT (compact JWS) and the PEM key of its cnf.jwk.
 	WIT            string        `yaml:"wit,omitempty"`
 	WITKey         string        `yaml:"witKey,omitempty"`
 	ReloadInterval time.Duration `yaml:"reloadInterval,omitempty"`
@@ -111,12 +114,16 @@ type IngressConfig struct {
 	Backend string `yaml:"backend"`
 	// BackendH2C speaks cleartext HTTP/2 to the backend (gRPC tools).
 	BackendH2C bool `yaml:"backendH2C,omitempty"`
-	// MTLS terminates SPIFFE mTLS on Listen.
+	// MTLS terminates TLS on Listen with this workload's X.509-SVID and says which client certificates to accept.
 	MTLS *IngressMTLSConfig `yaml:"mtls,omitempty"`
-	// Accept lists the proof modes a caller may use: mtls, wpt, httpsig (at least one).
-	Accept []string `yaml:"accept"`
-	// Audiences are the WPT aud / wimse-aud values that denote this tool.
-	Audiences []string `yaml:"audiences,omitempty"`
+	// Require lists what every caller must present: mtls means a client X.509-SVID; wpt and httpsig are
+	// alternatives, one of those listed must be present (a WIT with a WPT, or a WIT with an HTTP signature).
+	Require []string `yaml:"require"`
+	// Host is the name callers use for this tool (e.g. weather.tools.local): the expected proof audience is
+	// scheme://Host[:port]/path of each request, built from this trusted value, never from the Host header.
+	Host string `yaml:"host,omitempty"`
+	// Audience, when set, is the one aud / wimse-aud value accepted instead (callers' routes must send it).
+	Audience string `yaml:"audience,omitempty"`
 	// ClockSkew tolerated on iat/exp/created/expires (default 30s).
 	ClockSkew time.Duration `yaml:"clockSkew,omitempty"`
 	// MaxProofLifetime refuses proofs valid for longer (default 5m).
@@ -133,7 +140,7 @@ type IngressMTLSConfig struct {
 	TrustDomains []string `yaml:"trustDomains,omitempty"`
 	// AllowIDs restricts peers to these SPIFFE IDs.
 	AllowIDs []string `yaml:"allowIDs,omitempty"`
-	// Required refuses connections without a client certificate (default true when mtls is in accept).
+	// Required refuses TLS connections without a client certificate (default: true when require has mtls).
 	Required *bool `yaml:"required,omitempty"`
 }
 
@@ -296,7 +303,7 @@ func (c *Config) SetDefaults() {
 			in.ReplayCacheSize = 1_000_000
 		}
 		if in.MTLS != nil && in.MTLS.Required == nil {
-			req := contains(in.Accept, ModeMTLS)
+			req := contains(in.Require, ModeMTLS)
 			in.MTLS.Required = &req
 		}
 	}
@@ -345,7 +352,17 @@ func (c *Config) validateIdentity(v *validator) {
 		f := id.Files
 		v.required("identity.files.cert", f.Cert)
 		v.required("identity.files.key", f.Key)
-		v.required("identity.files.bundle", f.Bundle)
+		if len(f.Bundles) == 0 {
+			v.add("identity.files.bundles", "required: at least this workload's own trust domain and its bundle file")
+		}
+		for td, files := range f.Bundles {
+			if _, err := spiffeid.TrustDomainFromString(td); err != nil {
+				v.add("identity.files.bundles."+td, fmt.Sprintf("%q is not a trust domain: %v", td, err))
+			}
+			if len(files) == 0 {
+				v.add("identity.files.bundles."+td, "list at least one bundle file")
+			}
+		}
 		if (f.WIT == "") != (f.WITKey == "") {
 			v.add("identity.files.wit", "wit and witKey must be set together")
 		}
@@ -443,9 +460,9 @@ func (in *IngressConfig) validate(v *validator) {
 	if u := v.url("ingress.backend", in.Backend); u != nil && in.BackendH2C && u.Scheme != "http" {
 		v.add("ingress.backendH2C", "h2c needs an http:// backend")
 	}
-	v.modes("ingress.accept", in.Accept, false)
-	if contains(in.Accept, ModeMTLS) && in.MTLS == nil {
-		v.add("ingress.mtls", "required when accept includes mtls")
+	v.modes("ingress.require", in.Require, false)
+	if contains(in.Require, ModeMTLS) && in.MTLS == nil {
+		v.add("ingress.mtls", "required when require includes mtls")
 	}
 	if m := in.MTLS; m != nil {
 		if len(m.TrustDomains) == 0 && len(m.AllowIDs) == 0 {
@@ -462,12 +479,15 @@ func (in *IngressConfig) validate(v *validator) {
 			}
 		}
 	}
-	if (contains(in.Accept, ModeWPT) || contains(in.Accept, ModeHTTPSig)) && len(in.Audiences) == 0 {
-		v.add("ingress.audiences", "required with wpt or httpsig: the aud values that denote this tool")
+	if (contains(in.Require, ModeWPT) || contains(in.Require, ModeHTTPSig)) && in.Host == "" && in.Audience == "" {
+		v.add("ingress.host", "set host (or audience) with wpt or httpsig: it is how the sidecar knows a proof was made for this tool")
 	}
-	for i, a := range in.Audiences {
-		if au, err := url.Parse(a); err != nil || au.Scheme == "" || au.Host == "" {
-			v.add(fmt.Sprintf("ingress.audiences[%d]", i), fmt.Sprintf("%q is not an absolute URI", a))
+	if in.Host != "" && strings.ContainsAny(in.Host, "/?#@ ") {
+		v.add("ingress.host", fmt.Sprintf("%q must be a host or host:port, not a URL", in.Host))
+	}
+	if in.Audience != "" {
+		if au, err := url.Parse(in.Audience); err != nil || au.Scheme == "" || au.Host == "" {
+			v.add("ingress.audience", fmt.Sprintf("%q is not an absolute URI", in.Audience))
 		}
 	}
 	v.positive("ingress.clockSkew", int64(in.ClockSkew))

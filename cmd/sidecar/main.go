@@ -1,0 +1,61 @@
+// Command sidecar is the agentauth data plane. Beside an agent it adds proof of identity to the agent's plain HTTP
+// calls (egress); beside a tool it verifies callers and hands the tool verified identity headers (ingress).
+//
+//	sidecar -config /etc/agentauth/sidecar.yaml
+//	sidecar -config sidecar.yaml -check    # validate the config and exit
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/agentauth/agentauth/pkg/sidecar"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "sidecar:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	configPath := flag.String("config", "/etc/agentauth/sidecar.yaml", "path of the YAML config")
+	check := flag.Bool("check", false, "validate the config and exit")
+	flag.Parse()
+
+	cfg, err := sidecar.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Println("config OK")
+		return nil
+	}
+	log, err := sidecar.NewLogger(cfg.Log.Level)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	s, err := sidecar.New(ctx, cfg, log)
+	if err != nil {
+		log.Error("sidecar failed to start", zap.Error(err))
+		return err
+	}
+	if err := s.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("sidecar stopped with an error", zap.Error(err))
+		return err
+	}
+	log.Info("sidecar stopped")
+	return nil
+}

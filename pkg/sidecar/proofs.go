@@ -1,0 +1,193 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentauth/agentauth/pkg/httpsig"
+	"github.com/agentauth/agentauth/pkg/identity"
+	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/wpt"
+)
+
+// This file adapts the proof packages (pkg/wpt, pkg/httpsig) to the data plane's seams (proxy.ProofSigner,
+// proxy.Authenticator). Credentials are read from the identity source on every request, so a rotated WIT is
+// used from the next request on; the per-WIT state (a Prover, a Signer) is rebuilt only when the WIT changes.
+
+// wptSigner adds Workload-Identity-Token and Workload-Proof-Token on egress.
+type wptSigner struct {
+	src    identity.Source
+	prover atomic.Pointer[wpt.Prover]
+}
+
+func (s *wptSigner) SignRequest(_ context.Context, r *http.Request, rt *proxy.Route) error {
+	w, err := s.src.GetWIT()
+	if err != nil {
+		return fmt.Errorf("egress: no usable WIT to prove our identity: %v", err)
+	}
+	p := s.prover.Load()
+	if p == nil || p.WIT() != w.Token {
+		if p, err = wpt.NewProver(w.Token, w.Key); err != nil {
+			return fmt.Errorf("egress: WIT and key do not fit: %v", err)
+		}
+		s.prover.Store(p)
+	}
+	proof, err := p.Mint(wpt.ProofParams{
+		Audience:    rt.TargetAudience(r),
+		Lifetime:    rt.ProofLifetime,
+		AccessToken: bearer(r.Header),
+		TxnToken:    r.Header.Get(wpt.HeaderTxnToken),
+	})
+	if err != nil {
+		return fmt.Errorf("egress: minting a WPT: %v", err)
+	}
+	r.Header.Set(wpt.HeaderWIT, p.WIT())
+	r.Header.Set(wpt.HeaderWPT, proof)
+	return nil
+}
+
+// httpsigSigner adds the WIMSE HTTP message signature on egress.
+type httpsigSigner struct {
+	src identity.Source
+	mu  sync.Mutex
+	// signers are per route (lifetime differs) and per WIT; rebuilt when the WIT rotates.
+	signers map[string]*httpsig.Signer
+	wit     string
+}
+
+func (s *httpsigSigner) SignRequest(_ context.Context, r *http.Request, rt *proxy.Route) error {
+	w, err := s.src.GetWIT()
+	if err != nil {
+		return fmt.Errorf("egress: no usable WIT to prove our identity: %v", err)
+	}
+	signer, err := s.signer(w, rt)
+	if err != nil {
+		return err
+	}
+	var body []byte
+	if r.GetBody != nil {
+		rc, err := r.GetBody()
+		if err != nil {
+			return fmt.Errorf("egress: reading the buffered body: %v", err)
+		}
+		body, err = io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("egress: reading the buffered body: %v", err)
+		}
+	}
+	return signer.SignRequestFor(r, body, rt.TargetAudience(r))
+}
+
+func (s *httpsigSigner) signer(w *identity.WIT, rt *proxy.Route) (*httpsig.Signer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wit != w.Token {
+		s.signers, s.wit = map[string]*httpsig.Signer{}, w.Token
+	}
+	if sg := s.signers[rt.Name]; sg != nil {
+		return sg, nil
+	}
+	sg, err := httpsig.NewSigner(w.Token, w.Key, httpsig.SignerOptions{Lifetime: rt.ProofLifetime})
+	if err != nil {
+		return nil, fmt.Errorf("egress: WIT and key do not fit: %v", err)
+	}
+	s.signers[rt.Name] = sg
+	return sg, nil
+}
+
+// wptAuthenticator verifies WIT + WPT on ingress.
+type wptAuthenticator struct{ v *wpt.Verifier }
+
+func (a *wptAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ *proxy.Peer, rt *proxy.Route) (*proxy.Identity, error) {
+	wit, proof, err := wpt.ExtractHeaders(r.Header)
+	if err != nil {
+		return nil, err
+	}
+	res, err := a.v.VerifyRequest(ctx, wpt.Request{
+		WIT:         wit,
+		WPT:         proof,
+		Audiences:   []string{rt.ExpectedAudience(r)},
+		AccessToken: bearer(r.Header),
+		TxnToken:    r.Header.Get(wpt.HeaderTxnToken),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &proxy.Identity{
+		Subject: res.WIT.Subject,
+		Method:  proxy.AuthWITWPT,
+		ProofID: res.JTI,
+		Expiry:  res.WIT.Expiry,
+		Attrs:   witAttrs(res.WIT),
+	}, nil
+}
+
+// httpsigAuthenticator verifies WIT + HTTP message signature on ingress. The proxy has buffered the body.
+type httpsigAuthenticator struct{ v *httpsig.Verifier }
+
+func (a *httpsigAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ *proxy.Peer, rt *proxy.Route) (*proxy.Identity, error) {
+	var body []byte
+	if r.GetBody != nil {
+		rc, err := r.GetBody()
+		if err != nil {
+			return nil, fmt.Errorf("ingress: reading the buffered body: %v", err)
+		}
+		body, err = io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("ingress: reading the buffered body: %v", err)
+		}
+	}
+	res, err := a.v.VerifyRequestFor(ctx, r, body, []string{rt.ExpectedAudience(r)})
+	if err != nil {
+		return nil, err
+	}
+	return &proxy.Identity{
+		Subject: res.WIT.Subject,
+		Method:  proxy.AuthWITHTTPSig,
+		ProofID: res.Nonce,
+		Expiry:  res.Expires,
+		Attrs:   witAttrs(res.WIT),
+	}, nil
+}
+
+func witAttrs(w *wpt.WIT) map[string]any {
+	return map[string]any{"wit_jti": w.ID, "wit_iss": w.Issuer, "trust_domain": w.TrustDomain.Name()}
+}
+
+// bearer returns the token of an "Authorization: Bearer" header, or "".
+func bearer(h http.Header) string {
+	v := h.Get("Authorization")
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		return strings.TrimSpace(v[7:])
+	}
+	return ""
+}
+
+// witKeys serves WIT issuer keys from the identity source: the trust domain's WIT authorities (SPIFFE bundle keys
+// with use "wit-svid"), or its JWT authorities when the bundle has no WIT keys.
+type witKeys struct{ src identity.Source }
+
+func (k witKeys) GetJWTBundleForTrustDomain(td spiffeid.TrustDomain) (*jwtbundle.Bundle, error) {
+	if wb, err := k.src.GetWITBundleForTrustDomain(td); err == nil && len(wb.WITAuthorities()) > 0 {
+		return jwtbundle.FromJWTAuthorities(td, wb.WITAuthorities()), nil
+	}
+	return k.src.GetJWTBundleForTrustDomain(td)
+}
+
+var (
+	_ proxy.ProofSigner   = (*wptSigner)(nil)
+	_ proxy.ProofSigner   = (*httpsigSigner)(nil)
+	_ proxy.Authenticator = (*wptAuthenticator)(nil)
+	_ proxy.Authenticator = (*httpsigAuthenticator)(nil)
+	_ jwtbundle.Source    = witKeys{}
+)

@@ -1,0 +1,448 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+
+	"github.com/agentauth/agentauth/pkg/httpsig"
+	"github.com/agentauth/agentauth/pkg/identity"
+	"github.com/agentauth/agentauth/pkg/mtls"
+	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/replay"
+	"github.com/agentauth/agentauth/pkg/wpt"
+)
+
+// Sidecar is one running sidecar: its credential source, its listeners and its admin endpoint.
+type Sidecar struct {
+	cfg     *Config
+	log     *zap.Logger
+	metrics *Metrics
+	admin   *Admin
+	src     identity.Source
+	server  *proxy.Server
+	adminLn net.Listener
+	closers []func()
+	// Sink receives every decision; the audit log plugs in here.
+	sink proxy.DecisionSink
+}
+
+// Option adjusts a Sidecar at construction.
+type Option func(*Sidecar)
+
+// WithDecisionSink sends every decision record to sink as well as to the log.
+func WithDecisionSink(sink proxy.DecisionSink) Option { return func(s *Sidecar) { s.sink = sink } }
+
+// New loads credentials and binds every listener of cfg (so a port conflict fails here, not later). cfg must have
+// passed Validate. Nothing is served until Run.
+func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *Sidecar, err error) {
+	s := &Sidecar{cfg: cfg, log: log, metrics: NewMetrics()}
+	for _, o := range opts {
+		o(s)
+	}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	s.admin = NewAdmin(s.metrics.Registry)
+
+	if s.src, err = s.openIdentity(ctx); err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, func() { _ = s.src.Close() })
+	needWIT := cfg.hasWIT()
+	s.admin.AddCheck("credentials", func(context.Context) (string, error) {
+		return "", identity.Ready(s.src, needWIT)
+	})
+	svid, err := s.src.GetX509SVID()
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: no X.509-SVID: %w", err)
+	}
+	self := svid.ID
+
+	sinks := multiSink{&logSink{log: log}}
+	if s.sink != nil {
+		sinks = append(sinks, s.sink)
+	}
+	slogger := slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("proxy")))
+	popts := proxy.Options{
+		Self:    self.String(),
+		Limits:  s.limits(),
+		Sink:    sinks,
+		Metrics: s.metrics,
+		Logger:  slogger,
+	}
+
+	var listeners []proxy.Listener
+	if cfg.Egress != nil {
+		ls, err := s.egress(popts, self)
+		if err != nil {
+			return nil, err
+		}
+		listeners = append(listeners, ls...)
+	}
+	if cfg.Ingress != nil {
+		l, err := s.ingress(popts, self)
+		if err != nil {
+			return nil, err
+		}
+		listeners = append(listeners, l)
+	}
+	if s.server, err = proxy.NewServer(popts.Limits, slogger, listeners...); err != nil {
+		return nil, err
+	}
+	if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	return s, nil
+}
+
+// Run serves until ctx ends, then drains in-flight requests for up to ShutdownGrace.
+func (s *Sidecar) Run(ctx context.Context) error {
+	defer s.close()
+	errc := make(chan error, 2)
+	go func() { errc <- s.admin.Serve(s.adminLn) }()
+	srvCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { errc <- s.server.Serve(srvCtx) }()
+	s.log.Info("sidecar serving", zap.String("admin", s.adminLn.Addr().String()))
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	drain, stop := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+	defer stop()
+	s.log.Info("sidecar draining", zap.Duration("grace", s.cfg.ShutdownGrace))
+	if serr := s.server.Shutdown(drain); serr != nil && err == nil {
+		err = serr
+	}
+	_ = s.admin.Shutdown(drain)
+	return err
+}
+
+// Ready reports whether the sidecar can serve, with per-check detail (what /readyz shows).
+func (s *Sidecar) Ready(ctx context.Context) (bool, map[string]string) { return s.admin.Ready(ctx) }
+
+func (s *Sidecar) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
+
+func (s *Sidecar) limits() proxy.Limits {
+	l := proxy.DefaultLimits()
+	c := s.cfg.Limits
+	l.MaxHeaderBytes = c.MaxHeaderBytes
+	l.MaxBufferedBody = c.MaxBodyBytes
+	l.ReadHeaderTimeout = c.ReadHeaderTimeout
+	l.IdleTimeout = c.IdleTimeout
+	l.MaxConns = c.MaxConnections
+	l.ResponseHeaderTimeout = c.UpstreamTimeout
+	l.DrainTimeout = s.cfg.ShutdownGrace
+	return l
+}
+
+func (s *Sidecar) openIdentity(ctx context.Context) (identity.Source, error) {
+	id := s.cfg.Identity
+	switch {
+	case id.Files != nil:
+		f := id.Files
+		bundles := map[spiffeid.TrustDomain][]string{}
+		for name, files := range f.Bundles {
+			td, err := spiffeid.TrustDomainFromString(name)
+			if err != nil {
+				return nil, fmt.Errorf("identity.files.bundles: %w", err)
+			}
+			bundles[td] = files
+		}
+		src, err := identity.NewFileSource(identity.FileConfig{
+			CertFile: f.Cert, KeyFile: f.Key, Bundles: bundles, WITFile: f.WIT, WITKeyFile: f.WITKey,
+			Observer: identity.ObserverFuncs{
+				OnRotated: func(st identity.Status) {
+					s.metrics.Rotated(st)
+					s.log.Info("credentials loaded", zap.Stringer("id", st.ID), zap.Time("x509_expiry", st.X509Expiry),
+						zap.Time("wit_expiry", st.WITExpiry))
+				},
+				OnRotationFailed: func(err error) {
+					s.metrics.RotationFailed(err)
+					s.log.Error("credential reload failed; keeping the previous credentials", zap.Error(err))
+				},
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("identity.files: %w", err)
+		}
+		watchCtx, cancel := context.WithCancel(context.Background())
+		s.closers = append(s.closers, cancel)
+		go func() { _ = src.Watch(watchCtx, f.ReloadInterval) }()
+		return src, nil
+	case id.WorkloadAPI != nil:
+		w := id.WorkloadAPI
+		cfg := identity.WorkloadAPIConfig{Addr: w.Socket, Observer: s.metrics}
+		if w.WIT != "" {
+			wits, err := identity.NewWITFileSource(w.WIT, w.WITKey, s.metrics)
+			if err != nil {
+				return nil, fmt.Errorf("identity.workloadAPI.wit: %w", err)
+			}
+			cfg.WITProvider = wits
+		}
+		src, err := identity.NewWorkloadAPISource(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("identity.workloadAPI: %w", err)
+		}
+		return src, nil
+	}
+	return nil, errors.New("identity: no source configured")
+}
+
+func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listener, error) {
+	e := s.cfg.Egress
+	routes := make([]*proxy.Route, 0, len(e.Routes))
+	names := make([]string, 0, len(e.Routes))
+	for i, rc := range e.Routes {
+		modes, err := proxy.ParseModes(rc.Modes...)
+		if err != nil {
+			return nil, fmt.Errorf("egress.routes[%d].modes: %w", i, err)
+		}
+		up, err := url.Parse(rc.Upstream)
+		if err != nil {
+			return nil, fmt.Errorf("egress.routes[%d].upstream: %w", i, err)
+		}
+		routes = append(routes, &proxy.Route{
+			Name:          rc.Name,
+			Match:         proxy.Match{Host: rc.Host, PathPrefix: rc.PathPrefix},
+			Upstream:      up,
+			H2C:           rc.H2C,
+			Modes:         modes,
+			Audience:      rc.Audience,
+			ProofLifetime: rc.ProofLifetime,
+			UpstreamID:    rc.ServerID,
+		})
+		names = append(names, rc.Name)
+	}
+	table, err := proxy.NewRouteTable(routes...)
+	if err != nil {
+		return nil, fmt.Errorf("egress.routes: %w", err)
+	}
+	s.metrics.preRegister(string(proxy.Egress), names)
+	popts.TLSConfig = s.upstreamTLS(self)
+	h, err := proxy.NewEgressHandler(proxy.EgressConfig{
+		Options: popts,
+		Routes:  table,
+		Signers: map[proxy.Mode]proxy.ProofSigner{
+			proxy.ModeWPT:     &wptSigner{src: s.src},
+			proxy.ModeHTTPSig: &httpsigSigner{src: s.src},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, h.Close)
+
+	var ls []proxy.Listener
+	bind := func(name, addr string, transparent bool) error {
+		if addr == "" {
+			return nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("egress.%s: %w", name, err)
+		}
+		s.closers = append(s.closers, func() { _ = ln.Close() })
+		ls = append(ls, proxy.Listener{Name: "egress-" + name, Listener: ln, Handler: h, Transparent: transparent})
+		return nil
+	}
+	if err := bind("proxyListen", e.ProxyListen, false); err != nil {
+		return nil, err
+	}
+	if err := bind("transparentListen", e.TransparentListen, true); err != nil {
+		return nil, err
+	}
+	return ls, nil
+}
+
+// upstreamTLS returns the client TLS config of an https upstream: with our X.509-SVID under mode mtls, and in
+// every case verifying the server against our bundles and, when the route names one, its SPIFFE ID. Built per
+// connection so rotation applies from the next handshake.
+func (s *Sidecar) upstreamTLS(self spiffeid.ID) proxy.TLSConfigFunc {
+	return func(_ context.Context, rt *proxy.Route) (*tls.Config, error) {
+		authz := tlsconfig.AuthorizeMemberOf(self.TrustDomain())
+		if rt.UpstreamID != "" {
+			id, err := spiffeid.FromString(rt.UpstreamID)
+			if err != nil {
+				return nil, fmt.Errorf("route %q: serverID: %w", rt.Name, err)
+			}
+			authz = tlsconfig.AuthorizeID(id)
+		}
+		if rt.Modes.Has(proxy.ModeMTLS) {
+			return mtls.ClientConfig(s.src, authz), nil
+		}
+		return tlsconfig.TLSClientConfig(s.src, authz), nil
+	}
+}
+
+func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener, error) {
+	in := s.cfg.Ingress
+	modes, err := proxy.ParseModes(in.Require...)
+	if err != nil {
+		return proxy.Listener{}, fmt.Errorf("ingress.require: %w", err)
+	}
+	backend, err := url.Parse(in.Backend)
+	if err != nil {
+		return proxy.Listener{}, fmt.Errorf("ingress.backend: %w", err)
+	}
+	// The expected proof audience is built from the configured host (or is the configured audience), never from
+	// the request; a request for another host matches no route and is refused.
+	route := &proxy.Route{Name: "ingress", Match: proxy.Match{Host: in.Host}, Upstream: backend, H2C: in.BackendH2C,
+		Modes: modes, Audience: in.Audience}
+	if in.Host == "" {
+		route.Match.Host = proxy.AnyHost
+	}
+	table, err := proxy.NewRouteTable(route)
+	if err != nil {
+		return proxy.Listener{}, err
+	}
+	s.metrics.preRegister(string(proxy.Ingress), []string{route.Name})
+
+	rc := replay.New(replay.Options{MaxEntries: in.ReplayCacheSize})
+	wv, err := wpt.NewVerifier(wpt.VerifierConfig{
+		Bundles: witKeys{s.src}, ClockSkew: in.ClockSkew, MaxProofLifetime: in.MaxProofLifetime, Replay: rc,
+	})
+	if err != nil {
+		return proxy.Listener{}, fmt.Errorf("ingress: %w", err)
+	}
+	hv, err := httpsig.NewVerifier(httpsig.VerifierConfig{WITs: wv, Replay: rc, ClockSkew: in.ClockSkew, MaxAge: in.MaxProofLifetime})
+	if err != nil {
+		return proxy.Listener{}, fmt.Errorf("ingress: %w", err)
+	}
+	authn := map[proxy.Mode]proxy.Authenticator{
+		proxy.ModeWPT:     &wptAuthenticator{v: wv},
+		proxy.ModeHTTPSig: &httpsigAuthenticator{v: hv},
+	}
+	authz, err := s.authorizer()
+	if err != nil {
+		return proxy.Listener{}, err
+	}
+	h, err := proxy.NewIngressHandler(proxy.IngressConfig{
+		Options: popts,
+		Routes:  table,
+		Steps:   proxy.StandardChain(authn, nil, authz),
+	})
+	if err != nil {
+		return proxy.Listener{}, err
+	}
+	s.closers = append(s.closers, h.Close)
+
+	ln, err := net.Listen("tcp", in.Listen)
+	if err != nil {
+		return proxy.Listener{}, fmt.Errorf("ingress.listen: %w", err)
+	}
+	s.closers = append(s.closers, func() { _ = ln.Close() })
+	l := proxy.Listener{Name: "ingress", Listener: ln, Handler: h}
+	if m := in.MTLS; m != nil {
+		l.TLSConfig = s.serverTLS(m)
+	}
+	return l, nil
+}
+
+// serverTLS terminates TLS with our X.509-SVID; with Required it demands a client X.509-SVID from an allowed
+// trust domain or ID.
+func (s *Sidecar) serverTLS(m *IngressMTLSConfig) *tls.Config {
+	var authzs []tlsconfig.Authorizer
+	var tds []spiffeid.TrustDomain
+	for _, name := range m.TrustDomains {
+		tds = append(tds, spiffeid.RequireTrustDomainFromString(name))
+	}
+	if len(tds) > 0 {
+		authzs = append(authzs, mtls.AuthorizeTrustDomains(tds...))
+	}
+	var ids []spiffeid.ID
+	for _, raw := range m.AllowIDs {
+		ids = append(ids, spiffeid.RequireFromString(raw))
+	}
+	if len(ids) > 0 {
+		authzs = append(authzs, mtls.AuthorizeIDs(ids...))
+	}
+	if m.Required != nil && *m.Required {
+		return mtls.ServerConfig(s.src, mtls.AnyOf(authzs...), mtls.WithNextProtos("h2", "http/1.1"))
+	}
+	cfg := tlsconfig.TLSServerConfig(s.src)
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	return cfg
+}
+
+// authorizer is the ingress policy: Cedar policies when configured; otherwise every authenticated caller the TLS
+// and proof checks admitted is allowed, which the log says at start.
+func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
+	s.log.Warn("ingress has no policy configured: every authenticated caller is allowed")
+	return allowAuthenticated{}, nil
+}
+
+type allowAuthenticated struct{}
+
+func (allowAuthenticated) Authorize(context.Context, *proxy.AuthzRequest) (*proxy.Decision, error) {
+	return &proxy.Decision{Allowed: true, Reason: "no policy configured: authenticated callers are allowed"}, nil
+}
+
+// logSink writes every decision as one structured log line.
+type logSink struct{ log *zap.Logger }
+
+func (l *logSink) Record(_ context.Context, d *proxy.DecisionRecord) {
+	fields := []zap.Field{
+		zap.String("direction", string(d.Direction)), zap.String("route", d.Route), zap.Bool("allowed", d.Allowed),
+		zap.Int("status", d.Status), zap.String("subject", d.Subject), zap.String("auth_method", d.AuthMethod),
+		zap.String("host", d.Host), zap.String("method", d.Method), zap.String("path", d.Path),
+		zap.Duration("latency", d.Latency),
+	}
+	if d.PeerID != "" {
+		fields = append(fields, zap.String("peer_id", d.PeerID))
+	}
+	if d.DelegatedSubject != "" {
+		fields = append(fields, zap.String("delegated_subject", d.DelegatedSubject), zap.String("txn", d.TransactionID))
+	}
+	if d.ProofID != "" {
+		fields = append(fields, zap.String("proof_id", d.ProofID))
+	}
+	if len(d.PolicyIDs) > 0 {
+		fields = append(fields, zap.Strings("policy_ids", d.PolicyIDs))
+	}
+	if d.RevocationID != "" {
+		fields = append(fields, zap.String("revocation_id", d.RevocationID))
+	}
+	if !d.Allowed || d.Reason != "" {
+		fields = append(fields, zap.String("reason", d.Reason), zap.String("message", d.Message))
+		l.log.Info("request refused", fields...)
+		return
+	}
+	l.log.Debug("request allowed", fields...)
+}
+
+// multiSink fans one decision out to several sinks, in order.
+type multiSink []proxy.DecisionSink
+
+func (m multiSink) Record(ctx context.Context, d *proxy.DecisionRecord) {
+	for _, s := range m {
+		s.Record(ctx, d)
+	}
+}
+
+var (
+	_ proxy.DecisionSink  = (*logSink)(nil)
+	_ proxy.DecisionSink  = multiSink(nil)
+	_ proxy.Authorizer    = allowAuthenticated{}
+)
+
