@@ -441,8 +441,7 @@ func (m multiSink) Record(ctx context.Context, d *proxy.DecisionRecord) {
 }
 
 var (
-	_ proxy.DecisionSink  = (*logSink)(nil)
-	_ proxy.DecisionSink  = multiSink(nil)
-	_ proxy.Authorizer    = allowAuthenticated{}
+	_ proxy.DecisionSink = (*logSink)(nil)
+	_ proxy.DecisionSink = multiSink(nil)
+	_ proxy.Authorizer   = allowAuthenticated{}
 )
-
