@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
@@ -307,4 +309,61 @@ func TestOriginalDestinationContext(t *testing.T) {
 	if got, ok := OriginalDestination(WithOriginalDestination(context.Background(), want)); !ok || got != want {
 		t.Fatalf("got %v %v", got, ok)
 	}
+}
+
+// Swapping in an equal route keeps its warm connections; a changed route gets a new pool; every new upstream
+// connection asks the TLSConfigFunc again, which is how rotated credentials take effect.
+func TestEgressRouteSwapAndTLSPerHandshake(t *testing.T) {
+	tool := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer tool.Close()
+	roots := tool.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	var (
+		mu    sync.Mutex
+		calls int
+	)
+	route := func(id string) *RouteTable {
+		return mustTable(t, &Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL),
+			Modes: ModePassthrough, UpstreamID: id})
+	}
+	h, err := NewEgressHandler(EgressConfig{
+		Options: Options{TLSConfig: func(context.Context, *Route) (*tls.Config, error) {
+			mu.Lock()
+			calls++
+			mu.Unlock()
+			return &tls.Config{RootCAs: roots}, nil
+		}},
+		Routes: route("a"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	c := proxyClient(strings.TrimPrefix(srv.URL, "http://"))
+	get := func(wantCalls int) {
+		t.Helper()
+		res, err := c.Get("http://tool.test/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		if res.StatusCode != 200 || calls != wantCalls {
+			t.Fatalf("status %d, TLS configs fetched %d times, want %d", res.StatusCode, calls, wantCalls)
+		}
+	}
+	get(1)
+	get(1)
+	if err := h.SetRoutes(route("a")); err != nil {
+		t.Fatal(err)
+	}
+	get(1)
+	if err := h.SetRoutes(route("b")); err != nil {
+		t.Fatal(err)
+	}
+	get(2)
+	h.Close()
+	get(3)
 }
