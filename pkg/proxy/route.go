@@ -46,6 +46,9 @@ type Route struct {
 	ProofLifetime time.Duration
 	// UpstreamID is the SPIFFE ID the upstream must present over mTLS; read by the TLSConfigFunc.
 	UpstreamID string
+	// KeepHost forwards the caller's Host instead of the upstream's, as a mesh does: between sidecars the Host
+	// names the logical destination, which the ingress routes on and derives the expected proof audience from.
+	KeepHost bool
 }
 
 // RouteTable is an immutable set of validated routes. Build it with NewRouteTable and swap whole tables to

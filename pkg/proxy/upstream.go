@@ -189,6 +189,9 @@ func newReverseProxy(opts *Options, dir Direction, rt http.RoundTripper) *httput
 			st := stateOf(pr.In.Context())
 			if u := st.route.Upstream; u != nil {
 				pr.SetURL(u)
+				if st.route.KeepHost {
+					pr.Out.Host = pr.In.Host
+				}
 			} else {
 				// Egress to the destination the agent asked for: keep its Host for virtual hosting.
 				pr.Out.URL.Scheme, pr.Out.URL.Host = "http", st.target
