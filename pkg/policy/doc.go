@@ -6,9 +6,9 @@
 // # Model (schema.cedarschema)
 //
 //	principal  Agent::"<SPIFFE ID>"  in TrustDomain::"<td>"; attrs trust_domain, path; tags = WIT/attestation attrs
-//	resource   Tool::"<tool>"        (tool = the route's configured name, else the lower-cased host); attr host
+//	resource   Tool::"<tool>"        (tool = the route's configured name, else the lower-cased host)
 //	           McpTool::"<tool>/<name>", McpPrompt::"<tool>/<name>", McpResource::"<tool>/<uri>", each in its Tool;
-//	           attrs host and name (or uri); McpTool/McpPrompt tags = the call's scalar arguments
+//	           attr name (or uri); McpTool/McpPrompt tags = the call's scalar arguments
 //	action     HTTP: Action::"GET", "POST", ... (unlisted methods: "http_other"), all in Action::"http".
 //	           MCP: Action::"tools/call", "resources/read", "prompts/get", ... named after the JSON-RPC method
 //	           (unlisted methods: "mcp_other"; responses the client posts: "mcp_response"), all in Action::"mcp";
@@ -46,5 +46,7 @@
 //
 // cedar.Authorize evaluates every policy it is handed. Compile therefore buckets policies by the entity their
 // principal and resource scopes name, and Decide hands Cedar only the buckets the request's own entities and
-// their ancestors select (see index.go); a policy left out has a false scope, so the answer is the same.
+// their ancestors select (see index.go); a policy left out has a false scope, so the answer is the same. Building
+// Cedar values is the other cost (cedar-go sorts and hashes every record), so the agent, user and MCP entities a
+// Set builds are cached, bounded, and reused only while a request describes them identically (cache.go).
 package policy

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
@@ -66,7 +67,7 @@ type Decision struct {
 	// Candidates is how many policies were evaluated after indexing (summed over calls).
 	Candidates int
 
-	msg string
+	why why // for a request without MCP calls, or a deny outside policy
 }
 
 // CallDecision is the answer for one MCP call of a body.
@@ -76,7 +77,43 @@ type CallDecision struct {
 	PolicyIDs []string
 	Reason    string
 	Errors    []string
-	msg       string
+	why       why
+}
+
+// why holds what a decision message is made of; the message is only formatted when someone asks (Err, Explain),
+// which keeps fmt off the path of the decisions nobody looks at.
+type why struct {
+	text               string // a fixed message (revocation, bad request, no set); the rest is unused then
+	agent, action      string
+	resource           types.EntityUID
+	ids                []string
+	forbidden, allowed bool
+}
+
+func (w why) String() string {
+	switch {
+	case w.text != "":
+		return w.text
+	case w.allowed:
+		return fmt.Sprintf("%v permits %s to %s on %s", w.ids, w.agent, w.action, w.resource)
+	case w.forbidden:
+		return fmt.Sprintf("%v forbids %s to %s on %s", w.ids, w.agent, w.action, w.resource)
+	}
+	return fmt.Sprintf("no policy permits %s to %s on %s", w.agent, w.action, w.resource)
+}
+
+// message is the decision's explanation: its own, or that of every denied call.
+func (d Decision) message() string {
+	if len(d.PerCall) == 0 || d.why.text != "" {
+		return d.why.String()
+	}
+	var parts []string
+	for i, c := range d.PerCall {
+		if d.Allowed || !c.Allowed {
+			parts = append(parts, fmt.Sprintf("call %d: %s", i, c.why))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Err is nil when the decision allows, else an error wrapping the autherr reason with a precise message.
@@ -93,7 +130,7 @@ func (d Decision) Err() error {
 	case autherr.ErrMalformed.Code():
 		reason = autherr.ErrMalformed
 	}
-	return fmt.Errorf("policy: %w: %s", reason, d.msg)
+	return fmt.Errorf("policy: %w: %s", reason, d.message())
 }
 
 // Err is nil when the call is allowed, else an error wrapping the autherr reason.
@@ -102,9 +139,9 @@ func (c CallDecision) Err() error {
 		return nil
 	}
 	if c.Reason == autherr.ErrRevoked.Code() {
-		return fmt.Errorf("policy: %w: %s", autherr.ErrRevoked, c.msg)
+		return fmt.Errorf("policy: %w: %s", autherr.ErrRevoked, c.why)
 	}
-	return fmt.Errorf("policy: %w: %s", autherr.ErrDenied, c.msg)
+	return fmt.Errorf("policy: %w: %s", autherr.ErrDenied, c.why)
 }
 
 // JSONRPCError is the JSON-RPC error object answering a denied call.
@@ -184,9 +221,9 @@ func (e *Engine) checkRevoked(ctx context.Context, req Request) (Decision, bool)
 
 // denyAll is a deny of the whole request, each MCP call included, for a reason outside policy.
 func denyAll(req Request, reason, msg string) Decision {
-	d := Decision{Reason: reason, msg: msg}
+	d := Decision{Reason: reason, why: why{text: msg}}
 	for _, c := range req.MCP {
-		d.PerCall = append(d.PerCall, CallDecision{Call: c, Reason: reason, msg: msg})
+		d.PerCall = append(d.PerCall, CallDecision{Call: c, Reason: reason, why: why{text: msg}})
 	}
 	return d
 }
@@ -199,32 +236,24 @@ func (s *Set) decide(req Request) Decision {
 	}
 	var cands candidates
 	if len(req.MCP) == 0 {
-		t := s.model.httpTarget(p, req.Method)
-		r := s.eval(p, &cands, t)
-		return Decision{Allowed: r.allowed, PolicyIDs: r.ids, Reason: r.reason(), Errors: r.errors, Candidates: r.candidates,
-			msg: r.describe(req.AgentID, t.action.ID, p.toolUID.String())}
+		r := s.eval(p, &cands, s.model.httpTarget(p, req.Method))
+		return Decision{Allowed: r.why.allowed, PolicyIDs: r.why.ids, Reason: r.reason(), Errors: r.errors,
+			Candidates: r.candidates, why: r.why}
 	}
 	d := Decision{Allowed: true, PerCall: make([]CallDecision, len(req.MCP))}
-	var allowIDs, denyIDs, denied []string
+	var allowIDs, denyIDs []string
 	for i, c := range req.MCP {
-		t := s.model.mcpTarget(p, c)
-		r := s.eval(p, &cands, t)
-		res := p.toolUID.String()
-		if t.resource.UID.Type != "" {
-			res = t.resource.UID.String()
-		}
-		cd := CallDecision{Call: c, Allowed: r.allowed, PolicyIDs: r.ids, Reason: r.reason(), Errors: r.errors,
-			msg: r.describe(req.AgentID, t.action.ID, res)}
-		d.PerCall[i] = cd
+		r := s.eval(p, &cands, s.model.mcpTarget(p, c))
+		d.PerCall[i] = CallDecision{Call: c, Allowed: r.why.allowed, PolicyIDs: r.why.ids, Reason: r.reason(),
+			Errors: r.errors, why: r.why}
 		d.Candidates += r.candidates
 		d.Errors = append(d.Errors, r.errors...)
-		if r.allowed {
-			allowIDs = append(allowIDs, r.ids...)
+		if r.why.allowed {
+			allowIDs = append(allowIDs, r.why.ids...)
 			continue
 		}
 		d.Allowed = false
-		denyIDs = append(denyIDs, r.ids...)
-		denied = append(denied, fmt.Sprintf("call %d: %s", i, cd.msg))
+		denyIDs = append(denyIDs, r.why.ids...)
 	}
 	if d.Allowed {
 		d.PolicyIDs = sortedUnique(allowIDs)
@@ -232,34 +261,21 @@ func (s *Set) decide(req Request) Decision {
 	}
 	d.PolicyIDs = sortedUnique(denyIDs)
 	d.Reason = autherr.ErrDenied.Code()
-	d.msg = strings.Join(denied, "; ")
 	return d
 }
 
 // result is one cedar evaluation.
 type result struct {
-	allowed    bool
-	forbidden  bool // a forbid matched or failed to evaluate
-	ids        []string
+	why        why
 	errors     []string
 	candidates int
 }
 
 func (r result) reason() string {
-	if r.allowed {
+	if r.why.allowed {
 		return ""
 	}
 	return autherr.ErrDenied.Code()
-}
-
-func (r result) describe(agent string, action any, resource string) string {
-	switch {
-	case r.allowed:
-		return fmt.Sprintf("%v permits %s to %v on %s", r.ids, agent, action, resource)
-	case r.forbidden:
-		return fmt.Sprintf("%v forbids %s to %v on %s", r.ids, agent, action, resource)
-	}
-	return fmt.Sprintf("no policy permits %s to %v on %s", agent, action, resource)
 }
 
 func (s *Set) eval(p *prepared, cands *candidates, t target) result {
@@ -275,9 +291,10 @@ func (s *Set) eval(p *prepared, cands *candidates, t target) result {
 		Resource:  resource,
 		Context:   t.context,
 	})
-	r := result{allowed: dec == cedar.Allow, candidates: cands.count()}
+	r := result{candidates: cands.count()}
+	r.why = why{allowed: dec == cedar.Allow, agent: string(p.principals[0].ID), action: string(t.action.ID), resource: resource}
 	for _, reason := range diag.Reasons {
-		r.ids = append(r.ids, string(reason.PolicyID))
+		r.why.ids = append(r.why.ids, string(reason.PolicyID))
 	}
 	// Cedar skips a policy whose evaluation errors. For a forbid that would turn an error into an allow, so
 	// here an erroring forbid denies. (Schema validation makes such errors rare: overflow, bad extension input.)
@@ -291,15 +308,15 @@ func (s *Set) eval(p *prepared, cands *candidates, t target) result {
 	}
 	switch {
 	case len(failedForbids) > 0:
-		r.allowed, r.forbidden = false, true
-		if dec == cedar.Allow {
-			r.ids = nil // the permits did not determine a deny
+		if r.why.allowed {
+			r.why.ids = nil // the permits did not determine a deny
 		}
-		r.ids = append(r.ids, failedForbids...)
-	case dec == cedar.Deny && len(r.ids) > 0:
-		r.forbidden = true
+		r.why.allowed, r.why.forbidden = false, true
+		r.why.ids = append(r.why.ids, failedForbids...)
+	case dec == cedar.Deny && len(r.why.ids) > 0:
+		r.why.forbidden = true
 	}
-	slices.Sort(r.ids)
+	slices.Sort(r.why.ids)
 	return r
 }
 

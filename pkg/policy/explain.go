@@ -42,7 +42,7 @@ func (e Explanation) String() string {
 		verdict = "DENY (" + d.Reason + ")"
 	}
 	if len(d.PerCall) == 0 {
-		fmt.Fprintf(&b, "%s: %s\n", verdict, d.msg)
+		fmt.Fprintf(&b, "%s: %s\n", verdict, d.why)
 	} else {
 		fmt.Fprintf(&b, "%s: %d MCP call(s)\n", verdict, len(d.PerCall))
 	}
@@ -51,7 +51,7 @@ func (e Explanation) String() string {
 		if !c.Allowed {
 			v = "deny"
 		}
-		fmt.Fprintf(&b, "  call %d (id %s, %s %s): %s: %s\n", i, idText(c.Call.ID), c.Call.Kind, c.Call.Method, v, c.msg)
+		fmt.Fprintf(&b, "  call %d (id %s, %s %s): %s: %s\n", i, idText(c.Call.ID), c.Call.Kind, c.Call.Method, v, c.why)
 	}
 	for _, p := range e.Policies {
 		fmt.Fprintf(&b, "  %s\n", p)

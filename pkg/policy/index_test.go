@@ -88,13 +88,13 @@ func TestIndexMatchesFullEvaluation(t *testing.T) {
 					want = append(want, string(r.PolicyID))
 				}
 				slices.Sort(want)
-				if got.allowed != (dec == cedar.Allow) || !reflect.DeepEqual(got.ids, want) || len(got.errors) != len(diag.Errors) {
-					t.Errorf("%s %v on %v: indexed %v %v, full %v %v", req.AgentID, tg.action, resource, got.allowed, got.ids, dec, want)
+				if got.why.allowed != (dec == cedar.Allow) || !reflect.DeepEqual(got.why.ids, want) || len(got.errors) != len(diag.Errors) {
+					t.Errorf("%s %v on %v: indexed %v %v, full %v %v", req.AgentID, tg.action, resource, got.why.allowed, got.why.ids, dec, want)
 				}
 				if got.candidates > set.Len() {
 					t.Errorf("evaluated %d of %d policies", got.candidates, set.Len())
 				}
-				if got.allowed {
+				if got.why.allowed {
 					allowed++
 				}
 			}

@@ -414,3 +414,54 @@ func TestActionGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestEntityCacheFollowsRequests: a cached agent, user or MCP entity is reused only while the request still
+// describes it the same way; changed attributes or claims are seen on the very next decision.
+func TestEntityCacheFollowsRequests(t *testing.T) {
+	set := loadCorpus(t)
+	e := NewEngine(set)
+	admin := httpReq(reporter, "GET", "admin.example", "/")
+	steps := []struct {
+		attrs map[string]string
+		want  bool
+	}{{map[string]string{"attestation": "tpm"}, true}, {nil, false}, {map[string]string{"attestation": "tpm"}, true}, {map[string]string{"attestation": "sgx"}, false}}
+	for i, s := range steps {
+		if d := e.Decide(context.Background(), with(admin, func(r *Request) { r.AgentAttrs = s.attrs })); d.Allowed != s.want {
+			t.Errorf("agent step %d: allowed %v, want %v", i, d.Allowed, s.want)
+		}
+	}
+	orders := httpReq(reporter, "GET", "orders.example", "/")
+	for i, status := range []string{"active", "suspended", "active"} {
+		d := e.Decide(context.Background(), with(orders, func(r *Request) {
+			r.DelegatedSubject, r.DelegatedClaims = "bob", map[string]string{"status": status}
+		}))
+		if d.Allowed != (status == "active") {
+			t.Errorf("user step %d (%s): allowed %v", i, status, d.Allowed)
+		}
+	}
+	// Same tool name on two tools, and a tool whose configured name would make ids ambiguous.
+	call := mcpReq(t, planner, toolCall(1, "search", ""))
+	if d := e.Decide(context.Background(), call); !d.Allowed {
+		t.Errorf("search on mcp.example denied: %v", d.Err())
+	}
+	if d := e.Decide(context.Background(), with(call, func(r *Request) { r.Host = "mcp.other" })); d.Allowed {
+		t.Error("search on mcp.other allowed from the cache")
+	}
+	if d := e.Decide(context.Background(), with(call, func(r *Request) { r.Tool = "mcp.example/x" })); d.Allowed || d.Reason != "malformed" {
+		t.Errorf("tool name with '/': %+v", d)
+	}
+}
+
+func TestEntityCacheIsBounded(t *testing.T) {
+	var c entityCache
+	for i := range 3*maxCached + 100 {
+		c.agent(fmt.Sprintf("spiffe://td/a%d", i), "td", "/", nil)
+	}
+	if n := c.n.Load(); n > 3*maxCached {
+		t.Errorf("cache holds %d entries", n)
+	}
+	// Over the bound, entities are still built correctly, just not kept.
+	if got := c.agent("spiffe://td/new", "td", "/new", map[string]string{"k": "v"}); got.UID.ID != "spiffe://td/new" || !got.Tags.Equal(stringRecord(map[string]string{"k": "v"})) {
+		t.Errorf("entity over the bound = %+v", got)
+	}
+}

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -71,7 +70,8 @@ type Request struct {
 	// TransactionID is the Txn-Token's txn.
 	TransactionID string
 
-	// Tool is the configured tool name of the route; the lower-cased Host when empty.
+	// Tool is the configured tool name of the route; the lower-cased Host when empty. It must not contain "/",
+	// which separates the tool from the name in MCP entity ids.
 	Tool string
 	// Host, Method and Path are the HTTP request's authority, method and path (without query).
 	Host, Method, Path string
@@ -92,10 +92,31 @@ type Request struct {
 type prepared struct {
 	ents       entities
 	principals []types.EntityUID // agent, trust domain
-	ctx        types.RecordMap   // context without mcp_method
+	ctx        []attr            // context attributes common to every call
 	toolUID    types.EntityUID
 	toolName   string
-	host       string
+
+	// backing arrays, so that one allocation holds the whole prepared request
+	principalsArr [2]types.EntityUID
+	ctxArr        [12]attr
+}
+
+type attr struct {
+	name  types.String
+	value types.Value
+}
+
+// context builds the Cedar context of one evaluation. Records are immutable and NewRecord copies its map, so the
+// common attributes are kept as a list and each context is built once, in one map.
+func (p *prepared) context(mcpMethod string) types.Record {
+	m := make(types.RecordMap, len(p.ctx)+1)
+	for _, a := range p.ctx {
+		m[a.name] = a.value
+	}
+	if mcpMethod != "" {
+		m["mcp_method"] = types.String(mcpMethod)
+	}
+	return types.NewRecord(m)
 }
 
 // prepare checks the fields Decide cannot do without and builds the principal, tool and subject entities.
@@ -108,83 +129,83 @@ func (m *model) prepare(req Request) (*prepared, error) {
 	default:
 		return nil, fmt.Errorf("policy: %w: unknown auth method %q", autherr.ErrMalformed, req.AuthMethod)
 	}
-	u, err := url.Parse(req.AgentID)
-	if err != nil || u.Scheme == "" {
-		return nil, fmt.Errorf("policy: %w: agent id %q is not a URI", autherr.ErrMalformed, req.AgentID)
+	authority, path, ok := splitID(req.AgentID)
+	if !ok {
+		return nil, fmt.Errorf("policy: %w: agent id %q is not a URI with an authority", autherr.ErrMalformed, req.AgentID)
 	}
 	td := req.TrustDomain
 	if td == "" {
-		td = u.Host
-	}
-	if td == "" {
-		return nil, fmt.Errorf("policy: %w: agent id %q has no trust domain", autherr.ErrMalformed, req.AgentID)
+		td = authority
 	}
 	host := strings.ToLower(req.Host)
 	tool := req.Tool
 	if tool == "" {
 		tool = host
 	}
-	if tool == "" {
-		return nil, fmt.Errorf("policy: %w: request names no tool or host", autherr.ErrMalformed)
+	if tool == "" || strings.Contains(tool, "/") {
+		return nil, fmt.Errorf("policy: %w: tool %q is empty or contains '/'", autherr.ErrMalformed, tool)
 	}
 	now := req.Time
 	if now.IsZero() {
 		now = time.Now()
 	}
 
-	p := &prepared{host: host, toolName: tool}
+	p := &prepared{toolName: tool}
 	p.ents.actions = m.actions
 	tdUID := types.NewEntityUID(typeTrustDomain, types.String(td))
 	p.ents.fixed[0] = types.Entity{UID: tdUID}
-	p.ents.fixed[1] = types.Entity{
-		UID:     types.NewEntityUID(typeAgent, types.String(req.AgentID)),
-		Parents: types.NewEntityUIDSet(tdUID),
-		Attributes: types.NewRecord(types.RecordMap{
-			"trust_domain": types.String(td),
-			"path":         types.String(u.EscapedPath()),
-		}),
-		Tags: stringRecord(req.AgentAttrs),
-	}
+	p.ents.fixed[1] = m.cache.agent(req.AgentID, td, path, req.AgentAttrs)
 	p.toolUID = types.NewEntityUID(typeTool, types.String(tool))
-	p.ents.fixed[2] = types.Entity{UID: p.toolUID, Attributes: types.NewRecord(types.RecordMap{"host": types.String(host)})}
+	p.ents.fixed[2] = types.Entity{UID: p.toolUID}
 	p.ents.n = 3
-	p.principals = []types.EntityUID{p.ents.fixed[1].UID, tdUID}
+	p.principalsArr = [2]types.EntityUID{p.ents.fixed[1].UID, tdUID}
+	p.principals = p.principalsArr[:]
 
 	level, rank := req.RiskLevel.rank()
 	utc := now.UTC()
-	p.ctx = types.RecordMap{
-		"host":        types.String(host),
-		"method":      types.String(req.Method),
-		"path":        types.String(req.Path),
-		"auth_method": types.NewEntityUID(typeAuthMethod, types.String(req.AuthMethod)),
-		"risk_level":  types.NewEntityUID(typeRiskLevel, types.String(level)),
-		"risk_rank":   types.Long(rank),
-		"time":        types.Long(utc.Unix()),
-		"now":         types.NewDatetime(utc),
-		"hour":        types.Long(utc.Hour()),
-	}
+	p.ctx = append(p.ctxArr[:0],
+		attr{"host", types.String(host)},
+		attr{"method", types.String(req.Method)},
+		attr{"path", types.String(req.Path)},
+		attr{"auth_method", types.NewEntityUID(typeAuthMethod, types.String(req.AuthMethod))},
+		attr{"risk_level", types.NewEntityUID(typeRiskLevel, types.String(level))},
+		attr{"risk_rank", types.Long(rank)},
+		attr{"time", types.Long(utc.Unix())},
+		attr{"now", types.NewDatetime(utc)},
+		attr{"hour", types.Long(utc.Hour())},
+	)
 	if req.DelegatedSubject != "" {
-		scopes := strings.Fields(req.DelegatedClaims["scope"])
-		set := make([]types.Value, len(scopes))
-		for i, s := range scopes {
-			set[i] = types.String(s)
-		}
-		user := types.Entity{
-			UID:        types.NewEntityUID(typeUser, types.String(req.DelegatedSubject)),
-			Attributes: types.NewRecord(types.RecordMap{"scopes": types.NewSet(set...)}),
-			Tags:       stringRecord(req.DelegatedClaims),
-		}
+		user := m.cache.user(req.DelegatedSubject, req.DelegatedClaims)
 		p.ents.fixed[p.ents.n] = user
 		p.ents.n++
-		p.ctx["subject"] = user.UID
+		p.ctx = append(p.ctx, attr{"subject", user.UID})
 	}
 	if req.TransactionID != "" {
-		p.ctx["txn"] = types.String(req.TransactionID)
+		p.ctx = append(p.ctx, attr{"txn", types.String(req.TransactionID)})
 	}
 	if req.AssuranceLevel != "" {
-		p.ctx["assurance_level"] = types.String(req.AssuranceLevel)
+		p.ctx = append(p.ctx, attr{"assurance_level", types.String(req.AssuranceLevel)})
 	}
 	return p, nil
+}
+
+// splitID splits a workload identifier URI (spiffe://td/path, or another WIMSE URI) into its authority (the trust
+// domain) and path. The id was verified before it got here; this only needs to find the parts.
+func splitID(id string) (authority, path string, ok bool) {
+	i := strings.Index(id, "://")
+	if i <= 0 {
+		return "", "", false
+	}
+	rest := id[i+3:]
+	if j := strings.IndexAny(rest, "/?#"); j >= 0 {
+		authority, path = rest[:j], rest[j:]
+		if k := strings.IndexAny(path, "?#"); k >= 0 {
+			path = path[:k]
+		}
+	} else {
+		authority = rest
+	}
+	return authority, path, authority != ""
 }
 
 // target is the action and resource of one evaluation: the HTTP request itself, or one MCP call.
@@ -197,51 +218,42 @@ type target struct {
 
 func (m *model) httpTarget(p *prepared, method string) target {
 	name := method
-	if !m.httpActions[name] || name == actionHTTPOther {
+	if !m.httpActions[name] {
 		name = actionHTTPOther
 	}
 	return target{
 		action:    types.NewEntityUID(typeAction, types.String(name)),
 		resources: []types.EntityUID{p.toolUID},
-		context:   types.NewRecord(p.ctx),
+		context:   p.context(""),
 	}
 }
 
 func (m *model) mcpTarget(p *prepared, c mcp.Call) target {
 	method := c.Method
-	if c.Kind == mcp.KindResponse {
+	switch {
+	case c.Kind == mcp.KindResponse:
 		method = actionMCPResponse
-	} else if !m.mcpActions[method] || method == actionMCPOther || method == actionMCPResponse {
+	case !m.mcpActions[method] || method == actionMCPResponse:
 		method = actionMCPOther
 	}
 	t := target{action: types.NewEntityUID(typeAction, types.String(method)), resources: []types.EntityUID{p.toolUID}}
 	var et types.EntityType
-	attrs := types.RecordMap{"host": types.String(p.host)}
 	switch c.Target {
 	case mcp.TargetTool:
-		et, attrs["name"] = typeMcpTool, types.String(c.Name)
+		et = typeMcpTool
 	case mcp.TargetPrompt:
-		et, attrs["name"] = typeMcpPrompt, types.String(c.Name)
+		et = typeMcpPrompt
 	case mcp.TargetResource:
-		et, attrs["uri"] = typeMcpResource, types.String(c.Name)
+		et = typeMcpResource
 	}
 	if et != "" && method != actionMCPOther {
-		t.resource = types.Entity{
-			UID:        types.NewEntityUID(et, types.String(p.toolName+"/"+c.Name)),
-			Parents:    types.NewEntityUIDSet(p.toolUID),
-			Attributes: types.NewRecord(attrs),
-		}
+		t.resource = m.cache.target(et, p.toolUID, c.Name)
 		if et != typeMcpResource {
 			t.resource.Tags = stringRecord(c.Args)
 		}
 		t.resources = []types.EntityUID{t.resource.UID, p.toolUID}
 	}
-	ctx := make(types.RecordMap, len(p.ctx)+1)
-	for k, v := range p.ctx {
-		ctx[k] = v
-	}
-	ctx["mcp_method"] = types.String(c.Method)
-	t.context = types.NewRecord(ctx)
+	t.context = p.context(c.Method)
 	return t
 }
 

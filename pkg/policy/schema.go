@@ -40,14 +40,15 @@ const (
 )
 
 // model is the schema compiled for use: the validator for policies, the action entities (with their groups as
-// parents) that every request's entity store includes, and the enum values (which cedar-go's validator does not
-// check inside conditions, so Compile does).
+// parents) that every request's entity store includes, the enum values (which cedar-go's validator does not
+// check inside conditions, so Compile does), and the cache of entities built for requests.
 type model struct {
 	validator   *validate.Validator
 	actions     map[types.EntityUID]types.Entity
 	httpActions map[string]bool // HTTP methods with their own action
 	mcpActions  map[string]bool // JSON-RPC methods with their own action
 	enums       map[types.EntityType][]types.EntityUID
+	cache       *entityCache
 }
 
 func loadModel() (*model, error) {
@@ -66,6 +67,7 @@ func loadModel() (*model, error) {
 		httpActions: map[string]bool{},
 		mcpActions:  map[string]bool{},
 		enums:       map[types.EntityType][]types.EntityUID{},
+		cache:       &entityCache{},
 	}
 	for uid, a := range rs.Actions {
 		m.actions[uid] = a.Entity
