@@ -84,6 +84,9 @@ func (s *httpsigSigner) SignRequest(_ context.Context, r *http.Request, rt *prox
 			return fmt.Errorf("egress: reading the buffered body: %v", err)
 		}
 	}
+	// The outbound request is a copy of the agent's, whose RequestURI may be the absolute form it sent to the
+	// proxy; what goes on the wire, and what the receiver's @request-target is, comes from r.URL.
+	r.RequestURI = ""
 	return signer.SignRequestFor(r, body, rt.TargetAudience(r))
 }
 

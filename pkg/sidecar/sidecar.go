@@ -231,6 +231,7 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 			Audience:      rc.Audience,
 			ProofLifetime: rc.ProofLifetime,
 			UpstreamID:    rc.ServerID,
+			KeepHost:      true,
 		})
 		names = append(names, rc.Name)
 	}
@@ -308,7 +309,7 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	// The expected proof audience is built from the configured host (or is the configured audience), never from
 	// the request; a request for another host matches no route and is refused.
 	route := &proxy.Route{Name: "ingress", Match: proxy.Match{Host: in.Host}, Upstream: backend, H2C: in.BackendH2C,
-		Modes: modes, Audience: in.Audience}
+		Modes: modes, Audience: in.Audience, KeepHost: true}
 	if in.Host == "" {
 		route.Match.Host = proxy.AnyHost
 	}
