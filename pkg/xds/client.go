@@ -148,6 +148,9 @@ func (c *Client) Run(ctx context.Context) error {
 		grpc.WithTransportCredentials(credentials.NewTLS(c.cfg.TLSConfig)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: clientKeepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxResponseSize)),
+		// Fixed windows: no BDP pings on every update (see the server).
+		grpc.WithInitialWindowSize(flowWindow),
+		grpc.WithInitialConnWindowSize(flowWindow),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: c.cfg.BackoffBase, Multiplier: 2, Jitter: 0.5, MaxDelay: c.cfg.BackoffMax},
 			MinConnectTimeout: 5 * time.Second,
@@ -211,7 +214,7 @@ func (c *Client) stream(ctx context.Context, ads discovery.AggregatedDiscoverySe
 			TypeUrl:                typeURL,
 			ResourceNamesSubscribe: []string{"*"},
 			// Resume: the controller sends only resources whose version differs, and removals.
-			InitialResourceVersions: st.versions[typeURL],
+			InitialResourceVersions: st.ResourceVersions(typeURL),
 		}
 		if i == 0 {
 			req.Node = &core.Node{Id: c.cfg.NodeID}

@@ -44,9 +44,15 @@ type Publisher struct {
 
 	caches map[string]*cache.LinearCache // by type URL; the map itself is never written after NewPublisher
 	mux    *cache.MuxCache
-	// mu orders the initial load against store notifications, so a change committed while loading is not lost
-	// or overwritten by the older listed value.
-	mu          sync.Mutex
+
+	// Store changes are queued here and moved into the caches by one goroutine: store writers do not wait for
+	// the fan-out to every sidecar, and a burst of changes becomes one cache update (one pass over the watches).
+	mu      sync.Mutex
+	queued  map[string]map[string]types.Resource // type URL → name → resource, nil for a deletion
+	wake    chan struct{}
+	done    chan struct{}
+	stopped chan struct{}
+
 	unsubscribe func()
 }
 
@@ -69,7 +75,9 @@ func typeOfBucket(bucket string) (string, bool) {
 // the same store serves the same resources with the same versions (resource versions are content hashes), so
 // reconnecting sidecars that send their known versions receive nothing they already have.
 func NewPublisher(st *store.Store, cfg PublisherConfig) (*Publisher, error) {
-	p := &Publisher{st: st, validators: cfg.Validators, log: cfg.Logger, now: cfg.Now}
+	p := &Publisher{st: st, validators: cfg.Validators, log: cfg.Logger, now: cfg.Now,
+		queued: map[string]map[string]types.Resource{}, wake: make(chan struct{}, 1),
+		done: make(chan struct{}), stopped: make(chan struct{})}
 	if p.log == nil {
 		p.log = zap.NewNop()
 	}
@@ -82,9 +90,9 @@ func NewPublisher(st *store.Store, cfg PublisherConfig) (*Publisher, error) {
 		}
 	}
 
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.unsubscribe = st.Subscribe(p.apply)
+	// Subscribe before listing: a change committed in between is both listed and queued, and applying it twice
+	// is harmless (an unchanged resource produces no update).
+	p.unsubscribe = st.Subscribe(p.enqueue)
 	version, err := st.Version()
 	if err != nil {
 		p.unsubscribe()
@@ -124,6 +132,7 @@ func NewPublisher(st *store.Store, cfg PublisherConfig) (*Publisher, error) {
 		ClassifyDelta: func(r *cache.DeltaRequest) string { return r.GetTypeUrl() },
 		Caches:        caches,
 	}
+	go p.run()
 	p.log.Info("xds: state loaded", zap.Uint64("store_version", version),
 		zap.Int("policies", len(initial[agentauthv1.PolicyType])),
 		zap.Int("revocations", len(initial[agentauthv1.RevocationType])),
@@ -146,35 +155,62 @@ func loadInto[T proto.Message](into map[string]map[string]types.Resource, typeUR
 }
 
 // Close stops following the store. The caches keep serving what they hold.
-func (p *Publisher) Close() { p.unsubscribe() }
+func (p *Publisher) Close() {
+	p.unsubscribe()
+	close(p.done)
+	<-p.stopped
+}
 
-// apply runs after each store commit, in commit order, and moves the changes into the caches.
-func (p *Publisher) apply(changes []store.Change) {
+// enqueue runs after each store commit, in commit order; later changes to a name replace earlier ones.
+func (p *Publisher) enqueue(changes []store.Change) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	updated := map[string]map[string]types.Resource{}
-	deleted := map[string][]string{}
 	for _, ch := range changes {
 		typeURL, served := typeOfBucket(ch.Bucket)
 		if !served {
 			continue
 		}
-		if ch.Value == nil {
-			deleted[typeURL] = append(deleted[typeURL], ch.Key)
-			continue
+		if p.queued[typeURL] == nil {
+			p.queued[typeURL] = map[string]types.Resource{}
 		}
-		if updated[typeURL] == nil {
-			updated[typeURL] = map[string]types.Resource{}
-		}
-		updated[typeURL][ch.Key] = ch.Value
+		p.queued[typeURL][ch.Key] = ch.Value
 	}
-	for _, typeURL := range agentauthv1.ServedTypes() {
-		if len(updated[typeURL]) == 0 && len(deleted[typeURL]) == 0 {
-			continue
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run moves queued changes into the caches until Close.
+func (p *Publisher) run() {
+	defer close(p.stopped)
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-p.wake:
 		}
-		if err := p.caches[typeURL].UpdateResources(updated[typeURL], deleted[typeURL]); err != nil {
-			// Only a resource that fails to marshal gets here; it was marshalled once already by the store.
-			p.log.Error("xds: cache update failed", zap.String("type", typeURL), zap.Error(err))
+		p.mu.Lock()
+		batch := p.queued
+		p.queued = map[string]map[string]types.Resource{}
+		p.mu.Unlock()
+		for _, typeURL := range agentauthv1.ServedTypes() {
+			if len(batch[typeURL]) == 0 {
+				continue
+			}
+			updated := map[string]types.Resource{}
+			var deleted []string
+			for name, res := range batch[typeURL] {
+				if res == nil {
+					deleted = append(deleted, name)
+				} else {
+					updated[name] = res
+				}
+			}
+			if err := p.caches[typeURL].UpdateResources(updated, deleted); err != nil {
+				// Only a resource that fails to marshal gets here; the store marshalled it already.
+				p.log.Error("xds: cache update failed", zap.String("type", typeURL), zap.Error(err))
+			}
 		}
 	}
 }

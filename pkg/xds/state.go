@@ -1,8 +1,10 @@
 package xds
 
 import (
+	"hash/maphash"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -12,17 +14,18 @@ import (
 
 // State is an immutable snapshot of what a sidecar enforces: policies, revocations, risk states and trust
 // bundles. The Client replaces the whole snapshot atomically on each applied update, so a reader holding a
-// *State sees one consistent version; lookups are map reads with no locks.
+// *State sees one consistent version; lookups take no locks. An update copies only the map shards it touches.
 type State struct {
-	policies    map[string]*agentauthv1.Policy
-	revocations map[string]*agentauthv1.Revocation
-	revoked     map[subjectKey][]*agentauthv1.Revocation
-	risk        map[subjectKey]*agentauthv1.RiskState
-	riskByName  map[string]*agentauthv1.RiskState
-	bundles     map[string]*agentauthv1.TrustBundle
-	// versions holds, per type URL, each resource's version: what a reconnecting client sends as
-	// initial_resource_versions so the server sends only what changed.
-	versions map[string]map[string]string
+	// resources holds, per type URL, each resource with its version: the content, and what a reconnecting client
+	// sends as initial_resource_versions so the server sends only what changed.
+	resources map[string]*cowMap[string, entry]
+	revoked   *cowMap[subjectKey, []*agentauthv1.Revocation]
+	risk      *cowMap[subjectKey, *agentauthv1.RiskState]
+}
+
+type entry struct {
+	msg     proto.Message
+	version string
 }
 
 // subjectKey indexes by subject without building a string per lookup.
@@ -33,15 +36,16 @@ func keyOf(s *agentauthv1.Subject) subjectKey {
 }
 
 func emptyState() *State {
-	return &State{
-		policies:    map[string]*agentauthv1.Policy{},
-		revocations: map[string]*agentauthv1.Revocation{},
-		revoked:     map[subjectKey][]*agentauthv1.Revocation{},
-		risk:        map[subjectKey]*agentauthv1.RiskState{},
-		riskByName:  map[string]*agentauthv1.RiskState{},
-		bundles:     map[string]*agentauthv1.TrustBundle{},
-		versions:    map[string]map[string]string{},
+	seed := maphash.MakeSeed()
+	s := &State{
+		resources: make(map[string]*cowMap[string, entry], len(agentauthv1.ServedTypes())),
+		revoked:   newCowMap[subjectKey, []*agentauthv1.Revocation](subjectHasher(seed)),
+		risk:      newCowMap[subjectKey, *agentauthv1.RiskState](subjectHasher(seed)),
 	}
+	for _, typeURL := range agentauthv1.ServedTypes() {
+		s.resources[typeURL] = newCowMap[string, entry](stringHasher(seed))
+	}
+	return s
 }
 
 // Revoked returns the revocation that refuses a credential of the subject (kind, iss, value) issued at issuedAt,
@@ -49,7 +53,8 @@ func emptyState() *State {
 // not_before (or it has no not_before). An unknown issuedAt (zero) counts as issued before any not_before:
 // when in doubt, refuse.
 func (s *State) Revoked(kind, iss, value string, issuedAt, now time.Time) *agentauthv1.Revocation {
-	for _, r := range s.revoked[subjectKey{kind, iss, value}] {
+	list, _ := s.revoked.get(subjectKey{kind, iss, value})
+	for _, r := range list {
 		if exp := r.GetExpires(); exp != nil && !now.Before(exp.AsTime()) {
 			continue
 		}
@@ -63,50 +68,78 @@ func (s *State) Revoked(kind, iss, value string, issuedAt, now time.Time) *agent
 
 // Policy returns the policy with the given id.
 func (s *State) Policy(id string) (*agentauthv1.Policy, bool) {
-	p, ok := s.policies[id]
-	return p, ok
+	return get[*agentauthv1.Policy](s, agentauthv1.PolicyType, id)
 }
 
 // Policies returns every policy, ordered by id.
-func (s *State) Policies() []*agentauthv1.Policy { return sortedValues(s.policies) }
+func (s *State) Policies() []*agentauthv1.Policy {
+	return all[*agentauthv1.Policy](s, agentauthv1.PolicyType)
+}
 
 // Revocation returns the revocation with the given id.
 func (s *State) Revocation(id string) (*agentauthv1.Revocation, bool) {
-	r, ok := s.revocations[id]
-	return r, ok
+	return get[*agentauthv1.Revocation](s, agentauthv1.RevocationType, id)
 }
 
 // Revocations returns every revocation, ordered by id.
-func (s *State) Revocations() []*agentauthv1.Revocation { return sortedValues(s.revocations) }
+func (s *State) Revocations() []*agentauthv1.Revocation {
+	return all[*agentauthv1.Revocation](s, agentauthv1.RevocationType)
+}
 
 // Risk returns the risk state of the subject (kind, iss, value).
 func (s *State) Risk(kind, iss, value string) (*agentauthv1.RiskState, bool) {
-	r, ok := s.risk[subjectKey{kind, iss, value}]
-	return r, ok
+	return s.risk.get(subjectKey{kind, iss, value})
 }
 
 // TrustBundle returns the bundle of a trust domain.
 func (s *State) TrustBundle(trustDomain string) (*agentauthv1.TrustBundle, bool) {
-	b, ok := s.bundles[trustDomain]
-	return b, ok
+	return get[*agentauthv1.TrustBundle](s, agentauthv1.TrustBundleType, trustDomain)
 }
 
 // TrustBundles returns every trust bundle, ordered by trust domain.
-func (s *State) TrustBundles() []*agentauthv1.TrustBundle { return sortedValues(s.bundles) }
+func (s *State) TrustBundles() []*agentauthv1.TrustBundle {
+	return all[*agentauthv1.TrustBundle](s, agentauthv1.TrustBundleType)
+}
 
-// ResourceVersions returns a copy of the version of each resource of a type URL.
+// ResourceVersions returns the version of each resource of a type URL.
 func (s *State) ResourceVersions(typeURL string) map[string]string {
-	return maps.Clone(s.versions[typeURL])
+	m := s.resources[typeURL]
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, m.len())
+	m.each(func(name string, e entry) { out[name] = e.version })
+	return out
 }
 
 // Len returns the number of resources of a type URL.
-func (s *State) Len(typeURL string) int { return len(s.versions[typeURL]) }
+func (s *State) Len(typeURL string) int {
+	if m := s.resources[typeURL]; m != nil {
+		return m.len()
+	}
+	return 0
+}
 
-func sortedValues[V any](m map[string]V) []V {
-	keys := slices.Sorted(maps.Keys(m))
-	out := make([]V, len(keys))
-	for i, k := range keys {
-		out[i] = m[k]
+func get[M proto.Message](s *State, typeURL, name string) (M, bool) {
+	e, ok := s.resources[typeURL].get(name)
+	if !ok {
+		var zero M
+		return zero, false
+	}
+	return e.msg.(M), true
+}
+
+func all[M proto.Message](s *State, typeURL string) []M {
+	type named struct {
+		name string
+		msg  M
+	}
+	var list []named
+	s.resources[typeURL].each(func(name string, e entry) { list = append(list, named{name, e.msg.(M)}) })
+	slices.SortFunc(list, func(a, b named) int { return strings.Compare(a.name, b.name) })
+	out := make([]M, len(list))
+	for i, n := range list {
+		out[i] = n.msg
 	}
 	return out
 }
@@ -118,83 +151,62 @@ type resourceUpdate struct {
 	msg     proto.Message
 }
 
-// with returns a new State with updates applied to type typeURL and removed resources dropped. Only the maps of
-// that type are copied; the others are shared with s (they are never written after construction).
+// with returns a new State with updates applied to type typeURL and removed resources dropped. s is unchanged.
 func (s *State) with(typeURL string, updates []resourceUpdate, removed []string) *State {
 	next := *s
-	next.versions = maps.Clone(s.versions)
-	vers := maps.Clone(s.versions[typeURL])
-	if vers == nil {
-		vers = map[string]string{}
-	}
-	next.versions[typeURL] = vers
-
+	next.resources = maps.Clone(s.resources)
+	res := s.resources[typeURL].edit()
+	var revoked *cowEditor[subjectKey, []*agentauthv1.Revocation]
+	var risk *cowEditor[subjectKey, *agentauthv1.RiskState]
 	switch typeURL {
-	case agentauthv1.PolicyType:
-		next.policies = applyTo(s.policies, updates, removed)
 	case agentauthv1.RevocationType:
-		next.revocations = applyTo(s.revocations, updates, removed)
-		next.revoked = indexRevocations(s.revoked, s.revocations, updates, removed)
+		revoked = s.revoked.edit()
 	case agentauthv1.RiskStateType:
-		next.riskByName = applyTo(s.riskByName, updates, removed)
-		next.risk = maps.Clone(s.risk)
-		for _, name := range removed {
-			if old, ok := s.riskByName[name]; ok {
-				delete(next.risk, keyOf(old.GetSubject()))
-			}
-		}
-		for _, u := range updates {
-			r := u.msg.(*agentauthv1.RiskState)
-			next.risk[keyOf(r.GetSubject())] = r
-		}
-	case agentauthv1.TrustBundleType:
-		next.bundles = applyTo(s.bundles, updates, removed)
+		risk = s.risk.edit()
 	}
-	for _, name := range removed {
-		delete(vers, name)
-	}
-	for _, u := range updates {
-		vers[u.name] = u.version
-	}
-	return &next
-}
 
-func applyTo[M proto.Message](old map[string]M, updates []resourceUpdate, removed []string) map[string]M {
-	m := maps.Clone(old)
-	for _, name := range removed {
-		delete(m, name)
-	}
-	for _, u := range updates {
-		m[u.name] = u.msg.(M)
-	}
-	return m
-}
-
-// indexRevocations updates the by-subject index: only the subjects touched by this update get new slices.
-func indexRevocations(index map[subjectKey][]*agentauthv1.Revocation, byID map[string]*agentauthv1.Revocation,
-	updates []resourceUpdate, removed []string) map[subjectKey][]*agentauthv1.Revocation {
-	next := maps.Clone(index)
-	drop := func(id string) {
-		old, ok := byID[id]
+	// unindex drops the current resource called name from the subject indexes.
+	unindex := func(name string) {
+		old, ok := res.get(name)
 		if !ok {
 			return
 		}
-		k := keyOf(old.GetSubject())
-		list := slices.DeleteFunc(slices.Clone(next[k]), func(r *agentauthv1.Revocation) bool { return r.GetId() == id })
-		if len(list) == 0 {
-			delete(next, k)
-		} else {
-			next[k] = list
+		switch m := old.msg.(type) {
+		case *agentauthv1.Revocation:
+			k := keyOf(m.GetSubject())
+			list, _ := revoked.get(k)
+			list = slices.DeleteFunc(slices.Clone(list), func(r *agentauthv1.Revocation) bool { return r.GetId() == name })
+			if len(list) == 0 {
+				revoked.del(k)
+			} else {
+				revoked.set(k, list)
+			}
+		case *agentauthv1.RiskState:
+			risk.del(keyOf(m.GetSubject()))
 		}
 	}
-	for _, id := range removed {
-		drop(id)
+	for _, name := range removed {
+		unindex(name)
+		res.del(name)
 	}
 	for _, u := range updates {
-		drop(u.name)
-		r := u.msg.(*agentauthv1.Revocation)
-		k := keyOf(r.GetSubject())
-		next[k] = append(slices.Clone(next[k]), r)
+		unindex(u.name)
+		res.set(u.name, entry{msg: u.msg, version: u.version})
+		switch m := u.msg.(type) {
+		case *agentauthv1.Revocation:
+			k := keyOf(m.GetSubject())
+			list, _ := revoked.get(k)
+			revoked.set(k, append(slices.Clip(list), m))
+		case *agentauthv1.RiskState:
+			risk.set(keyOf(m.GetSubject()), m)
+		}
 	}
-	return next
+	next.resources[typeURL] = res.done()
+	if revoked != nil {
+		next.revoked = revoked.done()
+	}
+	if risk != nil {
+		next.risk = risk.done()
+	}
+	return &next
 }

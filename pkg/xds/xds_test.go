@@ -362,9 +362,7 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 	if v, _ := c.st.Version(); v != version {
 		t.Errorf("store version moved from %d to %d", version, v)
 	}
-	if got := c.pub.caches[agentauthv1.PolicyType].NumResources(); got != 1 {
-		t.Errorf("policy cache holds %d", got)
-	}
+	waitFor(t, "the policy cache to hold p1 only", func() bool { return c.pub.caches[agentauthv1.PolicyType].NumResources() == 1 })
 }
 
 func TestPublisherRefusesBadInput(t *testing.T) {
@@ -388,6 +386,7 @@ func TestPublisherRefusesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	version, _ := st.Version()
+	waitFor(t, "the policy cache to hold one policy", func() bool { return pub.caches[agentauthv1.PolicyType].NumResources() == 1 })
 
 	tests := []struct {
 		name string
@@ -448,6 +447,9 @@ func TestPublisherRefusesBadInput(t *testing.T) {
 	}
 	if got := pub.caches[agentauthv1.PolicyType].NumResources(); got != 1 {
 		t.Errorf("policy cache holds %d resources, want 1", got)
+	}
+	if _, ok := pub.caches[agentauthv1.PolicyType].GetResources()["good"]; !ok {
+		t.Error("policy cache lost the good policy")
 	}
 }
 
