@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"errors"
 	"fmt"
 
 	"github.com/go-jose/go-jose/v4"
@@ -87,17 +86,4 @@ func keyDesc(key crypto.PublicKey) string {
 func publicKeyEqual(a, b crypto.PublicKey) bool {
 	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && eq.Equal(b)
-}
-
-// parseJWS parses a compact JWS, mapping go-jose's errors to our reasons.
-func parseJWS(what, token string) (*jose.JSONWebSignature, error) {
-	jws, err := jose.ParseSignedCompact(token, supportedAlgs)
-	if err != nil {
-		var ua *jose.ErrUnexpectedSignatureAlgorithm
-		if errors.As(err, &ua) {
-			return nil, fmt.Errorf("wpt: %w: %s alg %q is not an accepted asymmetric algorithm", ErrUnsupportedAlg, what, ua.Got)
-		}
-		return nil, fmt.Errorf("wpt: %w: %s is not a compact JWS: %v", ErrMalformed, what, err)
-	}
-	return jws, nil
 }

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/go-jose/go-jose/v4"
-
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
@@ -55,19 +53,13 @@ func FuzzVerifyRequest(f *testing.F) {
 		res, err := v.VerifyRequest(context.Background(), Request{WIT: wit, WPT: wpt, TxnToken: txn,
 			Audiences: []string{testAud}})
 		typed(t, err)
-		if err != nil {
-			if res != nil {
-				t.Fatal("Result returned with an error")
-			}
-			return
+		if err != nil && res != nil {
+			t.Fatal("Result returned with an error")
 		}
-		// Whatever we accept, go-jose must accept too: the fast WPT path may be stricter, never looser.
-		jws, err := jose.ParseSignedCompact(wpt, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(res.WIT.Key.Algorithm)})
-		if err != nil {
-			t.Fatalf("go-jose cannot parse an accepted WPT: %v", err)
-		}
-		if _, err := jws.Verify(res.WIT.Key.Key); err != nil {
-			t.Fatalf("go-jose rejects the signature of an accepted WPT: %v", err)
+		// go-jose did the JWS work, so an accepted proof is one it verifies; what is left to hold is that an
+		// acceptance is complete and is for the audience asked.
+		if err == nil && (res.WIT == nil || res.JTI == "" || res.Audience != testAud || res.WIT.Raw != wit) {
+			t.Fatalf("accepted without a complete Result: %+v", res)
 		}
 	})
 }

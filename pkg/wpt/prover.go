@@ -38,7 +38,7 @@ type Prover struct {
 	wit    string
 	wth    string
 	expiry time.Time
-	signer *compactSigner
+	signer jose.Signer // made once; go-jose signers keep no per-signature state
 }
 
 // wptClaims is the WPT payload as it travels.
@@ -61,7 +61,7 @@ func NewProver(wit string, key crypto.Signer) (*Prover, error) {
 	if len(wit) > MaxTokenSize {
 		return nil, fmt.Errorf("wpt: %w: WIT is %d bytes, over %d", ErrTooLarge, len(wit), MaxTokenSize)
 	}
-	jws, err := parseJWS("WIT", wit)
+	jws, _, err := parseCompact("WIT", wit, supportedAlgs, "an accepted asymmetric algorithm")
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +85,8 @@ func NewProver(wit string, key crypto.Signer) (*Prover, error) {
 	if err := checkAlgKey(jwk.Algorithm, jwk.Key); err != nil {
 		return nil, fmt.Errorf("wpt: WIT cnf.jwk: %w", err)
 	}
-	s, err := newCompactSigner(jwk.Algorithm, typWPT, key)
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(jwk.Algorithm), Key: signingKey(key)},
+		(&jose.SignerOptions{}).WithType(typWPT))
 	if err != nil {
 		return nil, fmt.Errorf("wpt: prover: %w", err)
 	}
@@ -147,9 +148,13 @@ func (p *Prover) Mint(pp ProofParams) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("wpt: encoding WPT claims: %w", err)
 	}
-	wpt, err := p.signer.sign(payload)
+	jws, err := p.signer.Sign(payload)
 	if err != nil {
 		return "", fmt.Errorf("wpt: signing WPT: %w", err)
+	}
+	wpt, err := jws.CompactSerialize()
+	if err != nil {
+		return "", fmt.Errorf("wpt: encoding WPT: %w", err)
 	}
 	return wpt, nil
 }

@@ -2,10 +2,12 @@ package wpt
 
 import (
 	"context"
+	"crypto"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -71,13 +73,12 @@ func (v *Verifier) VerifyRequest(ctx context.Context, in Request) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
-	// The alg comparison with cnf.jwk.alg (§3.4 step 3) happens inside verifyCompact, before the signature check.
-	hdr, payload, err := verifyCompact(in.WPT, vw.cnfAlg, vw.cnfKey)
+	payload, typ, err := verifyProofJWS(in.WPT, vw.cnfAlgs, vw.cnfKey)
 	if err != nil {
 		return nil, err
 	}
-	if !isTyp(hdr.Typ, typWPT) {
-		return nil, fmt.Errorf("wpt: %w: WPT typ is %q, want %q", ErrMalformed, hdr.Typ, typWPT)
+	if !isTyp(typ, typWPT) {
+		return nil, fmt.Errorf("wpt: %w: WPT typ is %q, want %q", ErrMalformed, typ, typWPT)
 	}
 	var c wptIn
 	if err := unmarshalClaims("WPT", payload, &c); err != nil {
@@ -114,6 +115,21 @@ func (v *Verifier) VerifyRequest(ctx context.Context, in Request) (*Result, erro
 		return nil, fmt.Errorf("wpt: WPT jti %q from %s: %w", c.Jti, vw.wit.Subject, err)
 	}
 	return &Result{WIT: vw.wit, JTI: c.Jti, Expiry: exp, Audience: aud}, nil
+}
+
+// verifyProofJWS parses a WPT allowing only cnf.jwk.alg (§3.4 step 3, before the signature is looked at), verifies
+// its signature with the cnf.jwk key, and returns the payload and the header's typ. The key's fitness for the alg
+// was checked when the WIT was.
+func verifyProofJWS(token string, cnfAlg []jose.SignatureAlgorithm, key crypto.PublicKey) ([]byte, string, error) {
+	jws, hdr, err := parseCompact("WPT", token, cnfAlg, "the WIT's cnf.jwk alg")
+	if err != nil {
+		return nil, "", err
+	}
+	payload, err := jws.Verify(key)
+	if err != nil {
+		return nil, "", fmt.Errorf("wpt: %w: WPT signature does not verify with the WIT's cnf.jwk", ErrBadSignature)
+	}
+	return payload, headerTyp(hdr), nil
 }
 
 // matchAudience requires exactly one aud value and that it is one of want. A proof naming several audiences

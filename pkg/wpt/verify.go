@@ -47,7 +47,8 @@ type VerifierConfig struct {
 // Verifier verifies WITs and the WPTs made with them. It is safe for concurrent use.
 type Verifier struct {
 	bundles     jwtbundle.Source
-	allowed     map[string]bool
+	allowed     map[string]bool           // for cnf.jwk.alg
+	allowedAlgs []jose.SignatureAlgorithm // the same, for go-jose's parser
 	skew        time.Duration
 	maxLifetime time.Duration
 	replay      *replay.Cache
@@ -82,6 +83,9 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		if !isSupported(a) {
 			return nil, fmt.Errorf("wpt: %w: %q cannot be allowed (asymmetric JWS algorithms only)", ErrUnsupportedAlg, a)
 		}
+		if !v.allowed[a] {
+			v.allowedAlgs = append(v.allowedAlgs, jose.SignatureAlgorithm(a))
+		}
 		v.allowed[a] = true
 	}
 	if v.skew == 0 {
@@ -109,7 +113,7 @@ type verifiedWIT struct {
 	kid       string           // issuer key id that verified it (the only key when the WIT had no kid)
 	issuerKey crypto.PublicKey // that key, to notice its removal from the bundle
 	cnfKey    crypto.PublicKey
-	cnfAlg    string
+	cnfAlgs   []jose.SignatureAlgorithm // just cnf.jwk.alg: the one alg its WPTs may use
 }
 
 // VerifyWIT verifies a WIT (draft-ietf-wimse-workload-creds; specs/wimse-wit-wpt.md §2.3): an allowed asymmetric
@@ -174,15 +178,11 @@ func (v *Verifier) checkTimes(w *WIT, now time.Time) error {
 }
 
 func (v *Verifier) verifyWITFull(token string, now time.Time) (*verifiedWIT, error) {
-	jws, err := parseJWS("WIT", token)
+	jws, hdr, err := parseCompact("WIT", token, v.allowedAlgs, "allowed")
 	if err != nil {
 		return nil, err
 	}
-	hdr := jws.Signatures[0].Header
-	if !v.allowed[hdr.Algorithm] {
-		return nil, fmt.Errorf("wpt: %w: WIT alg %q is not allowed", ErrUnsupportedAlg, hdr.Algorithm)
-	}
-	if typ, _ := hdr.ExtraHeaders[jose.HeaderType].(string); !isTyp(typ, typWIT) {
+	if !isTyp(headerTyp(hdr), typWIT) {
 		return nil, fmt.Errorf("wpt: %w: WIT typ is %v, want %q", ErrMalformed, hdr.ExtraHeaders[jose.HeaderType], typWIT)
 	}
 	// The claims are read before the signature is checked only to find the trust domain whose keys must verify
@@ -219,9 +219,6 @@ func (v *Verifier) verifyWITFull(token string, now time.Time) (*verifiedWIT, err
 		return nil, fmt.Errorf("wpt: WIT issuer key %q: %w", kid, err)
 	}
 	if _, err := jws.Verify(key); err != nil {
-		if errors.Is(err, jose.ErrUnsupportedCriticalHeader) {
-			return nil, fmt.Errorf("wpt: %w: WIT: %v", ErrMalformed, err)
-		}
 		return nil, fmt.Errorf("wpt: %w: WIT signature does not verify with key %q of trust domain %q", ErrBadSignature, kid, td)
 	}
 
@@ -260,7 +257,7 @@ func (v *Verifier) verifyWITFull(token string, now time.Time) (*verifiedWIT, err
 		kid:       kid,
 		issuerKey: key,
 		cnfKey:    w.Key.Key,
-		cnfAlg:    w.Key.Algorithm,
+		cnfAlgs:   []jose.SignatureAlgorithm{jose.SignatureAlgorithm(w.Key.Algorithm)},
 	}, nil
 }
 
