@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -60,9 +61,9 @@ func (w workloadFiles) identityYAML(td string, otherTD string, other *workloadFi
 
 // pair is a tool behind an ingress sidecar and an egress sidecar for the agent, on loopback.
 type pair struct {
-	toolAddr, ingressAddr, egressProxy, egressAdmin, ingressAdmin string
-	egress, ingress, tool                                         *proc
-	agentFiles, toolFiles                                         workloadFiles
+	toolAddr, grpcAddr, ingressAddr, egressProxy, egressAdmin, ingressAdmin string
+	egress, ingress, tool                                                   *proc
+	agentFiles, toolFiles                                                   workloadFiles
 }
 
 type pairOptions struct {
@@ -74,6 +75,11 @@ type pairOptions struct {
 	agentCA      *testca.CA // defaults to the tool's CA
 	agentOpts    []testca.SVIDOption
 	routeExtra   string // appended to the egress route
+	// mitm, when set, sits between the egress and the ingress sidecar (plain HTTP): it gets the ingress base URL
+	// and returns the handler that forwards to it, so a test can capture or tamper with what crosses the network.
+	mitm func(ingress string) http.Handler
+	// backendH2C serves the tool's gRPC port (sampletool -grpc) through the ingress, with h2c to the backend.
+	grpc bool
 }
 
 func startPair(t *testing.T, ca *testca.CA, o pairOptions) *pair {
@@ -89,7 +95,15 @@ func startPair(t *testing.T, ca *testca.CA, o pairOptions) *pair {
 	p.toolFiles = issue(t, ca, toolID)
 	p.agentFiles = issue(t, agentCA, o.agentID(agentCA), o.agentOpts...)
 
-	p.tool = start(t, "sampletool", nil, append([]string{"-listen", p.toolAddr}, o.toolArgs...)...)
+	toolArgs := append([]string{"-listen", p.toolAddr}, o.toolArgs...)
+	backend := "http://" + p.toolAddr
+	backendH2C := ""
+	if o.grpc {
+		p.grpcAddr = freeAddr(t)
+		toolArgs = append(toolArgs, "-grpc", p.grpcAddr)
+		backend, backendH2C = "http://"+p.grpcAddr, "  backendH2C: true\n"
+	}
+	p.tool = start(t, "sampletool", nil, toolArgs...)
 	waitHTTP(t, p.tool, "http://"+p.toolAddr+"/whoami", http.StatusOK)
 
 	scheme, mtlsBlock := "http", ""
@@ -100,29 +114,35 @@ func startPair(t *testing.T, ca *testca.CA, o pairOptions) *pair {
 	agentTD := agentCA.TrustDomain().Name()
 	ingressCfg := p.toolFiles.identityYAML("example.org", "", nil) + fmt.Sprintf(`ingress:
   listen: %s
-  backend: http://%s
-%s  require: %s
+  backend: %s
+%s%s  require: %s
   host: %s
 %sadmin:
   listen: %s
 log:
   level: debug
-`, p.ingressAddr, p.toolAddr, mtlsBlock, o.ingressReq, toolHost, o.ingressExtra, p.ingressAdmin)
+`, p.ingressAddr, backend, backendH2C, mtlsBlock, o.ingressReq, toolHost, o.ingressExtra, p.ingressAdmin)
 	p.ingress = start(t, "sidecar", nil, "-config", writeFile(t, p.toolFiles.dir, "ingress.yaml", ingressCfg))
 
+	upstream := scheme + "://" + p.ingressAddr
+	if o.mitm != nil {
+		m := httptest.NewServer(o.mitm(upstream))
+		t.Cleanup(m.Close)
+		upstream = m.URL
+	}
 	egressCfg := p.agentFiles.identityYAML(agentTD, "example.org", &p.toolFiles) + fmt.Sprintf(`egress:
   proxyListen: %s
   routes:
     - name: weather
       host: %s
-      upstream: %s://%s
+      upstream: %s
       modes: %s
       serverID: %s
 %sadmin:
   listen: %s
 log:
   level: debug
-`, p.egressProxy, toolHost, scheme, p.ingressAddr, o.egressModes, toolID, o.routeExtra, p.egressAdmin)
+`, p.egressProxy, toolHost, upstream, o.egressModes, toolID, o.routeExtra, p.egressAdmin)
 	p.egress = start(t, "sidecar", nil, "-config", writeFile(t, p.agentFiles.dir, "egress.yaml", egressCfg))
 
 	waitHTTP(t, p.ingress, "http://"+p.ingressAdmin+"/readyz", http.StatusOK)
