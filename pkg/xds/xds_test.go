@@ -42,7 +42,10 @@ func TestPushAndAck(t *testing.T) {
 	sc := c.sidecar("a", nil, func(cfg *ClientConfig) {
 		cfg.Validators = map[string]Validator{agentauthv1.PolicyType: cedarValidator}
 	})
-	sc.waitSynced(t)
+	waitFor(t, "the initial state", func() bool {
+		s := sc.State()
+		return len(s.Policies()) == 1 && len(s.TrustBundles()) == 1 && s.Len(agentauthv1.RiskStateType) == 1
+	})
 
 	st := sc.State()
 	if p, ok := st.Policy("p1"); !ok || p.GetCedar() != permitAll {
@@ -99,8 +102,9 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 		cfg.Validators = map[string]Validator{agentauthv1.PolicyType: cedarValidator}
 	})
 	lax := c.sidecar("lax", nil, nil)
-	strict.waitSynced(t)
-	lax.waitSynced(t)
+	for _, sc := range []*sidecar{strict, lax} {
+		waitFor(t, "p1 on "+sc.id.String(), func() bool { _, ok := sc.State().Policy("p1"); return ok })
+	}
 
 	// The controller has no Cedar validator here, so the bad policy reaches the sidecars.
 	bad := policy("p2", `permit (principal, action, resource) when { principal.risk == };`)
@@ -156,7 +160,10 @@ func TestControllerRestartAndDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := c.sidecar("a", nil, nil)
-	sc.waitSynced(t)
+	waitFor(t, "the initial state", func() bool {
+		s := sc.State()
+		return len(s.Revocations()) == 5 && len(s.Policies()) == 2 && len(s.TrustBundles()) == 1
+	})
 	received := sc.Status().Received
 	if received != 8 {
 		t.Fatalf("initial sync received %d resources, want 8", received)
