@@ -3,9 +3,12 @@
 package proxy
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // A connection that iptables did not redirect has no original destination; the real redirect path is covered
@@ -51,4 +54,21 @@ func TestTransparentListenerDirectConnection(t *testing.T) {
 	if got := decodeSeen(t, res); got.Path != "/t" {
 		t.Fatalf("tool saw %+v", got)
 	}
+}
+
+// An upstream that refuses connections: a TCP socket bound (so no one else gets the port) but not listening.
+func TestUpstreamRefused(t *testing.T) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstreamFailure(t, fmt.Sprintf("http://127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port))
 }
