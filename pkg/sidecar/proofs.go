@@ -9,9 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
 	"github.com/agentauth/agentauth/pkg/httpsig"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/proxy"
@@ -176,21 +173,9 @@ func bearer(h http.Header) string {
 	return ""
 }
 
-// witKeys serves WIT issuer keys from the identity source: the trust domain's WIT authorities (SPIFFE bundle keys
-// with use "wit-svid"), or its JWT authorities when the bundle has no WIT keys.
-type witKeys struct{ src identity.Source }
-
-func (k witKeys) GetJWTBundleForTrustDomain(td spiffeid.TrustDomain) (*jwtbundle.Bundle, error) {
-	if wb, err := k.src.GetWITBundleForTrustDomain(td); err == nil && len(wb.WITAuthorities()) > 0 {
-		return jwtbundle.FromJWTAuthorities(td, wb.WITAuthorities()), nil
-	}
-	return k.src.GetJWTBundleForTrustDomain(td)
-}
-
 var (
 	_ proxy.ProofSigner   = (*wptSigner)(nil)
 	_ proxy.ProofSigner   = (*httpsigSigner)(nil)
 	_ proxy.Authenticator = (*wptAuthenticator)(nil)
 	_ proxy.Authenticator = (*httpsigAuthenticator)(nil)
-	_ jwtbundle.Source    = witKeys{}
 )

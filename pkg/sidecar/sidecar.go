@@ -321,7 +321,7 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 
 	rc := replay.New(replay.Options{MaxEntries: in.ReplayCacheSize})
 	wv, err := wpt.NewVerifier(wpt.VerifierConfig{
-		Bundles: witKeys{s.src}, ClockSkew: in.ClockSkew, MaxProofLifetime: in.MaxProofLifetime, Replay: rc,
+		Bundles: wpt.FromWITBundles(s.src), ClockSkew: in.ClockSkew, MaxProofLifetime: in.MaxProofLifetime, Replay: rc,
 	})
 	if err != nil {
 		return proxy.Listener{}, fmt.Errorf("ingress: %w", err)
