@@ -62,7 +62,7 @@ type Decision struct {
 	// an erroring forbid denies.
 	Errors []string
 	// PerCall is each MCP call's decision, in body order, when the request carried MCP calls. A caller
-	// forwards the allowed calls and answers each denied one with mcp.JSONRPCError(call.ID, mcp.CodeDenied, ...).
+	// forwards the allowed calls and answers each denied one with its JSONRPCError().
 	PerCall []CallDecision
 	// Candidates is how many policies were evaluated after indexing (summed over calls).
 	Candidates int
@@ -102,8 +102,9 @@ func (w why) String() string {
 	return fmt.Sprintf("no policy permits %s to %s on %s", w.agent, w.action, w.resource)
 }
 
-// message is the decision's explanation: its own, or that of every denied call.
-func (d Decision) message() string {
+// String explains the decision in one line: its determining policies, or for an MCP body those of every call
+// (every denied call, when it was denied). It is what Err carries and what an audit record can quote.
+func (d Decision) String() string {
 	if len(d.PerCall) == 0 || d.why.text != "" {
 		return d.why.String()
 	}
@@ -121,16 +122,20 @@ func (d Decision) Err() error {
 	if d.Allowed {
 		return nil
 	}
-	reason := autherr.ErrDenied
-	switch d.Reason {
+	return fmt.Errorf("policy: %w: %s", reasonErr(d.Reason), d)
+}
+
+// reasonErr is the sentinel for one of the reason codes a Decision carries.
+func reasonErr(code string) error {
+	switch code {
 	case autherr.ErrRevoked.Code():
-		reason = autherr.ErrRevoked
+		return autherr.ErrRevoked
 	case autherr.ErrMissing.Code():
-		reason = autherr.ErrMissing
+		return autherr.ErrMissing
 	case autherr.ErrMalformed.Code():
-		reason = autherr.ErrMalformed
+		return autherr.ErrMalformed
 	}
-	return fmt.Errorf("policy: %w: %s", reason, d.message())
+	return autherr.ErrDenied
 }
 
 // Err is nil when the call is allowed, else an error wrapping the autherr reason.
@@ -138,10 +143,7 @@ func (c CallDecision) Err() error {
 	if c.Allowed {
 		return nil
 	}
-	if c.Reason == autherr.ErrRevoked.Code() {
-		return fmt.Errorf("policy: %w: %s", autherr.ErrRevoked, c.why)
-	}
-	return fmt.Errorf("policy: %w: %s", autherr.ErrDenied, c.why)
+	return fmt.Errorf("policy: %w: %s", reasonErr(c.Reason), c.why)
 }
 
 // JSONRPCError is the JSON-RPC error object answering a denied call.
@@ -234,6 +236,7 @@ func (s *Set) decide(req Request) Decision {
 	if err != nil {
 		return denyAll(req, autherr.Code(err), err.Error())
 	}
+	defer s.model.release(p)
 	var cands candidates
 	if len(req.MCP) == 0 {
 		r := s.eval(p, &cands, s.model.httpTarget(p, req.Method))

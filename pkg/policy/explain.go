@@ -42,7 +42,7 @@ func (e Explanation) String() string {
 		verdict = "DENY (" + d.Reason + ")"
 	}
 	if len(d.PerCall) == 0 {
-		fmt.Fprintf(&b, "%s: %s\n", verdict, d.why)
+		fmt.Fprintf(&b, "%s: %s\n", verdict, d)
 	} else {
 		fmt.Fprintf(&b, "%s: %d MCP call(s)\n", verdict, len(d.PerCall))
 	}

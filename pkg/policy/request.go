@@ -96,9 +96,11 @@ type prepared struct {
 	toolUID    types.EntityUID
 	toolName   string
 
-	// backing arrays, so that one allocation holds the whole prepared request
+	// Backing storage, reused through model.pool: a prepared request and the map its contexts are built in
+	// (NewRecord copies it) are the largest allocations of a decision.
 	principalsArr [2]types.EntityUID
 	ctxArr        [12]attr
+	scratch       types.RecordMap
 }
 
 type attr struct {
@@ -109,7 +111,11 @@ type attr struct {
 // context builds the Cedar context of one evaluation. Records are immutable and NewRecord copies its map, so the
 // common attributes are kept as a list and each context is built once, in one map.
 func (p *prepared) context(mcpMethod string) types.Record {
-	m := make(types.RecordMap, len(p.ctx)+1)
+	if p.scratch == nil {
+		p.scratch = make(types.RecordMap, len(p.ctx)+1)
+	}
+	m := p.scratch
+	clear(m)
 	for _, a := range p.ctx {
 		m[a.name] = a.value
 	}
@@ -119,7 +125,8 @@ func (p *prepared) context(mcpMethod string) types.Record {
 	return types.NewRecord(m)
 }
 
-// prepare checks the fields Decide cannot do without and builds the principal, tool and subject entities.
+// prepare checks the fields Decide cannot do without and builds the principal, tool and subject entities. The
+// caller hands the result back with release once the evaluations are done.
 func (m *model) prepare(req Request) (*prepared, error) {
 	if req.AgentID == "" {
 		return nil, fmt.Errorf("policy: %w: no authenticated agent", autherr.ErrMissing)
@@ -150,7 +157,8 @@ func (m *model) prepare(req Request) (*prepared, error) {
 		now = time.Now()
 	}
 
-	p := &prepared{toolName: tool}
+	p := m.pool.Get().(*prepared)
+	*p = prepared{toolName: tool, scratch: p.scratch}
 	p.ents.actions = m.actions
 	tdUID := types.NewEntityUID(typeTrustDomain, types.String(td))
 	p.ents.fixed[0] = types.Entity{UID: tdUID}
@@ -187,6 +195,14 @@ func (m *model) prepare(req Request) (*prepared, error) {
 		p.ctx = append(p.ctx, attr{"assurance_level", types.String(req.AssuranceLevel)})
 	}
 	return p, nil
+}
+
+// release returns p to the pool. Nothing of p outlives a decision: cedar keeps no reference to its entities or
+// context, and decisions copy the strings they report.
+func (m *model) release(p *prepared) {
+	clear(p.scratch)
+	*p = prepared{scratch: p.scratch}
+	m.pool.Put(p)
 }
 
 // splitID splits a workload identifier URI (spiffe://td/path, or another WIMSE URI) into its authority (the trust

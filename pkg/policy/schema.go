@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/cedar-policy/cedar-go/types"
 	"github.com/cedar-policy/cedar-go/x/exp/schema"
@@ -49,6 +50,7 @@ type model struct {
 	mcpActions  map[string]bool // JSON-RPC methods with their own action
 	enums       map[types.EntityType][]types.EntityUID
 	cache       *entityCache
+	pool        *sync.Pool // of *prepared
 }
 
 func loadModel() (*model, error) {
@@ -68,6 +70,7 @@ func loadModel() (*model, error) {
 		mcpActions:  map[string]bool{},
 		enums:       map[types.EntityType][]types.EntityUID{},
 		cache:       &entityCache{},
+		pool:        &sync.Pool{New: func() any { return new(prepared) }},
 	}
 	for uid, a := range rs.Actions {
 		m.actions[uid] = a.Entity
