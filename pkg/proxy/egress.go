@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
@@ -134,7 +135,7 @@ func destination(r *http.Request) (authority string, dst netip.AddrPort, hasDst 
 	case authority == "":
 	case hasDst:
 		if _, p, err := splitHost(authority); err == nil && p == "" {
-			authority = net.JoinHostPort(stripBrackets(authority), fmt.Sprint(dst.Port()))
+			authority = net.JoinHostPort(stripBrackets(authority), strconv.Itoa(int(dst.Port())))
 		}
 	default:
 		if _, p, err := splitHost(authority); err == nil && p == "" {
