@@ -11,6 +11,7 @@ import (
 	"time"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
@@ -87,6 +88,9 @@ func TestPushAndAck(t *testing.T) {
 	})
 	n, _ := nodeByID(c.srv, sc.id.String())
 	t.Logf("node %s acked %v", n.ID, n.Acked)
+	if m := gather(t, NewServerCollector(c.srv)); m["agentauth_xds_sidecar_streams"] != 1 || m["agentauth_xds_sidecars_nacking"] != 0 {
+		t.Errorf("server metrics: %v", m)
+	}
 	if n.Address == "" || n.ConnectedSince.IsZero() {
 		t.Errorf("node status incomplete: %+v", n)
 	}
@@ -182,6 +186,10 @@ func TestControllerRestartAndDown(t *testing.T) {
 	}
 	if len(sc.State().Policies()) != 2 {
 		t.Errorf("policies lost while the controller is down")
+	}
+	if m := gather(t, NewClientCollector(sc.Client)); m["agentauth_xds_connected"] != 0 || m["agentauth_xds_synced"] != 1 ||
+		m["agentauth_xds_resources/Revocation"] != 5 || m["agentauth_xds_connects_total"] != 1 {
+		t.Errorf("metrics while down: %v", m)
 	}
 
 	// While it is down, an operator changes the store: one revocation more, one less.
@@ -481,4 +489,31 @@ func TestNewServerRefusesTLSWithoutClientAuth(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+// gather collects c through a pedantic registry and returns each sample as name or name/label-value.
+func gather(t *testing.T, c prometheus.Collector) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			switch {
+			case m.GetGauge() != nil:
+				out[name] = m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				out[name] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
 }
