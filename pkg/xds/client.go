@@ -191,13 +191,17 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
-// backoff is exponential with full jitter: uniform in [0, min(max, base·2^attempt)].
+// backoff is exponential with full jitter: uniform in [0, min(max, base·2^attempt)).
 func (c *Client) backoff(attempt int) time.Duration {
-	ceiling := c.cfg.BackoffMax
-	if attempt < 30 {
-		ceiling = min(ceiling, c.cfg.BackoffBase<<attempt)
+	ceiling, limit := c.cfg.BackoffBase, c.cfg.BackoffMax
+	for i := 0; i < attempt && ceiling < limit; i++ {
+		if ceiling > limit/2 {
+			ceiling = limit
+		} else {
+			ceiling *= 2
+		}
 	}
-	return time.Duration(rand.Int64N(int64(ceiling) + 1))
+	return time.Duration(rand.Int64N(int64(ceiling)))
 }
 
 // stream runs one ADS stream. reached reports whether the controller answered at all.
