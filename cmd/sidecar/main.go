@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/agentauth/agentauth/internal/logging"
 	"github.com/agentauth/agentauth/pkg/sidecar"
 )
 
@@ -39,7 +40,7 @@ func run() error {
 		fmt.Println("config OK")
 		return nil
 	}
-	log, err := sidecar.NewLogger(cfg.Log.Level)
+	log, err := logging.New(cfg.Log.Level)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,5 @@
-package sidecar
+// Package logging builds the zap JSON logger every agentauth binary uses.
+package logging
 
 import (
 	"fmt"
@@ -7,8 +8,8 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// NewLogger returns a JSON logger at level (debug, info, warn, error) writing to stderr.
-func NewLogger(level string) (*zap.Logger, error) {
+// New returns a JSON logger at level (debug, info, warn, error) writing to stderr.
+func New(level string) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("log level: %w", err)

@@ -1,0 +1,145 @@
+package controller
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the controller's configuration. Field names are the YAML keys.
+type Config struct {
+	// TrustDomain is the one trust domain this controller's CA issues for.
+	TrustDomain string `yaml:"trustDomain"`
+	// DataDir holds the state store (bbolt), the CA keys (when on disk) and bundle.pem, the trust bundle a
+	// sidecar needs to authenticate the controller the first time.
+	DataDir string `yaml:"dataDir"`
+	// Issuer is the built-in identity issuer's gRPC endpoint (join-token attestation, renewal).
+	Issuer IssuerConfig `yaml:"issuer"`
+	// XDS is the ADS endpoint sidecars fetch policy and revocations from (mTLS).
+	XDS ListenConfig `yaml:"xds"`
+	// Admin is the local control socket the agentauthctl CLI talks to.
+	Admin AdminConfig `yaml:"admin"`
+	// Ops serves /healthz, /readyz and /metrics.
+	Ops ListenConfig `yaml:"ops"`
+	Log struct {
+		Level string `yaml:"level,omitempty"`
+	} `yaml:"log"`
+}
+
+// IssuerConfig configures the built-in CA.
+type IssuerConfig struct {
+	Listen string `yaml:"listen"`
+	// SVIDTTL is the lifetime of issued X.509-SVIDs and WITs (default 1h); sidecars renew at half of it.
+	SVIDTTL time.Duration `yaml:"svidTTL,omitempty"`
+	// Keys is "file" (PKCS#8 under dataDir/keys, mode 0600) or "tpm" (keys held by the TPM at TPMDevice).
+	Keys      string `yaml:"keys,omitempty"`
+	TPMDevice string `yaml:"tpmDevice,omitempty"`
+}
+
+// ListenConfig is one TCP listener.
+type ListenConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// AdminConfig is the admin API's Unix socket.
+type AdminConfig struct {
+	Socket string `yaml:"socket"`
+}
+
+// Load reads and validates a YAML config file; unknown keys are errors.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("controller config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("controller config %s: %w", path, err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("controller config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes, defaults and validates YAML config bytes.
+func Parse(data []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var cfg Config
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, err
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// SetDefaults fills unset fields.
+func (c *Config) SetDefaults() {
+	if c.Issuer.SVIDTTL == 0 {
+		c.Issuer.SVIDTTL = time.Hour
+	}
+	if c.Issuer.Keys == "" {
+		c.Issuer.Keys = "file"
+	}
+	if c.Issuer.Keys == "tpm" && c.Issuer.TPMDevice == "" {
+		c.Issuer.TPMDevice = "/dev/tpmrm0"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+}
+
+// Validate returns every problem found, each naming its field.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil {
+		add("trustDomain", "%q: %v", c.TrustDomain, err)
+	}
+	if c.DataDir == "" {
+		add("dataDir", "required: where state, keys and bundle.pem live")
+	}
+	for field, addr := range map[string]string{"issuer.listen": c.Issuer.Listen, "xds.listen": c.XDS.Listen, "ops.listen": c.Ops.Listen} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			add(field, "%q is not host:port", addr)
+		}
+	}
+	if c.Admin.Socket == "" {
+		add("admin.socket", "required: the Unix socket agentauthctl uses")
+	}
+	if c.Issuer.SVIDTTL < time.Minute || c.Issuer.SVIDTTL > 24*time.Hour {
+		add("issuer.svidTTL", "%v is outside 1m..24h (credentials are meant to be short-lived)", c.Issuer.SVIDTTL)
+	}
+	if c.Issuer.Keys != "file" && c.Issuer.Keys != "tpm" {
+		add("issuer.keys", "%q is not file or tpm", c.Issuer.Keys)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New("invalid controller config:\n  " + strings.Join(msgs, "\n  "))
+}

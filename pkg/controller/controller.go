@@ -1,0 +1,318 @@
+package controller
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/issuer"
+	"github.com/agentauth/agentauth/pkg/mtls"
+	"github.com/agentauth/agentauth/pkg/policy"
+	"github.com/agentauth/agentauth/pkg/store"
+	"github.com/agentauth/agentauth/pkg/xds"
+)
+
+// Controller is one running controller.
+type Controller struct {
+	cfg   *Config
+	log   *zap.Logger
+	td    spiffeid.TrustDomain
+	store *store.Store
+	ca    *issuer.CA
+	self  *selfSVID
+	pub   *xds.Publisher
+	xds   *xds.Server
+	iss   *grpc.Server
+	reg   *prometheus.Registry
+
+	issuerLn, xdsLn, opsLn, adminLn net.Listener
+	admin, ops                      *http.Server
+	closers                         []func()
+}
+
+// ControllerID is the SPIFFE ID the controller's xDS endpoint presents.
+func ControllerID(td spiffeid.TrustDomain) spiffeid.ID {
+	return spiffeid.RequireFromPath(td, "/agentauth/controller")
+}
+
+// New opens the state store, loads (or creates) the CA, and binds every listener. Nothing is served until Run.
+func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err error) {
+	c := &Controller{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
+	if c.td, err = spiffeid.TrustDomainFromString(cfg.TrustDomain); err != nil {
+		return nil, fmt.Errorf("trustDomain: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("dataDir: %w", err)
+	}
+	if c.store, err = store.Open(filepath.Join(cfg.DataDir, "state.db"), store.Options{}); err != nil {
+		return nil, err
+	}
+	c.closers = append(c.closers, func() { _ = c.store.Close() })
+
+	keys, err := c.keyStore()
+	if err != nil {
+		return nil, err
+	}
+	if c.ca, err = issuer.New(ctx, issuer.Config{TrustDomain: c.td, Keys: keys, Store: issuer.NewBoltStore(c.store)}); err != nil {
+		return nil, err
+	}
+	if err := writeBundle(filepath.Join(cfg.DataDir, "bundle.pem"), c.ca); err != nil {
+		return nil, err
+	}
+	if c.self, err = newSelfSVID(ctx, c.ca, ControllerID(c.td), cfg.Issuer.SVIDTTL, log); err != nil {
+		return nil, err
+	}
+	c.closers = append(c.closers, c.self.stop)
+
+	// Policies are compiled before they are stored, so a bad one never reaches a sidecar.
+	if c.pub, err = xds.NewPublisher(c.store, xds.PublisherConfig{
+		Validators: map[string]xds.Validator{agentauthv1.PolicyType: validatePolicy},
+		Logger:     log.Named("xds"),
+	}); err != nil {
+		return nil, err
+	}
+	c.closers = append(c.closers, c.pub.Close)
+	if err := c.pub.SetTrustBundle(trustBundle(c.ca)); err != nil {
+		return nil, fmt.Errorf("publishing the trust bundle: %w", err)
+	}
+	xdsTLS := mtls.ServerConfig(c.self, mtls.AuthorizeTrustDomains(c.td))
+	if c.xds, err = xds.NewServer(c.pub, xds.ServerConfig{TLSConfig: xdsTLS, Logger: log.Named("xds")}); err != nil {
+		return nil, err
+	}
+	c.reg.MustRegister(xds.NewServerCollector(c.xds), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if c.iss, err = issuer.NewGRPCServer(c.ca, issuer.ServiceConfig{SVIDTTL: cfg.Issuer.SVIDTTL}); err != nil {
+		return nil, err
+	}
+
+	listen := func(field, addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+		c.closers = append(c.closers, func() { _ = ln.Close() })
+		return ln, nil
+	}
+	if c.issuerLn, err = listen("issuer.listen", cfg.Issuer.Listen); err != nil {
+		return nil, err
+	}
+	if c.xdsLn, err = listen("xds.listen", cfg.XDS.Listen); err != nil {
+		return nil, err
+	}
+	if c.opsLn, err = listen("ops.listen", cfg.Ops.Listen); err != nil {
+		return nil, err
+	}
+	if c.adminLn, err = listenUnix(cfg.Admin.Socket); err != nil {
+		return nil, err
+	}
+	c.closers = append(c.closers, func() { _ = c.adminLn.Close(); _ = os.Remove(cfg.Admin.Socket) })
+	c.admin = &http.Server{Handler: c.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	c.ops = &http.Server{Handler: c.opsHandler(), ReadHeaderTimeout: 10 * time.Second}
+	return c, nil
+}
+
+// Run serves until ctx ends, then stops every server.
+func (c *Controller) Run(ctx context.Context) error {
+	defer c.close()
+	errc := make(chan error, 4)
+	go func() { errc <- c.iss.Serve(c.issuerLn) }()
+	go func() { errc <- c.xds.Serve(c.xdsLn) }()
+	go func() { errc <- serveHTTP(c.admin, c.adminLn) }()
+	go func() { errc <- serveHTTP(c.ops, c.opsLn) }()
+	c.log.Info("controller serving", zap.String("trust_domain", c.td.Name()),
+		zap.String("issuer", c.issuerLn.Addr().String()), zap.String("xds", c.xdsLn.Addr().String()),
+		zap.String("admin_socket", c.cfg.Admin.Socket), zap.String("ops", c.opsLn.Addr().String()),
+		zap.String("bundle", filepath.Join(c.cfg.DataDir, "bundle.pem")))
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	c.log.Info("controller stopping")
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = c.admin.Shutdown(shutdown)
+	_ = c.ops.Shutdown(shutdown)
+	c.xds.Stop()
+	c.iss.GracefulStop()
+	return err
+}
+
+func (c *Controller) close() {
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		c.closers[i]()
+	}
+	c.closers = nil
+}
+
+func (c *Controller) keyStore() (issuer.KeyStore, error) {
+	dir := filepath.Join(c.cfg.DataDir, "keys")
+	if c.cfg.Issuer.Keys == "tpm" {
+		return nil, errors.New("issuer.keys: tpm is supported by pkg/issuer.TPMKeyStore but not wired into the " +
+			"controller binary yet; use file")
+	}
+	return issuer.NewFileKeyStore(dir)
+}
+
+func serveHTTP(s *http.Server, ln net.Listener) error {
+	if err := s.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("admin.socket: %w", err)
+	}
+	// A socket left by a crashed controller would make Listen fail; the store's file lock already guarantees
+	// no other controller runs on this data directory.
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		_ = os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin.socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin.socket: %w", err)
+	}
+	return ln, nil
+}
+
+// writeBundle writes the CA's root as PEM: what an operator hands a sidecar to trust the controller first.
+func writeBundle(path string, ca *issuer.CA) error {
+	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root().Raw})
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return os.Rename(tmp, path)
+}
+
+func trustBundle(ca *issuer.CA) *agentauthv1.TrustBundle {
+	var jwks jose.JSONWebKeySet
+	for kid, k := range ca.WITBundle().WITAuthorities() {
+		jwks.Keys = append(jwks.Keys, jose.JSONWebKey{Key: k, KeyID: kid, Use: "wit-svid"})
+	}
+	raw, _ := json.Marshal(jwks)
+	return &agentauthv1.TrustBundle{
+		TrustDomain:        ca.TrustDomain().Name(),
+		X509Authorities:    [][]byte{ca.Root().Raw},
+		JwtAuthoritiesJwks: raw,
+		Sequence:           1,
+	}
+}
+
+func validatePolicy(name string, res proto.Message) error {
+	p, ok := res.(*agentauthv1.Policy)
+	if !ok {
+		return fmt.Errorf("policy %q: unexpected type %T", name, res)
+	}
+	src := p.GetSource()
+	if src == "" {
+		src = p.GetId()
+	}
+	_, err := policy.Compile(map[string][]byte{src: []byte(p.GetCedar())})
+	return err
+}
+
+// selfSVID is the controller's own X.509-SVID, issued by its CA and renewed at half its lifetime.
+type selfSVID struct {
+	ca     *issuer.CA
+	id     spiffeid.ID
+	ttl    time.Duration
+	cur    atomic.Pointer[x509svid.SVID]
+	cancel context.CancelFunc
+	log    *zap.Logger
+}
+
+func newSelfSVID(ctx context.Context, ca *issuer.CA, id spiffeid.ID, ttl time.Duration, log *zap.Logger) (*selfSVID, error) {
+	s := &selfSVID{ca: ca, id: id, ttl: ttl, log: log}
+	if err := s.renew(ctx); err != nil {
+		return nil, fmt.Errorf("issuing the controller's own SVID: %w", err)
+	}
+	loopCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go s.loop(loopCtx)
+	return s, nil
+}
+
+func (s *selfSVID) renew(ctx context.Context) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	chain, err := s.ca.IssueX509SVID(ctx, key.Public(), s.id, s.ttl)
+	if err != nil {
+		return err
+	}
+	s.cur.Store(&x509svid.SVID{ID: s.id, Certificates: chain, PrivateKey: crypto.Signer(key)})
+	return nil
+}
+
+func (s *selfSVID) loop(ctx context.Context) {
+	for {
+		left := time.Until(s.cur.Load().Certificates[0].NotAfter)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(left / 2):
+		}
+		if err := s.renew(ctx); err != nil {
+			s.log.Error("renewing the controller's SVID failed; retrying", zap.Error(err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
+}
+
+func (s *selfSVID) stop() { s.cancel() }
+
+// GetX509SVID implements x509svid.Source.
+func (s *selfSVID) GetX509SVID() (*x509svid.SVID, error) { return s.cur.Load(), nil }
+
+// GetX509BundleForTrustDomain implements x509bundle.Source: the controller trusts only its own CA.
+func (s *selfSVID) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	if td != s.ca.TrustDomain() {
+		return nil, fmt.Errorf("controller: no bundle for trust domain %q", td)
+	}
+	return s.ca.X509Bundle(), nil
+}
+
+var (
+	_ x509svid.Source   = (*selfSVID)(nil)
+	_ x509bundle.Source = (*selfSVID)(nil)
+)
