@@ -30,7 +30,7 @@ func Example() {
 		Key: workloadKey.Public(), KeyAlg: "EdDSA"})
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	bundles := jwtbundle.NewSet(jwtbundle.FromJWTAuthorities(td, map[string]crypto.PublicKey{"k1": issuerKey.Public()}))
-	wits, _ := wpt.NewVerifier(wpt.VerifierConfig{Bundles: bundles, Replay: replay.New(replay.Options{})})
+	wits, _ := wpt.NewVerifier(wpt.VerifierConfig{Bundles: wpt.FromJWTBundles(bundles), Replay: replay.New(replay.Options{})})
 
 	// Client: sign.
 	signer, _ := httpsig.NewSigner(wit, workloadKey, httpsig.SignerOptions{})

@@ -185,7 +185,7 @@ func newEnv(t testing.TB) *env {
 	}
 	bundles := jwtbundle.NewSet(jwtbundle.FromJWTAuthorities(e.td, map[string]crypto.PublicKey{"k1": issuerKey.Public()}))
 	e.replay = replay.New(replay.Options{Now: e.clock})
-	if e.witVer, err = wpt.NewVerifier(wpt.VerifierConfig{Bundles: bundles, Replay: replay.New(replay.Options{Now: e.clock}),
+	if e.witVer, err = wpt.NewVerifier(wpt.VerifierConfig{Bundles: wpt.FromJWTBundles(bundles), Replay: replay.New(replay.Options{Now: e.clock}),
 		Now: e.clock}); err != nil {
 		t.Fatal(err)
 	}

@@ -118,7 +118,7 @@ func TestIssuerSourceAttestsAndRotates(t *testing.T) {
 	}
 
 	// The WIT verifies against the source's own bundles with pkg/wpt.
-	v, err := wpt.NewVerifier(wpt.VerifierConfig{Bundles: src, Replay: replay.New(replay.Options{})})
+	v, err := wpt.NewVerifier(wpt.VerifierConfig{Bundles: wpt.FromWITBundles(src), Replay: replay.New(replay.Options{})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -128,7 +128,7 @@ func TestWITVerifiesWithBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := wpt.NewVerifier(wpt.VerifierConfig{Bundles: f.ca.JWTBundle(), Replay: replay.New(replay.Options{})})
+	v, err := wpt.NewVerifier(wpt.VerifierConfig{Bundles: wpt.FromWITBundles(f.ca.WITBundle()), Replay: replay.New(replay.Options{})})
 	if err != nil {
 		t.Fatal(err)
 	}

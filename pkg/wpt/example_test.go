@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/exp/bundle/witbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauth/agentauth/pkg/replay"
@@ -32,7 +32,7 @@ func Example() {
 	// The receiver trusts example.org's issuer key and checks both tokens.
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	verifier, _ := wpt.NewVerifier(wpt.VerifierConfig{
-		Bundles: jwtbundle.FromJWTAuthorities(td, map[string]crypto.PublicKey{"2026-1": issuerKey.Public()}),
+		Bundles: wpt.FromWITBundles(witbundle.FromWITAuthorities(td, map[string]crypto.PublicKey{"2026-1": issuerKey.Public()})),
 		Replay:  replay.New(replay.Options{}),
 	})
 	res, err := verifier.VerifyRequest(context.Background(), wpt.Request{WIT: wit, WPT: proof,

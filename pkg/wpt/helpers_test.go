@@ -13,7 +13,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-json-experiment/json"
-	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/exp/bundle/witbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
@@ -35,7 +35,7 @@ const (
 type env struct {
 	issuerKey   *ecdsa.PrivateKey
 	issuer      *Issuer
-	bundles     *jwtbundle.Set
+	bundles     *witbundle.Set
 	workloadKey crypto.Signer
 	workloadAlg string
 	wit         string
@@ -70,7 +70,7 @@ func newEnv(t testing.TB, alg string) *env {
 	if e.issuer, err = NewIssuer(e.issuerKey, testKID, "ES256"); err != nil {
 		t.Fatal(err)
 	}
-	e.bundles = jwtbundle.NewSet(jwtbundle.FromJWTAuthorities(testTD, map[string]crypto.PublicKey{testKID: e.issuerKey.Public()}))
+	e.bundles = witbundle.NewSet(witbundle.FromWITAuthorities(testTD, map[string]crypto.PublicKey{testKID: e.issuerKey.Public()}))
 	switch alg {
 	case "EdDSA":
 		e.workloadKey = mustEd25519(t)
@@ -108,7 +108,7 @@ func (e *env) mintWIT(t testing.TB, c WITClaims) string {
 func (e *env) verifier(t testing.TB, mod func(*VerifierConfig)) *Verifier {
 	t.Helper()
 	cfg := VerifierConfig{
-		Bundles: e.bundles,
+		Bundles: FromWITBundles(e.bundles),
 		Replay:  replay.New(replay.Options{Now: e.now}),
 		Now:     e.now,
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-json-experiment/json"
-	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/exp/bundle/witbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauth/agentauth/pkg/replay"
@@ -37,7 +37,7 @@ func specVerifier(t *testing.T, now time.Time) *Verifier {
 	td := spiffeid.RequireTrustDomainFromString("example.com")
 	clock := func() time.Time { return now }
 	v, err := NewVerifier(VerifierConfig{
-		Bundles: jwtbundle.FromJWTAuthorities(td, map[string]crypto.PublicKey{jwk.KeyID: jwk.Key}),
+		Bundles: FromWITBundles(witbundle.FromWITAuthorities(td, map[string]crypto.PublicKey{jwk.KeyID: jwk.Key})),
 		Replay:  replay.New(replay.Options{Now: clock}),
 		Now:     clock,
 	})

@@ -11,7 +11,6 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-json-experiment/json"
-	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 
 	"github.com/agentauth/agentauth/pkg/replay"
 )
@@ -25,9 +24,10 @@ const (
 
 // VerifierConfig configures a Verifier.
 type VerifierConfig struct {
-	// Bundles gives the WIT issuer keys of each trusted trust domain, by kid (required). It is consulted on every
-	// request, so a key removed from a bundle stops being honoured at once, even for cached WITs.
-	Bundles jwtbundle.Source
+	// Bundles gives the WIT issuer keys of each trusted trust domain, by kid (required): FromWITBundles for go-spiffe
+	// WIT bundles (a pkg/identity Source), FromJWTBundles for JWT bundles. It is consulted on every request, so a
+	// key removed from a bundle stops being honoured at once, even for cached WITs.
+	Bundles KeySource
 	// AllowedAlgs lists the JWS algorithms accepted for WIT signatures and for workload keys (cnf.jwk.alg);
 	// empty means DefaultAllowedAlgs. Only asymmetric algorithms can be listed.
 	AllowedAlgs []string
@@ -46,7 +46,7 @@ type VerifierConfig struct {
 
 // Verifier verifies WITs and the WPTs made with them. It is safe for concurrent use.
 type Verifier struct {
-	bundles     jwtbundle.Source
+	keys        KeySource
 	allowed     map[string]bool           // for cnf.jwk.alg
 	allowedAlgs []jose.SignatureAlgorithm // the same, for go-jose's parser
 	skew        time.Duration
@@ -68,7 +68,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		return nil, errors.New("wpt: ClockSkew and MaxProofLifetime must not be negative")
 	}
 	v := &Verifier{
-		bundles:     cfg.Bundles,
+		keys:        cfg.Bundles,
 		allowed:     map[string]bool{},
 		skew:        cfg.ClockSkew,
 		maxLifetime: cfg.MaxProofLifetime,
@@ -157,12 +157,12 @@ func (v *Verifier) recheck(vw *verifiedWIT, now time.Time) error {
 	if err := v.checkTimes(vw.wit, now); err != nil {
 		return err
 	}
-	b, err := v.bundles.GetJWTBundleForTrustDomain(vw.wit.TrustDomain)
+	k, err := v.keys.WITAuthority(vw.wit.TrustDomain, vw.kid)
 	if err != nil {
-		return fmt.Errorf("wpt: %w: no bundle for trust domain %q any more: %v", ErrUntrustedIssuer, vw.wit.TrustDomain, err)
+		return fmt.Errorf("wpt: %w: issuer key %q of trust domain %q is no longer trusted: %v", ErrUntrustedIssuer, vw.kid, vw.wit.TrustDomain, err)
 	}
-	if k, ok := b.FindJWTAuthority(vw.kid); !ok || !publicKeyEqual(k, vw.issuerKey) {
-		return fmt.Errorf("wpt: %w: issuer key %q of trust domain %q was removed from its bundle", ErrUntrustedIssuer, vw.kid, vw.wit.TrustDomain)
+	if !publicKeyEqual(k, vw.issuerKey) {
+		return fmt.Errorf("wpt: %w: issuer key %q of trust domain %q was replaced in its bundle", ErrUntrustedIssuer, vw.kid, vw.wit.TrustDomain)
 	}
 	return nil
 }
@@ -195,19 +195,17 @@ func (v *Verifier) verifyWITFull(token string, now time.Time) (*verifiedWIT, err
 	if err != nil {
 		return nil, err
 	}
-	b, err := v.bundles.GetJWTBundleForTrustDomain(td)
-	if err != nil {
-		return nil, fmt.Errorf("wpt: %w: trust domain %q: %v", ErrUntrustedIssuer, td, err)
-	}
 	kid := hdr.KeyID
 	var key crypto.PublicKey
 	if kid != "" {
-		var ok bool
-		if key, ok = b.FindJWTAuthority(kid); !ok {
-			return nil, fmt.Errorf("wpt: %w: trust domain %q has no key %q", ErrUntrustedIssuer, td, kid)
+		if key, err = v.keys.WITAuthority(td, kid); err != nil {
+			return nil, fmt.Errorf("wpt: %w: WIT issuer key %q of trust domain %q: %v", ErrUntrustedIssuer, kid, td, err)
 		}
 	} else {
-		all := b.JWTAuthorities()
+		all, err := v.keys.WITAuthorities(td)
+		if err != nil {
+			return nil, fmt.Errorf("wpt: %w: WIT issuer keys of trust domain %q: %v", ErrUntrustedIssuer, td, err)
+		}
 		if len(all) != 1 {
 			return nil, fmt.Errorf("wpt: %w: WIT has no kid and trust domain %q has %d keys", ErrUntrustedIssuer, td, len(all))
 		}

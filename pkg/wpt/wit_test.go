@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/exp/bundle/witbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -139,7 +139,7 @@ func TestVerifyWITFields(t *testing.T) {
 
 func TestVerifyWITNoKidAmbiguous(t *testing.T) {
 	e := newEnv(t, "EdDSA")
-	e.bundles.Add(jwtbundle.FromJWTAuthorities(testTD, map[string]crypto.PublicKey{
+	e.bundles.Add(witbundle.FromWITAuthorities(testTD, map[string]crypto.PublicKey{
 		testKID: e.issuerKey.Public(), "k2": mustP256(t).Public()}))
 	tok := signJWT(t, e.issuerKey, jose.ES256, "", witHeader, e.witClaimsMap(t))
 	_, err := e.verifier(t, nil).VerifyWIT(context.Background(), tok)
@@ -172,7 +172,7 @@ func TestWITCache(t *testing.T) {
 	wantErr(t, err, ErrExpired)
 	*e.clock = testNow
 	// A hit notices that the issuer key left the bundle (rotation or compromise).
-	e.bundles.Add(jwtbundle.FromJWTAuthorities(testTD, map[string]crypto.PublicKey{"k2": mustP256(t).Public()}))
+	e.bundles.Add(witbundle.FromWITAuthorities(testTD, map[string]crypto.PublicKey{"k2": mustP256(t).Public()}))
 	_, err = v.VerifyWIT(ctx, e.wit)
 	wantErr(t, err, ErrUntrustedIssuer)
 	e.bundles.Remove(testTD)
@@ -222,7 +222,7 @@ func TestNewVerifierConfig(t *testing.T) {
 		"none allowed":    func(c *VerifierConfig) { c.AllowedAlgs = []string{"none"} },
 		"negative skew":   func(c *VerifierConfig) { c.ClockSkew = -time.Second },
 	} {
-		cfg := VerifierConfig{Bundles: e.bundles, Replay: e.verifier(t, nil).replay}
+		cfg := VerifierConfig{Bundles: FromWITBundles(e.bundles), Replay: e.verifier(t, nil).replay}
 		mod(&cfg)
 		if _, err := NewVerifier(cfg); err == nil {
 			t.Errorf("%s: NewVerifier accepted it", name)
@@ -265,7 +265,7 @@ func TestIssuerAlgorithms(t *testing.T) {
 			if e.issuer, err = NewIssuer(key, "k-"+alg, alg); err != nil {
 				t.Fatal(err)
 			}
-			e.bundles.Add(jwtbundle.FromJWTAuthorities(testTD, map[string]crypto.PublicKey{"k-" + alg: key.Public()}))
+			e.bundles.Add(witbundle.FromWITAuthorities(testTD, map[string]crypto.PublicKey{"k-" + alg: key.Public()}))
 			wit := e.mintWIT(t, WITClaims{})
 			v := e.verifier(t, nil)
 			for range 2 { // miss, then hit

@@ -98,7 +98,7 @@ func newHTTPSigTD(t *testing.T) *httpsigTD {
 	}
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	bundles := jwtbundle.NewSet(jwtbundle.FromJWTAuthorities(td, map[string]crypto.PublicKey{"k1": issuerKey.Public()}))
-	wits, err := wpt.NewVerifier(wpt.VerifierConfig{Bundles: bundles, Replay: replay.New(replay.Options{})})
+	wits, err := wpt.NewVerifier(wpt.VerifierConfig{Bundles: wpt.FromJWTBundles(bundles), Replay: replay.New(replay.Options{})})
 	if err != nil {
 		t.Fatal(err)
 	}

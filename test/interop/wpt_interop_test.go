@@ -155,7 +155,7 @@ func TestWPTJoseVerifiedByOurs(t *testing.T) {
 			}
 			td := spiffeid.RequireTrustDomainFromString("example.org")
 			v, err := wpt.NewVerifier(wpt.VerifierConfig{
-				Bundles: jwtbundle.FromJWTAuthorities(td, map[string]crypto.PublicKey{out.IssuerJWK.KeyID: out.IssuerJWK.Key}),
+				Bundles: wpt.FromJWTBundles(jwtbundle.FromJWTAuthorities(td, map[string]crypto.PublicKey{out.IssuerJWK.KeyID: out.IssuerJWK.Key})),
 				Replay:  replay.New(replay.Options{}),
 			})
 			if err != nil {
