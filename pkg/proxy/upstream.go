@@ -190,7 +190,12 @@ func newReverseProxy(opts *Options, dir Direction, rt http.RoundTripper) *httput
 			if u := st.route.Upstream; u != nil {
 				pr.SetURL(u)
 				if st.route.KeepHost {
+					// A request without Host (HTTP/1.0, transparent mode) was routed by the destination it was
+					// sent to: forward that.
 					pr.Out.Host = pr.In.Host
+					if pr.Out.Host == "" {
+						pr.Out.Host = st.rec.Host
+					}
 				}
 			} else {
 				// Egress to the destination the agent asked for: keep its Host for virtual hosting.

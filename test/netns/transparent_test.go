@@ -94,6 +94,10 @@ func TestTransparentInterception(t *testing.T) {
 				if res.status != 403 || !strings.Contains(res.body, "no route for "+dst+"/whoami") {
 					t.Fatalf("want 403 naming %s, the original destination of a request without Host: %v", dst, res)
 				}
+				// And a routed request without Host reaches the tool: the original destination is forwarded as Host.
+				if res := curlIn(t, topo.agentNS, nobody, "--http1.0", "-H", "Host:", toolURL); res.status != 200 {
+					t.Fatalf("routed request without Host: want 200: %v", res)
+				}
 			})
 
 			// The sidecar's uid is excluded from the rule, which is what keeps its upstream connection from looping
