@@ -1,0 +1,227 @@
+//go:build bench
+
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentauth/agentauth/internal/testca"
+)
+
+// buildBinaries builds the processes under test into a temporary directory, before this process is pinned, so the
+// build may use every CPU.
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	_, file, _, _ := runtime.Caller(0)
+	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
+		"./cmd/sidecar", "./examples/sampletool", "./test/bench/cmd/bareproxy")
+	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building binaries: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// pinning decides where things run: the load generator (this process) and the sample tool on one CPU, the proxies
+// under test on another. With fewer than two CPUs, or without taskset, nothing is pinned and note says so.
+type pinning struct {
+	load, sut int // -1: not pinned
+	note      string
+}
+
+func pinSelf(t *testing.T) pinning {
+	t.Helper()
+	cpus, err := AllowedCPUs()
+	switch {
+	case err != nil:
+		return pinning{-1, -1, fmt.Sprintf("NOT PINNED: cannot read the allowed CPUs (%v); the load generator and the proxies share CPUs", err)}
+	case len(cpus) < 2:
+		return pinning{-1, -1, fmt.Sprintf("NOT PINNED: only 1 CPU (%v) is available; the load generator, the tool and the proxies share it, so throughput and latency are pessimistic", cpus)}
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		return pinning{-1, -1, "NOT PINNED: taskset (util-linux) is not installed; the load generator and the proxies share CPUs"}
+	}
+	p := pinning{load: cpus[0], sut: cpus[1]}
+	// -a: every thread of this process; threads created later inherit the mask.
+	if out, err := exec.Command("taskset", "-a", "-p", "-c", strconv.Itoa(p.load), strconv.Itoa(os.Getpid())).CombinedOutput(); err != nil {
+		t.Fatalf("taskset: %v\n%s", err, out)
+	}
+	p.note = fmt.Sprintf("pinned with taskset: load generator and sample tool on CPU %d, proxies under test on CPU %d (%d CPUs allowed)",
+		p.load, p.sut, len(cpus))
+	return p
+}
+
+// proc is a started binary; its output is kept and shown if the test fails.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// start runs binary name from bin on cpu (-1: unpinned). It is stopped with SIGTERM when the (sub)test ends.
+func start(t *testing.T, bin string, cpu int, name string, args ...string) *proc {
+	t.Helper()
+	path := filepath.Join(bin, name)
+	cmd := exec.Command(path, args...)
+	if cpu >= 0 {
+		// taskset execs the binary in place, so the PID is the binary's.
+		cmd = exec.Command("taskset", append([]string{"-c", strconv.Itoa(cpu), path}, args...)...)
+	}
+	p := &proc{name: name, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			t.Logf("---- %s output ----\n%s", name, p.out.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM and waits up to 10s before killing.
+func (p *proc) stop(t *testing.T) {
+	if p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Errorf("%s did not exit within 10s of SIGTERM; killing it", p.name)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// waitReady polls ready until it is true, p dies, or 30s pass.
+func waitReady(t *testing.T, p *proc, what string, ready func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if p.exited() {
+			t.Fatalf("%s exited before %s was ready:\n%s", p.name, what, p.out.String())
+		}
+		if ready() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: %s not ready after 30s:\n%s", p.name, what, p.out.String())
+}
+
+func listening(addr string) func() bool {
+	return func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+}
+
+func answers200(url string) func() bool {
+	return func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+}
+
+// freeAddr returns a 127.0.0.1 address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// creds are one workload's credential files as the sidecar's identity.files section names them.
+type creds struct {
+	dir, cert, key, bundlePEM, bundleJSON, wit, witKey string
+}
+
+func issue(t *testing.T, ca *testca.CA, id spiffeid.ID, opts ...testca.SVIDOption) creds {
+	t.Helper()
+	c := creds{dir: t.TempDir()}
+	c.cert, c.key = ca.WriteSVIDFiles(c.dir, ca.CreateX509SVID(id, opts...))
+	c.bundlePEM = ca.WriteBundleFile(c.dir)
+	c.bundleJSON = ca.WriteJWTBundleFile(c.dir)
+	c.wit, c.witKey = ca.WriteWITFiles(c.dir, ca.CreateWITSVID(id, opts...))
+	return c
+}
+
+func (c creds) identityYAML(td string) string {
+	return fmt.Sprintf(`identity:
+  files:
+    cert: %s
+    key: %s
+    bundles:
+      %s: [%s, %s]
+    wit: %s
+    witKey: %s
+`, c.cert, c.key, td, c.bundlePEM, c.bundleJSON, c.wit, c.witKey)
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
