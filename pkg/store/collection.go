@@ -65,9 +65,7 @@ func (c *Collection[T]) Get(key string) (T, error) {
 func (c *Collection[T]) List() ([]T, error) {
 	var out []T
 	err := c.s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(c.bucket))
-		out = make([]T, 0, b.Stats().KeyN)
-		return b.ForEach(func(k, raw []byte) error {
+		return tx.Bucket([]byte(c.bucket)).ForEach(func(k, raw []byte) error {
 			v, err := c.decode(string(k), raw)
 			if err != nil {
 				return err

@@ -5,5 +5,5 @@
 // revocation is a single small update; a Server serves them and identifies each sidecar by its X.509-SVID, not by
 // the node id it claims. Sidecar side: a Client validates, applies (atomically) and ACKs or NACKs updates,
 // reconnects with backoff, resumes without re-downloading, and keeps enforcing its last state while the
-// controller is away.
+// controller is away. ClientCollector and ServerCollector export both sides' health to Prometheus.
 package xds

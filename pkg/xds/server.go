@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -199,13 +201,7 @@ func (s *Server) Nodes() []NodeStatus {
 		out = append(out, ns)
 	}
 	slices.SortFunc(out, func(a, b NodeStatus) int {
-		if a.ID != b.ID {
-			if a.ID < b.ID {
-				return -1
-			}
-			return 1
-		}
-		return int(a.StreamID - b.StreamID)
+		return cmp.Or(strings.Compare(a.ID, b.ID), cmp.Compare(a.StreamID, b.StreamID))
 	})
 	return out
 }
