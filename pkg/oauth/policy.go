@@ -1,0 +1,88 @@
+package oauth
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// ExchangeRequest is what a Policy decides on: an authenticated requester asking for a token.
+type ExchangeRequest struct {
+	// Actor is the authenticated requesting workload (WIT sub or X.509-SVID ID); it becomes req_wl / client_id.
+	Actor string
+	// AuthMethod is how Actor authenticated: AuthWITWPT, AuthWITMTLS, AuthJWTSVIDMTLS or AuthMTLS.
+	AuthMethod string
+	// Subject is the principal the token will name: the delegated user (with its issuer's SubjectPrefix), the
+	// subject of a Txn-Token being replaced, or Actor itself.
+	Subject string
+	// SubjectIssuer is the iss of the user token; empty when the agent acts for itself.
+	SubjectIssuer string
+	// Delegated is true when Subject is not Actor.
+	Delegated bool
+	// SubjectClaims are the verified subject token's claims; nil when the agent acts for itself.
+	SubjectClaims map[string]any
+	// TransactionID is set when a Txn-Token is being replaced or exchanged for an access token.
+	TransactionID string
+	// RequestedTokenType is TokenTypeTxnToken or TokenTypeAccessToken.
+	RequestedTokenType string
+	// Audiences and Resources are the requested targets (RFC 8693 audience, RFC 8707 resource).
+	Audiences, Resources []string
+	// Scope is the requested scope, already bounded by the subject token's own scope.
+	Scope []string
+	// RequestDetails is the request_details object (the future tctx), if any.
+	RequestDetails map[string]any
+}
+
+// Policy decides which agents may obtain which tokens. It returns the scope to grant, which must be a subset of
+// req.Scope (nil grants req.Scope), or an error. An *Error is answered as it is; any other error wrapping
+// autherr.ErrDenied is answered invalid_target (RFC 8693 §2.2.2: the server is unwilling to issue a token for
+// that target); anything else is a server_error and refuses the request.
+type Policy interface {
+	Authorize(ctx context.Context, req *ExchangeRequest) (scope []string, err error)
+}
+
+// PolicyFunc adapts a function to Policy.
+type PolicyFunc func(ctx context.Context, req *ExchangeRequest) ([]string, error)
+
+// Authorize calls f.
+func (f PolicyFunc) Authorize(ctx context.Context, req *ExchangeRequest) ([]string, error) { return f(ctx, req) }
+
+// SameTrustDomain is the default Policy: any workload of td gets what it asks for; workloads of other trust
+// domains get nothing (Txn-Tokens never leave their trust domain).
+func SameTrustDomain(td spiffeid.TrustDomain) Policy {
+	return PolicyFunc(func(_ context.Context, req *ExchangeRequest) ([]string, error) {
+		if !inTrustDomain(req.Actor, td) {
+			return nil, fmt.Errorf("oauth: %w: requester %q is not a workload of trust domain %q", ErrDenied, req.Actor, td.Name())
+		}
+		return nil, nil
+	})
+}
+
+// inTrustDomain reports whether the workload identifier id (spiffe:// or another scheme) has td as authority.
+func inTrustDomain(id string, td spiffeid.TrustDomain) bool {
+	_, rest, ok := strings.Cut(id, "://")
+	if !ok {
+		return false
+	}
+	host, _, _ := strings.Cut(rest, "/")
+	return host == td.Name()
+}
+
+// Subject kinds a Revocations implementation is asked about; the values are those of pkg/policy, so the
+// controller's revocation state serves both.
+const (
+	RevokedAgent = "agent"
+	RevokedUser  = "user"
+	RevokedTxn   = "txn"
+)
+
+// Revocations is the controller's revocation state. Revoked reports whether the subject of kind (RevokedAgent,
+// RevokedUser, RevokedTxn) is revoked for a credential issued at issuedAt (zero when unknown), and the id of the
+// revocation. Its method set equals pkg/policy.Revocations, so one implementation fills both. It must answer from
+// memory and report revoked when it cannot answer (fail closed).
+type Revocations interface {
+	Revoked(ctx context.Context, kind, value string, issuedAt time.Time) (id string, revoked bool)
+}

@@ -1,0 +1,555 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentauth/agentauth/internal/testca"
+)
+
+// TestExchangeWithUserToken: the egress path end to end — the agent's request carries the user's token, the
+// Exchanger trades it (WIT actor proved by a WPT) for a Txn-Token, removes the raw token, and ingress verifies
+// what arrives.
+func TestExchangeWithUserToken(t *testing.T) {
+	e := newEnv(t)
+	x := e.exchanger(nil)
+	user := e.idp.token(t, e.clock.Now(), nil)
+	r, _ := http.NewRequest(http.MethodPost, "http://tool.example.org/mcp", nil)
+	r.Header.Set("Authorization", "Bearer "+user)
+	if err := x.Apply(context.Background(), r, "orders.create"); err != nil {
+		t.Fatal(err)
+	}
+	if r.Header.Get("Authorization") != "" {
+		t.Error("the user's raw token still goes to the tool")
+	}
+	txn := r.Header.Get(HeaderTxnToken)
+	info, err := e.verifier(nil).VerifyFrom(context.Background(), txn, agentID.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Subject != "alice" || info.RequestingWorkload != agentID.String() || info.Actor != agentID.String() ||
+		info.Audience != testTD.Name() || info.Issuer != e.endpoint || strings.Join(info.Scope, " ") != "orders.create" {
+		t.Errorf("info = %+v", info)
+	}
+	if len(info.TransactionID) != 36 || info.TransactionID[14] != '4' {
+		t.Errorf("txn %q is not a v4 UUID", info.TransactionID)
+	}
+	if got := info.Expiry.Sub(info.IssuedAt); got != DefaultTxnTokenLifetime {
+		t.Errorf("lifetime %v", got)
+	}
+	if info.RequestContext["req_wl_authn"] != AuthWITWPT || info.RequestContext["subject_iss"] != userIss {
+		t.Errorf("rctx = %v", info.RequestContext)
+	}
+	if _, typ := claimsOf(t, txn); typ != TypTxnToken {
+		t.Errorf("typ %q", typ)
+	}
+	if cs := info.ClaimStrings(); cs["sub"] != "alice" || cs["act"] != `{"sub":"`+agentID.String()+`"}` {
+		t.Errorf("ClaimStrings = %v", cs)
+	}
+	assertNoTokensLogged(t, e, user, txn, e.agentWIT.Token)
+}
+
+// TestExchangeSelf: without a user token the agent acts for itself: sub = req_wl = agent, no act.
+func TestExchangeSelf(t *testing.T) {
+	e := newEnv(t)
+	x := e.exchanger(nil)
+	r, _ := http.NewRequest(http.MethodGet, "http://tool.example.org/", nil)
+	r.Header.Set("Authorization", "Basic dXNlcjpwdw==") // not a user token: left alone
+	if err := x.Apply(context.Background(), r, "orders.read"); err != nil {
+		t.Fatal(err)
+	}
+	if r.Header.Get("Authorization") == "" {
+		t.Error("a Basic Authorization header was removed")
+	}
+	info, err := e.verifier(nil).VerifyFrom(context.Background(), r.Header.Get(HeaderTxnToken), agentID.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Subject != agentID.String() || info.Actor != "" || info.Claims["act"] != nil {
+		t.Errorf("info = %+v", info)
+	}
+}
+
+// TestUserTokenHeaderOptions: a custom header, and keeping the raw token when configured.
+func TestUserTokenHeaderOptions(t *testing.T) {
+	e := newEnv(t)
+	user := e.idp.token(t, e.clock.Now(), nil)
+	for _, keep := range []bool{false, true} {
+		x := e.exchanger(func(c *ExchangerConfig) {
+			c.UserTokenHeader, c.UserTokenType, c.KeepUserToken = "X-User-Token", TokenTypeJWT, keep
+		})
+		r, _ := http.NewRequest(http.MethodGet, "http://tool.example.org/", nil)
+		r.Header.Set("X-User-Token", user)
+		if err := x.Apply(context.Background(), r, "orders.read"); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Header.Get("X-User-Token") != ""; got != keep {
+			t.Errorf("keep=%v: user token present = %v", keep, got)
+		}
+		info, err := e.verifier(nil).Verify(context.Background(), r.Header.Get(HeaderTxnToken))
+		if err != nil || info.Subject != "alice" {
+			t.Fatalf("info %+v, err %v", info, err)
+		}
+	}
+}
+
+// TestTokenEndpointRefusals: bad input gets the right RFC 6749 error and our reason, never a token.
+func TestTokenEndpointRefusals(t *testing.T) {
+	e := newEnv(t)
+	other := testca.New(t, testTD) // same trust domain name, keys nobody trusts
+	now := e.clock.Now()
+	good := e.idp.token(t, now, nil)
+	stranger := newIDP(t, "https://evil.example.net")
+	badSig := newIDP(t, userIss) // same iss and kid, other key
+
+	type tc struct {
+		name   string
+		form   func(url.Values)
+		hdr    func() http.Header
+		client *http.Client
+		setup  func()
+		status int
+		code   string
+		reason string
+	}
+	wptOK := func() http.Header { return e.wptHeader(e.endpoint) }
+	cases := []tc{
+		{name: "no proof of possession for the WIT", hdr: func() http.Header { return nil },
+			status: 401, code: CodeInvalidClient, reason: "credential_missing"},
+		{name: "no client authentication at all", form: func(f url.Values) {
+			f.Del("actor_token")
+			f.Del("actor_token_type")
+			f.Del("subject_token")
+			f.Del("subject_token_type")
+		}, hdr: func() http.Header { return nil }, status: 401, code: CodeInvalidClient, reason: "credential_missing"},
+		{name: "WPT with the wrong aud", hdr: func() http.Header { return e.wptHeader("https://elsewhere.example.org/token") },
+			status: 401, code: CodeInvalidClient, reason: "wrong_audience"},
+		{name: "WPT for another WIT", hdr: func() http.Header {
+			return http.Header{HeaderWPT: {e.wpt(e.ca.CreateWITSVID(agentID), e.endpoint)}}
+		}, status: 401, code: CodeInvalidClient},
+		{name: "WIT from untrusted keys", form: func(f url.Values) {
+			w := other.CreateWITSVID(agentID)
+			f.Set("actor_token", w.Token)
+		}, status: 401, code: CodeInvalidClient},
+		{name: "actor WIT differs from the header WIT", hdr: func() http.Header {
+			h := wptOK()
+			h.Set(HeaderWIT, e.ca.CreateWITSVID(agentID).Token)
+			return h
+		}, status: 400, code: CodeInvalidRequest, reason: "binding_mismatch"},
+		{name: "unknown actor token type", form: func(f url.Values) { f.Set("actor_token_type", TokenTypeIDToken) },
+			status: 400, code: CodeInvalidRequest, reason: "malformed"},
+		{name: "expired user token", form: func(f url.Values) {
+			f.Set("subject_token", e.idp.token(t, now, func(m map[string]any) { m["exp"] = now.Add(-time.Hour).Unix() }))
+			f.Set("subject_token_type", TokenTypeAccessToken)
+		}, status: 400, code: CodeInvalidRequest, reason: "expired"},
+		{name: "untrusted user-token issuer", form: func(f url.Values) {
+			f.Set("subject_token", stranger.token(t, now, nil))
+			f.Set("subject_token_type", TokenTypeJWT)
+		}, status: 400, code: CodeInvalidRequest, reason: "untrusted_issuer"},
+		{name: "user token with a bad signature", form: func(f url.Values) {
+			f.Set("subject_token", badSig.token(t, now, nil))
+			f.Set("subject_token_type", TokenTypeJWT)
+		}, status: 400, code: CodeInvalidRequest, reason: "bad_signature"},
+		{name: "user token for another audience", form: func(f url.Values) {
+			f.Set("subject_token", e.idp.token(t, now, func(m map[string]any) { m["aud"] = "some-api" }))
+			f.Set("subject_token_type", TokenTypeJWT)
+		}, status: 400, code: CodeInvalidRequest, reason: "wrong_audience"},
+		{name: "user token of a workload type", form: func(f url.Values) {
+			f.Set("subject_token", signJWT(t, e.idp.key, "ES256", e.idp.kid, "wit+jwt", map[string]any{
+				"iss": userIss, "sub": "alice", "aud": userAud, "exp": now.Add(time.Hour).Unix()}))
+			f.Set("subject_token_type", TokenTypeJWT)
+		}, status: 400, code: CodeInvalidRequest, reason: "malformed"},
+		{name: "user sub posing as a workload", form: func(f url.Values) {
+			f.Set("subject_token", e.idp.token(t, now, func(m map[string]any) { m["sub"] = toolID.String() }))
+			f.Set("subject_token_type", TokenTypeJWT)
+		}, status: 400, code: CodeInvalidRequest, reason: "malformed"},
+		{name: "may_act names another agent", form: func(f url.Values) {
+			f.Set("subject_token", e.idp.token(t, now, func(m map[string]any) { m["may_act"] = map[string]any{"sub": toolID.String()} }))
+			f.Set("subject_token_type", TokenTypeJWT)
+		}, status: 400, code: CodeInvalidRequest, reason: "policy_denied"},
+		{name: "scope beyond the user's", form: func(f url.Values) {
+			f.Set("subject_token", good)
+			f.Set("subject_token_type", TokenTypeAccessToken)
+			f.Set("scope", "orders.delete")
+		}, status: 400, code: CodeInvalidScope, reason: "policy_denied"},
+		{name: "someone else's WIT as subject", form: func(f url.Values) {
+			f.Set("subject_token", e.ca.CreateWITSVID(toolID).Token)
+		}, status: 400, code: CodeInvalidRequest, reason: "binding_mismatch"},
+		{name: "unsupported grant type", form: func(f url.Values) { f.Set("grant_type", "client_credentials") },
+			status: 400, code: CodeUnsupportedGrantType, reason: "malformed"},
+		{name: "missing grant type", form: func(f url.Values) { f.Del("grant_type") },
+			status: 400, code: CodeInvalidRequest, reason: "credential_missing"},
+		{name: "repeated scope", form: func(f url.Values) { f["scope"] = []string{"a", "b"} },
+			status: 400, code: CodeInvalidRequest, reason: "malformed"},
+		{name: "Txn-Token for another trust domain", form: func(f url.Values) { f.Set("audience", "other.example") },
+			status: 400, code: CodeInvalidTarget, reason: "wrong_audience"},
+		{name: "Txn-Token without scope", form: func(f url.Values) { f.Del("scope") },
+			status: 400, code: CodeInvalidRequest, reason: "credential_missing"},
+		{name: "refresh token as subject", form: func(f url.Values) { f.Set("subject_token_type", TokenTypeRefresh) },
+			status: 400, code: CodeInvalidRequest, reason: "malformed"},
+		{name: "unknown requested type", form: func(f url.Values) { f.Set("requested_token_type", TokenTypeIDToken) },
+			status: 400, code: CodeInvalidRequest, reason: "malformed"},
+		{name: "access token without target", form: func(f url.Values) {
+			f.Set("requested_token_type", TokenTypeAccessToken)
+			f.Del("audience")
+		}, status: 400, code: CodeInvalidRequest, reason: "credential_missing"},
+		{name: "resource with a fragment", form: func(f url.Values) {
+			f.Set("requested_token_type", TokenTypeAccessToken)
+			f.Set("resource", "https://api.example.org/#x")
+		}, status: 400, code: CodeInvalidTarget, reason: "malformed"},
+		{name: "revoked user", form: func(f url.Values) {
+			f.Set("subject_token", good)
+			f.Set("subject_token_type", TokenTypeAccessToken)
+		}, setup: func() { e.revoked["user|alice"] = true }, status: 400, code: CodeInvalidGrant, reason: "revoked"},
+		{name: "revoked agent", setup: func() { e.revoked["agent|"+agentID.String()] = true },
+			status: 400, code: CodeInvalidGrant, reason: "revoked"},
+		{name: "policy denies", setup: func() {
+			e.policy = PolicyFunc(func(context.Context, *ExchangeRequest) ([]string, error) {
+				return nil, fmt.Errorf("agents may not: %w", ErrDenied)
+			})
+		}, status: 400, code: CodeInvalidTarget, reason: "policy_denied"},
+		{name: "policy fails", setup: func() {
+			e.policy = PolicyFunc(func(context.Context, *ExchangeRequest) ([]string, error) { return nil, errors.New("db down") })
+		}, status: 500, code: CodeServerError, reason: "policy_denied"},
+		{name: "policy grants what was not asked", setup: func() {
+			e.policy = PolicyFunc(func(context.Context, *ExchangeRequest) ([]string, error) { return []string{"admin"}, nil })
+		}, status: 500, code: CodeServerError},
+		{name: "JWT-SVID actor without mTLS", form: func(f url.Values) {
+			f.Set("actor_token", e.ca.CreateJWTSVID(agentID, []string{e.endpoint}))
+			f.Set("actor_token_type", TokenTypeJWT)
+			f.Del("subject_token")
+			f.Del("subject_token_type")
+		}, status: 401, code: CodeInvalidClient, reason: "credential_missing"},
+		{name: "mTLS peer is not the WIT subject", client: e.client(e.ca.CreateX509SVID(toolID)),
+			status: 401, code: CodeInvalidClient, reason: "binding_mismatch"},
+		{name: "client certificate from an untrusted CA", client: e.client(other.CreateX509SVID(agentID)),
+			status: 401, code: CodeInvalidClient, reason: "untrusted_issuer"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e.revoked, e.policy = map[string]bool{}, nil
+			if c.setup != nil {
+				c.setup()
+			}
+			f := e.txnForm("")
+			if c.form != nil {
+				c.form(f)
+			}
+			h := wptOK
+			if c.hdr != nil {
+				h = c.hdr
+			}
+			status, body := e.post(c.client, f, h())
+			if status != c.status || body["error"] != c.code {
+				t.Fatalf("got %d %v, want %d %s", status, body, c.status, c.code)
+			}
+			if c.reason != "" && body["reason"] != c.reason {
+				t.Errorf("reason = %v, want %s (%v)", body["reason"], c.reason, body["error_description"])
+			}
+			if body["access_token"] != nil {
+				t.Error("a refusal carries a token")
+			}
+			if d, _ := body["error_description"].(string); d == "" {
+				t.Error("no error_description")
+			}
+		})
+	}
+}
+
+// TestTokenEndpointHTTP: method, content type and body size.
+func TestTokenEndpointHTTP(t *testing.T) {
+	e := newEnv(t)
+	c := e.client(nil)
+	resp, err := c.Get(e.endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
+		t.Errorf("GET: %d Allow=%q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	resp, err = c.Post(e.endpoint, "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("JSON body: %d", resp.StatusCode)
+	}
+	resp, err = c.Post(e.endpoint, "application/x-www-form-urlencoded", strings.NewReader("scope="+strings.Repeat("a", MaxRequestSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("oversized body: %d", resp.StatusCode)
+	}
+}
+
+// TestWPTReplayRefused: a WPT is single-use at the token endpoint too.
+func TestWPTReplayRefused(t *testing.T) {
+	e := newEnv(t)
+	h := e.wptHeader(e.endpoint)
+	if st, body := e.post(nil, e.txnForm(""), h); st != 200 {
+		t.Fatalf("first: %d %v", st, body)
+	}
+	if st, body := e.post(nil, e.txnForm(""), h); st != 401 || body["reason"] != "replay" {
+		t.Fatalf("replayed: %d %v", st, body)
+	}
+}
+
+// TestMTLSClientAuthentication: WIT with mTLS instead of a WPT, the X.509-SVID alone, and a JWT-SVID over mTLS.
+func TestMTLSClientAuthentication(t *testing.T) {
+	e := newEnv(t)
+	mtls := e.client(e.agentSVID)
+	cases := []struct {
+		name   string
+		form   func(url.Values)
+		method string
+	}{
+		{"WIT over mTLS", nil, AuthWITMTLS},
+		{"X.509-SVID alone", func(f url.Values) {
+			for _, k := range []string{"actor_token", "actor_token_type", "subject_token", "subject_token_type"} {
+				f.Del(k)
+			}
+		}, AuthMTLS},
+		{"JWT-SVID over mTLS", func(f url.Values) {
+			svid := e.ca.CreateJWTSVID(agentID, []string{e.endpoint})
+			f.Set("actor_token", svid)
+			f.Set("actor_token_type", TokenTypeJWT)
+			f.Set("subject_token", svid)
+			f.Set("subject_token_type", TokenTypeJWT)
+		}, AuthJWTSVIDMTLS},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := e.txnForm("")
+			if c.form != nil {
+				c.form(f)
+			}
+			st, body := e.post(mtls, f, nil)
+			if st != 200 {
+				t.Fatalf("%d %v", st, body)
+			}
+			info, err := e.verifier(nil).VerifyFrom(context.Background(), body["access_token"].(string), agentID.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.RequestContext["req_wl_authn"] != c.method || info.Subject != agentID.String() {
+				t.Errorf("info %+v", info)
+			}
+		})
+	}
+	// A JWT-SVID for another audience is refused even over mTLS.
+	f := e.txnForm("")
+	f.Set("actor_token", e.ca.CreateJWTSVID(agentID, []string{"https://other.example.org"}))
+	f.Set("actor_token_type", TokenTypeJWT)
+	f.Del("subject_token")
+	f.Del("subject_token_type")
+	if st, body := e.post(mtls, f, nil); st != 401 || body["reason"] != "wrong_audience" {
+		t.Errorf("JWT-SVID for another aud: %d %v", st, body)
+	}
+}
+
+// TestExchangerJWTSVIDActor: the Exchanger with a JWT-SVID actor over an mTLS client.
+func TestExchangerJWTSVIDActor(t *testing.T) {
+	e := newEnv(t)
+	x := e.exchanger(func(c *ExchangerConfig) {
+		c.Source = nil
+		c.HTTPClient = e.client(e.agentSVID)
+		c.JWTSVID = func(_ context.Context, aud string) (string, error) {
+			return e.ca.CreateJWTSVID(agentID, []string{aud}), nil
+		}
+	})
+	tok, err := x.Exchange(context.Background(), TokenRequest{Scope: "orders.read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.verifier(nil).VerifyFrom(context.Background(), tok.Value, agentID.String()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExchangerRefusalIsTyped: a refusal reaches the egress caller as an *Error wrapping the server's reason.
+func TestExchangerRefusalIsTyped(t *testing.T) {
+	e := newEnv(t)
+	x := e.exchanger(nil)
+	now := e.clock.Now()
+	expired := e.idp.token(t, now, func(m map[string]any) { m["exp"] = now.Add(-time.Hour).Unix() })
+	_, err := x.Exchange(context.Background(), TokenRequest{SubjectToken: expired, SubjectTokenType: TokenTypeJWT, Scope: "orders.read"})
+	wantErr(t, err, ErrExpired)
+	var oe *Error
+	if !errors.As(err, &oe) || oe.Code != CodeInvalidRequest || oe.Status != 400 {
+		t.Fatalf("err = %#v", err)
+	}
+	if strings.Contains(err.Error(), expired) {
+		t.Error("the error message contains the token")
+	}
+	// A failed exchange is not cached.
+	if _, err := x.Exchange(context.Background(), TokenRequest{SubjectToken: expired, SubjectTokenType: TokenTypeJWT, Scope: "orders.read"}); err == nil {
+		t.Fatal("second try succeeded")
+	}
+	if s := x.Stats(); s.Exchanges != 2 || s.CacheHits != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestExchangerUpstreamDown: an unreachable token service is ErrUpstream, not a pass.
+func TestExchangerUpstreamDown(t *testing.T) {
+	e := newEnv(t)
+	x := e.exchanger(nil)
+	e.srv.Close()
+	r, _ := http.NewRequest(http.MethodGet, "http://tool.example.org/", nil)
+	err := x.Apply(context.Background(), r, "orders.read")
+	wantErr(t, err, ErrUpstream)
+	if r.Header.Get(HeaderTxnToken) != "" {
+		t.Error("Txn-Token set after a failure")
+	}
+}
+
+// TestReplacementTxnToken: a tool that forwards the agent's Txn-Token downstream gets a replacement naming itself
+// (same txn and sub, act chain kept, no wider scope, no longer life), which the next hop accepts from it.
+func TestReplacementTxnToken(t *testing.T) {
+	e := newEnv(t)
+	agentTok, err := e.exchanger(nil).Exchange(context.Background(), TokenRequest{
+		SubjectToken: e.idp.token(t, e.clock.Now(), nil), SubjectTokenType: TokenTypeAccessToken, Scope: "orders.read orders.create"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := e.verifier(nil).Verify(context.Background(), agentTok.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(time.Minute)
+	tool := e.exchanger(func(c *ExchangerConfig) { c.Source = witSource{e.ca.CreateWITSVID(toolID)} })
+	r, _ := http.NewRequest(http.MethodGet, "http://next.example.org/", nil)
+	r.Header.Set(HeaderTxnToken, agentTok.Value)
+	if err := tool.Apply(context.Background(), r, "orders.read"); err != nil {
+		t.Fatal(err)
+	}
+	v := e.verifier(nil)
+	if _, err := v.VerifyFrom(context.Background(), agentTok.Value, toolID.String()); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("the agent's token from the tool: %v", err)
+	}
+	repl, err := v.VerifyFrom(context.Background(), r.Header.Get(HeaderTxnToken), toolID.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if repl.TransactionID != orig.TransactionID || repl.Subject != "alice" || !repl.Expiry.Equal(orig.Expiry) {
+		t.Errorf("replacement %+v, original %+v", repl, orig)
+	}
+	act, _ := repl.Claims["act"].(map[string]any)
+	inner, _ := act["act"].(map[string]any)
+	if act["sub"] != toolID.String() || inner["sub"] != agentID.String() {
+		t.Errorf("act chain %v", repl.Claims["act"])
+	}
+	// Widening the scope of a transaction is refused.
+	_, err = tool.Exchange(context.Background(), TokenRequest{SubjectToken: agentTok.Value, SubjectTokenType: TokenTypeTxnToken, Scope: "orders.delete"})
+	var oe *Error
+	if !errors.As(err, &oe) || oe.Code != CodeInvalidScope {
+		t.Fatalf("widened scope: %v", err)
+	}
+	// An expired Txn-Token is not replaced.
+	e.clock.Add(10 * time.Minute)
+	_, err = tool.Exchange(context.Background(), TokenRequest{SubjectToken: agentTok.Value, SubjectTokenType: TokenTypeTxnToken, Scope: "orders.read"})
+	wantErr(t, err, ErrExpired)
+}
+
+// TestTxnTokenNeverOutlivesUserToken: exp is capped at the user token's exp.
+func TestTxnTokenNeverOutlivesUserToken(t *testing.T) {
+	e := newEnv(t)
+	now := e.clock.Now()
+	user := e.idp.token(t, now, func(m map[string]any) { m["exp"] = now.Add(90 * time.Second).Unix() })
+	st, body := e.post(nil, e.txnForm(user), e.wptHeader(e.endpoint))
+	if st != 200 {
+		t.Fatalf("%d %v", st, body)
+	}
+	c, _ := claimsOf(t, body["access_token"].(string))
+	if int64(c["exp"].(float64)) != now.Add(90*time.Second).Unix() {
+		t.Errorf("exp %v, user exp %d", c["exp"], now.Add(90*time.Second).Unix())
+	}
+	if body["token_type"] != "N_A" || body["issued_token_type"] != TokenTypeTxnToken || body["refresh_token"] != nil {
+		t.Errorf("response %v", body)
+	}
+}
+
+// TestJWKSHandler: the published keys verify issued tokens through a RemoteJWKS.
+func TestJWKSHandler(t *testing.T) {
+	e := newEnv(t)
+	jwksURL := strings.TrimSuffix(e.endpoint, "/token") + "/jwks"
+	remote, err := NewRemoteJWKS(RemoteJWKSConfig{URL: jwksURL, Client: e.client(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := e.exchanger(nil).Exchange(context.Background(), TokenRequest{Scope: "orders.read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := e.verifier(func(c *TxnVerifierConfig) { c.Keys = remote })
+	if _, err := v.Verify(context.Background(), tok.Value); err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	resp, err := e.client(nil).Get(jwksURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/jwk-set+json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	if len(e.svc.JWKS().Keys) != 1 || !e.svc.JWKS().Keys[0].IsPublic() {
+		t.Errorf("JWKS %+v", set)
+	}
+}
+
+func TestNewTokenServiceConfigErrors(t *testing.T) {
+	key := mustP256(t)
+	good := TokenServiceConfig{TrustDomain: testTD, Endpoint: "https://tts.example.org/token", SigningKey: key, KeyID: "k", Alg: "ES256"}
+	if _, err := NewTokenService(good); err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*TokenServiceConfig){
+		"no trust domain":       func(c *TokenServiceConfig) { c.TrustDomain = spiffeid.TrustDomain{} },
+		"relative endpoint":     func(c *TokenServiceConfig) { c.Endpoint = "/token" },
+		"endpoint with query":   func(c *TokenServiceConfig) { c.Endpoint = "https://tts.example.org/token?x=1" },
+		"no key":                func(c *TokenServiceConfig) { c.SigningKey = nil },
+		"HS256":                 func(c *TokenServiceConfig) { c.Alg = "HS256" },
+		"alg does not fit key":  func(c *TokenServiceConfig) { c.Alg = "ES384" },
+		"issuer without keys":   func(c *TokenServiceConfig) { c.SubjectIssuers = []TrustedIssuer{{Issuer: "x", Audiences: []string{"a"}}} },
+		"negative lifetime":     func(c *TokenServiceConfig) { c.TxnTokenLifetime = -time.Second },
+		"unknown allowed alg":   func(c *TokenServiceConfig) { c.AllowedAlgs = []string{"none"} },
+		"symmetric publish key": func(c *TokenServiceConfig) { c.PublishKeys = []jose.JSONWebKey{{Key: []byte("secret"), KeyID: "s"}} },
+	} {
+		c := good
+		mod(&c)
+		if _, err := NewTokenService(c); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// assertNoTokensLogged checks that no log entry of either side carries a whole token.
+func assertNoTokensLogged(t *testing.T, e *env, tokens ...string) {
+	t.Helper()
+	if e.logs.Len() == 0 {
+		t.Fatal("nothing was logged")
+	}
+	for _, entry := range e.logs.All() {
+		text := entry.Message + fmt.Sprint(entry.ContextMap())
+		for _, tok := range tokens {
+			if strings.Contains(text, tok) {
+				t.Fatalf("log entry %q carries a token", entry.Message)
+			}
+		}
+	}
+}
