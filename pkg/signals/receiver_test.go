@@ -146,7 +146,9 @@ func TestPushRefusals(t *testing.T) {
 		{name: "payload not an object", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
 			body: func(f *fixture) string { return signRaw(t, f.key, "secevent+jwt", []string{"iss"}) }},
 		{name: "no events", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
-			body: func(f *fixture) string { return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "events", map[string]any{})) }},
+			body: func(f *fixture) string {
+				return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "events", map[string]any{}))
+			}},
 		{name: "no jti", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
 			body: func(f *fixture) string { return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "jti", nil)) }},
 		{name: "no subject", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,

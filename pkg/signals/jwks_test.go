@@ -1,0 +1,156 @@
+package signals
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+func TestJWKSRotationOverURL(t *testing.T) {
+	clk := newClock()
+	tt := newTestTransmitter(t, clk)
+	tt.cacheControl = "public, max-age=600"
+	recv, sink := newURLReceiver(t, tt)
+	hits := func() int { tt.mu.Lock(); defer tt.mu.Unlock(); return tt.jwksHits }
+	n := 0
+	push := func(key jose.JSONWebKey) (int, setErrorBody) {
+		n++
+		tok, err := Sign(key, SETClaims{Issuer: tt.issuer, Audience: []string{testAudience}, IssuedAt: clk.Now(),
+			JTI: "rot-" + string(rune('a'+n)), Subject: SubjectID{Format: FormatEmail, Email: "a@example.com"},
+			Events: map[string]map[string]any{EventSessionRevoked: nil}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pushTo(t, recv, tok, nil)
+	}
+	old := tt.keys[0]
+	if code, eb := push(old); code != 202 || hits() != 1 {
+		t.Fatalf("first SET: %d %+v, %d fetches", code, eb, hits())
+	}
+	if code, _ := push(old); code != 202 || hits() != 1 {
+		t.Fatalf("cached keys refetched: %d fetches", hits())
+	}
+
+	// The transmitter rotates to a new key and drops the old one.
+	fresh := newKey(t, "t2", jose.ES256)
+	tt.mu.Lock()
+	tt.keys = []jose.JSONWebKey{fresh}
+	tt.mu.Unlock()
+	// Right after a fetch, an unknown kid does not cause another one (rate limit): refused.
+	if code, eb := push(fresh); code != 400 || eb.Err != CodeInvalidKey || hits() != 1 {
+		t.Fatalf("unknown kid within the refetch interval: %d %+v, %d fetches", code, eb, hits())
+	}
+	clk.Advance(31 * time.Second)
+	if code, eb := push(fresh); code != 202 || hits() != 2 {
+		t.Fatalf("unknown kid after the interval: %d %+v, %d fetches", code, eb, hits())
+	}
+	if code, eb := push(old); code != 400 || eb.Err != CodeInvalidKey {
+		t.Fatalf("retired key still accepted: %d %+v", code, eb)
+	}
+
+	// The set expires after its max-age and is fetched again.
+	clk.Advance(601 * time.Second)
+	if code, _ := push(fresh); code != 202 || hits() != 3 {
+		t.Fatalf("after max-age: %d fetches", hits())
+	}
+	// A failed refresh keeps the last good keys (fail-static).
+	tt.mu.Lock()
+	tt.jwksStatus = http.StatusInternalServerError
+	tt.mu.Unlock()
+	clk.Advance(601 * time.Second)
+	if code, eb := push(fresh); code != 202 || hits() != 4 {
+		t.Fatalf("failed refresh: %d %+v, %d fetches", code, eb, hits())
+	}
+	if got := len(sink.Calls()); got != 5 {
+		t.Fatalf("%d applies, want 5", got)
+	}
+}
+
+func TestJWKSUnreachableIsOurProblem(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	url := dead.URL + "/jwks"
+	dead.Close()
+	f := newFixture(t, func(c *ReceiverConfig) { c.Transmitters[0].JWKSFile, c.Transmitters[0].JWKSURL = "", url })
+	tok := f.sign(t, f.claims())
+	_, err := f.recv.Process(context.Background(), tok)
+	var se *SETError
+	if err == nil || errors.As(err, &se) {
+		t.Fatalf("Process: %v (want a non-SET error)", err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tok))
+	req.Header.Set("Content-Type", MediaTypeSET)
+	rec := httptest.NewRecorder()
+	f.recv.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || len(f.sink.Calls()) != 0 {
+		t.Fatalf("status %d, %d applies", rec.Code, len(f.sink.Calls()))
+	}
+}
+
+func TestCacheTTL(t *testing.T) {
+	cfg := JWKSCacheConfig{}.withDefaults()
+	for header, want := range map[string]time.Duration{
+		"":                          time.Hour,
+		"max-age=300":               5 * time.Minute,
+		"public, max-age=7200":      2 * time.Hour,
+		"max-age=5":                 time.Minute,
+		"max-age=99999999999999999": 24 * time.Hour,
+		"max-age=nope":              time.Hour,
+		"no-store":                  time.Minute,
+		"max-age=600, no-cache":     time.Minute,
+	} {
+		if got := cacheTTL(header, cfg); got != want {
+			t.Errorf("cacheTTL(%q) = %s, want %s", header, got, want)
+		}
+	}
+}
+
+func TestParseJWKS(t *testing.T) {
+	ec := newKey(t, "ec", jose.ES256)
+	ed := newKey(t, "ed", jose.EdDSA)
+	pubEC, _ := json.Marshal(ec.Public())
+	privEd, _ := json.Marshal(ed)
+	tests := []struct {
+		name string
+		json string
+		kids []string
+	}{
+		{"public key", `{"keys":[` + string(pubEC) + `]}`, []string{"ec"}},
+		{"private key reduced to public", `{"keys":[` + string(privEd) + `]}`, []string{"ed"}},
+		{"bad and symmetric keys skipped", `{"keys":[{"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0","kid":"hs"},{"kty":"XYZ"},` +
+			`{"kty":"EC","crv":"P-256","x":"bad","y":"bad","kid":"broken"},` + string(pubEC) + `]}`, []string{"ec"}},
+		{"encryption key skipped", `{"keys":[` + strings.Replace(string(pubEC), `"use":"sig"`, `"use":"enc"`, 1) + `]}`, nil},
+		{"no keys", `{"keys":[]}`, nil},
+		{"not JSON", `<html>`, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			keys, err := parseJWKS([]byte(tc.json))
+			if tc.kids == nil {
+				if err == nil {
+					t.Fatalf("accepted %v", keys)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kids []string
+			for _, k := range keys {
+				if !k.IsPublic() {
+					t.Errorf("key %s is private", k.KeyID)
+				}
+				kids = append(kids, k.KeyID)
+			}
+			if strings.Join(kids, ",") != strings.Join(tc.kids, ",") {
+				t.Fatalf("kids %v, want %v", kids, tc.kids)
+			}
+		})
+	}
+}
