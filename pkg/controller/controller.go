@@ -53,11 +53,6 @@ type Controller struct {
 	closers                         []func()
 }
 
-// ControllerID is the SPIFFE ID the controller's xDS endpoint presents.
-func ControllerID(td spiffeid.TrustDomain) spiffeid.ID {
-	return spiffeid.RequireFromPath(td, "/agentauth/controller")
-}
-
 // New opens the state store, loads (or creates) the CA, and binds every listener. Nothing is served until Run.
 func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err error) {
 	c := &Controller{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
@@ -87,7 +82,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 	if err := writeBundle(filepath.Join(cfg.DataDir, "bundle.pem"), c.ca); err != nil {
 		return nil, err
 	}
-	if c.self, err = newSelfSVID(ctx, c.ca, ControllerID(c.td), cfg.Issuer.SVIDTTL, log); err != nil {
+	if c.self, err = newSelfSVID(ctx, c.ca, xds.ControllerID(c.td), cfg.Issuer.SVIDTTL, log); err != nil {
 		return nil, err
 	}
 	c.closers = append(c.closers, c.self.stop)

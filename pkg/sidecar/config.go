@@ -41,6 +41,8 @@ type Config struct {
 	Log LogConfig `yaml:"log"`
 	// Limits bound what a peer can make the sidecar hold.
 	Limits LimitsConfig `yaml:"limits"`
+	// Controller, when set, receives policy and revocations from the controller over xDS.
+	Controller *ControlPlaneConfig `yaml:"controller,omitempty"`
 	// ShutdownGrace is how long SIGTERM waits for in-flight requests (default 15s).
 	ShutdownGrace time.Duration `yaml:"shutdownGrace"`
 }
@@ -51,6 +53,29 @@ type IdentityConfig struct {
 	WorkloadAPI *WorkloadAPIConfig `yaml:"workloadAPI,omitempty"`
 	// Files reads credentials from PEM/JSON files on disk and reloads them when they change.
 	Files *FilesConfig `yaml:"files,omitempty"`
+	// Controller gets credentials from the agentauth controller's built-in issuer: a one-time join token the
+	// first time, renewal with the current SVID afterwards.
+	Controller *ControllerIdentityConfig `yaml:"controller,omitempty"`
+}
+
+// ControllerIdentityConfig points at the controller's issuer endpoint.
+type ControllerIdentityConfig struct {
+	// Address is the issuer endpoint, host:port.
+	Address string `yaml:"address"`
+	// Bundle is the controller's CA certificate (its dataDir/bundle.pem): the trust that authenticates the
+	// issuer before this sidecar has credentials of its own.
+	Bundle string `yaml:"bundle"`
+	// JoinToken or JoinTokenFile holds the one-time token from `agentauthctl join-token`.
+	JoinToken     string `yaml:"joinToken,omitempty"`
+	JoinTokenFile string `yaml:"joinTokenFile,omitempty"`
+	// StateDir keeps the current SVID so a restart renews instead of needing a new join token.
+	StateDir string `yaml:"stateDir,omitempty"`
+}
+
+// ControlPlaneConfig points at the controller's xDS endpoint.
+type ControlPlaneConfig struct {
+	// Address is the controller's ADS endpoint, host:port.
+	Address string `yaml:"address"`
 }
 
 // WorkloadAPIConfig points at a SPIFFE Workload API socket.
@@ -130,8 +155,11 @@ type IngressConfig struct {
 	MaxProofLifetime time.Duration `yaml:"maxProofLifetime,omitempty"`
 	// ReplayCacheSize bounds remembered proof ids (default 1,000,000).
 	ReplayCacheSize int `yaml:"replayCacheSize,omitempty"`
-	// Policy holds local authorization policy until the controller serves it.
+	// Policy holds local Cedar policy files; with a controller configured, the controller's policies are used.
 	Policy *PolicyConfig `yaml:"policy,omitempty"`
+	// MCPPaths are paths where the tool serves MCP (JSON-RPC over streamable HTTP); POSTs to them are decided
+	// per JSON-RPC call (tool, resource or prompt name).
+	MCPPaths []string `yaml:"mcpPaths,omitempty"`
 }
 
 // IngressMTLSConfig says which peers may connect.
@@ -322,6 +350,12 @@ func (c *Config) Validate() error {
 	if c.Ingress != nil {
 		c.Ingress.validate(v)
 	}
+	if c.Controller != nil {
+		v.hostPort("controller.address", c.Controller.Address, true)
+		if c.Ingress != nil && c.Ingress.Policy != nil {
+			v.add("ingress.policy", "the controller serves policy when controller is set; remove ingress.policy")
+		}
+	}
 	v.hostPort("admin.listen", c.Admin.Listen, true)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -343,11 +377,24 @@ func (c *Config) Validate() error {
 
 func (c *Config) validateIdentity(v *validator) {
 	id := c.Identity
+	n := 0
+	for _, set := range []bool{id.WorkloadAPI != nil, id.Files != nil, id.Controller != nil} {
+		if set {
+			n++
+		}
+	}
 	switch {
-	case id.WorkloadAPI == nil && id.Files == nil:
-		v.add("identity", "set one of identity.workloadAPI or identity.files")
-	case id.WorkloadAPI != nil && id.Files != nil:
-		v.add("identity", "set only one of identity.workloadAPI and identity.files")
+	case n == 0:
+		v.add("identity", "set one of identity.workloadAPI, identity.files or identity.controller")
+	case n > 1:
+		v.add("identity", "set only one of identity.workloadAPI, identity.files and identity.controller")
+	case id.Controller != nil:
+		ic := id.Controller
+		v.hostPort("identity.controller.address", ic.Address, true)
+		v.required("identity.controller.bundle", ic.Bundle)
+		if ic.JoinToken != "" && ic.JoinTokenFile != "" {
+			v.add("identity.controller.joinToken", "set joinToken or joinTokenFile, not both")
+		}
 	case id.Files != nil:
 		f := id.Files
 		v.required("identity.files.cert", f.Cert)
@@ -382,6 +429,9 @@ func (c *Config) validateIdentity(v *validator) {
 
 // hasWIT reports whether the identity source can supply a WIT, which wpt and httpsig need.
 func (c *Config) hasWIT() bool {
+	if c.Identity.Controller != nil {
+		return true
+	}
 	if f := c.Identity.Files; f != nil {
 		return f.WIT != ""
 	}
@@ -495,6 +545,11 @@ func (in *IngressConfig) validate(v *validator) {
 	v.positive("ingress.replayCacheSize", int64(in.ReplayCacheSize))
 	if p := in.Policy; p != nil && len(p.Files) == 0 {
 		v.add("ingress.policy.files", "at least one Cedar policy file")
+	}
+	for i, p := range in.MCPPaths {
+		if !strings.HasPrefix(p, "/") {
+			v.add(fmt.Sprintf("ingress.mcpPaths[%d]", i), fmt.Sprintf("%q must start with /", p))
+		}
 	}
 }
 

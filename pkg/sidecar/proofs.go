@@ -161,7 +161,8 @@ func (a *httpsigAuthenticator) Authenticate(ctx context.Context, r *http.Request
 }
 
 func witAttrs(w *wpt.WIT) map[string]any {
-	return map[string]any{"wit_jti": w.ID, "wit_iss": w.Issuer, "trust_domain": w.TrustDomain.Name()}
+	return map[string]any{attrWITJTI: w.ID, attrWITIss: w.Issuer, attrIssuedAt: w.IssuedAt,
+		"trust_domain": w.TrustDomain.Name()}
 }
 
 // bearer returns the token of an "Authorization: Bearer" header, or "".

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -17,6 +18,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/httpsig"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/mtls"
+	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/proxy"
 	"github.com/agentauth/agentauth/pkg/replay"
 	"github.com/agentauth/agentauth/pkg/wpt"
@@ -34,6 +36,8 @@ type Sidecar struct {
 	closers []func()
 	// Sink receives every decision; the audit log plugs in here.
 	sink proxy.DecisionSink
+	// cp is the controller connection, when configured.
+	cp *controlPlane
 }
 
 // Option adjusts a Sidecar at construction.
@@ -69,6 +73,11 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 		return nil, fmt.Errorf("sidecar: no X.509-SVID: %w", err)
 	}
 	self := svid.ID
+	if cfg.Controller != nil {
+		if s.cp, err = s.startControlPlane(self); err != nil {
+			return nil, err
+		}
+	}
 
 	sinks := multiSink{&logSink{log: log}}
 	if s.sink != nil {
@@ -171,17 +180,7 @@ func (s *Sidecar) openIdentity(ctx context.Context) (identity.Source, error) {
 		}
 		src, err := identity.NewFileSource(identity.FileConfig{
 			CertFile: f.Cert, KeyFile: f.Key, Bundles: bundles, WITFile: f.WIT, WITKeyFile: f.WITKey,
-			Observer: identity.ObserverFuncs{
-				OnRotated: func(st identity.Status) {
-					s.metrics.Rotated(st)
-					s.log.Info("credentials loaded", zap.Stringer("id", st.ID), zap.Time("x509_expiry", st.X509Expiry),
-						zap.Time("wit_expiry", st.WITExpiry))
-				},
-				OnRotationFailed: func(err error) {
-					s.metrics.RotationFailed(err)
-					s.log.Error("credential reload failed; keeping the previous credentials", zap.Error(err))
-				},
-			},
+			Observer: s.observer(),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("identity.files: %w", err)
@@ -192,9 +191,9 @@ func (s *Sidecar) openIdentity(ctx context.Context) (identity.Source, error) {
 		return src, nil
 	case id.WorkloadAPI != nil:
 		w := id.WorkloadAPI
-		cfg := identity.WorkloadAPIConfig{Addr: w.Socket, Observer: s.metrics}
+		cfg := identity.WorkloadAPIConfig{Addr: w.Socket, Observer: s.observer()}
 		if w.WIT != "" {
-			wits, err := identity.NewWITFileSource(w.WIT, w.WITKey, s.metrics)
+			wits, err := identity.NewWITFileSource(w.WIT, w.WITKey, s.observer())
 			if err != nil {
 				return nil, fmt.Errorf("identity.workloadAPI.wit: %w", err)
 			}
@@ -205,8 +204,25 @@ func (s *Sidecar) openIdentity(ctx context.Context) (identity.Source, error) {
 			return nil, fmt.Errorf("identity.workloadAPI: %w", err)
 		}
 		return src, nil
+	case id.Controller != nil:
+		return s.openIssuer(ctx, id.Controller)
 	}
 	return nil, errors.New("identity: no source configured")
+}
+
+// observer counts and logs every credential load and every rejected one.
+func (s *Sidecar) observer() identity.Observer {
+	return identity.ObserverFuncs{
+		OnRotated: func(st identity.Status) {
+			s.metrics.Rotated(st)
+			s.log.Info("credentials loaded", zap.Stringer("id", st.ID), zap.Time("x509_expiry", st.X509Expiry),
+				zap.Time("wit_expiry", st.WITExpiry))
+		},
+		OnRotationFailed: func(err error) {
+			s.metrics.RotationFailed(err)
+			s.log.Error("credential load failed; keeping the previous credentials", zap.Error(err))
+		},
+	}
 }
 
 func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listener, error) {
@@ -338,10 +354,14 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	if err != nil {
 		return proxy.Listener{}, err
 	}
+	var revs proxy.RevocationChecker
+	if s.cp != nil {
+		revs = s.cp
+	}
 	h, err := proxy.NewIngressHandler(proxy.IngressConfig{
 		Options: popts,
 		Routes:  table,
-		Steps:   proxy.StandardChain(authn, nil, authz),
+		Steps:   proxy.StandardChain(authn, revs, authz),
 	})
 	if err != nil {
 		return proxy.Listener{}, err
@@ -386,11 +406,37 @@ func (s *Sidecar) serverTLS(m *IngressMTLSConfig) *tls.Config {
 	return cfg
 }
 
-// authorizer is the ingress policy: Cedar policies when configured; otherwise every authenticated caller the TLS
-// and proof checks admitted is allowed, which the log says at start.
+// authorizer is the ingress policy: the controller's Cedar policies when a controller is configured, else local
+// policy files; with neither, every caller the TLS and proof checks admitted is allowed, which the log says.
 func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
-	s.log.Warn("ingress has no policy configured: every authenticated caller is allowed")
-	return allowAuthenticated{}, nil
+	in := s.cfg.Ingress
+	var engine *policy.Engine
+	switch {
+	case s.cp != nil:
+		engine = s.cp.engine
+	case in.Policy != nil:
+		files := map[string][]byte{}
+		for _, f := range in.Policy.Files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("ingress.policy.files: %w", err)
+			}
+			files[f] = b
+		}
+		set, err := policy.Compile(files)
+		if err != nil {
+			return nil, fmt.Errorf("ingress.policy.files: %w", err)
+		}
+		engine = policy.NewEngine(set)
+	default:
+		s.log.Warn("ingress has no policy and no controller: every authenticated caller is allowed")
+		return allowAuthenticated{}, nil
+	}
+	a := &policyAuthorizer{engine: engine, mcpPaths: in.MCPPaths, maxBody: int(s.cfg.Limits.MaxBodyBytes)}
+	if s.cp != nil {
+		a.risk = s.cp.risk
+	}
+	return a, nil
 }
 
 type allowAuthenticated struct{}

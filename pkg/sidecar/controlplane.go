@@ -1,0 +1,296 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/identity"
+	"github.com/agentauth/agentauth/pkg/mtls"
+	"github.com/agentauth/agentauth/pkg/policy"
+	"github.com/agentauth/agentauth/pkg/policy/mcp"
+	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/xds"
+)
+
+// openIssuer attests to the controller's built-in issuer (join token the first time, renewal afterwards).
+func (s *Sidecar) openIssuer(ctx context.Context, c *ControllerIdentityConfig) (identity.Source, error) {
+	bundle, err := loadBootstrapBundle(c.Bundle)
+	if err != nil {
+		return nil, fmt.Errorf("identity.controller.bundle: %w", err)
+	}
+	token := c.JoinToken
+	if c.JoinTokenFile != "" {
+		b, err := os.ReadFile(c.JoinTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("identity.controller.joinTokenFile: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	src, err := identity.NewIssuerSource(ctx, identity.IssuerConfig{
+		Address:   c.Address,
+		Bundle:    bundle,
+		JoinToken: token,
+		StateDir:  c.StateDir,
+		Observer:  s.observer(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("identity.controller: %w", err)
+	}
+	return src, nil
+}
+
+// loadBootstrapBundle reads the controller's CA root (bundle.pem); its trust domain is the root's SPIFFE ID.
+func loadBootstrapBundle(path string) (*x509bundle.Bundle, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var certs []*x509.Certificate
+	for rest := data; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("%s: no PEM certificates", path)
+	}
+	if len(certs[0].URIs) != 1 {
+		return nil, fmt.Errorf("%s: the CA certificate has no SPIFFE ID naming its trust domain", path)
+	}
+	td, err := spiffeid.TrustDomainFromURI(certs[0].URIs[0])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return x509bundle.FromX509Authorities(td, certs), nil
+}
+
+// controlPlane is the sidecar's view of the controller: the xDS client's state, and what is derived from it
+// (the compiled policy set).
+type controlPlane struct {
+	client *xds.Client
+	engine *policy.Engine
+	log    *zap.Logger
+}
+
+// startControlPlane connects to the controller's ADS endpoint with our SVID and keeps the policy engine in step
+// with the policies it serves. Until the first full sync the sidecar is not ready; afterwards it keeps enforcing
+// its last state if the controller goes away (fail-static), and /readyz says so.
+func (s *Sidecar) startControlPlane(self spiffeid.ID) (*controlPlane, error) {
+	cp := &controlPlane{log: s.log.Named("xds")}
+	tlsConf := mtls.ClientConfig(s.src, mtls.AuthorizeIDs(xds.ControllerID(self.TrustDomain())))
+	client, err := xds.NewClient(xds.ClientConfig{
+		Target:     s.cfg.Controller.Address,
+		TLSConfig:  tlsConf,
+		NodeID:     self.String(),
+		Validators: map[string]xds.Validator{agentauthv1.PolicyType: validatePolicyDoc},
+		OnUpdate:   cp.onUpdate,
+		Logger:     cp.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	cp.client = client
+	// No policy set until the controller sends one: the engine denies everything meanwhile.
+	cp.engine = policy.NewEngine(nil, policy.WithRevocations(policy.RevocationsFunc(cp.revoked)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = client.Run(ctx) }()
+	s.closers = append(s.closers, func() { cancel(); <-done })
+	s.metrics.Registry.MustRegister(xds.NewClientCollector(client))
+	s.admin.AddCheck("controller", cp.ready)
+	return cp, nil
+}
+
+func validatePolicyDoc(name string, res proto.Message) error {
+	p, ok := res.(*agentauthv1.Policy)
+	if !ok {
+		return fmt.Errorf("policy %q: unexpected type %T", name, res)
+	}
+	src := p.GetSource()
+	if src == "" {
+		src = name
+	}
+	_, err := policy.Compile(map[string][]byte{src: []byte(p.GetCedar())})
+	return err
+}
+
+// onUpdate recompiles the policy set when policies change. Revocations need nothing here: every check reads the
+// client's current state, so the next request after an update sees it.
+func (cp *controlPlane) onUpdate(u xds.Update) {
+	if u.TypeURL != agentauthv1.PolicyType {
+		return
+	}
+	files := map[string][]byte{}
+	for _, p := range cp.client.State().Policies() {
+		src := p.GetSource()
+		if src == "" {
+			src = p.GetId()
+		}
+		files[src] = []byte(p.GetCedar())
+	}
+	set, err := policy.Compile(files)
+	if err != nil {
+		// Each document compiled on its own (the validator), but not together (e.g. duplicate ids across files):
+		// keep enforcing the previous set.
+		cp.log.Error("policy set from the controller does not compile; keeping the previous one", zap.Error(err))
+		return
+	}
+	cp.engine.Swap(set)
+	cp.log.Info("policy set applied", zap.String("version", u.Version), zap.Int("policies", set.Len()))
+}
+
+// risk is the subject's current CAEP risk and assurance level as the controller serves them.
+func (cp *controlPlane) risk(subject string) (policy.RiskLevel, string) {
+	r, ok := cp.client.State().Risk("spiffe", "", subject)
+	if !ok {
+		return "", ""
+	}
+	return policy.RiskLevel(r.GetRiskLevel()), r.GetAssuranceLevel()
+}
+
+func (cp *controlPlane) ready(context.Context) (string, error) {
+	st := cp.client.Status()
+	switch {
+	case !st.Synced && st.LastError != "":
+		return "", fmt.Errorf("no state from the controller yet: %s", st.LastError)
+	case !st.Synced:
+		return "", errors.New("no state from the controller yet")
+	case !st.Connected:
+		return fmt.Sprintf("fail-static: controller unreachable, enforcing the state received at %s (%s)",
+			st.LastContact.UTC().Format(time.RFC3339), st.LastError), nil
+	}
+	return "connected", nil
+}
+
+// subjectKinds maps the policy engine's subject classes to the revocation subject kinds the controller serves. A
+// delegated user may be named by email, iss+sub or an opaque id; without the token's issuer the value is matched
+// against each kind.
+var subjectKinds = map[string][]string{
+	policy.SubjectAgent: {"spiffe"},
+	policy.SubjectUser:  {"user_email", "user_opaque", "user_iss_sub"},
+	policy.SubjectTxn:   {"session"},
+}
+
+func (cp *controlPlane) revoked(_ context.Context, kind, value string, issuedAt time.Time) (string, bool) {
+	st, now := cp.client.State(), time.Now()
+	for _, k := range subjectKinds[kind] {
+		if r := st.Revoked(k, "", value, issuedAt, now); r != nil {
+			return r.GetId() + " (" + r.GetReason() + ")", true
+		}
+	}
+	return "", false
+}
+
+// Check implements proxy.RevocationChecker: the caller's workload identity and its WIT are checked against the
+// controller's revocations before any policy runs.
+func (cp *controlPlane) Check(_ context.Context, id *proxy.Identity) error {
+	st, now := cp.client.State(), time.Now()
+	issued, _ := id.Attrs[attrIssuedAt].(time.Time)
+	if r := st.Revoked("spiffe", "", id.Subject, issued, now); r != nil {
+		return proxy.Revoked(r.GetId(), revocationText(r))
+	}
+	if jti, _ := id.Attrs[attrWITJTI].(string); jti != "" {
+		iss, _ := id.Attrs[attrWITIss].(string)
+		if r := st.Revoked("jti", iss, jti, issued, now); r != nil {
+			return proxy.Revoked(r.GetId(), revocationText(r))
+		}
+	}
+	return nil
+}
+
+func revocationText(r *agentauthv1.Revocation) string {
+	msg := r.GetReason()
+	if c := r.GetCause(); c != nil && c.GetSetJti() != "" {
+		msg += fmt.Sprintf(" (event %s, SET jti %s)", c.GetEventType(), c.GetSetJti())
+	}
+	return msg
+}
+
+// policyAuthorizer asks the Cedar engine. MCP bodies (POSTs to the configured MCP paths) are parsed and every
+// JSON-RPC call is decided on its own; the request passes only if all of them are allowed.
+type policyAuthorizer struct {
+	engine   *policy.Engine
+	risk     func(subject string) (policy.RiskLevel, string)
+	mcpPaths []string
+	maxBody  int
+}
+
+func (a *policyAuthorizer) Authorize(ctx context.Context, req *proxy.AuthzRequest) (*proxy.Decision, error) {
+	id := req.Identity
+	issued, _ := id.Attrs[attrIssuedAt].(time.Time)
+	host := req.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	preq := policy.Request{
+		AgentID:          id.Subject,
+		AgentIssuedAt:    issued,
+		AuthMethod:       policy.AuthMethod(id.Method),
+		DelegatedSubject: id.DelegatedSubject,
+		TransactionID:    id.TransactionID,
+		Host:             strings.ToLower(host),
+		Method:           req.Method,
+		Path:             req.Path,
+		Time:             time.Now(),
+	}
+	if a.risk != nil {
+		preq.RiskLevel, preq.AssuranceLevel = a.risk(id.Subject)
+	}
+	if req.Method == "POST" && a.isMCP(req.Path) {
+		body, err := req.Body()
+		if err != nil {
+			return nil, err
+		}
+		msg, err := mcp.Parse(req.Header.Get("Content-Type"), body, a.maxBody)
+		if err != nil {
+			return nil, fmt.Errorf("%w: MCP request: %v", autherr.ErrMalformed, err)
+		}
+		preq.MCP = msg.Calls
+	}
+	d := a.engine.Decide(ctx, preq)
+	if d.Reason == autherr.ErrRevoked.Code() {
+		return nil, proxy.Revoked(d.RevocationID, d.String())
+	}
+	return &proxy.Decision{Allowed: d.Allowed, PolicyIDs: d.PolicyIDs, Reason: d.String()}, nil
+}
+
+func (a *policyAuthorizer) isMCP(path string) bool {
+	for _, p := range a.mcpPaths {
+		if path == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Identity attributes the authenticators set for the revocation and policy steps.
+const (
+	attrIssuedAt = "issued_at" // time.Time: when the caller's credential (WIT) was issued
+	attrWITJTI   = "wit_jti"
+	attrWITIss   = "wit_iss"
+)
+
+var (
+	_ proxy.RevocationChecker = (*controlPlane)(nil)
+	_ proxy.Authorizer        = (*policyAuthorizer)(nil)
+)

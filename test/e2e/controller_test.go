@@ -1,0 +1,225 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// controllerEnv is a running controller with its admin socket and the files a sidecar needs to trust it.
+type controllerEnv struct {
+	dir, socket, issuerAddr, xdsAddr, opsAddr, configPath string
+	proc                                                   *proc
+}
+
+func startController(t *testing.T, dir string) *controllerEnv {
+	t.Helper()
+	c := &controllerEnv{dir: dir, socket: filepath.Join(dir, "admin.sock"),
+		issuerAddr: freeAddr(t), xdsAddr: freeAddr(t), opsAddr: freeAddr(t)}
+	c.configPath = writeFile(t, dir, "controller.yaml", fmt.Sprintf(`trustDomain: example.org
+dataDir: %s
+issuer: {listen: %s}
+xds: {listen: %s}
+admin: {socket: %s}
+ops: {listen: %s}
+log: {level: debug}
+`, filepath.Join(dir, "data"), c.issuerAddr, c.xdsAddr, c.socket, c.opsAddr))
+	c.start(t)
+	return c
+}
+
+func (c *controllerEnv) start(t *testing.T) {
+	t.Helper()
+	c.proc = start(t, "controller", nil, "-config", c.configPath)
+	waitHTTP(t, c.proc, "http://"+c.opsAddr+"/readyz", http.StatusOK)
+}
+
+func (c *controllerEnv) bundle() string { return filepath.Join(c.dir, "data", "bundle.pem") }
+
+// ctl runs agentauthctl against the controller and returns its output; a failure fails the test unless wantErr.
+func (c *controllerEnv) ctl(t *testing.T, wantErr bool, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "agentauthctl"), append([]string{"-socket", c.socket}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if (err != nil) != wantErr {
+		t.Fatalf("agentauthctl %v: err=%v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func (c *controllerEnv) joinToken(t *testing.T, id string) string {
+	t.Helper()
+	var resp struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(c.ctl(t, false, "join-token", "-spiffe-id", id, "-ttl", "10m")), &resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp.Token
+}
+
+const weatherPolicy = `@id("planner-may-call-weather")
+permit (
+  principal == Agent::"spiffe://example.org/agent/planner",
+  action,
+  resource == Tool::"weather.tools.local"
+);
+`
+
+// managedPair is a tool and an agent whose sidecars get credentials and policy from the controller.
+func startManagedPair(t *testing.T, c *controllerEnv) *pair {
+	t.Helper()
+	p := &pair{toolAddr: freeAddr(t), ingressAddr: freeAddr(t), egressProxy: freeAddr(t),
+		egressAdmin: freeAddr(t), ingressAdmin: freeAddr(t)}
+	dir := t.TempDir()
+	p.tool = start(t, "sampletool", nil, "-listen", p.toolAddr)
+	waitHTTP(t, p.tool, "http://"+p.toolAddr+"/whoami", http.StatusOK)
+
+	identity := func(id, name string) string {
+		return fmt.Sprintf(`identity:
+  controller:
+    address: %s
+    bundle: %s
+    joinToken: %s
+    stateDir: %s
+controller:
+  address: %s
+`, c.issuerAddr, c.bundle(), c.joinToken(t, id), filepath.Join(dir, name+"-state"), c.xdsAddr)
+	}
+	p.ingress = start(t, "sidecar", nil, "-config", writeFile(t, dir, "ingress.yaml", identity(toolID.String(), "tool")+
+		fmt.Sprintf(`ingress:
+  listen: %s
+  backend: http://%s
+  mtls: {trustDomains: [example.org]}
+  require: [mtls, wpt]
+  host: %s
+  mcpPaths: [/mcp]
+admin: {listen: %s}
+log: {level: debug}
+`, p.ingressAddr, p.toolAddr, toolHost, p.ingressAdmin)))
+	p.egress = start(t, "sidecar", nil, "-config", writeFile(t, dir, "egress.yaml", identity(agentID.String(), "agent")+
+		fmt.Sprintf(`egress:
+  proxyListen: %s
+  routes:
+    - {name: weather, host: %s, upstream: "https://%s", modes: [mtls, wpt], serverID: "%s"}
+admin: {listen: %s}
+log: {level: debug}
+`, p.egressProxy, toolHost, p.ingressAddr, toolID, p.egressAdmin)))
+	waitHTTP(t, p.ingress, "http://"+p.ingressAdmin+"/readyz", http.StatusOK)
+	waitHTTP(t, p.egress, "http://"+p.egressAdmin+"/readyz", http.StatusOK)
+	return p
+}
+
+// waitStatus retries GET url through the agent until it answers want (propagation is asynchronous).
+func waitStatus(t *testing.T, p *pair, url string, want int) string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var code int
+	var body string
+	for time.Now().Before(deadline) {
+		code, _, body = getWhoami(t, p.agent(), url, nil)
+		if code == want {
+			return body
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("GET %s: still %d %s, want %d", url, code, body, want)
+	return ""
+}
+
+// TestControllerManagedSidecars: credentials from the built-in issuer (join tokens), policy and revocations over
+// xDS, fail-static while the controller is down, and state intact across a controller restart.
+func TestControllerManagedSidecars(t *testing.T) {
+	c := startController(t, t.TempDir())
+	policyFile := writeFile(t, t.TempDir(), "weather.cedar", weatherPolicy)
+	p := startManagedPair(t, c)
+	url := "http://" + toolHost + "/whoami"
+
+	// Default deny until a policy arrives; then the call is allowed and the tool sees the agent.
+	if code, _, body := getWhoami(t, p.agent(), url, nil); code != http.StatusForbidden || !strings.Contains(body, "policy_denied") {
+		t.Fatalf("before any policy: %d %s, want 403 policy_denied", code, body)
+	}
+	c.ctl(t, false, "policy", "apply", policyFile)
+	waitStatus(t, p, url, http.StatusOK)
+
+	t.Run("bad policy is refused with its line and changes nothing", func(t *testing.T) {
+		bad := writeFile(t, t.TempDir(), "bad.cedar", "@id(\"x\")\npermit (principal, action, resource)\nwhen { context.nope == 1 };\n")
+		out := c.ctl(t, true, "policy", "apply", bad)
+		if !strings.Contains(out, "bad.cedar:") {
+			t.Fatalf("error does not name the file and line: %s", out)
+		}
+		if code, _, body := getWhoami(t, p.agent(), url, nil); code != http.StatusOK {
+			t.Fatalf("after a refused policy: %d %s", code, body)
+		}
+	})
+
+	t.Run("sidecars are listed with what they ACKed", func(t *testing.T) {
+		out := c.ctl(t, false, "sidecars")
+		for _, id := range []string{agentID.String(), toolID.String()} {
+			if !strings.Contains(out, id) {
+				t.Fatalf("sidecars output lacks %s:\n%s", id, out)
+			}
+		}
+		if !strings.Contains(out, "agentauth.v1.Policy") {
+			t.Fatalf("no ACKed policy version in:\n%s", out)
+		}
+	})
+
+	t.Run("revocation is enforced on the next requests", func(t *testing.T) {
+		out := c.ctl(t, false, "revoke", "-kind", "spiffe", "-value", agentID.String(), "-reason", "agent compromised")
+		var rev struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal([]byte(out), &rev); err != nil || rev.ID == "" {
+			t.Fatalf("revoke output %q: %v", out, err)
+		}
+		body := waitStatus(t, p, url, http.StatusForbidden)
+		if !strings.Contains(body, `"revoked"`) || !strings.Contains(body, rev.ID) {
+			t.Fatalf("refusal %s does not name the revocation %s", body, rev.ID)
+		}
+		c.ctl(t, false, "unrevoke", rev.ID)
+		waitStatus(t, p, url, http.StatusOK)
+	})
+
+	t.Run("fail-static while the controller is down, then reconnect after restart", func(t *testing.T) {
+		c.proc.stop(t)
+		// The sidecars keep enforcing their last state: the call is still allowed by the policy they hold.
+		if code, _, body := getWhoami(t, p.agent(), url, nil); code != http.StatusOK {
+			t.Fatalf("controller down: %d %s", code, body)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			resp, err := http.Get("http://" + p.ingressAdmin + "/readyz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := readAll(t, resp)
+			if resp.StatusCode == http.StatusOK && strings.Contains(body, "fail-static") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("readyz never reported fail-static: %d %s", resp.StatusCode, body)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		c.start(t)
+		// State survived the restart (the policy is still served), and the sidecars reconnect.
+		if out := c.ctl(t, false, "policy", "list"); !strings.Contains(out, "planner-may-call-weather") {
+			t.Fatalf("policy lost across restart:\n%s", out)
+		}
+		deadline = time.Now().Add(20 * time.Second)
+		for !strings.Contains(c.ctl(t, false, "sidecars"), agentID.String()) {
+			if time.Now().After(deadline) {
+				t.Fatal("sidecars did not reconnect to the restarted controller")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		c.ctl(t, false, "revoke", "-kind", "spiffe", "-value", agentID.String(), "-reason", "after restart")
+		waitStatus(t, p, url, http.StatusForbidden)
+	})
+}
