@@ -14,7 +14,7 @@ import (
 // controllerEnv is a running controller with its admin socket and the files a sidecar needs to trust it.
 type controllerEnv struct {
 	dir, socket, issuerAddr, xdsAddr, opsAddr, configPath string
-	proc                                                   *proc
+	proc                                                  *proc
 }
 
 func startController(t *testing.T, dir string) *controllerEnv {
