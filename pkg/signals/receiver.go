@@ -40,7 +40,9 @@ type TransmitterConfig struct {
 	Issuer string
 	// Audience lists the values that name this receiver; a SET's aud must contain one of them.
 	Audience []string
-	// JWKSURL (https, or http on a loopback address) or JWKSFile: where the transmitter's public keys are.
+	// JWKSURL (https, or http on a loopback address) or JWKSFile: where the transmitter's public keys are. A URL
+	// is cached per its Cache-Control max-age; either is fetched again when a SET names a kid it lacks (at most
+	// once per JWKSCacheConfig.RefetchInterval), which is how key rotation reaches the receiver.
 	JWKSURL  string
 	JWKSFile string
 	// AllowedAlgs are the JWS algorithms accepted; asymmetric only. Default: RS256/384/512, PS256/384/512,
@@ -74,8 +76,10 @@ type ReceiverConfig struct {
 	Now func() time.Time
 	// HTTPClient fetches JWKS URLs (default: a client with a 10s timeout).
 	HTTPClient *http.Client
-	JWKSCache  JWKSCacheConfig
-	Mapper     Mapper
+	// JWKSCache tunes key caching; zero fields take its defaults.
+	JWKSCache JWKSCacheConfig
+	// Mapper turns SETs into changes; the zero value is fine (see Mapper.RevocationTTL).
+	Mapper Mapper
 }
 
 // Result is what processing a SET did.
