@@ -42,8 +42,9 @@ fuzz-short:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/...
 
-demo:
-	@echo "make demo needs the sidecar (cmd/sidecar), which has not landed yet." >&2; exit 1
+demo: build
+	@CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./examples/sampletool ./examples/sampleagent
+	$(GO) run ./examples/demo -bin $(BIN)
 
 generate:
 	@echo "nothing to generate yet"
