@@ -67,7 +67,7 @@ type demo struct {
 	procs    []*exec.Cmd
 	tap      *tap
 
-	socket, issuer, xds, ops                   string
+	socket, issuer, xds, ops                    string
 	tool, ingress, ingressAdmin, egress, eAdmin string
 }
 
