@@ -110,10 +110,10 @@ type Exchanger struct {
 	now      func() time.Time
 	prover   atomic.Pointer[wpt.Prover]
 
-	mu      sync.Mutex
-	max     int
-	entries map[cacheKey]*Token
-	flights map[cacheKey]*flight
+	mu                      sync.Mutex
+	max                     int
+	entries                 map[cacheKey]*Token
+	flights                 map[cacheKey]*flight
 	exchanges, hits, shared atomic.Int64
 }
 

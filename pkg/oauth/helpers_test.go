@@ -135,7 +135,7 @@ func signJWT(t testing.TB, key any, alg jose.SignatureAlgorithm, kid, typ string
 
 // env is a trust domain with a CA, a token service behind a real TLS server on 127.0.0.1, an IdP and an agent.
 type env struct {
-	t         *testing.T
+	t         testing.TB
 	clock     *clock
 	ca        *testca.CA
 	idp       *idp
@@ -156,7 +156,7 @@ type env struct {
 type envOption func(*TokenServiceConfig)
 
 // newEnv starts a token service; opts adjust its config before it is built.
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	e := &env{t: t, clock: newClock(), ca: testca.New(t, testTD), revoked: map[string]bool{}}
 	e.idp = newIDP(t, userIss)
@@ -183,9 +183,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		TrustDomain: testTD,
 		Endpoint:    e.endpoint,
 		SigningKey:  e.svcKey, KeyID: serviceKI, Alg: "ES256",
-		WITVerifier: witv,
-		X509Bundles: e.ca.X509Bundle(),
-		JWTBundles:  e.ca.JWTBundle(),
+		WITVerifier:    witv,
+		X509Bundles:    e.ca.X509Bundle(),
+		JWTBundles:     e.ca.JWTBundle(),
 		SubjectIssuers: []TrustedIssuer{{Issuer: userIss, Keys: e.idp.keys, Audiences: []string{userAud}}},
 		Revocations: RevocationsFunc(func(_ context.Context, kind, value string, _ time.Time) (string, bool) {
 			return "rev-1", e.revoked[kind+"|"+value]

@@ -48,7 +48,9 @@ type Policy interface {
 type PolicyFunc func(ctx context.Context, req *ExchangeRequest) ([]string, error)
 
 // Authorize calls f.
-func (f PolicyFunc) Authorize(ctx context.Context, req *ExchangeRequest) ([]string, error) { return f(ctx, req) }
+func (f PolicyFunc) Authorize(ctx context.Context, req *ExchangeRequest) ([]string, error) {
+	return f(ctx, req)
+}
 
 // SameTrustDomain is the default Policy: any workload of td gets what it asks for; workloads of other trust
 // domains get nothing (Txn-Tokens never leave their trust domain).

@@ -519,13 +519,15 @@ func TestNewTokenServiceConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mod := range map[string]func(*TokenServiceConfig){
-		"no trust domain":       func(c *TokenServiceConfig) { c.TrustDomain = spiffeid.TrustDomain{} },
-		"relative endpoint":     func(c *TokenServiceConfig) { c.Endpoint = "/token" },
-		"endpoint with query":   func(c *TokenServiceConfig) { c.Endpoint = "https://tts.example.org/token?x=1" },
-		"no key":                func(c *TokenServiceConfig) { c.SigningKey = nil },
-		"HS256":                 func(c *TokenServiceConfig) { c.Alg = "HS256" },
-		"alg does not fit key":  func(c *TokenServiceConfig) { c.Alg = "ES384" },
-		"issuer without keys":   func(c *TokenServiceConfig) { c.SubjectIssuers = []TrustedIssuer{{Issuer: "x", Audiences: []string{"a"}}} },
+		"no trust domain":      func(c *TokenServiceConfig) { c.TrustDomain = spiffeid.TrustDomain{} },
+		"relative endpoint":    func(c *TokenServiceConfig) { c.Endpoint = "/token" },
+		"endpoint with query":  func(c *TokenServiceConfig) { c.Endpoint = "https://tts.example.org/token?x=1" },
+		"no key":               func(c *TokenServiceConfig) { c.SigningKey = nil },
+		"HS256":                func(c *TokenServiceConfig) { c.Alg = "HS256" },
+		"alg does not fit key": func(c *TokenServiceConfig) { c.Alg = "ES384" },
+		"issuer without keys": func(c *TokenServiceConfig) {
+			c.SubjectIssuers = []TrustedIssuer{{Issuer: "x", Audiences: []string{"a"}}}
+		},
 		"negative lifetime":     func(c *TokenServiceConfig) { c.TxnTokenLifetime = -time.Second },
 		"unknown allowed alg":   func(c *TokenServiceConfig) { c.AllowedAlgs = []string{"none"} },
 		"symmetric publish key": func(c *TokenServiceConfig) { c.PublishKeys = []jose.JSONWebKey{{Key: []byte("secret"), KeyID: "s"}} },

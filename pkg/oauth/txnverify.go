@@ -218,17 +218,21 @@ type actClaim struct {
 // configured), aud naming our trust domain, exp/nbf/iat with skew and a bounded lifetime, and the required
 // claims txn, sub, scope and req_wl. It does not check who presented the token: use VerifyFrom on ingress.
 func (v *TxnVerifier) Verify(ctx context.Context, token string) (*TxnInfo, error) {
-	if err := checkCompact("Txn-Token", token, MaxTxnTokenSize); err != nil {
-		return nil, err
+	if len(token) > MaxTxnTokenSize {
+		return nil, fmt.Errorf("oauth: %w: Txn-Token is %d bytes, over %d", ErrTooLarge, len(token), MaxTxnTokenSize)
 	}
 	now := v.now()
 	if v.cache != nil {
+		// A hit is a byte-exact match of a token that passed every check below.
 		if e := v.cache.get(token); e != nil {
 			if err := v.recheck(ctx, e, now); err != nil {
 				return nil, err
 			}
 			return e.info, nil
 		}
+	}
+	if err := checkCompact("Txn-Token", token, MaxTxnTokenSize); err != nil {
+		return nil, err
 	}
 	e, err := v.verifyFull(ctx, token, now)
 	if err != nil {
