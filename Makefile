@@ -46,8 +46,9 @@ demo: build
 	@CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./examples/sampletool ./examples/sampleagent
 	$(GO) run ./examples/demo -bin $(BIN)
 
+# Regenerates api/**/*.pb.go with pinned buf v1.75.0 + protoc-gen-go v1.36.12 (no system protoc needed).
 generate:
-	@echo "nothing to generate yet"
+	./api/generate.sh
 
 clean:
 	rm -rf $(BIN)

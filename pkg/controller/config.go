@@ -29,6 +29,9 @@ type Config struct {
 	Admin AdminConfig `yaml:"admin"`
 	// Ops serves /healthz, /readyz and /metrics.
 	Ops ListenConfig `yaml:"ops"`
+	// SSF receives OpenID Shared Signals (CAEP, RISC) as Security Event Tokens and turns them into revocations
+	// and risk changes.
+	SSF *SSFConfig `yaml:"ssf,omitempty"`
 	Log struct {
 		Level string `yaml:"level,omitempty"`
 	} `yaml:"log"`
@@ -42,6 +45,25 @@ type IssuerConfig struct {
 	// Keys is "file" (PKCS#8 under dataDir/keys, mode 0600) or "tpm" (keys held by the TPM at TPMDevice).
 	Keys      string `yaml:"keys,omitempty"`
 	TPMDevice string `yaml:"tpmDevice,omitempty"`
+}
+
+// SSFConfig configures the Shared Signals receiver (RFC 8935 push delivery at POST /ssf/events).
+type SSFConfig struct {
+	Listen       string              `yaml:"listen"`
+	Transmitters []TransmitterConfig `yaml:"transmitters"`
+}
+
+// TransmitterConfig is one trusted SSF transmitter.
+type TransmitterConfig struct {
+	// Issuer is the transmitter's iss, exactly.
+	Issuer string `yaml:"issuer"`
+	// Audience lists the aud values that name this controller.
+	Audience []string `yaml:"audience"`
+	// JWKSFile or JWKSURL holds the transmitter's public keys.
+	JWKSFile string `yaml:"jwksFile,omitempty"`
+	JWKSURL  string `yaml:"jwksURL,omitempty"`
+	// PushAuthorization, if set, is the Authorization header value every push must carry.
+	PushAuthorization string `yaml:"pushAuthorization,omitempty"`
 }
 
 // ListenConfig is one TCP listener.
@@ -118,6 +140,26 @@ func (c *Config) Validate() error {
 	for field, addr := range map[string]string{"issuer.listen": c.Issuer.Listen, "xds.listen": c.XDS.Listen, "ops.listen": c.Ops.Listen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			add(field, "%q is not host:port", addr)
+		}
+	}
+	if s := c.SSF; s != nil {
+		if _, _, err := net.SplitHostPort(s.Listen); err != nil {
+			add("ssf.listen", "%q is not host:port", s.Listen)
+		}
+		if len(s.Transmitters) == 0 {
+			add("ssf.transmitters", "at least one transmitter")
+		}
+		for i, t := range s.Transmitters {
+			f := fmt.Sprintf("ssf.transmitters[%d]", i)
+			if t.Issuer == "" {
+				add(f+".issuer", "required")
+			}
+			if len(t.Audience) == 0 {
+				add(f+".audience", "required")
+			}
+			if (t.JWKSFile == "") == (t.JWKSURL == "") {
+				add(f+".jwksFile", "set exactly one of jwksFile and jwksURL")
+			}
 		}
 	}
 	if c.Admin.Socket == "" {

@@ -48,14 +48,16 @@ type Controller struct {
 	iss   *grpc.Server
 	reg   *prometheus.Registry
 
-	issuerLn, xdsLn, opsLn, adminLn net.Listener
-	admin, ops                      *http.Server
-	closers                         []func()
+	issuerLn, xdsLn, opsLn, adminLn, ssfLn net.Listener
+	admin, ops, ssf                        *http.Server
+	closers                                []func()
+	// done is closed when Run returns, stopping background loops.
+	done chan struct{}
 }
 
 // New opens the state store, loads (or creates) the CA, and binds every listener. Nothing is served until Run.
 func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err error) {
-	c := &Controller{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	c := &Controller{cfg: cfg, log: log, reg: prometheus.NewRegistry(), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			c.close()
@@ -129,6 +131,14 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 		return nil, err
 	}
 	c.closers = append(c.closers, func() { _ = c.adminLn.Close(); _ = os.Remove(cfg.Admin.Socket) })
+	if cfg.SSF != nil {
+		if c.ssfLn, err = listen("ssf.listen", cfg.SSF.Listen); err != nil {
+			return nil, err
+		}
+		if c.ssf, err = c.startSSF(); err != nil {
+			return nil, err
+		}
+	}
 	c.admin = &http.Server{Handler: c.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	c.ops = &http.Server{Handler: c.opsHandler(), ReadHeaderTimeout: 10 * time.Second}
 	return c, nil
@@ -137,7 +147,13 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 // Run serves until ctx ends, then stops every server.
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.close()
-	errc := make(chan error, 4)
+	defer close(c.done)
+	errc := make(chan error, 5)
+	if c.ssf != nil {
+		go c.pruneSETs()
+		go func() { errc <- serveHTTP(c.ssf, c.ssfLn) }()
+		c.log.Info("SSF receiver serving", zap.String("push", "http://"+c.ssfLn.Addr().String()+"/ssf/events"))
+	}
 	go func() { errc <- c.iss.Serve(c.issuerLn) }()
 	go func() { errc <- c.xds.Serve(c.xdsLn) }()
 	go func() { errc <- serveHTTP(c.admin, c.adminLn) }()
@@ -156,6 +172,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer cancel()
 	_ = c.admin.Shutdown(shutdown)
 	_ = c.ops.Shutdown(shutdown)
+	if c.ssf != nil {
+		_ = c.ssf.Shutdown(shutdown)
+	}
 	c.xds.Stop()
 	c.iss.GracefulStop()
 	return err

@@ -17,7 +17,7 @@ type controllerEnv struct {
 	proc                                                  *proc
 }
 
-func startController(t *testing.T, dir string) *controllerEnv {
+func startController(t *testing.T, dir string, extra ...string) *controllerEnv {
 	t.Helper()
 	c := &controllerEnv{dir: dir, socket: filepath.Join(dir, "admin.sock"),
 		issuerAddr: freeAddr(t), xdsAddr: freeAddr(t), opsAddr: freeAddr(t)}
@@ -28,7 +28,7 @@ xds: {listen: %s}
 admin: {socket: %s}
 ops: {listen: %s}
 log: {level: debug}
-`, filepath.Join(dir, "data"), c.issuerAddr, c.xdsAddr, c.socket, c.opsAddr))
+%s`, filepath.Join(dir, "data"), c.issuerAddr, c.xdsAddr, c.socket, c.opsAddr, strings.Join(extra, "")))
 	c.start(t)
 	return c
 }

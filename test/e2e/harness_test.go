@@ -49,7 +49,7 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-var buildTargets = []string{"./cmd/sidecar", "./cmd/controller", "./cmd/agentauthctl", "./examples/sampletool", "./examples/sampleagent"}
+var buildTargets = []string{"./cmd/sidecar", "./cmd/controller", "./cmd/agentauthctl", "./cmd/ssf-transmit", "./examples/sampletool", "./examples/sampleagent"}
 
 // freeAddr returns a 127.0.0.1 address that was free a moment ago.
 func freeAddr(t testing.TB) string {
