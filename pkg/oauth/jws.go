@@ -20,7 +20,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
-// DefaultAllowedAlgs are the JWS algorithms accepted when a config lists none: asymmetric only (no HS*, no
+// defaultAllowedAlgs are the JWS algorithms accepted when a config lists none: asymmetric only (no HS*, no
 // none), matching pkg/wpt.
 var defaultAllowedAlgs = []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"}
 

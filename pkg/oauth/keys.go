@@ -141,7 +141,8 @@ type RemoteJWKSConfig struct {
 // the keys fetched before; with none, Keys fails (and verification with it).
 type RemoteJWKS struct {
 	cfg     RemoteJWKSConfig
-	mu      sync.Mutex // serialises fetches
+	mu      sync.Mutex // serialises fetches; guards lastErr
+	lastErr error
 	set     atomic.Pointer[jose.JSONWebKeySet]
 	fetched atomic.Int64 // unix nanoseconds of the last fetch attempt
 }
@@ -171,7 +172,17 @@ func NewRemoteJWKS(cfg RemoteJWKSConfig) (*RemoteJWKS, error) {
 func (r *RemoteJWKS) Keys(ctx context.Context, kid string) ([]jose.JSONWebKey, error) {
 	now := r.cfg.Now()
 	set := r.set.Load()
-	last := time.Unix(0, r.fetched.Load())
+	lastNS := r.fetched.Load()
+	last := time.Unix(0, lastNS)
+	if set == nil && lastNS != 0 && now.Sub(last) < r.cfg.MinRefresh {
+		// Never fetched successfully and tried just now: do not hammer a failing endpoint on every request.
+		r.mu.Lock()
+		err := r.lastErr
+		r.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
 	stale := set == nil || now.Sub(last) >= r.cfg.MaxAge
 	unknown := set != nil && kid != "" && len(set.Key(kid)) == 0 && now.Sub(last) >= r.cfg.MinRefresh
 	if stale || unknown {
@@ -188,9 +199,14 @@ func (r *RemoteJWKS) refresh(ctx context.Context, last time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fetched.Load() != last.UnixNano() {
-		return nil // fetched meanwhile
+		return r.lastErr // fetched meanwhile
 	}
 	r.fetched.Store(r.cfg.Now().UnixNano())
+	r.lastErr = r.fetch(ctx)
+	return r.lastErr
+}
+
+func (r *RemoteJWKS) fetch(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.cfg.URL, nil)
 	if err != nil {
 		return fmt.Errorf("oauth: JWKS %s: %w", r.cfg.URL, err)
@@ -225,6 +241,12 @@ func parseJWKS(b []byte) (jose.JSONWebKeySet, error) {
 	if err := json.Unmarshal(b, &set); err != nil {
 		return jose.JSONWebKeySet{}, fmt.Errorf("%w: JWKS: %v", ErrMalformed, err)
 	}
+	for i, k := range set.Keys {
+		if !k.IsPublic() {
+			// A published key set with private keys in it is a leak somewhere; trust nothing it says.
+			return jose.JSONWebKeySet{}, fmt.Errorf("%w: JWKS key %d (kid %q) carries private key material", ErrMalformed, i, k.KeyID)
+		}
+	}
 	return publicSet(set)
 }
 
@@ -258,3 +280,10 @@ func lookup(set *jose.JSONWebKeySet, kid string) []jose.JSONWebKey {
 	}
 	return set.Key(kid)
 }
+
+var (
+	_ KeySource = (*StaticKeys)(nil)
+	_ KeySource = (*JWKSFile)(nil)
+	_ KeySource = (*RemoteJWKS)(nil)
+	_ KeySource = jwtBundleKeys{}
+)

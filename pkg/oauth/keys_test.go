@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -58,15 +59,12 @@ func TestJWKSFile(t *testing.T) {
 	if got, _ := f.Keys(ctx, "a"); len(got) != 0 {
 		t.Error("rotated-out key still served")
 	}
-	// Private key material in a JWKS file is reduced to the public half.
+	// A JWKS with private key material is refused.
 	if err := os.WriteFile(path, jwksJSON(t, jose.JSONWebKey{Key: k1, KeyID: "p", Algorithm: "ES256"}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := f.Keys(ctx, "p"); len(got) != 1 || !got[0].IsPublic() {
-		t.Fatalf("keys %v", got)
+	if err := f.Reload(); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("private JWKS: %v", err)
 	}
 	if _, err := NewJWKSFile(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("a missing file loaded")
@@ -124,10 +122,23 @@ func TestRemoteJWKS(t *testing.T) {
 	if got, err := r.Keys(ctx, "b"); err != nil || len(got) != 1 {
 		t.Fatalf("keys lost on a failed refresh: %v %v", got, err)
 	}
-	// Without any keys, a failure is an error.
-	fresh, _ := NewRemoteJWKS(RemoteJWKSConfig{URL: srv.URL, Client: srv.Client()})
+	// Without any keys, a failure is an error, and the endpoint is not asked again before MinRefresh.
+	fresh, _ := NewRemoteJWKS(RemoteJWKSConfig{URL: srv.URL, Client: srv.Client(), Now: c.Now})
 	_, err = fresh.Keys(ctx, "b")
 	wantErr(t, err, ErrUntrustedIssuer)
+	n = fetches.Load()
+	_, err = fresh.Keys(ctx, "b")
+	wantErr(t, err, ErrUntrustedIssuer)
+	if fetches.Load() != n {
+		t.Error("a failing JWKS endpoint was asked again at once")
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	c.Add(31 * time.Second)
+	if got, err := fresh.Keys(ctx, "b"); err != nil || len(got) != 1 {
+		t.Fatalf("no recovery after MinRefresh: %v %v", got, err)
+	}
 	if _, err := NewRemoteJWKS(RemoteJWKSConfig{URL: "http://127.0.0.1/jwks"}); err == nil {
 		t.Error("a plain-http JWKS URL was accepted")
 	}

@@ -88,3 +88,5 @@ const (
 type Revocations interface {
 	Revoked(ctx context.Context, kind, value string, issuedAt time.Time) (id string, revoked bool)
 }
+
+var _ Policy = PolicyFunc(nil)

@@ -323,11 +323,10 @@ func (s *TokenService) serve(r *http.Request) (*TokenResponse, string, *Error) {
 
 // actor is the authenticated requesting workload.
 type actor struct {
-	id        string
-	method    string
-	token     string // the actor credential presented (WIT or JWT-SVID), to recognise it as the subject too
-	issuedAt  time.Time
-	peerFound bool
+	id       string
+	method   string
+	token    string // the actor credential presented (WIT or JWT-SVID), to recognise it as the subject too
+	issuedAt time.Time
 }
 
 // authenticate establishes who is asking (Txn-Token draft: the TTS must authenticate the requesting workload).
@@ -363,7 +362,7 @@ func (s *TokenService) authenticate(ctx context.Context, r *http.Request, req *t
 		if peer.IsZero() {
 			return nil, errorf(CodeInvalidClient, "oauth: %w: no client authentication: send a WIT with a %s (aud %q), or use mTLS with an X.509-SVID", ErrMissing, HeaderWPT, s.endpoint)
 		}
-		return &actor{id: peer.String(), method: AuthMTLS, peerFound: true}, nil
+		return &actor{id: peer.String(), method: AuthMTLS}, nil
 	}
 	if s.cfg.WITVerifier == nil {
 		return nil, errorf(CodeInvalidClient, "oauth: %w: this token service does not accept WITs", ErrUntrustedIssuer)
@@ -376,7 +375,7 @@ func (s *TokenService) authenticate(ctx context.Context, r *http.Request, req *t
 		if !peer.IsZero() && peer.String() != res.WIT.Subject {
 			return nil, errorf(CodeInvalidClient, "oauth: %w: mTLS peer %q is not the WIT subject %q", ErrMismatch, peer, res.WIT.Subject)
 		}
-		return &actor{id: res.WIT.Subject, method: AuthWITWPT, token: wit, issuedAt: res.WIT.IssuedAt, peerFound: !peer.IsZero()}, nil
+		return &actor{id: res.WIT.Subject, method: AuthWITWPT, token: wit, issuedAt: res.WIT.IssuedAt}, nil
 	}
 	if peer.IsZero() {
 		return nil, errorf(CodeInvalidClient, "oauth: %w: a WIT is not a bearer token: prove it with a %s (aud %q) or mTLS with its SVID", ErrMissing, HeaderWPT, s.endpoint)
@@ -388,7 +387,7 @@ func (s *TokenService) authenticate(ctx context.Context, r *http.Request, req *t
 	if w.Subject != peer.String() {
 		return nil, errorf(CodeInvalidClient, "oauth: %w: mTLS peer %q is not the WIT subject %q", ErrMismatch, peer, w.Subject)
 	}
-	return &actor{id: w.Subject, method: AuthWITMTLS, token: wit, issuedAt: w.IssuedAt, peerFound: true}, nil
+	return &actor{id: w.Subject, method: AuthWITMTLS, token: wit, issuedAt: w.IssuedAt}, nil
 }
 
 func (s *TokenService) authenticateJWTSVID(ctx context.Context, token string, peer spiffeid.ID, now time.Time) (*actor, *Error) {
@@ -405,7 +404,7 @@ func (s *TokenService) authenticateJWTSVID(ctx context.Context, token string, pe
 	if id != peer {
 		return nil, errorf(CodeInvalidClient, "oauth: %w: mTLS peer %q is not the JWT-SVID subject %q", ErrMismatch, peer, id)
 	}
-	return &actor{id: id.String(), method: AuthJWTSVIDMTLS, token: token, issuedAt: iat, peerFound: true}, nil
+	return &actor{id: id.String(), method: AuthJWTSVIDMTLS, token: token, issuedAt: iat}, nil
 }
 
 // peerID returns the SPIFFE ID of the verified client certificate, or the zero ID without one (or when mTLS
@@ -466,21 +465,16 @@ func (s *TokenService) checkRevoked(ctx context.Context, act *actor, subj *subje
 	if s.cfg.Revocations == nil {
 		return nil
 	}
-	checks := []struct {
+	type check struct {
 		kind, value string
 		at          time.Time
-	}{{RevokedAgent, act.id, act.issuedAt}}
+	}
+	checks := []check{{RevokedAgent, act.id, act.issuedAt}}
 	if subj.kind != "self" {
-		checks = append(checks, struct {
-			kind, value string
-			at          time.Time
-		}{RevokedUser, subj.sub, subj.issuedAt})
+		checks = append(checks, check{RevokedUser, subj.sub, subj.issuedAt})
 	}
 	if subj.txn != nil {
-		checks = append(checks, struct {
-			kind, value string
-			at          time.Time
-		}{RevokedTxn, subj.txn.TransactionID, subj.issuedAt})
+		checks = append(checks, check{RevokedTxn, subj.txn.TransactionID, subj.issuedAt})
 	}
 	for _, c := range checks {
 		if id, revoked := s.cfg.Revocations.Revoked(ctx, c.kind, c.value, c.at); revoked {
@@ -536,3 +530,8 @@ func (s *TokenService) authorize(ctx context.Context, act *actor, subj *subjectI
 	}
 	return granted, nil
 }
+
+var (
+	_ http.Handler = (*TokenService)(nil)
+	_ KeySource    = (*TokenService)(nil)
+)
