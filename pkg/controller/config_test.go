@@ -1,0 +1,68 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const validConfig = `trustDomain: example.org
+dataDir: /var/lib/agentauth
+issuer: {listen: 127.0.0.1:8443}
+xds: {listen: 127.0.0.1:8444}
+admin: {socket: /run/agentauth/admin.sock}
+ops: {listen: 127.0.0.1:9090}
+`
+
+func TestParse(t *testing.T) {
+	cfg, err := Parse([]byte(validConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Issuer.SVIDTTL != time.Hour || cfg.Issuer.Keys != "file" || cfg.Log.Level != "info" {
+		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+	tests := []struct {
+		name, edit, want string
+	}{
+		{"bad trust domain", "trustDomain: Example Org\n", "trustDomain:"},
+		{"bad listen", "xds: {listen: nowhere}\n", "xds.listen"},
+		{"ttl too long", "issuer: {listen: 127.0.0.1:8443, svidTTL: 48h}\n", "issuer.svidTTL"},
+		{"unknown key store", "issuer: {listen: 127.0.0.1:8443, keys: hsm}\n", "issuer.keys"},
+		{"ssf without transmitters", "ssf: {listen: 127.0.0.1:8090}\n", "ssf.transmitters"},
+		{"transmitter with two key sources", "ssf: {listen: 127.0.0.1:8090, transmitters: [{issuer: i, audience: [a], jwksFile: f, jwksURL: u}]}\n", "exactly one of jwksFile and jwksURL"},
+		{"unknown field", "tls: true\n", "field tls not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := strings.SplitN(tt.edit, ":", 2)[0]
+			var lines []string
+			for _, l := range strings.Split(validConfig, "\n") {
+				if !strings.HasPrefix(l, key+":") {
+					lines = append(lines, l)
+				}
+			}
+			_, err := Parse([]byte(strings.Join(lines, "\n") + tt.edit))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckSubject(t *testing.T) {
+	for _, tt := range []struct {
+		kind, value string
+		ok          bool
+	}{
+		{"spiffe", "spiffe://example.org/agent/a", true},
+		{"spiffe", "https://example.org/a", false},
+		{"user_email", "alice@example.com", true},
+		{"user_email", "", false},
+		{"device", "d1", false},
+	} {
+		if err := checkSubject(tt.kind, tt.value); (err == nil) != tt.ok {
+			t.Errorf("checkSubject(%q, %q) = %v", tt.kind, tt.value, err)
+		}
+	}
+}
