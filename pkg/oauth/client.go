@@ -84,7 +84,7 @@ type TokenRequest struct {
 	Scope string
 }
 
-// Token is an issued token.
+// Token is an issued token. Tokens from the cache are shared between callers: do not modify them.
 type Token struct {
 	Value string
 	// Type is the issued_token_type.

@@ -11,7 +11,12 @@ import (
 	"go.uber.org/zap"
 )
 
-// txnOut is a Txn-Token payload as issued (draft-ietf-oauth-transaction-tokens, editor's copy after -08).
+// txnOut is a Txn-Token payload as issued (draft-ietf-oauth-transaction-tokens, editor's copy after -08; JOSE
+// typ txntoken+jwt, kid of the signing key): iat, exp (short, capped at the subject token's exp), aud = the trust
+// domain name, txn = a fresh v4 UUID (kept on replacement), sub = the user (issuer's SubjectPrefix + sub) or the
+// agent, scope = the granted scope, req_wl = the authenticated requester, tctx = request_details (immutable for
+// the transaction), rctx = request_context plus req_wl_authn (how the requester authenticated) and subject_iss
+// (the user token's issuer), act = RFC 8693 actor chain when the requester acts for someone else.
 type txnOut struct {
 	Iss   string         `json:"iss,omitempty"`
 	Iat   int64          `json:"iat"`
