@@ -12,57 +12,23 @@ import (
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
-// The gRPC plumbing of agentauth.v1.IssuerService. api/generate.sh generates only the messages (no
-// protoc-gen-go-grpc), so the service descriptor and client are written here; they follow the generated shape.
-const (
-	serviceName  = "agentauth.v1.IssuerService"
-	methodAttest = "/" + serviceName + "/Attest"
-	methodRenew  = "/" + serviceName + "/Renew"
-)
-
-type issuerServer interface {
-	Attest(context.Context, *agentauthv1.AttestRequest) (*agentauthv1.AttestResponse, error)
-	Renew(context.Context, *agentauthv1.RenewRequest) (*agentauthv1.RenewResponse, error)
+// Client calls the issuer service over a gRPC connection. It wraps the generated IssuerServiceClient
+// (api/agentauth/v1/issuer_grpc.pb.go) to return the credentials and to map refusals back to autherr reasons.
+type Client struct {
+	rpc agentauthv1.IssuerServiceClient
 }
-
-var serviceDesc = grpc.ServiceDesc{
-	ServiceName: serviceName,
-	HandlerType: (*issuerServer)(nil),
-	Methods: []grpc.MethodDesc{
-		{MethodName: "Attest", Handler: unaryHandler(methodAttest, issuerServer.Attest)},
-		{MethodName: "Renew", Handler: unaryHandler(methodRenew, issuerServer.Renew)},
-	},
-	Metadata: "agentauth/v1/issuer.proto",
-}
-
-func unaryHandler[Req any, Resp any](method string, call func(issuerServer, context.Context, *Req) (*Resp, error)) grpc.MethodHandler {
-	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-		in := new(Req)
-		if err := dec(in); err != nil {
-			return nil, err
-		}
-		if interceptor == nil {
-			return call(srv.(issuerServer), ctx, in)
-		}
-		info := &grpc.UnaryServerInfo{Server: srv, FullMethod: method}
-		return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
-			return call(srv.(issuerServer), ctx, req.(*Req))
-		})
-	}
-}
-
-// Client calls the issuer service over a gRPC connection.
-type Client struct{ cc grpc.ClientConnInterface }
 
 // NewClient returns a Client on cc: a TLS connection that authenticates the issuer (Attest), an mTLS one with
 // the workload's SVID (Renew), or a local-credentials connection to the issuer's Unix socket (Attest).
-func NewClient(cc grpc.ClientConnInterface) *Client { return &Client{cc: cc} }
+func NewClient(cc grpc.ClientConnInterface) *Client {
+	return &Client{rpc: agentauthv1.NewIssuerServiceClient(cc)}
+}
 
 // Attest exchanges attestation evidence for first credentials. Refusals wrap their autherr reason
 // (errors.Is(err, issuer.ErrReplay), …).
 func (c *Client) Attest(ctx context.Context, req *agentauthv1.AttestRequest, opts ...grpc.CallOption) (*agentauthv1.Credentials, error) {
-	out := new(agentauthv1.AttestResponse)
-	if err := c.cc.Invoke(ctx, methodAttest, req, out, opts...); err != nil {
+	out, err := c.rpc.Attest(ctx, req, opts...)
+	if err != nil {
 		return nil, fromStatus("Attest", err)
 	}
 	if out.GetCredentials() == nil {
@@ -73,8 +39,8 @@ func (c *Client) Attest(ctx context.Context, req *agentauthv1.AttestRequest, opt
 
 // Renew exchanges the current SVID (presented in the mTLS handshake) for fresh credentials.
 func (c *Client) Renew(ctx context.Context, req *agentauthv1.RenewRequest, opts ...grpc.CallOption) (*agentauthv1.Credentials, error) {
-	out := new(agentauthv1.RenewResponse)
-	if err := c.cc.Invoke(ctx, methodRenew, req, out, opts...); err != nil {
+	out, err := c.rpc.Renew(ctx, req, opts...)
+	if err != nil {
 		return nil, fromStatus("Renew", err)
 	}
 	if out.GetCredentials() == nil {

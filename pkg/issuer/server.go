@@ -57,6 +57,10 @@ func DefaultServerID(td spiffeid.TrustDomain) spiffeid.ID {
 
 // service implements agentauth.v1.IssuerService.
 type service struct {
+	// Embedded by value, as the generated code requires: a method added to the service answers Unimplemented
+	// until it is implemented here.
+	agentauthv1.UnimplementedIssuerServiceServer
+
 	ca      *CA
 	svidTTL time.Duration
 	witTTL  time.Duration
@@ -115,7 +119,7 @@ func NewGRPCServer(ca *CA, cfg ServiceConfig, opts ...grpc.ServerOption) (*grpc.
 		grpc.Creds(credentials.NewTLS(tlsConf)),
 		grpc.MaxRecvMsgSize(maxRequestSize),
 	}, opts...)...)
-	g.RegisterService(&serviceDesc, s)
+	agentauthv1.RegisterIssuerServiceServer(g, s)
 	return g, nil
 }
 
@@ -131,7 +135,7 @@ func NewLocalGRPCServer(ca *CA, cfg ServiceConfig, opts ...grpc.ServerOption) (*
 		grpc.Creds(PeerCredentials()),
 		grpc.MaxRecvMsgSize(maxRequestSize),
 	}, opts...)...)
-	g.RegisterService(&serviceDesc, s)
+	agentauthv1.RegisterIssuerServiceServer(g, s)
 	return g, nil
 }
 
