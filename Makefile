@@ -46,7 +46,7 @@ demo: build
 	@CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./examples/sampletool ./examples/sampleagent
 	$(GO) run ./examples/demo -bin $(BIN)
 
-# Regenerates api/**/*.pb.go with pinned buf v1.75.0 + protoc-gen-go v1.36.12 (no system protoc needed).
+# Regenerates api/**/*.pb.go with pinned buf v1.75.0, protoc-gen-go v1.36.12 and protoc-gen-go-grpc v1.6.2 (no system protoc).
 generate:
 	./api/generate.sh
 

@@ -29,6 +29,9 @@ type Config struct {
 	Admin AdminConfig `yaml:"admin"`
 	// Ops serves /healthz, /readyz and /metrics.
 	Ops ListenConfig `yaml:"ops"`
+	// TokenService is the embedded RFC 8693 token service that issues Transaction Tokens (and access tokens for
+	// legacy routes) to agents, served over TLS at https://LISTEN/token with its keys at /jwks.
+	TokenService *TokenServiceConfig `yaml:"tokenService,omitempty"`
 	// SSF receives OpenID Shared Signals (CAEP, RISC) as Security Event Tokens and turns them into revocations
 	// and risk changes.
 	SSF *SSFConfig `yaml:"ssf,omitempty"`
@@ -45,6 +48,22 @@ type IssuerConfig struct {
 	// Keys is "file" (PKCS#8 under dataDir/keys, mode 0600) or "tpm" (keys held by the TPM at TPMDevice).
 	Keys      string `yaml:"keys,omitempty"`
 	TPMDevice string `yaml:"tpmDevice,omitempty"`
+}
+
+// TokenServiceConfig configures the token service.
+type TokenServiceConfig struct {
+	Listen string `yaml:"listen"`
+	// UserIssuers are the identity providers whose user tokens an agent may exchange (the delegated subject).
+	UserIssuers []UserIssuerConfig `yaml:"userIssuers,omitempty"`
+	// TxnTokenTTL bounds issued Txn-Tokens (default 5m).
+	TxnTokenTTL time.Duration `yaml:"txnTokenTTL,omitempty"`
+}
+
+// UserIssuerConfig is one trusted issuer of user tokens.
+type UserIssuerConfig struct {
+	Issuer    string   `yaml:"issuer"`
+	Audiences []string `yaml:"audiences"`
+	JWKSFile  string   `yaml:"jwksFile"`
 }
 
 // SSFConfig configures the Shared Signals receiver (RFC 8935 push delivery at POST /ssf/events).
@@ -140,6 +159,17 @@ func (c *Config) Validate() error {
 	for field, addr := range map[string]string{"issuer.listen": c.Issuer.Listen, "xds.listen": c.XDS.Listen, "ops.listen": c.Ops.Listen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			add(field, "%q is not host:port", addr)
+		}
+	}
+	if ts := c.TokenService; ts != nil {
+		if _, _, err := net.SplitHostPort(ts.Listen); err != nil {
+			add("tokenService.listen", "%q is not host:port", ts.Listen)
+		}
+		for i, u := range ts.UserIssuers {
+			f := fmt.Sprintf("tokenService.userIssuers[%d]", i)
+			if u.Issuer == "" || len(u.Audiences) == 0 || u.JWKSFile == "" {
+				add(f, "issuer, audiences and jwksFile are required")
+			}
 		}
 	}
 	if s := c.SSF; s != nil {

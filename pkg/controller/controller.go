@@ -48,9 +48,9 @@ type Controller struct {
 	iss   *grpc.Server
 	reg   *prometheus.Registry
 
-	issuerLn, xdsLn, opsLn, adminLn, ssfLn net.Listener
-	admin, ops, ssf                        *http.Server
-	closers                                []func()
+	issuerLn, xdsLn, opsLn, adminLn, ssfLn, tokenLn net.Listener
+	admin, ops, ssf, tokens                         *http.Server
+	closers                                         []func()
 	// done is closed when Run returns, stopping background loops.
 	done chan struct{}
 }
@@ -131,6 +131,14 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 		return nil, err
 	}
 	c.closers = append(c.closers, func() { _ = c.adminLn.Close(); _ = os.Remove(cfg.Admin.Socket) })
+	if cfg.TokenService != nil {
+		if c.tokenLn, err = listen("tokenService.listen", cfg.TokenService.Listen); err != nil {
+			return nil, err
+		}
+		if c.tokens, err = c.startTokenService(keys); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.SSF != nil {
 		if c.ssfLn, err = listen("ssf.listen", cfg.SSF.Listen); err != nil {
 			return nil, err
@@ -148,7 +156,15 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.close()
 	defer close(c.done)
-	errc := make(chan error, 5)
+	errc := make(chan error, 6)
+	if c.tokens != nil {
+		go func() {
+			if err := c.tokens.ServeTLS(c.tokenLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+		c.log.Info("token service serving", zap.String("endpoint", TokenEndpoint(c.tokenLn.Addr().String())))
+	}
 	if c.ssf != nil {
 		go c.pruneSETs()
 		go func() { errc <- serveHTTP(c.ssf, c.ssfLn) }()
@@ -174,6 +190,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	_ = c.ops.Shutdown(shutdown)
 	if c.ssf != nil {
 		_ = c.ssf.Shutdown(shutdown)
+	}
+	if c.tokens != nil {
+		_ = c.tokens.Shutdown(shutdown)
 	}
 	c.xds.Stop()
 	c.iss.GracefulStop()

@@ -109,6 +109,17 @@ type EgressConfig struct {
 	TransparentListen string `yaml:"transparentListen,omitempty"`
 	// Routes map destinations to upstreams and proof modes.
 	Routes []RouteConfig `yaml:"routes"`
+	// TokenService, when set, is where routes with txnToken get Transaction Tokens (RFC 8693 token exchange),
+	// normally the controller's https://HOST:PORT/token.
+	TokenService *EgressTokenServiceConfig `yaml:"tokenService,omitempty"`
+}
+
+// EgressTokenServiceConfig says where and how the agent's Txn-Tokens are obtained.
+type EgressTokenServiceConfig struct {
+	Endpoint string `yaml:"endpoint"`
+	// UserTokenHeader is where the agent passes the token of the user it acts for (default Authorization, as a
+	// Bearer token); it is exchanged and removed from the outgoing request.
+	UserTokenHeader string `yaml:"userTokenHeader,omitempty"`
 }
 
 // RouteConfig is one destination the agent may call.
@@ -130,6 +141,15 @@ type RouteConfig struct {
 	ProofLifetime time.Duration `yaml:"proofLifetime,omitempty"`
 	// H2C sends cleartext HTTP/2 to a plain-http upstream (gRPC without TLS).
 	H2C bool `yaml:"h2c,omitempty"`
+	// TxnToken, when set, attaches a Transaction Token (from egress.tokenService) to every call on this route; the
+	// WPT or signature binds it.
+	TxnToken *RouteTxnConfig `yaml:"txnToken,omitempty"`
+}
+
+// RouteTxnConfig is a route's Transaction Token request.
+type RouteTxnConfig struct {
+	// Scope requested for the transaction.
+	Scope string `yaml:"scope,omitempty"`
 }
 
 // IngressConfig is the tool side.
@@ -157,9 +177,22 @@ type IngressConfig struct {
 	ReplayCacheSize int `yaml:"replayCacheSize,omitempty"`
 	// Policy holds local Cedar policy files; with a controller configured, the controller's policies are used.
 	Policy *PolicyConfig `yaml:"policy,omitempty"`
+	// TxnToken verifies Transaction Tokens: the delegated user and transaction id reach policy, audit and the tool.
+	TxnToken *IngressTxnConfig `yaml:"txnToken,omitempty"`
 	// MCPPaths are paths where the tool serves MCP (JSON-RPC over streamable HTTP); POSTs to them are decided
 	// per JSON-RPC call (tool, resource or prompt name).
 	MCPPaths []string `yaml:"mcpPaths,omitempty"`
+}
+
+// IngressTxnConfig says whose Txn-Tokens are trusted.
+type IngressTxnConfig struct {
+	// Issuer is the token service's iss (its token endpoint URL).
+	Issuer string `yaml:"issuer"`
+	// JWKSURL (https, verified against this sidecar's SPIFFE bundles) or JWKSFile holds the token service's keys.
+	JWKSURL  string `yaml:"jwksURL,omitempty"`
+	JWKSFile string `yaml:"jwksFile,omitempty"`
+	// Required refuses requests without a Txn-Token.
+	Required bool `yaml:"required,omitempty"`
 }
 
 // IngressMTLSConfig says which peers may connect.
@@ -450,6 +483,11 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 	if len(e.Routes) == 0 {
 		v.add("egress.routes", "at least one route is needed; calls to unconfigured destinations are refused")
 	}
+	if ts := e.TokenService; ts != nil {
+		if u, err := url.Parse(ts.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" {
+			v.add("egress.tokenService.endpoint", fmt.Sprintf("%q is not an https:// URL", ts.Endpoint))
+		}
+	}
 	names := map[string]bool{}
 	matches := map[string]string{}
 	for i, r := range e.Routes {
@@ -502,6 +540,9 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 		if r.H2C && u != nil && u.Scheme != "http" {
 			v.add(p+".h2c", "h2c needs an http:// upstream")
 		}
+		if r.TxnToken != nil && e.TokenService == nil {
+			v.add(p+".txnToken", "needs egress.tokenService: where Transaction Tokens come from")
+		}
 	}
 }
 
@@ -545,6 +586,12 @@ func (in *IngressConfig) validate(v *validator) {
 	v.positive("ingress.replayCacheSize", int64(in.ReplayCacheSize))
 	if p := in.Policy; p != nil && len(p.Files) == 0 {
 		v.add("ingress.policy.files", "at least one Cedar policy file")
+	}
+	if t := in.TxnToken; t != nil {
+		v.required("ingress.txnToken.issuer", t.Issuer)
+		if (t.JWKSURL == "") == (t.JWKSFile == "") {
+			v.add("ingress.txnToken.jwksURL", "set exactly one of jwksURL and jwksFile")
+		}
 	}
 	for i, p := range in.MCPPaths {
 		if !strings.HasPrefix(p, "/") {

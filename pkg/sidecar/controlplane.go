@@ -182,18 +182,11 @@ func (cp *controlPlane) ready(context.Context) (string, error) {
 	return "connected", nil
 }
 
-// subjectKinds maps the policy engine's subject classes to the revocation subject kinds the controller serves. A
-// delegated user may be named by email, iss+sub or an opaque id; without the token's issuer the value is matched
-// against each kind.
-var subjectKinds = map[string][]string{
-	policy.SubjectAgent: {"spiffe"},
-	policy.SubjectUser:  {"user_email", "user_opaque", "user_iss_sub"},
-	policy.SubjectTxn:   {"session"},
-}
-
+// revoked answers the policy engine: is this agent, delegated user or transaction revoked? Without the token's
+// issuer a user is matched against each user kind.
 func (cp *controlPlane) revoked(_ context.Context, kind, value string, issuedAt time.Time) (string, bool) {
 	st, now := cp.client.State(), time.Now()
-	for _, k := range subjectKinds[kind] {
+	for _, k := range agentauthv1.KindsFor(kind) {
 		if r := st.Revoked(k, "", value, issuedAt, now); r != nil {
 			return r.GetId() + " (" + r.GetReason() + ")", true
 		}
@@ -256,6 +249,8 @@ func (a *policyAuthorizer) Authorize(ctx context.Context, req *proxy.AuthzReques
 	if a.risk != nil {
 		preq.RiskLevel, preq.AssuranceLevel = a.risk(id.Subject)
 	}
+	preq.DelegatedClaims, _ = id.Attrs[attrDelegatedClaims].(map[string]string)
+	preq.DelegatedIssuedAt, _ = id.Attrs[attrDelegatedIssuedAt].(time.Time)
 	if req.Method == "POST" && a.isMCP(req.Path) {
 		body, err := req.Body()
 		if err != nil {

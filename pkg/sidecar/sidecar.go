@@ -257,13 +257,29 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 	}
 	s.metrics.preRegister(string(proxy.Egress), names)
 	popts.TLSConfig = s.upstreamTLS(self)
+	signers := map[proxy.Mode]proxy.ProofSigner{
+		proxy.ModeWPT:     &wptSigner{src: s.src},
+		proxy.ModeHTTPSig: &httpsigSigner{src: s.src},
+	}
+	if e.TokenService != nil {
+		x, err := s.newExchanger(self)
+		if err != nil {
+			return nil, fmt.Errorf("egress.tokenService: %w", err)
+		}
+		scopes := map[string]string{}
+		for _, rc := range e.Routes {
+			if rc.TxnToken != nil {
+				scopes[rc.Name] = rc.TxnToken.Scope
+			}
+		}
+		for m, sg := range signers {
+			signers[m] = &txnSigner{x: x, scopes: scopes, next: sg}
+		}
+	}
 	h, err := proxy.NewEgressHandler(proxy.EgressConfig{
 		Options: popts,
 		Routes:  table,
-		Signers: map[proxy.Mode]proxy.ProofSigner{
-			proxy.ModeWPT:     &wptSigner{src: s.src},
-			proxy.ModeHTTPSig: &httpsigSigner{src: s.src},
-		},
+		Signers: signers,
 	})
 	if err != nil {
 		return nil, err
@@ -354,14 +370,23 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	if err != nil {
 		return proxy.Listener{}, err
 	}
-	var revs proxy.RevocationChecker
-	if s.cp != nil {
-		revs = s.cp
+	// identity → proof bindings → delegated user (Txn-Token) → revocation → policy.
+	steps := []proxy.Step{&proxy.AuthenticateStep{Authenticators: authn}, proxy.BindingStep{}}
+	if in.TxnToken != nil {
+		tv, err := s.newTxnVerifier(self)
+		if err != nil {
+			return proxy.Listener{}, err
+		}
+		steps = append(steps, &txnStep{v: tv, required: in.TxnToken.Required})
 	}
+	if s.cp != nil {
+		steps = append(steps, &proxy.RevocationStep{Checker: s.cp})
+	}
+	steps = append(steps, &proxy.AuthorizeStep{Authorizer: authz})
 	h, err := proxy.NewIngressHandler(proxy.IngressConfig{
 		Options: popts,
 		Routes:  table,
-		Steps:   proxy.StandardChain(authn, revs, authz),
+		Steps:   steps,
 	})
 	if err != nil {
 		return proxy.Listener{}, err

@@ -38,3 +38,18 @@ func escapeKeyPart(s string) string {
 	}
 	return keyEscaper.Replace(s)
 }
+
+// KindsFor lists the Subject kinds that can name a caller of the given class, as the policy engine and the token
+// service name them: "agent" (a workload's SPIFFE ID), "user" (a delegated subject: an email, an opaque id or an
+// issuer's sub) and "txn" (a transaction, revoked like a session).
+func KindsFor(class string) []string {
+	switch class {
+	case "agent":
+		return []string{"spiffe"}
+	case "user":
+		return []string{"user_email", "user_opaque", "user_iss_sub"}
+	case "txn":
+		return []string{"session"}
+	}
+	return nil
+}

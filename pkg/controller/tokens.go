@@ -1,0 +1,90 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/issuer"
+	"github.com/agentauth/agentauth/pkg/oauth"
+	"github.com/agentauth/agentauth/pkg/replay"
+	"github.com/agentauth/agentauth/pkg/wpt"
+)
+
+// startTokenService builds the embedded token service: agents authenticate with their WIT and a WPT made for the
+// token endpoint, and get Txn-Tokens signed with a key of the controller's key store.
+func (c *Controller) startTokenService(keys issuer.KeyStore) (*http.Server, error) {
+	cfg := c.cfg.TokenService
+	key, err := keys.Signer("txn-token-signing")
+	if err != nil {
+		return nil, fmt.Errorf("tokenService: signing key: %w", err)
+	}
+	wv, err := wpt.NewVerifier(wpt.VerifierConfig{
+		Bundles: wpt.FromWITBundles(c.ca.WITBundle()),
+		Replay:  replay.New(replay.Options{}),
+	})
+	if err != nil {
+		return nil, err
+	}
+	var issuers []oauth.TrustedIssuer
+	for _, u := range cfg.UserIssuers {
+		ks, err := oauth.NewJWKSFile(u.JWKSFile)
+		if err != nil {
+			return nil, fmt.Errorf("tokenService.userIssuers %s: %w", u.Issuer, err)
+		}
+		issuers = append(issuers, oauth.TrustedIssuer{Issuer: u.Issuer, Keys: ks, Audiences: u.Audiences})
+	}
+	ts, err := oauth.NewTokenService(oauth.TokenServiceConfig{
+		TrustDomain:      c.td,
+		Endpoint:         TokenEndpoint(c.tokenLn.Addr().String()),
+		SigningKey:       key,
+		Alg:              "ES256",
+		WITVerifier:      wv,
+		SubjectIssuers:   issuers,
+		Revocations:      storeRevocations{c},
+		TxnTokenLifetime: cfg.TxnTokenTTL,
+		Logger:           c.log.Named("tokens"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tokenService: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /token", ts)
+	mux.Handle("GET /jwks", ts.JWKSHandler())
+	tlsConf := tlsconfig.TLSServerConfig(c.self)
+	return &http.Server{Handler: mux, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second}, nil
+}
+
+// TokenEndpoint is the token service URL for a listen address.
+func TokenEndpoint(addr string) string { return "https://" + addr + "/token" }
+
+// storeRevocations answers the token service from the store: a revoked agent, user or transaction gets no token.
+type storeRevocations struct{ c *Controller }
+
+func (s storeRevocations) Revoked(_ context.Context, class, value string, issuedAt time.Time) (string, bool) {
+	revs, err := s.c.store.Revocations().List()
+	if err != nil {
+		// Unknown state: refuse rather than issue.
+		return "store unavailable: " + err.Error(), true
+	}
+	now := time.Now()
+	for _, k := range agentauthv1.KindsFor(class) {
+		for _, r := range revs {
+			sub := r.GetSubject()
+			if sub.GetKind() != k || sub.GetValue() != value {
+				continue
+			}
+			if exp := r.GetExpires(); exp != nil && !now.Before(exp.AsTime()) {
+				continue
+			}
+			if nb := r.GetNotBefore(); nb == nil || issuedAt.IsZero() || issuedAt.Before(nb.AsTime()) {
+				return r.GetId(), true
+			}
+		}
+	}
+	return "", false
+}

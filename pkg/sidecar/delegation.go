@@ -1,0 +1,118 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/oauth"
+	"github.com/agentauth/agentauth/pkg/proxy"
+)
+
+// txnSigner attaches a Transaction Token to calls on routes that ask for one, then lets the proof signer bind it
+// (WPT tth, or the covered txn-token header of an HTTP signature).
+type txnSigner struct {
+	x      *oauth.Exchanger
+	scopes map[string]string // route name → scope, for routes with txnToken
+	next   proxy.ProofSigner
+}
+
+func (t *txnSigner) SignRequest(ctx context.Context, r *http.Request, rt *proxy.Route) error {
+	if scope, ok := t.scopes[rt.Name]; ok {
+		if err := t.x.Apply(ctx, r, scope); err != nil {
+			if autherr.Of(err) == nil {
+				return fmt.Errorf("egress: obtaining a Txn-Token: %v", err)
+			}
+			return err
+		}
+	}
+	return t.next.SignRequest(ctx, r, rt)
+}
+
+// newExchanger builds the token-exchange client; it trusts the token service by our SPIFFE bundles.
+func (s *Sidecar) newExchanger(self spiffeid.ID) (*oauth.Exchanger, error) {
+	ts := s.cfg.Egress.TokenService
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: tlsconfig.TLSClientConfig(s.src, tlsconfig.AuthorizeMemberOf(self.TrustDomain())),
+	}}
+	return oauth.NewExchanger(oauth.ExchangerConfig{
+		TokenEndpoint:   ts.Endpoint,
+		TrustDomain:     self.TrustDomain(),
+		Source:          s.src,
+		HTTPClient:      client,
+		UserTokenHeader: ts.UserTokenHeader,
+		Logger:          s.log.Named("oauth"),
+	})
+}
+
+// txnStep verifies a Txn-Token on ingress, after the caller's identity is established: the token must name the
+// caller as its requesting workload. The delegated user and transaction id then reach revocation, policy, the
+// audit record and the tool.
+type txnStep struct {
+	v        *oauth.TxnVerifier
+	required bool
+}
+
+func (t *txnStep) Handle(ctx context.Context, x *proxy.Exchange) error {
+	h := x.Request.Header
+	if len(h.Values(oauth.HeaderTxnToken)) == 0 {
+		if t.required {
+			return fmt.Errorf("%w: this tool requires a Txn-Token (the user the agent acts for)", autherr.ErrMissing)
+		}
+		return nil
+	}
+	tok, err := oauth.TxnTokenFromHeader(h)
+	if err != nil {
+		return err
+	}
+	info, err := t.v.VerifyFrom(ctx, tok, x.Identity.Subject)
+	if err != nil {
+		return err
+	}
+	id := x.Identity
+	id.DelegatedSubject, id.TransactionID = info.Subject, info.TransactionID
+	if id.Attrs == nil {
+		id.Attrs = map[string]any{}
+	}
+	id.Attrs[attrDelegatedClaims] = info.ClaimStrings()
+	id.Attrs[attrDelegatedIssuedAt] = info.IssuedAt
+	return nil
+}
+
+// newTxnVerifier builds the ingress Txn-Token verifier from the configured keys.
+func (s *Sidecar) newTxnVerifier(self spiffeid.ID) (*oauth.TxnVerifier, error) {
+	c := s.cfg.Ingress.TxnToken
+	var keys oauth.KeySource
+	if c.JWKSFile != "" {
+		f, err := oauth.NewJWKSFile(c.JWKSFile)
+		if err != nil {
+			return nil, fmt.Errorf("ingress.txnToken.jwksFile: %w", err)
+		}
+		keys = f
+	} else {
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: tlsconfig.TLSClientConfig(s.src, tlsconfig.AuthorizeMemberOf(self.TrustDomain())),
+		}}
+		r, err := oauth.NewRemoteJWKS(oauth.RemoteJWKSConfig{URL: c.JWKSURL, Client: client})
+		if err != nil {
+			return nil, fmt.Errorf("ingress.txnToken.jwksURL: %w", err)
+		}
+		keys = r
+	}
+	return oauth.NewTxnVerifier(oauth.TxnVerifierConfig{Keys: keys, TrustDomain: self.TrustDomain(), Issuer: c.Issuer})
+}
+
+const (
+	attrDelegatedClaims   = "delegated_claims"    // map[string]string
+	attrDelegatedIssuedAt = "delegated_issued_at" // time.Time
+)
+
+var (
+	_ proxy.ProofSigner = (*txnSigner)(nil)
+	_ proxy.Step        = (*txnStep)(nil)
+)
