@@ -81,7 +81,7 @@ func (s storeRevocations) Revoked(_ context.Context, class, value string, issued
 			if exp := r.GetExpires(); exp != nil && !now.Before(exp.AsTime()) {
 				continue
 			}
-			if nb := r.GetNotBefore(); nb == nil || issuedAt.IsZero() || issuedAt.Before(nb.AsTime()) {
+			if nb := r.GetNotBefore(); nb == nil || issuedAt.IsZero() || !issuedAt.After(nb.AsTime()) {
 				return r.GetId(), true
 			}
 		}

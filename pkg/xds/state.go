@@ -49,9 +49,10 @@ func emptyState() *State {
 }
 
 // Revoked returns the revocation that refuses a credential of the subject (kind, iss, value) issued at issuedAt,
-// or nil. A revocation applies when it has not expired at now and the credential was issued before its
-// not_before (or it has no not_before). An unknown issuedAt (zero) counts as issued before any not_before:
-// when in doubt, refuse.
+// or nil. A revocation applies when it has not expired at now and the credential was issued no later than its
+// not_before (or it has no not_before). Token times have whole-second precision, so a credential stamped in the
+// same second as the event cannot be shown to be newer, and an unknown issuedAt (zero) counts as issued before
+// any not_before: when in doubt, refuse.
 func (s *State) Revoked(kind, iss, value string, issuedAt, now time.Time) *agentauthv1.Revocation {
 	list, _ := s.revoked.get(subjectKey{kind, iss, value})
 	for _, r := range list {
@@ -59,7 +60,7 @@ func (s *State) Revoked(kind, iss, value string, issuedAt, now time.Time) *agent
 			continue
 		}
 		nb := r.GetNotBefore()
-		if nb == nil || issuedAt.IsZero() || issuedAt.Before(nb.AsTime()) {
+		if nb == nil || issuedAt.IsZero() || !issuedAt.After(nb.AsTime()) {
 			return r
 		}
 	}
