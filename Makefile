@@ -5,7 +5,7 @@ BIN := bin
 PKGS := ./...
 FUZZTIME ?= 10s
 
-.PHONY: all build test vet bench demo generate lint interop fuzz-short clean
+.PHONY: all build test vet bench bench-micro bench-pair demo generate lint interop fuzz-short clean
 
 all: build
 
@@ -39,8 +39,17 @@ fuzz-short:
 	  done; \
 	done
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/...
+# The benchmarks: package micro-benchmarks (each beside the raw-signature baseline of the same algorithm), then the
+# sidecar-pair benchmark (issue 4): latency at a fixed 1,000 req/s, max throughput and CPU per request of every proof
+# mode against a direct call and bare httputil.ReverseProxy pairs, in one run, as a table with ratios. Linux (/proc,
+# taskset), ~4 minutes. Options via BENCHFLAGS, e.g. BENCHFLAGS='-rounds 1 -strict'.
+bench: bench-micro bench-pair
+
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x -count 1 ./pkg/...
+
+bench-pair:
+	$(GO) test -tags bench -run '^TestSidecarPair$$' -count=1 -v -timeout 20m ./test/bench $(BENCHFLAGS)
 
 demo: build
 	@CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./examples/sampletool ./examples/sampleagent

@@ -181,8 +181,8 @@ func (t *routeTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 	return tr.main.RoundTrip(out)
 }
 
-// newReverseProxy builds the forwarding end of a handler. It streams: FlushInterval -1 flushes every write (gRPC,
-// SSE, chunked), trailers pass through, and 101 responses become a spliced connection.
+// newReverseProxy builds the forwarding end of a handler. It streams (gRPC, SSE and chunked responses are flushed
+// write by write), trailers pass through, and 101 responses become a spliced connection.
 func newReverseProxy(opts *Options, dir Direction, rt http.RoundTripper) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -208,7 +208,9 @@ func newReverseProxy(opts *Options, dir Direction, rt http.RoundTripper) *httput
 			}
 		},
 		Transport:     rt,
-		FlushInterval: -1,
+		// 0 still flushes every write of a streamed response (SSE, gRPC, chunked: ContentLength -1) at once, as
+		// ReverseProxy does for those; a response of known length is written without a syscall per write.
+		FlushInterval: 0,
 		ModifyResponse: func(res *http.Response) error {
 			if res.StatusCode == http.StatusSwitchingProtocols {
 				stateOf(res.Request.Context()).upgraded = true
