@@ -2,10 +2,13 @@ package controller
 
 import (
 	"context"
+	"crypto"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
@@ -20,6 +23,10 @@ import (
 func (c *Controller) startTokenService(keys issuer.KeyStore) (*http.Server, error) {
 	cfg := c.cfg.TokenService
 	key, err := keys.Signer("txn-token-signing")
+	if err != nil {
+		return nil, fmt.Errorf("tokenService: signing key: %w", err)
+	}
+	thumb, err := (&jose.JSONWebKey{Key: key.Public()}).Thumbprint(crypto.SHA256)
 	if err != nil {
 		return nil, fmt.Errorf("tokenService: signing key: %w", err)
 	}
@@ -42,6 +49,7 @@ func (c *Controller) startTokenService(keys issuer.KeyStore) (*http.Server, erro
 		TrustDomain:      c.td,
 		Endpoint:         TokenEndpoint(c.tokenLn.Addr().String()),
 		SigningKey:       key,
+		KeyID:            base64.RawURLEncoding.EncodeToString(thumb),
 		Alg:              "ES256",
 		WITVerifier:      wv,
 		SubjectIssuers:   issuers,

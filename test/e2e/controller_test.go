@@ -71,8 +71,16 @@ permit (
 );
 `
 
-// managedPair is a tool and an agent whose sidecars get credentials and policy from the controller.
+// managedOptions add YAML to the managed pair's configs: under the egress route, under egress:, under ingress:.
+type managedOptions struct{ route, egress, ingress string }
+
+// startManagedPair starts a tool and an agent whose sidecars get credentials and policy from the controller.
 func startManagedPair(t *testing.T, c *controllerEnv) *pair {
+	t.Helper()
+	return startManagedPairWith(t, c, managedOptions{})
+}
+
+func startManagedPairWith(t *testing.T, c *controllerEnv, o managedOptions) *pair {
 	t.Helper()
 	p := &pair{toolAddr: freeAddr(t), ingressAddr: freeAddr(t), egressProxy: freeAddr(t),
 		egressAdmin: freeAddr(t), ingressAdmin: freeAddr(t)}
@@ -99,17 +107,21 @@ controller:
   require: [mtls, wpt]
   host: %s
   mcpPaths: [/mcp]
-admin: {listen: %s}
+%sadmin: {listen: %s}
 log: {level: debug}
-`, p.ingressAddr, p.toolAddr, toolHost, p.ingressAdmin)))
+`, p.ingressAddr, p.toolAddr, toolHost, o.ingress, p.ingressAdmin)))
 	p.egress = start(t, "sidecar", nil, "-config", writeFile(t, dir, "egress.yaml", identity(agentID.String(), "agent")+
 		fmt.Sprintf(`egress:
   proxyListen: %s
   routes:
-    - {name: weather, host: %s, upstream: "https://%s", modes: [mtls, wpt], serverID: "%s"}
-admin: {listen: %s}
+    - name: weather
+      host: %s
+      upstream: "https://%s"
+      modes: [mtls, wpt]
+      serverID: "%s"
+%s%sadmin: {listen: %s}
 log: {level: debug}
-`, p.egressProxy, toolHost, p.ingressAddr, toolID, p.egressAdmin)))
+`, p.egressProxy, toolHost, p.ingressAddr, toolID, o.route, o.egress, p.egressAdmin)))
 	waitHTTP(t, p.ingress, "http://"+p.ingressAdmin+"/readyz", http.StatusOK)
 	waitHTTP(t, p.egress, "http://"+p.egressAdmin+"/readyz", http.StatusOK)
 	return p
