@@ -106,7 +106,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 	}
 	c.reg.MustRegister(xds.NewServerCollector(c.xds), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if c.iss, err = issuer.NewGRPCServer(c.ca, issuer.ServiceConfig{SVIDTTL: cfg.Issuer.SVIDTTL}); err != nil {
+	if c.iss, err = issuer.NewGRPCServer(c.ca, issuer.ServiceConfig{SVIDTTL: cfg.Issuer.SVIDTTL, Withheld: c.withheld}); err != nil {
 		return nil, err
 	}
 
@@ -349,3 +349,24 @@ var (
 	_ x509svid.Source   = (*selfSVID)(nil)
 	_ x509bundle.Source = (*selfSVID)(nil)
 )
+
+// withheld reports a revocation of id without not_before (e.g. RISC account-disabled): such a workload gets no
+// new credentials until an operator lifts it.
+func (c *Controller) withheld(_ context.Context, id spiffeid.ID) (string, bool) {
+	revs, err := c.store.Revocations().List()
+	if err != nil {
+		return "revocation state unavailable: " + err.Error(), true
+	}
+	now := time.Now()
+	for _, r := range revs {
+		s := r.GetSubject()
+		if s.GetKind() != "spiffe" || s.GetValue() != id.String() || r.GetNotBefore() != nil {
+			continue
+		}
+		if exp := r.GetExpires(); exp != nil && !now.Before(exp.AsTime()) {
+			continue
+		}
+		return r.GetId() + ": " + r.GetReason(), true
+	}
+	return "", false
+}

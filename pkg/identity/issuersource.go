@@ -78,6 +78,8 @@ type IssuerSource struct {
 	tokenMu sync.Mutex
 	token   string // cleared once used
 
+	rotateMu sync.Mutex // one rotation at a time: the renewal loop and Renew
+
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -173,9 +175,21 @@ func jitter(d time.Duration) time.Duration {
 	return d + time.Duration(n.Int64()-spread)
 }
 
+// Renew fetches fresh credentials now rather than at half their lifetime, as when this workload's current ones
+// were revoked with a re-issue (a revocation with not_before). On failure the current credentials stay in use.
+func (s *IssuerSource) Renew(ctx context.Context) error {
+	if err := s.rotate(ctx); err != nil {
+		s.cfg.Observer.RotationFailed(err)
+		return err
+	}
+	return nil
+}
+
 // rotate fetches new credentials with fresh keys (Renew with the current valid SVID, else Attest with the join
 // token), checks them, swaps them in, saves them and signals the change.
 func (s *IssuerSource) rotate(ctx context.Context) error {
+	s.rotateMu.Lock()
+	defer s.rotateMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, issuerCallTimeout)
 	defer cancel()
 	x509Key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -17,6 +17,7 @@ var (
 	ErrUnsupportedAlg  = autherr.ErrUnsupportedAlg
 	ErrTooLarge        = autherr.ErrTooLarge
 	ErrDenied          = autherr.ErrDenied
+	ErrRevoked         = autherr.ErrRevoked
 )
 
 // ErrNotFound is what a Store returns when it holds no record under the key asked for.

@@ -46,6 +46,9 @@ type ServiceConfig struct {
 	// PeerIDs maps Unix user ids to the SPIFFE ID a process of that user gets when it attests without a join
 	// token on the local socket (NewLocalGRPCServer). A uid that is not listed is refused.
 	PeerIDs map[uint32]spiffeid.ID
+	// Withheld, when set, is asked before anything is issued (attestation or renewal): a workload whose
+	// credentials are withheld (e.g. after a RISC account-disabled event) gets nothing, and the answer names why.
+	Withheld func(ctx context.Context, id spiffeid.ID) (reason string, withheld bool)
 }
 
 // DefaultServerID is the SPIFFE ID the issuer's TLS certificate carries unless ServiceConfig.ServerID says
@@ -61,11 +64,12 @@ type service struct {
 	// until it is implemented here.
 	agentauthv1.UnimplementedIssuerServiceServer
 
-	ca      *CA
-	svidTTL time.Duration
-	witTTL  time.Duration
-	server  spiffeid.ID
-	peerIDs map[uint32]spiffeid.ID
+	ca       *CA
+	svidTTL  time.Duration
+	witTTL   time.Duration
+	server   spiffeid.ID
+	peerIDs  map[uint32]spiffeid.ID
+	withheld func(ctx context.Context, id spiffeid.ID) (string, bool)
 
 	certMu  sync.Mutex
 	cert    *tls.Certificate
@@ -76,7 +80,8 @@ func newService(ca *CA, cfg ServiceConfig) (*service, error) {
 	if ca == nil {
 		return nil, errors.New("issuer: service needs a CA")
 	}
-	s := &service{ca: ca, svidTTL: cfg.SVIDTTL, witTTL: cfg.WITTTL, server: cfg.ServerID, peerIDs: cfg.PeerIDs}
+	s := &service{ca: ca, svidTTL: cfg.SVIDTTL, witTTL: cfg.WITTTL, server: cfg.ServerID, peerIDs: cfg.PeerIDs,
+		withheld: cfg.Withheld}
 	if s.svidTTL == 0 {
 		s.svidTTL = DefaultSVIDTTL
 	}
@@ -180,6 +185,9 @@ func (s *service) Attest(ctx context.Context, req *agentauthv1.AttestRequest) (*
 	} else if id, err = s.ca.Attest(ctx, req.GetJoinToken()); err != nil {
 		return nil, toStatus(codes.Unauthenticated, err)
 	}
+	if err := s.checkWithheld(ctx, id); err != nil {
+		return nil, err
+	}
 	creds, err := s.issue(ctx, id, keys)
 	if err != nil {
 		return nil, toStatus(codes.Internal, err)
@@ -214,11 +222,25 @@ func (s *service) Renew(ctx context.Context, req *agentauthv1.RenewRequest) (*ag
 	if err != nil {
 		return nil, toStatus(codes.InvalidArgument, err)
 	}
+	if err := s.checkWithheld(ctx, id); err != nil {
+		return nil, err
+	}
 	creds, err := s.issue(ctx, id, keys)
 	if err != nil {
 		return nil, toStatus(codes.Internal, err)
 	}
 	return &agentauthv1.RenewResponse{Credentials: creds}, nil
+}
+
+// checkWithheld refuses to issue to a workload whose credentials are withheld.
+func (s *service) checkWithheld(ctx context.Context, id spiffeid.ID) error {
+	if s.withheld == nil {
+		return nil
+	}
+	if reason, ok := s.withheld(ctx, id); ok {
+		return toStatus(codes.PermissionDenied, fmt.Errorf("issuer: %w: credentials of %q are withheld: %s", ErrRevoked, id, reason))
+	}
+	return nil
 }
 
 // clientID verifies the client certificate of an mTLS connection as an X.509-SVID of this CA's trust domain.

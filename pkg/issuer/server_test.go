@@ -363,3 +363,44 @@ func TestBoltStoreJoinTokens(t *testing.T) {
 		t.Fatalf("issued certs in store: %v, %v", certs, err)
 	}
 }
+
+// TestWithheld: a workload whose credentials are withheld gets nothing, neither by join token nor by renewal,
+// and others are unaffected.
+func TestWithheld(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a := spiffeid.RequireFromString("spiffe://example.org/agent/a")
+	b := spiffeid.RequireFromString("spiffe://example.org/agent/b")
+	withheld := map[spiffeid.ID]bool{}
+	g, err := NewGRPCServer(f.ca, ServiceConfig{Withheld: func(_ context.Context, id spiffeid.ID) (string, bool) {
+		return "account disabled", withheld[id]
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, g)
+	anon := dial(t, addr, f.ca.X509Bundle(), nil)
+	attest := func(id spiffeid.ID) (*keys, *agentauthv1.Credentials, error) {
+		tok, err := f.ca.CreateJoinToken(ctx, id, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := newKeys(t)
+		creds, err := anon.Attest(ctx, k.attest(t, tok))
+		return &k, creds, err
+	}
+	ka, credsA, err := attest(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withheld[a] = true
+	if _, _, err := attest(a); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("Attest of a withheld workload: %v, want ErrRevoked", err)
+	}
+	mtls := dial(t, addr, f.ca.X509Bundle(), ka.svid(ka.verify(t, credsA)))
+	_, err = mtls.Renew(ctx, newKeys(t).renew(t))
+	wantCode(t, err, codes.PermissionDenied, ErrRevoked)
+	if _, _, err := attest(b); err != nil {
+		t.Fatalf("another workload: %v", err)
+	}
+}

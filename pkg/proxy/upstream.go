@@ -207,7 +207,7 @@ func newReverseProxy(opts *Options, dir Direction, rt http.RoundTripper) *httput
 				pr.SetXForwarded()
 			}
 		},
-		Transport:     rt,
+		Transport: rt,
 		// 0 still flushes every write of a streamed response (SSE, gRPC, chunked: ContentLength -1) at once, as
 		// ReverseProxy does for those; a response of known length is written without a syscall per write.
 		FlushInterval: 0,

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -90,13 +91,61 @@ type controlPlane struct {
 	client *xds.Client
 	engine *policy.Engine
 	log    *zap.Logger
+	src    identity.Source
+	// renew, when the credential source can, fetches fresh credentials now; renewedAt is when it last did.
+	renew     func(context.Context) error
+	renewedAt atomic.Pointer[time.Time]
+	renewing  atomic.Bool
+}
+
+// renewIfRevoked gets this workload fresh credentials when a revocation refuses its current ones (CAEP
+// session-revoked, RISC credential-compromise: everything issued before the event). Withheld credentials (no
+// not_before) are refused by the issuer too, so the sidecar keeps failing closed.
+func (cp *controlPlane) renewIfRevoked() {
+	if cp.renew == nil {
+		return
+	}
+	svid, err := cp.src.GetX509SVID()
+	if err != nil {
+		return
+	}
+	// Certificates are backdated a little, so the time of our own last renewal is the better "issued at".
+	issued := svid.Certificates[0].NotBefore
+	if last := cp.renewedAt.Load(); last != nil && last.After(issued) {
+		issued = *last
+	}
+	r := cp.client.State().Revoked("spiffe", "", svid.ID.String(), issued, time.Now())
+	if r == nil || r.GetNotBefore() == nil || !cp.renewing.CompareAndSwap(false, true) {
+		return
+	}
+	nb := r.GetNotBefore().AsTime()
+	cp.log.Warn("this workload's credentials were revoked; getting new ones", zap.Stringer("id", svid.ID),
+		zap.String("revocation", r.Describe()))
+	go func() {
+		defer cp.renewing.Store(false)
+		// Token times are whole seconds: credentials stamped in the event's second would still be refused.
+		if wait := time.Until(nb.Truncate(time.Second).Add(time.Second)); wait > 0 {
+			time.Sleep(wait)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := cp.renew(ctx); err != nil {
+			cp.log.Error("renewing revoked credentials failed", zap.Error(err))
+			return
+		}
+		now := time.Now()
+		cp.renewedAt.Store(&now)
+	}()
 }
 
 // startControlPlane connects to the controller's ADS endpoint with our SVID and keeps the policy engine in step
 // with the policies it serves. Until the first full sync the sidecar is not ready; afterwards it keeps enforcing
 // its last state if the controller goes away (fail-static), and /readyz says so.
 func (s *Sidecar) startControlPlane(self spiffeid.ID) (*controlPlane, error) {
-	cp := &controlPlane{log: s.log.Named("xds")}
+	cp := &controlPlane{log: s.log.Named("xds"), src: s.src}
+	if r, ok := s.src.(interface{ Renew(context.Context) error }); ok {
+		cp.renew = r.Renew
+	}
 	tlsConf := mtls.ClientConfig(s.src, mtls.AuthorizeIDs(xds.ControllerID(self.TrustDomain())))
 	client, err := xds.NewClient(xds.ClientConfig{
 		Target:     s.cfg.Controller.Address,
@@ -137,6 +186,10 @@ func validatePolicyDoc(name string, res proto.Message) error {
 // onUpdate recompiles the policy set when policies change. Revocations need nothing here: every check reads the
 // client's current state, so the next request after an update sees it.
 func (cp *controlPlane) onUpdate(u xds.Update) {
+	if u.TypeURL == agentauthv1.RevocationType {
+		cp.renewIfRevoked()
+		return
+	}
 	if u.TypeURL != agentauthv1.PolicyType {
 		return
 	}
@@ -188,7 +241,7 @@ func (cp *controlPlane) revoked(_ context.Context, kind, value string, issuedAt 
 	st, now := cp.client.State(), time.Now()
 	for _, k := range agentauthv1.KindsFor(kind) {
 		if r := st.Revoked(k, "", value, issuedAt, now); r != nil {
-			return r.GetId() + " (" + r.GetReason() + ")", true
+			return r.Describe(), true
 		}
 	}
 	return "", false
@@ -200,23 +253,15 @@ func (cp *controlPlane) Check(_ context.Context, id *proxy.Identity) error {
 	st, now := cp.client.State(), time.Now()
 	issued, _ := id.Attrs[attrIssuedAt].(time.Time)
 	if r := st.Revoked("spiffe", "", id.Subject, issued, now); r != nil {
-		return proxy.Revoked(r.GetId(), revocationText(r))
+		return proxy.Revoked(r.GetId(), r.Describe())
 	}
 	if jti, _ := id.Attrs[attrWITJTI].(string); jti != "" {
 		iss, _ := id.Attrs[attrWITIss].(string)
 		if r := st.Revoked("jti", iss, jti, issued, now); r != nil {
-			return proxy.Revoked(r.GetId(), revocationText(r))
+			return proxy.Revoked(r.GetId(), r.Describe())
 		}
 	}
 	return nil
-}
-
-func revocationText(r *agentauthv1.Revocation) string {
-	msg := r.GetReason()
-	if c := r.GetCause(); c != nil && c.GetSetJti() != "" {
-		msg += fmt.Sprintf(" (event %s, SET jti %s)", c.GetEventType(), c.GetSetJti())
-	}
-	return msg
 }
 
 // policyAuthorizer asks the Cedar engine. MCP bodies (POSTs to the configured MCP paths) are parsed and every

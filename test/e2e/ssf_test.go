@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const idpIssuer = "https://idp.example.com"
@@ -27,20 +28,27 @@ func TestSSFSessionRevoked(t *testing.T) {
 	transmit(false, "-gen-key", key)
 	jwks := writeFile(t, dir, "idp-jwks.json", transmit(false, "-key", key, "-print-jwks"))
 	ssfAddr := freeAddr(t)
-	c := startController(t, dir, fmt.Sprintf(`ssf:
+	e := startDelegated(t, fmt.Sprintf(`ssf:
   listen: %s
   transmitters:
     - {issuer: %q, audience: [https://agentauth.example.org], jwksFile: %s}
 `, ssfAddr, idpIssuer, jwks))
-	c.ctl(t, false, "policy", "apply", writeFile(t, dir, "weather.cedar", weatherPolicy))
-	p := startManagedPair(t, c)
+	p := e.p
 	url := "http://" + toolHost + "/whoami"
-	waitStatus(t, p, url, http.StatusOK)
+	const alice, bob = "alice@example.com", "bob@example.com"
+	if code, _, body := e.callFor(t, "/whoami", alice); code != http.StatusOK {
+		t.Fatalf("call for alice: %d %s", code, body)
+	}
 
+	send := func(wantErr bool, signKey, iss, aud, jti, event string, subject ...string) string {
+		t.Helper()
+		args := append([]string{"-key", signKey, "-iss", iss, "-aud", aud, "-url", "http://" + ssfAddr + "/ssf/events",
+			"-event", event, "-jti", jti, "-reason", "security event"}, subject...)
+		return transmit(wantErr, args...)
+	}
 	push := func(wantErr bool, signKey, iss, aud, jti string) string {
 		t.Helper()
-		return transmit(wantErr, "-key", signKey, "-iss", iss, "-aud", aud, "-url", "http://"+ssfAddr+"/ssf/events",
-			"-event", "session-revoked", "-sub-uri", agentID.String(), "-jti", jti, "-reason", "session hijack suspected")
+		return send(wantErr, signKey, iss, aud, jti, "session-revoked", "-sub-email", alice)
 	}
 
 	t.Run("bad SETs change nothing", func(t *testing.T) {
@@ -56,25 +64,63 @@ func TestSSFSessionRevoked(t *testing.T) {
 				t.Errorf("%s: got %s, want 400 %s", tc.name, out, tc.want)
 			}
 		}
-		if code, _, body := getWhoami(t, p.agent(), url, nil); code != http.StatusOK {
+		if code, _, body := e.callFor(t, "/whoami", alice); code != http.StatusOK {
 			t.Fatalf("after refused SETs: %d %s", code, body)
 		}
 	})
 
-	const jti = "caep-e2e-session-revoked-1"
-	if out := push(false, key, idpIssuer, "https://agentauth.example.org", jti); !strings.Contains(out, "202") {
-		t.Fatalf("push: %s, want 202", out)
-	}
-	body := waitStatus(t, p, url, http.StatusForbidden)
-	if !strings.Contains(body, `"revoked"`) || !strings.Contains(body, jti) {
-		t.Fatalf("refusal %s does not name the SET jti %s", body, jti)
-	}
-	// The sidecar's decision record (its audit log line) names the event too.
-	if !strings.Contains(p.ingress.out.String(), jti) {
-		t.Fatalf("ingress decision log does not mention %s", jti)
-	}
-	// A replayed SET is answered 202 (already processed) and applied nothing new.
-	if out := push(false, key, idpIssuer, "https://agentauth.example.org", jti); !strings.Contains(out, "202") {
-		t.Fatalf("replayed SET: %s, want 202", out)
-	}
+	t.Run("the user's session is revoked", func(t *testing.T) {
+		const jti = "caep-e2e-session-revoked-1"
+		if out := push(false, key, idpIssuer, "https://agentauth.example.org", jti); !strings.Contains(out, "202") {
+			t.Fatalf("push: %s, want 202", out)
+		}
+		body := waitRefused(t, func() (int, string) { c, _, b := e.callFor(t, "/whoami", alice); return c, b }, jti)
+		if !strings.Contains(body, "revoked") {
+			t.Fatalf("refusal %s is not a revocation", body)
+		}
+		// The refusing sidecar's decision record (its audit log line) names the event too. The egress sidecar
+		// refuses first when the token service will not exchange the revoked user's token; a Txn-Token it
+		// already held is refused by the ingress sidecar.
+		if !strings.Contains(p.egress.out.String()+p.ingress.out.String(), jti) {
+			t.Fatalf("no decision log mentions %s", jti)
+		}
+		if code, _, body := e.callFor(t, "/whoami", bob); code != http.StatusOK {
+			t.Fatalf("call for bob: %d %s", code, body)
+		}
+		// A replayed SET is answered 202 (already processed) and applies nothing new.
+		if out := push(false, key, idpIssuer, "https://agentauth.example.org", jti); !strings.Contains(out, "202") {
+			t.Fatalf("replayed SET: %s, want 202", out)
+		}
+	})
+
+	t.Run("the agent's credential is compromised: refused, then re-issued", func(t *testing.T) {
+		out := send(false, key, idpIssuer, "https://agentauth.example.org", "risc-e2e-compromise-1",
+			"credential-compromise", "-sub-uri", agentID.String(), "-field", "credential_type=\"x509\"")
+		if !strings.Contains(out, "202") {
+			t.Fatalf("push: %s", out)
+		}
+		// The agent's sidecar sees its own credentials revoked and gets new ones (new keys); calls resume.
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(p.egress.out.String(), "credentials were revoked; getting new ones") {
+			if time.Now().After(deadline) {
+				t.Fatal("the agent's sidecar did not renew its revoked credentials")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		waitStatus(t, p, url, http.StatusOK)
+	})
+
+	t.Run("the agent's account is disabled: withheld", func(t *testing.T) {
+		const jti = "risc-e2e-disabled-1"
+		if out := send(false, key, idpIssuer, "https://agentauth.example.org", jti, "account-disabled",
+			"-sub-uri", agentID.String()); !strings.Contains(out, "202") {
+			t.Fatalf("push: %s", out)
+		}
+		waitRefused(t, func() (int, string) { c, _, b := getWhoami(t, p.agent(), url, nil); return c, b }, "revoked")
+		// Renewal is refused too: the agent stays cut off.
+		time.Sleep(300 * time.Millisecond)
+		if code, _, body := getWhoami(t, p.agent(), url, nil); code != http.StatusForbidden {
+			t.Fatalf("withheld agent: %d %s", code, body)
+		}
+	})
 }

@@ -53,3 +53,16 @@ func KindsFor(class string) []string {
 	}
 	return nil
 }
+
+// Describe says which revocation refused and why, for refusal messages and audit records: its id, reason and,
+// when a security event caused it, the event type and the SET's jti.
+func (x *Revocation) Describe() string {
+	s := x.GetId()
+	if r := x.GetReason(); r != "" {
+		s += ": " + r
+	}
+	if c := x.GetCause(); c.GetSetJti() != "" {
+		s += " (event " + c.GetEventType() + ", SET jti " + c.GetSetJti() + ")"
+	}
+	return s
+}
