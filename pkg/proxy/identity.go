@@ -120,3 +120,15 @@ func (e *RevokedError) Error() string {
 }
 
 func (e *RevokedError) Unwrap() error { return autherr.ErrRevoked }
+
+// BodyError lets a step answer a refusal in the protocol its client speaks — a JSON-RPC error object for an MCP
+// request, say — instead of the default JSON error body. Status, reason code, metrics and the decision record are
+// those of Err, as for any refusal.
+type BodyError struct {
+	Err         error
+	ContentType string
+	Body        []byte
+}
+
+func (e *BodyError) Error() string { return e.Err.Error() }
+func (e *BodyError) Unwrap() error { return e.Err }

@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
 // TestKeepHost: with KeepHost the upstream sees the Host the agent asked for, not the upstream's address.
@@ -30,5 +33,20 @@ func TestKeepHost(t *testing.T) {
 		if s.Host != want {
 			t.Errorf("KeepHost=%v: tool saw Host %q, want %q", keep, s.Host, want)
 		}
+	}
+}
+
+// TestBodyError: a refusal can carry its own body (e.g. JSON-RPC) while keeping the status and reason.
+func TestBodyError(t *testing.T) {
+	st := &reqState{opts: &Options{Logger: Options{}.withDefaults().Logger}}
+	rec := httptest.NewRecorder()
+	st.w = &respWriter{ResponseWriter: rec}
+	body := []byte(`{"jsonrpc":"2.0","id":1,"error":{"code":-32001,"message":"forbidden"}}`)
+	st.refuse(&BodyError{Err: fmt.Errorf("%w: tools/call delete", autherr.ErrDenied), ContentType: "application/json", Body: body})
+	if rec.Code != 403 || rec.Body.String() != string(body) || rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("got %d %q %v", rec.Code, rec.Body.String(), rec.Header())
+	}
+	if st.rec.Reason != "policy_denied" || st.rec.Allowed {
+		t.Fatalf("record %+v", st.rec)
 	}
 }

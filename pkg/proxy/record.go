@@ -196,6 +196,12 @@ func (st *reqState) refuse(err error) {
 			h[k] = v
 		}
 	}
+	if be, ok := errors.AsType[*BodyError](err); ok {
+		h.Set("Content-Type", be.ContentType)
+		st.w.WriteHeader(status)
+		_, _ = st.w.Write(be.Body)
+		return
+	}
 	st.w.WriteHeader(status)
 	_ = json.NewEncoder(st.w).Encode(struct {
 		Error       string `json:"error"`

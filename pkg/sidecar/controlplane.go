@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -303,15 +304,50 @@ func (a *policyAuthorizer) Authorize(ctx context.Context, req *proxy.AuthzReques
 		}
 		msg, err := mcp.Parse(req.Header.Get("Content-Type"), body, a.maxBody)
 		if err != nil {
-			return nil, fmt.Errorf("%w: MCP request: %v", autherr.ErrMalformed, err)
+			// The client speaks JSON-RPC: answer in it (parse error, invalid request), never pass.
+			refusal := fmt.Errorf("%w: MCP request: %v", autherr.ErrMalformed, err)
+			if me, ok := errors.AsType[*mcp.Error](err); ok {
+				return nil, &proxy.BodyError{Err: refusal, ContentType: "application/json", Body: me.Response()}
+			}
+			return nil, refusal
 		}
 		preq.MCP = msg.Calls
+		d := a.engine.Decide(ctx, preq)
+		if d.Allowed {
+			return &proxy.Decision{Allowed: true, PolicyIDs: d.PolicyIDs, Reason: d.String()}, nil
+		}
+		var refusal error = fmt.Errorf("%w: %s", autherr.ErrDenied, d.String())
+		if d.Reason == autherr.ErrRevoked.Code() {
+			refusal = proxy.Revoked(d.RevocationID, d.String())
+		}
+		return nil, &proxy.BodyError{Err: refusal, ContentType: "application/json", Body: mcpRefusal(d, msg.Batch)}
 	}
 	d := a.engine.Decide(ctx, preq)
 	if d.Reason == autherr.ErrRevoked.Code() {
 		return nil, proxy.Revoked(d.RevocationID, d.String())
 	}
 	return &proxy.Decision{Allowed: d.Allowed, PolicyIDs: d.PolicyIDs, Reason: d.String()}, nil
+}
+
+// mcpRefusal is the JSON-RPC answer to a refused MCP request: an error object per call (a batch gets an array).
+// A batch is all or nothing, so a call that policy allowed says it was not executed because another one was
+// denied. Notifications get no answer, as JSON-RPC requires.
+func mcpRefusal(d policy.Decision, batch bool) []byte {
+	var out [][]byte
+	for _, c := range d.PerCall {
+		if c.Call.ID == nil {
+			continue
+		}
+		if c.Allowed {
+			out = append(out, mcp.JSONRPCError(c.Call.ID, mcp.CodeDenied, "not executed: another call of this batch was refused"))
+			continue
+		}
+		out = append(out, mcp.JSONRPCError(c.Call.ID, mcp.CodeDenied, c.Err().Error()))
+	}
+	if !batch && len(out) == 1 {
+		return out[0]
+	}
+	return append(append([]byte("["), bytes.Join(out, []byte(","))...), ']')
 }
 
 func (a *policyAuthorizer) isMCP(path string) bool {
