@@ -1,7 +1,7 @@
 // Command demo runs agentauth end to end on loopback, with no Kubernetes: a controller, a sample tool behind an
 // ingress sidecar and a sample agent behind an egress sidecar. It shows an allowed call and the identity the tool
 // was handed, a forged identity header stripped, a call that skips the sidecar refused, a replayed call refused,
-// MCP tool calls decided per tool name, and the agent's access cut off live by a revocation.
+// MCP tool calls decided per tool name, and the agent's access cut off live by a Shared Signals (RISC) event.
 //
 //	make demo        (builds the binaries, then: go run ./examples/demo -bin bin)
 package main
@@ -67,7 +67,7 @@ type demo struct {
 	procs    []*exec.Cmd
 	tap      *tap
 
-	socket, issuer, xds, ops                    string
+	socket, issuer, xds, ops, ssf               string
 	tool, ingress, ingressAdmin, egress, eAdmin string
 }
 
@@ -76,20 +76,20 @@ func (d *demo) run() error {
 	if d.dir, err = os.MkdirTemp("", "agentauth-demo-"); err != nil {
 		return err
 	}
-	for _, b := range []string{"controller", "sidecar", "agentauthctl", "sampletool", "sampleagent"} {
+	for _, b := range []string{"controller", "sidecar", "agentauthctl", "ssf-transmit", "sampletool", "sampleagent"} {
 		if _, err := os.Stat(filepath.Join(d.bin, b)); err != nil {
 			return fmt.Errorf("binary %s missing in %s: run `make build` first (make demo does)", b, d.bin)
 		}
 	}
 	d.socket = filepath.Join(d.dir, "admin.sock")
-	d.issuer, d.xds, d.ops = freeAddr(), freeAddr(), freeAddr()
+	d.issuer, d.xds, d.ops, d.ssf = freeAddr(), freeAddr(), freeAddr(), freeAddr()
 	d.tool, d.ingress, d.ingressAdmin, d.egress, d.eAdmin = freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
 
 	title("agentauth demo: an unmodified agent calls an unmodified tool; every call authenticated and authorized")
 	if err := d.startController(); err != nil {
 		return err
 	}
-	step("controller up: built-in CA for %s, issuer %s, xDS %s", trustDomain, d.issuer, d.xds)
+	step("controller up: built-in CA for %s, issuer %s, xDS %s, SSF receiver %s", trustDomain, d.issuer, d.xds, d.ssf)
 
 	pol := d.write("weather.cedar", policy)
 	if _, err := d.ctl("policy", "apply", pol); err != nil {
@@ -143,10 +143,13 @@ func (d *demo) run() error {
 		step("tools/call %-16s → %s", tool, oneLine(out))
 	}
 
-	title("6. revoking the agent cuts it off on its next call")
-	if _, err := d.ctl("revoke", "-kind", "spiffe", "-value", agentID, "-reason", "prompt injection detected"); err != nil {
+	title("6. a security event from the identity provider cuts the agent off on its next call")
+	set, err := d.transmit("-event", "account-disabled", "-sub-uri", agentID, "-jti", "demo-risc-1",
+		"-reason", "prompt injection detected")
+	if err != nil {
 		return err
 	}
+	step("IdP pushes a signed RISC account-disabled SET for the agent → controller answers %s", set)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		out, err = d.agent(nil, "http://"+toolHost+"/whoami")
@@ -158,21 +161,47 @@ func (d *demo) run() error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	step("agentauthctl revoke → next call: %s", oneLine(out))
+	step("next call: %s", oneLine(out))
 
 	title("done")
 	fmt.Printf("   sidecars as the controller sees them: agentauthctl -socket %s sidecars\n", d.socket)
 	return nil
 }
 
+// The demo's identity provider: an SSF transmitter with its own signing key.
+const idpIssuer = "https://idp.example.com"
+
+func (d *demo) transmit(args ...string) (string, error) {
+	base := []string{"-key", filepath.Join(d.dir, "idp.pem"), "-iss", idpIssuer, "-aud", "https://agentauth.example.org",
+		"-url", "http://" + d.ssf + "/ssf/events"}
+	out, err := exec.Command(filepath.Join(d.bin, "ssf-transmit"), append(base, args...)...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("ssf-transmit: %v: %s", err, out)
+	}
+	return strings.TrimSpace(strings.TrimPrefix(string(out), "HTTP/1.1 ")), nil
+}
+
 func (d *demo) startController() error {
+	tx := filepath.Join(d.bin, "ssf-transmit")
+	if out, err := exec.Command(tx, "-gen-key", filepath.Join(d.dir, "idp.pem")).CombinedOutput(); err != nil {
+		return fmt.Errorf("ssf-transmit -gen-key: %v: %s", err, out)
+	}
+	jwks, err := exec.Command(tx, "-key", filepath.Join(d.dir, "idp.pem"), "-print-jwks").Output()
+	if err != nil {
+		return fmt.Errorf("ssf-transmit -print-jwks: %v", err)
+	}
 	cfg := d.write("controller.yaml", fmt.Sprintf(`trustDomain: %s
 dataDir: %s
 issuer: {listen: %s}
 xds: {listen: %s}
 admin: {socket: %s}
 ops: {listen: %s}
-`, trustDomain, filepath.Join(d.dir, "data"), d.issuer, d.xds, d.socket, d.ops))
+ssf:
+  listen: %s
+  transmitters:
+    - {issuer: %q, audience: [https://agentauth.example.org], jwksFile: %s}
+`, trustDomain, filepath.Join(d.dir, "data"), d.issuer, d.xds, d.socket, d.ops, d.ssf, idpIssuer,
+		d.write("idp-jwks.json", string(jwks))))
 	if err := d.start("controller", "-config", cfg); err != nil {
 		return err
 	}

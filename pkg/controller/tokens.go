@@ -90,7 +90,7 @@ func (s storeRevocations) Revoked(_ context.Context, class, value string, issued
 				continue
 			}
 			if nb := r.GetNotBefore(); nb == nil || issuedAt.IsZero() || !issuedAt.After(nb.AsTime()) {
-				return r.Describe(), true
+				return r.GetId() + ": " + r.Describe(), true
 			}
 		}
 	}

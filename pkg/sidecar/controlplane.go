@@ -242,7 +242,7 @@ func (cp *controlPlane) revoked(_ context.Context, kind, value string, issuedAt 
 	st, now := cp.client.State(), time.Now()
 	for _, k := range agentauthv1.KindsFor(kind) {
 		if r := st.Revoked(k, "", value, issuedAt, now); r != nil {
-			return r.Describe(), true
+			return r.GetId() + ": " + r.Describe(), true
 		}
 	}
 	return "", false

@@ -54,13 +54,10 @@ func KindsFor(class string) []string {
 	return nil
 }
 
-// Describe says which revocation refused and why, for refusal messages and audit records: its id, reason and,
-// when a security event caused it, the event type and the SET's jti.
+// Describe says why a revocation refuses, for refusal messages and audit records: its reason and, when a security
+// event caused it, the event type and the SET's jti. The id is not included; callers name it.
 func (x *Revocation) Describe() string {
-	s := x.GetId()
-	if r := x.GetReason(); r != "" {
-		s += ": " + r
-	}
+	s := x.GetReason()
 	if c := x.GetCause(); c.GetSetJti() != "" {
 		s += " (event " + c.GetEventType() + ", SET jti " + c.GetSetJti() + ")"
 	}
