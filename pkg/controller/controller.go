@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
+	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -206,13 +209,34 @@ func (c *Controller) close() {
 	c.closers = nil
 }
 
+// keyStore opens where the CA and signing keys live: PKCS#8 files under dataDir/keys, or a TPM (a character
+// device such as /dev/tpmrm0, or the Unix socket of a software TPM) that holds them, with only wrapped blobs on disk.
 func (c *Controller) keyStore() (issuer.KeyStore, error) {
 	dir := filepath.Join(c.cfg.DataDir, "keys")
-	if c.cfg.Issuer.Keys == "tpm" {
-		return nil, errors.New("issuer.keys: tpm is supported by pkg/issuer.TPMKeyStore but not wired into the " +
-			"controller binary yet; use file")
+	if c.cfg.Issuer.Keys != "tpm" {
+		return issuer.NewFileKeyStore(dir)
 	}
-	return issuer.NewFileKeyStore(dir)
+	dev := c.cfg.Issuer.TPMDevice
+	fi, err := os.Stat(dev)
+	if err != nil {
+		return nil, fmt.Errorf("issuer.tpmDevice: %w", err)
+	}
+	var tpm transport.TPMCloser
+	if fi.Mode()&os.ModeSocket != 0 {
+		tpm, err = linuxudstpm.Open(dev)
+	} else {
+		tpm, err = linuxtpm.Open(dev)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("issuer.tpmDevice %s: %w", dev, err)
+	}
+	ks, err := issuer.NewTPMKeyStore(tpm, filepath.Join(dir, "tpm"))
+	if err != nil {
+		tpm.Close()
+		return nil, fmt.Errorf("issuer.keys tpm: %w", err)
+	}
+	c.closers = append(c.closers, func() { _ = ks.Close(); _ = tpm.Close() })
+	return ks, nil
 }
 
 func serveHTTP(s *http.Server, ln net.Listener) error {
