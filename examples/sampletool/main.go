@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -99,7 +100,29 @@ func whoami(w http.ResponseWriter, r *http.Request) {
 			seen[lk] = v
 		}
 	}
-	writeJSON(w, map[string]any{"method": r.Method, "path": r.URL.Path, "headers": seen})
+	out := map[string]any{"method": r.Method, "path": r.URL.Path, "headers": seen}
+	// A legacy API reads its bearer token; the sample shows the token's (unverified) header and claims.
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		out["bearer"] = jwtParts(tok)
+	}
+	writeJSON(w, out)
+}
+
+// jwtParts decodes a compact JWT's header and claims without verifying them: display only.
+func jwtParts(tok string) map[string]any {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return map[string]any{"opaque": true}
+	}
+	out := map[string]any{}
+	for i, name := range []string{"header", "claims"} {
+		b, err := base64.RawURLEncoding.DecodeString(parts[i])
+		var v map[string]any
+		if err == nil && json.Unmarshal(b, &v) == nil {
+			out[name] = v
+		}
+	}
+	return out
 }
 
 func echo(w http.ResponseWriter, r *http.Request) {

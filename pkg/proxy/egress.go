@@ -20,6 +20,9 @@ type EgressConfig struct {
 	Routes *RouteTable
 	// Signers add the proofs of one mode each (ModeWPT, ModeHTTPSig). Every proof mode a route uses needs one.
 	Signers map[Mode]ProofSigner
+	// Credentials, when set, runs on every outbound request, passthrough routes included, before the proof
+	// signer: it adds bearer-style credentials the proofs then bind (a Txn-Token, an access token for a legacy API).
+	Credentials ProofSigner
 }
 
 // EgressHandler is the agent side. It serves both listener front ends:
@@ -36,6 +39,7 @@ type EgressConfig struct {
 type EgressHandler struct {
 	opts    Options
 	signers map[Mode]ProofSigner
+	creds   ProofSigner
 	routes  atomic.Pointer[RouteTable]
 	pool    *upstreamPool
 	proxy   *httputil.ReverseProxy
@@ -43,7 +47,7 @@ type EgressHandler struct {
 
 // NewEgressHandler validates cfg and builds the handler.
 func NewEgressHandler(cfg EgressConfig) (*EgressHandler, error) {
-	h := &EgressHandler{opts: cfg.Options.withDefaults(), signers: make(map[Mode]ProofSigner)}
+	h := &EgressHandler{opts: cfg.Options.withDefaults(), signers: make(map[Mode]ProofSigner), creds: cfg.Credentials}
 	for m, s := range cfg.Signers {
 		if m != ModeWPT && m != ModeHTTPSig {
 			return nil, fmt.Errorf("proxy: signer registered for %v; only wpt and httpsig are signed", m)
@@ -155,6 +159,14 @@ func stripBrackets(h string) string {
 // sign runs on the outbound request just before it is sent, so the proofs cover the final URL and headers.
 func (h *EgressHandler) sign(st *reqState, out *http.Request) error {
 	rt := st.route
+	if h.creds != nil {
+		if err := h.creds.SignRequest(out.Context(), out, rt); err != nil {
+			if autherr.Of(err) == nil {
+				return &localError{fmt.Errorf("egress: credentials for route %q: %w", rt.Name, err)}
+			}
+			return err
+		}
+	}
 	p := rt.Modes.proofs()
 	if p == 0 {
 		return nil

@@ -144,6 +144,16 @@ type RouteConfig struct {
 	// TxnToken, when set, attaches a Transaction Token (from egress.tokenService) to every call on this route; the
 	// WPT or signature binds it.
 	TxnToken *RouteTxnConfig `yaml:"txnToken,omitempty"`
+	// AccessToken, for a legacy API that only takes OAuth bearer tokens, exchanges the agent's credential (and
+	// the user's, when present) for an access token from egress.tokenService and sends it as Authorization: Bearer.
+	AccessToken *RouteAccessTokenConfig `yaml:"accessToken,omitempty"`
+}
+
+// RouteAccessTokenConfig names the legacy API an access token is requested for (RFC 8693 audience/resource).
+type RouteAccessTokenConfig struct {
+	Audience string `yaml:"audience,omitempty"`
+	Resource string `yaml:"resource,omitempty"`
+	Scope    string `yaml:"scope,omitempty"`
 }
 
 // RouteTxnConfig is a route's Transaction Token request.
@@ -542,6 +552,14 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 		}
 		if r.TxnToken != nil && e.TokenService == nil {
 			v.add(p+".txnToken", "needs egress.tokenService: where Transaction Tokens come from")
+		}
+		if a := r.AccessToken; a != nil {
+			if e.TokenService == nil {
+				v.add(p+".accessToken", "needs egress.tokenService: where access tokens come from")
+			}
+			if a.Audience == "" && a.Resource == "" {
+				v.add(p+".accessToken", "set audience or resource: the API the token is for")
+			}
 		}
 	}
 }

@@ -14,24 +14,35 @@ import (
 	"github.com/agentauth/agentauth/pkg/proxy"
 )
 
-// txnSigner attaches a Transaction Token to calls on routes that ask for one, then lets the proof signer bind it
-// (WPT tth, or the covered txn-token header of an HTTP signature).
-type txnSigner struct {
+// routeCredentials adds the tokens a route asks for, before the proofs that bind them: a Transaction Token (the
+// WPT binds it with tth, an HTTP signature covers the txn-token header), then, for a legacy API, an access token
+// from the same token exchange in Authorization: Bearer. Tokens are cached by the exchanger until shortly before
+// they expire and never logged.
+type routeCredentials struct {
 	x      *oauth.Exchanger
-	scopes map[string]string // route name → scope, for routes with txnToken
-	next   proxy.ProofSigner
+	scopes map[string]string                     // route name → Txn-Token scope
+	access map[string]*oauth.SecondaryCredential // route name → access token for a legacy API
 }
 
-func (t *txnSigner) SignRequest(ctx context.Context, r *http.Request, rt *proxy.Route) error {
-	if scope, ok := t.scopes[rt.Name]; ok {
-		if err := t.x.Apply(ctx, r, scope); err != nil {
-			if autherr.Of(err) == nil {
-				return fmt.Errorf("egress: obtaining a Txn-Token: %v", err)
-			}
-			return err
+func (c *routeCredentials) SignRequest(ctx context.Context, r *http.Request, rt *proxy.Route) error {
+	if scope, ok := c.scopes[rt.Name]; ok {
+		if err := c.x.Apply(ctx, r, scope); err != nil {
+			return tokenError("a Txn-Token", err)
 		}
 	}
-	return t.next.SignRequest(ctx, r, rt)
+	if sc := c.access[rt.Name]; sc != nil {
+		if err := sc.Apply(ctx, r); err != nil {
+			return tokenError("an access token", err)
+		}
+	}
+	return nil
+}
+
+func tokenError(what string, err error) error {
+	if autherr.Of(err) == nil {
+		return fmt.Errorf("egress: obtaining %s: %v", what, err)
+	}
+	return err
 }
 
 // newExchanger builds the token-exchange client; it trusts the token service by our SPIFFE bundles.
@@ -113,6 +124,6 @@ const (
 )
 
 var (
-	_ proxy.ProofSigner = (*txnSigner)(nil)
+	_ proxy.ProofSigner = (*routeCredentials)(nil)
 	_ proxy.Step        = (*txnStep)(nil)
 )

@@ -18,6 +18,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/httpsig"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/mtls"
+	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/proxy"
 	"github.com/agentauth/agentauth/pkg/replay"
@@ -261,25 +262,32 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 		proxy.ModeWPT:     &wptSigner{src: s.src},
 		proxy.ModeHTTPSig: &httpsigSigner{src: s.src},
 	}
+	var creds proxy.ProofSigner
 	if e.TokenService != nil {
 		x, err := s.newExchanger(self)
 		if err != nil {
 			return nil, fmt.Errorf("egress.tokenService: %w", err)
 		}
-		scopes := map[string]string{}
-		for _, rc := range e.Routes {
-			if rc.TxnToken != nil {
-				scopes[rc.Name] = rc.TxnToken.Scope
+		rc := &routeCredentials{x: x, scopes: map[string]string{}, access: map[string]*oauth.SecondaryCredential{}}
+		for i, r := range e.Routes {
+			if r.TxnToken != nil {
+				rc.scopes[r.Name] = r.TxnToken.Scope
+			}
+			if a := r.AccessToken; a != nil {
+				sc, err := oauth.NewSecondaryCredential(x, oauth.SecondaryConfig{Audience: a.Audience, Resource: a.Resource, Scope: a.Scope})
+				if err != nil {
+					return nil, fmt.Errorf("egress.routes[%d].accessToken: %w", i, err)
+				}
+				rc.access[r.Name] = sc
 			}
 		}
-		for m, sg := range signers {
-			signers[m] = &txnSigner{x: x, scopes: scopes, next: sg}
-		}
+		creds = rc
 	}
 	h, err := proxy.NewEgressHandler(proxy.EgressConfig{
-		Options: popts,
-		Routes:  table,
-		Signers: signers,
+		Options:     popts,
+		Routes:      table,
+		Signers:     signers,
+		Credentials: creds,
 	})
 	if err != nil {
 		return nil, err

@@ -48,8 +48,17 @@ func startDelegated(t *testing.T, extra ...string) *delegatedEnv {
 forbid (principal, action, resource == Tool::"weather.tools.local")
 when { context.path == "/alerts" && !(context has delegated_subject && context.delegated_subject == "alice@example.com") };
 `))
+	// A legacy API that only understands OAuth bearer tokens, reached without a sidecar on its side.
+	legacy := freeAddr(t)
+	lp := start(t, "sampletool", nil, "-listen", legacy)
+	waitHTTP(t, lp, "http://"+legacy+"/whoami", http.StatusOK)
 	p := startManagedPairWith(t, c, managedOptions{
-		route:   "      txnToken: {scope: weather.read}\n",
+		route: "      txnToken: {scope: weather.read}\n" + fmt.Sprintf(`    - name: legacy
+      host: legacy.tools.local
+      upstream: http://%s
+      modes: [passthrough]
+      accessToken: {audience: legacy-api, scope: read}
+`, legacy),
 		egress:  fmt.Sprintf("  tokenService: {endpoint: %q}\n", "https://"+tokenAddr+"/token"),
 		ingress: fmt.Sprintf("  txnToken: {issuer: %q, jwksURL: %q}\n", "https://"+tokenAddr+"/token", "https://"+tokenAddr+"/jwks"),
 	})
@@ -98,6 +107,30 @@ func TestDelegatedUser(t *testing.T) {
 	}
 	if _, leaked := w.Headers["authorization"]; leaked {
 		t.Fatal("the user's raw token reached the tool")
+	}
+
+	// A legacy API gets an access token for it (RFC 8693), on behalf of the same user, never her raw token.
+	code, body = func() (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, "http://legacy.tools.local/whoami", nil)
+		req.Header.Set("Authorization", "Bearer "+e.userToken(t, alice))
+		resp, err := e.p.agent().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, readAll(t, resp)
+	}()
+	var legacySaw struct {
+		Bearer struct {
+			Header map[string]any `json:"header"`
+			Claims map[string]any `json:"claims"`
+		} `json:"bearer"`
+	}
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &legacySaw) != nil {
+		t.Fatalf("legacy call: %d %s", code, body)
+	}
+	if typ := legacySaw.Bearer.Header["typ"]; typ != "at+jwt" || legacySaw.Bearer.Claims["aud"] != "legacy-api" ||
+		legacySaw.Bearer.Claims["sub"] != alice {
+		t.Fatalf("legacy API got %+v, want an at+jwt for legacy-api on behalf of %s", legacySaw.Bearer, alice)
 	}
 
 	// Policy sees the delegated user: /alerts only for alice.
