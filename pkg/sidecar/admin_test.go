@@ -21,8 +21,7 @@ func TestAdminEndpoints(t *testing.T) {
 	c.Inc()
 
 	a := NewAdmin(reg)
-	credsErr := errors.New("no X.509-SVID yet")
-	a.AddCheck("credentials", func(context.Context) (string, error) { return "", credsErr })
+	a.AddCheck("credentials", func(context.Context) (string, error) { return "", errors.New("no X.509-SVID yet") })
 	a.AddCheck("controller", func(context.Context) (string, error) { return "fail-static: last contact 3s ago", nil })
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -60,7 +59,6 @@ func TestAdminEndpoints(t *testing.T) {
 		rep.Checks["controller"] != "fail-static: last contact 3s ago" {
 		t.Fatalf("/readyz not ready = %d %+v", code, rep)
 	}
-	credsErr = nil
 	a.AddCheck("credentials", func(context.Context) (string, error) { return "", nil })
 	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, `"ready":true`) {
 		t.Fatalf("/readyz ready = %d %s", code, body)

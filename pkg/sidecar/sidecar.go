@@ -143,9 +143,6 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	return err
 }
 
-// Ready reports whether the sidecar can serve, with per-check detail (what /readyz shows).
-func (s *Sidecar) Ready(ctx context.Context) (bool, map[string]string) { return s.admin.Ready(ctx) }
-
 func (s *Sidecar) close() {
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		s.closers[i]()
@@ -316,11 +313,15 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 	return ls, nil
 }
 
-// upstreamTLS returns the client TLS config of an https upstream: with our X.509-SVID under mode mtls, and in
-// every case verifying the server against our bundles and, when the route names one, its SPIFFE ID. Built per
-// connection so rotation applies from the next handshake.
+// upstreamTLS returns the client TLS config of an https upstream: with our X.509-SVID under mode mtls, verifying
+// the server against our bundles and, when the route names one, its SPIFFE ID. A passthrough route to a server
+// outside the mesh (a legacy API) is verified against the system's roots instead. Built per connection so rotation
+// applies from the next handshake.
 func (s *Sidecar) upstreamTLS(self spiffeid.ID) proxy.TLSConfigFunc {
 	return func(_ context.Context, rt *proxy.Route) (*tls.Config, error) {
+		if rt.Modes == proxy.ModePassthrough && rt.UpstreamID == "" {
+			return &tls.Config{MinVersion: tls.VersionTLS12}, nil
+		}
 		authz := tlsconfig.AuthorizeMemberOf(self.TrustDomain())
 		if rt.UpstreamID != "" {
 			id, err := spiffeid.FromString(rt.UpstreamID)
