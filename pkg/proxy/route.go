@@ -278,8 +278,9 @@ func splitHost(s string) (host, port string, err error) {
 			return "", "", fmt.Errorf("host %q: empty port", s)
 		}
 	}
-	host = strings.TrimSuffix(host, ".")
-	if host == "" || strings.ContainsAny(host, "/?#@ \t\\%") {
+	host = strings.TrimSuffix(host, ".") // one trailing dot is the root label of a fully qualified name
+	if host == "" || strings.ContainsAny(host, "/?#@ \t\\%") || strings.HasPrefix(host, ".") ||
+		strings.HasSuffix(host, ".") || strings.Contains(host, "..") {
 		return "", "", fmt.Errorf("host %q is not a host name or address", s)
 	}
 	if port != "" {
