@@ -3,38 +3,35 @@
 package bench
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/internal/testproc"
 )
 
 // buildBinaries builds the processes under test into a temporary directory, before this process is pinned, so the
 // build may use every CPU.
 func buildBinaries(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	_, file, _, _ := runtime.Caller(0)
-	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
-		"./cmd/sidecar", "./examples/sampletool", "./test/bench/cmd/bareproxy")
-	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building binaries: %v\n%s", err, out)
+	root, err := testproc.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
 	}
+	dir, cleanup, err := testproc.Build(root, "./cmd/sidecar", "./examples/sampletool", "./test/bench/cmd/bareproxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
 	return dir
 }
 
@@ -69,93 +66,28 @@ func pinSelf(t *testing.T) pinning {
 
 // proc is a started binary; its output is kept and shown if the test fails.
 type proc struct {
+	*testproc.Proc
 	name string
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// start runs binary name from bin on cpu (-1: unpinned). It is stopped with SIGTERM when the (sub)test ends.
+// start runs binary name from bin on cpu (-1: unpinned). It is stopped with SIGTERM (killed after 10s) when the
+// (sub)test ends.
 func start(t *testing.T, bin string, cpu int, name string, args ...string) *proc {
 	t.Helper()
-	path := filepath.Join(bin, name)
-	cmd := exec.Command(path, args...)
+	opts := []testproc.Option{testproc.Args(args...)}
 	if cpu >= 0 {
 		// taskset execs the binary in place, so the PID is the binary's.
-		cmd = exec.Command("taskset", append([]string{"-c", strconv.Itoa(cpu), path}, args...)...)
+		opts = append(opts, testproc.Prefix("taskset", "-c", strconv.Itoa(cpu)))
 	}
-	p := &proc{name: name, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop(t)
-		if t.Failed() {
-			t.Logf("---- %s output ----\n%s", name, p.out.String())
-		}
-	})
-	return p
+	return &proc{Proc: testproc.Start(t, filepath.Join(bin, name), opts...), name: name}
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM and waits up to 10s before killing.
-func (p *proc) stop(t *testing.T) {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		t.Errorf("%s did not exit within 10s of SIGTERM; killing it", p.name)
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func (p *proc) pid() int { return p.Pid() }
 
 // waitReady polls ready until it is true, p dies, or 30s pass.
 func waitReady(t *testing.T, p *proc, what string, ready func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if p.exited() {
-			t.Fatalf("%s exited before %s was ready:\n%s", p.name, what, p.out.String())
-		}
-		if ready() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s: %s not ready after 30s:\n%s", p.name, what, p.out.String())
+	testproc.WaitFor(t, p.Proc, what, 20*time.Millisecond, func() (bool, string) { return ready(), "" })
 }
 
 func listening(addr string) func() bool {
@@ -182,12 +114,7 @@ func answers200(url string) func() bool {
 // freeAddr returns a 127.0.0.1 address that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testproc.FreeAddr(t)
 }
 
 // creds are one workload's credential files as the sidecar's identity.files section names them.

@@ -1,52 +1,21 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentauth/agentauth/internal/testproc"
 )
 
 // binDir holds the binaries TestMain builds once for every test.
 var binDir string
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "agentauth-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	args := []string{"build", "-o", dir + string(os.PathSeparator)}
-	for _, p := range buildTargets {
-		args = append(args, p)
-	}
-	cmd := exec.Command("go", args...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building binaries: %v\n%s", err, out)
-		return 1
-	}
-	binDir = dir
-	return m.Run()
+	os.Exit(testproc.Main(m, &binDir, buildTargets...))
 }
 
 var buildTargets = []string{"./cmd/sidecar", "./cmd/controller", "./cmd/agentauthctl", "./cmd/ssf-transmit", "./examples/sampletool", "./examples/sampleagent"}
@@ -54,110 +23,40 @@ var buildTargets = []string{"./cmd/sidecar", "./cmd/controller", "./cmd/agentaut
 // freeAddr returns a 127.0.0.1 address that was free a moment ago.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testproc.FreeAddr(t)
 }
 
-// proc is a started binary whose output is kept for the test log.
+// proc is a started binary; the tests read its output so far as p.out.String().
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
+	*testproc.Proc
+	out output
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// output is a process's output so far, as a fmt.Stringer.
+type output struct{ p *testproc.Proc }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+func (o output) String() string { return o.p.Output() }
 
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// start runs binary name with args; it is stopped with SIGTERM when the test ends, and its output is logged if
-// the test failed.
+// start runs binary name with args and env added to the test's environment; it is stopped with SIGTERM (killed
+// after 20s) when the test ends, and its output is logged if the test failed.
 func start(t testing.TB, name string, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, name), args...)
-	cmd.Env = append(os.Environ(), env...)
-	p := &proc{name: name, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop(t)
-		if t.Failed() {
-			t.Logf("---- %s output ----\n%s", name, p.out.String())
-		}
-	})
-	return p
+	p := testproc.Start(t, filepath.Join(binDir, name), testproc.Env(env...), testproc.Args(args...),
+		testproc.Grace(20*time.Second))
+	return &proc{Proc: p, out: output{p}}
 }
 
 // stop sends SIGTERM and waits (up to 20s) for a graceful exit.
-func (p *proc) stop(t testing.TB) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		t.Errorf("%s did not exit within 20s of SIGTERM", p.name)
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// exited reports whether the process has ended.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *proc) stop(t testing.TB) { p.Stop(t) }
 
 // waitHTTP polls url until it answers want (or the process dies, or 30s pass).
 func waitHTTP(t testing.TB, p *proc, url string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
-		if p != nil && p.exited() {
-			t.Fatalf("%s exited before %s was ready:\n%s", p.name, url, p.out.String())
-		}
-		resp, err := http.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == want {
-				return
-			}
-			last = fmt.Sprintf("%d %s", resp.StatusCode, b)
-		} else {
-			last = err.Error()
-		}
-		time.Sleep(50 * time.Millisecond)
+	var tp *testproc.Proc
+	if p != nil {
+		tp = p.Proc
 	}
-	t.Fatalf("%s not answering %d after 30s (last: %s)", url, want, last)
+	testproc.WaitHTTP(t, tp, url, want)
 }
 
 // writeFile writes content under dir and returns its path.

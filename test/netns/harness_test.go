@@ -6,39 +6,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentauth/agentauth/internal/testproc"
 )
 
 // binDir holds the binaries TestMain builds once.
 var binDir string
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "agentauth-netns-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	_, file, _, _ := runtime.Caller(0)
-	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "./cmd/sidecar", "./examples/sampletool")
-	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building binaries: %v\n%s", err, out)
-		return 1
-	}
-	binDir = dir
-	return m.Run()
+	os.Exit(testproc.Main(m, &binDir, "./cmd/sidecar", "./examples/sampletool"))
 }
 
 // skipOrFail skips the test when the machine cannot run it, but fails it under CI, which installs the tools and
@@ -72,77 +53,13 @@ func sh(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
-// proc is a started process whose output is kept for the test log.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startIn runs one of the built binaries inside network namespace ns. ip netns exec replaces itself with the
-// binary, so the signal stop sends reaches it directly. The process is stopped when the test ends (and killed
-// if the test binary dies first), and its output is logged if the test failed.
-func startIn(t *testing.T, ns, name string, args ...string) *proc {
+// binary, so the signal Stop sends reaches it directly. The process is stopped when the test ends (killed 10s after
+// SIGTERM, and killed at once if the test binary dies first), and its output is logged if the test failed.
+func startIn(t *testing.T, ns, name string, args ...string) *testproc.Proc {
 	t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, filepath.Join(binDir, name)}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &proc{name: name + "@" + ns, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", p.name, err)
-	}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop(t)
-		if t.Failed() {
-			t.Logf("---- %s output ----\n%s", p.name, p.out.String())
-		}
-	})
-	return p
-}
-
-// stop sends SIGTERM and waits up to 10s for a graceful exit, then kills.
-func (p *proc) stop(t testing.TB) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		t.Errorf("%s did not exit within 10s of SIGTERM", p.name)
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+	return testproc.Start(t, filepath.Join(binDir, name), testproc.Args(args...), testproc.Name(name+"@"+ns),
+		testproc.Prefix("ip", "netns", "exec", ns), testproc.SysProcAttr(&syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}))
 }
 
 // curlResult is what curl reported: the HTTP status (0 when no response arrived), the body and curl's exit code.
@@ -190,20 +107,12 @@ func curlIn(t testing.TB, ns string, uid int, args ...string) curlResult {
 }
 
 // waitReady polls url from inside ns until it answers 200, failing early if p exits (30s at most).
-func waitReady(t *testing.T, p *proc, ns, url string) {
+func waitReady(t *testing.T, p *testproc.Proc, ns, url string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var last curlResult
-	for time.Now().Before(deadline) {
-		if p.exited() {
-			t.Fatalf("%s exited before %s was ready:\n%s", p.name, url, p.out.String())
-		}
-		if last = curlIn(t, ns, 0, "--max-time", "2", url); last.status == 200 {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready after 30s (last: %v)", url, last)
+	testproc.WaitFor(t, p, url, 100*time.Millisecond, func() (bool, string) {
+		res := curlIn(t, ns, 0, "--max-time", "2", url)
+		return res.status == 200, res.String()
+	})
 }
 
 func writeFile(t testing.TB, dir, name, content string) string {
