@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/agentauth/agentauth/pkg/signals"
 )
 
 // Config is the controller's configuration. Field names are the YAML keys.
@@ -66,7 +69,8 @@ type UserIssuerConfig struct {
 	JWKSFile  string   `yaml:"jwksFile"`
 }
 
-// SSFConfig configures the Shared Signals receiver (RFC 8935 push delivery at POST /ssf/events).
+// SSFConfig configures the Shared Signals receiver: RFC 8935 push delivery at POST /ssf/events, RFC 8936 poll
+// delivery and SSF stream management per transmitter.
 type SSFConfig struct {
 	Listen       string              `yaml:"listen"`
 	Transmitters []TransmitterConfig `yaml:"transmitters"`
@@ -74,15 +78,50 @@ type SSFConfig struct {
 
 // TransmitterConfig is one trusted SSF transmitter.
 type TransmitterConfig struct {
-	// Issuer is the transmitter's iss, exactly.
+	// Issuer is the transmitter's iss, exactly. With Stream, its metadata is read from the issuer's
+	// /.well-known/ssf-configuration (SSF §7.2).
 	Issuer string `yaml:"issuer"`
 	// Audience lists the aud values that name this controller.
 	Audience []string `yaml:"audience"`
 	// JWKSFile or JWKSURL holds the transmitter's public keys.
 	JWKSFile string `yaml:"jwksFile,omitempty"`
 	JWKSURL  string `yaml:"jwksURL,omitempty"`
-	// PushAuthorization, if set, is the Authorization header value every push must carry.
+	// PushAuthorization, if set, is the Authorization header value every push must carry; a stream created with
+	// push delivery hands it to the transmitter as the delivery's authorization_header.
 	PushAuthorization string `yaml:"pushAuthorization,omitempty"`
+	// Poll, if set, fetches SETs from the transmitter's RFC 8936 poll endpoint.
+	Poll *SSFPollConfig `yaml:"poll,omitempty"`
+	// Stream, if set, manages this controller's stream at the transmitter (SSF §8) in the background: create it
+	// (or find the one created before), read its status, ask for a verification event and wait for it.
+	Stream *SSFStreamConfig `yaml:"stream,omitempty"`
+}
+
+// SSFPollConfig configures RFC 8936 poll delivery from one transmitter.
+type SSFPollConfig struct {
+	// URL is the transmitter's poll endpoint. Leave it out when stream.delivery is poll: the stream names it.
+	URL string `yaml:"url,omitempty"`
+	// Authorization is sent as the Authorization header of every poll (default: stream.authorization).
+	Authorization string `yaml:"authorization,omitempty"`
+	// Interval, if set, is the wait after a poll that brought nothing, and polls ask the transmitter to answer
+	// at once. Unset, the controller long-polls: the transmitter holds each request until it has SETs.
+	Interval time.Duration `yaml:"interval,omitempty"`
+	// MaxEvents is the most SETs asked for per poll (default 25).
+	MaxEvents int `yaml:"maxEvents,omitempty"`
+}
+
+// SSFStreamConfig configures the receiver side of SSF stream management with one transmitter.
+type SSFStreamConfig struct {
+	// Authorization is sent as the Authorization header of management calls (e.g. "Bearer …").
+	Authorization string `yaml:"authorization,omitempty"`
+	// Delivery is push (the transmitter POSTs to PushEndpoint) or poll (the controller polls the endpoint the
+	// stream names).
+	Delivery string `yaml:"delivery"`
+	// PushEndpoint is this controller's POST /ssf/events as the transmitter reaches it, e.g.
+	// https://agentauth.example.org/ssf/events. Push delivery only.
+	PushEndpoint string `yaml:"pushEndpoint,omitempty"`
+	// EventsRequested are event types, as URIs or short names (session-revoked); default: every CAEP and RISC
+	// event type the controller maps.
+	EventsRequested []string `yaml:"eventsRequested,omitempty"`
 }
 
 // ListenConfig is one TCP listener.
@@ -190,6 +229,40 @@ func (c *Config) Validate() error {
 			if (t.JWKSFile == "") == (t.JWKSURL == "") {
 				add(f+".jwksFile", "set exactly one of jwksFile and jwksURL")
 			}
+			streamPoll := t.Stream != nil && t.Stream.Delivery == "poll"
+			if p := t.Poll; p != nil {
+				switch {
+				case streamPoll && p.URL != "":
+					add(f+".poll.url", "leave it out: stream.delivery is poll, so the stream names the poll endpoint")
+				case !streamPoll && !isHTTPURL(p.URL):
+					add(f+".poll.url", "%q is not an absolute http(s) URL (required unless stream.delivery is poll)", p.URL)
+				}
+				if p.Interval != 0 && p.Interval < time.Second {
+					add(f+".poll.interval", "%v is under 1s", p.Interval)
+				}
+				if p.MaxEvents < 0 || p.MaxEvents > 1000 {
+					add(f+".poll.maxEvents", "%d is outside 0..1000", p.MaxEvents)
+				}
+			}
+			if st := t.Stream; st != nil {
+				switch st.Delivery {
+				case "push":
+					if !isHTTPURL(st.PushEndpoint) {
+						add(f+".stream.pushEndpoint", "%q is not an absolute http(s) URL (required for push delivery)", st.PushEndpoint)
+					}
+				case "poll":
+					if st.PushEndpoint != "" {
+						add(f+".stream.pushEndpoint", "only for push delivery")
+					}
+				default:
+					add(f+".stream.delivery", "%q is not push or poll", st.Delivery)
+				}
+				for _, e := range st.EventsRequested {
+					if _, ok := signals.EventURI(e); !ok {
+						add(f+".stream.eventsRequested", "%q is not a known CAEP, RISC or SSF event type", e)
+					}
+				}
+			}
 		}
 	}
 	if c.Admin.Socket == "" {
@@ -214,4 +287,9 @@ func (c *Config) Validate() error {
 		msgs[i] = e.Error()
 	}
 	return errors.New("invalid controller config:\n  " + strings.Join(msgs, "\n  "))
+}
+
+func isHTTPURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
 }

@@ -54,6 +54,8 @@ type Controller struct {
 	issuerLn, xdsLn, opsLn, adminLn, ssfLn, tokenLn net.Listener
 	admin, ops, ssf, tokens                         *http.Server
 	closers                                         []func()
+	// ssfClients polls transmitters and manages SSF streams (set with ssf).
+	ssfClients *ssfClients
 	// done is closed when Run returns, stopping background loops.
 	done chan struct{}
 }
@@ -171,6 +173,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	if c.ssf != nil {
 		go c.pruneSETs()
 		go func() { errc <- serveHTTP(c.ssf, c.ssfLn) }()
+		stopSSF := c.runSSFClients(ctx)
+		defer stopSSF() // before the store closes: SETs in flight are applied, acknowledgements flushed
 		c.log.Info("SSF receiver serving", zap.String("push", "http://"+c.ssfLn.Addr().String()+"/ssf/events"))
 	}
 	go func() { errc <- c.iss.Serve(c.issuerLn) }()
