@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
@@ -246,6 +247,10 @@ func buildAudience(scheme, authority, path string) string {
 
 // splitHost normalises an authority: lower-case host without a trailing dot, IPv6 without brackets, and a port
 // that is empty or a number in 1..65535.
+func isSpaceOrControl(r rune) bool {
+	return r <= ' ' || r == 0x7f || unicode.IsSpace(r) || unicode.IsControl(r)
+}
+
 func splitHost(s string) (host, port string, err error) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	switch {
@@ -279,8 +284,8 @@ func splitHost(s string) (host, port string, err error) {
 		}
 	}
 	host = strings.TrimSuffix(host, ".") // one trailing dot is the root label of a fully qualified name
-	if host == "" || strings.ContainsAny(host, "/?#@ \t\\%") || strings.HasPrefix(host, ".") ||
-		strings.HasSuffix(host, ".") || strings.Contains(host, "..") {
+	if host == "" || strings.ContainsAny(host, "/?#@\\%") || strings.ContainsFunc(host, isSpaceOrControl) ||
+		strings.HasPrefix(host, ".") || strings.HasSuffix(host, ".") || strings.Contains(host, "..") {
 		return "", "", fmt.Errorf("host %q is not a host name or address", s)
 	}
 	if port != "" {
