@@ -410,7 +410,7 @@ func revokedBy(t *testing.T, c *Controller, jti string) (subject string, ok bool
 }
 
 // waitFor polls cond until it holds. The timeout only stops a broken test from hanging; nothing is timed.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
