@@ -483,6 +483,11 @@ func (allowAuthenticated) Authorize(context.Context, *proxy.AuthzRequest) (*prox
 type logSink struct{ log *zap.Logger }
 
 func (l *logSink) Record(_ context.Context, d *proxy.DecisionRecord) {
+	refused := !d.Allowed || d.Reason != ""
+	// Allowed requests are logged at debug: skip building the line when nobody will read it (the hot path).
+	if !refused && !l.log.Core().Enabled(zap.DebugLevel) {
+		return
+	}
 	fields := []zap.Field{
 		zap.String("direction", string(d.Direction)), zap.String("route", d.Route), zap.Bool("allowed", d.Allowed),
 		zap.Int("status", d.Status), zap.String("subject", d.Subject), zap.String("auth_method", d.AuthMethod),
@@ -504,7 +509,7 @@ func (l *logSink) Record(_ context.Context, d *proxy.DecisionRecord) {
 	if d.RevocationID != "" {
 		fields = append(fields, zap.String("revocation_id", d.RevocationID))
 	}
-	if !d.Allowed || d.Reason != "" {
+	if refused {
 		fields = append(fields, zap.String("reason", d.Reason), zap.String("message", d.Message))
 		l.log.Info("request refused", fields...)
 		return
