@@ -28,7 +28,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/issuer"
@@ -96,7 +95,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 
 	// Policies are compiled before they are stored, so a bad one never reaches a sidecar.
 	if c.pub, err = xds.NewPublisher(c.store, xds.PublisherConfig{
-		Validators: map[string]xds.Validator{agentauthv1.PolicyType: validatePolicy},
+		Validators: map[string]xds.Validator{agentauthv1.PolicyType: policy.ValidateResource},
 		Logger:     log.Named("xds"),
 	}); err != nil {
 		return nil, err
@@ -292,19 +291,6 @@ func trustBundle(ca *issuer.CA) *agentauthv1.TrustBundle {
 		JwtAuthoritiesJwks: raw,
 		Sequence:           1,
 	}
-}
-
-func validatePolicy(name string, res proto.Message) error {
-	p, ok := res.(*agentauthv1.Policy)
-	if !ok {
-		return fmt.Errorf("policy %q: unexpected type %T", name, res)
-	}
-	src := p.GetSource()
-	if src == "" {
-		src = p.GetId()
-	}
-	_, err := policy.Compile(map[string][]byte{src: []byte(p.GetCedar())})
-	return err
 }
 
 // selfSVID is the controller's own X.509-SVID, issued by its CA and renewed at half its lifetime.

@@ -16,7 +16,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/autherr"
@@ -152,7 +151,7 @@ func (s *Sidecar) startControlPlane(self spiffeid.ID) (*controlPlane, error) {
 		Target:     s.cfg.Controller.Address,
 		TLSConfig:  tlsConf,
 		NodeID:     self.String(),
-		Validators: map[string]xds.Validator{agentauthv1.PolicyType: validatePolicyDoc},
+		Validators: map[string]xds.Validator{agentauthv1.PolicyType: policy.ValidateResource},
 		OnUpdate:   cp.onUpdate,
 		Logger:     cp.log,
 	})
@@ -171,19 +170,6 @@ func (s *Sidecar) startControlPlane(self spiffeid.ID) (*controlPlane, error) {
 	return cp, nil
 }
 
-func validatePolicyDoc(name string, res proto.Message) error {
-	p, ok := res.(*agentauthv1.Policy)
-	if !ok {
-		return fmt.Errorf("policy %q: unexpected type %T", name, res)
-	}
-	src := p.GetSource()
-	if src == "" {
-		src = name
-	}
-	_, err := policy.Compile(map[string][]byte{src: []byte(p.GetCedar())})
-	return err
-}
-
 // onUpdate recompiles the policy set when policies change. Revocations need nothing here: every check reads the
 // client's current state, so the next request after an update sees it.
 func (cp *controlPlane) onUpdate(u xds.Update) {
@@ -194,15 +180,7 @@ func (cp *controlPlane) onUpdate(u xds.Update) {
 	if u.TypeURL != agentauthv1.PolicyType {
 		return
 	}
-	files := map[string][]byte{}
-	for _, p := range cp.client.State().Policies() {
-		src := p.GetSource()
-		if src == "" {
-			src = p.GetId()
-		}
-		files[src] = []byte(p.GetCedar())
-	}
-	set, err := policy.Compile(files)
+	set, err := policy.CompileResources(cp.client.State().Policies())
 	if err != nil {
 		// Each document compiled on its own (the validator), but not together (e.g. duplicate ids across files):
 		// keep enforcing the previous set.
