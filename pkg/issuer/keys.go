@@ -9,8 +9,11 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
+	"slices"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
 // Size caps on what a client sends; real CSRs and public keys are far smaller.
@@ -46,19 +49,11 @@ func checkWorkloadKey(pub crypto.PublicKey) error {
 
 // checkWITAlg reports whether alg is a WIT-SVID algorithm that fits pub.
 func checkWITAlg(alg string, pub crypto.PublicKey) error {
-	ok := false
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		ok = (alg == "ES256" && k.Curve == elliptic.P256()) || (alg == "ES384" && k.Curve == elliptic.P384()) ||
-			(alg == "ES512" && k.Curve == elliptic.P521())
-	case *rsa.PublicKey:
-		switch alg {
-		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
-			ok = k.N != nil && k.N.BitLen() >= minRSABits
-		}
+	if !slices.Contains(WITAlgs, alg) {
+		return fmt.Errorf("issuer: %w: WIT key alg %q is not one WIT-SVIDs allow (%v)", ErrUnsupportedAlg, alg, WITAlgs)
 	}
-	if !ok {
-		return fmt.Errorf("issuer: %w: WIT key alg %q does not fit a %s (WIT-SVIDs allow %v)", ErrUnsupportedAlg, alg, keyDesc(pub), WITAlgs)
+	if err := wpt.CheckAlgKey(alg, pub); err != nil {
+		return fmt.Errorf("issuer: WIT key: %w", err)
 	}
 	return nil
 }

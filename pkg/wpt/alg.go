@@ -36,9 +36,9 @@ func isSupported(alg string) bool {
 	return false
 }
 
-// checkAlgKey reports, wrapping ErrUnsupportedAlg, whether alg cannot be used with key: ES256 needs P-256, ES384
+// CheckAlgKey returns an error wrapping ErrUnsupportedAlg when the JWS algorithm alg cannot be used with key: ES256 needs P-256, ES384
 // P-384, ES512 P-521, EdDSA Ed25519, RS*/PS* an RSA key of at least 2048 bits.
-func checkAlgKey(alg string, key crypto.PublicKey) error {
+func CheckAlgKey(alg string, key crypto.PublicKey) error {
 	ok := false
 	switch k := key.(type) {
 	case *ecdsa.PublicKey:

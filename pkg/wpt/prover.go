@@ -82,7 +82,7 @@ func NewProver(wit string, key crypto.Signer) (*Prover, error) {
 	if !publicKeyEqual(key.Public(), jwk.Key) {
 		return nil, fmt.Errorf("wpt: %w: the private key does not match the WIT's cnf.jwk", ErrMismatch)
 	}
-	if err := checkAlgKey(jwk.Algorithm, jwk.Key); err != nil {
+	if err := CheckAlgKey(jwk.Algorithm, jwk.Key); err != nil {
 		return nil, fmt.Errorf("wpt: WIT cnf.jwk: %w", err)
 	}
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(jwk.Algorithm), Key: signingKey(key)},

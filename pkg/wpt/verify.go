@@ -213,7 +213,7 @@ func (v *Verifier) verifyWITFull(token string, now time.Time) (*verifiedWIT, err
 			kid, key = k, pub
 		}
 	}
-	if err := checkAlgKey(hdr.Algorithm, key); err != nil {
+	if err := CheckAlgKey(hdr.Algorithm, key); err != nil {
 		return nil, fmt.Errorf("wpt: WIT issuer key %q: %w", kid, err)
 	}
 	if _, err := jws.Verify(key); err != nil {
@@ -291,7 +291,7 @@ func (v *Verifier) checkCnfKey(k *jose.JSONWebKey) error {
 	if !v.allowed[k.Algorithm] {
 		return fmt.Errorf("wpt: %w: WIT cnf.jwk alg %q is not allowed", ErrUnsupportedAlg, k.Algorithm)
 	}
-	if err := checkAlgKey(k.Algorithm, k.Key); err != nil {
+	if err := CheckAlgKey(k.Algorithm, k.Key); err != nil {
 		return fmt.Errorf("wpt: WIT cnf.jwk: %w", err)
 	}
 	return nil

@@ -139,7 +139,7 @@ func NewIssuer(key crypto.Signer, kid, alg string) (*Issuer, error) {
 	if !isSupported(alg) {
 		return nil, fmt.Errorf("wpt: %w: issuer alg %q", ErrUnsupportedAlg, alg)
 	}
-	if err := checkAlgKey(alg, key.Public()); err != nil {
+	if err := CheckAlgKey(alg, key.Public()); err != nil {
 		return nil, fmt.Errorf("wpt: issuer: %w", err)
 	}
 	opts := (&jose.SignerOptions{}).WithType(typWIT)
@@ -174,7 +174,7 @@ func (i *Issuer) Mint(c WITClaims) (string, error) {
 	if !isSupported(c.KeyAlg) {
 		return "", fmt.Errorf("wpt: %w: workload key alg %q", ErrUnsupportedAlg, c.KeyAlg)
 	}
-	if err := checkAlgKey(c.KeyAlg, c.Key); err != nil {
+	if err := CheckAlgKey(c.KeyAlg, c.Key); err != nil {
 		return "", fmt.Errorf("wpt: workload key: %w", err)
 	}
 	if c.IssuedAt.IsZero() {
