@@ -128,7 +128,7 @@ func (s *shard) check(c *Cache, id string, exp, now int64) error {
 	}
 	held, ok := s.entries[id]
 	if ok && held > now {
-		return fmt.Errorf("replay: %w: identifier seen before and valid until %s", autherr.ErrReplay,
+		return fmt.Errorf("%w: identifier seen before and valid until %s", autherr.ErrReplay,
 			time.Unix(0, held).UTC().Format(time.RFC3339))
 	}
 	if exp <= now {
