@@ -110,34 +110,44 @@ func NewWorkloadAPISource(ctx context.Context, cfg WorkloadAPIConfig) (_ *Worklo
 	}
 	watchCtx, stop := context.WithCancel(context.Background())
 	s.stop = stop
-	go s.forward(watchCtx)
+	// The WIT source's first update channel is taken here, before returning, so a change right after
+	// construction is not missed.
+	witUpdated := s.witUpdates()
+	var witCh <-chan struct{}
+	if witUpdated != nil {
+		witCh = witUpdated()
+	}
+	go s.forward(watchCtx, witUpdated, witCh)
 	s.observer.Rotated(StatusOf(s))
 	return s, nil
 }
 
 // forward turns every update of the underlying sources into one Updated signal and one Rotated call.
-func (s *WorkloadAPISource) forward(ctx context.Context) {
-	defer close(s.done)
-	var witUpdated func() <-chan struct{}
+// witUpdates returns how to wait for the next WIT change, or nil when the WIT never changes on its own.
+func (s *WorkloadAPISource) witUpdates() func() <-chan struct{} {
 	switch {
 	case s.wit != nil:
-		witUpdated = s.wit.Updated
+		return s.wit.Updated
 	case s.provider != nil:
 		if u, ok := s.provider.(interface{ Updated() <-chan struct{} }); ok {
-			witUpdated = u.Updated
+			return u.Updated
 		}
 	}
+	return nil
+}
+
+// forward turns every credential change into one update of this source. witCh is the WIT's pending update
+// channel (nil: never ready); after each WIT change the next one is taken before the state is read.
+func (s *WorkloadAPISource) forward(ctx context.Context, witUpdated func() <-chan struct{}, witCh <-chan struct{}) {
+	defer close(s.done)
 	for {
-		var witCh <-chan struct{} // nil: never ready
-		if witUpdated != nil {
-			witCh = witUpdated()
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.x509.Updated():
 		case <-s.jwt.Updated():
 		case <-witCh:
+			witCh = witUpdated()
 		}
 		s.updates.notify()
 		s.observer.Rotated(StatusOf(s))
