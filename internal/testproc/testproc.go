@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -76,15 +78,40 @@ func Main(m *testing.M, binDir *string, pkgs ...string) int {
 	return m.Run()
 }
 
-// FreeAddr returns a 127.0.0.1 address that was free a moment ago.
+// Ports handed out by FreeAddr come from below Linux's ephemeral range (32768–60999 by default), so that no
+// outgoing connection of this or a parallel test process can take one between FreeAddr and the binary's bind.
+// The allocator is process-wide on purpose: its job is that one process never hands out a port twice.
+const (
+	portLow  = 20000
+	portHigh = 32768
+)
+
+var ports = struct {
+	sync.Mutex
+	next int
+}{next: portLow + rand.IntN(portHigh-portLow)}
+
+// FreeAddr returns a 127.0.0.1 address that was free a moment ago and that this process has not handed out before.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports.Lock()
+	defer ports.Unlock()
+	for range portHigh - portLow {
+		port := ports.next
+		ports.next++
+		if ports.next >= portHigh {
+			ports.next = portLow
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("no free port in %d-%d on 127.0.0.1", portLow, portHigh)
+	return ""
 }
 
 // Option adjusts how Start runs a binary.
