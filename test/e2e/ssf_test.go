@@ -80,9 +80,13 @@ func TestSSFSessionRevoked(t *testing.T) {
 		}
 		// The refusing sidecar's decision record (its audit log line) names the event too. The egress sidecar
 		// refuses first when the token service will not exchange the revoked user's token; a Txn-Token it
-		// already held is refused by the ingress sidecar.
-		if !strings.Contains(p.egress.out.String()+p.ingress.out.String(), jti) {
-			t.Fatalf("no decision log mentions %s", jti)
+		// already held is refused by the ingress sidecar. The record is written as the request ends, and its log
+		// line reaches us through a pipe, so it may trail the response a little.
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.egress.out.String()+p.ingress.out.String(), jti); {
+			if time.Now().After(deadline) {
+				t.Fatalf("no decision log mentions %s", jti)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 		if code, _, body := e.callFor(t, "/whoami", bob); code != http.StatusOK {
 			t.Fatalf("call for bob: %d %s", code, body)
