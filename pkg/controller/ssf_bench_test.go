@@ -8,10 +8,8 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -30,6 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/testproc"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/xds"
 )
@@ -155,67 +154,21 @@ func benchSETToEnforced(b *testing.B, n int) {
 
 // ssfBenchController drives the child process over its stdin and stdout.
 type ssfBenchController struct {
-	b        testing.TB
+	*testproc.Child
 	xds, ssf string
-	in       io.WriteCloser
-	lines    chan string
 }
 
 func startSSFBenchController(b testing.TB, dir string) *ssfBenchController {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSSFBenchControllerProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), ssfBenchEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	c := &ssfBenchController{b: b, in: in, lines: make(chan string, 4)}
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if line, ok := strings.CutPrefix(sc.Text(), "bench: "); ok {
-				c.lines <- line
-			}
-		}
-		close(c.lines)
-	}()
-	b.Cleanup(func() {
-		_ = in.Close()
-		_ = cmd.Wait()
-	})
-	addrs := c.read("addr")
+	c := &ssfBenchController{Child: testproc.StartChild(b, "TestSSFBenchControllerProcess", ssfBenchEnv, dir, 2*time.Minute)}
+	addrs := c.Read("addr")
 	c.xds, c.ssf = addrs[0], addrs[1]
 	return c
 }
 
-func (c *ssfBenchController) read(kind string) []string {
-	select {
-	case line, ok := <-c.lines:
-		if !ok {
-			c.b.Fatal("bench controller exited")
-		}
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != kind {
-			c.b.Fatalf("bench controller: got %q, want %s", line, kind)
-		}
-		return f[1:]
-	case <-time.After(2 * time.Minute):
-		c.b.Fatalf("bench controller: no %s", kind)
-	}
-	return nil
-}
-
 // issueSVIDs has the controller's CA issue n sidecar SVIDs into dir/svids/I.crt and I.key.
 func (c *ssfBenchController) issueSVIDs(n int) {
-	fmt.Fprintln(c.in, "svids", n)
-	c.read("svids")
+	c.Send("svids", n)
+	c.Read("svids")
 }
 
 // TestSSFBenchControllerProcess is the controller side of BenchmarkSETToEnforced; it only runs as the

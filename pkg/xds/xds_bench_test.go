@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -26,6 +24,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/internal/testproc"
 	"github.com/agentauth/agentauth/pkg/store"
 )
 
@@ -122,71 +121,25 @@ func benchPropagation(b *testing.B, n int) {
 
 // benchController drives the child process.
 type benchController struct {
-	b     testing.TB
-	addr  string
-	in    io.WriteCloser
-	lines chan string
+	*testproc.Child
+	addr string
 }
 
 func startBenchController(b testing.TB, dir string) *benchController {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchControllerProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), benchControllerEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	c := &benchController{b: b, in: in, lines: make(chan string, 16)}
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if line, ok := strings.CutPrefix(sc.Text(), "bench: "); ok {
-				c.lines <- line
-			}
-		}
-		close(c.lines)
-	}()
-	b.Cleanup(func() {
-		_ = in.Close()
-		_ = cmd.Wait()
-	})
-	c.addr = c.read("addr")[0]
+	c := &benchController{Child: testproc.StartChild(b, "TestBenchControllerProcess", benchControllerEnv, dir, 60*time.Second)}
+	c.addr = c.Read("addr")[0]
 	return c
 }
 
-func (c *benchController) read(kind string) []string {
-	select {
-	case line, ok := <-c.lines:
-		if !ok {
-			c.b.Fatal("bench controller exited")
-		}
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != kind {
-			c.b.Fatalf("bench controller: got %q, want %s", line, kind)
-		}
-		return f[1:]
-	case <-time.After(60 * time.Second):
-		c.b.Fatalf("bench controller: no %s", kind)
-	}
-	return nil
-}
-
 func (c *benchController) mem() uint64 {
-	fmt.Fprintln(c.in, "mem")
-	v, _ := strconv.ParseUint(c.read("mem")[0], 10, 64)
+	c.Send("mem")
+	v, _ := strconv.ParseUint(c.Read("mem")[0], 10, 64)
 	return v
 }
 
 func (c *benchController) cpu() time.Duration {
-	fmt.Fprintln(c.in, "cpu")
-	v, _ := strconv.ParseInt(c.read("cpu")[0], 10, 64)
+	c.Send("cpu")
+	v, _ := strconv.ParseInt(c.Read("cpu")[0], 10, 64)
 	return time.Duration(v)
 }
 
@@ -200,8 +153,8 @@ func cpuTime(tb testing.TB) time.Duration {
 }
 
 func (c *benchController) revoke(id string) (accepted, committed time.Time) {
-	fmt.Fprintln(c.in, "revoke", id)
-	f := c.read("accepted")
+	c.Send("revoke", id)
+	f := c.Read("accepted")
 	a, _ := strconv.ParseInt(f[0], 10, 64)
 	m, _ := strconv.ParseInt(f[1], 10, 64)
 	return time.Unix(0, a), time.Unix(0, m)
