@@ -15,8 +15,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -37,48 +35,6 @@ const (
 	httpsigClientSub = "spiffe://example.org/agent"
 	httpsigServerSub = "spiffe://example.org/tool"
 )
-
-// httpsigRequireNode skips unless node and the pinned node_modules are present; under CI=true it fails instead.
-func httpsigRequireNode(t *testing.T) {
-	t.Helper()
-	missing := ""
-	if _, err := exec.LookPath("node"); err != nil {
-		missing = "node is not on PATH"
-	} else if _, err := os.Stat("node_modules/http-message-signatures/package.json"); err != nil {
-		missing = "test/interop/node_modules/http-message-signatures is missing (run `npm ci` in test/interop)"
-	} else if _, err := os.Stat("node_modules/structured-headers/package.json"); err != nil {
-		missing = "test/interop/node_modules/structured-headers is missing (run `npm ci` in test/interop)"
-	}
-	if missing == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("interop: %s", missing)
-	}
-	t.Skipf("interop: %s; skipping", missing)
-}
-
-// httpsigNode runs script with in as JSON on stdin and decodes its JSON stdout into out.
-func httpsigNode(t *testing.T, script string, in, out any) {
-	t.Helper()
-	body, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", script)
-	cmd.Stdin = bytes.NewReader(body)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("node %s: %v\n%s", script, err, stderr.String())
-	}
-	if err := json.Unmarshal(stdout, out); err != nil {
-		t.Fatalf("node %s output %q: %v", script, stdout, err)
-	}
-}
 
 // httpsigTD is a trust domain with a real WIT issuer and the wpt.Verifier that trusts it.
 type httpsigTD struct {
@@ -169,7 +125,7 @@ func rfc9421Alg(t *testing.T, jwsAlg string) httpsig.Algorithm {
 // TestHTTPSigGoSignedVerifiedByNode: SignRequest / SignResponse output verifies with http-message-signatures, and
 // node rebuilds the same signature base byte for byte.
 func TestHTTPSigGoSignedVerifiedByNode(t *testing.T) {
-	httpsigRequireNode(t)
+	requireNode(t, "http-message-signatures", "structured-headers")
 	d := newHTTPSigTD(t)
 	for _, jwsAlg := range []string{"ES256", "EdDSA"} {
 		t.Run(jwsAlg, func(t *testing.T) {
@@ -194,7 +150,7 @@ func TestHTTPSigGoSignedVerifiedByNode(t *testing.T) {
 			}
 			nreq := nodeRequest{Method: req.Method, URL: req.URL.String(), Headers: req.Header}
 			var out nodeVerifyOut
-			httpsigNode(t, "httpsig_verify.mjs", map[string]any{
+			runNode(t, "httpsig_verify.mjs", map[string]any{
 				"request": nreq, "jwk": httpsigJWK(t, clientKey.Public()), "alg": string(alg), "label": httpsig.Label,
 				"body":           base64.StdEncoding.EncodeToString(body),
 				"requiredFields": []string{"@method", "@request-target", "workload-identity-token", "content-type", "content-digest", "authorization"},
@@ -209,7 +165,7 @@ func TestHTTPSigGoSignedVerifiedByNode(t *testing.T) {
 			// Tampering is caught by node too.
 			tampered := nreq
 			tampered.Method = http.MethodDelete
-			httpsigNode(t, "httpsig_verify.mjs", map[string]any{
+			runNode(t, "httpsig_verify.mjs", map[string]any{
 				"request": tampered, "jwk": httpsigJWK(t, clientKey.Public()), "alg": string(alg), "label": httpsig.Label,
 			}, &out)
 			if out.OK {
@@ -221,7 +177,7 @@ func TestHTTPSigGoSignedVerifiedByNode(t *testing.T) {
 			if err := server.SignResponse(resp, respBody); err != nil {
 				t.Fatal(err)
 			}
-			httpsigNode(t, "httpsig_verify.mjs", map[string]any{
+			runNode(t, "httpsig_verify.mjs", map[string]any{
 				"request":  nreq,
 				"response": nodeResponse{Status: resp.StatusCode, Headers: resp.Header},
 				"jwk":      httpsigJWK(t, serverKey.Public()), "alg": string(alg), "label": httpsig.Label,
@@ -264,7 +220,7 @@ type nodeSignOut struct {
 // minted here); our core Verify and the profile Verifier accept it over a real loopback exchange, and a node-signed
 // response verifies with VerifyResponse.
 func TestHTTPSigNodeSignedVerifiedByGo(t *testing.T) {
-	httpsigRequireNode(t)
+	requireNode(t, "http-message-signatures", "structured-headers")
 	d := newHTTPSigTD(t)
 	for _, jwsAlg := range []string{"ES256", "EdDSA"} {
 		t.Run(jwsAlg, func(t *testing.T) {
@@ -298,7 +254,7 @@ func TestHTTPSigNodeSignedVerifiedByGo(t *testing.T) {
 			body := []byte(`{"name":"widget"}`)
 			now := time.Now().Unix()
 			var signed nodeSignOut
-			httpsigNode(t, "httpsig_sign.mjs", map[string]any{
+			runNode(t, "httpsig_sign.mjs", map[string]any{
 				"request": nodeRequest{Method: http.MethodPost, URL: url, Headers: http.Header{
 					"Content-Type": {"application/json"}, httpsig.HeaderWIT: {clientWIT}}},
 				"jwk": httpsigJWK(t, clientKey), "alg": string(alg), "label": httpsig.Label,
@@ -331,7 +287,7 @@ func TestHTTPSigNodeSignedVerifiedByGo(t *testing.T) {
 
 			// A node-signed response to that request, verified as the client would.
 			respBody := []byte(`{"id":"w-1"}`)
-			httpsigNode(t, "httpsig_sign.mjs", map[string]any{
+			runNode(t, "httpsig_sign.mjs", map[string]any{
 				"request": nodeRequest{Method: req.Method, URL: url, Headers: req.Header},
 				"response": nodeResponse{Status: http.StatusCreated, Headers: http.Header{
 					"Content-Type": {"application/json"}, httpsig.HeaderWIT: {serverWIT}}},

@@ -3,17 +3,13 @@
 package interop
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -31,46 +27,6 @@ const (
 	wptAud = "https://tool.example.org/mcp"
 )
 
-// wptRequireNode skips unless node and the pinned node_modules are present; under CI=true it fails instead.
-func wptRequireNode(t *testing.T) {
-	t.Helper()
-	missing := ""
-	if _, err := exec.LookPath("node"); err != nil {
-		missing = "node is not on PATH"
-	} else if _, err := os.Stat("node_modules/jose/package.json"); err != nil {
-		missing = "test/interop/node_modules/jose is missing (run `npm ci` in test/interop, or `make interop`)"
-	}
-	if missing == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("interop: %s", missing)
-	}
-	t.Skipf("interop: %s; skipping", missing)
-}
-
-// wptNode runs a script with in as JSON on stdin and decodes its JSON stdout into out.
-func wptNode(t *testing.T, script string, in, out any) {
-	t.Helper()
-	body, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", script)
-	cmd.Stdin = bytes.NewReader(body)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("node %s: %v\n%s", script, err, stderr.String())
-	}
-	if err := json.Unmarshal(stdout, out); err != nil {
-		t.Fatalf("node %s output %q: %v", script, stdout, err)
-	}
-}
-
 type wptVerifyOut struct {
 	OK    bool   `json:"ok"`
 	Sub   string `json:"sub"`
@@ -80,7 +36,7 @@ type wptVerifyOut struct {
 
 // TestWPTOursVerifiedByJose: WIT and WPT minted by pkg/wpt verify with node jose.
 func TestWPTOursVerifiedByJose(t *testing.T) {
-	wptRequireNode(t)
+	requireNode(t, "jose")
 	issuerKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -117,18 +73,18 @@ func TestWPTOursVerifiedByJose(t *testing.T) {
 			in := map[string]any{"issuerJwk": issuerJWK, "wit": wit, "wpt": proof, "aud": wptAud,
 				"accessToken": "at-1", "txnToken": "txn-1"}
 			var out wptVerifyOut
-			wptNode(t, "wpt_verify.mjs", in, &out)
+			runNode(t, "wpt_verify.mjs", in, &out)
 			if !out.OK || out.Sub != wptSub || out.JTI == "" {
 				t.Fatalf("jose rejected our tokens: %+v", out)
 			}
 			// The script really checks: a wrong audience or a wrong bound token fails.
 			in["aud"] = "https://elsewhere.example/"
-			wptNode(t, "wpt_verify.mjs", in, &out)
+			runNode(t, "wpt_verify.mjs", in, &out)
 			if out.OK {
 				t.Fatal("jose accepted a WPT for another audience")
 			}
 			in["aud"], in["txnToken"] = wptAud, "txn-2"
-			wptNode(t, "wpt_verify.mjs", in, &out)
+			runNode(t, "wpt_verify.mjs", in, &out)
 			if out.OK || !strings.Contains(out.Error, "tth") {
 				t.Fatalf("jose accepted a WPT bound to another Txn-Token: %+v", out)
 			}
@@ -144,11 +100,11 @@ type wptMintOut struct {
 
 // TestWPTJoseVerifiedByOurs: WIT and WPT minted by node jose verify with pkg/wpt.
 func TestWPTJoseVerifiedByOurs(t *testing.T) {
-	wptRequireNode(t)
+	requireNode(t, "jose")
 	for _, alg := range []string{"EdDSA", "ES256"} {
 		t.Run(alg, func(t *testing.T) {
 			var out wptMintOut
-			wptNode(t, "wpt_mint.mjs", map[string]any{"sub": wptSub, "aud": wptAud, "workloadAlg": alg,
+			runNode(t, "wpt_mint.mjs", map[string]any{"sub": wptSub, "aud": wptAud, "workloadAlg": alg,
 				"accessToken": "at-1", "txnToken": "txn-1"}, &out)
 			if out.IssuerJWK.KeyID == "" || !out.IssuerJWK.IsPublic() {
 				t.Fatalf("issuer JWK %+v", out.IssuerJWK)
