@@ -5,7 +5,7 @@ package policy
 import (
 	"context"
 	"fmt"
-	"slices"
+	"math/bits"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,23 +97,73 @@ func benchDecide(b *testing.B, e *Engine, reqs []Request) {
 			b.Fatalf("benchmark request denied: %v", d.Err())
 		}
 	}
-	durs := make([]time.Duration, 0, 1<<16)
+	// The latencies go into a fixed histogram rather than a slice: b.Loop may run any number of iterations, and
+	// a slice growing inside the loop would copy megabytes in a timed call and feed the GC we are measuring.
+	lat := new(latencies)
 	b.ReportAllocs()
 	cpu0 := processCPU(b)
 	i := 0
 	for b.Loop() {
 		start := time.Now()
 		d := e.Decide(ctx, reqs[i%len(reqs)])
-		durs = append(durs, time.Since(start))
+		lat.record(time.Since(start))
 		if !d.Allowed {
 			b.Fatal("denied")
 		}
 		i++
 	}
 	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(i), "cpu-ns/op")
-	slices.Sort(durs)
-	b.ReportMetric(float64(durs[len(durs)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(durs[len(durs)*99/100].Nanoseconds()), "p99-ns")
+	b.ReportMetric(float64(lat.percentile(50).Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(lat.percentile(99).Nanoseconds()), "p99-ns")
+}
+
+// latencies is a log-linear histogram of durations: exact below 128 ns, then 128 buckets per power of two, so a
+// percentile is reported at most 0.8% low. Recording neither allocates nor sorts.
+type latencies struct {
+	counts [48 * 128]int64 // up to 2^47 ns; anything longer lands in the last bucket
+	n      int64
+}
+
+func (h *latencies) record(d time.Duration) {
+	v := uint64(max(d, 0))
+	i := int(v)
+	if v >= 128 {
+		e := bits.Len64(v) - 8 // v>>e is in [128, 256)
+		i = (e+1)*128 + int(v>>e) - 128
+	}
+	h.counts[min(i, len(h.counts)-1)]++
+	h.n++
+}
+
+// percentile is the lower bound of the bucket holding the p-th percentile (the sample at rank n*p/100).
+func (h *latencies) percentile(p int64) time.Duration {
+	rank := h.n * p / 100
+	for i, c := range h.counts {
+		if rank < c {
+			if i < 128 {
+				return time.Duration(i)
+			}
+			return time.Duration(uint64(i%128+128) << (i/128 - 1))
+		}
+		rank -= c
+	}
+	return 0
+}
+
+func TestLatencies(t *testing.T) {
+	var h latencies
+	for v := range time.Duration(1000) {
+		h.record(v * time.Microsecond)
+	}
+	for _, c := range []struct {
+		p    int64
+		want time.Duration
+	}{{0, 0}, {50, 500 * time.Microsecond}, {99, 990 * time.Microsecond}} {
+		got := h.percentile(c.p)
+		if got > c.want || float64(got) < float64(c.want)*0.992 {
+			t.Errorf("p%d = %v, want %v (at most 0.8%% low)", c.p, got, c.want)
+		}
+	}
 }
 
 func processCPU(b *testing.B) int64 {
