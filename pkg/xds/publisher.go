@@ -34,7 +34,7 @@ type PublisherConfig struct {
 }
 
 // Publisher is the controller's side of the state: it validates changes, writes them durably to the store, and
-// keeps one go-control-plane LinearCache per resource type in step with the store, so connected sidecars get
+// keeps one delta cache per resource type (see deltaCache) in step with the store, so connected sidecars get
 // each change as a delta. Writes that go to the store directly (e.g. from the SSF receiver) are published too.
 type Publisher struct {
 	st         *store.Store
@@ -42,7 +42,7 @@ type Publisher struct {
 	log        *zap.Logger
 	now        func() time.Time
 
-	caches map[string]*cache.LinearCache // by type URL; the map itself is never written after NewPublisher
+	caches map[string]*deltaCache // by type URL; the map itself is never written after NewPublisher
 	mux    *cache.MuxCache
 
 	// Store changes are queued here and moved into the caches by one goroutine: store writers do not wait for
@@ -118,12 +118,14 @@ func NewPublisher(st *store.Store, cfg PublisherConfig) (*Publisher, error) {
 
 	// The prefix makes system versions unique across controller restarts: the store version only grows.
 	prefix := strconv.FormatUint(version, 10) + "."
-	cpLog := controlPlaneLogger(p.log)
-	p.caches = make(map[string]*cache.LinearCache, len(initial))
+	p.caches = make(map[string]*deltaCache, len(initial))
 	caches := make(map[string]cache.Cache, len(initial))
 	for _, typeURL := range agentauthv1.ServedTypes() {
-		c := cache.NewLinearCache(typeURL, cache.WithInitialResources(initial[typeURL]),
-			cache.WithVersionPrefix(prefix), cache.WithLogger(cpLog))
+		c, err := newDeltaCache(typeURL, prefix, initial[typeURL])
+		if err != nil {
+			p.unsubscribe()
+			return nil, err
+		}
 		p.caches[typeURL] = c
 		caches[typeURL] = c
 	}
@@ -207,7 +209,7 @@ func (p *Publisher) run() {
 					updated[name] = res
 				}
 			}
-			if err := p.caches[typeURL].UpdateResources(updated, deleted); err != nil {
+			if err := p.caches[typeURL].update(updated, deleted); err != nil {
 				// Only a resource that fails to marshal gets here; the store marshalled it already.
 				p.log.Error("xds: cache update failed", zap.String("type", typeURL), zap.Error(err))
 			}

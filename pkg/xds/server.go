@@ -293,6 +293,15 @@ func (c callbacks) OnStreamDeltaRequest(streamID int64, req *discovery.DeltaDisc
 		return status.Errorf(codes.InvalidArgument, "xds: unknown resource type %q; served types are %v",
 			typeURL, agentauthv1.ServedTypes())
 	}
+	// Refused before go-control-plane applies them: a named unsubscription would edit the version map that the
+	// cache shares between subscriptions (see deltaCache).
+	if len(req.GetResourceNamesUnsubscribe()) > 0 || slices.ContainsFunc(req.GetResourceNamesSubscribe(),
+		func(name string) bool { return name != "*" }) {
+		c.s.log.Warn("xds: refused a named subscription", zap.String("spiffe_id", n.id), zap.String("type", typeURL),
+			zap.Strings("subscribe", req.GetResourceNamesSubscribe()),
+			zap.Strings("unsubscribe", req.GetResourceNamesUnsubscribe()))
+		return status.Error(codes.InvalidArgument, errNamed.Error())
+	}
 	nonce := req.GetResponseNonce()
 	p, ok := n.pending[typeURL]
 	if nonce == "" || !ok || p.nonce != nonce {

@@ -361,6 +361,25 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 		}
 		t.Log(err)
 	})
+	for _, req := range []*discovery.DeltaDiscoveryRequest{
+		{TypeUrl: agentauthv1.PolicyType, ResourceNamesSubscribe: []string{"p1"}},
+		{TypeUrl: agentauthv1.PolicyType, ResourceNamesSubscribe: []string{"*"}, ResourceNamesUnsubscribe: []string{"p1"}},
+	} {
+		t.Run(fmt.Sprintf("named subscription %v -%v", req.ResourceNamesSubscribe, req.ResourceNamesUnsubscribe), func(t *testing.T) {
+			str, err := ads.DeltaAggregatedResources(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := str.Send(req); err != nil && !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+			_, err = str.Recv()
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "wildcard") {
+				t.Fatalf("named subscription: %v", err)
+			}
+			t.Log(err)
+		})
+	}
 	t.Run("state of the world", func(t *testing.T) {
 		str, err := ads.StreamAggregatedResources(ctx)
 		if err != nil {
@@ -379,7 +398,7 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 	if v, _ := c.st.Version(); v != version {
 		t.Errorf("store version moved from %d to %d", version, v)
 	}
-	waitFor(t, "the policy cache to hold p1 only", func() bool { return c.pub.caches[agentauthv1.PolicyType].NumResources() == 1 })
+	waitFor(t, "the policy cache to hold p1 only", func() bool { return len(c.pub.caches[agentauthv1.PolicyType].names()) == 1 })
 }
 
 func TestPublisherRefusesBadInput(t *testing.T) {
@@ -403,7 +422,7 @@ func TestPublisherRefusesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	version, _ := st.Version()
-	waitFor(t, "the policy cache to hold one policy", func() bool { return pub.caches[agentauthv1.PolicyType].NumResources() == 1 })
+	waitFor(t, "the policy cache to hold one policy", func() bool { return len(pub.caches[agentauthv1.PolicyType].names()) == 1 })
 
 	tests := []struct {
 		name string
@@ -462,11 +481,8 @@ func TestPublisherRefusesBadInput(t *testing.T) {
 			}
 		})
 	}
-	if got := pub.caches[agentauthv1.PolicyType].NumResources(); got != 1 {
-		t.Errorf("policy cache holds %d resources, want 1", got)
-	}
-	if _, ok := pub.caches[agentauthv1.PolicyType].GetResources()["good"]; !ok {
-		t.Error("policy cache lost the good policy")
+	if got := pub.caches[agentauthv1.PolicyType].names(); !slices.Equal(got, []string{"good"}) {
+		t.Errorf("policy cache holds %v, want [good]", got)
 	}
 }
 
