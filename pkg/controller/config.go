@@ -1,19 +1,14 @@
 package controller
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"go.yaml.in/yaml/v3"
 
+	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/pkg/signals"
 )
 
@@ -134,14 +129,9 @@ type AdminConfig struct {
 	Socket string `yaml:"socket"`
 }
 
-// Load reads and validates a YAML config file; unknown keys are errors.
+// Load reads and validates a YAML config file; unknown keys are errors, and validation errors carry YAML lines.
 func Load(path string) (*Config, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("controller config: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	data, err := confyaml.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("controller config %s: %w", path, err)
 	}
@@ -154,15 +144,14 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes, defaults and validates YAML config bytes.
 func Parse(data []byte) (*Config, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var cfg Config
-	if err := dec.Decode(&cfg); err != nil {
+	root, err := confyaml.Decode(data, &cfg)
+	if err != nil {
 		return nil, err
 	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, confyaml.Lines(root, err)
 	}
 	return &cfg, nil
 }
@@ -185,19 +174,19 @@ func (c *Config) SetDefaults() {
 
 // Validate returns every problem found, each naming its field.
 func (c *Config) Validate() error {
-	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
+	var problems confyaml.Problems
+	add := problems.Add
 	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil {
 		add("trustDomain", "%q: %v", c.TrustDomain, err)
 	}
 	if c.DataDir == "" {
 		add("dataDir", "required: where state, keys and bundle.pem live")
 	}
-	for field, addr := range map[string]string{"issuer.listen": c.Issuer.Listen, "xds.listen": c.XDS.Listen, "ops.listen": c.Ops.Listen} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			add(field, "%q is not host:port", addr)
+	for _, l := range []struct{ field, addr string }{
+		{"issuer.listen", c.Issuer.Listen}, {"xds.listen", c.XDS.Listen}, {"ops.listen", c.Ops.Listen},
+	} {
+		if _, _, err := net.SplitHostPort(l.addr); err != nil {
+			add(l.field, "%q is not host:port", l.addr)
 		}
 	}
 	if ts := c.TokenService; ts != nil {
@@ -279,14 +268,7 @@ func (c *Config) Validate() error {
 	default:
 		add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
-	if len(errs) == 0 {
-		return nil
-	}
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = e.Error()
-	}
-	return errors.New("invalid controller config:\n  " + strings.Join(msgs, "\n  "))
+	return problems.Err("controller config")
 }
 
 func isHTTPURL(raw string) bool {

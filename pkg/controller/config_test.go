@@ -1,9 +1,12 @@
 package controller
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentauth/agentauth/internal/confyaml"
 )
 
 const validConfig = `trustDomain: example.org
@@ -48,6 +51,35 @@ func TestParse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Every problem is reported at once, each with its field and YAML line.
+func TestParseNamesLines(t *testing.T) {
+	_, err := Parse([]byte(`trustDomain: example.org
+dataDir: /var/lib/agentauth
+issuer:
+  listen: 127.0.0.1:8443
+  svidTTL: 48h
+xds: {listen: nowhere}
+admin: {socket: /run/agentauth/admin.sock}
+ops: {listen: 127.0.0.1:9090}
+log:
+  level: loud
+`))
+	var ve *confyaml.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want a *confyaml.ValidationError, got %v", err)
+	}
+	want := []string{"line 5: issuer.svidTTL:", "line 6: xds.listen:", "line 10: log.level:"}
+	if len(ve.Errors) != len(want) {
+		t.Fatalf("got %d problems, want %d: %v", len(ve.Errors), len(want), err)
+	}
+	for i, w := range want {
+		if got := ve.Errors[i].Error(); !strings.HasPrefix(got, w) {
+			t.Errorf("problem %d is %q, want it to start with %q", i, got, w)
+		}
+	}
+	t.Log(err)
 }
 
 func TestCheckSubject(t *testing.T) {
