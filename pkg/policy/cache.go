@@ -33,6 +33,7 @@ type agentEntry struct {
 type userEntry struct {
 	claims map[string]string
 	entity types.Entity
+	uid    types.Value // entity.UID, boxed once for the context's subject
 }
 
 type targetKey struct {
@@ -68,10 +69,10 @@ func (c *entityCache) agent(id, td, path string, attrs map[string]string) types.
 	return ent
 }
 
-func (c *entityCache) user(subject string, claims map[string]string) types.Entity {
+func (c *entityCache) user(subject string, claims map[string]string) *userEntry {
 	if v, ok := c.users.Load(subject); ok {
 		if e := v.(*userEntry); maps.Equal(e.claims, claims) {
-			return e.entity
+			return e
 		}
 	}
 	scopes := strings.Fields(claims["scope"])
@@ -84,8 +85,9 @@ func (c *entityCache) user(subject string, claims map[string]string) types.Entit
 		Attributes: types.NewRecord(types.RecordMap{"scopes": types.NewSet(set...)}),
 		Tags:       stringRecord(claims),
 	}
-	c.store(&c.users, subject, &userEntry{claims: maps.Clone(claims), entity: ent})
-	return ent
+	e := &userEntry{claims: maps.Clone(claims), entity: ent, uid: ent.UID}
+	c.store(&c.users, subject, e)
+	return e
 }
 
 // target is the MCP tool, prompt or resource name inside tool, without tags (they are the call's arguments).

@@ -59,6 +59,7 @@ type Set struct {
 	model    *model
 	policies map[cedar.PolicyID]*compiled
 	index    map[scopeKey][]*compiled
+	reads    ctxAttr // the context attributes some policy reads; the rest are left out of every context
 	version  string
 }
 
@@ -213,6 +214,7 @@ func (s *Set) addFile(name string, src []byte) CompileErrors {
 			c.info.Effect = "forbid"
 		}
 		s.policies[c.id] = c
+		s.reads |= contextReads((*xast.Policy)(p.AST()))
 		k := keyOf((*xast.Policy)(p.AST()))
 		s.index[k] = append(s.index[k], c)
 	}
@@ -272,6 +274,41 @@ func (m *model) checkEnums(p *xast.Policy) error {
 		})
 	}
 	return bad
+}
+
+// contextReads is the set of context attributes p reads: those it names in `context.x`, `context["x"]` or
+// `context has x`, or all of them when it uses context any other way (`context == {...}`, `[context]`). An
+// attribute no policy reads can be left out of the context without changing any decision or error.
+func contextReads(p *xast.Policy) ctxAttr {
+	var named ctxAttr
+	uses, byName := 0, 0
+	for _, cond := range p.Conditions {
+		xast.Inspect(xast.NewNode(cond.Body), func(n xast.IsNode) bool {
+			var s xast.StrOpNode
+			switch n := n.(type) {
+			case xast.NodeTypeVariable:
+				if n.Name == "context" {
+					uses++
+				}
+				return true
+			case xast.NodeTypeAccess:
+				s = n.StrOpNode
+			case xast.NodeTypeHas:
+				s = n.StrOpNode
+			default:
+				return true
+			}
+			if v, ok := s.Arg.(xast.NodeTypeVariable); ok && v.Name == "context" {
+				byName++
+				named |= ctxAttrNamed(s.Value)
+			}
+			return true
+		})
+	}
+	if uses != byName {
+		return ctxAll
+	}
+	return named
 }
 
 // forAction is the per-action suffix of cedar-go's validation messages. The validator checks a policy once per

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cedar-policy/cedar-go"
+	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
 )
 
 func TestCompileErrors(t *testing.T) {
@@ -180,5 +183,32 @@ func TestEmptySetDeniesEverything(t *testing.T) {
 	}
 	if d := set.decide(httpReq(reporter, "GET", "orders.example", "/")); d.Allowed || d.Reason != "policy_denied" {
 		t.Errorf("empty set: %+v", d)
+	}
+}
+
+func TestContextReads(t *testing.T) {
+	for _, c := range []struct {
+		cond string
+		want ctxAttr
+	}{
+		{``, 0},
+		{`when { principal.path == "/a" && resource.name == "x" }`, 0},
+		{`when { context.path like "/a/*" && context has subject }`, ctxPath | ctxSubject},
+		{`when { context["hour"] < 8 }`, ctxHour},
+		{`unless { context has txn && context.txn == "" }`, ctxTxn},
+		{`when { context.subject.hasTag("x") && context.subject.getTag("x") == context.mcp_method }`, ctxSubject | ctxMCPMethod},
+		{`when { context.no_such_attribute == 1 }`, 0},
+		{`when { context == context }`, ctxAll},
+		{`when { context.path == "/" && [context].isEmpty() }`, ctxAll},
+		{`when { context has path } unless { context == {} }`, ctxAll},
+	} {
+		src := `permit (principal, action, resource) ` + c.cond + `;`
+		list, err := cedar.NewPolicyListFromBytes("t.cedar", []byte(src))
+		if err != nil || len(list) != 1 {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if got := contextReads((*xast.Policy)(list[0].AST())); got != c.want {
+			t.Errorf("%s: reads %013b, want %013b", c.cond, got, c.want)
+		}
 	}
 }

@@ -47,6 +47,9 @@
 // cedar.Authorize evaluates every policy it is handed. Compile therefore buckets policies by the entity their
 // principal and resource scopes name, and Decide hands Cedar only the buckets the request's own entities and
 // their ancestors select (see index.go); a policy left out has a false scope, so the answer is the same. Building
-// Cedar values is the other cost (cedar-go sorts and hashes every record), so the agent, user and MCP entities a
-// Set builds are cached, bounded, and reused only while a request describes them identically (cache.go).
+// Cedar values is the other cost (cedar-go sorts, hashes and copies every record), so the agent, user and MCP
+// entities a Set builds are cached, bounded, and reused only while a request describes them identically
+// (cache.go); the context holds only the attributes the Set's policies read (an unread one cannot change a
+// decision); and per-request scratch space is pooled. What is left per decision is mostly garbage cedar-go itself
+// makes, which is what the GC, and so the latency tail, pays for.
 package policy

@@ -232,39 +232,47 @@ func denyAll(req Request, reason, msg string) Decision {
 
 // decide evaluates req against s, without revocations.
 func (s *Set) decide(req Request) Decision {
-	p, err := s.model.prepare(req)
+	p, err := s.model.prepare(req, s.reads)
 	if err != nil {
 		return denyAll(req, autherr.Code(err), err.Error())
 	}
 	defer s.model.release(p)
-	var cands candidates
 	if len(req.MCP) == 0 {
-		r := s.eval(p, &cands, s.model.httpTarget(p, req.Method))
+		r := s.eval(p, s.model.httpTarget(p, req.Method))
 		return Decision{Allowed: r.why.allowed, PolicyIDs: r.why.ids, Reason: r.reason(), Errors: r.errors,
 			Candidates: r.candidates, why: r.why}
 	}
 	d := Decision{Allowed: true, PerCall: make([]CallDecision, len(req.MCP))}
-	var allowIDs, denyIDs []string
 	for i, c := range req.MCP {
-		r := s.eval(p, &cands, s.model.mcpTarget(p, c))
+		r := s.eval(p, s.model.mcpTarget(p, c))
 		d.PerCall[i] = CallDecision{Call: c, Allowed: r.why.allowed, PolicyIDs: r.why.ids, Reason: r.reason(),
 			Errors: r.errors, why: r.why}
 		d.Candidates += r.candidates
 		d.Errors = append(d.Errors, r.errors...)
-		if r.why.allowed {
-			allowIDs = append(allowIDs, r.why.ids...)
-			continue
-		}
-		d.Allowed = false
-		denyIDs = append(denyIDs, r.why.ids...)
+		d.Allowed = d.Allowed && r.why.allowed
 	}
-	if d.Allowed {
-		d.PolicyIDs = sortedUnique(allowIDs)
-		return d
+	if !d.Allowed {
+		d.Reason = autherr.ErrDenied.Code()
 	}
-	d.PolicyIDs = sortedUnique(denyIDs)
-	d.Reason = autherr.ErrDenied.Code()
+	d.PolicyIDs = determining(d.PerCall, d.Allowed)
 	return d
+}
+
+// determining is the determining policies of an MCP request: those of every call when it is allowed, else those
+// of its denied calls; sorted, each once.
+func determining(calls []CallDecision, allowed bool) []string {
+	if len(calls) == 1 {
+		// The call's ids are sorted and distinct already (a policy is a reason or an error, never both). Clipped,
+		// so an append to one of the two slices cannot write into the other.
+		return slices.Clip(calls[0].PolicyIDs)
+	}
+	var ids []string
+	for _, c := range calls {
+		if c.Allowed == allowed {
+			ids = append(ids, c.PolicyIDs...)
+		}
+	}
+	return sortedUnique(ids)
 }
 
 // result is one cedar evaluation.
@@ -281,13 +289,17 @@ func (r result) reason() string {
 	return autherr.ErrDenied.Code()
 }
 
-func (s *Set) eval(p *prepared, cands *candidates, t target) result {
+func (s *Set) eval(p *prepared, t target) result {
 	p.ents.extra = t.resource
 	resource := p.toolUID
+	resources := [2]types.EntityUID{p.toolUID} // the resource and its ancestors
+	n := 1
 	if t.resource.UID.Type != "" {
 		resource = t.resource.UID
+		resources, n = [2]types.EntityUID{resource, p.toolUID}, 2
 	}
-	s.selectFor(cands, p.principals, t.resources)
+	cands := &p.reuse.cands
+	s.selectFor(cands, p.principals[:], resources[:n])
 	dec, diag := cedar.Authorize(cands, &p.ents, cedar.Request{
 		Principal: p.principals[0],
 		Action:    t.action,

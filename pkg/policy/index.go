@@ -43,10 +43,12 @@ func scopeEntity(n xast.IsScopeNode) types.EntityUID {
 // Agent → TrustDomain; McpTool/McpResource/McpPrompt → Tool.
 const maxAncestry = 3
 
-// candidates is the subset of a Set that can match one request. It implements cedar.PolicyIterator.
+// candidates is the subset of a Set that can match one request. It implements cedar.PolicyIterator. A pooled
+// prepared request holds one, so neither it nor its iterator is allocated per decision.
 type candidates struct {
 	buckets [maxAncestry * maxAncestry][]*compiled
 	n       int
+	seq     iter.Seq2[cedar.PolicyID, *cedar.Policy] // c.each, bound once
 }
 
 // selectFor fills c with the buckets for a request whose principal and resource have the given ancestries (each
@@ -79,14 +81,24 @@ func (c *candidates) count() int {
 	return n
 }
 
+func (c *candidates) reset() {
+	clear(c.buckets[:c.n])
+	c.n = 0
+}
+
 // All yields every candidate policy once.
 func (c *candidates) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
-	return func(yield func(cedar.PolicyID, *cedar.Policy) bool) {
-		for _, b := range c.buckets[:c.n] {
-			for _, p := range b {
-				if !yield(p.id, p.policy) {
-					return
-				}
+	if c.seq == nil {
+		c.seq = c.each // a method value allocates: once per candidates, not per call
+	}
+	return c.seq
+}
+
+func (c *candidates) each(yield func(cedar.PolicyID, *cedar.Policy) bool) {
+	for _, b := range c.buckets[:c.n] {
+		for _, p := range b {
+			if !yield(p.id, p.policy) {
+				return
 			}
 		}
 	}

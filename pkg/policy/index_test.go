@@ -26,8 +26,9 @@ const scopeForms = `
 @id("any") forbid (principal, action == Action::"DELETE", resource);
 `
 
-// TestIndexMatchesFullEvaluation checks that evaluating only the indexed candidates gives exactly the decision,
-// determining policies and errors that cedar-go gives when it evaluates every policy.
+// TestIndexMatchesFullEvaluation checks that evaluating only the indexed candidates, with a context of only the
+// attributes the Set's policies read, gives exactly the decision, determining policies and errors that cedar-go
+// gives when it evaluates every policy with the full context.
 func TestIndexMatchesFullEvaluation(t *testing.T) {
 	corpus := loadCorpus(t)
 	files := map[string][]byte{"scopes.cedar": []byte(scopeForms)}
@@ -64,32 +65,39 @@ func TestIndexMatchesFullEvaluation(t *testing.T) {
 		}
 		allowed := 0
 		for _, req := range reqs {
-			p, err := set.model.prepare(req)
+			p, err := set.model.prepare(req, set.reads)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var ts []target
+			full, _ := set.model.prepare(req, ctxAll)
+			var ts, fulls []target
 			if len(req.MCP) == 0 {
 				ts = append(ts, set.model.httpTarget(p, req.Method))
+				fulls = append(fulls, set.model.httpTarget(full, req.Method))
 			}
 			for _, c := range req.MCP {
 				ts = append(ts, set.model.mcpTarget(p, c))
+				fulls = append(fulls, set.model.mcpTarget(full, c))
 			}
-			for _, tg := range ts {
-				got := set.eval(p, &candidates{}, tg)
-				p.ents.extra = tg.resource
-				resource := p.toolUID
-				if tg.resource.UID.Type != "" {
-					resource = tg.resource.UID
+			for i, tg := range ts {
+				got := set.eval(p, tg)
+				ftg := fulls[i]
+				full.ents.extra = ftg.resource
+				resource := full.toolUID
+				if ftg.resource.UID.Type != "" {
+					resource = ftg.resource.UID
 				}
-				dec, diag := cedar.Authorize(all, &p.ents, cedar.Request{Principal: p.principals[0], Action: tg.action, Resource: resource, Context: tg.context})
-				var want []string
+				dec, diag := cedar.Authorize(all, &full.ents, cedar.Request{Principal: full.principals[0], Action: ftg.action, Resource: resource, Context: ftg.context})
+				var want, wantErrs []string
 				for _, r := range diag.Reasons {
 					want = append(want, string(r.PolicyID))
 				}
+				for _, e := range diag.Errors {
+					wantErrs = append(wantErrs, string(e.PolicyID)+": "+e.Message)
+				}
 				slices.Sort(want)
 				if got.why.allowed != (dec == cedar.Allow) || !reflect.DeepEqual(got.why.ids, want) || len(got.errors) != len(diag.Errors) {
-					t.Errorf("%s %v on %v: indexed %v %v, full %v %v", req.AgentID, tg.action, resource, got.why.allowed, got.why.ids, dec, want)
+					t.Errorf("%s %v on %v: indexed %v %v %q, full %v %v %q", req.AgentID, tg.action, resource, got.why.allowed, got.why.ids, got.errors, dec, want, wantErrs)
 				}
 				if got.candidates > set.Len() {
 					t.Errorf("evaluated %d of %d policies", got.candidates, set.Len())
@@ -98,6 +106,8 @@ func TestIndexMatchesFullEvaluation(t *testing.T) {
 					allowed++
 				}
 			}
+			set.model.release(p)
+			set.model.release(full)
 		}
 		if allowed == 0 {
 			t.Error("no request was allowed: the comparison proves little")
@@ -140,7 +150,7 @@ func TestRequestsConformToSchema(t *testing.T) {
 		reqs = append(reqs, with(full, func(r *Request) { r.MCP = msg.Calls }), with(httpReq(reporter, "POST", "h", "/"), func(r *Request) { r.MCP = msg.Calls }))
 	}
 	for i, req := range reqs {
-		p, err := m.prepare(req)
+		p, err := m.prepare(req, ctxAll)
 		if err != nil {
 			t.Fatal(err)
 		}

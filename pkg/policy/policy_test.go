@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -333,6 +334,76 @@ func TestSwapUnderLoad(t *testing.T) {
 	for range 4 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestConcurrentDecisionsAreIndependent decides many different requests from several goroutines at once and
+// checks every decision against the one made alone, both when it is returned and after all goroutines are done:
+// Decide reuses pooled scratch space, and nothing of it may show up in, or later change, a returned Decision.
+func TestConcurrentDecisionsAreIndependent(t *testing.T) {
+	set := loadCorpus(t)
+	e := NewEngine(set)
+	tpm := map[string]string{"attestation": "tpm"}
+	var reqs []Request
+	for i, a := range []string{planner, writer, reporter, contractor, stranger} {
+		for _, h := range []string{"orders.example", "admin.example", "billing.example"} {
+			for _, m := range []string{"GET", "POST", "DELETE", "PROPFIND"} {
+				reqs = append(reqs, with(httpReq(a, m, h, fmt.Sprintf("/orders/%d", i)), func(r *Request) {
+					r.AgentAttrs, r.RiskLevel = tpm, []RiskLevel{RiskLow, RiskMedium, RiskHigh}[i%3]
+				}))
+			}
+		}
+		for _, b := range []string{
+			toolCall(1, "search", `{"q":"x"}`), toolCall(1, "delete_order", ""), toolCall(1, "create_order", `{"currency":"EUR"}`),
+			"[" + toolCall(1, "search", "") + "," + toolCall(2, "create_order", `{"currency":"USD","qty":2}`) + "," + toolCall(3, "get_order", "") + "]",
+			`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/a.txt"}}`,
+			`[{"jsonrpc":"2.0","id":0,"method":"initialize","params":{}},{"jsonrpc":"2.0","id":"s1","result":{}}]`,
+		} {
+			reqs = append(reqs, with(mcpReq(t, a, b), func(r *Request) {
+				r.DelegatedSubject = fmt.Sprintf("user-%d", i)
+				r.DelegatedClaims = map[string]string{"scope": "orders.read orders.create", "status": []string{"active", "suspended"}[i%2]}
+			}))
+		}
+	}
+	want := make([]Decision, len(reqs))
+	allowed := 0
+	for i, r := range reqs {
+		want[i] = e.Decide(context.Background(), r)
+		if want[i].Allowed {
+			allowed++
+		}
+	}
+	if allowed == 0 || allowed == len(reqs) {
+		t.Fatalf("%d of %d requests allowed: the mix proves little", allowed, len(reqs))
+	}
+	const workers, rounds = 8, 20
+	got := make([][]Decision, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		got[w] = make([]Decision, len(reqs))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range rounds {
+				for k := range reqs {
+					i := (k*7 + w*13 + n) % len(reqs) // every worker in its own order
+					d := e.Decide(context.Background(), reqs[i])
+					if !reflect.DeepEqual(d, want[i]) {
+						t.Errorf("request %d in worker %d: %v, alone %v", i, w, d, want[i])
+						return
+					}
+					got[w][i] = d
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for w := range got {
+		for i, d := range got[w] {
+			if !reflect.DeepEqual(d, want[i]) || d.String() != want[i].String() {
+				t.Fatalf("request %d's decision in worker %d changed after it was returned: %v, want %v", i, w, d, want[i])
+			}
 		}
 	}
 }

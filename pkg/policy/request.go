@@ -88,19 +88,86 @@ type Request struct {
 	MCP []mcp.Call
 }
 
-// prepared is a Request mapped onto the model, shared by all calls of a batch.
+// ctxAttr is a set of attributes of the Cedar context (schema.cedarschema's Context), one bit each.
+type ctxAttr uint16
+
+const (
+	ctxHost ctxAttr = 1 << iota
+	ctxMethod
+	ctxPath
+	ctxAuthMethod
+	ctxSubject
+	ctxTxn
+	ctxRiskLevel
+	ctxRiskRank
+	ctxAssuranceLevel
+	ctxTime
+	ctxNow
+	ctxHour
+	ctxMCPMethod
+	ctxAll = 1<<iota - 1
+)
+
+// ctxAttrNamed is the attribute called name; 0 when the Context has no such attribute.
+func ctxAttrNamed(name types.String) ctxAttr {
+	switch name {
+	case "host":
+		return ctxHost
+	case "method":
+		return ctxMethod
+	case "path":
+		return ctxPath
+	case "auth_method":
+		return ctxAuthMethod
+	case "subject":
+		return ctxSubject
+	case "txn":
+		return ctxTxn
+	case "risk_level":
+		return ctxRiskLevel
+	case "risk_rank":
+		return ctxRiskRank
+	case "assurance_level":
+		return ctxAssuranceLevel
+	case "time":
+		return ctxTime
+	case "now":
+		return ctxNow
+	case "hour":
+		return ctxHour
+	case "mcp_method":
+		return ctxMCPMethod
+	}
+	return 0
+}
+
+// maxScratch bounds the maps a prepared keeps for reuse: clearing a map costs its capacity, and one request with
+// many MCP arguments must not make every later one pay for it.
+const maxScratch = 32
+
+// prepared is a Request mapped onto the model, shared by all calls of a batch. It comes from model.pool and goes
+// back with release; nothing in it may reach a Decision (decisions hold strings and fresh slices only).
 type prepared struct {
 	ents       entities
-	principals []types.EntityUID // agent, trust domain
-	ctx        []attr            // context attributes common to every call
+	principals [2]types.EntityUID // agent, trust domain
+	ctx        []attr             // context attributes common to every call (in ctxArr)
+	want       ctxAttr            // the attributes the Set's policies read
+	common     types.Record       // the context without mcp_method, once built
+	hasCommon  bool
 	toolUID    types.EntityUID
 	toolName   string
+	ctxArr     [12]attr
 
-	// Backing storage, reused through model.pool: a prepared request and the map its contexts are built in
-	// (NewRecord copies it) are the largest allocations of a decision.
-	principalsArr [2]types.EntityUID
-	ctxArr        [12]attr
-	scratch       types.RecordMap
+	reuse reusable // survives release
+}
+
+// reusable is what a pooled prepared keeps between requests: the maps records are built in (NewRecord copies
+// them) and the candidate set with its iterator. The maps are made without a size hint because a copy has the
+// layout of its original: a map of up to 8 entries is one group (two allocations to copy) unless a hint made it a
+// table (four).
+type reusable struct {
+	ctx, args types.RecordMap
+	cands     candidates
 }
 
 type attr struct {
@@ -108,32 +175,62 @@ type attr struct {
 	value types.Value
 }
 
-// context builds the Cedar context of one evaluation. Records are immutable and NewRecord copies its map, so the
-// common attributes are kept as a list and each context is built once, in one map.
+// context is the Cedar context of one evaluation: the request's attributes that the Set's policies read, plus
+// mcp_method for an MCP call when they read it. Records are immutable, so when mcp_method is not read every call
+// of a batch shares one.
 func (p *prepared) context(mcpMethod string) types.Record {
-	if p.scratch == nil {
-		p.scratch = make(types.RecordMap, len(p.ctx)+1)
+	withMethod := mcpMethod != "" && p.want&ctxMCPMethod != 0
+	if !withMethod && p.hasCommon {
+		return p.common
 	}
-	m := p.scratch
+	if p.reuse.ctx == nil {
+		p.reuse.ctx = make(types.RecordMap) // no size hint: see reusable
+	}
+	m := p.reuse.ctx
 	clear(m)
 	for _, a := range p.ctx {
 		m[a.name] = a.value
 	}
-	if mcpMethod != "" {
+	if withMethod {
 		m["mcp_method"] = types.String(mcpMethod)
+	}
+	var rec types.Record // empty: NewRecord would copy an empty map for nothing
+	if len(m) > 0 {
+		rec = types.NewRecord(m)
+	}
+	if !withMethod {
+		p.common, p.hasCommon = rec, true
+	}
+	return rec
+}
+
+// tags is the tag record of an MCP call's arguments.
+func (p *prepared) tags(args map[string]string) types.Record {
+	if len(args) == 0 {
+		return types.Record{}
+	}
+	m := p.reuse.args
+	if m == nil || len(args) > maxScratch {
+		m = make(types.RecordMap)
+		if len(args) <= maxScratch {
+			p.reuse.args = m
+		}
+	}
+	clear(m)
+	for k, v := range args {
+		m[types.String(k)] = types.String(v)
 	}
 	return types.NewRecord(m)
 }
 
-// prepare checks the fields Decide cannot do without and builds the principal, tool and subject entities. The
-// caller hands the result back with release once the evaluations are done.
-func (m *model) prepare(req Request) (*prepared, error) {
+// prepare checks the fields Decide cannot do without and builds the principal, tool and subject entities and the
+// context attributes in want. The caller hands the result back with release once the evaluations are done.
+func (m *model) prepare(req Request, want ctxAttr) (*prepared, error) {
 	if req.AgentID == "" {
 		return nil, fmt.Errorf("policy: %w: no authenticated agent", autherr.ErrMissing)
 	}
-	switch req.AuthMethod {
-	case AuthMTLS, AuthWITWPT, AuthWITHTTPSig:
-	default:
+	authMethod, ok := m.authMethods[req.AuthMethod]
+	if !ok {
 		return nil, fmt.Errorf("policy: %w: unknown auth method %q", autherr.ErrMalformed, req.AuthMethod)
 	}
 	authority, path, ok := splitID(req.AgentID)
@@ -158,7 +255,7 @@ func (m *model) prepare(req Request) (*prepared, error) {
 	}
 
 	p := m.pool.Get().(*prepared)
-	*p = prepared{toolName: tool, scratch: p.scratch}
+	p.toolName, p.want = tool, want
 	p.ents.actions = m.actions
 	tdUID := types.NewEntityUID(typeTrustDomain, types.String(td))
 	p.ents.fixed[0] = types.Entity{UID: tdUID}
@@ -166,42 +263,66 @@ func (m *model) prepare(req Request) (*prepared, error) {
 	p.toolUID = types.NewEntityUID(typeTool, types.String(tool))
 	p.ents.fixed[2] = types.Entity{UID: p.toolUID}
 	p.ents.n = 3
-	p.principalsArr = [2]types.EntityUID{p.ents.fixed[1].UID, tdUID}
-	p.principals = p.principalsArr[:]
+	p.principals = [2]types.EntityUID{p.ents.fixed[1].UID, tdUID}
 
-	level, rank := req.RiskLevel.rank()
+	// Only the attributes some policy reads go into the context: a value put in a map is boxed, and a record
+	// costs per attribute (NewRecord sorts, hashes and copies), while one nobody reads cannot change a decision.
+	// Values from a small fixed set (auth method, risk level, known methods, cached users) are boxed once.
+	_, rank := req.RiskLevel.rank()
 	utc := now.UTC()
-	p.ctx = append(p.ctxArr[:0],
-		attr{"host", types.String(host)},
-		attr{"method", types.String(req.Method)},
-		attr{"path", types.String(req.Path)},
-		attr{"auth_method", types.NewEntityUID(typeAuthMethod, types.String(req.AuthMethod))},
-		attr{"risk_level", types.NewEntityUID(typeRiskLevel, types.String(level))},
-		attr{"risk_rank", types.Long(rank)},
-		attr{"time", types.Long(utc.Unix())},
-		attr{"now", types.NewDatetime(utc)},
-		attr{"hour", types.Long(utc.Hour())},
-	)
+	ctx := p.ctxArr[:0]
+	if want&ctxHost != 0 {
+		ctx = append(ctx, attr{"host", types.String(host)})
+	}
+	if want&ctxMethod != 0 {
+		ctx = append(ctx, attr{"method", m.name(req.Method)})
+	}
+	if want&ctxPath != 0 {
+		ctx = append(ctx, attr{"path", types.String(req.Path)})
+	}
+	if want&ctxAuthMethod != 0 {
+		ctx = append(ctx, attr{"auth_method", authMethod})
+	}
+	if want&ctxRiskLevel != 0 {
+		ctx = append(ctx, attr{"risk_level", m.riskLevels[rank]})
+	}
+	if want&ctxRiskRank != 0 {
+		ctx = append(ctx, attr{"risk_rank", types.Long(rank)})
+	}
+	if want&ctxTime != 0 {
+		ctx = append(ctx, attr{"time", types.Long(utc.Unix())})
+	}
+	if want&ctxNow != 0 {
+		ctx = append(ctx, attr{"now", types.NewDatetime(utc)})
+	}
+	if want&ctxHour != 0 {
+		ctx = append(ctx, attr{"hour", types.Long(utc.Hour())})
+	}
 	if req.DelegatedSubject != "" {
 		user := m.cache.user(req.DelegatedSubject, req.DelegatedClaims)
-		p.ents.fixed[p.ents.n] = user
+		p.ents.fixed[p.ents.n] = user.entity
 		p.ents.n++
-		p.ctx = append(p.ctx, attr{"subject", user.UID})
+		if want&ctxSubject != 0 {
+			ctx = append(ctx, attr{"subject", user.uid})
+		}
 	}
-	if req.TransactionID != "" {
-		p.ctx = append(p.ctx, attr{"txn", types.String(req.TransactionID)})
+	if req.TransactionID != "" && want&ctxTxn != 0 {
+		ctx = append(ctx, attr{"txn", types.String(req.TransactionID)})
 	}
-	if req.AssuranceLevel != "" {
-		p.ctx = append(p.ctx, attr{"assurance_level", types.String(req.AssuranceLevel)})
+	if req.AssuranceLevel != "" && want&ctxAssuranceLevel != 0 {
+		ctx = append(ctx, attr{"assurance_level", types.String(req.AssuranceLevel)})
 	}
+	p.ctx = ctx
 	return p, nil
 }
 
-// release returns p to the pool. Nothing of p outlives a decision: cedar keeps no reference to its entities or
-// context, and decisions copy the strings they report.
+// release returns p to the pool, emptied but for its reusable storage.
 func (m *model) release(p *prepared) {
-	clear(p.scratch)
-	*p = prepared{scratch: p.scratch}
+	keep := p.reuse
+	clear(keep.ctx)
+	clear(keep.args)
+	keep.cands.reset()
+	*p = prepared{reuse: keep}
 	m.pool.Put(p)
 }
 
@@ -226,10 +347,9 @@ func splitID(id string) (authority, path string, ok bool) {
 
 // target is the action and resource of one evaluation: the HTTP request itself, or one MCP call.
 type target struct {
-	action    types.EntityUID
-	resource  types.Entity // the zero Entity when the resource is the Tool itself
-	resources []types.EntityUID
-	context   types.Record
+	action   types.EntityUID
+	resource types.Entity // the zero Entity when the resource is the Tool itself
+	context  types.Record
 }
 
 func (m *model) httpTarget(p *prepared, method string) target {
@@ -237,11 +357,7 @@ func (m *model) httpTarget(p *prepared, method string) target {
 	if !m.httpActions[name] {
 		name = actionHTTPOther
 	}
-	return target{
-		action:    types.NewEntityUID(typeAction, types.String(name)),
-		resources: []types.EntityUID{p.toolUID},
-		context:   p.context(""),
-	}
+	return target{action: types.NewEntityUID(typeAction, types.String(name)), context: p.context("")}
 }
 
 func (m *model) mcpTarget(p *prepared, c mcp.Call) target {
@@ -252,7 +368,7 @@ func (m *model) mcpTarget(p *prepared, c mcp.Call) target {
 	case !m.mcpActions[method] || method == actionMCPResponse:
 		method = actionMCPOther
 	}
-	t := target{action: types.NewEntityUID(typeAction, types.String(method)), resources: []types.EntityUID{p.toolUID}}
+	t := target{action: types.NewEntityUID(typeAction, types.String(method))}
 	var et types.EntityType
 	switch c.Target {
 	case mcp.TargetTool:
@@ -265,9 +381,8 @@ func (m *model) mcpTarget(p *prepared, c mcp.Call) target {
 	if et != "" && method != actionMCPOther {
 		t.resource = m.cache.target(et, p.toolUID, c.Name)
 		if et != typeMcpResource {
-			t.resource.Tags = stringRecord(c.Args)
+			t.resource.Tags = p.tags(c.Args)
 		}
-		t.resources = []types.EntityUID{t.resource.UID, p.toolUID}
 	}
 	t.context = p.context(c.Method)
 	return t

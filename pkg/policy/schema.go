@@ -51,6 +51,20 @@ type model struct {
 	enums       map[types.EntityType][]types.EntityUID
 	cache       *entityCache
 	pool        *sync.Pool // of *prepared
+
+	// Context values boxed once (a types.Value made from a string or an entity id allocates): the auth methods,
+	// the risk levels by rank, and every action name, which is what a known HTTP or JSON-RPC method reads as.
+	authMethods map[AuthMethod]types.Value
+	riskLevels  [4]types.Value
+	names       map[string]types.Value
+}
+
+// name is method as a context value.
+func (m *model) name(method string) types.Value {
+	if v, ok := m.names[method]; ok {
+		return v
+	}
+	return types.String(method)
 }
 
 func loadModel() (*model, error) {
@@ -71,6 +85,15 @@ func loadModel() (*model, error) {
 		enums:       map[types.EntityType][]types.EntityUID{},
 		cache:       &entityCache{},
 		pool:        &sync.Pool{New: func() any { return new(prepared) }},
+		authMethods: map[AuthMethod]types.Value{},
+		names:       map[string]types.Value{},
+	}
+	for _, a := range []AuthMethod{AuthMTLS, AuthWITWPT, AuthWITHTTPSig} {
+		m.authMethods[a] = types.NewEntityUID(typeAuthMethod, types.String(a))
+	}
+	for _, r := range []RiskLevel{RiskUnknown, RiskLow, RiskMedium, RiskHigh} {
+		level, rank := r.rank()
+		m.riskLevels[rank] = types.NewEntityUID(typeRiskLevel, types.String(level))
 	}
 	for uid, a := range rs.Actions {
 		m.actions[uid] = a.Entity
@@ -81,6 +104,7 @@ func loadModel() (*model, error) {
 	for uid, a := range m.actions {
 		a.Parents = types.NewEntityUIDSet(m.ancestors(uid)...)
 		closed[uid] = a
+		m.names[string(uid.ID)] = uid.ID
 	}
 	m.actions = closed
 	for uid, a := range rs.Actions {
