@@ -159,7 +159,13 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 // Run serves until ctx ends, then stops every server.
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.close()
+	housekept := make(chan struct{})
+	defer func() { <-housekept }() // before the store closes
 	defer close(c.done)
+	go func() {
+		defer close(housekept)
+		c.housekeeping()
+	}()
 	errc := make(chan error, 6)
 	if c.tokens != nil {
 		go func() {
@@ -170,7 +176,6 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.log.Info("token service serving", zap.String("endpoint", TokenEndpoint(c.tokenLn.Addr().String())))
 	}
 	if c.ssf != nil {
-		go c.pruneSETs()
 		go func() { errc <- serveHTTP(c.ssf, c.ssfLn) }()
 		stopSSF := c.runSSFClients(ctx)
 		defer stopSSF() // before the store closes: SETs in flight are applied, acknowledgements flushed

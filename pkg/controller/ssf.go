@@ -362,21 +362,3 @@ func (sc *ssfClients) readStreams() (map[string]string, error) {
 	}
 	return m, nil
 }
-
-// pruneSETs drops de-duplication records of SETs too old to be accepted again, hourly.
-func (c *Controller) pruneSETs() {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.done:
-			return
-		case now := <-t.C:
-			if n, err := c.store.PruneSETs(now); err != nil {
-				c.log.Warn("pruning SET records failed", zap.Error(err))
-			} else if n > 0 {
-				c.log.Info("pruned SET records", zap.Int("count", n))
-			}
-		}
-	}
-}

@@ -97,6 +97,42 @@ func (c *Collection[T]) Delete(key string) (uint64, error) {
 	})
 }
 
+// DeleteFunc removes, in one durable transaction, every value for which drop returns true, and returns how many
+// it removed. A value that does not decode fails the whole call and nothing changes.
+func (c *Collection[T]) DeleteFunc(drop func(T) bool) (int, error) {
+	var n int
+	_, err := c.s.update(func(tx *bolt.Tx, version uint64) ([]Change, bool, error) {
+		b := tx.Bucket([]byte(c.bucket))
+		var stale [][]byte
+		err := b.ForEach(func(k, raw []byte) error {
+			v, err := c.decode(string(k), raw)
+			if err != nil {
+				return err
+			}
+			if drop(v) {
+				stale = append(stale, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, false, err
+		}
+		changes := make([]Change, 0, len(stale))
+		for _, k := range stale {
+			if err := b.Delete(k); err != nil {
+				return nil, false, err
+			}
+			changes = append(changes, Change{Bucket: c.bucket, Key: string(k), Version: version})
+		}
+		n = len(stale)
+		return changes, n > 0, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 // Replace makes the collection hold exactly vs, in one durable transaction: new and changed values are put,
 // values not in vs are deleted. Two values with the same key are refused and nothing changes.
 func (c *Collection[T]) Replace(vs []T) (uint64, error) {

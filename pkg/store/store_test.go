@@ -212,6 +212,58 @@ func TestReplace(t *testing.T) {
 	}
 }
 
+func TestDeleteFunc(t *testing.T) {
+	s, path := openTemp(t)
+	revs := s.Revocations()
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := revs.Put(revocation(id, "spiffe://example.org/agent/"+id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []Change
+	cancel := s.Subscribe(func(cs []Change) { got = append(got, cs...) })
+	defer cancel()
+	drop := func(r *agentauthv1.Revocation) bool { return r.GetId() != "b" }
+	if n, err := revs.DeleteFunc(drop); err != nil || n != 2 {
+		t.Fatalf("DeleteFunc = %d, %v; want 2", n, err)
+	}
+	if n, err := revs.DeleteFunc(drop); err != nil || n != 0 {
+		t.Fatalf("second DeleteFunc = %d, %v; want 0", n, err)
+	}
+	if len(got) != 2 || got[0].Key != "a" || got[1].Key != "c" || got[0].Value != nil {
+		t.Errorf("changes: %+v, want deletions of a and c", got)
+	}
+	// A value that does not decode fails the call and nothing is deleted.
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(BucketRevocations)).Put([]byte("broken"), []byte{0x0a, 0xff})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := revs.DeleteFunc(func(*agentauthv1.Revocation) bool { return true }); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("DeleteFunc over a corrupt value: %v, want ErrCorrupt", err)
+	}
+	if _, err := revs.Get("b"); err != nil {
+		t.Errorf("b after the failed call: %v", err)
+	}
+	// Durable: a reopened store holds only what was kept.
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(BucketRevocations)).Delete([]byte("broken"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if list, err := s2.Revocations().List(); err != nil || len(list) != 1 || list[0].GetId() != "b" {
+		t.Fatalf("after reopen: %v, %v", list, err)
+	}
+}
+
 func TestConcurrentWritersAndOrderedNotifications(t *testing.T) {
 	s, _ := openTemp(t)
 	var (

@@ -267,20 +267,15 @@ func (p *Publisher) DeleteRevocation(id string) error {
 	return nil
 }
 
-// PruneRevocations deletes revocations whose expires is not after now and returns how many it deleted.
+// PruneRevocations deletes, in one durable write, revocations whose expires is not after now, and returns how
+// many it deleted. Sidecars stop enforcing an expired revocation on their own; this keeps the state small.
 func (p *Publisher) PruneRevocations(now time.Time) (int, error) {
-	all, err := p.st.Revocations().List()
+	n, err := p.st.Revocations().DeleteFunc(func(r *agentauthv1.Revocation) bool {
+		exp := r.GetExpires()
+		return exp != nil && !now.Before(exp.AsTime())
+	})
 	if err != nil {
 		return 0, fmt.Errorf("xds: %w", err)
-	}
-	n := 0
-	for _, r := range all {
-		if exp := r.GetExpires(); exp != nil && !now.Before(exp.AsTime()) {
-			if _, err := p.st.Revocations().Delete(r.GetId()); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return n, fmt.Errorf("xds: %w", err)
-			}
-			n++
-		}
 	}
 	return n, nil
 }
