@@ -59,17 +59,21 @@ type Set struct {
 	model    *model
 	policies map[cedar.PolicyID]*compiled
 	index    map[scopeKey][]*compiled
-	reads    ctxAttr // the context attributes some policy reads; the rest are left out of every context
+	reads    readSet // what some policy reads; the rest is left out of every request
 	version  string
 }
 
 // compiled is one policy with where it came from.
 type compiled struct {
-	id     cedar.PolicyID
-	policy *cedar.Policy
-	forbid bool
-	info   PolicyInfo
+	id      cedar.PolicyID
+	policy  *cedar.Policy // as written, but for its action scope (see actionScope)
+	actions uint64        // the request actions its action scope admits
+	forbid  bool
+	info    PolicyInfo
 }
+
+// allActions admits every action.
+const allActions = ^uint64(0)
 
 // PolicyInfo describes one policy of a Set.
 type PolicyInfo struct {
@@ -206,15 +210,15 @@ func (s *Set) addFile(name string, src []byte) CompileErrors {
 		}
 		c := &compiled{
 			id:     cedar.PolicyID(id),
-			policy: p,
 			forbid: p.Effect() == cedar.Forbid,
 			info:   PolicyInfo{ID: id, Effect: "permit", File: name, Line: pos.Line, Column: pos.Column},
 		}
+		c.actions, c.policy = s.model.actionScope(p)
 		if c.forbid {
 			c.info.Effect = "forbid"
 		}
 		s.policies[c.id] = c
-		s.reads |= contextReads((*xast.Policy)(p.AST()))
+		s.reads |= reads((*xast.Policy)(p.AST()))
 		k := keyOf((*xast.Policy)(p.AST()))
 		s.index[k] = append(s.index[k], c)
 	}
@@ -276,11 +280,13 @@ func (m *model) checkEnums(p *xast.Policy) error {
 	return bad
 }
 
-// contextReads is the set of context attributes p reads: those it names in `context.x`, `context["x"]` or
-// `context has x`, or all of them when it uses context any other way (`context == {...}`, `[context]`). An
-// attribute no policy reads can be left out of the context without changing any decision or error.
-func contextReads(p *xast.Policy) ctxAttr {
-	var named ctxAttr
+// reads is what p reads of a request beyond its entities. Of the context, the attributes it names in `context.x`,
+// `context["x"]` or `context has x`, or all of them when it uses context any other way (`context == {...}`,
+// `[context]`). Of an MCP call's resource, its tags, unless every hasTag and getTag in p is on the principal (an
+// Agent) or on context.subject (a User). Anything no policy reads can be left out of a request without changing
+// any decision or error.
+func reads(p *xast.Policy) readSet {
+	var named readSet
 	uses, byName := 0, 0
 	for _, cond := range p.Conditions {
 		xast.Inspect(xast.NewNode(cond.Body), func(n xast.IsNode) bool {
@@ -290,6 +296,12 @@ func contextReads(p *xast.Policy) ctxAttr {
 				if n.Name == "context" {
 					uses++
 				}
+				return true
+			case xast.NodeTypeHasTag:
+				named |= tagsRead(n.Left)
+				return true
+			case xast.NodeTypeGetTag:
+				named |= tagsRead(n.Left)
 				return true
 			case xast.NodeTypeAccess:
 				s = n.StrOpNode
@@ -306,9 +318,24 @@ func contextReads(p *xast.Policy) ctxAttr {
 		})
 	}
 	if uses != byName {
-		return ctxAll
+		named |= ctxAll
 	}
 	return named
+}
+
+// tagsRead is callTags unless the entity whose tags are read is the principal or context.subject.
+func tagsRead(entity xast.IsNode) readSet {
+	switch e := entity.(type) {
+	case xast.NodeTypeVariable:
+		if e.Name == "principal" {
+			return 0
+		}
+	case xast.NodeTypeAccess:
+		if v, ok := e.Arg.(xast.NodeTypeVariable); ok && v.Name == "context" && e.Value == "subject" {
+			return 0
+		}
+	}
+	return callTags
 }
 
 // forAction is the per-action suffix of cedar-go's validation messages. The validator checks a policy once per

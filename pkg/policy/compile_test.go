@@ -186,10 +186,10 @@ func TestEmptySetDeniesEverything(t *testing.T) {
 	}
 }
 
-func TestContextReads(t *testing.T) {
+func TestReads(t *testing.T) {
 	for _, c := range []struct {
 		cond string
-		want ctxAttr
+		want readSet
 	}{
 		{``, 0},
 		{`when { principal.path == "/a" && resource.name == "x" }`, 0},
@@ -197,6 +197,10 @@ func TestContextReads(t *testing.T) {
 		{`when { context["hour"] < 8 }`, ctxHour},
 		{`unless { context has txn && context.txn == "" }`, ctxTxn},
 		{`when { context.subject.hasTag("x") && context.subject.getTag("x") == context.mcp_method }`, ctxSubject | ctxMCPMethod},
+		{`when { principal.hasTag("x") && principal.getTag("x") == "y" }`, 0},
+		{`when { resource.hasTag("x") }`, callTags},
+		{`when { McpTool::"t/x".getTag("x") == "y" }`, callTags},
+		{`when { (if context.txn == "" then principal else resource).hasTag("x") }`, ctxTxn | callTags},
 		{`when { context.no_such_attribute == 1 }`, 0},
 		{`when { context == context }`, ctxAll},
 		{`when { context.path == "/" && [context].isEmpty() }`, ctxAll},
@@ -207,8 +211,8 @@ func TestContextReads(t *testing.T) {
 		if err != nil || len(list) != 1 {
 			t.Fatalf("%s: %v", src, err)
 		}
-		if got := contextReads((*xast.Policy)(list[0].AST())); got != c.want {
-			t.Errorf("%s: reads %013b, want %013b", c.cond, got, c.want)
+		if got := reads((*xast.Policy)(list[0].AST())); got != c.want {
+			t.Errorf("%s: reads %014b, want %014b", c.cond, got, c.want)
 		}
 	}
 }

@@ -299,14 +299,14 @@ func (s *Set) eval(p *prepared, t target) result {
 		resources, n = [2]types.EntityUID{resource, p.toolUID}, 2
 	}
 	cands := &p.reuse.cands
-	s.selectFor(cands, p.principals[:], resources[:n])
+	s.selectFor(cands, p.principals[:], s.model.actionBits[t.action], resources[:n])
 	dec, diag := cedar.Authorize(cands, &p.ents, cedar.Request{
 		Principal: p.principals[0],
 		Action:    t.action,
 		Resource:  resource,
 		Context:   t.context,
 	})
-	r := result{candidates: cands.count()}
+	r := result{candidates: cands.evaluated}
 	r.why = why{allowed: dec == cedar.Allow, agent: string(p.principals[0].ID), action: string(t.action.ID), resource: resource}
 	for _, reason := range diag.Reasons {
 		r.why.ids = append(r.why.ids, string(reason.PolicyID))

@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"testing"
@@ -24,18 +26,26 @@ const scopeForms = `
 @id("p-in-self") permit (principal in Agent::"spiffe://example.org/agent/c", action, resource);
 @id("never-matches") permit (principal in TrustDomain::"nowhere", action, resource);
 @id("any") forbid (principal, action == Action::"DELETE", resource);
+@id("act-in-set") permit (principal, action in [Action::"GET", Action::"tools/call"], resource in Tool::"t1.example");
+@id("act-in-group") forbid (principal == Agent::"spiffe://example.org/agent/c", action in Action::"mcp_session", resource);
+@id("act-in-groups") permit (principal in TrustDomain::"other.example", action in [Action::"http", Action::"mcp_discovery"], resource);
 `
 
-// TestIndexMatchesFullEvaluation checks that evaluating only the indexed candidates, with a context of only the
-// attributes the Set's policies read, gives exactly the decision, determining policies and errors that cedar-go
-// gives when it evaluates every policy with the full context.
+// TestIndexMatchesFullEvaluation checks that evaluating only the indexed candidates that admit the action, without
+// their action scopes, with a context of only the attributes the Set's policies read, gives exactly the decision,
+// determining policies and errors that cedar-go gives when it evaluates every policy as written with the full
+// context.
 func TestIndexMatchesFullEvaluation(t *testing.T) {
-	corpus := loadCorpus(t)
-	files := map[string][]byte{"scopes.cedar": []byte(scopeForms)}
-	scopes, err := Compile(files)
-	if err != nil {
-		t.Fatal(err)
+	corpusFiles := map[string][]byte{}
+	names, _ := filepath.Glob("testdata/corpus/*.cedar")
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		corpusFiles[n] = b
 	}
+	scopesFiles := map[string][]byte{"scopes.cedar": []byte(scopeForms)}
 	agents := []string{planner, writer, reporter, contractor, stranger, "spiffe://example.org/agent/a",
 		"spiffe://example.org/agent/c", "spiffe://other.example/agent/b"}
 	hosts := []string{"orders.example", "admin.example", "mcp.example", "t1.example"}
@@ -58,10 +68,23 @@ func TestIndexMatchesFullEvaluation(t *testing.T) {
 			}
 		}
 	}
-	for _, set := range []*Set{corpus, scopes} {
-		all := cedar.PolicyMap{}
-		for id, c := range set.policies {
-			all[id] = c.policy
+	for _, files := range []map[string][]byte{corpusFiles, scopesFiles} {
+		set, err := Compile(files)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all := cedar.PolicyMap{} // as written
+		for name, src := range files {
+			list, err := cedar.NewPolicyListFromBytes(name, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range list {
+				all[cedar.PolicyID(p.Annotations()["id"])] = p
+			}
+		}
+		if len(all) != set.Len() {
+			t.Fatalf("%d policies as written, %d in the set", len(all), set.Len())
 		}
 		allowed := 0
 		for _, req := range reqs {
@@ -69,7 +92,7 @@ func TestIndexMatchesFullEvaluation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			full, _ := set.model.prepare(req, ctxAll)
+			full, _ := set.model.prepare(req, readsAll)
 			var ts, fulls []target
 			if len(req.MCP) == 0 {
 				ts = append(ts, set.model.httpTarget(p, req.Method))
@@ -150,7 +173,7 @@ func TestRequestsConformToSchema(t *testing.T) {
 		reqs = append(reqs, with(full, func(r *Request) { r.MCP = msg.Calls }), with(httpReq(reporter, "POST", "h", "/"), func(r *Request) { r.MCP = msg.Calls }))
 	}
 	for i, req := range reqs {
-		p, err := m.prepare(req, ctxAll)
+		p, err := m.prepare(req, readsAll)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -88,11 +88,12 @@ type Request struct {
 	MCP []mcp.Call
 }
 
-// ctxAttr is a set of attributes of the Cedar context (schema.cedarschema's Context), one bit each.
-type ctxAttr uint16
+// readSet is what of a request a Set's policies read beyond its principal, action and resource entities, one bit
+// each: the attributes of the Cedar context (schema.cedarschema's Context), and the tags of an MCP call's resource.
+type readSet uint16
 
 const (
-	ctxHost ctxAttr = 1 << iota
+	ctxHost readSet = 1 << iota
 	ctxMethod
 	ctxPath
 	ctxAuthMethod
@@ -105,11 +106,14 @@ const (
 	ctxNow
 	ctxHour
 	ctxMCPMethod
-	ctxAll = 1<<iota - 1
+	ctxAll = 1<<iota - 1 // every context attribute
+
+	callTags readSet = ctxAll + 1 // an MCP tool's or prompt's tags (the call's arguments)
+	readsAll         = ctxAll | callTags
 )
 
 // ctxAttrNamed is the attribute called name; 0 when the Context has no such attribute.
-func ctxAttrNamed(name types.String) ctxAttr {
+func ctxAttrNamed(name types.String) readSet {
 	switch name {
 	case "host":
 		return ctxHost
@@ -151,7 +155,7 @@ type prepared struct {
 	ents       entities
 	principals [2]types.EntityUID // agent, trust domain
 	ctx        []attr             // context attributes common to every call (in ctxArr)
-	want       ctxAttr            // the attributes the Set's policies read
+	want       readSet            // what the Set's policies read
 	common     types.Record       // the context without mcp_method, once built
 	hasCommon  bool
 	toolUID    types.EntityUID
@@ -225,7 +229,7 @@ func (p *prepared) tags(args map[string]string) types.Record {
 
 // prepare checks the fields Decide cannot do without and builds the principal, tool and subject entities and the
 // context attributes in want. The caller hands the result back with release once the evaluations are done.
-func (m *model) prepare(req Request, want ctxAttr) (*prepared, error) {
+func (m *model) prepare(req Request, want readSet) (*prepared, error) {
 	if req.AgentID == "" {
 		return nil, fmt.Errorf("policy: %w: no authenticated agent", autherr.ErrMissing)
 	}
@@ -380,7 +384,7 @@ func (m *model) mcpTarget(p *prepared, c mcp.Call) target {
 	}
 	if et != "" && method != actionMCPOther {
 		t.resource = m.cache.target(et, p.toolUID, c.Name)
-		if et != typeMcpResource {
+		if et != typeMcpResource && p.want&callTags != 0 {
 			t.resource.Tags = p.tags(c.Args)
 		}
 	}

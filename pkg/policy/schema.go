@@ -49,6 +49,7 @@ type model struct {
 	httpActions map[string]bool // HTTP methods with their own action
 	mcpActions  map[string]bool // JSON-RPC methods with their own action
 	enums       map[types.EntityType][]types.EntityUID
+	actionBits  map[types.EntityUID]uint64 // one bit per action a request can be (see actionScope)
 	cache       *entityCache
 	pool        *sync.Pool // of *prepared
 
@@ -83,6 +84,7 @@ func loadModel() (*model, error) {
 		httpActions: map[string]bool{},
 		mcpActions:  map[string]bool{},
 		enums:       map[types.EntityType][]types.EntityUID{},
+		actionBits:  map[types.EntityUID]uint64{},
 		cache:       &entityCache{},
 		pool:        &sync.Pool{New: func() any { return new(prepared) }},
 		authMethods: map[AuthMethod]types.Value{},
@@ -117,6 +119,10 @@ func loadModel() (*model, error) {
 		case m.inGroup(uid, groupMCP):
 			m.mcpActions[string(uid.ID)] = true
 		}
+		if len(m.actionBits) == 64 {
+			return nil, fmt.Errorf("policy: built-in schema has more than 64 request actions")
+		}
+		m.actionBits[uid] = 1 << len(m.actionBits)
 	}
 	for et, e := range rs.Enums {
 		m.enums[et] = slices.Clone(e.Values)
