@@ -24,6 +24,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/local"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/autherr"
@@ -52,8 +53,13 @@ type IssuerConfig struct {
 	// ServerID is the issuer's SPIFFE ID; zero means issuer.DefaultServerID of Bundle's trust domain.
 	ServerID spiffeid.ID
 	// JoinToken is the one-time token for the first attestation. It is not needed when StateDir holds a valid
-	// SVID from an earlier run.
+	// SVID from an earlier run, or with LocalSocket.
 	JoinToken string
+	// LocalSocket, when set, is the path of the issuer's local Unix socket: without a valid SVID and without a
+	// join token, this source attests there, where the controller maps this process's uid (the kernel's peer
+	// credentials) to its SPIFFE ID. That connection does not authenticate the controller, so the SVID must
+	// verify against Bundle, and it is renewed over mTLS on Address at once for bundles and a WIT to trust.
+	LocalSocket string
 	// StateDir, when set, keeps the current SVID, its key and the bundle (mode 0600, directory 0700) so a
 	// restart renews with them instead of needing a new join token.
 	StateDir string
@@ -65,8 +71,8 @@ type IssuerConfig struct {
 	DialOptions []grpc.DialOption
 }
 
-// IssuerSource is a Source fed by the controller's built-in issuer: it attests once with a join token (or renews
-// an SVID kept in StateDir), then renews over mTLS at about half of each lifetime, with jitter, generating fresh
+// IssuerSource is a Source fed by the controller's built-in issuer: it attests once with a join token or on the
+// issuer's local socket (or renews an SVID kept in StateDir), then renews over mTLS at about half of each lifetime, with jitter, generating fresh
 // X.509 and WIT keys every time. Failed renewals are retried with backoff while the current credentials stay in
 // use until they expire.
 type IssuerSource struct {
@@ -186,23 +192,20 @@ func (s *IssuerSource) Renew(ctx context.Context) error {
 }
 
 // rotate fetches new credentials with fresh keys (Renew with the current valid SVID, else Attest with the join
-// token), checks them, swaps them in, saves them and signals the change.
+// token, else attest on the local socket and renew at once), checks them, swaps them in, saves them and signals the
+// change.
 func (s *IssuerSource) rotate(ctx context.Context) error {
 	s.rotateMu.Lock()
 	defer s.rotateMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, issuerCallTimeout)
 	defer cancel()
-	x509Key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	x509Key, csr, err := newCSR()
 	if err != nil {
-		return fmt.Errorf("identity: issuer: %w", err)
+		return err
 	}
 	witKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return fmt.Errorf("identity: issuer: %w", err)
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, x509Key)
-	if err != nil {
-		return fmt.Errorf("identity: issuer: CSR: %w", err)
 	}
 	witPub, err := x509.MarshalPKIXPublicKey(witKey.Public())
 	if err != nil {
@@ -212,36 +215,51 @@ func (s *IssuerSource) rotate(ctx context.Context) error {
 	now := time.Now()
 	cur := s.state.Load()
 	var creds *agentauthv1.Credentials
-	if cur != nil && now.Before(cur.svid.Certificates[0].NotAfter) {
-		conf := tlsconfig.MTLSClientConfig(cur.svid, cur.x509, tlsconfig.AuthorizeID(s.serverID))
-		err = s.call(conf, func(c *issuer.Client) (err error) {
-			creds, err = c.Renew(ctx, &agentauthv1.RenewRequest{Csr: csr, WitPublicKey: witPub, WitAlg: issuerWITAlg})
-			return err
-		})
-	} else {
+	if cur == nil || !now.Before(cur.svid.Certificates[0].NotAfter) {
 		s.tokenMu.Lock()
 		token := s.token
 		s.tokenMu.Unlock()
-		if token == "" {
-			return fmt.Errorf("identity: issuer: %w: no valid SVID to renew with and no unused join token; the sidecar needs a new join token", autherr.ErrMissing)
-		}
 		bundle := s.cfg.Bundle
 		if cur != nil {
 			bundle = cur.x509
 		}
-		conf := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(s.serverID))
-		err = s.call(conf, func(c *issuer.Client) (err error) {
-			creds, err = c.Attest(ctx, &agentauthv1.AttestRequest{JoinToken: token, Csr: csr, WitPublicKey: witPub, WitAlg: issuerWITAlg})
-			return err
-		})
-		if err == nil || errors.Is(err, autherr.ErrReplay) || errors.Is(err, autherr.ErrExpired) || errors.Is(err, autherr.ErrDenied) {
-			s.tokenMu.Lock()
-			s.token = "" // spent or dead: never send it again
-			s.tokenMu.Unlock()
+		switch {
+		case token != "":
+			conf := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(s.serverID))
+			err = s.call(conf, func(c *issuer.Client) (err error) {
+				creds, err = c.Attest(ctx, &agentauthv1.AttestRequest{JoinToken: token, Csr: csr, WitPublicKey: witPub, WitAlg: issuerWITAlg})
+				return err
+			})
+			if err == nil || errors.Is(err, autherr.ErrReplay) || errors.Is(err, autherr.ErrExpired) || errors.Is(err, autherr.ErrDenied) {
+				s.tokenMu.Lock()
+				s.token = "" // spent or dead: never send it again
+				s.tokenMu.Unlock()
+			}
+			if err != nil {
+				return err
+			}
+		case s.cfg.LocalSocket != "":
+			svid, err := s.attestLocal(ctx, bundle)
+			if err != nil {
+				return err
+			}
+			// The local socket does not authenticate the controller: the SVID was checked against a bundle we
+			// already trusted, but the bundles and WIT that came with it were not. Renewing with that SVID over
+			// mTLS authenticates the controller and brings bundles and a WIT to trust; the local SVID is not
+			// kept, so nothing from the unauthenticated answer is ever served.
+			cur = &issuerState{svid: svid, x509: bundle}
+		default:
+			return fmt.Errorf("identity: issuer: %w: no valid SVID to renew with, no unused join token and no local socket; the sidecar needs a new join token", autherr.ErrMissing)
 		}
 	}
-	if err != nil {
-		return err
+	if creds == nil {
+		conf := tlsconfig.MTLSClientConfig(cur.svid, cur.x509, tlsconfig.AuthorizeID(s.serverID))
+		if err := s.call(conf, func(c *issuer.Client) (err error) {
+			creds, err = c.Renew(ctx, &agentauthv1.RenewRequest{Csr: csr, WitPublicKey: witPub, WitAlg: issuerWITAlg})
+			return err
+		}); err != nil {
+			return err
+		}
 	}
 
 	is, err := issuer.VerifyCredentials(creds, x509Key.Public(), witKey.Public(), time.Now())
@@ -272,6 +290,51 @@ func (s *IssuerSource) rotate(ctx context.Context) error {
 	s.updates.notify()
 	s.cfg.Observer.Rotated(StatusOf(s))
 	return nil
+}
+
+// attestLocal attests on the issuer's local Unix socket, where the controller knows this process by the kernel's
+// peer credentials (its uid) instead of a join token, and returns an X.509-SVID (no WIT) that verifies against
+// trust.
+func (s *IssuerSource) attestLocal(ctx context.Context, trust *x509bundle.Bundle) (*x509svid.SVID, error) {
+	key, csr, err := newCSR()
+	if err != nil {
+		return nil, err
+	}
+	sock := s.cfg.LocalSocket
+	// Local credentials: the socket stands in for TLS, and the server reads this process's uid from it.
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(local.NewCredentials())}, s.cfg.DialOptions...)
+	cc, err := grpc.NewClient("unix://"+sock, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("identity: issuer local socket %s: %w", sock, err)
+	}
+	defer cc.Close()
+	creds, err := issuer.NewClient(cc).Attest(ctx, &agentauthv1.AttestRequest{Csr: csr})
+	if err != nil {
+		return nil, fmt.Errorf("identity: issuer local socket %s: %w", sock, err)
+	}
+	is, err := issuer.VerifyCredentials(creds, key.Public(), nil, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("identity: issuer local socket %s returned unusable credentials: %w", sock, err)
+	}
+	// Whoever answered on the socket is not authenticated: only a chain to an authority we already trust counts.
+	if _, _, err := x509svid.Verify(is.Chain, trust, x509svid.WithTime(time.Now())); err != nil {
+		return nil, fmt.Errorf("identity: issuer local socket %s: %w: the SVID for %s does not verify against the bootstrap bundle of %q: %v",
+			sock, autherr.ErrUntrustedIssuer, is.ID, trust.TrustDomain(), err)
+	}
+	return &x509svid.SVID{ID: is.ID, Certificates: is.Chain, PrivateKey: key}, nil
+}
+
+// newCSR generates a fresh P-256 key and a CSR for it (the issuer takes only the key from it).
+func newCSR() (*ecdsa.PrivateKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("identity: issuer: %w", err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("identity: issuer: CSR: %w", err)
+	}
+	return key, csr, nil
 }
 
 // call runs fn on a fresh connection to the issuer with TLS configuration conf. Rotations are minutes apart, so a
