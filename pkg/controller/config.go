@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauth/agentauth/internal/confyaml"
+	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/signals"
+	"github.com/agentauth/agentauth/pkg/xds"
 )
 
 // Config is the controller's configuration. Field names are the YAML keys.
@@ -46,7 +49,22 @@ type IssuerConfig struct {
 	// Keys is "file" (PKCS#8 under dataDir/keys, mode 0600) or "tpm" (keys held by the TPM at TPMDevice).
 	Keys      string `yaml:"keys,omitempty"`
 	TPMDevice string `yaml:"tpmDevice,omitempty"`
+	// LocalSocket, if set, is the path of a Unix socket where the issuer also serves local workloads: a process
+	// attests there without a join token, as the SPIFFE ID its uid maps to in PeerIDs (the kernel's peer
+	// credentials name the uid). Renewal stays on Listen, over mTLS.
+	LocalSocket string `yaml:"localSocket,omitempty"`
+	// PeerIDs maps Unix uids to SPIFFE IDs for LocalSocket; a uid not listed is refused.
+	PeerIDs []PeerIDConfig `yaml:"peerIDs,omitempty"`
 }
+
+// PeerIDConfig maps one Unix uid to the SPIFFE ID its processes get on the issuer's local socket.
+type PeerIDConfig struct {
+	UID      *uint32 `yaml:"uid"`
+	SPIFFEID string  `yaml:"spiffeID"`
+}
+
+// maxUnixSocketPath is the longest path a Unix socket address holds on Linux (sun_path is 108 bytes with the NUL).
+const maxUnixSocketPath = 107
 
 // TokenServiceConfig configures the token service.
 type TokenServiceConfig struct {
@@ -263,12 +281,70 @@ func (c *Config) Validate() error {
 	if c.Issuer.Keys != "file" && c.Issuer.Keys != "tpm" {
 		add("issuer.keys", "%q is not file or tpm", c.Issuer.Keys)
 	}
+	c.validateLocalIssuer(add)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
 		add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
 	return problems.Err("controller config")
+}
+
+// validateLocalIssuer checks issuer.localSocket and issuer.peerIDs.
+func (c *Config) validateLocalIssuer(add func(field, format string, args ...any)) {
+	is := c.Issuer
+	switch {
+	case is.LocalSocket == "" && len(is.PeerIDs) > 0:
+		add("issuer.peerIDs", "needs issuer.localSocket: uids attest only on the local socket")
+	case is.LocalSocket == "":
+		return
+	case !filepath.IsAbs(is.LocalSocket):
+		add("issuer.localSocket", "%q is not an absolute path", is.LocalSocket)
+	case len(is.LocalSocket) > maxUnixSocketPath:
+		add("issuer.localSocket", "%q is %d bytes, over the %d a Unix socket path may have", is.LocalSocket, len(is.LocalSocket), maxUnixSocketPath)
+	case is.LocalSocket == c.Admin.Socket:
+		add("issuer.localSocket", "%q is also admin.socket", is.LocalSocket)
+	}
+	if is.LocalSocket != "" && len(is.PeerIDs) == 0 {
+		add("issuer.peerIDs", "required with issuer.localSocket: map at least one uid to a SPIFFE ID")
+	}
+	td, tdErr := spiffeid.TrustDomainFromString(c.TrustDomain)
+	seen := map[uint32]int{}
+	for i, p := range is.PeerIDs {
+		f := fmt.Sprintf("issuer.peerIDs[%d]", i)
+		if p.UID == nil {
+			add(f+".uid", "required: the Unix user id whose processes get spiffeID")
+		} else if j, dup := seen[*p.UID]; dup {
+			add(f+".uid", "uid %d is already mapped by issuer.peerIDs[%d]", *p.UID, j)
+		} else {
+			seen[*p.UID] = i
+		}
+		id, err := spiffeid.FromString(p.SPIFFEID)
+		switch {
+		case err != nil:
+			add(f+".spiffeID", "%q: %v", p.SPIFFEID, err)
+		case id.Path() == "":
+			add(f+".spiffeID", "%q names a trust domain, not a workload", p.SPIFFEID)
+		case tdErr == nil && id.TrustDomain() != td:
+			add(f+".spiffeID", "%q is not in trust domain %q", p.SPIFFEID, td)
+		case tdErr == nil && (id == xds.ControllerID(td) || id == issuer.DefaultServerID(td)):
+			// A local user holding either could impersonate the controller to every sidecar.
+			add(f+".spiffeID", "%q is reserved for the controller itself", p.SPIFFEID)
+		}
+	}
+}
+
+// peerIDs returns issuer.peerIDs as the issuer takes them; Validate has checked them.
+func (c *Config) peerIDs() (map[uint32]spiffeid.ID, error) {
+	m := make(map[uint32]spiffeid.ID, len(c.Issuer.PeerIDs))
+	for i, p := range c.Issuer.PeerIDs {
+		id, err := spiffeid.FromString(p.SPIFFEID)
+		if err != nil || p.UID == nil {
+			return nil, fmt.Errorf("issuer.peerIDs[%d]: invalid; validate the config first", i)
+		}
+		m[*p.UID] = id
+	}
+	return m, nil
 }
 
 func isHTTPURL(raw string) bool {

@@ -53,6 +53,9 @@ type Controller struct {
 	issuerLn, xdsLn, opsLn, adminLn, ssfLn, tokenLn net.Listener
 	admin, ops, ssf, tokens                         *http.Server
 	closers                                         []func()
+	// issLocal serves the issuer to local workloads on issuerLocalLn, issuer.localSocket (set with it).
+	issLocal      *grpc.Server
+	issuerLocalLn net.Listener
 	// ssfClients polls transmitters and manages SSF streams (set with ssf).
 	ssfClients *ssfClients
 	// done is closed when Run returns, stopping background loops.
@@ -131,10 +134,15 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 	if c.opsLn, err = listen("ops.listen", cfg.Ops.Listen); err != nil {
 		return nil, err
 	}
-	if c.adminLn, err = listenUnix(cfg.Admin.Socket); err != nil {
+	if c.adminLn, err = listenUnix("admin.socket", cfg.Admin.Socket, 0o700, 0o600); err != nil {
 		return nil, err
 	}
 	c.closers = append(c.closers, func() { _ = c.adminLn.Close(); _ = os.Remove(cfg.Admin.Socket) })
+	if cfg.Issuer.LocalSocket != "" {
+		if err := c.listenLocalIssuer(); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.TokenService != nil {
 		if c.tokenLn, err = listen("tokenService.listen", cfg.TokenService.Listen); err != nil {
 			return nil, err
@@ -166,7 +174,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer close(housekept)
 		c.housekeeping()
 	}()
-	errc := make(chan error, 6)
+	errc := make(chan error, 7)
 	if c.tokens != nil {
 		go func() {
 			if err := c.tokens.ServeTLS(c.tokenLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
@@ -182,6 +190,11 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.log.Info("SSF receiver serving", zap.String("push", "http://"+c.ssfLn.Addr().String()+"/ssf/events"))
 	}
 	go func() { errc <- c.iss.Serve(c.issuerLn) }()
+	if c.issLocal != nil {
+		go func() { errc <- c.issLocal.Serve(c.issuerLocalLn) }()
+		c.log.Info("issuer serving local workloads", zap.String("socket", c.cfg.Issuer.LocalSocket),
+			zap.Int("mapped_uids", len(c.cfg.Issuer.PeerIDs)))
+	}
 	go func() { errc <- c.xds.Serve(c.xdsLn) }()
 	go func() { errc <- serveHTTP(c.admin, c.adminLn) }()
 	go func() { errc <- serveHTTP(c.ops, c.opsLn) }()
@@ -207,6 +220,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.xds.Stop()
 	c.iss.GracefulStop()
+	if c.issLocal != nil {
+		c.issLocal.GracefulStop()
+	}
 	return err
 }
 
@@ -254,9 +270,11 @@ func serveHTTP(s *http.Server, ln net.Listener) error {
 	return nil
 }
 
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("admin.socket: %w", err)
+// listenUnix listens on the Unix socket at path (config field field), creating its directory with dirMode if
+// needed, and gives the socket file mode.
+func listenUnix(field, path string, dirMode, mode os.FileMode) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	// A socket left by a crashed controller would make Listen fail; the store's file lock already guarantees
 	// no other controller runs on this data directory.
@@ -265,13 +283,38 @@ func listenUnix(path string) (net.Listener, error) {
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return nil, fmt.Errorf("admin.socket: %w", err)
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := os.Chmod(path, mode); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("admin.socket: %w", err)
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	return ln, nil
+}
+
+// listenLocalIssuer binds issuer.localSocket and builds the issuer service that attests by Unix peer credentials.
+//
+// The socket (and a directory it creates, umask permitting) is open to every local user on purpose: who may connect is not what
+// decides anything. The kernel records the uid of each connecting process (SO_PEERCRED), which no process can
+// forge; a uid listed in issuer.peerIDs gets that SPIFFE ID and any other is refused. Renewal is refused on this
+// socket, and join tokens are bearer secrets wherever they are presented. Restricting the mode would only make
+// the mapping useless to the workloads it names, which run as other users than the controller.
+func (c *Controller) listenLocalIssuer() error {
+	peerIDs, err := c.cfg.peerIDs()
+	if err != nil {
+		return err
+	}
+	if c.issLocal, err = issuer.NewLocalGRPCServer(c.ca, issuer.ServiceConfig{
+		SVIDTTL: c.cfg.Issuer.SVIDTTL, PeerIDs: peerIDs, Withheld: c.withheld,
+	}); err != nil {
+		return fmt.Errorf("issuer.peerIDs: %w", err)
+	}
+	path := c.cfg.Issuer.LocalSocket
+	if c.issuerLocalLn, err = listenUnix("issuer.localSocket", path, 0o755, 0o666); err != nil {
+		return err
+	}
+	c.closers = append(c.closers, func() { _ = c.issuerLocalLn.Close(); _ = os.Remove(path) })
+	return nil
 }
 
 // writeBundle writes the CA's root as PEM: what an operator hands a sidecar to trust the controller first.
