@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -80,8 +81,8 @@ type CallDecision struct {
 	why       why
 }
 
-// why holds what a decision message is made of; the message is only formatted when someone asks (Err, Explain),
-// which keeps fmt off the path of the decisions nobody looks at.
+// why holds what a decision message is made of; the message is only built when someone asks (String, Err,
+// Explain).
 type why struct {
 	text               string // a fixed message (revocation, bad request, no set); the rest is unused then
 	agent, action      string
@@ -90,16 +91,67 @@ type why struct {
 	forbidden, allowed bool
 }
 
+// String is the message. It is built by hand, not with fmt, because the sidecar asks for it on every request
+// (for its reason and decision log), and fmt with cedar-go's EntityUID.String cost some thirty allocations.
 func (w why) String() string {
-	switch {
-	case w.text != "":
+	if w.text != "" {
 		return w.text
-	case w.allowed:
-		return fmt.Sprintf("%v permits %s to %s on %s", w.ids, w.agent, w.action, w.resource)
-	case w.forbidden:
-		return fmt.Sprintf("%v forbids %s to %s on %s", w.ids, w.agent, w.action, w.resource)
 	}
-	return fmt.Sprintf("no policy permits %s to %s on %s", w.agent, w.action, w.resource)
+	var b strings.Builder
+	b.Grow(w.size())
+	w.writeTo(&b)
+	return b.String()
+}
+
+func (w why) size() int {
+	n := len(w.text) + len(w.agent) + len(w.action) + len(w.resource.Type) + len(w.resource.ID) + 32
+	for _, id := range w.ids {
+		n += len(id) + 1
+	}
+	return n
+}
+
+func (w why) writeTo(b *strings.Builder) {
+	if w.text != "" {
+		b.WriteString(w.text)
+		return
+	}
+	if w.allowed || w.forbidden {
+		b.WriteByte('[')
+		for i, id := range w.ids {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(id)
+		}
+		b.WriteString("] ")
+		if w.allowed {
+			b.WriteString("permits ")
+		} else {
+			b.WriteString("forbids ")
+		}
+	} else {
+		b.WriteString("no policy permits ")
+	}
+	b.WriteString(w.agent)
+	b.WriteString(" to ")
+	b.WriteString(w.action)
+	b.WriteString(" on ")
+	writeUID(b, w.resource)
+}
+
+// writeUID writes uid as EntityUID.String does, minus its rune-by-rune escaping when the id needs none.
+func writeUID(b *strings.Builder, uid types.EntityUID) {
+	for i := range len(uid.ID) {
+		if c := uid.ID[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\'' || c == '\\' {
+			b.WriteString(uid.String())
+			return
+		}
+	}
+	b.WriteString(string(uid.Type))
+	b.WriteString(`::"`)
+	b.WriteString(string(uid.ID))
+	b.WriteByte('"')
 }
 
 // String explains the decision in one line: its determining policies, or for an MCP body those of every call
@@ -108,13 +160,24 @@ func (d Decision) String() string {
 	if len(d.PerCall) == 0 || d.why.text != "" {
 		return d.why.String()
 	}
-	var parts []string
+	n := 0
+	for _, c := range d.PerCall {
+		n += c.why.size() + 12
+	}
+	var b strings.Builder
+	b.Grow(n)
 	for i, c := range d.PerCall {
 		if d.Allowed || !c.Allowed {
-			parts = append(parts, fmt.Sprintf("call %d: %s", i, c.why))
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString("call ")
+			b.WriteString(strconv.Itoa(i))
+			b.WriteString(": ")
+			c.why.writeTo(&b)
 		}
 	}
-	return strings.Join(parts, "; ")
+	return b.String()
 }
 
 // Err is nil when the decision allows, else an error wrapping the autherr reason with a precise message.

@@ -408,6 +408,58 @@ func TestConcurrentDecisionsAreIndependent(t *testing.T) {
 	}
 }
 
+// TestDecisionString checks the hand-built messages against the fmt formatting they replace, including resource
+// ids that EntityUID.String escapes.
+func TestDecisionString(t *testing.T) {
+	fmtWhy := func(w why) string {
+		switch {
+		case w.text != "":
+			return w.text
+		case w.allowed:
+			return fmt.Sprintf("%v permits %s to %s on %s", w.ids, w.agent, w.action, w.resource)
+		case w.forbidden:
+			return fmt.Sprintf("%v forbids %s to %s on %s", w.ids, w.agent, w.action, w.resource)
+		}
+		return fmt.Sprintf("no policy permits %s to %s on %s", w.agent, w.action, w.resource)
+	}
+	fmtDecision := func(d Decision) string {
+		if len(d.PerCall) == 0 || d.why.text != "" {
+			return fmtWhy(d.why)
+		}
+		var parts []string
+		for i, c := range d.PerCall {
+			if d.Allowed || !c.Allowed {
+				parts = append(parts, fmt.Sprintf("call %d: %s", i, fmtWhy(c.why)))
+			}
+		}
+		return strings.Join(parts, "; ")
+	}
+	set := loadCorpus(t)
+	var ds []Decision
+	for _, name := range []string{"search", "delete_order", `quote"d`, `back\\slash`, "it's", "tab\tnew\nline", "ünï", "e\u0301", "\u00ad", "a b"} {
+		body := "[" + toolCall(1, name, "") + "," + toolCall(2, "search", "") + "]"
+		for _, agent := range []string{planner, reporter} {
+			ds = append(ds, NewEngine(set).Decide(context.Background(), mcpReq(t, agent, body)))
+		}
+	}
+	for _, host := range []string{"orders.example", "admin.example", "x.example"} {
+		for _, agent := range []string{reporter, stranger} {
+			ds = append(ds, NewEngine(set).Decide(context.Background(), httpReq(agent, "GET", host, "/")))
+		}
+	}
+	ds = append(ds, NewEngine(nil).Decide(context.Background(), httpReq(reporter, "GET", "x", "/")))
+	for _, d := range ds {
+		if got, want := d.String(), fmtDecision(d); got != want {
+			t.Errorf("String() = %s\nfmt gives  %s", got, want)
+		}
+		for _, c := range d.PerCall {
+			if got, want := c.why.String(), fmtWhy(c.why); got != want {
+				t.Errorf("call String() = %s\nfmt gives       %s", got, want)
+			}
+		}
+	}
+}
+
 func TestExplain(t *testing.T) {
 	set := loadCorpus(t)
 	ex := Explain(set, mcpReq(t, planner, "["+toolCall(1, "search", "")+","+toolCall(2, "delete_order", "")+"]"))
