@@ -46,10 +46,11 @@
 //
 // cedar.Authorize evaluates every policy it is handed. Compile therefore buckets policies by the entity their
 // principal and resource scopes name, and Decide hands Cedar only the buckets the request's own entities and
-// their ancestors select (see index.go); a policy left out has a false scope, so the answer is the same. Building
-// Cedar values is the other cost (cedar-go sorts, hashes and copies every record), so the agent, user and MCP
-// entities a Set builds are cached, bounded, and reused only while a request describes them identically
-// (cache.go); the context holds only the attributes the Set's policies read (an unread one cannot change a
-// decision); and per-request scratch space is pooled. What is left per decision is mostly garbage cedar-go itself
-// makes, which is what the GC, and so the latency tail, pays for.
+// their ancestors select, and of those only the policies whose action scope admits the request's action, decided
+// at Compile from the schema's action groups (see index.go); a policy left out has a false scope, so the answer is
+// the same. Building Cedar values is the other cost (cedar-go sorts, hashes and copies every record), so the
+// agent, user and MCP entities a Set builds are cached, bounded, and reused only while a request describes them
+// identically (cache.go); a request carries only the context attributes, and MCP arguments, that some policy of
+// the Set can read (what none reads cannot change a decision); and per-request scratch space is pooled. What is
+// left per decision is mostly garbage cedar-go itself makes, and the GC that collects it is the latency tail.
 package policy
