@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
@@ -33,13 +34,16 @@ func FuzzCompile(f *testing.F) {
 	})
 }
 
-// FuzzDecideMCP: any body either fails to parse (and is then never decided) or gets one decision per call, and
-// the request is allowed only if every call is.
+// FuzzDecideMCP: any body either fails to parse (and is then never decided) or gets one decision per call, the
+// request is allowed only if every call is, and the decision is the one a request with every context attribute
+// and every argument tag gets.
 func FuzzDecideMCP(f *testing.F) {
 	f.Add([]byte(`[` + toolCall(1, "search", `{"q":"x"}`) + `,` + toolCall(2, "delete_order", "") + `]`))
 	f.Add([]byte(`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/x"}}`))
 	f.Add([]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`))
 	set := loadCorpus(f)
+	full := *set
+	full.reads = readsAll
 	f.Fuzz(func(t *testing.T, body []byte) {
 		msg, err := mcp.Parse("application/json", body, 4096)
 		if err != nil {
@@ -57,6 +61,9 @@ func FuzzDecideMCP(f *testing.F) {
 		}
 		if d.Allowed != all {
 			t.Fatalf("Allowed = %v but per-call %v", d.Allowed, all)
+		}
+		if want := full.decide(req); !reflect.DeepEqual(d, want) {
+			t.Fatalf("decision %v, with the full request %v", d, want)
 		}
 	})
 }
