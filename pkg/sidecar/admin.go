@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"sync"
 	"time"
@@ -19,15 +20,29 @@ import (
 type ReadinessCheck func(ctx context.Context) (detail string, err error)
 
 // Admin serves /healthz (the process is alive), /readyz (credentials loaded and every check passes, with JSON
-// detail) and /metrics (Prometheus, from the sidecar's own registry).
+// detail), /metrics (Prometheus, from the sidecar's own registry) and, when asked for, /debug/pprof/.
 type Admin struct {
 	mu     sync.RWMutex
 	checks map[string]ReadinessCheck
 	srv    *http.Server
 }
 
+// AdminOption adjusts an Admin at construction.
+type AdminOption func(*http.ServeMux)
+
+// WithPprof serves net/http/pprof's profiles under /debug/pprof/ (admin.pprof in the config).
+func WithPprof() AdminOption {
+	return func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+}
+
 // NewAdmin returns an admin server for reg's metrics.
-func NewAdmin(reg *prometheus.Registry) *Admin {
+func NewAdmin(reg *prometheus.Registry, opts ...AdminOption) *Admin {
 	a := &Admin{checks: map[string]ReadinessCheck{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -36,6 +51,9 @@ func NewAdmin(reg *prometheus.Registry) *Admin {
 	})
 	mux.HandleFunc("GET /readyz", a.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	for _, o := range opts {
+		o(mux)
+	}
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
 	return a
 }

@@ -70,3 +70,32 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Fatalf("/nope = %d", code)
 	}
 }
+
+func TestAdminPprofOnlyWhenAsked(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []AdminOption
+		want int
+	}{
+		{"default", nil, http.StatusNotFound},
+		{"pprof", []AdminOption{WithPprof()}, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := NewAdmin(prometheus.NewRegistry(), tc.opts...)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go a.Serve(ln)
+			t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+			resp, err := http.Get("http://" + ln.Addr().String() + "/debug/pprof/heap?debug=1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("/debug/pprof/heap = %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
+	}
+}

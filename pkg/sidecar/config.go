@@ -223,6 +223,9 @@ type PolicyConfig struct {
 // AdminConfig is the operations endpoint.
 type AdminConfig struct {
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's runtime profiles under /debug/pprof/ on the admin listener. Off by default: profiles
+	// expose internals and cost CPU while taken, so turn it on only to diagnose, on a loopback admin address.
+	Pprof bool `yaml:"pprof,omitempty"`
 }
 
 // LogConfig sets logging.

@@ -59,7 +59,11 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 			s.close()
 		}
 	}()
-	s.admin = NewAdmin(s.metrics.Registry)
+	var adminOpts []AdminOption
+	if cfg.Admin.Pprof {
+		adminOpts = append(adminOpts, WithPprof())
+	}
+	s.admin = NewAdmin(s.metrics.Registry, adminOpts...)
 
 	if s.src, err = s.openIdentity(ctx); err != nil {
 		return nil, err
