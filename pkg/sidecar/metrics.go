@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,18 @@ type Metrics struct {
 	latency   *prometheus.HistogramVec
 	expiry    *prometheus.GaugeVec
 	rotations *prometheus.CounterVec
+
+	// series caches the labelled handles of each (direction, route, result, reason) seen, so a request costs one
+	// map load instead of two label hashes and lookups in the vectors. The label sets are bounded: directions and
+	// results are constants, routes come from configuration and reasons from autherr.
+	series sync.Map // seriesKey → *requestSeries
+}
+
+type seriesKey struct{ direction, route, result, reason string }
+
+type requestSeries struct {
+	count   prometheus.Counter
+	latency prometheus.Observer
 }
 
 // NewMetrics registers the sidecar's series, plus the Go runtime and process collectors.
@@ -63,8 +76,17 @@ func (m *Metrics) preRegister(direction string, routes []string) {
 
 // ObserveRequest implements proxy.Metrics.
 func (m *Metrics) ObserveRequest(direction, route, result, reason string, d time.Duration) {
-	m.requests.WithLabelValues(direction, route, result, reason).Inc()
-	m.latency.WithLabelValues(direction, result).Observe(d.Seconds())
+	k := seriesKey{direction, route, result, reason}
+	v, ok := m.series.Load(k)
+	if !ok {
+		v, _ = m.series.LoadOrStore(k, &requestSeries{
+			count:   m.requests.WithLabelValues(direction, route, result, reason),
+			latency: m.latency.WithLabelValues(direction, result),
+		})
+	}
+	s := v.(*requestSeries)
+	s.count.Inc()
+	s.latency.Observe(d.Seconds())
 }
 
 // Rotated implements identity.Observer.
