@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -30,6 +31,9 @@ type upstreamPool struct {
 	opts *Options
 	mu   sync.Mutex
 	m    map[string]*transports
+	// byRoute maps the current table's routes to their transports, so a request finds its pool with one pointer
+	// lookup instead of formatting the key under the lock.
+	byRoute atomic.Pointer[map[*Route]*transports]
 }
 
 func newUpstreamPool(opts *Options) *upstreamPool {
@@ -45,9 +49,19 @@ func poolKey(rt *Route) string {
 }
 
 func (p *upstreamPool) get(rt *Route) *transports {
-	key := poolKey(rt)
+	if m := p.byRoute.Load(); m != nil {
+		if t := (*m)[rt]; t != nil {
+			return t
+		}
+	}
+	// A route of a table swapped out while its request was in flight.
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.lockedGet(rt)
+}
+
+func (p *upstreamPool) lockedGet(rt *Route) *transports {
+	key := poolKey(rt)
 	t := p.m[key]
 	if t == nil {
 		t = p.build(rt)
@@ -56,8 +70,8 @@ func (p *upstreamPool) get(rt *Route) *transports {
 	return t
 }
 
-// retain drops the pools no route of t uses. In-flight requests finish on them; their idle connections then
-// expire after UpstreamIdleTimeout.
+// retain makes t's routes the current ones and drops the pools none of them uses. In-flight requests finish on
+// those; their idle connections then expire after UpstreamIdleTimeout.
 func (p *upstreamPool) retain(t *RouteTable) {
 	keep := make(map[string]bool)
 	for _, rt := range t.routes {
@@ -71,6 +85,11 @@ func (p *upstreamPool) retain(t *RouteTable) {
 			delete(p.m, k)
 		}
 	}
+	byRoute := make(map[*Route]*transports, len(t.routes))
+	for _, rt := range t.routes {
+		byRoute[rt] = p.lockedGet(rt)
+	}
+	p.byRoute.Store(&byRoute)
 }
 
 func (p *upstreamPool) closeIdle() {
