@@ -111,7 +111,11 @@ func setIdentityHeaders(h http.Header, id *Identity, peer *Peer, self string) er
 		return err
 	}
 	if peer != nil {
-		return set(HeaderXFCC, xfcc(peer, self))
+		v := peer.xfcc
+		if v == "" {
+			v = xfcc(peer, self)
+		}
+		return set(HeaderXFCC, v)
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -20,17 +22,55 @@ type Peer struct {
 	// TLS is the connection state; nil over cleartext.
 	TLS        *tls.ConnectionState
 	RemoteAddr string
+
+	// xfcc is the X-Forwarded-Client-Cert element for this peer, when peerCache computed it.
+	xfcc string
+}
+
+// peerCache remembers what ingress derives from a client certificate — its SPIFFE ID and the XFCC element — per
+// certificate value. Every request on a connection carries the same *x509.Certificate (crypto/tls even shares one
+// parsed certificate between connections presenting the same bytes), so the URI SAN parsing, the SHA-256 of the
+// leaf and the XFCC string are done once per certificate instead of once per request. Both facts are functions of
+// the certificate's immutable contents. The cache is bounded: when full it starts over.
+type peerCache struct {
+	self string // our own SPIFFE ID, XFCC By=
+	max  int64
+	m    sync.Map
+	n    atomic.Int64
+}
+
+// maxCachedPeers bounds peerCache; a sidecar's callers are a handful of workloads.
+const maxCachedPeers = 1024
+
+func newPeerCache(self string) *peerCache { return &peerCache{self: self, max: maxCachedPeers} }
+
+type peerFacts struct {
+	id   spiffeid.ID
+	xfcc string
 }
 
 // peerOf reads the peer of r. The listener's tls.Config must have verified the chain (pkg/mtls does, with
 // go-spiffe); here we only read the ID from the leaf. A leaf without a usable SPIFFE ID leaves ID zero.
-func peerOf(r *http.Request) *Peer {
+func (c *peerCache) peerOf(r *http.Request) *Peer {
 	p := &Peer{TLS: r.TLS, RemoteAddr: r.RemoteAddr}
-	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		if id, err := x509svid.IDFromCert(r.TLS.PeerCertificates[0]); err == nil {
-			p.ID = id
-		}
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return p
 	}
+	leaf := r.TLS.PeerCertificates[0]
+	if f, ok := c.m.Load(leaf); ok {
+		facts := f.(*peerFacts)
+		p.ID, p.xfcc = facts.id, facts.xfcc
+		return p
+	}
+	if id, err := x509svid.IDFromCert(leaf); err == nil {
+		p.ID = id
+	}
+	p.xfcc = xfcc(p, c.self)
+	if c.n.Add(1) > c.max {
+		c.m.Clear()
+		c.n.Store(1)
+	}
+	c.m.Store(leaf, &peerFacts{id: p.ID, xfcc: p.xfcc})
 	return p
 }
 

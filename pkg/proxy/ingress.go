@@ -243,11 +243,13 @@ type IngressHandler struct {
 	routes atomic.Pointer[RouteTable]
 	pool   *upstreamPool
 	proxy  *httputil.ReverseProxy
+	peers  *peerCache
 }
 
 // NewIngressHandler validates cfg and builds the handler.
 func NewIngressHandler(cfg IngressConfig) (*IngressHandler, error) {
 	h := &IngressHandler{opts: cfg.Options.withDefaults(), steps: cfg.Steps}
+	h.peers = newPeerCache(h.opts.Self)
 	for i, s := range h.steps {
 		if s == nil {
 			return nil, fmt.Errorf("proxy: ingress step %d is nil", i)
@@ -301,7 +303,7 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.setRoute(rt)
-	x := &Exchange{Request: r, Route: rt, Peer: peerOf(r), maxBody: h.opts.Limits.MaxBufferedBody}
+	x := &Exchange{Request: r, Route: rt, Peer: h.peers.peerOf(r), maxBody: h.opts.Limits.MaxBufferedBody}
 	st.exchange = x
 	if !rt.Modes.Has(ModePassthrough) {
 		if err := h.run(st.ctx, x); err != nil {

@@ -5,16 +5,19 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
@@ -438,5 +441,36 @@ func TestXFCCQuoting(t *testing.T) {
 	id := &Identity{Subject: "spiffe://td/a\nInjected: 1", Method: AuthMTLS}
 	if err := setIdentityHeaders(http.Header{}, id, nil, ""); !errors.Is(err, autherr.ErrMalformed) {
 		t.Errorf("header injection: %v", err)
+	}
+}
+
+// TestPeerCache checks that the cached peer facts are those computed afresh, whether the certificate is seen for
+// the first time or again, and that the cache stays within its bound.
+func TestPeerCache(t *testing.T) {
+	pki := newPKI(t)
+	certs := []*x509.Certificate{pki.issue(t, agentID).Leaf, pki.issue(t, "").Leaf, pki.issue(t, toolID).Leaf}
+	c := newPeerCache(toolID)
+	c.max = 2
+	for round := range 3 {
+		for _, leaf := range certs {
+			r := httptest.NewRequest(http.MethodGet, "https://tool.test/x", nil)
+			r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+			got := c.peerOf(r)
+			want := &Peer{TLS: r.TLS, RemoteAddr: r.RemoteAddr}
+			if len(leaf.URIs) == 1 {
+				want.ID = spiffeid.RequireFromString(leaf.URIs[0].String())
+			}
+			if got.ID != want.ID || got.xfcc != xfcc(want, toolID) || got.xfcc == "" {
+				t.Errorf("round %d, %v: got ID %v XFCC %q, want %v %q", round, leaf.URIs, got.ID, got.xfcc, want.ID, xfcc(want, toolID))
+			}
+		}
+	}
+	n := 0
+	c.m.Range(func(any, any) bool { n++; return true })
+	if n > 2 {
+		t.Errorf("cache holds %d certificates, bound 2", n)
+	}
+	if p := c.peerOf(httptest.NewRequest(http.MethodGet, "http://tool.test/x", nil)); !p.ID.IsZero() || p.xfcc != "" {
+		t.Errorf("cleartext peer: %+v", p)
 	}
 }
