@@ -91,6 +91,7 @@ func (h *EgressHandler) Close() { h.pool.closeIdle() }
 
 // ServeHTTP implements http.Handler.
 func (h *EgressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	growStack()
 	st, r := begin(&h.opts, Egress, w, r)
 	defer st.end()
 	if r.Method == http.MethodConnect {

@@ -286,6 +286,7 @@ func (h *IngressHandler) Close() { h.pool.closeIdle() }
 
 // ServeHTTP implements http.Handler.
 func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	growStack()
 	st, r := begin(&h.opts, Ingress, w, r)
 	defer st.end()
 	if r.Method == http.MethodConnect {
