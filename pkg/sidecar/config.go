@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -68,6 +69,9 @@ type ControllerIdentityConfig struct {
 	// JoinToken or JoinTokenFile holds the one-time token from `agentauthctl join-token`.
 	JoinToken     string `yaml:"joinToken,omitempty"`
 	JoinTokenFile string `yaml:"joinTokenFile,omitempty"`
+	// LocalSocket, instead of a join token, is the controller's issuer.localSocket: on the same host, the sidecar
+	// attests there as the SPIFFE ID the controller maps its Unix uid to. The SVID must verify against Bundle.
+	LocalSocket string `yaml:"localSocket,omitempty"`
 	// StateDir keeps the current SVID so a restart renews instead of needing a new join token.
 	StateDir string `yaml:"stateDir,omitempty"`
 }
@@ -440,6 +444,9 @@ func (c *Config) validateIdentity(v *validator) {
 		v.required("identity.controller.bundle", ic.Bundle)
 		if ic.JoinToken != "" && ic.JoinTokenFile != "" {
 			v.add("identity.controller.joinToken", "set joinToken or joinTokenFile, not both")
+		}
+		if ic.LocalSocket != "" && !filepath.IsAbs(ic.LocalSocket) {
+			v.add("identity.controller.localSocket", fmt.Sprintf("%q is not an absolute path", ic.LocalSocket))
 		}
 	case id.Files != nil:
 		f := id.Files

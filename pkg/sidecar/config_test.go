@@ -95,6 +95,10 @@ func TestValidationErrors(t *testing.T) {
 			"log.level", 33, `"loud"`},
 		{"no identity", func(s string) string { return s[strings.Index(s, "egress:"):] },
 			"identity", 0, "set one of"},
+		{"relative localSocket", func(s string) string {
+			return "identity:\n  controller:\n    address: 127.0.0.1:8443\n    bundle: /etc/agentauth/bundle.pem\n" +
+				"    localSocket: issuer.sock\n" + s[strings.Index(s, "egress:"):]
+		}, "identity.controller.localSocket", 5, "not an absolute path"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,7 +27,8 @@ import (
 	"github.com/agentauth/agentauth/pkg/xds"
 )
 
-// openIssuer attests to the controller's built-in issuer (join token the first time, renewal afterwards).
+// openIssuer attests to the controller's built-in issuer (join token or local socket the first time, renewal
+// afterwards).
 func (s *Sidecar) openIssuer(ctx context.Context, c *ControllerIdentityConfig) (identity.Source, error) {
 	bundle, err := loadBootstrapBundle(c.Bundle)
 	if err != nil {
@@ -42,11 +43,12 @@ func (s *Sidecar) openIssuer(ctx context.Context, c *ControllerIdentityConfig) (
 		token = strings.TrimSpace(string(b))
 	}
 	src, err := identity.NewIssuerSource(ctx, identity.IssuerConfig{
-		Address:   c.Address,
-		Bundle:    bundle,
-		JoinToken: token,
-		StateDir:  c.StateDir,
-		Observer:  s.observer(),
+		Address:     c.Address,
+		Bundle:      bundle,
+		JoinToken:   token,
+		LocalSocket: c.LocalSocket,
+		StateDir:    c.StateDir,
+		Observer:    s.observer(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("identity.controller: %w", err)
