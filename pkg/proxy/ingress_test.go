@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -472,5 +473,70 @@ func TestPeerCache(t *testing.T) {
 	}
 	if p := c.peerOf(httptest.NewRequest(http.MethodGet, "http://tool.test/x", nil)); !p.ID.IsZero() || p.xfcc != "" {
 		t.Errorf("cleartext peer: %+v", p)
+	}
+}
+
+// TestIngressBodyToTool checks that bodies reach the tool intact through both paths: small ones of known length
+// are read first and written with the headers in one write (so the tool's first read holds the whole request),
+// larger ones, chunked ones and 100-continue ones are streamed.
+func TestIngressBodyToTool(t *testing.T) {
+	tool := echoTool(t)
+	f := startIngress(t, IngressConfig{Routes: mustTable(t,
+		&Route{Name: "r", Match: Match{Host: AnyHost}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough})})
+	small, large := strings.Repeat("s", 300), strings.Repeat("L", maxCoalescedBody+1)
+	for _, tc := range []struct {
+		name, body string
+		chunked    bool
+		header     http.Header
+	}{
+		{name: "small", body: small},
+		{name: "large", body: large},
+		{name: "chunked", body: small, chunked: true},
+		{name: "expect-continue", body: small, header: http.Header{"Expect": {"100-continue"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var body io.Reader = strings.NewReader(tc.body)
+			if tc.chunked {
+				body = io.MultiReader(body) // hides the length: sent chunked
+			}
+			req, err := http.NewRequest(http.MethodPost, "http://"+f.plain+"/x", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			maps.Copy(req.Header, tc.header)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := decodeSeen(t, res); got.Body != tc.body {
+				t.Errorf("the tool got %d bytes, want %d", len(got.Body), len(tc.body))
+			}
+			f.done.wait(t)
+		})
+	}
+
+	// The tool's first read: a raw listener reads once and answers.
+	ln := listen(t)
+	first := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64<<10)
+		n, _ := c.Read(buf)
+		first <- string(buf[:n])
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	}()
+	g := startIngress(t, IngressConfig{Routes: mustTable(t,
+		&Route{Name: "r", Match: Match{Host: AnyHost}, Upstream: mustURL(t, "http://"+ln.Addr().String()), Modes: ModePassthrough})})
+	res, err := http.Post("http://"+g.plain+"/x", "text/plain", strings.NewReader(small))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if got := <-first; !strings.HasSuffix(got, "\r\n\r\n"+small) {
+		t.Errorf("the tool's first read was %d bytes, not the headers and the %d-byte body", len(got), len(small))
 	}
 }

@@ -193,6 +193,14 @@ func (t *routeTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+	if out.GetBody != nil && out.Body != nil && out.Body != http.NoBody {
+		// The body is in memory (ingress buffered it, or egress signed it). ReverseProxy hides every body behind a
+		// wrapper of its own, which makes net/http flush the headers on their own before the body: one more
+		// syscall and packet per request. A fresh reader over the same bytes lets them go out in one write.
+		if b, err := out.GetBody(); err == nil {
+			out.Body = b
+		}
+	}
 	tr := t.pool.get(st.route)
 	if requiresHTTP1(out) {
 		return tr.h1.RoundTrip(out)
