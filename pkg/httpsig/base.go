@@ -35,49 +35,59 @@ var dictionaryFields = map[string]bool{
 // SignatureBase returns the RFC 9421 Section 2.5 signature base of in over m. An unknown or inapplicable
 // component, a covered field that is absent, a repeated component or a non-ASCII value is ErrMalformed.
 func SignatureBase(m Message, in *SignatureInput) ([]byte, error) {
+	base, _, err := signatureBase(m, in)
+	return base, err
+}
+
+// signatureBase is SignatureBase, also returning the serialized signature parameters (the Signature-Input member
+// value) it ends with, so a signer need not serialize them twice.
+func signatureBase(m Message, in *SignatureInput) (base []byte, params string, err error) {
 	if m.Request == nil && m.Response == nil {
-		return nil, fmt.Errorf("httpsig: %w: no message to sign or verify", autherr.ErrMalformed)
+		return nil, "", fmt.Errorf("httpsig: %w: no message to sign or verify", autherr.ErrMalformed)
 	}
 	if len(in.Components) > MaxComponents {
-		return nil, fmt.Errorf("httpsig: %w: %d covered components, limit %d",
+		return nil, "", fmt.Errorf("httpsig: %w: %d covered components, limit %d",
 			autherr.ErrTooLarge, len(in.Components), MaxComponents)
 	}
-	params, err := in.serialize()
+	params, err = in.serialize()
 	if err != nil {
-		return nil, fmt.Errorf("httpsig: %w: signature parameters: %v", autherr.ErrMalformed, err)
+		return nil, "", fmt.Errorf("httpsig: %w: signature parameters: %v", autherr.ErrMalformed, err)
 	}
-	var b strings.Builder
+	b := make([]byte, 0, 1024)
 	seen := make([]string, 0, len(in.Components))
 	for _, c := range in.Components {
 		if !validComponentName(c.Name) {
-			return nil, fmt.Errorf("httpsig: %w: invalid component name %q", autherr.ErrMalformed, c.Name)
+			return nil, "", fmt.Errorf("httpsig: %w: invalid component name %q", autherr.ErrMalformed, c.Name)
 		}
 		id := c.String()
 		key, err := canonicalComponentKey(c)
 		if err != nil {
-			return nil, fmt.Errorf("httpsig: %w: component %s: %v", autherr.ErrMalformed, id, err)
+			return nil, "", fmt.Errorf("httpsig: %w: component %s: %v", autherr.ErrMalformed, id, err)
 		}
 		if slices.Contains(seen, key) {
-			return nil, fmt.Errorf("httpsig: %w: component %s is covered twice", autherr.ErrMalformed, id)
+			return nil, "", fmt.Errorf("httpsig: %w: component %s is covered twice", autherr.ErrMalformed, id)
 		}
 		seen = append(seen, key)
 		v, err := componentValue(m, c)
 		if err != nil {
-			return nil, fmt.Errorf("httpsig: %w: component %s: %v", autherr.ErrMalformed, id, err)
+			return nil, "", fmt.Errorf("httpsig: %w: component %s: %v", autherr.ErrMalformed, id, err)
 		}
-		b.WriteString(id)
-		b.WriteString(": ")
-		b.WriteString(v)
-		b.WriteByte('\n')
+		b = append(b, id...)
+		b = append(b, ": "...)
+		b = append(b, v...)
+		b = append(b, '\n')
 	}
-	b.WriteString(`"@signature-params": `)
-	b.WriteString(params)
-	return []byte(b.String()), nil
+	b = append(b, `"@signature-params": `...)
+	b = append(b, params...)
+	return b, params, nil
 }
 
 // canonicalComponentKey identifies a component regardless of parameter order (RFC 9421 Section 2: `"foo";a;b`
 // and `"foo";b;a` are the same component).
 func canonicalComponentKey(c Component) (string, error) {
+	if len(c.Params) == 0 {
+		return c.Name, nil
+	}
 	ps := make([]string, 0, len(c.Params))
 	for _, p := range c.Params {
 		var b strings.Builder

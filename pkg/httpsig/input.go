@@ -53,11 +53,23 @@ func Comp(name string, flags ...string) Component {
 
 // String returns the serialized component identifier, e.g. `"@method";req`.
 func (c Component) String() string {
+	if len(c.Params) == 0 && validComponentName(c.Name) {
+		// The common case: a valid name needs no escaping inside an sf-string.
+		return `"` + c.Name + `"`
+	}
 	var b strings.Builder
 	if err := writeItem(&b, c.item()); err != nil {
 		return fmt.Sprintf("<invalid component %q: %v>", c.Name, err)
 	}
 	return b.String()
+}
+
+// sameAs reports whether c and o are the same component identifier as serialized (name, and parameters in order).
+func (c Component) sameAs(o Component) bool {
+	if c.Name != o.Name || len(c.Params) != len(o.Params) {
+		return false
+	}
+	return len(c.Params) == 0 || c.String() == o.String()
 }
 
 func (c Component) item() item {
@@ -132,6 +144,7 @@ func (in *SignatureInput) serialize() (string, error) {
 		items[i] = c.item()
 	}
 	var b strings.Builder
+	b.Grow(256)
 	if err := writeInnerList(&b, items, toParams(in.Params)); err != nil {
 		return "", err
 	}

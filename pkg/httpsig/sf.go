@@ -413,6 +413,18 @@ func (p *sfParser) parseNumber() (bareItem, error) {
 
 func (p *sfParser) parseString() (bareItem, error) {
 	p.i++ // '"'
+	// Most strings have no escapes: return them as a slice of the input.
+	for j := p.i; j < len(p.s); j++ {
+		c := p.s[j]
+		if c == '"' {
+			v := p.s[p.i:j]
+			p.i = j + 1
+			return sfStr(v), nil
+		}
+		if c == '\\' || c < 0x20 || c > 0x7e {
+			break
+		}
+	}
 	var b strings.Builder
 	for !p.eof() {
 		c := p.peek()
@@ -519,6 +531,11 @@ func writeBareItem(b *strings.Builder, v bareItem) error {
 		b.WriteString(frac)
 	case sfString:
 		b.WriteByte('"')
+		if plainString(v.str) {
+			b.WriteString(v.str)
+			b.WriteByte('"')
+			break
+		}
 		for i := 0; i < len(v.str); i++ {
 			c := v.str[i]
 			if c < 0x20 || c > 0x7e {
@@ -549,6 +566,16 @@ func writeBareItem(b *strings.Builder, v bareItem) error {
 		return errors.New("structured field: empty bare item")
 	}
 	return nil
+}
+
+// plainString reports whether s serializes as an sf-string without escapes: printable ASCII, no '"' or '\\'.
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 func validToken(s string) bool {

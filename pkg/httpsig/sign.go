@@ -41,7 +41,7 @@ func Sign(m Message, in *SignatureInput, alg Algorithm, key crypto.Signer) error
 			}
 		}
 	}
-	base, err := SignatureBase(m, in)
+	base, params, err := signatureBase(m, in)
 	if err != nil {
 		return err
 	}
@@ -49,7 +49,7 @@ func Sign(m Message, in *SignatureInput, alg Algorithm, key crypto.Signer) error
 	if err != nil {
 		return err
 	}
-	h.Add(HeaderSignatureInput, in.Label+"="+in.String())
+	h.Add(HeaderSignatureInput, in.Label+"="+params)
 	h.Add(HeaderSignature, in.Label+"=:"+base64.StdEncoding.EncodeToString(sig)+":")
 	return nil
 }

@@ -572,7 +572,7 @@ func (v *Verifier) checkShape(in *SignatureInput, h http.Header, body []byte, is
 		res.Covered[i] = c.String()
 	}
 	for _, want := range required {
-		if !slices.Contains(res.Covered, want.String()) {
+		if !slices.ContainsFunc(in.Components, want.sameAs) {
 			return nil, bad("does not cover the required component %s", want)
 		}
 	}
