@@ -12,8 +12,8 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// MaxBytes caps a config file; anything larger is refused rather than read.
-const MaxBytes = 1 << 20
+// MaxBytes caps a config file: a config is hand-sized (or rendered), a larger file is a mistake.
+const MaxBytes = 4 << 20
 
 // FieldError is one validation problem: the field's path (e.g. "egress.routes[1].upstream") and what is wrong.
 // Line is the YAML line when the config came from YAML, else 0.

@@ -1,10 +1,7 @@
 package sidecar
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -15,6 +12,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/agentauth/agentauth/internal/confyaml"
 )
 
 // Proof modes a route may use or require. A route lists one or more; "passthrough" stands alone.
@@ -24,9 +23,6 @@ const (
 	ModeHTTPSig     = "httpsig"
 	ModePassthrough = "passthrough"
 )
-
-// maxConfigBytes bounds what Load reads: a config is hand-sized, a larger file is a mistake.
-const maxConfigBytes = 4 << 20
 
 // Config is the whole sidecar configuration. Field names are the YAML keys.
 type Config struct {
@@ -248,50 +244,20 @@ type LimitsConfig struct {
 	UpstreamTimeout   time.Duration `yaml:"upstreamTimeout,omitempty"`
 }
 
-// FieldError is one validation problem: the field's path (e.g. "egress.routes[1].upstream") and what is wrong.
-// Line is the YAML line when the config came from a file, else 0.
-type FieldError struct {
-	Field string
-	Line  int
-	Msg   string
-}
-
-func (e *FieldError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("line %d: %s: %s", e.Line, e.Field, e.Msg)
-	}
-	return e.Field + ": " + e.Msg
-}
+// FieldError is one validation problem: the field's path (e.g. "egress.routes[1].upstream"), its YAML line when
+// the config came from YAML, and what is wrong.
+type FieldError = confyaml.FieldError
 
 // ValidationError holds every problem found, so an operator fixes them in one pass.
-type ValidationError struct {
-	Errors []*FieldError
-}
-
-func (e *ValidationError) Error() string {
-	msgs := make([]string, len(e.Errors))
-	for i, fe := range e.Errors {
-		msgs[i] = fe.Error()
-	}
-	return "invalid sidecar config:\n  " + strings.Join(msgs, "\n  ")
-}
+type ValidationError = confyaml.ValidationError
 
 // Load reads, decodes (unknown keys are errors), defaults and validates a YAML config file.
 func Load(path string) (*Config, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("sidecar config: %w", err)
-	}
-	defer f.Close()
-	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(f, maxConfigBytes+1))
+	data, err := confyaml.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar config %s: %w", path, err)
 	}
-	if n > maxConfigBytes {
-		return nil, fmt.Errorf("sidecar config %s: larger than %d bytes", path, maxConfigBytes)
-	}
-	cfg, err := Parse(buf.Bytes())
+	cfg, err := Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar config %s: %w", path, err)
 	}
@@ -300,25 +266,14 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes, defaults and validates YAML config bytes.
 func Parse(data []byte) (*Config, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var cfg Config
-	if err := dec.Decode(&cfg); err != nil {
+	root, err := confyaml.Decode(data, &cfg)
+	if err != nil {
 		return nil, err
 	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
-		var ve *ValidationError
-		if errors.As(err, &ve) {
-			for _, fe := range ve.Errors {
-				fe.Line = lineOf(&root, fe.Field)
-			}
-		}
-		return nil, err
+		return nil, confyaml.Lines(root, err)
 	}
 	return &cfg, nil
 }
@@ -628,18 +583,11 @@ func (in *IngressConfig) validate(v *validator) {
 	}
 }
 
-type validator struct{ errs []*FieldError }
+type validator struct{ problems confyaml.Problems }
 
-func (v *validator) add(field, msg string) {
-	v.errs = append(v.errs, &FieldError{Field: field, Msg: msg})
-}
+func (v *validator) add(field, msg string) { v.problems.Add(field, "%s", msg) }
 
-func (v *validator) err() error {
-	if len(v.errs) == 0 {
-		return nil
-	}
-	return &ValidationError{Errors: v.errs}
-}
+func (v *validator) err() error { return v.problems.Err("sidecar config") }
 
 func (v *validator) required(field, val string) {
 	if val == "" {
@@ -722,47 +670,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// lineOf finds the YAML line of a field path such as "egress.routes[1].upstream"; it falls back to the
-// nearest existing parent, and to 0 when nothing matches.
-func lineOf(root *yaml.Node, path string) int {
-	n := root
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	line := n.Line
-	for _, part := range strings.Split(path, ".") {
-		name, idx := part, -1
-		if i := strings.IndexByte(part, '['); i >= 0 && strings.HasSuffix(part, "]") {
-			name = part[:i]
-			if k, err := strconv.Atoi(part[i+1 : len(part)-1]); err == nil {
-				idx = k
-			}
-		}
-		next := mapValue(n, name)
-		if next == nil {
-			return line
-		}
-		n, line = next, next.Line
-		if idx >= 0 {
-			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
-				return line
-			}
-			n, line = n.Content[idx], n.Content[idx].Line
-		}
-	}
-	return line
-}
-
-func mapValue(n *yaml.Node, key string) *yaml.Node {
-	if n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
 }

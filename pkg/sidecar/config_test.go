@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentauth/agentauth/internal/confyaml"
 )
 
 func TestLoadValid(t *testing.T) {
@@ -132,7 +134,7 @@ func TestLoadErrors(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 	big := filepath.Join(t.TempDir(), "big.yaml")
-	if err := os.WriteFile(big, make([]byte, maxConfigBytes+10), 0o600); err != nil {
+	if err := os.WriteFile(big, make([]byte, confyaml.MaxBytes+10), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "larger than") {
