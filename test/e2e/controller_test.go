@@ -19,16 +19,22 @@ type controllerEnv struct {
 
 func startController(t *testing.T, dir string, extra ...string) *controllerEnv {
 	t.Helper()
+	return startControllerIssuer(t, dir, "", extra...)
+}
+
+// startControllerIssuer starts a controller whose issuer mapping gets issuerExtra (", key: value" pairs).
+func startControllerIssuer(t *testing.T, dir, issuerExtra string, extra ...string) *controllerEnv {
+	t.Helper()
 	c := &controllerEnv{dir: dir, socket: filepath.Join(dir, "admin.sock"),
 		issuerAddr: freeAddr(t), xdsAddr: freeAddr(t), opsAddr: freeAddr(t)}
 	c.configPath = writeFile(t, dir, "controller.yaml", fmt.Sprintf(`trustDomain: example.org
 dataDir: %s
-issuer: {listen: %s}
+issuer: {listen: %s%s}
 xds: {listen: %s}
 admin: {socket: %s}
 ops: {listen: %s}
 log: {level: debug}
-%s`, filepath.Join(dir, "data"), c.issuerAddr, c.xdsAddr, c.socket, c.opsAddr, strings.Join(extra, "")))
+%s`, filepath.Join(dir, "data"), c.issuerAddr, issuerExtra, c.xdsAddr, c.socket, c.opsAddr, strings.Join(extra, "")))
 	c.start(t)
 	return c
 }
@@ -72,7 +78,8 @@ permit (
 `
 
 // managedOptions add YAML to the managed pair's configs: under the egress route, under egress:, under ingress:.
-type managedOptions struct{ route, egress, ingress string }
+// With agentLocalSocket, the agent's sidecar attests on that issuer socket instead of with a join token.
+type managedOptions struct{ route, egress, ingress, agentLocalSocket string }
 
 // startManagedPair starts a tool and an agent whose sidecars get credentials and policy from the controller.
 func startManagedPair(t *testing.T, c *controllerEnv) *pair {
@@ -89,15 +96,19 @@ func startManagedPairWith(t *testing.T, c *controllerEnv, o managedOptions) *pai
 	waitHTTP(t, p.tool, "http://"+p.toolAddr+"/whoami", http.StatusOK)
 
 	identity := func(id, name string) string {
+		attest := "joinToken: " + c.joinToken(t, id)
+		if id == agentID.String() && o.agentLocalSocket != "" {
+			attest = "localSocket: " + o.agentLocalSocket
+		}
 		return fmt.Sprintf(`identity:
   controller:
     address: %s
     bundle: %s
-    joinToken: %s
+    %s
     stateDir: %s
 controller:
   address: %s
-`, c.issuerAddr, c.bundle(), c.joinToken(t, id), filepath.Join(dir, name+"-state"), c.xdsAddr)
+`, c.issuerAddr, c.bundle(), attest, filepath.Join(dir, name+"-state"), c.xdsAddr)
 	}
 	p.ingress = start(t, "sidecar", nil, "-config", writeFile(t, dir, "ingress.yaml", identity(toolID.String(), "tool")+
 		fmt.Sprintf(`ingress:
