@@ -235,10 +235,16 @@ func TestControllerManagedSidecars(t *testing.T) {
 		if out := c.ctl(t, false, "policy", "list"); !strings.Contains(out, "planner-may-call-weather") {
 			t.Fatalf("policy lost across restart:\n%s", out)
 		}
-		deadline = time.Now().Add(20 * time.Second)
-		for !strings.Contains(c.ctl(t, false, "sidecars"), agentID.String()) {
+		// Both must be back: the tool's sidecar enforces the revocation below, and each reconnects after its own
+		// backoff (full jitter, growing while the controller was down).
+		deadline = time.Now().Add(60 * time.Second)
+		for {
+			listed := c.ctl(t, false, "sidecars")
+			if strings.Contains(listed, agentID.String()) && strings.Contains(listed, toolID.String()) {
+				break
+			}
 			if time.Now().After(deadline) {
-				t.Fatal("sidecars did not reconnect to the restarted controller")
+				t.Fatalf("sidecars did not reconnect to the restarted controller:\n%s", listed)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
