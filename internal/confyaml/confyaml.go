@@ -62,8 +62,49 @@ func (p *Problems) Err(what string) error {
 	return &ValidationError{What: what, Errors: p.list}
 }
 
-// ReadFile reads a config file of at most MaxBytes.
-func ReadFile(path string) ([]byte, error) {
+// Config is a binary's configuration: filled with defaults after decoding, then validated. Validate returns a
+// *ValidationError (from Problems.Err) so that Parse can give each problem its YAML line.
+type Config interface {
+	SetDefaults()
+	Validate() error
+}
+
+// Load reads the config file at path (at most MaxBytes) and Parses it into cfg; errors name what and path.
+func Load(what, path string, cfg Config) error {
+	data, err := readFile(path)
+	if err == nil {
+		err = Parse(data, cfg)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	return nil
+}
+
+// Parse decodes data into cfg, refusing unknown keys, fills defaults and validates; every field error gets its
+// YAML line, and they come in file order.
+func Parse(data []byte, cfg Config) error {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && err != io.EOF {
+		return err
+	}
+	cfg.SetDefaults()
+	err := cfg.Validate()
+	if ve, ok := err.(*ValidationError); ok {
+		for _, fe := range ve.Errors {
+			fe.Line = lineOf(&root, fe.Field)
+		}
+		slices.SortStableFunc(ve.Errors, func(a, b *FieldError) int { return a.Line - b.Line })
+	}
+	return err
+}
+
+func readFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -78,32 +119,6 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("larger than %d bytes", MaxBytes)
 	}
 	return buf.Bytes(), nil
-}
-
-// Decode decodes data into out, refusing unknown keys, and returns the document's node tree for Lines.
-func Decode(data []byte, out any) (*yaml.Node, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(out); err != nil && err != io.EOF {
-		return nil, err
-	}
-	return &root, nil
-}
-
-// Lines fills in the YAML line of every field error in err, when err is a *ValidationError, and puts them in
-// file order.
-func Lines(root *yaml.Node, err error) error {
-	if ve, ok := err.(*ValidationError); ok && root != nil {
-		for _, fe := range ve.Errors {
-			fe.Line = lineOf(root, fe.Field)
-		}
-		slices.SortStableFunc(ve.Errors, func(a, b *FieldError) int { return a.Line - b.Line })
-	}
-	return err
 }
 
 // lineOf finds the YAML line of a field path such as "egress.routes[1].upstream"; it falls back to the

@@ -27,14 +27,22 @@ type config struct {
 	Limits struct {
 		MaxConns int `yaml:"maxConns"`
 	} `yaml:"limits"`
+
+	defaulted bool
+	wrong     []string // fields Validate reports
+}
+
+func (c *config) SetDefaults() { c.defaulted = true }
+
+func (c *config) Validate() error {
+	var p Problems
+	for _, f := range c.wrong {
+		p.Add(f, "wrong")
+	}
+	return p.Err("test config")
 }
 
 func TestLines(t *testing.T) {
-	var cfg config
-	root, err := Decode([]byte(doc), &cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tests := []struct {
 		field string
 		line  int
@@ -49,11 +57,14 @@ func TestLines(t *testing.T) {
 		{"limits.missing.deeper", 8}, // nearest existing parent
 		{"nothing", 1},               // the document
 	}
-	var p Problems
+	var cfg config
 	for _, tt := range tests {
-		p.Add(tt.field, "wrong")
+		cfg.wrong = append(cfg.wrong, tt.field)
 	}
-	err = Lines(root, p.Err("test config"))
+	err := Parse([]byte(doc), &cfg)
+	if !cfg.defaulted {
+		t.Error("defaults were not applied before validation")
+	}
 	var ve *ValidationError
 	if !errors.As(err, &ve) {
 		t.Fatalf("got %v", err)
@@ -84,22 +95,23 @@ func TestNoProblemsIsNil(t *testing.T) {
 	}
 }
 
-func TestDecodeIsStrict(t *testing.T) {
+func TestParseIsStrict(t *testing.T) {
 	var cfg config
-	_, err := Decode([]byte("name: x\ncolour: red\n"), &cfg)
+	err := Parse([]byte("name: x\ncolour: red\n"), &cfg)
 	if err == nil || !strings.Contains(err.Error(), "line 2: field colour not found") {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := Decode([]byte("name: [unclosed\n"), &cfg); err == nil {
+	if err := Parse([]byte("name: [unclosed\n"), &cfg); err == nil {
 		t.Fatal("malformed YAML decoded")
 	}
 	// An empty file is an empty config: validation then says what is missing.
-	if _, err := Decode(nil, &cfg); err != nil {
-		t.Fatal(err)
+	empty := config{wrong: []string{"name"}}
+	if err := Parse(nil, &empty); err == nil || !strings.Contains(err.Error(), "name: wrong") {
+		t.Fatalf("empty config: %v", err)
 	}
 }
 
-func TestReadFileCapsSize(t *testing.T) {
+func TestLoadCapsSize(t *testing.T) {
 	dir := t.TempDir()
 	small, big := filepath.Join(dir, "small.yaml"), filepath.Join(dir, "big.yaml")
 	if err := os.WriteFile(small, []byte(doc), 0o600); err != nil {
@@ -108,13 +120,14 @@ func TestReadFileCapsSize(t *testing.T) {
 	if err := os.WriteFile(big, make([]byte, MaxBytes+1), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if data, err := ReadFile(small); err != nil || string(data) != doc {
-		t.Fatalf("small: %q, %v", data, err)
+	var cfg config
+	if err := Load("test config", small, &cfg); err != nil || cfg.Name != "demo" || len(cfg.Routes) != 2 {
+		t.Fatalf("small: %+v, %v", cfg, err)
 	}
-	if _, err := ReadFile(big); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if err := Load("test config", big, &cfg); err == nil || !strings.Contains(err.Error(), "test config "+big+": larger than") {
 		t.Fatalf("big: %v", err)
 	}
-	if _, err := ReadFile(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
+	if err := Load("test config", filepath.Join(dir, "missing.yaml"), &cfg); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing: %v", err)
 	}
 }

@@ -149,27 +149,18 @@ type AdminConfig struct {
 
 // Load reads and validates a YAML config file; unknown keys are errors, and validation errors carry YAML lines.
 func Load(path string) (*Config, error) {
-	data, err := confyaml.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("controller config %s: %w", path, err)
+	var cfg Config
+	if err := confyaml.Load("controller config", path, &cfg); err != nil {
+		return nil, err
 	}
-	cfg, err := Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("controller config %s: %w", path, err)
-	}
-	return cfg, nil
+	return &cfg, nil
 }
 
 // Parse decodes, defaults and validates YAML config bytes.
 func Parse(data []byte) (*Config, error) {
 	var cfg Config
-	root, err := confyaml.Decode(data, &cfg)
-	if err != nil {
+	if err := confyaml.Parse(data, &cfg); err != nil {
 		return nil, err
-	}
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, confyaml.Lines(root, err)
 	}
 	return &cfg, nil
 }
