@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -56,7 +55,7 @@ func BenchmarkSETToEnforced(b *testing.B) {
 }
 
 func benchSETToEnforced(b *testing.B, n int) {
-	raiseNoFile(b)
+	testproc.RaiseFileLimit(b)
 	dir, err := os.MkdirTemp("", "ssfbench") // short: it holds the admin socket
 	if err != nil {
 		b.Fatal(err)
@@ -178,7 +177,7 @@ func TestSSFBenchControllerProcess(t *testing.T) {
 	if dir == "" {
 		t.Skip("runs only as the child process of BenchmarkSETToEnforced")
 	}
-	raiseNoFile(t)
+	testproc.RaiseFileLimit(t)
 	cfg, err := Parse(fmt.Appendf(nil, `trustDomain: example.org
 dataDir: %[1]s/data
 issuer: {listen: 127.0.0.1:0}
@@ -252,19 +251,4 @@ func issueBenchSVIDs(ctx context.Context, c *Controller, dir string, n int) erro
 		}
 	}
 	return nil
-}
-
-// raiseNoFile lifts the soft descriptor limit to the hard one: a thousand mTLS connections need a thousand
-// descriptors on each side.
-func raiseNoFile(tb testing.TB) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		tb.Fatal(err)
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			tb.Fatal(err)
-		}
-	}
 }

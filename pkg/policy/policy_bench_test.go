@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"math/bits"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cedar-policy/cedar-go"
 
+	"github.com/agentauth/agentauth/internal/testproc"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
 )
 
@@ -126,7 +126,7 @@ func benchDecide(b *testing.B, e *Engine, reqs []Request) {
 	// a slice growing inside the loop would copy megabytes in a timed call and feed the GC we are measuring.
 	lat := new(latencies)
 	b.ReportAllocs()
-	cpu0 := processCPU(b)
+	cpu0 := testproc.CPUTime(b)
 	i := 0
 	for b.Loop() {
 		start := time.Now()
@@ -137,7 +137,7 @@ func benchDecide(b *testing.B, e *Engine, reqs []Request) {
 		}
 		i++
 	}
-	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(i), "cpu-ns/op")
+	b.ReportMetric(float64((testproc.CPUTime(b)-cpu0).Nanoseconds())/float64(i), "cpu-ns/op")
 	b.ReportMetric(float64(lat.percentile(50).Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(lat.percentile(99).Nanoseconds()), "p99-ns")
 }
@@ -189,14 +189,6 @@ func TestLatencies(t *testing.T) {
 			t.Errorf("p%d = %v, want %v (at most 0.8%% low)", c.p, got, c.want)
 		}
 	}
-}
-
-func processCPU(b *testing.B) int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 func BenchmarkCompile(b *testing.B) {

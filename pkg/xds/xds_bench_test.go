@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -48,7 +47,7 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 }
 
 func benchPropagation(b *testing.B, n int) {
-	raiseFileLimit(b)
+	testproc.RaiseFileLimit(b)
 	ca := testca.New(b, td)
 	dir := b.TempDir()
 	ca.WriteSVIDFiles(dir, ca.CreateX509SVID(controllerID))
@@ -87,7 +86,7 @@ func benchPropagation(b *testing.B, n int) {
 	var lat []time.Duration
 	var commit time.Duration
 	iter := 0
-	ctlCPU0, cliCPU0 := ctl.cpu(), cpuTime(b)
+	ctlCPU0, cliCPU0 := ctl.cpu(), testproc.CPUTime(b)
 	wall0 := time.Now()
 	for b.Loop() {
 		id := fmt.Sprintf("bench-%d", iter)
@@ -105,7 +104,7 @@ func benchPropagation(b *testing.B, n int) {
 	}
 	b.StopTimer()
 	wall := time.Since(wall0)
-	ctlCPU, cliCPU := ctl.cpu()-ctlCPU0, cpuTime(b)-cliCPU0
+	ctlCPU, cliCPU := ctl.cpu()-ctlCPU0, testproc.CPUTime(b)-cliCPU0
 	slices.Sort(lat)
 	pct := func(p float64) float64 {
 		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
@@ -148,15 +147,6 @@ func (c *benchController) cpu() time.Duration {
 	return time.Duration(v)
 }
 
-// cpuTime is the user+system CPU time this process has used.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 func (c *benchController) revoke(id string) (accepted, committed time.Time) {
 	c.Send("revoke", id)
 	f := c.Read("accepted")
@@ -172,7 +162,7 @@ func TestBenchControllerProcess(t *testing.T) {
 	if dir == "" {
 		t.Skip("runs only as the child process of BenchmarkRevocationPropagation")
 	}
-	raiseFileLimit(t)
+	testproc.RaiseFileLimit(t)
 	svid, err := x509svid.Load(filepath.Join(dir, testca.SVIDCertFile), filepath.Join(dir, testca.SVIDKeyFile))
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +214,7 @@ func TestBenchControllerProcess(t *testing.T) {
 			fmt.Printf("bench: mem %d\n", ms.HeapInuse+ms.StackInuse)
 
 		case len(f) == 1 && f[0] == "cpu":
-			fmt.Printf("bench: cpu %d\n", cpuTime(t))
+			fmt.Printf("bench: cpu %d\n", testproc.CPUTime(t))
 		case len(f) == 2 && f[0] == "revoke":
 			r := spiffeRevocation(f[1], "spiffe://example.org/agent/"+f[1])
 			accepted := time.Now()
@@ -234,21 +224,6 @@ func TestBenchControllerProcess(t *testing.T) {
 			fmt.Printf("bench: accepted %d %d\n", accepted.UnixNano(), time.Now().UnixNano())
 		default:
 			t.Fatalf("unknown command %q", in.Text())
-		}
-	}
-}
-
-// raiseFileLimit lifts the soft descriptor limit to the hard one: a thousand mTLS connections need a thousand
-// descriptors on each side.
-func raiseFileLimit(tb testing.TB) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		tb.Fatal(err)
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			tb.Fatal(err)
 		}
 	}
 }
