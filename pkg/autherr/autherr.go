@@ -3,6 +3,7 @@ package autherr
 import (
 	"errors"
 	"net/http"
+	"slices"
 )
 
 // Reason is a sentinel error whose text is a stable, machine-readable reason code.
@@ -82,6 +83,9 @@ func Code(err error) string {
 	}
 	return Internal
 }
+
+// All lists every sentinel, for callers that must cover each (e.g. tests that an error wraps exactly one).
+func All() []*Reason { return slices.Clone(all) }
 
 // Codes lists every reason code, for pre-registering metric label values.
 func Codes() []string {

@@ -47,3 +47,14 @@ func TestCodesUnique(t *testing.T) {
 		t.Fatalf("Codes() = %v", Codes())
 	}
 }
+
+func TestAllIsACopyOfEveryReason(t *testing.T) {
+	got := All()
+	if len(got) != len(Codes())-1 {
+		t.Fatalf("All() has %d reasons, Codes() %d codes besides %q", len(got), len(Codes())-1, Internal)
+	}
+	got[0] = nil
+	if All()[0] == nil {
+		t.Fatal("All() shares its slice with the package")
+	}
+}
