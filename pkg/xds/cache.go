@@ -130,8 +130,7 @@ func newCachedResource(res types.Resource) (*cachedResource, error) {
 func (c *deltaCache) update(set map[string]types.Resource, deleted []string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	next := c.seq + 1
-	n := len(c.changes)
+	var changed []string
 	var errs []error
 	for name, res := range set {
 		cr, err := newCachedResource(res)
@@ -143,19 +142,22 @@ func (c *deltaCache) update(set map[string]types.Resource, deleted []string) err
 			continue
 		}
 		c.resources[name] = cr
-		c.changes = append(c.changes, change{next, name})
+		changed = append(changed, name)
 	}
 	for _, name := range deleted {
 		if _, ok := c.resources[name]; ok {
 			delete(c.resources, name)
-			c.changes = append(c.changes, change{next, name})
+			changed = append(changed, name)
 		}
 	}
-	if len(c.changes) == n {
+	if len(changed) == 0 {
 		return errors.Join(errs...)
 	}
-	c.seq = next
-	c.snapshot = c.snapshotWith(c.changedSince(next - 1))
+	c.seq++
+	for _, name := range changed {
+		c.changes = append(c.changes, change{c.seq, name})
+	}
+	c.snapshot = c.snapshotWith(changed)
 	if len(c.changes) > maxChanges {
 		drop := len(c.changes) / 2
 		for drop < len(c.changes) && c.changes[drop].seq == c.changes[drop-1].seq {
@@ -299,13 +301,6 @@ func (c *deltaCache) CreateWatch(*cache.Request, cache.Subscription, chan cache.
 // Fetch refuses REST fetches, which are state-of-the-world.
 func (c *deltaCache) Fetch(context.Context, *cache.Request) (cache.Response, error) {
 	return nil, errDeltaOnly
-}
-
-// names lists the resources held, sorted.
-func (c *deltaCache) names() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Sorted(maps.Keys(c.resources))
 }
 
 // deltaResponse is one answer to one watch.

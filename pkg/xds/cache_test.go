@@ -110,6 +110,9 @@ func cacheState(c *deltaCache) map[string]string {
 	return m
 }
 
+// cacheNames lists the resources c holds, sorted.
+func cacheNames(c *deltaCache) []string { return slices.Sorted(maps.Keys(cacheState(c))) }
+
 func policies(ids ...string) map[string]types.Resource {
 	m := map[string]types.Resource{}
 	for _, id := range ids {

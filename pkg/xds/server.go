@@ -232,8 +232,7 @@ func served(typeURL string) bool { return newResource(typeURL) != nil }
 // callbacks records each sidecar stream: its identity from the TLS peer, and ACK/NACK per type.
 type callbacks struct{ s *Server }
 
-var errSotW = status.Error(codes.Unimplemented,
-	"xds: this controller serves incremental xDS only: use DeltaAggregatedResources")
+var errSotW = status.Error(codes.Unimplemented, errDeltaOnly.Error())
 
 func (c callbacks) OnStreamOpen(context.Context, int64, string) error        { return errSotW }
 func (c callbacks) OnStreamClosed(int64, *core.Node)                         {}

@@ -398,7 +398,7 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 	if v, _ := c.st.Version(); v != version {
 		t.Errorf("store version moved from %d to %d", version, v)
 	}
-	waitFor(t, "the policy cache to hold p1 only", func() bool { return len(c.pub.caches[agentauthv1.PolicyType].names()) == 1 })
+	waitFor(t, "the policy cache to hold p1 only", func() bool { return len(cacheNames(c.pub.caches[agentauthv1.PolicyType])) == 1 })
 }
 
 func TestPublisherRefusesBadInput(t *testing.T) {
@@ -422,7 +422,7 @@ func TestPublisherRefusesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	version, _ := st.Version()
-	waitFor(t, "the policy cache to hold one policy", func() bool { return len(pub.caches[agentauthv1.PolicyType].names()) == 1 })
+	waitFor(t, "the policy cache to hold one policy", func() bool { return len(cacheNames(pub.caches[agentauthv1.PolicyType])) == 1 })
 
 	tests := []struct {
 		name string
@@ -481,7 +481,7 @@ func TestPublisherRefusesBadInput(t *testing.T) {
 			}
 		})
 	}
-	if got := pub.caches[agentauthv1.PolicyType].names(); !slices.Equal(got, []string{"good"}) {
+	if got := cacheNames(pub.caches[agentauthv1.PolicyType]); !slices.Equal(got, []string{"good"}) {
 		t.Errorf("policy cache holds %v, want [good]", got)
 	}
 }
