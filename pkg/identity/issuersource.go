@@ -72,9 +72,9 @@ type IssuerConfig struct {
 }
 
 // IssuerSource is a Source fed by the controller's built-in issuer: it attests once with a join token or on the
-// issuer's local socket (or renews an SVID kept in StateDir), then renews over mTLS at about half of each lifetime, with jitter, generating fresh
-// X.509 and WIT keys every time. Failed renewals are retried with backoff while the current credentials stay in
-// use until they expire.
+// issuer's local socket (or renews an SVID kept in StateDir), then renews over mTLS at about half of each
+// lifetime, with jitter, generating fresh X.509 and WIT keys every time. Failed renewals are retried with backoff
+// while the current credentials stay in use until they expire.
 type IssuerSource struct {
 	cfg      IssuerConfig
 	serverID spiffeid.ID
