@@ -2,7 +2,6 @@ package xds
 
 import (
 	"hash/maphash"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -14,13 +13,14 @@ import (
 
 // State is an immutable snapshot of what a sidecar enforces: policies, revocations, risk states and trust
 // bundles. The Client replaces the whole snapshot atomically on each applied update, so a reader holding a
-// *State sees one consistent version; lookups take no locks. An update copies only the map shards it touches.
+// *State sees one consistent version; lookups take no locks. An update copies only the trie nodes on the paths
+// to what it changed.
 type State struct {
-	// resources holds, per type URL, each resource with its version: the content, and what a reconnecting client
-	// sends as initial_resource_versions so the server sends only what changed.
-	resources map[string]*cowMap[string, entry]
-	revoked   *cowMap[subjectKey, []*agentauthv1.Revocation]
-	risk      *cowMap[subjectKey, *agentauthv1.RiskState]
+	// resources holds, per served type (in ServedTypes order), each resource with its version: the content, and
+	// what a reconnecting client sends as initial_resource_versions so the server sends only what changed.
+	resources []hashTrie[string, entry]
+	revoked   hashTrie[subjectKey, []*agentauthv1.Revocation]
+	risk      hashTrie[subjectKey, *agentauthv1.RiskState]
 }
 
 type entry struct {
@@ -38,14 +38,22 @@ func keyOf(s *agentauthv1.Subject) subjectKey {
 func emptyState() *State {
 	seed := maphash.MakeSeed()
 	s := &State{
-		resources: make(map[string]*cowMap[string, entry], len(agentauthv1.ServedTypes())),
-		revoked:   newCowMap[subjectKey, []*agentauthv1.Revocation](subjectHasher(seed)),
-		risk:      newCowMap[subjectKey, *agentauthv1.RiskState](subjectHasher(seed)),
+		resources: make([]hashTrie[string, entry], len(agentauthv1.ServedTypes())),
+		revoked:   newHashTrie[subjectKey, []*agentauthv1.Revocation](subjectHasher(seed)),
+		risk:      newHashTrie[subjectKey, *agentauthv1.RiskState](subjectHasher(seed)),
 	}
-	for _, typeURL := range agentauthv1.ServedTypes() {
-		s.resources[typeURL] = newCowMap[string, entry](stringHasher(seed))
+	for i := range s.resources {
+		s.resources[i] = newHashTrie[string, entry](stringHasher(seed))
 	}
 	return s
+}
+
+// typed returns the resources of a type URL, and false for a type that is not served.
+func (s *State) typed(typeURL string) (hashTrie[string, entry], bool) {
+	if i := slices.Index(agentauthv1.ServedTypes(), typeURL); i >= 0 {
+		return s.resources[i], true
+	}
+	return hashTrie[string, entry]{}, false
 }
 
 // Revoked returns the revocation that refuses a credential of the subject (kind, iss, value) issued at issuedAt,
@@ -104,8 +112,8 @@ func (s *State) TrustBundles() []*agentauthv1.TrustBundle {
 
 // ResourceVersions returns the version of each resource of a type URL.
 func (s *State) ResourceVersions(typeURL string) map[string]string {
-	m := s.resources[typeURL]
-	if m == nil {
+	m, ok := s.typed(typeURL)
+	if !ok {
 		return nil
 	}
 	out := make(map[string]string, m.len())
@@ -115,14 +123,13 @@ func (s *State) ResourceVersions(typeURL string) map[string]string {
 
 // Len returns the number of resources of a type URL.
 func (s *State) Len(typeURL string) int {
-	if m := s.resources[typeURL]; m != nil {
-		return m.len()
-	}
-	return 0
+	m, _ := s.typed(typeURL)
+	return m.len()
 }
 
 func get[M proto.Message](s *State, typeURL, name string) (M, bool) {
-	e, ok := s.resources[typeURL].get(name)
+	m, _ := s.typed(typeURL)
+	e, ok := m.get(name)
 	if !ok {
 		var zero M
 		return zero, false
@@ -136,7 +143,8 @@ func all[M proto.Message](s *State, typeURL string) []M {
 		msg  M
 	}
 	var list []named
-	s.resources[typeURL].each(func(name string, e entry) { list = append(list, named{name, e.msg.(M)}) })
+	m, _ := s.typed(typeURL)
+	m.each(func(name string, e entry) { list = append(list, named{name, e.msg.(M)}) })
 	slices.SortFunc(list, func(a, b named) int { return strings.Compare(a.name, b.name) })
 	out := make([]M, len(list))
 	for i, n := range list {
@@ -152,19 +160,13 @@ type resourceUpdate struct {
 	msg     proto.Message
 }
 
-// with returns a new State with updates applied to type typeURL and removed resources dropped. s is unchanged.
+// with returns a new State with updates applied to type typeURL (a served type) and removed resources dropped.
+// s is unchanged.
 func (s *State) with(typeURL string, updates []resourceUpdate, removed []string) *State {
+	ti := slices.Index(agentauthv1.ServedTypes(), typeURL)
 	next := *s
-	next.resources = maps.Clone(s.resources)
-	res := s.resources[typeURL].edit()
-	var revoked *cowEditor[subjectKey, []*agentauthv1.Revocation]
-	var risk *cowEditor[subjectKey, *agentauthv1.RiskState]
-	switch typeURL {
-	case agentauthv1.RevocationType:
-		revoked = s.revoked.edit()
-	case agentauthv1.RiskStateType:
-		risk = s.risk.edit()
-	}
+	next.resources = slices.Clone(s.resources)
+	res := &next.resources[ti]
 
 	// unindex drops the current resource called name from the subject indexes.
 	unindex := func(name string) {
@@ -175,39 +177,32 @@ func (s *State) with(typeURL string, updates []resourceUpdate, removed []string)
 		switch m := old.msg.(type) {
 		case *agentauthv1.Revocation:
 			k := keyOf(m.GetSubject())
-			list, _ := revoked.get(k)
+			list, _ := next.revoked.get(k)
 			list = slices.DeleteFunc(slices.Clone(list), func(r *agentauthv1.Revocation) bool { return r.GetId() == name })
 			if len(list) == 0 {
-				revoked.del(k)
+				next.revoked = next.revoked.del(k)
 			} else {
-				revoked.set(k, list)
+				next.revoked = next.revoked.set(k, list)
 			}
 		case *agentauthv1.RiskState:
-			risk.del(keyOf(m.GetSubject()))
+			next.risk = next.risk.del(keyOf(m.GetSubject()))
 		}
 	}
 	for _, name := range removed {
 		unindex(name)
-		res.del(name)
+		*res = res.del(name)
 	}
 	for _, u := range updates {
 		unindex(u.name)
-		res.set(u.name, entry{msg: u.msg, version: u.version})
+		*res = res.set(u.name, entry{msg: u.msg, version: u.version})
 		switch m := u.msg.(type) {
 		case *agentauthv1.Revocation:
 			k := keyOf(m.GetSubject())
-			list, _ := revoked.get(k)
-			revoked.set(k, append(slices.Clip(list), m))
+			list, _ := next.revoked.get(k)
+			next.revoked = next.revoked.set(k, append(slices.Clip(list), m))
 		case *agentauthv1.RiskState:
-			risk.set(keyOf(m.GetSubject()), m)
+			next.risk = next.risk.set(keyOf(m.GetSubject()), m)
 		}
-	}
-	next.resources[typeURL] = res.done()
-	if revoked != nil {
-		next.revoked = revoked.done()
-	}
-	if risk != nil {
-		next.risk = risk.done()
 	}
 	return &next
 }
