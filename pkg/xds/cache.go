@@ -166,8 +166,10 @@ func (c *deltaCache) update(set map[string]types.Resource, deleted []string) err
 		c.floor = c.changes[drop-1].seq
 		c.changes = slices.Delete(c.changes, 0, drop)
 	}
+	// Subscriptions at the same mark miss the same things: the first one's answer serves them all.
+	answers := map[uint64]*deltaAnswer{}
 	for id, w := range c.watches {
-		if resp := c.respond(w, false); resp != nil {
+		if resp := c.respond(w, false, answers); resp != nil {
 			w.out <- resp
 			delete(c.watches, id)
 		}
@@ -191,7 +193,7 @@ func (c *deltaCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscri
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if resp := c.respond(w, replyEmpty); resp != nil {
+	if resp := c.respond(w, replyEmpty, nil); resp != nil {
 		w.out <- resp
 		return nil, nil
 	}
@@ -205,30 +207,43 @@ func (c *deltaCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscri
 	}, nil
 }
 
-// respond computes what w's subscription is missing; nil when nothing (and replyEmpty is false). c.mu is held.
-func (c *deltaCache) respond(w *deltaWatch, replyEmpty bool) *deltaResponse {
+// respond computes what w's subscription is missing; nil when nothing (and replyEmpty is false). answers, if not
+// nil, holds the answers already computed for marked subscriptions, by mark, and receives new ones. c.mu is held.
+func (c *deltaCache) respond(w *deltaWatch, replyEmpty bool, answers map[uint64]*deltaAnswer) *deltaResponse {
 	known := w.sub.ReturnedResources()
-	var updated, removed []string
-	if since, ok := c.markOf(known); ok {
-		if since == c.seq && !replyEmpty {
+	since, marked := c.markOf(known)
+	if marked && since == c.seq && !replyEmpty {
+		return nil
+	}
+	if a, ok := answers[since]; marked && ok {
+		if a == nil {
 			return nil
 		}
+		return &deltaResponse{req: w.req, deltaAnswer: a}
+	}
+	var updated, removed []string
+	if marked {
 		updated, removed = c.diff(known, c.changedSince(since))
 	} else {
 		updated, removed = c.fullDiff(known)
 	}
-	if len(updated) == 0 && len(removed) == 0 && !replyEmpty {
+	var a *deltaAnswer
+	if len(updated) > 0 || len(removed) > 0 || replyEmpty {
+		a = &deltaAnswer{version: c.prefix + strconv.FormatUint(c.seq, 10), removed: removed, returned: c.snapshot}
+		slices.Sort(updated)
+		for _, name := range updated {
+			cr := c.resources[name]
+			a.resources = append(a.resources, &discovery.Resource{Name: name, Version: cr.version,
+				Resource: &anypb.Any{TypeUrl: c.typeURL, Value: cr.value}})
+		}
+	}
+	if marked && answers != nil {
+		answers[since] = a
+	}
+	if a == nil {
 		return nil
 	}
-	resp := &deltaResponse{req: w.req, version: c.prefix + strconv.FormatUint(c.seq, 10), removed: removed,
-		returned: c.snapshot}
-	slices.Sort(updated)
-	for _, name := range updated {
-		cr := c.resources[name]
-		resp.resources = append(resp.resources, &discovery.Resource{Name: name, Version: cr.version,
-			Resource: &anypb.Any{TypeUrl: c.typeURL, Value: cr.value}})
-	}
-	return resp
+	return &deltaResponse{req: w.req, deltaAnswer: a}
 }
 
 // markOf is the sequence known's mark names, if this cache wrote it and the change log still reaches back to it.
@@ -303,9 +318,15 @@ func (c *deltaCache) Fetch(context.Context, *cache.Request) (cache.Response, err
 	return nil, errDeltaOnly
 }
 
-// deltaResponse is one answer to one watch.
+// deltaResponse is an answer to one watch.
 type deltaResponse struct {
-	req       *discovery.DeltaDiscoveryRequest
+	req *discovery.DeltaDiscoveryRequest
+	*deltaAnswer
+}
+
+// deltaAnswer is what a response carries; it may be shared by many responses, which only read it (concurrent
+// marshalling of one message is safe in protobuf-go).
+type deltaAnswer struct {
 	version   string
 	resources []*discovery.Resource
 	removed   []string

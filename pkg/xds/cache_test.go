@@ -164,6 +164,33 @@ func TestDeltaCacheSendsOnlyWhatChanged(t *testing.T) {
 	}
 }
 
+// TestDeltaCacheSharesAnswersAtOneMark checks that an update builds one answer per mark, not per subscription:
+// the fan-out of one revocation to a thousand waiting sidecars costs one diff.
+func TestDeltaCacheSharesAnswersAtOneMark(t *testing.T) {
+	c := newTestCache(t, policies("a"))
+	cls := []*cacheClient{newCacheClient(t, c, nil), newCacheClient(t, c, nil), newCacheClient(t, c, nil)}
+	for _, cl := range cls {
+		cl.request()
+		cl.expect([]string{"a"}, nil)
+		cl.request()
+	}
+	update(t, c, policies("b"))
+	answers := map[*deltaAnswer]bool{}
+	for i, cl := range cls {
+		select {
+		case r := <-cl.out:
+			answers[r.(*deltaResponse).deltaAnswer] = true
+			cl.out <- r
+		default:
+			t.Fatalf("subscription %d got no answer", i)
+		}
+		cl.expect([]string{"b"}, nil)
+	}
+	if len(answers) != 1 {
+		t.Errorf("three subscriptions at one mark got %d answers", len(answers))
+	}
+}
+
 func TestDeltaCacheFirstRequestIsAnsweredEvenWhenEmpty(t *testing.T) {
 	c := newTestCache(t, nil)
 	cl := newCacheClient(t, c, nil)

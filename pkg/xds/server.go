@@ -98,10 +98,12 @@ type Server struct {
 
 type node struct {
 	id, claimed, addr string
-	since             time.Time
-	acked             map[string]string
-	pending           map[string]sent
-	lastNACK          *NACK
+	// xds is what go-control-plane sees as the node: the one identity, set on every request that omits it (ACKs).
+	xds      *core.Node
+	since    time.Time
+	acked    map[string]string
+	pending  map[string]sent
+	lastNACK *NACK
 }
 
 type sent struct{ nonce, version string }
@@ -249,7 +251,7 @@ func (c callbacks) OnDeltaStreamOpen(ctx context.Context, streamID int64, _ stri
 		return status.Errorf(codes.Unauthenticated, "xds: %v", err)
 	}
 	c.s.mu.Lock()
-	c.s.nodes[streamID] = &node{id: id, addr: addr, since: time.Now(), acked: map[string]string{}, pending: map[string]sent{}}
+	c.s.nodes[streamID] = &node{id: id, addr: addr, xds: &core.Node{Id: id}, since: time.Now(), acked: map[string]string{}, pending: map[string]sent{}}
 	c.s.mu.Unlock()
 	c.s.log.Info("xds: sidecar connected", zap.String("spiffe_id", id), zap.String("peer", addr), zap.Int64("stream", streamID))
 	return nil
@@ -281,9 +283,10 @@ func (c callbacks) OnStreamDeltaRequest(streamID int64, req *discovery.DeltaDisc
 		}
 	}
 	if req.Node == nil {
-		req.Node = &core.Node{}
+		req.Node = n.xds
+	} else {
+		req.Node.Id = n.id
 	}
-	req.Node.Id = n.id
 
 	typeURL := req.GetTypeUrl()
 	if !served(typeURL) {
