@@ -94,6 +94,10 @@ func (h *EgressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	growStack()
 	st, r := begin(&h.opts, Egress, w, r)
 	defer st.end()
+	if err := checkHeaderSize(r, h.opts.Limits.MaxHeaderBytes); err != nil {
+		st.refuse(err)
+		return
+	}
 	if r.Method == http.MethodConnect {
 		h.connect(st, r)
 		return

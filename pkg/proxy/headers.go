@@ -145,3 +145,20 @@ func xfccValue(v string) string {
 	}
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
 }
+
+// checkHeaderSize refuses a request whose request line and header fields are over max bytes, counted as net/http
+// counts MaxHeaderBytes: each field's name and value plus ": " and CRLF. The HTTP server reads up to twice max
+// (see Server), so that oversized headers get the sidecar's JSON refusal rather than net/http's plain-text one.
+func checkHeaderSize(r *http.Request, max int) error {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4 + len("Host") + len(r.Host) + 4
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	if n <= max {
+		return nil
+	}
+	return &statusError{status: http.StatusRequestHeaderFieldsTooLarge,
+		err: fmt.Errorf("%w: request headers of about %d bytes are over the %d-byte limit", autherr.ErrTooLarge, n, max)}
+}

@@ -289,6 +289,10 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	growStack()
 	st, r := begin(&h.opts, Ingress, w, r)
 	defer st.end()
+	if err := checkHeaderSize(r, h.opts.Limits.MaxHeaderBytes); err != nil {
+		st.refuse(err)
+		return
+	}
 	if r.Method == http.MethodConnect {
 		st.refuse(&statusError{status: http.StatusMethodNotAllowed,
 			err: fmt.Errorf("%w: CONNECT is not served on ingress", autherr.ErrDenied)})

@@ -4,7 +4,8 @@ import "time"
 
 // Limits bound what one client or one upstream can cost. A zero field takes the default in DefaultLimits.
 type Limits struct {
-	// MaxHeaderBytes caps request headers (net/http answers 431 beyond it, before any handler runs).
+	// MaxHeaderBytes caps a request's line and headers: beyond it the sidecar answers 431 too_large (JSON); beyond
+	// twice it net/http itself answers 431 (plain text) before any handler runs.
 	MaxHeaderBytes int
 	// ReadHeaderTimeout cuts off clients that send headers slowly (slowloris).
 	ReadHeaderTimeout time.Duration

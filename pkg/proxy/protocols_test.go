@@ -419,21 +419,61 @@ func TestUpstreamSlow(t *testing.T) {
 	checkRefusal(t, res, http.StatusGatewayTimeout, "upstream_timeout")
 }
 
+// Headers over MaxHeaderBytes get the JSON refusal (431 too_large), over HTTP/1.1 egress and HTTP/2 ingress
+// alike; only beyond twice the limit does net/http refuse them itself, before any handler runs.
 func TestOversizedHeader(t *testing.T) {
 	tool := echoTool(t)
-	addr, _ := startEgress(t, EgressConfig{
-		Options: Options{Limits: Limits{MaxHeaderBytes: 1 << 10}},
+	lim := Limits{MaxHeaderBytes: 4 << 10}
+	egress, _ := startEgress(t, EgressConfig{
+		Options: Options{Limits: lim},
 		Routes:  mustTable(t, &Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough}),
 	})
-	req, _ := http.NewRequest("GET", "http://tool.test/", nil)
-	req.Header.Set("X-Big", strings.Repeat("x", 16<<10))
-	res, err := proxyClient(addr).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-		t.Fatalf("status %d, want 431", res.StatusCode)
+	ingress := startIngress(t, IngressConfig{
+		Options: Options{Limits: lim},
+		Routes:  mustTable(t, &Route{Name: "r", Match: Match{Host: "127.0.0.1"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough}),
+	})
+	for _, tc := range []struct {
+		name   string
+		client *http.Client
+		url    string
+		proto  string
+	}{
+		{"egress HTTP/1.1", proxyClient(egress), "http://tool.test/", "HTTP/1.1"},
+		{"ingress HTTP/2", ingress.client(nil), "https://" + ingress.tls + "/", "HTTP/2.0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			send := func(header int) (*http.Response, error) {
+				req, _ := http.NewRequest("GET", tc.url, nil)
+				req.Header.Set("X-Big", strings.Repeat("x", header))
+				return tc.client.Do(req)
+			}
+			get := func(header int) *http.Response {
+				t.Helper()
+				res, err := send(header)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Proto != tc.proto {
+					t.Fatalf("answered over %s, want %s", res.Proto, tc.proto)
+				}
+				return res
+			}
+			decodeSeen(t, get(3<<10))
+			checkRefusal(t, get(6<<10), http.StatusRequestHeaderFieldsTooLarge, "too_large")
+			// Beyond twice the limit an HTTP/2 client knows the server's limit (SETTINGS_MAX_HEADER_LIST_SIZE) and
+			// does not send; an HTTP/1.1 one gets net/http's own 431.
+			res, err := send(64 << 10)
+			switch {
+			case err != nil && tc.proto == "HTTP/2.0" && strings.Contains(err.Error(), "larger than peer's advertised limit"):
+			case err != nil:
+				t.Fatal(err)
+			default:
+				res.Body.Close()
+				if res.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+					t.Fatalf("status %d, want 431 from net/http", res.StatusCode)
+				}
+			}
+		})
 	}
 }
 

@@ -84,8 +84,10 @@ func (s *Server) add(l Listener) {
 		Handler:           l.Handler,
 		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
 		IdleTimeout:       s.limits.IdleTimeout,
-		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
-		Protocols:         &protos,
+		// Twice the limit: headers between the two reach the handlers, which refuse them with the JSON body every
+		// refusal has; only beyond that does net/http answer its own plain 431.
+		MaxHeaderBytes: 2 * s.limits.MaxHeaderBytes,
+		Protocols:      &protos,
 		// Requests, upgraded connections and tunnels derive from base, which Shutdown cancels at the end.
 		BaseContext: func(net.Listener) context.Context { return s.base },
 		ErrorLog:    slog.NewLogLogger(s.log.With("listener", l.Name).Handler(), slog.LevelDebug),
