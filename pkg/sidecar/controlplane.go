@@ -216,8 +216,9 @@ func (cp *controlPlane) ready(context.Context) (string, error) {
 	return "connected", nil
 }
 
-// revoked answers the policy engine: is this agent, delegated user or transaction revoked? Without the token's
-// issuer a user is matched against each user kind.
+// revoked answers the policy engine: is this agent, delegated user or transaction revoked? A Txn-Token's sub says
+// neither which kind of identifier it is nor who issued it, so a user is matched against each user kind, under
+// any issuer (State.Revoked with no issuer).
 func (cp *controlPlane) revoked(_ context.Context, kind, value string, issuedAt time.Time) (string, bool) {
 	st, now := cp.client.State(), time.Now()
 	for _, k := range agentauthv1.KindsFor(kind) {

@@ -35,6 +35,17 @@ func keyOf(s *agentauthv1.Subject) subjectKey {
 	return subjectKey{s.GetKind(), s.GetIss(), s.GetValue()}
 }
 
+// revokedKeys are the keys a revocation is indexed under: its subject and, when the subject names an issuer,
+// the same subject with none, which is what a lookup without an issuer finds (see Revoked).
+func revokedKeys(s *agentauthv1.Subject) (keys [2]subjectKey, n int) {
+	keys[0] = keyOf(s)
+	if s.GetIss() == "" {
+		return keys, 1
+	}
+	keys[1] = subjectKey{kind: s.GetKind(), value: s.GetValue()}
+	return keys, 2
+}
+
 func emptyState() *State {
 	seed := maphash.MakeSeed()
 	s := &State{
@@ -60,7 +71,9 @@ func (s *State) typed(typeURL string) (hashTrie[string, entry], bool) {
 // or nil. A revocation applies when it has not expired at now and the credential was issued no later than its
 // not_before (or it has no not_before). Token times have whole-second precision, so a credential stamped in the
 // same second as the event cannot be shown to be newer, and an unknown issuedAt (zero) counts as issued before
-// any not_before: when in doubt, refuse.
+// any not_before: when in doubt, refuse. For the same reason an empty iss matches the subject under any issuer:
+// a sidecar does not always know who issued the identifier it checks (a Txn-Token's sub does not say which
+// identity provider named the user, nor an opaque id which transmitter).
 func (s *State) Revoked(kind, iss, value string, issuedAt, now time.Time) *agentauthv1.Revocation {
 	list, _ := s.revoked.get(subjectKey{kind, iss, value})
 	for _, r := range list {
@@ -176,13 +189,15 @@ func (s *State) with(typeURL string, updates []resourceUpdate, removed []string)
 		}
 		switch m := old.msg.(type) {
 		case *agentauthv1.Revocation:
-			k := keyOf(m.GetSubject())
-			list, _ := next.revoked.get(k)
-			list = slices.DeleteFunc(slices.Clone(list), func(r *agentauthv1.Revocation) bool { return r.GetId() == name })
-			if len(list) == 0 {
-				next.revoked = next.revoked.del(k)
-			} else {
-				next.revoked = next.revoked.set(k, list)
+			keys, n := revokedKeys(m.GetSubject())
+			for _, k := range keys[:n] {
+				list, _ := next.revoked.get(k)
+				list = slices.DeleteFunc(slices.Clone(list), func(r *agentauthv1.Revocation) bool { return r.GetId() == name })
+				if len(list) == 0 {
+					next.revoked = next.revoked.del(k)
+				} else {
+					next.revoked = next.revoked.set(k, list)
+				}
 			}
 		case *agentauthv1.RiskState:
 			next.risk = next.risk.del(keyOf(m.GetSubject()))
@@ -197,9 +212,11 @@ func (s *State) with(typeURL string, updates []resourceUpdate, removed []string)
 		*res = res.set(u.name, entry{msg: u.msg, version: u.version})
 		switch m := u.msg.(type) {
 		case *agentauthv1.Revocation:
-			k := keyOf(m.GetSubject())
-			list, _ := next.revoked.get(k)
-			next.revoked = next.revoked.set(k, append(slices.Clip(list), m))
+			keys, n := revokedKeys(m.GetSubject())
+			for _, k := range keys[:n] {
+				list, _ := next.revoked.get(k)
+				next.revoked = next.revoked.set(k, append(slices.Clip(list), m))
+			}
 		case *agentauthv1.RiskState:
 			next.risk = next.risk.set(keyOf(m.GetSubject()), m)
 		}

@@ -99,3 +99,36 @@ func TestStateIsCopyOnWrite(t *testing.T) {
 		t.Error("a risk update changed revocations")
 	}
 }
+
+// A revocation of a subject with an issuer (an iss_sub user, an opaque id of one transmitter) is found by a
+// lookup with that issuer or with none, not with another; replacing or removing it drops both entries.
+func TestRevokedIssuer(t *testing.T) {
+	now := time.Now()
+	userRev := func(id, iss, sub string) resourceUpdate {
+		return resourceUpdate{name: id, version: "v", msg: &agentauthv1.Revocation{Id: id,
+			Subject: &agentauthv1.Subject{Kind: "user_iss_sub", Iss: iss, Value: sub}}}
+	}
+	revoked := func(st *State, iss, sub string) bool { return st.Revoked("user_iss_sub", iss, sub, now, now) != nil }
+	st := emptyState().with(agentauthv1.RevocationType, []resourceUpdate{userRev("r1", "https://idp.example.com", "alice")}, nil)
+	for _, tc := range []struct {
+		iss, sub string
+		want     bool
+	}{
+		{"https://idp.example.com", "alice", true},
+		{"", "alice", true},
+		{"https://other.example.com", "alice", false},
+		{"", "bob", false},
+	} {
+		if got := revoked(st, tc.iss, tc.sub); got != tc.want {
+			t.Errorf("Revoked(iss %q, %q) = %t, want %t", tc.iss, tc.sub, got, tc.want)
+		}
+	}
+	moved := st.with(agentauthv1.RevocationType, []resourceUpdate{userRev("r1", "https://idp.example.com", "bob")}, nil)
+	if revoked(moved, "", "alice") || revoked(moved, "https://idp.example.com", "alice") || !revoked(moved, "", "bob") {
+		t.Error("a revocation moved to another subject is still indexed under the old one, or not under the new")
+	}
+	gone := moved.with(agentauthv1.RevocationType, nil, []string{"r1"})
+	if revoked(gone, "", "bob") || revoked(gone, "https://idp.example.com", "bob") {
+		t.Error("a removed revocation still refuses")
+	}
+}

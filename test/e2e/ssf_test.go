@@ -97,6 +97,29 @@ func TestSSFSessionRevoked(t *testing.T) {
 		}
 	})
 
+	// The same, for a user the identity provider names by issuer and subject (iss_sub), with the agent reusing
+	// bob's token: its sidecar keeps the Txn-Token it got for it, so the ingress sidecar is the one to refuse.
+	// That Txn-Token does not say which identity provider named bob; the revocation matches under any issuer.
+	t.Run("a user named by issuer and subject is revoked", func(t *testing.T) {
+		const jti = "caep-e2e-session-revoked-iss-sub"
+		header := map[string]string{"Authorization": "Bearer " + e.userToken(t, bob)}
+		call := func() (int, string) {
+			code, _, body := getWhoami(t, p.agent(), "http://"+toolHost+"/whoami", header)
+			return code, body
+		}
+		if code, body := call(); code != http.StatusOK {
+			t.Fatalf("call for bob before: %d %s", code, body)
+		}
+		if out := send(false, key, idpIssuer, "https://agentauth.example.org", jti, "session-revoked",
+			"-sub-iss-sub", idpIssuer+","+bob); !strings.Contains(out, "202") {
+			t.Fatalf("push: %s, want 202", out)
+		}
+		waitRefused(t, call, jti)
+		if !strings.Contains(p.ingress.out.String(), jti) {
+			t.Error("the ingress sidecar's decision log does not name the event: it was not the one to refuse")
+		}
+	})
+
 	t.Run("the agent's credential is compromised: refused, then re-issued", func(t *testing.T) {
 		out := send(false, key, idpIssuer, "https://agentauth.example.org", "risc-e2e-compromise-1",
 			"credential-compromise", "-sub-uri", agentID.String(), "-field", "credential_type=\"x509\"")
