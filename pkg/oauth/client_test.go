@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 )
 
 // TestExchangerCache: a token is reused until RefreshBefore ahead of its expiry, per subject and scope.
@@ -292,9 +294,9 @@ func TestUserTokenRepeated(t *testing.T) {
 	r, _ := http.NewRequest(http.MethodGet, "http://tool.example.org/", nil)
 	r.Header.Add("X-User-Token", "a.b.c")
 	r.Header.Add("X-User-Token", "d.e.f")
-	wantErr(t, x.Apply(context.Background(), r, "orders.read"), ErrMalformed)
+	autherrtest.Check(t, x.Apply(context.Background(), r, "orders.read"), ErrMalformed)
 	r.Header.Del("X-User-Token")
 	r.Header.Add(HeaderTxnToken, "a.b.c")
 	r.Header.Add(HeaderTxnToken, "d.e.f")
-	wantErr(t, x.Apply(context.Background(), r, "orders.read"), ErrMalformed)
+	autherrtest.Check(t, x.Apply(context.Background(), r, "orders.read"), ErrMalformed)
 }

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 )
 
 // TestExchangerForeignServer: answers of a token endpoint that is not ours (legacy APIs' own authorization
@@ -52,7 +54,7 @@ func TestExchangerForeignServer(t *testing.T) {
 			defer srv.Close()
 			x := e.exchanger(func(cfg *ExchangerConfig) { cfg.TokenEndpoint, cfg.HTTPClient = srv.URL+"/token", srv.Client() })
 			tok, err := x.Exchange(context.Background(), TokenRequest{RequestedTokenType: TokenTypeAccessToken, Audience: "legacy"})
-			wantErr(t, err, c.want)
+			autherrtest.Check(t, err, c.want)
 			if c.code != "" {
 				var oe *Error
 				if !errors.As(err, &oe) || oe.Code != c.code || oe.Status != c.status {

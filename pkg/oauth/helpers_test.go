@@ -7,7 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -26,7 +25,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/agentauth/agentauth/internal/testca"
-	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/replay"
 	"github.com/agentauth/agentauth/pkg/wpt"
@@ -366,29 +364,6 @@ func (e *env) mintTxn(key crypto.Signer, kid, typ string, mod func(m map[string]
 		key = e.svcKey
 	}
 	return signJWT(e.t, key, "ES256", kid, typ, m)
-}
-
-// wantErr checks err against the sentinel want (nil = success) and that it wraps exactly one sentinel.
-func wantErr(t *testing.T, err, want error) {
-	t.Helper()
-	if want == nil {
-		if err != nil {
-			t.Fatalf("unexpected error: %v", err)
-		}
-		return
-	}
-	if !errors.Is(err, want) {
-		t.Fatalf("error = %v, want %v", err, want)
-	}
-	n := 0
-	for _, r := range autherr.All() {
-		if errors.Is(err, r) {
-			n++
-		}
-	}
-	if n != 1 {
-		t.Fatalf("error %v wraps %d sentinels", err, n)
-	}
 }
 
 // claimsOf decodes a JWT's payload without verifying it (for assertions after verification elsewhere).

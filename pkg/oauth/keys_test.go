@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 )
 
 func jwksJSON(t *testing.T, keys ...jose.JSONWebKey) []byte {
@@ -125,10 +127,10 @@ func TestRemoteJWKS(t *testing.T) {
 	// Without any keys, a failure is an error, and the endpoint is not asked again before MinRefresh.
 	fresh, _ := NewRemoteJWKS(RemoteJWKSConfig{URL: srv.URL, Client: srv.Client(), Now: c.Now})
 	_, err = fresh.Keys(ctx, "b")
-	wantErr(t, err, ErrUntrustedIssuer)
+	autherrtest.Check(t, err, ErrUntrustedIssuer)
 	n = fetches.Load()
 	_, err = fresh.Keys(ctx, "b")
-	wantErr(t, err, ErrUntrustedIssuer)
+	autherrtest.Check(t, err, ErrUntrustedIssuer)
 	if fetches.Load() != n {
 		t.Error("a failing JWKS endpoint was asked again at once")
 	}
@@ -149,5 +151,5 @@ func TestStaticKeysRefuseSymmetric(t *testing.T) {
 		t.Fatal("a symmetric key was accepted")
 	}
 	_, err := parseJWKS(make([]byte, MaxJWKSSize+1))
-	wantErr(t, err, ErrTooLarge)
+	autherrtest.Check(t, err, ErrTooLarge)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 )
 
 // TestExchangeWithUserToken: the egress path end to end — the agent's request carries the user's token, the
@@ -386,7 +387,7 @@ func TestExchangerRefusalIsTyped(t *testing.T) {
 	now := e.clock.Now()
 	expired := e.idp.token(t, now, func(m map[string]any) { m["exp"] = now.Add(-time.Hour).Unix() })
 	_, err := x.Exchange(context.Background(), TokenRequest{SubjectToken: expired, SubjectTokenType: TokenTypeJWT, Scope: "orders.read"})
-	wantErr(t, err, ErrExpired)
+	autherrtest.Check(t, err, ErrExpired)
 	var oe *Error
 	if !errors.As(err, &oe) || oe.Code != CodeInvalidRequest || oe.Status != 400 {
 		t.Fatalf("err = %#v", err)
@@ -410,7 +411,7 @@ func TestExchangerUpstreamDown(t *testing.T) {
 	e.srv.Close()
 	r, _ := http.NewRequest(http.MethodGet, "http://tool.example.org/", nil)
 	err := x.Apply(context.Background(), r, "orders.read")
-	wantErr(t, err, ErrUpstream)
+	autherrtest.Check(t, err, ErrUpstream)
 	if r.Header.Get(HeaderTxnToken) != "" {
 		t.Error("Txn-Token set after a failure")
 	}
@@ -461,7 +462,7 @@ func TestReplacementTxnToken(t *testing.T) {
 	// An expired Txn-Token is not replaced.
 	e.clock.Add(10 * time.Minute)
 	_, err = tool.Exchange(context.Background(), TokenRequest{SubjectToken: agentTok.Value, SubjectTokenType: TokenTypeTxnToken, Scope: "orders.read"})
-	wantErr(t, err, ErrExpired)
+	autherrtest.Check(t, err, ErrExpired)
 }
 
 // TestTxnTokenNeverOutlivesUserToken: exp is capped at the user token's exp.

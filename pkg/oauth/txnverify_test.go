@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 )
 
 // mutableKeys is a KeySource whose keys a test can change.
@@ -133,7 +135,7 @@ func TestTxnVerifier(t *testing.T) {
 			} else {
 				_, err = v.Verify(context.Background(), c.token())
 			}
-			wantErr(t, err, c.want)
+			autherrtest.Check(t, err, c.want)
 		})
 	}
 }
@@ -177,11 +179,11 @@ func TestTxnVerifierCache(t *testing.T) {
 	}
 	keys.setKeys()
 	_, err = v.Verify(context.Background(), tok)
-	wantErr(t, err, ErrUntrustedIssuer)
+	autherrtest.Check(t, err, ErrUntrustedIssuer)
 	keys.setKeys(e.svc.JWKS().Keys...)
 	e.clock.Add(10 * time.Minute)
 	_, err = v.Verify(context.Background(), tok)
-	wantErr(t, err, ErrExpired)
+	autherrtest.Check(t, err, ErrExpired)
 }
 
 func TestTxnTokenFromHeader(t *testing.T) {
@@ -203,7 +205,7 @@ func TestTxnTokenFromHeader(t *testing.T) {
 				h.Add(HeaderTxnToken, v)
 			}
 			got, err := TxnTokenFromHeader(h)
-			wantErr(t, err, c.want)
+			autherrtest.Check(t, err, c.want)
 			if c.want == nil && got != "a.b.c" {
 				t.Errorf("got %q", got)
 			}

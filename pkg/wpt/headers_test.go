@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 )
 
 func TestExtractHeaders(t *testing.T) {
@@ -30,7 +32,7 @@ func TestExtractHeaders(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			wit, wpt, err := ExtractHeaders(tt.h)
-			wantErr(t, err, tt.want)
+			autherrtest.Check(t, err, tt.want)
 			if tt.want == nil && (wit != tok || wpt != tok) {
 				t.Fatalf("got %q, %q", wit, wpt)
 			}

@@ -7,7 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"testing"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/exp/bundle/witbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/replay"
 )
 
@@ -202,26 +200,3 @@ func (e *env) witClaimsMap(t testing.TB) map[string]any {
 }
 
 var witHeader = map[jose.HeaderKey]any{jose.HeaderType: "wit+jwt"}
-
-// wantErr checks err against the sentinel want (nil = success) and that it wraps exactly one sentinel.
-func wantErr(t *testing.T, err, want error) {
-	t.Helper()
-	if want == nil {
-		if err != nil {
-			t.Fatalf("unexpected error: %v", err)
-		}
-		return
-	}
-	if !errors.Is(err, want) {
-		t.Fatalf("error = %v, want %v", err, want)
-	}
-	n := 0
-	for _, r := range autherr.All() {
-		if errors.Is(err, r) {
-			n++
-		}
-	}
-	if n != 1 {
-		t.Fatalf("error %v wraps %d sentinels", err, n)
-	}
-}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-json-experiment/json"
+
+	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 )
 
 // opaqueSigner hides the concrete key type, as a TPM- or KMS-backed key would.
@@ -63,7 +65,7 @@ func TestProofAlgorithms(t *testing.T) {
 					sig[len(sig)/2] ^= 1
 					bad := parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(sig)
 					_, _, err = verifyProofJWS(bad, algs, key.Public())
-					wantErr(t, err, ErrBadSignature)
+					autherrtest.Check(t, err, ErrBadSignature)
 				}
 			}
 		})
@@ -157,7 +159,7 @@ func TestVerifyProofJWSRejects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, _, err := verifyProofJWS(tt.token, []jose.SignatureAlgorithm{jose.EdDSA}, pub)
-			wantErr(t, err, tt.want)
+			autherrtest.Check(t, err, tt.want)
 		})
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/exp/bundle/witbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 )
 
 func TestKeySources(t *testing.T) {
@@ -53,16 +55,16 @@ func TestWITAndJWTBundlesDiffer(t *testing.T) {
 	jwtKeys := jwtbundle.NewSet(jwtbundle.FromJWTAuthorities(testTD, map[string]crypto.PublicKey{testKID: mustP256(t).Public()}))
 	ctx := context.Background()
 	_, err := e.verifier(t, nil).VerifyWIT(ctx, e.wit)
-	wantErr(t, err, nil)
+	autherrtest.Check(t, err, nil)
 	_, err = e.verifier(t, func(c *VerifierConfig) { c.Bundles = FromJWTBundles(jwtKeys) }).VerifyWIT(ctx, e.wit)
-	wantErr(t, err, ErrBadSignature)
+	autherrtest.Check(t, err, ErrBadSignature)
 	// The issuer's key as a JWT authority works through FromJWTBundles, without a kid as well.
 	jwtKeys.Add(jwtbundle.FromJWTAuthorities(testTD, map[string]crypto.PublicKey{testKID: e.issuerKey.Public()}))
 	v := e.verifier(t, func(c *VerifierConfig) { c.Bundles = FromJWTBundles(jwtKeys) })
 	_, err = v.VerifyWIT(ctx, e.wit)
-	wantErr(t, err, nil)
+	autherrtest.Check(t, err, nil)
 	_, err = v.VerifyWIT(ctx, signJWT(t, e.issuerKey, "ES256", "", witHeader, e.witClaimsMap(t)))
-	wantErr(t, err, nil)
+	autherrtest.Check(t, err, nil)
 }
 
 // nilBundles is a misbehaving source that returns neither a bundle nor an error.
@@ -76,7 +78,7 @@ func TestNilBundle(t *testing.T) {
 	e := newEnv(t, "EdDSA")
 	v := e.verifier(t, func(c *VerifierConfig) { c.Bundles = FromWITBundles(nilBundles{}) })
 	_, err := v.VerifyWIT(context.Background(), e.wit)
-	wantErr(t, err, ErrUntrustedIssuer)
+	autherrtest.Check(t, err, ErrUntrustedIssuer)
 }
 
 // TestCacheHitNoAllocs: re-checking a cached WIT (times, and that its issuer key is still trusted) costs map lookups

@@ -15,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/exp/bundle/witbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 	"github.com/agentauth/agentauth/pkg/replay"
 )
 
@@ -62,14 +63,14 @@ func TestSpecVectors(t *testing.T) {
 	}
 	_, err = v.VerifyRequest(context.Background(), Request{WIT: specWIT, WPT: specWPT,
 		Audiences: []string{specAud}, AccessToken: specBearer})
-	wantErr(t, err, ErrReplay)
+	autherrtest.Check(t, err, ErrReplay)
 
 	// Without the bearer token, or with another, the ath binding fails.
 	v = specVerifier(t, now)
 	_, err = v.VerifyRequest(context.Background(), Request{WIT: specWIT, WPT: specWPT, Audiences: []string{specAud}})
-	wantErr(t, err, ErrMismatch)
+	autherrtest.Check(t, err, ErrMismatch)
 	_, err = v.VerifyRequest(context.Background(), Request{WIT: specWIT, WPT: specWPT, Audiences: []string{specAud}, AccessToken: "x"})
-	wantErr(t, err, ErrMismatch)
+	autherrtest.Check(t, err, ErrMismatch)
 
 	// Our Prover, holding the spec's workload key, makes proofs the verifier accepts.
 	d, err := base64.RawURLEncoding.DecodeString(specWorkloadD)
@@ -85,14 +86,14 @@ func TestSpecVectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = v.VerifyRequest(context.Background(), Request{WIT: specWIT, WPT: wpt, Audiences: []string{specAud}, AccessToken: specBearer})
-	wantErr(t, err, nil)
+	autherrtest.Check(t, err, nil)
 
 	// After the WIT's exp (plus skew) nothing verifies, and the Prover refuses to use the key.
 	late := time.Unix(1745512510+31, 0)
 	_, err = specVerifier(t, late).VerifyWIT(context.Background(), specWIT)
-	wantErr(t, err, ErrExpired)
+	autherrtest.Check(t, err, ErrExpired)
 	_, err = p.Mint(ProofParams{Audience: specAud, Now: late})
-	wantErr(t, err, ErrExpired)
+	autherrtest.Check(t, err, ErrExpired)
 }
 
 func TestVerifyRequest(t *testing.T) {
@@ -214,7 +215,7 @@ func testVerifyRequest(t *testing.T, alg string) {
 		t.Run(tt.name, func(t *testing.T) {
 			v := e.verifier(t, nil)
 			res, err := v.VerifyRequest(context.Background(), tt.req)
-			wantErr(t, err, tt.want)
+			autherrtest.Check(t, err, tt.want)
 			if tt.want != nil {
 				if res != nil {
 					t.Fatal("a Result was returned with an error")
@@ -226,7 +227,7 @@ func testVerifyRequest(t *testing.T, alg string) {
 			}
 			// The same proof a second time is a replay.
 			_, err = v.VerifyRequest(context.Background(), tt.req)
-			wantErr(t, err, ErrReplay)
+			autherrtest.Check(t, err, ErrReplay)
 		})
 	}
 }
@@ -241,11 +242,11 @@ func TestReplayCheckedLast(t *testing.T) {
 	ctx := context.Background()
 	// Failures on aud or on a binding must not consume the jti.
 	_, err = v.VerifyRequest(ctx, Request{WIT: e.wit, WPT: wpt, Audiences: []string{"https://elsewhere"}, AccessToken: "at"})
-	wantErr(t, err, ErrWrongAudience)
+	autherrtest.Check(t, err, ErrWrongAudience)
 	_, err = v.VerifyRequest(ctx, Request{WIT: e.wit, WPT: wpt, Audiences: []string{testAud}, AccessToken: "forged"})
-	wantErr(t, err, ErrMismatch)
+	autherrtest.Check(t, err, ErrMismatch)
 	_, err = v.VerifyRequest(ctx, Request{WIT: e.wit, WPT: wpt, Audiences: []string{testAud}, AccessToken: "at"})
-	wantErr(t, err, nil)
+	autherrtest.Check(t, err, nil)
 	// jti is scoped by subject: another workload may use the same jti value.
 	e2 := newEnv(t, "EdDSA")
 	e2.issuer, e2.bundles = e.issuer, e.bundles
@@ -254,9 +255,9 @@ func TestReplayCheckedLast(t *testing.T) {
 	m2 := map[string]any{"aud": testAud, "exp": testNow.Add(time.Minute).Unix(), "jti": "same", "wth": hashB64(e2.wit)}
 	hdr := map[jose.HeaderKey]any{jose.HeaderType: "wpt+jwt"}
 	_, err = v.VerifyRequest(ctx, Request{WIT: e.wit, WPT: signJWT(t, e.workloadKey, jose.EdDSA, "", hdr, m), Audiences: []string{testAud}})
-	wantErr(t, err, nil)
+	autherrtest.Check(t, err, nil)
 	_, err = v.VerifyRequest(ctx, Request{WIT: e2.wit, WPT: signJWT(t, e2.workloadKey, jose.EdDSA, "", hdr, m2), Audiences: []string{testAud}})
-	wantErr(t, err, nil)
+	autherrtest.Check(t, err, nil)
 }
 
 func TestNewProver(t *testing.T) {

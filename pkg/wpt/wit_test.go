@@ -13,6 +13,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spiffe/go-spiffe/v2/exp/bundle/witbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 )
 
 func TestVerifyWIT(t *testing.T) {
@@ -96,7 +98,7 @@ func TestVerifyWIT(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			v := e.verifier(t, nil)
 			w, err := v.VerifyWIT(context.Background(), tt.token)
-			wantErr(t, err, tt.want)
+			autherrtest.Check(t, err, tt.want)
 			if tt.want != nil && w != nil {
 				t.Fatal("a WIT was returned with an error")
 			}
@@ -143,10 +145,10 @@ func TestVerifyWITNoKidAmbiguous(t *testing.T) {
 		testKID: e.issuerKey.Public(), "k2": mustP256(t).Public()}))
 	tok := signJWT(t, e.issuerKey, jose.ES256, "", witHeader, e.witClaimsMap(t))
 	_, err := e.verifier(t, nil).VerifyWIT(context.Background(), tok)
-	wantErr(t, err, ErrUntrustedIssuer)
+	autherrtest.Check(t, err, ErrUntrustedIssuer)
 	// With a kid the rotation set works.
 	_, err = e.verifier(t, nil).VerifyWIT(context.Background(), e.wit)
-	wantErr(t, err, nil)
+	autherrtest.Check(t, err, nil)
 }
 
 func TestWITCache(t *testing.T) {
@@ -169,15 +171,15 @@ func TestWITCache(t *testing.T) {
 	// A hit re-checks exp against now.
 	*e.clock = testNow.Add(2 * time.Hour)
 	_, err = v.VerifyWIT(ctx, e.wit)
-	wantErr(t, err, ErrExpired)
+	autherrtest.Check(t, err, ErrExpired)
 	*e.clock = testNow
 	// A hit notices that the issuer key left the bundle (rotation or compromise).
 	e.bundles.Add(witbundle.FromWITAuthorities(testTD, map[string]crypto.PublicKey{"k2": mustP256(t).Public()}))
 	_, err = v.VerifyWIT(ctx, e.wit)
-	wantErr(t, err, ErrUntrustedIssuer)
+	autherrtest.Check(t, err, ErrUntrustedIssuer)
 	e.bundles.Remove(testTD)
 	_, err = v.VerifyWIT(ctx, e.wit)
-	wantErr(t, err, ErrUntrustedIssuer)
+	autherrtest.Check(t, err, ErrUntrustedIssuer)
 }
 
 func TestWITCacheBound(t *testing.T) {
