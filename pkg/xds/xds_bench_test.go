@@ -1,8 +1,7 @@
-package xds
+package xds_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -11,8 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,24 +19,22 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/sidecarload"
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/internal/testproc"
 	"github.com/agentauth/agentauth/pkg/store"
+	"github.com/agentauth/agentauth/pkg/xds"
 )
 
 // The propagation benchmark runs the controller in a child process (this test binary, re-executed), so its
-// memory per connected sidecar is measured apart from the sidecars'. The sidecars run in other child processes,
-// at most sidecarsPerProcess each, each sidecar with its own mTLS connection. All share this machine's cores, as
-// a controller and its sidecars would not.
-const (
-	benchControllerEnv = "AGENTAUTH_XDS_BENCH_CONTROLLER_DIR"
-	benchSidecarsEnv   = "AGENTAUTH_XDS_BENCH_SIDECARS"
-	// A real sidecar is a process of its own, with a heap of its own that its own collector marks. A thousand
-	// in one process share one heap of a few hundred megabytes, and each of its collections holds up all of
-	// them at once for a quarter of a second: a pause no deployment has, which would set the p99. Groups of
-	// 250 keep the harness's heaps (and pauses) four times smaller, and a pause holds up a quarter of the
-	// sidecars, not all.
-	sidecarsPerProcess = 250
+// memory per connected sidecar is measured apart from the sidecars', which run in other child processes
+// (internal/sidecarload), each sidecar with its own mTLS connection. All share this machine's cores, as a
+// controller and its sidecars would not.
+const benchControllerEnv = "AGENTAUTH_XDS_BENCH_CONTROLLER_DIR"
+
+var (
+	td           = spiffeid.RequireTrustDomainFromString("example.org")
+	controllerID = xds.ControllerID(td)
 )
 
 // preloaded revocations: every wildcard watch compares against all of them on each update, so an empty cache
@@ -47,9 +42,9 @@ const (
 const benchBaseRevocations = 100
 
 // BenchmarkRevocationPropagation measures, per sidecar, the time from a revocation being accepted by the
-// controller (UpsertRevocation called; it returns after the fsync) to the sidecar having applied it (OnUpdate,
-// which runs after the new state is in place). Reported: p50/p99/max over all sidecars and iterations, the
-// commit time, the controller's heap+stack per connected sidecar, and CPU per revocation.
+// controller (UpsertRevocation called; it returns after the fsync) to the sidecar enforcing it (its state,
+// just updated, refuses the subject). Reported: p50/p99/max over all sidecars and iterations, the commit time,
+// the controller's heap+stack per connected sidecar, and CPU per revocation.
 func BenchmarkRevocationPropagation(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("sidecars=%d", n), func(b *testing.B) { benchPropagation(b, n) })
@@ -61,63 +56,41 @@ func benchPropagation(b *testing.B, n int) {
 	ca := testca.New(b, td)
 	dir := b.TempDir()
 	ca.WriteSVIDFiles(dir, ca.CreateX509SVID(controllerID))
-	ca.WriteBundleFile(dir)
+	bundle := ca.WriteBundleFile(dir)
+	svids := filepath.Join(dir, "svids")
+	if err := os.Mkdir(svids, 0o700); err != nil {
+		b.Fatal(err)
+	}
 	for i := range n {
-		sub := filepath.Join(dir, strconv.Itoa(i))
-		if err := os.Mkdir(sub, 0o700); err != nil {
+		if err := sidecarload.WriteSVID(svids, i, ca.CreateX509SVID(spiffeid.RequireFromPathf(td, "/agent/bench-%d", i))); err != nil {
 			b.Fatal(err)
 		}
-		ca.WriteSVIDFiles(sub, ca.CreateX509SVID(benchSidecarID(i)))
 	}
 	ctl := startBenchController(b, dir)
 
 	memBefore := ctl.mem()
-	var hosts []*testproc.Child
-	for first := 0; first < n; first += sidecarsPerProcess {
-		count := min(sidecarsPerProcess, n-first)
-		hosts = append(hosts, testproc.StartChild(b, "TestBenchSidecarsProcess", benchSidecarsEnv,
-			strings.Join([]string{dir, ctl.addr, strconv.Itoa(first), strconv.Itoa(count)}, " "), 60*time.Second))
-	}
-	for _, h := range hosts {
-		h.Read("synced")
-	}
+	fleet := sidecarload.Start(b, "TestBenchSidecarsProcess", sidecarload.Config{Target: ctl.addr,
+		Controller: controllerID, Bundle: bundle, SVIDs: svids, N: n})
 	memAfter := ctl.mem()
 
 	lat := make([]time.Duration, 0, n*b.N)
 	var commit time.Duration
 	iter := 0
-	cpu := func() (total time.Duration) {
-		for _, h := range hosts {
-			h.Send("cpu")
-			v, _ := strconv.ParseInt(h.Read("cpu")[0], 10, 64)
-			total += time.Duration(v)
-		}
-		return total
-	}
-	ctlCPU0, cliCPU0 := ctl.cpu(), cpu()
+	ctlCPU0, cliCPU0 := ctl.cpu(), fleet.CPU()
 	wall0 := time.Now()
 	for b.Loop() {
 		id := fmt.Sprintf("bench-%d", iter)
 		iter++
-		for _, h := range hosts {
-			h.Send("want", id)
-		}
-		for _, h := range hosts {
-			h.Read("ready")
-		}
+		fleet.Expect(victim(id))
 		accepted, committed := ctl.revoke(id)
 		commit += committed.Sub(accepted)
-		for _, h := range hosts {
-			h.Send("applied")
-			for _, f := range h.Read("applied") {
-				at, _ := strconv.ParseInt(f, 10, 64)
-				lat = append(lat, time.Duration(at-accepted.UnixNano()))
-			}
+		for _, at := range fleet.Enforced() {
+			lat = append(lat, at.Sub(accepted))
 		}
 	}
 	b.StopTimer()
 	wall := time.Since(wall0)
-	ctlCPU, cliCPU := ctl.cpu()-ctlCPU0, cpu()-cliCPU0
+	ctlCPU, cliCPU := ctl.cpu()-ctlCPU0, fleet.CPU()-cliCPU0
 	slices.Sort(lat)
 	pct := func(p float64) float64 {
 		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
@@ -136,94 +109,17 @@ func benchPropagation(b *testing.B, n int) {
 	b.ReportMetric(0, "ns/op") // wall time per op mixes in the waits; the percentiles are the result
 }
 
-func benchSidecarID(i int) spiffeid.ID {
-	return spiffeid.RequireFromPath(td, fmt.Sprintf("/agent/bench-%d", i))
+func revocation(id, subject string) *agentauthv1.Revocation {
+	return &agentauthv1.Revocation{Id: id, Subject: &agentauthv1.Subject{Kind: "spiffe", Value: subject},
+		Reason: "credential compromised"}
 }
 
-// TestBenchSidecarsProcess is a group of sidecars of BenchmarkRevocationPropagation: xDS clients, each with its
-// own SVID and connection. It only runs as the benchmark's child process. Commands on stdin: "want ID" arms the
-// clients to note when each applies revocation ID; "applied" answers, once all have, with when each did (unix
-// nanoseconds); "cpu" with this process's CPU time.
-func TestBenchSidecarsProcess(t *testing.T) {
-	env := strings.Fields(os.Getenv(benchSidecarsEnv))
-	if len(env) != 4 {
-		t.Skip("runs only as a child process of BenchmarkRevocationPropagation")
-	}
-	dir, addr := env[0], env[1]
-	first, _ := strconv.Atoi(env[2])
-	count, _ := strconv.Atoi(env[3])
-	testproc.RaiseFileLimit(t)
-	bundle, err := x509bundle.Load(td, filepath.Join(dir, testca.BundleFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+// victim is the SPIFFE ID the benchmark's revocation id revokes.
+func victim(id string) string { return "spiffe://example.org/agent/victim-" + id }
 
-	var (
-		want    atomic.Pointer[string] // the revocation being measured
-		applied = make([]atomic.Int64, count)
-		left    atomic.Int64 // clients yet to apply it
-		done    = make(chan struct{}, 1)
-	)
-	want.Store(new(string))
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	clients := make([]*Client, count)
-	for i := range clients {
-		sub := filepath.Join(dir, strconv.Itoa(first+i))
-		svid, err := x509svid.Load(filepath.Join(sub, testca.SVIDCertFile), filepath.Join(sub, testca.SVIDKeyFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cl, err := NewClient(ClientConfig{Target: addr, NodeID: svid.ID.String(),
-			TLSConfig: tlsconfig.MTLSClientConfig(svid, bundle, tlsconfig.AuthorizeID(controllerID)),
-			OnUpdate: func(u Update) {
-				if u.TypeURL == agentauthv1.RevocationType && slices.Contains(u.Updated, *want.Load()) &&
-					applied[i].CompareAndSwap(0, time.Now().UnixNano()) && left.Add(-1) == 0 {
-					done <- struct{}{}
-				}
-			}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients[i] = cl
-		wg.Go(func() { _ = cl.Run(ctx) })
-	}
-	for _, cl := range clients {
-		waitFor(t, "sidecars to sync", func() bool { return cl.Status().Synced })
-	}
-	fmt.Println("bench: synced")
-
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		f := strings.Fields(in.Text())
-		switch {
-		case len(f) == 2 && f[0] == "want":
-			for i := range applied {
-				applied[i].Store(0)
-			}
-			left.Store(int64(count))
-			want.Store(&f[1])
-			fmt.Println("bench: ready")
-		case len(f) == 1 && f[0] == "applied":
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				t.Fatalf("revocation %s: %d of %d sidecars did not apply it within 30s", *want.Load(), left.Load(), count)
-			}
-			var line strings.Builder
-			line.WriteString("bench: applied")
-			for i := range applied {
-				fmt.Fprintf(&line, " %d", applied[i].Load())
-			}
-			fmt.Println(line.String())
-		case len(f) == 1 && f[0] == "cpu":
-			fmt.Printf("bench: cpu %d\n", testproc.CPUTime(t))
-		default:
-			t.Fatalf("unknown command %q", in.Text())
-		}
-	}
-}
+// TestBenchSidecarsProcess is a group of sidecars of BenchmarkRevocationPropagation; it only runs as one of the
+// benchmark's child processes.
+func TestBenchSidecarsProcess(t *testing.T) { sidecarload.Serve(t) }
 
 // benchController drives the child process.
 type benchController struct {
@@ -278,20 +174,20 @@ func TestBenchControllerProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	pub, err := NewPublisher(st, PublisherConfig{})
+	pub, err := xds.NewPublisher(st, xds.PublisherConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	if err := pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+	if err := pub.SetPolicies([]*agentauthv1.Policy{{Id: "p1", Cedar: "permit (principal, action, resource);", Source: "p1.cedar"}}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range benchBaseRevocations {
-		if err := pub.UpsertRevocation(spiffeRevocation(fmt.Sprintf("base-%d", i), fmt.Sprintf("spiffe://example.org/old/%d", i))); err != nil {
+		if err := pub.UpsertRevocation(revocation(fmt.Sprintf("base-%d", i), fmt.Sprintf("spiffe://example.org/old/%d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	srv, err := NewServer(pub, ServerConfig{TLSConfig: tlsconfig.MTLSServerConfig(svid, bundle, tlsconfig.AuthorizeMemberOf(td))})
+	srv, err := xds.NewServer(pub, xds.ServerConfig{TLSConfig: tlsconfig.MTLSServerConfig(svid, bundle, tlsconfig.AuthorizeMemberOf(td))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +214,7 @@ func TestBenchControllerProcess(t *testing.T) {
 		case len(f) == 1 && f[0] == "cpu":
 			fmt.Printf("bench: cpu %d\n", testproc.CPUTime(t))
 		case len(f) == 2 && f[0] == "revoke":
-			r := spiffeRevocation(f[1], "spiffe://example.org/agent/"+f[1])
+			r := revocation(f[1], victim(f[1]))
 			accepted := time.Now()
 			if err := pub.UpsertRevocation(r); err != nil {
 				t.Fatal(err)

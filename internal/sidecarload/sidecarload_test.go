@@ -1,0 +1,87 @@
+package sidecarload
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/pkg/store"
+	"github.com/agentauth/agentauth/pkg/xds"
+)
+
+// TestFleet runs three sidecars in two child processes against a real xDS server and checks that each reports
+// enforcing a revocation after the controller accepted it, round after round.
+func TestFleet(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	ca := testca.New(t, td)
+	dir := t.TempDir()
+	ctlSVID := ca.CreateX509SVID(xds.ControllerID(td))
+	bundle := ca.WriteBundleFile(dir)
+	svids := filepath.Join(dir, "svids")
+	if err := os.Mkdir(svids, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3
+	for i := range n {
+		if err := WriteSVID(svids, i, ca.CreateX509SVID(spiffeid.RequireFromPathf(td, "/agent/%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	st, err := store.Open(filepath.Join(dir, "controller.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pub, err := xds.NewPublisher(st, xds.PublisherConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	srv, err := xds.NewServer(pub, xds.ServerConfig{TLSConfig: tlsconfig.MTLSServerConfig(ctlSVID, ca.X509Bundle(), tlsconfig.AuthorizeMemberOf(td))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Stop()
+
+	f := Start(t, "TestServe", Config{Target: l.Addr().String(), Controller: xds.ControllerID(td), Bundle: bundle,
+		SVIDs: svids, N: n, PerProcess: 2})
+	if len(f.hosts) != 2 {
+		t.Fatalf("%d child processes, want 2", len(f.hosts))
+	}
+	for _, victim := range []string{"spiffe://example.org/agent/victim-1", "spiffe://example.org/agent/victim-2"} {
+		f.Expect(victim)
+		accepted := time.Now()
+		if err := pub.UpsertRevocation(&agentauthv1.Revocation{Id: victim[len(victim)-8:], Reason: "test",
+			Subject: &agentauthv1.Subject{Kind: "spiffe", Value: victim}}); err != nil {
+			t.Fatal(err)
+		}
+		at := f.Enforced()
+		if len(at) != n {
+			t.Fatalf("%d enforcement times, want %d", len(at), n)
+		}
+		for i, when := range at {
+			if when.Before(accepted) {
+				t.Errorf("%s: sidecar %d reports enforcing it at %v, before it was accepted at %v", victim, i, when, accepted)
+			}
+		}
+	}
+	if f.CPU() <= 0 {
+		t.Error("the child processes report no CPU time")
+	}
+}
+
+// TestServe is the child processes' side of TestFleet.
+func TestServe(t *testing.T) { Serve(t) }
