@@ -14,19 +14,16 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"go.uber.org/zap"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/sidecarload"
 	"github.com/agentauth/agentauth/internal/testproc"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/xds"
@@ -74,43 +71,9 @@ func benchSETToEnforced(b *testing.B, n int) {
 	ctl.issueSVIDs(n)
 
 	td := spiffeid.RequireTrustDomainFromString("example.org")
-	bundle, err := x509bundle.Load(td, filepath.Join(dir, "data", "bundle.pem"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	applied := make([]atomic.Int64, n) // unix nanos at which sidecar i enforced the current revocation
-	var want atomic.Value              // the subject being revoked
-	want.Store("")
-	clients := make([]*xds.Client, n)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	for i := range n {
-		svid, err := x509svid.Load(filepath.Join(dir, "svids", strconv.Itoa(i)+".crt"), filepath.Join(dir, "svids", strconv.Itoa(i)+".key"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		cl, err := xds.NewClient(xds.ClientConfig{Target: ctl.xds, NodeID: svid.ID.String(),
-			TLSConfig: tlsconfig.MTLSClientConfig(svid, bundle, tlsconfig.AuthorizeID(xds.ControllerID(td))),
-			OnUpdate: func(u xds.Update) {
-				sub := want.Load().(string)
-				if u.TypeURL != agentauthv1.RevocationType || sub == "" || applied[i].Load() != 0 {
-					return
-				}
-				now := time.Now()
-				if clients[i].State().Revoked("spiffe", "", sub, time.Time{}, now) != nil {
-					applied[i].Store(now.UnixNano())
-				}
-			}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		clients[i] = cl
-		wg.Go(func() { _ = cl.Run(ctx) })
-	}
-	for _, cl := range clients {
-		waitFor(b, "sidecars to sync", func() bool { return cl.Status().Synced })
-	}
+	fleet := sidecarload.Start(b, "TestSSFBenchSidecarsProcess", sidecarload.Config{Target: ctl.xds,
+		Controller: xds.ControllerID(td), Bundle: filepath.Join(dir, "data", "bundle.pem"),
+		SVIDs: filepath.Join(dir, "svids"), N: n})
 
 	endpoint := "http://" + ctl.ssf + "/ssf/events"
 	var lat []time.Duration
@@ -125,19 +88,15 @@ func benchSETToEnforced(b *testing.B, n int) {
 			b.Fatal(err)
 		}
 		iter++
-		for i := range applied {
-			applied[i].Store(0)
-		}
-		want.Store(sub)
+		fleet.Expect(sub)
 		sent := time.Now()
 		code, err := deliver(endpoint, "", set)
 		accept += time.Since(sent)
 		if err != nil || code != http.StatusAccepted {
 			b.Fatalf("push: HTTP %d %v", code, err)
 		}
-		for i := range applied {
-			waitFor(b, "the revocation on every sidecar", func() bool { return applied[i].Load() != 0 })
-			lat = append(lat, time.Duration(applied[i].Load()-sent.UnixNano()))
+		for _, at := range fleet.Enforced() {
+			lat = append(lat, at.Sub(sent))
 		}
 	}
 	b.StopTimer()
@@ -164,7 +123,7 @@ func startSSFBenchController(b testing.TB, dir string) *ssfBenchController {
 	return c
 }
 
-// issueSVIDs has the controller's CA issue n sidecar SVIDs into dir/svids/I.crt and I.key.
+// issueSVIDs has the controller's CA issue n sidecar SVIDs into dir/svids, as sidecarload reads them.
 func (c *ssfBenchController) issueSVIDs(n int) {
 	c.Send("svids", n)
 	c.Read("svids")
@@ -238,17 +197,13 @@ func issueBenchSVIDs(ctx context.Context, c *Controller, dir string, n int) erro
 		if err != nil {
 			return err
 		}
-		certs, keyPEM, err := (&x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}).Marshal()
-		if err != nil {
-			return err
-		}
-		base := filepath.Join(dir, strconv.Itoa(i))
-		if err := os.WriteFile(base+".crt", certs, 0o600); err != nil {
-			return err
-		}
-		if err := os.WriteFile(base+".key", keyPEM, 0o600); err != nil {
+		if err := sidecarload.WriteSVID(dir, i, &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// TestSSFBenchSidecarsProcess is a group of sidecars of BenchmarkSETToEnforced; it only runs as one of the
+// benchmark's child processes.
+func TestSSFBenchSidecarsProcess(t *testing.T) { sidecarload.Serve(t) }
