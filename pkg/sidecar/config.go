@@ -209,7 +209,8 @@ type IngressTxnConfig struct {
 type IngressMTLSConfig struct {
 	// TrustDomains whose members may connect (at least one unless AllowIDs is set).
 	TrustDomains []string `yaml:"trustDomains,omitempty"`
-	// AllowIDs restricts peers to these SPIFFE IDs.
+	// AllowIDs restricts peers to these SPIFFE IDs; with TrustDomains too, a peer must pass both. Both lists
+	// apply only when client certificates are required.
 	AllowIDs []string `yaml:"allowIDs,omitempty"`
 	// Required refuses TLS connections without a client certificate (default: true when require has mtls).
 	Required *bool `yaml:"required,omitempty"`
@@ -542,6 +543,10 @@ func (in *IngressConfig) validate(v *validator) {
 			if _, err := spiffeid.FromString(id); err != nil {
 				v.add(fmt.Sprintf("ingress.mtls.allowIDs[%d]", i), fmt.Sprintf("%q: %v", id, err))
 			}
+		}
+		if len(m.AllowIDs) > 0 && m.Required != nil && !*m.Required {
+			v.add("ingress.mtls.allowIDs", "applies only when client certificates are required (require: [mtls], "+
+				"or mtls.required: true); without them any caller the proofs admit connects")
 		}
 	}
 	if (contains(in.Require, ModeWPT) || contains(in.Require, ModeHTTPSig)) && in.Host == "" && in.Audience == "" {

@@ -87,6 +87,10 @@ func TestValidationErrors(t *testing.T) {
 			"ingress.listen", 24, "not host:port"},
 		{"bad trust domain", repl("trustDomains: [example.org]", "trustDomains: [Example Org]"),
 			"ingress.mtls.trustDomains[0]", 27, "Example Org"},
+		{"allowIDs without client certificates", func(s string) string {
+			s = strings.Replace(s, "trustDomains: [example.org]", "allowIDs: [spiffe://example.org/agent/planner]", 1)
+			return strings.Replace(s, "require: [mtls, wpt, httpsig]", "require: [wpt]", 1)
+		}, "ingress.mtls.allowIDs", 0, "only when client certificates are required"},
 		{"passthrough on ingress", repl("require: [mtls, wpt, httpsig]", "require: [passthrough]"),
 			"ingress.require[0]", 28, "egress mode"},
 		{"no host", repl("  host: weather.tools.local\n", ""),

@@ -418,9 +418,20 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	return l, nil
 }
 
-// serverTLS terminates TLS with our X.509-SVID; with Required it demands a client X.509-SVID from an allowed
-// trust domain or ID.
+// serverTLS terminates TLS with our X.509-SVID; with Required it demands a client X.509-SVID that peerAuthorizer
+// admits.
 func (s *Sidecar) serverTLS(m *IngressMTLSConfig) *tls.Config {
+	if m.Required != nil && *m.Required {
+		return mtls.ServerConfig(s.src, peerAuthorizer(m), mtls.WithNextProtos("h2", "http/1.1"))
+	}
+	cfg := tlsconfig.TLSServerConfig(s.src)
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	return cfg
+}
+
+// peerAuthorizer admits a client X.509-SVID from one of the trust domains, and only one of the AllowIDs when
+// those are set: each list that is set restricts.
+func peerAuthorizer(m *IngressMTLSConfig) tlsconfig.Authorizer {
 	var authzs []tlsconfig.Authorizer
 	var tds []spiffeid.TrustDomain
 	for _, name := range m.TrustDomains {
@@ -436,12 +447,7 @@ func (s *Sidecar) serverTLS(m *IngressMTLSConfig) *tls.Config {
 	if len(ids) > 0 {
 		authzs = append(authzs, mtls.AuthorizeIDs(ids...))
 	}
-	if m.Required != nil && *m.Required {
-		return mtls.ServerConfig(s.src, mtls.AnyOf(authzs...), mtls.WithNextProtos("h2", "http/1.1"))
-	}
-	cfg := tlsconfig.TLSServerConfig(s.src)
-	cfg.NextProtos = []string{"h2", "http/1.1"}
-	return cfg
+	return mtls.AllOf(authzs...)
 }
 
 // authorizer is the ingress policy: the controller's Cedar policies when a controller is configured, else local
