@@ -230,16 +230,18 @@ func (cp *controlPlane) revoked(_ context.Context, kind, value string, issuedAt 
 }
 
 // Check implements proxy.RevocationChecker: the caller's workload identity and its WIT are checked against the
-// controller's revocations before any policy runs.
+// controller's revocations before any policy runs. The WIT's jti is matched under any issuer: a revocation by
+// jti alone (agentauthctl without -iss) names no issuer, and jtis are unique anyway.
 func (cp *controlPlane) Check(_ context.Context, id *proxy.Identity) error {
 	st, now := cp.client.State(), time.Now()
 	issued, _ := id.Attrs[attrIssuedAt].(time.Time)
-	if r := st.Revoked("spiffe", "", id.Subject, issued, now); r != nil {
-		return proxy.Revoked(r.GetId(), r.Describe())
+	for _, kind := range agentauthv1.KindsFor("agent") {
+		if r := st.Revoked(kind, "", id.Subject, issued, now); r != nil {
+			return proxy.Revoked(r.GetId(), r.Describe())
+		}
 	}
 	if jti, _ := id.Attrs[attrWITJTI].(string); jti != "" {
-		iss, _ := id.Attrs[attrWITIss].(string)
-		if r := st.Revoked("jti", iss, jti, issued, now); r != nil {
+		if r := st.Revoked("jti", "", jti, issued, now); r != nil {
 			return proxy.Revoked(r.GetId(), r.Describe())
 		}
 	}
@@ -344,7 +346,6 @@ func (a *policyAuthorizer) isMCP(path string) bool {
 const (
 	attrIssuedAt = "issued_at" // time.Time: when the caller's credential (WIT) was issued
 	attrWITJTI   = "wit_jti"
-	attrWITIss   = "wit_iss"
 )
 
 var (

@@ -161,7 +161,7 @@ func (a *httpsigAuthenticator) Authenticate(ctx context.Context, r *http.Request
 }
 
 func witAttrs(w *wpt.WIT) map[string]any {
-	return map[string]any{attrWITJTI: w.ID, attrWITIss: w.Issuer, attrIssuedAt: w.IssuedAt,
+	return map[string]any{attrWITJTI: w.ID, attrIssuedAt: w.IssuedAt,
 		"trust_domain": w.TrustDomain.Name()}
 }
 

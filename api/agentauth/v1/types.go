@@ -40,12 +40,13 @@ func escapeKeyPart(s string) string {
 }
 
 // KindsFor lists the Subject kinds that can name a caller of the given class, as the policy engine and the token
-// service name them: "agent" (a workload's SPIFFE ID), "user" (a delegated subject: an email, an opaque id or an
-// issuer's sub) and "txn" (a transaction, revoked like a session).
+// service name them: "agent" (a workload's SPIFFE ID, or another WIMSE identifier URI, which security events
+// name as a "uri"), "user" (a delegated subject: an email, an opaque id or an issuer's sub) and "txn" (a
+// transaction, revoked like a session).
 func KindsFor(class string) []string {
 	switch class {
 	case "agent":
-		return []string{"spiffe"}
+		return []string{"spiffe", "uri"}
 	case "user":
 		return []string{"user_email", "user_opaque", "user_iss_sub"}
 	case "txn":

@@ -1,0 +1,111 @@
+package sidecar
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"go.uber.org/zap"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/store"
+	"github.com/agentauth/agentauth/pkg/xds"
+)
+
+// startControlPlane runs a real xDS server (store, publisher, mTLS) on 127.0.0.1 and a sidecar's control plane
+// synced to it; revocations upserted on the returned publisher reach the control plane as in a deployment.
+func startControlPlane(t *testing.T) (*xds.Publisher, *controlPlane) {
+	t.Helper()
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	ca := testca.New(t, td)
+	st, err := store.Open(filepath.Join(t.TempDir(), "controller.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	pub, err := xds.NewPublisher(st, xds.PublisherConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close() })
+	srv, err := xds.NewServer(pub, xds.ServerConfig{TLSConfig: tlsconfig.MTLSServerConfig(
+		ca.CreateX509SVID(xds.ControllerID(td)), ca.X509Bundle(), tlsconfig.AuthorizeMemberOf(td))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+
+	cl, err := xds.NewClient(xds.ClientConfig{Target: l.Addr().String(), TLSConfig: tlsconfig.MTLSClientConfig(
+		ca.CreateX509SVID(spiffeid.RequireFromPath(td, "/tool/weather")), ca.X509Bundle(),
+		tlsconfig.AuthorizeID(xds.ControllerID(td)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cl.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitUntil(t, "the client to sync", func() bool { return cl.Status().Synced })
+	return pub, &controlPlane{client: cl, log: zap.NewNop()}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestCheckRevokedCaller: the caller's identity and its WIT are refused by revocations however they name them,
+// and only those it names.
+func TestCheckRevokedCaller(t *testing.T) {
+	pub, cp := startControlPlane(t)
+	issued := time.Now().Add(-time.Minute)
+	caller := func(subject, jti string) *proxy.Identity {
+		return &proxy.Identity{Subject: subject, Attrs: map[string]any{attrWITJTI: jti, attrIssuedAt: issued}}
+	}
+	for _, tc := range []struct {
+		name    string
+		revoke  *agentauthv1.Subject
+		refused *proxy.Identity
+	}{
+		{"agent by SPIFFE ID", &agentauthv1.Subject{Kind: "spiffe", Value: "spiffe://example.org/agent/a"},
+			caller("spiffe://example.org/agent/a", "jti-a")},
+		// A WIMSE identifier that is not a SPIFFE ID: security events name it a uri.
+		{"agent by another WIMSE URI", &agentauthv1.Subject{Kind: "uri", Value: "wimse://example.org/agent/b"},
+			caller("wimse://example.org/agent/b", "jti-b")},
+		// agentauthctl revoke -kind jti without -iss; the WIT itself names its issuer.
+		{"WIT by jti, no issuer", &agentauthv1.Subject{Kind: "jti", Value: "jti-c"},
+			caller("spiffe://example.org/agent/c", "jti-c")},
+		{"WIT by jti and issuer", &agentauthv1.Subject{Kind: "jti", Iss: "https://issuer.example.org", Value: "jti-d"},
+			caller("spiffe://example.org/agent/d", "jti-d")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bystander := caller("spiffe://example.org/agent/bystander", "jti-bystander")
+			if err := cp.Check(context.Background(), tc.refused); err != nil {
+				t.Fatalf("refused before the revocation: %v", err)
+			}
+			if err := pub.UpsertRevocation(&agentauthv1.Revocation{Id: "r-" + tc.refused.Attrs[attrWITJTI].(string),
+				Subject: tc.revoke, Reason: "test"}); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "the revocation to refuse", func() bool { return cp.Check(context.Background(), tc.refused) != nil })
+			if err := cp.Check(context.Background(), bystander); err != nil {
+				t.Fatalf("a caller the revocation does not name is refused: %v", err)
+			}
+		})
+	}
+}
