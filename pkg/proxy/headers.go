@@ -79,10 +79,18 @@ func stripHeaders(h http.Header, names []string) {
 	}
 }
 
-// stripIdentity removes our identity headers from the header and trailer of r.
+// stripIdentity removes our identity headers from the header and trailer of r, and any Txn-Token spelled with
+// '_': only the Txn-Token header itself is verified, and a tool reading names the CGI way would take the other
+// spelling for it.
 func stripIdentity(r *http.Request) {
-	stripHeaders(r.Header, identityHeaders)
-	stripHeaders(r.Trailer, identityHeaders)
+	for _, h := range []http.Header{r.Header, r.Trailer} {
+		stripHeaders(h, identityHeaders)
+		for k := range h {
+			if strings.IndexByte(k, '_') >= 0 && headerIs(k, "txn-token") {
+				delete(h, k)
+			}
+		}
+	}
 }
 
 // setIdentityHeaders sets the verified identity on the request to the tool. self is our own SPIFFE ID (XFCC By).

@@ -149,6 +149,7 @@ func TestIngressHeaders(t *testing.T) {
 		"Workload-Proof-Token: aud=https://" + f.tls + "/x",
 		"Signature-Input: other=();created=1",
 		"Txn-Token: txn.token.value",
+		"Txn_Token: forged.unverified.token",
 		"X-Test-Delegated: user:alice",
 		"X-Test-Txn: txn-1",
 		"Connection: close",
@@ -181,6 +182,9 @@ func TestIngressHeaders(t *testing.T) {
 			if headerIs(k, n) && want[k] == "" {
 				t.Errorf("header %s reached the tool: %q", k, got.Header[k])
 			}
+		}
+		if headerIs(k, "txn-token") && k != HeaderTxnToken {
+			t.Errorf("unverified %s reached the tool: %q", k, got.Header[k])
 		}
 	}
 	if xff := got.Header.Get("X-Forwarded-For"); xff != "127.0.0.1" {
