@@ -162,7 +162,7 @@ func (c *Controller) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	rev := &agentauthv1.Revocation{
 		Id:        "admin-" + randomID(),
-		Subject:   &agentauthv1.Subject{Kind: req.Kind, Value: req.Value, Iss: req.Iss},
+		Subject:   &agentauthv1.Subject{Kind: req.Kind, Value: agentauthv1.NormalValue(req.Kind, req.Value), Iss: req.Iss},
 		NotBefore: timestamppb.New(nb),
 		Reason:    req.Reason,
 		Cause:     &agentauthv1.Cause{EventType: "admin"},

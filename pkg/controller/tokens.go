@@ -81,9 +81,10 @@ func (s storeRevocations) Revoked(_ context.Context, class, value string, issued
 	}
 	now := time.Now()
 	for _, k := range agentauthv1.KindsFor(class) {
+		v := agentauthv1.NormalValue(k, value)
 		for _, r := range revs {
 			sub := r.GetSubject()
-			if sub.GetKind() != k || sub.GetValue() != value {
+			if sub.GetKind() != k || sub.GetValue() != v {
 				continue
 			}
 			if exp := r.GetExpires(); exp != nil && !now.Before(exp.AsTime()) {

@@ -222,7 +222,7 @@ func (cp *controlPlane) ready(context.Context) (string, error) {
 func (cp *controlPlane) revoked(_ context.Context, kind, value string, issuedAt time.Time) (string, bool) {
 	st, now := cp.client.State(), time.Now()
 	for _, k := range agentauthv1.KindsFor(kind) {
-		if r := st.Revoked(k, "", value, issuedAt, now); r != nil {
+		if r := st.Revoked(k, "", agentauthv1.NormalValue(k, value), issuedAt, now); r != nil {
 			return r.GetId() + ": " + r.Describe(), true
 		}
 	}

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"path/filepath"
 	"testing"
@@ -107,5 +108,35 @@ func TestCheckRevokedCaller(t *testing.T) {
 				t.Fatalf("a caller the revocation does not name is refused: %v", err)
 			}
 		})
+	}
+}
+
+// TestRevokedUser: a delegated user is matched whatever kind of identifier and issuer the revocation names, and
+// an email whatever the case of its domain.
+func TestRevokedUser(t *testing.T) {
+	pub, cp := startControlPlane(t)
+	issued := time.Now().Add(-time.Minute)
+	for i, sub := range []*agentauthv1.Subject{
+		{Kind: "user_email", Value: agentauthv1.NormalValue("user_email", "Erin@Example.COM")},
+		{Kind: "user_iss_sub", Iss: "https://idp.example.com", Value: "user-123"},
+	} {
+		if err := pub.UpsertRevocation(&agentauthv1.Revocation{Id: fmt.Sprintf("r%d", i), Subject: sub, Reason: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "the revocations", func() bool { return cp.client.State().Len(agentauthv1.RevocationType) == 2 })
+	for _, tc := range []struct {
+		user string
+		want bool
+	}{
+		{"Erin@example.com", true},
+		{"Erin@EXAMPLE.COM", true},
+		{"erin@example.com", false}, // the local part is case-sensitive
+		{"user-123", true},
+		{"user-1234", false},
+	} {
+		if _, got := cp.revoked(context.Background(), "user", tc.user, issued); got != tc.want {
+			t.Errorf("user %q revoked = %t, want %t", tc.user, got, tc.want)
+		}
 	}
 }

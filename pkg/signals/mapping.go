@@ -265,7 +265,7 @@ func subjectsOf(id SubjectID, role, setIss string) []*agentauthv1.Subject {
 	}
 	switch id.Format {
 	case FormatEmail:
-		return one(KindUserEmail, "", normalizeEmail(id.Email))
+		return one(KindUserEmail, "", agentauthv1.NormalValue(KindUserEmail, id.Email))
 	case FormatPhoneNumber:
 		return one(KindUserPhone, "", id.PhoneNumber)
 	case FormatIssSub:
@@ -304,7 +304,7 @@ func scoped(id SubjectID, setIss string) [][2]string {
 	case FormatSAMLAssertionID:
 		return [][2]string{{id.Issuer, id.AssertionID}}
 	case FormatEmail:
-		return [][2]string{{"", normalizeEmail(id.Email)}}
+		return [][2]string{{"", agentauthv1.NormalValue(KindUserEmail, id.Email)}}
 	case FormatPhoneNumber:
 		return [][2]string{{"", id.PhoneNumber}}
 	case FormatURI, FormatAccount:
@@ -324,12 +324,6 @@ func scoped(id SubjectID, setIss string) [][2]string {
 func isSPIFFEID(uri string) bool {
 	_, err := spiffeid.FromString(uri)
 	return err == nil
-}
-
-// normalizeEmail lower-cases the domain; the local part is case-sensitive per RFC 5321 and kept as sent.
-func normalizeEmail(email string) string {
-	at := strings.LastIndexByte(email, '@')
-	return email[:at+1] + strings.ToLower(email[at+1:])
 }
 
 // normalizeSerial writes a certificate serial as lower-case hex without separators (how the issuer records

@@ -55,6 +55,17 @@ func KindsFor(class string) []string {
 	return nil
 }
 
+// NormalValue is the form a subject value of a kind is stored and looked up in, so that a security event, an
+// operator and a token that name the same subject match: an email's domain is lower-cased (its local part is
+// case-sensitive, RFC 5321). Values of other kinds are compared as they are.
+func NormalValue(kind, value string) string {
+	if kind != "user_email" {
+		return value
+	}
+	at := strings.LastIndexByte(value, '@')
+	return value[:at+1] + strings.ToLower(value[at+1:])
+}
+
 // Describe says why a revocation refuses, for refusal messages and audit records: its reason and, when a security
 // event caused it, the event type and the SET's jti. The id is not included; callers name it.
 func (x *Revocation) Describe() string {

@@ -25,3 +25,18 @@ func TestSubjectKeyIsUnambiguous(t *testing.T) {
 		}
 	}
 }
+
+func TestNormalValue(t *testing.T) {
+	for _, tc := range []struct{ kind, in, want string }{
+		{"user_email", "Erin@Example.COM", "Erin@example.com"},
+		{"user_email", "erin@example.com", "erin@example.com"},
+		{"user_email", "no-at-sign", "no-at-sign"},
+		{"user_email", "a@b@Example.ORG", "a@b@example.org"},
+		{"user_iss_sub", "Erin@Example.COM", "Erin@Example.COM"},
+		{"spiffe", "spiffe://example.org/A", "spiffe://example.org/A"},
+	} {
+		if got := NormalValue(tc.kind, tc.in); got != tc.want {
+			t.Errorf("NormalValue(%s, %q) = %q, want %q", tc.kind, tc.in, got, tc.want)
+		}
+	}
+}
