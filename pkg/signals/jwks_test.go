@@ -11,18 +11,19 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/agentauth/agentauth/pkg/signals/signalstest"
 )
 
 func TestJWKSRotationOverURL(t *testing.T) {
 	clk := newClock()
-	tt := newTestTransmitter(t, clk)
-	tt.cacheControl = "public, max-age=600"
-	recv, sink := newURLReceiver(t, tt)
-	hits := func() int { tt.mu.Lock(); defer tt.mu.Unlock(); return tt.jwksHits }
+	tr := newTransmitter(t, clk, func(o *signalstest.Options) { o.CacheControl = "public, max-age=600" })
+	recv, sink := newURLReceiver(t, tr, clk)
+	hits := func() int { return tr.Counts().JWKSFetches }
 	n := 0
 	push := func(key jose.JSONWebKey) (int, setErrorBody) {
 		n++
-		tok, err := Sign(key, SETClaims{Issuer: tt.issuer, Audience: []string{testAudience}, IssuedAt: clk.Now(),
+		tok, err := Sign(key, SETClaims{Issuer: tr.Issuer, Audience: []string{testAudience}, IssuedAt: clk.Now(),
 			JTI: "rot-" + string(rune('a'+n)), Subject: SubjectID{Format: FormatEmail, Email: "a@example.com"},
 			Events: map[string]map[string]any{EventSessionRevoked: nil}})
 		if err != nil {
@@ -30,7 +31,7 @@ func TestJWKSRotationOverURL(t *testing.T) {
 		}
 		return pushTo(t, recv, tok, nil)
 	}
-	old := tt.keys[0]
+	old := tr.Key()
 	if code, eb := push(old); code != 202 || hits() != 1 {
 		t.Fatalf("first SET: %d %+v, %d fetches", code, eb, hits())
 	}
@@ -40,9 +41,7 @@ func TestJWKSRotationOverURL(t *testing.T) {
 
 	// The transmitter rotates to a new key and drops the old one.
 	fresh := newKey(t, "t2", jose.ES256)
-	tt.mu.Lock()
-	tt.keys = []jose.JSONWebKey{fresh}
-	tt.mu.Unlock()
+	tr.SetKeys(fresh)
 	// Right after a fetch, an unknown kid does not cause another one (rate limit): refused.
 	if code, eb := push(fresh); code != 400 || eb.Err != CodeInvalidKey || hits() != 1 {
 		t.Fatalf("unknown kid within the refetch interval: %d %+v, %d fetches", code, eb, hits())
@@ -61,9 +60,7 @@ func TestJWKSRotationOverURL(t *testing.T) {
 		t.Fatalf("after max-age: %d fetches", hits())
 	}
 	// A failed refresh keeps the last good keys (fail-static).
-	tt.mu.Lock()
-	tt.jwksStatus = http.StatusInternalServerError
-	tt.mu.Unlock()
+	tr.SetJWKSStatus(http.StatusInternalServerError)
 	clk.Advance(601 * time.Second)
 	if code, eb := push(fresh); code != 202 || hits() != 4 {
 		t.Fatalf("failed refresh: %d %+v, %d fetches", code, eb, hits())

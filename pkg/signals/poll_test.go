@@ -8,16 +8,15 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/agentauth/agentauth/pkg/signals/signalstest"
 )
 
 func TestPollDeliveryWithAcks(t *testing.T) {
 	clk := newClock()
-	tt := newTestTransmitter(t, clk)
-	recv, sink := newURLReceiver(t, tt)
-	client, err := Discover(context.Background(), StreamClientConfig{Issuer: tt.issuer, Authorization: tt.token, HTTPClient: tt.srv.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := newTransmitter(t, clk)
+	recv, sink := newURLReceiver(t, tr, clk)
+	client := discover(context.Background(), t, tr)
 	stream, err := client.CreateStream(context.Background(), StreamRequest{EventsRequested: supportedEvents()})
 	if err != nil {
 		t.Fatal(err)
@@ -25,18 +24,19 @@ func TestPollDeliveryWithAcks(t *testing.T) {
 	if stream.Delivery.Method != DeliveryPoll {
 		t.Fatalf("delivery %+v", stream.Delivery)
 	}
-	p, err := recv.NewPoller(PollConfig{Issuer: tt.issuer, EndpointURL: stream.Delivery.EndpointURL, Authorization: tt.token,
+	p, err := recv.NewPoller(PollConfig{Issuer: tr.Issuer, EndpointURL: stream.Delivery.EndpointURL, Authorization: tr.Authorization,
 		ReturnImmediately: true, Interval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := func(jti, event string, fields map[string]any) SETClaims {
-		return SETClaims{Issuer: tt.issuer, Audience: []string{testAudience}, JTI: jti, IssuedAt: clk.Now(),
-			Subject: SubjectID{Format: FormatURI, URI: "spiffe://example.org/agent/" + jti}, Events: map[string]map[string]any{event: fields}}
+	set := func(jti, event string, fields map[string]any) signalstest.SET {
+		return signalstest.SET{JTI: jti, IssuedAt: clk.Now(), Subject: SubjectID{Format: FormatURI, URI: "spiffe://example.org/agent/" + jti},
+			Events: map[string]map[string]any{event: fields}}
 	}
-	tt.send(stream.StreamID, set("a", EventSessionRevoked, nil))
-	tt.enqueue("b", signRaw(t, newKey(t, "t1", jose.ES256), "secevent+jwt", map[string]any{"iss": tt.issuer})) // not the transmitter's key
-	tt.send(stream.StreamID, set("c", EventRiskLevelChange, map[string]any{"principal": "USER", "current_level": "HIGH"}))
+	tr.Send(stream.StreamID, set("a", EventSessionRevoked, nil))
+	forged := signRaw(t, newKey(t, "t1", jose.ES256), "secevent+jwt", map[string]any{"iss": tr.Issuer}) // not the transmitter's key
+	tr.Enqueue(signalstest.Signed{JTI: "b", Token: forged})
+	tr.Send(stream.StreamID, set("c", EventRiskLevelChange, map[string]any{"principal": "USER", "current_level": "HIGH"}))
 
 	ctx := context.Background()
 	res, err := p.Poll(ctx)
@@ -50,20 +50,19 @@ func TestPollDeliveryWithAcks(t *testing.T) {
 	if res, err = p.Poll(ctx); err != nil || res.Received != 0 {
 		t.Fatalf("second poll: %+v %v", res, err)
 	}
-	acked, errs, queued := tt.snapshot()
-	if !slices.Equal(acked, []string{"a", "c"}) || errs["b"].Err != CodeInvalidKey || queued != 0 {
+	if acked, errs, queued := tr.Acked(), tr.SetErrs(), tr.Counts().Queued; !slices.Equal(acked, []string{"a", "c"}) || errs["b"].Err != CodeInvalidKey || queued != 0 {
 		t.Fatalf("transmitter saw acks %v, errors %v, %d queued", acked, errs, queued)
 	}
 
 	// A redelivered SET is acknowledged again and applied once.
-	tt.send(stream.StreamID, set("a", EventSessionRevoked, nil))
+	tr.Send(stream.StreamID, set("a", EventSessionRevoked, nil))
 	if res, err = p.Poll(ctx); err != nil || res.Acked != 1 || len(sink.Calls()) != 2 {
 		t.Fatalf("redelivery: %+v %v, %d applies", res, err, len(sink.Calls()))
 	}
 
 	// A failure on our side leaves the SET unacknowledged, so it comes again.
 	sink.setErr(errors.New("store down"))
-	tt.send(stream.StreamID, set("d", EventCredentialCompromise, map[string]any{"credential_type": "x509"}))
+	tr.Send(stream.StreamID, set("d", EventCredentialCompromise, map[string]any{"credential_type": "x509"}))
 	if res, err = p.Poll(ctx); err == nil || res.Retry != 1 {
 		t.Fatalf("failing sink: %+v %v", res, err)
 	}
@@ -76,35 +75,31 @@ func TestPollDeliveryWithAcks(t *testing.T) {
 	if err := p.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	small, _ := recv.NewPoller(PollConfig{Issuer: tt.issuer, EndpointURL: stream.Delivery.EndpointURL, Authorization: tt.token,
+	small, _ := recv.NewPoller(PollConfig{Issuer: tr.Issuer, EndpointURL: stream.Delivery.EndpointURL, Authorization: tr.Authorization,
 		ReturnImmediately: true, MaxEvents: 1})
-	tt.send(stream.StreamID, set("e", EventSessionRevoked, nil))
-	tt.send(stream.StreamID, set("f", EventSessionRevoked, nil))
+	tr.Send(stream.StreamID, set("e", EventSessionRevoked, nil))
+	tr.Send(stream.StreamID, set("f", EventSessionRevoked, nil))
 	if res, err = small.Poll(ctx); err != nil || res.Received != 1 || res.Acked != 1 || !res.MoreAvailable {
 		t.Fatalf("maxEvents 1: %+v %v", res, err)
 	}
 	if err := small.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if acked, _, queued := tt.snapshot(); !slices.Contains(acked, "e") || queued != 1 {
+	if acked, queued := tr.Acked(), tr.Counts().Queued; !slices.Contains(acked, "e") || queued != 1 {
 		t.Fatalf("flush: acked %v, %d queued", acked, queued)
 	}
 }
 
 func TestPollerRun(t *testing.T) {
 	clk := newClock()
-	tt := newTestTransmitter(t, clk)
-	recv, sink := newURLReceiver(t, tt)
-	client, err := Discover(context.Background(), StreamClientConfig{Issuer: tt.issuer, Authorization: tt.token, HTTPClient: tt.srv.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := client.CreateStream(context.Background(), StreamRequest{})
+	tr := newTransmitter(t, clk)
+	recv, sink := newURLReceiver(t, tr, clk)
+	stream, err := discover(context.Background(), t, tr).CreateStream(context.Background(), StreamRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Long polling: the transmitter holds the request until a SET arrives.
-	p, err := recv.NewPoller(PollConfig{Issuer: tt.issuer, EndpointURL: stream.Delivery.EndpointURL, Authorization: tt.token})
+	p, err := recv.NewPoller(PollConfig{Issuer: tr.Issuer, EndpointURL: stream.Delivery.EndpointURL, Authorization: tr.Authorization})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,8 +107,7 @@ func TestPollerRun(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	for i := range 3 {
-		tt.send(stream.StreamID, SETClaims{Issuer: tt.issuer, Audience: []string{testAudience}, IssuedAt: clk.Now(),
-			JTI:     string(rune('x' + i)),
+		tr.Send(stream.StreamID, signalstest.SET{IssuedAt: clk.Now(), JTI: string(rune('x' + i)),
 			Subject: SubjectID{Format: FormatEmail, Email: "u@example.com"}, Events: map[string]map[string]any{EventSessionRevoked: nil}})
 	}
 	waitFor(t, "three SETs applied", func() bool { return len(sink.Calls()) == 3 })
@@ -123,28 +117,28 @@ func TestPollerRun(t *testing.T) {
 	}
 	// Acks sent with a long poll that Run then cancelled are sent again by the final flush; duplicates are harmless.
 	waitFor(t, "acks flushed", func() bool {
-		acked, _, queued := tt.snapshot()
+		acked := tr.Acked()
 		slices.Sort(acked)
-		return slices.Equal(slices.Compact(acked), []string{"x", "y", "z"}) && queued == 0
+		return slices.Equal(slices.Compact(acked), []string{"x", "y", "z"}) && tr.Counts().Queued == 0
 	})
 }
 
 func TestPollerFailures(t *testing.T) {
 	clk := newClock()
-	tt := newTestTransmitter(t, clk)
-	recv, _ := newURLReceiver(t, tt)
+	tr := newTransmitter(t, clk)
+	recv, _ := newURLReceiver(t, tr, clk)
 	ctx := context.Background()
-	if _, err := recv.NewPoller(PollConfig{Issuer: "https://unknown.example.com", EndpointURL: tt.srv.URL + "/poll"}); err == nil {
+	if _, err := recv.NewPoller(PollConfig{Issuer: "https://unknown.example.com", EndpointURL: tr.URL + "/poll"}); err == nil {
 		t.Error("poller for an unknown transmitter")
 	}
-	if _, err := recv.NewPoller(PollConfig{Issuer: tt.issuer, EndpointURL: "http://transmitter.example.com/poll"}); err == nil {
+	if _, err := recv.NewPoller(PollConfig{Issuer: tr.Issuer, EndpointURL: "http://transmitter.example.com/poll"}); err == nil {
 		t.Error("plain http poll endpoint off loopback")
 	}
-	p, _ := recv.NewPoller(PollConfig{Issuer: tt.issuer, EndpointURL: tt.srv.URL + "/poll", Authorization: "Bearer wrong", ReturnImmediately: true})
+	p, _ := recv.NewPoller(PollConfig{Issuer: tr.Issuer, EndpointURL: tr.URL + "/poll", Authorization: "Bearer wrong", ReturnImmediately: true})
 	if _, err := p.Poll(ctx); err == nil {
 		t.Error("401 from the transmitter is not an error")
 	}
-	p, _ = recv.NewPoller(PollConfig{Issuer: tt.issuer, EndpointURL: tt.srv.URL + "/jwks", ReturnImmediately: true})
+	p, _ = recv.NewPoller(PollConfig{Issuer: tr.Issuer, EndpointURL: tr.URL + "/jwks", ReturnImmediately: true})
 	if _, err := p.Poll(ctx); err == nil {
 		t.Error("a non-poll endpoint answered with success")
 	}

@@ -8,22 +8,21 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/agentauth/agentauth/pkg/signals/signalstest"
 )
 
 func TestStreamManagementAndVerification(t *testing.T) {
 	clk := newClock()
-	tt := newTestTransmitter(t, clk)
-	recv, sink := newURLReceiver(t, tt, func(c *ReceiverConfig) { c.Transmitters[0].PushAuthorization = "Bearer push-secret" })
+	tr := newTransmitter(t, clk)
+	recv, sink := newURLReceiver(t, tr, clk, func(c *ReceiverConfig) { c.Transmitters[0].PushAuthorization = "Bearer push-secret" })
 	push := httptest.NewServer(recv)
 	t.Cleanup(push.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	client, err := Discover(ctx, StreamClientConfig{Issuer: tt.issuer, Authorization: tt.token, HTTPClient: tt.srv.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if md := client.Metadata(); md.Issuer != tt.issuer || !slices.Contains(md.DeliveryMethodsSupported, DeliveryPush) {
+	client := discover(ctx, t, tr)
+	if md := client.Metadata(); md.Issuer != tr.Issuer || !slices.Contains(md.DeliveryMethodsSupported, DeliveryPush) {
 		t.Fatalf("metadata %+v", md)
 	}
 	stream, err := client.CreateStream(ctx, StreamRequest{
@@ -52,25 +51,25 @@ func TestStreamManagementAndVerification(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A verification event whose state is not the one we asked for is refused with invalid_state.
-	_, stop := recv.expectVerification(tt.issuer, stream.StreamID, "expected-state")
-	if code := tt.send(stream.StreamID, tt.verificationSET(stream.StreamID, "forged-state")); code != http.StatusBadRequest {
+	_, stop := recv.expectVerification(tr.Issuer, stream.StreamID, "expected-state")
+	if code := tr.Send(stream.StreamID, tr.VerificationSET(stream.StreamID, "forged-state")); code != http.StatusBadRequest {
 		t.Fatalf("wrong state: %d", code)
 	}
 	stop()
 	// A verification the transmitter sends on its own (no state) is accepted.
-	if code := tt.send(stream.StreamID, tt.verificationSET(stream.StreamID, "")); code != http.StatusAccepted {
+	if code := tr.Send(stream.StreamID, tr.VerificationSET(stream.StreamID, "")); code != http.StatusAccepted {
 		t.Fatalf("unsolicited verification: %d", code)
 	}
 	// A stream-updated event is accepted and logged.
-	updated := tt.verificationSET(stream.StreamID, "")
+	updated := tr.VerificationSET(stream.StreamID, "")
 	updated.Events = map[string]map[string]any{EventStreamUpdated: {"status": "disabled", "reason": "too many errors"}}
-	if code := tt.send(stream.StreamID, updated); code != http.StatusAccepted {
+	if code := tr.Send(stream.StreamID, updated); code != http.StatusAccepted {
 		t.Fatalf("stream-updated: %d", code)
 	}
 	// A real event over the stream reaches the sink; control events never did.
-	ev := SETClaims{Issuer: tt.issuer, Audience: []string{testAudience}, IssuedAt: clk.Now(),
-		Subject: SubjectID{Format: FormatURI, URI: "spiffe://example.org/agent/a"}, Events: map[string]map[string]any{EventSessionRevoked: nil}}
-	if code := tt.send(stream.StreamID, ev); code != http.StatusAccepted || len(sink.Calls()) != 1 {
+	ev := signalstest.SET{IssuedAt: clk.Now(), Subject: SubjectID{Format: FormatURI, URI: "spiffe://example.org/agent/a"},
+		Events: map[string]map[string]any{EventSessionRevoked: nil}}
+	if code := tr.Send(stream.StreamID, ev); code != http.StatusAccepted || len(sink.Calls()) != 1 {
 		t.Fatalf("event: %d, %d applies", code, len(sink.Calls()))
 	}
 
@@ -87,19 +86,16 @@ func TestStreamManagementAndVerification(t *testing.T) {
 
 func TestVerifyOverPoll(t *testing.T) {
 	clk := newClock()
-	tt := newTestTransmitter(t, clk)
-	recv, _ := newURLReceiver(t, tt)
+	tr := newTransmitter(t, clk)
+	recv, _ := newURLReceiver(t, tr, clk)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	client, err := Discover(ctx, StreamClientConfig{Issuer: tt.issuer, Authorization: tt.token, HTTPClient: tt.srv.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := discover(ctx, t, tr)
 	stream, err := client.CreateStream(ctx, StreamRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := recv.NewPoller(PollConfig{Issuer: tt.issuer, EndpointURL: stream.Delivery.EndpointURL, Authorization: tt.token})
+	p, err := recv.NewPoller(PollConfig{Issuer: tr.Issuer, EndpointURL: stream.Delivery.EndpointURL, Authorization: tr.Authorization})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,18 +112,17 @@ func TestVerifyOverPoll(t *testing.T) {
 }
 
 func TestDiscoverFailures(t *testing.T) {
-	clk := newClock()
-	tt := newTestTransmitter(t, clk)
+	tr := newTransmitter(t, newClock())
 	ctx := context.Background()
 	tests := []struct {
 		name string
 		cfg  StreamClientConfig
 	}{
-		{"issuer path with no metadata", StreamClientConfig{Issuer: tt.srv.URL + "/tenant2", HTTPClient: tt.srv.Client()}},
-		{"metadata names another issuer", StreamClientConfig{Issuer: tt.srv.URL + "/tenant1/", HTTPClient: tt.srv.Client()}},
+		{"issuer path with no metadata", StreamClientConfig{Issuer: tr.URL + "/tenant2", HTTPClient: tr.Client()}},
+		{"metadata names another issuer", StreamClientConfig{Issuer: tr.URL + "/tenant1/", HTTPClient: tr.Client()}},
 		{"plain http off loopback", StreamClientConfig{Issuer: "http://transmitter.example.com"}},
-		{"issuer with a query", StreamClientConfig{Issuer: tt.srv.URL + "/tenant1?x=1", HTTPClient: tt.srv.Client()}},
-		{"untrusted TLS", StreamClientConfig{Issuer: tt.issuer}},
+		{"issuer with a query", StreamClientConfig{Issuer: tr.URL + "/tenant1?x=1", HTTPClient: tr.Client()}},
+		{"untrusted TLS", StreamClientConfig{Issuer: tr.Issuer}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,7 +132,7 @@ func TestDiscoverFailures(t *testing.T) {
 		})
 	}
 	// Management calls without the right bearer token fail with the transmitter's 401.
-	client, err := Discover(ctx, StreamClientConfig{Issuer: tt.issuer, Authorization: "Bearer wrong", HTTPClient: tt.srv.Client()})
+	client, err := Discover(ctx, StreamClientConfig{Issuer: tr.Issuer, Authorization: "Bearer wrong", HTTPClient: tr.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,13 +157,10 @@ func TestMetadataURL(t *testing.T) {
 
 func TestVerifyTimesOut(t *testing.T) {
 	clk := newClock()
-	tt := newTestTransmitter(t, clk)
-	recv, _ := newURLReceiver(t, tt)
+	tr := newTransmitter(t, clk)
+	recv, _ := newURLReceiver(t, tr, clk)
 	ctx := context.Background()
-	client, err := Discover(ctx, StreamClientConfig{Issuer: tt.issuer, Authorization: tt.token, HTTPClient: tt.srv.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := discover(ctx, t, tr)
 	stream, err := client.CreateStream(ctx, StreamRequest{}) // poll stream nobody polls
 	if err != nil {
 		t.Fatal(err)
