@@ -139,11 +139,31 @@ func (m Mapper) revoke(set *SET, ev Event, order [7]string, notBefore *time.Time
 	if len(subs) == 0 {
 		return nil, why
 	}
+	subs = append(subs, userFallback(set, ev, subs)...)
 	out := make([]Change, 0, len(subs))
 	for _, sub := range subs {
 		out = append(out, Change{Revocation: m.revocation(set, ev, sub, notBefore)})
 	}
 	return out, ""
+}
+
+// userFallback is the user member of a complex subject when the member acted on is one no sidecar can match: a
+// sidecar sees no device, group, org unit or tenant, and its sessions are Txn-Token transactions, not the identity
+// provider's session ids. Revoking the user too (from the event time) refuses every session of hers issued before
+// it instead of none: when in doubt, refuse.
+func userFallback(set *SET, ev Event, acted []*agentauthv1.Subject) []*agentauthv1.Subject {
+	id := set.SubjectOf(ev)
+	user, ok := id.Members["user"]
+	if id.Format != FormatComplex || !ok {
+		return nil
+	}
+	for _, s := range acted {
+		if s.GetKind() == "jti" || slices.Contains(agentauthv1.KindsFor("agent"), s.GetKind()) ||
+			slices.Contains(agentauthv1.KindsFor("user"), s.GetKind()) {
+			return nil
+		}
+	}
+	return subjectsOf(user, "user", set.Issuer)
 }
 
 func (m Mapper) revocation(set *SET, ev Event, sub *agentauthv1.Subject, notBefore *time.Time) *agentauthv1.Revocation {
