@@ -26,6 +26,7 @@ import (
 	"github.com/agentauth/agentauth/internal/sidecarload"
 	"github.com/agentauth/agentauth/internal/testproc"
 	"github.com/agentauth/agentauth/pkg/signals"
+	"github.com/agentauth/agentauth/pkg/signals/signalstest"
 	"github.com/agentauth/agentauth/pkg/xds"
 )
 
@@ -90,7 +91,7 @@ func benchSETToEnforced(b *testing.B, n int) {
 		iter++
 		fleet.Expect(sub)
 		sent := time.Now()
-		code, err := deliver(endpoint, "", set)
+		code, err := signalstest.Push(context.Background(), endpoint, "", set)
 		accept += time.Since(sent)
 		if err != nil || code != http.StatusAccepted {
 			b.Fatalf("push: HTTP %d %v", code, err)

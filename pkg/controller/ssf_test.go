@@ -3,27 +3,21 @@ package controller
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/agentauth/agentauth/pkg/signals"
+	"github.com/agentauth/agentauth/pkg/signals/signalstest"
 )
 
 const (
@@ -31,310 +25,25 @@ const (
 	mgmtToken   = "Bearer mgmt-token"
 )
 
-// transmitter is an in-process SSF transmitter on 127.0.0.1 whose issuer is its base URL: metadata, JWKS, stream
-// configuration, status, verification and the RFC 8936 poll endpoint, all behind one bearer token.
-type transmitter struct {
-	t      *testing.T
-	srv    *httptest.Server
-	issuer string
-	key    jose.JSONWebKey
-	// down makes metadata and management answer 503, as a transmitter that is not up yet.
-	down atomic.Bool
-
-	mu            sync.Mutex
-	wg            sync.WaitGroup
-	streams       map[string]*signals.StreamConfig
-	status        map[string]string
-	created       int
-	refused       int // management calls answered 503
-	verifications int // verification events sent
-	queue         []queuedSET
-	arrived       chan struct{}
-	polls         []pollRecord
+// newTransmitter is a signalstest transmitter on plain HTTP whose issuer is its base URL, for ssfAudience, with
+// every event type this receiver knows.
+func newTransmitter(t *testing.T) *signalstest.Transmitter {
+	return signalstest.New(t, signalstest.Options{Audience: ssfAudience, Authorization: mgmtToken,
+		EventsSupported: signals.KnownEventTypes()})
 }
 
-type queuedSET struct{ jti, token string }
-
-// pollRecord is one poll request as the transmitter saw it, and the SETs it answered with.
-type pollRecord struct {
-	acks     []string
-	setErrs  map[string]setErr
-	returned []string
-}
-
-type setErr struct {
-	Err         string `json:"err"`
-	Description string `json:"description"`
-}
-
-func newTransmitter(t *testing.T) *transmitter {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &transmitter{t: t, key: jose.JSONWebKey{Key: priv, KeyID: "t1", Algorithm: string(jose.ES256), Use: "sig"},
-		streams: map[string]*signals.StreamConfig{}, status: map[string]string{}, arrived: make(chan struct{})}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/ssf-configuration", tr.management(tr.metadata))
-	mux.HandleFunc("GET /jwks", tr.jwks)
-	mux.HandleFunc("/streams", tr.management(tr.stream))
-	mux.HandleFunc("/status", tr.management(tr.streamStatus))
-	mux.HandleFunc("POST /verify", tr.management(tr.verify))
-	mux.HandleFunc("POST /poll", tr.authorized(tr.poll))
-	tr.srv = httptest.NewServer(mux)
-	tr.issuer = tr.srv.URL
-	t.Cleanup(func() {
-		tr.wg.Wait()
-		tr.srv.Close()
-	})
-	return tr
-}
-
-func (tr *transmitter) authorized(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != mgmtToken {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		h(w, r)
-	}
-}
-
-// management is an endpoint that answers 503 while the transmitter is down.
-func (tr *transmitter) management(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if tr.down.Load() {
-			tr.mu.Lock()
-			tr.refused++
-			tr.mu.Unlock()
-			http.Error(w, "starting", http.StatusServiceUnavailable)
-			return
-		}
-		if r.URL.Path == "/.well-known/ssf-configuration" {
-			h(w, r)
-			return
-		}
-		tr.authorized(h)(w, r)
-	}
-}
-
-func writeJSONTo(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func (tr *transmitter) metadata(w http.ResponseWriter, _ *http.Request) {
-	writeJSONTo(w, http.StatusOK, signals.TransmitterMetadata{SpecVersion: "1_0", Issuer: tr.issuer, JWKSURI: tr.issuer + "/jwks",
-		DeliveryMethodsSupported: []string{signals.DeliveryPush, signals.DeliveryPoll},
-		ConfigurationEndpoint:    tr.issuer + "/streams", StatusEndpoint: tr.issuer + "/status", VerificationEndpoint: tr.issuer + "/verify"})
-}
-
-func (tr *transmitter) jwks(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/jwk-set+json")
-	_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{tr.key.Public()}})
-}
-
-func (tr *transmitter) stream(w http.ResponseWriter, r *http.Request) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	id := r.URL.Query().Get("stream_id")
-	switch r.Method {
-	case http.MethodPost:
-		var req signals.StreamRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		tr.created++
-		id = fmt.Sprintf("stream-%d", tr.created)
-		d := req.Delivery
-		if d == nil {
-			d = &signals.Delivery{Method: signals.DeliveryPoll, EndpointURL: tr.issuer + "/poll"}
-		}
-		sc := &signals.StreamConfig{StreamID: id, Iss: tr.issuer, Aud: signals.Audience{ssfAudience}, Delivery: d,
-			EventsSupported: signals.KnownEventTypes(), EventsRequested: req.EventsRequested, EventsDelivered: req.EventsRequested,
-			Description: req.Description}
-		tr.streams[id] = sc
-		tr.status[id] = "enabled"
-		writeJSONTo(w, http.StatusCreated, sc)
-	case http.MethodGet:
-		if sc := tr.streams[id]; sc != nil {
-			writeJSONTo(w, http.StatusOK, sc)
-			return
-		}
-		http.NotFound(w, r)
-	case http.MethodDelete:
-		if tr.streams[id] == nil {
-			http.NotFound(w, r)
-			return
-		}
-		delete(tr.streams, id)
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		w.WriteHeader(http.StatusMethodNotAllowed)
-	}
-}
-
-func (tr *transmitter) streamStatus(w http.ResponseWriter, r *http.Request) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	if r.Method == http.MethodPost {
-		var st signals.StreamStatus
-		if err := json.NewDecoder(r.Body).Decode(&st); err != nil || tr.streams[st.StreamID] == nil {
-			http.Error(w, "bad status request", http.StatusBadRequest)
-			return
-		}
-		tr.status[st.StreamID] = st.Status
-		writeJSONTo(w, http.StatusOK, st)
-		return
-	}
-	id := r.URL.Query().Get("stream_id")
-	if tr.streams[id] == nil {
-		http.NotFound(w, r)
-		return
-	}
-	writeJSONTo(w, http.StatusOK, signals.StreamStatus{StreamID: id, Status: tr.status[id]})
-}
-
-// verify answers 204, then delivers the verification event over the stream, as a transmitter's queue would.
-func (tr *transmitter) verify(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		StreamID string `json:"stream_id"`
-		State    string `json:"state"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	tr.mu.Lock()
-	sc := tr.streams[req.StreamID]
-	if sc != nil {
-		tr.verifications++
-	}
-	tr.mu.Unlock()
-	if sc == nil {
-		http.NotFound(w, r)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-	ev := tr.set(fmt.Sprintf("verify-%s-%d", req.StreamID, time.Now().UnixNano()),
-		signals.SubjectID{Format: signals.FormatOpaque, ID: req.StreamID}, signals.EventVerification, map[string]any{"state": req.State})
-	if sc.Delivery.Method == signals.DeliveryPoll {
-		tr.enqueue(ev)
-		return
-	}
-	tr.wg.Add(1)
-	go func() {
-		defer tr.wg.Done()
-		// A push the receiver does not accept is only logged: a real transmitter would retry it.
-		if code, err := deliver(sc.Delivery.EndpointURL, sc.Delivery.AuthorizationHeader, ev.token); code != http.StatusAccepted {
-			tr.t.Logf("verification push: HTTP %d %v", code, err)
-		}
-	}()
-}
-
-// set signs a SET with one event.
-func (tr *transmitter) set(jti string, sub signals.SubjectID, event string, fields map[string]any) queuedSET {
-	return tr.setFor(ssfAudience, jti, sub, event, fields)
-}
-
-func (tr *transmitter) setFor(aud, jti string, sub signals.SubjectID, event string, fields map[string]any) queuedSET {
-	tok, err := signals.Sign(tr.key, signals.SETClaims{Issuer: tr.issuer, Audience: []string{aud}, JTI: jti,
-		Subject: sub, Events: map[string]map[string]any{event: fields}})
-	if err != nil {
-		tr.t.Error(err)
-	}
-	return queuedSET{jti, tok}
+// signEvent is a SET of tr with one event and no members.
+func signEvent(tr *signalstest.Transmitter, jti string, sub signals.SubjectID, event string) signalstest.Signed {
+	return tr.Sign(signalstest.SET{JTI: jti, Subject: sub, Events: map[string]map[string]any{event: nil}})
 }
 
 func agent(name string) signals.SubjectID {
 	return signals.SubjectID{Format: signals.FormatURI, URI: "spiffe://example.org/agent/" + name}
 }
 
-// enqueue adds SETs for poll delivery, all at once so that one poll returns them together.
-func (tr *transmitter) enqueue(sets ...queuedSET) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	tr.queue = append(tr.queue, sets...)
-	close(tr.arrived)
-	tr.arrived = make(chan struct{})
-}
-
-// poll is the RFC 8936 server side: acknowledged and error-reported SETs leave the queue, the others are returned
-// up to maxEvents; with returnImmediately false an empty queue holds the request up to 2s.
-func (tr *transmitter) poll(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Ack               []string          `json:"ack"`
-		SetErrs           map[string]setErr `json:"setErrs"`
-		MaxEvents         int               `json:"maxEvents"`
-		ReturnImmediately bool              `json:"returnImmediately"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	tr.mu.Lock()
-	tr.queue = slices.DeleteFunc(tr.queue, func(q queuedSET) bool {
-		_, failed := req.SetErrs[q.jti]
-		return failed || slices.Contains(req.Ack, q.jti)
-	})
-	// Recorded now: a long poll that carries acks may wait a while for SETs to return.
-	tr.polls = append(tr.polls, pollRecord{acks: req.Ack, setErrs: req.SetErrs})
-	rec := len(tr.polls) - 1
-	empty, arrived := len(tr.queue) == 0, tr.arrived
-	tr.mu.Unlock()
-	if empty && !req.ReturnImmediately && req.MaxEvents > 0 {
-		select {
-		case <-arrived:
-		case <-time.After(2 * time.Second):
-		case <-r.Context().Done():
-		}
-	}
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	sets := map[string]string{}
-	for _, q := range tr.queue {
-		if len(sets) == req.MaxEvents {
-			break
-		}
-		sets[q.jti] = q.token
-		tr.polls[rec].returned = append(tr.polls[rec].returned, q.jti)
-	}
-	writeJSONTo(w, http.StatusOK, map[string]any{"sets": sets, "moreAvailable": len(sets) < len(tr.queue)})
-}
-
-func (tr *transmitter) snapshot() (polls []pollRecord, streams []signals.StreamConfig, created, verifications, refused, queued int) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	for _, s := range tr.streams {
-		streams = append(streams, *s)
-	}
-	return slices.Clone(tr.polls), streams, tr.created, tr.verifications, tr.refused, len(tr.queue)
-}
-
-// deliver POSTs a SET to an RFC 8935 endpoint and returns the status.
-func deliver(endpoint, auth, token string) (int, error) {
-	req, err := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(token))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", signals.MediaTypeSET)
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
-}
-
 func push(t *testing.T, endpoint, auth, token string) int {
 	t.Helper()
-	code, err := deliver(endpoint, auth, token)
+	code, err := signalstest.Push(context.Background(), endpoint, auth, token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,35 +141,32 @@ func TestSSFStreamWithPollDelivery(t *testing.T) {
       jwksURL: %s/jwks
       poll: {maxEvents: 10}
       stream: {authorization: %q, delivery: poll, eventsRequested: [session-revoked, account-disabled]}
-`, tr.issuer, ssfAudience, tr.issuer, mgmtToken))
+`, tr.Issuer, ssfAudience, tr.Issuer, mgmtToken))
 	c, stop := runController(t, cfg)
-	waitFor(t, "the stream to be verified", func() bool { return streamVerified(t, c, tr.issuer) == "1" })
-	_, streams, created, verifications, _, _ := tr.snapshot()
-	if created != 1 || verifications != 1 || len(streams) != 1 {
-		t.Fatalf("created %d streams, %d verifications", created, verifications)
+	waitFor(t, "the stream to be verified", func() bool { return streamVerified(t, c, tr.Issuer) == "1" })
+	streams, n := tr.Streams(), tr.Counts()
+	if n.Created != 1 || n.Verifications != 1 || len(streams) != 1 {
+		t.Fatalf("created %d streams, %d verifications", n.Created, n.Verifications)
 	}
 	if s := streams[0]; s.Delivery.Method != signals.DeliveryPoll ||
 		!slices.Equal(s.EventsRequested, []string{signals.EventSessionRevoked, signals.EventAccountDisabled}) {
 		t.Fatalf("stream %+v", s)
 	}
 
-	good := tr.set("good", agent("a"), signals.EventSessionRevoked, nil)
-	bad := tr.setFor("https://someone-else.example", "bad", agent("b"), signals.EventAccountDisabled, nil)
-	tr.enqueue(good, bad)
+	good := signEvent(tr, "good", agent("a"), signals.EventSessionRevoked)
+	bad := tr.Sign(signalstest.SET{JTI: "bad", Audience: []string{"https://someone-else.example"}, Subject: agent("b"),
+		Events: map[string]map[string]any{signals.EventAccountDisabled: nil}})
+	tr.Enqueue(good, bad)
 	waitFor(t, "the revocation", func() bool { _, ok := revokedBy(t, c, "good"); return ok })
-	var polls []pollRecord
-	waitFor(t, "the acknowledgement", func() bool {
-		var queued int
-		polls, _, _, _, _, queued = tr.snapshot()
-		return queued == 0
-	})
-	i := slices.IndexFunc(polls, func(p pollRecord) bool { return slices.Contains(p.returned, "good") })
-	if i < 0 || i+1 >= len(polls) || !slices.Equal(polls[i].returned, []string{"good", "bad"}) {
+	waitFor(t, "the acknowledgement", func() bool { return tr.Counts().Queued == 0 })
+	polls := tr.Polls()
+	i := slices.IndexFunc(polls, func(p signalstest.Poll) bool { return slices.Contains(p.Returned, "good") })
+	if i < 0 || i+1 >= len(polls) || !slices.Equal(polls[i].Returned, []string{"good", "bad"}) {
 		t.Fatalf("polls %+v", polls)
 	}
 	next := polls[i+1]
-	if !slices.Equal(next.acks, []string{"good"}) || len(next.setErrs) != 1 || next.setErrs["bad"].Err != signals.CodeInvalidAudience {
-		t.Fatalf("the poll after the batch carried acks %v, setErrs %v", next.acks, next.setErrs)
+	if !slices.Equal(next.Acks, []string{"good"}) || len(next.SetErrs) != 1 || next.SetErrs["bad"].Err != signals.CodeInvalidAudience {
+		t.Fatalf("the poll after the batch carried acks %v, setErrs %v", next.Acks, next.SetErrs)
 	}
 	if sub, _ := revokedBy(t, c, "good"); sub != "spiffe://example.org/agent/a" {
 		t.Fatalf("revoked %q", sub)
@@ -472,9 +178,9 @@ func TestSSFStreamWithPollDelivery(t *testing.T) {
 	// A restart finds the stream it created, and verifies it again.
 	stop()
 	c2, _ := runController(t, cfg)
-	waitFor(t, "the stream to be verified after a restart", func() bool { return streamVerified(t, c2, tr.issuer) == "1" })
-	if _, _, created, verifications, _, _ := tr.snapshot(); created != 1 || verifications != 2 {
-		t.Fatalf("after a restart: created %d streams, %d verifications", created, verifications)
+	waitFor(t, "the stream to be verified after a restart", func() bool { return streamVerified(t, c2, tr.Issuer) == "1" })
+	if n := tr.Counts(); n.Created != 1 || n.Verifications != 2 {
+		t.Fatalf("after a restart: created %d streams, %d verifications", n.Created, n.Verifications)
 	}
 }
 
@@ -482,7 +188,7 @@ func TestSSFStreamWithPollDelivery(t *testing.T) {
 // another transmitter's polling work meanwhile, and the stream is created and verified over push once it is up.
 func TestSSFStreamWithPushDeliveryTransmitterDown(t *testing.T) {
 	tr := newTransmitter(t)
-	tr.down.Store(true)
+	tr.SetDown(true)
 	tp := newTransmitter(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -503,29 +209,28 @@ func TestSSFStreamWithPushDeliveryTransmitterDown(t *testing.T) {
       audience: [%s]
       jwksURL: %s/jwks
       poll: {url: %s/poll, authorization: %q, interval: 1s}
-`, ssfAddr, tr.issuer, ssfAudience, tr.issuer, mgmtToken, pushURL, tp.issuer, ssfAudience, tp.issuer, tp.issuer, mgmtToken))
+`, ssfAddr, tr.Issuer, ssfAudience, tr.Issuer, mgmtToken, pushURL, tp.Issuer, ssfAudience, tp.Issuer, tp.Issuer, mgmtToken))
 	c, _ := runController(t, cfg)
-	waitFor(t, "a refused discovery", func() bool { _, _, _, _, refused, _ := tr.snapshot(); return refused > 0 })
+	waitFor(t, "a refused discovery", func() bool { return tr.Counts().Refused > 0 })
 
-	if code := push(t, pushURL, "Bearer push-secret", tr.set("pushed", agent("c"), signals.EventAccountDisabled, nil).token); code != http.StatusAccepted {
+	if code := push(t, pushURL, "Bearer push-secret", signEvent(tr, "pushed", agent("c"), signals.EventAccountDisabled).Token); code != http.StatusAccepted {
 		t.Fatalf("push while the stream is not set up: HTTP %d", code)
 	}
-	tp.enqueue(tp.set("polled", agent("d"), signals.EventSessionRevoked, nil))
+	tp.Enqueue(signEvent(tp, "polled", agent("d"), signals.EventSessionRevoked))
 	waitFor(t, "the polled SET applied and acknowledged", func() bool {
-		_, _, _, _, _, queued := tp.snapshot()
 		_, ok := revokedBy(t, c, "polled")
-		return ok && queued == 0
+		return ok && tp.Counts().Queued == 0
 	})
 	if _, ok := revokedBy(t, c, "pushed"); !ok {
 		t.Fatal("the pushed SET was not applied")
 	}
-	if v := streamVerified(t, c, tr.issuer); v != "0" {
+	if v := streamVerified(t, c, tr.Issuer); v != "0" {
 		t.Fatalf("stream verified = %q before the transmitter was up", v)
 	}
 
-	tr.down.Store(false)
-	waitFor(t, "the stream to be verified", func() bool { return streamVerified(t, c, tr.issuer) == "1" })
-	_, streams, created, _, _, _ := tr.snapshot()
+	tr.SetDown(false)
+	waitFor(t, "the stream to be verified", func() bool { return streamVerified(t, c, tr.Issuer) == "1" })
+	streams, created := tr.Streams(), tr.Counts().Created
 	if created != 1 {
 		t.Fatalf("created %d streams", created)
 	}
@@ -546,12 +251,12 @@ func TestSSFStreamReplacedWhenConfigChanges(t *testing.T) {
   listen: 127.0.0.1:0
   transmitters:
     - {issuer: %s, audience: [%s], jwksURL: %s/jwks, stream: %s}
-`, tr.issuer, ssfAudience, tr.issuer, stream)
+`, tr.Issuer, ssfAudience, tr.Issuer, stream)
 	}
 	cfg := ssfConfig(t, block(fmt.Sprintf(`{authorization: %q, delivery: push, pushEndpoint: "http://127.0.0.1:1/ssf/events"}`, mgmtToken)))
 	c, stop := runController(t, cfg)
-	waitFor(t, "the push stream", func() bool { _, _, created, _, _, _ := tr.snapshot(); return created == 1 })
-	if v := streamVerified(t, c, tr.issuer); v != "0" {
+	waitFor(t, "the push stream", func() bool { return tr.Counts().Created == 1 })
+	if v := streamVerified(t, c, tr.Issuer); v != "0" {
 		t.Fatalf("verified = %q though pushes cannot arrive", v)
 	}
 	stop()
@@ -559,8 +264,8 @@ func TestSSFStreamReplacedWhenConfigChanges(t *testing.T) {
 	poll := ssfConfig(t, block(fmt.Sprintf(`{authorization: %q, delivery: poll}`, mgmtToken)))
 	poll.DataDir = cfg.DataDir
 	c2, _ := runController(t, poll)
-	waitFor(t, "the poll stream to be verified", func() bool { return streamVerified(t, c2, tr.issuer) == "1" })
-	_, streams, created, _, _, _ := tr.snapshot()
+	waitFor(t, "the poll stream to be verified", func() bool { return streamVerified(t, c2, tr.Issuer) == "1" })
+	streams, created := tr.Streams(), tr.Counts().Created
 	if created != 2 || len(streams) != 1 || streams[0].StreamID != "stream-2" || streams[0].Delivery.Method != signals.DeliveryPoll {
 		t.Fatalf("created %d, streams %+v", created, streams)
 	}
