@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"sync"
@@ -80,8 +81,10 @@ type Identity struct {
 	Subject string
 	// Method is AuthMTLS, AuthWITWPT or AuthWITHTTPSig.
 	Method string
-	// PeerID is the mTLS peer's SPIFFE ID when the caller presented a client certificate.
-	PeerID string
+	// PeerID is the mTLS peer's SPIFFE ID when the caller presented a client certificate, and PeerCert that
+	// verified certificate (for revocation by serial).
+	PeerID   string
+	PeerCert *x509.Certificate
 	// DelegatedSubject and TransactionID come from a verified Txn-Token, when there is one.
 	DelegatedSubject string
 	TransactionID    string

@@ -91,7 +91,7 @@ func (s *AuthenticateStep) Handle(ctx context.Context, x *Exchange) error {
 	proofs := rt.Modes.proofs()
 	if proofs == 0 {
 		id := peer.ID.String()
-		x.Identity = &Identity{Subject: id, Method: AuthMTLS, PeerID: id}
+		x.Identity = &Identity{Subject: id, Method: AuthMTLS, PeerID: id, PeerCert: peer.TLS.PeerCertificates[0]}
 		return nil
 	}
 	mode := proofMode(r.Header, proofs)
@@ -125,7 +125,7 @@ func (s *AuthenticateStep) Handle(ctx context.Context, x *Exchange) error {
 		}
 	}
 	if !peer.ID.IsZero() {
-		id.PeerID = peer.ID.String()
+		id.PeerID, id.PeerCert = peer.ID.String(), peer.TLS.PeerCertificates[0]
 	}
 	x.Identity = id
 	return nil

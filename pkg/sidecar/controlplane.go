@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -242,6 +243,14 @@ func (cp *controlPlane) Check(_ context.Context, id *proxy.Identity) error {
 	}
 	if jti, _ := id.Attrs[attrWITJTI].(string); jti != "" {
 		if r := st.Revoked("jti", "", jti, issued, now); r != nil {
+			return proxy.Revoked(r.GetId(), r.Describe())
+		}
+	}
+	// A certificate revoked by serial (CAEP credential-change, x509) is refused for good. Its issuer is matched
+	// loosely, like the jti's: a DN has many spellings, and serials are random.
+	if c := id.PeerCert; c != nil {
+		serial := agentauthv1.NormalValue("x509_serial", hex.EncodeToString(c.SerialNumber.Bytes()))
+		if r := st.Revoked("x509_serial", "", serial, c.NotBefore, now); r != nil {
 			return proxy.Revoked(r.GetId(), r.Describe())
 		}
 	}

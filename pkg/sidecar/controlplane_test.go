@@ -2,9 +2,11 @@ package sidecar
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,6 +77,9 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestCheckRevokedCaller(t *testing.T) {
 	pub, cp := startControlPlane(t)
 	issued := time.Now().Add(-time.Minute)
+	peer := testca.New(t, spiffeid.RequireTrustDomainFromString("example.org")).CreateX509SVID(
+		spiffeid.RequireFromString("spiffe://example.org/agent/e")).Certificates[0]
+	withPeer := func(id *proxy.Identity, c *x509.Certificate) *proxy.Identity { id.PeerCert = c; return id }
 	caller := func(subject, jti string) *proxy.Identity {
 		return &proxy.Identity{Subject: subject, Attrs: map[string]any{attrWITJTI: jti, attrIssuedAt: issued}}
 	}
@@ -93,6 +98,9 @@ func TestCheckRevokedCaller(t *testing.T) {
 			caller("spiffe://example.org/agent/c", "jti-c")},
 		{"WIT by jti and issuer", &agentauthv1.Subject{Kind: "jti", Iss: "https://issuer.example.org", Value: "jti-d"},
 			caller("spiffe://example.org/agent/d", "jti-d")},
+		// CAEP credential-change of an x509 credential: the serial as a transmitter writes it, with colons.
+		{"client certificate by serial", &agentauthv1.Subject{Kind: "x509_serial", Iss: "CN=agentauth CA,O=example.org",
+			Value: agentauthv1.NormalValue("x509_serial", colonHex(peer.SerialNumber.Bytes()))}, withPeer(caller("spiffe://example.org/agent/e", "jti-e"), peer)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bystander := caller("spiffe://example.org/agent/bystander", "jti-bystander")
@@ -139,4 +147,13 @@ func TestRevokedUser(t *testing.T) {
 			t.Errorf("user %q revoked = %t, want %t", tc.user, got, tc.want)
 		}
 	}
+}
+
+// colonHex writes b as upper-case hex bytes separated by colons, as certificate tools print serials.
+func colonHex(b []byte) string {
+	parts := make([]string, len(b))
+	for i, c := range b {
+		parts[i] = fmt.Sprintf("%02X", c)
+	}
+	return strings.Join(parts, ":")
 }

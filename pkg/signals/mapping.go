@@ -97,7 +97,7 @@ func (m Mapper) mapEvent(set *SET, ev Event) ([]Change, string) {
 		}
 		if ev.CredentialType == "x509" && ev.X509Issuer != "" && ev.X509Serial != "" &&
 			(ev.ChangeType == "revoke" || ev.ChangeType == "delete") {
-			sub := &agentauthv1.Subject{Kind: KindX509Serial, Iss: ev.X509Issuer, Value: normalizeSerial(ev.X509Serial)}
+			sub := &agentauthv1.Subject{Kind: KindX509Serial, Iss: ev.X509Issuer, Value: agentauthv1.NormalValue(KindX509Serial, ev.X509Serial)}
 			return []Change{{Revocation: m.revocation(set, ev, sub, nil)}}, ""
 		}
 		return m.revoke(set, ev, revokeOrder(), &at)
@@ -344,12 +344,6 @@ func scoped(id SubjectID, setIss string) [][2]string {
 func isSPIFFEID(uri string) bool {
 	_, err := spiffeid.FromString(uri)
 	return err == nil
-}
-
-// normalizeSerial writes a certificate serial as lower-case hex without separators (how the issuer records
-// serials); CAEP does not fix a format, so a transmitter sending decimal must agree to send hex instead.
-func normalizeSerial(s string) string {
-	return strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(s))
 }
 
 // revocationID is stable for one subject of one event of one SET, so a SET applied twice writes the same

@@ -56,14 +56,22 @@ func KindsFor(class string) []string {
 }
 
 // NormalValue is the form a subject value of a kind is stored and looked up in, so that a security event, an
-// operator and a token that name the same subject match: an email's domain is lower-cased (its local part is
-// case-sensitive, RFC 5321). Values of other kinds are compared as they are.
+// operator and a token or certificate that name the same subject match: an email's domain is lower-cased (its
+// local part is case-sensitive, RFC 5321), and a certificate serial is lower-case hex without separators or
+// leading zeros (CAEP fixes no format; a transmitter must send hex). Values of other kinds are compared as they are.
 func NormalValue(kind, value string) string {
-	if kind != "user_email" {
-		return value
+	switch kind {
+	case "user_email":
+		at := strings.LastIndexByte(value, '@')
+		return value[:at+1] + strings.ToLower(value[at+1:])
+	case "x509_serial":
+		hex := strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(value))
+		if trimmed := strings.TrimLeft(hex, "0"); trimmed != "" || hex == "" {
+			return trimmed
+		}
+		return "0"
 	}
-	at := strings.LastIndexByte(value, '@')
-	return value[:at+1] + strings.ToLower(value[at+1:])
+	return value
 }
 
 // Describe says why a revocation refuses, for refusal messages and audit records: its reason and, when a security

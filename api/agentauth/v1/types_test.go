@@ -40,3 +40,14 @@ func TestNormalValue(t *testing.T) {
 		}
 	}
 }
+
+func TestNormalSerial(t *testing.T) {
+	for _, in := range []string{"0a:1B:2c", "a1b2c", "000A1B2C", "0A 1B 2C"} {
+		if got := NormalValue("x509_serial", in); got != "a1b2c" {
+			t.Errorf("NormalValue(x509_serial, %q) = %q, want a1b2c", in, got)
+		}
+	}
+	if got := NormalValue("x509_serial", "00"); got != "0" {
+		t.Errorf("serial 00 = %q, want 0", got)
+	}
+}
