@@ -442,6 +442,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// decode reads r's JSON body into v, or answers 400 and returns false.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
 func (tr *Transmitter) metadata(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"spec_version": "1_0", "issuer": tr.Issuer, "jwks_uri": tr.URL + "/jwks",
@@ -480,8 +489,7 @@ func (tr *Transmitter) stream(w http.ResponseWriter, r *http.Request) {
 			EventsRequested []string  `json:"events_requested"`
 			Description     string    `json:"description"`
 		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+		if !decode(w, r, &req) {
 			return
 		}
 		tr.counts.Created++
@@ -547,8 +555,7 @@ func (tr *Transmitter) verify(w http.ResponseWriter, r *http.Request) {
 		StreamID string `json:"stream_id"`
 		State    string `json:"state"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	if !decode(w, r, &req) {
 		return
 	}
 	tr.mu.Lock()
@@ -586,8 +593,7 @@ func (tr *Transmitter) poll(w http.ResponseWriter, r *http.Request) {
 		MaxEvents         int               `json:"maxEvents"`
 		ReturnImmediately bool              `json:"returnImmediately"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	if !decode(w, r, &req) {
 		return
 	}
 	tr.mu.Lock()
