@@ -147,10 +147,17 @@ func (m Mapper) revoke(set *SET, ev Event, order [7]string, notBefore *time.Time
 	return out, ""
 }
 
-// userFallback is the user member of a complex subject when the member acted on is one no sidecar can match: a
-// sidecar sees no device, group, org unit or tenant, and its sessions are Txn-Token transactions, not the identity
-// provider's session ids. Revoking the user too (from the event time) refuses every session of hers issued before
-// it instead of none: when in doubt, refuse.
+// Matchable reports whether a sidecar can match a revocation of a subject of kind that a security event names:
+// an agent's or a delegated user's identifier, a WIT's jti, a client certificate's serial. A session is not: a
+// sidecar's sessions are Txn-Token transactions, never the identity provider's session ids; nor is a device,
+// group, org unit, tenant, IP address, or a user named by phone, account or DID (Txn-Tokens carry none of those).
+func Matchable(kind string) bool {
+	return kind == KindJTI || kind == KindX509Serial || slices.Contains(agentauthv1.KindsFor("agent"), kind) ||
+		slices.Contains(agentauthv1.KindsFor("user"), kind)
+}
+
+// userFallback is the user member of a complex subject when no member acted on is Matchable. Revoking the user
+// too (from the event time) refuses every session of hers issued before it instead of none: when in doubt, refuse.
 func userFallback(set *SET, ev Event, acted []*agentauthv1.Subject) []*agentauthv1.Subject {
 	id := set.SubjectOf(ev)
 	user, ok := id.Members["user"]
@@ -158,8 +165,7 @@ func userFallback(set *SET, ev Event, acted []*agentauthv1.Subject) []*agentauth
 		return nil
 	}
 	for _, s := range acted {
-		if s.GetKind() == "jti" || slices.Contains(agentauthv1.KindsFor("agent"), s.GetKind()) ||
-			slices.Contains(agentauthv1.KindsFor("user"), s.GetKind()) {
+		if Matchable(s.GetKind()) {
 			return nil
 		}
 	}

@@ -340,3 +340,17 @@ func TestParseSubject(t *testing.T) {
 		})
 	}
 }
+
+// Matchable is exactly the kinds some sidecar or the token service looks up.
+func TestMatchable(t *testing.T) {
+	for kind, want := range map[string]bool{
+		KindSPIFFE: true, KindURI: true, KindUserEmail: true, KindUserIssSub: true, KindUserOpaque: true,
+		KindJTI: true, KindX509Serial: true,
+		KindSession: false, KindDevice: false, KindTenant: false, KindIP: false, KindUserPhone: false,
+		KindUserAccount: false, KindUserDID: false, KindSAMLAssertion: false, KindApplication: false,
+	} {
+		if got := Matchable(kind); got != want {
+			t.Errorf("Matchable(%s) = %t, want %t", kind, got, want)
+		}
+	}
+}

@@ -387,6 +387,10 @@ func (r *Receiver) logApplied(set *SET, res *Result) {
 		if rv := c.Revocation; rv != nil {
 			r.log.Info("revocation", zap.String("id", rv.GetId()), zap.String("subject", rv.GetSubject().Key()),
 				zap.Bool("withheld", rv.GetNotBefore() == nil), zap.String("reason", rv.GetReason()))
+			if !Matchable(rv.GetSubject().GetKind()) {
+				r.log.Warn("revocation names a subject no sidecar can match; it is kept for the record and refuses nothing",
+					zap.String("id", rv.GetId()), zap.String("subject", rv.GetSubject().Key()))
+			}
 		} else {
 			r.log.Info("risk change", zap.String("subject", c.Risk.GetSubject().Key()),
 				zap.String("risk_level", c.Risk.GetRiskLevel()), zap.String("assurance_level", c.Risk.GetAssuranceLevel()))
