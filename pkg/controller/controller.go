@@ -33,6 +33,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/mtls"
 	"github.com/agentauth/agentauth/pkg/policy"
+	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/store"
 	"github.com/agentauth/agentauth/pkg/xds"
 )
@@ -113,7 +114,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 	}
 	c.reg.MustRegister(xds.NewServerCollector(c.xds), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if c.iss, err = issuer.NewGRPCServer(c.ca, issuer.ServiceConfig{SVIDTTL: cfg.Issuer.SVIDTTL, Withheld: c.withheld}); err != nil {
+	if c.iss, err = issuer.NewGRPCServer(c.ca, issuer.ServiceConfig{SVIDTTL: cfg.Issuer.SVIDTTL, Withheld: c.withheld, Compromised: c.compromised}); err != nil {
 		return nil, err
 	}
 
@@ -305,7 +306,7 @@ func (c *Controller) listenLocalIssuer() error {
 		return err
 	}
 	if c.issLocal, err = issuer.NewLocalGRPCServer(c.ca, issuer.ServiceConfig{
-		SVIDTTL: c.cfg.Issuer.SVIDTTL, PeerIDs: peerIDs, Withheld: c.withheld,
+		SVIDTTL: c.cfg.Issuer.SVIDTTL, PeerIDs: peerIDs, Withheld: c.withheld, Compromised: c.compromised,
 	}); err != nil {
 		return fmt.Errorf("issuer.peerIDs: %w", err)
 	}
@@ -411,6 +412,30 @@ var (
 	_ x509svid.Source   = (*selfSVID)(nil)
 	_ x509bundle.Source = (*selfSVID)(nil)
 )
+
+// compromised reports a revocation of id, caused by a reported key compromise (RISC credential-compromise), that
+// covers credentials issued at issuedAt: they renew nothing (issuer.ServiceConfig.Compromised).
+func (c *Controller) compromised(_ context.Context, id spiffeid.ID, issuedAt time.Time) (string, bool) {
+	revs, err := c.store.Revocations().List()
+	if err != nil {
+		return "revocation state unavailable: " + err.Error(), true
+	}
+	now := time.Now()
+	for _, r := range revs {
+		s, nb := r.GetSubject(), r.GetNotBefore()
+		if s.GetKind() != "spiffe" || s.GetValue() != id.String() || nb == nil ||
+			r.GetCause().GetEventType() != signals.EventCredentialCompromise {
+			continue
+		}
+		if exp := r.GetExpires(); exp != nil && !now.Before(exp.AsTime()) {
+			continue
+		}
+		if !issuedAt.After(nb.AsTime()) {
+			return r.GetId() + ": " + r.Describe(), true
+		}
+	}
+	return "", false
+}
 
 // withheld reports a revocation of id without not_before (e.g. RISC account-disabled): such a workload gets no
 // new credentials until an operator lifts it.

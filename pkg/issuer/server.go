@@ -49,6 +49,10 @@ type ServiceConfig struct {
 	// Withheld, when set, is asked before anything is issued (attestation or renewal): a workload whose
 	// credentials are withheld (e.g. after a RISC account-disabled event) gets nothing, and the answer names why.
 	Withheld func(ctx context.Context, id spiffeid.ID) (reason string, withheld bool)
+	// Compromised, when set, is asked before a renewal, with when the presented SVID was issued: credentials
+	// whose key was reported compromised prove nothing (whoever stole the key holds them too), so they renew
+	// nothing, and the workload attests again (a new join token, or the local socket).
+	Compromised func(ctx context.Context, id spiffeid.ID, issuedAt time.Time) (reason string, compromised bool)
 }
 
 // DefaultServerID is the SPIFFE ID the issuer's TLS certificate carries unless ServiceConfig.ServerID says
@@ -70,6 +74,8 @@ type service struct {
 	server   spiffeid.ID
 	peerIDs  map[uint32]spiffeid.ID
 	withheld func(ctx context.Context, id spiffeid.ID) (string, bool)
+	// compromised: see ServiceConfig.Compromised.
+	compromised func(ctx context.Context, id spiffeid.ID, issuedAt time.Time) (string, bool)
 
 	certMu  sync.Mutex
 	cert    *tls.Certificate
@@ -81,7 +87,7 @@ func newService(ca *CA, cfg ServiceConfig) (*service, error) {
 		return nil, errors.New("issuer: service needs a CA")
 	}
 	s := &service{ca: ca, svidTTL: cfg.SVIDTTL, witTTL: cfg.WITTTL, server: cfg.ServerID, peerIDs: cfg.PeerIDs,
-		withheld: cfg.Withheld}
+		withheld: cfg.Withheld, compromised: cfg.Compromised}
 	if s.svidTTL == 0 {
 		s.svidTTL = DefaultSVIDTTL
 	}
@@ -214,7 +220,7 @@ func (s *service) peerID(ctx context.Context) (spiffeid.ID, error) {
 
 // Renew implements IssuerService.Renew: the identity is that of the client's verified X.509-SVID.
 func (s *service) Renew(ctx context.Context, req *agentauthv1.RenewRequest) (*agentauthv1.RenewResponse, error) {
-	id, err := s.clientID(ctx)
+	id, leaf, err := s.clientID(ctx)
 	if err != nil {
 		return nil, toStatus(codes.Unauthenticated, err)
 	}
@@ -224,6 +230,14 @@ func (s *service) Renew(ctx context.Context, req *agentauthv1.RenewRequest) (*ag
 	}
 	if err := s.checkWithheld(ctx, id); err != nil {
 		return nil, err
+	}
+	if s.compromised != nil {
+		// This CA backdates NotBefore; the SVID was issued that much later.
+		if reason, ok := s.compromised(ctx, id, leaf.NotBefore.Add(backdate)); ok {
+			return nil, toStatus(codes.PermissionDenied, fmt.Errorf("issuer: %w: the key of this X.509-SVID of %q was "+
+				"reported compromised (%s), so it cannot renew; attest again with a new join token or on the local socket",
+				ErrRevoked, id, reason))
+		}
 	}
 	creds, err := s.issue(ctx, id, keys)
 	if err != nil {
@@ -243,8 +257,9 @@ func (s *service) checkWithheld(ctx context.Context, id spiffeid.ID) error {
 	return nil
 }
 
-// clientID verifies the client certificate of an mTLS connection as an X.509-SVID of this CA's trust domain.
-func (s *service) clientID(ctx context.Context) (spiffeid.ID, error) {
+// clientID verifies the client certificate of an mTLS connection as an X.509-SVID of this CA's trust domain and
+// returns its SPIFFE ID and leaf.
+func (s *service) clientID(ctx context.Context) (spiffeid.ID, *x509.Certificate, error) {
 	p, ok := peer.FromContext(ctx)
 	var certs []*x509.Certificate
 	if ok {
@@ -253,7 +268,7 @@ func (s *service) clientID(ctx context.Context) (spiffeid.ID, error) {
 		}
 	}
 	if len(certs) == 0 {
-		return spiffeid.ID{}, fmt.Errorf("issuer: %w: Renew needs the client's current X.509-SVID over mTLS; a new workload attests with a join token first", ErrMissing)
+		return spiffeid.ID{}, nil, fmt.Errorf("issuer: %w: Renew needs the client's current X.509-SVID over mTLS; a new workload attests with a join token first", ErrMissing)
 	}
 	id, _, err := x509svid.Verify(certs, s.ca.X509Bundle(), x509svid.WithTime(s.ca.now()))
 	if err != nil {
@@ -261,12 +276,12 @@ func (s *service) clientID(ctx context.Context) (spiffeid.ID, error) {
 		if now := s.ca.now(); now.After(certs[0].NotAfter) {
 			reason = ErrExpired
 		}
-		return spiffeid.ID{}, fmt.Errorf("issuer: %w: client certificate is not a valid X.509-SVID of %q: %v", reason, s.ca.td, err)
+		return spiffeid.ID{}, nil, fmt.Errorf("issuer: %w: client certificate is not a valid X.509-SVID of %q: %v", reason, s.ca.td, err)
 	}
 	if id == s.server {
-		return spiffeid.ID{}, fmt.Errorf("issuer: %w: %q is the issuer's own identity", ErrDenied, id)
+		return spiffeid.ID{}, nil, fmt.Errorf("issuer: %w: %q is the issuer's own identity", ErrDenied, id)
 	}
-	return id, nil
+	return id, certs[0], nil
 }
 
 type requestKeys struct {

@@ -404,3 +404,45 @@ func TestWithheld(t *testing.T) {
 		t.Fatalf("another workload: %v", err)
 	}
 }
+
+// TestCompromisedCannotRenew: an SVID whose key was reported compromised renews nothing, since whoever stole the
+// key could renew too; the workload attests again, and what that issues renews as usual.
+func TestCompromisedCannotRenew(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a := spiffeid.RequireFromString("spiffe://example.org/agent/a")
+	var compromisedBefore time.Time // credentials issued no later than this are compromised
+	g, err := NewGRPCServer(f.ca, ServiceConfig{Compromised: func(_ context.Context, id spiffeid.ID, issuedAt time.Time) (string, bool) {
+		return "credential-compromise", id == a && !issuedAt.After(compromisedBefore)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, g)
+	anon := dial(t, addr, f.ca.X509Bundle(), nil)
+	attest := func() *x509svid.SVID {
+		t.Helper()
+		tok, err := f.ca.CreateJoinToken(ctx, a, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := newKeys(t)
+		creds, err := anon.Attest(ctx, k.attest(t, tok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.svid(k.verify(t, creds))
+	}
+	stolen := attest()
+	if _, err := dial(t, addr, f.ca.X509Bundle(), stolen).Renew(ctx, newKeys(t).renew(t)); err != nil {
+		t.Fatalf("renewal before any compromise: %v", err)
+	}
+	compromisedBefore = f.clock.Now()
+	f.clock.Add(20 * time.Second) // less than the backdate, so what is issued now is valid in real time
+	_, err = dial(t, addr, f.ca.X509Bundle(), stolen).Renew(ctx, newKeys(t).renew(t))
+	wantCode(t, err, codes.PermissionDenied, ErrRevoked)
+	fresh := attest()
+	if _, err := dial(t, addr, f.ca.X509Bundle(), fresh).Renew(ctx, newKeys(t).renew(t)); err != nil {
+		t.Fatalf("renewal with credentials attested after the compromise: %v", err)
+	}
+}

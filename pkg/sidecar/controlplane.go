@@ -112,10 +112,11 @@ func (cp *controlPlane) renewIfRevoked() {
 	if err != nil {
 		return
 	}
-	// Certificates are backdated a little, so the time of our own last renewal is the better "issued at".
+	// Certificates are backdated a little, so the time of our own last renewal is the better "issued at", in
+	// whole seconds as our WIT's iat: other sidecars judge by that, and refuse it in the second of the event.
 	issued := svid.Certificates[0].NotBefore
 	if last := cp.renewedAt.Load(); last != nil && last.After(issued) {
-		issued = *last
+		issued = last.Truncate(time.Second)
 	}
 	r := cp.client.State().Revoked("spiffe", "", svid.ID.String(), issued, time.Now())
 	if r == nil || r.GetNotBefore() == nil || !cp.renewing.CompareAndSwap(false, true) {

@@ -120,9 +120,9 @@ func TestSSFSessionRevoked(t *testing.T) {
 		}
 	})
 
-	t.Run("the agent's credential is compromised: refused, then re-issued", func(t *testing.T) {
-		out := send(false, key, idpIssuer, "https://agentauth.example.org", "risc-e2e-compromise-1",
-			"credential-compromise", "-sub-uri", agentID.String(), "-field", "credential_type=\"x509\"")
+	t.Run("the agent's session is revoked: refused, then re-issued", func(t *testing.T) {
+		out := send(false, key, idpIssuer, "https://agentauth.example.org", "caep-e2e-agent-session-1",
+			"session-revoked", "-sub-uri", agentID.String())
 		if !strings.Contains(out, "202") {
 			t.Fatalf("push: %s", out)
 		}
@@ -135,6 +135,27 @@ func TestSSFSessionRevoked(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		waitStatus(t, p, url, http.StatusOK)
+	})
+
+	// A compromised key proves nothing: whoever stole it could renew with it too. The agent stays refused until
+	// it attests again (a new join token, or the local socket).
+	t.Run("the agent's credential is compromised: refused, and not renewed", func(t *testing.T) {
+		out := send(false, key, idpIssuer, "https://agentauth.example.org", "risc-e2e-compromise-1",
+			"credential-compromise", "-sub-uri", agentID.String(), "-field", "credential_type=\"x509\"")
+		if !strings.Contains(out, "202") {
+			t.Fatalf("push: %s", out)
+		}
+		waitRefused(t, func() (int, string) { c, _, b := getWhoami(t, p.agent(), url, nil); return c, b }, "revoked")
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(p.egress.out.String(), "reported compromised") {
+			if time.Now().After(deadline) {
+				t.Fatal("the issuer did not refuse to renew the compromised credentials:\n" + p.egress.out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if code, _, body := getWhoami(t, p.agent(), url, nil); code != http.StatusForbidden {
+			t.Fatalf("compromised agent: %d %s", code, body)
+		}
 	})
 
 	t.Run("the agent's account is disabled: withheld", func(t *testing.T) {
