@@ -588,3 +588,17 @@ func TestEntityCacheIsBounded(t *testing.T) {
 		t.Errorf("entity over the bound = %+v", got)
 	}
 }
+
+func TestHigherRisk(t *testing.T) {
+	for _, tc := range []struct{ a, b, want RiskLevel }{
+		{RiskUnknown, RiskLow, RiskLow},
+		{RiskHigh, RiskLow, RiskHigh},
+		{RiskMedium, RiskHigh, RiskHigh},
+		{RiskLow, RiskUnknown, RiskLow},
+		{RiskLow, "SEVERE", "SEVERE"}, // an undefined word counts as HIGH
+	} {
+		if got := HigherRisk(tc.a, tc.b); got != tc.want {
+			t.Errorf("HigherRisk(%q, %q) = %q, want %q", tc.a, tc.b, got, tc.want)
+		}
+	}
+}

@@ -45,6 +45,16 @@ func (r RiskLevel) rank() (RiskLevel, int64) {
 	}
 }
 
+// HigherRisk is the higher of two risk levels (an undefined word counts as HIGH, as in context.risk_rank).
+func HigherRisk(a, b RiskLevel) RiskLevel {
+	_, ra := a.rank()
+	_, rb := b.rank()
+	if rb > ra {
+		return b
+	}
+	return a
+}
+
 // Request is what the ingress sidecar verified about one HTTP request, in plain Go terms. Decide maps it onto the
 // Cedar model (see Schema): the agent is the principal, the tool (or the MCP tool, resource or prompt) the
 // resource, the HTTP or JSON-RPC method the action, and everything else the context.

@@ -195,13 +195,32 @@ func (cp *controlPlane) onUpdate(u xds.Update) {
 	cp.log.Info("policy set applied", zap.String("version", u.Version), zap.Int("policies", set.Len()))
 }
 
-// risk is the subject's current CAEP risk and assurance level as the controller serves them.
-func (cp *controlPlane) risk(subject string) (policy.RiskLevel, string) {
-	r, ok := cp.client.State().Risk("spiffe", "", subject)
-	if !ok {
-		return "", ""
+// risk is the highest current CAEP risk level of the agent and of the user it acts for (any identifier kind,
+// any issuer, as revocations are matched), and the latest assurance level among them, as the controller serves
+// them.
+func (cp *controlPlane) risk(agent, user string) (policy.RiskLevel, string) {
+	st := cp.client.State()
+	var states []*agentauthv1.RiskState
+	for _, k := range agentauthv1.KindsFor("agent") {
+		states = append(states, st.Risks(k, "", agent)...)
 	}
-	return policy.RiskLevel(r.GetRiskLevel()), r.GetAssuranceLevel()
+	if user != "" {
+		for _, k := range agentauthv1.KindsFor("user") {
+			states = append(states, st.Risks(k, "", agentauthv1.NormalValue(k, user))...)
+		}
+	}
+	var level policy.RiskLevel
+	var assurance string
+	var assuredAt time.Time
+	for _, r := range states {
+		if r.GetRiskLevel() != "" {
+			level = policy.HigherRisk(level, policy.RiskLevel(r.GetRiskLevel()))
+		}
+		if at := r.GetUpdated().AsTime(); r.GetAssuranceLevel() != "" && (assurance == "" || at.After(assuredAt)) {
+			assurance, assuredAt = r.GetAssuranceLevel(), at
+		}
+	}
+	return level, assurance
 }
 
 func (cp *controlPlane) ready(context.Context) (string, error) {
@@ -262,7 +281,7 @@ func (cp *controlPlane) Check(_ context.Context, id *proxy.Identity) error {
 // JSON-RPC call is decided on its own; the request passes only if all of them are allowed.
 type policyAuthorizer struct {
 	engine   *policy.Engine
-	risk     func(subject string) (policy.RiskLevel, string)
+	risk     func(agent, user string) (policy.RiskLevel, string)
 	mcpPaths []string
 	maxBody  int
 }
@@ -286,7 +305,7 @@ func (a *policyAuthorizer) Authorize(ctx context.Context, req *proxy.AuthzReques
 		Time:             time.Now(),
 	}
 	if a.risk != nil {
-		preq.RiskLevel, preq.AssuranceLevel = a.risk(id.Subject)
+		preq.RiskLevel, preq.AssuranceLevel = a.risk(id.Subject, id.DelegatedSubject)
 	}
 	preq.DelegatedClaims, _ = id.Attrs[attrDelegatedClaims].(map[string]string)
 	preq.DelegatedIssuedAt, _ = id.Attrs[attrDelegatedIssuedAt].(time.Time)

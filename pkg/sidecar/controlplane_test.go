@@ -13,6 +13,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
@@ -156,4 +157,35 @@ func colonHex(b []byte) string {
 		parts[i] = fmt.Sprintf("%02X", c)
 	}
 	return strings.Join(parts, ":")
+}
+
+// TestRiskOfAgentAndUser: policy sees the highest risk of the agent and of the user it acts for, the user named
+// by an identity provider's issuer and subject included, and the latest assurance level.
+func TestRiskOfAgentAndUser(t *testing.T) {
+	pub, cp := startControlPlane(t)
+	t0 := time.Now().Add(-time.Hour)
+	for _, r := range []*agentauthv1.RiskState{
+		{Subject: &agentauthv1.Subject{Kind: "spiffe", Value: "spiffe://example.org/agent/a"}, RiskLevel: "LOW",
+			AssuranceLevel: "aal1", Updated: timestamppb.New(t0)},
+		{Subject: &agentauthv1.Subject{Kind: "user_iss_sub", Iss: "https://idp.example.com", Value: "user-123"},
+			RiskLevel: "HIGH", AssuranceLevel: "aal2", Updated: timestamppb.New(t0.Add(time.Minute))},
+	} {
+		if err := pub.SetRisk(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "the risk states", func() bool { return cp.client.State().Len(agentauthv1.RiskStateType) == 2 })
+	for _, tc := range []struct {
+		agent, user, level, assurance string
+	}{
+		{"spiffe://example.org/agent/a", "", "LOW", "aal1"},
+		{"spiffe://example.org/agent/a", "user-123", "HIGH", "aal2"},
+		{"spiffe://example.org/agent/b", "user-123", "HIGH", "aal2"},
+		{"spiffe://example.org/agent/b", "someone-else", "", ""},
+	} {
+		level, assurance := cp.risk(tc.agent, tc.user)
+		if string(level) != tc.level || assurance != tc.assurance {
+			t.Errorf("risk(%s, %q) = %q, %q; want %q, %q", tc.agent, tc.user, level, assurance, tc.level, tc.assurance)
+		}
+	}
 }

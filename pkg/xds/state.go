@@ -20,7 +20,7 @@ type State struct {
 	// what a reconnecting client sends as initial_resource_versions so the server sends only what changed.
 	resources []hashTrie[string, entry]
 	revoked   hashTrie[subjectKey, []*agentauthv1.Revocation]
-	risk      hashTrie[subjectKey, *agentauthv1.RiskState]
+	risk      hashTrie[subjectKey, []*agentauthv1.RiskState]
 }
 
 type entry struct {
@@ -35,9 +35,9 @@ func keyOf(s *agentauthv1.Subject) subjectKey {
 	return subjectKey{s.GetKind(), s.GetIss(), s.GetValue()}
 }
 
-// revokedKeys are the keys a revocation is indexed under: its subject and, when the subject names an issuer,
-// the same subject with none, which is what a lookup without an issuer finds (see Revoked).
-func revokedKeys(s *agentauthv1.Subject) (keys [2]subjectKey, n int) {
+// indexKeys are the keys a revocation or risk state is indexed under: its subject and, when the subject names
+// an issuer, the same subject with none, which is what a lookup without an issuer finds (see Revoked).
+func indexKeys(s *agentauthv1.Subject) (keys [2]subjectKey, n int) {
 	keys[0] = keyOf(s)
 	if s.GetIss() == "" {
 		return keys, 1
@@ -51,7 +51,7 @@ func emptyState() *State {
 	s := &State{
 		resources: make([]hashTrie[string, entry], len(agentauthv1.ServedTypes())),
 		revoked:   newHashTrie[subjectKey, []*agentauthv1.Revocation](subjectHasher(seed)),
-		risk:      newHashTrie[subjectKey, *agentauthv1.RiskState](subjectHasher(seed)),
+		risk:      newHashTrie[subjectKey, []*agentauthv1.RiskState](subjectHasher(seed)),
 	}
 	for i := range s.resources {
 		s.resources[i] = newHashTrie[string, entry](stringHasher(seed))
@@ -108,9 +108,11 @@ func (s *State) Revocations() []*agentauthv1.Revocation {
 	return all[*agentauthv1.Revocation](s, agentauthv1.RevocationType)
 }
 
-// Risk returns the risk state of the subject (kind, iss, value).
-func (s *State) Risk(kind, iss, value string) (*agentauthv1.RiskState, bool) {
-	return s.risk.get(subjectKey{kind, iss, value})
+// Risks returns the risk states of the subject (kind, iss, value); with an empty iss, those under every issuer,
+// as Revoked matches.
+func (s *State) Risks(kind, iss, value string) []*agentauthv1.RiskState {
+	list, _ := s.risk.get(subjectKey{kind, iss, value})
+	return list
 }
 
 // TrustBundle returns the bundle of a trust domain.
@@ -189,7 +191,7 @@ func (s *State) with(typeURL string, updates []resourceUpdate, removed []string)
 		}
 		switch m := old.msg.(type) {
 		case *agentauthv1.Revocation:
-			keys, n := revokedKeys(m.GetSubject())
+			keys, n := indexKeys(m.GetSubject())
 			for _, k := range keys[:n] {
 				list, _ := next.revoked.get(k)
 				list = slices.DeleteFunc(slices.Clone(list), func(r *agentauthv1.Revocation) bool { return r.GetId() == name })
@@ -200,7 +202,18 @@ func (s *State) with(typeURL string, updates []resourceUpdate, removed []string)
 				}
 			}
 		case *agentauthv1.RiskState:
-			next.risk = next.risk.del(keyOf(m.GetSubject()))
+			keys, n := indexKeys(m.GetSubject())
+			for _, k := range keys[:n] {
+				list, _ := next.risk.get(k)
+				list = slices.DeleteFunc(slices.Clone(list), func(r *agentauthv1.RiskState) bool {
+					return r.GetSubject().Key() == m.GetSubject().Key()
+				})
+				if len(list) == 0 {
+					next.risk = next.risk.del(k)
+				} else {
+					next.risk = next.risk.set(k, list)
+				}
+			}
 		}
 	}
 	for _, name := range removed {
@@ -212,13 +225,17 @@ func (s *State) with(typeURL string, updates []resourceUpdate, removed []string)
 		*res = res.set(u.name, entry{msg: u.msg, version: u.version})
 		switch m := u.msg.(type) {
 		case *agentauthv1.Revocation:
-			keys, n := revokedKeys(m.GetSubject())
+			keys, n := indexKeys(m.GetSubject())
 			for _, k := range keys[:n] {
 				list, _ := next.revoked.get(k)
 				next.revoked = next.revoked.set(k, append(slices.Clip(list), m))
 			}
 		case *agentauthv1.RiskState:
-			next.risk = next.risk.set(keyOf(m.GetSubject()), m)
+			keys, n := indexKeys(m.GetSubject())
+			for _, k := range keys[:n] {
+				list, _ := next.risk.get(k)
+				next.risk = next.risk.set(k, append(slices.Clip(list), m))
+			}
 		}
 	}
 	return &next

@@ -86,14 +86,30 @@ func TestStateIsCopyOnWrite(t *testing.T) {
 	r1 := s3.with(agentauthv1.RiskStateType, []resourceUpdate{risk("LOW")}, nil)
 	r2 := r1.with(agentauthv1.RiskStateType, []resourceUpdate{risk("HIGH")}, nil)
 	r3 := r2.with(agentauthv1.RiskStateType, nil, []string{risk("").name})
-	if got, _ := r1.Risk("user_email", "", "a@example.org"); got.GetRiskLevel() != "LOW" {
+	if got := r1.Risks("user_email", "", "a@example.org"); len(got) != 1 || got[0].GetRiskLevel() != "LOW" {
 		t.Errorf("r1 risk %v", got)
 	}
-	if got, _ := r2.Risk("user_email", "", "a@example.org"); got.GetRiskLevel() != "HIGH" {
+	if got := r2.Risks("user_email", "", "a@example.org"); len(got) != 1 || got[0].GetRiskLevel() != "HIGH" {
 		t.Errorf("r2 risk %v", got)
 	}
-	if _, ok := r3.Risk("user_email", "", "a@example.org"); ok {
-		t.Error("r3 risk not removed")
+	if got := r3.Risks("user_email", "", "a@example.org"); len(got) != 0 {
+		t.Errorf("r3 risk not removed: %v", got)
+	}
+	// A subject with an issuer is found with it and with none, and the two issuers' states are apart.
+	issRisk := func(iss, level string) resourceUpdate {
+		r := &agentauthv1.RiskState{Subject: &agentauthv1.Subject{Kind: "user_iss_sub", Iss: iss, Value: "u"}, RiskLevel: level}
+		return resourceUpdate{name: r.GetSubject().Key(), version: level, msg: r}
+	}
+	r4 := r3.with(agentauthv1.RiskStateType, []resourceUpdate{issRisk("https://a", "LOW"), issRisk("https://b", "HIGH")}, nil)
+	if got := r4.Risks("user_iss_sub", "", "u"); len(got) != 2 {
+		t.Errorf("risk under any issuer: %v", got)
+	}
+	if got := r4.Risks("user_iss_sub", "https://b", "u"); len(got) != 1 || got[0].GetRiskLevel() != "HIGH" {
+		t.Errorf("risk under issuer b: %v", got)
+	}
+	r5 := r4.with(agentauthv1.RiskStateType, nil, []string{issRisk("https://b", "").name})
+	if got := r5.Risks("user_iss_sub", "", "u"); len(got) != 1 || got[0].GetRiskLevel() != "LOW" {
+		t.Errorf("after removing b's: %v", got)
 	}
 	if len(r3.Revocations()) != 2 {
 		t.Error("a risk update changed revocations")

@@ -56,8 +56,8 @@ func TestPushAndAck(t *testing.T) {
 	if b, ok := st.TrustBundle("example.org"); !ok || b.GetSequence() != 1 {
 		t.Errorf("bundle: %v %v", b, ok)
 	}
-	if r, ok := st.Risk("user_email", "", "a@example.org"); !ok || r.GetRiskLevel() != "HIGH" {
-		t.Errorf("risk: %v %v", r, ok)
+	if r := st.Risks("user_email", "", "a@example.org"); len(r) != 1 || r[0].GetRiskLevel() != "HIGH" {
+		t.Errorf("risk: %v", r)
 	}
 
 	// A revocation pushed after the initial sync arrives as one small update.
