@@ -34,10 +34,13 @@ func (s *sink) Apply(_ context.Context, c []signals.Change) error {
 	return nil
 }
 
-func (s *sink) last() signals.Change {
+// take returns the changes applied since the last call.
+func (s *sink) take() []signals.Change {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.changes[len(s.changes)-1]
+	c := s.changes
+	s.changes = nil
+	return c
 }
 
 // setup makes a key with -gen-key, publishes its JWKS with -print-jwks, and starts a receiver on 127.0.0.1 that
@@ -90,17 +93,20 @@ func TestPushEvents(t *testing.T) {
 	keyPath, url, got := setup(t)
 	base := []string{"-key", keyPath, "-iss", iss, "-aud", aud, "-url", url, "-authorization", "Bearer demo"}
 	tests := []struct {
-		args []string
-		kind string
-		nb   bool // revocation with not_before; false: withheld
-		risk string
+		args  []string
+		kinds []string // of the changes the SET makes, in order
+		nb    bool     // revocation with not_before; false: withheld
+		risk  string
 	}{
-		{[]string{"-event", "session-revoked", "-sub-uri", "spiffe://example.org/agent/planner"}, signals.KindSPIFFE, true, ""},
-		{[]string{"-event", "session-revoked", "-sub-email", "alice@example.com", "-session", "s-42"}, signals.KindSession, true, ""},
-		{[]string{"-event", "credential-compromise", "-sub-uri", "spiffe://example.org/agent/planner"}, signals.KindSPIFFE, true, ""},
-		{[]string{"-event", "account-disabled", "-sub-iss-sub", iss + ",user-123", "-reason", "left the company"}, signals.KindUserIssSub, false, ""},
-		{[]string{"-event", "risk-level-change", "-sub-email", "alice@example.com", "-field", "current_level=MEDIUM"}, signals.KindUserEmail, false, "MEDIUM"},
-		{[]string{"-event", "device-compliance-change", "-sub-opaque", "u-1", "-device", "laptop-7"}, signals.KindDevice, true, ""},
+		{[]string{"-event", "session-revoked", "-sub-uri", "spiffe://example.org/agent/planner"}, []string{signals.KindSPIFFE}, true, ""},
+		// No sidecar knows the identity provider's sessions or devices: the user is revoked too.
+		{[]string{"-event", "session-revoked", "-sub-email", "alice@example.com", "-session", "s-42"},
+			[]string{signals.KindSession, signals.KindUserEmail}, true, ""},
+		{[]string{"-event", "credential-compromise", "-sub-uri", "spiffe://example.org/agent/planner"}, []string{signals.KindSPIFFE}, true, ""},
+		{[]string{"-event", "account-disabled", "-sub-iss-sub", iss + ",user-123", "-reason", "left the company"}, []string{signals.KindUserIssSub}, false, ""},
+		{[]string{"-event", "risk-level-change", "-sub-email", "alice@example.com", "-field", "current_level=MEDIUM"}, []string{signals.KindUserEmail}, false, "MEDIUM"},
+		{[]string{"-event", "device-compliance-change", "-sub-opaque", "u-1", "-device", "laptop-7"},
+			[]string{signals.KindDevice, signals.KindUserOpaque}, true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -111,15 +117,20 @@ func TestPushEvents(t *testing.T) {
 			if !strings.Contains(out.String(), "202 Accepted") {
 				t.Fatalf("output %q", out.String())
 			}
-			c := got.last()
-			if tt.risk != "" {
-				if c.Risk.GetRiskLevel() != tt.risk || c.Risk.GetSubject().GetKind() != tt.kind {
-					t.Fatalf("risk %v", c.Risk)
-				}
-				return
+			changes := got.take()
+			if len(changes) != len(tt.kinds) {
+				t.Fatalf("%d changes, want %d: %v", len(changes), len(tt.kinds), changes)
 			}
-			if c.Revocation.GetSubject().GetKind() != tt.kind || (c.Revocation.GetNotBefore() != nil) != tt.nb {
-				t.Fatalf("revocation %v", c.Revocation)
+			for i, c := range changes {
+				if tt.risk != "" {
+					if c.Risk.GetRiskLevel() != tt.risk || c.Risk.GetSubject().GetKind() != tt.kinds[i] {
+						t.Fatalf("risk %v", c.Risk)
+					}
+					continue
+				}
+				if c.Revocation.GetSubject().GetKind() != tt.kinds[i] || (c.Revocation.GetNotBefore() != nil) != tt.nb {
+					t.Fatalf("revocation %v", c.Revocation)
+				}
 			}
 		})
 	}
