@@ -1,19 +1,17 @@
 package sidecarload
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
-	"github.com/agentauth/agentauth/pkg/store"
 	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdstest"
 )
 
 // TestFleet runs three sidecars in two child processes against a real xDS server and checks that each reports
@@ -35,28 +33,9 @@ func TestFleet(t *testing.T) {
 		}
 	}
 
-	st, err := store.Open(filepath.Join(dir, "controller.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	pub, err := xds.NewPublisher(st, xds.PublisherConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	srv, err := xds.NewServer(pub, xds.ServerConfig{TLSConfig: tlsconfig.MTLSServerConfig(ctlSVID, ca.X509Bundle(), tlsconfig.AuthorizeMemberOf(td))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Stop()
+	pub, addr := xdstest.Start(t, ctlSVID, ca.X509Bundle())
 
-	f := Start(t, "TestServe", Config{Target: l.Addr().String(), Controller: xds.ControllerID(td), Bundle: bundle,
+	f := Start(t, "TestServe", Config{Target: addr, Controller: xds.ControllerID(td), Bundle: bundle,
 		SVIDs: svids, N: n, PerProcess: 2})
 	if len(f.hosts) != 2 {
 		t.Fatalf("%d child processes, want 2", len(f.hosts))

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +16,8 @@ import (
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/pkg/proxy"
-	"github.com/agentauth/agentauth/pkg/store"
 	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdstest"
 )
 
 // startControlPlane runs a real xDS server (store, publisher, mTLS) on 127.0.0.1 and a sidecar's control plane
@@ -28,29 +26,9 @@ func startControlPlane(t *testing.T) (*xds.Publisher, *controlPlane) {
 	t.Helper()
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	ca := testca.New(t, td)
-	st, err := store.Open(filepath.Join(t.TempDir(), "controller.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	pub, err := xds.NewPublisher(st, xds.PublisherConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pub.Close() })
-	srv, err := xds.NewServer(pub, xds.ServerConfig{TLSConfig: tlsconfig.MTLSServerConfig(
-		ca.CreateX509SVID(xds.ControllerID(td)), ca.X509Bundle(), tlsconfig.AuthorizeMemberOf(td))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(srv.Stop)
+	pub, addr := xdstest.Start(t, ca.CreateX509SVID(xds.ControllerID(td)), ca.X509Bundle())
 
-	cl, err := xds.NewClient(xds.ClientConfig{Target: l.Addr().String(), TLSConfig: tlsconfig.MTLSClientConfig(
+	cl, err := xds.NewClient(xds.ClientConfig{Target: addr, TLSConfig: tlsconfig.MTLSClientConfig(
 		ca.CreateX509SVID(spiffeid.RequireFromPath(td, "/tool/weather")), ca.X509Bundle(),
 		tlsconfig.AuthorizeID(xds.ControllerID(td)))})
 	if err != nil {

@@ -3,7 +3,6 @@ package xds_test
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,15 +14,14 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/sidecarload"
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/internal/testproc"
-	"github.com/agentauth/agentauth/pkg/store"
 	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdstest"
 )
 
 // The propagation benchmark runs the controller in a child process (this test binary, re-executed), so its
@@ -169,16 +167,7 @@ func TestBenchControllerProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(filepath.Join(dir, "controller.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	pub, err := xds.NewPublisher(st, xds.PublisherConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
+	pub, addr := xdstest.Start(t, svid, bundle)
 	if err := pub.SetPolicies([]*agentauthv1.Policy{{Id: "p1", Cedar: "permit (principal, action, resource);", Source: "p1.cedar"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -187,17 +176,7 @@ func TestBenchControllerProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv, err := xds.NewServer(pub, xds.ServerConfig{TLSConfig: tlsconfig.MTLSServerConfig(svid, bundle, tlsconfig.AuthorizeMemberOf(td))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Stop()
-	fmt.Printf("bench: addr %s\n", l.Addr())
+	fmt.Printf("bench: addr %s\n", addr)
 
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
