@@ -146,6 +146,8 @@ type env struct {
 	logs      *observer.ObservedLogs
 	log       *zap.Logger
 	revoked   map[string]bool
+	// checkedAt is the issue time each kind of subject was last checked against revocations with.
+	checkedAt map[string]time.Time
 	policy    Policy
 	// front, when set, serves /token instead of the service (e.g. to hold requests).
 	front atomic.Pointer[http.Handler]
@@ -156,7 +158,7 @@ type envOption func(*TokenServiceConfig)
 // newEnv starts a token service; opts adjust its config before it is built.
 func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
-	e := &env{t: t, clock: newClock(), ca: testca.New(t, testTD), revoked: map[string]bool{}}
+	e := &env{t: t, clock: newClock(), ca: testca.New(t, testTD), revoked: map[string]bool{}, checkedAt: map[string]time.Time{}}
 	e.idp = newIDP(t, userIss)
 	e.svcKey = mustP256(t)
 	core, logs := observer.New(zap.DebugLevel)
@@ -185,7 +187,8 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		X509Bundles:    e.ca.X509Bundle(),
 		JWTBundles:     e.ca.JWTBundle(),
 		SubjectIssuers: []TrustedIssuer{{Issuer: userIss, Keys: e.idp.keys, Audiences: []string{userAud}}},
-		Revocations: RevocationsFunc(func(_ context.Context, kind, value string, _ time.Time) (string, bool) {
+		Revocations: RevocationsFunc(func(_ context.Context, kind, value string, issuedAt time.Time) (string, bool) {
+			e.checkedAt[kind] = issuedAt
 			return "rev-1", e.revoked[kind+"|"+value]
 		}),
 		Policy: PolicyFunc(func(ctx context.Context, req *ExchangeRequest) ([]string, error) {

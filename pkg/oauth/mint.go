@@ -103,8 +103,14 @@ func (s *TokenService) mintTxnToken(act *actor, subj *subjectInfo, req *tokenReq
 		c.Rctx[k] = v
 	}
 	c.Rctx["req_wl_authn"] = act.method
+	delete(c.Rctx, "subject_iss")
 	if subj.issuer != "" {
 		c.Rctx["subject_iss"] = subj.issuer
+	}
+	// When the subject's own credential was issued (see TxnInfo.SubjectIssuedAt); a replacement carries it on.
+	delete(c.Rctx, "subject_iat")
+	if !subj.issuedAt.IsZero() {
+		c.Rctx["subject_iat"] = subj.issuedAt.Unix()
 	}
 	tok, oe := s.sign(s.txnSigner, c)
 	if oe != nil {

@@ -445,7 +445,7 @@ func (s *TokenService) subject(ctx context.Context, act *actor, req *tokenReques
 		if err != nil {
 			return nil, oauthError(CodeInvalidRequest, fmt.Errorf("oauth: subject Txn-Token: %w", err))
 		}
-		return &subjectInfo{kind: "txn", sub: info.Subject, issuedAt: info.IssuedAt, expiry: info.Expiry,
+		return &subjectInfo{kind: "txn", sub: info.Subject, issuedAt: info.SubjectIssuedAt(), expiry: info.Expiry,
 			scope: info.Scope, scoped: true, claims: info.Claims, txn: info}, nil
 	case TokenTypeJWT, TokenTypeAccessToken, TokenTypeIDToken:
 		si, err := s.verifyUserToken(ctx, req.subjectToken, now)

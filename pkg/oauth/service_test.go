@@ -421,6 +421,7 @@ func TestExchangerUpstreamDown(t *testing.T) {
 // (same txn and sub, act chain kept, no wider scope, no longer life), which the next hop accepts from it.
 func TestReplacementTxnToken(t *testing.T) {
 	e := newEnv(t)
+	userIssued := e.clock.Now().Add(-time.Minute).Truncate(time.Second) // the test IdP's iat
 	agentTok, err := e.exchanger(nil).Exchange(context.Background(), TokenRequest{
 		SubjectToken: e.idp.token(t, e.clock.Now(), nil), SubjectTokenType: TokenTypeAccessToken, Scope: "orders.read orders.create"})
 	if err != nil {
@@ -447,6 +448,12 @@ func TestReplacementTxnToken(t *testing.T) {
 	}
 	if repl.TransactionID != orig.TransactionID || repl.Subject != "alice" || !repl.Expiry.Equal(orig.Expiry) {
 		t.Errorf("replacement %+v, original %+v", repl, orig)
+	}
+	// The user's revocations are judged by when her own token was issued, through every replacement: not by
+	// when a Txn-Token was minted, which may be after a revocation the SET of which had not arrived yet.
+	if !orig.SubjectIssuedAt().Equal(userIssued) || !repl.SubjectIssuedAt().Equal(userIssued) || !e.checkedAt[RevokedUser].Equal(userIssued) {
+		t.Errorf("subject issued at: original %v, replacement %v, checked with %v; the user token was issued at %v",
+			orig.SubjectIssuedAt(), repl.SubjectIssuedAt(), e.checkedAt[RevokedUser], userIssued)
 	}
 	act, _ := repl.Claims["act"].(map[string]any)
 	inner, _ := act["act"].(map[string]any)
@@ -554,5 +561,23 @@ func assertNoTokensLogged(t *testing.T, e *env, tokens ...string) {
 				t.Fatalf("log entry %q carries a token", entry.Message)
 			}
 		}
+	}
+}
+
+// TestRequestContextCannotForgeSubjectFacts: what the token service records about the subject in rctx is its own,
+// whatever request_context the requester sends.
+func TestRequestContextCannotForgeSubjectFacts(t *testing.T) {
+	e := newEnv(t)
+	now := e.clock.Now()
+	form := e.txnForm(e.idp.token(t, now, nil))
+	form.Set("request_context", `{"subject_iat": 4102444800, "subject_iss": "https://evil.example.com", "req_ip": "10.0.0.1"}`)
+	st, body := e.post(nil, form, e.wptHeader(e.endpoint))
+	if st != 200 {
+		t.Fatalf("%d %v", st, body)
+	}
+	c, _ := claimsOf(t, body["access_token"].(string))
+	rctx, _ := c["rctx"].(map[string]any)
+	if rctx["subject_iat"] != float64(now.Add(-time.Minute).Unix()) || rctx["subject_iss"] != userIss || rctx["req_ip"] != "10.0.0.1" {
+		t.Errorf("rctx %v", rctx)
 	}
 }

@@ -91,7 +91,7 @@ func (t *txnStep) Handle(ctx context.Context, x *proxy.Exchange) error {
 		id.Attrs = map[string]any{}
 	}
 	id.Attrs[attrDelegatedClaims] = info.ClaimStrings()
-	id.Attrs[attrDelegatedIssuedAt] = info.IssuedAt
+	id.Attrs[attrDelegatedIssuedAt] = info.SubjectIssuedAt()
 	return nil
 }
 
