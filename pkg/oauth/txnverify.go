@@ -52,12 +52,14 @@ type TxnInfo struct {
 }
 
 // SubjectIssuedAt is when the subject's own credential was issued (the user token the transaction began with), as
-// the token service records it in rctx.subject_iat, or the Txn-Token's own iat when it does not. Revocations of
-// the user are judged by it: a Txn-Token minted after a revocation, from a user token issued before it, is
-// refused like the user token, and so is every replacement of it.
+// the token service records it in rctx.subject_iat, or the Txn-Token's own iat when it does not or names a later
+// time (which cannot be). Revocations of the user are judged by it: a Txn-Token minted after a revocation, from a
+// user token issued before it, is refused like the user token, and so is every replacement of it.
 func (t *TxnInfo) SubjectIssuedAt() time.Time {
 	if v, ok := t.RequestContext["subject_iat"].(float64); ok && v > 0 {
-		return time.Unix(int64(v), 0)
+		if at := time.Unix(int64(v), 0); at.Before(t.IssuedAt) {
+			return at
+		}
 	}
 	return t.IssuedAt
 }
