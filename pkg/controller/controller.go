@@ -422,15 +422,9 @@ func (c *Controller) compromised(_ context.Context, id spiffeid.ID, issuedAt tim
 	}
 	now := time.Now()
 	for _, r := range revs {
-		s, nb := r.GetSubject(), r.GetNotBefore()
-		if s.GetKind() != "spiffe" || s.GetValue() != id.String() || nb == nil ||
-			r.GetCause().GetEventType() != signals.EventCredentialCompromise {
-			continue
-		}
-		if exp := r.GetExpires(); exp != nil && !now.Before(exp.AsTime()) {
-			continue
-		}
-		if !issuedAt.After(nb.AsTime()) {
+		s := r.GetSubject()
+		if s.GetKind() == "spiffe" && s.GetValue() == id.String() && r.GetNotBefore() != nil &&
+			r.GetCause().GetEventType() == signals.EventCredentialCompromise && r.Refuses(issuedAt, now) {
 			return r.GetId() + ": " + r.Describe(), true
 		}
 	}
@@ -447,13 +441,9 @@ func (c *Controller) withheld(_ context.Context, id spiffeid.ID) (string, bool) 
 	now := time.Now()
 	for _, r := range revs {
 		s := r.GetSubject()
-		if s.GetKind() != "spiffe" || s.GetValue() != id.String() || r.GetNotBefore() != nil {
-			continue
+		if s.GetKind() == "spiffe" && s.GetValue() == id.String() && r.GetNotBefore() == nil && !r.Expired(now) {
+			return r.GetId() + ": " + r.GetReason(), true
 		}
-		if exp := r.GetExpires(); exp != nil && !now.Before(exp.AsTime()) {
-			continue
-		}
-		return r.GetId() + ": " + r.GetReason(), true
 	}
 	return "", false
 }

@@ -87,10 +87,7 @@ func (s storeRevocations) Revoked(_ context.Context, class, value string, issued
 			if sub.GetKind() != k || sub.GetValue() != v {
 				continue
 			}
-			if exp := r.GetExpires(); exp != nil && !now.Before(exp.AsTime()) {
-				continue
-			}
-			if nb := r.GetNotBefore(); nb == nil || issuedAt.IsZero() || !issuedAt.After(nb.AsTime()) {
+			if r.Refuses(issuedAt, now) {
 				return r.GetId() + ": " + r.Describe(), true
 			}
 		}

@@ -270,10 +270,7 @@ func (p *Publisher) DeleteRevocation(id string) error {
 // PruneRevocations deletes, in one durable write, revocations whose expires is not after now, and returns how
 // many it deleted. Sidecars stop enforcing an expired revocation on their own; this keeps the state small.
 func (p *Publisher) PruneRevocations(now time.Time) (int, error) {
-	n, err := p.st.Revocations().DeleteFunc(func(r *agentauthv1.Revocation) bool {
-		exp := r.GetExpires()
-		return exp != nil && !now.Before(exp.AsTime())
-	})
+	n, err := p.st.Revocations().DeleteFunc(func(r *agentauthv1.Revocation) bool { return r.Expired(now) })
 	if err != nil {
 		return 0, fmt.Errorf("xds: %w", err)
 	}

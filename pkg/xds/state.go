@@ -67,21 +67,14 @@ func (s *State) typed(typeURL string) (hashTrie[string, entry], bool) {
 	return hashTrie[string, entry]{}, false
 }
 
-// Revoked returns the revocation that refuses a credential of the subject (kind, iss, value) issued at issuedAt,
-// or nil. A revocation applies when it has not expired at now and the credential was issued no later than its
-// not_before (or it has no not_before). Token times have whole-second precision, so a credential stamped in the
-// same second as the event cannot be shown to be newer, and an unknown issuedAt (zero) counts as issued before
-// any not_before: when in doubt, refuse. For the same reason an empty iss matches the subject under any issuer:
-// a sidecar does not always know who issued the identifier it checks (a Txn-Token's sub does not say which
-// identity provider named the user, nor an opaque id which transmitter).
+// Revoked returns the revocation that refuses, at now, a credential of the subject (kind, iss, value) issued at
+// issuedAt (Revocation.Refuses), or nil. When in doubt it refuses, so an empty iss matches the subject under any
+// issuer: a sidecar does not always know who issued the identifier it checks (a Txn-Token's sub does not say
+// which identity provider named the user, nor an opaque id which transmitter).
 func (s *State) Revoked(kind, iss, value string, issuedAt, now time.Time) *agentauthv1.Revocation {
 	list, _ := s.revoked.get(subjectKey{kind, iss, value})
 	for _, r := range list {
-		if exp := r.GetExpires(); exp != nil && !now.Before(exp.AsTime()) {
-			continue
-		}
-		nb := r.GetNotBefore()
-		if nb == nil || issuedAt.IsZero() || !issuedAt.After(nb.AsTime()) {
+		if r.Refuses(issuedAt, now) {
 			return r
 		}
 	}

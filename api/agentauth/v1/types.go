@@ -1,6 +1,9 @@
 package agentauthv1
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // Type URLs of the resources served over xDS (the Any type URL of each message).
 const (
@@ -72,6 +75,24 @@ func NormalValue(kind, value string) string {
 		return "0"
 	}
 	return value
+}
+
+// Expired reports whether the revocation has stopped applying at now: it has an expires, and now is not before it.
+func (x *Revocation) Expired(now time.Time) bool {
+	exp := x.GetExpires()
+	return exp != nil && !now.Before(exp.AsTime())
+}
+
+// Refuses reports whether the revocation refuses, at now, a credential issued at issuedAt: it has not expired,
+// and the credential was issued no later than its not_before (or it has none: it is withheld). Token times have
+// whole-second precision, so a credential stamped in the same second as the event cannot be shown to be newer,
+// and an unknown issuedAt (zero) counts as issued before any not_before: when in doubt, refuse.
+func (x *Revocation) Refuses(issuedAt, now time.Time) bool {
+	if x.Expired(now) {
+		return false
+	}
+	nb := x.GetNotBefore()
+	return nb == nil || issuedAt.IsZero() || !issuedAt.After(nb.AsTime())
 }
 
 // Describe says why a revocation refuses, for refusal messages and audit records: its reason and, when a security

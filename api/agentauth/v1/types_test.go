@@ -1,6 +1,11 @@
 package agentauthv1
 
-import "testing"
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
 
 func TestSubjectKeyIsUnambiguous(t *testing.T) {
 	subjects := []*Subject{
@@ -49,5 +54,40 @@ func TestNormalSerial(t *testing.T) {
 	}
 	if got := NormalValue("x509_serial", "00"); got != "0" {
 		t.Errorf("serial 00 = %q, want 0", got)
+	}
+}
+
+func TestRevocationRefuses(t *testing.T) {
+	t0 := time.Unix(1_760_000_000, 0)
+	rev := func(nb, exp time.Time) *Revocation {
+		r := &Revocation{}
+		if !nb.IsZero() {
+			r.NotBefore = timestamppb.New(nb)
+		}
+		if !exp.IsZero() {
+			r.Expires = timestamppb.New(exp)
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		name          string
+		r             *Revocation
+		issued, now   time.Time
+		refuses, gone bool
+	}{
+		{"withheld", rev(time.Time{}, time.Time{}), t0, t0, true, false},
+		{"issued before not_before", rev(t0, time.Time{}), t0.Add(-time.Second), t0, true, false},
+		{"issued in not_before's second", rev(t0, time.Time{}), t0, t0, true, false},
+		{"issued after not_before", rev(t0, time.Time{}), t0.Add(time.Second), t0, false, false},
+		{"unknown issue time", rev(t0, time.Time{}), time.Time{}, t0, true, false},
+		{"expired", rev(time.Time{}, t0), t0.Add(-time.Hour), t0, false, true},
+		{"not yet expired", rev(time.Time{}, t0), t0.Add(-time.Hour), t0.Add(-time.Second), true, false},
+	} {
+		if got := tc.r.Refuses(tc.issued, tc.now); got != tc.refuses {
+			t.Errorf("%s: Refuses = %t, want %t", tc.name, got, tc.refuses)
+		}
+		if got := tc.r.Expired(tc.now); got != tc.gone {
+			t.Errorf("%s: Expired = %t, want %t", tc.name, got, tc.gone)
+		}
 	}
 }
