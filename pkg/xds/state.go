@@ -184,29 +184,12 @@ func (s *State) with(typeURL string, updates []resourceUpdate, removed []string)
 		}
 		switch m := old.msg.(type) {
 		case *agentauthv1.Revocation:
-			keys, n := indexKeys(m.GetSubject())
-			for _, k := range keys[:n] {
-				list, _ := next.revoked.get(k)
-				list = slices.DeleteFunc(slices.Clone(list), func(r *agentauthv1.Revocation) bool { return r.GetId() == name })
-				if len(list) == 0 {
-					next.revoked = next.revoked.del(k)
-				} else {
-					next.revoked = next.revoked.set(k, list)
-				}
-			}
+			next.revoked = unindexed(next.revoked, m.GetSubject(),
+				func(r *agentauthv1.Revocation) bool { return r.GetId() == name })
 		case *agentauthv1.RiskState:
-			keys, n := indexKeys(m.GetSubject())
-			for _, k := range keys[:n] {
-				list, _ := next.risk.get(k)
-				list = slices.DeleteFunc(slices.Clone(list), func(r *agentauthv1.RiskState) bool {
-					return r.GetSubject().Key() == m.GetSubject().Key()
-				})
-				if len(list) == 0 {
-					next.risk = next.risk.del(k)
-				} else {
-					next.risk = next.risk.set(k, list)
-				}
-			}
+			key := m.GetSubject().Key()
+			next.risk = unindexed(next.risk, m.GetSubject(),
+				func(r *agentauthv1.RiskState) bool { return r.GetSubject().Key() == key })
 		}
 	}
 	for _, name := range removed {
@@ -218,18 +201,36 @@ func (s *State) with(typeURL string, updates []resourceUpdate, removed []string)
 		*res = res.set(u.name, entry{msg: u.msg, version: u.version})
 		switch m := u.msg.(type) {
 		case *agentauthv1.Revocation:
-			keys, n := indexKeys(m.GetSubject())
-			for _, k := range keys[:n] {
-				list, _ := next.revoked.get(k)
-				next.revoked = next.revoked.set(k, append(slices.Clip(list), m))
-			}
+			next.revoked = indexed(next.revoked, m.GetSubject(), m)
 		case *agentauthv1.RiskState:
-			keys, n := indexKeys(m.GetSubject())
-			for _, k := range keys[:n] {
-				list, _ := next.risk.get(k)
-				next.risk = next.risk.set(k, append(slices.Clip(list), m))
-			}
+			next.risk = indexed(next.risk, m.GetSubject(), m)
 		}
 	}
 	return &next
+}
+
+// indexed returns idx with v added to the list of each key the subject is indexed under (indexKeys).
+func indexed[V any](idx hashTrie[subjectKey, []V], subject *agentauthv1.Subject, v V) hashTrie[subjectKey, []V] {
+	keys, n := indexKeys(subject)
+	for _, k := range keys[:n] {
+		list, _ := idx.get(k)
+		idx = idx.set(k, append(slices.Clip(list), v))
+	}
+	return idx
+}
+
+// unindexed returns idx without the entries that drop matches in the lists of the subject's keys; an emptied
+// list leaves no key behind.
+func unindexed[V any](idx hashTrie[subjectKey, []V], subject *agentauthv1.Subject,
+	drop func(V) bool) hashTrie[subjectKey, []V] {
+	keys, n := indexKeys(subject)
+	for _, k := range keys[:n] {
+		list, _ := idx.get(k)
+		if list = slices.DeleteFunc(slices.Clone(list), drop); len(list) == 0 {
+			idx = idx.del(k)
+		} else {
+			idx = idx.set(k, list)
+		}
+	}
+	return idx
 }
