@@ -200,24 +200,26 @@ func (cp *controlPlane) onUpdate(u xds.Update) {
 // them.
 func (cp *controlPlane) risk(agent, user string) (policy.RiskLevel, string) {
 	st := cp.client.State()
-	var states []*agentauthv1.RiskState
-	for _, k := range agentauthv1.KindsFor("agent") {
-		states = append(states, st.Risks(k, "", agent)...)
-	}
-	if user != "" {
-		for _, k := range agentauthv1.KindsFor("user") {
-			states = append(states, st.Risks(k, "", agentauthv1.NormalValue(k, user))...)
-		}
-	}
 	var level policy.RiskLevel
 	var assurance string
 	var assuredAt time.Time
-	for _, r := range states {
-		if r.GetRiskLevel() != "" {
-			level = policy.HigherRisk(level, policy.RiskLevel(r.GetRiskLevel()))
+	// Folded as they are found: this runs on every request.
+	consider := func(kind, value string) {
+		for _, r := range st.Risks(kind, "", value) {
+			if r.GetRiskLevel() != "" {
+				level = policy.HigherRisk(level, policy.RiskLevel(r.GetRiskLevel()))
+			}
+			if at := r.GetUpdated().AsTime(); r.GetAssuranceLevel() != "" && (assurance == "" || at.After(assuredAt)) {
+				assurance, assuredAt = r.GetAssuranceLevel(), at
+			}
 		}
-		if at := r.GetUpdated().AsTime(); r.GetAssuranceLevel() != "" && (assurance == "" || at.After(assuredAt)) {
-			assurance, assuredAt = r.GetAssuranceLevel(), at
+	}
+	for _, k := range agentauthv1.KindsFor("agent") {
+		consider(k, agent)
+	}
+	if user != "" {
+		for _, k := range agentauthv1.KindsFor("user") {
+			consider(k, agentauthv1.NormalValue(k, user))
 		}
 	}
 	return level, assurance
