@@ -15,8 +15,10 @@ build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
+# Also vets the suites behind build tags (the benchmark, the interop checks), which `make test` does not build.
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags bench,interop ./test/...
 
 # The README's test command: static checks, then every test with the race detector.
 test: vet
