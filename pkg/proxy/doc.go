@@ -26,6 +26,12 @@
 // on proof routes replaces any proof headers the agent sent. Ingress sets X-Forwarded-For/-Host/-Proto afresh
 // (inbound copies are dropped); egress sends none.
 //
-// Request paths must be canonical (no ".", ".." or empty segments, no backslash; 400 otherwise) because routes
-// match by path prefix and the upstream would otherwise resolve "/public/../admin" under another route's rules.
+// Request paths must be canonical (no ".", ".." or empty segments, no backslash, also once a segment's ";params"
+// are dropped as servlet containers do; 400 otherwise) because routes match by path prefix and the upstream would
+// otherwise resolve "/public/../admin" or "/public/..;/admin" under another route's rules.
+//
+// Ingress passes only WebSocket upgrades: after a 101 the connection is spliced and nothing on it is decided again,
+// so any other Upgrade (h2c above all) is dropped and the request is served as plain HTTP/1.1. Identity headers are
+// set on the outgoing request, after hop-by-hop removal, so a Connection header cannot name them away. Egress proof
+// routes need a fixed upstream: a proof goes only where its route says, never to whatever address the agent chose.
 package proxy

@@ -77,6 +77,11 @@ func (h *EgressHandler) SetRoutes(t *RouteTable) error {
 		if rt.Modes.Has(ModeMTLS) && (rt.Upstream == nil || rt.Upstream.Scheme != "https") {
 			return fmt.Errorf("proxy: egress route %q: mode mtls needs an https:// upstream", rt.Name)
 		}
+		// Without an upstream the request goes wherever the agent sent it, while the route (and so the proof's
+		// audience) is chosen by the Host header the agent also wrote: a proof for the tool, delivered to anyone.
+		if p != 0 && rt.Upstream == nil {
+			return fmt.Errorf("proxy: egress route %q uses %v, so it needs an upstream: proofs go only where the route says", rt.Name, p)
+		}
 		if p != 0 && h.signers[p] == nil {
 			return fmt.Errorf("proxy: egress route %q uses %v but no signer is configured for it", rt.Name, p)
 		}

@@ -151,11 +151,19 @@ func TestEgressRefusals(t *testing.T) {
 }
 
 func TestEgressSignerValidation(t *testing.T) {
-	tab := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeHTTPSig})
+	up := mustURL(t, "http://127.0.0.1:1")
+	tab := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Upstream: up, Modes: ModeHTTPSig})
 	if _, err := NewEgressHandler(EgressConfig{Routes: tab}); err == nil || !strings.Contains(err.Error(), "no signer") {
 		t.Errorf("missing signer: %v", err)
 	}
-	both := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeHTTPSig | ModeWPT})
+	// A proof route without an upstream would send the proof wherever the agent sent the request (in transparent
+	// mode, any address), with the audience of the tool the agent named in Host.
+	dynamic := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeWPT})
+	if _, err := NewEgressHandler(EgressConfig{Routes: dynamic, Signers: map[Mode]ProofSigner{ModeWPT: &fakeSigner{}}}); err == nil ||
+		!strings.Contains(err.Error(), "needs an upstream") {
+		t.Errorf("proof route without upstream: %v", err)
+	}
+	both := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Upstream: up, Modes: ModeHTTPSig | ModeWPT})
 	sig := map[Mode]ProofSigner{ModeWPT: &fakeSigner{}, ModeHTTPSig: &fakeSigner{}}
 	if _, err := NewEgressHandler(EgressConfig{Routes: both, Signers: sig}); err == nil {
 		t.Error("egress route with two proof modes accepted")

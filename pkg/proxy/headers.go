@@ -93,6 +93,19 @@ func stripIdentity(r *http.Request) {
 	}
 }
 
+// dropUpgradeExceptWebSocket removes an Upgrade other than WebSocket, and the HTTP2-Settings that goes with h2c.
+// Ingress decides one request; after a 101 the connection is spliced and nothing on it is seen again. A
+// WebSocket's messages belong to the upgrade request that was decided; an h2c upgrade would open a whole HTTP/2
+// connection of requests nobody decided. Without the Upgrade the request is served as plain HTTP/1.1, which is
+// what a client offering h2c falls back to.
+func dropUpgradeExceptWebSocket(h http.Header) {
+	if up := h.Values("Upgrade"); len(up) == 0 || (len(up) == 1 && strings.EqualFold(strings.TrimSpace(up[0]), "websocket")) {
+		return
+	}
+	h.Del("Upgrade")
+	h.Del("Http2-Settings")
+}
+
 // setIdentityHeaders sets the verified identity on the request to the tool. self is our own SPIFFE ID (XFCC By).
 // A value that cannot be sent in a header is a malformed credential, not something to drop silently.
 func setIdentityHeaders(h http.Header, id *Identity, peer *Peer, self string) error {

@@ -318,8 +318,13 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	stripIdentity(r)
 	stripHeaders(r.Header, proofHeaders)
+	dropUpgradeExceptWebSocket(r.Header)
 	if x.Identity != nil {
-		if err := setIdentityHeaders(r.Header, x.Identity, x.Peer, h.opts.Self); err != nil {
+		// Set on the outgoing request (in Rewrite), not on r: the reverse proxy deletes every field the caller's
+		// Connection header names, and "Connection: X-Agentauth-Workload-Id" would otherwise take the verified
+		// identity away from the tool after policy decided with it.
+		st.identity = make(http.Header, 5)
+		if err := setIdentityHeaders(st.identity, x.Identity, x.Peer, h.opts.Self); err != nil {
 			st.refuse(err)
 			return
 		}

@@ -131,6 +131,8 @@ type reqState struct {
 	upgraded bool
 	status   int // overrides the observed status (tunnels, client gone)
 	exchange *Exchange
+	// identity holds the verified identity headers ingress sets on the outgoing request.
+	identity http.Header
 }
 
 func begin(opts *Options, dir Direction, w http.ResponseWriter, r *http.Request) (*reqState, *http.Request) {

@@ -326,6 +326,14 @@ func checkPath(p string) error {
 		}
 		seg := p[i : i+j]
 		last := i+j >= len(p)
+		// Servlet containers (Tomcat, Jetty, Spring) drop ";params" from a segment before resolving it, so
+		// "/orders/..;/admin" is "/admin" to them: judge the segment without its parameters.
+		if k := strings.IndexByte(seg, ';'); k >= 0 {
+			seg = seg[:k]
+			if seg == "" {
+				return fmt.Errorf("%w: path %q is not canonical (a segment is only ;parameters)", autherr.ErrMalformed, p)
+			}
+		}
 		if seg == "." || seg == ".." || (seg == "" && !last) {
 			return fmt.Errorf("%w: path %q is not canonical (empty, . or .. segment)", autherr.ErrMalformed, p)
 		}

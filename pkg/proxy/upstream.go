@@ -233,6 +233,9 @@ func newReverseProxy(opts *Options, dir Direction, rt http.RoundTripper) *httput
 			if dir == Ingress {
 				pr.SetXForwarded()
 			}
+			for k, v := range st.identity {
+				pr.Out.Header[k] = v
+			}
 		},
 		Transport: rt,
 		// 0 still flushes every write of a streamed response (SSE, gRPC, chunked: ContentLength -1) at once, as
