@@ -3,6 +3,7 @@ package mcp
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -15,6 +16,7 @@ func FuzzParse(f *testing.F) {
 		`{"jsonrpc":"2.0","id":"a","result":{}}`,
 		`{"jsonrpc":"2.0","id":2,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"x"}}}`,
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call","params":{"name":"a","arguments":{"k":1,"\u212a":2}}}`,
 		`[]`, `{`, `null`, "\xff",
 	} {
 		f.Add([]byte(s))
@@ -48,6 +50,19 @@ func FuzzParse(f *testing.F) {
 			case c.Target != TargetServer && c.Name == "":
 				t.Fatalf("targeted call without name %+v", c)
 			}
+		}
+	})
+}
+
+// FuzzFoldKey: two names get the same fold key exactly when strings.EqualFold says they are equal, so the map
+// lookup that refuses case-variant members agrees with Go's case-insensitive member matching.
+func FuzzFoldKey(f *testing.F) {
+	for _, p := range [][2]string{{"params", "paramſ"}, {"k", "\u212a"}, {"ß", "ẞ"}, {"İd", "id"}, {"σ", "ς"}, {"\xff", "\ufffd"}} {
+		f.Add(p[0], p[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if got, want := foldKey(a) == foldKey(b), strings.EqualFold(a, b); got != want {
+			t.Fatalf("foldKey(%q) == foldKey(%q) is %v, strings.EqualFold says %v", a, b, got, want)
 		}
 	})
 }

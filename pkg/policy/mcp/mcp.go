@@ -4,7 +4,12 @@ import (
 	"bytes"
 	stdjson "encoding/json"
 	"fmt"
+	"maps"
 	"mime"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -144,9 +149,9 @@ func JSONRPCError(id stdjson.RawMessage, code int, message string) []byte {
 }
 
 // Parse reads a streamable-HTTP POST body holding one JSON-RPC 2.0 message or a batch of them. contentType is the
-// request's Content-Type and must be application/json. A body over maxBytes (DefaultMaxBytes when maxBytes <= 0)
-// is refused before it is read. Any malformed element rejects the whole body: a proxy must not forward a
-// message it could not fully understand.
+// request's Content-Type and must be application/json, with no charset or charset utf-8. A body over maxBytes
+// (DefaultMaxBytes when maxBytes <= 0) is refused before it is read. Any malformed element rejects the whole
+// body: a proxy must not forward a message it could not fully understand.
 func Parse(contentType string, body []byte, maxBytes int) (Message, error) {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
@@ -154,17 +159,17 @@ func Parse(contentType string, body []byte, maxBytes int) (Message, error) {
 	if len(body) > maxBytes {
 		return Message{}, newError(CodeInvalidRequest, ErrTooLarge, nil, "body of %d bytes is over the limit of %d", len(body), maxBytes)
 	}
-	mt, _, err := mime.ParseMediaType(contentType)
-	if err != nil || mt != "application/json" {
-		return Message{}, newError(CodeInvalidRequest, ErrMalformed, nil, "content type %q is not application/json", contentType)
+	if err := checkContentType(contentType); err != nil {
+		return Message{}, err
 	}
 	var top jsontext.Value
 	if err := json.Unmarshal(body, &top); err != nil {
 		return Message{}, newError(CodeParseError, ErrMalformed, nil, "parse error: %v", err)
 	}
+	var names memberNames
 	switch top.Kind() {
 	case '{':
-		c, perr := parseOne(top)
+		c, perr := parseOne(top, &names)
 		if perr != nil {
 			return Message{}, perr
 		}
@@ -182,7 +187,7 @@ func Parse(contentType string, body []byte, maxBytes int) (Message, error) {
 		}
 		calls := make([]Call, 0, len(elems))
 		for i, el := range elems {
-			c, perr := parseOne(el)
+			c, perr := parseOne(el, &names)
 			if perr != nil {
 				perr.Msg = fmt.Sprintf("batch element %d: %s", i, perr.Msg)
 				return Message{}, perr
@@ -205,13 +210,18 @@ type wire struct {
 	Error   jsontext.Value `json:"error"`
 }
 
-func parseOne(v jsontext.Value) (Call, *Error) {
+// parseOne reads one message. names is scratch space for member names, reused across the messages of a body.
+func parseOne(v jsontext.Value, names *memberNames) (Call, *Error) {
 	if v.Kind() != '{' {
 		return Call{}, newError(CodeInvalidRequest, ErrMalformed, nil, "message is a JSON %v, not an object", v.Kind())
 	}
 	var w wire
 	if err := json.Unmarshal(v, &w); err != nil {
 		return Call{}, newError(CodeParseError, ErrMalformed, nil, "parse error: %v", err)
+	}
+	// Before the id is read: with "id" and "ID" both present the id itself is ambiguous.
+	if err := names.check(v); err != nil {
+		return Call{}, newError(CodeInvalidRequest, ErrMalformed, nil, "%v", err)
 	}
 	// The id first, so that every later error can be answered to the right id.
 	var id jsontext.Value
@@ -257,7 +267,7 @@ func parseOne(v jsontext.Value) (Call, *Error) {
 	if id == nil {
 		c.Kind = KindNotification
 	}
-	if err := c.readTarget(w.Params); err != nil {
+	if err := c.readTarget(w.Params, names); err != nil {
 		err.ID = c.ID
 		return Call{}, err
 	}
@@ -269,16 +279,19 @@ type targetParams struct {
 	Name      jsontext.Value            `json:"name"`
 	URI       jsontext.Value            `json:"uri"`
 	Arguments map[string]jsontext.Value `json:"arguments"`
-	Ref       *struct {
-		Type jsontext.Value `json:"type"`
-		Name jsontext.Value `json:"name"`
-		URI  jsontext.Value `json:"uri"`
-	} `json:"ref"`
+	Ref       jsontext.Value            `json:"ref"`
+}
+
+// refParams is the ref object of completion/complete.
+type refParams struct {
+	Type jsontext.Value `json:"type"`
+	Name jsontext.Value `json:"name"`
+	URI  jsontext.Value `json:"uri"`
 }
 
 // readTarget fills Target, Name and Args for the methods that act on something inside the server. Those methods
 // must name it: a tools/call the sidecar cannot attribute to a tool is refused, not passed.
-func (c *Call) readTarget(params jsontext.Value) *Error {
+func (c *Call) readTarget(params jsontext.Value, names *memberNames) *Error {
 	var field string
 	switch c.Method {
 	case "tools/call":
@@ -299,6 +312,13 @@ func (c *Call) readTarget(params jsontext.Value) *Error {
 	if err := json.Unmarshal(params, &p); err != nil {
 		return newError(CodeInvalidParams, ErrMalformed, nil, "%s params: %v", c.Method, err)
 	}
+	if err := names.check(params); err != nil {
+		return newError(CodeInvalidParams, ErrMalformed, nil, "%s params: %v", c.Method, err)
+	}
+	*names = slices.AppendSeq((*names)[:0], maps.Keys(p.Arguments))
+	if err := caseVariants(*names); err != nil {
+		return newError(CodeInvalidParams, ErrMalformed, nil, "%s params.arguments: %v", c.Method, err)
+	}
 	var ok bool
 	switch field {
 	case "name":
@@ -306,14 +326,21 @@ func (c *Call) readTarget(params jsontext.Value) *Error {
 	case "uri":
 		c.Name, ok = nonEmptyString(p.URI)
 	case "ref":
-		if p.Ref != nil {
-			switch kind, _ := nonEmptyString(p.Ref.Type); kind {
+		if p.Ref.Kind() == '{' {
+			var ref refParams
+			if err := json.Unmarshal(p.Ref, &ref); err != nil {
+				return newError(CodeInvalidParams, ErrMalformed, nil, "%s params.ref: %v", c.Method, err)
+			}
+			if err := names.check(p.Ref); err != nil {
+				return newError(CodeInvalidParams, ErrMalformed, nil, "%s params.ref: %v", c.Method, err)
+			}
+			switch kind, _ := nonEmptyString(ref.Type); kind {
 			case "ref/prompt":
 				c.Target = TargetPrompt
-				c.Name, ok = nonEmptyString(p.Ref.Name)
+				c.Name, ok = nonEmptyString(ref.Name)
 			case "ref/resource":
 				c.Target = TargetResource
-				c.Name, ok = nonEmptyString(p.Ref.URI)
+				c.Name, ok = nonEmptyString(ref.URI)
 			}
 		}
 	}
@@ -351,4 +378,123 @@ func scalarArgs(in map[string]jsontext.Value) map[string]string {
 		}
 	}
 	return out
+}
+
+// checkContentType accepts application/json with no charset or charset utf-8. A server that honours another
+// declared charset (Node's body-parser decodes utf-7, for one) would read different text from the same bytes.
+// RFC 2231 forms (charset*=, charset*0=) are refused outright: mime.ParseMediaType lets them override a plain
+// charset parameter, while other parsers ignore them, so the two would disagree on the charset.
+func checkContentType(contentType string) *Error {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "application/json" {
+		return newError(CodeInvalidRequest, ErrMalformed, nil, "content type %q is not application/json", contentType)
+	}
+	if strings.Contains(strings.ToLower(contentType), "charset*") {
+		return newError(CodeInvalidRequest, ErrMalformed, nil, "content type %q gives its charset in RFC 2231 form", contentType)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return newError(CodeInvalidRequest, ErrMalformed, nil, "content type %q has charset %q; only utf-8 is accepted", contentType, cs)
+	}
+	return nil
+}
+
+// memberNames reads the member names of one JSON object, unescaped, skipping the values.
+type memberNames []string
+
+// check refuses an object with two member names that are equal under Unicode simple case folding ("method"
+// and "Method", "params" and "paramſ"). Go servers decoding with encoding/json match names that way and take
+// the last match, so the sidecar and the server would read different members. obj must be a valid JSON object
+// (already checked by the caller's Unmarshal).
+func (m *memberNames) check(obj jsontext.Value) error {
+	// Exact duplicates were refused by the caller's Unmarshal; not tracking them again saves the decoder work.
+	if err := json.Unmarshal(obj, m, jsontext.AllowDuplicateNames(true)); err != nil {
+		return err
+	}
+	return caseVariants(*m)
+}
+
+// UnmarshalJSONFrom implements json.UnmarshalerFrom.
+func (m *memberNames) UnmarshalJSONFrom(d *jsontext.Decoder) error {
+	*m = (*m)[:0]
+	tok, err := d.ReadToken()
+	if err != nil {
+		return err
+	}
+	if tok.Kind() != '{' {
+		return fmt.Errorf("a JSON %v is not an object", tok.Kind())
+	}
+	for d.PeekKind() == '"' {
+		name, err := d.ReadToken()
+		if err != nil {
+			return err
+		}
+		*m = append(*m, name.String())
+		if err := d.SkipValue(); err != nil {
+			return err
+		}
+	}
+	_, err = d.ReadToken()
+	return err
+}
+
+// pairwiseMax is the largest object whose names are compared pairwise: cheaper than a map for the few members
+// JSON-RPC objects have, while larger ones (tool arguments) stay linear.
+const pairwiseMax = 16
+
+// caseVariants reports the first two of names that differ only in case. Exact duplicates are left to the JSON
+// decoder, which refuses them first.
+func caseVariants(names []string) error {
+	if len(names) <= pairwiseMax {
+		for i, a := range names {
+			for _, b := range names[:i] {
+				if strings.EqualFold(a, b) {
+					return fmt.Errorf("member names %q and %q differ only in case", b, a)
+				}
+			}
+		}
+		return nil
+	}
+	seen := make(map[string]string, len(names))
+	for _, name := range names {
+		key := foldKey(name)
+		if prev, ok := seen[key]; ok {
+			return fmt.Errorf("member names %q and %q differ only in case", prev, name)
+		}
+		seen[key] = name
+	}
+	return nil
+}
+
+// foldKey maps name to a key that is equal for two names exactly when strings.EqualFold says they are: every
+// rune is replaced by the smallest rune of its simple case-folding orbit.
+func foldKey(name string) string {
+	ascii := true
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c >= utf8.RuneSelf || 'a' <= c && c <= 'z' {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return name
+	}
+	out := make([]byte, 0, len(name))
+	for _, r := range name {
+		out = utf8.AppendRune(out, foldRune(r))
+	}
+	return string(out)
+}
+
+func foldRune(r rune) rune {
+	if r < utf8.RuneSelf {
+		if 'a' <= r && r <= 'z' {
+			r -= 'a' - 'A'
+		}
+		return r
+	}
+	least := r
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		least = min(least, f)
+	}
+	return least
 }

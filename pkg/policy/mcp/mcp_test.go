@@ -3,7 +3,9 @@ package mcp
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -192,6 +194,175 @@ func TestParseRejects(t *testing.T) {
 				t.Errorf("Response = %s, want id %s and code %d", e.Response(), tt.id, tt.code)
 			}
 		})
+	}
+}
+
+// goServerReading is what an MCP server written in Go with encoding/json reads from body, decoding into structs
+// as mark3labs/mcp-go does: member names match under Unicode simple case folding and the last match wins.
+func goServerReading(t *testing.T, body string) (method, name string, args map[string]string) {
+	t.Helper()
+	var req struct {
+		Method string          `json:"method"`
+		Params json.RawMessage `json:"params"`
+	}
+	if err := json.Unmarshal([]byte(body), &req); err != nil {
+		t.Fatalf("encoding/json cannot read %s: %v", body, err)
+	}
+	var p struct {
+		Name      string            `json:"name"`
+		Arguments map[string]string `json:"arguments"`
+	}
+	if len(req.Params) > 0 {
+		if err := json.Unmarshal(req.Params, &p); err != nil {
+			t.Fatalf("encoding/json cannot read params of %s: %v", body, err)
+		}
+	}
+	return req.Method, p.Name, p.Arguments
+}
+
+// TestCaseVariantMembersRefused: two member names that differ only in case (under Unicode simple folding) are
+// refused in every object Parse reads, because a Go server would read the last of them while Parse reads the
+// exact one, and policy would decide a different call from the one the tool runs.
+func TestCaseVariantMembersRefused(t *testing.T) {
+	// Over pairwiseMax members, so that names are compared through their fold keys.
+	var many strings.Builder
+	for i := range 2 * pairwiseMax {
+		fmt.Fprintf(&many, `"arg%d":"x",`, i)
+	}
+	tests := []struct {
+		name string
+		body string
+		code int
+		id   string // raw JSON id expected in the error answer
+		keys [2]string
+	}{
+		{"Method beside method", `{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call","params":{"name":"delete_order"}}`, CodeInvalidRequest, "null", [2]string{"method", "Method"}},
+		{"Method before method", `{"jsonrpc":"2.0","id":1,"Method":"tools/call","method":"tools/list","params":{"name":"delete_order"}}`, CodeInvalidRequest, "null", [2]string{"Method", "method"}},
+		{"Params beside params", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"},"Params":{"name":"delete_order"}}`, CodeInvalidRequest, "null", [2]string{"params", "Params"}},
+		{"Unicode fold paramſ beside params", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"},"paramſ":{"name":"delete_order"}}`, CodeInvalidRequest, "null", [2]string{"params", "paramſ"}},
+		{"escaped Params beside params", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"},"\u0050arams":{"name":"delete_order"}}`, CodeInvalidRequest, "null", [2]string{"params", "Params"}},
+		{"ID beside id", `{"jsonrpc":"2.0","id":1,"ID":2,"method":"ping"}`, CodeInvalidRequest, "null", [2]string{"id", "ID"}},
+		{"Result beside result", `{"jsonrpc":"2.0","id":1,"result":{},"Result":{}}`, CodeInvalidRequest, "null", [2]string{"result", "Result"}},
+		{"variants of an unknown member", `{"jsonrpc":"2.0","id":1,"method":"ping","_meta":{},"_Meta":{}}`, CodeInvalidRequest, "null", [2]string{"_meta", "_Meta"}},
+		{"Name beside name", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","Name":"delete_order"}}`, CodeInvalidParams, "1", [2]string{"name", "Name"}},
+		{"Kelvin sign", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"k":"1","\u212a":"2"}}}`, CodeInvalidParams, "1", [2]string{"k", "\u212a"}},
+		{"Arguments beside arguments", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_order","arguments":{"currency":"EUR"},"Arguments":{"currency":"USD"}}}`, CodeInvalidParams, "1", [2]string{"arguments", "Arguments"}},
+		{"Currency beside currency", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_order","arguments":{"currency":"EUR","Currency":"USD"}}}`, CodeInvalidParams, "1", [2]string{"currency", "Currency"}},
+		{"prompt argument variants", `{"jsonrpc":"2.0","id":"p","method":"prompts/get","params":{"name":"review","arguments":{"LANG":"go","lang":"sh"}}}`, CodeInvalidParams, `"p"`, [2]string{"lang", "LANG"}},
+		{"URI beside uri", `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/a","URI":"file:///private/a"}}`, CodeInvalidParams, "1", [2]string{"uri", "URI"}},
+		{"Ref beside ref", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"a"},"Ref":{"type":"ref/prompt","name":"b"}}}`, CodeInvalidParams, "1", [2]string{"ref", "Ref"}},
+		{"Name beside name in ref", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"a","NAME":"b"}}}`, CodeInvalidParams, "1", [2]string{"name", "NAME"}},
+		{"many arguments", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{` + many.String() + `"ARGſ":"y","args":"z"}}}`, CodeInvalidParams, "1", [2]string{"args", "ARGſ"}},
+		{"in a batch element", `[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"a","nAme":"b"}}]`, CodeInvalidParams, "2", [2]string{"name", "nAme"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msg, err := Parse(ct, []byte(tt.body), 0)
+			if err == nil {
+				m, n, a := goServerReading(t, tt.body)
+				t.Fatalf("Parse accepted it: policy decides %+v, a Go (encoding/json) server runs method %q name %q args %v", msg.Calls, m, n, a)
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %T is not *Error: %v", err, err)
+			}
+			if !errors.Is(err, ErrMalformed) || e.Code != tt.code {
+				t.Errorf("error %v (code %d), want %v with code %d", err, e.Code, ErrMalformed, tt.code)
+			}
+			for _, k := range tt.keys {
+				if !strings.Contains(err.Error(), strconv.Quote(k)) {
+					t.Errorf("error %q does not name member %q", err, k)
+				}
+			}
+			var resp struct {
+				ID json.RawMessage `json:"id"`
+			}
+			if err := json.Unmarshal(e.Response(), &resp); err != nil || string(resp.ID) != tt.id {
+				t.Errorf("Response = %s, want id %s", e.Response(), tt.id)
+			}
+		})
+	}
+}
+
+// TestCaseDistinctMembersAccepted: names that a Go server keeps apart are not refused, and Parse reads what such
+// a server reads.
+func TestCaseDistinctMembersAccepted(t *testing.T) {
+	var many strings.Builder
+	for i := range 2 * pairwiseMax {
+		fmt.Fprintf(&many, `"arg%d":"x","ARG_%d":"y",`, i, i)
+	}
+	for _, body := range []string{
+		// U+0130 lowercases to "i" but has no simple case folding: encoding/json does not match it with "id".
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"id":"1","\u0130d":"2"}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"max_len":"1","maxlen":"2","max-len":"3"}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","names":"x","arguments":{"a":"1","b":"2"}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{` + many.String() + `"a":"1"}}}`,
+	} {
+		msg, err := Parse(ct, []byte(body), 0)
+		if err != nil {
+			t.Fatalf("Parse(%s): %v", body, err)
+		}
+		c := msg.Calls[0]
+		m, n, a := goServerReading(t, body)
+		if c.Method != m || c.Name != n || !reflect.DeepEqual(c.Args, a) {
+			t.Errorf("Parse(%s) reads %q %q %v, a Go server %q %q %v", body, c.Method, c.Name, c.Args, m, n, a)
+		}
+	}
+}
+
+// TestCharsetMustBeUTF8: a body is read as UTF-8, so any other declared charset is refused: a server honouring
+// it (Node's body-parser decodes utf-7, in which "+AGQ-elete_order" is "delete_order") would run another call.
+func TestCharsetMustBeUTF8(t *testing.T) {
+	body := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"+AGQ-elete_order"}}`)
+	tests := []struct {
+		ct     string
+		accept bool
+	}{
+		{"application/json", true},
+		{"application/json; charset=utf-8", true},
+		{"application/json; charset=UTF-8", true},
+		{`application/json; charset="Utf-8"`, true},
+		{"Application/JSON; CHARSET=utf-8", true},
+		{"application/json; charset=utf-7", false},
+		{"application/json; charset=UTF-7", false},
+		{`application/json; charset="utf-7"`, false},
+		{"application/json; charset=iso-8859-1", false},
+		{"application/json; charset=utf-16le", false},
+		{"application/json; charset=utf8", false},
+		{"application/json; charset=utf-8; charset=utf-7", false},
+		// RFC 2231 forms: mime.ParseMediaType lets charset* override charset, other parsers ignore it.
+		{"application/json; charset*=utf-8''utf-8; charset=utf-7", false},
+		{"application/json; charset*=utf-8''utf-7", false},
+		{"application/json; charset*0=utf-8", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.ct, func(t *testing.T) {
+			msg, err := Parse(tt.ct, body, 0)
+			if tt.accept {
+				if err != nil {
+					t.Fatalf("Parse: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Parse accepted it and reads tool %q as UTF-8", msg.Calls[0].Name)
+			}
+			var e *Error
+			if !errors.As(err, &e) || e.Code != CodeInvalidRequest || !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "content type") {
+				t.Errorf("error %v, want a content type refusal with code %d wrapping %v", err, CodeInvalidRequest, ErrMalformed)
+			}
+		})
+	}
+}
+
+func TestFoldKey(t *testing.T) {
+	names := []string{"", "id", "ID", "Id", "params", "paramſ", "PARAMS", "k", "K", "\u212a", "ß", "ẞ", "ss", "İd", "id", "ı", "I", "σ", "ς", "Σ", "max_len", "maxlen", "\xff", "\ufffd"}
+	for _, a := range names {
+		for _, b := range names {
+			if got, want := foldKey(a) == foldKey(b), strings.EqualFold(a, b); got != want {
+				t.Errorf("foldKey(%q) == foldKey(%q) is %v, strings.EqualFold says %v", a, b, got, want)
+			}
+		}
 	}
 }
 
