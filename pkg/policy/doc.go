@@ -6,7 +6,7 @@
 // # Model (schema.cedarschema)
 //
 //	principal  Agent::"<SPIFFE ID>"  in TrustDomain::"<td>"; attrs trust_domain, path; tags = WIT/attestation attrs
-//	resource   Tool::"<tool>"        (tool = the route's configured name, else the lower-cased host)
+//	resource   Tool::"<tool>"        (tool = Request.Tool: the sidecar's ingress.host, not the Host header)
 //	           McpTool::"<tool>/<name>", McpPrompt::"<tool>/<name>", McpResource::"<tool>/<uri>", each in its Tool;
 //	           attr name (or uri); McpTool/McpPrompt tags = the call's scalar arguments
 //	action     HTTP: Action::"GET", "POST", ... (unlisted methods: "http_other"), all in Action::"http".

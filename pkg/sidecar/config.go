@@ -353,6 +353,10 @@ func (c *Config) Validate() error {
 			v.add("ingress.policy", "the controller serves policy when controller is set; remove ingress.policy")
 		}
 	}
+	if in := c.Ingress; in != nil && in.Host == "" && (in.Policy != nil || c.Controller != nil) {
+		v.add("ingress.host", "required with policy (ingress.policy or a controller): it names the tool "+
+			"(Tool::\"<host>\") the policies are written for, which must not come from the caller's Host header")
+	}
 	v.hostPort("admin.listen", c.Admin.Listen, true)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -95,6 +95,11 @@ func TestValidationErrors(t *testing.T) {
 			"ingress.require[0]", 28, "egress mode"},
 		{"no host", repl("  host: weather.tools.local\n", ""),
 			"ingress.host", 0, "set host (or audience)"},
+		{"policy without host", func(s string) string {
+			s = strings.Replace(s, "require: [mtls, wpt, httpsig]", "require: [mtls]", 1)
+			s = strings.Replace(s, "  host: weather.tools.local\n", "", 1)
+			return strings.Replace(s, "  require: [mtls]\n", "  require: [mtls]\n  policy:\n    files: [/etc/agentauth/p.cedar]\n", 1)
+		}, "ingress.host", 0, "names the tool"},
 		{"bad bundle trust domain", repl("example.org: [/etc", "Example Org: [/etc"),
 			"identity.files.bundles.Example Org", 0, "not a trust domain"},
 		{"bad log level", func(s string) string { return s + "log:\n  level: loud\n" },

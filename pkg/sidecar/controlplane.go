@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -282,26 +283,45 @@ func (cp *controlPlane) Check(_ context.Context, id *proxy.Identity) error {
 // policyAuthorizer asks the Cedar engine. MCP bodies (POSTs to the configured MCP paths) are parsed and every
 // JSON-RPC call is decided on its own; the request passes only if all of them are allowed.
 type policyAuthorizer struct {
-	engine   *policy.Engine
-	risk     func(agent, user string) (policy.RiskLevel, string)
-	mcpPaths []string
+	engine *policy.Engine
+	risk   func(agent, user string) (policy.RiskLevel, string)
+	// tool is the Tool entity policies are written for, from ingress.host: never from the caller's Host header,
+	// which the caller chooses.
+	tool     string
+	mcpPaths []string // as mcpPathKey makes them
 	maxBody  int
+}
+
+func newPolicyAuthorizer(engine *policy.Engine, toolHost string, mcpPaths []string, maxBody int) (*policyAuthorizer, error) {
+	a := &policyAuthorizer{engine: engine, tool: hostKey(toolHost), maxBody: maxBody}
+	if a.tool == "" {
+		return nil, errors.New("ingress.host: required with policy: it names the tool the policies are written for")
+	}
+	for _, p := range mcpPaths {
+		a.mcpPaths = append(a.mcpPaths, mcpPathKey(p))
+	}
+	return a, nil
+}
+
+// hostKey is a host as routing compares it: lower case, without port or trailing dot.
+func hostKey(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.TrimSuffix(strings.ToLower(host), ".")
 }
 
 func (a *policyAuthorizer) Authorize(ctx context.Context, req *proxy.AuthzRequest) (*proxy.Decision, error) {
 	id := req.Identity
 	issued, _ := id.Attrs[attrIssuedAt].(time.Time)
-	host := req.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
 	preq := policy.Request{
 		AgentID:          id.Subject,
 		AgentIssuedAt:    issued,
 		AuthMethod:       policy.AuthMethod(id.Method),
 		DelegatedSubject: id.DelegatedSubject,
 		TransactionID:    id.TransactionID,
-		Host:             strings.ToLower(host),
+		Tool:             a.tool,
+		Host:             hostKey(req.Host),
 		Method:           req.Method,
 		Path:             req.Path,
 		Time:             time.Now(),
@@ -365,12 +385,26 @@ func mcpRefusal(d policy.Decision, batch bool) []byte {
 }
 
 func (a *policyAuthorizer) isMCP(path string) bool {
-	for _, p := range a.mcpPaths {
-		if path == p {
-			return true
+	return slices.Contains(a.mcpPaths, mcpPathKey(path))
+}
+
+// mcpPathKey is a path as common MCP servers route it: Express ignores letter case and a trailing slash, servlet
+// containers drop ";params". "/MCP/" and "/mcp;x" reach the same MCP handler as "/mcp", so they must be decided
+// as MCP calls too, not as plain POSTs.
+func mcpPathKey(p string) string {
+	if strings.IndexByte(p, ';') >= 0 {
+		segs := strings.Split(p, "/")
+		for i, s := range segs {
+			if k := strings.IndexByte(s, ';'); k >= 0 {
+				segs[i] = s[:k]
+			}
 		}
+		p = strings.Join(segs, "/")
 	}
-	return false
+	if len(p) > 1 {
+		p = strings.TrimSuffix(p, "/")
+	}
+	return strings.ToLower(p)
 }
 
 // Identity attributes the authenticators set for the revocation and policy steps.

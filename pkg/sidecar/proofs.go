@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/httpsig"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/proxy"
@@ -112,6 +113,13 @@ func (a *wptAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ 
 	if err != nil {
 		return nil, err
 	}
+	// A WPT binds one access token (ath) and one Txn-Token (tth). A second line of either would reach the tool
+	// unbound, beside the verified identity.
+	for _, name := range []string{"Authorization", wpt.HeaderTxnToken} {
+		if n := len(r.Header.Values(name)); n > 1 {
+			return nil, fmt.Errorf("%w: %d %s header lines; a WPT binds only one", autherr.ErrMalformed, n, name)
+		}
+	}
 	res, err := a.v.VerifyRequest(ctx, wpt.Request{
 		WIT:         wit,
 		WPT:         proof,
@@ -165,13 +173,16 @@ func witAttrs(w *wpt.WIT) map[string]any {
 		"trust_domain": w.TrustDomain.Name()}
 }
 
-// bearer returns the token of an "Authorization: Bearer" header, or "".
+// bearer returns the OAuth access token of an Authorization header, or "": the credentials after the Bearer or
+// DPoP scheme (RFC 6750, RFC 9449), in any letter case, after spaces or tabs, which servers accept too. A token
+// that a tool would take must be bound by the WPT's ath, so this errs on the side of finding one.
 func bearer(h http.Header) string {
-	v := h.Get("Authorization")
-	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
-		return strings.TrimSpace(v[7:])
+	v := strings.TrimLeft(h.Get("Authorization"), " \t")
+	i := strings.IndexAny(v, " \t")
+	if i < 0 || !(strings.EqualFold(v[:i], "bearer") || strings.EqualFold(v[:i], "dpop")) {
+		return ""
 	}
-	return ""
+	return strings.Trim(v[i:], " \t")
 }
 
 var (

@@ -476,7 +476,10 @@ func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
 		s.log.Warn("ingress has no policy and no controller: every authenticated caller is allowed")
 		return allowAuthenticated{}, nil
 	}
-	a := &policyAuthorizer{engine: engine, mcpPaths: in.MCPPaths, maxBody: int(s.cfg.Limits.MaxBodyBytes)}
+	a, err := newPolicyAuthorizer(engine, in.Host, in.MCPPaths, int(s.cfg.Limits.MaxBodyBytes))
+	if err != nil {
+		return nil, err
+	}
 	if s.cp != nil {
 		a.risk = s.cp.risk
 	}
