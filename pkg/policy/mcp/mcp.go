@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"mime"
+	"net/url"
 	"slices"
 	"strings"
 	"unicode"
@@ -347,8 +348,39 @@ func (c *Call) readTarget(params jsontext.Value, names *memberNames) *Error {
 	if !ok {
 		return newError(CodeInvalidParams, ErrMalformed, nil, "%s without a non-empty params.%s", c.Method, field)
 	}
+	if c.Target == TargetResource {
+		if err := checkResourceURI(c.Name); err != nil {
+			return newError(CodeInvalidParams, ErrMalformed, nil, "%s: %v", c.Method, err)
+		}
+	}
 	if c.Method == "tools/call" || c.Method == "prompts/get" {
 		c.Args = scalarArgs(p.Arguments)
+	}
+	return nil
+}
+
+// checkResourceURI refuses a resource URI with dot segments, plain or percent-encoded, or a backslash. Policies
+// match URIs as written ("file:///public/*"), while a server resolves "file:///public/../private/a.txt" (RFC 3986
+// remove_dot_segments, or path.Clean before opening) to a file outside what policy allowed.
+func checkResourceURI(uri string) error {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return fmt.Errorf("resource URI %q does not parse: %v", uri, err)
+	}
+	p := u.Path
+	if p == "" {
+		p = u.Opaque
+	}
+	if strings.IndexByte(p, '\\') >= 0 {
+		return fmt.Errorf("resource URI %q has a backslash in its path", uri)
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if k := strings.IndexByte(seg, ';'); k >= 0 {
+			seg = seg[:k]
+		}
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("resource URI %q has a . or .. segment", uri)
+		}
 	}
 	return nil
 }

@@ -132,6 +132,14 @@ func TestParseRejects(t *testing.T) {
 		{"invalid utf-8", ct, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\xff\"}}", 0, CodeParseError, ErrMalformed, "null", "parse error"},
 		{"oversized", ct, big, 1024, CodeInvalidRequest, ErrTooLarge, "null", "over the limit"},
 		{"wrong content type", "text/plain", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 0, CodeInvalidRequest, ErrMalformed, "null", "content type"},
+		// A server resolves dot segments (RFC 3986, or path.Clean before opening) while policy matches the URI
+		// as written: "file:///public/*" must not admit "file:///public/../private/a.txt".
+		{"resource URI with ..", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/../private/a.txt"}}`, 0, CodeInvalidParams, ErrMalformed, "1", ". or .. segment"},
+		{"resource URI with %2e%2e", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/%2e%2e/private/a.txt"}}`, 0, CodeInvalidParams, ErrMalformed, "1", ". or .. segment"},
+		{"resource URI with ./..", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///public/./../private/a.txt"}}`, 0, CodeInvalidParams, ErrMalformed, "1", ". or .. segment"},
+		{"resource URI with ..;", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"https://files.example/public/..;/private"}}`, 0, CodeInvalidParams, ErrMalformed, "1", ". or .. segment"},
+		{"resource URI with a backslash", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public\\..\\private"}}`, 0, CodeInvalidParams, ErrMalformed, "1", "backslash"},
+		{"completion ref URI with ..", ct, `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///public/../{name}"}}}`, 0, CodeInvalidParams, ErrMalformed, "1", ". or .. segment"},
 		{"no content type", "", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 0, CodeInvalidRequest, ErrMalformed, "null", "content type"},
 		{"scalar body", ct, `"ping"`, 0, CodeInvalidRequest, ErrMalformed, "null", "not a request object"},
 		{"empty batch", ct, `[]`, 0, CodeInvalidRequest, ErrMalformed, "null", "empty batch"},
