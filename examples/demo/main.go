@@ -243,6 +243,7 @@ func (d *demo) startTool() error {
   listen: %s
   backend: http://%s
   require: [wpt]
+  allowCleartextProofs: true   # loopback only, so the demo's tap can capture a request to replay
   host: %s
   mcpPaths: [/mcp]
 admin: {listen: %s}
@@ -261,7 +262,7 @@ func (d *demo) startAgentSidecar() error {
 	cfg := d.write("egress.yaml", id+fmt.Sprintf(`egress:
   proxyListen: %s
   routes:
-    - {name: weather, host: %s, upstream: "%s", modes: [wpt]}
+    - {name: weather, host: %s, upstream: "%s", modes: [wpt], allowCleartextProofs: true}
 admin: {listen: %s}
 `, d.egress, toolHost, d.tap.url, d.eAdmin))
 	if err := d.start("sidecar", "-config", cfg); err != nil {

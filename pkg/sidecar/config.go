@@ -141,6 +141,10 @@ type RouteConfig struct {
 	ProofLifetime time.Duration `yaml:"proofLifetime,omitempty"`
 	// H2C sends cleartext HTTP/2 to a plain-http upstream (gRPC without TLS).
 	H2C bool `yaml:"h2c,omitempty"`
+	// AllowCleartextProofs lets wpt or httpsig go to an http:// upstream. The WIMSE drafts require TLS: a WIT is a
+	// bearer credential to whoever reads it with a proof, and a WPT binds neither method nor body. Set it only when
+	// the hop is protected otherwise (a mesh's TLS, loopback).
+	AllowCleartextProofs bool `yaml:"allowCleartextProofs,omitempty"`
 	// TxnToken, when set, attaches a Transaction Token (from egress.tokenService) to every call on this route; the
 	// WPT or signature binds it.
 	TxnToken *RouteTxnConfig `yaml:"txnToken,omitempty"`
@@ -189,6 +193,9 @@ type IngressConfig struct {
 	Policy *PolicyConfig `yaml:"policy,omitempty"`
 	// TxnToken verifies Transaction Tokens: the delegated user and transaction id reach policy, audit and the tool.
 	TxnToken *IngressTxnConfig `yaml:"txnToken,omitempty"`
+	// AllowCleartextProofs accepts wpt and httpsig on a listener without TLS (no mtls section). The WIMSE drafts
+	// require TLS; set it only when TLS ends in front of this listener (a mesh or load balancer), or on loopback.
+	AllowCleartextProofs bool `yaml:"allowCleartextProofs,omitempty"`
 	// MCPPaths are paths where the tool serves MCP (JSON-RPC over streamable HTTP); POSTs to them are decided
 	// per JSON-RPC call (tool, resource or prompt name).
 	MCPPaths []string `yaml:"mcpPaths,omitempty"`
@@ -511,6 +518,10 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 		if r.H2C && u != nil && u.Scheme != "http" {
 			v.add(p+".h2c", "h2c needs an http:// upstream")
 		}
+		if (contains(r.Modes, ModeWPT) || contains(r.Modes, ModeHTTPSig)) && u != nil && u.Scheme == "http" && !r.AllowCleartextProofs {
+			v.add(p+".upstream", "wpt and httpsig need an https:// upstream: the WIMSE drafts forbid sending a WIT "+
+				"and its proofs in cleartext (set allowCleartextProofs: true only when the hop is protected otherwise)")
+		}
 		if r.TxnToken != nil && e.TokenService == nil {
 			v.add(p+".txnToken", "needs egress.tokenService: where Transaction Tokens come from")
 		}
@@ -552,6 +563,10 @@ func (in *IngressConfig) validate(v *validator) {
 			v.add("ingress.mtls.allowIDs", "applies only when client certificates are required (require: [mtls], "+
 				"or mtls.required: true); without them any caller the proofs admit connects")
 		}
+	}
+	if (contains(in.Require, ModeWPT) || contains(in.Require, ModeHTTPSig)) && in.MTLS == nil && !in.AllowCleartextProofs {
+		v.add("ingress.mtls", "wpt and httpsig need TLS on this listener (an mtls section): the WIMSE drafts forbid "+
+			"receiving a WIT and its proofs in cleartext (set allowCleartextProofs: true only when TLS ends in front of it)")
 	}
 	if (contains(in.Require, ModeWPT) || contains(in.Require, ModeHTTPSig)) && in.Host == "" && in.Audience == "" {
 		v.add("ingress.host", "set host (or audience) with wpt or httpsig: it is how the sidecar knows a proof was made for this tool")

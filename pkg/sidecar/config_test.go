@@ -100,6 +100,12 @@ func TestValidationErrors(t *testing.T) {
 			s = strings.Replace(s, "  host: weather.tools.local\n", "", 1)
 			return strings.Replace(s, "  require: [mtls]\n", "  require: [mtls]\n  policy:\n    files: [/etc/agentauth/p.cedar]\n", 1)
 		}, "ingress.host", 0, "names the tool"},
+		// The WIMSE drafts require TLS for a WIT and its proofs: anyone on a cleartext hop could take an unused
+		// proof off one request and send it with a method and body of their own.
+		{"proofs on a cleartext listener", repl("  mtls:\n    trustDomains: [example.org]\n  require: [mtls, wpt, httpsig]", "  require: [wpt]"),
+			"ingress.mtls", 0, "need TLS on this listener"},
+		{"proofs to an http upstream", repl("upstream: https://127.0.0.1:9444", "upstream: http://127.0.0.1:9444"),
+			"egress.routes[1].upstream", 20, "need an https:// upstream"},
 		{"bad bundle trust domain", repl("example.org: [/etc", "Example Org: [/etc"),
 			"identity.files.bundles.Example Org", 0, "not a trust domain"},
 		{"bad log level", func(s string) string { return s + "log:\n  level: loud\n" },
@@ -128,6 +134,23 @@ func TestValidationErrors(t *testing.T) {
 			}
 			t.Fatalf("no error for %s containing %q; got:\n%v", tt.wantField, tt.wantMsg, err)
 		})
+	}
+}
+
+// allowCleartextProofs is the explicit opt-in for a hop protected otherwise (a mesh's TLS, loopback).
+func TestCleartextProofsNeedOptIn(t *testing.T) {
+	valid, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(valid), "  mtls:\n    trustDomains: [example.org]\n  require: [mtls, wpt, httpsig]",
+		"  require: [wpt]\n  allowCleartextProofs: true", 1)
+	s = strings.Replace(s, "upstream: https://127.0.0.1:9444", "upstream: http://127.0.0.1:9444\n      allowCleartextProofs: true", 1)
+	if s == string(valid) {
+		t.Fatal("the edits do not apply to testdata/valid.yaml")
+	}
+	if _, err := Parse([]byte(s)); err != nil {
+		t.Errorf("cleartext proofs with allowCleartextProofs: %v", err)
 	}
 }
 

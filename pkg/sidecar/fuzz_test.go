@@ -10,7 +10,7 @@ func FuzzParse(f *testing.F) {
 	if b, err := os.ReadFile("testdata/valid.yaml"); err == nil {
 		f.Add(b)
 	}
-	f.Add([]byte("egress:\n  routes:\n    - {name: a, host: b, upstream: 'http://c', modes: [wpt]}\n"))
+	f.Add([]byte("egress:\n  routes:\n    - {name: a, host: b, upstream: 'http://c', modes: [wpt], allowCleartextProofs: true}\n"))
 	f.Add([]byte("ingress: [1, 2"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse(data)

@@ -186,9 +186,10 @@ func startBare(tlsOn bool) func(*testing.T, *env, string) ([]*proc, *url.URL, st
 func startSidecars(mode string, tlsOn bool) func(*testing.T, *env, string) ([]*proc, *url.URL, string) {
 	return func(t *testing.T, e *env, toolAddr string) ([]*proc, *url.URL, string) {
 		inAddr, inAdmin, egAddr, egAdmin := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-		scheme, mtlsBlock := "http", ""
+		// The plain row is a loopback measurement: the proofs may travel in cleartext only when told to.
+		scheme, mtlsBlock, routeExtra := "http", "  allowCleartextProofs: true\n", "      allowCleartextProofs: true\n"
 		if tlsOn {
-			scheme, mtlsBlock = "https", "  mtls:\n    trustDomains: [example.org]\n"
+			scheme, mtlsBlock, routeExtra = "https", "  mtls:\n    trustDomains: [example.org]\n", ""
 		}
 		td := trustDomain.Name()
 		inCfg := e.tool.identityYAML(td) + fmt.Sprintf(`ingress:
@@ -208,10 +209,10 @@ shutdownGrace: 2s
       upstream: %s://%s
       modes: [%s]
       serverID: %s
-admin:
+%sadmin:
   listen: %s
 shutdownGrace: 2s
-`, egAddr, toolHost, scheme, inAddr, mode, toolID, egAdmin)
+`, egAddr, toolHost, scheme, inAddr, mode, toolID, routeExtra, egAdmin)
 		in := start(t, e.bin, e.pin.sut, "sidecar", "-config", writeFile(t, t.TempDir(), "ingress.yaml", inCfg))
 		waitReady(t, in, "ingress /readyz", answers200("http://"+inAdmin+"/readyz"))
 		eg := start(t, e.bin, e.pin.sut, "sidecar", "-config", writeFile(t, t.TempDir(), "egress.yaml", egCfg))

@@ -106,10 +106,12 @@ func startPair(t *testing.T, ca *testca.CA, o pairOptions) *pair {
 	p.tool = start(t, "sampletool", nil, toolArgs...)
 	waitHTTP(t, p.tool, "http://"+p.toolAddr+"/whoami", http.StatusOK)
 
-	scheme, mtlsBlock := "http", ""
+	// Without TLS the proofs travel in cleartext, which the sidecars accept only when told to (here: loopback,
+	// and the tests that tamper with requests on the way need to read them).
+	scheme, mtlsBlock, routeCleartext := "http", "  allowCleartextProofs: true\n", "      allowCleartextProofs: true\n"
 	if o.tls {
 		scheme = "https"
-		mtlsBlock = "  mtls:\n    trustDomains: [example.org]\n"
+		mtlsBlock, routeCleartext = "  mtls:\n    trustDomains: [example.org]\n", ""
 	}
 	agentTD := agentCA.TrustDomain().Name()
 	ingressCfg := p.toolFiles.identityYAML("example.org", "", nil) + fmt.Sprintf(`ingress:
@@ -142,7 +144,7 @@ log:
   listen: %s
 log:
   level: debug
-`, p.egressProxy, toolHost, upstream, o.egressModes, toolID, o.routeExtra, p.egressAdmin)
+`, p.egressProxy, toolHost, upstream, o.egressModes, toolID, routeCleartext+o.routeExtra, p.egressAdmin)
 	p.egress = start(t, "sidecar", nil, "-config", writeFile(t, p.agentFiles.dir, "egress.yaml", egressCfg))
 
 	waitHTTP(t, p.ingress, "http://"+p.ingressAdmin+"/readyz", http.StatusOK)
