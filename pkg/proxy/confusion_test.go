@@ -206,3 +206,23 @@ func TestConnectionHeaderCannotDropIdentity(t *testing.T) {
 		}
 	}
 }
+
+// Many web frameworks run the method an X-HTTP-Method-Override names instead of the request line's, while policy
+// decides on the request line's.
+func TestMethodOverrideRefused(t *testing.T) {
+	rec := &seenPaths{}
+	tool := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.addTool(r.Method + " " + r.URL.Path)
+		io.WriteString(w, "ok")
+	})
+	addr := ingressAllowing(t, tool, rec, func(string) bool { return true })
+	for _, h := range []string{"X-HTTP-Method-Override: DELETE", "x_http_method: DELETE", "X-Method-Override: DELETE"} {
+		res, _, _ := sendRaw(t, addr, "POST /orders/1 HTTP/1.1\r\nHost: tool.test\r\nContent-Length: 0\r\n"+h+"\r\n\r\n")
+		if res.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", h, res.StatusCode)
+		}
+	}
+	if _, toolSaw := rec.snapshot(); len(toolSaw) != 0 {
+		t.Errorf("the tool got %v", toolSaw)
+	}
+}

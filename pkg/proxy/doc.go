@@ -34,4 +34,6 @@
 // so any other Upgrade (h2c above all) is dropped and the request is served as plain HTTP/1.1. Identity headers are
 // set on the outgoing request, after hop-by-hop removal, so a Connection header cannot name them away. Egress proof
 // routes need a fixed upstream: a proof goes only where its route says, never to whatever address the agent chose.
+// X-HTTP-Method-Override (and X-HTTP-Method, X-Method-Override) is refused on ingress: frameworks that honour it
+// would run another method than the one policy decided.
 package proxy

@@ -93,6 +93,22 @@ func stripIdentity(r *http.Request) {
 	}
 }
 
+// methodOverrides (lower case) make many web frameworks run another method than the request line's, while
+// policy decides on the request line's.
+var methodOverrides = []string{"x-http-method-override", "x-http-method", "x-method-override"}
+
+// checkMethodOverride refuses a request that asks the tool to run another method than the one policy sees.
+func checkMethodOverride(h http.Header) error {
+	for k := range h {
+		for _, n := range methodOverrides {
+			if headerIs(k, n) {
+				return fmt.Errorf("%w: %s is not accepted: policy decides on the request's own method", autherr.ErrMalformed, k)
+			}
+		}
+	}
+	return nil
+}
+
 // dropUpgradeExceptWebSocket removes an Upgrade other than WebSocket, and the HTTP2-Settings that goes with h2c.
 // Ingress decides one request; after a 101 the connection is spliced and nothing on it is seen again. A
 // WebSocket's messages belong to the upgrade request that was decided; an h2c upgrade would open a whole HTTP/2

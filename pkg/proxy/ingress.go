@@ -302,6 +302,10 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.refuse(err)
 		return
 	}
+	if err := checkMethodOverride(r.Header); err != nil {
+		st.refuse(err)
+		return
+	}
 	rt, ok := h.routes.Load().Lookup(r.Host, r.URL.Path)
 	if !ok {
 		st.refuse(fmt.Errorf("%w: no route for %s%s", autherr.ErrDenied, r.Host, r.URL.Path))
