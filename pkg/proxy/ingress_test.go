@@ -119,8 +119,8 @@ func TestIngressChainOrder(t *testing.T) {
 	}
 }
 
-// Every inbound copy of our identity headers goes, however it is spelled; verified values replace them; proof
-// headers are consumed; Txn-Token passes unchanged.
+// Every inbound copy of our identity headers goes, however it is spelled; verified values replace them, even when
+// the caller's Connection header names them; proof headers are consumed; Txn-Token passes unchanged.
 func TestIngressHeaders(t *testing.T) {
 	tool := echoTool(t)
 	f := startIngress(t, IngressConfig{
@@ -152,7 +152,9 @@ func TestIngressHeaders(t *testing.T) {
 		"Txn_Token: forged.unverified.token",
 		"X-Test-Delegated: user:alice",
 		"X-Test-Txn: txn-1",
-		"Connection: close",
+		// The reverse proxy deletes what Connection names: verified values must still reach the tool.
+		"Connection: close, X-Agentauth-Workload-Id, X-Agentauth-Auth-Method, X-Agentauth-Delegated-Subject",
+		"Connection: X-Agentauth-Transaction-Id, X-Forwarded-Client-Cert",
 		"", "",
 	}, "\r\n")
 	if _, err := io.WriteString(conn, raw); err != nil {

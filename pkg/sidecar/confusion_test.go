@@ -76,19 +76,8 @@ func policyIngress(t *testing.T, cedar map[string][]byte, host, agent string, mc
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := proxy.NewServer(proxy.Limits{}, nil, proxy.Listener{Name: "ingress", Listener: ln, Handler: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-errc; h.Close() })
-	return "http://" + ln.Addr().String(), func() []toolSeen {
+	t.Cleanup(h.Close)
+	return "http://" + serveIngress(t, h), func() []toolSeen {
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]toolSeen(nil), hits...)
@@ -143,12 +132,18 @@ func TestPolicyToolComesFromConfig(t *testing.T) {
 	}
 }
 
-// With ingress.host set, "Host: mcp.example." still matches the route
-// (proxy normalises the trailing dot) but policy sees Tool::"mcp.example.", a different entity: every permit
-// and forbid scoped to Tool::"mcp.example" stops applying. A broad grant with a targeted guardrail
-// (forbid delete_* on mcp.example) is bypassed.
-func TestPolicyToolIgnoresTrailingDotAndPort(t *testing.T) {
+// A broad MCP grant with a guardrail (forbid delete_* on mcp.example) must hold however the request names the
+// tool and the MCP endpoint:
+//   - "Host: mcp.example." matches the route (the proxy drops the trailing dot), so policy must see
+//     Tool::"mcp.example" too, not another entity that no rule is scoped to;
+//   - "/mcp/" and "/MCP" (Express, the MCP TypeScript SDK's usual host, routes both to app.post("/mcp")) and
+//     "/mcp;x" (Spring drops ;params) reach the MCP handler, so they must be decided per MCP call, not as a plain
+//     POST that the REST grant allows.
+func TestMCPDecisionsCannotBeSidestepped(t *testing.T) {
 	cedar := map[string][]byte{"p.cedar": []byte(`
+@id("planner-rest")
+permit (principal == Agent::"` + plannerID + `", action == Action::"POST", resource == Tool::"mcp.example");
+
 @id("planner-mcp")
 permit (principal == Agent::"` + plannerID + `", action in Action::"mcp", resource);
 
@@ -158,46 +153,15 @@ when { resource.name like "delete_*" };
 `)}
 	base, seen := policyIngress(t, cedar, "mcp.example", plannerID, []string{"/mcp"})
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_order"}}`
-	if got := doRequest(t, "POST", base, "mcp.example", "/mcp", "application/json", body); got != 403 {
-		t.Fatalf("baseline: delete_order on mcp.example: status %d, want 403", got)
-	}
-	for _, host := range []string{"mcp.example.", "MCP.EXAMPLE.:80"} {
-		status := doRequest(t, "POST", base, host, "/mcp", "application/json", body)
-		if status != 403 {
-			t.Errorf("Host %q: delete_order was forwarded (status %d, tool saw %+v): the route matched mcp.example "+
-				"but policy evaluated Tool::%q, so forbid mcp-no-deletes did not apply", host, status, seen(),
-				strings.ToLower(strings.TrimSuffix(host, ":80")))
-		}
-	}
-}
-
-// MCP bodies must be decided per call on every path an MCP server routes to its handler, not only on the exact
-// mcpPaths. "/mcp/" and "/MCP" (Express, the MCP TypeScript SDK's usual host, routes both to app.post("/mcp")
-// by default: non-strict, case-insensitive routing) and "/mcp;x" (Spring MVC strips ;params) reach the MCP
-// handler but are decided as a plain HTTP POST, so a tool that also has a REST API the agent may POST to runs
-// any MCP tool, forbid rules on MCP calls notwithstanding.
-func TestMCPPathVariantsAreDecidedAsMCP(t *testing.T) {
-	cedar := map[string][]byte{"p.cedar": []byte(`
-@id("planner-rest")
-permit (principal == Agent::"` + plannerID + `", action == Action::"POST", resource == Tool::"mcp.example");
-
-@id("planner-mcp")
-permit (principal == Agent::"` + plannerID + `", action in Action::"mcp", resource in Tool::"mcp.example");
-
-@id("mcp-no-deletes")
-forbid (principal, action == Action::"tools/call", resource in Tool::"mcp.example")
-when { resource.name like "delete_*" };
-`)}
-	base, seen := policyIngress(t, cedar, "mcp.example", plannerID, []string{"/mcp"})
-	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_order"}}`
-	if got := doRequest(t, "POST", base, "mcp.example", "/mcp", "application/json", body); got != 403 {
-		t.Fatalf("baseline: delete_order on /mcp: status %d, want 403", got)
-	}
-	for _, p := range []string{"/mcp/", "/MCP", "/mcp;x"} {
+	for _, tc := range []struct{ host, path string }{
+		{"mcp.example", "/mcp"}, // the baseline
+		{"mcp.example.", "/mcp"}, {"MCP.EXAMPLE.:80", "/mcp"},
+		{"mcp.example", "/mcp/"}, {"mcp.example", "/MCP"}, {"mcp.example", "/mcp;x"},
+	} {
 		n := len(seen())
-		if status := doRequest(t, "POST", base, "mcp.example", p, "application/json", body); status != 403 || len(seen()) != n {
-			t.Errorf("POST %s with tools/call delete_order was forwarded (status %d): it was decided as plain HTTP "+
-				"POST, not as an MCP call, though common MCP servers route %s to their /mcp handler", p, status, p)
+		if status := doRequest(t, "POST", base, tc.host, tc.path, "application/json", body); status != 403 || len(seen()) != n {
+			t.Errorf("Host %q, POST %s: tools/call delete_order was forwarded (status %d, tool saw %+v)",
+				tc.host, tc.path, status, seen()[n:])
 		}
 	}
 }
@@ -282,6 +246,12 @@ func newWPTIngress(t *testing.T) *wptIngress {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
+	return &wptIngress{addr: serveIngress(t, h), prover: prover, seen: seen}
+}
+
+// serveIngress serves h as the sidecar does, on a loopback port, until the test ends; it returns the address.
+func serveIngress(t *testing.T, h http.Handler) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +264,7 @@ func newWPTIngress(t *testing.T) *wptIngress {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ctx) }()
 	t.Cleanup(func() { cancel(); <-errc })
-	return &wptIngress{addr: ln.Addr().String(), prover: prover, seen: seen}
+	return ln.Addr().String()
 }
 
 type authzFunc func(context.Context, *proxy.AuthzRequest) (*proxy.Decision, error)
