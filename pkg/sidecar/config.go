@@ -117,6 +117,9 @@ type EgressConfig struct {
 // EgressTokenServiceConfig says where and how the agent's Txn-Tokens are obtained.
 type EgressTokenServiceConfig struct {
 	Endpoint string `yaml:"endpoint"`
+	// ServerID is the SPIFFE ID the token service must present (default: the controller's,
+	// spiffe://<trust domain>/agentauth/controller). The user's token and an unused proof go to it.
+	ServerID string `yaml:"serverID,omitempty"`
 	// UserTokenHeader is where the agent passes the token of the user it acts for (default Authorization, as a
 	// Bearer token); it is exchanged and removed from the outgoing request.
 	UserTokenHeader string `yaml:"userTokenHeader,omitempty"`
@@ -208,6 +211,9 @@ type IngressTxnConfig struct {
 	// JWKSURL (https, verified against this sidecar's SPIFFE bundles) or JWKSFile holds the token service's keys.
 	JWKSURL  string `yaml:"jwksURL,omitempty"`
 	JWKSFile string `yaml:"jwksFile,omitempty"`
+	// ServerID is the SPIFFE ID the jwksURL server must present (default: the controller's): whoever serves the
+	// keys can mint Txn-Tokens for any user.
+	ServerID string `yaml:"serverID,omitempty"`
 	// Required refuses requests without a Txn-Token.
 	Required bool `yaml:"required,omitempty"`
 }
@@ -465,6 +471,7 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 		if u, err := url.Parse(ts.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" {
 			v.add("egress.tokenService.endpoint", fmt.Sprintf("%q is not an https:// URL", ts.Endpoint))
 		}
+		v.spiffeID("egress.tokenService.serverID", ts.ServerID)
 	}
 	names := map[string]bool{}
 	matches := map[string]string{}
@@ -590,6 +597,7 @@ func (in *IngressConfig) validate(v *validator) {
 		if (t.JWKSURL == "") == (t.JWKSFile == "") {
 			v.add("ingress.txnToken.jwksURL", "set exactly one of jwksURL and jwksFile")
 		}
+		v.spiffeID("ingress.txnToken.serverID", t.ServerID)
 	}
 	for i, p := range in.MCPPaths {
 		if !strings.HasPrefix(p, "/") {
@@ -603,6 +611,16 @@ type validator struct{ problems confyaml.Problems }
 func (v *validator) add(field, msg string) { v.problems.Add(field, "%s", msg) }
 
 func (v *validator) err() error { return v.problems.Err("sidecar config") }
+
+// spiffeID checks an optional SPIFFE ID field.
+func (v *validator) spiffeID(field, val string) {
+	if val == "" {
+		return
+	}
+	if _, err := spiffeid.FromString(val); err != nil {
+		v.add(field, fmt.Sprintf("%q is not a SPIFFE ID: %v", val, err))
+	}
+}
 
 func (v *validator) required(field, val string) {
 	if val == "" {

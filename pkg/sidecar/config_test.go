@@ -106,6 +106,8 @@ func TestValidationErrors(t *testing.T) {
 			"ingress.mtls", 0, "need TLS on this listener"},
 		{"proofs to an http upstream", repl("upstream: https://127.0.0.1:9444", "upstream: http://127.0.0.1:9444"),
 			"egress.routes[1].upstream", 20, "need an https:// upstream"},
+		{"bad token service ID", repl("egress:\n", "egress:\n  tokenService: {endpoint: https://127.0.0.1:8445/token, serverID: controller}\n"),
+			"egress.tokenService.serverID", 0, "not a SPIFFE ID"},
 		{"bad bundle trust domain", repl("example.org: [/etc", "Example Org: [/etc"),
 			"identity.files.bundles.Example Org", 0, "not a trust domain"},
 		{"bad log level", func(s string) string { return s + "log:\n  level: loud\n" },

@@ -12,6 +12,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/xds"
 )
 
 // routeCredentials adds the tokens a route asks for, before the proofs that bind them: a Transaction Token (the
@@ -48,8 +49,12 @@ func tokenError(what string, err error) error {
 // newExchanger builds the token-exchange client; it trusts the token service by our SPIFFE bundles.
 func (s *Sidecar) newExchanger(self spiffeid.ID) (*oauth.Exchanger, error) {
 	ts := s.cfg.Egress.TokenService
+	server, err := tokenServiceID(ts.ServerID, self.TrustDomain())
+	if err != nil {
+		return nil, fmt.Errorf("egress.tokenService.serverID: %w", err)
+	}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: tlsconfig.TLSClientConfig(s.src, tlsconfig.AuthorizeMemberOf(self.TrustDomain())),
+		TLSClientConfig: tlsconfig.TLSClientConfig(s.src, tlsconfig.AuthorizeID(server)),
 	}}
 	return oauth.NewExchanger(oauth.ExchangerConfig{
 		TokenEndpoint:   ts.Endpoint,
@@ -106,8 +111,12 @@ func (s *Sidecar) newTxnVerifier(self spiffeid.ID) (*oauth.TxnVerifier, error) {
 		}
 		keys = f
 	} else {
+		server, err := tokenServiceID(c.ServerID, self.TrustDomain())
+		if err != nil {
+			return nil, fmt.Errorf("ingress.txnToken.serverID: %w", err)
+		}
 		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: tlsconfig.TLSClientConfig(s.src, tlsconfig.AuthorizeMemberOf(self.TrustDomain())),
+			TLSClientConfig: tlsconfig.TLSClientConfig(s.src, tlsconfig.AuthorizeID(server)),
 		}}
 		r, err := oauth.NewRemoteJWKS(oauth.RemoteJWKSConfig{URL: c.JWKSURL, Client: client})
 		if err != nil {
@@ -116,6 +125,16 @@ func (s *Sidecar) newTxnVerifier(self spiffeid.ID) (*oauth.TxnVerifier, error) {
 		keys = r
 	}
 	return oauth.NewTxnVerifier(oauth.TxnVerifierConfig{Keys: keys, TrustDomain: self.TrustDomain(), Issuer: c.Issuer})
+}
+
+// tokenServiceID is the SPIFFE ID the token service must present: configured, or the controller's, which runs it.
+// Any other workload of the trust domain could otherwise serve keys that mint Txn-Tokens for any user, or receive
+// the user's token and an unused proof of the agent.
+func tokenServiceID(configured string, td spiffeid.TrustDomain) (spiffeid.ID, error) {
+	if configured == "" {
+		return xds.ControllerID(td), nil
+	}
+	return spiffeid.FromString(configured)
 }
 
 const (
