@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -216,6 +217,15 @@ func (ca *CA) JWTBundle() *jwtbundle.Bundle {
 // WITBundle returns the WIT signing key as a WIT-SVID bundle.
 func (ca *CA) WITBundle() *witbundle.Bundle {
 	return witbundle.FromWITAuthorities(ca.td, map[string]crypto.PublicKey{ca.witKID: ca.witKey})
+}
+
+// checkReserved refuses id if it is one of ReservedIDs or one of also (the issuer service's configured ServerID):
+// a workload holding one could impersonate the issuer or the controller to every other workload.
+func (ca *CA) checkReserved(id spiffeid.ID, also ...spiffeid.ID) error {
+	if slices.Contains(ReservedIDs(ca.td), id) || slices.Contains(also, id) {
+		return fmt.Errorf("issuer: %w: %q is reserved for the control plane (issuer and controller)", ErrDenied, id)
+	}
+	return nil
 }
 
 // checkIssue validates the identity and lifetime of a credential to issue and returns its validity window:

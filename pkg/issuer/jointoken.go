@@ -22,6 +22,9 @@ func (ca *CA) CreateJoinToken(ctx context.Context, id spiffeid.ID, ttl time.Dura
 	if !id.MemberOf(ca.td) || id.Path() == "" {
 		return "", fmt.Errorf("issuer: join token: %q is not a workload ID in trust domain %q", id, ca.td)
 	}
+	if err := ca.checkReserved(id); err != nil {
+		return "", fmt.Errorf("issuer: join token: %w", err)
+	}
 	if ttl <= 0 || ttl > maxJoinTokenTTL {
 		return "", fmt.Errorf("issuer: join token lifetime %v is not within (0, %v]", ttl, maxJoinTokenTTL)
 	}
@@ -64,6 +67,10 @@ func (ca *CA) Attest(ctx context.Context, token string) (spiffeid.ID, error) {
 	id, err := spiffeid.FromString(rec.GetSpiffeId())
 	if err != nil {
 		return spiffeid.ID{}, fmt.Errorf("issuer: stored join token names an invalid SPIFFE ID: %w", err)
+	}
+	// A token stored before the ID was reserved, or planted in the store, still gets nothing.
+	if err := ca.checkReserved(id); err != nil {
+		return spiffeid.ID{}, err
 	}
 	return id, nil
 }

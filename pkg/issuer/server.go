@@ -62,6 +62,15 @@ func DefaultServerID(td spiffeid.TrustDomain) spiffeid.ID {
 	return id
 }
 
+// ReservedIDs are the SPIFFE IDs of trust domain td that only the control plane holds: the issuer's own
+// (DefaultServerID) and the controller's xDS identity (spiffe://<td>/agentauth/controller, pkg/xds.ControllerID),
+// which sidecars trust to serve them policies and revocations. No join token is created for them, and neither
+// attestation nor renewal issues them.
+func ReservedIDs(td spiffeid.TrustDomain) []spiffeid.ID {
+	ctrl, _ := spiffeid.FromSegments(td, "agentauth", "controller") // constant, valid segments
+	return []spiffeid.ID{DefaultServerID(td), ctrl}
+}
+
 // service implements agentauth.v1.IssuerService.
 type service struct {
 	// Embedded by value, as the generated code requires: a method added to the service answers Unimplemented
@@ -103,6 +112,9 @@ func newService(ca *CA, cfg ServiceConfig) (*service, error) {
 	for uid, id := range s.peerIDs {
 		if !id.MemberOf(ca.td) || id.Path() == "" {
 			return nil, fmt.Errorf("issuer: PeerIDs[%d] = %q is not a workload ID in trust domain %q", uid, id, ca.td)
+		}
+		if err := ca.checkReserved(id, s.server); err != nil {
+			return nil, fmt.Errorf("issuer: PeerIDs[%d]: %w", uid, err)
 		}
 	}
 	return s, nil
@@ -278,8 +290,8 @@ func (s *service) clientID(ctx context.Context) (spiffeid.ID, *x509.Certificate,
 		}
 		return spiffeid.ID{}, nil, fmt.Errorf("issuer: %w: client certificate is not a valid X.509-SVID of %q: %v", reason, s.ca.td, err)
 	}
-	if id == s.server {
-		return spiffeid.ID{}, nil, fmt.Errorf("issuer: %w: %q is the issuer's own identity", ErrDenied, id)
+	if err := s.ca.checkReserved(id, s.server); err != nil {
+		return spiffeid.ID{}, nil, err
 	}
 	return id, certs[0], nil
 }
@@ -310,9 +322,8 @@ func parseKeys(csr, witKey []byte, witAlg string) (requestKeys, error) {
 }
 
 func (s *service) issue(ctx context.Context, id spiffeid.ID, k requestKeys) (*agentauthv1.Credentials, error) {
-	if id == s.server {
-		// A workload holding the issuer's identity could impersonate the issuer to every other workload.
-		return nil, fmt.Errorf("issuer: %w: %q is reserved for the issuer itself", ErrDenied, id)
+	if err := s.ca.checkReserved(id, s.server); err != nil {
+		return nil, err
 	}
 	chain, err := s.ca.IssueX509SVID(ctx, k.x509, id, s.svidTTL)
 	if err != nil {

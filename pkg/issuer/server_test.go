@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/local"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
@@ -216,25 +217,13 @@ func TestAttestRefusals(t *testing.T) {
 		t.Fatalf("token unusable after refused requests: %v", err)
 	}
 
-	// A token for the issuer's own identity: refused, nothing issued.
-	own, err := f.ca.CreateJoinToken(ctx, DefaultServerID(td), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := f.store.issuedCount()
-	_, err = c.Attest(ctx, k.attest(t, own))
-	wantCode(t, err, codes.PermissionDenied, ErrDenied)
-	if f.store.issuedCount() != before {
-		t.Fatal("a client obtained the issuer's identity")
-	}
-
 	// An expired token.
 	old, err := f.ca.CreateJoinToken(ctx, id, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Add(2 * time.Minute)
-	before = f.store.issuedCount()
+	before := f.store.issuedCount()
 	_, err = c.Attest(ctx, k.attest(t, old))
 	wantCode(t, err, codes.Unauthenticated, ErrExpired)
 	if f.store.issuedCount() != before {
@@ -444,5 +433,51 @@ func TestCompromisedCannotRenew(t *testing.T) {
 	fresh := attest()
 	if _, err := dial(t, addr, f.ca.X509Bundle(), fresh).Renew(ctx, newKeys(t).renew(t)); err != nil {
 		t.Fatalf("renewal with credentials attested after the compromise: %v", err)
+	}
+}
+
+// TestReservedIDsAreNeverIssued: the issuer's and the controller's own identities (which sidecars trust to serve
+// them policies and revocations) come from no join token, no attestation (not even with a token already in the
+// store), no peer-credential mapping and no renewal.
+func TestReservedIDsAreNeverIssued(t *testing.T) {
+	ctx := context.Background()
+	for _, id := range []spiffeid.ID{
+		spiffeid.RequireFromString("spiffe://example.org/agentauth/issuer"),
+		spiffeid.RequireFromString("spiffe://example.org/agentauth/controller"),
+	} {
+		t.Run(id.Path(), func(t *testing.T) {
+			f := newFixture(t)
+			addr := startIssuer(t, f.ca)
+			if _, err := f.ca.CreateJoinToken(ctx, id, time.Hour); !errors.Is(err, ErrDenied) {
+				t.Fatalf("CreateJoinToken(%v): err = %v, want ErrDenied", id, err)
+			}
+			if _, err := NewLocalGRPCServer(f.ca, ServiceConfig{PeerIDs: map[uint32]spiffeid.ID{1000: id}}); err == nil {
+				t.Fatalf("PeerIDs mapping a uid to %v was accepted", id)
+			}
+
+			// A token that is in the store anyway (made before the ID was reserved, or planted).
+			const planted = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+			if err := f.store.PutJoinToken(ctx, &agentauthv1.JoinToken{Id: hashJoinToken(planted), SpiffeId: id.String(),
+				Expires: timestamppb.New(f.clock.Now().Add(time.Hour))}); err != nil {
+				t.Fatal(err)
+			}
+			before := f.store.issuedCount()
+			_, err := dial(t, addr, f.ca.X509Bundle(), nil).Attest(ctx, newKeys(t).attest(t, planted))
+			wantCode(t, err, codes.PermissionDenied, ErrDenied)
+
+			// An SVID for the ID, as the controller holds one (issued by the CA directly), renews nothing.
+			k := newKeys(t)
+			chain, err := f.ca.IssueX509SVID(ctx, k.x509.Public(), id, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before++
+			held := &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: k.x509}
+			_, err = dial(t, addr, f.ca.X509Bundle(), held).Renew(ctx, newKeys(t).renew(t))
+			wantCode(t, err, codes.PermissionDenied, ErrDenied)
+			if n := f.store.issuedCount(); n != before {
+				t.Fatalf("%d certificates issued for %v", n-before, id)
+			}
+		})
 	}
 }
