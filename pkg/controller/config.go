@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/pkg/issuer"
+	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/xds"
 )
@@ -73,6 +74,19 @@ type TokenServiceConfig struct {
 	UserIssuers []UserIssuerConfig `yaml:"userIssuers,omitempty"`
 	// TxnTokenTTL bounds issued Txn-Tokens (default 5m).
 	TxnTokenTTL time.Duration `yaml:"txnTokenTTL,omitempty"`
+	// AccessTokens say which workloads may get access tokens for which APIs, with at most which scopes. Access
+	// tokens are bearer credentials outside the trust domain's control: without an entry, none are issued.
+	AccessTokens []AccessTokenGrantConfig `yaml:"accessTokens,omitempty"`
+}
+
+// AccessTokenGrantConfig lets the workloads listed get access tokens for one API (RFC 8693 audience or resource).
+type AccessTokenGrantConfig struct {
+	// Workloads are SPIFFE IDs of the trust domain, exactly.
+	Workloads []string `yaml:"workloads"`
+	// Audience is the API, matched exactly against the requested audience or resource.
+	Audience string `yaml:"audience"`
+	// Scopes are the most a token may carry; empty allows only tokens without scope.
+	Scopes []string `yaml:"scopes,omitempty"`
 }
 
 // UserIssuerConfig is one trusted issuer of user tokens.
@@ -208,6 +222,7 @@ func (c *Config) Validate() error {
 				add(f, "issuer, audiences and jwksFile are required")
 			}
 		}
+		c.validateAccessTokens(add)
 	}
 	if s := c.SSF; s != nil {
 		if _, _, err := net.SplitHostPort(s.Listen); err != nil {
@@ -279,6 +294,58 @@ func (c *Config) Validate() error {
 		add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
 	return problems.Err("controller config")
+}
+
+// validateAccessTokens checks tokenService.accessTokens.
+func (c *Config) validateAccessTokens(add func(field, format string, args ...any)) {
+	td, tdErr := spiffeid.TrustDomainFromString(c.TrustDomain)
+	for i, g := range c.TokenService.AccessTokens {
+		f := fmt.Sprintf("tokenService.accessTokens[%d]", i)
+		if g.Audience == "" {
+			add(f+".audience", "required: the API (audience or resource) the tokens are for")
+		}
+		if len(g.Workloads) == 0 {
+			add(f+".workloads", "required: the SPIFFE IDs that may get these tokens")
+		}
+		for j, w := range g.Workloads {
+			id, err := spiffeid.FromString(w)
+			switch {
+			case err != nil:
+				add(fmt.Sprintf("%s.workloads[%d]", f, j), "%q: %v", w, err)
+			case id.Path() == "":
+				add(fmt.Sprintf("%s.workloads[%d]", f, j), "%q names a trust domain, not a workload", w)
+			case tdErr == nil && id.TrustDomain() != td:
+				add(fmt.Sprintf("%s.workloads[%d]", f, j), "%q is not in trust domain %q", w, td)
+			}
+		}
+		for j, sc := range g.Scopes {
+			if !isScopeToken(sc) {
+				add(fmt.Sprintf("%s.scopes[%d]", f, j), "%q is not a scope token (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)", sc)
+			}
+		}
+	}
+}
+
+// isScopeToken reports whether s is an RFC 6749 §3.3 scope-token: 1*( %x21 / %x23-5B / %x5D-7E ).
+func isScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b < 0x21 || b > 0x7e || b == '"' || b == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// accessTokenGrants returns tokenService.accessTokens as the token service takes them.
+func (ts *TokenServiceConfig) accessTokenGrants() []oauth.AccessTokenGrant {
+	grants := make([]oauth.AccessTokenGrant, 0, len(ts.AccessTokens))
+	for _, g := range ts.AccessTokens {
+		grants = append(grants, oauth.AccessTokenGrant{Workloads: g.Workloads, Audience: g.Audience, Scopes: g.Scopes})
+	}
+	return grants
 }
 
 // validateLocalIssuer checks issuer.localSocket and issuer.peerIDs.

@@ -47,6 +47,11 @@ func TestParse(t *testing.T) {
 		{"peerID is a trust domain", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: 7, spiffeID: 'spiffe://example.org'}]}\n", "names a trust domain, not a workload"},
 		{"peerID is the controller", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: 7, spiffeID: 'spiffe://example.org/agentauth/controller'}]}\n", "reserved for the controller itself"},
 		{"peerID is the issuer", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: 7, spiffeID: 'spiffe://example.org/agentauth/issuer'}]}\n", "reserved for the controller itself"},
+		{"access token grant without audience", "tokenService: {listen: 127.0.0.1:8445, accessTokens: [{workloads: ['spiffe://example.org/a']}]}\n", "tokenService.accessTokens[0].audience: required"},
+		{"access token grant without workloads", "tokenService: {listen: 127.0.0.1:8445, accessTokens: [{audience: api}]}\n", "tokenService.accessTokens[0].workloads: required"},
+		{"access token grant for another trust domain", "tokenService: {listen: 127.0.0.1:8445, accessTokens: [{audience: api, workloads: ['spiffe://other.org/a']}]}\n", "tokenService.accessTokens[0].workloads[0]: \"spiffe://other.org/a\" is not in trust domain"},
+		{"access token grant for a trust domain", "tokenService: {listen: 127.0.0.1:8445, accessTokens: [{audience: api, workloads: ['spiffe://example.org']}]}\n", "tokenService.accessTokens[0].workloads[0]: \"spiffe://example.org\" names a trust domain"},
+		{"access token grant with a bad scope", "tokenService: {listen: 127.0.0.1:8445, accessTokens: [{audience: api, workloads: ['spiffe://example.org/a'], scopes: ['read write']}]}\n", "tokenService.accessTokens[0].scopes[0]: \"read write\" is not a scope token"},
 		{"unknown field", "tls: true\n", "field tls not found"},
 	}
 	for _, tt := range tests {

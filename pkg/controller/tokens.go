@@ -53,6 +53,7 @@ func (c *Controller) startTokenService(keys issuer.KeyStore) (*http.Server, erro
 		Alg:              "ES256",
 		WITVerifier:      wv,
 		SubjectIssuers:   issuers,
+		Policy:           oauth.SameTrustDomain(c.td, cfg.accessTokenGrants()...),
 		Revocations:      storeRevocations{c},
 		TxnTokenLifetime: cfg.TxnTokenTTL,
 		Logger:           c.log.Named("tokens"),

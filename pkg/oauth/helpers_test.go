@@ -37,6 +37,8 @@ var (
 	userIss   = "https://idp.example.org"
 	userAud   = "agentauth-tts"
 	serviceKI = "tts-1"
+	// legacyGrant is the test service's one access token grant.
+	legacyGrant = AccessTokenGrant{Workloads: []string{agentID.String()}, Audience: "https://legacy.example.org", Scopes: []string{"orders.read"}}
 )
 
 // clock is a settable clock shared by every party of a test.
@@ -195,7 +197,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 			if e.policy != nil {
 				return e.policy.Authorize(ctx, req)
 			}
-			return SameTrustDomain(testTD).Authorize(ctx, req)
+			return SameTrustDomain(testTD, legacyGrant).Authorize(ctx, req)
 		}),
 		Logger: e.log,
 		Now:    e.clock.Now,

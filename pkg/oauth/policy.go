@@ -32,6 +32,9 @@ type ExchangeRequest struct {
 	Audiences, Resources []string
 	// Scope is the requested scope, already bounded by the subject token's own scope.
 	Scope []string
+	// ScopeDefaulted is true when the request named no scope and Scope is the subject token's own: a Policy
+	// should narrow it to what it allows rather than refuse.
+	ScopeDefaulted bool
 	// RequestDetails is the request_details object (the future tctx), if any.
 	RequestDetails map[string]any
 }
@@ -52,15 +55,75 @@ func (f PolicyFunc) Authorize(ctx context.Context, req *ExchangeRequest) ([]stri
 	return f(ctx, req)
 }
 
-// SameTrustDomain is the default Policy: any workload of td gets what it asks for; workloads of other trust
-// domains get nothing (Txn-Tokens never leave their trust domain).
-func SameTrustDomain(td spiffeid.TrustDomain) Policy {
+// AccessTokenGrant lets Workloads obtain access tokens for one target with at most Scopes.
+type AccessTokenGrant struct {
+	// Workloads are the requesters' workload identifiers (SPIFFE IDs), exactly.
+	Workloads []string
+	// Audience is the target, matched exactly against a requested audience or resource (RFC 8693 §2.1).
+	Audience string
+	// Scopes are the most a token for Audience may carry; empty allows only tokens without scope.
+	Scopes []string
+}
+
+// SameTrustDomain is the default Policy: any workload of td gets the Txn-Tokens it asks for; workloads of other
+// trust domains get nothing (Txn-Tokens never leave their trust domain). Access tokens are bearer credentials for
+// APIs outside the trust domain's control, so they are refused unless a grant names the requester and every
+// requested target: a target no grant covers is invalid_target, a scope beyond what the grants of every target
+// allow is invalid_scope. A request that named no scope (ExchangeRequest.ScopeDefaulted) is narrowed to the
+// allowed scope instead.
+func SameTrustDomain(td spiffeid.TrustDomain, grants ...AccessTokenGrant) Policy {
+	grants = append([]AccessTokenGrant(nil), grants...)
 	return PolicyFunc(func(_ context.Context, req *ExchangeRequest) ([]string, error) {
 		if !inTrustDomain(req.Actor, td) {
 			return nil, fmt.Errorf("oauth: %w: requester %q is not a workload of trust domain %q", ErrDenied, req.Actor, td.Name())
 		}
-		return nil, nil
+		if req.RequestedTokenType != TokenTypeAccessToken {
+			return nil, nil
+		}
+		return grantedScope(grants, req)
 	})
+}
+
+// grantedScope checks an access token request against grants and returns the scope to grant.
+func grantedScope(grants []AccessTokenGrant, req *ExchangeRequest) ([]string, error) {
+	targets := append(append([]string(nil), req.Audiences...), req.Resources...)
+	var allowed []string
+	for i, target := range targets {
+		var forTarget []string
+		found := false
+		for _, g := range grants {
+			if g.Audience == target && contains(g.Workloads, req.Actor) {
+				found = true
+				forTarget = append(forTarget, g.Scopes...)
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("oauth: %w: no access token grant lets %q get a token for %q", ErrDenied, req.Actor, target)
+		}
+		if i == 0 {
+			allowed = forTarget
+		} else {
+			allowed = intersect(allowed, forTarget)
+		}
+	}
+	if req.ScopeDefaulted {
+		return intersect(req.Scope, allowed), nil
+	}
+	if extra, ok := subset(req.Scope, allowed); !ok {
+		return nil, errorf(CodeInvalidScope, "oauth: %w: scope %q is not granted to %q for %q (at most %q)", ErrDenied, extra, req.Actor, targets, allowed)
+	}
+	return nil, nil
+}
+
+// intersect returns the members of a that are in b, in a's order; never nil.
+func intersect(a, b []string) []string {
+	out := []string{}
+	for _, x := range a {
+		if contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // inTrustDomain reports whether the workload identifier id (spiffe:// or another scheme) has td as authority.

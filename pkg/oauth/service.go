@@ -62,7 +62,8 @@ type TokenServiceConfig struct {
 	JWTBundles jwtbundle.Source
 	// SubjectIssuers are the issuers whose user tokens are accepted as subject tokens.
 	SubjectIssuers []TrustedIssuer
-	// Policy decides who gets which token; nil means SameTrustDomain(TrustDomain).
+	// Policy decides who gets which token; nil means SameTrustDomain(TrustDomain): Txn-Tokens for the trust
+	// domain's workloads, no access tokens.
 	Policy Policy
 	// Revocations, when set, refuses revoked agents, users and transactions with invalid_grant.
 	Revocations Revocations
@@ -505,6 +506,7 @@ func (s *TokenService) authorize(ctx context.Context, act *actor, subj *subjectI
 		Actor: act.id, AuthMethod: act.method, Subject: subj.sub, SubjectIssuer: subj.issuer,
 		Delegated: subj.sub != act.id, SubjectClaims: subj.claims, RequestedTokenType: req.requestedTokenType,
 		Audiences: req.audiences, Resources: req.resources, Scope: scope, RequestDetails: req.requestDetails,
+		ScopeDefaulted: len(req.scope) == 0 && len(scope) > 0,
 	}
 	if subj.txn != nil {
 		er.TransactionID = subj.txn.TransactionID

@@ -581,3 +581,79 @@ func TestRequestContextCannotForgeSubjectFacts(t *testing.T) {
 		t.Errorf("rctx %v", rctx)
 	}
 }
+
+// TestAccessTokenGrants: access tokens go only to the workloads a grant names, for its target, with at most its
+// scopes; the default policy grants none.
+func TestAccessTokenGrants(t *testing.T) {
+	e := newEnv(t)
+	toolWIT := e.ca.CreateWITSVID(toolID)
+	const legacy = "https://legacy.example.org"
+	cases := []struct {
+		name      string
+		form      func(url.Values)
+		asTool    bool
+		code      string
+		wantScope any
+	}{
+		{name: "granted audience and scope", wantScope: "orders.read"},
+		{name: "granted target as resource", form: func(f url.Values) {
+			f.Del("audience")
+			f.Set("resource", legacy)
+		}, wantScope: "orders.read"},
+		{name: "unscoped request is narrowed to the grant", form: func(f url.Values) {
+			f.Del("scope")
+			f.Set("subject_token", e.idp.token(t, e.clock.Now(), nil))
+			f.Set("subject_token_type", TokenTypeAccessToken)
+		}, wantScope: "orders.read"},
+		{name: "audience no grant names", form: func(f url.Values) { f.Set("audience", "https://payments.example.com/api") },
+			code: CodeInvalidTarget},
+		{name: "second target no grant names", form: func(f url.Values) { f.Add("audience", "https://payments.example.com/api") },
+			code: CodeInvalidTarget},
+		{name: "workload the grant does not name", asTool: true, code: CodeInvalidTarget},
+		{name: "scope beyond the grant", form: func(f url.Values) { f.Set("scope", "orders.read orders.create") },
+			code: CodeInvalidScope},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := e.txnForm("")
+			f.Set("requested_token_type", TokenTypeAccessToken)
+			f.Set("audience", legacy)
+			f.Set("scope", "orders.read")
+			hdr := e.wptHeader(e.endpoint)
+			if c.asTool {
+				f.Set("actor_token", toolWIT.Token)
+				f.Set("subject_token", toolWIT.Token)
+				hdr = http.Header{HeaderWPT: {e.wpt(toolWIT, e.endpoint)}}
+			}
+			if c.form != nil {
+				c.form(f)
+			}
+			st, body := e.post(nil, f, hdr)
+			if c.code != "" {
+				if st != 400 || body["error"] != c.code || body["access_token"] != nil {
+					t.Fatalf("got %d %v, want 400 %s", st, body, c.code)
+				}
+				return
+			}
+			if st != 200 {
+				t.Fatalf("got %d %v", st, body)
+			}
+			if claims, _ := claimsOf(t, body["access_token"].(string)); claims["scope"] != c.wantScope || claims["aud"] != legacy {
+				t.Errorf("claims %v, want aud %s scope %v", claims, legacy, c.wantScope)
+			}
+		})
+	}
+	t.Run("default policy refuses access tokens", func(t *testing.T) {
+		d := newEnv(t, func(c *TokenServiceConfig) { c.Policy = nil })
+		f := d.txnForm("")
+		f.Set("requested_token_type", TokenTypeAccessToken)
+		f.Set("audience", legacy)
+		f.Set("scope", "orders.read")
+		if st, body := d.post(nil, f, d.wptHeader(d.endpoint)); st != 400 || body["error"] != CodeInvalidTarget {
+			t.Fatalf("got %d %v, want 400 invalid_target", st, body)
+		}
+		if st, body := d.post(nil, d.txnForm(""), d.wptHeader(d.endpoint)); st != 200 {
+			t.Fatalf("Txn-Token under the default policy: %d %v", st, body)
+		}
+	})
+}

@@ -42,7 +42,9 @@ func startDelegated(t *testing.T, extra ...string) *delegatedEnv {
   listen: %s
   userIssuers:
     - {issuer: "https://idp.example.com", audiences: [agentauth], jwksFile: %s}
-`, tokenAddr, jwksFile)}, extra...)...)
+  accessTokens:
+    - {workloads: [%q], audience: legacy-api, scopes: [read]}
+`, tokenAddr, jwksFile, agentID)}, extra...)...)
 	c.ctl(t, false, "policy", "apply", writeFile(t, dir, "weather.cedar", weatherPolicy+`
 @id("alice-only-for-alerts")
 forbid (principal, action, resource == Tool::"weather.tools.local")

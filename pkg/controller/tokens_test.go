@@ -1,0 +1,209 @@
+package controller
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+
+	"github.com/agentauth/agentauth/pkg/oauth"
+	"github.com/agentauth/agentauth/pkg/wpt"
+	"github.com/agentauth/agentauth/pkg/xds"
+)
+
+// testIDP is an identity provider whose user tokens the token service may trust.
+type testIDP struct {
+	iss string
+	key *ecdsa.PrivateKey
+	// yaml is the rest of its userIssuers entry, e.g. "subjectPrefix: corp:".
+	yaml string
+}
+
+func newTestIDP(t *testing.T, iss, yaml string) testIDP {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testIDP{iss: iss, key: k, yaml: yaml}
+}
+
+// token is a user token for sub; claims adds to or replaces the defaults (one hour, scope orders.read).
+func (p testIDP) token(t *testing.T, sub string, claims map[string]any) string {
+	t.Helper()
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: p.key, KeyID: "k1"}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m := map[string]any{"iss": p.iss, "sub": sub, "aud": "agentauth",
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "scope": "orders.read"}
+	for k, v := range claims {
+		m[k] = v
+	}
+	tok, err := jwt.Signed(s).Claims(m).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// tokenPost posts a token request as workload id and returns the status and decoded body.
+type tokenPost func(id string, form url.Values) (int, map[string]any)
+
+// tokenController runs a controller whose tokenService trusts idps and has the further settings extra (YAML
+// flow-mapping members, e.g. "accessTokens: [...]"). Its poster proves the workload's WIT with a WPT for the token
+// endpoint, over TLS that authenticates the controller; without a subject_token the workload acts for itself.
+func tokenController(t *testing.T, extra string, idps ...testIDP) (*Controller, tokenPost) {
+	t.Helper()
+	dir := t.TempDir()
+	var issuers []string
+	for i, p := range idps {
+		set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: p.key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}}
+		b, err := json.Marshal(set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(dir, fmt.Sprintf("idp%d.json", i))
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		y := ""
+		if p.yaml != "" {
+			y = ", " + p.yaml
+		}
+		issuers = append(issuers, fmt.Sprintf("{issuer: %q, audiences: [agentauth], jwksFile: %q%s}", p.iss, f, y))
+	}
+	if extra != "" {
+		extra = ", " + extra
+	}
+	cfg, err := Parse([]byte(fmt.Sprintf(`trustDomain: example.org
+dataDir: %s
+issuer: {listen: 127.0.0.1:0}
+xds: {listen: 127.0.0.1:0}
+admin: {socket: %s}
+ops: {listen: 127.0.0.1:0}
+tokenService: {listen: 127.0.0.1:0, userIssuers: [%s]%s}
+`, filepath.Join(dir, "data"), filepath.Join(dir, "admin.sock"), strings.Join(issuers, ", "), extra)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := runController(t, cfg)
+	endpoint := TokenEndpoint(c.tokenLn.Addr().String())
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: tlsconfig.TLSClientConfig(c.ca.X509Bundle(), tlsconfig.AuthorizeID(xds.ControllerID(c.td)))}}
+	t.Cleanup(client.CloseIdleConnections)
+	post := func(id string, form url.Values) (int, map[string]any) {
+		t.Helper()
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wit, err := c.ca.IssueWIT(context.Background(), spiffeid.RequireFromString(id), key.Public(), "ES256", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := wpt.NewProver(wit, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proof, err := p.Mint(wpt.ProofParams{Audience: endpoint})
+		if err != nil {
+			t.Fatal(err)
+		}
+		form.Set("grant_type", oauth.GrantTypeTokenExchange)
+		form.Set("actor_token", wit)
+		form.Set("actor_token_type", oauth.TokenTypeWIT)
+		if form.Get("subject_token") == "" {
+			form.Set("subject_token", wit)
+			form.Set("subject_token_type", oauth.TokenTypeWIT)
+		}
+		req, err := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set(oauth.HeaderWPT, proof)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%d %q: %v", resp.StatusCode, b, err)
+		}
+		return resp.StatusCode, m
+	}
+	return c, post
+}
+
+// tokenClaims decodes an issued token's payload (its signature is the token service's business here).
+func tokenClaims(t *testing.T, tok string) map[string]any {
+	t.Helper()
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestTokenServiceAccessTokens: the controller issues access tokens only as tokenService.accessTokens grants
+// them: the named workload, for the named API, with at most the listed scopes.
+func TestTokenServiceAccessTokens(t *testing.T) {
+	const planner, weather = "spiffe://example.org/agent/planner", "spiffe://example.org/tool/weather"
+	_, post := tokenController(t, `accessTokens: [{workloads: ['`+planner+`'], audience: legacy-api, scopes: [read]}]`)
+	for _, c := range []struct {
+		name, id, audience, scope string
+		code                      string
+	}{
+		{name: "granted", id: planner, audience: "legacy-api", scope: "read"},
+		{name: "workload no grant names", id: weather, audience: "legacy-api", scope: "read", code: oauth.CodeInvalidTarget},
+		{name: "API no grant names", id: planner, audience: "https://payments.example.com/api", scope: "read", code: oauth.CodeInvalidTarget},
+		{name: "scope beyond the grant", id: planner, audience: "legacy-api", scope: "read payments.transfer", code: oauth.CodeInvalidScope},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st, body := post(c.id, url.Values{
+				"requested_token_type": {oauth.TokenTypeAccessToken},
+				"audience":             {c.audience},
+				"scope":                {c.scope},
+			})
+			if c.code != "" {
+				if st != http.StatusBadRequest || body["error"] != c.code {
+					t.Fatalf("got %d %v, want 400 %s", st, body, c.code)
+				}
+				return
+			}
+			if st != http.StatusOK {
+				t.Fatalf("got %d %v", st, body)
+			}
+			if m := tokenClaims(t, body["access_token"].(string)); m["aud"] != c.audience || m["scope"] != c.scope || m["client_id"] != c.id {
+				t.Errorf("access token claims %v", m)
+			}
+		})
+	}
+}
