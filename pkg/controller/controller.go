@@ -114,7 +114,8 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 	}
 	c.reg.MustRegister(xds.NewServerCollector(c.xds), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if c.iss, err = issuer.NewGRPCServer(c.ca, issuer.ServiceConfig{SVIDTTL: cfg.Issuer.SVIDTTL, Withheld: c.withheld, Compromised: c.compromised}); err != nil {
+	if c.iss, err = issuer.NewGRPCServer(c.ca, issuer.ServiceConfig{SVIDTTL: cfg.Issuer.SVIDTTL, Withheld: c.withheld, Compromised: c.compromised,
+		Logger: log.Named("issuer")}); err != nil {
 		return nil, err
 	}
 
@@ -307,6 +308,7 @@ func (c *Controller) listenLocalIssuer() error {
 	}
 	if c.issLocal, err = issuer.NewLocalGRPCServer(c.ca, issuer.ServiceConfig{
 		SVIDTTL: c.cfg.Issuer.SVIDTTL, PeerIDs: peerIDs, Withheld: c.withheld, Compromised: c.compromised,
+		Logger: c.log.Named("issuer"),
 	}); err != nil {
 		return fmt.Errorf("issuer.peerIDs: %w", err)
 	}
@@ -418,7 +420,9 @@ var (
 func (c *Controller) compromised(_ context.Context, id spiffeid.ID, issuedAt time.Time) (string, bool) {
 	revs, err := c.store.Revocations().List()
 	if err != nil {
-		return "revocation state unavailable: " + err.Error(), true
+		// When in doubt, refuse; the store's error is for the log, not for the workload.
+		c.log.Error("reading revocations for the issuer", zap.Stringer("spiffe_id", id), zap.Error(err))
+		return "revocation state unavailable", true
 	}
 	now := time.Now()
 	for _, r := range revs {
@@ -436,7 +440,9 @@ func (c *Controller) compromised(_ context.Context, id spiffeid.ID, issuedAt tim
 func (c *Controller) withheld(_ context.Context, id spiffeid.ID) (string, bool) {
 	revs, err := c.store.Revocations().List()
 	if err != nil {
-		return "revocation state unavailable: " + err.Error(), true
+		// When in doubt, refuse; the store's error is for the log, not for the workload.
+		c.log.Error("reading revocations for the issuer", zap.Stringer("spiffe_id", id), zap.Error(err))
+		return "revocation state unavailable", true
 	}
 	now := time.Now()
 	for _, r := range revs {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
 // joinTokenLen is the length of a join token: base64url of 32 random bytes (256 bits), no padding.
@@ -62,7 +63,20 @@ func (ca *CA) Attest(ctx context.Context, token string) (spiffeid.ID, error) {
 	}
 	rec, err := ca.store.UseJoinToken(ctx, hashJoinToken(token), ca.now())
 	if err != nil {
-		return spiffeid.ID{}, fmt.Errorf("issuer: join token refused: %w", err)
+		// Whoever presents a token has proven nothing yet: the refusal says what is wrong with the token, not whom
+		// it was for or when it was used (the store's message does).
+		switch r := autherr.Of(err); r {
+		case ErrReplay:
+			return spiffeid.ID{}, fmt.Errorf("issuer: %w: join token was already used", r)
+		case ErrExpired:
+			return spiffeid.ID{}, fmt.Errorf("issuer: %w: join token has expired", r)
+		case ErrDenied:
+			return spiffeid.ID{}, fmt.Errorf("issuer: %w: unknown join token", r)
+		case nil:
+			return spiffeid.ID{}, fmt.Errorf("issuer: using join token: %w", err)
+		default:
+			return spiffeid.ID{}, fmt.Errorf("issuer: %w: join token refused", r)
+		}
 	}
 	id, err := spiffeid.FromString(rec.GetSpiffeId())
 	if err != nil {

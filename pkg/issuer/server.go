@@ -15,6 +15,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"go.uber.org/zap"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -53,6 +54,8 @@ type ServiceConfig struct {
 	// whose key was reported compromised prove nothing (whoever stole the key holds them too), so they renew
 	// nothing, and the workload attests again (a new join token, or the local socket).
 	Compromised func(ctx context.Context, id spiffeid.ID, issuedAt time.Time) (reason string, compromised bool)
+	// Logger receives internal errors, whose text callers do not get; nil discards them.
+	Logger *zap.Logger
 }
 
 // DefaultServerID is the SPIFFE ID the issuer's TLS certificate carries unless ServiceConfig.ServerID says
@@ -85,6 +88,7 @@ type service struct {
 	withheld func(ctx context.Context, id spiffeid.ID) (string, bool)
 	// compromised: see ServiceConfig.Compromised.
 	compromised func(ctx context.Context, id spiffeid.ID, issuedAt time.Time) (string, bool)
+	log         *zap.Logger
 
 	certMu  sync.Mutex
 	cert    *tls.Certificate
@@ -96,7 +100,10 @@ func newService(ca *CA, cfg ServiceConfig) (*service, error) {
 		return nil, errors.New("issuer: service needs a CA")
 	}
 	s := &service{ca: ca, svidTTL: cfg.SVIDTTL, witTTL: cfg.WITTTL, server: cfg.ServerID, peerIDs: cfg.PeerIDs,
-		withheld: cfg.Withheld, compromised: cfg.Compromised}
+		withheld: cfg.Withheld, compromised: cfg.Compromised, log: cfg.Logger}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
 	if s.svidTTL == 0 {
 		s.svidTTL = DefaultSVIDTTL
 	}
@@ -193,22 +200,22 @@ func (s *service) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
 func (s *service) Attest(ctx context.Context, req *agentauthv1.AttestRequest) (*agentauthv1.AttestResponse, error) {
 	keys, err := parseKeys(req.GetCsr(), req.GetWitPublicKey(), req.GetWitAlg())
 	if err != nil {
-		return nil, toStatus(codes.InvalidArgument, err)
+		return nil, s.toStatus(codes.InvalidArgument, err)
 	}
 	var id spiffeid.ID
 	if req.GetJoinToken() == "" {
 		if id, err = s.peerID(ctx); err != nil {
-			return nil, toStatus(codes.Unauthenticated, err)
+			return nil, s.toStatus(codes.Unauthenticated, err)
 		}
 	} else if id, err = s.ca.Attest(ctx, req.GetJoinToken()); err != nil {
-		return nil, toStatus(codes.Unauthenticated, err)
+		return nil, s.toStatus(codes.Unauthenticated, err)
 	}
 	if err := s.checkWithheld(ctx, id); err != nil {
 		return nil, err
 	}
 	creds, err := s.issue(ctx, id, keys)
 	if err != nil {
-		return nil, toStatus(codes.Internal, err)
+		return nil, s.toStatus(codes.Internal, err)
 	}
 	return &agentauthv1.AttestResponse{Credentials: creds}, nil
 }
@@ -234,11 +241,11 @@ func (s *service) peerID(ctx context.Context) (spiffeid.ID, error) {
 func (s *service) Renew(ctx context.Context, req *agentauthv1.RenewRequest) (*agentauthv1.RenewResponse, error) {
 	id, leaf, err := s.clientID(ctx)
 	if err != nil {
-		return nil, toStatus(codes.Unauthenticated, err)
+		return nil, s.toStatus(codes.Unauthenticated, err)
 	}
 	keys, err := parseKeys(req.GetCsr(), req.GetWitPublicKey(), req.GetWitAlg())
 	if err != nil {
-		return nil, toStatus(codes.InvalidArgument, err)
+		return nil, s.toStatus(codes.InvalidArgument, err)
 	}
 	if err := s.checkWithheld(ctx, id); err != nil {
 		return nil, err
@@ -246,14 +253,14 @@ func (s *service) Renew(ctx context.Context, req *agentauthv1.RenewRequest) (*ag
 	if s.compromised != nil {
 		// This CA backdates NotBefore; the SVID was issued that much later.
 		if reason, ok := s.compromised(ctx, id, leaf.NotBefore.Add(backdate)); ok {
-			return nil, toStatus(codes.PermissionDenied, fmt.Errorf("issuer: %w: the key of this X.509-SVID of %q was "+
+			return nil, s.toStatus(codes.PermissionDenied, fmt.Errorf("issuer: %w: the key of this X.509-SVID of %q was "+
 				"reported compromised (%s), so it cannot renew; attest again with a new join token or on the local socket",
 				ErrRevoked, id, reason))
 		}
 	}
 	creds, err := s.issue(ctx, id, keys)
 	if err != nil {
-		return nil, toStatus(codes.Internal, err)
+		return nil, s.toStatus(codes.Internal, err)
 	}
 	return &agentauthv1.RenewResponse{Credentials: creds}, nil
 }
@@ -264,7 +271,7 @@ func (s *service) checkWithheld(ctx context.Context, id spiffeid.ID) error {
 		return nil
 	}
 	if reason, ok := s.withheld(ctx, id); ok {
-		return toStatus(codes.PermissionDenied, fmt.Errorf("issuer: %w: credentials of %q are withheld: %s", ErrRevoked, id, reason))
+		return s.toStatus(codes.PermissionDenied, fmt.Errorf("issuer: %w: credentials of %q are withheld: %s", ErrRevoked, id, reason))
 	}
 	return nil
 }
@@ -356,11 +363,15 @@ const errorDomain = "agentauth"
 
 // toStatus turns err into a gRPC status. Refusals keep their code (Unauthenticated, InvalidArgument) and carry
 // the autherr reason in an ErrorInfo detail; errors that wrap no reason are internal, whatever code was asked.
-func toStatus(code codes.Code, err error) error {
+// An internal error's text (store, file system, key store) stays in the log: callers, who may be anonymous, get a
+// generic message.
+func (s *service) toStatus(code codes.Code, err error) error {
 	r := autherr.Of(err)
 	if r == nil {
-		code = codes.Internal
-	} else if r == ErrDenied {
+		s.log.Error("issuer: request failed", zap.Error(err))
+		return status.Error(codes.Internal, "issuer: internal error; the controller's log has the detail")
+	}
+	if r == ErrDenied {
 		code = codes.PermissionDenied
 	}
 	st := status.New(code, err.Error())

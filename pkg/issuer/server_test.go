@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -477,6 +480,104 @@ func TestReservedIDsAreNeverIssued(t *testing.T) {
 			wantCode(t, err, codes.PermissionDenied, ErrDenied)
 			if n := f.store.issuedCount(); n != before {
 				t.Fatalf("%d certificates issued for %v", n-before, id)
+			}
+		})
+	}
+}
+
+// failingStore fails RecordIssued for workloads (not for the issuer's own certificate) as a disk error does,
+// with text that names server internals.
+type failingStore struct{ *memStore }
+
+func (s failingStore) RecordIssued(ctx context.Context, c *agentauthv1.IssuedCert) error {
+	if c.GetSpiffeId() == DefaultServerID(td).String() {
+		return s.memStore.RecordIssued(ctx, c)
+	}
+	return errors.New("write /var/lib/agentauth/state.db: input/output error")
+}
+
+// TestRefusalsKeepDetailFromCallers: Attest callers have proven nothing when they are answered, so an internal
+// error reaches them as a generic message (its text goes to the log), and a spent or expired join token's
+// refusal does not say which SPIFFE ID it was for or when it was used.
+func TestRefusalsKeepDetailFromCallers(t *testing.T) {
+	ctx := context.Background()
+	id := spiffeid.RequireFromString("spiffe://example.org/agent/payments")
+	bolt := func(t *testing.T) Store {
+		st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return NewBoltStore(st)
+	}
+	failing := func(*testing.T) Store { return failingStore{newMemStore()} }
+	var now *clock
+
+	tests := []struct {
+		name   string
+		store  func(t *testing.T) Store
+		prep   func(t *testing.T, ca *CA, c *Client) string // returns the token to present
+		code   codes.Code
+		reason error
+		logged string // the detail that must be in the log and not in the answer
+	}{
+		{"internal error", failing, func(t *testing.T, ca *CA, _ *Client) string {
+			tok, err := ca.CreateJoinToken(ctx, id, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}, codes.Internal, nil, "/var/lib/agentauth"},
+		{"spent token", bolt, func(t *testing.T, ca *CA, c *Client) string {
+			tok, err := ca.CreateJoinToken(ctx, id, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Attest(ctx, newKeys(t).attest(t, tok)); err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}, codes.Unauthenticated, ErrReplay, ""},
+		{"expired token", bolt, func(t *testing.T, ca *CA, _ *Client) string {
+			tok, err := ca.CreateJoinToken(ctx, id, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			now.Add(2 * time.Minute)
+			return tok
+		}, codes.Unauthenticated, ErrExpired, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			keys, err := NewFileKeyStore(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			now = &clock{t: time.Now()}
+			ca, err := New(ctx, Config{TrustDomain: td, Keys: keys, Store: tt.store(t), Now: now.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			core, logs := observer.New(zap.ErrorLevel)
+			g, err := NewGRPCServer(ca, ServiceConfig{Logger: zap.New(core)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := dial(t, serve(t, g), ca.X509Bundle(), nil)
+			_, err = c.Attest(ctx, newKeys(t).attest(t, tt.prep(t, ca, c)))
+			if status.Code(err) != tt.code || (tt.reason != nil && !errors.Is(err, tt.reason)) {
+				t.Fatalf("err = %v, want code %v reason %v", err, tt.code, tt.reason)
+			}
+			for _, secret := range []string{"/var/lib/agentauth", id.String(), "used at", now.Now().Format("2006-01-02")} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("the answer to an unauthenticated caller contains %q: %v", secret, err)
+				}
+			}
+			if tt.logged != "" {
+				if entries := logs.FilterMessage("issuer: request failed").All(); len(entries) != 1 ||
+					!strings.Contains(entries[0].ContextMap()["error"].(string), tt.logged) {
+					t.Errorf("the internal error was not logged with its detail: %v", logs.All())
+				}
 			}
 		})
 	}
