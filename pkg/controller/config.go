@@ -94,6 +94,10 @@ type UserIssuerConfig struct {
 	Issuer    string   `yaml:"issuer"`
 	Audiences []string `yaml:"audiences"`
 	JWKSFile  string   `yaml:"jwksFile"`
+	// Scopes are what its tokens without a scope (or scp) claim may be narrowed to. An unknown scope is not
+	// unlimited: with none listed, such a token gets no Txn-Token (which needs a scope) and only scopeless
+	// access tokens.
+	Scopes []string `yaml:"scopes,omitempty"`
 }
 
 // SSFConfig configures the Shared Signals receiver: RFC 8935 push delivery at POST /ssf/events, RFC 8936 poll
@@ -220,6 +224,11 @@ func (c *Config) Validate() error {
 			f := fmt.Sprintf("tokenService.userIssuers[%d]", i)
 			if u.Issuer == "" || len(u.Audiences) == 0 || u.JWKSFile == "" {
 				add(f, "issuer, audiences and jwksFile are required")
+			}
+			for j, sc := range u.Scopes {
+				if !isScopeToken(sc) {
+					add(fmt.Sprintf("%s.scopes[%d]", f, j), "%q is not a scope token (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)", sc)
+				}
 			}
 		}
 		c.validateAccessTokens(add)

@@ -52,6 +52,7 @@ func TestParse(t *testing.T) {
 		{"access token grant for another trust domain", "tokenService: {listen: 127.0.0.1:8445, accessTokens: [{audience: api, workloads: ['spiffe://other.org/a']}]}\n", "tokenService.accessTokens[0].workloads[0]: \"spiffe://other.org/a\" is not in trust domain"},
 		{"access token grant for a trust domain", "tokenService: {listen: 127.0.0.1:8445, accessTokens: [{audience: api, workloads: ['spiffe://example.org']}]}\n", "tokenService.accessTokens[0].workloads[0]: \"spiffe://example.org\" names a trust domain"},
 		{"access token grant with a bad scope", "tokenService: {listen: 127.0.0.1:8445, accessTokens: [{audience: api, workloads: ['spiffe://example.org/a'], scopes: ['read write']}]}\n", "tokenService.accessTokens[0].scopes[0]: \"read write\" is not a scope token"},
+		{"user issuer with a bad scope", "tokenService: {listen: 127.0.0.1:8445, userIssuers: [{issuer: i, audiences: [a], jwksFile: f, scopes: ['']}]}\n", "tokenService.userIssuers[0].scopes[0]: \"\" is not a scope token"},
 		{"unknown field", "tls: true\n", "field tls not found"},
 	}
 	for _, tt := range tests {

@@ -43,7 +43,8 @@ func newTestIDP(t *testing.T, iss, yaml string) testIDP {
 	return testIDP{iss: iss, key: k, yaml: yaml}
 }
 
-// token is a user token for sub; claims adds to or replaces the defaults (one hour, scope orders.read).
+// token is a user token for sub; claims adds to or replaces the defaults (one hour, scope orders.read), and a nil
+// value removes the claim.
 func (p testIDP) token(t *testing.T, sub string, claims map[string]any) string {
 	t.Helper()
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: p.key, KeyID: "k1"}},
@@ -55,7 +56,11 @@ func (p testIDP) token(t *testing.T, sub string, claims map[string]any) string {
 	m := map[string]any{"iss": p.iss, "sub": sub, "aud": "agentauth",
 		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "scope": "orders.read"}
 	for k, v := range claims {
-		m[k] = v
+		if v == nil {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
 	}
 	tok, err := jwt.Signed(s).Claims(m).Serialize()
 	if err != nil {
@@ -203,6 +208,44 @@ func TestTokenServiceAccessTokens(t *testing.T) {
 			}
 			if m := tokenClaims(t, body["access_token"].(string)); m["aud"] != c.audience || m["scope"] != c.scope || m["client_id"] != c.id {
 				t.Errorf("access token claims %v", m)
+			}
+		})
+	}
+}
+
+// TestTokenServiceUnscopedUserTokens: a user token without scope is narrowed only to its issuer's
+// userIssuers[].scopes; with none listed, it gets no scope at all.
+func TestTokenServiceUnscopedUserTokens(t *testing.T) {
+	const planner = "spiffe://example.org/agent/planner"
+	listed := newTestIDP(t, "https://login.corp.example", "scopes: [orders.read]")
+	bare := newTestIDP(t, "https://partner-idp.example", "")
+	_, post := tokenController(t, "", listed, bare)
+	for _, c := range []struct {
+		name  string
+		idp   testIDP
+		scope string
+		ok    bool
+	}{
+		{name: "within the issuer's scopes", idp: listed, scope: "orders.read", ok: true},
+		{name: "beyond the issuer's scopes", idp: listed, scope: "orders.read payments.transfer"},
+		{name: "issuer lists none", idp: bare, scope: "orders.read"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st, body := post(planner, url.Values{
+				"requested_token_type": {oauth.TokenTypeTxnToken},
+				"audience":             {"example.org"},
+				"scope":                {c.scope},
+				"subject_token":        {c.idp.token(t, "alice", map[string]any{"scope": nil})},
+				"subject_token_type":   {oauth.TokenTypeAccessToken},
+			})
+			if !c.ok {
+				if st != http.StatusBadRequest || body["error"] != oauth.CodeInvalidScope {
+					t.Fatalf("got %d %v, want 400 invalid_scope", st, body)
+				}
+				return
+			}
+			if st != http.StatusOK || tokenClaims(t, body["access_token"].(string))["scope"] != c.scope {
+				t.Fatalf("got %d %v, want a Txn-Token with scope %q", st, body, c.scope)
 			}
 		})
 	}

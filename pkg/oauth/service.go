@@ -498,6 +498,12 @@ func (s *TokenService) authorize(ctx context.Context, act *actor, subj *subjectI
 		if extra, ok := subset(scope, subj.scope); !ok {
 			return nil, errorf(CodeInvalidScope, "oauth: %w: scope %q is beyond the subject token's scope %q", ErrDenied, extra, subj.scope)
 		}
+	} else if subj.kind == "user" {
+		// The user token says nothing about scope: that is not unlimited scope (Txn-Token draft), only what its
+		// issuer's configuration allows.
+		if extra, ok := subset(scope, subj.scope); !ok {
+			return nil, errorf(CodeInvalidScope, "oauth: %w: the subject token has no scope, and issuer %q's unscoped tokens may be narrowed only to %q, not %q", ErrDenied, subj.issuer, subj.scope, extra)
+		}
 	}
 	if subj.txn != nil && req.requestDetails != nil && req.requestedTokenType == TokenTypeTxnToken {
 		return nil, errorf(CodeInvalidRequest, "oauth: %w: a transaction's tctx is immutable; a replacement takes no request_details", ErrMalformed)

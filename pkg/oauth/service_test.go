@@ -657,3 +657,54 @@ func TestAccessTokenGrants(t *testing.T) {
 		}
 	})
 }
+
+// TestUnscopedUserToken: a user token without scope or scp bounds the scope at its issuer's Scopes, never at
+// whatever the agent names (the Txn-Token draft: an unknown subject scope is not unlimited); a request without
+// scope gets a token without scope.
+func TestUnscopedUserToken(t *testing.T) {
+	withScopes := func(scopes ...string) envOption {
+		return func(c *TokenServiceConfig) { c.SubjectIssuers[0].Scopes = scopes }
+	}
+	cases := []struct {
+		name      string
+		opts      []envOption
+		form      func(url.Values)
+		code      string
+		wantScope any
+	}{
+		{name: "issuer lists no scopes", form: func(f url.Values) { f.Set("scope", "payments.transfer admin") },
+			code: CodeInvalidScope},
+		{name: "issuer lists no scopes, modest request", code: CodeInvalidScope},
+		{name: "within the issuer's scopes", opts: []envOption{withScopes("orders.read", "orders.create")},
+			wantScope: "orders.create"},
+		{name: "beyond the issuer's scopes", opts: []envOption{withScopes("orders.read")},
+			code: CodeInvalidScope},
+		{name: "access token without scope", form: func(f url.Values) {
+			f.Set("requested_token_type", TokenTypeAccessToken)
+			f.Set("audience", legacyGrant.Audience)
+			f.Del("scope")
+		}, wantScope: nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, c.opts...)
+			f := e.txnForm(e.idp.token(t, e.clock.Now(), func(m map[string]any) { delete(m, "scope") }))
+			if c.form != nil {
+				c.form(f)
+			}
+			st, body := e.post(nil, f, e.wptHeader(e.endpoint))
+			if c.code != "" {
+				if st != 400 || body["error"] != c.code || body["access_token"] != nil {
+					t.Fatalf("got %d %v, want 400 %s", st, body, c.code)
+				}
+				return
+			}
+			if st != 200 {
+				t.Fatalf("got %d %v", st, body)
+			}
+			if claims, _ := claimsOf(t, body["access_token"].(string)); claims["scope"] != c.wantScope || claims["sub"] != "alice" {
+				t.Errorf("claims %v, want sub alice scope %v", claims, c.wantScope)
+			}
+		})
+	}
+}

@@ -32,6 +32,10 @@ type TrustedIssuer struct {
 	Audiences []string
 	// AllowedAlgs lists accepted JWS algorithms; empty means DefaultAllowedAlgs().
 	AllowedAlgs []string
+	// Scopes are what a token of this issuer without scope or scp may be narrowed to. The Txn-Token draft says
+	// a subject token's scope that cannot be determined is never unlimited, so with Scopes empty such a token
+	// gets only tokens without scope (no Txn-Token, which needs one).
+	Scopes []string
 	// SubjectPrefix is prepended to sub in issued tokens, to keep the users of several issuers apart (the draft
 	// wants sub unique within the trust domain, not scoped by iss). Empty means sub as it is.
 	SubjectPrefix string
@@ -44,7 +48,7 @@ type subjectInfo struct {
 	issuer   string // iss of the user token
 	issuedAt time.Time
 	expiry   time.Time // zero for self: bounded by nothing but the lifetime
-	scope    []string  // the subject token's own scope, an upper bound when scoped
+	scope    []string  // the subject token's own scope when scoped; for an unscoped user, its issuer's Scopes
 	scoped   bool
 	claims   map[string]any
 	txn      *TxnInfo // the Txn-Token being replaced or exchanged
@@ -135,6 +139,9 @@ func (s *TokenService) verifyUserToken(ctx context.Context, token string, now ti
 	si.scope, si.scoped, err = c.scopes()
 	if err != nil {
 		return nil, err
+	}
+	if !si.scoped {
+		si.scope = iss.Scopes
 	}
 	if c.MayAct != nil {
 		si.claims["may_act"] = c.MayAct.asMap()

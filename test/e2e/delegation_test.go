@@ -41,7 +41,7 @@ func startDelegated(t *testing.T, extra ...string) *delegatedEnv {
 	c := startController(t, dir, append([]string{fmt.Sprintf(`tokenService:
   listen: %s
   userIssuers:
-    - {issuer: "https://idp.example.com", audiences: [agentauth], jwksFile: %s}
+    - {issuer: "https://idp.example.com", audiences: [agentauth], jwksFile: %s, scopes: [weather.read, read]}
   accessTokens:
     - {workloads: [%q], audience: legacy-api, scopes: [read]}
 `, tokenAddr, jwksFile, agentID)}, extra...)...)
