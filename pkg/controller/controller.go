@@ -27,6 +27,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
@@ -37,6 +38,12 @@ import (
 	"github.com/agentauth/agentauth/pkg/store"
 	"github.com/agentauth/agentauth/pkg/xds"
 )
+
+// maxIssuerConns bounds the connections the issuer's TCP listener holds open at once: Attest needs no client
+// certificate, and workloads connect only to attest and, once per half SVID lifetime, to renew (the issuer closes
+// idle connections), so this is far above what they need and keeps a flood of connections from exhausting file
+// descriptors the rest of the controller needs.
+const maxIssuerConns = 2048
 
 // Controller is one running controller.
 type Controller struct {
@@ -130,6 +137,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 	if c.issuerLn, err = listen("issuer.listen", cfg.Issuer.Listen); err != nil {
 		return nil, err
 	}
+	c.issuerLn = netutil.LimitListener(c.issuerLn, maxIssuerConns)
 	if c.xdsLn, err = listen("xds.listen", cfg.XDS.Listen); err != nil {
 		return nil, err
 	}

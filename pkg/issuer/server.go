@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -34,6 +35,40 @@ const (
 	// maxRequestSize caps a request message: a CSR plus a public key plus a token, with room to spare.
 	maxRequestSize = MaxCSRSize + MaxWITKeySize + 4<<10
 )
+
+// Limits of the issuer's gRPC servers. Attest needs no client certificate, so whoever reaches the port gets this
+// much of the controller and no more.
+const (
+	// maxHeaderListSize caps a request's metadata (gRPC's default is 16 MiB): a workload sends a few short headers.
+	maxHeaderListSize = 16 << 10
+	// maxStreamsPerConn: a workload makes one call at a time.
+	maxStreamsPerConn = 8
+	// handshakeTimeout bounds the TLS handshake of a new connection.
+	handshakeTimeout = 10 * time.Second
+	// Workloads call once per half SVID lifetime: a connection idle this long is closed (they reconnect), and none
+	// is kept longer than maxConnAge, so connections cannot be hoarded.
+	maxConnIdle     = 2 * time.Minute
+	maxConnAge      = 30 * time.Minute
+	maxConnAgeGrace = 30 * time.Second
+	// keepaliveMinTime: a client pinging more often than this, or pinging without a call in flight, is
+	// disconnected.
+	keepaliveMinTime = time.Minute
+)
+
+// serverOptions are the options of both issuer servers: creds, then the limits above, then the caller's opts.
+func serverOptions(creds credentials.TransportCredentials, opts []grpc.ServerOption) []grpc.ServerOption {
+	return append([]grpc.ServerOption{
+		grpc.Creds(creds),
+		grpc.MaxRecvMsgSize(maxRequestSize),
+		grpc.MaxHeaderListSize(maxHeaderListSize),
+		grpc.MaxConcurrentStreams(maxStreamsPerConn),
+		grpc.ConnectionTimeout(handshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: maxConnIdle, MaxConnectionAge: maxConnAge, MaxConnectionAgeGrace: maxConnAgeGrace,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime}),
+	}, opts...)
+}
 
 // ServiceConfig configures the gRPC issuer service.
 type ServiceConfig struct {
@@ -129,7 +164,8 @@ func newService(ca *CA, cfg ServiceConfig) (*service, error) {
 
 // NewGRPCServer returns a gRPC server for the issuer service on TLS: the server presents an X.509-SVID for
 // cfg.ServerID (issued by ca and renewed at half its lifetime), Attest needs no client certificate, and Renew
-// needs the client's current X.509-SVID. opts are appended to the server's own options.
+// needs the client's current X.509-SVID. Request metadata, streams per connection, handshakes, idle and old
+// connections and client pings are limited. opts are appended to the server's own options.
 func NewGRPCServer(ca *CA, cfg ServiceConfig, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	s, err := newService(ca, cfg)
 	if err != nil {
@@ -145,10 +181,7 @@ func NewGRPCServer(ca *CA, cfg ServiceConfig, opts ...grpc.ServerOption) (*grpc.
 	if _, err := s.getCertificate(nil); err != nil {
 		return nil, err
 	}
-	g := grpc.NewServer(append([]grpc.ServerOption{
-		grpc.Creds(credentials.NewTLS(tlsConf)),
-		grpc.MaxRecvMsgSize(maxRequestSize),
-	}, opts...)...)
+	g := grpc.NewServer(serverOptions(credentials.NewTLS(tlsConf), opts)...)
 	agentauthv1.RegisterIssuerServiceServer(g, s)
 	return g, nil
 }
@@ -161,10 +194,7 @@ func NewLocalGRPCServer(ca *CA, cfg ServiceConfig, opts ...grpc.ServerOption) (*
 	if err != nil {
 		return nil, err
 	}
-	g := grpc.NewServer(append([]grpc.ServerOption{
-		grpc.Creds(PeerCredentials()),
-		grpc.MaxRecvMsgSize(maxRequestSize),
-	}, opts...)...)
+	g := grpc.NewServer(serverOptions(PeerCredentials(), opts)...)
 	agentauthv1.RegisterIssuerServiceServer(g, s)
 	return g, nil
 }

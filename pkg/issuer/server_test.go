@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/local"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -578,6 +579,36 @@ func TestRefusalsKeepDetailFromCallers(t *testing.T) {
 					!strings.Contains(entries[0].ContextMap()["error"].(string), tt.logged) {
 					t.Errorf("the internal error was not logged with its detail: %v", logs.All())
 				}
+			}
+		})
+	}
+}
+
+// TestRequestMetadataIsCapped: Attest needs no client certificate, so request metadata is capped well below
+// gRPC's 16 MiB default: a request with a few headers reaches the handler (and is refused there for want of a
+// join token), one with more than maxHeaderListSize of them never does.
+func TestRequestMetadataIsCapped(t *testing.T) {
+	f := newFixture(t)
+	c := dial(t, startIssuer(t, f.ca), f.ca.X509Bundle(), nil)
+	tests := []struct {
+		name        string
+		headers     int // of 1 KiB each
+		reachesCall bool
+	}{
+		{"a few headers", 2, true},
+		{"over the cap", maxHeaderListSize>>10 + 1, false},
+		{"a megabyte", 1 << 10, false},
+	}
+	pad := strings.Repeat("a", 1<<10)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			for range tt.headers {
+				ctx = metadata.AppendToOutgoingContext(ctx, "x-pad", pad)
+			}
+			_, err := c.Attest(ctx, newKeys(t).attest(t, "")) // no join token: refused by the handler
+			if reached := errors.Is(err, ErrMissing); reached != tt.reachesCall {
+				t.Fatalf("%d KiB of request headers: reached the handler = %t, want %t (%v)", tt.headers, reached, tt.reachesCall, err)
 			}
 		})
 	}
