@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"go.uber.org/zap"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/issuer"
@@ -77,8 +78,9 @@ type storeRevocations struct{ c *Controller }
 func (s storeRevocations) Revoked(_ context.Context, class, value string, issuedAt time.Time) (string, bool) {
 	revs, err := s.c.store.Revocations().List()
 	if err != nil {
-		// Unknown state: refuse rather than issue.
-		return "store unavailable: " + err.Error(), true
+		// Unknown state: refuse rather than issue. The id travels to the requester: the error stays in the log.
+		s.c.log.Error("token service: revocations unavailable; refusing", zap.Error(err))
+		return "revocation state unavailable", true
 	}
 	now := time.Now()
 	for _, k := range agentauthv1.KindsFor(class) {

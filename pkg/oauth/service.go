@@ -238,6 +238,9 @@ type TokenResponse struct {
 	Scope           string `json:"scope,omitempty"`
 }
 
+// serverErrorDescription is the error_description of every server_error: the cause is logged, not sent.
+const serverErrorDescription = "the token service failed to process the request; the details are in its log"
+
 // errorBody is an RFC 6749 §5.2 error response; reason is our extension (the autherr code).
 type errorBody struct {
 	Error       string `json:"error"`
@@ -252,12 +255,20 @@ func (s *TokenService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Pragma", "no-cache")
 	w.Header().Set("Content-Type", "application/json")
 	if oe != nil {
-		s.log.Info("token exchange refused", zap.String("error", oe.Code), zap.String("reason", reasonCode(oe)),
-			zap.String("description", oe.Description), zap.String("actor", actor), zap.String("remote", r.RemoteAddr))
+		fields := []zap.Field{zap.String("error", oe.Code), zap.String("reason", reasonCode(oe)),
+			zap.String("description", oe.Description), zap.String("actor", actor), zap.String("remote", r.RemoteAddr)}
+		desc := oe.Description
+		if oe.Code == CodeServerError {
+			// The detail (a policy's or store's error) is for the operator, not the requester.
+			s.log.Error("token exchange failed", fields...)
+			desc = serverErrorDescription
+		} else {
+			s.log.Info("token exchange refused", fields...)
+		}
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
 		}
-		body, _ := jsonMarshal(errorBody{Error: oe.Code, Description: oe.Description, Reason: reasonCode(oe)})
+		body, _ := jsonMarshal(errorBody{Error: oe.Code, Description: desc, Reason: reasonCode(oe)})
 		w.WriteHeader(oe.Status)
 		_, _ = w.Write(body)
 		return

@@ -708,3 +708,35 @@ func TestUnscopedUserToken(t *testing.T) {
 		})
 	}
 }
+
+// TestServerErrorHidesDetail: a server_error tells the requester nothing of its cause (a policy's or store's
+// error may name hosts, users, queries); the operator finds the cause in the log.
+func TestServerErrorHidesDetail(t *testing.T) {
+	const secret = `dial tcp 10.9.8.7:5432: password authentication failed for user "tts_admin"`
+	for _, c := range []struct {
+		name   string
+		policy Policy
+		detail string
+	}{
+		{name: "policy fails", detail: secret,
+			policy: PolicyFunc(func(context.Context, *ExchangeRequest) ([]string, error) { return nil, errors.New(secret) })},
+		{name: "policy grants what was not asked", detail: "tts_internal_scope",
+			policy: PolicyFunc(func(context.Context, *ExchangeRequest) ([]string, error) { return []string{"tts_internal_scope"}, nil })},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.policy = c.policy
+			st, body := e.post(nil, e.txnForm(""), e.wptHeader(e.endpoint))
+			if st != 500 || body["error"] != CodeServerError {
+				t.Fatalf("got %d %v, want 500 server_error", st, body)
+			}
+			if d := body["error_description"]; d != serverErrorDescription {
+				t.Errorf("error_description %q, want the generic %q", d, serverErrorDescription)
+			}
+			logged := e.logs.FilterMessage("token exchange failed").FilterFieldKey("description").All()
+			if len(logged) != 1 || !strings.Contains(logged[0].ContextMap()["description"].(string), c.detail) {
+				t.Errorf("the cause %q is not in the log: %v", c.detail, logged)
+			}
+		})
+	}
+}
