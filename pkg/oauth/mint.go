@@ -47,13 +47,18 @@ type atOut struct {
 }
 
 // expiry is now + life, but never after the subject token's own exp: a delegated token must not outlive the
-// delegation it came from.
-func expiry(now time.Time, life time.Duration, subj *subjectInfo) time.Time {
+// delegation it came from. A subject token with no whole second left (accepted within the clock skew) gets
+// nothing: a token whose exp is not after its iat.
+func expiry(now time.Time, life time.Duration, subj *subjectInfo) (time.Time, *Error) {
 	exp := now.Add(life)
 	if !subj.expiry.IsZero() && subj.expiry.Before(exp) {
 		exp = subj.expiry
 	}
-	return exp
+	if exp.Unix() <= now.Unix() {
+		return time.Time{}, errorf(CodeInvalidRequest, "oauth: %w: the subject token expires at %s, leaving no lifetime for a new token",
+			ErrExpired, exp.UTC().Format(time.RFC3339))
+	}
+	return exp, nil
 }
 
 // actChain is the act claim of the new token: the requester as the current actor, with the prior actors of a
@@ -82,7 +87,10 @@ func actChain(act *actor, subj *subjectInfo) map[string]any {
 }
 
 func (s *TokenService) mintTxnToken(act *actor, subj *subjectInfo, req *tokenRequest, scope []string, now time.Time) (*TokenResponse, *Error) {
-	exp := expiry(now, s.txnLife, subj)
+	exp, oe := expiry(now, s.txnLife, subj)
+	if oe != nil {
+		return nil, oe
+	}
 	c := txnOut{
 		Iss: s.issuer, Iat: now.Unix(), Exp: exp.Unix(), Aud: s.cfg.TrustDomain.Name(),
 		Sub: subj.sub, Scope: strings.Join(scope, " "), ReqWL: act.id, Act: actChain(act, subj),
@@ -123,7 +131,10 @@ func (s *TokenService) mintTxnToken(act *actor, subj *subjectInfo, req *tokenReq
 }
 
 func (s *TokenService) mintAccessToken(act *actor, subj *subjectInfo, req *tokenRequest, scope []string, now time.Time) (*TokenResponse, *Error) {
-	exp := expiry(now, s.atLife, subj)
+	exp, oe := expiry(now, s.atLife, subj)
+	if oe != nil {
+		return nil, oe
+	}
 	var jti [16]byte
 	if _, err := rand.Read(jti[:]); err != nil {
 		return nil, oauthError(CodeServerError, fmt.Errorf("oauth: %w: jti: %v", ErrUpstream, err))

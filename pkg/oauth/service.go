@@ -457,6 +457,11 @@ func (s *TokenService) subject(ctx context.Context, act *actor, req *tokenReques
 		if err != nil {
 			return nil, oauthError(CodeInvalidRequest, fmt.Errorf("oauth: subject Txn-Token: %w", err))
 		}
+		// The verifier allows clock skew for tokens of other signers; this one is ours, on our clock, and the
+		// draft forbids replacing an expired Txn-Token.
+		if !now.Before(info.Expiry) {
+			return nil, errorf(CodeInvalidRequest, "oauth: %w: subject Txn-Token expired at %s", ErrExpired, info.Expiry.UTC().Format(time.RFC3339))
+		}
 		return &subjectInfo{kind: "txn", sub: info.Subject, issuedAt: info.SubjectIssuedAt(), expiry: info.Expiry,
 			scope: info.Scope, scoped: true, claims: info.Claims, txn: info}, nil
 	case TokenTypeJWT, TokenTypeAccessToken, TokenTypeIDToken:

@@ -740,3 +740,66 @@ func TestServerErrorHidesDetail(t *testing.T) {
 		})
 	}
 }
+
+// TestNoTokenFromAnExpiredSubject: a Txn-Token is not replaced (or exchanged) once the service's clock reaches
+// its exp, with no clock skew for the service's own tokens; and a subject token accepted within the skew yields
+// no token whose exp is not after its iat.
+func TestNoTokenFromAnExpiredSubject(t *testing.T) {
+	cases := []struct {
+		name string
+		// past is how far past the subject token's exp the request is made (negative: before it).
+		past      time.Duration
+		txn       bool
+		requested string
+		ok        bool
+	}{
+		{name: "Txn-Token replaced before exp", txn: true, past: -2 * time.Second, ok: true},
+		{name: "Txn-Token replaced at exp", txn: true},
+		{name: "Txn-Token replaced within the skew", txn: true, past: 10 * time.Second},
+		{name: "Txn-Token exchanged for an access token within the skew", txn: true, past: 10 * time.Second, requested: TokenTypeAccessToken},
+		{name: "user token within the skew", past: 10 * time.Second},
+		{name: "user token at exp, access token", requested: TokenTypeAccessToken},
+		{name: "user token before exp", past: -2 * time.Second, ok: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			exp := time.Unix(e.clock.Now().Add(2*time.Minute).Unix(), 0)
+			user := e.idp.token(t, e.clock.Now(), func(m map[string]any) { m["exp"] = exp.Unix() })
+			f := e.txnForm(user)
+			f.Set("scope", "orders.read")
+			if c.txn {
+				tok, err := e.exchanger(nil).Exchange(context.Background(), TokenRequest{
+					SubjectToken: user, SubjectTokenType: TokenTypeAccessToken, Scope: "orders.read"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				info, err := e.verifier(nil).Verify(context.Background(), tok.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				exp = info.Expiry
+				f.Set("subject_token", tok.Value)
+				f.Set("subject_token_type", TokenTypeTxnToken)
+			}
+			if c.requested != "" {
+				f.Set("requested_token_type", c.requested)
+				f.Set("audience", legacyGrant.Audience)
+			}
+			e.clock.Add(exp.Add(c.past).Sub(e.clock.Now()))
+			st, body := e.post(nil, f, e.wptHeader(e.endpoint))
+			if !c.ok {
+				if st != 400 || body["error"] != CodeInvalidRequest || body["reason"] != "expired" {
+					t.Fatalf("got %d %v, want 400 invalid_request (expired)", st, body)
+				}
+				return
+			}
+			if st != 200 {
+				t.Fatalf("got %d %v", st, body)
+			}
+			if claims, _ := claimsOf(t, body["access_token"].(string)); claims["exp"].(float64) <= claims["iat"].(float64) {
+				t.Errorf("issued iat %v exp %v", claims["iat"], claims["exp"])
+			}
+		})
+	}
+}
