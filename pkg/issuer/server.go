@@ -277,6 +277,9 @@ func (s *service) Renew(ctx context.Context, req *agentauthv1.RenewRequest) (*ag
 	if err != nil {
 		return nil, s.toStatus(codes.InvalidArgument, err)
 	}
+	if err := checkFreshKeys(leaf, keys); err != nil {
+		return nil, s.toStatus(codes.InvalidArgument, err)
+	}
 	if err := s.checkWithheld(ctx, id); err != nil {
 		return nil, err
 	}
@@ -331,6 +334,21 @@ func (s *service) clientID(ctx context.Context) (spiffeid.ID, *x509.Certificate,
 		return spiffeid.ID{}, nil, err
 	}
 	return id, certs[0], nil
+}
+
+// checkFreshKeys refuses a renewal that would certify the key of the presented SVID again, for X.509 or for the
+// WIT: a renewal comes with a new key (WIMSE credentials §2.6), or whoever once copied the key keeps up with every
+// renewal.
+func checkFreshKeys(leaf *x509.Certificate, k requestKeys) error {
+	if publicKeyEqual(leaf.PublicKey, k.x509) {
+		return fmt.Errorf("issuer: %w: the CSR is for the key of the X.509-SVID presented (serial %x); renew with a new key",
+			ErrReplay, leaf.SerialNumber)
+	}
+	if k.wit != nil && publicKeyEqual(leaf.PublicKey, k.wit) {
+		return fmt.Errorf("issuer: %w: wit_public_key is the key of the X.509-SVID presented (serial %x); renew with a new key",
+			ErrReplay, leaf.SerialNumber)
+	}
+	return nil
 }
 
 type requestKeys struct {

@@ -613,3 +613,49 @@ func TestRequestMetadataIsCapped(t *testing.T) {
 		})
 	}
 }
+
+// TestRenewNeedsFreshKeys: a renewal that would certify the presented SVID's key again, as the X.509 key or as
+// the WIT key, is refused and issues nothing; with new keys it succeeds.
+func TestRenewNeedsFreshKeys(t *testing.T) {
+	f := newFixture(t)
+	addr := startIssuer(t, f.ca)
+	ctx := context.Background()
+	token, err := f.ca.CreateJoinToken(ctx, spiffeid.RequireFromString("spiffe://example.org/agent/a"), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := newKeys(t)
+	creds, err := dial(t, addr, f.ca.X509Bundle(), nil).Attest(ctx, held.attest(t, token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, addr, f.ca.X509Bundle(), held.svid(held.verify(t, creds)))
+
+	tests := []struct {
+		name string
+		keys keys
+		ok   bool
+	}{
+		{"same X.509 and WIT keys", held, false},
+		{"same X.509 key", keys{x509: held.x509, wit: newP256(t)}, false},
+		{"WIT key is the SVID's key", keys{x509: newP256(t), wit: held.x509}, false},
+		{"new keys", newKeys(t), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := f.store.issuedCount()
+			creds, err := c.Renew(ctx, tt.keys.renew(t))
+			if tt.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				tt.keys.verify(t, creds)
+				return
+			}
+			wantCode(t, err, codes.InvalidArgument, ErrReplay)
+			if n := f.store.issuedCount(); n != before {
+				t.Fatalf("a refused renewal issued %d certificates", n-before)
+			}
+		})
+	}
+}
