@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -94,6 +95,9 @@ type UserIssuerConfig struct {
 	Issuer    string   `yaml:"issuer"`
 	Audiences []string `yaml:"audiences"`
 	JWKSFile  string   `yaml:"jwksFile"`
+	// SubjectPrefix is put before the sub of its users in issued tokens, e.g. "corp:". Required with several
+	// issuers, and no issuer's may begin another's: "alice" of two identity providers must not be one user.
+	SubjectPrefix string `yaml:"subjectPrefix,omitempty"`
 	// Scopes are what its tokens without a scope (or scp) claim may be narrowed to. An unknown scope is not
 	// unlimited: with none listed, such a token gets no Txn-Token (which needs a scope) and only scopeless
 	// access tokens.
@@ -224,6 +228,17 @@ func (c *Config) Validate() error {
 			f := fmt.Sprintf("tokenService.userIssuers[%d]", i)
 			if u.Issuer == "" || len(u.Audiences) == 0 || u.JWKSFile == "" {
 				add(f, "issuer, audiences and jwksFile are required")
+			}
+			switch {
+			case strings.HasPrefix(u.SubjectPrefix, "spiffe:"):
+				add(f+".subjectPrefix", "%q would make users look like workloads", u.SubjectPrefix)
+			case len(ts.UserIssuers) > 1 && u.SubjectPrefix == "":
+				add(f+".subjectPrefix", "required with several userIssuers: their users' subs must not collide")
+			}
+			for j, o := range ts.UserIssuers {
+				if j != i && u.SubjectPrefix != "" && strings.HasPrefix(o.SubjectPrefix, u.SubjectPrefix) {
+					add(f+".subjectPrefix", "%q begins tokenService.userIssuers[%d].subjectPrefix %q: their users' subs could collide", u.SubjectPrefix, j, o.SubjectPrefix)
+				}
 			}
 			for j, sc := range u.Scopes {
 				if !isScopeToken(sc) {

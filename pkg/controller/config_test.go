@@ -53,6 +53,10 @@ func TestParse(t *testing.T) {
 		{"access token grant for a trust domain", "tokenService: {listen: 127.0.0.1:8445, accessTokens: [{audience: api, workloads: ['spiffe://example.org']}]}\n", "tokenService.accessTokens[0].workloads[0]: \"spiffe://example.org\" names a trust domain"},
 		{"access token grant with a bad scope", "tokenService: {listen: 127.0.0.1:8445, accessTokens: [{audience: api, workloads: ['spiffe://example.org/a'], scopes: ['read write']}]}\n", "tokenService.accessTokens[0].scopes[0]: \"read write\" is not a scope token"},
 		{"user issuer with a bad scope", "tokenService: {listen: 127.0.0.1:8445, userIssuers: [{issuer: i, audiences: [a], jwksFile: f, scopes: ['']}]}\n", "tokenService.userIssuers[0].scopes[0]: \"\" is not a scope token"},
+		{"two user issuers, one without subjectPrefix", "tokenService: {listen: 127.0.0.1:8445, userIssuers: [{issuer: i, audiences: [a], jwksFile: f, subjectPrefix: 'i:'}, {issuer: j, audiences: [a], jwksFile: f}]}\n", "tokenService.userIssuers[1].subjectPrefix: required with several userIssuers"},
+		{"two user issuers, same subjectPrefix", "tokenService: {listen: 127.0.0.1:8445, userIssuers: [{issuer: i, audiences: [a], jwksFile: f, subjectPrefix: 'u:'}, {issuer: j, audiences: [a], jwksFile: f, subjectPrefix: 'u:'}]}\n", "tokenService.userIssuers[0].subjectPrefix: \"u:\" begins tokenService.userIssuers[1].subjectPrefix"},
+		{"two user issuers, nested subjectPrefix", "tokenService: {listen: 127.0.0.1:8445, userIssuers: [{issuer: i, audiences: [a], jwksFile: f, subjectPrefix: 'corp'}, {issuer: j, audiences: [a], jwksFile: f, subjectPrefix: 'corp2:'}]}\n", "tokenService.userIssuers[0].subjectPrefix: \"corp\" begins"},
+		{"subjectPrefix posing as a workload", "tokenService: {listen: 127.0.0.1:8445, userIssuers: [{issuer: i, audiences: [a], jwksFile: f, subjectPrefix: 'spiffe://example.org/'}]}\n", "would make users look like workloads"},
 		{"unknown field", "tls: true\n", "field tls not found"},
 	}
 	for _, tt := range tests {

@@ -44,7 +44,7 @@ func (c *Controller) startTokenService(keys issuer.KeyStore) (*http.Server, erro
 		if err != nil {
 			return nil, fmt.Errorf("tokenService.userIssuers %s: %w", u.Issuer, err)
 		}
-		issuers = append(issuers, oauth.TrustedIssuer{Issuer: u.Issuer, Keys: ks, Audiences: u.Audiences, Scopes: u.Scopes})
+		issuers = append(issuers, oauth.TrustedIssuer{Issuer: u.Issuer, Keys: ks, Audiences: u.Audiences, Scopes: u.Scopes, SubjectPrefix: u.SubjectPrefix})
 	}
 	ts, err := oauth.NewTokenService(oauth.TokenServiceConfig{
 		TrustDomain:      c.td,

@@ -219,8 +219,8 @@ func TestTokenServiceAccessTokens(t *testing.T) {
 // userIssuers[].scopes; with none listed, it gets no scope at all.
 func TestTokenServiceUnscopedUserTokens(t *testing.T) {
 	const planner = "spiffe://example.org/agent/planner"
-	listed := newTestIDP(t, "https://login.corp.example", "scopes: [orders.read]")
-	bare := newTestIDP(t, "https://partner-idp.example", "")
+	listed := newTestIDP(t, "https://login.corp.example", "scopes: [orders.read], subjectPrefix: 'corp:'")
+	bare := newTestIDP(t, "https://partner-idp.example", "subjectPrefix: 'partner:'")
 	_, post := tokenController(t, "", listed, bare)
 	for _, c := range []struct {
 		name  string
@@ -271,5 +271,31 @@ func TestStoreRevocationsFailClosedQuietly(t *testing.T) {
 	}
 	if strings.Contains(id, dbPath) || strings.Contains(id, "closed") {
 		t.Errorf("revocation id %q carries the store's error", id)
+	}
+}
+
+// TestTokenServiceUserIssuersKeepSubjectsApart: with several userIssuers each has its subjectPrefix, so "alice"
+// of one identity provider and "alice" of another are different subjects to every tool, policy and revocation.
+func TestTokenServiceUserIssuersKeepSubjectsApart(t *testing.T) {
+	corp := newTestIDP(t, "https://login.corp.example", "subjectPrefix: 'corp:'")
+	partner := newTestIDP(t, "https://partner-idp.example", "subjectPrefix: 'partner:'")
+	_, post := tokenController(t, "", corp, partner)
+	for _, c := range []struct {
+		idp  testIDP
+		want string
+	}{{corp, "corp:alice"}, {partner, "partner:alice"}} {
+		st, body := post("spiffe://example.org/agent/planner", url.Values{
+			"requested_token_type": {oauth.TokenTypeTxnToken},
+			"audience":             {"example.org"},
+			"scope":                {"orders.read"},
+			"subject_token":        {c.idp.token(t, "alice", nil)},
+			"subject_token_type":   {oauth.TokenTypeAccessToken},
+		})
+		if st != http.StatusOK {
+			t.Fatalf("%s: %d %v", c.idp.iss, st, body)
+		}
+		if sub := tokenClaims(t, body["access_token"].(string))["sub"]; sub != c.want {
+			t.Errorf("alice of %s got Txn-Token sub %v, want %s", c.idp.iss, sub, c.want)
+		}
 	}
 }

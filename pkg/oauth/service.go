@@ -186,7 +186,30 @@ func NewTokenService(cfg TokenServiceConfig) (*TokenService, error) {
 		}
 		s.issuers[ti.Issuer] = &trustedIssuer{TrustedIssuer: ti, algs: algs}
 	}
+	if err := distinctPrefixes(cfg.SubjectIssuers); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// distinctPrefixes checks that the users of several issuers cannot share a sub (the draft wants sub unique in
+// the trust domain): each issuer needs a SubjectPrefix, and none may begin another, so "alice" of one issuer and
+// "alice" of another (or "x"+"ab" and "xa"+"b") never become the same sub.
+func distinctPrefixes(issuers []TrustedIssuer) error {
+	if len(issuers) < 2 {
+		return nil
+	}
+	for i, a := range issuers {
+		if a.SubjectPrefix == "" {
+			return fmt.Errorf("oauth: SubjectIssuers[%d] (%q) needs a SubjectPrefix: with several issuers, their users' subs must not collide", i, a.Issuer)
+		}
+		for j, b := range issuers {
+			if i != j && strings.HasPrefix(b.SubjectPrefix, a.SubjectPrefix) {
+				return fmt.Errorf("oauth: SubjectIssuers[%d]'s SubjectPrefix %q begins SubjectIssuers[%d]'s %q: their users' subs could collide", i, a.SubjectPrefix, j, b.SubjectPrefix)
+			}
+		}
+	}
+	return nil
 }
 
 // signingKey passes key types go-jose handles natively through and wraps others as opaque signers.

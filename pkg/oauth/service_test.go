@@ -526,6 +526,7 @@ func TestNewTokenServiceConfigErrors(t *testing.T) {
 	if _, err := NewTokenService(good); err != nil {
 		t.Fatal(err)
 	}
+	ks := newIDP(t, userIss).keys
 	for name, mod := range map[string]func(*TokenServiceConfig){
 		"no trust domain":      func(c *TokenServiceConfig) { c.TrustDomain = spiffeid.TrustDomain{} },
 		"relative endpoint":    func(c *TokenServiceConfig) { c.Endpoint = "/token" },
@@ -535,6 +536,14 @@ func TestNewTokenServiceConfigErrors(t *testing.T) {
 		"alg does not fit key": func(c *TokenServiceConfig) { c.Alg = "ES384" },
 		"issuer without keys": func(c *TokenServiceConfig) {
 			c.SubjectIssuers = []TrustedIssuer{{Issuer: "x", Audiences: []string{"a"}}}
+		},
+		"two issuers, one without SubjectPrefix": func(c *TokenServiceConfig) {
+			c.SubjectIssuers = []TrustedIssuer{{Issuer: "x", Keys: ks, Audiences: []string{"a"}, SubjectPrefix: "x:"},
+				{Issuer: "y", Keys: ks, Audiences: []string{"a"}}}
+		},
+		"two issuers, one prefix begins the other": func(c *TokenServiceConfig) {
+			c.SubjectIssuers = []TrustedIssuer{{Issuer: "x", Keys: ks, Audiences: []string{"a"}, SubjectPrefix: "x"},
+				{Issuer: "y", Keys: ks, Audiences: []string{"a"}, SubjectPrefix: "xa"}}
 		},
 		"negative lifetime":     func(c *TokenServiceConfig) { c.TxnTokenLifetime = -time.Second },
 		"unknown allowed alg":   func(c *TokenServiceConfig) { c.AllowedAlgs = []string{"none"} },
