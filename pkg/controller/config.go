@@ -71,6 +71,10 @@ const maxUnixSocketPath = 107
 // TokenServiceConfig configures the token service.
 type TokenServiceConfig struct {
 	Listen string `yaml:"listen"`
+	// Endpoint is the token endpoint's URL as agents reach it, e.g. https://controller.example.org:8445/token:
+	// their proofs are made for it, and it is the iss of issued tokens (ingress txnToken.issuer). Default:
+	// https://<listen>/token, right only when agents dial the listen address itself.
+	Endpoint string `yaml:"endpoint,omitempty"`
 	// UserIssuers are the identity providers whose user tokens an agent may exchange (the delegated subject).
 	UserIssuers []UserIssuerConfig `yaml:"userIssuers,omitempty"`
 	// TxnTokenTTL bounds issued Txn-Tokens (default 5m).
@@ -221,8 +225,17 @@ func (c *Config) Validate() error {
 		}
 	}
 	if ts := c.TokenService; ts != nil {
-		if _, _, err := net.SplitHostPort(ts.Listen); err != nil {
+		host, _, err := net.SplitHostPort(ts.Listen)
+		if err != nil {
 			add("tokenService.listen", "%q is not host:port", ts.Listen)
+		}
+		if ts.Endpoint != "" {
+			if u, err := url.Parse(ts.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+				add("tokenService.endpoint", "%q is not an https:// URL without query or fragment", ts.Endpoint)
+			}
+		} else if ip := net.ParseIP(host); err == nil && (host == "" || ip != nil && ip.IsUnspecified()) {
+			add("tokenService.endpoint", "required when listen is %q: agents cannot reach an unspecified address, "+
+				"and their proofs must name the URL they do reach (e.g. https://controller.example.org:8445/token)", ts.Listen)
 		}
 		for i, u := range ts.UserIssuers {
 			f := fmt.Sprintf("tokenService.userIssuers[%d]", i)

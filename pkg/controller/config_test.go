@@ -56,6 +56,9 @@ func TestParse(t *testing.T) {
 		{"two user issuers, one without subjectPrefix", "tokenService: {listen: 127.0.0.1:8445, userIssuers: [{issuer: i, audiences: [a], jwksFile: f, subjectPrefix: 'i:'}, {issuer: j, audiences: [a], jwksFile: f}]}\n", "tokenService.userIssuers[1].subjectPrefix: required with several userIssuers"},
 		{"two user issuers, same subjectPrefix", "tokenService: {listen: 127.0.0.1:8445, userIssuers: [{issuer: i, audiences: [a], jwksFile: f, subjectPrefix: 'u:'}, {issuer: j, audiences: [a], jwksFile: f, subjectPrefix: 'u:'}]}\n", "tokenService.userIssuers[0].subjectPrefix: \"u:\" begins tokenService.userIssuers[1].subjectPrefix"},
 		{"two user issuers, nested subjectPrefix", "tokenService: {listen: 127.0.0.1:8445, userIssuers: [{issuer: i, audiences: [a], jwksFile: f, subjectPrefix: 'corp'}, {issuer: j, audiences: [a], jwksFile: f, subjectPrefix: 'corp2:'}]}\n", "tokenService.userIssuers[0].subjectPrefix: \"corp\" begins"},
+		{"token service on an unspecified address without endpoint", "tokenService: {listen: '0.0.0.0:8445'}\n", "tokenService.endpoint: required when listen is \"0.0.0.0:8445\""},
+		{"token service on all interfaces without endpoint", "tokenService: {listen: ':8445'}\n", "tokenService.endpoint: required"},
+		{"token service endpoint not https", "tokenService: {listen: '0.0.0.0:8445', endpoint: 'http://c.example.org:8445/token'}\n", "tokenService.endpoint: \"http://c.example.org:8445/token\" is not an https:// URL"},
 		{"subjectPrefix posing as a workload", "tokenService: {listen: 127.0.0.1:8445, userIssuers: [{issuer: i, audiences: [a], jwksFile: f, subjectPrefix: 'spiffe://example.org/'}]}\n", "would make users look like workloads"},
 		{"unknown field", "tls: true\n", "field tls not found"},
 	}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"encoding/base64"
@@ -48,7 +49,7 @@ func (c *Controller) startTokenService(keys issuer.KeyStore) (*http.Server, erro
 	}
 	ts, err := oauth.NewTokenService(oauth.TokenServiceConfig{
 		TrustDomain:      c.td,
-		Endpoint:         TokenEndpoint(c.tokenLn.Addr().String()),
+		Endpoint:         cmp.Or(cfg.Endpoint, TokenEndpoint(c.tokenLn.Addr().String())),
 		SigningKey:       key,
 		KeyID:            base64.RawURLEncoding.EncodeToString(thumb),
 		Alg:              "ES256",

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -130,7 +131,8 @@ tokenService: {listen: 127.0.0.1:0, userIssuers: [%s]%s}
 		if err != nil {
 			t.Fatal(err)
 		}
-		proof, err := p.Mint(wpt.ProofParams{Audience: endpoint})
+		// Agents make their proofs for the URL they are told (tokenService.endpoint), not for the listen address.
+		proof, err := p.Mint(wpt.ProofParams{Audience: cmp.Or(cfg.TokenService.Endpoint, endpoint)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -297,5 +299,26 @@ func TestTokenServiceUserIssuersKeepSubjectsApart(t *testing.T) {
 		if sub := tokenClaims(t, body["access_token"].(string))["sub"]; sub != c.want {
 			t.Errorf("alice of %s got Txn-Token sub %v, want %s", c.idp.iss, sub, c.want)
 		}
+	}
+}
+
+// TestTokenServiceEndpoint: behind a load balancer or on 0.0.0.0 the listen address is not the URL agents call:
+// their proofs are made for tokenService.endpoint, and it is the iss of what the service issues.
+func TestTokenServiceEndpoint(t *testing.T) {
+	const public = "https://controller.example.org:8445/token"
+	idp := newTestIDP(t, "https://login.example", "scopes: [orders.read]")
+	_, post := tokenController(t, "endpoint: '"+public+"'", idp)
+	st, body := post("spiffe://example.org/agent/planner", url.Values{
+		"requested_token_type": {oauth.TokenTypeTxnToken},
+		"audience":             {"example.org"},
+		"scope":                {"orders.read"},
+		"subject_token":        {idp.token(t, "alice", nil)},
+		"subject_token_type":   {oauth.TokenTypeAccessToken},
+	})
+	if st != http.StatusOK {
+		t.Fatalf("a proof made for %s: %d %v", public, st, body)
+	}
+	if iss := tokenClaims(t, body["access_token"].(string))["iss"]; iss != public {
+		t.Errorf("Txn-Token iss %v, want %s", iss, public)
 	}
 }
