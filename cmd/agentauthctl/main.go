@@ -4,7 +4,7 @@
 //	agentauthctl policy apply policies/*.cedar
 //	agentauthctl policy list
 //	agentauthctl policy check -dir policies -agent spiffe://example.org/agent/planner -host weather.tools.local -path /forecast
-//	agentauthctl revoke -kind spiffe -value spiffe://example.org/agent/planner -reason "laptop stolen"
+//	agentauthctl revoke -kind spiffe -value spiffe://example.org/agent/planner -reason "laptop stolen" -no-renew
 //	agentauthctl unrevoke admin-3f2a...
 //	agentauthctl revocations
 //	agentauthctl sidecars
@@ -37,7 +37,7 @@ commands:
   policy apply FILE...     replace the controller's policy set with these Cedar files
   policy list              show the policies the controller serves
   policy check [flags]     dry run: would this request be allowed, and by which policy? (local, no controller)
-  revoke [flags]           revoke a subject's credentials issued before now
+  revoke [flags]           revoke a subject's credentials issued before now (-no-renew: an agent must re-attest)
   unrevoke ID              remove a revocation
   revocations              list revocations
   sidecars                 list connected sidecars and the versions each ACKed or NACKed
@@ -122,10 +122,11 @@ func (c *client) revoke(args []string) error {
 	value := fs.String("value", "", "subject value (SPIFFE ID, email, sub, ...)")
 	iss := fs.String("iss", "", "issuer, for user_iss_sub and jti")
 	reason := fs.String("reason", "", "why (shown in every refusal and audit record)")
+	noRenew := fs.Bool("no-renew", false, "kind spiffe: the agent's current credentials renew nothing; it needs a new join token (stolen key or machine)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return c.do(http.MethodPost, "/v1/revocations", controller.RevokeRequest{Kind: *kind, Value: *value, Iss: *iss, Reason: *reason})
+	return c.do(http.MethodPost, "/v1/revocations", controller.RevokeRequest{Kind: *kind, Value: *value, Iss: *iss, Reason: *reason, NoRenew: *noRenew})
 }
 
 func (c *client) joinToken(args []string) error {

@@ -35,14 +35,24 @@ type PoliciesRequest struct {
 	Policies []PolicyDoc `json:"policies"`
 }
 
-// RevokeRequest revokes a subject's credentials issued before NotBefore (default: now).
+// RevokeRequest revokes a subject's credentials issued before NotBefore (default: now). An agent (kind spiffe)
+// renews revoked credentials and resumes, unless NoRenew is set: then they renew nothing, and the agent needs a
+// new join token (for a stolen key or machine).
 type RevokeRequest struct {
 	Kind      string     `json:"kind"`
 	Value     string     `json:"value"`
 	Iss       string     `json:"iss,omitempty"`
 	Reason    string     `json:"reason"`
 	NotBefore *time.Time `json:"not_before,omitempty"`
+	NoRenew   bool       `json:"no_renew,omitempty"`
 }
+
+// Cause event types of revocations made through the admin API. CauseAdminNoRenew marks one whose credentials
+// the issuer does not renew (RevokeRequest.NoRenew).
+const (
+	CauseAdmin        = "admin"
+	CauseAdminNoRenew = "admin-no-renew"
+)
 
 // JoinTokenRequest asks for a one-time join token for a SPIFFE ID.
 type JoinTokenRequest struct {
@@ -156,6 +166,14 @@ func (c *Controller) revoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("reason is required: it reaches every refusal and audit record"))
 		return
 	}
+	cause := CauseAdmin
+	if req.NoRenew {
+		if req.Kind != "spiffe" {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("no_renew applies to kind spiffe (agents renew by SPIFFE ID), not to %q", req.Kind))
+			return
+		}
+		cause = CauseAdminNoRenew
+	}
 	nb := time.Now()
 	if req.NotBefore != nil {
 		nb = *req.NotBefore
@@ -165,7 +183,7 @@ func (c *Controller) revoke(w http.ResponseWriter, r *http.Request) {
 		Subject:   &agentauthv1.Subject{Kind: req.Kind, Value: agentauthv1.NormalValue(req.Kind, req.Value), Iss: req.Iss},
 		NotBefore: timestamppb.New(nb),
 		Reason:    req.Reason,
-		Cause:     &agentauthv1.Cause{EventType: "admin"},
+		Cause:     &agentauthv1.Cause{EventType: cause},
 		Created:   timestamppb.Now(),
 	}
 	// UpsertRevocation returns once the revocation is durable in the store; only then is it acknowledged.

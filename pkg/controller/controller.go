@@ -121,7 +121,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 	}
 	c.reg.MustRegister(xds.NewServerCollector(c.xds), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if c.iss, err = issuer.NewGRPCServer(c.ca, issuer.ServiceConfig{SVIDTTL: cfg.Issuer.SVIDTTL, Withheld: c.withheld, Compromised: c.compromised,
+	if c.iss, err = issuer.NewGRPCServer(c.ca, issuer.ServiceConfig{SVIDTTL: cfg.Issuer.SVIDTTL, Withheld: c.withheld, RenewRefused: c.renewRefused,
 		Logger: log.Named("issuer")}); err != nil {
 		return nil, err
 	}
@@ -315,7 +315,7 @@ func (c *Controller) listenLocalIssuer() error {
 		return err
 	}
 	if c.issLocal, err = issuer.NewLocalGRPCServer(c.ca, issuer.ServiceConfig{
-		SVIDTTL: c.cfg.Issuer.SVIDTTL, PeerIDs: peerIDs, Withheld: c.withheld, Compromised: c.compromised,
+		SVIDTTL: c.cfg.Issuer.SVIDTTL, PeerIDs: peerIDs, Withheld: c.withheld, RenewRefused: c.renewRefused,
 		Logger: c.log.Named("issuer"),
 	}); err != nil {
 		return fmt.Errorf("issuer.peerIDs: %w", err)
@@ -423,9 +423,12 @@ var (
 	_ x509bundle.Source = (*selfSVID)(nil)
 )
 
-// compromised reports a revocation of id, caused by a reported key compromise (RISC credential-compromise), that
-// covers credentials issued at issuedAt: they renew nothing (issuer.ServiceConfig.Compromised).
-func (c *Controller) compromised(_ context.Context, id spiffeid.ID, issuedAt time.Time) (string, bool) {
+// renewRefused reports a revocation that covers credentials of id issued at issuedAt, or the certificate serial,
+// and that renewal must not undo (issuer.ServiceConfig.RenewRefused): a reported key compromise (whoever stole the
+// key could renew too), a recycled identifier (the previous holder must not pass for the new one), an operator's
+// revocation without renewal (RevokeRequest.NoRenew), or a revocation of that certificate. A revocation that only
+// ends sessions (e.g. CAEP session-revoked) lets the agent renew and resume.
+func (c *Controller) renewRefused(_ context.Context, id spiffeid.ID, serial string, issuedAt time.Time) (string, bool) {
 	revs, err := c.store.Revocations().List()
 	if err != nil {
 		// When in doubt, refuse; the store's error is for the log, not for the workload.
@@ -433,11 +436,25 @@ func (c *Controller) compromised(_ context.Context, id spiffeid.ID, issuedAt tim
 		return "revocation state unavailable", true
 	}
 	now := time.Now()
+	serial = agentauthv1.NormalValue("x509_serial", serial)
 	for _, r := range revs {
 		s := r.GetSubject()
-		if s.GetKind() == "spiffe" && s.GetValue() == id.String() && r.GetNotBefore() != nil &&
-			r.GetCause().GetEventType() == signals.EventCredentialCompromise && r.Refuses(issuedAt, now) {
-			return r.GetId() + ": " + r.Describe(), true
+		if !r.Refuses(issuedAt, now) {
+			continue
+		}
+		if s.GetKind() == "x509_serial" && s.GetValue() == serial {
+			return "the certificate was revoked (" + r.GetId() + ": " + r.Describe() + ")", true
+		}
+		if s.GetKind() != "spiffe" || s.GetValue() != id.String() || r.GetNotBefore() == nil {
+			continue
+		}
+		switch r.GetCause().GetEventType() {
+		case signals.EventCredentialCompromise:
+			return "its key was reported compromised (" + r.GetId() + ": " + r.Describe() + ")", true
+		case signals.EventIdentifierRecycled:
+			return "its identifier was recycled (" + r.GetId() + ": " + r.Describe() + ")", true
+		case CauseAdminNoRenew:
+			return "an operator revoked it without renewal (" + r.GetId() + ": " + r.Describe() + ")", true
 		}
 	}
 	return "", false

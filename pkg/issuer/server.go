@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -85,10 +86,12 @@ type ServiceConfig struct {
 	// Withheld, when set, is asked before anything is issued (attestation or renewal): a workload whose
 	// credentials are withheld (e.g. after a RISC account-disabled event) gets nothing, and the answer names why.
 	Withheld func(ctx context.Context, id spiffeid.ID) (reason string, withheld bool)
-	// Compromised, when set, is asked before a renewal, with when the presented SVID was issued: credentials
-	// whose key was reported compromised prove nothing (whoever stole the key holds them too), so they renew
-	// nothing, and the workload attests again (a new join token, or the local socket).
-	Compromised func(ctx context.Context, id spiffeid.ID, issuedAt time.Time) (reason string, compromised bool)
+	// RenewRefused, when set, is asked before a renewal, with the presented SVID's ID, serial (lower-case hex)
+	// and issue time: credentials revoked in a way renewal must not undo (a reported key compromise, which whoever
+	// stole the key could renew as well; a recycled identifier, whose previous holder must not pass for the new
+	// one; a revoked certificate) renew nothing, and the workload attests again (a new join token, or the local
+	// socket). The reason is sent to the workload.
+	RenewRefused func(ctx context.Context, id spiffeid.ID, serial string, issuedAt time.Time) (reason string, refused bool)
 	// Logger receives internal errors, whose text callers do not get; nil discards them.
 	Logger *zap.Logger
 }
@@ -121,9 +124,9 @@ type service struct {
 	server   spiffeid.ID
 	peerIDs  map[uint32]spiffeid.ID
 	withheld func(ctx context.Context, id spiffeid.ID) (string, bool)
-	// compromised: see ServiceConfig.Compromised.
-	compromised func(ctx context.Context, id spiffeid.ID, issuedAt time.Time) (string, bool)
-	log         *zap.Logger
+	// renewRefused: see ServiceConfig.RenewRefused.
+	renewRefused func(ctx context.Context, id spiffeid.ID, serial string, issuedAt time.Time) (string, bool)
+	log          *zap.Logger
 
 	certMu  sync.Mutex
 	cert    *tls.Certificate
@@ -135,7 +138,7 @@ func newService(ca *CA, cfg ServiceConfig) (*service, error) {
 		return nil, errors.New("issuer: service needs a CA")
 	}
 	s := &service{ca: ca, svidTTL: cfg.SVIDTTL, witTTL: cfg.WITTTL, server: cfg.ServerID, peerIDs: cfg.PeerIDs,
-		withheld: cfg.Withheld, compromised: cfg.Compromised, log: cfg.Logger}
+		withheld: cfg.Withheld, renewRefused: cfg.RenewRefused, log: cfg.Logger}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -283,12 +286,12 @@ func (s *service) Renew(ctx context.Context, req *agentauthv1.RenewRequest) (*ag
 	if err := s.checkWithheld(ctx, id); err != nil {
 		return nil, err
 	}
-	if s.compromised != nil {
+	if s.renewRefused != nil {
 		// This CA backdates NotBefore; the SVID was issued that much later.
-		if reason, ok := s.compromised(ctx, id, leaf.NotBefore.Add(backdate)); ok {
-			return nil, s.toStatus(codes.PermissionDenied, fmt.Errorf("issuer: %w: the key of this X.509-SVID of %q was "+
-				"reported compromised (%s), so it cannot renew; attest again with a new join token or on the local socket",
-				ErrRevoked, id, reason))
+		serial := hex.EncodeToString(leaf.SerialNumber.Bytes())
+		if reason, ok := s.renewRefused(ctx, id, serial, leaf.NotBefore.Add(backdate)); ok {
+			return nil, s.toStatus(codes.PermissionDenied, fmt.Errorf("issuer: %w: this X.509-SVID of %q (serial %s) "+
+				"cannot renew: %s; attest again with a new join token or on the local socket", ErrRevoked, id, serial, reason))
 		}
 	}
 	creds, err := s.issue(ctx, id, keys)

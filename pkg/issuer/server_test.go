@@ -3,6 +3,7 @@ package issuer
 import (
 	"context"
 	"crypto"
+	"encoding/hex"
 	"errors"
 	"net"
 	"net/url"
@@ -398,15 +399,17 @@ func TestWithheld(t *testing.T) {
 	}
 }
 
-// TestCompromisedCannotRenew: an SVID whose key was reported compromised renews nothing, since whoever stole the
-// key could renew too; the workload attests again, and what that issues renews as usual.
-func TestCompromisedCannotRenew(t *testing.T) {
+// TestRenewRefused: an SVID that RenewRefused names, by its identity and issue time (e.g. a key reported
+// compromised) or by its serial (a revoked certificate), renews nothing; the workload attests again, and what
+// that issues renews as usual.
+func TestRenewRefused(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	a := spiffeid.RequireFromString("spiffe://example.org/agent/a")
 	var compromisedBefore time.Time // credentials issued no later than this are compromised
-	g, err := NewGRPCServer(f.ca, ServiceConfig{Compromised: func(_ context.Context, id spiffeid.ID, issuedAt time.Time) (string, bool) {
-		return "credential-compromise", id == a && !issuedAt.After(compromisedBefore)
+	var revokedSerial string
+	g, err := NewGRPCServer(f.ca, ServiceConfig{RenewRefused: func(_ context.Context, id spiffeid.ID, serial string, issuedAt time.Time) (string, bool) {
+		return "revoked", (id == a && !issuedAt.After(compromisedBefore)) || serial == revokedSerial
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -426,18 +429,23 @@ func TestCompromisedCannotRenew(t *testing.T) {
 		}
 		return k.svid(k.verify(t, creds))
 	}
+	renew := func(svid *x509svid.SVID) error {
+		_, err := dial(t, addr, f.ca.X509Bundle(), svid).Renew(ctx, newKeys(t).renew(t))
+		return err
+	}
 	stolen := attest()
-	if _, err := dial(t, addr, f.ca.X509Bundle(), stolen).Renew(ctx, newKeys(t).renew(t)); err != nil {
+	if err := renew(stolen); err != nil {
 		t.Fatalf("renewal before any compromise: %v", err)
 	}
 	compromisedBefore = f.clock.Now()
 	f.clock.Add(20 * time.Second) // less than the backdate, so what is issued now is valid in real time
-	_, err = dial(t, addr, f.ca.X509Bundle(), stolen).Renew(ctx, newKeys(t).renew(t))
-	wantCode(t, err, codes.PermissionDenied, ErrRevoked)
+	wantCode(t, renew(stolen), codes.PermissionDenied, ErrRevoked)
 	fresh := attest()
-	if _, err := dial(t, addr, f.ca.X509Bundle(), fresh).Renew(ctx, newKeys(t).renew(t)); err != nil {
+	if err := renew(fresh); err != nil {
 		t.Fatalf("renewal with credentials attested after the compromise: %v", err)
 	}
+	revokedSerial = hex.EncodeToString(fresh.Certificates[0].SerialNumber.Bytes())
+	wantCode(t, renew(fresh), codes.PermissionDenied, ErrRevoked)
 }
 
 // TestReservedIDsAreNeverIssued: the issuer's and the controller's own identities (which sidecars trust to serve
