@@ -107,7 +107,7 @@ func FuzzVerifyUserToken(f *testing.F) {
 	f.Add(e.idp.token(f, now, func(m map[string]any) { m["may_act"] = "x" }))
 	f.Add("x.y.z")
 	f.Fuzz(func(t *testing.T, token string) {
-		si, err := e.svc.verifyUserToken(context.Background(), token, now)
+		si, err := e.svc.verifyUserToken(context.Background(), token, TokenTypeAccessToken, now)
 		if err != nil {
 			if autherrOf(err) == nil {
 				t.Fatalf("error without a reason: %v", err)

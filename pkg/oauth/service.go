@@ -488,7 +488,7 @@ func (s *TokenService) subject(ctx context.Context, act *actor, req *tokenReques
 		return &subjectInfo{kind: "txn", sub: info.Subject, issuedAt: info.SubjectIssuedAt(), expiry: info.Expiry,
 			scope: info.Scope, scoped: true, claims: info.Claims, txn: info}, nil
 	case TokenTypeJWT, TokenTypeAccessToken, TokenTypeIDToken:
-		si, err := s.verifyUserToken(ctx, req.subjectToken, now)
+		si, err := s.verifyUserToken(ctx, req.subjectToken, req.subjectTokenType, now)
 		if err != nil {
 			return nil, oauthError(CodeInvalidRequest, err)
 		}

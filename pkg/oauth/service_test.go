@@ -111,6 +111,10 @@ func TestTokenEndpointRefusals(t *testing.T) {
 	good := e.idp.token(t, now, nil)
 	stranger := newIDP(t, "https://evil.example.net")
 	badSig := newIDP(t, userIss) // same iss and kid, other key
+	// An RFC 9068 access token is typed at+jwt so that it is not taken for an ID token.
+	accessToken := signJWT(t, e.idp.key, "ES256", e.idp.kid, TypAccessToken, map[string]any{
+		"iss": userIss, "sub": "alice", "aud": userAud, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+		"scope": "orders.create"})
 
 	type tc struct {
 		name   string
@@ -148,6 +152,10 @@ func TestTokenEndpointRefusals(t *testing.T) {
 		}, status: 400, code: CodeInvalidRequest, reason: "binding_mismatch"},
 		{name: "unknown actor token type", form: func(f url.Values) { f.Set("actor_token_type", TokenTypeIDToken) },
 			status: 400, code: CodeInvalidRequest, reason: "malformed"},
+		{name: "at+jwt access token declared as an ID token", form: func(f url.Values) {
+			f.Set("subject_token", accessToken)
+			f.Set("subject_token_type", TokenTypeIDToken)
+		}, status: 400, code: CodeInvalidRequest, reason: "malformed"},
 		{name: "expired user token", form: func(f url.Values) {
 			f.Set("subject_token", e.idp.token(t, now, func(m map[string]any) { m["exp"] = now.Add(-time.Hour).Unix() }))
 			f.Set("subject_token_type", TokenTypeAccessToken)

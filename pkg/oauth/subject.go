@@ -77,7 +77,7 @@ type trustedIssuer struct {
 // verifyUserToken verifies a user JWT from one of the trusted issuers: size, compact form, an issuer we trust
 // (chosen by iss, before anything else of the token is believed), an alg it may use, typ (absent, JWT or at+jwt:
 // never one of the workload or transaction token types), the signature with its key, aud naming us, exp/nbf/iat.
-func (s *TokenService) verifyUserToken(ctx context.Context, token string, now time.Time) (*subjectInfo, error) {
+func (s *TokenService) verifyUserToken(ctx context.Context, token, declared string, now time.Time) (*subjectInfo, error) {
 	if err := checkCompact("subject token", token, MaxSubjectTokenSize); err != nil {
 		return nil, err
 	}
@@ -106,6 +106,10 @@ func (s *TokenService) verifyUserToken(ctx context.Context, token string, now ti
 	}
 	if t := signed.typ; t != "" && !isTyp(t, "JWT") && !isTyp(t, TypAccessToken) {
 		return nil, fmt.Errorf("oauth: %w: subject token typ %q is not a user token type (JWT, at+jwt)", ErrMalformed, t)
+	}
+	// RFC 9068 types access tokens at+jwt so that they are not taken for ID tokens: the declared type must agree.
+	if declared == TokenTypeIDToken && isTyp(signed.typ, TypAccessToken) {
+		return nil, fmt.Errorf("oauth: %w: subject_token_type is %s but the token is an at+jwt access token", ErrMalformed, declared)
 	}
 	var c userClaims
 	if err := decodeClaims("subject token", signed.payload, &c); err != nil {
