@@ -56,7 +56,7 @@ type witClaims struct {
 	Nbf   *jwt.NumericDate `json:"nbf,omitempty"`
 	Aud   jsontext.Value   `json:"aud,omitempty"`
 	Cnf   *cnfClaim        `json:"cnf,omitempty"`
-	Extra map[string]any   `json:",unknown"`
+	Extra map[string]any   `json:",embed"` // claims not named above, at the top level
 }
 
 type cnfClaim struct {

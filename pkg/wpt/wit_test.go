@@ -6,6 +6,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -273,6 +276,58 @@ func TestIssuerAlgorithms(t *testing.T) {
 			for range 2 { // miss, then hit
 				if _, err := v.VerifyWIT(context.Background(), wit); err != nil {
 					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestWITExtraClaimsAtTopLevel: extra claims are minted as top-level claims and come back in WIT.Extra; with none,
+// the payload holds only the registered claims (no empty "Extra" member); a claim that happens to be named
+// "Extra" is an ordinary extra claim.
+func TestWITExtraClaimsAtTopLevel(t *testing.T) {
+	e := newEnv(t, "EdDSA")
+	registered := []string{"sub", "iss", "jti", "exp", "iat", "nbf", "cnf"}
+	tests := []struct {
+		name  string
+		extra map[string]any
+	}{
+		{"none", nil},
+		{"empty", map[string]any{}},
+		{"one", map[string]any{"tenant": "acme"}},
+		{"named Extra", map[string]any{"Extra": "x", "tenant": "acme"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wit := e.mintWIT(t, WITClaims{Extra: tt.extra})
+			payload, err := base64.RawURLEncoding.DecodeString(strings.Split(wit, ".")[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			var claims map[string]any
+			if err := json.Unmarshal(payload, &claims); err != nil {
+				t.Fatal(err)
+			}
+			for name, v := range claims {
+				if _, want := tt.extra[name]; !want && !slices.Contains(registered, name) {
+					t.Errorf("payload has claim %q = %v that was not asked for: %s", name, v, payload)
+				}
+			}
+			for name, v := range tt.extra {
+				if claims[name] != v {
+					t.Errorf("claim %q = %v in the payload, want %v at the top level: %s", name, claims[name], v, payload)
+				}
+			}
+			got, err := e.verifier(t, nil).VerifyWIT(context.Background(), wit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Extra) != len(tt.extra) {
+				t.Fatalf("verified Extra = %v, want %v", got.Extra, tt.extra)
+			}
+			for name, v := range tt.extra {
+				if got.Extra[name] != v {
+					t.Errorf("verified Extra[%q] = %v, want %v", name, got.Extra[name], v)
 				}
 			}
 		})
