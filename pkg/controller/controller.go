@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -83,6 +84,9 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("dataDir: %w", err)
+	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	if c.store, err = store.Open(filepath.Join(cfg.DataDir, "state.db"), store.Options{}); err != nil {
 		return nil, err
@@ -328,14 +332,67 @@ func (c *Controller) listenLocalIssuer() error {
 	return nil
 }
 
-// writeBundle writes the CA's root as PEM: what an operator hands a sidecar to trust the controller first.
-func writeBundle(path string, ca *issuer.CA) error {
+// checkDataDir refuses a data directory that another local user could have planted or could change: dataDir,
+// dataDir/keys and dataDir/state.db (those that exist) must be owned by the controller's uid and not writable by
+// group or others, and the latter two must not be symbolic links. Whoever could write there could plant a state.db
+// holding their own join token, swap keys, or redirect the files the controller writes.
+func checkDataDir(dir string) error {
+	for _, p := range []struct {
+		path   string
+		follow bool
+	}{{dir, true}, {filepath.Join(dir, "keys"), false}, {filepath.Join(dir, "state.db"), false}} {
+		stat := os.Lstat
+		if p.follow {
+			stat = os.Stat // dataDir itself may be a link to where the operator keeps it
+		}
+		fi, err := stat(p.path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("dataDir: %w", err)
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("dataDir: %s is a symbolic link; the controller keeps its state and keys only in dataDir itself", p.path)
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+			return fmt.Errorf("dataDir: %s is owned by uid %d, not by the controller's uid %d: chown it to the controller's user "+
+				"(or remove it, if the controller did not create it)", p.path, st.Uid, os.Geteuid())
+		}
+		if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+			return fmt.Errorf("dataDir: %s has mode %v: other users could replace the controller's state or keys; chmod go-w %s",
+				p.path, perm, p.path)
+		}
+	}
+	return nil
+}
+
+// writeBundle writes the CA's root as PEM: what an operator hands a sidecar to trust the controller first. The
+// file is written under a new random name (O_EXCL: nothing planted is followed) and renamed into place.
+func writeBundle(path string, ca *issuer.CA) (err error) {
 	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root().Raw})
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".bundle-*.pem")
+	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	return os.Rename(tmp, path)
+	defer func() {
+		if err != nil {
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(data); err == nil {
+		err = tmp.Chmod(0o644) // the bundle is public: sidecars' operators read it
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
 }
 
 func trustBundle(ca *issuer.CA) *agentauthv1.TrustBundle {
