@@ -65,7 +65,7 @@ type userClaims struct {
 	Scope  *string          `json:"scope"`
 	Scp    jsontext.Value   `json:"scp"`
 	MayAct *actClaim        `json:"may_act"`
-	Extra  map[string]any   `json:",unknown"`
+	Extra  map[string]any   `json:",embed"`
 }
 
 // trustedIssuer is a TrustedIssuer with its algorithm list checked.

@@ -215,7 +215,7 @@ type txnClaims struct {
 	Act   *actClaim        `json:"act"`
 	Purp  *string          `json:"purp"`
 	Azd   map[string]any   `json:"azd"`
-	Extra map[string]any   `json:",unknown"`
+	Extra map[string]any   `json:",embed"`
 }
 
 // actClaim is the RFC 8693 §4.1 actor claim; nested act values are prior actors.
@@ -223,7 +223,7 @@ type actClaim struct {
 	Sub   string         `json:"sub"`
 	Iss   string         `json:"iss,omitempty"`
 	Act   *actClaim      `json:"act,omitempty"`
-	Extra map[string]any `json:",unknown"`
+	Extra map[string]any `json:",embed"`
 }
 
 // Verify checks a Txn-Token (specs/oauth-txn-token-exchange.md §1.4): one compact JWS under MaxTxnTokenSize,
