@@ -296,6 +296,18 @@ func splitHost(s string) (host, port string, err error) {
 	return host, port, nil
 }
 
+// HostName is host (a Host header, or host[:port] from config) as routing compares it: lower case, without port,
+// brackets or the trailing dot of a fully qualified name; "" when it is not a host name or address. Whatever
+// decides by host beside routing (policy's Tool) must read it the same way, or "tool.example." would route to the
+// tool while naming another.
+func HostName(host string) string {
+	h, _, err := splitHost(host)
+	if err != nil {
+		return ""
+	}
+	return h
+}
+
 func hostKey(host, port string) string {
 	if port == "" {
 		if strings.Contains(host, ":") {

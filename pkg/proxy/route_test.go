@@ -187,3 +187,14 @@ func TestUpstreamPathJoin(t *testing.T) {
 		t.Fatalf("tool saw %+v", s)
 	}
 }
+
+func TestHostName(t *testing.T) {
+	for in, want := range map[string]string{
+		"Tool.Example": "tool.example", "tool.example.:8443": "tool.example", "[::1]:443": "::1", "::1": "::1",
+		"a b": "", "": "", "tool.example:0": "",
+	} {
+		if got := HostName(in); got != want {
+			t.Errorf("HostName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

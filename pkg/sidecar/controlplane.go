@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strings"
@@ -293,7 +292,7 @@ type policyAuthorizer struct {
 }
 
 func newPolicyAuthorizer(engine *policy.Engine, toolHost string, mcpPaths []string, maxBody int) (*policyAuthorizer, error) {
-	a := &policyAuthorizer{engine: engine, tool: hostKey(toolHost), maxBody: maxBody}
+	a := &policyAuthorizer{engine: engine, tool: proxy.HostName(toolHost), maxBody: maxBody}
 	if a.tool == "" {
 		return nil, errors.New("ingress.host: required with policy: it names the tool the policies are written for")
 	}
@@ -301,14 +300,6 @@ func newPolicyAuthorizer(engine *policy.Engine, toolHost string, mcpPaths []stri
 		a.mcpPaths = append(a.mcpPaths, mcpPathKey(p))
 	}
 	return a, nil
-}
-
-// hostKey is a host as routing compares it: lower case, without port or trailing dot.
-func hostKey(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	return strings.TrimSuffix(strings.ToLower(host), ".")
 }
 
 func (a *policyAuthorizer) Authorize(ctx context.Context, req *proxy.AuthzRequest) (*proxy.Decision, error) {
@@ -321,7 +312,7 @@ func (a *policyAuthorizer) Authorize(ctx context.Context, req *proxy.AuthzReques
 		DelegatedSubject: id.DelegatedSubject,
 		TransactionID:    id.TransactionID,
 		Tool:             a.tool,
-		Host:             hostKey(req.Host),
+		Host:             proxy.HostName(req.Host),
 		Method:           req.Method,
 		Path:             req.Path,
 		Time:             time.Now(),
