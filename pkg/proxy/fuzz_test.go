@@ -3,8 +3,9 @@ package proxy
 import (
 	"net/http"
 	"path"
-	"strings"
 	"testing"
+
+	"github.com/agentauth/agentauth/internal/urlpath"
 )
 
 // Host and path come straight from untrusted requests.
@@ -47,23 +48,12 @@ func FuzzCheckPath(f *testing.F) {
 			return
 		}
 		// Judged as a servlet container reads it too: each segment without its ";params".
-		for _, q := range []string{p, withoutPathParams(p)} {
+		for _, q := range []string{p, urlpath.WithoutParams(p)} {
 			if c := path.Clean(q); c != q && c+"/" != q {
 				t.Fatalf("checkPath accepted %q, which cleans to %q", p, c)
 			}
 		}
 	})
-}
-
-// withoutPathParams drops the ";params" of every segment of p.
-func withoutPathParams(p string) string {
-	segs := strings.Split(p, "/")
-	for i, s := range segs {
-		if k := strings.IndexByte(s, ';'); k >= 0 {
-			segs[i] = s[:k]
-		}
-	}
-	return strings.Join(segs, "/")
 }
 
 func FuzzStripHeaders(f *testing.F) {

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/agentauth/agentauth/internal/urlpath"
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
@@ -331,23 +332,17 @@ func checkPath(p string) error {
 	if strings.IndexByte(p, '\\') >= 0 {
 		return fmt.Errorf("%w: path %q contains a backslash", autherr.ErrMalformed, p)
 	}
-	for i := 1; i <= len(p); {
-		j := strings.IndexByte(p[i:], '/')
+	// Judged as servlet containers read it too, without ";params": "/orders/..;/admin" is "/admin" to them.
+	q := urlpath.WithoutParams(p)
+	for i := 1; i <= len(q); {
+		j := strings.IndexByte(q[i:], '/')
 		if j < 0 {
-			j = len(p) - i
+			j = len(q) - i
 		}
-		seg := p[i : i+j]
-		last := i+j >= len(p)
-		// Servlet containers (Tomcat, Jetty, Spring) drop ";params" from a segment before resolving it, so
-		// "/orders/..;/admin" is "/admin" to them: judge the segment without its parameters.
-		if k := strings.IndexByte(seg, ';'); k >= 0 {
-			seg = seg[:k]
-			if seg == "" {
-				return fmt.Errorf("%w: path %q is not canonical (a segment is only ;parameters)", autherr.ErrMalformed, p)
-			}
-		}
+		seg := q[i : i+j]
+		last := i+j >= len(q)
 		if seg == "." || seg == ".." || (seg == "" && !last) {
-			return fmt.Errorf("%w: path %q is not canonical (empty, . or .. segment)", autherr.ErrMalformed, p)
+			return fmt.Errorf("%w: path %q is not canonical (empty, . or .. segment, also once ;params are dropped)", autherr.ErrMalformed, p)
 		}
 		i += j + 1
 	}

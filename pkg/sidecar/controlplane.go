@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/urlpath"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/mtls"
@@ -383,15 +384,7 @@ func (a *policyAuthorizer) isMCP(path string) bool {
 // containers drop ";params". "/MCP/" and "/mcp;x" reach the same MCP handler as "/mcp", so they must be decided
 // as MCP calls too, not as plain POSTs.
 func mcpPathKey(p string) string {
-	if strings.IndexByte(p, ';') >= 0 {
-		segs := strings.Split(p, "/")
-		for i, s := range segs {
-			if k := strings.IndexByte(s, ';'); k >= 0 {
-				segs[i] = s[:k]
-			}
-		}
-		p = strings.Join(segs, "/")
-	}
+	p = urlpath.WithoutParams(p)
 	if len(p) > 1 {
 		p = strings.TrimSuffix(p, "/")
 	}

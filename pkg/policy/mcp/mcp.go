@@ -15,6 +15,7 @@ import (
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/agentauth/agentauth/internal/urlpath"
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
@@ -374,13 +375,8 @@ func checkResourceURI(uri string) error {
 	if strings.IndexByte(p, '\\') >= 0 {
 		return fmt.Errorf("resource URI %q has a backslash in its path", uri)
 	}
-	for seg := range strings.SplitSeq(p, "/") {
-		if k := strings.IndexByte(seg, ';'); k >= 0 {
-			seg = seg[:k]
-		}
-		if seg == "." || seg == ".." {
-			return fmt.Errorf("resource URI %q has a . or .. segment", uri)
-		}
+	if urlpath.HasDotSegment(p) {
+		return fmt.Errorf("resource URI %q has a . or .. segment", uri)
 	}
 	return nil
 }
