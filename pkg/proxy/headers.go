@@ -70,13 +70,20 @@ func headerIs(k, name string) bool {
 // underscores, and however often it repeats.
 func stripHeaders(h http.Header, names []string) {
 	for k := range h {
-		for _, n := range names {
-			if headerIs(k, n) {
-				delete(h, k)
-				break
-			}
+		if headerIn(k, names) {
+			delete(h, k)
 		}
 	}
+}
+
+// headerIn reports whether the field name k is one of names (lower case), read as headerIs reads it.
+func headerIn(k string, names []string) bool {
+	for _, n := range names {
+		if headerIs(k, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // stripIdentity removes our identity headers from the header and trailer of r, and any Txn-Token spelled with
@@ -100,10 +107,8 @@ var methodOverrides = []string{"x-http-method-override", "x-http-method", "x-met
 // checkMethodOverride refuses a request that asks the tool to run another method than the one policy sees.
 func checkMethodOverride(h http.Header) error {
 	for k := range h {
-		for _, n := range methodOverrides {
-			if headerIs(k, n) {
-				return fmt.Errorf("%w: %s is not accepted: policy decides on the request's own method", autherr.ErrMalformed, k)
-			}
+		if headerIn(k, methodOverrides) {
+			return fmt.Errorf("%w: %s is not accepted: policy decides on the request's own method", autherr.ErrMalformed, k)
 		}
 	}
 	return nil

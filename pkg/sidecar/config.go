@@ -511,7 +511,7 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 				v.add(p+".serverID", fmt.Sprintf("%q is not a SPIFFE ID: %v", r.ServerID, err))
 			}
 		}
-		if (contains(r.Modes, ModeWPT) || contains(r.Modes, ModeHTTPSig)) && !c.hasWIT() {
+		if hasProofs(r.Modes) && !c.hasWIT() {
 			v.add(p+".modes", "wpt and httpsig need a WIT: set identity.files.wit/witKey (or identity.workloadAPI.wit/witKey)")
 		}
 		if r.Audience != "" {
@@ -525,7 +525,7 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 		if r.H2C && u != nil && u.Scheme != "http" {
 			v.add(p+".h2c", "h2c needs an http:// upstream")
 		}
-		if (contains(r.Modes, ModeWPT) || contains(r.Modes, ModeHTTPSig)) && u != nil && u.Scheme == "http" && !r.AllowCleartextProofs {
+		if hasProofs(r.Modes) && u != nil && u.Scheme == "http" && !r.AllowCleartextProofs {
 			v.add(p+".upstream", "wpt and httpsig need an https:// upstream: the WIMSE drafts forbid sending a WIT "+
 				"and its proofs in cleartext (set allowCleartextProofs: true only when the hop is protected otherwise)")
 		}
@@ -571,11 +571,11 @@ func (in *IngressConfig) validate(v *validator) {
 				"or mtls.required: true); without them any caller the proofs admit connects")
 		}
 	}
-	if (contains(in.Require, ModeWPT) || contains(in.Require, ModeHTTPSig)) && in.MTLS == nil && !in.AllowCleartextProofs {
+	if hasProofs(in.Require) && in.MTLS == nil && !in.AllowCleartextProofs {
 		v.add("ingress.mtls", "wpt and httpsig need TLS on this listener (an mtls section): the WIMSE drafts forbid "+
 			"receiving a WIT and its proofs in cleartext (set allowCleartextProofs: true only when TLS ends in front of it)")
 	}
-	if (contains(in.Require, ModeWPT) || contains(in.Require, ModeHTTPSig)) && in.Host == "" && in.Audience == "" {
+	if hasProofs(in.Require) && in.Host == "" && in.Audience == "" {
 		v.add("ingress.host", "set host (or audience) with wpt or httpsig: it is how the sidecar knows a proof was made for this tool")
 	}
 	if in.Host != "" && strings.ContainsAny(in.Host, "/?#@ ") {
@@ -695,6 +695,9 @@ func (v *validator) modes(field string, modes []string, egress bool) {
 		v.add(field, "wpt and httpsig are alternatives; pick one per route")
 	}
 }
+
+// hasProofs reports whether modes include an application-layer proof (wpt or httpsig).
+func hasProofs(modes []string) bool { return contains(modes, ModeWPT) || contains(modes, ModeHTTPSig) }
 
 func contains(list []string, s string) bool {
 	for _, x := range list {

@@ -49,13 +49,10 @@ func tokenError(what string, err error) error {
 // newExchanger builds the token-exchange client; it trusts the token service by our SPIFFE bundles.
 func (s *Sidecar) newExchanger(self spiffeid.ID) (*oauth.Exchanger, error) {
 	ts := s.cfg.Egress.TokenService
-	server, err := tokenServiceID(ts.ServerID, self.TrustDomain())
+	client, err := s.tokenServiceClient(ts.ServerID, self.TrustDomain())
 	if err != nil {
 		return nil, fmt.Errorf("egress.tokenService.serverID: %w", err)
 	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: tlsconfig.TLSClientConfig(s.src, tlsconfig.AuthorizeID(server)),
-	}}
 	return oauth.NewExchanger(oauth.ExchangerConfig{
 		TokenEndpoint:   ts.Endpoint,
 		TrustDomain:     self.TrustDomain(),
@@ -111,13 +108,10 @@ func (s *Sidecar) newTxnVerifier(self spiffeid.ID) (*oauth.TxnVerifier, error) {
 		}
 		keys = f
 	} else {
-		server, err := tokenServiceID(c.ServerID, self.TrustDomain())
+		client, err := s.tokenServiceClient(c.ServerID, self.TrustDomain())
 		if err != nil {
 			return nil, fmt.Errorf("ingress.txnToken.serverID: %w", err)
 		}
-		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: tlsconfig.TLSClientConfig(s.src, tlsconfig.AuthorizeID(server)),
-		}}
 		r, err := oauth.NewRemoteJWKS(oauth.RemoteJWKSConfig{URL: c.JWKSURL, Client: client})
 		if err != nil {
 			return nil, fmt.Errorf("ingress.txnToken.jwksURL: %w", err)
@@ -127,14 +121,20 @@ func (s *Sidecar) newTxnVerifier(self spiffeid.ID) (*oauth.TxnVerifier, error) {
 	return oauth.NewTxnVerifier(oauth.TxnVerifierConfig{Keys: keys, TrustDomain: self.TrustDomain(), Issuer: c.Issuer})
 }
 
-// tokenServiceID is the SPIFFE ID the token service must present: configured, or the controller's, which runs it.
-// Any other workload of the trust domain could otherwise serve keys that mint Txn-Tokens for any user, or receive
-// the user's token and an unused proof of the agent.
-func tokenServiceID(configured string, td spiffeid.TrustDomain) (spiffeid.ID, error) {
-	if configured == "" {
-		return xds.ControllerID(td), nil
+// tokenServiceClient talks only to the token service: the configured SPIFFE ID, or the controller's, which runs
+// it. Any other workload of the trust domain could otherwise serve keys that mint Txn-Tokens for any user, or
+// receive the user's token and an unused proof of the agent.
+func (s *Sidecar) tokenServiceClient(configured string, td spiffeid.TrustDomain) (*http.Client, error) {
+	server := xds.ControllerID(td)
+	if configured != "" {
+		var err error
+		if server, err = spiffeid.FromString(configured); err != nil {
+			return nil, err
+		}
 	}
-	return spiffeid.FromString(configured)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: tlsconfig.TLSClientConfig(s.src, tlsconfig.AuthorizeID(server)),
+	}}, nil
 }
 
 const (
