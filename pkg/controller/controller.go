@@ -486,51 +486,54 @@ var (
 // revocation without renewal (RevokeRequest.NoRenew), or a revocation of that certificate. A revocation that only
 // ends sessions (e.g. CAEP session-revoked) lets the agent renew and resume.
 func (c *Controller) renewRefused(_ context.Context, id spiffeid.ID, serial string, issuedAt time.Time) (string, bool) {
-	revs, err := c.store.Revocations().List()
-	if err != nil {
-		// When in doubt, refuse; the store's error is for the log, not for the workload.
-		c.log.Error("reading revocations for the issuer", zap.Stringer("spiffe_id", id), zap.Error(err))
-		return "revocation state unavailable", true
-	}
-	now := time.Now()
 	serial = agentauthv1.NormalValue("x509_serial", serial)
-	for _, r := range revs {
-		s := r.GetSubject()
+	return c.issuerRefusal(id, func(r *agentauthv1.Revocation, now time.Time) string {
 		if !r.Refuses(issuedAt, now) {
-			continue
+			return ""
 		}
+		s := r.GetSubject()
 		if s.GetKind() == "x509_serial" && s.GetValue() == serial {
-			return "the certificate was revoked (" + r.GetId() + ": " + r.Describe() + ")", true
+			return "the certificate was revoked (" + r.GetId() + ": " + r.Describe() + ")"
 		}
 		if s.GetKind() != "spiffe" || s.GetValue() != id.String() || r.GetNotBefore() == nil {
-			continue
+			return ""
 		}
 		switch r.GetCause().GetEventType() {
 		case signals.EventCredentialCompromise:
-			return "its key was reported compromised (" + r.GetId() + ": " + r.Describe() + ")", true
+			return "its key was reported compromised (" + r.GetId() + ": " + r.Describe() + ")"
 		case signals.EventIdentifierRecycled:
-			return "its identifier was recycled (" + r.GetId() + ": " + r.Describe() + ")", true
+			return "its identifier was recycled (" + r.GetId() + ": " + r.Describe() + ")"
 		case CauseAdminNoRenew:
-			return "an operator revoked it without renewal (" + r.GetId() + ": " + r.Describe() + ")", true
+			return "an operator revoked it without renewal (" + r.GetId() + ": " + r.Describe() + ")"
 		}
-	}
-	return "", false
+		return ""
+	})
 }
 
 // withheld reports a revocation of id without not_before (e.g. RISC account-disabled): such a workload gets no
 // new credentials until an operator lifts it.
 func (c *Controller) withheld(_ context.Context, id spiffeid.ID) (string, bool) {
+	return c.issuerRefusal(id, func(r *agentauthv1.Revocation, now time.Time) string {
+		s := r.GetSubject()
+		if s.GetKind() == "spiffe" && s.GetValue() == id.String() && r.GetNotBefore() == nil && !r.Expired(now) {
+			return r.GetId() + ": " + r.GetReason()
+		}
+		return ""
+	})
+}
+
+// issuerRefusal returns the first non-empty refusal why gives for a stored revocation. When the store cannot be
+// read it refuses: when in doubt, refuse; the store's error is for the log, not for the workload.
+func (c *Controller) issuerRefusal(id spiffeid.ID, why func(r *agentauthv1.Revocation, now time.Time) string) (string, bool) {
 	revs, err := c.store.Revocations().List()
 	if err != nil {
-		// When in doubt, refuse; the store's error is for the log, not for the workload.
 		c.log.Error("reading revocations for the issuer", zap.Stringer("spiffe_id", id), zap.Error(err))
 		return "revocation state unavailable", true
 	}
 	now := time.Now()
 	for _, r := range revs {
-		s := r.GetSubject()
-		if s.GetKind() == "spiffe" && s.GetValue() == id.String() && r.GetNotBefore() == nil && !r.Expired(now) {
-			return r.GetId() + ": " + r.GetReason(), true
+		if reason := why(r, now); reason != "" {
+			return reason, true
 		}
 	}
 	return "", false
