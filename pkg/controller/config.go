@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,7 +15,6 @@ import (
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/signals"
-	"github.com/agentauth/agentauth/pkg/xds"
 )
 
 // Config is the controller's configuration. Field names are the YAML keys.
@@ -422,7 +422,7 @@ func (c *Config) validateLocalIssuer(add func(field, format string, args ...any)
 			add(f+".spiffeID", "%q names a trust domain, not a workload", p.SPIFFEID)
 		case tdErr == nil && id.TrustDomain() != td:
 			add(f+".spiffeID", "%q is not in trust domain %q", p.SPIFFEID, td)
-		case tdErr == nil && (id == xds.ControllerID(td) || id == issuer.DefaultServerID(td)):
+		case tdErr == nil && slices.Contains(issuer.ReservedIDs(td), id):
 			// A local user holding either could impersonate the controller to every sidecar.
 			add(f+".spiffeID", "%q is reserved for the controller itself", p.SPIFFEID)
 		}

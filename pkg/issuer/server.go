@@ -103,13 +103,18 @@ func DefaultServerID(td spiffeid.TrustDomain) spiffeid.ID {
 	return id
 }
 
+// ControllerID is the SPIFFE ID of trust domain td's controller (spiffe://<td>/agentauth/controller), which
+// sidecars trust to serve them policies and revocations (pkg/xds.ControllerID) and Txn-Token keys.
+func ControllerID(td spiffeid.TrustDomain) spiffeid.ID {
+	id, _ := spiffeid.FromSegments(td, "agentauth", "controller") // constant, valid segments
+	return id
+}
+
 // ReservedIDs are the SPIFFE IDs of trust domain td that only the control plane holds: the issuer's own
-// (DefaultServerID) and the controller's xDS identity (spiffe://<td>/agentauth/controller, pkg/xds.ControllerID),
-// which sidecars trust to serve them policies and revocations. No join token is created for them, and neither
+// (DefaultServerID) and the controller's (ControllerID). No join token is created for them, and neither
 // attestation nor renewal issues them.
 func ReservedIDs(td spiffeid.TrustDomain) []spiffeid.ID {
-	ctrl, _ := spiffeid.FromSegments(td, "agentauth", "controller") // constant, valid segments
-	return []spiffeid.ID{DefaultServerID(td), ctrl}
+	return []spiffeid.ID{DefaultServerID(td), ControllerID(td)}
 }
 
 // service implements agentauth.v1.IssuerService.
