@@ -270,3 +270,26 @@ func TestOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestCompletion: a completion script for each shell, and completion of flag values and revocation ids.
+func TestCompletion(t *testing.T) {
+	s := newAdminServer(t, map[string]answer{"GET /v1/revocations": {200, `{"revocations":[` + revocationJSON + `]}`}})
+	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
+		if code, out, errOut := s.ctl("completion", shell); code != exitOK || !strings.Contains(out, "agentauthctl") {
+			t.Errorf("completion %s: exit %d %s", shell, code, errOut)
+		}
+	}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"revoke", "--kind", ""}, "user_email"},
+		{[]string{"revocations", "-o", ""}, "yaml"},
+		{[]string{"unrevoke", ""}, "admin-1\tspiffe spiffe://example.org/agent/a"},
+	}
+	for _, tt := range tests {
+		if _, out, _ := s.ctl(append([]string{"__complete"}, tt.args...)...); !strings.Contains(out, tt.want) {
+			t.Errorf("complete %v: %q lacks %q", tt.args, out, tt.want)
+		}
+	}
+}
