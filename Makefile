@@ -85,7 +85,7 @@ release:
 # Builds a release into a temporary directory and checks it: checksums, static binaries of the right
 # architecture, build info, and the SBOM against go.mod. Slow (two cross-builds and the SBOM tool); .ci/run runs it.
 test-release:
-	$(GO) test -tags release -count=1 -timeout 20m ./test/release
+	$(GO) test -tags release -count=1 -timeout 45m ./test/release
 
 clean:
 	rm -rf $(BIN) $(DIST)
