@@ -1,227 +1,162 @@
 // Command agentauthctl administers a running agentauth controller over its admin socket, and answers policy
-// dry-run questions locally.
+// dry-run questions, locally or against the live policy set and revocations.
 //
+//	agentauthctl policy diff policies/*.cedar
 //	agentauthctl policy apply policies/*.cedar
 //	agentauthctl policy list
-//	agentauthctl policy check -dir policies -agent spiffe://example.org/agent/planner -host weather.tools.local -path /forecast
-//	agentauthctl revoke -kind spiffe -value spiffe://example.org/agent/planner -reason "laptop stolen" -no-renew
+//	agentauthctl policy check --dir policies --agent spiffe://example.org/agent/planner --host weather.tools.local --path /forecast
+//	agentauthctl policy check --live --agent spiffe://example.org/agent/planner --host weather.tools.local
+//	agentauthctl revoke --kind spiffe --value spiffe://example.org/agent/planner --reason "laptop stolen" --no-renew
 //	agentauthctl unrevoke admin-3f2a...
-//	agentauthctl revocations
+//	agentauthctl revocations -o json
 //	agentauthctl sidecars
-//	agentauthctl join-token -spiffe-id spiffe://example.org/agent/planner -ttl 10m
+//	agentauthctl identities
+//	agentauthctl join-token --spiffe-id spiffe://example.org/agent/planner --ttl 10m
+//
+// Exit codes: 0 success; 1 a refusal (policy check DENY, the controller said no) or an error; 2 a usage error
+// (unknown command or flag, wrong arguments). Help (-h, --help, help) never performs an action and exits 0.
+//
+// Each command group lives in a file of its own (policy.go, revoke.go, ...) and adds itself to the tree in
+// newRootCmd; a new command is a new file and one line there.
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
-	"time"
 
-	"github.com/agentauth/agentauth/pkg/controller"
-	"github.com/agentauth/agentauth/pkg/policy"
-	"github.com/agentauth/agentauth/pkg/policy/mcp"
+	"github.com/spf13/cobra"
+
+	"github.com/agentauth/agentauth/internal/buildinfo"
 )
 
-const usage = `usage: agentauthctl [-socket PATH] COMMAND [flags]
-
-commands:
-  policy apply FILE...     replace the controller's policy set with these Cedar files
-  policy list              show the policies the controller serves
-  policy check [flags]     dry run: would this request be allowed, and by which policy? (local, no controller)
-  revoke [flags]           revoke a subject's credentials issued before now (-no-renew: an agent must re-attest)
-  unrevoke ID              remove a revocation
-  revocations              list revocations
-  sidecars                 list connected sidecars and the versions each ACKed or NACKed
-  join-token [flags]       create a one-time join token for a workload
-`
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // a refusal or an error
+	exitUsage   = 2
+)
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "agentauthctl:", err)
-		os.Exit(1)
-	}
+	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, out io.Writer) error {
-	global := flag.NewFlagSet("agentauthctl", flag.ContinueOnError)
-	socket := global.String("socket", envOr("AGENTAUTH_ADMIN_SOCKET", "/run/agentauth/admin.sock"), "controller admin socket")
-	global.Usage = func() { fmt.Fprint(os.Stderr, usage) }
-	if err := global.Parse(args); err != nil {
-		return err
-	}
-	args = global.Args()
-	if len(args) == 0 {
-		global.Usage()
-		return errors.New("no command")
-	}
-	c := &client{socket: *socket, out: out}
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "policy":
-		if len(rest) == 0 {
-			return errors.New("policy: want apply, list or check")
-		}
-		switch rest[0] {
-		case "apply":
-			return c.policyApply(rest[1:])
-		case "list":
-			return c.do(http.MethodGet, "/v1/policies", nil)
-		case "check":
-			return policyCheck(rest[1:], out)
-		}
-		return fmt.Errorf("policy %s: unknown subcommand", rest[0])
-	case "revoke":
-		return c.revoke(rest)
-	case "unrevoke":
-		if len(rest) != 1 {
-			return errors.New("unrevoke: want exactly one revocation id")
-		}
-		return c.do(http.MethodDelete, "/v1/revocations/"+rest[0], nil)
-	case "revocations":
-		return c.do(http.MethodGet, "/v1/revocations", nil)
-	case "sidecars":
-		return c.do(http.MethodGet, "/v1/sidecars", nil)
-	case "join-token":
-		return c.joinToken(rest)
-	}
-	global.Usage()
-	return fmt.Errorf("unknown command %q", args[0])
-}
-
-type client struct {
+// app is what every command shares: the global flags and where output goes.
+type app struct {
 	socket string
+	output string
 	out    io.Writer
+	errOut io.Writer
+	// ran is set when a command's own code starts: errors before that (flags, arguments, unknown commands) are
+	// usage errors, errors after it are refusals or failures unless marked as usage errors.
+	ran bool
 }
 
-func (c *client) policyApply(files []string) error {
-	if len(files) == 0 {
-		return errors.New("policy apply: name at least one .cedar file")
+// usageError marks an error as the caller's mistake in how the command was called: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// errRefused ends a command that already said why it refuses (policy check's DENY): exit 1, no further message.
+var errRefused = errors.New("refused")
+
+// execute runs the command line and returns the exit code.
+func execute(args []string, out, errOut io.Writer) int {
+	a := &app{out: out, errOut: errOut}
+	root := newRootCmd(a)
+	root.SetArgs(legacyFlags(root, args))
+	cmd, err := root.ExecuteC()
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errRefused):
+		return exitFailure
+	case errors.As(err, &ue) || !a.ran:
+		fmt.Fprintf(errOut, "agentauthctl: %v\nRun '%s --help' for usage.\n", err, cmd.CommandPath())
+		return exitUsage
 	}
-	var req controller.PoliciesRequest
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return err
+	fmt.Fprintf(errOut, "agentauthctl: %v\n", err)
+	return exitFailure
+}
+
+func newRootCmd(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "agentauthctl",
+		Short: "Administer an agentauth controller and dry-run policy",
+		Long: `agentauthctl administers a running agentauth controller over its admin socket (whoever can open the
+socket administers the controller), and answers policy dry-run questions.
+
+Output is a table by default; -o json or -o yaml prints the full answer for scripts.
+Exit codes: 0 success; 1 a refusal (e.g. policy check DENY) or an error; 2 a usage error.`,
+		Version:       buildinfo.Read().String(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          noSubcommand,
+		RunE:          needSubcommand,
+	}
+	root.SetOut(a.out)
+	root.SetErr(a.errOut)
+	root.SetVersionTemplate("agentauthctl {{.Version}}\n")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.socket, "socket", envOr("AGENTAUTH_ADMIN_SOCKET", "/run/agentauth/admin.sock"),
+		"controller admin socket ($AGENTAUTH_ADMIN_SOCKET)")
+	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(outputFormats, cobra.ShellCompDirectiveNoFileComp))
+
+	root.AddCommand(
+		newPolicyCmd(a),
+		newRevokeCmd(a), newUnrevokeCmd(a), newRevocationsCmd(a),
+		newSidecarsCmd(a),
+		newIdentitiesCmd(a),
+		newJoinTokenCmd(a),
+	)
+	return root
+}
+
+// run wraps a command's code: it checks the global flags, then marks that the command started (see app.ran).
+func (a *app) run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if !isOutputFormat(a.output) {
+			return usagef("--output %q: want one of %s", a.output, strings.Join(outputFormats, ", "))
 		}
-		req.Policies = append(req.Policies, controller.PolicyDoc{Source: filepath.Base(f), Cedar: string(b)})
+		a.ran = true
+		return fn(cmd, args)
 	}
-	return c.do(http.MethodPut, "/v1/policies", req)
 }
 
-func (c *client) revoke(args []string) error {
-	fs := flag.NewFlagSet("revoke", flag.ContinueOnError)
-	kind := fs.String("kind", "spiffe", "subject kind: "+strings.Join(controller.SubjectKinds, ", "))
-	value := fs.String("value", "", "subject value (SPIFFE ID, email, sub, ...)")
-	iss := fs.String("iss", "", "issuer, for user_iss_sub and jti")
-	reason := fs.String("reason", "", "why (shown in every refusal and audit record)")
-	noRenew := fs.Bool("no-renew", false, "kind spiffe: the agent's current credentials renew nothing; it needs a new join token (stolen key or machine)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	return c.do(http.MethodPost, "/v1/revocations", controller.RevokeRequest{Kind: *kind, Value: *value, Iss: *iss, Reason: *reason, NoRenew: *noRenew})
-}
-
-func (c *client) joinToken(args []string) error {
-	fs := flag.NewFlagSet("join-token", flag.ContinueOnError)
-	id := fs.String("spiffe-id", "", "the workload's SPIFFE ID")
-	ttl := fs.Duration("ttl", time.Hour, "how long the token may be used")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	return c.do(http.MethodPost, "/v1/join-tokens", controller.JoinTokenRequest{SPIFFEID: *id, TTL: *ttl})
-}
-
-// do sends one admin request and prints the JSON answer; a non-2xx answer is an error carrying the message.
-func (c *client) do(method, path string, body any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", c.socket)
-		},
-	}}
-	req, err := http.NewRequest(method, "http://controller"+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("controller admin socket %s: %w", c.socket, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		var ae controller.APIError
-		if json.Unmarshal(b, &ae) == nil && ae.Error != "" {
-			return errors.New(ae.Error)
-		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
-	}
-	if len(b) == 0 {
-		fmt.Fprintln(c.out, "ok")
+// noSubcommand is the Args of a command group: any argument is an unknown subcommand (exit 2). Without it, cobra
+// would print the group's help and exit 0 for a mistyped subcommand.
+func noSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
 		return nil
 	}
-	var pretty bytes.Buffer
-	if json.Indent(&pretty, b, "", "  ") == nil {
-		b = pretty.Bytes()
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
 	}
-	_, err = fmt.Fprintln(c.out, strings.TrimSpace(string(b)))
-	return err
+	return usageError{errors.New(msg)}
 }
 
-// policyCheck is the dry run: compile the policy directory and explain the decision for one request.
-func policyCheck(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("policy check", flag.ContinueOnError)
-	dir := fs.String("dir", ".", "directory of .cedar policy files")
-	agent := fs.String("agent", "", "the agent's SPIFFE ID")
-	method := fs.String("method", "GET", "HTTP method")
-	host := fs.String("host", "", "tool host")
-	path := fs.String("path", "/", "request path")
-	authMethod := fs.String("auth", "wit-wpt", "auth method: mtls, wit-wpt or wit-httpsig")
-	user := fs.String("user", "", "delegated subject (Txn-Token sub)")
-	risk := fs.String("risk", "", "risk level: LOW, MEDIUM or HIGH")
-	mcpBody := fs.String("mcp", "", "file with an MCP JSON-RPC body (the request is then an MCP POST)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	set, err := policy.LoadDir(*dir)
-	if err != nil {
-		return err
-	}
-	req := policy.Request{AgentID: *agent, AuthMethod: policy.AuthMethod(*authMethod), DelegatedSubject: *user,
-		Host: *host, Method: *method, Path: *path, RiskLevel: policy.RiskLevel(*risk)}
-	if *mcpBody != "" {
-		b, err := os.ReadFile(*mcpBody)
-		if err != nil {
-			return err
+// needSubcommand is the RunE of a command group called alone.
+func needSubcommand(cmd *cobra.Command, _ []string) error {
+	return usagef("%s needs a command", cmd.CommandPath())
+}
+
+// exactArgs is cobra.ExactArgs with a usage error and the argument named.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("want %d argument(s), %s; got %d", n, what, len(args))
 		}
-		msg, err := mcp.Parse("application/json", b, 0)
-		if err != nil {
-			return fmt.Errorf("MCP body: %w", err)
-		}
-		req.Method, req.MCP = http.MethodPost, msg.Calls
+		return nil
 	}
-	_, err = fmt.Fprintln(out, policy.Explain(set, req).String())
-	return err
 }
 
 func envOr(key, def string) string {

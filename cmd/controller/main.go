@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/agentauth/agentauth/internal/buildinfo"
 	"github.com/agentauth/agentauth/internal/logging"
 	"github.com/agentauth/agentauth/pkg/controller"
 )
@@ -29,7 +30,12 @@ func main() {
 func run() error {
 	path := flag.String("config", "/etc/agentauth/controller.yaml", "path of the YAML config")
 	check := flag.Bool("check", false, "validate the config and exit")
+	version := flag.Bool("version", false, "print the version (from the build info) and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.Read().Line("controller"))
+		return nil
+	}
 	cfg, err := controller.Load(*path)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/agentauth/agentauth/internal/buildinfo"
 	"github.com/agentauth/agentauth/internal/logging"
 	"github.com/agentauth/agentauth/pkg/sidecar"
 )
@@ -30,7 +31,12 @@ func main() {
 func run() error {
 	configPath := flag.String("config", "/etc/agentauth/sidecar.yaml", "path of the YAML config")
 	check := flag.Bool("check", false, "validate the config and exit")
+	version := flag.Bool("version", false, "print the version (from the build info) and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.Read().Line("sidecar"))
+		return nil
+	}
 
 	cfg, err := sidecar.Load(*configPath)
 	if err != nil {

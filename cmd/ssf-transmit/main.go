@@ -33,6 +33,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/agentauth/agentauth/internal/buildinfo"
 	"github.com/agentauth/agentauth/pkg/signals"
 )
 
@@ -89,10 +90,15 @@ func run(args []string, out io.Writer) error {
 		caFile    = fs.String("ca", "", "PEM CA certificates to trust for an https push endpoint (default: system roots)")
 		printSET  = fs.Bool("print", false, "print the signed SET instead of pushing it")
 		timeout   = fs.Duration("timeout", 10*time.Second, "push timeout")
+		version   = fs.Bool("version", false, "print the version (from the build info) and exit")
 	)
 	fields := fieldFlags{}
 	fs.Var(fields, "field", "event member name=value (repeatable; JSON values allowed)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *version {
+		_, err := fmt.Fprintln(out, buildinfo.Read().Line("ssf-transmit"))
 		return err
 	}
 	if *genKey != "" {

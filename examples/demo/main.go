@@ -164,7 +164,7 @@ func (d *demo) run() error {
 	step("next call: %s", oneLine(out))
 
 	title("done")
-	fmt.Printf("   sidecars as the controller sees them: agentauthctl -socket %s sidecars\n", d.socket)
+	fmt.Printf("   sidecars as the controller sees them: agentauthctl --socket %s sidecars\n", d.socket)
 	return nil
 }
 
@@ -209,7 +209,7 @@ ssf:
 }
 
 func (d *demo) sidecarIdentity(id, name string) (string, error) {
-	out, err := d.ctl("join-token", "-spiffe-id", id, "-ttl", "5m")
+	out, err := d.ctl("join-token", "-o", "json", "--spiffe-id", id, "--ttl", "5m")
 	if err != nil {
 		return "", err
 	}
@@ -303,7 +303,7 @@ func (d *demo) stopAll() {
 }
 
 func (d *demo) ctl(args ...string) (string, error) {
-	out, err := exec.Command(filepath.Join(d.bin, "agentauthctl"), append([]string{"-socket", d.socket}, args...)...).CombinedOutput()
+	out, err := exec.Command(filepath.Join(d.bin, "agentauthctl"), append([]string{"--socket", d.socket}, args...)...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("agentauthctl %s: %v: %s", strings.Join(args, " "), err, out)
 	}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -8,7 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,6 +21,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/policy"
+	"github.com/agentauth/agentauth/pkg/xds"
 )
 
 // The admin API is JSON over the controller's Unix socket (mode 0600): whoever can open the socket administers the
@@ -67,6 +70,73 @@ type JoinTokenResponse struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
+// SidecarsResponse is GET /v1/sidecars: the version the controller serves of each resource type, and how each
+// connected sidecar stream's state compares with it.
+type SidecarsResponse struct {
+	// Versions maps resource type (its message name: Policy, Revocation, RiskState, TrustBundle) to the version
+	// the controller serves.
+	Versions map[string]string `json:"versions"`
+	Sidecars []SidecarStatus   `json:"sidecars"`
+}
+
+// SidecarStatus is one connected sidecar stream.
+type SidecarStatus struct {
+	// ID is the SPIFFE ID of the sidecar's X.509-SVID; ClaimedID the node id it sent (diagnosis only).
+	ID             string       `json:"id"`
+	ClaimedID      string       `json:"claimed_id,omitempty"`
+	Address        string       `json:"address"`
+	StreamID       int64        `json:"stream_id"`
+	ConnectedSince time.Time    `json:"connected_since"`
+	Types          []TypeStatus `json:"types"`
+	LastNACK       *NACKStatus  `json:"last_nack,omitempty"`
+}
+
+// TypeStatus is a sidecar's state of one resource type.
+type TypeStatus struct {
+	Type string `json:"type"`
+	// Status is SYNCED, STALE, NACKED or NOT SENT (xds.SyncStatus).
+	Status  xds.SyncStatus `json:"status"`
+	Acked   string         `json:"acked,omitempty"`
+	Pending string         `json:"pending,omitempty"`
+	NACKed  string         `json:"nacked,omitempty"`
+}
+
+// NACKStatus is the last update a sidecar rejected.
+type NACKStatus struct {
+	Type    string    `json:"type"`
+	Version string    `json:"version"`
+	Message string    `json:"message"`
+	At      time.Time `json:"at"`
+}
+
+// IdentitiesResponse is GET /v1/identities: the certificates the issuer issued that have not expired (all that
+// are still on record with ?expired=true), and the join tokens not yet pruned, used or not.
+type IdentitiesResponse struct {
+	Issued     []IssuedIdentity `json:"issued"`
+	JoinTokens []JoinTokenInfo  `json:"join_tokens"`
+}
+
+// IssuedIdentity is one issued X.509-SVID.
+type IssuedIdentity struct {
+	SPIFFEID  string    `json:"spiffe_id"`
+	Serial    string    `json:"serial"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+}
+
+// JoinTokenInfo describes a join token without its secret: ID is the first characters of the hash the store
+// keeps, enough to tell tokens apart.
+type JoinTokenInfo struct {
+	ID        string     `json:"id"`
+	SPIFFEID  string     `json:"spiffe_id"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	Used      bool       `json:"used"`
+	UsedAt    *time.Time `json:"used_at,omitempty"`
+}
+
+// joinTokenIDLen is how much of a join token's stored hash the admin API shows.
+const joinTokenIDLen = 12
+
 // APIError is the body of every admin API error.
 type APIError struct {
 	Error string `json:"error"`
@@ -82,6 +152,7 @@ func (c *Controller) adminHandler() http.Handler {
 	mux.HandleFunc("POST /v1/revocations", c.revoke)
 	mux.HandleFunc("DELETE /v1/revocations/{id}", c.unrevoke)
 	mux.HandleFunc("GET /v1/sidecars", c.listSidecars)
+	mux.HandleFunc("GET /v1/identities", c.listIdentities)
 	mux.HandleFunc("POST /v1/join-tokens", c.joinToken)
 	return mux
 }
@@ -208,9 +279,73 @@ func (c *Controller) unrevoke(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Controller) listSidecars(w http.ResponseWriter, _ *http.Request) {
+	// Versions first: a sidecar that ACKs in between shows as STALE for a moment, never as SYNCED on a version
+	// that is not the controller's.
+	current := c.pub.Versions()
 	nodes := c.xds.Nodes()
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
-	writeJSON(w, http.StatusOK, map[string]any{"sidecars": nodes})
+	resp := SidecarsResponse{Versions: map[string]string{}, Sidecars: make([]SidecarStatus, 0, len(nodes))}
+	for _, typeURL := range agentauthv1.ServedTypes() {
+		resp.Versions[typeName(typeURL)] = current[typeURL]
+	}
+	for _, n := range nodes {
+		st := SidecarStatus{ID: n.ID, ClaimedID: n.ClaimedID, Address: n.Address, StreamID: n.StreamID,
+			ConnectedSince: n.ConnectedSince}
+		for _, typeURL := range agentauthv1.ServedTypes() {
+			st.Types = append(st.Types, TypeStatus{Type: typeName(typeURL), Status: n.Sync(typeURL, current[typeURL]),
+				Acked: n.Acked[typeURL], Pending: n.Pending[typeURL], NACKed: n.NACKed[typeURL]})
+		}
+		if nk := n.LastNACK; nk != nil {
+			st.LastNACK = &NACKStatus{Type: typeName(nk.TypeURL), Version: nk.Version, Message: nk.Message, At: nk.At}
+		}
+		resp.Sidecars = append(resp.Sidecars, st)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// typeName is a type URL's message name (Policy, Revocation, ...).
+func typeName(typeURL string) string { return typeURL[strings.LastIndexByte(typeURL, '.')+1:] }
+
+func (c *Controller) listIdentities(w http.ResponseWriter, r *http.Request) {
+	expired := r.URL.Query().Get("expired") == "true"
+	now := time.Now()
+	certs, err := c.store.IssuedCerts().List()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	tokens, err := c.store.JoinTokens().List()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	resp := IdentitiesResponse{Issued: []IssuedIdentity{}, JoinTokens: make([]JoinTokenInfo, 0, len(tokens))}
+	for _, ic := range certs {
+		na := ic.GetNotAfter().AsTime()
+		if !expired && !now.Before(na) {
+			continue
+		}
+		resp.Issued = append(resp.Issued, IssuedIdentity{SPIFFEID: ic.GetSpiffeId(), Serial: ic.GetSerial(),
+			NotBefore: ic.GetNotBefore().AsTime(), NotAfter: na})
+	}
+	slices.SortFunc(resp.Issued, func(a, b IssuedIdentity) int {
+		return cmp.Or(strings.Compare(a.SPIFFEID, b.SPIFFEID), a.NotAfter.Compare(b.NotAfter), strings.Compare(a.Serial, b.Serial))
+	})
+	for _, t := range tokens {
+		id := t.GetId()
+		if len(id) > joinTokenIDLen {
+			id = id[:joinTokenIDLen]
+		}
+		info := JoinTokenInfo{ID: id, SPIFFEID: t.GetSpiffeId(), ExpiresAt: t.GetExpires().AsTime(), Used: t.GetUsed()}
+		if t.GetUsedAt() != nil {
+			at := t.GetUsedAt().AsTime()
+			info.UsedAt = &at
+		}
+		resp.JoinTokens = append(resp.JoinTokens, info)
+	}
+	slices.SortFunc(resp.JoinTokens, func(a, b JoinTokenInfo) int {
+		return cmp.Or(strings.Compare(a.SPIFFEID, b.SPIFFEID), a.ExpiresAt.Compare(b.ExpiresAt), strings.Compare(a.ID, b.ID))
+	})
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (c *Controller) joinToken(w http.ResponseWriter, r *http.Request) {

@@ -3,12 +3,18 @@ package controller
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/xds"
 )
@@ -62,4 +68,96 @@ func TestAdminJoinTokenRefusesControlPlaneIDs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// adminGet gets the admin API path and decodes the JSON answer into v.
+func adminGet(t *testing.T, admin *http.Client, path string, v any) []byte {
+	t.Helper()
+	resp, err := admin.Get("http://admin" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	if _, err := body.ReadFrom(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: HTTP %d %s", path, resp.StatusCode, body.Bytes())
+	}
+	if err := json.Unmarshal(body.Bytes(), v); err != nil {
+		t.Fatal(err)
+	}
+	return body.Bytes()
+}
+
+// TestAdminIdentities: GET /v1/identities lists the certificates issued and the join tokens, used or not, and
+// never a token's secret or the whole hash the store keeps of it; expired certificates only when asked.
+func TestAdminIdentities(t *testing.T) {
+	cfg := testConfig(t, "")
+	c, _ := runController(t, cfg)
+	admin := adminClient(cfg)
+	token := func(id string) string {
+		code, body := adminPost(t, admin, "/v1/join-tokens", JoinTokenRequest{SPIFFEID: id, TTL: time.Hour})
+		if code != http.StatusCreated {
+			t.Fatalf("join token: HTTP %d %s", code, body)
+		}
+		var jt JoinTokenResponse
+		if err := json.Unmarshal(body, &jt); err != nil {
+			t.Fatal(err)
+		}
+		return jt.Token
+	}
+	usedToken, unusedToken := token("spiffe://example.org/agent/used"), token("spiffe://example.org/agent/unused")
+	w, err := attestWorkload(t, c.issuerLn.Addr().String(), c.ca, usedToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := w.svid.Certificates[0]
+	old := time.Now().Add(-time.Hour)
+	if _, err := c.store.IssuedCerts().Put(&agentauthv1.IssuedCert{Serial: "0ld", SpiffeId: "spiffe://example.org/agent/gone",
+		NotBefore: timestamppb.New(old.Add(-time.Hour)), NotAfter: timestamppb.New(old)}); err != nil {
+		t.Fatal(err)
+	}
+
+	var ids IdentitiesResponse
+	raw := adminGet(t, admin, "/v1/identities", &ids)
+	for _, secret := range []string{usedToken, unusedToken, hashOf(usedToken), hashOf(unusedToken)} {
+		if strings.Contains(string(raw), secret) {
+			t.Errorf("the answer shows a join token or its stored hash:\n%s", raw)
+		}
+	}
+	// The controller's own certificates (issuer, xDS) are issued identities too.
+	issued := func() map[string]IssuedIdentity {
+		m := map[string]IssuedIdentity{}
+		for _, i := range ids.Issued {
+			m[strings.TrimPrefix(i.SPIFFEID, "spiffe://example.org/")] = i
+		}
+		return m
+	}
+	got := issued()
+	if a := got["agent/used"]; len(got) != 3 || !a.NotAfter.Equal(leaf.NotAfter) || a.Serial == "" ||
+		got["agentauth/controller"].Serial == "" || got["agentauth/issuer"].Serial == "" {
+		t.Errorf("issued = %+v, want agent/used (not after %v) and the controller's own", ids.Issued, leaf.NotAfter)
+	}
+	if len(ids.JoinTokens) != 2 {
+		t.Fatalf("join tokens = %+v, want 2", ids.JoinTokens)
+	}
+	used, unused := ids.JoinTokens[1], ids.JoinTokens[0] // ordered by SPIFFE ID: agent/unused < agent/used
+	if !used.Used || used.UsedAt == nil || used.SPIFFEID != "spiffe://example.org/agent/used" || used.ID != hashOf(usedToken)[:joinTokenIDLen] {
+		t.Errorf("used token: %+v", used)
+	}
+	if unused.Used || unused.UsedAt != nil || unused.ExpiresAt.Before(time.Now()) {
+		t.Errorf("unused token: %+v", unused)
+	}
+
+	adminGet(t, admin, "/v1/identities?expired=true", &ids)
+	if got := issued(); len(got) != 4 || got["agent/gone"].Serial != "0ld" {
+		t.Errorf("with expired: issued = %+v, want agent/gone too", ids.Issued)
+	}
+}
+
+func hashOf(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
 }

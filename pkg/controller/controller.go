@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/buildinfo"
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/mtls"
 	"github.com/agentauth/agentauth/pkg/policy"
@@ -123,7 +124,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 	if c.xds, err = xds.NewServer(c.pub, xds.ServerConfig{TLSConfig: xdsTLS, Logger: log.Named("xds")}); err != nil {
 		return nil, err
 	}
-	c.reg.MustRegister(xds.NewServerCollector(c.xds), collectors.NewGoCollector(),
+	c.reg.MustRegister(xds.NewServerCollector(c.xds), buildinfo.Read().Collector(), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if c.iss, err = issuer.NewGRPCServer(c.ca, issuer.ServiceConfig{SVIDTTL: cfg.Issuer.SVIDTTL, Withheld: c.withheld, RenewRefused: c.renewRefused,
 		Logger: log.Named("issuer")}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/agentauth/agentauth/internal/buildinfo"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/proxy"
@@ -59,7 +60,7 @@ func NewMetrics() *Metrics {
 			Help: "Credential loads, by result (success, failure). A failure keeps the previous credentials.",
 		}, []string{"result"}),
 	}
-	m.Registry.MustRegister(m.requests, m.latency, m.expiry, m.rotations,
+	m.Registry.MustRegister(m.requests, m.latency, m.expiry, m.rotations, buildinfo.Read().Collector(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

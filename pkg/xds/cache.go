@@ -177,6 +177,13 @@ func (c *deltaCache) update(set map[string]types.Resource, deleted []string) err
 	return errors.Join(errs...)
 }
 
+// version is the system version of the current state, as responses carry it.
+func (c *deltaCache) version() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.prefix + strconv.FormatUint(c.seq, 10)
+}
+
 // CreateDeltaWatch answers at once when the subscription is missing something, and otherwise waits for the next
 // update that concerns it.
 func (c *deltaCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, out chan cache.DeltaResponse) (func(), error) {

@@ -156,6 +156,16 @@ func loadInto[T proto.Message](into map[string]map[string]types.Resource, typeUR
 	return nil
 }
 
+// Versions returns the system version the controller serves of each type URL: what a sidecar that holds
+// everything has ACKed (NodeStatus.Sync).
+func (p *Publisher) Versions() map[string]string {
+	out := make(map[string]string, len(p.caches))
+	for typeURL, c := range p.caches {
+		out[typeURL] = c.version()
+	}
+	return out
+}
+
 // Close stops following the store. The caches keep serving what they hold.
 func (p *Publisher) Close() {
 	p.unsubscribe()

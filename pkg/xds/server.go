@@ -73,8 +73,39 @@ type NodeStatus struct {
 	Acked map[string]string
 	// Pending maps type URL to the version sent and not yet ACKed or NACKed.
 	Pending map[string]string
+	// NACKed maps type URL to the version the sidecar rejected, for the types whose last answer was a NACK.
+	NACKed map[string]string
 	// LastNACK is the sidecar's most recent rejection, or nil.
 	LastNACK *NACK
+}
+
+// SyncStatus is how a sidecar's state of one resource type compares with the controller's, as istioctl
+// proxy-status shows it.
+type SyncStatus string
+
+const (
+	// Synced: the sidecar ACKed the controller's current version.
+	Synced SyncStatus = "SYNCED"
+	// Stale: the sidecar holds an older version, or has not yet answered the update it was sent.
+	Stale SyncStatus = "STALE"
+	// NACKed: the sidecar rejected the last update of the type it answered; it enforces its last good state.
+	NACKed SyncStatus = "NACKED"
+	// NotSent: the sidecar has not subscribed to the type yet, or holds none of it.
+	NotSent SyncStatus = "NOT SENT"
+)
+
+// Sync compares the node's state of typeURL with current, the controller's version of it (Publisher.Versions).
+func (n NodeStatus) Sync(typeURL, current string) SyncStatus {
+	acked := n.Acked[typeURL]
+	switch {
+	case acked != "" && acked == current:
+		return Synced
+	case n.NACKed[typeURL] != "":
+		return NACKed
+	case acked == "" && n.Pending[typeURL] == "":
+		return NotSent
+	}
+	return Stale
 }
 
 // NACK is a rejected update as the sidecar reported it.
@@ -103,6 +134,7 @@ type node struct {
 	since    time.Time
 	acked    map[string]string
 	pending  map[string]sent
+	nacked   map[string]string
 	lastNACK *NACK
 }
 
@@ -192,7 +224,7 @@ func (s *Server) Nodes() []NodeStatus {
 	out := make([]NodeStatus, 0, len(s.nodes))
 	for id, n := range s.nodes {
 		ns := NodeStatus{ID: n.id, ClaimedID: n.claimed, Address: n.addr, StreamID: id, ConnectedSince: n.since,
-			Acked: maps.Clone(n.acked), Pending: make(map[string]string, len(n.pending))}
+			Acked: maps.Clone(n.acked), Pending: make(map[string]string, len(n.pending)), NACKed: maps.Clone(n.nacked)}
 		for t, p := range n.pending {
 			ns.Pending[t] = p.version
 		}
@@ -251,7 +283,7 @@ func (c callbacks) OnDeltaStreamOpen(ctx context.Context, streamID int64, _ stri
 		return status.Errorf(codes.Unauthenticated, "xds: %v", err)
 	}
 	c.s.mu.Lock()
-	c.s.nodes[streamID] = &node{id: id, addr: addr, xds: &core.Node{Id: id}, since: time.Now(), acked: map[string]string{}, pending: map[string]sent{}}
+	c.s.nodes[streamID] = &node{id: id, addr: addr, xds: &core.Node{Id: id}, since: time.Now(), acked: map[string]string{}, pending: map[string]sent{}, nacked: map[string]string{}}
 	c.s.mu.Unlock()
 	c.s.log.Info("xds: sidecar connected", zap.String("spiffe_id", id), zap.String("peer", addr), zap.Int64("stream", streamID))
 	return nil
@@ -316,11 +348,13 @@ func (c callbacks) OnStreamDeltaRequest(streamID int64, req *discovery.DeltaDisc
 			msg = msg[:maxNACKLen] + "…"
 		}
 		n.lastNACK = &NACK{TypeURL: typeURL, Version: p.version, Message: msg, At: time.Now()}
+		n.nacked[typeURL] = p.version
 		c.s.log.Warn("xds: sidecar rejected an update", zap.String("spiffe_id", n.id), zap.String("type", typeURL),
 			zap.String("version", p.version), zap.String("error", msg))
 		return nil
 	}
 	n.acked[typeURL] = p.version
+	delete(n.nacked, typeURL)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -143,11 +144,55 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 	}
 	waitFor(t, "the revocation on the strict sidecar", func() bool { _, ok := strict.State().Revocation("r1"); return ok })
 
+	// What agentauthctl sidecars shows: the strict sidecar NACKED policies and is SYNCED on the other types; the
+	// lax one is SYNCED on all.
+	syncOf := func(sc *sidecar) map[string]SyncStatus {
+		n, ok := nodeByID(c.srv, sc.id.String())
+		if !ok {
+			return nil
+		}
+		cur, out := c.pub.Versions(), map[string]SyncStatus{}
+		for _, typeURL := range agentauthv1.ServedTypes() {
+			out[shortType(typeURL)] = n.Sync(typeURL, cur[typeURL])
+		}
+		return out
+	}
+	allSynced := map[string]SyncStatus{"Policy": Synced, "Revocation": Synced, "RiskState": Synced, "TrustBundle": Synced}
+	strictWant := maps.Clone(allSynced)
+	strictWant["Policy"] = NACKed
+	waitFor(t, "strict: policy NACKED, the rest SYNCED", func() bool { return maps.Equal(syncOf(strict), strictWant) })
+	waitFor(t, "lax: all SYNCED", func() bool { return maps.Equal(syncOf(lax), allSynced) })
+
 	// Fixing the policy clears the way.
 	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), policy("p2", `forbid (principal, action, resource);`)}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the fixed policy", func() bool { _, ok := strict.State().Policy("p2"); return ok })
+	waitFor(t, "strict: all SYNCED after the fix", func() bool { return maps.Equal(syncOf(strict), allSynced) })
+}
+
+func TestSync(t *testing.T) {
+	const typ = agentauthv1.PolicyType
+	tests := []struct {
+		name string
+		n    NodeStatus
+		want SyncStatus
+	}{
+		{"acked current", NodeStatus{Acked: map[string]string{typ: "1.5"}}, Synced},
+		{"acked older, update pending", NodeStatus{Acked: map[string]string{typ: "1.4"}, Pending: map[string]string{typ: "1.5"}}, Stale},
+		{"acked older", NodeStatus{Acked: map[string]string{typ: "1.4"}}, Stale},
+		{"first update pending", NodeStatus{Pending: map[string]string{typ: "1.5"}}, Stale},
+		{"rejected current", NodeStatus{Acked: map[string]string{typ: "1.4"}, NACKed: map[string]string{typ: "1.5"}}, NACKed},
+		{"rejected, newer pending", NodeStatus{NACKed: map[string]string{typ: "1.5"}, Pending: map[string]string{typ: "1.6"}}, NACKed},
+		{"nothing", NodeStatus{}, NotSent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.n.Sync(typ, "1.5"); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
 }
 
 func TestControllerRestartAndDown(t *testing.T) {

@@ -50,7 +50,7 @@ func (c *controllerEnv) bundle() string { return filepath.Join(c.dir, "data", "b
 // ctl runs agentauthctl against the controller and returns its output; a failure fails the test unless wantErr.
 func (c *controllerEnv) ctl(t *testing.T, wantErr bool, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "agentauthctl"), append([]string{"-socket", c.socket}, args...)...)
+	cmd := exec.Command(filepath.Join(binDir, "agentauthctl"), append([]string{"--socket", c.socket}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if (err != nil) != wantErr {
 		t.Fatalf("agentauthctl %v: err=%v\n%s", args, err, out)
@@ -63,7 +63,7 @@ func (c *controllerEnv) joinToken(t *testing.T, id string) string {
 	var resp struct {
 		Token string `json:"token"`
 	}
-	if err := json.Unmarshal([]byte(c.ctl(t, false, "join-token", "-spiffe-id", id, "-ttl", "10m")), &resp); err != nil {
+	if err := json.Unmarshal([]byte(c.ctl(t, false, "join-token", "-o", "json", "--spiffe-id", id, "--ttl", "10m")), &resp); err != nil {
 		t.Fatal(err)
 	}
 	return resp.Token
@@ -181,20 +181,66 @@ func TestControllerManagedSidecars(t *testing.T) {
 		}
 	})
 
-	t.Run("sidecars are listed with what they ACKed", func(t *testing.T) {
+	t.Run("sidecars are listed SYNCED on every type", func(t *testing.T) {
+		// One row per sidecar, one SYNCED per resource type (Policy, Revocation, RiskState, TrustBundle).
+		synced := func(out string) bool {
+			for _, id := range []string{agentID.String(), toolID.String()} {
+				i := strings.Index(out, id)
+				if i < 0 {
+					return false
+				}
+				line, _, _ := strings.Cut(out[i:], "\n")
+				if strings.Count(line, "SYNCED") != 4 {
+					return false
+				}
+			}
+			return true
+		}
+		deadline := time.Now().Add(30 * time.Second)
 		out := c.ctl(t, false, "sidecars")
-		for _, id := range []string{agentID.String(), toolID.String()} {
-			if !strings.Contains(out, id) {
-				t.Fatalf("sidecars output lacks %s:\n%s", id, out)
+		for !synced(out) {
+			if time.Now().After(deadline) {
+				t.Fatalf("sidecars are not both SYNCED:\n%s", out)
+			}
+			time.Sleep(100 * time.Millisecond)
+			out = c.ctl(t, false, "sidecars")
+		}
+		t.Logf("agentauthctl sidecars:\n%s", out)
+		if js := c.ctl(t, false, "sidecars", "-o", "json"); !strings.Contains(js, `"status": "SYNCED"`) {
+			t.Fatalf("-o json lacks the status:\n%s", js)
+		}
+	})
+
+	t.Run("identities lists what the issuer issued and the used join tokens", func(t *testing.T) {
+		out := c.ctl(t, false, "identities")
+		t.Logf("agentauthctl identities:\n%s", out)
+		for _, want := range []string{agentID.String(), toolID.String(), "used 20"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("identities output lacks %q:\n%s", want, out)
 			}
 		}
-		if !strings.Contains(out, "agentauth.v1.Policy") {
-			t.Fatalf("no ACKed policy version in:\n%s", out)
+	})
+
+	t.Run("policy diff and policy check against the live set", func(t *testing.T) {
+		if out := c.ctl(t, false, "policy", "diff", "--exit-code", policyFile); strings.TrimSpace(out) != "" {
+			t.Fatalf("the applied file differs from the live set:\n%s", out)
+		}
+		changed := writeFile(t, t.TempDir(), "weather.cedar", weatherPolicy+"\n// reviewed\n")
+		if out := c.ctl(t, true, "policy", "diff", "--exit-code", changed); !strings.Contains(out, "+// reviewed") {
+			t.Fatalf("diff of a changed file:\n%s", out)
+		}
+		allow := []string{"policy", "check", "--live", "--agent", agentID.String(), "--host", toolHost, "--path", "/whoami"}
+		if out := c.ctl(t, false, allow...); !strings.HasPrefix(out, "ALLOW") {
+			t.Fatalf("live check: %s", out)
+		}
+		deny := []string{"policy", "check", "--live", "--agent", "spiffe://example.org/agent/intruder", "--host", toolHost}
+		if out := c.ctl(t, true, deny...); !strings.HasPrefix(out, "DENY") {
+			t.Fatalf("live check of an agent no policy permits: %s", out)
 		}
 	})
 
 	t.Run("revocation is enforced on the next requests", func(t *testing.T) {
-		out := c.ctl(t, false, "revoke", "-kind", "spiffe", "-value", agentID.String(), "-reason", "agent compromised")
+		out := c.ctl(t, false, "revoke", "-o", "json", "--kind", "spiffe", "--value", agentID.String(), "--reason", "agent compromised")
 		var rev struct {
 			ID string `json:"id"`
 		}
@@ -204,6 +250,10 @@ func TestControllerManagedSidecars(t *testing.T) {
 		body := waitStatus(t, p, url, http.StatusForbidden)
 		if !strings.Contains(body, `"revoked"`) || !strings.Contains(body, rev.ID) {
 			t.Fatalf("refusal %s does not name the revocation %s", body, rev.ID)
+		}
+		check := []string{"policy", "check", "--live", "--agent", agentID.String(), "--host", toolHost, "--path", "/whoami"}
+		if out := c.ctl(t, true, check...); !strings.Contains(out, "DENY (revoked)") || !strings.Contains(out, rev.ID) {
+			t.Fatalf("live check of a revoked agent: %s", out)
 		}
 		c.ctl(t, false, "unrevoke", rev.ID)
 		waitStatus(t, p, url, http.StatusOK)
@@ -232,7 +282,7 @@ func TestControllerManagedSidecars(t *testing.T) {
 		}
 		c.start(t)
 		// State survived the restart (the policy is still served), and the sidecars reconnect.
-		if out := c.ctl(t, false, "policy", "list"); !strings.Contains(out, "planner-may-call-weather") {
+		if out := c.ctl(t, false, "policy", "list", "-o", "json"); !strings.Contains(out, "planner-may-call-weather") {
 			t.Fatalf("policy lost across restart:\n%s", out)
 		}
 		// Both must be back: the tool's sidecar enforces the revocation below, and each reconnects after its own
@@ -248,7 +298,7 @@ func TestControllerManagedSidecars(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		c.ctl(t, false, "revoke", "-kind", "spiffe", "-value", agentID.String(), "-reason", "after restart")
+		c.ctl(t, false, "revoke", "--kind", "spiffe", "--value", agentID.String(), "--reason", "after restart")
 		waitStatus(t, p, url, http.StatusForbidden)
 	})
 }

@@ -150,7 +150,7 @@ func TestDelegatedUser(t *testing.T) {
 	}
 
 	// Revoking the user refuses calls made for her, whichever agent makes them; calls for others go on.
-	e.c.ctl(t, false, "revoke", "-kind", "user_email", "-value", alice, "-reason", "account compromised")
+	e.c.ctl(t, false, "revoke", "--kind", "user_email", "--value", alice, "--reason", "account compromised")
 	waitRefused(t, func() (int, string) { c, _, b := e.callFor(t, "/whoami", alice); return c, b }, "revoked")
 	if code, _, body := e.callFor(t, "/whoami", bob); code != http.StatusOK {
 		t.Fatalf("call for bob after alice's revocation: %d %s", code, body)
