@@ -48,7 +48,8 @@ func TestSidecarPairRotation(t *testing.T) {
 	}
 	ca := testca.New(t, trustDomain)
 	life := 2 * *rotationEvery
-	const still, rotating = "sidecar mtls, SVIDs valid 1h", "sidecar mtls, rotating"
+	// No commas: the names become temporary directories, which the sidecars' YAML lists.
+	const still, rotating = "sidecar mtls static SVIDs", "sidecar mtls rotating SVIDs"
 	systems := []system{
 		{name: still, start: func(t *testing.T, _ *env, toolAddr string) ([]*proc, *url.URL, string) {
 			s := *e
@@ -57,8 +58,10 @@ func TestSidecarPairRotation(t *testing.T) {
 		}, wantBody: agentID.String()},
 		{name: rotating, start: func(t *testing.T, _ *env, toolAddr string) ([]*proc, *url.URL, string) {
 			s := *e
-			s.agent = issue(t, ca, agentID, testca.WithTTL(life))
-			s.tool = issue(t, ca, toolID, testca.WithTTL(life))
+			// Short-lived SVIDs; the WITs (unused in mtls mode, but loaded with them) keep their hour.
+			s.agent, s.tool = issue(t, ca, agentID), issue(t, ca, toolID)
+			ca.WriteSVIDFiles(s.agent.dir, ca.CreateX509SVID(agentID, testca.WithTTL(life)))
+			ca.WriteSVIDFiles(s.tool.dir, ca.CreateX509SVID(toolID, testca.WithTTL(life)))
 			s.agent.reload, s.tool.reload = time.Second, time.Second
 			rotate(t, ca, *rotationEvery, life, map[spiffeid.ID]creds{agentID: s.agent, toolID: s.tool})
 			return startSidecars("mtls", true)(t, &s, toolAddr)
