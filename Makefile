@@ -7,7 +7,7 @@ PKGS := ./...
 # "context deadline exceeded" as a failure when the time runs out mid-step, with no failing input.
 FUZZTIME ?= 20000x
 
-.PHONY: all build test vet bench bench-micro bench-pair demo generate lint interop fuzz-short release test-release clean
+.PHONY: all build test vet bench bench-micro bench-pair bench-rotation demo generate lint interop fuzz-short release test-release clean
 
 all: build
 
@@ -54,6 +54,11 @@ bench-micro:
 
 bench-pair:
 	$(GO) test -tags bench -run '^TestSidecarPair$$' -count=1 -v -timeout 20m ./test/bench $(BENCHFLAGS)
+
+# What connection retirement costs: the mtls pair with SVIDs rotated every 10s against the same pair without
+# rotation, in one run (~6 minutes at the defaults; BENCHFLAGS='-rounds 1 -rotation.duration 25s' is quicker).
+bench-rotation:
+	$(GO) test -tags bench -run '^TestSidecarPairRotation$$' -count=1 -v -timeout 30m ./test/bench $(BENCHFLAGS)
 
 demo: build
 	@CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./examples/sampletool ./examples/sampleagent

@@ -40,6 +40,10 @@ var (
 	ErrUnsupportedAlg = newReason("unsupported_algorithm")
 	// ErrTooLarge: a header, token or body beyond the configured limit.
 	ErrTooLarge = newReason("too_large")
+	// ErrPeerCertExpired: the request came on a connection whose peer certificate has passed its NotAfter since
+	// the handshake (401). The connection is closed with the refusal, so the client handshakes again with its
+	// current certificate.
+	ErrPeerCertExpired = newReason("peer_certificate_expired")
 )
 
 // Authorization failures (403).
@@ -61,7 +65,7 @@ var (
 var all = []*Reason{
 	ErrMissing, ErrMalformed, ErrBadSignature, ErrExpired, ErrNotYetValid, ErrWrongAudience, ErrReplay,
 	ErrMismatch, ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrDenied, ErrRevoked, ErrUpstream,
-	ErrUpstreamTimeout,
+	ErrUpstreamTimeout, ErrPeerCertExpired,
 }
 
 // Internal is the reason code of an error that wraps none of the sentinels.
@@ -99,7 +103,7 @@ func Codes() []string {
 // HTTPStatus maps err to the status the sidecar answers with.
 func HTTPStatus(err error) int {
 	switch Of(err) {
-	case ErrMissing:
+	case ErrMissing, ErrPeerCertExpired:
 		return http.StatusUnauthorized
 	case ErrDenied, ErrRevoked:
 		return http.StatusForbidden

@@ -21,6 +21,7 @@ func TestCodeAndStatus(t *testing.T) {
 		{fmt.Errorf("%w: header over 8 KiB", ErrTooLarge), "too_large", http.StatusRequestEntityTooLarge},
 		{ErrUpstream, "upstream_unavailable", http.StatusBadGateway},
 		{ErrUpstreamTimeout, "upstream_timeout", http.StatusGatewayTimeout},
+		{fmt.Errorf("%w: client certificate expired", ErrPeerCertExpired), "peer_certificate_expired", http.StatusUnauthorized},
 		{errors.New("something else"), Internal, http.StatusInternalServerError},
 	}
 	for _, tt := range tests {

@@ -43,6 +43,14 @@ type Config struct {
 	} `yaml:"log"`
 }
 
+// Bounds of issuer.svidTTL. Lifetimes under SaneMinSVIDTTL are accepted, with a warning at start, so that tests
+// and demos can watch credentials rotate every few seconds; in production every renewal is a round trip to the
+// controller and every rotation new handshakes on every connection, so they cost more than they protect.
+const (
+	MinSVIDTTL     = time.Second
+	SaneMinSVIDTTL = time.Minute
+)
+
 // IssuerConfig configures the built-in CA.
 type IssuerConfig struct {
 	Listen string `yaml:"listen"`
@@ -318,8 +326,8 @@ func (c *Config) Validate() error {
 	if c.Admin.Socket == "" {
 		add("admin.socket", "required: the Unix socket agentauthctl uses")
 	}
-	if c.Issuer.SVIDTTL < time.Minute || c.Issuer.SVIDTTL > 24*time.Hour {
-		add("issuer.svidTTL", "%v is outside 1m..24h (credentials are meant to be short-lived)", c.Issuer.SVIDTTL)
+	if c.Issuer.SVIDTTL < MinSVIDTTL || c.Issuer.SVIDTTL > 24*time.Hour {
+		add("issuer.svidTTL", "%v is outside %v..24h (credentials are meant to be short-lived)", c.Issuer.SVIDTTL, MinSVIDTTL)
 	}
 	if c.Issuer.Keys != "file" && c.Issuer.Keys != "tpm" {
 		add("issuer.keys", "%q is not file or tpm", c.Issuer.Keys)

@@ -31,6 +31,7 @@ func TestParse(t *testing.T) {
 		{"bad trust domain", "trustDomain: Example Org\n", "trustDomain:"},
 		{"bad listen", "xds: {listen: nowhere}\n", "xds.listen"},
 		{"ttl too long", "issuer: {listen: 127.0.0.1:8443, svidTTL: 48h}\n", "issuer.svidTTL"},
+		{"ttl under a second", "issuer: {listen: 127.0.0.1:8443, svidTTL: 500ms}\n", "issuer.svidTTL: 500ms is outside 1s..24h"},
 		{"unknown key store", "issuer: {listen: 127.0.0.1:8443, keys: hsm}\n", "issuer.keys"},
 		{"ssf without transmitters", "ssf: {listen: 127.0.0.1:8090}\n", "ssf.transmitters"},
 		{"transmitter with two key sources", "ssf: {listen: 127.0.0.1:8090, transmitters: [{issuer: i, audience: [a], jwksFile: f, jwksURL: u}]}\n", "exactly one of jwksFile and jwksURL"},
@@ -76,6 +77,17 @@ func TestParse(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// A lifetime of a few seconds is accepted (New warns about it), so tests and demos can watch rotation.
+func TestParseShortSVIDTTL(t *testing.T) {
+	cfg, err := Parse([]byte(strings.Replace(validConfig, "issuer: {listen: 127.0.0.1:8443}", "issuer: {listen: 127.0.0.1:8443, svidTTL: 5s}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Issuer.SVIDTTL != 5*time.Second {
+		t.Fatalf("svidTTL %v", cfg.Issuer.SVIDTTL)
 	}
 }
 

@@ -83,6 +83,10 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 	if c.td, err = spiffeid.TrustDomainFromString(cfg.TrustDomain); err != nil {
 		return nil, fmt.Errorf("trustDomain: %w", err)
 	}
+	if cfg.Issuer.SVIDTTL < SaneMinSVIDTTL {
+		log.Warn("issuer.svidTTL is below the sane minimum: meant for tests and demos of rotation, not production",
+			zap.Duration("svidTTL", cfg.Issuer.SVIDTTL), zap.Duration("saneMinimum", SaneMinSVIDTTL))
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("dataDir: %w", err)
 	}

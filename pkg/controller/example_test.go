@@ -18,5 +18,5 @@ ops: {listen: 127.0.0.1:9090}
 	fmt.Println(err)
 	// Output:
 	// invalid controller config:
-	//   line 3: issuer.svidTTL: 72h0m0s is outside 1m..24h (credentials are meant to be short-lived)
+	//   line 3: issuer.svidTTL: 72h0m0s is outside 1s..24h (credentials are meant to be short-lived)
 }

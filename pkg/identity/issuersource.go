@@ -23,12 +23,12 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/local"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/issuer"
+	"github.com/agentauth/agentauth/pkg/mtls"
 )
 
 // Defaults for IssuerConfig.
@@ -340,7 +340,7 @@ func newCSR() (*ecdsa.PrivateKey, []byte, error) {
 // call runs fn on a fresh connection to the issuer with TLS configuration conf. Rotations are minutes apart, so a
 // connection per call costs nothing worth keeping one open for, and each call gets the current client SVID.
 func (s *IssuerSource) call(conf *tls.Config, fn func(*issuer.Client) error) error {
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(conf))}, s.cfg.DialOptions...)
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(mtls.GRPCCredentials(conf, nil))}, s.cfg.DialOptions...)
 	cc, err := grpc.NewClient(s.cfg.Address, opts...)
 	if err != nil {
 		return fmt.Errorf("identity: issuer %s: %w", s.cfg.Address, err)

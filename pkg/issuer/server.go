@@ -28,6 +28,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/mtls"
 )
 
 // Defaults for ServiceConfig.
@@ -189,7 +190,9 @@ func NewGRPCServer(ca *CA, cfg ServiceConfig, opts ...grpc.ServerOption) (*grpc.
 	if _, err := s.getCertificate(nil); err != nil {
 		return nil, err
 	}
-	g := grpc.NewServer(serverOptions(credentials.NewTLS(tlsConf), opts)...)
+	// A connection ends when the issuer's certificate or the client's expires (Renew also checks the client's
+	// on every call).
+	g := grpc.NewServer(serverOptions(mtls.GRPCCredentials(tlsConf, nil), opts)...)
 	agentauthv1.RegisterIssuerServiceServer(g, s)
 	return g, nil
 }

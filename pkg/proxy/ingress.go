@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
@@ -289,6 +290,10 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	growStack()
 	st, r := begin(&h.opts, Ingress, w, r)
 	defer st.end()
+	if err := checkPeerCertificate(r.TLS, time.Now()); err != nil {
+		st.refuse(err)
+		return
+	}
 	if err := checkHeaderSize(r, h.opts.Limits.MaxHeaderBytes); err != nil {
 		st.refuse(err)
 		return

@@ -198,6 +198,9 @@ func (st *reqState) refuse(err error) {
 			h[k] = v
 		}
 	}
+	if closesConnection(err) {
+		h.Set("Connection", "close")
+	}
 	if be, ok := errors.AsType[*BodyError](err); ok {
 		h.Set("Content-Type", be.ContentType)
 		st.w.WriteHeader(status)

@@ -17,12 +17,16 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/mtls"
 )
 
 // transports are one route's connection pools. Protocol upgrades (WebSocket) cannot ride HTTP/2, so they get
 // their own HTTP/1.1-only pool; everything else shares main (HTTP/2 when the upstream offers it by ALPN, or h2c).
 type transports struct {
 	main, h1 *http.Transport
+	// retireAt is when the first TLS connection these pools made must stop taking requests (unix nanoseconds,
+	// 0: never); see upstream.current.
+	retireAt atomic.Int64
 }
 
 // upstreamPool keeps a route's transports across route-table swaps as long as the route's upstream settings are
@@ -30,14 +34,14 @@ type transports struct {
 type upstreamPool struct {
 	opts *Options
 	mu   sync.Mutex
-	m    map[string]*transports
+	m    map[string]*upstream
 	// byRoute maps the current table's routes to their transports, so a request finds its pool with one pointer
 	// lookup instead of formatting the key under the lock.
-	byRoute atomic.Pointer[map[*Route]*transports]
+	byRoute atomic.Pointer[map[*Route]*upstream]
 }
 
 func newUpstreamPool(opts *Options) *upstreamPool {
-	return &upstreamPool{opts: opts, m: make(map[string]*transports)}
+	return &upstreamPool{opts: opts, m: make(map[string]*upstream)}
 }
 
 func poolKey(rt *Route) string {
@@ -48,7 +52,7 @@ func poolKey(rt *Route) string {
 	return fmt.Sprintf("%s|%s|%t|%d|%s", rt.Name, u, rt.H2C, rt.Modes, rt.UpstreamID)
 }
 
-func (p *upstreamPool) get(rt *Route) *transports {
+func (p *upstreamPool) get(rt *Route) *upstream {
 	if m := p.byRoute.Load(); m != nil {
 		if t := (*m)[rt]; t != nil {
 			return t
@@ -60,11 +64,11 @@ func (p *upstreamPool) get(rt *Route) *transports {
 	return p.lockedGet(rt)
 }
 
-func (p *upstreamPool) lockedGet(rt *Route) *transports {
+func (p *upstreamPool) lockedGet(rt *Route) *upstream {
 	key := poolKey(rt)
 	t := p.m[key]
 	if t == nil {
-		t = p.build(rt)
+		t = newUpstream(func() *transports { return p.build(rt) })
 		p.m[key] = t
 	}
 	return t
@@ -85,7 +89,7 @@ func (p *upstreamPool) retain(t *RouteTable) {
 			delete(p.m, k)
 		}
 	}
-	byRoute := make(map[*Route]*transports, len(t.routes))
+	byRoute := make(map[*Route]*upstream, len(t.routes))
 	for _, rt := range t.routes {
 		byRoute[rt] = p.lockedGet(rt)
 	}
@@ -106,6 +110,7 @@ func (t *transports) closeIdle() {
 }
 
 func (p *upstreamPool) build(rt *Route) *transports {
+	t := &transports{}
 	lim := p.opts.Limits
 	dialer := &net.Dialer{Timeout: lim.DialTimeout, KeepAlive: 30 * time.Second}
 	base := func() *http.Transport {
@@ -126,8 +131,8 @@ func (p *upstreamPool) build(rt *Route) *transports {
 	switch {
 	case rt.Upstream != nil && rt.Upstream.Scheme == "https":
 		main.ForceAttemptHTTP2 = true
-		main.DialTLSContext = p.dialTLS(rt, dialer, []string{"h2", "http/1.1"})
-		h1.DialTLSContext = p.dialTLS(rt, dialer, []string{"http/1.1"})
+		main.DialTLSContext = p.dialTLS(rt, t, dialer, []string{"h2", "http/1.1"})
+		h1.DialTLSContext = p.dialTLS(rt, t, dialer, []string{"http/1.1"})
 	case rt.H2C:
 		var protos http.Protocols
 		protos.SetUnencryptedHTTP2(true)
@@ -135,11 +140,14 @@ func (p *upstreamPool) build(rt *Route) *transports {
 	default:
 		h1 = main
 	}
-	return &transports{main: main, h1: h1}
+	t.main, t.h1 = main, h1
+	return t
 }
 
-// dialTLS asks the TLSConfigFunc for a config on every new connection, so credentials rotate per handshake.
-func (p *upstreamPool) dialTLS(rt *Route, d *net.Dialer, protos []string) func(context.Context, string, string) (net.Conn, error) {
+// dialTLS asks the TLSConfigFunc for a config on every new connection, so credentials rotate per handshake. Each
+// connection ends with the certificates of its handshake: it tells t when to retire (before they expire) and
+// closes itself when the first of them does (see upstream.current).
+func (p *upstreamPool) dialTLS(rt *Route, t *transports, d *net.Dialer, protos []string) func(context.Context, string, string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		ctx, cancel := context.WithTimeout(ctx, p.opts.Limits.DialTimeout)
 		defer cancel()
@@ -155,10 +163,13 @@ func (p *upstreamPool) dialTLS(rt *Route, d *net.Dialer, protos []string) func(c
 			cfg.ServerName, _, _ = net.SplitHostPort(addr)
 		}
 		cfg.NextProtos = protos
-		conn, err := d.DialContext(ctx, network, addr)
+		var presented mtls.Presented
+		cfg = presented.Track(cfg)
+		raw, err := d.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
+		conn := mtls.NewExpiringConn(raw)
 		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
@@ -167,6 +178,10 @@ func (p *upstreamPool) dialTLS(rt *Route, d *net.Dialer, protos []string) func(c
 			}
 			return nil, fmt.Errorf("%w: TLS handshake with %s: %v", autherr.ErrUpstream, addr, err)
 		}
+		cs := tc.ConnectionState()
+		notAfter := mtls.Earliest(presented.NotAfter(), mtls.PeerNotAfter(&cs))
+		t.retireBy(mtls.RetireAt(time.Now(), notAfter))
+		conn.ExpireAt(notAfter, nil)
 		return tc, nil
 	}
 }
@@ -201,7 +216,7 @@ func (t *routeTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 			out.Body = b
 		}
 	}
-	tr := t.pool.get(st.route)
+	tr := t.pool.get(st.route).current()
 	if requiresHTTP1(out) {
 		return tr.h1.RoundTrip(out)
 	}

@@ -17,11 +17,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/mtls"
 )
 
 // Client settings.
@@ -145,7 +145,9 @@ func (c *Client) Status() Status {
 // While disconnected the last state stays in force.
 func (c *Client) Run(ctx context.Context) error {
 	conn, err := grpc.NewClient(c.cfg.Target,
-		grpc.WithTransportCredentials(credentials.NewTLS(c.cfg.TLSConfig)),
+		// The connection closes itself a margin before its certificates (ours or the controller's) expire, so the
+		// stream is re-established over a new handshake with the current SVID before the controller cuts it.
+		grpc.WithTransportCredentials(mtls.GRPCCredentials(c.cfg.TLSConfig, nil)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: clientKeepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxResponseSize)),
 		// Fixed windows: no BDP pings on every update (see the server).

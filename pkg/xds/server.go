@@ -27,6 +27,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/mtls"
 )
 
 // gRPC settings of the ADS server.
@@ -152,7 +154,12 @@ func NewServer(pub *Publisher, cfg ServerConfig) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	s.grpc = grpc.NewServer(
-		grpc.Creds(loggingCreds{credentials.NewTLS(cfg.TLSConfig), s.log}),
+		// Each connection ends when the certificate of either side expires: the stream was authenticated by them
+		// only. Sidecars reconnect before that, with their current SVID, and resume from the versions they hold.
+		grpc.Creds(loggingCreds{mtls.GRPCCredentials(cfg.TLSConfig, func(remote net.Addr) {
+			s.log.Info("xds: closing connection: its certificates expired", zap.String("peer", remote.String()),
+				zap.String("reason", autherr.ErrPeerCertExpired.Code()))
+		}), s.log}),
 		grpc.ConnectionTimeout(handshakeTimeout),
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),

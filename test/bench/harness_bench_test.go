@@ -120,6 +120,8 @@ func freeAddr(t *testing.T) string {
 // creds are one workload's credential files as the sidecar's identity.files section names them.
 type creds struct {
 	dir, cert, key, bundlePEM, bundleJSON, wit, witKey string
+	// reload, when set, is identity.files.reloadInterval (for credentials the benchmark rotates).
+	reload time.Duration
 }
 
 func issue(t *testing.T, ca *testca.CA, id spiffeid.ID, opts ...testca.SVIDOption) creds {
@@ -141,7 +143,14 @@ func (c creds) identityYAML(td string) string {
       %s: [%s, %s]
     wit: %s
     witKey: %s
-`, c.cert, c.key, td, c.bundlePEM, c.bundleJSON, c.wit, c.witKey)
+`, c.cert, c.key, td, c.bundlePEM, c.bundleJSON, c.wit, c.witKey) + reloadYAML(c.reload)
+}
+
+func reloadYAML(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return fmt.Sprintf("    reloadInterval: %s\n", d)
 }
 
 func writeFile(t *testing.T, dir, name, content string) string {

@@ -92,6 +92,7 @@ func startManagedPairWith(t *testing.T, c *controllerEnv, o managedOptions) *pai
 	p := &pair{toolAddr: freeAddr(t), ingressAddr: freeAddr(t), egressProxy: freeAddr(t),
 		egressAdmin: freeAddr(t), ingressAdmin: freeAddr(t)}
 	dir := t.TempDir()
+	p.managedDir = dir
 	p.tool = start(t, "sampletool", nil, "-listen", p.toolAddr)
 	waitHTTP(t, p.tool, "http://"+p.toolAddr+"/whoami", http.StatusOK)
 

@@ -64,6 +64,8 @@ type pair struct {
 	toolAddr, grpcAddr, ingressAddr, egressProxy, egressAdmin, ingressAdmin string
 	egress, ingress, tool                                                   *proc
 	agentFiles, toolFiles                                                   workloadFiles
+	// managedDir holds a controller-managed pair's configs and state directories (<name>-state).
+	managedDir string
 }
 
 type pairOptions struct {
