@@ -40,6 +40,8 @@ var (
 	ErrUnsupportedAlg = newReason("unsupported_algorithm")
 	// ErrTooLarge: a header, token or body beyond the configured limit.
 	ErrTooLarge = newReason("too_large")
+	// ErrRateLimited: the client sent more requests than its rate allows (429); it may retry later.
+	ErrRateLimited = newReason("rate_limited")
 )
 
 // Authorization failures (403).
@@ -60,7 +62,7 @@ var (
 
 var all = []*Reason{
 	ErrMissing, ErrMalformed, ErrBadSignature, ErrExpired, ErrNotYetValid, ErrWrongAudience, ErrReplay,
-	ErrMismatch, ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrDenied, ErrRevoked, ErrUpstream,
+	ErrMismatch, ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrRateLimited, ErrDenied, ErrRevoked, ErrUpstream,
 	ErrUpstreamTimeout,
 }
 
@@ -105,6 +107,8 @@ func HTTPStatus(err error) int {
 		return http.StatusForbidden
 	case ErrTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case ErrRateLimited:
+		return http.StatusTooManyRequests
 	case ErrUpstream:
 		return http.StatusBadGateway
 	case ErrUpstreamTimeout:
