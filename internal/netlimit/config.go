@@ -21,7 +21,7 @@ type Config struct {
 	IdleTimeout time.Duration `yaml:"idleTimeout,omitempty"`
 }
 
-// WithDefaults returns c with each unset (zero) field taken from d.
+// WithDefaults returns c with each unset (zero) field taken from d, the per-IP cap at most c's listener cap.
 func (c Config) WithDefaults(d Config) Config {
 	pickInt := func(v, def int) int {
 		if v == 0 {
@@ -36,7 +36,8 @@ func (c Config) WithDefaults(d Config) Config {
 		return v
 	}
 	c.MaxConnections = pickInt(c.MaxConnections, d.MaxConnections)
-	c.MaxConnectionsPerIP = pickInt(c.MaxConnectionsPerIP, d.MaxConnectionsPerIP)
+	// A default per-IP cap never exceeds the listener's cap the operator chose.
+	c.MaxConnectionsPerIP = pickInt(c.MaxConnectionsPerIP, min(d.MaxConnectionsPerIP, c.MaxConnections))
 	c.ReadHeaderTimeout = pick(c.ReadHeaderTimeout, d.ReadHeaderTimeout)
 	c.ReadTimeout = pick(c.ReadTimeout, d.ReadTimeout)
 	c.IdleTimeout = pick(c.IdleTimeout, d.IdleTimeout)
