@@ -7,7 +7,7 @@ PKGS := ./...
 # "context deadline exceeded" as a failure when the time runs out mid-step, with no failing input.
 FUZZTIME ?= 20000x
 
-.PHONY: all build test vet bench bench-micro bench-pair bench-rotation demo generate lint interop fuzz-short release test-release clean
+.PHONY: all build test test-adversarial vet bench bench-micro bench-pair bench-rotation demo generate lint interop fuzz-short release test-release clean
 
 all: build
 
@@ -15,14 +15,19 @@ build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
-# Also vets the suites behind build tags (the benchmark, the interop checks), which `make test` does not build.
+# Also vets the suites behind build tags (the benchmark, the interop checks, the adversarial suite), which `make test` does not build.
 vet:
 	$(GO) vet $(PKGS)
-	$(GO) vet -tags bench,interop,release ./test/...
+	$(GO) vet -tags bench,interop,release,adversarial ./test/...
 
 # The README's test command: static checks, then every test with the race detector.
 test: vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# Hostile clients against the real binaries on loopback (test/adversarial): connection floods on every listener
+# of the controller and the sidecars, with bounded counts; about a minute and a half, most of it building.
+test-adversarial:
+	$(GO) test -tags adversarial -count=1 -timeout 10m ./test/adversarial/...
 
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \

@@ -44,6 +44,8 @@ var (
 	// the handshake (401). The connection is closed with the refusal, so the client handshakes again with its
 	// current certificate.
 	ErrPeerCertExpired = newReason("peer_certificate_expired")
+	// ErrRateLimited: the client sent more requests than its rate allows (429); it may retry later.
+	ErrRateLimited = newReason("rate_limited")
 )
 
 // Authorization failures (403).
@@ -64,7 +66,7 @@ var (
 
 var all = []*Reason{
 	ErrMissing, ErrMalformed, ErrBadSignature, ErrExpired, ErrNotYetValid, ErrWrongAudience, ErrReplay,
-	ErrMismatch, ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrDenied, ErrRevoked, ErrUpstream,
+	ErrMismatch, ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrRateLimited, ErrDenied, ErrRevoked, ErrUpstream,
 	ErrUpstreamTimeout, ErrPeerCertExpired,
 }
 
@@ -109,6 +111,8 @@ func HTTPStatus(err error) int {
 		return http.StatusForbidden
 	case ErrTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case ErrRateLimited:
+		return http.StatusTooManyRequests
 	case ErrUpstream:
 		return http.StatusBadGateway
 	case ErrUpstreamTimeout:

@@ -19,6 +19,7 @@ func TestCodeAndStatus(t *testing.T) {
 		{fmt.Errorf("policy: %w: no permit", ErrDenied), "policy_denied", http.StatusForbidden},
 		{ErrRevoked, "revoked", http.StatusForbidden},
 		{fmt.Errorf("%w: header over 8 KiB", ErrTooLarge), "too_large", http.StatusRequestEntityTooLarge},
+		{ErrRateLimited, "rate_limited", http.StatusTooManyRequests},
 		{ErrUpstream, "upstream_unavailable", http.StatusBadGateway},
 		{ErrUpstreamTimeout, "upstream_timeout", http.StatusGatewayTimeout},
 		{fmt.Errorf("%w: client certificate expired", ErrPeerCertExpired), "peer_certificate_expired", http.StatusUnauthorized},

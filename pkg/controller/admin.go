@@ -2,30 +2,35 @@ package controller
 
 import (
 	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/peercred"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/xds"
 )
 
-// The admin API is JSON over the controller's Unix socket (mode 0600): whoever can open the socket administers the
-// controller, as with SPIRE's server socket. agentauthctl is its client; the wire types below are its contract.
+// The admin API is JSON over the controller's Unix socket (mode 0600): a process that can open the socket and
+// whose user is allowed (adminPeerCheck) administers the controller, as with SPIRE's server socket. agentauthctl is its client; the wire types below are its contract.
 
 // PolicyDoc is one Cedar policy file.
 type PolicyDoc struct {
@@ -440,4 +445,41 @@ func writeProtoList[M proto.Message](w http.ResponseWriter, key string, items []
 		raws = append(raws, b)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{key: raws})
+}
+
+// peerCredKey is the request context key of the admin connection's peer credentials (or the error reading them).
+type peerCredKey struct{}
+
+type peerCredResult struct {
+	cred peercred.Cred
+	err  error
+}
+
+// withPeerCred records the kernel's credentials of the process at the other end of an admin connection.
+func withPeerCred(ctx context.Context, conn net.Conn) context.Context {
+	cred, err := peercred.Read(conn)
+	return context.WithValue(ctx, peerCredKey{}, peerCredResult{cred, err})
+}
+
+// adminPeerCheck serves only peers whose uid is root's, the controller's own or in admin.allowedUIDs, or whose
+// gid is in admin.allowedGIDs; any other gets 403. Whoever reaches the socket file is not enough: its mode is the
+// first gate, the peer's credentials the second.
+func (c *Controller) adminPeerCheck(next http.Handler) http.Handler {
+	uids := append([]uint32{0, uint32(os.Geteuid())}, c.cfg.Admin.AllowedUIDs...)
+	gids := c.cfg.Admin.AllowedGIDs
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _ := r.Context().Value(peerCredKey{}).(peerCredResult)
+		switch {
+		case p.err != nil:
+			c.log.Error("admin: cannot read the peer's credentials; refusing", zap.Error(p.err))
+			writeError(w, http.StatusForbidden, errors.New("the admin API could not identify the calling process"))
+		case slices.Contains(uids, p.cred.UID) || slices.Contains(gids, p.cred.GID):
+			next.ServeHTTP(w, r)
+		default:
+			c.log.Warn("admin: refused a process whose user is not allowed", zap.Uint32("uid", p.cred.UID),
+				zap.Uint32("gid", p.cred.GID), zap.Int32("pid", p.cred.PID))
+			writeError(w, http.StatusForbidden, fmt.Errorf("uid %d (gid %d) may not use the admin API: "+
+				"admin.allowedUIDs and admin.allowedGIDs list who may, besides root and the controller's user", p.cred.UID, p.cred.GID))
+		}
+	})
 }

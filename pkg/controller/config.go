@@ -12,6 +12,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauth/agentauth/internal/confyaml"
+	"github.com/agentauth/agentauth/internal/netlimit"
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/signals"
@@ -65,6 +66,11 @@ type IssuerConfig struct {
 	LocalSocket string `yaml:"localSocket,omitempty"`
 	// PeerIDs maps Unix uids to SPIFFE IDs for LocalSocket; a uid not listed is refused.
 	PeerIDs []PeerIDConfig `yaml:"peerIDs,omitempty"`
+	// Limits bound Listen's connections: readHeaderTimeout bounds the TLS handshake, idleTimeout closes a
+	// connection without calls, readTimeout is not used (gRPC).
+	Limits netlimit.Config `yaml:"limits,omitempty"`
+	// RateLimit bounds Attest calls per client IP (Attest needs no client certificate; Renew is not limited).
+	RateLimit netlimit.RateConfig `yaml:"rateLimit,omitempty"`
 }
 
 // PeerIDConfig maps one Unix uid to the SPIFFE ID its processes get on the issuer's local socket.
@@ -75,6 +81,10 @@ type PeerIDConfig struct {
 
 // maxUnixSocketPath is the longest path a Unix socket address holds on Linux (sun_path is 108 bytes with the NUL).
 const maxUnixSocketPath = 107
+
+// maxPrivateSocketPath is the longest admin.socket: it is bound in a new directory beside its path first
+// (listenUnix), whose name takes up to privateDirSuffix more bytes.
+const maxPrivateSocketPath = maxUnixSocketPath - privateDirSuffix
 
 // TokenServiceConfig configures the token service.
 type TokenServiceConfig struct {
@@ -90,6 +100,10 @@ type TokenServiceConfig struct {
 	// AccessTokens say which workloads may get access tokens for which APIs, with at most which scopes. Access
 	// tokens are bearer credentials outside the trust domain's control: without an entry, none are issued.
 	AccessTokens []AccessTokenGrantConfig `yaml:"accessTokens,omitempty"`
+	// Limits bound Listen's connections and requests.
+	Limits netlimit.Config `yaml:"limits,omitempty"`
+	// RateLimit bounds requests per client IP: the endpoint takes them before authenticating anyone.
+	RateLimit netlimit.RateConfig `yaml:"rateLimit,omitempty"`
 }
 
 // AccessTokenGrantConfig lets the workloads listed get access tokens for one API (RFC 8693 audience or resource).
@@ -121,6 +135,10 @@ type UserIssuerConfig struct {
 type SSFConfig struct {
 	Listen       string              `yaml:"listen"`
 	Transmitters []TransmitterConfig `yaml:"transmitters"`
+	// Limits bound Listen's connections and requests.
+	Limits netlimit.Config `yaml:"limits,omitempty"`
+	// RateLimit bounds pushes per client IP: they are read before their SETs are verified.
+	RateLimit netlimit.RateConfig `yaml:"rateLimit,omitempty"`
 }
 
 // TransmitterConfig is one trusted SSF transmitter.
@@ -174,12 +192,45 @@ type SSFStreamConfig struct {
 // ListenConfig is one TCP listener.
 type ListenConfig struct {
 	Listen string `yaml:"listen"`
+	// Limits bound its connections (on xds, a gRPC listener: readHeaderTimeout bounds the TLS handshake,
+	// idleTimeout closes a connection without streams, readTimeout is not used).
+	Limits netlimit.Config `yaml:"limits,omitempty"`
 }
 
 // AdminConfig is the admin API's Unix socket.
 type AdminConfig struct {
 	Socket string `yaml:"socket"`
+	// AllowedUIDs and AllowedGIDs are the Unix users and groups, besides root and the controller's own user, whose
+	// processes may use the admin API: the kernel's peer credentials (SO_PEERCRED) of each connection are checked,
+	// and any other peer gets 403. With either set, the socket file is mode 0666 so they can connect; the
+	// directory holding it must let them reach it.
+	AllowedUIDs []uint32 `yaml:"allowedUIDs,omitempty"`
+	AllowedGIDs []uint32 `yaml:"allowedGIDs,omitempty"`
+	// Limits bound the socket's connections and requests (maxConnectionsPerIP does not apply).
+	Limits netlimit.Config `yaml:"limits,omitempty"`
 }
+
+// Default limits of each listener: sized so that together they stay far below the process's descriptor limit,
+// whatever any one listener is sent. Attest, the token service and SSF push answer anyone who reaches them.
+var (
+	defaultHTTPLimits = netlimit.Config{MaxConnections: 1024, MaxConnectionsPerIP: 64,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
+	// Each sidecar holds one ADS connection; many may share a host's address.
+	defaultXDSLimits = netlimit.Config{MaxConnections: 16384, MaxConnectionsPerIP: 1024,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	// Workloads connect to attest and, once per half SVID lifetime, to renew.
+	defaultIssuerLimits = netlimit.Config{MaxConnections: 2048, MaxConnectionsPerIP: 64,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	// Probes and scrapes, and agentauthctl: a few at a time.
+	defaultOpsLimits = netlimit.Config{MaxConnections: 64, MaxConnectionsPerIP: 16,
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second}
+	defaultAdminLimits = netlimit.Config{MaxConnections: 64, MaxConnectionsPerIP: 64,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, IdleTimeout: 60 * time.Second}
+
+	defaultTokenRate  = netlimit.RateConfig{RequestsPerSecond: 50, Burst: 100}
+	defaultSSFRate    = netlimit.RateConfig{RequestsPerSecond: 20, Burst: 50}
+	defaultAttestRate = netlimit.RateConfig{RequestsPerSecond: 5, Burst: 20}
+)
 
 // Load reads and validates a YAML config file; unknown keys are errors, and validation errors carry YAML lines.
 func Load(path string) (*Config, error) {
@@ -212,6 +263,19 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
+	}
+	c.Issuer.Limits = c.Issuer.Limits.WithDefaults(defaultIssuerLimits)
+	c.Issuer.RateLimit = c.Issuer.RateLimit.WithDefaults(defaultAttestRate)
+	c.XDS.Limits = c.XDS.Limits.WithDefaults(defaultXDSLimits)
+	c.Ops.Limits = c.Ops.Limits.WithDefaults(defaultOpsLimits)
+	c.Admin.Limits = c.Admin.Limits.WithDefaults(defaultAdminLimits)
+	if ts := c.TokenService; ts != nil {
+		ts.Limits = ts.Limits.WithDefaults(defaultHTTPLimits)
+		ts.RateLimit = ts.RateLimit.WithDefaults(defaultTokenRate)
+	}
+	if s := c.SSF; s != nil {
+		s.Limits = s.Limits.WithDefaults(defaultHTTPLimits)
+		s.RateLimit = s.RateLimit.WithDefaults(defaultSSFRate)
 	}
 }
 
@@ -325,6 +389,22 @@ func (c *Config) Validate() error {
 	}
 	if c.Admin.Socket == "" {
 		add("admin.socket", "required: the Unix socket agentauthctl uses")
+	} else if len(c.Admin.Socket) > maxPrivateSocketPath {
+		add("admin.socket", "%q is %d bytes, over the %d a Unix socket path may have here (it is bound in a private "+
+			"directory beside it first)", c.Admin.Socket, len(c.Admin.Socket), maxPrivateSocketPath)
+	}
+	c.Issuer.Limits.Validate("issuer.limits", add)
+	c.Issuer.RateLimit.Validate("issuer.rateLimit", add)
+	c.XDS.Limits.Validate("xds.limits", add)
+	c.Ops.Limits.Validate("ops.limits", add)
+	c.Admin.Limits.Validate("admin.limits", add)
+	if ts := c.TokenService; ts != nil {
+		ts.Limits.Validate("tokenService.limits", add)
+		ts.RateLimit.Validate("tokenService.rateLimit", add)
+	}
+	if s := c.SSF; s != nil {
+		s.Limits.Validate("ssf.limits", add)
+		s.RateLimit.Validate("ssf.rateLimit", add)
 	}
 	if c.Issuer.SVIDTTL < MinSVIDTTL || c.Issuer.SVIDTTL > 24*time.Hour {
 		add("issuer.svidTTL", "%v is outside %v..24h (credentials are meant to be short-lived)", c.Issuer.SVIDTTL, MinSVIDTTL)

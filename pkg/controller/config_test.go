@@ -136,3 +136,25 @@ func TestCheckSubject(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigLimitsNameTheField: listener limits and rates default per listener, and a bad one is refused with
+// its field named.
+func TestConfigLimitsNameTheField(t *testing.T) {
+	base := "trustDomain: example.org\ndataDir: /d\nissuer: {listen: 127.0.0.1:1}\nops: {listen: 127.0.0.1:2}\nadmin: {socket: /run/a.sock}\n"
+	cfg, err := Parse([]byte(base + "xds: {listen: 127.0.0.1:3}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.XDS.Limits != defaultXDSLimits || cfg.Issuer.RateLimit != defaultAttestRate {
+		t.Fatalf("defaults not applied: %+v %+v", cfg.XDS.Limits, cfg.Issuer.RateLimit)
+	}
+	for _, tt := range []struct{ yaml, want string }{
+		{"xds: {listen: 127.0.0.1:3, limits: {idleTimeout: -1s}}\n", "xds.limits.idleTimeout: must be positive"},
+		{"xds: {listen: 127.0.0.1:3, limits: {maxConnections: 10, maxConnectionsPerIP: 20}}\n", "xds.limits.maxConnectionsPerIP: 20 is above xds.limits.maxConnections (10)"},
+		{"xds: {listen: 127.0.0.1:3}\ntokenService: {listen: 127.0.0.1:4, rateLimit: {burst: -1}}\n", "tokenService.rateLimit.burst: must be positive"},
+	} {
+		if _, err := Parse([]byte(base + tt.yaml)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+}

@@ -28,11 +28,11 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"go.uber.org/zap"
-	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/buildinfo"
+	"github.com/agentauth/agentauth/internal/netlimit"
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/mtls"
 	"github.com/agentauth/agentauth/pkg/policy"
@@ -40,12 +40,6 @@ import (
 	"github.com/agentauth/agentauth/pkg/store"
 	"github.com/agentauth/agentauth/pkg/xds"
 )
-
-// maxIssuerConns bounds the connections the issuer's TCP listener holds open at once: Attest needs no client
-// certificate, and workloads connect only to attest and, once per half SVID lifetime, to renew (the issuer closes
-// idle connections), so this is far above what they need and keeps a flood of connections from exhausting file
-// descriptors the rest of the controller needs.
-const maxIssuerConns = 2048
 
 // Controller is one running controller.
 type Controller struct {
@@ -125,45 +119,52 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 		return nil, fmt.Errorf("publishing the trust bundle: %w", err)
 	}
 	xdsTLS := mtls.ServerConfig(c.self, mtls.AuthorizeTrustDomains(c.td))
-	if c.xds, err = xds.NewServer(c.pub, xds.ServerConfig{TLSConfig: xdsTLS, Logger: log.Named("xds")}); err != nil {
+	if c.xds, err = xds.NewServer(c.pub, xds.ServerConfig{TLSConfig: xdsTLS, HandshakeTimeout: cfg.XDS.Limits.ReadHeaderTimeout,
+		MaxConnIdle: cfg.XDS.Limits.IdleTimeout, Logger: log.Named("xds")}); err != nil {
 		return nil, err
 	}
 	c.reg.MustRegister(xds.NewServerCollector(c.xds), buildinfo.Read().Collector(), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if c.iss, err = issuer.NewGRPCServer(c.ca, issuer.ServiceConfig{SVIDTTL: cfg.Issuer.SVIDTTL, Withheld: c.withheld, RenewRefused: c.renewRefused,
-		Logger: log.Named("issuer")}); err != nil {
+	if c.iss, err = issuer.NewGRPCServer(c.ca, c.issuerServiceConfig()); err != nil {
 		return nil, err
 	}
 
-	listen := func(field, addr string) (net.Listener, error) {
+	// Every listener has its own connection caps (netlimit), so a flood on one leaves the descriptors and
+	// memory the others need: the admin socket, /readyz, SSF push and Renew keep answering.
+	listen := func(field, addr string, l netlimit.Config) (net.Listener, error) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", field, err)
 		}
 		c.closers = append(c.closers, func() { _ = ln.Close() })
-		return ln, nil
+		return l.Listener(ln), nil
 	}
-	if c.issuerLn, err = listen("issuer.listen", cfg.Issuer.Listen); err != nil {
+	if c.issuerLn, err = listen("issuer.listen", cfg.Issuer.Listen, cfg.Issuer.Limits); err != nil {
 		return nil, err
 	}
-	c.issuerLn = netutil.LimitListener(c.issuerLn, maxIssuerConns)
-	if c.xdsLn, err = listen("xds.listen", cfg.XDS.Listen); err != nil {
+	if c.xdsLn, err = listen("xds.listen", cfg.XDS.Listen, cfg.XDS.Limits); err != nil {
 		return nil, err
 	}
-	if c.opsLn, err = listen("ops.listen", cfg.Ops.Listen); err != nil {
+	if c.opsLn, err = listen("ops.listen", cfg.Ops.Listen, cfg.Ops.Limits); err != nil {
 		return nil, err
 	}
-	if c.adminLn, err = listenUnix("admin.socket", cfg.Admin.Socket, 0o700, 0o600); err != nil {
+	dirMode, sockMode := os.FileMode(0o700), os.FileMode(0o600)
+	if len(cfg.Admin.AllowedUIDs)+len(cfg.Admin.AllowedGIDs) > 0 {
+		// Other users must be able to connect; the peer check decides who is served.
+		dirMode, sockMode = 0o755, 0o666
+	}
+	if c.adminLn, err = listenUnix("admin.socket", cfg.Admin.Socket, dirMode, sockMode); err != nil {
 		return nil, err
 	}
 	c.closers = append(c.closers, func() { _ = c.adminLn.Close(); _ = os.Remove(cfg.Admin.Socket) })
+	c.adminLn = cfg.Admin.Limits.Listener(c.adminLn)
 	if cfg.Issuer.LocalSocket != "" {
 		if err := c.listenLocalIssuer(); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.TokenService != nil {
-		if c.tokenLn, err = listen("tokenService.listen", cfg.TokenService.Listen); err != nil {
+		if c.tokenLn, err = listen("tokenService.listen", cfg.TokenService.Listen, cfg.TokenService.Limits); err != nil {
 			return nil, err
 		}
 		if c.tokens, err = c.startTokenService(keys); err != nil {
@@ -171,16 +172,25 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 		}
 	}
 	if cfg.SSF != nil {
-		if c.ssfLn, err = listen("ssf.listen", cfg.SSF.Listen); err != nil {
+		if c.ssfLn, err = listen("ssf.listen", cfg.SSF.Listen, cfg.SSF.Limits); err != nil {
 			return nil, err
 		}
 		if c.ssf, err = c.startSSF(); err != nil {
 			return nil, err
 		}
 	}
-	c.admin = &http.Server{Handler: c.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-	c.ops = &http.Server{Handler: c.opsHandler(), ReadHeaderTimeout: 10 * time.Second}
+	c.admin = cfg.Admin.Limits.Server(c.adminPeerCheck(c.adminHandler()))
+	c.admin.ConnContext = withPeerCred
+	c.ops = cfg.Ops.Limits.Server(c.opsHandler())
 	return c, nil
+}
+
+// issuerServiceConfig is the issuer service's configuration, for its TCP listener and its local socket alike.
+func (c *Controller) issuerServiceConfig() issuer.ServiceConfig {
+	is := c.cfg.Issuer
+	return issuer.ServiceConfig{SVIDTTL: is.SVIDTTL, Withheld: c.withheld, RenewRefused: c.renewRefused,
+		HandshakeTimeout: is.Limits.ReadHeaderTimeout, MaxConnIdle: is.Limits.IdleTimeout,
+		AttestRate: netlimit.NewRateLimiter(is.RateLimit), Logger: c.log.Named("issuer")}
 }
 
 // Run serves until ctx ends, then stops every server.
@@ -289,8 +299,17 @@ func serveHTTP(s *http.Server, ln net.Listener) error {
 	return nil
 }
 
+// privateDirSuffix is the most bytes listenUnix's private directory adds to a socket's path: "/.sock" and up to
+// ten digits, then "/s".
+const privateDirSuffix = len("/.sock") + 10 + len("/s")
+
 // listenUnix listens on the Unix socket at path (config field field), creating its directory with dirMode if
 // needed, and gives the socket file mode.
+//
+// bind(2) creates the socket with the process's umask, and a chmod after it leaves a moment in which anyone the
+// umask lets in can connect, and keep the connection. So a socket for fewer than everyone is bound in a new
+// directory of mode 0700 beside path, given its mode there, and only then renamed to path: at path it never has
+// another mode.
 func listenUnix(field, path string, dirMode, mode os.FileMode) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
 		return nil, fmt.Errorf("%s: %w", field, err)
@@ -300,11 +319,26 @@ func listenUnix(field, path string, dirMode, mode os.FileMode) (net.Listener, er
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
 		_ = os.Remove(path)
 	}
-	ln, err := net.Listen("unix", path)
+	bindPath := path
+	if mode&0o006 != 0o006 {
+		dir, err := os.MkdirTemp(filepath.Dir(path), ".sock") // mode 0700
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+		defer os.RemoveAll(dir)
+		bindPath = filepath.Join(dir, "s")
+	}
+	ln, err := net.Listen("unix", bindPath)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", field, err)
 	}
-	if err := os.Chmod(path, mode); err != nil {
+	err = os.Chmod(bindPath, mode)
+	if err == nil && bindPath != path {
+		// The listener would unlink bindPath on Close; the caller removes path.
+		ln.(*net.UnixListener).SetUnlinkOnClose(false)
+		err = os.Rename(bindPath, path)
+	}
+	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("%s: %w", field, err)
 	}
@@ -323,10 +357,9 @@ func (c *Controller) listenLocalIssuer() error {
 	if err != nil {
 		return err
 	}
-	if c.issLocal, err = issuer.NewLocalGRPCServer(c.ca, issuer.ServiceConfig{
-		SVIDTTL: c.cfg.Issuer.SVIDTTL, PeerIDs: peerIDs, Withheld: c.withheld, RenewRefused: c.renewRefused,
-		Logger: c.log.Named("issuer"),
-	}); err != nil {
+	sc := c.issuerServiceConfig()
+	sc.PeerIDs = peerIDs
+	if c.issLocal, err = issuer.NewLocalGRPCServer(c.ca, sc); err != nil {
 		return fmt.Errorf("issuer.peerIDs: %w", err)
 	}
 	path := c.cfg.Issuer.LocalSocket
@@ -334,6 +367,7 @@ func (c *Controller) listenLocalIssuer() error {
 		return err
 	}
 	c.closers = append(c.closers, func() { _ = c.issuerLocalLn.Close(); _ = os.Remove(path) })
+	c.issuerLocalLn = c.cfg.Issuer.Limits.Listener(c.issuerLocalLn)
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/agentauth/agentauth/internal/netlimit"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/store"
 )
@@ -98,7 +99,7 @@ func (c *Controller) startSSF() (*http.Server, error) {
 	c.ssfClients = sc
 	mux := http.NewServeMux()
 	mux.Handle("POST /ssf/events", rcv)
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}, nil
+	return cfg.Limits.Server(netlimit.NewRateLimiter(cfg.RateLimit).Handler(mux)), nil
 }
 
 // longPollTimeout bounds one long poll; transmitters hold a request for seconds to a few minutes.

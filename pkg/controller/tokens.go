@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/netlimit"
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/replay"
@@ -66,8 +67,9 @@ func (c *Controller) startTokenService(keys issuer.KeyStore) (*http.Server, erro
 	mux := http.NewServeMux()
 	mux.Handle("POST /token", ts)
 	mux.Handle("GET /jwks", ts.JWKSHandler())
-	tlsConf := tlsconfig.TLSServerConfig(c.self)
-	return &http.Server{Handler: mux, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second}, nil
+	srv := cfg.Limits.Server(netlimit.NewRateLimiter(cfg.RateLimit).Handler(mux))
+	srv.TLSConfig = tlsconfig.TLSServerConfig(c.self)
+	return srv, nil
 }
 
 // TokenEndpoint is the token service URL for a listen address.

@@ -18,6 +18,7 @@ var (
 	ErrTooLarge        = autherr.ErrTooLarge
 	ErrDenied          = autherr.ErrDenied
 	ErrRevoked         = autherr.ErrRevoked
+	ErrRateLimited     = autherr.ErrRateLimited
 )
 
 // ErrNotFound is what a Store returns when it holds no record under the key asked for.

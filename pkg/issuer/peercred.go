@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"syscall"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/agentauth/agentauth/internal/peercred"
 )
 
 // PeerCredInfo is the gRPC AuthInfo of a connection on a local Unix socket: the kernel's record (SO_PEERCRED)
@@ -34,28 +34,13 @@ func (peerCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, c
 }
 
 func (peerCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	uc, ok := conn.(*net.UnixConn)
-	if !ok {
-		return nil, nil, fmt.Errorf("issuer: peer credentials need a Unix socket, got a %T", conn)
-	}
-	raw, err := uc.SyscallConn()
+	cred, err := peercred.Read(conn)
 	if err != nil {
-		return nil, nil, fmt.Errorf("issuer: peer credentials: %w", err)
-	}
-	var cred *unix.Ucred
-	var credErr error
-	err = raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	})
-	if err == nil {
-		err = credErr
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("issuer: reading SO_PEERCRED: %w", err)
+		return nil, nil, fmt.Errorf("issuer: %w", err)
 	}
 	return conn, PeerCredInfo{
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
-		PID:            cred.Pid, UID: cred.Uid, GID: cred.Gid,
+		PID:            cred.PID, UID: cred.UID, GID: cred.GID,
 	}, nil
 }
 

@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -27,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/netlimit"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/mtls"
 )
@@ -57,16 +59,18 @@ const (
 	keepaliveMinTime = time.Minute
 )
 
-// serverOptions are the options of both issuer servers: creds, then the limits above, then the caller's opts.
-func serverOptions(creds credentials.TransportCredentials, opts []grpc.ServerOption) []grpc.ServerOption {
+// serverOptions are the options of both issuer servers: creds, then the limits above (handshake and idle
+// timeouts from cfg when set), then the caller's opts.
+func serverOptions(creds credentials.TransportCredentials, cfg ServiceConfig, opts []grpc.ServerOption) []grpc.ServerOption {
 	return append([]grpc.ServerOption{
 		grpc.Creds(creds),
 		grpc.MaxRecvMsgSize(maxRequestSize),
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
-		grpc.ConnectionTimeout(handshakeTimeout),
+		grpc.ConnectionTimeout(cmp.Or(cfg.HandshakeTimeout, handshakeTimeout)),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
-			MaxConnectionIdle: maxConnIdle, MaxConnectionAge: maxConnAge, MaxConnectionAgeGrace: maxConnAgeGrace,
+			MaxConnectionIdle: cmp.Or(cfg.MaxConnIdle, maxConnIdle), MaxConnectionAge: maxConnAge,
+			MaxConnectionAgeGrace: maxConnAgeGrace,
 		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime}),
 	}, opts...)
@@ -93,6 +97,12 @@ type ServiceConfig struct {
 	// one; a revoked certificate) renew nothing, and the workload attests again (a new join token, or the local
 	// socket). The reason is sent to the workload.
 	RenewRefused func(ctx context.Context, id spiffeid.ID, serial string, issuedAt time.Time) (reason string, refused bool)
+	// HandshakeTimeout bounds a new connection's handshake; MaxConnIdle closes a connection without calls.
+	// Zero: 10s and 2m.
+	HandshakeTimeout, MaxConnIdle time.Duration
+	// AttestRate, when set, limits Attest calls per client IP (Attest needs no client certificate): a client
+	// over it is refused with ResourceExhausted (ErrRateLimited). Renew, which needs a valid SVID, is not limited.
+	AttestRate *netlimit.RateLimiter
 	// Logger receives internal errors, whose text callers do not get; nil discards them.
 	Logger *zap.Logger
 }
@@ -132,6 +142,7 @@ type service struct {
 	withheld func(ctx context.Context, id spiffeid.ID) (string, bool)
 	// renewRefused: see ServiceConfig.RenewRefused.
 	renewRefused func(ctx context.Context, id spiffeid.ID, serial string, issuedAt time.Time) (string, bool)
+	attestRate   *netlimit.RateLimiter
 	log          *zap.Logger
 
 	certMu  sync.Mutex
@@ -144,7 +155,7 @@ func newService(ca *CA, cfg ServiceConfig) (*service, error) {
 		return nil, errors.New("issuer: service needs a CA")
 	}
 	s := &service{ca: ca, svidTTL: cfg.SVIDTTL, witTTL: cfg.WITTTL, server: cfg.ServerID, peerIDs: cfg.PeerIDs,
-		withheld: cfg.Withheld, renewRefused: cfg.RenewRefused, log: cfg.Logger}
+		withheld: cfg.Withheld, renewRefused: cfg.RenewRefused, attestRate: cfg.AttestRate, log: cfg.Logger}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -192,7 +203,7 @@ func NewGRPCServer(ca *CA, cfg ServiceConfig, opts ...grpc.ServerOption) (*grpc.
 	}
 	// A connection ends when the issuer's certificate or the client's expires (Renew also checks the client's
 	// on every call).
-	g := grpc.NewServer(serverOptions(mtls.GRPCCredentials(tlsConf, nil), opts)...)
+	g := grpc.NewServer(serverOptions(mtls.GRPCCredentials(tlsConf, nil), cfg, opts)...)
 	agentauthv1.RegisterIssuerServiceServer(g, s)
 	return g, nil
 }
@@ -205,7 +216,7 @@ func NewLocalGRPCServer(ca *CA, cfg ServiceConfig, opts ...grpc.ServerOption) (*
 	if err != nil {
 		return nil, err
 	}
-	g := grpc.NewServer(serverOptions(PeerCredentials(), opts)...)
+	g := grpc.NewServer(serverOptions(PeerCredentials(), cfg, opts)...)
 	agentauthv1.RegisterIssuerServiceServer(g, s)
 	return g, nil
 }
@@ -239,6 +250,9 @@ func (s *service) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
 // Attest implements IssuerService.Attest. The request is checked completely before the join token is consumed,
 // so a malformed request does not burn the token.
 func (s *service) Attest(ctx context.Context, req *agentauthv1.AttestRequest) (*agentauthv1.AttestResponse, error) {
+	if p, ok := peer.FromContext(ctx); ok && s.attestRate != nil && !s.attestRate.Allow(p.Addr.String()) {
+		return nil, s.toStatus(codes.ResourceExhausted, fmt.Errorf("issuer: %w: too many Attest calls from this address; retry later", ErrRateLimited))
+	}
 	keys, err := parseKeys(req.GetCsr(), req.GetWitPublicKey(), req.GetWitAlg())
 	if err != nil {
 		return nil, s.toStatus(codes.InvalidArgument, err)

@@ -15,6 +15,9 @@ type Limits struct {
 	MaxBufferedBody int64
 	// MaxConns caps concurrent connections per listener; further connections wait in the accept queue.
 	MaxConns int
+	// MaxConnsPerIP caps one client's (IPv4 address, IPv6 /64) concurrent connections per listener; more are
+	// closed at once. Zero: no per-client cap.
+	MaxConnsPerIP int
 	// DialTimeout bounds connecting to an upstream, TLS handshake included.
 	DialTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for upstream response headers once the request is sent (504 beyond).

@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
+
+	"github.com/agentauth/agentauth/internal/netlimit"
 )
 
 // Listener is one front end of the sidecar.
@@ -67,7 +69,7 @@ func NewServer(limits Limits, logger *slog.Logger, ls ...Listener) (*Server, err
 }
 
 func (s *Server) add(l Listener) {
-	ln := newLimitListener(l.Listener, s.limits.MaxConns)
+	ln := netlimit.NewListener(l.Listener, s.limits.MaxConns, s.limits.MaxConnsPerIP)
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	if l.TLSConfig != nil {
@@ -188,51 +190,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancelBase()
 	return errors.Join(errs...)
 }
-
-// limitListener caps concurrent connections like x/net/netutil.LimitListener, but its connections expose
-// NetConn so the transparent listener can still reach the socket for SO_ORIGINAL_DST.
-type limitListener struct {
-	net.Listener
-	sem       chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
-}
-
-func newLimitListener(l net.Listener, n int) net.Listener {
-	return &limitListener{Listener: l, sem: make(chan struct{}, n), done: make(chan struct{})}
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
-}
-
-func (l *limitListener) Close() error {
-	l.closeOnce.Do(func() { close(l.done) })
-	return l.Listener.Close()
-}
-
-type limitConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitConn) Close() error {
-	c.once.Do(c.release)
-	return c.Conn.Close()
-}
-
-func (c *limitConn) NetConn() net.Conn { return c.Conn }
 
 // splice copies both ways until both directions end or ctx does, then closes both connections. A direction that
 // ends half-closes its destination so protocols that signal end-of-input by EOF still work.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/agentauth/agentauth/internal/netlimit"
 )
 
 // ReadinessCheck reports why the sidecar cannot serve yet (an error) or a detail while it can (e.g. "fail-static:
@@ -25,6 +27,7 @@ type Admin struct {
 	mu     sync.RWMutex
 	checks map[string]ReadinessCheck
 	srv    *http.Server
+	limits netlimit.Config
 }
 
 // AdminOption adjusts an Admin at construction.
@@ -54,8 +57,15 @@ func NewAdmin(reg *prometheus.Registry, opts ...AdminOption) *Admin {
 	for _, o := range opts {
 		o(mux)
 	}
-	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+	a.srv = &http.Server{Handler: mux}
+	a.SetLimits(defaultAdminLimits)
 	return a
+}
+
+// SetLimits bounds the admin server's connections and timeouts (admin.limits); call it before Serve.
+func (a *Admin) SetLimits(l netlimit.Config) {
+	a.limits = l
+	a.srv.ReadHeaderTimeout, a.srv.ReadTimeout, a.srv.IdleTimeout = l.ReadHeaderTimeout, l.ReadTimeout, l.IdleTimeout
 }
 
 // AddCheck registers a named readiness check; a later check of the same name replaces it.
@@ -113,7 +123,7 @@ func (a *Admin) serveReady(w http.ResponseWriter, r *http.Request) {
 
 // Serve serves on ln until Shutdown.
 func (a *Admin) Serve(ln net.Listener) error {
-	if err := a.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := a.srv.Serve(a.limits.Listener(ln)); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

@@ -99,3 +99,44 @@ func TestAdminPprofOnlyWhenAsked(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminListenerConnectionFlood: the admin listener closes one client's connections past
+// admin.limits.maxConnectionsPerIP at once, and still serves another client.
+func TestAdminListenerConnectionFlood(t *testing.T) {
+	cfg, err := Parse([]byte(`identity: {files: {cert: c, key: k, bundles: {example.org: [b]}}}
+ingress: {listen: 127.0.0.1:0, backend: http://127.0.0.1:1, require: [mtls], mtls: {trustDomains: [example.org]}}
+admin: {listen: 127.0.0.1:0, limits: {maxConnections: 10, maxConnectionsPerIP: 2}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewAdmin(prometheus.NewRegistry())
+	a.SetLimits(cfg.Admin.Limits)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = a.Serve(ln) }()
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+	dial := func(src string) net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	dial("127.0.0.3")
+	dial("127.0.0.3")
+	third := dial("127.0.0.3")
+	_ = third.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := third.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("a third idle connection from one client: %v, want it closed by the server", err)
+	}
+	resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatalf("another client during the flood: %v", err)
+	}
+	resp.Body.Close()
+}

@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/agentauth/agentauth/internal/confyaml"
+	"github.com/agentauth/agentauth/internal/netlimit"
 )
 
 // Proof modes a route may use or require. A route lists one or more; "passthrough" stands alone.
@@ -240,7 +241,14 @@ type AdminConfig struct {
 	// Pprof serves Go's runtime profiles under /debug/pprof/ on the admin listener. Off by default: profiles
 	// expose internals and cost CPU while taken, so turn it on only to diagnose, on a loopback admin address.
 	Pprof bool `yaml:"pprof,omitempty"`
+	// Limits bound the admin listener's connections (default: 128, 32 per client IP, read header 5s, read 10s,
+	// idle 60s): a flood of probes cannot take the descriptors the data plane needs.
+	Limits netlimit.Config `yaml:"limits,omitempty"`
 }
+
+// defaultAdminLimits are admin.limits' defaults: probes and scrapes come from a few addresses, a few at a time.
+var defaultAdminLimits = netlimit.Config{MaxConnections: 128, MaxConnectionsPerIP: 32,
+	ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second}
 
 // LogConfig sets logging.
 type LogConfig struct {
@@ -255,7 +263,9 @@ type LimitsConfig struct {
 	ReadHeaderTimeout time.Duration `yaml:"readHeaderTimeout,omitempty"`
 	IdleTimeout       time.Duration `yaml:"idleTimeout,omitempty"`
 	MaxConnections    int           `yaml:"maxConnections,omitempty"`
-	UpstreamTimeout   time.Duration `yaml:"upstreamTimeout,omitempty"`
+	// MaxConnectionsPerIP caps one client's (IPv4 address, IPv6 /64) connections on each listener (default 2048).
+	MaxConnectionsPerIP int           `yaml:"maxConnectionsPerIP,omitempty"`
+	UpstreamTimeout     time.Duration `yaml:"upstreamTimeout,omitempty"`
 }
 
 // FieldError is one validation problem: the field's path (e.g. "egress.routes[1].upstream"), its YAML line when
@@ -313,6 +323,10 @@ func (c *Config) SetDefaults() {
 	if l.MaxConnections == 0 {
 		l.MaxConnections = 10000
 	}
+	if l.MaxConnectionsPerIP == 0 {
+		l.MaxConnectionsPerIP = min(2048, l.MaxConnections)
+	}
+	c.Admin.Limits = c.Admin.Limits.WithDefaults(defaultAdminLimits)
 	if l.UpstreamTimeout == 0 {
 		l.UpstreamTimeout = 30 * time.Second
 	}
@@ -385,6 +399,11 @@ func (c *Config) Validate() error {
 	v.positive("limits.readHeaderTimeout", int64(l.ReadHeaderTimeout))
 	v.positive("limits.idleTimeout", int64(l.IdleTimeout))
 	v.positive("limits.maxConnections", int64(l.MaxConnections))
+	v.positive("limits.maxConnectionsPerIP", int64(l.MaxConnectionsPerIP))
+	if l.MaxConnectionsPerIP > l.MaxConnections && l.MaxConnections > 0 {
+		v.add("limits.maxConnectionsPerIP", fmt.Sprintf("%d is above limits.maxConnections (%d)", l.MaxConnectionsPerIP, l.MaxConnections))
+	}
+	c.Admin.Limits.Validate("admin.limits", v.problems.Add)
 	v.positive("limits.upstreamTimeout", int64(l.UpstreamTimeout))
 	return v.err()
 }

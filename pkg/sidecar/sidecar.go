@@ -64,6 +64,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 		adminOpts = append(adminOpts, WithPprof())
 	}
 	s.admin = NewAdmin(s.metrics.Registry, adminOpts...)
+	s.admin.SetLimits(cfg.Admin.Limits)
 
 	if s.src, err = s.openIdentity(ctx); err != nil {
 		return nil, err
@@ -162,6 +163,7 @@ func (s *Sidecar) limits() proxy.Limits {
 	l.ReadHeaderTimeout = c.ReadHeaderTimeout
 	l.IdleTimeout = c.IdleTimeout
 	l.MaxConns = c.MaxConnections
+	l.MaxConnsPerIP = c.MaxConnectionsPerIP
 	l.ResponseHeaderTimeout = c.UpstreamTimeout
 	l.DrainTimeout = s.cfg.ShutdownGrace
 	return l

@@ -58,6 +58,9 @@ type ServerConfig struct {
 	// TLSConfig must require and verify client certificates (X.509-SVIDs), e.g. pkg/mtls or go-spiffe
 	// tlsconfig.MTLSServerConfig. Required.
 	TLSConfig *tls.Config
+	// HandshakeTimeout bounds a new connection's TLS handshake (zero: 10s). MaxConnIdle, when set, closes a
+	// connection that has had no stream that long: a sidecar always holds its ADS stream.
+	HandshakeTimeout, MaxConnIdle time.Duration
 	// Logger defaults to a no-op logger.
 	Logger *zap.Logger
 }
@@ -160,7 +163,7 @@ func NewServer(pub *Publisher, cfg ServerConfig) (*Server, error) {
 			s.log.Info("xds: closing connection: its certificates expired", zap.String("peer", remote.String()),
 				zap.String("reason", autherr.ErrPeerCertExpired.Code()))
 		}), s.log}),
-		grpc.ConnectionTimeout(handshakeTimeout),
+		grpc.ConnectionTimeout(cmp.Or(cfg.HandshakeTimeout, handshakeTimeout)),
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		// Sidecar streams are idle nearly always: release each connection's write buffer after a flush instead of
@@ -171,7 +174,7 @@ func NewServer(pub *Publisher, cfg ServerConfig) (*Server, error) {
 		// frames (and syscalls on both ends) to every update sent to every sidecar.
 		grpc.InitialWindowSize(flowWindow),
 		grpc.InitialConnWindowSize(flowWindow),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, MaxConnectionIdle: cfg.MaxConnIdle}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
 	)
 	xds := serverv3.NewServer(ctx, pub.mux, callbacks{s}, deltaserver.WithLogger(controlPlaneLogger(s.log)))

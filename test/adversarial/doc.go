@@ -1,0 +1,6 @@
+// Package adversarial runs the real controller and sidecar binaries (a controller, a tool behind an ingress
+// sidecar, an agent's egress sidecar, all on loopback) against hostile clients, with bounded counts and times,
+// and checks that the control plane keeps answering and that memory and descriptors stay bounded. The binaries'
+// limits are configured low, so the caps are what is exercised. Behind the build tag adversarial:
+// `make test-adversarial`.
+package adversarial
