@@ -42,6 +42,18 @@ var (
 	ErrTooLarge = newReason("too_large")
 )
 
+// Request body failures on the client's side of the sidecar.
+var (
+	// ErrBadFraming: the client's request body is not valid HTTP framing (malformed chunked encoding, or it ends
+	// before its Content-Length) (400). Not an upstream failure, so it does not count as one.
+	ErrBadFraming = newReason("bad_request_framing")
+	// ErrBodyTimeout: the client sent its request body too slowly (408).
+	ErrBodyTimeout = newReason("body_timeout")
+	// ErrBodyBudget: buffering the body would take the bytes held for all requests' bodies past the configured
+	// budget (503); the client may retry.
+	ErrBodyBudget = newReason("body_budget_exhausted")
+)
+
 // Authorization failures (403).
 var (
 	// ErrDenied: authenticated, but no policy allows the request (or one forbids it).
@@ -61,7 +73,7 @@ var (
 var all = []*Reason{
 	ErrMissing, ErrMalformed, ErrBadSignature, ErrExpired, ErrNotYetValid, ErrWrongAudience, ErrReplay,
 	ErrMismatch, ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrDenied, ErrRevoked, ErrUpstream,
-	ErrUpstreamTimeout,
+	ErrUpstreamTimeout, ErrBadFraming, ErrBodyTimeout, ErrBodyBudget,
 }
 
 // Internal is the reason code of an error that wraps none of the sentinels.
@@ -105,6 +117,10 @@ func HTTPStatus(err error) int {
 		return http.StatusForbidden
 	case ErrTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case ErrBodyTimeout:
+		return http.StatusRequestTimeout
+	case ErrBodyBudget:
+		return http.StatusServiceUnavailable
 	case ErrUpstream:
 		return http.StatusBadGateway
 	case ErrUpstreamTimeout:

@@ -21,6 +21,9 @@ func TestCodeAndStatus(t *testing.T) {
 		{fmt.Errorf("%w: header over 8 KiB", ErrTooLarge), "too_large", http.StatusRequestEntityTooLarge},
 		{ErrUpstream, "upstream_unavailable", http.StatusBadGateway},
 		{ErrUpstreamTimeout, "upstream_timeout", http.StatusGatewayTimeout},
+		{fmt.Errorf("%w: malformed chunked encoding", ErrBadFraming), "bad_request_framing", http.StatusBadRequest},
+		{ErrBodyTimeout, "body_timeout", http.StatusRequestTimeout},
+		{ErrBodyBudget, "body_budget_exhausted", http.StatusServiceUnavailable},
 		{errors.New("something else"), Internal, http.StatusInternalServerError},
 	}
 	for _, tt := range tests {

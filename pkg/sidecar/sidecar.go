@@ -163,6 +163,9 @@ func (s *Sidecar) limits() proxy.Limits {
 	l.IdleTimeout = c.IdleTimeout
 	l.MaxConns = c.MaxConnections
 	l.ResponseHeaderTimeout = c.UpstreamTimeout
+	l.MaxBufferedBodies = c.MaxBufferedBodies
+	l.BodyReadTimeout = c.BodyReadTimeout
+	l.BodyMinRate = c.BodyMinRate
 	l.DrainTimeout = s.cfg.ShutdownGrace
 	return l
 }
