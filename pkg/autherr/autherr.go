@@ -48,6 +48,18 @@ var (
 	ErrRateLimited = newReason("rate_limited")
 )
 
+// Request body failures on the client's side of the sidecar.
+var (
+	// ErrBadFraming: the client's request body is not valid HTTP framing (malformed chunked encoding, or it ends
+	// before its Content-Length) (400). Not an upstream failure, so it does not count as one.
+	ErrBadFraming = newReason("bad_request_framing")
+	// ErrBodyTimeout: the client sent its request body too slowly (408).
+	ErrBodyTimeout = newReason("body_timeout")
+	// ErrBodyBudget: buffering the body would take the bytes held for all requests' bodies past the configured
+	// budget (503); the client may retry.
+	ErrBodyBudget = newReason("body_budget_exhausted")
+)
+
 // Authorization failures (403).
 var (
 	// ErrDenied: authenticated, but no policy allows the request (or one forbids it).
@@ -67,7 +79,7 @@ var (
 var all = []*Reason{
 	ErrMissing, ErrMalformed, ErrBadSignature, ErrExpired, ErrNotYetValid, ErrWrongAudience, ErrReplay,
 	ErrMismatch, ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrRateLimited, ErrDenied, ErrRevoked, ErrUpstream,
-	ErrUpstreamTimeout, ErrPeerCertExpired,
+	ErrUpstreamTimeout, ErrPeerCertExpired, ErrBadFraming, ErrBodyTimeout, ErrBodyBudget,
 }
 
 // Internal is the reason code of an error that wraps none of the sentinels.
@@ -113,6 +125,10 @@ func HTTPStatus(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case ErrRateLimited:
 		return http.StatusTooManyRequests
+	case ErrBodyTimeout:
+		return http.StatusRequestTimeout
+	case ErrBodyBudget:
+		return http.StatusServiceUnavailable
 	case ErrUpstream:
 		return http.StatusBadGateway
 	case ErrUpstreamTimeout:

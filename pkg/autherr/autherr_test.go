@@ -23,6 +23,9 @@ func TestCodeAndStatus(t *testing.T) {
 		{ErrUpstream, "upstream_unavailable", http.StatusBadGateway},
 		{ErrUpstreamTimeout, "upstream_timeout", http.StatusGatewayTimeout},
 		{fmt.Errorf("%w: client certificate expired", ErrPeerCertExpired), "peer_certificate_expired", http.StatusUnauthorized},
+		{fmt.Errorf("%w: malformed chunked encoding", ErrBadFraming), "bad_request_framing", http.StatusBadRequest},
+		{ErrBodyTimeout, "body_timeout", http.StatusRequestTimeout},
+		{ErrBodyBudget, "body_budget_exhausted", http.StatusServiceUnavailable},
 		{errors.New("something else"), Internal, http.StatusInternalServerError},
 	}
 	for _, tt := range tests {

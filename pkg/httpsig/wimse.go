@@ -398,6 +398,55 @@ func (v *Verifier) VerifyRequestFor(ctx context.Context, r *http.Request, body [
 	return v.verify(ctx, Message{Request: r}, body, nil, audiences)
 }
 
+// Pending is a request whose WIT and signature over the headers verified, and whose body is still to be checked
+// against the signed Content-Digest (Pending.VerifyBody). It is not a verified request yet.
+type Pending struct {
+	v   *Verifier
+	h   http.Header
+	res *Result
+}
+
+// VerifyRequestHeaders is the first half of VerifyRequestFor, for a server that must not read a body before it
+// knows who sent it: every check but the Content-Digest against the body and the nonce replay check, so nothing
+// is read or buffered for a sender whose WIT or signature does not verify. A request of known, non-zero length
+// (r.ContentLength > 0) must cover content-digest here; one of unknown length is held to it in VerifyBody.
+func (v *Verifier) VerifyRequestHeaders(ctx context.Context, r *http.Request, audiences []string) (*Pending, error) {
+	if len(audiences) == 0 {
+		return nil, errors.New("httpsig: no audiences configured for this request")
+	}
+	return v.verifyHeaders(ctx, Message{Request: r}, r.ContentLength > 0, nil, audiences)
+}
+
+// Header is what the headers proved: the sender's WIT and the signature's parameters. The request is not verified
+// until VerifyBody returns.
+func (p *Pending) Header() *Result { return p.res }
+
+// VerifyBody completes the verification: body (the content as received, after transfer decoding) against the
+// signed Content-Digest, then the nonce replay check, last, so only a request that passed everything consumes its
+// nonce. Call it once.
+func (p *Pending) VerifyBody(body []byte) (*Result, error) {
+	h, res := p.h, p.res
+	// 5. The body against the signed digest.
+	if len(body) > 0 || len(h.Values(HeaderContentDigest)) > 0 {
+		if len(h.Values(HeaderContentDigest)) == 0 {
+			return nil, fmt.Errorf("httpsig: %w: the message has a body but no Content-Digest", autherr.ErrMalformed)
+		}
+		if err := VerifyContentDigest(h.Values(HeaderContentDigest), body); err != nil {
+			return nil, err
+		}
+	}
+
+	// 6. Replay, last: only a proof that passed everything else consumes its nonce.
+	wit := res.WIT
+	if err := p.v.cfg.Replay.Check(wit.Subject+"\x00"+res.Nonce, res.Expires.Add(p.v.cfg.ClockSkew)); err != nil {
+		if errors.Is(err, autherr.ErrReplay) || errors.Is(err, autherr.ErrTooLarge) {
+			return nil, fmt.Errorf("httpsig: nonce %q from %s: %w", res.Nonce, wit.Subject, err)
+		}
+		return nil, fmt.Errorf("httpsig: replay check: %w", err)
+	}
+	return res, nil
+}
+
 // VerifyResponse verifies the WIMSE signature of a response received by a client. resp.Request must be the
 // request as sent (SignRequest's output): the response must cover its method and target with `req`, and when the
 // request carried a WIMSE signature, wimse-req-nonce must equal its nonce (ErrMismatch otherwise; absent is
@@ -415,6 +464,16 @@ func (v *Verifier) VerifyResponse(ctx context.Context, resp *http.Response, body
 }
 
 func (v *Verifier) verify(ctx context.Context, m Message, body []byte, reqIn *SignatureInput, audiences []string) (*Result, error) {
+	p, err := v.verifyHeaders(ctx, m, len(body) > 0, reqIn, audiences)
+	if err != nil {
+		return nil, err
+	}
+	return p.VerifyBody(body)
+}
+
+// verifyHeaders runs steps 1 to 4 of the verification; hasBody says the message has content, which
+// content-digest must then cover.
+func (v *Verifier) verifyHeaders(ctx context.Context, m Message, hasBody bool, reqIn *SignatureInput, audiences []string) (*Pending, error) {
 	isResp := m.Response != nil
 	what := "request"
 	if isResp {
@@ -463,7 +522,7 @@ func (v *Verifier) verify(ctx context.Context, m Message, body []byte, reqIn *Si
 	if err != nil {
 		return nil, err
 	}
-	res, err := v.checkShape(in, h, body, isResp)
+	res, err := v.checkShape(in, h, hasBody, isResp)
 	if err != nil {
 		return nil, err
 	}
@@ -485,22 +544,7 @@ func (v *Verifier) verify(ctx context.Context, m Message, body []byte, reqIn *Si
 	if _, err := verifyInput(m, in, sigs[in.Label], alg, wit.Key.Key); err != nil {
 		return nil, err
 	}
-
-	// 5. The body against the signed digest.
-	if len(body) > 0 || len(h.Values(HeaderContentDigest)) > 0 {
-		if err := VerifyContentDigest(h.Values(HeaderContentDigest), body); err != nil {
-			return nil, err
-		}
-	}
-
-	// 6. Replay, last: only a proof that passed everything else consumes its nonce.
-	if err := v.cfg.Replay.Check(wit.Subject+"\x00"+res.Nonce, res.Expires.Add(v.cfg.ClockSkew)); err != nil {
-		if errors.Is(err, autherr.ErrReplay) || errors.Is(err, autherr.ErrTooLarge) {
-			return nil, fmt.Errorf("httpsig: nonce %q from %s: %w", res.Nonce, wit.Subject, err)
-		}
-		return nil, fmt.Errorf("httpsig: replay check: %w", err)
-	}
-	return res, nil
+	return &Pending{v: v, h: h, res: res}, nil
 }
 
 // flagParam reports whether the signature parameter key is a true Boolean.
@@ -511,7 +555,7 @@ func (in *SignatureInput) flagParam(key string) bool {
 }
 
 // checkShape applies the profile's rules on parameters and covered components and returns the partial Result.
-func (v *Verifier) checkShape(in *SignatureInput, h http.Header, body []byte, isResp bool) (*Result, error) {
+func (v *Verifier) checkShape(in *SignatureInput, h http.Header, hasBody bool, isResp bool) (*Result, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("httpsig: %w: signature %q: %s", autherr.ErrMalformed, in.Label, fmt.Sprintf(format, args...))
 	}
@@ -561,7 +605,7 @@ func (v *Verifier) checkShape(in *SignatureInput, h http.Header, body []byte, is
 			required = append(required, Comp(f))
 		}
 	}
-	if len(body) > 0 || len(h.Values(HeaderContentDigest)) > 0 {
+	if hasBody || len(h.Values(HeaderContentDigest)) > 0 {
 		if len(h.Values(HeaderContentDigest)) == 0 {
 			return nil, bad("the message has a body but no Content-Digest")
 		}

@@ -182,7 +182,7 @@ func (h *EgressHandler) sign(st *reqState, out *http.Request) error {
 		return nil
 	}
 	if p == ModeHTTPSig {
-		if _, err := bufferBody(out, h.opts.Limits.MaxBufferedBody); err != nil {
+		if _, _, err := bufferBody(out, h.opts.Limits.MaxBufferedBody, nil); err != nil {
 			return err
 		}
 	}

@@ -37,12 +37,22 @@ const (
 	AuthWITHTTPSig = "wit-httpsig"
 )
 
+// ReservedHeaderPrefix names the headers that are ours: every incoming field with it is removed, whatever follows,
+// so that only what the sidecar verified, today's headers and any it adds later, reaches the tool under that name.
+const ReservedHeaderPrefix = "X-Agentauth-"
+
 // identityHeaders (lower case) are ours: never accepted from outside, always set from verified state.
 var identityHeaders = []string{"x-agentauth-workload-id", "x-agentauth-auth-method", "x-agentauth-delegated-subject",
 	"x-agentauth-transaction-id", "x-forwarded-client-cert"}
 
 // proofHeaders (lower case) are consumed by the ingress sidecar and not passed to the tool.
 var proofHeaders = []string{"workload-identity-token", "workload-proof-token", "signature", "signature-input"}
+
+// reservedHeader reports whether the field name k starts with ReservedHeaderPrefix, read as headerIs reads it.
+func reservedHeader(k string) bool {
+	const prefix = "x-agentauth-"
+	return len(k) >= len(prefix) && headerIs(k[:len(prefix)], prefix)
+}
 
 // headerIs reports whether the field name k is name (given in lower case) when compared case-insensitively with
 // '_' read as '-', the way CGI-style servers and some frameworks read names: "x_agentauth_workload_id" must not
@@ -86,14 +96,14 @@ func headerIn(k string, names []string) bool {
 	return false
 }
 
-// stripIdentity removes our identity headers from the header and trailer of r, and any Txn-Token spelled with
-// '_': only the Txn-Token header itself is verified, and a tool reading names the CGI way would take the other
-// spelling for it.
+// stripIdentity removes our identity headers (every one with ReservedHeaderPrefix) from the header and trailer of
+// r, and any Txn-Token spelled with '_': only the Txn-Token header itself is verified, and a tool reading names the
+// CGI way would take the other spelling for it.
 func stripIdentity(r *http.Request) {
 	for _, h := range []http.Header{r.Header, r.Trailer} {
 		stripHeaders(h, identityHeaders)
 		for k := range h {
-			if strings.IndexByte(k, '_') >= 0 && headerIs(k, "txn-token") {
+			if reservedHeader(k) || (strings.IndexByte(k, '_') >= 0 && headerIs(k, "txn-token")) {
 				delete(h, k)
 			}
 		}

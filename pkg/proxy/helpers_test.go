@@ -160,19 +160,25 @@ func (fakeSigSigner) SignRequest(_ context.Context, r *http.Request, _ *Route) e
 	return nil
 }
 
-// fakeSigAuthn checks the body length it covers, consuming r.Body as a careless verifier would.
+// fakeSigAuthn verifies what fakeSigSigner wrote in two parts, as an HTTP signature verifier does: the "WIT" and a
+// signature other than "wimse=:bad:" from the headers alone, then the body length the signature covers.
 type fakeSigAuthn struct{}
 
 func (fakeSigAuthn) Authenticate(_ context.Context, r *http.Request, _ *Peer, _ *Route) (*Identity, error) {
-	b, err := io.ReadAll(r.Body)
-	if err != nil {
-		return nil, err
+	sub, ok := strings.CutPrefix(r.Header.Get(HeaderWIT), "wit-of:")
+	if !ok {
+		return nil, fmt.Errorf("fake: %w: no WIT", autherr.ErrMissing)
 	}
-	if got, want := r.Header.Get(HeaderSignatureInput), fmt.Sprintf("wimse=();len=%d", len(b)); got != want {
-		return nil, fmt.Errorf("fake: %w: %q, want %q", autherr.ErrBadSignature, got, want)
+	if r.Header.Get(HeaderSignature) == "wimse=:bad:" {
+		return nil, fmt.Errorf("fake: %w: signature over the headers", autherr.ErrBadSignature)
 	}
-	sub, _ := strings.CutPrefix(r.Header.Get(HeaderWIT), "wit-of:")
-	return &Identity{Subject: sub}, nil
+	in := r.Header.Get(HeaderSignatureInput)
+	return &Identity{Subject: sub, VerifyBody: func(b []byte) error {
+		if want := fmt.Sprintf("wimse=();len=%d", len(b)); in != want {
+			return fmt.Errorf("fake: %w: %q, want %q", autherr.ErrBadSignature, in, want)
+		}
+		return nil
+	}}, nil
 }
 
 func readGetBody(r *http.Request) ([]byte, error) {

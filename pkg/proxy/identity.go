@@ -94,6 +94,11 @@ type Identity struct {
 	Expiry time.Time
 	// Attrs carries verifier-specific facts (e.g. the WIT jti, risk level) to later steps and the authorizer.
 	Attrs map[string]any
+	// VerifyBody, set by an Authenticator whose proof covers the body (an HTTP signature's Content-Digest),
+	// checks the body against the proof and completes the verification (a nonce is consumed only then). Ingress
+	// reads the body only after Authenticate succeeded, buffers it within Limits.MaxBufferedBody and
+	// MaxBufferedBodies, and calls VerifyBody before any later step; a refusal from it refuses the request.
+	VerifyBody func(body []byte) error
 }
 
 // Decision is an authorization outcome. Reason says why, in words an operator can act on.
@@ -125,9 +130,11 @@ type ProofSigner interface {
 }
 
 // Authenticator verifies one kind of application-layer proof (WIT+WPT, or WIT+HTTP signature) on an inbound
-// request and returns the identity it proves. It must not trust r.Host (use rt.ExpectedAudience). For httpsig
-// the body is buffered and r.GetBody returns a fresh copy. Errors must wrap an autherr sentinel: ErrMissing
-// when the proof it needs is absent, a 400-class reason when it is present but wrong.
+// request and returns the identity it proves. It must not trust r.Host (use rt.ExpectedAudience). It runs before
+// the body is read and must not read it: an httpsig Authenticator verifies the WIT and the signature over the
+// headers, and returns an Identity whose VerifyBody checks the body (ingress refuses one without). Errors must
+// wrap an autherr sentinel: ErrMissing when the proof it needs is absent, a 400-class reason when it is present
+// but wrong.
 type Authenticator interface {
 	Authenticate(ctx context.Context, r *http.Request, peer *Peer, rt *Route) (*Identity, error)
 }

@@ -24,21 +24,33 @@ type Exchange struct {
 	Decision *Decision
 
 	maxBody  int64
+	budget   *bodyBudget
+	reserved int64
 	body     []byte
 	buffered bool
 }
 
 // Body returns the request body, buffering it on first use (at most Limits.MaxBufferedBody bytes, beyond that
-// autherr.ErrTooLarge). The request still carries the whole body to the tool.
+// autherr.ErrTooLarge; autherr.ErrBodyBudget when the bodies held by all requests would exceed
+// Limits.MaxBufferedBodies). The request still carries the whole body to the tool.
 func (x *Exchange) Body() ([]byte, error) {
 	if !x.buffered {
-		b, err := bufferBody(x.Request, x.maxBody)
+		b, n, err := bufferBody(x.Request, x.maxBody, x.budget)
+		x.reserved += n
 		if err != nil {
 			return nil, err
 		}
 		x.body, x.buffered = b, true
 	}
 	return x.body, nil
+}
+
+// release gives the buffered body's bytes back to the budget, once the request is over.
+func (x *Exchange) release() {
+	if x.budget != nil {
+		x.budget.release(x.reserved)
+		x.reserved = 0
+	}
 }
 
 // rewind gives the request a fresh reader over the buffered body, in case a step consumed it.
@@ -106,11 +118,8 @@ func (s *AuthenticateStep) Handle(ctx context.Context, x *Exchange) error {
 	if a == nil {
 		return fmt.Errorf("ingress: no authenticator configured for mode %v", mode)
 	}
-	if mode == ModeHTTPSig {
-		if _, err := x.Body(); err != nil {
-			return err
-		}
-	}
+	// The credentials and the signature over the headers first, with the body unread: only a caller that proved
+	// who it is gets its body held in memory, for the part of the proof that covers it.
 	id, err := a.Authenticate(ctx, r, peer, rt)
 	x.rewind()
 	if err != nil {
@@ -118,6 +127,18 @@ func (s *AuthenticateStep) Handle(ctx context.Context, x *Exchange) error {
 	}
 	if id == nil || id.Subject == "" {
 		return fmt.Errorf("ingress: %v authenticator returned no subject", mode)
+	}
+	if mode == ModeHTTPSig && id.VerifyBody == nil {
+		return fmt.Errorf("ingress: the %v authenticator does not check the body its proof covers", mode)
+	}
+	if id.VerifyBody != nil {
+		body, err := x.Body()
+		if err != nil {
+			return err
+		}
+		if err := id.VerifyBody(body); err != nil {
+			return err
+		}
 	}
 	if id.Method == "" {
 		id.Method = AuthWITWPT
@@ -241,6 +262,7 @@ type IngressConfig struct {
 type IngressHandler struct {
 	opts   Options
 	steps  []Step
+	budget *bodyBudget
 	routes atomic.Pointer[RouteTable]
 	pool   *upstreamPool
 	proxy  *httputil.ReverseProxy
@@ -250,6 +272,7 @@ type IngressHandler struct {
 // NewIngressHandler validates cfg and builds the handler.
 func NewIngressHandler(cfg IngressConfig) (*IngressHandler, error) {
 	h := &IngressHandler{opts: cfg.Options.withDefaults(), steps: cfg.Steps}
+	h.budget = &bodyBudget{max: h.opts.Limits.MaxBufferedBodies}
 	h.peers = newPeerCache(h.opts.Self)
 	for i, s := range h.steps {
 		if s == nil {
@@ -290,6 +313,7 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	growStack()
 	st, r := begin(&h.opts, Ingress, w, r)
 	defer st.end()
+	st.body = watchBody(w, r, h.opts.Limits)
 	if err := checkPeerCertificate(r.TLS, time.Now()); err != nil {
 		st.refuse(err)
 		return
@@ -307,6 +331,12 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.refuse(err)
 		return
 	}
+	if r.URL.Path == "*" {
+		// The asterisk form means the server as a whole, and only for OPTIONS (RFC 9112 3.2.4), which net/http
+		// answers itself without calling a handler. Any other "*" would be decided as "*" and forwarded as "/*".
+		st.refuse(fmt.Errorf("%w: the request target * is only for OPTIONS", autherr.ErrMalformed))
+		return
+	}
 	if err := checkMethodOverride(r.Header); err != nil {
 		st.refuse(err)
 		return
@@ -317,8 +347,9 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.setRoute(rt)
-	x := &Exchange{Request: r, Route: rt, Peer: h.peers.peerOf(r), maxBody: h.opts.Limits.MaxBufferedBody}
+	x := &Exchange{Request: r, Route: rt, Peer: h.peers.peerOf(r), maxBody: h.opts.Limits.MaxBufferedBody, budget: h.budget}
 	st.exchange = x
+	defer x.release()
 	if !rt.Modes.Has(ModePassthrough) {
 		if err := h.run(st.ctx, x); err != nil {
 			st.refuse(err)
@@ -339,12 +370,18 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if coalesceBody(r, h.opts.Limits.MaxBufferedBody) {
-		if _, err := x.Body(); err != nil {
+		// Only an optimisation: with the budget spent, the body is streamed instead.
+		if _, err := x.Body(); err != nil && !errors.Is(err, autherr.ErrBodyBudget) {
 			st.refuse(err)
 			return
 		}
 	}
 	x.rewind()
+	if st.body != nil && isGRPCStream(r) {
+		// A gRPC stream may legitimately pause for long between messages; it is authorized (or passthrough) and
+		// is bounded by the connection limits instead.
+		st.body.unbound()
+	}
 	st.rec.Allowed = true
 	h.proxy.ServeHTTP(st.w, r)
 }
@@ -359,6 +396,11 @@ const maxCoalescedBody = 16 << 10
 func coalesceBody(r *http.Request, maxBuffered int64) bool {
 	return r.ContentLength > 0 && r.ContentLength <= min(maxCoalescedBody, maxBuffered) &&
 		len(r.Trailer) == 0 && r.Header.Get("Expect") == ""
+}
+
+// isGRPCStream reports a gRPC call over HTTP/2, whose request body is a stream of messages.
+func isGRPCStream(r *http.Request) bool {
+	return r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
 }
 
 func (h *IngressHandler) run(ctx context.Context, x *Exchange) error {

@@ -13,6 +13,15 @@ type Limits struct {
 	IdleTimeout time.Duration
 	// MaxBufferedBody caps a body a step must hold in memory (HTTP signature digest, policy on a body); 413 beyond.
 	MaxBufferedBody int64
+	// MaxBufferedBodies caps the bytes of request bodies ingress holds in memory at once, across all requests: a
+	// body that would take it past is refused 503 body_budget_exhausted. Raised to MaxBufferedBody when lower.
+	MaxBufferedBodies int64
+	// BodyReadTimeout is how long ingress waits on a client for its request body, plus one second for every
+	// BodyMinRate bytes received: a body sent more slowly is cut off (408 body_timeout, or the connection closed),
+	// so slow clients cannot hold connections. gRPC streams over HTTP/2, which may pause, are exempt once allowed.
+	BodyReadTimeout time.Duration
+	// BodyMinRate is the sustained rate, in bytes per second, a request body must arrive at; see BodyReadTimeout.
+	BodyMinRate int64
 	// MaxConns caps concurrent connections per listener; further connections wait in the accept queue.
 	MaxConns int
 	// MaxConnsPerIP caps one client's (IPv4 address, IPv6 /64) concurrent connections per listener; more are
@@ -38,6 +47,9 @@ func DefaultLimits() Limits {
 		ReadHeaderTimeout:     10 * time.Second,
 		IdleTimeout:           90 * time.Second,
 		MaxBufferedBody:       4 << 20,
+		MaxBufferedBodies:     64 << 20,
+		BodyReadTimeout:       20 * time.Second,
+		BodyMinRate:           1 << 10,
 		MaxConns:              4096,
 		DialTimeout:           5 * time.Second,
 		ResponseHeaderTimeout: 60 * time.Second,
@@ -61,6 +73,13 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxBufferedBody <= 0 {
 		l.MaxBufferedBody = d.MaxBufferedBody
 	}
+	if l.MaxBufferedBodies <= 0 {
+		l.MaxBufferedBodies = d.MaxBufferedBodies
+	}
+	l.MaxBufferedBodies = max(l.MaxBufferedBodies, l.MaxBufferedBody)
+	if l.BodyMinRate <= 0 {
+		l.BodyMinRate = d.BodyMinRate
+	}
 	if l.MaxConns <= 0 {
 		l.MaxConns = d.MaxConns
 	}
@@ -69,6 +88,7 @@ func (l Limits) withDefaults() Limits {
 	}
 	l.ReadHeaderTimeout = pick(l.ReadHeaderTimeout, d.ReadHeaderTimeout)
 	l.IdleTimeout = pick(l.IdleTimeout, d.IdleTimeout)
+	l.BodyReadTimeout = pick(l.BodyReadTimeout, d.BodyReadTimeout)
 	l.DialTimeout = pick(l.DialTimeout, d.DialTimeout)
 	l.ResponseHeaderTimeout = pick(l.ResponseHeaderTimeout, d.ResponseHeaderTimeout)
 	l.UpstreamIdleTimeout = pick(l.UpstreamIdleTimeout, d.UpstreamIdleTimeout)

@@ -131,6 +131,8 @@ type reqState struct {
 	upgraded bool
 	status   int // overrides the observed status (tunnels, client gone)
 	exchange *Exchange
+	// body is the client's request body as ingress reads it; nil without one, and on egress.
+	body *clientBody
 	// identity holds the verified identity headers ingress sets on the outgoing request.
 	identity http.Header
 }
@@ -178,15 +180,22 @@ func (st *reqState) refuse(err error) {
 	if re, ok := errors.AsType[*RevokedError](err); ok {
 		st.rec.RevocationID = re.ID
 	}
-	if code == autherr.Internal {
+	desc := err.Error()
+	switch {
+	case code == autherr.Internal:
 		st.opts.Logger.Error("request failed", "direction", st.dir, "route", st.rec.Route, "error", err)
+		desc = publicDescription[code]
+	case status >= 500:
+		// What failed on our side or upstream (the tool's address, a dial error) is for the operator: the log and
+		// the decision record have it, the caller gets the reason alone.
+		st.opts.Logger.Warn("request failed", "direction", st.dir, "route", st.rec.Route, "reason", code, "error", err)
+		desc = publicDescription[code]
+		if desc == "" {
+			desc = http.StatusText(status)
+		}
 	}
 	if st.w.status != 0 || st.upgraded || st.status != 0 {
 		return
-	}
-	desc := err.Error()
-	if code == autherr.Internal {
-		desc = "internal error"
 	}
 	h := st.w.Header()
 	clear(h)
@@ -212,6 +221,14 @@ func (st *reqState) refuse(err error) {
 		Error       string `json:"error"`
 		Description string `json:"error_description"`
 	}{code, desc})
+}
+
+// publicDescription is the error_description of a 5xx refusal, whose error text may name internal addresses.
+var publicDescription = map[string]string{
+	autherr.Internal:                  "internal error",
+	autherr.ErrUpstream.Code():        "the upstream could not be reached or failed",
+	autherr.ErrUpstreamTimeout.Code(): "the upstream did not answer in time",
+	autherr.ErrBodyBudget.Code():      "too many request bodies are being held; retry later",
 }
 
 // end is deferred by every handler: it turns a panic into a 500 (re-panicking http.ErrAbortHandler, which is how

@@ -311,6 +311,10 @@ func upstreamError(st *reqState, err error) error {
 	if autherr.Of(err) != nil {
 		return err
 	}
+	if berr := st.body.failure(); berr != nil {
+		// The client's body failed (bad framing, too slow), not the upstream.
+		return berr
+	}
 	name := ""
 	if st.route != nil {
 		name = st.route.Name

@@ -266,6 +266,13 @@ type LimitsConfig struct {
 	// MaxConnectionsPerIP caps one client's (IPv4 address, IPv6 /64) connections on each listener (default 2048).
 	MaxConnectionsPerIP int           `yaml:"maxConnectionsPerIP,omitempty"`
 	UpstreamTimeout     time.Duration `yaml:"upstreamTimeout,omitempty"`
+	// MaxBufferedBodies caps the bytes of request bodies ingress holds at once (HTTP signature digests, policy on
+	// MCP bodies), across requests: past it, 503 body_budget_exhausted. At least maxBodyBytes.
+	MaxBufferedBodies int64 `yaml:"maxBufferedBodies,omitempty"`
+	// BodyReadTimeout and BodyMinRate (bytes/s): ingress waits on a client's request body for bodyReadTimeout
+	// plus one second per bodyMinRate bytes received, then answers 408 body_timeout.
+	BodyReadTimeout time.Duration `yaml:"bodyReadTimeout,omitempty"`
+	BodyMinRate     int64         `yaml:"bodyMinRate,omitempty"`
 }
 
 // FieldError is one validation problem: the field's path (e.g. "egress.routes[1].upstream"), its YAML line when
@@ -329,6 +336,15 @@ func (c *Config) SetDefaults() {
 	c.Admin.Limits = c.Admin.Limits.WithDefaults(defaultAdminLimits)
 	if l.UpstreamTimeout == 0 {
 		l.UpstreamTimeout = 30 * time.Second
+	}
+	if l.MaxBufferedBodies == 0 {
+		l.MaxBufferedBodies = max(64<<20, l.MaxBodyBytes)
+	}
+	if l.BodyReadTimeout == 0 {
+		l.BodyReadTimeout = 20 * time.Second
+	}
+	if l.BodyMinRate == 0 {
+		l.BodyMinRate = 1 << 10
 	}
 	if f := c.Identity.Files; f != nil && f.ReloadInterval == 0 {
 		f.ReloadInterval = 5 * time.Second
@@ -405,6 +421,12 @@ func (c *Config) Validate() error {
 	}
 	c.Admin.Limits.Validate("admin.limits", v.problems.Add)
 	v.positive("limits.upstreamTimeout", int64(l.UpstreamTimeout))
+	v.positive("limits.maxBufferedBodies", l.MaxBufferedBodies)
+	if l.MaxBufferedBodies > 0 && l.MaxBufferedBodies < l.MaxBodyBytes {
+		v.add("limits.maxBufferedBodies", "must be at least limits.maxBodyBytes: a body that may be buffered must fit")
+	}
+	v.positive("limits.bodyReadTimeout", int64(l.BodyReadTimeout))
+	v.positive("limits.bodyMinRate", l.BodyMinRate)
 	return v.err()
 }
 

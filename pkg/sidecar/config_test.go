@@ -110,6 +110,11 @@ func TestValidationErrors(t *testing.T) {
 			"egress.tokenService.serverID", 0, "not a SPIFFE ID"},
 		{"bad bundle trust domain", repl("example.org: [/etc", "Example Org: [/etc"),
 			"identity.files.bundles.Example Org", 0, "not a trust domain"},
+		{"body budget below the body limit", func(s string) string {
+			return s + "limits:\n  maxBodyBytes: 1048576\n  maxBufferedBodies: 1024\n"
+		}, "limits.maxBufferedBodies", 0, "at least limits.maxBodyBytes"},
+		{"negative body rate", func(s string) string { return s + "limits:\n  bodyMinRate: -1\n" },
+			"limits.bodyMinRate", 0, "must be positive"},
 		{"bad log level", func(s string) string { return s + "log:\n  level: loud\n" },
 			"log.level", 33, `"loud"`},
 		{"no identity", func(s string) string { return s[strings.Index(s, "egress:"):] },

@@ -139,32 +139,26 @@ func (a *wptAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ 
 	}, nil
 }
 
-// httpsigAuthenticator verifies WIT + HTTP message signature on ingress. The proxy has buffered the body.
+// httpsigAuthenticator verifies WIT + HTTP message signature on ingress: the WIT and the signature over the
+// headers here, before the proxy reads the body; the body against Content-Digest, and the nonce, in VerifyBody.
 type httpsigAuthenticator struct{ v *httpsig.Verifier }
 
 func (a *httpsigAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ *proxy.Peer, rt *proxy.Route) (*proxy.Identity, error) {
-	var body []byte
-	if r.GetBody != nil {
-		rc, err := r.GetBody()
-		if err != nil {
-			return nil, fmt.Errorf("ingress: reading the buffered body: %v", err)
-		}
-		body, err = io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("ingress: reading the buffered body: %v", err)
-		}
-	}
-	res, err := a.v.VerifyRequestFor(ctx, r, body, []string{rt.ExpectedAudience(r)})
+	p, err := a.v.VerifyRequestHeaders(ctx, r, []string{rt.ExpectedAudience(r)})
 	if err != nil {
 		return nil, err
 	}
+	res := p.Header()
 	return &proxy.Identity{
 		Subject: res.WIT.Subject,
 		Method:  proxy.AuthWITHTTPSig,
 		ProofID: res.Nonce,
 		Expiry:  res.Expires,
 		Attrs:   witAttrs(res.WIT),
+		VerifyBody: func(body []byte) error {
+			_, err := p.VerifyBody(body)
+			return err
+		},
 	}, nil
 }
 

@@ -165,6 +165,9 @@ func (s *Sidecar) limits() proxy.Limits {
 	l.MaxConns = c.MaxConnections
 	l.MaxConnsPerIP = c.MaxConnectionsPerIP
 	l.ResponseHeaderTimeout = c.UpstreamTimeout
+	l.MaxBufferedBodies = c.MaxBufferedBodies
+	l.BodyReadTimeout = c.BodyReadTimeout
+	l.BodyMinRate = c.BodyMinRate
 	l.DrainTimeout = s.cfg.ShutdownGrace
 	return l
 }
