@@ -29,7 +29,7 @@ func main() {
 
 func run() error {
 	configPath := flag.String("config", "/etc/agentauth/sidecar.yaml", "path of the YAML config")
-	check := flag.Bool("check", false, "validate the config and exit")
+	check := flag.Bool("check", false, "validate the config and the credential files it names, and exit")
 	flag.Parse()
 
 	cfg, err := sidecar.Load(*configPath)
@@ -37,6 +37,9 @@ func run() error {
 		return err
 	}
 	if *check {
+		if err := sidecar.CheckCredentials(cfg); err != nil {
+			return err
+		}
 		fmt.Println("config OK")
 		return nil
 	}

@@ -50,6 +50,21 @@ var (
 	ErrRevoked = newReason("revoked")
 )
 
+// Routing failures.
+var (
+	// ErrMisdirected: the request names a host this listener does not serve (421), refused before authentication.
+	ErrMisdirected = newReason("misdirected_request")
+)
+
+// Signed responses (draft-ietf-wimse-http-signature: wimse-sign-response).
+var (
+	// ErrCannotSignResponse: the caller asked for a signed response and this server cannot sign it (no WIT of
+	// its own, or a body it cannot digest), so it answers 501 instead of an unsigned success.
+	ErrCannotSignResponse = newReason("response_signing_unavailable")
+	// ErrResponseUnverified: a response that had to be signed is unsigned or fails verification (502).
+	ErrResponseUnverified = newReason("response_unverified")
+)
+
 // Upstream failures.
 var (
 	// ErrUpstream: the upstream could not be reached or failed (502).
@@ -61,7 +76,7 @@ var (
 var all = []*Reason{
 	ErrMissing, ErrMalformed, ErrBadSignature, ErrExpired, ErrNotYetValid, ErrWrongAudience, ErrReplay,
 	ErrMismatch, ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrDenied, ErrRevoked, ErrUpstream,
-	ErrUpstreamTimeout,
+	ErrUpstreamTimeout, ErrMisdirected, ErrCannotSignResponse, ErrResponseUnverified,
 }
 
 // Internal is the reason code of an error that wraps none of the sentinels.
@@ -105,7 +120,11 @@ func HTTPStatus(err error) int {
 		return http.StatusForbidden
 	case ErrTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case ErrUpstream:
+	case ErrMisdirected:
+		return http.StatusMisdirectedRequest
+	case ErrCannotSignResponse:
+		return http.StatusNotImplemented
+	case ErrUpstream, ErrResponseUnverified:
 		return http.StatusBadGateway
 	case ErrUpstreamTimeout:
 		return http.StatusGatewayTimeout

@@ -21,6 +21,9 @@ func TestCodeAndStatus(t *testing.T) {
 		{fmt.Errorf("%w: header over 8 KiB", ErrTooLarge), "too_large", http.StatusRequestEntityTooLarge},
 		{ErrUpstream, "upstream_unavailable", http.StatusBadGateway},
 		{ErrUpstreamTimeout, "upstream_timeout", http.StatusGatewayTimeout},
+		{fmt.Errorf("%w: no route for x", ErrMisdirected), "misdirected_request", http.StatusMisdirectedRequest},
+		{ErrCannotSignResponse, "response_signing_unavailable", http.StatusNotImplemented},
+		{ErrResponseUnverified, "response_unverified", http.StatusBadGateway},
 		{errors.New("something else"), Internal, http.StatusInternalServerError},
 	}
 	for _, tt := range tests {

@@ -198,6 +198,9 @@ func (st *reqState) refuse(err error) {
 			h[k] = v
 		}
 	}
+	if status == http.StatusUnauthorized && h.Get("WWW-Authenticate") == "" {
+		h.Set("WWW-Authenticate", challenge(st.route))
+	}
 	if be, ok := errors.AsType[*BodyError](err); ok {
 		h.Set("Content-Type", be.ContentType)
 		st.w.WriteHeader(status)
