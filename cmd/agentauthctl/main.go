@@ -9,6 +9,7 @@
 //	agentauthctl revocations
 //	agentauthctl sidecars
 //	agentauthctl join-token -spiffe-id spiffe://example.org/agent/planner -ttl 10m
+//	agentauthctl dev-credentials -dir ./dev-creds -trust-domain example.org -id spiffe://example.org/agent/planner
 package main
 
 import (
@@ -26,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentauth/agentauth/internal/devcreds"
 	"github.com/agentauth/agentauth/pkg/controller"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
@@ -42,6 +44,7 @@ commands:
   revocations              list revocations
   sidecars                 list connected sidecars and the versions each ACKed or NACKed
   join-token [flags]       create a one-time join token for a workload
+  dev-credentials [flags]  make a throwaway CA, X.509-SVIDs and WITs for local testing (files source; no controller)
 `
 
 func main() {
@@ -91,10 +94,40 @@ func run(args []string, out io.Writer) error {
 		return c.do(http.MethodGet, "/v1/sidecars", nil)
 	case "join-token":
 		return c.joinToken(rest)
+	case "dev-credentials":
+		return devCredentials(rest, out)
 	}
 	global.Usage()
 	return fmt.Errorf("unknown command %q", args[0])
 }
+
+// devCredentials writes throwaway credentials (internal/devcreds) and prints where, with each identity section.
+func devCredentials(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("dev-credentials", flag.ContinueOnError)
+	dir := fs.String("dir", "", "new or empty directory for the files (required)")
+	td := fs.String("trust-domain", "example.org", "trust domain of the throwaway CA")
+	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime of the SVIDs and WITs (at most 24h)")
+	var ids stringList
+	fs.Var(&ids, "id", "workload SPIFFE ID (repeat for several)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	res, err := devcreds.Write(context.Background(), devcreds.Options{Dir: *dir, TrustDomain: *td, IDs: ids, TTL: *ttl})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "# throwaway credentials for local testing; trust bundle: %s, %s\n", res.BundlePEM, res.BundleJSON)
+	for _, w := range res.Workloads {
+		fmt.Fprintf(out, "# %s (%s)\n%s", w.ID, w.YAML, devcreds.IdentityYAML(w.ID.TrustDomain(), w, res))
+	}
+	return nil
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 type client struct {
 	socket string
