@@ -7,7 +7,7 @@ PKGS := ./...
 # "context deadline exceeded" as a failure when the time runs out mid-step, with no failing input.
 FUZZTIME ?= 20000x
 
-.PHONY: all build test test-adversarial vet bench bench-micro bench-pair bench-rotation demo generate lint interop fuzz-short release test-release clean
+.PHONY: all build test test-adversarial vet bench bench-micro bench-pair bench-rotation demo generate lint interop fuzz-short release test-release clean dev-credentials
 
 all: build
 
@@ -38,6 +38,14 @@ lint: vet
 interop:
 	cd test/interop && npm ci --no-audit --no-fund --silent
 	$(GO) test -count=1 -tags interop ./test/interop/...
+
+# Throwaway CA, X.509-SVIDs and WITs for local testing with the sidecar's identity.files source, e.g.
+#   make dev-credentials DIR=/tmp/creds IDS="spiffe://example.org/agent/planner spiffe://example.org/tool/weather"
+DIR ?= $(BIN)/dev-credentials
+TRUST_DOMAIN ?= example.org
+IDS ?= spiffe://example.org/agent/planner spiffe://example.org/tool/weather
+dev-credentials:
+	$(GO) run ./cmd/agentauthctl dev-credentials --dir $(DIR) --trust-domain $(TRUST_DOMAIN) $(foreach id,$(IDS),--id $(id))
 
 # A short run of every fuzz target; `make fuzz-short FUZZTIME=5m` (or 1000000x) for a longer one.
 fuzz-short:

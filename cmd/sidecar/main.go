@@ -30,7 +30,7 @@ func main() {
 
 func run() error {
 	configPath := flag.String("config", "/etc/agentauth/sidecar.yaml", "path of the YAML config")
-	check := flag.Bool("check", false, "validate the config and exit")
+	check := flag.Bool("check", false, "validate the config and the credential files it names, and exit")
 	version := flag.Bool("version", false, "print the version (from the build info) and exit")
 	flag.Parse()
 	if *version {
@@ -43,6 +43,9 @@ func run() error {
 		return err
 	}
 	if *check {
+		if err := sidecar.CheckCredentials(cfg); err != nil {
+			return err
+		}
 		fmt.Println("config OK")
 		return nil
 	}

@@ -68,6 +68,21 @@ var (
 	ErrRevoked = newReason("revoked")
 )
 
+// Routing failures.
+var (
+	// ErrMisdirected: the request names a host this listener does not serve (421), refused before authentication.
+	ErrMisdirected = newReason("misdirected_request")
+)
+
+// Signed responses (draft-ietf-wimse-http-signature: wimse-sign-response).
+var (
+	// ErrCannotSignResponse: the caller asked for a signed response and this server cannot sign it (no WIT of
+	// its own, or a body it cannot digest), so it answers 501 instead of an unsigned success.
+	ErrCannotSignResponse = newReason("response_signing_unavailable")
+	// ErrResponseUnverified: a response that had to be signed is unsigned or fails verification (502).
+	ErrResponseUnverified = newReason("response_unverified")
+)
+
 // Upstream failures.
 var (
 	// ErrUpstream: the upstream could not be reached or failed (502).
@@ -79,7 +94,8 @@ var (
 var all = []*Reason{
 	ErrMissing, ErrMalformed, ErrBadSignature, ErrExpired, ErrNotYetValid, ErrWrongAudience, ErrReplay,
 	ErrMismatch, ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrRateLimited, ErrDenied, ErrRevoked, ErrUpstream,
-	ErrUpstreamTimeout, ErrPeerCertExpired, ErrBadFraming, ErrBodyTimeout, ErrBodyBudget,
+	ErrUpstreamTimeout, ErrPeerCertExpired, ErrBadFraming, ErrBodyTimeout, ErrBodyBudget, ErrMisdirected,
+	ErrCannotSignResponse, ErrResponseUnverified,
 }
 
 // Internal is the reason code of an error that wraps none of the sentinels.
@@ -129,7 +145,11 @@ func HTTPStatus(err error) int {
 		return http.StatusRequestTimeout
 	case ErrBodyBudget:
 		return http.StatusServiceUnavailable
-	case ErrUpstream:
+	case ErrMisdirected:
+		return http.StatusMisdirectedRequest
+	case ErrCannotSignResponse:
+		return http.StatusNotImplemented
+	case ErrUpstream, ErrResponseUnverified:
 		return http.StatusBadGateway
 	case ErrUpstreamTimeout:
 		return http.StatusGatewayTimeout

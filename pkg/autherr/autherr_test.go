@@ -26,6 +26,9 @@ func TestCodeAndStatus(t *testing.T) {
 		{fmt.Errorf("%w: malformed chunked encoding", ErrBadFraming), "bad_request_framing", http.StatusBadRequest},
 		{ErrBodyTimeout, "body_timeout", http.StatusRequestTimeout},
 		{ErrBodyBudget, "body_budget_exhausted", http.StatusServiceUnavailable},
+		{fmt.Errorf("%w: no route for x", ErrMisdirected), "misdirected_request", http.StatusMisdirectedRequest},
+		{ErrCannotSignResponse, "response_signing_unavailable", http.StatusNotImplemented},
+		{ErrResponseUnverified, "response_unverified", http.StatusBadGateway},
 		{errors.New("something else"), Internal, http.StatusInternalServerError},
 	}
 	for _, tt := range tests {

@@ -171,6 +171,9 @@ func randomNonce() (string, error) {
 // Algorithm is the signature algorithm, from the WIT's cnf.jwk.alg.
 func (s *Signer) Algorithm() Algorithm { return s.alg }
 
+// WIT is the token the signer sends, so a caller can tell when it has rotated.
+func (s *Signer) WIT() string { return s.wit }
+
 // Expiry is the WIT's expiry; signing fails after it.
 func (s *Signer) Expiry() time.Time { return s.expiry }
 
@@ -545,6 +548,13 @@ func (v *Verifier) verifyHeaders(ctx context.Context, m Message, hasBody bool, r
 		return nil, err
 	}
 	return &Pending{v: v, h: h, res: res}, nil
+}
+
+// SignResponseRequested reports whether the request's WIMSE signature carries wimse-sign-response: the client
+// asks for a signed response. Only meaningful once VerifyRequest accepted the request.
+func SignResponseRequested(h http.Header) bool {
+	in, err := wimseInput(h)
+	return err == nil && in.flagParam(paramSignResponse)
 }
 
 // flagParam reports whether the signature parameter key is a true Boolean.

@@ -30,6 +30,11 @@ type FileConfig struct {
 	// (read as JWT authorities). The SVID's own trust domain must be present with X.509 authorities.
 	Bundles map[spiffeid.TrustDomain][]string
 
+	// WITIssuers maps a trust domain to JWK Set files whose keys sign its WITs: the trust-domain-scoped JWKS a
+	// WIMSE deployment publishes, trusted for WITs because the operator says so here (a key's own "use", if any,
+	// is not consulted). Every key needs a kid, as WIT-SVIDs carry one.
+	WITIssuers map[spiffeid.TrustDomain][]string
+
 	WITFile    string // optional: the WIT (compact JWS), SPIFFE WIT-SVID profile
 	WITKeyFile string // with WITFile: PEM private key whose public half is the WIT's cnf.jwk
 
@@ -65,9 +70,13 @@ func NewFileSource(cfg FileConfig) (*FileSource, error) {
 		return nil, errors.New("identity: FileConfig needs both WITFile and WITKeyFile, or neither")
 	}
 	cfg.Bundles = maps.Clone(cfg.Bundles)
+	cfg.WITIssuers = maps.Clone(cfg.WITIssuers)
 	paths := []string{cfg.CertFile, cfg.KeyFile}
 	for _, td := range sortedTDs(cfg.Bundles) {
 		paths = append(paths, cfg.Bundles[td]...)
+	}
+	for _, td := range sortedTDs(cfg.WITIssuers) {
+		paths = append(paths, cfg.WITIssuers[td]...)
 	}
 	if cfg.WITFile != "" {
 		paths = append(paths, cfg.WITFile, cfg.WITKeyFile)
@@ -109,7 +118,13 @@ func (s *FileSource) build(files map[string][]byte, now time.Time) (*fileState, 
 
 	st := &fileState{svid: svid, x509: x509bundle.NewSet(), jwt: jwtbundle.NewSet(), wit: witbundle.NewSet()}
 	all := spiffebundle.NewSet()
-	for _, td := range sortedTDs(s.cfg.Bundles) {
+	tds := sortedTDs(s.cfg.Bundles)
+	for _, td := range sortedTDs(s.cfg.WITIssuers) {
+		if _, ok := s.cfg.Bundles[td]; !ok {
+			tds = append(tds, td)
+		}
+	}
+	for _, td := range tds {
 		merged := spiffebundle.New(td)
 		for _, p := range s.cfg.Bundles[td] {
 			b, err := parseBundle(td, files[p])
@@ -117,6 +132,11 @@ func (s *FileSource) build(files map[string][]byte, now time.Time) (*fileState, 
 				err = mergeBundle(merged, b)
 			}
 			if err != nil {
+				return nil, &ReloadError{Path: p, Err: err}
+			}
+		}
+		for _, p := range s.cfg.WITIssuers[td] {
+			if err := addWITIssuers(merged, files[p]); err != nil {
 				return nil, &ReloadError{Path: p, Err: err}
 			}
 		}

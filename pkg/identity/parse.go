@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -174,6 +175,32 @@ func parseBundle(td spiffeid.TrustDomain, data []byte) (*spiffebundle.Bundle, er
 		return nil, fmt.Errorf("%w: %v", autherr.ErrMalformed, err)
 	}
 	return spiffebundle.FromJWTBundle(jb), nil
+}
+
+// addWITIssuers adds every key of the JWK Set data to dst as a WIT authority.
+func addWITIssuers(dst *spiffebundle.Bundle, data []byte) error {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(bytes.TrimSpace(data), &set); err != nil {
+		return fmt.Errorf("%w: not a JWK Set: %v", autherr.ErrMalformed, err)
+	}
+	if len(set.Keys) == 0 {
+		return fmt.Errorf("%w: the JWK Set has no keys", autherr.ErrMalformed)
+	}
+	for i, k := range set.Keys {
+		switch {
+		case k.KeyID == "":
+			return fmt.Errorf("%w: key %d has no kid (WIT-SVIDs name their issuer key by kid)", autherr.ErrMalformed, i)
+		case !k.IsPublic() || !k.Valid():
+			return fmt.Errorf("%w: key %q is not a public signing key", autherr.ErrMalformed, k.KeyID)
+		}
+		if _, clash := dst.FindJWTAuthority(k.KeyID); clash {
+			return fmt.Errorf("%w: WIT issuer kid %q is also a jwt-svid kid", autherr.ErrMalformed, k.KeyID)
+		}
+		if err := dst.AddWITAuthority(k.KeyID, k.Key); err != nil {
+			return fmt.Errorf("%w: key %q: %v", autherr.ErrMalformed, k.KeyID, err)
+		}
+	}
+	return nil
 }
 
 // mergeBundle adds every authority of src to dst.

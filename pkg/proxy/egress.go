@@ -23,6 +23,8 @@ type EgressConfig struct {
 	// Credentials, when set, runs on every outbound request, passthrough routes included, before the proof
 	// signer: it adds bearer-style credentials the proofs then bind (a Txn-Token, an access token for a legacy API).
 	Credentials ProofSigner
+	// Responses verifies the responses of routes with SignedResponses; required when a route has it.
+	Responses ResponseVerifier
 }
 
 // EgressHandler is the agent side. It serves both listener front ends:
@@ -40,6 +42,7 @@ type EgressHandler struct {
 	opts    Options
 	signers map[Mode]ProofSigner
 	creds   ProofSigner
+	resps   ResponseVerifier
 	routes  atomic.Pointer[RouteTable]
 	pool    *upstreamPool
 	proxy   *httputil.ReverseProxy
@@ -47,7 +50,8 @@ type EgressHandler struct {
 
 // NewEgressHandler validates cfg and builds the handler.
 func NewEgressHandler(cfg EgressConfig) (*EgressHandler, error) {
-	h := &EgressHandler{opts: cfg.Options.withDefaults(), signers: make(map[Mode]ProofSigner), creds: cfg.Credentials}
+	h := &EgressHandler{opts: cfg.Options.withDefaults(), signers: make(map[Mode]ProofSigner), creds: cfg.Credentials,
+		resps: cfg.Responses}
 	for m, s := range cfg.Signers {
 		if m != ModeWPT && m != ModeHTTPSig {
 			return nil, fmt.Errorf("proxy: signer registered for %v; only wpt and httpsig are signed", m)
@@ -57,7 +61,7 @@ func NewEgressHandler(cfg EgressConfig) (*EgressHandler, error) {
 		}
 	}
 	h.pool = newUpstreamPool(&h.opts)
-	h.proxy = newReverseProxy(&h.opts, Egress, &routeTransport{pool: h.pool, prepare: h.sign})
+	h.proxy = newReverseProxy(&h.opts, Egress, &routeTransport{pool: h.pool, prepare: h.sign, check: h.verifyResponse})
 	if err := h.SetRoutes(cfg.Routes); err != nil {
 		return nil, err
 	}
@@ -84,6 +88,9 @@ func (h *EgressHandler) SetRoutes(t *RouteTable) error {
 		}
 		if p != 0 && h.signers[p] == nil {
 			return fmt.Errorf("proxy: egress route %q uses %v but no signer is configured for it", rt.Name, p)
+		}
+		if rt.SignedResponses && h.resps == nil {
+			return fmt.Errorf("proxy: egress route %q wants signed responses but no response verifier is configured", rt.Name)
 		}
 	}
 	h.routes.Store(t)
@@ -193,6 +200,14 @@ func (h *EgressHandler) sign(st *reqState, out *http.Request) error {
 		return err
 	}
 	return nil
+}
+
+// verifyResponse runs the route's response verifier, so an unsigned or tampered response never reaches the agent.
+func (h *EgressHandler) verifyResponse(st *reqState, res *http.Response) error {
+	if !st.route.SignedResponses {
+		return nil
+	}
+	return h.resps.VerifyResponse(res.Request.Context(), res, st.route)
 }
 
 // localError marks a failure of our own before anything was sent upstream, so it is not reported as a 502.

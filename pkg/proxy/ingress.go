@@ -23,11 +23,12 @@ type Exchange struct {
 	// Decision is set by the authorization step.
 	Decision *Decision
 
-	maxBody  int64
-	budget   *bodyBudget
-	reserved int64
-	body     []byte
-	buffered bool
+	maxBody    int64
+	budget     *bodyBudget
+	reserved   int64
+	body       []byte
+	buffered   bool
+	onResponse []ResponseHook
 }
 
 // Body returns the request body, buffering it on first use (at most Limits.MaxBufferedBody bytes, beyond that
@@ -280,7 +281,7 @@ func NewIngressHandler(cfg IngressConfig) (*IngressHandler, error) {
 		}
 	}
 	h.pool = newUpstreamPool(&h.opts)
-	h.proxy = newReverseProxy(&h.opts, Ingress, &routeTransport{pool: h.pool})
+	h.proxy = newReverseProxy(&h.opts, Ingress, &routeTransport{pool: h.pool, check: respondHooks})
 	if err := h.SetRoutes(cfg.Routes); err != nil {
 		return nil, err
 	}
@@ -296,7 +297,7 @@ func (h *IngressHandler) SetRoutes(t *RouteTable) error {
 		if rt.Upstream == nil {
 			return fmt.Errorf("proxy: ingress route %q has no upstream", rt.Name)
 		}
-		if rt.Match.Host == AnyHost && rt.Modes.proofs() != 0 && rt.Audience == "" {
+		if rt.Match.Host == AnyHost && rt.Modes.proofs() != 0 && rt.Audience == "" && rt.ExternalURL == nil {
 			return fmt.Errorf("proxy: ingress catch-all route %q verifies proofs, so it needs an explicit audience", rt.Name)
 		}
 	}
@@ -343,7 +344,7 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt, ok := h.routes.Load().Lookup(r.Host, r.URL.Path)
 	if !ok {
-		st.refuse(fmt.Errorf("%w: no route for %s%s", autherr.ErrDenied, r.Host, r.URL.Path))
+		st.refuse(fmt.Errorf("%w: this listener does not serve %s%s", autherr.ErrMisdirected, r.Host, r.URL.Path))
 		return
 	}
 	st.setRoute(rt)

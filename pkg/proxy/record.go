@@ -210,6 +210,9 @@ func (st *reqState) refuse(err error) {
 	if closesConnection(err) {
 		h.Set("Connection", "close")
 	}
+	if status == http.StatusUnauthorized && h.Get("WWW-Authenticate") == "" {
+		h.Set("WWW-Authenticate", challenge(st.route))
+	}
 	if be, ok := errors.AsType[*BodyError](err); ok {
 		h.Set("Content-Type", be.ContentType)
 		st.w.WriteHeader(status)

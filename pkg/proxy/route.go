@@ -48,6 +48,12 @@ type Route struct {
 	ProofLifetime time.Duration
 	// UpstreamID is the SPIFFE ID the upstream must present over mTLS; read by the TLSConfigFunc.
 	UpstreamID string
+	// SignedResponses (egress, httpsig) asks the upstream to sign its responses (wimse-sign-response) and
+	// refuses any response that is unsigned or fails verification (EgressConfig.Responses).
+	SignedResponses bool
+	// ExternalURL (ingress) is the scheme://authority callers use when TLS ends in front of the sidecar: the
+	// expected audience is ExternalURL + the request path instead of following the listener's own scheme.
+	ExternalURL *url.URL
 	// KeepHost forwards the caller's Host instead of the upstream's, as a mesh does: between sidecars the Host
 	// names the logical destination, which the ingress routes on and derives the expected proof audience from.
 	KeepHost bool
@@ -148,6 +154,13 @@ func (rt *Route) validate() error {
 	} else if rt.H2C {
 		return fail("h2c needs an explicit upstream")
 	}
+	if u := rt.ExternalURL; u != nil && ((u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "") {
+		return fail("external URL %q must be http(s)://host[:port] only", u.Redacted())
+	}
+	if rt.SignedResponses && !rt.Modes.Has(ModeHTTPSig) {
+		return fail("signed responses need mode httpsig")
+	}
 	if rt.ProofLifetime < 0 {
 		return fail("negative proof lifetime")
 	}
@@ -210,11 +223,14 @@ func (rt *Route) TargetAudience(out *http.Request) string {
 }
 
 // ExpectedAudience is the audience ingress accepts for the inbound request in: Audience when set, else
-// scheme://host/path built from this route's configured host, never from an untrusted header. The port comes from
+// ExternalURL + path when set, else scheme://host/path built from this route's configured host, never from an untrusted header. The port comes from
 // the request only when its host equals the route's. It is "" for a catch-all route without Audience.
 func (rt *Route) ExpectedAudience(in *http.Request) string {
 	if rt.Audience != "" {
 		return rt.Audience
+	}
+	if u := rt.ExternalURL; u != nil {
+		return buildAudience(u.Scheme, u.Host, in.URL.EscapedPath())
 	}
 	if rt.Match.Host == AnyHost {
 		return ""

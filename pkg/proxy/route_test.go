@@ -87,6 +87,8 @@ func TestRouteValidation(t *testing.T) {
 		{"h2c tls", Route{Name: "r", Match: Match{Host: "a"}, Upstream: up, H2C: true, Modes: ModeWPT}, "h2c needs"},
 		{"h2c dynamic", Route{Name: "r", Match: Match{Host: "a"}, H2C: true, Modes: ModeWPT}, "explicit upstream"},
 		{"lifetime", Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeWPT, ProofLifetime: -1}, "negative"},
+		{"external URL with path", Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeWPT, ExternalURL: mustURL(t, "https://a/x")}, "external URL"},
+		{"signed responses without httpsig", Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeWPT, SignedResponses: true}, "need mode httpsig"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,6 +132,12 @@ func TestAudiences(t *testing.T) {
 	}
 	if got := (&Route{Match: Match{Host: AnyHost}}).ExpectedAudience(in); got != "" {
 		t.Errorf("catch-all ExpectedAudience = %q", got)
+	}
+	// Behind a TLS terminator: the listener is plain HTTP, the audience is the external URL's.
+	ext := &Route{Match: Match{Host: "tool.example"}, ExternalURL: mustURL(t, "https://Tool.Example:443")}
+	in.TLS = nil
+	if got, want := ext.ExpectedAudience(in), "https://tool.example/x"; got != want {
+		t.Errorf("ExternalURL ExpectedAudience = %q, want %q", got, want)
 	}
 	fixed := &Route{Audience: "spiffe://test.example/tool"}
 	if fixed.TargetAudience(out) != fixed.Audience || fixed.ExpectedAudience(in) != fixed.Audience {
@@ -195,6 +203,23 @@ func TestHostName(t *testing.T) {
 	} {
 		if got := HostName(in); got != want {
 			t.Errorf("HostName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestChallenge(t *testing.T) {
+	tests := []struct {
+		rt   *Route
+		want string
+	}{
+		{nil, "WIMSE-mTLS, WIMSE-WPT, WIMSE-HTTPSig"},
+		{&Route{Name: "weather", Modes: ModeMTLS | ModeWPT}, `WIMSE-mTLS realm="weather", WIMSE-WPT realm="weather"`},
+		{&Route{Name: `we"ird`, Modes: ModeHTTPSig}, `WIMSE-HTTPSig realm="we\"ird"`},
+		{&Route{Name: "p", Modes: ModePassthrough}, `WIMSE-mTLS realm="p", WIMSE-WPT realm="p", WIMSE-HTTPSig realm="p"`},
+	}
+	for _, tt := range tests {
+		if got := challenge(tt.rt); got != tt.want {
+			t.Errorf("challenge(%+v) = %q, want %q", tt.rt, got, tt.want)
 		}
 	}
 }

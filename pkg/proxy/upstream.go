@@ -196,6 +196,9 @@ type routeTransport struct {
 	pool *upstreamPool
 	// prepare runs on the outbound request just before it is sent (egress signing); nil on ingress.
 	prepare func(st *reqState, out *http.Request) error
+	// check runs on the upstream's response before any of it is forwarded (response signing and verification);
+	// an error refuses the response.
+	check func(st *reqState, res *http.Response) error
 }
 
 func (t *routeTransport) RoundTrip(out *http.Request) (*http.Response, error) {
@@ -217,10 +220,27 @@ func (t *routeTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 		}
 	}
 	tr := t.pool.get(st.route).current()
+	rt := tr.main
 	if requiresHTTP1(out) {
-		return tr.h1.RoundTrip(out)
+		rt = tr.h1
 	}
-	return tr.main.RoundTrip(out)
+	res, err := rt.RoundTrip(out)
+	if err != nil || t.check == nil {
+		return res, err
+	}
+	if err := t.check(st, res); err != nil {
+		res.Body.Close()
+		return nil, err
+	}
+	return res, nil
+}
+
+// respondHooks runs the ingress exchange's response hooks.
+func respondHooks(st *reqState, res *http.Response) error {
+	if st.exchange == nil {
+		return nil
+	}
+	return st.exchange.respond(res)
 }
 
 // newReverseProxy builds the forwarding end of a handler. It streams (gRPC, SSE and chunked responses are flushed

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
+	"github.com/agentauth/agentauth/pkg/issuer"
 )
 
 // Proof modes a route may use or require. A route lists one or more; "passthrough" stands alone.
@@ -54,6 +56,11 @@ type IdentityConfig struct {
 	// Controller gets credentials from the agentauth controller's built-in issuer: a one-time join token the
 	// first time, renewal with the current SVID afterwards.
 	Controller *ControllerIdentityConfig `yaml:"controller,omitempty"`
+	// WITAlgorithms is the one algorithm rule for WITs, in every trust domain: the JWS algorithms allowed for a
+	// WIT's signature and its cnf.jwk.alg, applied to this sidecar's own WIT (at -check and at start) and to every
+	// WIT it verifies (callers on ingress, signed responses on egress). Default and upper bound: what the SPIFFE
+	// WIT-SVID profile allows (ES256/384/512, RS256/384/512, PS256/384/512; no EdDSA).
+	WITAlgorithms []string `yaml:"witAlgorithms,omitempty"`
 }
 
 // ControllerIdentityConfig points at the controller's issuer endpoint.
@@ -96,6 +103,9 @@ type FilesConfig struct {
 	// Bundles maps each trusted trust domain to files with its authorities: PEM CA certificates, a SPIFFE bundle
 	// (JWK Set with x509-svid / jwt-svid / wit-svid keys) or a plain JWK Set. Our own trust domain must be there.
 	Bundles map[string][]string `yaml:"bundles"`
+	// WITIssuers maps a trust domain to JWK Set files of the keys that sign its WITs: the trust-domain JWKS a
+	// WIMSE deployment publishes. A plain JWK Set under bundles would be read as JWT-SVID authorities instead.
+	WITIssuers map[string][]string `yaml:"witIssuers,omitempty"`
 	// WIT and WITKey are this workload's WIT (compact JWS) and the PEM key of its cnf.jwk.
 	WIT            string        `yaml:"wit,omitempty"`
 	WITKey         string        `yaml:"witKey,omitempty"`
@@ -143,6 +153,9 @@ type RouteConfig struct {
 	Audience string `yaml:"audience,omitempty"`
 	// ProofLifetime is the WPT or signature lifetime (default 60s).
 	ProofLifetime time.Duration `yaml:"proofLifetime,omitempty"`
+	// SignedResponses (httpsig) asks the upstream to sign its responses (wimse-sign-response) and answers 502
+	// response_unverified instead of any response that is unsigned or fails verification.
+	SignedResponses bool `yaml:"signedResponses,omitempty"`
 	// H2C sends cleartext HTTP/2 to a plain-http upstream (gRPC without TLS).
 	H2C bool `yaml:"h2c,omitempty"`
 	// AllowCleartextProofs lets wpt or httpsig go to an http:// upstream. The WIMSE drafts require TLS: a WIT is a
@@ -187,6 +200,9 @@ type IngressConfig struct {
 	Host string `yaml:"host,omitempty"`
 	// Audience, when set, is the one aud / wimse-aud value accepted instead (callers' routes must send it).
 	Audience string `yaml:"audience,omitempty"`
+	// ExternalURL is the scheme://host[:port] callers use when TLS ends in front of this listener: the expected
+	// audience is ExternalURL + the request path, whatever the listener's own scheme.
+	ExternalURL string `yaml:"externalURL,omitempty"`
 	// ClockSkew tolerated on iat/exp/created/expires (default 30s).
 	ClockSkew time.Duration `yaml:"clockSkew,omitempty"`
 	// MaxProofLifetime refuses proofs valid for longer (default 5m).
@@ -432,6 +448,12 @@ func (c *Config) Validate() error {
 
 func (c *Config) validateIdentity(v *validator) {
 	id := c.Identity
+	for i, a := range id.WITAlgorithms {
+		if !slices.Contains(issuer.WITAlgs, a) {
+			v.add(fmt.Sprintf("identity.witAlgorithms[%d]", i), fmt.Sprintf("%q is not allowed by the SPIFFE WIT-SVID "+
+				"profile, whose spiffe:// identifiers this sidecar uses; choose from %s", a, strings.Join(issuer.WITAlgs, ", ")))
+		}
+	}
 	n := 0
 	for _, set := range []bool{id.WorkloadAPI != nil, id.Files != nil, id.Controller != nil} {
 		if set {
@@ -468,6 +490,14 @@ func (c *Config) validateIdentity(v *validator) {
 				v.add("identity.files.bundles."+td, "list at least one bundle file")
 			}
 		}
+		for td, files := range f.WITIssuers {
+			if _, err := spiffeid.TrustDomainFromString(td); err != nil {
+				v.add("identity.files.witIssuers."+td, fmt.Sprintf("%q is not a trust domain: %v", td, err))
+			}
+			if len(files) == 0 {
+				v.add("identity.files.witIssuers."+td, "list at least one JWK Set file")
+			}
+		}
 		if (f.WIT == "") != (f.WITKey == "") {
 			v.add("identity.files.wit", "wit and witKey must be set together")
 		}
@@ -486,6 +516,29 @@ func (c *Config) validateIdentity(v *validator) {
 }
 
 // hasWIT reports whether the identity source can supply a WIT, which wpt and httpsig need.
+// witAlgorithms is the WIT algorithm allow-list in force.
+func (id IdentityConfig) witAlgorithms() []string {
+	if len(id.WITAlgorithms) > 0 {
+		return id.WITAlgorithms
+	}
+	return issuer.WITAlgs
+}
+
+// verifiesWITs reports whether this sidecar verifies other workloads' WITs: ingress proofs or signed responses.
+func (c *Config) verifiesWITs() bool {
+	if c.Ingress != nil && hasProofs(c.Ingress.Require) {
+		return true
+	}
+	if c.Egress != nil {
+		for _, r := range c.Egress.Routes {
+			if r.SignedResponses {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (c *Config) hasWIT() bool {
 	if c.Identity.Controller != nil {
 		return true
@@ -570,6 +623,9 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 			v.add(p+".upstream", "wpt and httpsig need an https:// upstream: the WIMSE drafts forbid sending a WIT "+
 				"and its proofs in cleartext (set allowCleartextProofs: true only when the hop is protected otherwise)")
 		}
+		if r.SignedResponses && !contains(r.Modes, ModeHTTPSig) {
+			v.add(p+".signedResponses", "needs mode httpsig: only an HTTP-signed request can ask for a signed response")
+		}
 		if r.TxnToken != nil && e.TokenService == nil {
 			v.add(p+".txnToken", "needs egress.tokenService: where Transaction Tokens come from")
 		}
@@ -625,6 +681,16 @@ func (in *IngressConfig) validate(v *validator) {
 	if in.Audience != "" {
 		if au, err := url.Parse(in.Audience); err != nil || au.Scheme == "" || au.Host == "" {
 			v.add("ingress.audience", fmt.Sprintf("%q is not an absolute URI", in.Audience))
+		}
+	}
+	if in.ExternalURL != "" {
+		u, err := url.Parse(in.ExternalURL)
+		switch {
+		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+			v.add("ingress.externalURL", fmt.Sprintf("%q must be scheme://host[:port] only, e.g. https://weather.tools.local", in.ExternalURL))
+		case in.Audience != "":
+			v.add("ingress.externalURL", "set externalURL or audience, not both: audience fixes one value for every path")
 		}
 	}
 	v.positive("ingress.clockSkew", int64(in.ClockSkew))

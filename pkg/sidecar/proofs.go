@@ -97,7 +97,8 @@ func (s *httpsigSigner) signer(w *identity.WIT, rt *proxy.Route) (*httpsig.Signe
 	if sg := s.signers[rt.Name]; sg != nil {
 		return sg, nil
 	}
-	sg, err := httpsig.NewSigner(w.Token, w.Key, httpsig.SignerOptions{Lifetime: rt.ProofLifetime})
+	sg, err := httpsig.NewSigner(w.Token, w.Key, httpsig.SignerOptions{Lifetime: rt.ProofLifetime,
+		RequestSignedResponse: rt.SignedResponses})
 	if err != nil {
 		return nil, fmt.Errorf("egress: WIT and key do not fit: %v", err)
 	}

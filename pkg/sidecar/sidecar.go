@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -70,6 +71,9 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 		return nil, err
 	}
 	s.closers = append(s.closers, func() { _ = s.src.Close() })
+	if err := cfg.checkSource(s.src); err != nil {
+		return nil, err
+	}
 	needWIT := cfg.hasWIT()
 	s.admin.AddCheck("credentials", func(context.Context) (string, error) {
 		return "", identity.Ready(s.src, needWIT)
@@ -177,20 +181,9 @@ func (s *Sidecar) openIdentity(ctx context.Context) (identity.Source, error) {
 	switch {
 	case id.Files != nil:
 		f := id.Files
-		bundles := map[spiffeid.TrustDomain][]string{}
-		for name, files := range f.Bundles {
-			td, err := spiffeid.TrustDomainFromString(name)
-			if err != nil {
-				return nil, fmt.Errorf("identity.files.bundles: %w", err)
-			}
-			bundles[td] = files
-		}
-		src, err := identity.NewFileSource(identity.FileConfig{
-			CertFile: f.Cert, KeyFile: f.Key, Bundles: bundles, WITFile: f.WIT, WITKeyFile: f.WITKey,
-			Observer: s.observer(),
-		})
+		src, err := newFileSource(f, s.observer())
 		if err != nil {
-			return nil, fmt.Errorf("identity.files: %w", err)
+			return nil, err
 		}
 		watchCtx, cancel := context.WithCancel(context.Background())
 		s.closers = append(s.closers, cancel)
@@ -246,15 +239,16 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 			return nil, fmt.Errorf("egress.routes[%d].upstream: %w", i, err)
 		}
 		routes = append(routes, &proxy.Route{
-			Name:          rc.Name,
-			Match:         proxy.Match{Host: rc.Host, PathPrefix: rc.PathPrefix},
-			Upstream:      up,
-			H2C:           rc.H2C,
-			Modes:         modes,
-			Audience:      rc.Audience,
-			ProofLifetime: rc.ProofLifetime,
-			UpstreamID:    rc.ServerID,
-			KeepHost:      true,
+			Name:            rc.Name,
+			Match:           proxy.Match{Host: rc.Host, PathPrefix: rc.PathPrefix},
+			Upstream:        up,
+			H2C:             rc.H2C,
+			Modes:           modes,
+			Audience:        rc.Audience,
+			ProofLifetime:   rc.ProofLifetime,
+			UpstreamID:      rc.ServerID,
+			SignedResponses: rc.SignedResponses,
+			KeepHost:        true,
 		})
 		names = append(names, rc.Name)
 	}
@@ -289,11 +283,16 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 		}
 		creds = rc
 	}
+	resps, err := s.responseVerifier(self)
+	if err != nil {
+		return nil, err
+	}
 	h, err := proxy.NewEgressHandler(proxy.EgressConfig{
 		Options:     popts,
 		Routes:      table,
 		Signers:     signers,
 		Credentials: creds,
+		Responses:   resps,
 	})
 	if err != nil {
 		return nil, err
@@ -346,6 +345,29 @@ func (s *Sidecar) upstreamTLS(self spiffeid.ID) proxy.TLSConfigFunc {
 	}
 }
 
+// responseVerifier verifies signed responses for egress routes with signedResponses, against the same WIT
+// trust and algorithm rules as ingress, with its own nonce cache.
+func (s *Sidecar) responseVerifier(self spiffeid.ID) (proxy.ResponseVerifier, error) {
+	rc := replay.New(replay.Options{})
+	wv, err := s.witVerifier(rc, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("egress: %w", err)
+	}
+	hv, err := httpsig.NewVerifier(httpsig.VerifierConfig{WITs: wv, Replay: rc})
+	if err != nil {
+		return nil, fmt.Errorf("egress: %w", err)
+	}
+	return &responseVerifier{v: hv, self: self.TrustDomain(), maxBody: s.limits().MaxBufferedBody}, nil
+}
+
+// witVerifier verifies WITs against this sidecar's WIT bundles under the configured algorithm allow-list.
+func (s *Sidecar) witVerifier(rc *replay.Cache, skew, maxLifetime time.Duration) (*wpt.Verifier, error) {
+	return wpt.NewVerifier(wpt.VerifierConfig{
+		Bundles: wpt.FromWITBundles(s.src), ClockSkew: skew, MaxProofLifetime: maxLifetime, Replay: rc,
+		AllowedAlgs: s.cfg.Identity.witAlgorithms(),
+	})
+}
+
 func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener, error) {
 	in := s.cfg.Ingress
 	modes, err := proxy.ParseModes(in.Require...)
@@ -360,6 +382,11 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	// the request; a request for another host matches no route and is refused.
 	route := &proxy.Route{Name: "ingress", Match: proxy.Match{Host: in.Host}, Upstream: backend, H2C: in.BackendH2C,
 		Modes: modes, Audience: in.Audience, KeepHost: true}
+	if in.ExternalURL != "" {
+		if route.ExternalURL, err = url.Parse(in.ExternalURL); err != nil {
+			return proxy.Listener{}, fmt.Errorf("ingress.externalURL: %w", err)
+		}
+	}
 	if in.Host == "" {
 		route.Match.Host = proxy.AnyHost
 	}
@@ -370,9 +397,7 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	s.metrics.preRegister(string(proxy.Ingress), []string{route.Name})
 
 	rc := replay.New(replay.Options{MaxEntries: in.ReplayCacheSize})
-	wv, err := wpt.NewVerifier(wpt.VerifierConfig{
-		Bundles: wpt.FromWITBundles(s.src), ClockSkew: in.ClockSkew, MaxProofLifetime: in.MaxProofLifetime, Replay: rc,
-	})
+	wv, err := s.witVerifier(rc, in.ClockSkew, in.MaxProofLifetime)
 	if err != nil {
 		return proxy.Listener{}, fmt.Errorf("ingress: %w", err)
 	}
@@ -400,7 +425,8 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	if s.cp != nil {
 		steps = append(steps, &proxy.RevocationStep{Checker: s.cp})
 	}
-	steps = append(steps, &proxy.AuthorizeStep{Authorizer: authz})
+	steps = append(steps, &proxy.AuthorizeStep{Authorizer: authz},
+		&responseSignStep{src: s.src, maxBody: popts.Limits.MaxBufferedBody})
 	h, err := proxy.NewIngressHandler(proxy.IngressConfig{
 		Options: popts,
 		Routes:  table,

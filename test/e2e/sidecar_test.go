@@ -95,10 +95,24 @@ func TestRefusals(t *testing.T) {
 			t.Fatalf("got %d %s, want 401 credential_missing", code, body)
 		}
 	})
+	t.Run("a 401 carries a challenge naming the accepted scheme", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodGet, base+"/whoami", nil)
+		req.Host = toolHost
+		resp, err := direct.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+		if got := resp.Header.Values("WWW-Authenticate"); resp.StatusCode != http.StatusUnauthorized ||
+			len(got) != 1 || !strings.HasPrefix(got[0], "WIMSE-WPT") {
+			t.Fatalf("got %d with WWW-Authenticate %q, want 401 with a WIMSE-WPT challenge", resp.StatusCode, got)
+		}
+	})
 	t.Run("direct call to another host name", func(t *testing.T) {
+		// Refused before authentication, so not 403 (authenticated but not allowed): 421, this is the wrong server.
 		code, _, body := getWhoami(t, direct, base+"/whoami", nil)
-		if code != http.StatusForbidden || !strings.Contains(body, "no route") {
-			t.Fatalf("got %d %s, want 403 no route", code, body)
+		if code != http.StatusMisdirectedRequest || !strings.Contains(body, `"misdirected_request"`) {
+			t.Fatalf("got %d %s, want 421 misdirected_request", code, body)
 		}
 	})
 	t.Run("garbage tokens", func(t *testing.T) {

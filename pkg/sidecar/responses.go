@@ -1,0 +1,145 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/httpsig"
+	"github.com/agentauth/agentauth/pkg/identity"
+	"github.com/agentauth/agentauth/pkg/proxy"
+)
+
+// Signed responses (draft-ietf-wimse-http-signature-06 §"response signing"): a caller that signs its request with
+// wimse-sign-response gets a response signed with this workload's WIT, or no success at all.
+//
+// A signature covers a digest of the whole body, so a signed response is buffered, up to limits.maxBodyBytes,
+// before the first byte goes out, on both sides. An event stream (text/event-stream) cannot wait for its end, and
+// a body over the limit cannot be digested: ingress refuses both with 501 response_signing_unavailable instead of
+// an unsigned 200. Trailers (gRPC status) are not covered.
+
+// responseSignStep, last in the ingress chain, arms response signing for httpsig requests that ask for it. It
+// refuses with 501 before the tool sees the request when this sidecar has no WIT to sign with.
+type responseSignStep struct {
+	src     identity.Source
+	maxBody int64
+	mu      sync.Mutex
+	signer  *httpsig.Signer
+}
+
+func (s *responseSignStep) Handle(_ context.Context, x *proxy.Exchange) error {
+	r := x.Request
+	if x.Identity == nil || x.Identity.Method != proxy.AuthWITHTTPSig || !httpsig.SignResponseRequested(r.Header) {
+		return nil
+	}
+	if _, err := s.current(); err != nil {
+		return err
+	}
+	// The request as received: its method and target are covered with ;req and its nonce is echoed. The proxy
+	// strips the signature fields from r before forwarding, so keep them now.
+	asked := &http.Request{Method: r.Method, URL: r.URL, RequestURI: r.RequestURI, Host: r.Host, TLS: r.TLS,
+		Header: http.Header{}}
+	for _, k := range []string{httpsig.HeaderSignatureInput, httpsig.HeaderSignature} {
+		asked.Header[k] = r.Header.Values(k)
+	}
+	x.OnResponse(func(res *http.Response) error { return s.sign(res, asked) })
+	return nil
+}
+
+// current returns the signer of the current WIT, rebuilt when the WIT rotates.
+func (s *responseSignStep) current() (*httpsig.Signer, error) {
+	w, err := s.src.GetWIT()
+	if err != nil {
+		return nil, fmt.Errorf("%w: the request asked for a signed response (wimse-sign-response) and this sidecar has "+
+			"no WIT to sign with: %v", autherr.ErrCannotSignResponse, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.signer == nil || s.signer.WIT() != w.Token {
+		sg, err := httpsig.NewSigner(w.Token, w.Key, httpsig.SignerOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("%w: our WIT and key cannot sign: %v", autherr.ErrCannotSignResponse, err)
+		}
+		s.signer = sg
+	}
+	return s.signer, nil
+}
+
+func (s *responseSignStep) sign(res *http.Response, asked *http.Request) error {
+	if proxy.IsEventStream(res.Header) {
+		return fmt.Errorf("%w: the tool answered with an event stream, which cannot be signed: the signature covers a "+
+			"digest of the whole body", autherr.ErrCannotSignResponse)
+	}
+	body, err := proxy.BufferResponse(res, s.maxBody)
+	if err != nil {
+		return fmt.Errorf("%w: the tool's response cannot be signed: %v", autherr.ErrCannotSignResponse, err)
+	}
+	signer, err := s.current()
+	if err != nil {
+		return err
+	}
+	// Whatever the tool put in these fields would be taken for ours.
+	for _, k := range []string{httpsig.HeaderSignatureInput, httpsig.HeaderSignature, httpsig.HeaderWIT, httpsig.HeaderContentDigest} {
+		res.Header.Del(k)
+	}
+	signed := *res
+	signed.Request = asked
+	if err := signer.SignResponse(&signed, body); err != nil {
+		return fmt.Errorf("%w: signing the response: %v", autherr.ErrCannotSignResponse, err)
+	}
+	return nil
+}
+
+// responseVerifier checks, on egress routes with signedResponses, that the response is signed by the workload the
+// route calls (serverID, else a member of our trust domain) over exactly what the agent will receive.
+type responseVerifier struct {
+	v       *httpsig.Verifier
+	self    spiffeid.TrustDomain
+	maxBody int64
+}
+
+func (rv *responseVerifier) VerifyResponse(ctx context.Context, res *http.Response, rt *proxy.Route) error {
+	unverified := func(format string, args ...any) error {
+		return fmt.Errorf("%w: route %q: the upstream's %d response %s", autherr.ErrResponseUnverified, rt.Name,
+			res.StatusCode, fmt.Sprintf(format, args...))
+	}
+	if res.Header.Get(httpsig.HeaderSignatureInput) == "" && proxy.IsEventStream(res.Header) {
+		return unverified("is an unsigned event stream; an event stream cannot be signed")
+	}
+	body, err := proxy.BufferResponse(res, rv.maxBody)
+	if err != nil {
+		return unverified("cannot be verified: %v", err)
+	}
+	got, err := rv.v.VerifyResponse(ctx, res, body)
+	if err != nil {
+		return unverified("failed verification: %v%s", err, refusalOf(res, body))
+	}
+	sub := got.WIT.Subject
+	if rt.UpstreamID != "" {
+		if sub != rt.UpstreamID {
+			return unverified("is signed by %s, not the route's serverID %s", sub, rt.UpstreamID)
+		}
+	} else if id, err := spiffeid.FromString(sub); err != nil || id.TrustDomain() != rv.self {
+		return unverified("is signed by %s, outside our trust domain %s (set the route's serverID)", sub, rv.self)
+	}
+	return nil
+}
+
+// refusalOf quotes an unsigned refusal of the ingress sidecar (its JSON error code), so the agent still learns why.
+func refusalOf(res *http.Response, body []byte) string {
+	if res.StatusCode < 400 || res.Header.Get(httpsig.HeaderSignatureInput) != "" ||
+		!strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") || len(body) > 1024 {
+		return ""
+	}
+	return "; its body: " + strings.TrimSpace(string(body))
+}
+
+var (
+	_ proxy.Step             = (*responseSignStep)(nil)
+	_ proxy.ResponseVerifier = (*responseVerifier)(nil)
+)
