@@ -5,6 +5,7 @@
 //	agentauthctl policy list
 //	agentauthctl policy check -dir policies -agent spiffe://example.org/agent/planner -host weather.tools.local -path /forecast
 //	agentauthctl revoke -kind spiffe -value spiffe://example.org/agent/planner -reason "laptop stolen" -no-renew
+//	agentauthctl revoke -kind user_email -value alice@example.com -reason "left the company" -disable
 //	agentauthctl unrevoke admin-3f2a...
 //	agentauthctl revocations
 //	agentauthctl sidecars
@@ -37,7 +38,8 @@ commands:
   policy apply FILE...     replace the controller's policy set with these Cedar files
   policy list              show the policies the controller serves
   policy check [flags]     dry run: would this request be allowed, and by which policy? (local, no controller)
-  revoke [flags]           revoke a subject's credentials issued before now (-no-renew: an agent must re-attest)
+  revoke [flags]           -sessions (default): refuse a subject's credentials issued before now (-no-renew: an
+                           agent must re-attest); -disable: refuse all of them, old and new, until unrevoke
   unrevoke ID              remove a revocation
   revocations              list revocations
   sidecars                 list connected sidecars and the versions each ACKed or NACKed
@@ -123,10 +125,15 @@ func (c *client) revoke(args []string) error {
 	iss := fs.String("iss", "", "issuer, for user_iss_sub and jti")
 	reason := fs.String("reason", "", "why (shown in every refusal and audit record)")
 	noRenew := fs.Bool("no-renew", false, "kind spiffe: the agent's current credentials renew nothing; it needs a new join token (stolen key or machine)")
+	sessions := fs.Bool("sessions", false, "end sessions (the default, like CAEP session-revoked): refuse what was issued before now; new credentials and tokens pass")
+	disable := fs.Bool("disable", false, "disable (like RISC account-disabled): refuse every credential and token, old and new, until unrevoke")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return c.do(http.MethodPost, "/v1/revocations", controller.RevokeRequest{Kind: *kind, Value: *value, Iss: *iss, Reason: *reason, NoRenew: *noRenew})
+	if *sessions && *disable {
+		return errors.New("revoke: -sessions and -disable exclude each other")
+	}
+	return c.do(http.MethodPost, "/v1/revocations", controller.RevokeRequest{Kind: *kind, Value: *value, Iss: *iss, Reason: *reason, NoRenew: *noRenew, Disable: *disable})
 }
 
 func (c *client) joinToken(args []string) error {
@@ -198,6 +205,7 @@ func policyCheck(args []string, out io.Writer) error {
 	path := fs.String("path", "/", "request path")
 	authMethod := fs.String("auth", "wit-wpt", "auth method: mtls, wit-wpt or wit-httpsig")
 	user := fs.String("user", "", "delegated subject (Txn-Token sub)")
+	subjectKind := fs.String("subject-kind", "", "who the Txn-Token sub is: user (the default with -user), self or system")
 	risk := fs.String("risk", "", "risk level: LOW, MEDIUM or HIGH")
 	mcpBody := fs.String("mcp", "", "file with an MCP JSON-RPC body (the request is then an MCP POST)")
 	if err := fs.Parse(args); err != nil {
@@ -208,7 +216,7 @@ func policyCheck(args []string, out io.Writer) error {
 		return err
 	}
 	req := policy.Request{AgentID: *agent, AuthMethod: policy.AuthMethod(*authMethod), DelegatedSubject: *user,
-		Host: *host, Method: *method, Path: *path, RiskLevel: policy.RiskLevel(*risk)}
+		SubjectKind: policy.SubjectKind(*subjectKind), Host: *host, Method: *method, Path: *path, RiskLevel: policy.RiskLevel(*risk)}
 	if *mcpBody != "" {
 		b, err := os.ReadFile(*mcpBody)
 		if err != nil {
