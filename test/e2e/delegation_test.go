@@ -86,7 +86,7 @@ when { context.path == "/alerts" && !(context has subject && context.subject == 
 
 @id("only-for-users")
 forbid (principal, action, resource == Tool::"weather.tools.local")
-when { context.path == "/for-users" && context.subject_kind != SubjectKind::"user" };
+when { context.path == "/for-users" && !(context has subject) };
 `))
 	// A legacy API that only understands OAuth bearer tokens, reached without a sidecar on its side.
 	legacy := freeAddr(t)
