@@ -229,8 +229,8 @@ type callResult struct {
 
 func newPolicyCheckCmd(a *app) *cobra.Command {
 	var (
-		dir, agent, method, host, path, authMethod, user, risk, mcpBody, issuedAt string
-		live                                                                      bool
+		dir, agent, method, host, path, authMethod, user, subjectKind, risk, mcpBody, issuedAt string
+		live                                                                                   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -256,7 +256,7 @@ revocation, as a sidecar counts a credential whose issue time it does not know.`
 				}
 			}
 			req := policy.Request{AgentID: agent, AgentIssuedAt: issued, AuthMethod: policy.AuthMethod(authMethod),
-				DelegatedSubject: user, DelegatedIssuedAt: issued, Host: host, Method: method, Path: path,
+				DelegatedSubject: user, DelegatedIssuedAt: issued, SubjectKind: policy.SubjectKind(subjectKind), Host: host, Method: method, Path: path,
 				RiskLevel: policy.RiskLevel(risk)}
 			if mcpBody != "" {
 				b, err := os.ReadFile(mcpBody)
@@ -292,6 +292,7 @@ revocation, as a sidecar counts a credential whose issue time it does not know.`
 	f.StringVar(&path, "path", "/", "request path")
 	f.StringVar(&authMethod, "auth", "wit-wpt", "auth method: mtls, wit-wpt or wit-httpsig")
 	f.StringVar(&user, "user", "", "delegated subject (Txn-Token sub)")
+	f.StringVar(&subjectKind, "subject-kind", "", "who the Txn-Token sub is: user (the default with --user), self or system")
 	f.StringVar(&risk, "risk", "", "risk level: LOW, MEDIUM or HIGH")
 	f.StringVar(&mcpBody, "mcp", "", "file with an MCP JSON-RPC body (the request is then an MCP POST)")
 	f.StringVar(&issuedAt, "issued-at", "", "with --live: when the credentials were issued (RFC 3339; default unknown)")
@@ -345,15 +346,12 @@ func decide(ctx context.Context, set *policy.Set, revs []*agentauthv1.Revocation
 }
 
 // revoked matches a subject against a list of revocations as a sidecar matches it against its xDS state
-// (pkg/sidecar controlPlane.revoked): every kind of the subject's class, the normalised value, any issuer.
+// (Revocation.About: every kind of the subject's class, a delegated user by the name the token service gives her).
 func revoked(revs []*agentauthv1.Revocation, now time.Time) policy.RevocationsFunc {
 	return func(_ context.Context, class, value string, issuedAt time.Time) (string, bool) {
-		for _, kind := range agentauthv1.KindsFor(class) {
-			v := agentauthv1.NormalValue(kind, value)
-			for _, r := range revs {
-				if r.GetSubject().GetKind() == kind && r.GetSubject().GetValue() == v && r.Refuses(issuedAt, now) {
-					return r.GetId() + ": " + r.Describe(), true
-				}
+		for _, r := range revs {
+			if r.About(class, value) && r.Refuses(issuedAt, now) {
+				return r.GetId() + ": " + r.Describe(), true
 			}
 		}
 		return "", false

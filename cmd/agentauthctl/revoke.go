@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -16,20 +17,39 @@ import (
 
 func newRevokeCmd(a *app) *cobra.Command {
 	var req controller.RevokeRequest
+	var sessions bool
 	cmd := &cobra.Command{
 		Use:   "revoke --kind KIND --value VALUE --reason TEXT",
-		Short: "Revoke a subject's credentials issued before now",
-		Long: `Revoke a subject's credentials issued before now. An agent (kind spiffe) renews and resumes; with
---no-renew its current credentials renew nothing and it needs a new join token (a stolen key or machine).`,
+		Short: "End a subject's sessions (--sessions, the default) or disable it (--disable)",
+		Long: `Revoke a subject. --sessions (the default, like CAEP session-revoked) refuses its credentials and tokens
+issued before now: an agent (kind spiffe) renews and resumes, a user signs in again. With --no-renew an agent's
+current credentials renew nothing and it needs a new join token (a stolen key or machine). --disable (like RISC
+account-disabled) refuses every credential and token of the subject, old and new, until unrevoke.
+
+A user revocation that can match no one (e.g. an iss none of the token service's user issuers has) is stored, and
+the answer carries a warning.`,
 		Args: cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			if sessions && req.Disable {
+				return usagef("--sessions and --disable exclude each other")
+			}
 			b, err := a.call(cmd.Context(), http.MethodPost, "/v1/revocations", req)
 			if err != nil {
 				return err
 			}
+			// The answer is the revocation, with a "warning" beside its fields when it can match no one.
 			var rev agentauthv1.Revocation
-			if err := protojson.Unmarshal(b, &rev); err != nil {
+			if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, &rev); err != nil {
 				return err
+			}
+			var warn struct {
+				Warning string `json:"warning"`
+			}
+			if err := json.Unmarshal(b, &warn); err != nil {
+				return err
+			}
+			if warn.Warning != "" {
+				fmt.Fprintf(a.errOut, "warning: %s\n", warn.Warning)
 			}
 			return a.print(b, nil, func(t *tabwriter.Writer) { revocationTable(t, []*agentauthv1.Revocation{&rev}) })
 		}),
@@ -40,6 +60,8 @@ func newRevokeCmd(a *app) *cobra.Command {
 	f.StringVar(&req.Iss, "iss", "", "issuer, for user_iss_sub and jti")
 	f.StringVar(&req.Reason, "reason", "", "why (shown in every refusal and audit record)")
 	f.BoolVar(&req.NoRenew, "no-renew", false, "kind spiffe: the agent's current credentials renew nothing; it needs a new join token (stolen key or machine)")
+	f.BoolVar(&sessions, "sessions", false, "end sessions (the default, like CAEP session-revoked): refuse what was issued before now; new credentials and tokens pass")
+	f.BoolVar(&req.Disable, "disable", false, "disable (like RISC account-disabled): refuse every credential and token, old and new, until unrevoke")
 	_ = cmd.RegisterFlagCompletionFunc("kind", cobra.FixedCompletions(controller.SubjectKinds, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }

@@ -43,9 +43,13 @@ type PoliciesRequest struct {
 	Policies []PolicyDoc `json:"policies"`
 }
 
-// RevokeRequest revokes a subject's credentials issued before NotBefore (default: now). An agent (kind spiffe)
-// renews revoked credentials and resumes, unless NoRenew is set: then they renew nothing, and the agent needs a
-// new join token (for a stolen key or machine).
+// RevokeRequest revokes a subject, in one of the two ways security events do. By default it ends sessions (like
+// CAEP session-revoked): credentials and tokens issued before NotBefore (default: now) are refused, newer ones
+// pass; an agent (kind spiffe) renews and resumes, unless NoRenew is set: then its credentials renew nothing, and
+// it needs a new join token (for a stolen key or machine). With Disable it withholds the subject (like RISC
+// account-disabled): every credential and token, old and new, is refused until the revocation is removed.
+// The answer is the stored Revocation; one that refuses no call (a user whom no trusted issuer could have named)
+// has a "warning" beside its fields.
 type RevokeRequest struct {
 	Kind      string     `json:"kind"`
 	Value     string     `json:"value"`
@@ -53,6 +57,7 @@ type RevokeRequest struct {
 	Reason    string     `json:"reason"`
 	NotBefore *time.Time `json:"not_before,omitempty"`
 	NoRenew   bool       `json:"no_renew,omitempty"`
+	Disable   bool       `json:"disable,omitempty"`
 }
 
 // Cause event types of revocations made through the admin API. CauseAdminNoRenew marks one whose credentials
@@ -60,6 +65,7 @@ type RevokeRequest struct {
 const (
 	CauseAdmin        = "admin"
 	CauseAdminNoRenew = "admin-no-renew"
+	CauseAdminDisable = "admin-disable"
 )
 
 // JoinTokenRequest asks for a one-time join token for a SPIFFE ID.
@@ -243,31 +249,60 @@ func (c *Controller) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cause := CauseAdmin
-	if req.NoRenew {
+	switch {
+	case req.Disable && (req.NoRenew || req.NotBefore != nil):
+		writeError(w, http.StatusBadRequest, errors.New("disable refuses every credential, old and new: no_renew and not_before do not apply"))
+		return
+	case req.Disable:
+		cause = CauseAdminDisable
+	case req.NoRenew:
 		if req.Kind != "spiffe" {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("no_renew applies to kind spiffe (agents renew by SPIFFE ID), not to %q", req.Kind))
 			return
 		}
 		cause = CauseAdminNoRenew
 	}
-	nb := time.Now()
-	if req.NotBefore != nil {
-		nb = *req.NotBefore
-	}
 	rev := &agentauthv1.Revocation{
-		Id:        "admin-" + randomID(),
-		Subject:   &agentauthv1.Subject{Kind: req.Kind, Value: agentauthv1.NormalValue(req.Kind, req.Value), Iss: req.Iss},
-		NotBefore: timestamppb.New(nb),
-		Reason:    req.Reason,
-		Cause:     &agentauthv1.Cause{EventType: cause},
-		Created:   timestamppb.Now(),
+		Id:      "admin-" + randomID(),
+		Subject: &agentauthv1.Subject{Kind: req.Kind, Value: agentauthv1.NormalValue(req.Kind, req.Value), Iss: req.Iss},
+		Reason:  req.Reason,
+		Cause:   &agentauthv1.Cause{EventType: cause},
+		Created: timestamppb.Now(),
+	}
+	if !req.Disable {
+		nb := time.Now()
+		if req.NotBefore != nil {
+			nb = *req.NotBefore
+		}
+		rev.NotBefore = timestamppb.New(nb)
+	}
+	warning := ""
+	if why := c.resolveUser(rev); why != "" {
+		warning = "this revocation refuses no call: " + why
+		c.log.Warn("operator revoked a user the token service names nowhere; the revocation refuses nothing",
+			zap.String("id", rev.GetId()), zap.String("subject", rev.GetSubject().Key()), zap.String("why", why))
 	}
 	// UpsertRevocation returns once the revocation is durable in the store; only then is it acknowledged.
 	if err := c.pub.UpsertRevocation(rev); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	writeProto(w, http.StatusCreated, rev)
+	if warning == "" {
+		writeProto(w, http.StatusCreated, rev)
+		return
+	}
+	// The answer is the revocation, as without a warning, with "warning" beside its fields.
+	b, err := protoJSON.Marshal(rev)
+	var m map[string]any
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	m["warning"] = warning
+	writeJSON(w, http.StatusCreated, m)
 }
 
 func (c *Controller) unrevoke(w http.ResponseWriter, r *http.Request) {

@@ -161,3 +161,45 @@ func hashOf(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
 }
+
+// TestAdminRevokeSessionsOrDisable: an operator's revocation ends sessions (not_before, the default) or disables
+// the subject (no not_before: every credential refused until unrevoked); disable takes no not_before or no_renew.
+func TestAdminRevokeSessionsOrDisable(t *testing.T) {
+	cfg := testConfig(t, "")
+	runController(t, cfg)
+	admin := adminClient(cfg)
+	for _, tc := range []struct {
+		req      RevokeRequest
+		code     int
+		withheld bool
+	}{
+		{RevokeRequest{Kind: "user_email", Value: "a@example.org", Reason: "r"}, http.StatusCreated, false},
+		{RevokeRequest{Kind: "user_email", Value: "a@example.org", Reason: "r", Disable: true}, http.StatusCreated, true},
+		{RevokeRequest{Kind: "spiffe", Value: "spiffe://example.org/agent/a", Reason: "r", Disable: true, NoRenew: true}, http.StatusBadRequest, false},
+		{RevokeRequest{Kind: "user_email", Value: "a@example.org", Reason: "r", Disable: true, NotBefore: new(time.Now())}, http.StatusBadRequest, false},
+	} {
+		code, body := adminPost(t, admin, "/v1/revocations", tc.req)
+		if code != tc.code {
+			t.Errorf("%+v: %d %s, want %d", tc.req, code, body, tc.code)
+			continue
+		}
+		if code != http.StatusCreated {
+			continue
+		}
+		var rev struct {
+			NotBefore *string `json:"not_before"`
+			Cause     struct {
+				EventType string `json:"event_type"`
+			} `json:"cause"`
+		}
+		if err := json.Unmarshal(body, &rev); err != nil {
+			t.Fatal(err)
+		}
+		if withheld := rev.NotBefore == nil; withheld != tc.withheld {
+			t.Errorf("%+v: answered %s, want withheld %t", tc.req, body, tc.withheld)
+		}
+		if tc.withheld && rev.Cause.EventType != CauseAdminDisable {
+			t.Errorf("%+v: cause %q, want %q", tc.req, rev.Cause.EventType, CauseAdminDisable)
+		}
+	}
+}

@@ -118,6 +118,9 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 	if err := c.pub.SetTrustBundle(trustBundle(c.ca)); err != nil {
 		return nil, fmt.Errorf("publishing the trust bundle: %w", err)
 	}
+	if err := c.resolveStoredUsers(); err != nil {
+		return nil, err
+	}
 	xdsTLS := mtls.ServerConfig(c.self, mtls.AuthorizeTrustDomains(c.td))
 	if c.xds, err = xds.NewServer(c.pub, xds.ServerConfig{TLSConfig: xdsTLS, HandshakeTimeout: cfg.XDS.Limits.ReadHeaderTimeout,
 		MaxConnIdle: cfg.XDS.Limits.IdleTimeout, Logger: log.Named("xds")}); err != nil {

@@ -30,6 +30,12 @@ func (s ssfSink) Apply(_ context.Context, changes []signals.Change) error {
 	for _, ch := range changes {
 		switch {
 		case ch.Revocation != nil:
+			if why := s.c.resolveUser(ch.Revocation); why != "" {
+				s.c.log.Warn("security event revokes a user the token service names nowhere; the revocation refuses nothing",
+					zap.String("id", ch.Revocation.GetId()), zap.String("subject", ch.Revocation.GetSubject().Key()),
+					zap.String("event", ch.Revocation.GetCause().GetEventType()), zap.String("set_jti", ch.Revocation.GetCause().GetSetJti()),
+					zap.String("why", why))
+			}
 			if err := s.c.pub.UpsertRevocation(ch.Revocation); err != nil {
 				return fmt.Errorf("revocation %s: %w", ch.Revocation.GetId(), err)
 			}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -86,17 +87,69 @@ func (s storeRevocations) Revoked(_ context.Context, class, value string, issued
 		return "revocation state unavailable", true
 	}
 	now := time.Now()
-	for _, k := range agentauthv1.KindsFor(class) {
-		v := agentauthv1.NormalValue(k, value)
-		for _, r := range revs {
-			sub := r.GetSubject()
-			if sub.GetKind() != k || sub.GetValue() != v {
-				continue
-			}
-			if r.Refuses(issuedAt, now) {
-				return r.GetId() + ": " + r.Describe(), true
-			}
+	for _, r := range revs {
+		if r.About(class, value) && r.Refuses(issuedAt, now) {
+			return r.GetId() + ": " + r.Describe(), true
 		}
 	}
 	return "", false
+}
+
+// userIssuers is how the token service names users (tokenService.userIssuers), for resolving user revocations;
+// nil without a token service.
+func (c *Controller) userIssuers() []agentauthv1.UserIssuer {
+	if c.cfg.TokenService == nil {
+		return nil
+	}
+	out := make([]agentauthv1.UserIssuer, 0, len(c.cfg.TokenService.UserIssuers))
+	for _, u := range c.cfg.TokenService.UserIssuers {
+		out = append(out, agentauthv1.UserIssuer{Issuer: u.Issuer, SubjectPrefix: u.SubjectPrefix})
+	}
+	return out
+}
+
+// resolveUser sets a user revocation's delegated_subjects: the names the token service gives that user, which is
+// what sidecars and the token service match delegated users against. It returns why the revocation refuses no
+// user, or "" when it names one (or is not about a user): its iss is none of the user issuers', or the token
+// service trusts no user issuer. Such a revocation is kept for the record, and the caller says so.
+func (c *Controller) resolveUser(r *agentauthv1.Revocation) string {
+	if !slices.Contains(agentauthv1.KindsFor("user"), r.GetSubject().GetKind()) {
+		return ""
+	}
+	issuers := c.userIssuers()
+	r.DelegatedSubjects = agentauthv1.DelegatedSubjects(r.GetSubject(), issuers)
+	if len(r.DelegatedSubjects) > 0 {
+		return ""
+	}
+	if c.cfg.TokenService != nil && len(issuers) == 0 {
+		return "the token service trusts no user issuer (tokenService.userIssuers), so it issues tokens for no user"
+	}
+	names := make([]string, len(issuers))
+	for i, u := range issuers {
+		names[i] = u.Issuer
+	}
+	return fmt.Sprintf("user issuer %q is none of tokenService.userIssuers %q: the token service names no user of it", r.GetSubject().GetIss(), names)
+}
+
+// resolveStoredUsers resolves the stored user revocations again at start, so a change of tokenService.userIssuers
+// (a new issuer, a new subjectPrefix) applies to revocations made before it.
+func (c *Controller) resolveStoredUsers() error {
+	revs, err := c.store.Revocations().List()
+	if err != nil {
+		return fmt.Errorf("reading revocations: %w", err)
+	}
+	for _, r := range revs {
+		before := slices.Clone(r.GetDelegatedSubjects())
+		if why := c.resolveUser(r); why != "" {
+			c.log.Warn("user revocation matches no user the token service names; it refuses nothing",
+				zap.String("id", r.GetId()), zap.String("subject", r.GetSubject().Key()), zap.String("why", why))
+		}
+		if slices.Equal(before, r.GetDelegatedSubjects()) {
+			continue
+		}
+		if err := c.pub.UpsertRevocation(r); err != nil {
+			return fmt.Errorf("revocation %s: %w", r.GetId(), err)
+		}
+	}
+	return nil
 }

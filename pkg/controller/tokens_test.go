@@ -322,3 +322,62 @@ func TestTokenServiceEndpoint(t *testing.T) {
 		t.Errorf("Txn-Token iss %v, want %s", iss, public)
 	}
 }
+
+// TestTokenServiceRefusesRevokedUsersByTheirName: with subject prefixes, a user revocation (as an operator or a
+// security event names the user) refuses the user as the token service names them: an iss_sub under its issuer's
+// prefix only, an email under every issuer's. -disable refuses new tokens too. A user revocation that can match
+// no one is accepted with a warning.
+func TestTokenServiceRefusesRevokedUsersByTheirName(t *testing.T) {
+	corp := newTestIDP(t, "https://login.corp.example", "subjectPrefix: 'corp:'")
+	partner := newTestIDP(t, "https://partner-idp.example", "subjectPrefix: 'partner:'")
+	c, post := tokenController(t, "", corp, partner)
+	admin := adminClient(c.cfg)
+	exchange := func(idp testIDP, sub string, iat time.Time) (int, map[string]any) {
+		return post("spiffe://example.org/agent/planner", url.Values{
+			"requested_token_type": {oauth.TokenTypeTxnToken},
+			"audience":             {"example.org"},
+			"scope":                {"orders.read"},
+			"subject_token":        {idp.token(t, sub, map[string]any{"iat": iat.Unix()})},
+			"subject_token_type":   {oauth.TokenTypeAccessToken},
+		})
+	}
+	revoke := func(req RevokeRequest) map[string]any {
+		t.Helper()
+		code, body := adminPost(t, admin, "/v1/revocations", req)
+		var m map[string]any
+		if code != http.StatusCreated || json.Unmarshal(body, &m) != nil {
+			t.Fatalf("revoke %+v: %d %s", req, code, body)
+		}
+		return m
+	}
+	before, after := time.Now().Add(-time.Minute), time.Now().Add(5*time.Second)
+
+	revoke(RevokeRequest{Kind: "user_iss_sub", Iss: corp.iss, Value: "alice", Reason: "test"})
+	revoke(RevokeRequest{Kind: "user_email", Value: "bob@Example.org", Reason: "test", Disable: true})
+	for _, tc := range []struct {
+		idp      testIDP
+		sub      string
+		iat      time.Time
+		refused  bool
+		whatCase string
+	}{
+		{corp, "alice", before, true, "iss_sub under its issuer's prefix"},
+		{partner, "alice", before, false, "another issuer's alice"},
+		{corp, "alice", after, false, "a token issued after the sessions were revoked"},
+		{corp, "bob@example.org", after, true, "a disabled email under the first prefix, new token"},
+		{partner, "bob@EXAMPLE.org", after, true, "a disabled email under the second prefix, new token"},
+	} {
+		code, body := exchange(tc.idp, tc.sub, tc.iat)
+		if refused := code == http.StatusBadRequest && body["error"] == "invalid_grant"; refused != tc.refused {
+			t.Errorf("%s: %d %v, want refused %t", tc.whatCase, code, body, tc.refused)
+		}
+	}
+
+	if w := revoke(RevokeRequest{Kind: "user_iss_sub", Iss: "https://elsewhere.example", Value: "carol", Reason: "test"})["warning"]; w == nil ||
+		!strings.Contains(w.(string), "refuses no call") {
+		t.Errorf("revoking a user of an untrusted issuer: warning %v, want one saying it refuses no call", w)
+	}
+	if w := revoke(RevokeRequest{Kind: "user_opaque", Value: "00u-1", Reason: "test"})["warning"]; w != nil {
+		t.Errorf("revoking an opaque user: warning %v, want none", w)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -133,7 +132,7 @@ func (s *TokenService) verifyUserToken(ctx context.Context, token, declared stri
 		return nil, err
 	}
 	sub := iss.SubjectPrefix + c.Sub
-	if strings.HasPrefix(sub, "spiffe://") {
+	if isWorkloadID(sub) {
 		return nil, fmt.Errorf("oauth: %w: subject token sub %q looks like a workload identifier; set the issuer's SubjectPrefix", ErrMalformed, sub)
 	}
 	si := &subjectInfo{kind: "user", sub: sub, issuer: iss.Issuer, expiry: c.Exp.Time(), claims: c.all(auds)}

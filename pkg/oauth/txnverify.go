@@ -64,6 +64,29 @@ func (t *TxnInfo) SubjectIssuedAt() time.Time {
 	return t.IssuedAt
 }
 
+// Who a Txn-Token's subject is to the workload that presents it (TxnInfo.SubjectKind).
+const (
+	SubjectUser   = "user"   // a user the workload acts for: someone delegated
+	SubjectSelf   = "self"   // the workload itself: it acts for itself, nobody delegated
+	SubjectSystem = "system" // another workload, which began the transaction acting for itself
+)
+
+// SubjectKind says who the token's sub is to caller, the authenticated workload that presented it: caller itself
+// (SubjectSelf: the token service names an agent that acts for itself by its own id), another workload
+// (SubjectSystem: a SPIFFE ID, which the token service never gives a user), or a user (SubjectUser).
+func (t *TxnInfo) SubjectKind(caller string) string {
+	switch {
+	case t.Subject == caller:
+		return SubjectSelf
+	case isWorkloadID(t.Subject):
+		return SubjectSystem
+	}
+	return SubjectUser
+}
+
+// isWorkloadID reports whether sub is a workload's SPIFFE ID, which no user's name may look like (verifyUserToken).
+func isWorkloadID(sub string) bool { return strings.HasPrefix(sub, "spiffe://") }
+
 // ClaimStrings flattens Claims for policy tags: strings as they are, everything else as compact JSON.
 func (t *TxnInfo) ClaimStrings() map[string]string {
 	out := make(map[string]string, len(t.Claims))

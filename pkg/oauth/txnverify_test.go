@@ -227,3 +227,19 @@ func TestNewTxnVerifierConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestTxnSubjectKind: a Txn-Token naming the workload that presents it is the agent acting for itself, one naming
+// another workload a system, anything else a user (the token service never names a user like a workload).
+func TestTxnSubjectKind(t *testing.T) {
+	const agent = "spiffe://example.org/agent/planner"
+	for _, tc := range []struct{ sub, want string }{
+		{agent, SubjectSelf},
+		{"spiffe://example.org/agent/scheduler", SubjectSystem},
+		{"corp:alice@example.com", SubjectUser},
+		{"spiffe-fan@example.com", SubjectUser},
+	} {
+		if got := (&TxnInfo{Subject: tc.sub}).SubjectKind(agent); got != tc.want {
+			t.Errorf("sub %q: %q, want %q", tc.sub, got, tc.want)
+		}
+	}
+}

@@ -14,8 +14,9 @@
 //	           (unlisted methods: "mcp_other"; responses the client posts: "mcp_response"), all in Action::"mcp";
 //	           session plumbing (initialize, ping, notifications/*) also in "mcp_session", list methods in
 //	           "mcp_discovery".
-//	context    host, method, path, auth_method (AuthMethod::"mtls" | "wit-wpt" | "wit-httpsig"),
-//	           subject? (User::"<Txn-Token sub>"; scopes set; tags = claims), txn?, risk_level
+//	context    host, method, path, auth_method (AuthMethod::"mtls" | "wit-wpt" | "wit-httpsig"), subject_kind
+//	           (SubjectKind::"none" | "user" | "self" | "system": who the Txn-Token sub is to the agent),
+//	           subject? (only for "user": User::"<Txn-Token sub>"; scopes set; tags = claims), txn?, risk_level
 //	           (RiskLevel::"UNKNOWN" | "LOW" | "MEDIUM" | "HIGH"), risk_rank (0-3), assurance_level?, time (Unix s),
 //	           now (datetime), hour (0-23 UTC), mcp_method?
 //

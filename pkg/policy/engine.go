@@ -263,12 +263,17 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 // own schedule (one SSF event at a time), must deny regardless of policy, and has its own reason and id that
 // belong in the audit record.
 func (e *Engine) checkRevoked(ctx context.Context, req Request) (Decision, bool) {
+	// The workload that began a transaction for itself (a system subject) is revoked as an agent.
+	delegator := SubjectUser
+	if req.SubjectKind.of(&req) == SubjectKindSystem {
+		delegator = SubjectAgent
+	}
 	checks := []struct {
 		kind, value string
 		at          time.Time
 	}{
 		{SubjectAgent, req.AgentID, req.AgentIssuedAt},
-		{SubjectUser, req.DelegatedSubject, req.DelegatedIssuedAt},
+		{delegator, req.DelegatedSubject, req.DelegatedIssuedAt},
 		{SubjectTxn, req.TransactionID, req.DelegatedIssuedAt},
 	}
 	for _, c := range checks {

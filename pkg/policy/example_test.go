@@ -50,3 +50,44 @@ permit (principal in TrustDomain::"example.org", action == Action::"GET", resour
 	// ALLOW: [read-orders] permits spiffe://example.org/agent/reporter to GET on Tool::"orders.example"
 	//   permit read-orders (http.cedar:1:1)
 }
+
+// context.subject_kind tells an agent acting for a user from one acting for itself (self) or in a transaction
+// another workload began for itself (system). Only a user is context.subject.
+func ExampleSubjectKind() {
+	set, err := policy.Compile(map[string][]byte{"payroll.cedar": []byte(`
+@id("payroll-for-users")
+permit (principal in TrustDomain::"example.org", action == Action::"GET", resource == Tool::"payroll.example")
+when { context.subject_kind == SubjectKind::"user" && context has subject &&
+       context.subject.hasTag("department") && context.subject.getTag("department") == "hr" };
+
+@id("nightly-report-for-itself")
+permit (principal == Agent::"spiffe://example.org/agent/reporter", action == Action::"GET",
+        resource == Tool::"payroll.example")
+when { context.subject_kind == SubjectKind::"self" && context.path == "/totals" };`)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	engine := policy.NewEngine(set)
+	for _, r := range []struct {
+		kind       policy.SubjectKind
+		user, path string
+	}{
+		{policy.SubjectKindUser, "alice@example.com", "/salaries"},
+		{policy.SubjectKindSelf, "", "/salaries"},
+		{policy.SubjectKindSelf, "", "/totals"},
+		{policy.SubjectKindSystem, "spiffe://example.org/agent/scheduler", "/salaries"},
+	} {
+		d := engine.Decide(context.Background(), policy.Request{
+			AgentID: "spiffe://example.org/agent/reporter", AuthMethod: policy.AuthWITWPT,
+			SubjectKind: r.kind, DelegatedSubject: r.user, DelegatedClaims: map[string]string{"department": "hr"},
+			Host: "payroll.example", Method: "GET", Path: r.path,
+		})
+		fmt.Println(r.kind, r.path, d.Allowed, d.PolicyIDs)
+	}
+	// Output:
+	// user /salaries true [payroll-for-users]
+	// self /salaries false []
+	// self /totals true [nightly-report-for-itself]
+	// system /salaries false []
+}

@@ -273,6 +273,50 @@ func TestAgentAndTxnRevocation(t *testing.T) {
 	if d := e.Decide(context.Background(), httpReq(reporter, "GET", "orders.example", "/")); !d.Allowed {
 		t.Errorf("unrevoked agent denied: %v", d.Err())
 	}
+	// A transaction the revoked planner began for itself is refused to the agents it calls: the system subject is
+	// checked as the agent it is, not as a user.
+	r = with(httpReq(reporter, "GET", "orders.example", "/"), func(r *Request) {
+		r.SubjectKind, r.DelegatedSubject, r.TransactionID = SubjectKindSystem, planner, "txn-10"
+	})
+	if d := e.Decide(context.Background(), r); d.RevocationID != "rev-agent" || d.Allowed {
+		t.Errorf("transaction of a revoked system: %+v", d)
+	}
+}
+
+// TestSubjectKindDecidesWhoIsAUser: only a user the agent acts for is context.subject; an agent acting for itself
+// or for a system is not, and context.subject_kind says which. An unknown kind is malformed.
+func TestSubjectKindDecidesWhoIsAUser(t *testing.T) {
+	set, err := Compile(map[string][]byte{"p.cedar": []byte(`
+@id("for-users") permit (principal, action, resource) when { context has subject };
+@id("for-self") permit (principal, action, resource) when { context.subject_kind == SubjectKind::"self" && context.path == "/self" };`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(set)
+	for _, tc := range []struct {
+		kind    SubjectKind
+		subject string
+		path    string
+		allowed bool
+	}{
+		{SubjectKindUser, "alice", "/", true},
+		{SubjectKindNone, "alice", "/", true}, // a caller that names only the subject means a user
+		{SubjectKindSelf, "", "/", false},
+		{SubjectKindSelf, "", "/self", true},
+		{SubjectKindSystem, planner, "/", false},
+		{SubjectKindNone, "", "/", false},
+	} {
+		r := with(httpReq(reporter, "GET", "orders.example", tc.path), func(r *Request) {
+			r.SubjectKind, r.DelegatedSubject = tc.kind, tc.subject
+		})
+		if d := e.Decide(context.Background(), r); d.Allowed != tc.allowed {
+			t.Errorf("%q %q %s: allowed %t (%s), want %t", tc.kind, tc.subject, tc.path, d.Allowed, d.String(), tc.allowed)
+		}
+	}
+	r := with(httpReq(reporter, "GET", "orders.example", "/"), func(r *Request) { r.SubjectKind = "robot" })
+	if d := e.Decide(context.Background(), r); d.Allowed || d.Reason != ErrMalformed.Code() {
+		t.Errorf("unknown subject kind: %+v", d)
+	}
 }
 
 func TestEngineWithoutSetDenies(t *testing.T) {

@@ -45,6 +45,26 @@ func (r RiskLevel) rank() (RiskLevel, int64) {
 	}
 }
 
+// SubjectKind is who a transaction's subject (its Txn-Token's sub) is to the calling agent; policies read it as
+// context.subject_kind.
+type SubjectKind string
+
+const (
+	SubjectKindNone   SubjectKind = ""       // no transaction (no Txn-Token): SubjectKind::"none"
+	SubjectKindUser   SubjectKind = "user"   // a user the agent acts for: context.subject is that user
+	SubjectKindSelf   SubjectKind = "self"   // the agent itself: nobody delegated
+	SubjectKindSystem SubjectKind = "system" // another workload, which began the transaction acting for itself
+)
+
+// of is the kind of a request: the one it gives, or else a user when it names a delegated subject (as callers
+// from before SubjectKind did), or none.
+func (k SubjectKind) of(req *Request) SubjectKind {
+	if k == SubjectKindNone && req.DelegatedSubject != "" {
+		return SubjectKindUser
+	}
+	return k
+}
+
 // HigherRisk is the higher of two risk levels (an undefined word counts as HIGH, as in context.risk_rank).
 func HigherRisk(a, b RiskLevel) RiskLevel {
 	_, ra := a.rank()
@@ -70,7 +90,12 @@ type Request struct {
 	// AuthMethod is how the agent authenticated. Required.
 	AuthMethod AuthMethod
 
-	// DelegatedSubject is the verified Txn-Token sub, when one rode along.
+	// SubjectKind says who the Txn-Token's sub is to the agent, when one rode along; empty with a DelegatedSubject
+	// means a user.
+	SubjectKind SubjectKind
+	// DelegatedSubject is the verified Txn-Token sub when someone delegated: the user (SubjectKindUser), or the
+	// workload that began the transaction (SubjectKindSystem). Empty when the agent acts for itself. Only a user
+	// becomes context.subject.
 	DelegatedSubject string
 	// DelegatedClaims are the Txn-Token's claims as strings (policies read them as tags of the User); the
 	// space-separated "scope" claim also becomes the User's scopes set.
@@ -108,6 +133,7 @@ const (
 	ctxPath
 	ctxAuthMethod
 	ctxSubject
+	ctxSubjectKind
 	ctxTxn
 	ctxRiskLevel
 	ctxRiskRank
@@ -135,6 +161,8 @@ func ctxAttrNamed(name types.String) readSet {
 		return ctxAuthMethod
 	case "subject":
 		return ctxSubject
+	case "subject_kind":
+		return ctxSubjectKind
 	case "txn":
 		return ctxTxn
 	case "risk_level":
@@ -170,7 +198,7 @@ type prepared struct {
 	hasCommon  bool
 	toolUID    types.EntityUID
 	toolName   string
-	ctxArr     [12]attr
+	ctxArr     [13]attr
 
 	reuse reusable // survives release
 }
@@ -263,6 +291,11 @@ func (m *model) prepare(req Request, want readSet) (*prepared, error) {
 	if tool == "" || strings.Contains(tool, "/") {
 		return nil, fmt.Errorf("policy: %w: tool %q is empty or contains '/'", autherr.ErrMalformed, tool)
 	}
+	kind := req.SubjectKind.of(&req)
+	subjectKind, ok := m.subjectKinds[kind]
+	if !ok {
+		return nil, fmt.Errorf("policy: %w: unknown subject kind %q", autherr.ErrMalformed, kind)
+	}
 	now := req.Time
 	if now.IsZero() {
 		now = time.Now()
@@ -312,7 +345,10 @@ func (m *model) prepare(req Request, want readSet) (*prepared, error) {
 	if want&ctxHour != 0 {
 		ctx = append(ctx, attr{"hour", types.Long(utc.Hour())})
 	}
-	if req.DelegatedSubject != "" {
+	if want&ctxSubjectKind != 0 {
+		ctx = append(ctx, attr{"subject_kind", subjectKind})
+	}
+	if req.DelegatedSubject != "" && kind == SubjectKindUser {
 		user := m.cache.user(req.DelegatedSubject, req.DelegatedClaims)
 		p.ents.fixed[p.ents.n] = user.entity
 		p.ents.n++

@@ -28,6 +28,7 @@ const (
 	typeMcpPrompt   types.EntityType = "McpPrompt"
 	typeAuthMethod  types.EntityType = "AuthMethod"
 	typeRiskLevel   types.EntityType = "RiskLevel"
+	typeSubjectKind types.EntityType = "SubjectKind"
 	typeAction      types.EntityType = "Action"
 )
 
@@ -54,10 +55,11 @@ type model struct {
 	pool        *sync.Pool // of *prepared
 
 	// Context values boxed once (a types.Value made from a string or an entity id allocates): the auth methods,
-	// the risk levels by rank, and every action name, which is what a known HTTP or JSON-RPC method reads as.
-	authMethods map[AuthMethod]types.Value
-	riskLevels  [4]types.Value
-	names       map[string]types.Value
+	// the risk levels by rank, the subject kinds, and every action name, which is what a known HTTP or JSON-RPC method reads as.
+	authMethods  map[AuthMethod]types.Value
+	riskLevels   [4]types.Value
+	subjectKinds map[SubjectKind]types.Value
+	names        map[string]types.Value
 }
 
 // name is method as a context value.
@@ -92,6 +94,10 @@ func loadModel() (*model, error) {
 	}
 	for _, a := range []AuthMethod{AuthMTLS, AuthWITWPT, AuthWITHTTPSig} {
 		m.authMethods[a] = types.NewEntityUID(typeAuthMethod, types.String(a))
+	}
+	m.subjectKinds = map[SubjectKind]types.Value{SubjectKindNone: types.NewEntityUID(typeSubjectKind, "none")}
+	for _, k := range []SubjectKind{SubjectKindUser, SubjectKindSelf, SubjectKindSystem} {
+		m.subjectKinds[k] = types.NewEntityUID(typeSubjectKind, types.String(k))
 	}
 	for _, r := range []RiskLevel{RiskUnknown, RiskLow, RiskMedium, RiskHigh} {
 		level, rank := r.rank()

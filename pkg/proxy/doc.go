@@ -14,7 +14,8 @@
 //
 //	X-Agentauth-Workload-Id        verified workload identifier (WIT sub, or mTLS peer SPIFFE ID)
 //	X-Agentauth-Auth-Method        mtls | wit-wpt | wit-httpsig
-//	X-Agentauth-Delegated-Subject  sub of a verified Txn-Token, when present
+//	X-Agentauth-Subject-Kind       with a verified Txn-Token: user | self | system (who its sub is to the caller)
+//	X-Agentauth-Delegated-Subject  sub of a verified Txn-Token when someone delegated (user, system; not self)
 //	X-Agentauth-Transaction-Id     txn of a verified Txn-Token, when present
 //	X-Forwarded-Client-Cert        Envoy SANITIZE_SET element when the peer sent a certificate:
 //	                               By=<our id>;Hash=<hex SHA-256 of peer leaf DER>;URI=<peer SPIFFE ID>

@@ -17,6 +17,7 @@ const (
 	HeaderWorkloadID       = "X-Agentauth-Workload-Id"
 	HeaderAuthMethod       = "X-Agentauth-Auth-Method"
 	HeaderDelegatedSubject = "X-Agentauth-Delegated-Subject"
+	HeaderSubjectKind      = "X-Agentauth-Subject-Kind"
 	HeaderTransactionID    = "X-Agentauth-Transaction-Id"
 	HeaderXFCC             = "X-Forwarded-Client-Cert"
 )
@@ -43,7 +44,7 @@ const ReservedHeaderPrefix = "X-Agentauth-"
 
 // identityHeaders (lower case) are ours: never accepted from outside, always set from verified state.
 var identityHeaders = []string{"x-agentauth-workload-id", "x-agentauth-auth-method", "x-agentauth-delegated-subject",
-	"x-agentauth-transaction-id", "x-forwarded-client-cert"}
+	"x-agentauth-subject-kind", "x-agentauth-transaction-id", "x-forwarded-client-cert"}
 
 // proofHeaders (lower case) are consumed by the ingress sidecar and not passed to the tool.
 var proofHeaders = []string{"workload-identity-token", "workload-proof-token", "signature", "signature-input"}
@@ -157,6 +158,9 @@ func setIdentityHeaders(h http.Header, id *Identity, peer *Peer, self string) er
 		return err
 	}
 	if err := set(HeaderDelegatedSubject, id.DelegatedSubject); err != nil {
+		return err
+	}
+	if err := set(HeaderSubjectKind, id.SubjectKind); err != nil {
 		return err
 	}
 	if err := set(HeaderTransactionID, id.TransactionID); err != nil {

@@ -85,7 +85,11 @@ type Identity struct {
 	// verified certificate (for revocation by serial).
 	PeerID   string
 	PeerCert *x509.Certificate
-	// DelegatedSubject and TransactionID come from a verified Txn-Token, when there is one.
+	// SubjectKind, DelegatedSubject and TransactionID come from a verified Txn-Token, when there is one.
+	// SubjectKind says who its subject is to the caller: "user" (an agent acts for a user), "self" (the agent
+	// acts for itself) or "system" (the transaction began with another workload acting for itself).
+	// DelegatedSubject is that subject when someone delegated ("user" or "system"), and empty for "self".
+	SubjectKind      string
 	DelegatedSubject string
 	TransactionID    string
 	// ProofID is the WPT jti or the signature nonce, for audit correlation.

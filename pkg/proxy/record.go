@@ -38,6 +38,7 @@ type DecisionRecord struct {
 	Subject          string
 	AuthMethod       string
 	PeerID           string
+	SubjectKind      string
 	DelegatedSubject string
 	TransactionID    string
 	ProofID          string
@@ -262,7 +263,7 @@ func (st *reqState) record() {
 		}
 		if id := x.Identity; id != nil {
 			rec.Subject, rec.AuthMethod, rec.ProofID = id.Subject, id.Method, id.ProofID
-			rec.DelegatedSubject, rec.TransactionID = id.DelegatedSubject, id.TransactionID
+			rec.SubjectKind, rec.DelegatedSubject, rec.TransactionID = id.SubjectKind, id.DelegatedSubject, id.TransactionID
 		}
 		if d := x.Decision; d != nil {
 			rec.PolicyIDs = d.PolicyIDs

@@ -240,11 +240,17 @@ func (cp *controlPlane) ready(context.Context) (string, error) {
 	return "connected", nil
 }
 
-// revoked answers the policy engine: is this agent, delegated user or transaction revoked? A Txn-Token's sub says
-// neither which kind of identifier it is nor who issued it, so a user is matched against each user kind, under
-// any issuer (State.Revoked with no issuer).
+// revoked answers the policy engine: is this agent, delegated user or transaction revoked? A user is named as the
+// token service names them (a Txn-Token's sub: a user issuer's subjectPrefix + sub), which is how the controller
+// resolved each user revocation (delegated_subjects); an agent or transaction by its value, under any issuer.
 func (cp *controlPlane) revoked(_ context.Context, kind, value string, issuedAt time.Time) (string, bool) {
 	st, now := cp.client.State(), time.Now()
+	if kind == policy.SubjectUser {
+		if r := st.RevokedDelegated(value, issuedAt, now); r != nil {
+			return r.GetId() + ": " + r.Describe(), true
+		}
+		return "", false
+	}
 	for _, k := range agentauthv1.KindsFor(kind) {
 		if r := st.Revoked(k, "", agentauthv1.NormalValue(k, value), issuedAt, now); r != nil {
 			return r.GetId() + ": " + r.Describe(), true
@@ -310,6 +316,7 @@ func (a *policyAuthorizer) Authorize(ctx context.Context, req *proxy.AuthzReques
 		AgentID:          id.Subject,
 		AgentIssuedAt:    issued,
 		AuthMethod:       policy.AuthMethod(id.Method),
+		SubjectKind:      policy.SubjectKind(id.SubjectKind),
 		DelegatedSubject: id.DelegatedSubject,
 		TransactionID:    id.TransactionID,
 		Tool:             a.tool,
@@ -319,7 +326,11 @@ func (a *policyAuthorizer) Authorize(ctx context.Context, req *proxy.AuthzReques
 		Time:             time.Now(),
 	}
 	if a.risk != nil {
-		preq.RiskLevel, preq.AssuranceLevel = a.risk(id.Subject, id.DelegatedSubject)
+		user := ""
+		if preq.SubjectKind == policy.SubjectKindUser {
+			user = id.DelegatedSubject
+		}
+		preq.RiskLevel, preq.AssuranceLevel = a.risk(id.Subject, user)
 	}
 	preq.DelegatedClaims, _ = id.Attrs[attrDelegatedClaims].(map[string]string)
 	preq.DelegatedIssuedAt, _ = id.Attrs[attrDelegatedIssuedAt].(time.Time)

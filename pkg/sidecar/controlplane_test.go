@@ -98,29 +98,40 @@ func TestCheckRevokedCaller(t *testing.T) {
 	}
 }
 
-// TestRevokedUser: a delegated user is matched whatever kind of identifier and issuer the revocation names, and
-// an email whatever the case of its domain.
+// TestRevokedUser: a delegated user (a Txn-Token sub) is matched as the token service names them, against the
+// names the controller resolved (delegated_subjects: the user issuer's prefix + sub), never against the subject
+// as the event gave it; an email whatever the case of its domain.
 func TestRevokedUser(t *testing.T) {
 	pub, cp := startControlPlane(t)
 	issued := time.Now().Add(-time.Minute)
+	issuers := []agentauthv1.UserIssuer{{Issuer: "https://idp.example.com", SubjectPrefix: "corp:"},
+		{Issuer: "https://idp-b.example.com", SubjectPrefix: "b:"}}
 	for i, sub := range []*agentauthv1.Subject{
 		{Kind: "user_email", Value: agentauthv1.NormalValue("user_email", "Erin@Example.COM")},
 		{Kind: "user_iss_sub", Iss: "https://idp.example.com", Value: "user-123"},
+		{Kind: "user_opaque", Iss: "https://siem.example.com", Value: "00u-9"},
 	} {
-		if err := pub.UpsertRevocation(&agentauthv1.Revocation{Id: fmt.Sprintf("r%d", i), Subject: sub, Reason: "test"}); err != nil {
+		r := &agentauthv1.Revocation{Id: fmt.Sprintf("r%d", i), Subject: sub, Reason: "test",
+			DelegatedSubjects: agentauthv1.DelegatedSubjects(sub, issuers)}
+		if err := pub.UpsertRevocation(r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, "the revocations", func() bool { return cp.client.State().Len(agentauthv1.RevocationType) == 2 })
+	waitUntil(t, "the revocations", func() bool { return cp.client.State().Len(agentauthv1.RevocationType) == 3 })
 	for _, tc := range []struct {
 		user string
 		want bool
 	}{
-		{"Erin@example.com", true},
-		{"Erin@EXAMPLE.COM", true},
-		{"erin@example.com", false}, // the local part is case-sensitive
-		{"user-123", true},
-		{"user-1234", false},
+		{"corp:Erin@example.com", true},
+		{"b:Erin@EXAMPLE.COM", true},
+		{"corp:erin@example.com", false}, // the local part is case-sensitive
+		{"Erin@example.com", false},      // the token service names no user without a prefix
+		{"corp:user-123", true},
+		{"b:user-123", false}, // another issuer's user-123
+		{"user-123", false},
+		{"corp:user-1234", false},
+		{"corp:00u-9", true},
+		{"b:00u-9", true},
 	} {
 		if _, got := cp.revoked(context.Background(), "user", tc.user, issued); got != tc.want {
 			t.Errorf("user %q revoked = %t, want %t", tc.user, got, tc.want)

@@ -64,8 +64,9 @@ func (s *Sidecar) newExchanger(self spiffeid.ID) (*oauth.Exchanger, error) {
 }
 
 // txnStep verifies a Txn-Token on ingress, after the caller's identity is established: the token must name the
-// caller as its requesting workload. The delegated user and transaction id then reach revocation, policy, the
-// audit record and the tool.
+// caller as its requesting workload. Who its subject is to the caller (a user, the agent itself, or a system),
+// the delegated subject when someone delegated, and the transaction id then reach revocation, policy, the audit
+// record and the tool. An agent acting for itself gets a Txn-Token naming itself: it is no delegated subject.
 type txnStep struct {
 	v        *oauth.TxnVerifier
 	required bool
@@ -88,7 +89,10 @@ func (t *txnStep) Handle(ctx context.Context, x *proxy.Exchange) error {
 		return err
 	}
 	id := x.Identity
-	id.DelegatedSubject, id.TransactionID = info.Subject, info.TransactionID
+	id.SubjectKind, id.TransactionID = info.SubjectKind(id.Subject), info.TransactionID
+	if id.SubjectKind != oauth.SubjectSelf {
+		id.DelegatedSubject = info.Subject
+	}
 	if id.Attrs == nil {
 		id.Attrs = map[string]any{}
 	}

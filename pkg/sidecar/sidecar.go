@@ -541,8 +541,11 @@ func (l *logSink) Record(_ context.Context, d *proxy.DecisionRecord) {
 	if d.PeerID != "" {
 		fields = append(fields, zap.String("peer_id", d.PeerID))
 	}
+	if d.TransactionID != "" {
+		fields = append(fields, zap.String("subject_kind", d.SubjectKind), zap.String("txn", d.TransactionID))
+	}
 	if d.DelegatedSubject != "" {
-		fields = append(fields, zap.String("delegated_subject", d.DelegatedSubject), zap.String("txn", d.TransactionID))
+		fields = append(fields, zap.String("delegated_subject", d.DelegatedSubject))
 	}
 	if d.ProofID != "" {
 		fields = append(fields, zap.String("proof_id", d.ProofID))

@@ -35,15 +35,23 @@ func keyOf(s *agentauthv1.Subject) subjectKey {
 	return subjectKey{s.GetKind(), s.GetIss(), s.GetValue()}
 }
 
+// delegatedKind indexes a user revocation under each of its delegated_subjects (RevokedDelegated). No Subject
+// has this kind: the mapping and the admin API make none.
+const delegatedKind = "delegated_subject"
+
 // indexKeys are the keys a revocation or risk state is indexed under: its subject and, when the subject names
-// an issuer, the same subject with none, which is what a lookup without an issuer finds (see Revoked).
-func indexKeys(s *agentauthv1.Subject) (keys [2]subjectKey, n int) {
-	keys[0] = keyOf(s)
-	if s.GetIss() == "" {
-		return keys, 1
+// an issuer, the same subject with none, which is what a lookup without an issuer finds (see Revoked); and each
+// of names (a revocation's delegated_subjects).
+func indexKeys(s *agentauthv1.Subject, names []string) []subjectKey {
+	keys := make([]subjectKey, 0, 2+len(names))
+	keys = append(keys, keyOf(s))
+	if s.GetIss() != "" {
+		keys = append(keys, subjectKey{kind: s.GetKind(), value: s.GetValue()})
 	}
-	keys[1] = subjectKey{kind: s.GetKind(), value: s.GetValue()}
-	return keys, 2
+	for _, n := range names {
+		keys = append(keys, subjectKey{kind: delegatedKind, value: n})
+	}
+	return keys
 }
 
 func emptyState() *State {
@@ -79,6 +87,13 @@ func (s *State) Revoked(kind, iss, value string, issuedAt, now time.Time) *agent
 		}
 	}
 	return nil
+}
+
+// RevokedDelegated is Revoked for a delegated user as the token service names them (a Txn-Token's sub): the
+// revocation whose delegated_subjects holds that name (agentauthv1.NormalDelegated) and that refuses, at now, a
+// token of that user issued at issuedAt, or nil.
+func (s *State) RevokedDelegated(sub string, issuedAt, now time.Time) *agentauthv1.Revocation {
+	return s.Revoked(delegatedKind, "", agentauthv1.NormalDelegated(sub), issuedAt, now)
 }
 
 // Policy returns the policy with the given id.
@@ -184,11 +199,11 @@ func (s *State) with(typeURL string, updates []resourceUpdate, removed []string)
 		}
 		switch m := old.msg.(type) {
 		case *agentauthv1.Revocation:
-			next.revoked = unindexed(next.revoked, m.GetSubject(),
+			next.revoked = unindexed(next.revoked, indexKeys(m.GetSubject(), m.GetDelegatedSubjects()),
 				func(r *agentauthv1.Revocation) bool { return r.GetId() == name })
 		case *agentauthv1.RiskState:
 			key := m.GetSubject().Key()
-			next.risk = unindexed(next.risk, m.GetSubject(),
+			next.risk = unindexed(next.risk, indexKeys(m.GetSubject(), nil),
 				func(r *agentauthv1.RiskState) bool { return r.GetSubject().Key() == key })
 		}
 	}
@@ -201,30 +216,27 @@ func (s *State) with(typeURL string, updates []resourceUpdate, removed []string)
 		*res = res.set(u.name, entry{msg: u.msg, version: u.version})
 		switch m := u.msg.(type) {
 		case *agentauthv1.Revocation:
-			next.revoked = indexed(next.revoked, m.GetSubject(), m)
+			next.revoked = indexed(next.revoked, indexKeys(m.GetSubject(), m.GetDelegatedSubjects()), m)
 		case *agentauthv1.RiskState:
-			next.risk = indexed(next.risk, m.GetSubject(), m)
+			next.risk = indexed(next.risk, indexKeys(m.GetSubject(), nil), m)
 		}
 	}
 	return &next
 }
 
-// indexed returns idx with v added to the list of each key the subject is indexed under (indexKeys).
-func indexed[V any](idx hashTrie[subjectKey, []V], subject *agentauthv1.Subject, v V) hashTrie[subjectKey, []V] {
-	keys, n := indexKeys(subject)
-	for _, k := range keys[:n] {
+// indexed returns idx with v added to the list of each of keys (indexKeys).
+func indexed[V any](idx hashTrie[subjectKey, []V], keys []subjectKey, v V) hashTrie[subjectKey, []V] {
+	for _, k := range keys {
 		list, _ := idx.get(k)
 		idx = idx.set(k, append(slices.Clip(list), v))
 	}
 	return idx
 }
 
-// unindexed returns idx without the entries that drop matches in the lists of the subject's keys; an emptied
-// list leaves no key behind.
-func unindexed[V any](idx hashTrie[subjectKey, []V], subject *agentauthv1.Subject,
-	drop func(V) bool) hashTrie[subjectKey, []V] {
-	keys, n := indexKeys(subject)
-	for _, k := range keys[:n] {
+// unindexed returns idx without the entries that drop matches in the lists of keys; an emptied list leaves no
+// key behind.
+func unindexed[V any](idx hashTrie[subjectKey, []V], keys []subjectKey, drop func(V) bool) hashTrie[subjectKey, []V] {
+	for _, k := range keys {
 		list, _ := idx.get(k)
 		if list = slices.DeleteFunc(slices.Clone(list), drop); len(list) == 0 {
 			idx = idx.del(k)

@@ -148,3 +148,25 @@ func TestRevokedIssuer(t *testing.T) {
 		t.Error("a removed revocation still refuses")
 	}
 }
+
+// TestRevokedDelegated: a user revocation is found by each of its delegated_subjects (an email's domain in any
+// case), not by its subject's value, and no longer once it is removed.
+func TestRevokedDelegated(t *testing.T) {
+	r := &agentauthv1.Revocation{Id: "r1", Reason: "test",
+		Subject:           &agentauthv1.Subject{Kind: "user_email", Value: "Al@example.com"},
+		DelegatedSubjects: []string{"a:Al@example.com", "b:Al@example.com"}}
+	st := emptyState().with(agentauthv1.RevocationType, []resourceUpdate{{name: "r1", version: "1", msg: r}}, nil)
+	now := time.Now()
+	for _, tc := range []struct {
+		sub  string
+		want bool
+	}{{"a:Al@example.com", true}, {"b:Al@EXAMPLE.com", true}, {"Al@example.com", false}, {"c:Al@example.com", false}} {
+		if got := st.RevokedDelegated(tc.sub, time.Time{}, now) != nil; got != tc.want {
+			t.Errorf("%q: revoked %t, want %t", tc.sub, got, tc.want)
+		}
+	}
+	st = st.with(agentauthv1.RevocationType, nil, []string{"r1"})
+	if st.RevokedDelegated("a:Al@example.com", time.Time{}, now) != nil {
+		t.Error("still revoked after the revocation was removed")
+	}
+}

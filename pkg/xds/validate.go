@@ -25,6 +25,10 @@ const (
 	maxCedarLen  = 1 << 20
 	maxShortText = 4096
 	maxBundleLen = 1 << 20
+	// A revocation's delegated_subjects: one per user issuer of the token service, each a prefix + a user's sub
+	// (which a user token may make up to 1024 bytes long).
+	maxDelegatedSubjects = 256
+	maxDelegatedLen      = 2048
 )
 
 // newResource returns an empty message of the type typeURL names, or nil for a type we do not serve.
@@ -81,6 +85,14 @@ func checkResource(name string, res proto.Message) error {
 	case *agentauthv1.Revocation:
 		if err := checkSubject(r.GetSubject()); err != nil {
 			return fmt.Errorf("revocation %q: %w", name, err)
+		}
+		if n := len(r.GetDelegatedSubjects()); n > maxDelegatedSubjects {
+			return fmt.Errorf("%w: revocation %q has %d delegated_subjects (limit %d)", autherr.ErrMalformed, name, n, maxDelegatedSubjects)
+		}
+		for _, d := range r.GetDelegatedSubjects() {
+			if err := checkText("delegated subject", d, maxDelegatedLen); err != nil {
+				return fmt.Errorf("revocation %q: %w", name, err)
+			}
 		}
 		for _, ts := range []struct {
 			field string

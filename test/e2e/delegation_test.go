@@ -15,40 +15,78 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-// TestDelegatedUser: the agent acts for a user. It passes the user's token as it always has (Authorization:
-// Bearer); the egress sidecar exchanges it at the controller's token service for a Transaction Token (RFC 8693),
-// the WPT binds it, the ingress sidecar verifies it, and the tool is told who the user is and the transaction id.
-// A user-level revocation then refuses every call made for that user.
-// delegatedEnv is a controller with a token service trusting one test identity provider, and a managed pair whose
+// delegatedEnv is a controller with a token service trusting test identity providers, and a managed pair whose
 // agent routes get Transaction Tokens.
 type delegatedEnv struct {
-	c      *controllerEnv
-	p      *pair
-	signer jose.Signer
-	dir    string
+	c    *controllerEnv
+	p    *pair
+	idps []*testIdP // idps[0] signs userToken's tokens
+	dir  string
 }
 
-func startDelegated(t *testing.T, extra ...string) *delegatedEnv {
+// testIdP is an identity provider whose user tokens the token service trusts; it names its users prefix + sub.
+type testIdP struct {
+	issuer, prefix string
+	signer         jose.Signer
+	jwksFile       string
+}
+
+func newTestIdP(t *testing.T, dir, issuer, prefix string) *testIdP {
 	t.Helper()
-	dir := t.TempDir()
-	idpKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: idpKey.Public(), KeyID: "idp-1", Algorithm: "ES256", Use: "sig"}}})
-	jwksFile := writeFile(t, dir, "idp-jwks.json", string(jwks))
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "idp-1", Algorithm: "ES256", Use: "sig"}}})
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "idp-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.NewReplacer("https://", "", "/", "_").Replace(issuer)
+	return &testIdP{issuer: issuer, prefix: prefix, signer: signer, jwksFile: writeFile(t, dir, name+"-jwks.json", string(jwks))}
+}
+
+// token is a user token of the identity provider for sub, issued at iat, as an agent would be handed one.
+func (i *testIdP) token(t *testing.T, sub string, iat time.Time) string {
+	t.Helper()
+	tok, err := jwt.Signed(i.signer).Claims(jwt.Claims{Issuer: i.issuer, Subject: sub, Audience: jwt.Audience{"agentauth"},
+		IssuedAt: jwt.NewNumericDate(iat), Expiry: jwt.NewNumericDate(time.Now().Add(10 * time.Minute))}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// startDelegated starts a delegatedEnv whose token service trusts one identity provider, idpIssuer, without a
+// subject prefix.
+func startDelegated(t *testing.T, extra ...string) *delegatedEnv {
+	t.Helper()
+	dir := t.TempDir()
+	return startDelegatedWith(t, dir, []*testIdP{newTestIdP(t, dir, idpIssuer, "")}, extra...)
+}
+
+func startDelegatedWith(t *testing.T, dir string, idps []*testIdP, extra ...string) *delegatedEnv {
+	t.Helper()
+	var issuers strings.Builder
+	for _, i := range idps {
+		fmt.Fprintf(&issuers, "    - {issuer: %q, audiences: [agentauth], jwksFile: %s, scopes: [weather.read, read], subjectPrefix: %q}\n",
+			i.issuer, i.jwksFile, i.prefix)
+	}
 	tokenAddr := freeAddr(t)
 	c := startController(t, dir, append([]string{fmt.Sprintf(`tokenService:
   listen: %s
   userIssuers:
-    - {issuer: "https://idp.example.com", audiences: [agentauth], jwksFile: %s, scopes: [weather.read, read]}
-  accessTokens:
+%s  accessTokens:
     - {workloads: [%q], audience: legacy-api, scopes: [read]}
-`, tokenAddr, jwksFile, agentID)}, extra...)...)
+`, tokenAddr, issuers.String(), agentID)}, extra...)...)
 	c.ctl(t, false, "policy", "apply", writeFile(t, dir, "weather.cedar", weatherPolicy+`
 @id("alice-only-for-alerts")
 forbid (principal, action, resource == Tool::"weather.tools.local")
-when { context.path == "/alerts" && !(context has delegated_subject && context.delegated_subject == "alice@example.com") };
+when { context.path == "/alerts" && !(context has subject && context.subject == User::"alice@example.com") };
+
+@id("only-for-users")
+forbid (principal, action, resource == Tool::"weather.tools.local")
+when { context.path == "/for-users" && !(context has subject) };
 `))
 	// A legacy API that only understands OAuth bearer tokens, reached without a sidecar on its side.
 	legacy := freeAddr(t)
@@ -64,24 +102,13 @@ when { context.path == "/alerts" && !(context has delegated_subject && context.d
 		egress:  fmt.Sprintf("  tokenService: {endpoint: %q}\n", "https://"+tokenAddr+"/token"),
 		ingress: fmt.Sprintf("  txnToken: {issuer: %q, jwksURL: %q}\n", "https://"+tokenAddr+"/token", "https://"+tokenAddr+"/jwks"),
 	})
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: idpKey}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "idp-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &delegatedEnv{c: c, p: p, signer: signer, dir: dir}
+	return &delegatedEnv{c: c, p: p, idps: idps, dir: dir}
 }
 
-// userToken is a token of the test identity provider for user sub, as an agent would be handed one.
+// userToken is a token of the first identity provider for user sub, as an agent would be handed one.
 func (e *delegatedEnv) userToken(t *testing.T, sub string) string {
 	t.Helper()
-	now := time.Now()
-	tok, err := jwt.Signed(e.signer).Claims(jwt.Claims{Issuer: "https://idp.example.com", Subject: sub,
-		Audience: jwt.Audience{"agentauth"}, IssuedAt: jwt.NewNumericDate(now.Add(-time.Second)),
-		Expiry: jwt.NewNumericDate(now.Add(10 * time.Minute))}).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return e.idps[0].token(t, sub, time.Now().Add(-time.Second))
 }
 
 // callFor makes the agent's call on behalf of user sub.
@@ -103,6 +130,9 @@ func TestDelegatedUser(t *testing.T) {
 	}
 	if got := w.Headers["x-agentauth-delegated-subject"]; len(got) != 1 || got[0] != alice {
 		t.Fatalf("tool saw delegated subject %v, want [%s]", got, alice)
+	}
+	if got := w.Headers["x-agentauth-subject-kind"]; len(got) != 1 || got[0] != "user" {
+		t.Fatalf("tool saw subject kind %v, want [user]", got)
 	}
 	if got := w.Headers["x-agentauth-transaction-id"]; len(got) != 1 || got[0] == "" {
 		t.Fatalf("tool saw no transaction id: %v", w.Headers)
@@ -135,9 +165,12 @@ func TestDelegatedUser(t *testing.T) {
 		t.Fatalf("legacy API got %+v, want an at+jwt for legacy-api on behalf of %s", legacySaw.Bearer, alice)
 	}
 
-	// Policy sees the delegated user: /alerts only for alice.
+	// Policy sees the delegated user: /alerts only for alice (the tool has no /alerts: 404 means policy let it through).
 	if code, _, body := e.callFor(t, "/alerts", bob); code != http.StatusForbidden || !strings.Contains(body, "alice-only-for-alerts") {
 		t.Fatalf("bob on /alerts: %d %s, want 403 by alice-only-for-alerts", code, body)
+	}
+	if code, _, body := e.callFor(t, "/alerts", alice); code != http.StatusNotFound {
+		t.Fatalf("alice on /alerts: %d %s, want the tool's 404", code, body)
 	}
 
 	// A forged user token (another key) is refused at the token service: the call does not go out as alice.
@@ -154,6 +187,92 @@ func TestDelegatedUser(t *testing.T) {
 	waitRefused(t, func() (int, string) { c, _, b := e.callFor(t, "/whoami", alice); return c, b }, "revoked")
 	if code, _, body := e.callFor(t, "/whoami", bob); code != http.StatusOK {
 		t.Fatalf("call for bob after alice's revocation: %d %s", code, body)
+	}
+}
+
+// TestSelfTxnTokenIsNoDelegatedSubject: without a user token the egress sidecar still gets a Txn-Token, naming
+// the agent itself. Nobody delegated, so the tool gets no delegated subject and policy no context.subject; both
+// see the subject kind "self". A rule for calls made for a user does not let the agent through on its own.
+func TestSelfTxnTokenIsNoDelegatedSubject(t *testing.T) {
+	e := startDelegated(t)
+	code, w, body := getWhoami(t, e.p.agent(), "http://"+toolHost+"/whoami", nil)
+	if code != http.StatusOK {
+		t.Fatalf("call for itself: %d %s", code, body)
+	}
+	if got, ok := w.Headers["x-agentauth-delegated-subject"]; ok {
+		t.Errorf("tool saw delegated subject %v for an agent acting for itself", got)
+	}
+	if got := w.Headers["x-agentauth-subject-kind"]; len(got) != 1 || got[0] != "self" {
+		t.Errorf("tool saw subject kind %v, want [self]", got)
+	}
+	if got := w.Headers["x-agentauth-transaction-id"]; len(got) != 1 || got[0] == "" {
+		t.Errorf("tool saw no transaction id: %v", w.Headers)
+	}
+	if code, _, body := getWhoami(t, e.p.agent(), "http://"+toolHost+"/for-users", nil); code != http.StatusForbidden ||
+		!strings.Contains(body, "only-for-users") {
+		t.Errorf("agent for itself on /for-users: %d %s, want 403 by only-for-users", code, body)
+	}
+	if code, _, body := e.callFor(t, "/for-users", "alice@example.com"); code != http.StatusNotFound {
+		t.Errorf("agent for alice on /for-users: %d %s, want the tool's 404 (policy let it through)", code, body)
+	}
+}
+
+// TestUserRevocationSessionsAndDisable: a revocation of a user either ends her sessions (tokens issued before it
+// are refused, newer ones pass) or disables her (every token refused, new ones too, until unrevoked), as CAEP
+// session-revoked and RISC account-disabled do.
+func TestUserRevocationSessionsAndDisable(t *testing.T) {
+	e := startDelegated(t)
+	idp := e.idps[0]
+	call := func(tok string) (int, string) {
+		code, _, body := getWhoami(t, e.p.agent(), "http://"+toolHost+"/whoami", map[string]string{"Authorization": "Bearer " + tok})
+		return code, body
+	}
+
+	const carol = "carol@example.com"
+	old := idp.token(t, carol, time.Now().Add(-time.Minute))
+	if code, body := call(old); code != http.StatusOK {
+		t.Fatalf("call for carol: %d %s", code, body)
+	}
+	e.c.ctl(t, false, "revoke", "-kind", "user_email", "-value", carol, "-reason", "signed out everywhere", "-sessions")
+	waitRefused(t, func() (int, string) { return call(old) }, "revoked")
+	// A token issued after the revocation starts a new session. Token times are whole seconds, so one issued in
+	// the revocation's second is still refused: the next second's passes.
+	waitStatusFunc(t, func() (int, string) { return call(idp.token(t, carol, time.Now())) }, http.StatusOK)
+
+	const dave = "dave@example.com"
+	if code, body := call(idp.token(t, dave, time.Now().Add(-time.Minute))); code != http.StatusOK {
+		t.Fatalf("call for dave: %d %s", code, body)
+	}
+	out := e.c.ctl(t, false, "revoke", "-o", "json", "-kind", "user_email", "-value", dave, "-reason", "left the company", "-disable")
+	var rev struct {
+		ID        string `json:"id"`
+		NotBefore string `json:"not_before"`
+	}
+	if err := json.Unmarshal([]byte(out), &rev); err != nil || rev.ID == "" || rev.NotBefore != "" {
+		t.Fatalf("revoke -disable answered %s, want a revocation without not_before", out)
+	}
+	waitRefused(t, func() (int, string) { return call(idp.token(t, dave, time.Now())) }, rev.ID)
+	// A token issued after the revocation's second is refused too: disabled is not a session that ended.
+	if code, body := call(idp.token(t, dave, time.Now().Add(2*time.Second))); code != http.StatusForbidden || !strings.Contains(body, rev.ID) {
+		t.Fatalf("call for disabled dave with a new token: %d %s, want 403 naming %s", code, body, rev.ID)
+	}
+	e.c.ctl(t, false, "unrevoke", rev.ID)
+	waitStatusFunc(t, func() (int, string) { return call(idp.token(t, dave, time.Now())) }, http.StatusOK)
+}
+
+// waitStatusFunc retries call until it answers want (propagation is asynchronous).
+func waitStatusFunc(t *testing.T, call func() (int, string), want int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, body := call()
+		if code == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d %s, want %d", code, body, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

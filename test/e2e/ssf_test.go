@@ -99,7 +99,7 @@ func TestSSFSessionRevoked(t *testing.T) {
 
 	// The same, for a user the identity provider names by issuer and subject (iss_sub), with the agent reusing
 	// bob's token: its sidecar keeps the Txn-Token it got for it, so the ingress sidecar is the one to refuse.
-	// That Txn-Token does not say which identity provider named bob; the revocation matches under any issuer.
+	// The controller resolves the revocation to the name the token service gives bob (its issuer's prefix + sub).
 	t.Run("a user named by issuer and subject is revoked", func(t *testing.T) {
 		const jti = "caep-e2e-session-revoked-iss-sub"
 		header := map[string]string{"Authorization": "Bearer " + e.userToken(t, bob)}

@@ -223,12 +223,17 @@ type Revocation struct {
 	// Credentials and tokens issued before this instant are refused; unset means all of them.
 	NotBefore *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
 	// When the revocation may be dropped (e.g. after the longest credential lifetime); unset means never.
-	Expires       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires,proto3" json:"expires,omitempty"`
-	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	Cause         *Cause                 `protobuf:"bytes,6,opt,name=cause,proto3" json:"cause,omitempty"`
-	Created       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created,proto3" json:"created,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Expires *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires,proto3" json:"expires,omitempty"`
+	Reason  string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	Cause   *Cause                 `protobuf:"bytes,6,opt,name=cause,proto3" json:"cause,omitempty"`
+	Created *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created,proto3" json:"created,omitempty"`
+	// For a user subject: the names the token service gives that user (the sub of its Txn-Tokens, what
+	// X-Agentauth-Delegated-Subject shows), resolved by the controller from the subject and its
+	// tokenService.userIssuers (DelegatedSubjects). A delegated subject is matched against these, never against value.
+	// Empty for other subjects, and for a user no trusted issuer could have named: that revocation refuses no user.
+	DelegatedSubjects []string `protobuf:"bytes,8,rep,name=delegated_subjects,json=delegatedSubjects,proto3" json:"delegated_subjects,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Revocation) Reset() {
@@ -306,6 +311,13 @@ func (x *Revocation) GetCause() *Cause {
 func (x *Revocation) GetCreated() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Created
+	}
+	return nil
+}
+
+func (x *Revocation) GetDelegatedSubjects() []string {
+	if x != nil {
+		return x.DelegatedSubjects
 	}
 	return nil
 }
@@ -691,7 +703,7 @@ const file_agentauth_v1_resources_proto_rawDesc = "" +
 	"\n" +
 	"event_type\x18\x01 \x01(\tR\teventType\x12\x17\n" +
 	"\aset_jti\x18\x02 \x01(\tR\x06setJti\x12\x16\n" +
-	"\x06issuer\x18\x03 \x01(\tR\x06issuer\"\xb7\x02\n" +
+	"\x06issuer\x18\x03 \x01(\tR\x06issuer\"\xe6\x02\n" +
 	"\n" +
 	"Revocation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12/\n" +
@@ -701,7 +713,8 @@ const file_agentauth_v1_resources_proto_rawDesc = "" +
 	"\aexpires\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12)\n" +
 	"\x05cause\x18\x06 \x01(\v2\x13.agentauth.v1.CauseR\x05cause\x124\n" +
-	"\acreated\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\xe5\x01\n" +
+	"\acreated\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12-\n" +
+	"\x12delegated_subjects\x18\b \x03(\tR\x11delegatedSubjects\"\xe5\x01\n" +
 	"\tRiskState\x12/\n" +
 	"\asubject\x18\x01 \x01(\v2\x15.agentauth.v1.SubjectR\asubject\x12\x1d\n" +
 	"\n" +

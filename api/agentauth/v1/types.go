@@ -1,6 +1,7 @@
 package agentauthv1
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -56,6 +57,61 @@ func KindsFor(class string) []string {
 		return []string{"session"}
 	}
 	return nil
+}
+
+// UserIssuer is how a token service names the users of one identity provider in the tokens it issues: the
+// provider's sub after SubjectPrefix (the controller's tokenService.userIssuers).
+type UserIssuer struct {
+	Issuer, SubjectPrefix string
+}
+
+// DelegatedSubjects returns the names under which a token service trusting issuers names the user s designates:
+// the sub of the Txn-Tokens it issues for that user. An iss_sub subject is named by its issuer (that issuer's
+// prefix + sub; with no iss, by any); an email or opaque id says nothing of the issuer, so each issuer could have
+// named that user (each prefix + the value): when in doubt, refuse. With no issuers at all (no token service is
+// known, so nothing says how it names users) the name is the value as it is. The names are in NormalDelegated
+// form. DelegatedSubjects returns nil for a subject that is not a user, and for a user that none of the issuers
+// could have named: a revocation of that user matches no call.
+func DelegatedSubjects(s *Subject, issuers []UserIssuer) []string {
+	kind := s.GetKind()
+	if s.GetValue() == "" || !slices.Contains(KindsFor("user"), kind) {
+		return nil
+	}
+	value := NormalValue(kind, s.GetValue())
+	if len(issuers) == 0 {
+		return []string{NormalDelegated(value)}
+	}
+	var names []string
+	for _, iss := range issuers {
+		if kind == "user_iss_sub" && s.GetIss() != "" && s.GetIss() != iss.Issuer {
+			continue
+		}
+		if n := NormalDelegated(iss.SubjectPrefix + value); !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// NormalDelegated is the form a delegated subject (a Txn-Token sub, or a name from DelegatedSubjects) is compared
+// in: the domain of an email is lower-cased (NormalValue), wherever a subject prefix put it. Other names are
+// compared as they are.
+func NormalDelegated(name string) string {
+	if !strings.Contains(name, "@") {
+		return name
+	}
+	return NormalValue("user_email", name)
+}
+
+// About reports whether the revocation is about the caller of class (KindsFor) called value. A delegated user
+// ("user") is compared, as the token service names them, with DelegatedSubjects; an agent or a transaction with
+// the subject's value under any issuer (see xds.State.Revoked). It says nothing of time: see Refuses.
+func (x *Revocation) About(class, value string) bool {
+	if class == "user" {
+		return slices.Contains(x.GetDelegatedSubjects(), NormalDelegated(value))
+	}
+	kind := x.GetSubject().GetKind()
+	return slices.Contains(KindsFor(class), kind) && x.GetSubject().GetValue() == NormalValue(kind, value)
 }
 
 // NormalValue is the form a subject value of a kind is stored and looked up in, so that a security event, an

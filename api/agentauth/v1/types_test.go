@@ -1,6 +1,7 @@
 package agentauthv1
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -88,6 +89,42 @@ func TestRevocationRefuses(t *testing.T) {
 		}
 		if got := tc.r.Expired(tc.now); got != tc.gone {
 			t.Errorf("%s: Expired = %t, want %t", tc.name, got, tc.gone)
+		}
+	}
+}
+
+// TestDelegatedSubjects: a user revocation names the user as the token service does: an iss_sub by its issuer's
+// prefix only, an email or opaque id by every issuer's, and no one when no trusted issuer could have named them.
+func TestDelegatedSubjects(t *testing.T) {
+	two := []UserIssuer{{Issuer: "https://a.example", SubjectPrefix: "a:"}, {Issuer: "https://b.example", SubjectPrefix: "b:"}}
+	one := []UserIssuer{{Issuer: "https://a.example"}}
+	for _, tc := range []struct {
+		name    string
+		subject *Subject
+		issuers []UserIssuer
+		want    []string
+	}{
+		{"email, every prefix", &Subject{Kind: "user_email", Value: "Al@Example.COM"}, two, []string{"a:Al@example.com", "b:Al@example.com"}},
+		{"opaque, every prefix", &Subject{Kind: "user_opaque", Iss: "https://siem.example", Value: "00u1"}, two, []string{"a:00u1", "b:00u1"}},
+		{"iss_sub, its issuer's prefix", &Subject{Kind: "user_iss_sub", Iss: "https://b.example", Value: "u1"}, two, []string{"b:u1"}},
+		{"iss_sub without iss, every prefix", &Subject{Kind: "user_iss_sub", Value: "u1"}, two, []string{"a:u1", "b:u1"}},
+		{"iss_sub of an untrusted issuer", &Subject{Kind: "user_iss_sub", Iss: "https://c.example", Value: "u1"}, two, nil},
+		{"one issuer without prefix", &Subject{Kind: "user_iss_sub", Iss: "https://a.example", Value: "u1"}, one, []string{"u1"}},
+		{"no token service: as given", &Subject{Kind: "user_opaque", Value: "u1"}, nil, []string{"u1"}},
+		{"not a user", &Subject{Kind: "spiffe", Value: "spiffe://example.org/a"}, two, nil},
+	} {
+		got := DelegatedSubjects(tc.subject, tc.issuers)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+		r := &Revocation{Subject: tc.subject, DelegatedSubjects: got}
+		for _, name := range tc.want {
+			if !r.About("user", name) {
+				t.Errorf("%s: not about %q", tc.name, name)
+			}
+		}
+		if r.About("user", tc.subject.GetValue()) && !slices.Contains(tc.want, NormalDelegated(tc.subject.GetValue())) {
+			t.Errorf("%s: about the value as the event gave it, which the token service names no one", tc.name)
 		}
 	}
 }
