@@ -9,6 +9,7 @@
 //	agentauthctl revocations
 //	agentauthctl sidecars
 //	agentauthctl join-token -spiffe-id spiffe://example.org/agent/planner -ttl 10m
+//	agentauthctl backup -o /var/backups/agentauth/state.db
 package main
 
 import (
@@ -29,6 +30,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/controller"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
+	"github.com/agentauth/agentauth/pkg/store"
 )
 
 const usage = `usage: agentauthctl [-socket PATH] COMMAND [flags]
@@ -42,6 +44,7 @@ commands:
   revocations              list revocations
   sidecars                 list connected sidecars and the versions each ACKed or NACKed
   join-token [flags]       create a one-time join token for a workload
+  backup -o FILE           write a consistent copy of the controller's state.db to FILE, and check it
 `
 
 func main() {
@@ -91,6 +94,8 @@ func run(args []string, out io.Writer) error {
 		return c.do(http.MethodGet, "/v1/sidecars", nil)
 	case "join-token":
 		return c.joinToken(rest)
+	case "backup":
+		return c.backup(rest)
 	}
 	global.Usage()
 	return fmt.Errorf("unknown command %q", args[0])
@@ -139,6 +144,63 @@ func (c *client) joinToken(args []string) error {
 	return c.do(http.MethodPost, "/v1/join-tokens", controller.JoinTokenRequest{SPIFFEID: *id, TTL: *ttl})
 }
 
+func (c *client) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", c.socket)
+}
+
+// backup fetches a snapshot of the controller's state into a new file beside FILE, checks it as the controller
+// would open it, and only then renames it to FILE: FILE is never a partial or damaged copy.
+func (c *client) backup(args []string) (err error) {
+	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	out := fs.String("o", "", "file to write the backup to (replaced if it exists)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() != 0 {
+		return errors.New("backup: want -o FILE")
+	}
+	resp, err := (&http.Client{Transport: &http.Transport{DialContext: c.dial}}).Get("http://controller/v1/backup")
+	if err != nil {
+		return fmt.Errorf("controller admin socket %s: %w", c.socket, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var ae controller.APIError
+		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ae) == nil && ae.Error != "" {
+			return fmt.Errorf("backup: %s", ae.Error)
+		}
+		return fmt.Errorf("backup: %s", resp.Status)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(*out), "."+filepath.Base(*out)+"-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	n, err := io.Copy(tmp, resp.Body) // a body shorter than its Content-Length is an error here
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := store.Verify(tmp.Name()); err != nil {
+		return fmt.Errorf("backup: the copy does not check: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), *out); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(c.out, "backup of %d bytes written to %s and checked\n", n, *out)
+	return err
+}
+
 // do sends one admin request and prints the JSON answer; a non-2xx answer is an error carrying the message.
 func (c *client) do(method, path string, body any) error {
 	var rd io.Reader
@@ -149,12 +211,7 @@ func (c *client) do(method, path string, body any) error {
 		}
 		rd = bytes.NewReader(b)
 	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", c.socket)
-		},
-	}}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: c.dial}}
 	req, err := http.NewRequest(method, "http://controller"+path, rd)
 	if err != nil {
 		return err

@@ -41,6 +41,9 @@ type Config struct {
 	Log struct {
 		Level string `yaml:"level,omitempty"`
 	} `yaml:"log"`
+	// InitState lets the controller start with empty state although dataDir/keys shows it ran here before
+	// (the -init-state flag, never the YAML): without it, a missing or empty state.db is ErrStateMissing.
+	InitState bool `yaml:"-"`
 }
 
 // IssuerConfig configures the built-in CA.

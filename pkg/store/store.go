@@ -169,11 +169,16 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close releases the file. Subscribers are dropped.
+// Close releases the file. Subscribers are dropped. A broken store (see Broken) is not closed: the transaction
+// that panicked may have left bbolt's locks held, and closing would wait for them forever; the file is released
+// when the process exits, which is what a broken store calls for.
 func (s *Store) Close() error {
 	s.subMu.Lock()
 	clear(s.subs)
 	s.subMu.Unlock()
+	if err := s.Err(); err != nil {
+		return err
+	}
 	return s.db.Close()
 }
 
