@@ -94,8 +94,8 @@ type Store struct {
 
 // Open opens or creates the store file at path (mode 0600; a missing parent directory is created 0700).
 // A second process opening the same file gets ErrLocked after opts.LockTimeout. A damaged file gets ErrCorrupt:
-// Open reads every page reachable from the file's root and runs bbolt's consistency check, so damage is found
-// here rather than by a later transaction.
+// Open checks every page reachable from the file's root, runs bbolt's consistency check and decodes every value,
+// so damage is found here rather than by a later transaction.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = defaultLockTimeout
@@ -132,7 +132,7 @@ func Open(path string, opts Options) (*Store, error) {
 		})
 	})
 	if err != nil {
-		_ = db.Close()
+		_ = s.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
 	s.subs = make(map[uint64]func([]Change))
@@ -163,7 +163,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil
 	})
 	if err != nil {
-		_ = db.Close()
+		_ = s.Close()
 		return nil, err
 	}
 	return s, nil
