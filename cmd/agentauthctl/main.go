@@ -12,6 +12,7 @@
 //	agentauthctl sidecars
 //	agentauthctl identities
 //	agentauthctl join-token --spiffe-id spiffe://example.org/agent/planner --ttl 10m
+//	agentauthctl backup /var/backups/agentauth/state.db
 //	agentauthctl dev-credentials --dir ./dev-creds --trust-domain example.org --id spiffe://example.org/agent/planner
 //
 // Exit codes: 0 success; 1 a refusal (policy check DENY, the controller said no) or an error; 2 a usage error
@@ -118,6 +119,7 @@ Exit codes: 0 success; 1 a refusal (e.g. policy check DENY) or an error; 2 a usa
 		newIdentitiesCmd(a),
 		newJoinTokenCmd(a),
 		newDevCredentialsCmd(a),
+		newBackupCmd(a),
 	)
 	return root
 }

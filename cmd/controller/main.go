@@ -3,10 +3,15 @@
 // agentauthctl talks to.
 //
 //	controller -config /etc/agentauth/controller.yaml
+//
+// Exit codes: 0 after a clean stop; 1 for any other error (configuration, listeners, keys); 3 when the state
+// store (dataDir/state.db) is damaged, at start or while running; 4 when state.db is missing or empty beside
+// existing CA keys (restore a backup, or start once with -init-state).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -14,23 +19,43 @@ import (
 	"syscall"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/agentauth/agentauth/internal/buildinfo"
 	"github.com/agentauth/agentauth/internal/logging"
 	"github.com/agentauth/agentauth/pkg/controller"
 )
 
+// Exit codes a supervisor or script can branch on.
+const (
+	exitError        = 1
+	exitStateCorrupt = 3
+	exitStateMissing = 4
+)
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "controller:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+func exitCode(err error) int {
+	switch {
+	case errors.Is(err, controller.ErrStateCorrupt):
+		return exitStateCorrupt
+	case errors.Is(err, controller.ErrStateMissing):
+		return exitStateMissing
+	}
+	return exitError
 }
 
 func run() error {
 	path := flag.String("config", "/etc/agentauth/controller.yaml", "path of the YAML config")
 	check := flag.Bool("check", false, "validate the config and exit")
 	version := flag.Bool("version", false, "print the version (from the build info) and exit")
+	initState := flag.Bool("init-state", false, "start with empty state although dataDir/keys exists and state.db is "+
+		"missing or empty (every revocation, policy and join token is lost): only when no backup can be restored")
 	flag.Parse()
 	if *version {
 		fmt.Println(buildinfo.Read().Line("controller"))
@@ -40,6 +65,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	cfg.InitState = *initState
 	if *check {
 		fmt.Println("config OK")
 		return nil
@@ -53,7 +79,8 @@ func run() error {
 	defer stop()
 	c, err := controller.New(ctx, cfg, log)
 	if err != nil {
-		log.Error("controller failed to start", zap.Error(err))
+		// The error says what to do; the stack of this call would only bury it.
+		log.WithOptions(zap.AddStacktrace(zapcore.FatalLevel)).Error("controller failed to start", zap.Error(err))
 		return err
 	}
 	return c.Run(ctx)

@@ -42,6 +42,9 @@ type Config struct {
 	Log struct {
 		Level string `yaml:"level,omitempty"`
 	} `yaml:"log"`
+	// InitState lets the controller start with empty state although dataDir/keys shows it ran here before
+	// (the -init-state flag, never the YAML): without it, a missing or empty state.db is ErrStateMissing.
+	InitState bool `yaml:"-"`
 }
 
 // Bounds of issuer.svidTTL. Lifetimes under SaneMinSVIDTTL are accepted, with a warning at start, so that tests

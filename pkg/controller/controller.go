@@ -87,7 +87,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	if c.store, err = store.Open(filepath.Join(cfg.DataDir, "state.db"), store.Options{}); err != nil {
+	if c.store, err = c.openStore(); err != nil {
 		return nil, err
 	}
 	c.closers = append(c.closers, func() { _ = c.store.Close() })
@@ -238,6 +238,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+	case <-c.store.Broken():
+		err = fmt.Errorf("%w: %w; %s", ErrStateCorrupt, c.store.Err(), restoreHint(c.store.Path()))
+		c.log.Error("the state store is damaged; stopping", zap.Error(err))
 	}
 	c.log.Info("controller stopping")
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -263,6 +266,56 @@ func (c *Controller) close() {
 		c.closers[i]()
 	}
 	c.closers = nil
+}
+
+// Errors New and Run return when the state store cannot be used; cmd/controller exits with its own code for each.
+var (
+	// ErrStateMissing: state.db is missing or empty, but dataDir/keys shows this controller ran here before.
+	ErrStateMissing = errors.New("state store missing")
+	// ErrStateCorrupt: state.db is damaged.
+	ErrStateCorrupt = errors.New("state store corrupt")
+)
+
+// openStore opens dataDir/state.db. A missing or empty one is created only on a first start (dataDir/keys empty
+// or absent) or with InitState: anywhere else, starting empty would silently drop every revocation, policy and
+// join token, and sidecars would be told to forget them.
+func (c *Controller) openStore() (*store.Store, error) {
+	path := filepath.Join(c.cfg.DataDir, "state.db")
+	keys := filepath.Join(c.cfg.DataDir, "keys")
+	ran, err := nonEmptyDir(keys)
+	if err != nil {
+		return nil, fmt.Errorf("dataDir: %w", err)
+	}
+	st, err := store.Open(path, store.Options{MustExist: ran && !c.cfg.InitState})
+	switch {
+	case errors.Is(err, store.ErrAbsent):
+		return nil, fmt.Errorf("%w: %s is missing or empty, but %s holds the CA's keys, so this controller ran here before "+
+			"and starting would silently drop every revocation, policy and join token. Restore state.db from a backup "+
+			"(agentauthctl backup) with the controller stopped; or, to start with empty state on purpose, run once with "+
+			"-init-state", ErrStateMissing, path, keys)
+	case errors.Is(err, store.ErrCorrupt):
+		return nil, fmt.Errorf("%w: %w; %s", ErrStateCorrupt, err, restoreHint(path))
+	case err != nil:
+		return nil, err
+	}
+	if v, verr := st.Version(); ran && verr == nil && v == 0 {
+		c.log.Warn("starting with empty state beside existing CA keys (-init-state): revocations, policies and join tokens "+
+			"made before are gone; remove -init-state", zap.String("state", path))
+	}
+	return st, nil
+}
+
+func restoreHint(path string) string {
+	return "restore " + path + " from a backup (agentauthctl backup) while the controller is stopped; or move it " +
+		"aside and start once with -init-state to begin with empty state"
+}
+
+func nonEmptyDir(dir string) (bool, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return len(entries) > 0, err
 }
 
 // keyStore opens where the CA and signing keys live: PKCS#8 files under dataDir/keys, or a TPM (a character

@@ -263,7 +263,7 @@ func (s *service) Attest(ctx context.Context, req *agentauthv1.AttestRequest) (*
 			return nil, s.toStatus(codes.Unauthenticated, err)
 		}
 	} else if id, err = s.ca.Attest(ctx, req.GetJoinToken()); err != nil {
-		return nil, s.toStatus(codes.Unauthenticated, err)
+		return nil, s.toStatus(codes.Unauthenticated, s.joinTokenRefusal(err))
 	}
 	if err := s.checkWithheld(ctx, id); err != nil {
 		return nil, err
@@ -273,6 +273,17 @@ func (s *service) Attest(ctx context.Context, req *agentauthv1.AttestRequest) (*
 		return nil, s.toStatus(codes.Internal, err)
 	}
 	return &agentauthv1.AttestResponse{Credentials: creds}, nil
+}
+
+// joinTokenRefusal answers an unknown, used or expired join token alike: which of these it is would tell whoever
+// holds a guessed or stolen token whether it was ever valid or someone used it first. The log has the detail.
+func (s *service) joinTokenRefusal(err error) error {
+	switch autherr.Of(err) {
+	case ErrReplay, ErrExpired, ErrDenied:
+		s.log.Warn("issuer: join token refused", zap.Error(err))
+		return fmt.Errorf("issuer: %w: join token refused: unknown, already used or expired", ErrDenied)
+	}
+	return err
 }
 
 // peerID maps the Unix peer credentials of a local-socket caller to its SPIFFE ID.

@@ -131,7 +131,7 @@ func TestAttestThenRenew(t *testing.T) {
 
 	// The same token again: refused, nothing issued.
 	_, err = anon.Attest(ctx, newKeys(t).attest(t, token))
-	wantCode(t, err, codes.Unauthenticated, ErrReplay)
+	wantCode(t, err, codes.PermissionDenied, ErrDenied)
 	if n := f.store.issuedCount(); n != issued {
 		t.Fatalf("a replayed token issued %d certificates", n-issued)
 	}
@@ -230,7 +230,7 @@ func TestAttestRefusals(t *testing.T) {
 	f.clock.Add(2 * time.Minute)
 	before := f.store.issuedCount()
 	_, err = c.Attest(ctx, k.attest(t, old))
-	wantCode(t, err, codes.Unauthenticated, ErrExpired)
+	wantCode(t, err, codes.PermissionDenied, ErrDenied)
 	if f.store.issuedCount() != before {
 		t.Fatal("an expired token issued a certificate")
 	}
@@ -506,8 +506,9 @@ func (s failingStore) RecordIssued(ctx context.Context, c *agentauthv1.IssuedCer
 }
 
 // TestRefusalsKeepDetailFromCallers: Attest callers have proven nothing when they are answered, so an internal
-// error reaches them as a generic message (its text goes to the log), and a spent or expired join token's
-// refusal does not say which SPIFFE ID it was for or when it was used.
+// error reaches them as a generic message (its text goes to the log), and an unknown, spent or expired join token
+// gets one and the same refusal (before: each its own reason and message, which told a guessed token from one
+// someone had used), with the detail in the log.
 func TestRefusalsKeepDetailFromCallers(t *testing.T) {
 	ctx := context.Background()
 	id := spiffeid.RequireFromString("spiffe://example.org/agent/payments")
@@ -528,6 +529,7 @@ func TestRefusalsKeepDetailFromCallers(t *testing.T) {
 		prep   func(t *testing.T, ca *CA, c *Client) string // returns the token to present
 		code   codes.Code
 		reason error
+		logMsg string // the log entry that must carry the detail
 		logged string // the detail that must be in the log and not in the answer
 	}{
 		{"internal error", failing, func(t *testing.T, ca *CA, _ *Client) string {
@@ -536,7 +538,10 @@ func TestRefusalsKeepDetailFromCallers(t *testing.T) {
 				t.Fatal(err)
 			}
 			return tok
-		}, codes.Internal, nil, "/var/lib/agentauth"},
+		}, codes.Internal, nil, "issuer: request failed", "/var/lib/agentauth"},
+		{"unknown token", bolt, func(t *testing.T, _ *CA, _ *Client) string {
+			return strings.Repeat("A", joinTokenLen)
+		}, codes.PermissionDenied, ErrDenied, "issuer: join token refused", "unknown join token"},
 		{"spent token", bolt, func(t *testing.T, ca *CA, c *Client) string {
 			tok, err := ca.CreateJoinToken(ctx, id, time.Hour)
 			if err != nil {
@@ -546,7 +551,7 @@ func TestRefusalsKeepDetailFromCallers(t *testing.T) {
 				t.Fatal(err)
 			}
 			return tok
-		}, codes.Unauthenticated, ErrReplay, ""},
+		}, codes.PermissionDenied, ErrDenied, "issuer: join token refused", "already used"},
 		{"expired token", bolt, func(t *testing.T, ca *CA, _ *Client) string {
 			tok, err := ca.CreateJoinToken(ctx, id, time.Minute)
 			if err != nil {
@@ -554,8 +559,9 @@ func TestRefusalsKeepDetailFromCallers(t *testing.T) {
 			}
 			now.Add(2 * time.Minute)
 			return tok
-		}, codes.Unauthenticated, ErrExpired, ""},
+		}, codes.PermissionDenied, ErrDenied, "issuer: join token refused", "expired"},
 	}
+	tokenAnswers := map[string]bool{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			keys, err := NewFileKeyStore(t.TempDir())
@@ -567,7 +573,7 @@ func TestRefusalsKeepDetailFromCallers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			core, logs := observer.New(zap.ErrorLevel)
+			core, logs := observer.New(zap.WarnLevel)
 			g, err := NewGRPCServer(ca, ServiceConfig{Logger: zap.New(core)})
 			if err != nil {
 				t.Fatal(err)
@@ -582,13 +588,17 @@ func TestRefusalsKeepDetailFromCallers(t *testing.T) {
 					t.Errorf("the answer to an unauthenticated caller contains %q: %v", secret, err)
 				}
 			}
-			if tt.logged != "" {
-				if entries := logs.FilterMessage("issuer: request failed").All(); len(entries) != 1 ||
-					!strings.Contains(entries[0].ContextMap()["error"].(string), tt.logged) {
-					t.Errorf("the internal error was not logged with its detail: %v", logs.All())
-				}
+			if entries := logs.FilterMessage(tt.logMsg).All(); len(entries) != 1 ||
+				!strings.Contains(entries[0].ContextMap()["error"].(string), tt.logged) {
+				t.Errorf("the refusal was not logged with its detail %q: %v", tt.logged, logs.All())
+			}
+			if errors.Is(err, ErrDenied) {
+				tokenAnswers[status.Convert(err).Message()] = true
 			}
 		})
+	}
+	if len(tokenAnswers) != 1 {
+		t.Errorf("unknown, spent and expired join tokens are answered differently: %v", tokenAnswers)
 	}
 }
 

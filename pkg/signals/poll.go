@@ -30,8 +30,9 @@ type PollConfig struct {
 	// ReturnImmediately asks the transmitter to answer at once when it has nothing, instead of holding the
 	// request open until it has (long polling).
 	ReturnImmediately bool
-	// Interval is the wait after a poll that brought nothing (default 5s); with long polling it is at most 1s,
-	// a guard against a transmitter that does not hold requests.
+	// Interval is the wait after a poll that brought nothing (default 5s). With long polling there is none: the
+	// next poll goes out at once, unless the empty answer came back within a second (a transmitter that does not
+	// hold requests), and then only the rest of that second.
 	Interval time.Duration
 	// MaxBackoff caps the wait after failed polls, which doubles from 1s with jitter (default 5m).
 	MaxBackoff time.Duration
@@ -54,6 +55,11 @@ type Poller struct {
 	mu   sync.Mutex // guards acks and errs; polls themselves should not overlap
 	acks map[string]bool
 	errs map[string]setErrorBody
+
+	// minHold is how long an empty long-poll answer must have been held for the next poll to go out at once;
+	// sleep waits between polls. Tests replace both.
+	minHold time.Duration
+	sleep   func(context.Context, time.Duration) bool
 }
 
 // PollResult counts what one poll did.
@@ -104,7 +110,7 @@ func (r *Receiver) NewPoller(cfg PollConfig) (*Poller, error) {
 		client = r.client
 	}
 	return &Poller{r: r, cfg: cfg, client: client, acks: map[string]bool{}, errs: map[string]setErrorBody{},
-		log: r.log.With(zap.String("transmitter", cfg.Issuer), zap.String("poll", cfg.EndpointURL))}, nil
+		minHold: time.Second, sleep: sleep, log: r.log.With(zap.String("transmitter", cfg.Issuer), zap.String("poll", cfg.EndpointURL))}, nil
 }
 
 // Poll makes one request: it reports the pending acks and errors, and processes the SETs returned, in jti
@@ -162,6 +168,7 @@ func (p *Poller) Flush(ctx context.Context) error {
 func (p *Poller) Run(ctx context.Context) error {
 	var backoff time.Duration
 	for {
+		sent := time.Now()
 		res, err := p.Poll(ctx)
 		if ctx.Err() != nil {
 			break
@@ -174,16 +181,17 @@ func (p *Poller) Run(ctx context.Context) error {
 			p.log.Warn("SET poll failed", zap.Error(err), zap.Duration("retry_in", wait))
 		case res.MoreAvailable || p.pending():
 			backoff = 0
-		case res.Received == 0:
+		case res.Received == 0 && p.cfg.ReturnImmediately:
 			backoff = 0
 			wait = p.cfg.Interval
-			if !p.cfg.ReturnImmediately {
-				wait = min(wait, time.Second)
-			}
+		case res.Received == 0:
+			// A long poll that was held and came back empty: a SET may be waiting now, so ask at once.
+			backoff = 0
+			wait = p.minHold - time.Since(sent)
 		default:
 			backoff = 0
 		}
-		if wait > 0 && !sleep(ctx, wait) {
+		if wait > 0 && !p.sleep(ctx, wait) {
 			break
 		}
 	}

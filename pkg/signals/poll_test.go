@@ -3,7 +3,11 @@ package signals
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,5 +145,60 @@ func TestPollerFailures(t *testing.T) {
 	p, _ = recv.NewPoller(PollConfig{Issuer: tr.Issuer, EndpointURL: tr.URL + "/jwks", ReturnImmediately: true})
 	if _, err := p.Poll(ctx); err == nil {
 		t.Error("a non-poll endpoint answered with success")
+	}
+}
+
+// Before, the poller waited a second after every empty long-poll answer, so a SET that arrived meanwhile waited
+// too; now it polls again at once after an empty answer the transmitter held, and paces only one that came back
+// at once (a transmitter that does not hold requests).
+func TestEmptyLongPollPollsAgainAtOnce(t *testing.T) {
+	clk := newClock()
+	tr := newTransmitter(t, clk)
+	recv, _ := newURLReceiver(t, tr, clk)
+	var handler atomic.Pointer[http.HandlerFunc]
+	empty := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load())(w, r) }))
+	t.Cleanup(empty.Close)
+	for _, tt := range []struct {
+		name     string
+		minHold  time.Duration // an answer held shorter than this came back "at once"
+		wantWait bool
+	}{
+		{"held", 0, false},
+		{"answered at once", time.Hour, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := recv.NewPoller(PollConfig{Issuer: tr.Issuer, EndpointURL: empty.URL + "/poll", HTTPClient: &http.Client{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var waits []time.Duration
+			polls := 0
+			p.minHold = tt.minHold
+			p.sleep = func(_ context.Context, d time.Duration) bool {
+				waits = append(waits, d)
+				return true
+			}
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if polls++; polls == 5 { // polls do not overlap
+					cancel()
+				}
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, `{"sets":{},"moreAvailable":false}`)
+			})
+			handler.Store(&h)
+			if err := p.Run(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantWait != (len(waits) > 0) {
+				t.Fatalf("waits between empty long polls: %v", waits)
+			}
+			for _, d := range waits {
+				if d > tt.minHold {
+					t.Fatalf("waited %v, more than the pacing of %v", d, tt.minHold)
+				}
+			}
+		})
 	}
 }

@@ -49,7 +49,7 @@ func (c *Collection[T]) Put(v T) (uint64, error) {
 // Get returns the value under key, ErrNotFound, or ErrCorrupt when the stored bytes do not decode.
 func (c *Collection[T]) Get(key string) (T, error) {
 	var out T
-	err := c.s.db.View(func(tx *bolt.Tx) error {
+	err := c.s.view(func(tx *bolt.Tx) error {
 		raw := tx.Bucket([]byte(c.bucket)).Get([]byte(key))
 		if raw == nil {
 			return fmt.Errorf("store: %s %q: %w", c.bucket, key, ErrNotFound)
@@ -64,7 +64,7 @@ func (c *Collection[T]) Get(key string) (T, error) {
 // List returns every value in key order. One corrupt value fails the whole list, naming its key.
 func (c *Collection[T]) List() ([]T, error) {
 	var out []T
-	err := c.s.db.View(func(tx *bolt.Tx) error {
+	err := c.s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(c.bucket)).ForEach(func(k, raw []byte) error {
 			v, err := c.decode(string(k), raw)
 			if err != nil {
@@ -182,6 +182,14 @@ func (c *Collection[T]) Replace(vs []T) (uint64, error) {
 			changes = append(changes, Change{Bucket: c.bucket, Key: key, Value: proto.Clone(byKey[key]), Version: version})
 		}
 		return changes, len(changes) > 0, nil
+	})
+}
+
+// check decodes every value in tx, so a damaged one is found when the store opens.
+func (c *Collection[T]) check(tx *bolt.Tx) error {
+	return tx.Bucket([]byte(c.bucket)).ForEach(func(k, raw []byte) error {
+		_, err := c.decode(string(k), raw)
+		return err
 	})
 }
 

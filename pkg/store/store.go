@@ -10,7 +10,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/proto"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
@@ -21,10 +20,13 @@ import (
 var (
 	// ErrNotFound: no record under that key.
 	ErrNotFound = errors.New("not found")
-	// ErrCorrupt: a stored value does not decode, or does not match its key.
-	ErrCorrupt = errors.New("corrupt value")
+	// ErrCorrupt: the store file is damaged (bbolt's pages do not hold together), or a stored value does not
+	// decode or does not match its key.
+	ErrCorrupt = errors.New("corrupt")
 	// ErrLocked: another process holds the store file open.
 	ErrLocked = errors.New("store is locked by another process")
+	// ErrAbsent: Options.MustExist is set and the file is missing or empty.
+	ErrAbsent = errors.New("no state: the file is missing or empty")
 )
 
 // Bucket names. A Change names the bucket it happened in.
@@ -45,10 +47,15 @@ var versionKey = []byte("version")
 // maxKeyLen bounds keys well below bbolt's 32 KiB limit; ids, SPIFFE IDs and subject keys are far shorter.
 const maxKeyLen = 2048
 
+const defaultLockTimeout = time.Second
+
 // Options configure Open.
 type Options struct {
 	// LockTimeout is how long Open waits for another process to release the file. Default 1s.
 	LockTimeout time.Duration
+	// MustExist refuses (ErrAbsent) to create the file, or to initialise one of 0 bytes, instead of starting
+	// with empty state.
+	MustExist bool
 }
 
 // Change is one committed change. Value is nil when the record was deleted.
@@ -62,6 +69,11 @@ type Change struct {
 // Store is the controller's persistent state. It is safe for concurrent use.
 type Store struct {
 	db *bolt.DB
+
+	// broken is closed, and brokenErr set, once a transaction found the file damaged (see guard).
+	broken     chan struct{}
+	brokenOnce sync.Once
+	brokenErr  error
 
 	// writeMu spans a write transaction and the notification of its changes, so subscribers see changes in
 	// commit order. bbolt serialises writers anyway, so this costs no concurrency.
@@ -81,35 +93,49 @@ type Store struct {
 }
 
 // Open opens or creates the store file at path (mode 0600; a missing parent directory is created 0700).
-// A second process opening the same file gets ErrLocked after opts.LockTimeout.
+// A second process opening the same file gets ErrLocked after opts.LockTimeout. A damaged file gets ErrCorrupt:
+// Open checks every page reachable from the file's root, runs bbolt's consistency check and decodes every value,
+// so damage is found here rather than by a later transaction.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = time.Second
+		opts.LockTimeout = defaultLockTimeout
+	}
+	switch err := exists(path); {
+	case errors.Is(err, ErrAbsent):
+		if opts.MustExist {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	default:
+		if err := verifyFile(path, opts.LockTimeout); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	db, err := openBolt(path, &bolt.Options{Timeout: opts.LockTimeout})
 	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("store: open %s: %w (waited %s)", path, ErrLocked, opts.LockTimeout)
-		}
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, err
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range []string{BucketPolicies, BucketRevocations, BucketRisk, BucketTrustBundles,
-			BucketIssuedCerts, BucketCA, BucketJoinTokens, bucketSETs, bucketMeta} {
-			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
-				return err
+	s := &Store{db: db, broken: make(chan struct{})}
+	err = s.guard(func() error {
+		return db.Update(func(tx *bolt.Tx) error {
+			for _, b := range []string{BucketPolicies, BucketRevocations, BucketRisk, BucketTrustBundles,
+				BucketIssuedCerts, BucketCA, BucketJoinTokens, bucketSETs, bucketMeta} {
+				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
-		_ = db.Close()
+		_ = s.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
-	s := &Store{db: db, subs: make(map[uint64]func([]Change))}
+	s.subs = make(map[uint64]func([]Change))
 	s.policies = newCollection(s, BucketPolicies, func() *agentauthv1.Policy { return new(agentauthv1.Policy) },
 		(*agentauthv1.Policy).GetId)
 	s.revocations = newCollection(s, BucketRevocations, func() *agentauthv1.Revocation { return new(agentauthv1.Revocation) },
@@ -124,14 +150,35 @@ func Open(path string, opts Options) (*Store, error) {
 		(*agentauthv1.CAMaterial).GetName)
 	s.joinTokens = newCollection(s, BucketJoinTokens, func() *agentauthv1.JoinToken { return new(agentauthv1.JoinToken) },
 		(*agentauthv1.JoinToken).GetId)
+	err = s.view(func(tx *bolt.Tx) error {
+		if _, err := readVersion(tx); err != nil {
+			return err
+		}
+		for _, c := range []interface{ check(*bolt.Tx) error }{s.policies, s.revocations, s.risk, s.trustBundles,
+			s.issuedCerts, s.ca, s.joinTokens} {
+			if err := c.check(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
-// Close releases the file. Subscribers are dropped.
+// Close releases the file. Subscribers are dropped. A broken store (see Broken) is not closed: the transaction
+// that panicked may have left bbolt's locks held, and closing would wait for them forever; the file is released
+// when the process exits, which is what a broken store calls for.
 func (s *Store) Close() error {
 	s.subMu.Lock()
 	clear(s.subs)
 	s.subMu.Unlock()
+	if err := s.Err(); err != nil {
+		return err
+	}
 	return s.db.Close()
 }
 
@@ -162,7 +209,7 @@ func (s *Store) JoinTokens() *Collection[*agentauthv1.JoinToken] { return s.join
 // Version is the number of write transactions ever committed to this file.
 func (s *Store) Version() (uint64, error) {
 	var v uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		v, err = readVersion(tx)
 		return err
@@ -200,24 +247,26 @@ func (s *Store) update(fn func(tx *bolt.Tx, version uint64) (changes []Change, c
 		version uint64
 		changes []Change
 	)
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		v, err := readVersion(tx)
-		if err != nil {
-			return err
-		}
-		version = v + 1
-		var changed bool
-		changes, changed, err = fn(tx, version)
-		if err != nil {
-			return err
-		}
-		if !changed {
-			version = v
-			return errNoChange
-		}
-		var buf [8]byte
-		binary.BigEndian.PutUint64(buf[:], version)
-		return tx.Bucket([]byte(bucketMeta)).Put(versionKey, buf[:])
+	err := s.guard(func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			v, err := readVersion(tx)
+			if err != nil {
+				return err
+			}
+			version = v + 1
+			var changed bool
+			changes, changed, err = fn(tx, version)
+			if err != nil {
+				return err
+			}
+			if !changed {
+				version = v
+				return errNoChange
+			}
+			var buf [8]byte
+			binary.BigEndian.PutUint64(buf[:], version)
+			return tx.Bucket([]byte(bucketMeta)).Put(versionKey, buf[:])
+		})
 	})
 	if errors.Is(err, errNoChange) {
 		return version, nil
