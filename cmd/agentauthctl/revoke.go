@@ -48,7 +48,7 @@ the answer carries a warning.`,
 			if err := json.Unmarshal(b, &warn); err != nil {
 				return err
 			}
-			if warn.Warning != "" {
+			if warn.Warning != "" && a.output == "table" { // -o json|yaml carry it in the answer
 				fmt.Fprintf(a.errOut, "warning: %s\n", warn.Warning)
 			}
 			return a.print(b, nil, func(t *tabwriter.Writer) { revocationTable(t, []*agentauthv1.Revocation{&rev}) })

@@ -104,6 +104,16 @@ type statusError struct {
 func (e *statusError) Error() string { return e.err.Error() }
 func (e *statusError) Unwrap() error { return e.err }
 
+// PublicError carries the error_description a 5xx refusal may show its caller, where the error's own text is for
+// the operator only (see publicDescription).
+type PublicError struct {
+	Description string
+	Err         error
+}
+
+func (e *PublicError) Error() string { return e.Err.Error() }
+func (e *PublicError) Unwrap() error { return e.Err }
+
 func statusOf(err error) int {
 	if se, ok := errors.AsType[*statusError](err); ok {
 		return se.status
@@ -191,6 +201,9 @@ func (st *reqState) refuse(err error) {
 		// the decision record have it, the caller gets the reason alone.
 		st.opts.Logger.Warn("request failed", "direction", st.dir, "route", st.rec.Route, "reason", code, "error", err)
 		desc = publicDescription[code]
+		if pe, ok := errors.AsType[*PublicError](err); ok {
+			desc = pe.Description
+		}
 		if desc == "" {
 			desc = http.StatusText(status)
 		}

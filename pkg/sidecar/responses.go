@@ -2,8 +2,10 @@ package sidecar
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -117,7 +119,13 @@ func (rv *responseVerifier) VerifyResponse(ctx context.Context, res *http.Respon
 	}
 	got, err := rv.v.VerifyResponse(ctx, res, body)
 	if err != nil {
-		return unverified("failed verification: %v%s", err, refusalOf(res, body))
+		err := unverified("failed verification: %v", err)
+		if code := refusalOf(res, body); code != "" {
+			// The ingress's own refusal code is what it chose to tell any caller; the rest stays in our log.
+			return &proxy.PublicError{Err: fmt.Errorf("%w; its body: %s", err, strings.TrimSpace(string(body))),
+				Description: "the upstream refused the request unsigned: " + code}
+		}
+		return err
 	}
 	sub := got.WIT.Subject
 	if rt.UpstreamID != "" {
@@ -130,13 +138,20 @@ func (rv *responseVerifier) VerifyResponse(ctx context.Context, res *http.Respon
 	return nil
 }
 
-// refusalOf quotes an unsigned refusal of the ingress sidecar (its JSON error code), so the agent still learns why.
+// refusalOf returns the JSON error code of an unsigned refusal of the ingress sidecar, so the agent still learns
+// why, or "".
 func refusalOf(res *http.Response, body []byte) string {
 	if res.StatusCode < 400 || res.Header.Get(httpsig.HeaderSignatureInput) != "" ||
 		!strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") || len(body) > 1024 {
 		return ""
 	}
-	return "; its body: " + strings.TrimSpace(string(body))
+	var refusal struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(body, &refusal) != nil || !slices.Contains(autherr.Codes(), refusal.Error) {
+		return ""
+	}
+	return refusal.Error
 }
 
 var (

@@ -84,12 +84,12 @@ func TestStateMissingCorruptBackupRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.start(t)
-	revs := c.ctl(t, false, "revocations")
+	revs := c.ctl(t, false, "revocations", "-o", "json")
 	mustContain(t, revs, "spiffe://example.org/agent/stolen")
 	if strings.Contains(revs, "after-backup") {
 		t.Fatalf("restored state has a revocation made after the backup:\n%s", revs)
 	}
-	mustContain(t, c.ctl(t, false, "policy", "list"), "planner-may-call-weather")
+	mustContain(t, c.ctl(t, false, "policy", "list", "-o", "json"), "planner-may-call-weather")
 	c.proc.stop(t)
 
 	// Starting empty on purpose.
@@ -98,7 +98,7 @@ func TestStateMissingCorruptBackupRestore(t *testing.T) {
 	}
 	c.proc = start(t, "controller", nil, "-config", c.configPath, "-init-state")
 	waitHTTP(t, c.proc, "http://"+c.opsAddr+"/readyz", 200)
-	if revs := c.ctl(t, false, "revocations"); strings.Contains(revs, "stolen") {
+	if revs := c.ctl(t, false, "revocations", "-o", "json"); strings.Contains(revs, "stolen") {
 		t.Fatalf("-init-state kept revocations:\n%s", revs)
 	}
 	mustContain(t, c.proc.out.String(), "-init-state")
