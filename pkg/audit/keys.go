@@ -61,7 +61,7 @@ func LoadOrCreateKey(path, name string) (note.Signer, note.Verifier, error) {
 // verifierOf derives the verifier of an encoded Ed25519 signer key, the only kind note.NewSigner accepts.
 func verifierOf(skey string) (note.Verifier, error) {
 	// PRIVATE+KEY+<name>+<hash>+<base64(0x01 || seed)>
-	parts := strings.Split(skey, "+")
+	parts := strings.SplitN(skey, "+", 5)
 	if len(parts) != 5 {
 		return nil, errors.New("not a note signer key")
 	}

@@ -54,23 +54,13 @@ func Prove(dir string, index uint64, checkpoint []byte, v note.Verifier) (*Inclu
 	if err := checkSequence(ents); err != nil {
 		return nil, err
 	}
-	nodes, err := proof.Inclusion(index, c.Size)
+	leaves := make([][]byte, len(ents))
+	for i, e := range ents {
+		leaves[i] = e.hash
+	}
+	hashes, err := inclusionHashes(leaves, index)
 	if err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	hashes := make([][]byte, len(nodes.IDs))
-	for i, id := range nodes.IDs {
-		begin, end := id.Coverage()
-		r := rangeFactory.NewEmptyRange(begin)
-		for _, e := range ents[begin:end] {
-			if err := r.Append(e.hash, nil); err != nil {
-				return nil, err
-			}
-		}
-		hashes[i] = r.Hashes()[0]
-	}
-	if hashes, err = nodes.Rehash(hashes, rfc6962.DefaultHasher.HashChildren); err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
+		return nil, err
 	}
 	p := &InclusionProof{Index: index, TreeSize: c.Size, Record: string(ents[index].line), Hashes: hashes, Checkpoint: string(c.note)}
 	// The proof must hold against the checkpoint: if it does not, the log does not match what was signed.
@@ -118,4 +108,28 @@ func VerifyInclusion(p *InclusionProof, v note.Verifier) error {
 		return fmt.Errorf("audit: record %d is not in the log at checkpoint size %d: %w", p.Index, c.Size, err)
 	}
 	return nil
+}
+
+// inclusionHashes computes the RFC 6962 inclusion proof of leaf index in the tree of the given leaf hashes.
+func inclusionHashes(leaves [][]byte, index uint64) ([][]byte, error) {
+	nodes, err := proof.Inclusion(index, uint64(len(leaves)))
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	hashes := make([][]byte, len(nodes.IDs))
+	for i, id := range nodes.IDs {
+		// Each node is a perfect subtree: its compact range is the one hash.
+		begin, end := id.Coverage()
+		r := rangeFactory.NewEmptyRange(begin)
+		for _, h := range leaves[begin:end] {
+			if err := r.Append(h, nil); err != nil {
+				return nil, fmt.Errorf("audit: %w", err)
+			}
+		}
+		hashes[i] = r.Hashes()[0]
+	}
+	if hashes, err = nodes.Rehash(hashes, rfc6962.DefaultHasher.HashChildren); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return hashes, nil
 }

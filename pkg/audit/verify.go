@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -132,21 +133,36 @@ func parseCheckpoints(data []byte, v note.Verifier) ([]signedCheckpoint, error) 
 	return out, nil
 }
 
-// Verify checks the log in dir against its signed checkpoints (verified with v): every line is a record, indices
+// ErrNoCheckpoint is returned by Verify for a log with records and no checkpoint to check them against.
+var ErrNoCheckpoint = errors.New("audit: the log has records but no checkpoint")
+
+// Verify checks the log in dir against its signed checkpoints (verified with v), and against the checkpoints files
+// in witnessed (copies kept elsewhere, in the same format): every line is a record, indices
 // run 0, 1, 2... without gap, repeat or swap, each record's prev is its predecessor's leaf hash, and the Merkle
 // root at each checkpoint's size is the signed one. The error for a log that fails is a *TamperError naming the
 // first bad record; for a checkpoint that fails, an error naming its line.
-func Verify(dir string, v note.Verifier) (*Report, error) {
+func Verify(dir string, v note.Verifier, witnessed ...[]byte) (*Report, error) {
 	cps, err := loadCheckpoints(dir, v)
 	if err != nil {
 		return nil, err
 	}
+	for i, w := range witnessed {
+		more, err := parseCheckpoints(w, v)
+		if err != nil {
+			return nil, fmt.Errorf("witnessed checkpoints %d: %w", i+1, err)
+		}
+		cps = append(cps, more...)
+	}
+	slices.SortStableFunc(cps, func(a, b signedCheckpoint) int { return cmp.Compare(a.Size, b.Size) })
 	ents, files, torn, err := loadLog(dir)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkSequence(ents); err != nil {
 		return nil, err
+	}
+	if len(ents) > 0 && len(cps) == 0 {
+		return nil, ErrNoCheckpoint
 	}
 	rep := &Report{Origin: v.Name(), Files: files, Records: uint64(len(ents)), Checkpoints: len(cps), TornTail: torn}
 	tree := rangeFactory.NewEmptyRange(0)
@@ -214,18 +230,18 @@ func checkSequence(ents []entry) error {
 		if e.rec.Index == want {
 			continue
 		}
+		if e.rec.Index < want {
+			return &TamperError{Kind: TamperInserted, Index: e.rec.Index, Pos: e.pos,
+				Detail: fmt.Sprintf("a second record %d where record %d belongs", e.rec.Index, want)}
+		}
 		for q := p + 1; q < len(ents); q++ {
 			if ents[q].rec.Index == want {
 				return &TamperError{Kind: TamperReordered, Index: want, Pos: ents[q].pos,
 					Detail: fmt.Sprintf("found after record %d; %s holds record %d", ents[q-1].rec.Index, e.pos, e.rec.Index)}
 			}
 		}
-		if e.rec.Index > want {
-			return &TamperError{Kind: TamperDeleted, Index: want, Pos: e.pos,
-				Detail: fmt.Sprintf("records %d to %d are missing before record %d", want, e.rec.Index-1, e.rec.Index)}
-		}
-		return &TamperError{Kind: TamperInserted, Index: e.rec.Index, Pos: e.pos,
-			Detail: fmt.Sprintf("a second record %d where record %d belongs", e.rec.Index, want)}
+		return &TamperError{Kind: TamperDeleted, Index: want, Pos: e.pos,
+			Detail: fmt.Sprintf("records %d to %d are missing before record %d", want, e.rec.Index-1, e.rec.Index)}
 	}
 	chained := func(p int) bool {
 		if p == 0 {
