@@ -47,3 +47,11 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+func readFile(dir, name string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return b, nil
+}

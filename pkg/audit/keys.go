@@ -78,7 +78,24 @@ func verifierOf(skey string) (note.Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return note.NewVerifier(vkey)
+	return NewVerifier(vkey)
+}
+
+// verifier is a note.Verifier that remembers its text form.
+type verifier struct {
+	note.Verifier
+	vkey string
+}
+
+func (v verifier) String() string { return v.vkey }
+
+// NewVerifier parses a note verifier key ("name+hash+data"); VerifierKey gives the text back.
+func NewVerifier(vkey string) (note.Verifier, error) {
+	v, err := note.NewVerifier(strings.TrimSpace(vkey))
+	if err != nil {
+		return nil, fmt.Errorf("audit: verifier key: %w", err)
+	}
+	return verifier{v, strings.TrimSpace(vkey)}, nil
 }
 
 func decodeKeyData(s string) ([]byte, error) {
@@ -89,7 +106,7 @@ func decodeKeyData(s string) ([]byte, error) {
 	return b[1:], nil
 }
 
-// VerifierKey is the text form of v's public key ("name+hash+data") for checkpoint verifiers.
+// VerifierKey is the text form ("name+hash+data") of a verifier made by this package, "" for another.
 func VerifierKey(v note.Verifier) string {
 	if k, ok := v.(interface{ String() string }); ok {
 		return k.String()
@@ -201,7 +218,7 @@ func VerifyKeyCertificate(cert []byte, bundle x509bundle.Source) (note.Verifier,
 	if st.Subject != id.String() {
 		return fail("subject %q is not the SVID's %s", st.Subject, id)
 	}
-	v, err := note.NewVerifier(st.VKey)
+	v, err := NewVerifier(st.VKey)
 	if err != nil {
 		return fail("vkey: %v", err)
 	}
