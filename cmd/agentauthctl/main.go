@@ -118,6 +118,7 @@ Exit codes: 0 success; 1 a refusal (e.g. policy check DENY) or an error; 2 a usa
 		newIdentitiesCmd(a),
 		newJoinTokenCmd(a),
 		newDevCredentialsCmd(a),
+		newAuditCmd(a),
 	)
 	return root
 }

@@ -27,10 +27,10 @@ const (
 
 // TamperError names the first record at which a log fails verification.
 type TamperError struct {
-	Kind   string
-	Index  uint64   // the record's index (its expected index for a malformed line)
-	Pos    Position // where it is, or where the missing records should be
-	Detail string
+	Kind   string   `json:"kind"`
+	Index  uint64   `json:"index"`    // the record's index (its expected index for a malformed line)
+	Pos    Position `json:"position"` // where it is, or where the missing records should be
+	Detail string   `json:"detail"`
 }
 
 func (e *TamperError) Error() string {
