@@ -120,6 +120,7 @@ Exit codes: 0 success; 1 a refusal (e.g. policy check DENY) or an error; 2 a usa
 		newJoinTokenCmd(a),
 		newDevCredentialsCmd(a),
 		newBackupCmd(a),
+		newAuditCmd(a),
 	)
 	return root
 }
