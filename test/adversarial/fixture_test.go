@@ -175,7 +175,7 @@ func (f *fixture) joinToken(t *testing.T, id string) string {
 	var resp struct {
 		Token string `json:"token"`
 	}
-	if err := json.Unmarshal([]byte(f.ctl(t, "join-token", "-spiffe-id", id, "-ttl", "10m")), &resp); err != nil {
+	if err := json.Unmarshal([]byte(f.ctl(t, "join-token", "-o", "json", "-spiffe-id", id, "-ttl", "10m")), &resp); err != nil {
 		t.Fatal(err)
 	}
 	return resp.Token
