@@ -324,9 +324,9 @@ func isTimeout(err error) bool {
 	return ok && ne.Timeout()
 }
 
-// sendAndRead writes head, then pumps length bytes of body while it waits for the answer, as a client that does
-// not wait to be told: the server must answer (or close) without taking the whole body.
-func sendAndRead(c net.Conn, head string, length int64) exchange {
+// sendAndRead writes head, then pumps body while it waits for the answer, as a client that does not wait to be
+// told: the server must answer (or close) without taking the whole body.
+func sendAndRead(c net.Conn, head string, body []byte) exchange {
 	// A small send buffer, so that what the client manages to write is what the server read (plus a little).
 	c.(*net.TCPConn).SetWriteBuffer(64 << 10)
 	br := bufio.NewReader(c)
@@ -337,10 +337,10 @@ func sendAndRead(c net.Conn, head string, length int64) exchange {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]byte, 32<<10)
-		for written.Load() < length {
-			n, err := c.Write(buf[:min(int64(len(buf)), length-written.Load())])
+		for rest := body; len(rest) > 0; {
+			n, err := c.Write(rest[:min(len(rest), 32<<10)])
 			written.Add(int64(n))
+			rest = rest[n:]
 			if err != nil {
 				return
 			}
@@ -448,12 +448,13 @@ func testUnauthenticatedOversized(t *testing.T, s *sigIngress) {
 		{"no WIT", head("/oversized", length, nil, forgedSig), http.StatusUnauthorized, "credential_missing"},
 		{"real WIT, forged signature", realWIT, http.StatusBadRequest, "bad_signature"},
 	}
+	body := make([]byte, length)
 	rss := watchRSS(s.proc.Pid())
 	results := make([]exchange, clients)
 	var wg sync.WaitGroup
 	for i := range clients {
 		c := dialFrom(t, net.IPv4(127, 0, 4, byte(1+i/perIP)), s.addr)
-		wg.Go(func() { results[i] = sendAndRead(c, variants[i%len(variants)].head, length) })
+		wg.Go(func() { results[i] = sendAndRead(c, variants[i%len(variants)].head, body) })
 	}
 	wg.Wait()
 	rss.check(t, "during the oversized bodies")
@@ -513,7 +514,7 @@ func testBodyBudget(t *testing.T, f *fixture, s *sigIngress) {
 	for i := range probes {
 		c := dialFrom(t, net.IPv4(127, 0, 5, 2), s.addr)
 		h := s.signedHead(t, "/echo", body, length, "")
-		wg.Go(func() { results[i] = sendAndRead(c, h, length) })
+		wg.Go(func() { results[i] = sendAndRead(c, h, body) })
 	}
 	wg.Wait()
 	for i, x := range results {
