@@ -25,7 +25,8 @@ test: vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 # Hostile clients against the real binaries on loopback (test/adversarial): connection floods on every listener
-# of the controller and the sidecars, with bounded counts; about a minute and a half, most of it building.
+# of the controller and the sidecars, and data-plane abuse of an httpsig ingress (slow bodies, unauthenticated and
+# over-budget 8 MiB bodies, GET *, malformed chunked), with bounded counts; about two minutes, most of it building.
 test-adversarial:
 	$(GO) test -tags adversarial -count=1 -timeout 10m ./test/adversarial/...
 

@@ -64,13 +64,20 @@ type fixture struct {
 // startFixture starts the whole fixture and waits until every process is ready.
 func startFixture(t *testing.T) *fixture {
 	t.Helper()
+	f := newFixture(t)
+	f.startController(t)
+	f.startPair(t)
+	return f
+}
+
+// newFixture picks the fixture's directory and addresses; nothing is started yet.
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
 	f := &fixture{dir: t.TempDir()}
 	for _, a := range []*string{&f.issuerAddr, &f.xdsAddr, &f.opsAddr, &f.tokenAddr, &f.ssfAddr, &f.toolAddr,
 		&f.ingressAddr, &f.ingressAdmin, &f.egressProxy, &f.egressTransparent, &f.egressAdmin} {
 		*a = testproc.FreeAddr(t)
 	}
-	f.startController(t)
-	f.startPair(t)
 	return f
 }
 
@@ -219,22 +226,31 @@ func (f *fixture) controlPlaneChecks() map[string]func(timeout time.Duration) er
 // procStatus reads a process's resident memory (bytes) and open descriptors from /proc.
 func procStatus(t *testing.T, pid int) (rss int64, fds int) {
 	t.Helper()
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	rss, err := residentBytes(pid)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatalf("VmRSS %q: %v", v, err)
-			}
-			rss = kb << 10
-		}
 	}
 	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return rss, len(entries)
+}
+
+// residentBytes reads a process's resident memory (VmRSS) from /proc/PID/status.
+func residentBytes(pid int) (int64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmRSS %q: %w", v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
