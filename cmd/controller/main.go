@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -22,10 +23,15 @@ import (
 
 func main() {
 	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "controller:", err)
+		if !errors.As(err, new(loggedError)) {
+			fmt.Fprintln(os.Stderr, "controller:", err)
+		}
 		os.Exit(1)
 	}
 }
+
+// loggedError is an error the logger has already written: main exits without printing it again.
+type loggedError struct{ error }
 
 func run() error {
 	path := flag.String("config", "/etc/agentauth/controller.yaml", "path of the YAML config")
@@ -44,17 +50,21 @@ func run() error {
 		fmt.Println("config OK")
 		return nil
 	}
-	log, err := logging.New(cfg.Log.Level)
+	log, level, err := logging.New(cfg.Log.Level)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	c, err := controller.New(ctx, cfg, log)
+	c, err := controller.New(ctx, cfg, log, controller.WithLogLevel(level))
 	if err != nil {
 		log.Error("controller failed to start", zap.Error(err))
-		return err
+		return loggedError{err}
 	}
-	return c.Run(ctx)
+	if err := c.Run(ctx); err != nil {
+		log.Error("controller stopped with an error", zap.Error(err))
+		return loggedError{err}
+	}
+	return nil
 }

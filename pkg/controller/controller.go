@@ -64,11 +64,22 @@ type Controller struct {
 	ssfClients *ssfClients
 	// done is closed when Run returns, stopping background loops.
 	done chan struct{}
+	// logLevel, when set, is served at the ops listener's /logging.
+	logLevel *zap.AtomicLevel
 }
 
+// Option adjusts a Controller at construction.
+type Option func(*Controller)
+
+// WithLogLevel serves lvl, the level of the logger given to New, at the ops listener's /logging.
+func WithLogLevel(lvl zap.AtomicLevel) Option { return func(c *Controller) { c.logLevel = &lvl } }
+
 // New opens the state store, loads (or creates) the CA, and binds every listener. Nothing is served until Run.
-func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err error) {
+func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *Controller, err error) {
 	c := &Controller{cfg: cfg, log: log, reg: prometheus.NewRegistry(), done: make(chan struct{})}
+	for _, o := range opts {
+		o(c)
+	}
 	defer func() {
 		if err != nil {
 			c.close()

@@ -40,6 +40,8 @@ type Sidecar struct {
 	sink proxy.DecisionSink
 	// cp is the controller connection, when configured.
 	cp *controlPlane
+	// logLevel, when set, is served at the admin listener's /logging.
+	logLevel *zap.AtomicLevel
 }
 
 // Option adjusts a Sidecar at construction.
@@ -47,6 +49,9 @@ type Option func(*Sidecar)
 
 // WithDecisionSink sends every decision record to sink as well as to the log.
 func WithDecisionSink(sink proxy.DecisionSink) Option { return func(s *Sidecar) { s.sink = sink } }
+
+// WithLogLevel serves lvl, the level of the logger given to New, at the admin listener's /logging.
+func WithLogLevel(lvl zap.AtomicLevel) Option { return func(s *Sidecar) { s.logLevel = &lvl } }
 
 // New loads credentials and binds every listener of cfg (so a port conflict fails here, not later). cfg must have
 // passed Validate. Nothing is served until Run.
@@ -63,6 +68,9 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	var adminOpts []AdminOption
 	if cfg.Admin.Pprof {
 		adminOpts = append(adminOpts, WithPprof())
+	}
+	if s.logLevel != nil {
+		adminOpts = append(adminOpts, WithLogging(*s.logLevel, log))
 	}
 	s.admin = NewAdmin(s.metrics.Registry, adminOpts...)
 	s.admin.SetLimits(cfg.Admin.Limits)
