@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/httpsig"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/mtls"
@@ -388,7 +389,7 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	}
 	// The expected proof audience is built from the configured host (or is the configured audience), never from
 	// the request; a request for another host matches no route and is refused.
-	route := &proxy.Route{Name: "ingress", Match: proxy.Match{Host: in.Host}, Upstream: backend, H2C: in.BackendH2C,
+	route := &proxy.Route{Name: ingressRouteName(in), Match: proxy.Match{Host: in.Host}, Upstream: backend, H2C: in.BackendH2C,
 		Modes: modes, Audience: in.Audience, KeepHost: true}
 	if in.ExternalURL != "" {
 		if route.ExternalURL, err = url.Parse(in.ExternalURL); err != nil {
@@ -455,6 +456,15 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 		l.TLSConfig = s.serverTLS(m)
 	}
 	return l, nil
+}
+
+// ingressRouteName names the ingress route in metrics, decision records and the WWW-Authenticate realm: the
+// tool's name (ingress.host, what policy calls the Tool), or "ingress" when any host is served.
+func ingressRouteName(in *IngressConfig) string {
+	if in.Host != "" {
+		return in.Host
+	}
+	return "ingress"
 }
 
 // serverTLS terminates TLS with our X.509-SVID; with Required it demands a client X.509-SVID that peerAuthorizer
@@ -564,12 +574,26 @@ func (l *logSink) Record(_ context.Context, d *proxy.DecisionRecord) {
 	if d.RevocationID != "" {
 		fields = append(fields, zap.String("revocation_id", d.RevocationID))
 	}
-	if refused {
-		fields = append(fields, zap.String("reason", d.Reason), zap.String("message", d.Message))
-		l.log.Info("request refused", fields...)
+	if !refused {
+		l.log.Debug("request allowed", fields...)
 		return
 	}
-	l.log.Debug("request allowed", fields...)
+	// Each decision is logged once, here, at the level its outcome deserves: a refusal is routine (info), an
+	// upstream failure needs a look (warn), an internal error a fix (error). A client that went away is neither
+	// refused nor failed: at debug, under its own message.
+	fields = append(fields, zap.String("reason", d.Reason), zap.String("message", d.Message))
+	switch proxy.ResultOf(d.Reason) {
+	case proxy.ResultClientClosed:
+		l.log.Debug("client went away", fields...)
+	case proxy.ResultError:
+		if d.Reason == autherr.Internal {
+			l.log.Error("request failed", fields...)
+		} else {
+			l.log.Warn("request failed", fields...)
+		}
+	default:
+		l.log.Info("request refused", fields...)
+	}
 }
 
 // multiSink fans one decision out to several sinks, in order.
