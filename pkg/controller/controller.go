@@ -53,6 +53,8 @@ type Controller struct {
 	xds   *xds.Server
 	iss   *grpc.Server
 	reg   *prometheus.Registry
+	// metrics counts SVIDs, token exchanges and SETs (set by New before the servers that count).
+	metrics *metrics
 
 	issuerLn, xdsLn, opsLn, adminLn, ssfLn, tokenLn net.Listener
 	admin, ops, ssf, tokens                         *http.Server
@@ -139,7 +141,9 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	}
 	c.reg.MustRegister(xds.NewServerCollector(c.xds), buildinfo.Read().Collector(), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if c.iss, err = issuer.NewGRPCServer(c.ca, c.issuerServiceConfig()); err != nil {
+	c.metrics = c.newMetrics()
+	if c.iss, err = issuer.NewGRPCServer(c.ca, c.issuerServiceConfig(),
+		grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(false))); err != nil {
 		return nil, err
 	}
 
@@ -373,7 +377,7 @@ func (c *Controller) listenLocalIssuer() error {
 	}
 	sc := c.issuerServiceConfig()
 	sc.PeerIDs = peerIDs
-	if c.issLocal, err = issuer.NewLocalGRPCServer(c.ca, sc); err != nil {
+	if c.issLocal, err = issuer.NewLocalGRPCServer(c.ca, sc, grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(true))); err != nil {
 		return fmt.Errorf("issuer.peerIDs: %w", err)
 	}
 	path := c.cfg.Issuer.LocalSocket
