@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"time"
@@ -43,6 +44,8 @@ type Sidecar struct {
 	cp *controlPlane
 	// logLevel, when set, is served at the admin listener's /logging.
 	logLevel *zap.AtomicLevel
+	// engine is the ingress policy engine, when there is one (/config_dump lists its policies).
+	engine *policy.Engine
 }
 
 // Option adjusts a Sidecar at construction.
@@ -73,6 +76,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	if s.logLevel != nil {
 		adminOpts = append(adminOpts, WithLogging(*s.logLevel, log))
 	}
+	adminOpts = append(adminOpts, func(mux *http.ServeMux) { mux.HandleFunc("GET /config_dump", s.serveConfigDump) })
 	s.admin = NewAdmin(s.metrics.Registry, adminOpts...)
 	s.admin.SetLimits(cfg.Admin.Limits)
 
@@ -525,6 +529,7 @@ func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
 		s.log.Warn("ingress has no policy and no controller: every authenticated caller is allowed")
 		return allowAuthenticated{}, nil
 	}
+	s.engine = engine
 	a, err := newPolicyAuthorizer(engine, in.Host, in.MCPPaths, int(s.cfg.Limits.MaxBodyBytes))
 	if err != nil {
 		return nil, err
