@@ -19,7 +19,6 @@ import (
 	"syscall"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/agentauth/agentauth/internal/buildinfo"
 	"github.com/agentauth/agentauth/internal/logging"
@@ -35,10 +34,17 @@ const (
 
 func main() {
 	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "controller:", err)
+		if !errors.As(err, new(loggedError)) {
+			fmt.Fprintln(os.Stderr, "controller:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }
+
+// loggedError is an error the logger has already written: main exits without printing it again.
+type loggedError struct{ error }
+
+func (e loggedError) Unwrap() error { return e.error }
 
 func exitCode(err error) int {
 	switch {
@@ -70,18 +76,21 @@ func run() error {
 		fmt.Println("config OK")
 		return nil
 	}
-	log, err := logging.New(cfg.Log.Level)
+	log, level, err := logging.New(cfg.Log.Level)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	c, err := controller.New(ctx, cfg, log)
+	c, err := controller.New(ctx, cfg, log, controller.WithLogLevel(level))
 	if err != nil {
-		// The error says what to do; the stack of this call would only bury it.
-		log.WithOptions(zap.AddStacktrace(zapcore.FatalLevel)).Error("controller failed to start", zap.Error(err))
-		return err
+		log.Error("controller failed to start", zap.Error(err))
+		return loggedError{err}
 	}
-	return c.Run(ctx)
+	if err := c.Run(ctx); err != nil {
+		log.Error("controller stopped with an error", zap.Error(err))
+		return loggedError{err}
+	}
+	return nil
 }

@@ -23,10 +23,15 @@ import (
 
 func main() {
 	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "sidecar:", err)
+		if !errors.As(err, new(loggedError)) {
+			fmt.Fprintln(os.Stderr, "sidecar:", err)
+		}
 		os.Exit(1)
 	}
 }
+
+// loggedError is an error the logger has already written: main exits without printing it again.
+type loggedError struct{ error }
 
 func run() error {
 	configPath := flag.String("config", "/etc/agentauth/sidecar.yaml", "path of the YAML config")
@@ -49,7 +54,7 @@ func run() error {
 		fmt.Println("config OK")
 		return nil
 	}
-	log, err := logging.New(cfg.Log.Level)
+	log, level, err := logging.New(cfg.Log.Level)
 	if err != nil {
 		return err
 	}
@@ -57,14 +62,14 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	s, err := sidecar.New(ctx, cfg, log)
+	s, err := sidecar.New(ctx, cfg, log, sidecar.WithLogLevel(level))
 	if err != nil {
 		log.Error("sidecar failed to start", zap.Error(err))
-		return err
+		return loggedError{err}
 	}
 	if err := s.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("sidecar stopped with an error", zap.Error(err))
-		return err
+		return loggedError{err}
 	}
 	log.Info("sidecar stopped")
 	return nil

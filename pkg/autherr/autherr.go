@@ -89,13 +89,19 @@ var (
 	ErrUpstream = newReason("upstream_unavailable")
 	// ErrUpstreamTimeout: the upstream did not answer in time (504).
 	ErrUpstreamTimeout = newReason("upstream_timeout")
+	// ErrClientClosed: the client went away before its response was complete. Nothing failed and nothing is
+	// sent; the record says 499, as nginx and Envoy do.
+	ErrClientClosed = newReason("client_closed")
 )
+
+// StatusClientClosed is the status recorded (never sent) for ErrClientClosed.
+const StatusClientClosed = 499
 
 var all = []*Reason{
 	ErrMissing, ErrMalformed, ErrBadSignature, ErrExpired, ErrNotYetValid, ErrWrongAudience, ErrReplay,
 	ErrMismatch, ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrRateLimited, ErrDenied, ErrRevoked, ErrUpstream,
 	ErrUpstreamTimeout, ErrPeerCertExpired, ErrBadFraming, ErrBodyTimeout, ErrBodyBudget, ErrMisdirected,
-	ErrCannotSignResponse, ErrResponseUnverified,
+	ErrCannotSignResponse, ErrResponseUnverified, ErrClientClosed,
 }
 
 // Internal is the reason code of an error that wraps none of the sentinels.
@@ -153,6 +159,8 @@ func HTTPStatus(err error) int {
 		return http.StatusBadGateway
 	case ErrUpstreamTimeout:
 		return http.StatusGatewayTimeout
+	case ErrClientClosed:
+		return StatusClientClosed
 	case nil:
 		return http.StatusInternalServerError
 	default:

@@ -29,6 +29,7 @@ func TestCodeAndStatus(t *testing.T) {
 		{fmt.Errorf("%w: no route for x", ErrMisdirected), "misdirected_request", http.StatusMisdirectedRequest},
 		{ErrCannotSignResponse, "response_signing_unavailable", http.StatusNotImplemented},
 		{ErrResponseUnverified, "response_unverified", http.StatusBadGateway},
+		{ErrClientClosed, "client_closed", StatusClientClosed},
 		{errors.New("something else"), Internal, http.StatusInternalServerError},
 	}
 	for _, tt := range tests {

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/logging"
 	"github.com/agentauth/agentauth/internal/peercred"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/xds"
@@ -185,6 +186,9 @@ func (c *Controller) opsHandler() http.Handler {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{}))
+	if c.logLevel != nil {
+		mux.Handle("/logging", logging.LevelHandler(*c.logLevel, c.log))
+	}
 	return mux
 }
 

@@ -53,6 +53,8 @@ type Controller struct {
 	xds   *xds.Server
 	iss   *grpc.Server
 	reg   *prometheus.Registry
+	// metrics counts SVIDs, token exchanges and SETs (set by New before the servers that count).
+	metrics *metrics
 
 	issuerLn, xdsLn, opsLn, adminLn, ssfLn, tokenLn net.Listener
 	admin, ops, ssf, tokens                         *http.Server
@@ -64,11 +66,22 @@ type Controller struct {
 	ssfClients *ssfClients
 	// done is closed when Run returns, stopping background loops.
 	done chan struct{}
+	// logLevel, when set, is served at the ops listener's /logging.
+	logLevel *zap.AtomicLevel
 }
 
+// Option adjusts a Controller at construction.
+type Option func(*Controller)
+
+// WithLogLevel serves lvl, the level of the logger given to New, at the ops listener's /logging.
+func WithLogLevel(lvl zap.AtomicLevel) Option { return func(c *Controller) { c.logLevel = &lvl } }
+
 // New opens the state store, loads (or creates) the CA, and binds every listener. Nothing is served until Run.
-func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err error) {
+func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *Controller, err error) {
 	c := &Controller{cfg: cfg, log: log, reg: prometheus.NewRegistry(), done: make(chan struct{})}
+	for _, o := range opts {
+		o(c)
+	}
 	defer func() {
 		if err != nil {
 			c.close()
@@ -128,7 +141,9 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger) (_ *Controller, err 
 	}
 	c.reg.MustRegister(xds.NewServerCollector(c.xds), buildinfo.Read().Collector(), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if c.iss, err = issuer.NewGRPCServer(c.ca, c.issuerServiceConfig()); err != nil {
+	c.metrics = c.newMetrics()
+	if c.iss, err = issuer.NewGRPCServer(c.ca, c.issuerServiceConfig(),
+		grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(false))); err != nil {
 		return nil, err
 	}
 
@@ -415,7 +430,7 @@ func (c *Controller) listenLocalIssuer() error {
 	}
 	sc := c.issuerServiceConfig()
 	sc.PeerIDs = peerIDs
-	if c.issLocal, err = issuer.NewLocalGRPCServer(c.ca, sc); err != nil {
+	if c.issLocal, err = issuer.NewLocalGRPCServer(c.ca, sc, grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(true))); err != nil {
 		return fmt.Errorf("issuer.peerIDs: %w", err)
 	}
 	path := c.cfg.Issuer.LocalSocket

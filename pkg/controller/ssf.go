@@ -79,6 +79,7 @@ func (c *Controller) startSSF() (*http.Server, error) {
 		Sink:         ssfSink{c},
 		Dedup:        signals.NewStoreDedup(c.store, nil),
 		Logger:       c.log.Named("ssf"),
+		Observe:      c.metrics.observeSET,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ssf: %w", err)

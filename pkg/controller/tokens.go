@@ -61,6 +61,7 @@ func (c *Controller) startTokenService(keys issuer.KeyStore) (*http.Server, erro
 		Revocations:      storeRevocations{c},
 		TxnTokenLifetime: cfg.TxnTokenTTL,
 		Logger:           c.log.Named("tokens"),
+		Observe:          c.metrics.observeToken,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tokenService: %w", err)

@@ -23,6 +23,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"go.uber.org/zap"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -77,9 +78,19 @@ type TokenServiceConfig struct {
 	ClockSkew time.Duration
 	// Logger records issuances and refusals (never tokens, only TokenFingerprint); nil means no logging.
 	Logger *zap.Logger
+	// Observe, when set, is told the outcome of every token request, for metrics: result is ResultIssued,
+	// ResultRefused or ResultError (server_error), reason the autherr code of a refusal ("" when issued).
+	Observe func(result, reason string)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// Outcomes of a token request, as TokenServiceConfig.Observe is told them.
+const (
+	ResultIssued  = "issued"
+	ResultRefused = "refused"
+	ResultError   = "error"
+)
 
 // TokenService is the RFC 8693 token endpoint of the trust domain's Transaction Token Service: it authenticates
 // the requesting workload, verifies the subject token, asks the Policy, and mints a Txn-Token or an access
@@ -274,6 +285,16 @@ type errorBody struct {
 // ServeHTTP answers one token request.
 func (s *TokenService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	resp, actor, oe := s.serve(r)
+	if s.cfg.Observe != nil {
+		switch {
+		case oe == nil:
+			s.cfg.Observe(ResultIssued, "")
+		case oe.Code == CodeServerError:
+			s.cfg.Observe(ResultError, autherr.Internal)
+		default:
+			s.cfg.Observe(ResultRefused, reasonCode(oe))
+		}
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	w.Header().Set("Content-Type", "application/json")

@@ -26,6 +26,8 @@ const (
 	ResultAllowed = "allowed" // forwarded, and the upstream answered
 	ResultDenied  = "denied"  // refused by the sidecar (4xx)
 	ResultError   = "error"   // upstream failure, or an internal error (5xx)
+	// ResultClientClosed: the client went away before its response was complete; neither side failed.
+	ResultClientClosed = "client_closed"
 )
 
 // DecisionRecord is one request's decision, allowed or refused, for the audit log.
@@ -122,7 +124,7 @@ func statusOf(err error) int {
 }
 
 // statusClientClosed is recorded (never sent) when the client went away before the upstream answered.
-const statusClientClosed = 499
+const statusClientClosed = autherr.StatusClientClosed
 
 type stateKey struct{}
 
@@ -185,21 +187,16 @@ func (st *reqState) refuse(err error) {
 	status := statusOf(err)
 	st.rec.Reason = code
 	st.rec.Message = err.Error()
-	if resultOf(code) != ResultError || code == autherr.Internal {
+	if ResultOf(code) == ResultDenied || code == autherr.Internal {
 		st.rec.Allowed = false // refused by us, even if it happened on the way out (egress signing)
 	}
 	if re, ok := errors.AsType[*RevokedError](err); ok {
 		st.rec.RevocationID = re.ID
 	}
 	desc := err.Error()
-	switch {
-	case code == autherr.Internal:
-		st.opts.Logger.Error("request failed", "direction", st.dir, "route", st.rec.Route, "error", err)
-		desc = publicDescription[code]
-	case status >= 500:
-		// What failed on our side or upstream (the tool's address, a dial error) is for the operator: the log and
-		// the decision record have it, the caller gets the reason alone.
-		st.opts.Logger.Warn("request failed", "direction", st.dir, "route", st.rec.Route, "reason", code, "error", err)
+	if status >= 500 {
+		// What failed on our side or upstream (the tool's address, a dial error) is for the operator: the
+		// decision record has it (and the sidecar logs each record once), the caller gets the reason alone.
 		desc = publicDescription[code]
 		if pe, ok := errors.AsType[*PublicError](err); ok {
 			desc = pe.Description
@@ -255,14 +252,15 @@ func (st *reqState) end() {
 		if p == http.ErrAbortHandler {
 			if st.ctx.Err() != nil {
 				st.status = statusClientClosed
-				st.refuse(fmt.Errorf("%w: client went away mid-response", autherr.ErrUpstream))
+				st.refuse(fmt.Errorf("%w: client went away mid-response", autherr.ErrClientClosed))
 			} else {
 				st.refuse(fmt.Errorf("%w: upstream response aborted mid-stream", autherr.ErrUpstream))
 			}
 			st.record()
 			panic(p)
 		}
-		st.opts.Logger.Error("panic in request path", "direction", st.dir, "panic", p, "stack", string(debug.Stack()))
+		// The decision record logs the panic once, as an internal error; its stack is for whoever debugs it.
+		st.opts.Logger.Debug("panic in request path", "direction", st.dir, "panic", p, "stack", string(debug.Stack()))
 		st.refuse(fmt.Errorf("panic: %v", p))
 	}
 	st.record()
@@ -294,19 +292,22 @@ func (st *reqState) record() {
 	}
 	rec.Latency = time.Since(st.start)
 	if m := st.opts.Metrics; m != nil {
-		m.ObserveRequest(string(st.dir), rec.Route, resultOf(rec.Reason), rec.Reason, rec.Latency)
+		m.ObserveRequest(string(st.dir), rec.Route, ResultOf(rec.Reason), rec.Reason, rec.Latency)
 	}
 	if s := st.opts.Sink; s != nil {
 		s.Record(st.ctx, rec)
 	}
 }
 
-func resultOf(reason string) string {
+// ResultOf is the metric result label of a decision with reason ("" when allowed).
+func ResultOf(reason string) string {
 	switch reason {
 	case "":
 		return ResultAllowed
 	case autherr.ErrUpstream.Code(), autherr.ErrUpstreamTimeout.Code(), autherr.Internal:
 		return ResultError
+	case autherr.ErrClientClosed.Code():
+		return ResultClientClosed
 	default:
 		return ResultDenied
 	}

@@ -287,7 +287,8 @@ func newReverseProxy(opts *Options, dir Direction, rt http.RoundTripper) *httput
 			st := stateOf(r.Context())
 			st.refuse(upstreamError(st, err))
 		},
-		ErrorLog:   slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+		// The decision record logs each failure once; what ReverseProxy adds (a body copy error) is detail.
+		ErrorLog:   slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
 		BufferPool: newBufferPool(),
 	}
 }
@@ -341,7 +342,7 @@ func upstreamError(st *reqState, err error) error {
 	}
 	if st.ctx.Err() != nil {
 		st.status = statusClientClosed
-		return fmt.Errorf("%w: route %q: client went away before the upstream answered: %v", autherr.ErrUpstream, name, err)
+		return fmt.Errorf("%w: route %q: client went away before the upstream answered: %v", autherr.ErrClientClosed, name, err)
 	}
 	if ne, ok := errors.AsType[net.Error](err); (ok && ne.Timeout()) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w: route %q: upstream did not answer in time: %v", autherr.ErrUpstreamTimeout, name, err)

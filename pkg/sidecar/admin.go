@@ -13,7 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
 
+	"github.com/agentauth/agentauth/internal/logging"
 	"github.com/agentauth/agentauth/internal/netlimit"
 )
 
@@ -22,7 +24,8 @@ import (
 type ReadinessCheck func(ctx context.Context) (detail string, err error)
 
 // Admin serves /healthz (the process is alive), /readyz (credentials loaded and every check passes, with JSON
-// detail), /metrics (Prometheus, from the sidecar's own registry) and, when asked for, /debug/pprof/.
+// detail), /metrics (Prometheus, from the sidecar's own registry) and, when asked for, /logging and
+// /debug/pprof/.
 type Admin struct {
 	mu     sync.RWMutex
 	checks map[string]ReadinessCheck
@@ -42,6 +45,12 @@ func WithPprof() AdminOption {
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
+}
+
+// WithLogging serves lvl at /logging: GET reads it, PUT or POST ?level=debug changes it, from a loopback peer
+// only (see logging.LevelHandler).
+func WithLogging(lvl zap.AtomicLevel, log *zap.Logger) AdminOption {
+	return func(mux *http.ServeMux) { mux.Handle("/logging", logging.LevelHandler(lvl, log)) }
 }
 
 // NewAdmin returns an admin server for reg's metrics.

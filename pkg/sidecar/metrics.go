@@ -69,7 +69,7 @@ func NewMetrics() *Metrics {
 func (m *Metrics) preRegister(direction string, routes []string) {
 	for _, route := range routes {
 		for _, reason := range autherr.Codes() {
-			m.requests.WithLabelValues(direction, route, proxy.ResultDenied, reason)
+			m.requests.WithLabelValues(direction, route, proxy.ResultOf(reason), reason)
 		}
 		m.requests.WithLabelValues(direction, route, proxy.ResultAllowed, "")
 	}

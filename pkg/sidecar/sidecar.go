@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/httpsig"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/mtls"
@@ -40,6 +42,10 @@ type Sidecar struct {
 	sink proxy.DecisionSink
 	// cp is the controller connection, when configured.
 	cp *controlPlane
+	// logLevel, when set, is served at the admin listener's /logging.
+	logLevel *zap.AtomicLevel
+	// engine is the ingress policy engine, when there is one (/config_dump lists its policies).
+	engine *policy.Engine
 }
 
 // Option adjusts a Sidecar at construction.
@@ -47,6 +53,9 @@ type Option func(*Sidecar)
 
 // WithDecisionSink sends every decision record to sink as well as to the log.
 func WithDecisionSink(sink proxy.DecisionSink) Option { return func(s *Sidecar) { s.sink = sink } }
+
+// WithLogLevel serves lvl, the level of the logger given to New, at the admin listener's /logging.
+func WithLogLevel(lvl zap.AtomicLevel) Option { return func(s *Sidecar) { s.logLevel = &lvl } }
 
 // New loads credentials and binds every listener of cfg (so a port conflict fails here, not later). cfg must have
 // passed Validate. Nothing is served until Run.
@@ -64,6 +73,10 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	if cfg.Admin.Pprof {
 		adminOpts = append(adminOpts, WithPprof())
 	}
+	if s.logLevel != nil {
+		adminOpts = append(adminOpts, WithLogging(*s.logLevel, log))
+	}
+	adminOpts = append(adminOpts, func(mux *http.ServeMux) { mux.HandleFunc("GET /config_dump", s.serveConfigDump) })
 	s.admin = NewAdmin(s.metrics.Registry, adminOpts...)
 	s.admin.SetLimits(cfg.Admin.Limits)
 
@@ -380,7 +393,7 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	}
 	// The expected proof audience is built from the configured host (or is the configured audience), never from
 	// the request; a request for another host matches no route and is refused.
-	route := &proxy.Route{Name: "ingress", Match: proxy.Match{Host: in.Host}, Upstream: backend, H2C: in.BackendH2C,
+	route := &proxy.Route{Name: ingressRouteName(in), Match: proxy.Match{Host: in.Host}, Upstream: backend, H2C: in.BackendH2C,
 		Modes: modes, Audience: in.Audience, KeepHost: true}
 	if in.ExternalURL != "" {
 		if route.ExternalURL, err = url.Parse(in.ExternalURL); err != nil {
@@ -449,6 +462,15 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	return l, nil
 }
 
+// ingressRouteName names the ingress route in metrics, decision records and the WWW-Authenticate realm: the
+// tool's name (ingress.host, what policy calls the Tool), or "ingress" when any host is served.
+func ingressRouteName(in *IngressConfig) string {
+	if in.Host != "" {
+		return in.Host
+	}
+	return "ingress"
+}
+
 // serverTLS terminates TLS with our X.509-SVID; with Required it demands a client X.509-SVID that peerAuthorizer
 // admits.
 func (s *Sidecar) serverTLS(m *IngressMTLSConfig) *tls.Config {
@@ -507,6 +529,7 @@ func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
 		s.log.Warn("ingress has no policy and no controller: every authenticated caller is allowed")
 		return allowAuthenticated{}, nil
 	}
+	s.engine = engine
 	a, err := newPolicyAuthorizer(engine, in.Host, in.MCPPaths, int(s.cfg.Limits.MaxBodyBytes))
 	if err != nil {
 		return nil, err
@@ -556,12 +579,26 @@ func (l *logSink) Record(_ context.Context, d *proxy.DecisionRecord) {
 	if d.RevocationID != "" {
 		fields = append(fields, zap.String("revocation_id", d.RevocationID))
 	}
-	if refused {
-		fields = append(fields, zap.String("reason", d.Reason), zap.String("message", d.Message))
-		l.log.Info("request refused", fields...)
+	if !refused {
+		l.log.Debug("request allowed", fields...)
 		return
 	}
-	l.log.Debug("request allowed", fields...)
+	// Each decision is logged once, here, at the level its outcome deserves: a refusal is routine (info), an
+	// upstream failure needs a look (warn), an internal error a fix (error). A client that went away is neither
+	// refused nor failed: at debug, under its own message.
+	fields = append(fields, zap.String("reason", d.Reason), zap.String("message", d.Message))
+	switch proxy.ResultOf(d.Reason) {
+	case proxy.ResultClientClosed:
+		l.log.Debug("client went away", fields...)
+	case proxy.ResultError:
+		if d.Reason == autherr.Internal {
+			l.log.Error("request failed", fields...)
+		} else {
+			l.log.Warn("request failed", fields...)
+		}
+	default:
+		l.log.Info("request refused", fields...)
+	}
 }
 
 // multiSink fans one decision out to several sinks, in order.

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
 // MediaTypeSET is the media type of a bare SET (RFC 8417 §7.2), the body of a push delivery.
@@ -58,6 +60,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 // refusePush logs and answers a push refused before its SET was looked at (process logs the others).
 func (r *Receiver) refusePush(w http.ResponseWriter, e *SETError) {
+	r.observe(ResultRefused, autherr.Code(e.Err))
 	r.log.Warn("SET refused", zap.String("err", e.Code), zap.Error(e.Err))
 	writeSETError(w, e)
 }

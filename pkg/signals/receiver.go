@@ -16,6 +16,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
 // Sink persists and publishes what SETs change. The controller implements it over pkg/store and the xDS
@@ -80,7 +82,19 @@ type ReceiverConfig struct {
 	JWKSCache JWKSCacheConfig
 	// Mapper turns SETs into changes; the zero value is fine (see Mapper.RevocationTTL).
 	Mapper Mapper
+	// Observe, when set, is told what became of every SET delivered (pushed or polled), for metrics: result is
+	// ResultAccepted, ResultDuplicate, ResultRefused (reason: the autherr code) or ResultFailed (ours; the
+	// transmitter delivers it again).
+	Observe func(result, reason string)
 }
+
+// What became of a delivered SET, as ReceiverConfig.Observe is told it.
+const (
+	ResultAccepted  = "accepted"
+	ResultDuplicate = "duplicate"
+	ResultRefused   = "refused"
+	ResultFailed    = "failed"
+)
 
 // Result is what processing a SET did.
 type Result struct {
@@ -103,6 +117,7 @@ type Receiver struct {
 	now          func() time.Time
 	client       *http.Client
 	mapper       Mapper
+	observeFn    func(result, reason string)
 
 	verifyMu sync.Mutex
 	pending  map[streamKey]*pendingVerification
@@ -137,7 +152,8 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 	}
 	r := &Receiver{transmitters: map[string]*transmitter{}, sink: cfg.Sink, dedup: cfg.Dedup, log: cfg.Logger,
 		maxBody: cfg.MaxBodyBytes, now: cfg.Now, client: cfg.HTTPClient, mapper: cfg.Mapper,
-		pending: map[streamKey]*pendingVerification{}}
+		observeFn: cfg.Observe,
+		pending:   map[streamKey]*pendingVerification{}}
 	if r.log == nil {
 		r.log = zap.NewNop()
 	}
@@ -240,6 +256,11 @@ func (r *Receiver) process(ctx context.Context, token string, pushAuth *string) 
 	if err == nil {
 		var res *Result
 		if res, err = r.apply(ctx, set, t); err == nil {
+			if res.Duplicate {
+				r.observe(ResultDuplicate, "")
+			} else {
+				r.observe(ResultAccepted, "")
+			}
 			return res, nil
 		}
 	}
@@ -249,11 +270,19 @@ func (r *Receiver) process(ctx context.Context, token string, pushAuth *string) 
 	}
 	var se *SETError
 	if errors.As(err, &se) {
+		r.observe(ResultRefused, autherr.Code(se.Err))
 		r.log.Warn("SET refused", append(fields, zap.String("err", se.Code))...)
 	} else {
+		r.observe(ResultFailed, "")
 		r.log.Error("SET not processed; the transmitter should retry", fields...)
 	}
 	return nil, err
+}
+
+func (r *Receiver) observe(result, reason string) {
+	if r.observeFn != nil {
+		r.observeFn(result, reason)
+	}
 }
 
 // verify runs every check on the SET, in an order that gives the transmitter the most useful error code:

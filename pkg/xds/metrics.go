@@ -66,8 +66,8 @@ func (cc *ClientCollector) Collect(ch chan<- prometheus.Metric) {
 
 // ServerCollector exposes the controller's view of its sidecars as Prometheus metrics.
 type ServerCollector struct {
-	s                        *Server
-	streams, nacking, behind *prometheus.Desc
+	s                                                *Server
+	streams, nacking, behind, acks, nacks, resources *prometheus.Desc
 }
 
 // NewServerCollector returns the collector for s.
@@ -80,14 +80,20 @@ func NewServerCollector(s *Server) *ServerCollector {
 			"Connected sidecars whose last answer for some type was a NACK.", nil, nil),
 		behind: prometheus.NewDesc("agentauth_xds_sidecars_pending",
 			"Connected sidecars with an update sent and not yet ACKed or NACKed.", nil, nil),
+		acks: prometheus.NewDesc("agentauth_xds_acks_total",
+			"Updates sidecars applied and ACKed, by resource type.", []string{"type"}, nil),
+		nacks: prometheus.NewDesc("agentauth_xds_nacks_total",
+			"Updates sidecars rejected (NACKed), by resource type.", []string{"type"}, nil),
+		resources: prometheus.NewDesc("agentauth_xds_resources_served",
+			"Resources the controller serves, by type (revocation: the revocations in force).", []string{"type"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (sc *ServerCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- sc.streams
-	ch <- sc.nacking
-	ch <- sc.behind
+	for _, d := range []*prometheus.Desc{sc.streams, sc.nacking, sc.behind, sc.acks, sc.nacks, sc.resources} {
+		ch <- d
+	}
 }
 
 // Collect implements prometheus.Collector.
@@ -105,6 +111,13 @@ func (sc *ServerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(sc.streams, prometheus.GaugeValue, float64(len(nodes)))
 	ch <- prometheus.MustNewConstMetric(sc.nacking, prometheus.GaugeValue, float64(nacking))
 	ch <- prometheus.MustNewConstMetric(sc.behind, prometheus.GaugeValue, float64(pending))
+	acks, nacks := sc.s.Answers()
+	for _, typeURL := range agentauthv1.ServedTypes() {
+		t := shortType(typeURL)
+		ch <- prometheus.MustNewConstMetric(sc.acks, prometheus.CounterValue, float64(acks[typeURL]), t)
+		ch <- prometheus.MustNewConstMetric(sc.nacks, prometheus.CounterValue, float64(nacks[typeURL]), t)
+		ch <- prometheus.MustNewConstMetric(sc.resources, prometheus.GaugeValue, float64(sc.s.pub.Len(typeURL)), t)
+	}
 }
 
 func boolFloat(b bool) float64 {

@@ -166,6 +166,17 @@ func (p *Publisher) Versions() map[string]string {
 	return out
 }
 
+// Len returns how many resources of typeURL the controller serves (0 for a type it does not serve).
+func (p *Publisher) Len(typeURL string) int {
+	c := p.caches[typeURL]
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.resources)
+}
+
 // Close stops following the store. The caches keep serving what they hold.
 func (p *Publisher) Close() {
 	p.unsubscribe()

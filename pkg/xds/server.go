@@ -130,6 +130,8 @@ type Server struct {
 
 	mu    sync.Mutex
 	nodes map[int64]*node
+	// acks and nacks count every sidecar answer, by type URL, since start.
+	acks, nacks map[string]uint64
 }
 
 type node struct {
@@ -150,7 +152,7 @@ func NewServer(pub *Publisher, cfg ServerConfig) (*Server, error) {
 	if err := checkServerTLS(cfg.TLSConfig); err != nil {
 		return nil, err
 	}
-	s := &Server{pub: pub, log: cfg.Logger, nodes: map[int64]*node{}}
+	s := &Server{pub: pub, log: cfg.Logger, nodes: map[int64]*node{}, acks: map[string]uint64{}, nacks: map[string]uint64{}}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -225,6 +227,13 @@ func (s *Server) Serve(l net.Listener) error { return s.grpc.Serve(l) }
 func (s *Server) Stop() {
 	s.stop()
 	s.grpc.Stop()
+}
+
+// Answers returns how many updates sidecars have ACKed and NACKed since start, by type URL.
+func (s *Server) Answers() (acks, nacks map[string]uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.acks), maps.Clone(s.nacks)
 }
 
 // Nodes returns the connected sidecar streams, ordered by SPIFFE ID then stream.
@@ -359,12 +368,14 @@ func (c callbacks) OnStreamDeltaRequest(streamID int64, req *discovery.DeltaDisc
 		}
 		n.lastNACK = &NACK{TypeURL: typeURL, Version: p.version, Message: msg, At: time.Now()}
 		n.nacked[typeURL] = p.version
+		c.s.nacks[typeURL]++
 		c.s.log.Warn("xds: sidecar rejected an update", zap.String("spiffe_id", n.id), zap.String("type", typeURL),
 			zap.String("version", p.version), zap.String("error", msg))
 		return nil
 	}
 	n.acked[typeURL] = p.version
 	delete(n.nacked, typeURL)
+	c.s.acks[typeURL]++
 	return nil
 }
 

@@ -1,0 +1,146 @@
+package controller
+
+import (
+	"context"
+	"crypto/x509"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/oauth"
+	"github.com/agentauth/agentauth/pkg/signals"
+)
+
+// Attestation kinds, the attestation label of agentauth_issuer_svids_total.
+const (
+	attestJoinToken = "join_token" // Attest with a join token
+	attestUnixPeer  = "unix_peer"  // Attest on issuer.localSocket, by Unix peer credentials
+	attestRenew     = "renew"      // Renew with the current X.509-SVID
+)
+
+// Results of an SVID request.
+const (
+	svidIssued  = "issued"
+	svidRefused = "refused"
+)
+
+// metrics are the controller's own series, beside the xDS server's collector, on the controller's registry.
+type metrics struct {
+	svids  *prometheus.CounterVec
+	tokens *prometheus.CounterVec
+	sets   *prometheus.CounterVec
+}
+
+// newMetrics registers the controller's series on reg, with the zero series of the common outcomes, so a
+// dashboard's rate() sees the first event.
+func (c *Controller) newMetrics() *metrics {
+	m := &metrics{
+		svids: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentauth_issuer_svids_total",
+			Help: "SVID requests to the issuer, by attestation (join_token, unix_peer, renew), result (issued, refused) and the refusal's reason code.",
+		}, []string{"attestation", "result", "reason"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentauth_token_exchanges_total",
+			Help: "Token requests to the token service, by result (issued, refused, error) and the refusal's reason code.",
+		}, []string{"result", "reason"}),
+		sets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentauth_ssf_sets_total",
+			Help: "Security Event Tokens delivered (push or poll), by result (accepted, duplicate, refused, failed) and the refusal's reason code.",
+		}, []string{"result", "reason"}),
+	}
+	for _, kind := range []string{attestJoinToken, attestUnixPeer, attestRenew} {
+		m.svids.WithLabelValues(kind, svidIssued, "")
+	}
+	m.tokens.WithLabelValues(oauth.ResultIssued, "")
+	for _, r := range []string{signals.ResultAccepted, signals.ResultDuplicate, signals.ResultFailed} {
+		m.sets.WithLabelValues(r, "")
+	}
+	c.reg.MustRegister(m.svids, m.tokens, m.sets, trustCollector{c})
+	return m
+}
+
+// issuerInterceptor counts every Attest and Renew call by attestation kind and outcome; local is true on
+// issuer.localSocket, where an Attest without a join token attests by Unix peer credentials.
+func (m *metrics) issuerInterceptor(local bool) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		kind := attestRenew
+		if ar, ok := req.(*agentauthv1.AttestRequest); ok {
+			kind = attestJoinToken
+			if local && ar.GetJoinToken() == "" {
+				kind = attestUnixPeer
+			}
+		} else if info.FullMethod != agentauthv1.IssuerService_Renew_FullMethodName {
+			return resp, err
+		}
+		if err == nil {
+			m.svids.WithLabelValues(kind, svidIssued, "").Inc()
+		} else {
+			m.svids.WithLabelValues(kind, svidRefused, grpcReason(err)).Inc()
+		}
+		return resp, err
+	}
+}
+
+// grpcReason is the autherr code an issuer error carries in its ErrorInfo, or autherr.Internal.
+func grpcReason(err error) string {
+	for _, d := range status.Convert(err).Details() {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.GetReason() != "" {
+			return ei.GetReason()
+		}
+	}
+	return autherr.Internal
+}
+
+func (m *metrics) observeToken(result, reason string) { m.tokens.WithLabelValues(result, reason).Inc() }
+
+func (m *metrics) observeSET(result, reason string) { m.sets.WithLabelValues(result, reason).Inc() }
+
+// trustCollector reads, at scrape time, when the CA certificate and the trust bundles sidecars are given expire.
+type trustCollector struct{ c *Controller }
+
+var (
+	caExpiryDesc = prometheus.NewDesc("agentauth_ca_expiry_timestamp_seconds",
+		"When the issuer's CA certificate expires (Unix seconds).", nil, nil)
+	bundleExpiryDesc = prometheus.NewDesc("agentauth_trust_bundle_expiry_timestamp_seconds",
+		"When the first X.509 authority of the trust bundle served to sidecars expires (Unix seconds), by trust domain.",
+		[]string{"trust_domain"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (tc trustCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- caExpiryDesc
+	ch <- bundleExpiryDesc
+}
+
+// Collect implements prometheus.Collector.
+func (tc trustCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(caExpiryDesc, prometheus.GaugeValue, float64(tc.c.ca.Root().NotAfter.Unix()))
+	bundles, err := tc.c.store.TrustBundles().List()
+	if err != nil {
+		tc.c.log.Warn("metrics: reading trust bundles", zap.Error(err))
+		return
+	}
+	for _, b := range bundles {
+		var first float64
+		for _, der := range b.GetX509Authorities() {
+			cert, err := x509.ParseCertificate(der)
+			if err != nil {
+				continue // the publisher checked every authority before storing it
+			}
+			if t := float64(cert.NotAfter.Unix()); first == 0 || t < first {
+				first = t
+			}
+		}
+		if first != 0 {
+			ch <- prometheus.MustNewConstMetric(bundleExpiryDesc, prometheus.GaugeValue, first, b.GetTrustDomain())
+		}
+	}
+}
+
+var _ prometheus.Collector = trustCollector{}

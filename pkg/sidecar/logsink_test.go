@@ -1,0 +1,46 @@
+package sidecar
+
+import (
+	"context"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/proxy"
+)
+
+// TestLogSinkLevels: every decision is one log line, at the level of its outcome; a client that went away is a
+// debug line of its own, not "request refused" at info.
+func TestLogSinkLevels(t *testing.T) {
+	tests := []struct {
+		name    string
+		rec     proxy.DecisionRecord
+		level   zapcore.Level
+		message string
+	}{
+		{"allowed", proxy.DecisionRecord{Allowed: true, Status: 200}, zapcore.DebugLevel, "request allowed"},
+		{"refused", proxy.DecisionRecord{Reason: autherr.ErrReplay.Code(), Status: 400}, zapcore.InfoLevel, "request refused"},
+		{"upstream", proxy.DecisionRecord{Allowed: true, Reason: autherr.ErrUpstream.Code(), Status: 502}, zapcore.WarnLevel, "request failed"},
+		{"internal", proxy.DecisionRecord{Reason: autherr.Internal, Status: 500}, zapcore.ErrorLevel, "request failed"},
+		{"client closed", proxy.DecisionRecord{Allowed: true, Reason: autherr.ErrClientClosed.Code(), Status: autherr.StatusClientClosed},
+			zapcore.DebugLevel, "client went away"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			core, logs := observer.New(zapcore.DebugLevel)
+			rec := tt.rec
+			rec.Direction, rec.Route = proxy.Ingress, "weather.tools.local"
+			(&logSink{log: zap.New(core)}).Record(context.Background(), &rec)
+			all := logs.All()
+			if len(all) != 1 {
+				t.Fatalf("%d lines, want 1: %v", len(all), all)
+			}
+			if all[0].Level != tt.level || all[0].Message != tt.message {
+				t.Fatalf("logged %v %q, want %v %q", all[0].Level, all[0].Message, tt.level, tt.message)
+			}
+		})
+	}
+}
