@@ -300,7 +300,7 @@ revocation, as a sidecar counts a credential whose issue time it does not know.`
 	f.StringVar(&path, "path", "/", "request path")
 	f.StringVar(&authMethod, "auth", "wit-wpt", "auth method: mtls, wit-wpt or wit-httpsig")
 	f.StringVar(&user, "user", "", "delegated subject (Txn-Token sub)")
-	f.StringToStringVar(&claims, "claim", nil, "with --user: a claim of the user's token as name=value (repeatable); scope is the space-separated scopes")
+	f.StringToStringVar(&claims, "claim", nil, "with --user: a claim of the Txn-Token as name=value (repeatable), e.g. scope=\"a b\", the granted scopes")
 	f.StringVar(&subjectKind, "subject-kind", "", "who the Txn-Token sub is: user (the default with --user), self or system")
 	f.StringVar(&risk, "risk", "", "risk level: LOW, MEDIUM or HIGH")
 	f.StringVar(&mcpBody, "mcp", "", "file with an MCP JSON-RPC body (the request is then an MCP POST)")
