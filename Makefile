@@ -74,9 +74,10 @@ bench-pair:
 bench-rotation:
 	$(GO) test -tags bench -run '^TestSidecarPairRotation$$' -count=1 -v -timeout 30m ./test/bench $(BENCHFLAGS)
 
+# DEMOFLAGS=-keep keeps it running until Ctrl-C and prints agentauthctl commands to try on it.
 demo: build
 	@CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./examples/sampletool ./examples/sampleagent
-	$(GO) run ./examples/demo -bin $(BIN)
+	$(GO) run ./examples/demo -bin $(BIN) $(DEMOFLAGS)
 
 # Regenerates api/**/*.pb.go with pinned buf v1.75.0, protoc-gen-go v1.36.12 and protoc-gen-go-grpc v1.6.2 (no system protoc).
 generate:

@@ -229,8 +229,9 @@ type callResult struct {
 
 func newPolicyCheckCmd(a *app) *cobra.Command {
 	var (
-		dir, agent, method, host, path, authMethod, user, subjectKind, risk, mcpBody, issuedAt string
-		live                                                                                   bool
+		dir, agent, method, host, path, authMethod, user, subjectKind, risk, mcpBody, issuedAt, at string
+		claims                                                                                     map[string]string
+		live                                                                                       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -255,9 +256,16 @@ revocation, as a sidecar counts a credential whose issue time it does not know.`
 					return usagef("--issued-at %q: want RFC 3339, e.g. 2026-01-02T15:04:05Z", issuedAt)
 				}
 			}
+			var when time.Time
+			if at != "" {
+				var err error
+				if when, err = time.Parse(time.RFC3339, at); err != nil {
+					return usagef("--time %q: want RFC 3339, e.g. 2026-01-02T15:04:05Z", at)
+				}
+			}
 			req := policy.Request{AgentID: agent, AgentIssuedAt: issued, AuthMethod: policy.AuthMethod(authMethod),
-				DelegatedSubject: user, DelegatedIssuedAt: issued, SubjectKind: policy.SubjectKind(subjectKind), Host: host, Method: method, Path: path,
-				RiskLevel: policy.RiskLevel(risk)}
+				DelegatedSubject: user, DelegatedClaims: claims, DelegatedIssuedAt: issued, SubjectKind: policy.SubjectKind(subjectKind), Host: host, Method: method, Path: path,
+				RiskLevel: policy.RiskLevel(risk), Time: when}
 			if mcpBody != "" {
 				b, err := os.ReadFile(mcpBody)
 				if err != nil {
@@ -292,9 +300,11 @@ revocation, as a sidecar counts a credential whose issue time it does not know.`
 	f.StringVar(&path, "path", "/", "request path")
 	f.StringVar(&authMethod, "auth", "wit-wpt", "auth method: mtls, wit-wpt or wit-httpsig")
 	f.StringVar(&user, "user", "", "delegated subject (Txn-Token sub)")
+	f.StringToStringVar(&claims, "claim", nil, "with --user: a claim of the Txn-Token as name=value (repeatable), e.g. scope=\"a b\", the granted scopes")
 	f.StringVar(&subjectKind, "subject-kind", "", "who the Txn-Token sub is: user (the default with --user), self or system")
 	f.StringVar(&risk, "risk", "", "risk level: LOW, MEDIUM or HIGH")
 	f.StringVar(&mcpBody, "mcp", "", "file with an MCP JSON-RPC body (the request is then an MCP POST)")
+	f.StringVar(&at, "time", "", "when the request arrives (RFC 3339; default now): context.time, now and hour")
 	f.StringVar(&issuedAt, "issued-at", "", "with --live: when the credentials were issued (RFC 3339; default unknown)")
 	_ = cmd.MarkFlagDirname("dir")
 	_ = cmd.RegisterFlagCompletionFunc("auth", cobra.FixedCompletions([]string{"mtls", "wit-wpt", "wit-httpsig"}, cobra.ShellCompDirectiveNoFileComp))

@@ -3,7 +3,8 @@
 // was handed, a forged identity header stripped, a call that skips the sidecar refused, a replayed call refused,
 // MCP tool calls decided per tool name, and the agent's access cut off live by a Shared Signals (RISC) event.
 //
-//	make demo        (builds the binaries, then: go run ./examples/demo -bin bin)
+//	make demo                    (builds the binaries, then: go run ./examples/demo -bin bin)
+//	make demo DEMOFLAGS=-keep    (then keeps everything running until Ctrl-C, and prints commands to try on it)
 package main
 
 import (
@@ -20,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -46,10 +48,17 @@ permit (principal == Agent::"spiffe://example.org/agent/planner", action == Acti
 
 func main() {
 	bin := flag.String("bin", "bin", "directory with the controller, sidecar, agentauthctl, sampletool and sampleagent binaries")
-	keep := flag.Bool("keep", false, "keep the work directory (configs, logs) afterwards")
+	keep := flag.Bool("keep", false, "keep the controller, sidecars and tool running until Ctrl-C, and the work directory (configs, logs) afterwards")
 	flag.Parse()
-	d := &demo{bin: *bin}
+	d := &demo{bin: *bin, keep: *keep}
+	// Ctrl-C reaches the children too (one process group); the demo waits for them to stop rather than dying first.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := d.run()
+	if err == nil && *keep {
+		<-ctx.Done()
+		fmt.Println("\nstopping")
+	}
+	stop()
 	d.stopAll()
 	if *keep || err != nil {
 		fmt.Printf("\nwork directory with configs and logs: %s\n", d.dir)
@@ -64,6 +73,7 @@ func main() {
 
 type demo struct {
 	bin, dir string
+	keep     bool
 	procs    []*exec.Cmd
 	tap      *tap
 
@@ -163,8 +173,39 @@ func (d *demo) run() error {
 	}
 	step("next call: %s", oneLine(out))
 
-	title("done")
-	fmt.Printf("   sidecars as the controller sees them: agentauthctl --socket %s sidecars\n", d.socket)
+	if !d.keep {
+		title("done (make demo DEMOFLAGS=-keep keeps it running to try agentauthctl on it)")
+		return nil
+	}
+	return d.printTryIt()
+}
+
+// printTryIt prints commands that work against the running demo, from another shell.
+func (d *demo) printTryIt() error {
+	out, err := d.ctl("revocations", "-o", "json")
+	if err != nil {
+		return err
+	}
+	var revs struct {
+		Revocations []struct {
+			ID string `json:"id"`
+		} `json:"revocations"`
+	}
+	if err := json.Unmarshal([]byte(out), &revs); err != nil || len(revs.Revocations) == 0 {
+		return fmt.Errorf("agentauthctl revocations: %q: want the agent's revocation", out)
+	}
+	bin, err := filepath.Abs(d.bin)
+	if err != nil {
+		return err
+	}
+	ctl := fmt.Sprintf("%s --socket %s", filepath.Join(bin, "agentauthctl"), d.socket)
+	title("running until Ctrl-C; try, from another shell:")
+	fmt.Printf("   %s sidecars\n", ctl)
+	fmt.Printf("   %s revocations\n", ctl)
+	fmt.Printf("   %s unrevoke %s\n", ctl, revs.Revocations[0].ID)
+	fmt.Printf("   HTTP_PROXY=http://%s %s http://%s/whoami\n", d.egress, filepath.Join(bin, "sampleagent"), toolHost)
+	fmt.Printf("   %s policy check --live --agent %s --host %s --path /whoami\n", ctl, agentID, toolHost)
+	fmt.Printf("   configs and logs: %s\n", d.dir)
 	return nil
 }
 

@@ -18,7 +18,7 @@ func TestMain(m *testing.M) {
 	os.Exit(testproc.Main(m, &binDir, buildTargets...))
 }
 
-var buildTargets = []string{"./cmd/sidecar", "./cmd/controller", "./cmd/agentauthctl", "./cmd/ssf-transmit", "./examples/sampletool", "./examples/sampleagent"}
+var buildTargets = []string{"./cmd/sidecar", "./cmd/controller", "./cmd/agentauthctl", "./cmd/ssf-transmit", "./examples/sampletool", "./examples/sampleagent", "./examples/demo", "./examples/usertoken"}
 
 // freeAddr returns a 127.0.0.1 address that was free a moment ago.
 func freeAddr(t testing.TB) string {

@@ -127,34 +127,31 @@ type redirector struct {
 	present func(t testing.TB, ns string) bool
 }
 
+// The recipe docs/transparent.md gives operators: the suite runs these files as they are, with the sidecar's uid
+// (root here) and port as parameters, and TestRedirectRecipeDocumented checks the doc shows them unchanged.
+const (
+	nftRecipe      = "../../examples/redirect/agentauth.nft"
+	iptablesRecipe = "../../examples/redirect/agentauth-iptables.sh"
+)
+
 func redirectors(port string) []redirector {
-	iptRule := []string{"-t", "nat", "OUTPUT", "-p", "tcp", "!", "-d", "127.0.0.0/8",
-		"-m", "owner", "!", "--uid-owner", "0", "-j", "REDIRECT", "--to-ports", port}
-	withOp := func(op string) []string {
-		return append([]string{"iptables", iptRule[0], iptRule[1], op}, iptRule[2:]...)
-	}
-	const table = "agentauth_e2e"
 	return []redirector{
 		{
 			name:    "iptables",
 			tool:    "iptables",
-			install: [][]string{withOp("-A")},
-			remove:  [][]string{withOp("-D")},
+			install: [][]string{{"env", "SIDECAR_UID=0", "TRANSPARENT_PORT=" + port, "sh", iptablesRecipe, "install"}},
+			remove:  [][]string{{"sh", iptablesRecipe, "remove"}},
 			present: func(t testing.TB, ns string) bool {
-				return strings.Contains(sh(t, "ip", "netns", "exec", ns, "iptables", "-t", "nat", "-S", "OUTPUT"), "REDIRECT")
+				return strings.Contains(sh(t, "ip", "netns", "exec", ns, "iptables", "-t", "nat", "-S"), "REDIRECT")
 			},
 		},
 		{
-			name: "nftables",
-			tool: "nft",
-			install: [][]string{
-				{"nft", "add table ip " + table},
-				{"nft", "add chain ip " + table + " output { type nat hook output priority -100; }"},
-				{"nft", "add rule ip " + table + " output meta l4proto tcp ip daddr != 127.0.0.0/8 meta skuid != 0 redirect to :" + port},
-			},
-			remove: [][]string{{"nft", "delete table ip " + table}},
+			name:    "nftables",
+			tool:    "nft",
+			install: [][]string{{"nft", "-D", "sidecar_uid=0", "-D", "transparent_port=" + port, "-f", nftRecipe}},
+			remove:  [][]string{{"nft", "delete", "table", "ip", "agentauth"}},
 			present: func(t testing.TB, ns string) bool {
-				return strings.Contains(sh(t, "ip", "netns", "exec", ns, "nft", "list", "tables"), table)
+				return strings.Contains(sh(t, "ip", "netns", "exec", ns, "nft", "list", "tables"), "agentauth")
 			},
 		},
 	}
