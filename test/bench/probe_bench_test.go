@@ -152,10 +152,13 @@ func (r *pairRun) all() []*figures {
 	return out
 }
 
-// outlier reports whether f's probe of the verification is further than -probe.tolerance from the run's median.
-func (r *pairRun) outlier(f *figures) bool {
-	return math.Abs(float64(f.probe.verify-r.speed.verify)) > *probeTolerance*float64(r.speed.verify)
+// offBy is how far f's probe of the verification is from the run's median, relative to it.
+func (r *pairRun) offBy(f *figures) float64 {
+	return math.Abs(float64(f.probe.verify-r.speed.verify)) / float64(r.speed.verify)
 }
+
+// outlier reports whether f's probe is further than -probe.tolerance from the run's median.
+func (r *pairRun) outlier(f *figures) bool { return r.offBy(f) > *probeTolerance }
 
 // corrected returns f with its CPU figures and throughput brought to the run's median core speed: a measurement
 // taken while the probe ran 20% slow has its CPU per request divided by 1.2 and its throughput multiplied by it.
