@@ -138,11 +138,11 @@ func (vw *verifiedWIT) verifyFast(token string) (payload []byte, handled bool, e
 		return nil, false, nil
 	}
 	pseg, sseg, ok := strings.Cut(token[len(*hdr)+1:], ".")
-	if !ok || strings.IndexByte(sseg, '.') >= 0 {
+	if !ok || strings.IndexByte(sseg, '.') >= 0 || strings.ContainsAny(pseg, "\r\n") || strings.ContainsAny(sseg, "\r\n") {
 		return nil, false, nil
 	}
 	// Strict decoding refuses what the full path's canonical-base64url check refuses, and more (padding): those go
-	// down the full path, which names the fault.
+	// down the full path, which names the fault. It skips CR and LF, which is why they are sent there too.
 	payload, err = b64Strict.DecodeString(pseg)
 	if err != nil {
 		return nil, false, nil

@@ -178,6 +178,8 @@ func FuzzProofFastPath(f *testing.F) {
 		f.Add(es, good[:dot-1]+"B"+good[dot:], "txn")                       // payload changed
 		f.Add(es, good[:len(good)-1]+"B", "txn")                            // last signature character changed
 		f.Add(es, good+"=", "txn")                                          // padding
+		f.Add(es, good[:dot+3]+"\n"+good[dot+3:], "txn")                    // newline in the signature
+		f.Add(es, good[:hdrEnd+3]+"\r\n"+good[hdrEnd+3:], "txn")            // in the payload
 		f.Add(es, good+".x", "txn")                                         // four segments
 		f.Add(es, good[:hdrEnd]+"."+good[dot:], "txn")                      // empty payload
 		f.Add(es, good[:dot], "txn")                                        // two segments
