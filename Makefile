@@ -57,17 +57,19 @@ fuzz-short:
 	  done; \
 	done
 
-# The benchmarks: package micro-benchmarks (each beside the raw-signature baseline of the same algorithm), then the
-# sidecar-pair benchmark (issue 4): latency at a fixed 1,000 req/s, max throughput and CPU per request of every proof
-# mode against a direct call and bare httputil.ReverseProxy pairs, in one run, as a table with ratios. Linux (/proc,
-# taskset), ~4 minutes. Options via BENCHFLAGS, e.g. BENCHFLAGS='-rounds 1 -strict'.
+# The benchmarks: package micro-benchmarks (each beside the raw-signature baseline of the same algorithm, as a paired
+# ratio x-raw), then the sidecar-pair benchmark (issues 4 and 19): every proof mode against a direct call and bare
+# httputil.ReverseProxy pairs, interleaved in ABBA order over -rounds (4), each measurement with a core-speed probe
+# (repeated when the probe is more than 15% off the median): latency at 1,000 req/s and at half the row's capacity,
+# max throughput, CPU and allocation per request, as tables of speed-corrected ratios with their spread. Linux
+# (/proc, taskset), ~8 minutes. Options via BENCHFLAGS, e.g. BENCHFLAGS='-rounds 2 -load.duration 1s -strict'.
 bench: bench-micro bench-pair
 
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2000x -count 1 ./pkg/...
 
 bench-pair:
-	$(GO) test -tags bench -run '^TestSidecarPair$$' -count=1 -v -timeout 20m ./test/bench $(BENCHFLAGS)
+	$(GO) test -tags bench -run '^TestSidecarPair$$' -count=1 -v -timeout 45m ./test/bench $(BENCHFLAGS)
 
 # What connection retirement costs: the mtls pair with SVIDs rotated every 10s against the same pair without
 # rotation, in one run (~6 minutes at the defaults; BENCHFLAGS='-rounds 1 -rotation.duration 25s' is quicker).

@@ -14,7 +14,8 @@ import (
 // signature. parseCompact adds what neither token type uses and go-jose would honour or tolerate, so that one
 // token has exactly one reading: crit and b64 (go-jose applies RFC 7797 unencoded payloads whenever b64 is false),
 // duplicate or invalid-UTF-8 header members (go-jose keeps the last duplicate), and base64url with non-zero unused
-// trailing bits (go-jose decodes those leniently, so one signature would travel under several spellings).
+// trailing bits or with CR or LF inside (Go's decoder tolerates both, so one signature would travel under several
+// spellings).
 
 var b64Strict = base64.RawURLEncoding.Strict()
 
@@ -22,6 +23,9 @@ var b64Strict = base64.RawURLEncoding.Strict()
 // with its protected header. An alg outside algs is ErrUnsupportedAlg (want names what algs are, for the message);
 // anything else that is not a well-formed compact JWS is ErrMalformed. The signature is not checked here.
 func parseCompact(what, token string, algs []jose.SignatureAlgorithm, want string) (*jose.JSONWebSignature, *jose.Header, error) {
+	if strings.ContainsAny(token, "\r\n") {
+		return nil, nil, fmt.Errorf("wpt: %w: %s contains a line break, which base64url does not have", ErrMalformed, what)
+	}
 	if seg, _, ok := strings.Cut(token, "."); ok {
 		raw, err := b64Strict.DecodeString(seg)
 		if err != nil {

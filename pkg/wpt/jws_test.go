@@ -149,6 +149,10 @@ func TestVerifyProofJWSRejects(t *testing.T) {
 		{"non-canonical signature", bumpLast(good), ErrMalformed},
 		{"non-canonical payload", sign(parts[0] + "." + bumpLast(payload)), ErrMalformed},
 		{"non-canonical header", sign(bumpLast(parts[0]) + "." + payload), ErrMalformed},
+		// Go's base64 skips CR and LF, and go-jose signs over what it decoded, so these verify in go-jose.
+		{"line break in signature", good[:len(good)-4] + "\n" + good[len(good)-4:], ErrMalformed},
+		{"line break in payload", parts[0] + ".e3\r\n0." + parts[2], ErrMalformed},
+		{"line break in header", parts[0][:4] + "\n" + parts[0][4:] + "." + parts[1] + "." + parts[2], ErrMalformed},
 		// go-jose decodes every part before anything is verified, so a payload that is not base64url is malformed.
 		{"bad payload base64", parts[0] + ".!!." + parts[2], ErrMalformed},
 		{"signature of wrong length", parts[0] + "." + parts[1] + "." + enc([]byte("short")), ErrBadSignature},

@@ -38,7 +38,8 @@ type Prover struct {
 	wit    string
 	wth    string
 	expiry time.Time
-	signer jose.Signer // made once; go-jose signers keep no per-signature state
+	signer jose.Signer    // made once; go-jose signers keep no per-signature state
+	direct *compactSigner // the same signatures without go-jose's per-call work; nil for keys only go-jose signs
 }
 
 // wptClaims is the WPT payload as it travels.
@@ -90,7 +91,11 @@ func NewProver(wit string, key crypto.Signer) (*Prover, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wpt: prover: %w", err)
 	}
-	return &Prover{wit: wit, wth: hashB64(wit), expiry: c.Exp.Time(), signer: s}, nil
+	direct, err := newCompactSigner(s, key, jwk.Algorithm)
+	if err != nil {
+		return nil, fmt.Errorf("wpt: prover: %w", err)
+	}
+	return &Prover{wit: wit, wth: hashB64(wit), expiry: c.Exp.Time(), signer: s, direct: direct}, nil
 }
 
 // WIT returns the WIT this Prover proves possession for, to send as the Workload-Identity-Token header.
@@ -147,6 +152,18 @@ func (p *Prover) Mint(pp ProofParams) (string, error) {
 	payload, err := json.Marshal(&c, json.Deterministic(true))
 	if err != nil {
 		return "", fmt.Errorf("wpt: encoding WPT claims: %w", err)
+	}
+	return p.sign(payload)
+}
+
+// sign makes the compact JWS of a WPT payload.
+func (p *Prover) sign(payload []byte) (string, error) {
+	if p.direct != nil {
+		wpt, err := p.direct.compact(payload)
+		if err != nil {
+			return "", fmt.Errorf("wpt: signing WPT: %w", err)
+		}
+		return wpt, nil
 	}
 	jws, err := p.signer.Sign(payload)
 	if err != nil {

@@ -73,12 +73,9 @@ func (v *Verifier) VerifyRequest(ctx context.Context, in Request) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
-	payload, typ, err := verifyProofJWS(in.WPT, vw.cnfAlgs, vw.cnfKey)
+	payload, err := proofPayload(vw, in.WPT)
 	if err != nil {
 		return nil, err
-	}
-	if !isTyp(typ, typWPT) {
-		return nil, fmt.Errorf("wpt: %w: WPT typ is %q, want %q", ErrMalformed, typ, typWPT)
 	}
 	var c wptIn
 	if err := unmarshalClaims("WPT", payload, &c); err != nil {
@@ -115,6 +112,24 @@ func (v *Verifier) VerifyRequest(ctx context.Context, in Request) (*Result, erro
 		return nil, fmt.Errorf("wpt: WPT jti %q from %s: %w", c.Jti, vw.wit.Subject, err)
 	}
 	return &Result{WIT: vw.wit, JTI: c.Jti, Expiry: exp, Audience: aud}, nil
+}
+
+// proofPayload verifies the JWS of token, a WPT made with vw's key (§3.4 steps 3 to 5: alg, signature, typ), and
+// returns its payload: directly when its header is the one that last passed these checks for vw (verifyFast),
+// otherwise through go-jose, remembering the header when it passes.
+func proofPayload(vw *verifiedWIT, token string) ([]byte, error) {
+	if payload, ok, err := vw.verifyFast(token); ok {
+		return payload, err
+	}
+	payload, typ, err := verifyProofJWS(token, vw.cnfAlgs, vw.cnfKey)
+	if err != nil {
+		return nil, err
+	}
+	if !isTyp(typ, typWPT) {
+		return nil, fmt.Errorf("wpt: %w: WPT typ is %q, want %q", ErrMalformed, typ, typWPT)
+	}
+	vw.rememberProofHeader(token)
+	return payload, nil
 }
 
 // verifyProofJWS parses a WPT allowing only cnf.jwk.alg (§3.4 step 3, before the signature is looked at), verifies

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -114,6 +115,8 @@ type verifiedWIT struct {
 	issuerKey crypto.PublicKey // that key, to notice its removal from the bundle
 	cnfKey    crypto.PublicKey
 	cnfAlgs   []jose.SignatureAlgorithm // just cnf.jwk.alg: the one alg its WPTs may use
+	// proofHeader is the header segment of the last WPT whose JWS passed the full checks with cnfKey (verifyFast).
+	proofHeader atomic.Pointer[string]
 }
 
 // VerifyWIT verifies a WIT (draft-ietf-wimse-workload-creds; specs/wimse-wit-wpt.md §2.3): an allowed asymmetric

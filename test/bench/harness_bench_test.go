@@ -27,7 +27,7 @@ func buildBinaries(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, cleanup, err := testproc.Build(root, "./cmd/sidecar", "./examples/sampletool", "./test/bench/cmd/bareproxy")
+	dir, cleanup, err := testproc.Build(root, "./cmd/sidecar", "./examples/sampletool", "./test/bench/cmd/bareproxy", "./test/bench/cmd/speedprobe")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +68,8 @@ func pinSelf(t *testing.T) pinning {
 type proc struct {
 	*testproc.Proc
 	name string
+	// metrics is the sidecar's Prometheus endpoint, where its Go runtime counters are read; "" for the others.
+	metrics string
 }
 
 // start runs binary name from bin on cpu (-1: unpinned). It is stopped with SIGTERM (killed after 10s) when the

@@ -72,7 +72,7 @@ func TestSidecarPairRotation(t *testing.T) {
 		for j := range systems {
 			s := systems[(i+j)%len(systems)]
 			t.Run(fmt.Sprintf("round%d/%s", i+1, s.name), func(t *testing.T) {
-				if f, ok := measure(t, e, s); ok {
+				if f, ok := measure(t, e, s, false); ok {
 					rounds[s.name] = append(rounds[s.name], f)
 				}
 			})
