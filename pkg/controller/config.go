@@ -244,7 +244,7 @@ func Load(path string) (*Config, error) {
 // Parse decodes, defaults and validates YAML config bytes.
 func Parse(data []byte) (*Config, error) {
 	var cfg Config
-	if err := confyaml.Parse(data, &cfg); err != nil {
+	if err := confyaml.Parse("controller config", data, &cfg); err != nil {
 		return nil, err
 	}
 	return &cfg, nil

@@ -42,7 +42,7 @@ func TestParse(t *testing.T) {
 		{"localSocket is the admin socket", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/agentauth/admin.sock, peerIDs: [{uid: 1001, spiffeID: 'spiffe://example.org/a'}]}\n", "is also admin.socket"},
 		{"peerID without uid", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{spiffeID: 'spiffe://example.org/a'}]}\n", "issuer.peerIDs[0].uid: required"},
 		{"uid mapped twice", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: 7, spiffeID: 'spiffe://example.org/a'}, {uid: 7, spiffeID: 'spiffe://example.org/b'}]}\n", "issuer.peerIDs[1].uid: uid 7 is already mapped by issuer.peerIDs[0]"},
-		{"negative uid", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: -1, spiffeID: 'spiffe://example.org/a'}]}\n", "cannot unmarshal !!int `-1` into uint32"},
+		{"negative uid", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: -1, spiffeID: 'spiffe://example.org/a'}]}\n", "issuer.peerIDs[0].uid: expects a whole number, zero or more, not \"-1\""},
 		{"peerID not a SPIFFE ID", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: 7, spiffeID: 'https://example.org/a'}]}\n", "issuer.peerIDs[0].spiffeID: \"https://example.org/a\""},
 		{"peerID in another trust domain", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: 7, spiffeID: 'spiffe://other.org/a'}]}\n", "is not in trust domain \"example.org\""},
 		{"peerID is a trust domain", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: 7, spiffeID: 'spiffe://example.org'}]}\n", "names a trust domain, not a workload"},
@@ -61,7 +61,10 @@ func TestParse(t *testing.T) {
 		{"token service on all interfaces without endpoint", "tokenService: {listen: ':8445'}\n", "tokenService.endpoint: required"},
 		{"token service endpoint not https", "tokenService: {listen: '0.0.0.0:8445', endpoint: 'http://c.example.org:8445/token'}\n", "tokenService.endpoint: \"http://c.example.org:8445/token\" is not an https:// URL"},
 		{"subjectPrefix posing as a workload", "tokenService: {listen: 127.0.0.1:8445, userIssuers: [{issuer: i, audiences: [a], jwksFile: f, subjectPrefix: 'spiffe://example.org/'}]}\n", "would make users look like workloads"},
-		{"unknown field", "tls: true\n", "field tls not found"},
+		{"unknown field", "tls: true\n", "tls: unknown key \"tls\"; valid keys here: admin, dataDir,"},
+		{"unknown field, near a known one", "ssf: {listen: 127.0.0.1:8090, transmitters: [{issuer: i, audience: [a], jwksFile: f, pushAuthorisation: x}]}\n",
+			"ssf.transmitters[0].pushAuthorisation: unknown key \"pushAuthorisation\"; did you mean \"pushAuthorization\"?"},
+		{"wrong case", "trustdomain: example.org\n", "line 7: trustdomain: unknown key \"trustdomain\"; did you mean \"trustDomain\"?"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

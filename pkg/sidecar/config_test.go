@@ -130,6 +130,21 @@ func TestValidationErrors(t *testing.T) {
 			return "identity:\n  controller:\n    address: 127.0.0.1:8443\n    bundle: /etc/agentauth/bundle.pem\n" +
 				"    localSocket: issuer.sock\n" + s[strings.Index(s, "egress:"):]
 		}, "identity.controller.localSocket", 5, "not an absolute path"},
+		// Unknown keys and values of the wrong kind: the YAML path, line and nearest valid key, never a Go type.
+		{"serverId", repl("serverID: spiffe", "serverId: spiffe"),
+			"egress.routes[0].serverId", 17, `unknown key "serverId"; did you mean "serverID"?`},
+		{"misspelt key", repl("proofLifetime: 30s", "proofLifetme: 30s"),
+			"egress.routes[1].proofLifetme", 22, `unknown key "proofLifetme"; did you mean "proofLifetime"?`},
+		{"unknown identity key", repl("    witKey:", "    witkey:"),
+			"identity.files.witkey", 8, `did you mean "witKey"?`},
+		{"unknown key far from any", repl("  host: weather.tools.local\n", "  host: weather.tools.local\n  colour: blue\n"),
+			"ingress.colour", 30, `unknown key "colour"; valid keys here: allowCleartextProofs, audience, backend,`},
+		{"unknown top-level key", func(s string) string { return s + "controler:\n  address: x:1\n" },
+			"controler", 32, `did you mean "controller"?`},
+		{"duration without unit", repl("proofLifetime: 30s", "proofLifetime: 30"),
+			"egress.routes[1].proofLifetime", 22, `expects a duration such as 30s or 5m, not "30"`},
+		{"list where a value is", repl("modes: [httpsig]", "modes: httpsig"),
+			"egress.routes[1].modes", 21, `expects a list, not "httpsig"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,6 +162,14 @@ func TestValidationErrors(t *testing.T) {
 				}
 			}
 			t.Fatalf("no error for %s containing %q; got:\n%v", tt.wantField, tt.wantMsg, err)
+		})
+		t.Run(tt.name+"/no Go names", func(t *testing.T) {
+			_, err := Parse([]byte(tt.edit(string(valid))))
+			for _, goName := range []string{"sidecar.", "Config", "time.Duration", "[]string", "not found in type", "unmarshal"} {
+				if strings.Contains(err.Error(), goName) {
+					t.Errorf("the message names Go's %q: %v", goName, err)
+				}
+			}
 		})
 	}
 }
