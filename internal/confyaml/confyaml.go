@@ -171,3 +171,29 @@ func mapEntry(n *yaml.Node, key string) (k, v *yaml.Node) {
 	}
 	return nil, nil
 }
+
+// maxSecretBytes caps a secret file: a token or an Authorization header value.
+const maxSecretBytes = 64 << 10
+
+// ReadSecret reads a secret (a token, an Authorization header value) from the file at path, as the …File fields
+// of the configs name them: the contents without trailing newlines (editors and `echo` add one). A missing,
+// unreadable, oversized or empty file is an error naming path.
+func ReadSecret(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxSecretBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > maxSecretBytes {
+		return "", fmt.Errorf("%s: larger than %d bytes, not a secret", path, maxSecretBytes)
+	}
+	s := strings.TrimRight(string(data), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("%s: empty", path)
+	}
+	return s, nil
+}

@@ -223,3 +223,34 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+func TestReadSecret(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tt := range []struct{ name, data, want string }{
+		{"plain", "Bearer abc", "Bearer abc"},
+		{"newline", "Bearer abc\n", "Bearer abc"},
+		{"crlf", "Bearer abc\r\n", "Bearer abc"},
+		{"inner spaces kept", " tok en \n\n", " tok en "},
+	} {
+		if got, err := ReadSecret(write(tt.name, tt.data)); err != nil || got != tt.want {
+			t.Errorf("%s: %q, %v; want %q", tt.name, got, err, tt.want)
+		}
+	}
+	for _, tt := range []struct{ name, path, want string }{
+		{"missing", filepath.Join(dir, "nope"), "no such file"},
+		{"empty", write("empty", ""), "empty"},
+		{"only a newline", write("nl", "\n"), "empty"},
+		{"too large", write("big", strings.Repeat("x", maxSecretBytes+1)), "larger than"},
+	} {
+		if _, err := ReadSecret(tt.path); err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), tt.path) {
+			t.Errorf("%s: %v; want an error naming %s and containing %q", tt.name, err, tt.path, tt.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/url"
@@ -152,8 +153,12 @@ type TransmitterConfig struct {
 	JWKSFile string `yaml:"jwksFile,omitempty"`
 	JWKSURL  string `yaml:"jwksURL,omitempty"`
 	// PushAuthorization, if set, is the Authorization header value every push must carry; a stream created with
-	// push delivery hands it to the transmitter as the delivery's authorization_header.
-	PushAuthorization string `yaml:"pushAuthorization,omitempty"`
+	// push delivery hands it to the transmitter as the delivery's authorization_header. PushAuthorizationFile
+	// instead names a file holding it.
+	PushAuthorization     string `yaml:"pushAuthorization,omitempty"`
+	PushAuthorizationFile string `yaml:"pushAuthorizationFile,omitempty"`
+	// pushAuthFile is PushAuthorizationFile's contents, read by Validate.
+	pushAuthFile string
 	// Poll, if set, fetches SETs from the transmitter's RFC 8936 poll endpoint.
 	Poll *SSFPollConfig `yaml:"poll,omitempty"`
 	// Stream, if set, manages this controller's stream at the transmitter (SSF §8) in the background: create it
@@ -165,8 +170,11 @@ type TransmitterConfig struct {
 type SSFPollConfig struct {
 	// URL is the transmitter's poll endpoint. Leave it out when stream.delivery is poll: the stream names it.
 	URL string `yaml:"url,omitempty"`
-	// Authorization is sent as the Authorization header of every poll (default: stream.authorization).
-	Authorization string `yaml:"authorization,omitempty"`
+	// Authorization is sent as the Authorization header of every poll (default: stream.authorization);
+	// AuthorizationFile instead names a file holding it.
+	Authorization     string `yaml:"authorization,omitempty"`
+	AuthorizationFile string `yaml:"authorizationFile,omitempty"`
+	authFile          string // AuthorizationFile's contents, read by Validate
 	// Interval, if set, is the wait after a poll that brought nothing, and polls ask the transmitter to answer
 	// at once. Unset, the controller long-polls: the transmitter holds each request until it has SETs.
 	Interval time.Duration `yaml:"interval,omitempty"`
@@ -176,8 +184,11 @@ type SSFPollConfig struct {
 
 // SSFStreamConfig configures the receiver side of SSF stream management with one transmitter.
 type SSFStreamConfig struct {
-	// Authorization is sent as the Authorization header of management calls (e.g. "Bearer …").
-	Authorization string `yaml:"authorization,omitempty"`
+	// Authorization is sent as the Authorization header of management calls (e.g. "Bearer …");
+	// AuthorizationFile instead names a file holding it.
+	Authorization     string `yaml:"authorization,omitempty"`
+	AuthorizationFile string `yaml:"authorizationFile,omitempty"`
+	authFile          string // AuthorizationFile's contents, read by Validate
 	// Delivery is push (the transmitter POSTs to PushEndpoint) or poll (the controller polls the endpoint the
 	// stream names).
 	Delivery string `yaml:"delivery"`
@@ -351,8 +362,10 @@ func (c *Config) Validate() error {
 			if (t.JWKSFile == "") == (t.JWKSURL == "") {
 				add(f+".jwksFile", "set exactly one of jwksFile and jwksURL")
 			}
+			s.Transmitters[i].pushAuthFile = readSecret(add, f+".pushAuthorization", t.PushAuthorization, t.PushAuthorizationFile)
 			streamPoll := t.Stream != nil && t.Stream.Delivery == "poll"
 			if p := t.Poll; p != nil {
+				p.authFile = readSecret(add, f+".poll.authorization", p.Authorization, p.AuthorizationFile)
 				switch {
 				case streamPoll && p.URL != "":
 					add(f+".poll.url", "leave it out: stream.delivery is poll, so the stream names the poll endpoint")
@@ -367,6 +380,7 @@ func (c *Config) Validate() error {
 				}
 			}
 			if st := t.Stream; st != nil {
+				st.authFile = readSecret(add, f+".stream.authorization", st.Authorization, st.AuthorizationFile)
 				switch st.Delivery {
 				case "push":
 					if !isHTTPURL(st.PushEndpoint) {
@@ -529,6 +543,34 @@ func (c *Config) peerIDs() (map[uint32]spiffeid.ID, error) {
 	}
 	return m, nil
 }
+
+// readSecret checks a secret given inline (field) or in a file (field+"File") and returns the file's contents:
+// Validate reads secret files, so that a missing or empty one is a config error with its line, not a failure
+// at start.
+func readSecret(add func(field, format string, args ...any), field, inline, file string) string {
+	switch {
+	case file == "":
+		return ""
+	case inline != "":
+		key := field[strings.LastIndexByte(field, '.')+1:]
+		add(field+"File", "set %s or %sFile, not both", key, key)
+		return ""
+	}
+	s, err := confyaml.ReadSecret(file)
+	if err != nil {
+		add(field+"File", "%v", err)
+	}
+	return s
+}
+
+// pushAuthorization is the Authorization every push from the transmitter must carry ("" for none).
+func (t *TransmitterConfig) pushAuthorization() string { return cmp.Or(t.pushAuthFile, t.PushAuthorization) }
+
+// authorization is the Authorization header of polls ("" for none, then the stream's applies).
+func (p *SSFPollConfig) authorization() string { return cmp.Or(p.authFile, p.Authorization) }
+
+// authorization is the Authorization header of stream management calls.
+func (s *SSFStreamConfig) authorization() string { return cmp.Or(s.authFile, s.Authorization) }
 
 func isHTTPURL(raw string) bool {
 	u, err := url.Parse(raw)

@@ -2,6 +2,10 @@ package controller
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -158,6 +162,66 @@ func TestConfigLimitsNameTheField(t *testing.T) {
 	} {
 		if _, err := Parse([]byte(base + tt.yaml)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+}
+
+// TestSecretFiles: every SSF secret can come from a file, read when the config is loaded; a missing or empty file,
+// or a secret set both inline and in a file, is a config error naming the field and line.
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	push, poll, mgmt := write("push", "Bearer push\n"), write("poll", "Bearer poll\r\n"), write("mgmt", "Bearer mgmt")
+	empty, missing := write("empty", "\n"), filepath.Join(dir, "missing")
+	ssf := func(push, poll, mgmt string) string {
+		return fmt.Sprintf(`ssf:
+  listen: 127.0.0.1:8090
+  transmitters:
+    - issuer: https://idp.example.com
+      audience: [a]
+      jwksFile: /j.json
+      %s
+      poll: {url: https://idp.example.com/poll, %s}
+      stream: {delivery: push, pushEndpoint: https://a.example.org/ssf/events, %s}
+`, push, poll, mgmt)
+	}
+	cfg, err := Parse([]byte(validConfig + ssf("pushAuthorizationFile: "+push, "authorizationFile: "+poll, "authorizationFile: "+mgmt)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := cfg.SSF.Transmitters[0]
+	if got := []string{tr.pushAuthorization(), tr.Poll.authorization(), tr.Stream.authorization()}; !slices.Equal(got, []string{"Bearer push", "Bearer poll", "Bearer mgmt"}) {
+		t.Fatalf("secrets read: %q", got)
+	}
+	if cfg, err := Parse([]byte(validConfig + ssf("pushAuthorization: inline", "authorization: p", "authorization: m"))); err != nil ||
+		cfg.SSF.Transmitters[0].pushAuthorization() != "inline" || cfg.SSF.Transmitters[0].Poll.authorization() != "p" {
+		t.Fatalf("inline secrets: %v", err)
+	}
+	for _, tt := range []struct {
+		name, push, poll, mgmt, want string
+	}{
+		{"missing push file", "pushAuthorizationFile: " + missing, "", "",
+			"line 13: ssf.transmitters[0].pushAuthorizationFile: open " + missing + ": no such file or directory"},
+		{"empty push file", "pushAuthorizationFile: " + empty, "", "",
+			"line 13: ssf.transmitters[0].pushAuthorizationFile: " + empty + ": empty"},
+		{"missing poll file", "", "authorizationFile: " + missing, "",
+			"line 14: ssf.transmitters[0].poll.authorizationFile: open " + missing},
+		{"empty stream file", "", "", "authorizationFile: " + empty,
+			"line 15: ssf.transmitters[0].stream.authorizationFile: " + empty + ": empty"},
+		{"both", "pushAuthorization: x\n      pushAuthorizationFile: " + push, "", "",
+			"ssf.transmitters[0].pushAuthorizationFile: set pushAuthorization or pushAuthorizationFile, not both"},
+		{"both, stream", "", "", "authorization: x, authorizationFile: " + mgmt,
+			"line 15: ssf.transmitters[0].stream.authorizationFile: set authorization or authorizationFile, not both"},
+	} {
+		_, err := Parse([]byte(validConfig + ssf(tt.push, tt.poll, tt.mgmt)))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want %q", tt.name, err, tt.want)
 		}
 	}
 }

@@ -72,7 +72,7 @@ func (c *Controller) startSSF() (*http.Server, error) {
 	ts := make([]signals.TransmitterConfig, 0, len(cfg.Transmitters))
 	for _, t := range cfg.Transmitters {
 		ts = append(ts, signals.TransmitterConfig{Issuer: t.Issuer, Audience: t.Audience, JWKSFile: t.JWKSFile,
-			JWKSURL: t.JWKSURL, PushAuthorization: t.PushAuthorization})
+			JWKSURL: t.JWKSURL, PushAuthorization: t.pushAuthorization()})
 	}
 	rcv, err := signals.NewReceiver(signals.ReceiverConfig{
 		Transmitters: ts,
@@ -114,11 +114,11 @@ const longPollTimeout = 5 * time.Minute
 func newPoller(rcv *signals.Receiver, t TransmitterConfig, endpoint string) (*signals.Poller, error) {
 	pc := signals.PollConfig{Issuer: t.Issuer, EndpointURL: endpoint}
 	if t.Stream != nil {
-		pc.Authorization = t.Stream.Authorization
+		pc.Authorization = t.Stream.authorization()
 	}
 	if p := t.Poll; p != nil {
-		if p.Authorization != "" {
-			pc.Authorization = p.Authorization
+		if a := p.authorization(); a != "" {
+			pc.Authorization = a
 		}
 		pc.MaxEvents, pc.Interval, pc.ReturnImmediately = p.MaxEvents, p.Interval, p.Interval > 0
 	}
@@ -165,7 +165,7 @@ func (c *Controller) manageStream(ctx context.Context, t TransmitterConfig, log 
 	var poller *signals.Poller
 	ok := retry(ctx, log, "SSF stream setup", func(ctx context.Context) error {
 		var err error
-		if client, err = signals.Discover(ctx, signals.StreamClientConfig{Issuer: t.Issuer, Authorization: t.Stream.Authorization}); err != nil {
+		if client, err = signals.Discover(ctx, signals.StreamClientConfig{Issuer: t.Issuer, Authorization: t.Stream.authorization()}); err != nil {
 			return err
 		}
 		md := client.Metadata()
@@ -273,7 +273,7 @@ func streamRequest(t TransmitterConfig, trustDomain string) signals.StreamReques
 	}
 	if t.Stream.Delivery == "push" {
 		req.Delivery = &signals.Delivery{Method: signals.DeliveryPush, EndpointURL: t.Stream.PushEndpoint,
-			AuthorizationHeader: t.PushAuthorization}
+			AuthorizationHeader: t.pushAuthorization()}
 	}
 	return req
 }
