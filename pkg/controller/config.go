@@ -134,12 +134,25 @@ type UserIssuerConfig struct {
 // SSFConfig configures the Shared Signals receiver: RFC 8935 push delivery at POST /ssf/events, RFC 8936 poll
 // delivery and SSF stream management per transmitter.
 type SSFConfig struct {
-	Listen       string              `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// TLS, when set, serves Listen over HTTPS itself. Without it the receiver speaks plain HTTP and TLS must end
+	// in front of it: pushes carry pushAuthorization, a bearer secret.
+	TLS          *TLSFilesConfig     `yaml:"tls,omitempty"`
 	Transmitters []TransmitterConfig `yaml:"transmitters"`
 	// Limits bound Listen's connections and requests.
 	Limits netlimit.Config `yaml:"limits,omitempty"`
 	// RateLimit bounds pushes per client IP: they are read before their SETs are verified.
 	RateLimit netlimit.RateConfig `yaml:"rateLimit,omitempty"`
+}
+
+// TLSFilesConfig is a server certificate in PEM files, re-read when they change: a renewed certificate is served
+// to new connections without a restart, and a bad one is logged and counted and the one in use kept.
+type TLSFilesConfig struct {
+	// Cert is the certificate chain, leaf first; Key its private key (PKCS#8, SEC 1 or PKCS#1).
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// ReloadInterval is how often the files are checked for changes (default 10s).
+	ReloadInterval time.Duration `yaml:"reloadInterval,omitempty"`
 }
 
 // TransmitterConfig is one trusted SSF transmitter.
@@ -287,6 +300,9 @@ func (c *Config) SetDefaults() {
 	if s := c.SSF; s != nil {
 		s.Limits = s.Limits.WithDefaults(defaultHTTPLimits)
 		s.RateLimit = s.RateLimit.WithDefaults(defaultSSFRate)
+		if s.TLS != nil && s.TLS.ReloadInterval == 0 {
+			s.TLS.ReloadInterval = 10 * time.Second
+		}
 	}
 }
 
@@ -350,6 +366,17 @@ func (c *Config) Validate() error {
 		}
 		if len(s.Transmitters) == 0 {
 			add("ssf.transmitters", "at least one transmitter")
+		}
+		if t := s.TLS; t != nil {
+			if t.Cert == "" {
+				add("ssf.tls.cert", "required: the PEM certificate chain the receiver serves")
+			}
+			if t.Key == "" {
+				add("ssf.tls.key", "required: the PEM private key of ssf.tls.cert")
+			}
+			if t.ReloadInterval < 0 {
+				add("ssf.tls.reloadInterval", "must not be negative")
+			}
 		}
 		for i, t := range s.Transmitters {
 			f := fmt.Sprintf("ssf.transmitters[%d]", i)
@@ -564,7 +591,9 @@ func readSecret(add func(field, format string, args ...any), field, inline, file
 }
 
 // pushAuthorization is the Authorization every push from the transmitter must carry ("" for none).
-func (t *TransmitterConfig) pushAuthorization() string { return cmp.Or(t.pushAuthFile, t.PushAuthorization) }
+func (t *TransmitterConfig) pushAuthorization() string {
+	return cmp.Or(t.pushAuthFile, t.PushAuthorization)
+}
 
 // authorization is the Authorization header of polls ("" for none, then the stream's applies).
 func (p *SSFPollConfig) authorization() string { return cmp.Or(p.authFile, p.Authorization) }
