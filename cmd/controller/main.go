@@ -3,6 +3,7 @@
 // agentauthctl talks to.
 //
 //	controller -config /etc/agentauth/controller.yaml
+//	controller -config controller.yaml -check    # validate the config and the files it names, and exit
 package main
 
 import (
@@ -29,7 +30,7 @@ func main() {
 
 func run() error {
 	path := flag.String("config", "/etc/agentauth/controller.yaml", "path of the YAML config")
-	check := flag.Bool("check", false, "validate the config and exit")
+	check := flag.Bool("check", false, "validate the config and the files it names, and exit")
 	version := flag.Bool("version", false, "print the version (from the build info) and exit")
 	flag.Parse()
 	if *version {
@@ -41,6 +42,9 @@ func run() error {
 		return err
 	}
 	if *check {
+		if err := controller.CheckFiles(cfg); err != nil {
+			return err
+		}
 		fmt.Println("config OK")
 		return nil
 	}

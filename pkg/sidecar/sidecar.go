@@ -490,17 +490,9 @@ func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
 	case s.cp != nil:
 		engine = s.cp.engine
 	case in.Policy != nil:
-		files := map[string][]byte{}
-		for _, f := range in.Policy.Files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return nil, fmt.Errorf("ingress.policy.files: %w", err)
-			}
-			files[f] = b
-		}
-		set, err := policy.Compile(files)
+		set, err := loadPolicy(in.Policy.Files)
 		if err != nil {
-			return nil, fmt.Errorf("ingress.policy.files: %w", err)
+			return nil, err
 		}
 		engine = policy.NewEngine(set)
 	default:
@@ -515,6 +507,23 @@ func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
 		a.risk = s.cp.risk
 	}
 	return a, nil
+}
+
+// loadPolicy reads and compiles ingress.policy.files.
+func loadPolicy(paths []string) (*policy.Set, error) {
+	files := map[string][]byte{}
+	for _, f := range paths {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("ingress.policy.files: %w", err)
+		}
+		files[f] = b
+	}
+	set, err := policy.Compile(files)
+	if err != nil {
+		return nil, fmt.Errorf("ingress.policy.files: %w", err)
+	}
+	return set, nil
 }
 
 type allowAuthenticated struct{}
