@@ -2,9 +2,11 @@ package sidecar
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -217,5 +219,45 @@ func repl(old, new string) func(string) string {
 			panic("test edit does not apply: " + old)
 		}
 		return strings.Replace(s, old, new, 1)
+	}
+}
+
+// TestAdminListenDefaults: admin.listen defaults per role, so an agent's and a tool's sidecar on one host do not
+// collide; a sidecar with both roles must set it, and an address in use says whose it probably is.
+func TestAdminListenDefaults(t *testing.T) {
+	const (
+		identity = "identity: {files: {cert: c, key: k, bundles: {example.org: [b]}}}\n"
+		egress   = "egress: {proxyListen: 127.0.0.1:15001, routes: [{name: r, host: h, upstream: 'http://127.0.0.1:1', modes: [passthrough]}]}\n"
+		ingress  = "ingress: {listen: 127.0.0.1:9443, backend: 'http://127.0.0.1:1', require: [mtls], mtls: {trustDomains: [example.org]}}\n"
+	)
+	for _, tt := range []struct{ name, yaml, want string }{
+		{"egress", identity + egress, DefaultEgressAdmin},
+		{"ingress", identity + ingress, DefaultIngressAdmin},
+		{"both, set", identity + egress + ingress + "admin: {listen: 127.0.0.1:15200}\n", "127.0.0.1:15200"},
+	} {
+		cfg, err := Parse([]byte(tt.yaml))
+		if err != nil || cfg.Admin.Listen != tt.want {
+			t.Errorf("%s: admin.listen %q, %v; want %q", tt.name, cfg.Admin.Listen, err, tt.want)
+		}
+	}
+	if DefaultEgressAdmin == DefaultIngressAdmin {
+		t.Fatal("the roles share a default admin address")
+	}
+	_, err := Parse([]byte(identity + egress + ingress))
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Errors) != 1 || ve.Errors[0].Field != "admin.listen" ||
+		!strings.Contains(ve.Errors[0].Msg, "required when one sidecar has both egress and ingress") {
+		t.Fatalf("both roles without admin.listen: %v", err)
+	}
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	_, err = listenAdmin(taken.Addr().String())
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "admin.listen: "+taken.Addr().String()+
+		" is in use, perhaps by another sidecar on this host: give each sidecar its own admin.listen") {
+		t.Fatalf("address in use: %v", err)
 	}
 }

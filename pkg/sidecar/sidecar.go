@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -120,10 +121,24 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	if s.server, err = proxy.NewServer(popts.Limits, slogger, listeners...); err != nil {
 		return nil, err
 	}
-	if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
-		return nil, fmt.Errorf("admin.listen: %w", err)
+	if s.adminLn, err = listenAdmin(cfg.Admin.Listen); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// listenAdmin listens on admin.listen; an address in use is most often another sidecar's on the same host.
+func listenAdmin(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("admin.listen: %s is in use, perhaps by another sidecar on this host: give each "+
+			"sidecar its own admin.listen (defaults: %s egress, %s ingress): %w", addr, DefaultEgressAdmin,
+			DefaultIngressAdmin, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	return ln, nil
 }
 
 // Run serves until ctx ends, then drains in-flight requests for up to ShutdownGrace.
