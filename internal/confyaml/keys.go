@@ -24,7 +24,7 @@ var (
 // decoder reports these too, but names Go types (`field serverId not found in type sidecar.RouteConfig`), which
 // mean nothing to an operator.
 func checkShape(root *yaml.Node, t reflect.Type) []*FieldError {
-	w := &shapeWalker{}
+	w := &shapeWalker{aliased: map[aliasVisit]bool{}}
 	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
 		root = root.Content[0]
 	}
@@ -35,7 +35,17 @@ func checkShape(root *yaml.Node, t reflect.Type) []*FieldError {
 	return w.problems
 }
 
-type shapeWalker struct{ problems []*FieldError }
+type shapeWalker struct {
+	problems []*FieldError
+	// aliased records the anchored nodes walked through an alias, so that each is walked once per type: aliases
+	// of aliases would otherwise make the walk exponential in the document's size.
+	aliased map[aliasVisit]bool
+}
+
+type aliasVisit struct {
+	n *yaml.Node
+	t reflect.Type
+}
 
 func (w *shapeWalker) add(n *yaml.Node, path, format string, args ...any) {
 	if path == "" {
@@ -50,9 +60,10 @@ func (w *shapeWalker) walk(n *yaml.Node, t reflect.Type, path string, depth int)
 		return
 	}
 	if n.Kind == yaml.AliasNode {
-		if n.Alias == nil {
+		if n.Alias == nil || w.aliased[aliasVisit{n.Alias, t}] {
 			return
 		}
+		w.aliased[aliasVisit{n.Alias, t}] = true
 		n = n.Alias
 	}
 	for t.Kind() == reflect.Pointer {
