@@ -3,6 +3,7 @@
 // agentauthctl talks to.
 //
 //	controller -config /etc/agentauth/controller.yaml
+//	controller -config controller.yaml -check    # validate the config and the files it names, and exit
 //
 // Exit codes: 0 after a clean stop; 1 for any other error (configuration, listeners, keys); 3 when the state
 // store (dataDir/state.db) is damaged, at start or while running; 4 when state.db is missing or empty beside
@@ -58,7 +59,7 @@ func exitCode(err error) int {
 
 func run() error {
 	path := flag.String("config", "/etc/agentauth/controller.yaml", "path of the YAML config")
-	check := flag.Bool("check", false, "validate the config and exit")
+	check := flag.Bool("check", false, "validate the config and the files it names, and exit")
 	version := flag.Bool("version", false, "print the version (from the build info) and exit")
 	initState := flag.Bool("init-state", false, "start with empty state although dataDir/keys exists and state.db is "+
 		"missing or empty (every revocation, policy and join token is lost): only when no backup can be restored")
@@ -73,6 +74,9 @@ func run() error {
 	}
 	cfg.InitState = *initState
 	if *check {
+		if err := controller.CheckFiles(cfg); err != nil {
+			return err
+		}
 		fmt.Println("config OK")
 		return nil
 	}

@@ -2,7 +2,7 @@
 // calls (egress); beside a tool it verifies callers and hands the tool verified identity headers (ingress).
 //
 //	sidecar -config /etc/agentauth/sidecar.yaml
-//	sidecar -config sidecar.yaml -check    # validate the config and exit
+//	sidecar -config sidecar.yaml -check    # validate the config and every file it names, and exit
 package main
 
 import (
@@ -35,7 +35,7 @@ type loggedError struct{ error }
 
 func run() error {
 	configPath := flag.String("config", "/etc/agentauth/sidecar.yaml", "path of the YAML config")
-	check := flag.Bool("check", false, "validate the config and the credential files it names, and exit")
+	check := flag.Bool("check", false, "validate the config and every file it names, and exit")
 	version := flag.Bool("version", false, "print the version (from the build info) and exit")
 	flag.Parse()
 	if *version {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,7 +74,7 @@ type Config interface {
 func Load(what, path string, cfg Config) error {
 	data, err := readFile(path)
 	if err == nil {
-		err = Parse(data, cfg)
+		err = Parse(what, data, cfg)
 	}
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", what, path, err)
@@ -81,12 +82,18 @@ func Load(what, path string, cfg Config) error {
 	return nil
 }
 
-// Parse decodes data into cfg, refusing unknown keys, fills defaults and validates; every field error gets its
-// YAML line, and they come in file order.
-func Parse(data []byte, cfg Config) error {
+// Parse decodes data into cfg, fills defaults and validates; every field error gets its YAML line, and they come
+// in file order. Unknown keys (with the valid key nearest to each) and values of the wrong kind are reported
+// first, on their own: what validation would say about a config that did not decode is noise. what names the
+// config in the *ValidationError, e.g. "sidecar config".
+func Parse(what string, data []byte, cfg Config) error {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return err
+	}
+	if problems := checkShape(&root, reflect.TypeOf(cfg)); len(problems) > 0 {
+		slices.SortStableFunc(problems, func(a, b *FieldError) int { return a.Line - b.Line })
+		return &ValidationError{What: what, Errors: problems}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -163,4 +170,30 @@ func mapEntry(n *yaml.Node, key string) (k, v *yaml.Node) {
 		}
 	}
 	return nil, nil
+}
+
+// maxSecretBytes caps a secret file: a token or an Authorization header value.
+const maxSecretBytes = 64 << 10
+
+// ReadSecret reads a secret (a token, an Authorization header value) from the file at path, as the …File fields
+// of the configs name them: the contents without trailing newlines (editors and `echo` add one). A missing,
+// unreadable, oversized or empty file is an error naming path.
+func ReadSecret(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxSecretBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > maxSecretBytes {
+		return "", fmt.Errorf("%s: larger than %d bytes, not a secret", path, maxSecretBytes)
+	}
+	s := strings.TrimRight(string(data), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("%s: empty", path)
+	}
+	return s, nil
 }

@@ -1,4 +1,5 @@
-// Package confyaml reads the YAML config files of the agentauth binaries: strictly (unknown keys are errors),
-// with a size cap, and with validation problems reported as field paths and the YAML lines they are on, so an
-// operator fixes every problem in one pass.
+// Package confyaml reads the YAML config files of the agentauth binaries: strictly (an unknown key is an error
+// that suggests the nearest valid key), with a size cap, and with every problem reported as a field path and the
+// YAML line it is on, never a Go type, so an operator fixes every problem in one pass. ReadSecret reads the
+// secrets that …File fields name.
 package confyaml

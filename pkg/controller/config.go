@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/url"
@@ -136,12 +137,25 @@ type UserIssuerConfig struct {
 // SSFConfig configures the Shared Signals receiver: RFC 8935 push delivery at POST /ssf/events, RFC 8936 poll
 // delivery and SSF stream management per transmitter.
 type SSFConfig struct {
-	Listen       string              `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// TLS, when set, serves Listen over HTTPS itself. Without it the receiver speaks plain HTTP and TLS must end
+	// in front of it: pushes carry pushAuthorization, a bearer secret.
+	TLS          *TLSFilesConfig     `yaml:"tls,omitempty"`
 	Transmitters []TransmitterConfig `yaml:"transmitters"`
 	// Limits bound Listen's connections and requests.
 	Limits netlimit.Config `yaml:"limits,omitempty"`
 	// RateLimit bounds pushes per client IP: they are read before their SETs are verified.
 	RateLimit netlimit.RateConfig `yaml:"rateLimit,omitempty"`
+}
+
+// TLSFilesConfig is a server certificate in PEM files, re-read when they change: a renewed certificate is served
+// to new connections without a restart, and a bad one is logged and counted and the one in use kept.
+type TLSFilesConfig struct {
+	// Cert is the certificate chain, leaf first; Key its private key (PKCS#8, SEC 1 or PKCS#1).
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// ReloadInterval is how often the files are checked for changes (default 10s).
+	ReloadInterval time.Duration `yaml:"reloadInterval,omitempty"`
 }
 
 // TransmitterConfig is one trusted SSF transmitter.
@@ -155,8 +169,12 @@ type TransmitterConfig struct {
 	JWKSFile string `yaml:"jwksFile,omitempty"`
 	JWKSURL  string `yaml:"jwksURL,omitempty"`
 	// PushAuthorization, if set, is the Authorization header value every push must carry; a stream created with
-	// push delivery hands it to the transmitter as the delivery's authorization_header.
-	PushAuthorization string `yaml:"pushAuthorization,omitempty"`
+	// push delivery hands it to the transmitter as the delivery's authorization_header. PushAuthorizationFile
+	// instead names a file holding it.
+	PushAuthorization     string `yaml:"pushAuthorization,omitempty"`
+	PushAuthorizationFile string `yaml:"pushAuthorizationFile,omitempty"`
+	// pushAuthFile is PushAuthorizationFile's contents, read by Validate.
+	pushAuthFile string
 	// Poll, if set, fetches SETs from the transmitter's RFC 8936 poll endpoint.
 	Poll *SSFPollConfig `yaml:"poll,omitempty"`
 	// Stream, if set, manages this controller's stream at the transmitter (SSF §8) in the background: create it
@@ -168,8 +186,11 @@ type TransmitterConfig struct {
 type SSFPollConfig struct {
 	// URL is the transmitter's poll endpoint. Leave it out when stream.delivery is poll: the stream names it.
 	URL string `yaml:"url,omitempty"`
-	// Authorization is sent as the Authorization header of every poll (default: stream.authorization).
-	Authorization string `yaml:"authorization,omitempty"`
+	// Authorization is sent as the Authorization header of every poll (default: stream.authorization);
+	// AuthorizationFile instead names a file holding it.
+	Authorization     string `yaml:"authorization,omitempty"`
+	AuthorizationFile string `yaml:"authorizationFile,omitempty"`
+	authFile          string // AuthorizationFile's contents, read by Validate
 	// Interval, if set, is the wait after a poll that brought nothing, and polls ask the transmitter to answer
 	// at once. Unset, the controller long-polls: the transmitter holds each request until it has SETs.
 	Interval time.Duration `yaml:"interval,omitempty"`
@@ -179,8 +200,11 @@ type SSFPollConfig struct {
 
 // SSFStreamConfig configures the receiver side of SSF stream management with one transmitter.
 type SSFStreamConfig struct {
-	// Authorization is sent as the Authorization header of management calls (e.g. "Bearer …").
-	Authorization string `yaml:"authorization,omitempty"`
+	// Authorization is sent as the Authorization header of management calls (e.g. "Bearer …");
+	// AuthorizationFile instead names a file holding it.
+	Authorization     string `yaml:"authorization,omitempty"`
+	AuthorizationFile string `yaml:"authorizationFile,omitempty"`
+	authFile          string // AuthorizationFile's contents, read by Validate
 	// Delivery is push (the transmitter POSTs to PushEndpoint) or poll (the controller polls the endpoint the
 	// stream names).
 	Delivery string `yaml:"delivery"`
@@ -247,7 +271,7 @@ func Load(path string) (*Config, error) {
 // Parse decodes, defaults and validates YAML config bytes.
 func Parse(data []byte) (*Config, error) {
 	var cfg Config
-	if err := confyaml.Parse(data, &cfg); err != nil {
+	if err := confyaml.Parse("controller config", data, &cfg); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
@@ -279,6 +303,9 @@ func (c *Config) SetDefaults() {
 	if s := c.SSF; s != nil {
 		s.Limits = s.Limits.WithDefaults(defaultHTTPLimits)
 		s.RateLimit = s.RateLimit.WithDefaults(defaultSSFRate)
+		if s.TLS != nil && s.TLS.ReloadInterval == 0 {
+			s.TLS.ReloadInterval = 10 * time.Second
+		}
 	}
 }
 
@@ -343,6 +370,17 @@ func (c *Config) Validate() error {
 		if len(s.Transmitters) == 0 {
 			add("ssf.transmitters", "at least one transmitter")
 		}
+		if t := s.TLS; t != nil {
+			if t.Cert == "" {
+				add("ssf.tls.cert", "required: the PEM certificate chain the receiver serves")
+			}
+			if t.Key == "" {
+				add("ssf.tls.key", "required: the PEM private key of ssf.tls.cert")
+			}
+			if t.ReloadInterval < 0 {
+				add("ssf.tls.reloadInterval", "must not be negative")
+			}
+		}
 		for i, t := range s.Transmitters {
 			f := fmt.Sprintf("ssf.transmitters[%d]", i)
 			if t.Issuer == "" {
@@ -354,8 +392,10 @@ func (c *Config) Validate() error {
 			if (t.JWKSFile == "") == (t.JWKSURL == "") {
 				add(f+".jwksFile", "set exactly one of jwksFile and jwksURL")
 			}
+			s.Transmitters[i].pushAuthFile = readSecret(add, f+".pushAuthorization", t.PushAuthorization, t.PushAuthorizationFile)
 			streamPoll := t.Stream != nil && t.Stream.Delivery == "poll"
 			if p := t.Poll; p != nil {
+				p.authFile = readSecret(add, f+".poll.authorization", p.Authorization, p.AuthorizationFile)
 				switch {
 				case streamPoll && p.URL != "":
 					add(f+".poll.url", "leave it out: stream.delivery is poll, so the stream names the poll endpoint")
@@ -370,6 +410,7 @@ func (c *Config) Validate() error {
 				}
 			}
 			if st := t.Stream; st != nil {
+				st.authFile = readSecret(add, f+".stream.authorization", st.Authorization, st.AuthorizationFile)
 				switch st.Delivery {
 				case "push":
 					if !isHTTPURL(st.PushEndpoint) {
@@ -532,6 +573,36 @@ func (c *Config) peerIDs() (map[uint32]spiffeid.ID, error) {
 	}
 	return m, nil
 }
+
+// readSecret checks a secret given inline (field) or in a file (field+"File") and returns the file's contents:
+// Validate reads secret files, so that a missing or empty one is a config error with its line, not a failure
+// at start.
+func readSecret(add func(field, format string, args ...any), field, inline, file string) string {
+	switch {
+	case file == "":
+		return ""
+	case inline != "":
+		key := field[strings.LastIndexByte(field, '.')+1:]
+		add(field+"File", "set %s or %sFile, not both", key, key)
+		return ""
+	}
+	s, err := confyaml.ReadSecret(file)
+	if err != nil {
+		add(field+"File", "%v", err)
+	}
+	return s
+}
+
+// pushAuthorization is the Authorization every push from the transmitter must carry ("" for none).
+func (t *TransmitterConfig) pushAuthorization() string {
+	return cmp.Or(t.pushAuthFile, t.PushAuthorization)
+}
+
+// authorization is the Authorization header of polls ("" for none, then the stream's applies).
+func (p *SSFPollConfig) authorization() string { return cmp.Or(p.authFile, p.Authorization) }
+
+// authorization is the Authorization header of stream management calls.
+func (s *SSFStreamConfig) authorization() string { return cmp.Or(s.authFile, s.Authorization) }
 
 func isHTTPURL(raw string) bool {
 	u, err := url.Parse(raw)

@@ -2,6 +2,10 @@ package controller
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +46,7 @@ func TestParse(t *testing.T) {
 		{"localSocket is the admin socket", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/agentauth/admin.sock, peerIDs: [{uid: 1001, spiffeID: 'spiffe://example.org/a'}]}\n", "is also admin.socket"},
 		{"peerID without uid", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{spiffeID: 'spiffe://example.org/a'}]}\n", "issuer.peerIDs[0].uid: required"},
 		{"uid mapped twice", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: 7, spiffeID: 'spiffe://example.org/a'}, {uid: 7, spiffeID: 'spiffe://example.org/b'}]}\n", "issuer.peerIDs[1].uid: uid 7 is already mapped by issuer.peerIDs[0]"},
-		{"negative uid", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: -1, spiffeID: 'spiffe://example.org/a'}]}\n", "cannot unmarshal !!int `-1` into uint32"},
+		{"negative uid", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: -1, spiffeID: 'spiffe://example.org/a'}]}\n", "issuer.peerIDs[0].uid: expects a whole number, zero or more, not \"-1\""},
 		{"peerID not a SPIFFE ID", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: 7, spiffeID: 'https://example.org/a'}]}\n", "issuer.peerIDs[0].spiffeID: \"https://example.org/a\""},
 		{"peerID in another trust domain", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: 7, spiffeID: 'spiffe://other.org/a'}]}\n", "is not in trust domain \"example.org\""},
 		{"peerID is a trust domain", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: 7, spiffeID: 'spiffe://example.org'}]}\n", "names a trust domain, not a workload"},
@@ -61,7 +65,10 @@ func TestParse(t *testing.T) {
 		{"token service on all interfaces without endpoint", "tokenService: {listen: ':8445'}\n", "tokenService.endpoint: required"},
 		{"token service endpoint not https", "tokenService: {listen: '0.0.0.0:8445', endpoint: 'http://c.example.org:8445/token'}\n", "tokenService.endpoint: \"http://c.example.org:8445/token\" is not an https:// URL"},
 		{"subjectPrefix posing as a workload", "tokenService: {listen: 127.0.0.1:8445, userIssuers: [{issuer: i, audiences: [a], jwksFile: f, subjectPrefix: 'spiffe://example.org/'}]}\n", "would make users look like workloads"},
-		{"unknown field", "tls: true\n", "field tls not found"},
+		{"unknown field", "tls: true\n", "tls: unknown key \"tls\"; valid keys here: admin, dataDir,"},
+		{"unknown field, near a known one", "ssf: {listen: 127.0.0.1:8090, transmitters: [{issuer: i, audience: [a], jwksFile: f, pushAuthorisation: x}]}\n",
+			"ssf.transmitters[0].pushAuthorisation: unknown key \"pushAuthorisation\"; did you mean \"pushAuthorization\"?"},
+		{"wrong case", "trustdomain: example.org\n", "line 7: trustdomain: unknown key \"trustdomain\"; did you mean \"trustDomain\"?"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,6 +162,66 @@ func TestConfigLimitsNameTheField(t *testing.T) {
 	} {
 		if _, err := Parse([]byte(base + tt.yaml)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+}
+
+// TestSecretFiles: every SSF secret can come from a file, read when the config is loaded; a missing or empty file,
+// or a secret set both inline and in a file, is a config error naming the field and line.
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	push, poll, mgmt := write("push", "Bearer push\n"), write("poll", "Bearer poll\r\n"), write("mgmt", "Bearer mgmt")
+	empty, missing := write("empty", "\n"), filepath.Join(dir, "missing")
+	ssf := func(push, poll, mgmt string) string {
+		return fmt.Sprintf(`ssf:
+  listen: 127.0.0.1:8090
+  transmitters:
+    - issuer: https://idp.example.com
+      audience: [a]
+      jwksFile: /j.json
+      %s
+      poll: {url: https://idp.example.com/poll, %s}
+      stream: {delivery: push, pushEndpoint: https://a.example.org/ssf/events, %s}
+`, push, poll, mgmt)
+	}
+	cfg, err := Parse([]byte(validConfig + ssf("pushAuthorizationFile: "+push, "authorizationFile: "+poll, "authorizationFile: "+mgmt)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := cfg.SSF.Transmitters[0]
+	if got := []string{tr.pushAuthorization(), tr.Poll.authorization(), tr.Stream.authorization()}; !slices.Equal(got, []string{"Bearer push", "Bearer poll", "Bearer mgmt"}) {
+		t.Fatalf("secrets read: %q", got)
+	}
+	if cfg, err := Parse([]byte(validConfig + ssf("pushAuthorization: inline", "authorization: p", "authorization: m"))); err != nil ||
+		cfg.SSF.Transmitters[0].pushAuthorization() != "inline" || cfg.SSF.Transmitters[0].Poll.authorization() != "p" {
+		t.Fatalf("inline secrets: %v", err)
+	}
+	for _, tt := range []struct {
+		name, push, poll, mgmt, want string
+	}{
+		{"missing push file", "pushAuthorizationFile: " + missing, "", "",
+			"line 13: ssf.transmitters[0].pushAuthorizationFile: open " + missing + ": no such file or directory"},
+		{"empty push file", "pushAuthorizationFile: " + empty, "", "",
+			"line 13: ssf.transmitters[0].pushAuthorizationFile: " + empty + ": empty"},
+		{"missing poll file", "", "authorizationFile: " + missing, "",
+			"line 14: ssf.transmitters[0].poll.authorizationFile: open " + missing},
+		{"empty stream file", "", "", "authorizationFile: " + empty,
+			"line 15: ssf.transmitters[0].stream.authorizationFile: " + empty + ": empty"},
+		{"both", "pushAuthorization: x\n      pushAuthorizationFile: " + push, "", "",
+			"ssf.transmitters[0].pushAuthorizationFile: set pushAuthorization or pushAuthorizationFile, not both"},
+		{"both, stream", "", "", "authorization: x, authorizationFile: " + mgmt,
+			"line 15: ssf.transmitters[0].stream.authorizationFile: set authorization or authorizationFile, not both"},
+	} {
+		_, err := Parse([]byte(validConfig + ssf(tt.push, tt.poll, tt.mgmt)))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want %q", tt.name, err, tt.want)
 		}
 	}
 }

@@ -32,6 +32,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/buildinfo"
+	"github.com/agentauth/agentauth/internal/certfile"
 	"github.com/agentauth/agentauth/internal/netlimit"
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/mtls"
@@ -64,6 +65,8 @@ type Controller struct {
 	issuerLocalLn net.Listener
 	// ssfClients polls transmitters and manages SSF streams (set with ssf).
 	ssfClients *ssfClients
+	// ssfCert is the SSF receiver's certificate (set with ssf.tls).
+	ssfCert *certfile.Reloader
 	// done is closed when Run returns, stopping background loops.
 	done chan struct{}
 	// logLevel, when set, is served at the ops listener's /logging.
@@ -234,7 +237,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		go func() { errc <- serveHTTP(c.ssf, c.ssfLn) }()
 		stopSSF := c.runSSFClients(ctx)
 		defer stopSSF() // before the store closes: SETs in flight are applied, acknowledgements flushed
-		c.log.Info("SSF receiver serving", zap.String("push", "http://"+c.ssfLn.Addr().String()+"/ssf/events"))
+		c.log.Info("SSF receiver serving", zap.String("push", c.ssfScheme()+"://"+c.ssfLn.Addr().String()+"/ssf/events"))
 	}
 	go func() { errc <- c.iss.Serve(c.issuerLn) }()
 	if c.issLocal != nil {
@@ -363,8 +366,13 @@ func (c *Controller) keyStore() (issuer.KeyStore, error) {
 	return ks, nil
 }
 
+// serveHTTP serves s on ln, over TLS when s has a TLSConfig.
 func serveHTTP(s *http.Server, ln net.Listener) error {
-	if err := s.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	serve := s.Serve
+	if s.TLSConfig != nil {
+		serve = func(ln net.Listener) error { return s.ServeTLS(ln, "", "") }
+	}
+	if err := serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/agentauth/agentauth/internal/certfile"
 	"github.com/agentauth/agentauth/internal/netlimit"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/store"
@@ -61,6 +63,8 @@ type ssfClients struct {
 	pollers map[string]*signals.Poller
 	// verified is 1 per transmitter whose stream passed verification since start: the readiness detail of SSF.
 	verified *prometheus.GaugeVec
+	// certReloads counts reloads of ssf.tls (set with it).
+	certReloads *prometheus.CounterVec
 	// streamsFile remembers the stream created at each transmitter (issuer → stream_id), so a restart reuses it.
 	streamsFile string
 	streamsMu   sync.Mutex
@@ -72,7 +76,7 @@ func (c *Controller) startSSF() (*http.Server, error) {
 	ts := make([]signals.TransmitterConfig, 0, len(cfg.Transmitters))
 	for _, t := range cfg.Transmitters {
 		ts = append(ts, signals.TransmitterConfig{Issuer: t.Issuer, Audience: t.Audience, JWKSFile: t.JWKSFile,
-			JWKSURL: t.JWKSURL, PushAuthorization: t.PushAuthorization})
+			JWKSURL: t.JWKSURL, PushAuthorization: t.pushAuthorization()})
 	}
 	rcv, err := signals.NewReceiver(signals.ReceiverConfig{
 		Transmitters: ts,
@@ -106,7 +110,44 @@ func (c *Controller) startSSF() (*http.Server, error) {
 	c.ssfClients = sc
 	mux := http.NewServeMux()
 	mux.Handle("POST /ssf/events", rcv)
-	return cfg.Limits.Server(netlimit.NewRateLimiter(cfg.RateLimit).Handler(mux)), nil
+	srv := cfg.Limits.Server(netlimit.NewRateLimiter(cfg.RateLimit).Handler(mux))
+	if cfg.TLS != nil {
+		if c.ssfCert, err = certfile.New(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			return nil, fmt.Errorf("ssf.tls: %w", err)
+		}
+		sc.certReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentauth_ssf_tls_reloads_total",
+			Help: "Reloads of the SSF receiver's certificate files after they changed: result ok, or error (the " +
+				"certificate in use is kept)."}, []string{"result"})
+		if err := c.reg.Register(sc.certReloads); err != nil {
+			return nil, fmt.Errorf("ssf: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{GetCertificate: c.ssfCert.GetCertificate, MinVersion: tls.VersionTLS12}
+	}
+	return srv, nil
+}
+
+// ssfScheme is the SSF receiver's URL scheme.
+func (c *Controller) ssfScheme() string {
+	if c.ssfCert != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// watchSSFCert reloads the SSF receiver's certificate when its files change, until ctx ends.
+func (c *Controller) watchSSFCert(ctx context.Context) {
+	log := c.log.Named("ssf")
+	c.ssfCert.Watch(ctx, c.cfg.SSF.TLS.ReloadInterval, func(err error) {
+		if err != nil {
+			c.ssfClients.certReloads.WithLabelValues("error").Inc()
+			log.Error("reloading the SSF receiver's certificate failed; still serving the previous one",
+				zap.String("cert", c.cfg.SSF.TLS.Cert), zap.Error(err))
+			return
+		}
+		c.ssfClients.certReloads.WithLabelValues("ok").Inc()
+		log.Info("SSF receiver's certificate reloaded", zap.String("cert", c.cfg.SSF.TLS.Cert),
+			zap.Time("not_after", c.ssfCert.Leaf().NotAfter))
+	})
 }
 
 // longPollTimeout bounds one long poll; transmitters hold a request for seconds to a few minutes.
@@ -115,11 +156,11 @@ const longPollTimeout = 5 * time.Minute
 func newPoller(rcv *signals.Receiver, t TransmitterConfig, endpoint string) (*signals.Poller, error) {
 	pc := signals.PollConfig{Issuer: t.Issuer, EndpointURL: endpoint}
 	if t.Stream != nil {
-		pc.Authorization = t.Stream.Authorization
+		pc.Authorization = t.Stream.authorization()
 	}
 	if p := t.Poll; p != nil {
-		if p.Authorization != "" {
-			pc.Authorization = p.Authorization
+		if a := p.authorization(); a != "" {
+			pc.Authorization = a
 		}
 		pc.MaxEvents, pc.Interval, pc.ReturnImmediately = p.MaxEvents, p.Interval, p.Interval > 0
 	}
@@ -129,12 +170,15 @@ func newPoller(rcv *signals.Receiver, t TransmitterConfig, endpoint string) (*si
 	return rcv.NewPoller(pc)
 }
 
-// runSSFClients starts the configured pollers and, per transmitter with a stream, its management in the
-// background: a transmitter that is down delays nothing, it is retried with backoff. stop cancels them and waits
+// runSSFClients starts the reloading of ssf.tls, the configured pollers and, per transmitter with a stream, its
+// management in the background: a transmitter that is down delays nothing, it is retried with backoff. stop cancels them and waits
 // until SETs in flight are applied and the pollers have flushed their acknowledgements.
 func (c *Controller) runSSFClients(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	if c.ssfCert != nil {
+		wg.Go(func() { c.watchSSFCert(ctx) })
+	}
 	for _, t := range c.cfg.SSF.Transmitters {
 		log := c.log.Named("ssf").With(zap.String("transmitter", t.Issuer))
 		if p := c.ssfClients.pollers[t.Issuer]; p != nil {
@@ -166,7 +210,7 @@ func (c *Controller) manageStream(ctx context.Context, t TransmitterConfig, log 
 	var poller *signals.Poller
 	ok := retry(ctx, log, "SSF stream setup", func(ctx context.Context) error {
 		var err error
-		if client, err = signals.Discover(ctx, signals.StreamClientConfig{Issuer: t.Issuer, Authorization: t.Stream.Authorization}); err != nil {
+		if client, err = signals.Discover(ctx, signals.StreamClientConfig{Issuer: t.Issuer, Authorization: t.Stream.authorization()}); err != nil {
 			return err
 		}
 		md := client.Metadata()
@@ -274,7 +318,7 @@ func streamRequest(t TransmitterConfig, trustDomain string) signals.StreamReques
 	}
 	if t.Stream.Delivery == "push" {
 		req.Delivery = &signals.Delivery{Method: signals.DeliveryPush, EndpointURL: t.Stream.PushEndpoint,
-			AuthorizationHeader: t.PushAuthorization}
+			AuthorizationHeader: t.pushAuthorization()}
 	}
 	return req
 }

@@ -251,8 +251,17 @@ type PolicyConfig struct {
 	Files []string `yaml:"files"`
 }
 
+// Default admin.listen per role: an agent's and a tool's sidecar on one host do not collide. A sidecar with both
+// egress and ingress has no default: it would take one of them from another sidecar on its host.
+const (
+	DefaultEgressAdmin  = "127.0.0.1:15000"
+	DefaultIngressAdmin = "127.0.0.1:15100"
+)
+
 // AdminConfig is the operations endpoint.
 type AdminConfig struct {
+	// Listen is host:port (default DefaultEgressAdmin with egress only, DefaultIngressAdmin with ingress only;
+	// required with both).
 	Listen string `yaml:"listen"`
 	// Pprof serves Go's runtime profiles under /debug/pprof/ on the admin listener. Off by default: profiles
 	// expose internals and cost CPU while taken, so turn it on only to diagnose, on a loopback admin address.
@@ -310,7 +319,7 @@ func Load(path string) (*Config, error) {
 // Parse decodes, defaults and validates YAML config bytes.
 func Parse(data []byte) (*Config, error) {
 	var cfg Config
-	if err := confyaml.Parse(data, &cfg); err != nil {
+	if err := confyaml.Parse("sidecar config", data, &cfg); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
@@ -322,7 +331,13 @@ func (c *Config) Marshal() ([]byte, error) { return yaml.Marshal(c) }
 // SetDefaults fills every unset field that has a default.
 func (c *Config) SetDefaults() {
 	if c.Admin.Listen == "" {
-		c.Admin.Listen = "127.0.0.1:15000"
+		switch {
+		case c.Egress != nil && c.Ingress != nil: // Validate asks for it
+		case c.Ingress != nil:
+			c.Admin.Listen = DefaultIngressAdmin
+		default:
+			c.Admin.Listen = DefaultEgressAdmin
+		}
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -416,7 +431,13 @@ func (c *Config) Validate() error {
 		v.add("ingress.host", "required with policy (ingress.policy or a controller): it names the tool "+
 			"(Tool::\"<host>\") the policies are written for, which must not come from the caller's Host header")
 	}
-	v.hostPort("admin.listen", c.Admin.Listen, true)
+	if c.Admin.Listen == "" && c.Egress != nil && c.Ingress != nil {
+		v.add("admin.listen", fmt.Sprintf("required when one sidecar has both egress and ingress: the defaults are "+
+			"one per role (%s egress, %s ingress), so that an agent's and a tool's sidecar on one host do not "+
+			"collide, and this one would take another sidecar's", DefaultEgressAdmin, DefaultIngressAdmin))
+	} else {
+		v.hostPort("admin.listen", c.Admin.Listen, true)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -2,9 +2,11 @@ package sidecar
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -130,6 +132,21 @@ func TestValidationErrors(t *testing.T) {
 			return "identity:\n  controller:\n    address: 127.0.0.1:8443\n    bundle: /etc/agentauth/bundle.pem\n" +
 				"    localSocket: issuer.sock\n" + s[strings.Index(s, "egress:"):]
 		}, "identity.controller.localSocket", 5, "not an absolute path"},
+		// Unknown keys and values of the wrong kind: the YAML path, line and nearest valid key, never a Go type.
+		{"serverId", repl("serverID: spiffe", "serverId: spiffe"),
+			"egress.routes[0].serverId", 17, `unknown key "serverId"; did you mean "serverID"?`},
+		{"misspelt key", repl("proofLifetime: 30s", "proofLifetme: 30s"),
+			"egress.routes[1].proofLifetme", 22, `unknown key "proofLifetme"; did you mean "proofLifetime"?`},
+		{"unknown identity key", repl("    witKey:", "    witkey:"),
+			"identity.files.witkey", 8, `did you mean "witKey"?`},
+		{"unknown key far from any", repl("  host: weather.tools.local\n", "  host: weather.tools.local\n  colour: blue\n"),
+			"ingress.colour", 30, `unknown key "colour"; valid keys here: allowCleartextProofs, audience, backend,`},
+		{"unknown top-level key", func(s string) string { return s + "controler:\n  address: x:1\n" },
+			"controler", 32, `did you mean "controller"?`},
+		{"duration without unit", repl("proofLifetime: 30s", "proofLifetime: 30"),
+			"egress.routes[1].proofLifetime", 22, `expects a duration such as 30s or 5m, not "30"`},
+		{"list where a value is", repl("modes: [httpsig]", "modes: httpsig"),
+			"egress.routes[1].modes", 21, `expects a list, not "httpsig"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,6 +164,14 @@ func TestValidationErrors(t *testing.T) {
 				}
 			}
 			t.Fatalf("no error for %s containing %q; got:\n%v", tt.wantField, tt.wantMsg, err)
+		})
+		t.Run(tt.name+"/no Go names", func(t *testing.T) {
+			_, err := Parse([]byte(tt.edit(string(valid))))
+			for _, goName := range []string{"sidecar.", "Config", "time.Duration", "[]string", "not found in type", "unmarshal"} {
+				if strings.Contains(err.Error(), goName) {
+					t.Errorf("the message names Go's %q: %v", goName, err)
+				}
+			}
 		})
 	}
 }
@@ -194,5 +219,45 @@ func repl(old, new string) func(string) string {
 			panic("test edit does not apply: " + old)
 		}
 		return strings.Replace(s, old, new, 1)
+	}
+}
+
+// TestAdminListenDefaults: admin.listen defaults per role, so an agent's and a tool's sidecar on one host do not
+// collide; a sidecar with both roles must set it, and an address in use says whose it probably is.
+func TestAdminListenDefaults(t *testing.T) {
+	const (
+		identity = "identity: {files: {cert: c, key: k, bundles: {example.org: [b]}}}\n"
+		egress   = "egress: {proxyListen: 127.0.0.1:15001, routes: [{name: r, host: h, upstream: 'http://127.0.0.1:1', modes: [passthrough]}]}\n"
+		ingress  = "ingress: {listen: 127.0.0.1:9443, backend: 'http://127.0.0.1:1', require: [mtls], mtls: {trustDomains: [example.org]}}\n"
+	)
+	for _, tt := range []struct{ name, yaml, want string }{
+		{"egress", identity + egress, DefaultEgressAdmin},
+		{"ingress", identity + ingress, DefaultIngressAdmin},
+		{"both, set", identity + egress + ingress + "admin: {listen: 127.0.0.1:15200}\n", "127.0.0.1:15200"},
+	} {
+		cfg, err := Parse([]byte(tt.yaml))
+		if err != nil || cfg.Admin.Listen != tt.want {
+			t.Errorf("%s: admin.listen %q, %v; want %q", tt.name, cfg.Admin.Listen, err, tt.want)
+		}
+	}
+	if DefaultEgressAdmin == DefaultIngressAdmin {
+		t.Fatal("the roles share a default admin address")
+	}
+	_, err := Parse([]byte(identity + egress + ingress))
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Errors) != 1 || ve.Errors[0].Field != "admin.listen" ||
+		!strings.Contains(ve.Errors[0].Msg, "required when one sidecar has both egress and ingress") {
+		t.Fatalf("both roles without admin.listen: %v", err)
+	}
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	_, err = listenAdmin(taken.Addr().String())
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "admin.listen: "+taken.Addr().String()+
+		" is in use, perhaps by another sidecar on this host: give each sidecar its own admin.listen") {
+		t.Fatalf("address in use: %v", err)
 	}
 }

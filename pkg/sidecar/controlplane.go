@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/urlpath"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/identity"
@@ -36,13 +37,9 @@ func (s *Sidecar) openIssuer(ctx context.Context, c *ControllerIdentityConfig) (
 	if err != nil {
 		return nil, fmt.Errorf("identity.controller.bundle: %w", err)
 	}
-	token := c.JoinToken
-	if c.JoinTokenFile != "" {
-		b, err := os.ReadFile(c.JoinTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("identity.controller.joinTokenFile: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
+	token, err := joinToken(c)
+	if err != nil {
+		return nil, err
 	}
 	src, err := identity.NewIssuerSource(ctx, identity.IssuerConfig{
 		Address:     c.Address,
@@ -56,6 +53,18 @@ func (s *Sidecar) openIssuer(ctx context.Context, c *ControllerIdentityConfig) (
 		return nil, fmt.Errorf("identity.controller: %w", err)
 	}
 	return src, nil
+}
+
+// joinToken is identity.controller's join token, inline or read from joinTokenFile.
+func joinToken(c *ControllerIdentityConfig) (string, error) {
+	if c.JoinTokenFile == "" {
+		return c.JoinToken, nil
+	}
+	token, err := confyaml.ReadSecret(c.JoinTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("identity.controller.joinTokenFile: %w", err)
+	}
+	return token, nil
 }
 
 // loadBootstrapBundle reads the controller's CA root (bundle.pem); its trust domain is the root's SPIFFE ID.

@@ -9,26 +9,56 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauth/agentauth/pkg/identity"
+	"github.com/agentauth/agentauth/pkg/oauth"
 )
 
-// CheckCredentials loads the credential files the config names (identity.files, identity.workloadAPI's wit) and
-// applies the rules the sidecar applies when it starts, so `sidecar -check` passes only what will run. Call it
-// after Load (which validates). Sources that need a network (controller, Workload API) are checked at start.
+// CheckCredentials opens and parses every file the config names, as the sidecar does when it starts: the
+// credential files (identity.files, identity.workloadAPI's wit) with the rules applied to them, the controller's
+// bundle and join token, the ingress policy files and the Txn-Token JWKS file. `sidecar -check` thus passes only
+// what will start. Call it after Load (which validates); every problem is reported, each naming its field and
+// file. Sources that need a network (controller, Workload API) are checked at start.
 func CheckCredentials(cfg *Config) error {
-	switch id := cfg.Identity; {
+	errs := []error{cfg.checkIdentityFiles()}
+	if ic := cfg.Identity.Controller; ic != nil {
+		if _, err := loadBootstrapBundle(ic.Bundle); err != nil {
+			errs = append(errs, fmt.Errorf("identity.controller.bundle: %w", err))
+		}
+		if _, err := joinToken(ic); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if in := cfg.Ingress; in != nil {
+		if in.Policy != nil {
+			if _, err := loadPolicy(in.Policy.Files); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if t := in.TxnToken; t != nil && t.JWKSFile != "" {
+			if _, err := oauth.NewJWKSFile(t.JWKSFile); err != nil {
+				errs = append(errs, fmt.Errorf("ingress.txnToken.jwksFile: %w", err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkIdentityFiles loads the credential files of identity.files or identity.workloadAPI and applies the rules
+// the sidecar applies to them.
+func (c *Config) checkIdentityFiles() error {
+	switch id := c.Identity; {
 	case id.Files != nil:
 		src, err := newFileSource(id.Files, nil)
 		if err != nil {
 			return err
 		}
 		defer src.Close()
-		return cfg.checkSource(src)
+		return c.checkSource(src)
 	case id.WorkloadAPI != nil && id.WorkloadAPI.WIT != "":
 		src, err := identity.NewWITFileSource(id.WorkloadAPI.WIT, id.WorkloadAPI.WITKey, nil)
 		if err != nil {
 			return fmt.Errorf("identity.workloadAPI.wit: %w", err)
 		}
-		return cfg.checkOwnWIT(src, "identity.workloadAPI.wit")
+		return c.checkOwnWIT(src, "identity.workloadAPI.wit")
 	}
 	return nil
 }
@@ -59,9 +89,33 @@ func newFileSource(f *FilesConfig, obs identity.Observer) (*identity.FileSource,
 		Observer: obs,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("identity.files: %w", err)
+		return nil, fmt.Errorf("%s: %w", f.fieldOf(err), err)
 	}
 	return src, nil
+}
+
+// fieldOf names the identity.files field of the file a load error is about ("identity.files" when it is not one).
+func (f *FilesConfig) fieldOf(err error) string {
+	var re *identity.ReloadError
+	if !errors.As(err, &re) || re.Path == "" {
+		return "identity.files"
+	}
+	for field, path := range map[string]string{"cert": f.Cert, "key": f.Key, "wit": f.WIT, "witKey": f.WITKey} {
+		if path == re.Path {
+			return "identity.files." + field
+		}
+	}
+	for _, m := range []struct {
+		field string
+		tds   map[string][]string
+	}{{"bundles", f.Bundles}, {"witIssuers", f.WITIssuers}} {
+		for td, paths := range m.tds {
+			if slices.Contains(paths, re.Path) {
+				return "identity.files." + m.field + "." + td
+			}
+		}
+	}
+	return "identity.files"
 }
 
 // checkSource applies the credential rules to an opened source: our own WIT's algorithm, and for the files

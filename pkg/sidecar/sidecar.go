@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -133,10 +134,24 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	if s.server, err = proxy.NewServer(popts.Limits, slogger, listeners...); err != nil {
 		return nil, err
 	}
-	if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
-		return nil, fmt.Errorf("admin.listen: %w", err)
+	if s.adminLn, err = listenAdmin(cfg.Admin.Listen); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// listenAdmin listens on admin.listen; an address in use is most often another sidecar's on the same host.
+func listenAdmin(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("admin.listen: %s is in use, perhaps by another sidecar on this host: give each "+
+			"sidecar its own admin.listen (defaults: %s egress, %s ingress): %w", addr, DefaultEgressAdmin,
+			DefaultIngressAdmin, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	return ln, nil
 }
 
 // Run serves until ctx ends, then drains in-flight requests for up to ShutdownGrace.
@@ -512,17 +527,9 @@ func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
 	case s.cp != nil:
 		engine = s.cp.engine
 	case in.Policy != nil:
-		files := map[string][]byte{}
-		for _, f := range in.Policy.Files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return nil, fmt.Errorf("ingress.policy.files: %w", err)
-			}
-			files[f] = b
-		}
-		set, err := policy.Compile(files)
+		set, err := loadPolicy(in.Policy.Files)
 		if err != nil {
-			return nil, fmt.Errorf("ingress.policy.files: %w", err)
+			return nil, err
 		}
 		engine = policy.NewEngine(set)
 	default:
@@ -538,6 +545,23 @@ func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
 		a.risk = s.cp.risk
 	}
 	return a, nil
+}
+
+// loadPolicy reads and compiles ingress.policy.files.
+func loadPolicy(paths []string) (*policy.Set, error) {
+	files := map[string][]byte{}
+	for _, f := range paths {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("ingress.policy.files: %w", err)
+		}
+		files[f] = b
+	}
+	set, err := policy.Compile(files)
+	if err != nil {
+		return nil, fmt.Errorf("ingress.policy.files: %w", err)
+	}
+	return set, nil
 }
 
 type allowAuthenticated struct{}

@@ -189,6 +189,12 @@ func fetchJWKS(ctx context.Context, client *http.Client, url string, cfg JWKSCac
 	return keys, cacheTTL(resp.Header.Get("Cache-Control"), cfg), nil
 }
 
+// CheckJWKSFile reads a transmitter's JWKS file as the receiver does, for a configuration check.
+func CheckJWKSFile(path string) error {
+	_, err := readJWKSFile(path)
+	return err
+}
+
 func readJWKSFile(path string) ([]jose.JSONWebKey, error) {
 	f, err := os.Open(path)
 	if err != nil {
