@@ -29,6 +29,7 @@ func TestCodeAndStatus(t *testing.T) {
 		{fmt.Errorf("%w: no route for x", ErrMisdirected), "misdirected_request", http.StatusMisdirectedRequest},
 		{ErrCannotSignResponse, "response_signing_unavailable", http.StatusNotImplemented},
 		{ErrResponseUnverified, "response_unverified", http.StatusBadGateway},
+		{ErrAuditUnavailable, "audit_unavailable", http.StatusServiceUnavailable},
 		{errors.New("something else"), Internal, http.StatusInternalServerError},
 	}
 	for _, tt := range tests {
