@@ -108,6 +108,10 @@ func TestAuditPair(t *testing.T) {
 	if code, body := do("GET", "http://nowhere.example/x", "", ""); code != http.StatusForbidden {
 		t.Fatalf("unrouted: %d %s, want 403", code, body)
 	}
+	// A remediation: revoking the user reaches both sidecars over xDS, and is recorded before it is ACKed; the
+	// next call for her is refused with the revocation's id.
+	c.ctl(t, false, "revoke", "--kind", "user_email", "--value", "alice@example.com", "--reason", "account compromised")
+	waitStatusFunc(t, func() (int, string) { return do("GET", "http://"+toolHost+"/whoami", "", "") }, http.StatusForbidden)
 	// A clean stop signs a last checkpoint over every record.
 	p.egress.stop(t)
 	p.ingress.stop(t)
@@ -164,6 +168,23 @@ func TestAuditPair(t *testing.T) {
 	plain := find(in, func(r audit.Record) bool { return r.Path == "/whoami" && r.Decision == audit.Allow })
 	if len(plain) == 0 || len(plain[0].PolicyIDs) == 0 || plain[0].PolicyIDs[0] != "planner-may-call-weather" {
 		t.Errorf("whoami records: %+v", plain)
+	}
+
+	for _, recs := range [][]audit.Record{eg, in} {
+		var rem []audit.Record
+		for _, r := range recs {
+			if r.Kind == audit.KindRemediation {
+				rem = append(rem, r)
+			}
+		}
+		if len(rem) != 1 || rem[0].Action != "revoke" || rem[0].RevocationID == "" || rem[0].Subject != "alice@example.com" ||
+			rem[0].SubjectKind != "user_email" || rem[0].Cause != "admin" || rem[0].Reason != "account compromised" {
+			t.Errorf("remediation records: %+v", rem)
+		}
+	}
+	revoked := find(in, func(r audit.Record) bool { return r.Reason == "revoked" })
+	if len(revoked) == 0 || revoked[0].RevocationID == "" || revoked[0].Subject != "alice@example.com" {
+		t.Errorf("refusal by revocation: %+v", revoked)
 	}
 
 	// Tampering: turn the denied MCP call into an allowed one, in a copy of the ingress log.
