@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -72,19 +73,18 @@ func (s *Sidecar) openAudit(cfg *AuditConfig, svid *x509svid.SVID) (*auditLog, e
 	l := &auditLog{w: w, self: svid.ID.String(), failOpen: cfg.OnWriteError == AuditAllow, log: s.log.Named("audit"),
 		unaudited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentauth_audit_unaudited_total",
-			Help: "Decisions and remediations that took effect without a durable audit record, by kind and decision.",
+			Help: "Decisions and remediations that took effect without a durable audit record, by kind and decision (allow, deny; empty for remediations).",
 		}, []string{"kind", "decision"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentauth_audit_records_total",
 			Help: "Audit records made durable, by kind.",
 		}, []string{"kind"}),
 	}
-	for _, k := range []audit.Kind{audit.KindDecision, audit.KindRemediation} {
-		l.records.WithLabelValues(string(k))
-		for _, d := range []string{audit.Allow, audit.Deny} {
-			l.unaudited.WithLabelValues(string(k), d)
-		}
-	}
+	l.records.WithLabelValues(string(audit.KindDecision))
+	l.records.WithLabelValues(string(audit.KindRemediation))
+	l.unaudited.WithLabelValues(string(audit.KindDecision), audit.Allow)
+	l.unaudited.WithLabelValues(string(audit.KindDecision), audit.Deny)
+	l.unaudited.WithLabelValues(string(audit.KindRemediation), "")
 	s.metrics.Registry.MustRegister(l.unaudited, l.records)
 	s.closers = append(s.closers, func() {
 		if err := w.Close(); err != nil {
@@ -206,21 +206,24 @@ func (l *auditLog) remediations(u xds.Update, st *xds.State) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// Appended together, committed together: one fsync for a whole update.
-	errs := make(chan error, len(recs))
-	for _, rec := range recs {
-		go func() {
-			_, err := l.w.Append(ctx, rec)
-			errs <- err
-		}()
-	}
-	for range recs {
-		if err := <-errs; err != nil {
-			l.writeFailed(audit.KindRemediation, "", err)
-			l.unaudited.WithLabelValues(string(audit.KindRemediation), audit.Deny).Inc()
-			continue
+	// Appended together, committed together: a few fsyncs for a whole update (the first sync brings every
+	// revocation at once), with a bounded number of appends waiting at a time.
+	for chunk := range slices.Chunk(recs, audit.DefaultBatchMax) {
+		errs := make(chan error, len(chunk))
+		for _, rec := range chunk {
+			go func() {
+				_, err := l.w.Append(ctx, rec)
+				errs <- err
+			}()
 		}
-		l.records.WithLabelValues(string(audit.KindRemediation)).Inc()
+		for range chunk {
+			if err := <-errs; err != nil {
+				l.writeFailed(audit.KindRemediation, "", err)
+				l.unaudited.WithLabelValues(string(audit.KindRemediation), "").Inc()
+				continue
+			}
+			l.records.WithLabelValues(string(audit.KindRemediation)).Inc()
+		}
 	}
 }
 
