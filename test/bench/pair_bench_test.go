@@ -223,8 +223,8 @@ shutdownGrace: 2s
 shutdownGrace: 2s
 `, egAddr, toolHost, scheme, inAddr, mode, toolID, routeExtra, egAdmin)
 		for _, d := range auditDurability {
-			inCfg += fmt.Sprintf("audit: {dir: %s, durability: %s}\n", t.TempDir(), d)
-			egCfg += fmt.Sprintf("audit: {dir: %s, durability: %s}\n", t.TempDir(), d)
+			inCfg += fmt.Sprintf("audit: {dir: %q, durability: %s}\n", t.TempDir(), d)
+			egCfg += fmt.Sprintf("audit: {dir: %q, durability: %s}\n", t.TempDir(), d)
 		}
 		in := start(t, e.bin, e.pin.sut, "sidecar", "-config", writeFile(t, t.TempDir(), "ingress.yaml", inCfg))
 		waitReady(t, in, "ingress /readyz", answers200("http://"+inAdmin+"/readyz"))
