@@ -531,7 +531,9 @@ func report(w io.Writer, e *env, systems []system, rounds map[string][]figures, 
 				details = append(details, fmt.Sprintf("  %s  %-24s %-30s %8s (%s)  rounds: %s", mark, s.name, tg.name,
 					tg.format(v), tg.limit, perRound(tg, rounds[s.name], rounds[directName], rounds[s.baseline], floors)))
 			}
-			cols[12] = "met"
+			if len(s.targets()) > 0 {
+				cols[12] = "met"
+			}
 			if len(bad) > 0 {
 				cols[12] = "MISSED: " + strings.Join(bad, ", ")
 			}
