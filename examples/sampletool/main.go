@@ -90,13 +90,14 @@ func newMux() *http.ServeMux {
 	return mux
 }
 
-// whoami reports what the tool was told about its caller: every X-Agentauth-* header and the XFCC header.
+// whoami reports what the tool was told about its caller: every X-Agentauth-* header and the XFCC header (and
+// the proofs, tokens and W3C traceparent that reached it).
 func whoami(w http.ResponseWriter, r *http.Request) {
 	seen := map[string][]string{}
 	for k, v := range r.Header {
 		lk := strings.ToLower(k)
 		if strings.HasPrefix(lk, "x-agentauth-") || lk == "x-forwarded-client-cert" || lk == "txn-token" ||
-			lk == "workload-identity-token" || lk == "workload-proof-token" || lk == "signature" {
+			lk == "workload-identity-token" || lk == "workload-proof-token" || lk == "signature" || lk == "traceparent" {
 			seen[lk] = v
 		}
 	}

@@ -34,6 +34,7 @@ type Record struct {
 	Kind Kind      `json:"kind"`
 
 	Direction    string   `json:"direction,omitempty"` // egress or ingress
+	Route        string   `json:"route,omitempty"`     // the sidecar route that matched
 	Agent        string   `json:"agent,omitempty"`     // the calling workload's identity
 	Subject      string   `json:"subject,omitempty"`   // the delegated subject (user) the agent acts for
 	SubjectKind  string   `json:"subjectKind,omitempty"`
@@ -54,6 +55,11 @@ type Record struct {
 	Attestation  string   `json:"attestation,omitempty"`
 	Risk         string   `json:"risk,omitempty"`
 	Status       int      `json:"status,omitempty"`
+
+	// Cause is the security event type URI (or "admin") behind a remediation, and SETJti the jti of the Security
+	// Event Token that carried it.
+	Cause  string `json:"cause,omitempty"`
+	SETJti string `json:"setJti,omitempty"`
 }
 
 // Decisions.

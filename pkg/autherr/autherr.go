@@ -97,11 +97,15 @@ var (
 // StatusClientClosed is the status recorded (never sent) for ErrClientClosed.
 const StatusClientClosed = 499
 
+// ErrAuditUnavailable: the audit log cannot be written (a full disk, an I/O error), and the sidecar is configured
+// to refuse rather than act on a decision it cannot record (503).
+var ErrAuditUnavailable = newReason("audit_unavailable")
+
 var all = []*Reason{
 	ErrMissing, ErrMalformed, ErrBadSignature, ErrExpired, ErrNotYetValid, ErrWrongAudience, ErrReplay,
 	ErrMismatch, ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrRateLimited, ErrDenied, ErrRevoked, ErrUpstream,
 	ErrUpstreamTimeout, ErrPeerCertExpired, ErrBadFraming, ErrBodyTimeout, ErrBodyBudget, ErrMisdirected,
-	ErrCannotSignResponse, ErrResponseUnverified, ErrClientClosed,
+	ErrCannotSignResponse, ErrResponseUnverified, ErrClientClosed, ErrAuditUnavailable,
 }
 
 // Internal is the reason code of an error that wraps none of the sentinels.
@@ -149,7 +153,7 @@ func HTTPStatus(err error) int {
 		return http.StatusTooManyRequests
 	case ErrBodyTimeout:
 		return http.StatusRequestTimeout
-	case ErrBodyBudget:
+	case ErrBodyBudget, ErrAuditUnavailable:
 		return http.StatusServiceUnavailable
 	case ErrMisdirected:
 		return http.StatusMisdirectedRequest

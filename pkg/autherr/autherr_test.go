@@ -30,6 +30,7 @@ func TestCodeAndStatus(t *testing.T) {
 		{ErrCannotSignResponse, "response_signing_unavailable", http.StatusNotImplemented},
 		{ErrResponseUnverified, "response_unverified", http.StatusBadGateway},
 		{ErrClientClosed, "client_closed", StatusClientClosed},
+		{ErrAuditUnavailable, "audit_unavailable", http.StatusServiceUnavailable},
 		{errors.New("something else"), Internal, http.StatusInternalServerError},
 	}
 	for _, tt := range tests {

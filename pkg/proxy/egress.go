@@ -137,6 +137,7 @@ func (h *EgressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	stripIdentity(r)
+	st.rec.Traceparent = ensureTraceparent(r.Header)
 	if rt.Modes.proofs() != 0 {
 		// Our proofs replace whatever the agent sent; a second signature would only confuse the verifier.
 		stripHeaders(r.Header, proofHeaders)
@@ -250,13 +251,18 @@ func (h *EgressHandler) connect(st *reqState, r *http.Request) {
 		st.refuse(upstreamError(st, err))
 		return
 	}
+	st.rec.Allowed = true
+	if err := st.audit(); err != nil {
+		up.Close()
+		st.refuse(err)
+		return
+	}
 	conn, brw, err := http.NewResponseController(st.w.ResponseWriter).Hijack()
 	if err != nil {
 		up.Close()
 		st.refuse(fmt.Errorf("egress: CONNECT: %w", err))
 		return
 	}
-	st.rec.Allowed = true
 	st.status = http.StatusOK
 	if _, err := brw.WriteString("HTTP/1.1 200 Connection Established\r\n\r\n"); err == nil {
 		err = brw.Flush()

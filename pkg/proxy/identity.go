@@ -110,6 +110,11 @@ type Decision struct {
 	Allowed   bool
 	PolicyIDs []string
 	Reason    string
+	// MCPMethod and MCPName name the MCP calls decided (JSON-RPC method; tool or prompt name, or resource URI),
+	// comma-separated for a batch; Risk is the risk level the decision saw. For the decision record.
+	MCPMethod string
+	MCPName   string
+	Risk      string
 }
 
 // AuthzRequest is what the Authorizer decides on.
@@ -150,7 +155,9 @@ type RevocationChecker interface {
 }
 
 // Authorizer decides whether an authenticated request may proceed. A deny is a Decision with Allowed false (the
-// handler turns it into autherr.ErrDenied); an error is a failure to decide and refuses the request.
+// handler turns it into autherr.ErrDenied); an error is a failure to decide and refuses the request. A refusal
+// with an error of its own (a BodyError answering in JSON-RPC) may come with its Decision too, which then reaches
+// the decision record (policy ids, MCP call).
 type Authorizer interface {
 	Authorize(ctx context.Context, req *AuthzRequest) (*Decision, error)
 }

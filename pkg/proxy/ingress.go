@@ -223,13 +223,15 @@ func (s *AuthorizeStep) Handle(ctx context.Context, x *Exchange) error {
 		Body: x.Body,
 	})
 	x.rewind()
+	if d != nil {
+		x.Decision = d
+	}
 	if err != nil {
 		return err
 	}
 	if d == nil {
 		return errors.New("ingress: authorizer returned no decision")
 	}
-	x.Decision = d
 	if !d.Allowed {
 		return denied(d)
 	}
@@ -314,6 +316,7 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	growStack()
 	st, r := begin(&h.opts, Ingress, w, r)
 	defer st.end()
+	st.rec.Traceparent = Traceparent(r.Header)
 	st.body = watchBody(w, r, h.opts.Limits)
 	if err := checkPeerCertificate(r.TLS, time.Now()); err != nil {
 		st.refuse(err)

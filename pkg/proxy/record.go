@@ -44,6 +44,9 @@ type DecisionRecord struct {
 	DelegatedSubject string
 	TransactionID    string
 	ProofID          string
+	// Traceparent is the request's W3C trace context, as forwarded (egress creates one when the agent sent none);
+	// "" when an ingress request carried none that parses.
+	Traceparent string
 
 	// What.
 	Host       string
@@ -58,16 +61,33 @@ type DecisionRecord struct {
 	Message      string
 	PolicyIDs    []string
 	RevocationID string
-	Status       int
+	// MCPMethod and MCPName are the JSON-RPC method and the tool or prompt name or resource URI of an MCP request
+	// that policy decided (comma-separated for a batch); Risk is the risk level policy saw. Set on ingress.
+	MCPMethod string
+	MCPName   string
+	Risk      string
+	Status    int
 	// Latency runs from the first byte of the request to the end of the response; for a WebSocket or CONNECT
 	// tunnel, to the end of the tunnel.
 	Latency time.Duration
 }
 
-// DecisionSink receives every decision exactly once, synchronously on the request path: it must be quick (buffer,
-// do not write to disk inline) and must not keep d after returning.
+// DecisionSink receives every decision exactly once, synchronously on the request path, once the response is
+// over (so with its status and latency): it must be quick (buffer, do not write to disk inline) and must not keep d
+// after returning. A record that must be durable before the decision takes effect goes to the Auditor instead.
 type DecisionSink interface {
 	Record(ctx context.Context, d *DecisionRecord)
+}
+
+// Auditor makes decisions durable before they take effect. Audit is called synchronously: for an allowed request
+// just before it is sent upstream (after egress has added its credentials, so the record names the transaction),
+// for a CONNECT tunnel before it is established, and for every refusal before the refusal is written; a request
+// forwarded and then failed (an upstream error, an unverified response) is audited twice, allowed and then
+// refused. Status and Latency are not known yet (0). Audit returns once the record is durable; an error refuses an
+// allowed request with 503 audit_unavailable, while a refusal stands as it is (refusing is safe unaudited). It must
+// not keep d after returning.
+type Auditor interface {
+	Audit(ctx context.Context, d *DecisionRecord) error
 }
 
 // Metrics observes every request once; reason is an autherr code or "". Back it with Prometheus counters and a
@@ -79,9 +99,11 @@ type Metrics interface {
 // Options are the parts egress and ingress handlers share.
 type Options struct {
 	// Self is our own workload identifier: the egress record's Subject and the XFCC By= on ingress.
-	Self    string
-	Limits  Limits
-	Sink    DecisionSink
+	Self   string
+	Limits Limits
+	Sink   DecisionSink
+	// Auditor, when set, records every decision durably before it takes effect. Nil costs nothing.
+	Auditor Auditor
 	Metrics Metrics
 	Logger  *slog.Logger
 	// TLSConfig supplies the client tls.Config for https upstreams; nil uses the system roots and no client cert.
@@ -193,6 +215,13 @@ func (st *reqState) refuse(err error) {
 	if re, ok := errors.AsType[*RevokedError](err); ok {
 		st.rec.RevocationID = re.ID
 	}
+	if code != autherr.ErrAuditUnavailable.Code() {
+		if aerr := st.audit(); aerr != nil {
+			// The refusal stands: a request refused unaudited did nothing, and its own reason tells the caller more
+			// than audit_unavailable would.
+			st.opts.Logger.Error("refusal not audited", "direction", st.dir, "route", st.rec.Route, "reason", code, "error", aerr)
+		}
+	}
 	desc := err.Error()
 	if status >= 500 {
 		// What failed on our side or upstream (the tool's address, a dial error) is for the operator: the
@@ -239,10 +268,11 @@ func (st *reqState) refuse(err error) {
 
 // publicDescription is the error_description of a 5xx refusal, whose error text may name internal addresses.
 var publicDescription = map[string]string{
-	autherr.Internal:                  "internal error",
-	autherr.ErrUpstream.Code():        "the upstream could not be reached or failed",
-	autherr.ErrUpstreamTimeout.Code(): "the upstream did not answer in time",
-	autherr.ErrBodyBudget.Code():      "too many request bodies are being held; retry later",
+	autherr.Internal:                   "internal error",
+	autherr.ErrUpstream.Code():         "the upstream could not be reached or failed",
+	autherr.ErrUpstreamTimeout.Code():  "the upstream did not answer in time",
+	autherr.ErrBodyBudget.Code():       "too many request bodies are being held; retry later",
+	autherr.ErrAuditUnavailable.Code(): "the audit log cannot be written, so the request was not served",
 }
 
 // end is deferred by every handler: it turns a panic into a 500 (re-panicking http.ErrAbortHandler, which is how
@@ -266,7 +296,30 @@ func (st *reqState) end() {
 	st.record()
 }
 
-func (st *reqState) record() {
+// audit hands the decision so far to the Auditor and waits until it is durable. Without an Auditor it costs one
+// nil check.
+func (st *reqState) audit() error {
+	a := st.opts.Auditor
+	if a == nil {
+		return nil
+	}
+	st.fill()
+	if err := a.Audit(st.ctx, &st.rec); err != nil {
+		return fmt.Errorf("%w: %v", autherr.ErrAuditUnavailable, err)
+	}
+	return nil
+}
+
+// SetTransaction names, on the egress record of the request ctx belongs to, the transaction its Txn-Token carries
+// and whom the agent acts for (a ProofSigner that attached the token calls it). Outside a request it does nothing.
+func SetTransaction(ctx context.Context, txn, subjectKind, delegatedSubject string) {
+	if st := stateOf(ctx); st != nil {
+		st.rec.TransactionID, st.rec.SubjectKind, st.rec.DelegatedSubject = txn, subjectKind, delegatedSubject
+	}
+}
+
+// fill copies what the ingress steps established into the record.
+func (st *reqState) fill() {
 	rec := &st.rec
 	if x := st.exchange; x != nil {
 		if !x.Peer.ID.IsZero() {
@@ -277,9 +330,14 @@ func (st *reqState) record() {
 			rec.SubjectKind, rec.DelegatedSubject, rec.TransactionID = id.SubjectKind, id.DelegatedSubject, id.TransactionID
 		}
 		if d := x.Decision; d != nil {
-			rec.PolicyIDs = d.PolicyIDs
+			rec.PolicyIDs, rec.MCPMethod, rec.MCPName, rec.Risk = d.PolicyIDs, d.MCPMethod, d.MCPName, d.Risk
 		}
 	}
+}
+
+func (st *reqState) record() {
+	rec := &st.rec
+	st.fill()
 	switch {
 	case st.status != 0:
 		rec.Status = st.status

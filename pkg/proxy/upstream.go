@@ -211,6 +211,13 @@ func (t *routeTransport) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+	// The last step before anything reaches the upstream: the decision is durable before it takes effect.
+	if err := st.audit(); err != nil {
+		if out.Body != nil {
+			out.Body.Close()
+		}
+		return nil, err
+	}
 	if out.GetBody != nil && out.Body != nil && out.Body != http.NoBody {
 		// The body is in memory (ingress buffered it, or egress signed it). ReverseProxy hides every body behind a
 		// wrapper of its own, which makes net/http flush the headers on their own before the body: one more

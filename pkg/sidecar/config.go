@@ -16,6 +16,7 @@ import (
 
 	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
+	"github.com/agentauth/agentauth/pkg/audit"
 	"github.com/agentauth/agentauth/pkg/issuer"
 )
 
@@ -45,6 +46,35 @@ type Config struct {
 	Controller *ControlPlaneConfig `yaml:"controller,omitempty"`
 	// ShutdownGrace is how long SIGTERM waits for in-flight requests (default 15s).
 	ShutdownGrace time.Duration `yaml:"shutdownGrace"`
+	// Audit, when set, keeps a tamper-evident log of every decision and remediation (README "Audit").
+	Audit *AuditConfig `yaml:"audit,omitempty"`
+}
+
+// Audit settings' values.
+const (
+	AuditSync         = "sync"
+	AuditBatched      = "batched"
+	AuditRefuse       = "refuse"
+	AuditAllow        = "allow"
+	auditMinFileBytes = 1 << 20
+)
+
+// AuditConfig is the sidecar's tamper-evident audit log (pkg/audit).
+type AuditConfig struct {
+	// Dir holds the log files, the signed checkpoints, the checkpoint key (audit.key, which never leaves the
+	// host) and its certificate by this workload's SVID (audit-key.jws). One sidecar per directory.
+	Dir string `yaml:"dir"`
+	// Durability is sync (default: commit as soon as a record is pending; concurrent records share an fsync) or
+	// batched (hold a commit up to 2ms to gather more records). Either way a record is on disk before its
+	// decision takes effect.
+	Durability string `yaml:"durability,omitempty"`
+	// MaxFileBytes rotates to a new file past this size (default 64 MiB, at least 1 MiB).
+	MaxFileBytes int64 `yaml:"maxFileBytes,omitempty"`
+	// CheckpointInterval is how often a signed checkpoint is written (default 10s).
+	CheckpointInterval time.Duration `yaml:"checkpointInterval,omitempty"`
+	// OnWriteError is refuse (default: answer 503 audit_unavailable rather than serve unaudited) or allow (serve,
+	// and count each unaudited decision in agentauth_audit_unaudited_total).
+	OnWriteError string `yaml:"onWriteError,omitempty"`
 }
 
 // IdentityConfig names exactly one credential source.
@@ -377,6 +407,20 @@ func (c *Config) SetDefaults() {
 	if l.BodyMinRate == 0 {
 		l.BodyMinRate = 1 << 10
 	}
+	if a := c.Audit; a != nil {
+		if a.Durability == "" {
+			a.Durability = AuditSync
+		}
+		if a.OnWriteError == "" {
+			a.OnWriteError = AuditRefuse
+		}
+		if a.MaxFileBytes == 0 {
+			a.MaxFileBytes = audit.DefaultMaxFileBytes
+		}
+		if a.CheckpointInterval == 0 {
+			a.CheckpointInterval = audit.DefaultCheckpointInterval
+		}
+	}
 	if f := c.Identity.Files; f != nil && f.ReloadInterval == 0 {
 		f.ReloadInterval = 5 * time.Second
 	}
@@ -464,7 +508,30 @@ func (c *Config) Validate() error {
 	}
 	v.positive("limits.bodyReadTimeout", int64(l.BodyReadTimeout))
 	v.positive("limits.bodyMinRate", l.BodyMinRate)
+	if c.Audit != nil {
+		c.Audit.validate(v)
+	}
 	return v.err()
+}
+
+func (a *AuditConfig) validate(v *validator) {
+	v.required("audit.dir", a.Dir)
+	switch a.Durability {
+	case AuditSync, AuditBatched:
+	default:
+		v.add("audit.durability", fmt.Sprintf("%q is not one of sync, batched", a.Durability))
+	}
+	switch a.OnWriteError {
+	case AuditRefuse, AuditAllow:
+	default:
+		v.add("audit.onWriteError", fmt.Sprintf("%q is not one of refuse, allow", a.OnWriteError))
+	}
+	if a.MaxFileBytes < auditMinFileBytes {
+		v.add("audit.maxFileBytes", fmt.Sprintf("%d is below the minimum of %d (1 MiB)", a.MaxFileBytes, auditMinFileBytes))
+	}
+	if a.CheckpointInterval < time.Second {
+		v.add("audit.checkpointInterval", fmt.Sprintf("%s is below the minimum of 1s", a.CheckpointInterval))
+	}
 }
 
 func (c *Config) validateIdentity(v *validator) {

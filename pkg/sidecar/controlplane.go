@@ -109,6 +109,8 @@ type controlPlane struct {
 	renew     func(context.Context) error
 	renewedAt atomic.Pointer[time.Time]
 	renewing  atomic.Bool
+	// audit records the remediations updates apply; nil without an audit log.
+	audit *auditLog
 }
 
 // renewIfRevoked gets this workload fresh credentials when a revocation refuses its current ones (CAEP
@@ -156,7 +158,7 @@ func (cp *controlPlane) renewIfRevoked() {
 // with the policies it serves. Until the first full sync the sidecar is not ready; afterwards it keeps enforcing
 // its last state if the controller goes away (fail-static), and /readyz says so.
 func (s *Sidecar) startControlPlane(self spiffeid.ID) (*controlPlane, error) {
-	cp := &controlPlane{log: s.log.Named("xds"), src: s.src}
+	cp := &controlPlane{log: s.log.Named("xds"), src: s.src, audit: s.audit}
 	if r, ok := s.src.(interface{ Renew(context.Context) error }); ok {
 		cp.renew = r.Renew
 	}
@@ -187,6 +189,11 @@ func (s *Sidecar) startControlPlane(self spiffeid.ID) (*controlPlane, error) {
 // onUpdate recompiles the policy set when policies change. Revocations need nothing here: every check reads the
 // client's current state, so the next request after an update sees it.
 func (cp *controlPlane) onUpdate(u xds.Update) {
+	if cp.audit != nil {
+		// The new state already applies; recording it before the ACK means the controller never sees a remediation
+		// taken up that this log does not hold.
+		cp.audit.remediations(u, cp.client.State())
+	}
 	if u.TypeURL == agentauthv1.RevocationType {
 		cp.renewIfRevoked()
 		return
@@ -359,20 +366,39 @@ func (a *policyAuthorizer) Authorize(ctx context.Context, req *proxy.AuthzReques
 		}
 		preq.MCP = msg.Calls
 		d := a.engine.Decide(ctx, preq)
+		out := &proxy.Decision{Allowed: d.Allowed, PolicyIDs: d.PolicyIDs, Reason: d.String(), Risk: string(preq.RiskLevel)}
+		out.MCPMethod, out.MCPName = mcpFacts(msg.Calls)
 		if d.Allowed {
-			return &proxy.Decision{Allowed: true, PolicyIDs: d.PolicyIDs, Reason: d.String()}, nil
+			return out, nil
 		}
 		var refusal error = fmt.Errorf("%w: %s", autherr.ErrDenied, d.String())
 		if d.Reason == autherr.ErrRevoked.Code() {
 			refusal = proxy.Revoked(d.RevocationID, d.String())
 		}
-		return nil, &proxy.BodyError{Err: refusal, ContentType: "application/json", Body: mcpRefusal(d, msg.Batch)}
+		// The decision comes with the refusal, so the record names the call and the policies that denied it.
+		return out, &proxy.BodyError{Err: refusal, ContentType: "application/json", Body: mcpRefusal(d, msg.Batch)}
 	}
 	d := a.engine.Decide(ctx, preq)
+	out := &proxy.Decision{Allowed: d.Allowed, PolicyIDs: d.PolicyIDs, Reason: d.String(), Risk: string(preq.RiskLevel)}
 	if d.Reason == autherr.ErrRevoked.Code() {
-		return nil, proxy.Revoked(d.RevocationID, d.String())
+		out.Allowed = false
+		return out, proxy.Revoked(d.RevocationID, d.String())
 	}
-	return &proxy.Decision{Allowed: d.Allowed, PolicyIDs: d.PolicyIDs, Reason: d.String()}, nil
+	return out, nil
+}
+
+// mcpFacts are the JSON-RPC methods and the tool or prompt names (resource URIs) of an MCP body's calls, for the
+// decision record; comma-separated for a batch.
+func mcpFacts(calls []mcp.Call) (method, name string) {
+	methods, names := make([]string, 0, len(calls)), make([]string, 0, len(calls))
+	for _, c := range calls {
+		methods = append(methods, c.Method)
+		names = append(names, c.Name)
+	}
+	if strings.Join(names, "") == "" {
+		names = nil
+	}
+	return strings.Join(methods, ","), strings.Join(names, ",")
 }
 
 // mcpRefusal is the JSON-RPC answer to a refused MCP request: an error object per call (a batch gets an array).

@@ -23,12 +23,18 @@ type routeCredentials struct {
 	x      *oauth.Exchanger
 	scopes map[string]string                     // route name → Txn-Token scope
 	access map[string]*oauth.SecondaryCredential // route name → access token for a legacy API
+	// audited: name the transaction on the egress decision record (only the audit log needs it on egress).
+	audited bool
+	self    string
 }
 
 func (c *routeCredentials) SignRequest(ctx context.Context, r *http.Request, rt *proxy.Route) error {
 	if scope, ok := c.scopes[rt.Name]; ok {
 		if err := c.x.Apply(ctx, r, scope); err != nil {
 			return tokenError("a Txn-Token", err)
+		}
+		if c.audited {
+			noteTransaction(ctx, r.Header, c.self)
 		}
 	}
 	if sc := c.access[rt.Name]; sc != nil {

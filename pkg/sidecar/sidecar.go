@@ -47,6 +47,8 @@ type Sidecar struct {
 	logLevel *zap.AtomicLevel
 	// engine is the ingress policy engine, when there is one (/config_dump lists its policies).
 	engine *policy.Engine
+	// audit is the tamper-evident log, when configured.
+	audit *auditLog
 }
 
 // Option adjusts a Sidecar at construction.
@@ -97,6 +99,12 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 		return nil, fmt.Errorf("sidecar: no X.509-SVID: %w", err)
 	}
 	self := svid.ID
+	// Opened before the control plane, so it is closed after it: remediations are recorded until the end.
+	if cfg.Audit != nil {
+		if s.audit, err = s.openAudit(cfg.Audit, svid); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Controller != nil {
 		if s.cp, err = s.startControlPlane(self); err != nil {
 			return nil, err
@@ -114,6 +122,9 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 		Sink:    sinks,
 		Metrics: s.metrics,
 		Logger:  slogger,
+	}
+	if s.audit != nil {
+		popts.Auditor = s.audit
 	}
 
 	var listeners []proxy.Listener
@@ -296,7 +307,8 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 		if err != nil {
 			return nil, fmt.Errorf("egress.tokenService: %w", err)
 		}
-		rc := &routeCredentials{x: x, scopes: map[string]string{}, access: map[string]*oauth.SecondaryCredential{}}
+		rc := &routeCredentials{x: x, scopes: map[string]string{}, access: map[string]*oauth.SecondaryCredential{},
+			audited: s.audit != nil, self: self.String()}
 		for i, r := range e.Routes {
 			if r.TxnToken != nil {
 				rc.scopes[r.Name] = r.TxnToken.Scope

@@ -123,6 +123,11 @@ func (s *State) Risks(kind, iss, value string) []*agentauthv1.RiskState {
 	return list
 }
 
+// RiskState returns the risk state with the given resource name.
+func (s *State) RiskState(name string) (*agentauthv1.RiskState, bool) {
+	return get[*agentauthv1.RiskState](s, agentauthv1.RiskStateType, name)
+}
+
 // TrustBundle returns the bundle of a trust domain.
 func (s *State) TrustBundle(trustDomain string) (*agentauthv1.TrustBundle, bool) {
 	return get[*agentauthv1.TrustBundle](s, agentauthv1.TrustBundleType, trustDomain)

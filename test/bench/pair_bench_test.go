@@ -88,6 +88,8 @@ type system struct {
 	// proofsVs is the sidecar row without proofs over the same transport, for the reference figure "proofs alone":
 	// what the proofs add to the same sidecar pair, without the difference between a sidecar and a bare proxy.
 	proofsVs string
+	// auditVs is the same sidecar pair with audit off, for the audit rows' throughput and added p99.
+	auditVs  string
 	start    func(t *testing.T, e *env, toolAddr string) (sut []*proc, proxy *url.URL, target string)
 	wantBody string // what the tool's answer must contain: for sidecar pairs, the verified caller's SPIFFE ID
 }
@@ -145,6 +147,12 @@ func TestSidecarPair(t *testing.T) {
 		{name: "sidecar httpsig (plain)", baseline: "bare pair, plain h1", target: cryptoTarget,
 			note:  "httpsig (plain) is an extra row, not an issue target: the same checks against the plain bare pair",
 			start: startSidecars("httpsig", false), wantBody: agentID.String()},
+		// Issue 18: the same mtls pair with both sidecars' audit logs on (a record fsynced before each decision
+		// takes effect), compared with audit off in the same run.
+		{name: "sidecar mtls, audit batched", baseline: "bare pair, mTLS h2", auditVs: "sidecar mtls",
+			start: startSidecars("mtls", true, "batched"), wantBody: agentID.String()},
+		{name: "sidecar mtls, audit sync", baseline: "bare pair, mTLS h2", auditVs: "sidecar mtls",
+			start: startSidecars("mtls", true, "sync"), wantBody: agentID.String()},
 	}
 	// The systems run interleaved in ABBA order (forward in even rounds, backward in odd ones), so a slow phase of
 	// the machine, or a drift over the run, falls on every system about equally; each figure is then the median over
@@ -235,8 +243,9 @@ func startBare(tlsOn bool) func(*testing.T, *env, string) ([]*proc, *url.URL, st
 
 // startSidecars starts an ingress sidecar in front of the tool and an egress sidecar for the agent, with the
 // route's mode on both sides. With tlsOn the ingress terminates TLS with its X.509-SVID (client certificates are
-// demanded only in mtls mode) and the pair speaks HTTP/2; without, plain HTTP/1.1.
-func startSidecars(mode string, tlsOn bool) func(*testing.T, *env, string) ([]*proc, *url.URL, string) {
+// demanded only in mtls mode) and the pair speaks HTTP/2; without, plain HTTP/1.1. With an audit durability, both
+// sidecars keep an audit log (in a temporary directory) with it.
+func startSidecars(mode string, tlsOn bool, auditDurability ...string) func(*testing.T, *env, string) ([]*proc, *url.URL, string) {
 	return func(t *testing.T, e *env, toolAddr string) ([]*proc, *url.URL, string) {
 		inAddr, inAdmin, egAddr, egAdmin := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 		// The plain row is a loopback measurement: the proofs may travel in cleartext only when told to.
@@ -266,6 +275,10 @@ shutdownGrace: 2s
   listen: %s
 shutdownGrace: 2s
 `, egAddr, toolHost, scheme, inAddr, mode, toolID, routeExtra, egAdmin)
+		for _, d := range auditDurability {
+			inCfg += fmt.Sprintf("audit: {dir: %q, durability: %s}\n", t.TempDir(), d)
+			egCfg += fmt.Sprintf("audit: {dir: %q, durability: %s}\n", t.TempDir(), d)
+		}
 		in := start(t, e.bin, e.pin.sut, "sidecar", "-config", writeFile(t, t.TempDir(), "ingress.yaml", inCfg))
 		waitReady(t, in, "ingress /readyz", answers200("http://"+inAdmin+"/readyz"))
 		eg := start(t, e.bin, e.pin.sut, "sidecar", "-config", writeFile(t, t.TempDir(), "egress.yaml", egCfg))

@@ -253,6 +253,17 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 			add(s.name, "issue 19: allocated bytes vs mtls", fmt.Sprintf("<= %.1fx", maxAllocVsMTLS), xs, v, func(x float64) bool { return x <= maxAllocVsMTLS }, fx)
 		}
 	}
+	fmt.Fprintln(w, "\naudit (issue 18), for reference: against the same pair with audit off (target: batched >= 0.95x of off)")
+	for _, s := range systems {
+		if s.auditVs == "" || field(s.name, func(f figures) float64 { return 1 }).n == 0 {
+			continue
+		}
+		_, x := vs(s.name, s.auditVs, func(a, off figures) float64 { return a.rps / off.rps })
+		_, p99 := vs(s.name, s.auditVs, func(a, off figures) float64 { return float64(a.p99 - off.p99) })
+		_, cpu := vs(s.name, s.auditVs, func(a, off figures) float64 { return float64(a.cpuPerReq - off.cpuPerReq) })
+		fmt.Fprintf(w, "  %-28s max req/s* %s of off; p99 %s vs off; CPU/req* %s vs off\n", s.name, x.withSpread(fx),
+			p99.withSpread(fms), cpu.withSpread(fus))
+	}
 	fmt.Fprintln(w, "\ntargets, on the medians (spread: lowest–highest round), then each round's own value:")
 	missed := 0
 	for _, c := range checks {

@@ -1,0 +1,52 @@
+package sidecar
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAuditConfig(t *testing.T) {
+	valid, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(append(valid, "audit: {dir: /var/lib/agentauth/audit}\n"...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Audit; a.Durability != AuditSync || a.OnWriteError != AuditRefuse || a.MaxFileBytes != 64<<20 ||
+		a.CheckpointInterval != 10*time.Second {
+		t.Errorf("defaults: %+v", a)
+	}
+	tests := []struct {
+		name, yaml, field, msg string
+	}{
+		{"no dir", "audit: {durability: sync}\n", "audit.dir", "required"},
+		{"bad durability", "audit: {dir: /a, durability: always}\n", "audit.durability", `"always" is not one of sync, batched`},
+		{"bad onWriteError", "audit: {dir: /a, onWriteError: ignore}\n", "audit.onWriteError", `"ignore" is not one of refuse, allow`},
+		{"tiny files", "audit: {dir: /a, maxFileBytes: 4096}\n", "audit.maxFileBytes", "below the minimum"},
+		{"negative files", "audit: {dir: /a, maxFileBytes: -1}\n", "audit.maxFileBytes", "below the minimum"},
+		{"fast checkpoints", "audit: {dir: /a, checkpointInterval: 10ms}\n", "audit.checkpointInterval", "below the minimum of 1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(append(valid, tt.yaml...))
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("want *ValidationError, got %v", err)
+			}
+			for _, fe := range ve.Errors {
+				if fe.Field == tt.field && strings.Contains(fe.Msg, tt.msg) {
+					if fe.Line == 0 {
+						t.Errorf("no line for %v", fe)
+					}
+					return
+				}
+			}
+			t.Fatalf("no error for %s containing %q; got:\n%v", tt.field, tt.msg, err)
+		})
+	}
+}
