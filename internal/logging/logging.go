@@ -14,8 +14,13 @@ func New(level string) (*zap.Logger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log level: %w", err)
 	}
+	return NewAtLevel(zap.NewAtomicLevelAt(lvl))
+}
+
+// NewAtLevel returns the same logger at an atomic level its owner can change while it runs (SIGHUP).
+func NewAtLevel(lvl zap.AtomicLevel) (*zap.Logger, error) {
 	cfg := zap.NewProductionConfig()
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Level = lvl
 	cfg.EncoderConfig.TimeKey = "ts"
 	cfg.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
 	cfg.Sampling = nil

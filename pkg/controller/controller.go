@@ -64,6 +64,8 @@ type Controller struct {
 	ssfClients *ssfClients
 	// done is closed when Run returns, stopping background loops.
 	done chan struct{}
+	// stopping is set when Run begins to stop: /readyz answers 503 from then on.
+	stopping atomic.Bool
 }
 
 // New opens the state store, loads (or creates) the CA, and binds every listener. Nothing is served until Run.
@@ -239,11 +241,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	c.stopping.Store(true)
 	c.log.Info("controller stopping")
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// The ops listener (/readyz, now 503) closes last, so whoever polls it sees the controller going away.
+	defer func() { _ = c.ops.Shutdown(shutdown) }()
 	_ = c.admin.Shutdown(shutdown)
-	_ = c.ops.Shutdown(shutdown)
 	if c.ssf != nil {
 		_ = c.ssf.Shutdown(shutdown)
 	}

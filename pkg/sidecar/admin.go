@@ -9,6 +9,7 @@ import (
 	"net/http/pprof"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,9 @@ type Admin struct {
 	checks map[string]ReadinessCheck
 	srv    *http.Server
 	limits netlimit.Config
+	// stopping is set on SIGTERM, before the drain: /readyz answers 503 from then on so load balancers stop
+	// sending while in-flight requests finish.
+	stopping atomic.Bool
 }
 
 // AdminOption adjusts an Admin at construction.
@@ -80,8 +84,14 @@ type readyReport struct {
 	Checks map[string]string `json:"checks"`
 }
 
+// SetStopping makes /readyz answer 503 ("shutdown": "stopping") from now on, whatever the checks say.
+func (a *Admin) SetStopping() { a.stopping.Store(true) }
+
 // Ready runs every check and reports the result.
 func (a *Admin) Ready(ctx context.Context) (bool, map[string]string) {
+	if a.stopping.Load() {
+		return false, map[string]string{"shutdown": "stopping: draining in-flight requests"}
+	}
 	a.mu.RLock()
 	names := make([]string, 0, len(a.checks))
 	for n := range a.checks {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -40,6 +41,12 @@ type Sidecar struct {
 	sink proxy.DecisionSink
 	// cp is the controller connection, when configured.
 	cp *controlPlane
+	// egressH and localPolicy are what Reload swaps into (nil when not configured).
+	egressH     *proxy.EgressHandler
+	localPolicy *policy.Engine
+	// reloadMu serialises Reload; running is the config as last applied.
+	reloadMu sync.Mutex
+	running  *Config
 }
 
 // Option adjusts a Sidecar at construction.
@@ -51,7 +58,7 @@ func WithDecisionSink(sink proxy.DecisionSink) Option { return func(s *Sidecar) 
 // New loads credentials and binds every listener of cfg (so a port conflict fails here, not later). cfg must have
 // passed Validate. Nothing is served until Run.
 func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *Sidecar, err error) {
-	s := &Sidecar{cfg: cfg, log: log, metrics: NewMetrics()}
+	s := &Sidecar{cfg: cfg, log: log, metrics: NewMetrics(), running: cfg}
 	for _, o := range opts {
 		o(s)
 	}
@@ -141,6 +148,8 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	// Not ready first, then drain: a load balancer polling /readyz stops sending before the listeners close.
+	s.admin.SetStopping()
 	cancel()
 	drain, stop := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer stop()
@@ -225,18 +234,18 @@ func (s *Sidecar) observer() identity.Observer {
 	}
 }
 
-func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listener, error) {
-	e := s.cfg.Egress
+// egressRoutes builds the route table of egress.routes, and the route names.
+func egressRoutes(e *EgressConfig) (*proxy.RouteTable, []string, error) {
 	routes := make([]*proxy.Route, 0, len(e.Routes))
 	names := make([]string, 0, len(e.Routes))
 	for i, rc := range e.Routes {
 		modes, err := proxy.ParseModes(rc.Modes...)
 		if err != nil {
-			return nil, fmt.Errorf("egress.routes[%d].modes: %w", i, err)
+			return nil, nil, fmt.Errorf("egress.routes[%d].modes: %w", i, err)
 		}
 		up, err := url.Parse(rc.Upstream)
 		if err != nil {
-			return nil, fmt.Errorf("egress.routes[%d].upstream: %w", i, err)
+			return nil, nil, fmt.Errorf("egress.routes[%d].upstream: %w", i, err)
 		}
 		routes = append(routes, &proxy.Route{
 			Name:            rc.Name,
@@ -254,7 +263,16 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 	}
 	table, err := proxy.NewRouteTable(routes...)
 	if err != nil {
-		return nil, fmt.Errorf("egress.routes: %w", err)
+		return nil, nil, fmt.Errorf("egress.routes: %w", err)
+	}
+	return table, names, nil
+}
+
+func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listener, error) {
+	e := s.cfg.Egress
+	table, names, err := egressRoutes(e)
+	if err != nil {
+		return nil, err
 	}
 	s.metrics.preRegister(string(proxy.Egress), names)
 	popts.TLSConfig = s.upstreamTLS(self)
@@ -298,6 +316,7 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 		return nil, err
 	}
 	s.closers = append(s.closers, h.Close)
+	s.egressH = h
 
 	var ls []proxy.Listener
 	bind := func(name, addr string, transparent bool) error {
@@ -490,19 +509,12 @@ func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
 	case s.cp != nil:
 		engine = s.cp.engine
 	case in.Policy != nil:
-		files := map[string][]byte{}
-		for _, f := range in.Policy.Files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return nil, fmt.Errorf("ingress.policy.files: %w", err)
-			}
-			files[f] = b
-		}
-		set, err := policy.Compile(files)
+		set, err := compilePolicyFiles(in.Policy)
 		if err != nil {
-			return nil, fmt.Errorf("ingress.policy.files: %w", err)
+			return nil, err
 		}
 		engine = policy.NewEngine(set)
+		s.localPolicy = engine
 	default:
 		s.log.Warn("ingress has no policy and no controller: every authenticated caller is allowed")
 		return allowAuthenticated{}, nil
@@ -515,6 +527,23 @@ func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
 		a.risk = s.cp.risk
 	}
 	return a, nil
+}
+
+// compilePolicyFiles reads and compiles ingress.policy.files.
+func compilePolicyFiles(pc *PolicyConfig) (*policy.Set, error) {
+	files := map[string][]byte{}
+	for _, f := range pc.Files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("ingress.policy.files: %w", err)
+		}
+		files[f] = b
+	}
+	set, err := policy.Compile(files)
+	if err != nil {
+		return nil, fmt.Errorf("ingress.policy.files: %w", err)
+	}
+	return set, nil
 }
 
 type allowAuthenticated struct{}
