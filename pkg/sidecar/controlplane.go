@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
@@ -17,6 +18,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/urlpath"
@@ -44,18 +47,65 @@ func (s *Sidecar) openIssuer(ctx context.Context, c *ControllerIdentityConfig) (
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	src, err := identity.NewIssuerSource(ctx, identity.IssuerConfig{
+	icfg := identity.IssuerConfig{
 		Address:     c.Address,
 		Bundle:      bundle,
 		JoinToken:   token,
 		LocalSocket: c.LocalSocket,
 		StateDir:    c.StateDir,
 		Observer:    s.observer(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("identity.controller: %w", err)
 	}
-	return src, nil
+	// A controller that is not up yet (both started together, or it is restarting) is waited for, with jittered
+	// backoff, while /readyz says so; a refusal (a spent join token, an unknown uid) ends the start at once.
+	var waiting atomic.Pointer[string]
+	s.admin.AddCheck("credentials", func(context.Context) (string, error) {
+		return "", fmt.Errorf("waiting for controller at %s: %s", c.Address, *waiting.Load())
+	})
+	for attempt := 0; ; attempt++ {
+		src, err := identity.NewIssuerSource(ctx, icfg)
+		if err == nil {
+			return src, nil
+		}
+		if !unreachable(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("identity.controller: %w", err)
+		}
+		msg := err.Error()
+		waiting.Store(&msg)
+		delay := fullJitter(attempt, waitControllerMin, waitControllerMax)
+		s.log.Warn("waiting for controller: attestation failed, retrying", zap.String("address", c.Address),
+			zap.Error(err), zap.Duration("retry_in", delay))
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Bounds of the backoff while waiting for the controller at first start.
+const (
+	waitControllerMin = 250 * time.Millisecond
+	waitControllerMax = 15 * time.Second
+)
+
+// unreachable reports whether err means the controller could not be reached (rather than refused us).
+func unreachable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded)
+}
+
+// fullJitter is uniform in [0, min(hi, lo·2^attempt)): sidecars started together do not retry together.
+func fullJitter(attempt int, lo, hi time.Duration) time.Duration {
+	ceiling := lo
+	for i := 0; i < attempt && ceiling < hi; i++ {
+		ceiling *= 2
+	}
+	return time.Duration(rand.Int64N(int64(min(ceiling, hi)))) + 1
 }
 
 // loadBootstrapBundle reads the controller's CA root (bundle.pem); its trust domain is the root's SPIFFE ID.

@@ -36,7 +36,9 @@ type Sidecar struct {
 	src     identity.Source
 	server  *proxy.Server
 	adminLn net.Listener
-	closers []func()
+	// adminErr receives the admin server's end (it serves from New on).
+	adminErr chan error
+	closers  []func()
 	// Sink receives every decision; the audit log plugs in here.
 	sink proxy.DecisionSink
 	// cp is the controller connection, when configured.
@@ -73,6 +75,14 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	}
 	s.admin = NewAdmin(s.metrics.Registry, adminOpts...)
 	s.admin.SetLimits(cfg.Admin.Limits)
+	s.admin.SetStarting(true)
+	// The admin endpoint serves from here on, so /readyz can say what a start is waiting for (the controller).
+	if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	s.adminErr = make(chan error, 1)
+	go func() { s.adminErr <- s.admin.Serve(s.adminLn) }()
+	s.closers = append(s.closers, func() { _ = s.admin.Close() })
 
 	if s.src, err = s.openIdentity(ctx); err != nil {
 		return nil, err
@@ -127,17 +137,14 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	if s.server, err = proxy.NewServer(popts.Limits, slogger, listeners...); err != nil {
 		return nil, err
 	}
-	if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
-		return nil, fmt.Errorf("admin.listen: %w", err)
-	}
+	s.admin.SetStarting(false)
 	return s, nil
 }
 
 // Run serves until ctx ends, then drains in-flight requests for up to ShutdownGrace.
 func (s *Sidecar) Run(ctx context.Context) error {
 	defer s.close()
-	errc := make(chan error, 2)
-	go func() { errc <- s.admin.Serve(s.adminLn) }()
+	errc := make(chan error, 1)
 	srvCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { errc <- s.server.Serve(srvCtx) }()
@@ -147,6 +154,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+	case err = <-s.adminErr:
 	}
 	// Not ready first, then drain: a load balancer polling /readyz stops sending before the listeners close.
 	s.admin.SetStopping()
