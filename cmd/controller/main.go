@@ -96,8 +96,9 @@ func reload(log *zap.Logger, level zap.AtomicLevel, path string, running *contro
 		log.Error("SIGHUP: config not reloaded; keeping the running one", zap.Error(err))
 		return running
 	}
-	level.SetLevel(lvl)
+	// Logged before the change, so the line is written even when the new level hides info.
 	log.Info("SIGHUP: log level reloaded", zap.String("config", path), zap.Stringer("log_level", lvl))
+	level.SetLevel(lvl)
 	next := *running
 	next.Log = cfg.Log
 	var restart []string

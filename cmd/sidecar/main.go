@@ -119,8 +119,9 @@ func reload(log *zap.Logger, level zap.AtomicLevel, path string, s *sidecar.Side
 		log.Error("SIGHUP: config not reloaded; keeping the running one", zap.Error(err))
 		return
 	}
-	level.SetLevel(lvl)
+	// Logged before the change, so the line is written even when the new level hides info.
 	log.Info("SIGHUP: config reloaded", zap.String("config", path), zap.Stringer("log_level", lvl))
+	level.SetLevel(lvl)
 	if len(restart) > 0 {
 		log.Warn("SIGHUP: these sections changed but take effect only at the next restart", zap.Strings("sections", restart))
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -83,6 +84,9 @@ func (s *Sidecar) openIssuer(ctx context.Context, c *ControllerIdentityConfig) (
 		}
 	}
 }
+
+// xdsStateFile is the name of the saved xDS state in identity.controller.stateDir.
+const xdsStateFile = "xds-state.json"
 
 // Bounds of the backoff while waiting for the controller at first start.
 const (
@@ -202,20 +206,32 @@ func (s *Sidecar) startControlPlane(self spiffeid.ID) (*controlPlane, error) {
 		cp.renew = r.Renew
 	}
 	tlsConf := mtls.ClientConfig(s.src, mtls.AuthorizeIDs(xds.ControllerID(self.TrustDomain())))
+	// The last state from the controller is kept beside the credentials (identity.controller.stateDir), so a
+	// restart during a controller outage enforces it instead of refusing everything.
+	var stateFile string
+	if c := s.cfg.Identity.Controller; c != nil && c.StateDir != "" {
+		stateFile = filepath.Join(c.StateDir, xdsStateFile)
+	}
 	client, err := xds.NewClient(xds.ClientConfig{
-		Target:     s.cfg.Controller.Address,
-		TLSConfig:  tlsConf,
-		NodeID:     self.String(),
-		Validators: map[string]xds.Validator{agentauthv1.PolicyType: policy.ValidateResource},
-		OnUpdate:   cp.onUpdate,
-		Logger:     cp.log,
+		Target:      s.cfg.Controller.Address,
+		TLSConfig:   tlsConf,
+		NodeID:      self.String(),
+		Validators:  map[string]xds.Validator{agentauthv1.PolicyType: policy.ValidateResource},
+		OnUpdate:    cp.onUpdate,
+		Logger:      cp.log,
+		StateFile:   stateFile,
+		TrustDomain: self.TrustDomain().Name(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
 	cp.client = client
-	// No policy set until the controller sends one: the engine denies everything meanwhile.
+	// No policy set until the controller sends one (or the saved state has one): the engine denies everything
+	// meanwhile.
 	cp.engine = policy.NewEngine(nil, policy.WithRevocations(policy.RevocationsFunc(cp.revoked)))
+	if client.Status().Synced {
+		cp.onUpdate(xds.Update{TypeURL: agentauthv1.PolicyType, Version: client.Status().Versions[agentauthv1.PolicyType]})
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = client.Run(ctx) }()
@@ -283,6 +299,9 @@ func (cp *controlPlane) ready(context.Context) (string, error) {
 		return "", fmt.Errorf("no state from the controller yet: %s", st.LastError)
 	case !st.Synced:
 		return "", errors.New("no state from the controller yet")
+	case !st.Connected && st.LastContact.IsZero():
+		return fmt.Sprintf("fail-static: controller unreachable, enforcing the state saved at %s (restored at start) (%s)",
+			st.RestoredAt.UTC().Format(time.RFC3339), st.LastError), nil
 	case !st.Connected:
 		return fmt.Sprintf("fail-static: controller unreachable, enforcing the state received at %s (%s)",
 			st.LastContact.UTC().Format(time.RFC3339), st.LastError), nil
