@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -149,6 +150,9 @@ func TestSidecarSIGTERMNotReadyBeforeDrain(t *testing.T) {
 		_, _ = io.WriteString(w, "done")
 	}))
 	t.Cleanup(slow.Close)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // runs before slow.Close, which waits for the handler
 	s := startPassthrough(t, passthroughRoute("slow", "slow.local", slow.URL), "shutdownGrace: 60s\n")
 
 	type result struct {
@@ -182,7 +186,7 @@ func TestSidecarSIGTERMNotReadyBeforeDrain(t *testing.T) {
 		t.Fatalf("the in-flight request ended (%d %s) before /readyz turned 503", r.code, r.body)
 	default:
 	}
-	close(release)
+	unblock()
 	if r := <-inflight; r.code != http.StatusOK || r.body != "done" {
 		t.Fatalf("in-flight request after SIGTERM: %d %s, want it drained to 200", r.code, r.body)
 	}
