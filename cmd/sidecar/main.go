@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/agentauth/agentauth/internal/buildinfo"
 	"github.com/agentauth/agentauth/internal/logging"
@@ -54,23 +56,78 @@ func run() error {
 		fmt.Println("config OK")
 		return nil
 	}
-	log, level, err := logging.New(cfg.Log.Level)
+	// The level belongs to main: SIGHUP changes it.
+	level, err := zap.ParseAtomicLevel(cfg.Log.Level)
+	if err != nil {
+		return fmt.Errorf("log.level: %w", err)
+	}
+	log, err := logging.NewAtLevel(level)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
 
+	// SIGHUP is caught from here on (its default action would end the process), also while the sidecar starts.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var running atomic.Pointer[sidecar.Sidecar]
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reload(log, level, *configPath, running.Load())
+			}
+		}
+	}()
 	s, err := sidecar.New(ctx, cfg, log, sidecar.WithLogLevel(level))
+	if errors.Is(err, context.Canceled) {
+		log.Info("sidecar stopped while starting")
+		return nil
+	}
 	if err != nil {
 		log.Error("sidecar failed to start", zap.Error(err))
 		return loggedError{err}
 	}
+	running.Store(s)
 	if err := s.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("sidecar stopped with an error", zap.Error(err))
 		return loggedError{err}
 	}
 	log.Info("sidecar stopped")
 	return nil
+}
+
+// reload applies SIGHUP: re-read the config and apply what can change while running (sidecar.Reload), and the
+// log level. On any error nothing changes and the log says why; the process never stops for a bad config.
+func reload(log *zap.Logger, level zap.AtomicLevel, path string, s *sidecar.Sidecar) {
+	if s == nil {
+		log.Warn("SIGHUP ignored: the sidecar is still starting")
+		return
+	}
+	cfg, err := sidecar.Load(path)
+	if err != nil {
+		log.Error("SIGHUP: config not reloaded; keeping the running one", zap.Error(err))
+		return
+	}
+	lvl, err := zapcore.ParseLevel(cfg.Log.Level)
+	if err != nil {
+		log.Error("SIGHUP: config not reloaded; keeping the running one", zap.Error(err))
+		return
+	}
+	restart, err := s.Reload(cfg)
+	if err != nil {
+		log.Error("SIGHUP: config not reloaded; keeping the running one", zap.Error(err))
+		return
+	}
+	// Logged before the change, so the line is written even when the new level hides info.
+	log.Info("SIGHUP: config reloaded", zap.String("config", path), zap.Stringer("log_level", lvl))
+	level.SetLevel(lvl)
+	if len(restart) > 0 {
+		log.Warn("SIGHUP: these sections changed but take effect only at the next restart", zap.Strings("sections", restart))
+	}
 }

@@ -14,34 +14,33 @@ import (
 )
 
 // New returns a JSON logger at level (debug, info, warn, error) writing to stderr, and its level, which the
-// binary's main owns and may change while it runs (LevelHandler).
+// binary's main owns and may change while it runs (LevelHandler, SIGHUP).
+func New(level string) (*zap.Logger, zap.AtomicLevel, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, zap.AtomicLevel{}, fmt.Errorf("log level: %w", err)
+	}
+	atomic := zap.NewAtomicLevelAt(lvl)
+	log, err := NewAtLevel(atomic)
+	return log, atomic, err
+}
+
+// NewAtLevel returns the same logger at an atomic level its owner can change while it runs.
 //
 // Error lines carry no stack trace: an error is an event to act on, described by its message and fields, and a
 // trace of the logging call site says nothing about its cause.
-func New(level string) (*zap.Logger, zap.AtomicLevel, error) {
-	cfg, err := config(level)
-	if err != nil {
-		return nil, zap.AtomicLevel{}, err
-	}
-	log, err := cfg.Build()
-	if err != nil {
-		return nil, zap.AtomicLevel{}, err
-	}
-	return log, cfg.Level, nil
+func NewAtLevel(lvl zap.AtomicLevel) (*zap.Logger, error) {
+	return config(lvl).Build()
 }
 
-func config(level string) (zap.Config, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return zap.Config{}, fmt.Errorf("log level: %w", err)
-	}
+func config(lvl zap.AtomicLevel) zap.Config {
 	cfg := zap.NewProductionConfig()
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Level = lvl
 	cfg.EncoderConfig.TimeKey = "ts"
 	cfg.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
 	cfg.Sampling = nil
 	cfg.DisableStacktrace = true
-	return cfg, nil
+	return cfg
 }
 
 // LevelHandler serves /logging on an admin listener: GET answers {"level":"info"}; PUT or POST with

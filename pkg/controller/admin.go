@@ -175,6 +175,10 @@ func (c *Controller) opsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if c.stopping.Load() {
+			writeError(w, http.StatusServiceUnavailable, errors.New("stopping"))
+			return
+		}
 		if _, err := c.store.Version(); err != nil {
 			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("store: %w", err))
 			return

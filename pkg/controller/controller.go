@@ -71,6 +71,8 @@ type Controller struct {
 	done chan struct{}
 	// logLevel, when set, is served at the ops listener's /logging.
 	logLevel *zap.AtomicLevel
+	// stopping is set when Run begins to stop: /readyz answers 503 from then on.
+	stopping atomic.Bool
 }
 
 // Option adjusts a Controller at construction.
@@ -260,11 +262,13 @@ func (c *Controller) Run(ctx context.Context) error {
 		err = fmt.Errorf("%w: %w; %s", ErrStateCorrupt, c.store.Err(), restoreHint(c.store.Path()))
 		c.log.Error("the state store is damaged; stopping", zap.Error(err))
 	}
+	c.stopping.Store(true)
 	c.log.Info("controller stopping")
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// The ops listener (/readyz, now 503) closes last, so whoever polls it sees the controller going away.
+	defer func() { _ = c.ops.Shutdown(shutdown) }()
 	_ = c.admin.Shutdown(shutdown)
-	_ = c.ops.Shutdown(shutdown)
 	if c.ssf != nil {
 		_ = c.ssf.Shutdown(shutdown)
 	}

@@ -7,11 +7,13 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +42,9 @@ const (
 	stateCertFile      = "svid.pem"
 	stateKeyFile       = "svid.key"
 	stateBundleFile    = "bundle.pem"
+	stateWITFile       = "wit.jwt"
+	stateWITKeyFile    = "wit.key"
+	stateJWTBundleFile = "jwt-bundle.json"
 	rotationJitterPart = 10 // jitter is ±1/10 of the wait before a rotation
 )
 
@@ -61,7 +66,8 @@ type IssuerConfig struct {
 	// verify against Bundle, and it is renewed over mTLS on Address at once for bundles and a WIT to trust.
 	LocalSocket string
 	// StateDir, when set, keeps the current SVID, its key and the bundle (mode 0600, directory 0700) so a
-	// restart renews with them instead of needing a new join token.
+	// restart renews with them instead of needing a new join token; and the WIT, its key and the WIT signing keys,
+	// so a sidecar restarted while the issuer is unreachable still signs and verifies proofs until they expire.
 	StateDir string
 	// RetryMin and RetryMax bound the backoff between failed attempts; 0 means the defaults.
 	RetryMin, RetryMax time.Duration
@@ -404,7 +410,21 @@ func (s *IssuerSource) saveState(st *issuerState) error {
 	if err != nil {
 		return err
 	}
-	for name, data := range map[string][]byte{stateCertFile: certPEM, stateKeyFile: keyPEM, stateBundleFile: bundlePEM} {
+	files := map[string][]byte{stateCertFile: certPEM, stateKeyFile: keyPEM, stateBundleFile: bundlePEM}
+	if w := st.witCred; w != nil && w.Token != "" {
+		der, err := x509.MarshalPKCS8PrivateKey(w.Key)
+		if err != nil {
+			return err
+		}
+		jwks, err := st.jwt.Marshal()
+		if err != nil {
+			return err
+		}
+		files[stateWITFile] = []byte(w.Token + "\n")
+		files[stateWITKeyFile] = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		files[stateJWTBundleFile] = jwks
+	}
+	for name, data := range files {
 		if err := writeFileAtomic(filepath.Join(s.cfg.StateDir, name), data); err != nil {
 			return err
 		}
@@ -433,13 +453,53 @@ func (s *IssuerSource) loadState(now time.Time) (*issuerState, error) {
 	if _, _, err := x509svid.Verify(svid.Certificates, b, x509svid.WithTime(now)); err != nil {
 		return nil, fmt.Errorf("saved SVID is no longer valid: %w", err)
 	}
-	return &issuerState{
+	st := &issuerState{
 		svid: svid, x509: b,
 		jwt:      jwtbundle.New(svid.ID.TrustDomain()),
 		wit:      witbundle.New(svid.ID.TrustDomain()),
 		received: now,
 		expires:  svid.Certificates[0].NotAfter,
-	}, nil
+	}
+	// The WIT is optional (older state directories, or it has expired): without it the sidecar waits for the
+	// next renewal, as before.
+	if w, jwt, err := loadStateWIT(dir, svid.ID, now); err == nil {
+		st.witCred, st.jwt = w, jwt
+		st.wit = witbundle.FromWITAuthorities(svid.ID.TrustDomain(), jwt.JWTAuthorities())
+	}
+	return st, nil
+}
+
+// loadStateWIT reads the saved WIT, its key and the WIT signing keys; the WIT must be for id and unexpired at now.
+func loadStateWIT(dir string, id spiffeid.ID, now time.Time) (*WIT, *jwtbundle.Bundle, error) {
+	read := func(name string) ([]byte, error) { return os.ReadFile(filepath.Join(dir, name)) }
+	keyPEM, err := read(stateWITKeyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := parseKeyPEM(keyPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	token, err := read(stateWITFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := parseWIT(strings.TrimSpace(string(token)), key, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	if w.Subject != id.String() {
+		return nil, nil, fmt.Errorf("saved WIT is for %s, the saved SVID for %s", w.Subject, id)
+	}
+	jwks, err := read(stateJWTBundleFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	jwt, err := jwtbundle.Parse(id.TrustDomain(), jwks)
+	if err != nil {
+		return nil, nil, err
+	}
+	return w, jwt, nil
 }
 
 func writeFileAtomic(path string, data []byte) error {

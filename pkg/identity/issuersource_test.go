@@ -265,3 +265,39 @@ func TestIssuerSourceKeepsCredentialsWhileIssuerIsDown(t *testing.T) {
 		t.Fatal("a failed rotation replaced the credentials")
 	}
 }
+
+// A source restarted while the issuer is down serves the saved SVID and WIT, and trusts the saved WIT signing
+// keys, so a sidecar still signs and verifies proofs (fail-static).
+func TestIssuerSourceRestartWhileIssuerIsDown(t *testing.T) {
+	ca, addr, stop := startIssuer(t, time.Hour)
+	dir := filepath.Join(t.TempDir(), "state")
+	cfg := identity.IssuerConfig{Address: addr, Bundle: ca.X509Bundle(), JoinToken: joinToken(t, ca), StateDir: dir}
+	src, err := identity.NewIssuerSource(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := src.GetWIT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	stop()
+
+	cfg.JoinToken = ""
+	src2, err := identity.NewIssuerSource(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src2.Close()
+	if err := identity.Ready(src2, true); err != nil {
+		t.Fatalf("restarted while the issuer is down: %v", err)
+	}
+	w, err := src2.GetWIT()
+	if err != nil || w.Token != held.Token {
+		t.Fatalf("saved WIT not served: %v", err)
+	}
+	jb, err := src2.GetJWTBundleForTrustDomain(issuerTD)
+	if err != nil || len(jb.JWTAuthorities()) == 0 {
+		t.Fatalf("saved WIT signing keys not trusted: %v", err)
+	}
+}

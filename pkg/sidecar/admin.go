@@ -9,6 +9,7 @@ import (
 	"net/http/pprof"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,12 @@ type Admin struct {
 	checks map[string]ReadinessCheck
 	srv    *http.Server
 	limits netlimit.Config
+	// stopping is set on SIGTERM, before the drain: /readyz answers 503 from then on so load balancers stop
+	// sending while in-flight requests finish.
+	stopping atomic.Bool
+	// starting is set while the sidecar is being built: the checks run (they say what the start waits for)
+	// but /readyz is not ready.
+	starting atomic.Bool
 }
 
 // AdminOption adjusts an Admin at construction.
@@ -89,8 +96,17 @@ type readyReport struct {
 	Checks map[string]string `json:"checks"`
 }
 
+// SetStopping makes /readyz answer 503 ("shutdown": "stopping") from now on, whatever the checks say.
+func (a *Admin) SetStopping() { a.stopping.Store(true) }
+
+// SetStarting says whether the sidecar is still being built (not ready whatever the checks say).
+func (a *Admin) SetStarting(b bool) { a.starting.Store(b) }
+
 // Ready runs every check and reports the result.
 func (a *Admin) Ready(ctx context.Context) (bool, map[string]string) {
+	if a.stopping.Load() {
+		return false, map[string]string{"shutdown": "stopping: draining in-flight requests"}
+	}
 	a.mu.RLock()
 	names := make([]string, 0, len(a.checks))
 	for n := range a.checks {
@@ -115,6 +131,9 @@ func (a *Admin) Ready(ctx context.Context) (bool, map[string]string) {
 			out[names[i]] = detail
 		}
 	}
+	if a.starting.Load() {
+		ready, out["start"] = false, "starting"
+	}
 	return ready, out
 }
 
@@ -137,6 +156,9 @@ func (a *Admin) Serve(ln net.Listener) error {
 	}
 	return nil
 }
+
+// Close stops the admin server at once.
+func (a *Admin) Close() error { return a.srv.Close() }
 
 // Shutdown stops the admin server.
 func (a *Admin) Shutdown(ctx context.Context) error { return a.srv.Shutdown(ctx) }

@@ -8,7 +8,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -17,6 +19,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/confyaml"
@@ -41,18 +45,68 @@ func (s *Sidecar) openIssuer(ctx context.Context, c *ControllerIdentityConfig) (
 	if err != nil {
 		return nil, err
 	}
-	src, err := identity.NewIssuerSource(ctx, identity.IssuerConfig{
+	icfg := identity.IssuerConfig{
 		Address:     c.Address,
 		Bundle:      bundle,
 		JoinToken:   token,
 		LocalSocket: c.LocalSocket,
 		StateDir:    c.StateDir,
 		Observer:    s.observer(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("identity.controller: %w", err)
 	}
-	return src, nil
+	// A controller that is not up yet (both started together, or it is restarting) is waited for, with jittered
+	// backoff, while /readyz says so; a refusal (a spent join token, an unknown uid) ends the start at once.
+	var waiting atomic.Pointer[string]
+	s.admin.AddCheck("credentials", func(context.Context) (string, error) {
+		return "", fmt.Errorf("waiting for controller at %s: %s", c.Address, *waiting.Load())
+	})
+	for attempt := 0; ; attempt++ {
+		src, err := identity.NewIssuerSource(ctx, icfg)
+		if err == nil {
+			return src, nil
+		}
+		if !unreachable(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("identity.controller: %w", err)
+		}
+		msg := err.Error()
+		waiting.Store(&msg)
+		delay := fullJitter(attempt, waitControllerMin, waitControllerMax)
+		s.log.Warn("waiting for controller: attestation failed, retrying", zap.String("address", c.Address),
+			zap.Error(err), zap.Duration("retry_in", delay))
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// xdsStateFile is the name of the saved xDS state in identity.controller.stateDir.
+const xdsStateFile = "xds-state.json"
+
+// Bounds of the backoff while waiting for the controller at first start.
+const (
+	waitControllerMin = 250 * time.Millisecond
+	waitControllerMax = 15 * time.Second
+)
+
+// unreachable reports whether err means the controller could not be reached (rather than refused us).
+func unreachable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded)
+}
+
+// fullJitter is uniform in [0, min(hi, lo·2^attempt)): sidecars started together do not retry together.
+func fullJitter(attempt int, lo, hi time.Duration) time.Duration {
+	ceiling := lo
+	for i := 0; i < attempt && ceiling < hi; i++ {
+		ceiling *= 2
+	}
+	return time.Duration(rand.Int64N(int64(min(ceiling, hi)))) + 1
 }
 
 // joinToken is identity.controller's join token, inline or read from joinTokenFile.
@@ -163,20 +217,32 @@ func (s *Sidecar) startControlPlane(self spiffeid.ID) (*controlPlane, error) {
 		cp.renew = r.Renew
 	}
 	tlsConf := mtls.ClientConfig(s.src, mtls.AuthorizeIDs(xds.ControllerID(self.TrustDomain())))
+	// The last state from the controller is kept beside the credentials (identity.controller.stateDir), so a
+	// restart during a controller outage enforces it instead of refusing everything.
+	var stateFile string
+	if c := s.cfg.Identity.Controller; c != nil && c.StateDir != "" {
+		stateFile = filepath.Join(c.StateDir, xdsStateFile)
+	}
 	client, err := xds.NewClient(xds.ClientConfig{
-		Target:     s.cfg.Controller.Address,
-		TLSConfig:  tlsConf,
-		NodeID:     self.String(),
-		Validators: map[string]xds.Validator{agentauthv1.PolicyType: policy.ValidateResource},
-		OnUpdate:   cp.onUpdate,
-		Logger:     cp.log,
+		Target:      s.cfg.Controller.Address,
+		TLSConfig:   tlsConf,
+		NodeID:      self.String(),
+		Validators:  map[string]xds.Validator{agentauthv1.PolicyType: policy.ValidateResource},
+		OnUpdate:    cp.onUpdate,
+		Logger:      cp.log,
+		StateFile:   stateFile,
+		TrustDomain: self.TrustDomain().Name(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
 	cp.client = client
-	// No policy set until the controller sends one: the engine denies everything meanwhile.
+	// No policy set until the controller sends one (or the saved state has one): the engine denies everything
+	// meanwhile.
 	cp.engine = policy.NewEngine(nil, policy.WithRevocations(policy.RevocationsFunc(cp.revoked)))
+	if client.Status().Synced {
+		cp.onUpdate(xds.Update{TypeURL: agentauthv1.PolicyType, Version: client.Status().Versions[agentauthv1.PolicyType]})
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = client.Run(ctx) }()
@@ -249,6 +315,9 @@ func (cp *controlPlane) ready(context.Context) (string, error) {
 		return "", fmt.Errorf("no state from the controller yet: %s", st.LastError)
 	case !st.Synced:
 		return "", errors.New("no state from the controller yet")
+	case !st.Connected && st.LastContact.IsZero():
+		return fmt.Sprintf("fail-static: controller unreachable, enforcing the state saved at %s (restored at start) (%s)",
+			st.RestoredAt.UTC().Format(time.RFC3339), st.LastError), nil
 	case !st.Connected:
 		return fmt.Sprintf("fail-static: controller unreachable, enforcing the state received at %s (%s)",
 			st.LastContact.UTC().Format(time.RFC3339), st.LastError), nil

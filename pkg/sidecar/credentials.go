@@ -29,7 +29,7 @@ func CheckCredentials(cfg *Config) error {
 	}
 	if in := cfg.Ingress; in != nil {
 		if in.Policy != nil {
-			if _, err := loadPolicy(in.Policy.Files); err != nil {
+			if _, err := compilePolicyFiles(in.Policy); err != nil {
 				errs = append(errs, err)
 			}
 		}

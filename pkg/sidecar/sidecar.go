@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,7 +39,9 @@ type Sidecar struct {
 	src     identity.Source
 	server  *proxy.Server
 	adminLn net.Listener
-	closers []func()
+	// adminErr receives the admin server's end (it serves from New on).
+	adminErr chan error
+	closers  []func()
 	// Sink receives every decision; the audit log plugs in here.
 	sink proxy.DecisionSink
 	// cp is the controller connection, when configured.
@@ -49,6 +52,12 @@ type Sidecar struct {
 	engine *policy.Engine
 	// audit is the tamper-evident log, when configured.
 	audit *auditLog
+	// egressH and localPolicy are what Reload swaps into (nil when not configured).
+	egressH     *proxy.EgressHandler
+	localPolicy *policy.Engine
+	// reloadMu serialises Reload; running is the config as last applied.
+	reloadMu sync.Mutex
+	running  *Config
 }
 
 // Option adjusts a Sidecar at construction.
@@ -63,7 +72,7 @@ func WithLogLevel(lvl zap.AtomicLevel) Option { return func(s *Sidecar) { s.logL
 // New loads credentials and binds every listener of cfg (so a port conflict fails here, not later). cfg must have
 // passed Validate. Nothing is served until Run.
 func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *Sidecar, err error) {
-	s := &Sidecar{cfg: cfg, log: log, metrics: NewMetrics()}
+	s := &Sidecar{cfg: cfg, log: log, metrics: NewMetrics(), running: cfg}
 	for _, o := range opts {
 		o(s)
 	}
@@ -82,6 +91,14 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	adminOpts = append(adminOpts, func(mux *http.ServeMux) { mux.HandleFunc("GET /config_dump", s.serveConfigDump) })
 	s.admin = NewAdmin(s.metrics.Registry, adminOpts...)
 	s.admin.SetLimits(cfg.Admin.Limits)
+	s.admin.SetStarting(true)
+	// The admin endpoint serves from here on, so /readyz can say what a start is waiting for (the controller).
+	if s.adminLn, err = listenAdmin(cfg.Admin.Listen); err != nil {
+		return nil, err
+	}
+	s.adminErr = make(chan error, 1)
+	go func() { s.adminErr <- s.admin.Serve(s.adminLn) }()
+	s.closers = append(s.closers, func() { _ = s.admin.Close() })
 
 	if s.src, err = s.openIdentity(ctx); err != nil {
 		return nil, err
@@ -145,9 +162,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	if s.server, err = proxy.NewServer(popts.Limits, slogger, listeners...); err != nil {
 		return nil, err
 	}
-	if s.adminLn, err = listenAdmin(cfg.Admin.Listen); err != nil {
-		return nil, err
-	}
+	s.admin.SetStarting(false)
 	return s, nil
 }
 
@@ -168,8 +183,7 @@ func listenAdmin(addr string) (net.Listener, error) {
 // Run serves until ctx ends, then drains in-flight requests for up to ShutdownGrace.
 func (s *Sidecar) Run(ctx context.Context) error {
 	defer s.close()
-	errc := make(chan error, 2)
-	go func() { errc <- s.admin.Serve(s.adminLn) }()
+	errc := make(chan error, 1)
 	srvCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { errc <- s.server.Serve(srvCtx) }()
@@ -179,7 +193,10 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+	case err = <-s.adminErr:
 	}
+	// Not ready first, then drain: a load balancer polling /readyz stops sending before the listeners close.
+	s.admin.SetStopping()
 	cancel()
 	drain, stop := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer stop()
@@ -264,18 +281,18 @@ func (s *Sidecar) observer() identity.Observer {
 	}
 }
 
-func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listener, error) {
-	e := s.cfg.Egress
+// egressRoutes builds the route table of egress.routes, and the route names.
+func egressRoutes(e *EgressConfig) (*proxy.RouteTable, []string, error) {
 	routes := make([]*proxy.Route, 0, len(e.Routes))
 	names := make([]string, 0, len(e.Routes))
 	for i, rc := range e.Routes {
 		modes, err := proxy.ParseModes(rc.Modes...)
 		if err != nil {
-			return nil, fmt.Errorf("egress.routes[%d].modes: %w", i, err)
+			return nil, nil, fmt.Errorf("egress.routes[%d].modes: %w", i, err)
 		}
 		up, err := url.Parse(rc.Upstream)
 		if err != nil {
-			return nil, fmt.Errorf("egress.routes[%d].upstream: %w", i, err)
+			return nil, nil, fmt.Errorf("egress.routes[%d].upstream: %w", i, err)
 		}
 		routes = append(routes, &proxy.Route{
 			Name:            rc.Name,
@@ -293,7 +310,16 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 	}
 	table, err := proxy.NewRouteTable(routes...)
 	if err != nil {
-		return nil, fmt.Errorf("egress.routes: %w", err)
+		return nil, nil, fmt.Errorf("egress.routes: %w", err)
+	}
+	return table, names, nil
+}
+
+func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listener, error) {
+	e := s.cfg.Egress
+	table, names, err := egressRoutes(e)
+	if err != nil {
+		return nil, err
 	}
 	s.metrics.preRegister(string(proxy.Egress), names)
 	popts.TLSConfig = s.upstreamTLS(self)
@@ -338,6 +364,7 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 		return nil, err
 	}
 	s.closers = append(s.closers, h.Close)
+	s.egressH = h
 
 	var ls []proxy.Listener
 	bind := func(name, addr string, transparent bool) error {
@@ -539,11 +566,12 @@ func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
 	case s.cp != nil:
 		engine = s.cp.engine
 	case in.Policy != nil:
-		set, err := loadPolicy(in.Policy.Files)
+		set, err := compilePolicyFiles(in.Policy)
 		if err != nil {
 			return nil, err
 		}
 		engine = policy.NewEngine(set)
+		s.localPolicy = engine
 	default:
 		s.log.Warn("ingress has no policy and no controller: every authenticated caller is allowed")
 		return allowAuthenticated{}, nil
@@ -559,10 +587,10 @@ func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
 	return a, nil
 }
 
-// loadPolicy reads and compiles ingress.policy.files.
-func loadPolicy(paths []string) (*policy.Set, error) {
+// compilePolicyFiles reads and compiles ingress.policy.files.
+func compilePolicyFiles(pc *PolicyConfig) (*policy.Set, error) {
 	files := map[string][]byte{}
-	for _, f := range paths {
+	for _, f := range pc.Files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("ingress.policy.files: %w", err)

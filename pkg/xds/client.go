@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,13 @@ type ClientConfig struct {
 	BackoffBase, BackoffMax time.Duration
 	// Logger defaults to a no-op logger.
 	Logger *zap.Logger
+	// StateFile, when set, keeps the last applied state (every resource with its version) across restarts:
+	// NewClient restores it, so a sidecar restarted while the controller is down enforces it (fail-static) and
+	// resumes from its versions; Run saves it after updates. A file that is corrupt, invalid or of another trust
+	// domain is refused (logged) and the client starts empty (fail-closed).
+	StateFile string
+	// TrustDomain is this sidecar's; required with StateFile, which records it.
+	TrustDomain string
 }
 
 // Update describes one applied update.
@@ -82,6 +90,8 @@ type Status struct {
 	LastNACKAt time.Time
 	// LastError is why the last stream ended ("" if none yet).
 	LastError string
+	// RestoredAt is when the state restored from StateFile at start was saved (zero if none was restored).
+	RestoredAt time.Time
 	// Connects counts streams that reached the controller; Applied and NACKs count updates; Received counts
 	// resources received (a resumed stream with nothing new receives none).
 	Connects, Applied, NACKs, Received uint64
@@ -96,6 +106,8 @@ type Client struct {
 	mu     sync.Mutex
 	status Status
 	synced map[string]bool
+	// dirty signals persist that an update was applied (nil without StateFile).
+	dirty chan struct{}
 }
 
 // NewClient checks cfg and returns a client holding an empty state.
@@ -105,6 +117,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, errors.New("xds: client needs a target address")
 	case cfg.TLSConfig == nil:
 		return nil, errors.New("xds: client needs a TLS config (mTLS with its X.509-SVID)")
+	case cfg.StateFile != "" && cfg.TrustDomain == "":
+		return nil, errors.New("xds: a state file needs the trust domain")
 	}
 	for typeURL := range cfg.Validators {
 		if newResource(typeURL) == nil {
@@ -123,6 +137,18 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	c.state.Store(emptyState())
 	c.status.Versions = map[string]string{}
+	if cfg.StateFile != "" {
+		c.dirty = make(chan struct{}, 1)
+		switch savedAt, err := c.restore(); {
+		case err == nil:
+			c.log.Info("xds: restored the saved state; enforcing it until the controller answers",
+				zap.String("file", cfg.StateFile), zap.Time("saved_at", savedAt), zap.Int("policies", c.State().Len(agentauthv1.PolicyType)),
+				zap.Int("revocations", c.State().Len(agentauthv1.RevocationType)))
+		case errors.Is(err, os.ErrNotExist):
+		default:
+			c.log.Error("xds: refusing the saved state; nothing is allowed until the controller answers", zap.Error(err))
+		}
+	}
 	return c, nil
 }
 
@@ -163,6 +189,12 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	defer conn.Close()
 	ads := discovery.NewAggregatedDiscoveryServiceClient(conn)
+	if c.dirty != nil {
+		saveCtx, stopSaving := context.WithCancel(context.Background())
+		saved := make(chan struct{})
+		go func() { defer close(saved); c.persist(saveCtx) }()
+		defer func() { stopSaving(); <-saved }()
+	}
 
 	attempt := 0
 	for {
@@ -278,6 +310,7 @@ func (c *Client) handle(resp *discovery.DeltaDiscoveryResponse) *discovery.Delta
 	c.synced[typeURL] = true
 	c.status.Synced = len(c.synced) == len(agentauthv1.ServedTypes())
 	c.mu.Unlock()
+	c.markDirty()
 
 	if c.cfg.OnUpdate != nil {
 		names := make([]string, len(updates))

@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -37,6 +39,27 @@ func FuzzClientHandle(f *testing.F) {
 		}
 		if ack.GetErrorDetail() == nil && c.State().Len(typeURL) != 1 {
 			t.Fatal("ACKed update not applied")
+		}
+	})
+}
+
+// FuzzRestore feeds arbitrary bytes as the saved state file: it must be refused or restored whole, never panic,
+// and a refused file leaves the client empty and not synced (fail-closed).
+func FuzzRestore(f *testing.F) {
+	f.Add([]byte(`{"format":"agentauth-xds-state/1","trustDomain":"example.org","sha256":"","types":[]}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte{0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file := filepath.Join(t.TempDir(), "xds-state.json")
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := NewClient(ClientConfig{Target: "127.0.0.1:1", TLSConfig: testTLS, StateFile: file, TrustDomain: "example.org"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.Status().Synced && c.State().Len(agentauthv1.PolicyType)+c.State().Len(agentauthv1.RevocationType) != 0 {
+			t.Fatal("a refused state was applied")
 		}
 	})
 }

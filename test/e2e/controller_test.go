@@ -78,8 +78,13 @@ permit (
 `
 
 // managedOptions add YAML to the managed pair's configs: under the egress route, under egress:, under ingress:.
-// With agentLocalSocket, the agent's sidecar attests on that issuer socket instead of with a join token.
-type managedOptions struct{ route, egress, ingress, agentLocalSocket string }
+// With agentLocalSocket, the agent's sidecar attests on that issuer socket instead of with a join token. With
+// beforeStart, it runs once the join tokens are minted and before the sidecars start, and the sidecars are not
+// waited for.
+type managedOptions struct {
+	route, egress, ingress, agentLocalSocket string
+	beforeStart                              func()
+}
 
 // startManagedPair starts a tool and an agent whose sidecars get credentials and policy from the controller.
 func startManagedPair(t *testing.T, c *controllerEnv) *pair {
@@ -111,7 +116,7 @@ controller:
   address: %s
 `, c.issuerAddr, c.bundle(), attest, filepath.Join(dir, name+"-state"), c.xdsAddr)
 	}
-	p.ingress = start(t, "sidecar", nil, "-config", writeFile(t, dir, "ingress.yaml", identity(toolID.String(), "tool")+
+	ingressCfg := writeFile(t, dir, "ingress.yaml", identity(toolID.String(), "tool")+
 		fmt.Sprintf(`ingress:
   listen: %s
   backend: http://%s
@@ -121,8 +126,8 @@ controller:
   mcpPaths: [/mcp]
 %sadmin: {listen: %s}
 log: {level: debug}
-`, p.ingressAddr, p.toolAddr, toolHost, o.ingress, p.ingressAdmin)))
-	p.egress = start(t, "sidecar", nil, "-config", writeFile(t, dir, "egress.yaml", identity(agentID.String(), "agent")+
+`, p.ingressAddr, p.toolAddr, toolHost, o.ingress, p.ingressAdmin))
+	egressCfg := writeFile(t, dir, "egress.yaml", identity(agentID.String(), "agent")+
 		fmt.Sprintf(`egress:
   proxyListen: %s
   routes:
@@ -133,7 +138,15 @@ log: {level: debug}
       serverID: "%s"
 %s%sadmin: {listen: %s}
 log: {level: debug}
-`, p.egressProxy, toolHost, p.ingressAddr, toolID, o.route, o.egress, p.egressAdmin)))
+`, p.egressProxy, toolHost, p.ingressAddr, toolID, o.route, o.egress, p.egressAdmin))
+	if o.beforeStart != nil {
+		o.beforeStart()
+	}
+	p.ingress = start(t, "sidecar", nil, "-config", ingressCfg)
+	p.egress = start(t, "sidecar", nil, "-config", egressCfg)
+	if o.beforeStart != nil {
+		return p
+	}
 	waitHTTP(t, p.ingress, "http://"+p.ingressAdmin+"/readyz", http.StatusOK)
 	waitHTTP(t, p.egress, "http://"+p.egressAdmin+"/readyz", http.StatusOK)
 	return p
