@@ -93,6 +93,7 @@ func FuzzLogFile(f *testing.F) {
 	line, _ := testRecord(0).encode()
 	f.Add(append(line, '\n'))
 	f.Add([]byte("{\n}\n\x00\x00"))
+	_, v := newKey(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, logFileName(1)), data, 0o600); err != nil {
@@ -101,7 +102,6 @@ func FuzzLogFile(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, CheckpointsFile), nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, v := newKey(t)
 		_, _ = Verify(dir, v)
 	})
 }
