@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/credentials/local"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/atomicfile"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/mtls"
@@ -425,7 +426,7 @@ func (s *IssuerSource) saveState(st *issuerState) error {
 		files[stateJWTBundleFile] = jwks
 	}
 	for name, data := range files {
-		if err := writeFileAtomic(filepath.Join(s.cfg.StateDir, name), data); err != nil {
+		if err := atomicfile.Write(filepath.Join(s.cfg.StateDir, name), data); err != nil {
 			return err
 		}
 	}
@@ -500,25 +501,6 @@ func loadStateWIT(dir string, id spiffeid.ID, now time.Time) (*WIT, *jwtbundle.B
 		return nil, nil, err
 	}
 	return w, jwt, nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*") // mode 0600
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 var _ Source = (*IssuerSource)(nil)

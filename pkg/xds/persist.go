@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/atomicfile"
 )
 
 // The saved state is a small JSON envelope (readable with jq when an operator wonders what a sidecar enforces)
@@ -97,7 +98,7 @@ func (c *Client) save(now time.Time) error {
 	if err := os.MkdirAll(filepath.Dir(c.cfg.StateFile), 0o700); err != nil {
 		return fmt.Errorf("xds: saving state: %w", err)
 	}
-	if err := writeFileAtomic(c.cfg.StateFile, data); err != nil {
+	if err := atomicfile.Write(c.cfg.StateFile, data); err != nil {
 		return fmt.Errorf("xds: saving state: %w", err)
 	}
 	return nil
@@ -206,23 +207,4 @@ func (c *Client) markDirty() {
 	case c.dirty <- struct{}{}:
 	default:
 	}
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*") // mode 0600
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
