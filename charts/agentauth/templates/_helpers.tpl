@@ -1,0 +1,82 @@
+{{/* The release's full name, at most 63 characters (a DNS label), used by every object. */}}
+{{- define "agentauth.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's name: fullname-suffix, shortened so that it stays a DNS label. */}}
+{{- define "agentauth.name" -}}
+{{- printf "%s-%s" (include "agentauth.fullname" .root | trunc (int (sub 62 (len .suffix))) | trimSuffix "-") .suffix -}}
+{{- end -}}
+
+{{- define "agentauth.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "agentauth.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: agentauth
+{{- end -}}
+
+{{- define "agentauth.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end -}}
+
+{{- define "agentauth.serviceAccountName" -}}
+{{- default (include "agentauth.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{/* An image reference: registry/repository/NAME:tag, or @digest when pinned. */}}
+{{- define "agentauth.image" -}}
+{{- $img := .root.Values.image -}}
+{{- $repo := printf "%s/%s" $img.repository .name -}}
+{{- if $img.registry }}{{ $repo = printf "%s/%s" (trimSuffix "/" $img.registry) $repo }}{{ end -}}
+{{- if .digest -}}
+{{ $repo }}@{{ .digest }}
+{{- else -}}
+{{ $repo }}:{{ default .root.Chart.AppVersion $img.tag }}
+{{- end -}}
+{{- end -}}
+
+{{- define "agentauth.webhookName" -}}
+{{- include "agentauth.name" (dict "root" . "suffix" "webhook") -}}
+{{- end -}}
+
+{{- define "agentauth.webhookCertSecret" -}}
+{{- include "agentauth.name" (dict "root" . "suffix" "webhook-tls") -}}
+{{- end -}}
+
+{{- define "agentauth.tokenEndpoint" -}}
+{{- $c := .Values.controller -}}
+{{- default (printf "https://%s.%s.svc:%d/token" (include "agentauth.name" (dict "root" . "suffix" "token")) .Release.Namespace (int $c.ports.tokenService)) $c.tokenService.endpoint -}}
+{{- end -}}
+
+{{/* The controller's config file (pkg/controller.Config): listeners on every address of the pod, state in the
+data volume, the admin socket in /run/agentauth. */}}
+{{- define "agentauth.controllerConfig" -}}
+{{- $c := .Values.controller -}}
+{{- $cfg := dict
+  "trustDomain" .Values.trustDomain
+  "dataDir" "/var/lib/agentauth/data"
+  "issuer" (dict "listen" (printf ":%d" (int $c.ports.issuer)) "svidTTL" $c.svidTTL)
+  "xds" (dict "listen" (printf ":%d" (int $c.ports.xds)))
+  "ops" (dict "listen" (printf ":%d" (int $c.ports.ops)))
+  "admin" (dict "socket" "/run/agentauth/admin.sock")
+  "log" (dict "level" $c.logLevel)
+-}}
+{{- if $c.tokenService.enabled -}}
+{{- $ts := dict "listen" (printf ":%d" (int $c.ports.tokenService)) "endpoint" (include "agentauth.tokenEndpoint" .) -}}
+{{- with $c.tokenService.txnTokenTTL }}{{ $_ := set $ts "txnTokenTTL" . }}{{ end -}}
+{{- with $c.tokenService.userIssuers }}{{ $_ := set $ts "userIssuers" . }}{{ end -}}
+{{- with $c.tokenService.accessTokens }}{{ $_ := set $ts "accessTokens" . }}{{ end -}}
+{{- $_ := set $cfg "tokenService" $ts -}}
+{{- end -}}
+{{- if $c.ssf.enabled -}}
+{{- $_ := set $cfg "ssf" (dict "listen" (printf ":%d" (int $c.ports.ssf)) "transmitters" $c.ssf.transmitters) -}}
+{{- end -}}
+{{- toYaml (mergeOverwrite $cfg (deepCopy $c.extraConfig)) -}}
+{{- end -}}
