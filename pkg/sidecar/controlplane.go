@@ -57,7 +57,10 @@ func (s *Sidecar) openIssuer(ctx context.Context, c *ControllerIdentityConfig) (
 	// backoff, while /readyz says so; a refusal (a spent join token, an unknown uid) ends the start at once.
 	var waiting atomic.Pointer[string]
 	s.admin.AddCheck("credentials", func(context.Context) (string, error) {
-		return "", fmt.Errorf("waiting for controller at %s: %s", c.Address, *waiting.Load())
+		if last := waiting.Load(); last != nil {
+			return "", fmt.Errorf("waiting for controller at %s: %s", c.Address, *last)
+		}
+		return "", fmt.Errorf("attesting to the controller at %s", c.Address)
 	})
 	for attempt := 0; ; attempt++ {
 		src, err := identity.NewIssuerSource(ctx, icfg)
@@ -192,20 +195,32 @@ func (cp *controlPlane) renewIfRevoked() {
 	cp.log.Warn("this workload's credentials were revoked; getting new ones", zap.Stringer("id", svid.ID),
 		zap.String("revocation", r.Describe()))
 	go func() {
-		defer cp.renewing.Store(false)
-		// Token times are whole seconds: credentials stamped in the event's second would still be refused.
-		if wait := time.Until(nb.Truncate(time.Second).Add(time.Second)); wait > 0 {
-			time.Sleep(wait)
+		renewed := cp.renewAfter(nb)
+		cp.renewing.Store(false)
+		if renewed {
+			// A revocation that arrived while we renewed was not acted on (one renewal at a time), and it may
+			// cover the new credentials too (a credential-compromise in the same second): check them again.
+			cp.renewIfRevoked()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := cp.renew(ctx); err != nil {
-			cp.log.Error("renewing revoked credentials failed", zap.Error(err))
-			return
-		}
-		now := time.Now()
-		cp.renewedAt.Store(&now)
 	}()
+}
+
+// renewAfter renews the credentials once the second of a revocation's not_before has passed, and reports whether
+// it did.
+func (cp *controlPlane) renewAfter(nb time.Time) bool {
+	// Token times are whole seconds: credentials stamped in the event's second would still be refused.
+	if wait := time.Until(nb.Truncate(time.Second).Add(time.Second)); wait > 0 {
+		time.Sleep(wait)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cp.renew(ctx); err != nil {
+		cp.log.Error("renewing revoked credentials failed", zap.Error(err))
+		return false
+	}
+	now := time.Now()
+	cp.renewedAt.Store(&now)
+	return true
 }
 
 // startControlPlane connects to the controller's ADS endpoint with our SVID and keeps the policy engine in step
