@@ -294,8 +294,9 @@ func (s *IssuerSource) rotate(ctx context.Context) error {
 			s.cfg.Observer.RotationFailed(fmt.Errorf("identity: saving issuer state (credentials are in use, a restart will need a new join token): %w", err))
 		}
 	}
-	s.updates.notify()
+	// Observers first: whoever wakes on the signal sees the rotation counted.
 	s.cfg.Observer.Rotated(StatusOf(s))
+	s.updates.notify()
 	return nil
 }
 

@@ -44,8 +44,9 @@ func (r *fileReloader) reload(build func(files map[string][]byte, now time.Time)
 		return r.fail(err, digest)
 	}
 	r.current, r.failed = digest, [sha256.Size]byte{}
-	r.updates.notify()
+	// Observers first: whoever wakes on the signal sees the rotation counted.
 	r.observer.Rotated(status())
+	r.updates.notify()
 	return nil
 }
 

@@ -149,8 +149,9 @@ func (s *WorkloadAPISource) forward(ctx context.Context, witUpdated func() <-cha
 		case <-witCh:
 			witCh = witUpdated()
 		}
-		s.updates.notify()
+		// Observers first: whoever wakes on the signal sees the rotation counted.
 		s.observer.Rotated(StatusOf(s))
+		s.updates.notify()
 	}
 }
 
