@@ -9,33 +9,84 @@ import (
 // NewListener caps l at maxConns concurrent connections and at maxPerIP from one client address (ClientKey); zero
 // leaves either unlimited. At maxConns, Accept waits for a connection to close, leaving further ones in the
 // kernel's accept queue. A connection over maxPerIP is accepted and closed at once, so one client cannot fill
-// that queue for everyone else. Connections expose NetConn, so wrappers can still reach the socket.
+// that queue for everyone else. Connections expose NetConn, so wrappers can still reach the socket. SetCaps
+// changes both caps while the listener serves.
 func NewListener(l net.Listener, maxConns, maxPerIP int) net.Listener {
-	ln := &listener{Listener: l, maxPerIP: maxPerIP, done: make(chan struct{}), perIP: map[netip.Prefix]int{}}
-	if maxConns > 0 {
-		ln.sem = make(chan struct{}, maxConns)
-	}
-	return ln
+	return &listener{Listener: l, maxConns: maxConns, maxPerIP: maxPerIP, done: make(chan struct{}),
+		freed: make(chan struct{}), perIP: map[netip.Prefix]int{}}
+}
+
+// CapSetter is implemented by NewListener's listeners.
+type CapSetter interface {
+	// SetCaps sets the caps for the connections accepted from now on (zero: unlimited). Lowering a cap closes
+	// no connection: the listener takes new ones again once enough have closed.
+	SetCaps(maxConns, maxPerIP int)
 }
 
 type listener struct {
 	net.Listener
-	sem       chan struct{}
-	maxPerIP  int
 	done      chan struct{}
 	closeOnce sync.Once
 
-	mu    sync.Mutex
+	mu       sync.Mutex
+	maxConns int
+	maxPerIP int
+	active   int
+	// freed is closed, and replaced, when a connection closes or the caps change: what a waiting Accept waits for.
+	freed chan struct{}
 	perIP map[netip.Prefix]int
 }
 
-func (l *listener) Accept() (net.Conn, error) {
-	if l.sem != nil {
-		select {
-		case l.sem <- struct{}{}:
-		case <-l.done:
-			return nil, net.ErrClosed
+func (l *listener) SetCaps(maxConns, maxPerIP int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.maxConns, l.maxPerIP = maxConns, maxPerIP
+	l.wakeLocked()
+}
+
+func (l *listener) wakeLocked() {
+	close(l.freed)
+	l.freed = make(chan struct{})
+}
+
+// acquire takes a connection slot, waiting while the listener is at its cap.
+func (l *listener) acquire() error {
+	return l.waitFor(func() bool {
+		if l.maxConns <= 0 || l.active < l.maxConns {
+			l.active++
+			return true
 		}
+		return false
+	})
+}
+
+// underCap waits until the slot taken by acquire is within the cap: a cap lowered while Accept waited for a
+// connection holds that connection back until enough others close.
+func (l *listener) underCap() error {
+	return l.waitFor(func() bool { return l.maxConns <= 0 || l.active <= l.maxConns })
+}
+
+// waitFor waits until ok, called with l.mu held, reports true, or the listener closes.
+func (l *listener) waitFor(ok func() bool) error {
+	for {
+		l.mu.Lock()
+		if ok() {
+			l.mu.Unlock()
+			return nil
+		}
+		wait := l.freed
+		l.mu.Unlock()
+		select {
+		case <-wait:
+		case <-l.done:
+			return net.ErrClosed
+		}
+	}
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	if err := l.acquire(); err != nil {
+		return nil, err
 	}
 	for {
 		c, err := l.Listener.Accept()
@@ -44,27 +95,39 @@ func (l *listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		key, ok := ClientKey(c.RemoteAddr())
-		if !ok || l.maxPerIP <= 0 {
-			return &conn{Conn: c, l: l}, nil
+		if !ok {
+			cc := &conn{Conn: c, l: l}
+			if err := l.underCap(); err != nil {
+				_ = cc.Close()
+				return nil, err
+			}
+			return cc, nil
 		}
 		l.mu.Lock()
 		n := l.perIP[key]
-		if n < l.maxPerIP {
+		over := l.maxPerIP > 0 && n >= l.maxPerIP
+		if !over {
 			l.perIP[key] = n + 1
 		}
 		l.mu.Unlock()
-		if n >= l.maxPerIP {
+		if over {
 			_ = c.Close()
 			continue
 		}
-		return &conn{Conn: c, l: l, key: key, counted: true}, nil
+		cc := &conn{Conn: c, l: l, key: key, counted: true}
+		if err := l.underCap(); err != nil {
+			_ = cc.Close()
+			return nil, err
+		}
+		return cc, nil
 	}
 }
 
 func (l *listener) release() {
-	if l.sem != nil {
-		<-l.sem
-	}
+	l.mu.Lock()
+	l.active--
+	l.wakeLocked()
+	l.mu.Unlock()
 }
 
 func (l *listener) Close() error {
@@ -82,16 +145,17 @@ type conn struct {
 
 func (c *conn) Close() error {
 	c.once.Do(func() {
+		c.l.mu.Lock()
 		if c.counted {
-			c.l.mu.Lock()
 			if n := c.l.perIP[c.key] - 1; n > 0 {
 				c.l.perIP[c.key] = n
 			} else {
 				delete(c.l.perIP, c.key)
 			}
-			c.l.mu.Unlock()
 		}
-		c.l.release()
+		c.l.active--
+		c.l.wakeLocked()
+		c.l.mu.Unlock()
 	})
 	return c.Conn.Close()
 }

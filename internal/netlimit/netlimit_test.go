@@ -113,6 +113,52 @@ func TestListenerCapWaits(t *testing.T) {
 	}
 }
 
+// TestListenerSetCaps: a raised cap lets a waiting connection in at once; a lowered one closes nothing but takes
+// no new connection until enough have closed; a per-IP cap set at runtime applies to the next connections.
+func TestListenerSetCaps(t *testing.T) {
+	ln := NewListener(listen(t), 1, 0)
+	accepted := echoServer(t, ln)
+	addr := ln.Addr().String()
+	first := dialFrom(t, "127.0.0.1", addr)
+	a1 := <-accepted
+	second := dialFrom(t, "127.0.0.1", addr) // waits in the accept queue: the cap is 1
+	ln.(CapSetter).SetCaps(3, 0)
+	var a2 net.Conn
+	select {
+	case a2 = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("raising the cap did not let the waiting connection in")
+	}
+	ln.(CapSetter).SetCaps(1, 0)
+	if !alive(t, first) || !alive(t, second) {
+		t.Fatal("lowering the cap closed a connection")
+	}
+	third := dialFrom(t, "127.0.0.1", addr)
+	a1.Close()
+	select {
+	case <-accepted:
+		t.Fatal("a connection was accepted with 1 open and a cap of 1")
+	case <-time.After(100 * time.Millisecond):
+	}
+	a2.Close()
+	select {
+	case <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting connection was not accepted once the listener was under its lowered cap")
+	}
+	if !alive(t, third) {
+		t.Fatal("the waiting connection is not served")
+	}
+
+	ln.(CapSetter).SetCaps(10, 1)
+	if alive(t, dialFrom(t, "127.0.0.1", addr)) {
+		t.Fatal("a second connection from 127.0.0.1 was served after the per-IP cap was set to 1")
+	}
+	if !alive(t, dialFrom(t, "127.0.0.2", addr)) {
+		t.Fatal("another client was refused")
+	}
+}
+
 func TestListenerCloseUnblocksAccept(t *testing.T) {
 	ln := NewListener(listen(t), 1, 0)
 	echoServer(t, ln)

@@ -17,17 +17,19 @@ import (
 
 // bodyBudget caps the bytes of request bodies held in memory at once, across all requests of a handler: one
 // request's cap (Limits.MaxBufferedBody) times the connections a listener accepts is far more than a sidecar
-// should ever hold.
+// should ever hold. Its size is the current Limits.MaxBufferedBodies: lowering it refuses new reservations until
+// enough are released, never takes back bytes already held.
 type bodyBudget struct {
-	max  int64
-	used atomic.Int64
+	limits *LiveLimits
+	used   atomic.Int64
 }
 
 // reserve takes n bytes of the budget, or reports that they are not there.
 func (b *bodyBudget) reserve(n int64) bool {
+	max := b.limits.Load().MaxBufferedBodies
 	for {
 		u := b.used.Load()
-		if u+n > b.max {
+		if u+n > max {
 			return false
 		}
 		if b.used.CompareAndSwap(u, u+n) {

@@ -106,7 +106,7 @@ func (h *EgressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	growStack()
 	st, r := begin(&h.opts, Egress, w, r)
 	defer st.end()
-	if err := checkHeaderSize(r, h.opts.Limits.MaxHeaderBytes); err != nil {
+	if err := checkHeaderSize(r, st.limits.MaxHeaderBytes); err != nil {
 		st.refuse(err)
 		return
 	}
@@ -190,7 +190,7 @@ func (h *EgressHandler) sign(st *reqState, out *http.Request) error {
 		return nil
 	}
 	if p == ModeHTTPSig {
-		if _, _, err := bufferBody(out, h.opts.Limits.MaxBufferedBody, nil); err != nil {
+		if _, _, err := bufferBody(out, st.limits.MaxBufferedBody, nil); err != nil {
 			return err
 		}
 	}

@@ -275,7 +275,7 @@ type IngressHandler struct {
 // NewIngressHandler validates cfg and builds the handler.
 func NewIngressHandler(cfg IngressConfig) (*IngressHandler, error) {
 	h := &IngressHandler{opts: cfg.Options.withDefaults(), steps: cfg.Steps}
-	h.budget = &bodyBudget{max: h.opts.Limits.MaxBufferedBodies}
+	h.budget = &bodyBudget{limits: h.opts.Live}
 	h.peers = newPeerCache(h.opts.Self)
 	for i, s := range h.steps {
 		if s == nil {
@@ -317,12 +317,12 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st, r := begin(&h.opts, Ingress, w, r)
 	defer st.end()
 	st.rec.Traceparent = Traceparent(r.Header)
-	st.body = watchBody(w, r, h.opts.Limits)
+	st.body = watchBody(w, r, st.limits)
 	if err := checkPeerCertificate(r.TLS, time.Now()); err != nil {
 		st.refuse(err)
 		return
 	}
-	if err := checkHeaderSize(r, h.opts.Limits.MaxHeaderBytes); err != nil {
+	if err := checkHeaderSize(r, st.limits.MaxHeaderBytes); err != nil {
 		st.refuse(err)
 		return
 	}
@@ -351,7 +351,7 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.setRoute(rt)
-	x := &Exchange{Request: r, Route: rt, Peer: h.peers.peerOf(r), maxBody: h.opts.Limits.MaxBufferedBody, budget: h.budget}
+	x := &Exchange{Request: r, Route: rt, Peer: h.peers.peerOf(r), maxBody: st.limits.MaxBufferedBody, budget: h.budget}
 	st.exchange = x
 	defer x.release()
 	if !rt.Modes.Has(ModePassthrough) {
@@ -373,7 +373,7 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if coalesceBody(r, h.opts.Limits.MaxBufferedBody) {
+	if coalesceBody(r, st.limits.MaxBufferedBody) {
 		// Only an optimisation: with the budget spent, the body is streamed instead.
 		if _, err := x.Body(); err != nil && !errors.Is(err, autherr.ErrBodyBudget) {
 			st.refuse(err)

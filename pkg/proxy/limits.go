@@ -1,6 +1,9 @@
 package proxy
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Limits bound what one client or one upstream can cost. A zero field takes the default in DefaultLimits.
 type Limits struct {
@@ -94,4 +97,27 @@ func (l Limits) withDefaults() Limits {
 	l.UpstreamIdleTimeout = pick(l.UpstreamIdleTimeout, d.UpstreamIdleTimeout)
 	l.DrainTimeout = pick(l.DrainTimeout, d.DrainTimeout)
 	return l
+}
+
+// LiveLimits holds the Limits the handlers read per request (header and body caps, the body budget, the body read
+// deadlines), so that a reload can change them while requests run: each request reads one snapshot, and Store
+// swaps the whole set at once. The connection caps, server timeouts and upstream transports are bound when they
+// are built and ignore later Stores (Server.SetConnCaps changes the caps).
+type LiveLimits struct{ p atomic.Pointer[Limits] }
+
+// NewLiveLimits returns l (defaults filled in) as the current limits.
+func NewLiveLimits(l Limits) *LiveLimits {
+	ll := &LiveLimits{}
+	ll.Store(l)
+	return ll
+}
+
+// Load returns the current limits.
+func (ll *LiveLimits) Load() Limits { return *ll.p.Load() }
+
+// Store makes l (defaults filled in) the limits of the requests that start from now on; requests in flight keep
+// theirs.
+func (ll *LiveLimits) Store(l Limits) {
+	l = l.withDefaults()
+	ll.p.Store(&l)
 }

@@ -101,7 +101,10 @@ type Options struct {
 	// Self is our own workload identifier: the egress record's Subject and the XFCC By= on ingress.
 	Self   string
 	Limits Limits
-	Sink   DecisionSink
+	// Live, when set, supplies the per-request limits instead of Limits (see LiveLimits), so that they can be
+	// changed while the handler serves; nil: Limits, fixed.
+	Live *LiveLimits
+	Sink DecisionSink
 	// Auditor, when set, records every decision durably before it takes effect. Nil costs nothing.
 	Auditor Auditor
 	Metrics Metrics
@@ -112,6 +115,9 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	o.Limits = o.Limits.withDefaults()
+	if o.Live == nil {
+		o.Live = NewLiveLimits(o.Limits)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -152,7 +158,9 @@ type stateKey struct{}
 
 // reqState follows one request from arrival to its decision record.
 type reqState struct {
-	opts   *Options
+	opts *Options
+	// limits is this request's snapshot of opts.Live: a reload changes the next requests', never this one's.
+	limits Limits
 	dir    Direction
 	start  time.Time
 	w      *respWriter
@@ -173,7 +181,7 @@ type reqState struct {
 }
 
 func begin(opts *Options, dir Direction, w http.ResponseWriter, r *http.Request) (*reqState, *http.Request) {
-	st := &reqState{opts: opts, dir: dir, start: time.Now(), w: &respWriter{ResponseWriter: w}}
+	st := &reqState{opts: opts, limits: opts.Live.Load(), dir: dir, start: time.Now(), w: &respWriter{ResponseWriter: w}}
 	st.rec = DecisionRecord{
 		Time: st.start, Direction: dir, Host: r.Host, Method: r.Method, Path: r.URL.Path, RemoteAddr: r.RemoteAddr,
 	}

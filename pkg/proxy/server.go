@@ -35,6 +35,7 @@ type Server struct {
 	limits     Limits
 	servers    []*http.Server
 	listeners  []net.Listener
+	capped     []netlimit.CapSetter
 	base       context.Context
 	cancelBase context.CancelFunc
 }
@@ -68,8 +69,18 @@ func NewServer(limits Limits, logger *slog.Logger, ls ...Listener) (*Server, err
 	return s, nil
 }
 
+// SetConnCaps changes every listener's connection caps (Limits.MaxConns, MaxConnsPerIP; zero or less takes the
+// default) for the connections accepted from now on. Lowering them closes no connection.
+func (s *Server) SetConnCaps(maxConns, maxPerIP int) {
+	l := Limits{MaxConns: maxConns, MaxConnsPerIP: maxPerIP}.withDefaults()
+	for _, c := range s.capped {
+		c.SetCaps(l.MaxConns, l.MaxConnsPerIP)
+	}
+}
+
 func (s *Server) add(l Listener) {
 	ln := netlimit.NewListener(l.Listener, s.limits.MaxConns, s.limits.MaxConnsPerIP)
+	s.capped = append(s.capped, ln.(netlimit.CapSetter))
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	if l.TLSConfig != nil {

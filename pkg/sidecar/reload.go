@@ -3,20 +3,25 @@ package sidecar
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/proxy"
 )
 
-// Reload applies what of cfg can change while the sidecar runs (SIGHUP): the egress routes and the ingress
-// policy files, and it re-reads the credential files now rather than at the next poll. cfg must have passed
+// Reload applies what of cfg can change while the sidecar runs (SIGHUP): the egress routes, the ingress policy
+// files, the limits the handlers read per request (maxHeaderBytes, maxBodyBytes, maxBufferedBodies,
+// bodyReadTimeout, bodyMinRate) and the listeners' connection caps (maxConnections, maxConnectionsPerIP: lowering
+// them closes no connection), and it re-reads the credential files now rather than at the next poll. cfg must have passed
 // Validate. Everything is built and checked before anything is swapped, so a config that fails changes nothing:
 // the sidecar keeps serving its previous state and the error says why. Requests in flight finish with the state
 // they started with.
 //
-// The rest (listeners, identity source, limits, ingress settings, controller, admin) is bound at start: restart
-// names the top-level sections that differ and are not applied until the next start.
+// The rest (listeners, identity source, ingress settings, controller, admin) is bound at start: restart names the
+// top-level sections that differ and are not applied until the next start, and the limits fields bound at start
+// by name (limits.readHeaderTimeout, limits.idleTimeout: fields of the running http.Server; limits.upstreamTimeout:
+// of the upstream transports; limits.maxHeaderBytes when raised past twice its start value, net/http's own cap).
 func (s *Sidecar) Reload(cfg *Config) (restart []string, err error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -57,8 +62,13 @@ func (s *Sidecar) Reload(cfg *Config) (restart []string, err error) {
 		s.localPolicy.Swap(set)
 	}
 
+	// The limits last: nothing below fails. Requests in flight keep the snapshot they started with.
+	s.live.Store(proxyLimits(cfg.Limits, s.cfg.ShutdownGrace))
+	s.server.SetConnCaps(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
+
 	next := *old
 	next.Log = cfg.Log
+	next.Limits = cfg.Limits
 	if table != nil {
 		e := *old.Egress
 		e.Routes = cfg.Egress.Routes
@@ -70,7 +80,29 @@ func (s *Sidecar) Reload(cfg *Config) (restart []string, err error) {
 		next.Ingress = &in
 	}
 	s.running = &next
-	return changedSections(&next, cfg), nil
+	restart = slices.DeleteFunc(changedSections(&next, cfg), func(n string) bool { return n == "limits" })
+	return append(restart, s.startBoundLimits(cfg.Limits)...), nil
+}
+
+// startBoundLimits names the limits fields in l that differ from those the sidecar started with and that only a
+// restart applies.
+func (s *Sidecar) startBoundLimits(l LimitsConfig) []string {
+	start := s.cfg.Limits
+	var out []string
+	if l.ReadHeaderTimeout != start.ReadHeaderTimeout {
+		out = append(out, "limits.readHeaderTimeout")
+	}
+	if l.IdleTimeout != start.IdleTimeout {
+		out = append(out, "limits.idleTimeout")
+	}
+	if l.UpstreamTimeout != start.UpstreamTimeout {
+		out = append(out, "limits.upstreamTimeout")
+	}
+	// Handlers refuse headers over the new value; net/http itself cuts at twice the value at start (proxy.Server).
+	if l.MaxHeaderBytes > 2*start.MaxHeaderBytes {
+		out = append(out, "limits.maxHeaderBytes")
+	}
+	return out
 }
 
 // sameRouteTokens refuses a route change that touches txnToken or accessToken: their token clients are built at

@@ -58,6 +58,8 @@ type Sidecar struct {
 	// reloadMu serialises Reload; running is the config as last applied.
 	reloadMu sync.Mutex
 	running  *Config
+	// live holds the per-request limits the handlers read, swapped by Reload.
+	live *proxy.LiveLimits
 }
 
 // Option adjusts a Sidecar at construction.
@@ -136,10 +138,12 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	popts := proxy.Options{
 		Self:    self.String(),
 		Limits:  s.limits(),
+		Live:    proxy.NewLiveLimits(s.limits()),
 		Sink:    sinks,
 		Metrics: s.metrics,
 		Logger:  slogger,
 	}
+	s.live = popts.Live
 	if s.audit != nil {
 		popts.Auditor = s.audit
 	}
@@ -215,9 +219,10 @@ func (s *Sidecar) close() {
 	s.closers = nil
 }
 
-func (s *Sidecar) limits() proxy.Limits {
+func (s *Sidecar) limits() proxy.Limits { return proxyLimits(s.cfg.Limits, s.cfg.ShutdownGrace) }
+
+func proxyLimits(c LimitsConfig, grace time.Duration) proxy.Limits {
 	l := proxy.DefaultLimits()
-	c := s.cfg.Limits
 	l.MaxHeaderBytes = c.MaxHeaderBytes
 	l.MaxBufferedBody = c.MaxBodyBytes
 	l.ReadHeaderTimeout = c.ReadHeaderTimeout
@@ -228,7 +233,7 @@ func (s *Sidecar) limits() proxy.Limits {
 	l.MaxBufferedBodies = c.MaxBufferedBodies
 	l.BodyReadTimeout = c.BodyReadTimeout
 	l.BodyMinRate = c.BodyMinRate
-	l.DrainTimeout = s.cfg.ShutdownGrace
+	l.DrainTimeout = grace
 	return l
 }
 

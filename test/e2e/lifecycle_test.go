@@ -101,13 +101,27 @@ func TestSidecarSIGHUP(t *testing.T) {
 	if code, body := getStatus(s.client, "http://b.local/"); code != http.StatusForbidden {
 		t.Fatalf("b.local before the reload: %d %s, want 403 (no route)", code, body)
 	}
-	s.write(t, routeA+passthroughRoute("b", "b.local", b.URL), "log: {level: debug}\nlimits: {maxConnections: 500}\n")
+	s.write(t, routeA+passthroughRoute("b", "b.local", b.URL), "log: {level: debug}\nlimits: {maxConnections: 500, maxHeaderBytes: 4096, readHeaderTimeout: 7s}\n")
 	s.proc.signal(t, syscall.SIGHUP)
 	waitOutput(t, s.proc, `"msg":"SIGHUP: config reloaded"`)
 	mustContain(t, s.proc.out.String(), `"log_level":"debug"`)
-	waitOutput(t, s.proc, `"sections":["limits"]`)
+	// The lower maxHeaderBytes applies at once; only the http.Server's timeout waits for a restart.
+	waitOutput(t, s.proc, `"sections":["limits.readHeaderTimeout"]`)
 	if code, body := getStatus(s.client, "http://b.local/"); code != http.StatusOK || body != "b" {
 		t.Fatalf("b.local after the reload: %d %s", code, body)
+	}
+	big, err := http.NewRequest(http.MethodGet, "http://b.local/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big.Header.Set("X-Pad", strings.Repeat("p", 5000))
+	res, err := s.client.Do(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("5000 bytes of headers after maxHeaderBytes was reloaded to 4096: %d, want 431", res.StatusCode)
 	}
 
 	t.Run("a broken config keeps the running one", func(t *testing.T) {
