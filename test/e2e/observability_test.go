@@ -3,11 +3,9 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -98,24 +96,7 @@ func readmeMetrics(t *testing.T) map[string]string {
 // each event a controller metric counts happen and watches the metric move, then checks that the README's
 // metric table and what both binaries expose agree, the ingress route label, /config_dump and /logging.
 func TestObservability(t *testing.T) {
-	dir := t.TempDir()
-	transmit := func(wantErr bool, args ...string) string {
-		t.Helper()
-		out, err := exec.Command(filepath.Join(binDir, "ssf-transmit"), args...).CombinedOutput()
-		if (err != nil) != wantErr {
-			t.Fatalf("ssf-transmit %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
-	key := filepath.Join(dir, "idp.pem")
-	transmit(false, "-gen-key", key)
-	jwks := writeFile(t, dir, "idp-jwks.json", transmit(false, "-key", key, "-print-jwks"))
-	ssfAddr := freeAddr(t)
-	e := startDelegated(t, fmt.Sprintf(`ssf:
-  listen: %s
-  transmitters:
-    - {issuer: %q, audience: [https://agentauth.example.org], jwksFile: %s}
-`, ssfAddr, idpIssuer, jwks))
+	_, e, key, ssfAddr, transmit := startWithTransmitter(t)
 	p, c := e.p, e.c
 	ctrlMetrics := "http://" + c.opsAddr + "/metrics"
 	push := func(wantErr bool, iss, jti string, subject ...string) {

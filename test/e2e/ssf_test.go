@@ -12,11 +12,14 @@ import (
 
 const idpIssuer = "https://idp.example.com"
 
-// TestSSFSessionRevoked: an identity provider pushes a signed CAEP session-revoked SET for the agent; the very next
-// call through the sidecars is refused, naming the event's jti. Bad SETs get the RFC 8935 answer and change nothing.
-func TestSSFSessionRevoked(t *testing.T) {
-	dir := t.TempDir()
-	transmit := func(wantErr bool, args ...string) string {
+// startWithTransmitter starts a delegated pair whose controller trusts one SSF transmitter, the identity provider
+// idpIssuer, pushing to ssfAddr. It returns the test's directory, the pair, the transmitter's signing key, the push
+// address, and a runner of the ssf-transmit command that fails the test unless it fails exactly when wantErr.
+func startWithTransmitter(t *testing.T) (dir string, e *delegatedEnv, key, ssfAddr string,
+	transmit func(wantErr bool, args ...string) string) {
+	t.Helper()
+	dir = t.TempDir()
+	transmit = func(wantErr bool, args ...string) string {
 		t.Helper()
 		out, err := exec.Command(filepath.Join(binDir, "ssf-transmit"), args...).CombinedOutput()
 		if (err != nil) != wantErr {
@@ -24,15 +27,22 @@ func TestSSFSessionRevoked(t *testing.T) {
 		}
 		return string(out)
 	}
-	key := filepath.Join(dir, "idp.pem")
+	key = filepath.Join(dir, "idp.pem")
 	transmit(false, "-gen-key", key)
 	jwks := writeFile(t, dir, "idp-jwks.json", transmit(false, "-key", key, "-print-jwks"))
-	ssfAddr := freeAddr(t)
-	e := startDelegated(t, fmt.Sprintf(`ssf:
+	ssfAddr = freeAddr(t)
+	e = startDelegated(t, fmt.Sprintf(`ssf:
   listen: %s
   transmitters:
     - {issuer: %q, audience: [https://agentauth.example.org], jwksFile: %s}
 `, ssfAddr, idpIssuer, jwks))
+	return dir, e, key, ssfAddr, transmit
+}
+
+// TestSSFSessionRevoked: an identity provider pushes a signed CAEP session-revoked SET for the agent; the very next
+// call through the sidecars is refused, naming the event's jti. Bad SETs get the RFC 8935 answer and change nothing.
+func TestSSFSessionRevoked(t *testing.T) {
+	dir, e, key, ssfAddr, transmit := startWithTransmitter(t)
 	p := e.p
 	url := "http://" + toolHost + "/whoami"
 	const alice, bob = "alice@example.com", "bob@example.com"
