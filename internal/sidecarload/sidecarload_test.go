@@ -10,7 +10,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/xds/xdstest"
 )
 
@@ -20,7 +20,7 @@ func TestFleet(t *testing.T) {
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	ca := testca.New(t, td)
 	dir := t.TempDir()
-	ctlSVID := ca.CreateX509SVID(xds.ControllerID(td))
+	ctlSVID := ca.CreateX509SVID(wire.ControllerID(td))
 	bundle := ca.WriteBundleFile(dir)
 	svids := filepath.Join(dir, "svids")
 	if err := os.Mkdir(svids, 0o700); err != nil {
@@ -35,7 +35,7 @@ func TestFleet(t *testing.T) {
 
 	pub, addr := xdstest.Start(t, ctlSVID, ca.X509Bundle())
 
-	f := Start(t, "TestServe", Config{Target: addr, Controller: xds.ControllerID(td), Bundle: bundle,
+	f := Start(t, "TestServe", Config{Target: addr, Controller: wire.ControllerID(td), Bundle: bundle,
 		SVIDs: svids, N: n, PerProcess: 2})
 	if len(f.hosts) != 2 {
 		t.Fatalf("%d child processes, want 2", len(f.hosts))

@@ -15,8 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
-	"github.com/agentauth/agentauth/pkg/issuer"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // adminClient talks to the admin API on cfg's Unix socket.
@@ -56,8 +55,8 @@ func TestAdminJoinTokenRefusesControlPlaneIDs(t *testing.T) {
 		id   string
 		want int
 	}{
-		{"controller xDS identity", xds.ControllerID(c.td).String(), http.StatusBadRequest},
-		{"issuer identity", issuer.DefaultServerID(c.td).String(), http.StatusBadRequest},
+		{"controller xDS identity", wire.ControllerID(c.td).String(), http.StatusBadRequest},
+		{"issuer identity", wire.IssuerID(c.td).String(), http.StatusBadRequest},
 		{"workload", "spiffe://example.org/agent/a", http.StatusCreated},
 	}
 	for _, tt := range tests {

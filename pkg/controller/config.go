@@ -14,9 +14,9 @@ import (
 
 	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
-	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/signals"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // Config is the controller's configuration. Field names are the YAML keys.
@@ -554,7 +554,7 @@ func (c *Config) validateLocalIssuer(add func(field, format string, args ...any)
 			add(f+".spiffeID", "%q names a trust domain, not a workload", p.SPIFFEID)
 		case tdErr == nil && id.TrustDomain() != td:
 			add(f+".spiffeID", "%q is not in trust domain %q", p.SPIFFEID, td)
-		case tdErr == nil && slices.Contains(issuer.ReservedIDs(td), id):
+		case tdErr == nil && slices.Contains(wire.ReservedIDs(td), id):
 			// A local user holding either could impersonate the controller to every sidecar.
 			add(f+".spiffeID", "%q is reserved for the controller itself", p.SPIFFEID)
 		}

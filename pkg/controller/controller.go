@@ -39,6 +39,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/store"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/xds"
 )
 
@@ -120,7 +121,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	if err := writeBundle(filepath.Join(cfg.DataDir, "bundle.pem"), c.ca); err != nil {
 		return nil, err
 	}
-	if c.self, err = newSelfSVID(ctx, c.ca, xds.ControllerID(c.td), cfg.Issuer.SVIDTTL, log); err != nil {
+	if c.self, err = newSelfSVID(ctx, c.ca, wire.ControllerID(c.td), cfg.Issuer.SVIDTTL, log); err != nil {
 		return nil, err
 	}
 	c.closers = append(c.closers, c.self.stop)

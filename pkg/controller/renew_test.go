@@ -28,6 +28,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/signals/signalstest"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // workload is what a sidecar holds after attesting: its SVID and its WIT.
@@ -40,7 +41,7 @@ type workload struct {
 // set the client presents it (mTLS, as Renew needs).
 func issuerClient(t *testing.T, addr string, c *issuer.CA, svid *x509svid.SVID) *issuer.Client {
 	t.Helper()
-	auth := tlsconfig.AuthorizeID(issuer.DefaultServerID(c.TrustDomain()))
+	auth := tlsconfig.AuthorizeID(wire.IssuerID(c.TrustDomain()))
 	conf := tlsconfig.TLSClientConfig(c.X509Bundle(), auth)
 	if svid != nil {
 		conf = tlsconfig.MTLSClientConfig(svid, c.X509Bundle(), auth)

@@ -27,7 +27,7 @@ import (
 	"github.com/agentauth/agentauth/internal/testproc"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/signals/signalstest"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // The SET-to-enforcement benchmark runs the controller in a child process (this test binary, re-executed), as
@@ -73,7 +73,7 @@ func benchSETToEnforced(b *testing.B, n int) {
 
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	fleet := sidecarload.Start(b, "TestSSFBenchSidecarsProcess", sidecarload.Config{Target: ctl.xds,
-		Controller: xds.ControllerID(td), Bundle: filepath.Join(dir, "data", "bundle.pem"),
+		Controller: wire.ControllerID(td), Bundle: filepath.Join(dir, "data", "bundle.pem"),
 		SVIDs: filepath.Join(dir, "svids"), N: n})
 
 	endpoint := "http://" + ctl.ssf + "/ssf/events"

@@ -25,8 +25,8 @@ import (
 
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/store"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
-	"github.com/agentauth/agentauth/pkg/xds"
 )
 
 // testIDP is an identity provider whose user tokens the token service may trust.
@@ -115,7 +115,7 @@ tokenService: {listen: 127.0.0.1:0, userIssuers: [%s]%s}
 	c, _ := runController(t, cfg)
 	endpoint := TokenEndpoint(c.tokenLn.Addr().String())
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: tlsconfig.TLSClientConfig(c.ca.X509Bundle(), tlsconfig.AuthorizeID(xds.ControllerID(c.td)))}}
+		TLSClientConfig: tlsconfig.TLSClientConfig(c.ca.X509Bundle(), tlsconfig.AuthorizeID(wire.ControllerID(c.td)))}}
 	t.Cleanup(client.CloseIdleConnections)
 	post := func(id string, form url.Values) (int, map[string]any) {
 		t.Helper()

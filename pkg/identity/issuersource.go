@@ -32,6 +32,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/mtls"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // Defaults for IssuerConfig.
@@ -56,7 +57,7 @@ type IssuerConfig struct {
 	// Bundle holds the X.509 authorities that authenticate the issuer before this source has credentials of its
 	// own (required). Afterwards the bundle the issuer returns is used.
 	Bundle *x509bundle.Bundle
-	// ServerID is the issuer's SPIFFE ID; zero means issuer.DefaultServerID of Bundle's trust domain.
+	// ServerID is the issuer's SPIFFE ID; zero means wire.IssuerID of Bundle's trust domain.
 	ServerID spiffeid.ID
 	// JoinToken is the one-time token for the first attestation. It is not needed when StateDir holds a valid
 	// SVID from an earlier run, or with LocalSocket.
@@ -124,7 +125,7 @@ func NewIssuerSource(ctx context.Context, cfg IssuerConfig) (*IssuerSource, erro
 	}
 	s := &IssuerSource{cfg: cfg, serverID: cfg.ServerID, updates: newNotifier(), token: cfg.JoinToken, done: make(chan struct{})}
 	if s.serverID.IsZero() {
-		s.serverID = issuer.DefaultServerID(cfg.Bundle.TrustDomain())
+		s.serverID = wire.IssuerID(cfg.Bundle.TrustDomain())
 	}
 	if cfg.StateDir != "" {
 		if st, err := s.loadState(time.Now()); err == nil {

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -219,10 +220,10 @@ func (ca *CA) WITBundle() *witbundle.Bundle {
 	return witbundle.FromWITAuthorities(ca.td, map[string]crypto.PublicKey{ca.witKID: ca.witKey})
 }
 
-// checkReserved refuses id if it is one of ReservedIDs or one of also (the issuer service's configured ServerID):
+// checkReserved refuses id if it is one of wire.ReservedIDs or one of also (the issuer service's configured ServerID):
 // a workload holding one could impersonate the issuer or the controller to every other workload.
 func (ca *CA) checkReserved(id spiffeid.ID, also ...spiffeid.ID) error {
-	if slices.Contains(ReservedIDs(ca.td), id) || slices.Contains(also, id) {
+	if slices.Contains(wire.ReservedIDs(ca.td), id) || slices.Contains(also, id) {
 		return fmt.Errorf("issuer: %w: %q is reserved for the control plane (issuer and controller)", ErrDenied, id)
 	}
 	return nil

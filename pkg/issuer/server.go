@@ -31,6 +31,7 @@ import (
 	"github.com/agentauth/agentauth/internal/netlimit"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/mtls"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // Defaults for ServiceConfig.
@@ -107,27 +108,6 @@ type ServiceConfig struct {
 	Logger *zap.Logger
 }
 
-// DefaultServerID is the SPIFFE ID the issuer's TLS certificate carries unless ServiceConfig.ServerID says
-// otherwise.
-func DefaultServerID(td spiffeid.TrustDomain) spiffeid.ID {
-	id, _ := spiffeid.FromSegments(td, "agentauth", "issuer") // constant, valid segments
-	return id
-}
-
-// ControllerID is the SPIFFE ID of trust domain td's controller (spiffe://<td>/agentauth/controller), which
-// sidecars trust to serve them policies and revocations (pkg/xds.ControllerID) and Txn-Token keys.
-func ControllerID(td spiffeid.TrustDomain) spiffeid.ID {
-	id, _ := spiffeid.FromSegments(td, "agentauth", "controller") // constant, valid segments
-	return id
-}
-
-// ReservedIDs are the SPIFFE IDs of trust domain td that only the control plane holds: the issuer's own
-// (DefaultServerID) and the controller's (ControllerID). No join token is created for them, and neither
-// attestation nor renewal issues them.
-func ReservedIDs(td spiffeid.TrustDomain) []spiffeid.ID {
-	return []spiffeid.ID{DefaultServerID(td), ControllerID(td)}
-}
-
 // service implements agentauth.v1.IssuerService.
 type service struct {
 	// Embedded by value, as the generated code requires: a method added to the service answers Unimplemented
@@ -169,7 +149,7 @@ func newService(ca *CA, cfg ServiceConfig) (*service, error) {
 		return nil, fmt.Errorf("issuer: SVIDTTL %v and WITTTL %v must be within (0, %v]", s.svidTTL, s.witTTL, ca.maxTTL)
 	}
 	if s.server.IsZero() {
-		s.server = DefaultServerID(ca.td)
+		s.server = wire.IssuerID(ca.td)
 	}
 	for uid, id := range s.peerIDs {
 		if !id.MemberOf(ca.td) || id.Path() == "" {

@@ -30,6 +30,7 @@ import (
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/pkg/store"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // serve runs g on a 127.0.0.1 listener until the test ends and returns its address.
@@ -57,7 +58,7 @@ func startIssuer(t *testing.T, ca *CA) string {
 // presents it (mTLS).
 func dial(t *testing.T, addr string, bundle *x509bundle.Bundle, svid *x509svid.SVID) *Client {
 	t.Helper()
-	auth := tlsconfig.AuthorizeID(DefaultServerID(td))
+	auth := tlsconfig.AuthorizeID(wire.IssuerID(td))
 	conf := tlsconfig.TLSClientConfig(bundle, auth)
 	if svid != nil {
 		conf = tlsconfig.MTLSClientConfig(svid, bundle, auth)
@@ -499,7 +500,7 @@ func TestReservedIDsAreNeverIssued(t *testing.T) {
 type failingStore struct{ *memStore }
 
 func (s failingStore) RecordIssued(ctx context.Context, c *agentauthv1.IssuedCert) error {
-	if c.GetSpiffeId() == DefaultServerID(td).String() {
+	if c.GetSpiffeId() == wire.IssuerID(td).String() {
 		return s.memStore.RecordIssued(ctx, c)
 	}
 	return errors.New("write /var/lib/agentauth/state.db: input/output error")

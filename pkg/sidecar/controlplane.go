@@ -31,6 +31,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/xds"
 )
 
@@ -231,7 +232,7 @@ func (s *Sidecar) startControlPlane(self spiffeid.ID) (*controlPlane, error) {
 	if r, ok := s.src.(interface{ Renew(context.Context) error }); ok {
 		cp.renew = r.Renew
 	}
-	tlsConf := mtls.ClientConfig(s.src, mtls.AuthorizeIDs(xds.ControllerID(self.TrustDomain())))
+	tlsConf := mtls.ClientConfig(s.src, mtls.AuthorizeIDs(wire.ControllerID(self.TrustDomain())))
 	// The last state from the controller is kept beside the credentials (identity.controller.stateDir), so a
 	// restart during a controller outage enforces it instead of refusing everything.
 	var stateFile string

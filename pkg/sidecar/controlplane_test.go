@@ -16,6 +16,7 @@ import (
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/xds"
 	"github.com/agentauth/agentauth/pkg/xds/xdstest"
 )
@@ -26,11 +27,11 @@ func startControlPlane(t *testing.T) (*xds.Publisher, *controlPlane) {
 	t.Helper()
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	ca := testca.New(t, td)
-	pub, addr := xdstest.Start(t, ca.CreateX509SVID(xds.ControllerID(td)), ca.X509Bundle())
+	pub, addr := xdstest.Start(t, ca.CreateX509SVID(wire.ControllerID(td)), ca.X509Bundle())
 
 	cl, err := xds.NewClient(xds.ClientConfig{Target: addr, TLSConfig: tlsconfig.MTLSClientConfig(
 		ca.CreateX509SVID(spiffeid.RequireFromPath(td, "/tool/weather")), ca.X509Bundle(),
-		tlsconfig.AuthorizeID(xds.ControllerID(td)))})
+		tlsconfig.AuthorizeID(wire.ControllerID(td)))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/proxy"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // routeCredentials adds the tokens a route asks for, before the proofs that bind them: a Transaction Token (the
@@ -135,7 +135,7 @@ func (s *Sidecar) newTxnVerifier(self spiffeid.ID) (*oauth.TxnVerifier, error) {
 // it. Any other workload of the trust domain could otherwise serve keys that mint Txn-Tokens for any user, or
 // receive the user's token and an unused proof of the agent.
 func (s *Sidecar) tokenServiceClient(configured string, td spiffeid.TrustDomain) (*http.Client, error) {
-	server := xds.ControllerID(td)
+	server := wire.ControllerID(td)
 	if configured != "" {
 		var err error
 		if server, err = spiffeid.FromString(configured); err != nil {

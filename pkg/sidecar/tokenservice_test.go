@@ -27,7 +27,7 @@ import (
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/oauth"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // fixedSource is a fixed identity.Source: one X.509-SVID (and WIT) issued by ca.
@@ -74,7 +74,7 @@ func serveAs(t *testing.T, ca *testca.CA, id spiffeid.ID, h http.Handler) string
 // service's name (DNS, a Kubernetes Service, a port on a shared host) could otherwise make it.
 var (
 	impostorID = spiffeid.RequireFromString("spiffe://example.org/agent/compromised")
-	tokenSvcID = xds.ControllerID(spiffeid.RequireTrustDomainFromString("example.org"))
+	tokenSvcID = wire.ControllerID(spiffeid.RequireTrustDomainFromString("example.org"))
 )
 
 func TestTxnJWKSOnlyFromTokenService(t *testing.T) {

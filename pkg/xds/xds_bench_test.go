@@ -20,7 +20,7 @@ import (
 	"github.com/agentauth/agentauth/internal/sidecarload"
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/internal/testproc"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/xds/xdstest"
 )
 
@@ -32,7 +32,7 @@ const benchControllerEnv = "AGENTAUTH_XDS_BENCH_CONTROLLER_DIR"
 
 var (
 	td           = spiffeid.RequireTrustDomainFromString("example.org")
-	controllerID = xds.ControllerID(td)
+	controllerID = wire.ControllerID(td)
 )
 
 // preloaded revocations: every wildcard watch compares against all of them on each update, so an empty cache
