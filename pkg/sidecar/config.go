@@ -64,9 +64,9 @@ type AuditConfig struct {
 	// Dir holds the log files, the signed checkpoints, the checkpoint key (audit.key, which never leaves the
 	// host) and its certificate by this workload's SVID (audit-key.jws). One sidecar per directory.
 	Dir string `yaml:"dir"`
-	// Durability is sync (default: commit as soon as a record is pending; concurrent records share an fsync) or
-	// batched (hold a commit up to 2ms to gather more records). Either way a record is on disk before its
-	// decision takes effect.
+	// Durability is sync (default: a record is fsynced before its decision takes effect; concurrent records share
+	// an fsync) or batched (a record is written to the file before its decision takes effect, which survives a
+	// crash of the sidecar, and fsynced within 10ms, so a crash of the machine loses at most the last 10ms).
 	Durability string `yaml:"durability,omitempty"`
 	// MaxFileBytes rotates to a new file past this size (default 64 MiB, at least 1 MiB).
 	MaxFileBytes int64 `yaml:"maxFileBytes,omitempty"`
