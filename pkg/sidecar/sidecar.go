@@ -615,13 +615,13 @@ func (allowAuthenticated) Authorize(context.Context, *proxy.AuthzRequest) (*prox
 	return &proxy.Decision{Allowed: true, Reason: "no policy configured: authenticated callers are allowed"}, nil
 }
 
-// logSink writes every decision as one structured log line.
+// logSink writes every decision as one structured log line: the access and decision log.
 type logSink struct{ log *zap.Logger }
 
 func (l *logSink) Record(_ context.Context, d *proxy.DecisionRecord) {
 	refused := !d.Allowed || d.Reason != ""
-	// Allowed requests are logged at debug: skip building the line when nobody will read it (the hot path).
-	if !refused && !l.log.Core().Enabled(zap.DebugLevel) {
+	// Skip building the line when nobody will read it (the hot path, when the level is raised above info).
+	if !refused && !l.log.Core().Enabled(zap.InfoLevel) {
 		return
 	}
 	fields := []zap.Field{
@@ -648,8 +648,17 @@ func (l *logSink) Record(_ context.Context, d *proxy.DecisionRecord) {
 	if d.RevocationID != "" {
 		fields = append(fields, zap.String("revocation_id", d.RevocationID))
 	}
+	if d.MCPMethod != "" {
+		fields = append(fields, zap.String("mcp_method", d.MCPMethod), zap.String("mcp_name", d.MCPName))
+	}
+	if d.Risk != "" {
+		fields = append(fields, zap.String("risk", d.Risk))
+	}
+	if d.Traceparent != "" {
+		fields = append(fields, zap.String("traceparent", d.Traceparent))
+	}
 	if !refused {
-		l.log.Debug("request allowed", fields...)
+		l.log.Info("request allowed", fields...)
 		return
 	}
 	// Each decision is logged once, here, at the level its outcome deserves: a refusal is routine (info), an
