@@ -48,6 +48,21 @@ type Config struct {
 	ShutdownGrace time.Duration `yaml:"shutdownGrace"`
 	// Audit, when set, keeps a tamper-evident log of every decision and remediation (README "Audit").
 	Audit *AuditConfig `yaml:"audit,omitempty"`
+	// Tracing, when set, exports one OpenTelemetry span per decided request over OTLP/gRPC (off by default).
+	Tracing *TracingConfig `yaml:"tracing,omitempty"`
+}
+
+// TracingConfig points the sidecar's spans at an OpenTelemetry collector.
+type TracingConfig struct {
+	// Endpoint is the collector's OTLP/gRPC address, host:port (usually port 4317).
+	Endpoint string `yaml:"endpoint"`
+	// Insecure sends spans without TLS: for a collector on the same host or in the same pod.
+	Insecure bool `yaml:"insecure,omitempty"`
+	// SampleRatio is the share of traces recorded when the caller made no sampling decision or decided not to
+	// sample, from 0 to 1 (default 1). A sampled traceparent is always followed.
+	SampleRatio *float64 `yaml:"sampleRatio,omitempty"`
+	// ServiceName is the service.name of the spans' resource (default agentauth-sidecar).
+	ServiceName string `yaml:"serviceName,omitempty"`
 }
 
 // Audit settings' values.
@@ -421,6 +436,15 @@ func (c *Config) SetDefaults() {
 			a.CheckpointInterval = audit.DefaultCheckpointInterval
 		}
 	}
+	if tr := c.Tracing; tr != nil {
+		if tr.SampleRatio == nil {
+			one := 1.0
+			tr.SampleRatio = &one
+		}
+		if tr.ServiceName == "" {
+			tr.ServiceName = "agentauth-sidecar"
+		}
+	}
 	if f := c.Identity.Files; f != nil && f.ReloadInterval == 0 {
 		f.ReloadInterval = 5 * time.Second
 	}
@@ -510,6 +534,12 @@ func (c *Config) Validate() error {
 	v.positive("limits.bodyMinRate", l.BodyMinRate)
 	if c.Audit != nil {
 		c.Audit.validate(v)
+	}
+	if tr := c.Tracing; tr != nil {
+		v.hostPort("tracing.endpoint", tr.Endpoint, true)
+		if r := tr.SampleRatio; r != nil && !(*r >= 0 && *r <= 1) {
+			v.add("tracing.sampleRatio", fmt.Sprintf("%v is not between 0 and 1", *r))
+		}
 	}
 	return v.err()
 }

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 
+	"github.com/agentauth/agentauth/internal/tracing"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/httpsig"
 	"github.com/agentauth/agentauth/pkg/identity"
@@ -133,6 +134,21 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	sinks := multiSink{&logSink{log: log}}
 	if s.sink != nil {
 		sinks = append(sinks, s.sink)
+	}
+	if tr := cfg.Tracing; tr != nil {
+		spans, err := tracing.New(ctx, tracing.Options{Endpoint: tr.Endpoint, Insecure: tr.Insecure,
+			SampleRatio: *tr.SampleRatio, ServiceName: tr.ServiceName, Workload: self.String()})
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, func() {
+			flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := spans.Close(flush); err != nil {
+				s.log.Warn("flushing trace spans", zap.Error(err))
+			}
+		})
+		sinks = append(sinks, spans)
 	}
 	slogger := slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("proxy")))
 	popts := proxy.Options{
