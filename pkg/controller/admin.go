@@ -28,7 +28,7 @@ import (
 	"github.com/agentauth/agentauth/internal/logging"
 	"github.com/agentauth/agentauth/internal/peercred"
 	"github.com/agentauth/agentauth/pkg/policy"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 )
 
 // The admin API is JSON over the controller's Unix socket (mode 0600): a process that can open the socket and
@@ -107,11 +107,11 @@ type SidecarStatus struct {
 // TypeStatus is a sidecar's state of one resource type.
 type TypeStatus struct {
 	Type string `json:"type"`
-	// Status is SYNCED, STALE, NACKED or NOT SENT (xds.SyncStatus).
-	Status  xds.SyncStatus `json:"status"`
-	Acked   string         `json:"acked,omitempty"`
-	Pending string         `json:"pending,omitempty"`
-	NACKed  string         `json:"nacked,omitempty"`
+	// Status is SYNCED, STALE, NACKED or NOT SENT (xdsserver.SyncStatus).
+	Status  xdsserver.SyncStatus `json:"status"`
+	Acked   string               `json:"acked,omitempty"`
+	Pending string               `json:"pending,omitempty"`
+	NACKed  string               `json:"nacked,omitempty"`
 }
 
 // NACKStatus is the last update a sidecar rejected.

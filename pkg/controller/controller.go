@@ -41,6 +41,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/store"
 	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 )
 
 // Controller is one running controller.
@@ -51,8 +52,8 @@ type Controller struct {
 	store *store.Store
 	ca    *issuer.CA
 	self  *selfSVID
-	pub   *xds.Publisher
-	xds   *xds.Server
+	pub   *xdsserver.Publisher
+	xds   *xdsserver.Server
 	iss   *grpc.Server
 	reg   *prometheus.Registry
 	// metrics counts SVIDs, token exchanges and SETs (set by New before the servers that count).
@@ -127,7 +128,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	c.closers = append(c.closers, c.self.stop)
 
 	// Policies are compiled before they are stored, so a bad one never reaches a sidecar.
-	if c.pub, err = xds.NewPublisher(c.store, xds.PublisherConfig{
+	if c.pub, err = xdsserver.NewPublisher(c.store, xdsserver.PublisherConfig{
 		Validators: map[string]xds.Validator{agentauthv1.PolicyType: policy.ValidateResource},
 		Logger:     log.Named("xds"),
 	}); err != nil {
@@ -141,11 +142,11 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 		return nil, err
 	}
 	xdsTLS := mtls.ServerConfig(c.self, mtls.AuthorizeTrustDomains(c.td))
-	if c.xds, err = xds.NewServer(c.pub, xds.ServerConfig{TLSConfig: xdsTLS, HandshakeTimeout: cfg.XDS.Limits.ReadHeaderTimeout,
+	if c.xds, err = xdsserver.NewServer(c.pub, xdsserver.ServerConfig{TLSConfig: xdsTLS, HandshakeTimeout: cfg.XDS.Limits.ReadHeaderTimeout,
 		MaxConnIdle: cfg.XDS.Limits.IdleTimeout, Logger: log.Named("xds")}); err != nil {
 		return nil, err
 	}
-	c.reg.MustRegister(xds.NewServerCollector(c.xds), buildinfo.Read().Collector(), collectors.NewGoCollector(),
+	c.reg.MustRegister(xdsserver.NewServerCollector(c.xds), buildinfo.Read().Collector(), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c.metrics = c.newMetrics()
 	if c.iss, err = issuer.NewGRPCServer(c.ca, c.issuerServiceConfig(),

@@ -17,7 +17,7 @@ import (
 	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
 	"github.com/agentauth/agentauth/pkg/audit"
-	"github.com/agentauth/agentauth/pkg/issuer"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // Proof modes a route may use or require. A route lists one or more; "passthrough" stands alone.
@@ -567,9 +567,9 @@ func (a *AuditConfig) validate(v *validator) {
 func (c *Config) validateIdentity(v *validator) {
 	id := c.Identity
 	for i, a := range id.WITAlgorithms {
-		if !slices.Contains(issuer.WITAlgs, a) {
+		if !slices.Contains(wire.WITAlgs, a) {
 			v.add(fmt.Sprintf("identity.witAlgorithms[%d]", i), fmt.Sprintf("%q is not allowed by the SPIFFE WIT-SVID "+
-				"profile, whose spiffe:// identifiers this sidecar uses; choose from %s", a, strings.Join(issuer.WITAlgs, ", ")))
+				"profile, whose spiffe:// identifiers this sidecar uses; choose from %s", a, strings.Join(wire.WITAlgs, ", ")))
 		}
 	}
 	n := 0
@@ -639,7 +639,7 @@ func (id IdentityConfig) witAlgorithms() []string {
 	if len(id.WITAlgorithms) > 0 {
 		return id.WITAlgorithms
 	}
-	return issuer.WITAlgs
+	return wire.WITAlgs
 }
 
 // verifiesWITs reports whether this sidecar verifies other workloads' WITs: ingress proofs or signed responses.

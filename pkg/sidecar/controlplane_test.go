@@ -17,19 +17,20 @@ import (
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/pkg/proxy"
 	"github.com/agentauth/agentauth/pkg/wire"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsclient"
+	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 	"github.com/agentauth/agentauth/pkg/xds/xdstest"
 )
 
 // startControlPlane runs a real xDS server (store, publisher, mTLS) on 127.0.0.1 and a sidecar's control plane
 // synced to it; revocations upserted on the returned publisher reach the control plane as in a deployment.
-func startControlPlane(t *testing.T) (*xds.Publisher, *controlPlane) {
+func startControlPlane(t *testing.T) (*xdsserver.Publisher, *controlPlane) {
 	t.Helper()
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	ca := testca.New(t, td)
 	pub, addr := xdstest.Start(t, ca.CreateX509SVID(wire.ControllerID(td)), ca.X509Bundle())
 
-	cl, err := xds.NewClient(xds.ClientConfig{Target: addr, TLSConfig: tlsconfig.MTLSClientConfig(
+	cl, err := xdsclient.NewClient(xdsclient.ClientConfig{Target: addr, TLSConfig: tlsconfig.MTLSClientConfig(
 		ca.CreateX509SVID(spiffeid.RequireFromPath(td, "/tool/weather")), ca.X509Bundle(),
 		tlsconfig.AuthorizeID(wire.ControllerID(td)))})
 	if err != nil {

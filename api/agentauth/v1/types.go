@@ -105,7 +105,7 @@ func NormalDelegated(name string) string {
 
 // About reports whether the revocation is about the caller of class (KindsFor) called value. A delegated user
 // ("user") is compared, as the token service names them, with DelegatedSubjects; an agent or a transaction with
-// the subject's value under any issuer (see xds.State.Revoked). It says nothing of time: see Refuses.
+// the subject's value under any issuer (see xdsclient.State.Revoked). It says nothing of time: see Refuses.
 func (x *Revocation) About(class, value string) bool {
 	if class == "user" {
 		return slices.Contains(x.GetDelegatedSubjects(), NormalDelegated(value))

@@ -1,5 +1,5 @@
 // Package xdstest runs a real controller-side xDS server for tests of what talks to one: a bbolt store in a
-// temporary directory, an xds.Publisher and an xds.Server with mTLS on 127.0.0.1. Only tests use it.
+// temporary directory, an xdsserver.Publisher and an xdsserver.Server with mTLS on 127.0.0.1. Only tests use it.
 package xdstest
 
 import (
@@ -12,24 +12,24 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/agentauth/agentauth/pkg/store"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 )
 
 // Start serves xDS with the controller's svid to clients whose X.509-SVIDs bundle verifies, from the svid's trust
 // domain. It returns the publisher, whose changes reach the clients, and the address; all stop with tb.
-func Start(tb testing.TB, svid *x509svid.SVID, bundle x509bundle.Source) (*xds.Publisher, string) {
+func Start(tb testing.TB, svid *x509svid.SVID, bundle x509bundle.Source) (*xdsserver.Publisher, string) {
 	tb.Helper()
 	st, err := store.Open(filepath.Join(tb.TempDir(), "controller.db"), store.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = st.Close() })
-	pub, err := xds.NewPublisher(st, xds.PublisherConfig{})
+	pub, err := xdsserver.NewPublisher(st, xdsserver.PublisherConfig{})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(pub.Close)
-	srv, err := xds.NewServer(pub, xds.ServerConfig{TLSConfig: tlsconfig.MTLSServerConfig(svid, bundle,
+	srv, err := xdsserver.NewServer(pub, xdsserver.ServerConfig{TLSConfig: tlsconfig.MTLSServerConfig(svid, bundle,
 		tlsconfig.AuthorizeMemberOf(svid.ID.TrustDomain()))})
 	if err != nil {
 		tb.Fatal(err)

@@ -1,4 +1,4 @@
-package xds
+package xdsserver
 
 import (
 	"errors"
@@ -17,6 +17,7 @@ import (
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/store"
+	"github.com/agentauth/agentauth/pkg/xds"
 )
 
 // ErrNotFound is returned when deleting something that does not exist.
@@ -26,7 +27,7 @@ var ErrNotFound = store.ErrNotFound
 type PublisherConfig struct {
 	// Validators run, per type URL, on every resource before it is stored (e.g. a Cedar compile for policies).
 	// The structural checks (names, sizes, parseable trust anchors) always run.
-	Validators map[string]Validator
+	Validators map[string]xds.Validator
 	// Logger defaults to a no-op logger.
 	Logger *zap.Logger
 	// Now defaults to time.Now; it stamps Revocation.created and RiskState.updated when the caller left them unset.
@@ -38,7 +39,7 @@ type PublisherConfig struct {
 // each change as a delta. Writes that go to the store directly (e.g. from the SSF receiver) are published too.
 type Publisher struct {
 	st         *store.Store
-	validators map[string]Validator
+	validators map[string]xds.Validator
 	log        *zap.Logger
 	now        func() time.Time
 
@@ -85,7 +86,7 @@ func NewPublisher(st *store.Store, cfg PublisherConfig) (*Publisher, error) {
 		p.now = time.Now
 	}
 	for typeURL := range p.validators {
-		if newResource(typeURL) == nil {
+		if xds.NewResource(typeURL) == nil {
 			return nil, fmt.Errorf("xds: validator for unknown type %q", typeURL)
 		}
 	}
@@ -150,7 +151,7 @@ func loadInto[T proto.Message](into map[string]map[string]types.Resource, typeUR
 	}
 	m := make(map[string]types.Resource, len(items))
 	for _, it := range items {
-		m[resourceName(it)] = it
+		m[xds.ResourceName(it)] = it
 	}
 	into[typeURL] = m
 	return nil
@@ -239,13 +240,13 @@ func (p *Publisher) run() {
 }
 
 func (p *Publisher) check(typeURL string, res proto.Message) error {
-	name := resourceName(res)
-	if err := checkResource(name, res); err != nil {
+	name := xds.ResourceName(res)
+	if err := xds.CheckResource(name, res); err != nil {
 		return err
 	}
 	if v := p.validators[typeURL]; v != nil {
 		if err := v(name, res); err != nil {
-			return fmt.Errorf("%w: %s: %w", autherr.ErrMalformed, describe(typeURL, name, res), err)
+			return fmt.Errorf("%w: %s: %w", autherr.ErrMalformed, xds.Describe(typeURL, name, res), err)
 		}
 	}
 	return nil
@@ -346,14 +347,4 @@ func (p *Publisher) SetTrustBundle(b *agentauthv1.TrustBundle) error {
 func controlPlaneLogger(l *zap.Logger) log.Logger {
 	s := l.Sugar()
 	return log.LoggerFuncs{DebugFunc: s.Debugf, InfoFunc: s.Debugf, WarnFunc: s.Warnf, ErrorFunc: s.Errorf}
-}
-
-// shortType is the message name of a type URL, for error messages.
-func shortType(typeURL string) string {
-	for i := len(typeURL) - 1; i >= 0; i-- {
-		if typeURL[i] == '.' {
-			return typeURL[i+1:]
-		}
-	}
-	return typeURL
 }

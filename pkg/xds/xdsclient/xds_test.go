@@ -1,4 +1,4 @@
-package xds
+package xdsclient
 
 import (
 	"context"
@@ -20,12 +20,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
-	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/store"
+	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 )
 
 const permitAll = `permit (principal, action, resource);`
@@ -43,7 +43,7 @@ func TestPushAndAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := c.sidecar("a", nil, func(cfg *ClientConfig) {
-		cfg.Validators = map[string]Validator{agentauthv1.PolicyType: cedarValidator}
+		cfg.Validators = map[string]xds.Validator{agentauthv1.PolicyType: cedarValidator}
 	})
 	waitFor(t, "the initial state", func() bool {
 		s := sc.State()
@@ -90,7 +90,7 @@ func TestPushAndAck(t *testing.T) {
 	})
 	n, _ := nodeByID(c.srv, sc.id.String())
 	t.Logf("node %s acked %v", n.ID, n.Acked)
-	if m := gather(t, NewServerCollector(c.srv)); m["agentauth_xds_sidecar_streams"] != 1 || m["agentauth_xds_sidecars_nacking"] != 0 {
+	if m := gather(t, xdsserver.NewServerCollector(c.srv)); m["agentauth_xds_sidecar_streams"] != 1 || m["agentauth_xds_sidecars_nacking"] != 0 {
 		t.Errorf("server metrics: %v", m)
 	}
 	if n.Address == "" || n.ConnectedSince.IsZero() {
@@ -105,7 +105,7 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 		t.Fatal(err)
 	}
 	strict := c.sidecar("strict", nil, func(cfg *ClientConfig) {
-		cfg.Validators = map[string]Validator{agentauthv1.PolicyType: cedarValidator}
+		cfg.Validators = map[string]xds.Validator{agentauthv1.PolicyType: cedarValidator}
 	})
 	lax := c.sidecar("lax", nil, nil)
 	for _, sc := range []*sidecar{strict, lax} {
@@ -146,20 +146,20 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 
 	// What agentauthctl sidecars shows: the strict sidecar NACKED policies and is SYNCED on the other types; the
 	// lax one is SYNCED on all.
-	syncOf := func(sc *sidecar) map[string]SyncStatus {
+	syncOf := func(sc *sidecar) map[string]xdsserver.SyncStatus {
 		n, ok := nodeByID(c.srv, sc.id.String())
 		if !ok {
 			return nil
 		}
-		cur, out := c.pub.Versions(), map[string]SyncStatus{}
+		cur, out := c.pub.Versions(), map[string]xdsserver.SyncStatus{}
 		for _, typeURL := range agentauthv1.ServedTypes() {
-			out[shortType(typeURL)] = n.Sync(typeURL, cur[typeURL])
+			out[xds.ShortType(typeURL)] = n.Sync(typeURL, cur[typeURL])
 		}
 		return out
 	}
-	allSynced := map[string]SyncStatus{"Policy": Synced, "Revocation": Synced, "RiskState": Synced, "TrustBundle": Synced}
+	allSynced := map[string]xdsserver.SyncStatus{"Policy": xdsserver.Synced, "Revocation": xdsserver.Synced, "RiskState": xdsserver.Synced, "TrustBundle": xdsserver.Synced}
 	strictWant := maps.Clone(allSynced)
-	strictWant["Policy"] = NACKed
+	strictWant["Policy"] = xdsserver.NACKed
 	waitFor(t, "strict: policy NACKED, the rest SYNCED", func() bool { return maps.Equal(syncOf(strict), strictWant) })
 	waitFor(t, "lax: all SYNCED", func() bool { return maps.Equal(syncOf(lax), allSynced) })
 
@@ -169,30 +169,6 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 	}
 	waitFor(t, "the fixed policy", func() bool { _, ok := strict.State().Policy("p2"); return ok })
 	waitFor(t, "strict: all SYNCED after the fix", func() bool { return maps.Equal(syncOf(strict), allSynced) })
-}
-
-func TestSync(t *testing.T) {
-	const typ = agentauthv1.PolicyType
-	tests := []struct {
-		name string
-		n    NodeStatus
-		want SyncStatus
-	}{
-		{"acked current", NodeStatus{Acked: map[string]string{typ: "1.5"}}, Synced},
-		{"acked older, update pending", NodeStatus{Acked: map[string]string{typ: "1.4"}, Pending: map[string]string{typ: "1.5"}}, Stale},
-		{"acked older", NodeStatus{Acked: map[string]string{typ: "1.4"}}, Stale},
-		{"first update pending", NodeStatus{Pending: map[string]string{typ: "1.5"}}, Stale},
-		{"rejected current", NodeStatus{Acked: map[string]string{typ: "1.4"}, NACKed: map[string]string{typ: "1.5"}}, NACKed},
-		{"rejected, newer pending", NodeStatus{NACKed: map[string]string{typ: "1.5"}, Pending: map[string]string{typ: "1.6"}}, NACKed},
-		{"nothing", NodeStatus{}, NotSent},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.n.Sync(typ, "1.5"); got != tt.want {
-				t.Errorf("got %s, want %s", got, tt.want)
-			}
-		})
-	}
 }
 
 func TestControllerRestartAndDown(t *testing.T) {
@@ -443,115 +419,7 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 	if v, _ := c.st.Version(); v != version {
 		t.Errorf("store version moved from %d to %d", version, v)
 	}
-	waitFor(t, "the policy cache to hold p1 only", func() bool { return len(cacheNames(c.pub.caches[agentauthv1.PolicyType])) == 1 })
-}
-
-func TestPublisherRefusesBadInput(t *testing.T) {
-	ca := testca.New(t, td)
-	c := newController(t, ca)
-	c.stop()
-	st, err := store.Open(c.path, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	pub, err := NewPublisher(st, PublisherConfig{Validators: map[string]Validator{agentauthv1.PolicyType: cedarValidator}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	if err := pub.SetPolicies([]*agentauthv1.Policy{policy("good", permitAll)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.SetTrustBundle(trustBundle(ca, 5)); err != nil {
-		t.Fatal(err)
-	}
-	version, _ := st.Version()
-	waitFor(t, "the policy cache to hold one policy", func() bool { return len(cacheNames(pub.caches[agentauthv1.PolicyType])) == 1 })
-
-	tests := []struct {
-		name string
-		do   func() error
-		want error
-	}{
-		{"policy without text", func() error {
-			return pub.SetPolicies([]*agentauthv1.Policy{policy("good", permitAll), policy("empty", "")})
-		}, autherr.ErrMalformed},
-		{"policy that does not compile", func() error {
-			return pub.SetPolicies([]*agentauthv1.Policy{policy("bad", "permit (principal,")})
-		}, autherr.ErrMalformed},
-		{"duplicate policy ids", func() error {
-			return pub.SetPolicies([]*agentauthv1.Policy{policy("a", permitAll), policy("a", permitAll)})
-		}, autherr.ErrMalformed},
-		{"revocation without subject", func() error {
-			return pub.UpsertRevocation(&agentauthv1.Revocation{Id: "r"})
-		}, autherr.ErrMalformed},
-		{"revocation without id", func() error {
-			r := spiffeRevocation("", "spiffe://example.org/a")
-			return pub.UpsertRevocation(r)
-		}, autherr.ErrMalformed},
-		{"subject kind with odd characters", func() error {
-			r := spiffeRevocation("r", "spiffe://example.org/a")
-			r.Subject.Kind = "Spiffe ID"
-			return pub.UpsertRevocation(r)
-		}, autherr.ErrMalformed},
-		{"invalid timestamp", func() error {
-			r := spiffeRevocation("r", "spiffe://example.org/a")
-			r.NotBefore = &timestamppb.Timestamp{Seconds: 1, Nanos: -5}
-			return pub.UpsertRevocation(r)
-		}, autherr.ErrMalformed},
-		{"bundle with garbage DER", func() error {
-			return pub.SetTrustBundle(&agentauthv1.TrustBundle{TrustDomain: "example.org", X509Authorities: [][]byte{{0x30, 0x03, 1, 2, 3}}, Sequence: 9})
-		}, autherr.ErrMalformed},
-		{"bundle with bad JWKS", func() error {
-			return pub.SetTrustBundle(&agentauthv1.TrustBundle{TrustDomain: "example.org", JwtAuthoritiesJwks: []byte(`{"keys":[{"kty":"EC"}]}`), Sequence: 9})
-		}, autherr.ErrMalformed},
-		{"bundle for a bad trust domain", func() error {
-			b := trustBundle(ca, 9)
-			b.TrustDomain = "Example.ORG/x"
-			return pub.SetTrustBundle(b)
-		}, autherr.ErrMalformed},
-		{"older bundle", func() error { return pub.SetTrustBundle(trustBundle(ca, 4)) }, autherr.ErrMalformed},
-		{"deleting an unknown revocation", func() error { return pub.DeleteRevocation("nope") }, ErrNotFound},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.do()
-			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
-				t.Fatalf("got %v, want %v", err, tt.want)
-			}
-			t.Log(err)
-			if v, _ := st.Version(); v != version {
-				t.Fatalf("store changed (version %d → %d)", version, v)
-			}
-		})
-	}
-	if got := cacheNames(pub.caches[agentauthv1.PolicyType]); !slices.Equal(got, []string{"good"}) {
-		t.Errorf("policy cache holds %v, want [good]", got)
-	}
-}
-
-func TestNewServerRefusesTLSWithoutClientAuth(t *testing.T) {
-	ca := testca.New(t, td)
-	st, err := store.Open(t.TempDir()+"/s.db", store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	pub, err := NewPublisher(st, PublisherConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	svid := ca.CreateX509SVID(controllerID)
-	noClientAuth := tlsconfig.TLSServerConfig(svid)
-	unverified := tlsconfig.TLSServerConfig(svid)
-	unverified.ClientAuth = tls.RequireAnyClientCert
-	for name, conf := range map[string]*tls.Config{"nil": nil, "no client auth": noClientAuth, "unverified": unverified} {
-		if _, err := NewServer(pub, ServerConfig{TLSConfig: conf}); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
-	}
+	waitFor(t, "the policy cache to hold p1 only", func() bool { return c.pub.Len(agentauthv1.PolicyType) == 1 })
 }
 
 // gather collects c through a pedantic registry and returns each sample as name or name/label-value.
