@@ -30,8 +30,9 @@ import (
 const (
 	defaultBackoffBase = 250 * time.Millisecond
 	defaultBackoffMax  = 30 * time.Second
-	// Pings detect a dead controller (or a silent partition) within clientKeepaliveTime+xds.KeepaliveTimeout, after which
-	// the client reports itself disconnected and reconnects. Not below the server's keepaliveMinTime (xdsserver).
+	// Pings detect a dead controller (or a silent partition) within clientKeepaliveTime+xds.KeepaliveTimeout,
+	// after which the client reports itself disconnected and reconnects. Not below the server's keepaliveMinTime
+	// (xdsserver).
 	clientKeepaliveTime = 20 * time.Second
 	// The first response of a type carries the whole state of that type; revocation lists can be large.
 	maxResponseSize = 64 << 20

@@ -178,8 +178,8 @@ func NewServer(pub *Publisher, cfg ServerConfig) (*Server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: xds.KeepaliveTimeout, MaxConnectionIdle: cfg.MaxConnIdle}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
 	)
-	xds := serverv3.NewServer(ctx, pub.mux, callbacks{s}, deltaserver.WithLogger(controlPlaneLogger(s.log)))
-	discovery.RegisterAggregatedDiscoveryServiceServer(s.grpc, xds)
+	ads := serverv3.NewServer(ctx, pub.mux, callbacks{s}, deltaserver.WithLogger(controlPlaneLogger(s.log)))
+	discovery.RegisterAggregatedDiscoveryServiceServer(s.grpc, ads)
 	return s, nil
 }
 
