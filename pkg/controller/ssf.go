@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -414,3 +415,36 @@ func (sc *ssfClients) readStreams() (map[string]string, error) {
 	}
 	return m, nil
 }
+
+// ssfServer is the SSF receiver: push delivery over HTTP(S) on ssf.listen, and its clients (pollers, stream
+// management, the reloading of ssf.tls) in the background.
+type ssfServer struct {
+	c           *Controller
+	ln          net.Listener
+	srv         *http.Server
+	stopClients func()
+}
+
+func (s *ssfServer) provision(context.Context) (err error) {
+	cfg := s.c.cfg.SSF
+	if s.ln, err = s.c.listen("ssf.listen", cfg.Listen, cfg.Limits); err != nil {
+		return err
+	}
+	s.srv, err = s.c.startSSF()
+	return err
+}
+
+func (s *ssfServer) start(ctx context.Context, fail func(error)) error {
+	go func() { fail(serveHTTP(s.srv, s.ln)) }()
+	s.stopClients = s.c.runSSFClients(ctx)
+	s.c.log.Info("SSF receiver serving", zap.String("push", s.c.ssfScheme()+"://"+s.ln.Addr().String()+"/ssf/events"))
+	return nil
+}
+
+// stop stops the receiver, then its clients: SETs in flight are applied and acknowledgements flushed.
+func (s *ssfServer) stop(ctx context.Context) {
+	_ = s.srv.Shutdown(ctx)
+	s.stopClients()
+}
+
+var _ component = (*ssfServer)(nil)

@@ -89,7 +89,7 @@ func runController(t *testing.T, cfg *Config) (*Controller, func()) {
 
 // streamVerified reads agentauth_ssf_stream_verified for issuer from the ops endpoint's /metrics.
 func streamVerified(t *testing.T, c *Controller, issuer string) string {
-	resp, err := http.Get("http://" + c.opsLn.Addr().String() + "/metrics")
+	resp, err := http.Get("http://" + c.opsLn().Addr().String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
