@@ -31,7 +31,6 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/buildinfo"
-	"github.com/agentauth/agentauth/internal/certfile"
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/signals"
@@ -59,10 +58,6 @@ type Controller struct {
 	// components are started by Run in this order and stopped in reverse (newComponents).
 	components []component
 	closers    []func()
-	// ssfClients polls transmitters and manages SSF streams (set with ssf).
-	ssfClients *ssfClients
-	// ssfCert is the SSF receiver's certificate (set with ssf.tls).
-	ssfCert *certfile.Reloader
 	// logLevel, when set, is served at the ops listener's /logging.
 	logLevel *zap.AtomicLevel
 	// started is set once Run has started every component, stopping when Run begins to stop: /readyz answers

@@ -71,7 +71,7 @@ func (c *Controller) opsHandler() http.Handler {
 }
 
 // probeWritable creates, syncs and removes a small file in dir. Reading the store says nothing about writing:
-// bbolt reads from its memory map, and the controller also writes bundle.pem and ssf-streams.json in dir.
+// bbolt reads from its memory map, and the controller also writes bundle.pem in dir.
 func probeWritable(dir string) error {
 	f, err := os.CreateTemp(dir, ".readyz-*")
 	if err != nil {
