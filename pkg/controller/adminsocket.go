@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 
+	"github.com/agentauth/agentauth/internal/confyaml"
 	"go.uber.org/zap"
 )
 
@@ -41,11 +42,14 @@ func (a *adminServer) start(_ context.Context, fail func(error)) error {
 
 func (a *adminServer) stop(ctx context.Context) { _ = a.srv.Shutdown(ctx) }
 
+func (a *adminServer) validate(p *confyaml.Problems) { a.c.cfg.Admin.validate(p) }
+
 func (a *adminServer) logFields() []zap.Field {
 	return []zap.Field{zap.String("admin_socket", a.c.cfg.Admin.Socket)}
 }
 
 var (
 	_ component = (*adminServer)(nil)
+	_ validator = (*adminServer)(nil)
 	_ serving   = (*adminServer)(nil)
 )

@@ -7,15 +7,16 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
 )
 
 // component is one part of the controller with the one lifecycle every part has, as Caddy's modules do:
 //
+//   - validate, when the component has it (validator), checks its section of the config. Config.Validate calls
+//     it, at Load and before New, so `controller -check` reports its problems, each with its field and line.
 //   - provision builds it and binds its listeners (New, in list order). Nothing is served yet. What it opens it
 //     registers with Controller.onClose, so a New that fails later, and Run when it returns, release it.
-//   - validate, when the component has it (validator), checks what provision built, once every component is
-//     provisioned and before anything is served.
 //   - start begins serving in the background (Run, in list order). A server that stops on its own reports its
 //     error to fail, which stops the controller.
 //   - stop stops serving, gracefully until ctx (the shutdown deadline) ends (Run, in reverse list order). When it
@@ -25,17 +26,18 @@ import (
 // component and is on the Controller for every component to use.
 //
 // Adding a component (an admission webhook, an attestor, leader election, an audit witness): write a type with
-// these methods in a file of its own, append it in Controller.newComponents where it belongs in the start order,
-// and check its config section in Config.Validate.
+// these methods in a file of its own, and append it in Controller.newComponents where it belongs in the start
+// order (on the condition of its config section, if it has one).
 type component interface {
 	provision(ctx context.Context) error
 	start(ctx context.Context, fail func(error)) error
 	stop(ctx context.Context)
 }
 
-// validator is a component that checks what it provisioned (Caddy's Validator).
+// validator is a component with a config section to check; it adds each problem to p. The Controller it is
+// built on has only cfg and td (zero when trustDomain is invalid) when Config.Validate calls it.
 type validator interface {
-	validate() error
+	validate(p *confyaml.Problems)
 }
 
 // serving is a component that names its endpoints in the "controller serving" log line.
@@ -57,19 +59,12 @@ func (c *Controller) newComponents() []component {
 	return append(comps, &adminServer{c: c})
 }
 
-// provision provisions, then validates, every component.
+// provision provisions every component, in order.
 func (c *Controller) provision(ctx context.Context) error {
 	c.components = c.newComponents()
 	for _, comp := range c.components {
 		if err := comp.provision(ctx); err != nil {
 			return err
-		}
-	}
-	for _, comp := range c.components {
-		if v, ok := comp.(validator); ok {
-			if err := v.validate(); err != nil {
-				return err
-			}
 		}
 	}
 	return nil

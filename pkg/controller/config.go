@@ -309,24 +309,20 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-// Validate returns every problem found, each naming its field: a section at a time, with the checks the
-// binaries' configs share (confyaml.Problems).
+// Validate returns every problem found, each naming its field: the controller's own fields, then each component's
+// section (validator), with the checks the binaries' configs share (confyaml.Problems).
 func (c *Config) Validate() error {
 	var p confyaml.Problems
 	td, _ := p.TrustDomain("trustDomain", c.TrustDomain) // zero when invalid: IDs are then not checked against it
 	if c.DataDir == "" {
 		p.Add("dataDir", "required: where state, keys and bundle.pem live")
 	}
-	c.validateIssuer(&p, td)
-	validateListen(&p, "xds", c.XDS)
-	validateListen(&p, "ops", c.Ops)
-	if c.TokenService != nil {
-		c.TokenService.validate(&p, td)
+	// Each component checks its own section.
+	for _, comp := range (&Controller{cfg: c, td: td}).newComponents() {
+		if v, ok := comp.(validator); ok {
+			v.validate(&p)
+		}
 	}
-	if c.SSF != nil {
-		c.SSF.validate(&p)
-	}
-	c.Admin.validate(&p)
 	p.LogLevel("log.level", c.Log.Level)
 	return p.Err("controller config")
 }

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
+	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
 	"github.com/agentauth/agentauth/pkg/issuer"
 )
@@ -55,6 +56,8 @@ func (is *issuerServer) stop(context.Context) {
 	}
 }
 
+func (is *issuerServer) validate(p *confyaml.Problems) { is.c.cfg.validateIssuer(p, is.c.td) }
+
 func (is *issuerServer) logFields() []zap.Field {
 	return []zap.Field{zap.String("issuer", is.ln.Addr().String())}
 }
@@ -97,5 +100,6 @@ func (is *issuerServer) listenLocal() error {
 
 var (
 	_ component = (*issuerServer)(nil)
+	_ validator = (*issuerServer)(nil)
 	_ serving   = (*issuerServer)(nil)
 )

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/logging"
 )
 
@@ -36,6 +37,8 @@ func (o *opsServer) start(_ context.Context, fail func(error)) error {
 }
 
 func (o *opsServer) stop(ctx context.Context) { _ = o.srv.Shutdown(ctx) }
+
+func (o *opsServer) validate(p *confyaml.Problems) { validateListen(p, "ops", o.c.cfg.Ops) }
 
 func (o *opsServer) logFields() []zap.Field {
 	return []zap.Field{zap.String("ops", o.ln.Addr().String())}
@@ -90,5 +93,6 @@ func probeWritable(dir string) error {
 
 var (
 	_ component = (*opsServer)(nil)
+	_ validator = (*opsServer)(nil)
 	_ serving   = (*opsServer)(nil)
 )

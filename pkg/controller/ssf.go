@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/agentauth/agentauth/internal/certfile"
+	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/store"
@@ -289,4 +290,9 @@ func importStreamsFile(st *store.Store, path string, log *zap.Logger) error {
 	return nil
 }
 
-var _ component = (*ssfServer)(nil)
+func (s *ssfServer) validate(p *confyaml.Problems) { s.c.cfg.SSF.validate(p) }
+
+var (
+	_ component = (*ssfServer)(nil)
+	_ validator = (*ssfServer)(nil)
+)

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/agentauth/agentauth/internal/confyaml"
 	"go.uber.org/zap"
 )
 
@@ -32,4 +33,9 @@ func (t *tokenServer) start(_ context.Context, fail func(error)) error {
 
 func (t *tokenServer) stop(ctx context.Context) { _ = t.srv.Shutdown(ctx) }
 
-var _ component = (*tokenServer)(nil)
+func (t *tokenServer) validate(p *confyaml.Problems) { t.c.cfg.TokenService.validate(p, t.c.td) }
+
+var (
+	_ component = (*tokenServer)(nil)
+	_ validator = (*tokenServer)(nil)
+)

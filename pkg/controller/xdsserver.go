@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/pkg/mtls"
 	"github.com/agentauth/agentauth/pkg/xds"
 )
@@ -38,11 +39,14 @@ func (x *xdsServer) start(_ context.Context, fail func(error)) error {
 
 func (x *xdsServer) stop(context.Context) { x.c.xds.Stop() }
 
+func (x *xdsServer) validate(p *confyaml.Problems) { validateListen(p, "xds", x.c.cfg.XDS) }
+
 func (x *xdsServer) logFields() []zap.Field {
 	return []zap.Field{zap.String("xds", x.ln.Addr().String())}
 }
 
 var (
 	_ component = (*xdsServer)(nil)
+	_ validator = (*xdsServer)(nil)
 	_ serving   = (*xdsServer)(nil)
 )
