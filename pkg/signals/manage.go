@@ -33,7 +33,7 @@ type ManagedStream struct {
 	Request StreamRequest
 	// Poll configures the polling of a poll-delivery stream; Issuer and EndpointURL are taken from the stream.
 	Poll PollConfig
-	// IDs remembers the stream's id across restarts.
+	// IDs remembers the stream's id across restarts (required).
 	IDs StreamIDs
 	// Verified, if set, is called once the stream delivered the verification event asked for.
 	Verified func()
