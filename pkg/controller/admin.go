@@ -17,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -25,7 +24,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
-	"github.com/agentauth/agentauth/internal/logging"
 	"github.com/agentauth/agentauth/internal/peercred"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
@@ -169,49 +167,6 @@ func (c *Controller) adminHandler() http.Handler {
 	mux.HandleFunc("POST /v1/join-tokens", c.joinToken)
 	mux.HandleFunc("GET /v1/backup", c.backup)
 	return mux
-}
-
-func (c *Controller) opsHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if c.stopping.Load() {
-			writeError(w, http.StatusServiceUnavailable, errors.New("stopping"))
-			return
-		}
-		if _, err := c.store.Version(); err != nil {
-			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("store: %w", err))
-			return
-		}
-		if err := probeWritable(c.cfg.DataDir); err != nil {
-			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("dataDir is not writable: %w", err))
-			return
-		}
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{}))
-	if c.logLevel != nil {
-		mux.Handle("/logging", logging.LevelHandler(*c.logLevel, c.log))
-	}
-	return mux
-}
-
-// probeWritable creates, syncs and removes a small file in dir. Reading the store says nothing about writing:
-// bbolt reads from its memory map, and the controller also writes bundle.pem and ssf-streams.json in dir.
-func probeWritable(dir string) error {
-	f, err := os.CreateTemp(dir, ".readyz-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write([]byte("ok"))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func (c *Controller) listPolicies(w http.ResponseWriter, _ *http.Request) {

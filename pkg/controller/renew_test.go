@@ -162,8 +162,8 @@ func TestRenewAfterRevocation(t *testing.T) {
     - {issuer: %s, audience: [%s], jwksURL: %s/jwks, pushAuthorization: "Bearer push-secret"}
 `, tr.Issuer, ssfAudience, tr.Issuer))
 	c, _ := runController(t, cfg)
-	addr := c.issuerLn.Addr().String()
-	pushURL := "http://" + c.ssfLn.Addr().String() + "/ssf/events"
+	addr := c.issuerLn().Addr().String()
+	pushURL := "http://" + c.ssfLn().Addr().String() + "/ssf/events"
 	admin := adminClient(cfg)
 	adminRevoke := func(noRenew bool) func(t *testing.T, w *workload) {
 		return func(t *testing.T, w *workload) {

@@ -164,7 +164,7 @@ ssf:
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	fmt.Printf("bench: addr %s %s\n", c.xdsLn.Addr(), c.ssfLn.Addr())
+	fmt.Printf("bench: addr %s %s\n", c.xdsLn().Addr(), c.ssfLn().Addr())
 
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {

@@ -2,12 +2,9 @@ package sidecar
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -490,7 +487,7 @@ func (c *Config) Validate() error {
 		c.Ingress.validate(v)
 	}
 	if c.Controller != nil {
-		v.hostPort("controller.address", c.Controller.Address, true)
+		v.HostPort("controller.address", c.Controller.Address, true)
 		if c.Ingress != nil && c.Ingress.Policy != nil {
 			v.add("ingress.policy", "the controller serves policy when controller is set; remove ingress.policy")
 		}
@@ -504,39 +501,35 @@ func (c *Config) Validate() error {
 			"one per role (%s egress, %s ingress), so that an agent's and a tool's sidecar on one host do not "+
 			"collide, and this one would take another sidecar's", DefaultEgressAdmin, DefaultIngressAdmin))
 	} else {
-		v.hostPort("admin.listen", c.Admin.Listen, true)
+		v.HostPort("admin.listen", c.Admin.Listen, true)
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		v.add("log.level", fmt.Sprintf("%q is not one of debug, info, warn, error", c.Log.Level))
-	}
+	v.LogLevel("log.level", c.Log.Level)
 	if c.ShutdownGrace < 0 {
 		v.add("shutdownGrace", "must not be negative")
 	}
 	l := c.Limits
-	v.positive("limits.maxHeaderBytes", int64(l.MaxHeaderBytes))
-	v.positive("limits.maxBodyBytes", l.MaxBodyBytes)
-	v.positive("limits.readHeaderTimeout", int64(l.ReadHeaderTimeout))
-	v.positive("limits.idleTimeout", int64(l.IdleTimeout))
-	v.positive("limits.maxConnections", int64(l.MaxConnections))
-	v.positive("limits.maxConnectionsPerIP", int64(l.MaxConnectionsPerIP))
+	v.Positive("limits.maxHeaderBytes", int64(l.MaxHeaderBytes))
+	v.Positive("limits.maxBodyBytes", l.MaxBodyBytes)
+	v.Positive("limits.readHeaderTimeout", int64(l.ReadHeaderTimeout))
+	v.Positive("limits.idleTimeout", int64(l.IdleTimeout))
+	v.Positive("limits.maxConnections", int64(l.MaxConnections))
+	v.Positive("limits.maxConnectionsPerIP", int64(l.MaxConnectionsPerIP))
 	if l.MaxConnectionsPerIP > l.MaxConnections && l.MaxConnections > 0 {
 		v.add("limits.maxConnectionsPerIP", fmt.Sprintf("%d is above limits.maxConnections (%d)", l.MaxConnectionsPerIP, l.MaxConnections))
 	}
-	c.Admin.Limits.Validate("admin.limits", v.problems.Add)
-	v.positive("limits.upstreamTimeout", int64(l.UpstreamTimeout))
-	v.positive("limits.maxBufferedBodies", l.MaxBufferedBodies)
+	c.Admin.Limits.Validate("admin.limits", v.Add)
+	v.Positive("limits.upstreamTimeout", int64(l.UpstreamTimeout))
+	v.Positive("limits.maxBufferedBodies", l.MaxBufferedBodies)
 	if l.MaxBufferedBodies > 0 && l.MaxBufferedBodies < l.MaxBodyBytes {
 		v.add("limits.maxBufferedBodies", "must be at least limits.maxBodyBytes: a body that may be buffered must fit")
 	}
-	v.positive("limits.bodyReadTimeout", int64(l.BodyReadTimeout))
-	v.positive("limits.bodyMinRate", l.BodyMinRate)
+	v.Positive("limits.bodyReadTimeout", int64(l.BodyReadTimeout))
+	v.Positive("limits.bodyMinRate", l.BodyMinRate)
 	if c.Audit != nil {
 		c.Audit.validate(v)
 	}
 	if tr := c.Tracing; tr != nil {
-		v.hostPort("tracing.endpoint", tr.Endpoint, true)
+		v.HostPort("tracing.endpoint", tr.Endpoint, true)
 		if r := tr.SampleRatio; r != nil && !(*r >= 0 && *r <= 1) {
 			v.add("tracing.sampleRatio", fmt.Sprintf("%v is not between 0 and 1", *r))
 		}
@@ -545,7 +538,7 @@ func (c *Config) Validate() error {
 }
 
 func (a *AuditConfig) validate(v *validator) {
-	v.required("audit.dir", a.Dir)
+	v.Required("audit.dir", a.Dir)
 	switch a.Durability {
 	case AuditSync, AuditBatched:
 	default:
@@ -585,18 +578,16 @@ func (c *Config) validateIdentity(v *validator) {
 		v.add("identity", "set only one of identity.workloadAPI, identity.files and identity.controller")
 	case id.Controller != nil:
 		ic := id.Controller
-		v.hostPort("identity.controller.address", ic.Address, true)
-		v.required("identity.controller.bundle", ic.Bundle)
+		v.HostPort("identity.controller.address", ic.Address, true)
+		v.Required("identity.controller.bundle", ic.Bundle)
 		if ic.JoinToken != "" && ic.JoinTokenFile != "" {
 			v.add("identity.controller.joinToken", "set joinToken or joinTokenFile, not both")
 		}
-		if ic.LocalSocket != "" && !filepath.IsAbs(ic.LocalSocket) {
-			v.add("identity.controller.localSocket", fmt.Sprintf("%q is not an absolute path", ic.LocalSocket))
-		}
+		v.AbsPath("identity.controller.localSocket", ic.LocalSocket)
 	case id.Files != nil:
 		f := id.Files
-		v.required("identity.files.cert", f.Cert)
-		v.required("identity.files.key", f.Key)
+		v.Required("identity.files.cert", f.Cert)
+		v.Required("identity.files.key", f.Key)
 		if len(f.Bundles) == 0 {
 			v.add("identity.files.bundles", "required: at least this workload's own trust domain and its bundle file")
 		}
@@ -674,8 +665,8 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 	if e.ProxyListen == "" && e.TransparentListen == "" {
 		v.add("egress", "set proxyListen, transparentListen or both")
 	}
-	v.hostPort("egress.proxyListen", e.ProxyListen, false)
-	v.hostPort("egress.transparentListen", e.TransparentListen, false)
+	v.HostPort("egress.proxyListen", e.ProxyListen, false)
+	v.HostPort("egress.transparentListen", e.TransparentListen, false)
 	if len(e.Routes) == 0 {
 		v.add("egress.routes", "at least one route is needed; calls to unconfigured destinations are refused")
 	}
@@ -683,7 +674,7 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 		if u, err := url.Parse(ts.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" {
 			v.add("egress.tokenService.endpoint", fmt.Sprintf("%q is not an https:// URL", ts.Endpoint))
 		}
-		v.spiffeID("egress.tokenService.serverID", ts.ServerID)
+		v.SPIFFEID("egress.tokenService.serverID", ts.ServerID)
 	}
 	names := map[string]bool{}
 	matches := map[string]string{}
@@ -708,7 +699,7 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 			v.add(p+".host", fmt.Sprintf("same host and pathPrefix as route %q", prev))
 		}
 		matches[key] = r.Name
-		u := v.url(p+".upstream", r.Upstream)
+		u := v.URL(p+".upstream", r.Upstream)
 		v.modes(p+".modes", r.Modes, true)
 		if contains(r.Modes, ModeMTLS) {
 			if r.ServerID == "" {
@@ -759,8 +750,8 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 }
 
 func (in *IngressConfig) validate(v *validator) {
-	v.hostPort("ingress.listen", in.Listen, true)
-	if u := v.url("ingress.backend", in.Backend); u != nil && in.BackendH2C && u.Scheme != "http" {
+	v.HostPort("ingress.listen", in.Listen, true)
+	if u := v.URL("ingress.backend", in.Backend); u != nil && in.BackendH2C && u.Scheme != "http" {
 		v.add("ingress.backendH2C", "h2c needs an http:// backend")
 	}
 	v.modes("ingress.require", in.Require, false)
@@ -772,9 +763,7 @@ func (in *IngressConfig) validate(v *validator) {
 			v.add("ingress.mtls.trustDomains", "set trustDomains or allowIDs: which peers may connect")
 		}
 		for i, td := range m.TrustDomains {
-			if _, err := spiffeid.TrustDomainFromString(td); err != nil {
-				v.add(fmt.Sprintf("ingress.mtls.trustDomains[%d]", i), fmt.Sprintf("%q: %v", td, err))
-			}
+			v.TrustDomain(fmt.Sprintf("ingress.mtls.trustDomains[%d]", i), td)
 		}
 		for i, id := range m.AllowIDs {
 			if _, err := spiffeid.FromString(id); err != nil {
@@ -811,18 +800,18 @@ func (in *IngressConfig) validate(v *validator) {
 			v.add("ingress.externalURL", "set externalURL or audience, not both: audience fixes one value for every path")
 		}
 	}
-	v.positive("ingress.clockSkew", int64(in.ClockSkew))
-	v.positive("ingress.maxProofLifetime", int64(in.MaxProofLifetime))
-	v.positive("ingress.replayCacheSize", int64(in.ReplayCacheSize))
+	v.Positive("ingress.clockSkew", int64(in.ClockSkew))
+	v.Positive("ingress.maxProofLifetime", int64(in.MaxProofLifetime))
+	v.Positive("ingress.replayCacheSize", int64(in.ReplayCacheSize))
 	if p := in.Policy; p != nil && len(p.Files) == 0 {
 		v.add("ingress.policy.files", "at least one Cedar policy file")
 	}
 	if t := in.TxnToken; t != nil {
-		v.required("ingress.txnToken.issuer", t.Issuer)
+		v.Required("ingress.txnToken.issuer", t.Issuer)
 		if (t.JWKSURL == "") == (t.JWKSFile == "") {
 			v.add("ingress.txnToken.jwksURL", "set exactly one of jwksURL and jwksFile")
 		}
-		v.spiffeID("ingress.txnToken.serverID", t.ServerID)
+		v.SPIFFEID("ingress.txnToken.serverID", t.ServerID)
 	}
 	for i, p := range in.MCPPaths {
 		if !strings.HasPrefix(p, "/") {
@@ -831,66 +820,12 @@ func (in *IngressConfig) validate(v *validator) {
 	}
 }
 
-type validator struct{ problems confyaml.Problems }
+// validator collects the sidecar config's problems, with the checks the binaries' configs share (confyaml).
+type validator struct{ confyaml.Problems }
 
-func (v *validator) add(field, msg string) { v.problems.Add(field, "%s", msg) }
+func (v *validator) add(field, msg string) { v.Add(field, "%s", msg) }
 
-func (v *validator) err() error { return v.problems.Err("sidecar config") }
-
-// spiffeID checks an optional SPIFFE ID field.
-func (v *validator) spiffeID(field, val string) {
-	if val == "" {
-		return
-	}
-	if _, err := spiffeid.FromString(val); err != nil {
-		v.add(field, fmt.Sprintf("%q is not a SPIFFE ID: %v", val, err))
-	}
-}
-
-func (v *validator) required(field, val string) {
-	if val == "" {
-		v.add(field, "required")
-	}
-}
-
-func (v *validator) positive(field string, n int64) {
-	if n <= 0 {
-		v.add(field, "must be positive")
-	}
-}
-
-func (v *validator) hostPort(field, addr string, required bool) {
-	if addr == "" {
-		if required {
-			v.add(field, "required (host:port)")
-		}
-		return
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		v.add(field, fmt.Sprintf("%q is not host:port: %v", addr, err))
-		return
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		v.add(field, fmt.Sprintf("%q has an invalid port", addr))
-	}
-	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, "/ ") {
-		v.add(field, fmt.Sprintf("%q has an invalid host", addr))
-	}
-}
-
-func (v *validator) url(field, raw string) *url.URL {
-	if raw == "" {
-		v.add(field, "required (http:// or https:// URL)")
-		return nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.add(field, fmt.Sprintf("%q is not an http:// or https:// URL", raw))
-		return nil
-	}
-	return u
-}
+func (v *validator) err() error { return v.Err("sidecar config") }
 
 func (v *validator) modes(field string, modes []string, egress bool) {
 	if len(modes) == 0 {
