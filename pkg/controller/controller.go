@@ -147,6 +147,9 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	}
 	c.reg.MustRegister(xds.NewServerCollector(c.xds), buildinfo.Read().Collector(), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := c.startWitness(); err != nil {
+		return nil, err
+	}
 	c.metrics = c.newMetrics()
 	if c.iss, err = issuer.NewGRPCServer(c.ca, c.issuerServiceConfig(),
 		grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(false))); err != nil {
