@@ -46,6 +46,9 @@ type Config struct {
 	// InitState lets the controller start with empty state although dataDir/keys shows it ran here before
 	// (the -init-state flag, never the YAML): without it, a missing or empty state.db is ErrStateMissing.
 	InitState bool `yaml:"-"`
+
+	// Audit, when set, keeps the controller's own tamper-evident audit log of its actions.
+	Audit *AuditConfig `yaml:"audit,omitempty"`
 }
 
 // Bounds of issuer.svidTTL. Lifetimes under SaneMinSVIDTTL are accepted, with a warning at start, so that tests
@@ -457,6 +460,9 @@ func (c *Config) Validate() error {
 		add("issuer.keys", "%q is not file or tpm", c.Issuer.Keys)
 	}
 	c.validateLocalIssuer(add)
+	if c.Audit != nil {
+		c.Audit.validate(add)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -57,6 +57,8 @@ type Controller struct {
 	reg   *prometheus.Registry
 	// metrics counts SVIDs, token exchanges and SETs (set by New before the servers that count).
 	metrics *metrics
+	// actions is the controller's audit log (records nothing without audit configured).
+	actions *actionLog
 
 	issuerLn, xdsLn, opsLn, adminLn, ssfLn, tokenLn net.Listener
 	admin, ops, ssf, tokens                         *http.Server
@@ -125,6 +127,9 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 		return nil, err
 	}
 	c.closers = append(c.closers, c.self.stop)
+	if c.actions, err = c.openAudit(); err != nil {
+		return nil, err
+	}
 
 	// Policies are compiled before they are stored, so a bad one never reaches a sidecar.
 	if c.pub, err = xds.NewPublisher(c.store, xds.PublisherConfig{
@@ -152,7 +157,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	}
 	c.metrics = c.newMetrics()
 	if c.iss, err = issuer.NewGRPCServer(c.ca, c.issuerServiceConfig(),
-		grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(false))); err != nil {
+		grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(false), c.actions.issuerInterceptor(false))); err != nil {
 		return nil, err
 	}
 
@@ -446,7 +451,7 @@ func (c *Controller) listenLocalIssuer() error {
 	}
 	sc := c.issuerServiceConfig()
 	sc.PeerIDs = peerIDs
-	if c.issLocal, err = issuer.NewLocalGRPCServer(c.ca, sc, grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(true))); err != nil {
+	if c.issLocal, err = issuer.NewLocalGRPCServer(c.ca, sc, grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(true), c.actions.issuerInterceptor(true))); err != nil {
 		return fmt.Errorf("issuer.peerIDs: %w", err)
 	}
 	path := c.cfg.Issuer.LocalSocket

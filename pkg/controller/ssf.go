@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentauth/agentauth/internal/certfile"
 	"github.com/agentauth/agentauth/internal/netlimit"
+	"github.com/agentauth/agentauth/pkg/audit"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/store"
 )
@@ -28,7 +29,7 @@ import (
 // before the receiver answers 202) and published to every sidecar over xDS.
 type ssfSink struct{ c *Controller }
 
-func (s ssfSink) Apply(_ context.Context, changes []signals.Change) error {
+func (s ssfSink) Apply(ctx context.Context, changes []signals.Change) error {
 	for _, ch := range changes {
 		switch {
 		case ch.Revocation != nil:
@@ -41,6 +42,11 @@ func (s ssfSink) Apply(_ context.Context, changes []signals.Change) error {
 			if err := s.c.pub.UpsertRevocation(ch.Revocation); err != nil {
 				return fmt.Errorf("revocation %s: %w", ch.Revocation.GetId(), err)
 			}
+			rec := &audit.Record{Action: ActionSETRevoke, RevocationID: ch.Revocation.GetId(), Reason: ch.Revocation.GetReason(),
+				Cause: ch.Revocation.GetCause().GetEventType(), SETJti: ch.Revocation.GetCause().GetSetJti(),
+				Actor: ch.Revocation.GetCause().GetIssuer()}
+			subjectFields(rec, ch.Revocation.GetSubject())
+			s.c.actions.record(ctx, rec)
 		case ch.Risk != nil:
 			stored, err := s.c.store.Risk().Get(ch.Risk.GetSubject().Key())
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -50,6 +56,10 @@ func (s ssfSink) Apply(_ context.Context, changes []signals.Change) error {
 				if err := s.c.pub.SetRisk(merged); err != nil {
 					return fmt.Errorf("risk state: %w", err)
 				}
+				rec := &audit.Record{Action: ActionSETRisk, Risk: merged.GetRiskLevel(), Cause: ch.Risk.GetCause().GetEventType(),
+					SETJti: ch.Risk.GetCause().GetSetJti(), Actor: ch.Risk.GetCause().GetIssuer()}
+				subjectFields(rec, merged.GetSubject())
+				s.c.actions.record(ctx, rec)
 			}
 		}
 	}
@@ -286,6 +296,8 @@ func (c *Controller) ensureStream(ctx context.Context, client *signals.StreamCli
 			log.Error("remembering the SSF stream failed", zap.Error(err))
 		}
 		log.Info("SSF stream created", zap.String("stream", stream.StreamID), zap.Strings("events_delivered", stream.EventsDelivered))
+		c.actions.record(ctx, &audit.Record{Action: ActionSSFStream, Actor: t.Issuer,
+			Reason: fmt.Sprintf("stream %s created, events %v", stream.StreamID, stream.EventsDelivered)})
 	}
 	st, err := client.Status(ctx, stream.StreamID)
 	switch {

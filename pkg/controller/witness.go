@@ -8,7 +8,7 @@ import (
 // startWitness serves the audit witness to the sidecars on the xDS listener, over the mTLS connection they
 // already hold to it, and counts its alarms.
 func (c *Controller) startWitness() error {
-	w, err := witness.New(witness.Config{Store: c.store, Bundle: c.self, Logger: c.log.Named("witness")})
+	w, err := witness.New(witness.Config{Store: c.store, Bundle: c.self, Audit: c.actions, Logger: c.log.Named("witness")})
 	if err != nil {
 		return err
 	}
