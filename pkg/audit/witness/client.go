@@ -23,9 +23,10 @@ import (
 // Client sends the checkpoints of the log in a directory to the controller's witness. It is not safe for
 // concurrent use: one goroutine runs it.
 type Client struct {
-	dir string
-	rpc agentauthv1.AuditWitnessServiceClient
-	log *zap.Logger
+	dir    string
+	prover *audit.Prover
+	rpc    agentauthv1.AuditWitnessServiceClient
+	log    *zap.Logger
 	// witnessed is the size the witness holds, as far as we know (0 until it answers once).
 	witnessed uint64
 	// sent is the last checkpoint the witness accepted.
@@ -39,7 +40,7 @@ func NewClient(dir string, cc grpc.ClientConnInterface, log *zap.Logger) *Client
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Client{dir: dir, rpc: agentauthv1.NewAuditWitnessServiceClient(cc), log: log}
+	return &Client{dir: dir, prover: audit.NewProver(dir), rpc: agentauthv1.NewAuditWitnessServiceClient(cc), log: log}
 }
 
 // Witnessed is the size the witness last said it holds.
@@ -68,7 +69,7 @@ func (c *Client) Send(ctx context.Context) (uint64, error) {
 		req := &agentauthv1.AddCheckpointRequest{Checkpoint: note, KeyCertificate: bytes.TrimSpace(cert), OldSize: c.witnessed}
 		if c.witnessed > 0 && c.witnessed < cp.Size {
 			// A log that cannot prove from the witnessed size (it shrank) sends no proof: the witness decides.
-			if req.ConsistencyProof, err = audit.ConsistencyProof(c.dir, c.witnessed, cp.Size); err != nil {
+			if req.ConsistencyProof, err = c.prover.Consistency(c.witnessed, cp.Size); err != nil {
 				c.log.Warn("witness: no consistency proof from the witnessed size", zap.Uint64("witnessed", c.witnessed), zap.Error(err))
 			}
 		}
