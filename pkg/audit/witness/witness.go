@@ -158,6 +158,7 @@ func New(cfg Config) (*Witness, error) {
 	}
 	w.alarms.WithLabelValues(AlarmFork)
 	w.alarms.WithLabelValues(AlarmShrink)
+	w.refused.WithLabelValues("old_size")
 	return w, nil
 }
 
