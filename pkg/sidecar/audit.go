@@ -13,13 +13,18 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/audit"
+	"github.com/agentauth/agentauth/pkg/audit/witness"
+	"github.com/agentauth/agentauth/pkg/mtls"
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/xds/xdsclient"
 )
 
@@ -94,6 +99,22 @@ func (s *Sidecar) openAudit(cfg *AuditConfig, svid *x509svid.SVID) (*auditLog, e
 	s.log.Info("audit log open", zap.String("dir", cfg.Dir), zap.String("origin", w.Origin()),
 		zap.Uint64("records", w.Size()), zap.String("durability", cfg.Durability))
 	return l, nil
+}
+
+// startWitnessing sends the log's checkpoints to the controller's witness, on the controller's xDS address with
+// the same mTLS credentials as the ADS stream, every checkpoint interval.
+func (s *Sidecar) startWitnessing(self spiffeid.ID) error {
+	tlsConf := mtls.ClientConfig(s.src, mtls.AuthorizeIDs(wire.ControllerID(self.TrustDomain())))
+	cc, err := grpc.NewClient(s.cfg.Controller.Address, grpc.WithTransportCredentials(mtls.GRPCCredentials(tlsConf, nil)))
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	client := witness.NewClient(s.cfg.Audit.Dir, cc, s.log.Named("witness"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); client.Run(ctx, s.cfg.Audit.CheckpointInterval) }()
+	s.closers = append(s.closers, func() { cancel(); <-done; _ = cc.Close() })
+	return nil
 }
 
 // writeFileAtomic replaces path with data, so a reader never sees half a certificate.

@@ -130,6 +130,11 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 			return nil, err
 		}
 	}
+	if s.audit != nil && cfg.Controller != nil {
+		if err := s.startWitnessing(self); err != nil {
+			return nil, err
+		}
+	}
 
 	sinks := multiSink{&logSink{log: log}}
 	if s.sink != nil {
