@@ -16,13 +16,12 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
 // WIMSE profile constants (draft-ietf-wimse-http-signature-06).
 const (
-	// HeaderWIT carries the sender's Workload Identity Token.
-	HeaderWIT = wpt.HeaderWIT
 	// Label is the Signature-Input / Signature label of the WIMSE signature.
 	Label = "wimse"
 	// Tag is the required value of the signature's tag parameter.
@@ -55,11 +54,11 @@ const (
 )
 
 // fieldWIT is the component name of the Workload-Identity-Token field.
-var fieldWIT = strings.ToLower(HeaderWIT)
+var fieldWIT = strings.ToLower(wire.HeaderWIT)
 
 // Header fields the profile covers whenever the message carries them (besides content-digest, handled apart).
 var (
-	requestConditional  = []string{"content-type", "authorization", "txn-token"}
+	requestConditional  = []string{"content-type", "authorization", strings.ToLower(wire.HeaderTxnToken)}
 	responseConditional = []string{"content-type"}
 )
 
@@ -251,7 +250,7 @@ func (s *Signer) prepare(h http.Header, body []byte, fixed []Component, conditio
 	if err != nil {
 		return nil, fmt.Errorf("httpsig: nonce: %w", err)
 	}
-	h.Set(HeaderWIT, s.wit)
+	h.Set(wire.HeaderWIT, s.wit)
 	if len(body) > 0 || len(h.Values(HeaderContentDigest)) > 0 {
 		d, err := ContentDigest(body, s.opts.DigestAlgorithm)
 		if err != nil {
@@ -487,11 +486,11 @@ func (v *Verifier) verifyHeaders(ctx context.Context, m Message, hasBody bool, r
 		h = http.Header{}
 	}
 	// Cheap presence checks first: no WIT or no signature fields means no proof at all.
-	wits := h.Values(HeaderWIT)
+	wits := h.Values(wire.HeaderWIT)
 	if len(wits) == 0 {
-		return nil, fmt.Errorf("httpsig: %w: %s has no %s field", autherr.ErrMissing, what, HeaderWIT)
+		return nil, fmt.Errorf("httpsig: %w: %s has no %s field", autherr.ErrMissing, what, wire.HeaderWIT)
 	}
-	if len(h.Values(HeaderSignatureInput)) == 0 || len(h.Values(HeaderSignature)) == 0 {
+	if len(h.Values(wire.HeaderSignatureInput)) == 0 || len(h.Values(wire.HeaderSignature)) == 0 {
 		if isResp && reqIn != nil && reqIn.flagParam(paramSignResponse) {
 			return nil, fmt.Errorf("httpsig: %w: the request asked for a signed response but the response is unsigned",
 				autherr.ErrMissing)
@@ -501,9 +500,9 @@ func (v *Verifier) verifyHeaders(ctx context.Context, m Message, hasBody bool, r
 	token := wits[0]
 	switch {
 	case len(wits) > 1 || strings.Contains(token, ","):
-		return nil, fmt.Errorf("httpsig: %w: %s carries more than one %s", autherr.ErrMalformed, what, HeaderWIT)
+		return nil, fmt.Errorf("httpsig: %w: %s carries more than one %s", autherr.ErrMalformed, what, wire.HeaderWIT)
 	case len(token) > wpt.MaxTokenSize:
-		return nil, fmt.Errorf("httpsig: %w: %s is %d bytes, limit %d", autherr.ErrTooLarge, HeaderWIT, len(token), wpt.MaxTokenSize)
+		return nil, fmt.Errorf("httpsig: %w: %s is %d bytes, limit %d", autherr.ErrTooLarge, wire.HeaderWIT, len(token), wpt.MaxTokenSize)
 	}
 
 	// 1. The WIT, fully, before anything it vouches for.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/identity"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -202,13 +203,13 @@ func (x *Exchanger) Apply(ctx context.Context, r *http.Request, scope string) er
 	if err != nil {
 		return err
 	}
-	r.Header.Set(HeaderTxnToken, tok.Value)
+	r.Header.Set(wire.HeaderTxnToken, tok.Value)
 	return nil
 }
 
 // subjectFrom fills tr's subject from r: its Txn-Token, else its user token (removed unless kept), else none.
 func (x *Exchanger) subjectFrom(r *http.Request, tr *TokenRequest) error {
-	if len(r.Header.Values(HeaderTxnToken)) > 0 {
+	if len(r.Header.Values(wire.HeaderTxnToken)) > 0 {
 		txn, err := TxnTokenFromHeader(r.Header)
 		if err != nil {
 			return err
@@ -428,7 +429,7 @@ func (x *Exchanger) actor(ctx context.Context, form url.Values, hdr http.Header)
 	}
 	form.Set("actor_token", w.Token)
 	form.Set("actor_token_type", TokenTypeWIT)
-	hdr.Set(HeaderWPT, proof)
+	hdr.Set(wire.HeaderWPT, proof)
 	return nil
 }
 

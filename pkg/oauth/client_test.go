@@ -11,6 +11,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // TestExchangerCache: a token is reused until RefreshBefore ahead of its expiry, per subject and scope.
@@ -239,7 +240,7 @@ func TestSecondaryCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, _ := e.verifier(nil).Verify(ctx, txn.Value)
-	s, err = verifyAccessToken(ctx, e, apply(http.Header{HeaderTxnToken: {txn.Value}}))
+	s, err = verifyAccessToken(ctx, e, apply(http.Header{wire.HeaderTxnToken: {txn.Value}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +297,7 @@ func TestUserTokenRepeated(t *testing.T) {
 	r.Header.Add("X-User-Token", "d.e.f")
 	autherrtest.Check(t, x.Apply(context.Background(), r, "orders.read"), ErrMalformed)
 	r.Header.Del("X-User-Token")
-	r.Header.Add(HeaderTxnToken, "a.b.c")
-	r.Header.Add(HeaderTxnToken, "d.e.f")
+	r.Header.Add(wire.HeaderTxnToken, "a.b.c")
+	r.Header.Add(wire.HeaderTxnToken, "d.e.f")
 	autherrtest.Check(t, x.Apply(context.Background(), r, "orders.read"), ErrMalformed)
 }

@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // FuzzParseTokenRequest: no body makes the form parser panic, and what it accepts is consistent.
@@ -57,7 +59,7 @@ func FuzzTokenEndpoint(f *testing.F) {
 		r := httptest.NewRequest(http.MethodPost, e.endpoint, strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		if proof != "" {
-			r.Header.Set(HeaderWPT, proof)
+			r.Header.Set(wire.HeaderWPT, proof)
 		}
 		w := httptest.NewRecorder()
 		e.svc.ServeHTTP(w, r)
@@ -91,7 +93,7 @@ func FuzzTxnVerify(f *testing.F) {
 		if info.Subject == "" || info.TransactionID == "" || len(info.Scope) == 0 || info.RequestingWorkload == "" {
 			t.Fatalf("accepted without required claims: %+v", info)
 		}
-		h := http.Header{HeaderTxnToken: {token}}
+		h := http.Header{wire.HeaderTxnToken: {token}}
 		if _, err := TxnTokenFromHeader(h); err != nil {
 			t.Fatalf("a verified token does not pass header extraction: %v", err)
 		}

@@ -110,7 +110,7 @@ func (s *TokenService) mintTxnToken(act *actor, subj *subjectInfo, req *tokenReq
 	for k, v := range req.requestContext {
 		c.Rctx[k] = v
 	}
-	c.Rctx["req_wl_authn"] = act.method
+	c.Rctx["req_wl_authn"] = string(act.method)
 	delete(c.Rctx, "subject_iss")
 	if subj.issuer != "" {
 		c.Rctx["subject_iss"] = subj.issuer

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -13,8 +14,8 @@ import (
 type ExchangeRequest struct {
 	// Actor is the authenticated requesting workload (WIT sub or X.509-SVID ID); it becomes req_wl / client_id.
 	Actor string
-	// AuthMethod is how Actor authenticated: AuthWITWPT, AuthWITMTLS, AuthJWTSVIDMTLS or AuthMTLS.
-	AuthMethod string
+	// AuthMethod is how Actor authenticated: wire.AuthWITWPT, wire.AuthWITMTLS, wire.AuthJWTSVIDMTLS or wire.AuthMTLS.
+	AuthMethod wire.AuthMethod
 	// Subject is the principal the token will name: the delegated user (with its issuer's SubjectPrefix), the
 	// subject of a Txn-Token being replaced, or Actor itself.
 	Subject string

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -380,7 +381,7 @@ func (s *TokenService) serve(r *http.Request) (*TokenResponse, string, *Error) {
 // actor is the authenticated requesting workload.
 type actor struct {
 	id       string
-	method   string
+	method   wire.AuthMethod
 	token    string // the actor credential presented (WIT or JWT-SVID), to recognise it as the subject too
 	issuedAt time.Time
 }
@@ -394,9 +395,9 @@ func (s *TokenService) authenticate(ctx context.Context, r *http.Request, req *t
 	if oe != nil {
 		return nil, oe
 	}
-	witHdr := r.Header.Values(HeaderWIT)
-	if len(witHdr) > 1 || len(r.Header.Values(HeaderWPT)) > 1 {
-		return nil, errorf(CodeInvalidClient, "oauth: %w: repeated %s or %s header", ErrMalformed, HeaderWIT, HeaderWPT)
+	witHdr := r.Header.Values(wire.HeaderWIT)
+	if len(witHdr) > 1 || len(r.Header.Values(wire.HeaderWPT)) > 1 {
+		return nil, errorf(CodeInvalidClient, "oauth: %w: repeated %s or %s header", ErrMalformed, wire.HeaderWIT, wire.HeaderWPT)
 	}
 	var wit string
 	switch req.actorTokenType {
@@ -407,7 +408,7 @@ func (s *TokenService) authenticate(ctx context.Context, r *http.Request, req *t
 	case TokenTypeWIT:
 		wit = req.actorToken
 		if len(witHdr) == 1 && strings.TrimSpace(witHdr[0]) != wit {
-			return nil, errorf(CodeInvalidRequest, "oauth: %w: actor_token and the %s header carry different WITs", ErrMismatch, HeaderWIT)
+			return nil, errorf(CodeInvalidRequest, "oauth: %w: actor_token and the %s header carry different WITs", ErrMismatch, wire.HeaderWIT)
 		}
 	case TokenTypeJWT:
 		return s.authenticateJWTSVID(ctx, req.actorToken, peer, now)
@@ -416,14 +417,14 @@ func (s *TokenService) authenticate(ctx context.Context, r *http.Request, req *t
 	}
 	if wit == "" {
 		if peer.IsZero() {
-			return nil, errorf(CodeInvalidClient, "oauth: %w: no client authentication: send a WIT with a %s (aud %q), or use mTLS with an X.509-SVID", ErrMissing, HeaderWPT, s.endpoint)
+			return nil, errorf(CodeInvalidClient, "oauth: %w: no client authentication: send a WIT with a %s (aud %q), or use mTLS with an X.509-SVID", ErrMissing, wire.HeaderWPT, s.endpoint)
 		}
-		return &actor{id: peer.String(), method: AuthMTLS}, nil
+		return &actor{id: peer.String(), method: wire.AuthMTLS}, nil
 	}
 	if s.cfg.WITVerifier == nil {
 		return nil, errorf(CodeInvalidClient, "oauth: %w: this token service does not accept WITs", ErrUntrustedIssuer)
 	}
-	if proof := r.Header.Get(HeaderWPT); proof != "" {
+	if proof := r.Header.Get(wire.HeaderWPT); proof != "" {
 		res, err := s.cfg.WITVerifier.VerifyRequest(ctx, wpt.Request{WIT: wit, WPT: strings.TrimSpace(proof), Audiences: []string{s.endpoint}})
 		if err != nil {
 			return nil, oauthError(CodeInvalidClient, fmt.Errorf("oauth: actor WIT/WPT: %w", err))
@@ -431,10 +432,10 @@ func (s *TokenService) authenticate(ctx context.Context, r *http.Request, req *t
 		if !peer.IsZero() && peer.String() != res.WIT.Subject {
 			return nil, errorf(CodeInvalidClient, "oauth: %w: mTLS peer %q is not the WIT subject %q", ErrMismatch, peer, res.WIT.Subject)
 		}
-		return &actor{id: res.WIT.Subject, method: AuthWITWPT, token: wit, issuedAt: res.WIT.IssuedAt}, nil
+		return &actor{id: res.WIT.Subject, method: wire.AuthWITWPT, token: wit, issuedAt: res.WIT.IssuedAt}, nil
 	}
 	if peer.IsZero() {
-		return nil, errorf(CodeInvalidClient, "oauth: %w: a WIT is not a bearer token: prove it with a %s (aud %q) or mTLS with its SVID", ErrMissing, HeaderWPT, s.endpoint)
+		return nil, errorf(CodeInvalidClient, "oauth: %w: a WIT is not a bearer token: prove it with a %s (aud %q) or mTLS with its SVID", ErrMissing, wire.HeaderWPT, s.endpoint)
 	}
 	w, err := s.cfg.WITVerifier.VerifyWIT(ctx, wit)
 	if err != nil {
@@ -443,7 +444,7 @@ func (s *TokenService) authenticate(ctx context.Context, r *http.Request, req *t
 	if w.Subject != peer.String() {
 		return nil, errorf(CodeInvalidClient, "oauth: %w: mTLS peer %q is not the WIT subject %q", ErrMismatch, peer, w.Subject)
 	}
-	return &actor{id: w.Subject, method: AuthWITMTLS, token: wit, issuedAt: w.IssuedAt}, nil
+	return &actor{id: w.Subject, method: wire.AuthWITMTLS, token: wit, issuedAt: w.IssuedAt}, nil
 }
 
 func (s *TokenService) authenticateJWTSVID(ctx context.Context, token string, peer spiffeid.ID, now time.Time) (*actor, *Error) {
@@ -460,7 +461,7 @@ func (s *TokenService) authenticateJWTSVID(ctx context.Context, token string, pe
 	if id != peer {
 		return nil, errorf(CodeInvalidClient, "oauth: %w: mTLS peer %q is not the JWT-SVID subject %q", ErrMismatch, peer, id)
 	}
-	return &actor{id: id.String(), method: AuthJWTSVIDMTLS, token: token, issuedAt: iat}, nil
+	return &actor{id: id.String(), method: wire.AuthJWTSVIDMTLS, token: token, issuedAt: iat}, nil
 }
 
 // peerID returns the SPIFFE ID of the verified client certificate, or the zero ID without one (or when mTLS

@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // TestExchangeWithUserToken: the egress path end to end — the agent's request carries the user's token, the
@@ -32,7 +33,7 @@ func TestExchangeWithUserToken(t *testing.T) {
 	if r.Header.Get("Authorization") != "" {
 		t.Error("the user's raw token still goes to the tool")
 	}
-	txn := r.Header.Get(HeaderTxnToken)
+	txn := r.Header.Get(wire.HeaderTxnToken)
 	info, err := e.verifier(nil).VerifyFrom(context.Background(), txn, agentID.String())
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +48,7 @@ func TestExchangeWithUserToken(t *testing.T) {
 	if got := info.Expiry.Sub(info.IssuedAt); got != DefaultTxnTokenLifetime {
 		t.Errorf("lifetime %v", got)
 	}
-	if info.RequestContext["req_wl_authn"] != AuthWITWPT || info.RequestContext["subject_iss"] != userIss {
+	if info.RequestContext["req_wl_authn"] != string(wire.AuthWITWPT) || info.RequestContext["subject_iss"] != userIss {
 		t.Errorf("rctx = %v", info.RequestContext)
 	}
 	if _, typ := claimsOf(t, txn); typ != TypTxnToken {
@@ -71,7 +72,7 @@ func TestExchangeSelf(t *testing.T) {
 	if r.Header.Get("Authorization") == "" {
 		t.Error("a Basic Authorization header was removed")
 	}
-	info, err := e.verifier(nil).VerifyFrom(context.Background(), r.Header.Get(HeaderTxnToken), agentID.String())
+	info, err := e.verifier(nil).VerifyFrom(context.Background(), r.Header.Get(wire.HeaderTxnToken), agentID.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +97,7 @@ func TestUserTokenHeaderOptions(t *testing.T) {
 		if got := r.Header.Get("X-User-Token") != ""; got != keep {
 			t.Errorf("keep=%v: user token present = %v", keep, got)
 		}
-		info, err := e.verifier(nil).Verify(context.Background(), r.Header.Get(HeaderTxnToken))
+		info, err := e.verifier(nil).Verify(context.Background(), r.Header.Get(wire.HeaderTxnToken))
 		if err != nil || info.Subject != "alice" {
 			t.Fatalf("info %+v, err %v", info, err)
 		}
@@ -139,7 +140,7 @@ func TestTokenEndpointRefusals(t *testing.T) {
 		{name: "WPT with the wrong aud", hdr: func() http.Header { return e.wptHeader("https://elsewhere.example.org/token") },
 			status: 401, code: CodeInvalidClient, reason: "wrong_audience"},
 		{name: "WPT for another WIT", hdr: func() http.Header {
-			return http.Header{HeaderWPT: {e.wpt(e.ca.CreateWITSVID(agentID), e.endpoint)}}
+			return http.Header{wire.HeaderWPT: {e.wpt(e.ca.CreateWITSVID(agentID), e.endpoint)}}
 		}, status: 401, code: CodeInvalidClient},
 		{name: "WIT from untrusted keys", form: func(f url.Values) {
 			w := other.CreateWITSVID(agentID)
@@ -147,7 +148,7 @@ func TestTokenEndpointRefusals(t *testing.T) {
 		}, status: 401, code: CodeInvalidClient},
 		{name: "actor WIT differs from the header WIT", hdr: func() http.Header {
 			h := wptOK()
-			h.Set(HeaderWIT, e.ca.CreateWITSVID(agentID).Token)
+			h.Set(wire.HeaderWIT, e.ca.CreateWITSVID(agentID).Token)
 			return h
 		}, status: 400, code: CodeInvalidRequest, reason: "binding_mismatch"},
 		{name: "unknown actor token type", form: func(f url.Values) { f.Set("actor_token_type", TokenTypeIDToken) },
@@ -323,21 +324,21 @@ func TestMTLSClientAuthentication(t *testing.T) {
 	cases := []struct {
 		name   string
 		form   func(url.Values)
-		method string
+		method wire.AuthMethod
 	}{
-		{"WIT over mTLS", nil, AuthWITMTLS},
+		{"WIT over mTLS", nil, wire.AuthWITMTLS},
 		{"X.509-SVID alone", func(f url.Values) {
 			for _, k := range []string{"actor_token", "actor_token_type", "subject_token", "subject_token_type"} {
 				f.Del(k)
 			}
-		}, AuthMTLS},
+		}, wire.AuthMTLS},
 		{"JWT-SVID over mTLS", func(f url.Values) {
 			svid := e.ca.CreateJWTSVID(agentID, []string{e.endpoint})
 			f.Set("actor_token", svid)
 			f.Set("actor_token_type", TokenTypeJWT)
 			f.Set("subject_token", svid)
 			f.Set("subject_token_type", TokenTypeJWT)
-		}, AuthJWTSVIDMTLS},
+		}, wire.AuthJWTSVIDMTLS},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -353,7 +354,7 @@ func TestMTLSClientAuthentication(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if info.RequestContext["req_wl_authn"] != c.method || info.Subject != agentID.String() {
+			if info.RequestContext["req_wl_authn"] != string(c.method) || info.Subject != agentID.String() {
 				t.Errorf("info %+v", info)
 			}
 		})
@@ -420,7 +421,7 @@ func TestExchangerUpstreamDown(t *testing.T) {
 	r, _ := http.NewRequest(http.MethodGet, "http://tool.example.org/", nil)
 	err := x.Apply(context.Background(), r, "orders.read")
 	autherrtest.Check(t, err, ErrUpstream)
-	if r.Header.Get(HeaderTxnToken) != "" {
+	if r.Header.Get(wire.HeaderTxnToken) != "" {
 		t.Error("Txn-Token set after a failure")
 	}
 }
@@ -442,7 +443,7 @@ func TestReplacementTxnToken(t *testing.T) {
 	e.clock.Add(time.Minute)
 	tool := e.exchanger(func(c *ExchangerConfig) { c.Source = witSource{e.ca.CreateWITSVID(toolID)} })
 	r, _ := http.NewRequest(http.MethodGet, "http://next.example.org/", nil)
-	r.Header.Set(HeaderTxnToken, agentTok.Value)
+	r.Header.Set(wire.HeaderTxnToken, agentTok.Value)
 	if err := tool.Apply(context.Background(), r, "orders.read"); err != nil {
 		t.Fatal(err)
 	}
@@ -450,7 +451,7 @@ func TestReplacementTxnToken(t *testing.T) {
 	if _, err := v.VerifyFrom(context.Background(), agentTok.Value, toolID.String()); !errors.Is(err, ErrMismatch) {
 		t.Fatalf("the agent's token from the tool: %v", err)
 	}
-	repl, err := v.VerifyFrom(context.Background(), r.Header.Get(HeaderTxnToken), toolID.String())
+	repl, err := v.VerifyFrom(context.Background(), r.Header.Get(wire.HeaderTxnToken), toolID.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -640,7 +641,7 @@ func TestAccessTokenGrants(t *testing.T) {
 			if c.asTool {
 				f.Set("actor_token", toolWIT.Token)
 				f.Set("subject_token", toolWIT.Token)
-				hdr = http.Header{HeaderWPT: {e.wpt(toolWIT, e.endpoint)}}
+				hdr = http.Header{wire.HeaderWPT: {e.wpt(toolWIT, e.endpoint)}}
 			}
 			if c.form != nil {
 				c.form(f)

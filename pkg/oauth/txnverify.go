@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/go-json-experiment/json/jsontext"
@@ -184,15 +185,15 @@ func NewTxnVerifier(cfg TxnVerifierConfig) (*TxnVerifier, error) {
 // TxnTokenFromHeader returns the single Txn-Token value of h: ErrMissing without one, ErrMalformed for repeated
 // headers or a value that is not one compact JWS, ErrTooLarge beyond MaxTxnTokenSize.
 func TxnTokenFromHeader(h http.Header) (string, error) {
-	vals := h.Values(HeaderTxnToken)
+	vals := h.Values(wire.HeaderTxnToken)
 	switch {
 	case len(vals) == 0:
-		return "", fmt.Errorf("oauth: %w: no %s header", ErrMissing, HeaderTxnToken)
+		return "", fmt.Errorf("oauth: %w: no %s header", ErrMissing, wire.HeaderTxnToken)
 	case len(vals) > 1:
-		return "", fmt.Errorf("oauth: %w: %d %s headers, want exactly one", ErrMalformed, len(vals), HeaderTxnToken)
+		return "", fmt.Errorf("oauth: %w: %d %s headers, want exactly one", ErrMalformed, len(vals), wire.HeaderTxnToken)
 	}
 	v := strings.Trim(vals[0], " \t")
-	if err := checkCompact(HeaderTxnToken, v, MaxTxnTokenSize); err != nil {
+	if err := checkCompact(wire.HeaderTxnToken, v, MaxTxnTokenSize); err != nil {
 		return "", err
 	}
 	return v, nil

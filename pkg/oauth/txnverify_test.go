@@ -13,6 +13,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // mutableKeys is a KeySource whose keys a test can change.
@@ -202,7 +203,7 @@ func TestTxnTokenFromHeader(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			h := http.Header{}
 			for _, v := range c.vals {
-				h.Add(HeaderTxnToken, v)
+				h.Add(wire.HeaderTxnToken, v)
 			}
 			got, err := TxnTokenFromHeader(h)
 			autherrtest.Check(t, err, c.want)

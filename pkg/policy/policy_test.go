@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 const (
@@ -34,7 +35,7 @@ func loadCorpus(t testing.TB) *Set {
 
 // httpReq is a WPT-authenticated plain HTTP request.
 func httpReq(agent, method, host, path string) Request {
-	return Request{AgentID: agent, AuthMethod: AuthWITWPT, Host: host, Method: method, Path: path, Time: noon()}
+	return Request{AgentID: agent, AuthMethod: wire.AuthWITWPT, Host: host, Method: method, Path: path, Time: noon()}
 }
 
 // mcpReq is an MCP POST to mcp.example carrying body, parsed the way the sidecar parses it.
@@ -83,7 +84,7 @@ func TestCorpus(t *testing.T) {
 		{"host is case-insensitive", httpReq(reporter, "HEAD", "Orders.EXAMPLE", "/"), true, []string{"orders-read"}, ""},
 		{"write not permitted for reporter", httpReq(reporter, "POST", "orders.example", "/orders/1"), false, nil, "policy_denied"},
 		{"write by planner with WPT", httpReq(planner, "POST", "orders.example", "/orders/1"), true, []string{"orders-write-planner"}, ""},
-		{"write by planner over mTLS only", with(httpReq(planner, "POST", "orders.example", "/orders/1"), func(r *Request) { r.AuthMethod = AuthMTLS }), false, nil, "policy_denied"},
+		{"write by planner over mTLS only", with(httpReq(planner, "POST", "orders.example", "/orders/1"), func(r *Request) { r.AuthMethod = wire.AuthMTLS }), false, nil, "policy_denied"},
 		{"write by planner outside /orders", httpReq(planner, "PUT", "orders.example", "/admin"), false, nil, "policy_denied"},
 		{"unknown tool", httpReq(reporter, "GET", "billing.example", "/"), false, nil, "policy_denied"},
 		{"lower-case method is not GET", httpReq(reporter, "get", "orders.example", "/"), false, nil, "policy_denied"},

@@ -9,15 +9,7 @@ import (
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
-)
-
-// AuthMethod is how the agent proved its identity to the ingress sidecar.
-type AuthMethod string
-
-const (
-	AuthMTLS       AuthMethod = "mtls"        // X.509-SVID over mutual TLS
-	AuthWITWPT     AuthMethod = "wit-wpt"     // WIMSE Workload Identity Token + Workload Proof Token
-	AuthWITHTTPSig AuthMethod = "wit-httpsig" // WIMSE Workload Identity Token + HTTP Message Signature
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // RiskLevel is a CAEP risk-level-change current_level.
@@ -88,7 +80,7 @@ type Request struct {
 	// AgentIssuedAt is when the agent's credential was issued; revocations older than it do not apply.
 	AgentIssuedAt time.Time
 	// AuthMethod is how the agent authenticated. Required.
-	AuthMethod AuthMethod
+	AuthMethod wire.AuthMethod
 
 	// SubjectKind says who the Txn-Token's sub is to the agent, when one rode along; empty with a DelegatedSubject
 	// means a user.

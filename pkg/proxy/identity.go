@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // Peer is the other end of an inbound connection.
@@ -79,8 +80,8 @@ func (c *peerCache) peerOf(r *http.Request) *Peer {
 type Identity struct {
 	// Subject is the verified workload identifier (WIT sub, or the peer's SPIFFE ID for mTLS alone).
 	Subject string
-	// Method is AuthMTLS, AuthWITWPT or AuthWITHTTPSig.
-	Method string
+	// Method is wire.AuthMTLS, wire.AuthWITWPT or wire.AuthWITHTTPSig.
+	Method wire.AuthMethod
 	// PeerID is the mTLS peer's SPIFFE ID when the caller presented a client certificate, and PeerCert that
 	// verified certificate (for revocation by serial).
 	PeerID   string

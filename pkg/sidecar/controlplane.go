@@ -416,7 +416,7 @@ func (a *policyAuthorizer) Authorize(ctx context.Context, req *proxy.AuthzReques
 	preq := policy.Request{
 		AgentID:          id.Subject,
 		AgentIssuedAt:    issued,
-		AuthMethod:       policy.AuthMethod(id.Method),
+		AuthMethod:       wire.AuthMethod(id.Method),
 		SubjectKind:      policy.SubjectKind(id.SubjectKind),
 		DelegatedSubject: id.DelegatedSubject,
 		TransactionID:    id.TransactionID,

@@ -80,7 +80,7 @@ type txnStep struct {
 
 func (t *txnStep) Handle(ctx context.Context, x *proxy.Exchange) error {
 	h := x.Request.Header
-	if len(h.Values(oauth.HeaderTxnToken)) == 0 {
+	if len(h.Values(wire.HeaderTxnToken)) == 0 {
 		if t.required {
 			return fmt.Errorf("%w: this tool requires a Txn-Token (the user the agent acts for)", autherr.ErrMissing)
 		}

@@ -4,13 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-)
 
-// HTTP header names (draft-ietf-wimse-workload-creds, draft-ietf-wimse-wpt, draft-ietf-oauth-transaction-tokens).
-const (
-	HeaderWIT      = "Workload-Identity-Token"
-	HeaderWPT      = "Workload-Proof-Token"
-	HeaderTxnToken = "Txn-Token"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // MaxTokenSize is the largest WIT or WPT accepted, in bytes.
@@ -20,10 +15,10 @@ const MaxTokenSize = 8 << 10
 // is ErrMissing; a repeated header, a comma-joined list or a value that is not compact-JWS characters is
 // ErrMalformed; a value over MaxTokenSize is ErrTooLarge.
 func ExtractHeaders(h http.Header) (wit, wpt string, err error) {
-	if wit, err = oneToken(h, HeaderWIT); err != nil {
+	if wit, err = oneToken(h, wire.HeaderWIT); err != nil {
 		return "", "", err
 	}
-	if wpt, err = oneToken(h, HeaderWPT); err != nil {
+	if wpt, err = oneToken(h, wire.HeaderWPT); err != nil {
 		return "", "", err
 	}
 	return wit, wpt, nil

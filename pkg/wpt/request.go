@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/go-json-experiment/json"
@@ -63,9 +64,9 @@ type wptIn struct {
 func (v *Verifier) VerifyRequest(ctx context.Context, in Request) (*Result, error) {
 	switch {
 	case in.WIT == "":
-		return nil, fmt.Errorf("wpt: %w: no %s", ErrMissing, HeaderWIT)
+		return nil, fmt.Errorf("wpt: %w: no %s", ErrMissing, wire.HeaderWIT)
 	case in.WPT == "":
-		return nil, fmt.Errorf("wpt: %w: no %s", ErrMissing, HeaderWPT)
+		return nil, fmt.Errorf("wpt: %w: no %s", ErrMissing, wire.HeaderWPT)
 	case len(in.WPT) > MaxTokenSize:
 		return nil, fmt.Errorf("wpt: %w: WPT is %d bytes, over %d", ErrTooLarge, len(in.WPT), MaxTokenSize)
 	}
@@ -91,12 +92,12 @@ func (v *Verifier) VerifyRequest(ctx context.Context, in Request) (*Result, erro
 		return nil, err
 	}
 	if c.Wth != vw.wth {
-		return nil, fmt.Errorf("wpt: %w: WPT wth does not match the hash of the %s sent", ErrMismatch, HeaderWIT)
+		return nil, fmt.Errorf("wpt: %w: WPT wth does not match the hash of the %s sent", ErrMismatch, wire.HeaderWIT)
 	}
 	if err := checkBinding("ath", "access token", c.Ath, in.AccessToken); err != nil {
 		return nil, err
 	}
-	if err := checkBinding("tth", HeaderTxnToken, c.Tth, in.TxnToken); err != nil {
+	if err := checkBinding("tth", wire.HeaderTxnToken, c.Tth, in.TxnToken); err != nil {
 		return nil, err
 	}
 	if err := checkOth(c.Oth, in.Other); err != nil {
