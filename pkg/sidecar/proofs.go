@@ -133,11 +133,12 @@ func (a *wptAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ 
 		return nil, err
 	}
 	return &proxy.Identity{
-		Subject: res.WIT.Subject,
-		Method:  wire.AuthWITWPT,
-		ProofID: res.JTI,
-		Expiry:  res.WIT.Expiry,
-		Attrs:   witAttrs(res.WIT),
+		Subject:  res.WIT.Subject,
+		Method:   wire.AuthWITWPT,
+		ProofID:  res.JTI,
+		Expiry:   res.WIT.Expiry,
+		IssuedAt: res.WIT.IssuedAt,
+		WITID:    res.WIT.ID,
 	}, nil
 }
 
@@ -152,21 +153,17 @@ func (a *httpsigAuthenticator) Authenticate(ctx context.Context, r *http.Request
 	}
 	res := p.Header()
 	return &proxy.Identity{
-		Subject: res.WIT.Subject,
-		Method:  wire.AuthWITHTTPSig,
-		ProofID: res.Nonce,
-		Expiry:  res.Expires,
-		Attrs:   witAttrs(res.WIT),
+		Subject:  res.WIT.Subject,
+		Method:   wire.AuthWITHTTPSig,
+		ProofID:  res.Nonce,
+		Expiry:   res.Expires,
+		IssuedAt: res.WIT.IssuedAt,
+		WITID:    res.WIT.ID,
 		VerifyBody: func(body []byte) error {
 			_, err := p.VerifyBody(body)
 			return err
 		},
 	}, nil
-}
-
-func witAttrs(w *wpt.WIT) map[string]any {
-	return map[string]any{attrWITJTI: w.ID, attrIssuedAt: w.IssuedAt,
-		"trust_domain": w.TrustDomain.Name()}
 }
 
 // bearer returns the OAuth access token of an Authorization header, or "": the credentials after the Bearer or
