@@ -11,9 +11,9 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/go-jose/go-jose/v4"
+	ijose "github.com/agentauth/agentauth/internal/jose"
 
-	"github.com/agentauth/agentauth/pkg/wpt"
+	"github.com/go-jose/go-jose/v4"
 )
 
 // Size caps on what a client sends; real CSRs and public keys are far smaller.
@@ -21,9 +21,6 @@ const (
 	MaxCSRSize    = 16 << 10
 	MaxWITKeySize = 8 << 10
 )
-
-// minRSABits is the smallest RSA workload key accepted.
-const minRSABits = 2048
 
 // WITAlgs are the algorithms the WIT-SVID profile allows for cnf.jwk.alg (no EdDSA, no HMAC, no none).
 var WITAlgs = []string{"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
@@ -40,11 +37,11 @@ func checkWorkloadKey(pub crypto.PublicKey) error {
 			return nil
 		}
 	case *rsa.PublicKey:
-		if k.N != nil && k.N.BitLen() >= minRSABits {
+		if k.N != nil && k.N.BitLen() >= ijose.MinRSABits {
 			return nil
 		}
 	}
-	return fmt.Errorf("issuer: %w: workload key %s is not ECDSA P-256/P-384, Ed25519 or RSA ≥ %d bits", ErrUnsupportedAlg, keyDesc(pub), minRSABits)
+	return fmt.Errorf("issuer: %w: workload key %s is not ECDSA P-256/P-384, Ed25519 or RSA ≥ %d bits", ErrUnsupportedAlg, ijose.KeyDescription(pub), ijose.MinRSABits)
 }
 
 // checkWITAlg reports whether alg is a WIT-SVID algorithm that fits pub.
@@ -52,26 +49,10 @@ func checkWITAlg(alg string, pub crypto.PublicKey) error {
 	if !slices.Contains(WITAlgs, alg) {
 		return fmt.Errorf("issuer: %w: WIT key alg %q is not one WIT-SVIDs allow (%v)", ErrUnsupportedAlg, alg, WITAlgs)
 	}
-	if err := wpt.CheckAlgKey(alg, pub); err != nil {
+	if err := ijose.CheckAlgKey(alg, pub); err != nil {
 		return fmt.Errorf("issuer: WIT key: %w", err)
 	}
 	return nil
-}
-
-func keyDesc(pub crypto.PublicKey) string {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		return "ECDSA " + k.Curve.Params().Name + " key"
-	case ed25519.PublicKey:
-		return "Ed25519 key"
-	case *rsa.PublicKey:
-		if k.N == nil {
-			return "RSA key"
-		}
-		return fmt.Sprintf("%d-bit RSA key", k.N.BitLen())
-	default:
-		return fmt.Sprintf("%T", pub)
-	}
 }
 
 // ParseCSR parses a DER PKCS #10 request from a client and checks its self-signature, which proves the client

@@ -3,14 +3,12 @@ package oauth
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	ijose "github.com/agentauth/agentauth/internal/jose"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -20,81 +18,22 @@ import (
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
-// defaultAllowedAlgs are the JWS algorithms accepted when a config lists none: asymmetric only (no HS*, no
-// none), matching pkg/wpt.
-var defaultAllowedAlgs = []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"}
-
-// DefaultAllowedAlgs returns the JWS algorithms accepted when a config lists none.
-func DefaultAllowedAlgs() []string { return append([]string(nil), defaultAllowedAlgs...) }
-
-var supportedAlgs = []jose.SignatureAlgorithm{
-	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA,
-	jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
-}
-
-const minRSABits = 2048
+// supportedAlgs is what go-jose's parsers are given: every algorithm internal/jose supports.
+var supportedAlgs = ijose.SupportedAlgs()
 
 // algList checks names (empty: the defaults) and returns them as go-jose algorithms.
 func algList(names []string) ([]jose.SignatureAlgorithm, error) {
 	if len(names) == 0 {
-		names = defaultAllowedAlgs
+		names = ijose.DefaultAllowedAlgs()
 	}
 	out := make([]jose.SignatureAlgorithm, 0, len(names))
 	for _, n := range names {
-		ok := false
-		for _, a := range supportedAlgs {
-			if string(a) == n {
-				ok = true
-			}
-		}
-		if !ok {
+		if !ijose.Supported(n) {
 			return nil, fmt.Errorf("oauth: %w: %q cannot be allowed (asymmetric JWS algorithms only)", ErrUnsupportedAlg, n)
 		}
 		out = append(out, jose.SignatureAlgorithm(n))
 	}
 	return out, nil
-}
-
-// algFits reports whether key can verify (or make) signatures under alg.
-func algFits(alg string, key crypto.PublicKey) bool {
-	switch k := key.(type) {
-	case *ecdsa.PublicKey:
-		switch alg {
-		case "ES256":
-			return k.Curve == elliptic.P256()
-		case "ES384":
-			return k.Curve == elliptic.P384()
-		case "ES512":
-			return k.Curve == elliptic.P521()
-		}
-	case ed25519.PublicKey:
-		return alg == "EdDSA" && len(k) == ed25519.PublicKeySize
-	case *rsa.PublicKey:
-		switch alg {
-		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
-			return k.N != nil && k.N.BitLen() >= minRSABits
-		}
-	}
-	return false
-}
-
-func keyDesc(key any) string {
-	switch k := key.(type) {
-	case *ecdsa.PublicKey:
-		return "ECDSA " + k.Curve.Params().Name + " key"
-	case *ecdsa.PrivateKey:
-		return "ECDSA " + k.Curve.Params().Name + " key"
-	case ed25519.PublicKey, ed25519.PrivateKey:
-		return "Ed25519 key"
-	case *rsa.PublicKey:
-		return fmt.Sprintf("%d-bit RSA key", k.N.BitLen())
-	case *rsa.PrivateKey:
-		return fmt.Sprintf("%d-bit RSA key", k.N.BitLen())
-	case []byte:
-		return "symmetric key"
-	default:
-		return fmt.Sprintf("%T", key)
-	}
 }
 
 // signedJWT is a compact JWS whose signature verified.
@@ -130,7 +69,7 @@ func verifyJWS(ctx context.Context, what, token string, algs []jose.SignatureAlg
 	}
 	var fit []jose.JSONWebKey
 	for _, k := range cands {
-		if (k.Algorithm == "" || k.Algorithm == hdr.Algorithm) && algFits(hdr.Algorithm, k.Key) {
+		if (k.Algorithm == "" || k.Algorithm == hdr.Algorithm) && ijose.AlgFits(hdr.Algorithm, k.Key) {
 			fit = append(fit, k)
 		}
 	}

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
+
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -257,7 +259,7 @@ func publicSet(in jose.JSONWebKeySet) (jose.JSONWebKeySet, error) {
 		switch k.Key.(type) {
 		case *ecdsa.PublicKey, *ecdsa.PrivateKey, ed25519.PublicKey, ed25519.PrivateKey, *rsa.PublicKey, *rsa.PrivateKey:
 		default:
-			return jose.JSONWebKeySet{}, fmt.Errorf("%w: JWKS key %d (kid %q) is a %s, not an asymmetric signature key", ErrUnsupportedAlg, i, k.KeyID, keyDesc(k.Key))
+			return jose.JSONWebKeySet{}, fmt.Errorf("%w: JWKS key %d (kid %q) is a %s, not an asymmetric signature key", ErrUnsupportedAlg, i, k.KeyID, ijose.KeyDescription(k.Key))
 		}
 		if k.Use != "" && k.Use != "sig" {
 			continue // encryption keys are no business of a verifier

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
+
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
@@ -73,7 +75,7 @@ type TokenServiceConfig struct {
 	// 0 means the defaults.
 	TxnTokenLifetime, AccessTokenLifetime time.Duration
 	// AllowedAlgs are the JWS algorithms accepted on incoming Txn-Tokens and JWT-SVIDs; empty means
-	// DefaultAllowedAlgs().
+	// internal/jose.DefaultAllowedAlgs().
 	AllowedAlgs []string
 	// ClockSkew is the leeway for incoming tokens' times; 0 means DefaultClockSkew.
 	ClockSkew time.Duration
@@ -129,8 +131,8 @@ func NewTokenService(cfg TokenServiceConfig) (*TokenService, error) {
 	if _, err := algList([]string{cfg.Alg}); err != nil {
 		return nil, err
 	}
-	if !algFits(cfg.Alg, cfg.SigningKey.Public()) {
-		return nil, fmt.Errorf("oauth: %w: signing alg %q does not fit a %s", ErrUnsupportedAlg, cfg.Alg, keyDesc(cfg.SigningKey.Public()))
+	if !ijose.AlgFits(cfg.Alg, cfg.SigningKey.Public()) {
+		return nil, fmt.Errorf("oauth: %w: signing alg %q does not fit a %s", ErrUnsupportedAlg, cfg.Alg, ijose.KeyDescription(cfg.SigningKey.Public()))
 	}
 	if cfg.TxnTokenLifetime < 0 || cfg.AccessTokenLifetime < 0 || cfg.ClockSkew < 0 {
 		return nil, errors.New("oauth: lifetimes and ClockSkew must not be negative")

@@ -29,7 +29,7 @@ type TrustedIssuer struct {
 	// Audiences are the aud values that make a token ours (required), e.g. the token service's URL or client id;
 	// a token must name at least one, so a token minted for another service is not accepted here.
 	Audiences []string
-	// AllowedAlgs lists accepted JWS algorithms; empty means DefaultAllowedAlgs().
+	// AllowedAlgs lists accepted JWS algorithms; empty means internal/jose.DefaultAllowedAlgs().
 	AllowedAlgs []string
 	// Scopes are what a token of this issuer without scope or scp may be narrowed to. The Txn-Token draft says
 	// a subject token's scope that cannot be determined is never unlimited, so with Scopes empty such a token

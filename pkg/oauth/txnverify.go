@@ -114,7 +114,7 @@ type TxnVerifierConfig struct {
 	Audiences []string
 	// Issuer, when set, must equal iss (which the draft makes optional).
 	Issuer string
-	// AllowedAlgs lists the accepted JWS algorithms; empty means DefaultAllowedAlgs().
+	// AllowedAlgs lists the accepted JWS algorithms; empty means internal/jose.DefaultAllowedAlgs().
 	AllowedAlgs []string
 	// ClockSkew is the leeway for exp, nbf and iat; 0 means DefaultClockSkew.
 	ClockSkew time.Duration

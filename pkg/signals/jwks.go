@@ -2,9 +2,6 @@ package signals
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	ijose "github.com/agentauth/agentauth/internal/jose"
 
 	"github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
@@ -142,23 +141,11 @@ func selectKeys(keys []jose.JSONWebKey, kid string, alg jose.SignatureAlgorithm)
 		if (kid != "" && key.KeyID != kid) || (key.Algorithm != "" && key.Algorithm != string(alg)) {
 			continue
 		}
-		if keyFitsAlg(key.Key, alg) {
+		if ijose.AlgFits(string(alg), key.Key) {
 			out = append(out, key)
 		}
 	}
 	return out
-}
-
-func keyFitsAlg(key any, alg jose.SignatureAlgorithm) bool {
-	switch key.(type) {
-	case *rsa.PublicKey:
-		return strings.HasPrefix(string(alg), "RS") || strings.HasPrefix(string(alg), "PS")
-	case *ecdsa.PublicKey:
-		return strings.HasPrefix(string(alg), "ES")
-	case ed25519.PublicKey:
-		return alg == jose.EdDSA
-	}
-	return false
 }
 
 func fetchJWKS(ctx context.Context, client *http.Client, url string, cfg JWKSCacheConfig) ([]jose.JSONWebKey, time.Duration, error) {
@@ -237,7 +224,7 @@ func parseJWKS(data []byte) ([]jose.JSONWebKey, error) {
 		if !key.IsPublic() {
 			key = key.Public()
 		}
-		if keyFitsAnyAlg(key.Key) {
+		if ijose.Asymmetric(key.Key) {
 			keys = append(keys, key)
 		}
 	}
@@ -245,14 +232,6 @@ func parseJWKS(data []byte) ([]jose.JSONWebKey, error) {
 		return nil, errors.New("no usable signature verification key (RSA, EC or Ed25519, use sig)")
 	}
 	return keys, nil
-}
-
-func keyFitsAnyAlg(key any) bool {
-	switch key.(type) {
-	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
-		return true
-	}
-	return false
 }
 
 // cacheTTL reads Cache-Control max-age, bounded by cfg; no-store and no-cache mean the shortest allowed TTL.

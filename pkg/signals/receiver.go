@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
+
 	"github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 
@@ -137,10 +139,7 @@ type pendingVerification struct {
 
 const defaultMaxBody = 64 << 10
 
-func defaultAlgs() []jose.SignatureAlgorithm {
-	return []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
-		jose.ES256, jose.ES384, jose.ES512, jose.EdDSA}
-}
+func defaultAlgs() []jose.SignatureAlgorithm { return ijose.SupportedAlgs() }
 
 // NewReceiver checks cfg and loads JWKS files (JWKS URLs are fetched when the first SET needs them).
 func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {

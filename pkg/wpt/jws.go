@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
+
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -39,7 +41,7 @@ func parseCompact(what, token string, algs []jose.SignatureAlgorithm, want strin
 	if err != nil {
 		var ua *jose.ErrUnexpectedSignatureAlgorithm
 		switch {
-		case errors.As(err, &ua) && !isSupported(string(ua.Got)):
+		case errors.As(err, &ua) && !ijose.Supported(string(ua.Got)):
 			return nil, nil, fmt.Errorf("wpt: %w: %s alg %q is not an accepted asymmetric algorithm", ErrUnsupportedAlg, what, ua.Got)
 		case errors.As(err, &ua):
 			return nil, nil, fmt.Errorf("wpt: %w: %s alg %q is not %s (%s)", ErrUnsupportedAlg, what, ua.Got, want, algList(algs))

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
+
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-json-experiment/json"
 )
@@ -77,13 +79,13 @@ func NewProver(wit string, key crypto.Signer) (*Prover, error) {
 	if err := json.Unmarshal(c.Cnf.JWK, &jwk); err != nil {
 		return nil, fmt.Errorf("wpt: %w: WIT cnf.jwk: %v", ErrMalformed, err)
 	}
-	if !isSupported(jwk.Algorithm) {
+	if !ijose.Supported(jwk.Algorithm) {
 		return nil, fmt.Errorf("wpt: %w: WIT cnf.jwk alg %q", ErrUnsupportedAlg, jwk.Algorithm)
 	}
 	if !publicKeyEqual(key.Public(), jwk.Key) {
 		return nil, fmt.Errorf("wpt: %w: the private key does not match the WIT's cnf.jwk", ErrMismatch)
 	}
-	if err := CheckAlgKey(jwk.Algorithm, jwk.Key); err != nil {
+	if err := ijose.CheckAlgKey(jwk.Algorithm, jwk.Key); err != nil {
 		return nil, fmt.Errorf("wpt: WIT cnf.jwk: %w", err)
 	}
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(jwk.Algorithm), Key: signingKey(key)},

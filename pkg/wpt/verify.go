@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
+
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-json-experiment/json"
 
@@ -30,7 +32,7 @@ type VerifierConfig struct {
 	// key removed from a bundle stops being honoured at once, even for cached WITs.
 	Bundles KeySource
 	// AllowedAlgs lists the JWS algorithms accepted for WIT signatures and for workload keys (cnf.jwk.alg);
-	// empty means DefaultAllowedAlgs. Only asymmetric algorithms can be listed.
+	// empty means internal/jose.DefaultAllowedAlgs. Only asymmetric algorithms can be listed.
 	AllowedAlgs []string
 	// ClockSkew is the leeway for exp, nbf and iat; 0 means DefaultClockSkew.
 	ClockSkew time.Duration
@@ -78,10 +80,10 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	}
 	algs := cfg.AllowedAlgs
 	if len(algs) == 0 {
-		algs = DefaultAllowedAlgs
+		algs = ijose.DefaultAllowedAlgs()
 	}
 	for _, a := range algs {
-		if !isSupported(a) {
+		if !ijose.Supported(a) {
 			return nil, fmt.Errorf("wpt: %w: %q cannot be allowed (asymmetric JWS algorithms only)", ErrUnsupportedAlg, a)
 		}
 		if !v.allowed[a] {
@@ -216,7 +218,7 @@ func (v *Verifier) verifyWITFull(token string, now time.Time) (*verifiedWIT, err
 			kid, key = k, pub
 		}
 	}
-	if err := CheckAlgKey(hdr.Algorithm, key); err != nil {
+	if err := ijose.CheckAlgKey(hdr.Algorithm, key); err != nil {
 		return nil, fmt.Errorf("wpt: WIT issuer key %q: %w", kid, err)
 	}
 	if _, err := jws.Verify(key); err != nil {
@@ -294,7 +296,7 @@ func (v *Verifier) checkCnfKey(k *jose.JSONWebKey) error {
 	if !v.allowed[k.Algorithm] {
 		return fmt.Errorf("wpt: %w: WIT cnf.jwk alg %q is not allowed", ErrUnsupportedAlg, k.Algorithm)
 	}
-	if err := CheckAlgKey(k.Algorithm, k.Key); err != nil {
+	if err := ijose.CheckAlgKey(k.Algorithm, k.Key); err != nil {
 		return fmt.Errorf("wpt: WIT cnf.jwk: %w", err)
 	}
 	return nil

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
+
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -136,10 +138,10 @@ func NewIssuer(key crypto.Signer, kid, alg string) (*Issuer, error) {
 	if key == nil {
 		return nil, errors.New("wpt: issuer key is nil")
 	}
-	if !isSupported(alg) {
+	if !ijose.Supported(alg) {
 		return nil, fmt.Errorf("wpt: %w: issuer alg %q", ErrUnsupportedAlg, alg)
 	}
-	if err := CheckAlgKey(alg, key.Public()); err != nil {
+	if err := ijose.CheckAlgKey(alg, key.Public()); err != nil {
 		return nil, fmt.Errorf("wpt: issuer: %w", err)
 	}
 	opts := (&jose.SignerOptions{}).WithType(typWIT)
@@ -171,10 +173,10 @@ func (i *Issuer) Mint(c WITClaims) (string, error) {
 	if c.Key == nil {
 		return "", errors.New("wpt: WIT needs the workload's public key")
 	}
-	if !isSupported(c.KeyAlg) {
+	if !ijose.Supported(c.KeyAlg) {
 		return "", fmt.Errorf("wpt: %w: workload key alg %q", ErrUnsupportedAlg, c.KeyAlg)
 	}
-	if err := CheckAlgKey(c.KeyAlg, c.Key); err != nil {
+	if err := ijose.CheckAlgKey(c.KeyAlg, c.Key); err != nil {
 		return "", fmt.Errorf("wpt: workload key: %w", err)
 	}
 	if c.IssuedAt.IsZero() {
