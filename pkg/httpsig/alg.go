@@ -75,7 +75,7 @@ func (a Algorithm) spec() (algSpec, error) {
 
 // AlgorithmFromJWS maps a JWS "alg" (a WIT's cnf.jwk.alg) to the algorithm the WIMSE profile signs with: EdDSA,
 // ES256, ES384, PS512 and RS256 become their RFC 9421 names; ES512, PS256, PS384, RS384 and RS512 are computed per
-// JWA under their JWS names. "none", HS* and anything else fail with ErrUnsupportedAlg.
+// JWA under their JWS names. "none", HS* and anything else fail with autherr.ErrUnsupportedAlg.
 func AlgorithmFromJWS(alg string) (Algorithm, error) {
 	switch alg {
 	case "EdDSA":
@@ -127,8 +127,8 @@ func (a Algorithm) Sign(key crypto.Signer, base []byte) ([]byte, error) {
 	}
 }
 
-// Verify checks sig over the signature base with pub. A signature that does not verify is ErrBadSignature; a key
-// that does not fit the algorithm is ErrUnsupportedAlg.
+// Verify checks sig over the signature base with pub. A signature that does not verify is autherr.ErrBadSignature; a key
+// that does not fit the algorithm is autherr.ErrUnsupportedAlg.
 func (a Algorithm) Verify(pub crypto.PublicKey, base, sig []byte) error {
 	s, err := a.spec()
 	if err != nil {

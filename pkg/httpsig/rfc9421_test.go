@@ -192,7 +192,7 @@ func TestRFC9421Vectors(t *testing.T) {
 			sig[len(sig)/2] ^= 1
 			m.header().Set(wire.HeaderSignature, inputs[0].Label+"=:"+base64.StdEncoding.EncodeToString(sig)+":")
 			if _, err := Verify(m, inputs[0].Label, tt.alg, key.Public().Key); !errors.Is(err, autherr.ErrBadSignature) {
-				t.Fatalf("Verify(tampered) = %v, want ErrBadSignature", err)
+				t.Fatalf("Verify(tampered) = %v, want autherr.ErrBadSignature", err)
 			}
 			// Sign the same input afresh and verify it.
 			m.header().Del(wire.HeaderSignatureInput)

@@ -291,7 +291,7 @@ func wimseInput(h http.Header) (*SignatureInput, error) {
 }
 
 // findWIMSE returns the WIMSE signature: the one labelled "wimse", else the only one tagged
-// wimse-workload-to-workload. No such signature is ErrMissing.
+// wimse-workload-to-workload. No such signature is autherr.ErrMissing.
 func findWIMSE(inputs []SignatureInput) (*SignatureInput, error) {
 	var tagged []int
 	for i := range inputs {
@@ -451,8 +451,8 @@ func (p *Pending) VerifyBody(body []byte) (*Result, error) {
 
 // VerifyResponse verifies the WIMSE signature of a response received by a client. resp.Request must be the
 // request as sent (SignRequest's output): the response must cover its method and target with `req`, and when the
-// request carried a WIMSE signature, wimse-req-nonce must equal its nonce (ErrMismatch otherwise; absent is
-// ErrMalformed when the request asked for a signed response). Checks otherwise as VerifyRequest, without
+// request carried a WIMSE signature, wimse-req-nonce must equal its nonce (autherr.ErrMismatch otherwise; absent is
+// autherr.ErrMalformed when the request asked for a signed response). Checks otherwise as VerifyRequest, without
 // wimse-aud. The caller decides whether Result.WIT.Subject is the server it meant to call.
 func (v *Verifier) VerifyResponse(ctx context.Context, resp *http.Response, body []byte) (*Result, error) {
 	if resp.Request == nil {

@@ -299,7 +299,7 @@ func TestWIMSERoundTrip(t *testing.T) {
 				t.Errorf("result = %+v", res)
 			}
 			if _, err := v.VerifyRequest(ctx, r, []byte(body)); !errors.Is(err, autherr.ErrReplay) {
-				t.Errorf("second VerifyRequest = %v, want ErrReplay", err)
+				t.Errorf("second VerifyRequest = %v, want autherr.ErrReplay", err)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"slices"
 
 	ijose "github.com/agentauth/agentauth/internal/jose"
+	"github.com/agentauth/agentauth/pkg/autherr"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -41,13 +42,13 @@ func checkWorkloadKey(pub crypto.PublicKey) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("issuer: %w: workload key %s is not ECDSA P-256/P-384, Ed25519 or RSA ≥ %d bits", ErrUnsupportedAlg, ijose.KeyDescription(pub), ijose.MinRSABits)
+	return fmt.Errorf("issuer: %w: workload key %s is not ECDSA P-256/P-384, Ed25519 or RSA ≥ %d bits", autherr.ErrUnsupportedAlg, ijose.KeyDescription(pub), ijose.MinRSABits)
 }
 
 // checkWITAlg reports whether alg is a WIT-SVID algorithm that fits pub.
 func checkWITAlg(alg string, pub crypto.PublicKey) error {
 	if !slices.Contains(WITAlgs, alg) {
-		return fmt.Errorf("issuer: %w: WIT key alg %q is not one WIT-SVIDs allow (%v)", ErrUnsupportedAlg, alg, WITAlgs)
+		return fmt.Errorf("issuer: %w: WIT key alg %q is not one WIT-SVIDs allow (%v)", autherr.ErrUnsupportedAlg, alg, WITAlgs)
 	}
 	if err := ijose.CheckAlgKey(alg, pub); err != nil {
 		return fmt.Errorf("issuer: WIT key: %w", err)
@@ -61,16 +62,16 @@ func checkWITAlg(alg string, pub crypto.PublicKey) error {
 func ParseCSR(der []byte) (crypto.PublicKey, error) {
 	switch {
 	case len(der) == 0:
-		return nil, fmt.Errorf("issuer: %w: no CSR", ErrMalformed)
+		return nil, fmt.Errorf("issuer: %w: no CSR", autherr.ErrMalformed)
 	case len(der) > MaxCSRSize:
-		return nil, fmt.Errorf("issuer: %w: CSR is %d bytes, over %d", ErrTooLarge, len(der), MaxCSRSize)
+		return nil, fmt.Errorf("issuer: %w: CSR is %d bytes, over %d", autherr.ErrTooLarge, len(der), MaxCSRSize)
 	}
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
-		return nil, fmt.Errorf("issuer: %w: CSR: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("issuer: %w: CSR: %v", autherr.ErrMalformed, err)
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("issuer: %w: CSR self-signature: %v", ErrBadSignature, err)
+		return nil, fmt.Errorf("issuer: %w: CSR self-signature: %v", autherr.ErrBadSignature, err)
 	}
 	if err := checkWorkloadKey(csr.PublicKey); err != nil {
 		return nil, err
@@ -85,27 +86,27 @@ func ParseCSR(der []byte) (crypto.PublicKey, error) {
 func ParseWITKey(data []byte, alg string) (crypto.PublicKey, error) {
 	switch {
 	case len(data) == 0:
-		return nil, fmt.Errorf("issuer: %w: no WIT public key", ErrMalformed)
+		return nil, fmt.Errorf("issuer: %w: no WIT public key", autherr.ErrMalformed)
 	case len(data) > MaxWITKeySize:
-		return nil, fmt.Errorf("issuer: %w: WIT public key is %d bytes, over %d", ErrTooLarge, len(data), MaxWITKeySize)
+		return nil, fmt.Errorf("issuer: %w: WIT public key is %d bytes, over %d", autherr.ErrTooLarge, len(data), MaxWITKeySize)
 	}
 	var pub crypto.PublicKey
 	if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '{' {
 		var jwk jose.JSONWebKey
 		if err := jwk.UnmarshalJSON(data); err != nil {
-			return nil, fmt.Errorf("issuer: %w: WIT public key JWK: %v", ErrMalformed, err)
+			return nil, fmt.Errorf("issuer: %w: WIT public key JWK: %v", autherr.ErrMalformed, err)
 		}
 		if !jwk.Valid() || !jwk.IsPublic() {
-			return nil, fmt.Errorf("issuer: %w: WIT public key JWK must be a valid public key, without private or symmetric key material", ErrMalformed)
+			return nil, fmt.Errorf("issuer: %w: WIT public key JWK must be a valid public key, without private or symmetric key material", autherr.ErrMalformed)
 		}
 		if jwk.Algorithm != "" && jwk.Algorithm != alg {
-			return nil, fmt.Errorf("issuer: %w: WIT public key JWK says alg %q, request says %q", ErrUnsupportedAlg, jwk.Algorithm, alg)
+			return nil, fmt.Errorf("issuer: %w: WIT public key JWK says alg %q, request says %q", autherr.ErrUnsupportedAlg, jwk.Algorithm, alg)
 		}
 		pub = jwk.Key
 	} else {
 		k, err := x509.ParsePKIXPublicKey(data)
 		if err != nil {
-			return nil, fmt.Errorf("issuer: %w: WIT public key is neither a JWK nor a DER SubjectPublicKeyInfo: %v", ErrMalformed, err)
+			return nil, fmt.Errorf("issuer: %w: WIT public key is neither a JWK nor a DER SubjectPublicKeyInfo: %v", autherr.ErrMalformed, err)
 		}
 		pub = k
 	}

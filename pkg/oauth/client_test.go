@@ -10,6 +10,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 	"github.com/agentauth/agentauth/pkg/wire"
 )
@@ -158,7 +159,7 @@ func TestExchangerSingleflight(t *testing.T) {
 	<-g.arrived
 	waitFor(t, func() bool { return x.Stats().Shared == n })
 	cancel()
-	if err := <-impatient; !errors.Is(err, ErrUpstream) {
+	if err := <-impatient; !errors.Is(err, autherr.ErrUpstream) {
 		t.Fatalf("impatient caller: %v", err)
 	}
 	close(g.release)
@@ -295,9 +296,9 @@ func TestUserTokenRepeated(t *testing.T) {
 	r, _ := http.NewRequest(http.MethodGet, "http://tool.example.org/", nil)
 	r.Header.Add("X-User-Token", "a.b.c")
 	r.Header.Add("X-User-Token", "d.e.f")
-	autherrtest.Check(t, x.Apply(context.Background(), r, "orders.read"), ErrMalformed)
+	autherrtest.Check(t, x.Apply(context.Background(), r, "orders.read"), autherr.ErrMalformed)
 	r.Header.Del("X-User-Token")
 	r.Header.Add(wire.HeaderTxnToken, "a.b.c")
 	r.Header.Add(wire.HeaderTxnToken, "d.e.f")
-	autherrtest.Check(t, x.Apply(context.Background(), r, "orders.read"), ErrMalformed)
+	autherrtest.Check(t, x.Apply(context.Background(), r, "orders.read"), autherr.ErrMalformed)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 	"github.com/agentauth/agentauth/pkg/wire"
 )
@@ -224,7 +225,7 @@ func TestTokenEndpointRefusals(t *testing.T) {
 			status: 400, code: CodeInvalidGrant, reason: "revoked"},
 		{name: "policy denies", setup: func() {
 			e.policy = PolicyFunc(func(context.Context, *ExchangeRequest) ([]string, error) {
-				return nil, fmt.Errorf("agents may not: %w", ErrDenied)
+				return nil, fmt.Errorf("agents may not: %w", autherr.ErrDenied)
 			})
 		}, status: 400, code: CodeInvalidTarget, reason: "policy_denied"},
 		{name: "policy fails", setup: func() {
@@ -396,7 +397,7 @@ func TestExchangerRefusalIsTyped(t *testing.T) {
 	now := e.clock.Now()
 	expired := e.idp.token(t, now, func(m map[string]any) { m["exp"] = now.Add(-time.Hour).Unix() })
 	_, err := x.Exchange(context.Background(), TokenRequest{SubjectToken: expired, SubjectTokenType: TokenTypeJWT, Scope: "orders.read"})
-	autherrtest.Check(t, err, ErrExpired)
+	autherrtest.Check(t, err, autherr.ErrExpired)
 	var oe *Error
 	if !errors.As(err, &oe) || oe.Code != CodeInvalidRequest || oe.Status != 400 {
 		t.Fatalf("err = %#v", err)
@@ -413,14 +414,14 @@ func TestExchangerRefusalIsTyped(t *testing.T) {
 	}
 }
 
-// TestExchangerUpstreamDown: an unreachable token service is ErrUpstream, not a pass.
+// TestExchangerUpstreamDown: an unreachable token service is autherr.ErrUpstream, not a pass.
 func TestExchangerUpstreamDown(t *testing.T) {
 	e := newEnv(t)
 	x := e.exchanger(nil)
 	e.srv.Close()
 	r, _ := http.NewRequest(http.MethodGet, "http://tool.example.org/", nil)
 	err := x.Apply(context.Background(), r, "orders.read")
-	autherrtest.Check(t, err, ErrUpstream)
+	autherrtest.Check(t, err, autherr.ErrUpstream)
 	if r.Header.Get(wire.HeaderTxnToken) != "" {
 		t.Error("Txn-Token set after a failure")
 	}
@@ -448,7 +449,7 @@ func TestReplacementTxnToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := e.verifier(nil)
-	if _, err := v.VerifyFrom(context.Background(), agentTok.Value, toolID.String()); !errors.Is(err, ErrMismatch) {
+	if _, err := v.VerifyFrom(context.Background(), agentTok.Value, toolID.String()); !errors.Is(err, autherr.ErrMismatch) {
 		t.Fatalf("the agent's token from the tool: %v", err)
 	}
 	repl, err := v.VerifyFrom(context.Background(), r.Header.Get(wire.HeaderTxnToken), toolID.String())
@@ -478,7 +479,7 @@ func TestReplacementTxnToken(t *testing.T) {
 	// An expired Txn-Token is not replaced.
 	e.clock.Add(10 * time.Minute)
 	_, err = tool.Exchange(context.Background(), TokenRequest{SubjectToken: agentTok.Value, SubjectTokenType: TokenTypeTxnToken, Scope: "orders.read"})
-	autherrtest.Check(t, err, ErrExpired)
+	autherrtest.Check(t, err, autherr.ErrExpired)
 }
 
 // TestTxnTokenNeverOutlivesUserToken: exp is capped at the user token's exp.

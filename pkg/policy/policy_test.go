@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
 	"github.com/agentauth/agentauth/pkg/wire"
 )
@@ -164,8 +165,8 @@ func TestMCPBatchDecidedPerCall(t *testing.T) {
 	if d.Allowed {
 		t.Fatal("batch with denied calls allowed as a whole")
 	}
-	if !errors.Is(d.Err(), ErrDenied) {
-		t.Errorf("Err() = %v, want ErrDenied", d.Err())
+	if !errors.Is(d.Err(), autherr.ErrDenied) {
+		t.Errorf("Err() = %v, want autherr.ErrDenied", d.Err())
 	}
 	want := []struct {
 		allowed bool
@@ -186,7 +187,7 @@ func TestMCPBatchDecidedPerCall(t *testing.T) {
 	if got := string(d.PerCall[1].JSONRPCError()); got != `{"jsonrpc":"2.0","id":2,"error":{"code":-32001,"message":"forbidden: policy_denied"}}` {
 		t.Errorf("JSONRPCError = %s", got)
 	}
-	if d.PerCall[0].Err() != nil || !errors.Is(d.PerCall[3].Err(), ErrDenied) {
+	if d.PerCall[0].Err() != nil || !errors.Is(d.PerCall[3].Err(), autherr.ErrDenied) {
 		t.Errorf("per-call Err: %v, %v", d.PerCall[0].Err(), d.PerCall[3].Err())
 	}
 	if !reflect.DeepEqual(d.PolicyIDs, []string{"mcp-no-deletes"}) {
@@ -235,14 +236,14 @@ func TestUserRevocationDeniesEveryAgent(t *testing.T) {
 				t.Fatalf("alice denied: %v", d.Err())
 			}
 			d := e.Decide(context.Background(), with(base, actingFor("mallory", revokedAt.Add(-time.Minute))))
-			if d.Allowed || d.Reason != "revoked" || d.RevocationID != "rev-42" || !errors.Is(d.Err(), ErrRevoked) {
+			if d.Allowed || d.Reason != "revoked" || d.RevocationID != "rev-42" || !errors.Is(d.Err(), autherr.ErrRevoked) {
 				t.Fatalf("mallory: allowed %v reason %q revocation %q err %v", d.Allowed, d.Reason, d.RevocationID, d.Err())
 			}
 			if len(d.PerCall) != len(base.MCP) {
 				t.Fatalf("PerCall has %d entries for %d calls", len(d.PerCall), len(base.MCP))
 			}
 			for _, c := range d.PerCall {
-				if c.Allowed || c.Reason != "revoked" || !errors.Is(c.Err(), ErrRevoked) {
+				if c.Allowed || c.Reason != "revoked" || !errors.Is(c.Err(), autherr.ErrRevoked) {
 					t.Errorf("call %s not denied as revoked: %+v", c.Call.ID, c)
 				}
 			}
@@ -315,7 +316,7 @@ func TestSubjectKindDecidesWhoIsAUser(t *testing.T) {
 		}
 	}
 	r := with(httpReq(reporter, "GET", "orders.example", "/"), func(r *Request) { r.SubjectKind = "robot" })
-	if d := e.Decide(context.Background(), r); d.Allowed || d.Reason != ErrMalformed.Code() {
+	if d := e.Decide(context.Background(), r); d.Allowed || d.Reason != autherr.ErrMalformed.Code() {
 		t.Errorf("unknown subject kind: %+v", d)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	ijose "github.com/agentauth/agentauth/internal/jose"
+	"github.com/agentauth/agentauth/pkg/autherr"
 
 	"github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
@@ -167,7 +168,7 @@ func fetchJWKS(ctx context.Context, client *http.Client, url string, cfg JWKSCac
 		return nil, 0, fmt.Errorf("signals: JWKS %s: %w", url, err)
 	}
 	if len(body) > maxJWKSBytes {
-		return nil, 0, fmt.Errorf("signals: JWKS %s: %w: more than %d bytes", url, ErrTooLarge, maxJWKSBytes)
+		return nil, 0, fmt.Errorf("signals: JWKS %s: %w: more than %d bytes", url, autherr.ErrTooLarge, maxJWKSBytes)
 	}
 	keys, err := parseJWKS(body)
 	if err != nil {
@@ -193,7 +194,7 @@ func readJWKSFile(path string) ([]jose.JSONWebKey, error) {
 		return nil, fmt.Errorf("signals: JWKS file %s: %w", path, err)
 	}
 	if len(data) > maxJWKSBytes {
-		return nil, fmt.Errorf("signals: JWKS file %s: %w: more than %d bytes", path, ErrTooLarge, maxJWKSBytes)
+		return nil, fmt.Errorf("signals: JWKS file %s: %w: more than %d bytes", path, autherr.ErrTooLarge, maxJWKSBytes)
 	}
 	keys, err := parseJWKS(data)
 	if err != nil {
@@ -210,10 +211,10 @@ func parseJWKS(data []byte) ([]jose.JSONWebKey, error) {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(data, &set); err != nil {
-		return nil, fmt.Errorf("%w: not a JWK Set: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: not a JWK Set: %v", autherr.ErrMalformed, err)
 	}
 	if len(set.Keys) > maxJWKSKeys {
-		return nil, fmt.Errorf("%w: %d keys (limit %d)", ErrTooLarge, len(set.Keys), maxJWKSKeys)
+		return nil, fmt.Errorf("%w: %d keys (limit %d)", autherr.ErrTooLarge, len(set.Keys), maxJWKSKeys)
 	}
 	var keys []jose.JSONWebKey
 	for _, raw := range set.Keys {

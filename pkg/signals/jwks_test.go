@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/signals/signalstest"
 )
 
@@ -208,7 +209,7 @@ func TestReceiverRefusesWeakRSAKey(t *testing.T) {
 	}
 	_, err = f.recv.Process(context.Background(), tok)
 	var se *SETError
-	if !errors.As(err, &se) || se.Code != CodeInvalidKey || !errors.Is(err, ErrUntrustedIssuer) {
+	if !errors.As(err, &se) || se.Code != CodeInvalidKey || !errors.Is(err, autherr.ErrUntrustedIssuer) {
 		t.Fatalf("SET signed with a 1024-bit key: %v, want invalid_key (no RS256 key)", err)
 	}
 	if len(f.sink.Calls()) != 0 {

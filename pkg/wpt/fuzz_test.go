@@ -79,7 +79,7 @@ func FuzzExtractHeaders(f *testing.F) {
 		if err == nil && (len(w) > MaxTokenSize || len(p) > MaxTokenSize || twice) {
 			t.Fatalf("accepted %d/%d bytes, twice=%v", len(w), len(p), twice)
 		}
-		if err != nil && !errors.Is(err, ErrMissing) && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+		if err != nil && !errors.Is(err, autherr.ErrMissing) && !errors.Is(err, autherr.ErrMalformed) && !errors.Is(err, autherr.ErrTooLarge) {
 			t.Fatalf("unexpected reason: %v", err)
 		}
 	})

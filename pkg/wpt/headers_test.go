@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 	"github.com/agentauth/agentauth/pkg/wire"
 )
@@ -18,17 +19,17 @@ func TestExtractHeaders(t *testing.T) {
 	}{
 		{"both", http.Header{wire.HeaderWIT: {tok}, wire.HeaderWPT: {tok}}, nil},
 		{"surrounding spaces", http.Header{wire.HeaderWIT: {" " + tok + "\t"}, wire.HeaderWPT: {tok}}, nil},
-		{"no WIT", http.Header{wire.HeaderWPT: {tok}}, ErrMissing},
-		{"no WPT", http.Header{wire.HeaderWIT: {tok}}, ErrMissing},
-		{"neither", http.Header{}, ErrMissing},
-		{"two WPT", http.Header{wire.HeaderWIT: {tok}, wire.HeaderWPT: {tok, tok}}, ErrMalformed},
-		{"comma-joined", http.Header{wire.HeaderWIT: {tok}, wire.HeaderWPT: {tok + "," + tok}}, ErrMalformed},
-		{"empty", http.Header{wire.HeaderWIT: {""}, wire.HeaderWPT: {tok}}, ErrMalformed},
-		{"two parts", http.Header{wire.HeaderWIT: {"a.b"}, wire.HeaderWPT: {tok}}, ErrMalformed},
-		{"JWE-like five parts", http.Header{wire.HeaderWIT: {"a.b.c.d.e"}, wire.HeaderWPT: {tok}}, ErrMalformed},
-		{"Bearer prefix", http.Header{wire.HeaderWIT: {"Bearer " + tok}, wire.HeaderWPT: {tok}}, ErrMalformed},
-		{"padding", http.Header{wire.HeaderWIT: {"eyJh.eyJz.c2ln=="}, wire.HeaderWPT: {tok}}, ErrMalformed},
-		{"oversize", http.Header{wire.HeaderWIT: {tok}, wire.HeaderWPT: {strings.Repeat("a", MaxTokenSize) + ".b.c"}}, ErrTooLarge},
+		{"no WIT", http.Header{wire.HeaderWPT: {tok}}, autherr.ErrMissing},
+		{"no WPT", http.Header{wire.HeaderWIT: {tok}}, autherr.ErrMissing},
+		{"neither", http.Header{}, autherr.ErrMissing},
+		{"two WPT", http.Header{wire.HeaderWIT: {tok}, wire.HeaderWPT: {tok, tok}}, autherr.ErrMalformed},
+		{"comma-joined", http.Header{wire.HeaderWIT: {tok}, wire.HeaderWPT: {tok + "," + tok}}, autherr.ErrMalformed},
+		{"empty", http.Header{wire.HeaderWIT: {""}, wire.HeaderWPT: {tok}}, autherr.ErrMalformed},
+		{"two parts", http.Header{wire.HeaderWIT: {"a.b"}, wire.HeaderWPT: {tok}}, autherr.ErrMalformed},
+		{"JWE-like five parts", http.Header{wire.HeaderWIT: {"a.b.c.d.e"}, wire.HeaderWPT: {tok}}, autherr.ErrMalformed},
+		{"Bearer prefix", http.Header{wire.HeaderWIT: {"Bearer " + tok}, wire.HeaderWPT: {tok}}, autherr.ErrMalformed},
+		{"padding", http.Header{wire.HeaderWIT: {"eyJh.eyJz.c2ln=="}, wire.HeaderWPT: {tok}}, autherr.ErrMalformed},
+		{"oversize", http.Header{wire.HeaderWIT: {tok}, wire.HeaderWPT: {strings.Repeat("a", MaxTokenSize) + ".b.c"}}, autherr.ErrTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
