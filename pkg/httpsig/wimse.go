@@ -485,24 +485,9 @@ func (v *Verifier) verifyHeaders(ctx context.Context, m Message, hasBody bool, r
 	if h == nil {
 		h = http.Header{}
 	}
-	// Cheap presence checks first: no WIT or no signature fields means no proof at all.
-	wits := h.Values(wire.HeaderWIT)
-	if len(wits) == 0 {
-		return nil, fmt.Errorf("httpsig: %w: %s has no %s field", autherr.ErrMissing, what, wire.HeaderWIT)
-	}
-	if len(h.Values(wire.HeaderSignatureInput)) == 0 || len(h.Values(wire.HeaderSignature)) == 0 {
-		if isResp && reqIn != nil && reqIn.flagParam(paramSignResponse) {
-			return nil, fmt.Errorf("httpsig: %w: the request asked for a signed response but the response is unsigned",
-				autherr.ErrMissing)
-		}
-		return nil, fmt.Errorf("httpsig: %w: %s has no Signature-Input or Signature field", autherr.ErrMissing, what)
-	}
-	token := wits[0]
-	switch {
-	case len(wits) > 1 || strings.Contains(token, ","):
-		return nil, fmt.Errorf("httpsig: %w: %s carries more than one %s", autherr.ErrMalformed, what, wire.HeaderWIT)
-	case len(token) > wpt.MaxTokenSize:
-		return nil, fmt.Errorf("httpsig: %w: %s is %d bytes, limit %d", autherr.ErrTooLarge, wire.HeaderWIT, len(token), wpt.MaxTokenSize)
+	token, err := witField(h, what, isResp, reqIn)
+	if err != nil {
+		return nil, err
 	}
 
 	// 1. The WIT, fully, before anything it vouches for.
@@ -547,6 +532,30 @@ func (v *Verifier) verifyHeaders(ctx context.Context, m Message, hasBody bool, r
 		return nil, err
 	}
 	return &Pending{v: v, h: h, res: res}, nil
+}
+
+// witField returns the message's one WIT after the cheap presence checks: no WIT or no signature fields means
+// no proof at all. what names the message ("request", "response") in errors.
+func witField(h http.Header, what string, isResp bool, reqIn *SignatureInput) (string, error) {
+	wits := h.Values(wire.HeaderWIT)
+	if len(wits) == 0 {
+		return "", fmt.Errorf("httpsig: %w: %s has no %s field", autherr.ErrMissing, what, wire.HeaderWIT)
+	}
+	if len(h.Values(wire.HeaderSignatureInput)) == 0 || len(h.Values(wire.HeaderSignature)) == 0 {
+		if isResp && reqIn != nil && reqIn.flagParam(paramSignResponse) {
+			return "", fmt.Errorf("httpsig: %w: the request asked for a signed response but the response is unsigned",
+				autherr.ErrMissing)
+		}
+		return "", fmt.Errorf("httpsig: %w: %s has no Signature-Input or Signature field", autherr.ErrMissing, what)
+	}
+	token := wits[0]
+	switch {
+	case len(wits) > 1 || strings.Contains(token, ","):
+		return "", fmt.Errorf("httpsig: %w: %s carries more than one %s", autherr.ErrMalformed, what, wire.HeaderWIT)
+	case len(token) > wpt.MaxTokenSize:
+		return "", fmt.Errorf("httpsig: %w: %s is %d bytes, limit %d", autherr.ErrTooLarge, wire.HeaderWIT, len(token), wpt.MaxTokenSize)
+	}
+	return token, nil
 }
 
 // SignResponseRequested reports whether the request's WIMSE signature carries wimse-sign-response: the client

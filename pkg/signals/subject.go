@@ -70,22 +70,58 @@ func parseSubject(data []byte, parent string) (SubjectID, error) {
 	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
 		return SubjectID{}, fmt.Errorf("%w: subject identifier is not a JSON object", autherr.ErrMalformed)
 	}
-	format, err := optString(obj, "format")
+	format, err := subjectFormat(obj)
 	if err != nil {
 		return SubjectID{}, err
 	}
+	s := SubjectID{Format: format}
+	switch format {
+	case FormatIPAddresses:
+		s.IPAddresses, err = parseIPs(obj)
+	case FormatAliases:
+		if parent == FormatAliases {
+			return SubjectID{}, fmt.Errorf("%w: aliases subject nested in aliases", autherr.ErrMalformed)
+		}
+		s.Identifiers, err = parseAliases(obj)
+	case FormatComplex:
+		if parent != "" {
+			return SubjectID{}, fmt.Errorf("%w: complex subject nested in %s", autherr.ErrMalformed, parent)
+		}
+		s.Members, err = parseComplex(obj)
+	default:
+		err = s.parseMembers(obj)
+	}
+	if err != nil {
+		return SubjectID{}, err
+	}
+	return s, nil
+}
+
+// subjectFormat returns the subject's format (or its legacy RISC name, subject_type).
+func subjectFormat(obj map[string]json.RawMessage) (string, error) {
+	format, err := optString(obj, "format")
+	if err != nil {
+		return "", err
+	}
 	if format == "" {
 		if format, err = optString(obj, "subject_type"); err != nil {
-			return SubjectID{}, err
+			return "", err
 		}
 		if format == "iss-sub" { // Google's legacy RISC spelling
 			format = FormatIssSub
 		}
 	}
 	if format == "" {
-		return SubjectID{}, fmt.Errorf("%w: subject identifier has no format", autherr.ErrMalformed)
+		return "", fmt.Errorf("%w: subject identifier has no format", autherr.ErrMalformed)
 	}
-	s := SubjectID{Format: format}
+	return format, nil
+}
+
+// parseMembers reads the string members of a subject of s.Format, one of the formats made of strings only; an
+// unknown format keeps no members.
+func (s *SubjectID) parseMembers(obj map[string]json.RawMessage) error {
+	format := s.Format
+	var err error
 	switch format {
 	case FormatEmail:
 		s.Email, err = reqString(obj, format, "email")
@@ -128,27 +164,12 @@ func parseSubject(data []byte, parent string) (SubjectID, error) {
 		if s.Issuer, err = reqString(obj, format, "issuer"); err == nil {
 			s.AssertionID, err = reqString(obj, format, "assertion_id")
 		}
-	case FormatIPAddresses:
-		s.IPAddresses, err = parseIPs(obj)
-	case FormatAliases:
-		if parent == FormatAliases {
-			return SubjectID{}, fmt.Errorf("%w: aliases subject nested in aliases", autherr.ErrMalformed)
-		}
-		s.Identifiers, err = parseAliases(obj)
-	case FormatComplex:
-		if parent != "" {
-			return SubjectID{}, fmt.Errorf("%w: complex subject nested in %s", autherr.ErrMalformed, parent)
-		}
-		s.Members, err = parseComplex(obj)
 	default:
 		if len(format) > maxSubjectString {
-			return SubjectID{}, fmt.Errorf("%w: subject format name of %d bytes", autherr.ErrMalformed, len(format))
+			return fmt.Errorf("%w: subject format name of %d bytes", autherr.ErrMalformed, len(format))
 		}
 	}
-	if err != nil {
-		return SubjectID{}, err
-	}
-	return s, nil
+	return err
 }
 
 func parseAliases(obj map[string]json.RawMessage) ([]SubjectID, error) {
