@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // TestClientClosedIsNoUpstreamFailure: a client that goes away while the upstream is still working is recorded
@@ -26,7 +27,7 @@ func TestClientClosedIsNoUpstreamFailure(t *testing.T) {
 	s, m := &sink{}, &metrics{}
 	addr, d := startEgress(t, EgressConfig{
 		Options: Options{Self: agentID, Sink: s, Metrics: m, Logger: logger},
-		Routes:  mustTable(t, &Route{Name: "slow", Match: Match{Host: "slow.test"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough}),
+		Routes:  mustTable(t, &Route{Name: "slow", Match: Match{Host: "slow.test"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough}),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://slow.test/wait", nil)

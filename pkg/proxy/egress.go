@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // EgressConfig configures an EgressHandler.
@@ -19,7 +20,7 @@ type EgressConfig struct {
 	Options
 	Routes *RouteTable
 	// Signers add the proofs of one mode each (ModeWPT, ModeHTTPSig). Every proof mode a route uses needs one.
-	Signers map[Mode]ProofSigner
+	Signers map[wire.Mode]ProofSigner
 	// Credentials, when set, runs on every outbound request, passthrough routes included, before the proof
 	// signer: it adds bearer-style credentials the proofs then bind (a Txn-Token, an access token for a legacy API).
 	Credentials ProofSigner
@@ -40,7 +41,7 @@ type EgressConfig struct {
 // not terminate — except for passthrough routes, which are tunnelled.
 type EgressHandler struct {
 	opts    Options
-	signers map[Mode]ProofSigner
+	signers map[wire.Mode]ProofSigner
 	creds   ProofSigner
 	resps   ResponseVerifier
 	routes  atomic.Pointer[RouteTable]
@@ -50,10 +51,10 @@ type EgressHandler struct {
 
 // NewEgressHandler validates cfg and builds the handler.
 func NewEgressHandler(cfg EgressConfig) (*EgressHandler, error) {
-	h := &EgressHandler{opts: cfg.Options.withDefaults(), signers: make(map[Mode]ProofSigner), creds: cfg.Credentials,
+	h := &EgressHandler{opts: cfg.Options.withDefaults(), signers: make(map[wire.Mode]ProofSigner), creds: cfg.Credentials,
 		resps: cfg.Responses}
 	for m, s := range cfg.Signers {
-		if m != ModeWPT && m != ModeHTTPSig {
+		if m != wire.ModeWPT && m != wire.ModeHTTPSig {
 			return nil, fmt.Errorf("proxy: signer registered for %v; only wpt and httpsig are signed", m)
 		}
 		if s != nil {
@@ -74,11 +75,11 @@ func (h *EgressHandler) SetRoutes(t *RouteTable) error {
 		return errors.New("proxy: egress needs a route table")
 	}
 	for _, rt := range t.routes {
-		p := rt.Modes.proofs()
-		if p == ModeWPT|ModeHTTPSig {
+		p := rt.Modes.Proofs()
+		if p == wire.ModeWPT|wire.ModeHTTPSig {
 			return fmt.Errorf("proxy: egress route %q: choose one of wpt and httpsig", rt.Name)
 		}
-		if rt.Modes.Has(ModeMTLS) && (rt.Upstream == nil || rt.Upstream.Scheme != "https") {
+		if rt.Modes.Has(wire.ModeMTLS) && (rt.Upstream == nil || rt.Upstream.Scheme != "https") {
 			return fmt.Errorf("proxy: egress route %q: mode mtls needs an https:// upstream", rt.Name)
 		}
 		// Without an upstream the request goes wherever the agent sent it, while the route (and so the proof's
@@ -138,7 +139,7 @@ func (h *EgressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	stripIdentity(r)
 	st.rec.Traceparent = ensureTraceparent(r.Header)
-	if rt.Modes.proofs() != 0 {
+	if rt.Modes.Proofs() != 0 {
 		// Our proofs replace whatever the agent sent; a second signature would only confuse the verifier.
 		stripHeaders(r.Header, proofHeaders)
 	}
@@ -185,11 +186,11 @@ func (h *EgressHandler) sign(st *reqState, out *http.Request) error {
 			return err
 		}
 	}
-	p := rt.Modes.proofs()
+	p := rt.Modes.Proofs()
 	if p == 0 {
 		return nil
 	}
-	if p == ModeHTTPSig {
+	if p == wire.ModeHTTPSig {
 		if _, _, err := bufferBody(out, st.limits.MaxBufferedBody, nil); err != nil {
 			return err
 		}
@@ -220,7 +221,7 @@ func (e *localError) Unwrap() error { return e.err }
 // connect serves CONNECT: a tunnel for passthrough routes, a 405 explaining why otherwise.
 func (h *EgressHandler) connect(st *reqState, r *http.Request) {
 	rt, ok := h.routes.Load().Lookup(r.Host, "")
-	if !ok || rt.Modes != ModePassthrough {
+	if !ok || rt.Modes != wire.ModePassthrough {
 		st.refuse(&statusError{
 			status: http.StatusMethodNotAllowed,
 			header: http.Header{"Allow": {"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"}},

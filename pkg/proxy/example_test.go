@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // Route tables pick the most specific route: host:port, then host, then the catch-all; the longest path prefix
@@ -15,10 +16,10 @@ import (
 func ExampleRouteTable_Lookup() {
 	tool, _ := url.Parse("https://tool-sidecar.example:8443")
 	routes, err := proxy.NewRouteTable(
-		&proxy.Route{Name: "tool", Match: proxy.Match{Host: "tool.example"}, Upstream: tool, Modes: proxy.ModeMTLS | proxy.ModeWPT},
+		&proxy.Route{Name: "tool", Match: proxy.Match{Host: "tool.example"}, Upstream: tool, Modes: wire.ModeMTLS | wire.ModeWPT},
 		&proxy.Route{Name: "tool-admin", Match: proxy.Match{Host: "tool.example", PathPrefix: "/admin"}, Upstream: tool,
-			Modes: proxy.ModeMTLS | proxy.ModeHTTPSig},
-		&proxy.Route{Name: "internet", Match: proxy.Match{Host: proxy.AnyHost}, Modes: proxy.ModePassthrough},
+			Modes: wire.ModeMTLS | wire.ModeHTTPSig},
+		&proxy.Route{Name: "internet", Match: proxy.Match{Host: proxy.AnyHost}, Modes: wire.ModePassthrough},
 	)
 	if err != nil {
 		panic(err)
@@ -45,11 +46,11 @@ func ExampleNewIngressHandler() {
 	)
 	tool, _ := url.Parse("http://127.0.0.1:8080")
 	routes, _ := proxy.NewRouteTable(&proxy.Route{Name: "tool", Match: proxy.Match{Host: "tool.example"}, Upstream: tool,
-		Modes: proxy.ModeMTLS | proxy.ModeWPT})
+		Modes: wire.ModeMTLS | wire.ModeWPT})
 	h, err := proxy.NewIngressHandler(proxy.IngressConfig{
 		Options: proxy.Options{Self: "spiffe://example.org/tool"},
 		Routes:  routes,
-		Steps:   proxy.StandardChain(map[proxy.Mode]proxy.Authenticator{proxy.ModeWPT: authn}, rev, authz),
+		Steps:   proxy.StandardChain(map[wire.Mode]proxy.Authenticator{wire.ModeWPT: authn}, rev, authz),
 	})
 	if err != nil {
 		panic(err)

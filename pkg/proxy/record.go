@@ -334,7 +334,7 @@ func (st *reqState) fill() {
 			rec.PeerID = x.Peer.ID.String()
 		}
 		if id := x.Identity; id != nil {
-			rec.Subject, rec.AuthMethod, rec.ProofID = id.Subject, id.Method, id.ProofID
+			rec.Subject, rec.AuthMethod, rec.ProofID = id.Subject, string(id.Method), id.ProofID
 			rec.SubjectKind, rec.DelegatedSubject, rec.TransactionID = id.SubjectKind, id.DelegatedSubject, id.TransactionID
 		}
 		if d := x.Decision; d != nil {

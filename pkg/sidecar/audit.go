@@ -275,7 +275,7 @@ var txnAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.ES512, jose
 // noteTransaction names, on the egress decision record, the transaction and subject of the Txn-Token the token
 // service just gave us (over mTLS; ingress verifies it). A token that does not parse leaves the record without.
 func noteTransaction(ctx context.Context, h http.Header, self string) {
-	vals := h.Values(oauth.HeaderTxnToken)
+	vals := h.Values(wire.HeaderTxnToken)
 	if len(vals) != 1 {
 		return
 	}

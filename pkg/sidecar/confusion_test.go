@@ -25,6 +25,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/proxy"
 	"github.com/agentauth/agentauth/pkg/replay"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -61,14 +62,14 @@ func policyIngress(t *testing.T, cedar map[string][]byte, host, agent string, mc
 	}
 	up, _ := url.Parse(tool.URL)
 	// As Sidecar.ingress builds it.
-	route := &proxy.Route{Name: "ingress", Match: proxy.Match{Host: host}, Upstream: up, Modes: proxy.ModeWPT,
+	route := &proxy.Route{Name: "ingress", Match: proxy.Match{Host: host}, Upstream: up, Modes: wire.ModeWPT,
 		Audience: "https://tool.example/", KeepHost: true}
 	table, err := proxy.NewRouteTable(route)
 	if err != nil {
 		t.Fatal(err)
 	}
 	authn := proxy.StepFunc(func(_ context.Context, x *proxy.Exchange) error {
-		x.Identity = &proxy.Identity{Subject: agent, Method: proxy.AuthWITWPT}
+		x.Identity = &proxy.Identity{Subject: agent, Method: wire.AuthWITWPT}
 		return nil
 	})
 	h, err := proxy.NewIngressHandler(proxy.IngressConfig{Routes: table,
@@ -122,7 +123,7 @@ func TestPolicyToolComesFromConfig(t *testing.T) {
 	const reporter = "spiffe://example.org/agent/reporter" // no attestation tag
 	for _, host := range []string{"admin.example", "orders.example"} {
 		d, err := a.Authorize(context.Background(), &proxy.AuthzRequest{Host: host, Method: "GET", Path: "/users",
-			Identity: &proxy.Identity{Subject: reporter, Method: proxy.AuthWITWPT}})
+			Identity: &proxy.Identity{Subject: reporter, Method: wire.AuthWITWPT}})
 		if err != nil || d.Allowed {
 			t.Errorf("Host %q at admin.example's ingress: %+v, %v; want refused as Tool::\"admin.example\"", host, d, err)
 		}
@@ -230,7 +231,7 @@ func newWPTIngress(t *testing.T) *wptIngress {
 	up, _ := url.Parse(tool.URL)
 
 	table, err := proxy.NewRouteTable(&proxy.Route{Name: "ingress", Match: proxy.Match{Host: "127.0.0.1"},
-		Upstream: up, Modes: proxy.ModeWPT, KeepHost: true})
+		Upstream: up, Modes: wire.ModeWPT, KeepHost: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +239,7 @@ func newWPTIngress(t *testing.T) *wptIngress {
 		return &proxy.Decision{Allowed: true}, nil
 	})
 	h, err := proxy.NewIngressHandler(proxy.IngressConfig{Routes: table, Steps: []proxy.Step{
-		&proxy.AuthenticateStep{Authenticators: map[proxy.Mode]proxy.Authenticator{proxy.ModeWPT: &wptAuthenticator{v: v}}},
+		&proxy.AuthenticateStep{Authenticators: map[wire.Mode]proxy.Authenticator{wire.ModeWPT: &wptAuthenticator{v: v}}},
 		proxy.BindingStep{},
 		&proxy.AuthorizeStep{Authorizer: allow},
 	}})
@@ -311,7 +312,7 @@ func (z *wptIngress) proof(t *testing.T, pp wpt.ProofParams) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []string{wpt.HeaderWIT + ": " + z.prover.WIT(), wpt.HeaderWPT + ": " + p}
+	return []string{wire.HeaderWIT + ": " + z.prover.WIT(), wire.HeaderWPT + ": " + p}
 }
 
 // ath/tth must bind every access token and Txn-Token the request carries
@@ -362,7 +363,7 @@ func TestWPTRefusesUnboundTokens(t *testing.T) {
 				if v == tt.unbound {
 					t.Fatalf("status %d: ingress accepted the WPT and forwarded %s %q to the tool as agent %s, "+
 						"although the WPT's ath/tth does not bind it (tool received %s = %q)",
-						status, tt.header, tt.unbound, got.Get(proxy.HeaderWorkloadID), tt.header, got.Values(tt.header))
+						status, tt.header, tt.unbound, got.Get(wire.HeaderWorkloadID), tt.header, got.Values(tt.header))
 				}
 			}
 		})

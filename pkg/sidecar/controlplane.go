@@ -366,13 +366,13 @@ func (cp *controlPlane) revoked(_ context.Context, kind, value string, issuedAt 
 // jti alone (agentauthctl without -iss) names no issuer, and jtis are unique anyway.
 func (cp *controlPlane) Check(_ context.Context, id *proxy.Identity) error {
 	st, now := cp.client.State(), time.Now()
-	issued, _ := id.Attrs[attrIssuedAt].(time.Time)
+	issued := id.IssuedAt
 	for _, kind := range agentauthv1.KindsFor("agent") {
 		if r := st.Revoked(kind, "", id.Subject, issued, now); r != nil {
 			return proxy.Revoked(r.GetId(), r.Describe())
 		}
 	}
-	if jti, _ := id.Attrs[attrWITJTI].(string); jti != "" {
+	if jti := id.WITID; jti != "" {
 		if r := st.Revoked("jti", "", jti, issued, now); r != nil {
 			return proxy.Revoked(r.GetId(), r.Describe())
 		}
@@ -413,11 +413,10 @@ func newPolicyAuthorizer(engine *policy.Engine, toolHost string, mcpPaths []stri
 
 func (a *policyAuthorizer) Authorize(ctx context.Context, req *proxy.AuthzRequest) (*proxy.Decision, error) {
 	id := req.Identity
-	issued, _ := id.Attrs[attrIssuedAt].(time.Time)
 	preq := policy.Request{
 		AgentID:          id.Subject,
-		AgentIssuedAt:    issued,
-		AuthMethod:       policy.AuthMethod(id.Method),
+		AgentIssuedAt:    id.IssuedAt,
+		AuthMethod:       wire.AuthMethod(id.Method),
 		SubjectKind:      policy.SubjectKind(id.SubjectKind),
 		DelegatedSubject: id.DelegatedSubject,
 		TransactionID:    id.TransactionID,
@@ -434,8 +433,7 @@ func (a *policyAuthorizer) Authorize(ctx context.Context, req *proxy.AuthzReques
 		}
 		preq.RiskLevel, preq.AssuranceLevel = a.risk(id.Subject, user)
 	}
-	preq.DelegatedClaims, _ = id.Attrs[attrDelegatedClaims].(map[string]string)
-	preq.DelegatedIssuedAt, _ = id.Attrs[attrDelegatedIssuedAt].(time.Time)
+	preq.DelegatedClaims, preq.DelegatedIssuedAt = id.DelegatedClaims, id.DelegatedIssuedAt
 	if req.Method == "POST" && a.isMCP(req.Path) {
 		body, err := req.Body()
 		if err != nil {
@@ -522,12 +520,6 @@ func mcpPathKey(p string) string {
 	}
 	return strings.ToLower(p)
 }
-
-// Identity attributes the authenticators set for the revocation and policy steps.
-const (
-	attrIssuedAt = "issued_at" // time.Time: when the caller's credential (WIT) was issued
-	attrWITJTI   = "wit_jti"
-)
 
 var (
 	_ proxy.RevocationChecker = (*controlPlane)(nil)

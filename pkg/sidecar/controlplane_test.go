@@ -62,7 +62,7 @@ func TestCheckRevokedCaller(t *testing.T) {
 		spiffeid.RequireFromString("spiffe://example.org/agent/e")).Certificates[0]
 	withPeer := func(id *proxy.Identity, c *x509.Certificate) *proxy.Identity { id.PeerCert = c; return id }
 	caller := func(subject, jti string) *proxy.Identity {
-		return &proxy.Identity{Subject: subject, Attrs: map[string]any{attrWITJTI: jti, attrIssuedAt: issued}}
+		return &proxy.Identity{Subject: subject, WITID: jti, IssuedAt: issued}
 	}
 	for _, tc := range []struct {
 		name    string
@@ -88,7 +88,7 @@ func TestCheckRevokedCaller(t *testing.T) {
 			if err := cp.Check(context.Background(), tc.refused); err != nil {
 				t.Fatalf("refused before the revocation: %v", err)
 			}
-			if err := pub.UpsertRevocation(&agentauthv1.Revocation{Id: "r-" + tc.refused.Attrs[attrWITJTI].(string),
+			if err := pub.UpsertRevocation(&agentauthv1.Revocation{Id: "r-" + tc.refused.WITID,
 				Subject: tc.revoke, Reason: "test"}); err != nil {
 				t.Fatal(err)
 			}

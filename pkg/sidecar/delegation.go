@@ -80,7 +80,7 @@ type txnStep struct {
 
 func (t *txnStep) Handle(ctx context.Context, x *proxy.Exchange) error {
 	h := x.Request.Header
-	if len(h.Values(oauth.HeaderTxnToken)) == 0 {
+	if len(h.Values(wire.HeaderTxnToken)) == 0 {
 		if t.required {
 			return fmt.Errorf("%w: this tool requires a Txn-Token (the user the agent acts for)", autherr.ErrMissing)
 		}
@@ -99,11 +99,7 @@ func (t *txnStep) Handle(ctx context.Context, x *proxy.Exchange) error {
 	if id.SubjectKind != oauth.SubjectSelf {
 		id.DelegatedSubject = info.Subject
 	}
-	if id.Attrs == nil {
-		id.Attrs = map[string]any{}
-	}
-	id.Attrs[attrDelegatedClaims] = info.ClaimStrings()
-	id.Attrs[attrDelegatedIssuedAt] = info.SubjectIssuedAt()
+	id.DelegatedClaims, id.DelegatedIssuedAt = info.ClaimStrings(), info.SubjectIssuedAt()
 	return nil
 }
 
@@ -146,11 +142,6 @@ func (s *Sidecar) tokenServiceClient(configured string, td spiffeid.TrustDomain)
 		TLSClientConfig: tlsconfig.TLSClientConfig(s.src, tlsconfig.AuthorizeID(server)),
 	}}, nil
 }
-
-const (
-	attrDelegatedClaims   = "delegated_claims"    // map[string]string
-	attrDelegatedIssuedAt = "delegated_issued_at" // time.Time
-)
 
 var (
 	_ proxy.ProofSigner = (*routeCredentials)(nil)

@@ -13,6 +13,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/httpsig"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -42,13 +43,13 @@ func (s *wptSigner) SignRequest(_ context.Context, r *http.Request, rt *proxy.Ro
 		Audience:    rt.TargetAudience(r),
 		Lifetime:    rt.ProofLifetime,
 		AccessToken: bearer(r.Header),
-		TxnToken:    r.Header.Get(wpt.HeaderTxnToken),
+		TxnToken:    r.Header.Get(wire.HeaderTxnToken),
 	})
 	if err != nil {
 		return fmt.Errorf("egress: minting a WPT: %v", err)
 	}
-	r.Header.Set(wpt.HeaderWIT, p.WIT())
-	r.Header.Set(wpt.HeaderWPT, proof)
+	r.Header.Set(wire.HeaderWIT, p.WIT())
+	r.Header.Set(wire.HeaderWPT, proof)
 	return nil
 }
 
@@ -116,7 +117,7 @@ func (a *wptAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ 
 	}
 	// A WPT binds one access token (ath) and one Txn-Token (tth). A second line of either would reach the tool
 	// unbound, beside the verified identity.
-	for _, name := range []string{"Authorization", wpt.HeaderTxnToken} {
+	for _, name := range []string{"Authorization", wire.HeaderTxnToken} {
 		if n := len(r.Header.Values(name)); n > 1 {
 			return nil, fmt.Errorf("%w: %d %s header lines; a WPT binds only one", autherr.ErrMalformed, n, name)
 		}
@@ -126,17 +127,18 @@ func (a *wptAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ 
 		WPT:         proof,
 		Audiences:   []string{rt.ExpectedAudience(r)},
 		AccessToken: bearer(r.Header),
-		TxnToken:    r.Header.Get(wpt.HeaderTxnToken),
+		TxnToken:    r.Header.Get(wire.HeaderTxnToken),
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &proxy.Identity{
-		Subject: res.WIT.Subject,
-		Method:  proxy.AuthWITWPT,
-		ProofID: res.JTI,
-		Expiry:  res.WIT.Expiry,
-		Attrs:   witAttrs(res.WIT),
+		Subject:  res.WIT.Subject,
+		Method:   wire.AuthWITWPT,
+		ProofID:  res.JTI,
+		Expiry:   res.WIT.Expiry,
+		IssuedAt: res.WIT.IssuedAt,
+		WITID:    res.WIT.ID,
 	}, nil
 }
 
@@ -151,21 +153,17 @@ func (a *httpsigAuthenticator) Authenticate(ctx context.Context, r *http.Request
 	}
 	res := p.Header()
 	return &proxy.Identity{
-		Subject: res.WIT.Subject,
-		Method:  proxy.AuthWITHTTPSig,
-		ProofID: res.Nonce,
-		Expiry:  res.Expires,
-		Attrs:   witAttrs(res.WIT),
+		Subject:  res.WIT.Subject,
+		Method:   wire.AuthWITHTTPSig,
+		ProofID:  res.Nonce,
+		Expiry:   res.Expires,
+		IssuedAt: res.WIT.IssuedAt,
+		WITID:    res.WIT.ID,
 		VerifyBody: func(body []byte) error {
 			_, err := p.VerifyBody(body)
 			return err
 		},
 	}, nil
-}
-
-func witAttrs(w *wpt.WIT) map[string]any {
-	return map[string]any{attrWITJTI: w.ID, attrIssuedAt: w.IssuedAt,
-		"trust_domain": w.TrustDomain.Name()}
 }
 
 // bearer returns the OAuth access token of an Authorization header, or "": the credentials after the Bearer or

@@ -15,6 +15,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/httpsig"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // Signed responses (draft-ietf-wimse-http-signature-06 §"response signing"): a caller that signs its request with
@@ -36,7 +37,7 @@ type responseSignStep struct {
 
 func (s *responseSignStep) Handle(_ context.Context, x *proxy.Exchange) error {
 	r := x.Request
-	if x.Identity == nil || x.Identity.Method != proxy.AuthWITHTTPSig || !httpsig.SignResponseRequested(r.Header) {
+	if x.Identity == nil || x.Identity.Method != wire.AuthWITHTTPSig || !httpsig.SignResponseRequested(r.Header) {
 		return nil
 	}
 	if _, err := s.current(); err != nil {
@@ -46,7 +47,7 @@ func (s *responseSignStep) Handle(_ context.Context, x *proxy.Exchange) error {
 	// strips the signature fields from r before forwarding, so keep them now.
 	asked := &http.Request{Method: r.Method, URL: r.URL, RequestURI: r.RequestURI, Host: r.Host, TLS: r.TLS,
 		Header: http.Header{}}
-	for _, k := range []string{httpsig.HeaderSignatureInput, httpsig.HeaderSignature} {
+	for _, k := range []string{wire.HeaderSignatureInput, wire.HeaderSignature} {
 		asked.Header[k] = r.Header.Values(k)
 	}
 	x.OnResponse(func(res *http.Response) error { return s.sign(res, asked) })
@@ -86,7 +87,7 @@ func (s *responseSignStep) sign(res *http.Response, asked *http.Request) error {
 		return err
 	}
 	// Whatever the tool put in these fields would be taken for ours.
-	for _, k := range []string{httpsig.HeaderSignatureInput, httpsig.HeaderSignature, httpsig.HeaderWIT, httpsig.HeaderContentDigest} {
+	for _, k := range []string{wire.HeaderSignatureInput, wire.HeaderSignature, wire.HeaderWIT, httpsig.HeaderContentDigest} {
 		res.Header.Del(k)
 	}
 	signed := *res
@@ -110,7 +111,7 @@ func (rv *responseVerifier) VerifyResponse(ctx context.Context, res *http.Respon
 		return fmt.Errorf("%w: route %q: the upstream's %d response %s", autherr.ErrResponseUnverified, rt.Name,
 			res.StatusCode, fmt.Sprintf(format, args...))
 	}
-	if res.Header.Get(httpsig.HeaderSignatureInput) == "" && proxy.IsEventStream(res.Header) {
+	if res.Header.Get(wire.HeaderSignatureInput) == "" && proxy.IsEventStream(res.Header) {
 		return unverified("is an unsigned event stream; an event stream cannot be signed")
 	}
 	body, err := proxy.BufferResponse(res, rv.maxBody)
@@ -141,7 +142,7 @@ func (rv *responseVerifier) VerifyResponse(ctx context.Context, res *http.Respon
 // refusalOf returns the JSON error code of an unsigned refusal of the ingress sidecar, so the agent still learns
 // why, or "".
 func refusalOf(res *http.Response, body []byte) string {
-	if res.StatusCode < 400 || res.Header.Get(httpsig.HeaderSignatureInput) != "" ||
+	if res.StatusCode < 400 || res.Header.Get(wire.HeaderSignatureInput) != "" ||
 		!strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") || len(body) > 1024 {
 		return ""
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/proxy"
 	"github.com/agentauth/agentauth/pkg/replay"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -312,7 +313,7 @@ func egressRoutes(e *EgressConfig) (*proxy.RouteTable, []string, error) {
 	routes := make([]*proxy.Route, 0, len(e.Routes))
 	names := make([]string, 0, len(e.Routes))
 	for i, rc := range e.Routes {
-		modes, err := proxy.ParseModes(rc.Modes...)
+		modes, err := wire.ParseModes(rc.Modes...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("egress.routes[%d].modes: %w", i, err)
 		}
@@ -349,9 +350,9 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 	}
 	s.metrics.preRegister(string(proxy.Egress), names)
 	popts.TLSConfig = s.upstreamTLS(self)
-	signers := map[proxy.Mode]proxy.ProofSigner{
-		proxy.ModeWPT:     &wptSigner{src: s.src},
-		proxy.ModeHTTPSig: &httpsigSigner{src: s.src},
+	signers := map[wire.Mode]proxy.ProofSigner{
+		wire.ModeWPT:     &wptSigner{src: s.src},
+		wire.ModeHTTPSig: &httpsigSigner{src: s.src},
 	}
 	var creds proxy.ProofSigner
 	if e.TokenService != nil {
@@ -420,7 +421,7 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 // applies from the next handshake.
 func (s *Sidecar) upstreamTLS(self spiffeid.ID) proxy.TLSConfigFunc {
 	return func(_ context.Context, rt *proxy.Route) (*tls.Config, error) {
-		if rt.Modes == proxy.ModePassthrough && rt.UpstreamID == "" {
+		if rt.Modes == wire.ModePassthrough && rt.UpstreamID == "" {
 			return &tls.Config{MinVersion: tls.VersionTLS12}, nil
 		}
 		authz := tlsconfig.AuthorizeMemberOf(self.TrustDomain())
@@ -431,7 +432,7 @@ func (s *Sidecar) upstreamTLS(self spiffeid.ID) proxy.TLSConfigFunc {
 			}
 			authz = tlsconfig.AuthorizeID(id)
 		}
-		if rt.Modes.Has(proxy.ModeMTLS) {
+		if rt.Modes.Has(wire.ModeMTLS) {
 			return mtls.ClientConfig(s.src, authz), nil
 		}
 		return tlsconfig.TLSClientConfig(s.src, authz), nil
@@ -463,7 +464,7 @@ func (s *Sidecar) witVerifier(rc *replay.Cache, skew, maxLifetime time.Duration)
 
 func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener, error) {
 	in := s.cfg.Ingress
-	modes, err := proxy.ParseModes(in.Require...)
+	modes, err := wire.ParseModes(in.Require...)
 	if err != nil {
 		return proxy.Listener{}, fmt.Errorf("ingress.require: %w", err)
 	}
@@ -498,9 +499,9 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	if err != nil {
 		return proxy.Listener{}, fmt.Errorf("ingress: %w", err)
 	}
-	authn := map[proxy.Mode]proxy.Authenticator{
-		proxy.ModeWPT:     &wptAuthenticator{v: wv},
-		proxy.ModeHTTPSig: &httpsigAuthenticator{v: hv},
+	authn := map[wire.Mode]proxy.Authenticator{
+		wire.ModeWPT:     &wptAuthenticator{v: wv},
+		wire.ModeHTTPSig: &httpsigAuthenticator{v: hv},
 	}
 	authz, err := s.authorizer()
 	if err != nil {
