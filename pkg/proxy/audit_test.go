@@ -153,7 +153,7 @@ func TestIngressAuditsBeforeForwarding(t *testing.T) {
 		Options: Options{Auditor: a},
 		Routes: mustTable(t, &Route{Name: "in", Match: Match{Host: AnyHost}, Upstream: mustURL(t, tool.URL),
 			Modes: ModeWPT, Audience: "http://tool.test"}),
-		Steps: StandardChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, authz),
+		Steps: testChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, authz),
 	})
 	c := f.client(nil)
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

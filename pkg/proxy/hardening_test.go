@@ -72,7 +72,7 @@ func TestIngressHTTPSigRefusesBeforeReadingBody(t *testing.T) {
 		Options: Options{Limits: Limits{MaxBufferedBody: 16 << 20, BodyReadTimeout: time.Hour}},
 		Routes: mustTable(t, &Route{Name: "sig", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL),
 			Modes: ModeHTTPSig}),
-		Steps: StandardChain(map[Mode]Authenticator{ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
+		Steps: testChain(map[Mode]Authenticator{ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
 	})
 	for _, tc := range []struct {
 		name, header string
@@ -102,7 +102,7 @@ func TestIngressBodyBudgetExhausted(t *testing.T) {
 		Options: Options{Metrics: m, Limits: Limits{MaxBufferedBody: big, MaxBufferedBodies: big + 4}},
 		Routes: mustTable(t, &Route{Name: "sig", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL),
 			Modes: ModeHTTPSig}),
-		Steps: StandardChain(map[Mode]Authenticator{ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
+		Steps: testChain(map[Mode]Authenticator{ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
 	})
 	small := func() *http.Response {
 		t.Helper()
@@ -169,7 +169,7 @@ func TestIngressSlowBodyDoesNotLockOutClients(t *testing.T) {
 		Routes: mustTable(t,
 			&Route{Name: "open", Match: Match{Host: AnyHost, PathPrefix: "/open"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough},
 			&Route{Name: "wpt", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL), Modes: ModeWPT}),
-		Steps: StandardChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, allowAll()),
+		Steps: testChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, allowAll()),
 	})
 	// Half the slow bodies go where the body is forwarded (read by the proxy), half where the request is refused
 	// unread (drained by net/http to reuse the connection).
@@ -245,7 +245,7 @@ func TestIngressMalformedChunkedBodyIsClientError(t *testing.T) {
 		Routes: mustTable(t,
 			&Route{Name: "open", Match: Match{Host: AnyHost, PathPrefix: "/open"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough},
 			&Route{Name: "sig", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL), Modes: ModeHTTPSig}),
-		Steps: StandardChain(map[Mode]Authenticator{ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
+		Steps: testChain(map[Mode]Authenticator{ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
 	})
 	for _, tc := range []struct{ name, path, header, route string }{
 		{"forwarded", "/open/x", "", "open"},
@@ -286,7 +286,7 @@ func TestIngressAsteriskFormIsForwardedAsDecided(t *testing.T) {
 	})
 	f := startIngress(t, IngressConfig{
 		Routes: mustTable(t, &Route{Name: "r", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL), Modes: ModeWPT}),
-		Steps:  StandardChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, authz),
+		Steps:  testChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, authz),
 	})
 	creds := http.Header{HeaderWIT: {"wit-of:" + agentID}, HeaderWPT: {"aud=aud"}}
 	var h2c http.Protocols

@@ -126,7 +126,7 @@ func TestIngressHeaders(t *testing.T) {
 	f := startIngress(t, IngressConfig{
 		Routes: mustTable(t, &Route{Name: "r", Match: Match{Host: "127.0.0.1"}, Upstream: mustURL(t, tool.URL),
 			Modes: ModeMTLS | ModeWPT}),
-		Steps: StandardChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, allowAll()),
+		Steps: testChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, allowAll()),
 	})
 	conn, err := tls.Dial("tcp", f.tls, &tls.Config{RootCAs: f.pki.pool, Certificates: []tls.Certificate{f.agentCert},
 		NextProtos: []string{"http/1.1"}})
@@ -245,7 +245,7 @@ func TestIngressRefusals(t *testing.T) {
 				panic("step exploded")
 			}
 			return nil
-		})}, StandardChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}, ModeHTTPSig: fakeSigAuthn{}}, rev, authz)...),
+		})}, testChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}, ModeHTTPSig: fakeSigAuthn{}}, rev, authz)...),
 	})
 	wpt := func(sub, path, scheme, host string) http.Header {
 		return http.Header{HeaderWIT: {"wit-of:" + sub}, HeaderWPT: {"aud=" + scheme + "://" + host + path}}

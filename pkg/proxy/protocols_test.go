@@ -46,7 +46,7 @@ func newPair(t testing.TB, toolURL string, h2c bool, lim Limits) *pair {
 		Options: Options{Self: toolID, Sink: p.ingressSink, Limits: lim},
 		Routes: mustTable(t, &Route{Name: "tool", Match: Match{Host: "127.0.0.1"}, Upstream: mustURL(t, toolURL), H2C: h2c,
 			Modes: ModeMTLS | ModeWPT}),
-		Steps: StandardChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, allowAll()),
+		Steps: testChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, allowAll()),
 	})
 	if err != nil {
 		t.Fatal(err)

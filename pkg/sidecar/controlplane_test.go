@@ -16,6 +16,7 @@ import (
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/proxy/steps"
 	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/xds"
 	"github.com/agentauth/agentauth/pkg/xds/xdstest"
@@ -61,7 +62,7 @@ func TestCheckRevokedCaller(t *testing.T) {
 		spiffeid.RequireFromString("spiffe://example.org/agent/e")).Certificates[0]
 	withPeer := func(id *proxy.Identity, c *x509.Certificate) *proxy.Identity { id.PeerCert = c; return id }
 	caller := func(subject, jti string) *proxy.Identity {
-		return &proxy.Identity{Subject: subject, Attrs: map[string]any{attrWITJTI: jti, attrIssuedAt: issued}}
+		return &proxy.Identity{Subject: subject, Attrs: map[string]any{steps.AttrWITJTI: jti, steps.AttrIssuedAt: issued}}
 	}
 	for _, tc := range []struct {
 		name    string
@@ -87,7 +88,7 @@ func TestCheckRevokedCaller(t *testing.T) {
 			if err := cp.Check(context.Background(), tc.refused); err != nil {
 				t.Fatalf("refused before the revocation: %v", err)
 			}
-			if err := pub.UpsertRevocation(&agentauthv1.Revocation{Id: "r-" + tc.refused.Attrs[attrWITJTI].(string),
+			if err := pub.UpsertRevocation(&agentauthv1.Revocation{Id: "r-" + tc.refused.Attrs[steps.AttrWITJTI].(string),
 				Subject: tc.revoke, Reason: "test"}); err != nil {
 				t.Fatal(err)
 			}

@@ -26,6 +26,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/proxy/steps"
 	"github.com/agentauth/agentauth/pkg/replay"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
@@ -329,8 +330,8 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 	s.metrics.preRegister(string(proxy.Egress), names)
 	popts.TLSConfig = s.upstreamTLS(self)
 	signers := map[proxy.Mode]proxy.ProofSigner{
-		proxy.ModeWPT:     &wptSigner{src: s.src},
-		proxy.ModeHTTPSig: &httpsigSigner{src: s.src},
+		proxy.ModeWPT:     steps.NewWPTSigner(s.src),
+		proxy.ModeHTTPSig: steps.NewHTTPSigSigner(s.src),
 	}
 	var creds proxy.ProofSigner
 	if e.TokenService != nil {
@@ -338,18 +339,18 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 		if err != nil {
 			return nil, fmt.Errorf("egress.tokenService: %w", err)
 		}
-		rc := &routeCredentials{x: x, scopes: map[string]string{}, access: map[string]*oauth.SecondaryCredential{},
-			audited: s.audit != nil, self: self.String()}
+		rc := &steps.Credentials{Exchanger: x, Scopes: map[string]string{}, Access: map[string]*oauth.SecondaryCredential{},
+			Audited: s.audit != nil, Self: self.String()}
 		for i, r := range e.Routes {
 			if r.TxnToken != nil {
-				rc.scopes[r.Name] = r.TxnToken.Scope
+				rc.Scopes[r.Name] = r.TxnToken.Scope
 			}
 			if a := r.AccessToken; a != nil {
 				sc, err := oauth.NewSecondaryCredential(x, oauth.SecondaryConfig{Audience: a.Audience, Resource: a.Resource, Scope: a.Scope})
 				if err != nil {
 					return nil, fmt.Errorf("egress.routes[%d].accessToken: %w", i, err)
 				}
-				rc.access[r.Name] = sc
+				rc.Access[r.Name] = sc
 			}
 		}
 		creds = rc
@@ -429,7 +430,7 @@ func (s *Sidecar) responseVerifier(self spiffeid.ID) (proxy.ResponseVerifier, er
 	if err != nil {
 		return nil, fmt.Errorf("egress: %w", err)
 	}
-	return &responseVerifier{v: hv, self: self.TrustDomain(), maxBody: s.limits().MaxBufferedBody}, nil
+	return steps.NewResponseVerifier(hv, self.TrustDomain(), s.limits().MaxBufferedBody), nil
 }
 
 // witVerifier verifies WITs against this sidecar's WIT bundles under the configured algorithm allow-list.
@@ -477,32 +478,30 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	if err != nil {
 		return proxy.Listener{}, fmt.Errorf("ingress: %w", err)
 	}
-	authn := map[proxy.Mode]proxy.Authenticator{
-		proxy.ModeWPT:     &wptAuthenticator{v: wv},
-		proxy.ModeHTTPSig: &httpsigAuthenticator{v: hv},
+	chain := steps.IngressChain{
+		Authenticators: map[proxy.Mode]proxy.Authenticator{
+			proxy.ModeWPT:     steps.NewWPTAuthenticator(wv),
+			proxy.ModeHTTPSig: steps.NewHTTPSigAuthenticator(hv),
+		},
+		SignResponses: steps.NewSignResponses(s.src, popts.Limits.MaxBufferedBody),
 	}
-	authz, err := s.authorizer()
-	if err != nil {
+	if chain.Authorizer, err = s.authorizer(); err != nil {
 		return proxy.Listener{}, err
 	}
-	// identity → proof bindings → delegated user (Txn-Token) → revocation → policy.
-	steps := []proxy.Step{&proxy.AuthenticateStep{Authenticators: authn}, proxy.BindingStep{}}
 	if in.TxnToken != nil {
 		tv, err := s.newTxnVerifier(self)
 		if err != nil {
 			return proxy.Listener{}, err
 		}
-		steps = append(steps, &txnStep{v: tv, required: in.TxnToken.Required})
+		chain.TxnToken = &steps.TxnToken{Verifier: tv, Required: in.TxnToken.Required}
 	}
 	if s.cp != nil {
-		steps = append(steps, &proxy.RevocationStep{Checker: s.cp})
+		chain.Revocations = s.cp
 	}
-	steps = append(steps, &proxy.AuthorizeStep{Authorizer: authz},
-		&responseSignStep{src: s.src, maxBody: popts.Limits.MaxBufferedBody})
 	h, err := proxy.NewIngressHandler(proxy.IngressConfig{
 		Options: popts,
 		Routes:  table,
-		Steps:   steps,
+		Steps:   steps.Ingress(chain),
 	})
 	if err != nil {
 		return proxy.Listener{}, err
@@ -579,15 +578,15 @@ func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
 		s.localPolicy = engine
 	default:
 		s.log.Warn("ingress has no policy and no controller: every authenticated caller is allowed")
-		return allowAuthenticated{}, nil
+		return steps.AllowAuthenticated{}, nil
 	}
 	s.engine = engine
-	a, err := newPolicyAuthorizer(engine, in.Host, in.MCPPaths, int(s.cfg.Limits.MaxBodyBytes))
+	a, err := steps.NewPolicy(engine, in.Host, in.MCPPaths, int(s.cfg.Limits.MaxBodyBytes))
 	if err != nil {
 		return nil, err
 	}
 	if s.cp != nil {
-		a.risk = s.cp.risk
+		a.Risk = s.cp.risk
 	}
 	return a, nil
 }
@@ -607,12 +606,6 @@ func compilePolicyFiles(pc *PolicyConfig) (*policy.Set, error) {
 		return nil, fmt.Errorf("ingress.policy.files: %w", err)
 	}
 	return set, nil
-}
-
-type allowAuthenticated struct{}
-
-func (allowAuthenticated) Authorize(context.Context, *proxy.AuthzRequest) (*proxy.Decision, error) {
-	return &proxy.Decision{Allowed: true, Reason: "no policy configured: authenticated callers are allowed"}, nil
 }
 
 // logSink writes every decision as one structured log line.
@@ -682,5 +675,4 @@ func (m multiSink) Record(ctx context.Context, d *proxy.DecisionRecord) {
 var (
 	_ proxy.DecisionSink = (*logSink)(nil)
 	_ proxy.DecisionSink = multiSink(nil)
-	_ proxy.Authorizer   = allowAuthenticated{}
 )

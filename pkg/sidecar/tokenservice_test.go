@@ -73,6 +73,7 @@ func serveAs(t *testing.T, ca *testca.CA, id spiffeid.ID, h http.Handler) string
 // controller's by default), not to any workload of the trust domain, as anyone who can redirect the token
 // service's name (DNS, a Kubernetes Service, a port on a shared host) could otherwise make it.
 var (
+	plannerID  = "spiffe://example.org/agent/planner"
 	impostorID = spiffeid.RequireFromString("spiffe://example.org/agent/compromised")
 	tokenSvcID = wire.ControllerID(spiffeid.RequireTrustDomainFromString("example.org"))
 )
