@@ -23,6 +23,7 @@ import (
 	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/mtls"
+	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/proxy"
 	"github.com/agentauth/agentauth/pkg/proxy/steps"
@@ -249,8 +250,8 @@ func (s *Sidecar) startControlPlane(self spiffeid.ID) (*controlPlane, error) {
 	}
 	cp.client = client
 	// No policy set until the controller sends one (or the saved state has one): the engine denies everything
-	// meanwhile.
-	cp.engine = policy.NewEngine(nil, policy.WithRevocations(policy.RevocationsFunc(cp.revoked)))
+	// meanwhile. Revocations are not the engine's: the ingress checks them in their own step (Check), once.
+	cp.engine = policy.NewEngine(nil)
 	if client.Status().Synced {
 		cp.onUpdate(xds.Update{TypeURL: agentauthv1.PolicyType, Version: client.Status().Versions[agentauthv1.PolicyType]})
 	}
@@ -336,35 +337,32 @@ func (cp *controlPlane) ready(context.Context) (string, error) {
 	return "connected", nil
 }
 
-// revoked answers the policy engine: is this agent, delegated user or transaction revoked? A user is named as the
-// token service names them (a Txn-Token's sub: a user issuer's subjectPrefix + sub), which is how the controller
-// resolved each user revocation (delegated_subjects); an agent or transaction by its value, under any issuer.
-func (cp *controlPlane) revoked(_ context.Context, kind, value string, issuedAt time.Time) (string, bool) {
-	st, now := cp.client.State(), time.Now()
-	if kind == policy.SubjectUser {
-		if r := st.RevokedDelegated(value, issuedAt, now); r != nil {
-			return r.GetId() + ": " + r.Describe(), true
-		}
-		return "", false
+// revoked returns the revocation that refuses, at now, a credential of kind ("agent", "user" or "txn") and value
+// issued at issuedAt, or nil. A user is named as the token service names them (a Txn-Token's sub: a user
+// issuer's subjectPrefix + sub), which is how the controller resolved each user revocation (delegated_subjects);
+// an agent or transaction by its value, under any issuer.
+func revoked(st *xds.State, kind, value string, issuedAt, now time.Time) *agentauthv1.Revocation {
+	if kind == "user" {
+		return st.RevokedDelegated(value, issuedAt, now)
 	}
 	for _, k := range agentauthv1.KindsFor(kind) {
 		if r := st.Revoked(k, "", agentauthv1.NormalValue(k, value), issuedAt, now); r != nil {
-			return r.GetId() + ": " + r.Describe(), true
+			return r
 		}
 	}
-	return "", false
+	return nil
 }
 
-// Check implements proxy.RevocationChecker: the caller's workload identity and its WIT are checked against the
-// controller's revocations before any policy runs. The WIT's jti is matched under any issuer: a revocation by
-// jti alone (agentauthctl without -iss) names no issuer, and jtis are unique anyway.
+// Check implements proxy.RevocationChecker, the ingress's one revocation step: it runs after the Txn-Token step
+// and before policy, so everything the request names is checked once against the controller's revocations — the
+// caller's workload identity, its WIT and its client certificate, then the user (or system) its Txn-Token acts
+// for and the transaction. The WIT's jti is matched under any issuer: a revocation by jti alone (agentauthctl
+// without -iss) names no issuer, and jtis are unique anyway.
 func (cp *controlPlane) Check(_ context.Context, id *proxy.Identity) error {
 	st, now := cp.client.State(), time.Now()
 	issued, _ := id.Attrs[steps.AttrIssuedAt].(time.Time)
-	for _, kind := range agentauthv1.KindsFor("agent") {
-		if r := st.Revoked(kind, "", id.Subject, issued, now); r != nil {
-			return proxy.Revoked(r.GetId(), r.Describe())
-		}
+	if r := revoked(st, "agent", id.Subject, issued, now); r != nil {
+		return proxy.Revoked(r.GetId(), r.Describe())
 	}
 	if jti, _ := id.Attrs[steps.AttrWITJTI].(string); jti != "" {
 		if r := st.Revoked("jti", "", jti, issued, now); r != nil {
@@ -377,6 +375,23 @@ func (cp *controlPlane) Check(_ context.Context, id *proxy.Identity) error {
 		serial := agentauthv1.NormalValue("x509_serial", hex.EncodeToString(c.SerialNumber.Bytes()))
 		if r := st.Revoked("x509_serial", "", serial, c.NotBefore, now); r != nil {
 			return proxy.Revoked(r.GetId(), r.Describe())
+		}
+	}
+	// The Txn-Token's subject and transaction, as of when the user's token was issued. The workload that began a
+	// transaction for itself (a system subject) is revoked as an agent.
+	delegatedAt, _ := id.Attrs[steps.AttrDelegatedIssuedAt].(time.Time)
+	if sub := id.DelegatedSubject; sub != "" {
+		kind := "user"
+		if id.SubjectKind == oauth.SubjectSystem {
+			kind = "agent"
+		}
+		if r := revoked(st, kind, sub, delegatedAt, now); r != nil {
+			return proxy.Revoked(r.GetId(), fmt.Sprintf("%s %q: %s", kind, sub, r.Describe()))
+		}
+	}
+	if txn := id.TransactionID; txn != "" {
+		if r := revoked(st, "txn", txn, delegatedAt, now); r != nil {
+			return proxy.Revoked(r.GetId(), fmt.Sprintf("transaction %q: %s", txn, r.Describe()))
 		}
 	}
 	return nil
