@@ -59,7 +59,7 @@ func TestEgressAuditsBeforeForwarding(t *testing.T) {
 		Options: Options{Self: agentID, Sink: &sink{}, Auditor: a},
 		Routes: mustTable(t,
 			&Route{Name: "signed", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: ModeWPT}),
-		Signers: map[Mode]ProofSigner{ModeWPT: &fakeSigner{subject: agentID}},
+		Steps: signChain(map[Mode]ProofSigner{ModeWPT: &fakeSigner{subject: agentID}}),
 	})
 	c := proxyClient(addr)
 

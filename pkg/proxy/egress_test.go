@@ -43,7 +43,7 @@ func TestEgressExplicitProxy(t *testing.T) {
 			// No upstream: to whatever loopback address the agent asked for.
 			&Route{Name: "dynamic", Match: Match{Host: "127.0.0.1"}, Modes: ModePassthrough},
 		),
-		Signers: map[Mode]ProofSigner{ModeWPT: &fakeSigner{subject: agentID}},
+		Steps: signChain(map[Mode]ProofSigner{ModeWPT: &fakeSigner{subject: agentID}}),
 	})
 	c := proxyClient(addr)
 
@@ -104,10 +104,10 @@ func TestEgressRefusals(t *testing.T) {
 			&Route{Name: "bad-signer", Match: Match{Host: "bad.test"}, Upstream: up, Modes: ModeWPT},
 			&Route{Name: "broken-signer", Match: Match{Host: "broken.test"}, Upstream: up, Modes: ModeHTTPSig},
 		),
-		Signers: map[Mode]ProofSigner{
+		Steps: signChain(map[Mode]ProofSigner{
 			ModeWPT:     &fakeSigner{err: fmt.Errorf("wpt: %w: no WIT for this trust domain", autherr.ErrUntrustedIssuer)},
 			ModeHTTPSig: &fakeSigner{err: errBoom},
-		},
+		}),
 	})
 	c := proxyClient(addr)
 	tests := []struct {
@@ -159,16 +159,16 @@ func TestEgressSignerValidation(t *testing.T) {
 	// A proof route without an upstream would send the proof wherever the agent sent the request (in transparent
 	// mode, any address), with the audience of the tool the agent named in Host.
 	dynamic := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeWPT})
-	if _, err := NewEgressHandler(EgressConfig{Routes: dynamic, Signers: map[Mode]ProofSigner{ModeWPT: &fakeSigner{}}}); err == nil ||
+	if _, err := NewEgressHandler(EgressConfig{Routes: dynamic, Steps: signChain(map[Mode]ProofSigner{ModeWPT: &fakeSigner{}})}); err == nil ||
 		!strings.Contains(err.Error(), "needs an upstream") {
 		t.Errorf("proof route without upstream: %v", err)
 	}
 	both := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Upstream: up, Modes: ModeHTTPSig | ModeWPT})
 	sig := map[Mode]ProofSigner{ModeWPT: &fakeSigner{}, ModeHTTPSig: &fakeSigner{}}
-	if _, err := NewEgressHandler(EgressConfig{Routes: both, Signers: sig}); err == nil {
+	if _, err := NewEgressHandler(EgressConfig{Routes: both, Steps: signChain(sig)}); err == nil {
 		t.Error("egress route with two proof modes accepted")
 	}
-	if _, err := NewEgressHandler(EgressConfig{Routes: tab, Signers: map[Mode]ProofSigner{ModeMTLS: &fakeSigner{}}}); err == nil {
+	if _, err := NewEgressHandler(EgressConfig{Routes: tab, Steps: signChain(map[Mode]ProofSigner{ModeMTLS: &fakeSigner{}})}); err == nil {
 		t.Error("signer for mtls accepted")
 	}
 	for _, u := range []string{"", "http://127.0.0.1:1"} {
@@ -192,7 +192,7 @@ func TestEgressBuffersBodyForHTTPSig(t *testing.T) {
 		Options: Options{Limits: Limits{MaxBufferedBody: 16}},
 		Routes: mustTable(t, &Route{Name: "sig", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL),
 			Modes: ModeHTTPSig}),
-		Signers: map[Mode]ProofSigner{ModeHTTPSig: fakeSigSigner{}},
+		Steps: signChain(map[Mode]ProofSigner{ModeHTTPSig: fakeSigSigner{}}),
 	})
 	c := proxyClient(addr)
 	res, err := c.Post("http://tool.test/", "text/plain", io.MultiReader(strings.NewReader("0123456789")))
@@ -222,7 +222,7 @@ func TestEgressConnect(t *testing.T) {
 			&Route{Name: "tunnel", Match: Match{Host: tlsTool.Listener.Addr().String()}, Modes: ModePassthrough},
 			&Route{Name: "signed", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tlsTool.URL), Modes: ModeWPT},
 		),
-		Signers: map[Mode]ProofSigner{ModeWPT: &fakeSigner{}},
+		Steps: signChain(map[Mode]ProofSigner{ModeWPT: &fakeSigner{}}),
 	})
 
 	// A route that needs proofs cannot be reached through a tunnel: 405 with the explanation.

@@ -382,3 +382,9 @@ func testChain(authn map[Mode]Authenticator, rev RevocationChecker, authz Author
 	}
 	return append(steps, &AuthorizeStep{Authorizer: authz})
 }
+
+// signChain is the egress chain pkg/proxy/steps builds for the sidecar, without credentials: traceparent, then
+// the route's proofs by signers.
+func signChain(signers map[Mode]ProofSigner) []EgressStep {
+	return []EgressStep{TraceparentStep{}, &SignStep{Signers: signers}}
+}

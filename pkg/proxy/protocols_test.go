@@ -76,7 +76,7 @@ func newPair(t testing.TB, toolURL string, h2c bool, lim Limits) *pair {
 			}},
 		Routes: mustTable(t, &Route{Name: "tool", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, "https://"+iln.Addr().String()),
 			Modes: ModeMTLS | ModeWPT, UpstreamID: toolID}),
-		Signers: map[Mode]ProofSigner{ModeWPT: &fakeSigner{subject: agentID}},
+		Steps: signChain(map[Mode]ProofSigner{ModeWPT: &fakeSigner{subject: agentID}}),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -318,14 +318,6 @@ func (st *reqState) audit() error {
 	return nil
 }
 
-// SetTransaction names, on the egress record of the request ctx belongs to, the transaction its Txn-Token carries
-// and whom the agent acts for (a ProofSigner that attached the token calls it). Outside a request it does nothing.
-func SetTransaction(ctx context.Context, txn, subjectKind, delegatedSubject string) {
-	if st := stateOf(ctx); st != nil {
-		st.rec.TransactionID, st.rec.SubjectKind, st.rec.DelegatedSubject = txn, subjectKind, delegatedSubject
-	}
-}
-
 // fill copies what the ingress steps established into the record.
 func (st *reqState) fill() {
 	rec := &st.rec

@@ -329,67 +329,73 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 	}
 	s.metrics.preRegister(string(proxy.Egress), names)
 	popts.TLSConfig = s.upstreamTLS(self)
-	signers := map[proxy.Mode]proxy.ProofSigner{
+	chain := steps.EgressChain{Signers: map[proxy.Mode]proxy.ProofSigner{
 		proxy.ModeWPT:     steps.NewWPTSigner(s.src),
 		proxy.ModeHTTPSig: steps.NewHTTPSigSigner(s.src),
-	}
-	var creds proxy.ProofSigner
+	}}
 	if e.TokenService != nil {
-		x, err := s.newExchanger(self)
-		if err != nil {
-			return nil, fmt.Errorf("egress.tokenService: %w", err)
+		if chain.Credentials, err = s.egressCredentials(self); err != nil {
+			return nil, err
 		}
-		rc := &steps.Credentials{Exchanger: x, Scopes: map[string]string{}, Access: map[string]*oauth.SecondaryCredential{},
-			Audited: s.audit != nil, Self: self.String()}
-		for i, r := range e.Routes {
-			if r.TxnToken != nil {
-				rc.Scopes[r.Name] = r.TxnToken.Scope
-			}
-			if a := r.AccessToken; a != nil {
-				sc, err := oauth.NewSecondaryCredential(x, oauth.SecondaryConfig{Audience: a.Audience, Resource: a.Resource, Scope: a.Scope})
-				if err != nil {
-					return nil, fmt.Errorf("egress.routes[%d].accessToken: %w", i, err)
-				}
-				rc.Access[r.Name] = sc
-			}
-		}
-		creds = rc
 	}
 	resps, err := s.responseVerifier(self)
 	if err != nil {
 		return nil, err
 	}
 	h, err := proxy.NewEgressHandler(proxy.EgressConfig{
-		Options:     popts,
-		Routes:      table,
-		Signers:     signers,
-		Credentials: creds,
-		Responses:   resps,
+		Options:   popts,
+		Routes:    table,
+		Steps:     steps.Egress(chain),
+		Responses: resps,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, h.Close)
 	s.egressH = h
+	return s.egressListeners(h)
+}
 
-	var ls []proxy.Listener
-	bind := func(name, addr string, transparent bool) error {
-		if addr == "" {
-			return nil
+// egressCredentials gets the routes' Txn-Tokens and access tokens from egress.tokenService.
+func (s *Sidecar) egressCredentials(self spiffeid.ID) (*steps.Credentials, error) {
+	x, err := s.newExchanger(self)
+	if err != nil {
+		return nil, fmt.Errorf("egress.tokenService: %w", err)
+	}
+	c := &steps.Credentials{Exchanger: x, Scopes: map[string]string{}, Access: map[string]*oauth.SecondaryCredential{},
+		Audited: s.audit != nil, Self: self.String()}
+	for i, r := range s.cfg.Egress.Routes {
+		if r.TxnToken != nil {
+			c.Scopes[r.Name] = r.TxnToken.Scope
 		}
-		ln, err := net.Listen("tcp", addr)
+		if a := r.AccessToken; a != nil {
+			sc, err := oauth.NewSecondaryCredential(x, oauth.SecondaryConfig{Audience: a.Audience, Resource: a.Resource, Scope: a.Scope})
+			if err != nil {
+				return nil, fmt.Errorf("egress.routes[%d].accessToken: %w", i, err)
+			}
+			c.Access[r.Name] = sc
+		}
+	}
+	return c, nil
+}
+
+// egressListeners binds egress.proxyListen and egress.transparentListen, those that are set, to h.
+func (s *Sidecar) egressListeners(h http.Handler) ([]proxy.Listener, error) {
+	e := s.cfg.Egress
+	var ls []proxy.Listener
+	for _, l := range []struct {
+		name, addr  string
+		transparent bool
+	}{{"proxyListen", e.ProxyListen, false}, {"transparentListen", e.TransparentListen, true}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
-			return fmt.Errorf("egress.%s: %w", name, err)
+			return nil, fmt.Errorf("egress.%s: %w", l.name, err)
 		}
 		s.closers = append(s.closers, func() { _ = ln.Close() })
-		ls = append(ls, proxy.Listener{Name: "egress-" + name, Listener: ln, Handler: h, Transparent: transparent})
-		return nil
-	}
-	if err := bind("proxyListen", e.ProxyListen, false); err != nil {
-		return nil, err
-	}
-	if err := bind("transparentListen", e.TransparentListen, true); err != nil {
-		return nil, err
+		ls = append(ls, proxy.Listener{Name: "egress-" + l.name, Listener: ln, Handler: h, Transparent: l.transparent})
 	}
 	return ls, nil
 }

@@ -32,3 +32,23 @@ func Ingress(c IngressChain) []proxy.Step {
 	}
 	return steps
 }
+
+// EgressChain names the steps of an egress; Credentials may be nil.
+type EgressChain struct {
+	Credentials *Credentials
+	// Signers add the proofs of one mode each (proxy.ModeWPT, proxy.ModeHTTPSig).
+	Signers map[proxy.Mode]proxy.ProofSigner
+}
+
+// Egress is the egress chain, run on each request as it will be sent:
+//
+//	traceparent → Txn-Token and access token from the token service → proofs (WPT or HTTP signature)
+//
+// The tokens come before the proofs, which bind them.
+func Egress(c EgressChain) []proxy.EgressStep {
+	steps := []proxy.EgressStep{proxy.TraceparentStep{}}
+	if c.Credentials != nil {
+		steps = append(steps, c.Credentials)
+	}
+	return append(steps, &proxy.SignStep{Signers: c.Signers})
+}

@@ -33,3 +33,25 @@ func TestIngressOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestEgressOrder: the tokens come before the proofs that bind them; the traceparent first, so that a refusal's
+// record has it too.
+func TestEgressOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		chain EgressChain
+		want  string
+	}{
+		{"with a token service", EgressChain{Credentials: &Credentials{}},
+			"[proxy.TraceparentStep *steps.Credentials *proxy.SignStep]"},
+		{"proofs alone", EgressChain{}, "[proxy.TraceparentStep *proxy.SignStep]"},
+	} {
+		var types []string
+		for _, s := range Egress(tc.chain) {
+			types = append(types, fmt.Sprintf("%T", s))
+		}
+		if got := fmt.Sprint(types); got != tc.want {
+			t.Errorf("%s: chain %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package steps
 import (
 	"context"
 	"fmt"
-	"net/http"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -67,27 +66,28 @@ type Credentials struct {
 	Self    string
 }
 
-// SignRequest implements proxy.ProofSigner.
-func (c *Credentials) SignRequest(ctx context.Context, r *http.Request, rt *proxy.Route) error {
+// Handle implements proxy.EgressStep.
+func (c *Credentials) Handle(ctx context.Context, x *proxy.Outbound) error {
+	r, rt := x.Request, x.Route
 	if scope, ok := c.Scopes[rt.Name]; ok {
 		if err := c.Exchanger.Apply(ctx, r, scope); err != nil {
-			return tokenError("a Txn-Token", err)
+			return tokenError(rt, "a Txn-Token", err)
 		}
 		if c.Audited {
-			noteTransaction(ctx, r.Header, c.Self)
+			noteTransaction(x, c.Self)
 		}
 	}
 	if sc := c.Access[rt.Name]; sc != nil {
 		if err := sc.Apply(ctx, r); err != nil {
-			return tokenError("an access token", err)
+			return tokenError(rt, "an access token", err)
 		}
 	}
 	return nil
 }
 
-func tokenError(what string, err error) error {
+func tokenError(rt *proxy.Route, what string, err error) error {
 	if autherr.Of(err) == nil {
-		return fmt.Errorf("egress: obtaining %s: %v", what, err)
+		return fmt.Errorf("egress: credentials for route %q: obtaining %s: %v", rt.Name, what, err)
 	}
 	return err
 }
@@ -96,10 +96,10 @@ func tokenError(what string, err error) error {
 var txnAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.ES512, jose.RS256, jose.RS384, jose.RS512,
 	jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}
 
-// noteTransaction names, on the egress decision record, the transaction and subject of the Txn-Token the token
+// noteTransaction names, for the egress decision record, the transaction and subject of the Txn-Token the token
 // service just gave us (over mTLS; ingress verifies it). A token that does not parse leaves the record without.
-func noteTransaction(ctx context.Context, h http.Header, self string) {
-	vals := h.Values(oauth.HeaderTxnToken)
+func noteTransaction(x *proxy.Outbound, self string) {
+	vals := x.Request.Header.Values(oauth.HeaderTxnToken)
 	if len(vals) != 1 {
 		return
 	}
@@ -119,10 +119,10 @@ func noteTransaction(ctx context.Context, h http.Header, self string) {
 	if kind == oauth.SubjectSelf {
 		delegated = ""
 	}
-	proxy.SetTransaction(ctx, c.Txn, kind, delegated)
+	x.TransactionID, x.SubjectKind, x.DelegatedSubject = c.Txn, kind, delegated
 }
 
 var (
-	_ proxy.Step        = (*TxnToken)(nil)
-	_ proxy.ProofSigner = (*Credentials)(nil)
+	_ proxy.Step       = (*TxnToken)(nil)
+	_ proxy.EgressStep = (*Credentials)(nil)
 )
