@@ -15,7 +15,7 @@ import (
 // newExchanger builds the token-exchange client; it trusts the token service by our SPIFFE bundles.
 func (s *Sidecar) newExchanger(self spiffeid.ID) (*oauth.Exchanger, error) {
 	ts := s.cfg.Egress.TokenService
-	client, err := s.tokenServiceClient(ts.ServerID, self.TrustDomain())
+	client, err := s.tokenServiceClient(s.rt.TokenServiceID, self.TrustDomain())
 	if err != nil {
 		return nil, fmt.Errorf("egress.tokenService.serverID: %w", err)
 	}
@@ -40,7 +40,7 @@ func (s *Sidecar) newTxnVerifier(self spiffeid.ID) (*oauth.TxnVerifier, error) {
 		}
 		keys = f
 	} else {
-		client, err := s.tokenServiceClient(c.ServerID, self.TrustDomain())
+		client, err := s.tokenServiceClient(s.rt.TxnKeysServerID, self.TrustDomain())
 		if err != nil {
 			return nil, fmt.Errorf("ingress.txnToken.serverID: %w", err)
 		}
@@ -56,13 +56,10 @@ func (s *Sidecar) newTxnVerifier(self spiffeid.ID) (*oauth.TxnVerifier, error) {
 // tokenServiceClient talks only to the token service: the configured SPIFFE ID, or the controller's, which runs
 // it. Any other workload of the trust domain could otherwise serve keys that mint Txn-Tokens for any user, or
 // receive the user's token and an unused proof of the agent.
-func (s *Sidecar) tokenServiceClient(configured string, td spiffeid.TrustDomain) (*http.Client, error) {
-	server := wire.ControllerID(td)
-	if configured != "" {
-		var err error
-		if server, err = spiffeid.FromString(configured); err != nil {
-			return nil, err
-		}
+func (s *Sidecar) tokenServiceClient(configured spiffeid.ID, td spiffeid.TrustDomain) (*http.Client, error) {
+	server := configured
+	if server.IsZero() {
+		server = wire.ControllerID(td)
 	}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: tlsconfig.TLSClientConfig(s.src, tlsconfig.AuthorizeID(server)),

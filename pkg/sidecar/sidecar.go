@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"sync"
 	"syscall"
@@ -34,6 +33,7 @@ import (
 // Sidecar is one running sidecar: its credential source, its listeners and its admin endpoint.
 type Sidecar struct {
 	cfg     *Config
+	rt      *Runtime
 	log     *zap.Logger
 	metrics *Metrics
 	admin   *Admin
@@ -72,10 +72,14 @@ func WithDecisionSink(sink proxy.DecisionSink) Option { return func(s *Sidecar) 
 // WithLogLevel serves lvl, the level of the logger given to New, at the admin listener's /logging.
 func WithLogLevel(lvl zap.AtomicLevel) Option { return func(s *Sidecar) { s.logLevel = &lvl } }
 
-// New loads credentials and binds every listener of cfg (so a port conflict fails here, not later). cfg must have
-// passed Validate. Nothing is served until Run.
+// New loads credentials and binds every listener of cfg (so a port conflict fails here, not later). cfg is
+// resolved first (Config.Resolve), so an invalid one is an error here. Nothing is served until Run.
 func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *Sidecar, err error) {
-	s := &Sidecar{cfg: cfg, log: log, metrics: NewMetrics(), running: cfg}
+	rt, err := cfg.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	s := &Sidecar{cfg: cfg, rt: rt, log: log, metrics: NewMetrics(), running: cfg}
 	for _, o := range opts {
 		o(s)
 	}
@@ -169,6 +173,15 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	}
 	s.admin.SetStarting(false)
 	return s, nil
+}
+
+// routeNames are the names of routes, for metrics.
+func routeNames(routes []*proxy.Route) []string {
+	names := make([]string, 0, len(routes))
+	for _, r := range routes {
+		names = append(names, r.Name)
+	}
+	return names
 }
 
 // listenAdmin listens on admin.listen; an address in use is most often another sidecar's on the same host.
@@ -287,47 +300,13 @@ func (s *Sidecar) observer() identity.Observer {
 	}
 }
 
-// egressRoutes builds the route table of egress.routes, and the route names.
-func egressRoutes(e *EgressConfig) (*proxy.RouteTable, []string, error) {
-	routes := make([]*proxy.Route, 0, len(e.Routes))
-	names := make([]string, 0, len(e.Routes))
-	for i, rc := range e.Routes {
-		modes, err := proxy.ParseModes(rc.Modes...)
-		if err != nil {
-			return nil, nil, fmt.Errorf("egress.routes[%d].modes: %w", i, err)
-		}
-		up, err := url.Parse(rc.Upstream)
-		if err != nil {
-			return nil, nil, fmt.Errorf("egress.routes[%d].upstream: %w", i, err)
-		}
-		routes = append(routes, &proxy.Route{
-			Name:            rc.Name,
-			Match:           proxy.Match{Host: rc.Host, PathPrefix: rc.PathPrefix},
-			Upstream:        up,
-			H2C:             rc.H2C,
-			Modes:           modes,
-			Audience:        rc.Audience,
-			ProofLifetime:   rc.ProofLifetime,
-			UpstreamID:      rc.ServerID,
-			SignedResponses: rc.SignedResponses,
-			KeepHost:        true,
-		})
-		names = append(names, rc.Name)
-	}
-	table, err := proxy.NewRouteTable(routes...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("egress.routes: %w", err)
-	}
-	return table, names, nil
-}
-
 func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listener, error) {
 	e := s.cfg.Egress
-	table, names, err := egressRoutes(e)
+	table, err := proxy.NewRouteTable(s.rt.EgressRoutes...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("egress.routes: %w", err)
 	}
-	s.metrics.preRegister(string(proxy.Egress), names)
+	s.metrics.preRegister(string(proxy.Egress), routeNames(s.rt.EgressRoutes))
 	popts.TLSConfig = s.upstreamTLS(self)
 	chain := steps.EgressChain{Signers: map[proxy.Mode]proxy.ProofSigner{
 		proxy.ModeWPT:     steps.NewWPTSigner(s.src),
@@ -448,27 +427,7 @@ func (s *Sidecar) witVerifier(rc *replay.Cache, skew, maxLifetime time.Duration)
 }
 
 func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener, error) {
-	in := s.cfg.Ingress
-	modes, err := proxy.ParseModes(in.Require...)
-	if err != nil {
-		return proxy.Listener{}, fmt.Errorf("ingress.require: %w", err)
-	}
-	backend, err := url.Parse(in.Backend)
-	if err != nil {
-		return proxy.Listener{}, fmt.Errorf("ingress.backend: %w", err)
-	}
-	// The expected proof audience is built from the configured host (or is the configured audience), never from
-	// the request; a request for another host matches no route and is refused.
-	route := &proxy.Route{Name: ingressRouteName(in), Match: proxy.Match{Host: in.Host}, Upstream: backend, H2C: in.BackendH2C,
-		Modes: modes, Audience: in.Audience, KeepHost: true}
-	if in.ExternalURL != "" {
-		if route.ExternalURL, err = url.Parse(in.ExternalURL); err != nil {
-			return proxy.Listener{}, fmt.Errorf("ingress.externalURL: %w", err)
-		}
-	}
-	if in.Host == "" {
-		route.Match.Host = proxy.AnyHost
-	}
+	in, route := s.cfg.Ingress, s.rt.IngressRoute
 	table, err := proxy.NewRouteTable(route)
 	if err != nil {
 		return proxy.Listener{}, err
@@ -526,45 +485,15 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	return l, nil
 }
 
-// ingressRouteName names the ingress route in metrics, decision records and the WWW-Authenticate realm: the
-// tool's name (ingress.host, what policy calls the Tool), or "ingress" when any host is served.
-func ingressRouteName(in *IngressConfig) string {
-	if in.Host != "" {
-		return in.Host
-	}
-	return "ingress"
-}
-
 // serverTLS terminates TLS with our X.509-SVID; with Required it demands a client X.509-SVID that peerAuthorizer
 // admits.
 func (s *Sidecar) serverTLS(m *IngressMTLSConfig) *tls.Config {
 	if m.Required != nil && *m.Required {
-		return mtls.ServerConfig(s.src, peerAuthorizer(m), mtls.WithNextProtos("h2", "http/1.1"))
+		return mtls.ServerConfig(s.src, s.rt.Peers, mtls.WithNextProtos("h2", "http/1.1"))
 	}
 	cfg := tlsconfig.TLSServerConfig(s.src)
 	cfg.NextProtos = []string{"h2", "http/1.1"}
 	return cfg
-}
-
-// peerAuthorizer admits a client X.509-SVID from one of the trust domains, and only one of the AllowIDs when
-// those are set: each list that is set restricts.
-func peerAuthorizer(m *IngressMTLSConfig) tlsconfig.Authorizer {
-	var authzs []tlsconfig.Authorizer
-	var tds []spiffeid.TrustDomain
-	for _, name := range m.TrustDomains {
-		tds = append(tds, spiffeid.RequireTrustDomainFromString(name))
-	}
-	if len(tds) > 0 {
-		authzs = append(authzs, mtls.AuthorizeTrustDomains(tds...))
-	}
-	var ids []spiffeid.ID
-	for _, raw := range m.AllowIDs {
-		ids = append(ids, spiffeid.RequireFromString(raw))
-	}
-	if len(ids) > 0 {
-		authzs = append(authzs, mtls.AuthorizeIDs(ids...))
-	}
-	return mtls.AllOf(authzs...)
 }
 
 // authorizer is the ingress policy: the controller's Cedar policies when a controller is configured, else local

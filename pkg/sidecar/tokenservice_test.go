@@ -108,7 +108,7 @@ func TestTxnJWKSOnlyFromTokenService(t *testing.T) {
 			w.Header().Set("Content-Type", "application/jwk-set+json")
 			_, _ = w.Write(jwks)
 		}))
-		s := &Sidecar{log: zap.NewNop(), src: &fixedSource{ca: ca, svid: ca.CreateX509SVID(toolID)},
+		s := &Sidecar{rt: &Runtime{}, log: zap.NewNop(), src: &fixedSource{ca: ca, svid: ca.CreateX509SVID(toolID)},
 			cfg: &Config{Ingress: &IngressConfig{TxnToken: &IngressTxnConfig{Issuer: issuer, JWKSURL: base + "/jwks"}}}}
 		v, err := s.newTxnVerifier(toolID)
 		if err != nil {
@@ -138,7 +138,7 @@ func TestExchangerTalksOnlyToTokenService(t *testing.T) {
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = w.Write([]byte(`{"error":"invalid_request"}`))
 		}))
-		s := &Sidecar{log: zap.NewNop(), src: &fixedSource{ca: ca, svid: ca.CreateX509SVID(agent), wit: ca.CreateWITSVID(agent)},
+		s := &Sidecar{rt: &Runtime{}, log: zap.NewNop(), src: &fixedSource{ca: ca, svid: ca.CreateX509SVID(agent), wit: ca.CreateWITSVID(agent)},
 			cfg: &Config{Egress: &EgressConfig{TokenService: &EgressTokenServiceConfig{Endpoint: base + "/token"}}}}
 		x, err := s.newExchanger(agent)
 		if err != nil {
