@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"go.uber.org/zap"
-	"go.uber.org/zap/exp/zapslog"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/httpsig"
@@ -139,14 +137,14 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	if s.sink != nil {
 		sinks = append(sinks, s.sink)
 	}
-	slogger := slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("proxy")))
+	plog := log.Named("proxy")
 	popts := proxy.Options{
 		Self:    self.String(),
 		Limits:  s.limits(),
 		Live:    proxy.NewLiveLimits(s.limits()),
 		Sink:    sinks,
 		Metrics: s.metrics,
-		Logger:  slogger,
+		Logger:  plog,
 	}
 	s.live = popts.Live
 	if s.audit != nil {
@@ -168,7 +166,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 		}
 		listeners = append(listeners, l)
 	}
-	if s.server, err = proxy.NewServer(popts.Limits, slogger, listeners...); err != nil {
+	if s.server, err = proxy.NewServer(popts.Limits, plog, listeners...); err != nil {
 		return nil, err
 	}
 	s.admin.SetStarting(false)
