@@ -261,7 +261,8 @@ func stripBrackets(h string) string {
 
 // run runs the steps on the outbound request just before it is sent, and puts what they added on the record.
 func (h *EgressHandler) run(st *reqState, out *http.Request) error {
-	x := &Outbound{Request: out, Route: st.route, maxBody: st.limits.MaxBufferedBody}
+	x := &st.outbound
+	*x = Outbound{Request: out, Route: st.route, maxBody: st.limits.MaxBufferedBody}
 	var err error
 	for _, s := range h.steps {
 		if err = s.Handle(out.Context(), x); err != nil {

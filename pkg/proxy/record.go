@@ -177,6 +177,8 @@ type reqState struct {
 	upgraded bool
 	status   int // overrides the observed status (tunnels, client gone)
 	exchange *Exchange
+	// outbound is the egress steps' view of the request, kept here to save an allocation per request.
+	outbound Outbound
 	// body is the client's request body as ingress reads it; nil without one, and on egress.
 	body *clientBody
 	// identity holds the verified identity headers ingress sets on the outgoing request.
