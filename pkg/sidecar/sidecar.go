@@ -86,24 +86,9 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 			s.close()
 		}
 	}()
-	var adminOpts []AdminOption
-	if cfg.Admin.Pprof {
-		adminOpts = append(adminOpts, WithPprof())
-	}
-	if s.logLevel != nil {
-		adminOpts = append(adminOpts, WithLogging(*s.logLevel, log))
-	}
-	adminOpts = append(adminOpts, func(mux *http.ServeMux) { mux.HandleFunc("GET /config_dump", s.serveConfigDump) })
-	s.admin = NewAdmin(s.metrics.Registry, adminOpts...)
-	s.admin.SetLimits(cfg.Admin.Limits)
-	s.admin.SetStarting(true)
-	// The admin endpoint serves from here on, so /readyz can say what a start is waiting for (the controller).
-	if s.adminLn, err = listenAdmin(cfg.Admin.Listen); err != nil {
+	if err := s.startAdmin(); err != nil {
 		return nil, err
 	}
-	s.adminErr = make(chan error, 1)
-	go func() { s.adminErr <- s.admin.Serve(s.adminLn) }()
-	s.closers = append(s.closers, func() { _ = s.admin.Close() })
 
 	if s.src, err = s.openIdentity(ctx); err != nil {
 		return nil, err
@@ -133,24 +118,7 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 		}
 	}
 
-	sinks := multiSink{&logSink{log: log}}
-	if s.sink != nil {
-		sinks = append(sinks, s.sink)
-	}
-	plog := log.Named("proxy")
-	popts := proxy.Options{
-		Self:    self.String(),
-		Limits:  s.limits(),
-		Live:    proxy.NewLiveLimits(s.limits()),
-		Sink:    sinks,
-		Metrics: s.metrics,
-		Logger:  plog,
-	}
-	s.live = popts.Live
-	if s.audit != nil {
-		popts.Auditor = s.audit
-	}
-
+	popts := s.proxyOptions(self)
 	var listeners []proxy.Listener
 	if cfg.Egress != nil {
 		ls, err := s.egress(popts, self)
@@ -166,11 +134,57 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 		}
 		listeners = append(listeners, l)
 	}
-	if s.server, err = proxy.NewServer(popts.Limits, plog, listeners...); err != nil {
+	if s.server, err = proxy.NewServer(popts.Limits, popts.Logger, listeners...); err != nil {
 		return nil, err
 	}
 	s.admin.SetStarting(false)
 	return s, nil
+}
+
+// startAdmin serves the admin endpoint from here on, so /readyz can say what a start is waiting for (the
+// controller).
+func (s *Sidecar) startAdmin() error {
+	var adminOpts []AdminOption
+	if s.cfg.Admin.Pprof {
+		adminOpts = append(adminOpts, WithPprof())
+	}
+	if s.logLevel != nil {
+		adminOpts = append(adminOpts, WithLogging(*s.logLevel, s.log))
+	}
+	adminOpts = append(adminOpts, func(mux *http.ServeMux) { mux.HandleFunc("GET /config_dump", s.serveConfigDump) })
+	s.admin = NewAdmin(s.metrics.Registry, adminOpts...)
+	s.admin.SetLimits(s.cfg.Admin.Limits)
+	s.admin.SetStarting(true)
+	var err error
+	if s.adminLn, err = listenAdmin(s.cfg.Admin.Listen); err != nil {
+		return err
+	}
+	s.adminErr = make(chan error, 1)
+	go func() { s.adminErr <- s.admin.Serve(s.adminLn) }()
+	s.closers = append(s.closers, func() { _ = s.admin.Close() })
+	return nil
+}
+
+// proxyOptions are what egress and ingress share: our identity, the limits (live, so Reload can change them),
+// and where decisions go (the log, the WithDecisionSink sink, the audit log).
+func (s *Sidecar) proxyOptions(self spiffeid.ID) proxy.Options {
+	sinks := multiSink{&logSink{log: s.log}}
+	if s.sink != nil {
+		sinks = append(sinks, s.sink)
+	}
+	popts := proxy.Options{
+		Self:    self.String(),
+		Limits:  s.limits(),
+		Live:    proxy.NewLiveLimits(s.limits()),
+		Sink:    sinks,
+		Metrics: s.metrics,
+		Logger:  s.log.Named("proxy"),
+	}
+	s.live = popts.Live
+	if s.audit != nil {
+		popts.Auditor = s.audit
+	}
+	return popts
 }
 
 // routeNames are the names of routes, for metrics.
