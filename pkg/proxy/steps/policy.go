@@ -16,8 +16,8 @@ import (
 	"github.com/agentauth/agentauth/pkg/proxy"
 )
 
-// Policy is the ingress Authorizer over a Cedar engine. MCP bodies (POSTs to the configured MCP paths) are parsed and every
-// JSON-RPC call is decided on its own; the request passes only if all of them are allowed.
+// Policy is the ingress Authorizer over a Cedar engine. MCP bodies (POSTs to the configured MCP paths) are parsed
+// and every JSON-RPC call is decided on its own; the request passes only if all of them are allowed.
 type Policy struct {
 	engine *policy.Engine
 	// Risk, when set, is the risk and assurance level of an agent (and the user it acts for) policy decides with.

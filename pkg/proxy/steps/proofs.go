@@ -16,7 +16,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
-// The proof adapters: pkg/wpt and pkg/httpsig (pkg/wpt, pkg/httpsig) to the data plane's seams (proxy.ProofSigner,
+// The proof adapters fit pkg/wpt and pkg/httpsig to the data plane's seams (proxy.ProofSigner,
 // proxy.Authenticator). Credentials are read from the identity source on every request, so a rotated WIT is
 // used from the next request on; the per-WIT state (a Prover, a Signer) is rebuilt only when the WIT changes.
 
