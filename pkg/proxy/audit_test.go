@@ -60,7 +60,7 @@ func TestEgressAuditsBeforeForwarding(t *testing.T) {
 		Options: Options{Self: agentID, Sink: &sink{}, Auditor: a},
 		Routes: mustTable(t,
 			&Route{Name: "signed", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModeWPT}),
-		Signers: map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{subject: agentID}},
+		Steps: signChain(map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{subject: agentID}}),
 	})
 	c := proxyClient(addr)
 
@@ -154,7 +154,7 @@ func TestIngressAuditsBeforeForwarding(t *testing.T) {
 		Options: Options{Auditor: a},
 		Routes: mustTable(t, &Route{Name: "in", Match: Match{Host: AnyHost}, Upstream: mustURL(t, tool.URL),
 			Modes: wire.ModeWPT, Audience: "http://tool.test"}),
-		Steps: StandardChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, authz),
+		Steps: testChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, authz),
 	})
 	c := f.client(nil)
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

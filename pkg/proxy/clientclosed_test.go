@@ -3,10 +3,12 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/wire"
@@ -23,7 +25,8 @@ func TestClientClosedIsNoUpstreamFailure(t *testing.T) {
 	}))
 	t.Cleanup(tool.Close)
 	var logs bytes.Buffer
-	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&logs),
+		zap.InfoLevel))
 	s, m := &sink{}, &metrics{}
 	addr, d := startEgress(t, EgressConfig{
 		Options: Options{Self: agentID, Sink: s, Metrics: m, Logger: logger},

@@ -44,7 +44,7 @@ func TestEgressExplicitProxy(t *testing.T) {
 			// No upstream: to whatever loopback address the agent asked for.
 			&Route{Name: "dynamic", Match: Match{Host: "127.0.0.1"}, Modes: wire.ModePassthrough},
 		),
-		Signers: map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{subject: agentID}},
+		Steps: signChain(map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{subject: agentID}}),
 	})
 	c := proxyClient(addr)
 
@@ -105,10 +105,10 @@ func TestEgressRefusals(t *testing.T) {
 			&Route{Name: "bad-signer", Match: Match{Host: "bad.test"}, Upstream: up, Modes: wire.ModeWPT},
 			&Route{Name: "broken-signer", Match: Match{Host: "broken.test"}, Upstream: up, Modes: wire.ModeHTTPSig},
 		),
-		Signers: map[wire.Mode]ProofSigner{
+		Steps: signChain(map[wire.Mode]ProofSigner{
 			wire.ModeWPT:     &fakeSigner{err: fmt.Errorf("wpt: %w: no WIT for this trust domain", autherr.ErrUntrustedIssuer)},
 			wire.ModeHTTPSig: &fakeSigner{err: errBoom},
-		},
+		}),
 	})
 	c := proxyClient(addr)
 	tests := []struct {
@@ -160,16 +160,16 @@ func TestEgressSignerValidation(t *testing.T) {
 	// A proof route without an upstream would send the proof wherever the agent sent the request (in transparent
 	// mode, any address), with the audience of the tool the agent named in Host.
 	dynamic := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Modes: wire.ModeWPT})
-	if _, err := NewEgressHandler(EgressConfig{Routes: dynamic, Signers: map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{}}}); err == nil ||
+	if _, err := NewEgressHandler(EgressConfig{Routes: dynamic, Steps: signChain(map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{}})}); err == nil ||
 		!strings.Contains(err.Error(), "needs an upstream") {
 		t.Errorf("proof route without upstream: %v", err)
 	}
 	both := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Upstream: up, Modes: wire.ModeHTTPSig | wire.ModeWPT})
 	sig := map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{}, wire.ModeHTTPSig: &fakeSigner{}}
-	if _, err := NewEgressHandler(EgressConfig{Routes: both, Signers: sig}); err == nil {
+	if _, err := NewEgressHandler(EgressConfig{Routes: both, Steps: signChain(sig)}); err == nil {
 		t.Error("egress route with two proof modes accepted")
 	}
-	if _, err := NewEgressHandler(EgressConfig{Routes: tab, Signers: map[wire.Mode]ProofSigner{wire.ModeMTLS: &fakeSigner{}}}); err == nil {
+	if _, err := NewEgressHandler(EgressConfig{Routes: tab, Steps: signChain(map[wire.Mode]ProofSigner{wire.ModeMTLS: &fakeSigner{}})}); err == nil {
 		t.Error("signer for mtls accepted")
 	}
 	for _, u := range []string{"", "http://127.0.0.1:1"} {
@@ -193,7 +193,7 @@ func TestEgressBuffersBodyForHTTPSig(t *testing.T) {
 		Options: Options{Limits: Limits{MaxBufferedBody: 16}},
 		Routes: mustTable(t, &Route{Name: "sig", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL),
 			Modes: wire.ModeHTTPSig}),
-		Signers: map[wire.Mode]ProofSigner{wire.ModeHTTPSig: fakeSigSigner{}},
+		Steps: signChain(map[wire.Mode]ProofSigner{wire.ModeHTTPSig: fakeSigSigner{}}),
 	})
 	c := proxyClient(addr)
 	res, err := c.Post("http://tool.test/", "text/plain", io.MultiReader(strings.NewReader("0123456789")))
@@ -223,7 +223,7 @@ func TestEgressConnect(t *testing.T) {
 			&Route{Name: "tunnel", Match: Match{Host: tlsTool.Listener.Addr().String()}, Modes: wire.ModePassthrough},
 			&Route{Name: "signed", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tlsTool.URL), Modes: wire.ModeWPT},
 		),
-		Signers: map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{}},
+		Steps: signChain(map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{}}),
 	})
 
 	// A route that needs proofs cannot be reached through a tunnel: 405 with the explanation.

@@ -74,7 +74,7 @@ func TestIngressHTTPSigRefusesBeforeReadingBody(t *testing.T) {
 		Options: Options{Limits: Limits{MaxBufferedBody: 16 << 20, BodyReadTimeout: time.Hour}},
 		Routes: mustTable(t, &Route{Name: "sig", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL),
 			Modes: wire.ModeHTTPSig}),
-		Steps: StandardChain(map[wire.Mode]Authenticator{wire.ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
+		Steps: testChain(map[wire.Mode]Authenticator{wire.ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
 	})
 	for _, tc := range []struct {
 		name, header string
@@ -104,7 +104,7 @@ func TestIngressBodyBudgetExhausted(t *testing.T) {
 		Options: Options{Metrics: m, Limits: Limits{MaxBufferedBody: big, MaxBufferedBodies: big + 4}},
 		Routes: mustTable(t, &Route{Name: "sig", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL),
 			Modes: wire.ModeHTTPSig}),
-		Steps: StandardChain(map[wire.Mode]Authenticator{wire.ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
+		Steps: testChain(map[wire.Mode]Authenticator{wire.ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
 	})
 	small := func() *http.Response {
 		t.Helper()
@@ -171,7 +171,7 @@ func TestIngressSlowBodyDoesNotLockOutClients(t *testing.T) {
 		Routes: mustTable(t,
 			&Route{Name: "open", Match: Match{Host: AnyHost, PathPrefix: "/open"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough},
 			&Route{Name: "wpt", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL), Modes: wire.ModeWPT}),
-		Steps: StandardChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, allowAll()),
+		Steps: testChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, allowAll()),
 	})
 	// Half the slow bodies go where the body is forwarded (read by the proxy), half where the request is refused
 	// unread (drained by net/http to reuse the connection).
@@ -247,7 +247,7 @@ func TestIngressMalformedChunkedBodyIsClientError(t *testing.T) {
 		Routes: mustTable(t,
 			&Route{Name: "open", Match: Match{Host: AnyHost, PathPrefix: "/open"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough},
 			&Route{Name: "sig", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL), Modes: wire.ModeHTTPSig}),
-		Steps: StandardChain(map[wire.Mode]Authenticator{wire.ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
+		Steps: testChain(map[wire.Mode]Authenticator{wire.ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
 	})
 	for _, tc := range []struct{ name, path, header, route string }{
 		{"forwarded", "/open/x", "", "open"},
@@ -288,7 +288,7 @@ func TestIngressAsteriskFormIsForwardedAsDecided(t *testing.T) {
 	})
 	f := startIngress(t, IngressConfig{
 		Routes: mustTable(t, &Route{Name: "r", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL), Modes: wire.ModeWPT}),
-		Steps:  StandardChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, authz),
+		Steps:  testChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, authz),
 	})
 	creds := http.Header{wire.HeaderWIT: {"wit-of:" + agentID}, wire.HeaderWPT: {"aud=aud"}}
 	var h2c http.Protocols

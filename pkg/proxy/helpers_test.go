@@ -373,3 +373,19 @@ func proxyClient(proxyAddr string) *http.Client {
 }
 
 var errBoom = errors.New("boom")
+
+// testChain is the core of the chain pkg/proxy/steps builds for the sidecar (authentication → binding →
+// revocation → authorization), over this package's fakes; a nil RevocationChecker leaves revocation out.
+func testChain(authn map[wire.Mode]Authenticator, rev RevocationChecker, authz Authorizer) []Step {
+	steps := []Step{&AuthenticateStep{Authenticators: authn}, BindingStep{}}
+	if rev != nil {
+		steps = append(steps, &RevocationStep{Checker: rev})
+	}
+	return append(steps, &AuthorizeStep{Authorizer: authz})
+}
+
+// signChain is the egress chain pkg/proxy/steps builds for the sidecar, without credentials: traceparent, then
+// the route's proofs by signers.
+func signChain(signers map[wire.Mode]ProofSigner) []EgressStep {
+	return []EgressStep{TraceparentStep{}, &SignStep{Signers: signers}}
+}

@@ -74,16 +74,6 @@ type StepFunc func(ctx context.Context, x *Exchange) error
 // Handle calls f.
 func (f StepFunc) Handle(ctx context.Context, x *Exchange) error { return f(ctx, x) }
 
-// StandardChain is authentication → peer/WIT binding → revocation → authorization. A nil RevocationChecker
-// leaves the revocation step out; authz must not be nil (the handler refuses anything no step allowed).
-func StandardChain(authn map[wire.Mode]Authenticator, rev RevocationChecker, authz Authorizer) []Step {
-	steps := []Step{&AuthenticateStep{Authenticators: authn}, BindingStep{}}
-	if rev != nil {
-		steps = append(steps, &RevocationStep{Checker: rev})
-	}
-	return append(steps, &AuthorizeStep{Authorizer: authz})
-}
-
 // AuthenticateStep establishes x.Identity. mTLS is checked here from the peer certificate; WIT+WPT and
 // WIT+HTTP-signature proofs go to the Authenticator for their mode, chosen by which proof header is present.
 type AuthenticateStep struct {
@@ -254,7 +244,7 @@ func denied(d *Decision) error {
 type IngressConfig struct {
 	Options
 	Routes *RouteTable
-	// Steps run in order on every non-passthrough route; StandardChain builds the usual ones.
+	// Steps run in order on every non-passthrough route; pkg/proxy/steps builds the sidecar's.
 	Steps []Step
 }
 

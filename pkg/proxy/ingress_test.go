@@ -127,7 +127,7 @@ func TestIngressHeaders(t *testing.T) {
 	f := startIngress(t, IngressConfig{
 		Routes: mustTable(t, &Route{Name: "r", Match: Match{Host: "127.0.0.1"}, Upstream: mustURL(t, tool.URL),
 			Modes: wire.ModeMTLS | wire.ModeWPT}),
-		Steps: StandardChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, allowAll()),
+		Steps: testChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, allowAll()),
 	})
 	conn, err := tls.Dial("tcp", f.tls, &tls.Config{RootCAs: f.pki.pool, Certificates: []tls.Certificate{f.agentCert},
 		NextProtos: []string{"http/1.1"}})
@@ -246,7 +246,7 @@ func TestIngressRefusals(t *testing.T) {
 				panic("step exploded")
 			}
 			return nil
-		})}, StandardChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}, wire.ModeHTTPSig: fakeSigAuthn{}}, rev, authz)...),
+		})}, testChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}, wire.ModeHTTPSig: fakeSigAuthn{}}, rev, authz)...),
 	})
 	wpt := func(sub, path, scheme, host string) http.Header {
 		return http.Header{wire.HeaderWIT: {"wit-of:" + sub}, wire.HeaderWPT: {"aud=" + scheme + "://" + host + path}}

@@ -47,7 +47,7 @@ func newPair(t testing.TB, toolURL string, h2c bool, lim Limits) *pair {
 		Options: Options{Self: toolID, Sink: p.ingressSink, Limits: lim},
 		Routes: mustTable(t, &Route{Name: "tool", Match: Match{Host: "127.0.0.1"}, Upstream: mustURL(t, toolURL), H2C: h2c,
 			Modes: wire.ModeMTLS | wire.ModeWPT}),
-		Steps: StandardChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, allowAll()),
+		Steps: testChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, allowAll()),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func newPair(t testing.TB, toolURL string, h2c bool, lim Limits) *pair {
 			}},
 		Routes: mustTable(t, &Route{Name: "tool", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, "https://"+iln.Addr().String()),
 			Modes: wire.ModeMTLS | wire.ModeWPT, UpstreamID: toolID}),
-		Signers: map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{subject: agentID}},
+		Steps: signChain(map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{subject: agentID}}),
 	})
 	if err != nil {
 		t.Fatal(err)

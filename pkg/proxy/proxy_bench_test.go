@@ -60,7 +60,8 @@ func BenchmarkRoundTrip(b *testing.B) {
 		iln := listen(b)
 		serve(b, Limits{}, Listener{Name: "ingress", Listener: iln, Handler: ingress})
 		egress, err := NewEgressHandler(EgressConfig{Routes: mustTable(b,
-			&Route{Name: "tool", Match: Match{Host: "tool.test"}, Upstream: mustURL(b, "http://"+iln.Addr().String()), Modes: wire.ModePassthrough})})
+			&Route{Name: "tool", Match: Match{Host: "tool.test"}, Upstream: mustURL(b, "http://"+iln.Addr().String()), Modes: wire.ModePassthrough}),
+			Steps: signChain(nil)})
 		if err != nil {
 			b.Fatal(err)
 		}

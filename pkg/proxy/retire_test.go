@@ -158,7 +158,7 @@ func startMTLSIngress(t *testing.T, pki *testPKI, tool http.Handler, s *sink, re
 	h, err := NewIngressHandler(IngressConfig{
 		Options: Options{Self: toolID, Sink: s},
 		Routes:  mustTable(t, &Route{Name: "in", Match: Match{Host: AnyHost}, Upstream: mustURL(t, backend.URL), Modes: wire.ModeMTLS}),
-		Steps:   StandardChain(nil, rev, allowAll()),
+		Steps:   testChain(nil, rev, allowAll()),
 	})
 	if err != nil {
 		t.Fatal(err)

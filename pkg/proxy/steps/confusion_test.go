@@ -1,4 +1,4 @@
-package sidecar
+package steps
 
 import (
 	"bufio"
@@ -34,7 +34,7 @@ const plannerID = "spiffe://example.org/agent/planner"
 // toolSeen is one request as the tool behind the ingress received it.
 type toolSeen struct{ Method, Host, Path, Body string }
 
-// policyIngress runs the sidecar's real ingress wiring (proxy.IngressHandler + policyAuthorizer + a Cedar engine)
+// policyIngress runs the sidecar's real ingress wiring (proxy.IngressHandler + Policy + a Cedar engine)
 // in front of a recording tool, both on 127.0.0.1. Authentication is stubbed: every caller is agent, by WPT.
 // host is ingress.host.
 func policyIngress(t *testing.T, cedar map[string][]byte, host, agent string, mcpPaths []string) (string, func() []toolSeen) {
@@ -56,12 +56,12 @@ func policyIngress(t *testing.T, cedar map[string][]byte, host, agent string, mc
 	if err != nil {
 		t.Fatal(err)
 	}
-	authz, err := newPolicyAuthorizer(policy.NewEngine(set), host, mcpPaths, 1<<20)
+	authz, err := NewPolicy(policy.NewEngine(set), host, mcpPaths, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	up, _ := url.Parse(tool.URL)
-	// As Sidecar.ingress builds it.
+	// As pkg/sidecar builds it.
 	route := &proxy.Route{Name: "ingress", Match: proxy.Match{Host: host}, Upstream: up, Modes: wire.ModeWPT,
 		Audience: "https://tool.example/", KeepHost: true}
 	table, err := proxy.NewRouteTable(route)
@@ -116,7 +116,7 @@ func TestPolicyToolComesFromConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newPolicyAuthorizer(policy.NewEngine(set), "Admin.Example.:8443", nil, 1<<20)
+	a, err := NewPolicy(policy.NewEngine(set), "Admin.Example.:8443", nil, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestPolicyToolComesFromConfig(t *testing.T) {
 			t.Errorf("Host %q at admin.example's ingress: %+v, %v; want refused as Tool::\"admin.example\"", host, d, err)
 		}
 	}
-	if _, err := newPolicyAuthorizer(policy.NewEngine(set), "", nil, 1<<20); err == nil {
+	if _, err := NewPolicy(policy.NewEngine(set), "", nil, 1<<20); err == nil {
 		t.Error("a policy authorizer without a configured tool was built: it would take the tool from the Host header")
 	}
 }
@@ -171,7 +171,7 @@ func policyCorpus(t *testing.T, names ...string) (map[string][]byte, error) {
 	t.Helper()
 	out := make(map[string][]byte)
 	for _, n := range names {
-		b, err := os.ReadFile("../policy/testdata/corpus/" + n)
+		b, err := os.ReadFile("../../policy/testdata/corpus/" + n)
 		if err != nil {
 			return nil, err
 		}
@@ -181,8 +181,8 @@ func policyCorpus(t *testing.T, names ...string) (map[string][]byte, error) {
 }
 
 // wptIngress is a real ingress (proxy.IngressHandler on 127.0.0.1, served by proxy.Server) with the sidecar's own
-// wptAuthenticator over a real wpt.Verifier, forwarding to a tool that reports the headers it received. Without
-// ingress.txnToken configured, exactly as Sidecar.ingress builds the chain then.
+// WPTAuthenticator over a real wpt.Verifier, forwarding to a tool that reports the headers it received. Without
+// ingress.txnToken configured, exactly as pkg/sidecar builds the chain then.
 type wptIngress struct {
 	addr   string
 	prover *wpt.Prover
@@ -239,7 +239,7 @@ func newWPTIngress(t *testing.T) *wptIngress {
 		return &proxy.Decision{Allowed: true}, nil
 	})
 	h, err := proxy.NewIngressHandler(proxy.IngressConfig{Routes: table, Steps: []proxy.Step{
-		&proxy.AuthenticateStep{Authenticators: map[wire.Mode]proxy.Authenticator{wire.ModeWPT: &wptAuthenticator{v: v}}},
+		&proxy.AuthenticateStep{Authenticators: map[wire.Mode]proxy.Authenticator{wire.ModeWPT: NewWPTAuthenticator(v)}},
 		proxy.BindingStep{},
 		&proxy.AuthorizeStep{Authorizer: allow},
 	}})
@@ -316,7 +316,7 @@ func (z *wptIngress) proof(t *testing.T, pp wpt.ProofParams) []string {
 }
 
 // ath/tth must bind every access token and Txn-Token the request carries
-// (draft-ietf-wimse-wpt §3.4 steps 10-11: tokens not covered must not be used for authorization). wptAuthenticator
+// (draft-ietf-wimse-wpt §3.4 steps 10-11: tokens not covered must not be used for authorization). WPTAuthenticator
 // hashes only Header.Get (the first line) and only "Bearer <sp>" credentials, but ingress forwards every line to
 // the tool unchanged. An intermediary that sees a proof (TLS-terminating LB, or anyone on a cleartext hop, which the
 // config allows) can attach its own token next to the agent's verified identity.

@@ -1,4 +1,4 @@
-package sidecar
+package steps
 
 import (
 	"context"
@@ -17,17 +17,21 @@ import (
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
-// This file adapts the proof packages (pkg/wpt, pkg/httpsig) to the data plane's seams (proxy.ProofSigner,
+// The proof adapters fit pkg/wpt and pkg/httpsig to the data plane's seams (proxy.ProofSigner,
 // proxy.Authenticator). Credentials are read from the identity source on every request, so a rotated WIT is
 // used from the next request on; the per-WIT state (a Prover, a Signer) is rebuilt only when the WIT changes.
 
-// wptSigner adds Workload-Identity-Token and Workload-Proof-Token on egress.
-type wptSigner struct {
+// WPTSigner adds Workload-Identity-Token and Workload-Proof-Token on egress.
+type WPTSigner struct {
 	src    identity.Source
 	prover atomic.Pointer[wpt.Prover]
 }
 
-func (s *wptSigner) SignRequest(_ context.Context, r *http.Request, rt *proxy.Route) error {
+// NewWPTSigner signs with the WIT src holds.
+func NewWPTSigner(src identity.Source) *WPTSigner { return &WPTSigner{src: src} }
+
+// SignRequest implements proxy.ProofSigner.
+func (s *WPTSigner) SignRequest(_ context.Context, r *http.Request, rt *proxy.Route) error {
 	w, err := s.src.GetWIT()
 	if err != nil {
 		return fmt.Errorf("egress: no usable WIT to prove our identity: %v", err)
@@ -53,8 +57,8 @@ func (s *wptSigner) SignRequest(_ context.Context, r *http.Request, rt *proxy.Ro
 	return nil
 }
 
-// httpsigSigner adds the WIMSE HTTP message signature on egress.
-type httpsigSigner struct {
+// HTTPSigSigner adds the WIMSE HTTP message signature on egress.
+type HTTPSigSigner struct {
 	src identity.Source
 	mu  sync.Mutex
 	// signers are per route (lifetime differs) and per WIT; rebuilt when the WIT rotates.
@@ -62,7 +66,11 @@ type httpsigSigner struct {
 	wit     string
 }
 
-func (s *httpsigSigner) SignRequest(_ context.Context, r *http.Request, rt *proxy.Route) error {
+// NewHTTPSigSigner signs with the WIT src holds.
+func NewHTTPSigSigner(src identity.Source) *HTTPSigSigner { return &HTTPSigSigner{src: src} }
+
+// SignRequest implements proxy.ProofSigner.
+func (s *HTTPSigSigner) SignRequest(_ context.Context, r *http.Request, rt *proxy.Route) error {
 	w, err := s.src.GetWIT()
 	if err != nil {
 		return fmt.Errorf("egress: no usable WIT to prove our identity: %v", err)
@@ -89,7 +97,7 @@ func (s *httpsigSigner) SignRequest(_ context.Context, r *http.Request, rt *prox
 	return signer.SignRequestFor(r, body, rt.TargetAudience(r))
 }
 
-func (s *httpsigSigner) signer(w *identity.WIT, rt *proxy.Route) (*httpsig.Signer, error) {
+func (s *HTTPSigSigner) signer(w *identity.WIT, rt *proxy.Route) (*httpsig.Signer, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.wit != w.Token {
@@ -107,10 +115,14 @@ func (s *httpsigSigner) signer(w *identity.WIT, rt *proxy.Route) (*httpsig.Signe
 	return sg, nil
 }
 
-// wptAuthenticator verifies WIT + WPT on ingress.
-type wptAuthenticator struct{ v *wpt.Verifier }
+// WPTAuthenticator verifies WIT + WPT on ingress.
+type WPTAuthenticator struct{ v *wpt.Verifier }
 
-func (a *wptAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ *proxy.Peer, rt *proxy.Route) (*proxy.Identity, error) {
+// NewWPTAuthenticator verifies with v.
+func NewWPTAuthenticator(v *wpt.Verifier) *WPTAuthenticator { return &WPTAuthenticator{v: v} }
+
+// Authenticate implements proxy.Authenticator.
+func (a *WPTAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ *proxy.Peer, rt *proxy.Route) (*proxy.Identity, error) {
 	wit, proof, err := wpt.ExtractHeaders(r.Header)
 	if err != nil {
 		return nil, err
@@ -142,11 +154,17 @@ func (a *wptAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ 
 	}, nil
 }
 
-// httpsigAuthenticator verifies WIT + HTTP message signature on ingress: the WIT and the signature over the
+// HTTPSigAuthenticator verifies WIT + HTTP message signature on ingress: the WIT and the signature over the
 // headers here, before the proxy reads the body; the body against Content-Digest, and the nonce, in VerifyBody.
-type httpsigAuthenticator struct{ v *httpsig.Verifier }
+type HTTPSigAuthenticator struct{ v *httpsig.Verifier }
 
-func (a *httpsigAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ *proxy.Peer, rt *proxy.Route) (*proxy.Identity, error) {
+// NewHTTPSigAuthenticator verifies with v.
+func NewHTTPSigAuthenticator(v *httpsig.Verifier) *HTTPSigAuthenticator {
+	return &HTTPSigAuthenticator{v: v}
+}
+
+// Authenticate implements proxy.Authenticator.
+func (a *HTTPSigAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ *proxy.Peer, rt *proxy.Route) (*proxy.Identity, error) {
 	p, err := a.v.VerifyRequestHeaders(ctx, r, []string{rt.ExpectedAudience(r)})
 	if err != nil {
 		return nil, err
@@ -179,8 +197,8 @@ func bearer(h http.Header) string {
 }
 
 var (
-	_ proxy.ProofSigner   = (*wptSigner)(nil)
-	_ proxy.ProofSigner   = (*httpsigSigner)(nil)
-	_ proxy.Authenticator = (*wptAuthenticator)(nil)
-	_ proxy.Authenticator = (*httpsigAuthenticator)(nil)
+	_ proxy.ProofSigner   = (*WPTSigner)(nil)
+	_ proxy.ProofSigner   = (*HTTPSigSigner)(nil)
+	_ proxy.Authenticator = (*WPTAuthenticator)(nil)
+	_ proxy.Authenticator = (*HTTPSigAuthenticator)(nil)
 )
