@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
+	"github.com/agentauth/agentauth/pkg/issuer/k8sattest"
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/wire"
@@ -78,6 +79,9 @@ type IssuerConfig struct {
 	Limits netlimit.Config `yaml:"limits,omitempty"`
 	// RateLimit bounds Attest calls per client IP (Attest needs no client certificate; Renew is not limited).
 	RateLimit netlimit.RateConfig `yaml:"rateLimit,omitempty"`
+	// Kubernetes, when set, attests pods by their projected service-account tokens, checked with the Kubernetes
+	// API (TokenReview, and the pod the token is bound to), as spiffe://<trustDomain>/ns/<namespace>/sa/<name>.
+	Kubernetes *k8sattest.Config `yaml:"kubernetes,omitempty"`
 }
 
 // PeerIDConfig maps one Unix uid to the SPIFFE ID its processes get on the issuer's local socket.
@@ -359,6 +363,9 @@ func (c *Config) validateIssuer(p *confyaml.Problems, td spiffeid.TrustDomain) {
 		p.Add("issuer.keys", "%q is not file or tpm", is.Keys)
 	}
 	c.validateLocalIssuer(p, td)
+	if k := is.Kubernetes; k != nil {
+		k.Validate("issuer.kubernetes", p.Add)
+	}
 }
 
 // validate checks the admin section.

@@ -61,6 +61,8 @@ type Controller struct {
 	closers    []func()
 	// actions is the controller's audit log (records nothing without audit configured).
 	actions *actionLog
+	// kubernetes attests pods by service-account token (issuer.kubernetes); nil without it.
+	kubernetes issuer.TokenAttestor
 	// logLevel, when set, is served at the ops listener's /logging.
 	logLevel *zap.AtomicLevel
 	// started is set once Run has started every component, stopping when Run begins to stop: /readyz answers

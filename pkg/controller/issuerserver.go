@@ -26,6 +26,9 @@ type issuerServer struct {
 
 func (is *issuerServer) provision(context.Context) (err error) {
 	c := is.c
+	if c.kubernetes, err = c.kubernetesAttestor(); err != nil {
+		return err
+	}
 	if is.srv, err = issuer.NewGRPCServer(c.ca, c.issuerServiceConfig(),
 		grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(false), c.actions.issuerInterceptor(false))); err != nil {
 		return err
@@ -67,7 +70,7 @@ func (c *Controller) issuerServiceConfig() issuer.ServiceConfig {
 	is := c.cfg.Issuer
 	return issuer.ServiceConfig{SVIDTTL: is.SVIDTTL, Withheld: c.withheld, RenewRefused: c.renewRefused,
 		HandshakeTimeout: is.Limits.ReadHeaderTimeout, MaxConnIdle: is.Limits.IdleTimeout,
-		AttestRate: netlimit.NewRateLimiter(is.RateLimit), Logger: c.log.Named("issuer")}
+		AttestRate: netlimit.NewRateLimiter(is.RateLimit), Kubernetes: c.kubernetes, Logger: c.log.Named("issuer")}
 }
 
 // listenLocal binds issuer.localSocket and builds the issuer service that attests by Unix peer credentials.

@@ -62,7 +62,8 @@ data volume, the admin socket in /run/agentauth. */}}
 {{- $cfg := dict
   "trustDomain" .Values.trustDomain
   "dataDir" "/var/lib/agentauth/data"
-  "issuer" (dict "listen" (printf ":%d" (int $c.ports.issuer)) "svidTTL" $c.svidTTL)
+  "issuer" (dict "listen" (printf ":%d" (int $c.ports.issuer)) "svidTTL" $c.svidTTL
+    "kubernetes" (dict "audience" .Values.attestation.audience "spiffeIDTemplate" .Values.attestation.spiffeIDPath))
   "xds" (dict "listen" (printf ":%d" (int $c.ports.xds)))
   "ops" (dict "listen" (printf ":%d" (int $c.ports.ops)))
   "admin" (dict "socket" "/run/agentauth/admin.sock")

@@ -54,7 +54,9 @@ func (c *Client) Renew(ctx context.Context, req *agentauthv1.RenewRequest, opts 
 var reasons = func() map[string]error {
 	m := map[string]error{}
 	for _, r := range []*autherr.Reason{autherr.ErrMissing, autherr.ErrMalformed, autherr.ErrBadSignature, autherr.ErrExpired, autherr.ErrReplay,
-		autherr.ErrUntrustedIssuer, autherr.ErrUnsupportedAlg, autherr.ErrTooLarge, autherr.ErrDenied, autherr.ErrRevoked, autherr.ErrRateLimited} {
+		autherr.ErrUntrustedIssuer, autherr.ErrUnsupportedAlg, autherr.ErrTooLarge, autherr.ErrDenied, autherr.ErrRevoked, autherr.ErrRateLimited,
+		// Kubernetes attestation (pkg/issuer/k8sattest).
+		autherr.ErrWrongAudience, autherr.ErrMismatch, autherr.ErrUpstream} {
 		m[r.Code()] = r
 	}
 	return m
