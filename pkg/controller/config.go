@@ -40,7 +40,9 @@ type Config struct {
 	// SSF receives OpenID Shared Signals (CAEP, RISC) as Security Event Tokens and turns them into revocations
 	// and risk changes.
 	SSF *SSFConfig `yaml:"ssf,omitempty"`
-	Log struct {
+	// Webhook, when set, serves the Kubernetes injector: the admission webhook that adds the sidecar to pods.
+	Webhook *WebhookConfig `yaml:"webhook,omitempty"`
+	Log     struct {
 		Level string `yaml:"level,omitempty"`
 	} `yaml:"log"`
 	// InitState lets the controller start with empty state although dataDir/keys shows it ran here before
@@ -307,6 +309,9 @@ func (c *Config) SetDefaults() {
 			s.TLS.ReloadInterval = 10 * time.Second
 		}
 	}
+	if c.Webhook != nil {
+		c.Webhook.setDefaults(c.TrustDomain)
+	}
 }
 
 // Validate returns every problem found, each naming its field.
@@ -362,6 +367,9 @@ func (c *Config) Validate() error {
 			}
 		}
 		c.validateAccessTokens(add)
+	}
+	if c.Webhook != nil {
+		c.Webhook.validate(add)
 	}
 	if s := c.SSF; s != nil {
 		if _, _, err := net.SplitHostPort(s.Listen); err != nil {

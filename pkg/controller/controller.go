@@ -34,6 +34,7 @@ import (
 	"github.com/agentauth/agentauth/internal/buildinfo"
 	"github.com/agentauth/agentauth/internal/certfile"
 	"github.com/agentauth/agentauth/internal/netlimit"
+	"github.com/agentauth/agentauth/pkg/inject"
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/mtls"
 	"github.com/agentauth/agentauth/pkg/policy"
@@ -68,6 +69,8 @@ type Controller struct {
 	ssfClients *ssfClients
 	// ssfCert is the SSF receiver's certificate (set with ssf.tls).
 	ssfCert *certfile.Reloader
+	// webhook serves the Kubernetes injector (set with webhook).
+	webhook *inject.Server
 	// done is closed when Run returns, stopping background loops.
 	done chan struct{}
 	// logLevel, when set, is served at the ops listener's /logging.
@@ -203,6 +206,12 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 			return nil, err
 		}
 	}
+	if cfg.Webhook != nil {
+		if c.webhook, err = c.newWebhook(ctx); err != nil {
+			return nil, err
+		}
+		c.closers = append(c.closers, func() { _ = c.webhook.Close() })
+	}
 	c.admin = cfg.Admin.Limits.Server(c.adminPeerCheck(c.adminHandler()))
 	c.admin.ConnContext = withPeerCred
 	c.ops = cfg.Ops.Limits.Server(c.opsHandler())
@@ -249,6 +258,13 @@ func (c *Controller) Run(ctx context.Context) error {
 			zap.Int("mapped_uids", len(c.cfg.Issuer.PeerIDs)))
 	}
 	go func() { errc <- c.xds.Serve(c.xdsLn) }()
+	var webhookErr <-chan error
+	if c.webhook != nil {
+		if err := c.webhook.Start(ctx); err != nil {
+			return err
+		}
+		webhookErr = c.webhook.Err()
+	}
 	go func() { errc <- serveHTTP(c.admin, c.adminLn) }()
 	go func() { errc <- serveHTTP(c.ops, c.opsLn) }()
 	c.log.Info("controller serving", zap.String("trust_domain", c.td.Name()),
@@ -259,6 +275,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+	case err = <-webhookErr:
 	case <-c.store.Broken():
 		err = fmt.Errorf("%w: %w; %s", ErrStateCorrupt, c.store.Err(), restoreHint(c.store.Path()))
 		c.log.Error("the state store is damaged; stopping", zap.Error(err))
