@@ -7,7 +7,7 @@ PKGS := ./...
 # "context deadline exceeded" as a failure when the time runs out mid-step, with no failing input.
 FUZZTIME ?= 20000x
 
-.PHONY: all build image test test-adversarial vet bench bench-micro bench-pair bench-rotation demo generate lint interop fuzz-short release test-release clean dev-credentials
+.PHONY: all build image kube-apiserver test test-k8s test-adversarial vet bench bench-micro bench-pair bench-rotation demo generate lint interop fuzz-short release test-release clean dev-credentials
 
 all: build
 
@@ -45,6 +45,16 @@ vet:
 # The README's test command: static checks, then every test with the race detector.
 test: vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# kube-apiserver for the suites that run a real Kubernetes API server (internal/kubetest): built once from the
+# k8s.io/kubernetes module into a cache folder keyed by the version (about 25 minutes on 2 cores), reused after.
+kube-apiserver:
+	test/k8s/kube-apiserver.sh
+
+# Only the suites against a real API server (also part of `make test`); they need `make kube-apiserver` and etcd
+# (Debian's etcd-server), and skip without them unless CI is set.
+test-k8s:
+	$(GO) test -race -count=1 -timeout 10m ./internal/kubetest/... ./test/k8s/... ./pkg/issuer/k8sattest/...
 
 # Hostile clients against the real binaries on loopback (test/adversarial): connection floods on every listener
 # of the controller and the sidecars, and data-plane abuse of an httpsig ingress (slow bodies, unauthenticated and

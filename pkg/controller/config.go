@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
+	"github.com/agentauth/agentauth/pkg/issuer/k8sattest"
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/wire"
@@ -77,6 +78,9 @@ type IssuerConfig struct {
 	Limits netlimit.Config `yaml:"limits,omitempty"`
 	// RateLimit bounds Attest calls per client IP (Attest needs no client certificate; Renew is not limited).
 	RateLimit netlimit.RateConfig `yaml:"rateLimit,omitempty"`
+	// Kubernetes, when set, attests pods by their projected service-account tokens, checked with the Kubernetes
+	// API (TokenReview, and the pod the token is bound to), as spiffe://<trustDomain>/ns/<namespace>/sa/<name>.
+	Kubernetes *k8sattest.Config `yaml:"kubernetes,omitempty"`
 }
 
 // PeerIDConfig maps one Unix uid to the SPIFFE ID its processes get on the issuer's local socket.
@@ -465,6 +469,9 @@ func (c *Config) Validate() error {
 		add("issuer.keys", "%q is not file or tpm", c.Issuer.Keys)
 	}
 	c.validateLocalIssuer(add)
+	if k := c.Issuer.Kubernetes; k != nil {
+		k.Validate("issuer.kubernetes", add)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -71,6 +71,8 @@ type Controller struct {
 	ssfCert *certfile.Reloader
 	// webhook serves the Kubernetes injector (set with webhook).
 	webhook *inject.Server
+	// kubernetes attests pods by service-account token (issuer.kubernetes); nil without it.
+	kubernetes issuer.TokenAttestor
 	// done is closed when Run returns, stopping background loops.
 	done chan struct{}
 	// logLevel, when set, is served at the ops listener's /logging.
@@ -151,6 +153,9 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	c.reg.MustRegister(xds.NewServerCollector(c.xds), buildinfo.Read().Collector(), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c.metrics = c.newMetrics()
+	if c.kubernetes, err = c.kubernetesAttestor(); err != nil {
+		return nil, err
+	}
 	if c.iss, err = issuer.NewGRPCServer(c.ca, c.issuerServiceConfig(),
 		grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(false))); err != nil {
 		return nil, err
@@ -223,7 +228,7 @@ func (c *Controller) issuerServiceConfig() issuer.ServiceConfig {
 	is := c.cfg.Issuer
 	return issuer.ServiceConfig{SVIDTTL: is.SVIDTTL, Withheld: c.withheld, RenewRefused: c.renewRefused,
 		HandshakeTimeout: is.Limits.ReadHeaderTimeout, MaxConnIdle: is.Limits.IdleTimeout,
-		AttestRate: netlimit.NewRateLimiter(is.RateLimit), Logger: c.log.Named("issuer")}
+		AttestRate: netlimit.NewRateLimiter(is.RateLimit), Kubernetes: c.kubernetes, Logger: c.log.Named("issuer")}
 }
 
 // Run serves until ctx ends, then stops every server.

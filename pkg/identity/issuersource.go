@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -62,6 +63,10 @@ type IssuerConfig struct {
 	// JoinToken is the one-time token for the first attestation. It is not needed when StateDir holds a valid
 	// SVID from an earlier run, or with LocalSocket.
 	JoinToken string
+	// KubernetesTokenFile, when set, is the pod's projected service-account token (made for the controller's
+	// audience): without a valid SVID and without a join token, this source attests with it, and the controller
+	// checks it with the Kubernetes API. The file is read again at each attestation, as the kubelet rotates it.
+	KubernetesTokenFile string
 	// LocalSocket, when set, is the path of the issuer's local Unix socket: without a valid SVID and without a
 	// join token, this source attests there, where the controller maps this process's uid (the kernel's peer
 	// credentials) to its SPIFFE ID. That connection does not authenticate the controller, so the SVID must
@@ -79,9 +84,9 @@ type IssuerConfig struct {
 	DialOptions []grpc.DialOption
 }
 
-// IssuerSource is a Source fed by the controller's built-in issuer: it attests once with a join token or on the
-// issuer's local socket (or renews an SVID kept in StateDir), then renews over mTLS at about half of each
-// lifetime, with jitter, generating fresh X.509 and WIT keys every time. Failed renewals are retried with backoff
+// IssuerSource is a Source fed by the controller's built-in issuer: it attests once with a join token, a
+// Kubernetes service-account token or on the issuer's local socket (or renews an SVID kept in StateDir), then
+// renews over mTLS at about half of each lifetime, with jitter, generating fresh X.509 and WIT keys every time. Failed renewals are retried with backoff
 // while the current credentials stay in use until they expire.
 type IssuerSource struct {
 	cfg      IssuerConfig
@@ -246,6 +251,18 @@ func (s *IssuerSource) rotate(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+		case s.cfg.KubernetesTokenFile != "":
+			k8sToken, err := readTokenFile(s.cfg.KubernetesTokenFile)
+			if err != nil {
+				return err
+			}
+			conf := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(s.serverID))
+			if err := s.call(conf, func(c *issuer.Client) (err error) {
+				creds, err = c.Attest(ctx, &agentauthv1.AttestRequest{KubernetesToken: k8sToken, Csr: csr, WitPublicKey: witPub, WitAlg: issuerWITAlg})
+				return err
+			}); err != nil {
+				return err
+			}
 		case s.cfg.LocalSocket != "":
 			svid, err := s.attestLocal(ctx, bundle)
 			if err != nil {
@@ -257,7 +274,7 @@ func (s *IssuerSource) rotate(ctx context.Context) error {
 			// kept, so nothing from the unauthenticated answer is ever served.
 			cur = &issuerState{svid: svid, x509: bundle}
 		default:
-			return fmt.Errorf("identity: issuer: %w: no valid SVID to renew with, no unused join token and no local socket; the sidecar needs a new join token", autherr.ErrMissing)
+			return fmt.Errorf("identity: issuer: %w: no valid SVID to renew with, no unused join token, no Kubernetes token file and no local socket; the sidecar needs a new join token", autherr.ErrMissing)
 		}
 	}
 	if creds == nil {
@@ -331,6 +348,30 @@ func (s *IssuerSource) attestLocal(ctx context.Context, trust *x509bundle.Bundle
 			sock, autherr.ErrUntrustedIssuer, is.ID, trust.TrustDomain(), err)
 	}
 	return &x509svid.SVID{ID: is.ID, Certificates: is.Chain, PrivateKey: key}, nil
+}
+
+// maxTokenFileSize bounds the service-account token file read; such tokens are about 1 KB.
+const maxTokenFileSize = 16 << 10
+
+// readTokenFile reads a service-account token file, trimmed of surrounding white space.
+func readTokenFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("identity: Kubernetes service-account token: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxTokenFileSize+1))
+	if err != nil {
+		return "", fmt.Errorf("identity: Kubernetes service-account token %s: %w", path, err)
+	}
+	if len(data) > maxTokenFileSize {
+		return "", fmt.Errorf("identity: Kubernetes service-account token %s is larger than %d bytes", path, maxTokenFileSize)
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" {
+		return "", fmt.Errorf("identity: %w: Kubernetes service-account token %s is empty", autherr.ErrMissing, path)
+	}
+	return token, nil
 }
 
 // newCSR generates a fresh P-256 key and a CSR for it (the issuer takes only the key from it).

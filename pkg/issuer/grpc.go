@@ -53,7 +53,9 @@ func (c *Client) Renew(ctx context.Context, req *agentauthv1.RenewRequest, opts 
 var reasons = func() map[string]error {
 	m := map[string]error{}
 	for _, r := range []*autherr.Reason{ErrMissing, ErrMalformed, ErrBadSignature, ErrExpired, ErrReplay,
-		ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrDenied, ErrRevoked, ErrRateLimited} {
+		ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrDenied, ErrRevoked, ErrRateLimited,
+		// Kubernetes attestation (pkg/issuer/k8sattest).
+		autherr.ErrWrongAudience, autherr.ErrMismatch, autherr.ErrUpstream} {
 		m[r.Code()] = r
 	}
 	return m

@@ -101,6 +101,9 @@ type ServiceConfig struct {
 	// HandshakeTimeout bounds a new connection's handshake; MaxConnIdle closes a connection without calls.
 	// Zero: 10s and 2m.
 	HandshakeTimeout, MaxConnIdle time.Duration
+	// Kubernetes, when set, checks the service-account tokens of AttestRequest.kubernetes_token (pod attestation on
+	// Kubernetes, pkg/issuer/k8sattest) and names the SPIFFE ID each proves; without it such requests are refused.
+	Kubernetes TokenAttestor
 	// AttestRate, when set, limits Attest calls per client IP (Attest needs no client certificate): a client
 	// over it is refused with ResourceExhausted (ErrRateLimited). Renew, which needs a valid SVID, is not limited.
 	AttestRate *netlimit.RateLimiter
@@ -123,6 +126,7 @@ type service struct {
 	// renewRefused: see ServiceConfig.RenewRefused.
 	renewRefused func(ctx context.Context, id spiffeid.ID, serial string, issuedAt time.Time) (string, bool)
 	attestRate   *netlimit.RateLimiter
+	kubernetes   TokenAttestor
 	log          *zap.Logger
 
 	certMu  sync.Mutex
@@ -135,7 +139,8 @@ func newService(ca *CA, cfg ServiceConfig) (*service, error) {
 		return nil, errors.New("issuer: service needs a CA")
 	}
 	s := &service{ca: ca, svidTTL: cfg.SVIDTTL, witTTL: cfg.WITTTL, server: cfg.ServerID, peerIDs: cfg.PeerIDs,
-		withheld: cfg.Withheld, renewRefused: cfg.RenewRefused, attestRate: cfg.AttestRate, log: cfg.Logger}
+		withheld: cfg.Withheld, renewRefused: cfg.RenewRefused, attestRate: cfg.AttestRate, kubernetes: cfg.Kubernetes,
+		log: cfg.Logger}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -238,12 +243,21 @@ func (s *service) Attest(ctx context.Context, req *agentauthv1.AttestRequest) (*
 		return nil, s.toStatus(codes.InvalidArgument, err)
 	}
 	var id spiffeid.ID
-	if req.GetJoinToken() == "" {
+	switch {
+	case req.GetKubernetesToken() != "" && req.GetJoinToken() != "":
+		return nil, s.toStatus(codes.InvalidArgument, fmt.Errorf("issuer: %w: send a join token or a Kubernetes token, not both", ErrMalformed))
+	case req.GetKubernetesToken() != "":
+		if id, err = s.kubernetesID(ctx, req.GetKubernetesToken()); err != nil {
+			return nil, err
+		}
+	case req.GetJoinToken() == "":
 		if id, err = s.peerID(ctx); err != nil {
 			return nil, s.toStatus(codes.Unauthenticated, err)
 		}
-	} else if id, err = s.ca.Attest(ctx, req.GetJoinToken()); err != nil {
-		return nil, s.toStatus(codes.Unauthenticated, s.joinTokenRefusal(err))
+	default:
+		if id, err = s.ca.Attest(ctx, req.GetJoinToken()); err != nil {
+			return nil, s.toStatus(codes.Unauthenticated, s.joinTokenRefusal(err))
+		}
 	}
 	if err := s.checkWithheld(ctx, id); err != nil {
 		return nil, err
@@ -253,6 +267,35 @@ func (s *service) Attest(ctx context.Context, req *agentauthv1.AttestRequest) (*
 		return nil, s.toStatus(codes.Internal, err)
 	}
 	return &agentauthv1.AttestResponse{Credentials: creds}, nil
+}
+
+// kubernetesID checks a Kubernetes service-account token with the TokenAttestor and returns the SPIFFE ID it
+// proves, or the refusal as a status: an API server that cannot be reached is Unavailable (the sidecar retries).
+func (s *service) kubernetesID(ctx context.Context, token string) (spiffeid.ID, error) {
+	if s.kubernetes == nil {
+		return spiffeid.ID{}, s.toStatus(codes.Unauthenticated, fmt.Errorf("issuer: %w: this controller does not attest Kubernetes service-account tokens (issuer.kubernetes is not configured)", ErrDenied))
+	}
+	id, err := s.kubernetes.AttestToken(ctx, token)
+	if err != nil {
+		code := codes.Unauthenticated
+		if errors.Is(err, autherr.ErrUpstream) {
+			code = codes.Unavailable
+		}
+		return spiffeid.ID{}, s.toStatus(code, err)
+	}
+	if !id.MemberOf(s.ca.td) || id.Path() == "" {
+		return spiffeid.ID{}, s.toStatus(codes.Internal, fmt.Errorf("issuer: Kubernetes attestation named %q, not a workload ID in trust domain %q", id, s.ca.td))
+	}
+	if err := s.ca.checkReserved(id, s.server); err != nil {
+		return spiffeid.ID{}, s.toStatus(codes.PermissionDenied, err)
+	}
+	return id, nil
+}
+
+// TokenAttestor checks a platform's workload token and names the SPIFFE ID it proves. Refusals wrap a pkg/autherr
+// reason (autherr.ErrUpstream when the platform cannot be asked); errors without one are internal.
+type TokenAttestor interface {
+	AttestToken(ctx context.Context, token string) (spiffeid.ID, error)
 }
 
 // joinTokenRefusal answers an unknown, used or expired join token alike: which of these it is would tell whoever

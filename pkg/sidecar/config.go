@@ -106,6 +106,10 @@ type ControllerIdentityConfig struct {
 	// LocalSocket, instead of a join token, is the controller's issuer.localSocket: on the same host, the sidecar
 	// attests there as the SPIFFE ID the controller maps its Unix uid to. The SVID must verify against Bundle.
 	LocalSocket string `yaml:"localSocket,omitempty"`
+	// KubernetesTokenFile, instead of a join token, is the pod's projected service-account token made for the
+	// controller's audience (issuer.kubernetes.audience); the controller checks it with the Kubernetes API and
+	// issues the pod's SPIFFE ID. Read again at each attestation, as the kubelet rotates it.
+	KubernetesTokenFile string `yaml:"kubernetesTokenFile,omitempty"`
 	// StateDir keeps the current SVID so a restart renews instead of needing a new join token.
 	StateDir string `yaml:"stateDir,omitempty"`
 }
@@ -562,6 +566,9 @@ func (c *Config) validateIdentity(v *validator) {
 		}
 		if ic.LocalSocket != "" && !filepath.IsAbs(ic.LocalSocket) {
 			v.add("identity.controller.localSocket", fmt.Sprintf("%q is not an absolute path", ic.LocalSocket))
+		}
+		if ic.KubernetesTokenFile != "" && !filepath.IsAbs(ic.KubernetesTokenFile) {
+			v.add("identity.controller.kubernetesTokenFile", fmt.Sprintf("%q is not an absolute path", ic.KubernetesTokenFile))
 		}
 	case id.Files != nil:
 		f := id.Files

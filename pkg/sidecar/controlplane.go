@@ -53,6 +53,8 @@ func (s *Sidecar) openIssuer(ctx context.Context, c *ControllerIdentityConfig) (
 		LocalSocket: c.LocalSocket,
 		StateDir:    c.StateDir,
 		Observer:    s.observer(),
+
+		KubernetesTokenFile: c.KubernetesTokenFile,
 	}
 	// A controller that is not up yet (both started together, or it is restarting) is waited for, with jittered
 	// backoff, while /readyz says so; a refusal (a spent join token, an unknown uid) ends the start at once.

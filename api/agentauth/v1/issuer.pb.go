@@ -35,9 +35,12 @@ type AttestRequest struct {
 	// Public key the WIT binds (cnf.jwk): a JWK (JSON) or a DER SubjectPublicKeyInfo. Empty: no WIT.
 	WitPublicKey []byte `protobuf:"bytes,3,opt,name=wit_public_key,json=witPublicKey,proto3" json:"wit_public_key,omitempty"`
 	// JWS algorithm the client signs its proofs with (cnf.jwk.alg), e.g. "ES256".
-	WitAlg        string `protobuf:"bytes,4,opt,name=wit_alg,json=witAlg,proto3" json:"wit_alg,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	WitAlg string `protobuf:"bytes,4,opt,name=wit_alg,json=witAlg,proto3" json:"wit_alg,omitempty"`
+	// Kubernetes service-account token (the pod's projected token with the controller's audience), checked by the
+	// controller through the TokenReview API; set instead of join_token when attesting on Kubernetes.
+	KubernetesToken string `protobuf:"bytes,5,opt,name=kubernetes_token,json=kubernetesToken,proto3" json:"kubernetes_token,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AttestRequest) Reset() {
@@ -94,6 +97,13 @@ func (x *AttestRequest) GetWitPublicKey() []byte {
 func (x *AttestRequest) GetWitAlg() string {
 	if x != nil {
 		return x.WitAlg
+	}
+	return ""
+}
+
+func (x *AttestRequest) GetKubernetesToken() string {
+	if x != nil {
+		return x.KubernetesToken
 	}
 	return ""
 }
@@ -345,13 +355,14 @@ var File_agentauth_v1_issuer_proto protoreflect.FileDescriptor
 
 const file_agentauth_v1_issuer_proto_rawDesc = "" +
 	"\n" +
-	"\x19agentauth/v1/issuer.proto\x12\fagentauth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x7f\n" +
+	"\x19agentauth/v1/issuer.proto\x12\fagentauth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x01\n" +
 	"\rAttestRequest\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x01 \x01(\tR\tjoinToken\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\x12$\n" +
 	"\x0ewit_public_key\x18\x03 \x01(\fR\fwitPublicKey\x12\x17\n" +
-	"\awit_alg\x18\x04 \x01(\tR\x06witAlg\"M\n" +
+	"\awit_alg\x18\x04 \x01(\tR\x06witAlg\x12)\n" +
+	"\x10kubernetes_token\x18\x05 \x01(\tR\x0fkubernetesToken\"M\n" +
 	"\x0eAttestResponse\x12;\n" +
 	"\vcredentials\x18\x01 \x01(\v2\x19.agentauth.v1.CredentialsR\vcredentials\"_\n" +
 	"\fRenewRequest\x12\x10\n" +
