@@ -44,6 +44,8 @@ func TestParse(t *testing.T) {
 		{"relative localSocket", "issuer: {listen: 127.0.0.1:8443, localSocket: issuer.sock, peerIDs: [{uid: 1001, spiffeID: 'spiffe://example.org/a'}]}\n", "issuer.localSocket: \"issuer.sock\" is not an absolute path"},
 		{"localSocket too long", "issuer: {listen: 127.0.0.1:8443, localSocket: /" + strings.Repeat("d", 120) + ", peerIDs: [{uid: 1001, spiffeID: 'spiffe://example.org/a'}]}\n", "over the 107 a Unix socket path may have"},
 		{"localSocket is the admin socket", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/agentauth/admin.sock, peerIDs: [{uid: 1001, spiffeID: 'spiffe://example.org/a'}]}\n", "is also admin.socket"},
+		{"kubernetes without audience", "issuer: {listen: 127.0.0.1:8443, kubernetes: {kubeconfig: /etc/kube.conf}}\n", "issuer.kubernetes.audience: is required"},
+		{"kubernetes ID template without the namespace", "issuer: {listen: 127.0.0.1:8443, kubernetes: {audience: agentauth, spiffeIDTemplate: '/sa/{serviceAccount}'}}\n", "issuer.kubernetes.spiffeIDTemplate: \"/sa/{serviceAccount}\" must contain {namespace} exactly once"},
 		{"peerID without uid", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{spiffeID: 'spiffe://example.org/a'}]}\n", "issuer.peerIDs[0].uid: required"},
 		{"uid mapped twice", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: 7, spiffeID: 'spiffe://example.org/a'}, {uid: 7, spiffeID: 'spiffe://example.org/b'}]}\n", "issuer.peerIDs[1].uid: uid 7 is already mapped by issuer.peerIDs[0]"},
 		{"negative uid", "issuer: {listen: 127.0.0.1:8443, localSocket: /run/i.sock, peerIDs: [{uid: -1, spiffeID: 'spiffe://example.org/a'}]}\n", "issuer.peerIDs[0].uid: expects a whole number, zero or more, not \"-1\""},

@@ -40,6 +40,7 @@ const webhookSection = `webhook:
       controller:
         address: agentauth-issuer.agentauth.svc:8443
         bundle: /var/run/agentauth/identity/bundle.pem
+        kubernetesTokenFile: /var/run/agentauth/identity/token
     routes:
       - {name: weather, host: weather.tools.svc, upstream: "https://weather.tools.svc", serverID: "spiffe://example.org/ns/tools/sa/weather"}
 `

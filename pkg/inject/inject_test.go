@@ -27,9 +27,10 @@ func testValues() Values {
 		Resources: Resources{Requests: map[string]string{"cpu": "50m", "memory": "64Mi"},
 			Limits: map[string]string{"memory": "256Mi"}},
 		Identity: sidecar.IdentityConfig{Controller: &sidecar.ControllerIdentityConfig{
-			Address:  "agentauth-issuer.agentauth.svc:8443",
-			Bundle:   IdentityDir + "/bundle.pem",
-			StateDir: StateDir,
+			Address:             "agentauth-issuer.agentauth.svc:8443",
+			Bundle:              IdentityDir + "/bundle.pem",
+			KubernetesTokenFile: IdentityDir + "/token",
+			StateDir:            StateDir,
 		}},
 		Controller: &sidecar.ControlPlaneConfig{Address: "agentauth-xds.agentauth.svc:8444"},
 		Routes: []sidecar.RouteConfig{{Name: "weather", Host: "weather.tools.svc:8080",

@@ -39,7 +39,8 @@ type Values struct {
 	Audience               string `yaml:"audience,omitempty"`
 	TokenExpirationSeconds int64  `yaml:"tokenExpirationSeconds,omitempty"`
 	// Identity is the sidecar's identity section, e.g. controller: {address, bundle: /var/run/agentauth/identity/
-	// bundle.pem, stateDir: /var/run/agentauth/state}, or workloadAPI with SPIRE.
+	// bundle.pem, kubernetesTokenFile: /var/run/agentauth/identity/token, stateDir: /var/run/agentauth/state}, or
+	// workloadAPI with SPIRE.
 	Identity sidecar.IdentityConfig `yaml:"identity"`
 	// Controller is the sidecar's xDS endpoint (policy, revocations).
 	Controller *sidecar.ControlPlaneConfig `yaml:"controller,omitempty"`

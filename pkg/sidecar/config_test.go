@@ -132,6 +132,10 @@ func TestValidationErrors(t *testing.T) {
 			return "identity:\n  controller:\n    address: 127.0.0.1:8443\n    bundle: /etc/agentauth/bundle.pem\n" +
 				"    localSocket: issuer.sock\n" + s[strings.Index(s, "egress:"):]
 		}, "identity.controller.localSocket", 5, "not an absolute path"},
+		{"relative kubernetesTokenFile", func(s string) string {
+			return "identity:\n  controller:\n    address: 127.0.0.1:8443\n    bundle: /etc/agentauth/bundle.pem\n" +
+				"    kubernetesTokenFile: token\n" + s[strings.Index(s, "egress:"):]
+		}, "identity.controller.kubernetesTokenFile", 5, "not an absolute path"},
 		// Unknown keys and values of the wrong kind: the YAML path, line and nearest valid key, never a Go type.
 		{"serverId", repl("serverID: spiffe", "serverId: spiffe"),
 			"egress.routes[0].serverId", 17, `unknown key "serverId"; did you mean "serverID"?`},

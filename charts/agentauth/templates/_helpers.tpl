@@ -62,7 +62,8 @@ data volume, the admin socket in /run/agentauth. */}}
 {{- $cfg := dict
   "trustDomain" .Values.trustDomain
   "dataDir" "/var/lib/agentauth/data"
-  "issuer" (dict "listen" (printf ":%d" (int $c.ports.issuer)) "svidTTL" $c.svidTTL)
+  "issuer" (dict "listen" (printf ":%d" (int $c.ports.issuer)) "svidTTL" $c.svidTTL
+    "kubernetes" (dict "audience" .Values.attestation.audience "spiffeIDTemplate" .Values.attestation.spiffeIDPath))
   "xds" (dict "listen" (printf ":%d" (int $c.ports.xds)))
   "ops" (dict "listen" (printf ":%d" (int $c.ports.ops)))
   "admin" (dict "socket" "/run/agentauth/admin.sock")
@@ -118,6 +119,7 @@ data volume, the admin socket in /run/agentauth. */}}
 {{- $_ := set $injection "identity" (dict "controller" (dict
   "address" (printf "%s.%s.svc:%d" (include "agentauth.name" (dict "root" . "suffix" "issuer")) .Release.Namespace (int .Values.controller.ports.issuer))
   "bundle" "/var/run/agentauth/identity/bundle.pem"
+  "kubernetesTokenFile" "/var/run/agentauth/identity/token"
   "stateDir" "/var/run/agentauth/state")) -}}
 {{- end -}}
 {{- $_ := set $w "injection" $injection -}}
