@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/agentauth/agentauth/pkg/controller"
@@ -111,6 +112,18 @@ func TestInjectorOnAPIServer(t *testing.T) {
 		if n := countInit(p, inject.SidecarContainer); n != 1 {
 			t.Errorf("%d sidecars stored, want 1", n)
 		}
+
+		// Re-injection is a no-op: the injected pod, created again, is stored with the same additions.
+		again := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "annotated-again", Namespace: p.Namespace,
+			Annotations: p.Annotations}, Spec: *p.Spec.DeepCopy()}
+		again.Spec.NodeName = ""
+		stored, err := srv.Client.CoreV1().Pods(p.Namespace).Create(ctx, again, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := injectedParts(t, stored), injectedParts(t, p); string(got) != string(want) {
+			t.Errorf("re-injection changed the pod:\n%s", udiff.Unified("first", "again", string(want), string(got)))
+		}
 	})
 
 	t.Run("pod labelled in a namespace not opted in is injected", func(t *testing.T) {
@@ -157,6 +170,56 @@ func TestInjectorOnAPIServer(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestCABundleKeeperOnAPIServer: as the controller's ServiceAccount, with the chart's RBAC, the keeper writes the
+// controller's CA into the chart's webhook configuration, and puts it back when something empties it (as a
+// helm upgrade would).
+func TestCABundleKeeperOnAPIServer(t *testing.T) {
+	srv, r := installChart(t)
+	ctx := context.Background()
+	whAPI := srv.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	wh := r.webhook.DeepCopy()
+	if _, err := whAPI.Create(ctx, wh, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = whAPI.Delete(context.Background(), wh.Name, metav1.DeleteOptions{}) })
+	as, err := kubernetes.NewForConfig(srv.ImpersonateServiceAccount(namespace, r.deploy.Spec.Template.Spec.ServiceAccountName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := newServingCA(t).pem
+	k := &inject.BundleKeeper{Client: as, Name: wh.Name, Bundle: func() []byte { return bundle }, Log: zaptest.NewLogger(t)}
+	check := func() {
+		t.Helper()
+		if wrote, err := k.Sync(ctx); err != nil || !wrote {
+			t.Fatalf("Sync as the controller = %v, %v; want a write", wrote, err)
+		}
+		got, err := whAPI.Get(ctx, wh.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range got.Webhooks {
+			if string(w.ClientConfig.CABundle) != string(bundle) {
+				t.Errorf("webhook %s: caBundle not the controller's CA", w.Name)
+			}
+		}
+		if wrote, err := k.Sync(ctx); err != nil || wrote {
+			t.Errorf("second Sync = %v, %v; want nothing to write", wrote, err)
+		}
+	}
+	check()
+	cur, err := whAPI.Get(ctx, wh.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range cur.Webhooks {
+		cur.Webhooks[i].ClientConfig.CABundle = nil
+	}
+	if _, err := whAPI.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	check()
 }
 
 // injectedParts is what the injector put into a stored pod (with the API server's defaults), and nothing that
