@@ -253,7 +253,12 @@ func (in *Injector) render(o options, config string) (*addition, error) {
 		rules.InboundPorts, rules.InboundPort = []uint16{o.inboundPort}, v.IngressPort
 	}
 	if err := rules.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrRefused, annErr(AnnotationExcludePorts, "%v", err))
+		// The only conflicts left are with the sidecar's own ports, through one of these two annotations.
+		ann := AnnotationExcludePorts
+		if strings.HasPrefix(err.Error(), "-inbound") {
+			ann = AnnotationInboundPort
+		}
+		return nil, fmt.Errorf("%w: %w", ErrRefused, annErr(ann, "%v", err))
 	}
 	data := map[string]any{
 		"Values":          v,
