@@ -3,6 +3,9 @@
 //
 //	sidecar -config /etc/agentauth/sidecar.yaml
 //	sidecar -config sidecar.yaml -check    # validate the config and every file it names, and exit
+//	sidecar -config-env AGENTAUTH_SIDECAR_CONFIG   # the config's YAML from an environment variable (Kubernetes)
+//	sidecar redirect install -sidecar-uid 65532 [flags]   # the redirect rules of an injected pod (nftables)
+//	sidecar redirect remove
 package main
 
 import (
@@ -12,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -20,10 +24,18 @@ import (
 
 	"github.com/agentauth/agentauth/internal/buildinfo"
 	"github.com/agentauth/agentauth/internal/logging"
+	"github.com/agentauth/agentauth/pkg/inject/redirect"
 	"github.com/agentauth/agentauth/pkg/sidecar"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "redirect" {
+		if err := runRedirect(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "sidecar redirect:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		if !errors.As(err, new(loggedError)) {
 			fmt.Fprintln(os.Stderr, "sidecar:", err)
@@ -37,6 +49,7 @@ type loggedError struct{ error }
 
 func run() error {
 	configPath := flag.String("config", "/etc/agentauth/sidecar.yaml", "path of the YAML config")
+	configEnv := flag.String("config-env", "", "name of an environment variable holding the YAML config, instead of -config")
 	check := flag.Bool("check", false, "validate the config and every file it names, and exit")
 	version := flag.Bool("version", false, "print the version (from the build info) and exit")
 	flag.Parse()
@@ -45,7 +58,12 @@ func run() error {
 		return nil
 	}
 
-	cfg, err := sidecar.Load(*configPath)
+	load := func() (*sidecar.Config, error) { return sidecar.Load(*configPath) }
+	if *configEnv != "" {
+		*configPath = "$" + *configEnv
+		load = func() (*sidecar.Config, error) { return sidecar.Parse([]byte(os.Getenv(*configEnv))) }
+	}
+	cfg, err := load()
 	if err != nil {
 		return err
 	}
@@ -80,7 +98,7 @@ func run() error {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				reload(log, level, *configPath, running.Load())
+				reload(log, level, *configPath, load, running.Load())
 			}
 		}
 	}()
@@ -104,12 +122,12 @@ func run() error {
 
 // reload applies SIGHUP: re-read the config and apply what can change while running (sidecar.Reload), and the
 // log level. On any error nothing changes and the log says why; the process never stops for a bad config.
-func reload(log *zap.Logger, level zap.AtomicLevel, path string, s *sidecar.Sidecar) {
+func reload(log *zap.Logger, level zap.AtomicLevel, path string, load func() (*sidecar.Config, error), s *sidecar.Sidecar) {
 	if s == nil {
 		log.Warn("SIGHUP ignored: the sidecar is still starting")
 		return
 	}
-	cfg, err := sidecar.Load(path)
+	cfg, err := load()
 	if err != nil {
 		log.Error("SIGHUP: config not reloaded; keeping the running one", zap.Error(err))
 		return
@@ -129,5 +147,36 @@ func reload(log *zap.Logger, level zap.AtomicLevel, path string, s *sidecar.Side
 	level.SetLevel(lvl)
 	if len(restart) > 0 {
 		log.Warn("SIGHUP: these sections changed but take effect only at the next restart", zap.Strings("sections", restart))
+	}
+}
+
+// runRedirect installs or removes the redirect rules of an injected pod: the injector runs it as the pod's first
+// init container, with the flags redirect.Rules.Args renders.
+func runRedirect(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: sidecar redirect install -sidecar-uid UID [flags] | sidecar redirect remove")
+	}
+	switch args[0] {
+	case "install":
+		r, err := redirect.ParseArgs(args[1:], os.Stderr)
+		if err != nil {
+			return err
+		}
+		if err := redirect.Install(r); err != nil {
+			return err
+		}
+		fmt.Printf("redirect rules installed: %s\n", strings.Join(r.Args(), " "))
+		return nil
+	case "remove":
+		if len(args) > 1 {
+			return fmt.Errorf("remove takes no arguments, got %q", args[1])
+		}
+		if err := redirect.Remove(); err != nil {
+			return err
+		}
+		fmt.Println("redirect rules removed")
+		return nil
+	default:
+		return fmt.Errorf("unknown action %q (want install or remove)", args[0])
 	}
 }

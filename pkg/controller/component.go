@@ -56,6 +56,9 @@ func (c *Controller) newComponents() []component {
 	if c.cfg.SSF != nil {
 		comps = append(comps, &ssfServer{c: c})
 	}
+	if c.cfg.Webhook != nil {
+		comps = append(comps, &webhookServer{c: c})
+	}
 	return append(comps, &adminServer{c: c})
 }
 

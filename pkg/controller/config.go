@@ -41,7 +41,9 @@ type Config struct {
 	// SSF receives OpenID Shared Signals (CAEP, RISC) as Security Event Tokens and turns them into revocations
 	// and risk changes.
 	SSF *SSFConfig `yaml:"ssf,omitempty"`
-	Log struct {
+	// Webhook, when set, serves the Kubernetes injector: the admission webhook that adds the sidecar to pods.
+	Webhook *WebhookConfig `yaml:"webhook,omitempty"`
+	Log     struct {
 		Level string `yaml:"level,omitempty"`
 	} `yaml:"log"`
 	// InitState lets the controller start with empty state although dataDir/keys shows it ran here before
@@ -313,6 +315,9 @@ func (c *Config) SetDefaults() {
 		if s.TLS != nil && s.TLS.ReloadInterval == 0 {
 			s.TLS.ReloadInterval = 10 * time.Second
 		}
+	}
+	if c.Webhook != nil {
+		c.Webhook.setDefaults(c.TrustDomain)
 	}
 }
 

@@ -589,23 +589,45 @@ func TestChartWebhook(t *testing.T) {
 	}
 }
 
+// TestChartInjectorConfig: the controller's webhook section, which the injector renders pods from: the sidecar
+// image of the chart's appVersion, the controller's issuer (or SPIRE's socket) as the sidecar's identity, and a
+// serving certificate from the controller's CA whose caBundle it keeps, or cert-manager's.
 func TestChartInjectorConfig(t *testing.T) {
 	c := loadChart(t)
-	def := renderStrict(t, c, nil)
-	if s := def.configMap(t, "injector.yaml"); strings.Contains(s, "spire") || !strings.Contains(s, "image: agentauth/sidecar:"+c.Metadata.AppVersion) {
-		t.Errorf("default injector.yaml:\n%s", s)
+	webhook := func(vals string) *controller.WebhookConfig {
+		t.Helper()
+		r := renderStrict(t, c, values(t, vals))
+		cfg, err := controller.Parse([]byte(r.configMap(t, "controller.yaml")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Webhook == nil {
+			t.Fatalf("no webhook section in controller.yaml with values %q", vals)
+		}
+		return cfg.Webhook
 	}
-	sp := renderStrict(t, c, values(t, `spire: {enabled: true, socketPath: /run/spire/sockets/agent.sock}`))
-	var inj struct {
-		Spire struct {
-			SocketPath string `json:"socketPath"`
-		} `json:"spire"`
+	def := webhook("")
+	inj := def.Injection
+	if inj.Image != "agentauth/sidecar:"+c.Metadata.AppVersion || inj.SPIRE != nil || inj.Identity.Controller == nil ||
+		inj.Identity.Controller.Address != "agentauth-issuer.agentauth-system.svc:8443" || inj.Audience != "agentauth" {
+		t.Errorf("default injection values: %+v", inj)
 	}
-	if err := yaml.Unmarshal([]byte(sp.configMap(t, "injector.yaml")), &inj); err != nil {
-		t.Fatal(err)
+	if def.CABundle == nil || def.CABundle.WebhookConfiguration != "agentauth-webhook" ||
+		!slices.Contains(def.DNSNames, "agentauth-webhook.agentauth-system.svc") || def.CertManager != nil {
+		t.Errorf("default webhook certificate: dnsNames %v, caBundle %+v, certManager %+v", def.DNSNames, def.CABundle, def.CertManager)
 	}
-	if inj.Spire.SocketPath != "/run/spire/sockets/agent.sock" {
-		t.Errorf("spire socket %q in injector.yaml", inj.Spire.SocketPath)
+	sp := webhook(`spire: {enabled: true, socketPath: /run/spire/sockets/agent.sock}`).Injection
+	if sp.Identity.WorkloadAPI == nil || sp.Identity.WorkloadAPI.Socket != "unix:///run/spire/sockets/agent.sock" ||
+		sp.SPIRE == nil || sp.SPIRE.SocketDir != "/run/spire/sockets" || sp.SPIRE.CSIDriver != "csi.spiffe.io" {
+		t.Errorf("spire injection values: identity %+v, spire %+v", sp.Identity, sp.SPIRE)
+	}
+	cm := webhook(`injector: {certManager: {enabled: true}}`)
+	if cm.CertManager == nil || cm.CABundle != nil {
+		t.Errorf("cert-manager: certManager %+v, caBundle %+v; want cert-manager's files and no caBundle keeping", cm.CertManager, cm.CABundle)
+	}
+	ex := webhook(`injector: {sidecar: {excludeOutboundPorts: [5432], excludeOutboundCIDRs: [10.96.0.0/12], mode: wpt}}`).Injection
+	if !slices.Equal(ex.ExcludeOutboundPorts, []uint16{5432}) || !slices.Equal(ex.ExcludeOutboundCIDRs, []string{"10.96.0.0/12"}) || ex.Mode != "wpt" {
+		t.Errorf("sidecar values not passed on: %+v", ex)
 	}
 }
 

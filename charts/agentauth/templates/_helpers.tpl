@@ -79,5 +79,49 @@ data volume, the admin socket in /run/agentauth. */}}
 {{- if $c.ssf.enabled -}}
 {{- $_ := set $cfg "ssf" (dict "listen" (printf ":%d" (int $c.ports.ssf)) "transmitters" $c.ssf.transmitters) -}}
 {{- end -}}
+{{- if .Values.injector.enabled -}}
+{{- $_ := set $cfg "webhook" (include "agentauth.webhookConfig" . | fromYaml) -}}
+{{- end -}}
 {{- toYaml (mergeOverwrite $cfg (deepCopy $c.extraConfig)) -}}
+{{- end -}}
+
+{{/* The controller's webhook section: the injector's serving certificate and what it puts into pods. */}}
+{{- define "agentauth.webhookConfig" -}}
+{{- $inj := .Values.injector -}}
+{{- $s := $inj.sidecar -}}
+{{- $svc := printf "%s.%s.svc" (include "agentauth.webhookName" .) .Release.Namespace -}}
+{{- $w := dict "listen" (printf ":%d" (int .Values.controller.ports.webhook)) -}}
+{{- if $inj.certManager.enabled -}}
+{{- $_ := set $w "certManager" (dict "cert" "/etc/agentauth/webhook-tls/tls.crt" "key" "/etc/agentauth/webhook-tls/tls.key") -}}
+{{- else -}}
+{{- $_ := set $w "dnsNames" (list $svc (printf "%s.cluster.local" $svc)) -}}
+{{- $_ := set $w "caBundle" (dict "webhookConfiguration" (include "agentauth.webhookName" .)) -}}
+{{- end -}}
+{{- $injection := dict
+  "image" (include "agentauth.image" (dict "root" . "name" "sidecar" "digest" .Values.image.sidecarDigest))
+  "imagePullPolicy" .Values.image.pullPolicy
+  "uid" (int $s.uid)
+  "mode" $s.mode
+  "resources" $s.resources
+  "audience" .Values.attestation.audience
+  "tokenExpirationSeconds" (int $s.tokenExpirationSeconds)
+  "controller" (dict "address" (printf "%s.%s.svc:%d" (include "agentauth.name" (dict "root" . "suffix" "xds")) .Release.Namespace (int .Values.controller.ports.xds)))
+-}}
+{{- with $s.excludeOutboundPorts }}{{ $_ := set $injection "excludeOutboundPorts" . }}{{ end -}}
+{{- with $s.excludeOutboundCIDRs }}{{ $_ := set $injection "excludeOutboundCIDRs" . }}{{ end -}}
+{{- with $s.routes }}{{ $_ := set $injection "routes" . }}{{ end -}}
+{{- if .Values.spire.enabled -}}
+{{- $_ := set $injection "identity" (dict "workloadAPI" (dict "socket" (printf "unix://%s" .Values.spire.socketPath))) -}}
+{{- $spire := dict "socketDir" (dir .Values.spire.socketPath) -}}
+{{- if .Values.spire.hostPath }}{{ $_ := set $spire "hostPath" .Values.spire.hostPath }}{{ else }}{{ $_ := set $spire "csiDriver" .Values.spire.csiDriver }}{{ end -}}
+{{- $_ := set $injection "spire" $spire -}}
+{{- else -}}
+{{- $_ := set $injection "identity" (dict "controller" (dict
+  "address" (printf "%s.%s.svc:%d" (include "agentauth.name" (dict "root" . "suffix" "issuer")) .Release.Namespace (int .Values.controller.ports.issuer))
+  "bundle" "/var/run/agentauth/identity/bundle.pem"
+  "kubernetesTokenFile" "/var/run/agentauth/identity/token"
+  "stateDir" "/var/run/agentauth/state")) -}}
+{{- end -}}
+{{- $_ := set $w "injection" $injection -}}
+{{- toYaml $w -}}
 {{- end -}}
