@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/controller/state"
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/store"
 )
@@ -38,7 +39,7 @@ func storedRevocations(n int) []*agentauthv1.Revocation {
 	return revs
 }
 
-// benchController is a controller whose store holds n revocations, as the token service and the issuer see it.
+// benchController is a controller whose store holds n revocations, as the token service and the issuer see them.
 func benchController(b *testing.B, n int) *Controller {
 	st, err := store.Open(filepath.Join(b.TempDir(), "state.db"), store.Options{})
 	if err != nil {
@@ -48,13 +49,18 @@ func benchController(b *testing.B, n int) *Controller {
 	if _, err := st.Revocations().Replace(storedRevocations(n)); err != nil {
 		b.Fatal(err)
 	}
-	return &Controller{store: st, log: zap.NewNop()}
+	ss, err := state.New(st, state.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(ss.Close)
+	return &Controller{store: st, state: ss, log: zap.NewNop()}
 }
 
 // BenchmarkTokenServiceRevoked is the token service's revocation check of one token request (agent, user,
 // transaction) with 100,000 revocations stored, none of them about the caller.
 func BenchmarkTokenServiceRevoked(b *testing.B) {
-	revs := storeRevocations{benchController(b, 100_000)}
+	revs := indexRevocations{benchController(b, 100_000).state}
 	ctx, now := context.Background(), time.Now()
 	b.ReportAllocs()
 	for b.Loop() {

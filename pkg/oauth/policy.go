@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -139,9 +140,9 @@ func inTrustDomain(id string, td spiffeid.TrustDomain) bool {
 // Subject kinds a Revocations implementation is asked about; the values are those of pkg/policy, so the
 // controller's revocation state serves both.
 const (
-	RevokedAgent = "agent"
-	RevokedUser  = "user"
-	RevokedTxn   = "txn"
+	RevokedAgent = string(revocation.ClassAgent)
+	RevokedUser  = string(revocation.ClassUser)
+	RevokedTxn   = string(revocation.ClassTxn)
 )
 
 // Revocations is the controller's revocation state. Revoked reports whether the subject of kind (RevokedAgent,

@@ -31,6 +31,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/xds"
 )
@@ -313,12 +314,12 @@ func (cp *controlPlane) risk(agent, user string) (policy.RiskLevel, string) {
 			}
 		}
 	}
-	for _, k := range agentauthv1.KindsFor("agent") {
-		consider(k, agent)
+	for _, k := range revocation.ClassAgent.Kinds() {
+		consider(string(k), agent)
 	}
 	if user != "" {
-		for _, k := range agentauthv1.KindsFor("user") {
-			consider(k, agentauthv1.NormalValue(k, user))
+		for _, k := range revocation.ClassUser.Kinds() {
+			consider(string(k), revocation.Normal(k, user))
 		}
 	}
 	return level, assurance
@@ -345,17 +346,9 @@ func (cp *controlPlane) ready(context.Context) (string, error) {
 // token service names them (a Txn-Token's sub: a user issuer's subjectPrefix + sub), which is how the controller
 // resolved each user revocation (delegated_subjects); an agent or transaction by its value, under any issuer.
 func (cp *controlPlane) revoked(_ context.Context, kind, value string, issuedAt time.Time) (string, bool) {
-	st, now := cp.client.State(), time.Now()
-	if kind == policy.SubjectUser {
-		if r := st.RevokedDelegated(value, issuedAt, now); r != nil {
-			return r.GetId() + ": " + r.Describe(), true
-		}
-		return "", false
-	}
-	for _, k := range agentauthv1.KindsFor(kind) {
-		if r := st.Revoked(k, "", agentauthv1.NormalValue(k, value), issuedAt, now); r != nil {
-			return r.GetId() + ": " + r.Describe(), true
-		}
+	revs := cp.client.State().RevocationIndex()
+	if r := revs.RefusingClass(revocation.Class(kind), value, issuedAt, time.Now()); r != nil {
+		return r.GetId() + ": " + r.Describe(), true
 	}
 	return "", false
 }
@@ -364,23 +357,21 @@ func (cp *controlPlane) revoked(_ context.Context, kind, value string, issuedAt 
 // controller's revocations before any policy runs. The WIT's jti is matched under any issuer: a revocation by
 // jti alone (agentauthctl without -iss) names no issuer, and jtis are unique anyway.
 func (cp *controlPlane) Check(_ context.Context, id *proxy.Identity) error {
-	st, now := cp.client.State(), time.Now()
+	revs, now := cp.client.State().RevocationIndex(), time.Now()
 	issued, _ := id.Attrs[attrIssuedAt].(time.Time)
-	for _, kind := range agentauthv1.KindsFor("agent") {
-		if r := st.Revoked(kind, "", id.Subject, issued, now); r != nil {
-			return proxy.Revoked(r.GetId(), r.Describe())
-		}
+	if r := revs.RefusingClass(revocation.ClassAgent, id.Subject, issued, now); r != nil {
+		return proxy.Revoked(r.GetId(), r.Describe())
 	}
 	if jti, _ := id.Attrs[attrWITJTI].(string); jti != "" {
-		if r := st.Revoked("jti", "", jti, issued, now); r != nil {
+		if r := revs.Refusing(revocation.KindJTI, "", jti, issued, now); r != nil {
 			return proxy.Revoked(r.GetId(), r.Describe())
 		}
 	}
 	// A certificate revoked by serial (CAEP credential-change, x509) is refused for good. Its issuer is matched
 	// loosely, like the jti's: a DN has many spellings, and serials are random.
 	if c := id.PeerCert; c != nil {
-		serial := agentauthv1.NormalValue("x509_serial", hex.EncodeToString(c.SerialNumber.Bytes()))
-		if r := st.Revoked("x509_serial", "", serial, c.NotBefore, now); r != nil {
+		serial := hex.EncodeToString(c.SerialNumber.Bytes())
+		if r := revs.Refusing(revocation.KindX509Serial, "", serial, c.NotBefore, now); r != nil {
 			return proxy.Revoked(r.GetId(), r.Describe())
 		}
 	}

@@ -20,11 +20,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
-	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/store"
 )
 
@@ -33,13 +31,13 @@ const permitAll = `permit (principal, action, resource);`
 func TestPushAndAck(t *testing.T) {
 	ca := testca.New(t, td)
 	c := newController(t, ca)
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.pub.SetTrustBundle(trustBundle(ca, 1)); err != nil {
+	if err := c.w.SetTrustBundle(trustBundle(ca, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.pub.SetRisk(&agentauthv1.RiskState{Subject: &agentauthv1.Subject{Kind: "user_email", Value: "a@example.org"}, RiskLevel: "HIGH"}); err != nil {
+	if err := c.w.SetRisk(&agentauthv1.RiskState{Subject: &agentauthv1.Subject{Kind: "user_email", Value: "a@example.org"}, RiskLevel: "HIGH"}); err != nil {
 		t.Fatal(err)
 	}
 	sc := c.sidecar("a", nil, func(cfg *ClientConfig) {
@@ -63,7 +61,7 @@ func TestPushAndAck(t *testing.T) {
 
 	// A revocation pushed after the initial sync arrives as one small update.
 	before := sc.Status().Received
-	if err := c.pub.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/b")); err != nil {
+	if err := c.w.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/b")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "revocation r1", func() bool { _, ok := sc.State().Revocation("r1"); return ok })
@@ -101,7 +99,7 @@ func TestPushAndAck(t *testing.T) {
 func TestNACKKeepsLastGoodState(t *testing.T) {
 	ca := testca.New(t, td)
 	c := newController(t, ca)
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
 		t.Fatal(err)
 	}
 	strict := c.sidecar("strict", nil, func(cfg *ClientConfig) {
@@ -114,7 +112,7 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 
 	// The controller has no Cedar validator here, so the bad policy reaches the sidecars.
 	bad := policy("p2", `permit (principal, action, resource) when { principal.risk == };`)
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), bad}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), bad}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the NACK", func() bool { return strict.Status().NACKs == 1 })
@@ -139,7 +137,7 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 	if lax.Status().NACKs != 0 {
 		t.Errorf("lax sidecar NACKed: %s", lax.Status().LastNACK)
 	}
-	if err := c.pub.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/x")); err != nil {
+	if err := c.w.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/x")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the revocation on the strict sidecar", func() bool { _, ok := strict.State().Revocation("r1"); return ok })
@@ -164,7 +162,7 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 	waitFor(t, "lax: all SYNCED", func() bool { return maps.Equal(syncOf(lax), allSynced) })
 
 	// Fixing the policy clears the way.
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), policy("p2", `forbid (principal, action, resource);`)}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), policy("p2", `forbid (principal, action, resource);`)}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the fixed policy", func() bool { _, ok := strict.State().Policy("p2"); return ok })
@@ -198,15 +196,15 @@ func TestSync(t *testing.T) {
 func TestControllerRestartAndDown(t *testing.T) {
 	ca := testca.New(t, td)
 	c := newController(t, ca)
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), policy("p2", permitAll)}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), policy("p2", permitAll)}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		if err := c.pub.UpsertRevocation(spiffeRevocation(fmt.Sprintf("r%d", i), fmt.Sprintf("spiffe://example.org/agent/%d", i))); err != nil {
+		if err := c.w.UpsertRevocation(spiffeRevocation(fmt.Sprintf("r%d", i), fmt.Sprintf("spiffe://example.org/agent/%d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := c.pub.SetTrustBundle(trustBundle(ca, 1)); err != nil {
+	if err := c.w.SetTrustBundle(trustBundle(ca, 1)); err != nil {
 		t.Fatal(err)
 	}
 	sc := c.sidecar("a", nil, nil)
@@ -275,7 +273,7 @@ func TestControllerRestartAndDown(t *testing.T) {
 		t.Errorf("state after restart: %d revocations, %d policies", len(sc.State().Revocations()), len(sc.State().Policies()))
 	}
 	// And the restarted controller serves new changes.
-	if err := c.pub.DeleteRevocation("r9"); err != nil {
+	if err := c.w.DeleteRevocation("r9"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the deletion", func() bool { _, ok := sc.State().Revocation("r9"); return !ok })
@@ -293,7 +291,7 @@ func TestRevocationReachesEverySidecar(t *testing.T) {
 		s.waitSynced(t)
 	}
 	waitFor(t, "every node listed", func() bool { return len(c.srv.Nodes()) == n })
-	if err := c.pub.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/s3")); err != nil {
+	if err := c.w.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/s3")); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range sidecars {
@@ -307,7 +305,7 @@ func TestRevocationReachesEverySidecar(t *testing.T) {
 			t.Errorf("%s: OnUpdate got %+v", s.id, last)
 		}
 	}
-	if err := c.pub.DeleteRevocation("r1"); err != nil {
+	if err := c.w.DeleteRevocation("r1"); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range sidecars {
@@ -319,7 +317,7 @@ func TestClientWithoutValidSVIDIsRefused(t *testing.T) {
 	ca := testca.New(t, td)
 	other := testca.New(t, spiffeid.RequireTrustDomainFromString("evil.example"))
 	c := newController(t, ca)
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -383,7 +381,7 @@ func rawStream(t *testing.T, c *controller) (discovery.AggregatedDiscoveryServic
 func TestBadRequestsGetClearErrors(t *testing.T) {
 	ca := testca.New(t, td)
 	c := newController(t, ca)
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
 		t.Fatal(err)
 	}
 	version, _ := c.st.Version()
@@ -444,91 +442,6 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 		t.Errorf("store version moved from %d to %d", version, v)
 	}
 	waitFor(t, "the policy cache to hold p1 only", func() bool { return len(cacheNames(c.pub.caches[agentauthv1.PolicyType])) == 1 })
-}
-
-func TestPublisherRefusesBadInput(t *testing.T) {
-	ca := testca.New(t, td)
-	c := newController(t, ca)
-	c.stop()
-	st, err := store.Open(c.path, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	pub, err := NewPublisher(st, PublisherConfig{Validators: map[string]Validator{agentauthv1.PolicyType: cedarValidator}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	if err := pub.SetPolicies([]*agentauthv1.Policy{policy("good", permitAll)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.SetTrustBundle(trustBundle(ca, 5)); err != nil {
-		t.Fatal(err)
-	}
-	version, _ := st.Version()
-	waitFor(t, "the policy cache to hold one policy", func() bool { return len(cacheNames(pub.caches[agentauthv1.PolicyType])) == 1 })
-
-	tests := []struct {
-		name string
-		do   func() error
-		want error
-	}{
-		{"policy without text", func() error {
-			return pub.SetPolicies([]*agentauthv1.Policy{policy("good", permitAll), policy("empty", "")})
-		}, autherr.ErrMalformed},
-		{"policy that does not compile", func() error {
-			return pub.SetPolicies([]*agentauthv1.Policy{policy("bad", "permit (principal,")})
-		}, autherr.ErrMalformed},
-		{"duplicate policy ids", func() error {
-			return pub.SetPolicies([]*agentauthv1.Policy{policy("a", permitAll), policy("a", permitAll)})
-		}, autherr.ErrMalformed},
-		{"revocation without subject", func() error {
-			return pub.UpsertRevocation(&agentauthv1.Revocation{Id: "r"})
-		}, autherr.ErrMalformed},
-		{"revocation without id", func() error {
-			r := spiffeRevocation("", "spiffe://example.org/a")
-			return pub.UpsertRevocation(r)
-		}, autherr.ErrMalformed},
-		{"subject kind with odd characters", func() error {
-			r := spiffeRevocation("r", "spiffe://example.org/a")
-			r.Subject.Kind = "Spiffe ID"
-			return pub.UpsertRevocation(r)
-		}, autherr.ErrMalformed},
-		{"invalid timestamp", func() error {
-			r := spiffeRevocation("r", "spiffe://example.org/a")
-			r.NotBefore = &timestamppb.Timestamp{Seconds: 1, Nanos: -5}
-			return pub.UpsertRevocation(r)
-		}, autherr.ErrMalformed},
-		{"bundle with garbage DER", func() error {
-			return pub.SetTrustBundle(&agentauthv1.TrustBundle{TrustDomain: "example.org", X509Authorities: [][]byte{{0x30, 0x03, 1, 2, 3}}, Sequence: 9})
-		}, autherr.ErrMalformed},
-		{"bundle with bad JWKS", func() error {
-			return pub.SetTrustBundle(&agentauthv1.TrustBundle{TrustDomain: "example.org", JwtAuthoritiesJwks: []byte(`{"keys":[{"kty":"EC"}]}`), Sequence: 9})
-		}, autherr.ErrMalformed},
-		{"bundle for a bad trust domain", func() error {
-			b := trustBundle(ca, 9)
-			b.TrustDomain = "Example.ORG/x"
-			return pub.SetTrustBundle(b)
-		}, autherr.ErrMalformed},
-		{"older bundle", func() error { return pub.SetTrustBundle(trustBundle(ca, 4)) }, autherr.ErrMalformed},
-		{"deleting an unknown revocation", func() error { return pub.DeleteRevocation("nope") }, ErrNotFound},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.do()
-			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
-				t.Fatalf("got %v, want %v", err, tt.want)
-			}
-			t.Log(err)
-			if v, _ := st.Version(); v != version {
-				t.Fatalf("store changed (version %d → %d)", version, v)
-			}
-		})
-	}
-	if got := cacheNames(pub.caches[agentauthv1.PolicyType]); !slices.Equal(got, []string{"good"}) {
-		t.Errorf("policy cache holds %v, want [good]", got)
-	}
 }
 
 func TestNewServerRefusesTLSWithoutClientAuth(t *testing.T) {
