@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentauth/agentauth/pkg/controller"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 )
 
 func newSidecarsCmd(a *app) *cobra.Command {
@@ -55,11 +55,11 @@ A sidecar that is not connected is not listed: it enforces its last state (fail-
 // syncCell is a type's status with the versions that explain it: "SYNCED (12.7)", "STALE (12.6 < 12.7)".
 func syncCell(st controller.TypeStatus, current string) string {
 	switch st.Status {
-	case xds.Synced:
+	case xdsserver.Synced:
 		return fmt.Sprintf("%s (%s)", st.Status, current)
-	case xds.NACKed:
+	case xdsserver.NACKed:
 		return fmt.Sprintf("%s (%s)", st.Status, st.NACKed)
-	case xds.Stale:
+	case xdsserver.Stale:
 		return fmt.Sprintf("%s (%s < %s)", st.Status, orDash(st.Acked), current)
 	}
 	return string(st.Status)

@@ -29,7 +29,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testproc"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsclient"
 )
 
 // PerProcess is the default number of sidecars in one child process.
@@ -165,16 +165,16 @@ func Serve(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	clients := make([]*xds.Client, c.Count)
+	clients := make([]*xdsclient.Client, c.Count)
 	for i := range clients {
 		base := filepath.Join(c.SVIDs, strconv.Itoa(c.First+i))
 		svid, err := x509svid.Load(base+".crt", base+".key")
 		if err != nil {
 			t.Fatal(err)
 		}
-		cl, err := xds.NewClient(xds.ClientConfig{Target: c.Target, NodeID: svid.ID.String(),
+		cl, err := xdsclient.NewClient(xdsclient.ClientConfig{Target: c.Target, NodeID: svid.ID.String(),
 			TLSConfig: tlsconfig.MTLSClientConfig(svid, bundle, tlsconfig.AuthorizeID(c.Controller)),
-			OnUpdate: func(u xds.Update) {
+			OnUpdate: func(u xdsclient.Update) {
 				sub := *subject.Load()
 				if u.TypeURL != agentauthv1.RevocationType || sub == "" || enforced[i].Load() != 0 {
 					return

@@ -14,7 +14,10 @@ import (
 	"github.com/agentauth/agentauth/internal/testproc"
 )
 
-const crashEnv = "AGENTAUTH_AUDIT_CRASH_DIR"
+const (
+	crashEnv           = "AGENTAUTH_AUDIT_CRASH_DIR"
+	crashDurabilityEnv = "AGENTAUTH_AUDIT_CRASH_DURABILITY"
+)
 
 // TestCrashChild is the writer that TestKillDuringWrites kills: it appends from several goroutines and prints
 // "bench: ack N" once record N is durable. It runs only as that child.
@@ -27,7 +30,8 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := Open(Options{Dir: filepath.Join(dir, "log"), Signer: s, MaxFileBytes: 32 << 10, CheckpointInterval: 20 * time.Millisecond})
+	w, err := Open(Options{Dir: filepath.Join(dir, "log"), Signer: s, MaxFileBytes: 32 << 10, CheckpointInterval: 20 * time.Millisecond,
+		Durability: Durability(os.Getenv(crashDurabilityEnv))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,12 +55,22 @@ func TestCrashChild(t *testing.T) {
 	wg.Wait()
 }
 
-// TestKillDuringWrites kills a writer with SIGKILL during sustained appends; the log then verifies, holds every
-// record whose Append had returned, and a new writer resumes it.
+// TestKillDuringWrites kills a writer with SIGKILL during sustained appends, in both durability modes; the log then
+// verifies, holds every record whose Append had returned, and a new writer resumes it. (Batched acknowledges a
+// record once it is written, before its fsync: a process crash must still lose none.)
 func TestKillDuringWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
 	}
+	for _, d := range []Durability{Sync, Batched} {
+		t.Run(string(d), func(t *testing.T) {
+			t.Setenv(crashDurabilityEnv, string(d))
+			killDuringWrites(t)
+		})
+	}
+}
+
+func killDuringWrites(t *testing.T) {
 	dir := t.TempDir()
 	_, v, err := LoadOrCreateKey(filepath.Join(dir, "audit.key"), testOrigin)
 	if err != nil {

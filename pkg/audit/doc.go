@@ -4,12 +4,13 @@
 // record.
 //
 // Writing: Writer.Append gives a record the next leaf index and the leaf hash of its predecessor (Prev), writes it
-// and returns once it is fsynced. Concurrent appends share one fsync (group commit). Durability Sync commits as
-// soon as anything is pending; Batched holds a batch open for up to BatchWait so that fewer, larger fsyncs serve a
-// busy sidecar. In both modes a record is on disk before Append returns, so a crash loses no acknowledged record;
-// a write cut short by a crash leaves a partial last line, which Open cuts and Verify reports as a torn tail. A
-// write error (a full disk) makes every later Append fail with ErrUnavailable: the caller decides whether that
-// refuses requests (fail-closed) or not.
+// and returns once it is durable. Durability Sync returns once the record is fsynced; concurrent appends share one
+// fsync (group commit), so neither a process nor a machine crash loses an acknowledged record. Durability Batched
+// returns once the record is written to the file, and fsyncs in the background within BatchWait: a process crash
+// (kill -9) loses no acknowledged record, a machine crash loses at most the last BatchWait, and no Append waits for
+// the disk. Checkpoints sign only what is fsynced. A write cut short by a crash leaves a partial last line, which
+// Open cuts and Verify reports as a torn tail. A write or fsync error (a full disk) makes every later Append fail
+// with ErrUnavailable: the caller decides whether that refuses requests (fail-closed) or not.
 //
 // The leaf of record i is its line exactly as written, without the newline. Files rotate by size; a record never
 // spans two files, and the tree continues across them. The tree state (its compact range) is saved with every

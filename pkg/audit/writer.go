@@ -19,14 +19,18 @@ import (
 	"golang.org/x/mod/sumdb/note"
 )
 
-// Durability says how the Writer groups fsyncs. In both modes Append returns only once its record is on disk.
+// Durability says when Append returns: once its record is fsynced (Sync), or once it is written to the file and so
+// survives the process, with the fsync following within BatchWait (Batched).
 type Durability string
 
 const (
-	// Sync commits as soon as there is something to commit: records that arrive while one fsync runs share the next.
+	// Sync returns once the record is fsynced: records that arrive while one fsync runs share the next (group
+	// commit). A crash of the process or of the machine loses no acknowledged record.
 	Sync Durability = "sync"
-	// Batched holds a batch open for up to BatchWait (or until BatchMax records) before its fsync: fewer fsyncs
-	// under load, at the price of up to BatchWait more latency per record.
+	// Batched returns once the record is written to the file (in the kernel's page cache), and fsyncs in the
+	// background within BatchWait of the first unsynced write. A crash of the process loses no acknowledged record;
+	// a crash of the machine (power, kernel) loses at most the records of the last BatchWait. Appends never wait for
+	// the disk, which is what keeps a busy sidecar's throughput.
 	Batched Durability = "batched"
 )
 
@@ -34,7 +38,7 @@ const (
 const (
 	DefaultMaxFileBytes       = 64 << 20
 	DefaultCheckpointInterval = 10 * time.Second
-	DefaultBatchWait          = 2 * time.Millisecond
+	DefaultBatchWait          = 10 * time.Millisecond
 	DefaultBatchMax           = 512
 )
 
@@ -42,9 +46,11 @@ const (
 type Options struct {
 	Dir string
 	// Signer signs checkpoints; its name is the log's origin.
-	Signer             note.Signer
-	Durability         Durability
-	BatchWait          time.Duration
+	Signer     note.Signer
+	Durability Durability
+	// BatchWait bounds how long a Batched record may be written but not yet fsynced.
+	BatchWait time.Duration
+	// BatchMax caps the records one write carries.
 	BatchMax           int
 	MaxFileBytes       int64
 	CheckpointInterval time.Duration
@@ -119,11 +125,21 @@ type Writer struct {
 	stop chan struct{}
 	done chan struct{}
 
+	// Batched: the committer kicks the syncer after a write; the syncer fsyncs what was written and marks it durable.
+	syncKick   chan struct{}
+	syncerDone chan struct{}
+	// fileMu orders the syncer's fsync of f with the committer's rotation, which closes f.
+	fileMu sync.Mutex
+
+	// headMu guards written and durable, which the committer and the syncer both move.
+	headMu  sync.Mutex
+	written head // where the log ends in the file
+	durable head // where the log ends on disk (fsynced): what checkpoints sign
+
 	// Owned by the committer goroutine.
 	f        *os.File
 	fileNo   int
 	fileSize int64
-	durable  head
 	lastCP   uint64
 	cpFile   *os.File
 }
@@ -139,12 +155,13 @@ func Open(opts Options) (*Writer, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	w := &Writer{opts: opts, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	w := &Writer{opts: opts, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		syncKick: make(chan struct{}, 1), syncerDone: make(chan struct{})}
 	h, err := w.recover()
 	if err != nil {
 		return nil, err
 	}
-	w.durable, w.lastCP = h, h.Size
+	w.written, w.durable, w.lastCP = h, h, h.Size
 	if st, err := readState(opts.Dir); err == nil && st != nil {
 		w.lastCP = st.Size
 	}
@@ -169,6 +186,11 @@ func Open(opts Options) (*Writer, error) {
 	}
 	w.cur = w.newBatch()
 	go w.commitLoop()
+	if opts.Durability == Batched {
+		go w.syncLoop()
+	} else {
+		close(w.syncerDone)
+	}
 	return w, nil
 }
 
@@ -177,8 +199,9 @@ func (w *Writer) Origin() string { return w.opts.Signer.Name() }
 
 func (w *Writer) newBatch() *batch { return &batch{done: make(chan struct{})} }
 
-// Append gives r the next index (r.Index, r.Prev are set), writes it, and returns once it is on disk. When the log
-// cannot be written, the error wraps ErrUnavailable; when ctx ends first, the record may still be written.
+// Append gives r the next index (r.Index, r.Prev are set), writes it, and returns once it is durable as the
+// Durability says. When the log cannot be written, the error wraps ErrUnavailable; when ctx ends first, the record
+// may still be written.
 func (w *Writer) Append(ctx context.Context, r *Record) (uint64, error) {
 	w.mu.Lock()
 	if w.closed {
@@ -245,6 +268,7 @@ func (w *Writer) Close() error {
 	w.mu.Unlock()
 	close(w.stop)
 	<-w.done
+	<-w.syncerDone
 	var errs []error
 	if w.err == nil {
 		errs = append(errs, w.checkpoint())
@@ -266,9 +290,6 @@ func (w *Writer) commitLoop() {
 			continue
 		case <-w.stop:
 			stopping = true
-		}
-		if w.opts.Durability == Batched && !stopping {
-			w.holdBatch()
 		}
 		w.mu.Lock()
 		b := w.cur
@@ -308,40 +329,29 @@ func (w *Writer) commitLoop() {
 	}
 }
 
-// holdBatch waits until the open batch is full or BatchWait has passed.
-func (w *Writer) holdBatch() {
-	t := time.NewTimer(w.opts.BatchWait)
-	defer t.Stop()
-	for {
-		w.mu.Lock()
-		full := w.cur.n >= w.opts.BatchMax
-		w.mu.Unlock()
-		if full {
-			return
-		}
-		select {
-		case <-t.C:
-			return
-		case <-w.kick:
-		case <-w.stop:
-			return
-		}
-	}
-}
-
-// commit writes a batch, syncs it, and rotates to a new file once the current one is over MaxFileBytes. A record
-// never spans two files.
+// commit writes a batch, fsyncs it in Sync mode (Batched leaves that to the syncer), and rotates to a new file
+// once the current one is over MaxFileBytes. A record never spans two files.
 func (w *Writer) commit(b *batch) error {
 	n, err := w.f.Write(b.buf)
 	w.fileSize += int64(n)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", w.f.Name(), err)
 	}
-	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", w.f.Name(), err)
-	}
 	b.head.File, b.head.Offset = w.fileNo, w.fileSize
-	w.durable = b.head
+	w.headMu.Lock()
+	w.written = b.head
+	w.headMu.Unlock()
+	if w.opts.Durability == Sync {
+		if err := w.f.Sync(); err != nil {
+			return fmt.Errorf("syncing %s: %w", w.f.Name(), err)
+		}
+		w.markDurable(b.head)
+	} else {
+		select {
+		case w.syncKick <- struct{}{}:
+		default:
+		}
+	}
 	if w.fileSize < w.opts.MaxFileBytes {
 		return nil
 	}
@@ -353,10 +363,73 @@ func (w *Writer) commit(b *batch) error {
 		_ = next.Close()
 		return fmt.Errorf("rotating: %w", err)
 	}
+	// The old file must be on disk before it is closed: the syncer only ever fsyncs the current one.
+	w.fileMu.Lock()
+	defer w.fileMu.Unlock()
+	if err := w.f.Sync(); err != nil {
+		_ = next.Close()
+		return fmt.Errorf("syncing %s: %w", w.f.Name(), err)
+	}
+	w.markDurable(b.head)
 	_ = w.f.Close()
 	w.f, w.fileNo, w.fileSize = next, w.fileNo+1, 0
-	w.durable.File, w.durable.Offset = w.fileNo, 0
+	rotated := head{Size: b.head.Size, Hashes: b.head.Hashes, Prev: b.head.Prev, File: w.fileNo}
+	w.headMu.Lock()
+	w.written, w.durable = rotated, rotated
+	w.headMu.Unlock()
 	return nil
+}
+
+// markDurable records that the log is on disk up to h.
+func (w *Writer) markDurable(h head) {
+	w.headMu.Lock()
+	if h.Size >= w.durable.Size {
+		w.durable = h
+	}
+	w.headMu.Unlock()
+}
+
+// syncLoop is the Batched writer's syncer: after a write it waits out BatchWait, so that one fsync covers every
+// write of that window, then fsyncs. It stops once the committer has stopped, after a last fsync.
+func (w *Writer) syncLoop() {
+	defer close(w.syncerDone)
+	t := time.NewTimer(0)
+	<-t.C
+	for {
+		select {
+		case <-w.syncKick:
+		case <-w.done:
+			w.syncWritten()
+			return
+		}
+		t.Reset(w.opts.BatchWait)
+		select {
+		case <-t.C:
+		case <-w.done:
+			t.Stop()
+		}
+		w.syncWritten()
+	}
+}
+
+// syncWritten fsyncs what is written and marks it durable; a failure makes the log unavailable, as a failed write
+// does.
+func (w *Writer) syncWritten() {
+	w.fileMu.Lock()
+	w.headMu.Lock()
+	h := w.written
+	w.headMu.Unlock()
+	err := w.f.Sync()
+	w.fileMu.Unlock()
+	if err == nil {
+		w.markDurable(h)
+		return
+	}
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = fmt.Errorf("%w: syncing: %w", ErrUnavailable, err)
+	}
+	w.mu.Unlock()
 }
 
 func (w *Writer) checkpointLogged() {
@@ -372,7 +445,9 @@ func (w *Writer) checkpointLogged() {
 // checkpoint signs the durable tree head, appends it to the checkpoints file and saves the tree state, when the
 // tree grew since the last one. Only the committer (or Close, after it stopped) calls it.
 func (w *Writer) checkpoint() error {
+	w.headMu.Lock()
 	h := w.durable
+	w.headMu.Unlock()
 	if h.Size == 0 || h.Size == w.lastCP {
 		return nil
 	}

@@ -31,10 +31,18 @@ func TestWriterAppendVerify(t *testing.T) {
 	}
 }
 
+// TestWriterCheckpointsPeriodically: checkpoints follow the log without Close, in Batched mode too, where they wait
+// for the background fsync.
 func TestWriterCheckpointsPeriodically(t *testing.T) {
+	for _, d := range []Durability{Sync, Batched} {
+		t.Run(string(d), func(t *testing.T) { checkpointsPeriodically(t, d) })
+	}
+}
+
+func checkpointsPeriodically(t *testing.T, d Durability) {
 	dir := t.TempDir()
 	s, v := newKey(t)
-	w := openWriter(t, Options{Dir: dir, Signer: s, CheckpointInterval: 5 * time.Millisecond})
+	w := openWriter(t, Options{Dir: dir, Signer: s, CheckpointInterval: 5 * time.Millisecond, Durability: d})
 	defer func() { _ = w.Close() }()
 	for i := range 3 {
 		appendN(t, w, 10, 2)
@@ -91,9 +99,15 @@ func TestWriterRestartResumesTree(t *testing.T) {
 }
 
 func TestWriterRotationAndProve(t *testing.T) {
+	for _, d := range []Durability{Sync, Batched} {
+		t.Run(string(d), func(t *testing.T) { rotationAndProve(t, d) })
+	}
+}
+
+func rotationAndProve(t *testing.T, d Durability) {
 	dir := t.TempDir()
 	s, v := newKey(t)
-	w := openWriter(t, Options{Dir: dir, Signer: s, MaxFileBytes: 1500})
+	w := openWriter(t, Options{Dir: dir, Signer: s, MaxFileBytes: 1500, Durability: d})
 	appendN(t, w, 50, 1)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)

@@ -17,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -25,11 +24,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
-	"github.com/agentauth/agentauth/internal/logging"
 	"github.com/agentauth/agentauth/internal/peercred"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/revocation"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 )
 
 // The admin API is JSON over the controller's Unix socket (mode 0600): a process that can open the socket and
@@ -108,11 +106,11 @@ type SidecarStatus struct {
 // TypeStatus is a sidecar's state of one resource type.
 type TypeStatus struct {
 	Type string `json:"type"`
-	// Status is SYNCED, STALE, NACKED or NOT SENT (xds.SyncStatus).
-	Status  xds.SyncStatus `json:"status"`
-	Acked   string         `json:"acked,omitempty"`
-	Pending string         `json:"pending,omitempty"`
-	NACKed  string         `json:"nacked,omitempty"`
+	// Status is SYNCED, STALE, NACKED or NOT SENT (xdsserver.SyncStatus).
+	Status  xdsserver.SyncStatus `json:"status"`
+	Acked   string               `json:"acked,omitempty"`
+	Pending string               `json:"pending,omitempty"`
+	NACKed  string               `json:"nacked,omitempty"`
 }
 
 // NACKStatus is the last update a sidecar rejected.
@@ -170,49 +168,6 @@ func (c *Controller) adminHandler() http.Handler {
 	mux.HandleFunc("POST /v1/join-tokens", c.joinToken)
 	mux.HandleFunc("GET /v1/backup", c.backup)
 	return mux
-}
-
-func (c *Controller) opsHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if c.stopping.Load() {
-			writeError(w, http.StatusServiceUnavailable, errors.New("stopping"))
-			return
-		}
-		if _, err := c.store.Version(); err != nil {
-			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("store: %w", err))
-			return
-		}
-		if err := probeWritable(c.cfg.DataDir); err != nil {
-			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("dataDir is not writable: %w", err))
-			return
-		}
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{}))
-	if c.logLevel != nil {
-		mux.Handle("/logging", logging.LevelHandler(*c.logLevel, c.log))
-	}
-	return mux
-}
-
-// probeWritable creates, syncs and removes a small file in dir. Reading the store says nothing about writing:
-// bbolt reads from its memory map, and the controller also writes bundle.pem and ssf-streams.json in dir.
-func probeWritable(dir string) error {
-	f, err := os.CreateTemp(dir, ".readyz-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write([]byte("ok"))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func (c *Controller) listPolicies(w http.ResponseWriter, _ *http.Request) {

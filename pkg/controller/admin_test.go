@@ -108,7 +108,7 @@ func TestAdminIdentities(t *testing.T) {
 		return jt.Token
 	}
 	usedToken, unusedToken := token("spiffe://example.org/agent/used"), token("spiffe://example.org/agent/unused")
-	w, err := attestWorkload(t, c.issuerLn.Addr().String(), c.ca, usedToken)
+	w, err := attestWorkload(t, c.issuerLn().Addr().String(), c.ca, usedToken)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -309,188 +309,204 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-// Validate returns every problem found, each naming its field.
+// Validate returns every problem found, each naming its field: the controller's own fields, then each component's
+// section (validator), with the checks the binaries' configs share (confyaml.Problems).
 func (c *Config) Validate() error {
-	var problems confyaml.Problems
-	add := problems.Add
-	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil {
-		add("trustDomain", "%q: %v", c.TrustDomain, err)
-	}
+	var p confyaml.Problems
+	td, _ := p.TrustDomain("trustDomain", c.TrustDomain) // zero when invalid: IDs are then not checked against it
 	if c.DataDir == "" {
-		add("dataDir", "required: where state, keys and bundle.pem live")
+		p.Add("dataDir", "required: where state, keys and bundle.pem live")
 	}
-	for _, l := range []struct{ field, addr string }{
-		{"issuer.listen", c.Issuer.Listen}, {"xds.listen", c.XDS.Listen}, {"ops.listen", c.Ops.Listen},
-	} {
-		if _, _, err := net.SplitHostPort(l.addr); err != nil {
-			add(l.field, "%q is not host:port", l.addr)
+	// Each component checks its own section.
+	for _, comp := range (&Controller{cfg: c, td: td}).newComponents() {
+		if v, ok := comp.(validator); ok {
+			v.validate(&p)
 		}
 	}
-	if ts := c.TokenService; ts != nil {
-		host, _, err := net.SplitHostPort(ts.Listen)
-		if err != nil {
-			add("tokenService.listen", "%q is not host:port", ts.Listen)
-		}
-		if ts.Endpoint != "" {
-			if u, err := url.Parse(ts.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-				add("tokenService.endpoint", "%q is not an https:// URL without query or fragment", ts.Endpoint)
-			}
-		} else if ip := net.ParseIP(host); err == nil && (host == "" || ip != nil && ip.IsUnspecified()) {
-			add("tokenService.endpoint", "required when listen is %q: agents cannot reach an unspecified address, "+
-				"and their proofs must name the URL they do reach (e.g. https://controller.example.org:8445/token)", ts.Listen)
-		}
-		for i, u := range ts.UserIssuers {
-			f := fmt.Sprintf("tokenService.userIssuers[%d]", i)
-			if u.Issuer == "" || len(u.Audiences) == 0 || u.JWKSFile == "" {
-				add(f, "issuer, audiences and jwksFile are required")
-			}
-			switch {
-			case strings.HasPrefix(u.SubjectPrefix, "spiffe:"):
-				add(f+".subjectPrefix", "%q would make users look like workloads", u.SubjectPrefix)
-			case len(ts.UserIssuers) > 1 && u.SubjectPrefix == "":
-				add(f+".subjectPrefix", "required with several userIssuers: their users' subs must not collide")
-			}
-			for j, o := range ts.UserIssuers {
-				if j != i && u.SubjectPrefix != "" && strings.HasPrefix(o.SubjectPrefix, u.SubjectPrefix) {
-					add(f+".subjectPrefix", "%q begins tokenService.userIssuers[%d].subjectPrefix %q: their users' subs could collide", u.SubjectPrefix, j, o.SubjectPrefix)
-				}
-			}
-			for j, sc := range u.Scopes {
-				if !isScopeToken(sc) {
-					add(fmt.Sprintf("%s.scopes[%d]", f, j), "%q is not a scope token (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)", sc)
-				}
-			}
-		}
-		c.validateAccessTokens(add)
-	}
-	if s := c.SSF; s != nil {
-		if _, _, err := net.SplitHostPort(s.Listen); err != nil {
-			add("ssf.listen", "%q is not host:port", s.Listen)
-		}
-		if len(s.Transmitters) == 0 {
-			add("ssf.transmitters", "at least one transmitter")
-		}
-		if t := s.TLS; t != nil {
-			if t.Cert == "" {
-				add("ssf.tls.cert", "required: the PEM certificate chain the receiver serves")
-			}
-			if t.Key == "" {
-				add("ssf.tls.key", "required: the PEM private key of ssf.tls.cert")
-			}
-			if t.ReloadInterval < 0 {
-				add("ssf.tls.reloadInterval", "must not be negative")
-			}
-		}
-		for i, t := range s.Transmitters {
-			f := fmt.Sprintf("ssf.transmitters[%d]", i)
-			if t.Issuer == "" {
-				add(f+".issuer", "required")
-			}
-			if len(t.Audience) == 0 {
-				add(f+".audience", "required")
-			}
-			if (t.JWKSFile == "") == (t.JWKSURL == "") {
-				add(f+".jwksFile", "set exactly one of jwksFile and jwksURL")
-			}
-			s.Transmitters[i].pushAuthFile = readSecret(add, f+".pushAuthorization", t.PushAuthorization, t.PushAuthorizationFile)
-			streamPoll := t.Stream != nil && t.Stream.Delivery == "poll"
-			if p := t.Poll; p != nil {
-				p.authFile = readSecret(add, f+".poll.authorization", p.Authorization, p.AuthorizationFile)
-				switch {
-				case streamPoll && p.URL != "":
-					add(f+".poll.url", "leave it out: stream.delivery is poll, so the stream names the poll endpoint")
-				case !streamPoll && !isHTTPURL(p.URL):
-					add(f+".poll.url", "%q is not an absolute http(s) URL (required unless stream.delivery is poll)", p.URL)
-				}
-				if p.Interval != 0 && p.Interval < time.Second {
-					add(f+".poll.interval", "%v is under 1s", p.Interval)
-				}
-				if p.MaxEvents < 0 || p.MaxEvents > 1000 {
-					add(f+".poll.maxEvents", "%d is outside 0..1000", p.MaxEvents)
-				}
-			}
-			if st := t.Stream; st != nil {
-				st.authFile = readSecret(add, f+".stream.authorization", st.Authorization, st.AuthorizationFile)
-				switch st.Delivery {
-				case "push":
-					if !isHTTPURL(st.PushEndpoint) {
-						add(f+".stream.pushEndpoint", "%q is not an absolute http(s) URL (required for push delivery)", st.PushEndpoint)
-					}
-				case "poll":
-					if st.PushEndpoint != "" {
-						add(f+".stream.pushEndpoint", "only for push delivery")
-					}
-				default:
-					add(f+".stream.delivery", "%q is not push or poll", st.Delivery)
-				}
-				for _, e := range st.EventsRequested {
-					if _, ok := signals.EventURI(e); !ok {
-						add(f+".stream.eventsRequested", "%q is not a known CAEP, RISC or SSF event type", e)
-					}
-				}
-			}
-		}
-	}
-	if c.Admin.Socket == "" {
-		add("admin.socket", "required: the Unix socket agentauthctl uses")
-	} else if len(c.Admin.Socket) > maxPrivateSocketPath {
-		add("admin.socket", "%q is %d bytes, over the %d a Unix socket path may have here (it is bound in a private "+
-			"directory beside it first)", c.Admin.Socket, len(c.Admin.Socket), maxPrivateSocketPath)
-	}
-	c.Issuer.Limits.Validate("issuer.limits", add)
-	c.Issuer.RateLimit.Validate("issuer.rateLimit", add)
-	c.XDS.Limits.Validate("xds.limits", add)
-	c.Ops.Limits.Validate("ops.limits", add)
-	c.Admin.Limits.Validate("admin.limits", add)
-	if ts := c.TokenService; ts != nil {
-		ts.Limits.Validate("tokenService.limits", add)
-		ts.RateLimit.Validate("tokenService.rateLimit", add)
-	}
-	if s := c.SSF; s != nil {
-		s.Limits.Validate("ssf.limits", add)
-		s.RateLimit.Validate("ssf.rateLimit", add)
-	}
-	if c.Issuer.SVIDTTL < MinSVIDTTL || c.Issuer.SVIDTTL > 24*time.Hour {
-		add("issuer.svidTTL", "%v is outside %v..24h (credentials are meant to be short-lived)", c.Issuer.SVIDTTL, MinSVIDTTL)
-	}
-	if c.Issuer.Keys != "file" && c.Issuer.Keys != "tpm" {
-		add("issuer.keys", "%q is not file or tpm", c.Issuer.Keys)
-	}
-	c.validateLocalIssuer(add)
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
-	}
-	return problems.Err("controller config")
+	p.LogLevel("log.level", c.Log.Level)
+	return p.Err("controller config")
 }
 
-// validateAccessTokens checks tokenService.accessTokens.
-func (c *Config) validateAccessTokens(add func(field, format string, args ...any)) {
-	td, tdErr := spiffeid.TrustDomainFromString(c.TrustDomain)
-	for i, g := range c.TokenService.AccessTokens {
+// validateListen checks a TCP listener's section (xds, ops).
+func validateListen(p *confyaml.Problems, section string, l ListenConfig) {
+	listenAddr(p, section+".listen", l.Listen)
+	l.Limits.Validate(section+".limits", p.Add)
+}
+
+// listenAddr checks the host:port of a TCP listener.
+func listenAddr(p *confyaml.Problems, field, addr string) {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		p.Add(field, "%q is not host:port", addr)
+	}
+}
+
+// validateIssuer checks the issuer section.
+func (c *Config) validateIssuer(p *confyaml.Problems, td spiffeid.TrustDomain) {
+	is := c.Issuer
+	listenAddr(p, "issuer.listen", is.Listen)
+	is.Limits.Validate("issuer.limits", p.Add)
+	is.RateLimit.Validate("issuer.rateLimit", p.Add)
+	if is.SVIDTTL < MinSVIDTTL || is.SVIDTTL > 24*time.Hour {
+		p.Add("issuer.svidTTL", "%v is outside %v..24h (credentials are meant to be short-lived)", is.SVIDTTL, MinSVIDTTL)
+	}
+	if is.Keys != "file" && is.Keys != "tpm" {
+		p.Add("issuer.keys", "%q is not file or tpm", is.Keys)
+	}
+	c.validateLocalIssuer(p, td)
+}
+
+// validate checks the admin section.
+func (a *AdminConfig) validate(p *confyaml.Problems) {
+	if a.Socket == "" {
+		p.Add("admin.socket", "required: the Unix socket agentauthctl uses")
+	} else if len(a.Socket) > maxPrivateSocketPath {
+		p.Add("admin.socket", "%q is %d bytes, over the %d a Unix socket path may have here (it is bound in a private "+
+			"directory beside it first)", a.Socket, len(a.Socket), maxPrivateSocketPath)
+	}
+	a.Limits.Validate("admin.limits", p.Add)
+}
+
+// validate checks the tokenService section; td is the trust domain, zero when invalid.
+func (ts *TokenServiceConfig) validate(p *confyaml.Problems, td spiffeid.TrustDomain) {
+	host, _, err := net.SplitHostPort(ts.Listen)
+	if err != nil {
+		p.Add("tokenService.listen", "%q is not host:port", ts.Listen)
+	}
+	if ts.Endpoint != "" {
+		if u, err := url.Parse(ts.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			p.Add("tokenService.endpoint", "%q is not an https:// URL without query or fragment", ts.Endpoint)
+		}
+	} else if ip := net.ParseIP(host); err == nil && (host == "" || ip != nil && ip.IsUnspecified()) {
+		p.Add("tokenService.endpoint", "required when listen is %q: agents cannot reach an unspecified address, "+
+			"and their proofs must name the URL they do reach (e.g. https://controller.example.org:8445/token)", ts.Listen)
+	}
+	for i, u := range ts.UserIssuers {
+		ts.validateUserIssuer(p, i, u)
+	}
+	ts.validateAccessTokens(p, td)
+	ts.Limits.Validate("tokenService.limits", p.Add)
+	ts.RateLimit.Validate("tokenService.rateLimit", p.Add)
+}
+
+// validateUserIssuer checks tokenService.userIssuers[i].
+func (ts *TokenServiceConfig) validateUserIssuer(p *confyaml.Problems, i int, u UserIssuerConfig) {
+	f := fmt.Sprintf("tokenService.userIssuers[%d]", i)
+	if u.Issuer == "" || len(u.Audiences) == 0 || u.JWKSFile == "" {
+		p.Add(f, "issuer, audiences and jwksFile are required")
+	}
+	switch {
+	case strings.HasPrefix(u.SubjectPrefix, "spiffe:"):
+		p.Add(f+".subjectPrefix", "%q would make users look like workloads", u.SubjectPrefix)
+	case len(ts.UserIssuers) > 1 && u.SubjectPrefix == "":
+		p.Add(f+".subjectPrefix", "required with several userIssuers: their users' subs must not collide")
+	}
+	for j, o := range ts.UserIssuers {
+		if j != i && u.SubjectPrefix != "" && strings.HasPrefix(o.SubjectPrefix, u.SubjectPrefix) {
+			p.Add(f+".subjectPrefix", "%q begins tokenService.userIssuers[%d].subjectPrefix %q: their users' subs could collide", u.SubjectPrefix, j, o.SubjectPrefix)
+		}
+	}
+	validateScopes(p, f, u.Scopes)
+}
+
+// validateAccessTokens checks tokenService.accessTokens; td is the trust domain, zero when invalid.
+func (ts *TokenServiceConfig) validateAccessTokens(p *confyaml.Problems, td spiffeid.TrustDomain) {
+	for i, g := range ts.AccessTokens {
 		f := fmt.Sprintf("tokenService.accessTokens[%d]", i)
 		if g.Audience == "" {
-			add(f+".audience", "required: the API (audience or resource) the tokens are for")
+			p.Add(f+".audience", "required: the API (audience or resource) the tokens are for")
 		}
 		if len(g.Workloads) == 0 {
-			add(f+".workloads", "required: the SPIFFE IDs that may get these tokens")
+			p.Add(f+".workloads", "required: the SPIFFE IDs that may get these tokens")
 		}
 		for j, w := range g.Workloads {
-			id, err := spiffeid.FromString(w)
-			switch {
-			case err != nil:
-				add(fmt.Sprintf("%s.workloads[%d]", f, j), "%q: %v", w, err)
-			case id.Path() == "":
-				add(fmt.Sprintf("%s.workloads[%d]", f, j), "%q names a trust domain, not a workload", w)
-			case tdErr == nil && id.TrustDomain() != td:
-				add(fmt.Sprintf("%s.workloads[%d]", f, j), "%q is not in trust domain %q", w, td)
-			}
+			p.WorkloadID(fmt.Sprintf("%s.workloads[%d]", f, j), w, td)
 		}
-		for j, sc := range g.Scopes {
-			if !isScopeToken(sc) {
-				add(fmt.Sprintf("%s.scopes[%d]", f, j), "%q is not a scope token (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)", sc)
-			}
+		validateScopes(p, f, g.Scopes)
+	}
+}
+
+// validateScopes checks the scopes of field f (f.scopes[i]).
+func validateScopes(p *confyaml.Problems, f string, scopes []string) {
+	for j, sc := range scopes {
+		if !isScopeToken(sc) {
+			p.Add(fmt.Sprintf("%s.scopes[%d]", f, j), "%q is not a scope token (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)", sc)
+		}
+	}
+}
+
+// validate checks the ssf section, and reads the secret files it names.
+func (s *SSFConfig) validate(p *confyaml.Problems) {
+	listenAddr(p, "ssf.listen", s.Listen)
+	if len(s.Transmitters) == 0 {
+		p.Add("ssf.transmitters", "at least one transmitter")
+	}
+	if t := s.TLS; t != nil {
+		if t.Cert == "" {
+			p.Add("ssf.tls.cert", "required: the PEM certificate chain the receiver serves")
+		}
+		if t.Key == "" {
+			p.Add("ssf.tls.key", "required: the PEM private key of ssf.tls.cert")
+		}
+		if t.ReloadInterval < 0 {
+			p.Add("ssf.tls.reloadInterval", "must not be negative")
+		}
+	}
+	for i := range s.Transmitters {
+		s.Transmitters[i].validate(p, fmt.Sprintf("ssf.transmitters[%d]", i))
+	}
+	s.Limits.Validate("ssf.limits", p.Add)
+	s.RateLimit.Validate("ssf.rateLimit", p.Add)
+}
+
+// validate checks one transmitter (field f), and reads the secret files it names.
+func (t *TransmitterConfig) validate(p *confyaml.Problems, f string) {
+	p.Required(f+".issuer", t.Issuer)
+	if len(t.Audience) == 0 {
+		p.Add(f+".audience", "required")
+	}
+	if (t.JWKSFile == "") == (t.JWKSURL == "") {
+		p.Add(f+".jwksFile", "set exactly one of jwksFile and jwksURL")
+	}
+	t.pushAuthFile = p.Secret(f+".pushAuthorization", t.PushAuthorization, t.PushAuthorizationFile)
+	streamPoll := t.Stream != nil && t.Stream.Delivery == "poll"
+	if pc := t.Poll; pc != nil {
+		pc.authFile = p.Secret(f+".poll.authorization", pc.Authorization, pc.AuthorizationFile)
+		switch {
+		case streamPoll && pc.URL != "":
+			p.Add(f+".poll.url", "leave it out: stream.delivery is poll, so the stream names the poll endpoint")
+		case !streamPoll && !isHTTPURL(pc.URL):
+			p.Add(f+".poll.url", "%q is not an absolute http(s) URL (required unless stream.delivery is poll)", pc.URL)
+		}
+		if pc.Interval != 0 && pc.Interval < time.Second {
+			p.Add(f+".poll.interval", "%v is under 1s", pc.Interval)
+		}
+		if pc.MaxEvents < 0 || pc.MaxEvents > 1000 {
+			p.Add(f+".poll.maxEvents", "%d is outside 0..1000", pc.MaxEvents)
+		}
+	}
+	if st := t.Stream; st != nil {
+		st.validate(p, f+".stream")
+	}
+}
+
+// validate checks a transmitter's stream (field f), and reads its secret file.
+func (st *SSFStreamConfig) validate(p *confyaml.Problems, f string) {
+	st.authFile = p.Secret(f+".authorization", st.Authorization, st.AuthorizationFile)
+	switch st.Delivery {
+	case "push":
+		if !isHTTPURL(st.PushEndpoint) {
+			p.Add(f+".pushEndpoint", "%q is not an absolute http(s) URL (required for push delivery)", st.PushEndpoint)
+		}
+	case "poll":
+		if st.PushEndpoint != "" {
+			p.Add(f+".pushEndpoint", "only for push delivery")
+		}
+	default:
+		p.Add(f+".delivery", "%q is not push or poll", st.Delivery)
+	}
+	for _, e := range st.EventsRequested {
+		if _, ok := signals.EventURI(e); !ok {
+			p.Add(f+".eventsRequested", "%q is not a known CAEP, RISC or SSF event type", e)
 		}
 	}
 }
@@ -517,46 +533,37 @@ func (ts *TokenServiceConfig) accessTokenGrants() []oauth.AccessTokenGrant {
 	return grants
 }
 
-// validateLocalIssuer checks issuer.localSocket and issuer.peerIDs.
-func (c *Config) validateLocalIssuer(add func(field, format string, args ...any)) {
+// validateLocalIssuer checks issuer.localSocket and issuer.peerIDs; td is the trust domain, zero when invalid.
+func (c *Config) validateLocalIssuer(p *confyaml.Problems, td spiffeid.TrustDomain) {
 	is := c.Issuer
 	switch {
 	case is.LocalSocket == "" && len(is.PeerIDs) > 0:
-		add("issuer.peerIDs", "needs issuer.localSocket: uids attest only on the local socket")
+		p.Add("issuer.peerIDs", "needs issuer.localSocket: uids attest only on the local socket")
 	case is.LocalSocket == "":
 		return
 	case !filepath.IsAbs(is.LocalSocket):
-		add("issuer.localSocket", "%q is not an absolute path", is.LocalSocket)
+		p.Add("issuer.localSocket", "%q is not an absolute path", is.LocalSocket)
 	case len(is.LocalSocket) > maxUnixSocketPath:
-		add("issuer.localSocket", "%q is %d bytes, over the %d a Unix socket path may have", is.LocalSocket, len(is.LocalSocket), maxUnixSocketPath)
+		p.Add("issuer.localSocket", "%q is %d bytes, over the %d a Unix socket path may have", is.LocalSocket, len(is.LocalSocket), maxUnixSocketPath)
 	case is.LocalSocket == c.Admin.Socket:
-		add("issuer.localSocket", "%q is also admin.socket", is.LocalSocket)
+		p.Add("issuer.localSocket", "%q is also admin.socket", is.LocalSocket)
 	}
 	if is.LocalSocket != "" && len(is.PeerIDs) == 0 {
-		add("issuer.peerIDs", "required with issuer.localSocket: map at least one uid to a SPIFFE ID")
+		p.Add("issuer.peerIDs", "required with issuer.localSocket: map at least one uid to a SPIFFE ID")
 	}
-	td, tdErr := spiffeid.TrustDomainFromString(c.TrustDomain)
 	seen := map[uint32]int{}
-	for i, p := range is.PeerIDs {
+	for i, pid := range is.PeerIDs {
 		f := fmt.Sprintf("issuer.peerIDs[%d]", i)
-		if p.UID == nil {
-			add(f+".uid", "required: the Unix user id whose processes get spiffeID")
-		} else if j, dup := seen[*p.UID]; dup {
-			add(f+".uid", "uid %d is already mapped by issuer.peerIDs[%d]", *p.UID, j)
+		if pid.UID == nil {
+			p.Add(f+".uid", "required: the Unix user id whose processes get spiffeID")
+		} else if j, dup := seen[*pid.UID]; dup {
+			p.Add(f+".uid", "uid %d is already mapped by issuer.peerIDs[%d]", *pid.UID, j)
 		} else {
-			seen[*p.UID] = i
+			seen[*pid.UID] = i
 		}
-		id, err := spiffeid.FromString(p.SPIFFEID)
-		switch {
-		case err != nil:
-			add(f+".spiffeID", "%q: %v", p.SPIFFEID, err)
-		case id.Path() == "":
-			add(f+".spiffeID", "%q names a trust domain, not a workload", p.SPIFFEID)
-		case tdErr == nil && id.TrustDomain() != td:
-			add(f+".spiffeID", "%q is not in trust domain %q", p.SPIFFEID, td)
-		case tdErr == nil && slices.Contains(wire.ReservedIDs(td), id):
+		if id, ok := p.WorkloadID(f+".spiffeID", pid.SPIFFEID, td); ok && !td.IsZero() && slices.Contains(wire.ReservedIDs(td), id) {
 			// A local user holding either could impersonate the controller to every sidecar.
-			add(f+".spiffeID", "%q is reserved for the controller itself", p.SPIFFEID)
+			p.Add(f+".spiffeID", "%q is reserved for the controller itself", pid.SPIFFEID)
 		}
 	}
 }
@@ -572,25 +579,6 @@ func (c *Config) peerIDs() (map[uint32]spiffeid.ID, error) {
 		m[*p.UID] = id
 	}
 	return m, nil
-}
-
-// readSecret checks a secret given inline (field) or in a file (field+"File") and returns the file's contents:
-// Validate reads secret files, so that a missing or empty one is a config error with its line, not a failure
-// at start.
-func readSecret(add func(field, format string, args ...any), field, inline, file string) string {
-	switch {
-	case file == "":
-		return ""
-	case inline != "":
-		key := field[strings.LastIndexByte(field, '.')+1:]
-		add(field+"File", "set %s or %sFile, not both", key, key)
-		return ""
-	}
-	s, err := confyaml.ReadSecret(file)
-	if err != nil {
-		add(field+"File", "%v", err)
-	}
-	return s
 }
 
 // pushAuthorization is the Authorization every push from the transmitter must carry ("" for none).

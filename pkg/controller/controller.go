@@ -28,57 +28,47 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/buildinfo"
-	"github.com/agentauth/agentauth/internal/certfile"
-	"github.com/agentauth/agentauth/internal/netlimit"
 	"github.com/agentauth/agentauth/pkg/controller/state"
 	"github.com/agentauth/agentauth/pkg/issuer"
-	"github.com/agentauth/agentauth/pkg/mtls"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/store"
 	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 )
 
-// Controller is one running controller.
+// Controller is one running controller: the shared state New builds (store, CA, own SVID, publisher, metrics),
+// and the components (component.go) that serve it.
 type Controller struct {
 	cfg   *Config
 	log   *zap.Logger
 	td    spiffeid.TrustDomain
 	store *store.Store
+	keys  issuer.KeyStore
 	ca    *issuer.CA
 	self  *selfSVID
 	// state writes policies, revocations, risk and trust bundles, and keeps the revocation index the token
 	// service and the issuer ask; pub serves what it stores to the sidecars.
 	state *state.Service
-	pub   *xds.Publisher
-	xds   *xds.Server
-	iss   *grpc.Server
-	reg   *prometheus.Registry
-	// metrics counts SVIDs, token exchanges and SETs (set by New before the servers that count).
+	pub   *xdsserver.Publisher
+	// xds is the ADS server (set by the xds component); the admin API reports its sidecars.
+	xds *xdsserver.Server
+	reg *prometheus.Registry
+	// metrics counts SVIDs, token exchanges and SETs (set by New before the components that count).
 	metrics *metrics
-
-	issuerLn, xdsLn, opsLn, adminLn, ssfLn, tokenLn net.Listener
-	admin, ops, ssf, tokens                         *http.Server
-	closers                                         []func()
-	// issLocal serves the issuer to local workloads on issuerLocalLn, issuer.localSocket (set with it).
-	issLocal      *grpc.Server
-	issuerLocalLn net.Listener
-	// ssfClients polls transmitters and manages SSF streams (set with ssf).
-	ssfClients *ssfClients
-	// ssfCert is the SSF receiver's certificate (set with ssf.tls).
-	ssfCert *certfile.Reloader
-	// done is closed when Run returns, stopping background loops.
-	done chan struct{}
+	// components are started by Run in this order and stopped in reverse (newComponents).
+	components []component
+	closers    []func()
 	// logLevel, when set, is served at the ops listener's /logging.
 	logLevel *zap.AtomicLevel
-	// stopping is set when Run begins to stop: /readyz answers 503 from then on.
-	stopping atomic.Bool
+	// started is set once Run has started every component, stopping when Run begins to stop: /readyz answers
+	// 503 until the one and from the other on.
+	started, stopping atomic.Bool
 }
 
 // Option adjusts a Controller at construction.
@@ -87,9 +77,10 @@ type Option func(*Controller)
 // WithLogLevel serves lvl, the level of the logger given to New, at the ops listener's /logging.
 func WithLogLevel(lvl zap.AtomicLevel) Option { return func(c *Controller) { c.logLevel = &lvl } }
 
-// New opens the state store, loads (or creates) the CA, and binds every listener. Nothing is served until Run.
+// New opens the state store, loads (or creates) the CA, and provisions every component, binding its listeners.
+// Nothing is served until Run.
 func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *Controller, err error) {
-	c := &Controller{cfg: cfg, log: log, reg: prometheus.NewRegistry(), done: make(chan struct{})}
+	c := &Controller{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -105,192 +96,132 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 		log.Warn("issuer.svidTTL is below the sane minimum: meant for tests and demos of rotation, not production",
 			zap.Duration("svidTTL", cfg.Issuer.SVIDTTL), zap.Duration("saneMinimum", SaneMinSVIDTTL))
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("dataDir: %w", err)
-	}
-	if err := checkDataDir(cfg.DataDir); err != nil {
+	if err := c.openState(ctx); err != nil {
 		return nil, err
 	}
-	if c.store, err = c.openStore(); err != nil {
+	if err := c.openPublisher(); err != nil {
 		return nil, err
 	}
-	c.closers = append(c.closers, func() { _ = c.store.Close() })
-
-	keys, err := c.keyStore()
-	if err != nil {
-		return nil, err
-	}
-	if c.ca, err = issuer.New(ctx, issuer.Config{TrustDomain: c.td, Keys: keys, Store: issuer.NewBoltStore(c.store)}); err != nil {
-		return nil, err
-	}
-	if err := writeBundle(filepath.Join(cfg.DataDir, "bundle.pem"), c.ca); err != nil {
-		return nil, err
-	}
-	if c.self, err = newSelfSVID(ctx, c.ca, wire.ControllerID(c.td), cfg.Issuer.SVIDTTL, log); err != nil {
-		return nil, err
-	}
-	c.closers = append(c.closers, c.self.stop)
-
-	// Policies are compiled before they are stored, so a bad one never reaches a sidecar.
-	if c.state, err = state.New(c.store, state.Config{
-		Validators: map[string]xds.Validator{agentauthv1.PolicyType: policy.ValidateResource},
-		Logger:     log.Named("state"),
-	}); err != nil {
-		return nil, err
-	}
-	c.closers = append(c.closers, c.state.Close)
-	if c.pub, err = xds.NewPublisher(c.store, xds.PublisherConfig{Logger: log.Named("xds")}); err != nil {
-		return nil, err
-	}
-	c.closers = append(c.closers, c.pub.Close)
-	if err := c.state.SetTrustBundle(trustBundle(c.ca)); err != nil {
-		return nil, fmt.Errorf("publishing the trust bundle: %w", err)
-	}
-	if err := c.resolveStoredUsers(); err != nil {
-		return nil, err
-	}
-	xdsTLS := mtls.ServerConfig(c.self, mtls.AuthorizeTrustDomains(c.td))
-	if c.xds, err = xds.NewServer(c.pub, xds.ServerConfig{TLSConfig: xdsTLS, HandshakeTimeout: cfg.XDS.Limits.ReadHeaderTimeout,
-		MaxConnIdle: cfg.XDS.Limits.IdleTimeout, Logger: log.Named("xds")}); err != nil {
-		return nil, err
-	}
-	c.reg.MustRegister(xds.NewServerCollector(c.xds), buildinfo.Read().Collector(), collectors.NewGoCollector(),
+	c.reg.MustRegister(buildinfo.Read().Collector(), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c.metrics = c.newMetrics()
-	if c.iss, err = issuer.NewGRPCServer(c.ca, c.issuerServiceConfig(),
-		grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(false))); err != nil {
+	if err := c.provision(ctx); err != nil {
 		return nil, err
 	}
-
-	// Every listener has its own connection caps (netlimit), so a flood on one leaves the descriptors and
-	// memory the others need: the admin socket, /readyz, SSF push and Renew keep answering.
-	listen := func(field, addr string, l netlimit.Config) (net.Listener, error) {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", field, err)
-		}
-		c.closers = append(c.closers, func() { _ = ln.Close() })
-		return l.Listener(ln), nil
-	}
-	if c.issuerLn, err = listen("issuer.listen", cfg.Issuer.Listen, cfg.Issuer.Limits); err != nil {
-		return nil, err
-	}
-	if c.xdsLn, err = listen("xds.listen", cfg.XDS.Listen, cfg.XDS.Limits); err != nil {
-		return nil, err
-	}
-	if c.opsLn, err = listen("ops.listen", cfg.Ops.Listen, cfg.Ops.Limits); err != nil {
-		return nil, err
-	}
-	dirMode, sockMode := os.FileMode(0o700), os.FileMode(0o600)
-	if len(cfg.Admin.AllowedUIDs)+len(cfg.Admin.AllowedGIDs) > 0 {
-		// Other users must be able to connect; the peer check decides who is served.
-		dirMode, sockMode = 0o755, 0o666
-	}
-	if c.adminLn, err = listenUnix("admin.socket", cfg.Admin.Socket, dirMode, sockMode); err != nil {
-		return nil, err
-	}
-	c.closers = append(c.closers, func() { _ = c.adminLn.Close(); _ = os.Remove(cfg.Admin.Socket) })
-	c.adminLn = cfg.Admin.Limits.Listener(c.adminLn)
-	if cfg.Issuer.LocalSocket != "" {
-		if err := c.listenLocalIssuer(); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.TokenService != nil {
-		if c.tokenLn, err = listen("tokenService.listen", cfg.TokenService.Listen, cfg.TokenService.Limits); err != nil {
-			return nil, err
-		}
-		if c.tokens, err = c.startTokenService(keys); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.SSF != nil {
-		if c.ssfLn, err = listen("ssf.listen", cfg.SSF.Listen, cfg.SSF.Limits); err != nil {
-			return nil, err
-		}
-		if c.ssf, err = c.startSSF(); err != nil {
-			return nil, err
-		}
-	}
-	c.admin = cfg.Admin.Limits.Server(c.adminPeerCheck(c.adminHandler()))
-	c.admin.ConnContext = withPeerCred
-	c.ops = cfg.Ops.Limits.Server(c.opsHandler())
 	return c, nil
 }
 
-// issuerServiceConfig is the issuer service's configuration, for its TCP listener and its local socket alike.
-func (c *Controller) issuerServiceConfig() issuer.ServiceConfig {
-	is := c.cfg.Issuer
-	return issuer.ServiceConfig{SVIDTTL: is.SVIDTTL, Withheld: c.withheld, RenewRefused: c.renewRefused,
-		HandshakeTimeout: is.Limits.ReadHeaderTimeout, MaxConnIdle: is.Limits.IdleTimeout,
-		AttestRate: netlimit.NewRateLimiter(is.RateLimit), Logger: c.log.Named("issuer")}
+// openState opens dataDir: the state store, the key store, the CA (bundle.pem written from it) and the
+// controller's own SVID.
+func (c *Controller) openState(ctx context.Context) (err error) {
+	cfg := c.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("dataDir: %w", err)
+	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return err
+	}
+	if c.store, err = c.openStore(); err != nil {
+		return err
+	}
+	c.onClose(func() { _ = c.store.Close() })
+	if c.keys, err = c.keyStore(); err != nil {
+		return err
+	}
+	if c.ca, err = issuer.New(ctx, issuer.Config{TrustDomain: c.td, Keys: c.keys, Store: issuer.NewBoltStore(c.store)}); err != nil {
+		return err
+	}
+	if err := writeBundle(filepath.Join(cfg.DataDir, "bundle.pem"), c.ca); err != nil {
+		return err
+	}
+	if c.self, err = newSelfSVID(ctx, c.ca, wire.ControllerID(c.td), cfg.Issuer.SVIDTTL, c.log); err != nil {
+		return err
+	}
+	c.onClose(c.self.stop)
+	return nil
 }
 
-// Run serves until ctx ends, then stops every server.
+// openPublisher opens the xDS publisher over the store and publishes the trust bundle. Policies are compiled
+// before they are stored, so a bad one never reaches a sidecar.
+func (c *Controller) openPublisher() (err error) {
+	// Policies are compiled before they are stored, so a bad one never reaches a sidecar.
+	if c.state, err = state.New(c.store, state.Config{
+		Validators: map[string]xds.Validator{agentauthv1.PolicyType: policy.ValidateResource},
+		Logger:     c.log.Named("state"),
+	}); err != nil {
+		return err
+	}
+	c.onClose(c.state.Close)
+	if c.pub, err = xdsserver.NewPublisher(c.store, xdsserver.PublisherConfig{Logger: c.log.Named("xds")}); err != nil {
+		return err
+	}
+	c.onClose(c.pub.Close)
+	if err := c.state.SetTrustBundle(trustBundle(c.ca)); err != nil {
+		return fmt.Errorf("publishing the trust bundle: %w", err)
+	}
+	return c.resolveStoredUsers()
+}
+
+// Run starts every component in order, serves until ctx ends (or a server fails, or the store breaks), then stops
+// them in reverse order, gracefully within a deadline, and closes the state.
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.close()
-	housekept := make(chan struct{})
-	defer func() { <-housekept }() // before the store closes
-	defer close(c.done)
-	go func() {
-		defer close(housekept)
-		c.housekeeping()
-	}()
-	errc := make(chan error, 7)
-	if c.tokens != nil {
-		go func() {
-			if err := c.tokens.ServeTLS(c.tokenLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
-				errc <- err
+	failed := make(chan error, 1)
+	fail := func(err error) {
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			select {
+			case failed <- err:
+			default: // the first failure stops the controller; later ones are its consequences
 			}
-		}()
-		c.log.Info("token service serving", zap.String("endpoint", TokenEndpoint(c.tokenLn.Addr().String())))
+		}
 	}
-	if c.ssf != nil {
-		go func() { errc <- serveHTTP(c.ssf, c.ssfLn) }()
-		stopSSF := c.runSSFClients(ctx)
-		defer stopSSF() // before the store closes: SETs in flight are applied, acknowledgements flushed
-		c.log.Info("SSF receiver serving", zap.String("push", c.ssfScheme()+"://"+c.ssfLn.Addr().String()+"/ssf/events"))
-	}
-	go func() { errc <- c.iss.Serve(c.issuerLn) }()
-	if c.issLocal != nil {
-		go func() { errc <- c.issLocal.Serve(c.issuerLocalLn) }()
-		c.log.Info("issuer serving local workloads", zap.String("socket", c.cfg.Issuer.LocalSocket),
-			zap.Int("mapped_uids", len(c.cfg.Issuer.PeerIDs)))
-	}
-	go func() { errc <- c.xds.Serve(c.xdsLn) }()
-	go func() { errc <- serveHTTP(c.admin, c.adminLn) }()
-	go func() { errc <- serveHTTP(c.ops, c.opsLn) }()
-	c.log.Info("controller serving", zap.String("trust_domain", c.td.Name()),
-		zap.String("issuer", c.issuerLn.Addr().String()), zap.String("xds", c.xdsLn.Addr().String()),
-		zap.String("admin_socket", c.cfg.Admin.Socket), zap.String("ops", c.opsLn.Addr().String()),
-		zap.String("bundle", filepath.Join(c.cfg.DataDir, "bundle.pem")))
 	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	case <-c.store.Broken():
-		err = fmt.Errorf("%w: %w; %s", ErrStateCorrupt, c.store.Err(), restoreHint(c.store.Path()))
-		c.log.Error("the state store is damaged; stopping", zap.Error(err))
+	started := 0
+	for _, comp := range c.components {
+		if err = comp.start(ctx, fail); err != nil {
+			break
+		}
+		started++
+	}
+	if err == nil {
+		c.started.Store(true)
+		c.log.Info("controller serving", c.servingFields()...)
+		err = c.wait(ctx, failed)
 	}
 	c.stopping.Store(true)
 	c.log.Info("controller stopping")
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// The ops listener (/readyz, now 503) closes last, so whoever polls it sees the controller going away.
-	defer func() { _ = c.ops.Shutdown(shutdown) }()
-	_ = c.admin.Shutdown(shutdown)
-	if c.ssf != nil {
-		_ = c.ssf.Shutdown(shutdown)
-	}
-	if c.tokens != nil {
-		_ = c.tokens.Shutdown(shutdown)
-	}
-	c.xds.Stop()
-	c.iss.GracefulStop()
-	if c.issLocal != nil {
-		c.issLocal.GracefulStop()
+	for i := started - 1; i >= 0; i-- {
+		c.components[i].stop(shutdown)
 	}
 	return err
+}
+
+// wait returns when ctx ends (nil), a server fails, or the store breaks.
+func (c *Controller) wait(ctx context.Context, failed <-chan error) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-failed:
+		return err
+	case <-c.store.Broken():
+		err := fmt.Errorf("%w: %w; %s", ErrStateCorrupt, c.store.Err(), restoreHint(c.store.Path()))
+		c.log.Error("the state store is damaged; stopping", zap.Error(err))
+		return err
+	}
+}
+
+// servingFields are the fields of the "controller serving" line: the trust domain, each component's endpoints,
+// and the bundle sidecars' operators need.
+func (c *Controller) servingFields() []zap.Field {
+	fields := []zap.Field{zap.String("trust_domain", c.td.Name())}
+	for _, comp := range c.components {
+		if s, ok := comp.(serving); ok {
+			fields = append(fields, s.logFields()...)
+		}
+	}
+	return append(fields, zap.String("bundle", filepath.Join(c.cfg.DataDir, "bundle.pem")))
 }
 
 func (c *Controller) close() {
@@ -376,7 +307,7 @@ func (c *Controller) keyStore() (issuer.KeyStore, error) {
 		tpm.Close()
 		return nil, fmt.Errorf("issuer.keys tpm: %w", err)
 	}
-	c.closers = append(c.closers, func() { _ = ks.Close(); _ = tpm.Close() })
+	c.onClose(func() { _ = ks.Close(); _ = tpm.Close() })
 	return ks, nil
 }
 
@@ -436,32 +367,6 @@ func listenUnix(field, path string, dirMode, mode os.FileMode) (net.Listener, er
 		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	return ln, nil
-}
-
-// listenLocalIssuer binds issuer.localSocket and builds the issuer service that attests by Unix peer credentials.
-//
-// The socket (and a directory it creates, umask permitting) is open to every local user on purpose: who may connect is not what
-// decides anything. The kernel records the uid of each connecting process (SO_PEERCRED), which no process can
-// forge; a uid listed in issuer.peerIDs gets that SPIFFE ID and any other is refused. Renewal is refused on this
-// socket, and join tokens are bearer secrets wherever they are presented. Restricting the mode would only make
-// the mapping useless to the workloads it names, which run as other users than the controller.
-func (c *Controller) listenLocalIssuer() error {
-	peerIDs, err := c.cfg.peerIDs()
-	if err != nil {
-		return err
-	}
-	sc := c.issuerServiceConfig()
-	sc.PeerIDs = peerIDs
-	if c.issLocal, err = issuer.NewLocalGRPCServer(c.ca, sc, grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(true))); err != nil {
-		return fmt.Errorf("issuer.peerIDs: %w", err)
-	}
-	path := c.cfg.Issuer.LocalSocket
-	if c.issuerLocalLn, err = listenUnix("issuer.localSocket", path, 0o755, 0o666); err != nil {
-		return err
-	}
-	c.closers = append(c.closers, func() { _ = c.issuerLocalLn.Close(); _ = os.Remove(path) })
-	c.issuerLocalLn = c.cfg.Issuer.Limits.Listener(c.issuerLocalLn)
-	return nil
 }
 
 // checkDataDir refuses a data directory that another local user could have planted or could change: dataDir,

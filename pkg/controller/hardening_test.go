@@ -120,11 +120,11 @@ func TestIdleConnectionFloodExhaustsDescriptors(t *testing.T) {
 		tls           bool
 		addr          net.Addr
 	}{
-		{"tokenService", "GET /jwks", true, c.tokenLn.Addr()},
-		{"ssf", "GET /ssf/events", false, c.ssfLn.Addr()},
-		{"ops", "GET /healthz", false, c.opsLn.Addr()},
-		{"issuer", "", false, c.issuerLn.Addr()},
-		{"xds", "", false, c.xdsLn.Addr()},
+		{"tokenService", "GET /jwks", true, c.tokenLn().Addr()},
+		{"ssf", "GET /ssf/events", false, c.ssfLn().Addr()},
+		{"ops", "GET /healthz", false, c.opsLn().Addr()},
+		{"issuer", "", false, c.issuerLn().Addr()},
+		{"xds", "", false, c.xdsLn().Addr()},
 	} {
 		t.Run(ln.name, func(t *testing.T) {
 			const flood = 40
@@ -145,7 +145,7 @@ func TestIdleConnectionFloodExhaustsDescriptors(t *testing.T) {
 			if closed := waitClosed(conns, want, 20*time.Second); closed < want {
 				t.Fatalf("%d of %d connections from one client were closed; want at least %d", closed, flood, want)
 			}
-			resp, err := http.Get("http://" + c.opsLn.Addr().String() + "/readyz")
+			resp, err := http.Get("http://" + c.opsLn().Addr().String() + "/readyz")
 			if err != nil {
 				t.Fatalf("/readyz during the flood: %v", err)
 			}
@@ -154,7 +154,7 @@ func TestIdleConnectionFloodExhaustsDescriptors(t *testing.T) {
 	}
 
 	t.Run("keep-alive connections are closed when idle", func(t *testing.T) {
-		conn := dialFrom(t, "127.0.0.1", c.opsLn.Addr().String())
+		conn := dialFrom(t, "127.0.0.1", c.opsLn().Addr().String())
 		if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +178,7 @@ func TestUnauthenticatedEndpointsRateLimited(t *testing.T) {
 	c, _ := runController(t, cfg)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // the rate, not the server, is under test
 	defer tr.CloseIdleConnections()
-	for _, url := range []string{"https://" + c.tokenLn.Addr().String() + "/jwks", "http://" + c.ssfLn.Addr().String() + "/ssf/events"} {
+	for _, url := range []string{"https://" + c.tokenLn().Addr().String() + "/jwks", "http://" + c.ssfLn().Addr().String() + "/ssf/events"} {
 		var last int
 		for range 4 {
 			req, _ := http.NewRequest(http.MethodGet, url, nil)

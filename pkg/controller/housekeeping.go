@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,17 +16,42 @@ const housekeepingEvery = time.Hour
 // which serial went to which workload.
 const issuedRetention = 7 * 24 * time.Hour
 
-// housekeeping drops, at start and then hourly until Run returns, what can no longer matter: de-duplication
+// housekeeper drops, at start and then hourly until it stops, what can no longer matter: de-duplication
 // records of SETs too old to be accepted again, expired revocations (sidecars already ignore them), expired join
 // tokens (used or not: either way they admit no one), and issued-certificate records past their retention.
-func (c *Controller) housekeeping() {
+type housekeeper struct {
+	c       *Controller
+	done    chan struct{} // closed by stop
+	stopped chan struct{} // closed when the loop has returned
+}
+
+func (h *housekeeper) provision(context.Context) error {
+	h.done, h.stopped = make(chan struct{}), make(chan struct{})
+	return nil
+}
+
+func (h *housekeeper) start(context.Context, func(error)) error {
+	go func() {
+		defer close(h.stopped)
+		h.run()
+	}()
+	return nil
+}
+
+// stop waits for a pruning under way: it needs the store, which closes after.
+func (h *housekeeper) stop(context.Context) {
+	close(h.done)
+	<-h.stopped
+}
+
+func (h *housekeeper) run() {
 	t := time.NewTicker(housekeepingEvery)
 	defer t.Stop()
 	now := time.Now()
 	for {
-		c.prune(now)
+		h.c.prune(now)
 		select {
-		case <-c.done:
+		case <-h.done:
 			return
 		case now = <-t.C:
 		}
@@ -57,3 +83,5 @@ func (c *Controller) prune(now time.Time) {
 		}
 	}
 }
+
+var _ component = (*housekeeper)(nil)

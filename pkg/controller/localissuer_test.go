@@ -41,7 +41,7 @@ func TestLocalIssuerSocket(t *testing.T) {
 	}
 	attest := func() (*identity.IssuerSource, error) {
 		return identity.NewIssuerSource(context.Background(), identity.IssuerConfig{
-			Address: c.issuerLn.Addr().String(), Bundle: c.ca.X509Bundle(), LocalSocket: sock,
+			Address: c.issuerLn().Addr().String(), Bundle: c.ca.X509Bundle(), LocalSocket: sock,
 		})
 	}
 	src, err := attest()

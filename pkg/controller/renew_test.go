@@ -26,6 +26,7 @@ import (
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/issuer"
+	"github.com/agentauth/agentauth/pkg/issuer/issuerclient"
 	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/signals/signalstest"
@@ -35,12 +36,12 @@ import (
 // workload is what a sidecar holds after attesting: its SVID and its WIT.
 type workload struct {
 	svid   *x509svid.SVID
-	issued *issuer.Issued
+	issued *issuerclient.Issued
 }
 
 // issuerClient connects to the controller's issuer at addr, authenticating it with the CA's bundle; with svid
 // set the client presents it (mTLS, as Renew needs).
-func issuerClient(t *testing.T, addr string, c *issuer.CA, svid *x509svid.SVID) *issuer.Client {
+func issuerClient(t *testing.T, addr string, c *issuer.CA, svid *x509svid.SVID) *issuerclient.Client {
 	t.Helper()
 	auth := tlsconfig.AuthorizeID(wire.IssuerID(c.TrustDomain()))
 	conf := tlsconfig.TLSClientConfig(c.X509Bundle(), auth)
@@ -52,7 +53,7 @@ func issuerClient(t *testing.T, addr string, c *issuer.CA, svid *x509svid.SVID) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return issuer.NewClient(cc)
+	return issuerclient.NewClient(cc)
 }
 
 // renewalKeys makes fresh X.509 and WIT keys and the request parts that carry them.
@@ -76,7 +77,7 @@ func renewalKeys(t *testing.T) (x509Key, witKey *ecdsa.PrivateKey, csr, witPub [
 
 func checkCredentials(t *testing.T, creds *agentauthv1.Credentials, x509Key, witKey crypto.Signer) *workload {
 	t.Helper()
-	is, err := issuer.VerifyCredentials(creds, x509Key.Public(), witKey.Public(), time.Now())
+	is, err := issuerclient.VerifyCredentials(creds, x509Key.Public(), witKey.Public(), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,8 +159,8 @@ func TestRenewAfterRevocation(t *testing.T) {
     - {issuer: %s, audience: [%s], jwksURL: %s/jwks, pushAuthorization: "Bearer push-secret"}
 `, tr.Issuer, ssfAudience, tr.Issuer))
 	c, _ := runController(t, cfg)
-	addr := c.issuerLn.Addr().String()
-	pushURL := "http://" + c.ssfLn.Addr().String() + "/ssf/events"
+	addr := c.issuerLn().Addr().String()
+	pushURL := "http://" + c.ssfLn().Addr().String() + "/ssf/events"
 	admin := adminClient(cfg)
 	adminRevoke := func(noRenew bool) func(t *testing.T, w *workload) {
 		return func(t *testing.T, w *workload) {

@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/agentauth/agentauth/internal/certfile"
+	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/store"
@@ -56,104 +55,143 @@ func (s ssfSink) Apply(_ context.Context, changes []signals.Change) error {
 	return nil
 }
 
-// ssfClients is the receiver's outbound side: pollers and stream management, started by Run.
-type ssfClients struct {
+// ssfServer is the SSF receiver: push delivery over HTTP(S) on ssf.listen and, in the background, its clients:
+// the configured pollers, the management of a stream per transmitter with stream (signals.ManageStream, stream
+// ids kept in the store) and the reloading of ssf.tls.
+type ssfServer struct {
+	c   *Controller
+	ln  net.Listener
+	srv *http.Server
 	rcv *signals.Receiver
-	// pollers are the ones with a configured URL, built (and their URLs checked) at start.
+	// pollers are the ones with a configured URL, built (and their URLs checked) at provision.
 	pollers map[string]*signals.Poller
 	// verified is 1 per transmitter whose stream passed verification since start: the readiness detail of SSF.
 	verified *prometheus.GaugeVec
-	// certReloads counts reloads of ssf.tls (set with it).
+	// cert is the receiver's certificate and certReloads counts its reloads (set with ssf.tls).
+	cert        *certfile.Reloader
 	certReloads *prometheus.CounterVec
-	// streamsFile remembers the stream created at each transmitter (issuer → stream_id), so a restart reuses it.
-	streamsFile string
-	streamsMu   sync.Mutex
+	// stopClients cancels the clients and waits for them (set by start).
+	stopClients func()
 }
 
-// startSSF builds the receiver, its pollers and its HTTP server; Run serves it and starts the clients.
-func (c *Controller) startSSF() (*http.Server, error) {
-	cfg := c.cfg.SSF
+// legacyStreamsFile is where controllers before the store kept stream ids (issuer → stream_id, JSON), in dataDir.
+const legacyStreamsFile = "ssf-streams.json"
+
+func (s *ssfServer) provision(context.Context) (err error) {
+	c, cfg := s.c, s.c.cfg.SSF
+	if s.ln, err = c.listen("ssf.listen", cfg.Listen, cfg.Limits); err != nil {
+		return err
+	}
+	if err := importStreamsFile(c.store, filepath.Join(c.cfg.DataDir, legacyStreamsFile), c.log.Named("ssf")); err != nil {
+		return fmt.Errorf("ssf: %w", err)
+	}
 	ts := make([]signals.TransmitterConfig, 0, len(cfg.Transmitters))
 	for _, t := range cfg.Transmitters {
 		ts = append(ts, signals.TransmitterConfig{Issuer: t.Issuer, Audience: t.Audience, JWKSFile: t.JWKSFile,
 			JWKSURL: t.JWKSURL, PushAuthorization: t.pushAuthorization()})
 	}
-	rcv, err := signals.NewReceiver(signals.ReceiverConfig{
+	if s.rcv, err = signals.NewReceiver(signals.ReceiverConfig{
 		Transmitters: ts,
 		Sink:         ssfSink{c},
 		Dedup:        signals.NewStoreDedup(c.store, nil),
 		Logger:       c.log.Named("ssf"),
 		Observe:      c.metrics.observeSET,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ssf: %w", err)
+	}); err != nil {
+		return fmt.Errorf("ssf: %w", err)
 	}
-	sc := &ssfClients{rcv: rcv, pollers: map[string]*signals.Poller{},
-		streamsFile: filepath.Join(c.cfg.DataDir, "ssf-streams.json"),
-		verified: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "agentauth_ssf_stream_verified",
-			Help: "1 once the transmitter's SSF stream delivered the verification event asked for since start."},
-			[]string{"issuer"})}
-	for i, t := range cfg.Transmitters {
+	if err := s.provisionClients(); err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /ssf/events", s.rcv)
+	s.srv = cfg.Limits.Server(netlimit.NewRateLimiter(cfg.RateLimit).Handler(mux))
+	if cfg.TLS != nil {
+		return s.provisionTLS()
+	}
+	return nil
+}
+
+// provisionClients builds the configured pollers and the stream-verified gauge.
+func (s *ssfServer) provisionClients() (err error) {
+	s.pollers = map[string]*signals.Poller{}
+	s.verified = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "agentauth_ssf_stream_verified",
+		Help: "1 once the transmitter's SSF stream delivered the verification event asked for since start."},
+		[]string{"issuer"})
+	for i, t := range s.c.cfg.SSF.Transmitters {
 		if t.Stream != nil {
-			sc.verified.WithLabelValues(t.Issuer).Set(0)
+			s.verified.WithLabelValues(t.Issuer).Set(0)
 		}
 		if t.Poll == nil || t.Poll.URL == "" {
 			continue
 		}
-		if sc.pollers[t.Issuer], err = newPoller(rcv, t, t.Poll.URL); err != nil {
-			return nil, fmt.Errorf("ssf.transmitters[%d].poll: %w", i, err)
+		if s.pollers[t.Issuer], err = s.rcv.NewPoller(pollConfig(t, t.Poll.URL)); err != nil {
+			return fmt.Errorf("ssf.transmitters[%d].poll: %w", i, err)
 		}
 	}
-	if err := c.reg.Register(sc.verified); err != nil {
-		return nil, fmt.Errorf("ssf: %w", err)
+	if err := s.c.reg.Register(s.verified); err != nil {
+		return fmt.Errorf("ssf: %w", err)
 	}
-	c.ssfClients = sc
-	mux := http.NewServeMux()
-	mux.Handle("POST /ssf/events", rcv)
-	srv := cfg.Limits.Server(netlimit.NewRateLimiter(cfg.RateLimit).Handler(mux))
-	if cfg.TLS != nil {
-		if c.ssfCert, err = certfile.New(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
-			return nil, fmt.Errorf("ssf.tls: %w", err)
-		}
-		sc.certReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentauth_ssf_tls_reloads_total",
-			Help: "Reloads of the SSF receiver's certificate files after they changed: result ok, or error (the " +
-				"certificate in use is kept)."}, []string{"result"})
-		if err := c.reg.Register(sc.certReloads); err != nil {
-			return nil, fmt.Errorf("ssf: %w", err)
-		}
-		srv.TLSConfig = &tls.Config{GetCertificate: c.ssfCert.GetCertificate, MinVersion: tls.VersionTLS12}
-	}
-	return srv, nil
+	return nil
 }
 
-// ssfScheme is the SSF receiver's URL scheme.
-func (c *Controller) ssfScheme() string {
-	if c.ssfCert != nil {
+// provisionTLS loads ssf.tls and serves the receiver over HTTPS with it.
+func (s *ssfServer) provisionTLS() (err error) {
+	cfg := s.c.cfg.SSF
+	if s.cert, err = certfile.New(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+		return fmt.Errorf("ssf.tls: %w", err)
+	}
+	s.certReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentauth_ssf_tls_reloads_total",
+		Help: "Reloads of the SSF receiver's certificate files after they changed: result ok, or error (the " +
+			"certificate in use is kept)."}, []string{"result"})
+	if err := s.c.reg.Register(s.certReloads); err != nil {
+		return fmt.Errorf("ssf: %w", err)
+	}
+	s.srv.TLSConfig = &tls.Config{GetCertificate: s.cert.GetCertificate, MinVersion: tls.VersionTLS12}
+	return nil
+}
+
+func (s *ssfServer) start(ctx context.Context, fail func(error)) error {
+	go func() { fail(serveHTTP(s.srv, s.ln)) }()
+	s.stopClients = s.runClients(ctx)
+	s.c.log.Info("SSF receiver serving", zap.String("push", s.scheme()+"://"+s.ln.Addr().String()+"/ssf/events"))
+	return nil
+}
+
+// stop stops the receiver, then its clients: SETs in flight are applied and acknowledgements flushed.
+func (s *ssfServer) stop(ctx context.Context) {
+	_ = s.srv.Shutdown(ctx)
+	s.stopClients()
+}
+
+// scheme is the SSF receiver's URL scheme.
+func (s *ssfServer) scheme() string {
+	if s.cert != nil {
 		return "https"
 	}
 	return "http"
 }
 
-// watchSSFCert reloads the SSF receiver's certificate when its files change, until ctx ends.
-func (c *Controller) watchSSFCert(ctx context.Context) {
-	log := c.log.Named("ssf")
-	c.ssfCert.Watch(ctx, c.cfg.SSF.TLS.ReloadInterval, func(err error) {
+// watchCert reloads the SSF receiver's certificate when its files change, until ctx ends.
+func (s *ssfServer) watchCert(ctx context.Context) {
+	log, tlsCfg := s.c.log.Named("ssf"), s.c.cfg.SSF.TLS
+	s.cert.Watch(ctx, tlsCfg.ReloadInterval, func(err error) {
 		if err != nil {
-			c.ssfClients.certReloads.WithLabelValues("error").Inc()
+			s.certReloads.WithLabelValues("error").Inc()
 			log.Error("reloading the SSF receiver's certificate failed; still serving the previous one",
-				zap.String("cert", c.cfg.SSF.TLS.Cert), zap.Error(err))
+				zap.String("cert", tlsCfg.Cert), zap.Error(err))
 			return
 		}
-		c.ssfClients.certReloads.WithLabelValues("ok").Inc()
-		log.Info("SSF receiver's certificate reloaded", zap.String("cert", c.cfg.SSF.TLS.Cert),
-			zap.Time("not_after", c.ssfCert.Leaf().NotAfter))
+		s.certReloads.WithLabelValues("ok").Inc()
+		log.Info("SSF receiver's certificate reloaded", zap.String("cert", tlsCfg.Cert),
+			zap.Time("not_after", s.cert.Leaf().NotAfter))
 	})
 }
 
 // longPollTimeout bounds one long poll; transmitters hold a request for seconds to a few minutes.
 const longPollTimeout = 5 * time.Minute
 
-func newPoller(rcv *signals.Receiver, t TransmitterConfig, endpoint string) (*signals.Poller, error) {
+// pollConfig is how the receiver polls t at endpoint.
+func pollConfig(t TransmitterConfig, endpoint string) signals.PollConfig {
 	pc := signals.PollConfig{Issuer: t.Issuer, EndpointURL: endpoint}
 	if t.Stream != nil {
 		pc.Authorization = t.Stream.authorization()
@@ -167,140 +205,35 @@ func newPoller(rcv *signals.Receiver, t TransmitterConfig, endpoint string) (*si
 	if !pc.ReturnImmediately {
 		pc.HTTPClient = &http.Client{Timeout: longPollTimeout}
 	}
-	return rcv.NewPoller(pc)
+	return pc
 }
 
-// runSSFClients starts the reloading of ssf.tls, the configured pollers and, per transmitter with a stream, its
-// management in the background: a transmitter that is down delays nothing, it is retried with backoff. stop cancels them and waits
-// until SETs in flight are applied and the pollers have flushed their acknowledgements.
-func (c *Controller) runSSFClients(ctx context.Context) (stop func()) {
+// runClients starts the reloading of ssf.tls, the configured pollers and, per transmitter with a stream, its
+// management in the background. stop cancels them and waits until SETs in flight are applied and the pollers
+// have flushed their acknowledgements.
+func (s *ssfServer) runClients(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	if c.ssfCert != nil {
-		wg.Go(func() { c.watchSSFCert(ctx) })
+	if s.cert != nil {
+		wg.Go(func() { s.watchCert(ctx) })
 	}
-	for _, t := range c.cfg.SSF.Transmitters {
-		log := c.log.Named("ssf").With(zap.String("transmitter", t.Issuer))
-		if p := c.ssfClients.pollers[t.Issuer]; p != nil {
-			wg.Go(func() { runPoller(ctx, p, log, t.Poll.URL) })
+	for _, t := range s.c.cfg.SSF.Transmitters {
+		log := s.c.log.Named("ssf").With(zap.String("transmitter", t.Issuer))
+		if p := s.pollers[t.Issuer]; p != nil {
+			wg.Go(func() { signals.RunPoller(ctx, p, log, t.Poll.URL) })
 		}
 		if t.Stream != nil {
-			wg.Go(func() { c.manageStream(ctx, t, log, &wg) })
+			wg.Go(func() {
+				s.rcv.ManageStream(ctx, signals.ManagedStream{Issuer: t.Issuer, Authorization: t.Stream.authorization(),
+					Request: streamRequest(t, s.c.td.Name()), Poll: pollConfig(t, ""), IDs: s.c.store,
+					Verified: func() { s.verified.WithLabelValues(t.Issuer).Set(1) }, Logger: log})
+			})
 		}
 	}
 	return func() {
 		cancel()
 		wg.Wait()
 	}
-}
-
-func runPoller(ctx context.Context, p *signals.Poller, log *zap.Logger, endpoint string) {
-	log.Info("SSF poll delivery started", zap.String("endpoint", endpoint))
-	if err := p.Run(ctx); err != nil {
-		log.Warn("flushing SET acknowledgements failed; the transmitter will deliver those SETs again", zap.Error(err))
-	}
-}
-
-// manageStream discovers the transmitter, makes sure our stream exists and is enabled, starts polling it for
-// poll delivery, then asks for a verification event and waits for it. Every step is retried until it succeeds
-// or ctx ends.
-func (c *Controller) manageStream(ctx context.Context, t TransmitterConfig, log *zap.Logger, wg *sync.WaitGroup) {
-	var client *signals.StreamClient
-	var stream *signals.StreamConfig
-	var poller *signals.Poller
-	ok := retry(ctx, log, "SSF stream setup", func(ctx context.Context) error {
-		var err error
-		if client, err = signals.Discover(ctx, signals.StreamClientConfig{Issuer: t.Issuer, Authorization: t.Stream.authorization()}); err != nil {
-			return err
-		}
-		md := client.Metadata()
-		log.Info("SSF transmitter metadata read", zap.Strings("delivery_methods", md.DeliveryMethodsSupported),
-			zap.String("configuration_endpoint", md.ConfigurationEndpoint), zap.String("spec_version", md.SpecVersion))
-		if stream, err = c.ensureStream(ctx, client, t, log); err != nil {
-			return err
-		}
-		if t.Stream.Delivery != "poll" {
-			return nil
-		}
-		if stream.Delivery == nil || stream.Delivery.EndpointURL == "" {
-			return fmt.Errorf("stream %q has no poll endpoint_url", stream.StreamID)
-		}
-		poller, err = newPoller(c.ssfClients.rcv, t, stream.Delivery.EndpointURL)
-		return err
-	})
-	if !ok {
-		return
-	}
-	if poller != nil {
-		wg.Go(func() { runPoller(ctx, poller, log, stream.Delivery.EndpointURL) })
-	}
-	if client.Metadata().VerificationEndpoint == "" {
-		log.Info("SSF transmitter offers no verification endpoint; stream not verified", zap.String("stream", stream.StreamID))
-		return
-	}
-	ok = retry(ctx, log, "SSF stream verification", func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		log.Info("SSF verification requested", zap.String("stream", stream.StreamID))
-		return c.ssfClients.rcv.Verify(ctx, client, stream.StreamID)
-	})
-	if ok {
-		c.ssfClients.verified.WithLabelValues(t.Issuer).Set(1)
-		log.Info("SSF stream verified: the transmitter's events reach this controller", zap.String("stream", stream.StreamID),
-			zap.String("delivery", t.Stream.Delivery))
-	}
-}
-
-// ensureStream returns our stream at the transmitter: the one remembered from before when it still exists and
-// matches the configuration, else a new one (replacing the remembered one). A stream that is not enabled is
-// asked to be.
-func (c *Controller) ensureStream(ctx context.Context, client *signals.StreamClient, t TransmitterConfig, log *zap.Logger) (*signals.StreamConfig, error) {
-	want := streamRequest(t, c.td.Name())
-	id, err := c.ssfClients.rememberedStream(t.Issuer)
-	if err != nil {
-		log.Warn("remembered SSF streams unreadable; creating a new stream", zap.Error(err))
-	}
-	var stream *signals.StreamConfig
-	if id != "" {
-		switch s, err := client.Stream(ctx, id); {
-		case err == nil && streamMatches(s, want):
-			stream = s
-			log.Info("SSF stream found", zap.String("stream", id))
-		case err == nil:
-			log.Info("SSF stream differs from the configuration; replacing it", zap.String("stream", id))
-			if err := client.DeleteStream(ctx, id); err != nil && !notFound(err) {
-				return nil, err
-			}
-		case notFound(err):
-			log.Info("SSF stream no longer exists at the transmitter; creating a new one", zap.String("stream", id))
-		default:
-			return nil, err
-		}
-	}
-	if stream == nil {
-		if stream, err = client.CreateStream(ctx, want); err != nil {
-			return nil, err
-		}
-		if err := c.ssfClients.rememberStream(t.Issuer, stream.StreamID); err != nil {
-			// Not fatal: the next start creates another stream.
-			log.Error("remembering the SSF stream failed", zap.Error(err))
-		}
-		log.Info("SSF stream created", zap.String("stream", stream.StreamID), zap.Strings("events_delivered", stream.EventsDelivered))
-	}
-	st, err := client.Status(ctx, stream.StreamID)
-	switch {
-	case err != nil:
-		log.Warn("reading the SSF stream status failed", zap.String("stream", stream.StreamID), zap.Error(err))
-	case st.Status == "enabled":
-		log.Info("SSF stream status", zap.String("stream", stream.StreamID), zap.String("status", st.Status))
-	default:
-		log.Warn("SSF stream is not enabled; enabling it", zap.String("stream", stream.StreamID),
-			zap.String("status", st.Status), zap.String("reason", st.Reason))
-		if _, err := client.SetStatus(ctx, signals.StreamStatus{StreamID: stream.StreamID, Status: "enabled"}); err != nil {
-			log.Warn("enabling the SSF stream failed", zap.String("stream", stream.StreamID), zap.Error(err))
-		}
-	}
-	return stream, nil
 }
 
 func streamRequest(t TransmitterConfig, trustDomain string) signals.StreamRequest {
@@ -323,94 +256,43 @@ func streamRequest(t TransmitterConfig, trustDomain string) signals.StreamReques
 	return req
 }
 
-// streamMatches reports whether an existing stream delivers as requested. Events are compared only when the
-// transmitter echoes events_requested.
-func streamMatches(s *signals.StreamConfig, want signals.StreamRequest) bool {
-	method := signals.DeliveryPoll
-	if want.Delivery != nil {
-		method = want.Delivery.Method
-	}
-	if s.Delivery == nil || s.Delivery.Method != method {
-		return false
-	}
-	if method == signals.DeliveryPush && s.Delivery.EndpointURL != want.Delivery.EndpointURL {
-		return false
-	}
-	if len(s.EventsRequested) > 0 {
-		got, wanted := slices.Sorted(slices.Values(s.EventsRequested)), slices.Sorted(slices.Values(want.EventsRequested))
-		return slices.Equal(got, wanted)
-	}
-	return true
-}
-
-// notFound recognises the transmitter's 404 for an unknown stream (SSF §8.1.1.2), which pkg/signals reports
-// only in the error text.
-func notFound(err error) bool {
-	return err != nil && strings.Contains(err.Error(), ": HTTP 404 ")
-}
-
-// retry runs f until it succeeds (true) or ctx ends (false), waiting between failures with exponential backoff
-// from 1s to 5m with jitter.
-func retry(ctx context.Context, log *zap.Logger, what string, f func(context.Context) error) bool {
-	var backoff time.Duration
-	for {
-		err := f(ctx)
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		backoff = min(max(2*backoff, time.Second), 5*time.Minute)
-		wait := backoff/2 + rand.N(backoff/2+1)
-		log.Warn(what+" failed; retrying", zap.Error(err), zap.Duration("retry_in", wait))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		case <-t.C:
-		}
-	}
-}
-
-func (sc *ssfClients) rememberedStream(issuer string) (string, error) {
-	sc.streamsMu.Lock()
-	defer sc.streamsMu.Unlock()
-	m, err := sc.readStreams()
-	return m[issuer], err
-}
-
-func (sc *ssfClients) rememberStream(issuer, id string) error {
-	sc.streamsMu.Lock()
-	defer sc.streamsMu.Unlock()
-	m, _ := sc.readStreams() // an unreadable file is replaced
-	if m == nil {
-		m = map[string]string{}
-	}
-	m[issuer] = id
-	data, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := sc.streamsFile + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, sc.streamsFile)
-}
-
-func (sc *ssfClients) readStreams() (map[string]string, error) {
-	data, err := os.ReadFile(sc.streamsFile)
+// importStreamsFile moves the stream ids a controller of an earlier version kept in path (dataDir/ssf-streams.json)
+// into the store, once: ids the store already holds are newer and kept, and the file is removed. A file that
+// does not parse is removed too, as the earlier versions replaced it: its transmitters get new streams.
+func importStreamsFile(st *store.Store, path string, log *zap.Logger) error {
+	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return map[string]string{}, nil
+		return nil
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var m map[string]string
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("%s: %w", sc.streamsFile, err)
+		log.Warn("remembered SSF streams unreadable; their transmitters get new streams", zap.String("file", path), zap.Error(err))
 	}
-	return m, nil
+	for issuer, id := range m {
+		if issuer == "" || id == "" {
+			continue
+		}
+		have, err := st.SSFStreamID(issuer)
+		if err == nil && have == "" {
+			err = st.SetSSFStreamID(issuer, id)
+		}
+		if err != nil {
+			return fmt.Errorf("importing %s: %w", path, err)
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("importing %s: %w", path, err)
+	}
+	log.Info("SSF stream ids moved into the state store", zap.String("file", path), zap.Int("in_file", len(m)))
+	return nil
 }
+
+func (s *ssfServer) validate(p *confyaml.Problems) { s.c.cfg.SSF.validate(p) }
+
+var (
+	_ component = (*ssfServer)(nil)
+	_ validator = (*ssfServer)(nil)
+)

@@ -32,7 +32,7 @@ import (
 
 // The SET-to-enforcement benchmark runs the controller in a child process (this test binary, re-executed), as
 // pkg/xds's BenchmarkRevocationPropagation does, but it is the whole controller: the SSF receiver (verify, de-dup,
-// map), the bbolt store and the xDS server. The sidecars are xds.Clients here, each with its own SVID from the
+// map), the bbolt store and the xDS server. The sidecars are xdsclient.Clients here, each with its own SVID from the
 // controller's CA and its own mTLS connection. Both processes share this machine's cores.
 const ssfBenchEnv = "AGENTAUTH_SSF_BENCH_DIR"
 
@@ -164,7 +164,7 @@ ssf:
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	fmt.Printf("bench: addr %s %s\n", c.xdsLn.Addr(), c.ssfLn.Addr())
+	fmt.Printf("bench: addr %s %s\n", c.xdsLn().Addr(), c.ssfLn().Addr())
 
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {

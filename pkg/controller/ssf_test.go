@@ -3,9 +3,11 @@ package controller
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/signals/signalstest"
+	"github.com/agentauth/agentauth/pkg/store"
 )
 
 const (
@@ -89,7 +92,7 @@ func runController(t *testing.T, cfg *Config) (*Controller, func()) {
 
 // streamVerified reads agentauth_ssf_stream_verified for issuer from the ops endpoint's /metrics.
 func streamVerified(t *testing.T, c *Controller, issuer string) string {
-	resp, err := http.Get("http://" + c.opsLn.Addr().String() + "/metrics")
+	resp, err := http.Get("http://" + c.opsLn().Addr().String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,6 +298,97 @@ func TestSSFConfigValidation(t *testing.T) {
 			}
 			if tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 				t.Fatalf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestSSFStreamsFileImported: a controller of an earlier version kept its stream ids in dataDir/ssf-streams.json.
+// At start that file is moved into the store and removed, and the stream it names is found and verified, not
+// created again; a restart finds it in the store.
+func TestSSFStreamsFileImported(t *testing.T) {
+	tr := newTransmitter(t)
+	cfg := ssfConfig(t, fmt.Sprintf(`ssf:
+  listen: 127.0.0.1:0
+  transmitters:
+    - issuer: %s
+      audience: [%s]
+      jwksURL: %s/jwks
+      stream: {authorization: %q, delivery: poll, eventsRequested: [session-revoked]}
+`, tr.Issuer, ssfAudience, tr.Issuer, mgmtToken))
+	// The stream the earlier controller created, and its file.
+	client, err := signals.Discover(context.Background(), signals.StreamClientConfig{Issuer: tr.Issuer, Authorization: mgmtToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := client.CreateStream(context.Background(), signals.StreamRequest{EventsRequested: []string{signals.EventSessionRevoked}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(cfg.DataDir, "ssf-streams.json")
+	if err := os.WriteFile(file, fmt.Appendf(nil, `{%q: %q}`, tr.Issuer, old.StreamID), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	c, stop := runController(t, cfg)
+	waitFor(t, "the stream to be verified", func() bool { return streamVerified(t, c, tr.Issuer) == "1" })
+	if n := tr.Counts(); n.Created != 1 {
+		t.Fatalf("created %d streams; want the one of the file reused", n.Created)
+	}
+	if id, err := c.store.SSFStreamID(tr.Issuer); err != nil || id != old.StreamID {
+		t.Fatalf("stored stream id %q, %v; want %q", id, err, old.StreamID)
+	}
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s is still there: %v", file, err)
+	}
+	stop()
+	c2, _ := runController(t, cfg)
+	waitFor(t, "the stream to be verified after a restart", func() bool { return streamVerified(t, c2, tr.Issuer) == "1" })
+	if n := tr.Counts(); n.Created != 1 || n.Verifications != 2 {
+		t.Fatalf("after a restart: created %d streams, %d verifications", n.Created, n.Verifications)
+	}
+}
+
+// TestImportStreamsFile: the ids of the file go into the store, except where the store holds one already (it
+// is newer); the file is removed, also when it does not parse; without a file nothing happens.
+func TestImportStreamsFile(t *testing.T) {
+	for _, tt := range []struct {
+		name, file string // file "" means none
+		want       map[string]string
+	}{
+		{"no file", "", map[string]string{"https://a": "", "https://b": "kept"}},
+		{"ids imported, stored ones kept", `{"https://a": "s-a", "https://b": "old", "": "x", "https://c": ""}`,
+			map[string]string{"https://a": "s-a", "https://b": "kept", "https://c": ""}},
+		{"unparsable", `{"https://a": `, map[string]string{"https://a": "", "https://b": "kept"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			if err := st.SetSSFStreamID("https://b", "kept"); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "ssf-streams.json")
+			if tt.file != "" {
+				if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := importStreamsFile(st, path, zaptest.NewLogger(t)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the file is still there: %v", err)
+			}
+			for issuer, want := range tt.want {
+				if got, err := st.SSFStreamID(issuer); err != nil || got != want {
+					t.Errorf("%s: %q, %v; want %q", issuer, got, err, want)
+				}
 			}
 		})
 	}

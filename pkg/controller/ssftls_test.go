@@ -56,7 +56,7 @@ func TestSSFOverTLSWithSecretFiles(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.X509Authorities()[0])
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "ssf.test"}}}
-	endpoint := "https://" + c.ssfLn.Addr().String() + "/ssf/events"
+	endpoint := "https://" + c.ssfLn().Addr().String() + "/ssf/events"
 	push := func(auth, jti string) (int, *x509.Certificate) {
 		req, err := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(signEvent(tr, jti, agent("a"), signals.EventSessionRevoked).Token))
 		if err != nil {
@@ -94,7 +94,7 @@ func TestSSFOverTLSWithSecretFiles(t *testing.T) {
 
 // metric reads the value of the series that starts with prefix from the ops endpoint's /metrics.
 func metric(t *testing.T, c *Controller, prefix string) string {
-	resp, err := http.Get("http://" + c.opsLn.Addr().String() + "/metrics")
+	resp, err := http.Get("http://" + c.opsLn().Addr().String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -124,7 +124,7 @@ func waitReady(t *testing.T, c *Controller, want int) string {
 	t.Helper()
 	var last string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		resp, err := http.Get("http://" + c.opsLn.Addr().String() + "/readyz")
+		resp, err := http.Get("http://" + c.opsLn().Addr().String() + "/readyz")
 		if err != nil {
 			last = err.Error()
 			continue

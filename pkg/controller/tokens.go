@@ -24,9 +24,9 @@ import (
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
-// startTokenService builds the embedded token service: agents authenticate with their WIT and a WPT made for the
+// startTokenService builds the embedded token service, listening on addr: agents authenticate with their WIT and a WPT made for the
 // token endpoint, and get Txn-Tokens signed with a key of the controller's key store.
-func (c *Controller) startTokenService(keys issuer.KeyStore) (*http.Server, error) {
+func (c *Controller) startTokenService(keys issuer.KeyStore, addr string) (*http.Server, error) {
 	cfg := c.cfg.TokenService
 	key, err := keys.Signer("txn-token-signing")
 	if err != nil {
@@ -53,7 +53,7 @@ func (c *Controller) startTokenService(keys issuer.KeyStore) (*http.Server, erro
 	}
 	ts, err := oauth.NewTokenService(oauth.TokenServiceConfig{
 		TrustDomain:      c.td,
-		Endpoint:         cmp.Or(cfg.Endpoint, TokenEndpoint(c.tokenLn.Addr().String())),
+		Endpoint:         cmp.Or(cfg.Endpoint, TokenEndpoint(addr)),
 		SigningKey:       key,
 		KeyID:            base64.RawURLEncoding.EncodeToString(thumb),
 		Alg:              "ES256",

@@ -111,7 +111,7 @@ tokenService: {listen: 127.0.0.1:0, userIssuers: [%s]%s}
 		t.Fatal(err)
 	}
 	c, _ := runController(t, cfg)
-	endpoint := TokenEndpoint(c.tokenLn.Addr().String())
+	endpoint := TokenEndpoint(c.tokenLn().Addr().String())
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: tlsconfig.TLSClientConfig(c.ca.X509Bundle(), tlsconfig.AuthorizeID(wire.ControllerID(c.td)))}}
 	t.Cleanup(client.CloseIdleConnections)

@@ -30,7 +30,7 @@ import (
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/atomicfile"
 	"github.com/agentauth/agentauth/pkg/autherr"
-	"github.com/agentauth/agentauth/pkg/issuer"
+	"github.com/agentauth/agentauth/pkg/issuer/issuerclient"
 	"github.com/agentauth/agentauth/pkg/mtls"
 	"github.com/agentauth/agentauth/pkg/wire"
 )
@@ -234,7 +234,7 @@ func (s *IssuerSource) rotate(ctx context.Context) error {
 		switch {
 		case token != "":
 			conf := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(s.serverID))
-			err = s.call(conf, func(c *issuer.Client) (err error) {
+			err = s.call(conf, func(c *issuerclient.Client) (err error) {
 				creds, err = c.Attest(ctx, &agentauthv1.AttestRequest{JoinToken: token, Csr: csr, WitPublicKey: witPub, WitAlg: issuerWITAlg})
 				return err
 			})
@@ -262,7 +262,7 @@ func (s *IssuerSource) rotate(ctx context.Context) error {
 	}
 	if creds == nil {
 		conf := tlsconfig.MTLSClientConfig(cur.svid, cur.x509, tlsconfig.AuthorizeID(s.serverID))
-		if err := s.call(conf, func(c *issuer.Client) (err error) {
+		if err := s.call(conf, func(c *issuerclient.Client) (err error) {
 			creds, err = c.Renew(ctx, &agentauthv1.RenewRequest{Csr: csr, WitPublicKey: witPub, WitAlg: issuerWITAlg})
 			return err
 		}); err != nil {
@@ -270,7 +270,7 @@ func (s *IssuerSource) rotate(ctx context.Context) error {
 		}
 	}
 
-	is, err := issuer.VerifyCredentials(creds, x509Key.Public(), witKey.Public(), time.Now())
+	is, err := issuerclient.VerifyCredentials(creds, x509Key.Public(), witKey.Public(), time.Now())
 	if err != nil {
 		return fmt.Errorf("identity: issuer returned unusable credentials: %w", err)
 	}
@@ -317,11 +317,11 @@ func (s *IssuerSource) attestLocal(ctx context.Context, trust *x509bundle.Bundle
 		return nil, fmt.Errorf("identity: issuer local socket %s: %w", sock, err)
 	}
 	defer cc.Close()
-	creds, err := issuer.NewClient(cc).Attest(ctx, &agentauthv1.AttestRequest{Csr: csr})
+	creds, err := issuerclient.NewClient(cc).Attest(ctx, &agentauthv1.AttestRequest{Csr: csr})
 	if err != nil {
 		return nil, fmt.Errorf("identity: issuer local socket %s: %w", sock, err)
 	}
-	is, err := issuer.VerifyCredentials(creds, key.Public(), nil, time.Now())
+	is, err := issuerclient.VerifyCredentials(creds, key.Public(), nil, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("identity: issuer local socket %s returned unusable credentials: %w", sock, err)
 	}
@@ -348,14 +348,14 @@ func newCSR() (*ecdsa.PrivateKey, []byte, error) {
 
 // call runs fn on a fresh connection to the issuer with TLS configuration conf. Rotations are minutes apart, so a
 // connection per call costs nothing worth keeping one open for, and each call gets the current client SVID.
-func (s *IssuerSource) call(conf *tls.Config, fn func(*issuer.Client) error) error {
+func (s *IssuerSource) call(conf *tls.Config, fn func(*issuerclient.Client) error) error {
 	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(mtls.GRPCCredentials(conf, nil))}, s.cfg.DialOptions...)
 	cc, err := grpc.NewClient(s.cfg.Address, opts...)
 	if err != nil {
 		return fmt.Errorf("identity: issuer %s: %w", s.cfg.Address, err)
 	}
 	defer cc.Close()
-	return fn(issuer.NewClient(cc))
+	return fn(issuerclient.NewClient(cc))
 }
 
 // GetX509SVID implements x509svid.Source.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -24,9 +25,6 @@ const (
 
 // minRSABits is the smallest RSA workload key accepted.
 const minRSABits = 2048
-
-// WITAlgs are the algorithms the WIT-SVID profile allows for cnf.jwk.alg (no EdDSA, no HMAC, no none).
-var WITAlgs = []string{"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 
 // checkWorkloadKey accepts the key types an X.509-SVID may carry here: ECDSA P-256/P-384, Ed25519, RSA ≥ 2048.
 func checkWorkloadKey(pub crypto.PublicKey) error {
@@ -49,8 +47,8 @@ func checkWorkloadKey(pub crypto.PublicKey) error {
 
 // checkWITAlg reports whether alg is a WIT-SVID algorithm that fits pub.
 func checkWITAlg(alg string, pub crypto.PublicKey) error {
-	if !slices.Contains(WITAlgs, alg) {
-		return fmt.Errorf("issuer: %w: WIT key alg %q is not one WIT-SVIDs allow (%v)", ErrUnsupportedAlg, alg, WITAlgs)
+	if !slices.Contains(wire.WITAlgs, alg) {
+		return fmt.Errorf("issuer: %w: WIT key alg %q is not one WIT-SVIDs allow (%v)", ErrUnsupportedAlg, alg, wire.WITAlgs)
 	}
 	if err := wpt.CheckAlgKey(alg, pub); err != nil {
 		return fmt.Errorf("issuer: WIT key: %w", err)

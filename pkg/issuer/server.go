@@ -422,9 +422,6 @@ func (s *service) issue(ctx context.Context, id spiffeid.ID, k requestKeys) (*ag
 	return creds, nil
 }
 
-// errorDomain is the ErrorInfo domain under which refusals carry their autherr reason code.
-const errorDomain = "agentauth"
-
 // toStatus turns err into a gRPC status. Refusals keep their code (Unauthenticated, InvalidArgument) and carry
 // the autherr reason in an ErrorInfo detail; errors that wrap no reason are internal, whatever code was asked.
 // An internal error's text (store, file system, key store) stays in the log: callers, who may be anonymous, get a
@@ -440,7 +437,7 @@ func (s *service) toStatus(code codes.Code, err error) error {
 	}
 	st := status.New(code, err.Error())
 	if r != nil {
-		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: r.Code(), Domain: errorDomain}); derr == nil {
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: r.Code(), Domain: wire.ErrorDomain}); derr == nil {
 			st = d
 		}
 	}

@@ -29,6 +29,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/pkg/issuer/issuerclient"
 	"github.com/agentauth/agentauth/pkg/store"
 	"github.com/agentauth/agentauth/pkg/wire"
 )
@@ -56,7 +57,7 @@ func startIssuer(t *testing.T, ca *CA) string {
 
 // dial connects to the issuer, authenticating it by its SPIFFE ID against bundle; with svid set the client
 // presents it (mTLS).
-func dial(t *testing.T, addr string, bundle *x509bundle.Bundle, svid *x509svid.SVID) *Client {
+func dial(t *testing.T, addr string, bundle *x509bundle.Bundle, svid *x509svid.SVID) *issuerclient.Client {
 	t.Helper()
 	auth := tlsconfig.AuthorizeID(wire.IssuerID(td))
 	conf := tlsconfig.TLSClientConfig(bundle, auth)
@@ -68,7 +69,7 @@ func dial(t *testing.T, addr string, bundle *x509bundle.Bundle, svid *x509svid.S
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return NewClient(cc)
+	return issuerclient.NewClient(cc)
 }
 
 type keys struct {
@@ -85,16 +86,16 @@ func (k keys) renew(t *testing.T) *agentauthv1.RenewRequest {
 	return &agentauthv1.RenewRequest{Csr: csrFor(t, k.x509), WitPublicKey: spkiOf(t, k.wit.Public()), WitAlg: "ES256"}
 }
 
-func (k keys) verify(t *testing.T, c *agentauthv1.Credentials) *Issued {
+func (k keys) verify(t *testing.T, c *agentauthv1.Credentials) *issuerclient.Issued {
 	t.Helper()
-	is, err := VerifyCredentials(c, k.x509.Public(), k.wit.Public(), time.Now())
+	is, err := issuerclient.VerifyCredentials(c, k.x509.Public(), k.wit.Public(), time.Now())
 	if err != nil {
 		t.Fatalf("credentials do not verify: %v", err)
 	}
 	return is
 }
 
-func (k keys) svid(is *Issued) *x509svid.SVID {
+func (k keys) svid(is *issuerclient.Issued) *x509svid.SVID {
 	return &x509svid.SVID{ID: is.ID, Certificates: is.Chain, PrivateKey: k.x509}
 }
 
@@ -264,7 +265,7 @@ func TestAttestWithJWKAndWithoutWIT(t *testing.T) {
 	if creds.GetWit() != "" {
 		t.Error("a WIT was issued without a WIT key")
 	}
-	if _, err := VerifyCredentials(creds, k.x509.Public(), nil, time.Now()); err != nil {
+	if _, err := issuerclient.VerifyCredentials(creds, k.x509.Public(), nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -278,7 +279,7 @@ func TestLocalPeerCredentials(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 
-	run := func(peerIDs map[uint32]spiffeid.ID) *Client {
+	run := func(peerIDs map[uint32]spiffeid.ID) *issuerclient.Client {
 		g, err := NewLocalGRPCServer(f.ca, ServiceConfig{PeerIDs: peerIDs})
 		if err != nil {
 			t.Fatal(err)
@@ -295,7 +296,7 @@ func TestLocalPeerCredentials(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cc.Close() })
-		return NewClient(cc)
+		return issuerclient.NewClient(cc)
 	}
 	ctx := context.Background()
 	k := newKeys(t)
@@ -527,23 +528,23 @@ func TestRefusalsKeepDetailFromCallers(t *testing.T) {
 	tests := []struct {
 		name   string
 		store  func(t *testing.T) Store
-		prep   func(t *testing.T, ca *CA, c *Client) string // returns the token to present
+		prep   func(t *testing.T, ca *CA, c *issuerclient.Client) string // returns the token to present
 		code   codes.Code
 		reason error
 		logMsg string // the log entry that must carry the detail
 		logged string // the detail that must be in the log and not in the answer
 	}{
-		{"internal error", failing, func(t *testing.T, ca *CA, _ *Client) string {
+		{"internal error", failing, func(t *testing.T, ca *CA, _ *issuerclient.Client) string {
 			tok, err := ca.CreateJoinToken(ctx, id, time.Hour)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return tok
 		}, codes.Internal, nil, "issuer: request failed", "/var/lib/agentauth"},
-		{"unknown token", bolt, func(t *testing.T, _ *CA, _ *Client) string {
+		{"unknown token", bolt, func(t *testing.T, _ *CA, _ *issuerclient.Client) string {
 			return strings.Repeat("A", joinTokenLen)
 		}, codes.PermissionDenied, ErrDenied, "issuer: join token refused", "unknown join token"},
-		{"spent token", bolt, func(t *testing.T, ca *CA, c *Client) string {
+		{"spent token", bolt, func(t *testing.T, ca *CA, c *issuerclient.Client) string {
 			tok, err := ca.CreateJoinToken(ctx, id, time.Hour)
 			if err != nil {
 				t.Fatal(err)
@@ -553,7 +554,7 @@ func TestRefusalsKeepDetailFromCallers(t *testing.T) {
 			}
 			return tok
 		}, codes.PermissionDenied, ErrDenied, "issuer: join token refused", "already used"},
-		{"expired token", bolt, func(t *testing.T, ca *CA, _ *Client) string {
+		{"expired token", bolt, func(t *testing.T, ca *CA, _ *issuerclient.Client) string {
 			tok, err := ca.CreateJoinToken(ctx, id, time.Minute)
 			if err != nil {
 				t.Fatal(err)

@@ -116,28 +116,60 @@ type TokenService struct {
 
 // NewTokenService checks cfg and returns a TokenService.
 func NewTokenService(cfg TokenServiceConfig) (*TokenService, error) {
+	if err := checkServiceConfig(cfg); err != nil {
+		return nil, err
+	}
+	s := newTokenServiceDefaults(cfg)
+	var err error
+	if s.algs, err = algList(cfg.AllowedAlgs); err != nil {
+		return nil, err
+	}
+	if s.txnSigner, s.atSigner, err = newSigners(cfg); err != nil {
+		return nil, err
+	}
+	keys := append([]jose.JSONWebKey{{Key: cfg.SigningKey.Public(), KeyID: cfg.KeyID, Algorithm: cfg.Alg, Use: "sig"}}, cfg.PublishKeys...)
+	if s.jwks, err = publicSet(jose.JSONWebKeySet{Keys: keys}); err != nil {
+		return nil, fmt.Errorf("oauth: published keys: %w", err)
+	}
+	own := &StaticKeys{set: s.jwks}
+	if s.ownVerifier, err = NewTxnVerifier(TxnVerifierConfig{Keys: own, TrustDomain: cfg.TrustDomain, Issuer: s.issuer,
+		AllowedAlgs: cfg.AllowedAlgs, ClockSkew: s.skew, CacheSize: -1, Now: s.now}); err != nil {
+		return nil, err
+	}
+	if s.issuers, err = subjectIssuers(cfg.SubjectIssuers); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkServiceConfig checks the fields of cfg NewTokenService requires.
+func checkServiceConfig(cfg TokenServiceConfig) error {
 	if cfg.TrustDomain.IsZero() {
-		return nil, errors.New("oauth: TokenServiceConfig.TrustDomain is required")
+		return errors.New("oauth: TokenServiceConfig.TrustDomain is required")
 	}
 	u, err := url.Parse(cfg.Endpoint)
 	if err != nil || !u.IsAbs() || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("oauth: TokenServiceConfig.Endpoint %q must be an absolute URL without query or fragment", cfg.Endpoint)
+		return fmt.Errorf("oauth: TokenServiceConfig.Endpoint %q must be an absolute URL without query or fragment", cfg.Endpoint)
 	}
 	if cfg.SigningKey == nil || cfg.KeyID == "" || cfg.Alg == "" {
-		return nil, errors.New("oauth: TokenServiceConfig needs SigningKey, KeyID and Alg")
+		return errors.New("oauth: TokenServiceConfig needs SigningKey, KeyID and Alg")
 	}
 	if _, err := algList([]string{cfg.Alg}); err != nil {
-		return nil, err
+		return err
 	}
 	if !algFits(cfg.Alg, cfg.SigningKey.Public()) {
-		return nil, fmt.Errorf("oauth: %w: signing alg %q does not fit a %s", ErrUnsupportedAlg, cfg.Alg, keyDesc(cfg.SigningKey.Public()))
+		return fmt.Errorf("oauth: %w: signing alg %q does not fit a %s", ErrUnsupportedAlg, cfg.Alg, keyDesc(cfg.SigningKey.Public()))
 	}
 	if cfg.TxnTokenLifetime < 0 || cfg.AccessTokenLifetime < 0 || cfg.ClockSkew < 0 {
-		return nil, errors.New("oauth: lifetimes and ClockSkew must not be negative")
+		return errors.New("oauth: lifetimes and ClockSkew must not be negative")
 	}
+	return nil
+}
+
+// newTokenServiceDefaults is a TokenService with cfg's settings, the defaults filling those unset.
+func newTokenServiceDefaults(cfg TokenServiceConfig) *TokenService {
 	s := &TokenService{cfg: cfg, endpoint: cfg.Endpoint, issuer: cfg.Issuer, policy: cfg.Policy, skew: cfg.ClockSkew,
-		txnLife: cfg.TxnTokenLifetime, atLife: cfg.AccessTokenLifetime, log: cfg.Logger, now: cfg.Now,
-		issuers: map[string]*trustedIssuer{}}
+		txnLife: cfg.TxnTokenLifetime, atLife: cfg.AccessTokenLifetime, log: cfg.Logger, now: cfg.Now}
 	if s.issuer == "" {
 		s.issuer = cfg.Endpoint
 	}
@@ -159,49 +191,50 @@ func NewTokenService(cfg TokenServiceConfig) (*TokenService, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.algs, err = algList(cfg.AllowedAlgs); err != nil {
-		return nil, err
-	}
-	for _, typ := range []string{TypTxnToken, TypAccessToken} {
+	return s
+}
+
+// newSigners returns the signers of Txn-Tokens and of access tokens: one key, each its own typ header.
+func newSigners(cfg TokenServiceConfig) (txn, at jose.Signer, err error) {
+	signer := func(typ string) (jose.Signer, error) {
 		sg, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(cfg.Alg),
 			Key: jose.JSONWebKey{Key: signingKey(cfg.SigningKey), KeyID: cfg.KeyID}},
 			(&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
 		if err != nil {
 			return nil, fmt.Errorf("oauth: signer: %w", err)
 		}
-		if typ == TypTxnToken {
-			s.txnSigner = sg
-		} else {
-			s.atSigner = sg
-		}
+		return sg, nil
 	}
-	keys := append([]jose.JSONWebKey{{Key: cfg.SigningKey.Public(), KeyID: cfg.KeyID, Algorithm: cfg.Alg, Use: "sig"}}, cfg.PublishKeys...)
-	if s.jwks, err = publicSet(jose.JSONWebKeySet{Keys: keys}); err != nil {
-		return nil, fmt.Errorf("oauth: published keys: %w", err)
+	if txn, err = signer(TypTxnToken); err != nil {
+		return nil, nil, err
 	}
-	own := &StaticKeys{set: s.jwks}
-	if s.ownVerifier, err = NewTxnVerifier(TxnVerifierConfig{Keys: own, TrustDomain: cfg.TrustDomain, Issuer: s.issuer,
-		AllowedAlgs: cfg.AllowedAlgs, ClockSkew: s.skew, CacheSize: -1, Now: s.now}); err != nil {
-		return nil, err
+	if at, err = signer(TypAccessToken); err != nil {
+		return nil, nil, err
 	}
-	for i := range cfg.SubjectIssuers {
-		ti := cfg.SubjectIssuers[i]
+	return txn, at, nil
+}
+
+// subjectIssuers indexes the trusted issuers of subject tokens by iss, checking each.
+func subjectIssuers(list []TrustedIssuer) (map[string]*trustedIssuer, error) {
+	issuers := map[string]*trustedIssuer{}
+	for i := range list {
+		ti := list[i]
 		if ti.Issuer == "" || ti.Keys == nil || len(ti.Audiences) == 0 {
 			return nil, fmt.Errorf("oauth: SubjectIssuers[%d] needs Issuer, Keys and Audiences", i)
 		}
-		if _, dup := s.issuers[ti.Issuer]; dup {
+		if _, dup := issuers[ti.Issuer]; dup {
 			return nil, fmt.Errorf("oauth: issuer %q configured twice", ti.Issuer)
 		}
 		algs, err := algList(ti.AllowedAlgs)
 		if err != nil {
 			return nil, fmt.Errorf("oauth: issuer %q: %w", ti.Issuer, err)
 		}
-		s.issuers[ti.Issuer] = &trustedIssuer{TrustedIssuer: ti, algs: algs}
+		issuers[ti.Issuer] = &trustedIssuer{TrustedIssuer: ti, algs: algs}
 	}
-	if err := distinctPrefixes(cfg.SubjectIssuers); err != nil {
+	if err := distinctPrefixes(list); err != nil {
 		return nil, err
 	}
-	return s, nil
+	return issuers, nil
 }
 
 // distinctPrefixes checks that the users of several issuers cannot share a sub (the draft wants sub unique in

@@ -20,7 +20,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/audit"
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/proxy"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsclient"
 )
 
 // auditKeyFile is the checkpoint signing key in the audit directory. It stays on the host: an auditor needs only
@@ -171,7 +171,7 @@ func clip(s string) string {
 // remediations records the revocations and risk changes an xDS update applied, with the event behind each. It
 // runs before the update is ACKed. A remediation is never held back for its record: a write failure is logged
 // and counted.
-func (l *auditLog) remediations(u xds.Update, st *xds.State) {
+func (l *auditLog) remediations(u xdsclient.Update, st *xdsclient.State) {
 	var recs []*audit.Record
 	now := time.Now()
 	switch u.TypeURL {

@@ -50,3 +50,40 @@ func TestAuditConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestTracingConfig(t *testing.T) {
+	valid, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(append(valid, "tracing: {endpoint: 127.0.0.1:4317}\n"...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr := cfg.Tracing; tr.SampleRatio == nil || *tr.SampleRatio != 1 || tr.ServiceName != "agentauth-sidecar" || tr.Insecure {
+		t.Errorf("defaults: %+v", tr)
+	}
+	tests := []struct {
+		name, yaml, field, msg string
+	}{
+		{"no endpoint", "tracing: {insecure: true}\n", "tracing.endpoint", "required"},
+		{"endpoint without port", "tracing: {endpoint: collector}\n", "tracing.endpoint", ""},
+		{"ratio above one", "tracing: {endpoint: 127.0.0.1:4317, sampleRatio: 1.5}\n", "tracing.sampleRatio", "not between 0 and 1"},
+		{"negative ratio", "tracing: {endpoint: 127.0.0.1:4317, sampleRatio: -0.1}\n", "tracing.sampleRatio", "not between 0 and 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(append(valid, tt.yaml...))
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("want *ValidationError, got %v", err)
+			}
+			for _, fe := range ve.Errors {
+				if fe.Field == tt.field && strings.Contains(fe.Msg, tt.msg) {
+					return
+				}
+			}
+			t.Fatalf("no error for %s containing %q; got:\n%v", tt.field, tt.msg, err)
+		})
+	}
+}

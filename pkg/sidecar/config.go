@@ -2,12 +2,9 @@ package sidecar
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,7 +14,7 @@ import (
 	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
 	"github.com/agentauth/agentauth/pkg/audit"
-	"github.com/agentauth/agentauth/pkg/issuer"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // Proof modes a route may use or require. A route lists one or more; "passthrough" stands alone.
@@ -48,6 +45,21 @@ type Config struct {
 	ShutdownGrace time.Duration `yaml:"shutdownGrace"`
 	// Audit, when set, keeps a tamper-evident log of every decision and remediation (README "Audit").
 	Audit *AuditConfig `yaml:"audit,omitempty"`
+	// Tracing, when set, exports one OpenTelemetry span per decided request over OTLP/gRPC (off by default).
+	Tracing *TracingConfig `yaml:"tracing,omitempty"`
+}
+
+// TracingConfig points the sidecar's spans at an OpenTelemetry collector.
+type TracingConfig struct {
+	// Endpoint is the collector's OTLP/gRPC address, host:port (usually port 4317).
+	Endpoint string `yaml:"endpoint"`
+	// Insecure sends spans without TLS: for a collector on the same host or in the same pod.
+	Insecure bool `yaml:"insecure,omitempty"`
+	// SampleRatio is the share of traces recorded when the caller made no sampling decision or decided not to
+	// sample, from 0 to 1 (default 1). A sampled traceparent is always followed.
+	SampleRatio *float64 `yaml:"sampleRatio,omitempty"`
+	// ServiceName is the service.name of the spans' resource (default agentauth-sidecar).
+	ServiceName string `yaml:"serviceName,omitempty"`
 }
 
 // Audit settings' values.
@@ -64,9 +76,9 @@ type AuditConfig struct {
 	// Dir holds the log files, the signed checkpoints, the checkpoint key (audit.key, which never leaves the
 	// host) and its certificate by this workload's SVID (audit-key.jws). One sidecar per directory.
 	Dir string `yaml:"dir"`
-	// Durability is sync (default: commit as soon as a record is pending; concurrent records share an fsync) or
-	// batched (hold a commit up to 2ms to gather more records). Either way a record is on disk before its
-	// decision takes effect.
+	// Durability is sync (default: a record is fsynced before its decision takes effect; concurrent records share
+	// an fsync) or batched (a record is written to the file before its decision takes effect, which survives a
+	// crash of the sidecar, and fsynced within 10ms, so a crash of the machine loses at most the last 10ms).
 	Durability string `yaml:"durability,omitempty"`
 	// MaxFileBytes rotates to a new file past this size (default 64 MiB, at least 1 MiB).
 	MaxFileBytes int64 `yaml:"maxFileBytes,omitempty"`
@@ -421,6 +433,15 @@ func (c *Config) SetDefaults() {
 			a.CheckpointInterval = audit.DefaultCheckpointInterval
 		}
 	}
+	if tr := c.Tracing; tr != nil {
+		if tr.SampleRatio == nil {
+			one := 1.0
+			tr.SampleRatio = &one
+		}
+		if tr.ServiceName == "" {
+			tr.ServiceName = "agentauth-sidecar"
+		}
+	}
 	if f := c.Identity.Files; f != nil && f.ReloadInterval == 0 {
 		f.ReloadInterval = 5 * time.Second
 	}
@@ -466,7 +487,7 @@ func (c *Config) Validate() error {
 		c.Ingress.validate(v)
 	}
 	if c.Controller != nil {
-		v.hostPort("controller.address", c.Controller.Address, true)
+		v.HostPort("controller.address", c.Controller.Address, true)
 		if c.Ingress != nil && c.Ingress.Policy != nil {
 			v.add("ingress.policy", "the controller serves policy when controller is set; remove ingress.policy")
 		}
@@ -480,42 +501,44 @@ func (c *Config) Validate() error {
 			"one per role (%s egress, %s ingress), so that an agent's and a tool's sidecar on one host do not "+
 			"collide, and this one would take another sidecar's", DefaultEgressAdmin, DefaultIngressAdmin))
 	} else {
-		v.hostPort("admin.listen", c.Admin.Listen, true)
+		v.HostPort("admin.listen", c.Admin.Listen, true)
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		v.add("log.level", fmt.Sprintf("%q is not one of debug, info, warn, error", c.Log.Level))
-	}
+	v.LogLevel("log.level", c.Log.Level)
 	if c.ShutdownGrace < 0 {
 		v.add("shutdownGrace", "must not be negative")
 	}
 	l := c.Limits
-	v.positive("limits.maxHeaderBytes", int64(l.MaxHeaderBytes))
-	v.positive("limits.maxBodyBytes", l.MaxBodyBytes)
-	v.positive("limits.readHeaderTimeout", int64(l.ReadHeaderTimeout))
-	v.positive("limits.idleTimeout", int64(l.IdleTimeout))
-	v.positive("limits.maxConnections", int64(l.MaxConnections))
-	v.positive("limits.maxConnectionsPerIP", int64(l.MaxConnectionsPerIP))
+	v.Positive("limits.maxHeaderBytes", int64(l.MaxHeaderBytes))
+	v.Positive("limits.maxBodyBytes", l.MaxBodyBytes)
+	v.Positive("limits.readHeaderTimeout", int64(l.ReadHeaderTimeout))
+	v.Positive("limits.idleTimeout", int64(l.IdleTimeout))
+	v.Positive("limits.maxConnections", int64(l.MaxConnections))
+	v.Positive("limits.maxConnectionsPerIP", int64(l.MaxConnectionsPerIP))
 	if l.MaxConnectionsPerIP > l.MaxConnections && l.MaxConnections > 0 {
 		v.add("limits.maxConnectionsPerIP", fmt.Sprintf("%d is above limits.maxConnections (%d)", l.MaxConnectionsPerIP, l.MaxConnections))
 	}
-	c.Admin.Limits.Validate("admin.limits", v.problems.Add)
-	v.positive("limits.upstreamTimeout", int64(l.UpstreamTimeout))
-	v.positive("limits.maxBufferedBodies", l.MaxBufferedBodies)
+	c.Admin.Limits.Validate("admin.limits", v.Add)
+	v.Positive("limits.upstreamTimeout", int64(l.UpstreamTimeout))
+	v.Positive("limits.maxBufferedBodies", l.MaxBufferedBodies)
 	if l.MaxBufferedBodies > 0 && l.MaxBufferedBodies < l.MaxBodyBytes {
 		v.add("limits.maxBufferedBodies", "must be at least limits.maxBodyBytes: a body that may be buffered must fit")
 	}
-	v.positive("limits.bodyReadTimeout", int64(l.BodyReadTimeout))
-	v.positive("limits.bodyMinRate", l.BodyMinRate)
+	v.Positive("limits.bodyReadTimeout", int64(l.BodyReadTimeout))
+	v.Positive("limits.bodyMinRate", l.BodyMinRate)
 	if c.Audit != nil {
 		c.Audit.validate(v)
+	}
+	if tr := c.Tracing; tr != nil {
+		v.HostPort("tracing.endpoint", tr.Endpoint, true)
+		if r := tr.SampleRatio; r != nil && !(*r >= 0 && *r <= 1) {
+			v.add("tracing.sampleRatio", fmt.Sprintf("%v is not between 0 and 1", *r))
+		}
 	}
 	return v.err()
 }
 
 func (a *AuditConfig) validate(v *validator) {
-	v.required("audit.dir", a.Dir)
+	v.Required("audit.dir", a.Dir)
 	switch a.Durability {
 	case AuditSync, AuditBatched:
 	default:
@@ -537,9 +560,9 @@ func (a *AuditConfig) validate(v *validator) {
 func (c *Config) validateIdentity(v *validator) {
 	id := c.Identity
 	for i, a := range id.WITAlgorithms {
-		if !slices.Contains(issuer.WITAlgs, a) {
+		if !slices.Contains(wire.WITAlgs, a) {
 			v.add(fmt.Sprintf("identity.witAlgorithms[%d]", i), fmt.Sprintf("%q is not allowed by the SPIFFE WIT-SVID "+
-				"profile, whose spiffe:// identifiers this sidecar uses; choose from %s", a, strings.Join(issuer.WITAlgs, ", ")))
+				"profile, whose spiffe:// identifiers this sidecar uses; choose from %s", a, strings.Join(wire.WITAlgs, ", ")))
 		}
 	}
 	n := 0
@@ -555,18 +578,16 @@ func (c *Config) validateIdentity(v *validator) {
 		v.add("identity", "set only one of identity.workloadAPI, identity.files and identity.controller")
 	case id.Controller != nil:
 		ic := id.Controller
-		v.hostPort("identity.controller.address", ic.Address, true)
-		v.required("identity.controller.bundle", ic.Bundle)
+		v.HostPort("identity.controller.address", ic.Address, true)
+		v.Required("identity.controller.bundle", ic.Bundle)
 		if ic.JoinToken != "" && ic.JoinTokenFile != "" {
 			v.add("identity.controller.joinToken", "set joinToken or joinTokenFile, not both")
 		}
-		if ic.LocalSocket != "" && !filepath.IsAbs(ic.LocalSocket) {
-			v.add("identity.controller.localSocket", fmt.Sprintf("%q is not an absolute path", ic.LocalSocket))
-		}
+		v.AbsPath("identity.controller.localSocket", ic.LocalSocket)
 	case id.Files != nil:
 		f := id.Files
-		v.required("identity.files.cert", f.Cert)
-		v.required("identity.files.key", f.Key)
+		v.Required("identity.files.cert", f.Cert)
+		v.Required("identity.files.key", f.Key)
 		if len(f.Bundles) == 0 {
 			v.add("identity.files.bundles", "required: at least this workload's own trust domain and its bundle file")
 		}
@@ -609,7 +630,7 @@ func (id IdentityConfig) witAlgorithms() []string {
 	if len(id.WITAlgorithms) > 0 {
 		return id.WITAlgorithms
 	}
-	return issuer.WITAlgs
+	return wire.WITAlgs
 }
 
 // verifiesWITs reports whether this sidecar verifies other workloads' WITs: ingress proofs or signed responses.
@@ -644,8 +665,8 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 	if e.ProxyListen == "" && e.TransparentListen == "" {
 		v.add("egress", "set proxyListen, transparentListen or both")
 	}
-	v.hostPort("egress.proxyListen", e.ProxyListen, false)
-	v.hostPort("egress.transparentListen", e.TransparentListen, false)
+	v.HostPort("egress.proxyListen", e.ProxyListen, false)
+	v.HostPort("egress.transparentListen", e.TransparentListen, false)
 	if len(e.Routes) == 0 {
 		v.add("egress.routes", "at least one route is needed; calls to unconfigured destinations are refused")
 	}
@@ -653,7 +674,7 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 		if u, err := url.Parse(ts.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" {
 			v.add("egress.tokenService.endpoint", fmt.Sprintf("%q is not an https:// URL", ts.Endpoint))
 		}
-		v.spiffeID("egress.tokenService.serverID", ts.ServerID)
+		v.SPIFFEID("egress.tokenService.serverID", ts.ServerID)
 	}
 	names := map[string]bool{}
 	matches := map[string]string{}
@@ -678,7 +699,7 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 			v.add(p+".host", fmt.Sprintf("same host and pathPrefix as route %q", prev))
 		}
 		matches[key] = r.Name
-		u := v.url(p+".upstream", r.Upstream)
+		u := v.URL(p+".upstream", r.Upstream)
 		v.modes(p+".modes", r.Modes, true)
 		if contains(r.Modes, ModeMTLS) {
 			if r.ServerID == "" {
@@ -729,8 +750,8 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 }
 
 func (in *IngressConfig) validate(v *validator) {
-	v.hostPort("ingress.listen", in.Listen, true)
-	if u := v.url("ingress.backend", in.Backend); u != nil && in.BackendH2C && u.Scheme != "http" {
+	v.HostPort("ingress.listen", in.Listen, true)
+	if u := v.URL("ingress.backend", in.Backend); u != nil && in.BackendH2C && u.Scheme != "http" {
 		v.add("ingress.backendH2C", "h2c needs an http:// backend")
 	}
 	v.modes("ingress.require", in.Require, false)
@@ -742,9 +763,7 @@ func (in *IngressConfig) validate(v *validator) {
 			v.add("ingress.mtls.trustDomains", "set trustDomains or allowIDs: which peers may connect")
 		}
 		for i, td := range m.TrustDomains {
-			if _, err := spiffeid.TrustDomainFromString(td); err != nil {
-				v.add(fmt.Sprintf("ingress.mtls.trustDomains[%d]", i), fmt.Sprintf("%q: %v", td, err))
-			}
+			v.TrustDomain(fmt.Sprintf("ingress.mtls.trustDomains[%d]", i), td)
 		}
 		for i, id := range m.AllowIDs {
 			if _, err := spiffeid.FromString(id); err != nil {
@@ -781,18 +800,18 @@ func (in *IngressConfig) validate(v *validator) {
 			v.add("ingress.externalURL", "set externalURL or audience, not both: audience fixes one value for every path")
 		}
 	}
-	v.positive("ingress.clockSkew", int64(in.ClockSkew))
-	v.positive("ingress.maxProofLifetime", int64(in.MaxProofLifetime))
-	v.positive("ingress.replayCacheSize", int64(in.ReplayCacheSize))
+	v.Positive("ingress.clockSkew", int64(in.ClockSkew))
+	v.Positive("ingress.maxProofLifetime", int64(in.MaxProofLifetime))
+	v.Positive("ingress.replayCacheSize", int64(in.ReplayCacheSize))
 	if p := in.Policy; p != nil && len(p.Files) == 0 {
 		v.add("ingress.policy.files", "at least one Cedar policy file")
 	}
 	if t := in.TxnToken; t != nil {
-		v.required("ingress.txnToken.issuer", t.Issuer)
+		v.Required("ingress.txnToken.issuer", t.Issuer)
 		if (t.JWKSURL == "") == (t.JWKSFile == "") {
 			v.add("ingress.txnToken.jwksURL", "set exactly one of jwksURL and jwksFile")
 		}
-		v.spiffeID("ingress.txnToken.serverID", t.ServerID)
+		v.SPIFFEID("ingress.txnToken.serverID", t.ServerID)
 	}
 	for i, p := range in.MCPPaths {
 		if !strings.HasPrefix(p, "/") {
@@ -801,66 +820,12 @@ func (in *IngressConfig) validate(v *validator) {
 	}
 }
 
-type validator struct{ problems confyaml.Problems }
+// validator collects the sidecar config's problems, with the checks the binaries' configs share (confyaml).
+type validator struct{ confyaml.Problems }
 
-func (v *validator) add(field, msg string) { v.problems.Add(field, "%s", msg) }
+func (v *validator) add(field, msg string) { v.Add(field, "%s", msg) }
 
-func (v *validator) err() error { return v.problems.Err("sidecar config") }
-
-// spiffeID checks an optional SPIFFE ID field.
-func (v *validator) spiffeID(field, val string) {
-	if val == "" {
-		return
-	}
-	if _, err := spiffeid.FromString(val); err != nil {
-		v.add(field, fmt.Sprintf("%q is not a SPIFFE ID: %v", val, err))
-	}
-}
-
-func (v *validator) required(field, val string) {
-	if val == "" {
-		v.add(field, "required")
-	}
-}
-
-func (v *validator) positive(field string, n int64) {
-	if n <= 0 {
-		v.add(field, "must be positive")
-	}
-}
-
-func (v *validator) hostPort(field, addr string, required bool) {
-	if addr == "" {
-		if required {
-			v.add(field, "required (host:port)")
-		}
-		return
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		v.add(field, fmt.Sprintf("%q is not host:port: %v", addr, err))
-		return
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		v.add(field, fmt.Sprintf("%q has an invalid port", addr))
-	}
-	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, "/ ") {
-		v.add(field, fmt.Sprintf("%q has an invalid host", addr))
-	}
-}
-
-func (v *validator) url(field, raw string) *url.URL {
-	if raw == "" {
-		v.add(field, "required (http:// or https:// URL)")
-		return nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.add(field, fmt.Sprintf("%q is not an http:// or https:// URL", raw))
-		return nil
-	}
-	return u
-}
+func (v *validator) err() error { return v.Err("sidecar config") }
 
 func (v *validator) modes(field string, modes []string, egress bool) {
 	if len(modes) == 0 {

@@ -34,6 +34,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsclient"
 )
 
 // openIssuer attests to the controller's built-in issuer (join token or local socket the first time, renewal
@@ -160,7 +161,7 @@ func loadBootstrapBundle(path string) (*x509bundle.Bundle, error) {
 // controlPlane is the sidecar's view of the controller: the xDS client's state, and what is derived from it
 // (the compiled policy set).
 type controlPlane struct {
-	client *xds.Client
+	client *xdsclient.Client
 	engine *policy.Engine
 	log    *zap.Logger
 	src    identity.Source
@@ -240,7 +241,7 @@ func (s *Sidecar) startControlPlane(self spiffeid.ID) (*controlPlane, error) {
 	if c := s.cfg.Identity.Controller; c != nil && c.StateDir != "" {
 		stateFile = filepath.Join(c.StateDir, xdsStateFile)
 	}
-	client, err := xds.NewClient(xds.ClientConfig{
+	client, err := xdsclient.NewClient(xdsclient.ClientConfig{
 		Target:      s.cfg.Controller.Address,
 		TLSConfig:   tlsConf,
 		NodeID:      self.String(),
@@ -258,20 +259,20 @@ func (s *Sidecar) startControlPlane(self spiffeid.ID) (*controlPlane, error) {
 	// meanwhile.
 	cp.engine = policy.NewEngine(nil, policy.WithRevocations(policy.RevocationsFunc(cp.revoked)))
 	if client.Status().Synced {
-		cp.onUpdate(xds.Update{TypeURL: agentauthv1.PolicyType, Version: client.Status().Versions[agentauthv1.PolicyType]})
+		cp.onUpdate(xdsclient.Update{TypeURL: agentauthv1.PolicyType, Version: client.Status().Versions[agentauthv1.PolicyType]})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = client.Run(ctx) }()
 	s.closers = append(s.closers, func() { cancel(); <-done })
-	s.metrics.Registry.MustRegister(xds.NewClientCollector(client))
+	s.metrics.Registry.MustRegister(xdsclient.NewClientCollector(client))
 	s.admin.AddCheck("controller", cp.ready)
 	return cp, nil
 }
 
 // onUpdate recompiles the policy set when policies change. Revocations need nothing here: every check reads the
 // client's current state, so the next request after an update sees it.
-func (cp *controlPlane) onUpdate(u xds.Update) {
+func (cp *controlPlane) onUpdate(u xdsclient.Update) {
 	if cp.audit != nil {
 		// The new state already applies; recording it before the ACK means the controller never sees a remediation
 		// taken up that this log does not hold.

@@ -19,7 +19,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/proxy"
 	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/wire"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsclient"
 	"github.com/agentauth/agentauth/pkg/xds/xdstest"
 )
 
@@ -31,7 +31,7 @@ func startControlPlane(t *testing.T) (*state.Service, *controlPlane) {
 	ca := testca.New(t, td)
 	pub, addr := xdstest.Start(t, ca.CreateX509SVID(wire.ControllerID(td)), ca.X509Bundle())
 
-	cl, err := xds.NewClient(xds.ClientConfig{Target: addr, TLSConfig: tlsconfig.MTLSClientConfig(
+	cl, err := xdsclient.NewClient(xdsclient.ClientConfig{Target: addr, TLSConfig: tlsconfig.MTLSClientConfig(
 		ca.CreateX509SVID(spiffeid.RequireFromPath(td, "/tool/weather")), ca.X509Bundle(),
 		tlsconfig.AuthorizeID(wire.ControllerID(td)))})
 	if err != nil {

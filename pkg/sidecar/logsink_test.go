@@ -12,8 +12,8 @@ import (
 	"github.com/agentauth/agentauth/pkg/proxy"
 )
 
-// TestLogSinkLevels: every decision is one log line, at the level of its outcome; a client that went away is a
-// debug line of its own, not "request refused" at info.
+// TestLogSinkLevels: every decision is one log line, at the level of its outcome (an allowed request at info: the
+// access log); a client that went away is a debug line of its own, not "request refused" at info.
 func TestLogSinkLevels(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -21,7 +21,7 @@ func TestLogSinkLevels(t *testing.T) {
 		level   zapcore.Level
 		message string
 	}{
-		{"allowed", proxy.DecisionRecord{Allowed: true, Status: 200}, zapcore.DebugLevel, "request allowed"},
+		{"allowed", proxy.DecisionRecord{Allowed: true, Status: 200}, zapcore.InfoLevel, "request allowed"},
 		{"refused", proxy.DecisionRecord{Reason: autherr.ErrReplay.Code(), Status: 400}, zapcore.InfoLevel, "request refused"},
 		{"upstream", proxy.DecisionRecord{Allowed: true, Reason: autherr.ErrUpstream.Code(), Status: 502}, zapcore.WarnLevel, "request failed"},
 		{"internal", proxy.DecisionRecord{Reason: autherr.Internal, Status: 500}, zapcore.ErrorLevel, "request failed"},
@@ -42,5 +42,25 @@ func TestLogSinkLevels(t *testing.T) {
 				t.Fatalf("logged %v %q, want %v %q", all[0].Level, all[0].Message, tt.level, tt.message)
 			}
 		})
+	}
+}
+
+// TestLogSinkMCPFields: the access log names the MCP method and tool, the risk policy saw and the trace context.
+func TestLogSinkMCPFields(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	rec := proxy.DecisionRecord{Direction: proxy.Ingress, Route: "weather.tools.local", Allowed: true, Status: 200,
+		MCPMethod: "tools/call", MCPName: "forecast", Risk: "low",
+		Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+	(&logSink{log: zap.New(core)}).Record(context.Background(), &rec)
+	all := logs.All()
+	if len(all) != 1 {
+		t.Fatalf("%d lines, want 1", len(all))
+	}
+	got := all[0].ContextMap()
+	for k, want := range map[string]string{"mcp_method": "tools/call", "mcp_name": "forecast", "risk": "low",
+		"traceparent": rec.Traceparent} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %q", k, got[k], want)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 
+	"github.com/agentauth/agentauth/internal/tracing"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/httpsig"
 	"github.com/agentauth/agentauth/pkg/identity"
@@ -133,6 +134,21 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 	sinks := multiSink{&logSink{log: log}}
 	if s.sink != nil {
 		sinks = append(sinks, s.sink)
+	}
+	if tr := cfg.Tracing; tr != nil {
+		spans, err := tracing.New(ctx, tracing.Options{Endpoint: tr.Endpoint, Insecure: tr.Insecure,
+			SampleRatio: *tr.SampleRatio, ServiceName: tr.ServiceName, Workload: self.String()})
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, func() {
+			flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := spans.Close(flush); err != nil {
+				s.log.Warn("flushing trace spans", zap.Error(err))
+			}
+		})
+		sinks = append(sinks, spans)
 	}
 	slogger := slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("proxy")))
 	popts := proxy.Options{
@@ -615,13 +631,13 @@ func (allowAuthenticated) Authorize(context.Context, *proxy.AuthzRequest) (*prox
 	return &proxy.Decision{Allowed: true, Reason: "no policy configured: authenticated callers are allowed"}, nil
 }
 
-// logSink writes every decision as one structured log line.
+// logSink writes every decision as one structured log line: the access and decision log.
 type logSink struct{ log *zap.Logger }
 
 func (l *logSink) Record(_ context.Context, d *proxy.DecisionRecord) {
 	refused := !d.Allowed || d.Reason != ""
-	// Allowed requests are logged at debug: skip building the line when nobody will read it (the hot path).
-	if !refused && !l.log.Core().Enabled(zap.DebugLevel) {
+	// Skip building the line when nobody will read it (the hot path, when the level is raised above info).
+	if !refused && !l.log.Core().Enabled(zap.InfoLevel) {
 		return
 	}
 	fields := []zap.Field{
@@ -648,8 +664,17 @@ func (l *logSink) Record(_ context.Context, d *proxy.DecisionRecord) {
 	if d.RevocationID != "" {
 		fields = append(fields, zap.String("revocation_id", d.RevocationID))
 	}
+	if d.MCPMethod != "" {
+		fields = append(fields, zap.String("mcp_method", d.MCPMethod), zap.String("mcp_name", d.MCPName))
+	}
+	if d.Risk != "" {
+		fields = append(fields, zap.String("risk", d.Risk))
+	}
+	if d.Traceparent != "" {
+		fields = append(fields, zap.String("traceparent", d.Traceparent))
+	}
 	if !refused {
-		l.log.Debug("request allowed", fields...)
+		l.log.Info("request allowed", fields...)
 		return
 	}
 	// Each decision is logged once, here, at the level its outcome deserves: a refusal is routine (info), an

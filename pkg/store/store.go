@@ -123,7 +123,7 @@ func Open(path string, opts Options) (*Store, error) {
 	err = s.guard(func() error {
 		return db.Update(func(tx *bolt.Tx) error {
 			for _, b := range []string{BucketPolicies, BucketRevocations, BucketRisk, BucketTrustBundles,
-				BucketIssuedCerts, BucketCA, BucketJoinTokens, bucketSETs, bucketMeta} {
+				BucketIssuedCerts, BucketCA, BucketJoinTokens, bucketSETs, bucketSSFStreams, bucketMeta} {
 				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 					return err
 				}

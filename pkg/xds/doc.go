@@ -1,9 +1,6 @@
-// Package xds distributes the controller's state to sidecars over delta ADS (incremental xDS) with
-// go-control-plane, over mutual TLS.
-//
-// Controller side: a Publisher turns the store (pkg/store) into one delta cache per resource type, so a single
-// revocation is a single small update whose cost follows the sidecars, not the sidecars × resources; a Server serves them and identifies each sidecar by its X.509-SVID, not by
-// the node id it claims. Sidecar side: a Client validates, applies (atomically) and ACKs or NACKs updates,
-// reconnects with backoff, resumes without re-downloading, and keeps enforcing its last state while the
-// controller is away. ClientCollector and ServerCollector export both sides' health to Prometheus.
+// Package xds is what both ends of the controller's delta ADS (incremental xDS) stream share: the resource types
+// served (Served, NewResource, ResourceName), the structural check every resource passes on both sides
+// (CheckResource, Validator) and the gRPC settings the two ends agree on. It imports no go-control-plane server or
+// cache. The controller's side is pkg/xds/xdsserver (publisher, cache, server); the sidecar's is
+// pkg/xds/xdsclient (client, state, persistence). The example runs one against the other.
 package xds

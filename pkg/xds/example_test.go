@@ -9,7 +9,8 @@ import (
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/controller/state"
 	"github.com/agentauth/agentauth/pkg/store"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsclient"
+	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 )
 
 // The controller serves its store, which its state service writes; a sidecar follows it and checks revocations
@@ -18,12 +19,12 @@ func Example() {
 	var serverTLS, sidecarTLS *tls.Config // from pkg/mtls: mTLS with X.509-SVIDs
 
 	st, _ := store.Open("/var/lib/agentauth/controller.db", store.Options{})
-	pub, _ := xds.NewPublisher(st, xds.PublisherConfig{})
-	srv, _ := xds.NewServer(pub, xds.ServerConfig{TLSConfig: serverTLS})
+	pub, _ := xdsserver.NewPublisher(st, xdsserver.PublisherConfig{})
+	srv, _ := xdsserver.NewServer(pub, xdsserver.ServerConfig{TLSConfig: serverTLS})
 	l, _ := net.Listen("tcp", "127.0.0.1:18000")
 	go srv.Serve(l)
 
-	client, _ := xds.NewClient(xds.ClientConfig{Target: "127.0.0.1:18000", TLSConfig: sidecarTLS})
+	client, _ := xdsclient.NewClient(xdsclient.ClientConfig{Target: "127.0.0.1:18000", TLSConfig: sidecarTLS})
 	go client.Run(context.Background())
 
 	writes, _ := state.New(st, state.Config{})

@@ -31,8 +31,8 @@ const (
 	maxDelegatedLen      = 2048
 )
 
-// newResource returns an empty message of the type typeURL names, or nil for a type we do not serve.
-func newResource(typeURL string) proto.Message {
+// NewResource returns an empty message of the type typeURL names, or nil for a type we do not serve.
+func NewResource(typeURL string) proto.Message {
 	switch typeURL {
 	case agentauthv1.PolicyType:
 		return new(agentauthv1.Policy)
@@ -46,8 +46,11 @@ func newResource(typeURL string) proto.Message {
 	return nil
 }
 
-// resourceName is the name a resource is served under.
-func resourceName(res proto.Message) string {
+// Served reports whether typeURL is a type the controller serves and a sidecar accepts.
+func Served(typeURL string) bool { return NewResource(typeURL) != nil }
+
+// ResourceName is the name a resource is served under.
+func ResourceName(res proto.Message) string {
 	switch r := res.(type) {
 	case *agentauthv1.Policy:
 		return r.GetId()
@@ -65,25 +68,25 @@ func resourceName(res proto.Message) string {
 // on what it receives (so a sidecar refuses nothing the controller stored), then v unless it is nil (e.g. a Cedar
 // compile for policies). Errors wrap autherr.ErrMalformed.
 func Check(typeURL string, res proto.Message, v Validator) error {
-	name := resourceName(res)
-	if err := checkResource(name, res); err != nil {
+	name := ResourceName(res)
+	if err := CheckResource(name, res); err != nil {
 		return err
 	}
 	if v != nil {
 		if err := v(name, res); err != nil {
-			return fmt.Errorf("%w: %s: %w", autherr.ErrMalformed, describe(typeURL, name, res), err)
+			return fmt.Errorf("%w: %s: %w", autherr.ErrMalformed, Describe(typeURL, name, res), err)
 		}
 	}
 	return nil
 }
 
-// checkResource is the structural check every resource passes on both sides: a name that matches its content,
+// CheckResource is the structural check every resource passes on both sides: a name that matches its content,
 // bounded sizes, parseable trust anchors. Errors wrap autherr.ErrMalformed.
-func checkResource(name string, res proto.Message) error {
+func CheckResource(name string, res proto.Message) error {
 	if name == "" {
 		return fmt.Errorf("%w: %T has no name (id, subject or trust domain)", autherr.ErrMalformed, res)
 	}
-	if got := resourceName(res); got != name {
+	if got := ResourceName(res); got != name {
 		return fmt.Errorf("%w: resource named %q holds %q", autherr.ErrMalformed, name, got)
 	}
 	if err := checkText("name", name, maxIDLen); err != nil {
@@ -206,10 +209,20 @@ func checkText(field, s string, limit int) error {
 	return nil
 }
 
-// describe names a resource in an error message: type, name and, for a policy, the file it came from.
-func describe(typeURL, name string, res proto.Message) string {
+// Describe names a resource in an error message: type, name and, for a policy, the file it came from.
+func Describe(typeURL, name string, res proto.Message) string {
 	if p, ok := res.(*agentauthv1.Policy); ok && p.GetSource() != "" {
-		return fmt.Sprintf("%s %q (%s)", shortType(typeURL), name, p.GetSource())
+		return fmt.Sprintf("%s %q (%s)", ShortType(typeURL), name, p.GetSource())
 	}
-	return fmt.Sprintf("%s %q", shortType(typeURL), name)
+	return fmt.Sprintf("%s %q", ShortType(typeURL), name)
+}
+
+// ShortType is the message name of a type URL, for error messages and metric labels.
+func ShortType(typeURL string) string {
+	for i := len(typeURL) - 1; i >= 0; i-- {
+		if typeURL[i] == '.' {
+			return typeURL[i+1:]
+		}
+	}
+	return typeURL
 }

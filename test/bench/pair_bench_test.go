@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -33,6 +34,7 @@ var (
 	loadWarmup   = flag.Duration("load.warmup", time.Second, "warm-up before each measured phase")
 	loadConns    = flag.Int("load.conns", 8, "concurrent keep-alive connections of the max-throughput phase")
 	numRounds    = flag.Int("rounds", 4, "rounds over every system, in ABBA order; each figure is the median over the rounds")
+	onlySystems  = flag.String("systems", "", "regexp: measure only the rows whose name matches, with the rows they are compared with (e.g. -systems audit)")
 	strict       = flag.Bool("strict", false, "fail when a target is missed (off by default: shared machines are noisy)")
 	// A measurement whose probe of the proxies' core is further than this from the run's median is repeated.
 	probeTolerance = flag.Float64("probe.tolerance", 0.15, "largest relative distance of a measurement's core-speed probe from the run's median")
@@ -134,6 +136,7 @@ func TestSidecarPair(t *testing.T) {
 	e.agent, e.tool = issue(t, ca, agentID), issue(t, ca, toolID)
 	e.bareEg, e.bareIn = issue(t, ca, bareEgID), issue(t, ca, bareInID, testca.WithDNSNames(bareTLSName))
 
+	var err error
 	systems := []system{
 		{name: "direct (agent→tool)", start: startDirect, wantBody: "tools/call search"},
 		{name: "bare pair, plain h1", start: startBare(false), wantBody: "tools/call search"},
@@ -153,6 +156,9 @@ func TestSidecarPair(t *testing.T) {
 			start: startSidecars("mtls", true, "batched"), wantBody: agentID.String()},
 		{name: "sidecar mtls, audit sync", baseline: "bare pair, mTLS h2", auditVs: "sidecar mtls",
 			start: startSidecars("mtls", true, "sync"), wantBody: agentID.String()},
+	}
+	if systems, err = selectSystems(systems, *onlySystems); err != nil {
+		t.Fatal(err)
 	}
 	// The systems run interleaved in ABBA order (forward in even rounds, backward in odd ones), so a slow phase of
 	// the machine, or a drift over the run, falls on every system about equally; each figure is then the median over
@@ -512,3 +518,34 @@ func loadAvg() string {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d)/float64(time.Millisecond)) }
 func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond)) }
+
+// selectSystems keeps the systems whose name matches expr, and the ones they are compared with (baseline,
+// proofsVs, auditVs), in their order. An empty expr keeps all.
+func selectSystems(all []system, expr string) ([]system, error) {
+	if expr == "" {
+		return all, nil
+	}
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return nil, fmt.Errorf("-systems: %w", err)
+	}
+	keep := map[string]bool{}
+	for _, s := range all {
+		if re.MatchString(s.name) {
+			keep[s.name] = true
+			for _, dep := range []string{s.baseline, s.proofsVs, s.auditVs} {
+				keep[dep] = dep != ""
+			}
+		}
+	}
+	var out []system
+	for _, s := range all {
+		if keep[s.name] {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("-systems %q matches no row", expr)
+	}
+	return out, nil
+}

@@ -167,7 +167,9 @@ func TestObservability(t *testing.T) {
 		documented := readmeMetrics(t)
 		// Series of a configuration this test does not run: a transmitter stream would reach out to the
 		// transmitter's metadata, which is not on loopback; pkg/controller's ssf_test reads it.
-		notHere := map[string]bool{"agentauth_ssf_stream_verified": true}
+		// The audit series exist only with audit: configured; TestAuditFullDisk reads them.
+		notHere := map[string]bool{"agentauth_ssf_stream_verified": true,
+			"agentauth_audit_records_total": true, "agentauth_audit_unaudited_total": true}
 		for name, where := range documented {
 			for _, bin := range []string{"sidecar", "controller"} {
 				if (where == bin || where == "both") && !exposed[bin][name] && !notHere[name] {
@@ -183,6 +185,24 @@ func TestObservability(t *testing.T) {
 				if where, ok := documented[name]; !ok || (where != bin && where != "both") {
 					t.Errorf("the %s exposes %s; README's metric table does not list it for the %s", bin, name, bin)
 				}
+			}
+		}
+	})
+
+	t.Run("dashboard and alert rules query exposed metrics", func(t *testing.T) {
+		exposed := map[string]bool{}
+		for _, url := range []string{ctrlMetrics, "http://" + p.egressAdmin + "/metrics", "http://" + p.ingressAdmin + "/metrics"} {
+			for f := range scrape(t, url).families {
+				exposed[f] = true
+			}
+		}
+		documented := readmeMetrics(t)
+		for name, where := range monitoringMetrics(t, func(f string) bool { return exposed[f] }) {
+			if _, ok := documented[name]; !ok {
+				t.Errorf("%s queries %s, which README's metric table does not list", where[0], name)
+			}
+			if !exposed[name] && !(name == "agentauth_ssf_stream_verified" || strings.HasPrefix(name, "agentauth_audit_")) {
+				t.Errorf("%s queries %s, which neither binary exposes", where[0], name)
 			}
 		}
 	})

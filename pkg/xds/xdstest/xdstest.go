@@ -1,5 +1,5 @@
 // Package xdstest runs a real controller-side xDS server for tests of what talks to one: a bbolt store in a
-// temporary directory, the controller's state service writing it, an xds.Publisher and an xds.Server with mTLS on
+// temporary directory, the controller's state service writing it, an xdsserver.Publisher and an xdsserver.Server with mTLS on
 // 127.0.0.1. Only tests use it.
 package xdstest
 
@@ -14,7 +14,7 @@ import (
 
 	"github.com/agentauth/agentauth/pkg/controller/state"
 	"github.com/agentauth/agentauth/pkg/store"
-	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 )
 
 // Start serves xDS with the controller's svid to clients whose X.509-SVIDs bundle verifies, from the svid's trust
@@ -31,12 +31,12 @@ func Start(tb testing.TB, svid *x509svid.SVID, bundle x509bundle.Source) (*state
 		tb.Fatal(err)
 	}
 	tb.Cleanup(writes.Close)
-	pub, err := xds.NewPublisher(st, xds.PublisherConfig{})
+	pub, err := xdsserver.NewPublisher(st, xdsserver.PublisherConfig{})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(pub.Close)
-	srv, err := xds.NewServer(pub, xds.ServerConfig{TLSConfig: tlsconfig.MTLSServerConfig(svid, bundle,
+	srv, err := xdsserver.NewServer(pub, xdsserver.ServerConfig{TLSConfig: tlsconfig.MTLSServerConfig(svid, bundle,
 		tlsconfig.AuthorizeMemberOf(svid.ID.TrustDomain()))})
 	if err != nil {
 		tb.Fatal(err)

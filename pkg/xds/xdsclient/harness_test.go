@@ -1,4 +1,4 @@
-package xds
+package xdsclient
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/pkg/store"
+	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 )
 
 var (
@@ -48,9 +49,9 @@ type controller struct {
 	addr string
 
 	st   *store.Store
-	pub  *Publisher
+	pub  *xdsserver.Publisher
 	w    writes
-	srv  *Server
+	srv  *xdsserver.Server
 	done chan error
 }
 
@@ -71,11 +72,11 @@ func (c *controller) start() {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	pub, err := NewPublisher(st, PublisherConfig{})
+	pub, err := xdsserver.NewPublisher(st, xdsserver.PublisherConfig{})
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	srv, err := NewServer(pub, ServerConfig{TLSConfig: c.serverTLS(), Logger: zaptest.NewLogger(c.t, zaptest.Level(zap.InfoLevel))})
+	srv, err := xdsserver.NewServer(pub, xdsserver.ServerConfig{TLSConfig: c.serverTLS(), Logger: zaptest.NewLogger(c.t, zaptest.Level(zap.InfoLevel))})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -218,11 +219,11 @@ func trustBundle(ca *testca.CA, seq int64) *agentauthv1.TrustBundle {
 	return &agentauthv1.TrustBundle{TrustDomain: ca.TrustDomain().Name(), X509Authorities: ders, Sequence: seq}
 }
 
-func nodeByID(s *Server, id string) (NodeStatus, bool) {
+func nodeByID(s *xdsserver.Server, id string) (xdsserver.NodeStatus, bool) {
 	for _, n := range s.Nodes() {
 		if n.ID == id {
 			return n, true
 		}
 	}
-	return NodeStatus{}, false
+	return xdsserver.NodeStatus{}, false
 }

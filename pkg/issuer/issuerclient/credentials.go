@@ -1,4 +1,4 @@
-package issuer
+package issuerclient
 
 import (
 	"crypto"
@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
 // Issued is a client's checked view of the Credentials message.
@@ -34,13 +35,13 @@ type Issued struct {
 func VerifyCredentials(c *agentauthv1.Credentials, x509Key, witKey crypto.PublicKey, now time.Time) (*Issued, error) {
 	id, err := spiffeid.FromString(c.GetSpiffeId())
 	if err != nil {
-		return nil, fmt.Errorf("issuer: %w: credentials name an invalid SPIFFE ID: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("issuer: %w: credentials name an invalid SPIFFE ID: %v", autherr.ErrMalformed, err)
 	}
 	out := &Issued{ID: id}
 	for i, der := range c.GetSvidChain() {
 		cert, err := x509.ParseCertificate(der)
 		if err != nil {
-			return nil, fmt.Errorf("issuer: %w: SVID certificate %d: %v", ErrMalformed, i, err)
+			return nil, fmt.Errorf("issuer: %w: SVID certificate %d: %v", autherr.ErrMalformed, i, err)
 		}
 		out.Chain = append(out.Chain, cert)
 	}
@@ -48,26 +49,26 @@ func VerifyCredentials(c *agentauthv1.Credentials, x509Key, witKey crypto.Public
 	for i, der := range c.GetX509Bundle() {
 		cert, err := x509.ParseCertificate(der)
 		if err != nil {
-			return nil, fmt.Errorf("issuer: %w: bundle certificate %d: %v", ErrMalformed, i, err)
+			return nil, fmt.Errorf("issuer: %w: bundle certificate %d: %v", autherr.ErrMalformed, i, err)
 		}
 		roots = append(roots, cert)
 	}
 	out.X509Bundle = x509bundle.FromX509Authorities(id.TrustDomain(), roots)
 	if len(out.Chain) == 0 {
-		return nil, fmt.Errorf("issuer: %w: credentials hold no SVID", ErrMalformed)
+		return nil, fmt.Errorf("issuer: %w: credentials hold no SVID", autherr.ErrMalformed)
 	}
 	got, _, err := x509svid.Verify(out.Chain, out.X509Bundle, x509svid.WithTime(now))
 	if err != nil {
-		return nil, fmt.Errorf("issuer: %w: issued SVID does not verify against the issued bundle: %v", ErrUntrustedIssuer, err)
+		return nil, fmt.Errorf("issuer: %w: issued SVID does not verify against the issued bundle: %v", autherr.ErrUntrustedIssuer, err)
 	}
 	if got != id {
-		return nil, fmt.Errorf("issuer: %w: SVID is for %q, credentials say %q", ErrMalformed, got, id)
+		return nil, fmt.Errorf("issuer: %w: SVID is for %q, credentials say %q", autherr.ErrMalformed, got, id)
 	}
 	if !publicKeyEqual(out.Chain[0].PublicKey, x509Key) {
-		return nil, fmt.Errorf("issuer: %w: SVID certifies another key than the one requested", ErrMalformed)
+		return nil, fmt.Errorf("issuer: %w: SVID certifies another key than the one requested", autherr.ErrMalformed)
 	}
 	if out.JWTBundle, err = jwtbundle.Parse(id.TrustDomain(), c.GetJwtBundle()); err != nil {
-		return nil, fmt.Errorf("issuer: %w: JWT bundle: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("issuer: %w: JWT bundle: %v", autherr.ErrMalformed, err)
 	}
 	out.ExpiresAt = out.Chain[0].NotAfter
 	if witKey != nil {
@@ -85,16 +86,16 @@ func VerifyCredentials(c *agentauthv1.Credentials, x509Key, witKey crypto.Public
 // checkIssuedWIT verifies a freshly issued WIT and returns its expiry.
 func checkIssuedWIT(token string, id spiffeid.ID, key crypto.PublicKey, b *jwtbundle.Bundle, now time.Time) (time.Time, error) {
 	if token == "" {
-		return time.Time{}, fmt.Errorf("issuer: %w: a WIT was requested but none was issued", ErrMissing)
+		return time.Time{}, fmt.Errorf("issuer: %w: a WIT was requested but none was issued", autherr.ErrMissing)
 	}
 	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.ES512,
 		jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512})
 	if err != nil || len(tok.Headers) != 1 {
-		return time.Time{}, fmt.Errorf("issuer: %w: issued WIT: %v", ErrMalformed, err)
+		return time.Time{}, fmt.Errorf("issuer: %w: issued WIT: %v", autherr.ErrMalformed, err)
 	}
 	issuerKey, ok := b.FindJWTAuthority(tok.Headers[0].KeyID)
 	if !ok {
-		return time.Time{}, fmt.Errorf("issuer: %w: issued WIT's kid %q is not in the issued bundle", ErrUntrustedIssuer, tok.Headers[0].KeyID)
+		return time.Time{}, fmt.Errorf("issuer: %w: issued WIT's kid %q is not in the issued bundle", autherr.ErrUntrustedIssuer, tok.Headers[0].KeyID)
 	}
 	var claims struct {
 		jwt.Claims
@@ -103,15 +104,20 @@ func checkIssuedWIT(token string, id spiffeid.ID, key crypto.PublicKey, b *jwtbu
 		} `json:"cnf"`
 	}
 	if err := tok.Claims(issuerKey, &claims); err != nil {
-		return time.Time{}, fmt.Errorf("issuer: %w: issued WIT: %v", ErrBadSignature, err)
+		return time.Time{}, fmt.Errorf("issuer: %w: issued WIT: %v", autherr.ErrBadSignature, err)
 	}
 	switch {
 	case claims.Subject != id.String():
-		return time.Time{}, fmt.Errorf("issuer: %w: issued WIT is for %q, not %q", ErrMalformed, claims.Subject, id)
+		return time.Time{}, fmt.Errorf("issuer: %w: issued WIT is for %q, not %q", autherr.ErrMalformed, claims.Subject, id)
 	case !publicKeyEqual(claims.Cnf.JWK.Key, key):
-		return time.Time{}, fmt.Errorf("issuer: %w: issued WIT binds another key than the one requested", ErrMalformed)
+		return time.Time{}, fmt.Errorf("issuer: %w: issued WIT binds another key than the one requested", autherr.ErrMalformed)
 	case claims.Expiry == nil || !now.Before(claims.Expiry.Time()):
-		return time.Time{}, fmt.Errorf("issuer: %w: issued WIT has no future exp", ErrExpired)
+		return time.Time{}, fmt.Errorf("issuer: %w: issued WIT has no future exp", autherr.ErrExpired)
 	}
 	return claims.Expiry.Time(), nil
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(b)
 }

@@ -1,4 +1,4 @@
-package xds
+package xdsclient
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/pkg/xds"
 )
 
 // TestStateFileRestoresAfterRestart: a client restarted while the controller is down enforces the state it had
@@ -31,7 +32,7 @@ func TestStateFileRestoresAfterRestart(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "state", "xds-state.json")
 	persisted := func(cfg *ClientConfig) {
 		cfg.StateFile, cfg.TrustDomain = file, td.Name()
-		cfg.Validators = map[string]Validator{agentauthv1.PolicyType: cedarValidator}
+		cfg.Validators = map[string]xds.Validator{agentauthv1.PolicyType: cedarValidator}
 	}
 	sc := c.sidecar("a", nil, persisted)
 	sc.waitSynced(t)
@@ -47,7 +48,7 @@ func TestStateFileRestoresAfterRestart(t *testing.T) {
 	c.stop()
 
 	cl, err := NewClient(ClientConfig{Target: c.addr, TLSConfig: testTLS, StateFile: file, TrustDomain: td.Name(),
-		Validators: map[string]Validator{agentauthv1.PolicyType: cedarValidator}})
+		Validators: map[string]xds.Validator{agentauthv1.PolicyType: cedarValidator}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,14 +107,14 @@ func TestStateFileRefused(t *testing.T) {
 	for name, tc := range map[string]struct {
 		data        string
 		trustDomain string
-		validators  map[string]Validator
+		validators  map[string]xds.Validator
 		want        string
 	}{
 		"truncated":            {data: string(data[:len(data)/2]), trustDomain: td.Name(), want: "corrupt"},
 		"altered":              {data: strings.Replace(string(data), `"version":"`, `"version":"x`, 1), trustDomain: td.Name(), want: "checksum"},
 		"another trust domain": {data: string(data), trustDomain: "other.org", want: `trust domain "example.org"`},
 		"invalid resource": {data: string(data), trustDomain: td.Name(), want: "refuses",
-			validators: map[string]Validator{agentauthv1.PolicyType: func(string, proto.Message) error { return errors.New("refuses") }}},
+			validators: map[string]xds.Validator{agentauthv1.PolicyType: func(string, proto.Message) error { return errors.New("refuses") }}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "xds-state.json")

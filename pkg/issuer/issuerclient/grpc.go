@@ -1,4 +1,4 @@
-package issuer
+package issuerclient
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // Client calls the issuer service over a gRPC connection. It wraps the generated IssuerServiceClient
@@ -25,14 +26,14 @@ func NewClient(cc grpc.ClientConnInterface) *Client {
 }
 
 // Attest exchanges attestation evidence for first credentials. Refusals wrap their autherr reason
-// (errors.Is(err, issuer.ErrReplay), …).
+// (errors.Is(err, autherr.ErrReplay), …).
 func (c *Client) Attest(ctx context.Context, req *agentauthv1.AttestRequest, opts ...grpc.CallOption) (*agentauthv1.Credentials, error) {
 	out, err := c.rpc.Attest(ctx, req, opts...)
 	if err != nil {
 		return nil, fromStatus("Attest", err)
 	}
 	if out.GetCredentials() == nil {
-		return nil, fmt.Errorf("issuer: %w: Attest answered without credentials", ErrMalformed)
+		return nil, fmt.Errorf("issuer: %w: Attest answered without credentials", autherr.ErrMalformed)
 	}
 	return out.GetCredentials(), nil
 }
@@ -44,7 +45,7 @@ func (c *Client) Renew(ctx context.Context, req *agentauthv1.RenewRequest, opts 
 		return nil, fromStatus("Renew", err)
 	}
 	if out.GetCredentials() == nil {
-		return nil, fmt.Errorf("issuer: %w: Renew answered without credentials", ErrMalformed)
+		return nil, fmt.Errorf("issuer: %w: Renew answered without credentials", autherr.ErrMalformed)
 	}
 	return out.GetCredentials(), nil
 }
@@ -52,8 +53,8 @@ func (c *Client) Renew(ctx context.Context, req *agentauthv1.RenewRequest, opts 
 // reasons are the refusals the service sends, by reason code.
 var reasons = func() map[string]error {
 	m := map[string]error{}
-	for _, r := range []*autherr.Reason{ErrMissing, ErrMalformed, ErrBadSignature, ErrExpired, ErrReplay,
-		ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrDenied, ErrRevoked, ErrRateLimited} {
+	for _, r := range []*autherr.Reason{autherr.ErrMissing, autherr.ErrMalformed, autherr.ErrBadSignature, autherr.ErrExpired, autherr.ErrReplay,
+		autherr.ErrUntrustedIssuer, autherr.ErrUnsupportedAlg, autherr.ErrTooLarge, autherr.ErrDenied, autherr.ErrRevoked, autherr.ErrRateLimited} {
 		m[r.Code()] = r
 	}
 	return m
@@ -67,7 +68,7 @@ func fromStatus(method string, err error) error {
 		return fmt.Errorf("issuer: %s: %w", method, err)
 	}
 	for _, d := range st.Details() {
-		if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.GetDomain() == errorDomain {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.GetDomain() == wire.ErrorDomain {
 			if r, known := reasons[ei.GetReason()]; known {
 				return fmt.Errorf("issuer: %s refused: %w: %w", method, r, err)
 			}

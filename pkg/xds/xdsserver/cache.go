@@ -1,4 +1,4 @@
-package xds
+package xdsserver
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/agentauth/agentauth/pkg/xds"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -86,7 +87,7 @@ func newDeltaCache(typeURL, prefix string, initial map[string]types.Resource) (*
 	for name, res := range initial {
 		cr, err := newCachedResource(res)
 		if err != nil {
-			return nil, fmt.Errorf("xds: %s %q: %w", shortType(typeURL), name, err)
+			return nil, fmt.Errorf("xds: %s %q: %w", xds.ShortType(typeURL), name, err)
 		}
 		c.resources[name] = cr
 	}
@@ -135,7 +136,7 @@ func (c *deltaCache) update(set map[string]types.Resource, deleted []string) err
 	for name, res := range set {
 		cr, err := newCachedResource(res)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: %w", shortType(c.typeURL), name, err))
+			errs = append(errs, fmt.Errorf("%s %q: %w", xds.ShortType(c.typeURL), name, err))
 			continue
 		}
 		if old, ok := c.resources[name]; ok && old.version == cr.version {

@@ -1,4 +1,4 @@
-package xds
+package xdsclient
 
 import (
 	"context"
@@ -24,6 +24,8 @@ import (
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/pkg/store"
+	"github.com/agentauth/agentauth/pkg/xds"
+	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 )
 
 const permitAll = `permit (principal, action, resource);`
@@ -41,7 +43,7 @@ func TestPushAndAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := c.sidecar("a", nil, func(cfg *ClientConfig) {
-		cfg.Validators = map[string]Validator{agentauthv1.PolicyType: cedarValidator}
+		cfg.Validators = map[string]xds.Validator{agentauthv1.PolicyType: cedarValidator}
 	})
 	waitFor(t, "the initial state", func() bool {
 		s := sc.State()
@@ -88,7 +90,7 @@ func TestPushAndAck(t *testing.T) {
 	})
 	n, _ := nodeByID(c.srv, sc.id.String())
 	t.Logf("node %s acked %v", n.ID, n.Acked)
-	if m := gather(t, NewServerCollector(c.srv)); m["agentauth_xds_sidecar_streams"] != 1 || m["agentauth_xds_sidecars_nacking"] != 0 {
+	if m := gather(t, xdsserver.NewServerCollector(c.srv)); m["agentauth_xds_sidecar_streams"] != 1 || m["agentauth_xds_sidecars_nacking"] != 0 {
 		t.Errorf("server metrics: %v", m)
 	}
 	if n.Address == "" || n.ConnectedSince.IsZero() {
@@ -103,7 +105,7 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 		t.Fatal(err)
 	}
 	strict := c.sidecar("strict", nil, func(cfg *ClientConfig) {
-		cfg.Validators = map[string]Validator{agentauthv1.PolicyType: cedarValidator}
+		cfg.Validators = map[string]xds.Validator{agentauthv1.PolicyType: cedarValidator}
 	})
 	lax := c.sidecar("lax", nil, nil)
 	for _, sc := range []*sidecar{strict, lax} {
@@ -144,20 +146,20 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 
 	// What agentauthctl sidecars shows: the strict sidecar NACKED policies and is SYNCED on the other types; the
 	// lax one is SYNCED on all.
-	syncOf := func(sc *sidecar) map[string]SyncStatus {
+	syncOf := func(sc *sidecar) map[string]xdsserver.SyncStatus {
 		n, ok := nodeByID(c.srv, sc.id.String())
 		if !ok {
 			return nil
 		}
-		cur, out := c.pub.Versions(), map[string]SyncStatus{}
+		cur, out := c.pub.Versions(), map[string]xdsserver.SyncStatus{}
 		for _, typeURL := range agentauthv1.ServedTypes() {
-			out[shortType(typeURL)] = n.Sync(typeURL, cur[typeURL])
+			out[xds.ShortType(typeURL)] = n.Sync(typeURL, cur[typeURL])
 		}
 		return out
 	}
-	allSynced := map[string]SyncStatus{"Policy": Synced, "Revocation": Synced, "RiskState": Synced, "TrustBundle": Synced}
+	allSynced := map[string]xdsserver.SyncStatus{"Policy": xdsserver.Synced, "Revocation": xdsserver.Synced, "RiskState": xdsserver.Synced, "TrustBundle": xdsserver.Synced}
 	strictWant := maps.Clone(allSynced)
-	strictWant["Policy"] = NACKed
+	strictWant["Policy"] = xdsserver.NACKed
 	waitFor(t, "strict: policy NACKED, the rest SYNCED", func() bool { return maps.Equal(syncOf(strict), strictWant) })
 	waitFor(t, "lax: all SYNCED", func() bool { return maps.Equal(syncOf(lax), allSynced) })
 
@@ -167,30 +169,6 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 	}
 	waitFor(t, "the fixed policy", func() bool { _, ok := strict.State().Policy("p2"); return ok })
 	waitFor(t, "strict: all SYNCED after the fix", func() bool { return maps.Equal(syncOf(strict), allSynced) })
-}
-
-func TestSync(t *testing.T) {
-	const typ = agentauthv1.PolicyType
-	tests := []struct {
-		name string
-		n    NodeStatus
-		want SyncStatus
-	}{
-		{"acked current", NodeStatus{Acked: map[string]string{typ: "1.5"}}, Synced},
-		{"acked older, update pending", NodeStatus{Acked: map[string]string{typ: "1.4"}, Pending: map[string]string{typ: "1.5"}}, Stale},
-		{"acked older", NodeStatus{Acked: map[string]string{typ: "1.4"}}, Stale},
-		{"first update pending", NodeStatus{Pending: map[string]string{typ: "1.5"}}, Stale},
-		{"rejected current", NodeStatus{Acked: map[string]string{typ: "1.4"}, NACKed: map[string]string{typ: "1.5"}}, NACKed},
-		{"rejected, newer pending", NodeStatus{NACKed: map[string]string{typ: "1.5"}, Pending: map[string]string{typ: "1.6"}}, NACKed},
-		{"nothing", NodeStatus{}, NotSent},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.n.Sync(typ, "1.5"); got != tt.want {
-				t.Errorf("got %s, want %s", got, tt.want)
-			}
-		})
-	}
 }
 
 func TestControllerRestartAndDown(t *testing.T) {
@@ -441,30 +419,7 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 	if v, _ := c.st.Version(); v != version {
 		t.Errorf("store version moved from %d to %d", version, v)
 	}
-	waitFor(t, "the policy cache to hold p1 only", func() bool { return len(cacheNames(c.pub.caches[agentauthv1.PolicyType])) == 1 })
-}
-
-func TestNewServerRefusesTLSWithoutClientAuth(t *testing.T) {
-	ca := testca.New(t, td)
-	st, err := store.Open(t.TempDir()+"/s.db", store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	pub, err := NewPublisher(st, PublisherConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	svid := ca.CreateX509SVID(controllerID)
-	noClientAuth := tlsconfig.TLSServerConfig(svid)
-	unverified := tlsconfig.TLSServerConfig(svid)
-	unverified.ClientAuth = tls.RequireAnyClientCert
-	for name, conf := range map[string]*tls.Config{"nil": nil, "no client auth": noClientAuth, "unverified": unverified} {
-		if _, err := NewServer(pub, ServerConfig{TLSConfig: conf}); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
-	}
+	waitFor(t, "the policy cache to hold p1 only", func() bool { return c.pub.Len(agentauthv1.PolicyType) == 1 })
 }
 
 // gather collects c through a pedantic registry and returns each sample as name or name/label-value.

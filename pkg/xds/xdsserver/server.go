@@ -1,4 +1,4 @@
-package xds
+package xdsserver
 
 import (
 	"cmp"
@@ -29,6 +29,7 @@ import (
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/mtls"
+	"github.com/agentauth/agentauth/pkg/xds"
 )
 
 // gRPC settings of the ADS server.
@@ -36,10 +37,9 @@ const (
 	// A sidecar needs one ADS stream. A small per-connection cap keeps one (possibly compromised) sidecar from
 	// opening thousands of streams, each holding watches and goroutines on the controller.
 	maxStreamsPerConn = 4
-	// The server pings a silent connection after keepaliveTime and drops it keepaliveTimeout later, so a
+	// The server pings a silent connection after keepaliveTime and drops it xds.KeepaliveTimeout later, so a
 	// sidecar that vanished (host died, partition) frees its watches and leaves Nodes().
-	keepaliveTime    = 30 * time.Second
-	keepaliveTimeout = 10 * time.Second
+	keepaliveTime = 30 * time.Second
 	// Clients may ping this often (our Client pings every 20s); faster pingers are disconnected, which bounds
 	// the work a misbehaving client can cause.
 	keepaliveMinTime = 10 * time.Second
@@ -48,7 +48,6 @@ const (
 	// A TLS handshake that takes longer is abandoned.
 	handshakeTimeout = 10 * time.Second
 	readBufferSize   = 8 << 10
-	flowWindow       = 1 << 20
 	// Longest NACK message kept per node; the rest is cut.
 	maxNACKLen = 4096
 )
@@ -174,13 +173,13 @@ func NewServer(pub *Publisher, cfg ServerConfig) (*Server, error) {
 		grpc.ReadBufferSize(readBufferSize),
 		// Fixed flow-control windows turn off gRPC's BDP estimation, whose pings would otherwise add a round of
 		// frames (and syscalls on both ends) to every update sent to every sidecar.
-		grpc.InitialWindowSize(flowWindow),
-		grpc.InitialConnWindowSize(flowWindow),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, MaxConnectionIdle: cfg.MaxConnIdle}),
+		grpc.InitialWindowSize(xds.FlowWindow),
+		grpc.InitialConnWindowSize(xds.FlowWindow),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: xds.KeepaliveTimeout, MaxConnectionIdle: cfg.MaxConnIdle}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
 	)
-	xds := serverv3.NewServer(ctx, pub.mux, callbacks{s}, deltaserver.WithLogger(controlPlaneLogger(s.log)))
-	discovery.RegisterAggregatedDiscoveryServiceServer(s.grpc, xds)
+	ads := serverv3.NewServer(ctx, pub.mux, callbacks{s}, deltaserver.WithLogger(controlPlaneLogger(s.log)))
+	discovery.RegisterAggregatedDiscoveryServiceServer(s.grpc, ads)
 	return s, nil
 }
 
@@ -280,8 +279,6 @@ func peerSPIFFEID(ctx context.Context) (id, addr string, err error) {
 	return sid.String(), addr, nil
 }
 
-func served(typeURL string) bool { return newResource(typeURL) != nil }
-
 // callbacks records each sidecar stream: its identity from the TLS peer, and ACK/NACK per type.
 type callbacks struct{ s *Server }
 
@@ -340,7 +337,7 @@ func (c callbacks) OnStreamDeltaRequest(streamID int64, req *discovery.DeltaDisc
 	}
 
 	typeURL := req.GetTypeUrl()
-	if !served(typeURL) {
+	if !xds.Served(typeURL) {
 		c.s.log.Warn("xds: request for a type this controller does not serve", zap.String("spiffe_id", n.id),
 			zap.String("type", typeURL))
 		return status.Errorf(codes.InvalidArgument, "xds: unknown resource type %q; served types are %v",

@@ -1,4 +1,4 @@
-package xds
+package xdsserver
 
 import (
 	"fmt"
@@ -13,6 +13,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/store"
+	"github.com/agentauth/agentauth/pkg/xds"
 )
 
 // PublisherConfig configures NewPublisher.
@@ -128,7 +129,7 @@ func loadInto[T proto.Message](into map[string]map[string]types.Resource, typeUR
 	}
 	m := make(map[string]types.Resource, len(items))
 	for _, it := range items {
-		m[resourceName(it)] = it
+		m[xds.ResourceName(it)] = it
 	}
 	into[typeURL] = m
 	return nil
@@ -221,14 +222,4 @@ func (p *Publisher) run() {
 func controlPlaneLogger(l *zap.Logger) log.Logger {
 	s := l.Sugar()
 	return log.LoggerFuncs{DebugFunc: s.Debugf, InfoFunc: s.Debugf, WarnFunc: s.Warnf, ErrorFunc: s.Errorf}
-}
-
-// shortType is the message name of a type URL, for error messages.
-func shortType(typeURL string) string {
-	for i := len(typeURL) - 1; i >= 0; i-- {
-		if typeURL[i] == '.' {
-			return typeURL[i+1:]
-		}
-	}
-	return typeURL
 }

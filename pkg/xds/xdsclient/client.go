@@ -1,4 +1,4 @@
-package xds
+package xdsclient
 
 import (
 	"context"
@@ -23,14 +23,16 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/mtls"
+	"github.com/agentauth/agentauth/pkg/xds"
 )
 
 // Client settings.
 const (
 	defaultBackoffBase = 250 * time.Millisecond
 	defaultBackoffMax  = 30 * time.Second
-	// Pings detect a dead controller (or a silent partition) within keepaliveTime+keepaliveTimeout, after which
-	// the client reports itself disconnected and reconnects. Not below the server's keepaliveMinTime.
+	// Pings detect a dead controller (or a silent partition) within clientKeepaliveTime+xds.KeepaliveTimeout,
+	// after which the client reports itself disconnected and reconnects. Not below the server's keepaliveMinTime
+	// (xdsserver).
 	clientKeepaliveTime = 20 * time.Second
 	// The first response of a type carries the whole state of that type; revocation lists can be large.
 	maxResponseSize = 64 << 20
@@ -47,7 +49,7 @@ type ClientConfig struct {
 	NodeID string
 	// Validators run per type URL on every received resource after the structural checks; an error NACKs the
 	// whole update with that error and keeps the last good state. E.g. a Cedar compile for policies.
-	Validators map[string]Validator
+	Validators map[string]xds.Validator
 	// OnUpdate, if set, is called after each applied update and before it is ACKed, from the client's own
 	// goroutine: drop cached decisions here. State() already returns the new state when it runs.
 	OnUpdate func(Update)
@@ -121,7 +123,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, errors.New("xds: a state file needs the trust domain")
 	}
 	for typeURL := range cfg.Validators {
-		if newResource(typeURL) == nil {
+		if xds.NewResource(typeURL) == nil {
 			return nil, fmt.Errorf("xds: validator for unknown type %q", typeURL)
 		}
 	}
@@ -174,11 +176,11 @@ func (c *Client) Run(ctx context.Context) error {
 		// The connection closes itself a margin before its certificates (ours or the controller's) expire, so the
 		// stream is re-established over a new handshake with the current SVID before the controller cuts it.
 		grpc.WithTransportCredentials(mtls.GRPCCredentials(c.cfg.TLSConfig, nil)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: clientKeepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: clientKeepaliveTime, Timeout: xds.KeepaliveTimeout, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxResponseSize)),
 		// Fixed windows: no BDP pings on every update (see the server).
-		grpc.WithInitialWindowSize(flowWindow),
-		grpc.WithInitialConnWindowSize(flowWindow),
+		grpc.WithInitialWindowSize(xds.FlowWindow),
+		grpc.WithInitialConnWindowSize(xds.FlowWindow),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: c.cfg.BackoffBase, Multiplier: 2, Jitter: 0.5, MaxDelay: c.cfg.BackoffMax},
 			MinConnectTimeout: 5 * time.Second,
@@ -292,7 +294,7 @@ func (c *Client) handle(resp *discovery.DeltaDiscoveryResponse) *discovery.Delta
 
 	updates, err := c.decode(resp)
 	if err != nil {
-		msg := fmt.Sprintf("rejected %s version %s: %v", shortType(typeURL), resp.GetSystemVersionInfo(), err)
+		msg := fmt.Sprintf("rejected %s version %s: %v", xds.ShortType(typeURL), resp.GetSystemVersionInfo(), err)
 		c.mu.Lock()
 		c.status.LastNACK, c.status.LastNACKAt = msg, now
 		c.status.NACKs++
@@ -326,7 +328,7 @@ func (c *Client) handle(resp *discovery.DeltaDiscoveryResponse) *discovery.Delta
 // decode unmarshals and checks every resource of a response; the first failure rejects the whole response.
 func (c *Client) decode(resp *discovery.DeltaDiscoveryResponse) ([]resourceUpdate, error) {
 	typeURL := resp.GetTypeUrl()
-	if !served(typeURL) {
+	if !xds.Served(typeURL) {
 		return nil, fmt.Errorf("unknown resource type %q", typeURL)
 	}
 	validate := c.cfg.Validators[typeURL]
@@ -339,18 +341,18 @@ func (c *Client) decode(resp *discovery.DeltaDiscoveryResponse) ([]resourceUpdat
 		}
 		seen[name] = true
 		if got := r.GetResource().GetTypeUrl(); got != typeURL {
-			return nil, fmt.Errorf("resource %q has type %q in a %s response", name, got, shortType(typeURL))
+			return nil, fmt.Errorf("resource %q has type %q in a %s response", name, got, xds.ShortType(typeURL))
 		}
-		msg := newResource(typeURL)
+		msg := xds.NewResource(typeURL)
 		if err := proto.Unmarshal(r.GetResource().GetValue(), msg); err != nil {
 			return nil, fmt.Errorf("resource %q does not decode: %v", name, err)
 		}
-		if err := checkResource(name, msg); err != nil {
+		if err := xds.CheckResource(name, msg); err != nil {
 			return nil, err
 		}
 		if validate != nil {
 			if err := validate(name, msg); err != nil {
-				return nil, fmt.Errorf("%s: %w", describe(typeURL, name, msg), err)
+				return nil, fmt.Errorf("%s: %w", xds.Describe(typeURL, name, msg), err)
 			}
 		}
 		out = append(out, resourceUpdate{name: name, version: r.GetVersion(), msg: msg})

@@ -1,4 +1,4 @@
-package xds
+package xdsclient
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/atomicfile"
+	"github.com/agentauth/agentauth/pkg/xds"
 )
 
 // The saved state is a small JSON envelope (readable with jq when an operator wonders what a sidecar enforces)
@@ -153,7 +154,7 @@ func (c *Client) restore() (time.Time, error) {
 	}
 	for _, typeURL := range agentauthv1.ServedTypes() {
 		if _, ok := versions[typeURL]; !ok {
-			return refuse("no %s resources: the state is incomplete", shortType(typeURL))
+			return refuse("no %s resources: the state is incomplete", xds.ShortType(typeURL))
 		}
 	}
 	c.state.Store(st)

@@ -1,8 +1,10 @@
-package xds
+package xdsclient
 
 import (
 	"testing"
 	"time"
+
+	"github.com/agentauth/agentauth/pkg/xds"
 )
 
 func TestBackoffIsBoundedFullJitter(t *testing.T) {
@@ -43,7 +45,7 @@ func TestNewClientRefusesBadConfig(t *testing.T) {
 	for name, cfg := range map[string]ClientConfig{
 		"no target":    {TLSConfig: testTLS},
 		"no TLS":       {Target: "127.0.0.1:1"},
-		"unknown type": {Target: "127.0.0.1:1", TLSConfig: testTLS, Validators: map[string]Validator{"type.googleapis.com/x.Y": nil}},
+		"unknown type": {Target: "127.0.0.1:1", TLSConfig: testTLS, Validators: map[string]xds.Validator{"type.googleapis.com/x.Y": nil}},
 	} {
 		if _, err := NewClient(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
