@@ -79,11 +79,11 @@ func (a anyDomain) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bu
 func newAuditCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
-		Short: "Verify a sidecar's audit log and prove records are in it (offline, on files)",
+		Short: "Verify audit logs, prove records are in them, trace a task across them (offline, on files)",
 		Args:  noSubcommand,
 		RunE:  needSubcommand,
 	}
-	cmd.AddCommand(newAuditVerifyCmd(a), newAuditProveCmd(a), newAuditCheckProofCmd(a))
+	cmd.AddCommand(newAuditVerifyCmd(a), newAuditProveCmd(a), newAuditCheckProofCmd(a), newAuditTraceCmd(a))
 	return cmd
 }
 

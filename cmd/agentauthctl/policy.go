@@ -23,6 +23,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
 	"github.com/agentauth/agentauth/pkg/revocation"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 func newPolicyCmd(a *app) *cobra.Command {
@@ -264,7 +265,7 @@ revocation, as a sidecar counts a credential whose issue time it does not know.`
 					return usagef("--time %q: want RFC 3339, e.g. 2026-01-02T15:04:05Z", at)
 				}
 			}
-			req := policy.Request{AgentID: agent, AgentIssuedAt: issued, AuthMethod: policy.AuthMethod(authMethod),
+			req := policy.Request{AgentID: agent, AgentIssuedAt: issued, AuthMethod: wire.AuthMethod(authMethod),
 				DelegatedSubject: user, DelegatedClaims: claims, DelegatedIssuedAt: issued, SubjectKind: policy.SubjectKind(subjectKind), Host: host, Method: method, Path: path,
 				RiskLevel: policy.RiskLevel(risk), Time: when}
 			if mcpBody != "" {
@@ -299,7 +300,7 @@ revocation, as a sidecar counts a credential whose issue time it does not know.`
 	f.StringVar(&method, "method", "GET", "HTTP method")
 	f.StringVar(&host, "host", "", "tool host")
 	f.StringVar(&path, "path", "/", "request path")
-	f.StringVar(&authMethod, "auth", "wit-wpt", "auth method: mtls, wit-wpt or wit-httpsig")
+	f.StringVar(&authMethod, "auth", string(wire.AuthWITWPT), "auth method: mtls, wit-wpt or wit-httpsig")
 	f.StringVar(&user, "user", "", "delegated subject (Txn-Token sub)")
 	f.StringToStringVar(&claims, "claim", nil, "with --user: a claim of the Txn-Token as name=value (repeatable), e.g. scope=\"a b\", the granted scopes")
 	f.StringVar(&subjectKind, "subject-kind", "", "who the Txn-Token sub is: user (the default with --user), self or system")
@@ -308,7 +309,7 @@ revocation, as a sidecar counts a credential whose issue time it does not know.`
 	f.StringVar(&at, "time", "", "when the request arrives (RFC 3339; default now): context.time, now and hour")
 	f.StringVar(&issuedAt, "issued-at", "", "with --live: when the credentials were issued (RFC 3339; default unknown)")
 	_ = cmd.MarkFlagDirname("dir")
-	_ = cmd.RegisterFlagCompletionFunc("auth", cobra.FixedCompletions([]string{"mtls", "wit-wpt", "wit-httpsig"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("auth", cobra.FixedCompletions([]string{string(wire.AuthMTLS), string(wire.AuthWITWPT), string(wire.AuthWITHTTPSig)}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("risk", cobra.FixedCompletions([]string{"LOW", "MEDIUM", "HIGH"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }

@@ -3,7 +3,11 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -116,10 +120,18 @@ func inclusionHashes(leaves [][]byte, index uint64) ([][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
+	return nodeHashes(nodes, leaves)
+}
+
+// nodeHashes computes the hashes of a proof's nodes from the leaf hashes.
+func nodeHashes(nodes proof.Nodes, leaves [][]byte) ([][]byte, error) {
 	hashes := make([][]byte, len(nodes.IDs))
 	for i, id := range nodes.IDs {
 		// Each node is a perfect subtree: its compact range is the one hash.
 		begin, end := id.Coverage()
+		if end > uint64(len(leaves)) {
+			return nil, fmt.Errorf("audit: proof node [%d, %d) beyond the %d leaves", begin, end, len(leaves))
+		}
 		r := rangeFactory.NewEmptyRange(begin)
 		for _, h := range leaves[begin:end] {
 			if err := r.Append(h, nil); err != nil {
@@ -128,8 +140,54 @@ func inclusionHashes(leaves [][]byte, index uint64) ([][]byte, error) {
 		}
 		hashes[i] = r.Hashes()[0]
 	}
-	if hashes, err = nodes.Rehash(hashes, rfc6962.DefaultHasher.HashChildren); err != nil {
+	hashes, err := nodes.Rehash(hashes, rfc6962.DefaultHasher.HashChildren)
+	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	return hashes, nil
+}
+
+// ConsistencyProof computes the RFC 6962 consistency proof between the log in dir at oldSize and at newSize
+// records, from the records themselves: what a witness that holds the checkpoint at oldSize needs to accept the
+// one at newSize. It reads the log up to newSize.
+func ConsistencyProof(dir string, oldSize, newSize uint64) ([][]byte, error) {
+	if oldSize > newSize {
+		return nil, fmt.Errorf("audit: no consistency proof from %d records down to %d", oldSize, newSize)
+	}
+	if oldSize == 0 || oldSize == newSize {
+		return nil, nil
+	}
+	ents, _, _, err := loadLog(dir)
+	if err != nil {
+		return nil, err
+	}
+	if uint64(len(ents)) < newSize {
+		return nil, fmt.Errorf("audit: the log has %d records, fewer than %d", len(ents), newSize)
+	}
+	leaves := make([][]byte, newSize)
+	for i := range leaves {
+		leaves[i] = ents[i].hash
+	}
+	nodes, err := proof.Consistency(oldSize, newSize)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return nodeHashes(nodes, leaves)
+}
+
+// LatestCheckpoint returns the last signed checkpoint in dir's checkpoints file (nil when there is none yet),
+// unverified: whoever receives it verifies it.
+func LatestCheckpoint(dir string) ([]byte, error) {
+	data, err := os.ReadFile(filepath.Join(dir, CheckpointsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	notes, _, err := SplitCheckpoints(data)
+	if err != nil || len(notes) == 0 {
+		return nil, err
+	}
+	return notes[len(notes)-1], nil
 }

@@ -60,6 +60,10 @@ type Record struct {
 	// Event Token that carried it.
 	Cause  string `json:"cause,omitempty"`
 	SETJti string `json:"setJti,omitempty"`
+
+	// Actor is who made the controller act: the admin's peer identity on the admin socket (Unix uid, gid, pid),
+	// the transmitter of a Security Event Token, the address of a workload attesting.
+	Actor string `json:"actor,omitempty"`
 }
 
 // Decisions.

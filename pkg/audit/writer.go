@@ -573,3 +573,11 @@ func prevOf(r *Record) []byte {
 	b, _ := base64.StdEncoding.DecodeString(r.Prev)
 	return b
 }
+
+// Recorder appends records to a log and returns once each is durable; *Writer is one. Whoever acts and must leave
+// a record (the controller, the witness) takes a Recorder.
+type Recorder interface {
+	Append(ctx context.Context, r *Record) (uint64, error)
+}
+
+var _ Recorder = (*Writer)(nil)

@@ -25,6 +25,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/peercred"
+	"github.com/agentauth/agentauth/pkg/audit"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
@@ -211,6 +212,12 @@ func (c *Controller) applyPolicies(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	ids := make([]string, 0, len(docs))
+	for _, d := range docs {
+		ids = append(ids, d.GetId())
+	}
+	c.actions.record(r.Context(), &audit.Record{Action: ActionPolicyApply, Actor: adminActor(r), PolicyIDs: ids,
+		Reason: fmt.Sprintf("policy set version %s", set.Version())})
 	writeJSON(w, http.StatusOK, map[string]any{"version": set.Version(), "policies": set.Len()})
 }
 
@@ -275,6 +282,10 @@ func (c *Controller) revoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	rec := &audit.Record{Action: ActionRevoke, Actor: adminActor(r), RevocationID: rev.GetId(), Reason: rev.GetReason(),
+		Cause: cause}
+	subjectFields(rec, rev.GetSubject())
+	c.actions.record(r.Context(), rec)
 	if warning == "" {
 		writeProto(w, http.StatusCreated, rev)
 		return
@@ -303,6 +314,7 @@ func (c *Controller) unrevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
+	c.actions.record(r.Context(), &audit.Record{Action: ActionUnrevoke, Actor: adminActor(r), RevocationID: id})
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -417,6 +429,8 @@ func (c *Controller) joinToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	c.actions.record(r.Context(), &audit.Record{Action: ActionJoinToken, Actor: adminActor(r), Agent: id.String(),
+		Attestation: attestJoinToken, Reason: fmt.Sprintf("valid for %s", req.TTL)})
 	writeJSON(w, http.StatusCreated, JoinTokenResponse{Token: tok, SPIFFEID: id.String(), ExpiresAt: time.Now().Add(req.TTL)})
 }
 

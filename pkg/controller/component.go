@@ -49,7 +49,7 @@ type serving interface {
 // comes first, so it is last to stop: whoever polls /readyz (503 while starting and stopping) sees the controller
 // come and go. Housekeeping runs from before the first server until after the last.
 func (c *Controller) newComponents() []component {
-	comps := []component{&housekeeper{c: c}, &opsServer{c: c}, &issuerServer{c: c}, &xdsServer{c: c}}
+	comps := []component{&housekeeper{c: c}, &opsServer{c: c}, &issuerServer{c: c}, &xdsServer{c: c}, &auditWitness{c: c}}
 	if c.cfg.TokenService != nil {
 		comps = append(comps, &tokenServer{c: c})
 	}

@@ -46,6 +46,9 @@ type Config struct {
 	// InitState lets the controller start with empty state although dataDir/keys shows it ran here before
 	// (the -init-state flag, never the YAML): without it, a missing or empty state.db is ErrStateMissing.
 	InitState bool `yaml:"-"`
+
+	// Audit, when set, keeps the controller's own tamper-evident audit log of its actions.
+	Audit *AuditConfig `yaml:"audit,omitempty"`
 }
 
 // Bounds of issuer.svidTTL. Lifetimes under SaneMinSVIDTTL are accepted, with a warning at start, so that tests
@@ -322,6 +325,9 @@ func (c *Config) Validate() error {
 		if v, ok := comp.(validator); ok {
 			v.validate(&p)
 		}
+	}
+	if c.Audit != nil {
+		c.Audit.validate(p.Add)
 	}
 	p.LogLevel("log.level", c.Log.Level)
 	return p.Err("controller config")

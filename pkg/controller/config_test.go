@@ -65,9 +65,11 @@ func TestParse(t *testing.T) {
 		{"token service on all interfaces without endpoint", "tokenService: {listen: ':8445'}\n", "tokenService.endpoint: required"},
 		{"token service endpoint not https", "tokenService: {listen: '0.0.0.0:8445', endpoint: 'http://c.example.org:8445/token'}\n", "tokenService.endpoint: \"http://c.example.org:8445/token\" is not an https:// URL"},
 		{"subjectPrefix posing as a workload", "tokenService: {listen: 127.0.0.1:8445, userIssuers: [{issuer: i, audiences: [a], jwksFile: f, subjectPrefix: 'spiffe://example.org/'}]}\n", "would make users look like workloads"},
-		{"unknown field", "tls: true\n", "tls: unknown key \"tls\"; valid keys here: admin, dataDir,"},
+		{"unknown field", "tls: true\n", "tls: unknown key \"tls\"; valid keys here: admin, audit, dataDir,"},
 		{"unknown field, near a known one", "ssf: {listen: 127.0.0.1:8090, transmitters: [{issuer: i, audience: [a], jwksFile: f, pushAuthorisation: x}]}\n",
 			"ssf.transmitters[0].pushAuthorisation: unknown key \"pushAuthorisation\"; did you mean \"pushAuthorization\"?"},
+		{"audit without dir", "audit: {durability: sync}\n", "audit.dir: required"},
+		{"audit durability", "audit: {dir: /var/lib/agentauth/audit, durability: never}\n", "audit.durability: \"never\" is not one of sync, batched"},
 		{"wrong case", "trustdomain: example.org\n", "line 7: trustdomain: unknown key \"trustdomain\"; did you mean \"trustDomain\"?"},
 	}
 	for _, tt := range tests {

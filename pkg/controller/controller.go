@@ -64,6 +64,8 @@ type Controller struct {
 	// components are started by Run in this order and stopped in reverse (newComponents).
 	components []component
 	closers    []func()
+	// actions is the controller's audit log (records nothing without audit configured).
+	actions *actionLog
 	// logLevel, when set, is served at the ops listener's /logging.
 	logLevel *zap.AtomicLevel
 	// started is set once Run has started every component, stopping when Run begins to stop: /readyz answers
@@ -138,6 +140,9 @@ func (c *Controller) openState(ctx context.Context) (err error) {
 		return err
 	}
 	c.onClose(c.self.stop)
+	if c.actions, err = c.openAudit(); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -27,7 +27,7 @@ type issuerServer struct {
 func (is *issuerServer) provision(context.Context) (err error) {
 	c := is.c
 	if is.srv, err = issuer.NewGRPCServer(c.ca, c.issuerServiceConfig(),
-		grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(false))); err != nil {
+		grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(false), c.actions.issuerInterceptor(false))); err != nil {
 		return err
 	}
 	if is.ln, err = c.listen("issuer.listen", c.cfg.Issuer.Listen, c.cfg.Issuer.Limits); err != nil {
@@ -85,7 +85,7 @@ func (is *issuerServer) listenLocal() error {
 	}
 	sc := c.issuerServiceConfig()
 	sc.PeerIDs = peerIDs
-	if is.local, err = issuer.NewLocalGRPCServer(c.ca, sc, grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(true))); err != nil {
+	if is.local, err = issuer.NewLocalGRPCServer(c.ca, sc, grpc.ChainUnaryInterceptor(c.metrics.issuerInterceptor(true), c.actions.issuerInterceptor(true))); err != nil {
 		return fmt.Errorf("issuer.peerIDs: %w", err)
 	}
 	path := c.cfg.Issuer.LocalSocket

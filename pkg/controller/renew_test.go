@@ -106,7 +106,7 @@ func renewWorkload(t *testing.T, addr string, ca *issuer.CA, w *workload) (*work
 	return checkCredentials(t, creds, xk, wk), nil
 }
 
-// witIssuedAt is the iat of w's WIT: what sidecars judge revocations by (pkg/sidecar attrIssuedAt).
+// witIssuedAt is the iat of w's WIT: what sidecars judge revocations by (proxy.Identity.IssuedAt).
 func witIssuedAt(t *testing.T, w *workload) time.Time {
 	t.Helper()
 	parts := strings.Split(w.issued.WIT, ".")

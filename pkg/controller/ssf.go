@@ -19,6 +19,7 @@ import (
 	"github.com/agentauth/agentauth/internal/certfile"
 	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
+	"github.com/agentauth/agentauth/pkg/audit"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/store"
 )
@@ -27,7 +28,7 @@ import (
 // before the receiver answers 202) and published to every sidecar over xDS.
 type ssfSink struct{ c *Controller }
 
-func (s ssfSink) Apply(_ context.Context, changes []signals.Change) error {
+func (s ssfSink) Apply(ctx context.Context, changes []signals.Change) error {
 	for _, ch := range changes {
 		switch {
 		case ch.Revocation != nil:
@@ -40,6 +41,11 @@ func (s ssfSink) Apply(_ context.Context, changes []signals.Change) error {
 			if err := s.c.state.UpsertRevocation(ch.Revocation); err != nil {
 				return fmt.Errorf("revocation %s: %w", ch.Revocation.GetId(), err)
 			}
+			rec := &audit.Record{Action: ActionSETRevoke, RevocationID: ch.Revocation.GetId(), Reason: ch.Revocation.GetReason(),
+				Cause: ch.Revocation.GetCause().GetEventType(), SETJti: ch.Revocation.GetCause().GetSetJti(),
+				Actor: ch.Revocation.GetCause().GetIssuer()}
+			subjectFields(rec, ch.Revocation.GetSubject())
+			s.c.actions.record(ctx, rec)
 		case ch.Risk != nil:
 			stored, err := s.c.store.Risk().Get(ch.Risk.GetSubject().Key())
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -49,6 +55,10 @@ func (s ssfSink) Apply(_ context.Context, changes []signals.Change) error {
 				if err := s.c.state.SetRisk(merged); err != nil {
 					return fmt.Errorf("risk state: %w", err)
 				}
+				rec := &audit.Record{Action: ActionSETRisk, Risk: merged.GetRiskLevel(), Cause: ch.Risk.GetCause().GetEventType(),
+					SETJti: ch.Risk.GetCause().GetSetJti(), Actor: ch.Risk.GetCause().GetIssuer()}
+				subjectFields(rec, merged.GetSubject())
+				s.c.actions.record(ctx, rec)
 			}
 		}
 	}
@@ -226,7 +236,11 @@ func (s *ssfServer) runClients(ctx context.Context) (stop func()) {
 			wg.Go(func() {
 				s.rcv.ManageStream(ctx, signals.ManagedStream{Issuer: t.Issuer, Authorization: t.Stream.authorization(),
 					Request: streamRequest(t, s.c.td.Name()), Poll: pollConfig(t, ""), IDs: s.c.store,
-					Verified: func() { s.verified.WithLabelValues(t.Issuer).Set(1) }, Logger: log})
+					Verified: func() { s.verified.WithLabelValues(t.Issuer).Set(1) }, Logger: log,
+					Created: func(ctx context.Context, id string, events []string) {
+						s.c.actions.record(ctx, &audit.Record{Action: ActionSSFStream, Actor: t.Issuer,
+							Reason: fmt.Sprintf("stream %s created, events %v", id, events)})
+					}})
 			})
 		}
 	}

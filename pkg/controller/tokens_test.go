@@ -146,7 +146,7 @@ tokenService: {listen: 127.0.0.1:0, userIssuers: [%s]%s}
 			t.Fatal(err)
 		}
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set(oauth.HeaderWPT, proof)
+		req.Header.Set(wire.HeaderWPT, proof)
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	_ "crypto/sha256" // registers SHA-256 for crypto.Hash.New
@@ -12,6 +11,8 @@ import (
 	"encoding/asn1"
 	"fmt"
 	"math/big"
+
+	ijose "github.com/agentauth/agentauth/internal/jose"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
@@ -30,9 +31,6 @@ const (
 	AlgRSAV15SHA256    Algorithm = "rsa-v1_5-sha256"
 )
 
-// minRSABits is the smallest RSA modulus accepted for signing or verifying.
-const minRSABits = 2048
-
 type algKind uint8
 
 const (
@@ -43,41 +41,41 @@ const (
 )
 
 type algSpec struct {
-	kind  algKind
-	hash  crypto.Hash
-	curve elliptic.Curve
-	size  int // ECDSA: bytes of r and of s
+	jws  string // the JWS name of the same algorithm, whose key fit internal/jose checks
+	kind algKind
+	hash crypto.Hash
+	size int // ECDSA: bytes of r and of s
 }
 
 func (a Algorithm) spec() (algSpec, error) {
 	switch a {
 	case AlgEd25519, "EdDSA":
-		return algSpec{kind: kindEd25519}, nil
+		return algSpec{jws: "EdDSA", kind: kindEd25519}, nil
 	case AlgECDSAP256SHA256, "ES256":
-		return algSpec{kind: kindECDSA, hash: crypto.SHA256, curve: elliptic.P256(), size: 32}, nil
+		return algSpec{jws: "ES256", kind: kindECDSA, hash: crypto.SHA256, size: 32}, nil
 	case AlgECDSAP384SHA384, "ES384":
-		return algSpec{kind: kindECDSA, hash: crypto.SHA384, curve: elliptic.P384(), size: 48}, nil
+		return algSpec{jws: "ES384", kind: kindECDSA, hash: crypto.SHA384, size: 48}, nil
 	case "ES512":
-		return algSpec{kind: kindECDSA, hash: crypto.SHA512, curve: elliptic.P521(), size: 66}, nil
+		return algSpec{jws: "ES512", kind: kindECDSA, hash: crypto.SHA512, size: 66}, nil
 	case AlgRSAPSSSHA512, "PS512":
-		return algSpec{kind: kindRSAPSS, hash: crypto.SHA512}, nil
+		return algSpec{jws: "PS512", kind: kindRSAPSS, hash: crypto.SHA512}, nil
 	case "PS256":
-		return algSpec{kind: kindRSAPSS, hash: crypto.SHA256}, nil
+		return algSpec{jws: "PS256", kind: kindRSAPSS, hash: crypto.SHA256}, nil
 	case "PS384":
-		return algSpec{kind: kindRSAPSS, hash: crypto.SHA384}, nil
+		return algSpec{jws: "PS384", kind: kindRSAPSS, hash: crypto.SHA384}, nil
 	case AlgRSAV15SHA256, "RS256":
-		return algSpec{kind: kindRSAPKCS1, hash: crypto.SHA256}, nil
+		return algSpec{jws: "RS256", kind: kindRSAPKCS1, hash: crypto.SHA256}, nil
 	case "RS384":
-		return algSpec{kind: kindRSAPKCS1, hash: crypto.SHA384}, nil
+		return algSpec{jws: "RS384", kind: kindRSAPKCS1, hash: crypto.SHA384}, nil
 	case "RS512":
-		return algSpec{kind: kindRSAPKCS1, hash: crypto.SHA512}, nil
+		return algSpec{jws: "RS512", kind: kindRSAPKCS1, hash: crypto.SHA512}, nil
 	}
 	return algSpec{}, fmt.Errorf("httpsig: %w: signature algorithm %q", autherr.ErrUnsupportedAlg, string(a))
 }
 
 // AlgorithmFromJWS maps a JWS "alg" (a WIT's cnf.jwk.alg) to the algorithm the WIMSE profile signs with: EdDSA,
 // ES256, ES384, PS512 and RS256 become their RFC 9421 names; ES512, PS256, PS384, RS384 and RS512 are computed per
-// JWA under their JWS names. "none", HS* and anything else fail with ErrUnsupportedAlg.
+// JWA under their JWS names. "none", HS* and anything else fail with autherr.ErrUnsupportedAlg.
 func AlgorithmFromJWS(alg string) (Algorithm, error) {
 	switch alg {
 	case "EdDSA":
@@ -129,8 +127,8 @@ func (a Algorithm) Sign(key crypto.Signer, base []byte) ([]byte, error) {
 	}
 }
 
-// Verify checks sig over the signature base with pub. A signature that does not verify is ErrBadSignature; a key
-// that does not fit the algorithm is ErrUnsupportedAlg.
+// Verify checks sig over the signature base with pub. A signature that does not verify is autherr.ErrBadSignature; a key
+// that does not fit the algorithm is autherr.ErrUnsupportedAlg.
 func (a Algorithm) Verify(pub crypto.PublicKey, base, sig []byte) error {
 	s, err := a.spec()
 	if err != nil {
@@ -161,24 +159,15 @@ func (a Algorithm) Verify(pub crypto.PublicKey, base, sig []byte) error {
 	return nil
 }
 
+// checkKey refuses a key that does not fit the algorithm (internal/jose.AlgFits); Verify's type assertions rely
+// on it.
 func (s algSpec) checkKey(a Algorithm, pub crypto.PublicKey) error {
-	switch s.kind {
-	case kindEd25519:
-		if k, ok := pub.(ed25519.PublicKey); ok && len(k) == ed25519.PublicKeySize {
-			return nil
-		}
-	case kindECDSA:
-		if k, ok := pub.(*ecdsa.PublicKey); ok && k.Curve == s.curve {
-			return nil
-		}
-	case kindRSAPSS, kindRSAPKCS1:
-		if k, ok := pub.(*rsa.PublicKey); ok {
-			if k.N.BitLen() < minRSABits {
-				return fmt.Errorf("httpsig: %w: RSA key of %d bits, need at least %d",
-					autherr.ErrUnsupportedAlg, k.N.BitLen(), minRSABits)
-			}
-			return nil
-		}
+	if ijose.AlgFits(s.jws, pub) {
+		return nil
+	}
+	if k, ok := pub.(*rsa.PublicKey); ok && k.N != nil && (s.kind == kindRSAPSS || s.kind == kindRSAPKCS1) {
+		return fmt.Errorf("httpsig: %w: RSA key of %d bits, need at least %d",
+			autherr.ErrUnsupportedAlg, k.N.BitLen(), ijose.MinRSABits)
 	}
 	return fmt.Errorf("httpsig: %w: a %T key cannot be used with %s", autherr.ErrUnsupportedAlg, pub, string(a))
 }

@@ -33,7 +33,7 @@ var dictionaryFields = map[string]bool{
 }
 
 // SignatureBase returns the RFC 9421 Section 2.5 signature base of in over m. An unknown or inapplicable
-// component, a covered field that is absent, a repeated component or a non-ASCII value is ErrMalformed.
+// component, a covered field that is absent, a repeated component or a non-ASCII value is autherr.ErrMalformed.
 func SignatureBase(m Message, in *SignatureInput) ([]byte, error) {
 	base, _, err := signatureBase(m, in)
 	return base, err

@@ -183,7 +183,7 @@ func TestSignatureBaseErrors(t *testing.T) {
 	for _, tt := range tests {
 		_, err := SignatureBase(tt.m, &SignatureInput{Label: "x", Components: tt.cs})
 		if !errors.Is(err, autherr.ErrMalformed) {
-			t.Errorf("%s: err = %v, want ErrMalformed", tt.name, err)
+			t.Errorf("%s: err = %v, want autherr.ErrMalformed", tt.name, err)
 		}
 	}
 	// bs carries what plain values cannot.

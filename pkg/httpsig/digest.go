@@ -18,7 +18,7 @@ const (
 )
 
 // MaxFieldBytes caps the combined value of each of Signature-Input, Signature and Content-Digest. Larger values are
-// refused with ErrTooLarge before they are parsed.
+// refused with autherr.ErrTooLarge before they are parsed.
 const MaxFieldBytes = 8 << 10
 
 // maxDigestMembers caps the number of digests one Content-Digest field may carry.
@@ -58,8 +58,8 @@ func ContentDigest(body []byte, algs ...string) (string, error) {
 // package does not know (including the deprecated md5, sha, crc32c...) are ignored, but at least one sha-256 or
 // sha-512 digest is required, and every one present must match.
 //
-// Errors: ErrMalformed when the field is absent or does not parse, ErrTooLarge over MaxFieldBytes or more than 8
-// digests, ErrUnsupportedAlg when no supported algorithm is present, and ErrMismatch when a digest differs from
+// Errors: autherr.ErrMalformed when the field is absent or does not parse, autherr.ErrTooLarge over MaxFieldBytes or more than 8
+// digests, autherr.ErrUnsupportedAlg when no supported algorithm is present, and autherr.ErrMismatch when a digest differs from
 // the body (the digest is what the signature covers, so a differing body is a broken binding rather than a bad
 // signature).
 func VerifyContentDigest(fieldLines []string, body []byte) error {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // typed reports whether err is nil or wraps exactly the reasons a parser of untrusted input may return.
@@ -100,7 +101,7 @@ func FuzzVerifyRequest(f *testing.F) {
 	if err := s.SignRequest(r, body); err != nil {
 		f.Fatal(err)
 	}
-	f.Add(r.Header.Get(HeaderWIT), r.Header.Get(HeaderSignatureInput), r.Header.Get(HeaderSignature),
+	f.Add(r.Header.Get(wire.HeaderWIT), r.Header.Get(wire.HeaderSignatureInput), r.Header.Get(wire.HeaderSignature),
 		r.Header.Get(HeaderContentDigest), "/api/items?x=1", body)
 	f.Add("", exReqInput, exReqSig, "", "/", []byte(nil))
 	f.Fuzz(func(t *testing.T, wit, input, sig, digest, target string, body []byte) {
@@ -108,7 +109,7 @@ func FuzzVerifyRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for k, val := range map[string]string{HeaderWIT: wit, HeaderSignatureInput: input, HeaderSignature: sig,
+		for k, val := range map[string]string{wire.HeaderWIT: wit, wire.HeaderSignatureInput: input, wire.HeaderSignature: sig,
 			HeaderContentDigest: digest, "Content-Type": "application/json"} {
 			if val != "" {
 				req.Header[k] = []string{val}

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // The profile benchmarks sit beside the raw signature primitive of the same algorithm, so the cost the profile adds
@@ -108,7 +110,7 @@ func rawBase(b *testing.B, s *Signer, key crypto.Signer) (Algorithm, crypto.Sign
 	if err := s.SignRequest(r, []byte(benchBody)); err != nil {
 		b.Fatal(err)
 	}
-	ins, err := ParseSignatureInput(r.Header.Values(HeaderSignatureInput))
+	ins, err := ParseSignatureInput(r.Header.Values(wire.HeaderSignatureInput))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,13 +7,12 @@ import (
 	"time"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
-// Field names of RFC 9421.
+// Field names of RFC 9421 (Signature and Signature-Input are in pkg/wire).
 const (
-	HeaderSignatureInput = "Signature-Input"
-	HeaderSignature      = "Signature"
-	HeaderContentDigest  = "Content-Digest"
+	HeaderContentDigest = "Content-Digest"
 )
 
 // Limits on what one message may carry.
@@ -230,13 +229,13 @@ func validComponentName(name string) bool {
 // It checks the structure RFC 9421 requires (an Inner List of Strings naming components; created and expires
 // Integers; nonce, alg, keyid and tag Strings) but not what an application requires.
 func ParseSignatureInput(fieldLines []string) ([]SignatureInput, error) {
-	value, err := combineSFLines(HeaderSignatureInput, fieldLines)
+	value, err := combineSFLines(wire.HeaderSignatureInput, fieldLines)
 	if err != nil {
 		return nil, err
 	}
 	d, err := parseSFDictionary(value)
 	if err != nil {
-		return nil, sfError(HeaderSignatureInput, err)
+		return nil, sfError(wire.HeaderSignatureInput, err)
 	}
 	if d.dup {
 		return nil, fmt.Errorf("httpsig: %w: Signature-Input repeats a label", autherr.ErrMalformed)
@@ -298,13 +297,13 @@ func signatureInputFromMember(m member) (SignatureInput, error) {
 
 // ParseSignature parses the Signature field lines of a message into signature bytes by label.
 func ParseSignature(fieldLines []string) (map[string][]byte, error) {
-	value, err := combineSFLines(HeaderSignature, fieldLines)
+	value, err := combineSFLines(wire.HeaderSignature, fieldLines)
 	if err != nil {
 		return nil, err
 	}
 	d, err := parseSFDictionary(value)
 	if err != nil {
-		return nil, sfError(HeaderSignature, err)
+		return nil, sfError(wire.HeaderSignature, err)
 	}
 	if d.dup {
 		return nil, fmt.Errorf("httpsig: %w: Signature repeats a label", autherr.ErrMalformed)

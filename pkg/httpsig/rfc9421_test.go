@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 const vectorDir = "testdata/rfc9421"
@@ -176,8 +177,8 @@ func TestRFC9421Vectors(t *testing.T) {
 			}
 			kid, _ := inputs[0].StringParam("keyid")
 			key := keys[kid]
-			m.header().Set(HeaderSignatureInput, v.SignatureInput)
-			m.header().Set(HeaderSignature, v.Signature)
+			m.header().Set(wire.HeaderSignatureInput, v.SignatureInput)
+			m.header().Set(wire.HeaderSignature, v.Signature)
 			got, err := Verify(m, inputs[0].Label, tt.alg, key.Public().Key)
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
@@ -189,24 +190,24 @@ func TestRFC9421Vectors(t *testing.T) {
 			sigs, _ := ParseSignature([]string{v.Signature})
 			sig := sigs[inputs[0].Label]
 			sig[len(sig)/2] ^= 1
-			m.header().Set(HeaderSignature, inputs[0].Label+"=:"+base64.StdEncoding.EncodeToString(sig)+":")
+			m.header().Set(wire.HeaderSignature, inputs[0].Label+"=:"+base64.StdEncoding.EncodeToString(sig)+":")
 			if _, err := Verify(m, inputs[0].Label, tt.alg, key.Public().Key); !errors.Is(err, autherr.ErrBadSignature) {
-				t.Fatalf("Verify(tampered) = %v, want ErrBadSignature", err)
+				t.Fatalf("Verify(tampered) = %v, want autherr.ErrBadSignature", err)
 			}
 			// Sign the same input afresh and verify it.
-			m.header().Del(HeaderSignatureInput)
-			m.header().Del(HeaderSignature)
+			m.header().Del(wire.HeaderSignatureInput)
+			m.header().Del(wire.HeaderSignature)
 			if err := Sign(m, &inputs[0], tt.alg, key.Key.(crypto.Signer)); err != nil {
 				t.Fatalf("Sign: %v", err)
 			}
-			if m.header().Get(HeaderSignatureInput) != v.SignatureInput {
-				t.Errorf("Sign wrote Signature-Input %q", m.header().Get(HeaderSignatureInput))
+			if m.header().Get(wire.HeaderSignatureInput) != v.SignatureInput {
+				t.Errorf("Sign wrote Signature-Input %q", m.header().Get(wire.HeaderSignatureInput))
 			}
 			if _, err := Verify(m, inputs[0].Label, tt.alg, key.Public().Key); err != nil {
 				t.Fatalf("Verify(own signature): %v", err)
 			}
-			if tt.alg == AlgEd25519 && m.header().Get(HeaderSignature) != v.Signature {
-				t.Errorf("Ed25519 is deterministic: got %q, want %q", m.header().Get(HeaderSignature), v.Signature)
+			if tt.alg == AlgEd25519 && m.header().Get(wire.HeaderSignature) != v.Signature {
+				t.Errorf("Ed25519 is deterministic: got %q, want %q", m.header().Get(wire.HeaderSignature), v.Signature)
 			}
 		})
 	}

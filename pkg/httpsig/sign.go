@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 func (m Message) header() http.Header {
@@ -30,7 +31,7 @@ func Sign(m Message, in *SignatureInput, alg Algorithm, key crypto.Signer) error
 	if h == nil {
 		return fmt.Errorf("httpsig: message has a nil Header")
 	}
-	if lines := h.Values(HeaderSignatureInput); len(lines) > 0 {
+	if lines := h.Values(wire.HeaderSignatureInput); len(lines) > 0 {
 		existing, err := ParseSignatureInput(lines)
 		if err != nil {
 			return err
@@ -49,15 +50,15 @@ func Sign(m Message, in *SignatureInput, alg Algorithm, key crypto.Signer) error
 	if err != nil {
 		return err
 	}
-	h.Add(HeaderSignatureInput, in.Label+"="+params)
-	h.Add(HeaderSignature, in.Label+"=:"+base64.StdEncoding.EncodeToString(sig)+":")
+	h.Add(wire.HeaderSignatureInput, in.Label+"="+params)
+	h.Add(wire.HeaderSignature, in.Label+"=:"+base64.StdEncoding.EncodeToString(sig)+":")
 	return nil
 }
 
 // Signatures parses the Signature-Input and Signature fields of h and checks that both name the same labels.
 // A message with neither returns no signatures and no error.
 func Signatures(h http.Header) ([]SignatureInput, map[string][]byte, error) {
-	inLines, sigLines := h.Values(HeaderSignatureInput), h.Values(HeaderSignature)
+	inLines, sigLines := h.Values(wire.HeaderSignatureInput), h.Values(wire.HeaderSignature)
 	if len(inLines) == 0 && len(sigLines) == 0 {
 		return nil, nil, nil
 	}

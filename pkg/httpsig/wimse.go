@@ -16,13 +16,12 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
 // WIMSE profile constants (draft-ietf-wimse-http-signature-06).
 const (
-	// HeaderWIT carries the sender's Workload Identity Token.
-	HeaderWIT = wpt.HeaderWIT
 	// Label is the Signature-Input / Signature label of the WIMSE signature.
 	Label = "wimse"
 	// Tag is the required value of the signature's tag parameter.
@@ -55,11 +54,11 @@ const (
 )
 
 // fieldWIT is the component name of the Workload-Identity-Token field.
-var fieldWIT = strings.ToLower(HeaderWIT)
+var fieldWIT = strings.ToLower(wire.HeaderWIT)
 
 // Header fields the profile covers whenever the message carries them (besides content-digest, handled apart).
 var (
-	requestConditional  = []string{"content-type", "authorization", "txn-token"}
+	requestConditional  = []string{"content-type", "authorization", strings.ToLower(wire.HeaderTxnToken)}
 	responseConditional = []string{"content-type"}
 )
 
@@ -251,7 +250,7 @@ func (s *Signer) prepare(h http.Header, body []byte, fixed []Component, conditio
 	if err != nil {
 		return nil, fmt.Errorf("httpsig: nonce: %w", err)
 	}
-	h.Set(HeaderWIT, s.wit)
+	h.Set(wire.HeaderWIT, s.wit)
 	if len(body) > 0 || len(h.Values(HeaderContentDigest)) > 0 {
 		d, err := ContentDigest(body, s.opts.DigestAlgorithm)
 		if err != nil {
@@ -292,7 +291,7 @@ func wimseInput(h http.Header) (*SignatureInput, error) {
 }
 
 // findWIMSE returns the WIMSE signature: the one labelled "wimse", else the only one tagged
-// wimse-workload-to-workload. No such signature is ErrMissing.
+// wimse-workload-to-workload. No such signature is autherr.ErrMissing.
 func findWIMSE(inputs []SignatureInput) (*SignatureInput, error) {
 	var tagged []int
 	for i := range inputs {
@@ -452,8 +451,8 @@ func (p *Pending) VerifyBody(body []byte) (*Result, error) {
 
 // VerifyResponse verifies the WIMSE signature of a response received by a client. resp.Request must be the
 // request as sent (SignRequest's output): the response must cover its method and target with `req`, and when the
-// request carried a WIMSE signature, wimse-req-nonce must equal its nonce (ErrMismatch otherwise; absent is
-// ErrMalformed when the request asked for a signed response). Checks otherwise as VerifyRequest, without
+// request carried a WIMSE signature, wimse-req-nonce must equal its nonce (autherr.ErrMismatch otherwise; absent is
+// autherr.ErrMalformed when the request asked for a signed response). Checks otherwise as VerifyRequest, without
 // wimse-aud. The caller decides whether Result.WIT.Subject is the server it meant to call.
 func (v *Verifier) VerifyResponse(ctx context.Context, resp *http.Response, body []byte) (*Result, error) {
 	if resp.Request == nil {
@@ -486,24 +485,9 @@ func (v *Verifier) verifyHeaders(ctx context.Context, m Message, hasBody bool, r
 	if h == nil {
 		h = http.Header{}
 	}
-	// Cheap presence checks first: no WIT or no signature fields means no proof at all.
-	wits := h.Values(HeaderWIT)
-	if len(wits) == 0 {
-		return nil, fmt.Errorf("httpsig: %w: %s has no %s field", autherr.ErrMissing, what, HeaderWIT)
-	}
-	if len(h.Values(HeaderSignatureInput)) == 0 || len(h.Values(HeaderSignature)) == 0 {
-		if isResp && reqIn != nil && reqIn.flagParam(paramSignResponse) {
-			return nil, fmt.Errorf("httpsig: %w: the request asked for a signed response but the response is unsigned",
-				autherr.ErrMissing)
-		}
-		return nil, fmt.Errorf("httpsig: %w: %s has no Signature-Input or Signature field", autherr.ErrMissing, what)
-	}
-	token := wits[0]
-	switch {
-	case len(wits) > 1 || strings.Contains(token, ","):
-		return nil, fmt.Errorf("httpsig: %w: %s carries more than one %s", autherr.ErrMalformed, what, HeaderWIT)
-	case len(token) > wpt.MaxTokenSize:
-		return nil, fmt.Errorf("httpsig: %w: %s is %d bytes, limit %d", autherr.ErrTooLarge, HeaderWIT, len(token), wpt.MaxTokenSize)
+	token, err := witField(h, what, isResp, reqIn)
+	if err != nil {
+		return nil, err
 	}
 
 	// 1. The WIT, fully, before anything it vouches for.
@@ -548,6 +532,30 @@ func (v *Verifier) verifyHeaders(ctx context.Context, m Message, hasBody bool, r
 		return nil, err
 	}
 	return &Pending{v: v, h: h, res: res}, nil
+}
+
+// witField returns the message's one WIT after the cheap presence checks: no WIT or no signature fields means
+// no proof at all. what names the message ("request", "response") in errors.
+func witField(h http.Header, what string, isResp bool, reqIn *SignatureInput) (string, error) {
+	wits := h.Values(wire.HeaderWIT)
+	if len(wits) == 0 {
+		return "", fmt.Errorf("httpsig: %w: %s has no %s field", autherr.ErrMissing, what, wire.HeaderWIT)
+	}
+	if len(h.Values(wire.HeaderSignatureInput)) == 0 || len(h.Values(wire.HeaderSignature)) == 0 {
+		if isResp && reqIn != nil && reqIn.flagParam(paramSignResponse) {
+			return "", fmt.Errorf("httpsig: %w: the request asked for a signed response but the response is unsigned",
+				autherr.ErrMissing)
+		}
+		return "", fmt.Errorf("httpsig: %w: %s has no Signature-Input or Signature field", autherr.ErrMissing, what)
+	}
+	token := wits[0]
+	switch {
+	case len(wits) > 1 || strings.Contains(token, ","):
+		return "", fmt.Errorf("httpsig: %w: %s carries more than one %s", autherr.ErrMalformed, what, wire.HeaderWIT)
+	case len(token) > wpt.MaxTokenSize:
+		return "", fmt.Errorf("httpsig: %w: %s is %d bytes, limit %d", autherr.ErrTooLarge, wire.HeaderWIT, len(token), wpt.MaxTokenSize)
+	}
+	return token, nil
 }
 
 // SignResponseRequested reports whether the request's WIMSE signature carries wimse-sign-response: the client

@@ -24,6 +24,7 @@ import (
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/replay"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -91,20 +92,20 @@ func TestWIMSEDraftExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Ed25519 is deterministic: our request is the draft's, byte for byte.
-	if got := req.Header.Get(HeaderSignatureInput); got != exReqInput {
+	if got := req.Header.Get(wire.HeaderSignatureInput); got != exReqInput {
 		t.Errorf("Signature-Input\n got %s\nwant %s", got, exReqInput)
 	}
-	if got := req.Header.Get(HeaderSignature); got != exReqSig {
+	if got := req.Header.Get(wire.HeaderSignature); got != exReqSig {
 		t.Errorf("Signature\n got %s\nwant %s", got, exReqSig)
 	}
-	if req.Header.Get(HeaderWIT) != exWITA || req.Header.Get(HeaderContentDigest) != "" {
+	if req.Header.Get(wire.HeaderWIT) != exWITA || req.Header.Get(HeaderContentDigest) != "" {
 		t.Errorf("headers: %v", req.Header)
 	}
 	wantBase := `"@method": GET` + "\n" +
 		`"@request-target": /gimme-ice-cream?flavor=vanilla` + "\n" +
 		`"workload-identity-token": ` + exWITA + "\n" +
 		`"@signature-params": ` + strings.TrimPrefix(exReqInput, "wimse=")
-	ins, _ := ParseSignatureInput(req.Header.Values(HeaderSignatureInput))
+	ins, _ := ParseSignatureInput(req.Header.Values(wire.HeaderSignatureInput))
 	if base, err := SignatureBase(Message{Request: req}, &ins[0]); err != nil || string(base) != wantBase {
 		t.Errorf("request base = %q, %v", base, err)
 	}
@@ -138,10 +139,10 @@ func TestWIMSEDraftExample(t *testing.T) {
 	if got := resp.Header.Get(HeaderContentDigest); got != "sha-256=:UHKweBl9cpjdVqgTB65El8SexXlJYGG+XIslAYqC1mY=:" {
 		t.Errorf("Content-Digest = %s", got)
 	}
-	if got := resp.Header.Get(HeaderSignatureInput); got != exRespIn {
+	if got := resp.Header.Get(wire.HeaderSignatureInput); got != exRespIn {
 		t.Errorf("response Signature-Input\n got %s\nwant %s", got, exRespIn)
 	}
-	if got := resp.Header.Get(HeaderSignature); got != exRespSig {
+	if got := resp.Header.Get(wire.HeaderSignature); got != exRespSig {
 		t.Errorf("response Signature\n got %s\nwant %s", got, exRespSig)
 	}
 
@@ -247,14 +248,14 @@ func newRequest(t testing.TB, method, url, body string, hdr map[string]string) *
 // refuses to make.
 func resignWith(t testing.TB, r *http.Request, key crypto.Signer, alg Algorithm, mutate func(*SignatureInput)) {
 	t.Helper()
-	ins, err := ParseSignatureInput(r.Header.Values(HeaderSignatureInput))
+	ins, err := ParseSignatureInput(r.Header.Values(wire.HeaderSignatureInput))
 	if err != nil {
 		t.Fatal(err)
 	}
 	in := ins[0]
 	mutate(&in)
-	r.Header.Del(HeaderSignatureInput)
-	r.Header.Del(HeaderSignature)
+	r.Header.Del(wire.HeaderSignatureInput)
+	r.Header.Del(wire.HeaderSignature)
 	if err := Sign(Message{Request: r}, &in, alg, key); err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +299,7 @@ func TestWIMSERoundTrip(t *testing.T) {
 				t.Errorf("result = %+v", res)
 			}
 			if _, err := v.VerifyRequest(ctx, r, []byte(body)); !errors.Is(err, autherr.ErrReplay) {
-				t.Errorf("second VerifyRequest = %v, want ErrReplay", err)
+				t.Errorf("second VerifyRequest = %v, want autherr.ErrReplay", err)
 			}
 		})
 	}
@@ -326,22 +327,22 @@ func TestWIMSEVerifyRequestRefusals(t *testing.T) {
 	}{
 		{"no WIT", func(t *testing.T) (*http.Request, []byte) {
 			r := signed(t, nil)
-			r.Header.Del(HeaderWIT)
+			r.Header.Del(wire.HeaderWIT)
 			return r, []byte(body)
 		}, nil, autherr.ErrMissing},
 		{"no signature", func(t *testing.T) (*http.Request, []byte) {
 			r := signed(t, nil)
-			r.Header.Del(HeaderSignature)
+			r.Header.Del(wire.HeaderSignature)
 			return r, []byte(body)
 		}, nil, autherr.ErrMissing},
 		{"two WITs", func(t *testing.T) (*http.Request, []byte) {
 			r := signed(t, nil)
-			r.Header.Add(HeaderWIT, wit)
+			r.Header.Add(wire.HeaderWIT, wit)
 			return r, []byte(body)
 		}, nil, autherr.ErrMalformed},
 		{"WIT swapped for another valid one", func(t *testing.T) (*http.Request, []byte) {
 			r := signed(t, nil)
-			r.Header.Set(HeaderWIT, otherWIT)
+			r.Header.Set(wire.HeaderWIT, otherWIT)
 			return r, []byte(body)
 		}, nil, autherr.ErrBadSignature},
 		{"signed with a key the WIT does not bind", func(t *testing.T) (*http.Request, []byte) {
@@ -356,7 +357,7 @@ func TestWIMSEVerifyRequestRefusals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r.Header.Set(HeaderWIT, w)
+			r.Header.Set(wire.HeaderWIT, w)
 			return r, []byte(body)
 		}, nil, autherr.ErrBadSignature},
 		{"method changed", func(t *testing.T) (*http.Request, []byte) {
@@ -472,7 +473,7 @@ func TestWIMSEVerifyRequestRefusals(t *testing.T) {
 		{"two tagged signatures, none labelled wimse", func(t *testing.T) (*http.Request, []byte) {
 			r := signed(t, nil)
 			resignWith(t, r, key, alg, func(in *SignatureInput) { in.Label = "a" })
-			ins, _ := ParseSignatureInput(r.Header.Values(HeaderSignatureInput))
+			ins, _ := ParseSignatureInput(r.Header.Values(wire.HeaderSignatureInput))
 			in := ins[0]
 			in.Label = "b"
 			if err := Sign(Message{Request: r}, &in, alg, key); err != nil {
@@ -482,7 +483,7 @@ func TestWIMSEVerifyRequestRefusals(t *testing.T) {
 		}, nil, autherr.ErrMalformed},
 		{"oversized Signature-Input", func(t *testing.T) (*http.Request, []byte) {
 			r := signed(t, nil)
-			r.Header.Add(HeaderSignatureInput, "x=("+strings.Repeat(`"a" `, MaxFieldBytes/4)+")")
+			r.Header.Add(wire.HeaderSignatureInput, "x=("+strings.Repeat(`"a" `, MaxFieldBytes/4)+")")
 			return r, []byte(body)
 		}, nil, autherr.ErrTooLarge},
 	}
@@ -555,7 +556,7 @@ func TestWIMSEResponses(t *testing.T) {
 			if err := client.SignRequest(req, nil); err != nil {
 				t.Fatal(err)
 			}
-			return &http.Response{StatusCode: 200, Header: http.Header{HeaderWIT: {"x.y.z"}}, Request: req}, nil
+			return &http.Response{StatusCode: 200, Header: http.Header{wire.HeaderWIT: {"x.y.z"}}, Request: req}, nil
 		}, autherr.ErrMissing},
 		{"answers another request", func(t *testing.T) (*http.Response, []byte) {
 			_, resp := exchange(t, client)
@@ -565,11 +566,11 @@ func TestWIMSEResponses(t *testing.T) {
 		}, autherr.ErrMismatch},
 		{"request nonce not echoed", func(t *testing.T) (*http.Response, []byte) {
 			req, resp := exchange(t, client)
-			ins, _ := ParseSignatureInput(resp.Header.Values(HeaderSignatureInput))
+			ins, _ := ParseSignatureInput(resp.Header.Values(wire.HeaderSignatureInput))
 			in := ins[0]
 			setParam(&in, paramReqNonce, nil)
-			resp.Header.Del(HeaderSignatureInput)
-			resp.Header.Del(HeaderSignature)
+			resp.Header.Del(wire.HeaderSignatureInput)
+			resp.Header.Del(wire.HeaderSignature)
 			if err := Sign(Message{Request: req, Response: resp}, &in, AlgECDSAP256SHA256, serverKey); err != nil {
 				t.Fatal(err)
 			}
@@ -591,11 +592,11 @@ func TestWIMSEResponses(t *testing.T) {
 		}, autherr.ErrMismatch},
 		{"req components not covered", func(t *testing.T) (*http.Response, []byte) {
 			req, resp := exchange(t, client)
-			ins, _ := ParseSignatureInput(resp.Header.Values(HeaderSignatureInput))
+			ins, _ := ParseSignatureInput(resp.Header.Values(wire.HeaderSignatureInput))
 			in := ins[0]
 			in.Components = in.Components[:len(in.Components)-1]
-			resp.Header.Del(HeaderSignatureInput)
-			resp.Header.Del(HeaderSignature)
+			resp.Header.Del(wire.HeaderSignatureInput)
+			resp.Header.Del(wire.HeaderSignature)
 			if err := Sign(Message{Request: req, Response: resp}, &in, AlgECDSAP256SHA256, serverKey); err != nil {
 				t.Fatal(err)
 			}

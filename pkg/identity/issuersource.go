@@ -207,70 +207,109 @@ func (s *IssuerSource) rotate(ctx context.Context) error {
 	defer s.rotateMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, issuerCallTimeout)
 	defer cancel()
-	x509Key, csr, err := newCSR()
+	keys, err := newRotationKeys()
 	if err != nil {
 		return err
 	}
+	now := time.Now()
+	creds, cur, err := s.fetch(ctx, keys, s.state.Load(), now)
+	if err != nil {
+		return err
+	}
+	return s.install(creds, keys, cur, now)
+}
+
+// rotationKeys are the fresh keys one rotation asks credentials for: the X.509-SVID's (and its CSR) and the WIT's.
+type rotationKeys struct {
+	x509   *ecdsa.PrivateKey
+	csr    []byte
+	wit    *ecdsa.PrivateKey
+	witPub []byte // PKIX DER
+}
+
+func newRotationKeys() (*rotationKeys, error) {
+	x509Key, csr, err := newCSR()
+	if err != nil {
+		return nil, err
+	}
 	witKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return fmt.Errorf("identity: issuer: %w", err)
+		return nil, fmt.Errorf("identity: issuer: %w", err)
 	}
 	witPub, err := x509.MarshalPKIXPublicKey(witKey.Public())
 	if err != nil {
-		return fmt.Errorf("identity: issuer: %w", err)
+		return nil, fmt.Errorf("identity: issuer: %w", err)
 	}
+	return &rotationKeys{x509: x509Key, csr: csr, wit: witKey, witPub: witPub}, nil
+}
 
-	now := time.Now()
-	cur := s.state.Load()
-	var creds *agentauthv1.Credentials
+// fetch asks the issuer for credentials for keys: Renew with cur's SVID while it is valid; otherwise it
+// bootstraps first. It returns the state the credentials must continue (cur, or the local socket's SVID).
+func (s *IssuerSource) fetch(ctx context.Context, keys *rotationKeys, cur *issuerState, now time.Time) (*agentauthv1.Credentials, *issuerState, error) {
 	if cur == nil || !now.Before(cur.svid.Certificates[0].NotAfter) {
-		s.tokenMu.Lock()
-		token := s.token
-		s.tokenMu.Unlock()
-		bundle := s.cfg.Bundle
-		if cur != nil {
-			bundle = cur.x509
+		creds, next, err := s.bootstrap(ctx, keys, cur)
+		if err != nil || creds != nil {
+			return creds, cur, err
 		}
-		switch {
-		case token != "":
-			conf := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(s.serverID))
-			err = s.call(conf, func(c *issuerclient.Client) (err error) {
-				creds, err = c.Attest(ctx, &agentauthv1.AttestRequest{JoinToken: token, Csr: csr, WitPublicKey: witPub, WitAlg: issuerWITAlg})
-				return err
-			})
-			if err == nil || errors.Is(err, autherr.ErrReplay) || errors.Is(err, autherr.ErrExpired) || errors.Is(err, autherr.ErrDenied) {
-				s.tokenMu.Lock()
-				s.token = "" // spent or dead: never send it again
-				s.tokenMu.Unlock()
-			}
-			if err != nil {
-				return err
-			}
-		case s.cfg.LocalSocket != "":
-			svid, err := s.attestLocal(ctx, bundle)
-			if err != nil {
-				return err
-			}
-			// The local socket does not authenticate the controller: the SVID was checked against a bundle we
-			// already trusted, but the bundles and WIT that came with it were not. Renewing with that SVID over
-			// mTLS authenticates the controller and brings bundles and a WIT to trust; the local SVID is not
-			// kept, so nothing from the unauthenticated answer is ever served.
-			cur = &issuerState{svid: svid, x509: bundle}
-		default:
-			return fmt.Errorf("identity: issuer: %w: no valid SVID to renew with, no unused join token and no local socket; the sidecar needs a new join token", autherr.ErrMissing)
-		}
+		cur = next
 	}
-	if creds == nil {
-		conf := tlsconfig.MTLSClientConfig(cur.svid, cur.x509, tlsconfig.AuthorizeID(s.serverID))
-		if err := s.call(conf, func(c *issuerclient.Client) (err error) {
-			creds, err = c.Renew(ctx, &agentauthv1.RenewRequest{Csr: csr, WitPublicKey: witPub, WitAlg: issuerWITAlg})
-			return err
-		}); err != nil {
-			return err
-		}
+	var creds *agentauthv1.Credentials
+	conf := tlsconfig.MTLSClientConfig(cur.svid, cur.x509, tlsconfig.AuthorizeID(s.serverID))
+	if err := s.call(conf, func(c *issuerclient.Client) (err error) {
+		creds, err = c.Renew(ctx, &agentauthv1.RenewRequest{Csr: keys.csr, WitPublicKey: keys.witPub, WitAlg: issuerWITAlg})
+		return err
+	}); err != nil {
+		return nil, nil, err
 	}
+	return creds, cur, nil
+}
 
-	is, err := issuerclient.VerifyCredentials(creds, x509Key.Public(), witKey.Public(), time.Now())
+// bootstrap runs when there is no valid SVID to renew with: it attests with the join token (and returns the
+// credentials), or attests on the local socket (and returns a state holding that SVID, to renew with at once).
+func (s *IssuerSource) bootstrap(ctx context.Context, keys *rotationKeys, cur *issuerState) (*agentauthv1.Credentials, *issuerState, error) {
+	s.tokenMu.Lock()
+	token := s.token
+	s.tokenMu.Unlock()
+	bundle := s.cfg.Bundle
+	if cur != nil {
+		bundle = cur.x509
+	}
+	switch {
+	case token != "":
+		var creds *agentauthv1.Credentials
+		conf := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(s.serverID))
+		err := s.call(conf, func(c *issuerclient.Client) (err error) {
+			creds, err = c.Attest(ctx, &agentauthv1.AttestRequest{JoinToken: token, Csr: keys.csr, WitPublicKey: keys.witPub, WitAlg: issuerWITAlg})
+			return err
+		})
+		if err == nil || errors.Is(err, autherr.ErrReplay) || errors.Is(err, autherr.ErrExpired) || errors.Is(err, autherr.ErrDenied) {
+			s.tokenMu.Lock()
+			s.token = "" // spent or dead: never send it again
+			s.tokenMu.Unlock()
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return creds, nil, nil
+	case s.cfg.LocalSocket != "":
+		svid, err := s.attestLocal(ctx, bundle)
+		if err != nil {
+			return nil, nil, err
+		}
+		// The local socket does not authenticate the controller: the SVID was checked against a bundle we
+		// already trusted, but the bundles and WIT that came with it were not. Renewing with that SVID over
+		// mTLS authenticates the controller and brings bundles and a WIT to trust; the local SVID is not
+		// kept, so nothing from the unauthenticated answer is ever served.
+		return nil, &issuerState{svid: svid, x509: bundle}, nil
+	default:
+		return nil, nil, fmt.Errorf("identity: issuer: %w: no valid SVID to renew with, no unused join token and no local socket; the sidecar needs a new join token", autherr.ErrMissing)
+	}
+}
+
+// install checks creds against keys and cur (same SVID ID, the bootstrap trust domain), swaps them in, saves them
+// and signals the change. received is when the rotation began.
+func (s *IssuerSource) install(creds *agentauthv1.Credentials, keys *rotationKeys, cur *issuerState, received time.Time) error {
+	is, err := issuerclient.VerifyCredentials(creds, keys.x509.Public(), keys.wit.Public(), time.Now())
 	if err != nil {
 		return fmt.Errorf("identity: issuer returned unusable credentials: %w", err)
 	}
@@ -281,12 +320,12 @@ func (s *IssuerSource) rotate(ctx context.Context) error {
 		return fmt.Errorf("identity: issuer: %w: SVID is for trust domain %q, the bootstrap bundle for %q", autherr.ErrMismatch, is.ID.TrustDomain(), s.cfg.Bundle.TrustDomain())
 	}
 	next := &issuerState{
-		svid:     &x509svid.SVID{ID: is.ID, Certificates: is.Chain, PrivateKey: x509Key},
+		svid:     &x509svid.SVID{ID: is.ID, Certificates: is.Chain, PrivateKey: keys.x509},
 		x509:     is.X509Bundle,
 		jwt:      is.JWTBundle,
 		wit:      witbundle.FromWITAuthorities(is.ID.TrustDomain(), is.JWTBundle.JWTAuthorities()),
-		witCred:  &WIT{Token: is.WIT, Key: witKey, Alg: issuerWITAlg, Subject: is.ID.String(), Expiry: is.WITExpiry},
-		received: now,
+		witCred:  &WIT{Token: is.WIT, Key: keys.wit, Alg: issuerWITAlg, Subject: is.ID.String(), Expiry: is.WITExpiry},
+		received: received,
 		expires:  is.ExpiresAt,
 	}
 	s.state.Store(next)

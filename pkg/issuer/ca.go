@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
@@ -159,7 +160,7 @@ func (ca *CA) loadOrCreateRoot(ctx context.Context, ttl time.Duration) (*x509.Ce
 	}
 	if now := ca.now(); !now.Before(root.NotAfter) {
 		return nil, fmt.Errorf("issuer: %w: CA certificate expired at %s; CA rotation is not implemented, so remove the stored CA record to create a new root (every workload then needs the new bundle)",
-			ErrExpired, root.NotAfter.Format(time.RFC3339))
+			autherr.ErrExpired, root.NotAfter.Format(time.RFC3339))
 	}
 	return root, nil
 }
@@ -224,7 +225,7 @@ func (ca *CA) WITBundle() *witbundle.Bundle {
 // a workload holding one could impersonate the issuer or the controller to every other workload.
 func (ca *CA) checkReserved(id spiffeid.ID, also ...spiffeid.ID) error {
 	if slices.Contains(wire.ReservedIDs(ca.td), id) || slices.Contains(also, id) {
-		return fmt.Errorf("issuer: %w: %q is reserved for the control plane (issuer and controller)", ErrDenied, id)
+		return fmt.Errorf("issuer: %w: %q is reserved for the control plane (issuer and controller)", autherr.ErrDenied, id)
 	}
 	return nil
 }
@@ -233,10 +234,10 @@ func (ca *CA) checkReserved(id spiffeid.ID, also ...spiffeid.ID) error {
 // from shortly before now to now+ttl, cut at the root's expiry.
 func (ca *CA) checkIssue(id spiffeid.ID, ttl time.Duration) (notBefore, notAfter time.Time, err error) {
 	if !id.MemberOf(ca.td) {
-		return notBefore, notAfter, fmt.Errorf("issuer: %w: %q is not in trust domain %q", ErrDenied, id, ca.td)
+		return notBefore, notAfter, fmt.Errorf("issuer: %w: %q is not in trust domain %q", autherr.ErrDenied, id, ca.td)
 	}
 	if id.Path() == "" {
-		return notBefore, notAfter, fmt.Errorf("issuer: %w: %q has no path; workload SVIDs need one", ErrDenied, id)
+		return notBefore, notAfter, fmt.Errorf("issuer: %w: %q has no path; workload SVIDs need one", autherr.ErrDenied, id)
 	}
 	if ttl <= 0 || ttl > ca.maxTTL {
 		return notBefore, notAfter, fmt.Errorf("issuer: lifetime %v is not within (0, %v]", ttl, ca.maxTTL)
@@ -247,7 +248,7 @@ func (ca *CA) checkIssue(id spiffeid.ID, ttl time.Duration) (notBefore, notAfter
 		notAfter = ca.root.NotAfter
 	}
 	if !notAfter.After(now) {
-		return notBefore, notAfter, fmt.Errorf("issuer: %w: CA certificate expired at %s", ErrExpired, ca.root.NotAfter.Format(time.RFC3339))
+		return notBefore, notAfter, fmt.Errorf("issuer: %w: CA certificate expired at %s", autherr.ErrExpired, ca.root.NotAfter.Format(time.RFC3339))
 	}
 	return now.Add(-backdate), notAfter, nil
 }

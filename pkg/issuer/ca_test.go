@@ -17,6 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/replay"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
@@ -101,9 +102,9 @@ func TestIssueRefusals(t *testing.T) {
 		ttl  time.Duration
 		want error
 	}{
-		{"other trust domain", "spiffe://other.org/a", key.Public(), time.Hour, ErrDenied},
-		{"no path", "spiffe://example.org", key.Public(), time.Hour, ErrDenied},
-		{"weak key", "spiffe://example.org/a", weak.Public(), time.Hour, ErrUnsupportedAlg},
+		{"other trust domain", "spiffe://other.org/a", key.Public(), time.Hour, autherr.ErrDenied},
+		{"no path", "spiffe://example.org", key.Public(), time.Hour, autherr.ErrDenied},
+		{"weak key", "spiffe://example.org/a", weak.Public(), time.Hour, autherr.ErrUnsupportedAlg},
 		{"ttl too long", "spiffe://example.org/a", key.Public(), 48 * time.Hour, nil},
 		{"zero ttl", "spiffe://example.org/a", key.Public(), 0, nil},
 	}
@@ -140,8 +141,8 @@ func TestWITVerifiesWithBundle(t *testing.T) {
 		t.Errorf("WIT sub=%q alg=%q key=%v", wit.Subject, wit.Key.Algorithm, wit.Key.Key)
 	}
 	// EdDSA is a WIMSE algorithm but not a WIT-SVID one.
-	if _, err := f.ca.IssueWIT(context.Background(), id, key.Public(), "EdDSA", time.Hour); !errors.Is(err, ErrUnsupportedAlg) {
-		t.Errorf("EdDSA WIT: err = %v, want ErrUnsupportedAlg", err)
+	if _, err := f.ca.IssueWIT(context.Background(), id, key.Public(), "EdDSA", time.Hour); !errors.Is(err, autherr.ErrUnsupportedAlg) {
+		t.Errorf("EdDSA WIT: err = %v, want autherr.ErrUnsupportedAlg", err)
 	}
 	// The WIT bundle carries the same authority.
 	if _, ok := f.ca.WITBundle().FindWITAuthority(wit.Key.KeyID); ok {
@@ -180,7 +181,7 @@ func TestCAReloadsAndRefusesMismatch(t *testing.T) {
 	f.clock.Add(DefaultCATTL + time.Hour)
 	keys, _ = NewFileKeyStore(f.dir)
 	_, err = New(context.Background(), Config{TrustDomain: td, Keys: keys, Store: f.store, Now: f.clock.Now})
-	if !errors.Is(err, ErrExpired) || !strings.Contains(err.Error(), "rotation is not implemented") {
+	if !errors.Is(err, autherr.ErrExpired) || !strings.Contains(err.Error(), "rotation is not implemented") {
 		t.Fatalf("expired root: err = %v", err)
 	}
 }
@@ -221,8 +222,8 @@ func TestJoinTokenSingleUse(t *testing.T) {
 	if err != nil || got != id {
 		t.Fatalf("first Attest = %v, %v", got, err)
 	}
-	if _, err := f.ca.Attest(ctx, tok); !errors.Is(err, ErrReplay) {
-		t.Fatalf("second Attest: err = %v, want ErrReplay", err)
+	if _, err := f.ca.Attest(ctx, tok); !errors.Is(err, autherr.ErrReplay) {
+		t.Fatalf("second Attest: err = %v, want autherr.ErrReplay", err)
 	}
 
 	expiring, err := f.ca.CreateJoinToken(ctx, id, time.Minute)
@@ -230,18 +231,18 @@ func TestJoinTokenSingleUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.clock.Add(2 * time.Minute)
-	if _, err := f.ca.Attest(ctx, expiring); !errors.Is(err, ErrExpired) {
-		t.Fatalf("expired token: err = %v, want ErrExpired", err)
+	if _, err := f.ca.Attest(ctx, expiring); !errors.Is(err, autherr.ErrExpired) {
+		t.Fatalf("expired token: err = %v, want autherr.ErrExpired", err)
 	}
 
 	bad := []struct {
 		tok  string
 		want error
 	}{
-		{"", ErrMissing},
-		{"short", ErrMalformed},
-		{strings.Repeat("!", joinTokenLen), ErrMalformed},
-		{strings.Repeat("A", joinTokenLen), ErrDenied},
+		{"", autherr.ErrMissing},
+		{"short", autherr.ErrMalformed},
+		{strings.Repeat("!", joinTokenLen), autherr.ErrMalformed},
+		{strings.Repeat("A", joinTokenLen), autherr.ErrDenied},
 	}
 	for _, b := range bad {
 		if _, err := f.ca.Attest(ctx, b.tok); !errors.Is(err, b.want) {

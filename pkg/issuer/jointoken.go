@@ -49,28 +49,28 @@ func (ca *CA) CreateJoinToken(ctx context.Context, id spiffeid.ID, ttl time.Dura
 const maxJoinTokenTTL = 7 * 24 * time.Hour
 
 // Attest consumes a join token and returns the SPIFFE ID it was created for. The token works once: a second
-// use fails with ErrReplay, an expired one with ErrExpired, an unknown one with ErrDenied, a badly formed one
-// with ErrMalformed; none of these changes anything.
+// use fails with autherr.ErrReplay, an expired one with autherr.ErrExpired, an unknown one with autherr.ErrDenied, a badly formed one
+// with autherr.ErrMalformed; none of these changes anything.
 func (ca *CA) Attest(ctx context.Context, token string) (spiffeid.ID, error) {
 	if token == "" {
-		return spiffeid.ID{}, fmt.Errorf("issuer: %w: no join token", ErrMissing)
+		return spiffeid.ID{}, fmt.Errorf("issuer: %w: no join token", autherr.ErrMissing)
 	}
 	if len(token) != joinTokenLen {
-		return spiffeid.ID{}, fmt.Errorf("issuer: %w: join token is %d characters, want %d", ErrMalformed, len(token), joinTokenLen)
+		return spiffeid.ID{}, fmt.Errorf("issuer: %w: join token is %d characters, want %d", autherr.ErrMalformed, len(token), joinTokenLen)
 	}
 	if _, err := base64.RawURLEncoding.Strict().DecodeString(token); err != nil {
-		return spiffeid.ID{}, fmt.Errorf("issuer: %w: join token is not base64url", ErrMalformed)
+		return spiffeid.ID{}, fmt.Errorf("issuer: %w: join token is not base64url", autherr.ErrMalformed)
 	}
 	rec, err := ca.store.UseJoinToken(ctx, hashJoinToken(token), ca.now())
 	if err != nil {
 		// Whoever presents a token has proven nothing yet: the refusal says what is wrong with the token, not whom
 		// it was for or when it was used (the store's message does).
 		switch r := autherr.Of(err); r {
-		case ErrReplay:
+		case autherr.ErrReplay:
 			return spiffeid.ID{}, fmt.Errorf("issuer: %w: join token was already used", r)
-		case ErrExpired:
+		case autherr.ErrExpired:
 			return spiffeid.ID{}, fmt.Errorf("issuer: %w: join token has expired", r)
-		case ErrDenied:
+		case autherr.ErrDenied:
 			return spiffeid.ID{}, fmt.Errorf("issuer: %w: unknown join token", r)
 		case nil:
 			return spiffeid.ID{}, fmt.Errorf("issuer: using join token: %w", err)

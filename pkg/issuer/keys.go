@@ -11,10 +11,11 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/go-jose/go-jose/v4"
+	ijose "github.com/agentauth/agentauth/internal/jose"
+	"github.com/agentauth/agentauth/pkg/autherr"
 
 	"github.com/agentauth/agentauth/pkg/wire"
-	"github.com/agentauth/agentauth/pkg/wpt"
+	"github.com/go-jose/go-jose/v4"
 )
 
 // Size caps on what a client sends; real CSRs and public keys are far smaller.
@@ -22,9 +23,6 @@ const (
 	MaxCSRSize    = 16 << 10
 	MaxWITKeySize = 8 << 10
 )
-
-// minRSABits is the smallest RSA workload key accepted.
-const minRSABits = 2048
 
 // checkWorkloadKey accepts the key types an X.509-SVID may carry here: ECDSA P-256/P-384, Ed25519, RSA ≥ 2048.
 func checkWorkloadKey(pub crypto.PublicKey) error {
@@ -38,38 +36,22 @@ func checkWorkloadKey(pub crypto.PublicKey) error {
 			return nil
 		}
 	case *rsa.PublicKey:
-		if k.N != nil && k.N.BitLen() >= minRSABits {
+		if k.N != nil && k.N.BitLen() >= ijose.MinRSABits {
 			return nil
 		}
 	}
-	return fmt.Errorf("issuer: %w: workload key %s is not ECDSA P-256/P-384, Ed25519 or RSA ≥ %d bits", ErrUnsupportedAlg, keyDesc(pub), minRSABits)
+	return fmt.Errorf("issuer: %w: workload key %s is not ECDSA P-256/P-384, Ed25519 or RSA ≥ %d bits", autherr.ErrUnsupportedAlg, ijose.KeyDescription(pub), ijose.MinRSABits)
 }
 
 // checkWITAlg reports whether alg is a WIT-SVID algorithm that fits pub.
 func checkWITAlg(alg string, pub crypto.PublicKey) error {
 	if !slices.Contains(wire.WITAlgs, alg) {
-		return fmt.Errorf("issuer: %w: WIT key alg %q is not one WIT-SVIDs allow (%v)", ErrUnsupportedAlg, alg, wire.WITAlgs)
+		return fmt.Errorf("issuer: %w: WIT key alg %q is not one WIT-SVIDs allow (%v)", autherr.ErrUnsupportedAlg, alg, wire.WITAlgs)
 	}
-	if err := wpt.CheckAlgKey(alg, pub); err != nil {
+	if err := ijose.CheckAlgKey(alg, pub); err != nil {
 		return fmt.Errorf("issuer: WIT key: %w", err)
 	}
 	return nil
-}
-
-func keyDesc(pub crypto.PublicKey) string {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		return "ECDSA " + k.Curve.Params().Name + " key"
-	case ed25519.PublicKey:
-		return "Ed25519 key"
-	case *rsa.PublicKey:
-		if k.N == nil {
-			return "RSA key"
-		}
-		return fmt.Sprintf("%d-bit RSA key", k.N.BitLen())
-	default:
-		return fmt.Sprintf("%T", pub)
-	}
 }
 
 // ParseCSR parses a DER PKCS #10 request from a client and checks its self-signature, which proves the client
@@ -78,16 +60,16 @@ func keyDesc(pub crypto.PublicKey) string {
 func ParseCSR(der []byte) (crypto.PublicKey, error) {
 	switch {
 	case len(der) == 0:
-		return nil, fmt.Errorf("issuer: %w: no CSR", ErrMalformed)
+		return nil, fmt.Errorf("issuer: %w: no CSR", autherr.ErrMalformed)
 	case len(der) > MaxCSRSize:
-		return nil, fmt.Errorf("issuer: %w: CSR is %d bytes, over %d", ErrTooLarge, len(der), MaxCSRSize)
+		return nil, fmt.Errorf("issuer: %w: CSR is %d bytes, over %d", autherr.ErrTooLarge, len(der), MaxCSRSize)
 	}
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
-		return nil, fmt.Errorf("issuer: %w: CSR: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("issuer: %w: CSR: %v", autherr.ErrMalformed, err)
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("issuer: %w: CSR self-signature: %v", ErrBadSignature, err)
+		return nil, fmt.Errorf("issuer: %w: CSR self-signature: %v", autherr.ErrBadSignature, err)
 	}
 	if err := checkWorkloadKey(csr.PublicKey); err != nil {
 		return nil, err
@@ -102,27 +84,27 @@ func ParseCSR(der []byte) (crypto.PublicKey, error) {
 func ParseWITKey(data []byte, alg string) (crypto.PublicKey, error) {
 	switch {
 	case len(data) == 0:
-		return nil, fmt.Errorf("issuer: %w: no WIT public key", ErrMalformed)
+		return nil, fmt.Errorf("issuer: %w: no WIT public key", autherr.ErrMalformed)
 	case len(data) > MaxWITKeySize:
-		return nil, fmt.Errorf("issuer: %w: WIT public key is %d bytes, over %d", ErrTooLarge, len(data), MaxWITKeySize)
+		return nil, fmt.Errorf("issuer: %w: WIT public key is %d bytes, over %d", autherr.ErrTooLarge, len(data), MaxWITKeySize)
 	}
 	var pub crypto.PublicKey
 	if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '{' {
 		var jwk jose.JSONWebKey
 		if err := jwk.UnmarshalJSON(data); err != nil {
-			return nil, fmt.Errorf("issuer: %w: WIT public key JWK: %v", ErrMalformed, err)
+			return nil, fmt.Errorf("issuer: %w: WIT public key JWK: %v", autherr.ErrMalformed, err)
 		}
 		if !jwk.Valid() || !jwk.IsPublic() {
-			return nil, fmt.Errorf("issuer: %w: WIT public key JWK must be a valid public key, without private or symmetric key material", ErrMalformed)
+			return nil, fmt.Errorf("issuer: %w: WIT public key JWK must be a valid public key, without private or symmetric key material", autherr.ErrMalformed)
 		}
 		if jwk.Algorithm != "" && jwk.Algorithm != alg {
-			return nil, fmt.Errorf("issuer: %w: WIT public key JWK says alg %q, request says %q", ErrUnsupportedAlg, jwk.Algorithm, alg)
+			return nil, fmt.Errorf("issuer: %w: WIT public key JWK says alg %q, request says %q", autherr.ErrUnsupportedAlg, jwk.Algorithm, alg)
 		}
 		pub = jwk.Key
 	} else {
 		k, err := x509.ParsePKIXPublicKey(data)
 		if err != nil {
-			return nil, fmt.Errorf("issuer: %w: WIT public key is neither a JWK nor a DER SubjectPublicKeyInfo: %v", ErrMalformed, err)
+			return nil, fmt.Errorf("issuer: %w: WIT public key is neither a JWK nor a DER SubjectPublicKeyInfo: %v", autherr.ErrMalformed, err)
 		}
 		pub = k
 	}

@@ -102,7 +102,7 @@ type ServiceConfig struct {
 	// Zero: 10s and 2m.
 	HandshakeTimeout, MaxConnIdle time.Duration
 	// AttestRate, when set, limits Attest calls per client IP (Attest needs no client certificate): a client
-	// over it is refused with ResourceExhausted (ErrRateLimited). Renew, which needs a valid SVID, is not limited.
+	// over it is refused with ResourceExhausted (autherr.ErrRateLimited). Renew, which needs a valid SVID, is not limited.
 	AttestRate *netlimit.RateLimiter
 	// Logger receives internal errors, whose text callers do not get; nil discards them.
 	Logger *zap.Logger
@@ -231,7 +231,7 @@ func (s *service) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
 // so a malformed request does not burn the token.
 func (s *service) Attest(ctx context.Context, req *agentauthv1.AttestRequest) (*agentauthv1.AttestResponse, error) {
 	if p, ok := peer.FromContext(ctx); ok && s.attestRate != nil && !s.attestRate.Allow(p.Addr.String()) {
-		return nil, s.toStatus(codes.ResourceExhausted, fmt.Errorf("issuer: %w: too many Attest calls from this address; retry later", ErrRateLimited))
+		return nil, s.toStatus(codes.ResourceExhausted, fmt.Errorf("issuer: %w: too many Attest calls from this address; retry later", autherr.ErrRateLimited))
 	}
 	keys, err := parseKeys(req.GetCsr(), req.GetWitPublicKey(), req.GetWitAlg())
 	if err != nil {
@@ -259,9 +259,9 @@ func (s *service) Attest(ctx context.Context, req *agentauthv1.AttestRequest) (*
 // holds a guessed or stolen token whether it was ever valid or someone used it first. The log has the detail.
 func (s *service) joinTokenRefusal(err error) error {
 	switch autherr.Of(err) {
-	case ErrReplay, ErrExpired, ErrDenied:
+	case autherr.ErrReplay, autherr.ErrExpired, autherr.ErrDenied:
 		s.log.Warn("issuer: join token refused", zap.Error(err))
-		return fmt.Errorf("issuer: %w: join token refused: unknown, already used or expired", ErrDenied)
+		return fmt.Errorf("issuer: %w: join token refused: unknown, already used or expired", autherr.ErrDenied)
 	}
 	return err
 }
@@ -270,15 +270,15 @@ func (s *service) joinTokenRefusal(err error) error {
 func (s *service) peerID(ctx context.Context) (spiffeid.ID, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return spiffeid.ID{}, fmt.Errorf("issuer: %w: no join token", ErrMissing)
+		return spiffeid.ID{}, fmt.Errorf("issuer: %w: no join token", autherr.ErrMissing)
 	}
 	pc, ok := p.AuthInfo.(PeerCredInfo)
 	if !ok {
-		return spiffeid.ID{}, fmt.Errorf("issuer: %w: no join token (attesting by Unix peer credentials works only on the local socket)", ErrMissing)
+		return spiffeid.ID{}, fmt.Errorf("issuer: %w: no join token (attesting by Unix peer credentials works only on the local socket)", autherr.ErrMissing)
 	}
 	id, ok := s.peerIDs[pc.UID]
 	if !ok {
-		return spiffeid.ID{}, fmt.Errorf("issuer: %w: Unix uid %d (pid %d) is not mapped to a SPIFFE ID", ErrDenied, pc.UID, pc.PID)
+		return spiffeid.ID{}, fmt.Errorf("issuer: %w: Unix uid %d (pid %d) is not mapped to a SPIFFE ID", autherr.ErrDenied, pc.UID, pc.PID)
 	}
 	return id, nil
 }
@@ -304,7 +304,7 @@ func (s *service) Renew(ctx context.Context, req *agentauthv1.RenewRequest) (*ag
 		serial := hex.EncodeToString(leaf.SerialNumber.Bytes())
 		if reason, ok := s.renewRefused(ctx, id, serial, leaf.NotBefore.Add(backdate)); ok {
 			return nil, s.toStatus(codes.PermissionDenied, fmt.Errorf("issuer: %w: this X.509-SVID of %q (serial %s) "+
-				"cannot renew: %s; attest again with a new join token or on the local socket", ErrRevoked, id, serial, reason))
+				"cannot renew: %s; attest again with a new join token or on the local socket", autherr.ErrRevoked, id, serial, reason))
 		}
 	}
 	creds, err := s.issue(ctx, id, keys)
@@ -320,7 +320,7 @@ func (s *service) checkWithheld(ctx context.Context, id spiffeid.ID) error {
 		return nil
 	}
 	if reason, ok := s.withheld(ctx, id); ok {
-		return s.toStatus(codes.PermissionDenied, fmt.Errorf("issuer: %w: credentials of %q are withheld: %s", ErrRevoked, id, reason))
+		return s.toStatus(codes.PermissionDenied, fmt.Errorf("issuer: %w: credentials of %q are withheld: %s", autherr.ErrRevoked, id, reason))
 	}
 	return nil
 }
@@ -336,13 +336,13 @@ func (s *service) clientID(ctx context.Context) (spiffeid.ID, *x509.Certificate,
 		}
 	}
 	if len(certs) == 0 {
-		return spiffeid.ID{}, nil, fmt.Errorf("issuer: %w: Renew needs the client's current X.509-SVID over mTLS; a new workload attests with a join token first", ErrMissing)
+		return spiffeid.ID{}, nil, fmt.Errorf("issuer: %w: Renew needs the client's current X.509-SVID over mTLS; a new workload attests with a join token first", autherr.ErrMissing)
 	}
 	id, _, err := x509svid.Verify(certs, s.ca.X509Bundle(), x509svid.WithTime(s.ca.now()))
 	if err != nil {
-		reason := ErrUntrustedIssuer
+		reason := autherr.ErrUntrustedIssuer
 		if now := s.ca.now(); now.After(certs[0].NotAfter) {
-			reason = ErrExpired
+			reason = autherr.ErrExpired
 		}
 		return spiffeid.ID{}, nil, fmt.Errorf("issuer: %w: client certificate is not a valid X.509-SVID of %q: %v", reason, s.ca.td, err)
 	}
@@ -358,11 +358,11 @@ func (s *service) clientID(ctx context.Context) (spiffeid.ID, *x509.Certificate,
 func checkFreshKeys(leaf *x509.Certificate, k requestKeys) error {
 	if publicKeyEqual(leaf.PublicKey, k.x509) {
 		return fmt.Errorf("issuer: %w: the CSR is for the key of the X.509-SVID presented (serial %x); renew with a new key",
-			ErrReplay, leaf.SerialNumber)
+			autherr.ErrReplay, leaf.SerialNumber)
 	}
 	if k.wit != nil && publicKeyEqual(leaf.PublicKey, k.wit) {
 		return fmt.Errorf("issuer: %w: wit_public_key is the key of the X.509-SVID presented (serial %x); renew with a new key",
-			ErrReplay, leaf.SerialNumber)
+			autherr.ErrReplay, leaf.SerialNumber)
 	}
 	return nil
 }
@@ -381,7 +381,7 @@ func parseKeys(csr, witKey []byte, witAlg string) (requestKeys, error) {
 	}
 	if len(witKey) == 0 {
 		if witAlg != "" {
-			return k, fmt.Errorf("issuer: %w: wit_alg %q given without wit_public_key", ErrMalformed, witAlg)
+			return k, fmt.Errorf("issuer: %w: wit_alg %q given without wit_public_key", autherr.ErrMalformed, witAlg)
 		}
 		return k, nil
 	}
@@ -432,7 +432,7 @@ func (s *service) toStatus(code codes.Code, err error) error {
 		s.log.Error("issuer: request failed", zap.Error(err))
 		return status.Error(codes.Internal, "issuer: internal error; the controller's log has the detail")
 	}
-	if r == ErrDenied {
+	if r == autherr.ErrDenied {
 		code = codes.PermissionDenied
 	}
 	st := status.New(code, err.Error())

@@ -29,6 +29,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/issuer/issuerclient"
 	"github.com/agentauth/agentauth/pkg/store"
 	"github.com/agentauth/agentauth/pkg/wire"
@@ -133,7 +134,7 @@ func TestAttestThenRenew(t *testing.T) {
 
 	// The same token again: refused, nothing issued.
 	_, err = anon.Attest(ctx, newKeys(t).attest(t, token))
-	wantCode(t, err, codes.PermissionDenied, ErrDenied)
+	wantCode(t, err, codes.PermissionDenied, autherr.ErrDenied)
 	if n := f.store.issuedCount(); n != issued {
 		t.Fatalf("a replayed token issued %d certificates", n-issued)
 	}
@@ -173,13 +174,13 @@ func TestRenewRefusals(t *testing.T) {
 
 	// No client certificate at all.
 	_, err := dial(t, addr, f.ca.X509Bundle(), nil).Renew(ctx, k.renew(t))
-	wantCode(t, err, codes.Unauthenticated, ErrMissing)
+	wantCode(t, err, codes.Unauthenticated, autherr.ErrMissing)
 
 	// An SVID for the right trust domain from another CA.
 	other := testca.New(t, td)
 	foreign := other.CreateX509SVID(spiffeid.RequireFromString("spiffe://example.org/agent/a"))
 	_, err = dial(t, addr, f.ca.X509Bundle(), foreign).Renew(ctx, k.renew(t))
-	wantCode(t, err, codes.Unauthenticated, ErrUntrustedIssuer)
+	wantCode(t, err, codes.Unauthenticated, autherr.ErrUntrustedIssuer)
 
 	if n := f.store.issuedCount(); n != 1 { // the server's own certificate
 		t.Fatalf("%d certificates issued, want only the server's", n)
@@ -204,12 +205,12 @@ func TestAttestRefusals(t *testing.T) {
 		code   codes.Code
 		reason error
 	}{
-		{"no token", func(r *agentauthv1.AttestRequest) { r.JoinToken = "" }, codes.Unauthenticated, ErrMissing},
-		{"garbage CSR", func(r *agentauthv1.AttestRequest) { r.Csr = []byte("nope") }, codes.InvalidArgument, ErrMalformed},
-		{"CSR signed by another key", func(r *agentauthv1.AttestRequest) { r.Csr = forgedCSR(t, k.x509) }, codes.InvalidArgument, ErrBadSignature},
-		{"alg does not fit key", func(r *agentauthv1.AttestRequest) { r.WitAlg = "ES384" }, codes.InvalidArgument, ErrUnsupportedAlg},
-		{"EdDSA", func(r *agentauthv1.AttestRequest) { r.WitAlg = "EdDSA" }, codes.InvalidArgument, ErrUnsupportedAlg},
-		{"private JWK", func(r *agentauthv1.AttestRequest) { r.WitPublicKey = privateJWK(t, k.wit) }, codes.InvalidArgument, ErrMalformed},
+		{"no token", func(r *agentauthv1.AttestRequest) { r.JoinToken = "" }, codes.Unauthenticated, autherr.ErrMissing},
+		{"garbage CSR", func(r *agentauthv1.AttestRequest) { r.Csr = []byte("nope") }, codes.InvalidArgument, autherr.ErrMalformed},
+		{"CSR signed by another key", func(r *agentauthv1.AttestRequest) { r.Csr = forgedCSR(t, k.x509) }, codes.InvalidArgument, autherr.ErrBadSignature},
+		{"alg does not fit key", func(r *agentauthv1.AttestRequest) { r.WitAlg = "ES384" }, codes.InvalidArgument, autherr.ErrUnsupportedAlg},
+		{"EdDSA", func(r *agentauthv1.AttestRequest) { r.WitAlg = "EdDSA" }, codes.InvalidArgument, autherr.ErrUnsupportedAlg},
+		{"private JWK", func(r *agentauthv1.AttestRequest) { r.WitPublicKey = privateJWK(t, k.wit) }, codes.InvalidArgument, autherr.ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -232,7 +233,7 @@ func TestAttestRefusals(t *testing.T) {
 	f.clock.Add(2 * time.Minute)
 	before := f.store.issuedCount()
 	_, err = c.Attest(ctx, k.attest(t, old))
-	wantCode(t, err, codes.PermissionDenied, ErrDenied)
+	wantCode(t, err, codes.PermissionDenied, autherr.ErrDenied)
 	if f.store.issuedCount() != before {
 		t.Fatal("an expired token issued a certificate")
 	}
@@ -311,7 +312,7 @@ func TestLocalPeerCredentials(t *testing.T) {
 
 	before := f.store.issuedCount()
 	_, err = run(map[uint32]spiffeid.ID{uint32(os.Getuid()) + 1: id}).Attest(ctx, k.attest(t, ""))
-	wantCode(t, err, codes.PermissionDenied, ErrDenied)
+	wantCode(t, err, codes.PermissionDenied, autherr.ErrDenied)
 	if f.store.issuedCount() != before {
 		t.Fatal("an unmapped uid got a certificate")
 	}
@@ -348,7 +349,7 @@ func TestBoltStoreJoinTokens(t *testing.T) {
 	if got, err := ca.Attest(ctx, tok); err != nil || got != id {
 		t.Fatalf("Attest = %v, %v", got, err)
 	}
-	if _, err := ca.Attest(ctx, tok); !errors.Is(err, ErrReplay) {
+	if _, err := ca.Attest(ctx, tok); !errors.Is(err, autherr.ErrReplay) {
 		t.Fatalf("replay: err = %v", err)
 	}
 	if _, err := ca.IssueX509SVID(ctx, newP256(t).Public(), id, time.Hour); err != nil {
@@ -390,12 +391,12 @@ func TestWithheld(t *testing.T) {
 		t.Fatal(err)
 	}
 	withheld[a] = true
-	if _, _, err := attest(a); !errors.Is(err, ErrRevoked) {
-		t.Fatalf("Attest of a withheld workload: %v, want ErrRevoked", err)
+	if _, _, err := attest(a); !errors.Is(err, autherr.ErrRevoked) {
+		t.Fatalf("Attest of a withheld workload: %v, want autherr.ErrRevoked", err)
 	}
 	mtls := dial(t, addr, f.ca.X509Bundle(), ka.svid(ka.verify(t, credsA)))
 	_, err = mtls.Renew(ctx, newKeys(t).renew(t))
-	wantCode(t, err, codes.PermissionDenied, ErrRevoked)
+	wantCode(t, err, codes.PermissionDenied, autherr.ErrRevoked)
 	if _, _, err := attest(b); err != nil {
 		t.Fatalf("another workload: %v", err)
 	}
@@ -441,13 +442,13 @@ func TestRenewRefused(t *testing.T) {
 	}
 	compromisedBefore = f.clock.Now()
 	f.clock.Add(20 * time.Second) // less than the backdate, so what is issued now is valid in real time
-	wantCode(t, renew(stolen), codes.PermissionDenied, ErrRevoked)
+	wantCode(t, renew(stolen), codes.PermissionDenied, autherr.ErrRevoked)
 	fresh := attest()
 	if err := renew(fresh); err != nil {
 		t.Fatalf("renewal with credentials attested after the compromise: %v", err)
 	}
 	revokedSerial = hex.EncodeToString(fresh.Certificates[0].SerialNumber.Bytes())
-	wantCode(t, renew(fresh), codes.PermissionDenied, ErrRevoked)
+	wantCode(t, renew(fresh), codes.PermissionDenied, autherr.ErrRevoked)
 }
 
 // TestReservedIDsAreNeverIssued: the issuer's and the controller's own identities (which sidecars trust to serve
@@ -462,8 +463,8 @@ func TestReservedIDsAreNeverIssued(t *testing.T) {
 		t.Run(id.Path(), func(t *testing.T) {
 			f := newFixture(t)
 			addr := startIssuer(t, f.ca)
-			if _, err := f.ca.CreateJoinToken(ctx, id, time.Hour); !errors.Is(err, ErrDenied) {
-				t.Fatalf("CreateJoinToken(%v): err = %v, want ErrDenied", id, err)
+			if _, err := f.ca.CreateJoinToken(ctx, id, time.Hour); !errors.Is(err, autherr.ErrDenied) {
+				t.Fatalf("CreateJoinToken(%v): err = %v, want autherr.ErrDenied", id, err)
 			}
 			if _, err := NewLocalGRPCServer(f.ca, ServiceConfig{PeerIDs: map[uint32]spiffeid.ID{1000: id}}); err == nil {
 				t.Fatalf("PeerIDs mapping a uid to %v was accepted", id)
@@ -477,7 +478,7 @@ func TestReservedIDsAreNeverIssued(t *testing.T) {
 			}
 			before := f.store.issuedCount()
 			_, err := dial(t, addr, f.ca.X509Bundle(), nil).Attest(ctx, newKeys(t).attest(t, planted))
-			wantCode(t, err, codes.PermissionDenied, ErrDenied)
+			wantCode(t, err, codes.PermissionDenied, autherr.ErrDenied)
 
 			// An SVID for the ID, as the controller holds one (issued by the CA directly), renews nothing.
 			k := newKeys(t)
@@ -488,7 +489,7 @@ func TestReservedIDsAreNeverIssued(t *testing.T) {
 			before++
 			held := &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: k.x509}
 			_, err = dial(t, addr, f.ca.X509Bundle(), held).Renew(ctx, newKeys(t).renew(t))
-			wantCode(t, err, codes.PermissionDenied, ErrDenied)
+			wantCode(t, err, codes.PermissionDenied, autherr.ErrDenied)
 			if n := f.store.issuedCount(); n != before {
 				t.Fatalf("%d certificates issued for %v", n-before, id)
 			}
@@ -543,7 +544,7 @@ func TestRefusalsKeepDetailFromCallers(t *testing.T) {
 		}, codes.Internal, nil, "issuer: request failed", "/var/lib/agentauth"},
 		{"unknown token", bolt, func(t *testing.T, _ *CA, _ *issuerclient.Client) string {
 			return strings.Repeat("A", joinTokenLen)
-		}, codes.PermissionDenied, ErrDenied, "issuer: join token refused", "unknown join token"},
+		}, codes.PermissionDenied, autherr.ErrDenied, "issuer: join token refused", "unknown join token"},
 		{"spent token", bolt, func(t *testing.T, ca *CA, c *issuerclient.Client) string {
 			tok, err := ca.CreateJoinToken(ctx, id, time.Hour)
 			if err != nil {
@@ -553,7 +554,7 @@ func TestRefusalsKeepDetailFromCallers(t *testing.T) {
 				t.Fatal(err)
 			}
 			return tok
-		}, codes.PermissionDenied, ErrDenied, "issuer: join token refused", "already used"},
+		}, codes.PermissionDenied, autherr.ErrDenied, "issuer: join token refused", "already used"},
 		{"expired token", bolt, func(t *testing.T, ca *CA, _ *issuerclient.Client) string {
 			tok, err := ca.CreateJoinToken(ctx, id, time.Minute)
 			if err != nil {
@@ -561,7 +562,7 @@ func TestRefusalsKeepDetailFromCallers(t *testing.T) {
 			}
 			now.Add(2 * time.Minute)
 			return tok
-		}, codes.PermissionDenied, ErrDenied, "issuer: join token refused", "expired"},
+		}, codes.PermissionDenied, autherr.ErrDenied, "issuer: join token refused", "expired"},
 	}
 	tokenAnswers := map[string]bool{}
 	for _, tt := range tests {
@@ -594,7 +595,7 @@ func TestRefusalsKeepDetailFromCallers(t *testing.T) {
 				!strings.Contains(entries[0].ContextMap()["error"].(string), tt.logged) {
 				t.Errorf("the refusal was not logged with its detail %q: %v", tt.logged, logs.All())
 			}
-			if errors.Is(err, ErrDenied) {
+			if errors.Is(err, autherr.ErrDenied) {
 				tokenAnswers[status.Convert(err).Message()] = true
 			}
 		})
@@ -627,7 +628,7 @@ func TestRequestMetadataIsCapped(t *testing.T) {
 				ctx = metadata.AppendToOutgoingContext(ctx, "x-pad", pad)
 			}
 			_, err := c.Attest(ctx, newKeys(t).attest(t, "")) // no join token: refused by the handler
-			if reached := errors.Is(err, ErrMissing); reached != tt.reachesCall {
+			if reached := errors.Is(err, autherr.ErrMissing); reached != tt.reachesCall {
 				t.Fatalf("%d KiB of request headers: reached the handler = %t, want %t (%v)", tt.headers, reached, tt.reachesCall, err)
 			}
 		})
@@ -672,7 +673,7 @@ func TestRenewNeedsFreshKeys(t *testing.T) {
 				tt.keys.verify(t, creds)
 				return
 			}
-			wantCode(t, err, codes.InvalidArgument, ErrReplay)
+			wantCode(t, err, codes.InvalidArgument, autherr.ErrReplay)
 			if n := f.store.issuedCount(); n != before {
 				t.Fatalf("a refused renewal issued %d certificates", n-before)
 			}

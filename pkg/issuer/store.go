@@ -21,7 +21,7 @@ type Store interface {
 	// PutJoinToken stores a new join token record (its id is a hash of the secret).
 	PutJoinToken(ctx context.Context, t *agentauthv1.JoinToken) error
 	// UseJoinToken marks the token id used at now and returns it, as one atomic step. It fails, changing
-	// nothing, with an error wrapping ErrDenied for an unknown token, ErrReplay for a used one and ErrExpired for
+	// nothing, with an error wrapping autherr.ErrDenied for an unknown token, autherr.ErrReplay for a used one and autherr.ErrExpired for
 	// an expired one.
 	UseJoinToken(ctx context.Context, id string, now time.Time) (*agentauthv1.JoinToken, error)
 }

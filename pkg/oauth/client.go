@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/identity"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -202,13 +203,13 @@ func (x *Exchanger) Apply(ctx context.Context, r *http.Request, scope string) er
 	if err != nil {
 		return err
 	}
-	r.Header.Set(HeaderTxnToken, tok.Value)
+	r.Header.Set(wire.HeaderTxnToken, tok.Value)
 	return nil
 }
 
 // subjectFrom fills tr's subject from r: its Txn-Token, else its user token (removed unless kept), else none.
 func (x *Exchanger) subjectFrom(r *http.Request, tr *TokenRequest) error {
-	if len(r.Header.Values(HeaderTxnToken)) > 0 {
+	if len(r.Header.Values(wire.HeaderTxnToken)) > 0 {
 		txn, err := TxnTokenFromHeader(r.Header)
 		if err != nil {
 			return err
@@ -233,7 +234,7 @@ func (x *Exchanger) userToken(h http.Header) (string, error) {
 	case len(vals) == 0:
 		return "", nil
 	case len(vals) > 1:
-		return "", fmt.Errorf("oauth: %w: %d %s headers; want at most one user token", ErrMalformed, len(vals), x.userHdr)
+		return "", fmt.Errorf("oauth: %w: %d %s headers; want at most one user token", autherr.ErrMalformed, len(vals), x.userHdr)
 	}
 	v := strings.TrimSpace(vals[0])
 	hasBearer := len(v) > 7 && strings.EqualFold(v[:7], "bearer ")
@@ -243,7 +244,7 @@ func (x *Exchanger) userToken(h http.Header) (string, error) {
 		return "", nil // another scheme (Basic, ...) is not a user token for us
 	}
 	if len(v) > MaxSubjectTokenSize {
-		return "", fmt.Errorf("oauth: %w: user token in %s is %d bytes, over %d", ErrTooLarge, x.userHdr, len(v), MaxSubjectTokenSize)
+		return "", fmt.Errorf("oauth: %w: user token in %s is %d bytes, over %d", autherr.ErrTooLarge, x.userHdr, len(v), MaxSubjectTokenSize)
 	}
 	return v, nil
 }
@@ -298,9 +299,9 @@ func (x *Exchanger) Exchange(ctx context.Context, tr TokenRequest) (*Token, erro
 		return f.tok, f.err
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("oauth: %w: waiting for the token exchange: %v", ErrUpstreamTimeout, ctx.Err())
+			return nil, fmt.Errorf("oauth: %w: waiting for the token exchange: %v", autherr.ErrUpstreamTimeout, ctx.Err())
 		}
-		return nil, fmt.Errorf("oauth: %w: waiting for the token exchange: %v", ErrUpstream, ctx.Err())
+		return nil, fmt.Errorf("oauth: %w: waiting for the token exchange: %v", autherr.ErrUpstream, ctx.Err())
 	}
 }
 
@@ -377,7 +378,7 @@ func (x *Exchanger) exchange(ctx context.Context, tr TokenRequest) (*Token, erro
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.cfg.TokenEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, fmt.Errorf("oauth: %w: %v", ErrUpstream, err)
+		return nil, fmt.Errorf("oauth: %w: %v", autherr.ErrUpstream, err)
 	}
 	for k, v := range hdr {
 		req.Header[k] = v
@@ -402,7 +403,7 @@ func (x *Exchanger) actor(ctx context.Context, form url.Values, hdr http.Header)
 	if x.cfg.JWTSVID != nil {
 		svid, err := x.cfg.JWTSVID(ctx, x.cfg.TokenEndpoint)
 		if err != nil {
-			return fmt.Errorf("oauth: %w: no JWT-SVID for the token endpoint: %v", ErrMissing, err)
+			return fmt.Errorf("oauth: %w: no JWT-SVID for the token endpoint: %v", autherr.ErrMissing, err)
 		}
 		form.Set("actor_token", svid)
 		form.Set("actor_token_type", TokenTypeJWT)
@@ -413,7 +414,7 @@ func (x *Exchanger) actor(ctx context.Context, form url.Values, hdr http.Header)
 		if autherr.Of(err) != nil {
 			return fmt.Errorf("oauth: the agent's WIT: %w", err)
 		}
-		return fmt.Errorf("oauth: %w: the agent's WIT: %v", ErrMissing, err)
+		return fmt.Errorf("oauth: %w: the agent's WIT: %v", autherr.ErrMissing, err)
 	}
 	p := x.prover.Load()
 	if p == nil || p.WIT() != w.Token {
@@ -428,7 +429,7 @@ func (x *Exchanger) actor(ctx context.Context, form url.Values, hdr http.Header)
 	}
 	form.Set("actor_token", w.Token)
 	form.Set("actor_token_type", TokenTypeWIT)
-	hdr.Set(HeaderWPT, proof)
+	hdr.Set(wire.HeaderWPT, proof)
 	return nil
 }
 
@@ -437,32 +438,32 @@ func (x *Exchanger) send(req *http.Request, requested string, start time.Time) (
 	resp, err := x.client.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-			return nil, fmt.Errorf("oauth: %w: token endpoint: %v", ErrUpstreamTimeout, err)
+			return nil, fmt.Errorf("oauth: %w: token endpoint: %v", autherr.ErrUpstreamTimeout, err)
 		}
-		return nil, fmt.Errorf("oauth: %w: token endpoint: %v", ErrUpstream, err)
+		return nil, fmt.Errorf("oauth: %w: token endpoint: %v", autherr.ErrUpstream, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("oauth: %w: reading the token endpoint's answer: %v", ErrUpstream, err)
+		return nil, fmt.Errorf("oauth: %w: reading the token endpoint's answer: %v", autherr.ErrUpstream, err)
 	}
 	if len(body) > maxResponseSize {
-		return nil, fmt.Errorf("oauth: %w: token endpoint answer over %d bytes", ErrUpstream, maxResponseSize)
+		return nil, fmt.Errorf("oauth: %w: token endpoint answer over %d bytes", autherr.ErrUpstream, maxResponseSize)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, responseError(resp.StatusCode, body)
 	}
 	var tr TokenResponse
 	if err := jsonUnmarshal(body, &tr); err != nil {
-		return nil, fmt.Errorf("oauth: %w: token endpoint answer is not a token response: %v", ErrUpstream, err)
+		return nil, fmt.Errorf("oauth: %w: token endpoint answer is not a token response: %v", autherr.ErrUpstream, err)
 	}
 	switch {
 	case tr.AccessToken == "":
-		return nil, fmt.Errorf("oauth: %w: token endpoint answer has no access_token", ErrUpstream)
+		return nil, fmt.Errorf("oauth: %w: token endpoint answer has no access_token", autherr.ErrUpstream)
 	case tr.IssuedTokenType != requested:
-		return nil, fmt.Errorf("oauth: %w: token endpoint issued %q, not the requested %q", ErrUpstream, tr.IssuedTokenType, requested)
+		return nil, fmt.Errorf("oauth: %w: token endpoint issued %q, not the requested %q", autherr.ErrUpstream, tr.IssuedTokenType, requested)
 	case requested == TokenTypeAccessToken && !strings.EqualFold(tr.TokenType, "Bearer"):
-		return nil, fmt.Errorf("oauth: %w: token endpoint issued a %q access token; only Bearer can be injected", ErrUpstream, tr.TokenType)
+		return nil, fmt.Errorf("oauth: %w: token endpoint issued a %q access token; only Bearer can be injected", autherr.ErrUpstream, tr.TokenType)
 	}
 	tok := &Token{Value: tr.AccessToken, Type: tr.IssuedTokenType, Scope: tr.Scope, received: start}
 	switch {
@@ -479,9 +480,9 @@ func (x *Exchanger) send(req *http.Request, requested string, start time.Time) (
 func responseError(status int, body []byte) error {
 	var eb errorBody
 	if err := jsonUnmarshal(body, &eb); err != nil || eb.Error == "" {
-		reason := ErrUpstream
+		reason := autherr.ErrUpstream
 		if status == http.StatusGatewayTimeout {
-			reason = ErrUpstreamTimeout
+			reason = autherr.ErrUpstreamTimeout
 		}
 		return &Error{Code: CodeServerError, Status: status,
 			Description: fmt.Sprintf("token endpoint answered %d without an OAuth error", status),

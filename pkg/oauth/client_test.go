@@ -10,7 +10,9 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // TestExchangerCache: a token is reused until RefreshBefore ahead of its expiry, per subject and scope.
@@ -157,7 +159,7 @@ func TestExchangerSingleflight(t *testing.T) {
 	<-g.arrived
 	waitFor(t, func() bool { return x.Stats().Shared == n })
 	cancel()
-	if err := <-impatient; !errors.Is(err, ErrUpstream) {
+	if err := <-impatient; !errors.Is(err, autherr.ErrUpstream) {
 		t.Fatalf("impatient caller: %v", err)
 	}
 	close(g.release)
@@ -239,7 +241,7 @@ func TestSecondaryCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, _ := e.verifier(nil).Verify(ctx, txn.Value)
-	s, err = verifyAccessToken(ctx, e, apply(http.Header{HeaderTxnToken: {txn.Value}}))
+	s, err = verifyAccessToken(ctx, e, apply(http.Header{wire.HeaderTxnToken: {txn.Value}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,9 +296,9 @@ func TestUserTokenRepeated(t *testing.T) {
 	r, _ := http.NewRequest(http.MethodGet, "http://tool.example.org/", nil)
 	r.Header.Add("X-User-Token", "a.b.c")
 	r.Header.Add("X-User-Token", "d.e.f")
-	autherrtest.Check(t, x.Apply(context.Background(), r, "orders.read"), ErrMalformed)
+	autherrtest.Check(t, x.Apply(context.Background(), r, "orders.read"), autherr.ErrMalformed)
 	r.Header.Del("X-User-Token")
-	r.Header.Add(HeaderTxnToken, "a.b.c")
-	r.Header.Add(HeaderTxnToken, "d.e.f")
-	autherrtest.Check(t, x.Apply(context.Background(), r, "orders.read"), ErrMalformed)
+	r.Header.Add(wire.HeaderTxnToken, "a.b.c")
+	r.Header.Add(wire.HeaderTxnToken, "d.e.f")
+	autherrtest.Check(t, x.Apply(context.Background(), r, "orders.read"), autherr.ErrMalformed)
 }

@@ -23,21 +23,3 @@ const (
 	// TypAccessToken is the typ of a JWT access token (RFC 9068 §2.1).
 	TypAccessToken = "at+jwt"
 )
-
-// HTTP header names.
-const (
-	// HeaderTxnToken carries exactly one Txn-Token (never in Authorization).
-	HeaderTxnToken = "Txn-Token"
-	// HeaderWIT and HeaderWPT are the WIMSE headers a client authenticates with at the token endpoint.
-	HeaderWIT = "Workload-Identity-Token"
-	HeaderWPT = "Workload-Proof-Token"
-)
-
-// Authentication methods of a token requester, as reported in ExchangeRequest.AuthMethod and the Txn-Token's
-// rctx.authn.
-const (
-	AuthWITWPT      = "wit-wpt"       // WIT proved by a WPT over the token request
-	AuthWITMTLS     = "wit-mtls"      // WIT whose subject is the mTLS peer's X.509-SVID ID
-	AuthJWTSVIDMTLS = "jwt-svid-mtls" // JWT-SVID whose subject is the mTLS peer's X.509-SVID ID
-	AuthMTLS        = "mtls"          // X.509-SVID alone (RFC 8705 style)
-)

@@ -8,24 +8,6 @@ import (
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
-// The refusal reasons this package returns, re-exported so callers can write errors.Is(err, oauth.ErrExpired).
-var (
-	ErrMissing         = autherr.ErrMissing
-	ErrMalformed       = autherr.ErrMalformed
-	ErrBadSignature    = autherr.ErrBadSignature
-	ErrExpired         = autherr.ErrExpired
-	ErrNotYetValid     = autherr.ErrNotYetValid
-	ErrWrongAudience   = autherr.ErrWrongAudience
-	ErrMismatch        = autherr.ErrMismatch
-	ErrUntrustedIssuer = autherr.ErrUntrustedIssuer
-	ErrUnsupportedAlg  = autherr.ErrUnsupportedAlg
-	ErrTooLarge        = autherr.ErrTooLarge
-	ErrDenied          = autherr.ErrDenied
-	ErrRevoked         = autherr.ErrRevoked
-	ErrUpstream        = autherr.ErrUpstream
-	ErrUpstreamTimeout = autherr.ErrUpstreamTimeout
-)
-
 // OAuth error codes (RFC 6749 §5.2, RFC 8693 §2.2.2).
 const (
 	CodeInvalidRequest       = "invalid_request"
@@ -82,8 +64,8 @@ func errorf(code, format string, args ...any) *Error {
 // reasonByCode returns the sentinel whose code a "reason" member names, or nil.
 func reasonByCode(code string) *autherr.Reason {
 	for _, r := range []*autherr.Reason{
-		ErrMissing, ErrMalformed, ErrBadSignature, ErrExpired, ErrNotYetValid, ErrWrongAudience, ErrMismatch,
-		ErrUntrustedIssuer, ErrUnsupportedAlg, ErrTooLarge, ErrDenied, ErrRevoked, autherr.ErrReplay,
+		autherr.ErrMissing, autherr.ErrMalformed, autherr.ErrBadSignature, autherr.ErrExpired, autherr.ErrNotYetValid, autherr.ErrWrongAudience, autherr.ErrMismatch,
+		autherr.ErrUntrustedIssuer, autherr.ErrUnsupportedAlg, autherr.ErrTooLarge, autherr.ErrDenied, autherr.ErrRevoked, autherr.ErrReplay,
 	} {
 		if r.Code() == code {
 			return r
@@ -96,13 +78,13 @@ func reasonByCode(code string) *autherr.Reason {
 func reasonForOAuthCode(code string) *autherr.Reason {
 	switch code {
 	case CodeInvalidClient, CodeUnauthorizedClient, CodeInvalidTarget, CodeInvalidScope:
-		return ErrDenied
+		return autherr.ErrDenied
 	case CodeInvalidGrant:
-		return ErrRevoked
+		return autherr.ErrRevoked
 	case CodeInvalidRequest, CodeUnsupportedGrantType:
-		return ErrMalformed
+		return autherr.ErrMalformed
 	default:
-		return ErrUpstream
+		return autherr.ErrUpstream
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 )
 
@@ -31,19 +32,19 @@ func TestExchangerForeignServer(t *testing.T) {
 		{name: "opaque token without expires_in", status: 200,
 			body: `{"access_token":"opaque","issued_token_type":"` + TokenTypeAccessToken + `","token_type":"bearer"}`},
 		{name: "DPoP-bound token cannot be injected", status: 200,
-			body: `{"access_token":"x","issued_token_type":"` + TokenTypeAccessToken + `","token_type":"DPoP","expires_in":60}`, want: ErrUpstream},
+			body: `{"access_token":"x","issued_token_type":"` + TokenTypeAccessToken + `","token_type":"DPoP","expires_in":60}`, want: autherr.ErrUpstream},
 		{name: "another token type issued", status: 200,
-			body: `{"access_token":"x","issued_token_type":"` + TokenTypeJWT + `","token_type":"Bearer","expires_in":60}`, want: ErrUpstream},
-		{name: "no access_token", status: 200, body: `{"issued_token_type":"` + TokenTypeAccessToken + `"}`, want: ErrUpstream},
-		{name: "not JSON", status: 200, body: `<html>`, want: ErrUpstream},
-		{name: "gateway error page", status: 502, body: `<html>bad gateway</html>`, want: ErrUpstream, code: CodeServerError},
-		{name: "gateway timeout", status: 504, body: ``, want: ErrUpstreamTimeout, code: CodeServerError},
+			body: `{"access_token":"x","issued_token_type":"` + TokenTypeJWT + `","token_type":"Bearer","expires_in":60}`, want: autherr.ErrUpstream},
+		{name: "no access_token", status: 200, body: `{"issued_token_type":"` + TokenTypeAccessToken + `"}`, want: autherr.ErrUpstream},
+		{name: "not JSON", status: 200, body: `<html>`, want: autherr.ErrUpstream},
+		{name: "gateway error page", status: 502, body: `<html>bad gateway</html>`, want: autherr.ErrUpstream, code: CodeServerError},
+		{name: "gateway timeout", status: 504, body: ``, want: autherr.ErrUpstreamTimeout, code: CodeServerError},
 		{name: "invalid_grant without our reason", status: 400, body: `{"error":"invalid_grant","error_description":"user gone"}`,
-			want: ErrRevoked, code: CodeInvalidGrant},
-		{name: "invalid_target", status: 400, body: `{"error":"invalid_target"}`, want: ErrDenied, code: CodeInvalidTarget},
+			want: autherr.ErrRevoked, code: CodeInvalidGrant},
+		{name: "invalid_target", status: 400, body: `{"error":"invalid_target"}`, want: autherr.ErrDenied, code: CodeInvalidTarget},
 		{name: "unknown reason falls back to the code", status: 401, body: `{"error":"invalid_client","reason":"nonsense"}`,
-			want: ErrDenied, code: CodeInvalidClient},
-		{name: "unknown error code", status: 400, body: `{"error":"slow_down"}`, want: ErrUpstream, code: "slow_down"},
+			want: autherr.ErrDenied, code: CodeInvalidClient},
+		{name: "unknown error code", status: 400, body: `{"error":"slow_down"}`, want: autherr.ErrUpstream, code: "slow_down"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -3,6 +3,8 @@ package oauth
 import (
 	"net/url"
 	"strings"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
 // Limits on a token request.
@@ -37,23 +39,23 @@ var singleParams = []string{
 // (RFC 6749 §3.2). Everything wrong is an *Error with the RFC 6749 §5.2 code to answer with.
 func parseTokenRequest(body []byte) (*tokenRequest, *Error) {
 	if len(body) > MaxRequestSize {
-		return nil, errorf(CodeInvalidRequest, "oauth: %w: token request is %d bytes, over %d", ErrTooLarge, len(body), MaxRequestSize)
+		return nil, errorf(CodeInvalidRequest, "oauth: %w: token request is %d bytes, over %d", autherr.ErrTooLarge, len(body), MaxRequestSize)
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		return nil, errorf(CodeInvalidRequest, "oauth: %w: token request body is not form-encoded: %v", ErrMalformed, err)
+		return nil, errorf(CodeInvalidRequest, "oauth: %w: token request body is not form-encoded: %v", autherr.ErrMalformed, err)
 	}
 	for _, p := range singleParams {
 		if len(form[p]) > 1 {
-			return nil, errorf(CodeInvalidRequest, "oauth: %w: parameter %s given %d times", ErrMalformed, p, len(form[p]))
+			return nil, errorf(CodeInvalidRequest, "oauth: %w: parameter %s given %d times", autherr.ErrMalformed, p, len(form[p]))
 		}
 	}
 	switch gt := form.Get("grant_type"); gt {
 	case GrantTypeTokenExchange:
 	case "":
-		return nil, errorf(CodeInvalidRequest, "oauth: %w: no grant_type", ErrMissing)
+		return nil, errorf(CodeInvalidRequest, "oauth: %w: no grant_type", autherr.ErrMissing)
 	default:
-		return nil, errorf(CodeUnsupportedGrantType, "oauth: %w: grant_type %q; this endpoint serves only %s", ErrMalformed, gt, GrantTypeTokenExchange)
+		return nil, errorf(CodeUnsupportedGrantType, "oauth: %w: grant_type %q; this endpoint serves only %s", autherr.ErrMalformed, gt, GrantTypeTokenExchange)
 	}
 	req := &tokenRequest{
 		subjectToken:       form.Get("subject_token"),
@@ -81,7 +83,7 @@ func parseTokenRequest(body []byte) (*tokenRequest, *Error) {
 		return nil, oe
 	}
 	if req.requestedTokenType == TokenTypeTxnToken && len(req.scope) == 0 {
-		return nil, errorf(CodeInvalidRequest, "oauth: %w: a Txn-Token request needs a scope", ErrMissing)
+		return nil, errorf(CodeInvalidRequest, "oauth: %w: a Txn-Token request needs a scope", autherr.ErrMissing)
 	}
 	return req, nil
 }
@@ -89,19 +91,19 @@ func parseTokenRequest(body []byte) (*tokenRequest, *Error) {
 func (req *tokenRequest) checkTokens() *Error {
 	switch {
 	case req.subjectToken != "" && req.subjectTokenType == "":
-		return errorf(CodeInvalidRequest, "oauth: %w: subject_token without subject_token_type", ErrMissing)
+		return errorf(CodeInvalidRequest, "oauth: %w: subject_token without subject_token_type", autherr.ErrMissing)
 	case req.subjectToken == "" && req.subjectTokenType != "":
-		return errorf(CodeInvalidRequest, "oauth: %w: subject_token_type without subject_token", ErrMissing)
+		return errorf(CodeInvalidRequest, "oauth: %w: subject_token_type without subject_token", autherr.ErrMissing)
 	case req.actorToken != "" && req.actorTokenType == "":
-		return errorf(CodeInvalidRequest, "oauth: %w: actor_token without actor_token_type", ErrMissing)
+		return errorf(CodeInvalidRequest, "oauth: %w: actor_token without actor_token_type", autherr.ErrMissing)
 	case req.actorToken == "" && req.actorTokenType != "":
-		return errorf(CodeInvalidRequest, "oauth: %w: actor_token_type without actor_token", ErrMissing)
+		return errorf(CodeInvalidRequest, "oauth: %w: actor_token_type without actor_token", autherr.ErrMissing)
 	case req.subjectTokenType == TokenTypeRefresh:
-		return errorf(CodeInvalidRequest, "oauth: %w: a refresh token cannot be a subject token", ErrMalformed)
+		return errorf(CodeInvalidRequest, "oauth: %w: a refresh token cannot be a subject token", autherr.ErrMalformed)
 	case len(req.subjectToken) > MaxSubjectTokenSize:
-		return errorf(CodeInvalidRequest, "oauth: %w: subject_token is %d bytes, over %d", ErrTooLarge, len(req.subjectToken), MaxSubjectTokenSize)
+		return errorf(CodeInvalidRequest, "oauth: %w: subject_token is %d bytes, over %d", autherr.ErrTooLarge, len(req.subjectToken), MaxSubjectTokenSize)
 	case len(req.actorToken) > maxActorTokenSize:
-		return errorf(CodeInvalidRequest, "oauth: %w: actor_token is %d bytes, over %d", ErrTooLarge, len(req.actorToken), maxActorTokenSize)
+		return errorf(CodeInvalidRequest, "oauth: %w: actor_token is %d bytes, over %d", autherr.ErrTooLarge, len(req.actorToken), maxActorTokenSize)
 	}
 	switch req.requestedTokenType {
 	case "":
@@ -109,36 +111,36 @@ func (req *tokenRequest) checkTokens() *Error {
 	case TokenTypeTxnToken, TokenTypeAccessToken:
 	default:
 		return errorf(CodeInvalidRequest, "oauth: %w: cannot issue requested_token_type %q (only %s and %s)",
-			ErrMalformed, req.requestedTokenType, TokenTypeTxnToken, TokenTypeAccessToken)
+			autherr.ErrMalformed, req.requestedTokenType, TokenTypeTxnToken, TokenTypeAccessToken)
 	}
 	return nil
 }
 
 func (req *tokenRequest) checkTargets() *Error {
 	if len(req.audiences) > maxTargets || len(req.resources) > maxTargets {
-		return errorf(CodeInvalidTarget, "oauth: %w: more than %d audience or resource values", ErrTooLarge, maxTargets)
+		return errorf(CodeInvalidTarget, "oauth: %w: more than %d audience or resource values", autherr.ErrTooLarge, maxTargets)
 	}
 	for _, a := range req.audiences {
 		if a == "" {
-			return errorf(CodeInvalidTarget, "oauth: %w: empty audience", ErrMalformed)
+			return errorf(CodeInvalidTarget, "oauth: %w: empty audience", autherr.ErrMalformed)
 		}
 	}
 	for _, r := range req.resources {
 		// RFC 8707 §2: an absolute URI without a fragment.
 		u, err := url.Parse(r)
 		if err != nil || !u.IsAbs() || u.Fragment != "" || strings.Contains(r, "#") {
-			return errorf(CodeInvalidTarget, "oauth: %w: resource %q is not an absolute URI without fragment", ErrMalformed, r)
+			return errorf(CodeInvalidTarget, "oauth: %w: resource %q is not an absolute URI without fragment", autherr.ErrMalformed, r)
 		}
 	}
 	if req.requestedTokenType == TokenTypeTxnToken {
 		switch {
 		case len(req.resources) > 0:
-			return errorf(CodeInvalidTarget, "oauth: %w: a Txn-Token's audience is a trust domain; resource does not apply", ErrMalformed)
+			return errorf(CodeInvalidTarget, "oauth: %w: a Txn-Token's audience is a trust domain; resource does not apply", autherr.ErrMalformed)
 		case len(req.audiences) != 1:
-			return errorf(CodeInvalidRequest, "oauth: %w: a Txn-Token request needs exactly one audience (the trust domain), got %d", ErrMissing, len(req.audiences))
+			return errorf(CodeInvalidRequest, "oauth: %w: a Txn-Token request needs exactly one audience (the trust domain), got %d", autherr.ErrMissing, len(req.audiences))
 		}
 	} else if len(req.audiences)+len(req.resources) == 0 {
-		return errorf(CodeInvalidRequest, "oauth: %w: an access token request needs an audience or resource", ErrMissing)
+		return errorf(CodeInvalidRequest, "oauth: %w: an access token request needs an audience or resource", autherr.ErrMissing)
 	}
 	return nil
 }
@@ -155,7 +157,7 @@ func parseScope(s string) ([]string, *Error) {
 		}
 		for i := 0; i < len(tok); i++ {
 			if c := tok[i]; c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
-				return nil, errorf(CodeInvalidScope, "oauth: %w: scope token %q has character %q", ErrMalformed, tok, c)
+				return nil, errorf(CodeInvalidScope, "oauth: %w: scope token %q has character %q", autherr.ErrMalformed, tok, c)
 			}
 		}
 		if !contains(out, tok) {
@@ -171,11 +173,11 @@ func parseContextParam(name, v string) (map[string]any, *Error) {
 		return nil, nil
 	}
 	if len(v) > maxContextSize {
-		return nil, errorf(CodeInvalidRequest, "oauth: %w: %s is %d bytes, over %d", ErrTooLarge, name, len(v), maxContextSize)
+		return nil, errorf(CodeInvalidRequest, "oauth: %w: %s is %d bytes, over %d", autherr.ErrTooLarge, name, len(v), maxContextSize)
 	}
 	var m map[string]any
 	if err := jsonUnmarshal([]byte(v), &m); err != nil || m == nil {
-		return nil, errorf(CodeInvalidRequest, "oauth: %w: %s is not a JSON object", ErrMalformed, name)
+		return nil, errorf(CodeInvalidRequest, "oauth: %w: %s is not a JSON object", autherr.ErrMalformed, name)
 	}
 	return m, nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/replay"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -345,7 +346,7 @@ func (e *env) txnForm(user string) url.Values {
 }
 
 func (e *env) wptHeader(aud string) http.Header {
-	return http.Header{HeaderWPT: {e.wpt(e.agentWIT, aud)}}
+	return http.Header{wire.HeaderWPT: {e.wpt(e.agentWIT, aud)}}
 }
 
 // mintTxn signs arbitrary Txn-Token claims with the service key (or key), for verifier tests.

@@ -3,14 +3,12 @@ package oauth
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	ijose "github.com/agentauth/agentauth/internal/jose"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -20,81 +18,22 @@ import (
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
-// defaultAllowedAlgs are the JWS algorithms accepted when a config lists none: asymmetric only (no HS*, no
-// none), matching pkg/wpt.
-var defaultAllowedAlgs = []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"}
-
-// DefaultAllowedAlgs returns the JWS algorithms accepted when a config lists none.
-func DefaultAllowedAlgs() []string { return append([]string(nil), defaultAllowedAlgs...) }
-
-var supportedAlgs = []jose.SignatureAlgorithm{
-	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA,
-	jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
-}
-
-const minRSABits = 2048
+// supportedAlgs is what go-jose's parsers are given: every algorithm internal/jose supports.
+var supportedAlgs = ijose.SupportedAlgs()
 
 // algList checks names (empty: the defaults) and returns them as go-jose algorithms.
 func algList(names []string) ([]jose.SignatureAlgorithm, error) {
 	if len(names) == 0 {
-		names = defaultAllowedAlgs
+		names = ijose.DefaultAllowedAlgs()
 	}
 	out := make([]jose.SignatureAlgorithm, 0, len(names))
 	for _, n := range names {
-		ok := false
-		for _, a := range supportedAlgs {
-			if string(a) == n {
-				ok = true
-			}
-		}
-		if !ok {
-			return nil, fmt.Errorf("oauth: %w: %q cannot be allowed (asymmetric JWS algorithms only)", ErrUnsupportedAlg, n)
+		if !ijose.Supported(n) {
+			return nil, fmt.Errorf("oauth: %w: %q cannot be allowed (asymmetric JWS algorithms only)", autherr.ErrUnsupportedAlg, n)
 		}
 		out = append(out, jose.SignatureAlgorithm(n))
 	}
 	return out, nil
-}
-
-// algFits reports whether key can verify (or make) signatures under alg.
-func algFits(alg string, key crypto.PublicKey) bool {
-	switch k := key.(type) {
-	case *ecdsa.PublicKey:
-		switch alg {
-		case "ES256":
-			return k.Curve == elliptic.P256()
-		case "ES384":
-			return k.Curve == elliptic.P384()
-		case "ES512":
-			return k.Curve == elliptic.P521()
-		}
-	case ed25519.PublicKey:
-		return alg == "EdDSA" && len(k) == ed25519.PublicKeySize
-	case *rsa.PublicKey:
-		switch alg {
-		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
-			return k.N != nil && k.N.BitLen() >= minRSABits
-		}
-	}
-	return false
-}
-
-func keyDesc(key any) string {
-	switch k := key.(type) {
-	case *ecdsa.PublicKey:
-		return "ECDSA " + k.Curve.Params().Name + " key"
-	case *ecdsa.PrivateKey:
-		return "ECDSA " + k.Curve.Params().Name + " key"
-	case ed25519.PublicKey, ed25519.PrivateKey:
-		return "Ed25519 key"
-	case *rsa.PublicKey:
-		return fmt.Sprintf("%d-bit RSA key", k.N.BitLen())
-	case *rsa.PrivateKey:
-		return fmt.Sprintf("%d-bit RSA key", k.N.BitLen())
-	case []byte:
-		return "symmetric key"
-	default:
-		return fmt.Sprintf("%T", key)
-	}
 }
 
 // signedJWT is a compact JWS whose signature verified.
@@ -112,9 +51,9 @@ func verifyJWS(ctx context.Context, what, token string, algs []jose.SignatureAlg
 	if err != nil {
 		var ua *jose.ErrUnexpectedSignatureAlgorithm
 		if errors.As(err, &ua) {
-			return nil, fmt.Errorf("oauth: %w: %s alg %q is not allowed", ErrUnsupportedAlg, what, ua.Got)
+			return nil, fmt.Errorf("oauth: %w: %s alg %q is not allowed", autherr.ErrUnsupportedAlg, what, ua.Got)
 		}
-		return nil, fmt.Errorf("oauth: %w: %s is not a compact JWS: %v", ErrMalformed, what, err)
+		return nil, fmt.Errorf("oauth: %w: %s is not a compact JWS: %v", autherr.ErrMalformed, what, err)
 	}
 	hdr := jws.Signatures[0].Header
 	typ, _ := hdr.ExtraHeaders[jose.HeaderType].(string)
@@ -123,22 +62,22 @@ func verifyJWS(ctx context.Context, what, token string, algs []jose.SignatureAlg
 		if autherr.Of(err) != nil {
 			return nil, fmt.Errorf("oauth: keys of %s: %w", issuer, err)
 		}
-		return nil, fmt.Errorf("oauth: %w: keys of %s: %v", ErrUntrustedIssuer, issuer, err)
+		return nil, fmt.Errorf("oauth: %w: keys of %s: %v", autherr.ErrUntrustedIssuer, issuer, err)
 	}
 	if len(cands) == 0 {
-		return nil, fmt.Errorf("oauth: %w: %s names key %q, which %s does not have", ErrUntrustedIssuer, what, hdr.KeyID, issuer)
+		return nil, fmt.Errorf("oauth: %w: %s names key %q, which %s does not have", autherr.ErrUntrustedIssuer, what, hdr.KeyID, issuer)
 	}
 	var fit []jose.JSONWebKey
 	for _, k := range cands {
-		if (k.Algorithm == "" || k.Algorithm == hdr.Algorithm) && algFits(hdr.Algorithm, k.Key) {
+		if (k.Algorithm == "" || k.Algorithm == hdr.Algorithm) && ijose.AlgFits(hdr.Algorithm, k.Key) {
 			fit = append(fit, k)
 		}
 	}
 	switch {
 	case len(fit) == 0:
-		return nil, fmt.Errorf("oauth: %w: no key %q of %s fits %s alg %q", ErrUnsupportedAlg, hdr.KeyID, issuer, what, hdr.Algorithm)
+		return nil, fmt.Errorf("oauth: %w: no key %q of %s fits %s alg %q", autherr.ErrUnsupportedAlg, hdr.KeyID, issuer, what, hdr.Algorithm)
 	case hdr.KeyID == "" && len(fit) > 1:
-		return nil, fmt.Errorf("oauth: %w: %s has no kid and %s has %d keys for alg %q", ErrUntrustedIssuer, what, issuer, len(fit), hdr.Algorithm)
+		return nil, fmt.Errorf("oauth: %w: %s has no kid and %s has %d keys for alg %q", autherr.ErrUntrustedIssuer, what, issuer, len(fit), hdr.Algorithm)
 	}
 	for _, k := range fit {
 		payload, err := jws.Verify(k.Key)
@@ -146,10 +85,10 @@ func verifyJWS(ctx context.Context, what, token string, algs []jose.SignatureAlg
 			return &signedJWT{header: hdr, typ: typ, payload: payload, key: k.Key}, nil
 		}
 		if errors.Is(err, jose.ErrUnsupportedCriticalHeader) {
-			return nil, fmt.Errorf("oauth: %w: %s: %v", ErrMalformed, what, err)
+			return nil, fmt.Errorf("oauth: %w: %s: %v", autherr.ErrMalformed, what, err)
 		}
 	}
-	return nil, fmt.Errorf("oauth: %w: %s signature does not verify with key %q of %s", ErrBadSignature, what, hdr.KeyID, issuer)
+	return nil, fmt.Errorf("oauth: %w: %s signature does not verify with key %q of %s", autherr.ErrBadSignature, what, hdr.KeyID, issuer)
 }
 
 // isTyp compares a JOSE typ value with want, accepting the "application/" media-type form, case-insensitively
@@ -166,7 +105,7 @@ func isTyp(s, want string) bool {
 // error, so no two JSON parsers read different claims from the same signed bytes.
 func decodeClaims(what string, payload []byte, v any) error {
 	if err := json.Unmarshal(payload, v); err != nil {
-		return fmt.Errorf("oauth: %w: %s claims: %v", ErrMalformed, what, err)
+		return fmt.Errorf("oauth: %w: %s claims: %v", autherr.ErrMalformed, what, err)
 	}
 	return nil
 }
@@ -177,19 +116,19 @@ func parseAudience(what string, raw jsontext.Value) ([]string, error) {
 	case '"':
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, fmt.Errorf("oauth: %w: %s aud: %v", ErrMalformed, what, err)
+			return nil, fmt.Errorf("oauth: %w: %s aud: %v", autherr.ErrMalformed, what, err)
 		}
 		return []string{s}, nil
 	case '[':
 		var l []string
 		if err := json.Unmarshal(raw, &l); err != nil {
-			return nil, fmt.Errorf("oauth: %w: %s aud: %v", ErrMalformed, what, err)
+			return nil, fmt.Errorf("oauth: %w: %s aud: %v", autherr.ErrMalformed, what, err)
 		}
 		return l, nil
 	case 0:
 		return nil, nil
 	default:
-		return nil, fmt.Errorf("oauth: %w: %s aud is neither a string nor an array", ErrMalformed, what)
+		return nil, fmt.Errorf("oauth: %w: %s aud is neither a string nor an array", autherr.ErrMalformed, what)
 	}
 }
 
@@ -204,21 +143,21 @@ type timeClaims struct {
 // (or exp - now without iat).
 func (c *timeClaims) check(what string, now time.Time, skew, maxLifetime time.Duration, requireIat bool) error {
 	if c.Exp == nil {
-		return fmt.Errorf("oauth: %w: %s has no exp", ErrMalformed, what)
+		return fmt.Errorf("oauth: %w: %s has no exp", autherr.ErrMalformed, what)
 	}
 	if requireIat && c.Iat == nil {
-		return fmt.Errorf("oauth: %w: %s has no iat", ErrMalformed, what)
+		return fmt.Errorf("oauth: %w: %s has no iat", autherr.ErrMalformed, what)
 	}
 	exp := c.Exp.Time()
 	if !now.Before(exp.Add(skew)) {
-		return fmt.Errorf("oauth: %w: %s expired at %s", ErrExpired, what, exp.UTC().Format(time.RFC3339))
+		return fmt.Errorf("oauth: %w: %s expired at %s", autherr.ErrExpired, what, exp.UTC().Format(time.RFC3339))
 	}
 	for _, d := range [...]struct {
 		name string
 		t    *jwt.NumericDate
 	}{{"nbf", c.Nbf}, {"iat", c.Iat}} {
 		if d.t != nil && d.t.Time().After(now.Add(skew)) {
-			return fmt.Errorf("oauth: %w: %s %s %s is in the future", ErrNotYetValid, what, d.name, d.t.Time().UTC().Format(time.RFC3339))
+			return fmt.Errorf("oauth: %w: %s %s %s is in the future", autherr.ErrNotYetValid, what, d.name, d.t.Time().UTC().Format(time.RFC3339))
 		}
 	}
 	if maxLifetime > 0 {
@@ -227,7 +166,7 @@ func (c *timeClaims) check(what string, now time.Time, skew, maxLifetime time.Du
 			from = c.Iat.Time()
 		}
 		if exp.Sub(from) > maxLifetime+skew {
-			return fmt.Errorf("oauth: %w: %s lifetime %v is over the allowed %v", ErrExpired, what, exp.Sub(from), maxLifetime)
+			return fmt.Errorf("oauth: %w: %s lifetime %v is over the allowed %v", autherr.ErrExpired, what, exp.Sub(from), maxLifetime)
 		}
 	}
 	return nil

@@ -15,6 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
+	"github.com/agentauth/agentauth/pkg/autherr"
+
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -214,15 +217,15 @@ func (r *RemoteJWKS) fetch(ctx context.Context) error {
 	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	resp, err := r.cfg.Client.Do(req)
 	if err != nil {
-		return fmt.Errorf("oauth: %w: fetching JWKS %s: %v", ErrUntrustedIssuer, r.cfg.URL, err)
+		return fmt.Errorf("oauth: %w: fetching JWKS %s: %v", autherr.ErrUntrustedIssuer, r.cfg.URL, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("oauth: %w: fetching JWKS %s: status %d", ErrUntrustedIssuer, r.cfg.URL, resp.StatusCode)
+		return fmt.Errorf("oauth: %w: fetching JWKS %s: status %d", autherr.ErrUntrustedIssuer, r.cfg.URL, resp.StatusCode)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxJWKSSize+1))
 	if err != nil {
-		return fmt.Errorf("oauth: %w: reading JWKS %s: %v", ErrUntrustedIssuer, r.cfg.URL, err)
+		return fmt.Errorf("oauth: %w: reading JWKS %s: %v", autherr.ErrUntrustedIssuer, r.cfg.URL, err)
 	}
 	set, err := parseJWKS(b)
 	if err != nil {
@@ -235,16 +238,16 @@ func (r *RemoteJWKS) fetch(ctx context.Context) error {
 // parseJWKS parses a JWKS document and keeps only the public halves of its asymmetric keys.
 func parseJWKS(b []byte) (jose.JSONWebKeySet, error) {
 	if len(b) > MaxJWKSSize {
-		return jose.JSONWebKeySet{}, fmt.Errorf("%w: JWKS is over %d bytes", ErrTooLarge, MaxJWKSSize)
+		return jose.JSONWebKeySet{}, fmt.Errorf("%w: JWKS is over %d bytes", autherr.ErrTooLarge, MaxJWKSSize)
 	}
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(b, &set); err != nil {
-		return jose.JSONWebKeySet{}, fmt.Errorf("%w: JWKS: %v", ErrMalformed, err)
+		return jose.JSONWebKeySet{}, fmt.Errorf("%w: JWKS: %v", autherr.ErrMalformed, err)
 	}
 	for i, k := range set.Keys {
 		if !k.IsPublic() {
 			// A published key set with private keys in it is a leak somewhere; trust nothing it says.
-			return jose.JSONWebKeySet{}, fmt.Errorf("%w: JWKS key %d (kid %q) carries private key material", ErrMalformed, i, k.KeyID)
+			return jose.JSONWebKeySet{}, fmt.Errorf("%w: JWKS key %d (kid %q) carries private key material", autherr.ErrMalformed, i, k.KeyID)
 		}
 	}
 	return publicSet(set)
@@ -257,14 +260,14 @@ func publicSet(in jose.JSONWebKeySet) (jose.JSONWebKeySet, error) {
 		switch k.Key.(type) {
 		case *ecdsa.PublicKey, *ecdsa.PrivateKey, ed25519.PublicKey, ed25519.PrivateKey, *rsa.PublicKey, *rsa.PrivateKey:
 		default:
-			return jose.JSONWebKeySet{}, fmt.Errorf("%w: JWKS key %d (kid %q) is a %s, not an asymmetric signature key", ErrUnsupportedAlg, i, k.KeyID, keyDesc(k.Key))
+			return jose.JSONWebKeySet{}, fmt.Errorf("%w: JWKS key %d (kid %q) is a %s, not an asymmetric signature key", autherr.ErrUnsupportedAlg, i, k.KeyID, ijose.KeyDescription(k.Key))
 		}
 		if k.Use != "" && k.Use != "sig" {
 			continue // encryption keys are no business of a verifier
 		}
 		pub := k.Public()
 		if !pub.Valid() {
-			return jose.JSONWebKeySet{}, fmt.Errorf("%w: JWKS key %d (kid %q) is not a valid key", ErrMalformed, i, k.KeyID)
+			return jose.JSONWebKeySet{}, fmt.Errorf("%w: JWKS key %d (kid %q) is not a valid key", autherr.ErrMalformed, i, k.KeyID)
 		}
 		out.Keys = append(out.Keys, pub)
 	}

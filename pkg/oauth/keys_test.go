@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 )
 
@@ -65,7 +66,7 @@ func TestJWKSFile(t *testing.T) {
 	if err := os.WriteFile(path, jwksJSON(t, jose.JSONWebKey{Key: k1, KeyID: "p", Algorithm: "ES256"}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Reload(); !errors.Is(err, ErrMalformed) {
+	if err := f.Reload(); !errors.Is(err, autherr.ErrMalformed) {
 		t.Fatalf("private JWKS: %v", err)
 	}
 	if _, err := NewJWKSFile(filepath.Join(t.TempDir(), "missing")); err == nil {
@@ -127,10 +128,10 @@ func TestRemoteJWKS(t *testing.T) {
 	// Without any keys, a failure is an error, and the endpoint is not asked again before MinRefresh.
 	fresh, _ := NewRemoteJWKS(RemoteJWKSConfig{URL: srv.URL, Client: srv.Client(), Now: c.Now})
 	_, err = fresh.Keys(ctx, "b")
-	autherrtest.Check(t, err, ErrUntrustedIssuer)
+	autherrtest.Check(t, err, autherr.ErrUntrustedIssuer)
 	n = fetches.Load()
 	_, err = fresh.Keys(ctx, "b")
-	autherrtest.Check(t, err, ErrUntrustedIssuer)
+	autherrtest.Check(t, err, autherr.ErrUntrustedIssuer)
 	if fetches.Load() != n {
 		t.Error("a failing JWKS endpoint was asked again at once")
 	}
@@ -151,5 +152,5 @@ func TestStaticKeysRefuseSymmetric(t *testing.T) {
 		t.Fatal("a symmetric key was accepted")
 	}
 	_, err := parseJWKS(make([]byte, MaxJWKSSize+1))
-	autherrtest.Check(t, err, ErrTooLarge)
+	autherrtest.Check(t, err, autherr.ErrTooLarge)
 }

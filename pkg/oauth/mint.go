@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 )
@@ -56,7 +57,7 @@ func expiry(now time.Time, life time.Duration, subj *subjectInfo) (time.Time, *E
 	}
 	if exp.Unix() <= now.Unix() {
 		return time.Time{}, errorf(CodeInvalidRequest, "oauth: %w: the subject token expires at %s, leaving no lifetime for a new token",
-			ErrExpired, exp.UTC().Format(time.RFC3339))
+			autherr.ErrExpired, exp.UTC().Format(time.RFC3339))
 	}
 	return exp, nil
 }
@@ -102,7 +103,7 @@ func (s *TokenService) mintTxnToken(act *actor, subj *subjectInfo, req *tokenReq
 	} else {
 		var err error
 		if c.Txn, err = newTxnID(); err != nil {
-			return nil, oauthError(CodeServerError, fmt.Errorf("oauth: %w: %v", ErrUpstream, err))
+			return nil, oauthError(CodeServerError, fmt.Errorf("oauth: %w: %v", autherr.ErrUpstream, err))
 		}
 	}
 	// rctx: what the requester said about the request, then what we know, which it cannot override.
@@ -110,7 +111,7 @@ func (s *TokenService) mintTxnToken(act *actor, subj *subjectInfo, req *tokenReq
 	for k, v := range req.requestContext {
 		c.Rctx[k] = v
 	}
-	c.Rctx["req_wl_authn"] = act.method
+	c.Rctx["req_wl_authn"] = string(act.method)
 	delete(c.Rctx, "subject_iss")
 	if subj.issuer != "" {
 		c.Rctx["subject_iss"] = subj.issuer
@@ -137,7 +138,7 @@ func (s *TokenService) mintAccessToken(act *actor, subj *subjectInfo, req *token
 	}
 	var jti [16]byte
 	if _, err := rand.Read(jti[:]); err != nil {
-		return nil, oauthError(CodeServerError, fmt.Errorf("oauth: %w: jti: %v", ErrUpstream, err))
+		return nil, oauthError(CodeServerError, fmt.Errorf("oauth: %w: jti: %v", autherr.ErrUpstream, err))
 	}
 	targets := append(append([]string(nil), req.audiences...), req.resources...)
 	c := atOut{
@@ -165,15 +166,15 @@ func (s *TokenService) mintAccessToken(act *actor, subj *subjectInfo, req *token
 func (s *TokenService) sign(signer jose.Signer, claims any) (string, *Error) {
 	payload, err := jsonMarshal(claims)
 	if err != nil {
-		return "", oauthError(CodeServerError, fmt.Errorf("oauth: %w: encoding claims: %v", ErrMalformed, err))
+		return "", oauthError(CodeServerError, fmt.Errorf("oauth: %w: encoding claims: %v", autherr.ErrMalformed, err))
 	}
 	jws, err := signer.Sign(payload)
 	if err != nil {
-		return "", oauthError(CodeServerError, fmt.Errorf("oauth: %w: signing: %v", ErrUpstream, err))
+		return "", oauthError(CodeServerError, fmt.Errorf("oauth: %w: signing: %v", autherr.ErrUpstream, err))
 	}
 	tok, err := jws.CompactSerialize()
 	if err != nil {
-		return "", oauthError(CodeServerError, fmt.Errorf("oauth: %w: serialising: %v", ErrUpstream, err))
+		return "", oauthError(CodeServerError, fmt.Errorf("oauth: %w: serialising: %v", autherr.ErrUpstream, err))
 	}
 	return tok, nil
 }

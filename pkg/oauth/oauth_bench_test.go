@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // BenchmarkTxnVerify is the ingress hot path: a Txn-Token seen before (egress reuses one until shortly before
@@ -43,7 +45,7 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 		body := e.txnForm(user).Encode()
 		r := httptest.NewRequest(http.MethodPost, e.endpoint, strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		r.Header.Set(HeaderWPT, e.wpt(e.agentWIT, e.endpoint))
+		r.Header.Set(wire.HeaderWPT, e.wpt(e.agentWIT, e.endpoint))
 		w := httptest.NewRecorder()
 		e.svc.ServeHTTP(w, r)
 		if w.Code != http.StatusOK {

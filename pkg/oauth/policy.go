@@ -6,7 +6,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/revocation"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -14,8 +16,8 @@ import (
 type ExchangeRequest struct {
 	// Actor is the authenticated requesting workload (WIT sub or X.509-SVID ID); it becomes req_wl / client_id.
 	Actor string
-	// AuthMethod is how Actor authenticated: AuthWITWPT, AuthWITMTLS, AuthJWTSVIDMTLS or AuthMTLS.
-	AuthMethod string
+	// AuthMethod is how Actor authenticated: wire.AuthWITWPT, wire.AuthWITMTLS, wire.AuthJWTSVIDMTLS or wire.AuthMTLS.
+	AuthMethod wire.AuthMethod
 	// Subject is the principal the token will name: the delegated user (with its issuer's SubjectPrefix), the
 	// subject of a Txn-Token being replaced, or Actor itself.
 	Subject string
@@ -76,7 +78,7 @@ func SameTrustDomain(td spiffeid.TrustDomain, grants ...AccessTokenGrant) Policy
 	grants = append([]AccessTokenGrant(nil), grants...)
 	return PolicyFunc(func(_ context.Context, req *ExchangeRequest) ([]string, error) {
 		if !inTrustDomain(req.Actor, td) {
-			return nil, fmt.Errorf("oauth: %w: requester %q is not a workload of trust domain %q", ErrDenied, req.Actor, td.Name())
+			return nil, fmt.Errorf("oauth: %w: requester %q is not a workload of trust domain %q", autherr.ErrDenied, req.Actor, td.Name())
 		}
 		if req.RequestedTokenType != TokenTypeAccessToken {
 			return nil, nil
@@ -99,7 +101,7 @@ func grantedScope(grants []AccessTokenGrant, req *ExchangeRequest) ([]string, er
 			}
 		}
 		if !found {
-			return nil, fmt.Errorf("oauth: %w: no access token grant lets %q get a token for %q", ErrDenied, req.Actor, target)
+			return nil, fmt.Errorf("oauth: %w: no access token grant lets %q get a token for %q", autherr.ErrDenied, req.Actor, target)
 		}
 		if i == 0 {
 			allowed = forTarget
@@ -111,7 +113,7 @@ func grantedScope(grants []AccessTokenGrant, req *ExchangeRequest) ([]string, er
 		return intersect(req.Scope, allowed), nil
 	}
 	if extra, ok := subset(req.Scope, allowed); !ok {
-		return nil, errorf(CodeInvalidScope, "oauth: %w: scope %q is not granted to %q for %q (at most %q)", ErrDenied, extra, req.Actor, targets, allowed)
+		return nil, errorf(CodeInvalidScope, "oauth: %w: scope %q is not granted to %q for %q (at most %q)", autherr.ErrDenied, extra, req.Actor, targets, allowed)
 	}
 	return nil, nil
 }

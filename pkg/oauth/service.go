@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
+
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
@@ -25,6 +27,7 @@ import (
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/revocation"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -73,7 +76,7 @@ type TokenServiceConfig struct {
 	// 0 means the defaults.
 	TxnTokenLifetime, AccessTokenLifetime time.Duration
 	// AllowedAlgs are the JWS algorithms accepted on incoming Txn-Tokens and JWT-SVIDs; empty means
-	// DefaultAllowedAlgs().
+	// internal/jose.DefaultAllowedAlgs().
 	AllowedAlgs []string
 	// ClockSkew is the leeway for incoming tokens' times; 0 means DefaultClockSkew.
 	ClockSkew time.Duration
@@ -157,8 +160,8 @@ func checkServiceConfig(cfg TokenServiceConfig) error {
 	if _, err := algList([]string{cfg.Alg}); err != nil {
 		return err
 	}
-	if !algFits(cfg.Alg, cfg.SigningKey.Public()) {
-		return fmt.Errorf("oauth: %w: signing alg %q does not fit a %s", ErrUnsupportedAlg, cfg.Alg, keyDesc(cfg.SigningKey.Public()))
+	if !ijose.AlgFits(cfg.Alg, cfg.SigningKey.Public()) {
+		return fmt.Errorf("oauth: %w: signing alg %q does not fit a %s", autherr.ErrUnsupportedAlg, cfg.Alg, ijose.KeyDescription(cfg.SigningKey.Public()))
 	}
 	if cfg.TxnTokenLifetime < 0 || cfg.AccessTokenLifetime < 0 || cfg.ClockSkew < 0 {
 		return errors.New("oauth: lifetimes and ClockSkew must not be negative")
@@ -370,16 +373,16 @@ func reasonCode(oe *Error) string {
 // minting, in that order; it returns the actor for the log even on refusal.
 func (s *TokenService) serve(r *http.Request) (*TokenResponse, string, *Error) {
 	if r.Method != http.MethodPost {
-		oe := errorf(CodeInvalidRequest, "oauth: %w: method %s; the token endpoint takes POST", ErrMalformed, r.Method)
+		oe := errorf(CodeInvalidRequest, "oauth: %w: method %s; the token endpoint takes POST", autherr.ErrMalformed, r.Method)
 		oe.Status = http.StatusMethodNotAllowed
 		return nil, "", oe
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
-		return nil, "", errorf(CodeInvalidRequest, "oauth: %w: Content-Type %q; want application/x-www-form-urlencoded", ErrMalformed, r.Header.Get("Content-Type"))
+		return nil, "", errorf(CodeInvalidRequest, "oauth: %w: Content-Type %q; want application/x-www-form-urlencoded", autherr.ErrMalformed, r.Header.Get("Content-Type"))
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestSize+1))
 	if err != nil {
-		return nil, "", errorf(CodeInvalidRequest, "oauth: %w: reading the request body: %v", ErrMalformed, err)
+		return nil, "", errorf(CodeInvalidRequest, "oauth: %w: reading the request body: %v", autherr.ErrMalformed, err)
 	}
 	req, oe := parseTokenRequest(body)
 	if oe != nil {
@@ -414,7 +417,7 @@ func (s *TokenService) serve(r *http.Request) (*TokenResponse, string, *Error) {
 // actor is the authenticated requesting workload.
 type actor struct {
 	id       string
-	method   string
+	method   wire.AuthMethod
 	token    string // the actor credential presented (WIT or JWT-SVID), to recognise it as the subject too
 	issuedAt time.Time
 }
@@ -428,9 +431,9 @@ func (s *TokenService) authenticate(ctx context.Context, r *http.Request, req *t
 	if oe != nil {
 		return nil, oe
 	}
-	witHdr := r.Header.Values(HeaderWIT)
-	if len(witHdr) > 1 || len(r.Header.Values(HeaderWPT)) > 1 {
-		return nil, errorf(CodeInvalidClient, "oauth: %w: repeated %s or %s header", ErrMalformed, HeaderWIT, HeaderWPT)
+	witHdr := r.Header.Values(wire.HeaderWIT)
+	if len(witHdr) > 1 || len(r.Header.Values(wire.HeaderWPT)) > 1 {
+		return nil, errorf(CodeInvalidClient, "oauth: %w: repeated %s or %s header", autherr.ErrMalformed, wire.HeaderWIT, wire.HeaderWPT)
 	}
 	var wit string
 	switch req.actorTokenType {
@@ -441,60 +444,60 @@ func (s *TokenService) authenticate(ctx context.Context, r *http.Request, req *t
 	case TokenTypeWIT:
 		wit = req.actorToken
 		if len(witHdr) == 1 && strings.TrimSpace(witHdr[0]) != wit {
-			return nil, errorf(CodeInvalidRequest, "oauth: %w: actor_token and the %s header carry different WITs", ErrMismatch, HeaderWIT)
+			return nil, errorf(CodeInvalidRequest, "oauth: %w: actor_token and the %s header carry different WITs", autherr.ErrMismatch, wire.HeaderWIT)
 		}
 	case TokenTypeJWT:
 		return s.authenticateJWTSVID(ctx, req.actorToken, peer, now)
 	default:
-		return nil, errorf(CodeInvalidRequest, "oauth: %w: actor_token_type %q is not accepted (%s or %s)", ErrMalformed, req.actorTokenType, TokenTypeWIT, TokenTypeJWT)
+		return nil, errorf(CodeInvalidRequest, "oauth: %w: actor_token_type %q is not accepted (%s or %s)", autherr.ErrMalformed, req.actorTokenType, TokenTypeWIT, TokenTypeJWT)
 	}
 	if wit == "" {
 		if peer.IsZero() {
-			return nil, errorf(CodeInvalidClient, "oauth: %w: no client authentication: send a WIT with a %s (aud %q), or use mTLS with an X.509-SVID", ErrMissing, HeaderWPT, s.endpoint)
+			return nil, errorf(CodeInvalidClient, "oauth: %w: no client authentication: send a WIT with a %s (aud %q), or use mTLS with an X.509-SVID", autherr.ErrMissing, wire.HeaderWPT, s.endpoint)
 		}
-		return &actor{id: peer.String(), method: AuthMTLS}, nil
+		return &actor{id: peer.String(), method: wire.AuthMTLS}, nil
 	}
 	if s.cfg.WITVerifier == nil {
-		return nil, errorf(CodeInvalidClient, "oauth: %w: this token service does not accept WITs", ErrUntrustedIssuer)
+		return nil, errorf(CodeInvalidClient, "oauth: %w: this token service does not accept WITs", autherr.ErrUntrustedIssuer)
 	}
-	if proof := r.Header.Get(HeaderWPT); proof != "" {
+	if proof := r.Header.Get(wire.HeaderWPT); proof != "" {
 		res, err := s.cfg.WITVerifier.VerifyRequest(ctx, wpt.Request{WIT: wit, WPT: strings.TrimSpace(proof), Audiences: []string{s.endpoint}})
 		if err != nil {
 			return nil, oauthError(CodeInvalidClient, fmt.Errorf("oauth: actor WIT/WPT: %w", err))
 		}
 		if !peer.IsZero() && peer.String() != res.WIT.Subject {
-			return nil, errorf(CodeInvalidClient, "oauth: %w: mTLS peer %q is not the WIT subject %q", ErrMismatch, peer, res.WIT.Subject)
+			return nil, errorf(CodeInvalidClient, "oauth: %w: mTLS peer %q is not the WIT subject %q", autherr.ErrMismatch, peer, res.WIT.Subject)
 		}
-		return &actor{id: res.WIT.Subject, method: AuthWITWPT, token: wit, issuedAt: res.WIT.IssuedAt}, nil
+		return &actor{id: res.WIT.Subject, method: wire.AuthWITWPT, token: wit, issuedAt: res.WIT.IssuedAt}, nil
 	}
 	if peer.IsZero() {
-		return nil, errorf(CodeInvalidClient, "oauth: %w: a WIT is not a bearer token: prove it with a %s (aud %q) or mTLS with its SVID", ErrMissing, HeaderWPT, s.endpoint)
+		return nil, errorf(CodeInvalidClient, "oauth: %w: a WIT is not a bearer token: prove it with a %s (aud %q) or mTLS with its SVID", autherr.ErrMissing, wire.HeaderWPT, s.endpoint)
 	}
 	w, err := s.cfg.WITVerifier.VerifyWIT(ctx, wit)
 	if err != nil {
 		return nil, oauthError(CodeInvalidClient, fmt.Errorf("oauth: actor WIT: %w", err))
 	}
 	if w.Subject != peer.String() {
-		return nil, errorf(CodeInvalidClient, "oauth: %w: mTLS peer %q is not the WIT subject %q", ErrMismatch, peer, w.Subject)
+		return nil, errorf(CodeInvalidClient, "oauth: %w: mTLS peer %q is not the WIT subject %q", autherr.ErrMismatch, peer, w.Subject)
 	}
-	return &actor{id: w.Subject, method: AuthWITMTLS, token: wit, issuedAt: w.IssuedAt}, nil
+	return &actor{id: w.Subject, method: wire.AuthWITMTLS, token: wit, issuedAt: w.IssuedAt}, nil
 }
 
 func (s *TokenService) authenticateJWTSVID(ctx context.Context, token string, peer spiffeid.ID, now time.Time) (*actor, *Error) {
 	if s.cfg.JWTBundles == nil {
-		return nil, errorf(CodeInvalidClient, "oauth: %w: this token service does not accept JWT-SVID actor tokens", ErrUntrustedIssuer)
+		return nil, errorf(CodeInvalidClient, "oauth: %w: this token service does not accept JWT-SVID actor tokens", autherr.ErrUntrustedIssuer)
 	}
 	if peer.IsZero() {
-		return nil, errorf(CodeInvalidClient, "oauth: %w: a JWT-SVID is a bearer token: it is accepted only over mTLS from its subject", ErrMissing)
+		return nil, errorf(CodeInvalidClient, "oauth: %w: a JWT-SVID is a bearer token: it is accepted only over mTLS from its subject", autherr.ErrMissing)
 	}
 	id, iat, err := s.verifyJWTSVID(ctx, token, s.endpoint, now)
 	if err != nil {
 		return nil, oauthError(CodeInvalidClient, fmt.Errorf("oauth: actor JWT-SVID: %w", err))
 	}
 	if id != peer {
-		return nil, errorf(CodeInvalidClient, "oauth: %w: mTLS peer %q is not the JWT-SVID subject %q", ErrMismatch, peer, id)
+		return nil, errorf(CodeInvalidClient, "oauth: %w: mTLS peer %q is not the JWT-SVID subject %q", autherr.ErrMismatch, peer, id)
 	}
-	return &actor{id: id.String(), method: AuthJWTSVIDMTLS, token: token, issuedAt: iat}, nil
+	return &actor{id: id.String(), method: wire.AuthJWTSVIDMTLS, token: token, issuedAt: iat}, nil
 }
 
 // peerID returns the SPIFFE ID of the verified client certificate, or the zero ID without one (or when mTLS
@@ -505,7 +508,7 @@ func (s *TokenService) peerID(r *http.Request) (spiffeid.ID, *Error) {
 	}
 	id, _, err := x509svid.Verify(r.TLS.PeerCertificates, s.cfg.X509Bundles)
 	if err != nil {
-		return spiffeid.ID{}, errorf(CodeInvalidClient, "oauth: %w: client certificate is not a valid X.509-SVID of a trusted domain: %v", ErrUntrustedIssuer, err)
+		return spiffeid.ID{}, errorf(CodeInvalidClient, "oauth: %w: client certificate is not a valid X.509-SVID of a trusted domain: %v", autherr.ErrUntrustedIssuer, err)
 	}
 	return id, nil
 }
@@ -520,14 +523,14 @@ func (s *TokenService) subject(ctx context.Context, act *actor, req *tokenReques
 	switch req.subjectTokenType {
 	case TokenTypeWIT:
 		if s.cfg.WITVerifier == nil {
-			return nil, errorf(CodeInvalidRequest, "oauth: %w: this token service does not accept WITs", ErrUntrustedIssuer)
+			return nil, errorf(CodeInvalidRequest, "oauth: %w: this token service does not accept WITs", autherr.ErrUntrustedIssuer)
 		}
 		w, err := s.cfg.WITVerifier.VerifyWIT(ctx, req.subjectToken)
 		if err != nil {
 			return nil, oauthError(CodeInvalidRequest, fmt.Errorf("oauth: subject WIT: %w", err))
 		}
 		if w.Subject != act.id {
-			return nil, errorf(CodeInvalidRequest, "oauth: %w: subject WIT is %q's, not the requester %q's own", ErrMismatch, w.Subject, act.id)
+			return nil, errorf(CodeInvalidRequest, "oauth: %w: subject WIT is %q's, not the requester %q's own", autherr.ErrMismatch, w.Subject, act.id)
 		}
 		return self, nil
 	case TokenTypeTxnToken:
@@ -538,7 +541,7 @@ func (s *TokenService) subject(ctx context.Context, act *actor, req *tokenReques
 		// The verifier allows clock skew for tokens of other signers; this one is ours, on our clock, and the
 		// draft forbids replacing an expired Txn-Token.
 		if !now.Before(info.Expiry) {
-			return nil, errorf(CodeInvalidRequest, "oauth: %w: subject Txn-Token expired at %s", ErrExpired, info.Expiry.UTC().Format(time.RFC3339))
+			return nil, errorf(CodeInvalidRequest, "oauth: %w: subject Txn-Token expired at %s", autherr.ErrExpired, info.Expiry.UTC().Format(time.RFC3339))
 		}
 		return &subjectInfo{kind: "txn", sub: info.Subject, issuedAt: info.SubjectIssuedAt(), expiry: info.Expiry,
 			scope: info.Scope, scoped: true, claims: info.Claims, txn: info}, nil
@@ -548,11 +551,11 @@ func (s *TokenService) subject(ctx context.Context, act *actor, req *tokenReques
 			return nil, oauthError(CodeInvalidRequest, err)
 		}
 		if ma, ok := si.claims["may_act"].(map[string]any); ok && ma["sub"] != act.id {
-			return nil, errorf(CodeInvalidRequest, "oauth: %w: the subject token's may_act does not name %q", ErrDenied, act.id)
+			return nil, errorf(CodeInvalidRequest, "oauth: %w: the subject token's may_act does not name %q", autherr.ErrDenied, act.id)
 		}
 		return si, nil
 	default:
-		return nil, errorf(CodeInvalidRequest, "oauth: %w: subject_token_type %q is not accepted", ErrMalformed, req.subjectTokenType)
+		return nil, errorf(CodeInvalidRequest, "oauth: %w: subject_token_type %q is not accepted", autherr.ErrMalformed, req.subjectTokenType)
 	}
 }
 
@@ -570,7 +573,7 @@ func (s *TokenService) checkRevoked(ctx context.Context, act *actor, subj *subje
 	}
 	for _, c := range call.Checks() {
 		if id, revoked := s.cfg.Revocations.Revoked(ctx, string(c.Class), c.Value, c.IssuedAt); revoked {
-			return errorf(CodeInvalidGrant, "oauth: %w: %s %q is revoked (%s)", ErrRevoked, c.Class, c.Value, id)
+			return errorf(CodeInvalidGrant, "oauth: %w: %s %q is revoked (%s)", autherr.ErrRevoked, c.Class, c.Value, id)
 		}
 	}
 	return nil
@@ -579,7 +582,7 @@ func (s *TokenService) checkRevoked(ctx context.Context, act *actor, subj *subje
 // authorize bounds the requested scope by the subject token's and asks the Policy.
 func (s *TokenService) authorize(ctx context.Context, act *actor, subj *subjectInfo, req *tokenRequest) ([]string, *Error) {
 	if req.requestedTokenType == TokenTypeTxnToken && req.audiences[0] != s.cfg.TrustDomain.Name() {
-		return nil, errorf(CodeInvalidTarget, "oauth: %w: a Txn-Token's audience is the trust domain %q, not %q", ErrWrongAudience, s.cfg.TrustDomain.Name(), req.audiences[0])
+		return nil, errorf(CodeInvalidTarget, "oauth: %w: a Txn-Token's audience is the trust domain %q, not %q", autherr.ErrWrongAudience, s.cfg.TrustDomain.Name(), req.audiences[0])
 	}
 	scope := req.scope
 	if subj.scoped {
@@ -587,17 +590,17 @@ func (s *TokenService) authorize(ctx context.Context, act *actor, subj *subjectI
 			scope = subj.scope
 		}
 		if extra, ok := subset(scope, subj.scope); !ok {
-			return nil, errorf(CodeInvalidScope, "oauth: %w: scope %q is beyond the subject token's scope %q", ErrDenied, extra, subj.scope)
+			return nil, errorf(CodeInvalidScope, "oauth: %w: scope %q is beyond the subject token's scope %q", autherr.ErrDenied, extra, subj.scope)
 		}
 	} else if subj.kind == "user" {
 		// The user token says nothing about scope: that is not unlimited scope (Txn-Token draft), only what its
 		// issuer's configuration allows.
 		if extra, ok := subset(scope, subj.scope); !ok {
-			return nil, errorf(CodeInvalidScope, "oauth: %w: the subject token has no scope, and issuer %q's unscoped tokens may be narrowed only to %q, not %q", ErrDenied, subj.issuer, subj.scope, extra)
+			return nil, errorf(CodeInvalidScope, "oauth: %w: the subject token has no scope, and issuer %q's unscoped tokens may be narrowed only to %q, not %q", autherr.ErrDenied, subj.issuer, subj.scope, extra)
 		}
 	}
 	if subj.txn != nil && req.requestDetails != nil && req.requestedTokenType == TokenTypeTxnToken {
-		return nil, errorf(CodeInvalidRequest, "oauth: %w: a transaction's tctx is immutable; a replacement takes no request_details", ErrMalformed)
+		return nil, errorf(CodeInvalidRequest, "oauth: %w: a transaction's tctx is immutable; a replacement takes no request_details", autherr.ErrMalformed)
 	}
 	er := &ExchangeRequest{
 		Actor: act.id, AuthMethod: act.method, Subject: subj.sub, SubjectIssuer: subj.issuer,
@@ -613,19 +616,19 @@ func (s *TokenService) authorize(ctx context.Context, act *actor, subj *subjectI
 		if oe, ok := asOAuthError(err); ok {
 			return nil, oe
 		}
-		if errors.Is(err, ErrDenied) {
+		if errors.Is(err, autherr.ErrDenied) {
 			return nil, oauthError(CodeInvalidTarget, err)
 		}
-		return nil, oauthError(CodeServerError, fmt.Errorf("oauth: %w: policy failed: %v", ErrDenied, err))
+		return nil, oauthError(CodeServerError, fmt.Errorf("oauth: %w: policy failed: %v", autherr.ErrDenied, err))
 	}
 	if granted == nil {
 		granted = scope
 	}
 	if extra, ok := subset(granted, scope); !ok {
-		return nil, errorf(CodeServerError, "oauth: %w: policy granted scope %q, which was not requested", ErrDenied, extra)
+		return nil, errorf(CodeServerError, "oauth: %w: policy granted scope %q, which was not requested", autherr.ErrDenied, extra)
 	}
 	if req.requestedTokenType == TokenTypeTxnToken && len(granted) == 0 {
-		return nil, errorf(CodeInvalidScope, "oauth: %w: no scope left to grant; a Txn-Token needs one", ErrDenied)
+		return nil, errorf(CodeInvalidScope, "oauth: %w: no scope left to grant; a Txn-Token needs one", autherr.ErrDenied)
 	}
 	return granted, nil
 }

@@ -14,7 +14,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // TestExchangeWithUserToken: the egress path end to end — the agent's request carries the user's token, the
@@ -32,7 +34,7 @@ func TestExchangeWithUserToken(t *testing.T) {
 	if r.Header.Get("Authorization") != "" {
 		t.Error("the user's raw token still goes to the tool")
 	}
-	txn := r.Header.Get(HeaderTxnToken)
+	txn := r.Header.Get(wire.HeaderTxnToken)
 	info, err := e.verifier(nil).VerifyFrom(context.Background(), txn, agentID.String())
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +49,7 @@ func TestExchangeWithUserToken(t *testing.T) {
 	if got := info.Expiry.Sub(info.IssuedAt); got != DefaultTxnTokenLifetime {
 		t.Errorf("lifetime %v", got)
 	}
-	if info.RequestContext["req_wl_authn"] != AuthWITWPT || info.RequestContext["subject_iss"] != userIss {
+	if info.RequestContext["req_wl_authn"] != string(wire.AuthWITWPT) || info.RequestContext["subject_iss"] != userIss {
 		t.Errorf("rctx = %v", info.RequestContext)
 	}
 	if _, typ := claimsOf(t, txn); typ != TypTxnToken {
@@ -71,7 +73,7 @@ func TestExchangeSelf(t *testing.T) {
 	if r.Header.Get("Authorization") == "" {
 		t.Error("a Basic Authorization header was removed")
 	}
-	info, err := e.verifier(nil).VerifyFrom(context.Background(), r.Header.Get(HeaderTxnToken), agentID.String())
+	info, err := e.verifier(nil).VerifyFrom(context.Background(), r.Header.Get(wire.HeaderTxnToken), agentID.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +98,7 @@ func TestUserTokenHeaderOptions(t *testing.T) {
 		if got := r.Header.Get("X-User-Token") != ""; got != keep {
 			t.Errorf("keep=%v: user token present = %v", keep, got)
 		}
-		info, err := e.verifier(nil).Verify(context.Background(), r.Header.Get(HeaderTxnToken))
+		info, err := e.verifier(nil).Verify(context.Background(), r.Header.Get(wire.HeaderTxnToken))
 		if err != nil || info.Subject != "alice" {
 			t.Fatalf("info %+v, err %v", info, err)
 		}
@@ -139,7 +141,7 @@ func TestTokenEndpointRefusals(t *testing.T) {
 		{name: "WPT with the wrong aud", hdr: func() http.Header { return e.wptHeader("https://elsewhere.example.org/token") },
 			status: 401, code: CodeInvalidClient, reason: "wrong_audience"},
 		{name: "WPT for another WIT", hdr: func() http.Header {
-			return http.Header{HeaderWPT: {e.wpt(e.ca.CreateWITSVID(agentID), e.endpoint)}}
+			return http.Header{wire.HeaderWPT: {e.wpt(e.ca.CreateWITSVID(agentID), e.endpoint)}}
 		}, status: 401, code: CodeInvalidClient},
 		{name: "WIT from untrusted keys", form: func(f url.Values) {
 			w := other.CreateWITSVID(agentID)
@@ -147,7 +149,7 @@ func TestTokenEndpointRefusals(t *testing.T) {
 		}, status: 401, code: CodeInvalidClient},
 		{name: "actor WIT differs from the header WIT", hdr: func() http.Header {
 			h := wptOK()
-			h.Set(HeaderWIT, e.ca.CreateWITSVID(agentID).Token)
+			h.Set(wire.HeaderWIT, e.ca.CreateWITSVID(agentID).Token)
 			return h
 		}, status: 400, code: CodeInvalidRequest, reason: "binding_mismatch"},
 		{name: "unknown actor token type", form: func(f url.Values) { f.Set("actor_token_type", TokenTypeIDToken) },
@@ -223,7 +225,7 @@ func TestTokenEndpointRefusals(t *testing.T) {
 			status: 400, code: CodeInvalidGrant, reason: "revoked"},
 		{name: "policy denies", setup: func() {
 			e.policy = PolicyFunc(func(context.Context, *ExchangeRequest) ([]string, error) {
-				return nil, fmt.Errorf("agents may not: %w", ErrDenied)
+				return nil, fmt.Errorf("agents may not: %w", autherr.ErrDenied)
 			})
 		}, status: 400, code: CodeInvalidTarget, reason: "policy_denied"},
 		{name: "policy fails", setup: func() {
@@ -323,21 +325,21 @@ func TestMTLSClientAuthentication(t *testing.T) {
 	cases := []struct {
 		name   string
 		form   func(url.Values)
-		method string
+		method wire.AuthMethod
 	}{
-		{"WIT over mTLS", nil, AuthWITMTLS},
+		{"WIT over mTLS", nil, wire.AuthWITMTLS},
 		{"X.509-SVID alone", func(f url.Values) {
 			for _, k := range []string{"actor_token", "actor_token_type", "subject_token", "subject_token_type"} {
 				f.Del(k)
 			}
-		}, AuthMTLS},
+		}, wire.AuthMTLS},
 		{"JWT-SVID over mTLS", func(f url.Values) {
 			svid := e.ca.CreateJWTSVID(agentID, []string{e.endpoint})
 			f.Set("actor_token", svid)
 			f.Set("actor_token_type", TokenTypeJWT)
 			f.Set("subject_token", svid)
 			f.Set("subject_token_type", TokenTypeJWT)
-		}, AuthJWTSVIDMTLS},
+		}, wire.AuthJWTSVIDMTLS},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -353,7 +355,7 @@ func TestMTLSClientAuthentication(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if info.RequestContext["req_wl_authn"] != c.method || info.Subject != agentID.String() {
+			if info.RequestContext["req_wl_authn"] != string(c.method) || info.Subject != agentID.String() {
 				t.Errorf("info %+v", info)
 			}
 		})
@@ -395,7 +397,7 @@ func TestExchangerRefusalIsTyped(t *testing.T) {
 	now := e.clock.Now()
 	expired := e.idp.token(t, now, func(m map[string]any) { m["exp"] = now.Add(-time.Hour).Unix() })
 	_, err := x.Exchange(context.Background(), TokenRequest{SubjectToken: expired, SubjectTokenType: TokenTypeJWT, Scope: "orders.read"})
-	autherrtest.Check(t, err, ErrExpired)
+	autherrtest.Check(t, err, autherr.ErrExpired)
 	var oe *Error
 	if !errors.As(err, &oe) || oe.Code != CodeInvalidRequest || oe.Status != 400 {
 		t.Fatalf("err = %#v", err)
@@ -412,15 +414,15 @@ func TestExchangerRefusalIsTyped(t *testing.T) {
 	}
 }
 
-// TestExchangerUpstreamDown: an unreachable token service is ErrUpstream, not a pass.
+// TestExchangerUpstreamDown: an unreachable token service is autherr.ErrUpstream, not a pass.
 func TestExchangerUpstreamDown(t *testing.T) {
 	e := newEnv(t)
 	x := e.exchanger(nil)
 	e.srv.Close()
 	r, _ := http.NewRequest(http.MethodGet, "http://tool.example.org/", nil)
 	err := x.Apply(context.Background(), r, "orders.read")
-	autherrtest.Check(t, err, ErrUpstream)
-	if r.Header.Get(HeaderTxnToken) != "" {
+	autherrtest.Check(t, err, autherr.ErrUpstream)
+	if r.Header.Get(wire.HeaderTxnToken) != "" {
 		t.Error("Txn-Token set after a failure")
 	}
 }
@@ -442,15 +444,15 @@ func TestReplacementTxnToken(t *testing.T) {
 	e.clock.Add(time.Minute)
 	tool := e.exchanger(func(c *ExchangerConfig) { c.Source = witSource{e.ca.CreateWITSVID(toolID)} })
 	r, _ := http.NewRequest(http.MethodGet, "http://next.example.org/", nil)
-	r.Header.Set(HeaderTxnToken, agentTok.Value)
+	r.Header.Set(wire.HeaderTxnToken, agentTok.Value)
 	if err := tool.Apply(context.Background(), r, "orders.read"); err != nil {
 		t.Fatal(err)
 	}
 	v := e.verifier(nil)
-	if _, err := v.VerifyFrom(context.Background(), agentTok.Value, toolID.String()); !errors.Is(err, ErrMismatch) {
+	if _, err := v.VerifyFrom(context.Background(), agentTok.Value, toolID.String()); !errors.Is(err, autherr.ErrMismatch) {
 		t.Fatalf("the agent's token from the tool: %v", err)
 	}
-	repl, err := v.VerifyFrom(context.Background(), r.Header.Get(HeaderTxnToken), toolID.String())
+	repl, err := v.VerifyFrom(context.Background(), r.Header.Get(wire.HeaderTxnToken), toolID.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,7 +479,7 @@ func TestReplacementTxnToken(t *testing.T) {
 	// An expired Txn-Token is not replaced.
 	e.clock.Add(10 * time.Minute)
 	_, err = tool.Exchange(context.Background(), TokenRequest{SubjectToken: agentTok.Value, SubjectTokenType: TokenTypeTxnToken, Scope: "orders.read"})
-	autherrtest.Check(t, err, ErrExpired)
+	autherrtest.Check(t, err, autherr.ErrExpired)
 }
 
 // TestTxnTokenNeverOutlivesUserToken: exp is capped at the user token's exp.
@@ -640,7 +642,7 @@ func TestAccessTokenGrants(t *testing.T) {
 			if c.asTool {
 				f.Set("actor_token", toolWIT.Token)
 				f.Set("subject_token", toolWIT.Token)
-				hdr = http.Header{HeaderWPT: {e.wpt(toolWIT, e.endpoint)}}
+				hdr = http.Header{wire.HeaderWPT: {e.wpt(toolWIT, e.endpoint)}}
 			}
 			if c.form != nil {
 				c.form(f)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/go-json-experiment/json/jsontext"
@@ -29,7 +30,7 @@ type TrustedIssuer struct {
 	// Audiences are the aud values that make a token ours (required), e.g. the token service's URL or client id;
 	// a token must name at least one, so a token minted for another service is not accepted here.
 	Audiences []string
-	// AllowedAlgs lists accepted JWS algorithms; empty means DefaultAllowedAlgs().
+	// AllowedAlgs lists accepted JWS algorithms; empty means internal/jose.DefaultAllowedAlgs().
 	AllowedAlgs []string
 	// Scopes are what a token of this issuer without scope or scp may be narrowed to. The Txn-Token draft says
 	// a subject token's scope that cannot be determined is never unlimited, so with Scopes empty such a token
@@ -84,9 +85,9 @@ func (s *TokenService) verifyUserToken(ctx context.Context, token, declared stri
 	if err != nil {
 		var ua *jose.ErrUnexpectedSignatureAlgorithm
 		if errors.As(err, &ua) {
-			return nil, fmt.Errorf("oauth: %w: subject token alg %q is not allowed", ErrUnsupportedAlg, ua.Got)
+			return nil, fmt.Errorf("oauth: %w: subject token alg %q is not allowed", autherr.ErrUnsupportedAlg, ua.Got)
 		}
-		return nil, fmt.Errorf("oauth: %w: subject token is not a compact JWS: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("oauth: %w: subject token is not a compact JWS: %v", autherr.ErrMalformed, err)
 	}
 	// iss is read before the signature is checked only to choose whose keys must verify it.
 	var unverified struct {
@@ -97,18 +98,18 @@ func (s *TokenService) verifyUserToken(ctx context.Context, token, declared stri
 	}
 	iss, ok := s.issuers[unverified.Iss]
 	if !ok {
-		return nil, fmt.Errorf("oauth: %w: subject token issuer %q is not trusted", ErrUntrustedIssuer, unverified.Iss)
+		return nil, fmt.Errorf("oauth: %w: subject token issuer %q is not trusted", autherr.ErrUntrustedIssuer, unverified.Iss)
 	}
 	signed, err := verifyJWS(ctx, "subject token", token, iss.algs, iss.Keys, "issuer "+iss.Issuer)
 	if err != nil {
 		return nil, err
 	}
 	if t := signed.typ; t != "" && !isTyp(t, "JWT") && !isTyp(t, TypAccessToken) {
-		return nil, fmt.Errorf("oauth: %w: subject token typ %q is not a user token type (JWT, at+jwt)", ErrMalformed, t)
+		return nil, fmt.Errorf("oauth: %w: subject token typ %q is not a user token type (JWT, at+jwt)", autherr.ErrMalformed, t)
 	}
 	// RFC 9068 types access tokens at+jwt so that they are not taken for ID tokens: the declared type must agree.
 	if declared == TokenTypeIDToken && isTyp(signed.typ, TypAccessToken) {
-		return nil, fmt.Errorf("oauth: %w: subject_token_type is %s but the token is an at+jwt access token", ErrMalformed, declared)
+		return nil, fmt.Errorf("oauth: %w: subject_token_type is %s but the token is an at+jwt access token", autherr.ErrMalformed, declared)
 	}
 	var c userClaims
 	if err := decodeClaims("subject token", signed.payload, &c); err != nil {
@@ -116,16 +117,16 @@ func (s *TokenService) verifyUserToken(ctx context.Context, token, declared stri
 	}
 	switch {
 	case c.Sub == "":
-		return nil, fmt.Errorf("oauth: %w: subject token has no sub", ErrMalformed)
+		return nil, fmt.Errorf("oauth: %w: subject token has no sub", autherr.ErrMalformed)
 	case len(c.Sub) > maxSubLen:
-		return nil, fmt.Errorf("oauth: %w: subject token sub is %d bytes, over %d", ErrMalformed, len(c.Sub), maxSubLen)
+		return nil, fmt.Errorf("oauth: %w: subject token sub is %d bytes, over %d", autherr.ErrMalformed, len(c.Sub), maxSubLen)
 	}
 	auds, err := parseAudience("subject token", c.Aud)
 	if err != nil {
 		return nil, err
 	}
 	if _, ok := firstMatch(auds, iss.Audiences); !ok {
-		return nil, fmt.Errorf("oauth: %w: subject token aud %q names none of %q", ErrWrongAudience, auds, iss.Audiences)
+		return nil, fmt.Errorf("oauth: %w: subject token aud %q names none of %q", autherr.ErrWrongAudience, auds, iss.Audiences)
 	}
 	tc := timeClaims{Exp: c.Exp, Nbf: c.Nbf, Iat: c.Iat}
 	if err := tc.check("subject token", now, s.skew, 0, false); err != nil {
@@ -133,7 +134,7 @@ func (s *TokenService) verifyUserToken(ctx context.Context, token, declared stri
 	}
 	sub := iss.SubjectPrefix + c.Sub
 	if isWorkloadID(sub) {
-		return nil, fmt.Errorf("oauth: %w: subject token sub %q looks like a workload identifier; set the issuer's SubjectPrefix", ErrMalformed, sub)
+		return nil, fmt.Errorf("oauth: %w: subject token sub %q looks like a workload identifier; set the issuer's SubjectPrefix", autherr.ErrMalformed, sub)
 	}
 	si := &subjectInfo{kind: "user", sub: sub, issuer: iss.Issuer, expiry: c.Exp.Time(), claims: c.all(auds)}
 	if c.Iat != nil {
@@ -163,17 +164,17 @@ func (c *userClaims) scopes() ([]string, bool, error) {
 	case '"':
 		var s string
 		if err := jsonUnmarshal(c.Scp, &s); err != nil {
-			return nil, false, fmt.Errorf("oauth: %w: subject token scp: %v", ErrMalformed, err)
+			return nil, false, fmt.Errorf("oauth: %w: subject token scp: %v", autherr.ErrMalformed, err)
 		}
 		return scopeList(s), true, nil
 	case '[':
 		var l []string
 		if err := jsonUnmarshal(c.Scp, &l); err != nil {
-			return nil, false, fmt.Errorf("oauth: %w: subject token scp: %v", ErrMalformed, err)
+			return nil, false, fmt.Errorf("oauth: %w: subject token scp: %v", autherr.ErrMalformed, err)
 		}
 		return l, true, nil
 	default:
-		return nil, false, fmt.Errorf("oauth: %w: subject token scp is neither a string nor an array", ErrMalformed)
+		return nil, false, fmt.Errorf("oauth: %w: subject token scp is neither a string nor an array", autherr.ErrMalformed)
 	}
 }
 
@@ -208,7 +209,7 @@ type jwtBundleKeys struct {
 func (k jwtBundleKeys) Keys(_ context.Context, kid string) ([]jose.JSONWebKey, error) {
 	b, err := k.src.GetJWTBundleForTrustDomain(k.td)
 	if err != nil {
-		return nil, fmt.Errorf("%w: no JWT bundle for trust domain %q: %v", ErrUntrustedIssuer, k.td, err)
+		return nil, fmt.Errorf("%w: no JWT bundle for trust domain %q: %v", autherr.ErrUntrustedIssuer, k.td, err)
 	}
 	if kid == "" {
 		return nil, nil // JWT-SVIDs must name their key
@@ -237,7 +238,7 @@ func (s *TokenService) verifyJWTSVID(ctx context.Context, token, audience string
 	}
 	jws, err := jose.ParseSignedCompact(token, s.algs)
 	if err != nil {
-		return spiffeid.ID{}, time.Time{}, fmt.Errorf("oauth: %w: JWT-SVID: %v", ErrMalformed, err)
+		return spiffeid.ID{}, time.Time{}, fmt.Errorf("oauth: %w: JWT-SVID: %v", autherr.ErrMalformed, err)
 	}
 	var unverified jwtSVIDClaims
 	if err := decodeClaims("JWT-SVID", jws.UnsafePayloadWithoutVerification(), &unverified); err != nil {
@@ -245,14 +246,14 @@ func (s *TokenService) verifyJWTSVID(ctx context.Context, token, audience string
 	}
 	id, err := spiffeid.FromString(unverified.Sub)
 	if err != nil {
-		return spiffeid.ID{}, time.Time{}, fmt.Errorf("oauth: %w: JWT-SVID sub %q is not a SPIFFE ID", ErrMalformed, unverified.Sub)
+		return spiffeid.ID{}, time.Time{}, fmt.Errorf("oauth: %w: JWT-SVID sub %q is not a SPIFFE ID", autherr.ErrMalformed, unverified.Sub)
 	}
 	signed, err := verifyJWS(ctx, "JWT-SVID", token, s.algs, jwtBundleKeys{s.cfg.JWTBundles, id.TrustDomain()}, "trust domain "+id.TrustDomain().Name())
 	if err != nil {
 		return spiffeid.ID{}, time.Time{}, err
 	}
 	if t := signed.typ; t != "" && t != "JWT" && t != "JOSE" {
-		return spiffeid.ID{}, time.Time{}, fmt.Errorf("oauth: %w: JWT-SVID typ %q", ErrMalformed, t)
+		return spiffeid.ID{}, time.Time{}, fmt.Errorf("oauth: %w: JWT-SVID typ %q", autherr.ErrMalformed, t)
 	}
 	var c jwtSVIDClaims
 	if err := decodeClaims("JWT-SVID", signed.payload, &c); err != nil {
@@ -263,7 +264,7 @@ func (s *TokenService) verifyJWTSVID(ctx context.Context, token, audience string
 		return spiffeid.ID{}, time.Time{}, err
 	}
 	if _, ok := firstMatch(auds, []string{audience}); !ok {
-		return spiffeid.ID{}, time.Time{}, fmt.Errorf("oauth: %w: JWT-SVID aud %q does not name %q", ErrWrongAudience, auds, audience)
+		return spiffeid.ID{}, time.Time{}, fmt.Errorf("oauth: %w: JWT-SVID aud %q does not name %q", autherr.ErrWrongAudience, auds, audience)
 	}
 	tc := timeClaims{Exp: c.Exp, Nbf: c.Nbf, Iat: c.Iat}
 	if err := tc.check("JWT-SVID", now, s.skew, 0, false); err != nil {

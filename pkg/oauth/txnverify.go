@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/go-json-experiment/json/jsontext"
@@ -113,7 +115,7 @@ type TxnVerifierConfig struct {
 	Audiences []string
 	// Issuer, when set, must equal iss (which the draft makes optional).
 	Issuer string
-	// AllowedAlgs lists the accepted JWS algorithms; empty means DefaultAllowedAlgs().
+	// AllowedAlgs lists the accepted JWS algorithms; empty means internal/jose.DefaultAllowedAlgs().
 	AllowedAlgs []string
 	// ClockSkew is the leeway for exp, nbf and iat; 0 means DefaultClockSkew.
 	ClockSkew time.Duration
@@ -181,18 +183,18 @@ func NewTxnVerifier(cfg TxnVerifierConfig) (*TxnVerifier, error) {
 	return v, nil
 }
 
-// TxnTokenFromHeader returns the single Txn-Token value of h: ErrMissing without one, ErrMalformed for repeated
-// headers or a value that is not one compact JWS, ErrTooLarge beyond MaxTxnTokenSize.
+// TxnTokenFromHeader returns the single Txn-Token value of h: autherr.ErrMissing without one, autherr.ErrMalformed for repeated
+// headers or a value that is not one compact JWS, autherr.ErrTooLarge beyond MaxTxnTokenSize.
 func TxnTokenFromHeader(h http.Header) (string, error) {
-	vals := h.Values(HeaderTxnToken)
+	vals := h.Values(wire.HeaderTxnToken)
 	switch {
 	case len(vals) == 0:
-		return "", fmt.Errorf("oauth: %w: no %s header", ErrMissing, HeaderTxnToken)
+		return "", fmt.Errorf("oauth: %w: no %s header", autherr.ErrMissing, wire.HeaderTxnToken)
 	case len(vals) > 1:
-		return "", fmt.Errorf("oauth: %w: %d %s headers, want exactly one", ErrMalformed, len(vals), HeaderTxnToken)
+		return "", fmt.Errorf("oauth: %w: %d %s headers, want exactly one", autherr.ErrMalformed, len(vals), wire.HeaderTxnToken)
 	}
 	v := strings.Trim(vals[0], " \t")
-	if err := checkCompact(HeaderTxnToken, v, MaxTxnTokenSize); err != nil {
+	if err := checkCompact(wire.HeaderTxnToken, v, MaxTxnTokenSize); err != nil {
 		return "", err
 	}
 	return v, nil
@@ -201,10 +203,10 @@ func TxnTokenFromHeader(h http.Header) (string, error) {
 // checkCompact requires s to look like one compact JWS (three base64url parts) of at most max bytes.
 func checkCompact(what, s string, max int) error {
 	if len(s) > max {
-		return fmt.Errorf("oauth: %w: %s is %d bytes, over %d", ErrTooLarge, what, len(s), max)
+		return fmt.Errorf("oauth: %w: %s is %d bytes, over %d", autherr.ErrTooLarge, what, len(s), max)
 	}
 	if s == "" {
-		return fmt.Errorf("oauth: %w: empty %s", ErrMalformed, what)
+		return fmt.Errorf("oauth: %w: empty %s", autherr.ErrMalformed, what)
 	}
 	dots := 0
 	for i := 0; i < len(s); i++ {
@@ -213,11 +215,11 @@ func checkCompact(what, s string, max int) error {
 			dots++
 		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
 		default:
-			return fmt.Errorf("oauth: %w: %s holds %q at offset %d; want one compact JWS", ErrMalformed, what, c, i)
+			return fmt.Errorf("oauth: %w: %s holds %q at offset %d; want one compact JWS", autherr.ErrMalformed, what, c, i)
 		}
 	}
 	if dots != 2 {
-		return fmt.Errorf("oauth: %w: %s has %d dots; want one compact JWS", ErrMalformed, what, dots)
+		return fmt.Errorf("oauth: %w: %s has %d dots; want one compact JWS", autherr.ErrMalformed, what, dots)
 	}
 	return nil
 }
@@ -255,7 +257,7 @@ type actClaim struct {
 // claims txn, sub, scope and req_wl. It does not check who presented the token: use VerifyFrom on ingress.
 func (v *TxnVerifier) Verify(ctx context.Context, token string) (*TxnInfo, error) {
 	if len(token) > MaxTxnTokenSize {
-		return nil, fmt.Errorf("oauth: %w: Txn-Token is %d bytes, over %d", ErrTooLarge, len(token), MaxTxnTokenSize)
+		return nil, fmt.Errorf("oauth: %w: Txn-Token is %d bytes, over %d", autherr.ErrTooLarge, len(token), MaxTxnTokenSize)
 	}
 	now := v.now()
 	if v.cache != nil {
@@ -281,7 +283,7 @@ func (v *TxnVerifier) Verify(ctx context.Context, token string) (*TxnInfo, error
 }
 
 // VerifyFrom is Verify plus the binding to the caller: req_wl must equal workload, the authenticated workload
-// identifier of the peer (WIT sub or mTLS SPIFFE ID), else ErrMismatch. A workload that forwards a Txn-Token it
+// identifier of the peer (WIT sub or mTLS SPIFFE ID), else autherr.ErrMismatch. A workload that forwards a Txn-Token it
 // received gets a replacement token naming itself from the token service (Exchanger does this on egress). The
 // tth binding of the token to the request's WPT is pkg/wpt's check.
 func (v *TxnVerifier) VerifyFrom(ctx context.Context, token, workload string) (*TxnInfo, error) {
@@ -290,10 +292,10 @@ func (v *TxnVerifier) VerifyFrom(ctx context.Context, token, workload string) (*
 		return nil, err
 	}
 	if workload == "" {
-		return nil, fmt.Errorf("oauth: %w: no authenticated workload to bind the Txn-Token to", ErrMissing)
+		return nil, fmt.Errorf("oauth: %w: no authenticated workload to bind the Txn-Token to", autherr.ErrMissing)
 	}
 	if info.RequestingWorkload != workload {
-		return nil, fmt.Errorf("oauth: %w: Txn-Token req_wl %q is not the authenticated workload %q", ErrMismatch, info.RequestingWorkload, workload)
+		return nil, fmt.Errorf("oauth: %w: Txn-Token req_wl %q is not the authenticated workload %q", autherr.ErrMismatch, info.RequestingWorkload, workload)
 	}
 	return info, nil
 }
@@ -307,18 +309,18 @@ type txnEntry struct {
 
 func (v *TxnVerifier) recheck(ctx context.Context, e *txnEntry, now time.Time) error {
 	if !now.Before(e.info.Expiry.Add(v.skew)) {
-		return fmt.Errorf("oauth: %w: Txn-Token expired at %s", ErrExpired, e.info.Expiry.UTC().Format(time.RFC3339))
+		return fmt.Errorf("oauth: %w: Txn-Token expired at %s", autherr.ErrExpired, e.info.Expiry.UTC().Format(time.RFC3339))
 	}
 	keys, err := v.keys.Keys(ctx, e.kid)
 	if err != nil {
-		return fmt.Errorf("oauth: %w: token service keys: %v", ErrUntrustedIssuer, err)
+		return fmt.Errorf("oauth: %w: token service keys: %v", autherr.ErrUntrustedIssuer, err)
 	}
 	for _, k := range keys {
 		if eq, ok := k.Key.(interface{ Equal(crypto.PublicKey) bool }); ok && eq.Equal(e.key) {
 			return nil
 		}
 	}
-	return fmt.Errorf("oauth: %w: token service key %q that signed this Txn-Token is no longer trusted", ErrUntrustedIssuer, e.kid)
+	return fmt.Errorf("oauth: %w: token service key %q that signed this Txn-Token is no longer trusted", autherr.ErrUntrustedIssuer, e.kid)
 }
 
 func (v *TxnVerifier) verifyFull(ctx context.Context, token string, now time.Time) (*txnEntry, error) {
@@ -327,14 +329,14 @@ func (v *TxnVerifier) verifyFull(ctx context.Context, token string, now time.Tim
 		return nil, err
 	}
 	if !isTyp(s.typ, TypTxnToken) {
-		return nil, fmt.Errorf("oauth: %w: Txn-Token typ is %q, want %q", ErrMalformed, s.typ, TypTxnToken)
+		return nil, fmt.Errorf("oauth: %w: Txn-Token typ is %q, want %q", autherr.ErrMalformed, s.typ, TypTxnToken)
 	}
 	var c txnClaims
 	if err := decodeClaims("Txn-Token", s.payload, &c); err != nil {
 		return nil, err
 	}
 	if v.issuer != "" && c.Iss != v.issuer {
-		return nil, fmt.Errorf("oauth: %w: Txn-Token iss %q is not %q", ErrUntrustedIssuer, c.Iss, v.issuer)
+		return nil, fmt.Errorf("oauth: %w: Txn-Token iss %q is not %q", autherr.ErrUntrustedIssuer, c.Iss, v.issuer)
 	}
 	auds, err := parseAudience("Txn-Token", c.Aud)
 	if err != nil {
@@ -343,9 +345,9 @@ func (v *TxnVerifier) verifyFull(ctx context.Context, token string, now time.Tim
 	aud, ok := firstMatch(auds, v.audiences)
 	if !ok {
 		if len(auds) == 0 {
-			return nil, fmt.Errorf("oauth: %w: Txn-Token has no aud", ErrMalformed)
+			return nil, fmt.Errorf("oauth: %w: Txn-Token has no aud", autherr.ErrMalformed)
 		}
-		return nil, fmt.Errorf("oauth: %w: Txn-Token aud %q does not name our trust domain %q", ErrWrongAudience, auds, v.audiences)
+		return nil, fmt.Errorf("oauth: %w: Txn-Token aud %q does not name our trust domain %q", autherr.ErrWrongAudience, auds, v.audiences)
 	}
 	tc := timeClaims{Exp: c.Exp, Nbf: c.Nbf, Iat: c.Iat}
 	if err := tc.check("Txn-Token", now, v.skew, v.maxLife, true); err != nil {
@@ -359,7 +361,7 @@ func (v *TxnVerifier) verifyFull(ctx context.Context, token string, now time.Tim
 		val  *string
 	}{{"txn", c.Txn}, {"sub", c.Sub}, {"scope", c.Scope}, {"req_wl", c.ReqWL}} {
 		if req.val == nil || *req.val == "" {
-			return nil, fmt.Errorf("oauth: %w: Txn-Token has no %s", ErrMalformed, req.name)
+			return nil, fmt.Errorf("oauth: %w: Txn-Token has no %s", autherr.ErrMalformed, req.name)
 		}
 	}
 	info := &TxnInfo{
@@ -378,7 +380,7 @@ func (v *TxnVerifier) verifyFull(ctx context.Context, token string, now time.Tim
 	}
 	if c.Act != nil {
 		if c.Act.Sub == "" {
-			return nil, fmt.Errorf("oauth: %w: Txn-Token act has no sub", ErrMalformed)
+			return nil, fmt.Errorf("oauth: %w: Txn-Token act has no sub", autherr.ErrMalformed)
 		}
 		info.Actor = c.Act.Sub
 	}

@@ -12,7 +12,9 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // mutableKeys is a KeySource whose keys a test can change.
@@ -50,30 +52,30 @@ func TestTxnVerifier(t *testing.T) {
 		{name: "valid, aud array", token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) { m["aud"] = []string{"x", testTD.Name()} })
 		}},
-		{name: "wrong signature", token: func() string { return e.mintTxn(wrongKey, serviceKI, TypTxnToken, nil) }, want: ErrBadSignature},
-		{name: "unknown kid", token: func() string { return e.mintTxn(nil, "tts-9", TypTxnToken, nil) }, want: ErrUntrustedIssuer},
+		{name: "wrong signature", token: func() string { return e.mintTxn(wrongKey, serviceKI, TypTxnToken, nil) }, want: autherr.ErrBadSignature},
+		{name: "unknown kid", token: func() string { return e.mintTxn(nil, "tts-9", TypTxnToken, nil) }, want: autherr.ErrUntrustedIssuer},
 		{name: "no kid, one key", token: func() string { return e.mintTxn(nil, "", TypTxnToken, nil) }},
-		{name: "EdDSA under an ES256 key", token: func() string { return signJWT(t, edKey, "EdDSA", serviceKI, TypTxnToken, map[string]any{}) }, want: ErrUnsupportedAlg},
+		{name: "EdDSA under an ES256 key", token: func() string { return signJWT(t, edKey, "EdDSA", serviceKI, TypTxnToken, map[string]any{}) }, want: autherr.ErrUnsupportedAlg},
 		{name: "HS256", token: func() string {
 			return signJWT(t, []byte("0123456789abcdef0123456789abcdef"), "HS256", serviceKI, TypTxnToken, map[string]any{})
-		}, want: ErrUnsupportedAlg},
-		{name: "alg none", token: func() string { return "eyJhbGciOiJub25lIiwidHlwIjoidHhudG9rZW4rand0In0.e30." }, want: ErrUnsupportedAlg},
-		{name: "wrong typ", token: func() string { return e.mintTxn(nil, serviceKI, "JWT", nil) }, want: ErrMalformed},
-		{name: "no typ", token: func() string { return e.mintTxn(nil, serviceKI, "", nil) }, want: ErrMalformed},
+		}, want: autherr.ErrUnsupportedAlg},
+		{name: "alg none", token: func() string { return "eyJhbGciOiJub25lIiwidHlwIjoidHhudG9rZW4rand0In0.e30." }, want: autherr.ErrUnsupportedAlg},
+		{name: "wrong typ", token: func() string { return e.mintTxn(nil, serviceKI, "JWT", nil) }, want: autherr.ErrMalformed},
+		{name: "no typ", token: func() string { return e.mintTxn(nil, serviceKI, "", nil) }, want: autherr.ErrMalformed},
 		{name: "wrong aud", token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) { m["aud"] = "other.example" })
-		}, want: ErrWrongAudience},
+		}, want: autherr.ErrWrongAudience},
 		{name: "no aud", token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) { delete(m, "aud") })
-		}, want: ErrMalformed},
+		}, want: autherr.ErrMalformed},
 		{name: "wrong iss", token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) { m["iss"] = "https://evil.example" })
-		}, want: ErrUntrustedIssuer},
+		}, want: autherr.ErrUntrustedIssuer},
 		{name: "expired", token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) {
 				m["iat"], m["exp"] = now.Add(-10*time.Minute).Unix(), now.Add(-time.Minute).Unix()
 			})
-		}, want: ErrExpired},
+		}, want: autherr.ErrExpired},
 		{name: "expired within skew", token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) { m["exp"] = now.Add(-10 * time.Second).Unix() })
 		}},
@@ -81,37 +83,37 @@ func TestTxnVerifier(t *testing.T) {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) {
 				m["iat"], m["exp"] = now.Add(5*time.Minute).Unix(), now.Add(10*time.Minute).Unix()
 			})
-		}, want: ErrNotYetValid},
+		}, want: autherr.ErrNotYetValid},
 		{name: "lifetime too long", token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) { m["exp"] = now.Add(24 * time.Hour).Unix() })
-		}, want: ErrExpired},
+		}, want: autherr.ErrExpired},
 		{name: "no iat", token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) { delete(m, "iat") })
-		}, want: ErrMalformed},
+		}, want: autherr.ErrMalformed},
 		{name: "no txn", token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) { delete(m, "txn") })
-		}, want: ErrMalformed},
+		}, want: autherr.ErrMalformed},
 		{name: "no sub", token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) { delete(m, "sub") })
-		}, want: ErrMalformed},
+		}, want: autherr.ErrMalformed},
 		{name: "no scope", token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) { delete(m, "scope") })
-		}, want: ErrMalformed},
+		}, want: autherr.ErrMalformed},
 		{name: "no req_wl", token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) { delete(m, "req_wl") })
-		}, want: ErrMalformed},
-		{name: "txn not a string", token: func() string { return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) { m["txn"] = 7 }) }, want: ErrMalformed},
+		}, want: autherr.ErrMalformed},
+		{name: "txn not a string", token: func() string { return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) { m["txn"] = 7 }) }, want: autherr.ErrMalformed},
 		{name: "act without sub", token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) { m["act"] = map[string]any{"iss": "x"} })
-		}, want: ErrMalformed},
-		{name: "req_wl mismatch", token: func() string { return e.mintTxn(nil, serviceKI, TypTxnToken, nil) }, from: toolID.String(), want: ErrMismatch},
+		}, want: autherr.ErrMalformed},
+		{name: "req_wl mismatch", token: func() string { return e.mintTxn(nil, serviceKI, TypTxnToken, nil) }, from: toolID.String(), want: autherr.ErrMismatch},
 		{name: "legacy names refused by default", token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) {
 				m["purp"], m["rctx"] = m["scope"], map[string]any{"req_wl": m["req_wl"]}
 				delete(m, "scope")
 				delete(m, "req_wl")
 			})
-		}, want: ErrMalformed},
+		}, want: autherr.ErrMalformed},
 		{name: "legacy names accepted when configured", legacy: true, from: agentID.String(), token: func() string {
 			return e.mintTxn(nil, serviceKI, TypTxnToken, func(m map[string]any) {
 				m["purp"], m["rctx"], m["azd"] = m["scope"], map[string]any{"req_wl": m["req_wl"]}, map[string]any{"action": "BUY"}
@@ -119,12 +121,12 @@ func TestTxnVerifier(t *testing.T) {
 				delete(m, "req_wl")
 			})
 		}},
-		{name: "too large", token: func() string { return strings.Repeat("a", MaxTxnTokenSize) + ".b.c" }, want: ErrTooLarge},
-		{name: "not a JWS", token: func() string { return "not a token" }, want: ErrMalformed},
-		{name: "four parts", token: func() string { return "a.b.c.d" }, want: ErrMalformed},
+		{name: "too large", token: func() string { return strings.Repeat("a", MaxTxnTokenSize) + ".b.c" }, want: autherr.ErrTooLarge},
+		{name: "not a JWS", token: func() string { return "not a token" }, want: autherr.ErrMalformed},
+		{name: "four parts", token: func() string { return "a.b.c.d" }, want: autherr.ErrMalformed},
 		{name: "duplicate claim", token: func() string {
 			return signRaw(t, e.svcKey, serviceKI, TypTxnToken, `{"sub":"alice","sub":"root"}`)
-		}, want: ErrMalformed},
+		}, want: autherr.ErrMalformed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -179,11 +181,11 @@ func TestTxnVerifierCache(t *testing.T) {
 	}
 	keys.setKeys()
 	_, err = v.Verify(context.Background(), tok)
-	autherrtest.Check(t, err, ErrUntrustedIssuer)
+	autherrtest.Check(t, err, autherr.ErrUntrustedIssuer)
 	keys.setKeys(e.svc.JWKS().Keys...)
 	e.clock.Add(10 * time.Minute)
 	_, err = v.Verify(context.Background(), tok)
-	autherrtest.Check(t, err, ErrExpired)
+	autherrtest.Check(t, err, autherr.ErrExpired)
 }
 
 func TestTxnTokenFromHeader(t *testing.T) {
@@ -192,17 +194,17 @@ func TestTxnTokenFromHeader(t *testing.T) {
 		want error
 	}{
 		"one":          {[]string{" a.b.c "}, nil},
-		"none":         {nil, ErrMissing},
-		"two":          {[]string{"a.b.c", "d.e.f"}, ErrMalformed},
-		"comma-joined": {[]string{"a.b.c, d.e.f"}, ErrMalformed},
-		"bearer":       {[]string{"Bearer a.b.c"}, ErrMalformed},
-		"empty":        {[]string{""}, ErrMalformed},
-		"too large":    {[]string{strings.Repeat("a", MaxTxnTokenSize) + ".b.c"}, ErrTooLarge},
+		"none":         {nil, autherr.ErrMissing},
+		"two":          {[]string{"a.b.c", "d.e.f"}, autherr.ErrMalformed},
+		"comma-joined": {[]string{"a.b.c, d.e.f"}, autherr.ErrMalformed},
+		"bearer":       {[]string{"Bearer a.b.c"}, autherr.ErrMalformed},
+		"empty":        {[]string{""}, autherr.ErrMalformed},
+		"too large":    {[]string{strings.Repeat("a", MaxTxnTokenSize) + ".b.c"}, autherr.ErrTooLarge},
 	} {
 		t.Run(name, func(t *testing.T) {
 			h := http.Header{}
 			for _, v := range c.vals {
-				h.Add(HeaderTxnToken, v)
+				h.Add(wire.HeaderTxnToken, v)
 			}
 			got, err := TxnTokenFromHeader(h)
 			autherrtest.Check(t, err, c.want)

@@ -17,14 +17,6 @@ import (
 	"github.com/agentauth/agentauth/pkg/revocation"
 )
 
-// Re-exported reasons, so callers can write errors.Is(d.Err(), policy.ErrDenied).
-var (
-	ErrDenied    = autherr.ErrDenied
-	ErrRevoked   = autherr.ErrRevoked
-	ErrMissing   = autherr.ErrMissing
-	ErrMalformed = autherr.ErrMalformed
-)
-
 // Subject kinds a Revocations implementation is asked about.
 const (
 	SubjectAgent = string(revocation.ClassAgent) // Request.AgentID, issued at AgentIssuedAt

@@ -6,6 +6,7 @@ import (
 
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 func Example() {
@@ -26,7 +27,7 @@ permit (principal == Agent::"spiffe://example.org/agent/planner", action == Acti
 		return // answer with err.(*mcp.Error).Response()
 	}
 	d := engine.Decide(context.Background(), policy.Request{
-		AgentID: "spiffe://example.org/agent/planner", AuthMethod: policy.AuthWITWPT,
+		AgentID: "spiffe://example.org/agent/planner", AuthMethod: wire.AuthWITWPT,
 		Host: "mcp.example", Method: "POST", Path: "/mcp", MCP: msg.Calls,
 	})
 	for _, c := range d.PerCall {
@@ -43,7 +44,7 @@ func ExampleExplain() {
 	set, _ := policy.Compile(map[string][]byte{"http.cedar": []byte(`@id("read-orders")
 permit (principal in TrustDomain::"example.org", action == Action::"GET", resource == Tool::"orders.example");`)})
 	fmt.Print(policy.Explain(set, policy.Request{
-		AgentID: "spiffe://example.org/agent/reporter", AuthMethod: policy.AuthMTLS,
+		AgentID: "spiffe://example.org/agent/reporter", AuthMethod: wire.AuthMTLS,
 		Host: "orders.example", Method: "GET", Path: "/orders/7",
 	}))
 	// Output:
@@ -79,7 +80,7 @@ when { context.subject_kind == SubjectKind::"self" && context.path == "/totals" 
 		{policy.SubjectKindSystem, "spiffe://example.org/agent/scheduler", "/salaries"},
 	} {
 		d := engine.Decide(context.Background(), policy.Request{
-			AgentID: "spiffe://example.org/agent/reporter", AuthMethod: policy.AuthWITWPT,
+			AgentID: "spiffe://example.org/agent/reporter", AuthMethod: wire.AuthWITWPT,
 			SubjectKind: r.kind, DelegatedSubject: r.user, DelegatedClaims: map[string]string{"department": "hr"},
 			Host: "payroll.example", Method: "GET", Path: r.path,
 		})

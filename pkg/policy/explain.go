@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"strings"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
 // Explanation is a dry-run answer: would a request be allowed by a Set, and by which policies.
@@ -18,7 +20,7 @@ type Explanation struct {
 // an author: "would this request be allowed, and by which policy?".
 func Explain(set *Set, req Request) Explanation {
 	if set == nil {
-		return Explanation{Decision: denyAll(req, ErrDenied.Code(), "no policy set loaded")}
+		return Explanation{Decision: denyAll(req, autherr.ErrDenied.Code(), "no policy set loaded")}
 	}
 	ex := Explanation{Decision: set.decide(req), Version: set.Version()}
 	ids := ex.Decision.PolicyIDs

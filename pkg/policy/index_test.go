@@ -13,6 +13,7 @@ import (
 	"github.com/cedar-policy/cedar-go/types"
 
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // scopeForms exercises every kind of principal and resource scope the index buckets.
@@ -146,7 +147,7 @@ func TestRequestsConformToSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	full := Request{
-		AgentID: planner, AgentAttrs: map[string]string{"attestation": "tpm"}, AuthMethod: AuthWITHTTPSig,
+		AgentID: planner, AgentAttrs: map[string]string{"attestation": "tpm"}, AuthMethod: wire.AuthWITHTTPSig,
 		DelegatedSubject: "alice", DelegatedClaims: map[string]string{"scope": "a b", "tenant": "t"}, TransactionID: "txn",
 		Host: "mcp.example", Method: "POST", Path: "/mcp", RiskLevel: RiskMedium, AssuranceLevel: "aal2", Time: noon(),
 	}

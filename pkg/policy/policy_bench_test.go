@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentauth/agentauth/internal/testproc"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // generated is a realistic policy set of n policies: each permits one agent to one tool (half plain HTTP, half
@@ -44,7 +45,7 @@ func benchRequests(b *testing.B, n int) []Request {
 		i := (k * 7919) % n
 		agent := fmt.Sprintf("spiffe://example.org/agent/a%d", i)
 		r := Request{
-			AgentID: agent, AuthMethod: AuthWITWPT, Method: "GET", Path: "/api/orders", Host: fmt.Sprintf("tool-%d.example", i),
+			AgentID: agent, AuthMethod: wire.AuthWITWPT, Method: "GET", Path: "/api/orders", Host: fmt.Sprintf("tool-%d.example", i),
 			DelegatedSubject: "alice", DelegatedClaims: map[string]string{"scope": "orders.read", "status": "active"},
 			TransactionID: "txn-1", RiskLevel: RiskLow, Time: time.Unix(1_780_000_000, 0),
 		}

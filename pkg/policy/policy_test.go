@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 const (
@@ -34,7 +36,7 @@ func loadCorpus(t testing.TB) *Set {
 
 // httpReq is a WPT-authenticated plain HTTP request.
 func httpReq(agent, method, host, path string) Request {
-	return Request{AgentID: agent, AuthMethod: AuthWITWPT, Host: host, Method: method, Path: path, Time: noon()}
+	return Request{AgentID: agent, AuthMethod: wire.AuthWITWPT, Host: host, Method: method, Path: path, Time: noon()}
 }
 
 // mcpReq is an MCP POST to mcp.example carrying body, parsed the way the sidecar parses it.
@@ -83,7 +85,7 @@ func TestCorpus(t *testing.T) {
 		{"host is case-insensitive", httpReq(reporter, "HEAD", "Orders.EXAMPLE", "/"), true, []string{"orders-read"}, ""},
 		{"write not permitted for reporter", httpReq(reporter, "POST", "orders.example", "/orders/1"), false, nil, "policy_denied"},
 		{"write by planner with WPT", httpReq(planner, "POST", "orders.example", "/orders/1"), true, []string{"orders-write-planner"}, ""},
-		{"write by planner over mTLS only", with(httpReq(planner, "POST", "orders.example", "/orders/1"), func(r *Request) { r.AuthMethod = AuthMTLS }), false, nil, "policy_denied"},
+		{"write by planner over mTLS only", with(httpReq(planner, "POST", "orders.example", "/orders/1"), func(r *Request) { r.AuthMethod = wire.AuthMTLS }), false, nil, "policy_denied"},
 		{"write by planner outside /orders", httpReq(planner, "PUT", "orders.example", "/admin"), false, nil, "policy_denied"},
 		{"unknown tool", httpReq(reporter, "GET", "billing.example", "/"), false, nil, "policy_denied"},
 		{"lower-case method is not GET", httpReq(reporter, "get", "orders.example", "/"), false, nil, "policy_denied"},
@@ -163,8 +165,8 @@ func TestMCPBatchDecidedPerCall(t *testing.T) {
 	if d.Allowed {
 		t.Fatal("batch with denied calls allowed as a whole")
 	}
-	if !errors.Is(d.Err(), ErrDenied) {
-		t.Errorf("Err() = %v, want ErrDenied", d.Err())
+	if !errors.Is(d.Err(), autherr.ErrDenied) {
+		t.Errorf("Err() = %v, want autherr.ErrDenied", d.Err())
 	}
 	want := []struct {
 		allowed bool
@@ -185,7 +187,7 @@ func TestMCPBatchDecidedPerCall(t *testing.T) {
 	if got := string(d.PerCall[1].JSONRPCError()); got != `{"jsonrpc":"2.0","id":2,"error":{"code":-32001,"message":"forbidden: policy_denied"}}` {
 		t.Errorf("JSONRPCError = %s", got)
 	}
-	if d.PerCall[0].Err() != nil || !errors.Is(d.PerCall[3].Err(), ErrDenied) {
+	if d.PerCall[0].Err() != nil || !errors.Is(d.PerCall[3].Err(), autherr.ErrDenied) {
 		t.Errorf("per-call Err: %v, %v", d.PerCall[0].Err(), d.PerCall[3].Err())
 	}
 	if !reflect.DeepEqual(d.PolicyIDs, []string{"mcp-no-deletes"}) {
@@ -234,14 +236,14 @@ func TestUserRevocationDeniesEveryAgent(t *testing.T) {
 				t.Fatalf("alice denied: %v", d.Err())
 			}
 			d := e.Decide(context.Background(), with(base, actingFor("mallory", revokedAt.Add(-time.Minute))))
-			if d.Allowed || d.Reason != "revoked" || d.RevocationID != "rev-42" || !errors.Is(d.Err(), ErrRevoked) {
+			if d.Allowed || d.Reason != "revoked" || d.RevocationID != "rev-42" || !errors.Is(d.Err(), autherr.ErrRevoked) {
 				t.Fatalf("mallory: allowed %v reason %q revocation %q err %v", d.Allowed, d.Reason, d.RevocationID, d.Err())
 			}
 			if len(d.PerCall) != len(base.MCP) {
 				t.Fatalf("PerCall has %d entries for %d calls", len(d.PerCall), len(base.MCP))
 			}
 			for _, c := range d.PerCall {
-				if c.Allowed || c.Reason != "revoked" || !errors.Is(c.Err(), ErrRevoked) {
+				if c.Allowed || c.Reason != "revoked" || !errors.Is(c.Err(), autherr.ErrRevoked) {
 					t.Errorf("call %s not denied as revoked: %+v", c.Call.ID, c)
 				}
 			}
@@ -314,7 +316,7 @@ func TestSubjectKindDecidesWhoIsAUser(t *testing.T) {
 		}
 	}
 	r := with(httpReq(reporter, "GET", "orders.example", "/"), func(r *Request) { r.SubjectKind = "robot" })
-	if d := e.Decide(context.Background(), r); d.Allowed || d.Reason != ErrMalformed.Code() {
+	if d := e.Decide(context.Background(), r); d.Allowed || d.Reason != autherr.ErrMalformed.Code() {
 		t.Errorf("unknown subject kind: %+v", d)
 	}
 }

@@ -9,15 +9,7 @@ import (
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
-)
-
-// AuthMethod is how the agent proved its identity to the ingress sidecar.
-type AuthMethod string
-
-const (
-	AuthMTLS       AuthMethod = "mtls"        // X.509-SVID over mutual TLS
-	AuthWITWPT     AuthMethod = "wit-wpt"     // WIMSE Workload Identity Token + Workload Proof Token
-	AuthWITHTTPSig AuthMethod = "wit-httpsig" // WIMSE Workload Identity Token + HTTP Message Signature
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // RiskLevel is a CAEP risk-level-change current_level.
@@ -88,7 +80,7 @@ type Request struct {
 	// AgentIssuedAt is when the agent's credential was issued; revocations older than it do not apply.
 	AgentIssuedAt time.Time
 	// AuthMethod is how the agent authenticated. Required.
-	AuthMethod AuthMethod
+	AuthMethod wire.AuthMethod
 
 	// SubjectKind says who the Txn-Token's sub is to the agent, when one rode along; empty with a DelegatedSubject
 	// means a user.
@@ -268,58 +260,81 @@ func (p *prepared) tags(args map[string]string) types.Record {
 // prepare checks the fields Decide cannot do without and builds the principal, tool and subject entities and the
 // context attributes in want. The caller hands the result back with release once the evaluations are done.
 func (m *model) prepare(req Request, want readSet) (*prepared, error) {
-	if req.AgentID == "" {
-		return nil, fmt.Errorf("policy: %w: no authenticated agent", autherr.ErrMissing)
+	c, err := m.check(&req)
+	if err != nil {
+		return nil, err
 	}
-	authMethod, ok := m.authMethods[req.AuthMethod]
-	if !ok {
-		return nil, fmt.Errorf("policy: %w: unknown auth method %q", autherr.ErrMalformed, req.AuthMethod)
-	}
-	authority, path, ok := splitID(req.AgentID)
-	if !ok {
-		return nil, fmt.Errorf("policy: %w: agent id %q is not a URI with an authority", autherr.ErrMalformed, req.AgentID)
-	}
-	td := req.TrustDomain
-	if td == "" {
-		td = authority
-	}
-	host := strings.ToLower(req.Host)
-	tool := req.Tool
-	if tool == "" {
-		tool = host
-	}
-	if tool == "" || strings.Contains(tool, "/") {
-		return nil, fmt.Errorf("policy: %w: tool %q is empty or contains '/'", autherr.ErrMalformed, tool)
-	}
-	kind := req.SubjectKind.of(&req)
-	subjectKind, ok := m.subjectKinds[kind]
-	if !ok {
-		return nil, fmt.Errorf("policy: %w: unknown subject kind %q", autherr.ErrMalformed, kind)
-	}
-	now := req.Time
-	if now.IsZero() {
-		now = time.Now()
-	}
-
 	p := m.pool.Get().(*prepared)
-	p.toolName, p.want = tool, want
+	p.toolName, p.want = c.tool, want
 	p.ents.actions = m.actions
-	tdUID := types.NewEntityUID(typeTrustDomain, types.String(td))
+	tdUID := types.NewEntityUID(typeTrustDomain, types.String(c.td))
 	p.ents.fixed[0] = types.Entity{UID: tdUID}
-	p.ents.fixed[1] = m.cache.agent(req.AgentID, td, path, req.AgentAttrs)
-	p.toolUID = types.NewEntityUID(typeTool, types.String(tool))
+	p.ents.fixed[1] = m.cache.agent(req.AgentID, c.td, c.path, req.AgentAttrs)
+	p.toolUID = types.NewEntityUID(typeTool, types.String(c.tool))
 	p.ents.fixed[2] = types.Entity{UID: p.toolUID}
 	p.ents.n = 3
 	p.principals = [2]types.EntityUID{p.ents.fixed[1].UID, tdUID}
+	p.ctx = m.context(p, &req, &c, want)
+	return p, nil
+}
 
-	// Only the attributes some policy reads go into the context: a value put in a map is boxed, and a record
-	// costs per attribute (NewRecord sorts, hashes and copies), while one nobody reads cannot change a decision.
-	// Values from a small fixed set (auth method, risk level, known methods, cached users) are boxed once.
+// checked is what check resolved from a Request.
+type checked struct {
+	authMethod, subjectKind types.Value
+	kind                    SubjectKind
+	td, path, host, tool    string
+	now                     time.Time
+}
+
+// check refuses a request without the fields Decide cannot do without and resolves the defaults: the trust
+// domain from the agent's id, the tool from the host, the subject kind, the time.
+func (m *model) check(req *Request) (checked, error) {
+	var c checked
+	if req.AgentID == "" {
+		return c, fmt.Errorf("policy: %w: no authenticated agent", autherr.ErrMissing)
+	}
+	var ok bool
+	if c.authMethod, ok = m.authMethods[req.AuthMethod]; !ok {
+		return c, fmt.Errorf("policy: %w: unknown auth method %q", autherr.ErrMalformed, req.AuthMethod)
+	}
+	authority, path, ok := splitID(req.AgentID)
+	if !ok {
+		return c, fmt.Errorf("policy: %w: agent id %q is not a URI with an authority", autherr.ErrMalformed, req.AgentID)
+	}
+	c.path, c.td = path, req.TrustDomain
+	if c.td == "" {
+		c.td = authority
+	}
+	c.host = strings.ToLower(req.Host)
+	c.tool = req.Tool
+	if c.tool == "" {
+		c.tool = c.host
+	}
+	if c.tool == "" || strings.Contains(c.tool, "/") {
+		return c, fmt.Errorf("policy: %w: tool %q is empty or contains '/'", autherr.ErrMalformed, c.tool)
+	}
+	c.kind = req.SubjectKind.of(req)
+	if c.subjectKind, ok = m.subjectKinds[c.kind]; !ok {
+		return c, fmt.Errorf("policy: %w: unknown subject kind %q", autherr.ErrMalformed, c.kind)
+	}
+	c.now = req.Time
+	if c.now.IsZero() {
+		c.now = time.Now()
+	}
+	return c, nil
+}
+
+// context returns the context attributes in want, in p's array, and adds the delegated user's entity to p.
+//
+// Only the attributes some policy reads go into the context: a value put in a map is boxed, and a record
+// costs per attribute (NewRecord sorts, hashes and copies), while one nobody reads cannot change a decision.
+// Values from a small fixed set (auth method, risk level, known methods, cached users) are boxed once.
+func (m *model) context(p *prepared, req *Request, c *checked, want readSet) []attr {
 	_, rank := req.RiskLevel.rank()
-	utc := now.UTC()
+	utc := c.now.UTC()
 	ctx := p.ctxArr[:0]
 	if want&ctxHost != 0 {
-		ctx = append(ctx, attr{"host", types.String(host)})
+		ctx = append(ctx, attr{"host", types.String(c.host)})
 	}
 	if want&ctxMethod != 0 {
 		ctx = append(ctx, attr{"method", m.name(req.Method)})
@@ -328,7 +343,7 @@ func (m *model) prepare(req Request, want readSet) (*prepared, error) {
 		ctx = append(ctx, attr{"path", types.String(req.Path)})
 	}
 	if want&ctxAuthMethod != 0 {
-		ctx = append(ctx, attr{"auth_method", authMethod})
+		ctx = append(ctx, attr{"auth_method", c.authMethod})
 	}
 	if want&ctxRiskLevel != 0 {
 		ctx = append(ctx, attr{"risk_level", m.riskLevels[rank]})
@@ -346,9 +361,9 @@ func (m *model) prepare(req Request, want readSet) (*prepared, error) {
 		ctx = append(ctx, attr{"hour", types.Long(utc.Hour())})
 	}
 	if want&ctxSubjectKind != 0 {
-		ctx = append(ctx, attr{"subject_kind", subjectKind})
+		ctx = append(ctx, attr{"subject_kind", c.subjectKind})
 	}
-	if req.DelegatedSubject != "" && kind == SubjectKindUser {
+	if req.DelegatedSubject != "" && c.kind == SubjectKindUser {
 		user := m.cache.user(req.DelegatedSubject, req.DelegatedClaims)
 		p.ents.fixed[p.ents.n] = user.entity
 		p.ents.n++
@@ -362,8 +377,7 @@ func (m *model) prepare(req Request, want readSet) (*prepared, error) {
 	if req.AssuranceLevel != "" && want&ctxAssuranceLevel != 0 {
 		ctx = append(ctx, attr{"assurance_level", types.String(req.AssuranceLevel)})
 	}
-	p.ctx = ctx
-	return p, nil
+	return ctx
 }
 
 // release returns p to the pool, emptied but for its reusable storage.

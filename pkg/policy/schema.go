@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/cedar-policy/cedar-go/types"
 	"github.com/cedar-policy/cedar-go/x/exp/schema"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/validate"
@@ -56,7 +57,7 @@ type model struct {
 
 	// Context values boxed once (a types.Value made from a string or an entity id allocates): the auth methods,
 	// the risk levels by rank, the subject kinds, and every action name, which is what a known HTTP or JSON-RPC method reads as.
-	authMethods  map[AuthMethod]types.Value
+	authMethods  map[wire.AuthMethod]types.Value
 	riskLevels   [4]types.Value
 	subjectKinds map[SubjectKind]types.Value
 	names        map[string]types.Value
@@ -89,10 +90,10 @@ func loadModel() (*model, error) {
 		actionBits:  map[types.EntityUID]uint64{},
 		cache:       &entityCache{},
 		pool:        &sync.Pool{New: func() any { return new(prepared) }},
-		authMethods: map[AuthMethod]types.Value{},
+		authMethods: map[wire.AuthMethod]types.Value{},
 		names:       map[string]types.Value{},
 	}
-	for _, a := range []AuthMethod{AuthMTLS, AuthWITWPT, AuthWITHTTPSig} {
+	for _, a := range []wire.AuthMethod{wire.AuthMTLS, wire.AuthWITWPT, wire.AuthWITHTTPSig} {
 		m.authMethods[a] = types.NewEntityUID(typeAuthMethod, types.String(a))
 	}
 	m.subjectKinds = map[SubjectKind]types.Value{SubjectKindNone: types.NewEntityUID(typeSubjectKind, "none")}

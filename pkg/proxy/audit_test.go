@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // auditLog is an Auditor that remembers each record with how many requests the tool had seen when it was audited,
@@ -58,8 +59,8 @@ func TestEgressAuditsBeforeForwarding(t *testing.T) {
 	addr, d := startEgress(t, EgressConfig{
 		Options: Options{Self: agentID, Sink: &sink{}, Auditor: a},
 		Routes: mustTable(t,
-			&Route{Name: "signed", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: ModeWPT}),
-		Signers: map[Mode]ProofSigner{ModeWPT: &fakeSigner{subject: agentID}},
+			&Route{Name: "signed", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModeWPT}),
+		Steps: signChain(map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{subject: agentID}}),
 	})
 	c := proxyClient(addr)
 
@@ -152,15 +153,15 @@ func TestIngressAuditsBeforeForwarding(t *testing.T) {
 	f := startIngress(t, IngressConfig{
 		Options: Options{Auditor: a},
 		Routes: mustTable(t, &Route{Name: "in", Match: Match{Host: AnyHost}, Upstream: mustURL(t, tool.URL),
-			Modes: ModeWPT, Audience: "http://tool.test"}),
-		Steps: StandardChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, authz),
+			Modes: wire.ModeWPT, Audience: "http://tool.test"}),
+		Steps: testChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, authz),
 	})
 	c := f.client(nil)
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	do := func(path string) *http.Response {
 		req, _ := http.NewRequest("POST", "http://"+f.plain+path, strings.NewReader("{}"))
-		req.Header.Set(HeaderWIT, "wit-of:"+agentID)
-		req.Header.Set(HeaderWPT, "aud=http://tool.test")
+		req.Header.Set(wire.HeaderWIT, "wit-of:"+agentID)
+		req.Header.Set(wire.HeaderWPT, "aud=http://tool.test")
 		req.Header.Set("X-Test-Txn", "txn-1")
 		req.Header.Set(HeaderTraceparent, tp)
 		res, err := c.Do(req)

@@ -1,6 +1,10 @@
 package proxy
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/agentauth/agentauth/pkg/wire"
+)
 
 // Authentication schemes named in the WWW-Authenticate challenge of a 401 (RFC 9110 §11.6.1 requires one). The
 // WIMSE drafts define no HTTP authentication scheme, so these name the proofs the route accepts: a WIT with a
@@ -14,7 +18,7 @@ const (
 // challenge is the WWW-Authenticate value of a 401 on route rt (nil when no route matched): one challenge per
 // accepted proof, in the order mtls, wpt, httpsig, each with the route as realm.
 func challenge(rt *Route) string {
-	modes := ModeMTLS | ModeWPT | ModeHTTPSig
+	modes := wire.ModeMTLS | wire.ModeWPT | wire.ModeHTTPSig
 	realm := ""
 	if rt != nil {
 		if rt.Modes&modes != 0 {
@@ -24,9 +28,9 @@ func challenge(rt *Route) string {
 	}
 	var cs []string
 	for _, m := range []struct {
-		mode   Mode
+		mode   wire.Mode
 		scheme string
-	}{{ModeMTLS, SchemeMTLS}, {ModeWPT, SchemeWPT}, {ModeHTTPSig, SchemeHTTPSig}} {
+	}{{wire.ModeMTLS, SchemeMTLS}, {wire.ModeWPT, SchemeWPT}, {wire.ModeHTTPSig, SchemeHTTPSig}} {
 		if modes.Has(m.mode) {
 			cs = append(cs, m.scheme+realm)
 		}

@@ -3,12 +3,15 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // TestClientClosedIsNoUpstreamFailure: a client that goes away while the upstream is still working is recorded
@@ -22,11 +25,12 @@ func TestClientClosedIsNoUpstreamFailure(t *testing.T) {
 	}))
 	t.Cleanup(tool.Close)
 	var logs bytes.Buffer
-	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&logs),
+		zap.InfoLevel))
 	s, m := &sink{}, &metrics{}
 	addr, d := startEgress(t, EgressConfig{
 		Options: Options{Self: agentID, Sink: s, Metrics: m, Logger: logger},
-		Routes:  mustTable(t, &Route{Name: "slow", Match: Match{Host: "slow.test"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough}),
+		Routes:  mustTable(t, &Route{Name: "slow", Match: Match{Host: "slow.test"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough}),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://slow.test/wait", nil)

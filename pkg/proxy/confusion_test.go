@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/wire"
 	"golang.org/x/net/http2"
 )
 
@@ -36,7 +37,7 @@ func ingressAllowing(t *testing.T, tool http.Handler, rec *seenPaths, allowed fu
 	up := httptest.NewServer(tool)
 	t.Cleanup(up.Close)
 	authn := StepFunc(func(_ context.Context, x *Exchange) error {
-		x.Identity = &Identity{Subject: agentID, Method: AuthWITWPT}
+		x.Identity = &Identity{Subject: agentID, Method: wire.AuthWITWPT}
 		return nil
 	})
 	authz := authzFunc(func(_ context.Context, req *AuthzRequest) (*Decision, error) {
@@ -48,7 +49,7 @@ func ingressAllowing(t *testing.T, tool http.Handler, rec *seenPaths, allowed fu
 	})
 	h, err := NewIngressHandler(IngressConfig{
 		Routes: mustTable(t, &Route{Name: "in", Match: Match{Host: AnyHost}, Upstream: mustURL(t, up.URL),
-			Modes: ModeWPT, Audience: "https://tool.test/", KeepHost: true}),
+			Modes: wire.ModeWPT, Audience: "https://tool.test/", KeepHost: true}),
 		Steps: []Step{authn, &AuthorizeStep{Authorizer: authz}},
 	})
 	if err != nil {

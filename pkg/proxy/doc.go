@@ -2,9 +2,10 @@
 // connection pools, independent of where credentials and policy come from (those plug in through ProofSigner,
 // Authenticator, RevocationChecker, Authorizer, TLSConfigFunc, DecisionSink and Metrics).
 //
-// Egress (agent side) routes a request by destination, adds the route's proofs and forwards it, over mTLS when
-// the route says so. Ingress (tool side) runs an ordered chain of Steps — authenticate, bind mTLS peer to WIT,
-// revocation, authorization — and forwards only what a step allowed. One place writes every refusal, as
+// Egress (agent side) routes a request by destination, runs an ordered chain of EgressSteps on it as it will be
+// sent — traceparent, tokens, the route's proofs — and forwards it, over mTLS when the route says so. Ingress (tool
+// side) runs an ordered chain of Steps — authenticate, bind mTLS peer to WIT, revocation, authorization — and
+// forwards only what a step allowed. pkg/proxy/steps holds the concrete steps and builds both chains. One place writes every refusal, as
 // {"error": "<autherr code>", "error_description": "..."} with Cache-Control: no-store, and every decision, allowed
 // or not, reaches the DecisionSink and Metrics exactly once. HTTP/1.1, HTTP/2 over TLS, h2c, gRPC (trailers, bidi streams), SSE and WebSocket pass through.
 //

@@ -12,19 +12,99 @@ import (
 	"sync/atomic"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // EgressConfig configures an EgressHandler.
 type EgressConfig struct {
 	Options
 	Routes *RouteTable
-	// Signers add the proofs of one mode each (ModeWPT, ModeHTTPSig). Every proof mode a route uses needs one.
-	Signers map[Mode]ProofSigner
-	// Credentials, when set, runs on every outbound request, passthrough routes included, before the proof
-	// signer: it adds bearer-style credentials the proofs then bind (a Txn-Token, an access token for a legacy API).
-	Credentials ProofSigner
+	// Steps run in order on every outbound request, passthrough routes included; pkg/proxy/steps builds the
+	// sidecar's. A route with proofs needs a SignStep with a signer for its mode.
+	Steps []EgressStep
 	// Responses verifies the responses of routes with SignedResponses; required when a route has it.
 	Responses ResponseVerifier
+}
+
+// EgressStep is one stage of the egress chain. The steps run in order on the outbound request just before it is
+// sent — after the route chose the upstream, so that a proof covers what goes on the wire. A step returns nil to
+// pass the request on, or an error to refuse it: one wrapping an autherr sentinel keeps its reason, any other is
+// our own failure (500 internal). The handler writes the response and the record, never the step.
+type EgressStep interface {
+	Handle(ctx context.Context, x *Outbound) error
+}
+
+// EgressStepFunc adapts a function to EgressStep.
+type EgressStepFunc func(ctx context.Context, x *Outbound) error
+
+// Handle calls f.
+func (f EgressStepFunc) Handle(ctx context.Context, x *Outbound) error { return f(ctx, x) }
+
+// Outbound is one agent request on its way out through the egress steps.
+type Outbound struct {
+	// Request is the request as it will be sent: final URL, Host and headers.
+	Request *http.Request
+	Route   *Route
+	// Traceparent, and the transaction a step attached a Txn-Token for (its id, and whom the agent acts for, as
+	// in Identity), reach the decision record.
+	Traceparent      string
+	TransactionID    string
+	SubjectKind      string
+	DelegatedSubject string
+
+	maxBody int64
+}
+
+// BufferBody reads the request body into memory, at most Limits.MaxBufferedBody bytes (beyond that
+// autherr.ErrTooLarge), so that Request.GetBody returns a fresh copy for a proof over the body; all of it is sent.
+func (x *Outbound) BufferBody() error {
+	_, _, err := bufferBody(x.Request, x.maxBody, nil)
+	return err
+}
+
+// TraceparentStep sends the agent's W3C traceparent when it is valid, else a new one, so that both sidecars'
+// records of the request share a trace id.
+type TraceparentStep struct{}
+
+// Handle implements EgressStep.
+func (TraceparentStep) Handle(_ context.Context, x *Outbound) error {
+	x.Traceparent = ensureTraceparent(x.Request.Header)
+	return nil
+}
+
+// SignStep adds the proofs of the route's mode (WIT+WPT, or an HTTP signature over the buffered body) with the
+// signer for that mode; routes without proofs pass unsigned.
+type SignStep struct {
+	Signers map[wire.Mode]ProofSigner
+}
+
+// Handle implements EgressStep.
+func (s *SignStep) Handle(ctx context.Context, x *Outbound) error {
+	rt := x.Route
+	p := rt.Modes.Proofs()
+	if p == 0 {
+		return nil
+	}
+	if p == wire.ModeHTTPSig {
+		if err := x.BufferBody(); err != nil {
+			return err
+		}
+	}
+	if err := s.Signers[p].SignRequest(ctx, x.Request, rt); err != nil {
+		if autherr.Of(err) == nil {
+			return fmt.Errorf("egress: signing for route %q: %w", rt.Name, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// check refuses a signer for a mode that is not a proof, and a route whose proof mode has no signer.
+func (s *SignStep) check(rt *Route) error {
+	if p := rt.Modes.Proofs(); p != 0 && (s == nil || s.Signers[p] == nil) {
+		return fmt.Errorf("proxy: egress route %q uses %v but no signer is configured for it", rt.Name, p)
+	}
+	return nil
 }
 
 // EgressHandler is the agent side. It serves both listener front ends:
@@ -39,29 +119,36 @@ type EgressConfig struct {
 // normally passthrough. CONNECT is refused with 405 — proofs cannot be added inside a TLS tunnel the sidecar does
 // not terminate — except for passthrough routes, which are tunnelled.
 type EgressHandler struct {
-	opts    Options
-	signers map[Mode]ProofSigner
-	creds   ProofSigner
-	resps   ResponseVerifier
-	routes  atomic.Pointer[RouteTable]
-	pool    *upstreamPool
-	proxy   *httputil.ReverseProxy
+	opts  Options
+	steps []EgressStep
+	// sign is the chain's SignStep (nil without one), which every proof route needs.
+	sign   *SignStep
+	resps  ResponseVerifier
+	routes atomic.Pointer[RouteTable]
+	pool   *upstreamPool
+	proxy  *httputil.ReverseProxy
 }
 
 // NewEgressHandler validates cfg and builds the handler.
 func NewEgressHandler(cfg EgressConfig) (*EgressHandler, error) {
-	h := &EgressHandler{opts: cfg.Options.withDefaults(), signers: make(map[Mode]ProofSigner), creds: cfg.Credentials,
-		resps: cfg.Responses}
-	for m, s := range cfg.Signers {
-		if m != ModeWPT && m != ModeHTTPSig {
-			return nil, fmt.Errorf("proxy: signer registered for %v; only wpt and httpsig are signed", m)
-		}
-		if s != nil {
-			h.signers[m] = s
+	h := &EgressHandler{opts: cfg.Options.withDefaults(), steps: cfg.Steps, resps: cfg.Responses}
+	for i, s := range h.steps {
+		switch s := s.(type) {
+		case nil:
+			return nil, fmt.Errorf("proxy: egress step %d is nil", i)
+		case *SignStep:
+			for m := range s.Signers {
+				if m != wire.ModeWPT && m != wire.ModeHTTPSig {
+					return nil, fmt.Errorf("proxy: signer registered for %v; only wpt and httpsig are signed", m)
+				}
+			}
+			if h.sign == nil {
+				h.sign = s
+			}
 		}
 	}
 	h.pool = newUpstreamPool(&h.opts)
-	h.proxy = newReverseProxy(&h.opts, Egress, &routeTransport{pool: h.pool, prepare: h.sign, check: h.verifyResponse})
+	h.proxy = newReverseProxy(&h.opts, Egress, &routeTransport{pool: h.pool, prepare: h.run, check: h.verifyResponse})
 	if err := h.SetRoutes(cfg.Routes); err != nil {
 		return nil, err
 	}
@@ -74,11 +161,11 @@ func (h *EgressHandler) SetRoutes(t *RouteTable) error {
 		return errors.New("proxy: egress needs a route table")
 	}
 	for _, rt := range t.routes {
-		p := rt.Modes.proofs()
-		if p == ModeWPT|ModeHTTPSig {
+		p := rt.Modes.Proofs()
+		if p == wire.ModeWPT|wire.ModeHTTPSig {
 			return fmt.Errorf("proxy: egress route %q: choose one of wpt and httpsig", rt.Name)
 		}
-		if rt.Modes.Has(ModeMTLS) && (rt.Upstream == nil || rt.Upstream.Scheme != "https") {
+		if rt.Modes.Has(wire.ModeMTLS) && (rt.Upstream == nil || rt.Upstream.Scheme != "https") {
 			return fmt.Errorf("proxy: egress route %q: mode mtls needs an https:// upstream", rt.Name)
 		}
 		// Without an upstream the request goes wherever the agent sent it, while the route (and so the proof's
@@ -86,8 +173,8 @@ func (h *EgressHandler) SetRoutes(t *RouteTable) error {
 		if p != 0 && rt.Upstream == nil {
 			return fmt.Errorf("proxy: egress route %q uses %v, so it needs an upstream: proofs go only where the route says", rt.Name, p)
 		}
-		if p != 0 && h.signers[p] == nil {
-			return fmt.Errorf("proxy: egress route %q uses %v but no signer is configured for it", rt.Name, p)
+		if err := h.sign.check(rt); err != nil {
+			return err
 		}
 		if rt.SignedResponses && h.resps == nil {
 			return fmt.Errorf("proxy: egress route %q wants signed responses but no response verifier is configured", rt.Name)
@@ -137,8 +224,7 @@ func (h *EgressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	stripIdentity(r)
-	st.rec.Traceparent = ensureTraceparent(r.Header)
-	if rt.Modes.proofs() != 0 {
+	if rt.Modes.Proofs() != 0 {
 		// Our proofs replace whatever the agent sent; a second signature would only confuse the verifier.
 		stripHeaders(r.Header, proofHeaders)
 	}
@@ -174,33 +260,23 @@ func stripBrackets(h string) string {
 	return h
 }
 
-// sign runs on the outbound request just before it is sent, so the proofs cover the final URL and headers.
-func (h *EgressHandler) sign(st *reqState, out *http.Request) error {
-	rt := st.route
-	if h.creds != nil {
-		if err := h.creds.SignRequest(out.Context(), out, rt); err != nil {
-			if autherr.Of(err) == nil {
-				return &localError{fmt.Errorf("egress: credentials for route %q: %w", rt.Name, err)}
-			}
-			return err
+// run runs the steps on the outbound request just before it is sent, and puts what they added on the record.
+func (h *EgressHandler) run(st *reqState, out *http.Request) error {
+	x := &st.outbound
+	*x = Outbound{Request: out, Route: st.route, maxBody: st.limits.MaxBufferedBody}
+	var err error
+	for _, s := range h.steps {
+		if err = s.Handle(out.Context(), x); err != nil {
+			break
 		}
 	}
-	p := rt.Modes.proofs()
-	if p == 0 {
-		return nil
+	rec := &st.rec
+	rec.Traceparent = x.Traceparent
+	rec.TransactionID, rec.SubjectKind, rec.DelegatedSubject = x.TransactionID, x.SubjectKind, x.DelegatedSubject
+	if err != nil && autherr.Of(err) == nil {
+		return &localError{err}
 	}
-	if p == ModeHTTPSig {
-		if _, _, err := bufferBody(out, st.limits.MaxBufferedBody, nil); err != nil {
-			return err
-		}
-	}
-	if err := h.signers[p].SignRequest(out.Context(), out, rt); err != nil {
-		if autherr.Of(err) == nil {
-			return &localError{fmt.Errorf("egress: signing for route %q: %w", rt.Name, err)}
-		}
-		return err
-	}
-	return nil
+	return err
 }
 
 // verifyResponse runs the route's response verifier, so an unsigned or tampered response never reaches the agent.
@@ -220,7 +296,7 @@ func (e *localError) Unwrap() error { return e.err }
 // connect serves CONNECT: a tunnel for passthrough routes, a 405 explaining why otherwise.
 func (h *EgressHandler) connect(st *reqState, r *http.Request) {
 	rt, ok := h.routes.Load().Lookup(r.Host, "")
-	if !ok || rt.Modes != ModePassthrough {
+	if !ok || rt.Modes != wire.ModePassthrough {
 		st.refuse(&statusError{
 			status: http.StatusMethodNotAllowed,
 			header: http.Header{"Allow": {"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"}},
@@ -279,4 +355,9 @@ func (h *EgressHandler) connect(st *reqState, r *http.Request) {
 	splice(st.ctx, conn, up)
 }
 
-var _ http.Handler = (*EgressHandler)(nil)
+var (
+	_ http.Handler = (*EgressHandler)(nil)
+	_ EgressStep   = TraceparentStep{}
+	_ EgressStep   = (*SignStep)(nil)
+	_ EgressStep   = EgressStepFunc(nil)
+)

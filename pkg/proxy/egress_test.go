@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // startEgress serves an egress handler on a real loopback socket and returns its address.
@@ -38,17 +39,17 @@ func TestEgressExplicitProxy(t *testing.T) {
 	addr, d := startEgress(t, EgressConfig{
 		Options: Options{Self: agentID, Sink: s},
 		Routes: mustTable(t,
-			&Route{Name: "signed", Match: Match{Host: "tool.test"}, Upstream: toolURL, Modes: ModeWPT},
-			&Route{Name: "plain", Match: Match{Host: "plain.test"}, Upstream: toolURL, Modes: ModePassthrough},
+			&Route{Name: "signed", Match: Match{Host: "tool.test"}, Upstream: toolURL, Modes: wire.ModeWPT},
+			&Route{Name: "plain", Match: Match{Host: "plain.test"}, Upstream: toolURL, Modes: wire.ModePassthrough},
 			// No upstream: to whatever loopback address the agent asked for.
-			&Route{Name: "dynamic", Match: Match{Host: "127.0.0.1"}, Modes: ModePassthrough},
+			&Route{Name: "dynamic", Match: Match{Host: "127.0.0.1"}, Modes: wire.ModePassthrough},
 		),
-		Signers: map[Mode]ProofSigner{ModeWPT: &fakeSigner{subject: agentID}},
+		Steps: signChain(map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{subject: agentID}}),
 	})
 	c := proxyClient(addr)
 
 	req, _ := http.NewRequest("POST", "http://tool.test/x?q=1", strings.NewReader("hello"))
-	req.Header.Set(HeaderWPT, "agent-forged")
+	req.Header.Set(wire.HeaderWPT, "agent-forged")
 	req.Header.Set("x-agentauth-workload-id", "forged")
 	res, err := c.Do(req)
 	if err != nil {
@@ -57,19 +58,19 @@ func TestEgressExplicitProxy(t *testing.T) {
 	got := decodeSeen(t, res)
 	d.wait(t)
 	want := fmt.Sprintf("aud=http://%s/x", toolURL.Host)
-	if got.Path != "/x" || got.Query != "q=1" || got.Body != "hello" || got.Header.Get(HeaderWPT) != want ||
-		got.Header.Get(HeaderWIT) != "wit-of:"+agentID || got.Header.Get(HeaderWorkloadID) != "" {
+	if got.Path != "/x" || got.Query != "q=1" || got.Body != "hello" || got.Header.Get(wire.HeaderWPT) != want ||
+		got.Header.Get(wire.HeaderWIT) != "wit-of:"+agentID || got.Header.Get(wire.HeaderWorkloadID) != "" {
 		t.Fatalf("tool saw %+v, want WPT %q", got, want)
 	}
-	if len(got.Header.Values(HeaderWPT)) != 1 {
-		t.Fatalf("agent's own proof header leaked: %v", got.Header.Values(HeaderWPT))
+	if len(got.Header.Values(wire.HeaderWPT)) != 1 {
+		t.Fatalf("agent's own proof header leaked: %v", got.Header.Values(wire.HeaderWPT))
 	}
 
 	res, err = c.Get("http://plain.test/y")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := decodeSeen(t, res); got.Header.Get(HeaderWPT) != "" || got.Path != "/y" {
+	if got := decodeSeen(t, res); got.Header.Get(wire.HeaderWPT) != "" || got.Path != "/y" {
 		t.Fatalf("passthrough added proofs: %+v", got)
 	}
 	d.wait(t)
@@ -101,13 +102,13 @@ func TestEgressRefusals(t *testing.T) {
 	addr, d := startEgress(t, EgressConfig{
 		Options: Options{Sink: s, Metrics: m},
 		Routes: mustTable(t,
-			&Route{Name: "bad-signer", Match: Match{Host: "bad.test"}, Upstream: up, Modes: ModeWPT},
-			&Route{Name: "broken-signer", Match: Match{Host: "broken.test"}, Upstream: up, Modes: ModeHTTPSig},
+			&Route{Name: "bad-signer", Match: Match{Host: "bad.test"}, Upstream: up, Modes: wire.ModeWPT},
+			&Route{Name: "broken-signer", Match: Match{Host: "broken.test"}, Upstream: up, Modes: wire.ModeHTTPSig},
 		),
-		Signers: map[Mode]ProofSigner{
-			ModeWPT:     &fakeSigner{err: fmt.Errorf("wpt: %w: no WIT for this trust domain", autherr.ErrUntrustedIssuer)},
-			ModeHTTPSig: &fakeSigner{err: errBoom},
-		},
+		Steps: signChain(map[wire.Mode]ProofSigner{
+			wire.ModeWPT:     &fakeSigner{err: fmt.Errorf("wpt: %w: no WIT for this trust domain", autherr.ErrUntrustedIssuer)},
+			wire.ModeHTTPSig: &fakeSigner{err: errBoom},
+		}),
 	})
 	c := proxyClient(addr)
 	tests := []struct {
@@ -152,27 +153,27 @@ func TestEgressRefusals(t *testing.T) {
 
 func TestEgressSignerValidation(t *testing.T) {
 	up := mustURL(t, "http://127.0.0.1:1")
-	tab := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Upstream: up, Modes: ModeHTTPSig})
+	tab := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Upstream: up, Modes: wire.ModeHTTPSig})
 	if _, err := NewEgressHandler(EgressConfig{Routes: tab}); err == nil || !strings.Contains(err.Error(), "no signer") {
 		t.Errorf("missing signer: %v", err)
 	}
 	// A proof route without an upstream would send the proof wherever the agent sent the request (in transparent
 	// mode, any address), with the audience of the tool the agent named in Host.
-	dynamic := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeWPT})
-	if _, err := NewEgressHandler(EgressConfig{Routes: dynamic, Signers: map[Mode]ProofSigner{ModeWPT: &fakeSigner{}}}); err == nil ||
+	dynamic := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Modes: wire.ModeWPT})
+	if _, err := NewEgressHandler(EgressConfig{Routes: dynamic, Steps: signChain(map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{}})}); err == nil ||
 		!strings.Contains(err.Error(), "needs an upstream") {
 		t.Errorf("proof route without upstream: %v", err)
 	}
-	both := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Upstream: up, Modes: ModeHTTPSig | ModeWPT})
-	sig := map[Mode]ProofSigner{ModeWPT: &fakeSigner{}, ModeHTTPSig: &fakeSigner{}}
-	if _, err := NewEgressHandler(EgressConfig{Routes: both, Signers: sig}); err == nil {
+	both := mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Upstream: up, Modes: wire.ModeHTTPSig | wire.ModeWPT})
+	sig := map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{}, wire.ModeHTTPSig: &fakeSigner{}}
+	if _, err := NewEgressHandler(EgressConfig{Routes: both, Steps: signChain(sig)}); err == nil {
 		t.Error("egress route with two proof modes accepted")
 	}
-	if _, err := NewEgressHandler(EgressConfig{Routes: tab, Signers: map[Mode]ProofSigner{ModeMTLS: &fakeSigner{}}}); err == nil {
+	if _, err := NewEgressHandler(EgressConfig{Routes: tab, Steps: signChain(map[wire.Mode]ProofSigner{wire.ModeMTLS: &fakeSigner{}})}); err == nil {
 		t.Error("signer for mtls accepted")
 	}
 	for _, u := range []string{"", "http://127.0.0.1:1"} {
-		rt := &Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeMTLS}
+		rt := &Route{Name: "r", Match: Match{Host: "a"}, Modes: wire.ModeMTLS}
 		if u != "" {
 			rt.Upstream = mustURL(t, u)
 		}
@@ -191,8 +192,8 @@ func TestEgressBuffersBodyForHTTPSig(t *testing.T) {
 	addr, _ := startEgress(t, EgressConfig{
 		Options: Options{Limits: Limits{MaxBufferedBody: 16}},
 		Routes: mustTable(t, &Route{Name: "sig", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL),
-			Modes: ModeHTTPSig}),
-		Signers: map[Mode]ProofSigner{ModeHTTPSig: fakeSigSigner{}},
+			Modes: wire.ModeHTTPSig}),
+		Steps: signChain(map[wire.Mode]ProofSigner{wire.ModeHTTPSig: fakeSigSigner{}}),
 	})
 	c := proxyClient(addr)
 	res, err := c.Post("http://tool.test/", "text/plain", io.MultiReader(strings.NewReader("0123456789")))
@@ -200,7 +201,7 @@ func TestEgressBuffersBodyForHTTPSig(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := decodeSeen(t, res)
-	if got.Body != "0123456789" || got.Header.Get(HeaderSignatureInput) != "wimse=();len=10" {
+	if got.Body != "0123456789" || got.Header.Get(wire.HeaderSignatureInput) != "wimse=();len=10" {
 		t.Fatalf("tool saw %+v", got)
 	}
 	res, err = c.Post("http://tool.test/", "text/plain", io.MultiReader(strings.NewReader(strings.Repeat("x", 17))))
@@ -219,10 +220,10 @@ func TestEgressConnect(t *testing.T) {
 	addr, d := startEgress(t, EgressConfig{
 		Options: Options{Sink: s},
 		Routes: mustTable(t,
-			&Route{Name: "tunnel", Match: Match{Host: tlsTool.Listener.Addr().String()}, Modes: ModePassthrough},
-			&Route{Name: "signed", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tlsTool.URL), Modes: ModeWPT},
+			&Route{Name: "tunnel", Match: Match{Host: tlsTool.Listener.Addr().String()}, Modes: wire.ModePassthrough},
+			&Route{Name: "signed", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tlsTool.URL), Modes: wire.ModeWPT},
 		),
-		Signers: map[Mode]ProofSigner{ModeWPT: &fakeSigner{}},
+		Steps: signChain(map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{}}),
 	})
 
 	// A route that needs proofs cannot be reached through a tunnel: 405 with the explanation.
@@ -272,8 +273,8 @@ func TestEgressTransparent(t *testing.T) {
 	toolAddr := netip.MustParseAddrPort(tool.Listener.Addr().String())
 	h, err := NewEgressHandler(EgressConfig{Routes: mustTable(t,
 		&Route{Name: "by-host", Match: Match{Host: "tool.test:" + fmt.Sprint(toolAddr.Port())}, Upstream: mustURL(t, tool.URL),
-			Modes: ModePassthrough},
-		&Route{Name: "by-ip", Match: Match{Host: toolAddr.String()}, Modes: ModePassthrough},
+			Modes: wire.ModePassthrough},
+		&Route{Name: "by-ip", Match: Match{Host: toolAddr.String()}, Modes: wire.ModePassthrough},
 	)})
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +332,7 @@ func TestEgressRouteSwapAndTLSPerHandshake(t *testing.T) {
 	)
 	route := func(id string) *RouteTable {
 		return mustTable(t, &Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL),
-			Modes: ModePassthrough, UpstreamID: id})
+			Modes: wire.ModePassthrough, UpstreamID: id})
 	}
 	h, err := NewEgressHandler(EgressConfig{
 		Options: Options{TLSConfig: func(context.Context, *Route) (*tls.Config, error) {

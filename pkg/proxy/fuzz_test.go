@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/agentauth/agentauth/internal/urlpath"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // Host and path come straight from untrusted requests.
@@ -17,9 +18,9 @@ func FuzzLookup(f *testing.F) {
 		f.Add(s[0], s[1])
 	}
 	tab, err := NewRouteTable(
-		&Route{Name: "a", Match: Match{Host: "tool.example"}, Modes: ModePassthrough},
-		&Route{Name: "b", Match: Match{Host: "tool.example:8080", PathPrefix: "/api"}, Modes: ModePassthrough},
-		&Route{Name: "c", Match: Match{Host: "[::1]", PathPrefix: "/a/"}, Modes: ModePassthrough},
+		&Route{Name: "a", Match: Match{Host: "tool.example"}, Modes: wire.ModePassthrough},
+		&Route{Name: "b", Match: Match{Host: "tool.example:8080", PathPrefix: "/api"}, Modes: wire.ModePassthrough},
+		&Route{Name: "c", Match: Match{Host: "[::1]", PathPrefix: "/a/"}, Modes: wire.ModePassthrough},
 	)
 	if err != nil {
 		f.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // rawConn is an HTTP/1.1 client over a plain socket, for requests net/http would not send (bodies held back,
@@ -71,8 +73,8 @@ func TestIngressHTTPSigRefusesBeforeReadingBody(t *testing.T) {
 	f := startIngress(t, IngressConfig{
 		Options: Options{Limits: Limits{MaxBufferedBody: 16 << 20, BodyReadTimeout: time.Hour}},
 		Routes: mustTable(t, &Route{Name: "sig", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL),
-			Modes: ModeHTTPSig}),
-		Steps: StandardChain(map[Mode]Authenticator{ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
+			Modes: wire.ModeHTTPSig}),
+		Steps: testChain(map[wire.Mode]Authenticator{wire.ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
 	})
 	for _, tc := range []struct {
 		name, header string
@@ -101,14 +103,14 @@ func TestIngressBodyBudgetExhausted(t *testing.T) {
 	f := startIngress(t, IngressConfig{
 		Options: Options{Metrics: m, Limits: Limits{MaxBufferedBody: big, MaxBufferedBodies: big + 4}},
 		Routes: mustTable(t, &Route{Name: "sig", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL),
-			Modes: ModeHTTPSig}),
-		Steps: StandardChain(map[Mode]Authenticator{ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
+			Modes: wire.ModeHTTPSig}),
+		Steps: testChain(map[wire.Mode]Authenticator{wire.ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
 	})
 	small := func() *http.Response {
 		t.Helper()
 		req, _ := http.NewRequest("POST", "http://"+f.plain+"/x", strings.NewReader("hello"))
-		req.Header.Set(HeaderWIT, "wit-of:"+agentID)
-		req.Header.Set(HeaderSignatureInput, "wimse=();len=5")
+		req.Header.Set(wire.HeaderWIT, "wit-of:"+agentID)
+		req.Header.Set(wire.HeaderSignatureInput, "wimse=();len=5")
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -167,9 +169,9 @@ func TestIngressSlowBodyDoesNotLockOutClients(t *testing.T) {
 	f := startIngress(t, IngressConfig{
 		Options: Options{Limits: Limits{MaxConns: conns, BodyReadTimeout: 200 * time.Millisecond}},
 		Routes: mustTable(t,
-			&Route{Name: "open", Match: Match{Host: AnyHost, PathPrefix: "/open"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough},
-			&Route{Name: "wpt", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL), Modes: ModeWPT}),
-		Steps: StandardChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, allowAll()),
+			&Route{Name: "open", Match: Match{Host: AnyHost, PathPrefix: "/open"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough},
+			&Route{Name: "wpt", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL), Modes: wire.ModeWPT}),
+		Steps: testChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, allowAll()),
 	})
 	// Half the slow bodies go where the body is forwarded (read by the proxy), half where the request is refused
 	// unread (drained by net/http to reuse the connection).
@@ -207,7 +209,7 @@ func TestIngressBodyMinRate(t *testing.T) {
 	tool := echoTool(t)
 	f := startIngress(t, IngressConfig{
 		Options: Options{Limits: Limits{BodyReadTimeout: 300 * time.Millisecond, BodyMinRate: 1024}},
-		Routes:  mustTable(t, &Route{Name: "open", Match: Match{Host: AnyHost}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough}),
+		Routes:  mustTable(t, &Route{Name: "open", Match: Match{Host: AnyHost}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough}),
 	})
 	const chunk, n = 8 << 10, 10 // each chunk earns 8 s more
 	pr, pw := io.Pipe()
@@ -243,9 +245,9 @@ func TestIngressMalformedChunkedBodyIsClientError(t *testing.T) {
 	f := startIngress(t, IngressConfig{
 		Options: Options{Metrics: m},
 		Routes: mustTable(t,
-			&Route{Name: "open", Match: Match{Host: AnyHost, PathPrefix: "/open"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough},
-			&Route{Name: "sig", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL), Modes: ModeHTTPSig}),
-		Steps: StandardChain(map[Mode]Authenticator{ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
+			&Route{Name: "open", Match: Match{Host: AnyHost, PathPrefix: "/open"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough},
+			&Route{Name: "sig", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL), Modes: wire.ModeHTTPSig}),
+		Steps: testChain(map[wire.Mode]Authenticator{wire.ModeHTTPSig: fakeSigAuthn{}}, nil, allowAll()),
 	})
 	for _, tc := range []struct{ name, path, header, route string }{
 		{"forwarded", "/open/x", "", "open"},
@@ -285,10 +287,10 @@ func TestIngressAsteriskFormIsForwardedAsDecided(t *testing.T) {
 		return &Decision{Allowed: req.Path != "/*", PolicyIDs: []string{"forbid-star"}}, nil
 	})
 	f := startIngress(t, IngressConfig{
-		Routes: mustTable(t, &Route{Name: "r", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL), Modes: ModeWPT}),
-		Steps:  StandardChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, authz),
+		Routes: mustTable(t, &Route{Name: "r", Match: Match{Host: AnyHost}, Audience: "aud", Upstream: mustURL(t, tool.URL), Modes: wire.ModeWPT}),
+		Steps:  testChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, authz),
 	})
-	creds := http.Header{HeaderWIT: {"wit-of:" + agentID}, HeaderWPT: {"aud=aud"}}
+	creds := http.Header{wire.HeaderWIT: {"wit-of:" + agentID}, wire.HeaderWPT: {"aud=aud"}}
 	var h2c http.Protocols
 	h2c.SetUnencryptedHTTP2(true)
 	for _, tc := range []struct {
@@ -330,7 +332,7 @@ func TestIngressAsteriskFormIsForwardedAsDecided(t *testing.T) {
 func TestIngressStripsReservedHeaderPrefix(t *testing.T) {
 	tool := echoTool(t)
 	f := startIngress(t, IngressConfig{Routes: mustTable(t,
-		&Route{Name: "r", Match: Match{Host: AnyHost}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough})})
+		&Route{Name: "r", Match: Match{Host: AnyHost}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough})})
 	req, _ := http.NewRequest("GET", "http://"+f.plain+"/x", nil)
 	req.Header["X-Agentauth-Other"] = []string{"forged"}
 	req.Header["x_agentauth_future_header"] = []string{"forged"}
@@ -371,8 +373,8 @@ func TestIngressUpstreamRefusalHidesInternals(t *testing.T) {
 	f := startIngress(t, IngressConfig{
 		Options: Options{Limits: Limits{ResponseHeaderTimeout: 100 * time.Millisecond}},
 		Routes: mustTable(t,
-			&Route{Name: "dead", Match: Match{Host: AnyHost, PathPrefix: "/dead"}, Upstream: mustURL(t, "http://"+deadAddr), Modes: ModePassthrough},
-			&Route{Name: "hang", Match: Match{Host: AnyHost, PathPrefix: "/hang"}, Upstream: mustURL(t, "http://"+hang.Addr().String()), Modes: ModePassthrough}),
+			&Route{Name: "dead", Match: Match{Host: AnyHost, PathPrefix: "/dead"}, Upstream: mustURL(t, "http://"+deadAddr), Modes: wire.ModePassthrough},
+			&Route{Name: "hang", Match: Match{Host: AnyHost, PathPrefix: "/hang"}, Upstream: mustURL(t, "http://"+hang.Addr().String()), Modes: wire.ModePassthrough}),
 	})
 	_, deadPort, _ := net.SplitHostPort(deadAddr)
 	for _, tc := range []struct {

@@ -10,48 +10,32 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
-
-// Headers the ingress sidecar sets on requests to the tool, from what it verified. See doc.go.
-const (
-	HeaderWorkloadID       = "X-Agentauth-Workload-Id"
-	HeaderAuthMethod       = "X-Agentauth-Auth-Method"
-	HeaderDelegatedSubject = "X-Agentauth-Delegated-Subject"
-	HeaderSubjectKind      = "X-Agentauth-Subject-Kind"
-	HeaderTransactionID    = "X-Agentauth-Transaction-Id"
-	HeaderXFCC             = "X-Forwarded-Client-Cert"
-)
-
-// WIMSE and OAuth headers on the wire between sidecars.
-const (
-	HeaderWIT            = "Workload-Identity-Token"
-	HeaderWPT            = "Workload-Proof-Token"
-	HeaderSignature      = "Signature"
-	HeaderSignatureInput = "Signature-Input"
-	HeaderTxnToken       = "Txn-Token"
-)
-
-// Identity.Method values.
-const (
-	AuthMTLS       = "mtls"
-	AuthWITWPT     = "wit-wpt"
-	AuthWITHTTPSig = "wit-httpsig"
-)
-
-// ReservedHeaderPrefix names the headers that are ours: every incoming field with it is removed, whatever follows,
-// so that only what the sidecar verified, today's headers and any it adds later, reaches the tool under that name.
-const ReservedHeaderPrefix = "X-Agentauth-"
 
 // identityHeaders (lower case) are ours: never accepted from outside, always set from verified state.
-var identityHeaders = []string{"x-agentauth-workload-id", "x-agentauth-auth-method", "x-agentauth-delegated-subject",
-	"x-agentauth-subject-kind", "x-agentauth-transaction-id", "x-forwarded-client-cert"}
+var identityHeaders = lower(wire.HeaderWorkloadID, wire.HeaderAuthMethod, wire.HeaderDelegatedSubject,
+	wire.HeaderSubjectKind, wire.HeaderTransactionID, wire.HeaderXFCC)
 
 // proofHeaders (lower case) are consumed by the ingress sidecar and not passed to the tool.
-var proofHeaders = []string{"workload-identity-token", "workload-proof-token", "signature", "signature-input"}
+var proofHeaders = lower(wire.HeaderWIT, wire.HeaderWPT, wire.HeaderSignature, wire.HeaderSignatureInput)
 
-// reservedHeader reports whether the field name k starts with ReservedHeaderPrefix, read as headerIs reads it.
+// txnTokenLower is wire.HeaderTxnToken in lower case.
+var txnTokenLower = strings.ToLower(wire.HeaderTxnToken)
+
+// reservedPrefix is wire.ReservedHeaderPrefix in lower case.
+var reservedPrefix = strings.ToLower(wire.ReservedHeaderPrefix)
+
+func lower(names ...string) []string {
+	for i, n := range names {
+		names[i] = strings.ToLower(n)
+	}
+	return names
+}
+
+// reservedHeader reports whether the field name k starts with wire.ReservedHeaderPrefix, read as headerIs reads it.
 func reservedHeader(k string) bool {
-	const prefix = "x-agentauth-"
+	prefix := reservedPrefix
 	return len(k) >= len(prefix) && headerIs(k[:len(prefix)], prefix)
 }
 
@@ -104,7 +88,7 @@ func stripIdentity(r *http.Request) {
 	for _, h := range []http.Header{r.Header, r.Trailer} {
 		stripHeaders(h, identityHeaders)
 		for k := range h {
-			if reservedHeader(k) || (strings.IndexByte(k, '_') >= 0 && headerIs(k, "txn-token")) {
+			if reservedHeader(k) || (strings.IndexByte(k, '_') >= 0 && headerIs(k, txnTokenLower)) {
 				delete(h, k)
 			}
 		}
@@ -151,19 +135,19 @@ func setIdentityHeaders(h http.Header, id *Identity, peer *Peer, self string) er
 		h.Set(k, v)
 		return nil
 	}
-	if err := set(HeaderWorkloadID, id.Subject); err != nil {
+	if err := set(wire.HeaderWorkloadID, id.Subject); err != nil {
 		return err
 	}
-	if err := set(HeaderAuthMethod, id.Method); err != nil {
+	if err := set(wire.HeaderAuthMethod, string(id.Method)); err != nil {
 		return err
 	}
-	if err := set(HeaderDelegatedSubject, id.DelegatedSubject); err != nil {
+	if err := set(wire.HeaderDelegatedSubject, id.DelegatedSubject); err != nil {
 		return err
 	}
-	if err := set(HeaderSubjectKind, id.SubjectKind); err != nil {
+	if err := set(wire.HeaderSubjectKind, id.SubjectKind); err != nil {
 		return err
 	}
-	if err := set(HeaderTransactionID, id.TransactionID); err != nil {
+	if err := set(wire.HeaderTransactionID, id.TransactionID); err != nil {
 		return err
 	}
 	if peer != nil {
@@ -171,7 +155,7 @@ func setIdentityHeaders(h http.Header, id *Identity, peer *Peer, self string) er
 		if v == "" {
 			v = xfcc(peer, self)
 		}
-		return set(HeaderXFCC, v)
+		return set(wire.HeaderXFCC, v)
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 const (
@@ -126,8 +127,8 @@ func (s *fakeSigner) SignRequest(_ context.Context, r *http.Request, rt *Route) 
 	if s.err != nil {
 		return s.err
 	}
-	r.Header.Set(HeaderWIT, "wit-of:"+s.subject)
-	r.Header.Set(HeaderWPT, "aud="+rt.TargetAudience(r))
+	r.Header.Set(wire.HeaderWIT, "wit-of:"+s.subject)
+	r.Header.Set(wire.HeaderWPT, "aud="+rt.TargetAudience(r))
 	return nil
 }
 
@@ -135,11 +136,11 @@ func (s *fakeSigner) SignRequest(_ context.Context, r *http.Request, rt *Route) 
 type fakeAuthn struct{}
 
 func (fakeAuthn) Authenticate(_ context.Context, r *http.Request, _ *Peer, rt *Route) (*Identity, error) {
-	sub, ok := strings.CutPrefix(r.Header.Get(HeaderWIT), "wit-of:")
+	sub, ok := strings.CutPrefix(r.Header.Get(wire.HeaderWIT), "wit-of:")
 	if !ok {
 		return nil, fmt.Errorf("fake: %w: no WIT", autherr.ErrMissing)
 	}
-	if got, want := r.Header.Get(HeaderWPT), "aud="+rt.ExpectedAudience(r); got != want {
+	if got, want := r.Header.Get(wire.HeaderWPT), "aud="+rt.ExpectedAudience(r); got != want {
 		return nil, fmt.Errorf("fake: %w: %q, want %q", autherr.ErrWrongAudience, got, want)
 	}
 	return &Identity{Subject: sub, DelegatedSubject: r.Header.Get("X-Test-Delegated"),
@@ -154,9 +155,9 @@ func (fakeSigSigner) SignRequest(_ context.Context, r *http.Request, _ *Route) e
 	if err != nil {
 		return err
 	}
-	r.Header.Set(HeaderWIT, "wit-of:"+agentID)
-	r.Header.Set(HeaderSignatureInput, fmt.Sprintf("wimse=();len=%d", len(b)))
-	r.Header.Set(HeaderSignature, "wimse=:AAAA:")
+	r.Header.Set(wire.HeaderWIT, "wit-of:"+agentID)
+	r.Header.Set(wire.HeaderSignatureInput, fmt.Sprintf("wimse=();len=%d", len(b)))
+	r.Header.Set(wire.HeaderSignature, "wimse=:AAAA:")
 	return nil
 }
 
@@ -165,14 +166,14 @@ func (fakeSigSigner) SignRequest(_ context.Context, r *http.Request, _ *Route) e
 type fakeSigAuthn struct{}
 
 func (fakeSigAuthn) Authenticate(_ context.Context, r *http.Request, _ *Peer, _ *Route) (*Identity, error) {
-	sub, ok := strings.CutPrefix(r.Header.Get(HeaderWIT), "wit-of:")
+	sub, ok := strings.CutPrefix(r.Header.Get(wire.HeaderWIT), "wit-of:")
 	if !ok {
 		return nil, fmt.Errorf("fake: %w: no WIT", autherr.ErrMissing)
 	}
-	if r.Header.Get(HeaderSignature) == "wimse=:bad:" {
+	if r.Header.Get(wire.HeaderSignature) == "wimse=:bad:" {
 		return nil, fmt.Errorf("fake: %w: signature over the headers", autherr.ErrBadSignature)
 	}
-	in := r.Header.Get(HeaderSignatureInput)
+	in := r.Header.Get(wire.HeaderSignatureInput)
 	return &Identity{Subject: sub, VerifyBody: func(b []byte) error {
 		if want := fmt.Sprintf("wimse=();len=%d", len(b)); in != want {
 			return fmt.Errorf("fake: %w: %q, want %q", autherr.ErrBadSignature, in, want)
@@ -372,3 +373,19 @@ func proxyClient(proxyAddr string) *http.Client {
 }
 
 var errBoom = errors.New("boom")
+
+// testChain is the core of the chain pkg/proxy/steps builds for the sidecar (authentication → binding →
+// revocation → authorization), over this package's fakes; a nil RevocationChecker leaves revocation out.
+func testChain(authn map[wire.Mode]Authenticator, rev RevocationChecker, authz Authorizer) []Step {
+	steps := []Step{&AuthenticateStep{Authenticators: authn}, BindingStep{}}
+	if rev != nil {
+		steps = append(steps, &RevocationStep{Checker: rev})
+	}
+	return append(steps, &AuthorizeStep{Authorizer: authz})
+}
+
+// signChain is the egress chain pkg/proxy/steps builds for the sidecar, without credentials: traceparent, then
+// the route's proofs by signers.
+func signChain(signers map[wire.Mode]ProofSigner) []EgressStep {
+	return []EgressStep{TraceparentStep{}, &SignStep{Signers: signers}}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // Peer is the other end of an inbound connection.
@@ -79,8 +80,8 @@ func (c *peerCache) peerOf(r *http.Request) *Peer {
 type Identity struct {
 	// Subject is the verified workload identifier (WIT sub, or the peer's SPIFFE ID for mTLS alone).
 	Subject string
-	// Method is AuthMTLS, AuthWITWPT or AuthWITHTTPSig.
-	Method string
+	// Method is wire.AuthMTLS, wire.AuthWITWPT or wire.AuthWITHTTPSig.
+	Method wire.AuthMethod
 	// PeerID is the mTLS peer's SPIFFE ID when the caller presented a client certificate, and PeerCert that
 	// verified certificate (for revocation by serial).
 	PeerID   string
@@ -96,8 +97,14 @@ type Identity struct {
 	ProofID string
 	// Expiry is when the credential stops being valid.
 	Expiry time.Time
-	// Attrs carries verifier-specific facts (e.g. the WIT jti, risk level) to later steps and the authorizer.
-	Attrs map[string]any
+	// IssuedAt is when the caller's WIT was issued (zero for mTLS alone): revocations "issued before" are
+	// judged by it. WITID is that WIT's jti.
+	IssuedAt time.Time
+	WITID    string
+	// DelegatedClaims (as strings) and DelegatedIssuedAt (when its subject authenticated) come from a verified
+	// Txn-Token, when there is one.
+	DelegatedClaims   map[string]string
+	DelegatedIssuedAt time.Time
 	// VerifyBody, set by an Authenticator whose proof covers the body (an HTTP signature's Content-Digest),
 	// checks the body against the proof and completes the verification (a nonce is consumed only then). Ingress
 	// reads the body only after Authenticate succeeded, buffers it within Limits.MaxBufferedBody and

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // Exchange is one inbound request on its way through the ingress steps.
@@ -73,26 +74,16 @@ type StepFunc func(ctx context.Context, x *Exchange) error
 // Handle calls f.
 func (f StepFunc) Handle(ctx context.Context, x *Exchange) error { return f(ctx, x) }
 
-// StandardChain is authentication → peer/WIT binding → revocation → authorization. A nil RevocationChecker
-// leaves the revocation step out; authz must not be nil (the handler refuses anything no step allowed).
-func StandardChain(authn map[Mode]Authenticator, rev RevocationChecker, authz Authorizer) []Step {
-	steps := []Step{&AuthenticateStep{Authenticators: authn}, BindingStep{}}
-	if rev != nil {
-		steps = append(steps, &RevocationStep{Checker: rev})
-	}
-	return append(steps, &AuthorizeStep{Authorizer: authz})
-}
-
 // AuthenticateStep establishes x.Identity. mTLS is checked here from the peer certificate; WIT+WPT and
 // WIT+HTTP-signature proofs go to the Authenticator for their mode, chosen by which proof header is present.
 type AuthenticateStep struct {
-	Authenticators map[Mode]Authenticator
+	Authenticators map[wire.Mode]Authenticator
 }
 
 // Handle implements Step.
 func (s *AuthenticateStep) Handle(ctx context.Context, x *Exchange) error {
 	rt, r, peer := x.Route, x.Request, x.Peer
-	if rt.Modes.Has(ModeMTLS) && peer.ID.IsZero() {
+	if rt.Modes.Has(wire.ModeMTLS) && peer.ID.IsZero() {
 		switch {
 		case peer.TLS == nil:
 			return fmt.Errorf("%w: route %q requires mTLS; the request came over cleartext", autherr.ErrMissing, rt.Name)
@@ -102,18 +93,18 @@ func (s *AuthenticateStep) Handle(ctx context.Context, x *Exchange) error {
 			return fmt.Errorf("%w: client certificate is not an X.509-SVID (it needs exactly one spiffe:// URI SAN)", autherr.ErrMalformed)
 		}
 	}
-	proofs := rt.Modes.proofs()
+	proofs := rt.Modes.Proofs()
 	if proofs == 0 {
 		id := peer.ID.String()
-		x.Identity = &Identity{Subject: id, Method: AuthMTLS, PeerID: id, PeerCert: peer.TLS.PeerCertificates[0]}
+		x.Identity = &Identity{Subject: id, Method: wire.AuthMTLS, PeerID: id, PeerCert: peer.TLS.PeerCertificates[0]}
 		return nil
 	}
 	mode := proofMode(r.Header, proofs)
 	if mode == 0 {
-		if r.Header.Get(HeaderWIT) != "" {
-			return fmt.Errorf("%w: %s without a proof (%s)", autherr.ErrMissing, HeaderWIT, proofNames(proofs))
+		if r.Header.Get(wire.HeaderWIT) != "" {
+			return fmt.Errorf("%w: %s without a proof (%s)", autherr.ErrMissing, wire.HeaderWIT, proofNames(proofs))
 		}
-		return fmt.Errorf("%w: route %q requires %s and %s", autherr.ErrMissing, rt.Name, HeaderWIT, proofNames(proofs))
+		return fmt.Errorf("%w: route %q requires %s and %s", autherr.ErrMissing, rt.Name, wire.HeaderWIT, proofNames(proofs))
 	}
 	a := s.Authenticators[mode]
 	if a == nil {
@@ -129,7 +120,7 @@ func (s *AuthenticateStep) Handle(ctx context.Context, x *Exchange) error {
 	if id == nil || id.Subject == "" {
 		return fmt.Errorf("ingress: %v authenticator returned no subject", mode)
 	}
-	if mode == ModeHTTPSig && id.VerifyBody == nil {
+	if mode == wire.ModeHTTPSig && id.VerifyBody == nil {
 		return fmt.Errorf("ingress: the %v authenticator does not check the body its proof covers", mode)
 	}
 	if id.VerifyBody != nil {
@@ -142,9 +133,9 @@ func (s *AuthenticateStep) Handle(ctx context.Context, x *Exchange) error {
 		}
 	}
 	if id.Method == "" {
-		id.Method = AuthWITWPT
-		if mode == ModeHTTPSig {
-			id.Method = AuthWITHTTPSig
+		id.Method = wire.AuthWITWPT
+		if mode == wire.ModeHTTPSig {
+			id.Method = wire.AuthWITHTTPSig
 		}
 	}
 	if !peer.ID.IsZero() {
@@ -155,23 +146,23 @@ func (s *AuthenticateStep) Handle(ctx context.Context, x *Exchange) error {
 }
 
 // proofMode picks the allowed proof mode whose header is present, WPT first.
-func proofMode(h http.Header, allowed Mode) Mode {
-	if allowed.Has(ModeWPT) && len(h.Values(HeaderWPT)) > 0 {
-		return ModeWPT
+func proofMode(h http.Header, allowed wire.Mode) wire.Mode {
+	if allowed.Has(wire.ModeWPT) && len(h.Values(wire.HeaderWPT)) > 0 {
+		return wire.ModeWPT
 	}
-	if allowed.Has(ModeHTTPSig) && len(h.Values(HeaderSignatureInput)) > 0 {
-		return ModeHTTPSig
+	if allowed.Has(wire.ModeHTTPSig) && len(h.Values(wire.HeaderSignatureInput)) > 0 {
+		return wire.ModeHTTPSig
 	}
 	return 0
 }
 
-func proofNames(m Mode) string {
+func proofNames(m wire.Mode) string {
 	var names []string
-	if m.Has(ModeWPT) {
-		names = append(names, HeaderWPT)
+	if m.Has(wire.ModeWPT) {
+		names = append(names, wire.HeaderWPT)
 	}
-	if m.Has(ModeHTTPSig) {
-		names = append(names, HeaderSignature+"/"+HeaderSignatureInput)
+	if m.Has(wire.ModeHTTPSig) {
+		names = append(names, wire.HeaderSignature+"/"+wire.HeaderSignatureInput)
 	}
 	return strings.Join(names, " or ")
 }
@@ -185,7 +176,7 @@ func (BindingStep) Handle(_ context.Context, x *Exchange) error {
 	if x.Identity == nil {
 		return errors.New("ingress: binding step ran before authentication")
 	}
-	if x.Peer.ID.IsZero() || x.Identity.Method == AuthMTLS {
+	if x.Peer.ID.IsZero() || x.Identity.Method == wire.AuthMTLS {
 		return nil
 	}
 	if peer := x.Peer.ID.String(); peer != x.Identity.Subject {
@@ -253,7 +244,7 @@ func denied(d *Decision) error {
 type IngressConfig struct {
 	Options
 	Routes *RouteTable
-	// Steps run in order on every non-passthrough route; StandardChain builds the usual ones.
+	// Steps run in order on every non-passthrough route; pkg/proxy/steps builds the sidecar's.
 	Steps []Step
 }
 
@@ -299,7 +290,7 @@ func (h *IngressHandler) SetRoutes(t *RouteTable) error {
 		if rt.Upstream == nil {
 			return fmt.Errorf("proxy: ingress route %q has no upstream", rt.Name)
 		}
-		if rt.Match.Host == AnyHost && rt.Modes.proofs() != 0 && rt.Audience == "" && rt.ExternalURL == nil {
+		if rt.Match.Host == AnyHost && rt.Modes.Proofs() != 0 && rt.Audience == "" && rt.ExternalURL == nil {
 			return fmt.Errorf("proxy: ingress catch-all route %q verifies proofs, so it needs an explicit audience", rt.Name)
 		}
 	}
@@ -354,7 +345,7 @@ func (h *IngressHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &Exchange{Request: r, Route: rt, Peer: h.peers.peerOf(r), maxBody: st.limits.MaxBufferedBody, budget: h.budget}
 	st.exchange = x
 	defer x.release()
-	if !rt.Modes.Has(ModePassthrough) {
+	if !rt.Modes.Has(wire.ModePassthrough) {
 		if err := h.run(st.ctx, x); err != nil {
 			st.refuse(err)
 			return

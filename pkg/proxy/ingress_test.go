@@ -21,6 +21,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 type ingressFixture struct {
@@ -89,9 +90,9 @@ func TestIngressChainOrder(t *testing.T) {
 		})
 	}
 	f := startIngress(t, IngressConfig{
-		Routes: mustTable(t, &Route{Name: "r", Match: Match{Host: "127.0.0.1"}, Upstream: mustURL(t, tool.URL), Modes: ModeWPT}),
+		Routes: mustTable(t, &Route{Name: "r", Match: Match{Host: "127.0.0.1"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModeWPT}),
 		Steps: []Step{
-			mk("authn", func(x *Exchange) { x.Identity = &Identity{Subject: agentID, Method: AuthWITWPT} }),
+			mk("authn", func(x *Exchange) { x.Identity = &Identity{Subject: agentID, Method: wire.AuthWITWPT} }),
 			mk("revocation", func(*Exchange) {}),
 			mk("authz", func(x *Exchange) { x.Decision = &Decision{Allowed: true} }),
 		},
@@ -125,8 +126,8 @@ func TestIngressHeaders(t *testing.T) {
 	tool := echoTool(t)
 	f := startIngress(t, IngressConfig{
 		Routes: mustTable(t, &Route{Name: "r", Match: Match{Host: "127.0.0.1"}, Upstream: mustURL(t, tool.URL),
-			Modes: ModeMTLS | ModeWPT}),
-		Steps: StandardChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, allowAll()),
+			Modes: wire.ModeMTLS | wire.ModeWPT}),
+		Steps: testChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, allowAll()),
 	})
 	conn, err := tls.Dial("tcp", f.tls, &tls.Config{RootCAs: f.pki.pool, Certificates: []tls.Certificate{f.agentCert},
 		NextProtos: []string{"http/1.1"}})
@@ -167,12 +168,12 @@ func TestIngressHeaders(t *testing.T) {
 	got := decodeSeen(t, res)
 	sum := sha256.Sum256(f.agentCert.Certificate[0])
 	want := map[string]string{
-		HeaderWorkloadID:       agentID,
-		HeaderAuthMethod:       AuthWITWPT,
-		HeaderDelegatedSubject: "user:alice",
-		HeaderTransactionID:    "txn-1",
-		HeaderXFCC:             "By=" + toolID + ";Hash=" + hex.EncodeToString(sum[:]) + ";URI=" + agentID,
-		HeaderTxnToken:         "txn.token.value",
+		wire.HeaderWorkloadID:       agentID,
+		wire.HeaderAuthMethod:       string(wire.AuthWITWPT),
+		wire.HeaderDelegatedSubject: "user:alice",
+		wire.HeaderTransactionID:    "txn-1",
+		wire.HeaderXFCC:             "By=" + toolID + ";Hash=" + hex.EncodeToString(sum[:]) + ";URI=" + agentID,
+		wire.HeaderTxnToken:         "txn.token.value",
 	}
 	for k, v := range want {
 		if vs := got.Header.Values(k); len(vs) != 1 || vs[0] != v {
@@ -185,7 +186,7 @@ func TestIngressHeaders(t *testing.T) {
 				t.Errorf("header %s reached the tool: %q", k, got.Header[k])
 			}
 		}
-		if headerIs(k, "txn-token") && k != HeaderTxnToken {
+		if headerIs(k, "txn-token") && k != wire.HeaderTxnToken {
 			t.Errorf("unverified %s reached the tool: %q", k, got.Header[k])
 		}
 	}
@@ -198,7 +199,7 @@ func TestIngressHeaders(t *testing.T) {
 		t.Fatalf("%d records", len(recs))
 	}
 	r := recs[0]
-	if r.Direction != Ingress || !r.Allowed || r.Subject != agentID || r.PeerID != agentID || r.AuthMethod != AuthWITWPT ||
+	if r.Direction != Ingress || !r.Allowed || r.Subject != agentID || r.PeerID != agentID || r.AuthMethod != string(wire.AuthWITWPT) ||
 		r.DelegatedSubject != "user:alice" || r.TransactionID != "txn-1" || r.ProofID != "jti-1" ||
 		!slices.Equal(r.PolicyIDs, []string{"allow-all"}) || r.Status != 200 || r.Route != "r" || r.Path != "/x" {
 		t.Errorf("record %+v", r)
@@ -233,22 +234,22 @@ func TestIngressRefusals(t *testing.T) {
 	f := startIngress(t, IngressConfig{
 		Options: Options{Limits: Limits{MaxBufferedBody: 64}},
 		Routes: mustTable(t,
-			&Route{Name: "wpt", Match: Match{Host: "127.0.0.1"}, Upstream: up, Modes: ModeWPT},
-			&Route{Name: "mtls", Match: Match{Host: "127.0.0.1", PathPrefix: "/mtls"}, Upstream: up, Modes: ModeMTLS},
-			&Route{Name: "both", Match: Match{Host: "127.0.0.1", PathPrefix: "/both"}, Upstream: up, Modes: ModeMTLS | ModeWPT},
-			&Route{Name: "sig", Match: Match{Host: "127.0.0.1", PathPrefix: "/sig"}, Upstream: up, Modes: ModeHTTPSig},
-			&Route{Name: "nosig", Match: Match{Host: "127.0.0.1", PathPrefix: "/nosig"}, Upstream: up, Modes: ModeHTTPSig | ModeWPT},
-			&Route{Name: "health", Match: Match{Host: "127.0.0.1", PathPrefix: "/healthz"}, Upstream: up, Modes: ModePassthrough},
+			&Route{Name: "wpt", Match: Match{Host: "127.0.0.1"}, Upstream: up, Modes: wire.ModeWPT},
+			&Route{Name: "mtls", Match: Match{Host: "127.0.0.1", PathPrefix: "/mtls"}, Upstream: up, Modes: wire.ModeMTLS},
+			&Route{Name: "both", Match: Match{Host: "127.0.0.1", PathPrefix: "/both"}, Upstream: up, Modes: wire.ModeMTLS | wire.ModeWPT},
+			&Route{Name: "sig", Match: Match{Host: "127.0.0.1", PathPrefix: "/sig"}, Upstream: up, Modes: wire.ModeHTTPSig},
+			&Route{Name: "nosig", Match: Match{Host: "127.0.0.1", PathPrefix: "/nosig"}, Upstream: up, Modes: wire.ModeHTTPSig | wire.ModeWPT},
+			&Route{Name: "health", Match: Match{Host: "127.0.0.1", PathPrefix: "/healthz"}, Upstream: up, Modes: wire.ModePassthrough},
 		),
 		Steps: append([]Step{StepFunc(func(_ context.Context, x *Exchange) error {
 			if x.Request.URL.Path == "/panic" {
 				panic("step exploded")
 			}
 			return nil
-		})}, StandardChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}, ModeHTTPSig: fakeSigAuthn{}}, rev, authz)...),
+		})}, testChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}, wire.ModeHTTPSig: fakeSigAuthn{}}, rev, authz)...),
 	})
 	wpt := func(sub, path, scheme, host string) http.Header {
-		return http.Header{HeaderWIT: {"wit-of:" + sub}, HeaderWPT: {"aud=" + scheme + "://" + host + path}}
+		return http.Header{wire.HeaderWIT: {"wit-of:" + sub}, wire.HeaderWPT: {"aud=" + scheme + "://" + host + path}}
 	}
 	agent := &f.agentCert
 	tests := []struct {
@@ -266,7 +267,7 @@ func TestIngressRefusals(t *testing.T) {
 	}{
 		{name: "ok", path: "/ok", header: wpt(agentID, "/ok", "http", "127.0.0.1"), status: 200},
 		{name: "no credential", path: "/x", status: 401, code: "credential_missing"},
-		{name: "WIT without proof", path: "/x", header: http.Header{HeaderWIT: {"wit-of:" + agentID}}, status: 401, code: "credential_missing"},
+		{name: "WIT without proof", path: "/x", header: http.Header{wire.HeaderWIT: {"wit-of:" + agentID}}, status: 401, code: "credential_missing"},
 		{name: "wrong audience", path: "/x", header: wpt(agentID, "/elsewhere", "http", "127.0.0.1"), status: 400, code: "wrong_audience"},
 		{name: "policy deny", path: "/deny", header: wpt(agentID, "/deny", "http", "127.0.0.1"), status: 403, code: "policy_denied",
 			check: func(t *testing.T, r DecisionRecord) {
@@ -291,7 +292,7 @@ func TestIngressRefusals(t *testing.T) {
 		{name: "mtls without cert", tls: true, path: "/mtls", status: 401, code: "credential_missing"},
 		{name: "mtls ok", tls: true, cert: agent, path: "/mtls", status: 200,
 			check: func(t *testing.T, r DecisionRecord) {
-				if r.Subject != agentID || r.AuthMethod != AuthMTLS || r.PeerID != agentID {
+				if r.Subject != agentID || r.AuthMethod != string(wire.AuthMTLS) || r.PeerID != agentID {
 					t.Errorf("record %+v", r)
 				}
 			}},
@@ -299,11 +300,11 @@ func TestIngressRefusals(t *testing.T) {
 			header: wpt("spiffe://test.example/other", "/both", "https", "127.0.0.1"), status: 400, code: "binding_mismatch"},
 		{name: "peer and WIT agree", tls: true, cert: agent, path: "/both", header: wpt(agentID, "/both", "https", "127.0.0.1"), status: 200},
 		{name: "httpsig ok, body still forwarded", method: "POST", path: "/sig", body: "hello",
-			header: http.Header{HeaderWIT: {"wit-of:" + agentID}, HeaderSignatureInput: {"wimse=();len=5"}}, status: 200, toolBody: "hello"},
+			header: http.Header{wire.HeaderWIT: {"wit-of:" + agentID}, wire.HeaderSignatureInput: {"wimse=();len=5"}}, status: 200, toolBody: "hello"},
 		{name: "httpsig bad", method: "POST", path: "/sig", body: "hello",
-			header: http.Header{HeaderWIT: {"wit-of:" + agentID}, HeaderSignatureInput: {"wimse=();len=4"}}, status: 400, code: "bad_signature"},
+			header: http.Header{wire.HeaderWIT: {"wit-of:" + agentID}, wire.HeaderSignatureInput: {"wimse=();len=4"}}, status: 400, code: "bad_signature"},
 		{name: "httpsig body too large", method: "POST", path: "/sig", body: strings.Repeat("x", 100),
-			header: http.Header{HeaderWIT: {"wit-of:" + agentID}, HeaderSignatureInput: {"wimse=();len=100"}}, status: 413, code: "too_large"},
+			header: http.Header{wire.HeaderWIT: {"wit-of:" + agentID}, wire.HeaderSignatureInput: {"wimse=();len=100"}}, status: 413, code: "too_large"},
 		{name: "either proof mode accepted", path: "/nosig", header: wpt(agentID, "/nosig", "http", "127.0.0.1"), status: 200},
 		{name: "passthrough", path: "/healthz", status: 200},
 		{name: "panic", path: "/panic", status: 500, code: "internal",
@@ -339,7 +340,7 @@ func TestIngressRefusals(t *testing.T) {
 				req.Header[k] = vs
 			}
 			// The audience names the host without port, as the route is configured; the port is ours.
-			for _, k := range []string{HeaderWPT} {
+			for _, k := range []string{wire.HeaderWPT} {
 				if v := req.Header.Get(k); v != "" {
 					req.Header.Set(k, strings.Replace(v, "://127.0.0.1/", "://"+addr+"/", 1))
 				}
@@ -374,20 +375,20 @@ func TestIngressRefusals(t *testing.T) {
 
 func TestIngressFailsClosed(t *testing.T) {
 	tool := echoTool(t)
-	routes := mustTable(t, &Route{Name: "r", Match: Match{Host: "127.0.0.1"}, Upstream: mustURL(t, tool.URL), Modes: ModeWPT})
+	routes := mustTable(t, &Route{Name: "r", Match: Match{Host: "127.0.0.1"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModeWPT})
 	for _, tt := range []struct {
 		name  string
 		steps []Step
 	}{
 		{"no steps", nil},
-		{"no authorization", []Step{&AuthenticateStep{Authenticators: map[Mode]Authenticator{ModeWPT: fakeAuthn{}}}}},
+		{"no authorization", []Step{&AuthenticateStep{Authenticators: map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}}}},
 		{"authz before authn", []Step{&AuthorizeStep{Authorizer: allowAll()}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := startIngress(t, IngressConfig{Routes: routes, Steps: tt.steps})
 			req, _ := http.NewRequest("GET", "http://"+f.plain+"/x", nil)
-			req.Header.Set(HeaderWIT, "wit-of:"+agentID)
-			req.Header.Set(HeaderWPT, "aud=http://"+f.plain+"/x")
+			req.Header.Set(wire.HeaderWIT, "wit-of:"+agentID)
+			req.Header.Set(wire.HeaderWPT, "aud=http://"+f.plain+"/x")
 			res, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -405,9 +406,9 @@ func TestIngressConfigValidation(t *testing.T) {
 		want string
 	}{
 		{"no table", IngressConfig{}, "route table"},
-		{"dynamic upstream", IngressConfig{Routes: mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeWPT})}, "no upstream"},
+		{"dynamic upstream", IngressConfig{Routes: mustTable(t, &Route{Name: "r", Match: Match{Host: "a"}, Modes: wire.ModeWPT})}, "no upstream"},
 		{"catch-all without audience", IngressConfig{Routes: mustTable(t,
-			&Route{Name: "r", Match: Match{Host: AnyHost}, Upstream: up, Modes: ModeWPT})}, "explicit audience"},
+			&Route{Name: "r", Match: Match{Host: AnyHost}, Upstream: up, Modes: wire.ModeWPT})}, "explicit audience"},
 		{"nil step", IngressConfig{Routes: mustTable(t), Steps: []Step{nil}}, "step 0 is nil"},
 	} {
 		if _, err := NewIngressHandler(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -445,7 +446,7 @@ func TestXFCCQuoting(t *testing.T) {
 	if xfcc(&Peer{}, toolID) != "" {
 		t.Error("XFCC without a certificate")
 	}
-	id := &Identity{Subject: "spiffe://td/a\nInjected: 1", Method: AuthMTLS}
+	id := &Identity{Subject: "spiffe://td/a\nInjected: 1", Method: wire.AuthMTLS}
 	if err := setIdentityHeaders(http.Header{}, id, nil, ""); !errors.Is(err, autherr.ErrMalformed) {
 		t.Errorf("header injection: %v", err)
 	}
@@ -488,7 +489,7 @@ func TestPeerCache(t *testing.T) {
 func TestIngressBodyToTool(t *testing.T) {
 	tool := echoTool(t)
 	f := startIngress(t, IngressConfig{Routes: mustTable(t,
-		&Route{Name: "r", Match: Match{Host: AnyHost}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough})})
+		&Route{Name: "r", Match: Match{Host: AnyHost}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough})})
 	small, large := strings.Repeat("s", 300), strings.Repeat("L", maxCoalescedBody+1)
 	for _, tc := range []struct {
 		name, body string
@@ -536,7 +537,7 @@ func TestIngressBodyToTool(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 	}()
 	g := startIngress(t, IngressConfig{Routes: mustTable(t,
-		&Route{Name: "r", Match: Match{Host: AnyHost}, Upstream: mustURL(t, "http://"+ln.Addr().String()), Modes: ModePassthrough})})
+		&Route{Name: "r", Match: Match{Host: AnyHost}, Upstream: mustURL(t, "http://"+ln.Addr().String()), Modes: wire.ModePassthrough})})
 	res, err := http.Post("http://"+g.plain+"/x", "text/plain", strings.NewReader(small))
 	if err != nil {
 		t.Fatal(err)

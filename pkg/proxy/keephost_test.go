@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // TestKeepHost: with KeepHost the upstream sees the Host the agent asked for, not the upstream's address.
@@ -15,7 +16,7 @@ func TestKeepHost(t *testing.T) {
 	for _, keep := range []bool{false, true} {
 		u := mustURL(t, tool.URL)
 		h, err := NewEgressHandler(EgressConfig{Routes: mustTable(t,
-			&Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: u, Modes: ModePassthrough, KeepHost: keep})})
+			&Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: u, Modes: wire.ModePassthrough, KeepHost: keep})})
 		if err != nil {
 			t.Fatal(err)
 		}

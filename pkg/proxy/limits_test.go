@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // TestLiveLimitsApplyToNextRequest: a Store of a lower header cap refuses the next request over it (431) without rebuilding the handler; raising them again serves it.
@@ -14,7 +16,7 @@ func TestLiveLimitsApplyToNextRequest(t *testing.T) {
 	live := NewLiveLimits(Limits{MaxBufferedBody: 1 << 10})
 	h, err := NewIngressHandler(IngressConfig{
 		Options: Options{Live: live, Self: "spiffe://example.org/tool"},
-		Routes:  mustTable(t, &Route{Name: "r", Match: Match{Host: AnyHost}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough}),
+		Routes:  mustTable(t, &Route{Name: "r", Match: Match{Host: AnyHost}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough}),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/agentauth/agentauth/pkg/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,7 +40,7 @@ func TestOriginalDstWithoutRedirect(t *testing.T) {
 func TestTransparentListenerDirectConnection(t *testing.T) {
 	tool := echoTool(t)
 	h, err := NewEgressHandler(EgressConfig{Routes: mustTable(t,
-		&Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough})})
+		&Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough})})
 	if err != nil {
 		t.Fatal(err)
 	}

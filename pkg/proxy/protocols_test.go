@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/coder/websocket"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -45,8 +46,8 @@ func newPair(t testing.TB, toolURL string, h2c bool, lim Limits) *pair {
 	ingress, err := NewIngressHandler(IngressConfig{
 		Options: Options{Self: toolID, Sink: p.ingressSink, Limits: lim},
 		Routes: mustTable(t, &Route{Name: "tool", Match: Match{Host: "127.0.0.1"}, Upstream: mustURL(t, toolURL), H2C: h2c,
-			Modes: ModeMTLS | ModeWPT}),
-		Steps: StandardChain(map[Mode]Authenticator{ModeWPT: fakeAuthn{}}, nil, allowAll()),
+			Modes: wire.ModeMTLS | wire.ModeWPT}),
+		Steps: testChain(map[wire.Mode]Authenticator{wire.ModeWPT: fakeAuthn{}}, nil, allowAll()),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -75,8 +76,8 @@ func newPair(t testing.TB, toolURL string, h2c bool, lim Limits) *pair {
 				return inner(ctx, rt)
 			}},
 		Routes: mustTable(t, &Route{Name: "tool", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, "https://"+iln.Addr().String()),
-			Modes: ModeMTLS | ModeWPT, UpstreamID: toolID}),
-		Signers: map[Mode]ProofSigner{ModeWPT: &fakeSigner{subject: agentID}},
+			Modes: wire.ModeMTLS | wire.ModeWPT, UpstreamID: toolID}),
+		Steps: signChain(map[wire.Mode]ProofSigner{wire.ModeWPT: &fakeSigner{subject: agentID}}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -111,8 +112,8 @@ func TestPairHTTP2OverTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := decodeSeen(t, res)
-		if got.Header.Get(HeaderWorkloadID) != agentID || got.Header.Get(HeaderAuthMethod) != AuthWITWPT ||
-			got.Body != "body" || got.Path != fmt.Sprintf("/r%d", i) || !strings.Contains(got.Header.Get(HeaderXFCC), "URI="+agentID) {
+		if got.Header.Get(wire.HeaderWorkloadID) != agentID || got.Header.Get(wire.HeaderAuthMethod) != string(wire.AuthWITWPT) ||
+			got.Body != "body" || got.Path != fmt.Sprintf("/r%d", i) || !strings.Contains(got.Header.Get(wire.HeaderXFCC), "URI="+agentID) {
 			t.Fatalf("tool saw %+v", got)
 		}
 		p.egressDone.wait(t)
@@ -156,7 +157,7 @@ func h2cOnly() *http.Protocols {
 // An upstream marked h2c gets cleartext HTTP/2 with prior knowledge.
 func TestPairH2CUpstream(t *testing.T) {
 	tool := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%s %s", r.Proto, r.Header.Get(HeaderWorkloadID))
+		fmt.Fprintf(w, "%s %s", r.Proto, r.Header.Get(wire.HeaderWorkloadID))
 	}))
 	tool.Config.Protocols = h2cOnly()
 	tool.Start()
@@ -247,7 +248,7 @@ func TestPairGRPCBidi(t *testing.T) {
 		t.Errorf("trailer %v", stream.Trailer())
 	}
 	md := <-svc.seen
-	if got := md.Get(strings.ToLower(HeaderWorkloadID)); len(got) != 1 || got[0] != agentID {
+	if got := md.Get(strings.ToLower(wire.HeaderWorkloadID)); len(got) != 1 || got[0] != agentID {
 		t.Errorf("tool metadata %v", md)
 	}
 
@@ -310,7 +311,7 @@ func TestPairSSE(t *testing.T) {
 func TestPairWebSocket(t *testing.T) {
 	upgradeID := make(chan string, 1)
 	tool := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		upgradeID <- r.Header.Get(HeaderWorkloadID)
+		upgradeID <- r.Header.Get(wire.HeaderWorkloadID)
 		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
 			return
@@ -363,7 +364,7 @@ func upstreamFailure(t *testing.T, upstream string) {
 	s := &sink{}
 	h, err := NewIngressHandler(IngressConfig{
 		Options: Options{Sink: s},
-		Routes:  mustTable(t, &Route{Name: "dead", Match: Match{Host: AnyHost}, Upstream: mustURL(t, upstream), Modes: ModePassthrough}),
+		Routes:  mustTable(t, &Route{Name: "dead", Match: Match{Host: AnyHost}, Upstream: mustURL(t, upstream), Modes: wire.ModePassthrough}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -410,7 +411,7 @@ func TestUpstreamSlow(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 	addr, _ := startEgress(t, EgressConfig{
 		Options: Options{Limits: Limits{ResponseHeaderTimeout: 200 * time.Millisecond}},
-		Routes:  mustTable(t, &Route{Name: "slow", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough}),
+		Routes:  mustTable(t, &Route{Name: "slow", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough}),
 	})
 	res, err := proxyClient(addr).Get("http://tool.test/")
 	if err != nil {
@@ -426,11 +427,11 @@ func TestOversizedHeader(t *testing.T) {
 	lim := Limits{MaxHeaderBytes: 4 << 10}
 	egress, _ := startEgress(t, EgressConfig{
 		Options: Options{Limits: lim},
-		Routes:  mustTable(t, &Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough}),
+		Routes:  mustTable(t, &Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough}),
 	})
 	ingress := startIngress(t, IngressConfig{
 		Options: Options{Limits: lim},
-		Routes:  mustTable(t, &Route{Name: "r", Match: Match{Host: "127.0.0.1"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough}),
+		Routes:  mustTable(t, &Route{Name: "r", Match: Match{Host: "127.0.0.1"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough}),
 	})
 	for _, tc := range []struct {
 		name   string
@@ -482,7 +483,7 @@ func TestSlowHeaderClientCutOff(t *testing.T) {
 	tool := echoTool(t)
 	addr, _ := startEgress(t, EgressConfig{
 		Options: Options{Limits: Limits{ReadHeaderTimeout: 100 * time.Millisecond}},
-		Routes:  mustTable(t, &Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough}),
+		Routes:  mustTable(t, &Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough}),
 	})
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -506,7 +507,7 @@ func TestServerShutdownDrains(t *testing.T) {
 	}))
 	defer tool.Close()
 	h, err := NewEgressHandler(EgressConfig{Routes: mustTable(t,
-		&Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough})})
+		&Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,7 +563,7 @@ func TestServerShutdownDeadline(t *testing.T) {
 	}))
 	defer tool.Close()
 	h, err := NewEgressHandler(EgressConfig{Routes: mustTable(t,
-		&Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: ModePassthrough})})
+		&Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, tool.URL), Modes: wire.ModePassthrough})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"testing"
+
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // BenchmarkRoundTrip measures one keep-alive request through: nothing, a bare httputil.ReverseProxy pair, and
@@ -51,14 +53,15 @@ func BenchmarkRoundTrip(b *testing.B) {
 
 	b.Run("sidecar-pair-passthrough", func(b *testing.B) {
 		ingress, err := NewIngressHandler(IngressConfig{Routes: mustTable(b,
-			&Route{Name: "tool", Match: Match{Host: AnyHost}, Upstream: toolURL, Modes: ModePassthrough})})
+			&Route{Name: "tool", Match: Match{Host: AnyHost}, Upstream: toolURL, Modes: wire.ModePassthrough})})
 		if err != nil {
 			b.Fatal(err)
 		}
 		iln := listen(b)
 		serve(b, Limits{}, Listener{Name: "ingress", Listener: iln, Handler: ingress})
 		egress, err := NewEgressHandler(EgressConfig{Routes: mustTable(b,
-			&Route{Name: "tool", Match: Match{Host: "tool.test"}, Upstream: mustURL(b, "http://"+iln.Addr().String()), Modes: ModePassthrough})})
+			&Route{Name: "tool", Match: Match{Host: "tool.test"}, Upstream: mustURL(b, "http://"+iln.Addr().String()), Modes: wire.ModePassthrough}),
+			Steps: signChain(nil)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
@@ -108,7 +109,9 @@ type Options struct {
 	// Auditor, when set, records every decision durably before it takes effect. Nil costs nothing.
 	Auditor Auditor
 	Metrics Metrics
-	Logger  *slog.Logger
+	// Logger logs what no decision record carries (a refusal the Auditor could not record, a panic's stack); nil:
+	// nothing is logged.
+	Logger *zap.Logger
 	// TLSConfig supplies the client tls.Config for https upstreams; nil uses the system roots and no client cert.
 	TLSConfig TLSConfigFunc
 }
@@ -119,7 +122,7 @@ func (o Options) withDefaults() Options {
 		o.Live = NewLiveLimits(o.Limits)
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+		o.Logger = zap.NewNop()
 	}
 	return o
 }
@@ -174,6 +177,8 @@ type reqState struct {
 	upgraded bool
 	status   int // overrides the observed status (tunnels, client gone)
 	exchange *Exchange
+	// outbound is the egress steps' view of the request, kept here to save an allocation per request.
+	outbound Outbound
 	// body is the client's request body as ingress reads it; nil without one, and on egress.
 	body *clientBody
 	// identity holds the verified identity headers ingress sets on the outgoing request.
@@ -227,7 +232,8 @@ func (st *reqState) refuse(err error) {
 		if aerr := st.audit(); aerr != nil {
 			// The refusal stands: a request refused unaudited did nothing, and its own reason tells the caller more
 			// than audit_unavailable would.
-			st.opts.Logger.Error("refusal not audited", "direction", st.dir, "route", st.rec.Route, "reason", code, "error", aerr)
+			st.opts.Logger.Error("refusal not audited", zap.String("direction", string(st.dir)), zap.String("route", st.rec.Route),
+				zap.String("reason", code), zap.Error(aerr))
 		}
 	}
 	desc := err.Error()
@@ -298,7 +304,8 @@ func (st *reqState) end() {
 			panic(p)
 		}
 		// The decision record logs the panic once, as an internal error; its stack is for whoever debugs it.
-		st.opts.Logger.Debug("panic in request path", "direction", st.dir, "panic", p, "stack", string(debug.Stack()))
+		st.opts.Logger.Debug("panic in request path", zap.String("direction", string(st.dir)), zap.Any("panic", p),
+			zap.String("stack", string(debug.Stack())))
 		st.refuse(fmt.Errorf("panic: %v", p))
 	}
 	st.record()
@@ -318,14 +325,6 @@ func (st *reqState) audit() error {
 	return nil
 }
 
-// SetTransaction names, on the egress record of the request ctx belongs to, the transaction its Txn-Token carries
-// and whom the agent acts for (a ProofSigner that attached the token calls it). Outside a request it does nothing.
-func SetTransaction(ctx context.Context, txn, subjectKind, delegatedSubject string) {
-	if st := stateOf(ctx); st != nil {
-		st.rec.TransactionID, st.rec.SubjectKind, st.rec.DelegatedSubject = txn, subjectKind, delegatedSubject
-	}
-}
-
 // fill copies what the ingress steps established into the record.
 func (st *reqState) fill() {
 	rec := &st.rec
@@ -334,7 +333,7 @@ func (st *reqState) fill() {
 			rec.PeerID = x.Peer.ID.String()
 		}
 		if id := x.Identity; id != nil {
-			rec.Subject, rec.AuthMethod, rec.ProofID = id.Subject, id.Method, id.ProofID
+			rec.Subject, rec.AuthMethod, rec.ProofID = id.Subject, string(id.Method), id.ProofID
 			rec.SubjectKind, rec.DelegatedSubject, rec.TransactionID = id.SubjectKind, id.DelegatedSubject, id.TransactionID
 		}
 		if d := x.Decision; d != nil {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // shortCert issues an X.509-SVID for id valid until notAfter.
@@ -156,8 +157,8 @@ func startMTLSIngress(t *testing.T, pki *testPKI, tool http.Handler, s *sink, re
 	t.Cleanup(backend.Close)
 	h, err := NewIngressHandler(IngressConfig{
 		Options: Options{Self: toolID, Sink: s},
-		Routes:  mustTable(t, &Route{Name: "in", Match: Match{Host: AnyHost}, Upstream: mustURL(t, backend.URL), Modes: ModeMTLS}),
-		Steps:   StandardChain(nil, rev, allowAll()),
+		Routes:  mustTable(t, &Route{Name: "in", Match: Match{Host: AnyHost}, Upstream: mustURL(t, backend.URL), Modes: wire.ModeMTLS}),
+		Steps:   testChain(nil, rev, allowAll()),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +264,7 @@ func TestEgressRetiresConnectionsBeforeTheirCertificates(t *testing.T) {
 			return &tls.Config{RootCAs: pki.pool, GetClientCertificate: cert.get}, nil
 		}},
 		Routes: mustTable(t, &Route{Name: "tool", Match: Match{Host: "tool.test"}, Upstream: mustURL(t, "https://"+addr),
-			Modes: ModeMTLS}),
+			Modes: wire.ModeMTLS}),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentauth/agentauth/internal/urlpath"
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // AnyHost in Match.Host makes a catch-all route, consulted after every host-specific one.
@@ -39,7 +40,7 @@ type Route struct {
 	// H2C: the upstream speaks cleartext HTTP/2 with prior knowledge (gRPC servers without TLS). Needs http.
 	H2C bool
 	// Modes: what egress adds or ingress requires. See Mode.
-	Modes Mode
+	Modes wire.Mode
 	// Audience is the WPT aud / wimse-aud. Egress: sent verbatim when set, else the target URI without query
 	// (TargetAudience). Ingress: the one value accepted when set, else derived from trusted config
 	// (ExpectedAudience); a catch-all ingress route with a proof mode must set it.
@@ -136,9 +137,9 @@ func (rt *Route) validate() error {
 	switch {
 	case rt.Modes == 0:
 		return fail("no modes; say %q explicitly to forward without proofs", "passthrough")
-	case rt.Modes.Has(ModePassthrough) && rt.Modes != ModePassthrough:
-		return fail("passthrough cannot be combined with %v", rt.Modes&^ModePassthrough)
-	case rt.Modes&^(ModeWPT|ModeHTTPSig|ModeMTLS|ModePassthrough) != 0:
+	case rt.Modes.Has(wire.ModePassthrough) && rt.Modes != wire.ModePassthrough:
+		return fail("passthrough cannot be combined with %v", rt.Modes&^wire.ModePassthrough)
+	case rt.Modes&^(wire.ModeWPT|wire.ModeHTTPSig|wire.ModeMTLS|wire.ModePassthrough) != 0:
 		return fail("unknown mode bits in %v", rt.Modes)
 	}
 	if u := rt.Upstream; u != nil {
@@ -158,7 +159,7 @@ func (rt *Route) validate() error {
 		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "") {
 		return fail("external URL %q must be http(s)://host[:port] only", u.Redacted())
 	}
-	if rt.SignedResponses && !rt.Modes.Has(ModeHTTPSig) {
+	if rt.SignedResponses && !rt.Modes.Has(wire.ModeHTTPSig) {
 		return fail("signed responses need mode httpsig")
 	}
 	if rt.ProofLifetime < 0 {

@@ -8,18 +8,19 @@ import (
 	"testing"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 func TestRouteTableLookup(t *testing.T) {
 	up := mustURL(t, "http://127.0.0.1:9")
 	tab := mustTable(t,
-		&Route{Name: "host", Match: Match{Host: "tool.example"}, Upstream: up, Modes: ModeWPT},
-		&Route{Name: "hostport", Match: Match{Host: "Tool.Example:8080"}, Upstream: up, Modes: ModeWPT},
-		&Route{Name: "api", Match: Match{Host: "tool.example", PathPrefix: "/api"}, Upstream: up, Modes: ModeWPT},
-		&Route{Name: "api-v2", Match: Match{Host: "tool.example", PathPrefix: "/api/v2/"}, Upstream: up, Modes: ModeWPT},
-		&Route{Name: "v6", Match: Match{Host: "[::1]:443"}, Upstream: up, Modes: ModeWPT},
-		&Route{Name: "v6any", Match: Match{Host: "::2"}, Upstream: up, Modes: ModePassthrough},
-		&Route{Name: "default", Match: Match{Host: AnyHost}, Modes: ModePassthrough},
+		&Route{Name: "host", Match: Match{Host: "tool.example"}, Upstream: up, Modes: wire.ModeWPT},
+		&Route{Name: "hostport", Match: Match{Host: "Tool.Example:8080"}, Upstream: up, Modes: wire.ModeWPT},
+		&Route{Name: "api", Match: Match{Host: "tool.example", PathPrefix: "/api"}, Upstream: up, Modes: wire.ModeWPT},
+		&Route{Name: "api-v2", Match: Match{Host: "tool.example", PathPrefix: "/api/v2/"}, Upstream: up, Modes: wire.ModeWPT},
+		&Route{Name: "v6", Match: Match{Host: "[::1]:443"}, Upstream: up, Modes: wire.ModeWPT},
+		&Route{Name: "v6any", Match: Match{Host: "::2"}, Upstream: up, Modes: wire.ModePassthrough},
+		&Route{Name: "default", Match: Match{Host: AnyHost}, Modes: wire.ModePassthrough},
 	)
 	tests := []struct {
 		host, path, want string
@@ -47,7 +48,7 @@ func TestRouteTableLookup(t *testing.T) {
 			t.Errorf("Lookup(%q, %q) = %v, %v; want %q", tt.host, tt.path, rt, ok, tt.want)
 		}
 	}
-	noDefault := mustTable(t, &Route{Name: "a", Match: Match{Host: "a.example"}, Modes: ModePassthrough})
+	noDefault := mustTable(t, &Route{Name: "a", Match: Match{Host: "a.example"}, Modes: wire.ModePassthrough})
 	if rt, ok := noDefault.Lookup("b.example", "/"); ok {
 		t.Errorf("Lookup without catch-all = %v", rt.Name)
 	}
@@ -58,7 +59,7 @@ func TestRouteTableLookup(t *testing.T) {
 }
 
 func TestRouteTableCopiesInput(t *testing.T) {
-	r := &Route{Name: "a", Match: Match{Host: "a.example"}, Upstream: mustURL(t, "http://127.0.0.1:1"), Modes: ModeWPT}
+	r := &Route{Name: "a", Match: Match{Host: "a.example"}, Upstream: mustURL(t, "http://127.0.0.1:1"), Modes: wire.ModeWPT}
 	tab := mustTable(t, r)
 	r.Name, r.Upstream.Host = "changed", "evil:1"
 	got, _ := tab.Lookup("a.example", "/")
@@ -74,21 +75,21 @@ func TestRouteValidation(t *testing.T) {
 		route Route
 		want  string
 	}{
-		{"no name", Route{Match: Match{Host: "a"}, Modes: ModeWPT}, "without a name"},
-		{"no host", Route{Name: "r", Modes: ModeWPT}, "match.host is empty"},
-		{"bad host", Route{Name: "r", Match: Match{Host: "a b"}, Modes: ModeWPT}, "match.host"},
-		{"bad port", Route{Name: "r", Match: Match{Host: "a:99999"}, Modes: ModeWPT}, "bad port"},
-		{"bad prefix", Route{Name: "r", Match: Match{Host: "a", PathPrefix: "api"}, Modes: ModeWPT}, "path_prefix"},
-		{"dotdot prefix", Route{Name: "r", Match: Match{Host: "a", PathPrefix: "/a/../b"}, Modes: ModeWPT}, "not canonical"},
+		{"no name", Route{Match: Match{Host: "a"}, Modes: wire.ModeWPT}, "without a name"},
+		{"no host", Route{Name: "r", Modes: wire.ModeWPT}, "match.host is empty"},
+		{"bad host", Route{Name: "r", Match: Match{Host: "a b"}, Modes: wire.ModeWPT}, "match.host"},
+		{"bad port", Route{Name: "r", Match: Match{Host: "a:99999"}, Modes: wire.ModeWPT}, "bad port"},
+		{"bad prefix", Route{Name: "r", Match: Match{Host: "a", PathPrefix: "api"}, Modes: wire.ModeWPT}, "path_prefix"},
+		{"dotdot prefix", Route{Name: "r", Match: Match{Host: "a", PathPrefix: "/a/../b"}, Modes: wire.ModeWPT}, "not canonical"},
 		{"no modes", Route{Name: "r", Match: Match{Host: "a"}}, "no modes"},
-		{"passthrough mixed", Route{Name: "r", Match: Match{Host: "a"}, Modes: ModePassthrough | ModeWPT}, "cannot be combined"},
-		{"ftp", Route{Name: "r", Match: Match{Host: "a"}, Upstream: mustURL(t, "ftp://x"), Modes: ModeWPT}, "not http"},
-		{"query", Route{Name: "r", Match: Match{Host: "a"}, Upstream: mustURL(t, "http://x/?a=b"), Modes: ModeWPT}, "scheme://host"},
-		{"h2c tls", Route{Name: "r", Match: Match{Host: "a"}, Upstream: up, H2C: true, Modes: ModeWPT}, "h2c needs"},
-		{"h2c dynamic", Route{Name: "r", Match: Match{Host: "a"}, H2C: true, Modes: ModeWPT}, "explicit upstream"},
-		{"lifetime", Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeWPT, ProofLifetime: -1}, "negative"},
-		{"external URL with path", Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeWPT, ExternalURL: mustURL(t, "https://a/x")}, "external URL"},
-		{"signed responses without httpsig", Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeWPT, SignedResponses: true}, "need mode httpsig"},
+		{"passthrough mixed", Route{Name: "r", Match: Match{Host: "a"}, Modes: wire.ModePassthrough | wire.ModeWPT}, "cannot be combined"},
+		{"ftp", Route{Name: "r", Match: Match{Host: "a"}, Upstream: mustURL(t, "ftp://x"), Modes: wire.ModeWPT}, "not http"},
+		{"query", Route{Name: "r", Match: Match{Host: "a"}, Upstream: mustURL(t, "http://x/?a=b"), Modes: wire.ModeWPT}, "scheme://host"},
+		{"h2c tls", Route{Name: "r", Match: Match{Host: "a"}, Upstream: up, H2C: true, Modes: wire.ModeWPT}, "h2c needs"},
+		{"h2c dynamic", Route{Name: "r", Match: Match{Host: "a"}, H2C: true, Modes: wire.ModeWPT}, "explicit upstream"},
+		{"lifetime", Route{Name: "r", Match: Match{Host: "a"}, Modes: wire.ModeWPT, ProofLifetime: -1}, "negative"},
+		{"external URL with path", Route{Name: "r", Match: Match{Host: "a"}, Modes: wire.ModeWPT, ExternalURL: mustURL(t, "https://a/x")}, "external URL"},
+		{"signed responses without httpsig", Route{Name: "r", Match: Match{Host: "a"}, Modes: wire.ModeWPT, SignedResponses: true}, "need mode httpsig"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,11 +99,11 @@ func TestRouteValidation(t *testing.T) {
 			}
 		})
 	}
-	dup := &Route{Name: "r", Match: Match{Host: "a"}, Modes: ModeWPT}
+	dup := &Route{Name: "r", Match: Match{Host: "a"}, Modes: wire.ModeWPT}
 	if _, err := NewRouteTable(dup, dup); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("duplicate name: %v", err)
 	}
-	other := &Route{Name: "s", Match: Match{Host: "A."}, Modes: ModeWPT}
+	other := &Route{Name: "s", Match: Match{Host: "A."}, Modes: wire.ModeWPT}
 	if _, err := NewRouteTable(dup, other); err == nil || !strings.Contains(err.Error(), "same match") {
 		t.Errorf("duplicate match: %v", err)
 	}
@@ -162,25 +163,12 @@ func TestCheckPath(t *testing.T) {
 	}
 }
 
-func TestParseModes(t *testing.T) {
-	m, err := ParseModes("wpt", " MTLS ")
-	if err != nil || m != ModeWPT|ModeMTLS || m.String() != "wpt+mtls" {
-		t.Fatalf("ParseModes = %v (%v), %v", m, uint8(m), err)
-	}
-	if _, err := ParseModes("bearer"); err == nil {
-		t.Fatal("unknown mode accepted")
-	}
-	if Mode(0).String() != "none" || !ModePassthrough.Has(ModePassthrough) || ModeWPT.Has(0) {
-		t.Fatal("Mode basics")
-	}
-}
-
 // A route's Upstream path is prefixed to the request path.
 func TestUpstreamPathJoin(t *testing.T) {
 	tool := echoTool(t)
 	u := mustURL(t, tool.URL+"/base")
 	h, err := NewEgressHandler(EgressConfig{Routes: mustTable(t,
-		&Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: u, Modes: ModePassthrough})})
+		&Route{Name: "r", Match: Match{Host: "tool.test"}, Upstream: u, Modes: wire.ModePassthrough})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,9 +201,9 @@ func TestChallenge(t *testing.T) {
 		want string
 	}{
 		{nil, "WIMSE-mTLS, WIMSE-WPT, WIMSE-HTTPSig"},
-		{&Route{Name: "weather", Modes: ModeMTLS | ModeWPT}, `WIMSE-mTLS realm="weather", WIMSE-WPT realm="weather"`},
-		{&Route{Name: `we"ird`, Modes: ModeHTTPSig}, `WIMSE-HTTPSig realm="we\"ird"`},
-		{&Route{Name: "p", Modes: ModePassthrough}, `WIMSE-mTLS realm="p", WIMSE-WPT realm="p", WIMSE-HTTPSig realm="p"`},
+		{&Route{Name: "weather", Modes: wire.ModeMTLS | wire.ModeWPT}, `WIMSE-mTLS realm="weather", WIMSE-WPT realm="weather"`},
+		{&Route{Name: `we"ird`, Modes: wire.ModeHTTPSig}, `WIMSE-HTTPSig realm="we\"ird"`},
+		{&Route{Name: "p", Modes: wire.ModePassthrough}, `WIMSE-mTLS realm="p", WIMSE-WPT realm="p", WIMSE-HTTPSig realm="p"`},
 	}
 	for _, tt := range tests {
 		if got := challenge(tt.rt); got != tt.want {

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	stdlog "log"
 	"net"
 	"net/http"
 	"sync"
+
+	"go.uber.org/zap"
 
 	"github.com/agentauth/agentauth/internal/netlimit"
 )
@@ -31,7 +33,7 @@ type Listener struct {
 
 // Server runs listeners with the sidecar's limits, and drains them on shutdown. It is used once.
 type Server struct {
-	log        *slog.Logger
+	log        *zap.Logger
 	limits     Limits
 	servers    []*http.Server
 	listeners  []net.Listener
@@ -40,10 +42,21 @@ type Server struct {
 	cancelBase context.CancelFunc
 }
 
-// NewServer wraps ls; nothing is served until Serve.
-func NewServer(limits Limits, logger *slog.Logger, ls ...Listener) (*Server, error) {
+// debugLog is a standard library logger (net/http's ErrorLog) writing to log at debug: the decision record logs
+// each failure once, and what net/http adds (a TLS handshake error, a body copy error) is detail.
+func debugLog(log *zap.Logger) *stdlog.Logger {
+	l, err := zap.NewStdLogAt(log, zap.DebugLevel)
+	if err != nil {
+		// Only for a level zap does not know.
+		return stdlog.New(io.Discard, "", 0)
+	}
+	return l
+}
+
+// NewServer wraps ls; nothing is served until Serve. A nil logger logs nothing.
+func NewServer(limits Limits, logger *zap.Logger, ls ...Listener) (*Server, error) {
 	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+		logger = zap.NewNop()
 	}
 	s := &Server{log: logger, limits: limits.withDefaults()}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
@@ -103,7 +116,7 @@ func (s *Server) add(l Listener) {
 		Protocols:      &protos,
 		// Requests, upgraded connections and tunnels derive from base, which Shutdown cancels at the end.
 		BaseContext: func(net.Listener) context.Context { return s.base },
-		ErrorLog:    slog.NewLogLogger(s.log.With("listener", l.Name).Handler(), slog.LevelDebug),
+		ErrorLog:    debugLog(s.log.With(zap.String("listener", l.Name))),
 	}
 	if l.Transparent {
 		name := l.Name
@@ -123,7 +136,8 @@ func (s *Server) transparentContext(ctx context.Context, name string, c net.Conn
 	dst, err := originalDst(tc)
 	if err != nil {
 		// Not redirected (a direct connection): the request is routed by its Host header alone.
-		s.log.Debug("no original destination", "listener", name, "remote", c.RemoteAddr().String(), "error", err)
+		s.log.Debug("no original destination", zap.String("listener", name), zap.String("remote", c.RemoteAddr().String()),
+			zap.Error(err))
 		return ctx
 	}
 	if local, ok := tc.LocalAddr().(*net.TCPAddr); ok && local.AddrPort() == dst {

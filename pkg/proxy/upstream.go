@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -295,7 +294,7 @@ func newReverseProxy(opts *Options, dir Direction, rt http.RoundTripper) *httput
 			st.refuse(upstreamError(st, err))
 		},
 		// The decision record logs each failure once; what ReverseProxy adds (a body copy error) is detail.
-		ErrorLog:   slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
+		ErrorLog:   debugLog(opts.Logger),
 		BufferPool: newBufferPool(),
 	}
 }

@@ -3,23 +3,24 @@ package sidecar
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/audit"
-	"github.com/agentauth/agentauth/pkg/oauth"
+	"github.com/agentauth/agentauth/pkg/audit/witness"
+	"github.com/agentauth/agentauth/pkg/mtls"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/xds/xdsclient"
 )
 
@@ -94,6 +95,22 @@ func (s *Sidecar) openAudit(cfg *AuditConfig, svid *x509svid.SVID) (*auditLog, e
 	s.log.Info("audit log open", zap.String("dir", cfg.Dir), zap.String("origin", w.Origin()),
 		zap.Uint64("records", w.Size()), zap.String("durability", cfg.Durability))
 	return l, nil
+}
+
+// startWitnessing sends the log's checkpoints to the controller's witness, on the controller's xDS address with
+// the same mTLS credentials as the ADS stream, every checkpoint interval.
+func (s *Sidecar) startWitnessing(self spiffeid.ID) error {
+	tlsConf := mtls.ClientConfig(s.src, mtls.AuthorizeIDs(wire.ControllerID(self.TrustDomain())))
+	cc, err := grpc.NewClient(s.cfg.Controller.Address, grpc.WithTransportCredentials(mtls.GRPCCredentials(tlsConf, nil)))
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	client := witness.NewClient(s.cfg.Audit.Dir, cc, s.log.Named("witness"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); client.Run(ctx, s.cfg.Audit.CheckpointInterval) }()
+	s.closers = append(s.closers, func() { cancel(); <-done; _ = cc.Close() })
+	return nil
 }
 
 // writeFileAtomic replaces path with data, so a reader never sees half a certificate.
@@ -245,36 +262,6 @@ func remediationCause(rec *audit.Record, c *agentauthv1.Cause) {
 		return
 	}
 	rec.Cause, rec.SETJti = clip(c.GetEventType()), clip(c.GetSetJti())
-}
-
-// txnAlgs are the algorithms a Txn-Token from our token service may carry; it is read, not verified, here.
-var txnAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.ES512, jose.RS256, jose.RS384, jose.RS512,
-	jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}
-
-// noteTransaction names, on the egress decision record, the transaction and subject of the Txn-Token the token
-// service just gave us (over mTLS; ingress verifies it). A token that does not parse leaves the record without.
-func noteTransaction(ctx context.Context, h http.Header, self string) {
-	vals := h.Values(oauth.HeaderTxnToken)
-	if len(vals) != 1 {
-		return
-	}
-	tok, err := jwt.ParseSigned(vals[0], txnAlgs)
-	if err != nil {
-		return
-	}
-	var c struct {
-		Txn string `json:"txn"`
-		Sub string `json:"sub"`
-	}
-	if err := tok.UnsafeClaimsWithoutVerification(&c); err != nil {
-		return
-	}
-	info := oauth.TxnInfo{Subject: c.Sub}
-	kind, delegated := info.SubjectKind(self), c.Sub
-	if kind == oauth.SubjectSelf {
-		delegated = ""
-	}
-	proxy.SetTransaction(ctx, c.Txn, kind, delegated)
 }
 
 var _ proxy.Auditor = (*auditLog)(nil)

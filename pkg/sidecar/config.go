@@ -17,14 +17,6 @@ import (
 	"github.com/agentauth/agentauth/pkg/wire"
 )
 
-// Proof modes a route may use or require. A route lists one or more; "passthrough" stands alone.
-const (
-	ModeMTLS        = "mtls"
-	ModeWPT         = "wpt"
-	ModeHTTPSig     = "httpsig"
-	ModePassthrough = "passthrough"
-)
-
 // Config is the whole sidecar configuration. Field names are the YAML keys.
 type Config struct {
 	// Identity says where this workload's credentials come from.
@@ -467,7 +459,7 @@ func (c *Config) SetDefaults() {
 			in.ReplayCacheSize = 1_000_000
 		}
 		if in.MTLS != nil && in.MTLS.Required == nil {
-			req := contains(in.Require, ModeMTLS)
+			req := hasMode(in.Require, wire.ModeMTLS)
 			in.MTLS.Required = &req
 		}
 	}
@@ -701,7 +693,7 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 		matches[key] = r.Name
 		u := v.URL(p+".upstream", r.Upstream)
 		v.modes(p+".modes", r.Modes, true)
-		if contains(r.Modes, ModeMTLS) {
+		if hasMode(r.Modes, wire.ModeMTLS) {
 			if r.ServerID == "" {
 				v.add(p+".serverID", "required with mode mtls: the SPIFFE ID the upstream must present")
 			}
@@ -732,7 +724,7 @@ func (e *EgressConfig) validate(v *validator, c *Config) {
 			v.add(p+".upstream", "wpt and httpsig need an https:// upstream: the WIMSE drafts forbid sending a WIT "+
 				"and its proofs in cleartext (set allowCleartextProofs: true only when the hop is protected otherwise)")
 		}
-		if r.SignedResponses && !contains(r.Modes, ModeHTTPSig) {
+		if r.SignedResponses && !hasMode(r.Modes, wire.ModeHTTPSig) {
 			v.add(p+".signedResponses", "needs mode httpsig: only an HTTP-signed request can ask for a signed response")
 		}
 		if r.TxnToken != nil && e.TokenService == nil {
@@ -755,7 +747,7 @@ func (in *IngressConfig) validate(v *validator) {
 		v.add("ingress.backendH2C", "h2c needs an http:// backend")
 	}
 	v.modes("ingress.require", in.Require, false)
-	if contains(in.Require, ModeMTLS) && in.MTLS == nil {
+	if hasMode(in.Require, wire.ModeMTLS) && in.MTLS == nil {
 		v.add("ingress.mtls", "required when require includes mtls")
 	}
 	if m := in.MTLS; m != nil {
@@ -835,29 +827,34 @@ func (v *validator) modes(field string, modes []string, egress bool) {
 	seen := map[string]bool{}
 	for i, m := range modes {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		switch m {
-		case ModeMTLS, ModeWPT, ModeHTTPSig:
-		case ModePassthrough:
+		mode, err := wire.ParseMode(m)
+		switch {
+		case err != nil:
+			v.add(f, fmt.Sprintf("unknown mode %q (want mtls, wpt, httpsig or passthrough)", m))
+		case mode == wire.ModePassthrough:
 			if !egress {
 				v.add(f, "passthrough is an egress mode; ingress always verifies")
 			} else if len(modes) > 1 {
 				v.add(f, "passthrough cannot be combined with other modes")
 			}
-		default:
-			v.add(f, fmt.Sprintf("unknown mode %q (want mtls, wpt, httpsig or passthrough)", m))
 		}
 		if seen[m] {
 			v.add(f, fmt.Sprintf("mode %q listed twice", m))
 		}
 		seen[m] = true
 	}
-	if egress && seen[ModeWPT] && seen[ModeHTTPSig] {
+	if egress && hasMode(modes, wire.ModeWPT) && hasMode(modes, wire.ModeHTTPSig) {
 		v.add(field, "wpt and httpsig are alternatives; pick one per route")
 	}
 }
 
 // hasProofs reports whether modes include an application-layer proof (wpt or httpsig).
-func hasProofs(modes []string) bool { return contains(modes, ModeWPT) || contains(modes, ModeHTTPSig) }
+func hasProofs(modes []string) bool {
+	return hasMode(modes, wire.ModeWPT) || hasMode(modes, wire.ModeHTTPSig)
+}
+
+// hasMode reports whether the configured names include m's.
+func hasMode(names []string, m wire.Mode) bool { return contains(names, m.String()) }
 
 func contains(list []string, s string) bool {
 	for _, x := range list {

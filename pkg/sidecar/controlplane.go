@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/hex"
@@ -11,8 +10,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -24,12 +21,10 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/confyaml"
-	"github.com/agentauth/agentauth/internal/urlpath"
-	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/mtls"
+	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/policy"
-	"github.com/agentauth/agentauth/pkg/policy/mcp"
 	"github.com/agentauth/agentauth/pkg/proxy"
 	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/wire"
@@ -256,8 +251,8 @@ func (s *Sidecar) startControlPlane(self spiffeid.ID) (*controlPlane, error) {
 	}
 	cp.client = client
 	// No policy set until the controller sends one (or the saved state has one): the engine denies everything
-	// meanwhile.
-	cp.engine = policy.NewEngine(nil, policy.WithRevocations(policy.RevocationsFunc(cp.revoked)))
+	// meanwhile. Revocations are not the engine's: the ingress checks them in their own step (Check), once.
+	cp.engine = policy.NewEngine(nil)
 	if client.Status().Synced {
 		cp.onUpdate(xdsclient.Update{TypeURL: agentauthv1.PolicyType, Version: client.Status().Versions[agentauthv1.PolicyType]})
 	}
@@ -343,27 +338,18 @@ func (cp *controlPlane) ready(context.Context) (string, error) {
 	return "connected", nil
 }
 
-// revoked answers the policy engine: is this agent, delegated user or transaction revoked? A user is named as the
-// token service names them (a Txn-Token's sub: a user issuer's subjectPrefix + sub), which is how the controller
-// resolved each user revocation (delegated_subjects); an agent or transaction by its value, under any issuer.
-func (cp *controlPlane) revoked(_ context.Context, kind, value string, issuedAt time.Time) (string, bool) {
-	revs := cp.client.State().RevocationIndex()
-	if r := revs.RefusingClass(revocation.Class(kind), value, issuedAt, time.Now()); r != nil {
-		return r.GetId() + ": " + r.Describe(), true
-	}
-	return "", false
-}
-
-// Check implements proxy.RevocationChecker: the caller's workload identity and its WIT are checked against the
-// controller's revocations before any policy runs. The WIT's jti is matched under any issuer: a revocation by
-// jti alone (agentauthctl without -iss) names no issuer, and jtis are unique anyway.
+// Check implements proxy.RevocationChecker, the ingress's one revocation step: it runs after the Txn-Token step
+// and before policy, so everything the request names is checked once against the controller's revocations — the
+// caller's workload identity, its WIT and its client certificate, then the user (or system) its Txn-Token acts
+// for and the transaction. The WIT's jti is matched under any issuer: a revocation by jti alone (agentauthctl
+// without -iss) names no issuer, and jtis are unique anyway.
 func (cp *controlPlane) Check(_ context.Context, id *proxy.Identity) error {
 	revs, now := cp.client.State().RevocationIndex(), time.Now()
-	issued, _ := id.Attrs[attrIssuedAt].(time.Time)
+	issued := id.IssuedAt
 	if r := revs.RefusingClass(revocation.ClassAgent, id.Subject, issued, now); r != nil {
 		return proxy.Revoked(r.GetId(), r.Describe())
 	}
-	if jti, _ := id.Attrs[attrWITJTI].(string); jti != "" {
+	if jti := id.WITID; jti != "" {
 		if r := revs.Refusing(revocation.KindJTI, "", jti, issued, now); r != nil {
 			return proxy.Revoked(r.GetId(), r.Describe())
 		}
@@ -376,151 +362,21 @@ func (cp *controlPlane) Check(_ context.Context, id *proxy.Identity) error {
 			return proxy.Revoked(r.GetId(), r.Describe())
 		}
 	}
+	// The Txn-Token's subject and transaction, as of when the user's token was issued. The workload that began a
+	// transaction for itself (a system subject) is revoked as an agent.
+	call := revocation.Call{Delegated: id.DelegatedSubject, DelegatedIssuedAt: id.DelegatedIssuedAt,
+		DelegatedIsAgent: id.SubjectKind == oauth.SubjectSystem, Txn: id.TransactionID}
+	for _, ch := range call.Checks() {
+		r := revs.RefusingClass(ch.Class, ch.Value, ch.IssuedAt, now)
+		switch {
+		case r == nil:
+		case ch.Class == revocation.ClassTxn:
+			return proxy.Revoked(r.GetId(), fmt.Sprintf("transaction %q: %s", ch.Value, r.Describe()))
+		default:
+			return proxy.Revoked(r.GetId(), fmt.Sprintf("%s %q: %s", ch.Class, ch.Value, r.Describe()))
+		}
+	}
 	return nil
 }
 
-// policyAuthorizer asks the Cedar engine. MCP bodies (POSTs to the configured MCP paths) are parsed and every
-// JSON-RPC call is decided on its own; the request passes only if all of them are allowed.
-type policyAuthorizer struct {
-	engine *policy.Engine
-	risk   func(agent, user string) (policy.RiskLevel, string)
-	// tool is the Tool entity policies are written for, from ingress.host: never from the caller's Host header,
-	// which the caller chooses.
-	tool     string
-	mcpPaths []string // as mcpPathKey makes them
-	maxBody  int
-}
-
-func newPolicyAuthorizer(engine *policy.Engine, toolHost string, mcpPaths []string, maxBody int) (*policyAuthorizer, error) {
-	a := &policyAuthorizer{engine: engine, tool: proxy.HostName(toolHost), maxBody: maxBody}
-	if a.tool == "" {
-		return nil, errors.New("ingress.host: required with policy: it names the tool the policies are written for")
-	}
-	for _, p := range mcpPaths {
-		a.mcpPaths = append(a.mcpPaths, mcpPathKey(p))
-	}
-	return a, nil
-}
-
-func (a *policyAuthorizer) Authorize(ctx context.Context, req *proxy.AuthzRequest) (*proxy.Decision, error) {
-	id := req.Identity
-	issued, _ := id.Attrs[attrIssuedAt].(time.Time)
-	preq := policy.Request{
-		AgentID:          id.Subject,
-		AgentIssuedAt:    issued,
-		AuthMethod:       policy.AuthMethod(id.Method),
-		SubjectKind:      policy.SubjectKind(id.SubjectKind),
-		DelegatedSubject: id.DelegatedSubject,
-		TransactionID:    id.TransactionID,
-		Tool:             a.tool,
-		Host:             proxy.HostName(req.Host),
-		Method:           req.Method,
-		Path:             req.Path,
-		Time:             time.Now(),
-	}
-	if a.risk != nil {
-		user := ""
-		if preq.SubjectKind == policy.SubjectKindUser {
-			user = id.DelegatedSubject
-		}
-		preq.RiskLevel, preq.AssuranceLevel = a.risk(id.Subject, user)
-	}
-	preq.DelegatedClaims, _ = id.Attrs[attrDelegatedClaims].(map[string]string)
-	preq.DelegatedIssuedAt, _ = id.Attrs[attrDelegatedIssuedAt].(time.Time)
-	if req.Method == "POST" && a.isMCP(req.Path) {
-		body, err := req.Body()
-		if err != nil {
-			return nil, err
-		}
-		msg, err := mcp.Parse(req.Header.Get("Content-Type"), body, a.maxBody)
-		if err != nil {
-			// The client speaks JSON-RPC: answer in it (parse error, invalid request), never pass.
-			refusal := fmt.Errorf("%w: MCP request: %v", autherr.ErrMalformed, err)
-			if me, ok := errors.AsType[*mcp.Error](err); ok {
-				return nil, &proxy.BodyError{Err: refusal, ContentType: "application/json", Body: me.Response()}
-			}
-			return nil, refusal
-		}
-		preq.MCP = msg.Calls
-		d := a.engine.Decide(ctx, preq)
-		out := &proxy.Decision{Allowed: d.Allowed, PolicyIDs: d.PolicyIDs, Reason: d.String(), Risk: string(preq.RiskLevel)}
-		out.MCPMethod, out.MCPName = mcpFacts(msg.Calls)
-		if d.Allowed {
-			return out, nil
-		}
-		var refusal error = fmt.Errorf("%w: %s", autherr.ErrDenied, d.String())
-		if d.Reason == autherr.ErrRevoked.Code() {
-			refusal = proxy.Revoked(d.RevocationID, d.String())
-		}
-		// The decision comes with the refusal, so the record names the call and the policies that denied it.
-		return out, &proxy.BodyError{Err: refusal, ContentType: "application/json", Body: mcpRefusal(d, msg.Batch)}
-	}
-	d := a.engine.Decide(ctx, preq)
-	out := &proxy.Decision{Allowed: d.Allowed, PolicyIDs: d.PolicyIDs, Reason: d.String(), Risk: string(preq.RiskLevel)}
-	if d.Reason == autherr.ErrRevoked.Code() {
-		out.Allowed = false
-		return out, proxy.Revoked(d.RevocationID, d.String())
-	}
-	return out, nil
-}
-
-// mcpFacts are the JSON-RPC methods and the tool or prompt names (resource URIs) of an MCP body's calls, for the
-// decision record; comma-separated for a batch.
-func mcpFacts(calls []mcp.Call) (method, name string) {
-	methods, names := make([]string, 0, len(calls)), make([]string, 0, len(calls))
-	for _, c := range calls {
-		methods = append(methods, c.Method)
-		names = append(names, c.Name)
-	}
-	if strings.Join(names, "") == "" {
-		names = nil
-	}
-	return strings.Join(methods, ","), strings.Join(names, ",")
-}
-
-// mcpRefusal is the JSON-RPC answer to a refused MCP request: an error object per call (a batch gets an array).
-// A batch is all or nothing, so a call that policy allowed says it was not executed because another one was
-// denied. Notifications get no answer, as JSON-RPC requires.
-func mcpRefusal(d policy.Decision, batch bool) []byte {
-	var out [][]byte
-	for _, c := range d.PerCall {
-		if c.Call.ID == nil {
-			continue
-		}
-		if c.Allowed {
-			out = append(out, mcp.JSONRPCError(c.Call.ID, mcp.CodeDenied, "not executed: another call of this batch was refused"))
-			continue
-		}
-		out = append(out, mcp.JSONRPCError(c.Call.ID, mcp.CodeDenied, c.Err().Error()))
-	}
-	if !batch && len(out) == 1 {
-		return out[0]
-	}
-	return append(append([]byte("["), bytes.Join(out, []byte(","))...), ']')
-}
-
-func (a *policyAuthorizer) isMCP(path string) bool {
-	return slices.Contains(a.mcpPaths, mcpPathKey(path))
-}
-
-// mcpPathKey is a path as common MCP servers route it: Express ignores letter case and a trailing slash, servlet
-// containers drop ";params". "/MCP/" and "/mcp;x" reach the same MCP handler as "/mcp", so they must be decided
-// as MCP calls too, not as plain POSTs.
-func mcpPathKey(p string) string {
-	p = urlpath.WithoutParams(p)
-	if len(p) > 1 {
-		p = strings.TrimSuffix(p, "/")
-	}
-	return strings.ToLower(p)
-}
-
-// Identity attributes the authenticators set for the revocation and policy steps.
-const (
-	attrIssuedAt = "issued_at" // time.Time: when the caller's credential (WIT) was issued
-	attrWITJTI   = "wit_jti"
-)
-
-var (
-	_ proxy.RevocationChecker = (*controlPlane)(nil)
-	_ proxy.Authorizer        = (*policyAuthorizer)(nil)
-)
+var _ proxy.RevocationChecker = (*controlPlane)(nil)

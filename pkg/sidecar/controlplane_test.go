@@ -62,8 +62,13 @@ func TestCheckRevokedCaller(t *testing.T) {
 	peer := testca.New(t, spiffeid.RequireTrustDomainFromString("example.org")).CreateX509SVID(
 		spiffeid.RequireFromString("spiffe://example.org/agent/e")).Certificates[0]
 	withPeer := func(id *proxy.Identity, c *x509.Certificate) *proxy.Identity { id.PeerCert = c; return id }
+	delegated := func(id *proxy.Identity, kind, sub, txn string) *proxy.Identity {
+		id.SubjectKind, id.DelegatedSubject, id.TransactionID = kind, sub, txn
+		id.DelegatedIssuedAt = issued
+		return id
+	}
 	caller := func(subject, jti string) *proxy.Identity {
-		return &proxy.Identity{Subject: subject, Attrs: map[string]any{attrWITJTI: jti, attrIssuedAt: issued}}
+		return &proxy.Identity{Subject: subject, WITID: jti, IssuedAt: issued}
 	}
 	for _, tc := range []struct {
 		name    string
@@ -83,14 +88,21 @@ func TestCheckRevokedCaller(t *testing.T) {
 		// CAEP credential-change of an x509 credential: the serial as a transmitter writes it, with colons.
 		{"client certificate by serial", &agentauthv1.Subject{Kind: "x509_serial", Iss: "CN=agentauth CA,O=example.org",
 			Value: revocation.Normal(revocation.KindX509Serial, colonHex(peer.SerialNumber.Bytes()))}, withPeer(caller("spiffe://example.org/agent/e", "jti-e"), peer)},
+		// What the Txn-Token step found: one revocation step checks them too, before policy.
+		{"the delegated user", &agentauthv1.Subject{Kind: "user_opaque", Value: "corp:u-f"},
+			delegated(caller("spiffe://example.org/agent/f", "jti-f"), "user", "corp:u-f", "txn-f")},
+		{"the system that began the transaction, as an agent", &agentauthv1.Subject{Kind: "spiffe", Value: "spiffe://example.org/batch"},
+			delegated(caller("spiffe://example.org/agent/g", "jti-g"), "system", "spiffe://example.org/batch", "txn-g")},
+		{"the transaction", &agentauthv1.Subject{Kind: "session", Value: "txn-h"},
+			delegated(caller("spiffe://example.org/agent/h", "jti-h"), "self", "", "txn-h")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bystander := caller("spiffe://example.org/agent/bystander", "jti-bystander")
 			if err := cp.Check(context.Background(), tc.refused); err != nil {
 				t.Fatalf("refused before the revocation: %v", err)
 			}
-			if err := pub.UpsertRevocation(&agentauthv1.Revocation{Id: "r-" + tc.refused.Attrs[attrWITJTI].(string),
-				Subject: tc.revoke, Reason: "test"}); err != nil {
+			if err := pub.UpsertRevocation(&agentauthv1.Revocation{Id: "r-" + tc.refused.WITID,
+				Subject: tc.revoke, Reason: "test", DelegatedSubjects: revocation.DelegatedSubjects(tc.revoke, nil)}); err != nil {
 				t.Fatal(err)
 			}
 			waitUntil(t, "the revocation to refuse", func() bool { return cp.Check(context.Background(), tc.refused) != nil })
@@ -136,7 +148,7 @@ func TestRevokedUser(t *testing.T) {
 		{"corp:00u-9", true},
 		{"b:00u-9", true},
 	} {
-		if _, got := cp.revoked(context.Background(), "user", tc.user, issued); got != tc.want {
+		if got := cp.client.State().RevocationIndex().RefusingClass(revocation.ClassUser, tc.user, issued, time.Now()) != nil; got != tc.want {
 			t.Errorf("user %q revoked = %t, want %t", tc.user, got, tc.want)
 		}
 	}

@@ -13,8 +13,8 @@ import (
 // Reload applies what of cfg can change while the sidecar runs (SIGHUP): the egress routes, the ingress policy
 // files, the limits the handlers read per request (maxHeaderBytes, maxBodyBytes, maxBufferedBodies,
 // bodyReadTimeout, bodyMinRate) and the listeners' connection caps (maxConnections, maxConnectionsPerIP: lowering
-// them closes no connection), and it re-reads the credential files now rather than at the next poll. cfg must have passed
-// Validate. Everything is built and checked before anything is swapped, so a config that fails changes nothing:
+// them closes no connection), and it re-reads the credential files now rather than at the next poll. cfg is
+// resolved first (Config.Resolve). Everything is built and checked before anything is swapped, so a config that fails changes nothing:
 // the sidecar keeps serving its previous state and the error says why. Requests in flight finish with the state
 // they started with.
 //
@@ -26,6 +26,10 @@ func (s *Sidecar) Reload(cfg *Config) (restart []string, err error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	old := s.running
+	rt, err := cfg.Resolve()
+	if err != nil {
+		return nil, err
+	}
 
 	// Credential files first: FileSource.Reload keeps the old credentials when the new files are bad.
 	if r, ok := s.src.(interface{ Reload() error }); ok && cfg.Identity.Files != nil {
@@ -35,13 +39,12 @@ func (s *Sidecar) Reload(cfg *Config) (restart []string, err error) {
 	}
 
 	var table *proxy.RouteTable
-	var names []string
 	if s.egressH != nil && cfg.Egress != nil {
 		if err := sameRouteTokens(old.Egress, cfg.Egress); err != nil {
 			return nil, err
 		}
-		if table, names, err = egressRoutes(cfg.Egress); err != nil {
-			return nil, err
+		if table, err = proxy.NewRouteTable(rt.EgressRoutes...); err != nil {
+			return nil, fmt.Errorf("egress.routes: %w", err)
 		}
 	}
 	var set *policy.Set
@@ -56,7 +59,7 @@ func (s *Sidecar) Reload(cfg *Config) (restart []string, err error) {
 		if err := s.egressH.SetRoutes(table); err != nil {
 			return nil, fmt.Errorf("egress.routes: %w", err)
 		}
-		s.metrics.preRegister(string(proxy.Egress), names)
+		s.metrics.preRegister(string(proxy.Egress), routeNames(rt.EgressRoutes))
 	}
 	if set != nil {
 		s.localPolicy.Swap(set)

@@ -5,10 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"sync"
 	"syscall"
@@ -17,7 +15,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"go.uber.org/zap"
-	"go.uber.org/zap/exp/zapslog"
 
 	"github.com/agentauth/agentauth/internal/tracing"
 	"github.com/agentauth/agentauth/pkg/autherr"
@@ -27,13 +24,16 @@ import (
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/proxy/steps"
 	"github.com/agentauth/agentauth/pkg/replay"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
 // Sidecar is one running sidecar: its credential source, its listeners and its admin endpoint.
 type Sidecar struct {
 	cfg     *Config
+	rt      *Runtime
 	log     *zap.Logger
 	metrics *Metrics
 	admin   *Admin
@@ -53,6 +53,8 @@ type Sidecar struct {
 	engine *policy.Engine
 	// audit is the tamper-evident log, when configured.
 	audit *auditLog
+	// spans exports a span per decision (tracing:); nil without.
+	spans *tracing.Sink
 	// egressH and localPolicy are what Reload swaps into (nil when not configured).
 	egressH     *proxy.EgressHandler
 	localPolicy *policy.Engine
@@ -72,10 +74,14 @@ func WithDecisionSink(sink proxy.DecisionSink) Option { return func(s *Sidecar) 
 // WithLogLevel serves lvl, the level of the logger given to New, at the admin listener's /logging.
 func WithLogLevel(lvl zap.AtomicLevel) Option { return func(s *Sidecar) { s.logLevel = &lvl } }
 
-// New loads credentials and binds every listener of cfg (so a port conflict fails here, not later). cfg must have
-// passed Validate. Nothing is served until Run.
+// New loads credentials and binds every listener of cfg (so a port conflict fails here, not later). cfg is
+// resolved first (Config.Resolve), so an invalid one is an error here. Nothing is served until Run.
 func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *Sidecar, err error) {
-	s := &Sidecar{cfg: cfg, log: log, metrics: NewMetrics(), running: cfg}
+	rt, err := cfg.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	s := &Sidecar{cfg: cfg, rt: rt, log: log, metrics: NewMetrics(), running: cfg}
 	for _, o := range opts {
 		o(s)
 	}
@@ -84,24 +90,9 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 			s.close()
 		}
 	}()
-	var adminOpts []AdminOption
-	if cfg.Admin.Pprof {
-		adminOpts = append(adminOpts, WithPprof())
-	}
-	if s.logLevel != nil {
-		adminOpts = append(adminOpts, WithLogging(*s.logLevel, log))
-	}
-	adminOpts = append(adminOpts, func(mux *http.ServeMux) { mux.HandleFunc("GET /config_dump", s.serveConfigDump) })
-	s.admin = NewAdmin(s.metrics.Registry, adminOpts...)
-	s.admin.SetLimits(cfg.Admin.Limits)
-	s.admin.SetStarting(true)
-	// The admin endpoint serves from here on, so /readyz can say what a start is waiting for (the controller).
-	if s.adminLn, err = listenAdmin(cfg.Admin.Listen); err != nil {
+	if err := s.startAdmin(); err != nil {
 		return nil, err
 	}
-	s.adminErr = make(chan error, 1)
-	go func() { s.adminErr <- s.admin.Serve(s.adminLn) }()
-	s.closers = append(s.closers, func() { _ = s.admin.Close() })
 
 	if s.src, err = s.openIdentity(ctx); err != nil {
 		return nil, err
@@ -130,40 +121,18 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 			return nil, err
 		}
 	}
-
-	sinks := multiSink{&logSink{log: log}}
-	if s.sink != nil {
-		sinks = append(sinks, s.sink)
-	}
-	if tr := cfg.Tracing; tr != nil {
-		spans, err := tracing.New(ctx, tracing.Options{Endpoint: tr.Endpoint, Insecure: tr.Insecure,
-			SampleRatio: *tr.SampleRatio, ServiceName: tr.ServiceName, Workload: self.String()})
-		if err != nil {
+	if s.audit != nil && cfg.Controller != nil {
+		if err := s.startWitnessing(self); err != nil {
 			return nil, err
 		}
-		s.closers = append(s.closers, func() {
-			flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := spans.Close(flush); err != nil {
-				s.log.Warn("flushing trace spans", zap.Error(err))
-			}
-		})
-		sinks = append(sinks, spans)
-	}
-	slogger := slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("proxy")))
-	popts := proxy.Options{
-		Self:    self.String(),
-		Limits:  s.limits(),
-		Live:    proxy.NewLiveLimits(s.limits()),
-		Sink:    sinks,
-		Metrics: s.metrics,
-		Logger:  slogger,
-	}
-	s.live = popts.Live
-	if s.audit != nil {
-		popts.Auditor = s.audit
 	}
 
+	if tr := cfg.Tracing; tr != nil {
+		if s.spans, err = s.openTracing(ctx, tr, self); err != nil {
+			return nil, err
+		}
+	}
+	popts := s.proxyOptions(self)
 	var listeners []proxy.Listener
 	if cfg.Egress != nil {
 		ls, err := s.egress(popts, self)
@@ -179,11 +148,86 @@ func New(ctx context.Context, cfg *Config, log *zap.Logger, opts ...Option) (_ *
 		}
 		listeners = append(listeners, l)
 	}
-	if s.server, err = proxy.NewServer(popts.Limits, slogger, listeners...); err != nil {
+	if s.server, err = proxy.NewServer(popts.Limits, popts.Logger, listeners...); err != nil {
 		return nil, err
 	}
 	s.admin.SetStarting(false)
 	return s, nil
+}
+
+// startAdmin serves the admin endpoint from here on, so /readyz can say what a start is waiting for (the
+// controller).
+func (s *Sidecar) startAdmin() error {
+	var adminOpts []AdminOption
+	if s.cfg.Admin.Pprof {
+		adminOpts = append(adminOpts, WithPprof())
+	}
+	if s.logLevel != nil {
+		adminOpts = append(adminOpts, WithLogging(*s.logLevel, s.log))
+	}
+	adminOpts = append(adminOpts, func(mux *http.ServeMux) { mux.HandleFunc("GET /config_dump", s.serveConfigDump) })
+	s.admin = NewAdmin(s.metrics.Registry, adminOpts...)
+	s.admin.SetLimits(s.cfg.Admin.Limits)
+	s.admin.SetStarting(true)
+	var err error
+	if s.adminLn, err = listenAdmin(s.cfg.Admin.Listen); err != nil {
+		return err
+	}
+	s.adminErr = make(chan error, 1)
+	go func() { s.adminErr <- s.admin.Serve(s.adminLn) }()
+	s.closers = append(s.closers, func() { _ = s.admin.Close() })
+	return nil
+}
+
+// proxyOptions are what egress and ingress share: our identity, the limits (live, so Reload can change them),
+// and where decisions go (the log, the WithDecisionSink sink, the audit log).
+func (s *Sidecar) proxyOptions(self spiffeid.ID) proxy.Options {
+	sinks := multiSink{&logSink{log: s.log}}
+	if s.sink != nil {
+		sinks = append(sinks, s.sink)
+	}
+	if s.spans != nil {
+		sinks = append(sinks, s.spans)
+	}
+	popts := proxy.Options{
+		Self:    self.String(),
+		Limits:  s.limits(),
+		Live:    proxy.NewLiveLimits(s.limits()),
+		Sink:    sinks,
+		Metrics: s.metrics,
+		Logger:  s.log.Named("proxy"),
+	}
+	s.live = popts.Live
+	if s.audit != nil {
+		popts.Auditor = s.audit
+	}
+	return popts
+}
+
+// openTracing starts the OTLP span exporter of cfg; the sidecar flushes it when it closes.
+func (s *Sidecar) openTracing(ctx context.Context, cfg *TracingConfig, self spiffeid.ID) (*tracing.Sink, error) {
+	spans, err := tracing.New(ctx, tracing.Options{Endpoint: cfg.Endpoint, Insecure: cfg.Insecure,
+		SampleRatio: *cfg.SampleRatio, ServiceName: cfg.ServiceName, Workload: self.String()})
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, func() {
+		flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := spans.Close(flush); err != nil {
+			s.log.Warn("flushing trace spans", zap.Error(err))
+		}
+	})
+	return spans, nil
+}
+
+// routeNames are the names of routes, for metrics.
+func routeNames(routes []*proxy.Route) []string {
+	names := make([]string, 0, len(routes))
+	for _, r := range routes {
+		names = append(names, r.Name)
+	}
+	return names
 }
 
 // listenAdmin listens on admin.listen; an address in use is most often another sidecar's on the same host.
@@ -302,109 +346,81 @@ func (s *Sidecar) observer() identity.Observer {
 	}
 }
 
-// egressRoutes builds the route table of egress.routes, and the route names.
-func egressRoutes(e *EgressConfig) (*proxy.RouteTable, []string, error) {
-	routes := make([]*proxy.Route, 0, len(e.Routes))
-	names := make([]string, 0, len(e.Routes))
-	for i, rc := range e.Routes {
-		modes, err := proxy.ParseModes(rc.Modes...)
-		if err != nil {
-			return nil, nil, fmt.Errorf("egress.routes[%d].modes: %w", i, err)
-		}
-		up, err := url.Parse(rc.Upstream)
-		if err != nil {
-			return nil, nil, fmt.Errorf("egress.routes[%d].upstream: %w", i, err)
-		}
-		routes = append(routes, &proxy.Route{
-			Name:            rc.Name,
-			Match:           proxy.Match{Host: rc.Host, PathPrefix: rc.PathPrefix},
-			Upstream:        up,
-			H2C:             rc.H2C,
-			Modes:           modes,
-			Audience:        rc.Audience,
-			ProofLifetime:   rc.ProofLifetime,
-			UpstreamID:      rc.ServerID,
-			SignedResponses: rc.SignedResponses,
-			KeepHost:        true,
-		})
-		names = append(names, rc.Name)
-	}
-	table, err := proxy.NewRouteTable(routes...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("egress.routes: %w", err)
-	}
-	return table, names, nil
-}
-
 func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listener, error) {
 	e := s.cfg.Egress
-	table, names, err := egressRoutes(e)
+	table, err := proxy.NewRouteTable(s.rt.EgressRoutes...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("egress.routes: %w", err)
 	}
-	s.metrics.preRegister(string(proxy.Egress), names)
+	s.metrics.preRegister(string(proxy.Egress), routeNames(s.rt.EgressRoutes))
 	popts.TLSConfig = s.upstreamTLS(self)
-	signers := map[proxy.Mode]proxy.ProofSigner{
-		proxy.ModeWPT:     &wptSigner{src: s.src},
-		proxy.ModeHTTPSig: &httpsigSigner{src: s.src},
-	}
-	var creds proxy.ProofSigner
+	chain := steps.EgressChain{Signers: map[wire.Mode]proxy.ProofSigner{
+		wire.ModeWPT:     steps.NewWPTSigner(s.src),
+		wire.ModeHTTPSig: steps.NewHTTPSigSigner(s.src),
+	}}
 	if e.TokenService != nil {
-		x, err := s.newExchanger(self)
-		if err != nil {
-			return nil, fmt.Errorf("egress.tokenService: %w", err)
+		if chain.Credentials, err = s.egressCredentials(self); err != nil {
+			return nil, err
 		}
-		rc := &routeCredentials{x: x, scopes: map[string]string{}, access: map[string]*oauth.SecondaryCredential{},
-			audited: s.audit != nil, self: self.String()}
-		for i, r := range e.Routes {
-			if r.TxnToken != nil {
-				rc.scopes[r.Name] = r.TxnToken.Scope
-			}
-			if a := r.AccessToken; a != nil {
-				sc, err := oauth.NewSecondaryCredential(x, oauth.SecondaryConfig{Audience: a.Audience, Resource: a.Resource, Scope: a.Scope})
-				if err != nil {
-					return nil, fmt.Errorf("egress.routes[%d].accessToken: %w", i, err)
-				}
-				rc.access[r.Name] = sc
-			}
-		}
-		creds = rc
 	}
 	resps, err := s.responseVerifier(self)
 	if err != nil {
 		return nil, err
 	}
 	h, err := proxy.NewEgressHandler(proxy.EgressConfig{
-		Options:     popts,
-		Routes:      table,
-		Signers:     signers,
-		Credentials: creds,
-		Responses:   resps,
+		Options:   popts,
+		Routes:    table,
+		Steps:     steps.Egress(chain),
+		Responses: resps,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, h.Close)
 	s.egressH = h
+	return s.egressListeners(h)
+}
 
-	var ls []proxy.Listener
-	bind := func(name, addr string, transparent bool) error {
-		if addr == "" {
-			return nil
+// egressCredentials gets the routes' Txn-Tokens and access tokens from egress.tokenService.
+func (s *Sidecar) egressCredentials(self spiffeid.ID) (*steps.Credentials, error) {
+	x, err := s.newExchanger(self)
+	if err != nil {
+		return nil, fmt.Errorf("egress.tokenService: %w", err)
+	}
+	c := &steps.Credentials{Exchanger: x, Scopes: map[string]string{}, Access: map[string]*oauth.SecondaryCredential{},
+		Audited: s.audit != nil, Self: self.String()}
+	for i, r := range s.cfg.Egress.Routes {
+		if r.TxnToken != nil {
+			c.Scopes[r.Name] = r.TxnToken.Scope
 		}
-		ln, err := net.Listen("tcp", addr)
+		if a := r.AccessToken; a != nil {
+			sc, err := oauth.NewSecondaryCredential(x, oauth.SecondaryConfig{Audience: a.Audience, Resource: a.Resource, Scope: a.Scope})
+			if err != nil {
+				return nil, fmt.Errorf("egress.routes[%d].accessToken: %w", i, err)
+			}
+			c.Access[r.Name] = sc
+		}
+	}
+	return c, nil
+}
+
+// egressListeners binds egress.proxyListen and egress.transparentListen, those that are set, to h.
+func (s *Sidecar) egressListeners(h http.Handler) ([]proxy.Listener, error) {
+	e := s.cfg.Egress
+	var ls []proxy.Listener
+	for _, l := range []struct {
+		name, addr  string
+		transparent bool
+	}{{"proxyListen", e.ProxyListen, false}, {"transparentListen", e.TransparentListen, true}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
-			return fmt.Errorf("egress.%s: %w", name, err)
+			return nil, fmt.Errorf("egress.%s: %w", l.name, err)
 		}
 		s.closers = append(s.closers, func() { _ = ln.Close() })
-		ls = append(ls, proxy.Listener{Name: "egress-" + name, Listener: ln, Handler: h, Transparent: transparent})
-		return nil
-	}
-	if err := bind("proxyListen", e.ProxyListen, false); err != nil {
-		return nil, err
-	}
-	if err := bind("transparentListen", e.TransparentListen, true); err != nil {
-		return nil, err
+		ls = append(ls, proxy.Listener{Name: "egress-" + l.name, Listener: ln, Handler: h, Transparent: l.transparent})
 	}
 	return ls, nil
 }
@@ -415,7 +431,7 @@ func (s *Sidecar) egress(popts proxy.Options, self spiffeid.ID) ([]proxy.Listene
 // applies from the next handshake.
 func (s *Sidecar) upstreamTLS(self spiffeid.ID) proxy.TLSConfigFunc {
 	return func(_ context.Context, rt *proxy.Route) (*tls.Config, error) {
-		if rt.Modes == proxy.ModePassthrough && rt.UpstreamID == "" {
+		if rt.Modes == wire.ModePassthrough && rt.UpstreamID == "" {
 			return &tls.Config{MinVersion: tls.VersionTLS12}, nil
 		}
 		authz := tlsconfig.AuthorizeMemberOf(self.TrustDomain())
@@ -426,7 +442,7 @@ func (s *Sidecar) upstreamTLS(self spiffeid.ID) proxy.TLSConfigFunc {
 			}
 			authz = tlsconfig.AuthorizeID(id)
 		}
-		if rt.Modes.Has(proxy.ModeMTLS) {
+		if rt.Modes.Has(wire.ModeMTLS) {
 			return mtls.ClientConfig(s.src, authz), nil
 		}
 		return tlsconfig.TLSClientConfig(s.src, authz), nil
@@ -445,7 +461,7 @@ func (s *Sidecar) responseVerifier(self spiffeid.ID) (proxy.ResponseVerifier, er
 	if err != nil {
 		return nil, fmt.Errorf("egress: %w", err)
 	}
-	return &responseVerifier{v: hv, self: self.TrustDomain(), maxBody: s.limits().MaxBufferedBody}, nil
+	return steps.NewResponseVerifier(hv, self.TrustDomain(), s.limits().MaxBufferedBody), nil
 }
 
 // witVerifier verifies WITs against this sidecar's WIT bundles under the configured algorithm allow-list.
@@ -457,27 +473,7 @@ func (s *Sidecar) witVerifier(rc *replay.Cache, skew, maxLifetime time.Duration)
 }
 
 func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener, error) {
-	in := s.cfg.Ingress
-	modes, err := proxy.ParseModes(in.Require...)
-	if err != nil {
-		return proxy.Listener{}, fmt.Errorf("ingress.require: %w", err)
-	}
-	backend, err := url.Parse(in.Backend)
-	if err != nil {
-		return proxy.Listener{}, fmt.Errorf("ingress.backend: %w", err)
-	}
-	// The expected proof audience is built from the configured host (or is the configured audience), never from
-	// the request; a request for another host matches no route and is refused.
-	route := &proxy.Route{Name: ingressRouteName(in), Match: proxy.Match{Host: in.Host}, Upstream: backend, H2C: in.BackendH2C,
-		Modes: modes, Audience: in.Audience, KeepHost: true}
-	if in.ExternalURL != "" {
-		if route.ExternalURL, err = url.Parse(in.ExternalURL); err != nil {
-			return proxy.Listener{}, fmt.Errorf("ingress.externalURL: %w", err)
-		}
-	}
-	if in.Host == "" {
-		route.Match.Host = proxy.AnyHost
-	}
+	in, route := s.cfg.Ingress, s.rt.IngressRoute
 	table, err := proxy.NewRouteTable(route)
 	if err != nil {
 		return proxy.Listener{}, err
@@ -493,32 +489,30 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	if err != nil {
 		return proxy.Listener{}, fmt.Errorf("ingress: %w", err)
 	}
-	authn := map[proxy.Mode]proxy.Authenticator{
-		proxy.ModeWPT:     &wptAuthenticator{v: wv},
-		proxy.ModeHTTPSig: &httpsigAuthenticator{v: hv},
+	chain := steps.IngressChain{
+		Authenticators: map[wire.Mode]proxy.Authenticator{
+			wire.ModeWPT:     steps.NewWPTAuthenticator(wv),
+			wire.ModeHTTPSig: steps.NewHTTPSigAuthenticator(hv),
+		},
+		SignResponses: steps.NewSignResponses(s.src, popts.Limits.MaxBufferedBody),
 	}
-	authz, err := s.authorizer()
-	if err != nil {
+	if chain.Authorizer, err = s.authorizer(); err != nil {
 		return proxy.Listener{}, err
 	}
-	// identity → proof bindings → delegated user (Txn-Token) → revocation → policy.
-	steps := []proxy.Step{&proxy.AuthenticateStep{Authenticators: authn}, proxy.BindingStep{}}
 	if in.TxnToken != nil {
 		tv, err := s.newTxnVerifier(self)
 		if err != nil {
 			return proxy.Listener{}, err
 		}
-		steps = append(steps, &txnStep{v: tv, required: in.TxnToken.Required})
+		chain.TxnToken = &steps.TxnToken{Verifier: tv, Required: in.TxnToken.Required}
 	}
 	if s.cp != nil {
-		steps = append(steps, &proxy.RevocationStep{Checker: s.cp})
+		chain.Revocations = s.cp
 	}
-	steps = append(steps, &proxy.AuthorizeStep{Authorizer: authz},
-		&responseSignStep{src: s.src, maxBody: popts.Limits.MaxBufferedBody})
 	h, err := proxy.NewIngressHandler(proxy.IngressConfig{
 		Options: popts,
 		Routes:  table,
-		Steps:   steps,
+		Steps:   steps.Ingress(chain),
 	})
 	if err != nil {
 		return proxy.Listener{}, err
@@ -537,45 +531,15 @@ func (s *Sidecar) ingress(popts proxy.Options, self spiffeid.ID) (proxy.Listener
 	return l, nil
 }
 
-// ingressRouteName names the ingress route in metrics, decision records and the WWW-Authenticate realm: the
-// tool's name (ingress.host, what policy calls the Tool), or "ingress" when any host is served.
-func ingressRouteName(in *IngressConfig) string {
-	if in.Host != "" {
-		return in.Host
-	}
-	return "ingress"
-}
-
 // serverTLS terminates TLS with our X.509-SVID; with Required it demands a client X.509-SVID that peerAuthorizer
 // admits.
 func (s *Sidecar) serverTLS(m *IngressMTLSConfig) *tls.Config {
 	if m.Required != nil && *m.Required {
-		return mtls.ServerConfig(s.src, peerAuthorizer(m), mtls.WithNextProtos("h2", "http/1.1"))
+		return mtls.ServerConfig(s.src, s.rt.Peers, mtls.WithNextProtos("h2", "http/1.1"))
 	}
 	cfg := tlsconfig.TLSServerConfig(s.src)
 	cfg.NextProtos = []string{"h2", "http/1.1"}
 	return cfg
-}
-
-// peerAuthorizer admits a client X.509-SVID from one of the trust domains, and only one of the AllowIDs when
-// those are set: each list that is set restricts.
-func peerAuthorizer(m *IngressMTLSConfig) tlsconfig.Authorizer {
-	var authzs []tlsconfig.Authorizer
-	var tds []spiffeid.TrustDomain
-	for _, name := range m.TrustDomains {
-		tds = append(tds, spiffeid.RequireTrustDomainFromString(name))
-	}
-	if len(tds) > 0 {
-		authzs = append(authzs, mtls.AuthorizeTrustDomains(tds...))
-	}
-	var ids []spiffeid.ID
-	for _, raw := range m.AllowIDs {
-		ids = append(ids, spiffeid.RequireFromString(raw))
-	}
-	if len(ids) > 0 {
-		authzs = append(authzs, mtls.AuthorizeIDs(ids...))
-	}
-	return mtls.AllOf(authzs...)
 }
 
 // authorizer is the ingress policy: the controller's Cedar policies when a controller is configured, else local
@@ -595,15 +559,15 @@ func (s *Sidecar) authorizer() (proxy.Authorizer, error) {
 		s.localPolicy = engine
 	default:
 		s.log.Warn("ingress has no policy and no controller: every authenticated caller is allowed")
-		return allowAuthenticated{}, nil
+		return steps.AllowAuthenticated{}, nil
 	}
 	s.engine = engine
-	a, err := newPolicyAuthorizer(engine, in.Host, in.MCPPaths, int(s.cfg.Limits.MaxBodyBytes))
+	a, err := steps.NewPolicy(engine, in.Host, in.MCPPaths, int(s.cfg.Limits.MaxBodyBytes))
 	if err != nil {
 		return nil, err
 	}
 	if s.cp != nil {
-		a.risk = s.cp.risk
+		a.Risk = s.cp.risk
 	}
 	return a, nil
 }
@@ -623,12 +587,6 @@ func compilePolicyFiles(pc *PolicyConfig) (*policy.Set, error) {
 		return nil, fmt.Errorf("ingress.policy.files: %w", err)
 	}
 	return set, nil
-}
-
-type allowAuthenticated struct{}
-
-func (allowAuthenticated) Authorize(context.Context, *proxy.AuthzRequest) (*proxy.Decision, error) {
-	return &proxy.Decision{Allowed: true, Reason: "no policy configured: authenticated callers are allowed"}, nil
 }
 
 // logSink writes every decision as one structured log line: the access and decision log.
@@ -707,5 +665,4 @@ func (m multiSink) Record(ctx context.Context, d *proxy.DecisionRecord) {
 var (
 	_ proxy.DecisionSink = (*logSink)(nil)
 	_ proxy.DecisionSink = multiSink(nil)
-	_ proxy.Authorizer   = allowAuthenticated{}
 )

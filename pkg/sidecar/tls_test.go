@@ -24,7 +24,10 @@ func TestPeerAuthorizer(t *testing.T) {
 			map[spiffeid.ID]bool{planner: true, other: false, partner: false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			authorize := peerAuthorizer(&tc.cfg)
+			authorize, err := peerAuthorizer(&tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for id, want := range tc.admit {
 				if err := authorize(id, nil); (err == nil) != want {
 					t.Errorf("%s: admitted = %t, want %t (%v)", id, err == nil, want, err)

@@ -73,6 +73,7 @@ func serveAs(t *testing.T, ca *testca.CA, id spiffeid.ID, h http.Handler) string
 // controller's by default), not to any workload of the trust domain, as anyone who can redirect the token
 // service's name (DNS, a Kubernetes Service, a port on a shared host) could otherwise make it.
 var (
+	plannerID  = "spiffe://example.org/agent/planner"
 	impostorID = spiffeid.RequireFromString("spiffe://example.org/agent/compromised")
 	tokenSvcID = wire.ControllerID(spiffeid.RequireTrustDomainFromString("example.org"))
 )
@@ -107,7 +108,7 @@ func TestTxnJWKSOnlyFromTokenService(t *testing.T) {
 			w.Header().Set("Content-Type", "application/jwk-set+json")
 			_, _ = w.Write(jwks)
 		}))
-		s := &Sidecar{log: zap.NewNop(), src: &fixedSource{ca: ca, svid: ca.CreateX509SVID(toolID)},
+		s := &Sidecar{rt: &Runtime{}, log: zap.NewNop(), src: &fixedSource{ca: ca, svid: ca.CreateX509SVID(toolID)},
 			cfg: &Config{Ingress: &IngressConfig{TxnToken: &IngressTxnConfig{Issuer: issuer, JWKSURL: base + "/jwks"}}}}
 		v, err := s.newTxnVerifier(toolID)
 		if err != nil {
@@ -137,7 +138,7 @@ func TestExchangerTalksOnlyToTokenService(t *testing.T) {
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = w.Write([]byte(`{"error":"invalid_request"}`))
 		}))
-		s := &Sidecar{log: zap.NewNop(), src: &fixedSource{ca: ca, svid: ca.CreateX509SVID(agent), wit: ca.CreateWITSVID(agent)},
+		s := &Sidecar{rt: &Runtime{}, log: zap.NewNop(), src: &fixedSource{ca: ca, svid: ca.CreateX509SVID(agent), wit: ca.CreateWITSVID(agent)},
 			cfg: &Config{Egress: &EgressConfig{TokenService: &EgressTokenServiceConfig{Endpoint: base + "/token"}}}}
 		x, err := s.newExchanger(agent)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/store"
 )
 
@@ -18,7 +19,7 @@ import (
 type Dedup interface {
 	// Seen reports whether (iss, jti) was marked and the mark is still kept.
 	Seen(ctx context.Context, iss, jti string) (bool, error)
-	// Mark records (iss, jti) until keepUntil. It returns an error wrapping ErrReplay when the SET was marked
+	// Mark records (iss, jti) until keepUntil. It returns an error wrapping autherr.ErrReplay when the SET was marked
 	// meanwhile (two deliveries of one SET racing), which the receiver treats as success.
 	Mark(ctx context.Context, iss, jti string, keepUntil time.Time) error
 }
@@ -39,17 +40,17 @@ func NewStoreDedup(st *store.Store, now func() time.Time) *StoreDedup {
 }
 
 // Seen asks the store without leaving a live mark. The store offers no read-only check, so this calls MarkSET
-// with a keepUntil long past: a live mark makes it fail with ErrReplay (seen), otherwise it writes a record that
+// with a keepUntil long past: a live mark makes it fail with autherr.ErrReplay (seen), otherwise it writes a record that
 // never counts and that Mark overwrites (and PruneSETs removes). It costs one store write per SET.
 func (d *StoreDedup) Seen(_ context.Context, iss, jti string) (bool, error) {
 	err := d.st.MarkSET(iss, jti, time.Unix(0, 0), d.now())
-	if errors.Is(err, store.ErrReplay) {
+	if errors.Is(err, autherr.ErrReplay) {
 		return true, nil
 	}
 	return false, err
 }
 
-// Mark records (iss, jti) until keepUntil; ErrReplay if a live mark exists.
+// Mark records (iss, jti) until keepUntil; autherr.ErrReplay if a live mark exists.
 func (d *StoreDedup) Mark(_ context.Context, iss, jti string, keepUntil time.Time) error {
 	return d.st.MarkSET(iss, jti, keepUntil, d.now())
 }

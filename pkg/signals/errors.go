@@ -18,22 +18,6 @@ const (
 	CodeInvalidState         = "invalid_state"
 )
 
-// Re-exported reasons, so callers can write errors.Is(err, signals.ErrBadSignature).
-var (
-	ErrMalformed       = autherr.ErrMalformed
-	ErrBadSignature    = autherr.ErrBadSignature
-	ErrExpired         = autherr.ErrExpired
-	ErrNotYetValid     = autherr.ErrNotYetValid
-	ErrWrongAudience   = autherr.ErrWrongAudience
-	ErrReplay          = autherr.ErrReplay
-	ErrMismatch        = autherr.ErrMismatch
-	ErrUntrustedIssuer = autherr.ErrUntrustedIssuer
-	ErrUnsupportedAlg  = autherr.ErrUnsupportedAlg
-	ErrTooLarge        = autherr.ErrTooLarge
-	ErrMissing         = autherr.ErrMissing
-	ErrDenied          = autherr.ErrDenied
-)
-
 // SETError is the refusal of a SET: Code is the RFC 8935 error code the transmitter receives, Err says precisely
 // what was wrong and wraps exactly one autherr reason. Any other error from the receiver is ours, not the
 // SET's (storage down, JWKS unreachable): the transmitter should retry.

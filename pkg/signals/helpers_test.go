@@ -22,6 +22,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/store"
 )
 
@@ -205,7 +206,7 @@ func pushTo(t testing.TB, h http.Handler, body string, hdr map[string]string) (i
 	return rec.Code, eb
 }
 
-func errorsIsMalformed(err error) bool { return errors.Is(err, ErrMalformed) }
+func errorsIsMalformed(err error) bool { return errors.Is(err, autherr.ErrMalformed) }
 
 // openStoreNoCleanup opens a store the test closes itself (to reopen it, as after a restart).
 func openStoreNoCleanup(path string) (*store.Store, error) { return store.Open(path, store.Options{}) }

@@ -2,9 +2,6 @@ package signals
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	ijose "github.com/agentauth/agentauth/internal/jose"
+	"github.com/agentauth/agentauth/pkg/autherr"
 
 	"github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
@@ -142,23 +142,11 @@ func selectKeys(keys []jose.JSONWebKey, kid string, alg jose.SignatureAlgorithm)
 		if (kid != "" && key.KeyID != kid) || (key.Algorithm != "" && key.Algorithm != string(alg)) {
 			continue
 		}
-		if keyFitsAlg(key.Key, alg) {
+		if ijose.AlgFits(string(alg), key.Key) {
 			out = append(out, key)
 		}
 	}
 	return out
-}
-
-func keyFitsAlg(key any, alg jose.SignatureAlgorithm) bool {
-	switch key.(type) {
-	case *rsa.PublicKey:
-		return strings.HasPrefix(string(alg), "RS") || strings.HasPrefix(string(alg), "PS")
-	case *ecdsa.PublicKey:
-		return strings.HasPrefix(string(alg), "ES")
-	case ed25519.PublicKey:
-		return alg == jose.EdDSA
-	}
-	return false
 }
 
 func fetchJWKS(ctx context.Context, client *http.Client, url string, cfg JWKSCacheConfig) ([]jose.JSONWebKey, time.Duration, error) {
@@ -180,7 +168,7 @@ func fetchJWKS(ctx context.Context, client *http.Client, url string, cfg JWKSCac
 		return nil, 0, fmt.Errorf("signals: JWKS %s: %w", url, err)
 	}
 	if len(body) > maxJWKSBytes {
-		return nil, 0, fmt.Errorf("signals: JWKS %s: %w: more than %d bytes", url, ErrTooLarge, maxJWKSBytes)
+		return nil, 0, fmt.Errorf("signals: JWKS %s: %w: more than %d bytes", url, autherr.ErrTooLarge, maxJWKSBytes)
 	}
 	keys, err := parseJWKS(body)
 	if err != nil {
@@ -206,7 +194,7 @@ func readJWKSFile(path string) ([]jose.JSONWebKey, error) {
 		return nil, fmt.Errorf("signals: JWKS file %s: %w", path, err)
 	}
 	if len(data) > maxJWKSBytes {
-		return nil, fmt.Errorf("signals: JWKS file %s: %w: more than %d bytes", path, ErrTooLarge, maxJWKSBytes)
+		return nil, fmt.Errorf("signals: JWKS file %s: %w: more than %d bytes", path, autherr.ErrTooLarge, maxJWKSBytes)
 	}
 	keys, err := parseJWKS(data)
 	if err != nil {
@@ -223,10 +211,10 @@ func parseJWKS(data []byte) ([]jose.JSONWebKey, error) {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(data, &set); err != nil {
-		return nil, fmt.Errorf("%w: not a JWK Set: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: not a JWK Set: %v", autherr.ErrMalformed, err)
 	}
 	if len(set.Keys) > maxJWKSKeys {
-		return nil, fmt.Errorf("%w: %d keys (limit %d)", ErrTooLarge, len(set.Keys), maxJWKSKeys)
+		return nil, fmt.Errorf("%w: %d keys (limit %d)", autherr.ErrTooLarge, len(set.Keys), maxJWKSKeys)
 	}
 	var keys []jose.JSONWebKey
 	for _, raw := range set.Keys {
@@ -237,7 +225,7 @@ func parseJWKS(data []byte) ([]jose.JSONWebKey, error) {
 		if !key.IsPublic() {
 			key = key.Public()
 		}
-		if keyFitsAnyAlg(key.Key) {
+		if ijose.Asymmetric(key.Key) {
 			keys = append(keys, key)
 		}
 	}
@@ -245,14 +233,6 @@ func parseJWKS(data []byte) ([]jose.JSONWebKey, error) {
 		return nil, errors.New("no usable signature verification key (RSA, EC or Ed25519, use sig)")
 	}
 	return keys, nil
-}
-
-func keyFitsAnyAlg(key any) bool {
-	switch key.(type) {
-	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
-		return true
-	}
-	return false
 }
 
 // cacheTTL reads Cache-Control max-age, bounded by cfg; no-store and no-cache mean the shortest allowed TTL.

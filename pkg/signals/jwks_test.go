@@ -2,16 +2,23 @@ package signals
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/signals/signalstest"
 )
 
@@ -149,5 +156,63 @@ func TestParseJWKS(t *testing.T) {
 				t.Fatalf("kids %v, want %v", kids, tc.kids)
 			}
 		})
+	}
+}
+
+// A transmitter's key is offered for a SET's alg only if it fits that alg: the curve for ES*, at least 2048 bits
+// for RS* and PS*. The receiver used to check only the alg's prefix, so a P-384 key answered ES256 and a 1024-bit
+// RSA key answered RS256.
+func TestSelectKeysFitsAlg(t *testing.T) {
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []jose.JSONWebKey{{Key: &p384.PublicKey, KeyID: "ec"}, {Key: &rsa1024.PublicKey, KeyID: "rsa"}}
+	for _, tc := range []struct {
+		alg  jose.SignatureAlgorithm
+		want string
+	}{
+		{jose.ES256, ""}, {jose.ES512, ""}, {jose.ES384, "ec"}, {jose.RS256, ""}, {jose.PS256, ""}, {jose.EdDSA, ""},
+	} {
+		var kids []string
+		for _, k := range selectKeys(keys, "", tc.alg) {
+			kids = append(kids, k.KeyID)
+		}
+		if strings.Join(kids, ",") != tc.want {
+			t.Errorf("selectKeys(%s) = %v, want %q", tc.alg, kids, tc.want)
+		}
+	}
+}
+
+// A SET signed RS256 with a 1024-bit RSA key from the transmitter's own JWKS is refused: too weak a key to
+// trust, whatever the transmitter publishes.
+func TestReceiverRefusesWeakRSAKey(t *testing.T) {
+	priv, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weak := jose.JSONWebKey{Key: priv, KeyID: "weak", Algorithm: string(jose.RS256), Use: "sig"}
+	f := newFixture(t, func(c *ReceiverConfig) {
+		path := filepath.Join(t.TempDir(), "weak.json")
+		if err := os.WriteFile(path, jwksOf(t, weak), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c.Transmitters[0].JWKSFile = path
+	})
+	tok, err := Sign(weak, f.claims())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.recv.Process(context.Background(), tok)
+	var se *SETError
+	if !errors.As(err, &se) || se.Code != CodeInvalidKey || !errors.Is(err, autherr.ErrUntrustedIssuer) {
+		t.Fatalf("SET signed with a 1024-bit key: %v, want invalid_key (no RS256 key)", err)
+	}
+	if len(f.sink.Calls()) != 0 {
+		t.Fatalf("applied %v", f.sink.Calls())
 	}
 }

@@ -37,6 +37,8 @@ type ManagedStream struct {
 	IDs StreamIDs
 	// Verified, if set, is called once the stream delivered the verification event asked for.
 	Verified func()
+	// Created, if set, is called after a new stream was created at the transmitter (the controller audits it).
+	Created func(ctx context.Context, streamID string, events []string)
 	// Logger defaults to the receiver's, with the transmitter named.
 	Logger *zap.Logger
 }
@@ -150,6 +152,9 @@ func ensureStream(ctx context.Context, client *StreamClient, m ManagedStream, lo
 			log.Error("remembering the SSF stream failed", zap.Error(err))
 		}
 		log.Info("SSF stream created", zap.String("stream", stream.StreamID), zap.Strings("events_delivered", stream.EventsDelivered))
+		if m.Created != nil {
+			m.Created(ctx, stream.StreamID, stream.EventsDelivered)
+		}
 	}
 	st, err := client.Status(ctx, stream.StreamID)
 	switch {

@@ -318,7 +318,7 @@ func TestParseSubject(t *testing.T) {
 					t.Fatalf("accepted as %s", got)
 				}
 				if !errorsIsMalformed(err) {
-					t.Fatalf("error %v does not wrap ErrMalformed", err)
+					t.Fatalf("error %v does not wrap autherr.ErrMalformed", err)
 				}
 				return
 			}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"go.uber.org/zap"
 )
 
@@ -251,11 +252,11 @@ func (p *Poller) exchange(ctx context.Context, maxEvents int, returnImmediately 
 		return nil, sent, fmt.Errorf("signals: poll %s: HTTP %d: %s", p.cfg.EndpointURL, resp.StatusCode, truncate(string(raw), 256))
 	}
 	if int64(len(raw)) > p.cfg.MaxResponseBytes {
-		return nil, sent, fmt.Errorf("signals: poll %s: %w: response over %d bytes", p.cfg.EndpointURL, ErrTooLarge, p.cfg.MaxResponseBytes)
+		return nil, sent, fmt.Errorf("signals: poll %s: %w: response over %d bytes", p.cfg.EndpointURL, autherr.ErrTooLarge, p.cfg.MaxResponseBytes)
 	}
 	var out pollResponse
 	if err := json.Unmarshal(raw, &out); err != nil {
-		return nil, sent, fmt.Errorf("signals: poll %s: %w: response is not RFC 8936 JSON: %v", p.cfg.EndpointURL, ErrMalformed, err)
+		return nil, sent, fmt.Errorf("signals: poll %s: %w: response is not RFC 8936 JSON: %v", p.cfg.EndpointURL, autherr.ErrMalformed, err)
 	}
 	return &out, sent, nil
 }

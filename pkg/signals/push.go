@@ -28,7 +28,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err != nil || !strings.EqualFold(mt, MediaTypeSET) {
-		r.refusePush(w, refuse(CodeInvalidRequest, ErrMalformed, "Content-Type is %q, want %s",
+		r.refusePush(w, refuse(CodeInvalidRequest, autherr.ErrMalformed, "Content-Type is %q, want %s",
 			truncate(req.Header.Get("Content-Type"), 64), MediaTypeSET))
 		return
 	}
@@ -36,9 +36,9 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			r.refusePush(w, refuse(CodeInvalidRequest, ErrTooLarge, "body is over %d bytes", r.maxBody))
+			r.refusePush(w, refuse(CodeInvalidRequest, autherr.ErrTooLarge, "body is over %d bytes", r.maxBody))
 		} else {
-			r.refusePush(w, refuse(CodeInvalidRequest, ErrMalformed, "reading the body: %v", err))
+			r.refusePush(w, refuse(CodeInvalidRequest, autherr.ErrMalformed, "reading the body: %v", err))
 		}
 		return
 	}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
+
 	"github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 
@@ -137,10 +139,7 @@ type pendingVerification struct {
 
 const defaultMaxBody = 64 << 10
 
-func defaultAlgs() []jose.SignatureAlgorithm {
-	return []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
-		jose.ES256, jose.ES384, jose.ES512, jose.EdDSA}
-}
+func defaultAlgs() []jose.SignatureAlgorithm { return ijose.SupportedAlgs() }
 
 // NewReceiver checks cfg and loads JWKS files (JWKS URLs are fetched when the first SET needs them).
 func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
@@ -288,90 +287,123 @@ func (r *Receiver) observe(result, reason string) {
 // verify runs every check on the SET, in an order that gives the transmitter the most useful error code:
 // structure, explicit type, issuer, (push authorization), algorithm, key and signature, then claims.
 func (r *Receiver) verify(ctx context.Context, token string, pushAuth *string) (*SET, *transmitter, error) {
+	jws, iss, err := r.parseSET(token)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := r.transmitterFor(iss, pushAuth)
+	if err != nil {
+		return nil, nil, err
+	}
+	payload, err := t.verifySignature(ctx, jws)
+	if err != nil {
+		return nil, nil, err
+	}
+	set, err := parseClaims(payload)
+	if err != nil {
+		return nil, nil, &SETError{Code: CodeInvalidRequest, Err: fmt.Errorf("signals: %w", err)}
+	}
+	if err := r.checkClaims(set, t); err != nil {
+		return set, nil, err
+	}
+	return set, t, nil
+}
+
+// parseSET parses token as a compact JWS with an accepted alg and the SET typ, and returns it with the iss its
+// payload claims (not yet verified: it says whose keys to verify with).
+func (r *Receiver) parseSET(token string) (*jose.JSONWebSignature, string, error) {
 	if len(token) > r.maxBody {
-		return nil, nil, refuse(CodeInvalidRequest, ErrTooLarge, "SET is %d bytes (limit %d)", len(token), r.maxBody)
+		return nil, "", refuse(CodeInvalidRequest, autherr.ErrTooLarge, "SET is %d bytes (limit %d)", len(token), r.maxBody)
 	}
 	jws, err := jose.ParseSignedCompact(token, r.algs)
 	if err != nil {
 		var alg *jose.ErrUnexpectedSignatureAlgorithm
 		switch {
 		case errors.As(err, &alg) && (alg.Got == "" || strings.EqualFold(string(alg.Got), "none")):
-			return nil, nil, refuse(CodeAuthenticationFailed, ErrUnsupportedAlg, "SET is unsigned (alg %q); signed SETs are required", alg.Got)
+			return nil, "", refuse(CodeAuthenticationFailed, autherr.ErrUnsupportedAlg, "SET is unsigned (alg %q); signed SETs are required", alg.Got)
 		case errors.As(err, &alg):
-			return nil, nil, refuse(CodeInvalidKey, ErrUnsupportedAlg, "algorithm %q is not accepted (accepted: %v)", truncate(string(alg.Got), 32), r.algs)
+			return nil, "", refuse(CodeInvalidKey, autherr.ErrUnsupportedAlg, "algorithm %q is not accepted (accepted: %v)", truncate(string(alg.Got), 32), r.algs)
 		}
-		return nil, nil, refuse(CodeInvalidRequest, ErrMalformed, "not a compact JWS: %v", err)
+		return nil, "", refuse(CodeInvalidRequest, autherr.ErrMalformed, "not a compact JWS: %v", err)
 	}
 	hdr := jws.Signatures[0].Protected
 	typ, _ := hdr.ExtraHeaders[jose.HeaderType].(string)
 	if !strings.EqualFold(typ, "secevent+jwt") && !strings.EqualFold(typ, "application/secevent+jwt") {
-		return nil, nil, refuse(CodeInvalidRequest, ErrMalformed, "typ is %q, want secevent+jwt", truncate(typ, 64))
+		return nil, "", refuse(CodeInvalidRequest, autherr.ErrMalformed, "typ is %q, want secevent+jwt", truncate(typ, 64))
 	}
 	var unverified struct {
 		Iss string `json:"iss"`
 	}
 	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &unverified); err != nil || unverified.Iss == "" {
-		return nil, nil, refuse(CodeInvalidRequest, ErrMalformed, "payload is not a JSON object with an iss")
+		return nil, "", refuse(CodeInvalidRequest, autherr.ErrMalformed, "payload is not a JSON object with an iss")
 	}
-	t := r.transmitters[unverified.Iss]
+	return jws, unverified.Iss, nil
+}
+
+// transmitterFor returns the configured transmitter iss, after checking a push delivery's Authorization header
+// (pushAuth; nil for a poll) against it.
+func (r *Receiver) transmitterFor(iss string, pushAuth *string) (*transmitter, error) {
+	t := r.transmitters[iss]
 	if t == nil {
-		return nil, nil, refuse(CodeInvalidIssuer, ErrUntrustedIssuer, "issuer %q is not a configured transmitter", truncate(unverified.Iss, 256))
+		return nil, refuse(CodeInvalidIssuer, autherr.ErrUntrustedIssuer, "issuer %q is not a configured transmitter", truncate(iss, 256))
 	}
 	if pushAuth != nil && t.PushAuthorization != "" {
 		switch {
 		case *pushAuth == "":
-			return nil, nil, refuse(CodeAuthenticationFailed, ErrMissing, "push from %s has no Authorization header", t.Issuer)
+			return nil, refuse(CodeAuthenticationFailed, autherr.ErrMissing, "push from %s has no Authorization header", t.Issuer)
 		case subtle.ConstantTimeCompare([]byte(*pushAuth), []byte(t.PushAuthorization)) != 1:
-			return nil, nil, refuse(CodeAuthenticationFailed, ErrMismatch, "push from %s has the wrong Authorization header", t.Issuer)
+			return nil, refuse(CodeAuthenticationFailed, autherr.ErrMismatch, "push from %s has the wrong Authorization header", t.Issuer)
 		}
 	}
+	return t, nil
+}
+
+// verifySignature verifies jws with one of t's keys for its kid and alg and returns the payload.
+func (t *transmitter) verifySignature(ctx context.Context, jws *jose.JSONWebSignature) ([]byte, error) {
+	hdr := jws.Signatures[0].Protected
 	alg := jose.SignatureAlgorithm(hdr.Algorithm)
 	if !slices.Contains(t.AllowedAlgs, alg) {
-		return nil, nil, refuse(CodeInvalidKey, ErrUnsupportedAlg, "algorithm %s is not accepted from %s", alg, t.Issuer)
+		return nil, refuse(CodeInvalidKey, autherr.ErrUnsupportedAlg, "algorithm %s is not accepted from %s", alg, t.Issuer)
 	}
 	keys, err := t.keys.lookup(ctx, hdr.KeyID, alg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if len(keys) == 0 {
-		return nil, nil, refuse(CodeInvalidKey, ErrUntrustedIssuer, "%s has no %s key with kid %q", t.Issuer, alg, truncate(hdr.KeyID, 128))
+		return nil, refuse(CodeInvalidKey, autherr.ErrUntrustedIssuer, "%s has no %s key with kid %q", t.Issuer, alg, truncate(hdr.KeyID, 128))
 	}
-	var payload []byte
 	for _, k := range keys {
 		if p, err := jws.Verify(k); err == nil {
-			payload = p
-			break
+			return p, nil
 		}
 	}
-	if payload == nil {
-		return nil, nil, refuse(CodeInvalidKey, ErrBadSignature, "signature does not verify with %s key %q", t.Issuer, truncate(hdr.KeyID, 128))
-	}
-	set, err := parseClaims(payload)
-	if err != nil {
-		return nil, nil, &SETError{Code: CodeInvalidRequest, Err: fmt.Errorf("signals: %w", err)}
-	}
+	return nil, refuse(CodeInvalidKey, autherr.ErrBadSignature, "signature does not verify with %s key %q", t.Issuer, truncate(hdr.KeyID, 128))
+}
+
+// checkClaims checks a verified SET's audience, times and events against what t may send.
+func (r *Receiver) checkClaims(set *SET, t *transmitter) error {
 	if !slices.ContainsFunc(set.Audience, func(a string) bool { return slices.Contains(t.Audience, a) }) {
-		return set, nil, refuse(CodeInvalidAudience, ErrWrongAudience, "aud %q does not name this receiver (%v)", set.Audience, t.Audience)
+		return refuse(CodeInvalidAudience, autherr.ErrWrongAudience, "aud %q does not name this receiver (%v)", set.Audience, t.Audience)
 	}
 	now := r.now()
 	switch {
 	case now.Sub(set.IssuedAt) > t.MaxIATAge:
-		return set, nil, refuse(CodeInvalidRequest, ErrExpired, "iat %s is more than %s ago", set.IssuedAt.Format(time.RFC3339), t.MaxIATAge)
+		return refuse(CodeInvalidRequest, autherr.ErrExpired, "iat %s is more than %s ago", set.IssuedAt.Format(time.RFC3339), t.MaxIATAge)
 	case set.IssuedAt.Sub(now) > t.MaxIATFuture:
-		return set, nil, refuse(CodeInvalidRequest, ErrNotYetValid, "iat %s is more than %s ahead", set.IssuedAt.Format(time.RFC3339), t.MaxIATFuture)
+		return refuse(CodeInvalidRequest, autherr.ErrNotYetValid, "iat %s is more than %s ahead", set.IssuedAt.Format(time.RFC3339), t.MaxIATFuture)
 	case !set.Expires.IsZero() && !now.Before(set.Expires):
-		return set, nil, refuse(CodeInvalidRequest, ErrExpired, "exp %s has passed", set.Expires.Format(time.RFC3339))
+		return refuse(CodeInvalidRequest, autherr.ErrExpired, "exp %s has passed", set.Expires.Format(time.RFC3339))
 	}
 	if len(t.AllowedEvents) > 0 {
 		for _, ev := range set.Events {
 			_, known := EventURI(ev.Type)
 			control := ev.Type == EventVerification || ev.Type == EventStreamUpdated
 			if known && !control && !slices.Contains(t.AllowedEvents, ev.Type) {
-				return set, nil, refuse(CodeAccessDenied, ErrDenied, "%s may not send %s", t.Issuer, ShortEventName(ev.Type))
+				return refuse(CodeAccessDenied, autherr.ErrDenied, "%s may not send %s", t.Issuer, ShortEventName(ev.Type))
 			}
 		}
 	}
-	return set, t, nil
+	return nil
 }
 
 // apply de-duplicates, maps and applies a verified SET, then marks it seen.
@@ -397,7 +429,7 @@ func (r *Receiver) apply(ctx context.Context, set *SET, t *transmitter) (*Result
 	}
 	// An older SET is refused by the iat check, so the mark need not outlive the iat window.
 	keepUntil := set.IssuedAt.Add(t.MaxIATAge + t.MaxIATFuture)
-	if err := r.dedup.Mark(ctx, set.Issuer, set.JTI, keepUntil); err != nil && !errors.Is(err, ErrReplay) {
+	if err := r.dedup.Mark(ctx, set.Issuer, set.JTI, keepUntil); err != nil && !errors.Is(err, autherr.ErrReplay) {
 		return nil, fmt.Errorf("signals: marking SET %s applied: %w", set.JTI, err)
 	}
 	r.completeVerification(set)
@@ -454,7 +486,7 @@ func (r *Receiver) checkControl(set *SET) error {
 		}
 		id := streamID(set)
 		if id == "" {
-			return refuse(CodeInvalidRequest, ErrMalformed, "%s event needs an opaque sub_id naming the stream", ShortEventName(ev.Type))
+			return refuse(CodeInvalidRequest, autherr.ErrMalformed, "%s event needs an opaque sub_id naming the stream", ShortEventName(ev.Type))
 		}
 		if ev.Type != EventVerification || ev.State == "" {
 			continue
@@ -463,7 +495,7 @@ func (r *Receiver) checkControl(set *SET) error {
 		p := r.pending[streamKey{set.Issuer, id}]
 		r.verifyMu.Unlock()
 		if p != nil && subtle.ConstantTimeCompare([]byte(p.state), []byte(ev.State)) != 1 {
-			return refuse(CodeInvalidState, ErrMismatch, "verification state for stream %q does not match the one requested", truncate(id, 128))
+			return refuse(CodeInvalidState, autherr.ErrMismatch, "verification state for stream %q does not match the one requested", truncate(id, 128))
 		}
 	}
 	return nil

@@ -87,88 +87,88 @@ func TestPushRefusals(t *testing.T) {
 		// noFollowUp: the fixture's configuration refuses every SET, so the follow-up check cannot run.
 		noFollowUp bool
 	}{
-		{name: "unsigned (alg none)", status: 400, code: CodeAuthenticationFailed, reason: ErrUnsupportedAlg,
+		{name: "unsigned (alg none)", status: 400, code: CodeAuthenticationFailed, reason: autherr.ErrUnsupportedAlg,
 			body: func(f *fixture) string {
 				p, _ := json.Marshal(f.rawClaims())
 				return b64([]byte(`{"alg":"none","typ":"secevent+jwt"}`)) + "." + b64(p) + "."
 			}},
-		{name: "symmetric alg HS256", status: 400, code: CodeInvalidKey, reason: ErrUnsupportedAlg,
+		{name: "symmetric alg HS256", status: 400, code: CodeInvalidKey, reason: autherr.ErrUnsupportedAlg,
 			body: func(f *fixture) string {
 				return signRaw(t, jose.JSONWebKey{Key: []byte(strings.Repeat("k", 32)), KeyID: "k1", Algorithm: "HS256"}, "secevent+jwt", f.rawClaims())
 			}},
-		{name: "wrong key, same kid", status: 400, code: CodeInvalidKey, reason: ErrBadSignature,
+		{name: "wrong key, same kid", status: 400, code: CodeInvalidKey, reason: autherr.ErrBadSignature,
 			body: func(f *fixture) string { return signRaw(t, newKey(t, "k1", jose.ES256), "secevent+jwt", f.rawClaims()) }},
-		{name: "unknown kid", status: 400, code: CodeInvalidKey, reason: ErrUntrustedIssuer,
+		{name: "unknown kid", status: 400, code: CodeInvalidKey, reason: autherr.ErrUntrustedIssuer,
 			body: func(f *fixture) string { return signRaw(t, newKey(t, "k9", jose.ES256), "secevent+jwt", f.rawClaims()) }},
-		{name: "alg the key cannot do", status: 400, code: CodeInvalidKey, reason: ErrUntrustedIssuer,
+		{name: "alg the key cannot do", status: 400, code: CodeInvalidKey, reason: autherr.ErrUntrustedIssuer,
 			body: func(f *fixture) string { return signRaw(t, newKey(t, "k1", jose.ES384), "secevent+jwt", f.rawClaims()) }},
-		{name: "alg not allowed for the transmitter", status: 400, code: CodeInvalidKey, reason: ErrUnsupportedAlg, noFollowUp: true,
+		{name: "alg not allowed for the transmitter", status: 400, code: CodeInvalidKey, reason: autherr.ErrUnsupportedAlg, noFollowUp: true,
 			opts: []fixtureOpt{func(c *ReceiverConfig) {
 				c.Transmitters = append(c.Transmitters, TransmitterConfig{Issuer: "https://other.example.com", Audience: []string{"x"},
 					JWKSFile: c.Transmitters[0].JWKSFile, AllowedAlgs: []jose.SignatureAlgorithm{jose.EdDSA}})
 				c.Transmitters[0].AllowedAlgs = []jose.SignatureAlgorithm{jose.RS256}
 			}},
 			body: func(f *fixture) string { return f.sign(t, f.claims()) }},
-		{name: "wrong issuer", status: 400, code: CodeInvalidIssuer, reason: ErrUntrustedIssuer,
+		{name: "wrong issuer", status: 400, code: CodeInvalidIssuer, reason: autherr.ErrUntrustedIssuer,
 			body: func(f *fixture) string {
 				return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "iss", "https://evil.example.com"))
 			}},
-		{name: "wrong audience", status: 400, code: CodeInvalidAudience, reason: ErrWrongAudience,
+		{name: "wrong audience", status: 400, code: CodeInvalidAudience, reason: autherr.ErrWrongAudience,
 			body: func(f *fixture) string {
 				return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "aud", []string{"https://someone-else.example.com"}))
 			}},
-		{name: "no audience", status: 400, code: CodeInvalidAudience, reason: ErrWrongAudience,
+		{name: "no audience", status: 400, code: CodeInvalidAudience, reason: autherr.ErrWrongAudience,
 			body: func(f *fixture) string { return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "aud", nil)) }},
-		{name: "expired (iat too old)", status: 400, code: CodeInvalidRequest, reason: ErrExpired,
+		{name: "expired (iat too old)", status: 400, code: CodeInvalidRequest, reason: autherr.ErrExpired,
 			body: func(f *fixture) string {
 				return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "iat", f.clock.Now().Add(-25*time.Hour).Unix()))
 			}},
-		{name: "iat in the future", status: 400, code: CodeInvalidRequest, reason: ErrNotYetValid,
+		{name: "iat in the future", status: 400, code: CodeInvalidRequest, reason: autherr.ErrNotYetValid,
 			body: func(f *fixture) string {
 				return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "iat", f.clock.Now().Add(10*time.Minute).Unix()))
 			}},
-		{name: "exp passed", status: 400, code: CodeInvalidRequest, reason: ErrExpired,
+		{name: "exp passed", status: 400, code: CodeInvalidRequest, reason: autherr.ErrExpired,
 			body: func(f *fixture) string {
 				return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "exp", f.clock.Now().Add(-time.Second).Unix()))
 			}},
-		{name: "typ JWT", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
+		{name: "typ JWT", status: 400, code: CodeInvalidRequest, reason: autherr.ErrMalformed,
 			body: func(f *fixture) string { return signRaw(t, f.key, "JWT", f.rawClaims()) }},
-		{name: "no typ", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
+		{name: "no typ", status: 400, code: CodeInvalidRequest, reason: autherr.ErrMalformed,
 			body: func(f *fixture) string { return signRaw(t, f.key, "", f.rawClaims()) }},
-		{name: "malformed JWT", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
+		{name: "malformed JWT", status: 400, code: CodeInvalidRequest, reason: autherr.ErrMalformed,
 			body: func(*fixture) string { return "eyJhbGciOiJFUzI1NiJ9.not base64!.sig" }},
-		{name: "two parts", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
+		{name: "two parts", status: 400, code: CodeInvalidRequest, reason: autherr.ErrMalformed,
 			body: func(*fixture) string { return "abc.def" }},
-		{name: "JWE-shaped", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
+		{name: "JWE-shaped", status: 400, code: CodeInvalidRequest, reason: autherr.ErrMalformed,
 			body: func(*fixture) string { return "a.b.c.d.e" }},
-		{name: "empty body", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
+		{name: "empty body", status: 400, code: CodeInvalidRequest, reason: autherr.ErrMalformed,
 			body: func(*fixture) string { return "" }},
-		{name: "payload not an object", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
+		{name: "payload not an object", status: 400, code: CodeInvalidRequest, reason: autherr.ErrMalformed,
 			body: func(f *fixture) string { return signRaw(t, f.key, "secevent+jwt", []string{"iss"}) }},
-		{name: "no events", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
+		{name: "no events", status: 400, code: CodeInvalidRequest, reason: autherr.ErrMalformed,
 			body: func(f *fixture) string {
 				return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "events", map[string]any{}))
 			}},
-		{name: "no jti", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
+		{name: "no jti", status: 400, code: CodeInvalidRequest, reason: autherr.ErrMalformed,
 			body: func(f *fixture) string { return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "jti", nil)) }},
-		{name: "no subject", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
+		{name: "no subject", status: 400, code: CodeInvalidRequest, reason: autherr.ErrMalformed,
 			body: func(f *fixture) string { return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "sub_id", nil)) }},
-		{name: "bad subject", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
+		{name: "bad subject", status: 400, code: CodeInvalidRequest, reason: autherr.ErrMalformed,
 			body: func(f *fixture) string {
 				return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "sub_id", map[string]any{"format": "email"}))
 			}},
-		{name: "event payload off its definition", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
+		{name: "event payload off its definition", status: 400, code: CodeInvalidRequest, reason: autherr.ErrMalformed,
 			body: func(f *fixture) string {
 				return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "events",
 					map[string]any{EventCredentialChange: map[string]any{"credential_type": "x509"}}))
 			}},
-		{name: "one good and one bad event apply nothing", status: 400, code: CodeInvalidRequest, reason: ErrMalformed,
+		{name: "one good and one bad event apply nothing", status: 400, code: CodeInvalidRequest, reason: autherr.ErrMalformed,
 			body: func(f *fixture) string {
 				return signRaw(t, f.key, "secevent+jwt", with(f.rawClaims(), "events", map[string]any{
 					EventSessionRevoked:  map[string]any{},
 					EventRiskLevelChange: map[string]any{"principal": "USER", "current_level": "EXTREME"}}))
 			}},
-		{name: "event not allowed for the transmitter", status: 400, code: CodeAccessDenied, reason: ErrDenied, noFollowUp: true,
+		{name: "event not allowed for the transmitter", status: 400, code: CodeAccessDenied, reason: autherr.ErrDenied, noFollowUp: true,
 			opts: []fixtureOpt{func(c *ReceiverConfig) { c.Transmitters[0].AllowedEvents = []string{EventRiskLevelChange} }},
 			body: func(f *fixture) string { return f.sign(t, f.claims()) }},
 		{name: "push without the Authorization header", status: 400, code: CodeAuthenticationFailed,

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
 const (
@@ -155,11 +157,11 @@ func (s *SET) SubjectOf(e Event) *SubjectID {
 	return e.Subject
 }
 
-// parseClaims decodes and checks a SET payload whose signature was verified. Errors wrap ErrMalformed.
+// parseClaims decodes and checks a SET payload whose signature was verified. Errors wrap autherr.ErrMalformed.
 func parseClaims(payload []byte) (*SET, error) {
 	var obj map[string]json.RawMessage
 	if err := unmarshalNumbers(payload, &obj); err != nil || obj == nil {
-		return nil, fmt.Errorf("%w: SET payload is not a JSON object", ErrMalformed)
+		return nil, fmt.Errorf("%w: SET payload is not a JSON object", autherr.ErrMalformed)
 	}
 	set := &SET{}
 	var err error
@@ -176,7 +178,7 @@ func parseClaims(payload []byte) (*SET, error) {
 		return nil, err
 	}
 	if set.IssuedAt.IsZero() {
-		return nil, fmt.Errorf("%w: SET has no iat", ErrMalformed)
+		return nil, fmt.Errorf("%w: SET has no iat", autherr.ErrMalformed)
 	}
 	if set.Expires, err = numericDate(obj["exp"], "exp"); err != nil {
 		return nil, err
@@ -196,10 +198,10 @@ func parseClaims(payload []byte) (*SET, error) {
 	}
 	var events map[string]json.RawMessage
 	if err := json.Unmarshal(obj["events"], &events); err != nil || len(events) == 0 {
-		return nil, fmt.Errorf("%w: SET needs an events object with at least one event", ErrMalformed)
+		return nil, fmt.Errorf("%w: SET needs an events object with at least one event", autherr.ErrMalformed)
 	}
 	if len(events) > maxEvents {
-		return nil, fmt.Errorf("%w: SET carries %d events (limit %d)", ErrMalformed, len(events), maxEvents)
+		return nil, fmt.Errorf("%w: SET carries %d events (limit %d)", autherr.ErrMalformed, len(events), maxEvents)
 	}
 	for _, typ := range slices.Sorted(maps.Keys(events)) {
 		ev, err := parseEvent(typ, events[typ])
@@ -207,7 +209,7 @@ func parseClaims(payload []byte) (*SET, error) {
 			return nil, fmt.Errorf("event %s: %w", ShortEventName(typ), err)
 		}
 		if _, known := EventURI(typ); known && set.SubjectOf(ev) == nil {
-			return nil, fmt.Errorf("%w: event %s has no subject (sub_id)", ErrMalformed, ShortEventName(typ))
+			return nil, fmt.Errorf("%w: event %s has no subject (sub_id)", autherr.ErrMalformed, ShortEventName(typ))
 		}
 		set.Events = append(set.Events, ev)
 	}
@@ -219,11 +221,11 @@ func parseClaims(payload []byte) (*SET, error) {
 func parseEvent(typ string, raw json.RawMessage) (Event, error) {
 	ev := Event{Type: typ}
 	if len(typ) > maxClaimLen {
-		return ev, fmt.Errorf("%w: event type URI of %d bytes", ErrMalformed, len(typ))
+		return ev, fmt.Errorf("%w: event type URI of %d bytes", autherr.ErrMalformed, len(typ))
 	}
 	var obj map[string]json.RawMessage
 	if err := unmarshalNumbers(raw, &obj); err != nil || obj == nil {
-		return ev, fmt.Errorf("%w: event is not a JSON object", ErrMalformed)
+		return ev, fmt.Errorf("%w: event is not a JSON object", autherr.ErrMalformed)
 	}
 	if _, known := EventURI(typ); !known {
 		return ev, nil
@@ -302,7 +304,7 @@ type eventReader struct {
 
 func (r *eventReader) fail(msg string) {
 	if r.err == nil {
-		r.err = fmt.Errorf("%w: %s", ErrMalformed, msg)
+		r.err = fmt.Errorf("%w: %s", autherr.ErrMalformed, msg)
 	}
 }
 
@@ -372,19 +374,19 @@ func claimString(obj map[string]json.RawMessage, name string, required bool) (st
 	raw, ok := obj[name]
 	if !ok || string(raw) == "null" {
 		if required {
-			return "", fmt.Errorf("%w: SET has no %s", ErrMalformed, name)
+			return "", fmt.Errorf("%w: SET has no %s", autherr.ErrMalformed, name)
 		}
 		return "", nil
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", fmt.Errorf("%w: SET claim %s is not a string", ErrMalformed, name)
+		return "", fmt.Errorf("%w: SET claim %s is not a string", autherr.ErrMalformed, name)
 	}
 	switch {
 	case s == "" && required:
-		return "", fmt.Errorf("%w: SET claim %s is empty", ErrMalformed, name)
+		return "", fmt.Errorf("%w: SET claim %s is empty", autherr.ErrMalformed, name)
 	case len(s) > maxClaimLen:
-		return "", fmt.Errorf("%w: SET claim %s is %d bytes (limit %d)", ErrMalformed, name, len(s), maxClaimLen)
+		return "", fmt.Errorf("%w: SET claim %s is %d bytes (limit %d)", autherr.ErrMalformed, name, len(s), maxClaimLen)
 	}
 	return s, nil
 }
@@ -399,11 +401,11 @@ func numericDate(raw json.RawMessage, name string) (time.Time, error) {
 	}
 	var n json.Number
 	if err := json.Unmarshal(raw, &n); err != nil {
-		return time.Time{}, fmt.Errorf("%w: %s is not a NumericDate", ErrMalformed, name)
+		return time.Time{}, fmt.Errorf("%w: %s is not a NumericDate", autherr.ErrMalformed, name)
 	}
 	f, err := strconv.ParseFloat(n.String(), 64)
 	if err != nil || math.IsNaN(f) || f <= 0 || f > maxNumericDate {
-		return time.Time{}, fmt.Errorf("%w: %s %s is not a plausible NumericDate", ErrMalformed, name, truncate(n.String(), 32))
+		return time.Time{}, fmt.Errorf("%w: %s %s is not a plausible NumericDate", autherr.ErrMalformed, name, truncate(n.String(), 32))
 	}
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
@@ -420,10 +422,10 @@ func audience(raw json.RawMessage) ([]string, error) {
 	}
 	var many []string
 	if err := json.Unmarshal(raw, &many); err != nil {
-		return nil, fmt.Errorf("%w: aud is neither a string nor an array of strings", ErrMalformed)
+		return nil, fmt.Errorf("%w: aud is neither a string nor an array of strings", autherr.ErrMalformed)
 	}
 	if len(many) > maxAudience {
-		return nil, fmt.Errorf("%w: aud has %d values (limit %d)", ErrMalformed, len(many), maxAudience)
+		return nil, fmt.Errorf("%w: aud has %d values (limit %d)", autherr.ErrMalformed, len(many), maxAudience)
 	}
 	return many, nil
 }

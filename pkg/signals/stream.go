@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
 // Delivery method URIs (SSF §6.1).
@@ -125,7 +127,7 @@ func Discover(ctx context.Context, cfg StreamClientConfig) (*StreamClient, error
 		return nil, err
 	}
 	if c.md.Issuer != cfg.Issuer {
-		return nil, fmt.Errorf("signals: %w: metadata at %s names issuer %q, want %q", ErrMismatch, wellKnown, c.md.Issuer, cfg.Issuer)
+		return nil, fmt.Errorf("signals: %w: metadata at %s names issuer %q, want %q", autherr.ErrMismatch, wellKnown, c.md.Issuer, cfg.Issuer)
 	}
 	return c, nil
 }
@@ -244,10 +246,10 @@ func (r *Receiver) Verify(ctx context.Context, c *StreamClient, streamID string)
 
 func (c *StreamClient) checkStream(s *StreamConfig) error {
 	if s.Iss != c.md.Issuer {
-		return fmt.Errorf("signals: %w: stream %q names issuer %q, want %q", ErrMismatch, s.StreamID, s.Iss, c.md.Issuer)
+		return fmt.Errorf("signals: %w: stream %q names issuer %q, want %q", autherr.ErrMismatch, s.StreamID, s.Iss, c.md.Issuer)
 	}
 	if s.StreamID == "" {
-		return fmt.Errorf("signals: %w: stream configuration has no stream_id", ErrMalformed)
+		return fmt.Errorf("signals: %w: stream configuration has no stream_id", autherr.ErrMalformed)
 	}
 	return nil
 }
@@ -305,11 +307,11 @@ func (c *StreamClient) call(ctx context.Context, method, endpoint string, in any
 		return fmt.Errorf("signals: %s %s: HTTP %d (want %d): %s", method, endpoint, resp.StatusCode, want, truncate(string(raw), 256))
 	}
 	if len(raw) > maxManagementBytes {
-		return fmt.Errorf("signals: %s %s: %w: response over %d bytes", method, endpoint, ErrTooLarge, maxManagementBytes)
+		return fmt.Errorf("signals: %s %s: %w: response over %d bytes", method, endpoint, autherr.ErrTooLarge, maxManagementBytes)
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return fmt.Errorf("signals: %s %s: %w: %v", method, endpoint, ErrMalformed, err)
+			return fmt.Errorf("signals: %s %s: %w: %v", method, endpoint, autherr.ErrMalformed, err)
 		}
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
 // Subject identifier formats: RFC 9493 (IANA registry) and those SSF §3.3 adds.
@@ -66,34 +68,70 @@ func ParseSubject(data []byte) (SubjectID, error) {
 func parseSubject(data []byte, parent string) (SubjectID, error) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
-		return SubjectID{}, fmt.Errorf("%w: subject identifier is not a JSON object", ErrMalformed)
+		return SubjectID{}, fmt.Errorf("%w: subject identifier is not a JSON object", autherr.ErrMalformed)
 	}
-	format, err := optString(obj, "format")
+	format, err := subjectFormat(obj)
 	if err != nil {
 		return SubjectID{}, err
 	}
+	s := SubjectID{Format: format}
+	switch format {
+	case FormatIPAddresses:
+		s.IPAddresses, err = parseIPs(obj)
+	case FormatAliases:
+		if parent == FormatAliases {
+			return SubjectID{}, fmt.Errorf("%w: aliases subject nested in aliases", autherr.ErrMalformed)
+		}
+		s.Identifiers, err = parseAliases(obj)
+	case FormatComplex:
+		if parent != "" {
+			return SubjectID{}, fmt.Errorf("%w: complex subject nested in %s", autherr.ErrMalformed, parent)
+		}
+		s.Members, err = parseComplex(obj)
+	default:
+		err = s.parseMembers(obj)
+	}
+	if err != nil {
+		return SubjectID{}, err
+	}
+	return s, nil
+}
+
+// subjectFormat returns the subject's format (or its legacy RISC name, subject_type).
+func subjectFormat(obj map[string]json.RawMessage) (string, error) {
+	format, err := optString(obj, "format")
+	if err != nil {
+		return "", err
+	}
 	if format == "" {
 		if format, err = optString(obj, "subject_type"); err != nil {
-			return SubjectID{}, err
+			return "", err
 		}
 		if format == "iss-sub" { // Google's legacy RISC spelling
 			format = FormatIssSub
 		}
 	}
 	if format == "" {
-		return SubjectID{}, fmt.Errorf("%w: subject identifier has no format", ErrMalformed)
+		return "", fmt.Errorf("%w: subject identifier has no format", autherr.ErrMalformed)
 	}
-	s := SubjectID{Format: format}
+	return format, nil
+}
+
+// parseMembers reads the string members of a subject of s.Format, one of the formats made of strings only; an
+// unknown format keeps no members.
+func (s *SubjectID) parseMembers(obj map[string]json.RawMessage) error {
+	format := s.Format
+	var err error
 	switch format {
 	case FormatEmail:
 		s.Email, err = reqString(obj, format, "email")
 		if err == nil && !strings.Contains(s.Email, "@") {
-			err = fmt.Errorf("%w: email subject %q has no @", ErrMalformed, s.Email)
+			err = fmt.Errorf("%w: email subject %q has no @", autherr.ErrMalformed, s.Email)
 		}
 	case FormatPhoneNumber:
 		s.PhoneNumber, err = reqString(obj, format, "phone_number")
 		if err == nil && !isE164(s.PhoneNumber) {
-			err = fmt.Errorf("%w: phone_number %q is not E.164 (+ and 2 to 15 digits)", ErrMalformed, s.PhoneNumber)
+			err = fmt.Errorf("%w: phone_number %q is not E.164 (+ and 2 to 15 digits)", autherr.ErrMalformed, s.PhoneNumber)
 		}
 	case FormatIssSub:
 		if s.Iss, err = reqString(obj, format, "iss"); err == nil {
@@ -104,18 +142,18 @@ func parseSubject(data []byte, parent string) (SubjectID, error) {
 	case FormatAccount:
 		s.URI, err = reqString(obj, format, "uri")
 		if err == nil && !strings.HasPrefix(s.URI, "acct:") {
-			err = fmt.Errorf("%w: account subject %q is not an acct: URI", ErrMalformed, s.URI)
+			err = fmt.Errorf("%w: account subject %q is not an acct: URI", autherr.ErrMalformed, s.URI)
 		}
 	case FormatDID:
 		s.URL, err = reqString(obj, format, "url")
 		if err == nil && !strings.HasPrefix(s.URL, "did:") {
-			err = fmt.Errorf("%w: did subject %q is not a did: URL", ErrMalformed, s.URL)
+			err = fmt.Errorf("%w: did subject %q is not a did: URL", autherr.ErrMalformed, s.URL)
 		}
 	case FormatURI:
 		s.URI, err = reqString(obj, format, "uri")
 		if err == nil {
 			if u, perr := url.Parse(s.URI); perr != nil || u.Scheme == "" {
-				err = fmt.Errorf("%w: uri subject %q is not an absolute URI", ErrMalformed, s.URI)
+				err = fmt.Errorf("%w: uri subject %q is not an absolute URI", autherr.ErrMalformed, s.URI)
 			}
 		}
 	case FormatJWTID:
@@ -126,36 +164,21 @@ func parseSubject(data []byte, parent string) (SubjectID, error) {
 		if s.Issuer, err = reqString(obj, format, "issuer"); err == nil {
 			s.AssertionID, err = reqString(obj, format, "assertion_id")
 		}
-	case FormatIPAddresses:
-		s.IPAddresses, err = parseIPs(obj)
-	case FormatAliases:
-		if parent == FormatAliases {
-			return SubjectID{}, fmt.Errorf("%w: aliases subject nested in aliases", ErrMalformed)
-		}
-		s.Identifiers, err = parseAliases(obj)
-	case FormatComplex:
-		if parent != "" {
-			return SubjectID{}, fmt.Errorf("%w: complex subject nested in %s", ErrMalformed, parent)
-		}
-		s.Members, err = parseComplex(obj)
 	default:
 		if len(format) > maxSubjectString {
-			return SubjectID{}, fmt.Errorf("%w: subject format name of %d bytes", ErrMalformed, len(format))
+			return fmt.Errorf("%w: subject format name of %d bytes", autherr.ErrMalformed, len(format))
 		}
 	}
-	if err != nil {
-		return SubjectID{}, err
-	}
-	return s, nil
+	return err
 }
 
 func parseAliases(obj map[string]json.RawMessage) ([]SubjectID, error) {
 	var list []json.RawMessage
 	if err := json.Unmarshal(obj["identifiers"], &list); err != nil || len(list) == 0 {
-		return nil, fmt.Errorf("%w: aliases subject needs a non-empty identifiers array", ErrMalformed)
+		return nil, fmt.Errorf("%w: aliases subject needs a non-empty identifiers array", autherr.ErrMalformed)
 	}
 	if len(list) > maxSubjectList {
-		return nil, fmt.Errorf("%w: aliases subject has %d identifiers (limit %d)", ErrMalformed, len(list), maxSubjectList)
+		return nil, fmt.Errorf("%w: aliases subject has %d identifiers (limit %d)", autherr.ErrMalformed, len(list), maxSubjectList)
 	}
 	out := make([]SubjectID, 0, len(list))
 	for i, raw := range list {
@@ -175,10 +198,10 @@ func parseComplex(obj map[string]json.RawMessage) (map[string]SubjectID, error) 
 			continue
 		}
 		if len(members) == maxSubjectList {
-			return nil, fmt.Errorf("%w: complex subject has more than %d members", ErrMalformed, maxSubjectList)
+			return nil, fmt.Errorf("%w: complex subject has more than %d members", autherr.ErrMalformed, maxSubjectList)
 		}
 		if len(name) > maxSubjectString {
-			return nil, fmt.Errorf("%w: complex member name of %d bytes", ErrMalformed, len(name))
+			return nil, fmt.Errorf("%w: complex member name of %d bytes", autherr.ErrMalformed, len(name))
 		}
 		id, err := parseSubject(raw, FormatComplex)
 		if err != nil {
@@ -187,7 +210,7 @@ func parseComplex(obj map[string]json.RawMessage) (map[string]SubjectID, error) 
 		members[name] = id
 	}
 	if len(members) == 0 {
-		return nil, fmt.Errorf("%w: complex subject has no members", ErrMalformed)
+		return nil, fmt.Errorf("%w: complex subject has no members", autherr.ErrMalformed)
 	}
 	return members, nil
 }
@@ -195,16 +218,16 @@ func parseComplex(obj map[string]json.RawMessage) (map[string]SubjectID, error) 
 func parseIPs(obj map[string]json.RawMessage) ([]string, error) {
 	var list []string
 	if err := json.Unmarshal(obj["ip-addresses"], &list); err != nil || len(list) == 0 {
-		return nil, fmt.Errorf("%w: ip-addresses subject needs a non-empty array of strings", ErrMalformed)
+		return nil, fmt.Errorf("%w: ip-addresses subject needs a non-empty array of strings", autherr.ErrMalformed)
 	}
 	if len(list) > maxSubjectList {
-		return nil, fmt.Errorf("%w: ip-addresses subject has %d addresses (limit %d)", ErrMalformed, len(list), maxSubjectList)
+		return nil, fmt.Errorf("%w: ip-addresses subject has %d addresses (limit %d)", autherr.ErrMalformed, len(list), maxSubjectList)
 	}
 	out := make([]string, 0, len(list))
 	for _, s := range list {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("%w: ip-addresses: %q is not an IP address", ErrMalformed, truncate(s, 64))
+			return nil, fmt.Errorf("%w: ip-addresses: %q is not an IP address", autherr.ErrMalformed, truncate(s, 64))
 		}
 		out = append(out, a.Unmap().String())
 	}
@@ -218,7 +241,7 @@ func optString(obj map[string]json.RawMessage, name string) (string, error) {
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", fmt.Errorf("%w: subject member %q is not a string", ErrMalformed, name)
+		return "", fmt.Errorf("%w: subject member %q is not a string", autherr.ErrMalformed, name)
 	}
 	return s, nil
 }
@@ -229,9 +252,9 @@ func reqString(obj map[string]json.RawMessage, format, name string) (string, err
 	case err != nil:
 		return "", err
 	case s == "":
-		return "", fmt.Errorf("%w: %s subject has no %q", ErrMalformed, format, name)
+		return "", fmt.Errorf("%w: %s subject has no %q", autherr.ErrMalformed, format, name)
 	case len(s) > maxSubjectString:
-		return "", fmt.Errorf("%w: %s subject member %q is %d bytes (limit %d)", ErrMalformed, format, name, len(s), maxSubjectString)
+		return "", fmt.Errorf("%w: %s subject member %q is %d bytes (limit %d)", autherr.ErrMalformed, format, name, len(s), maxSubjectString)
 	}
 	return s, nil
 }

@@ -14,15 +14,8 @@ import (
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
-// Re-exported reasons so callers can write errors.Is(err, store.ErrReplay).
-var (
-	ErrReplay  = autherr.ErrReplay
-	ErrExpired = autherr.ErrExpired
-	ErrDenied  = autherr.ErrDenied
-)
-
 // MarkSET records that the Security Event Token (issuer, jti) was processed, until keepUntil. It returns
-// ErrReplay if the same (issuer, jti) was recorded before and that record has not passed its keepUntil at now.
+// autherr.ErrReplay if the same (issuer, jti) was recorded before and that record has not passed its keepUntil at now.
 // The check and the record are one durable transaction, so two deliveries of one SET cannot both pass.
 func (s *Store) MarkSET(issuer, jti string, keepUntil, now time.Time) error {
 	if jti == "" {
@@ -75,8 +68,8 @@ func (s *Store) PruneSETs(now time.Time) (int, error) {
 	return n, err
 }
 
-// UseJoinToken marks the join token id used at now and returns it. It fails with ErrDenied if there is no such
-// token, ErrReplay if it was used before, ErrExpired if it expired; in each case nothing changes. The check and
+// UseJoinToken marks the join token id used at now and returns it. It fails with autherr.ErrDenied if there is no such
+// token, autherr.ErrReplay if it was used before, autherr.ErrExpired if it expired; in each case nothing changes. The check and
 // the mark are one durable transaction, so a token admits exactly one caller.
 func (s *Store) UseJoinToken(id string, now time.Time) (*agentauthv1.JoinToken, error) {
 	if err := checkKey(BucketJoinTokens, id); err != nil {

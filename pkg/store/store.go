@@ -38,6 +38,7 @@ const (
 	BucketIssuedCerts  = "issued_certs"
 	BucketCA           = "ca"
 	BucketJoinTokens   = "join_tokens"
+	BucketWitnessed    = "witnessed_checkpoints"
 	bucketSETs         = "set_jti"
 	bucketMeta         = "meta"
 )
@@ -90,6 +91,7 @@ type Store struct {
 	issuedCerts  *Collection[*agentauthv1.IssuedCert]
 	ca           *Collection[*agentauthv1.CAMaterial]
 	joinTokens   *Collection[*agentauthv1.JoinToken]
+	witnessed    *Collection[*agentauthv1.WitnessedCheckpoint]
 }
 
 // Open opens or creates the store file at path (mode 0600; a missing parent directory is created 0700).
@@ -123,7 +125,7 @@ func Open(path string, opts Options) (*Store, error) {
 	err = s.guard(func() error {
 		return db.Update(func(tx *bolt.Tx) error {
 			for _, b := range []string{BucketPolicies, BucketRevocations, BucketRisk, BucketTrustBundles,
-				BucketIssuedCerts, BucketCA, BucketJoinTokens, bucketSETs, bucketSSFStreams, bucketMeta} {
+				BucketIssuedCerts, BucketCA, BucketJoinTokens, BucketWitnessed, bucketSETs, bucketSSFStreams, bucketMeta} {
 				if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 					return err
 				}
@@ -150,12 +152,14 @@ func Open(path string, opts Options) (*Store, error) {
 		(*agentauthv1.CAMaterial).GetName)
 	s.joinTokens = newCollection(s, BucketJoinTokens, func() *agentauthv1.JoinToken { return new(agentauthv1.JoinToken) },
 		(*agentauthv1.JoinToken).GetId)
+	s.witnessed = newCollection(s, BucketWitnessed, func() *agentauthv1.WitnessedCheckpoint { return new(agentauthv1.WitnessedCheckpoint) },
+		(*agentauthv1.WitnessedCheckpoint).GetSpiffeId)
 	err = s.view(func(tx *bolt.Tx) error {
 		if _, err := readVersion(tx); err != nil {
 			return err
 		}
 		for _, c := range []interface{ check(*bolt.Tx) error }{s.policies, s.revocations, s.risk, s.trustBundles,
-			s.issuedCerts, s.ca, s.joinTokens} {
+			s.issuedCerts, s.ca, s.joinTokens, s.witnessed} {
 			if err := c.check(tx); err != nil {
 				return err
 			}

@@ -123,8 +123,8 @@ func TestReopenKeepsEverything(t *testing.T) {
 	check("ca", gotCA, err, ca)
 	gotTok, err := s2.JoinTokens().Get("h1")
 	check("token", gotTok, err, tok)
-	if err := s2.MarkSET("https://idp.example", "jti-1", time.Now().Add(time.Hour), time.Now()); !errors.Is(err, ErrReplay) {
-		t.Errorf("SET jti after reopen: %v, want ErrReplay", err)
+	if err := s2.MarkSET("https://idp.example", "jti-1", time.Now().Add(time.Hour), time.Now()); !errors.Is(err, autherr.ErrReplay) {
+		t.Errorf("SET jti after reopen: %v, want autherr.ErrReplay", err)
 	}
 }
 

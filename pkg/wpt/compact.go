@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"strings"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -130,7 +131,7 @@ func (vw *verifiedWIT) rememberProofHeader(token string) {
 }
 
 // verifyFast verifies token, a WPT, when its header segment is the one remembered for vw: handled reports whether it
-// did. It then returns the payload, or ErrBadSignature when the signature does not verify — the answer go-jose gives
+// did. It then returns the payload, or autherr.ErrBadSignature when the signature does not verify — the answer go-jose gives
 // for the same bytes. When handled is false nothing was decided and the full path must run.
 func (vw *verifiedWIT) verifyFast(token string) (payload []byte, handled bool, err error) {
 	hdr := vw.proofHeader.Load()
@@ -173,7 +174,7 @@ func (vw *verifiedWIT) verifyFast(token string) (payload []byte, handled bool, e
 		return nil, false, nil
 	}
 	if !good {
-		return nil, true, fmt.Errorf("wpt: %w: WPT signature does not verify with the WIT's cnf.jwk", ErrBadSignature)
+		return nil, true, fmt.Errorf("wpt: %w: WPT signature does not verify with the WIT's cnf.jwk", autherr.ErrBadSignature)
 	}
 	return payload, true, nil
 }

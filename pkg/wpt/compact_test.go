@@ -122,7 +122,7 @@ func TestProofFastPath(t *testing.T) {
 			// A header that fails the full checks (wrong typ) is not remembered.
 			wrongTyp := signJWT(t, e.workloadKey, jose.SignatureAlgorithm(alg), "", map[jose.HeaderKey]any{jose.HeaderType: "jwt"},
 				map[string]any{"aud": testAud})
-			if _, err := v.VerifyRequest(context.Background(), Request{WIT: e.wit, WPT: wrongTyp, Audiences: []string{testAud}}); !errors.Is(err, ErrMalformed) {
+			if _, err := v.VerifyRequest(context.Background(), Request{WIT: e.wit, WPT: wrongTyp, Audiences: []string{testAud}}); !errors.Is(err, autherr.ErrMalformed) {
 				t.Fatalf("wrong typ: %v", err)
 			}
 			if vw.proofHeader.Load() != nil {
@@ -138,7 +138,7 @@ func TestProofFastPath(t *testing.T) {
 			}
 			// Same header, other signature: refused by the fast path with the full path's reason.
 			bad := second[:strings.LastIndexByte(second, '.')+1] + strings.Repeat("A", len(second)-strings.LastIndexByte(second, '.')-1)
-			if _, handled, err := vw.verifyFast(bad); !handled || !errors.Is(err, ErrBadSignature) {
+			if _, handled, err := vw.verifyFast(bad); !handled || !errors.Is(err, autherr.ErrBadSignature) {
 				t.Fatalf("bad signature: handled %v, err %v", handled, err)
 			}
 			// Another header with the same key: full path.

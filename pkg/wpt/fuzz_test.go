@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // typed fails the fuzz run unless err is nil or wraps a refusal reason.
@@ -69,16 +70,16 @@ func FuzzExtractHeaders(f *testing.F) {
 	f.Add(" a.b.c ", "", true)
 	f.Add("a.b.c,d.e.f", "x", false)
 	f.Fuzz(func(t *testing.T, wit, wpt string, twice bool) {
-		h := http.Header{HeaderWIT: {wit}, HeaderWPT: {wpt}}
+		h := http.Header{wire.HeaderWIT: {wit}, wire.HeaderWPT: {wpt}}
 		if twice {
-			h[HeaderWPT] = append(h[HeaderWPT], wpt)
+			h[wire.HeaderWPT] = append(h[wire.HeaderWPT], wpt)
 		}
 		w, p, err := ExtractHeaders(h)
 		typed(t, err)
 		if err == nil && (len(w) > MaxTokenSize || len(p) > MaxTokenSize || twice) {
 			t.Fatalf("accepted %d/%d bytes, twice=%v", len(w), len(p), twice)
 		}
-		if err != nil && !errors.Is(err, ErrMissing) && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+		if err != nil && !errors.Is(err, autherr.ErrMissing) && !errors.Is(err, autherr.ErrMalformed) && !errors.Is(err, autherr.ErrTooLarge) {
 			t.Fatalf("unexpected reason: %v", err)
 		}
 	})

@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 func TestExtractHeaders(t *testing.T) {
@@ -15,19 +17,19 @@ func TestExtractHeaders(t *testing.T) {
 		h    http.Header
 		want error
 	}{
-		{"both", http.Header{HeaderWIT: {tok}, HeaderWPT: {tok}}, nil},
-		{"surrounding spaces", http.Header{HeaderWIT: {" " + tok + "\t"}, HeaderWPT: {tok}}, nil},
-		{"no WIT", http.Header{HeaderWPT: {tok}}, ErrMissing},
-		{"no WPT", http.Header{HeaderWIT: {tok}}, ErrMissing},
-		{"neither", http.Header{}, ErrMissing},
-		{"two WPT", http.Header{HeaderWIT: {tok}, HeaderWPT: {tok, tok}}, ErrMalformed},
-		{"comma-joined", http.Header{HeaderWIT: {tok}, HeaderWPT: {tok + "," + tok}}, ErrMalformed},
-		{"empty", http.Header{HeaderWIT: {""}, HeaderWPT: {tok}}, ErrMalformed},
-		{"two parts", http.Header{HeaderWIT: {"a.b"}, HeaderWPT: {tok}}, ErrMalformed},
-		{"JWE-like five parts", http.Header{HeaderWIT: {"a.b.c.d.e"}, HeaderWPT: {tok}}, ErrMalformed},
-		{"Bearer prefix", http.Header{HeaderWIT: {"Bearer " + tok}, HeaderWPT: {tok}}, ErrMalformed},
-		{"padding", http.Header{HeaderWIT: {"eyJh.eyJz.c2ln=="}, HeaderWPT: {tok}}, ErrMalformed},
-		{"oversize", http.Header{HeaderWIT: {tok}, HeaderWPT: {strings.Repeat("a", MaxTokenSize) + ".b.c"}}, ErrTooLarge},
+		{"both", http.Header{wire.HeaderWIT: {tok}, wire.HeaderWPT: {tok}}, nil},
+		{"surrounding spaces", http.Header{wire.HeaderWIT: {" " + tok + "\t"}, wire.HeaderWPT: {tok}}, nil},
+		{"no WIT", http.Header{wire.HeaderWPT: {tok}}, autherr.ErrMissing},
+		{"no WPT", http.Header{wire.HeaderWIT: {tok}}, autherr.ErrMissing},
+		{"neither", http.Header{}, autherr.ErrMissing},
+		{"two WPT", http.Header{wire.HeaderWIT: {tok}, wire.HeaderWPT: {tok, tok}}, autherr.ErrMalformed},
+		{"comma-joined", http.Header{wire.HeaderWIT: {tok}, wire.HeaderWPT: {tok + "," + tok}}, autherr.ErrMalformed},
+		{"empty", http.Header{wire.HeaderWIT: {""}, wire.HeaderWPT: {tok}}, autherr.ErrMalformed},
+		{"two parts", http.Header{wire.HeaderWIT: {"a.b"}, wire.HeaderWPT: {tok}}, autherr.ErrMalformed},
+		{"JWE-like five parts", http.Header{wire.HeaderWIT: {"a.b.c.d.e"}, wire.HeaderWPT: {tok}}, autherr.ErrMalformed},
+		{"Bearer prefix", http.Header{wire.HeaderWIT: {"Bearer " + tok}, wire.HeaderWPT: {tok}}, autherr.ErrMalformed},
+		{"padding", http.Header{wire.HeaderWIT: {"eyJh.eyJz.c2ln=="}, wire.HeaderWPT: {tok}}, autherr.ErrMalformed},
+		{"oversize", http.Header{wire.HeaderWIT: {tok}, wire.HeaderWPT: {strings.Repeat("a", MaxTokenSize) + ".b.c"}}, autherr.ErrTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

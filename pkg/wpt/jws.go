@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"strings"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
+	"github.com/agentauth/agentauth/pkg/autherr"
+
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -20,43 +23,43 @@ import (
 var b64Strict = base64.RawURLEncoding.Strict()
 
 // parseCompact parses token, a WIT or WPT as what says, as a compact JWS whose alg is one of algs, and returns it
-// with its protected header. An alg outside algs is ErrUnsupportedAlg (want names what algs are, for the message);
-// anything else that is not a well-formed compact JWS is ErrMalformed. The signature is not checked here.
+// with its protected header. An alg outside algs is autherr.ErrUnsupportedAlg (want names what algs are, for the message);
+// anything else that is not a well-formed compact JWS is autherr.ErrMalformed. The signature is not checked here.
 func parseCompact(what, token string, algs []jose.SignatureAlgorithm, want string) (*jose.JSONWebSignature, *jose.Header, error) {
 	if strings.ContainsAny(token, "\r\n") {
-		return nil, nil, fmt.Errorf("wpt: %w: %s contains a line break, which base64url does not have", ErrMalformed, what)
+		return nil, nil, fmt.Errorf("wpt: %w: %s contains a line break, which base64url does not have", autherr.ErrMalformed, what)
 	}
 	if seg, _, ok := strings.Cut(token, "."); ok {
 		raw, err := b64Strict.DecodeString(seg)
 		if err != nil {
-			return nil, nil, fmt.Errorf("wpt: %w: %s header is not canonical base64url: %v", ErrMalformed, what, err)
+			return nil, nil, fmt.Errorf("wpt: %w: %s header is not canonical base64url: %v", autherr.ErrMalformed, what, err)
 		}
 		if !jsontext.Value(raw).IsValid() {
-			return nil, nil, fmt.Errorf("wpt: %w: %s header is not valid JSON with unique member names", ErrMalformed, what)
+			return nil, nil, fmt.Errorf("wpt: %w: %s header is not valid JSON with unique member names", autherr.ErrMalformed, what)
 		}
 	}
 	jws, err := jose.ParseSignedCompact(token, algs)
 	if err != nil {
 		var ua *jose.ErrUnexpectedSignatureAlgorithm
 		switch {
-		case errors.As(err, &ua) && !isSupported(string(ua.Got)):
-			return nil, nil, fmt.Errorf("wpt: %w: %s alg %q is not an accepted asymmetric algorithm", ErrUnsupportedAlg, what, ua.Got)
+		case errors.As(err, &ua) && !ijose.Supported(string(ua.Got)):
+			return nil, nil, fmt.Errorf("wpt: %w: %s alg %q is not an accepted asymmetric algorithm", autherr.ErrUnsupportedAlg, what, ua.Got)
 		case errors.As(err, &ua):
-			return nil, nil, fmt.Errorf("wpt: %w: %s alg %q is not %s (%s)", ErrUnsupportedAlg, what, ua.Got, want, algList(algs))
+			return nil, nil, fmt.Errorf("wpt: %w: %s alg %q is not %s (%s)", autherr.ErrUnsupportedAlg, what, ua.Got, want, algList(algs))
 		}
-		return nil, nil, fmt.Errorf("wpt: %w: %s is not a compact JWS: %v", ErrMalformed, what, err)
+		return nil, nil, fmt.Errorf("wpt: %w: %s is not a compact JWS: %v", autherr.ErrMalformed, what, err)
 	}
 	// A compact JWS has exactly one signature and only a protected header.
 	hdr := &jws.Signatures[0].Protected
 	if _, ok := hdr.ExtraHeaders["crit"]; ok {
-		return nil, nil, fmt.Errorf("wpt: %w: %s header has crit, which WITs and WPTs do not use", ErrMalformed, what)
+		return nil, nil, fmt.Errorf("wpt: %w: %s header has crit, which WITs and WPTs do not use", autherr.ErrMalformed, what)
 	}
 	if _, ok := hdr.ExtraHeaders["b64"]; ok {
-		return nil, nil, fmt.Errorf("wpt: %w: %s header has b64, which WITs and WPTs do not use", ErrMalformed, what)
+		return nil, nil, fmt.Errorf("wpt: %w: %s header has b64, which WITs and WPTs do not use", autherr.ErrMalformed, what)
 	}
 	payload, sig, _ := strings.Cut(token[strings.IndexByte(token, '.')+1:], ".")
 	if !canonicalTail(payload) || !canonicalTail(sig) {
-		return nil, nil, fmt.Errorf("wpt: %w: %s is not canonical base64url (non-zero trailing bits)", ErrMalformed, what)
+		return nil, nil, fmt.Errorf("wpt: %w: %s is not canonical base64url (non-zero trailing bits)", autherr.ErrMalformed, what)
 	}
 	return jws, hdr, nil
 }

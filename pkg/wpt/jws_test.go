@@ -14,6 +14,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-json-experiment/json"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 )
 
@@ -65,7 +66,7 @@ func TestProofAlgorithms(t *testing.T) {
 					sig[len(sig)/2] ^= 1
 					bad := parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(sig)
 					_, _, err = verifyProofJWS(bad, algs, key.Public())
-					autherrtest.Check(t, err, ErrBadSignature)
+					autherrtest.Check(t, err, autherr.ErrBadSignature)
 				}
 			}
 		})
@@ -130,35 +131,35 @@ func TestVerifyProofJWSRejects(t *testing.T) {
 	}{
 		{"good", good, nil},
 		{"extra members ignored", signed(`{"alg":"EdDSA","typ":"wpt+jwt","kid":"x","jwk":{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}`), nil},
-		{"crit", signed(`{"alg":"EdDSA","typ":"wpt+jwt","crit":["exp"],"exp":1}`), ErrMalformed},
-		{"b64", signed(`{"alg":"EdDSA","typ":"wpt+jwt","b64":false}`), ErrMalformed},
-		{"b64 true", signed(`{"alg":"EdDSA","typ":"wpt+jwt","b64":true}`), ErrMalformed},
-		{"unencoded payload", unencoded, ErrMalformed},
-		{"duplicate alg", signed(`{"alg":"ES256","alg":"EdDSA","typ":"wpt+jwt"}`), ErrMalformed},
-		{"duplicate typ", signed(`{"alg":"EdDSA","typ":"jwt","typ":"wpt+jwt"}`), ErrMalformed},
-		{"header invalid UTF-8", signed("{\"alg\":\"EdDSA\",\"typ\":\"wpt+jwt\",\"x\":\"\xff\"}"), ErrMalformed},
-		{"alg case", signed(`{"alg":"eddsa","typ":"wpt+jwt"}`), ErrUnsupportedAlg},
-		{"alg none", signed(`{"alg":"none","typ":"wpt+jwt"}`), ErrUnsupportedAlg},
-		{"alg other", signed(`{"alg":"ES256","typ":"wpt+jwt"}`), ErrUnsupportedAlg},
-		{"no alg", signed(`{"typ":"wpt+jwt"}`), ErrUnsupportedAlg},
-		{"header not JSON", signed(`alg`), ErrMalformed},
-		{"header array", signed(`["EdDSA"]`), ErrMalformed},
-		{"two parts", good[:strings.LastIndexByte(good, '.')], ErrMalformed},
-		{"four parts", good + ".x", ErrMalformed},
-		{"padded signature", good + "==", ErrMalformed},
-		{"non-canonical signature", bumpLast(good), ErrMalformed},
-		{"non-canonical payload", sign(parts[0] + "." + bumpLast(payload)), ErrMalformed},
-		{"non-canonical header", sign(bumpLast(parts[0]) + "." + payload), ErrMalformed},
+		{"crit", signed(`{"alg":"EdDSA","typ":"wpt+jwt","crit":["exp"],"exp":1}`), autherr.ErrMalformed},
+		{"b64", signed(`{"alg":"EdDSA","typ":"wpt+jwt","b64":false}`), autherr.ErrMalformed},
+		{"b64 true", signed(`{"alg":"EdDSA","typ":"wpt+jwt","b64":true}`), autherr.ErrMalformed},
+		{"unencoded payload", unencoded, autherr.ErrMalformed},
+		{"duplicate alg", signed(`{"alg":"ES256","alg":"EdDSA","typ":"wpt+jwt"}`), autherr.ErrMalformed},
+		{"duplicate typ", signed(`{"alg":"EdDSA","typ":"jwt","typ":"wpt+jwt"}`), autherr.ErrMalformed},
+		{"header invalid UTF-8", signed("{\"alg\":\"EdDSA\",\"typ\":\"wpt+jwt\",\"x\":\"\xff\"}"), autherr.ErrMalformed},
+		{"alg case", signed(`{"alg":"eddsa","typ":"wpt+jwt"}`), autherr.ErrUnsupportedAlg},
+		{"alg none", signed(`{"alg":"none","typ":"wpt+jwt"}`), autherr.ErrUnsupportedAlg},
+		{"alg other", signed(`{"alg":"ES256","typ":"wpt+jwt"}`), autherr.ErrUnsupportedAlg},
+		{"no alg", signed(`{"typ":"wpt+jwt"}`), autherr.ErrUnsupportedAlg},
+		{"header not JSON", signed(`alg`), autherr.ErrMalformed},
+		{"header array", signed(`["EdDSA"]`), autherr.ErrMalformed},
+		{"two parts", good[:strings.LastIndexByte(good, '.')], autherr.ErrMalformed},
+		{"four parts", good + ".x", autherr.ErrMalformed},
+		{"padded signature", good + "==", autherr.ErrMalformed},
+		{"non-canonical signature", bumpLast(good), autherr.ErrMalformed},
+		{"non-canonical payload", sign(parts[0] + "." + bumpLast(payload)), autherr.ErrMalformed},
+		{"non-canonical header", sign(bumpLast(parts[0]) + "." + payload), autherr.ErrMalformed},
 		// Go's base64 skips CR and LF, and go-jose signs over what it decoded, so these verify in go-jose.
-		{"line break in signature", good[:len(good)-4] + "\n" + good[len(good)-4:], ErrMalformed},
-		{"line break in payload", parts[0] + ".e3\r\n0." + parts[2], ErrMalformed},
-		{"line break in header", parts[0][:4] + "\n" + parts[0][4:] + "." + parts[1] + "." + parts[2], ErrMalformed},
+		{"line break in signature", good[:len(good)-4] + "\n" + good[len(good)-4:], autherr.ErrMalformed},
+		{"line break in payload", parts[0] + ".e3\r\n0." + parts[2], autherr.ErrMalformed},
+		{"line break in header", parts[0][:4] + "\n" + parts[0][4:] + "." + parts[1] + "." + parts[2], autherr.ErrMalformed},
 		// go-jose decodes every part before anything is verified, so a payload that is not base64url is malformed.
-		{"bad payload base64", parts[0] + ".!!." + parts[2], ErrMalformed},
-		{"signature of wrong length", parts[0] + "." + parts[1] + "." + enc([]byte("short")), ErrBadSignature},
-		{"empty signature", parts[0] + "." + parts[1] + ".", ErrBadSignature},
-		{"empty", "", ErrMalformed},
-		{"dots", "..", ErrMalformed},
+		{"bad payload base64", parts[0] + ".!!." + parts[2], autherr.ErrMalformed},
+		{"signature of wrong length", parts[0] + "." + parts[1] + "." + enc([]byte("short")), autherr.ErrBadSignature},
+		{"empty signature", parts[0] + "." + parts[1] + ".", autherr.ErrBadSignature},
+		{"empty", "", autherr.ErrMalformed},
+		{"dots", "..", autherr.ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

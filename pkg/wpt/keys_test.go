@@ -9,6 +9,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/exp/bundle/witbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 )
 
@@ -57,7 +58,7 @@ func TestWITAndJWTBundlesDiffer(t *testing.T) {
 	_, err := e.verifier(t, nil).VerifyWIT(ctx, e.wit)
 	autherrtest.Check(t, err, nil)
 	_, err = e.verifier(t, func(c *VerifierConfig) { c.Bundles = FromJWTBundles(jwtKeys) }).VerifyWIT(ctx, e.wit)
-	autherrtest.Check(t, err, ErrBadSignature)
+	autherrtest.Check(t, err, autherr.ErrBadSignature)
 	// The issuer's key as a JWT authority works through FromJWTBundles, without a kid as well.
 	jwtKeys.Add(jwtbundle.FromJWTAuthorities(testTD, map[string]crypto.PublicKey{testKID: e.issuerKey.Public()}))
 	v := e.verifier(t, func(c *VerifierConfig) { c.Bundles = FromJWTBundles(jwtKeys) })
@@ -78,7 +79,7 @@ func TestNilBundle(t *testing.T) {
 	e := newEnv(t, "EdDSA")
 	v := e.verifier(t, func(c *VerifierConfig) { c.Bundles = FromWITBundles(nilBundles{}) })
 	_, err := v.VerifyWIT(context.Background(), e.wit)
-	autherrtest.Check(t, err, ErrUntrustedIssuer)
+	autherrtest.Check(t, err, autherr.ErrUntrustedIssuer)
 }
 
 // TestCacheHitNoAllocs: re-checking a cached WIT (times, and that its issuer key is still trusted) costs map lookups

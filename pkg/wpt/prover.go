@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
+	"github.com/agentauth/agentauth/pkg/autherr"
+
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-json-experiment/json"
 )
@@ -60,7 +63,7 @@ func NewProver(wit string, key crypto.Signer) (*Prover, error) {
 		return nil, errors.New("wpt: prover key is nil")
 	}
 	if len(wit) > MaxTokenSize {
-		return nil, fmt.Errorf("wpt: %w: WIT is %d bytes, over %d", ErrTooLarge, len(wit), MaxTokenSize)
+		return nil, fmt.Errorf("wpt: %w: WIT is %d bytes, over %d", autherr.ErrTooLarge, len(wit), MaxTokenSize)
 	}
 	jws, _, err := parseCompact("WIT", wit, supportedAlgs, "an accepted asymmetric algorithm")
 	if err != nil {
@@ -71,19 +74,19 @@ func NewProver(wit string, key crypto.Signer) (*Prover, error) {
 		return nil, err
 	}
 	if c.Cnf == nil || len(c.Cnf.JWK) == 0 || c.Exp == nil {
-		return nil, fmt.Errorf("wpt: %w: WIT lacks cnf.jwk or exp", ErrMalformed)
+		return nil, fmt.Errorf("wpt: %w: WIT lacks cnf.jwk or exp", autherr.ErrMalformed)
 	}
 	var jwk jose.JSONWebKey
 	if err := json.Unmarshal(c.Cnf.JWK, &jwk); err != nil {
-		return nil, fmt.Errorf("wpt: %w: WIT cnf.jwk: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("wpt: %w: WIT cnf.jwk: %v", autherr.ErrMalformed, err)
 	}
-	if !isSupported(jwk.Algorithm) {
-		return nil, fmt.Errorf("wpt: %w: WIT cnf.jwk alg %q", ErrUnsupportedAlg, jwk.Algorithm)
+	if !ijose.Supported(jwk.Algorithm) {
+		return nil, fmt.Errorf("wpt: %w: WIT cnf.jwk alg %q", autherr.ErrUnsupportedAlg, jwk.Algorithm)
 	}
 	if !publicKeyEqual(key.Public(), jwk.Key) {
-		return nil, fmt.Errorf("wpt: %w: the private key does not match the WIT's cnf.jwk", ErrMismatch)
+		return nil, fmt.Errorf("wpt: %w: the private key does not match the WIT's cnf.jwk", autherr.ErrMismatch)
 	}
-	if err := CheckAlgKey(jwk.Algorithm, jwk.Key); err != nil {
+	if err := ijose.CheckAlgKey(jwk.Algorithm, jwk.Key); err != nil {
 		return nil, fmt.Errorf("wpt: WIT cnf.jwk: %w", err)
 	}
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(jwk.Algorithm), Key: signingKey(key)},
@@ -111,17 +114,17 @@ func (p *Prover) Mint(pp ProofParams) (string, error) {
 		now = time.Now()
 	}
 	if now.After(p.expiry) {
-		return "", fmt.Errorf("wpt: %w: WIT expired at %s; not proving with its key", ErrExpired, p.expiry.UTC().Format(time.RFC3339))
+		return "", fmt.Errorf("wpt: %w: WIT expired at %s; not proving with its key", autherr.ErrExpired, p.expiry.UTC().Format(time.RFC3339))
 	}
 	if pp.Audience == "" {
-		return "", fmt.Errorf("wpt: %w: WPT needs an audience", ErrMalformed)
+		return "", fmt.Errorf("wpt: %w: WPT needs an audience", autherr.ErrMalformed)
 	}
 	lifetime := pp.Lifetime
 	if lifetime == 0 {
 		lifetime = DefaultProofLifetime
 	}
 	if lifetime < 0 {
-		return "", fmt.Errorf("wpt: %w: negative WPT lifetime %v", ErrMalformed, lifetime)
+		return "", fmt.Errorf("wpt: %w: negative WPT lifetime %v", autherr.ErrMalformed, lifetime)
 	}
 	var jti [16]byte
 	if _, err := rand.Read(jti[:]); err != nil {
@@ -144,7 +147,7 @@ func (p *Prover) Mint(pp ProofParams) (string, error) {
 		for name, val := range pp.Other {
 			lower := strings.ToLower(name)
 			if _, dup := c.Oth[lower]; dup {
-				return "", fmt.Errorf("wpt: %w: header %q given twice in Other", ErrMalformed, lower)
+				return "", fmt.Errorf("wpt: %w: header %q given twice in Other", autherr.ErrMalformed, lower)
 			}
 			c.Oth[lower] = hashB64(strings.Trim(val, " \t"))
 		}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/go-json-experiment/json"
@@ -63,11 +65,11 @@ type wptIn struct {
 func (v *Verifier) VerifyRequest(ctx context.Context, in Request) (*Result, error) {
 	switch {
 	case in.WIT == "":
-		return nil, fmt.Errorf("wpt: %w: no %s", ErrMissing, HeaderWIT)
+		return nil, fmt.Errorf("wpt: %w: no %s", autherr.ErrMissing, wire.HeaderWIT)
 	case in.WPT == "":
-		return nil, fmt.Errorf("wpt: %w: no %s", ErrMissing, HeaderWPT)
+		return nil, fmt.Errorf("wpt: %w: no %s", autherr.ErrMissing, wire.HeaderWPT)
 	case len(in.WPT) > MaxTokenSize:
-		return nil, fmt.Errorf("wpt: %w: WPT is %d bytes, over %d", ErrTooLarge, len(in.WPT), MaxTokenSize)
+		return nil, fmt.Errorf("wpt: %w: WPT is %d bytes, over %d", autherr.ErrTooLarge, len(in.WPT), MaxTokenSize)
 	}
 	vw, err := v.verifyWIT(in.WIT)
 	if err != nil {
@@ -91,22 +93,22 @@ func (v *Verifier) VerifyRequest(ctx context.Context, in Request) (*Result, erro
 		return nil, err
 	}
 	if c.Wth != vw.wth {
-		return nil, fmt.Errorf("wpt: %w: WPT wth does not match the hash of the %s sent", ErrMismatch, HeaderWIT)
+		return nil, fmt.Errorf("wpt: %w: WPT wth does not match the hash of the %s sent", autherr.ErrMismatch, wire.HeaderWIT)
 	}
 	if err := checkBinding("ath", "access token", c.Ath, in.AccessToken); err != nil {
 		return nil, err
 	}
-	if err := checkBinding("tth", HeaderTxnToken, c.Tth, in.TxnToken); err != nil {
+	if err := checkBinding("tth", wire.HeaderTxnToken, c.Tth, in.TxnToken); err != nil {
 		return nil, err
 	}
 	if err := checkOth(c.Oth, in.Other); err != nil {
 		return nil, err
 	}
 	if c.Jti == "" {
-		return nil, fmt.Errorf("wpt: %w: WPT has no jti", ErrMalformed)
+		return nil, fmt.Errorf("wpt: %w: WPT has no jti", autherr.ErrMalformed)
 	}
 	if len(c.Jti) > maxJTILen {
-		return nil, fmt.Errorf("wpt: %w: WPT jti is %d bytes, over %d", ErrMalformed, len(c.Jti), maxJTILen)
+		return nil, fmt.Errorf("wpt: %w: WPT jti is %d bytes, over %d", autherr.ErrMalformed, len(c.Jti), maxJTILen)
 	}
 	if err := v.replay.Check(vw.wit.Subject+"\x00"+c.Jti, exp.Add(v.skew)); err != nil {
 		return nil, fmt.Errorf("wpt: WPT jti %q from %s: %w", c.Jti, vw.wit.Subject, err)
@@ -126,7 +128,7 @@ func proofPayload(vw *verifiedWIT, token string) ([]byte, error) {
 		return nil, err
 	}
 	if !isTyp(typ, typWPT) {
-		return nil, fmt.Errorf("wpt: %w: WPT typ is %q, want %q", ErrMalformed, typ, typWPT)
+		return nil, fmt.Errorf("wpt: %w: WPT typ is %q, want %q", autherr.ErrMalformed, typ, typWPT)
 	}
 	vw.rememberProofHeader(token)
 	return payload, nil
@@ -142,7 +144,7 @@ func verifyProofJWS(token string, cnfAlg []jose.SignatureAlgorithm, key crypto.P
 	}
 	payload, err := jws.Verify(key)
 	if err != nil {
-		return nil, "", fmt.Errorf("wpt: %w: WPT signature does not verify with the WIT's cnf.jwk", ErrBadSignature)
+		return nil, "", fmt.Errorf("wpt: %w: WPT signature does not verify with the WIT's cnf.jwk", autherr.ErrBadSignature)
 	}
 	return payload, headerTyp(hdr), nil
 }
@@ -154,43 +156,43 @@ func matchAudience(raw jsontext.Value, want []string) (string, error) {
 	switch raw.Kind() {
 	case '"':
 		if err := json.Unmarshal(raw, &aud); err != nil {
-			return "", fmt.Errorf("wpt: %w: WPT aud: %v", ErrMalformed, err)
+			return "", fmt.Errorf("wpt: %w: WPT aud: %v", autherr.ErrMalformed, err)
 		}
 	case '[':
 		var list []string
 		if err := json.Unmarshal(raw, &list); err != nil || len(list) != 1 {
-			return "", fmt.Errorf("wpt: %w: WPT aud must name exactly one audience", ErrMalformed)
+			return "", fmt.Errorf("wpt: %w: WPT aud must name exactly one audience", autherr.ErrMalformed)
 		}
 		aud = list[0]
 	default:
-		return "", fmt.Errorf("wpt: %w: WPT has no aud", ErrMalformed)
+		return "", fmt.Errorf("wpt: %w: WPT has no aud", autherr.ErrMalformed)
 	}
 	for _, w := range want {
 		if aud == w {
 			return aud, nil
 		}
 	}
-	return "", fmt.Errorf("wpt: %w: aud %q is not one of %q", ErrWrongAudience, aud, want)
+	return "", fmt.Errorf("wpt: %w: aud %q is not one of %q", autherr.ErrWrongAudience, aud, want)
 }
 
 func (v *Verifier) checkProofTimes(c *wptIn, now time.Time) (time.Time, error) {
 	if c.Exp == nil {
-		return time.Time{}, fmt.Errorf("wpt: %w: WPT has no exp", ErrMalformed)
+		return time.Time{}, fmt.Errorf("wpt: %w: WPT has no exp", autherr.ErrMalformed)
 	}
 	exp := c.Exp.Time()
 	if now.After(exp.Add(v.skew)) {
-		return exp, fmt.Errorf("wpt: %w: WPT expired at %s", ErrExpired, exp.UTC().Format(time.RFC3339))
+		return exp, fmt.Errorf("wpt: %w: WPT expired at %s", autherr.ErrExpired, exp.UTC().Format(time.RFC3339))
 	}
 	if limit := now.Add(v.maxLifetime + v.skew); exp.After(limit) {
 		return exp, fmt.Errorf("wpt: %w: WPT exp %s is more than %v ahead; proofs must be short-lived",
-			ErrExpired, exp.UTC().Format(time.RFC3339), v.maxLifetime)
+			autherr.ErrExpired, exp.UTC().Format(time.RFC3339), v.maxLifetime)
 	}
 	for _, d := range [...]struct {
 		name string
 		t    *jwt.NumericDate
 	}{{"nbf", c.Nbf}, {"iat", c.Iat}} {
 		if d.t != nil && d.t.Time().After(now.Add(v.skew)) {
-			return exp, fmt.Errorf("wpt: %w: WPT %s is in the future", ErrNotYetValid, d.name)
+			return exp, fmt.Errorf("wpt: %w: WPT %s is in the future", autherr.ErrNotYetValid, d.name)
 		}
 	}
 	return exp, nil
@@ -203,11 +205,11 @@ func checkBinding(claim, what string, got *string, token string) error {
 	case token == "" && got == nil:
 		return nil
 	case token == "":
-		return fmt.Errorf("wpt: %w: WPT has %s but the request carries no %s", ErrMismatch, claim, what)
+		return fmt.Errorf("wpt: %w: WPT has %s but the request carries no %s", autherr.ErrMismatch, claim, what)
 	case got == nil:
-		return fmt.Errorf("wpt: %w: the request carries an %s but the WPT has no %s", ErrMismatch, what, claim)
+		return fmt.Errorf("wpt: %w: the request carries an %s but the WPT has no %s", autherr.ErrMismatch, what, claim)
 	case *got != hashB64(token):
-		return fmt.Errorf("wpt: %w: WPT %s does not match the %s", ErrMismatch, claim, what)
+		return fmt.Errorf("wpt: %w: WPT %s does not match the %s", autherr.ErrMismatch, claim, what)
 	}
 	return nil
 }
@@ -218,15 +220,15 @@ func checkOth(oth, other map[string]string) error {
 		lower := strings.ToLower(name)
 		h, ok := oth[lower]
 		if !ok {
-			return fmt.Errorf("wpt: %w: the request carries %s but WPT oth does not bind it", ErrMismatch, lower)
+			return fmt.Errorf("wpt: %w: the request carries %s but WPT oth does not bind it", autherr.ErrMismatch, lower)
 		}
 		if h != hashB64(strings.Trim(val, " \t")) {
-			return fmt.Errorf("wpt: %w: WPT oth[%q] does not match the header value", ErrMismatch, lower)
+			return fmt.Errorf("wpt: %w: WPT oth[%q] does not match the header value", autherr.ErrMismatch, lower)
 		}
 	}
 	for name := range oth {
 		if !hasLower(other, name) {
-			return fmt.Errorf("wpt: %w: WPT oth binds %q, which this receiver does not understand or the request does not carry", ErrMismatch, name)
+			return fmt.Errorf("wpt: %w: WPT oth binds %q, which this receiver does not understand or the request does not carry", autherr.ErrMismatch, name)
 		}
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/exp/bundle/witbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 	"github.com/agentauth/agentauth/pkg/replay"
 )
@@ -63,14 +64,14 @@ func TestSpecVectors(t *testing.T) {
 	}
 	_, err = v.VerifyRequest(context.Background(), Request{WIT: specWIT, WPT: specWPT,
 		Audiences: []string{specAud}, AccessToken: specBearer})
-	autherrtest.Check(t, err, ErrReplay)
+	autherrtest.Check(t, err, autherr.ErrReplay)
 
 	// Without the bearer token, or with another, the ath binding fails.
 	v = specVerifier(t, now)
 	_, err = v.VerifyRequest(context.Background(), Request{WIT: specWIT, WPT: specWPT, Audiences: []string{specAud}})
-	autherrtest.Check(t, err, ErrMismatch)
+	autherrtest.Check(t, err, autherr.ErrMismatch)
 	_, err = v.VerifyRequest(context.Background(), Request{WIT: specWIT, WPT: specWPT, Audiences: []string{specAud}, AccessToken: "x"})
-	autherrtest.Check(t, err, ErrMismatch)
+	autherrtest.Check(t, err, autherr.ErrMismatch)
 
 	// Our Prover, holding the spec's workload key, makes proofs the verifier accepts.
 	d, err := base64.RawURLEncoding.DecodeString(specWorkloadD)
@@ -91,9 +92,9 @@ func TestSpecVectors(t *testing.T) {
 	// After the WIT's exp (plus skew) nothing verifies, and the Prover refuses to use the key.
 	late := time.Unix(1745512510+31, 0)
 	_, err = specVerifier(t, late).VerifyWIT(context.Background(), specWIT)
-	autherrtest.Check(t, err, ErrExpired)
+	autherrtest.Check(t, err, autherr.ErrExpired)
 	_, err = p.Mint(ProofParams{Audience: specAud, Now: late})
-	autherrtest.Check(t, err, ErrExpired)
+	autherrtest.Check(t, err, autherr.ErrExpired)
 }
 
 func TestVerifyRequest(t *testing.T) {
@@ -145,9 +146,9 @@ func testVerifyRequest(t *testing.T, alg string) {
 	}
 	otherWIT := e.mintWIT(t, WITClaims{ID: "another"})
 	// The WIT is ES256-signed by the issuer: as a WPT its alg matches an ES256 cnf.jwk but not its key.
-	witAsWPT := ErrUnsupportedAlg
+	witAsWPT := autherr.ErrUnsupportedAlg
 	if alg == "ES256" {
-		witAsWPT = ErrBadSignature
+		witAsWPT = autherr.ErrBadSignature
 	}
 
 	tests := []struct {
@@ -161,54 +162,54 @@ func testVerifyRequest(t *testing.T, alg string) {
 			r.AccessToken, r.TxnToken, r.Other = at, txn, map[string]string{"x-delegation": "deleg-1"}
 		}), nil},
 		{"aud as one-element array", req(sign(claims(func(m map[string]any) { m["aud"] = []string{testAud} })), nil), nil},
-		{"aud two values", req(sign(claims(func(m map[string]any) { m["aud"] = []string{testAud, "https://b"} })), nil), ErrMalformed},
-		{"aud missing", req(sign(claims(func(m map[string]any) { delete(m, "aud") })), nil), ErrMalformed},
-		{"aud wrong", req(mint(ProofParams{Audience: "https://other.example.org/mcp"}), nil), ErrWrongAudience},
-		{"aud with query", req(mint(ProofParams{Audience: testAud + "?x=1"}), nil), ErrWrongAudience},
-		{"typ wrong", req(signJWT(t, e.workloadKey, jose.SignatureAlgorithm(alg), "", map[jose.HeaderKey]any{"typ": "wit+jwt"}, claims(nil)), nil), ErrMalformed},
-		{"typ missing", req(signJWT(t, e.workloadKey, jose.SignatureAlgorithm(alg), "", nil, claims(nil)), nil), ErrMalformed},
+		{"aud two values", req(sign(claims(func(m map[string]any) { m["aud"] = []string{testAud, "https://b"} })), nil), autherr.ErrMalformed},
+		{"aud missing", req(sign(claims(func(m map[string]any) { delete(m, "aud") })), nil), autherr.ErrMalformed},
+		{"aud wrong", req(mint(ProofParams{Audience: "https://other.example.org/mcp"}), nil), autherr.ErrWrongAudience},
+		{"aud with query", req(mint(ProofParams{Audience: testAud + "?x=1"}), nil), autherr.ErrWrongAudience},
+		{"typ wrong", req(signJWT(t, e.workloadKey, jose.SignatureAlgorithm(alg), "", map[jose.HeaderKey]any{"typ": "wit+jwt"}, claims(nil)), nil), autherr.ErrMalformed},
+		{"typ missing", req(signJWT(t, e.workloadKey, jose.SignatureAlgorithm(alg), "", nil, claims(nil)), nil), autherr.ErrMalformed},
 		{"typ long form", req(signJWT(t, e.workloadKey, jose.SignatureAlgorithm(alg), "", map[jose.HeaderKey]any{"typ": "application/wpt+jwt"}, claims(nil)), nil), nil},
-		{"alg none", req(unsignedJWT(t, map[string]any{"alg": "none", "typ": "wpt+jwt"}, claims(nil)), nil), ErrUnsupportedAlg},
-		{"alg HS256", req(signJWT(t, []byte(strings.Repeat("k", 32)), jose.HS256, "", wptHdr, claims(nil)), nil), ErrUnsupportedAlg},
-		{"alg differs from cnf.jwk.alg", req(signJWT(t, wrongAlgKey, wrongAlg, "", wptHdr, claims(nil)), nil), ErrUnsupportedAlg},
-		{"signed by another key", req(signJWT(t, otherKey, jose.SignatureAlgorithm(alg), "", wptHdr, claims(nil)), nil), ErrBadSignature},
-		{"tampered payload", req(tamper(mint(ProofParams{}), sign(claims(func(m map[string]any) { m["aud"] = "https://x" }))), nil), ErrBadSignature},
-		{"expired", req(sign(claims(func(m map[string]any) { m["exp"] = testNow.Add(-time.Minute).Unix() })), nil), ErrExpired},
+		{"alg none", req(unsignedJWT(t, map[string]any{"alg": "none", "typ": "wpt+jwt"}, claims(nil)), nil), autherr.ErrUnsupportedAlg},
+		{"alg HS256", req(signJWT(t, []byte(strings.Repeat("k", 32)), jose.HS256, "", wptHdr, claims(nil)), nil), autherr.ErrUnsupportedAlg},
+		{"alg differs from cnf.jwk.alg", req(signJWT(t, wrongAlgKey, wrongAlg, "", wptHdr, claims(nil)), nil), autherr.ErrUnsupportedAlg},
+		{"signed by another key", req(signJWT(t, otherKey, jose.SignatureAlgorithm(alg), "", wptHdr, claims(nil)), nil), autherr.ErrBadSignature},
+		{"tampered payload", req(tamper(mint(ProofParams{}), sign(claims(func(m map[string]any) { m["aud"] = "https://x" }))), nil), autherr.ErrBadSignature},
+		{"expired", req(sign(claims(func(m map[string]any) { m["exp"] = testNow.Add(-time.Minute).Unix() })), nil), autherr.ErrExpired},
 		{"expired within skew", req(sign(claims(func(m map[string]any) { m["exp"] = testNow.Add(-10 * time.Second).Unix() })), nil), nil},
-		{"lifetime too long", req(mint(ProofParams{Lifetime: 10 * time.Minute}), nil), ErrExpired},
+		{"lifetime too long", req(mint(ProofParams{Lifetime: 10 * time.Minute}), nil), autherr.ErrExpired},
 		{"lifetime at the limit", req(mint(ProofParams{Lifetime: 5 * time.Minute}), nil), nil},
-		{"no exp", req(sign(claims(func(m map[string]any) { delete(m, "exp") })), nil), ErrMalformed},
-		{"nbf in future", req(sign(claims(func(m map[string]any) { m["nbf"] = testNow.Add(time.Minute).Unix() })), nil), ErrNotYetValid},
-		{"iat in future", req(sign(claims(func(m map[string]any) { m["iat"] = testNow.Add(time.Minute).Unix() })), nil), ErrNotYetValid},
+		{"no exp", req(sign(claims(func(m map[string]any) { delete(m, "exp") })), nil), autherr.ErrMalformed},
+		{"nbf in future", req(sign(claims(func(m map[string]any) { m["nbf"] = testNow.Add(time.Minute).Unix() })), nil), autherr.ErrNotYetValid},
+		{"iat in future", req(sign(claims(func(m map[string]any) { m["iat"] = testNow.Add(time.Minute).Unix() })), nil), autherr.ErrNotYetValid},
 		{"iat within skew", req(sign(claims(func(m map[string]any) { m["iat"] = testNow.Add(10 * time.Second).Unix() })), nil), nil},
-		{"wth for another WIT", req(sign(claims(func(m map[string]any) { m["wth"] = hashB64(otherWIT) })), nil), ErrMismatch},
-		{"wth missing", req(sign(claims(func(m map[string]any) { delete(m, "wth") })), nil), ErrMismatch},
-		{"other WIT of the same key, wth of the first", req(mint(ProofParams{}), func(r *Request) { r.WIT = otherWIT }), ErrMismatch},
-		{"ath missing", req(mint(ProofParams{}), func(r *Request) { r.AccessToken = at }), ErrMismatch},
-		{"ath wrong", req(mint(ProofParams{AccessToken: "other"}), func(r *Request) { r.AccessToken = at }), ErrMismatch},
-		{"ath without access token", req(mint(ProofParams{AccessToken: at}), nil), ErrMismatch},
-		{"tth missing", req(mint(ProofParams{}), func(r *Request) { r.TxnToken = txn }), ErrMismatch},
-		{"tth wrong", req(mint(ProofParams{TxnToken: "other"}), func(r *Request) { r.TxnToken = txn }), ErrMismatch},
-		{"tth without Txn-Token", req(mint(ProofParams{TxnToken: txn}), nil), ErrMismatch},
-		{"oth missing", req(mint(ProofParams{}), func(r *Request) { r.Other = other }), ErrMismatch},
-		{"oth wrong", req(mint(ProofParams{Other: map[string]string{"x-delegation": "x"}}), func(r *Request) { r.Other = other }), ErrMismatch},
-		{"oth unknown key", req(mint(ProofParams{Other: map[string]string{"x-unknown": "x"}}), nil), ErrMismatch},
-		{"oth partly known", req(mint(ProofParams{Other: map[string]string{"x-delegation": "deleg-1", "x-unknown": "x"}}), func(r *Request) { r.Other = other }), ErrMismatch},
-		{"oth not lower-case", req(sign(claims(func(m map[string]any) { m["oth"] = map[string]string{"X-Delegation": hashB64("deleg-1")} })), func(r *Request) { r.Other = other }), ErrMismatch},
-		{"no jti", req(sign(claims(func(m map[string]any) { delete(m, "jti") })), nil), ErrMalformed},
-		{"jti too long", req(sign(claims(func(m map[string]any) { m["jti"] = strings.Repeat("j", 300) })), nil), ErrMalformed},
+		{"wth for another WIT", req(sign(claims(func(m map[string]any) { m["wth"] = hashB64(otherWIT) })), nil), autherr.ErrMismatch},
+		{"wth missing", req(sign(claims(func(m map[string]any) { delete(m, "wth") })), nil), autherr.ErrMismatch},
+		{"other WIT of the same key, wth of the first", req(mint(ProofParams{}), func(r *Request) { r.WIT = otherWIT }), autherr.ErrMismatch},
+		{"ath missing", req(mint(ProofParams{}), func(r *Request) { r.AccessToken = at }), autherr.ErrMismatch},
+		{"ath wrong", req(mint(ProofParams{AccessToken: "other"}), func(r *Request) { r.AccessToken = at }), autherr.ErrMismatch},
+		{"ath without access token", req(mint(ProofParams{AccessToken: at}), nil), autherr.ErrMismatch},
+		{"tth missing", req(mint(ProofParams{}), func(r *Request) { r.TxnToken = txn }), autherr.ErrMismatch},
+		{"tth wrong", req(mint(ProofParams{TxnToken: "other"}), func(r *Request) { r.TxnToken = txn }), autherr.ErrMismatch},
+		{"tth without Txn-Token", req(mint(ProofParams{TxnToken: txn}), nil), autherr.ErrMismatch},
+		{"oth missing", req(mint(ProofParams{}), func(r *Request) { r.Other = other }), autherr.ErrMismatch},
+		{"oth wrong", req(mint(ProofParams{Other: map[string]string{"x-delegation": "x"}}), func(r *Request) { r.Other = other }), autherr.ErrMismatch},
+		{"oth unknown key", req(mint(ProofParams{Other: map[string]string{"x-unknown": "x"}}), nil), autherr.ErrMismatch},
+		{"oth partly known", req(mint(ProofParams{Other: map[string]string{"x-delegation": "deleg-1", "x-unknown": "x"}}), func(r *Request) { r.Other = other }), autherr.ErrMismatch},
+		{"oth not lower-case", req(sign(claims(func(m map[string]any) { m["oth"] = map[string]string{"X-Delegation": hashB64("deleg-1")} })), func(r *Request) { r.Other = other }), autherr.ErrMismatch},
+		{"no jti", req(sign(claims(func(m map[string]any) { delete(m, "jti") })), nil), autherr.ErrMalformed},
+		{"jti too long", req(sign(claims(func(m map[string]any) { m["jti"] = strings.Repeat("j", 300) })), nil), autherr.ErrMalformed},
 		{"case-variant claim is not aud", req(sign(claims(func(m map[string]any) { m["AUD"] = "https://x" })), nil), nil},
 		{"duplicate claim", req(signJWT(t, e.workloadKey, jose.SignatureAlgorithm(alg), "", wptHdr,
-			[]byte(`{"aud":"https://x","aud":"`+testAud+`","exp":`+fmt.Sprint(testNow.Unix()+60)+`,"jti":"d","wth":"`+hashB64(e.wit)+`"}`)), nil), ErrMalformed},
-		{"claims not JSON object", req(signJWT(t, e.workloadKey, jose.SignatureAlgorithm(alg), "", wptHdr, "str"), nil), ErrMalformed},
+			[]byte(`{"aud":"https://x","aud":"`+testAud+`","exp":`+fmt.Sprint(testNow.Unix()+60)+`,"jti":"d","wth":"`+hashB64(e.wit)+`"}`)), nil), autherr.ErrMalformed},
+		{"claims not JSON object", req(signJWT(t, e.workloadKey, jose.SignatureAlgorithm(alg), "", wptHdr, "str"), nil), autherr.ErrMalformed},
 		{"WIT expired", req(mint(ProofParams{}), func(r *Request) {
 			r.WIT = e.mintWIT(t, WITClaims{IssuedAt: testNow.Add(-2 * time.Hour), Expiry: testNow.Add(-time.Hour)})
-		}), ErrExpired},
-		{"WIT from another issuer under our kid", req(mint(ProofParams{}), func(r *Request) { r.WIT = newEnv(t, alg).wit }), ErrBadSignature},
-		{"no WIT", req(mint(ProofParams{}), func(r *Request) { r.WIT = "" }), ErrMissing},
-		{"no WPT", req("", nil), ErrMissing},
-		{"WPT oversize", req(strings.Repeat("a", MaxTokenSize+1), nil), ErrTooLarge},
-		{"WPT garbage", req("a.b.c", nil), ErrMalformed},
+		}), autherr.ErrExpired},
+		{"WIT from another issuer under our kid", req(mint(ProofParams{}), func(r *Request) { r.WIT = newEnv(t, alg).wit }), autherr.ErrBadSignature},
+		{"no WIT", req(mint(ProofParams{}), func(r *Request) { r.WIT = "" }), autherr.ErrMissing},
+		{"no WPT", req("", nil), autherr.ErrMissing},
+		{"WPT oversize", req(strings.Repeat("a", MaxTokenSize+1), nil), autherr.ErrTooLarge},
+		{"WPT garbage", req("a.b.c", nil), autherr.ErrMalformed},
 		{"WIT as WPT", req(e.wit, nil), witAsWPT},
 	}
 	for _, tt := range tests {
@@ -227,7 +228,7 @@ func testVerifyRequest(t *testing.T, alg string) {
 			}
 			// The same proof a second time is a replay.
 			_, err = v.VerifyRequest(context.Background(), tt.req)
-			autherrtest.Check(t, err, ErrReplay)
+			autherrtest.Check(t, err, autherr.ErrReplay)
 		})
 	}
 }
@@ -242,9 +243,9 @@ func TestReplayCheckedLast(t *testing.T) {
 	ctx := context.Background()
 	// Failures on aud or on a binding must not consume the jti.
 	_, err = v.VerifyRequest(ctx, Request{WIT: e.wit, WPT: wpt, Audiences: []string{"https://elsewhere"}, AccessToken: "at"})
-	autherrtest.Check(t, err, ErrWrongAudience)
+	autherrtest.Check(t, err, autherr.ErrWrongAudience)
 	_, err = v.VerifyRequest(ctx, Request{WIT: e.wit, WPT: wpt, Audiences: []string{testAud}, AccessToken: "forged"})
-	autherrtest.Check(t, err, ErrMismatch)
+	autherrtest.Check(t, err, autherr.ErrMismatch)
 	_, err = v.VerifyRequest(ctx, Request{WIT: e.wit, WPT: wpt, Audiences: []string{testAud}, AccessToken: "at"})
 	autherrtest.Check(t, err, nil)
 	// jti is scoped by subject: another workload may use the same jti value.

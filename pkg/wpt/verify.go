@@ -10,9 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
+
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-json-experiment/json"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/replay"
 )
 
@@ -30,7 +33,7 @@ type VerifierConfig struct {
 	// key removed from a bundle stops being honoured at once, even for cached WITs.
 	Bundles KeySource
 	// AllowedAlgs lists the JWS algorithms accepted for WIT signatures and for workload keys (cnf.jwk.alg);
-	// empty means DefaultAllowedAlgs. Only asymmetric algorithms can be listed.
+	// empty means internal/jose.DefaultAllowedAlgs. Only asymmetric algorithms can be listed.
 	AllowedAlgs []string
 	// ClockSkew is the leeway for exp, nbf and iat; 0 means DefaultClockSkew.
 	ClockSkew time.Duration
@@ -78,11 +81,11 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	}
 	algs := cfg.AllowedAlgs
 	if len(algs) == 0 {
-		algs = DefaultAllowedAlgs
+		algs = ijose.DefaultAllowedAlgs()
 	}
 	for _, a := range algs {
-		if !isSupported(a) {
-			return nil, fmt.Errorf("wpt: %w: %q cannot be allowed (asymmetric JWS algorithms only)", ErrUnsupportedAlg, a)
+		if !ijose.Supported(a) {
+			return nil, fmt.Errorf("wpt: %w: %q cannot be allowed (asymmetric JWS algorithms only)", autherr.ErrUnsupportedAlg, a)
 		}
 		if !v.allowed[a] {
 			v.allowedAlgs = append(v.allowedAlgs, jose.SignatureAlgorithm(a))
@@ -134,7 +137,7 @@ func (v *Verifier) VerifyWIT(ctx context.Context, token string) (*WIT, error) {
 
 func (v *Verifier) verifyWIT(token string) (*verifiedWIT, error) {
 	if len(token) > MaxTokenSize {
-		return nil, fmt.Errorf("wpt: %w: WIT is %d bytes, over %d", ErrTooLarge, len(token), MaxTokenSize)
+		return nil, fmt.Errorf("wpt: %w: WIT is %d bytes, over %d", autherr.ErrTooLarge, len(token), MaxTokenSize)
 	}
 	now := v.now()
 	if v.cache != nil {
@@ -162,20 +165,20 @@ func (v *Verifier) recheck(vw *verifiedWIT, now time.Time) error {
 	}
 	k, err := v.keys.WITAuthority(vw.wit.TrustDomain, vw.kid)
 	if err != nil {
-		return fmt.Errorf("wpt: %w: issuer key %q of trust domain %q is no longer trusted: %v", ErrUntrustedIssuer, vw.kid, vw.wit.TrustDomain, err)
+		return fmt.Errorf("wpt: %w: issuer key %q of trust domain %q is no longer trusted: %v", autherr.ErrUntrustedIssuer, vw.kid, vw.wit.TrustDomain, err)
 	}
 	if !publicKeyEqual(k, vw.issuerKey) {
-		return fmt.Errorf("wpt: %w: issuer key %q of trust domain %q was replaced in its bundle", ErrUntrustedIssuer, vw.kid, vw.wit.TrustDomain)
+		return fmt.Errorf("wpt: %w: issuer key %q of trust domain %q was replaced in its bundle", autherr.ErrUntrustedIssuer, vw.kid, vw.wit.TrustDomain)
 	}
 	return nil
 }
 
 func (v *Verifier) checkTimes(w *WIT, now time.Time) error {
 	if now.After(w.Expiry.Add(v.skew)) {
-		return fmt.Errorf("wpt: %w: WIT expired at %s", ErrExpired, w.Expiry.UTC().Format(time.RFC3339))
+		return fmt.Errorf("wpt: %w: WIT expired at %s", autherr.ErrExpired, w.Expiry.UTC().Format(time.RFC3339))
 	}
 	if !w.NotBefore.IsZero() && w.NotBefore.After(now.Add(v.skew)) {
-		return fmt.Errorf("wpt: %w: WIT not valid before %s", ErrNotYetValid, w.NotBefore.UTC().Format(time.RFC3339))
+		return fmt.Errorf("wpt: %w: WIT not valid before %s", autherr.ErrNotYetValid, w.NotBefore.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
@@ -186,7 +189,7 @@ func (v *Verifier) verifyWITFull(token string, now time.Time) (*verifiedWIT, err
 		return nil, err
 	}
 	if !isTyp(headerTyp(hdr), typWIT) {
-		return nil, fmt.Errorf("wpt: %w: WIT typ is %v, want %q", ErrMalformed, hdr.ExtraHeaders[jose.HeaderType], typWIT)
+		return nil, fmt.Errorf("wpt: %w: WIT typ is %v, want %q", autherr.ErrMalformed, hdr.ExtraHeaders[jose.HeaderType], typWIT)
 	}
 	// The claims are read before the signature is checked only to find the trust domain whose keys must verify
 	// it; nothing else in them is used until the signature over these same bytes has verified.
@@ -202,30 +205,30 @@ func (v *Verifier) verifyWITFull(token string, now time.Time) (*verifiedWIT, err
 	var key crypto.PublicKey
 	if kid != "" {
 		if key, err = v.keys.WITAuthority(td, kid); err != nil {
-			return nil, fmt.Errorf("wpt: %w: WIT issuer key %q of trust domain %q: %v", ErrUntrustedIssuer, kid, td, err)
+			return nil, fmt.Errorf("wpt: %w: WIT issuer key %q of trust domain %q: %v", autherr.ErrUntrustedIssuer, kid, td, err)
 		}
 	} else {
 		all, err := v.keys.WITAuthorities(td)
 		if err != nil {
-			return nil, fmt.Errorf("wpt: %w: WIT issuer keys of trust domain %q: %v", ErrUntrustedIssuer, td, err)
+			return nil, fmt.Errorf("wpt: %w: WIT issuer keys of trust domain %q: %v", autherr.ErrUntrustedIssuer, td, err)
 		}
 		if len(all) != 1 {
-			return nil, fmt.Errorf("wpt: %w: WIT has no kid and trust domain %q has %d keys", ErrUntrustedIssuer, td, len(all))
+			return nil, fmt.Errorf("wpt: %w: WIT has no kid and trust domain %q has %d keys", autherr.ErrUntrustedIssuer, td, len(all))
 		}
 		for k, pub := range all { // the only entry
 			kid, key = k, pub
 		}
 	}
-	if err := CheckAlgKey(hdr.Algorithm, key); err != nil {
+	if err := ijose.CheckAlgKey(hdr.Algorithm, key); err != nil {
 		return nil, fmt.Errorf("wpt: WIT issuer key %q: %w", kid, err)
 	}
 	if _, err := jws.Verify(key); err != nil {
-		return nil, fmt.Errorf("wpt: %w: WIT signature does not verify with key %q of trust domain %q", ErrBadSignature, kid, td)
+		return nil, fmt.Errorf("wpt: %w: WIT signature does not verify with key %q of trust domain %q", autherr.ErrBadSignature, kid, td)
 	}
 
 	w := &WIT{Raw: token, Subject: c.Sub, TrustDomain: td, Issuer: c.Iss, ID: c.Jti, Extra: c.Extra}
 	if c.Exp == nil {
-		return nil, fmt.Errorf("wpt: %w: WIT has no exp", ErrMalformed)
+		return nil, fmt.Errorf("wpt: %w: WIT has no exp", autherr.ErrMalformed)
 	}
 	w.Expiry = c.Exp.Time()
 	if c.Nbf != nil {
@@ -238,16 +241,16 @@ func (v *Verifier) verifyWITFull(token string, now time.Time) (*verifiedWIT, err
 		return nil, err
 	}
 	if len(c.Aud) != 0 && strings.HasPrefix(c.Sub, "spiffe://") {
-		return nil, fmt.Errorf("wpt: %w: a WIT-SVID must not carry aud", ErrMalformed)
+		return nil, fmt.Errorf("wpt: %w: a WIT-SVID must not carry aud", autherr.ErrMalformed)
 	}
 	if len(c.Aud) != 0 {
 		w.Extra = withClaim(w.Extra, "aud", c.Aud)
 	}
 	if c.Cnf == nil || len(c.Cnf.JWK) == 0 {
-		return nil, fmt.Errorf("wpt: %w: WIT has no cnf.jwk", ErrMalformed)
+		return nil, fmt.Errorf("wpt: %w: WIT has no cnf.jwk", autherr.ErrMalformed)
 	}
 	if err := json.Unmarshal(c.Cnf.JWK, &w.Key); err != nil {
-		return nil, fmt.Errorf("wpt: %w: WIT cnf.jwk: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("wpt: %w: WIT cnf.jwk: %v", autherr.ErrMalformed, err)
 	}
 	if err := v.checkCnfKey(&w.Key); err != nil {
 		return nil, err
@@ -277,24 +280,24 @@ func withClaim(m map[string]any, name string, raw []byte) map[string]any {
 // checkCnfKey enforces the rules for the workload key: public, with an allowed alg that fits it.
 func (v *Verifier) checkCnfKey(k *jose.JSONWebKey) error {
 	if _, ok := k.Key.([]byte); ok {
-		return fmt.Errorf("wpt: %w: WIT cnf.jwk is a symmetric key", ErrUnsupportedAlg)
+		return fmt.Errorf("wpt: %w: WIT cnf.jwk is a symmetric key", autherr.ErrUnsupportedAlg)
 	}
 	if !k.IsPublic() {
-		return fmt.Errorf("wpt: %w: WIT cnf.jwk carries private key material", ErrMalformed)
+		return fmt.Errorf("wpt: %w: WIT cnf.jwk carries private key material", autherr.ErrMalformed)
 	}
 	if !k.Valid() {
-		return fmt.Errorf("wpt: %w: WIT cnf.jwk is not a valid key", ErrMalformed)
+		return fmt.Errorf("wpt: %w: WIT cnf.jwk is not a valid key", autherr.ErrMalformed)
 	}
 	if k.Use != "" && k.Use != "sig" {
-		return fmt.Errorf("wpt: %w: WIT cnf.jwk use is %q, not sig", ErrMalformed, k.Use)
+		return fmt.Errorf("wpt: %w: WIT cnf.jwk use is %q, not sig", autherr.ErrMalformed, k.Use)
 	}
 	if k.Algorithm == "" {
-		return fmt.Errorf("wpt: %w: WIT cnf.jwk has no alg", ErrMalformed)
+		return fmt.Errorf("wpt: %w: WIT cnf.jwk has no alg", autherr.ErrMalformed)
 	}
 	if !v.allowed[k.Algorithm] {
-		return fmt.Errorf("wpt: %w: WIT cnf.jwk alg %q is not allowed", ErrUnsupportedAlg, k.Algorithm)
+		return fmt.Errorf("wpt: %w: WIT cnf.jwk alg %q is not allowed", autherr.ErrUnsupportedAlg, k.Algorithm)
 	}
-	if err := CheckAlgKey(k.Algorithm, k.Key); err != nil {
+	if err := ijose.CheckAlgKey(k.Algorithm, k.Key); err != nil {
 		return fmt.Errorf("wpt: WIT cnf.jwk: %w", err)
 	}
 	return nil

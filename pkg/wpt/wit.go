@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
+	"github.com/agentauth/agentauth/pkg/autherr"
+
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -67,7 +70,7 @@ type cnfClaim struct {
 // error, so no two JSON parsers can read different claims out of the same signed bytes.
 func unmarshalClaims(what string, payload []byte, v any) error {
 	if err := json.Unmarshal(payload, v); err != nil {
-		return fmt.Errorf("wpt: %w: %s claims: %v", ErrMalformed, what, err)
+		return fmt.Errorf("wpt: %w: %s claims: %v", autherr.ErrMalformed, what, err)
 	}
 	return nil
 }
@@ -78,25 +81,25 @@ func unmarshalClaims(what string, payload []byte, v any) error {
 func parseSubject(sub string) (spiffeid.TrustDomain, error) {
 	switch {
 	case sub == "":
-		return spiffeid.TrustDomain{}, fmt.Errorf("wpt: %w: WIT has no sub", ErrMalformed)
+		return spiffeid.TrustDomain{}, fmt.Errorf("wpt: %w: WIT has no sub", autherr.ErrMalformed)
 	case len(sub) > maxSubjectLen:
-		return spiffeid.TrustDomain{}, fmt.Errorf("wpt: %w: sub is %d bytes, over %d", ErrMalformed, len(sub), maxSubjectLen)
+		return spiffeid.TrustDomain{}, fmt.Errorf("wpt: %w: sub is %d bytes, over %d", autherr.ErrMalformed, len(sub), maxSubjectLen)
 	}
 	if strings.HasPrefix(sub, "spiffe://") {
 		id, err := spiffeid.FromString(sub)
 		if err != nil {
-			return spiffeid.TrustDomain{}, fmt.Errorf("wpt: %w: sub %q is not a SPIFFE ID: %v", ErrMalformed, sub, err)
+			return spiffeid.TrustDomain{}, fmt.Errorf("wpt: %w: sub %q is not a SPIFFE ID: %v", autherr.ErrMalformed, sub, err)
 		}
 		return id.TrustDomain(), nil
 	}
 	u, err := url.Parse(sub)
 	if err != nil || u.Scheme == "" || u.Opaque != "" || u.Host == "" || u.User != nil || u.Port() != "" ||
 		u.RawQuery != "" || u.ForceQuery || strings.ContainsRune(sub, '#') {
-		return spiffeid.TrustDomain{}, fmt.Errorf("wpt: %w: sub %q is not an absolute URI with a trust-domain authority and no userinfo, port, query or fragment", ErrMalformed, sub)
+		return spiffeid.TrustDomain{}, fmt.Errorf("wpt: %w: sub %q is not an absolute URI with a trust-domain authority and no userinfo, port, query or fragment", autherr.ErrMalformed, sub)
 	}
 	td, err := spiffeid.TrustDomainFromString(u.Host)
 	if err != nil {
-		return spiffeid.TrustDomain{}, fmt.Errorf("wpt: %w: sub %q has an invalid trust domain: %v", ErrMalformed, sub, err)
+		return spiffeid.TrustDomain{}, fmt.Errorf("wpt: %w: sub %q has an invalid trust domain: %v", autherr.ErrMalformed, sub, err)
 	}
 	return td, nil
 }
@@ -136,10 +139,10 @@ func NewIssuer(key crypto.Signer, kid, alg string) (*Issuer, error) {
 	if key == nil {
 		return nil, errors.New("wpt: issuer key is nil")
 	}
-	if !isSupported(alg) {
-		return nil, fmt.Errorf("wpt: %w: issuer alg %q", ErrUnsupportedAlg, alg)
+	if !ijose.Supported(alg) {
+		return nil, fmt.Errorf("wpt: %w: issuer alg %q", autherr.ErrUnsupportedAlg, alg)
 	}
-	if err := CheckAlgKey(alg, key.Public()); err != nil {
+	if err := ijose.CheckAlgKey(alg, key.Public()); err != nil {
 		return nil, fmt.Errorf("wpt: issuer: %w", err)
 	}
 	opts := (&jose.SignerOptions{}).WithType(typWIT)
@@ -171,10 +174,10 @@ func (i *Issuer) Mint(c WITClaims) (string, error) {
 	if c.Key == nil {
 		return "", errors.New("wpt: WIT needs the workload's public key")
 	}
-	if !isSupported(c.KeyAlg) {
-		return "", fmt.Errorf("wpt: %w: workload key alg %q", ErrUnsupportedAlg, c.KeyAlg)
+	if !ijose.Supported(c.KeyAlg) {
+		return "", fmt.Errorf("wpt: %w: workload key alg %q", autherr.ErrUnsupportedAlg, c.KeyAlg)
 	}
-	if err := CheckAlgKey(c.KeyAlg, c.Key); err != nil {
+	if err := ijose.CheckAlgKey(c.KeyAlg, c.Key); err != nil {
 		return "", fmt.Errorf("wpt: workload key: %w", err)
 	}
 	if c.IssuedAt.IsZero() {

@@ -17,6 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/exp/bundle/witbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/autherr/autherrtest"
 )
 
@@ -46,56 +47,56 @@ func TestVerifyWIT(t *testing.T) {
 		{"hand-built", sign(e.witClaimsMap(t)), nil},
 		{"wimse subject", sign(with(func(m map[string]any) { m["sub"] = "wimse://example.org/specific-workload" })), nil},
 		{"typ long form", signJWT(t, e.issuerKey, jose.ES256, testKID, map[jose.HeaderKey]any{"typ": "Application/WIT+JWT"}, e.witClaimsMap(t)), nil},
-		{"typ wrong", signJWT(t, e.issuerKey, jose.ES256, testKID, map[jose.HeaderKey]any{"typ": "JWT"}, e.witClaimsMap(t)), ErrMalformed},
-		{"typ wpt", signJWT(t, e.issuerKey, jose.ES256, testKID, map[jose.HeaderKey]any{"typ": "wpt+jwt"}, e.witClaimsMap(t)), ErrMalformed},
-		{"typ missing", signJWT(t, e.issuerKey, jose.ES256, testKID, nil, e.witClaimsMap(t)), ErrMalformed},
-		{"alg none", unsignedJWT(t, map[string]any{"alg": "none", "typ": "wit+jwt", "kid": testKID}, e.witClaimsMap(t)), ErrUnsupportedAlg},
-		{"alg HS256", signJWT(t, []byte(strings.Repeat("k", 32)), jose.HS256, testKID, witHeader, e.witClaimsMap(t)), ErrUnsupportedAlg},
-		{"alg ES384 with a P-256 bundle key", signJWT(t, p384, jose.ES384, testKID, witHeader, e.witClaimsMap(t)), ErrUnsupportedAlg},
-		{"alg not allowed", unsignedJWT(t, map[string]any{"alg": "ES512", "typ": "wit+jwt", "kid": testKID}, e.witClaimsMap(t)), ErrUnsupportedAlg},
-		{"wrong issuer key", signJWT(t, otherIssuer, jose.ES256, testKID, witHeader, e.witClaimsMap(t)), ErrBadSignature},
-		{"tampered payload", tamper(e.wit, sign(with(func(m map[string]any) { m["sub"] = "spiffe://example.org/admin" }))), ErrBadSignature},
-		{"unknown kid", signJWT(t, e.issuerKey, jose.ES256, "k2", witHeader, e.witClaimsMap(t)), ErrUntrustedIssuer},
+		{"typ wrong", signJWT(t, e.issuerKey, jose.ES256, testKID, map[jose.HeaderKey]any{"typ": "JWT"}, e.witClaimsMap(t)), autherr.ErrMalformed},
+		{"typ wpt", signJWT(t, e.issuerKey, jose.ES256, testKID, map[jose.HeaderKey]any{"typ": "wpt+jwt"}, e.witClaimsMap(t)), autherr.ErrMalformed},
+		{"typ missing", signJWT(t, e.issuerKey, jose.ES256, testKID, nil, e.witClaimsMap(t)), autherr.ErrMalformed},
+		{"alg none", unsignedJWT(t, map[string]any{"alg": "none", "typ": "wit+jwt", "kid": testKID}, e.witClaimsMap(t)), autherr.ErrUnsupportedAlg},
+		{"alg HS256", signJWT(t, []byte(strings.Repeat("k", 32)), jose.HS256, testKID, witHeader, e.witClaimsMap(t)), autherr.ErrUnsupportedAlg},
+		{"alg ES384 with a P-256 bundle key", signJWT(t, p384, jose.ES384, testKID, witHeader, e.witClaimsMap(t)), autherr.ErrUnsupportedAlg},
+		{"alg not allowed", unsignedJWT(t, map[string]any{"alg": "ES512", "typ": "wit+jwt", "kid": testKID}, e.witClaimsMap(t)), autherr.ErrUnsupportedAlg},
+		{"wrong issuer key", signJWT(t, otherIssuer, jose.ES256, testKID, witHeader, e.witClaimsMap(t)), autherr.ErrBadSignature},
+		{"tampered payload", tamper(e.wit, sign(with(func(m map[string]any) { m["sub"] = "spiffe://example.org/admin" }))), autherr.ErrBadSignature},
+		{"unknown kid", signJWT(t, e.issuerKey, jose.ES256, "k2", witHeader, e.witClaimsMap(t)), autherr.ErrUntrustedIssuer},
 		{"no kid, one key", signJWT(t, e.issuerKey, jose.ES256, "", witHeader, e.witClaimsMap(t)), nil},
-		{"untrusted trust domain", sign(with(func(m map[string]any) { m["sub"] = "spiffe://evil.example/agent" })), ErrUntrustedIssuer},
-		{"expired", e.mintWIT(t, WITClaims{IssuedAt: testNow.Add(-2 * time.Hour), Expiry: testNow.Add(-time.Minute)}), ErrExpired},
+		{"untrusted trust domain", sign(with(func(m map[string]any) { m["sub"] = "spiffe://evil.example/agent" })), autherr.ErrUntrustedIssuer},
+		{"expired", e.mintWIT(t, WITClaims{IssuedAt: testNow.Add(-2 * time.Hour), Expiry: testNow.Add(-time.Minute)}), autherr.ErrExpired},
 		{"expired within skew", e.mintWIT(t, WITClaims{IssuedAt: testNow.Add(-2 * time.Hour), Expiry: testNow.Add(-20 * time.Second)}), nil},
-		{"nbf in future", sign(with(func(m map[string]any) { m["nbf"] = testNow.Add(time.Minute).Unix() })), ErrNotYetValid},
+		{"nbf in future", sign(with(func(m map[string]any) { m["nbf"] = testNow.Add(time.Minute).Unix() })), autherr.ErrNotYetValid},
 		{"nbf within skew", sign(with(func(m map[string]any) { m["nbf"] = testNow.Add(20 * time.Second).Unix() })), nil},
-		{"no exp", sign(with(func(m map[string]any) { delete(m, "exp") })), ErrMalformed},
-		{"exp a string", sign(with(func(m map[string]any) { m["exp"] = "soon" })), ErrMalformed},
-		{"exp huge", sign(with(func(m map[string]any) { m["exp"] = 1e300 })), ErrMalformed},
-		{"no sub", sign(with(func(m map[string]any) { delete(m, "sub") })), ErrMalformed},
-		{"sub uppercase trust domain", sign(with(func(m map[string]any) { m["sub"] = "spiffe://Example.org/x" })), ErrMalformed},
-		{"sub with port", sign(with(func(m map[string]any) { m["sub"] = "wimse://example.org:8443/x" })), ErrMalformed},
-		{"sub with userinfo", sign(with(func(m map[string]any) { m["sub"] = "wimse://u@example.org/x" })), ErrMalformed},
-		{"sub with query", sign(with(func(m map[string]any) { m["sub"] = "wimse://example.org/x?a=b" })), ErrMalformed},
-		{"sub with fragment", sign(with(func(m map[string]any) { m["sub"] = "wimse://example.org/x#f" })), ErrMalformed},
-		{"sub relative", sign(with(func(m map[string]any) { m["sub"] = "example.org/x" })), ErrMalformed},
-		{"sub opaque", sign(with(func(m map[string]any) { m["sub"] = "urn:example.org:x" })), ErrMalformed},
-		{"sub too long", sign(with(func(m map[string]any) { m["sub"] = "wimse://example.org/" + strings.Repeat("a", 2048) })), ErrMalformed},
-		{"sub case-folded duplicate", sign(with(func(m map[string]any) { delete(m, "sub"); m["SUB"] = testSub })), ErrMalformed},
-		{"aud in WIT-SVID", sign(with(func(m map[string]any) { m["aud"] = "x" })), ErrMalformed},
+		{"no exp", sign(with(func(m map[string]any) { delete(m, "exp") })), autherr.ErrMalformed},
+		{"exp a string", sign(with(func(m map[string]any) { m["exp"] = "soon" })), autherr.ErrMalformed},
+		{"exp huge", sign(with(func(m map[string]any) { m["exp"] = 1e300 })), autherr.ErrMalformed},
+		{"no sub", sign(with(func(m map[string]any) { delete(m, "sub") })), autherr.ErrMalformed},
+		{"sub uppercase trust domain", sign(with(func(m map[string]any) { m["sub"] = "spiffe://Example.org/x" })), autherr.ErrMalformed},
+		{"sub with port", sign(with(func(m map[string]any) { m["sub"] = "wimse://example.org:8443/x" })), autherr.ErrMalformed},
+		{"sub with userinfo", sign(with(func(m map[string]any) { m["sub"] = "wimse://u@example.org/x" })), autherr.ErrMalformed},
+		{"sub with query", sign(with(func(m map[string]any) { m["sub"] = "wimse://example.org/x?a=b" })), autherr.ErrMalformed},
+		{"sub with fragment", sign(with(func(m map[string]any) { m["sub"] = "wimse://example.org/x#f" })), autherr.ErrMalformed},
+		{"sub relative", sign(with(func(m map[string]any) { m["sub"] = "example.org/x" })), autherr.ErrMalformed},
+		{"sub opaque", sign(with(func(m map[string]any) { m["sub"] = "urn:example.org:x" })), autherr.ErrMalformed},
+		{"sub too long", sign(with(func(m map[string]any) { m["sub"] = "wimse://example.org/" + strings.Repeat("a", 2048) })), autherr.ErrMalformed},
+		{"sub case-folded duplicate", sign(with(func(m map[string]any) { delete(m, "sub"); m["SUB"] = testSub })), autherr.ErrMalformed},
+		{"aud in WIT-SVID", sign(with(func(m map[string]any) { m["aud"] = "x" })), autherr.ErrMalformed},
 		{"aud in wimse WIT", sign(with(func(m map[string]any) { m["sub"] = "wimse://example.org/w"; m["aud"] = "x" })), nil},
-		{"no cnf", sign(with(func(m map[string]any) { delete(m, "cnf") })), ErrMalformed},
-		{"no cnf.jwk", sign(with(func(m map[string]any) { m["cnf"] = map[string]any{"jkt": "abc"} })), ErrMalformed},
-		{"cnf.jwk without alg", sign(with(func(m map[string]any) { m["cnf"] = map[string]any{"jwk": publicJWK(t, wk, "")} })), ErrMalformed},
-		{"cnf.jwk alg mismatch", sign(with(func(m map[string]any) { m["cnf"] = map[string]any{"jwk": publicJWK(t, wk, "ES256")} })), ErrUnsupportedAlg},
+		{"no cnf", sign(with(func(m map[string]any) { delete(m, "cnf") })), autherr.ErrMalformed},
+		{"no cnf.jwk", sign(with(func(m map[string]any) { m["cnf"] = map[string]any{"jkt": "abc"} })), autherr.ErrMalformed},
+		{"cnf.jwk without alg", sign(with(func(m map[string]any) { m["cnf"] = map[string]any{"jwk": publicJWK(t, wk, "")} })), autherr.ErrMalformed},
+		{"cnf.jwk alg mismatch", sign(with(func(m map[string]any) { m["cnf"] = map[string]any{"jwk": publicJWK(t, wk, "ES256")} })), autherr.ErrUnsupportedAlg},
 		{"cnf.jwk ES384 on P-256", sign(with(func(m map[string]any) {
 			m["cnf"] = map[string]any{"jwk": publicJWK(t, otherIssuer.Public(), "ES384")}
-		})), ErrUnsupportedAlg},
-		{"cnf.jwk alg HS256", sign(with(func(m map[string]any) { m["cnf"] = map[string]any{"jwk": publicJWK(t, wk, "HS256")} })), ErrUnsupportedAlg},
+		})), autherr.ErrUnsupportedAlg},
+		{"cnf.jwk alg HS256", sign(with(func(m map[string]any) { m["cnf"] = map[string]any{"jwk": publicJWK(t, wk, "HS256")} })), autherr.ErrUnsupportedAlg},
 		{"cnf.jwk symmetric", sign(with(func(m map[string]any) {
 			m["cnf"] = map[string]any{"jwk": map[string]any{"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "alg": "HS256"}}
-		})), ErrUnsupportedAlg},
+		})), autherr.ErrUnsupportedAlg},
 		{"cnf.jwk private", sign(with(func(m map[string]any) {
 			m["cnf"] = map[string]any{"jwk": privateJWK(t, e.workloadKey, "EdDSA")}
-		})), ErrMalformed},
-		{"cnf.jwk garbage", sign(with(func(m map[string]any) { m["cnf"] = map[string]any{"jwk": map[string]any{"kty": "EC"}} })), ErrMalformed},
-		{"claims not an object", signJWT(t, e.issuerKey, jose.ES256, testKID, witHeader, []string{"x"}), ErrMalformed},
-		{"oversize", e.wit + strings.Repeat("A", MaxTokenSize), ErrTooLarge},
-		{"garbage", "not a token", ErrMalformed},
-		{"empty", "", ErrMalformed},
+		})), autherr.ErrMalformed},
+		{"cnf.jwk garbage", sign(with(func(m map[string]any) { m["cnf"] = map[string]any{"jwk": map[string]any{"kty": "EC"}} })), autherr.ErrMalformed},
+		{"claims not an object", signJWT(t, e.issuerKey, jose.ES256, testKID, witHeader, []string{"x"}), autherr.ErrMalformed},
+		{"oversize", e.wit + strings.Repeat("A", MaxTokenSize), autherr.ErrTooLarge},
+		{"garbage", "not a token", autherr.ErrMalformed},
+		{"empty", "", autherr.ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,7 +149,7 @@ func TestVerifyWITNoKidAmbiguous(t *testing.T) {
 		testKID: e.issuerKey.Public(), "k2": mustP256(t).Public()}))
 	tok := signJWT(t, e.issuerKey, jose.ES256, "", witHeader, e.witClaimsMap(t))
 	_, err := e.verifier(t, nil).VerifyWIT(context.Background(), tok)
-	autherrtest.Check(t, err, ErrUntrustedIssuer)
+	autherrtest.Check(t, err, autherr.ErrUntrustedIssuer)
 	// With a kid the rotation set works.
 	_, err = e.verifier(t, nil).VerifyWIT(context.Background(), e.wit)
 	autherrtest.Check(t, err, nil)
@@ -174,15 +175,15 @@ func TestWITCache(t *testing.T) {
 	// A hit re-checks exp against now.
 	*e.clock = testNow.Add(2 * time.Hour)
 	_, err = v.VerifyWIT(ctx, e.wit)
-	autherrtest.Check(t, err, ErrExpired)
+	autherrtest.Check(t, err, autherr.ErrExpired)
 	*e.clock = testNow
 	// A hit notices that the issuer key left the bundle (rotation or compromise).
 	e.bundles.Add(witbundle.FromWITAuthorities(testTD, map[string]crypto.PublicKey{"k2": mustP256(t).Public()}))
 	_, err = v.VerifyWIT(ctx, e.wit)
-	autherrtest.Check(t, err, ErrUntrustedIssuer)
+	autherrtest.Check(t, err, autherr.ErrUntrustedIssuer)
 	e.bundles.Remove(testTD)
 	_, err = v.VerifyWIT(ctx, e.wit)
-	autherrtest.Check(t, err, ErrUntrustedIssuer)
+	autherrtest.Check(t, err, autherr.ErrUntrustedIssuer)
 }
 
 func TestWITCacheBound(t *testing.T) {

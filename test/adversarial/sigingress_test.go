@@ -23,6 +23,7 @@ import (
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/internal/testproc"
 	"github.com/agentauth/agentauth/pkg/httpsig"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -117,7 +118,7 @@ func (s *sigIngress) wptHead(t *testing.T, method, path, aud string, length int6
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Replace(head(path, length, http.Header{wpt.HeaderWIT: {s.wit.Token}, wpt.HeaderWPT: {proof}}, ""),
+	return strings.Replace(head(path, length, http.Header{wire.HeaderWIT: {s.wit.Token}, wire.HeaderWPT: {proof}}, ""),
 		"POST ", method+" ", 1)
 }
 
@@ -436,7 +437,7 @@ func testUnauthenticatedOversized(t *testing.T, s *sigIngress) {
 		"Signature: wimse=:AAAA:\r\n"
 	// The agent's real WIT and signature input, with a signature (64 zero bytes) that is not the agent's.
 	forged := s.signedRequest(t, "http://"+sigHost+"/oversized", []byte("x")).Header
-	forged.Set(httpsig.HeaderSignature, "wimse=:"+strings.Repeat("A", 86)+"==:")
+	forged.Set(wire.HeaderSignature, "wimse=:"+strings.Repeat("A", 86)+"==:")
 	realWIT := head("/oversized", length, forged, "")
 	variants := []struct {
 		name, head string

@@ -15,6 +15,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -80,7 +81,7 @@ func (s *soloIngress) call(t *testing.T, wit *testca.WITSVID, aud string) (int, 
 		t.Fatal(err)
 	}
 	code, _, body := getWhoami(t, http.DefaultClient, "http://"+s.addr+"/whoami", map[string]string{
-		"Host": toolHost, wpt.HeaderWIT: wit.Token, wpt.HeaderWPT: proof})
+		"Host": toolHost, wire.HeaderWIT: wit.Token, wire.HeaderWPT: proof})
 	return code, body
 }
 

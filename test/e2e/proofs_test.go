@@ -16,6 +16,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -142,7 +143,7 @@ func TestExpiredCredentialsRefused(t *testing.T) {
 		}
 		c, base := p.direct(true)
 		code, _, body := getWhoami(t, c, base+"/whoami", map[string]string{"Host": toolHost,
-			wpt.HeaderWIT: wit.Token, wpt.HeaderWPT: proof})
+			wire.HeaderWIT: wit.Token, wire.HeaderWPT: proof})
 		if code != http.StatusBadRequest || !strings.Contains(body, `"expired"`) {
 			t.Fatalf("got %d %s, want 400 expired", code, body)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/pkg/httpsig"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // responseTamperer sits between the sidecars and rewrites the ingress's responses on the way back.
@@ -79,7 +80,7 @@ func TestSignedResponses(t *testing.T) {
 		t.Fatalf("signed call got %d %s", resp.StatusCode, body)
 	}
 	// The agent gets the signed response as the ingress sent it.
-	in := resp.Header.Get(httpsig.HeaderSignatureInput)
+	in := resp.Header.Get(wire.HeaderSignatureInput)
 	for _, want := range []string{`"@status"`, `"content-digest"`, `"@method";req`, `"@request-target";req`,
 		`"workload-identity-token"`, "wimse-req-nonce="} {
 		if !strings.Contains(in, want) {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/agentauth/agentauth/pkg/httpsig"
 	"github.com/agentauth/agentauth/pkg/replay"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -200,7 +201,7 @@ func httpsigBase(t *testing.T, m httpsig.Message) string {
 	if m.Response != nil {
 		h = m.Response.Header
 	}
-	ins, err := httpsig.ParseSignatureInput(h.Values(httpsig.HeaderSignatureInput))
+	ins, err := httpsig.ParseSignatureInput(h.Values(wire.HeaderSignatureInput))
 	if err != nil || len(ins) != 1 {
 		t.Fatalf("ParseSignatureInput: %v", err)
 	}
@@ -256,7 +257,7 @@ func TestHTTPSigNodeSignedVerifiedByGo(t *testing.T) {
 			var signed nodeSignOut
 			runNode(t, "httpsig_sign.mjs", map[string]any{
 				"request": nodeRequest{Method: http.MethodPost, URL: url, Headers: http.Header{
-					"Content-Type": {"application/json"}, httpsig.HeaderWIT: {clientWIT}}},
+					"Content-Type": {"application/json"}, wire.HeaderWIT: {clientWIT}}},
 				"jwk": httpsigJWK(t, clientKey), "alg": string(alg), "label": httpsig.Label,
 				"body":   base64.StdEncoding.EncodeToString(body),
 				"fields": []string{"@method", "@request-target", "workload-identity-token", "content-type", "content-digest"},
@@ -290,7 +291,7 @@ func TestHTTPSigNodeSignedVerifiedByGo(t *testing.T) {
 			runNode(t, "httpsig_sign.mjs", map[string]any{
 				"request": nodeRequest{Method: req.Method, URL: url, Headers: req.Header},
 				"response": nodeResponse{Status: http.StatusCreated, Headers: http.Header{
-					"Content-Type": {"application/json"}, httpsig.HeaderWIT: {serverWIT}}},
+					"Content-Type": {"application/json"}, wire.HeaderWIT: {serverWIT}}},
 				"jwk": httpsigJWK(t, serverKey), "alg": string(alg), "label": httpsig.Label,
 				"body": base64.StdEncoding.EncodeToString(respBody),
 				"fields": []string{"@status", "workload-identity-token", "content-type", "content-digest",

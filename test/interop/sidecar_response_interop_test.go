@@ -23,6 +23,7 @@ import (
 	"github.com/agentauth/agentauth/internal/testca"
 	"github.com/agentauth/agentauth/pkg/httpsig"
 	"github.com/agentauth/agentauth/pkg/sidecar"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // The sidecars' signed responses (wimse-sign-response) against http-message-signatures: node verifies what a real
@@ -139,8 +140,8 @@ admin: {listen: %s}
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get(httpsig.HeaderWIT) != toolWIT.Token {
-		t.Fatalf("got %d %s, WIT %q", resp.StatusCode, body, resp.Header.Get(httpsig.HeaderWIT))
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(wire.HeaderWIT) != toolWIT.Token {
+		t.Fatalf("got %d %s, WIT %q", resp.StatusCode, body, resp.Header.Get(wire.HeaderWIT))
 	}
 	nreq := nodeRequest{Method: req.Method, URL: req.URL.String(), Headers: req.Header}
 	check := func(status int, h http.Header, b []byte) nodeVerifyOut {
@@ -171,7 +172,7 @@ func TestNodeSignedResponseAcceptedBySidecar(t *testing.T) {
 	_, toolWIT := workloadFiles(t, ca, sidecarTool)
 	var wrongNonce atomic.Bool
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ins, err := httpsig.ParseSignatureInput(r.Header.Values(httpsig.HeaderSignatureInput))
+		ins, err := httpsig.ParseSignatureInput(r.Header.Values(wire.HeaderSignatureInput))
 		if err != nil || len(ins) != 1 {
 			http.Error(w, "no signature input", http.StatusBadRequest)
 			return
@@ -186,7 +187,7 @@ func TestNodeSignedResponseAcceptedBySidecar(t *testing.T) {
 		runNode(t, "httpsig_sign.mjs", map[string]any{
 			"request": nodeRequest{Method: r.Method, URL: "http://" + r.Host + r.URL.RequestURI(), Headers: r.Header},
 			"response": nodeResponse{Status: http.StatusOK, Headers: http.Header{
-				"Content-Type": {"application/json"}, httpsig.HeaderWIT: {toolWIT.Token}}},
+				"Content-Type": {"application/json"}, wire.HeaderWIT: {toolWIT.Token}}},
 			"jwk": httpsigJWK(t, toolWIT.Key.(crypto.Signer)), "alg": string(httpsig.AlgECDSAP256SHA256), "label": httpsig.Label,
 			"body": base64.StdEncoding.EncodeToString(body),
 			"fields": []string{"@status", "workload-identity-token", "content-type", "content-digest",

@@ -18,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/replay"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
@@ -125,11 +126,11 @@ func TestWPTJoseVerifiedByOurs(t *testing.T) {
 			if res.WIT.Subject != wptSub || res.WIT.Key.Algorithm != alg || res.Audience != wptAud || res.WIT.Issuer != "https://node-issuer.example" {
 				t.Fatalf("result %+v, WIT %+v", res, res.WIT)
 			}
-			if _, err := v.VerifyRequest(context.Background(), req); !errors.Is(err, wpt.ErrReplay) {
+			if _, err := v.VerifyRequest(context.Background(), req); !errors.Is(err, autherr.ErrReplay) {
 				t.Fatalf("second use: %v, want replay", err)
 			}
 			req.AccessToken = "at-2"
-			if _, err := v.VerifyRequest(context.Background(), req); !errors.Is(err, wpt.ErrMismatch) {
+			if _, err := v.VerifyRequest(context.Background(), req); !errors.Is(err, autherr.ErrMismatch) {
 				t.Fatalf("other access token: %v, want binding mismatch", err)
 			}
 		})

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
 // FuzzParse: no byte string panics, every refusal is an *Error whose answer is valid JSON-RPC, and every accepted
@@ -28,7 +30,7 @@ func FuzzParse(f *testing.F) {
 			if !errors.As(err, &e) {
 				t.Fatalf("error %T is not *Error: %v", err, err)
 			}
-			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+			if !errors.Is(err, autherr.ErrMalformed) && !errors.Is(err, autherr.ErrTooLarge) {
 				t.Fatalf("error %v wraps no reason", err)
 			}
 			if !json.Valid(e.Response()) {

@@ -36,12 +36,6 @@ const (
 	MaxBatch = 128
 )
 
-// Re-exported reasons, so callers can write errors.Is(err, mcp.ErrMalformed).
-var (
-	ErrMalformed = autherr.ErrMalformed
-	ErrTooLarge  = autherr.ErrTooLarge
-)
-
 // Kind says what a JSON-RPC message is.
 type Kind uint8
 
@@ -159,14 +153,14 @@ func Parse(contentType string, body []byte, maxBytes int) (Message, error) {
 		maxBytes = DefaultMaxBytes
 	}
 	if len(body) > maxBytes {
-		return Message{}, newError(CodeInvalidRequest, ErrTooLarge, nil, "body of %d bytes is over the limit of %d", len(body), maxBytes)
+		return Message{}, newError(CodeInvalidRequest, autherr.ErrTooLarge, nil, "body of %d bytes is over the limit of %d", len(body), maxBytes)
 	}
 	if err := checkContentType(contentType); err != nil {
 		return Message{}, err
 	}
 	var top jsontext.Value
 	if err := json.Unmarshal(body, &top); err != nil {
-		return Message{}, newError(CodeParseError, ErrMalformed, nil, "parse error: %v", err)
+		return Message{}, newError(CodeParseError, autherr.ErrMalformed, nil, "parse error: %v", err)
 	}
 	var names memberNames
 	switch top.Kind() {
@@ -179,13 +173,13 @@ func Parse(contentType string, body []byte, maxBytes int) (Message, error) {
 	case '[':
 		var elems []jsontext.Value
 		if err := json.Unmarshal(top, &elems); err != nil {
-			return Message{}, newError(CodeParseError, ErrMalformed, nil, "parse error: %v", err)
+			return Message{}, newError(CodeParseError, autherr.ErrMalformed, nil, "parse error: %v", err)
 		}
 		if len(elems) == 0 {
-			return Message{}, newError(CodeInvalidRequest, ErrMalformed, nil, "empty batch")
+			return Message{}, newError(CodeInvalidRequest, autherr.ErrMalformed, nil, "empty batch")
 		}
 		if len(elems) > MaxBatch {
-			return Message{}, newError(CodeInvalidRequest, ErrTooLarge, nil, "batch of %d messages is over the limit of %d", len(elems), MaxBatch)
+			return Message{}, newError(CodeInvalidRequest, autherr.ErrTooLarge, nil, "batch of %d messages is over the limit of %d", len(elems), MaxBatch)
 		}
 		calls := make([]Call, 0, len(elems))
 		for i, el := range elems {
@@ -198,7 +192,7 @@ func Parse(contentType string, body []byte, maxBytes int) (Message, error) {
 		}
 		return Message{Calls: calls, Batch: true}, nil
 	}
-	return Message{}, newError(CodeInvalidRequest, ErrMalformed, nil, "body is a JSON %v, not a request object or batch", top.Kind())
+	return Message{}, newError(CodeInvalidRequest, autherr.ErrMalformed, nil, "body is a JSON %v, not a request object or batch", top.Kind())
 }
 
 // wire is a JSON-RPC message with every member kept raw, so that absent, null and wrongly typed members can each
@@ -215,54 +209,54 @@ type wire struct {
 // parseOne reads one message. names is scratch space for member names, reused across the messages of a body.
 func parseOne(v jsontext.Value, names *memberNames) (Call, *Error) {
 	if v.Kind() != '{' {
-		return Call{}, newError(CodeInvalidRequest, ErrMalformed, nil, "message is a JSON %v, not an object", v.Kind())
+		return Call{}, newError(CodeInvalidRequest, autherr.ErrMalformed, nil, "message is a JSON %v, not an object", v.Kind())
 	}
 	var w wire
 	if err := json.Unmarshal(v, &w); err != nil {
-		return Call{}, newError(CodeParseError, ErrMalformed, nil, "parse error: %v", err)
+		return Call{}, newError(CodeParseError, autherr.ErrMalformed, nil, "parse error: %v", err)
 	}
 	// Before the id is read: with "id" and "ID" both present the id itself is ambiguous.
 	if err := names.check(v); err != nil {
-		return Call{}, newError(CodeInvalidRequest, ErrMalformed, nil, "%v", err)
+		return Call{}, newError(CodeInvalidRequest, autherr.ErrMalformed, nil, "%v", err)
 	}
 	// The id first, so that every later error can be answered to the right id.
 	var id jsontext.Value
 	if w.ID != nil {
 		if k := w.ID.Kind(); k != '"' && k != '0' {
-			return Call{}, newError(CodeInvalidRequest, ErrMalformed, nil, "id is a JSON %v; it must be a string or a number", k)
+			return Call{}, newError(CodeInvalidRequest, autherr.ErrMalformed, nil, "id is a JSON %v; it must be a string or a number", k)
 		}
 		id = bytes.Clone(w.ID)
 	}
 	var version string
 	if w.JSONRPC == nil || json.Unmarshal(w.JSONRPC, &version) != nil || version != "2.0" {
-		return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, `jsonrpc member must be "2.0"`)
+		return Call{}, newError(CodeInvalidRequest, autherr.ErrMalformed, id, `jsonrpc member must be "2.0"`)
 	}
 
 	if w.Method == nil {
 		if w.Result == nil && w.Error == nil {
-			return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, "missing method")
+			return Call{}, newError(CodeInvalidRequest, autherr.ErrMalformed, id, "missing method")
 		}
 		if w.Result != nil && w.Error != nil {
-			return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, "response has both result and error")
+			return Call{}, newError(CodeInvalidRequest, autherr.ErrMalformed, id, "response has both result and error")
 		}
 		if id == nil {
-			return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, "response without id")
+			return Call{}, newError(CodeInvalidRequest, autherr.ErrMalformed, id, "response without id")
 		}
 		if w.Params != nil {
-			return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, "response with params")
+			return Call{}, newError(CodeInvalidRequest, autherr.ErrMalformed, id, "response with params")
 		}
 		return Call{Kind: KindResponse, ID: stdjson.RawMessage(id)}, nil
 	}
 	if w.Result != nil || w.Error != nil {
-		return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, "request has a result or error member")
+		return Call{}, newError(CodeInvalidRequest, autherr.ErrMalformed, id, "request has a result or error member")
 	}
 	var method string
 	if json.Unmarshal(w.Method, &method) != nil || method == "" {
-		return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, "method must be a non-empty string")
+		return Call{}, newError(CodeInvalidRequest, autherr.ErrMalformed, id, "method must be a non-empty string")
 	}
 	if w.Params != nil {
 		if k := w.Params.Kind(); k != '{' && k != '[' {
-			return Call{}, newError(CodeInvalidRequest, ErrMalformed, id, "params is a JSON %v; it must be an object or an array", k)
+			return Call{}, newError(CodeInvalidRequest, autherr.ErrMalformed, id, "params is a JSON %v; it must be an object or an array", k)
 		}
 	}
 	c := Call{Kind: KindRequest, ID: stdjson.RawMessage(id), Method: method}
@@ -308,18 +302,18 @@ func (c *Call) readTarget(params jsontext.Value, names *memberNames) *Error {
 		return nil
 	}
 	if params.Kind() != '{' {
-		return newError(CodeInvalidParams, ErrMalformed, nil, "%s needs a params object with %s", c.Method, field)
+		return newError(CodeInvalidParams, autherr.ErrMalformed, nil, "%s needs a params object with %s", c.Method, field)
 	}
 	var p targetParams
 	if err := json.Unmarshal(params, &p); err != nil {
-		return newError(CodeInvalidParams, ErrMalformed, nil, "%s params: %v", c.Method, err)
+		return newError(CodeInvalidParams, autherr.ErrMalformed, nil, "%s params: %v", c.Method, err)
 	}
 	if err := names.check(params); err != nil {
-		return newError(CodeInvalidParams, ErrMalformed, nil, "%s params: %v", c.Method, err)
+		return newError(CodeInvalidParams, autherr.ErrMalformed, nil, "%s params: %v", c.Method, err)
 	}
 	*names = slices.AppendSeq((*names)[:0], maps.Keys(p.Arguments))
 	if err := caseVariants(*names); err != nil {
-		return newError(CodeInvalidParams, ErrMalformed, nil, "%s params.arguments: %v", c.Method, err)
+		return newError(CodeInvalidParams, autherr.ErrMalformed, nil, "%s params.arguments: %v", c.Method, err)
 	}
 	var ok bool
 	switch field {
@@ -331,10 +325,10 @@ func (c *Call) readTarget(params jsontext.Value, names *memberNames) *Error {
 		if p.Ref.Kind() == '{' {
 			var ref refParams
 			if err := json.Unmarshal(p.Ref, &ref); err != nil {
-				return newError(CodeInvalidParams, ErrMalformed, nil, "%s params.ref: %v", c.Method, err)
+				return newError(CodeInvalidParams, autherr.ErrMalformed, nil, "%s params.ref: %v", c.Method, err)
 			}
 			if err := names.check(p.Ref); err != nil {
-				return newError(CodeInvalidParams, ErrMalformed, nil, "%s params.ref: %v", c.Method, err)
+				return newError(CodeInvalidParams, autherr.ErrMalformed, nil, "%s params.ref: %v", c.Method, err)
 			}
 			switch kind, _ := nonEmptyString(ref.Type); kind {
 			case "ref/prompt":
@@ -347,11 +341,11 @@ func (c *Call) readTarget(params jsontext.Value, names *memberNames) *Error {
 		}
 	}
 	if !ok {
-		return newError(CodeInvalidParams, ErrMalformed, nil, "%s without a non-empty params.%s", c.Method, field)
+		return newError(CodeInvalidParams, autherr.ErrMalformed, nil, "%s without a non-empty params.%s", c.Method, field)
 	}
 	if c.Target == TargetResource {
 		if err := checkResourceURI(c.Name); err != nil {
-			return newError(CodeInvalidParams, ErrMalformed, nil, "%s: %v", c.Method, err)
+			return newError(CodeInvalidParams, autherr.ErrMalformed, nil, "%s: %v", c.Method, err)
 		}
 	}
 	if c.Method == "tools/call" || c.Method == "prompts/get" {
@@ -415,13 +409,13 @@ func scalarArgs(in map[string]jsontext.Value) map[string]string {
 func checkContentType(contentType string) *Error {
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil || mt != "application/json" {
-		return newError(CodeInvalidRequest, ErrMalformed, nil, "content type %q is not application/json", contentType)
+		return newError(CodeInvalidRequest, autherr.ErrMalformed, nil, "content type %q is not application/json", contentType)
 	}
 	if strings.Contains(strings.ToLower(contentType), "charset*") {
-		return newError(CodeInvalidRequest, ErrMalformed, nil, "content type %q gives its charset in RFC 2231 form", contentType)
+		return newError(CodeInvalidRequest, autherr.ErrMalformed, nil, "content type %q gives its charset in RFC 2231 form", contentType)
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return newError(CodeInvalidRequest, ErrMalformed, nil, "content type %q has charset %q; only utf-8 is accepted", contentType, cs)
+		return newError(CodeInvalidRequest, autherr.ErrMalformed, nil, "content type %q has charset %q; only utf-8 is accepted", contentType, cs)
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
 const ct = "application/json"
@@ -125,48 +127,48 @@ func TestParseRejects(t *testing.T) {
 		id     string // raw JSON id expected in the error answer
 		msg    string // substring of the message
 	}{
-		{"not json", ct, `{"jsonrpc":"2.0",`, 0, CodeParseError, ErrMalformed, "null", "parse error"},
-		{"trailing garbage", ct, `{"jsonrpc":"2.0","id":1,"method":"ping"} x`, 0, CodeParseError, ErrMalformed, "null", "parse error"},
-		{"duplicate member", ct, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"safe","name":"evil"}}`, 0, CodeParseError, ErrMalformed, "null", "duplicate"},
-		{"duplicate top-level member", ct, `{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call"}`, 0, CodeParseError, ErrMalformed, "null", "duplicate"},
-		{"invalid utf-8", ct, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\xff\"}}", 0, CodeParseError, ErrMalformed, "null", "parse error"},
-		{"oversized", ct, big, 1024, CodeInvalidRequest, ErrTooLarge, "null", "over the limit"},
-		{"wrong content type", "text/plain", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 0, CodeInvalidRequest, ErrMalformed, "null", "content type"},
+		{"not json", ct, `{"jsonrpc":"2.0",`, 0, CodeParseError, autherr.ErrMalformed, "null", "parse error"},
+		{"trailing garbage", ct, `{"jsonrpc":"2.0","id":1,"method":"ping"} x`, 0, CodeParseError, autherr.ErrMalformed, "null", "parse error"},
+		{"duplicate member", ct, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"safe","name":"evil"}}`, 0, CodeParseError, autherr.ErrMalformed, "null", "duplicate"},
+		{"duplicate top-level member", ct, `{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call"}`, 0, CodeParseError, autherr.ErrMalformed, "null", "duplicate"},
+		{"invalid utf-8", ct, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\xff\"}}", 0, CodeParseError, autherr.ErrMalformed, "null", "parse error"},
+		{"oversized", ct, big, 1024, CodeInvalidRequest, autherr.ErrTooLarge, "null", "over the limit"},
+		{"wrong content type", "text/plain", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 0, CodeInvalidRequest, autherr.ErrMalformed, "null", "content type"},
 		// A server resolves dot segments (RFC 3986, or path.Clean before opening) while policy matches the URI
 		// as written: "file:///public/*" must not admit "file:///public/../private/a.txt".
-		{"resource URI with ..", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/../private/a.txt"}}`, 0, CodeInvalidParams, ErrMalformed, "1", ". or .. segment"},
-		{"resource URI with %2e%2e", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/%2e%2e/private/a.txt"}}`, 0, CodeInvalidParams, ErrMalformed, "1", ". or .. segment"},
-		{"resource URI with ./..", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///public/./../private/a.txt"}}`, 0, CodeInvalidParams, ErrMalformed, "1", ". or .. segment"},
-		{"resource URI with ..;", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"https://files.example/public/..;/private"}}`, 0, CodeInvalidParams, ErrMalformed, "1", ". or .. segment"},
-		{"resource URI with a backslash", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public\\..\\private"}}`, 0, CodeInvalidParams, ErrMalformed, "1", "backslash"},
-		{"completion ref URI with ..", ct, `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///public/../{name}"}}}`, 0, CodeInvalidParams, ErrMalformed, "1", ". or .. segment"},
-		{"no content type", "", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 0, CodeInvalidRequest, ErrMalformed, "null", "content type"},
-		{"scalar body", ct, `"ping"`, 0, CodeInvalidRequest, ErrMalformed, "null", "not a request object"},
-		{"empty batch", ct, `[]`, 0, CodeInvalidRequest, ErrMalformed, "null", "empty batch"},
-		{"batch too long", ct, longBatch.String(), 0, CodeInvalidRequest, ErrTooLarge, "null", "over the limit"},
-		{"batch element not object", ct, `[{"jsonrpc":"2.0","id":1,"method":"ping"},5]`, 0, CodeInvalidRequest, ErrMalformed, "null", "batch element 1"},
-		{"wrong version", ct, `{"jsonrpc":"1.0","id":1,"method":"ping"}`, 0, CodeInvalidRequest, ErrMalformed, "1", "jsonrpc"},
-		{"no version", ct, `{"id":1,"method":"ping"}`, 0, CodeInvalidRequest, ErrMalformed, "1", "jsonrpc"},
-		{"missing method", ct, `{"jsonrpc":"2.0","id":1}`, 0, CodeInvalidRequest, ErrMalformed, "1", "missing method"},
-		{"case-variant method", ct, `{"jsonrpc":"2.0","id":1,"Method":"tools/call"}`, 0, CodeInvalidRequest, ErrMalformed, "1", "missing method"},
-		{"empty method", ct, `{"jsonrpc":"2.0","id":1,"method":""}`, 0, CodeInvalidRequest, ErrMalformed, "1", "method"},
-		{"numeric method", ct, `{"jsonrpc":"2.0","id":1,"method":5}`, 0, CodeInvalidRequest, ErrMalformed, "1", "method"},
-		{"object id", ct, `{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}`, 0, CodeInvalidRequest, ErrMalformed, "null", "id is"},
-		{"null id", ct, `{"jsonrpc":"2.0","id":null,"method":"ping"}`, 0, CodeInvalidRequest, ErrMalformed, "null", "id is"},
-		{"scalar params", ct, `{"jsonrpc":"2.0","id":1,"method":"ping","params":"x"}`, 0, CodeInvalidRequest, ErrMalformed, "1", "params"},
-		{"request with result", ct, `{"jsonrpc":"2.0","id":1,"method":"ping","result":{}}`, 0, CodeInvalidRequest, ErrMalformed, "1", "result"},
-		{"response with both", ct, `{"jsonrpc":"2.0","id":1,"result":{},"error":{}}`, 0, CodeInvalidRequest, ErrMalformed, "1", "both"},
-		{"response without id", ct, `{"jsonrpc":"2.0","result":{}}`, 0, CodeInvalidRequest, ErrMalformed, "null", "without id"},
-		{"tools/call without params", ct, `{"jsonrpc":"2.0","id":"x","method":"tools/call"}`, 0, CodeInvalidParams, ErrMalformed, `"x"`, "params"},
-		{"tools/call without name", ct, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{}}}`, 0, CodeInvalidParams, ErrMalformed, "1", "params.name"},
-		{"tools/call empty name", ct, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":""}}`, 0, CodeInvalidParams, ErrMalformed, "1", "params.name"},
-		{"tools/call numeric name", ct, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}`, 0, CodeInvalidParams, ErrMalformed, "1", "params.name"},
-		{"tools/call notification without name", ct, `{"jsonrpc":"2.0","method":"tools/call","params":{}}`, 0, CodeInvalidParams, ErrMalformed, "null", "params.name"},
-		{"tools/call arguments not object", ct, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":"x"}}`, 0, CodeInvalidParams, ErrMalformed, "1", "tools/call params"},
-		{"resources/read without uri", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"name":"x"}}`, 0, CodeInvalidParams, ErrMalformed, "1", "params.uri"},
-		{"prompts/get without name", ct, `{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{}}`, 0, CodeInvalidParams, ErrMalformed, "1", "params.name"},
-		{"completion with unknown ref", ct, `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/other","name":"x"}}}`, 0, CodeInvalidParams, ErrMalformed, "1", "params.ref"},
-		{"batch with one malformed call", ct, `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{}}]`, 0, CodeInvalidParams, ErrMalformed, "2", "batch element 1"},
+		{"resource URI with ..", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/../private/a.txt"}}`, 0, CodeInvalidParams, autherr.ErrMalformed, "1", ". or .. segment"},
+		{"resource URI with %2e%2e", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public/%2e%2e/private/a.txt"}}`, 0, CodeInvalidParams, autherr.ErrMalformed, "1", ". or .. segment"},
+		{"resource URI with ./..", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///public/./../private/a.txt"}}`, 0, CodeInvalidParams, autherr.ErrMalformed, "1", ". or .. segment"},
+		{"resource URI with ..;", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"https://files.example/public/..;/private"}}`, 0, CodeInvalidParams, autherr.ErrMalformed, "1", ". or .. segment"},
+		{"resource URI with a backslash", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///public\\..\\private"}}`, 0, CodeInvalidParams, autherr.ErrMalformed, "1", "backslash"},
+		{"completion ref URI with ..", ct, `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///public/../{name}"}}}`, 0, CodeInvalidParams, autherr.ErrMalformed, "1", ". or .. segment"},
+		{"no content type", "", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 0, CodeInvalidRequest, autherr.ErrMalformed, "null", "content type"},
+		{"scalar body", ct, `"ping"`, 0, CodeInvalidRequest, autherr.ErrMalformed, "null", "not a request object"},
+		{"empty batch", ct, `[]`, 0, CodeInvalidRequest, autherr.ErrMalformed, "null", "empty batch"},
+		{"batch too long", ct, longBatch.String(), 0, CodeInvalidRequest, autherr.ErrTooLarge, "null", "over the limit"},
+		{"batch element not object", ct, `[{"jsonrpc":"2.0","id":1,"method":"ping"},5]`, 0, CodeInvalidRequest, autherr.ErrMalformed, "null", "batch element 1"},
+		{"wrong version", ct, `{"jsonrpc":"1.0","id":1,"method":"ping"}`, 0, CodeInvalidRequest, autherr.ErrMalformed, "1", "jsonrpc"},
+		{"no version", ct, `{"id":1,"method":"ping"}`, 0, CodeInvalidRequest, autherr.ErrMalformed, "1", "jsonrpc"},
+		{"missing method", ct, `{"jsonrpc":"2.0","id":1}`, 0, CodeInvalidRequest, autherr.ErrMalformed, "1", "missing method"},
+		{"case-variant method", ct, `{"jsonrpc":"2.0","id":1,"Method":"tools/call"}`, 0, CodeInvalidRequest, autherr.ErrMalformed, "1", "missing method"},
+		{"empty method", ct, `{"jsonrpc":"2.0","id":1,"method":""}`, 0, CodeInvalidRequest, autherr.ErrMalformed, "1", "method"},
+		{"numeric method", ct, `{"jsonrpc":"2.0","id":1,"method":5}`, 0, CodeInvalidRequest, autherr.ErrMalformed, "1", "method"},
+		{"object id", ct, `{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}`, 0, CodeInvalidRequest, autherr.ErrMalformed, "null", "id is"},
+		{"null id", ct, `{"jsonrpc":"2.0","id":null,"method":"ping"}`, 0, CodeInvalidRequest, autherr.ErrMalformed, "null", "id is"},
+		{"scalar params", ct, `{"jsonrpc":"2.0","id":1,"method":"ping","params":"x"}`, 0, CodeInvalidRequest, autherr.ErrMalformed, "1", "params"},
+		{"request with result", ct, `{"jsonrpc":"2.0","id":1,"method":"ping","result":{}}`, 0, CodeInvalidRequest, autherr.ErrMalformed, "1", "result"},
+		{"response with both", ct, `{"jsonrpc":"2.0","id":1,"result":{},"error":{}}`, 0, CodeInvalidRequest, autherr.ErrMalformed, "1", "both"},
+		{"response without id", ct, `{"jsonrpc":"2.0","result":{}}`, 0, CodeInvalidRequest, autherr.ErrMalformed, "null", "without id"},
+		{"tools/call without params", ct, `{"jsonrpc":"2.0","id":"x","method":"tools/call"}`, 0, CodeInvalidParams, autherr.ErrMalformed, `"x"`, "params"},
+		{"tools/call without name", ct, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{}}}`, 0, CodeInvalidParams, autherr.ErrMalformed, "1", "params.name"},
+		{"tools/call empty name", ct, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":""}}`, 0, CodeInvalidParams, autherr.ErrMalformed, "1", "params.name"},
+		{"tools/call numeric name", ct, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}`, 0, CodeInvalidParams, autherr.ErrMalformed, "1", "params.name"},
+		{"tools/call notification without name", ct, `{"jsonrpc":"2.0","method":"tools/call","params":{}}`, 0, CodeInvalidParams, autherr.ErrMalformed, "null", "params.name"},
+		{"tools/call arguments not object", ct, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":"x"}}`, 0, CodeInvalidParams, autherr.ErrMalformed, "1", "tools/call params"},
+		{"resources/read without uri", ct, `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"name":"x"}}`, 0, CodeInvalidParams, autherr.ErrMalformed, "1", "params.uri"},
+		{"prompts/get without name", ct, `{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{}}`, 0, CodeInvalidParams, autherr.ErrMalformed, "1", "params.name"},
+		{"completion with unknown ref", ct, `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/other","name":"x"}}}`, 0, CodeInvalidParams, autherr.ErrMalformed, "1", "params.ref"},
+		{"batch with one malformed call", ct, `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{}}]`, 0, CodeInvalidParams, autherr.ErrMalformed, "2", "batch element 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -274,8 +276,8 @@ func TestCaseVariantMembersRefused(t *testing.T) {
 			if !errors.As(err, &e) {
 				t.Fatalf("error %T is not *Error: %v", err, err)
 			}
-			if !errors.Is(err, ErrMalformed) || e.Code != tt.code {
-				t.Errorf("error %v (code %d), want %v with code %d", err, e.Code, ErrMalformed, tt.code)
+			if !errors.Is(err, autherr.ErrMalformed) || e.Code != tt.code {
+				t.Errorf("error %v (code %d), want %v with code %d", err, e.Code, autherr.ErrMalformed, tt.code)
 			}
 			for _, k := range tt.keys {
 				if !strings.Contains(err.Error(), strconv.Quote(k)) {
@@ -356,8 +358,8 @@ func TestCharsetMustBeUTF8(t *testing.T) {
 				t.Fatalf("Parse accepted it and reads tool %q as UTF-8", msg.Calls[0].Name)
 			}
 			var e *Error
-			if !errors.As(err, &e) || e.Code != CodeInvalidRequest || !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "content type") {
-				t.Errorf("error %v, want a content type refusal with code %d wrapping %v", err, CodeInvalidRequest, ErrMalformed)
+			if !errors.As(err, &e) || e.Code != CodeInvalidRequest || !errors.Is(err, autherr.ErrMalformed) || !strings.Contains(err.Error(), "content type") {
+				t.Errorf("error %v, want a content type refusal with code %d wrapping %v", err, CodeInvalidRequest, autherr.ErrMalformed)
 			}
 		})
 	}

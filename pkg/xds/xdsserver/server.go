@@ -219,6 +219,12 @@ func (c loggingCreds) Clone() credentials.TransportCredentials {
 	return loggingCreds{c.TransportCredentials.Clone(), c.log}
 }
 
+// RegisterService serves another gRPC service to the sidecars on the same mTLS listener (the audit witness).
+// Call it before Serve.
+func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	s.grpc.RegisterService(desc, impl)
+}
+
 // Serve accepts sidecar connections on l until Stop.
 func (s *Server) Serve(l net.Listener) error { return s.grpc.Serve(l) }
 

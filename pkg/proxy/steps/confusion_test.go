@@ -1,4 +1,4 @@
-package sidecar
+package steps
 
 import (
 	"bufio"
@@ -25,6 +25,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/proxy"
 	"github.com/agentauth/agentauth/pkg/replay"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -33,7 +34,7 @@ const plannerID = "spiffe://example.org/agent/planner"
 // toolSeen is one request as the tool behind the ingress received it.
 type toolSeen struct{ Method, Host, Path, Body string }
 
-// policyIngress runs the sidecar's real ingress wiring (proxy.IngressHandler + policyAuthorizer + a Cedar engine)
+// policyIngress runs the sidecar's real ingress wiring (proxy.IngressHandler + Policy + a Cedar engine)
 // in front of a recording tool, both on 127.0.0.1. Authentication is stubbed: every caller is agent, by WPT.
 // host is ingress.host.
 func policyIngress(t *testing.T, cedar map[string][]byte, host, agent string, mcpPaths []string) (string, func() []toolSeen) {
@@ -55,20 +56,20 @@ func policyIngress(t *testing.T, cedar map[string][]byte, host, agent string, mc
 	if err != nil {
 		t.Fatal(err)
 	}
-	authz, err := newPolicyAuthorizer(policy.NewEngine(set), host, mcpPaths, 1<<20)
+	authz, err := NewPolicy(policy.NewEngine(set), host, mcpPaths, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	up, _ := url.Parse(tool.URL)
-	// As Sidecar.ingress builds it.
-	route := &proxy.Route{Name: "ingress", Match: proxy.Match{Host: host}, Upstream: up, Modes: proxy.ModeWPT,
+	// As pkg/sidecar builds it.
+	route := &proxy.Route{Name: "ingress", Match: proxy.Match{Host: host}, Upstream: up, Modes: wire.ModeWPT,
 		Audience: "https://tool.example/", KeepHost: true}
 	table, err := proxy.NewRouteTable(route)
 	if err != nil {
 		t.Fatal(err)
 	}
 	authn := proxy.StepFunc(func(_ context.Context, x *proxy.Exchange) error {
-		x.Identity = &proxy.Identity{Subject: agent, Method: proxy.AuthWITWPT}
+		x.Identity = &proxy.Identity{Subject: agent, Method: wire.AuthWITWPT}
 		return nil
 	})
 	h, err := proxy.NewIngressHandler(proxy.IngressConfig{Routes: table,
@@ -115,19 +116,19 @@ func TestPolicyToolComesFromConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newPolicyAuthorizer(policy.NewEngine(set), "Admin.Example.:8443", nil, 1<<20)
+	a, err := NewPolicy(policy.NewEngine(set), "Admin.Example.:8443", nil, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const reporter = "spiffe://example.org/agent/reporter" // no attestation tag
 	for _, host := range []string{"admin.example", "orders.example"} {
 		d, err := a.Authorize(context.Background(), &proxy.AuthzRequest{Host: host, Method: "GET", Path: "/users",
-			Identity: &proxy.Identity{Subject: reporter, Method: proxy.AuthWITWPT}})
+			Identity: &proxy.Identity{Subject: reporter, Method: wire.AuthWITWPT}})
 		if err != nil || d.Allowed {
 			t.Errorf("Host %q at admin.example's ingress: %+v, %v; want refused as Tool::\"admin.example\"", host, d, err)
 		}
 	}
-	if _, err := newPolicyAuthorizer(policy.NewEngine(set), "", nil, 1<<20); err == nil {
+	if _, err := NewPolicy(policy.NewEngine(set), "", nil, 1<<20); err == nil {
 		t.Error("a policy authorizer without a configured tool was built: it would take the tool from the Host header")
 	}
 }
@@ -170,7 +171,7 @@ func policyCorpus(t *testing.T, names ...string) (map[string][]byte, error) {
 	t.Helper()
 	out := make(map[string][]byte)
 	for _, n := range names {
-		b, err := os.ReadFile("../policy/testdata/corpus/" + n)
+		b, err := os.ReadFile("../../policy/testdata/corpus/" + n)
 		if err != nil {
 			return nil, err
 		}
@@ -180,8 +181,8 @@ func policyCorpus(t *testing.T, names ...string) (map[string][]byte, error) {
 }
 
 // wptIngress is a real ingress (proxy.IngressHandler on 127.0.0.1, served by proxy.Server) with the sidecar's own
-// wptAuthenticator over a real wpt.Verifier, forwarding to a tool that reports the headers it received. Without
-// ingress.txnToken configured, exactly as Sidecar.ingress builds the chain then.
+// WPTAuthenticator over a real wpt.Verifier, forwarding to a tool that reports the headers it received. Without
+// ingress.txnToken configured, exactly as pkg/sidecar builds the chain then.
 type wptIngress struct {
 	addr   string
 	prover *wpt.Prover
@@ -230,7 +231,7 @@ func newWPTIngress(t *testing.T) *wptIngress {
 	up, _ := url.Parse(tool.URL)
 
 	table, err := proxy.NewRouteTable(&proxy.Route{Name: "ingress", Match: proxy.Match{Host: "127.0.0.1"},
-		Upstream: up, Modes: proxy.ModeWPT, KeepHost: true})
+		Upstream: up, Modes: wire.ModeWPT, KeepHost: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +239,7 @@ func newWPTIngress(t *testing.T) *wptIngress {
 		return &proxy.Decision{Allowed: true}, nil
 	})
 	h, err := proxy.NewIngressHandler(proxy.IngressConfig{Routes: table, Steps: []proxy.Step{
-		&proxy.AuthenticateStep{Authenticators: map[proxy.Mode]proxy.Authenticator{proxy.ModeWPT: &wptAuthenticator{v: v}}},
+		&proxy.AuthenticateStep{Authenticators: map[wire.Mode]proxy.Authenticator{wire.ModeWPT: NewWPTAuthenticator(v)}},
 		proxy.BindingStep{},
 		&proxy.AuthorizeStep{Authorizer: allow},
 	}})
@@ -311,11 +312,11 @@ func (z *wptIngress) proof(t *testing.T, pp wpt.ProofParams) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []string{wpt.HeaderWIT + ": " + z.prover.WIT(), wpt.HeaderWPT + ": " + p}
+	return []string{wire.HeaderWIT + ": " + z.prover.WIT(), wire.HeaderWPT + ": " + p}
 }
 
 // ath/tth must bind every access token and Txn-Token the request carries
-// (draft-ietf-wimse-wpt §3.4 steps 10-11: tokens not covered must not be used for authorization). wptAuthenticator
+// (draft-ietf-wimse-wpt §3.4 steps 10-11: tokens not covered must not be used for authorization). WPTAuthenticator
 // hashes only Header.Get (the first line) and only "Bearer <sp>" credentials, but ingress forwards every line to
 // the tool unchanged. An intermediary that sees a proof (TLS-terminating LB, or anyone on a cleartext hop, which the
 // config allows) can attach its own token next to the agent's verified identity.
@@ -362,7 +363,7 @@ func TestWPTRefusesUnboundTokens(t *testing.T) {
 				if v == tt.unbound {
 					t.Fatalf("status %d: ingress accepted the WPT and forwarded %s %q to the tool as agent %s, "+
 						"although the WPT's ath/tth does not bind it (tool received %s = %q)",
-						status, tt.header, tt.unbound, got.Get(proxy.HeaderWorkloadID), tt.header, got.Values(tt.header))
+						status, tt.header, tt.unbound, got.Get(wire.HeaderWorkloadID), tt.header, got.Values(tt.header))
 				}
 			}
 		})

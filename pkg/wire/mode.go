@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"fmt"
@@ -23,6 +23,7 @@ const (
 	ModePassthrough
 )
 
+// modeNames are the configuration names of the modes, in the order String lists them.
 var modeNames = []struct {
 	m    Mode
 	name string
@@ -31,10 +32,10 @@ var modeNames = []struct {
 // Has reports whether every bit of x is in m.
 func (m Mode) Has(x Mode) bool { return x != 0 && m&x == x }
 
-// proofs returns the application-layer proof modes in m.
-func (m Mode) proofs() Mode { return m & (ModeWPT | ModeHTTPSig) }
+// Proofs returns the application-layer proof modes in m (ModeWPT, ModeHTTPSig).
+func (m Mode) Proofs() Mode { return m & (ModeWPT | ModeHTTPSig) }
 
-// String lists the modes joined by "+", e.g. "wpt+mtls".
+// String lists the modes joined by "+", e.g. "wpt+mtls"; a single mode's String is its configuration name.
 func (m Mode) String() string {
 	if m == 0 {
 		return "none"
@@ -51,7 +52,18 @@ func (m Mode) String() string {
 	return strings.Join(parts, "+")
 }
 
-// ParseModes turns configuration names ("wpt", "httpsig", "mtls", "passthrough") into a Mode set.
+// ParseMode returns the mode a configuration name ("wpt", "httpsig", "mtls", "passthrough") stands for, exactly
+// as spelled there.
+func ParseMode(name string) (Mode, error) {
+	for _, n := range modeNames {
+		if name == n.name {
+			return n.m, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown mode %q (want wpt, httpsig, mtls or passthrough)", name)
+}
+
+// ParseModes turns names into a Mode set, as ParseMode does each one, after trimming spaces and ignoring case.
 func ParseModes(names ...string) (Mode, error) {
 	var m Mode
 	for _, s := range names {
@@ -63,7 +75,7 @@ func ParseModes(names ...string) (Mode, error) {
 			}
 		}
 		if !found {
-			return 0, fmt.Errorf("proxy: unknown mode %q (want wpt, httpsig, mtls or passthrough)", s)
+			return 0, fmt.Errorf("wire: unknown mode %q (want wpt, httpsig, mtls or passthrough)", s)
 		}
 	}
 	return m, nil

@@ -1,4 +1,4 @@
-package sidecar
+package steps
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/httpsig"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // Signed responses (draft-ietf-wimse-http-signature-06 §"response signing"): a caller that signs its request with
@@ -25,18 +26,24 @@ import (
 // a body over the limit cannot be digested: ingress refuses both with 501 response_signing_unavailable instead of
 // an unsigned 200. Trailers (gRPC status) are not covered.
 
-// responseSignStep, last in the ingress chain, arms response signing for httpsig requests that ask for it. It
+// SignResponses, last in the ingress chain, arms response signing for httpsig requests that ask for it. It
 // refuses with 501 before the tool sees the request when this sidecar has no WIT to sign with.
-type responseSignStep struct {
+type SignResponses struct {
 	src     identity.Source
 	maxBody int64
 	mu      sync.Mutex
 	signer  *httpsig.Signer
 }
 
-func (s *responseSignStep) Handle(_ context.Context, x *proxy.Exchange) error {
+// NewSignResponses signs with the WIT src holds, buffering responses of up to maxBody bytes.
+func NewSignResponses(src identity.Source, maxBody int64) *SignResponses {
+	return &SignResponses{src: src, maxBody: maxBody}
+}
+
+// Handle implements proxy.Step.
+func (s *SignResponses) Handle(_ context.Context, x *proxy.Exchange) error {
 	r := x.Request
-	if x.Identity == nil || x.Identity.Method != proxy.AuthWITHTTPSig || !httpsig.SignResponseRequested(r.Header) {
+	if x.Identity == nil || x.Identity.Method != wire.AuthWITHTTPSig || !httpsig.SignResponseRequested(r.Header) {
 		return nil
 	}
 	if _, err := s.current(); err != nil {
@@ -46,7 +53,7 @@ func (s *responseSignStep) Handle(_ context.Context, x *proxy.Exchange) error {
 	// strips the signature fields from r before forwarding, so keep them now.
 	asked := &http.Request{Method: r.Method, URL: r.URL, RequestURI: r.RequestURI, Host: r.Host, TLS: r.TLS,
 		Header: http.Header{}}
-	for _, k := range []string{httpsig.HeaderSignatureInput, httpsig.HeaderSignature} {
+	for _, k := range []string{wire.HeaderSignatureInput, wire.HeaderSignature} {
 		asked.Header[k] = r.Header.Values(k)
 	}
 	x.OnResponse(func(res *http.Response) error { return s.sign(res, asked) })
@@ -54,7 +61,7 @@ func (s *responseSignStep) Handle(_ context.Context, x *proxy.Exchange) error {
 }
 
 // current returns the signer of the current WIT, rebuilt when the WIT rotates.
-func (s *responseSignStep) current() (*httpsig.Signer, error) {
+func (s *SignResponses) current() (*httpsig.Signer, error) {
 	w, err := s.src.GetWIT()
 	if err != nil {
 		return nil, fmt.Errorf("%w: the request asked for a signed response (wimse-sign-response) and this sidecar has "+
@@ -72,7 +79,7 @@ func (s *responseSignStep) current() (*httpsig.Signer, error) {
 	return s.signer, nil
 }
 
-func (s *responseSignStep) sign(res *http.Response, asked *http.Request) error {
+func (s *SignResponses) sign(res *http.Response, asked *http.Request) error {
 	if proxy.IsEventStream(res.Header) {
 		return fmt.Errorf("%w: the tool answered with an event stream, which cannot be signed: the signature covers a "+
 			"digest of the whole body", autherr.ErrCannotSignResponse)
@@ -86,7 +93,7 @@ func (s *responseSignStep) sign(res *http.Response, asked *http.Request) error {
 		return err
 	}
 	// Whatever the tool put in these fields would be taken for ours.
-	for _, k := range []string{httpsig.HeaderSignatureInput, httpsig.HeaderSignature, httpsig.HeaderWIT, httpsig.HeaderContentDigest} {
+	for _, k := range []string{wire.HeaderSignatureInput, wire.HeaderSignature, wire.HeaderWIT, httpsig.HeaderContentDigest} {
 		res.Header.Del(k)
 	}
 	signed := *res
@@ -97,20 +104,27 @@ func (s *responseSignStep) sign(res *http.Response, asked *http.Request) error {
 	return nil
 }
 
-// responseVerifier checks, on egress routes with signedResponses, that the response is signed by the workload the
+// ResponseVerifier checks, on egress routes with signedResponses, that the response is signed by the workload the
 // route calls (serverID, else a member of our trust domain) over exactly what the agent will receive.
-type responseVerifier struct {
+type ResponseVerifier struct {
 	v       *httpsig.Verifier
 	self    spiffeid.TrustDomain
 	maxBody int64
 }
 
-func (rv *responseVerifier) VerifyResponse(ctx context.Context, res *http.Response, rt *proxy.Route) error {
+// NewResponseVerifier verifies with v responses of up to maxBody bytes; without a route serverID, the signer must be
+// of the trust domain self.
+func NewResponseVerifier(v *httpsig.Verifier, self spiffeid.TrustDomain, maxBody int64) *ResponseVerifier {
+	return &ResponseVerifier{v: v, self: self, maxBody: maxBody}
+}
+
+// VerifyResponse implements proxy.ResponseVerifier.
+func (rv *ResponseVerifier) VerifyResponse(ctx context.Context, res *http.Response, rt *proxy.Route) error {
 	unverified := func(format string, args ...any) error {
 		return fmt.Errorf("%w: route %q: the upstream's %d response %s", autherr.ErrResponseUnverified, rt.Name,
 			res.StatusCode, fmt.Sprintf(format, args...))
 	}
-	if res.Header.Get(httpsig.HeaderSignatureInput) == "" && proxy.IsEventStream(res.Header) {
+	if res.Header.Get(wire.HeaderSignatureInput) == "" && proxy.IsEventStream(res.Header) {
 		return unverified("is an unsigned event stream; an event stream cannot be signed")
 	}
 	body, err := proxy.BufferResponse(res, rv.maxBody)
@@ -141,7 +155,7 @@ func (rv *responseVerifier) VerifyResponse(ctx context.Context, res *http.Respon
 // refusalOf returns the JSON error code of an unsigned refusal of the ingress sidecar, so the agent still learns
 // why, or "".
 func refusalOf(res *http.Response, body []byte) string {
-	if res.StatusCode < 400 || res.Header.Get(httpsig.HeaderSignatureInput) != "" ||
+	if res.StatusCode < 400 || res.Header.Get(wire.HeaderSignatureInput) != "" ||
 		!strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") || len(body) > 1024 {
 		return ""
 	}
@@ -155,6 +169,6 @@ func refusalOf(res *http.Response, body []byte) string {
 }
 
 var (
-	_ proxy.Step             = (*responseSignStep)(nil)
-	_ proxy.ResponseVerifier = (*responseVerifier)(nil)
+	_ proxy.Step             = (*SignResponses)(nil)
+	_ proxy.ResponseVerifier = (*ResponseVerifier)(nil)
 )

@@ -1,4 +1,4 @@
-package sidecar
+package steps
 
 import (
 	"context"
@@ -13,20 +13,25 @@ import (
 	"github.com/agentauth/agentauth/pkg/httpsig"
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
-// This file adapts the proof packages (pkg/wpt, pkg/httpsig) to the data plane's seams (proxy.ProofSigner,
+// The proof adapters fit pkg/wpt and pkg/httpsig to the data plane's seams (proxy.ProofSigner,
 // proxy.Authenticator). Credentials are read from the identity source on every request, so a rotated WIT is
 // used from the next request on; the per-WIT state (a Prover, a Signer) is rebuilt only when the WIT changes.
 
-// wptSigner adds Workload-Identity-Token and Workload-Proof-Token on egress.
-type wptSigner struct {
+// WPTSigner adds Workload-Identity-Token and Workload-Proof-Token on egress.
+type WPTSigner struct {
 	src    identity.Source
 	prover atomic.Pointer[wpt.Prover]
 }
 
-func (s *wptSigner) SignRequest(_ context.Context, r *http.Request, rt *proxy.Route) error {
+// NewWPTSigner signs with the WIT src holds.
+func NewWPTSigner(src identity.Source) *WPTSigner { return &WPTSigner{src: src} }
+
+// SignRequest implements proxy.ProofSigner.
+func (s *WPTSigner) SignRequest(_ context.Context, r *http.Request, rt *proxy.Route) error {
 	w, err := s.src.GetWIT()
 	if err != nil {
 		return fmt.Errorf("egress: no usable WIT to prove our identity: %v", err)
@@ -42,18 +47,18 @@ func (s *wptSigner) SignRequest(_ context.Context, r *http.Request, rt *proxy.Ro
 		Audience:    rt.TargetAudience(r),
 		Lifetime:    rt.ProofLifetime,
 		AccessToken: bearer(r.Header),
-		TxnToken:    r.Header.Get(wpt.HeaderTxnToken),
+		TxnToken:    r.Header.Get(wire.HeaderTxnToken),
 	})
 	if err != nil {
 		return fmt.Errorf("egress: minting a WPT: %v", err)
 	}
-	r.Header.Set(wpt.HeaderWIT, p.WIT())
-	r.Header.Set(wpt.HeaderWPT, proof)
+	r.Header.Set(wire.HeaderWIT, p.WIT())
+	r.Header.Set(wire.HeaderWPT, proof)
 	return nil
 }
 
-// httpsigSigner adds the WIMSE HTTP message signature on egress.
-type httpsigSigner struct {
+// HTTPSigSigner adds the WIMSE HTTP message signature on egress.
+type HTTPSigSigner struct {
 	src identity.Source
 	mu  sync.Mutex
 	// signers are per route (lifetime differs) and per WIT; rebuilt when the WIT rotates.
@@ -61,7 +66,11 @@ type httpsigSigner struct {
 	wit     string
 }
 
-func (s *httpsigSigner) SignRequest(_ context.Context, r *http.Request, rt *proxy.Route) error {
+// NewHTTPSigSigner signs with the WIT src holds.
+func NewHTTPSigSigner(src identity.Source) *HTTPSigSigner { return &HTTPSigSigner{src: src} }
+
+// SignRequest implements proxy.ProofSigner.
+func (s *HTTPSigSigner) SignRequest(_ context.Context, r *http.Request, rt *proxy.Route) error {
 	w, err := s.src.GetWIT()
 	if err != nil {
 		return fmt.Errorf("egress: no usable WIT to prove our identity: %v", err)
@@ -88,7 +97,7 @@ func (s *httpsigSigner) SignRequest(_ context.Context, r *http.Request, rt *prox
 	return signer.SignRequestFor(r, body, rt.TargetAudience(r))
 }
 
-func (s *httpsigSigner) signer(w *identity.WIT, rt *proxy.Route) (*httpsig.Signer, error) {
+func (s *HTTPSigSigner) signer(w *identity.WIT, rt *proxy.Route) (*httpsig.Signer, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.wit != w.Token {
@@ -106,17 +115,21 @@ func (s *httpsigSigner) signer(w *identity.WIT, rt *proxy.Route) (*httpsig.Signe
 	return sg, nil
 }
 
-// wptAuthenticator verifies WIT + WPT on ingress.
-type wptAuthenticator struct{ v *wpt.Verifier }
+// WPTAuthenticator verifies WIT + WPT on ingress.
+type WPTAuthenticator struct{ v *wpt.Verifier }
 
-func (a *wptAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ *proxy.Peer, rt *proxy.Route) (*proxy.Identity, error) {
+// NewWPTAuthenticator verifies with v.
+func NewWPTAuthenticator(v *wpt.Verifier) *WPTAuthenticator { return &WPTAuthenticator{v: v} }
+
+// Authenticate implements proxy.Authenticator.
+func (a *WPTAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ *proxy.Peer, rt *proxy.Route) (*proxy.Identity, error) {
 	wit, proof, err := wpt.ExtractHeaders(r.Header)
 	if err != nil {
 		return nil, err
 	}
 	// A WPT binds one access token (ath) and one Txn-Token (tth). A second line of either would reach the tool
 	// unbound, beside the verified identity.
-	for _, name := range []string{"Authorization", wpt.HeaderTxnToken} {
+	for _, name := range []string{"Authorization", wire.HeaderTxnToken} {
 		if n := len(r.Header.Values(name)); n > 1 {
 			return nil, fmt.Errorf("%w: %d %s header lines; a WPT binds only one", autherr.ErrMalformed, n, name)
 		}
@@ -126,46 +139,49 @@ func (a *wptAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ 
 		WPT:         proof,
 		Audiences:   []string{rt.ExpectedAudience(r)},
 		AccessToken: bearer(r.Header),
-		TxnToken:    r.Header.Get(wpt.HeaderTxnToken),
+		TxnToken:    r.Header.Get(wire.HeaderTxnToken),
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &proxy.Identity{
-		Subject: res.WIT.Subject,
-		Method:  proxy.AuthWITWPT,
-		ProofID: res.JTI,
-		Expiry:  res.WIT.Expiry,
-		Attrs:   witAttrs(res.WIT),
+		Subject:  res.WIT.Subject,
+		Method:   wire.AuthWITWPT,
+		ProofID:  res.JTI,
+		Expiry:   res.WIT.Expiry,
+		IssuedAt: res.WIT.IssuedAt,
+		WITID:    res.WIT.ID,
 	}, nil
 }
 
-// httpsigAuthenticator verifies WIT + HTTP message signature on ingress: the WIT and the signature over the
+// HTTPSigAuthenticator verifies WIT + HTTP message signature on ingress: the WIT and the signature over the
 // headers here, before the proxy reads the body; the body against Content-Digest, and the nonce, in VerifyBody.
-type httpsigAuthenticator struct{ v *httpsig.Verifier }
+type HTTPSigAuthenticator struct{ v *httpsig.Verifier }
 
-func (a *httpsigAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ *proxy.Peer, rt *proxy.Route) (*proxy.Identity, error) {
+// NewHTTPSigAuthenticator verifies with v.
+func NewHTTPSigAuthenticator(v *httpsig.Verifier) *HTTPSigAuthenticator {
+	return &HTTPSigAuthenticator{v: v}
+}
+
+// Authenticate implements proxy.Authenticator.
+func (a *HTTPSigAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ *proxy.Peer, rt *proxy.Route) (*proxy.Identity, error) {
 	p, err := a.v.VerifyRequestHeaders(ctx, r, []string{rt.ExpectedAudience(r)})
 	if err != nil {
 		return nil, err
 	}
 	res := p.Header()
 	return &proxy.Identity{
-		Subject: res.WIT.Subject,
-		Method:  proxy.AuthWITHTTPSig,
-		ProofID: res.Nonce,
-		Expiry:  res.Expires,
-		Attrs:   witAttrs(res.WIT),
+		Subject:  res.WIT.Subject,
+		Method:   wire.AuthWITHTTPSig,
+		ProofID:  res.Nonce,
+		Expiry:   res.Expires,
+		IssuedAt: res.WIT.IssuedAt,
+		WITID:    res.WIT.ID,
 		VerifyBody: func(body []byte) error {
 			_, err := p.VerifyBody(body)
 			return err
 		},
 	}, nil
-}
-
-func witAttrs(w *wpt.WIT) map[string]any {
-	return map[string]any{attrWITJTI: w.ID, attrIssuedAt: w.IssuedAt,
-		"trust_domain": w.TrustDomain.Name()}
 }
 
 // bearer returns the OAuth access token of an Authorization header, or "": the credentials after the Bearer or
@@ -181,8 +197,8 @@ func bearer(h http.Header) string {
 }
 
 var (
-	_ proxy.ProofSigner   = (*wptSigner)(nil)
-	_ proxy.ProofSigner   = (*httpsigSigner)(nil)
-	_ proxy.Authenticator = (*wptAuthenticator)(nil)
-	_ proxy.Authenticator = (*httpsigAuthenticator)(nil)
+	_ proxy.ProofSigner   = (*WPTSigner)(nil)
+	_ proxy.ProofSigner   = (*HTTPSigSigner)(nil)
+	_ proxy.Authenticator = (*WPTAuthenticator)(nil)
+	_ proxy.Authenticator = (*HTTPSigAuthenticator)(nil)
 )
