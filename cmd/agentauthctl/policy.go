@@ -22,6 +22,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/controller"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
+	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/wire"
 )
 
@@ -357,13 +358,13 @@ func decide(ctx context.Context, set *policy.Set, revs []*agentauthv1.Revocation
 }
 
 // revoked matches a subject against a list of revocations as a sidecar matches it against its xDS state
-// (Revocation.About: every kind of the subject's class, a delegated user by the name the token service gives her).
+// (revocation.Index.RefusingClass: every kind of the subject's class, a delegated user by the name the token
+// service gives her).
 func revoked(revs []*agentauthv1.Revocation, now time.Time) policy.RevocationsFunc {
+	idx := revocation.NewIndex(revs...)
 	return func(_ context.Context, class, value string, issuedAt time.Time) (string, bool) {
-		for _, r := range revs {
-			if r.About(class, value) && r.Refuses(issuedAt, now) {
-				return r.GetId() + ": " + r.Describe(), true
-			}
+		if r := idx.RefusingClass(revocation.Class(class), value, issuedAt, now); r != nil {
+			return r.GetId() + ": " + r.Describe(), true
 		}
 		return "", false
 	}

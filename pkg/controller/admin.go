@@ -27,6 +27,7 @@ import (
 	"github.com/agentauth/agentauth/internal/peercred"
 	"github.com/agentauth/agentauth/pkg/audit"
 	"github.com/agentauth/agentauth/pkg/policy"
+	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 )
 
@@ -207,7 +208,7 @@ func (c *Controller) applyPolicies(w http.ResponseWriter, r *http.Request) {
 	for _, d := range req.Policies {
 		docs = append(docs, &agentauthv1.Policy{Id: d.Source, Cedar: d.Cedar, Source: d.Source})
 	}
-	if err := c.pub.SetPolicies(docs); err != nil {
+	if err := c.state.SetPolicies(docs); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
@@ -258,7 +259,7 @@ func (c *Controller) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	rev := &agentauthv1.Revocation{
 		Id:      "admin-" + randomID(),
-		Subject: &agentauthv1.Subject{Kind: req.Kind, Value: agentauthv1.NormalValue(req.Kind, req.Value), Iss: req.Iss},
+		Subject: &agentauthv1.Subject{Kind: req.Kind, Value: revocation.Normal(revocation.Kind(req.Kind), req.Value), Iss: req.Iss},
 		Reason:  req.Reason,
 		Cause:   &agentauthv1.Cause{EventType: cause},
 		Created: timestamppb.Now(),
@@ -277,7 +278,7 @@ func (c *Controller) revoke(w http.ResponseWriter, r *http.Request) {
 			zap.String("id", rev.GetId()), zap.String("subject", rev.GetSubject().Key()), zap.String("why", why))
 	}
 	// UpsertRevocation returns once the revocation is durable in the store; only then is it acknowledged.
-	if err := c.pub.UpsertRevocation(rev); err != nil {
+	if err := c.state.UpsertRevocation(rev); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
@@ -309,7 +310,7 @@ func (c *Controller) unrevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("revocation %q: %w", id, err))
 		return
 	}
-	if err := c.pub.DeleteRevocation(id); err != nil {
+	if err := c.state.DeleteRevocation(id); err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}

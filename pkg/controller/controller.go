@@ -31,8 +31,10 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/buildinfo"
+	"github.com/agentauth/agentauth/pkg/controller/state"
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/policy"
+	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/store"
 	"github.com/agentauth/agentauth/pkg/wire"
@@ -50,6 +52,9 @@ type Controller struct {
 	keys  issuer.KeyStore
 	ca    *issuer.CA
 	self  *selfSVID
+	// state writes policies, revocations, risk and trust bundles, and keeps the revocation index the token
+	// service and the issuer ask; pub serves what it stores to the sidecars.
+	state *state.Service
 	pub   *xdsserver.Publisher
 	// xds is the ADS server (set by the xds component); the admin API reports its sidecars.
 	xds *xdsserver.Server
@@ -146,14 +151,19 @@ func (c *Controller) openState(ctx context.Context) (err error) {
 // openPublisher opens the xDS publisher over the store and publishes the trust bundle. Policies are compiled
 // before they are stored, so a bad one never reaches a sidecar.
 func (c *Controller) openPublisher() (err error) {
-	if c.pub, err = xdsserver.NewPublisher(c.store, xdsserver.PublisherConfig{
+	// Policies are compiled before they are stored, so a bad one never reaches a sidecar.
+	if c.state, err = state.New(c.store, state.Config{
 		Validators: map[string]xds.Validator{agentauthv1.PolicyType: policy.ValidateResource},
-		Logger:     c.log.Named("xds"),
+		Logger:     c.log.Named("state"),
 	}); err != nil {
 		return err
 	}
+	c.onClose(c.state.Close)
+	if c.pub, err = xdsserver.NewPublisher(c.store, xdsserver.PublisherConfig{Logger: c.log.Named("xds")}); err != nil {
+		return err
+	}
 	c.onClose(c.pub.Close)
-	if err := c.pub.SetTrustBundle(trustBundle(c.ca)); err != nil {
+	if err := c.state.SetTrustBundle(trustBundle(c.ca)); err != nil {
 		return fmt.Errorf("publishing the trust bundle: %w", err)
 	}
 	return c.resolveStoredUsers()
@@ -520,54 +530,36 @@ var (
 // revocation without renewal (RevokeRequest.NoRenew), or a revocation of that certificate. A revocation that only
 // ends sessions (e.g. CAEP session-revoked) lets the agent renew and resume.
 func (c *Controller) renewRefused(_ context.Context, id spiffeid.ID, serial string, issuedAt time.Time) (string, bool) {
-	serial = agentauthv1.NormalValue("x509_serial", serial)
-	return c.issuerRefusal(id, func(r *agentauthv1.Revocation, now time.Time) string {
-		if !r.Refuses(issuedAt, now) {
-			return ""
+	revs, now := c.state.Revocations(), time.Now()
+	// A serial is matched under any issuer: a DN has many spellings, and serials are random.
+	for _, r := range revs.About(revocation.KindX509Serial, "", serial) {
+		if revocation.Refuses(r, issuedAt, now) {
+			return "the certificate was revoked (" + r.GetId() + ": " + r.Describe() + ")", true
 		}
-		s := r.GetSubject()
-		if s.GetKind() == "x509_serial" && s.GetValue() == serial {
-			return "the certificate was revoked (" + r.GetId() + ": " + r.Describe() + ")"
-		}
-		if s.GetKind() != "spiffe" || s.GetValue() != id.String() || r.GetNotBefore() == nil {
-			return ""
+	}
+	for _, r := range revs.About(revocation.KindSPIFFE, "", id.String()) {
+		if r.GetNotBefore() == nil || !revocation.Refuses(r, issuedAt, now) {
+			continue
 		}
 		switch r.GetCause().GetEventType() {
 		case signals.EventCredentialCompromise:
-			return "its key was reported compromised (" + r.GetId() + ": " + r.Describe() + ")"
+			return "its key was reported compromised (" + r.GetId() + ": " + r.Describe() + ")", true
 		case signals.EventIdentifierRecycled:
-			return "its identifier was recycled (" + r.GetId() + ": " + r.Describe() + ")"
+			return "its identifier was recycled (" + r.GetId() + ": " + r.Describe() + ")", true
 		case CauseAdminNoRenew:
-			return "an operator revoked it without renewal (" + r.GetId() + ": " + r.Describe() + ")"
+			return "an operator revoked it without renewal (" + r.GetId() + ": " + r.Describe() + ")", true
 		}
-		return ""
-	})
-}
-
-// withheld reports a revocation of id without not_before (e.g. RISC account-disabled): such a workload gets no
-// new credentials until an operator lifts it.
-func (c *Controller) withheld(_ context.Context, id spiffeid.ID) (string, bool) {
-	return c.issuerRefusal(id, func(r *agentauthv1.Revocation, now time.Time) string {
-		s := r.GetSubject()
-		if s.GetKind() == "spiffe" && s.GetValue() == id.String() && r.GetNotBefore() == nil && !r.Expired(now) {
-			return r.GetId() + ": " + r.GetReason()
-		}
-		return ""
-	})
-}
-
-// issuerRefusal returns the first non-empty refusal why gives for a stored revocation. When the store cannot be
-// read it refuses: when in doubt, refuse; the store's error is for the log, not for the workload.
-func (c *Controller) issuerRefusal(id spiffeid.ID, why func(r *agentauthv1.Revocation, now time.Time) string) (string, bool) {
-	revs, err := c.store.Revocations().List()
-	if err != nil {
-		c.log.Error("reading revocations for the issuer", zap.Stringer("spiffe_id", id), zap.Error(err))
-		return "revocation state unavailable", true
 	}
+	return "", false
+}
+
+// withheld reports a revocation of id without not_before (e.g. RISC account-disabled, revocation.Withholds):
+// such a workload gets no new credentials until an operator lifts it.
+func (c *Controller) withheld(_ context.Context, id spiffeid.ID) (string, bool) {
 	now := time.Now()
-	for _, r := range revs {
-		if reason := why(r, now); reason != "" {
-			return reason, true
+	for _, r := range c.state.Revocations().About(revocation.KindSPIFFE, "", id.String()) {
+		if revocation.Withholds(r, now) {
+			return r.GetId() + ": " + r.GetReason(), true
 		}
 	}
 	return "", false

@@ -64,7 +64,7 @@ func (c *Controller) prune(now time.Time) {
 		fn   func() (int, error)
 	}{
 		{"SET records", func() (int, error) { return c.store.PruneSETs(now) }},
-		{"expired revocations", func() (int, error) { return c.pub.PruneRevocations(now) }},
+		{"expired revocations", func() (int, error) { return c.state.PruneRevocations(now) }},
 		{"expired join tokens", func() (int, error) {
 			return c.store.JoinTokens().DeleteFunc(func(t *agentauthv1.JoinToken) bool {
 				return t.GetExpires() != nil && !now.Before(t.GetExpires().AsTime())

@@ -27,7 +27,7 @@ func TestHousekeepingPrunesWhatNoLongerMatters(t *testing.T) {
 		{Id: "forever"},
 	} {
 		r.Subject = &agentauthv1.Subject{Kind: "spiffe", Value: "spiffe://example.org/agent/" + r.Id}
-		if err := c.pub.UpsertRevocation(r); err != nil {
+		if err := c.state.UpsertRevocation(r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -80,7 +80,7 @@ func TestRunPrunesAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = c.pub.UpsertRevocation(&agentauthv1.Revocation{Id: "stale",
+	err = c.state.UpsertRevocation(&agentauthv1.Revocation{Id: "stale",
 		Subject: &agentauthv1.Subject{Kind: "spiffe", Value: "spiffe://example.org/agent/a"},
 		Expires: timestamppb.New(time.Now().Add(-time.Minute))})
 	c.close()

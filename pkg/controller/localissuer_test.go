@@ -54,7 +54,7 @@ func TestLocalIssuerSocket(t *testing.T) {
 		t.Fatalf("local attestation issued %v, want %v", svid.ID, planner)
 	}
 
-	if err := c.pub.UpsertRevocation(&agentauthv1.Revocation{Id: "rev-1", Reason: "account disabled",
+	if err := c.state.UpsertRevocation(&agentauthv1.Revocation{Id: "rev-1", Reason: "account disabled",
 		Subject: &agentauthv1.Subject{Kind: "spiffe", Value: planner.String()}}); err != nil {
 		t.Fatal(err)
 	}

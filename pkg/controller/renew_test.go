@@ -27,6 +27,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/issuer/issuerclient"
+	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/signals"
 	"github.com/agentauth/agentauth/pkg/signals/signalstest"
 	"github.com/agentauth/agentauth/pkg/wire"
@@ -130,16 +131,12 @@ func refusedBySidecars(t *testing.T, c *Controller, w *workload) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf := w.svid.Certificates[0]
-	serial := agentauthv1.NormalValue("x509_serial", hex.EncodeToString(leaf.SerialNumber.Bytes()))
-	for _, r := range revs {
-		s := r.GetSubject()
-		switch {
-		case s.GetKind() == "spiffe" && s.GetValue() == w.svid.ID.String() && r.Refuses(witIssuedAt(t, w), time.Now()):
-			return r.GetId()
-		case s.GetKind() == "x509_serial" && s.GetValue() == serial && r.Refuses(leaf.NotBefore, time.Now()):
-			return r.GetId()
-		}
+	idx, leaf, now := revocation.NewIndex(revs...), w.svid.Certificates[0], time.Now()
+	if r := idx.Refusing(revocation.KindSPIFFE, "", w.svid.ID.String(), witIssuedAt(t, w), now); r != nil {
+		return r.GetId()
+	}
+	if r := idx.Refusing(revocation.KindX509Serial, "", hex.EncodeToString(leaf.SerialNumber.Bytes()), leaf.NotBefore, now); r != nil {
+		return r.GetId()
 	}
 	return ""
 }

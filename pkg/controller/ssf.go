@@ -38,7 +38,7 @@ func (s ssfSink) Apply(ctx context.Context, changes []signals.Change) error {
 					zap.String("event", ch.Revocation.GetCause().GetEventType()), zap.String("set_jti", ch.Revocation.GetCause().GetSetJti()),
 					zap.String("why", why))
 			}
-			if err := s.c.pub.UpsertRevocation(ch.Revocation); err != nil {
+			if err := s.c.state.UpsertRevocation(ch.Revocation); err != nil {
 				return fmt.Errorf("revocation %s: %w", ch.Revocation.GetId(), err)
 			}
 			rec := &audit.Record{Action: ActionSETRevoke, RevocationID: ch.Revocation.GetId(), Reason: ch.Revocation.GetReason(),
@@ -52,7 +52,7 @@ func (s ssfSink) Apply(ctx context.Context, changes []signals.Change) error {
 				return err
 			}
 			if merged := signals.MergeRisk(stored, ch.Risk); merged != nil {
-				if err := s.c.pub.SetRisk(merged); err != nil {
+				if err := s.c.state.SetRisk(merged); err != nil {
 					return fmt.Errorf("risk state: %w", err)
 				}
 				rec := &audit.Record{Action: ActionSETRisk, Risk: merged.GetRiskLevel(), Cause: ch.Risk.GetCause().GetEventType(),

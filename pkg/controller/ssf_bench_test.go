@@ -157,7 +157,7 @@ ssf:
 		t.Fatal(err)
 	}
 	for i := range ssfBenchBaseRevocations {
-		if err := c.pub.UpsertRevocation(&agentauthv1.Revocation{Id: fmt.Sprintf("base-%d", i), Reason: "bench",
+		if err := c.state.UpsertRevocation(&agentauthv1.Revocation{Id: fmt.Sprintf("base-%d", i), Reason: "bench",
 			Subject: &agentauthv1.Subject{Kind: "spiffe", Value: fmt.Sprintf("spiffe://example.org/old/%d", i)}}); err != nil {
 			t.Fatal(err)
 		}

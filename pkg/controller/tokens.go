@@ -16,9 +16,11 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/netlimit"
+	"github.com/agentauth/agentauth/pkg/controller/state"
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/replay"
+	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
 
@@ -58,7 +60,7 @@ func (c *Controller) startTokenService(keys issuer.KeyStore, addr string) (*http
 		WITVerifier:      wv,
 		SubjectIssuers:   issuers,
 		Policy:           oauth.SameTrustDomain(c.td, cfg.accessTokenGrants()...),
-		Revocations:      storeRevocations{c},
+		Revocations:      indexRevocations{c.state},
 		TxnTokenLifetime: cfg.TxnTokenTTL,
 		Logger:           c.log.Named("tokens"),
 		Observe:          c.metrics.observeToken,
@@ -77,34 +79,26 @@ func (c *Controller) startTokenService(keys issuer.KeyStore, addr string) (*http
 // TokenEndpoint is the token service URL for a listen address.
 func TokenEndpoint(addr string) string { return "https://" + addr + "/token" }
 
-// storeRevocations answers the token service from the store: a revoked agent, user or transaction gets no token.
-type storeRevocations struct{ c *Controller }
+// indexRevocations answers the token service from the state service's in-memory index: a revoked agent, user or
+// transaction gets no token.
+type indexRevocations struct{ s *state.Service }
 
-func (s storeRevocations) Revoked(_ context.Context, class, value string, issuedAt time.Time) (string, bool) {
-	revs, err := s.c.store.Revocations().List()
-	if err != nil {
-		// Unknown state: refuse rather than issue. The id travels to the requester: the error stays in the log.
-		s.c.log.Error("token service: revocations unavailable; refusing", zap.Error(err))
-		return "revocation state unavailable", true
-	}
-	now := time.Now()
-	for _, r := range revs {
-		if r.About(class, value) && r.Refuses(issuedAt, now) {
-			return r.GetId() + ": " + r.Describe(), true
-		}
+func (x indexRevocations) Revoked(_ context.Context, class, value string, issuedAt time.Time) (string, bool) {
+	if r := x.s.Revocations().RefusingClass(revocation.Class(class), value, issuedAt, time.Now()); r != nil {
+		return r.GetId() + ": " + r.Describe(), true
 	}
 	return "", false
 }
 
 // userIssuers is how the token service names users (tokenService.userIssuers), for resolving user revocations;
 // nil without a token service.
-func (c *Controller) userIssuers() []agentauthv1.UserIssuer {
+func (c *Controller) userIssuers() []revocation.UserIssuer {
 	if c.cfg.TokenService == nil {
 		return nil
 	}
-	out := make([]agentauthv1.UserIssuer, 0, len(c.cfg.TokenService.UserIssuers))
+	out := make([]revocation.UserIssuer, 0, len(c.cfg.TokenService.UserIssuers))
 	for _, u := range c.cfg.TokenService.UserIssuers {
-		out = append(out, agentauthv1.UserIssuer{Issuer: u.Issuer, SubjectPrefix: u.SubjectPrefix})
+		out = append(out, revocation.UserIssuer{Issuer: u.Issuer, SubjectPrefix: u.SubjectPrefix})
 	}
 	return out
 }
@@ -114,11 +108,11 @@ func (c *Controller) userIssuers() []agentauthv1.UserIssuer {
 // user, or "" when it names one (or is not about a user): its iss is none of the user issuers', or the token
 // service trusts no user issuer. Such a revocation is kept for the record, and the caller says so.
 func (c *Controller) resolveUser(r *agentauthv1.Revocation) string {
-	if !slices.Contains(agentauthv1.KindsFor("user"), r.GetSubject().GetKind()) {
+	if revocation.KindOf(r.GetSubject()).Class() != revocation.ClassUser {
 		return ""
 	}
 	issuers := c.userIssuers()
-	r.DelegatedSubjects = agentauthv1.DelegatedSubjects(r.GetSubject(), issuers)
+	r.DelegatedSubjects = revocation.DelegatedSubjects(r.GetSubject(), issuers)
 	if len(r.DelegatedSubjects) > 0 {
 		return ""
 	}
@@ -148,7 +142,7 @@ func (c *Controller) resolveStoredUsers() error {
 		if slices.Equal(before, r.GetDelegatedSubjects()) {
 			continue
 		}
-		if err := c.pub.UpsertRevocation(r); err != nil {
+		if err := c.state.UpsertRevocation(r); err != nil {
 			return fmt.Errorf("revocation %s: %w", r.GetId(), err)
 		}
 	}

@@ -21,10 +21,8 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/agentauth/agentauth/pkg/oauth"
-	"github.com/agentauth/agentauth/pkg/store"
 	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
@@ -252,27 +250,6 @@ func TestTokenServiceUnscopedUserTokens(t *testing.T) {
 				t.Fatalf("got %d %v, want a Txn-Token with scope %q", st, body, c.scope)
 			}
 		})
-	}
-}
-
-// TestStoreRevocationsFailClosedQuietly: when the store cannot be read, the token service refuses, and the
-// revocation id it sends the requester does not carry the store's error.
-func TestStoreRevocationsFailClosedQuietly(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbPath := st.Path()
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
-	id, revoked := storeRevocations{&Controller{store: st, log: zaptest.NewLogger(t)}}.Revoked(context.Background(),
-		oauth.RevokedAgent, "spiffe://example.org/agent/planner", time.Now())
-	if !revoked {
-		t.Fatal("an unreadable store counted as no revocation")
-	}
-	if strings.Contains(id, dbPath) || strings.Contains(id, "closed") {
-		t.Errorf("revocation id %q carries the store's error", id)
 	}
 }
 

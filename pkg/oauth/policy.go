@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -141,9 +142,9 @@ func inTrustDomain(id string, td spiffeid.TrustDomain) bool {
 // Subject kinds a Revocations implementation is asked about; the values are those of pkg/policy, so the
 // controller's revocation state serves both.
 const (
-	RevokedAgent = "agent"
-	RevokedUser  = "user"
-	RevokedTxn   = "txn"
+	RevokedAgent = string(revocation.ClassAgent)
+	RevokedUser  = string(revocation.ClassUser)
+	RevokedTxn   = string(revocation.ClassTxn)
 )
 
 // Revocations is the controller's revocation state. Revoked reports whether the subject of kind (RevokedAgent,

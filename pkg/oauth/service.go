@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/wpt"
 )
@@ -562,20 +563,17 @@ func (s *TokenService) checkRevoked(ctx context.Context, act *actor, subj *subje
 	if s.cfg.Revocations == nil {
 		return nil
 	}
-	type check struct {
-		kind, value string
-		at          time.Time
-	}
-	checks := []check{{RevokedAgent, act.id, act.issuedAt}}
+	call := revocation.Call{Agent: act.id, AgentIssuedAt: act.issuedAt, DelegatedIssuedAt: subj.issuedAt}
+	// A self subject is the actor itself, checked as the agent already.
 	if subj.kind != "self" {
-		checks = append(checks, check{RevokedUser, subj.sub, subj.issuedAt})
+		call.Delegated = subj.sub
 	}
 	if subj.txn != nil {
-		checks = append(checks, check{RevokedTxn, subj.txn.TransactionID, subj.issuedAt})
+		call.Txn = subj.txn.TransactionID
 	}
-	for _, c := range checks {
-		if id, revoked := s.cfg.Revocations.Revoked(ctx, c.kind, c.value, c.at); revoked {
-			return errorf(CodeInvalidGrant, "oauth: %w: %s %q is revoked (%s)", autherr.ErrRevoked, c.kind, c.value, id)
+	for _, c := range call.Checks() {
+		if id, revoked := s.cfg.Revocations.Revoked(ctx, string(c.Class), c.Value, c.IssuedAt); revoked {
+			return errorf(CodeInvalidGrant, "oauth: %w: %s %q is revoked (%s)", autherr.ErrRevoked, c.Class, c.Value, id)
 		}
 	}
 	return nil

@@ -14,13 +14,14 @@ import (
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/policy/mcp"
+	"github.com/agentauth/agentauth/pkg/revocation"
 )
 
 // Subject kinds a Revocations implementation is asked about.
 const (
-	SubjectAgent = "agent" // Request.AgentID, issued at AgentIssuedAt
-	SubjectUser  = "user"  // Request.DelegatedSubject, issued at DelegatedIssuedAt
-	SubjectTxn   = "txn"   // Request.TransactionID, issued at DelegatedIssuedAt
+	SubjectAgent = string(revocation.ClassAgent) // Request.AgentID, issued at AgentIssuedAt
+	SubjectUser  = string(revocation.ClassUser)  // Request.DelegatedSubject, issued at DelegatedIssuedAt
+	SubjectTxn   = string(revocation.ClassTxn)   // Request.TransactionID, issued at DelegatedIssuedAt
 )
 
 // Revocations is the revocation state the controller pushes to the sidecar (from SSF/CAEP/RISC events),
@@ -255,25 +256,13 @@ func (e *Engine) Decide(ctx context.Context, req Request) Decision {
 // own schedule (one SSF event at a time), must deny regardless of policy, and has its own reason and id that
 // belong in the audit record.
 func (e *Engine) checkRevoked(ctx context.Context, req Request) (Decision, bool) {
-	// The workload that began a transaction for itself (a system subject) is revoked as an agent.
-	delegator := SubjectUser
-	if req.SubjectKind.of(&req) == SubjectKindSystem {
-		delegator = SubjectAgent
-	}
-	checks := []struct {
-		kind, value string
-		at          time.Time
-	}{
-		{SubjectAgent, req.AgentID, req.AgentIssuedAt},
-		{delegator, req.DelegatedSubject, req.DelegatedIssuedAt},
-		{SubjectTxn, req.TransactionID, req.DelegatedIssuedAt},
-	}
-	for _, c := range checks {
-		if c.value == "" {
-			continue
-		}
-		if id, revoked := e.revs.Revoked(ctx, c.kind, c.value, c.at); revoked {
-			d := denyAll(req, autherr.ErrRevoked.Code(), fmt.Sprintf("%s %q is revoked (%s)", c.kind, c.value, id))
+	call := revocation.Call{Agent: req.AgentID, AgentIssuedAt: req.AgentIssuedAt,
+		Delegated: req.DelegatedSubject, DelegatedIssuedAt: req.DelegatedIssuedAt, Txn: req.TransactionID,
+		// The workload that began a transaction for itself (a system subject) is revoked as an agent.
+		DelegatedIsAgent: req.SubjectKind.of(&req) == SubjectKindSystem}
+	for _, c := range call.Checks() {
+		if id, revoked := e.revs.Revoked(ctx, string(c.Class), c.Value, c.IssuedAt); revoked {
+			d := denyAll(req, autherr.ErrRevoked.Code(), fmt.Sprintf("%s %q is revoked (%s)", c.Class, c.Value, id))
 			d.RevocationID = id
 			return d, true
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/xds"
 	"github.com/agentauth/agentauth/pkg/xds/xdsclient"
@@ -311,12 +312,12 @@ func (cp *controlPlane) risk(agent, user string) (policy.RiskLevel, string) {
 			}
 		}
 	}
-	for _, k := range agentauthv1.KindsFor("agent") {
-		consider(k, agent)
+	for _, k := range revocation.ClassAgent.Kinds() {
+		consider(string(k), agent)
 	}
 	if user != "" {
-		for _, k := range agentauthv1.KindsFor("user") {
-			consider(k, agentauthv1.NormalValue(k, user))
+		for _, k := range revocation.ClassUser.Kinds() {
+			consider(string(k), revocation.Normal(k, user))
 		}
 	}
 	return level, assurance
@@ -339,61 +340,42 @@ func (cp *controlPlane) ready(context.Context) (string, error) {
 	return "connected", nil
 }
 
-// revoked returns the revocation that refuses, at now, a credential of kind ("agent", "user" or "txn") and value
-// issued at issuedAt, or nil. A user is named as the token service names them (a Txn-Token's sub: a user
-// issuer's subjectPrefix + sub), which is how the controller resolved each user revocation (delegated_subjects);
-// an agent or transaction by its value, under any issuer.
-func revoked(st *xdsclient.State, kind, value string, issuedAt, now time.Time) *agentauthv1.Revocation {
-	if kind == "user" {
-		return st.RevokedDelegated(value, issuedAt, now)
-	}
-	for _, k := range agentauthv1.KindsFor(kind) {
-		if r := st.Revoked(k, "", agentauthv1.NormalValue(k, value), issuedAt, now); r != nil {
-			return r
-		}
-	}
-	return nil
-}
-
 // Check implements proxy.RevocationChecker, the ingress's one revocation step: it runs after the Txn-Token step
 // and before policy, so everything the request names is checked once against the controller's revocations — the
 // caller's workload identity, its WIT and its client certificate, then the user (or system) its Txn-Token acts
 // for and the transaction. The WIT's jti is matched under any issuer: a revocation by jti alone (agentauthctl
 // without -iss) names no issuer, and jtis are unique anyway.
 func (cp *controlPlane) Check(_ context.Context, id *proxy.Identity) error {
-	st, now := cp.client.State(), time.Now()
+	revs, now := cp.client.State().RevocationIndex(), time.Now()
 	issued := id.IssuedAt
-	if r := revoked(st, "agent", id.Subject, issued, now); r != nil {
+	if r := revs.RefusingClass(revocation.ClassAgent, id.Subject, issued, now); r != nil {
 		return proxy.Revoked(r.GetId(), r.Describe())
 	}
 	if jti := id.WITID; jti != "" {
-		if r := st.Revoked("jti", "", jti, issued, now); r != nil {
+		if r := revs.Refusing(revocation.KindJTI, "", jti, issued, now); r != nil {
 			return proxy.Revoked(r.GetId(), r.Describe())
 		}
 	}
 	// A certificate revoked by serial (CAEP credential-change, x509) is refused for good. Its issuer is matched
 	// loosely, like the jti's: a DN has many spellings, and serials are random.
 	if c := id.PeerCert; c != nil {
-		serial := agentauthv1.NormalValue("x509_serial", hex.EncodeToString(c.SerialNumber.Bytes()))
-		if r := st.Revoked("x509_serial", "", serial, c.NotBefore, now); r != nil {
+		serial := hex.EncodeToString(c.SerialNumber.Bytes())
+		if r := revs.Refusing(revocation.KindX509Serial, "", serial, c.NotBefore, now); r != nil {
 			return proxy.Revoked(r.GetId(), r.Describe())
 		}
 	}
 	// The Txn-Token's subject and transaction, as of when the user's token was issued. The workload that began a
 	// transaction for itself (a system subject) is revoked as an agent.
-	delegatedAt := id.DelegatedIssuedAt
-	if sub := id.DelegatedSubject; sub != "" {
-		kind := "user"
-		if id.SubjectKind == oauth.SubjectSystem {
-			kind = "agent"
-		}
-		if r := revoked(st, kind, sub, delegatedAt, now); r != nil {
-			return proxy.Revoked(r.GetId(), fmt.Sprintf("%s %q: %s", kind, sub, r.Describe()))
-		}
-	}
-	if txn := id.TransactionID; txn != "" {
-		if r := revoked(st, "txn", txn, delegatedAt, now); r != nil {
-			return proxy.Revoked(r.GetId(), fmt.Sprintf("transaction %q: %s", txn, r.Describe()))
+	call := revocation.Call{Delegated: id.DelegatedSubject, DelegatedIssuedAt: id.DelegatedIssuedAt,
+		DelegatedIsAgent: id.SubjectKind == oauth.SubjectSystem, Txn: id.TransactionID}
+	for _, ch := range call.Checks() {
+		r := revs.RefusingClass(ch.Class, ch.Value, ch.IssuedAt, now)
+		switch {
+		case r == nil:
+		case ch.Class == revocation.ClassTxn:
+			return proxy.Revoked(r.GetId(), fmt.Sprintf("transaction %q: %s", ch.Value, r.Describe()))
+		default:
+			return proxy.Revoked(r.GetId(), fmt.Sprintf("%s %q: %s", ch.Class, ch.Value, r.Describe()))
 		}
 	}
 	return nil

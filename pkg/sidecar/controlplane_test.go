@@ -15,16 +15,17 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/testca"
+	"github.com/agentauth/agentauth/pkg/controller/state"
 	"github.com/agentauth/agentauth/pkg/proxy"
+	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/agentauth/agentauth/pkg/xds/xdsclient"
-	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 	"github.com/agentauth/agentauth/pkg/xds/xdstest"
 )
 
 // startControlPlane runs a real xDS server (store, publisher, mTLS) on 127.0.0.1 and a sidecar's control plane
-// synced to it; revocations upserted on the returned publisher reach the control plane as in a deployment.
-func startControlPlane(t *testing.T) (*xdsserver.Publisher, *controlPlane) {
+// synced to it; revocations upserted on the returned state service reach the control plane as in a deployment.
+func startControlPlane(t *testing.T) (*state.Service, *controlPlane) {
 	t.Helper()
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	ca := testca.New(t, td)
@@ -86,7 +87,7 @@ func TestCheckRevokedCaller(t *testing.T) {
 			caller("spiffe://example.org/agent/d", "jti-d")},
 		// CAEP credential-change of an x509 credential: the serial as a transmitter writes it, with colons.
 		{"client certificate by serial", &agentauthv1.Subject{Kind: "x509_serial", Iss: "CN=agentauth CA,O=example.org",
-			Value: agentauthv1.NormalValue("x509_serial", colonHex(peer.SerialNumber.Bytes()))}, withPeer(caller("spiffe://example.org/agent/e", "jti-e"), peer)},
+			Value: revocation.Normal(revocation.KindX509Serial, colonHex(peer.SerialNumber.Bytes()))}, withPeer(caller("spiffe://example.org/agent/e", "jti-e"), peer)},
 		// What the Txn-Token step found: one revocation step checks them too, before policy.
 		{"the delegated user", &agentauthv1.Subject{Kind: "user_opaque", Value: "corp:u-f"},
 			delegated(caller("spiffe://example.org/agent/f", "jti-f"), "user", "corp:u-f", "txn-f")},
@@ -101,7 +102,7 @@ func TestCheckRevokedCaller(t *testing.T) {
 				t.Fatalf("refused before the revocation: %v", err)
 			}
 			if err := pub.UpsertRevocation(&agentauthv1.Revocation{Id: "r-" + tc.refused.WITID,
-				Subject: tc.revoke, Reason: "test", DelegatedSubjects: agentauthv1.DelegatedSubjects(tc.revoke, nil)}); err != nil {
+				Subject: tc.revoke, Reason: "test", DelegatedSubjects: revocation.DelegatedSubjects(tc.revoke, nil)}); err != nil {
 				t.Fatal(err)
 			}
 			waitUntil(t, "the revocation to refuse", func() bool { return cp.Check(context.Background(), tc.refused) != nil })
@@ -118,15 +119,15 @@ func TestCheckRevokedCaller(t *testing.T) {
 func TestRevokedUser(t *testing.T) {
 	pub, cp := startControlPlane(t)
 	issued := time.Now().Add(-time.Minute)
-	issuers := []agentauthv1.UserIssuer{{Issuer: "https://idp.example.com", SubjectPrefix: "corp:"},
+	issuers := []revocation.UserIssuer{{Issuer: "https://idp.example.com", SubjectPrefix: "corp:"},
 		{Issuer: "https://idp-b.example.com", SubjectPrefix: "b:"}}
 	for i, sub := range []*agentauthv1.Subject{
-		{Kind: "user_email", Value: agentauthv1.NormalValue("user_email", "Erin@Example.COM")},
+		{Kind: "user_email", Value: revocation.Normal(revocation.KindUserEmail, "Erin@Example.COM")},
 		{Kind: "user_iss_sub", Iss: "https://idp.example.com", Value: "user-123"},
 		{Kind: "user_opaque", Iss: "https://siem.example.com", Value: "00u-9"},
 	} {
 		r := &agentauthv1.Revocation{Id: fmt.Sprintf("r%d", i), Subject: sub, Reason: "test",
-			DelegatedSubjects: agentauthv1.DelegatedSubjects(sub, issuers)}
+			DelegatedSubjects: revocation.DelegatedSubjects(sub, issuers)}
 		if err := pub.UpsertRevocation(r); err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +148,7 @@ func TestRevokedUser(t *testing.T) {
 		{"corp:00u-9", true},
 		{"b:00u-9", true},
 	} {
-		if got := revoked(cp.client.State(), "user", tc.user, issued, time.Now()) != nil; got != tc.want {
+		if got := cp.client.State().RevocationIndex().RefusingClass(revocation.ClassUser, tc.user, issued, time.Now()) != nil; got != tc.want {
 			t.Errorf("user %q revoked = %t, want %t", tc.user, got, tc.want)
 		}
 	}

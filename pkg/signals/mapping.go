@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/revocation"
 )
 
 // Subject kinds the mapping produces (agentauthv1.Subject.kind). Sidecars enforce a kind only where they know a
@@ -97,7 +98,7 @@ func (m Mapper) mapEvent(set *SET, ev Event) ([]Change, string) {
 		}
 		if ev.CredentialType == "x509" && ev.X509Issuer != "" && ev.X509Serial != "" &&
 			(ev.ChangeType == "revoke" || ev.ChangeType == "delete") {
-			sub := &agentauthv1.Subject{Kind: KindX509Serial, Iss: ev.X509Issuer, Value: agentauthv1.NormalValue(KindX509Serial, ev.X509Serial)}
+			sub := &agentauthv1.Subject{Kind: KindX509Serial, Iss: ev.X509Issuer, Value: revocation.Normal(KindX509Serial, ev.X509Serial)}
 			return []Change{{Revocation: m.revocation(set, ev, sub, nil)}}, ""
 		}
 		return m.revoke(set, ev, revokeOrder(), &at)
@@ -152,8 +153,8 @@ func (m Mapper) revoke(set *SET, ev Event, order [7]string, notBefore *time.Time
 // sidecar's sessions are Txn-Token transactions, never the identity provider's session ids; nor is a device,
 // group, org unit, tenant, IP address, or a user named by phone, account or DID (Txn-Tokens carry none of those).
 func Matchable(kind string) bool {
-	return kind == KindJTI || kind == KindX509Serial || slices.Contains(agentauthv1.KindsFor("agent"), kind) ||
-		slices.Contains(agentauthv1.KindsFor("user"), kind)
+	c := revocation.Kind(kind).Class()
+	return kind == KindJTI || kind == KindX509Serial || c == revocation.ClassAgent || c == revocation.ClassUser
 }
 
 // userFallback is the user member of a complex subject when no member acted on is Matchable. Revoking the user
@@ -291,7 +292,7 @@ func subjectsOf(id SubjectID, role, setIss string) []*agentauthv1.Subject {
 	}
 	switch id.Format {
 	case FormatEmail:
-		return one(KindUserEmail, "", agentauthv1.NormalValue(KindUserEmail, id.Email))
+		return one(KindUserEmail, "", revocation.Normal(KindUserEmail, id.Email))
 	case FormatPhoneNumber:
 		return one(KindUserPhone, "", id.PhoneNumber)
 	case FormatIssSub:
@@ -330,7 +331,7 @@ func scoped(id SubjectID, setIss string) [][2]string {
 	case FormatSAMLAssertionID:
 		return [][2]string{{id.Issuer, id.AssertionID}}
 	case FormatEmail:
-		return [][2]string{{"", agentauthv1.NormalValue(KindUserEmail, id.Email)}}
+		return [][2]string{{"", revocation.Normal(KindUserEmail, id.Email)}}
 	case FormatPhoneNumber:
 		return [][2]string{{"", id.PhoneNumber}}
 	case FormatURI, FormatAccount:

@@ -7,12 +7,14 @@ import (
 	"time"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/controller/state"
 	"github.com/agentauth/agentauth/pkg/store"
 	"github.com/agentauth/agentauth/pkg/xds/xdsclient"
 	"github.com/agentauth/agentauth/pkg/xds/xdsserver"
 )
 
-// The controller serves its store; a sidecar follows it and checks revocations on each request.
+// The controller serves its store, which its state service writes; a sidecar follows it and checks revocations
+// on each request.
 func Example() {
 	var serverTLS, sidecarTLS *tls.Config // from pkg/mtls: mTLS with X.509-SVIDs
 
@@ -25,9 +27,10 @@ func Example() {
 	client, _ := xdsclient.NewClient(xdsclient.ClientConfig{Target: "127.0.0.1:18000", TLSConfig: sidecarTLS})
 	go client.Run(context.Background())
 
-	_ = pub.UpsertRevocation(&agentauthv1.Revocation{Id: "r1",
+	writes, _ := state.New(st, state.Config{})
+	_ = writes.UpsertRevocation(&agentauthv1.Revocation{Id: "r1",
 		Subject: &agentauthv1.Subject{Kind: "spiffe", Value: "spiffe://example.org/agent/a"}})
-	// On the sidecar, per request: one atomic load and one map lookup.
+	// On the sidecar, per request: one atomic load and one index lookup.
 	if r := client.State().Revoked("spiffe", "", "spiffe://example.org/agent/a", time.Now(), time.Now()); r != nil {
 		_ = r.GetReason()
 	}

@@ -64,6 +64,22 @@ func ResourceName(res proto.Message) string {
 	return ""
 }
 
+// Check is what the controller runs on a resource before it stores it: the structural check every sidecar runs
+// on what it receives (so a sidecar refuses nothing the controller stored), then v unless it is nil (e.g. a Cedar
+// compile for policies). Errors wrap autherr.ErrMalformed.
+func Check(typeURL string, res proto.Message, v Validator) error {
+	name := ResourceName(res)
+	if err := CheckResource(name, res); err != nil {
+		return err
+	}
+	if v != nil {
+		if err := v(name, res); err != nil {
+			return fmt.Errorf("%w: %s: %w", autherr.ErrMalformed, Describe(typeURL, name, res), err)
+		}
+	}
+	return nil
+}
+
 // CheckResource is the structural check every resource passes on both sides: a name that matches its content,
 // bounded sizes, parseable trust anchors. Errors wrap autherr.ErrMalformed.
 func CheckResource(name string, res proto.Message) error {

@@ -50,6 +50,7 @@ type controller struct {
 
 	st   *store.Store
 	pub  *xdsserver.Publisher
+	w    writes
 	srv  *xdsserver.Server
 	done chan error
 }
@@ -84,7 +85,7 @@ func (c *controller) start() {
 		c.t.Fatal(err)
 	}
 	c.addr = l.Addr().String() // a restart listens on the same port
-	c.st, c.pub, c.srv, c.done = st, pub, srv, make(chan error, 1)
+	c.st, c.pub, c.w, c.srv, c.done = st, pub, writes{st}, srv, make(chan error, 1)
 	go func() { c.done <- srv.Serve(l) }()
 }
 
@@ -158,6 +159,35 @@ func (s *sidecar) stop() {
 func (s *sidecar) waitSynced(t testing.TB) {
 	t.Helper()
 	waitFor(t, s.id.String()+" to sync", func() bool { return s.Status().Synced })
+}
+
+// writes stores resources as the controller's state service does (pkg/controller/state, which imports this
+// package), without its checks: the publisher serves whatever the store commits.
+type writes struct{ st *store.Store }
+
+func (w writes) SetPolicies(ps []*agentauthv1.Policy) error {
+	_, err := w.st.Policies().Replace(ps)
+	return err
+}
+
+func (w writes) UpsertRevocation(r *agentauthv1.Revocation) error {
+	_, err := w.st.Revocations().Put(r)
+	return err
+}
+
+func (w writes) DeleteRevocation(id string) error {
+	_, err := w.st.Revocations().Delete(id)
+	return err
+}
+
+func (w writes) SetRisk(r *agentauthv1.RiskState) error {
+	_, err := w.st.Risk().Put(r)
+	return err
+}
+
+func (w writes) SetTrustBundle(b *agentauthv1.TrustBundle) error {
+	_, err := w.st.TrustBundles().Put(b)
+	return err
 }
 
 // cedarValidator compiles a policy with cedar-go, as the sidecar does before it accepts one.

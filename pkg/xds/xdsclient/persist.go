@@ -70,9 +70,9 @@ func (c *Client) save(now time.Time) error {
 	types := make([]savedType, 0, len(agentauthv1.ServedTypes()))
 	for _, typeURL := range agentauthv1.ServedTypes() {
 		m, _ := st.typed(typeURL)
-		t := savedType{TypeURL: typeURL, Version: status.Versions[typeURL], Resources: make([]savedResource, 0, m.len())}
+		t := savedType{TypeURL: typeURL, Version: status.Versions[typeURL], Resources: make([]savedResource, 0, m.Len())}
 		var err error
-		m.each(func(name string, e entry) {
+		m.Each(func(name string, e entry) {
 			if err != nil {
 				return
 			}

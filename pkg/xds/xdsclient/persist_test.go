@@ -20,13 +20,13 @@ import (
 func TestStateFileRestoresAfterRestart(t *testing.T) {
 	ca := testca.New(t, td)
 	c := newController(t, ca)
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.pub.SetTrustBundle(trustBundle(ca, 1)); err != nil {
+	if err := c.w.SetTrustBundle(trustBundle(ca, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.pub.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/b")); err != nil {
+	if err := c.w.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/b")); err != nil {
 		t.Fatal(err)
 	}
 	file := filepath.Join(t.TempDir(), "state", "xds-state.json")
@@ -75,7 +75,7 @@ func TestStateFileRestoresAfterRestart(t *testing.T) {
 	if _, ok := sc2.State().Revocation("r1"); !ok {
 		t.Error("revocation lost on resume")
 	}
-	if err := c.pub.UpsertRevocation(spiffeRevocation("r2", "spiffe://example.org/agent/c")); err != nil {
+	if err := c.w.UpsertRevocation(spiffeRevocation("r2", "spiffe://example.org/agent/c")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "revocation r2", func() bool { _, ok := sc2.State().Revocation("r2"); return ok })
@@ -89,10 +89,10 @@ func TestStateFileRestoresAfterRestart(t *testing.T) {
 func TestStateFileRefused(t *testing.T) {
 	ca := testca.New(t, td)
 	c := newController(t, ca)
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.pub.SetTrustBundle(trustBundle(ca, 1)); err != nil {
+	if err := c.w.SetTrustBundle(trustBundle(ca, 1)); err != nil {
 		t.Fatal(err)
 	}
 	good := filepath.Join(t.TempDir(), "xds-state.json")

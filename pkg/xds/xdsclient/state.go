@@ -9,6 +9,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/hamt"
+	"github.com/agentauth/agentauth/pkg/revocation"
 )
 
 // State is an immutable snapshot of what a sidecar enforces: policies, revocations, risk states and trust
@@ -18,9 +20,9 @@ import (
 type State struct {
 	// resources holds, per served type (in ServedTypes order), each resource with its version: the content, and
 	// what a reconnecting client sends as initial_resource_versions so the server sends only what changed.
-	resources []hashTrie[string, entry]
-	revoked   hashTrie[subjectKey, []*agentauthv1.Revocation]
-	risk      hashTrie[subjectKey, []*agentauthv1.RiskState]
+	resources []hamt.Map[string, entry]
+	revoked   *revocation.Index
+	risk      hamt.Map[subjectKey, []*agentauthv1.RiskState]
 }
 
 type entry struct {
@@ -35,65 +37,65 @@ func keyOf(s *agentauthv1.Subject) subjectKey {
 	return subjectKey{s.GetKind(), s.GetIss(), s.GetValue()}
 }
 
-// delegatedKind indexes a user revocation under each of its delegated_subjects (RevokedDelegated). No Subject
-// has this kind: the mapping and the admin API make none.
-const delegatedKind = "delegated_subject"
-
-// indexKeys are the keys a revocation or risk state is indexed under: its subject and, when the subject names
-// an issuer, the same subject with none, which is what a lookup without an issuer finds (see Revoked); and each
-// of names (a revocation's delegated_subjects).
-func indexKeys(s *agentauthv1.Subject, names []string) []subjectKey {
-	keys := make([]subjectKey, 0, 2+len(names))
+// indexKeys are the keys a risk state is indexed under: its subject and, when the subject names an issuer, the
+// same subject with none, which is what a lookup without an issuer finds (see Risks), as revocations are.
+func indexKeys(s *agentauthv1.Subject) []subjectKey {
+	keys := make([]subjectKey, 0, 2)
 	keys = append(keys, keyOf(s))
 	if s.GetIss() != "" {
 		keys = append(keys, subjectKey{kind: s.GetKind(), value: s.GetValue()})
 	}
-	for _, n := range names {
-		keys = append(keys, subjectKey{kind: delegatedKind, value: n})
-	}
 	return keys
+}
+
+func subjectHasher(seed maphash.Seed) func(subjectKey) uint64 {
+	return func(k subjectKey) uint64 {
+		var h maphash.Hash
+		h.SetSeed(seed)
+		h.WriteString(k.kind)
+		h.WriteByte(0)
+		h.WriteString(k.iss)
+		h.WriteByte(0)
+		h.WriteString(k.value)
+		return h.Sum64()
+	}
 }
 
 func emptyState() *State {
 	seed := maphash.MakeSeed()
 	s := &State{
-		resources: make([]hashTrie[string, entry], len(agentauthv1.ServedTypes())),
-		revoked:   newHashTrie[subjectKey, []*agentauthv1.Revocation](subjectHasher(seed)),
-		risk:      newHashTrie[subjectKey, []*agentauthv1.RiskState](subjectHasher(seed)),
+		resources: make([]hamt.Map[string, entry], len(agentauthv1.ServedTypes())),
+		revoked:   revocation.NewIndex(),
+		risk:      hamt.New[subjectKey, []*agentauthv1.RiskState](subjectHasher(seed)),
 	}
 	for i := range s.resources {
-		s.resources[i] = newHashTrie[string, entry](stringHasher(seed))
+		s.resources[i] = hamt.New[string, entry](hamt.StringHasher(seed))
 	}
 	return s
 }
 
 // typed returns the resources of a type URL, and false for a type that is not served.
-func (s *State) typed(typeURL string) (hashTrie[string, entry], bool) {
+func (s *State) typed(typeURL string) (hamt.Map[string, entry], bool) {
 	if i := slices.Index(agentauthv1.ServedTypes(), typeURL); i >= 0 {
 		return s.resources[i], true
 	}
-	return hashTrie[string, entry]{}, false
+	return hamt.Map[string, entry]{}, false
 }
+
+// RevocationIndex returns the index of the revocations this state holds: what a sidecar asks whether a caller is
+// refused.
+func (s *State) RevocationIndex() *revocation.Index { return s.revoked }
 
 // Revoked returns the revocation that refuses, at now, a credential of the subject (kind, iss, value) issued at
-// issuedAt (Revocation.Refuses), or nil. When in doubt it refuses, so an empty iss matches the subject under any
-// issuer: a sidecar does not always know who issued the identifier it checks (a Txn-Token's sub does not say
-// which identity provider named the user, nor an opaque id which transmitter).
+// issuedAt, or nil (revocation.Index.Refusing; an empty iss matches the subject under any issuer).
 func (s *State) Revoked(kind, iss, value string, issuedAt, now time.Time) *agentauthv1.Revocation {
-	list, _ := s.revoked.get(subjectKey{kind, iss, value})
-	for _, r := range list {
-		if r.Refuses(issuedAt, now) {
-			return r
-		}
-	}
-	return nil
+	return s.revoked.Refusing(revocation.Kind(kind), iss, value, issuedAt, now)
 }
 
-// RevokedDelegated is Revoked for a delegated user as the token service names them (a Txn-Token's sub): the
-// revocation whose delegated_subjects holds that name (agentauthv1.NormalDelegated) and that refuses, at now, a
-// token of that user issued at issuedAt, or nil.
+// RevokedDelegated is Revoked for a delegated user as the token service names them (a Txn-Token's sub)
+// (revocation.Index.RefusingDelegated).
 func (s *State) RevokedDelegated(sub string, issuedAt, now time.Time) *agentauthv1.Revocation {
-	return s.Revoked(delegatedKind, "", agentauthv1.NormalDelegated(sub), issuedAt, now)
+	return s.revoked.RefusingDelegated(sub, issuedAt, now)
 }
 
 // Policy returns the policy with the given id.
@@ -119,7 +121,7 @@ func (s *State) Revocations() []*agentauthv1.Revocation {
 // Risks returns the risk states of the subject (kind, iss, value); with an empty iss, those under every issuer,
 // as Revoked matches.
 func (s *State) Risks(kind, iss, value string) []*agentauthv1.RiskState {
-	list, _ := s.risk.get(subjectKey{kind, iss, value})
+	list, _ := s.risk.Get(subjectKey{kind, iss, value})
 	return list
 }
 
@@ -144,20 +146,20 @@ func (s *State) ResourceVersions(typeURL string) map[string]string {
 	if !ok {
 		return nil
 	}
-	out := make(map[string]string, m.len())
-	m.each(func(name string, e entry) { out[name] = e.version })
+	out := make(map[string]string, m.Len())
+	m.Each(func(name string, e entry) { out[name] = e.version })
 	return out
 }
 
 // Len returns the number of resources of a type URL.
 func (s *State) Len(typeURL string) int {
 	m, _ := s.typed(typeURL)
-	return m.len()
+	return m.Len()
 }
 
 func get[M proto.Message](s *State, typeURL, name string) (M, bool) {
 	m, _ := s.typed(typeURL)
-	e, ok := m.get(name)
+	e, ok := m.Get(name)
 	if !ok {
 		var zero M
 		return zero, false
@@ -172,7 +174,7 @@ func all[M proto.Message](s *State, typeURL string) []M {
 	}
 	var list []named
 	m, _ := s.typed(typeURL)
-	m.each(func(name string, e entry) { list = append(list, named{name, e.msg.(M)}) })
+	m.Each(func(name string, e entry) { list = append(list, named{name, e.msg.(M)}) })
 	slices.SortFunc(list, func(a, b named) int { return strings.Compare(a.name, b.name) })
 	out := make([]M, len(list))
 	for i, n := range list {
@@ -196,57 +198,58 @@ func (s *State) with(typeURL string, updates []resourceUpdate, removed []string)
 	next.resources = slices.Clone(s.resources)
 	res := &next.resources[ti]
 
-	// unindex drops the current resource called name from the subject indexes.
+	// unindex drops the current risk state called name from the subject index.
 	unindex := func(name string) {
-		old, ok := res.get(name)
+		old, ok := res.Get(name)
 		if !ok {
 			return
 		}
-		switch m := old.msg.(type) {
-		case *agentauthv1.Revocation:
-			next.revoked = unindexed(next.revoked, indexKeys(m.GetSubject(), m.GetDelegatedSubjects()),
-				func(r *agentauthv1.Revocation) bool { return r.GetId() == name })
-		case *agentauthv1.RiskState:
+		if m, ok := old.msg.(*agentauthv1.RiskState); ok {
 			key := m.GetSubject().Key()
-			next.risk = unindexed(next.risk, indexKeys(m.GetSubject(), nil),
+			next.risk = unindexed(next.risk, indexKeys(m.GetSubject()),
 				func(r *agentauthv1.RiskState) bool { return r.GetSubject().Key() == key })
 		}
 	}
+	// Revocations are indexed by the revocation package; their resource name is their id.
+	var revoked []*agentauthv1.Revocation
 	for _, name := range removed {
 		unindex(name)
-		*res = res.del(name)
+		*res = res.Del(name)
 	}
 	for _, u := range updates {
 		unindex(u.name)
-		*res = res.set(u.name, entry{msg: u.msg, version: u.version})
+		*res = res.Set(u.name, entry{msg: u.msg, version: u.version})
 		switch m := u.msg.(type) {
 		case *agentauthv1.Revocation:
-			next.revoked = indexed(next.revoked, indexKeys(m.GetSubject(), m.GetDelegatedSubjects()), m)
+			revoked = append(revoked, m)
 		case *agentauthv1.RiskState:
-			next.risk = indexed(next.risk, indexKeys(m.GetSubject(), nil), m)
+			next.risk = indexed(next.risk, indexKeys(m.GetSubject()), m)
 		}
+	}
+	if typeURL == agentauthv1.RevocationType {
+		next.revoked = s.revoked.With(revoked, removed)
 	}
 	return &next
 }
 
 // indexed returns idx with v added to the list of each of keys (indexKeys).
-func indexed[V any](idx hashTrie[subjectKey, []V], keys []subjectKey, v V) hashTrie[subjectKey, []V] {
+func indexed[V any](idx hamt.Map[subjectKey, []V], keys []subjectKey, v V) hamt.Map[subjectKey, []V] {
 	for _, k := range keys {
-		list, _ := idx.get(k)
-		idx = idx.set(k, append(slices.Clip(list), v))
+		list, _ := idx.Get(k)
+		idx = idx.Set(k, append(slices.Clip(list), v))
 	}
 	return idx
 }
 
 // unindexed returns idx without the entries that drop matches in the lists of keys; an emptied list leaves no
 // key behind.
-func unindexed[V any](idx hashTrie[subjectKey, []V], keys []subjectKey, drop func(V) bool) hashTrie[subjectKey, []V] {
+func unindexed[V any](idx hamt.Map[subjectKey, []V], keys []subjectKey, drop func(V) bool) hamt.Map[subjectKey, []V] {
 	for _, k := range keys {
-		list, _ := idx.get(k)
+		list, _ := idx.Get(k)
 		if list = slices.DeleteFunc(slices.Clone(list), drop); len(list) == 0 {
-			idx = idx.del(k)
+			idx = idx.Del(k)
 		} else {
-			idx = idx.set(k, list)
+			idx = idx.Set(k, list)
 		}
 	}
 	return idx

@@ -33,13 +33,13 @@ const permitAll = `permit (principal, action, resource);`
 func TestPushAndAck(t *testing.T) {
 	ca := testca.New(t, td)
 	c := newController(t, ca)
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.pub.SetTrustBundle(trustBundle(ca, 1)); err != nil {
+	if err := c.w.SetTrustBundle(trustBundle(ca, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.pub.SetRisk(&agentauthv1.RiskState{Subject: &agentauthv1.Subject{Kind: "user_email", Value: "a@example.org"}, RiskLevel: "HIGH"}); err != nil {
+	if err := c.w.SetRisk(&agentauthv1.RiskState{Subject: &agentauthv1.Subject{Kind: "user_email", Value: "a@example.org"}, RiskLevel: "HIGH"}); err != nil {
 		t.Fatal(err)
 	}
 	sc := c.sidecar("a", nil, func(cfg *ClientConfig) {
@@ -63,7 +63,7 @@ func TestPushAndAck(t *testing.T) {
 
 	// A revocation pushed after the initial sync arrives as one small update.
 	before := sc.Status().Received
-	if err := c.pub.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/b")); err != nil {
+	if err := c.w.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/b")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "revocation r1", func() bool { _, ok := sc.State().Revocation("r1"); return ok })
@@ -101,7 +101,7 @@ func TestPushAndAck(t *testing.T) {
 func TestNACKKeepsLastGoodState(t *testing.T) {
 	ca := testca.New(t, td)
 	c := newController(t, ca)
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
 		t.Fatal(err)
 	}
 	strict := c.sidecar("strict", nil, func(cfg *ClientConfig) {
@@ -114,7 +114,7 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 
 	// The controller has no Cedar validator here, so the bad policy reaches the sidecars.
 	bad := policy("p2", `permit (principal, action, resource) when { principal.risk == };`)
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), bad}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), bad}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the NACK", func() bool { return strict.Status().NACKs == 1 })
@@ -139,7 +139,7 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 	if lax.Status().NACKs != 0 {
 		t.Errorf("lax sidecar NACKed: %s", lax.Status().LastNACK)
 	}
-	if err := c.pub.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/x")); err != nil {
+	if err := c.w.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/x")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the revocation on the strict sidecar", func() bool { _, ok := strict.State().Revocation("r1"); return ok })
@@ -164,7 +164,7 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 	waitFor(t, "lax: all SYNCED", func() bool { return maps.Equal(syncOf(lax), allSynced) })
 
 	// Fixing the policy clears the way.
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), policy("p2", `forbid (principal, action, resource);`)}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), policy("p2", `forbid (principal, action, resource);`)}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the fixed policy", func() bool { _, ok := strict.State().Policy("p2"); return ok })
@@ -174,15 +174,15 @@ func TestNACKKeepsLastGoodState(t *testing.T) {
 func TestControllerRestartAndDown(t *testing.T) {
 	ca := testca.New(t, td)
 	c := newController(t, ca)
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), policy("p2", permitAll)}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll), policy("p2", permitAll)}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		if err := c.pub.UpsertRevocation(spiffeRevocation(fmt.Sprintf("r%d", i), fmt.Sprintf("spiffe://example.org/agent/%d", i))); err != nil {
+		if err := c.w.UpsertRevocation(spiffeRevocation(fmt.Sprintf("r%d", i), fmt.Sprintf("spiffe://example.org/agent/%d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := c.pub.SetTrustBundle(trustBundle(ca, 1)); err != nil {
+	if err := c.w.SetTrustBundle(trustBundle(ca, 1)); err != nil {
 		t.Fatal(err)
 	}
 	sc := c.sidecar("a", nil, nil)
@@ -251,7 +251,7 @@ func TestControllerRestartAndDown(t *testing.T) {
 		t.Errorf("state after restart: %d revocations, %d policies", len(sc.State().Revocations()), len(sc.State().Policies()))
 	}
 	// And the restarted controller serves new changes.
-	if err := c.pub.DeleteRevocation("r9"); err != nil {
+	if err := c.w.DeleteRevocation("r9"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the deletion", func() bool { _, ok := sc.State().Revocation("r9"); return !ok })
@@ -269,7 +269,7 @@ func TestRevocationReachesEverySidecar(t *testing.T) {
 		s.waitSynced(t)
 	}
 	waitFor(t, "every node listed", func() bool { return len(c.srv.Nodes()) == n })
-	if err := c.pub.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/s3")); err != nil {
+	if err := c.w.UpsertRevocation(spiffeRevocation("r1", "spiffe://example.org/agent/s3")); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range sidecars {
@@ -283,7 +283,7 @@ func TestRevocationReachesEverySidecar(t *testing.T) {
 			t.Errorf("%s: OnUpdate got %+v", s.id, last)
 		}
 	}
-	if err := c.pub.DeleteRevocation("r1"); err != nil {
+	if err := c.w.DeleteRevocation("r1"); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range sidecars {
@@ -295,7 +295,7 @@ func TestClientWithoutValidSVIDIsRefused(t *testing.T) {
 	ca := testca.New(t, td)
 	other := testca.New(t, spiffeid.RequireTrustDomainFromString("evil.example"))
 	c := newController(t, ca)
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -359,7 +359,7 @@ func rawStream(t *testing.T, c *controller) (discovery.AggregatedDiscoveryServic
 func TestBadRequestsGetClearErrors(t *testing.T) {
 	ca := testca.New(t, td)
 	c := newController(t, ca)
-	if err := c.pub.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
+	if err := c.w.SetPolicies([]*agentauthv1.Policy{policy("p1", permitAll)}); err != nil {
 		t.Fatal(err)
 	}
 	version, _ := c.st.Version()

@@ -1,47 +1,33 @@
 package xdsserver
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/log"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
-	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/store"
 	"github.com/agentauth/agentauth/pkg/xds"
 )
 
-// ErrNotFound is returned when deleting something that does not exist.
-var ErrNotFound = store.ErrNotFound
-
 // PublisherConfig configures NewPublisher.
 type PublisherConfig struct {
-	// Validators run, per type URL, on every resource before it is stored (e.g. a Cedar compile for policies).
-	// The structural checks (names, sizes, parseable trust anchors) always run.
-	Validators map[string]xds.Validator
 	// Logger defaults to a no-op logger.
 	Logger *zap.Logger
-	// Now defaults to time.Now; it stamps Revocation.created and RiskState.updated when the caller left them unset.
-	Now func() time.Time
 }
 
-// Publisher is the controller's side of the state: it validates changes, writes them durably to the store, and
-// keeps one delta cache per resource type (see deltaCache) in step with the store, so connected sidecars get
-// each change as a delta. Writes that go to the store directly (e.g. from the SSF receiver) are published too.
+// Publisher is the transport of the controller's state: it keeps one delta cache per resource type (see
+// deltaCache) in step with the store, so connected sidecars get each committed change as a delta. It writes
+// nothing: the controller's state service checks and stores changes (pkg/controller/state), and every write to
+// the store, whoever makes it, is published.
 type Publisher struct {
-	st         *store.Store
-	validators map[string]xds.Validator
-	log        *zap.Logger
-	now        func() time.Time
+	log *zap.Logger
 
 	caches map[string]*deltaCache // by type URL; the map itself is never written after NewPublisher
 	mux    *cache.MuxCache
@@ -76,19 +62,11 @@ func typeOfBucket(bucket string) (string, bool) {
 // the same store serves the same resources with the same versions (resource versions are content hashes), so
 // reconnecting sidecars that send their known versions receive nothing they already have.
 func NewPublisher(st *store.Store, cfg PublisherConfig) (*Publisher, error) {
-	p := &Publisher{st: st, validators: cfg.Validators, log: cfg.Logger, now: cfg.Now,
+	p := &Publisher{log: cfg.Logger,
 		queued: map[string]map[string]types.Resource{}, wake: make(chan struct{}, 1),
 		done: make(chan struct{}), stopped: make(chan struct{})}
 	if p.log == nil {
 		p.log = zap.NewNop()
-	}
-	if p.now == nil {
-		p.now = time.Now
-	}
-	for typeURL := range p.validators {
-		if xds.NewResource(typeURL) == nil {
-			return nil, fmt.Errorf("xds: validator for unknown type %q", typeURL)
-		}
 	}
 
 	// Subscribe before listing: a change committed in between is both listed and queued, and applying it twice
@@ -237,109 +215,6 @@ func (p *Publisher) run() {
 			}
 		}
 	}
-}
-
-func (p *Publisher) check(typeURL string, res proto.Message) error {
-	name := xds.ResourceName(res)
-	if err := xds.CheckResource(name, res); err != nil {
-		return err
-	}
-	if v := p.validators[typeURL]; v != nil {
-		if err := v(name, res); err != nil {
-			return fmt.Errorf("%w: %s: %w", autherr.ErrMalformed, xds.Describe(typeURL, name, res), err)
-		}
-	}
-	return nil
-}
-
-// SetPolicies replaces the whole policy set in one durable write. Every policy is checked first; if one fails,
-// nothing changes and the error names it.
-func (p *Publisher) SetPolicies(policies []*agentauthv1.Policy) error {
-	for _, pol := range policies {
-		if err := p.check(agentauthv1.PolicyType, pol); err != nil {
-			return fmt.Errorf("xds: %w", err)
-		}
-	}
-	if _, err := p.st.Policies().Replace(policies); err != nil {
-		return fmt.Errorf("xds: %w", err)
-	}
-	return nil
-}
-
-// UpsertRevocation stores r durably (created defaults to now) and publishes it to every connected sidecar.
-func (p *Publisher) UpsertRevocation(r *agentauthv1.Revocation) error {
-	r = proto.CloneOf(r)
-	if r.GetCreated() == nil {
-		r.Created = timestamppb.New(p.now())
-	}
-	if err := p.check(agentauthv1.RevocationType, r); err != nil {
-		return fmt.Errorf("xds: %w", err)
-	}
-	if _, err := p.st.Revocations().Put(r); err != nil {
-		return fmt.Errorf("xds: %w", err)
-	}
-	return nil
-}
-
-// DeleteRevocation removes a revocation; ErrNotFound if there is none with that id.
-func (p *Publisher) DeleteRevocation(id string) error {
-	if _, err := p.st.Revocations().Delete(id); err != nil {
-		return fmt.Errorf("xds: %w", err)
-	}
-	return nil
-}
-
-// PruneRevocations deletes, in one durable write, revocations whose expires is not after now, and returns how
-// many it deleted. Sidecars stop enforcing an expired revocation on their own; this keeps the state small.
-func (p *Publisher) PruneRevocations(now time.Time) (int, error) {
-	n, err := p.st.Revocations().DeleteFunc(func(r *agentauthv1.Revocation) bool { return r.Expired(now) })
-	if err != nil {
-		return 0, fmt.Errorf("xds: %w", err)
-	}
-	return n, nil
-}
-
-// SetRisk stores the risk state of its subject (updated defaults to now), replacing any earlier one.
-func (p *Publisher) SetRisk(r *agentauthv1.RiskState) error {
-	r = proto.CloneOf(r)
-	if r.GetUpdated() == nil {
-		r.Updated = timestamppb.New(p.now())
-	}
-	if err := p.check(agentauthv1.RiskStateType, r); err != nil {
-		return fmt.Errorf("xds: %w", err)
-	}
-	if _, err := p.st.Risk().Put(r); err != nil {
-		return fmt.Errorf("xds: %w", err)
-	}
-	return nil
-}
-
-// DeleteRisk forgets the risk state of a subject; ErrNotFound if there is none.
-func (p *Publisher) DeleteRisk(s *agentauthv1.Subject) error {
-	if _, err := p.st.Risk().Delete(s.Key()); err != nil {
-		return fmt.Errorf("xds: %w", err)
-	}
-	return nil
-}
-
-// SetTrustBundle stores the bundle of its trust domain. A bundle with a lower sequence than the stored one is
-// refused, so a stale writer cannot roll trust back.
-func (p *Publisher) SetTrustBundle(b *agentauthv1.TrustBundle) error {
-	if err := p.check(agentauthv1.TrustBundleType, b); err != nil {
-		return fmt.Errorf("xds: %w", err)
-	}
-	old, err := p.st.TrustBundles().Get(b.GetTrustDomain())
-	switch {
-	case err == nil && b.GetSequence() < old.GetSequence():
-		return fmt.Errorf("xds: %w: trust bundle %s sequence %d is older than the stored %d", autherr.ErrMalformed,
-			b.GetTrustDomain(), b.GetSequence(), old.GetSequence())
-	case err != nil && !errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("xds: %w", err)
-	}
-	if _, err := p.st.TrustBundles().Put(b); err != nil {
-		return fmt.Errorf("xds: %w", err)
-	}
-	return nil
 }
 
 // controlPlaneLogger sends go-control-plane's logs to zap; its per-watch Info lines become Debug, since a

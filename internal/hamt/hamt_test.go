@@ -1,4 +1,4 @@
-package xdsclient
+package hamt
 
 import (
 	"hash/maphash"
@@ -18,7 +18,7 @@ func TestHashTrieMatchesMap(t *testing.T) {
 		name string
 		hash func(string) uint64
 	}{
-		{"spread", stringHasher(seed)},
+		{"spread", StringHasher(seed)},
 		{"16 hashes", func(s string) uint64 { return maphash.String(seed, s) % 16 }},
 		{"one hash", func(string) uint64 { return 42 }},
 		{"high bits only", func(s string) uint64 { return maphash.String(seed, s) & (0xf << 60) }},
@@ -26,18 +26,18 @@ func TestHashTrieMatchesMap(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
 			type version struct {
-				trie hashTrie[string, int]
+				trie Map[string, int]
 				want map[string]int
 			}
-			cur, want := newHashTrie[string, int](tc.hash), map[string]int{}
+			cur, want := New[string, int](tc.hash), map[string]int{}
 			var versions []version
 			for step := range 3000 {
 				k := strconv.Itoa(rng.IntN(300))
 				if rng.IntN(3) == 0 {
-					cur = cur.del(k)
+					cur = cur.Del(k)
 					delete(want, k)
 				} else {
-					cur = cur.set(k, step)
+					cur = cur.Set(k, step)
 					want[k] = step
 				}
 				if step%100 == 0 {
@@ -52,13 +52,13 @@ func TestHashTrieMatchesMap(t *testing.T) {
 	}
 }
 
-func checkTrie(t *testing.T, version int, tr hashTrie[string, int], want map[string]int) {
+func checkTrie(t *testing.T, version int, tr Map[string, int], want map[string]int) {
 	t.Helper()
-	if tr.len() != len(want) {
-		t.Fatalf("version %d: len %d, want %d", version, tr.len(), len(want))
+	if tr.Len() != len(want) {
+		t.Fatalf("version %d: len %d, want %d", version, tr.Len(), len(want))
 	}
 	got := map[string]int{}
-	tr.each(func(k string, v int) {
+	tr.Each(func(k string, v int) {
 		if _, dup := got[k]; dup {
 			t.Fatalf("version %d: each visits %q twice", version, k)
 		}
@@ -68,12 +68,12 @@ func checkTrie(t *testing.T, version int, tr hashTrie[string, int], want map[str
 		t.Fatalf("version %d: each gives %v, want %v", version, got, want)
 	}
 	for k, v := range want {
-		if g, ok := tr.get(k); !ok || g != v {
+		if g, ok := tr.Get(k); !ok || g != v {
 			t.Fatalf("version %d: get(%q) = %d, %v; want %d", version, k, g, ok, v)
 		}
 	}
 	for _, k := range []string{"absent", "-1", "300"} {
-		if _, ok := tr.get(k); ok {
+		if _, ok := tr.Get(k); ok {
 			t.Fatalf("version %d: get(%q) found a key never set", version, k)
 		}
 	}
@@ -82,36 +82,36 @@ func checkTrie(t *testing.T, version int, tr hashTrie[string, int], want map[str
 // TestHashTrieEmpties checks that deleting everything leaves no nodes behind, so lookups on an emptied map do
 // not walk dead paths, and that the zero trie answers lookups.
 func TestHashTrieEmpties(t *testing.T) {
-	var zero hashTrie[string, int]
-	if _, ok := zero.get("x"); ok || zero.len() != 0 {
+	var zero Map[string, int]
+	if _, ok := zero.Get("x"); ok || zero.Len() != 0 {
 		t.Fatal("zero trie is not empty")
 	}
-	tr := newHashTrie[string, int](stringHasher(maphash.MakeSeed()))
+	tr := New[string, int](StringHasher(maphash.MakeSeed()))
 	for i := range 1000 {
-		tr = tr.set(strconv.Itoa(i), i)
+		tr = tr.Set(strconv.Itoa(i), i)
 	}
 	if tr.root.kids == nil {
 		t.Fatal("1000 entries did not split the root")
 	}
 	for i := range 1000 {
-		tr = tr.del(strconv.Itoa(i))
+		tr = tr.Del(strconv.Itoa(i))
 	}
-	if tr.root != nil || tr.len() != 0 {
-		t.Fatalf("emptied trie keeps root %p, len %d", tr.root, tr.len())
+	if tr.root != nil || tr.Len() != 0 {
+		t.Fatalf("emptied trie keeps root %p, len %d", tr.root, tr.Len())
 	}
-	if same := tr.del("missing"); same.root != nil || same.len() != 0 {
+	if same := tr.Del("missing"); same.root != nil || same.Len() != 0 {
 		t.Fatal("deleting a missing key changed the trie")
 	}
 }
 
 // BenchmarkHashTrieSet is one set on a map of 10,000 entries: the copy an xDS update pays per changed name.
 func BenchmarkHashTrieSet(b *testing.B) {
-	tr := newHashTrie[string, int](stringHasher(maphash.MakeSeed()))
+	tr := New[string, int](StringHasher(maphash.MakeSeed()))
 	for i := range 10_000 {
-		tr = tr.set(strconv.Itoa(i), i)
+		tr = tr.Set(strconv.Itoa(i), i)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = tr.set("new", 1)
+		_ = tr.Set("new", 1)
 	}
 }

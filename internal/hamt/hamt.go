@@ -1,16 +1,16 @@
-package xdsclient
+package hamt
 
 import (
 	"hash/maphash"
 	"slices"
 )
 
-// hashTrie is an immutable map: a hash array mapped trie (Bagwell, "Ideal Hash Trees", 2001) of 16-way inner
-// nodes over small leaves. set and del return a new trie that copies only the nodes on the path to the key and
+// Map is an immutable map: a hash array mapped trie (Bagwell, "Ideal Hash Trees", 2001) of 16-way inner
+// nodes over small leaves. Set and Del return a new trie that copies only the nodes on the path to the key and
 // shares the rest, so a change costs a few hundred bytes whatever the map holds. That is what lets a sidecar
 // replace its State on every xDS update, even with thousands of revocations, without the garbage of copying them.
-// The zero value (with a hash) is empty; a hashTrie is a value, and copies of it are independent maps.
-type hashTrie[K comparable, V any] struct {
+// The zero value (with a hash) is empty; a Map is a value, and copies of it are independent maps.
+type Map[K comparable, V any] struct {
 	root *trieNode[K, V]
 	n    int
 	hash func(K) uint64
@@ -39,13 +39,16 @@ type trieEntry[K comparable, V any] struct {
 	val  V
 }
 
-func newHashTrie[K comparable, V any](hash func(K) uint64) hashTrie[K, V] {
-	return hashTrie[K, V]{hash: hash}
+// New returns an empty Map that hashes keys with hash.
+func New[K comparable, V any](hash func(K) uint64) Map[K, V] {
+	return Map[K, V]{hash: hash}
 }
 
-func (t hashTrie[K, V]) len() int { return t.n }
+// Len returns the number of entries.
+func (t Map[K, V]) Len() int { return t.n }
 
-func (t hashTrie[K, V]) get(k K) (V, bool) {
+// Get returns the value of k, and whether there is one.
+func (t Map[K, V]) Get(k K) (V, bool) {
 	var zero V
 	if t.root == nil {
 		return zero, false
@@ -66,8 +69,8 @@ func (t hashTrie[K, V]) get(k K) (V, bool) {
 	return zero, false
 }
 
-// set returns t with k mapped to v.
-func (t hashTrie[K, V]) set(k K, v V) hashTrie[K, V] {
+// Set returns t with k mapped to v.
+func (t Map[K, V]) Set(k K, v V) Map[K, V] {
 	root, added := t.root.with(0, trieEntry[K, V]{hash: t.hash(k), key: k, val: v})
 	t.root = root
 	if added {
@@ -76,8 +79,8 @@ func (t hashTrie[K, V]) set(k K, v V) hashTrie[K, V] {
 	return t
 }
 
-// del returns t without k.
-func (t hashTrie[K, V]) del(k K) hashTrie[K, V] {
+// Del returns t without k.
+func (t Map[K, V]) Del(k K) Map[K, V] {
 	root, removed := t.root.without(0, t.hash(k), k)
 	if removed {
 		t.root = root
@@ -86,8 +89,8 @@ func (t hashTrie[K, V]) del(k K) hashTrie[K, V] {
 	return t
 }
 
-// each calls fn for every entry, in no particular order.
-func (t hashTrie[K, V]) each(fn func(K, V)) { t.root.each(fn) }
+// Each calls fn for every entry, in no particular order.
+func (t Map[K, V]) Each(fn func(K, V)) { t.root.each(fn) }
 
 // with returns a copy of the subtree n (at depth shift) holding e, and whether e's key is new.
 func (n *trieNode[K, V]) with(shift uint, e trieEntry[K, V]) (*trieNode[K, V], bool) {
@@ -176,19 +179,7 @@ func (n *trieNode[K, V]) each(fn func(K, V)) {
 	}
 }
 
-func stringHasher(seed maphash.Seed) func(string) uint64 {
+// StringHasher hashes strings with seed.
+func StringHasher(seed maphash.Seed) func(string) uint64 {
 	return func(s string) uint64 { return maphash.String(seed, s) }
-}
-
-func subjectHasher(seed maphash.Seed) func(subjectKey) uint64 {
-	return func(k subjectKey) uint64 {
-		var h maphash.Hash
-		h.SetSeed(seed)
-		h.WriteString(k.kind)
-		h.WriteByte(0)
-		h.WriteString(k.iss)
-		h.WriteByte(0)
-		h.WriteString(k.value)
-		return h.Sum64()
-	}
 }
