@@ -303,7 +303,9 @@ func TestSidecarRestartDuringControllerOutage(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	c.ctl(t, false, "revoke", "--kind", "spiffe", "--value", agentID.String(), "--reason", "compromised")
+	// --no-renew: a session revocation alone lets the agent renew and resume, which a loaded machine may do
+	// before the first refused call is seen.
+	c.ctl(t, false, "revoke", "--kind", "spiffe", "--value", agentID.String(), "--reason", "compromised", "--no-renew")
 	body := waitStatus(t, p, url, http.StatusForbidden)
 	mustContain(t, body, `"revoked"`)
 	c.proc.stop(t)
