@@ -14,6 +14,7 @@ import (
 
 	ijose "github.com/agentauth/agentauth/internal/jose"
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"go.uber.org/zap"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -125,6 +126,8 @@ type RemoteJWKSConfig struct {
 	MinRefresh time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Logger is told about skipped keys and failed refreshes; nil means no logging.
+	Logger *zap.Logger
 }
 
 // RemoteJWKS is a token issuer's JWKS fetched over HTTPS and cached by internal/jose.RemoteKeySet: kept for the
@@ -136,7 +139,7 @@ type RemoteJWKS struct{ keys *ijose.RemoteKeySet }
 // NewRemoteJWKS checks cfg; the first fetch happens on first use.
 func NewRemoteJWKS(cfg RemoteJWKSConfig) (*RemoteJWKS, error) {
 	keys, err := ijose.NewRemoteKeySet(ijose.RemoteKeySetConfig{URL: cfg.URL, Client: cfg.Client,
-		MinRefresh: cfg.MinRefresh, MaxAge: cfg.MaxAge, Now: cfg.Now})
+		MinRefresh: cfg.MinRefresh, MaxAge: cfg.MaxAge, Now: cfg.Now, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("oauth: %w", err)
 	}
