@@ -116,7 +116,7 @@ type jwksServer struct {
 	gate    chan struct{} // when set, each fetch waits for it to close
 }
 
-func newJWKSServer(t *testing.T, body []byte) *jwksServer {
+func newJWKSServer(t testing.TB, body []byte) *jwksServer {
 	s := &jwksServer{body: body, status: http.StatusOK}
 	s.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		s.fetches.Add(1)

@@ -128,8 +128,10 @@ func (c RemoteKeySetConfig) withDefaults() RemoteKeySetConfig {
 func (r *RemoteKeySet) Keys(ctx context.Context, kid string, alg jose.SignatureAlgorithm) ([]jose.JSONWebKey, error) {
 	now := r.cfg.Now()
 	st := r.state.Load()
-	if r.wantFetch(st, now, kid, alg) {
+	match := st.set.Select(kid, alg)
+	if r.wantFetch(st, now, len(match) == 0) {
 		st = r.refresh(ctx, st)
+		match = st.set.Select(kid, alg)
 	}
 	if st.set == nil {
 		return nil, st.err
@@ -138,16 +140,16 @@ func (r *RemoteKeySet) Keys(ctx context.Context, kid string, alg jose.SignatureA
 		return nil, fmt.Errorf("JWKS %s: keys fetched at %s are too old to use: %w", r.source,
 			st.fetched.UTC().Format(time.RFC3339), st.err)
 	}
-	return st.set.Select(kid, alg), nil
+	return match, nil
 }
 
-// wantFetch reports whether a lookup should fetch: nothing held, the set expired, or no key for kid/alg; and not
-// within MinRefresh of the last attempt.
-func (r *RemoteKeySet) wantFetch(st *keyState, now time.Time, kid string, alg jose.SignatureAlgorithm) bool {
+// wantFetch reports whether a lookup should fetch: nothing held, the set expired, or no key for its kid/alg
+// (miss); and not within MinRefresh of the last attempt.
+func (r *RemoteKeySet) wantFetch(st *keyState, now time.Time, miss bool) bool {
 	if !st.attempt.IsZero() && now.Sub(st.attempt) < r.cfg.MinRefresh {
 		return false
 	}
-	return st.set == nil || (!st.expires.IsZero() && !now.Before(st.expires)) || len(st.set.Select(kid, alg)) == 0
+	return st.set == nil || (!st.expires.IsZero() && !now.Before(st.expires)) || miss
 }
 
 // refresh fetches the set unless another goroutine did so since seen, and returns the newest state.
