@@ -339,6 +339,18 @@ func TestRemoteKeySetConcurrentLookupsFetchOnce(t *testing.T) {
 	}
 }
 
+// A fetch serves every lookup waiting on it: the caller that started it going away does not fail it.
+func TestRemoteKeySetFetchOutlivesCaller(t *testing.T) {
+	_, a := p256Key(t, "a")
+	s := newJWKSServer(t, setJSON(t, a))
+	r := newRemote(t, s.cfg(newTestClock()))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if keys, err := r.Keys(ctx, "a", jose.ES256); err != nil || len(keys) != 1 {
+		t.Fatalf("Keys with a cancelled context: %d keys, %v", len(keys), err)
+	}
+}
+
 func TestNewRemoteKeySetURL(t *testing.T) {
 	for _, tc := range []struct {
 		url       string

@@ -23,6 +23,8 @@ const (
 	DefaultMinRefresh = 30 * time.Second
 	DefaultMaxAge     = 5 * time.Minute
 	defaultTimeout    = 10 * time.Second
+	// fetchTimeout bounds a fetch whatever the caller's client allows.
+	fetchTimeout = 30 * time.Second
 )
 
 // RemoteKeySetConfig configures NewRemoteKeySet and NewFileKeySet.
@@ -55,7 +57,8 @@ type RemoteKeySetConfig struct {
 //     endpoint). A failed refresh keeps serving the keys held until they are MaxAge past their fetch plus one
 //     MinRefresh of grace (a file's: for ever), retrying at most once per MinRefresh; after that lookups fail.
 //   - Lookups take no lock: the keys are an immutable snapshot behind an atomic pointer. A fetch holds a mutex
-//     only the fetchers take, so concurrent lookups that need a fetch cause one.
+//     only the fetchers take, so concurrent lookups that need a fetch cause one. It is not cancelled with the
+//     lookup that started it (the client's timeout, at most 30 s, bounds it).
 //   - Sets are parsed by ParseKeySet: unusable keys are skipped (and logged), a set with a private key is refused.
 type RemoteKeySet struct {
 	source string
@@ -159,6 +162,10 @@ func (r *RemoteKeySet) refresh(ctx context.Context, seen *keyState) *keyState {
 	if cur := r.state.Load(); cur != seen {
 		return cur // fetched meanwhile
 	}
+	// The fetch serves every lookup waiting on it, so one caller going away must not fail it for all (and stop
+	// the next attempt for MinRefresh): it runs on its own deadline.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+	defer cancel()
 	now := r.cfg.Now()
 	set, ttl, err := r.load(ctx)
 	next := *seen
