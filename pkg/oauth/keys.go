@@ -14,9 +14,9 @@ import (
 
 	ijose "github.com/agentauth/agentauth/internal/jose"
 	"github.com/agentauth/agentauth/pkg/autherr"
-	"go.uber.org/zap"
 
 	"github.com/go-jose/go-jose/v4"
+	"go.uber.org/zap"
 )
 
 // KeySource gives the verification keys of one token issuer (the token service, or a user-token issuer). It is
