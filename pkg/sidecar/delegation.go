@@ -44,7 +44,8 @@ func (s *Sidecar) newTxnVerifier(self spiffeid.ID) (*oauth.TxnVerifier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ingress.txnToken.serverID: %w", err)
 		}
-		r, err := oauth.NewRemoteJWKS(oauth.RemoteJWKSConfig{URL: c.JWKSURL, Client: client})
+		r, err := oauth.NewRemoteJWKS(oauth.RemoteJWKSConfig{URL: c.JWKSURL, Client: client,
+			Logger: s.log.Named("jwks")})
 		if err != nil {
 			return nil, fmt.Errorf("ingress.txnToken.jwksURL: %w", err)
 		}

@@ -10,9 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	ijose "github.com/agentauth/agentauth/internal/jose"
-	"github.com/go-jose/go-jose/v4"
 )
 
 // FuzzPushBody: any body gets 202 or 400 with an RFC 8935 error code, never a panic or another status.
@@ -121,30 +118,4 @@ func (m *memDedup) Mark(_ context.Context, iss, jti string, _ time.Time) error {
 	defer m.mu.Unlock()
 	m.seen[iss+"\x00"+jti] = true
 	return nil
-}
-
-// FuzzParseJWKS: a transmitter's JWK Set (fetched from its jwks_uri) never panics the parser, and what it keeps
-// is a bounded list of public, asymmetric signature keys.
-func FuzzParseJWKS(f *testing.F) {
-	ec, ed, rs := newKey(f, "ec", jose.ES256), newKey(f, "ed", jose.EdDSA), newKey(f, "rs", jose.RS256)
-	f.Add(jwksOf(f, ec, ed, rs))
-	priv, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{ec}})
-	f.Add(priv)
-	f.Add([]byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"hs"},{"kty":"EC","crv":"P-256","x":"bad","y":"bad"}]}`))
-	f.Add([]byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","use":"enc"}]}`))
-	f.Add([]byte(`{"keys":null}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		keys, err := parseJWKS(data)
-		if err != nil {
-			return
-		}
-		if len(keys) == 0 || len(keys) > maxJWKSKeys {
-			t.Fatalf("%d keys", len(keys))
-		}
-		for _, k := range keys {
-			if !k.IsPublic() || !ijose.Asymmetric(k.Key) || (k.Use != "" && k.Use != "sig") {
-				t.Fatalf("kept %s %q (use %q)", ijose.KeyDescription(k.Key), k.KeyID, k.Use)
-			}
-		}
-	})
 }

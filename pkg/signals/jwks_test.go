@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	ijose "github.com/agentauth/agentauth/internal/jose"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/signals/signalstest"
 )
@@ -61,19 +61,28 @@ func TestJWKSRotationOverURL(t *testing.T) {
 		t.Fatalf("retired key still accepted: %d %+v", code, eb)
 	}
 
-	// The set expires after its max-age and is fetched again.
-	clk.Advance(601 * time.Second)
+	// The set expires after its max-age, clamped to JWKSCacheConfig.MaxAge (5m), and is fetched again.
+	clk.Advance(299 * time.Second)
+	if code, _ := push(fresh); code != 202 || hits() != 2 {
+		t.Fatalf("before max-age: %d fetches", hits())
+	}
+	clk.Advance(2 * time.Second)
 	if code, _ := push(fresh); code != 202 || hits() != 3 {
 		t.Fatalf("after max-age: %d fetches", hits())
 	}
-	// A failed refresh keeps the last good keys (fail-static).
+	// A failed refresh keeps the last good keys (fail-static) for one MinRefresh past MaxAge.
 	tr.SetJWKSStatus(http.StatusInternalServerError)
-	clk.Advance(601 * time.Second)
+	clk.Advance(301 * time.Second)
 	if code, eb := push(fresh); code != 202 || hits() != 4 {
 		t.Fatalf("failed refresh: %d %+v, %d fetches", code, eb, hits())
 	}
-	if got := len(sink.Calls()); got != 5 {
-		t.Fatalf("%d applies, want 5", got)
+	// Then they are too old to trust: the SET is not refused, it fails on our side (503, delivered again).
+	clk.Advance(30 * time.Second)
+	if code, _ := push(fresh); code != http.StatusServiceUnavailable || hits() != 5 {
+		t.Fatalf("keys past MaxAge+MinRefresh while the JWKS is down: %d, %d fetches", code, hits())
+	}
+	if got := len(sink.Calls()); got != 6 {
+		t.Fatalf("%d applies, want 6", got)
 	}
 }
 
@@ -97,68 +106,6 @@ func TestJWKSUnreachableIsOurProblem(t *testing.T) {
 	}
 }
 
-func TestCacheTTL(t *testing.T) {
-	cfg := JWKSCacheConfig{}.withDefaults()
-	for header, want := range map[string]time.Duration{
-		"":                          time.Hour,
-		"max-age=300":               5 * time.Minute,
-		"public, max-age=7200":      2 * time.Hour,
-		"max-age=5":                 time.Minute,
-		"max-age=99999999999999999": 24 * time.Hour,
-		"max-age=nope":              time.Hour,
-		"no-store":                  time.Minute,
-		"max-age=600, no-cache":     time.Minute,
-	} {
-		if got := cacheTTL(header, cfg); got != want {
-			t.Errorf("cacheTTL(%q) = %s, want %s", header, got, want)
-		}
-	}
-}
-
-func TestParseJWKS(t *testing.T) {
-	ec := newKey(t, "ec", jose.ES256)
-	ed := newKey(t, "ed", jose.EdDSA)
-	pubEC, _ := json.Marshal(ec.Public())
-	privEd, _ := json.Marshal(ed)
-	tests := []struct {
-		name string
-		json string
-		kids []string
-	}{
-		{"public key", `{"keys":[` + string(pubEC) + `]}`, []string{"ec"}},
-		{"private key reduced to public", `{"keys":[` + string(privEd) + `]}`, []string{"ed"}},
-		{"bad and symmetric keys skipped", `{"keys":[{"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0","kid":"hs"},{"kty":"XYZ"},` +
-			`{"kty":"EC","crv":"P-256","x":"bad","y":"bad","kid":"broken"},` + string(pubEC) + `]}`, []string{"ec"}},
-		{"encryption key skipped", `{"keys":[` + strings.Replace(string(pubEC), `"use":"sig"`, `"use":"enc"`, 1) + `]}`, nil},
-		{"no keys", `{"keys":[]}`, nil},
-		{"not JSON", `<html>`, nil},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			keys, err := parseJWKS([]byte(tc.json))
-			if tc.kids == nil {
-				if err == nil {
-					t.Fatalf("accepted %v", keys)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var kids []string
-			for _, k := range keys {
-				if !k.IsPublic() {
-					t.Errorf("key %s is private", k.KeyID)
-				}
-				kids = append(kids, k.KeyID)
-			}
-			if strings.Join(kids, ",") != strings.Join(tc.kids, ",") {
-				t.Fatalf("kids %v, want %v", kids, tc.kids)
-			}
-		})
-	}
-}
-
 // A transmitter's key is offered for a SET's alg only if it fits that alg: the curve for ES*, at least 2048 bits
 // for RS* and PS*. The receiver used to check only the alg's prefix, so a P-384 key answered ES256 and a 1024-bit
 // RSA key answered RS256.
@@ -179,7 +126,7 @@ func TestSelectKeysFitsAlg(t *testing.T) {
 		{jose.ES256, ""}, {jose.ES512, ""}, {jose.ES384, "ec"}, {jose.RS256, ""}, {jose.PS256, ""}, {jose.EdDSA, ""},
 	} {
 		var kids []string
-		for _, k := range selectKeys(keys, "", tc.alg) {
+		for _, k := range (&ijose.KeySet{Keys: keys}).Select("", tc.alg) {
 			kids = append(kids, k.KeyID)
 		}
 		if strings.Join(kids, ",") != tc.want {

@@ -46,7 +46,7 @@ type TransmitterConfig struct {
 	Audience []string
 	// JWKSURL (https, or http on a loopback address) or JWKSFile: where the transmitter's public keys are. A URL
 	// is cached per its Cache-Control max-age; either is fetched again when a SET names a kid it lacks (at most
-	// once per JWKSCacheConfig.RefetchInterval), which is how key rotation reaches the receiver.
+	// once per JWKSCacheConfig.MinRefresh), which is how key rotation reaches the receiver.
 	JWKSURL  string
 	JWKSFile string
 	// AllowedAlgs are the JWS algorithms accepted; asymmetric only. Default: RS256/384/512, PS256/384/512,
@@ -127,7 +127,7 @@ type Receiver struct {
 
 type transmitter struct {
 	TransmitterConfig
-	keys *keySet
+	keys *ijose.RemoteKeySet
 }
 
 type streamKey struct{ iss, stream string }
@@ -165,7 +165,8 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 	if r.client == nil {
 		r.client = &http.Client{Timeout: 10 * time.Second}
 	}
-	cache := cfg.JWKSCache.withDefaults()
+	cache := cfg.JWKSCache.keySetConfig()
+	cache.Client, cache.Now = r.client, r.now
 	for _, tc := range cfg.Transmitters {
 		t, err := r.newTransmitter(tc, cache)
 		if err != nil {
@@ -184,7 +185,7 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 	return r, nil
 }
 
-func (r *Receiver) newTransmitter(tc TransmitterConfig, cache JWKSCacheConfig) (*transmitter, error) {
+func (r *Receiver) newTransmitter(tc TransmitterConfig, cache ijose.RemoteKeySetConfig) (*transmitter, error) {
 	switch {
 	case tc.Issuer == "":
 		return nil, errors.New("signals: transmitter with no issuer")
@@ -208,19 +209,20 @@ func (r *Receiver) newTransmitter(tc TransmitterConfig, cache JWKSCacheConfig) (
 		tc.MaxIATFuture = 5 * time.Minute
 	}
 	t := &transmitter{TransmitterConfig: tc}
-	log := r.log.With(zap.String("transmitter", tc.Issuer))
+	cache.Logger = r.log.With(zap.String("transmitter", tc.Issuer))
+	var err error
 	if tc.JWKSURL != "" {
 		if err := checkOutboundURL(tc.JWKSURL); err != nil {
 			return nil, fmt.Errorf("signals: transmitter %q: JWKS URL: %w", tc.Issuer, err)
 		}
-		t.keys = newURLKeySet(tc.JWKSURL, r.client, cache, r.now, log)
-		return t, nil
+		cache.URL, cache.AllowHTTP = tc.JWKSURL, true // checkOutboundURL allows http to loopback only
+		t.keys, err = ijose.NewRemoteKeySet(cache)
+	} else {
+		t.keys, err = ijose.NewFileKeySet(tc.JWKSFile, cache)
 	}
-	keys, err := newFileKeySet(tc.JWKSFile, cache, r.now, log)
 	if err != nil {
 		return nil, fmt.Errorf("signals: transmitter %q: %w", tc.Issuer, err)
 	}
-	t.keys = keys
 	return t, nil
 }
 
@@ -365,7 +367,7 @@ func (t *transmitter) verifySignature(ctx context.Context, jws *jose.JSONWebSign
 	if !slices.Contains(t.AllowedAlgs, alg) {
 		return nil, refuse(CodeInvalidKey, autherr.ErrUnsupportedAlg, "algorithm %s is not accepted from %s", alg, t.Issuer)
 	}
-	keys, err := t.keys.lookup(ctx, hdr.KeyID, alg)
+	keys, err := t.keys.Keys(ctx, hdr.KeyID, alg)
 	if err != nil {
 		return nil, err
 	}
