@@ -52,7 +52,10 @@ func TestRelease(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []string{"LICENSE", "agentauth.cdx.json"}
+		want := []string{"LICENSE"}
+		for _, b := range binaries {
+			want = append(want, b+".cdx.json")
+		}
 		for p := range platforms {
 			for _, b := range binaries {
 				want = append(want, p+"/"+b)
@@ -111,51 +114,66 @@ func TestRelease(t *testing.T) {
 		}
 	})
 
-	t.Run("the SBOM lists every module the binaries link and go.mod requires", func(t *testing.T) {
-		var bom struct {
-			BOMFormat  string `json:"bomFormat"`
-			Components []struct {
-				Name    string `json:"name"`
-				Version string `json:"version"`
-				PURL    string `json:"purl"`
-			} `json:"components"`
-		}
-		b, err := os.ReadFile(filepath.Join(dist, "agentauth.cdx.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &bom); err != nil {
-			t.Fatal(err)
-		}
-		if bom.BOMFormat != "CycloneDX" {
-			t.Errorf("bomFormat %q", bom.BOMFormat)
-		}
-		listed := map[string]bool{}
-		for _, c := range bom.Components {
-			if !strings.HasPrefix(c.PURL, "pkg:golang/"+c.Name+"@"+c.Version) {
-				t.Errorf("component %s %s has purl %s", c.Name, c.Version, c.PURL)
-			}
-			listed[c.Name+"@"+c.Version] = true
-		}
-		// What the release ships is what its binaries link: every module in their build info. Modules go.mod
-		// needs only for tests and build tools (Helm, the Kubernetes types, the image builder) are in no binary.
-		linked := linkedModules(t, filepath.Join(dist, "linux_amd64"))
-		if len(linked) < 10 {
-			t.Fatalf("the binaries link only %v", linked)
-		}
+	t.Run("each binary's SBOM lists every module it links, and go.mod requires them", func(t *testing.T) {
 		required := map[string]bool{}
 		for _, m := range goModRequires(t, root) {
 			required[m] = true
 		}
-		for _, m := range linked {
-			if !listed[m] {
-				t.Errorf("the SBOM does not list %s, which a release binary links", m)
+		for _, b := range binaries {
+			listed := sbomModules(t, filepath.Join(dist, b+".cdx.json"))
+			linked := linkedModules(t, filepath.Join(dist, "linux_amd64", b))
+			if len(linked) < 3 {
+				t.Fatalf("%s links only %v", b, linked)
 			}
-			if !required[m] {
-				t.Errorf("a release binary links %s, which go.mod does not require", m)
+			for _, m := range linked {
+				if !listed[m] {
+					t.Errorf("%s.cdx.json does not list %s, which %s links", b, m, b)
+				}
+				if !required[m] {
+					t.Errorf("%s links %s, which go.mod does not require", b, m)
+				}
 			}
 		}
 	})
+}
+
+// sbomModules reads a CycloneDX SBOM and returns its components (at any depth) as path@version, checking each
+// component's purl.
+func sbomModules(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	type component struct {
+		Name       string      `json:"name"`
+		Version    string      `json:"version"`
+		PURL       string      `json:"purl"`
+		Components []component `json:"components"`
+	}
+	var bom struct {
+		BOMFormat  string      `json:"bomFormat"`
+		Components []component `json:"components"`
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &bom); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if bom.BOMFormat != "CycloneDX" {
+		t.Errorf("%s: bomFormat %q", path, bom.BOMFormat)
+	}
+	listed := map[string]bool{}
+	var walk func([]component)
+	walk = func(cs []component) {
+		for _, c := range cs {
+			if !strings.HasPrefix(c.PURL, "pkg:golang/"+c.Name+"@"+c.Version) {
+				t.Errorf("%s: component %s %s has purl %s", path, c.Name, c.Version, c.PURL)
+			}
+			listed[c.Name+"@"+c.Version] = true
+			walk(c.Components)
+		}
+	}
+	walk(bom.Components)
+	return listed
 }
 
 // readSums reads a sha256sum file: "<hex>  <path>" per line.
@@ -199,22 +217,16 @@ func checkELF(t *testing.T, path string, machine elf.Machine) {
 	}
 }
 
-// linkedModules lists the modules (path@version) in the build info of every binary in dir.
-func linkedModules(t *testing.T, dir string) []string {
+// linkedModules lists the modules (path@version) in the build info of the binary at path.
+func linkedModules(t *testing.T, path string) []string {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
+	bi, err := buildinfo.ReadFile(path)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", path, err)
 	}
 	seen := map[string]bool{}
-	for _, e := range ents {
-		bi, err := buildinfo.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatalf("%s: %v", e.Name(), err)
-		}
-		for _, d := range bi.Deps {
-			seen[d.Path+"@"+d.Version] = true
-		}
+	for _, d := range bi.Deps {
+		seen[d.Path+"@"+d.Version] = true
 	}
 	return slices.Sorted(maps.Keys(seen))
 }
