@@ -37,7 +37,7 @@ type PublisherConfig struct {
 // keeps one delta cache per resource type (see deltaCache) in step with the store, so connected sidecars get
 // each change as a delta. Writes that go to the store directly (e.g. from the SSF receiver) are published too.
 type Publisher struct {
-	st         *store.Store
+	st         store.Backend
 	validators map[string]Validator
 	log        *zap.Logger
 	now        func() time.Time
@@ -74,7 +74,7 @@ func typeOfBucket(bucket string) (string, bool) {
 // NewPublisher loads every served resource from st and starts following its changes. A controller restarted on
 // the same store serves the same resources with the same versions (resource versions are content hashes), so
 // reconnecting sidecars that send their known versions receive nothing they already have.
-func NewPublisher(st *store.Store, cfg PublisherConfig) (*Publisher, error) {
+func NewPublisher(st store.Backend, cfg PublisherConfig) (*Publisher, error) {
 	p := &Publisher{st: st, validators: cfg.Validators, log: cfg.Logger, now: cfg.Now,
 		queued: map[string]map[string]types.Resource{}, wake: make(chan struct{}, 1),
 		done: make(chan struct{}), stopped: make(chan struct{})}
