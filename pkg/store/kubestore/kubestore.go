@@ -37,6 +37,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -123,6 +124,10 @@ func New(ctx context.Context, client kubernetes.Interface, opts Options) (*Store
 	}
 	if opts.Name == "" {
 		opts.Name = DefaultName
+	}
+	// The name prefixes Secret names (with room for the collection and the key's hash) and is a label value.
+	if errs := validation.IsDNS1123Label(opts.Name); len(errs) > 0 || len(opts.Name) > 40 {
+		return nil, fmt.Errorf("kubestore: name %q: a DNS label of at most 40 characters: %v", opts.Name, errs)
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout

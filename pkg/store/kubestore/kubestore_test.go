@@ -200,3 +200,16 @@ func TestRecordsAreLabelledSecrets(t *testing.T) {
 		t.Fatalf("record secret %s: type %q, labels %v", sec.Name, sec.Type, sec.Labels)
 	}
 }
+
+func TestOptionsRefused(t *testing.T) {
+	for _, o := range []kubestore.Options{
+		{},
+		{Namespace: "ns", Name: "Not_A_Label"},
+		{Namespace: "ns", Name: strings.Repeat("a", 41)},
+	} {
+		// Refused before the client is used.
+		if _, err := kubestore.New(context.Background(), nil, o); err == nil {
+			t.Errorf("New(%+v) succeeded", o)
+		}
+	}
+}
