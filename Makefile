@@ -54,7 +54,7 @@ kube-apiserver:
 # Only the suites against a real API server (also part of `make test`); they need `make kube-apiserver` and etcd
 # (Debian's etcd-server), and skip without them unless CI is set.
 test-k8s:
-	$(GO) test -race -count=1 -timeout 10m ./internal/kubetest/... ./test/k8s/... ./pkg/issuer/k8sattest/...
+	$(GO) test -race -count=1 -timeout 10m ./internal/kubetest/... ./test/k8s/... ./pkg/issuer/k8sattest/... ./pkg/store/kubestore/... ./pkg/leader/...
 
 # Hostile clients against the real binaries on loopback (test/adversarial): connection floods on every listener
 # of the controller and the sidecars, and data-plane abuse of an httpsig ingress (slow bodies, unauthenticated and

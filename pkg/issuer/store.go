@@ -27,10 +27,10 @@ type Store interface {
 }
 
 // BoltStore adapts pkg/store (the controller's bbolt file) to Store.
-type BoltStore struct{ s *store.Store }
+type BoltStore struct{ s store.Backend }
 
 // NewBoltStore returns a Store that keeps the CA's state in s.
-func NewBoltStore(s *store.Store) *BoltStore { return &BoltStore{s: s} }
+func NewBoltStore(s store.Backend) *BoltStore { return &BoltStore{s: s} }
 
 // CAMaterial implements Store.
 func (b *BoltStore) CAMaterial(_ context.Context, name string) (*agentauthv1.CAMaterial, error) {

@@ -24,15 +24,15 @@ type Dedup interface {
 	Mark(ctx context.Context, iss, jti string, keepUntil time.Time) error
 }
 
-// StoreDedup is a Dedup over the controller's bbolt store (store.MarkSET), so a restarted controller still
+// StoreDedup is a Dedup over the controller's store (store.Backend's MarkSET), so a restarted controller still
 // knows the SETs it applied. Prune old marks with store.PruneSETs.
 type StoreDedup struct {
-	st  *store.Store
+	st  store.Backend
 	now func() time.Time
 }
 
 // NewStoreDedup returns a Dedup backed by st; now defaults to time.Now.
-func NewStoreDedup(st *store.Store, now func() time.Time) *StoreDedup {
+func NewStoreDedup(st store.Backend, now func() time.Time) *StoreDedup {
 	if now == nil {
 		now = time.Now
 	}

@@ -10,22 +10,22 @@ import (
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
 
-// Collection is one bucket of protobuf messages of type T, each stored under the key its message names
+// boltCollection is one bucket of protobuf messages of type T, each stored under the key its message names
 // (a policy's id, a trust bundle's trust domain, …).
-type Collection[T proto.Message] struct {
+type boltCollection[T proto.Message] struct {
 	s      *Store
 	bucket string
 	newT   func() T
 	key    func(T) string
 }
 
-func newCollection[T proto.Message](s *Store, bucket string, newT func() T, key func(T) string) *Collection[T] {
-	return &Collection[T]{s: s, bucket: bucket, newT: newT, key: key}
+func newCollection[T proto.Message](s *Store, bucket string, newT func() T, key func(T) string) *boltCollection[T] {
+	return &boltCollection[T]{s: s, bucket: bucket, newT: newT, key: key}
 }
 
 // Put stores v under its key, durably, and returns the store version of the write. Putting a value equal to
 // the stored one changes nothing and returns the current version.
-func (c *Collection[T]) Put(v T) (uint64, error) {
+func (c *boltCollection[T]) Put(v T) (uint64, error) {
 	key := c.key(v)
 	if err := checkKey(c.bucket, key); err != nil {
 		return 0, err
@@ -47,7 +47,7 @@ func (c *Collection[T]) Put(v T) (uint64, error) {
 }
 
 // Get returns the value under key, ErrNotFound, or ErrCorrupt when the stored bytes do not decode.
-func (c *Collection[T]) Get(key string) (T, error) {
+func (c *boltCollection[T]) Get(key string) (T, error) {
 	var out T
 	err := c.s.view(func(tx *bolt.Tx) error {
 		raw := tx.Bucket([]byte(c.bucket)).Get([]byte(key))
@@ -62,7 +62,7 @@ func (c *Collection[T]) Get(key string) (T, error) {
 }
 
 // List returns every value in key order. One corrupt value fails the whole list, naming its key.
-func (c *Collection[T]) List() ([]T, error) {
+func (c *boltCollection[T]) List() ([]T, error) {
 	var out []T
 	err := c.s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(c.bucket)).ForEach(func(k, raw []byte) error {
@@ -81,7 +81,7 @@ func (c *Collection[T]) List() ([]T, error) {
 }
 
 // Delete removes the value under key, durably. Deleting a missing key returns ErrNotFound and changes nothing.
-func (c *Collection[T]) Delete(key string) (uint64, error) {
+func (c *boltCollection[T]) Delete(key string) (uint64, error) {
 	if err := checkKey(c.bucket, key); err != nil {
 		return 0, err
 	}
@@ -99,7 +99,7 @@ func (c *Collection[T]) Delete(key string) (uint64, error) {
 
 // DeleteFunc removes, in one durable transaction, every value for which drop returns true, and returns how many
 // it removed. A value that does not decode fails the whole call and nothing changes.
-func (c *Collection[T]) DeleteFunc(drop func(T) bool) (int, error) {
+func (c *boltCollection[T]) DeleteFunc(drop func(T) bool) (int, error) {
 	var n int
 	_, err := c.s.update(func(tx *bolt.Tx, version uint64) ([]Change, bool, error) {
 		b := tx.Bucket([]byte(c.bucket))
@@ -135,7 +135,7 @@ func (c *Collection[T]) DeleteFunc(drop func(T) bool) (int, error) {
 
 // Replace makes the collection hold exactly vs, in one durable transaction: new and changed values are put,
 // values not in vs are deleted. Two values with the same key are refused and nothing changes.
-func (c *Collection[T]) Replace(vs []T) (uint64, error) {
+func (c *boltCollection[T]) Replace(vs []T) (uint64, error) {
 	want := make(map[string][]byte, len(vs))
 	byKey := make(map[string]T, len(vs))
 	for _, v := range vs {
@@ -186,14 +186,14 @@ func (c *Collection[T]) Replace(vs []T) (uint64, error) {
 }
 
 // check decodes every value in tx, so a damaged one is found when the store opens.
-func (c *Collection[T]) check(tx *bolt.Tx) error {
+func (c *boltCollection[T]) check(tx *bolt.Tx) error {
 	return tx.Bucket([]byte(c.bucket)).ForEach(func(k, raw []byte) error {
 		_, err := c.decode(string(k), raw)
 		return err
 	})
 }
 
-func (c *Collection[T]) decode(key string, raw []byte) (T, error) {
+func (c *boltCollection[T]) decode(key string, raw []byte) (T, error) {
 	v := c.newT()
 	if err := proto.Unmarshal(raw, v); err != nil {
 		var zero T

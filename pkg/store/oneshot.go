@@ -3,7 +3,6 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -21,7 +20,7 @@ func (s *Store) MarkSET(issuer, jti string, keepUntil, now time.Time) error {
 	if jti == "" {
 		return fmt.Errorf("store: %s: %w: empty jti", bucketSETs, autherr.ErrMalformed)
 	}
-	key := strings.NewReplacer("%", "%25", "|", "%7C").Replace(issuer) + "|" + jti
+	key := SETKey(issuer, jti)
 	if err := checkKey(bucketSETs, key); err != nil {
 		return err
 	}

@@ -84,14 +84,14 @@ type Store struct {
 	subs    map[uint64]func([]Change)
 	nextSub uint64
 
-	policies     *Collection[*agentauthv1.Policy]
-	revocations  *Collection[*agentauthv1.Revocation]
-	risk         *Collection[*agentauthv1.RiskState]
-	trustBundles *Collection[*agentauthv1.TrustBundle]
-	issuedCerts  *Collection[*agentauthv1.IssuedCert]
-	ca           *Collection[*agentauthv1.CAMaterial]
-	joinTokens   *Collection[*agentauthv1.JoinToken]
-	witnessed    *Collection[*agentauthv1.WitnessedCheckpoint]
+	policies     *boltCollection[*agentauthv1.Policy]
+	revocations  *boltCollection[*agentauthv1.Revocation]
+	risk         *boltCollection[*agentauthv1.RiskState]
+	trustBundles *boltCollection[*agentauthv1.TrustBundle]
+	issuedCerts  *boltCollection[*agentauthv1.IssuedCert]
+	ca           *boltCollection[*agentauthv1.CAMaterial]
+	joinTokens   *boltCollection[*agentauthv1.JoinToken]
+	witnessed    *boltCollection[*agentauthv1.WitnessedCheckpoint]
 }
 
 // Open opens or creates the store file at path (mode 0600; a missing parent directory is created 0700).
@@ -190,25 +190,25 @@ func (s *Store) Close() error {
 func (s *Store) Path() string { return s.db.Path() }
 
 // Policies are the authorization policies, keyed by id.
-func (s *Store) Policies() *Collection[*agentauthv1.Policy] { return s.policies }
+func (s *Store) Policies() Collection[*agentauthv1.Policy] { return s.policies }
 
 // Revocations are keyed by id.
-func (s *Store) Revocations() *Collection[*agentauthv1.Revocation] { return s.revocations }
+func (s *Store) Revocations() Collection[*agentauthv1.Revocation] { return s.revocations }
 
 // Risk states are keyed by their subject's Key().
-func (s *Store) Risk() *Collection[*agentauthv1.RiskState] { return s.risk }
+func (s *Store) Risk() Collection[*agentauthv1.RiskState] { return s.risk }
 
 // TrustBundles are keyed by trust domain.
-func (s *Store) TrustBundles() *Collection[*agentauthv1.TrustBundle] { return s.trustBundles }
+func (s *Store) TrustBundles() Collection[*agentauthv1.TrustBundle] { return s.trustBundles }
 
 // IssuedCerts are keyed by serial number.
-func (s *Store) IssuedCerts() *Collection[*agentauthv1.IssuedCert] { return s.issuedCerts }
+func (s *Store) IssuedCerts() Collection[*agentauthv1.IssuedCert] { return s.issuedCerts }
 
 // CA material is keyed by name.
-func (s *Store) CA() *Collection[*agentauthv1.CAMaterial] { return s.ca }
+func (s *Store) CA() Collection[*agentauthv1.CAMaterial] { return s.ca }
 
 // JoinTokens are keyed by id (a hash of the secret); see UseJoinToken.
-func (s *Store) JoinTokens() *Collection[*agentauthv1.JoinToken] { return s.joinTokens }
+func (s *Store) JoinTokens() Collection[*agentauthv1.JoinToken] { return s.joinTokens }
 
 // Version is the number of write transactions ever committed to this file.
 func (s *Store) Version() (uint64, error) {

@@ -9,7 +9,7 @@ import (
 )
 
 // Witnessed holds the latest audit checkpoint the controller witnessed from each sidecar, by SPIFFE ID.
-func (s *Store) Witnessed() *Collection[*agentauthv1.WitnessedCheckpoint] { return s.witnessed }
+func (s *Store) Witnessed() Collection[*agentauthv1.WitnessedCheckpoint] { return s.witnessed }
 
 // SwapWitnessed reads the checkpoint stored for id (nil when none) and stores what next returns, in one durable
 // transaction, so that two checkpoints from one sidecar are checked one after the other against what the other

@@ -59,6 +59,9 @@ controller: {replicas: 3}
 	{"namespace allow-list", `
 injector: {namespaces: [agents, tools]}
 `},
+	{"state in the Kubernetes API", `
+controller: {state: {backend: kubernetes}}
+`},
 	{"one replica, no token service, no injector, no CRDs", `
 controller: {replicas: 1, tokenService: {enabled: false}}
 injector: {enabled: false}
@@ -243,6 +246,7 @@ type rendered struct {
 	webhook  *admissionv1.MutatingWebhookConfiguration
 	crds     []*apiextv1.CustomResourceDefinition
 	roles    []rbacv1.PolicyRule
+	nsRoles  []rbacv1.PolicyRule // those of the Role in the release's namespace (also in roles)
 	certs    []*certManagerObject
 }
 
@@ -275,6 +279,7 @@ func renderStrict(t *testing.T, c *chart.Chart, vals map[string]any) rendered {
 			r.roles = append(r.roles, o.Rules...)
 		case *rbacv1.Role:
 			r.roles = append(r.roles, o.Rules...)
+			r.nsRoles = append(r.nsRoles, o.Rules...)
 		case *certManagerObject:
 			r.certs = append(r.certs, o)
 		}
@@ -304,7 +309,7 @@ func TestChartTemplate(t *testing.T) {
 			checkNamespaced(t, r)
 			checkDeployment(t, r, c.Metadata.AppVersion)
 			checkControllerConfig(t, r)
-			checkRBAC(t, r)
+			checkRBAC(t, r, strings.Contains(tc.values, "backend: kubernetes"))
 			if !strings.Contains(r.rel.Info.Notes, `agentauth.io/inject: "true"`) && r.webhook != nil {
 				t.Errorf("NOTES.txt does not say how to annotate a pod:\n%s", r.rel.Info.Notes)
 			}
@@ -446,7 +451,7 @@ func checkControllerConfig(t *testing.T, r rendered) {
 
 // checkRBAC: least privilege, checked by shape: no wildcards, Secrets and the webhook configuration only by name,
 // and the verbs the controller needs.
-func checkRBAC(t *testing.T, r rendered) {
+func checkRBAC(t *testing.T, r rendered, wantState bool) {
 	has := func(group, resource, verb string) bool {
 		for _, rule := range r.roles {
 			if slices.Contains(rule.APIGroups, group) && slices.Contains(rule.Resources, resource) && slices.Contains(rule.Verbs, verb) {
@@ -455,7 +460,22 @@ func checkRBAC(t *testing.T, r rendered) {
 		}
 		return false
 	}
+	// With controller.state.backend kubernetes, the Role in the release's namespace lets the controller keep its
+	// records as Secrets there (pkg/store/kubestore): the one rule on Secrets not limited to names.
+	stateRule := func(rule rbacv1.PolicyRule) bool {
+		return slices.Equal(rule.Resources, []string{"secrets"}) && len(rule.ResourceNames) == 0 &&
+			slices.Equal(rule.Verbs, []string{"get", "list", "watch", "update", "delete"})
+	}
+	if got := slices.ContainsFunc(r.nsRoles, stateRule); got != wantState {
+		t.Errorf("Role has the rule for the state's Secrets: %v; want %v", got, wantState)
+	}
+	if slices.ContainsFunc(r.roles, stateRule) && !slices.ContainsFunc(r.nsRoles, stateRule) {
+		t.Error("a ClusterRole lists Secrets")
+	}
 	for _, rule := range r.roles {
+		if wantState && stateRule(rule) {
+			continue
+		}
 		for _, s := range slices.Concat(rule.APIGroups, rule.Resources, rule.Verbs, rule.ResourceNames) {
 			if strings.Contains(s, "*") {
 				t.Errorf("wildcard in rule %+v", rule)

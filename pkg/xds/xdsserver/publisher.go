@@ -61,7 +61,7 @@ func typeOfBucket(bucket string) (string, bool) {
 // NewPublisher loads every served resource from st and starts following its changes. A controller restarted on
 // the same store serves the same resources with the same versions (resource versions are content hashes), so
 // reconnecting sidecars that send their known versions receive nothing they already have.
-func NewPublisher(st *store.Store, cfg PublisherConfig) (*Publisher, error) {
+func NewPublisher(st store.Backend, cfg PublisherConfig) (*Publisher, error) {
 	p := &Publisher{log: cfg.Logger,
 		queued: map[string]map[string]types.Resource{}, wake: make(chan struct{}, 1),
 		done: make(chan struct{}), stopped: make(chan struct{})}
