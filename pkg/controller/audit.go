@@ -163,13 +163,8 @@ func subjectFields(r *audit.Record, s *agentauthv1.Subject) {
 func (a *actionLog) issuerInterceptor(local bool) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		resp, err := handler(ctx, req)
-		kind := attestRenew
-		if ar, ok := req.(*agentauthv1.AttestRequest); ok {
-			kind = attestJoinToken
-			if local && ar.GetJoinToken() == "" {
-				kind = attestUnixPeer
-			}
-		} else if info.FullMethod != agentauthv1.IssuerService_Renew_FullMethodName {
+		kind, ok := attestation(req, info.FullMethod, local)
+		if !ok {
 			return resp, err
 		}
 		rec := &audit.Record{Action: ActionSVIDIssued, Attestation: kind, Decision: audit.Allow}

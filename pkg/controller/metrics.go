@@ -21,7 +21,24 @@ const (
 	attestJoinToken = "join_token" // Attest with a join token
 	attestUnixPeer  = "unix_peer"  // Attest on issuer.localSocket, by Unix peer credentials
 	attestRenew     = "renew"      // Renew with the current X.509-SVID
+	attestK8s       = "kubernetes" // Attest with a Kubernetes service-account token (issuer.kubernetes)
 )
+
+// attestation is the attestation kind of an issuer call, and false for a method that issues nothing. local is true
+// on issuer.localSocket, where an Attest without a join token attests by Unix peer credentials.
+func attestation(req any, fullMethod string, local bool) (string, bool) {
+	ar, ok := req.(*agentauthv1.AttestRequest)
+	switch {
+	case !ok:
+		return attestRenew, fullMethod == agentauthv1.IssuerService_Renew_FullMethodName
+	case ar.GetKubernetesToken() != "":
+		return attestK8s, true
+	case local && ar.GetJoinToken() == "":
+		return attestUnixPeer, true
+	default:
+		return attestJoinToken, true
+	}
+}
 
 // Results of an SVID request.
 const (
@@ -42,7 +59,7 @@ func (c *Controller) newMetrics() *metrics {
 	m := &metrics{
 		svids: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentauth_issuer_svids_total",
-			Help: "SVID requests to the issuer, by attestation (join_token, unix_peer, renew), result (issued, refused) and the refusal's reason code.",
+			Help: "SVID requests to the issuer, by attestation (join_token, unix_peer, kubernetes, renew), result (issued, refused) and the refusal's reason code.",
 		}, []string{"attestation", "result", "reason"}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentauth_token_exchanges_total",
@@ -53,7 +70,7 @@ func (c *Controller) newMetrics() *metrics {
 			Help: "Security Event Tokens delivered (push or poll), by result (accepted, duplicate, refused, failed) and the refusal's reason code.",
 		}, []string{"result", "reason"}),
 	}
-	for _, kind := range []string{attestJoinToken, attestUnixPeer, attestRenew} {
+	for _, kind := range []string{attestJoinToken, attestUnixPeer, attestK8s, attestRenew} {
 		m.svids.WithLabelValues(kind, svidIssued, "")
 	}
 	m.tokens.WithLabelValues(oauth.ResultIssued, "")
@@ -69,13 +86,8 @@ func (c *Controller) newMetrics() *metrics {
 func (m *metrics) issuerInterceptor(local bool) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		resp, err := handler(ctx, req)
-		kind := attestRenew
-		if ar, ok := req.(*agentauthv1.AttestRequest); ok {
-			kind = attestJoinToken
-			if local && ar.GetJoinToken() == "" {
-				kind = attestUnixPeer
-			}
-		} else if info.FullMethod != agentauthv1.IssuerService_Renew_FullMethodName {
+		kind, ok := attestation(req, info.FullMethod, local)
+		if !ok {
 			return resp, err
 		}
 		if err == nil {
