@@ -32,22 +32,7 @@ func TestAuditConfig(t *testing.T) {
 		{"fast checkpoints", "audit: {dir: /a, checkpointInterval: 10ms}\n", "audit.checkpointInterval", "below the minimum of 1s"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse(append(valid, tt.yaml...))
-			var ve *ValidationError
-			if !errors.As(err, &ve) {
-				t.Fatalf("want *ValidationError, got %v", err)
-			}
-			for _, fe := range ve.Errors {
-				if fe.Field == tt.field && strings.Contains(fe.Msg, tt.msg) {
-					if fe.Line == 0 {
-						t.Errorf("no line for %v", fe)
-					}
-					return
-				}
-			}
-			t.Fatalf("no error for %s containing %q; got:\n%v", tt.field, tt.msg, err)
-		})
+		t.Run(tt.name, func(t *testing.T) { wantFieldError(t, append(valid, tt.yaml...), tt.field, tt.msg) })
 	}
 }
 
@@ -72,18 +57,25 @@ func TestTracingConfig(t *testing.T) {
 		{"negative ratio", "tracing: {endpoint: 127.0.0.1:4317, sampleRatio: -0.1}\n", "tracing.sampleRatio", "not between 0 and 1"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse(append(valid, tt.yaml...))
-			var ve *ValidationError
-			if !errors.As(err, &ve) {
-				t.Fatalf("want *ValidationError, got %v", err)
-			}
-			for _, fe := range ve.Errors {
-				if fe.Field == tt.field && strings.Contains(fe.Msg, tt.msg) {
-					return
-				}
-			}
-			t.Fatalf("no error for %s containing %q; got:\n%v", tt.field, tt.msg, err)
-		})
+		t.Run(tt.name, func(t *testing.T) { wantFieldError(t, append(valid, tt.yaml...), tt.field, tt.msg) })
 	}
+}
+
+// wantFieldError parses doc and wants a *ValidationError with an error for field, on a line, containing msg.
+func wantFieldError(t *testing.T, doc []byte, field, msg string) {
+	t.Helper()
+	_, err := Parse(doc)
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want *ValidationError, got %v", err)
+	}
+	for _, fe := range ve.Errors {
+		if fe.Field == field && strings.Contains(fe.Msg, msg) {
+			if fe.Line == 0 {
+				t.Errorf("no line for %v", fe)
+			}
+			return
+		}
+	}
+	t.Fatalf("no error for %s containing %q; got:\n%v", field, msg, err)
 }
