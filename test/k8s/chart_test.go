@@ -176,6 +176,10 @@ func newObject(apiVersion, kind string) (any, bool) {
 		return &rbacv1.RoleBinding{}, true
 	case "admissionregistration.k8s.io/v1 MutatingWebhookConfiguration":
 		return &admissionv1.MutatingWebhookConfiguration{}, true
+	case "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy":
+		return &admissionv1.ValidatingAdmissionPolicy{}, true
+	case "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicyBinding":
+		return &admissionv1.ValidatingAdmissionPolicyBinding{}, true
 	case "apiextensions.k8s.io/v1 CustomResourceDefinition":
 		return &apiextv1.CustomResourceDefinition{}, true
 	case "cert-manager.io/v1 Issuer", "cert-manager.io/v1 Certificate":
@@ -244,6 +248,8 @@ type rendered struct {
 	pdb      *policyv1.PodDisruptionBudget
 	services []*corev1.Service
 	webhook  *admissionv1.MutatingWebhookConfiguration
+	policy   *admissionv1.ValidatingAdmissionPolicy
+	binding  *admissionv1.ValidatingAdmissionPolicyBinding
 	crds     []*apiextv1.CustomResourceDefinition
 	roles    []rbacv1.PolicyRule
 	nsRoles  []rbacv1.PolicyRule // those of the Role in the release's namespace (also in roles)
@@ -273,6 +279,10 @@ func renderStrict(t *testing.T, c *chart.Chart, vals map[string]any) rendered {
 			r.services = append(r.services, o)
 		case *admissionv1.MutatingWebhookConfiguration:
 			r.webhook = o
+		case *admissionv1.ValidatingAdmissionPolicy:
+			r.policy = o
+		case *admissionv1.ValidatingAdmissionPolicyBinding:
+			r.binding = o
 		case *apiextv1.CustomResourceDefinition:
 			r.crds = append(r.crds, o)
 		case *rbacv1.ClusterRole:
@@ -599,6 +609,10 @@ func TestChartWebhook(t *testing.T) {
 			if got := fmt.Sprintf("%s %s %v", first.Key, first.Operator, first.Values); got != tc.wantNamespaces {
 				t.Errorf("namespace selector %q, want %q", got, tc.wantNamespaces)
 			}
+			if r.policy == nil || r.binding == nil || r.binding.Spec.PolicyName != r.policy.Name ||
+				!slices.Equal(r.binding.Spec.ValidationActions, []admissionv1.ValidationAction{admissionv1.Deny}) {
+				t.Errorf("no ValidatingAdmissionPolicy refusing pods that asked for injection and reached no injector, bound with Deny")
+			}
 			if got := w.Annotations["cert-manager.io/inject-ca-from"] != ""; got != tc.certManager {
 				t.Errorf("cert-manager inject-ca-from: %v, want %v", got, tc.certManager)
 			}
@@ -606,6 +620,16 @@ func TestChartWebhook(t *testing.T) {
 				t.Errorf("%d cert-manager objects with cert-manager %v", len(r.certs), tc.certManager)
 			}
 		})
+	}
+}
+
+// TestChartRequireInjectionOff: the policy is the operator's to turn off, and goes with the injector.
+func TestChartRequireInjectionOff(t *testing.T) {
+	c := loadChart(t)
+	for _, v := range []string{`injector: {requireInjection: false}`, `injector: {enabled: false}`} {
+		if r := renderStrict(t, c, values(t, v)); r.policy != nil || r.binding != nil {
+			t.Errorf("%s: the injection policy is rendered", v)
+		}
 	}
 }
 

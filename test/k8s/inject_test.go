@@ -82,6 +82,18 @@ func TestInjectorOnAPIServer(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = whAPI.Delete(context.Background(), wh.Name, metav1.DeleteOptions{}) })
 
+	// The chart's policy, so that a pod which asked and reached no webhook is refused rather than run unprotected.
+	vapAPI := srv.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies()
+	if _, err := vapAPI.Create(ctx, r.policy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = vapAPI.Delete(context.Background(), r.policy.Name, metav1.DeleteOptions{}) })
+	bindAPI := srv.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings()
+	if _, err := bindAPI.Create(ctx, r.binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bindAPI.Delete(context.Background(), r.binding.Name, metav1.DeleteOptions{}) })
+
 	for ns, label := range map[string]string{"inj-agents": "enabled", "inj-plain": "", "inj-optout": "disabled"} {
 		n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
 		if label != "" {
@@ -141,9 +153,7 @@ func TestInjectorOnAPIServer(t *testing.T) {
 		labels, annotations map[string]string
 	}{
 		{"un-annotated pod in a namespace not opted in", "inj-plain", nil, nil},
-		{"annotated pod in a namespace not opted in (the API server cannot select by annotation)", "inj-plain", nil,
-			map[string]string{inject.AnnotationInject: "true"}},
-		{"pod asking in an opted-out namespace", "inj-optout", map[string]string{inject.AnnotationInject: "true"}, nil},
+		{"un-annotated pod in an opted-out namespace", "inj-optout", nil, nil},
 		{"pod opting out by annotation in an opted-in namespace", "inj-agents", nil, map[string]string{inject.AnnotationInject: "false"}},
 		{"pod opting out by label in an opted-in namespace", "inj-agents", map[string]string{inject.AnnotationInject: "false"}, nil},
 	} {
@@ -154,6 +164,41 @@ func TestInjectorOnAPIServer(t *testing.T) {
 			}
 			if len(p.Spec.InitContainers) != 0 || p.Annotations[inject.AnnotationStatus] != "" {
 				t.Errorf("pod was changed: init containers %v, annotations %v", initNames(p), p.Annotations)
+			}
+		})
+	}
+
+	// Admission policies take effect once the API server has compiled them: until the first refusal, a pod that got
+	// through is deleted and the request made again.
+	for i, tc := range []struct {
+		name, ns            string
+		labels, annotations map[string]string
+	}{
+		{"annotated pod in a namespace not opted in (a webhook cannot select by annotation)", "inj-plain", nil,
+			map[string]string{inject.AnnotationInject: "true"}},
+		{"pod asking by label in an opted-out namespace", "inj-optout", map[string]string{inject.AnnotationInject: "true"}, nil},
+		{"pod asking by both in an opted-out namespace", "inj-optout", map[string]string{inject.AnnotationInject: "true"},
+			map[string]string{inject.AnnotationInject: "true"}},
+	} {
+		t.Run(tc.name+" is refused, not run unprotected", func(t *testing.T) {
+			var err error
+			deadline := time.Now().Add(time.Minute)
+			for n := 0; ; n++ {
+				name := fmt.Sprintf("unserved-%d-%d", i, n)
+				if _, err = create(tc.ns, name, tc.labels, tc.annotations); err != nil || time.Now().After(deadline) {
+					break
+				}
+				_ = srv.Client.CoreV1().Pods(tc.ns).Delete(ctx, name, metav1.DeleteOptions{})
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err == nil {
+				t.Fatal("the API server stored a pod that asked for injection and was not injected")
+			}
+			for _, want := range []string{"ValidatingAdmissionPolicy", "require-injection", `agentauth.io/inject: "true" asks for the agentauth sidecar`,
+				"label its namespace agentauth.io/inject=enabled"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("refusal %q does not say %q", err, want)
+				}
 			}
 		})
 	}
