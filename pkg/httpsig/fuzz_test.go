@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"testing"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
@@ -118,6 +119,24 @@ func FuzzVerifyRequest(f *testing.F) {
 		_, err = v.VerifyRequest(context.Background(), req, body)
 		if err != nil && autherr.Of(err) == nil {
 			t.Fatalf("untyped error %v", err)
+		}
+	})
+}
+
+// FuzzFieldLines holds fieldLines, which canonicalizes a component name on the stack, to Header.Values for any
+// name, with a decoy stored under the name as given.
+func FuzzFieldLines(f *testing.F) {
+	for _, n := range []string{"content-type", "workload-identity-token", "x-1-a", "-a", "a--b", "Content-TYPE", "a b", "ü", "a_b", ""} {
+		f.Add(n)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		h := http.Header{}
+		h.Add(name, "canonical")
+		if _, ok := h[name]; !ok {
+			h[name] = []string{"decoy"}
+		}
+		if got, want := fieldLines(h, name), h.Values(name); !slices.Equal(got, want) {
+			t.Fatalf("fieldLines(%q) = %q, Header.Values = %q", name, got, want)
 		}
 	})
 }
