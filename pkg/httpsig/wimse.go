@@ -284,12 +284,13 @@ func (s *Signer) prepare(h http.Header, body []byte, fixed []Component, conditio
 			in.Components = append(in.Components, Component{Name: f})
 		}
 	}
-	in.Params = []Param{
-		{paramCreated, now.Unix()},
-		{paramExpires, expires.Unix()},
-		{paramNonce, nonce},
-		{paramTag, Tag},
-	}
+	// Room for the parameters either direction adds (wimse-aud, wimse-sign-response; wimse-req-nonce).
+	in.Params = append(make([]Param, 0, 6),
+		Param{paramCreated, now.Unix()},
+		Param{paramExpires, expires.Unix()},
+		Param{paramNonce, nonce},
+		Param{paramTag, Tag},
+	)
 	return in, nil
 }
 
