@@ -660,17 +660,26 @@ func (v *Verifier) checkShape(in *SignatureInput, h http.Header, hasBody bool, i
 	return res, nil
 }
 
-// coveredIDs serializes the component identifiers into one string that the returned slice shares.
-func coveredIDs(comps []Component) []string {
-	var b []byte
-	ends := make([]int, len(comps))
-	for i, c := range comps {
-		b, _ = appendComponentID(b, c) // the components parsed, so they serialize
-		ends[i] = len(b)
+// commonIDs maps the components a WIMSE signature usually covers to their serialized identifiers (without
+// parameters), made once so that Result.Covered costs no string per component and request.
+var commonIDs = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range append([]string{"@method", "@request-target", "@status", "@authority", "@path", "@query",
+		"@scheme", "@target-uri", fieldWIT, "content-digest"}, requestConditional...) {
+		m[n] = Component{Name: n}.String()
 	}
-	all, out, start := string(b), make([]string, len(comps)), 0
-	for i, end := range ends {
-		out[i], start = all[start:end], end
+	return m
+}()
+
+// coveredIDs returns the serialized identifiers of comps (Result.Covered).
+func coveredIDs(comps []Component) []string {
+	out := make([]string, len(comps))
+	for i, c := range comps {
+		if id, ok := commonIDs[c.Name]; ok && len(c.Params) == 0 {
+			out[i] = id
+			continue
+		}
+		out[i] = c.String()
 	}
 	return out
 }
