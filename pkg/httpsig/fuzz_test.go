@@ -3,8 +3,11 @@ package httpsig
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
@@ -31,10 +34,22 @@ func FuzzParseSignatureInput(f *testing.F) {
 	f.Add(exReqInput)
 	f.Add(exRespIn)
 	f.Add(`a=("x";key="y";req "@query-param";name="p");p=1.5;q=?0;r=:AA==:;s=tok`)
+	for _, s := range []string{`a`, `a;x=1`, `a=1`, `a=("x" 1)`, `a=(1 "x")`, `a=("@signature-params")`, `a=("X")`,
+		`a=("x");created="1"`, `a=("x");nonce=1;created=?1`, `a=("x"), a=("y")`, `a=(1), a=(`, `a=("x";p=:AA==:;p=2)`,
+		`a=("x"` + strings.Repeat(` "x"`, 70) + `)`, `a=(1` + strings.Repeat(` "x"`, 70) + `)`, `a=()`, `a=();k`} {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		ins, err := ParseSignatureInput([]string{s})
 		if !typed(err, autherr.ErrMalformed, autherr.ErrTooLarge) {
 			t.Fatalf("untyped error %v", err)
+		}
+		// The one-pass parser must answer as the generic Dictionary parser plus the member checks did.
+		if len(s) <= MaxFieldBytes {
+			ref, refErr := referenceParseSignatureInput(s)
+			if fmt.Sprint(err) != fmt.Sprint(refErr) || !reflect.DeepEqual(ins, ref) {
+				t.Fatalf("parse of %q:\n got %#v, %v\nwant %#v, %v", s, ins, err, ref, refErr)
+			}
 		}
 		for i := range ins {
 			// What we parsed must serialize and parse back to the same thing.

@@ -292,7 +292,15 @@ func (p *sfParser) parseItem() (item, error) {
 
 func (p *sfParser) parseParams() (params, error) {
 	var buf [8]param
-	ps := params(buf[:0])
+	ps, err := p.collectParams(buf[:0])
+	if err != nil {
+		return nil, err
+	}
+	return clip(ps), nil
+}
+
+// collectParams parses parameters, appending them to ps (which may live on the caller's stack) and returning it.
+func (p *sfParser) collectParams(ps params) (params, error) {
 	for !p.eof() && p.peek() == ';' {
 		p.i++
 		p.skipSP()
@@ -321,7 +329,7 @@ func (p *sfParser) parseParams() (params, error) {
 			ps = append(ps, param{key: key, val: v})
 		}
 	}
-	return clip(ps), nil
+	return ps, nil
 }
 
 func isLCAlpha(c byte) bool { return c >= 'a' && c <= 'z' }
