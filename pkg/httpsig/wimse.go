@@ -267,7 +267,8 @@ func (s *Signer) prepare(h http.Header, body []byte, fixed []Component, conditio
 		}
 		h.Set(HeaderContentDigest, d)
 	}
-	comps := make([]Component, 0, len(fixed)+2+len(conditional)+len(s.opts.Headers))
+	// Room for the WIT, content-digest and a response's two req components besides.
+	comps := make([]Component, 0, len(fixed)+4+len(conditional)+len(s.opts.Headers))
 	comps = append(comps, fixed...)
 	comps = append(comps, compWIT)
 	in := &SignatureInput{Label: Label, Components: comps}
