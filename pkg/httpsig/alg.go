@@ -6,8 +6,8 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
-	_ "crypto/sha256" // registers SHA-256 for crypto.Hash.New
-	_ "crypto/sha512" // registers SHA-384 and SHA-512
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/asn1"
 	"fmt"
 	"math/big"
@@ -95,10 +95,18 @@ func AlgorithmFromJWS(alg string) (Algorithm, error) {
 		autherr.ErrUnsupportedAlg, alg)
 }
 
+// digest hashes msg with h, one of the hashes algSpec names, without a hash.Hash per call.
 func digest(h crypto.Hash, msg []byte) []byte {
-	d := h.New()
-	d.Write(msg)
-	return d.Sum(nil)
+	switch h {
+	case crypto.SHA256:
+		d := sha256.Sum256(msg)
+		return d[:]
+	case crypto.SHA384:
+		d := sha512.Sum384(msg)
+		return d[:]
+	}
+	d := sha512.Sum512(msg)
+	return d[:]
 }
 
 // Sign signs the signature base with key. ECDSA signatures are returned as fixed-size r‖s, as RFC 9421 and JWS

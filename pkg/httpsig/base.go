@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
@@ -35,51 +36,69 @@ var dictionaryFields = map[string]bool{
 // SignatureBase returns the RFC 9421 Section 2.5 signature base of in over m. An unknown or inapplicable
 // component, a covered field that is absent, a repeated component or a non-ASCII value is autherr.ErrMalformed.
 func SignatureBase(m Message, in *SignatureInput) ([]byte, error) {
-	base, _, err := signatureBase(m, in)
+	base, _, err := appendSignatureBase(make([]byte, 0, 1024), m, in)
 	return base, err
 }
 
-// signatureBase is SignatureBase, also returning the serialized signature parameters (the Signature-Input member
-// value) it ends with, so a signer need not serialize them twice.
-func signatureBase(m Message, in *SignatureInput) (base []byte, params string, err error) {
+// basePool holds the buffers signature bases are built in: a base is hashed and dropped, so Sign and Verify reuse
+// one instead of allocating about a kilobyte per message.
+var basePool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// maxPooledBase keeps the buffer of an unusually large base out of the pool.
+const maxPooledBase = 16 << 10
+
+func getBaseBuf() *[]byte { return basePool.Get().(*[]byte) }
+
+func putBaseBuf(b *[]byte, used []byte) {
+	if cap(used) > maxPooledBase {
+		return
+	}
+	*b = used[:0]
+	basePool.Put(b)
+}
+
+// appendSignatureBase appends the signature base of in over m to b. It also returns the offset in the result where
+// the serialized signature parameters (the Signature-Input member value) start, the base's last line, so a signer
+// need not serialize them twice.
+func appendSignatureBase(b []byte, m Message, in *SignatureInput) (base []byte, paramsAt int, err error) {
 	if m.Request == nil && m.Response == nil {
-		return nil, "", fmt.Errorf("httpsig: %w: no message to sign or verify", autherr.ErrMalformed)
+		return b, 0, fmt.Errorf("httpsig: %w: no message to sign or verify", autherr.ErrMalformed)
 	}
 	if len(in.Components) > MaxComponents {
-		return nil, "", fmt.Errorf("httpsig: %w: %d covered components, limit %d",
+		return b, 0, fmt.Errorf("httpsig: %w: %d covered components, limit %d",
 			autherr.ErrTooLarge, len(in.Components), MaxComponents)
 	}
-	params, err = in.serialize()
-	if err != nil {
-		return nil, "", fmt.Errorf("httpsig: %w: signature parameters: %v", autherr.ErrMalformed, err)
-	}
-	b := make([]byte, 0, 1024)
-	seen := make([]string, 0, len(in.Components))
+	var seenBuf [16]string
+	seen := seenBuf[:0]
 	for _, c := range in.Components {
 		if !validComponentName(c.Name) {
-			return nil, "", fmt.Errorf("httpsig: %w: invalid component name %q", autherr.ErrMalformed, c.Name)
+			return b, 0, fmt.Errorf("httpsig: %w: invalid component name %q", autherr.ErrMalformed, c.Name)
 		}
-		id := c.String()
 		key, err := canonicalComponentKey(c)
 		if err != nil {
-			return nil, "", fmt.Errorf("httpsig: %w: component %s: %v", autherr.ErrMalformed, id, err)
+			return b, 0, fmt.Errorf("httpsig: %w: component %s: %v", autherr.ErrMalformed, c, err)
 		}
 		if slices.Contains(seen, key) {
-			return nil, "", fmt.Errorf("httpsig: %w: component %s is covered twice", autherr.ErrMalformed, id)
+			return b, 0, fmt.Errorf("httpsig: %w: component %s is covered twice", autherr.ErrMalformed, c)
 		}
 		seen = append(seen, key)
 		v, err := componentValue(m, c)
 		if err != nil {
-			return nil, "", fmt.Errorf("httpsig: %w: component %s: %v", autherr.ErrMalformed, id, err)
+			return b, 0, fmt.Errorf("httpsig: %w: component %s: %v", autherr.ErrMalformed, c, err)
 		}
-		b = append(b, id...)
+		if b, err = appendComponentID(b, c); err != nil {
+			return b, 0, fmt.Errorf("httpsig: %w: component %s: %v", autherr.ErrMalformed, c, err)
+		}
 		b = append(b, ": "...)
 		b = append(b, v...)
 		b = append(b, '\n')
 	}
 	b = append(b, `"@signature-params": `...)
-	b = append(b, params...)
-	return b, params, nil
+	paramsAt = len(b)
+	if b, err = in.appendTo(b); err != nil {
+		return b, 0, fmt.Errorf("httpsig: %w: signature parameters: %v", autherr.ErrMalformed, err)
+	}
+	return b, paramsAt, nil
 }
 
 // canonicalComponentKey identifies a component regardless of parameter order (RFC 9421 Section 2: `"foo";a;b`
@@ -90,11 +109,11 @@ func canonicalComponentKey(c Component) (string, error) {
 	}
 	ps := make([]string, 0, len(c.Params))
 	for _, p := range c.Params {
-		var b strings.Builder
-		if err := writeParams(&b, params{{key: p.Key, val: toBare(p.Value)}}); err != nil {
+		b, err := appendParam(nil, p.Key, toBare(p.Value))
+		if err != nil {
 			return "", err
 		}
-		ps = append(ps, b.String())
+		ps = append(ps, string(b))
 	}
 	slices.Sort(ps)
 	return c.Name + strings.Join(ps, ""), nil
@@ -343,9 +362,9 @@ func fieldValue(r *http.Request, resp *http.Response, c Component) (string, erro
 	}
 	var lines []string
 	if resp != nil {
-		lines = resp.Header.Values(c.Name)
+		lines = fieldLines(resp.Header, c.Name)
 	} else {
-		lines = r.Header.Values(c.Name)
+		lines = fieldLines(r.Header, c.Name)
 		if len(lines) == 0 && c.Name == "host" {
 			// Go keeps Host out of Header; it is still a field of the request.
 			if h := r.Host; h != "" {
@@ -363,9 +382,10 @@ func fieldValue(r *http.Request, resp *http.Response, c Component) (string, erro
 	if bs && (sf || hasKey) {
 		return "", fmt.Errorf("bs cannot be combined with sf or key")
 	}
-	trimmed := make([]string, len(lines))
-	for i, l := range lines {
-		trimmed[i] = strings.Trim(l, " \t")
+	var one [1]string // most fields have one line
+	trimmed := one[:0]
+	for _, l := range lines {
+		trimmed = append(trimmed, strings.Trim(l, " \t"))
 	}
 	if bs {
 		var b strings.Builder
@@ -395,11 +415,11 @@ func fieldValue(r *http.Request, resp *http.Response, c Component) (string, erro
 		if !ok {
 			return "", fmt.Errorf("dictionary has no member %q", key)
 		}
-		var b strings.Builder
-		if err := writeMemberValue(&b, mem); err != nil {
+		b, err := appendMemberValue(nil, mem)
+		if err != nil {
 			return "", err
 		}
-		return b.String(), nil
+		return string(b), nil
 	case sf:
 		if !dictionaryFields[c.Name] {
 			return "", fmt.Errorf("structured type of field %q is not known", c.Name)
@@ -411,6 +431,36 @@ func fieldValue(r *http.Request, resp *http.Response, c Component) (string, erro
 		return serializeSFDictionary(d.members)
 	}
 	return combined, nil
+}
+
+// fieldLines is h.Values(name) for a component name: Header.Values allocates the canonical form of a lower-case
+// name on every call, which this builds on the stack for names of letters, digits and hyphens (anything else goes
+// to Header.Values).
+func fieldLines(h http.Header, name string) []string {
+	var buf [64]byte
+	if name == "" || len(name) > len(buf) {
+		return h.Values(name)
+	}
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+			if upper {
+				c -= 'a' - 'A'
+			}
+		case c >= 'A' && c <= 'Z':
+			if !upper {
+				c += 'a' - 'A'
+			}
+		case c == '-', c >= '0' && c <= '9':
+		default:
+			return h.Values(name)
+		}
+		buf[i] = c
+		upper = c == '-'
+	}
+	return h[string(buf[:len(name)])]
 }
 
 // checkValue refuses values that cannot appear in a signature base: control characters (other than HTAB in field

@@ -4,8 +4,8 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
+	"encoding/base64"
 	"fmt"
-	"hash"
 	"strings"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
@@ -24,14 +24,18 @@ const MaxFieldBytes = 8 << 10
 // maxDigestMembers caps the number of digests one Content-Digest field may carry.
 const maxDigestMembers = 8
 
-func newDigestHash(alg string) hash.Hash {
+// digestOf returns the digest of body under a Content-Digest algorithm, in a fixed-size array (no hash.Hash per
+// call); ok is false for an algorithm this package does not compute.
+func digestOf(alg string, body []byte) (sum [sha512.Size]byte, n int, ok bool) {
 	switch alg {
 	case DigestSHA256:
-		return sha256.New()
+		d := sha256.Sum256(body)
+		copy(sum[:], d[:])
+		return sum, sha256.Size, true
 	case DigestSHA512:
-		return sha512.New()
+		return sha512.Sum512(body), sha512.Size, true
 	}
-	return nil
+	return sum, 0, false
 }
 
 // ContentDigest returns a Content-Digest field value for body with the given algorithms (DigestSHA256 when none),
@@ -41,17 +45,24 @@ func ContentDigest(body []byte, algs ...string) (string, error) {
 	if len(algs) == 0 {
 		algs = []string{DigestSHA256}
 	}
-	members := make([]member, 0, len(algs))
-	for _, alg := range algs {
-		h := newDigestHash(alg)
-		if h == nil {
+	var buf [128]byte // a sha-512 member is 98 bytes
+	b := buf[:0]
+	for i, alg := range algs {
+		sum, n, ok := digestOf(alg, body)
+		if !ok {
 			return "", fmt.Errorf("httpsig: %w: content digest algorithm %q (want %s or %s)",
 				autherr.ErrUnsupportedAlg, alg, DigestSHA256, DigestSHA512)
 		}
-		h.Write(body)
-		members = append(members, member{key: alg, val: sfBin(h.Sum(nil))})
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		// The Dictionary serialization of one Byte Sequence member (RFC 8941 Section 4.1.2).
+		b = append(b, alg...)
+		b = append(b, "=:"...)
+		b = base64.StdEncoding.AppendEncode(b, sum[:n])
+		b = append(b, ':')
 	}
-	return serializeSFDictionary(members)
+	return string(b), nil
 }
 
 // VerifyContentDigest checks the Content-Digest field lines against body (RFC 9530). Digests with algorithms this
@@ -86,12 +97,11 @@ func VerifyContentDigest(fieldLines []string, body []byte) error {
 		if m.inner || m.val.kind != sfBytes {
 			return fmt.Errorf("httpsig: %w: Content-Digest member %q is not a byte sequence", autherr.ErrMalformed, m.key)
 		}
-		h := newDigestHash(m.key)
-		if h == nil {
+		sum, n, ok := digestOf(m.key, body)
+		if !ok {
 			continue
 		}
-		h.Write(body)
-		if subtle.ConstantTimeCompare(h.Sum(nil), m.val.bin) != 1 {
+		if subtle.ConstantTimeCompare(sum[:n], m.val.bin) != 1 {
 			return fmt.Errorf("httpsig: %w: Content-Digest %s does not match the %d-byte body",
 				autherr.ErrMismatch, m.key, len(body))
 		}

@@ -3,7 +3,11 @@ package httpsig
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
@@ -30,10 +34,22 @@ func FuzzParseSignatureInput(f *testing.F) {
 	f.Add(exReqInput)
 	f.Add(exRespIn)
 	f.Add(`a=("x";key="y";req "@query-param";name="p");p=1.5;q=?0;r=:AA==:;s=tok`)
+	for _, s := range []string{`a`, `a;x=1`, `a=1`, `a=("x" 1)`, `a=(1 "x")`, `a=("@signature-params")`, `a=("X")`,
+		`a=("x");created="1"`, `a=("x");nonce=1;created=?1`, `a=("x"), a=("y")`, `a=(1), a=(`, `a=("x";p=:AA==:;p=2)`,
+		`a=("x"` + strings.Repeat(` "x"`, 70) + `)`, `a=(1` + strings.Repeat(` "x"`, 70) + `)`, `a=()`, `a=();k`} {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		ins, err := ParseSignatureInput([]string{s})
 		if !typed(err, autherr.ErrMalformed, autherr.ErrTooLarge) {
 			t.Fatalf("untyped error %v", err)
+		}
+		// The one-pass parser must answer as the generic Dictionary parser plus the member checks did.
+		if len(s) <= MaxFieldBytes {
+			ref, refErr := referenceParseSignatureInput(s)
+			if fmt.Sprint(err) != fmt.Sprint(refErr) || !reflect.DeepEqual(ins, ref) {
+				t.Fatalf("parse of %q:\n got %#v, %v\nwant %#v, %v", s, ins, err, ref, refErr)
+			}
 		}
 		for i := range ins {
 			// What we parsed must serialize and parse back to the same thing.
@@ -118,6 +134,24 @@ func FuzzVerifyRequest(f *testing.F) {
 		_, err = v.VerifyRequest(context.Background(), req, body)
 		if err != nil && autherr.Of(err) == nil {
 			t.Fatalf("untyped error %v", err)
+		}
+	})
+}
+
+// FuzzFieldLines holds fieldLines, which canonicalizes a component name on the stack, to Header.Values for any
+// name, with a decoy stored under the name as given.
+func FuzzFieldLines(f *testing.F) {
+	for _, n := range []string{"content-type", "workload-identity-token", "x-1-a", "-a", "a--b", "Content-TYPE", "a b", "ü", "a_b", ""} {
+		f.Add(n)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		h := http.Header{}
+		h.Add(name, "canonical")
+		if _, ok := h[name]; !ok {
+			h[name] = []string{"decoy"}
+		}
+		if got, want := fieldLines(h, name), h.Values(name); !slices.Equal(got, want) {
+			t.Fatalf("fieldLines(%q) = %q, Header.Values = %q", name, got, want)
 		}
 	})
 }

@@ -56,11 +56,11 @@ func (c Component) String() string {
 		// The common case: a valid name needs no escaping inside an sf-string.
 		return `"` + c.Name + `"`
 	}
-	var b strings.Builder
-	if err := writeItem(&b, c.item()); err != nil {
+	b, err := appendComponentID(nil, c)
+	if err != nil {
 		return fmt.Sprintf("<invalid component %q: %v>", c.Name, err)
 	}
-	return b.String()
+	return string(b)
 }
 
 // sameAs reports whether c and o are the same component identifier as serialized (name, and parameters in order).
@@ -71,8 +71,24 @@ func (c Component) sameAs(o Component) bool {
 	return len(c.Params) == 0 || c.String() == o.String()
 }
 
-func (c Component) item() item {
-	return item{val: sfStr(c.Name), params: toParams(c.Params)}
+// appendComponentID appends the serialized component identifier c: its name as an sf-string, then its parameters.
+func appendComponentID(b []byte, c Component) ([]byte, error) {
+	b, err := appendBareItem(b, sfStr(c.Name))
+	if err != nil {
+		return b, err
+	}
+	return appendParamList(b, c.Params)
+}
+
+// appendParamList appends ps as structured-field parameters, in order.
+func appendParamList(b []byte, ps []Param) ([]byte, error) {
+	var err error
+	for _, p := range ps {
+		if b, err = appendParam(b, p.Key, toBare(p.Value)); err != nil {
+			return b, err
+		}
+	}
+	return b, nil
 }
 
 // param returns the named parameter.
@@ -138,16 +154,28 @@ func (in *SignatureInput) String() string {
 }
 
 func (in *SignatureInput) serialize() (string, error) {
-	items := make([]item, len(in.Components))
-	for i, c := range in.Components {
-		items[i] = c.item()
-	}
-	var b strings.Builder
-	b.Grow(256)
-	if err := writeInnerList(&b, items, toParams(in.Params)); err != nil {
+	b, err := in.appendTo(make([]byte, 0, 256))
+	if err != nil {
 		return "", err
 	}
-	return b.String(), nil
+	return string(b), nil
+}
+
+// appendTo appends the serialized signature parameters: the Inner List of covered components, then the
+// parameters.
+func (in *SignatureInput) appendTo(b []byte) ([]byte, error) {
+	b = append(b, '(')
+	var err error
+	for i, c := range in.Components {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		if b, err = appendComponentID(b, c); err != nil {
+			return b, err
+		}
+	}
+	b = append(b, ')')
+	return appendParamList(b, in.Params)
 }
 
 func toBare(v any) bareItem {
@@ -188,17 +216,6 @@ func fromBare(b bareItem) any {
 	return nil
 }
 
-func toParams(ps []Param) params {
-	if len(ps) == 0 {
-		return nil
-	}
-	out := make(params, len(ps))
-	for i, p := range ps {
-		out[i] = param{key: p.Key, val: toBare(p.Value)}
-	}
-	return out
-}
-
 func fromParams(ps params) []Param {
 	if len(ps) == 0 {
 		return nil
@@ -233,70 +250,24 @@ func ParseSignatureInput(fieldLines []string) ([]SignatureInput, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := parseSFDictionary(value)
-	if err != nil {
-		return nil, sfError(wire.HeaderSignatureInput, err)
-	}
-	if d.dup {
-		return nil, fmt.Errorf("httpsig: %w: Signature-Input repeats a label", autherr.ErrMalformed)
-	}
-	if len(d.members) > MaxSignatures {
-		return nil, fmt.Errorf("httpsig: %w: Signature-Input has %d signatures, limit %d",
-			autherr.ErrTooLarge, len(d.members), MaxSignatures)
-	}
-	out := make([]SignatureInput, 0, len(d.members))
-	for _, m := range d.members {
-		in, err := signatureInputFromMember(m)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, in)
-	}
-	return out, nil
-}
-
-func signatureInputFromMember(m member) (SignatureInput, error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("httpsig: %w: Signature-Input %q: %s", autherr.ErrMalformed, m.key, fmt.Sprintf(format, args...))
-	}
-	if !m.inner {
-		return SignatureInput{}, bad("value is not an inner list")
-	}
-	if len(m.items) > MaxComponents {
-		return SignatureInput{}, fmt.Errorf("httpsig: %w: Signature-Input %q covers %d components, limit %d",
-			autherr.ErrTooLarge, m.key, len(m.items), MaxComponents)
-	}
-	in := SignatureInput{Label: m.key, Components: make([]Component, 0, len(m.items))}
-	for _, it := range m.items {
-		if it.val.kind != sfString {
-			return SignatureInput{}, bad("component identifier is not a string")
-		}
-		if !validComponentName(it.val.str) {
-			return SignatureInput{}, bad("invalid component name %q", it.val.str)
-		}
-		if it.val.str == "@signature-params" {
-			return SignatureInput{}, bad("@signature-params must not be a covered component")
-		}
-		in.Components = append(in.Components, Component{Name: it.val.str, Params: fromParams(it.params)})
-	}
-	for _, p := range m.params {
-		switch p.key {
-		case "created", "expires":
-			if p.val.kind != sfInteger {
-				return SignatureInput{}, bad("%s is not an integer", p.key)
-			}
-		case "nonce", "alg", "keyid", "tag":
-			if p.val.kind != sfString {
-				return SignatureInput{}, bad("%s is not a string", p.key)
-			}
-		}
-	}
-	in.Params = fromParams(m.params)
-	return in, nil
+	return parseSignatureInputs(value)
 }
 
 // ParseSignature parses the Signature field lines of a message into signature bytes by label.
 func ParseSignature(fieldLines []string) (map[string][]byte, error) {
+	sigs, err := parseSignature(fieldLines)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(sigs))
+	for _, m := range sigs {
+		out[m.key] = m.val.bin
+	}
+	return out, nil
+}
+
+// parseSignature is ParseSignature returning the members in field order, each a Byte Sequence without a map.
+func parseSignature(fieldLines []string) ([]member, error) {
 	value, err := combineSFLines(wire.HeaderSignature, fieldLines)
 	if err != nil {
 		return nil, err
@@ -312,12 +283,10 @@ func ParseSignature(fieldLines []string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("httpsig: %w: Signature has %d signatures, limit %d",
 			autherr.ErrTooLarge, len(d.members), MaxSignatures)
 	}
-	out := make(map[string][]byte, len(d.members))
 	for _, m := range d.members {
 		if m.inner || m.val.kind != sfBytes {
 			return nil, fmt.Errorf("httpsig: %w: Signature %q is not a byte sequence", autherr.ErrMalformed, m.key)
 		}
-		out[m.key] = m.val.bin
 	}
-	return out, nil
+	return d.members, nil
 }

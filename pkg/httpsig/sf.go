@@ -125,47 +125,61 @@ func (p *sfParser) skipOWS() {
 }
 
 // parseSFDictionary parses a whole field value as a Dictionary (RFC 8941 Section 4.2.2).
-func parseSFDictionary(s string) (*dictionary, error) {
+//
+// The parser collects members, items and parameters in arrays on its stack and copies each list out once at its
+// exact length: a signature or digest field is parsed on every request, and growing slices from empty cost more
+// than the rest of the parse.
+func parseSFDictionary(s string) (dictionary, error) {
 	p := &sfParser{s: s}
 	p.skipSP()
-	d := &dictionary{}
+	var buf [4]member
+	members := buf[:0]
+	dup := false
 	for !p.eof() {
 		key, err := p.parseKey()
 		if err != nil {
-			return nil, err
+			return dictionary{}, err
 		}
 		var m member
 		if !p.eof() && p.peek() == '=' {
 			p.i++
 			if m, err = p.parseItemOrInnerList(); err != nil {
-				return nil, err
+				return dictionary{}, err
 			}
 		} else {
 			m.val = sfBoolean(true)
 			if m.params, err = p.parseParams(); err != nil {
-				return nil, err
+				return dictionary{}, err
 			}
 		}
 		m.key = key
 		replaced := false
-		for i := range d.members {
-			if d.members[i].key == key {
-				d.members[i] = m
-				d.dup, replaced = true, true
+		for i := range members {
+			if members[i].key == key {
+				members[i] = m
+				dup, replaced = true, true
 				break
 			}
 		}
 		if !replaced {
-			if len(d.members) == sfMaxMembers {
-				return nil, errSFTooLarge
+			if len(members) == sfMaxMembers {
+				return dictionary{}, errSFTooLarge
 			}
-			d.members = append(d.members, m)
+			members = append(members, m)
 		}
 		if err := p.nextMember(); err != nil {
-			return nil, err
+			return dictionary{}, err
 		}
 	}
-	return d, nil
+	return dictionary{members: clip(members), dup: dup}, nil
+}
+
+// clip returns a copy of s at its exact length (nil when empty), so s may live on the caller's stack.
+func clip[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return append(make([]T, 0, len(s)), s...)
 }
 
 // parseSFList parses a whole field value as a List (RFC 8941 Section 4.2.1).
@@ -235,6 +249,8 @@ func (p *sfParser) parseItemOrInnerList() (member, error) {
 func (p *sfParser) parseInnerList() (member, error) {
 	p.i++ // '('
 	m := member{inner: true}
+	var buf [8]item
+	items := buf[:0]
 	for !p.eof() {
 		p.skipSP()
 		if p.eof() {
@@ -243,17 +259,18 @@ func (p *sfParser) parseInnerList() (member, error) {
 		if p.peek() == ')' {
 			p.i++
 			var err error
+			m.items = clip(items)
 			m.params, err = p.parseParams()
 			return m, err
 		}
-		if len(m.items) == sfMaxInnerItems {
+		if len(items) == sfMaxInnerItems {
 			return member{}, errSFTooLarge
 		}
 		it, err := p.parseItem()
 		if err != nil {
 			return member{}, err
 		}
-		m.items = append(m.items, it)
+		items = append(items, it)
 		if p.eof() || (p.peek() != ' ' && p.peek() != ')') {
 			return member{}, p.errf("expected ' ' or ')' in inner list")
 		}
@@ -274,7 +291,16 @@ func (p *sfParser) parseItem() (item, error) {
 }
 
 func (p *sfParser) parseParams() (params, error) {
-	var ps params
+	var buf [8]param
+	ps, err := p.collectParams(buf[:0])
+	if err != nil {
+		return nil, err
+	}
+	return clip(ps), nil
+}
+
+// collectParams parses parameters, appending them to ps (which may live on the caller's stack) and returning it.
+func (p *sfParser) collectParams(ps params) (params, error) {
 	for !p.eof() && p.peek() == ';' {
 		p.i++
 		p.skipSP()
@@ -508,64 +534,66 @@ func (p *sfParser) parseBool() (bareItem, error) {
 
 // Serialization (RFC 8941 Section 4.1). Values built by this package are valid by construction; values that came
 // from a parse are valid too, so the error paths only guard programmer mistakes (e.g. a string with a control char).
+// The writers append to a byte slice, so a signature base is built in one buffer without intermediate strings.
 
-func writeBareItem(b *strings.Builder, v bareItem) error {
+func appendBareItem(b []byte, v bareItem) ([]byte, error) {
 	switch v.kind {
 	case sfInteger:
 		if v.num > 999_999_999_999_999 || v.num < -999_999_999_999_999 {
-			return fmt.Errorf("structured field: integer %d out of range", v.num)
+			return b, fmt.Errorf("structured field: integer %d out of range", v.num)
 		}
-		b.WriteString(strconv.FormatInt(v.num, 10))
+		b = strconv.AppendInt(b, v.num, 10)
 	case sfDecimal:
 		n := v.num
 		if n < 0 {
-			b.WriteByte('-')
+			b = append(b, '-')
 			n = -n
 		}
-		b.WriteString(strconv.FormatInt(n/1000, 10))
-		b.WriteByte('.')
-		frac := strings.TrimRight(fmt.Sprintf("%03d", n%1000), "0")
-		if frac == "" {
-			frac = "0"
+		b = strconv.AppendInt(b, n/1000, 10)
+		b = append(b, '.')
+		frac := [3]byte{byte('0' + n%1000/100), byte('0' + n%100/10), byte('0' + n%10)}
+		k := 3
+		for k > 1 && frac[k-1] == '0' {
+			k--
 		}
-		b.WriteString(frac)
+		b = append(b, frac[:k]...)
 	case sfString:
-		b.WriteByte('"')
+		b = append(b, '"')
 		if plainString(v.str) {
-			b.WriteString(v.str)
-			b.WriteByte('"')
+			b = append(b, v.str...)
+			b = append(b, '"')
 			break
 		}
 		for i := 0; i < len(v.str); i++ {
 			c := v.str[i]
 			if c < 0x20 || c > 0x7e {
-				return fmt.Errorf("structured field: string has non-printable character 0x%02x", c)
+				return b, fmt.Errorf("structured field: string has non-printable character 0x%02x", c)
 			}
 			if c == '"' || c == '\\' {
-				b.WriteByte('\\')
+				b = append(b, '\\')
 			}
-			b.WriteByte(c)
+			b = append(b, c)
 		}
-		b.WriteByte('"')
+		b = append(b, '"')
 	case sfToken:
 		if !validToken(v.str) {
-			return fmt.Errorf("structured field: invalid token %q", v.str)
+			return b, fmt.Errorf("structured field: invalid token %q", v.str)
 		}
-		b.WriteString(v.str)
+		b = append(b, v.str...)
 	case sfBytes:
-		b.WriteByte(':')
-		b.WriteString(base64.StdEncoding.EncodeToString(v.bin))
-		b.WriteByte(':')
+		b = append(b, ':')
+		b = base64.StdEncoding.AppendEncode(b, v.bin)
+		b = append(b, ':')
 	case sfBool:
 		if v.bl {
-			b.WriteString("?1")
+			b = append(b, "?1"...)
 		} else {
-			b.WriteString("?0")
+			b = append(b, "?0"...)
 		}
 	default:
-		return errors.New("structured field: empty bare item")
+		return b, errors.New("structured field: empty bare item")
 	}
-	return nil
+	return b, nil
 }
 
 // plainString reports whether s serializes as an sf-string without escapes: printable ASCII, no '"' or '\\'.
@@ -602,87 +630,99 @@ func validKey(s string) bool {
 	return true
 }
 
-func writeParams(b *strings.Builder, ps params) error {
+// appendParam appends one parameter: ";key" for a true Boolean, else ";key=value".
+func appendParam(b []byte, key string, val bareItem) ([]byte, error) {
+	if !validKey(key) {
+		return b, fmt.Errorf("structured field: invalid parameter key %q", key)
+	}
+	b = append(b, ';')
+	b = append(b, key...)
+	if val.isTrue() {
+		return b, nil
+	}
+	b = append(b, '=')
+	return appendBareItem(b, val)
+}
+
+func appendParams(b []byte, ps params) ([]byte, error) {
+	var err error
 	for _, p := range ps {
-		if !validKey(p.key) {
-			return fmt.Errorf("structured field: invalid parameter key %q", p.key)
-		}
-		b.WriteByte(';')
-		b.WriteString(p.key)
-		if !p.val.isTrue() {
-			b.WriteByte('=')
-			if err := writeBareItem(b, p.val); err != nil {
-				return err
-			}
+		if b, err = appendParam(b, p.key, p.val); err != nil {
+			return b, err
 		}
 	}
-	return nil
+	return b, nil
 }
 
-func writeItem(b *strings.Builder, it item) error {
-	if err := writeBareItem(b, it.val); err != nil {
-		return err
+func appendItem(b []byte, it item) ([]byte, error) {
+	b, err := appendBareItem(b, it.val)
+	if err != nil {
+		return b, err
 	}
-	return writeParams(b, it.params)
+	return appendParams(b, it.params)
 }
 
-func writeInnerList(b *strings.Builder, items []item, ps params) error {
-	b.WriteByte('(')
+func appendInnerList(b []byte, items []item, ps params) ([]byte, error) {
+	b = append(b, '(')
+	var err error
 	for i, it := range items {
 		if i > 0 {
-			b.WriteByte(' ')
+			b = append(b, ' ')
 		}
-		if err := writeItem(b, it); err != nil {
-			return err
+		if b, err = appendItem(b, it); err != nil {
+			return b, err
 		}
 	}
-	b.WriteByte(')')
-	return writeParams(b, ps)
+	b = append(b, ')')
+	return appendParams(b, ps)
 }
 
-// writeMemberValue writes an Item or Inner List with its parameters (a Dictionary member_value, or a List member).
-func writeMemberValue(b *strings.Builder, m member) error {
+// appendMemberValue appends an Item or Inner List with its parameters (a Dictionary member_value, or a List
+// member).
+func appendMemberValue(b []byte, m member) ([]byte, error) {
 	if m.inner {
-		return writeInnerList(b, m.items, m.params)
+		return appendInnerList(b, m.items, m.params)
 	}
-	return writeItem(b, item{val: m.val, params: m.params})
+	return appendItem(b, item{val: m.val, params: m.params})
 }
 
 func serializeSFDictionary(members []member) (string, error) {
-	var b strings.Builder
+	var b []byte
+	var err error
 	for i, m := range members {
 		if !validKey(m.key) {
 			return "", fmt.Errorf("structured field: invalid dictionary key %q", m.key)
 		}
 		if i > 0 {
-			b.WriteString(", ")
+			b = append(b, ", "...)
 		}
-		b.WriteString(m.key)
+		b = append(b, m.key...)
 		if !m.inner && m.val.isTrue() {
-			if err := writeParams(&b, m.params); err != nil {
+			if b, err = appendParams(b, m.params); err != nil {
 				return "", err
 			}
 			continue
 		}
-		b.WriteByte('=')
-		if err := writeMemberValue(&b, m); err != nil {
+		b = append(b, '=')
+		if b, err = appendMemberValue(b, m); err != nil {
 			return "", err
 		}
 	}
-	return b.String(), nil
+	return string(b), nil
 }
 
 func serializeSFList(members []member) (string, error) {
-	var b strings.Builder
+	var b []byte
+	var err error
 	for i, m := range members {
 		if i > 0 {
-			b.WriteString(", ")
+			b = append(b, ", "...)
 		}
-		if err := writeMemberValue(&b, m); err != nil {
+		if b, err = appendMemberValue(b, m); err != nil {
 			return "", err
 		}
 	}
-	return b.String(), nil
+	return string(b), nil
 }
 
 // sfError maps a parser error to the package's reason codes.

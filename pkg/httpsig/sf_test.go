@@ -95,10 +95,9 @@ func TestSFListAndItem(t *testing.T) {
 }
 
 func TestSFSerializeRejectsInvalid(t *testing.T) {
-	var b strings.Builder
 	for _, v := range []bareItem{sfStr("a\nb"), sfTok("1abc"), sfInt(1e15), {}} {
-		if err := writeBareItem(&b, v); err == nil {
-			t.Errorf("writeBareItem(%+v) succeeded", v)
+		if _, err := appendBareItem(nil, v); err == nil {
+			t.Errorf("appendBareItem(%+v) succeeded", v)
 		}
 	}
 	if _, err := serializeSFDictionary([]member{{key: "Bad", val: sfInt(1)}}); err == nil {

@@ -42,7 +42,9 @@ func Sign(m Message, in *SignatureInput, alg Algorithm, key crypto.Signer) error
 			}
 		}
 	}
-	base, params, err := signatureBase(m, in)
+	buf := getBaseBuf()
+	base, paramsAt, err := appendSignatureBase(*buf, m, in)
+	defer func() { putBaseBuf(buf, base) }()
 	if err != nil {
 		return err
 	}
@@ -50,14 +52,35 @@ func Sign(m Message, in *SignatureInput, alg Algorithm, key crypto.Signer) error
 	if err != nil {
 		return err
 	}
-	h.Add(wire.HeaderSignatureInput, in.Label+"="+params)
-	h.Add(wire.HeaderSignature, in.Label+"=:"+base64.StdEncoding.EncodeToString(sig)+":")
+	// Both field values are built in the buffer's spare room after the base, each copied out once.
+	field := append(base[len(base):], in.Label...)
+	field = append(field, '=')
+	field = append(field, base[paramsAt:]...)
+	h.Add(wire.HeaderSignatureInput, string(field))
+	field = append(field[:0], in.Label...)
+	field = append(field, "=:"...)
+	field = base64.StdEncoding.AppendEncode(field, sig)
+	field = append(field, ':')
+	h.Add(wire.HeaderSignature, string(field))
 	return nil
 }
 
 // Signatures parses the Signature-Input and Signature fields of h and checks that both name the same labels.
 // A message with neither returns no signatures and no error.
 func Signatures(h http.Header) ([]SignatureInput, map[string][]byte, error) {
+	inputs, sigs, err := signatures(h)
+	if err != nil || inputs == nil {
+		return nil, nil, err
+	}
+	out := make(map[string][]byte, len(sigs))
+	for _, m := range sigs {
+		out[m.key] = m.val.bin
+	}
+	return inputs, out, nil
+}
+
+// signatures is Signatures with the signatures as parsed, in field order; signatureOf finds one by label.
+func signatures(h http.Header) ([]SignatureInput, []member, error) {
 	inLines, sigLines := h.Values(wire.HeaderSignatureInput), h.Values(wire.HeaderSignature)
 	if len(inLines) == 0 && len(sigLines) == 0 {
 		return nil, nil, nil
@@ -66,7 +89,7 @@ func Signatures(h http.Header) ([]SignatureInput, map[string][]byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	sigs, err := ParseSignature(sigLines)
+	sigs, err := parseSignature(sigLines)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -75,12 +98,22 @@ func Signatures(h http.Header) ([]SignatureInput, map[string][]byte, error) {
 			autherr.ErrMalformed, len(inputs), len(sigs))
 	}
 	for _, in := range inputs {
-		if _, ok := sigs[in.Label]; !ok {
+		if _, ok := signatureOf(sigs, in.Label); !ok {
 			return nil, nil, fmt.Errorf("httpsig: %w: label %q is in Signature-Input but not in Signature",
 				autherr.ErrMalformed, in.Label)
 		}
 	}
 	return inputs, sigs, nil
+}
+
+// signatureOf returns the signature labelled label.
+func signatureOf(sigs []member, label string) ([]byte, bool) {
+	for _, m := range sigs {
+		if m.key == label {
+			return m.val.bin, true
+		}
+	}
+	return nil, false
 }
 
 // Verify verifies the signature labelled label on m's target message with alg and pub, and returns its input.
@@ -91,13 +124,14 @@ func Verify(m Message, label string, alg Algorithm, pub crypto.PublicKey) (*Sign
 	if m.Request == nil && m.Response == nil {
 		return nil, fmt.Errorf("httpsig: %w: no message to verify", autherr.ErrMalformed)
 	}
-	inputs, sigs, err := Signatures(m.header())
+	inputs, sigs, err := signatures(m.header())
 	if err != nil {
 		return nil, err
 	}
 	for i := range inputs {
 		if inputs[i].Label == label {
-			return verifyInput(m, &inputs[i], sigs[label], alg, pub)
+			sig, _ := signatureOf(sigs, label)
+			return verifyInput(m, &inputs[i], sig, alg, pub)
 		}
 	}
 	return nil, fmt.Errorf("httpsig: %w: no signature labelled %q", autherr.ErrMissing, label)
@@ -108,7 +142,9 @@ func verifyInput(m Message, in *SignatureInput, sig []byte, alg Algorithm, pub c
 		return nil, fmt.Errorf("httpsig: %w: signature says alg %q, the key requires %q",
 			autherr.ErrUnsupportedAlg, v, string(alg))
 	}
-	base, err := SignatureBase(m, in)
+	buf := getBaseBuf()
+	base, _, err := appendSignatureBase(*buf, m, in)
+	defer func() { putBaseBuf(buf, base) }()
 	if err != nil {
 		return nil, err
 	}

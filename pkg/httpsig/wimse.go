@@ -56,6 +56,15 @@ const (
 // fieldWIT is the component name of the Workload-Identity-Token field.
 var fieldWIT = strings.ToLower(wire.HeaderWIT)
 
+// Components the profile always covers, in the order a Signer lists them. Shared: never modified.
+var (
+	compWIT           = Component{Name: fieldWIT}
+	compContentDigest = Component{Name: "content-digest"}
+	requestFixed      = [...]Component{{Name: "@method"}, {Name: "@request-target"}}
+	// responseFixed is @status, then the request's method and target with req (listed after the fields).
+	responseFixed = [...]Component{{Name: "@status"}, Comp("@method", "req"), Comp("@request-target", "req")}
+)
+
 // Header fields the profile covers whenever the message carries them (besides content-digest, handled apart).
 var (
 	requestConditional  = []string{"content-type", "authorization", strings.ToLower(wire.HeaderTxnToken)}
@@ -198,7 +207,7 @@ func (s *Signer) SignRequestFor(r *http.Request, body []byte, aud string) error 
 		}
 		aud = scheme(r) + "://" + authority(r) + path
 	}
-	in, err := s.prepare(r.Header, body, []Component{Comp("@method"), Comp("@request-target")}, requestConditional)
+	in, err := s.prepare(r.Header, body, requestFixed[:], requestConditional)
 	if err != nil {
 		return err
 	}
@@ -219,11 +228,11 @@ func (s *Signer) SignResponse(resp *http.Response, body []byte) error {
 	if resp.Header == nil {
 		resp.Header = http.Header{}
 	}
-	in, err := s.prepare(resp.Header, body, []Component{Comp("@status")}, responseConditional)
+	in, err := s.prepare(resp.Header, body, responseFixed[:1], responseConditional)
 	if err != nil {
 		return err
 	}
-	in.Components = append(in.Components, Comp("@method", "req"), Comp("@request-target", "req"))
+	in.Components = append(in.Components, responseFixed[1:]...)
 	reqIn, err := wimseInput(resp.Request.Header)
 	if err != nil && !errors.Is(err, autherr.ErrMissing) {
 		return fmt.Errorf("httpsig: reading the request's signature: %w", err)
@@ -251,39 +260,44 @@ func (s *Signer) prepare(h http.Header, body []byte, fixed []Component, conditio
 		return nil, fmt.Errorf("httpsig: nonce: %w", err)
 	}
 	h.Set(wire.HeaderWIT, s.wit)
-	if len(body) > 0 || len(h.Values(HeaderContentDigest)) > 0 {
+	if len(body) > 0 || len(h[HeaderContentDigest]) > 0 {
 		d, err := ContentDigest(body, s.opts.DigestAlgorithm)
 		if err != nil {
 			return nil, err
 		}
 		h.Set(HeaderContentDigest, d)
 	}
-	in := &SignatureInput{Label: Label, Components: append(fixed, Comp(fieldWIT))}
+	// Room for the WIT, content-digest and a response's two req components besides.
+	comps := make([]Component, 0, len(fixed)+4+len(conditional)+len(s.opts.Headers))
+	comps = append(comps, fixed...)
+	comps = append(comps, compWIT)
+	in := &SignatureInput{Label: Label, Components: comps}
 	for _, f := range conditional {
-		if len(h.Values(f)) > 0 {
-			in.Components = append(in.Components, Comp(f))
+		if len(fieldLines(h, f)) > 0 {
+			in.Components = append(in.Components, Component{Name: f})
 		}
 	}
-	if len(h.Values(HeaderContentDigest)) > 0 {
-		in.Components = append(in.Components, Comp("content-digest"))
+	if len(h[HeaderContentDigest]) > 0 {
+		in.Components = append(in.Components, compContentDigest)
 	}
 	for _, f := range s.opts.Headers {
-		if len(h.Values(f)) > 0 && !slices.ContainsFunc(in.Components, func(c Component) bool { return c.Name == f }) {
-			in.Components = append(in.Components, Comp(f))
+		if len(fieldLines(h, f)) > 0 && !slices.ContainsFunc(in.Components, func(c Component) bool { return c.Name == f }) {
+			in.Components = append(in.Components, Component{Name: f})
 		}
 	}
-	in.Params = []Param{
-		{paramCreated, now.Unix()},
-		{paramExpires, expires.Unix()},
-		{paramNonce, nonce},
-		{paramTag, Tag},
-	}
+	// Room for the parameters either direction adds (wimse-aud, wimse-sign-response; wimse-req-nonce).
+	in.Params = append(make([]Param, 0, 6),
+		Param{paramCreated, now.Unix()},
+		Param{paramExpires, expires.Unix()},
+		Param{paramNonce, nonce},
+		Param{paramTag, Tag},
+	)
 	return in, nil
 }
 
 // wimseInput returns the WIMSE signature input of h (see findWIMSE).
 func wimseInput(h http.Header) (*SignatureInput, error) {
-	inputs, _, err := Signatures(h)
+	inputs, _, err := signatures(h)
 	if err != nil {
 		return nil, err
 	}
@@ -501,7 +515,7 @@ func (v *Verifier) verifyHeaders(ctx context.Context, m Message, hasBody bool, r
 	}
 
 	// 2. Find the WIMSE signature and check its shape.
-	inputs, sigs, err := Signatures(h)
+	inputs, sigs, err := signatures(h)
 	if err != nil {
 		return nil, err
 	}
@@ -528,7 +542,8 @@ func (v *Verifier) verifyHeaders(ctx context.Context, m Message, hasBody bool, r
 	}
 
 	// 4. The signature itself, with the WIT's key and algorithm.
-	if _, err := verifyInput(m, in, sigs[in.Label], alg, wit.Key.Key); err != nil {
+	sig, _ := signatureOf(sigs, in.Label)
+	if _, err := verifyInput(m, in, sig, alg, wit.Key.Key); err != nil {
 		return nil, err
 	}
 	return &Pending{v: v, h: h, res: res}, nil
@@ -561,6 +576,12 @@ func witField(h http.Header, what string, isResp bool, reqIn *SignatureInput) (s
 // SignResponseRequested reports whether the request's WIMSE signature carries wimse-sign-response: the client
 // asks for a signed response. Only meaningful once VerifyRequest accepted the request.
 func SignResponseRequested(h http.Header) bool {
+	// A parameter key is never escaped, so without its name in the field it is absent: most requests skip the parse.
+	if !slices.ContainsFunc(h.Values(wire.HeaderSignatureInput), func(l string) bool {
+		return strings.Contains(l, paramSignResponse)
+	}) {
+		return false
+	}
 	in, err := wimseInput(h)
 	return err == nil && in.flagParam(paramSignResponse)
 }
@@ -612,33 +633,56 @@ func (v *Verifier) checkShape(in *SignatureInput, h http.Header, hasBody bool, i
 		}
 	}
 
-	required := []Component{Comp("@method"), Comp("@request-target"), Comp(fieldWIT)}
+	var reqBuf [8]Component
+	required := append(reqBuf[:0], requestFixed[:]...)
 	conditional := requestConditional
 	if isResp {
-		required = []Component{Comp("@status"), Comp("@method", "req"), Comp("@request-target", "req"), Comp(fieldWIT)}
+		required = append(reqBuf[:0], responseFixed[:]...)
 		conditional = responseConditional
 	}
+	required = append(required, compWIT)
 	for _, f := range conditional {
-		if len(h.Values(f)) > 0 {
-			required = append(required, Comp(f))
+		if len(fieldLines(h, f)) > 0 {
+			required = append(required, Component{Name: f})
 		}
 	}
-	if hasBody || len(h.Values(HeaderContentDigest)) > 0 {
-		if len(h.Values(HeaderContentDigest)) == 0 {
+	if hasBody || len(h[HeaderContentDigest]) > 0 {
+		if len(h[HeaderContentDigest]) == 0 {
 			return nil, bad("the message has a body but no Content-Digest")
 		}
-		required = append(required, Comp("content-digest"))
+		required = append(required, compContentDigest)
 	}
-	res.Covered = make([]string, len(in.Components))
-	for i, c := range in.Components {
-		res.Covered[i] = c.String()
-	}
+	res.Covered = coveredIDs(in.Components)
 	for _, want := range required {
 		if !slices.ContainsFunc(in.Components, want.sameAs) {
 			return nil, bad("does not cover the required component %s", want)
 		}
 	}
 	return res, nil
+}
+
+// commonIDs maps the components a WIMSE signature usually covers to their serialized identifiers (without
+// parameters), made once so that Result.Covered costs no string per component and request.
+var commonIDs = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range append([]string{"@method", "@request-target", "@status", "@authority", "@path", "@query",
+		"@scheme", "@target-uri", fieldWIT, "content-digest"}, requestConditional...) {
+		m[n] = Component{Name: n}.String()
+	}
+	return m
+}()
+
+// coveredIDs returns the serialized identifiers of comps (Result.Covered).
+func coveredIDs(comps []Component) []string {
+	out := make([]string, len(comps))
+	for i, c := range comps {
+		if id, ok := commonIDs[c.Name]; ok && len(c.Params) == 0 {
+			out[i] = id
+			continue
+		}
+		out[i] = c.String()
+	}
+	return out
 }
 
 func (v *Verifier) checkTimes(res *Result) error {

@@ -759,3 +759,38 @@ func TestSignRequestFor(t *testing.T) {
 		t.Fatalf("VerifyRequest = %+v, %v", res, err)
 	}
 }
+
+// SignResponseRequested skips the parse when no Signature-Input line names wimse-sign-response; it must still answer
+// as the parse does.
+func TestSignResponseRequested(t *testing.T) {
+	e := newEnv(t)
+	asking, _, _ := e.workload(t, "EdDSA", SignerOptions{RequestSignedResponse: true})
+	plain, _, _ := e.workload(t, "EdDSA", SignerOptions{})
+	signed := func(s *Signer) http.Header {
+		r := newRequest(t, http.MethodGet, envAud, "", nil)
+		if err := s.SignRequest(r, nil); err != nil {
+			t.Fatal(err)
+		}
+		return r.Header
+	}
+	tests := []struct {
+		name string
+		h    http.Header
+		want bool
+	}{
+		{"asked", signed(asking), true},
+		{"not asked", signed(plain), false},
+		{"unsigned", http.Header{}, false},
+		{"named in a value only", http.Header{wire.HeaderSignatureInput: {`wimse=("@method");nonce="wimse-sign-response"`},
+			wire.HeaderSignature: {`wimse=:AA==:`}}, false},
+		{"false", http.Header{wire.HeaderSignatureInput: {`wimse=("@method");wimse-sign-response=?0`},
+			wire.HeaderSignature: {`wimse=:AA==:`}}, false},
+		{"second line", http.Header{wire.HeaderSignatureInput: {`other=("@method")`, `wimse=("@method");wimse-sign-response`},
+			wire.HeaderSignature: {`other=:AA==:, wimse=:AA==:`}}, true},
+	}
+	for _, tt := range tests {
+		if got := SignResponseRequested(tt.h); got != tt.want {
+			t.Errorf("%s: SignResponseRequested = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -4,12 +4,17 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/cryptotest"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -184,8 +189,26 @@ func FuzzProofFastPath(f *testing.F) {
 		f.Add(es, good[:hdrEnd]+"."+good[dot:], "txn")                      // empty payload
 		f.Add(es, good[:dot], "txn")                                        // two segments
 		f.Add(es, good[:hdrEnd+1]+"e30"+good[dot:], "txn")                  // {} under the old signature
-		f.Add(es, signJWT(f, e.workloadKey, jose.SignatureAlgorithm(map[bool]string{true: "ES256", false: "EdDSA"}[es]),
-			"", map[jose.HeaderKey]any{jose.HeaderType: "wpt+jwt"}, []byte(`{"aud":"`+testAud+`"}`)), "") // unseen header
+		alg := jose.SignatureAlgorithm(map[bool]string{true: "ES256", false: "EdDSA"}[es])
+		f.Add(es, signJWT(f, e.workloadKey, alg, "", map[jose.HeaderKey]any{jose.HeaderType: "wpt+jwt"},
+			[]byte(`{"aud":"`+testAud+`"}`)), "") // unseen header
+		// Claims of other shapes under the minted header, so the flat claims decoder meets the strict one here too.
+		hdr := good[:hdrEnd+1]
+		exp, wth := fmt.Sprint(testNow.Add(time.Minute).Unix()), hashB64(e.wit)
+		for _, claims := range []string{
+			`{"aud":"` + testAud + `","exp":` + exp + `,"jti":"j1","wth":"` + wth + `"}`,
+			` { "aud" : "` + testAud + `" ,"exp":` + exp + `,"jti":"j2","wth":"` + wth + `","iat":` + exp + `} `,
+			`{"aud":"https:\/\/tool.example.org\/mcp","exp":` + exp + `,"jti":"j3","wth":"` + wth + `"}`,
+			`{"aud":["` + testAud + `"],"exp":` + exp + `,"jti":"j4","wth":"` + wth + `"}`,
+			`{"aud":"` + testAud + `","exp":` + exp + `.0,"jti":"j5","wth":"` + wth + `"}`,
+			`{"aud":"` + testAud + `","exp":` + exp + `,"jti":"j6","jti":"j7","wth":"` + wth + `"}`,
+			`{"aud":"` + testAud + `","exp":` + exp + `,"jti":"j8","wth":"` + wth + `","ath":null}`,
+			`{"aud":"` + testAud + `","exp":` + exp + `,"jti":"j9","wth":"` + wth + `","x":{}}`,
+			`{"aud":"` + testAud + `","exp":` + exp + `,"jti":"j10","wth":"` + wth + `","nbf":` + exp + `00}`,
+		} {
+			input := hdr + base64.RawURLEncoding.EncodeToString([]byte(claims))
+			f.Add(es, input+"."+base64.RawURLEncoding.EncodeToString(signInput(f, e.workloadKey, input)), "")
+		}
 	}
 	f.Fuzz(func(t *testing.T, es bool, wpt, txn string) {
 		e := envs[es]
@@ -194,6 +217,7 @@ func FuzzProofFastPath(f *testing.F) {
 			t.Fatal(err)
 		}
 		full := e.verifier(t, func(c *VerifierConfig) { c.WITCacheSize = -1 })
+		full.strictClaims = true
 		req := Request{WIT: e.wit, WPT: wpt, TxnToken: txn, Audiences: []string{testAud}}
 		if wpt == warm[es] {
 			return // its jti is spent in the fast verifier
@@ -207,6 +231,27 @@ func FuzzProofFastPath(f *testing.F) {
 			t.Fatalf("results differ: %+v / %+v", rf, rs)
 		}
 	})
+}
+
+// signInput signs a JWS signing input with an Ed25519 or P-256 key as JWS does (ECDSA as r||s).
+func signInput(t testing.TB, key crypto.Signer, input string) []byte {
+	t.Helper()
+	switch k := key.(type) {
+	case ed25519.PrivateKey:
+		return ed25519.Sign(k, []byte(input))
+	case *ecdsa.PrivateKey:
+		d := sha256.Sum256([]byte(input))
+		r, s, err := ecdsa.Sign(rand.Reader, k, d[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig := make([]byte, 64)
+		r.FillBytes(sig[:32])
+		s.FillBytes(sig[32:])
+		return sig
+	}
+	t.Fatalf("no signer for %T", key)
+	return nil
 }
 
 func reason(err error) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
 	"testing"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
@@ -81,6 +82,35 @@ func FuzzExtractHeaders(f *testing.F) {
 		}
 		if err != nil && !errors.Is(err, autherr.ErrMissing) && !errors.Is(err, autherr.ErrMalformed) && !errors.Is(err, autherr.ErrTooLarge) {
 			t.Fatalf("unexpected reason: %v", err)
+		}
+	})
+}
+
+// FuzzProofClaims holds the flat claims decoder to the strict JSON decoder: wherever decodeFlat decides, the strict
+// decoder must accept the same bytes with the same claims.
+func FuzzProofClaims(f *testing.F) {
+	for _, s := range []string{
+		`{"aud":"https://tool.example.org/mcp","exp":1800000060,"jti":"j","wth":"w","ath":"a","tth":"t","iat":1,"nbf":-2}`,
+		" {\t\"aud\" :\r\n\"a\" } ",
+		`{"aud":"a","exp":0}`, `{"aud":"a","exp":-0}`, `{"aud":"a","exp":01}`, `{"aud":"a","exp":1e3}`, `{"aud":"a","exp":1.5}`,
+		`{"aud":"a","exp":999999999999999}`, `{"aud":"a","exp":9999999999999999}`, `{"aud":"a","exp":-}`,
+		`{"aud":"a","aud":"b"}`, `{"aud":"a","AUD":"b"}`, `{"aud":"a\u0062"}`, `{"a\u0075d":"a"}`, `{"aud":"é"}`,
+		`{"aud":["a"]}`, `{"aud":"a","ath":null}`, `{"aud":"a","oth":{"x":"y"}}`, `{"aud":"a","x":1}`, `{"aud":"a"}x`,
+		`{"aud":"a",}`, `{}`, `[]`, `{"aud":"a"`, `{"aud":"a" "exp":1}`, "{\"aud\":\"a\x7f\"}", `{"jti":"j"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		var flat, strict proofClaims
+		errStrict := strict.decodeJSON(payload)
+		if !flat.decodeFlat(payload) {
+			return
+		}
+		if errStrict != nil {
+			t.Fatalf("flat decoder accepted what the strict one refuses (%v): %q", errStrict, payload)
+		}
+		if !reflect.DeepEqual(flat, strict) {
+			t.Fatalf("claims differ for %q:\nflat   %+v\nstrict %+v", payload, flat, strict)
 		}
 	})
 }

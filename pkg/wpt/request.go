@@ -11,7 +11,6 @@ import (
 	"github.com/agentauth/agentauth/pkg/wire"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
-	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 )
 
@@ -79,11 +78,15 @@ func (v *Verifier) VerifyRequest(ctx context.Context, in Request) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
-	var c wptIn
-	if err := unmarshalClaims("WPT", payload, &c); err != nil {
+	var c proofClaims
+	decode := c.decode
+	if v.strictClaims {
+		decode = c.decodeJSON
+	}
+	if err := decode(payload); err != nil {
 		return nil, err
 	}
-	aud, err := matchAudience(c.Aud, in.Audiences)
+	aud, err := matchAudience(c.aud, in.Audiences)
 	if err != nil {
 		return nil, err
 	}
@@ -92,28 +95,28 @@ func (v *Verifier) VerifyRequest(ctx context.Context, in Request) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
-	if c.Wth != vw.wth {
+	if c.wth != vw.wth {
 		return nil, fmt.Errorf("wpt: %w: WPT wth does not match the hash of the %s sent", autherr.ErrMismatch, wire.HeaderWIT)
 	}
-	if err := checkBinding("ath", "access token", c.Ath, in.AccessToken); err != nil {
+	if err := checkBinding("ath", "access token", c.ath, c.hasAth, in.AccessToken); err != nil {
 		return nil, err
 	}
-	if err := checkBinding("tth", wire.HeaderTxnToken, c.Tth, in.TxnToken); err != nil {
+	if err := checkBinding("tth", wire.HeaderTxnToken, c.tth, c.hasTth, in.TxnToken); err != nil {
 		return nil, err
 	}
-	if err := checkOth(c.Oth, in.Other); err != nil {
+	if err := checkOth(c.oth, in.Other); err != nil {
 		return nil, err
 	}
-	if c.Jti == "" {
+	if c.jti == "" {
 		return nil, fmt.Errorf("wpt: %w: WPT has no jti", autherr.ErrMalformed)
 	}
-	if len(c.Jti) > maxJTILen {
-		return nil, fmt.Errorf("wpt: %w: WPT jti is %d bytes, over %d", autherr.ErrMalformed, len(c.Jti), maxJTILen)
+	if len(c.jti) > maxJTILen {
+		return nil, fmt.Errorf("wpt: %w: WPT jti is %d bytes, over %d", autherr.ErrMalformed, len(c.jti), maxJTILen)
 	}
-	if err := v.replay.Check(vw.wit.Subject+"\x00"+c.Jti, exp.Add(v.skew)); err != nil {
-		return nil, fmt.Errorf("wpt: WPT jti %q from %s: %w", c.Jti, vw.wit.Subject, err)
+	if err := v.replay.Check(vw.wit.Subject+"\x00"+c.jti, exp.Add(v.skew)); err != nil {
+		return nil, fmt.Errorf("wpt: WPT jti %q from %s: %w", c.jti, vw.wit.Subject, err)
 	}
-	return &Result{WIT: vw.wit, JTI: c.Jti, Expiry: exp, Audience: aud}, nil
+	return &Result{WIT: vw.wit, JTI: c.jti, Expiry: exp, Audience: aud}, nil
 }
 
 // proofPayload verifies the JWS of token, a WPT made with vw's key (§3.4 steps 3 to 5: alg, signature, typ), and
@@ -149,37 +152,21 @@ func verifyProofJWS(token string, cnfAlg []jose.SignatureAlgorithm, key crypto.P
 	return payload, headerTyp(hdr), nil
 }
 
-// matchAudience requires exactly one aud value and that it is one of want. A proof naming several audiences
-// could be replayed at each of them, whose replay caches do not know of one another.
-func matchAudience(raw jsontext.Value, want []string) (string, error) {
-	var aud string
-	switch raw.Kind() {
-	case '"':
-		if err := json.Unmarshal(raw, &aud); err != nil {
-			return "", fmt.Errorf("wpt: %w: WPT aud: %v", autherr.ErrMalformed, err)
-		}
-	case '[':
-		var list []string
-		if err := json.Unmarshal(raw, &list); err != nil || len(list) != 1 {
-			return "", fmt.Errorf("wpt: %w: WPT aud must name exactly one audience", autherr.ErrMalformed)
-		}
-		aud = list[0]
-	default:
-		return "", fmt.Errorf("wpt: %w: WPT has no aud", autherr.ErrMalformed)
-	}
+// matchAudience requires aud, the proof's one audience (proofClaims.aud), to be one of want.
+func matchAudience(aud string, want []string) (string, error) {
 	for _, w := range want {
 		if aud == w {
-			return aud, nil
+			return w, nil
 		}
 	}
 	return "", fmt.Errorf("wpt: %w: aud %q is not one of %q", autherr.ErrWrongAudience, aud, want)
 }
 
-func (v *Verifier) checkProofTimes(c *wptIn, now time.Time) (time.Time, error) {
-	if c.Exp == nil {
+func (v *Verifier) checkProofTimes(c *proofClaims, now time.Time) (time.Time, error) {
+	if !c.hasExp {
 		return time.Time{}, fmt.Errorf("wpt: %w: WPT has no exp", autherr.ErrMalformed)
 	}
-	exp := c.Exp.Time()
+	exp := time.Unix(c.exp, 0)
 	if now.After(exp.Add(v.skew)) {
 		return exp, fmt.Errorf("wpt: %w: WPT expired at %s", autherr.ErrExpired, exp.UTC().Format(time.RFC3339))
 	}
@@ -188,27 +175,28 @@ func (v *Verifier) checkProofTimes(c *wptIn, now time.Time) (time.Time, error) {
 			autherr.ErrExpired, exp.UTC().Format(time.RFC3339), v.maxLifetime)
 	}
 	for _, d := range [...]struct {
-		name string
-		t    *jwt.NumericDate
-	}{{"nbf", c.Nbf}, {"iat", c.Iat}} {
-		if d.t != nil && d.t.Time().After(now.Add(v.skew)) {
+		name    string
+		t       int64
+		present bool
+	}{{"nbf", c.nbf, c.hasNbf}, {"iat", c.iat, c.hasIat}} {
+		if d.present && time.Unix(d.t, 0).After(now.Add(v.skew)) {
 			return exp, fmt.Errorf("wpt: %w: WPT %s is in the future", autherr.ErrNotYetValid, d.name)
 		}
 	}
 	return exp, nil
 }
 
-// checkBinding enforces one of ath/tth: a token in the request must be bound, and a binding must match a token in
-// the request (a proof made for a token the request does not carry is not for this request).
-func checkBinding(claim, what string, got *string, token string) error {
+// checkBinding enforces one of ath/tth (got, when present): a token in the request must be bound, and a binding
+// must match a token in the request (a proof made for a token the request does not carry is not for this request).
+func checkBinding(claim, what string, got string, present bool, token string) error {
 	switch {
-	case token == "" && got == nil:
+	case token == "" && !present:
 		return nil
 	case token == "":
 		return fmt.Errorf("wpt: %w: WPT has %s but the request carries no %s", autherr.ErrMismatch, claim, what)
-	case got == nil:
+	case !present:
 		return fmt.Errorf("wpt: %w: the request carries an %s but the WPT has no %s", autherr.ErrMismatch, what, claim)
-	case *got != hashB64(token):
+	case got != hashB64(token):
 		return fmt.Errorf("wpt: %w: WPT %s does not match the %s", autherr.ErrMismatch, claim, what)
 	}
 	return nil

@@ -58,6 +58,9 @@ type Verifier struct {
 	replay      *replay.Cache
 	now         func() time.Time
 	cache       *witCache
+	// strictClaims decodes every WPT's claims with the strict JSON decoder alone: the reference FuzzProofFastPath
+	// compares the flat decoder with.
+	strictClaims bool
 }
 
 // NewVerifier checks cfg and returns a Verifier.

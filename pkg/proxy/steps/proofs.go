@@ -85,7 +85,7 @@ func (s *HTTPSigSigner) SignRequest(_ context.Context, r *http.Request, rt *prox
 		if err != nil {
 			return fmt.Errorf("egress: reading the buffered body: %v", err)
 		}
-		body, err = io.ReadAll(rc)
+		body, err = readBuffered(rc, r.ContentLength)
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("egress: reading the buffered body: %v", err)
@@ -95,6 +95,32 @@ func (s *HTTPSigSigner) SignRequest(_ context.Context, r *http.Request, rt *prox
 	// proxy; what goes on the wire, and what the receiver's @request-target is, comes from r.URL.
 	r.RequestURI = ""
 	return signer.SignRequestFor(r, body, rt.TargetAudience(r))
+}
+
+// readBuffered reads a buffered body whose length the proxy set: into a slice of exactly that size when the
+// length holds, rather than io.ReadAll's growing buffer; anything past it is still read.
+func readBuffered(rc io.Reader, n int64) ([]byte, error) {
+	if n < 0 {
+		return io.ReadAll(rc)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		return nil, err
+	}
+	for {
+		var one [1]byte
+		k, err := rc.Read(one[:])
+		if k > 0 {
+			rest, err := io.ReadAll(rc)
+			return append(append(b, one[0]), rest...), err
+		}
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 func (s *HTTPSigSigner) signer(w *identity.WIT, rt *proxy.Route) (*httpsig.Signer, error) {

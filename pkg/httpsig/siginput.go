@@ -1,0 +1,173 @@
+package httpsig
+
+import (
+	"fmt"
+
+	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/wire"
+)
+
+// parseSignatureInputs parses a combined Signature-Input value into its signatures. It is parseSFDictionary
+// followed by the checks of each member ParseSignatureInput makes, in one pass that builds the Components and
+// Params directly instead of the parser's item and parameter lists first: a receiver parses this field on every
+// request. It steps exactly as parseSFDictionary does, so it reports the same syntax error at the same offset, and
+// it keeps each member's first fault until the whole value has parsed, so faults come in the same order too.
+// FuzzParseSignatureInput holds it to parseSFDictionary plus signatureInputFromMember, the two-step reference.
+func parseSignatureInputs(s string) ([]SignatureInput, error) {
+	type entry struct {
+		key string
+		in  SignatureInput
+		err error // the member's first fault, reported once the whole value has parsed
+	}
+	p := &sfParser{s: s}
+	p.skipSP()
+	var buf [2]entry
+	entries := buf[:0]
+	dup := false
+	for !p.eof() {
+		key, err := p.parseKey()
+		if err != nil {
+			return nil, sfError(wire.HeaderSignatureInput, err)
+		}
+		e := entry{key: key}
+		switch {
+		case !p.eof() && p.peek() == '=':
+			p.i++
+			if !p.eof() && p.peek() == '(' {
+				e.in, e.err, err = p.parseSignatureInputList(key)
+			} else {
+				_, err = p.parseItem()
+				e.err = badInput(key, "value is not an inner list")
+			}
+		default: // a bare key is the Boolean true, with parameters
+			var pbuf [8]param
+			_, err = p.collectParams(pbuf[:0])
+			e.err = badInput(key, "value is not an inner list")
+		}
+		if err != nil {
+			return nil, sfError(wire.HeaderSignatureInput, err)
+		}
+		replaced := false
+		for i := range entries {
+			if entries[i].key == key {
+				entries[i] = e
+				dup, replaced = true, true
+				break
+			}
+		}
+		if !replaced {
+			if len(entries) == sfMaxMembers {
+				return nil, sfError(wire.HeaderSignatureInput, errSFTooLarge)
+			}
+			entries = append(entries, e)
+		}
+		if err := p.nextMember(); err != nil {
+			return nil, sfError(wire.HeaderSignatureInput, err)
+		}
+	}
+	if dup {
+		return nil, fmt.Errorf("httpsig: %w: Signature-Input repeats a label", autherr.ErrMalformed)
+	}
+	if len(entries) > MaxSignatures {
+		return nil, fmt.Errorf("httpsig: %w: Signature-Input has %d signatures, limit %d",
+			autherr.ErrTooLarge, len(entries), MaxSignatures)
+	}
+	out := make([]SignatureInput, len(entries))
+	for i, e := range entries {
+		if e.err != nil {
+			return nil, e.err
+		}
+		out[i] = e.in
+	}
+	return out, nil
+}
+
+// parseSignatureInputList parses the Inner List of the member labelled key, at '(', as parseInnerList does. fault
+// is the member's first fault as signatureInputFromMember would find it; err is a syntax error.
+func (p *sfParser) parseSignatureInputList(key string) (in SignatureInput, fault, err error) {
+	p.i++ // '('
+	var cbuf [8]Component
+	comps := cbuf[:0]
+	var itemFault error
+	n := 0
+	for !p.eof() {
+		p.skipSP()
+		if p.eof() {
+			break
+		}
+		if p.peek() == ')' {
+			p.i++
+			var pbuf [8]param
+			ps, err := p.collectParams(pbuf[:0])
+			if err != nil {
+				return SignatureInput{}, nil, err
+			}
+			switch {
+			case n > MaxComponents:
+				fault = fmt.Errorf("httpsig: %w: Signature-Input %q covers %d components, limit %d",
+					autherr.ErrTooLarge, key, n, MaxComponents)
+			case itemFault != nil:
+				fault = itemFault
+			default:
+				fault = checkSignatureParams(key, ps)
+			}
+			if fault != nil {
+				return SignatureInput{}, fault, nil
+			}
+			in = SignatureInput{Label: key, Components: make([]Component, len(comps)), Params: fromParams(ps)}
+			copy(in.Components, comps)
+			return in, nil, nil
+		}
+		if n == sfMaxInnerItems {
+			return SignatureInput{}, nil, errSFTooLarge
+		}
+		v, err := p.parseBareItem()
+		if err != nil {
+			return SignatureInput{}, nil, err
+		}
+		var pbuf [4]param
+		ps, err := p.collectParams(pbuf[:0])
+		if err != nil {
+			return SignatureInput{}, nil, err
+		}
+		n++
+		if itemFault == nil {
+			switch {
+			case v.kind != sfString:
+				itemFault = badInput(key, "component identifier is not a string")
+			case !validComponentName(v.str):
+				itemFault = badInput(key, fmt.Sprintf("invalid component name %q", v.str))
+			case v.str == "@signature-params":
+				itemFault = badInput(key, "@signature-params must not be a covered component")
+			case n <= MaxComponents:
+				comps = append(comps, Component{Name: v.str, Params: fromParams(ps)})
+			}
+		}
+		if p.eof() || (p.peek() != ' ' && p.peek() != ')') {
+			return SignatureInput{}, nil, p.errf("expected ' ' or ')' in inner list")
+		}
+	}
+	return SignatureInput{}, nil, p.errf("unterminated inner list")
+}
+
+// checkSignatureParams checks the types RFC 9421 gives the signature parameters it defines.
+func checkSignatureParams(key string, ps params) error {
+	for _, p := range ps {
+		switch p.key {
+		case "created", "expires":
+			if p.val.kind != sfInteger {
+				return badInput(key, p.key+" is not an integer")
+			}
+		case "nonce", "alg", "keyid", "tag":
+			if p.val.kind != sfString {
+				return badInput(key, p.key+" is not a string")
+			}
+		}
+	}
+	return nil
+}
+
+// badInput is a malformed Signature-Input member.
+func badInput(key, what string) error {
+	return fmt.Errorf("httpsig: %w: Signature-Input %q: %s", autherr.ErrMalformed, key, what)
+}
