@@ -84,6 +84,11 @@ type IssuerConfig struct {
 	// Kubernetes, when set, attests pods by their projected service-account tokens, checked with the Kubernetes
 	// API (TokenReview, and the pod the token is bound to), as spiffe://<trustDomain>/ns/<namespace>/sa/<name>.
 	Kubernetes *k8sattest.Config `yaml:"kubernetes,omitempty"`
+	// WITKeyAlgorithms is the trust domain's WIT key algorithm policy: the cnf.jwk.alg values (workload key
+	// algorithms) the issuer certifies in WITs. Default: the SPIFFE WIT-SVID profile's list (ES256/384/512,
+	// RS256/384/512, PS256/384/512). EdDSA (Ed25519), which the WIMSE drafts allow, must be listed explicitly, and
+	// only sidecars with identity.witProfile: wimse accept such WITs. The WITs' own signature stays ES256.
+	WITKeyAlgorithms []string `yaml:"witKeyAlgorithms,omitempty"`
 }
 
 // PeerIDConfig maps one Unix uid to the SPIFFE ID its processes get on the issuer's local socket.
@@ -368,6 +373,14 @@ func (c *Config) validateIssuer(p *confyaml.Problems, td spiffeid.TrustDomain) {
 		p.Add("issuer.keys", "%q is not file or tpm", is.Keys)
 	}
 	c.validateLocalIssuer(p, td)
+	for i, a := range is.WITKeyAlgorithms {
+		if !slices.Contains(wire.WIMSEWITAlgs, a) {
+			p.Add(fmt.Sprintf("issuer.witKeyAlgorithms[%d]", i), "%q cannot be certified as a workload key algorithm; choose from %s",
+				a, strings.Join(wire.WIMSEWITAlgs, ", "))
+		} else if slices.Index(is.WITKeyAlgorithms, a) < i {
+			p.Add(fmt.Sprintf("issuer.witKeyAlgorithms[%d]", i), "%q is listed twice", a)
+		}
+	}
 	if k := is.Kubernetes; k != nil {
 		k.Validate("issuer.kubernetes", p.Add)
 	}

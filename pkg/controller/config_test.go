@@ -70,6 +70,8 @@ func TestParse(t *testing.T) {
 		{"unknown field", "tls: true\n", "tls: unknown key \"tls\"; valid keys here: admin, audit, dataDir,"},
 		{"unknown field, near a known one", "ssf: {listen: 127.0.0.1:8090, transmitters: [{issuer: i, audience: [a], jwksFile: f, pushAuthorisation: x}]}\n",
 			"ssf.transmitters[0].pushAuthorisation: unknown key \"pushAuthorisation\"; did you mean \"pushAuthorization\"?"},
+		{"WIT key algorithm that cannot be certified", "issuer: {listen: 127.0.0.1:8443, witKeyAlgorithms: [EdDSA, HS256]}\n", "line 6: issuer.witKeyAlgorithms[1]: \"HS256\" cannot be certified as a workload key algorithm; choose from EdDSA, ES256"},
+		{"WIT key algorithm twice", "issuer: {listen: 127.0.0.1:8443, witKeyAlgorithms: [EdDSA, ES256, EdDSA]}\n", "issuer.witKeyAlgorithms[2]: \"EdDSA\" is listed twice"},
 		{"audit without dir", "audit: {durability: sync}\n", "audit.dir: required"},
 		{"audit durability", "audit: {dir: /var/lib/agentauth/audit, durability: never}\n", "audit.durability: \"never\" is not one of sync, batched"},
 		{"wrong case", "trustdomain: example.org\n", "line 7: trustdomain: unknown key \"trustdomain\"; did you mean \"trustDomain\"?"},
@@ -99,6 +101,14 @@ func TestParseShortSVIDTTL(t *testing.T) {
 	}
 	if cfg.Issuer.SVIDTTL != 5*time.Second {
 		t.Fatalf("svidTTL %v", cfg.Issuer.SVIDTTL)
+	}
+}
+
+// A trust domain opts in to Ed25519 workload keys by listing EdDSA.
+func TestParseWITKeyAlgorithms(t *testing.T) {
+	cfg, err := Parse([]byte(strings.Replace(validConfig, "issuer: {listen: 127.0.0.1:8443}", "issuer: {listen: 127.0.0.1:8443, witKeyAlgorithms: [EdDSA, ES256]}", 1)))
+	if err != nil || !slices.Equal(cfg.Issuer.WITKeyAlgorithms, []string{"EdDSA", "ES256"}) {
+		t.Fatalf("witKeyAlgorithms %v, err %v", cfg.Issuer.WITKeyAlgorithms, err)
 	}
 }
 

@@ -132,7 +132,8 @@ func (c *Controller) openState(ctx context.Context) (err error) {
 	if c.keys, err = c.keyStore(); err != nil {
 		return err
 	}
-	if c.ca, err = issuer.New(ctx, issuer.Config{TrustDomain: c.td, Keys: c.keys, Store: issuer.NewBoltStore(c.store)}); err != nil {
+	if c.ca, err = issuer.New(ctx, issuer.Config{TrustDomain: c.td, Keys: c.keys, Store: issuer.NewBoltStore(c.store),
+		WITKeyAlgs: c.cfg.Issuer.WITKeyAlgorithms, WITKeyAlgsSetting: "the controller's issuer.witKeyAlgorithms"}); err != nil {
 		return err
 	}
 	if err := writeBundle(filepath.Join(cfg.DataDir, "bundle.pem"), c.ca); err != nil {

@@ -36,9 +36,16 @@ func (c *Controller) startTokenService(keys issuer.KeyStore, addr string) (*http
 	if err != nil {
 		return nil, fmt.Errorf("tokenService: signing key: %w", err)
 	}
+	// The trust domain's WIT key algorithm policy, and ES256, the WITs' own signature.
+	witAlgs := c.ca.WITKeyAlgs()
+	if !slices.Contains(witAlgs, "ES256") {
+		witAlgs = append(witAlgs, "ES256")
+	}
 	wv, err := wpt.NewVerifier(wpt.VerifierConfig{
-		Bundles: wpt.FromWITBundles(c.ca.WITBundle()),
-		Replay:  replay.New(replay.Options{}),
+		Bundles:            wpt.FromWITBundles(c.ca.WITBundle()),
+		Replay:             replay.New(replay.Options{}),
+		AllowedAlgs:        witAlgs,
+		AllowedAlgsSetting: "the controller's issuer.witKeyAlgorithms",
 	})
 	if err != nil {
 		return nil, err

@@ -3,7 +3,9 @@ package controller
 import (
 	"cmp"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
@@ -78,6 +80,13 @@ type tokenPost func(id string, form url.Values) (int, map[string]any)
 // endpoint, over TLS that authenticates the controller; without a subject_token the workload acts for itself.
 func tokenController(t *testing.T, extra string, idps ...testIDP) (*Controller, tokenPost) {
 	t.Helper()
+	return tokenControllerWith(t, "", "ES256", extra, idps...)
+}
+
+// tokenControllerWith is tokenController with issuerExtra added to the issuer mapping (", key: value" members) and
+// workload keys of witAlg (ES256 or EdDSA) in the poster's WITs.
+func tokenControllerWith(t *testing.T, issuerExtra, witAlg, extra string, idps ...testIDP) (*Controller, tokenPost) {
+	t.Helper()
 	dir := t.TempDir()
 	var issuers []string
 	for i, p := range idps {
@@ -101,12 +110,12 @@ func tokenController(t *testing.T, extra string, idps ...testIDP) (*Controller, 
 	}
 	cfg, err := Parse([]byte(fmt.Sprintf(`trustDomain: example.org
 dataDir: %s
-issuer: {listen: 127.0.0.1:0}
+issuer: {listen: 127.0.0.1:0%s}
 xds: {listen: 127.0.0.1:0}
 admin: {socket: %s}
 ops: {listen: 127.0.0.1:0}
 tokenService: {listen: 127.0.0.1:0, userIssuers: [%s]%s}
-`, filepath.Join(dir, "data"), filepath.Join(dir, "admin.sock"), strings.Join(issuers, ", "), extra)))
+`, filepath.Join(dir, "data"), issuerExtra, filepath.Join(dir, "admin.sock"), strings.Join(issuers, ", "), extra)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,11 +126,17 @@ tokenService: {listen: 127.0.0.1:0, userIssuers: [%s]%s}
 	t.Cleanup(client.CloseIdleConnections)
 	post := func(id string, form url.Values) (int, map[string]any) {
 		t.Helper()
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		var key crypto.Signer
+		var err error
+		if witAlg == "EdDSA" {
+			_, key, err = ed25519.GenerateKey(rand.Reader)
+		} else {
+			key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		wit, err := c.ca.IssueWIT(context.Background(), spiffeid.RequireFromString(id), key.Public(), "ES256", time.Hour)
+		wit, err := c.ca.IssueWIT(context.Background(), spiffeid.RequireFromString(id), key.Public(), witAlg, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,6 +227,18 @@ func TestTokenServiceAccessTokens(t *testing.T) {
 				t.Errorf("access token claims %v", m)
 			}
 		})
+	}
+}
+
+// TestTokenServiceEd25519WIT: where the trust domain's policy lists EdDSA, an agent whose WIT binds an Ed25519
+// key gets tokens with a WPT signed by it (the token service verifies under the same policy).
+func TestTokenServiceEd25519WIT(t *testing.T) {
+	const planner = "spiffe://example.org/agent/planner"
+	_, post := tokenControllerWith(t, ", witKeyAlgorithms: [EdDSA]", "EdDSA",
+		`accessTokens: [{workloads: ['`+planner+`'], audience: legacy-api, scopes: [read]}]`)
+	st, body := post(planner, url.Values{"requested_token_type": {oauth.TokenTypeAccessToken}, "audience": {"legacy-api"}, "scope": {"read"}})
+	if st != http.StatusOK {
+		t.Fatalf("got %d %v, want 200", st, body)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/go-jose/go-jose/v4"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -175,7 +176,12 @@ func (s *FileSource) build(files map[string][]byte, now time.Time) (*fileState, 
 	// When WIT authorities for its trust domain are configured, check the issuer signature too, so a WIT that
 	// every peer would refuse is never loaded.
 	if b, ok := st.wit.Get(svid.ID.TrustDomain()); ok && !b.Empty() {
-		if _, err := witsvid.ParseAndValidate(token, st.wit); err != nil {
+		if wit.Alg == string(jose.EdDSA) {
+			err = verifyWIMSEWIT(token, b)
+		} else {
+			_, err = witsvid.ParseAndValidate(token, st.wit)
+		}
+		if err != nil {
 			return nil, &ReloadError{Path: s.cfg.WITFile, Err: fmt.Errorf("%w: %v", autherr.ErrBadSignature, err)}
 		}
 	}

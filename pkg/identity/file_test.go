@@ -2,6 +2,8 @@ package identity_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"io"
 	"io/fs"
@@ -389,5 +391,36 @@ func TestReadyRefusesExpired(t *testing.T) {
 	expired := expiredSVID{src, ca.CreateX509SVID(agent, testca.WithTTL(-time.Minute))}
 	if err := identity.Ready(expired, false); !errors.Is(err, autherr.ErrExpired) {
 		t.Fatalf("Ready = %v, want ErrExpired", err)
+	}
+}
+
+// TestFileSourceEd25519WIT: a WIT whose workload key is Ed25519 (cnf.jwk.alg EdDSA, WIMSE) loads, with its issuer
+// signature checked against the bundle as for the WIT-SVID profile's algorithms; whether EdDSA is allowed is the
+// sidecar's rule (identity.witProfile), not the source's.
+func TestFileSourceEd25519WIT(t *testing.T) {
+	ca := testca.New(t, td)
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wit := ca.CreateWITSVID(agent, testca.WithKey(edKey))
+	src, err := identity.NewFileSource(creds(t, ca, t.TempDir(), ca.CreateX509SVID(agent), wit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	w, err := src.GetWIT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Token != wit.Token || w.Alg != "EdDSA" || w.Subject != agent.String() || !w.Expiry.Equal(wit.Expiry) {
+		t.Fatalf("WIT = %+v", w)
+	}
+
+	// Signed by another CA of the same trust domain: refused as it would be with an ES256 workload key.
+	foreign := testca.New(t, td).CreateWITSVID(agent, testca.WithKey(edKey))
+	_, err = identity.NewFileSource(creds(t, ca, t.TempDir(), ca.CreateX509SVID(agent), foreign))
+	if !errors.Is(err, autherr.ErrBadSignature) {
+		t.Fatalf("foreign EdDSA WIT: err = %v, want bad_signature", err)
 	}
 }

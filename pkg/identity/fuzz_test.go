@@ -23,6 +23,8 @@ func FuzzParseBundle(f *testing.F) {
 func FuzzParseWIT(f *testing.F) {
 	f.Add("eyJhbGciOiJFUzI1NiIsInR5cCI6IndpdCtqd3QiLCJraWQiOiJrIn0.eyJzdWIiOiJzcGlmZmU6Ly9leGFtcGxlLm9yZy9hIn0.AA")
 	f.Add("a.b.c")
+	// A WIMSE WIT: an Ed25519 workload key (cnf.jwk.alg EdDSA), parsed without go-spiffe's witsvid.
+	f.Add("eyJhbGciOiJFUzI1NiIsInR5cCI6IndpdCtqd3QiLCJraWQiOiJrIn0.eyJzdWIiOiJzcGlmZmU6Ly9leGFtcGxlLm9yZy9hIiwiZXhwIjo0MTAyNDQ0ODAwLCJjbmYiOnsiandrIjp7Imt0eSI6Ik9LUCIsImNydiI6IkVkMjU1MTkiLCJ4IjoiWmpsVlQ0Q09zQ2tRTzlISW82dERXQVhheVEwTXltb0ZVS0pSSVE3UzhSOCIsImFsZyI6IkVkRFNBIn19fQ.AA")
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		f.Fatal(err)

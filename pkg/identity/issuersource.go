@@ -2,7 +2,9 @@ package identity
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
@@ -41,7 +43,7 @@ const (
 	DefaultRetryMin    = time.Second
 	DefaultRetryMax    = time.Minute
 	issuerCallTimeout  = 30 * time.Second
-	issuerWITAlg       = "ES256"
+	issuerWITAlg       = "ES256" // the default workload key algorithm of IssuerConfig.WITAlg
 	stateCertFile      = "svid.pem"
 	stateKeyFile       = "svid.key"
 	stateBundleFile    = "bundle.pem"
@@ -76,6 +78,10 @@ type IssuerConfig struct {
 	// restart renews with them instead of needing a new join token; and the WIT, its key and the WIT signing keys,
 	// so a sidecar restarted while the issuer is unreachable still signs and verifies proofs until they expire.
 	StateDir string
+	// WITAlg is the workload key algorithm of the WIT (its cnf.jwk.alg): "ES256" (a P-256 key, the default) or
+	// "EdDSA" (an Ed25519 key, which the issuer certifies only where the trust domain's policy allows it; peers on
+	// the SPIFFE WIT-SVID profile refuse it). The X.509-SVID key stays P-256 either way.
+	WITAlg string
 	// RetryMin and RetryMax bound the backoff between failed attempts; 0 means the defaults.
 	RetryMin, RetryMax time.Duration
 	// Observer hears of rotations and failures (optional).
@@ -127,6 +133,13 @@ func NewIssuerSource(ctx context.Context, cfg IssuerConfig) (*IssuerSource, erro
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = ObserverFuncs{}
+	}
+	switch cfg.WITAlg {
+	case "":
+		cfg.WITAlg = issuerWITAlg
+	case "ES256", "EdDSA":
+	default:
+		return nil, fmt.Errorf("identity: %w: IssuerConfig.WITAlg %q is not ES256 or EdDSA", autherr.ErrUnsupportedAlg, cfg.WITAlg)
 	}
 	s := &IssuerSource{cfg: cfg, serverID: cfg.ServerID, updates: newNotifier(), token: cfg.JoinToken, done: make(chan struct{})}
 	if s.serverID.IsZero() {
@@ -212,7 +225,7 @@ func (s *IssuerSource) rotate(ctx context.Context) error {
 	defer s.rotateMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, issuerCallTimeout)
 	defer cancel()
-	keys, err := newRotationKeys()
+	keys, err := newRotationKeys(s.cfg.WITAlg)
 	if err != nil {
 		return err
 	}
@@ -228,16 +241,23 @@ func (s *IssuerSource) rotate(ctx context.Context) error {
 type rotationKeys struct {
 	x509   *ecdsa.PrivateKey
 	csr    []byte
-	wit    *ecdsa.PrivateKey
+	wit    crypto.Signer
+	witAlg string
 	witPub []byte // PKIX DER
 }
 
-func newRotationKeys() (*rotationKeys, error) {
+// newRotationKeys generates the keys of one rotation, the WIT's for witAlg (ES256 or EdDSA).
+func newRotationKeys(witAlg string) (*rotationKeys, error) {
 	x509Key, csr, err := newCSR()
 	if err != nil {
 		return nil, err
 	}
-	witKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var witKey crypto.Signer
+	if witAlg == "EdDSA" {
+		_, witKey, err = ed25519.GenerateKey(rand.Reader)
+	} else {
+		witKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("identity: issuer: %w", err)
 	}
@@ -245,7 +265,7 @@ func newRotationKeys() (*rotationKeys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: issuer: %w", err)
 	}
-	return &rotationKeys{x509: x509Key, csr: csr, wit: witKey, witPub: witPub}, nil
+	return &rotationKeys{x509: x509Key, csr: csr, wit: witKey, witAlg: witAlg, witPub: witPub}, nil
 }
 
 // fetch asks the issuer for credentials for keys: Renew with cur's SVID while it is valid; otherwise it
@@ -261,7 +281,7 @@ func (s *IssuerSource) fetch(ctx context.Context, keys *rotationKeys, cur *issue
 	var creds *agentauthv1.Credentials
 	conf := tlsconfig.MTLSClientConfig(cur.svid, cur.x509, tlsconfig.AuthorizeID(s.serverID))
 	if err := s.call(conf, func(c *issuerclient.Client) (err error) {
-		creds, err = c.Renew(ctx, &agentauthv1.RenewRequest{Csr: keys.csr, WitPublicKey: keys.witPub, WitAlg: issuerWITAlg})
+		creds, err = c.Renew(ctx, &agentauthv1.RenewRequest{Csr: keys.csr, WitPublicKey: keys.witPub, WitAlg: keys.witAlg})
 		return err
 	}); err != nil {
 		return nil, nil, err
@@ -284,7 +304,7 @@ func (s *IssuerSource) bootstrap(ctx context.Context, keys *rotationKeys, cur *i
 		var creds *agentauthv1.Credentials
 		conf := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(s.serverID))
 		err := s.call(conf, func(c *issuerclient.Client) (err error) {
-			creds, err = c.Attest(ctx, &agentauthv1.AttestRequest{JoinToken: token, Csr: keys.csr, WitPublicKey: keys.witPub, WitAlg: issuerWITAlg})
+			creds, err = c.Attest(ctx, &agentauthv1.AttestRequest{JoinToken: token, Csr: keys.csr, WitPublicKey: keys.witPub, WitAlg: keys.witAlg})
 			return err
 		})
 		if err == nil || errors.Is(err, autherr.ErrReplay) || errors.Is(err, autherr.ErrExpired) || errors.Is(err, autherr.ErrDenied) {
@@ -304,7 +324,7 @@ func (s *IssuerSource) bootstrap(ctx context.Context, keys *rotationKeys, cur *i
 		var creds *agentauthv1.Credentials
 		conf := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(s.serverID))
 		if err := s.call(conf, func(c *issuerclient.Client) (err error) {
-			creds, err = c.Attest(ctx, &agentauthv1.AttestRequest{KubernetesToken: k8sToken, Csr: keys.csr, WitPublicKey: keys.witPub, WitAlg: issuerWITAlg})
+			creds, err = c.Attest(ctx, &agentauthv1.AttestRequest{KubernetesToken: k8sToken, Csr: keys.csr, WitPublicKey: keys.witPub, WitAlg: keys.witAlg})
 			return err
 		}); err != nil {
 			return nil, nil, err
@@ -343,7 +363,7 @@ func (s *IssuerSource) install(creds *agentauthv1.Credentials, keys *rotationKey
 		x509:     is.X509Bundle,
 		jwt:      is.JWTBundle,
 		wit:      witbundle.FromWITAuthorities(is.ID.TrustDomain(), is.JWTBundle.JWTAuthorities()),
-		witCred:  &WIT{Token: is.WIT, Key: keys.wit, Alg: issuerWITAlg, Subject: is.ID.String(), Expiry: is.WITExpiry},
+		witCred:  &WIT{Token: is.WIT, Key: keys.wit, Alg: keys.witAlg, Subject: is.ID.String(), Expiry: is.WITExpiry},
 		received: received,
 		expires:  is.ExpiresAt,
 	}

@@ -3,6 +3,9 @@ package identity_test
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -10,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,6 +37,12 @@ var (
 // startIssuer runs a real issuer (file keys, bbolt store) on 127.0.0.1 issuing SVIDs that live ttl.
 func startIssuer(t *testing.T, ttl time.Duration) (*issuer.CA, string, func()) {
 	t.Helper()
+	return startIssuerWith(t, ttl, nil)
+}
+
+// startIssuerWith is startIssuer with witKeyAlgs as the trust domain's WIT key algorithm policy.
+func startIssuerWith(t *testing.T, ttl time.Duration, witKeyAlgs []string) (*issuer.CA, string, func()) {
+	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +52,8 @@ func startIssuer(t *testing.T, ttl time.Duration) (*issuer.CA, string, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := issuer.New(context.Background(), issuer.Config{TrustDomain: issuerTD, Keys: keys, Store: issuer.NewBoltStore(st)})
+	ca, err := issuer.New(context.Background(), issuer.Config{TrustDomain: issuerTD, Keys: keys, Store: issuer.NewBoltStore(st),
+		WITKeyAlgs: witKeyAlgs, WITKeyAlgsSetting: "issuer.witKeyAlgorithms"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,4 +311,71 @@ func TestIssuerSourceRestartWhileIssuerIsDown(t *testing.T) {
 	if err != nil || len(jb.JWTAuthorities()) == 0 {
 		t.Fatalf("saved WIT signing keys not trusted: %v", err)
 	}
+}
+
+// TestIssuerSourceEd25519WorkloadKey: with WITAlg EdDSA the source asks for a WIT bound to a fresh Ed25519 key,
+// which an issuer whose policy lists EdDSA certifies (and a restart while it is down serves again from StateDir),
+// and which an issuer on the default policy refuses, naming its setting, without spending the join token.
+func TestIssuerSourceEd25519WorkloadKey(t *testing.T) {
+	t.Run("allowed", func(t *testing.T) {
+		ca, addr, stop := startIssuerWith(t, time.Hour, []string{"EdDSA", "ES256"})
+		cfg := identity.IssuerConfig{Address: addr, Bundle: ca.X509Bundle(), JoinToken: joinToken(t, ca),
+			StateDir: filepath.Join(t.TempDir(), "state"), WITAlg: "EdDSA"}
+		src, err := identity.NewIssuerSource(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := src.GetWIT()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := w.Key.(ed25519.PrivateKey); !ok || w.Alg != "EdDSA" {
+			t.Fatalf("WIT key %T alg %q, want an Ed25519 key and EdDSA", w.Key, w.Alg)
+		}
+		if svid, _ := src.GetX509SVID(); !isP256(svid.PrivateKey) {
+			t.Fatal("X.509-SVID key is not P-256")
+		}
+		v, err := wpt.NewVerifier(wpt.VerifierConfig{Bundles: wpt.FromWITBundles(src), Replay: replay.New(replay.Options{}),
+			AllowedAlgs: []string{"EdDSA", "ES256"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := v.VerifyWIT(context.Background(), w.Token); err != nil || got.Key.Algorithm != "EdDSA" {
+			t.Fatalf("WIT: %v, %v", got, err)
+		}
+		src.Close()
+		stop()
+		cfg.JoinToken = ""
+		src2, err := identity.NewIssuerSource(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src2.Close()
+		if w2, err := src2.GetWIT(); err != nil || w2.Token != w.Token || w2.Alg != "EdDSA" {
+			t.Fatalf("saved EdDSA WIT not served after a restart: %v", err)
+		}
+	})
+	t.Run("refused by the policy", func(t *testing.T) {
+		ca, addr, _ := startIssuer(t, time.Hour)
+		tok := joinToken(t, ca)
+		_, err := identity.NewIssuerSource(context.Background(), identity.IssuerConfig{Address: addr, Bundle: ca.X509Bundle(),
+			JoinToken: tok, WITAlg: "EdDSA"})
+		if !errors.Is(err, autherr.ErrUnsupportedAlg) || !strings.Contains(err.Error(), "issuer.witKeyAlgorithms") {
+			t.Fatalf("err = %v, want unsupported_alg naming issuer.witKeyAlgorithms", err)
+		}
+		src, err := identity.NewIssuerSource(context.Background(), identity.IssuerConfig{Address: addr, Bundle: ca.X509Bundle(), JoinToken: tok})
+		if err != nil {
+			t.Fatalf("the join token was spent by the refused request: %v", err)
+		}
+		src.Close()
+		if _, err := identity.NewIssuerSource(context.Background(), identity.IssuerConfig{Address: addr,
+			Bundle: ca.X509Bundle(), WITAlg: "ES384"}); !errors.Is(err, autherr.ErrUnsupportedAlg) {
+			t.Fatalf("WITAlg ES384: err = %v, want unsupported_alg", err)
+		}
+	})
+}
+
+func isP256(k crypto.Signer) bool {
+	ec, ok := k.(*ecdsa.PrivateKey)
+	return ok && ec.Curve == elliptic.P256()
 }

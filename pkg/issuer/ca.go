@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -62,6 +63,13 @@ type Config struct {
 	MaxTTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// WITKeyAlgs is the trust domain's WIT key algorithm policy: the cnf.jwk.alg values it certifies, each one of
+	// wire.WIMSEWITAlgs. Empty means wire.WITAlgs, the SPIFFE WIT-SVID profile (no EdDSA). The WIT's own
+	// signature stays ES256 whatever it says.
+	WITKeyAlgs []string
+	// WITKeyAlgsSetting names where WITKeyAlgs comes from (e.g. the controller's issuer.witKeyAlgorithms), so a
+	// refused workload is told what to change; empty means "the trust domain's WIT key algorithm policy".
+	WITKeyAlgsSetting string
 }
 
 // CA is the certificate authority of one trust domain: a self-signed ECDSA P-256 root that signs X.509-SVIDs,
@@ -77,6 +85,9 @@ type CA struct {
 	witKey crypto.PublicKey
 	witKID string
 	wit    *wpt.Issuer
+	// witKeyAlgs and witKeyAlgsSetting: Config.WITKeyAlgs (defaulted) and Config.WITKeyAlgsSetting.
+	witKeyAlgs        []string
+	witKeyAlgsSetting string
 }
 
 // New loads the CA of cfg.TrustDomain from cfg.Store and cfg.Keys, creating the keys and the root certificate
@@ -86,7 +97,19 @@ func New(ctx context.Context, cfg Config) (*CA, error) {
 	if cfg.TrustDomain.IsZero() || cfg.Keys == nil || cfg.Store == nil {
 		return nil, errors.New("issuer: Config needs TrustDomain, Keys and Store")
 	}
-	ca := &CA{td: cfg.TrustDomain, store: cfg.Store, maxTTL: cfg.MaxTTL, now: cfg.Now}
+	ca := &CA{td: cfg.TrustDomain, store: cfg.Store, maxTTL: cfg.MaxTTL, now: cfg.Now,
+		witKeyAlgs: slices.Clone(cfg.WITKeyAlgs), witKeyAlgsSetting: cfg.WITKeyAlgsSetting}
+	if len(ca.witKeyAlgs) == 0 {
+		ca.witKeyAlgs = slices.Clone(wire.WITAlgs)
+	}
+	for _, a := range ca.witKeyAlgs {
+		if !slices.Contains(wire.WIMSEWITAlgs, a) {
+			return nil, fmt.Errorf("issuer: %w: WIT key alg %q cannot be certified; choose from %v", autherr.ErrUnsupportedAlg, a, wire.WIMSEWITAlgs)
+		}
+	}
+	if ca.witKeyAlgsSetting == "" {
+		ca.witKeyAlgsSetting = "the trust domain's WIT key algorithm policy"
+	}
 	if ca.maxTTL <= 0 {
 		ca.maxTTL = DefaultMaxTTL
 	}
@@ -311,6 +334,9 @@ func (ca *CA) issueWIT(_ context.Context, id spiffeid.ID, pub crypto.PublicKey, 
 	if err := checkWITAlg(alg, pub); err != nil {
 		return "", time.Time{}, err
 	}
+	if err := ca.checkWITPolicy(alg); err != nil {
+		return "", time.Time{}, err
+	}
 	_, exp, err := ca.checkIssue(id, ttl)
 	if err != nil {
 		return "", time.Time{}, err
@@ -331,6 +357,22 @@ func (ca *CA) issueWIT(_ context.Context, id spiffeid.ID, pub crypto.PublicKey, 
 		return "", time.Time{}, fmt.Errorf("issuer: minting WIT: %w", err)
 	}
 	return token, exp, nil
+}
+
+// WITKeyAlgs returns the cnf.jwk.alg values this CA certifies.
+func (ca *CA) WITKeyAlgs() []string { return slices.Clone(ca.witKeyAlgs) }
+
+// checkWITPolicy refuses a WIT key algorithm the trust domain does not certify, naming the setting to change.
+func (ca *CA) checkWITPolicy(alg string) error {
+	if slices.Contains(ca.witKeyAlgs, alg) {
+		return nil
+	}
+	why := ""
+	if alg == "EdDSA" {
+		why = "; EdDSA is a WIMSE workload key algorithm that the SPIFFE WIT-SVID profile does not allow, so a trust domain must opt in"
+	}
+	return fmt.Errorf("issuer: %w: WIT key alg %q is not allowed by %s (%s)%s", autherr.ErrUnsupportedAlg, alg,
+		ca.witKeyAlgsSetting, strings.Join(ca.witKeyAlgs, ", "), why)
 }
 
 // randomSerial returns a positive random serial number of up to 128 bits.

@@ -3,6 +3,7 @@ package issuer
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -251,5 +252,70 @@ func TestJoinTokenSingleUse(t *testing.T) {
 	}
 	if _, err := f.ca.CreateJoinToken(ctx, spiffeid.RequireFromString("spiffe://other.org/x"), time.Hour); err == nil {
 		t.Error("join token for another trust domain was created")
+	}
+}
+
+// TestWITKeyAlgorithmPolicy: the CA certifies an Ed25519 workload key only when the trust domain's policy lists
+// EdDSA, refuses it by default naming the setting, and the WIT it issues verifies under a verifier that allows
+// EdDSA and is refused by one on the WIT-SVID profile.
+func TestWITKeyAlgorithmPolicy(t *testing.T) {
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := spiffeid.RequireFromString("spiffe://example.org/agent/a")
+	open := func(t *testing.T, algs []string) (*CA, error) {
+		keys, err := NewFileKeyStore(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return New(context.Background(), Config{TrustDomain: td, Keys: keys, Store: newMemStore(),
+			WITKeyAlgs: algs, WITKeyAlgsSetting: "issuer.witKeyAlgorithms"})
+	}
+	tests := []struct {
+		name    string
+		algs    []string
+		alg     string
+		wantErr string // "" for issued
+	}{
+		{"default refuses EdDSA, naming the setting", nil, "EdDSA", "issuer.witKeyAlgorithms (ES256"},
+		{"ES256-only refuses EdDSA", []string{"ES256"}, "EdDSA", "SPIFFE WIT-SVID profile does not allow"},
+		{"opted in", []string{"EdDSA", "ES256"}, "EdDSA", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ca, err := open(t, tt.algs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := ca.IssueWIT(context.Background(), id, edKey.Public(), tt.alg, time.Hour)
+			if tt.wantErr != "" {
+				if !errors.Is(err, autherr.ErrUnsupportedAlg) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want unsupported_alg naming %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			verify := func(algs []string) error {
+				v, err := wpt.NewVerifier(wpt.VerifierConfig{Bundles: wpt.FromWITBundles(ca.WITBundle()),
+					Replay: replay.New(replay.Options{}), AllowedAlgs: algs})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = v.VerifyWIT(context.Background(), tok)
+				return err
+			}
+			if err := verify([]string{"ES256", "EdDSA"}); err != nil {
+				t.Fatalf("EdDSA WIT under a WIMSE verifier: %v", err)
+			}
+			if err := verify([]string{"ES256"}); !errors.Is(err, autherr.ErrUnsupportedAlg) {
+				t.Fatalf("EdDSA WIT under a WIT-SVID profile verifier: err = %v, want unsupported_alg", err)
+			}
+		})
+	}
+	if _, err := open(t, []string{"HS256"}); !errors.Is(err, autherr.ErrUnsupportedAlg) {
+		t.Fatalf("policy listing HS256: err = %v, want unsupported_alg", err)
 	}
 }

@@ -43,10 +43,11 @@ func checkWorkloadKey(pub crypto.PublicKey) error {
 	return fmt.Errorf("issuer: %w: workload key %s is not ECDSA P-256/P-384, Ed25519 or RSA ≥ %d bits", autherr.ErrUnsupportedAlg, ijose.KeyDescription(pub), ijose.MinRSABits)
 }
 
-// checkWITAlg reports whether alg is a WIT-SVID algorithm that fits pub.
+// checkWITAlg reports whether alg is one a WIT may bind at all (wire.WIMSEWITAlgs) and fits pub. Whether this
+// trust domain certifies it is the CA's policy (CA.checkWITPolicy).
 func checkWITAlg(alg string, pub crypto.PublicKey) error {
-	if !slices.Contains(wire.WITAlgs, alg) {
-		return fmt.Errorf("issuer: %w: WIT key alg %q is not one WIT-SVIDs allow (%v)", autherr.ErrUnsupportedAlg, alg, wire.WITAlgs)
+	if !slices.Contains(wire.WIMSEWITAlgs, alg) {
+		return fmt.Errorf("issuer: %w: WIT key alg %q is not one a WIT may bind (%v)", autherr.ErrUnsupportedAlg, alg, wire.WIMSEWITAlgs)
 	}
 	if err := ijose.CheckAlgKey(alg, pub); err != nil {
 		return fmt.Errorf("issuer: WIT key: %w", err)
@@ -78,9 +79,9 @@ func ParseCSR(der []byte) (crypto.PublicKey, error) {
 }
 
 // ParseWITKey parses the public key a client wants its WIT bound to: a JWK (JSON object) or a DER
-// SubjectPublicKeyInfo. alg is the algorithm the client will sign its proofs with; it must be a WIT-SVID
-// algorithm that fits the key, and equal the JWK's own "alg" when it has one. A JWK holding private or symmetric
-// key material is refused.
+// SubjectPublicKeyInfo. alg is the algorithm the client will sign its proofs with; it must be one a WIT may bind
+// (wire.WIMSEWITAlgs) that fits the key, and equal the JWK's own "alg" when it has one; whether the trust domain
+// certifies it is checked at issuance. A JWK holding private or symmetric key material is refused.
 func ParseWITKey(data []byte, alg string) (crypto.PublicKey, error) {
 	switch {
 	case len(data) == 0:

@@ -238,7 +238,7 @@ func (s *service) Attest(ctx context.Context, req *agentauthv1.AttestRequest) (*
 	if p, ok := peer.FromContext(ctx); ok && s.attestRate != nil && !s.attestRate.Allow(p.Addr.String()) {
 		return nil, s.toStatus(codes.ResourceExhausted, fmt.Errorf("issuer: %w: too many Attest calls from this address; retry later", autherr.ErrRateLimited))
 	}
-	keys, err := parseKeys(req.GetCsr(), req.GetWitPublicKey(), req.GetWitAlg())
+	keys, err := parseKeys(s.ca, req.GetCsr(), req.GetWitPublicKey(), req.GetWitAlg())
 	if err != nil {
 		return nil, s.toStatus(codes.InvalidArgument, err)
 	}
@@ -332,7 +332,7 @@ func (s *service) Renew(ctx context.Context, req *agentauthv1.RenewRequest) (*ag
 	if err != nil {
 		return nil, s.toStatus(codes.Unauthenticated, err)
 	}
-	keys, err := parseKeys(req.GetCsr(), req.GetWitPublicKey(), req.GetWitAlg())
+	keys, err := parseKeys(s.ca, req.GetCsr(), req.GetWitPublicKey(), req.GetWitAlg())
 	if err != nil {
 		return nil, s.toStatus(codes.InvalidArgument, err)
 	}
@@ -416,7 +416,8 @@ type requestKeys struct {
 	witAlg string
 }
 
-func parseKeys(csr, witKey []byte, witAlg string) (requestKeys, error) {
+// parseKeys parses a request's keys and checks the WIT key against ca's policy, before anything is spent on it.
+func parseKeys(ca *CA, csr, witKey []byte, witAlg string) (requestKeys, error) {
 	var k requestKeys
 	var err error
 	if k.x509, err = ParseCSR(csr); err != nil {
@@ -429,6 +430,9 @@ func parseKeys(csr, witKey []byte, witAlg string) (requestKeys, error) {
 		return k, nil
 	}
 	if k.wit, err = ParseWITKey(witKey, witAlg); err != nil {
+		return k, err
+	}
+	if err := ca.checkWITPolicy(witAlg); err != nil {
 		return k, err
 	}
 	k.witAlg = witAlg

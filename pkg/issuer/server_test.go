@@ -3,6 +3,8 @@ package issuer
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"net"
@@ -198,6 +200,10 @@ func TestAttestRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := newKeys(t)
+	edPub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name   string
@@ -210,6 +216,10 @@ func TestAttestRefusals(t *testing.T) {
 		{"CSR signed by another key", func(r *agentauthv1.AttestRequest) { r.Csr = forgedCSR(t, k.x509) }, codes.InvalidArgument, autherr.ErrBadSignature},
 		{"alg does not fit key", func(r *agentauthv1.AttestRequest) { r.WitAlg = "ES384" }, codes.InvalidArgument, autherr.ErrUnsupportedAlg},
 		{"EdDSA", func(r *agentauthv1.AttestRequest) { r.WitAlg = "EdDSA" }, codes.InvalidArgument, autherr.ErrUnsupportedAlg},
+		// An Ed25519 key that fits EdDSA, which the default policy (the WIT-SVID profile) does not certify.
+		{"EdDSA outside the policy", func(r *agentauthv1.AttestRequest) {
+			r.WitPublicKey, r.WitAlg = spkiOf(t, edPub), "EdDSA"
+		}, codes.InvalidArgument, autherr.ErrUnsupportedAlg},
 		{"private JWK", func(r *agentauthv1.AttestRequest) { r.WitPublicKey = privateJWK(t, k.wit) }, codes.InvalidArgument, autherr.ErrMalformed},
 	}
 	for _, tt := range tests {

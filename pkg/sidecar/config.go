@@ -92,9 +92,13 @@ type IdentityConfig struct {
 	Controller *ControllerIdentityConfig `yaml:"controller,omitempty"`
 	// WITAlgorithms is the one algorithm rule for WITs, in every trust domain: the JWS algorithms allowed for a
 	// WIT's signature and its cnf.jwk.alg, applied to this sidecar's own WIT (at -check and at start) and to every
-	// WIT it verifies (callers on ingress, signed responses on egress). Default and upper bound: what the SPIFFE
-	// WIT-SVID profile allows (ES256/384/512, RS256/384/512, PS256/384/512; no EdDSA).
+	// WIT it verifies (callers on ingress, signed responses on egress). Default and upper bound: what WITProfile
+	// allows. With identity.controller, a list that begins with EdDSA makes this workload's WIT key Ed25519.
 	WITAlgorithms []string `yaml:"witAlgorithms,omitempty"`
+	// WITProfile is the rule WITAlgorithms is bounded by: spiffe (default), the SPIFFE WIT-SVID profile
+	// (ES256/384/512, RS256/384/512, PS256/384/512; no EdDSA); or wimse, the WIMSE drafts, which also allow EdDSA
+	// (Ed25519) workload keys. Peers on the SPIFFE profile refuse EdDSA WITs, so wimse is an explicit opt-out.
+	WITProfile string `yaml:"witProfile,omitempty"`
 }
 
 // ControllerIdentityConfig points at the controller's issuer endpoint.
@@ -555,8 +559,21 @@ func (a *AuditConfig) validate(v *validator) {
 
 func (c *Config) validateIdentity(v *validator) {
 	id := c.Identity
+	switch id.WITProfile {
+	case "", wire.WITProfileSPIFFE, wire.WITProfileWIMSE:
+	default:
+		v.add("identity.witProfile", fmt.Sprintf("%q is not one of %s (default), %s", id.WITProfile, wire.WITProfileSPIFFE, wire.WITProfileWIMSE))
+	}
 	for i, a := range id.WITAlgorithms {
-		if !slices.Contains(wire.WITAlgs, a) {
+		switch {
+		case id.WITProfile == wire.WITProfileWIMSE && !slices.Contains(wire.WIMSEWITAlgs, a):
+			v.add(fmt.Sprintf("identity.witAlgorithms[%d]", i), fmt.Sprintf("%q is not allowed for WITs by the WIMSE "+
+				"profile (identity.witProfile: wimse); choose from %s", a, strings.Join(wire.WIMSEWITAlgs, ", ")))
+		case id.WITProfile != wire.WITProfileWIMSE && a == "EdDSA":
+			v.add(fmt.Sprintf("identity.witAlgorithms[%d]", i), fmt.Sprintf("%q is not allowed by the SPIFFE WIT-SVID "+
+				"profile (identity.witProfile: spiffe, the default); Ed25519 workload keys need identity.witProfile: "+
+				"wimse, and peers on the SPIFFE profile refuse them", a))
+		case id.WITProfile != wire.WITProfileWIMSE && !slices.Contains(wire.WITAlgs, a):
 			v.add(fmt.Sprintf("identity.witAlgorithms[%d]", i), fmt.Sprintf("%q is not allowed by the SPIFFE WIT-SVID "+
 				"profile, whose spiffe:// identifiers this sidecar uses; choose from %s", a, strings.Join(wire.WITAlgs, ", ")))
 		}
@@ -624,10 +641,34 @@ func (c *Config) validateIdentity(v *validator) {
 // hasWIT reports whether the identity source can supply a WIT, which wpt and httpsig need.
 // witAlgorithms is the WIT algorithm allow-list in force.
 func (id IdentityConfig) witAlgorithms() []string {
-	if len(id.WITAlgorithms) > 0 {
+	switch {
+	case len(id.WITAlgorithms) > 0:
 		return id.WITAlgorithms
+	case id.WITProfile == wire.WITProfileWIMSE:
+		return wire.WIMSEWITAlgs
 	}
 	return wire.WITAlgs
+}
+
+// witAlgorithmsSetting names the setting that decides witAlgorithms, for refusals a peer or an operator reads.
+func (id IdentityConfig) witAlgorithmsSetting() string {
+	profile := id.WITProfile
+	if profile == "" {
+		profile = wire.WITProfileSPIFFE
+	}
+	if len(id.WITAlgorithms) > 0 {
+		return fmt.Sprintf("this sidecar's identity.witAlgorithms (identity.witProfile: %s)", profile)
+	}
+	return fmt.Sprintf("this sidecar's identity.witProfile: %s", profile)
+}
+
+// workloadKeyAlgorithm is the algorithm of the WIT key this sidecar asks the controller to certify: EdDSA (an
+// Ed25519 key) when identity.witAlgorithms begins with it, otherwise ES256.
+func (id IdentityConfig) workloadKeyAlgorithm() string {
+	if len(id.WITAlgorithms) > 0 && id.WITAlgorithms[0] == "EdDSA" {
+		return "EdDSA"
+	}
+	return "ES256"
 }
 
 // verifiesWITs reports whether this sidecar verifies other workloads' WITs: ingress proofs or signed responses.

@@ -5,12 +5,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/agentauth/agentauth/internal/confyaml"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 func TestLoadValid(t *testing.T) {
@@ -55,6 +57,39 @@ func TestMarshalRoundTrip(t *testing.T) {
 	}
 }
 
+// TestWITProfile: EdDSA is allowed only with identity.witProfile: wimse; a list that begins with it makes the
+// controller-issued WIT key Ed25519, and without a list the profile's own list applies.
+func TestWITProfile(t *testing.T) {
+	valid, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, identity string
+		wantAlgs       []string
+		wantKey        string
+	}{
+		{"default", "", wire.WITAlgs, "ES256"},
+		{"wimse without a list", "  witProfile: wimse\n", wire.WIMSEWITAlgs, "ES256"},
+		{"wimse, EdDSA first", "  witProfile: wimse\n  witAlgorithms: [EdDSA, ES256]\n", []string{"EdDSA", "ES256"}, "EdDSA"},
+		{"wimse, EdDSA second", "  witProfile: wimse\n  witAlgorithms: [ES256, EdDSA]\n", []string{"ES256", "EdDSA"}, "ES256"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(strings.Replace(string(valid), "identity:\n", "identity:\n"+tt.identity, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Identity.witAlgorithms(); !slices.Equal(got, tt.wantAlgs) {
+				t.Errorf("witAlgorithms %v, want %v", got, tt.wantAlgs)
+			}
+			if got := cfg.Identity.workloadKeyAlgorithm(); got != tt.wantKey {
+				t.Errorf("workload key %s, want %s", got, tt.wantKey)
+			}
+		})
+	}
+}
+
 func TestValidationErrors(t *testing.T) {
 	valid, err := os.ReadFile("testdata/valid.yaml")
 	if err != nil {
@@ -82,6 +117,14 @@ func TestValidationErrors(t *testing.T) {
 			"egress.routes[0].signedResponses", 18, "needs mode httpsig"},
 		{"EdDSA WITs", repl("identity:\n", "identity:\n  witAlgorithms: [ES256, EdDSA]\n"),
 			"identity.witAlgorithms[1]", 2, "WIT-SVID profile"},
+		{"EdDSA WITs name the opt-out", repl("identity:\n", "identity:\n  witAlgorithms: [EdDSA]\n"),
+			"identity.witAlgorithms[0]", 2, "need identity.witProfile: wimse"},
+		{"EdDSA under an explicit spiffe profile", repl("identity:\n", "identity:\n  witProfile: spiffe\n  witAlgorithms: [EdDSA]\n"),
+			"identity.witAlgorithms[0]", 3, "need identity.witProfile: wimse"},
+		{"unknown WIT profile", repl("identity:\n", "identity:\n  witProfile: wimse-06\n"),
+			"identity.witProfile", 2, `"wimse-06" is not one of spiffe (default), wimse`},
+		{"HMAC under the WIMSE profile", repl("identity:\n", "identity:\n  witProfile: wimse\n  witAlgorithms: [EdDSA, HS256]\n"),
+			"identity.witAlgorithms[1]", 3, "not allowed for WITs by the WIMSE profile"},
 		{"external URL with a path", repl("  host: weather.tools.local\n", "  host: weather.tools.local\n  externalURL: https://weather.tools.local/api\n"),
 			"ingress.externalURL", 30, "scheme://host[:port] only"},
 		{"wpt and httpsig together", repl("modes: [httpsig]", "modes: [wpt, httpsig]"),

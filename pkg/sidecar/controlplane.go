@@ -49,6 +49,7 @@ func (s *Sidecar) openIssuer(ctx context.Context, c *ControllerIdentityConfig) (
 		JoinToken:   token,
 		LocalSocket: c.LocalSocket,
 		StateDir:    c.StateDir,
+		WITAlg:      s.cfg.Identity.workloadKeyAlgorithm(),
 		Observer:    s.observer(),
 
 		KubernetesTokenFile: c.KubernetesTokenFile,

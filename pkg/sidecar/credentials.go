@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentauth/agentauth/pkg/identity"
 	"github.com/agentauth/agentauth/pkg/oauth"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // CheckCredentials opens and parses every file the config names, as the sidecar does when it starts: the
@@ -148,8 +149,12 @@ func (c *Config) checkOwnWIT(src interface{ GetWIT() (*identity.WIT, error) }, f
 		return fmt.Errorf("%s: %w", field, err)
 	}
 	if algs := c.Identity.witAlgorithms(); !slices.Contains(algs, w.Alg) {
+		hint := ""
+		if w.Alg == "EdDSA" && c.Identity.WITProfile != wire.WITProfileWIMSE {
+			hint = "; Ed25519 workload keys need identity.witProfile: wimse"
+		}
 		return fmt.Errorf("%s: this workload's WIT has cnf.jwk.alg %q, which identity.witAlgorithms does not allow (%s): "+
-			"peers would refuse its proofs", field, w.Alg, strings.Join(algs, ", "))
+			"peers would refuse its proofs%s", field, w.Alg, strings.Join(algs, ", "), hint)
 	}
 	return nil
 }

@@ -468,7 +468,7 @@ func (s *Sidecar) responseVerifier(self spiffeid.ID) (proxy.ResponseVerifier, er
 func (s *Sidecar) witVerifier(rc *replay.Cache, skew, maxLifetime time.Duration) (*wpt.Verifier, error) {
 	return wpt.NewVerifier(wpt.VerifierConfig{
 		Bundles: wpt.FromWITBundles(s.src), ClockSkew: skew, MaxProofLifetime: maxLifetime, Replay: rc,
-		AllowedAlgs: s.cfg.Identity.witAlgorithms(),
+		AllowedAlgs: s.cfg.Identity.witAlgorithms(), AllowedAlgsSetting: s.cfg.Identity.witAlgorithmsSetting(),
 	})
 }
 

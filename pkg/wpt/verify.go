@@ -35,6 +35,9 @@ type VerifierConfig struct {
 	// AllowedAlgs lists the JWS algorithms accepted for WIT signatures and for workload keys (cnf.jwk.alg);
 	// empty means internal/jose.DefaultAllowedAlgs. Only asymmetric algorithms can be listed.
 	AllowedAlgs []string
+	// AllowedAlgsSetting, when set, names the configuration AllowedAlgs comes from (e.g. identity.witAlgorithms);
+	// a WIT refused for its cnf.jwk.alg says so, so whoever reads the refusal knows what decides it.
+	AllowedAlgsSetting string
 	// ClockSkew is the leeway for exp, nbf and iat; 0 means DefaultClockSkew.
 	ClockSkew time.Duration
 	// MaxProofLifetime rejects a WPT whose exp is further than this (plus ClockSkew) beyond now; 0 means
@@ -53,6 +56,7 @@ type Verifier struct {
 	keys        KeySource
 	allowed     map[string]bool           // for cnf.jwk.alg
 	allowedAlgs []jose.SignatureAlgorithm // the same, for go-jose's parser
+	algsPolicy  string                    // " (by <AllowedAlgsSetting>)", or ""
 	skew        time.Duration
 	maxLifetime time.Duration
 	replay      *replay.Cache
@@ -81,6 +85,9 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		maxLifetime: cfg.MaxProofLifetime,
 		replay:      cfg.Replay,
 		now:         cfg.Now,
+	}
+	if cfg.AllowedAlgsSetting != "" {
+		v.algsPolicy = " by " + cfg.AllowedAlgsSetting
 	}
 	algs := cfg.AllowedAlgs
 	if len(algs) == 0 {
@@ -298,7 +305,7 @@ func (v *Verifier) checkCnfKey(k *jose.JSONWebKey) error {
 		return fmt.Errorf("wpt: %w: WIT cnf.jwk has no alg", autherr.ErrMalformed)
 	}
 	if !v.allowed[k.Algorithm] {
-		return fmt.Errorf("wpt: %w: WIT cnf.jwk alg %q is not allowed", autherr.ErrUnsupportedAlg, k.Algorithm)
+		return fmt.Errorf("wpt: %w: WIT cnf.jwk alg %q is not allowed%s", autherr.ErrUnsupportedAlg, k.Algorithm, v.algsPolicy)
 	}
 	if err := ijose.CheckAlgKey(k.Algorithm, k.Key); err != nil {
 		return fmt.Errorf("wpt: WIT cnf.jwk: %w", err)

@@ -3,6 +3,8 @@
 package bench
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -133,6 +135,18 @@ func issue(t *testing.T, ca *testca.CA, id spiffeid.ID, opts ...testca.SVIDOptio
 	c.bundlePEM = ca.WriteBundleFile(c.dir)
 	c.bundleJSON = ca.WriteJWTBundleFile(c.dir)
 	c.wit, c.witKey = ca.WriteWITFiles(c.dir, ca.CreateWITSVID(id, opts...))
+	return c
+}
+
+// issueEd25519 is issue with the WIT bound to a fresh Ed25519 key (cnf.jwk.alg EdDSA); the X.509-SVID stays P-256.
+func issueEd25519(t *testing.T, ca *testca.CA, id spiffeid.ID) creds {
+	t.Helper()
+	c := issue(t, ca, id)
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.wit, c.witKey = ca.WriteWITFiles(c.dir, ca.CreateWITSVID(id, testca.WithKey(key)))
 	return c
 }
 

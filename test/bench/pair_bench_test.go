@@ -91,7 +91,9 @@ type system struct {
 	// what the proofs add to the same sidecar pair, without the difference between a sidecar and a bare proxy.
 	proofsVs string
 	// auditVs is the same sidecar pair with audit off, for the audit rows' throughput and added p99.
-	auditVs  string
+	auditVs string
+	// alg is the workload key algorithm of a proof row, whose sign + verify is its ÷crypto unit: "" (ES256) or EdDSA.
+	alg      string
 	start    func(t *testing.T, e *env, toolAddr string) (sut []*proc, proxy *url.URL, target string)
 	wantBody string // what the tool's answer must contain: for sidecar pairs, the verified caller's SPIFFE ID
 }
@@ -103,8 +105,9 @@ type env struct {
 	// loadNote records how busy the machine was.
 	loadNote string
 	// Credentials from one test CA: the sidecars', and the bare TLS pair's (which also carry a DNS name, since a
-	// bare Go proxy verifies host names).
+	// bare Go proxy verifies host names). agentEd and toolEd hold WITs bound to Ed25519 workload keys.
 	agent, tool, bareEg, bareIn creds
+	agentEd, toolEd             creds
 }
 
 // figures are one system's measurements in one round, or the medians over the rounds.
@@ -135,6 +138,7 @@ func TestSidecarPair(t *testing.T) {
 	ca := testca.New(t, trustDomain)
 	e.agent, e.tool = issue(t, ca, agentID), issue(t, ca, toolID)
 	e.bareEg, e.bareIn = issue(t, ca, bareEgID), issue(t, ca, bareInID, testca.WithDNSNames(bareTLSName))
+	e.agentEd, e.toolEd = issueEd25519(t, ca, agentID), issueEd25519(t, ca, toolID)
 
 	var err error
 	systems := []system{
@@ -147,6 +151,12 @@ func TestSidecarPair(t *testing.T) {
 			start: startSidecars("wpt", true), wantBody: agentID.String()},
 		{name: "sidecar httpsig (TLS)", baseline: "bare pair, mTLS h2", target: cryptoTarget, proofsVs: "sidecar mtls",
 			start: startSidecars("httpsig", true), wantBody: agentID.String()},
+		// Issue 19 item 5: the same proof rows with Ed25519 workload keys (identity.witProfile: wimse), each
+		// measured in units of its own algorithm's sign + verify.
+		{name: "sidecar wpt-ed25519 (TLS)", baseline: "bare pair, mTLS h2", target: cryptoTarget, proofsVs: "sidecar mtls",
+			alg: "EdDSA", start: startSidecarsWith("wpt", true, true), wantBody: agentID.String()},
+		{name: "sidecar httpsig-ed25519 (TLS)", baseline: "bare pair, mTLS h2", target: cryptoTarget, proofsVs: "sidecar mtls",
+			alg: "EdDSA", start: startSidecarsWith("httpsig", true, true), wantBody: agentID.String()},
 		{name: "sidecar httpsig (plain)", baseline: "bare pair, plain h1", target: cryptoTarget,
 			note:  "httpsig (plain) is an extra row, not an issue target: the same checks against the plain bare pair",
 			start: startSidecars("httpsig", false), wantBody: agentID.String()},
@@ -252,7 +262,17 @@ func startBare(tlsOn bool) func(*testing.T, *env, string) ([]*proc, *url.URL, st
 // demanded only in mtls mode) and the pair speaks HTTP/2; without, plain HTTP/1.1. With an audit durability, both
 // sidecars keep an audit log (in a temporary directory) with it.
 func startSidecars(mode string, tlsOn bool, auditDurability ...string) func(*testing.T, *env, string) ([]*proc, *url.URL, string) {
+	return startSidecarsWith(mode, tlsOn, false, auditDurability...)
+}
+
+// startSidecarsWith is startSidecars, with Ed25519 workload keys (WITs with cnf.jwk.alg EdDSA, and both sidecars on
+// identity.witProfile: wimse) when ed25519 is set.
+func startSidecarsWith(mode string, tlsOn, ed25519 bool, auditDurability ...string) func(*testing.T, *env, string) ([]*proc, *url.URL, string) {
 	return func(t *testing.T, e *env, toolAddr string) ([]*proc, *url.URL, string) {
+		agent, tool, wimse := e.agent, e.tool, ""
+		if ed25519 {
+			agent, tool, wimse = e.agentEd, e.toolEd, "  witProfile: wimse\n  witAlgorithms: [EdDSA, ES256]\n"
+		}
 		inAddr, inAdmin, egAddr, egAdmin := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 		// The plain row is a loopback measurement: the proofs may travel in cleartext only when told to.
 		scheme, mtlsBlock, routeExtra := "http", "  allowCleartextProofs: true\n", "      allowCleartextProofs: true\n"
@@ -260,7 +280,7 @@ func startSidecars(mode string, tlsOn bool, auditDurability ...string) func(*tes
 			scheme, mtlsBlock, routeExtra = "https", "  mtls:\n    trustDomains: [example.org]\n", ""
 		}
 		td := trustDomain.Name()
-		inCfg := e.tool.identityYAML(td) + fmt.Sprintf(`ingress:
+		inCfg := tool.identityYAML(td) + wimse + fmt.Sprintf(`ingress:
   listen: %s
   backend: http://%s
 %s  require: [%s]
@@ -269,7 +289,7 @@ admin:
   listen: %s
 shutdownGrace: 2s
 `, inAddr, toolAddr, mtlsBlock, mode, toolHost, inAdmin)
-		egCfg := e.agent.identityYAML(td) + fmt.Sprintf(`egress:
+		egCfg := agent.identityYAML(td) + wimse + fmt.Sprintf(`egress:
   proxyListen: %s
   routes:
     - name: weather
@@ -358,7 +378,8 @@ func measure(t *testing.T, e *env, s system, full bool) (f figures, ok bool) {
 		FixedRate(ctx, do, f.halfRate, *loadWarmup)
 		half = FixedRate(ctx, do, f.halfRate, *loadDuration)
 		after := probeSpeed(t, e)
-		f.probe = speed{sign: (before.sign + after.sign) / 2, verify: (before.verify + after.verify) / 2}
+		f.probe = speed{sign: (before.sign + after.sign) / 2, verify: (before.verify + after.verify) / 2,
+			edSign: (before.edSign + after.edSign) / 2, edVerify: (before.edVerify + after.edVerify) / 2}
 	}
 	if lat.Failed > 0 || tput.Failed > 0 || half.Failed > 0 || len(lat.Latencies) == 0 || tput.Done == 0 || len(half.Latencies) == 0 {
 		t.Errorf("%d of %d fixed-rate, %d closed-loop and %d of %d half-capacity requests failed; first: %v / %v / %v",

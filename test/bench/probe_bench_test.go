@@ -16,10 +16,19 @@ import (
 	"time"
 )
 
-// speed is one probe of a core: one ECDSA P-256 signature and one verification (cmd/speedprobe).
-type speed struct{ sign, verify time.Duration }
+// speed is one probe of a core (cmd/speedprobe): one ECDSA P-256 signature and one verification, and the same
+// with Ed25519.
+type speed struct{ sign, verify, edSign, edVerify time.Duration }
 
 func (s speed) total() time.Duration { return s.sign + s.verify }
+
+// totalFor is one signature and one verification with alg, the workload key algorithm of a row ("" is ES256).
+func (s speed) totalFor(alg string) time.Duration {
+	if alg == "EdDSA" {
+		return s.edSign + s.edVerify
+	}
+	return s.total()
+}
 
 // probeSpeed runs cmd/speedprobe on the proxies' core (unpinned when nothing is pinned).
 func probeSpeed(t *testing.T, e *env) speed {
@@ -34,23 +43,24 @@ func probeSpeed(t *testing.T, e *env) speed {
 	if err != nil {
 		t.Fatalf("speedprobe: %v", err)
 	}
-	var sign, verify int64
-	if _, err := fmt.Sscanf(string(out), "sign %d verify %d", &sign, &verify); err != nil {
+	var sign, verify, edSign, edVerify int64
+	if _, err := fmt.Sscanf(string(out), "sign %d verify %d ed25519-sign %d ed25519-verify %d", &sign, &verify, &edSign, &edVerify); err != nil {
 		t.Fatalf("speedprobe answered %q: %v", out, err)
 	}
-	return speed{sign: time.Duration(sign), verify: time.Duration(verify)}
+	return speed{sign: time.Duration(sign), verify: time.Duration(verify), edSign: time.Duration(edSign), edVerify: time.Duration(edVerify)}
 }
 
 // medianSpeed is the per-field median of the probes of fs.
 func medianSpeed(fs []*figures) speed {
-	var signs, verifies []time.Duration
+	var signs, verifies, edSigns, edVerifies []time.Duration
 	for _, f := range fs {
 		signs, verifies = append(signs, f.probe.sign), append(verifies, f.probe.verify)
+		edSigns, edVerifies = append(edSigns, f.probe.edSign), append(edVerifies, f.probe.edVerify)
 	}
 	if len(signs) == 0 {
 		return speed{}
 	}
-	return speed{sign: median(signs), verify: median(verifies)}
+	return speed{sign: median(signs), verify: median(verifies), edSign: median(edSigns), edVerify: median(edVerifies)}
 }
 
 // allocs is what one sidecar allocated per request, from its Go runtime's own counters (runtime/metrics behind

@@ -77,12 +77,14 @@ permit (
 );
 `
 
-// managedOptions add YAML to the managed pair's configs: under the egress route, under egress:, under ingress:.
-// With agentLocalSocket, the agent's sidecar attests on that issuer socket instead of with a join token. With
-// beforeStart, it runs once the join tokens are minted and before the sidecars start, and the sidecars are not
-// waited for.
+// managedOptions add YAML to the managed pair's configs: under the egress route, under egress:, under ingress:,
+// and under each side's identity: (agentIdentity, toolIdentity). modes replaces the route's modes and the
+// ingress's require (default "mtls, wpt"). With agentLocalSocket, the agent's sidecar attests on that issuer socket
+// instead of with a join token. With beforeStart, it runs once the join tokens are minted and before the sidecars
+// start, and the sidecars are not waited for.
 type managedOptions struct {
 	route, egress, ingress, agentLocalSocket string
+	agentIdentity, toolIdentity, modes       string
 	beforeStart                              func()
 }
 
@@ -101,32 +103,40 @@ func startManagedPairWith(t *testing.T, c *controllerEnv, o managedOptions) *pai
 	p.tool = start(t, "sampletool", nil, "-listen", p.toolAddr)
 	waitHTTP(t, p.tool, "http://"+p.toolAddr+"/whoami", http.StatusOK)
 
+	modes := o.modes
+	if modes == "" {
+		modes = "mtls, wpt"
+	}
 	identity := func(id, name string) string {
 		attest := "joinToken: " + c.joinToken(t, id)
 		if id == agentID.String() && o.agentLocalSocket != "" {
 			attest = "localSocket: " + o.agentLocalSocket
 		}
+		extra := o.toolIdentity
+		if id == agentID.String() {
+			extra = o.agentIdentity
+		}
 		return fmt.Sprintf(`identity:
-  controller:
+%s  controller:
     address: %s
     bundle: %s
     %s
     stateDir: %s
 controller:
   address: %s
-`, c.issuerAddr, c.bundle(), attest, filepath.Join(dir, name+"-state"), c.xdsAddr)
+`, extra, c.issuerAddr, c.bundle(), attest, filepath.Join(dir, name+"-state"), c.xdsAddr)
 	}
 	ingressCfg := writeFile(t, dir, "ingress.yaml", identity(toolID.String(), "tool")+
 		fmt.Sprintf(`ingress:
   listen: %s
   backend: http://%s
   mtls: {trustDomains: [example.org]}
-  require: [mtls, wpt]
+  require: [%s]
   host: %s
   mcpPaths: [/mcp]
 %sadmin: {listen: %s}
 log: {level: debug}
-`, p.ingressAddr, p.toolAddr, toolHost, o.ingress, p.ingressAdmin))
+`, p.ingressAddr, p.toolAddr, modes, toolHost, o.ingress, p.ingressAdmin))
 	egressCfg := writeFile(t, dir, "egress.yaml", identity(agentID.String(), "agent")+
 		fmt.Sprintf(`egress:
   proxyListen: %s
@@ -134,11 +144,11 @@ log: {level: debug}
     - name: weather
       host: %s
       upstream: "https://%s"
-      modes: [mtls, wpt]
+      modes: [%s]
       serverID: "%s"
 %s%sadmin: {listen: %s}
 log: {level: debug}
-`, p.egressProxy, toolHost, p.ingressAddr, toolID, o.route, o.egress, p.egressAdmin))
+`, p.egressProxy, toolHost, p.ingressAddr, modes, toolID, o.route, o.egress, p.egressAdmin))
 	if o.beforeStart != nil {
 		o.beforeStart()
 	}
