@@ -3,54 +3,17 @@ package tracing
 import (
 	"context"
 	"encoding/hex"
-	"net"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/grpc"
 
+	"github.com/agentauth/agentauth/internal/tracing/otlptest"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/proxy"
 )
-
-// collector is a real OTLP/gRPC trace receiver on loopback that keeps what it is sent.
-type collector struct {
-	collectortrace.UnimplementedTraceServiceServer
-	mu    sync.Mutex
-	spans []*tracepb.Span
-	res   []*commonpb.KeyValue
-}
-
-func (c *collector) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, rs := range req.GetResourceSpans() {
-		c.res = rs.GetResource().GetAttributes()
-		for _, ss := range rs.GetScopeSpans() {
-			c.spans = append(c.spans, ss.GetSpans()...)
-		}
-	}
-	return &collectortrace.ExportTraceServiceResponse{}, nil
-}
-
-func startCollector(t *testing.T) (*collector, string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &collector{}
-	srv := grpc.NewServer()
-	collectortrace.RegisterTraceServiceServer(srv, c)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-	return c, ln.Addr().String()
-}
 
 func attrs(kvs []*commonpb.KeyValue) map[string]*commonpb.AnyValue {
 	m := map[string]*commonpb.AnyValue{}
@@ -119,8 +82,8 @@ func TestSpansFromDecisions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, addr := startCollector(t)
-			s, err := New(context.Background(), Options{Endpoint: addr, Insecure: true, SampleRatio: tt.ratio,
+			c := otlptest.Start(t)
+			s, err := New(context.Background(), Options{Endpoint: c.Addr(), Insecure: true, SampleRatio: tt.ratio,
 				ServiceName: "agentauth-sidecar", Workload: "spiffe://example.org/tool/weather"})
 			if err != nil {
 				t.Fatal(err)
@@ -132,18 +95,17 @@ func TestSpansFromDecisions(t *testing.T) {
 			if err := s.Close(ctx); err != nil {
 				t.Fatal(err)
 			}
-			c.mu.Lock()
-			defer c.mu.Unlock()
+			spans := c.Spans()
 			if !tt.exported {
-				if len(c.spans) != 0 {
-					t.Fatalf("%d spans exported, want none", len(c.spans))
+				if len(spans) != 0 {
+					t.Fatalf("%d spans exported, want none", len(spans))
 				}
 				return
 			}
-			if len(c.spans) != 1 {
-				t.Fatalf("%d spans exported, want 1", len(c.spans))
+			if len(spans) != 1 {
+				t.Fatalf("%d spans exported, want 1", len(spans))
 			}
-			sp := c.spans[0]
+			sp := spans[0]
 			if got := hex.EncodeToString(sp.GetParentSpanId()); got != tt.wantParent {
 				t.Errorf("parent span id %q, want %q", got, tt.wantParent)
 			}
@@ -171,7 +133,7 @@ func TestSpansFromDecisions(t *testing.T) {
 					t.Errorf("policy ids %v, want %v", ids, rec.PolicyIDs)
 				}
 			}
-			if w := attrs(c.res)["agentauth.workload"].GetStringValue(); w != "spiffe://example.org/tool/weather" {
+			if w := attrs(c.Resource())["agentauth.workload"].GetStringValue(); w != "spiffe://example.org/tool/weather" {
 				t.Errorf("resource workload %q", w)
 			}
 		})

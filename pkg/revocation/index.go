@@ -9,16 +9,18 @@ import (
 	"github.com/agentauth/agentauth/internal/hamt"
 )
 
-// Index holds revocations by id and by subject, for lookups that do not depend on how many revocations there
-// are. An Index is immutable: With returns a new one that shares all but what changed with the old, so a sidecar
+// Index holds revocations by subject, for lookups that do not depend on how many revocations there are. An
+// Index is immutable: With returns a new one that shares all but what changed with the old, so a sidecar
 // replaces its index on every xDS update, and the controller on every write, while readers keep the one they
 // hold, without locks.
 //
 // A revocation is found under its subject (kind, iss, value) and under the same subject with no issuer, which is
 // what a lookup that does not know the issuer asks for; a user revocation also under each of its
 // delegated_subjects (RefusingDelegated).
+//
+// An Index keeps no revocation by id: its writers hold their revocations by id already (a sidecar's xDS state,
+// the controller's state service), and a second trie by id cost every update a copy of its path.
 type Index struct {
-	byID      hamt.Map[string, *agentauthv1.Revocation]
 	bySubject hamt.Map[key, []*agentauthv1.Revocation]
 }
 
@@ -32,11 +34,20 @@ type key struct {
 
 // NewIndex returns an Index of revs. A later revocation replaces an earlier one with the same id.
 func NewIndex(revs ...*agentauthv1.Revocation) *Index {
-	seed := maphash.MakeSeed()
-	x := &Index{
-		byID:      hamt.New[string, *agentauthv1.Revocation](hamt.StringHasher(seed)),
-		bySubject: hamt.New[key, []*agentauthv1.Revocation](keyHasher(seed)),
+	last := make(map[string]int, len(revs))
+	for i, r := range revs {
+		last[r.GetId()] = i
 	}
+	if len(last) < len(revs) {
+		unique := make([]*agentauthv1.Revocation, 0, len(last))
+		for i, r := range revs {
+			if last[r.GetId()] == i {
+				unique = append(unique, r)
+			}
+		}
+		revs = unique
+	}
+	x := &Index{bySubject: hamt.New[key, []*agentauthv1.Revocation](keyHasher(maphash.MakeSeed()))}
 	return x.With(revs, nil)
 }
 
@@ -56,12 +67,12 @@ func keyHasher(seed maphash.Seed) func(key) uint64 {
 	}
 }
 
-// keys are the keys r is indexed under.
-func keys(r *agentauthv1.Revocation) []key {
+// appendKeys appends to ks the keys r is indexed under. Callers pass a small array's slice, which keeps the keys
+// of a revocation with no more than one delegated subject off the heap.
+func appendKeys(ks []key, r *agentauthv1.Revocation) []key {
 	s := r.GetSubject()
 	kind := KindOf(s)
 	value := Normal(kind, s.GetValue())
-	ks := make([]key, 0, 2+len(r.GetDelegatedSubjects()))
 	ks = append(ks, key{kind: kind, iss: s.GetIss(), value: value})
 	if s.GetIss() != "" {
 		ks = append(ks, key{kind: kind, value: value})
@@ -72,17 +83,18 @@ func keys(r *agentauthv1.Revocation) []key {
 	return ks
 }
 
-// With returns x with the revocations of ids in remove dropped, then add put in (each replacing any with its
-// id). x is unchanged.
-func (x *Index) With(add []*agentauthv1.Revocation, remove []string) *Index {
+// With returns x without the revocations in remove, then with add put in. x is unchanged. A revocation is
+// removed by its id under the keys its subject gives, so remove holds the revocations as x was given them; one
+// x does not hold is ignored. As x keeps nothing by id, a revocation of add that replaces one x holds (the same
+// id) does so only when the caller passes the replaced one in remove.
+func (x *Index) With(add, remove []*agentauthv1.Revocation) *Index {
 	next := *x
-	for _, id := range remove {
-		next.drop(id)
+	for _, r := range remove {
+		next.drop(r)
 	}
+	var buf [3]key
 	for _, r := range add {
-		next.drop(r.GetId())
-		next.byID = next.byID.Set(r.GetId(), r)
-		for _, k := range keys(r) {
+		for _, k := range appendKeys(buf[:0], r) {
 			list, _ := next.bySubject.Get(k)
 			next.bySubject = next.bySubject.Set(k, append(slices.Clip(list), r))
 		}
@@ -90,28 +102,22 @@ func (x *Index) With(add []*agentauthv1.Revocation, remove []string) *Index {
 	return &next
 }
 
-// drop removes the revocation called id, if any.
-func (x *Index) drop(id string) {
-	old, ok := x.byID.Get(id)
-	if !ok {
-		return
-	}
-	x.byID = x.byID.Del(id)
-	for _, k := range keys(old) {
+// drop removes the revocation with r's id from the keys of r.
+func (x *Index) drop(r *agentauthv1.Revocation) {
+	id := r.GetId()
+	same := func(o *agentauthv1.Revocation) bool { return o.GetId() == id }
+	var buf [3]key
+	for _, k := range appendKeys(buf[:0], r) {
 		list, _ := x.bySubject.Get(k)
-		if list = slices.DeleteFunc(slices.Clone(list), func(r *agentauthv1.Revocation) bool { return r.GetId() == id }); len(list) == 0 {
+		switch {
+		case !slices.ContainsFunc(list, same):
+		case len(list) == 1:
 			x.bySubject = x.bySubject.Del(k)
-		} else {
-			x.bySubject = x.bySubject.Set(k, list)
+		default:
+			x.bySubject = x.bySubject.Set(k, slices.DeleteFunc(slices.Clone(list), same))
 		}
 	}
 }
-
-// Len returns how many revocations x holds.
-func (x *Index) Len() int { return x.byID.Len() }
-
-// Get returns the revocation with the given id.
-func (x *Index) Get(id string) (*agentauthv1.Revocation, bool) { return x.byID.Get(id) }
 
 // About returns the revocations of the subject (kind, iss, value), whether they refuse anything or not; value
 // is compared in Normal form. An empty iss matches the subject under any issuer: a caller does not always know

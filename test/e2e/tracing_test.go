@@ -1,60 +1,16 @@
 package e2e
 
 import (
-	"context"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/grpc"
+
+	"github.com/agentauth/agentauth/internal/tracing/otlptest"
 )
-
-// otlpCollector is a real OTLP/gRPC trace receiver on loopback, standing in for an OpenTelemetry collector.
-type otlpCollector struct {
-	collectortrace.UnimplementedTraceServiceServer
-	mu    sync.Mutex
-	spans []*tracepb.Span
-}
-
-func (c *otlpCollector) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, rs := range req.GetResourceSpans() {
-		for _, ss := range rs.GetScopeSpans() {
-			c.spans = append(c.spans, ss.GetSpans()...)
-		}
-	}
-	return &collectortrace.ExportTraceServiceResponse{}, nil
-}
-
-// spansOf returns the spans of trace id (hex) once there are at least n, waiting up to a generous deadline (the
-// sidecars export in batches, every few seconds).
-func (c *otlpCollector) spansOf(t *testing.T, traceID string, n int) []*tracepb.Span {
-	t.Helper()
-	var got []*tracepb.Span
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		got = got[:0]
-		c.mu.Lock()
-		for _, s := range c.spans {
-			if hex.EncodeToString(s.GetTraceId()) == traceID {
-				got = append(got, s)
-			}
-		}
-		c.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-	}
-	t.Fatalf("trace %s: %d spans after 60s, want %d", traceID, len(got), n)
-	return nil
-}
 
 func spanAttr(s *tracepb.Span, key string) string {
 	for _, kv := range s.GetAttributes() {
@@ -75,20 +31,11 @@ func spanAttr(s *tracepb.Span, key string) string {
 // TestTracingSpans: both sidecars of a pair export one span per request to an OTLP collector, as children of the
 // agent's traceparent, with the decision, its reason, the policy ids and the MCP method and tool.
 func TestTracingSpans(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	col := &otlpCollector{}
-	srv := grpc.NewServer()
-	collectortrace.RegisterTraceServiceServer(srv, col)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-
+	col := otlptest.Start(t)
 	dir := t.TempDir()
 	c := startController(t, dir)
 	c.ctl(t, false, "policy", "apply", writeFile(t, dir, "weather.cedar", weatherPolicy+mcpPolicy))
-	tracing := fmt.Sprintf("tracing: {endpoint: %s, insecure: true}\n", ln.Addr())
+	tracing := fmt.Sprintf("tracing: {endpoint: %s, insecure: true}\n", col.Addr())
 	p := startManagedPairWith(t, c, managedOptions{egress: tracing, ingress: tracing})
 	do := func(tool, traceparent string) int {
 		t.Helper()
@@ -121,7 +68,7 @@ func TestTracingSpans(t *testing.T) {
 		{allowTrace, "forecast", "allow", ""},
 		{denyTrace, "delete_all", "deny", "policy_denied"},
 	} {
-		spans := col.spansOf(t, tc.trace, 2)
+		spans := col.SpansOf(t, tc.trace, 2)
 		kinds := map[tracepb.Span_SpanKind]*tracepb.Span{}
 		for _, s := range spans {
 			kinds[s.GetKind()] = s

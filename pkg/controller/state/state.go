@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,8 +43,11 @@ type Service struct {
 	now        func() time.Time
 
 	// mu orders index updates: the load at start, then each commit's changes in commit order.
-	mu          sync.Mutex
-	revs        atomic.Pointer[revocation.Index]
+	mu   sync.Mutex
+	revs atomic.Pointer[revocation.Index]
+	// byID holds what revs holds, by id, under mu: a deletion names only the id, and the index is given the
+	// revocation to remove.
+	byID        map[string]*agentauthv1.Revocation
 	unsubscribe func()
 }
 
@@ -64,7 +68,7 @@ func New(st *store.Store, cfg Config) (*Service, error) {
 		}
 	}
 	// Subscribe before listing, under mu: a change committed in between is both listed and then applied again,
-	// which With makes harmless (a revocation replaces the one with its id).
+	// which follow makes harmless (a revocation replaces the one with its id).
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.unsubscribe = st.Subscribe(s.follow)
@@ -73,29 +77,43 @@ func New(st *store.Store, cfg Config) (*Service, error) {
 		s.unsubscribe()
 		return nil, fmt.Errorf("state: loading revocations: %w", err)
 	}
+	s.byID = make(map[string]*agentauthv1.Revocation, len(revs))
+	for _, r := range revs {
+		s.byID[r.GetId()] = r
+	}
 	s.revs.Store(revocation.NewIndex(revs...))
 	return s, nil
 }
 
-// follow applies a commit's revocation changes to the index.
+// follow applies a commit's revocation changes to the index: each revocation written replaces the one with its
+// id, each deleted one goes.
 func (s *Service) follow(changes []store.Change) {
-	var add []*agentauthv1.Revocation
-	var remove []string
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var add, remove []*agentauthv1.Revocation
+	// added holds where in add a revocation this commit wrote is: a later change of its id in the same commit
+	// takes it out of add, as the index does not hold it yet.
+	added := map[string]int{}
 	for _, ch := range changes {
 		if ch.Bucket != store.BucketRevocations {
 			continue
 		}
+		if i, ok := added[ch.Key]; ok {
+			add[i] = nil
+		} else if old, ok := s.byID[ch.Key]; ok {
+			remove = append(remove, old)
+		}
+		delete(s.byID, ch.Key)
 		if r, ok := ch.Value.(*agentauthv1.Revocation); ok {
+			added[ch.Key] = len(add)
 			add = append(add, r)
-		} else {
-			remove = append(remove, ch.Key)
+			s.byID[ch.Key] = r
 		}
 	}
+	add = slices.DeleteFunc(add, func(r *agentauthv1.Revocation) bool { return r == nil })
 	if len(add)+len(remove) == 0 {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.revs.Store(s.revs.Load().With(add, remove))
 }
 

@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,12 +94,66 @@ func TestIndexFollowsStore(t *testing.T) {
 	if n, err := s.PruneRevocations(now); err != nil || n != 1 {
 		t.Fatalf("pruned %d, %v; want 1", n, err)
 	}
-	if _, ok := s.Revocations().Get("old"); ok || s.Revocations().Len() != 2 {
-		t.Fatalf("after pruning the index holds %d revocations, old among them: %t", s.Revocations().Len(), ok)
+	if got := refused("spiffe://example.org/d"); got != "" {
+		t.Fatalf("pruned, still refused by %q", got)
 	}
-	stamped, _ := s.Revocations().Get("admin")
-	if stamped.GetCreated() == nil {
-		t.Error("created was not stamped")
+	stamped := s.Revocations().About(revocation.KindSPIFFE, "", "spiffe://example.org/b")
+	if len(stamped) != 1 || stamped[0].GetCreated() == nil {
+		t.Fatalf("admin's revocation in the index: %v, want one with created stamped", stamped)
+	}
+	if err := s.UpsertRevocation(agentRevocation("admin", "spiffe://example.org/e")); err != nil {
+		t.Fatal(err)
+	}
+	if got, moved := refused("spiffe://example.org/b"), refused("spiffe://example.org/e"); got != "" || moved != "admin" {
+		t.Fatalf("replaced with another subject: the old one refused by %q, the new by %q", got, moved)
+	}
+}
+
+func ids(revs []*agentauthv1.Revocation) string {
+	out := make([]string, len(revs))
+	for i, r := range revs {
+		out[i] = r.GetId()
+	}
+	return strings.Join(out, ",")
+}
+
+// TestFollowCommit: one commit's changes, several of one id among them, leave the index as the store is after
+// the commit.
+func TestFollowCommit(t *testing.T) {
+	now := time.Now()
+	const a, b, c = "spiffe://example.org/a", "spiffe://example.org/b", "spiffe://example.org/c"
+	put := func(r *agentauthv1.Revocation) store.Change {
+		return store.Change{Bucket: store.BucketRevocations, Key: r.GetId(), Value: r}
+	}
+	del := func(id string) store.Change { return store.Change{Bucket: store.BucketRevocations, Key: id} }
+	for _, tc := range []struct {
+		name    string
+		commit  []store.Change
+		a, b, c string
+	}{
+		{"moved", []store.Change{put(agentRevocation("r1", b))}, "", "r1", ""},
+		{"deleted", []store.Change{del("r1")}, "", "", ""},
+		{"deleted, then written again", []store.Change{del("r1"), put(agentRevocation("r1", c))}, "", "", "r1"},
+		{"moved twice", []store.Change{put(agentRevocation("r1", b)), put(agentRevocation("r1", c))}, "", "", "r1"},
+		{"written, then deleted", []store.Change{put(agentRevocation("r1", b)), del("r1")}, "", "", ""},
+		{"another written and deleted", []store.Change{put(agentRevocation("r2", b)), del("r2")}, "r1", "", ""},
+		{"another bucket", []store.Change{{Bucket: store.BucketPolicies, Key: "r1"}}, "r1", "", ""},
+	} {
+		st := openStore(t)
+		if _, err := st.Revocations().Put(agentRevocation("r1", a)); err != nil {
+			t.Fatal(err)
+		}
+		s := newService(t, st)
+		s.follow(tc.commit)
+		for _, want := range []struct{ agent, id string }{{a, tc.a}, {b, tc.b}, {c, tc.c}} {
+			got := s.Revocations().About(revocation.KindSPIFFE, "", want.agent)
+			if ids := ids(got); ids != want.id {
+				t.Errorf("%s: %s revoked by %q, want %q", tc.name, want.agent, ids, want.id)
+			}
+			if r := s.Revocations().RefusingClass(revocation.ClassAgent, want.agent, now, now); r.GetId() != want.id {
+				t.Errorf("%s: %s refused by %q, want %q", tc.name, want.agent, r.GetId(), want.id)
+			}
+		}
 	}
 }
 

@@ -198,20 +198,24 @@ func (s *State) with(typeURL string, updates []resourceUpdate, removed []string)
 	next.resources = slices.Clone(s.resources)
 	res := &next.resources[ti]
 
-	// unindex drops the current risk state called name from the subject index.
+	// Revocations are indexed by the revocation package, which is given the ones removed or replaced (gone) as
+	// well as the new ones: the index keeps none by id, the resources do (a revocation's name is its id).
+	var revoked, gone []*agentauthv1.Revocation
+	// unindex drops the current resource called name from the subject indexes.
 	unindex := func(name string) {
 		old, ok := res.Get(name)
 		if !ok {
 			return
 		}
-		if m, ok := old.msg.(*agentauthv1.RiskState); ok {
+		switch m := old.msg.(type) {
+		case *agentauthv1.Revocation:
+			gone = append(gone, m)
+		case *agentauthv1.RiskState:
 			key := m.GetSubject().Key()
 			next.risk = unindexed(next.risk, indexKeys(m.GetSubject()),
 				func(r *agentauthv1.RiskState) bool { return r.GetSubject().Key() == key })
 		}
 	}
-	// Revocations are indexed by the revocation package; their resource name is their id.
-	var revoked []*agentauthv1.Revocation
 	for _, name := range removed {
 		unindex(name)
 		*res = res.Del(name)
@@ -227,7 +231,7 @@ func (s *State) with(typeURL string, updates []resourceUpdate, removed []string)
 		}
 	}
 	if typeURL == agentauthv1.RevocationType {
-		next.revoked = s.revoked.With(revoked, removed)
+		next.revoked = s.revoked.With(revoked, gone)
 	}
 	return &next
 }
