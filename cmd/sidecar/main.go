@@ -84,6 +84,9 @@ func run() error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	gc := sidecar.ApplyRuntime(cfg.Runtime, os.Getenv)
+	log.Info("garbage collector set", zap.Int("gc_percent", gc.GCPercent), zap.String("gc_percent_from", gc.GCPercentFrom),
+		zap.Int64("memory_limit_bytes", gc.MemoryLimit), zap.String("memory_limit_from", gc.MemoryLimitFrom))
 
 	// SIGHUP is caught from here on (its default action would end the process), also while the sidecar starts.
 	hup := make(chan os.Signal, 1)
