@@ -3,8 +3,10 @@
 package bench
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -25,7 +27,8 @@ const maxIdleRSS = 20 << 20
 // TestSidecarIdleMemory reports the resident memory of idle sidecars (issue 19: under 20 MB), split into the
 // binary's and other files' pages and anonymous memory: the pair the demo starts (`make demo`: identity and
 // policy from the controller, over xDS), after its calls; and an egress and ingress sidecar with file credentials
-// (wpt over TLS) that have served no request. Each figure is read after the process has been idle for -idle.wait.
+// (wpt over TLS) at gcPercent 100, 200 and 400, before any request and idle again after -load.duration of
+// closed-loop load. Each figure is read after the process has been idle for -idle.wait.
 // With -strict it fails above 20 MB.
 func TestSidecarIdleMemory(t *testing.T) {
 	if runtime.GOOS != "linux" {
@@ -48,7 +51,7 @@ func TestSidecarIdleMemory(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		rows = append(rows, fmt.Sprintf("  %-44s RSS %5.1f MiB = file %5.1f + anonymous %4.1f", what,
+		rows = append(rows, fmt.Sprintf("  %-52s RSS %5.1f MiB = file %5.1f + anonymous %4.1f", what,
 			float64(m.RSS)/(1<<20), float64(m.File)/(1<<20), float64(m.Anon)/(1<<20)))
 		if *strict && m.RSS > maxIdleRSS {
 			t.Errorf("%s: RSS %d bytes, over %d", what, m.RSS, maxIdleRSS)
@@ -72,14 +75,33 @@ func TestSidecarIdleMemory(t *testing.T) {
 		report("demo, after its calls: "+roleOf(t, pid), pid)
 	}
 
-	// A fresh pair that has served nothing.
+	// A fresh pair at each GC percentage: before any request, and idle again after a few seconds of load.
 	ca := testca.New(t, trustDomain)
 	e := &env{bin: bin, pin: pinning{load: -1, sut: -1}}
 	e.agent, e.tool = issue(t, ca, agentID), issue(t, ca, toolID)
-	sut, _, _ := startSidecars("wpt", true)(t, e, freeAddr(t))
-	time.Sleep(wait)
-	for _, p := range sut {
-		report("files identity, no request yet: "+roleOf(t, p.pid()), p.pid())
+	for _, pct := range []int{100, 200, 400} {
+		toolAddr := freeAddr(t)
+		tool := start(t, bin, -1, "sampletool", "-listen", toolAddr)
+		waitReady(t, tool, toolAddr, listening(toolAddr))
+		sut, proxy, target := startSidecarsWith("wpt", true, fmt.Sprintf("runtime: {gcPercent: %d}\n", pct))(t, e, toolAddr)
+		time.Sleep(wait)
+		for _, p := range sut {
+			report(fmt.Sprintf("gcPercent %d, no request yet: %s", pct, roleOf(t, p.pid())), p.pid())
+		}
+		tr := &http.Transport{Proxy: http.ProxyURL(proxy), MaxIdleConnsPerHost: 8}
+		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		res := ClosedLoop(context.Background(), func(ctx context.Context) error {
+			_, err := call(ctx, client, target)
+			return err
+		}, 8, *loadDuration)
+		tr.CloseIdleConnections()
+		if res.Failed > 0 || res.Done == 0 {
+			t.Fatalf("gcPercent %d: %d of %d requests failed: %v", pct, res.Failed, res.Done+res.Failed, res.FirstErr)
+		}
+		time.Sleep(wait)
+		for _, p := range sut {
+			report(fmt.Sprintf("gcPercent %d, idle after %s of load: %s", pct, *loadDuration, roleOf(t, p.pid())), p.pid())
+		}
 	}
 	fmt.Printf("\nidle sidecars' resident memory (/proc/PID/status VmRSS, RssFile, RssAnon), %s idle, %s %s/%s:\n%s\n",
 		wait, runtime.Version(), runtime.GOOS, runtime.GOARCH, strings.Join(rows, "\n"))
