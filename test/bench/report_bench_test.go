@@ -333,9 +333,17 @@ func variants(w io.Writer, systems []system, field func(string, func(figures) fl
 		}
 	}
 	fmb := func(v float64) string { return fmt.Sprintf("%.1f", v/(1<<20)) }
-	fmt.Fprintln(w, "\nvariants (issue 19), against the row named, same round (speed-corrected *): RSS in MiB at the end of the closed loop; B written = wchar per request at the fixed rate")
+	gcs := func(f figures) float64 {
+		var n float64
+		for _, a := range f.alloc {
+			n += a.gcs
+		}
+		return 1000 * n
+	}
+	fgc := func(v float64) string { return fmt.Sprintf("%.1f", v) }
+	fmt.Fprintln(w, "\nvariants (issue 19), against the row named, same round (speed-corrected *): RSS in MiB at the end of the closed loop; GCs = both sidecars' collections per 1,000 requests and B written = wchar per request, at the fixed rate")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tagainst\tCPU/req* x\tCPU/req@max* x\tmax req/s* x\tegress RSS\tingress RSS\tRSS Δ\tegress B written\tΔ\tingress B written\tΔ\t")
+	fmt.Fprintln(tw, "system\tagainst\tCPU/req* x\tCPU/req@max* x\tmax req/s* x\tegress RSS\tingress RSS\tRSS Δ\tGCs\tx\tegress B written\tΔ\tingress B written\tΔ\t")
 	for _, s := range rows {
 		_, cpu := vs(s.name, s.variantOf, func(a, b figures) float64 { return float64(a.cpuPerReq) / float64(b.cpuPerReq) })
 		_, cpuMax := vs(s.name, s.variantOf, func(a, b figures) float64 { return float64(a.cpuPerReqMax) / float64(b.cpuPerReqMax) })
@@ -343,11 +351,12 @@ func variants(w io.Writer, systems []system, field func(string, func(figures) fl
 		_, dRSS := vs(s.name, s.variantOf, func(a, b figures) float64 {
 			return mem(0, rss)(a) + mem(1, rss)(a) - mem(0, rss)(b) - mem(1, rss)(b)
 		})
+		_, gcx := vs(s.name, s.variantOf, func(a, b figures) float64 { return gcs(a) / gcs(b) })
 		_, dEg := vs(s.name, s.variantOf, func(a, b figures) float64 { return wrote(0)(a) - wrote(0)(b) })
 		_, dIn := vs(s.name, s.variantOf, func(a, b figures) float64 { return wrote(1)(a) - wrote(1)(b) })
 		fmt.Fprintln(tw, strings.Join([]string{s.name, s.variantOf, cpu.withSpread(fx), cpuMax.withSpread(fx), tput.withSpread(fx),
 			fmb(field(s.name, mem(0, rss)).med), fmb(field(s.name, mem(1, rss)).med), dRSS.withSpread(fmb),
-			fnum(field(s.name, wrote(0)).med), dEg.withSpread(fnum), fnum(field(s.name, wrote(1)).med), dIn.withSpread(fnum)}, "\t")+"\t")
+			fgc(field(s.name, gcs).med), gcx.withSpread(fx), fnum(field(s.name, wrote(0)).med), dEg.withSpread(fnum), fnum(field(s.name, wrote(1)).med), dIn.withSpread(fnum)}, "\t")+"\t")
 	}
 	tw.Flush()
 }
