@@ -23,7 +23,7 @@ func TestSidecarGCSettings(t *testing.T) {
 		env        []string
 		pct, limit float64
 	}{
-		{"default", "", nil, sidecar.DefaultGCPercent, noLimit},
+		{"default", "", []string{"GOGC=", "GOMEMLIMIT="}, sidecar.DefaultGCPercent, noLimit}, // set empty: as unset
 		{"environment", "", []string{"GOGC=50", "GOMEMLIMIT=256MiB"}, 50, 256 << 20},
 		{"config over environment", "runtime: {gcPercent: 400, memoryLimit: 64MiB}\n", []string{"GOGC=50", "GOMEMLIMIT=256MiB"}, 400, 64 << 20},
 	}
