@@ -24,6 +24,7 @@ import (
 
 	"github.com/agentauth/agentauth/internal/buildinfo"
 	"github.com/agentauth/agentauth/internal/logging"
+	"github.com/agentauth/agentauth/internal/memtrim"
 	"github.com/agentauth/agentauth/pkg/inject/redirect"
 	"github.com/agentauth/agentauth/pkg/sidecar"
 )
@@ -84,6 +85,9 @@ func run() error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	gc := sidecar.ApplyRuntime(cfg.Runtime, os.Getenv)
+	log.Info("garbage collector set", zap.Int("gc_percent", gc.GCPercent), zap.String("gc_percent_from", gc.GCPercentFrom),
+		zap.Int64("memory_limit_bytes", gc.MemoryLimit), zap.String("memory_limit_from", gc.MemoryLimitFrom))
 
 	// SIGHUP is caught from here on (its default action would end the process), also while the sidecar starts.
 	hup := make(chan os.Signal, 1)
@@ -112,6 +116,12 @@ func run() error {
 		return loggedError{err}
 	}
 	running.Store(s)
+	// Start-up is over: give back what only it used, the binary's pages most of all (internal/memtrim).
+	if st, err := memtrim.Release(); err != nil {
+		log.Warn("start-up memory not released", zap.Error(err))
+	} else {
+		log.Debug("start-up memory released", zap.Int("binary_mappings", st.Mappings), zap.Int64("binary_bytes", st.Bytes))
+	}
 	if err := s.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("sidecar stopped with an error", zap.Error(err))
 		return loggedError{err}

@@ -40,6 +40,10 @@ type Limits struct {
 	UpstreamIdleTimeout time.Duration
 	// DrainTimeout is how long Server.Serve waits for in-flight requests after its context ends.
 	DrainTimeout time.Duration
+	// HTTP2HeaderTableSize is the HPACK dynamic table size, in bytes, of every HTTP/2 connection, both directions:
+	// what the listeners advertise and use, and what the upstream transports do (a connection uses the smaller of
+	// its two ends'). Each connection may hold that much header state per direction. Zero: Go's 4096.
+	HTTP2HeaderTableSize uint32
 }
 
 // DefaultLimits are sized for a sidecar next to one agent or tool. Responses have no total deadline because

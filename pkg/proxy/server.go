@@ -114,6 +114,8 @@ func (s *Server) add(l Listener) {
 		// refusal has; only beyond that does net/http answer its own plain 431.
 		MaxHeaderBytes: 2 * s.limits.MaxHeaderBytes,
 		Protocols:      &protos,
+		HTTP2: &http.HTTP2Config{MaxDecoderHeaderTableSize: int(s.limits.HTTP2HeaderTableSize),
+			MaxEncoderHeaderTableSize: int(s.limits.HTTP2HeaderTableSize)},
 		// Requests, upgraded connections and tunnels derive from base, which Shutdown cancels at the end.
 		BaseContext: func(net.Listener) context.Context { return s.base },
 		ErrorLog:    debugLog(s.log.With(zap.String("listener", l.Name))),

@@ -123,7 +123,8 @@ func (p *upstreamPool) build(rt *Route) *transports {
 			// Pass content codings through untouched instead of asking for gzip and decoding it.
 			DisableCompression: true,
 			// Detect dead HTTP/2 connections instead of waiting for TCP to give up.
-			HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
+			HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second,
+				MaxDecoderHeaderTableSize: int(lim.HTTP2HeaderTableSize), MaxEncoderHeaderTableSize: int(lim.HTTP2HeaderTableSize)},
 		}
 	}
 	main, h1 := base(), base()

@@ -39,6 +39,8 @@ type Config struct {
 	Audit *AuditConfig `yaml:"audit,omitempty"`
 	// Tracing, when set, exports one OpenTelemetry span per decided request over OTLP/gRPC (off by default).
 	Tracing *TracingConfig `yaml:"tracing,omitempty"`
+	// Runtime sets the Go garbage collector's GOGC and GOMEMLIMIT, over the environment's (applied at start).
+	Runtime RuntimeConfig `yaml:"runtime,omitempty"`
 }
 
 // TracingConfig points the sidecar's spans at an OpenTelemetry collector.
@@ -323,6 +325,13 @@ type LogConfig struct {
 	Level string `yaml:"level,omitempty"`
 }
 
+// DefaultHTTP2HeaderTableSize is limits.http2HeaderTableSize's default; README "Benchmarks" has what larger ones
+// measured.
+const DefaultHTTP2HeaderTableSize = 4096
+
+// maxHTTP2HeaderTableSize bounds limits.http2HeaderTableSize: the header state a peer may make each connection hold.
+const maxHTTP2HeaderTableSize = 1 << 20
+
 // LimitsConfig bounds resource use per connection and request.
 type LimitsConfig struct {
 	MaxHeaderBytes    int           `yaml:"maxHeaderBytes,omitempty"`
@@ -340,6 +349,9 @@ type LimitsConfig struct {
 	// plus one second per bodyMinRate bytes received, then answers 408 body_timeout.
 	BodyReadTimeout time.Duration `yaml:"bodyReadTimeout,omitempty"`
 	BodyMinRate     int64         `yaml:"bodyMinRate,omitempty"`
+	// HTTP2HeaderTableSize is the HPACK dynamic table size (bytes) of HTTP/2 connections, listeners and upstreams
+	// alike (default 4096, Go's): each connection may hold that much header state per direction.
+	HTTP2HeaderTableSize int `yaml:"http2HeaderTableSize,omitempty"`
 }
 
 // FieldError is one validation problem: the field's path (e.g. "egress.routes[1].upstream"), its YAML line when
@@ -418,6 +430,9 @@ func (c *Config) SetDefaults() {
 	}
 	if l.BodyMinRate == 0 {
 		l.BodyMinRate = 1 << 10
+	}
+	if l.HTTP2HeaderTableSize == 0 {
+		l.HTTP2HeaderTableSize = DefaultHTTP2HeaderTableSize
 	}
 	if a := c.Audit; a != nil {
 		if a.Durability == "" {
@@ -525,9 +540,13 @@ func (c *Config) Validate() error {
 	}
 	v.Positive("limits.bodyReadTimeout", int64(l.BodyReadTimeout))
 	v.Positive("limits.bodyMinRate", l.BodyMinRate)
+	if l.HTTP2HeaderTableSize < 0 || l.HTTP2HeaderTableSize > maxHTTP2HeaderTableSize {
+		v.add("limits.http2HeaderTableSize", fmt.Sprintf("%d is not between 1 and %d (1 MiB)", l.HTTP2HeaderTableSize, maxHTTP2HeaderTableSize))
+	}
 	if c.Audit != nil {
 		c.Audit.validate(v)
 	}
+	c.Runtime.validate(v)
 	if tr := c.Tracing; tr != nil {
 		v.HostPort("tracing.endpoint", tr.Endpoint, true)
 		if r := tr.SampleRatio; r != nil && !(*r >= 0 && *r <= 1) {

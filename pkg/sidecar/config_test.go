@@ -308,3 +308,22 @@ func TestAdminListenDefaults(t *testing.T) {
 		t.Fatalf("address in use: %v", err)
 	}
 }
+
+func TestHTTP2HeaderTableSizeConfig(t *testing.T) {
+	valid, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(valid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := proxyLimits(cfg.Limits, 0).HTTP2HeaderTableSize; got != DefaultHTTP2HeaderTableSize {
+		t.Errorf("default: %d", got)
+	}
+	if cfg, err = Parse(append(valid, "limits: {http2HeaderTableSize: 65536}\n"...)); err != nil || proxyLimits(cfg.Limits, 0).HTTP2HeaderTableSize != 65536 {
+		t.Errorf("65536: %v", err)
+	}
+	wantFieldError(t, append(valid, "limits: {http2HeaderTableSize: -1}\n"...), "limits.http2HeaderTableSize", "not between 1 and 1048576")
+	wantFieldError(t, append(valid, "limits: {http2HeaderTableSize: 2097152}\n"...), "limits.http2HeaderTableSize", "not between 1 and 1048576")
+}

@@ -294,6 +294,7 @@ func proxyLimits(c LimitsConfig, grace time.Duration) proxy.Limits {
 	l.BodyReadTimeout = c.BodyReadTimeout
 	l.BodyMinRate = c.BodyMinRate
 	l.DrainTimeout = grace
+	l.HTTP2HeaderTableSize = uint32(c.HTTP2HeaderTableSize)
 	return l
 }
 

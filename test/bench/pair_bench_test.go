@@ -93,9 +93,11 @@ type system struct {
 	// auditVs is the same sidecar pair with audit off, for the audit rows' throughput and added p99.
 	auditVs string
 	// alg is the workload key algorithm of a proof row, whose sign + verify is its ÷crypto unit: "" (ES256) or EdDSA.
-	alg      string
-	start    func(t *testing.T, e *env, toolAddr string) (sut []*proc, proxy *url.URL, target string)
-	wantBody string // what the tool's answer must contain: for sidecar pairs, the verified caller's SPIFFE ID
+	alg string
+	// variantOf is the row this one varies a setting of (issue 19: GC, HPACK table), for the variants table.
+	variantOf string
+	start     func(t *testing.T, e *env, toolAddr string) (sut []*proc, proxy *url.URL, target string)
+	wantBody  string // what the tool's answer must contain: for sidecar pairs, the verified caller's SPIFFE ID
 }
 
 type env struct {
@@ -121,6 +123,8 @@ type figures struct {
 	p50h, p99h time.Duration // latency at halfRate
 	probe      speed         // the proxies' core: mean of the speed probes before and after the measurement
 	alloc      []allocs      // per request at the fixed rate, one per sidecar (egress, ingress); nil for the others
+	wrote      []float64     // bytes each process under test wrote (wchar) per request at the fixed rate
+	mem        []Memory      // each process under test's resident memory at the end of the closed loop
 }
 
 func TestSidecarPair(t *testing.T) {
@@ -154,9 +158,9 @@ func TestSidecarPair(t *testing.T) {
 		// Issue 19 item 5: the same proof rows with Ed25519 workload keys (identity.witProfile: wimse), each
 		// measured in units of its own algorithm's sign + verify.
 		{name: "sidecar wpt-ed25519 (TLS)", baseline: "bare pair, mTLS h2", target: cryptoTarget, proofsVs: "sidecar mtls",
-			alg: "EdDSA", start: startSidecarsWith("wpt", true, true), wantBody: agentID.String()},
+			alg: "EdDSA", start: startSidecarsWith("wpt", true, true, ""), wantBody: agentID.String()},
 		{name: "sidecar httpsig-ed25519 (TLS)", baseline: "bare pair, mTLS h2", target: cryptoTarget, proofsVs: "sidecar mtls",
-			alg: "EdDSA", start: startSidecarsWith("httpsig", true, true), wantBody: agentID.String()},
+			alg: "EdDSA", start: startSidecarsWith("httpsig", true, true, ""), wantBody: agentID.String()},
 		{name: "sidecar httpsig (plain)", baseline: "bare pair, plain h1", target: cryptoTarget,
 			note:  "httpsig (plain) is an extra row, not an issue target: the same checks against the plain bare pair",
 			start: startSidecars("httpsig", false), wantBody: agentID.String()},
@@ -166,6 +170,18 @@ func TestSidecarPair(t *testing.T) {
 			start: startSidecars("mtls", true, "batched"), wantBody: agentID.String()},
 		{name: "sidecar mtls, audit sync", baseline: "bare pair, mTLS h2", auditVs: "sidecar mtls",
 			start: startSidecars("mtls", true, "sync"), wantBody: agentID.String()},
+		// Issue 19: the GC percentage (Go's default 100 against higher ones) and a larger HPACK table between the
+		// sidecars, each against the same pair in the same round.
+		{name: "sidecar wpt, gcPercent 100", variantOf: "sidecar wpt (TLS)",
+			start: startSidecarsWith("wpt", true, false, "runtime: {gcPercent: 100}\n"), wantBody: agentID.String()},
+		{name: "sidecar wpt, gcPercent 200", variantOf: "sidecar wpt, gcPercent 100",
+			start: startSidecarsWith("wpt", true, false, "runtime: {gcPercent: 200}\n"), wantBody: agentID.String()},
+		{name: "sidecar wpt, gcPercent 400", variantOf: "sidecar wpt, gcPercent 100",
+			start: startSidecarsWith("wpt", true, false, "runtime: {gcPercent: 400}\n"), wantBody: agentID.String()},
+		{name: "sidecar wpt, HPACK 16KiB", variantOf: "sidecar wpt (TLS)",
+			start: startSidecarsWith("wpt", true, false, "limits: {http2HeaderTableSize: 16384}\n"), wantBody: agentID.String()},
+		{name: "sidecar wpt, HPACK 64KiB", variantOf: "sidecar wpt (TLS)",
+			start: startSidecarsWith("wpt", true, false, "limits: {http2HeaderTableSize: 65536}\n"), wantBody: agentID.String()},
 	}
 	if systems, err = selectSystems(systems, *onlySystems); err != nil {
 		t.Fatal(err)
@@ -262,12 +278,12 @@ func startBare(tlsOn bool) func(*testing.T, *env, string) ([]*proc, *url.URL, st
 // demanded only in mtls mode) and the pair speaks HTTP/2; without, plain HTTP/1.1. With an audit durability, both
 // sidecars keep an audit log (in a temporary directory) with it.
 func startSidecars(mode string, tlsOn bool, auditDurability ...string) func(*testing.T, *env, string) ([]*proc, *url.URL, string) {
-	return startSidecarsWith(mode, tlsOn, false, auditDurability...)
+	return startSidecarsWith(mode, tlsOn, false, "", auditDurability...)
 }
 
 // startSidecarsWith is startSidecars, with Ed25519 workload keys (WITs with cnf.jwk.alg EdDSA, and both sidecars on
-// identity.witProfile: wimse) when ed25519 is set.
-func startSidecarsWith(mode string, tlsOn, ed25519 bool, auditDurability ...string) func(*testing.T, *env, string) ([]*proc, *url.URL, string) {
+// identity.witProfile: wimse) when ed25519 is set, and extra top-level YAML in both sidecars' configs.
+func startSidecarsWith(mode string, tlsOn, ed25519 bool, extra string, auditDurability ...string) func(*testing.T, *env, string) ([]*proc, *url.URL, string) {
 	return func(t *testing.T, e *env, toolAddr string) ([]*proc, *url.URL, string) {
 		agent, tool, wimse := e.agent, e.tool, ""
 		if ed25519 {
@@ -301,6 +317,7 @@ shutdownGrace: 2s
   listen: %s
 shutdownGrace: 2s
 `, egAddr, toolHost, scheme, inAddr, mode, toolID, routeExtra, egAdmin)
+		inCfg, egCfg = inCfg+extra, egCfg+extra
 		for _, d := range auditDurability {
 			inCfg += fmt.Sprintf("audit: {dir: %q, durability: %s}\n", t.TempDir(), d)
 			egCfg += fmt.Sprintf("audit: {dir: %q, durability: %s}\n", t.TempDir(), d)
@@ -362,9 +379,13 @@ func measure(t *testing.T, e *env, s system, full bool) (f figures, ok bool) {
 	if full {
 		counts = startAllocCount(t, sut)
 	}
+	w0 := written(t, sut)
 	c0 := cpu()
 	lat := FixedRate(ctx, do, *loadRate, *loadDuration)
 	c1 := cpu()
+	for i, w := range written(t, sut) {
+		f.wrote = append(f.wrote, float64(w-w0[i])/float64(max(1, lat.Sent)))
+	}
 	if full {
 		f.alloc = stopAllocCount(t, counts, lat.Sent)
 	}
@@ -372,6 +393,13 @@ func measure(t *testing.T, e *env, s system, full bool) (f figures, ok bool) {
 	c2 := cpu()
 	tput := ClosedLoop(ctx, do, *loadConns, *loadDuration)
 	c3 := cpu()
+	for _, p := range sut {
+		m, err := ProcMemory(p.pid())
+		if err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		f.mem = append(f.mem, m)
+	}
 	half := LatencyResult{Latencies: []time.Duration{0}}
 	if full {
 		f.halfRate = max(1, int(tput.PerSecond()/2))
@@ -393,6 +421,20 @@ func measure(t *testing.T, e *env, s system, full bool) (f figures, ok bool) {
 	f.cpuPerReqMax = (c3 - c2) / time.Duration(tput.Done)
 	f.busyMax = (c3 - c2).Seconds() / tput.Elapsed.Seconds()
 	return f, true
+}
+
+// written returns the bytes each process in sut has written so far (WrittenBytes).
+func written(t *testing.T, sut []*proc) []int64 {
+	t.Helper()
+	var out []int64
+	for _, p := range sut {
+		w, err := WrittenBytes(p.pid())
+		if err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 // call POSTs an MCP tools/call to url and returns the answer, which must be a 200.
@@ -554,7 +596,7 @@ func selectSystems(all []system, expr string) ([]system, error) {
 	for _, s := range all {
 		if re.MatchString(s.name) {
 			keep[s.name] = true
-			for _, dep := range []string{s.baseline, s.proofsVs, s.auditVs} {
+			for _, dep := range []string{s.baseline, s.proofsVs, s.auditVs, s.variantOf} {
 				keep[dep] = dep != ""
 			}
 		}

@@ -65,7 +65,8 @@ func medianSpeed(fs []*figures) speed {
 
 // allocs is what one sidecar allocated per request, from its Go runtime's own counters (runtime/metrics behind
 // go_memstats_alloc_bytes_total and go_memstats_mallocs_total on its /metrics).
-type allocs struct{ bytes, objects float64 }
+// gcs is garbage collections (go_gc_duration_seconds_count), per request like the others.
+type allocs struct{ bytes, objects, gcs float64 }
 
 // allocCounter is one sidecar's counters at the start of a phase, and what reading them once costs.
 type allocCounter struct {
@@ -84,7 +85,7 @@ func startAllocCount(t *testing.T, sut []*proc) []allocCounter {
 		}
 		a := readAllocs(t, p)
 		b := readAllocs(t, p)
-		cs = append(cs, allocCounter{p: p, start: b, read: allocs{b.bytes - a.bytes, b.objects - a.objects}})
+		cs = append(cs, allocCounter{p: p, start: b, read: allocs{b.bytes - a.bytes, b.objects - a.objects, 0}})
 	}
 	return cs
 }
@@ -101,6 +102,7 @@ func stopAllocCount(t *testing.T, cs []allocCounter, n int) []allocs {
 		out[i] = allocs{
 			bytes:   (end.bytes - c.start.bytes - c.read.bytes) / float64(n),
 			objects: (end.objects - c.start.objects - c.read.objects) / float64(n),
+			gcs:     (end.gcs - c.start.gcs) / float64(n),
 		}
 	}
 	return out
@@ -117,7 +119,7 @@ func readAllocs(t *testing.T, p *proc) allocs {
 	if _, err := buf.ReadFrom(resp.Body); err != nil {
 		t.Fatalf("%s metrics: %v", p.name, err)
 	}
-	a := allocs{bytes: math.NaN(), objects: math.NaN()}
+	a := allocs{bytes: math.NaN(), objects: math.NaN(), gcs: math.NaN()}
 	sc := bufio.NewScanner(&buf)
 	for sc.Scan() {
 		name, val, ok := strings.Cut(sc.Text(), " ")
@@ -129,13 +131,15 @@ func readAllocs(t *testing.T, p *proc) allocs {
 			a.bytes, err = strconv.ParseFloat(val, 64)
 		case "go_memstats_mallocs_total":
 			a.objects, err = strconv.ParseFloat(val, 64)
+		case "go_gc_duration_seconds_count":
+			a.gcs, err = strconv.ParseFloat(val, 64)
 		}
 		if err != nil {
 			t.Fatalf("%s metrics: %s: %v", p.name, name, err)
 		}
 	}
-	if math.IsNaN(a.bytes) || math.IsNaN(a.objects) {
-		t.Fatalf("%s metrics: no go_memstats_alloc_bytes_total or go_memstats_mallocs_total", p.name)
+	if math.IsNaN(a.bytes) || math.IsNaN(a.objects) || math.IsNaN(a.gcs) {
+		t.Fatalf("%s metrics: no go_memstats_alloc_bytes_total, go_memstats_mallocs_total or go_gc_duration_seconds_count", p.name)
 	}
 	return a
 }

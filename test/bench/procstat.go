@@ -142,3 +142,70 @@ func parseCPUList(s string) ([]int, error) {
 	}
 	return cpus, nil
 }
+
+// Memory is a process's resident memory in bytes: all of it, the file-backed part (the binary's mapped pages,
+// other mapped files) and the anonymous part (heap, stacks, runtime metadata).
+type Memory struct{ RSS, File, Anon int64 }
+
+// ProcMemory reads VmRSS, RssFile and RssAnon of /proc/PID/status.
+func ProcMemory(pid int) (Memory, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return Memory{}, err
+	}
+	return parseStatusMemory(b)
+}
+
+func parseStatusMemory(b []byte) (Memory, error) {
+	var m Memory
+	fields := map[string]*int64{"VmRSS:": &m.RSS, "RssFile:": &m.File, "RssAnon:": &m.Anon}
+	found := 0
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		dst, ok := fields[f[0]]
+		if !ok {
+			continue
+		}
+		if len(f) != 3 || f[2] != "kB" {
+			return Memory{}, fmt.Errorf("status line %q: want NAME: N kB", sc.Text())
+		}
+		kb, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil || kb < 0 {
+			return Memory{}, fmt.Errorf("status line %q: %q is not a size", sc.Text(), f[1])
+		}
+		*dst = kb << 10
+		found++
+	}
+	if found != len(fields) {
+		return Memory{}, fmt.Errorf("status: want VmRSS, RssFile and RssAnon, found %d of them", found)
+	}
+	return m, nil
+}
+
+// WrittenBytes returns wchar of /proc/PID/io: the bytes the process has passed to write(2) and its kin, sockets
+// included (so TLS records and HTTP/2 frames as sent), whether or not they reached a disk.
+func WrittenBytes(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseIOWchar(b)
+}
+
+func parseIOWchar(b []byte) (int64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "wchar:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("io: wchar %q is not a non-negative integer", v)
+			}
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("io: no wchar")
+}

@@ -99,3 +99,52 @@ func TestCPUTimeOfThisProcess(t *testing.T) {
 		t.Fatalf("AllowedCPUs = %v, %v", cpus, err)
 	}
 }
+
+func TestParseStatusMemory(t *testing.T) {
+	const status = "Name:\tsidecar\nVmPeak:\t 1300000 kB\nVmRSS:\t   26316 kB\nRssAnon:\t    5304 kB\nRssFile:\t   21012 kB\nRssShmem:\t       0 kB\n\n"
+	got, err := parseStatusMemory([]byte(status))
+	if want := (Memory{RSS: 26316 << 10, File: 21012 << 10, Anon: 5304 << 10}); err != nil || got != want {
+		t.Errorf("got %+v, %v; want %+v", got, err, want)
+	}
+	for _, bad := range []string{"VmRSS:\t1 kB\nRssAnon:\t1 kB\n", "VmRSS:\t1 MB\nRssAnon:\t1 kB\nRssFile:\t1 kB\n", "VmRSS:\tx kB\nRssAnon:\t1 kB\nRssFile:\t1 kB\n"} {
+		if _, err := parseStatusMemory([]byte(bad)); err == nil {
+			t.Errorf("parseStatusMemory(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseIOWchar(t *testing.T) {
+	if got, err := parseIOWchar([]byte("rchar: 10\nwchar: 123456\nsyscr: 3\n")); err != nil || got != 123456 {
+		t.Errorf("got %d, %v", got, err)
+	}
+	for _, bad := range []string{"rchar: 10\n", "wchar: -1\n", "wchar: x\n"} {
+		if _, err := parseIOWchar([]byte(bad)); err == nil {
+			t.Errorf("parseIOWchar(%q) accepted", bad)
+		}
+	}
+}
+
+func TestMemoryAndWritesOfThisProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	m, err := ProcMemory(os.Getpid())
+	if err != nil || m.RSS <= 0 || m.File+m.Anon > m.RSS {
+		t.Fatalf("ProcMemory = %+v, %v", m, err)
+	}
+	before, err := WrittenBytes(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp(t.TempDir(), "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := WrittenBytes(os.Getpid()); err != nil || after-before < 4096 {
+		t.Fatalf("WrittenBytes after writing 4096 bytes: %d → %d, %v", before, after, err)
+	}
+}

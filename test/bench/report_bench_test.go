@@ -267,6 +267,7 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 		fmt.Fprintf(w, "  %-28s max req/s* %s of off; p99 %s vs off; CPU/req* %s vs off\n", s.name, x.withSpread(fx),
 			p99.withSpread(fms), cpu.withSpread(fus))
 	}
+	variants(w, systems, field, vs)
 	fmt.Fprintln(w, "\ntargets, on the medians (spread: lowest–highest round), then each round's own value:")
 	missed := 0
 	for _, c := range checks {
@@ -301,4 +302,64 @@ func cpuModel() string {
 		}
 	}
 	return "CPU model unknown"
+}
+
+// variants prints the rows that vary one setting of another row (issue 19: GC percentage, HPACK table size) against
+// that row, round by round: CPU, throughput, resident memory at the end of the closed loop, and bytes written per
+// request (wchar: on the egress, the requests' TLS records to the ingress and the answers to the agent).
+func variants(w io.Writer, systems []system, field func(string, func(figures) float64) stat,
+	vs func(string, string, func(a, b figures) float64) ([]float64, stat)) {
+	var rows []system
+	for _, s := range systems {
+		if s.variantOf != "" && field(s.name, func(f figures) float64 { return 1 }).n > 0 {
+			rows = append(rows, s)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	mem := func(k int, get func(m Memory) int64) func(f figures) float64 {
+		return func(f figures) float64 {
+			if k >= len(f.mem) {
+				return 0
+			}
+			return float64(get(f.mem[k]))
+		}
+	}
+	rss := func(m Memory) int64 { return m.RSS }
+	wrote := func(k int) func(f figures) float64 {
+		return func(f figures) float64 {
+			if k >= len(f.wrote) {
+				return 0
+			}
+			return f.wrote[k]
+		}
+	}
+	fmb := func(v float64) string { return fmt.Sprintf("%.1f", v/(1<<20)) }
+	gcs := func(f figures) float64 {
+		var n float64
+		for _, a := range f.alloc {
+			n += a.gcs
+		}
+		return 1000 * n
+	}
+	fgc := func(v float64) string { return fmt.Sprintf("%.1f", v) }
+	fmt.Fprintln(w, "\nvariants (issue 19), against the row named, same round (speed-corrected *): RSS in MiB at the end of the closed loop; GCs = both sidecars' collections per 1,000 requests and B written = wchar per request, at the fixed rate")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tagainst\tCPU/req* x\tCPU/req@max* x\tmax req/s* x\tegress RSS\tingress RSS\tRSS Δ\tGCs\tx\tegress B written\tΔ\tingress B written\tΔ\t")
+	for _, s := range rows {
+		_, cpu := vs(s.name, s.variantOf, func(a, b figures) float64 { return float64(a.cpuPerReq) / float64(b.cpuPerReq) })
+		_, cpuMax := vs(s.name, s.variantOf, func(a, b figures) float64 { return float64(a.cpuPerReqMax) / float64(b.cpuPerReqMax) })
+		_, tput := vs(s.name, s.variantOf, func(a, b figures) float64 { return a.rps / b.rps })
+		_, dRSS := vs(s.name, s.variantOf, func(a, b figures) float64 {
+			return mem(0, rss)(a) + mem(1, rss)(a) - mem(0, rss)(b) - mem(1, rss)(b)
+		})
+		_, gcx := vs(s.name, s.variantOf, func(a, b figures) float64 { return gcs(a) / gcs(b) })
+		_, dEg := vs(s.name, s.variantOf, func(a, b figures) float64 { return wrote(0)(a) - wrote(0)(b) })
+		_, dIn := vs(s.name, s.variantOf, func(a, b figures) float64 { return wrote(1)(a) - wrote(1)(b) })
+		fmt.Fprintln(tw, strings.Join([]string{s.name, s.variantOf, cpu.withSpread(fx), cpuMax.withSpread(fx), tput.withSpread(fx),
+			fmb(field(s.name, mem(0, rss)).med), fmb(field(s.name, mem(1, rss)).med), dRSS.withSpread(fmb),
+			fgc(field(s.name, gcs).med), gcx.withSpread(fx), fnum(field(s.name, wrote(0)).med), dEg.withSpread(fnum), fnum(field(s.name, wrote(1)).med), dIn.withSpread(fnum)}, "\t")+"\t")
+	}
+	tw.Flush()
 }
