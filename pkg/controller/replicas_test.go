@@ -24,6 +24,7 @@ import (
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/kubetest"
 	"github.com/agentauth/agentauth/pkg/revocation"
+	"github.com/agentauth/agentauth/pkg/signals"
 )
 
 // kube is the package's kube-apiserver (internal/kubetest), started by the first test that asks for it.
@@ -39,6 +40,8 @@ type replicaSet struct {
 	srv        *kubetest.Server
 	ns         string
 	kubeconfig string
+	// extra is YAML added to each replica's config (an ssf section).
+	extra string
 }
 
 func newReplicaSet(t *testing.T) *replicaSet {
@@ -65,7 +68,7 @@ func newReplicaSet(t *testing.T) *replicaSet {
 // short Lease so that a takeover happens within seconds.
 func (rs *replicaSet) config(t *testing.T, identity string) *Config {
 	t.Helper()
-	cfg := testConfig(t, "")
+	cfg := ssfConfig(t, rs.extra)
 	cfg.State = StateConfig{Backend: BackendKubernetes, Kubernetes: &KubernetesStateConfig{Namespace: rs.ns,
 		Kubeconfig: rs.kubeconfig, Identity: identity, LeaseName: "controller-leader",
 		LeaseDuration: 6 * time.Second, RenewDeadline: 4 * time.Second, RetryPeriod: time.Second}}
@@ -196,6 +199,53 @@ func TestReplicasShareRevocations(t *testing.T) {
 	await(t, "the revocation made on a served by b's xDS publisher", func() bool {
 		return b.c.pub.Len(agentauthv1.RevocationType) == 1
 	})
+}
+
+// leading returns which of rs runs the singleton work (work), once exactly one does, and the other.
+func leading(t *testing.T, rs []*replica, work string) (lead, other *replica) {
+	t.Helper()
+	runs := func(r *replica) bool {
+		var m dto.Metric
+		if err := r.c.metrics.singletons.WithLabelValues(work).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetGauge().GetValue() == 1
+	}
+	await(t, "one replica running "+work, func() bool { return runs(rs[0]) != runs(rs[1]) })
+	if runs(rs[0]) {
+		return rs[0], rs[1]
+	}
+	return rs[1], rs[0]
+}
+
+// TestReplicasPollSSFFromTheLeader: of two replicas with a poll-mode SSF stream configured, only the leader creates
+// the stream and polls it, and a SET it polls is in both replicas' state; when it stops, the other takes over the
+// same stream (its id is in the shared state) and polls the next SET.
+func TestReplicasPollSSFFromTheLeader(t *testing.T) {
+	tr := newTransmitter(t)
+	rs := newReplicaSet(t)
+	rs.extra = fmt.Sprintf(`ssf:
+  listen: 127.0.0.1:0
+  transmitters:
+    - issuer: %s
+      audience: [%s]
+      jwksURL: %s/jwks
+      poll: {maxEvents: 10}
+      stream: {authorization: %q, delivery: poll}
+`, tr.Issuer, ssfAudience, tr.Issuer, mgmtToken)
+	lead, other := leading(t, rs.start(t, "a", "b"), "ssf_clients")
+	await(t, "the leader to verify the stream", func() bool { return streamVerified(t, lead.c, tr.Issuer) == "1" })
+	tr.Enqueue(signEvent(tr, "first", agent("a"), signals.EventSessionRevoked))
+	for _, r := range []*replica{lead, other} {
+		await(t, "the polled revocation in both replicas", func() bool { _, ok := revokedBy(t, r.c, "first"); return ok })
+	}
+	lead.stop()
+	await(t, "the other replica to verify the stream", func() bool { return streamVerified(t, other.c, tr.Issuer) == "1" })
+	tr.Enqueue(signEvent(tr, "second", agent("b"), signals.EventSessionRevoked))
+	await(t, "the SET polled by the new leader", func() bool { _, ok := revokedBy(t, other.c, "second"); return ok })
+	if n := tr.Counts(); n.Created != 1 {
+		t.Fatalf("%d streams created; want 1, taken over by the new leader", n.Created)
+	}
 }
 
 // TestReplicasElectOneHousekeeper: of two replicas exactly one runs housekeeping at a time; when it stops, the
