@@ -28,11 +28,13 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/buildinfo"
 	"github.com/agentauth/agentauth/pkg/controller/state"
 	"github.com/agentauth/agentauth/pkg/issuer"
+	"github.com/agentauth/agentauth/pkg/leader"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/signals"
@@ -48,10 +50,17 @@ type Controller struct {
 	cfg   *Config
 	log   *zap.Logger
 	td    spiffeid.TrustDomain
-	store *store.Store
-	keys  issuer.KeyStore
-	ca    *issuer.CA
-	self  *selfSVID
+	store store.Backend
+	// bolt is the store with state.backend bbolt (its backup, its path in errors), nil otherwise.
+	bolt *store.Store
+	// kube is the Kubernetes API client of state.backend kubernetes, nil otherwise.
+	kube kubernetes.Interface
+	// elector runs the singleton work (leaderOnly) with state.backend kubernetes (set by leaderElection's
+	// provision); nil otherwise, where this controller always leads.
+	elector *leader.Elector
+	keys    issuer.KeyStore
+	ca      *issuer.CA
+	self    *selfSVID
 	// state writes policies, revocations, risk and trust bundles, and keeps the revocation index the token
 	// service and the issuer ask; pub serves what it stores to the sidecars.
 	state *state.Service
@@ -125,15 +134,14 @@ func (c *Controller) openState(ctx context.Context) (err error) {
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return err
 	}
-	if c.store, err = c.openStore(); err != nil {
+	if c.store, err = c.openBackend(ctx); err != nil {
 		return err
 	}
 	c.onClose(func() { _ = c.store.Close() })
 	if c.keys, err = c.keyStore(); err != nil {
 		return err
 	}
-	if c.ca, err = issuer.New(ctx, issuer.Config{TrustDomain: c.td, Keys: c.keys, Store: issuer.NewBoltStore(c.store),
-		WITKeyAlgs: c.cfg.Issuer.WITKeyAlgorithms, WITKeyAlgsSetting: "the controller's issuer.witKeyAlgorithms"}); err != nil {
+	if c.ca, err = c.openCA(ctx); err != nil {
 		return err
 	}
 	if err := writeBundle(filepath.Join(cfg.DataDir, "bundle.pem"), c.ca); err != nil {
@@ -214,7 +222,10 @@ func (c *Controller) wait(ctx context.Context, failed <-chan error) error {
 	case err := <-failed:
 		return err
 	case <-c.store.Broken():
-		err := fmt.Errorf("%w: %w; %s", ErrStateCorrupt, c.store.Err(), restoreHint(c.store.Path()))
+		err := fmt.Errorf("%w: %w", ErrStateCorrupt, c.store.Err())
+		if c.bolt != nil {
+			err = fmt.Errorf("%w; %s", err, restoreHint(c.bolt.Path()))
+		}
 		c.log.Error("the state store is damaged; stopping", zap.Error(err))
 		return err
 	}
@@ -290,8 +301,12 @@ func nonEmptyDir(dir string) (bool, error) {
 }
 
 // keyStore opens where the CA and signing keys live: PKCS#8 files under dataDir/keys, or a TPM (a character
-// device such as /dev/tpmrm0, or the Unix socket of a software TPM) that holds them, with only wrapped blobs on disk.
+// device such as /dev/tpmrm0, or the Unix socket of a software TPM) that holds them, with only wrapped blobs on disk;
+// with state.backend kubernetes, the shared state (backendKeys).
 func (c *Controller) keyStore() (issuer.KeyStore, error) {
+	if c.bolt == nil {
+		return newBackendKeys(c.store), nil
+	}
 	dir := filepath.Join(c.cfg.DataDir, "keys")
 	if c.cfg.Issuer.Keys != "tpm" {
 		return issuer.NewFileKeyStore(dir)

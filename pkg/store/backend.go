@@ -41,6 +41,16 @@ type Backend interface {
 	// otherwise, changing nothing.
 	UseJoinToken(id string, now time.Time) (*agentauthv1.JoinToken, error)
 
+	// SSFStreamID returns the id of the SSF stream remembered for the transmitter issuer, or "" when none is.
+	SSFStreamID(issuer string) (string, error)
+	// SetSSFStreamID remembers id as the SSF stream created at the transmitter issuer, replacing the one before.
+	SetSSFStreamID(issuer, id string) error
+	// SwapWitnessed reads the audit checkpoint stored for the sidecar id (nil when none) and stores what next
+	// returns, atomically across every instance: two checkpoints of one sidecar are checked one after the other
+	// against what the other stored. next returning nil or an error stores nothing; its error is returned as is.
+	// Witnessed checkpoints are not announced to subscribers: nothing is served from them.
+	SwapWitnessed(id string, next func(old *agentauthv1.WitnessedCheckpoint) (*agentauthv1.WitnessedCheckpoint, error)) error
+
 	// Broken is closed once the backend can no longer be trusted; Err then says why.
 	Broken() <-chan struct{}
 	Err() error
@@ -53,6 +63,10 @@ type Collection[T proto.Message] interface {
 	// Put stores v under its key. Putting a value equal to the stored one changes nothing and returns the
 	// current version.
 	Put(v T) (uint64, error)
+	// Create stores v under its key unless a value is stored there, atomically across every instance sharing
+	// the state, and returns the stored value: v, or the one there first (then nothing changes). Of several
+	// instances creating one record at once, all get the one value that won.
+	Create(v T) (T, error)
 	// Get returns the value under key, or an error wrapping ErrNotFound.
 	Get(key string) (T, error)
 	// List returns every value in key order.
