@@ -127,8 +127,9 @@ func writeFileAtomic(path string, data []byte) error {
 // Audit implements proxy.Auditor. With onWriteError allow, a failed write is counted and the decision goes ahead;
 // with refuse, the error refuses it. A request whose caller went away while it waited is refused either way.
 func (l *auditLog) Audit(ctx context.Context, d *proxy.DecisionRecord) error {
-	rec := l.decisionRecord(d)
-	if _, err := l.w.Append(ctx, rec); err != nil {
+	var rec audit.Record // on the stack: the writer keeps nothing of it
+	l.decisionRecord(&rec, d)
+	if _, err := l.w.Append(ctx, &rec); err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
@@ -157,8 +158,8 @@ func (l *auditLog) writeFailed(kind audit.Kind, decision string, err error) {
 	}
 }
 
-func (l *auditLog) decisionRecord(d *proxy.DecisionRecord) *audit.Record {
-	rec := &audit.Record{
+func (l *auditLog) decisionRecord(rec *audit.Record, d *proxy.DecisionRecord) {
+	*rec = audit.Record{
 		Time: d.Time, Kind: audit.KindDecision, Direction: string(d.Direction), Route: d.Route,
 		Subject: clip(d.DelegatedSubject), SubjectKind: d.SubjectKind, Host: clip(d.Host), Method: clip(d.Method),
 		Path: clip(d.Path), MCPMethod: clip(d.MCPMethod), MCPTool: clip(d.MCPName), Decision: audit.Deny,
@@ -177,7 +178,6 @@ func (l *auditLog) decisionRecord(d *proxy.DecisionRecord) *audit.Record {
 			rec.Agent = d.PeerID
 		}
 	}
-	return rec
 }
 
 func clip(s string) string {
