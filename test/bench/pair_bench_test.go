@@ -360,7 +360,7 @@ func measure(t *testing.T, e *env, s system, full bool) (f figures, ok bool) {
 	profiled := startProfiles(t, sut, t.Name())
 	tput := ClosedLoop(ctx, do, *loadConns, *loadDuration)
 	c3 := cpu()
-	profiled()
+	profiled(tput.Done)
 	half := LatencyResult{Latencies: []time.Duration{0}}
 	if full {
 		f.halfRate = max(1, int(tput.PerSecond()/2))

@@ -14,13 +14,14 @@ import (
 )
 
 // startProfiles starts a CPU profile of every sidecar in sut over the next -load.duration, when -profile.dir is
-// set, and returns a function that waits for them and writes each to the directory as <test>-<sidecar>.pprof. The
+// set, and returns a function that waits for them and writes each to the directory as <test>-<sidecar>.pprof,
+// with the number of requests the phase completed in <test>.requests (to read the profiles per request). The
 // profile is taken by the sidecar itself (/debug/pprof/profile on its admin listener), so it sees the sidecar's
 // CPU only; this process just waits for the answer.
-func startProfiles(t *testing.T, sut []*proc, test string) (wait func()) {
+func startProfiles(t *testing.T, sut []*proc, test string) (wait func(requests int)) {
 	t.Helper()
 	if *profileDir == "" {
-		return func() {}
+		return func(int) {}
 	}
 	if err := os.MkdirAll(*profileDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -38,8 +39,11 @@ func startProfiles(t *testing.T, sut []*proc, test string) (wait func()) {
 				filepath.Join(*profileDir, base+"-"+p.name+".pprof"))
 		})
 	}
-	return func() {
+	return func(requests int) {
 		wg.Wait()
+		if err := os.WriteFile(filepath.Join(*profileDir, base+".requests"), fmt.Appendf(nil, "%d\n", requests), 0o644); err != nil {
+			t.Error(err)
+		}
 		for i, err := range errs {
 			if err != nil {
 				t.Errorf("%s: CPU profile: %v", sut[i].name, err)
