@@ -268,12 +268,13 @@ func (w *Witness) Add(ctx context.Context, id spiffeid.ID, req *agentauthv1.AddC
 	var (
 		alarm *Alarm
 		size  uint64
+		grew  bool // a new checkpoint, not the witnessed one sent again
 	)
 	err = w.cfg.Store.SwapWitnessed(id.String(), func(old *agentauthv1.WitnessedCheckpoint) (*agentauthv1.WitnessedCheckpoint, error) {
 		next := &agentauthv1.WitnessedCheckpoint{SpiffeId: id.String(), Checkpoint: req.GetCheckpoint(),
 			VerifierKey: vkey, WitnessedAt: timestamppb.New(w.cfg.Now())}
 		if old == nil {
-			size = got.Size
+			size, grew = got.Size, true
 			return next, nil
 		}
 		held, err := openStored(old)
@@ -301,7 +302,7 @@ func (w *Witness) Add(ctx context.Context, id spiffeid.ID, req *agentauthv1.AddC
 				return nil, fail(AlarmFork, "the consistency proof does not hold: "+err.Error())
 			}
 		}
-		size = got.Size
+		size, grew = got.Size, true
 		return next, nil
 	})
 	if alarm != nil {
@@ -311,7 +312,9 @@ func (w *Witness) Add(ctx context.Context, id spiffeid.ID, req *agentauthv1.AddC
 	if err != nil {
 		return 0, err
 	}
-	w.accepted.Inc()
+	if grew {
+		w.accepted.Inc()
+	}
 	w.mu.Lock()
 	w.heard[id.String()] = w.cfg.Now()
 	w.mu.Unlock()

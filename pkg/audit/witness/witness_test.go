@@ -345,6 +345,9 @@ func TestWitnessLastCheckpoint(t *testing.T) {
 		}
 		out := map[string]float64{}
 		for _, f := range fams {
+			if f.GetName() == "agentauth_audit_witness_checkpoints_total" {
+				out["checkpoints"] = f.GetMetric()[0].GetCounter().GetValue()
+			}
 			if f.GetName() == "agentauth_audit_witness_last_checkpoint_timestamp_seconds" {
 				for _, m := range f.GetMetric() {
 					out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
@@ -375,11 +378,12 @@ func TestWitnessLastCheckpoint(t *testing.T) {
 	if _, err := send(t, cl); err != nil { // nothing new in the log
 		t.Fatal(err)
 	}
-	if got := last(); got[id] != float64(start.Unix()+60) {
-		t.Fatalf("the same checkpoint a minute later: %v, want the sidecar heard from at %d", got, start.Unix()+60)
+	if got := last(); got[id] != float64(start.Unix()+60) || got["checkpoints"] != 1 {
+		t.Fatalf("the same checkpoint a minute later: %v, want the sidecar heard from at %d and still 1 checkpoint witnessed",
+			got, start.Unix()+60)
 	}
 	at(time.Minute) // the sidecar went away: no series, rather than one that looks stale
-	if got := last(); len(got) != 0 {
+	if got := last(); len(got) != 1 {
 		t.Fatalf("a sidecar no longer connected: %v, want no series", got)
 	}
 }
