@@ -105,3 +105,29 @@ func FuzzLogFile(f *testing.F) {
 		_, _ = Verify(dir, v)
 	})
 }
+
+// FuzzRecordEncoding checks that the writer's hand-written encoding is byte for byte json.Marshal's, whatever the
+// strings hold (escapes, HTML characters, invalid UTF-8, U+2028), so a record's line stays what any JSON tool
+// would write for it.
+func FuzzRecordEncoding(f *testing.F) {
+	f.Add(uint64(7), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", int64(1764000000123456789), "/mcp", "tools/call", "p1", 200)
+	f.Add(uint64(0), "", int64(0), "<a&b>\"\\\n\t\x00\x7f", "caf\xc3\xa9 \xe2\x80\xa8", "", 0)
+	f.Add(uint64(1<<63), "x", int64(-62135596800), "\xff\xfe", "\u2029", "a,b", -1)
+	f.Add(uint64(2), "", int64(253402300800000000), "a&b", "x>y", "q\"", 1)
+	f.Fuzz(func(t *testing.T, index uint64, prev string, nanos int64, path, tool, policy string, status int) {
+		r := testRecord(1)
+		r.Index, r.Prev, r.Time = index, prev, time.Unix(0, nanos).UTC()
+		r.Path, r.MCPTool, r.Status, r.Actor = path, tool, status, tool+path
+		if policy != "" {
+			r.PolicyIDs = []string{policy, path}
+		}
+		want, wantErr := json.Marshal(r)
+		got, err := r.encode()
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("encode: %v, json.Marshal: %v", err, wantErr)
+		}
+		if err == nil && len(want) <= MaxRecordBytes && string(got) != string(want) {
+			t.Fatalf("encode:\n%s\njson.Marshal:\n%s", got, want)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -78,12 +79,18 @@ const MaxRecordBytes = 64 << 10
 // ErrMalformed is wrapped by every parse error of a record, checkpoint or proof.
 var ErrMalformed = errors.New("audit: malformed")
 
-// encode returns the record's line without its newline.
+// encode returns the record's line without its newline, as the writer writes it (and json.Marshal would).
 func (r *Record) encode() ([]byte, error) {
-	b, err := json.Marshal(r)
+	body, err := r.appendBody(nil)
 	if err != nil {
-		return nil, fmt.Errorf("audit: encoding record: %w", err)
+		return nil, err
 	}
+	b := append([]byte(`{"i":`), strconv.FormatUint(r.Index, 10)...)
+	if r.Prev != "" {
+		b = append(b, `,"prev":`...)
+		b = appendString(b, r.Prev)
+	}
+	b = append(append(b, ','), body[1:]...)
 	if len(b) > MaxRecordBytes {
 		return nil, fmt.Errorf("audit: record %d is %d bytes, over %d", r.Index, len(b), MaxRecordBytes)
 	}

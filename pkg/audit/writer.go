@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -138,6 +139,7 @@ type Writer struct {
 
 	// Owned by the committer goroutine.
 	f        *os.File
+	spare    []byte // the buffer of the last batch written, for the next one
 	fileNo   int
 	fileSize int64
 	lastCP   uint64
@@ -197,12 +199,26 @@ func Open(opts Options) (*Writer, error) {
 // Origin is the log's origin, the name on its checkpoints.
 func (w *Writer) Origin() string { return w.opts.Signer.Name() }
 
-func (w *Writer) newBatch() *batch { return &batch{done: make(chan struct{})} }
+// newBatch starts the next batch, in the buffer of the last one written. Only Open and the committer call it.
+func (w *Writer) newBatch() *batch {
+	b := &batch{buf: w.spare[:0], done: make(chan struct{})}
+	w.spare = nil
+	return b
+}
 
-// Append gives r the next index (r.Index, r.Prev are set), writes it, and returns once it is durable as the
-// Durability says. When the log cannot be written, the error wraps ErrUnavailable; when ctx ends first, the record
-// may still be written.
+// Append gives r the next index (r.Index is set), writes it, and returns once it is durable as the Durability
+// says. When the log cannot be written, the error wraps ErrUnavailable; when ctx ends first, the record may still be
+// written.
 func (w *Writer) Append(ctx context.Context, r *Record) (uint64, error) {
+	// The record is encoded before taking the lock; under it, only its index and the previous record's hash are put
+	// in front, straight into the batch, and its leaf hashed into the tree.
+	bp := bodyPool.Get().(*[]byte)
+	defer bodyPool.Put(bp)
+	body, err := r.appendBody((*bp)[:0])
+	*bp = body
+	if err != nil {
+		return 0, err
+	}
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -213,24 +229,29 @@ func (w *Writer) Append(ctx context.Context, r *Record) (uint64, error) {
 		w.mu.Unlock()
 		return 0, err
 	}
-	r.Index, r.Prev = w.next, ""
+	b := w.cur
+	start := len(b.buf)
+	var prev []byte
 	if w.next > 0 {
-		r.Prev = base64.StdEncoding.EncodeToString(w.prev)
+		prev = w.prev
 	}
-	line, err := r.encode()
-	if err != nil {
+	b.buf = appendLine(b.buf, w.next, prev, body)
+	line := b.buf[start:]
+	if len(line) > MaxRecordBytes {
+		b.buf = b.buf[:start]
 		w.mu.Unlock()
-		return 0, err
+		return 0, fmt.Errorf("audit: record %d is %d bytes, over %d", w.next, len(line), MaxRecordBytes)
 	}
 	h := LeafHash(line)
 	if err := w.tree.Append(h, nil); err != nil {
+		b.buf = b.buf[:start]
 		w.mu.Unlock()
 		return 0, fmt.Errorf("audit: %w", err)
 	}
+	b.buf = append(b.buf, '\n')
+	r.Index = w.next
 	w.next++
 	w.prev = h
-	b := w.cur
-	b.buf = append(append(b.buf, line...), '\n')
 	b.n++
 	if b.n == 1 || b.n >= w.opts.BatchMax {
 		select {
@@ -249,6 +270,9 @@ func (w *Writer) Append(ctx context.Context, r *Record) (uint64, error) {
 		return 0, fmt.Errorf("audit: waiting for record %d to be durable: %w", r.Index, ctx.Err())
 	}
 }
+
+// bodyPool holds the buffers Append encodes records into.
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // Size is the number of records appended (durable or about to be).
 func (w *Writer) Size() uint64 {
@@ -285,6 +309,9 @@ func (w *Writer) commitLoop() {
 		stopping := false
 		select {
 		case <-w.kick:
+			// Let the goroutines that are ready to run go first: those about to append join this batch and share
+			// its write, rather than each paying for one.
+			runtime.Gosched()
 		case <-ticker.C:
 			w.checkpointLogged()
 			continue
@@ -313,6 +340,7 @@ func (w *Writer) commitLoop() {
 			w.mu.Unlock()
 		}
 		close(b.done)
+		w.spare = b.buf
 		// Records that arrived during the fsync form the next batch: go round again without waiting for a kick.
 		select {
 		case w.kick <- struct{}{}:

@@ -13,7 +13,14 @@ type auditWitness struct{ c *Controller }
 
 func (a *auditWitness) provision(context.Context) error {
 	c := a.c
-	w, err := witness.New(witness.Config{Store: c.store, Bundle: c.self, Audit: c.actions, Logger: c.log.Named("witness")})
+	w, err := witness.New(witness.Config{Store: c.store, Bundle: c.self, Audit: c.actions, Logger: c.log.Named("witness"),
+		Connected: func() []string {
+			var ids []string
+			for _, n := range c.xds.Nodes() {
+				ids = append(ids, n.ID)
+			}
+			return ids
+		}})
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,8 @@ type auditLog struct {
 	// decision; records counts those written.
 	unaudited *prometheus.CounterVec
 	records   *prometheus.CounterVec
+	// decisions is records' child for decisions, looked up once rather than per request.
+	decisions prometheus.Counter
 	// failed is set at the first write failure, so it is logged once rather than per request.
 	failed atomic.Bool
 }
@@ -81,7 +83,7 @@ func (s *Sidecar) openAudit(cfg *AuditConfig, svid *x509svid.SVID) (*auditLog, e
 			Help: "Audit records made durable, by kind.",
 		}, []string{"kind"}),
 	}
-	l.records.WithLabelValues(string(audit.KindDecision))
+	l.decisions = l.records.WithLabelValues(string(audit.KindDecision))
 	l.records.WithLabelValues(string(audit.KindRemediation))
 	l.unaudited.WithLabelValues(string(audit.KindDecision), audit.Allow)
 	l.unaudited.WithLabelValues(string(audit.KindDecision), audit.Deny)
@@ -125,8 +127,9 @@ func writeFileAtomic(path string, data []byte) error {
 // Audit implements proxy.Auditor. With onWriteError allow, a failed write is counted and the decision goes ahead;
 // with refuse, the error refuses it. A request whose caller went away while it waited is refused either way.
 func (l *auditLog) Audit(ctx context.Context, d *proxy.DecisionRecord) error {
-	rec := l.decisionRecord(d)
-	if _, err := l.w.Append(ctx, rec); err != nil {
+	var rec audit.Record // on the stack: the writer keeps nothing of it
+	l.decisionRecord(&rec, d)
+	if _, err := l.w.Append(ctx, &rec); err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
@@ -140,7 +143,7 @@ func (l *auditLog) Audit(ctx context.Context, d *proxy.DecisionRecord) error {
 		}
 		return err
 	}
-	l.records.WithLabelValues(string(audit.KindDecision)).Inc()
+	l.decisions.Inc()
 	return nil
 }
 
@@ -155,8 +158,8 @@ func (l *auditLog) writeFailed(kind audit.Kind, decision string, err error) {
 	}
 }
 
-func (l *auditLog) decisionRecord(d *proxy.DecisionRecord) *audit.Record {
-	rec := &audit.Record{
+func (l *auditLog) decisionRecord(rec *audit.Record, d *proxy.DecisionRecord) {
+	*rec = audit.Record{
 		Time: d.Time, Kind: audit.KindDecision, Direction: string(d.Direction), Route: d.Route,
 		Subject: clip(d.DelegatedSubject), SubjectKind: d.SubjectKind, Host: clip(d.Host), Method: clip(d.Method),
 		Path: clip(d.Path), MCPMethod: clip(d.MCPMethod), MCPTool: clip(d.MCPName), Decision: audit.Deny,
@@ -175,7 +178,6 @@ func (l *auditLog) decisionRecord(d *proxy.DecisionRecord) *audit.Record {
 			rec.Agent = d.PeerID
 		}
 	}
-	return rec
 }
 
 func clip(s string) string {

@@ -72,6 +72,8 @@ type proc struct {
 	name string
 	// metrics is the sidecar's Prometheus endpoint, where its Go runtime counters are read; "" for the others.
 	metrics string
+	// admin is the sidecar's admin base URL, where -profile.dir fetches /debug/pprof/profile; "" for the others.
+	admin string
 }
 
 // start runs binary name from bin on cpu (-1: unpinned). It is stopped with SIGTERM (killed after 10s) when the

@@ -39,6 +39,9 @@ var (
 	// A measurement whose probe of the proxies' core is further than this from the run's median is repeated.
 	probeTolerance = flag.Float64("probe.tolerance", 0.15, "largest relative distance of a measurement's core-speed probe from the run's median")
 	probeRetries   = flag.Int("probe.retries", 2, "how often measurements with an outlying probe are repeated at most")
+	// With -profile.dir the sidecars serve /debug/pprof, and a CPU profile of each is taken over every measured
+	// closed-loop phase (the max-throughput figure), named after the round, the row and the sidecar.
+	profileDir = flag.String("profile.dir", "", "write each sidecar's CPU profile of every measured closed-loop phase to this directory")
 )
 
 var (
@@ -303,8 +306,9 @@ func startSidecarsWith(mode string, tlsOn, ed25519 bool, extra string, auditDura
   host: %s
 admin:
   listen: %s
+  pprof: %t
 shutdownGrace: 2s
-`, inAddr, toolAddr, mtlsBlock, mode, toolHost, inAdmin)
+`, inAddr, toolAddr, mtlsBlock, mode, toolHost, inAdmin, *profileDir != "")
 		egCfg := agent.identityYAML(td) + wimse + fmt.Sprintf(`egress:
   proxyListen: %s
   routes:
@@ -315,8 +319,9 @@ shutdownGrace: 2s
       serverID: %s
 %sadmin:
   listen: %s
+  pprof: %t
 shutdownGrace: 2s
-`, egAddr, toolHost, scheme, inAddr, mode, toolID, routeExtra, egAdmin)
+`, egAddr, toolHost, scheme, inAddr, mode, toolID, routeExtra, egAdmin, *profileDir != "")
 		inCfg, egCfg = inCfg+extra, egCfg+extra
 		for _, d := range auditDurability {
 			inCfg += fmt.Sprintf("audit: {dir: %q, durability: %s}\n", t.TempDir(), d)
@@ -327,6 +332,8 @@ shutdownGrace: 2s
 		eg := start(t, e.bin, e.pin.sut, "sidecar", "-config", writeFile(t, t.TempDir(), "egress.yaml", egCfg))
 		waitReady(t, eg, "egress /readyz", answers200("http://"+egAdmin+"/readyz"))
 		in.metrics, eg.metrics = "http://"+inAdmin+"/metrics", "http://"+egAdmin+"/metrics"
+		in.admin, eg.admin = "http://"+inAdmin, "http://"+egAdmin
+		in.name, eg.name = "ingress", "egress"
 		return []*proc{eg, in}, &url.URL{Scheme: "http", Host: egAddr}, "http://" + toolHost + "/mcp"
 	}
 }
@@ -391,8 +398,10 @@ func measure(t *testing.T, e *env, s system, full bool) (f figures, ok bool) {
 	}
 	ClosedLoop(ctx, do, *loadConns, *loadWarmup)
 	c2 := cpu()
+	profiled := startProfiles(t, sut, t.Name())
 	tput := ClosedLoop(ctx, do, *loadConns, *loadDuration)
 	c3 := cpu()
+	profiled(tput.Done)
 	for _, p := range sut {
 		m, err := ProcMemory(p.pid())
 		if err != nil {

@@ -167,9 +167,11 @@ func TestObservability(t *testing.T) {
 		documented := readmeMetrics(t)
 		// Series of a configuration this test does not run: a transmitter stream would reach out to the
 		// transmitter's metadata, which is not on loopback; pkg/controller's ssf_test reads it.
-		// The audit series exist only with audit: configured; TestAuditFullDisk reads them.
+		// The audit series exist only with audit: configured; TestAuditFullDisk reads them. The witness's
+		// last-checkpoint series appear with a sidecar's first checkpoint (pkg/audit/witness tests them).
 		notHere := map[string]bool{"agentauth_ssf_stream_verified": true,
-			"agentauth_audit_records_total": true, "agentauth_audit_unaudited_total": true}
+			"agentauth_audit_records_total": true, "agentauth_audit_unaudited_total": true,
+			"agentauth_audit_witness_last_checkpoint_timestamp_seconds": true}
 		for name, where := range documented {
 			for _, bin := range []string{"sidecar", "controller"} {
 				if (where == bin || where == "both") && !exposed[bin][name] && !notHere[name] {

@@ -218,10 +218,17 @@ log: {level: debug}
 	waitRefused(t, func() (int, string) { return call("/whoami") }, "revoked")
 
 	// The controller has witnessed each sidecar's checkpoints (sent every second).
-	for deadline := time.Now().Add(30 * time.Second); controllerMetric(t, c, "agentauth_audit_witness_checkpoints_total") < 3; {
+	witnessed := func() (n int) {
+		for _, id := range []string{agentID.String(), relayID.String(), toolID.String()} {
+			if controllerMetric(t, c, `agentauth_audit_witness_last_checkpoint_timestamp_seconds{sidecar="`+id+`"}`) > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(30 * time.Second); witnessed() < 3; {
 		if time.Now().After(deadline) {
-			t.Fatalf("the controller witnessed %v checkpoints, want at least one per sidecar",
-				controllerMetric(t, c, "agentauth_audit_witness_checkpoints_total"))
+			t.Fatalf("the controller witnessed checkpoints of %d sidecars, want all 3", witnessed())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

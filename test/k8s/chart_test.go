@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
@@ -692,6 +693,46 @@ func TestChartCRDs(t *testing.T) {
 	slices.Sort(names)
 	if want := []string{"cedarpolicies.agentauth.io", "ssftransmitters.agentauth.io"}; !slices.Equal(names, want) {
 		t.Errorf("CRDs %q, want %q", names, want)
+	}
+}
+
+// TestChartControllerAudit: controller.audit turns on the controller's own audit log, in a writable volume, with
+// the durability, rotation and checkpoint interval given; by default there is none.
+func TestChartControllerAudit(t *testing.T) {
+	c := loadChart(t)
+	load := func(r rendered) *controller.Config {
+		path := filepath.Join(t.TempDir(), "controller.yaml")
+		if err := os.WriteFile(path, []byte(r.configMap(t, "controller.yaml")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := controller.Load(path)
+		if err != nil {
+			t.Fatalf("rendered controller.yaml: %v\n%s", err, r.configMap(t, "controller.yaml"))
+		}
+		return cfg
+	}
+	if a := load(renderStrict(t, c, nil)).Audit; a != nil {
+		t.Errorf("default values: audit %+v, want none", a)
+	}
+	r := renderStrict(t, c, values(t, `
+controller:
+  audit: {enabled: true, durability: batched, maxFileBytes: 8388608, checkpointInterval: 30s}
+`))
+	checkControllerConfig(t, r)
+	a := load(r).Audit
+	want := controller.AuditConfig{Dir: "/var/lib/agentauth/audit", Durability: "batched", MaxFileBytes: 8 << 20, CheckpointInterval: 30 * time.Second}
+	if a == nil || *a != want {
+		t.Fatalf("audit %+v, want %+v", a, want)
+	}
+	writable := false
+	for _, m := range r.deploy.Spec.Template.Spec.Containers[0].VolumeMounts {
+		writable = writable || (!m.ReadOnly && strings.HasPrefix(a.Dir, m.MountPath+"/"))
+	}
+	if !writable {
+		t.Errorf("audit.dir %s is not in a writable volume", a.Dir)
+	}
+	if a := load(renderStrict(t, c, values(t, `controller: {audit: {enabled: true}}`))).Audit; a == nil || a.Durability != "sync" || a.MaxFileBytes != 0 || a.CheckpointInterval != 0 {
+		t.Errorf("audit enabled alone: %+v, want sync and the writer's defaults", a)
 	}
 }
 

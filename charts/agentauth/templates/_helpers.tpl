@@ -90,6 +90,12 @@ Kubernetes API (shared by the replicas, the Lease the Role names) or in the data
 {{- if $c.ssf.enabled -}}
 {{- $_ := set $cfg "ssf" (dict "listen" (printf ":%d" (int $c.ports.ssf)) "transmitters" $c.ssf.transmitters) -}}
 {{- end -}}
+{{- if $c.audit.enabled -}}
+{{- $a := dict "dir" "/var/lib/agentauth/audit" "durability" $c.audit.durability -}}
+{{- with $c.audit.maxFileBytes }}{{ $_ := set $a "maxFileBytes" (int64 .) }}{{ end -}}
+{{- with $c.audit.checkpointInterval }}{{ $_ := set $a "checkpointInterval" . }}{{ end -}}
+{{- $_ := set $cfg "audit" $a -}}
+{{- end -}}
 {{- if .Values.injector.enabled -}}
 {{- $_ := set $cfg "webhook" (include "agentauth.webhookConfig" . | fromYaml) -}}
 {{- end -}}

@@ -29,9 +29,9 @@ type Client struct {
 	log    *zap.Logger
 	// witnessed is the size the witness holds, as far as we know (0 until it answers once).
 	witnessed uint64
-	// sent is the last checkpoint the witness accepted.
-	sent    []byte
-	failing bool
+	// sent is the last checkpoint the witness accepted, and cert the key certificate sent with it.
+	sent, cert []byte
+	failing    bool
 }
 
 // NewClient returns a Client for the log in dir, calling the witness on cc (an mTLS connection made with the
@@ -46,8 +46,9 @@ func NewClient(dir string, cc grpc.ClientConnInterface, log *zap.Logger) *Client
 // Witnessed is the size the witness last said it holds.
 func (c *Client) Witnessed() uint64 { return c.witnessed }
 
-// Send sends the log's latest checkpoint when it is larger than the witnessed one, with a consistency proof from
-// the witnessed size (learnt from the witness if it holds another). It returns the size the witness holds.
+// Send sends the log's latest checkpoint, with a consistency proof from the witnessed size (learnt from the witness
+// if it holds another). It returns the size the witness holds. A checkpoint the witness already accepted is sent
+// again, without a proof: the witness learns that the sidecar still reports, even when its log does not grow.
 func (c *Client) Send(ctx context.Context) (uint64, error) {
 	note, err := audit.LatestCheckpoint(c.dir)
 	if err != nil || note == nil {
@@ -58,6 +59,12 @@ func (c *Client) Send(ctx context.Context) (uint64, error) {
 		return c.witnessed, err
 	}
 	if bytes.Equal(note, c.sent) {
+		req := &agentauthv1.AddCheckpointRequest{Checkpoint: note, KeyCertificate: c.cert, OldSize: c.witnessed}
+		if _, err := c.rpc.AddCheckpoint(ctx, req); err != nil {
+			// The witness may hold another size now (another controller's store): prove from it.
+			c.sent = nil
+			return c.witnessed, fmt.Errorf("witness: checkpoint of %d records, again: %w", cp.Size, err)
+		}
 		return c.witnessed, nil
 	}
 	cert, err := os.ReadFile(filepath.Join(c.dir, audit.KeyCertFile))
@@ -75,7 +82,7 @@ func (c *Client) Send(ctx context.Context) (uint64, error) {
 		}
 		resp, err := c.rpc.AddCheckpoint(ctx, req)
 		if err == nil {
-			c.witnessed, c.sent = resp.GetWitnessedSize(), note
+			c.witnessed, c.sent, c.cert = resp.GetWitnessedSize(), note, req.KeyCertificate
 			return c.witnessed, nil
 		}
 		size, ok := witnessedSize(err)

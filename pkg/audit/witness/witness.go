@@ -113,6 +113,10 @@ type Config struct {
 	Logger *zap.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Connected lists the SPIFFE IDs of the sidecars connected to this controller (their xDS streams). Only
+	// these get a last-checkpoint series, so a sidecar that went away does not look like one that stopped
+	// reporting; nil: every sidecar heard from.
+	Connected func() []string
 }
 
 // Witness implements agentauth.v1.AuditWitnessService.
@@ -129,6 +133,8 @@ type Witness struct {
 	// interval raises it once.
 	mu     sync.Mutex
 	raised map[string][32]byte
+	// heard is when each sidecar last sent a checkpoint that was accepted (a new one, or the same again).
+	heard map[string]time.Time
 }
 
 // New returns a Witness; register it on a gRPC server whose connections are mTLS with client certificates.
@@ -139,7 +145,7 @@ func New(cfg Config) (*Witness, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	w := &Witness{cfg: cfg, log: cfg.Logger, raised: map[string][32]byte{},
+	w := &Witness{cfg: cfg, log: cfg.Logger, raised: map[string][32]byte{}, heard: map[string]time.Time{},
 		alarms: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentauth_audit_witness_alarms_total",
 			Help: "Sidecar audit logs caught forking or shrinking after a witnessed checkpoint, by kind (fork, shrink).",
@@ -164,7 +170,34 @@ func New(cfg Config) (*Witness, error) {
 
 // Collectors are the witness's metrics.
 func (w *Witness) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{w.alarms, w.accepted, w.refused}
+	return []prometheus.Collector{w.alarms, w.accepted, w.refused, lastCheckpoint{w}}
+}
+
+var lastCheckpointDesc = prometheus.NewDesc("agentauth_audit_witness_last_checkpoint_timestamp_seconds",
+	"When each connected sidecar last sent a checkpoint of its audit log that the witness accepted (Unix seconds). "+
+		"Sidecars resend their latest checkpoint every interval, so an old value means the sidecar stopped reporting.",
+	[]string{"sidecar"}, nil)
+
+// lastCheckpoint exposes, per sidecar heard from and still connected, when its last checkpoint was accepted.
+type lastCheckpoint struct{ w *Witness }
+
+func (c lastCheckpoint) Describe(ch chan<- *prometheus.Desc) { ch <- lastCheckpointDesc }
+
+func (c lastCheckpoint) Collect(ch chan<- prometheus.Metric) {
+	var connected map[string]bool
+	if c.w.cfg.Connected != nil {
+		connected = map[string]bool{}
+		for _, id := range c.w.cfg.Connected() {
+			connected[id] = true
+		}
+	}
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	for id, t := range c.w.heard {
+		if connected == nil || connected[id] {
+			ch <- prometheus.MustNewConstMetric(lastCheckpointDesc, prometheus.GaugeValue, float64(t.UnixNano())/1e9, id)
+		}
+	}
 }
 
 // AddCheckpoint implements AuditWitnessServiceServer: the caller is the SPIFFE ID of the connection's verified
@@ -235,12 +268,13 @@ func (w *Witness) Add(ctx context.Context, id spiffeid.ID, req *agentauthv1.AddC
 	var (
 		alarm *Alarm
 		size  uint64
+		grew  bool // a new checkpoint, not the witnessed one sent again
 	)
 	err = w.cfg.Store.SwapWitnessed(id.String(), func(old *agentauthv1.WitnessedCheckpoint) (*agentauthv1.WitnessedCheckpoint, error) {
 		next := &agentauthv1.WitnessedCheckpoint{SpiffeId: id.String(), Checkpoint: req.GetCheckpoint(),
 			VerifierKey: vkey, WitnessedAt: timestamppb.New(w.cfg.Now())}
 		if old == nil {
-			size = got.Size
+			size, grew = got.Size, true
 			return next, nil
 		}
 		held, err := openStored(old)
@@ -268,7 +302,7 @@ func (w *Witness) Add(ctx context.Context, id spiffeid.ID, req *agentauthv1.AddC
 				return nil, fail(AlarmFork, "the consistency proof does not hold: "+err.Error())
 			}
 		}
-		size = got.Size
+		size, grew = got.Size, true
 		return next, nil
 	})
 	if alarm != nil {
@@ -278,7 +312,12 @@ func (w *Witness) Add(ctx context.Context, id spiffeid.ID, req *agentauthv1.AddC
 	if err != nil {
 		return 0, err
 	}
-	w.accepted.Inc()
+	if grew {
+		w.accepted.Inc()
+	}
+	w.mu.Lock()
+	w.heard[id.String()] = w.cfg.Now()
+	w.mu.Unlock()
 	return size, nil
 }
 

@@ -7,10 +7,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -120,7 +123,7 @@ type controller struct {
 }
 
 // startController serves a real witness on mTLS gRPC, with a bbolt store and its own audit log.
-func startController(t *testing.T, ca *testca.CA) *controller {
+func startController(t *testing.T, ca *testca.CA, configure ...func(*witness.Config)) *controller {
 	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{})
 	if err != nil {
@@ -136,7 +139,11 @@ func startController(t *testing.T, ca *testca.CA) *controller {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.log.Close() })
-	if c.witness, err = witness.New(witness.Config{Store: st, Bundle: ca.X509Bundle(), Audit: c.log}); err != nil {
+	cfg := witness.Config{Store: st, Bundle: ca.X509Bundle(), Audit: c.log}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	if c.witness, err = witness.New(cfg); err != nil {
 		t.Fatal(err)
 	}
 	src := svidSource{svid: ca.CreateX509SVID(spiffeid.RequireFromPath(td, "/agentauth/controller")), bundle: ca.X509Bundle()}
@@ -313,5 +320,70 @@ func TestWitnessRefusesAnotherWorkloadsKey(t *testing.T) {
 	}
 	if _, err := c.store.Witnessed().Get(svid.ID.String()); err == nil {
 		t.Fatal("a refused checkpoint was stored")
+	}
+}
+
+// TestWitnessLastCheckpoint: the witness exposes when each connected sidecar last reported, and a sidecar whose
+// log does not grow still reports (it sends its checkpoint again), so only one that stopped looks stale.
+func TestWitnessLastCheckpoint(t *testing.T) {
+	ca := testca.New(t, td)
+	var mu sync.Mutex
+	start := time.Now().Truncate(time.Second)
+	now := start
+	connected := []string{}
+	c := startController(t, ca, func(cfg *witness.Config) {
+		cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		cfg.Connected = func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(connected) }
+	})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c.witness.Collectors()...)
+	last := func() map[string]float64 {
+		t.Helper()
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, f := range fams {
+			if f.GetName() == "agentauth_audit_witness_checkpoints_total" {
+				out["checkpoints"] = f.GetMetric()[0].GetCounter().GetValue()
+			}
+			if f.GetName() == "agentauth_audit_witness_last_checkpoint_timestamp_seconds" {
+				for _, m := range f.GetMetric() {
+					out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+		return out
+	}
+	at := func(d time.Duration, ids ...string) {
+		mu.Lock()
+		now, connected = now.Add(d), ids
+		mu.Unlock()
+	}
+	planner := ca.CreateX509SVID(spiffeid.RequireFromPath(td, "/agent/planner"))
+	l := newSidecarLog(t, planner, nil)
+	cl := c.client(t, l, planner)
+	id := planner.ID.String()
+
+	at(0, id)
+	l.add(3, "first")
+	if _, err := send(t, cl); err != nil {
+		t.Fatal(err)
+	}
+	if got := last(); got[id] != float64(start.Unix()) {
+		t.Fatalf("after the first checkpoint: %v", got)
+	}
+	at(time.Minute, id)
+	if _, err := send(t, cl); err != nil { // nothing new in the log
+		t.Fatal(err)
+	}
+	if got := last(); got[id] != float64(start.Unix()+60) || got["checkpoints"] != 1 {
+		t.Fatalf("the same checkpoint a minute later: %v, want the sidecar heard from at %d and still 1 checkpoint witnessed",
+			got, start.Unix()+60)
+	}
+	at(time.Minute) // the sidecar went away: no series, rather than one that looks stale
+	if got := last(); len(got) != 1 {
+		t.Fatalf("a sidecar no longer connected: %v, want no series", got)
 	}
 }
