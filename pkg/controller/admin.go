@@ -321,8 +321,12 @@ func (c *Controller) unrevoke(w http.ResponseWriter, r *http.Request) {
 // backup streams a consistent snapshot of the state store, a bbolt file: the controller keeps serving and writing
 // meanwhile. To restore: stop the controller, put the file in place as dataDir/state.db, start it.
 func (c *Controller) backup(w http.ResponseWriter, _ *http.Request) {
+	if c.bolt == nil {
+		writeError(w, http.StatusNotImplemented, errNoBackup)
+		return
+	}
 	started := false
-	_, err := c.store.Backup(w, func(size int64) {
+	_, err := c.bolt.Backup(w, func(size int64) {
 		started = true
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))

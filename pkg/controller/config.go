@@ -52,6 +52,9 @@ type Config struct {
 
 	// Audit, when set, keeps the controller's own tamper-evident audit log of its actions.
 	Audit *AuditConfig `yaml:"audit,omitempty"`
+
+	// State says where the state is kept: bbolt in dataDir (the default) or the Kubernetes API, shared by replicas.
+	State StateConfig `yaml:"state,omitempty"`
 }
 
 // Bounds of issuer.svidTTL. Lifetimes under SaneMinSVIDTTL are accepted, with a warning at start, so that tests
@@ -300,6 +303,7 @@ func (c *Config) SetDefaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	c.State.setDefaults()
 	c.Issuer.Limits = c.Issuer.Limits.WithDefaults(defaultIssuerLimits)
 	c.Issuer.RateLimit = c.Issuer.RateLimit.WithDefaults(defaultAttestRate)
 	c.XDS.Limits = c.XDS.Limits.WithDefaults(defaultXDSLimits)
@@ -338,6 +342,7 @@ func (c *Config) Validate() error {
 	if c.Audit != nil {
 		c.Audit.validate(p.Add)
 	}
+	c.State.validate(&p, c.Issuer.Keys)
 	p.LogLevel("log.level", c.Log.Level)
 	return p.Err("controller config")
 }

@@ -72,6 +72,17 @@ func TestParse(t *testing.T) {
 			"ssf.transmitters[0].pushAuthorisation: unknown key \"pushAuthorisation\"; did you mean \"pushAuthorization\"?"},
 		{"audit without dir", "audit: {durability: sync}\n", "audit.dir: required"},
 		{"audit durability", "audit: {dir: /var/lib/agentauth/audit, durability: never}\n", "audit.durability: \"never\" is not one of sync, batched"},
+		{"unknown state backend", "state: {backend: etcd}\n", "state.backend: \"etcd\" is not bbolt or kubernetes"},
+		{"kubernetes backend without its section", "state: {backend: kubernetes}\n", "state.kubernetes: required with backend kubernetes"},
+		{"kubernetes section with bbolt", "state: {kubernetes: {namespace: agentauth}}\n", "state.kubernetes: only with backend kubernetes"},
+		{"state namespace not a DNS label", "state: {backend: kubernetes, kubernetes: {namespace: Agent_Auth}}\n", "state.kubernetes.namespace: \"Agent_Auth\" is not a namespace name"},
+		{"state without namespace", "state: {backend: kubernetes, kubernetes: {leaseName: l}}\n", "state.kubernetes.namespace: \"\" is not a namespace name"},
+		{"state name too long", "state: {backend: kubernetes, kubernetes: {namespace: a, name: " + strings.Repeat("n", 41) + "}}\n", "state.kubernetes.name: \"" + strings.Repeat("n", 41) + "\" is not a DNS label of at most 40"},
+		{"lease name not an object name", "state: {backend: kubernetes, kubernetes: {namespace: a, leaseName: Leader!}}\n", "state.kubernetes.leaseName: \"Leader!\" is not an object name"},
+		{"lease shorter than the renew deadline", "state: {backend: kubernetes, kubernetes: {namespace: a, leaseDuration: 5s}}\n", "state.kubernetes.leaseDuration: 5s must exceed renewDeadline (10s)"},
+		{"renew deadline within the retry period", "state: {backend: kubernetes, kubernetes: {namespace: a, renewDeadline: 2s}}\n", "state.kubernetes.renewDeadline: 2s must exceed 1.2 × retryPeriod (2s)"},
+		{"state timeout under a second", "state: {backend: kubernetes, kubernetes: {namespace: a, timeout: 10ms}}\n", "state.kubernetes.timeout: 10ms is under 1s"},
+		{"tpm keys with shared state", "issuer: {listen: 127.0.0.1:8443, keys: tpm}\nstate: {backend: kubernetes, kubernetes: {namespace: a}}\n", "issuer.keys: tpm cannot be shared by replicas"},
 		{"wrong case", "trustdomain: example.org\n", "line 7: trustdomain: unknown key \"trustdomain\"; did you mean \"trustDomain\"?"},
 	}
 	for _, tt := range tests {
@@ -88,6 +99,47 @@ func TestParse(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestParseState: bbolt is the default; the kubernetes backend gets the defaults of kubestore and pkg/leader, and
+// its problems are reported with their lines.
+func TestParseState(t *testing.T) {
+	cfg, err := Parse([]byte(validConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.State.Backend != BackendBbolt || cfg.State.Kubernetes != nil {
+		t.Fatalf("default state %+v; want bbolt", cfg.State)
+	}
+	cfg, err = Parse([]byte(validConfig + "state: {backend: kubernetes, kubernetes: {namespace: agentauth-system}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := KubernetesStateConfig{Namespace: "agentauth-system", Name: "agentauth", LeaseName: "agentauth-leader",
+		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second, Timeout: 30 * time.Second}
+	if got := *cfg.State.Kubernetes; got != want {
+		t.Fatalf("defaults %+v; want %+v", got, want)
+	}
+	_, err = Parse([]byte(validConfig + `state:
+  backend: kubernetes
+  kubernetes:
+    namespace: agentauth
+    leaseDuration: 1s
+    timeout: 1ms
+`))
+	var ve *confyaml.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want a *confyaml.ValidationError, got %v", err)
+	}
+	lines := []string{"line 11: state.kubernetes.leaseDuration:", "line 12: state.kubernetes.timeout:"}
+	if len(ve.Errors) != len(lines) {
+		t.Fatalf("got %d problems, want %d: %v", len(ve.Errors), len(lines), err)
+	}
+	for i, w := range lines {
+		if got := ve.Errors[i].Error(); !strings.HasPrefix(got, w) {
+			t.Errorf("problem %d is %q, want it to start with %q", i, got, w)
+		}
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/buildinfo"
@@ -48,10 +49,14 @@ type Controller struct {
 	cfg   *Config
 	log   *zap.Logger
 	td    spiffeid.TrustDomain
-	store *store.Store
-	keys  issuer.KeyStore
-	ca    *issuer.CA
-	self  *selfSVID
+	store store.Backend
+	// bolt is the store with state.backend bbolt (its backup, its path in errors), nil otherwise.
+	bolt *store.Store
+	// kube is the Kubernetes API client of state.backend kubernetes, nil otherwise.
+	kube kubernetes.Interface
+	keys issuer.KeyStore
+	ca   *issuer.CA
+	self *selfSVID
 	// state writes policies, revocations, risk and trust bundles, and keeps the revocation index the token
 	// service and the issuer ask; pub serves what it stores to the sidecars.
 	state *state.Service
@@ -125,7 +130,7 @@ func (c *Controller) openState(ctx context.Context) (err error) {
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return err
 	}
-	if c.store, err = c.openStore(); err != nil {
+	if c.store, err = c.openBackend(ctx); err != nil {
 		return err
 	}
 	c.onClose(func() { _ = c.store.Close() })
@@ -213,7 +218,10 @@ func (c *Controller) wait(ctx context.Context, failed <-chan error) error {
 	case err := <-failed:
 		return err
 	case <-c.store.Broken():
-		err := fmt.Errorf("%w: %w; %s", ErrStateCorrupt, c.store.Err(), restoreHint(c.store.Path()))
+		err := fmt.Errorf("%w: %w", ErrStateCorrupt, c.store.Err())
+		if c.bolt != nil {
+			err = fmt.Errorf("%w; %s", err, restoreHint(c.bolt.Path()))
+		}
 		c.log.Error("the state store is damaged; stopping", zap.Error(err))
 		return err
 	}

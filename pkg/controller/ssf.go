@@ -273,7 +273,7 @@ func streamRequest(t TransmitterConfig, trustDomain string) signals.StreamReques
 // importStreamsFile moves the stream ids a controller of an earlier version kept in path (dataDir/ssf-streams.json)
 // into the store, once: ids the store already holds are newer and kept, and the file is removed. A file that
 // does not parse is removed too, as the earlier versions replaced it: its transmitters get new streams.
-func importStreamsFile(st *store.Store, path string, log *zap.Logger) error {
+func importStreamsFile(st store.Backend, path string, log *zap.Logger) error {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil

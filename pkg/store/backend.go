@@ -41,6 +41,16 @@ type Backend interface {
 	// otherwise, changing nothing.
 	UseJoinToken(id string, now time.Time) (*agentauthv1.JoinToken, error)
 
+	// SSFStreamID returns the id of the SSF stream remembered for the transmitter issuer, or "" when none is.
+	SSFStreamID(issuer string) (string, error)
+	// SetSSFStreamID remembers id as the SSF stream created at the transmitter issuer, replacing the one before.
+	SetSSFStreamID(issuer, id string) error
+	// SwapWitnessed reads the audit checkpoint stored for the sidecar id (nil when none) and stores what next
+	// returns, atomically across every instance: two checkpoints of one sidecar are checked one after the other
+	// against what the other stored. next returning nil or an error stores nothing; its error is returned as is.
+	// Witnessed checkpoints are not announced to subscribers: nothing is served from them.
+	SwapWitnessed(id string, next func(old *agentauthv1.WitnessedCheckpoint) (*agentauthv1.WitnessedCheckpoint, error)) error
+
 	// Broken is closed once the backend can no longer be trusted; Err then says why.
 	Broken() <-chan struct{}
 	Err() error

@@ -36,7 +36,7 @@ type Config struct {
 // change to the revocations, whoever wrote it (a restore from backup too), reaches the index before the write
 // returns, so a revocation the admin API acknowledged refuses the next token request and renewal.
 type Service struct {
-	st         *store.Store
+	st         store.Backend
 	validators map[string]xds.Validator
 	log        *zap.Logger
 	now        func() time.Time
@@ -48,7 +48,7 @@ type Service struct {
 }
 
 // New loads the revocation index from st and follows st's changes until Close.
-func New(st *store.Store, cfg Config) (*Service, error) {
+func New(st store.Backend, cfg Config) (*Service, error) {
 	s := &Service{st: st, validators: cfg.Validators, log: cfg.Logger, now: cfg.Now}
 	if s.log == nil {
 		s.log = zap.NewNop()

@@ -57,6 +57,9 @@ const (
 	// LabelSETs marks a SET de-duplication record of the store it names. It is a separate label so the
 	// informer, which selects on LabelStore, does not cache SET records.
 	LabelSETs = "agentauth.io/store-sets"
+	// LabelDirect marks a record of the store it names that is read from the API server on each use, not cached
+	// (SSF stream ids, witnessed audit checkpoints).
+	LabelDirect = "agentauth.io/store-direct"
 	// SecretType is the type of every Secret the store writes.
 	SecretType corev1.SecretType = "agentauth.io/store-record"
 

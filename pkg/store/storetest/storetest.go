@@ -27,6 +27,8 @@ func Run(t *testing.T, open Open) {
 	}
 	t.Run("MarkSET", func(t *testing.T) { testMarkSET(t, open(t)) })
 	t.Run("UseJoinToken", func(t *testing.T) { testUseJoinToken(t, open(t)) })
+	t.Run("SSFStreamIDs", func(t *testing.T) { testSSFStreamIDs(t, open(t)) })
+	t.Run("SwapWitnessed", func(t *testing.T) { testSwapWitnessed(t, open(t)) })
 }
 
 type collectionCase struct {
@@ -299,5 +301,94 @@ func testUseJoinToken(t *testing.T, b store.Backend) {
 		if stored, err := b.JoinTokens().Get(s.id); err != nil || !stored.GetUsed() {
 			t.Fatalf("stored token after use = %v, %v", stored, err)
 		}
+	}
+}
+
+func testSSFStreamIDs(t *testing.T, b store.Backend) {
+	if id, err := b.SSFStreamID("https://idp.example"); err != nil || id != "" {
+		t.Fatalf("unknown transmitter: %q, %v; want \"\"", id, err)
+	}
+	for _, id := range []string{"stream-1", "stream-2"} {
+		if err := b.SetSSFStreamID("https://idp.example", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.SetSSFStreamID("https://other.example", "s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetSSFStreamID("https://idp.example", ""); !errors.Is(err, autherr.ErrMalformed) {
+		t.Fatalf("empty stream id: %v; want ErrMalformed", err)
+	}
+	for issuer, want := range map[string]string{"https://idp.example": "stream-2", "https://other.example": "s"} {
+		if id, err := b.SSFStreamID(issuer); err != nil || id != want {
+			t.Errorf("%s: %q, %v; want %q", issuer, id, err, want)
+		}
+	}
+}
+
+func testSwapWitnessed(t *testing.T, b store.Backend) {
+	const id = "spiffe://example.org/agent"
+	cp := func(n int) *agentauthv1.WitnessedCheckpoint {
+		return &agentauthv1.WitnessedCheckpoint{SpiffeId: id, Checkpoint: []byte(fmt.Sprint(n))}
+	}
+	// read returns what is stored, swapping nothing.
+	read := func() *agentauthv1.WitnessedCheckpoint {
+		var got *agentauthv1.WitnessedCheckpoint
+		if err := b.SwapWitnessed(id, func(old *agentauthv1.WitnessedCheckpoint) (*agentauthv1.WitnessedCheckpoint, error) {
+			got = old
+			return nil, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := read(); got != nil {
+		t.Fatalf("nothing stored yet, next got %v", got)
+	}
+	if err := b.SwapWitnessed(id, func(*agentauthv1.WitnessedCheckpoint) (*agentauthv1.WitnessedCheckpoint, error) {
+		return cp(0), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	errMine := errors.New("refused")
+	if err := b.SwapWitnessed(id, func(*agentauthv1.WitnessedCheckpoint) (*agentauthv1.WitnessedCheckpoint, error) {
+		return cp(99), errMine
+	}); err != errMine {
+		t.Fatalf("next's error came back as %v", err)
+	}
+	if err := b.SwapWitnessed(id, func(*agentauthv1.WitnessedCheckpoint) (*agentauthv1.WitnessedCheckpoint, error) {
+		return &agentauthv1.WitnessedCheckpoint{SpiffeId: "spiffe://example.org/other"}, nil
+	}); err == nil {
+		t.Fatal("a value naming another sidecar was stored")
+	}
+	if got := read(); !proto.Equal(got, cp(0)) {
+		t.Fatalf("stored %v; want %v (a refused swap changed it)", got, cp(0))
+	}
+	// Concurrent swaps each see the one before: none is lost.
+	const writers, each = 4, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for range writers {
+		wg.Go(func() {
+			for range each {
+				errs <- b.SwapWitnessed(id, func(old *agentauthv1.WitnessedCheckpoint) (*agentauthv1.WitnessedCheckpoint, error) {
+					var n int
+					if _, err := fmt.Sscan(string(old.GetCheckpoint()), &n); err != nil {
+						return nil, err
+					}
+					return cp(n + 1), nil
+				})
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := read(); !proto.Equal(got, cp(writers*each)) {
+		t.Fatalf("after %d concurrent increments: %s", writers*each, got.GetCheckpoint())
 	}
 }
