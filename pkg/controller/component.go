@@ -47,19 +47,26 @@ type serving interface {
 
 // newComponents lists the controller's components in start order; Run stops them in reverse. The ops listener
 // comes first, so it is last to stop: whoever polls /readyz (503 while starting and stopping) sees the controller
-// come and go. Housekeeping runs from before the first server until after the last.
+// come and go. Housekeeping runs from before the first server until after the last. Singleton work is wrapped
+// in leaderOnly; with state.backend kubernetes, leaderElection comes last, after all of it, and stops first.
 func (c *Controller) newComponents() []component {
-	comps := []component{&housekeeper{c: c}, &opsServer{c: c}, &issuerServer{c: c}, &xdsServer{c: c}, &auditWitness{c: c}}
+	comps := []component{&leaderOnly{c: c, work: "housekeeping", inner: &housekeeper{c: c}}, &opsServer{c: c},
+		&issuerServer{c: c}, &xdsServer{c: c}, &auditWitness{c: c}}
 	if c.cfg.TokenService != nil {
 		comps = append(comps, &tokenServer{c: c})
 	}
 	if c.cfg.SSF != nil {
-		comps = append(comps, &ssfServer{c: c})
+		ssf := &ssfServer{c: c}
+		comps = append(comps, ssf, &leaderOnly{c: c, work: "ssf_clients", inner: &ssfClients{s: ssf}})
 	}
 	if c.cfg.Webhook != nil {
 		comps = append(comps, &webhookServer{c: c})
 	}
-	return append(comps, &adminServer{c: c})
+	comps = append(comps, &adminServer{c: c})
+	if c.cfg.State.Backend == BackendKubernetes {
+		comps = append(comps, &leaderElection{c: c})
+	}
+	return comps
 }
 
 // provision provisions every component, in order.

@@ -34,6 +34,7 @@ import (
 	"github.com/agentauth/agentauth/internal/buildinfo"
 	"github.com/agentauth/agentauth/pkg/controller/state"
 	"github.com/agentauth/agentauth/pkg/issuer"
+	"github.com/agentauth/agentauth/pkg/leader"
 	"github.com/agentauth/agentauth/pkg/policy"
 	"github.com/agentauth/agentauth/pkg/revocation"
 	"github.com/agentauth/agentauth/pkg/signals"
@@ -54,6 +55,9 @@ type Controller struct {
 	bolt *store.Store
 	// kube is the Kubernetes API client of state.backend kubernetes, nil otherwise.
 	kube kubernetes.Interface
+	// elector runs the singleton work (leaderOnly) with state.backend kubernetes (set by leaderElection's
+	// provision); nil otherwise, where this controller always leads.
+	elector *leader.Elector
 	keys issuer.KeyStore
 	ca   *issuer.CA
 	self *selfSVID

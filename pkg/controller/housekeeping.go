@@ -19,18 +19,17 @@ const issuedRetention = 7 * 24 * time.Hour
 // housekeeper drops, at start and then hourly until it stops, what can no longer matter: de-duplication
 // records of SETs too old to be accepted again, expired revocations (sidecars already ignore them), expired join
 // tokens (used or not: either way they admit no one), and issued-certificate records past their retention.
+// It is singleton work (leaderOnly): it starts again each time this replica becomes leader.
 type housekeeper struct {
 	c       *Controller
 	done    chan struct{} // closed by stop
 	stopped chan struct{} // closed when the loop has returned
 }
 
-func (h *housekeeper) provision(context.Context) error {
-	h.done, h.stopped = make(chan struct{}), make(chan struct{})
-	return nil
-}
+func (h *housekeeper) provision(context.Context) error { return nil }
 
 func (h *housekeeper) start(context.Context, func(error)) error {
+	h.done, h.stopped = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(h.stopped)
 		h.run()

@@ -51,6 +51,8 @@ type metrics struct {
 	svids  *prometheus.CounterVec
 	tokens *prometheus.CounterVec
 	sets   *prometheus.CounterVec
+	// singletons is 1 per singleton work (leaderOnly) while it runs on this controller.
+	singletons *prometheus.GaugeVec
 }
 
 // newMetrics registers the controller's series on reg, with the zero series of the common outcomes, so a
@@ -69,6 +71,10 @@ func (c *Controller) newMetrics() *metrics {
 			Name: "agentauth_ssf_sets_total",
 			Help: "Security Event Tokens delivered (push or poll), by result (accepted, duplicate, refused, failed) and the refusal's reason code.",
 		}, []string{"result", "reason"}),
+		singletons: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "agentauth_singleton_running",
+			Help: "1 while this controller runs the singleton work (housekeeping, ssf_clients): with state.backend kubernetes, only the replica holding the Lease does.",
+		}, []string{"work"}),
 	}
 	for _, kind := range []string{attestJoinToken, attestUnixPeer, attestK8s, attestRenew} {
 		m.svids.WithLabelValues(kind, svidIssued, "")
@@ -77,7 +83,7 @@ func (c *Controller) newMetrics() *metrics {
 	for _, r := range []string{signals.ResultAccepted, signals.ResultDuplicate, signals.ResultFailed} {
 		m.sets.WithLabelValues(r, "")
 	}
-	c.reg.MustRegister(m.svids, m.tokens, m.sets, trustCollector{c})
+	c.reg.MustRegister(m.svids, m.tokens, m.sets, m.singletons, trustCollector{c})
 	return m
 }
 

@@ -80,8 +80,8 @@ type ssfServer struct {
 	// cert is the receiver's certificate and certReloads counts its reloads (set with ssf.tls).
 	cert        *certfile.Reloader
 	certReloads *prometheus.CounterVec
-	// stopClients cancels the clients and waits for them (set by start).
-	stopClients func()
+	// stopCert stops the reloading of ssf.tls (set by start).
+	stopCert func()
 }
 
 // legacyStreamsFile is where controllers before the store kept stream ids (issuer → stream_id, JSON), in dataDir.
@@ -162,16 +162,41 @@ func (s *ssfServer) provisionTLS() (err error) {
 
 func (s *ssfServer) start(ctx context.Context, fail func(error)) error {
 	go func() { fail(serveHTTP(s.srv, s.ln)) }()
-	s.stopClients = s.runClients(ctx)
+	s.stopCert = func() {}
+	if s.cert != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { s.watchCert(ctx) })
+		s.stopCert = func() { cancel(); wg.Wait() }
+	}
 	s.c.log.Info("SSF receiver serving", zap.String("push", s.scheme()+"://"+s.ln.Addr().String()+"/ssf/events"))
 	return nil
 }
 
-// stop stops the receiver, then its clients: SETs in flight are applied and acknowledgements flushed.
+// stop stops the receiver: SETs in flight are applied.
 func (s *ssfServer) stop(ctx context.Context) {
 	_ = s.srv.Shutdown(ctx)
-	s.stopClients()
+	s.stopCert()
 }
+
+// ssfClients are the SSF receiver's clients of the transmitters: the configured pollers and, per transmitter with
+// stream, its management. They are singleton work (leaderOnly): two replicas polling one stream would split its
+// events between them and acknowledge each other's, and two managing it would each create one. They come after
+// ssfServer, which provisions them, so they stop before it.
+type ssfClients struct {
+	s    *ssfServer
+	halt func() // set by start
+}
+
+func (sc *ssfClients) provision(context.Context) error { return nil }
+
+func (sc *ssfClients) start(ctx context.Context, _ func(error)) error {
+	sc.halt = sc.s.runClients(ctx)
+	return nil
+}
+
+// stop cancels the clients and waits until SETs in flight are applied and acknowledgements flushed.
+func (sc *ssfClients) stop(context.Context) { sc.halt() }
 
 // scheme is the SSF receiver's URL scheme.
 func (s *ssfServer) scheme() string {
@@ -218,15 +243,12 @@ func pollConfig(t TransmitterConfig, endpoint string) signals.PollConfig {
 	return pc
 }
 
-// runClients starts the reloading of ssf.tls, the configured pollers and, per transmitter with a stream, its
-// management in the background. stop cancels them and waits until SETs in flight are applied and the pollers
-// have flushed their acknowledgements.
+// runClients starts the configured pollers and, per transmitter with a stream, its management in the background.
+// stop cancels them and waits until SETs in flight are applied and the pollers have flushed their
+// acknowledgements.
 func (s *ssfServer) runClients(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	if s.cert != nil {
-		wg.Go(func() { s.watchCert(ctx) })
-	}
 	for _, t := range s.c.cfg.SSF.Transmitters {
 		log := s.c.log.Named("ssf").With(zap.String("transmitter", t.Issuer))
 		if p := s.pollers[t.Issuer]; p != nil {
