@@ -141,7 +141,7 @@ func (c *Controller) openState(ctx context.Context) (err error) {
 	if c.keys, err = c.keyStore(); err != nil {
 		return err
 	}
-	if c.ca, err = issuer.New(ctx, issuer.Config{TrustDomain: c.td, Keys: c.keys, Store: issuer.NewBoltStore(c.store)}); err != nil {
+	if c.ca, err = c.openCA(ctx); err != nil {
 		return err
 	}
 	if err := writeBundle(filepath.Join(cfg.DataDir, "bundle.pem"), c.ca); err != nil {
@@ -301,8 +301,12 @@ func nonEmptyDir(dir string) (bool, error) {
 }
 
 // keyStore opens where the CA and signing keys live: PKCS#8 files under dataDir/keys, or a TPM (a character
-// device such as /dev/tpmrm0, or the Unix socket of a software TPM) that holds them, with only wrapped blobs on disk.
+// device such as /dev/tpmrm0, or the Unix socket of a software TPM) that holds them, with only wrapped blobs on disk;
+// with state.backend kubernetes, the shared state (backendKeys).
 func (c *Controller) keyStore() (issuer.KeyStore, error) {
+	if c.bolt == nil {
+		return newBackendKeys(c.store), nil
+	}
 	dir := filepath.Join(c.cfg.DataDir, "keys")
 	if c.cfg.Issuer.Keys != "tpm" {
 		return issuer.NewFileKeyStore(dir)

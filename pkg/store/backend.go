@@ -63,6 +63,10 @@ type Collection[T proto.Message] interface {
 	// Put stores v under its key. Putting a value equal to the stored one changes nothing and returns the
 	// current version.
 	Put(v T) (uint64, error)
+	// Create stores v under its key unless a value is stored there, atomically across every instance sharing
+	// the state, and returns the stored value: v, or the one there first (then nothing changes). Of several
+	// instances creating one record at once, all get the one value that won.
+	Create(v T) (T, error)
 	// Get returns the value under key, or an error wrapping ErrNotFound.
 	Get(key string) (T, error)
 	// List returns every value in key order.

@@ -46,6 +46,36 @@ func (c *boltCollection[T]) Put(v T) (uint64, error) {
 	})
 }
 
+// Create stores v under its key, durably, unless a value is stored there, and returns the stored value.
+func (c *boltCollection[T]) Create(v T) (T, error) {
+	var zero T
+	key := c.key(v)
+	if err := checkKey(c.bucket, key); err != nil {
+		return zero, err
+	}
+	raw, err := marshal(v)
+	if err != nil {
+		return zero, fmt.Errorf("store: %s %q: %w", c.bucket, key, err)
+	}
+	out := v
+	_, err = c.s.update(func(tx *bolt.Tx, version uint64) ([]Change, bool, error) {
+		b := tx.Bucket([]byte(c.bucket))
+		if old := b.Get([]byte(key)); old != nil {
+			stored, err := c.decode(key, old)
+			out = stored
+			return nil, false, err
+		}
+		if err := b.Put([]byte(key), raw); err != nil {
+			return nil, false, err
+		}
+		return []Change{{Bucket: c.bucket, Key: key, Value: proto.Clone(v), Version: version}}, true, nil
+	})
+	if err != nil {
+		return zero, err
+	}
+	return out, nil
+}
+
 // Get returns the value under key, ErrNotFound, or ErrCorrupt when the stored bytes do not decode.
 func (c *boltCollection[T]) Get(key string) (T, error) {
 	var out T

@@ -428,6 +428,43 @@ func (c *collection[T]) Put(v T) (uint64, error) {
 	return c.s.put(ctx, c.s.record(c.bucket, key, raw))
 }
 
+// Create implements store.Collection with the API server's create-if-absent: of several instances creating the
+// record, one creates it and the others read it back from the API server (the informer may not have it yet).
+func (c *collection[T]) Create(v T) (T, error) {
+	var zero T
+	key := c.key(v)
+	if err := store.CheckKey(c.bucket, key); err != nil {
+		return zero, err
+	}
+	raw, err := store.Marshal(v)
+	if err != nil {
+		return zero, fmt.Errorf("kubestore: %s %q: %w", c.bucket, key, err)
+	}
+	ctx, cancel := c.s.opCtx()
+	defer cancel()
+	what := c.bucket + " " + strconv.Quote(key)
+	rec := c.s.record(c.bucket, key, raw)
+	got, err := c.s.secrets.Create(ctx, rec, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		got, err = c.s.secrets.Get(ctx, rec.Name, metav1.GetOptions{})
+	}
+	if err != nil {
+		return zero, apiErr(what, err)
+	}
+	if string(got.Data[dataKey]) != key {
+		return zero, fmt.Errorf("kubestore: %s: %w: the record names key %q", what, store.ErrCorrupt, got.Data[dataKey])
+	}
+	stored, err := c.decode(key, got.Data[dataValue])
+	if err != nil {
+		return zero, err
+	}
+	// Read-your-writes, for the winner and the losers alike: Get from the cache finds what Create returned.
+	if _, err := c.s.awaitWritten(ctx, got.Name, parseRV(got.ResourceVersion)); err != nil {
+		return zero, err
+	}
+	return stored, nil
+}
+
 // put creates or overwrites rec unless the cache already holds the same bytes.
 func (s *Store) put(ctx context.Context, rec *corev1.Secret) (uint64, error) {
 	if cur, ok := s.cached(rec.Name); ok && bytes.Equal(cur.Data[dataKey], rec.Data[dataKey]) &&

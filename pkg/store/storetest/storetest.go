@@ -189,6 +189,39 @@ func collectionTest[T proto.Message](coll func(store.Backend) store.Collection[T
 		if _, err := c.Put(mk("", 1)); err == nil {
 			t.Fatal("Put of a record with an empty key succeeded")
 		}
+
+		// Create: the first value stays; a second Create gets it back and changes nothing.
+		e1, e2 := mk("e", 1), mk("e", 2)
+		if got, err := c.Create(e1); err != nil || !proto.Equal(got, e1) {
+			t.Fatalf("Create = %v, %v; want %v", got, err, e1)
+		}
+		ke := changeKey(t, rec, e1)
+		if got, err := c.Create(e2); err != nil || !proto.Equal(got, e1) {
+			t.Fatalf("Create over a stored value = %v, %v; want the stored %v", got, err, e1)
+		}
+		if cs := rec.take(); len(cs) != 0 {
+			t.Fatalf("a Create that found a value notified %v", cs)
+		}
+		if got, err := c.Get(ke); err != nil || !proto.Equal(got, e1) {
+			t.Fatalf("Get after Create = %v, %v; want %v", got, err, e1)
+		}
+		// Racing creators all get the one value that won.
+		const racers = 4
+		won := make([]T, racers)
+		errs := make([]error, racers)
+		var wg sync.WaitGroup
+		for i := range racers {
+			wg.Go(func() { won[i], errs[i] = c.Create(mk("f", i)) })
+		}
+		wg.Wait()
+		for i := range racers {
+			if errs[i] != nil || !proto.Equal(won[i], won[0]) {
+				t.Fatalf("racer %d got %v, %v; racer 0 got %v", i, won[i], errs[i], won[0])
+			}
+		}
+		if _, err := c.Create(mk("", 1)); err == nil {
+			t.Fatal("Create of a record with an empty key succeeded")
+		}
 	}
 }
 
