@@ -108,7 +108,7 @@ bench-pair:
 bench-rotation:
 	$(GO) test -tags bench -run '^TestSidecarPairRotation$$' -count=1 -v -timeout 30m ./test/bench $(BENCHFLAGS)
 
-# SET to enforced across controller replicas (issue 17): a credential-compromise SET pushed to the replica the sidecars
+# SET to enforced across controller replicas (issue 17): an account-disabled SET pushed to the replica the sidecars
 # are connected to (replicas=1) and to the other one (replicas=2), p50 and p99 over REPLICA_SETS SETs each, against
 # the real kube-apiserver of test/k8s (make kube-apiserver).
 REPLICA_SETS ?= 200

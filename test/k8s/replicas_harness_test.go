@@ -183,6 +183,18 @@ func (r *replica) joinToken(t testing.TB, id string) string {
 	return resp.Token
 }
 
+// xdsVersions is the version of each resource type the replica serves (agentauthctl sidecars).
+func (r *replica) xdsVersions(t testing.TB) map[string]string {
+	t.Helper()
+	var resp struct {
+		Versions map[string]string `json:"versions"`
+	}
+	if err := json.Unmarshal([]byte(r.ctl(t, "sidecars", "-o", "json")), &resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp.Versions
+}
+
 // leader returns the holder of the replicas' Lease ("" if none) and the Lease.
 func (e *replicaEnv) leader(t testing.TB) (string, *coordinationv1.Lease) {
 	t.Helper()
@@ -244,6 +256,12 @@ func (e *replicaEnv) push(t testing.TB, r *replica, jti, event string, subject s
 func compromise(agent string) (string, signals.SubjectID, map[string]any) {
 	return signals.EventCredentialCompromise, signals.SubjectID{Format: signals.FormatURI, URI: agent},
 		map[string]any{"credential_type": "x509"}
+}
+
+// disable is a RISC account-disabled event for an agent: its credentials are withheld (refused whenever they were
+// issued, and not renewed) until the revocation is lifted; lifted, the agent's current credentials work again.
+func disable(agent string) (string, signals.SubjectID, map[string]any) {
+	return signals.EventAccountDisabled, signals.SubjectID{Format: signals.FormatURI, URI: agent}, nil
 }
 
 // mesh is a tool behind an ingress sidecar and one egress sidecar per agent, every sidecar attested to and

@@ -1,6 +1,8 @@
 package k8s
 
 import (
+	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"syscall"
@@ -54,6 +56,13 @@ func TestReplicas(t *testing.T) {
 	if code, body := m.call(t, agentScout); code != http.StatusOK {
 		t.Fatalf("the scout, not revoked: %d %s", code, body)
 	}
+
+	// Both replicas serve the state at the same versions (they depend on content only), so a sidecar that moves
+	// from one to the other is sent nothing it holds.
+	testproc.WaitFor(t, nil, "both replicas to serve the same versions", 50*time.Millisecond, func() (bool, string) {
+		va, vb := a.xdsVersions(t), b.xdsVersions(t)
+		return len(va) > 0 && maps.Equal(va, vb), fmt.Sprintf("replica-a %v, replica-b %v", va, vb)
+	})
 
 	// Kill the leader: no chance to release the Lease. Its last renewal is in the Lease, read once it is dead.
 	if err := syscall.Kill(a.proc.Pid(), syscall.SIGKILL); err != nil {
