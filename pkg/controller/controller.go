@@ -58,9 +58,9 @@ type Controller struct {
 	// elector runs the singleton work (leaderOnly) with state.backend kubernetes (set by leaderElection's
 	// provision); nil otherwise, where this controller always leads.
 	elector *leader.Elector
-	keys issuer.KeyStore
-	ca   *issuer.CA
-	self *selfSVID
+	keys    issuer.KeyStore
+	ca      *issuer.CA
+	self    *selfSVID
 	// state writes policies, revocations, risk and trust bundles, and keeps the revocation index the token
 	// service and the issuer ask; pub serves what it stores to the sidecars.
 	state *state.Service

@@ -226,6 +226,10 @@ func TestChartRBAC(t *testing.T) {
 		{verb: "watch", group: "agentauth.io", resource: "ssftransmitters"},
 		{verb: "update", group: "agentauth.io", resource: "cedarpolicies", subresource: "status"},
 		{verb: "create", resource: "secrets", namespace: namespace},
+		// The shared state (controller.state.backend kubernetes, the default): every Secret of its namespace.
+		{verb: "list", resource: "secrets", namespace: namespace},
+		{verb: "watch", resource: "secrets", namespace: namespace},
+		{verb: "delete", resource: "secrets", namespace: namespace, name: "agentauth-ca-0123"},
 		{verb: "patch", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", name: webhook},
 		{verb: "create", group: "events.k8s.io", resource: "events", namespace: other},
 	}
@@ -235,8 +239,9 @@ func TestChartRBAC(t *testing.T) {
 	}
 	denied := []access{
 		{verb: "list", resource: "secrets"},
-		{verb: "list", resource: "secrets", namespace: namespace},
-		{verb: "get", resource: "secrets", namespace: namespace, name: "someone-elses"},
+		{verb: "list", resource: "secrets", namespace: other},
+		{verb: "watch", resource: "secrets", namespace: other},
+		{verb: "delete", resource: "secrets", namespace: other, name: secrets[0]},
 		{verb: "get", resource: "secrets", namespace: other, name: secrets[0]},
 		{verb: "create", resource: "pods", namespace: other},
 		{verb: "delete", resource: "pods", namespace: other, name: "agent-0"},

@@ -59,8 +59,8 @@ controller: {replicas: 3}
 	{"namespace allow-list", `
 injector: {namespaces: [agents, tools]}
 `},
-	{"state in the Kubernetes API", `
-controller: {state: {backend: kubernetes}}
+	{"state in a file, one replica", `
+controller: {replicas: 1, state: {backend: bbolt}}
 `},
 	{"one replica, no token service, no injector, no CRDs", `
 controller: {replicas: 1, tokenService: {enabled: false}}
@@ -309,7 +309,7 @@ func TestChartTemplate(t *testing.T) {
 			checkNamespaced(t, r)
 			checkDeployment(t, r, c.Metadata.AppVersion)
 			checkControllerConfig(t, r)
-			checkRBAC(t, r, strings.Contains(tc.values, "backend: kubernetes"))
+			checkRBAC(t, r, !strings.Contains(tc.values, "backend: bbolt"))
 			if !strings.Contains(r.rel.Info.Notes, `agentauth.io/inject: "true"`) && r.webhook != nil {
 				t.Errorf("NOTES.txt does not say how to annotate a pod:\n%s", r.rel.Info.Notes)
 			}

@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/pkg/controller"
 	"github.com/agentauth/agentauth/pkg/leader"
 	"github.com/agentauth/agentauth/pkg/store/kubestore"
 )
@@ -131,4 +133,27 @@ func (r rendered) leaseName(t *testing.T) string {
 	}
 	t.Fatal("the Role names no Lease")
 	return ""
+}
+
+// TestChartStateConfig: by default the controller keeps its state in the release's namespace and elects its leader
+// on the Lease the Role names; bbolt is for one replica only, and an unknown backend is refused.
+func TestChartStateConfig(t *testing.T) {
+	c := loadChart(t)
+	r := renderStrict(t, c, values(t, ""))
+	cfg, err := controller.Parse([]byte(r.configMap(t, "controller.yaml")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := cfg.State.Kubernetes
+	if cfg.State.Backend != controller.BackendKubernetes || k == nil || k.Namespace != namespace || k.LeaseName != r.leaseName(t) {
+		t.Fatalf("state %+v (kubernetes %+v); want backend kubernetes in %s with Lease %s", cfg.State, k, namespace, r.leaseName(t))
+	}
+	for _, tc := range []struct{ values, want string }{
+		{"controller: {state: {backend: bbolt}}", "set controller.replicas to 1"},
+		{"controller: {state: {backend: etcd}}", "controller.state.backend must be kubernetes or bbolt"},
+	} {
+		if _, err := render(t, c, values(t, tc.values)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want an error containing %q", tc.values, err, tc.want)
+		}
+	}
 }

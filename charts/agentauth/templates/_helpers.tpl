@@ -56,7 +56,8 @@ app.kubernetes.io/component: controller
 {{- end -}}
 
 {{/* The controller's config file (pkg/controller.Config): listeners on every address of the pod, state in the
-data volume, the admin socket in /run/agentauth. */}}
+Kubernetes API (shared by the replicas, the Lease the Role names) or in the data volume, the admin socket in
+/run/agentauth. */}}
 {{- define "agentauth.controllerConfig" -}}
 {{- $c := .Values.controller -}}
 {{- $cfg := dict
@@ -69,6 +70,16 @@ data volume, the admin socket in /run/agentauth. */}}
   "admin" (dict "socket" "/run/agentauth/admin.sock")
   "log" (dict "level" $c.logLevel)
 -}}
+{{- if eq $c.state.backend "kubernetes" -}}
+{{- $_ := set $cfg "state" (dict "backend" "kubernetes" "kubernetes" (dict
+  "namespace" .Release.Namespace
+  "name" (include "agentauth.fullname" . | trunc 40 | trimSuffix "-")
+  "leaseName" (include "agentauth.name" (dict "root" . "suffix" "leader")))) -}}
+{{- else if ne $c.state.backend "bbolt" -}}
+{{- fail "controller.state.backend must be kubernetes or bbolt" -}}
+{{- else if gt (int $c.replicas) 1 -}}
+{{- fail "controller.state.backend bbolt keeps the state in each pod: set controller.replicas to 1, or use kubernetes" -}}
+{{- end -}}
 {{- if $c.tokenService.enabled -}}
 {{- $ts := dict "listen" (printf ":%d" (int $c.ports.tokenService)) "endpoint" (include "agentauth.tokenEndpoint" .) -}}
 {{- with $c.tokenService.txnTokenTTL }}{{ $_ := set $ts "txnTokenTTL" . }}{{ end -}}
