@@ -7,7 +7,7 @@ PKGS := ./...
 # "context deadline exceeded" as a failure when the time runs out mid-step, with no failing input.
 FUZZTIME ?= 20000x
 
-.PHONY: all build image kube-apiserver test test-k8s test-adversarial vet bench bench-micro bench-pair bench-rotation bench-idle demo generate lint interop fuzz-short release test-release clean dev-credentials
+.PHONY: all build image kube-apiserver test test-k8s test-adversarial vet bench bench-micro bench-pair bench-rotation bench-idle bench-replicas demo generate lint interop fuzz-short release test-release clean dev-credentials
 
 all: build
 
@@ -113,6 +113,12 @@ bench-rotation:
 # and fails above 20 MB.
 bench-idle:
 	$(GO) test -tags bench -run '^TestSidecarIdleMemory$$' -count=1 -v -timeout 15m ./test/bench $(BENCHFLAGS)
+# SET to enforced across controller replicas (issue 17): an account-disabled SET pushed to the replica the sidecars
+# are connected to (replicas=1) and to the other one (replicas=2), p50 and p99 over REPLICA_SETS SETs each, against
+# the real kube-apiserver of test/k8s (make kube-apiserver).
+REPLICA_SETS ?= 200
+bench-replicas:
+	$(GO) test -tags bench -run '^$$' -bench '^BenchmarkSETToEnforced$$' -benchtime $(REPLICA_SETS)x -count 1 -timeout 30m ./test/k8s $(BENCHFLAGS)
 
 # DEMOFLAGS=-keep keeps it running until Ctrl-C and prints agentauthctl commands to try on it.
 demo: build

@@ -25,6 +25,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // DefaultVersion is the kube-apiserver version used when neither Options.Version nor K8S_VERSION says otherwise:
@@ -146,6 +148,19 @@ func (s *Server) Stop() {
 	stop(s.etcd)
 	s.apiserver, s.etcd = nil, nil
 	_ = os.RemoveAll(s.dir)
+}
+
+// WriteKubeconfig writes a kubeconfig file (mode 0600) for the admin user to path, for the processes a test starts.
+func (s *Server) WriteKubeconfig(path string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: s.Config.Host, CertificateAuthorityData: s.Config.CAData}
+	cfg.AuthInfos[AdminUser] = &clientcmdapi.AuthInfo{Token: s.Config.BearerToken}
+	cfg.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: AdminUser}
+	cfg.CurrentContext = "kubetest"
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return fmt.Errorf("kubetest: %w", err)
+	}
+	return nil
 }
 
 // Impersonate returns a copy of the admin config that acts as user with groups (the API server adds

@@ -3,6 +3,7 @@ package kubetest_test
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/agentauth/agentauth/internal/kubetest"
 )
@@ -65,5 +67,30 @@ func TestServer(t *testing.T) {
 	}
 	if ssar.Status.Allowed {
 		t.Fatal("self subject access review allows listing secrets")
+	}
+}
+
+// TestWriteKubeconfig: a process given the written kubeconfig reaches the API server as the admin.
+func TestWriteKubeconfig(t *testing.T) {
+	srv := kube.Server(t)
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := srv.WriteKubeconfig(path); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	review, err := client.AuthenticationV1().SelfSubjectReviews().Create(context.Background(),
+		&authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := review.Status.UserInfo.Username; got != kubetest.AdminUser {
+		t.Errorf("the kubeconfig authenticates as %q, want %q", got, kubetest.AdminUser)
 	}
 }

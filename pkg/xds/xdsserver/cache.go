@@ -33,14 +33,20 @@ import (
 // the cache to interpret (it changes it only for named unsubscriptions, which are refused). The mark lives under
 // the empty name, which no resource can have (checkResource), and carries a random epoch, so a client's
 // initial_resource_versions cannot forge one; such maps get a full comparison.
+//
+// Versions depend on content only, never on the history that led to it: a resource's version is the SHA-256 of its
+// encoding, and the system version a digest of every resource's name and version (contentDigest). Controller
+// replicas that serve the same state therefore report the same versions, and a sidecar that moves from one to
+// another, sending the versions it holds, is sent nothing (only the empty first answer).
 type deltaCache struct {
 	typeURL  string
-	prefix   string // system versions are prefix + sequence
 	markFrom string // the epoch and a separator: a mark is markFrom + sequence
 
 	mu        sync.Mutex
 	seq       uint64 // bumped by each update that changed something
 	resources map[string]*cachedResource
+	digest    *contentDigest    // of resources
+	version   string            // the system version: digest's root
 	snapshot  map[string]string // name → version of every resource, and the mark of seq; never modified
 	changes   []change          // in sequence order
 	floor     uint64            // changes after floor are all in changes; a mark older than floor gets a full comparison
@@ -77,21 +83,23 @@ var (
 		"subscribe with a wildcard (no resource names), not by name")
 )
 
-func newDeltaCache(typeURL, prefix string, initial map[string]types.Resource) (*deltaCache, error) {
+func newDeltaCache(typeURL string, initial map[string]types.Resource) (*deltaCache, error) {
 	epoch := make([]byte, 16)
 	if _, err := rand.Read(epoch); err != nil {
 		return nil, fmt.Errorf("xds: cache epoch: %w", err)
 	}
-	c := &deltaCache{typeURL: typeURL, prefix: prefix, markFrom: hex.EncodeToString(epoch) + ":",
-		resources: make(map[string]*cachedResource, len(initial)), watches: map[uint64]*deltaWatch{}}
+	c := &deltaCache{typeURL: typeURL, markFrom: hex.EncodeToString(epoch) + ":",
+		resources: make(map[string]*cachedResource, len(initial)), digest: newContentDigest(), watches: map[uint64]*deltaWatch{}}
 	for name, res := range initial {
 		cr, err := newCachedResource(res)
 		if err != nil {
 			return nil, fmt.Errorf("xds: %s %q: %w", xds.ShortType(typeURL), name, err)
 		}
 		c.resources[name] = cr
+		c.digest.set(name, cr.version)
 	}
 	c.snapshot = c.snapshotWith(nil)
+	c.version = c.digest.version()
 	return c, nil
 }
 
@@ -156,6 +164,14 @@ func (c *deltaCache) update(set map[string]types.Resource, deleted []string) err
 	}
 	c.seq++
 	for _, name := range changed {
+		var v string
+		if cr, ok := c.resources[name]; ok {
+			v = cr.version
+		}
+		c.digest.set(name, v)
+	}
+	c.version = c.digest.version()
+	for _, name := range changed {
 		c.changes = append(c.changes, change{c.seq, name})
 	}
 	c.snapshot = c.snapshotWith(changed)
@@ -178,11 +194,11 @@ func (c *deltaCache) update(set map[string]types.Resource, deleted []string) err
 	return errors.Join(errs...)
 }
 
-// version is the system version of the current state, as responses carry it.
-func (c *deltaCache) version() string {
+// systemVersion is the system version of the current state, as responses carry it.
+func (c *deltaCache) systemVersion() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.prefix + strconv.FormatUint(c.seq, 10)
+	return c.version
 }
 
 // CreateDeltaWatch answers at once when the subscription is missing something, and otherwise waits for the next
@@ -237,7 +253,7 @@ func (c *deltaCache) respond(w *deltaWatch, replyEmpty bool, answers map[uint64]
 	}
 	var a *deltaAnswer
 	if len(updated) > 0 || len(removed) > 0 || replyEmpty {
-		a = &deltaAnswer{version: c.prefix + strconv.FormatUint(c.seq, 10), removed: removed, returned: c.snapshot}
+		a = &deltaAnswer{version: c.version, removed: removed, returned: c.snapshot}
 		slices.Sort(updated)
 		for _, name := range updated {
 			cr := c.resources[name]

@@ -122,7 +122,7 @@ func policies(ids ...string) map[string]types.Resource {
 }
 
 func newTestCache(t *testing.T, initial map[string]types.Resource) *deltaCache {
-	c, err := newDeltaCache(agentauthv1.PolicyType, "7.", initial)
+	c, err := newDeltaCache(agentauthv1.PolicyType, initial)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,8 +159,40 @@ func TestDeltaCacheSendsOnlyWhatChanged(t *testing.T) {
 	if !maps.Equal(cl.view, cacheState(c)) {
 		t.Errorf("client holds %v, cache %v", cl.view, cacheState(c))
 	}
-	if want := "7.3"; c.prefix+strconv.FormatUint(c.seq, 10) != want {
-		t.Errorf("system version %s%d, want %s", c.prefix, c.seq, want)
+	if c.seq != 3 {
+		t.Errorf("sequence %d after three changes: a no-op update counted", c.seq)
+	}
+}
+
+// TestDeltaCacheVersionIsContent checks that the system version depends on the resources only, not on the order
+// of the updates that brought them: controller replicas that reach one state through different histories (each
+// applies the shared store's changes in its own batches, or loads them at start) report one version.
+func TestDeltaCacheVersionIsContent(t *testing.T) {
+	forbid := map[string]types.Resource{"b": policy("b", `forbid (principal, action, resource);`)}
+	loaded := newTestCache(t, map[string]types.Resource{"a": policy("a", permitAll), "b": forbid["b"], "c": policy("c", permitAll)})
+
+	stepwise := newTestCache(t, nil)
+	update(t, stepwise, policies("c"))
+	update(t, stepwise, policies("b", "x"))
+	update(t, stepwise, policies("a"), "x")
+	update(t, stepwise, forbid)
+
+	if got, want := stepwise.systemVersion(), loaded.systemVersion(); got != want {
+		t.Errorf("same resources, different versions: %s after updates, %s loaded at once", got, want)
+	}
+	if stepwise.seq == loaded.seq {
+		t.Fatalf("both at sequence %d: the histories should differ", loaded.seq)
+	}
+	update(t, stepwise, nil, "a")
+	if stepwise.systemVersion() == loaded.systemVersion() {
+		t.Errorf("version %s unchanged by a deletion", loaded.systemVersion())
+	}
+	update(t, stepwise, policies("a"))
+	if got, want := stepwise.systemVersion(), loaded.systemVersion(); got != want {
+		t.Errorf("back to the same resources: version %s, want %s", got, want)
+	}
+	if empty := newTestCache(t, nil).systemVersion(); empty == "" || empty == loaded.systemVersion() {
+		t.Errorf("empty cache version %q", empty)
 	}
 }
 

@@ -2,7 +2,6 @@ package xdsserver
 
 import (
 	"fmt"
-	"strconv"
 	"sync"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -59,8 +58,9 @@ func typeOfBucket(bucket string) (string, bool) {
 }
 
 // NewPublisher loads every served resource from st and starts following its changes. A controller restarted on
-// the same store serves the same resources with the same versions (resource versions are content hashes), so
-// reconnecting sidecars that send their known versions receive nothing they already have.
+// the same store, or another replica of a shared one, serves the same resources with the same versions (resource
+// and system versions depend on content only, see deltaCache), so reconnecting sidecars that send their known
+// versions receive nothing they already have.
 func NewPublisher(st store.Backend, cfg PublisherConfig) (*Publisher, error) {
 	p := &Publisher{log: cfg.Logger,
 		queued: map[string]map[string]types.Resource{}, wake: make(chan struct{}, 1),
@@ -95,12 +95,10 @@ func NewPublisher(st store.Backend, cfg PublisherConfig) (*Publisher, error) {
 		return nil, err
 	}
 
-	// The prefix makes system versions unique across controller restarts: the store version only grows.
-	prefix := strconv.FormatUint(version, 10) + "."
 	p.caches = make(map[string]*deltaCache, len(initial))
 	caches := make(map[string]cache.Cache, len(initial))
 	for _, typeURL := range agentauthv1.ServedTypes() {
-		c, err := newDeltaCache(typeURL, prefix, initial[typeURL])
+		c, err := newDeltaCache(typeURL, initial[typeURL])
 		if err != nil {
 			p.unsubscribe()
 			return nil, err
@@ -140,7 +138,7 @@ func loadInto[T proto.Message](into map[string]map[string]types.Resource, typeUR
 func (p *Publisher) Versions() map[string]string {
 	out := make(map[string]string, len(p.caches))
 	for typeURL, c := range p.caches {
-		out[typeURL] = c.version()
+		out[typeURL] = c.systemVersion()
 	}
 	return out
 }
