@@ -113,6 +113,7 @@ bench-rotation:
 # and fails above 20 MB.
 bench-idle:
 	$(GO) test -tags bench -run '^TestSidecarIdleMemory$$' -count=1 -v -timeout 15m ./test/bench $(BENCHFLAGS)
+
 # SET to enforced across controller replicas (issue 17): an account-disabled SET pushed to the replica the sidecars
 # are connected to (replicas=1) and to the other one (replicas=2), p50 and p99 over REPLICA_SETS SETs each, against
 # the real kube-apiserver of test/k8s (make kube-apiserver).
