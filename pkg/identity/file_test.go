@@ -304,12 +304,13 @@ func TestFileSourceWatch(t *testing.T) {
 			t.Fatal("no rotation seen")
 		}
 		<-w2
+		// Re-armed before reading, so a change between the read and the next wait is not missed.
+		w1, w2 = src.Updated(), src.Updated()
 		got, _ := src.GetX509SVID()
 		wit, werr := src.GetWIT()
 		if got.Certificates[0].Equal(next.Certificates[0]) && werr == nil && wit.Token == nextWIT.Token {
 			break
 		}
-		w1, w2 = src.Updated(), src.Updated()
 	}
 	stop()
 	if err := <-done; !errors.Is(err, context.Canceled) {

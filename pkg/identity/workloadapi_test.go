@@ -62,12 +62,14 @@ func TestWorkloadAPISource(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("rotation not observed")
 		}
+		// Re-armed before reading, so an update between the read and the next wait is not missed (the SVID and
+		// the WIT arrive on separate streams).
+		updated = src.Updated()
 		got, _ := src.GetX509SVID()
 		w, err := src.GetWIT()
 		if got.Certificates[0].Equal(next.Certificates[0]) && err == nil && w.Token == nextWIT.Token {
 			break
 		}
-		updated = src.Updated()
 	}
 	if r, _ := ev.counts(); r < 2 {
 		t.Fatalf("Rotated called %d times, want the initial load and at least one rotation", r)

@@ -19,8 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/issuer"
@@ -106,23 +104,6 @@ func render(tmpl, namespace, serviceAccount string) string {
 	return strings.NewReplacer(placeholderNamespace, namespace, placeholderServiceAccount, serviceAccount).Replace(tmpl)
 }
 
-// NewClient returns a clientset for the API server in kubeconfig, or the in-cluster one when kubeconfig is empty.
-func NewClient(kubeconfig string) (kubernetes.Interface, error) {
-	var (
-		rc  *rest.Config
-		err error
-	)
-	if kubeconfig == "" {
-		rc, err = rest.InClusterConfig()
-	} else {
-		rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("k8sattest: Kubernetes API client: %w", err)
-	}
-	return kubernetes.NewForConfig(rc)
-}
-
 // Attestor checks service-account tokens through the Kubernetes API; it implements issuer.TokenAttestor.
 type Attestor struct {
 	client       kubernetes.Interface
@@ -137,7 +118,7 @@ type Attestor struct {
 
 // Options are what New needs besides the Config.
 type Options struct {
-	// Client talks to the API server (NewClient); required.
+	// Client talks to the API server; required.
 	Client kubernetes.Interface
 	// TrustDomain of the SPIFFE IDs issued; required.
 	TrustDomain spiffeid.TrustDomain
