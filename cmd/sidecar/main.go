@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -122,6 +123,15 @@ func run() error {
 	} else {
 		log.Debug("start-up memory released", zap.Int("binary_mappings", st.Mappings), zap.Int64("binary_bytes", st.Bytes))
 	}
+	// And again when requests are over and left more than 2 MiB resident: 10s with under 1 MiB allocated (metrics
+	// scrapes, xDS and renewals stay well below it).
+	go memtrim.ReleaseWhenIdle(ctx, 10*time.Second, 1<<20, 2<<20, func(st memtrim.Stats, err error) {
+		if err != nil {
+			log.Warn("idle memory not released", zap.Error(err))
+			return
+		}
+		log.Debug("idle memory released", zap.Int("binary_mappings", st.Mappings), zap.Int64("binary_bytes", st.Bytes))
+	})
 	if err := s.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("sidecar stopped with an error", zap.Error(err))
 		return loggedError{err}

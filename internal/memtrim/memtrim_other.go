@@ -9,3 +9,6 @@ func Release() (Stats, error) {
 	debug.FreeOSMemory()
 	return Stats{}, nil
 }
+
+// resident is unknown here: ReleaseWhenIdle then never releases.
+func resident() uint64 { return 0 }
