@@ -279,20 +279,26 @@ func TestRevocationReachesEverySidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, s := range sidecars {
-		waitFor(t, "revocation on "+s.id.String(), func() bool {
-			return s.State().Revoked("spiffe", "", "spiffe://example.org/agent/s3", time.Now(), time.Now()) != nil
-		})
-		// Exactly one revocation update, naming r1, since the upsert; an update of another type (a late answer
-		// for another resource type) may come before or after it.
-		s.mu.Lock()
-		var revs []Update
-		for _, u := range s.updates[before[i]:] {
-			if u.TypeURL == agentauthv1.RevocationType {
-				revs = append(revs, u)
+		// Exactly one revocation update that changed something, naming r1, since the upsert; an update of another
+		// type, or the first (empty) revocation answer reported late, may come before or after it: a sidecar counts
+		// as synced before its last first answer is reported.
+		revUpdates := func() []Update {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			var revs []Update
+			for _, u := range s.updates[before[i]:] {
+				if u.TypeURL == agentauthv1.RevocationType && len(u.Updated)+len(u.Removed) > 0 {
+					revs = append(revs, u)
+				}
 			}
+			return revs
 		}
-		s.mu.Unlock()
-		if len(revs) != 1 || !slices.Equal(revs[0].Updated, []string{"r1"}) {
+		// The state is swapped before the update is reported, so both are waited for.
+		waitFor(t, "revocation on "+s.id.String(), func() bool {
+			return s.State().Revoked("spiffe", "", "spiffe://example.org/agent/s3", time.Now(), time.Now()) != nil &&
+				len(revUpdates()) > 0
+		})
+		if revs := revUpdates(); len(revs) != 1 || !slices.Equal(revs[0].Updated, []string{"r1"}) {
 			t.Errorf("%s: revocation updates since the upsert %+v, want one updating r1", s.id, revs)
 		}
 	}
