@@ -32,15 +32,7 @@ var conflictRetry = wait.Backoff{Steps: 12, Duration: 10 * time.Millisecond, Fac
 // directRecord is the Secret of a direct record: labelled LabelDirect, not LabelStore, so the informer leaves it
 // out.
 func (s *Store) directRecord(bucket, key string, raw []byte) *corev1.Secret {
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      s.secretName(bucket, key),
-			Namespace: s.opts.Namespace,
-			Labels:    map[string]string{LabelDirect: s.opts.Name, LabelCollection: bucket},
-		},
-		Type: SecretType,
-		Data: map[string][]byte{dataKey: []byte(key), dataValue: raw},
-	}
+	return s.secret(LabelDirect, bucket, key, raw)
 }
 
 // getDirect reads the direct record key of bucket from the API server: its value and resourceVersion, or

@@ -355,11 +355,16 @@ func (s *Store) secretName(bucket, key string) string {
 }
 
 func (s *Store) record(bucket, key string, raw []byte) *corev1.Secret {
+	return s.secret(LabelStore, bucket, key, raw)
+}
+
+// secret is the Secret holding raw under key in bucket, labelled kind (LabelStore: watched; LabelDirect: not).
+func (s *Store) secret(kind, bucket, key string, raw []byte) *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      s.secretName(bucket, key),
 			Namespace: s.opts.Namespace,
-			Labels:    map[string]string{LabelStore: s.opts.Name, LabelCollection: bucket},
+			Labels:    map[string]string{kind: s.opts.Name, LabelCollection: bucket},
 		},
 		Type: SecretType,
 		Data: map[string][]byte{dataKey: []byte(key), dataValue: raw},
