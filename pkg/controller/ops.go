@@ -47,7 +47,7 @@ func (o *opsServer) logFields() []zap.Field {
 func (c *Controller) opsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if c.stopping.Load() {
 			writeError(w, http.StatusServiceUnavailable, errors.New("stopping"))
 			return
@@ -60,6 +60,12 @@ func (c *Controller) opsHandler() http.Handler {
 			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("store: %w", err))
 			return
 		}
+		if rs, ok := c.store.(readyStore); ok {
+			if err := rs.Ready(r.Context()); err != nil {
+				writeError(w, http.StatusServiceUnavailable, fmt.Errorf("store: %w", err))
+				return
+			}
+		}
 		if err := probeWritable(c.cfg.DataDir); err != nil {
 			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("dataDir is not writable: %w", err))
 			return
@@ -71,6 +77,11 @@ func (c *Controller) opsHandler() http.Handler {
 		mux.Handle("/logging", logging.LevelHandler(*c.logLevel, c.log))
 	}
 	return mux
+}
+
+// readyStore is a store whose reads come from a cache (kubestore): Ready says whether its source still answers.
+type readyStore interface {
+	Ready(ctx context.Context) error
 }
 
 // probeWritable creates, syncs and removes a small file in dir. Reading the store says nothing about writing:

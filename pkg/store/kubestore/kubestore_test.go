@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/internal/kubetest"
@@ -212,5 +215,53 @@ func TestOptionsRefused(t *testing.T) {
 		if _, err := kubestore.New(context.Background(), nil, o); err == nil {
 			t.Errorf("New(%+v) succeeded", o)
 		}
+	}
+}
+
+// cutTransport fails every request while cut is set, as a replica cut off from the API server sees it.
+type cutTransport struct {
+	next http.RoundTripper
+	cut  *atomic.Bool
+}
+
+func (c cutTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if c.cut.Load() {
+		return nil, errors.New("connection refused (cut by the test)")
+	}
+	return c.next.RoundTrip(r)
+}
+
+// TestReadyAsksTheAPIServer: the informer's cache answers reads when the API server is gone, so Ready must not.
+func TestReadyAsksTheAPIServer(t *testing.T) {
+	srv := kube.Server(t)
+	ns := namespace(t, srv)
+	var cut atomic.Bool
+	cfg := rest.CopyConfig(srv.Config)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return cutTransport{next: rt, cut: &cut} }
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := kubestore.New(ctx, client, kubestore.Options{Namespace: ns, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+
+	if err := s.Ready(ctx); err != nil {
+		t.Fatalf("Ready with the API server reachable: %v", err)
+	}
+	cut.Store(true)
+	if _, err := s.Version(); err != nil {
+		t.Fatalf("Version answers from the cache, cut off or not: %v", err)
+	}
+	if err := s.Ready(ctx); err == nil || !strings.Contains(err.Error(), "the Kubernetes API server") {
+		t.Fatalf("Ready cut off from the API server = %v, want an error naming it", err)
+	}
+	cut.Store(false)
+	if err := s.Ready(ctx); err != nil {
+		t.Fatalf("Ready after the API server is back: %v", err)
 	}
 }
