@@ -73,7 +73,8 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 	fmt.Fprintf(w, "each system started fresh on 127.0.0.1 in each of %d rounds, in ABBA order (forward, backward, ...); figures are medians over the rounds, ratios taken round by round, with (lowest–highest) round; the agent POSTs an MCP tools/call (%d bytes) as HTTP_PROXY-style absolute-form requests on keep-alive connections\n",
 		*numRounds, len(mcpBody))
 	fmt.Fprintf(w, "per measurement: %s warm-up + %s open loop at %d req/s (latency, CPU/req, allocation), %s + %s closed loop on %d connections (max req/s), %s + %s open loop at half that max req/s (latency)\n",
-		*loadWarmup, *loadDuration, *loadRate, *loadWarmup, *loadDuration, *loadConns, *loadWarmup, *loadDuration)
+		*loadWarmup, *loadDuration, *loadRate, *loadWarmup, *loadDuration, *loadConns, *loadWarmup, *halfDuration)
+	fmt.Fprintln(w, "open loop: evenly spaced arrivals on an absolute schedule, each request in its own goroutine whatever the earlier ones do, so a stall of the pair delays every request due meanwhile; latency runs from the hand-off to the HTTP client, and the generator's own lateness at the hand-off is shown apart (lag)")
 	fmt.Fprintln(w, "hops: TLS ones are HTTP/2 by ALPN, plain ones HTTP/1.1; the bare TLS pair and sidecar mtls use mutual TLS, sidecar wpt/httpsig (TLS) server-authenticated TLS (the proof authenticates the agent)")
 	fmt.Fprintln(w, "CPU: the two proxy processes' CPU time from /proc (task schedstat ns, or stat utime+stime if larger); the tool and the load generator are not counted")
 	all := run.all()
@@ -129,26 +130,50 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 	floor := func(s system) float64 { return float64(run.floor.totalFor(s.alg)) }
 	direct := systems[0].name
 
-	fmt.Fprintln(w, "latency (not corrected): at the fixed rate, and at half the row's own max req/s; + is added to the direct call at the fixed rate, same round")
+	// pooled merges a row's latencies of every round it completed, for percentiles over all of them.
+	pooled := func(name string, get func(f figures) []time.Duration) []time.Duration {
+		var sets [][]time.Duration
+		for _, f := range run.rounds[name] {
+			if f != nil {
+				sets = append(sets, get(*f))
+			}
+		}
+		return Pool(sets...)
+	}
+	latOf := func(f figures) []time.Duration { return f.lat }
+	halfOf := func(f figures) []time.Duration { return f.latHalf }
+	directPooled := pooled(direct, latOf)
+	// addedHalf is a row's p-th percentile at half capacity over all rounds pooled, minus the direct call's at the
+	// fixed rate pooled the same way: with the rounds' own figures as its spread.
+	addedHalf := func(name string, p float64, perRound func(a, d figures) float64) ([]float64, stat) {
+		xs, v := vs(name, direct, perRound)
+		if v.n > 0 {
+			v.med = float64(Percentile(pooled(name, halfOf), p) - Percentile(directPooled, p))
+		}
+		return xs, v
+	}
+
+	fmt.Fprintln(w, "latency (not corrected): at the fixed rate, and at half the row's own max req/s; + is added to the direct call at the fixed rate; fixed-rate columns are medians of the rounds' figures, half-capacity ones are over every round's requests pooled (n of them), and lag is the load generator's p99 lateness there")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tp50\tp99\t+p50\t+p99\thalf req/s\tp50\tp99\t+p50\t+p99\t")
+	fmt.Fprintln(tw, "system\tp50\tp99\t+p50\t+p99\thalf req/s\tn\tp50\tp99\t+p50\t+p99\tlag\t")
 	for _, s := range systems {
 		if len(run.rounds[s.name]) == 0 || field(s.name, func(f figures) float64 { return 1 }).n == 0 {
 			fmt.Fprintf(tw, "%s\tFAILED in every round (see the test log)\t\n", s.name)
 			continue
 		}
+		half := pooled(s.name, halfOf)
 		cols := []string{s.name,
 			fms(field(s.name, func(f figures) float64 { return float64(f.p50) }).med),
 			fms(field(s.name, func(f figures) float64 { return float64(f.p99) }).med), "-", "-",
 			fnum(field(s.name, func(f figures) float64 { return float64(f.halfRate) }).med),
-			fms(field(s.name, func(f figures) float64 { return float64(f.p50h) }).med),
-			fms(field(s.name, func(f figures) float64 { return float64(f.p99h) }).med), "-", "-"}
+			fnum(float64(len(half))), ms(Percentile(half, 50)), ms(Percentile(half, 99)), "-", "-",
+			fms(field(s.name, func(f figures) float64 { return float64(f.lagHalf) }).med)}
 		if s.name != direct {
 			_, a := vs(s.name, direct, func(a, d figures) float64 { return float64(a.p50 - d.p50) })
 			_, b := vs(s.name, direct, func(a, d figures) float64 { return float64(a.p99 - d.p99) })
-			_, c := vs(s.name, direct, func(a, d figures) float64 { return float64(a.p50h - d.p50) })
-			_, d := vs(s.name, direct, func(a, d figures) float64 { return float64(a.p99h - d.p99) })
-			cols[3], cols[4], cols[8], cols[9] = fms(a.med), fms(b.med), fms(c.med), fms(d.med)
+			_, c := addedHalf(s.name, 50, func(a, d figures) float64 { return float64(a.p50h - d.p50) })
+			_, d := addedHalf(s.name, 99, func(a, d figures) float64 { return float64(a.p99h - d.p99) })
+			cols[3], cols[4], cols[9], cols[10] = fms(a.med), fms(b.med), fms(c.med), fms(d.med)
 		}
 		fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t")
 	}
@@ -245,9 +270,10 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 			xs, v = vs(s.name, s.baseline, func(a, b figures) float64 { return float64(a.cpuPerReq-b.cpuPerReq) / floor(s) })
 			add(s.name, "issue 4: CPU beyond bare pair ÷ crypto", fmt.Sprintf("<= %.1fx", maxCPUOverFloor), xs, v, func(x float64) bool { return x <= maxCPUOverFloor }, fx)
 		}
-		xs, v = vs(s.name, direct, func(a, d figures) float64 { return float64(a.p50h - d.p50) })
+		// Over every round's requests pooled (spread and rounds: each round's own).
+		xs, v = addedHalf(s.name, 50, func(a, d figures) float64 { return float64(a.p50h - d.p50) })
 		add(s.name, "issue 19: added p50 at half capacity", "< "+ms(maxAddedP50Half), xs, v, func(x float64) bool { return x < float64(maxAddedP50Half) }, fms)
-		xs, v = vs(s.name, direct, func(a, d figures) float64 { return float64(a.p99h - d.p99) })
+		xs, v = addedHalf(s.name, 99, func(a, d figures) float64 { return float64(a.p99h - d.p99) })
 		add(s.name, "issue 19: added p99 at half capacity", "< "+ms(maxAddedP99Half), xs, v, func(x float64) bool { return x < float64(maxAddedP99Half) }, fms)
 		if s.proofsVs != "" {
 			xs, v = vs(s.name, s.proofsVs, func(a, b figures) float64 { return float64(a.cpuPerReq-b.cpuPerReq) / floor(s) })
@@ -268,7 +294,7 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 			p99.withSpread(fms), cpu.withSpread(fus))
 	}
 	variants(w, systems, field, vs)
-	fmt.Fprintln(w, "\ntargets, on the medians (spread: lowest–highest round), then each round's own value:")
+	fmt.Fprintln(w, "\ntargets, on the medians (half-capacity latency: over all rounds' requests pooled; spread: lowest–highest round), then each round's own value:")
 	missed := 0
 	for _, c := range checks {
 		mark := "met   "
