@@ -79,8 +79,8 @@ func (s *HTTPSigSigner) SignRequest(_ context.Context, r *http.Request, rt *prox
 	if err != nil {
 		return err
 	}
-	var body []byte
-	if r.GetBody != nil {
+	body, buffered := proxy.BufferedBody(r)
+	if !buffered && r.GetBody != nil {
 		rc, err := r.GetBody()
 		if err != nil {
 			return fmt.Errorf("egress: reading the buffered body: %v", err)
