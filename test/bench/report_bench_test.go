@@ -204,9 +204,9 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 	}
 	tw.Flush()
 
-	fmt.Fprintln(w, "\nallocation per request at the fixed rate, from each sidecar's Go runtime counters (go_memstats_alloc_bytes_total, go_memstats_mallocs_total); x mtls = both sidecars together against the pair in mtls mode")
+	fmt.Fprintln(w, "\nallocation per request at the fixed rate, from each sidecar's Go runtime counters (go_memstats_alloc_bytes_total, go_memstats_mallocs_total); x mtls = both sidecars together against the pair in mtls mode; GCs = both sidecars' collections per 1,000 requests (go_gc_duration_seconds_count)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tegress B\tegress objects\tingress B\tingress objects\tB x mtls\tobjects x mtls\t")
+	fmt.Fprintln(tw, "system\tegress B\tegress objects\tingress B\tingress objects\tB x mtls\tobjects x mtls\tGCs\t")
 	side := func(k int, get func(a allocs) float64) func(f figures) float64 {
 		return func(f figures) float64 {
 			if k >= len(f.alloc) {
@@ -217,6 +217,7 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 	}
 	bytesOf := func(a allocs) float64 { return a.bytes }
 	objsOf := func(a allocs) float64 { return a.objects }
+	gcsOf := func(a allocs) float64 { return a.gcs }
 	sum := func(f figures, get func(a allocs) float64) float64 {
 		var t float64
 		for _, a := range f.alloc {
@@ -231,7 +232,8 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 		}
 		cols := []string{s.name,
 			fnum(field(s.name, side(0, bytesOf)).med), fmt.Sprintf("%.1f", field(s.name, side(0, objsOf)).med),
-			fnum(field(s.name, side(1, bytesOf)).med), fmt.Sprintf("%.1f", field(s.name, side(1, objsOf)).med), "-", "-"}
+			fnum(field(s.name, side(1, bytesOf)).med), fmt.Sprintf("%.1f", field(s.name, side(1, objsOf)).med), "-", "-",
+			fmt.Sprintf("%.1f", 1000*field(s.name, func(f figures) float64 { return sum(f, gcsOf) }).med)}
 		if s.name != mtls {
 			_, b := vs(s.name, mtls, func(a, m figures) float64 { return sum(a, bytesOf) / sum(m, bytesOf) })
 			_, o := vs(s.name, mtls, func(a, m figures) float64 { return sum(a, objsOf) / sum(m, objsOf) })
