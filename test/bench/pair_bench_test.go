@@ -192,6 +192,10 @@ func TestSidecarPair(t *testing.T) {
 			start: startSidecarsWith("wpt", true, false, "runtime: {gcPercent: 200}\n"), wantBody: agentID.String()},
 		{name: "sidecar wpt, gcPercent 400", variantOf: "sidecar wpt, gcPercent 100",
 			start: startSidecarsWith("wpt", true, false, "runtime: {gcPercent: 400}\n"), wantBody: agentID.String()},
+		// The default (200) against 400 on the other proof mode, for the tail at half capacity (fewer collections
+		// coinciding with requests) against memory.
+		{name: "sidecar httpsig, gcPercent 400", variantOf: "sidecar httpsig (TLS)",
+			start: startSidecarsWith("httpsig", true, false, "runtime: {gcPercent: 400}\n"), wantBody: agentID.String()},
 		{name: "sidecar wpt, HPACK 16KiB", variantOf: "sidecar wpt (TLS)",
 			start: startSidecarsWith("wpt", true, false, "limits: {http2HeaderTableSize: 16384}\n"), wantBody: agentID.String()},
 		{name: "sidecar wpt, HPACK 64KiB", variantOf: "sidecar wpt (TLS)",

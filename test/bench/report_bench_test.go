@@ -295,7 +295,7 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 		fmt.Fprintf(w, "  %-28s max req/s* %s of off; p99 %s vs off; CPU/req* %s vs off\n", s.name, x.withSpread(fx),
 			p99.withSpread(fms), cpu.withSpread(fus))
 	}
-	variants(w, systems, field, vs)
+	variants(w, systems, field, vs, func(name string) time.Duration { return Percentile(pooled(name, halfOf), 99) })
 	fmt.Fprintln(w, "\ntargets, on the medians (half-capacity latency: over all rounds' requests pooled; spread: lowest–highest round), then each round's own value:")
 	missed := 0
 	for _, c := range checks {
@@ -336,7 +336,7 @@ func cpuModel() string {
 // that row, round by round: CPU, throughput, resident memory at the end of the closed loop, and bytes written per
 // request (wchar: on the egress, the requests' TLS records to the ingress and the answers to the agent).
 func variants(w io.Writer, systems []system, field func(string, func(figures) float64) stat,
-	vs func(string, string, func(a, b figures) float64) ([]float64, stat)) {
+	vs func(string, string, func(a, b figures) float64) ([]float64, stat), p99Half func(name string) time.Duration) {
 	var rows []system
 	for _, s := range systems {
 		if s.variantOf != "" && field(s.name, func(f figures) float64 { return 1 }).n > 0 {
@@ -372,9 +372,9 @@ func variants(w io.Writer, systems []system, field func(string, func(figures) fl
 		return 1000 * n
 	}
 	fgc := func(v float64) string { return fmt.Sprintf("%.1f", v) }
-	fmt.Fprintln(w, "\nvariants (issue 19), against the row named, same round (speed-corrected *): RSS in MiB at the end of the closed loop; GCs = both sidecars' collections per 1,000 requests and B written = wchar per request, at the fixed rate")
+	fmt.Fprintln(w, "\nvariants (issue 19), against the row named, same round (speed-corrected *): RSS in MiB at the end of the closed loop; GCs = both sidecars' collections per 1,000 requests and B written = wchar per request, at the fixed rate; p99 at half capacity over every round's requests pooled, and its difference to the row named")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tagainst\tCPU/req* x\tCPU/req@max* x\tmax req/s* x\tegress RSS\tingress RSS\tRSS Δ\tGCs\tx\tegress B written\tΔ\tingress B written\tΔ\t")
+	fmt.Fprintln(tw, "system\tagainst\tCPU/req* x\tCPU/req@max* x\tmax req/s* x\tegress RSS\tingress RSS\tRSS Δ\tGCs\tx\tegress B written\tΔ\tingress B written\tΔ\tp99 half\tΔ\t")
 	for _, s := range rows {
 		_, cpu := vs(s.name, s.variantOf, func(a, b figures) float64 { return float64(a.cpuPerReq) / float64(b.cpuPerReq) })
 		_, cpuMax := vs(s.name, s.variantOf, func(a, b figures) float64 { return float64(a.cpuPerReqMax) / float64(b.cpuPerReqMax) })
@@ -387,7 +387,8 @@ func variants(w io.Writer, systems []system, field func(string, func(figures) fl
 		_, dIn := vs(s.name, s.variantOf, func(a, b figures) float64 { return wrote(1)(a) - wrote(1)(b) })
 		fmt.Fprintln(tw, strings.Join([]string{s.name, s.variantOf, cpu.withSpread(fx), cpuMax.withSpread(fx), tput.withSpread(fx),
 			fmb(field(s.name, mem(0, rss)).med), fmb(field(s.name, mem(1, rss)).med), dRSS.withSpread(fmb),
-			fgc(field(s.name, gcs).med), gcx.withSpread(fx), fnum(field(s.name, wrote(0)).med), dEg.withSpread(fnum), fnum(field(s.name, wrote(1)).med), dIn.withSpread(fnum)}, "\t")+"\t")
+			fgc(field(s.name, gcs).med), gcx.withSpread(fx), fnum(field(s.name, wrote(0)).med), dEg.withSpread(fnum), fnum(field(s.name, wrote(1)).med), dIn.withSpread(fnum),
+			ms(p99Half(s.name)), ms(p99Half(s.name) - p99Half(s.variantOf))}, "\t")+"\t")
 	}
 	tw.Flush()
 }
