@@ -49,8 +49,9 @@ func TestRoundTripWithCryptoECDSA(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := sha256.Sum256([]byte("signature base"))
-		// Enough signatures that some have r or s with a set high bit or leading zero bytes.
-		for range 200 {
+		// Enough signatures that r and s have a set high bit in some (leading zero bytes are rarer: the fuzz
+		// target's inputs cover those).
+		for range 64 {
 			der, err := ecdsa.SignASN1(rand.Reader, key, h[:])
 			if err != nil {
 				t.Fatal(err)
@@ -113,6 +114,9 @@ func TestRefused(t *testing.T) {
 }
 
 func TestNoAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes what allocates")
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
