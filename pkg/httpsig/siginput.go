@@ -132,7 +132,7 @@ func (p *sfParser) parseSignatureInputList(key string, store **inputStore) (in S
 			if fault != nil {
 				return SignatureInput{}, fault, nil
 			}
-			if *store == nil && len(comps) <= len((*store).comps) && len(ps) <= len((*store).params) {
+			if *store == nil && len(comps) <= len(inputStore{}.comps) && len(ps) <= len(inputStore{}.params) {
 				st := new(inputStore)
 				*store = st
 				in = SignatureInput{Label: key, Components: st.comps[:len(comps):len(comps)]}
