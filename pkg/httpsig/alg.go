@@ -8,10 +8,9 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
-	"encoding/asn1"
 	"fmt"
-	"math/big"
 
+	"github.com/agentauth/agentauth/internal/ecdsasig"
 	ijose "github.com/agentauth/agentauth/internal/jose"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
@@ -95,44 +94,65 @@ func AlgorithmFromJWS(alg string) (Algorithm, error) {
 		autherr.ErrUnsupportedAlg, alg)
 }
 
-// digest hashes msg with h, one of the hashes algSpec names, without a hash.Hash per call.
-func digest(h crypto.Hash, msg []byte) []byte {
+// digest hashes msg with h, one of the hashes algSpec names, into d (no hash.Hash per call) and returns it.
+func digest(h crypto.Hash, msg []byte, d *[sha512.Size]byte) []byte {
 	switch h {
 	case crypto.SHA256:
-		d := sha256.Sum256(msg)
-		return d[:]
+		*(*[sha256.Size]byte)(d[:]) = sha256.Sum256(msg)
+		return d[:sha256.Size]
 	case crypto.SHA384:
-		d := sha512.Sum384(msg)
-		return d[:]
+		*(*[sha512.Size384]byte)(d[:]) = sha512.Sum384(msg)
+		return d[:sha512.Size384]
 	}
-	d := sha512.Sum512(msg)
+	*d = sha512.Sum512(msg)
 	return d[:]
 }
 
 // Sign signs the signature base with key. ECDSA signatures are returned as fixed-size r‖s, as RFC 9421 and JWS
 // require. The key's public half must fit the algorithm (curve, RSA size).
 func (a Algorithm) Sign(key crypto.Signer, base []byte) ([]byte, error) {
+	return a.appendSign(nil, key, base)
+}
+
+// appendSign is Sign, appending the signature to dst.
+func (a Algorithm) appendSign(dst []byte, key crypto.Signer, base []byte) ([]byte, error) {
 	s, err := a.spec()
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
 	if err := s.checkKey(a, key.Public()); err != nil {
-		return nil, err
+		return dst, err
 	}
+	var sig []byte
+	// key.Sign is an interface call, so d escapes: it is declared where it is needed, not for Ed25519.
 	switch s.kind {
 	case kindEd25519:
-		return key.Sign(rand.Reader, base, crypto.Hash(0))
+		sig, err = key.Sign(rand.Reader, base, crypto.Hash(0))
 	case kindECDSA:
-		der, err := key.Sign(rand.Reader, digest(s.hash, base), s.hash)
+		var d [sha512.Size]byte
+		der, err := key.Sign(rand.Reader, digest(s.hash, base, &d), s.hash)
 		if err != nil {
-			return nil, err
+			return dst, err
 		}
-		return ecdsaDERToRaw(der, s.size)
+		out, ok := ecdsasig.AppendRaw(dst, der, s.size)
+		if !ok {
+			return dst, fmt.Errorf("httpsig: signer returned a malformed ECDSA signature, or one for another curve")
+		}
+		return out, nil
 	case kindRSAPSS:
-		return key.Sign(rand.Reader, digest(s.hash, base), &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: s.hash})
+		var d [sha512.Size]byte
+		sig, err = key.Sign(rand.Reader, digest(s.hash, base, &d), &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: s.hash})
 	default:
-		return key.Sign(rand.Reader, digest(s.hash, base), s.hash)
+		var d [sha512.Size]byte
+		sig, err = key.Sign(rand.Reader, digest(s.hash, base, &d), s.hash)
 	}
+	if err != nil {
+		return dst, err
+	}
+	if dst == nil {
+		return sig, nil
+	}
+	return append(dst, sig...), nil
 }
 
 // Verify checks sig over the signature base with pub. A signature that does not verify is autherr.ErrBadSignature; a key
@@ -150,16 +170,15 @@ func (a Algorithm) Verify(pub crypto.PublicKey, base, sig []byte) error {
 	case kindEd25519:
 		ok = len(sig) == ed25519.SignatureSize && ed25519.Verify(pub.(ed25519.PublicKey), base, sig)
 	case kindECDSA:
-		if len(sig) == 2*s.size {
-			r := new(big.Int).SetBytes(sig[:s.size])
-			ss := new(big.Int).SetBytes(sig[s.size:])
-			ok = ecdsa.Verify(pub.(*ecdsa.PublicKey), digest(s.hash, base), r, ss)
-		}
+		// ecdsa.Verify with r and s as big.Ints, without them.
+		ok = len(sig) == 2*s.size && ecdsasig.VerifyMessage(pub.(*ecdsa.PublicKey), s.hash, base, sig)
 	case kindRSAPSS:
-		ok = rsa.VerifyPSS(pub.(*rsa.PublicKey), s.hash, digest(s.hash, base), sig,
+		var d [sha512.Size]byte
+		ok = rsa.VerifyPSS(pub.(*rsa.PublicKey), s.hash, digest(s.hash, base, &d), sig,
 			&rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: s.hash}) == nil
 	case kindRSAPKCS1:
-		ok = rsa.VerifyPKCS1v15(pub.(*rsa.PublicKey), s.hash, digest(s.hash, base), sig) == nil
+		var d [sha512.Size]byte
+		ok = rsa.VerifyPKCS1v15(pub.(*rsa.PublicKey), s.hash, digest(s.hash, base, &d), sig) == nil
 	}
 	if !ok {
 		return fmt.Errorf("httpsig: %w: %s signature does not verify", autherr.ErrBadSignature, string(a))
@@ -178,20 +197,4 @@ func (s algSpec) checkKey(a Algorithm, pub crypto.PublicKey) error {
 			autherr.ErrUnsupportedAlg, k.N.BitLen(), ijose.MinRSABits)
 	}
 	return fmt.Errorf("httpsig: %w: a %T key cannot be used with %s", autherr.ErrUnsupportedAlg, pub, string(a))
-}
-
-// ecdsaDERToRaw converts the ASN.1 signature a crypto.Signer returns into fixed-size r‖s.
-func ecdsaDERToRaw(der []byte, size int) ([]byte, error) {
-	var sig struct{ R, S *big.Int }
-	rest, err := asn1.Unmarshal(der, &sig)
-	if err != nil || len(rest) != 0 || sig.R == nil || sig.S == nil || sig.R.Sign() <= 0 || sig.S.Sign() <= 0 {
-		return nil, fmt.Errorf("httpsig: signer returned a malformed ECDSA signature")
-	}
-	if sig.R.BitLen() > 8*size || sig.S.BitLen() > 8*size {
-		return nil, fmt.Errorf("httpsig: signer returned an ECDSA signature for the wrong curve")
-	}
-	out := make([]byte, 2*size)
-	sig.R.FillBytes(out[:size])
-	sig.S.FillBytes(out[size:])
-	return out, nil
 }

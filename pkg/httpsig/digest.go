@@ -74,6 +74,31 @@ func ContentDigest(body []byte, algs ...string) (string, error) {
 // the body (the digest is what the signature covers, so a differing body is a broken binding rather than a bad
 // signature).
 func VerifyContentDigest(fieldLines []string, body []byte) error {
+	if isSHA256DigestOf(fieldLines, body) {
+		return nil
+	}
+	return verifyContentDigest(fieldLines, body)
+}
+
+// isSHA256DigestOf reports whether fieldLines is the one line this package's signers write, a single sha-256
+// digest, and it is body's: verifyContentDigest would parse it to that one member and accept it, without the
+// parse. Anything else goes to verifyContentDigest, which decides every refusal (FuzzContentDigestFastPath).
+func isSHA256DigestOf(fieldLines []string, body []byte) bool {
+	const prefix, encLen = DigestSHA256 + "=:", 44 // base64 of 32 bytes, padded
+	if len(fieldLines) != 1 {
+		return false
+	}
+	l := fieldLines[0]
+	if len(l) != len(prefix)+encLen+1 || l[:len(prefix)] != prefix || l[len(l)-1] != ':' {
+		return false
+	}
+	sum := sha256.Sum256(body)
+	var enc [encLen]byte
+	base64.StdEncoding.Encode(enc[:], sum[:])
+	return subtle.ConstantTimeCompare(enc[:], []byte(l[len(prefix):len(prefix)+encLen])) == 1
+}
+
+func verifyContentDigest(fieldLines []string, body []byte) error {
 	if len(fieldLines) == 0 {
 		return fmt.Errorf("httpsig: %w: no Content-Digest field", autherr.ErrMalformed)
 	}

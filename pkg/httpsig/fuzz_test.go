@@ -84,6 +84,28 @@ func FuzzParseContentDigest(f *testing.F) {
 	})
 }
 
+// FuzzContentDigestFastPath holds VerifyContentDigest's fast path to the full parse: it may only accept what the
+// full parse accepts.
+func FuzzContentDigestFastPath(f *testing.F) {
+	body := []byte(`{"hello": "world"}`)
+	good, err := ContentDigest(body)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good, body)
+	f.Add(good, []byte(`{"hello": "world!"}`))
+	f.Add(" "+good, body)
+	f.Add(strings.TrimSuffix(good, "=:")+":", body)
+	f.Add(`sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:`, body)
+	f.Fuzz(func(t *testing.T, s string, body []byte) {
+		if isSHA256DigestOf([]string{s}, body) {
+			if err := verifyContentDigest([]string{s}, body); err != nil {
+				t.Fatalf("fast path accepted %q for a %d-byte body, the full parse refuses: %v", s, len(body), err)
+			}
+		}
+	})
+}
+
 func FuzzSignatureBase(f *testing.F) {
 	for _, v := range loadVectors(f) {
 		f.Add(v.SignatureInput, true)

@@ -198,9 +198,16 @@ func toBare(v any) bareItem {
 	return bareItem{} // serializing it fails with "empty bare item"
 }
 
+// boxedTag is the WIMSE tag as an any, made once: every WIMSE signature carries it, and a string put in an
+// interface is otherwise a new allocation each time.
+var boxedTag any = Tag
+
 func fromBare(b bareItem) any {
 	switch b.kind {
 	case sfString:
+		if b.str == Tag {
+			return boxedTag
+		}
 		return b.str
 	case sfToken:
 		return Token(b.str)
@@ -220,11 +227,15 @@ func fromParams(ps params) []Param {
 	if len(ps) == 0 {
 		return nil
 	}
-	out := make([]Param, len(ps))
-	for i, p := range ps {
-		out[i] = Param{Key: p.key, Value: fromBare(p.val)}
+	return appendFromParams(make([]Param, 0, len(ps)), ps)
+}
+
+// appendFromParams appends ps as Params to dst.
+func appendFromParams(dst []Param, ps params) []Param {
+	for _, p := range ps {
+		dst = append(dst, Param{Key: p.key, Value: fromBare(p.val)})
 	}
-	return out
+	return dst
 }
 
 // validComponentName accepts a lower-case field name (an RFC 9110 token) or "@" followed by one.

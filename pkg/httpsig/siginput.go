@@ -23,6 +23,7 @@ func parseSignatureInputs(s string) ([]SignatureInput, error) {
 	p.skipSP()
 	var buf [2]entry
 	entries := buf[:0]
+	var store *inputStore // the first member's, when it fits
 	dup := false
 	for !p.eof() {
 		key, err := p.parseKey()
@@ -34,7 +35,7 @@ func parseSignatureInputs(s string) ([]SignatureInput, error) {
 		case !p.eof() && p.peek() == '=':
 			p.i++
 			if !p.eof() && p.peek() == '(' {
-				e.in, e.err, err = p.parseSignatureInputList(key)
+				e.in, e.err, err = p.parseSignatureInputList(key, &store)
 			} else {
 				_, err = p.parseItem()
 				e.err = badInput(key, "value is not an inner list")
@@ -72,7 +73,12 @@ func parseSignatureInputs(s string) ([]SignatureInput, error) {
 		return nil, fmt.Errorf("httpsig: %w: Signature-Input has %d signatures, limit %d",
 			autherr.ErrTooLarge, len(entries), MaxSignatures)
 	}
-	out := make([]SignatureInput, len(entries))
+	var out []SignatureInput
+	if len(entries) == 1 && store != nil && !store.usedIn {
+		out = store.in[:]
+	} else {
+		out = make([]SignatureInput, len(entries))
+	}
 	for i, e := range entries {
 		if e.err != nil {
 			return nil, e.err
@@ -82,9 +88,21 @@ func parseSignatureInputs(s string) ([]SignatureInput, error) {
 	return out, nil
 }
 
+// inputStore is room for one parsed signature input of up to 8 components and 6 parameters, a WIMSE signature's
+// size: its components, parameters and the one-element result slice in one allocation.
+type inputStore struct {
+	in     [1]SignatureInput
+	comps  [8]Component
+	params [6]Param
+	// usedIn: comps and params went to an input that was then replaced (a repeated label), so in is not the one
+	// to hand out either.
+	usedIn bool
+}
+
 // parseSignatureInputList parses the Inner List of the member labelled key, at '(', as parseInnerList does. fault
-// is the member's first fault as signatureInputFromMember would find it; err is a syntax error.
-func (p *sfParser) parseSignatureInputList(key string) (in SignatureInput, fault, err error) {
+// is the member's first fault as signatureInputFromMember would find it; err is a syntax error. The first input
+// that fits goes into a new *store; later ones are allocated apart.
+func (p *sfParser) parseSignatureInputList(key string, store **inputStore) (in SignatureInput, fault, err error) {
 	p.i++ // '('
 	var cbuf [8]Component
 	comps := cbuf[:0]
@@ -114,7 +132,19 @@ func (p *sfParser) parseSignatureInputList(key string) (in SignatureInput, fault
 			if fault != nil {
 				return SignatureInput{}, fault, nil
 			}
-			in = SignatureInput{Label: key, Components: make([]Component, len(comps)), Params: fromParams(ps)}
+			if *store == nil && len(comps) <= len(inputStore{}.comps) && len(ps) <= len(inputStore{}.params) {
+				st := new(inputStore)
+				*store = st
+				in = SignatureInput{Label: key, Components: st.comps[:len(comps):len(comps)]}
+				if len(ps) > 0 { // as fromParams: no parameters is a nil slice
+					in.Params = appendFromParams(st.params[:0:len(ps)], ps)
+				}
+			} else {
+				if *store != nil {
+					(*store).usedIn = true
+				}
+				in = SignatureInput{Label: key, Components: make([]Component, len(comps)), Params: fromParams(ps)}
+			}
 			copy(in.Components, comps)
 			return in, nil, nil
 		}

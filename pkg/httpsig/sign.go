@@ -48,22 +48,37 @@ func Sign(m Message, in *SignatureInput, alg Algorithm, key crypto.Signer) error
 	if err != nil {
 		return err
 	}
-	sig, err := alg.Sign(key, base)
+	var sigBuf [132]byte // an ECDSA P-521 r‖s; other signatures come from the key
+	sig, err := alg.appendSign(sigBuf[:0], key, base)
 	if err != nil {
 		return err
 	}
-	// Both field values are built in the buffer's spare room after the base, each copied out once.
-	field := append(base[len(base):], in.Label...)
-	field = append(field, '=')
-	field = append(field, base[paramsAt:]...)
-	h.Add(wire.HeaderSignatureInput, string(field))
-	field = append(field[:0], in.Label...)
-	field = append(field, "=:"...)
-	field = base64.StdEncoding.AppendEncode(field, sig)
-	field = append(field, ':')
-	h.Add(wire.HeaderSignature, string(field))
+	// Both field values are built in the buffer's spare room after the base, and copied out in one string.
+	fields := append(base[len(base):], in.Label...)
+	fields = append(fields, '=')
+	fields = append(fields, base[paramsAt:]...)
+	n := len(fields)
+	fields = append(fields, in.Label...)
+	fields = append(fields, "=:"...)
+	fields = base64.StdEncoding.AppendEncode(fields, sig)
+	fields = append(fields, ':')
+	both := string(fields)
+	if len(h[keySignatureInput]) == 0 && len(h[keySignature]) == 0 {
+		// h.Add twice, with both values in one slice; capacity-limited, so appending to one never touches the other.
+		vals := []string{both[:n], both[n:]}
+		h[keySignatureInput], h[keySignature] = vals[0:1:1], vals[1:2:2]
+		return nil
+	}
+	h.Add(wire.HeaderSignatureInput, both[:n])
+	h.Add(wire.HeaderSignature, both[n:])
 	return nil
 }
+
+// The canonical forms of the signature fields' names, the keys of http.Header.
+var (
+	keySignatureInput = http.CanonicalHeaderKey(wire.HeaderSignatureInput)
+	keySignature      = http.CanonicalHeaderKey(wire.HeaderSignature)
+)
 
 // Signatures parses the Signature-Input and Signature fields of h and checks that both name the same labels.
 // A message with neither returns no signatures and no error.

@@ -259,19 +259,27 @@ func (s *Signer) prepare(h http.Header, body []byte, fixed []Component, conditio
 	if err != nil {
 		return nil, fmt.Errorf("httpsig: nonce: %w", err)
 	}
-	h.Set(wire.HeaderWIT, s.wit)
+	// The input, its components and parameters, and the two fields' values, in one allocation.
+	st := new(signState)
+	st.fields[0] = s.wit
+	h[keyWIT] = st.fields[0:1:1] // h.Set, with its value in st
 	if len(body) > 0 || len(h[HeaderContentDigest]) > 0 {
 		d, err := ContentDigest(body, s.opts.DigestAlgorithm)
 		if err != nil {
 			return nil, err
 		}
-		h.Set(HeaderContentDigest, d)
+		st.fields[1] = d
+		h[HeaderContentDigest] = st.fields[1:2:2]
 	}
 	// Room for the WIT, content-digest and a response's two req components besides.
-	comps := make([]Component, 0, len(fixed)+4+len(conditional)+len(s.opts.Headers))
+	comps := st.comps[:0]
+	if n := len(fixed) + 4 + len(conditional) + len(s.opts.Headers); n > len(st.comps) {
+		comps = make([]Component, 0, n)
+	}
 	comps = append(comps, fixed...)
 	comps = append(comps, compWIT)
-	in := &SignatureInput{Label: Label, Components: comps}
+	in := &st.in
+	in.Label, in.Components = Label, comps
 	for _, f := range conditional {
 		if len(fieldLines(h, f)) > 0 {
 			in.Components = append(in.Components, Component{Name: f})
@@ -286,7 +294,7 @@ func (s *Signer) prepare(h http.Header, body []byte, fixed []Component, conditio
 		}
 	}
 	// Room for the parameters either direction adds (wimse-aud, wimse-sign-response; wimse-req-nonce).
-	in.Params = append(make([]Param, 0, 6),
+	in.Params = append(st.params[:0],
 		Param{paramCreated, now.Unix()},
 		Param{paramExpires, expires.Unix()},
 		Param{paramNonce, nonce},
@@ -294,6 +302,19 @@ func (s *Signer) prepare(h http.Header, body []byte, fixed []Component, conditio
 	)
 	return in, nil
 }
+
+// signState is what prepare allocates for one message: the signature input with room for the components and
+// parameters the profile signs, and the values of the WIT and Content-Digest fields (each field's []string is a
+// capacity-limited slice of fields, so appending to one never touches the other).
+type signState struct {
+	in     SignatureInput
+	comps  [10]Component
+	params [6]Param
+	fields [2]string
+}
+
+// keyWIT is the canonical form of the WIT field's name, the key of http.Header.
+var keyWIT = http.CanonicalHeaderKey(wire.HeaderWIT)
 
 // wimseInput returns the WIMSE signature input of h (see findWIMSE).
 func wimseInput(h http.Header) (*SignatureInput, error) {
@@ -419,7 +440,9 @@ func (v *Verifier) VerifyRequestFor(ctx context.Context, r *http.Request, body [
 type Pending struct {
 	v   *Verifier
 	h   http.Header
-	res *Result
+	res Result
+	// covered holds res.Covered when it fits: one allocation for the whole verification state.
+	covered [10]string
 }
 
 // VerifyRequestHeaders is the first half of VerifyRequestFor, for a server that must not read a body before it
@@ -435,13 +458,13 @@ func (v *Verifier) VerifyRequestHeaders(ctx context.Context, r *http.Request, au
 
 // Header is what the headers proved: the sender's WIT and the signature's parameters. The request is not verified
 // until VerifyBody returns.
-func (p *Pending) Header() *Result { return p.res }
+func (p *Pending) Header() *Result { return &p.res }
 
 // VerifyBody completes the verification: body (the content as received, after transfer decoding) against the
 // signed Content-Digest, then the nonce replay check, last, so only a request that passed everything consumes its
 // nonce. Call it once.
 func (p *Pending) VerifyBody(body []byte) (*Result, error) {
-	h, res := p.h, p.res
+	h, res := p.h, &p.res
 	// 5. The body against the signed digest.
 	if len(body) > 0 || len(h.Values(HeaderContentDigest)) > 0 {
 		if len(h.Values(HeaderContentDigest)) == 0 {
@@ -523,8 +546,9 @@ func (v *Verifier) verifyHeaders(ctx context.Context, m Message, hasBody bool, r
 	if err != nil {
 		return nil, err
 	}
-	res, err := v.checkShape(in, h, hasBody, isResp)
-	if err != nil {
+	p := &Pending{v: v, h: h}
+	res := &p.res
+	if err := v.checkShape(res, p.covered[:0], in, h, hasBody, isResp); err != nil {
 		return nil, err
 	}
 	res.WIT = wit
@@ -546,7 +570,7 @@ func (v *Verifier) verifyHeaders(ctx context.Context, m Message, hasBody bool, r
 	if _, err := verifyInput(m, in, sig, alg, wit.Key.Key); err != nil {
 		return nil, err
 	}
-	return &Pending{v: v, h: h, res: res}, nil
+	return p, nil
 }
 
 // witField returns the message's one WIT after the cheap presence checks: no WIT or no signature fields means
@@ -593,41 +617,41 @@ func (in *SignatureInput) flagParam(key string) bool {
 	return ok && b
 }
 
-// checkShape applies the profile's rules on parameters and covered components and returns the partial Result.
-func (v *Verifier) checkShape(in *SignatureInput, h http.Header, hasBody bool, isResp bool) (*Result, error) {
+// checkShape applies the profile's rules on parameters and covered components and fills in res, with res.Covered
+// appended to covered.
+func (v *Verifier) checkShape(res *Result, covered []string, in *SignatureInput, h http.Header, hasBody bool, isResp bool) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("httpsig: %w: signature %q: %s", autherr.ErrMalformed, in.Label, fmt.Sprintf(format, args...))
 	}
 	if tag, ok := in.StringParam(paramTag); !ok || tag != Tag {
-		return nil, bad("tag is %q, want %q", tag, Tag)
+		return bad("tag is %q, want %q", tag, Tag)
 	}
 	for _, p := range []string{"keyid", "alg"} {
 		if _, ok := in.Param(p); ok {
-			return nil, bad("the %s parameter must not be used; the key and algorithm come from the WIT", p)
+			return bad("the %s parameter must not be used; the key and algorithm come from the WIT", p)
 		}
 	}
-	res := &Result{}
 	var ok bool
 	if res.Created, ok = in.TimeParam(paramCreated); !ok {
-		return nil, bad("created is missing")
+		return bad("created is missing")
 	}
 	if res.Expires, ok = in.TimeParam(paramExpires); !ok {
-		return nil, bad("expires is missing")
+		return bad("expires is missing")
 	}
 	if res.Nonce, ok = in.StringParam(paramNonce); !ok || res.Nonce == "" {
-		return nil, bad("nonce is missing or empty")
+		return bad("nonce is missing or empty")
 	}
 	if len(res.Nonce) > maxNonceBytes {
-		return nil, fmt.Errorf("httpsig: %w: nonce is %d bytes, limit %d", autherr.ErrTooLarge, len(res.Nonce), maxNonceBytes)
+		return fmt.Errorf("httpsig: %w: nonce is %d bytes, limit %d", autherr.ErrTooLarge, len(res.Nonce), maxNonceBytes)
 	}
 	if !isResp {
 		if res.Audience, ok = in.StringParam(paramAudience); !ok {
-			return nil, bad("wimse-aud is missing")
+			return bad("wimse-aud is missing")
 		}
 		if sr, present := in.Param(paramSignResponse); present {
 			b, isBool := sr.(bool)
 			if !isBool {
-				return nil, bad("wimse-sign-response is not a boolean")
+				return bad("wimse-sign-response is not a boolean")
 			}
 			res.SignResponse = b
 		}
@@ -648,17 +672,17 @@ func (v *Verifier) checkShape(in *SignatureInput, h http.Header, hasBody bool, i
 	}
 	if hasBody || len(h[HeaderContentDigest]) > 0 {
 		if len(h[HeaderContentDigest]) == 0 {
-			return nil, bad("the message has a body but no Content-Digest")
+			return bad("the message has a body but no Content-Digest")
 		}
 		required = append(required, compContentDigest)
 	}
-	res.Covered = coveredIDs(in.Components)
+	res.Covered = coveredIDs(covered, in.Components)
 	for _, want := range required {
 		if !slices.ContainsFunc(in.Components, want.sameAs) {
-			return nil, bad("does not cover the required component %s", want)
+			return bad("does not cover the required component %s", want)
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // commonIDs maps the components a WIMSE signature usually covers to their serialized identifiers (without
@@ -672,17 +696,16 @@ var commonIDs = func() map[string]string {
 	return m
 }()
 
-// coveredIDs returns the serialized identifiers of comps (Result.Covered).
-func coveredIDs(comps []Component) []string {
-	out := make([]string, len(comps))
-	for i, c := range comps {
+// coveredIDs appends the serialized identifiers of comps to dst (Result.Covered).
+func coveredIDs(dst []string, comps []Component) []string {
+	for _, c := range comps {
 		if id, ok := commonIDs[c.Name]; ok && len(c.Params) == 0 {
-			out[i] = id
+			dst = append(dst, id)
 			continue
 		}
-		out[i] = c.String()
+		dst = append(dst, c.String())
 	}
-	return out
+	return dst
 }
 
 func (v *Verifier) checkTimes(res *Result) error {

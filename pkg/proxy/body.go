@@ -122,11 +122,36 @@ func bufferBody(r *http.Request, max int64, budget *bodyBudget) (b []byte, reser
 func setBody(r *http.Request, b []byte) {
 	r.ContentLength = int64(len(b))
 	r.TransferEncoding = nil
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	r.GetBody = func() (io.ReadCloser, error) { return newBodyReader(b), nil }
 	r.Body, _ = r.GetBody()
 	if len(b) == 0 {
 		r.Body = http.NoBody
 	}
+}
+
+// bodyReader reads a buffered body, and hands the whole of it to BufferedBody: one allocation per reader, where
+// io.NopCloser over a bytes.Reader is two.
+type bodyReader struct {
+	bytes.Reader
+	b []byte
+}
+
+func newBodyReader(b []byte) *bodyReader {
+	br := &bodyReader{b: b}
+	br.Reset(b)
+	return br
+}
+
+func (*bodyReader) Close() error { return nil }
+
+// BufferedBody returns the whole body of r, read or not, when r.Body is one the proxy buffered (a request on a
+// route whose proof covers the body), without copying it: the bytes are shared and must not be modified. ok is
+// false for any other body; r.GetBody is then the way to read it again.
+func BufferedBody(r *http.Request) (b []byte, ok bool) {
+	if br, isBuffered := r.Body.(*bodyReader); isBuffered {
+		return br.b, true
+	}
+	return nil, false
 }
 
 // bodyReadError classifies a failure to read the client's request body: too slow (autherr.ErrBodyTimeout) or not

@@ -3,10 +3,12 @@ package replay
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/agentauth/agentauth/pkg/autherr"
 )
@@ -196,5 +198,35 @@ func TestBoundConcurrent(t *testing.T) {
 	wg.Wait()
 	if ok.Load() != 50 || c.Len() != 50 {
 		t.Fatalf("accepted %d, Len %d; want exactly 50", ok.Load(), c.Len())
+	}
+}
+
+// TestIdentifierNotRetained: the cache keeps a hash of an identifier, not the identifier, so a busy receiver's
+// cache adds nothing for the garbage collector to scan, and the caller's string is free once Check returns.
+func TestIdentifierNotRetained(t *testing.T) {
+	c := New(Options{})
+	id := string([]byte("spiffe://example.org/agent/planner\x00nonce-0123456789abcdef")) // its own allocation
+	freed := make(chan struct{})
+	runtime.AddCleanup(unsafe.StringData(id), func(ch chan struct{}) { close(ch) }, freed)
+	if err := c.Check(id, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	id = ""
+	deadline := time.Now().Add(time.Minute)
+	for {
+		runtime.GC()
+		select {
+		case <-freed:
+			// Still recorded, under its hash.
+			again := "spiffe://example.org/agent/planner\x00nonce-0123456789abcdef"
+			if err := c.Check(again, time.Now().Add(time.Hour)); !errors.Is(err, autherr.ErrReplay) {
+				t.Fatalf("the identifier is no longer held: %v", err)
+			}
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cache keeps the identifier alive")
+		}
 	}
 }

@@ -5,11 +5,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"fmt"
-	"math/big"
 	"strings"
 
+	"github.com/agentauth/agentauth/internal/ecdsasig"
 	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/go-jose/go-jose/v4"
 )
@@ -47,15 +49,15 @@ func newCompactSigner(s jose.Signer, key crypto.Signer, alg string) (*compactSig
 		}
 		size := (k.Curve.Params().BitSize + 7) / 8
 		sign = func(input []byte) ([]byte, error) {
-			d := h.New()
-			d.Write(input)
-			r, s, err := ecdsa.Sign(rand.Reader, k, d.Sum(nil))
+			// ecdsa.Sign is this with r and s parsed into big.Ints: the same signature from the same randomness.
+			der, err := ecdsa.SignASN1(rand.Reader, k, digest(h, input))
 			if err != nil {
 				return nil, err
 			}
-			sig := make([]byte, 2*size)
-			r.FillBytes(sig[:size])
-			s.FillBytes(sig[size:])
+			sig, ok := ecdsasig.AppendRaw(make([]byte, 0, 2*size), der, size)
+			if !ok {
+				return nil, fmt.Errorf("wpt: crypto/ecdsa returned a signature that is not DER")
+			}
 			return sig, nil
 		}
 	case ed25519.PrivateKey:
@@ -104,6 +106,20 @@ func (cs *compactSigner) compact(payload []byte) (string, error) {
 	buf = append(buf, '.')
 	buf = enc.AppendEncode(buf, sig)
 	return string(buf), nil
+}
+
+// digest is the hash h (SHA-256, -384 or -512) of msg.
+func digest(h crypto.Hash, msg []byte) []byte {
+	switch h {
+	case crypto.SHA384:
+		d := sha512.Sum384(msg)
+		return d[:]
+	case crypto.SHA512:
+		d := sha512.Sum512(msg)
+		return d[:]
+	}
+	d := sha256.Sum256(msg)
+	return d[:]
 }
 
 // ecdsaHash is the hash of an ES* alg.
@@ -161,10 +177,8 @@ func (vw *verifiedWIT) verifyFast(token string) (payload []byte, handled bool, e
 		if !ok || len(sig) != 2*size {
 			return nil, false, nil
 		}
-		d := h.New()
-		d.Write([]byte(input))
-		// As go-jose verifies it, so both paths agree on every signature.
-		good = ecdsa.Verify(k, d.Sum(nil), new(big.Int).SetBytes(sig[:size]), new(big.Int).SetBytes(sig[size:]))
+		// As go-jose verifies it (ecdsa.Verify with r and s as big.Ints), so both paths agree on every signature.
+		good = ecdsasig.VerifyMessage(k, h, []byte(input), sig)
 	case ed25519.PublicKey:
 		if vw.cnfAlgs[0] != jose.EdDSA {
 			return nil, false, nil

@@ -81,6 +81,9 @@ type proc struct {
 func start(t *testing.T, bin string, cpu int, name string, args ...string) *proc {
 	t.Helper()
 	opts := []testproc.Option{testproc.Args(args...)}
+	if name == "sidecar" && *profileMemRate > 0 {
+		opts = append(opts, testproc.Env(fmt.Sprintf("GODEBUG=memprofilerate=%d", *profileMemRate)))
+	}
 	if cpu >= 0 {
 		// taskset execs the binary in place, so the PID is the binary's.
 		opts = append(opts, testproc.Prefix("taskset", "-c", strconv.Itoa(cpu)))

@@ -20,30 +20,49 @@ type LatencyResult struct {
 	FirstErr error
 	// Latencies of the successful requests, ascending.
 	Latencies []time.Duration
-	Elapsed   time.Duration
+	// Lags are how late each request was handed to do after its due time, ascending: the load generator's own
+	// delay (timer wake-up, scheduling on its core), which the latencies do not include.
+	Lags    []time.Duration
+	Elapsed time.Duration
 }
 
 // Percentile returns the nearest-rank p-th percentile (0 < p <= 100) of the latencies, or 0 when there are none.
-func (r LatencyResult) Percentile(p float64) time.Duration {
-	n := len(r.Latencies)
+func (r LatencyResult) Percentile(p float64) time.Duration { return Percentile(r.Latencies, p) }
+
+// Percentile returns the nearest-rank p-th percentile (0 < p <= 100) of sorted (ascending), or 0 when it is empty.
+func Percentile(sorted []time.Duration, p float64) time.Duration {
+	n := len(sorted)
 	if n == 0 {
 		return 0
 	}
 	i := int(math.Ceil(p/100*float64(n))) - 1
-	return r.Latencies[min(max(i, 0), n-1)]
+	return sorted[min(max(i, 0), n-1)]
+}
+
+// Pool merges sets of latencies into one ascending set, so a percentile can be taken over all of them: the p99 of
+// three 3,000-request phases pooled rests on the 90 slowest requests, where each phase's own rests on 30.
+func Pool(sets ...[]time.Duration) []time.Duration {
+	var out []time.Duration
+	for _, s := range sets {
+		out = append(out, s...)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // FixedRate sends rate requests per second for d, open loop: each request starts on its own schedule in its own
-// goroutine, whether or not earlier ones have finished, so a slow response delays no later request. The schedule is
-// absolute (request i is due at start + i/rate), so a late wake-up is caught up rather than lowering the rate.
-// Latency runs from the moment a request is handed to do until do returns.
+// goroutine, whether or not earlier ones have finished, so a slow response delays no later request and a stall of
+// the system under test shows in the latency of every request due during it (no coordinated omission). Arrivals
+// are evenly spaced, not Poisson. The schedule is absolute (request i is due at start + i/rate), so a late wake-up
+// is caught up rather than lowering the rate. Latency runs from the moment a request is handed to do until do
+// returns; how late that hand-off was after the due time is kept apart, in Lags.
 func FixedRate(ctx context.Context, do Request, rate int, d time.Duration) LatencyResult {
 	n := int(int64(rate) * int64(d) / int64(time.Second))
 	if rate <= 0 || n <= 0 {
 		return LatencyResult{}
 	}
 	interval := time.Second / time.Duration(rate)
-	lat := make([]time.Duration, n)
+	lat, lag := make([]time.Duration, n), make([]time.Duration, n)
 	ok := make([]bool, n)
 	var (
 		wg       sync.WaitGroup
@@ -54,7 +73,8 @@ func FixedRate(ctx context.Context, do Request, rate int, d time.Duration) Laten
 	start := time.Now()
 	sent := 0
 	for i := range n {
-		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+		due := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(due); wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -70,6 +90,7 @@ func FixedRate(ctx context.Context, do Request, rate int, d time.Duration) Laten
 		go func() {
 			defer wg.Done()
 			t0 := time.Now()
+			lag[i] = t0.Sub(due)
 			if err := do(ctx); err != nil {
 				failed.Add(1)
 				errOnce.Do(func() { firstErr = err })
@@ -87,6 +108,8 @@ func FixedRate(ctx context.Context, do Request, rate int, d time.Duration) Laten
 		}
 	}
 	slices.Sort(res.Latencies)
+	res.Lags = slices.Clone(lag[:sent])
+	slices.Sort(res.Lags)
 	return res
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,6 +81,32 @@ func TestFixedRateSendsExactlyRateTimesDuration(t *testing.T) {
 		if res.Latencies[i] < res.Latencies[i-1] {
 			t.Fatal("latencies not sorted")
 		}
+	}
+	if len(res.Lags) != res.Sent || !slices.IsSorted(res.Lags) || res.Lags[0] < 0 {
+		t.Fatalf("lags %v: want %d, ascending, none negative", res.Lags, res.Sent)
+	}
+}
+
+func TestPool(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		out := make([]time.Duration, len(v))
+		for i, x := range v {
+			out[i] = time.Duration(x) * time.Millisecond
+		}
+		return out
+	}
+	got := Pool(ms(1, 5, 9), nil, ms(2, 3), ms(10))
+	if want := ms(1, 2, 3, 5, 9, 10); !slices.Equal(got, want) {
+		t.Fatalf("Pool = %v, want %v", got, want)
+	}
+	// The p99 of two rounds of 100 pooled is the 3rd slowest of 200: one round's outlier (1000) does not decide it.
+	a, b := make([]time.Duration, 100), make([]time.Duration, 100)
+	for i := range 100 {
+		a[i], b[i] = time.Duration(i+1), time.Duration(i+1)
+	}
+	b[99] = 1000
+	if got := Percentile(Pool(a, b), 99); got != 99 {
+		t.Fatalf("pooled p99 = %v, want 99", got)
 	}
 }
 

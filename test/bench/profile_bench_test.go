@@ -9,24 +9,28 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
-// startProfiles starts a CPU profile of every sidecar in sut over the next -load.duration, when -profile.dir is
-// set, and returns a function that waits for them and writes each to the directory as <test>-<sidecar>.pprof,
-// with the number of requests the phase completed in <test>.requests (to read the profiles per request). The
-// profile is taken by the sidecar itself (/debug/pprof/profile on its admin listener), so it sees the sidecar's
-// CPU only; this process just waits for the answer.
-func startProfiles(t *testing.T, sut []*proc, test string) (wait func(requests int)) {
+// startProfiles starts a profile of every sidecar in sut over the next d, when -profile.dir is set,
+// and returns a function that waits for them and writes each to the directory as <test>-<sidecar>.<kind>.pprof
+// (.trace for a trace), with the number of requests the phase completed in <test>.<kind>.requests (to read the
+// profiles per request). kind is a net/http/pprof profile taken over a duration: "profile" (CPU), "allocs" (what
+// was allocated meanwhile, a delta) or "trace" (runtime/trace: GC, scheduling latency). The profile is taken by
+// the sidecar itself (/debug/pprof/<kind> on its admin listener), so it sees the sidecar only; this process just
+// waits for the answer.
+func startProfiles(t *testing.T, sut []*proc, test, kind string, d time.Duration) (wait func(requests int)) {
 	t.Helper()
-	if *profileDir == "" {
+	if *profileDir == "" || !slices.ContainsFunc(sut, func(p *proc) bool { return p.admin != "" }) {
 		return func(int) {}
 	}
 	if err := os.MkdirAll(*profileDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	secs := max(1, int(loadDuration.Seconds()))
+	secs := max(1, int(d.Seconds()))
 	base := regexp.MustCompile(`[^A-Za-z0-9.-]+`).ReplaceAllString(test, "_")
 	var wg sync.WaitGroup
 	errs := make([]error, len(sut))
@@ -35,18 +39,22 @@ func startProfiles(t *testing.T, sut []*proc, test string) (wait func(requests i
 			continue
 		}
 		wg.Go(func() {
-			errs[i] = fetchProfile(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.admin, secs),
-				filepath.Join(*profileDir, base+"-"+p.name+".pprof"))
+			ext := ".pprof"
+			if kind == "trace" {
+				ext = ".trace"
+			}
+			errs[i] = fetchProfile(fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", p.admin, kind, secs),
+				filepath.Join(*profileDir, base+"-"+p.name+"."+kind+ext))
 		})
 	}
 	return func(requests int) {
 		wg.Wait()
-		if err := os.WriteFile(filepath.Join(*profileDir, base+".requests"), fmt.Appendf(nil, "%d\n", requests), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(*profileDir, base+"."+kind+".requests"), fmt.Appendf(nil, "%d\n", requests), 0o644); err != nil {
 			t.Error(err)
 		}
 		for i, err := range errs {
 			if err != nil {
-				t.Errorf("%s: CPU profile: %v", sut[i].name, err)
+				t.Errorf("%s: %s profile: %v", sut[i].name, kind, err)
 			}
 		}
 	}

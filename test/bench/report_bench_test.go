@@ -73,7 +73,8 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 	fmt.Fprintf(w, "each system started fresh on 127.0.0.1 in each of %d rounds, in ABBA order (forward, backward, ...); figures are medians over the rounds, ratios taken round by round, with (lowest–highest) round; the agent POSTs an MCP tools/call (%d bytes) as HTTP_PROXY-style absolute-form requests on keep-alive connections\n",
 		*numRounds, len(mcpBody))
 	fmt.Fprintf(w, "per measurement: %s warm-up + %s open loop at %d req/s (latency, CPU/req, allocation), %s + %s closed loop on %d connections (max req/s), %s + %s open loop at half that max req/s (latency)\n",
-		*loadWarmup, *loadDuration, *loadRate, *loadWarmup, *loadDuration, *loadConns, *loadWarmup, *loadDuration)
+		*loadWarmup, *loadDuration, *loadRate, *loadWarmup, *loadDuration, *loadConns, *loadWarmup, *halfDuration)
+	fmt.Fprintln(w, "open loop: evenly spaced arrivals on an absolute schedule, each request in its own goroutine whatever the earlier ones do, so a stall of the pair delays every request due meanwhile; latency runs from the hand-off to the HTTP client, and the generator's own lateness at the hand-off is shown apart (lag)")
 	fmt.Fprintln(w, "hops: TLS ones are HTTP/2 by ALPN, plain ones HTTP/1.1; the bare TLS pair and sidecar mtls use mutual TLS, sidecar wpt/httpsig (TLS) server-authenticated TLS (the proof authenticates the agent)")
 	fmt.Fprintln(w, "CPU: the two proxy processes' CPU time from /proc (task schedstat ns, or stat utime+stime if larger); the tool and the load generator are not counted")
 	all := run.all()
@@ -129,26 +130,50 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 	floor := func(s system) float64 { return float64(run.floor.totalFor(s.alg)) }
 	direct := systems[0].name
 
-	fmt.Fprintln(w, "latency (not corrected): at the fixed rate, and at half the row's own max req/s; + is added to the direct call at the fixed rate, same round")
+	// pooled merges a row's latencies of every round it completed, for percentiles over all of them.
+	pooled := func(name string, get func(f figures) []time.Duration) []time.Duration {
+		var sets [][]time.Duration
+		for _, f := range run.rounds[name] {
+			if f != nil {
+				sets = append(sets, get(*f))
+			}
+		}
+		return Pool(sets...)
+	}
+	latOf := func(f figures) []time.Duration { return f.lat }
+	halfOf := func(f figures) []time.Duration { return f.latHalf }
+	directPooled := pooled(direct, latOf)
+	// addedHalf is a row's p-th percentile at half capacity over all rounds pooled, minus the direct call's at the
+	// fixed rate pooled the same way: with the rounds' own figures as its spread.
+	addedHalf := func(name string, p float64, perRound func(a, d figures) float64) ([]float64, stat) {
+		xs, v := vs(name, direct, perRound)
+		if v.n > 0 {
+			v.med = float64(Percentile(pooled(name, halfOf), p) - Percentile(directPooled, p))
+		}
+		return xs, v
+	}
+
+	fmt.Fprintln(w, "latency (not corrected): at the fixed rate, and at half the row's own max req/s; + is added to the direct call at the fixed rate; fixed-rate columns are medians of the rounds' figures, half-capacity ones are over every round's requests pooled (n of them), and lag is the load generator's p99 lateness there")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tp50\tp99\t+p50\t+p99\thalf req/s\tp50\tp99\t+p50\t+p99\t")
+	fmt.Fprintln(tw, "system\tp50\tp99\t+p50\t+p99\thalf req/s\tn\tp50\tp99\t+p50\t+p99\tlag\t")
 	for _, s := range systems {
 		if len(run.rounds[s.name]) == 0 || field(s.name, func(f figures) float64 { return 1 }).n == 0 {
 			fmt.Fprintf(tw, "%s\tFAILED in every round (see the test log)\t\n", s.name)
 			continue
 		}
+		half := pooled(s.name, halfOf)
 		cols := []string{s.name,
 			fms(field(s.name, func(f figures) float64 { return float64(f.p50) }).med),
 			fms(field(s.name, func(f figures) float64 { return float64(f.p99) }).med), "-", "-",
 			fnum(field(s.name, func(f figures) float64 { return float64(f.halfRate) }).med),
-			fms(field(s.name, func(f figures) float64 { return float64(f.p50h) }).med),
-			fms(field(s.name, func(f figures) float64 { return float64(f.p99h) }).med), "-", "-"}
+			fnum(float64(len(half))), ms(Percentile(half, 50)), ms(Percentile(half, 99)), "-", "-",
+			fms(field(s.name, func(f figures) float64 { return float64(f.lagHalf) }).med)}
 		if s.name != direct {
 			_, a := vs(s.name, direct, func(a, d figures) float64 { return float64(a.p50 - d.p50) })
 			_, b := vs(s.name, direct, func(a, d figures) float64 { return float64(a.p99 - d.p99) })
-			_, c := vs(s.name, direct, func(a, d figures) float64 { return float64(a.p50h - d.p50) })
-			_, d := vs(s.name, direct, func(a, d figures) float64 { return float64(a.p99h - d.p99) })
-			cols[3], cols[4], cols[8], cols[9] = fms(a.med), fms(b.med), fms(c.med), fms(d.med)
+			_, c := addedHalf(s.name, 50, func(a, d figures) float64 { return float64(a.p50h - d.p50) })
+			_, d := addedHalf(s.name, 99, func(a, d figures) float64 { return float64(a.p99h - d.p99) })
+			cols[3], cols[4], cols[9], cols[10] = fms(a.med), fms(b.med), fms(c.med), fms(d.med)
 		}
 		fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t")
 	}
@@ -179,9 +204,9 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 	}
 	tw.Flush()
 
-	fmt.Fprintln(w, "\nallocation per request at the fixed rate, from each sidecar's Go runtime counters (go_memstats_alloc_bytes_total, go_memstats_mallocs_total); x mtls = both sidecars together against the pair in mtls mode")
+	fmt.Fprintln(w, "\nallocation per request at the fixed rate, from each sidecar's Go runtime counters (go_memstats_alloc_bytes_total, go_memstats_mallocs_total); x mtls = both sidecars together against the pair in mtls mode; GCs = both sidecars' collections per 1,000 requests (go_gc_duration_seconds_count)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tegress B\tegress objects\tingress B\tingress objects\tB x mtls\tobjects x mtls\t")
+	fmt.Fprintln(tw, "system\tegress B\tegress objects\tingress B\tingress objects\tB x mtls\tobjects x mtls\tGCs\t")
 	side := func(k int, get func(a allocs) float64) func(f figures) float64 {
 		return func(f figures) float64 {
 			if k >= len(f.alloc) {
@@ -192,6 +217,7 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 	}
 	bytesOf := func(a allocs) float64 { return a.bytes }
 	objsOf := func(a allocs) float64 { return a.objects }
+	gcsOf := func(a allocs) float64 { return a.gcs }
 	sum := func(f figures, get func(a allocs) float64) float64 {
 		var t float64
 		for _, a := range f.alloc {
@@ -206,7 +232,8 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 		}
 		cols := []string{s.name,
 			fnum(field(s.name, side(0, bytesOf)).med), fmt.Sprintf("%.1f", field(s.name, side(0, objsOf)).med),
-			fnum(field(s.name, side(1, bytesOf)).med), fmt.Sprintf("%.1f", field(s.name, side(1, objsOf)).med), "-", "-"}
+			fnum(field(s.name, side(1, bytesOf)).med), fmt.Sprintf("%.1f", field(s.name, side(1, objsOf)).med), "-", "-",
+			fmt.Sprintf("%.1f", 1000*field(s.name, func(f figures) float64 { return sum(f, gcsOf) }).med)}
 		if s.name != mtls {
 			_, b := vs(s.name, mtls, func(a, m figures) float64 { return sum(a, bytesOf) / sum(m, bytesOf) })
 			_, o := vs(s.name, mtls, func(a, m figures) float64 { return sum(a, objsOf) / sum(m, objsOf) })
@@ -245,9 +272,10 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 			xs, v = vs(s.name, s.baseline, func(a, b figures) float64 { return float64(a.cpuPerReq-b.cpuPerReq) / floor(s) })
 			add(s.name, "issue 4: CPU beyond bare pair ÷ crypto", fmt.Sprintf("<= %.1fx", maxCPUOverFloor), xs, v, func(x float64) bool { return x <= maxCPUOverFloor }, fx)
 		}
-		xs, v = vs(s.name, direct, func(a, d figures) float64 { return float64(a.p50h - d.p50) })
+		// Over every round's requests pooled (spread and rounds: each round's own).
+		xs, v = addedHalf(s.name, 50, func(a, d figures) float64 { return float64(a.p50h - d.p50) })
 		add(s.name, "issue 19: added p50 at half capacity", "< "+ms(maxAddedP50Half), xs, v, func(x float64) bool { return x < float64(maxAddedP50Half) }, fms)
-		xs, v = vs(s.name, direct, func(a, d figures) float64 { return float64(a.p99h - d.p99) })
+		xs, v = addedHalf(s.name, 99, func(a, d figures) float64 { return float64(a.p99h - d.p99) })
 		add(s.name, "issue 19: added p99 at half capacity", "< "+ms(maxAddedP99Half), xs, v, func(x float64) bool { return x < float64(maxAddedP99Half) }, fms)
 		if s.proofsVs != "" {
 			xs, v = vs(s.name, s.proofsVs, func(a, b figures) float64 { return float64(a.cpuPerReq-b.cpuPerReq) / floor(s) })
@@ -267,8 +295,8 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 		fmt.Fprintf(w, "  %-28s max req/s* %s of off; p99 %s vs off; CPU/req* %s vs off\n", s.name, x.withSpread(fx),
 			p99.withSpread(fms), cpu.withSpread(fus))
 	}
-	variants(w, systems, field, vs)
-	fmt.Fprintln(w, "\ntargets, on the medians (spread: lowest–highest round), then each round's own value:")
+	variants(w, systems, field, vs, func(name string) time.Duration { return Percentile(pooled(name, halfOf), 99) })
+	fmt.Fprintln(w, "\ntargets, on the medians (half-capacity latency: over all rounds' requests pooled; spread: lowest–highest round), then each round's own value:")
 	missed := 0
 	for _, c := range checks {
 		mark := "met   "
@@ -308,7 +336,7 @@ func cpuModel() string {
 // that row, round by round: CPU, throughput, resident memory at the end of the closed loop, and bytes written per
 // request (wchar: on the egress, the requests' TLS records to the ingress and the answers to the agent).
 func variants(w io.Writer, systems []system, field func(string, func(figures) float64) stat,
-	vs func(string, string, func(a, b figures) float64) ([]float64, stat)) {
+	vs func(string, string, func(a, b figures) float64) ([]float64, stat), p99Half func(name string) time.Duration) {
 	var rows []system
 	for _, s := range systems {
 		if s.variantOf != "" && field(s.name, func(f figures) float64 { return 1 }).n > 0 {
@@ -344,9 +372,9 @@ func variants(w io.Writer, systems []system, field func(string, func(figures) fl
 		return 1000 * n
 	}
 	fgc := func(v float64) string { return fmt.Sprintf("%.1f", v) }
-	fmt.Fprintln(w, "\nvariants (issue 19), against the row named, same round (speed-corrected *): RSS in MiB at the end of the closed loop; GCs = both sidecars' collections per 1,000 requests and B written = wchar per request, at the fixed rate")
+	fmt.Fprintln(w, "\nvariants (issue 19), against the row named, same round (speed-corrected *): RSS in MiB at the end of the closed loop; GCs = both sidecars' collections per 1,000 requests and B written = wchar per request, at the fixed rate; p99 at half capacity over every round's requests pooled, and its difference to the row named")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tagainst\tCPU/req* x\tCPU/req@max* x\tmax req/s* x\tegress RSS\tingress RSS\tRSS Δ\tGCs\tx\tegress B written\tΔ\tingress B written\tΔ\t")
+	fmt.Fprintln(tw, "system\tagainst\tCPU/req* x\tCPU/req@max* x\tmax req/s* x\tegress RSS\tingress RSS\tRSS Δ\tGCs\tx\tegress B written\tΔ\tingress B written\tΔ\tp99 half\tΔ\t")
 	for _, s := range rows {
 		_, cpu := vs(s.name, s.variantOf, func(a, b figures) float64 { return float64(a.cpuPerReq) / float64(b.cpuPerReq) })
 		_, cpuMax := vs(s.name, s.variantOf, func(a, b figures) float64 { return float64(a.cpuPerReqMax) / float64(b.cpuPerReqMax) })
@@ -359,7 +387,8 @@ func variants(w io.Writer, systems []system, field func(string, func(figures) fl
 		_, dIn := vs(s.name, s.variantOf, func(a, b figures) float64 { return wrote(1)(a) - wrote(1)(b) })
 		fmt.Fprintln(tw, strings.Join([]string{s.name, s.variantOf, cpu.withSpread(fx), cpuMax.withSpread(fx), tput.withSpread(fx),
 			fmb(field(s.name, mem(0, rss)).med), fmb(field(s.name, mem(1, rss)).med), dRSS.withSpread(fmb),
-			fgc(field(s.name, gcs).med), gcx.withSpread(fx), fnum(field(s.name, wrote(0)).med), dEg.withSpread(fnum), fnum(field(s.name, wrote(1)).med), dIn.withSpread(fnum)}, "\t")+"\t")
+			fgc(field(s.name, gcs).med), gcx.withSpread(fx), fnum(field(s.name, wrote(0)).med), dEg.withSpread(fnum), fnum(field(s.name, wrote(1)).med), dIn.withSpread(fnum),
+			ms(p99Half(s.name)), ms(p99Half(s.name) - p99Half(s.variantOf))}, "\t")+"\t")
 	}
 	tw.Flush()
 }

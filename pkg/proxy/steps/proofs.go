@@ -79,8 +79,8 @@ func (s *HTTPSigSigner) SignRequest(_ context.Context, r *http.Request, rt *prox
 	if err != nil {
 		return err
 	}
-	var body []byte
-	if r.GetBody != nil {
+	body, buffered := proxy.BufferedBody(r)
+	if !buffered && r.GetBody != nil {
 		rc, err := r.GetBody()
 		if err != nil {
 			return fmt.Errorf("egress: reading the buffered body: %v", err)
@@ -191,23 +191,36 @@ func NewHTTPSigAuthenticator(v *httpsig.Verifier) *HTTPSigAuthenticator {
 
 // Authenticate implements proxy.Authenticator.
 func (a *HTTPSigAuthenticator) Authenticate(ctx context.Context, r *http.Request, _ *proxy.Peer, rt *proxy.Route) (*proxy.Identity, error) {
-	p, err := a.v.VerifyRequestHeaders(ctx, r, []string{rt.ExpectedAudience(r)})
+	st := &httpsigIdentity{aud: [1]string{rt.ExpectedAudience(r)}}
+	p, err := a.v.VerifyRequestHeaders(ctx, r, st.aud[:])
 	if err != nil {
 		return nil, err
 	}
 	res := p.Header()
-	return &proxy.Identity{
-		Subject:  res.WIT.Subject,
-		Method:   wire.AuthWITHTTPSig,
-		ProofID:  res.Nonce,
-		Expiry:   res.Expires,
-		IssuedAt: res.WIT.IssuedAt,
-		WITID:    res.WIT.ID,
-		VerifyBody: func(body []byte) error {
-			_, err := p.VerifyBody(body)
-			return err
-		},
-	}, nil
+	st.pending = p
+	st.id = proxy.Identity{
+		Subject:    res.WIT.Subject,
+		Method:     wire.AuthWITHTTPSig,
+		ProofID:    res.Nonce,
+		Expiry:     res.Expires,
+		IssuedAt:   res.WIT.IssuedAt,
+		WITID:      res.WIT.ID,
+		VerifyBody: st.verifyBody,
+	}
+	return &st.id, nil
+}
+
+// httpsigIdentity is one request's Identity with the audiences it was checked against and the body check still
+// pending, in one allocation.
+type httpsigIdentity struct {
+	id      proxy.Identity
+	aud     [1]string
+	pending *httpsig.Pending
+}
+
+func (st *httpsigIdentity) verifyBody(body []byte) error {
+	_, err := st.pending.VerifyBody(body)
+	return err
 }
 
 // bearer returns the OAuth access token of an Authorization header, or "": the credentials after the Bearer or

@@ -1,0 +1,5 @@
+//go:build !race
+
+package ecdsasig
+
+const raceEnabled = false
