@@ -10,7 +10,7 @@ import (
 // group commit shares each write (and fsync) among the appends waiting for it, and a lone append writes its own.
 func BenchmarkAppend(b *testing.B) {
 	for _, d := range []Durability{Sync, Batched} {
-		for _, par := range []int{1, 16} {
+		for _, par := range []int{1, 8, 16} {
 			b.Run(fmt.Sprintf("%s/par=%d", d, par), func(b *testing.B) { benchmarkAppend(b, d, par) })
 		}
 	}

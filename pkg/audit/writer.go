@@ -121,13 +121,15 @@ type Writer struct {
 	cur    *batch
 	err    error // sticky: once set, every Append fails
 	closed bool
-	// committing says that one goroutine owns the file and writes batches: the Append that found none (the
-	// leader, which writes its own batch) or, when records joined the next batch meanwhile, the committer
-	// goroutine. Without an owner the next batch is empty. idle is signalled when the owner lets go.
+	// committing says that one goroutine owns the file and writes batches: in Batched mode the Append that found
+	// none (the leader, which writes its own batch), else the committer goroutine. Without an owner the next batch
+	// is empty. idle is signalled when the owner lets go.
 	committing bool
 	idle       *sync.Cond
 
-	kick chan struct{} // a leader hands the batches that queued behind its own to the committer goroutine
+	// kick hands the file to the committer goroutine: a Sync Append that found no owner, or a leader whose write
+	// had records queue behind it.
+	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
 
@@ -260,15 +262,26 @@ func (w *Writer) Append(ctx context.Context, r *Record) (uint64, error) {
 	w.next++
 	w.prev = h
 	b.n++
-	if !w.committing {
+	if !w.committing && w.opts.Durability == Batched {
 		// No one is writing: this Append leads, and writes its batch itself (no goroutine to wake and wait for).
+		// Only in Batched mode, where that is a write into the page cache: a Sync leader would wait for its fsync
+		// whatever its ctx says, where a waiter may give up.
 		w.committing = true
+		w.mu.Unlock()
+		// Let the goroutines that are ready to run go first: those about to append join this batch and share its
+		// write, rather than each paying for one.
+		runtime.Gosched()
+		w.mu.Lock()
 		w.commitCurrent()
 		w.release()
 		if b.err != nil {
 			return 0, b.err
 		}
 		return r.Index, nil
+	}
+	if !w.committing {
+		w.committing = true
+		w.kick <- struct{}{} // never blocks, as in release
 	}
 	if b.done == nil {
 		b.done = make(chan struct{})
@@ -355,8 +368,8 @@ func (w *Writer) release() {
 	w.mu.Unlock()
 }
 
-// commitLoop is the committer goroutine: it signs checkpoints every CheckpointInterval, and writes the batches a
-// leader handed over until none is left.
+// commitLoop is the committer goroutine: it signs checkpoints every CheckpointInterval, and once handed the file
+// (kick) writes batches until none is left.
 func (w *Writer) commitLoop() {
 	defer close(w.done)
 	ticker := time.NewTicker(w.opts.CheckpointInterval)
