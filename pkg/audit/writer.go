@@ -104,7 +104,7 @@ type head struct {
 type batch struct {
 	buf  []byte
 	n    int
-	head head // tree after this batch (File and Offset set by the owner)
+	head head // tree after this batch (File and Offset set by the committer)
 	done chan struct{}
 	err  error
 }
@@ -121,30 +121,23 @@ type Writer struct {
 	cur    *batch
 	err    error // sticky: once set, every Append fails
 	closed bool
-	// committing says that one goroutine owns the file and writes batches: in Batched mode the Append that found
-	// none (the leader, which writes its own batch), else the committer goroutine. Without an owner the next batch
-	// is empty. idle is signalled when the owner lets go.
-	committing bool
-	idle       *sync.Cond
 
-	// kick hands the file to the committer goroutine: a Sync Append that found no owner, or a leader whose write
-	// had records queue behind it.
-	kick chan struct{}
+	kick chan struct{} // a batch has its first record, or is full
 	stop chan struct{}
 	done chan struct{}
 
-	// Batched: the owner kicks the syncer after a write; the syncer fsyncs what was written and marks it durable.
+	// Batched: the committer kicks the syncer after a write; the syncer fsyncs what was written and marks it durable.
 	syncKick   chan struct{}
 	syncerDone chan struct{}
-	// fileMu orders the syncer's fsync of f with the owner's rotation, which closes f.
+	// fileMu orders the syncer's fsync of f with the committer's rotation, which closes f.
 	fileMu sync.Mutex
 
-	// headMu guards written and durable, which the owner and the syncer both move.
+	// headMu guards written and durable, which the committer and the syncer both move.
 	headMu  sync.Mutex
 	written head // where the log ends in the file
 	durable head // where the log ends on disk (fsynced): what checkpoints sign
 
-	// Owned by whoever is committing (see committing).
+	// Owned by the committer goroutine.
 	f        *os.File
 	spare    []byte // the buffer of the last batch written, for the next one
 	fileNo   int
@@ -166,7 +159,6 @@ func Open(opts Options) (*Writer, error) {
 	}
 	w := &Writer{opts: opts, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		syncKick: make(chan struct{}, 1), syncerDone: make(chan struct{})}
-	w.idle = sync.NewCond(&w.mu)
 	h, err := w.recover()
 	if err != nil {
 		return nil, err
@@ -207,10 +199,9 @@ func Open(opts Options) (*Writer, error) {
 // Origin is the log's origin, the name on its checkpoints.
 func (w *Writer) Origin() string { return w.opts.Signer.Name() }
 
-// newBatch starts the next batch, in the buffer of the last one written. Only Open and the owner call it. Its done
-// channel is made by the first Append that waits for another goroutine to commit it: a leader alone needs none.
+// newBatch starts the next batch, in the buffer of the last one written. Only Open and the committer call it.
 func (w *Writer) newBatch() *batch {
-	b := &batch{buf: w.spare[:0]}
+	b := &batch{buf: w.spare[:0], done: make(chan struct{})}
 	w.spare = nil
 	return b
 }
@@ -262,29 +253,11 @@ func (w *Writer) Append(ctx context.Context, r *Record) (uint64, error) {
 	w.next++
 	w.prev = h
 	b.n++
-	if !w.committing && w.opts.Durability == Batched {
-		// No one is writing: this Append leads, and writes its batch itself (no goroutine to wake and wait for).
-		// Only in Batched mode, where that is a write into the page cache: a Sync leader would wait for its fsync
-		// whatever its ctx says, where a waiter may give up.
-		w.committing = true
-		w.mu.Unlock()
-		// Let the goroutines that are ready to run go first: those about to append join this batch and share its
-		// write, rather than each paying for one.
-		runtime.Gosched()
-		w.mu.Lock()
-		w.commitCurrent()
-		w.release()
-		if b.err != nil {
-			return 0, b.err
+	if b.n == 1 || b.n >= w.opts.BatchMax {
+		select {
+		case w.kick <- struct{}{}:
+		default:
 		}
-		return r.Index, nil
-	}
-	if !w.committing {
-		w.committing = true
-		w.kick <- struct{}{} // never blocks, as in release
-	}
-	if b.done == nil {
-		b.done = make(chan struct{})
 	}
 	w.mu.Unlock()
 	select {
@@ -316,10 +289,6 @@ func (w *Writer) Close() error {
 		return nil
 	}
 	w.closed = true
-	// Whoever owns the file writes what is pending; once it lets go, no record is pending and none can come.
-	for w.committing {
-		w.idle.Wait()
-	}
 	w.mu.Unlock()
 	close(w.stop)
 	<-w.done
@@ -332,69 +301,58 @@ func (w *Writer) Close() error {
 	return errors.Join(errs...)
 }
 
-// commitCurrent writes the current batch, which holds at least one record. The caller owns the file (committing)
-// and holds mu; commitCurrent returns with mu released.
-func (w *Writer) commitCurrent() {
-	b := w.cur
-	w.cur = w.newBatch()
-	b.head = head{Size: w.next, Hashes: slices.Clone(w.tree.Hashes()), Prev: w.prev}
-	failed := w.err
-	w.mu.Unlock()
-	if failed != nil {
-		b.err = failed
-	} else if err := w.commit(b); err != nil {
-		b.err = fmt.Errorf("%w: %w", ErrUnavailable, err)
-		w.mu.Lock()
-		w.err = b.err
-		w.mu.Unlock()
-	}
-	// No record joins b once it is no longer w.cur, so its done channel is settled.
-	if b.done != nil {
-		close(b.done)
-	}
-	w.spare = b.buf
-}
-
-// release ends a leader's ownership of the file: when records queued behind its batch (they arrived during its
-// write or fsync), the committer goroutine takes over and writes them as one batch; otherwise the file is free.
-func (w *Writer) release() {
-	w.mu.Lock()
-	if w.cur.n == 0 {
-		w.committing = false
-		w.idle.Broadcast()
-	} else {
-		w.kick <- struct{}{} // never blocks: only the owner sends, and the committer takes each before it owns again
-	}
-	w.mu.Unlock()
-}
-
-// commitLoop is the committer goroutine: it signs checkpoints every CheckpointInterval, and once handed the file
-// (kick) writes batches until none is left.
 func (w *Writer) commitLoop() {
 	defer close(w.done)
 	ticker := time.NewTicker(w.opts.CheckpointInterval)
 	defer ticker.Stop()
 	for {
+		stopping := false
 		select {
 		case <-w.kick:
+			// Let the goroutines that are ready to run go first: those about to append join this batch and share
+			// its write, rather than each paying for one.
+			runtime.Gosched()
 		case <-ticker.C:
 			w.checkpointLogged()
 			continue
 		case <-w.stop:
-			return
+			stopping = true
 		}
-		for {
-			// Let the goroutines that are ready to run go first: those about to append join this batch and share
-			// its write, rather than each paying for one.
-			runtime.Gosched()
-			w.mu.Lock()
-			if w.cur.n == 0 {
-				w.committing = false
-				w.idle.Broadcast()
-				w.mu.Unlock()
-				break
+		w.mu.Lock()
+		b := w.cur
+		if b.n == 0 {
+			w.mu.Unlock()
+			if stopping {
+				return
 			}
-			w.commitCurrent()
+			continue
+		}
+		w.cur = w.newBatch()
+		b.head = head{Size: w.next, Hashes: slices.Clone(w.tree.Hashes()), Prev: w.prev}
+		failed := w.err
+		w.mu.Unlock()
+		if failed != nil {
+			b.err = failed
+		} else if err := w.commit(b); err != nil {
+			b.err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			w.mu.Lock()
+			w.err = b.err
+			w.mu.Unlock()
+		}
+		close(b.done)
+		w.spare = b.buf
+		// Records that arrived during the fsync form the next batch: go round again without waiting for a kick.
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+		if stopping {
+			w.mu.Lock()
+			empty := w.cur.n == 0
+			w.mu.Unlock()
+			if empty {
+				return
+			}
 		}
 	}
 }
