@@ -39,7 +39,7 @@ const (
 const (
 	DefaultMaxFileBytes       = 64 << 20
 	DefaultCheckpointInterval = 10 * time.Second
-	DefaultBatchWait          = 10 * time.Millisecond
+	DefaultBatchWait          = 50 * time.Millisecond
 	DefaultBatchMax           = 512
 )
 

@@ -72,7 +72,7 @@ type AuditConfig struct {
 	Dir string `yaml:"dir"`
 	// Durability is sync (default: a record is fsynced before its decision takes effect; concurrent records share
 	// an fsync) or batched (a record is written to the file before its decision takes effect, which survives a
-	// crash of the sidecar, and fsynced within 10ms, so a crash of the machine loses at most the last 10ms).
+	// crash of the sidecar, and fsynced within 50ms, so a crash of the machine loses at most the last 50ms).
 	Durability string `yaml:"durability,omitempty"`
 	// MaxFileBytes rotates to a new file past this size (default 64 MiB, at least 1 MiB).
 	MaxFileBytes int64 `yaml:"maxFileBytes,omitempty"`
