@@ -3,6 +3,7 @@ package inject
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -30,15 +31,16 @@ type BundleKeeper struct {
 	Log      *zap.Logger
 }
 
-// Sync makes the caBundles current once; it reports whether it wrote.
+// Sync makes the caBundles current once; it reports whether it wrote. Each configuration is synced even if the
+// other fails.
 func (k *BundleKeeper) Sync(ctx context.Context) (bool, error) {
 	want := k.Bundle()
 	wrote, err := k.syncMutating(ctx, want)
-	if err != nil || k.Validating == "" {
+	if k.Validating == "" {
 		return wrote, err
 	}
-	wroteV, err := k.syncValidating(ctx, want)
-	return wrote || wroteV, err
+	wroteV, errV := k.syncValidating(ctx, want)
+	return wrote || wroteV, errors.Join(err, errV)
 }
 
 func (k *BundleKeeper) syncMutating(ctx context.Context, want []byte) (bool, error) {
