@@ -62,6 +62,12 @@ func TestCRDWatchAndStatus(t *testing.T) {
 		}
 	})
 	prefix := fmt.Sprintf("watch-%d-", time.Now().UnixNano())
+	// Their texts are not Cedar: never leave them for the package's other tests.
+	for _, n := range []string{"a", "b"} {
+		t.Cleanup(func() {
+			_ = dyn.Resource(crd.CedarPolicies).Delete(context.Background(), prefix+n, metav1.DeleteOptions{})
+		})
+	}
 	// waitFor waits for a call whose objects of this test have these names and texts.
 	waitFor := func(want ...string) []crd.CedarPolicy {
 		t.Helper()
