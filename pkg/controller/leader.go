@@ -12,8 +12,8 @@ import (
 	"github.com/agentauth/agentauth/pkg/leader"
 )
 
-// leaderOnly wraps the singleton work of inner (housekeeping, SSF polling and stream management): work only one
-// controller may do at a time. With state.backend kubernetes, inner starts each time this replica gains the Lease
+// leaderOnly wraps the singleton work of inner (housekeeping, SSF polling and stream management, applying the
+// CedarPolicy objects): work only one controller may do at a time. With state.backend kubernetes, inner starts each time this replica gains the Lease
 // and stops when it loses it; with bbolt there is no election, this controller is the only one and always leads:
 // inner starts and stops with the controller. inner is provisioned once and must be startable again after a stop.
 type leaderOnly struct {

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"math/big"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,5 +136,30 @@ func TestBundleKeeper(t *testing.T) {
 	k.Name = "missing"
 	if _, err := k.Sync(context.Background()); err == nil {
 		t.Error("a missing webhook configuration was not reported")
+	}
+}
+
+// TestBundleKeeperValidating: the ValidatingWebhookConfiguration of the CedarPolicy objects is kept too, also
+// while the mutating one cannot be read.
+func TestBundleKeeperValidating(t *testing.T) {
+	client := fake.NewClientset(&admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "agentauth-webhook"},
+		Webhooks:   []admissionregistrationv1.ValidatingWebhook{{Name: "cedarpolicy.validate.agentauth.io"}},
+	})
+	bundle := []byte("CA 1")
+	k := &BundleKeeper{Client: client, Name: "missing", Validating: "agentauth-webhook", Bundle: func() []byte { return bundle },
+		Log: zaptest.NewLogger(t)}
+	for _, wantWrote := range []bool{true, false} {
+		wrote, err := k.Sync(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "MutatingWebhookConfiguration missing") || wrote != wantWrote {
+			t.Fatalf("Sync = %v, %v; want %v and the missing mutating configuration reported", wrote, err, wantWrote)
+		}
+		got, err := client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(context.Background(), "agentauth-webhook", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Webhooks[0].ClientConfig.CABundle, bundle) {
+			t.Fatalf("caBundle %q, want %q", got.Webhooks[0].ClientConfig.CABundle, bundle)
+		}
 	}
 }

@@ -231,6 +231,7 @@ func TestChartRBAC(t *testing.T) {
 		{verb: "watch", resource: "secrets", namespace: namespace},
 		{verb: "delete", resource: "secrets", namespace: namespace, name: "agentauth-ca-0123"},
 		{verb: "patch", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", name: webhook},
+		{verb: "update", group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations", name: r.validate.Name},
 		{verb: "create", group: "events.k8s.io", resource: "events", namespace: other},
 	}
 	for _, s := range secrets {
@@ -252,6 +253,9 @@ func TestChartRBAC(t *testing.T) {
 		{verb: "patch", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", name: "someone-elses"},
 		{verb: "create", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations"},
 		{verb: "delete", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", name: webhook},
+		{verb: "update", group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations", name: "someone-elses"},
+		{verb: "create", group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations"},
+		{verb: "delete", group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations", name: r.validate.Name},
 		{verb: "create", group: "agentauth.io", resource: "cedarpolicies", namespace: other},
 		{verb: "delete", group: "agentauth.io", resource: "cedarpolicies", namespace: other, name: "p"},
 		{verb: "create", group: "rbac.authorization.k8s.io", resource: "clusterrolebindings"},

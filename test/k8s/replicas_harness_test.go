@@ -85,6 +85,8 @@ type replicaEnv struct {
 	kubeconfig string
 	jwks       string
 	idpKey     jose.JSONWebKey
+	// extraConfig, when set, is appended to each replica's controller.yaml; %s in it is the replica's directory.
+	extraConfig string
 }
 
 func newReplicaEnv(t testing.TB, namespace string) *replicaEnv {
@@ -151,8 +153,9 @@ state:
     renewDeadline: %s
     retryPeriod: %s
 log: {level: debug}
-`, replicaTrustDomain, filepath.Join(r.dir, "data"), r.issuerAddr, r.xdsAddr, r.socket, r.opsAddr, r.ssfAddr,
-		idpIssuer, ssfAudience, e.jwks, e.namespace, e.kubeconfig, name, leaseDuration, renewDeadline, retryPeriod))
+%s`, replicaTrustDomain, filepath.Join(r.dir, "data"), r.issuerAddr, r.xdsAddr, r.socket, r.opsAddr, r.ssfAddr,
+		idpIssuer, ssfAudience, e.jwks, e.namespace, e.kubeconfig, name, leaseDuration, renewDeadline, retryPeriod,
+		strings.ReplaceAll(e.extraConfig, "%s", r.dir)))
 	r.proc = testproc.Start(t, binary(t, "controller"), testproc.Name("controller "+name),
 		testproc.Args("-config", r.configPath), testproc.Grace(30*time.Second))
 	testproc.WaitHTTP(t, r.proc, "http://"+r.opsAddr+"/readyz", http.StatusOK)
