@@ -39,6 +39,16 @@ const (
 
 // kubeClient returns a clientset for the API server in kubeconfig, or the in-cluster one when kubeconfig is empty.
 func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	cfg, err := kubeRESTConfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// kubeRESTConfig is the client configuration of the API server in kubeconfig, or the in-cluster one when
+// kubeconfig is empty.
+func kubeRESTConfig(kubeconfig string) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig != "" {
@@ -50,5 +60,5 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 		return nil, fmt.Errorf("Kubernetes API client: %w", err)
 	}
 	cfg.QPS, cfg.Burst = kubeQPS, kubeBurst
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }

@@ -292,6 +292,10 @@ func (r *Receiver) newTransmitter(tc TransmitterConfig) (*transmitter, error) {
 	return t, nil
 }
 
+// CheckEndpointURL checks a URL the receiver is to call (a poll endpoint) as NewPoller does: https, or http to a
+// loopback address.
+func CheckEndpointURL(raw string) error { return checkOutboundURL(raw) }
+
 // checkOutboundURL requires https (SSF §6.1), except http to a loopback address for tests and demos.
 func checkOutboundURL(raw string) error {
 	u, err := url.Parse(raw)
