@@ -46,8 +46,7 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(cfg)
 }
 
-// kubeRESTConfig is the client configuration of the API server in kubeconfig, or the in-cluster one when
-// kubeconfig is empty.
+// kubeRESTConfig is the client config of kubeClient, for the other kinds of client (dynamic).
 func kubeRESTConfig(kubeconfig string) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error

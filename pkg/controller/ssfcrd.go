@@ -27,17 +27,17 @@ import (
 
 // Reasons of an SSFTransmitter's Accepted condition.
 const (
-	// ReasonConfigured: the transmitter is trusted (Accepted=True).
-	ReasonConfigured = "Configured"
-	// ReasonIssuerConflict: another source trusts the issuer already: the controller's ssf.transmitters, which
+	// reasonConfigured: the transmitter is trusted (Accepted=True).
+	reasonConfigured = "Configured"
+	// reasonIssuerConflict: another source trusts the issuer already: the controller's ssf.transmitters, which
 	// always wins, or an older SSFTransmitter (by creation, then name).
-	ReasonIssuerConflict = "IssuerConflict"
-	// ReasonSecretNotFound: a Secret, or its key, the object refers to is missing.
-	ReasonSecretNotFound = "SecretNotFound"
-	// ReasonInvalidJWKS: the JWK Set in jwksSecretRef is not a usable one.
-	ReasonInvalidJWKS = "InvalidJWKS"
-	// ReasonInvalid: a field is wrong (the message names it).
-	ReasonInvalid = "Invalid"
+	reasonIssuerConflict = "IssuerConflict"
+	// reasonSecretNotFound: a Secret, or its key, the object refers to is missing.
+	reasonSecretNotFound = "SecretNotFound"
+	// reasonInvalidJWKS: the JWK Set in jwksSecretRef is not a usable one.
+	reasonInvalidJWKS = "InvalidJWKS"
+	// reasonInvalid: a field is wrong (the message names it).
+	reasonInvalid = "Invalid"
 )
 
 // objectError is why an SSFTransmitter is not accepted: the reason of its Accepted=False condition and err, its
@@ -85,7 +85,7 @@ func transmitterFromObject(o *crd.SSFTransmitter, secret secretFunc) (Transmitte
 		t.Poll = &SSFPollConfig{URL: p.URL, MaxEvents: p.MaxEvents}
 		if p.Interval != "" {
 			if t.Poll.Interval, err = time.ParseDuration(p.Interval); err != nil {
-				return t, refuseObject(ReasonInvalid, "spec.poll.interval: %v", err)
+				return t, refuseObject(reasonInvalid, "spec.poll.interval: %v", err)
 			}
 		}
 		if t.Poll.Authorization, err = str("spec.poll.authorizationSecretRef", p.AuthorizationSecretRef); err != nil {
@@ -106,7 +106,7 @@ func transmitterFromObject(o *crd.SSFTransmitter, secret secretFunc) (Transmitte
 		}
 	}
 	if err := p.Err("SSFTransmitter " + o.Name); err != nil {
-		return t, &objectError{reason: ReasonInvalid, err: err}
+		return t, &objectError{reason: reasonInvalid, err: err}
 	}
 	return t, nil
 }
@@ -231,14 +231,14 @@ func (o *ssfObjects) secretValue(field, name, key string) ([]byte, error) {
 	sec, err := o.secret.Get(name)
 	switch {
 	case apierrors.IsNotFound(err):
-		return nil, refuseObject(ReasonSecretNotFound, "%s: Secret %s/%s not found", field,
+		return nil, refuseObject(reasonSecretNotFound, "%s: Secret %s/%s not found", field,
 			o.s.c.cfg.SSF.TransmitterObjects.Namespace, name)
 	case err != nil:
-		return nil, refuseObject(ReasonSecretNotFound, "%s: Secret %s: %v", field, name, err)
+		return nil, refuseObject(reasonSecretNotFound, "%s: Secret %s: %v", field, name, err)
 	}
 	v, ok := sec.Data[key]
 	if !ok || len(v) == 0 {
-		return nil, refuseObject(ReasonSecretNotFound, "%s: Secret %s/%s has no key %q", field, sec.Namespace, name, key)
+		return nil, refuseObject(reasonSecretNotFound, "%s: Secret %s/%s has no key %q", field, sec.Namespace, name, key)
 	}
 	return v, nil
 }
@@ -259,7 +259,7 @@ func (o *ssfObjects) reconcile(ctx context.Context) {
 		return // not listed yet
 	}
 	for _, v := range o.apply(objs) {
-		reason, msg := ReasonConfigured, "the controller trusts SETs from "+v.obj.Spec.Issuer
+		reason, msg := reasonConfigured, "the controller trusts SETs from "+v.obj.Spec.Issuer
 		if v.err != nil {
 			reason, msg = v.err.reason, v.err.Error()
 			o.log.Warn("SSFTransmitter not accepted", zap.String("name", v.obj.Name), zap.String("reason", reason),
@@ -291,7 +291,7 @@ func (o *ssfObjects) apply(objs []crd.SSFTransmitter) []verdict {
 		// judge checked each one; this is a bug, and the set in force stays.
 		o.log.Error("SSF transmitters of SSFTransmitter objects not applied", zap.Error(err))
 		for i := range verdicts {
-			verdicts[i].err = &objectError{reason: ReasonInvalid, err: err}
+			verdicts[i].err = &objectError{reason: reasonInvalid, err: err}
 		}
 		return verdicts
 	}
@@ -343,17 +343,17 @@ func (o *ssfObjects) judgeOne(obj *crd.SSFTransmitter, fromConfig map[string]boo
 	case errors.As(err, &oe):
 		return t, oe
 	case err != nil:
-		return t, &objectError{reason: ReasonInvalid, err: err}
+		return t, &objectError{reason: reasonInvalid, err: err}
 	case fromConfig[t.Issuer]:
-		return t, refuseObject(ReasonIssuerConflict, "issuer %q is in the controller's ssf.transmitters, which take precedence", t.Issuer)
+		return t, refuseObject(reasonIssuerConflict, "issuer %q is in the controller's ssf.transmitters, which take precedence", t.Issuer)
 	case owner[t.Issuer] != "":
-		return t, refuseObject(ReasonIssuerConflict, "issuer %q is trusted through the older SSFTransmitter %s", t.Issuer, owner[t.Issuer])
+		return t, refuseObject(reasonIssuerConflict, "issuer %q is trusted through the older SSFTransmitter %s", t.Issuer, owner[t.Issuer])
 	}
 	if err := o.s.rcv.CheckTransmitter(t.receiverConfig()); err != nil {
 		if t.jwks != nil {
-			return t, &objectError{reason: ReasonInvalidJWKS, err: fmt.Errorf("spec.jwksSecretRef: %w", err)}
+			return t, &objectError{reason: reasonInvalidJWKS, err: fmt.Errorf("spec.jwksSecretRef: %w", err)}
 		}
-		return t, &objectError{reason: ReasonInvalid, err: err}
+		return t, &objectError{reason: reasonInvalid, err: err}
 	}
 	return t, nil
 }

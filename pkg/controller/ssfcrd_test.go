@@ -26,11 +26,11 @@ func secretsOf(m map[string]map[string]string) secretFunc {
 	return func(field, name, key string) ([]byte, error) {
 		sec, ok := m[name]
 		if !ok {
-			return nil, refuseObject(ReasonSecretNotFound, "%s: Secret %s not found", field, name)
+			return nil, refuseObject(reasonSecretNotFound, "%s: Secret %s not found", field, name)
 		}
 		v, ok := sec[key]
 		if !ok {
-			return nil, refuseObject(ReasonSecretNotFound, "%s: Secret %s has no key %q", field, name, key)
+			return nil, refuseObject(reasonSecretNotFound, "%s: Secret %s has no key %q", field, name, key)
 		}
 		return []byte(v), nil
 	}
@@ -98,29 +98,29 @@ func TestTransmitterFromObject(t *testing.T) {
 			}
 		}},
 		{"missing Secret", func(s *crd.SSFTransmitterSpec) { s.JWKSSecretRef = ref("gone", "jwks.json") },
-			ReasonSecretNotFound, "spec.jwksSecretRef: Secret gone not found", nil},
+			reasonSecretNotFound, "spec.jwksSecretRef: Secret gone not found", nil},
 		{"missing key", func(s *crd.SSFTransmitterSpec) { s.PushAuthorizationSecretRef = ref("idp", "nope") },
-			ReasonSecretNotFound, `spec.pushAuthorizationSecretRef: Secret idp has no key "nope"`, nil},
+			reasonSecretNotFound, `spec.pushAuthorizationSecretRef: Secret idp has no key "nope"`, nil},
 		{"missing stream authorization", func(s *crd.SSFTransmitterSpec) {
 			s.Stream = &crd.SSFStream{Delivery: "poll", AuthorizationSecretRef: ref("idp", "nope")}
-		}, ReasonSecretNotFound, "spec.stream.authorizationSecretRef", nil},
+		}, reasonSecretNotFound, "spec.stream.authorizationSecretRef", nil},
 		{"bad interval", func(s *crd.SSFTransmitterSpec) {
 			s.Poll = &crd.SSFPoll{URL: "https://idp.example.com/poll", Interval: "soon"}
 		},
-			ReasonInvalid, "spec.poll.interval", nil},
+			reasonInvalid, "spec.poll.interval", nil},
 		{"interval too short", func(s *crd.SSFTransmitterSpec) {
 			s.Poll = &crd.SSFPoll{URL: "https://idp.example.com/poll", Interval: "10ms"}
 		},
-			ReasonInvalid, "spec.poll.interval", nil},
+			reasonInvalid, "spec.poll.interval", nil},
 		{"poll over plain http", func(s *crd.SSFTransmitterSpec) { s.Poll = &crd.SSFPoll{URL: "http://idp.example.com/poll"} },
-			ReasonInvalid, "spec.poll.url", nil},
-		{"poll without url", func(s *crd.SSFTransmitterSpec) { s.Poll = &crd.SSFPoll{} }, ReasonInvalid, "spec.poll.url", nil},
+			reasonInvalid, "spec.poll.url", nil},
+		{"poll without url", func(s *crd.SSFTransmitterSpec) { s.Poll = &crd.SSFPoll{} }, reasonInvalid, "spec.poll.url", nil},
 		{"push stream without endpoint", func(s *crd.SSFTransmitterSpec) { s.Stream = &crd.SSFStream{Delivery: "push"} },
-			ReasonInvalid, "spec.stream.pushEndpoint", nil},
+			reasonInvalid, "spec.stream.pushEndpoint", nil},
 		{"unknown event", func(s *crd.SSFTransmitterSpec) {
 			s.Stream = &crd.SSFStream{Delivery: "poll", EventsRequested: []string{"session-ended"}}
-		}, ReasonInvalid, "session-ended", nil},
-		{"no audience", func(s *crd.SSFTransmitterSpec) { s.Audience = nil }, ReasonInvalid, "spec.audience", nil},
+		}, reasonInvalid, "session-ended", nil},
+		{"no audience", func(s *crd.SSFTransmitterSpec) { s.Audience = nil }, reasonInvalid, "spec.audience", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,14 +200,14 @@ func TestSSFObjectsApply(t *testing.T) {
 		sets     []set
 	}{
 		{"none", nil, nil, []set{{cfgIss, cfgKey, true}, {issA, keyA, false}}},
-		{"a and b", []crd.SSFTransmitter{objB, objA}, map[string]string{"a": ReasonConfigured, "b": ReasonConfigured},
+		{"a and b", []crd.SSFTransmitter{objB, objA}, map[string]string{"a": reasonConfigured, "b": reasonConfigured},
 			[]set{{cfgIss, cfgKey, true}, {issA, keyA, true}, {issB, keyB, true}, {issA, keyB, false}}},
 		{"conflicts and bad objects", []crd.SSFTransmitter{objA2, objB, objA, objCfg, objBad, objGone},
-			map[string]string{"a": ReasonConfigured, "b": ReasonConfigured, "a-again": ReasonIssuerConflict,
-				"config-issuer": ReasonIssuerConflict, "bad": ReasonInvalidJWKS, "gone": ReasonSecretNotFound},
+			map[string]string{"a": reasonConfigured, "b": reasonConfigured, "a-again": reasonIssuerConflict,
+				"config-issuer": reasonIssuerConflict, "bad": reasonInvalidJWKS, "gone": reasonSecretNotFound},
 			// The config's keys stay the config issuer's; a's stay a's.
 			[]set{{cfgIss, cfgKey, true}, {cfgIss, keyB, false}, {issA, keyA, true}, {issA, keyB, false}, {issB, keyB, true}}},
-		{"a deleted", []crd.SSFTransmitter{objB}, map[string]string{"b": ReasonConfigured},
+		{"a deleted", []crd.SSFTransmitter{objB}, map[string]string{"b": reasonConfigured},
 			[]set{{cfgIss, cfgKey, true}, {issA, keyA, false}, {issB, keyB, true}}},
 		{"all deleted", []crd.SSFTransmitter{}, nil, []set{{cfgIss, cfgKey, true}, {issB, keyB, false}}},
 	}
@@ -215,7 +215,7 @@ func TestSSFObjectsApply(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			got := map[string]string{}
 			for _, v := range o.apply(st.objs) {
-				got[v.obj.Name] = ReasonConfigured
+				got[v.obj.Name] = reasonConfigured
 				if v.err != nil {
 					got[v.obj.Name] = v.err.reason
 					t.Logf("%s: %s: %v", v.obj.Name, v.err.reason, v.err)
