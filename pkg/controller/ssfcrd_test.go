@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -286,5 +288,70 @@ func TestSSFTransmitterObjectsConfig(t *testing.T) {
 			}
 			tt.check(t, cfg.SSF.TransmitterObjects)
 		})
+	}
+}
+
+// unreachableKubeconfig is a kubeconfig of an API server that is not there (a closed loopback port): the object
+// watch never lists, and the test hands objects to apply itself.
+func unreachableKubeconfig(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	doc := `apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "http://127.0.0.1:1"}}]
+contexts: [{name: none, context: {cluster: none, user: none}}]
+users: [{name: none, user: {token: x}}]
+current-context: none
+`
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestSSFObjectClients: the stream of an accepted object's transmitter is created, polled and verified while the
+// controller runs its singleton work, and its SETs applied; once the object is gone its clients stop and its SETs
+// are refused.
+func TestSSFObjectClients(t *testing.T) {
+	tr := newTransmitter(t)
+	cfg := ssfConfig(t, fmt.Sprintf("ssf:\n  listen: 127.0.0.1:0\n  transmitterObjects: {namespace: agentauth, kubeconfig: %s}\n",
+		unreachableKubeconfig(t)))
+	c, _ := runController(t, cfg)
+	var o *ssfObjects
+	for _, comp := range c.components {
+		if so, ok := comp.(*ssfObjects); ok {
+			o = so
+		}
+	}
+	if o == nil {
+		t.Fatal("no ssfObjects component")
+	}
+	o.secretFn = secretsOf(map[string]map[string]string{"mgmt": {"token": mgmtToken}})
+	obj := transmitterObject("idp", tr.Issuer, time.Now(), func(s *crd.SSFTransmitterSpec) {
+		s.JWKSSecretRef, s.JWKSURL = nil, tr.Issuer+"/jwks"
+		s.Poll = &crd.SSFPoll{MaxEvents: 10}
+		s.Stream = &crd.SSFStream{Delivery: "poll", AuthorizationSecretRef: ref("mgmt", "token")}
+	})
+	if v := o.apply([]crd.SSFTransmitter{obj}); len(v) != 1 || v[0].err != nil {
+		t.Fatalf("verdicts %+v", v)
+	}
+	waitFor(t, "the stream to be verified", func() bool { return streamVerified(t, c, tr.Issuer) == "1" })
+	tr.Enqueue(signEvent(tr, "polled", agent("a"), signals.EventSessionRevoked))
+	waitFor(t, "the polled SET's revocation", func() bool { _, ok := revokedBy(t, c, "polled"); return ok })
+
+	o.apply(nil)
+	o.clients.mu.Lock()
+	n := len(o.clients.runs)
+	o.clients.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d clients still run", n)
+	}
+	if v := streamVerified(t, c, tr.Issuer); v != "" {
+		t.Errorf("the gone transmitter's stream is still reported verified: %q", v)
+	}
+	var se *signals.SETError
+	if _, err := o.s.rcv.Process(context.Background(), signEvent(tr, "after", agent("a"), signals.EventSessionRevoked).Token); !errors.As(err, &se) ||
+		se.Code != signals.CodeInvalidIssuer {
+		t.Fatalf("a SET of the gone transmitter: %v", err)
 	}
 }
