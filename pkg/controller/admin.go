@@ -183,6 +183,10 @@ func (c *Controller) listPolicies(w http.ResponseWriter, _ *http.Request) {
 // applyPolicies compiles the whole set first: a set that does not compile changes nothing, and the answer names
 // the file and line of every problem.
 func (c *Controller) applyPolicies(w http.ResponseWriter, r *http.Request) {
+	if c.cfg.Policy.fromCRD() {
+		writeError(w, http.StatusConflict, errPolicyFromCRD)
+		return
+	}
 	var req PoliciesRequest
 	if !readJSON(w, r, &req) {
 		return

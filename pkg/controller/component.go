@@ -47,7 +47,7 @@ type serving interface {
 
 // newComponents lists the controller's components in start order; Run stops them in reverse. The ops listener
 // comes first, so it is last to stop: whoever polls /readyz (503 while starting and stopping) sees the controller
-// come and go. Housekeeping runs from before the first server until after the last. Singleton work is wrapped
+// come and go. The CedarPolicy watch starts before the webhook that checks new objects against it. Housekeeping runs from before the first server until after the last. Singleton work is wrapped
 // in leaderOnly; with state.backend kubernetes, leaderElection comes last, after all of it, and stops first.
 func (c *Controller) newComponents() []component {
 	comps := []component{&leaderOnly{c: c, work: "housekeeping", inner: &housekeeper{c: c}}, &opsServer{c: c},
@@ -63,6 +63,9 @@ func (c *Controller) newComponents() []component {
 			comps = append(comps, ssf.objects)
 		}
 		comps = append(comps, &leaderOnly{c: c, work: "ssf_clients", inner: &ssfClients{s: ssf}})
+	}
+	if c.cfg.Policy.fromCRD() {
+		comps = append(comps, &cedarPolicies{c: c}, &leaderOnly{c: c, work: "cedar_policies", inner: &policyApplier{c: c}})
 	}
 	if c.cfg.Webhook != nil {
 		comps = append(comps, &webhookServer{c: c})

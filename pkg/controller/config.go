@@ -56,6 +56,9 @@ type Config struct {
 
 	// State says where the state is kept: bbolt in dataDir (the default) or the Kubernetes API, shared by replicas.
 	State StateConfig `yaml:"state,omitempty"`
+
+	// Policy says where the live policy set comes from: the admin API (the default) or CedarPolicy objects.
+	Policy PolicyConfig `yaml:"policy,omitempty"`
 }
 
 // Bounds of issuer.svidTTL. Lifetimes under SaneMinSVIDTTL are accepted, with a warning at start, so that tests
@@ -328,6 +331,9 @@ func (c *Config) SetDefaults() {
 		c.Log.Level = "info"
 	}
 	c.State.setDefaults()
+	if c.Policy.Source == "" {
+		c.Policy.Source = PolicySourceAdmin
+	}
 	c.Issuer.Limits = c.Issuer.Limits.WithDefaults(defaultIssuerLimits)
 	c.Issuer.RateLimit = c.Issuer.RateLimit.WithDefaults(defaultAttestRate)
 	c.XDS.Limits = c.XDS.Limits.WithDefaults(defaultXDSLimits)
@@ -371,6 +377,7 @@ func (c *Config) Validate() error {
 		c.Audit.validate(p.Add)
 	}
 	c.State.validate(&p, c.Issuer.Keys)
+	c.Policy.validate(&p)
 	p.LogLevel("log.level", c.Log.Level)
 	return p.Err("controller config")
 }

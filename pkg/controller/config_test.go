@@ -85,6 +85,10 @@ func TestParse(t *testing.T) {
 		{"renew deadline within the retry period", "state: {backend: kubernetes, kubernetes: {namespace: a, renewDeadline: 2s}}\n", "state.kubernetes.renewDeadline: 2s must exceed 1.2 × retryPeriod (2s)"},
 		{"state timeout under a second", "state: {backend: kubernetes, kubernetes: {namespace: a, timeout: 10ms}}\n", "state.kubernetes.timeout: 10ms is under 1s"},
 		{"tpm keys with shared state", "issuer: {listen: 127.0.0.1:8443, keys: tpm}\nstate: {backend: kubernetes, kubernetes: {namespace: a}}\n", "issuer.keys: tpm cannot be shared by replicas"},
+		{"unknown policy source", "policy: {source: git}\n", "policy.source: \"git\" is not admin or crd"},
+		{"policy kubeconfig without crd", "policy: {kubeconfig: /etc/kube.conf}\n", "policy.kubeconfig: only with source crd"},
+		{"validating webhook without crd", "webhook: {listen: 127.0.0.1:9443, dnsNames: [w.example.org], caBundle: {webhookConfiguration: w, validatingWebhookConfiguration: v}, injection: {image: i, controller: {address: 'c:1'}}}\n",
+			"webhook.caBundle.validatingWebhookConfiguration: only with policy.source crd"},
 		{"wrong case", "trustdomain: example.org\n", "line 7: trustdomain: unknown key \"trustdomain\"; did you mean \"trustDomain\"?"},
 	}
 	for _, tt := range tests {

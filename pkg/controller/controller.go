@@ -65,6 +65,8 @@ type Controller struct {
 	// service and the issuer ask; pub serves what it stores to the sidecars.
 	state *state.Service
 	pub   *xdsserver.Publisher
+	// policies follows the CedarPolicy objects with policy.source crd (set by its component), nil otherwise.
+	policies *cedarPolicies
 	// xds is the ADS server (set by the xds component); the admin API reports its sidecars.
 	xds *xdsserver.Server
 	reg *prometheus.Registry

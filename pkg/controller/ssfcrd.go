@@ -36,8 +36,8 @@ const (
 	reasonSecretNotFound = "SecretNotFound"
 	// reasonInvalidJWKS: the JWK Set in jwksSecretRef is not a usable one.
 	reasonInvalidJWKS = "InvalidJWKS"
-	// reasonInvalid: a field is wrong (the message names it).
-	reasonInvalid = "Invalid"
+	// reasonInvalidField: a field is wrong (the message names it).
+	reasonInvalidField = "Invalid"
 )
 
 // objectError is why an SSFTransmitter is not accepted: the reason of its Accepted=False condition and err, its
@@ -85,7 +85,7 @@ func transmitterFromObject(o *crd.SSFTransmitter, secret secretFunc) (Transmitte
 		t.Poll = &SSFPollConfig{URL: p.URL, MaxEvents: p.MaxEvents}
 		if p.Interval != "" {
 			if t.Poll.Interval, err = time.ParseDuration(p.Interval); err != nil {
-				return t, refuseObject(reasonInvalid, "spec.poll.interval: %v", err)
+				return t, refuseObject(reasonInvalidField, "spec.poll.interval: %v", err)
 			}
 		}
 		if t.Poll.Authorization, err = str("spec.poll.authorizationSecretRef", p.AuthorizationSecretRef); err != nil {
@@ -106,7 +106,7 @@ func transmitterFromObject(o *crd.SSFTransmitter, secret secretFunc) (Transmitte
 		}
 	}
 	if err := p.Err("SSFTransmitter " + o.Name); err != nil {
-		return t, &objectError{reason: reasonInvalid, err: err}
+		return t, &objectError{reason: reasonInvalidField, err: err}
 	}
 	return t, nil
 }
@@ -291,7 +291,7 @@ func (o *ssfObjects) apply(objs []crd.SSFTransmitter) []verdict {
 		// judge checked each one; this is a bug, and the set in force stays.
 		o.log.Error("SSF transmitters of SSFTransmitter objects not applied", zap.Error(err))
 		for i := range verdicts {
-			verdicts[i].err = &objectError{reason: reasonInvalid, err: err}
+			verdicts[i].err = &objectError{reason: reasonInvalidField, err: err}
 		}
 		return verdicts
 	}
@@ -343,7 +343,7 @@ func (o *ssfObjects) judgeOne(obj *crd.SSFTransmitter, fromConfig map[string]boo
 	case errors.As(err, &oe):
 		return t, oe
 	case err != nil:
-		return t, &objectError{reason: reasonInvalid, err: err}
+		return t, &objectError{reason: reasonInvalidField, err: err}
 	case fromConfig[t.Issuer]:
 		return t, refuseObject(reasonIssuerConflict, "issuer %q is in the controller's ssf.transmitters, which take precedence", t.Issuer)
 	case owner[t.Issuer] != "":
@@ -353,7 +353,7 @@ func (o *ssfObjects) judgeOne(obj *crd.SSFTransmitter, fromConfig map[string]boo
 		if t.jwks != nil {
 			return t, &objectError{reason: reasonInvalidJWKS, err: fmt.Errorf("spec.jwksSecretRef: %w", err)}
 		}
-		return t, &objectError{reason: reasonInvalid, err: err}
+		return t, &objectError{reason: reasonInvalidField, err: err}
 	}
 	return t, nil
 }

@@ -109,20 +109,20 @@ func TestTransmitterFromObject(t *testing.T) {
 		{"bad interval", func(s *crd.SSFTransmitterSpec) {
 			s.Poll = &crd.SSFPoll{URL: "https://idp.example.com/poll", Interval: "soon"}
 		},
-			reasonInvalid, "spec.poll.interval", nil},
+			reasonInvalidField, "spec.poll.interval", nil},
 		{"interval too short", func(s *crd.SSFTransmitterSpec) {
 			s.Poll = &crd.SSFPoll{URL: "https://idp.example.com/poll", Interval: "10ms"}
 		},
-			reasonInvalid, "spec.poll.interval", nil},
+			reasonInvalidField, "spec.poll.interval", nil},
 		{"poll over plain http", func(s *crd.SSFTransmitterSpec) { s.Poll = &crd.SSFPoll{URL: "http://idp.example.com/poll"} },
-			reasonInvalid, "spec.poll.url", nil},
-		{"poll without url", func(s *crd.SSFTransmitterSpec) { s.Poll = &crd.SSFPoll{} }, reasonInvalid, "spec.poll.url", nil},
+			reasonInvalidField, "spec.poll.url", nil},
+		{"poll without url", func(s *crd.SSFTransmitterSpec) { s.Poll = &crd.SSFPoll{} }, reasonInvalidField, "spec.poll.url", nil},
 		{"push stream without endpoint", func(s *crd.SSFTransmitterSpec) { s.Stream = &crd.SSFStream{Delivery: "push"} },
-			reasonInvalid, "spec.stream.pushEndpoint", nil},
+			reasonInvalidField, "spec.stream.pushEndpoint", nil},
 		{"unknown event", func(s *crd.SSFTransmitterSpec) {
 			s.Stream = &crd.SSFStream{Delivery: "poll", EventsRequested: []string{"session-ended"}}
-		}, reasonInvalid, "session-ended", nil},
-		{"no audience", func(s *crd.SSFTransmitterSpec) { s.Audience = nil }, reasonInvalid, "spec.audience", nil},
+		}, reasonInvalidField, "session-ended", nil},
+		{"no audience", func(s *crd.SSFTransmitterSpec) { s.Audience = nil }, reasonInvalidField, "spec.audience", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,12 +5,14 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
+	"net/http"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
+	"github.com/agentauth/agentauth/pkg/crd"
 	"github.com/agentauth/agentauth/pkg/inject"
 	"github.com/agentauth/agentauth/pkg/issuer"
 )
@@ -36,9 +38,12 @@ type WebhookConfig struct {
 	Limits    netlimit.Config `yaml:"limits,omitempty"`
 }
 
-// WebhookCABundleConfig names the webhook configuration whose caBundle the controller keeps current.
+// WebhookCABundleConfig names the webhook configurations whose caBundle the controller keeps current.
 type WebhookCABundleConfig struct {
 	WebhookConfiguration string `yaml:"webhookConfiguration"`
+	// ValidatingWebhookConfiguration, when set, is the ValidatingWebhookConfiguration of the CedarPolicy
+	// objects (policy.source crd), served by the same server.
+	ValidatingWebhookConfiguration string `yaml:"validatingWebhookConfiguration,omitempty"`
 	// Kubeconfig is a kubeconfig file; empty means the pod's in-cluster service account.
 	Kubeconfig string `yaml:"kubeconfig,omitempty"`
 }
@@ -92,6 +97,10 @@ func (w *WebhookConfig) validate(add func(field, format string, args ...any)) {
 	}
 }
 
+// PathValidateCedarPolicy is the validating admission webhook of CedarPolicy objects, served beside the injector
+// with policy.source crd.
+const PathValidateCedarPolicy = "/validate/cedarpolicy"
+
 // newWebhook builds the injector's server; Run starts it.
 func (c *Controller) newWebhook(ctx context.Context) (*inject.Server, error) {
 	w := c.cfg.Webhook
@@ -101,6 +110,11 @@ func (c *Controller) newWebhook(ctx context.Context) (*inject.Server, error) {
 		return nil, fmt.Errorf("webhook.injection: %w", err)
 	}
 	sc := inject.ServerConfig{Listen: w.Listen, Injector: in, Limits: w.Limits, Log: c.log.Named("inject")}
+	if c.policies != nil {
+		sc.Handlers = map[string]http.Handler{
+			PathValidateCedarPolicy: crd.Validator("CedarPolicy", c.policies.admit, c.log.Named("cedarpolicies")),
+		}
+	}
 	if cm := w.CertManager; cm != nil {
 		sc.CertFile, sc.KeyFile = cm.Cert, cm.Key
 	} else {
@@ -111,7 +125,8 @@ func (c *Controller) newWebhook(ctx context.Context) (*inject.Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("webhook.caBundle: %w", err)
 		}
-		sc.Keeper = &inject.BundleKeeper{Client: client, Name: b.WebhookConfiguration, Bundle: bundle, Log: c.log.Named("inject")}
+		sc.Keeper = &inject.BundleKeeper{Client: client, Name: b.WebhookConfiguration, Validating: b.ValidatingWebhookConfiguration,
+			Bundle: bundle, Log: c.log.Named("inject")}
 	}
 	s, err := inject.NewServer(ctx, sc)
 	if err != nil {
@@ -151,7 +166,12 @@ func (w *webhookServer) start(ctx context.Context, fail func(error)) error {
 
 func (w *webhookServer) stop(context.Context) { _ = w.srv.Close() }
 
-func (w *webhookServer) validate(p *confyaml.Problems) { w.c.cfg.Webhook.validate(p.Add) }
+func (w *webhookServer) validate(p *confyaml.Problems) {
+	w.c.cfg.Webhook.validate(p.Add)
+	if b := w.c.cfg.Webhook.CABundle; b != nil && b.ValidatingWebhookConfiguration != "" && !w.c.cfg.Policy.fromCRD() {
+		p.Add("webhook.caBundle.validatingWebhookConfiguration", "only with policy.source %s: the webhook checks CedarPolicy objects", PolicySourceCRD)
+	}
+}
 
 func (w *webhookServer) logFields() []zap.Field {
 	return []zap.Field{zap.String("webhook", w.srv.Addr().String())}

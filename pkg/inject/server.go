@@ -39,8 +39,11 @@ type ServerConfig struct {
 	CertFile, KeyFile string
 	// Keeper, when set, keeps the webhook configuration's caBundle current (only with Issue).
 	Keeper *BundleKeeper
-	Limits netlimit.Config
-	Log    *zap.Logger
+	// Handlers are other admission webhooks served beside the injector, by path (POST only), with the same
+	// certificate: a validating webhook of the controller's custom resources, for instance.
+	Handlers map[string]http.Handler
+	Limits   netlimit.Config
+	Log      *zap.Logger
 }
 
 // Server serves the injector's admission webhook over HTTPS. Construct it with NewServer, then Start it; Close
@@ -82,7 +85,12 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("inject: %w", err)
 	}
 	s.ln = cfg.Limits.Listener(ln)
-	s.srv = cfg.Limits.Server(Handler(cfg.Injector, cfg.Log))
+	mux := http.NewServeMux()
+	mux.Handle("/", Handler(cfg.Injector, cfg.Log))
+	for path, h := range cfg.Handlers {
+		mux.Handle("POST "+path, h)
+	}
+	s.srv = cfg.Limits.Server(mux)
 	s.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.getCertificate}
 	s.srv.ErrorLog = zap.NewStdLog(cfg.Log.Named("http"))
 	return s, nil

@@ -180,6 +180,8 @@ func newObject(apiVersion, kind string) (any, bool) {
 		return &rbacv1.RoleBinding{}, true
 	case "admissionregistration.k8s.io/v1 MutatingWebhookConfiguration":
 		return &admissionv1.MutatingWebhookConfiguration{}, true
+	case "admissionregistration.k8s.io/v1 ValidatingWebhookConfiguration":
+		return &admissionv1.ValidatingWebhookConfiguration{}, true
 	case "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy":
 		return &admissionv1.ValidatingAdmissionPolicy{}, true
 	case "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicyBinding":
@@ -252,6 +254,7 @@ type rendered struct {
 	pdb      *policyv1.PodDisruptionBudget
 	services []*corev1.Service
 	webhook  *admissionv1.MutatingWebhookConfiguration
+	validate *admissionv1.ValidatingWebhookConfiguration // the CedarPolicy webhook
 	policy   *admissionv1.ValidatingAdmissionPolicy
 	binding  *admissionv1.ValidatingAdmissionPolicyBinding
 	crds     []*apiextv1.CustomResourceDefinition
@@ -283,6 +286,8 @@ func renderStrict(t *testing.T, c *chart.Chart, vals map[string]any) rendered {
 			r.services = append(r.services, o)
 		case *admissionv1.MutatingWebhookConfiguration:
 			r.webhook = o
+		case *admissionv1.ValidatingWebhookConfiguration:
+			r.validate = o
 		case *admissionv1.ValidatingAdmissionPolicy:
 			r.policy = o
 		case *admissionv1.ValidatingAdmissionPolicyBinding:
@@ -508,7 +513,8 @@ func checkRBAC(t *testing.T, r rendered, wantState bool) {
 			}
 		}
 		named := slices.Contains(rule.Resources, "secrets") && !slices.Equal(rule.Verbs, []string{"create"}) ||
-			slices.Contains(rule.Resources, "mutatingwebhookconfigurations")
+			slices.Contains(rule.Resources, "mutatingwebhookconfigurations") ||
+			slices.Contains(rule.Resources, "validatingwebhookconfigurations")
 		if named && len(rule.ResourceNames) == 0 {
 			t.Errorf("rule %+v is not limited to named objects", rule)
 		}
@@ -531,6 +537,12 @@ func checkRBAC(t *testing.T, r rendered, wantState bool) {
 		managed := r.webhook.Annotations["cert-manager.io/inject-ca-from"] == ""
 		if got := has("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch"); got != managed {
 			t.Errorf("may patch its webhook configuration: %v; the controller manages the caBundle: %v", got, managed)
+		}
+	}
+	if r.validate != nil {
+		managed := r.validate.Annotations["cert-manager.io/inject-ca-from"] == ""
+		if got := has("admissionregistration.k8s.io", "validatingwebhookconfigurations", "update"); got != managed {
+			t.Errorf("may update its CedarPolicy webhook configuration: %v; the controller manages the caBundle: %v", got, managed)
 		}
 	}
 }
@@ -784,5 +796,75 @@ func TestDecodeStrict(t *testing.T) {
 		if _, err := decodeStrict(good + "---\n" + doc); err == nil {
 			t.Errorf("%s: decoded", name)
 		}
+	}
+}
+
+// TestChartPolicyWebhook: with controller.policy.source crd (the default) and the injector on, CedarPolicy
+// objects are sent to the controller's webhook server on create and update (not their status), failing closed with
+// a short timeout, the controller's config reads them and keeps that configuration's caBundle (or cert-manager
+// does); with source admin, or without the injector's server, there is no such webhook.
+func TestChartPolicyWebhook(t *testing.T) {
+	c := loadChart(t)
+	for _, tc := range []struct {
+		name, values               string
+		wantWebhook, certManager   bool
+		wantSource, wantValidating string // in controller.yaml
+	}{
+		{"defaults", ``, true, false, "crd", "agentauth-webhook"},
+		{"cert-manager", `injector: {certManager: {enabled: true}}`, true, true, "crd", ""},
+		{"no injector", `injector: {enabled: false}`, false, false, "crd", ""},
+		{"source admin", `controller: {policy: {source: admin}}`, false, false, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := renderStrict(t, c, values(t, tc.values))
+			checkControllerConfig(t, r)
+			var cfg struct {
+				Policy struct {
+					Source string `json:"source"`
+				} `json:"policy"`
+				Webhook struct {
+					CABundle struct {
+						Validating string `json:"validatingWebhookConfiguration"`
+					} `json:"caBundle"`
+				} `json:"webhook"`
+			}
+			if err := yaml.Unmarshal([]byte(r.configMap(t, "controller.yaml")), &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Policy.Source != tc.wantSource || cfg.Webhook.CABundle.Validating != tc.wantValidating {
+				t.Errorf("controller.yaml policy.source %q, webhook.caBundle.validatingWebhookConfiguration %q; want %q, %q",
+					cfg.Policy.Source, cfg.Webhook.CABundle.Validating, tc.wantSource, tc.wantValidating)
+			}
+			if (r.validate != nil) != tc.wantWebhook {
+				t.Fatalf("ValidatingWebhookConfiguration rendered: %v, want %v", r.validate != nil, tc.wantWebhook)
+			}
+			checkRBAC(t, r, true)
+			if !tc.wantWebhook {
+				return
+			}
+			if len(r.validate.Webhooks) != 1 {
+				t.Fatalf("%d webhooks, want 1", len(r.validate.Webhooks))
+			}
+			h := r.validate.Webhooks[0]
+			if h.FailurePolicy == nil || *h.FailurePolicy != admissionv1.Fail ||
+				h.SideEffects == nil || *h.SideEffects != admissionv1.SideEffectClassNone ||
+				h.TimeoutSeconds == nil || *h.TimeoutSeconds > 10 {
+				t.Errorf("failurePolicy %v, sideEffects %v, timeout %v; want Fail, None, short",
+					deref(h.FailurePolicy), deref(h.SideEffects), deref(h.TimeoutSeconds))
+			}
+			svc := h.ClientConfig.Service
+			if svc == nil || svc.Path == nil || *svc.Path != controller.PathValidateCedarPolicy || svc.Namespace != namespace ||
+				!slices.ContainsFunc(r.services, func(s *corev1.Service) bool { return s.Name == svc.Name }) {
+				t.Errorf("service %+v is not the controller's %s", svc, controller.PathValidateCedarPolicy)
+			}
+			if len(h.Rules) != 1 || !slices.Equal(h.Rules[0].Resources, []string{"cedarpolicies"}) ||
+				!slices.Equal(h.Rules[0].Operations, []admissionv1.OperationType{admissionv1.Create, admissionv1.Update}) ||
+				!slices.Equal(h.Rules[0].APIGroups, []string{"agentauth.io"}) {
+				t.Errorf("rules %+v, want CREATE and UPDATE of agentauth.io cedarpolicies", h.Rules)
+			}
+			if got := r.validate.Annotations["cert-manager.io/inject-ca-from"] != ""; got != tc.certManager {
+				t.Errorf("cert-manager inject-ca-from: %v, want %v", got, tc.certManager)
+			}
+		})
 	}
 }

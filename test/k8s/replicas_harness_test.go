@@ -89,6 +89,8 @@ type replicaEnv struct {
 	// ssf, when set, is the YAML of the replicas' ssf section after listen; by default they trust the identity
 	// provider in ssf.transmitters.
 	ssf string
+	// extraConfig, when set, is appended to each replica's controller.yaml; %s in it is the replica's directory.
+	extraConfig string
 }
 
 func newReplicaEnv(t testing.TB, namespace string) *replicaEnv {
@@ -154,9 +156,10 @@ state:
     renewDeadline: %s
     retryPeriod: %s
 log: {level: debug}
-`, replicaTrustDomain, filepath.Join(r.dir, "data"), r.issuerAddr, r.xdsAddr, r.socket, r.opsAddr, r.ssfAddr,
+%s`, replicaTrustDomain, filepath.Join(r.dir, "data"), r.issuerAddr, r.xdsAddr, r.socket, r.opsAddr, r.ssfAddr,
 		cmp.Or(e.ssf, fmt.Sprintf("  transmitters:\n    - {issuer: %q, audience: [%s], jwksFile: %s}", idpIssuer, ssfAudience, e.jwks)),
-		e.namespace, e.kubeconfig, name, leaseDuration, renewDeadline, retryPeriod))
+		e.namespace, e.kubeconfig, name, leaseDuration, renewDeadline, retryPeriod,
+		strings.ReplaceAll(e.extraConfig, "%s", r.dir)))
 	r.proc = testproc.Start(t, binary(t, "controller"), testproc.Name("controller "+name),
 		testproc.Args("-config", r.configPath), testproc.Grace(30*time.Second))
 	testproc.WaitHTTP(t, r.proc, "http://"+r.opsAddr+"/readyz", http.StatusOK)

@@ -71,8 +71,8 @@ func transmitterAccepted(t *testing.T, dyn dynamic.Interface, name string) *meta
 	return c
 }
 
-// waitAccepted waits until the named SSFTransmitter's Accepted condition has status and reason.
-func waitAccepted(t *testing.T, p *testproc.Proc, dyn dynamic.Interface, name string, status metav1.ConditionStatus, reason string) *metav1.Condition {
+// waitTransmitterAccepted waits until the named SSFTransmitter's Accepted condition has status and reason.
+func waitTransmitterAccepted(t *testing.T, p *testproc.Proc, dyn dynamic.Interface, name string, status metav1.ConditionStatus, reason string) *metav1.Condition {
 	t.Helper()
 	var c *metav1.Condition
 	testproc.WaitFor(t, p, fmt.Sprintf("SSFTransmitter %s Accepted=%s %s", name, status, reason), 100*time.Millisecond, func() (bool, string) {
@@ -121,7 +121,7 @@ func TestSSFTransmitterObjects(t *testing.T) {
 
 	r := env.startReplica(t, "ssf-objects-0")
 	env.waitLeader(t, r.name)
-	c := waitAccepted(t, r.proc, dyn, obj.GetName(), metav1.ConditionTrue, "Configured")
+	c := waitTransmitterAccepted(t, r.proc, dyn, obj.GetName(), metav1.ConditionTrue, "Configured")
 	t.Logf("Accepted: %s %s", c.Reason, c.Message)
 
 	agent := "spiffe://" + replicaTrustDomain + "/agent/ssf-objects"
@@ -151,12 +151,12 @@ func TestSSFTransmitterObjects(t *testing.T) {
 
 	// Bad objects: one naming a Secret that does not exist, one naming the issuer the older object has.
 	createWhenEstablishedAs(t, dyn, crd.SSFTransmitters, newSSFTransmitter(missing, "https://other.example.com", "no-such-secret"))
-	c = waitAccepted(t, r.proc, dyn, missing, metav1.ConditionFalse, "SecretNotFound")
+	c = waitTransmitterAccepted(t, r.proc, dyn, missing, metav1.ConditionFalse, "SecretNotFound")
 	if !strings.Contains(c.Message, "no-such-secret") {
 		t.Errorf("message does not name the Secret: %q", c.Message)
 	}
 	createWhenEstablishedAs(t, dyn, crd.SSFTransmitters, newSSFTransmitter(conflict, idpIssuer, "idp-keys"))
-	c = waitAccepted(t, r.proc, dyn, conflict, metav1.ConditionFalse, "IssuerConflict")
+	c = waitTransmitterAccepted(t, r.proc, dyn, conflict, metav1.ConditionFalse, "IssuerConflict")
 	if !strings.Contains(c.Message, name) {
 		t.Errorf("message does not name the object holding the issuer: %q", c.Message)
 	}
@@ -164,7 +164,7 @@ func TestSSFTransmitterObjects(t *testing.T) {
 	if _, err := secrets.Create(ctx, jwksSecret(t, env.namespace, "no-such-secret", env.idpKey), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitAccepted(t, r.proc, dyn, missing, metav1.ConditionTrue, "Configured")
+	waitTransmitterAccepted(t, r.proc, dyn, missing, metav1.ConditionTrue, "Configured")
 
 	// Deleted, the transmitter is trusted no more.
 	for _, n := range []string{conflict, name} {

@@ -80,6 +80,11 @@ Kubernetes API (shared by the replicas, the Lease the Role names) or in the data
 {{- else if gt (int $c.replicas) 1 -}}
 {{- fail "controller.state.backend bbolt keeps the state in each pod: set controller.replicas to 1, or use kubernetes" -}}
 {{- end -}}
+{{- if eq $c.policy.source "crd" -}}
+{{- $_ := set $cfg "policy" (dict "source" "crd") -}}
+{{- else if ne $c.policy.source "admin" -}}
+{{- fail "controller.policy.source must be crd or admin" -}}
+{{- end -}}
 {{- if $c.tokenService.enabled -}}
 {{- $ts := dict "listen" (printf ":%d" (int $c.ports.tokenService)) "endpoint" (include "agentauth.tokenEndpoint" .) -}}
 {{- with $c.tokenService.txnTokenTTL }}{{ $_ := set $ts "txnTokenTTL" . }}{{ end -}}
@@ -114,7 +119,9 @@ Kubernetes API (shared by the replicas, the Lease the Role names) or in the data
 {{- $_ := set $w "certManager" (dict "cert" "/etc/agentauth/webhook-tls/tls.crt" "key" "/etc/agentauth/webhook-tls/tls.key") -}}
 {{- else -}}
 {{- $_ := set $w "dnsNames" (list $svc (printf "%s.cluster.local" $svc)) -}}
-{{- $_ := set $w "caBundle" (dict "webhookConfiguration" (include "agentauth.webhookName" .)) -}}
+{{- $b := dict "webhookConfiguration" (include "agentauth.webhookName" .) -}}
+{{- if eq .Values.controller.policy.source "crd" }}{{ $_ := set $b "validatingWebhookConfiguration" (include "agentauth.webhookName" .) }}{{ end -}}
+{{- $_ := set $w "caBundle" $b -}}
 {{- end -}}
 {{- $injection := dict
   "image" (include "agentauth.image" (dict "root" . "name" "sidecar" "digest" .Values.image.sidecarDigest))
