@@ -410,3 +410,22 @@ func TestFileKeySet(t *testing.T) {
 		t.Fatal("a missing file loaded")
 	}
 }
+
+func TestStaticKeySet(t *testing.T) {
+	_, a := p256Key(t, "a")
+	r, err := NewStaticKeySet("secret ns/x", setJSON(t, a), RemoteKeySetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := r.Keys(context.Background(), "a", jose.ES256); err != nil || len(keys) != 1 {
+		t.Fatalf("keys %v, err %v", keys, err)
+	}
+	if keys, err := r.Keys(context.Background(), "b", jose.ES256); err != nil || len(keys) != 0 {
+		t.Fatalf("unknown kid: keys %v, err %v", keys, err)
+	}
+	for _, bad := range []string{"", "{", `{"keys":[]}`} {
+		if _, err := NewStaticKeySet("x", []byte(bad), RemoteKeySetConfig{}); err == nil {
+			t.Fatalf("%q loaded", bad)
+		}
+	}
+}

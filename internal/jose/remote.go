@@ -95,10 +95,28 @@ func NewRemoteKeySet(cfg RemoteKeySetConfig) (*RemoteKeySet, error) {
 // token. The file is read again when a lookup misses (at most once per MinRefresh); its keys do not expire.
 func NewFileKeySet(path string, cfg RemoteKeySetConfig) (*RemoteKeySet, error) {
 	cfg = cfg.withDefaults()
-	r := &RemoteKeySet{source: path, cfg: cfg, load: func(context.Context) (*KeySet, time.Duration, error) {
+	return newLoadedKeySet(path, cfg, func(context.Context) (*KeySet, time.Duration, error) {
 		set, err := ReadKeySetFile(path)
 		return set, 0, err
-	}}
+	})
+}
+
+// NewStaticKeySet parses the JWK Set data now (a bad set fails here); its keys do not expire and do not change.
+// source names where data came from, in errors and logs (e.g. the Secret holding it). A new document needs a new
+// key set.
+func NewStaticKeySet(source string, data []byte, cfg RemoteKeySetConfig) (*RemoteKeySet, error) {
+	set, err := ParseKeySet(data)
+	if err != nil {
+		return nil, fmt.Errorf("JWKS %s: %w", source, err)
+	}
+	return newLoadedKeySet(source, cfg.withDefaults(), func(context.Context) (*KeySet, time.Duration, error) {
+		return set, 0, nil
+	})
+}
+
+// newLoadedKeySet is a key set from load, which never expires, loaded once now.
+func newLoadedKeySet(source string, cfg RemoteKeySetConfig, load func(context.Context) (*KeySet, time.Duration, error)) (*RemoteKeySet, error) {
+	r := &RemoteKeySet{source: source, cfg: cfg, load: load}
 	r.state.Store(&keyState{})
 	if st := r.refresh(context.Background(), r.state.Load()); st.err != nil {
 		return nil, st.err

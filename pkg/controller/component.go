@@ -57,7 +57,12 @@ func (c *Controller) newComponents() []component {
 	}
 	if c.cfg.SSF != nil {
 		ssf := &ssfServer{c: c}
-		comps = append(comps, ssf, &leaderOnly{c: c, work: "ssf_clients", inner: &ssfClients{s: ssf}})
+		comps = append(comps, ssf)
+		if c.cfg.SSF.TransmitterObjects != nil {
+			ssf.objects = &ssfObjects{s: ssf}
+			comps = append(comps, ssf.objects)
+		}
+		comps = append(comps, &leaderOnly{c: c, work: "ssf_clients", inner: &ssfClients{s: ssf}})
 	}
 	if c.cfg.Policy.fromCRD() {
 		comps = append(comps, &cedarPolicies{c: c}, &leaderOnly{c: c, work: "cedar_policies", inner: &policyApplier{c: c}})

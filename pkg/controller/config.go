@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
@@ -160,12 +161,26 @@ type SSFConfig struct {
 	Listen string `yaml:"listen"`
 	// TLS, when set, serves Listen over HTTPS itself. Without it the receiver speaks plain HTTP and TLS must end
 	// in front of it: pushes carry pushAuthorization, a bearer secret.
-	TLS          *TLSFilesConfig     `yaml:"tls,omitempty"`
+	TLS *TLSFilesConfig `yaml:"tls,omitempty"`
+	// Transmitters are trusted from start to stop. Required, unless TransmitterObjects is set.
 	Transmitters []TransmitterConfig `yaml:"transmitters"`
+	// TransmitterObjects, when set, also trusts the transmitter of every SSFTransmitter object (agentauth.io/v1alpha1),
+	// followed while running: see ssfcrd.go.
+	TransmitterObjects *SSFObjectsConfig `yaml:"transmitterObjects,omitempty"`
 	// Limits bound Listen's connections and requests.
 	Limits netlimit.Config `yaml:"limits,omitempty"`
 	// RateLimit bounds pushes per client IP: they are read before their SETs are verified.
 	RateLimit netlimit.RateConfig `yaml:"rateLimit,omitempty"`
+}
+
+// SSFObjectsConfig is where the controller reads SSFTransmitter objects and the Secrets they refer to.
+type SSFObjectsConfig struct {
+	// Namespace holds the Secrets the objects refer to: the controller's own (default state.kubernetes.namespace;
+	// required without it).
+	Namespace string `yaml:"namespace,omitempty"`
+	// Kubeconfig is a kubeconfig file (default state.kubernetes.kubeconfig); empty means the pod's in-cluster
+	// service account.
+	Kubeconfig string `yaml:"kubeconfig,omitempty"`
 }
 
 // TLSFilesConfig is a server certificate in PEM files, re-read when they change: a renewed certificate is served
@@ -195,6 +210,10 @@ type TransmitterConfig struct {
 	PushAuthorizationFile string `yaml:"pushAuthorizationFile,omitempty"`
 	// pushAuthFile is PushAuthorizationFile's contents, read by Validate.
 	pushAuthFile string
+	// jwks is the JWK Set itself, of a transmitter from an SSFTransmitter object (read from its Secret, named by
+	// jwksSource); never from the YAML.
+	jwks       []byte
+	jwksSource string
 	// Poll, if set, fetches SETs from the transmitter's RFC 8936 poll endpoint.
 	Poll *SSFPollConfig `yaml:"poll,omitempty"`
 	// Stream, if set, manages this controller's stream at the transmitter (SSF §8) in the background: create it
@@ -329,6 +348,10 @@ func (c *Config) SetDefaults() {
 		s.RateLimit = s.RateLimit.WithDefaults(defaultSSFRate)
 		if s.TLS != nil && s.TLS.ReloadInterval == 0 {
 			s.TLS.ReloadInterval = 10 * time.Second
+		}
+		if o, k := s.TransmitterObjects, c.State.Kubernetes; o != nil && k != nil {
+			o.Namespace = cmp.Or(o.Namespace, k.Namespace)
+			o.Kubeconfig = cmp.Or(o.Kubeconfig, k.Kubeconfig)
 		}
 	}
 	if c.Webhook != nil {
@@ -480,8 +503,12 @@ func validateScopes(p *confyaml.Problems, f string, scopes []string) {
 // validate checks the ssf section, and reads the secret files it names.
 func (s *SSFConfig) validate(p *confyaml.Problems) {
 	listenAddr(p, "ssf.listen", s.Listen)
-	if len(s.Transmitters) == 0 {
-		p.Add("ssf.transmitters", "at least one transmitter")
+	if o := s.TransmitterObjects; o != nil {
+		if errs := validation.IsDNS1123Label(o.Namespace); len(errs) > 0 {
+			p.Add("ssf.transmitterObjects.namespace", "%q is not a namespace name (a DNS label); required unless state.kubernetes sets it", o.Namespace)
+		}
+	} else if len(s.Transmitters) == 0 {
+		p.Add("ssf.transmitters", "at least one transmitter (or ssf.transmitterObjects, to trust those of SSFTransmitter objects)")
 	}
 	if t := s.TLS; t != nil {
 		if t.Cert == "" {
@@ -507,7 +534,7 @@ func (t *TransmitterConfig) validate(p *confyaml.Problems, f string) {
 	if len(t.Audience) == 0 {
 		p.Add(f+".audience", "required")
 	}
-	if (t.JWKSFile == "") == (t.JWKSURL == "") {
+	if (t.JWKSFile == "") == (t.JWKSURL == "") && t.jwks == nil {
 		p.Add(f+".jwksFile", "set exactly one of jwksFile and jwksURL")
 	}
 	t.pushAuthFile = p.Secret(f+".pushAuthorization", t.PushAuthorization, t.PushAuthorizationFile)
@@ -622,6 +649,12 @@ func (c *Config) peerIDs() (map[uint32]spiffeid.ID, error) {
 		m[*p.UID] = id
 	}
 	return m, nil
+}
+
+// receiverConfig is the transmitter as the SSF receiver trusts it.
+func (t *TransmitterConfig) receiverConfig() signals.TransmitterConfig {
+	return signals.TransmitterConfig{Issuer: t.Issuer, Audience: t.Audience, JWKSFile: t.JWKSFile, JWKSURL: t.JWKSURL,
+		JWKS: t.jwks, JWKSSource: t.jwksSource, PushAuthorization: t.pushAuthorization()}
 }
 
 // pushAuthorization is the Authorization every push from the transmitter must carry ("" for none).

@@ -82,6 +82,8 @@ type ssfServer struct {
 	certReloads *prometheus.CounterVec
 	// stopCert stops the reloading of ssf.tls (set by start).
 	stopCert func()
+	// objects follows the SSFTransmitter objects (ssf.transmitterObjects; nil without).
+	objects *ssfObjects
 }
 
 // legacyStreamsFile is where controllers before the store kept stream ids (issuer → stream_id, JSON), in dataDir.
@@ -97,8 +99,7 @@ func (s *ssfServer) provision(context.Context) (err error) {
 	}
 	ts := make([]signals.TransmitterConfig, 0, len(cfg.Transmitters))
 	for _, t := range cfg.Transmitters {
-		ts = append(ts, signals.TransmitterConfig{Issuer: t.Issuer, Audience: t.Audience, JWKSFile: t.JWKSFile,
-			JWKSURL: t.JWKSURL, PushAuthorization: t.pushAuthorization()})
+		ts = append(ts, t.receiverConfig())
 	}
 	if s.rcv, err = signals.NewReceiver(signals.ReceiverConfig{
 		Transmitters: ts,
@@ -243,33 +244,48 @@ func pollConfig(t TransmitterConfig, endpoint string) signals.PollConfig {
 	return pc
 }
 
-// runClients starts the configured pollers and, per transmitter with a stream, its management in the background.
+// runClients starts the configured pollers and, per transmitter with a stream, its management in the background,
+// and those of the SSFTransmitter objects (as they come and go).
 // stop cancels them and waits until SETs in flight are applied and the pollers have flushed their
 // acknowledgements.
 func (s *ssfServer) runClients(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for _, t := range s.c.cfg.SSF.Transmitters {
-		log := s.c.log.Named("ssf").With(zap.String("transmitter", t.Issuer))
-		if p := s.pollers[t.Issuer]; p != nil {
-			wg.Go(func() { signals.RunPoller(ctx, p, log, t.Poll.URL) })
-		}
-		if t.Stream != nil {
-			wg.Go(func() {
-				s.rcv.ManageStream(ctx, signals.ManagedStream{Issuer: t.Issuer, Authorization: t.Stream.authorization(),
-					Request: streamRequest(t, s.c.td.Name()), Poll: pollConfig(t, ""), IDs: s.c.store,
-					Verified: func() { s.verified.WithLabelValues(t.Issuer).Set(1) }, Logger: log,
-					Created: func(ctx context.Context, id string, events []string) {
-						s.c.actions.record(ctx, &audit.Record{Action: ActionSSFStream, Actor: t.Issuer,
-							Reason: fmt.Sprintf("stream %s created, events %v", id, events)})
-					}})
-			})
-		}
+		wg.Go(func() { s.runTransmitter(ctx, t, s.pollers[t.Issuer]) })
+	}
+	if s.objects != nil {
+		s.objects.clients.start(ctx)
 	}
 	return func() {
+		if s.objects != nil {
+			s.objects.clients.stop()
+		}
 		cancel()
 		wg.Wait()
 	}
+}
+
+// runTransmitter runs the clients of transmitter t, its poller p (nil for none) and the management of its stream,
+// until ctx ends and SETs in flight are applied.
+func (s *ssfServer) runTransmitter(ctx context.Context, t TransmitterConfig, p *signals.Poller) {
+	log := s.c.log.Named("ssf").With(zap.String("transmitter", t.Issuer))
+	var wg sync.WaitGroup
+	if p != nil {
+		wg.Go(func() { signals.RunPoller(ctx, p, log, t.Poll.URL) })
+	}
+	if t.Stream != nil {
+		wg.Go(func() {
+			s.rcv.ManageStream(ctx, signals.ManagedStream{Issuer: t.Issuer, Authorization: t.Stream.authorization(),
+				Request: streamRequest(t, s.c.td.Name()), Poll: pollConfig(t, ""), IDs: s.c.store,
+				Verified: func() { s.verified.WithLabelValues(t.Issuer).Set(1) }, Logger: log,
+				Created: func(ctx context.Context, id string, events []string) {
+					s.c.actions.record(ctx, &audit.Record{Action: ActionSSFStream, Actor: t.Issuer,
+						Reason: fmt.Sprintf("stream %s created, events %v", id, events)})
+				}})
+		})
+	}
+	wg.Wait()
 }
 
 func streamRequest(t TransmitterConfig, trustDomain string) signals.StreamRequest {

@@ -88,7 +88,7 @@ type pollResponse struct {
 
 // NewPoller returns a Poller for a stream of the configured transmitter cfg.Issuer.
 func (r *Receiver) NewPoller(cfg PollConfig) (*Poller, error) {
-	if r.transmitters[cfg.Issuer] == nil {
+	if !r.Trusts(cfg.Issuer) {
 		return nil, fmt.Errorf("signals: poller: %q is not a configured transmitter", cfg.Issuer)
 	}
 	if err := checkOutboundURL(cfg.EndpointURL); err != nil {

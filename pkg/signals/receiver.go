@@ -1,6 +1,8 @@
 package signals
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -12,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ijose "github.com/agentauth/agentauth/internal/jose"
@@ -44,11 +47,15 @@ type TransmitterConfig struct {
 	Issuer string
 	// Audience lists the values that name this receiver; a SET's aud must contain one of them.
 	Audience []string
-	// JWKSURL (https, or http on a loopback address) or JWKSFile: where the transmitter's public keys are. A URL
-	// is cached per its Cache-Control max-age; either is fetched again when a SET names a kid it lacks (at most
-	// once per JWKSCacheConfig.MinRefresh), which is how key rotation reaches the receiver.
+	// JWKSURL (https, or http on a loopback address), JWKSFile or JWKS (the JWK Set document itself, e.g. from a
+	// Kubernetes Secret): where the transmitter's public keys are; exactly one. A URL is cached per its
+	// Cache-Control max-age; a URL or file is fetched again when a SET names a kid it lacks (at most once per
+	// JWKSCacheConfig.MinRefresh), which is how key rotation reaches the receiver. New JWKS takes SetTransmitters.
 	JWKSURL  string
 	JWKSFile string
+	JWKS     []byte
+	// JWKSSource names where JWKS came from, for errors and logs (default "inline").
+	JWKSSource string
 	// AllowedAlgs are the JWS algorithms accepted; asymmetric only. Default: RS256/384/512, PS256/384/512,
 	// ES256/384/512, EdDSA.
 	AllowedAlgs []jose.SignatureAlgorithm
@@ -67,6 +74,8 @@ type TransmitterConfig struct {
 
 // ReceiverConfig configures NewReceiver.
 type ReceiverConfig struct {
+	// Transmitters are the ones trusted from the start; SetTransmitters replaces them. With none, every SET is
+	// refused (invalid_issuer) until SetTransmitters names some.
 	Transmitters []TransmitterConfig
 	// Sink applies what SETs change. Required.
 	Sink Sink
@@ -110,16 +119,19 @@ type Result struct {
 // Receiver verifies SETs, applies them through the Sink, and is the RFC 8935 push endpoint (ServeHTTP). It is
 // safe for concurrent use.
 type Receiver struct {
-	transmitters map[string]*transmitter
-	algs         []jose.SignatureAlgorithm // union over transmitters, for parsing before iss is known
-	sink         Sink
-	dedup        Dedup
-	log          *zap.Logger
-	maxBody      int
-	now          func() time.Time
-	client       *http.Client
-	mapper       Mapper
-	observeFn    func(result, reason string)
+	// trusted is the transmitter set in force; SetTransmitters swaps it whole, and each SET is verified against
+	// the one set it loaded first.
+	trusted   atomic.Pointer[transmitterSet]
+	setMu     sync.Mutex // serialises SetTransmitters
+	cache     ijose.RemoteKeySetConfig
+	sink      Sink
+	dedup     Dedup
+	log       *zap.Logger
+	maxBody   int
+	now       func() time.Time
+	client    *http.Client
+	mapper    Mapper
+	observeFn func(result, reason string)
 
 	verifyMu sync.Mutex
 	pending  map[streamKey]*pendingVerification
@@ -128,6 +140,12 @@ type Receiver struct {
 type transmitter struct {
 	TransmitterConfig
 	keys *ijose.RemoteKeySet
+}
+
+// transmitterSet is one immutable set of trusted transmitters.
+type transmitterSet struct {
+	byIssuer map[string]*transmitter
+	algs     []jose.SignatureAlgorithm // union over the transmitters, for parsing before iss is known
 }
 
 type streamKey struct{ iss, stream string }
@@ -146,10 +164,7 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 	if cfg.Sink == nil || cfg.Dedup == nil {
 		return nil, errors.New("signals: ReceiverConfig needs a Sink and a Dedup")
 	}
-	if len(cfg.Transmitters) == 0 {
-		return nil, errors.New("signals: ReceiverConfig names no transmitter")
-	}
-	r := &Receiver{transmitters: map[string]*transmitter{}, sink: cfg.Sink, dedup: cfg.Dedup, log: cfg.Logger,
+	r := &Receiver{sink: cfg.Sink, dedup: cfg.Dedup, log: cfg.Logger,
 		maxBody: cfg.MaxBodyBytes, now: cfg.Now, client: cfg.HTTPClient, mapper: cfg.Mapper,
 		observeFn: cfg.Observe,
 		pending:   map[streamKey]*pendingVerification{}}
@@ -165,34 +180,82 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 	if r.client == nil {
 		r.client = &http.Client{Timeout: 10 * time.Second}
 	}
-	cache := cfg.JWKSCache.keySetConfig()
-	cache.Client, cache.Now = r.client, r.now
-	for _, tc := range cfg.Transmitters {
-		t, err := r.newTransmitter(tc, cache)
-		if err != nil {
-			return nil, err
-		}
-		if _, dup := r.transmitters[t.Issuer]; dup {
-			return nil, fmt.Errorf("signals: transmitter %q is configured twice", t.Issuer)
-		}
-		r.transmitters[t.Issuer] = t
-		for _, a := range t.AllowedAlgs {
-			if !slices.Contains(r.algs, a) {
-				r.algs = append(r.algs, a)
-			}
-		}
+	r.cache = cfg.JWKSCache.keySetConfig()
+	r.cache.Client, r.cache.Now = r.client, r.now
+	r.trusted.Store(&transmitterSet{byIssuer: map[string]*transmitter{}})
+	if err := r.SetTransmitters(cfg.Transmitters); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
 
-func (r *Receiver) newTransmitter(tc TransmitterConfig, cache ijose.RemoteKeySetConfig) (*transmitter, error) {
+// SetTransmitters replaces the trusted transmitters with ts, atomically: a SET is verified wholly against the
+// set before or wholly against the one after, and a transmitter left out is refused (invalid_issuer) from the
+// next SET on. A transmitter whose configuration did not change keeps its cached keys. When ts has an error
+// (CheckTransmitter's, or an issuer named twice), nothing changes.
+func (r *Receiver) SetTransmitters(ts []TransmitterConfig) error {
+	r.setMu.Lock()
+	defer r.setMu.Unlock()
+	old := r.trusted.Load()
+	next := &transmitterSet{byIssuer: make(map[string]*transmitter, len(ts))}
+	for _, tc := range ts {
+		if _, dup := next.byIssuer[tc.Issuer]; dup {
+			return fmt.Errorf("signals: transmitter %q is configured twice", tc.Issuer)
+		}
+		t, err := r.newTransmitter(tc)
+		if err != nil {
+			return err
+		}
+		if prev := old.byIssuer[tc.Issuer]; prev != nil && sameTransmitter(prev.TransmitterConfig, t.TransmitterConfig) {
+			t = prev
+		}
+		next.byIssuer[tc.Issuer] = t
+		for _, a := range t.AllowedAlgs {
+			if !slices.Contains(next.algs, a) {
+				next.algs = append(next.algs, a)
+			}
+		}
+	}
+	if len(next.algs) == 0 {
+		next.algs = defaultAlgs() // so that a SET parses and is refused for its issuer
+	}
+	r.trusted.Store(next)
+	return nil
+}
+
+// CheckTransmitter checks tc as SetTransmitters would (and loads its keys when they are a file or inline),
+// without trusting it.
+func (r *Receiver) CheckTransmitter(tc TransmitterConfig) error {
+	_, err := r.newTransmitter(tc)
+	return err
+}
+
+// Trusts reports whether iss is a trusted transmitter now.
+func (r *Receiver) Trusts(iss string) bool { return r.trusted.Load().byIssuer[iss] != nil }
+
+// sameTransmitter reports whether a and b (with defaults applied) configure the same transmitter.
+func sameTransmitter(a, b TransmitterConfig) bool {
+	return a.Issuer == b.Issuer && slices.Equal(a.Audience, b.Audience) && a.JWKSURL == b.JWKSURL &&
+		a.JWKSFile == b.JWKSFile && bytes.Equal(a.JWKS, b.JWKS) && a.JWKSSource == b.JWKSSource &&
+		slices.Equal(a.AllowedAlgs, b.AllowedAlgs) && a.MaxIATAge == b.MaxIATAge && a.MaxIATFuture == b.MaxIATFuture &&
+		a.PushAuthorization == b.PushAuthorization && slices.Equal(a.AllowedEvents, b.AllowedEvents)
+}
+
+func (r *Receiver) newTransmitter(tc TransmitterConfig) (*transmitter, error) {
+	cache := r.cache
+	sources := 0
+	for _, set := range []bool{tc.JWKSURL != "", tc.JWKSFile != "", tc.JWKS != nil} {
+		if set {
+			sources++
+		}
+	}
 	switch {
 	case tc.Issuer == "":
 		return nil, errors.New("signals: transmitter with no issuer")
 	case len(tc.Audience) == 0 || slices.Contains(tc.Audience, ""):
 		return nil, fmt.Errorf("signals: transmitter %q: audience must name this receiver", tc.Issuer)
-	case (tc.JWKSURL == "") == (tc.JWKSFile == ""):
-		return nil, fmt.Errorf("signals: transmitter %q: set exactly one of JWKSURL and JWKSFile", tc.Issuer)
+	case sources != 1:
+		return nil, fmt.Errorf("signals: transmitter %q: set exactly one of JWKSURL, JWKSFile and JWKS", tc.Issuer)
 	}
 	if len(tc.AllowedAlgs) == 0 {
 		tc.AllowedAlgs = defaultAlgs()
@@ -211,20 +274,27 @@ func (r *Receiver) newTransmitter(tc TransmitterConfig, cache ijose.RemoteKeySet
 	t := &transmitter{TransmitterConfig: tc}
 	cache.Logger = r.log.With(zap.String("transmitter", tc.Issuer))
 	var err error
-	if tc.JWKSURL != "" {
+	switch {
+	case tc.JWKSURL != "":
 		if err := checkOutboundURL(tc.JWKSURL); err != nil {
 			return nil, fmt.Errorf("signals: transmitter %q: JWKS URL: %w", tc.Issuer, err)
 		}
 		cache.URL, cache.AllowHTTP = tc.JWKSURL, true // checkOutboundURL allows http to loopback only
 		t.keys, err = ijose.NewRemoteKeySet(cache)
-	} else {
+	case tc.JWKSFile != "":
 		t.keys, err = ijose.NewFileKeySet(tc.JWKSFile, cache)
+	default:
+		t.keys, err = ijose.NewStaticKeySet(cmp.Or(tc.JWKSSource, "inline"), tc.JWKS, cache)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("signals: transmitter %q: %w", tc.Issuer, err)
 	}
 	return t, nil
 }
+
+// CheckEndpointURL checks a URL the receiver is to call (a poll endpoint) as NewPoller does: https, or http to a
+// loopback address.
+func CheckEndpointURL(raw string) error { return checkOutboundURL(raw) }
 
 // checkOutboundURL requires https (SSF §6.1), except http to a loopback address for tests and demos.
 func checkOutboundURL(raw string) error {
@@ -289,11 +359,12 @@ func (r *Receiver) observe(result, reason string) {
 // verify runs every check on the SET, in an order that gives the transmitter the most useful error code:
 // structure, explicit type, issuer, (push authorization), algorithm, key and signature, then claims.
 func (r *Receiver) verify(ctx context.Context, token string, pushAuth *string) (*SET, *transmitter, error) {
-	jws, iss, err := r.parseSET(token)
+	trusted := r.trusted.Load()
+	jws, iss, err := r.parseSET(token, trusted.algs)
 	if err != nil {
 		return nil, nil, err
 	}
-	t, err := r.transmitterFor(iss, pushAuth)
+	t, err := trusted.transmitterFor(iss, pushAuth)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -313,18 +384,18 @@ func (r *Receiver) verify(ctx context.Context, token string, pushAuth *string) (
 
 // parseSET parses token as a compact JWS with an accepted alg and the SET typ, and returns it with the iss its
 // payload claims (not yet verified: it says whose keys to verify with).
-func (r *Receiver) parseSET(token string) (*jose.JSONWebSignature, string, error) {
+func (r *Receiver) parseSET(token string, algs []jose.SignatureAlgorithm) (*jose.JSONWebSignature, string, error) {
 	if len(token) > r.maxBody {
 		return nil, "", refuse(CodeInvalidRequest, autherr.ErrTooLarge, "SET is %d bytes (limit %d)", len(token), r.maxBody)
 	}
-	jws, err := jose.ParseSignedCompact(token, r.algs)
+	jws, err := jose.ParseSignedCompact(token, algs)
 	if err != nil {
 		var alg *jose.ErrUnexpectedSignatureAlgorithm
 		switch {
 		case errors.As(err, &alg) && (alg.Got == "" || strings.EqualFold(string(alg.Got), "none")):
 			return nil, "", refuse(CodeAuthenticationFailed, autherr.ErrUnsupportedAlg, "SET is unsigned (alg %q); signed SETs are required", alg.Got)
 		case errors.As(err, &alg):
-			return nil, "", refuse(CodeInvalidKey, autherr.ErrUnsupportedAlg, "algorithm %q is not accepted (accepted: %v)", truncate(string(alg.Got), 32), r.algs)
+			return nil, "", refuse(CodeInvalidKey, autherr.ErrUnsupportedAlg, "algorithm %q is not accepted (accepted: %v)", truncate(string(alg.Got), 32), algs)
 		}
 		return nil, "", refuse(CodeInvalidRequest, autherr.ErrMalformed, "not a compact JWS: %v", err)
 	}
@@ -344,8 +415,8 @@ func (r *Receiver) parseSET(token string) (*jose.JSONWebSignature, string, error
 
 // transmitterFor returns the configured transmitter iss, after checking a push delivery's Authorization header
 // (pushAuth; nil for a poll) against it.
-func (r *Receiver) transmitterFor(iss string, pushAuth *string) (*transmitter, error) {
-	t := r.transmitters[iss]
+func (ts *transmitterSet) transmitterFor(iss string, pushAuth *string) (*transmitter, error) {
+	t := ts.byIssuer[iss]
 	if t == nil {
 		return nil, refuse(CodeInvalidIssuer, autherr.ErrUntrustedIssuer, "issuer %q is not a configured transmitter", truncate(iss, 256))
 	}

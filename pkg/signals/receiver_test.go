@@ -394,7 +394,6 @@ func TestNewReceiverConfigErrors(t *testing.T) {
 	}{
 		{"no sink", ReceiverConfig{Dedup: dedup, Transmitters: []TransmitterConfig{good}}},
 		{"no dedup", ReceiverConfig{Sink: sink, Transmitters: []TransmitterConfig{good}}},
-		{"no transmitters", ReceiverConfig{Sink: sink, Dedup: dedup}},
 		{"no audience", ReceiverConfig{Sink: sink, Dedup: dedup, Transmitters: []TransmitterConfig{with2(good, func(c *TransmitterConfig) { c.Audience = nil })}}},
 		{"both JWKS sources", ReceiverConfig{Sink: sink, Dedup: dedup, Transmitters: []TransmitterConfig{with2(good, func(c *TransmitterConfig) { c.JWKSFile = "x" })}}},
 		{"http JWKS", ReceiverConfig{Sink: sink, Dedup: dedup, Transmitters: []TransmitterConfig{with2(good, func(c *TransmitterConfig) { c.JWKSURL = "http://idp.example.com/jwks" })}}},

@@ -68,6 +68,9 @@ controller: {replicas: 1, tokenService: {enabled: false}}
 injector: {enabled: false}
 crds: {install: false}
 `},
+	{"ssf from SSFTransmitter objects only, state in a file", `
+controller: {replicas: 1, state: {backend: bbolt}, ssf: {enabled: true}}
+`},
 	{"ssf, private registry, pinned digest", `
 image: {registry: registry.example.com/platform/, controllerDigest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", pullSecrets: [regcred]}
 controller:
@@ -488,8 +491,20 @@ func checkRBAC(t *testing.T, r rendered, wantState bool) {
 	if slices.ContainsFunc(r.roles, stateRule) && !slices.ContainsFunc(r.nsRoles, stateRule) {
 		t.Error("a ClusterRole lists Secrets")
 	}
+	// Without it, SSFTransmitter objects need their Secrets followed: list and watch in the namespace, nothing more.
+	objectsRule := func(rule rbacv1.PolicyRule) bool {
+		return slices.Equal(rule.Resources, []string{"secrets"}) && len(rule.ResourceNames) == 0 &&
+			slices.Equal(rule.Verbs, []string{"list", "watch"})
+	}
+	wantObjects := !wantState && strings.Contains(r.configMap(t, "controller.yaml"), "transmitterObjects")
+	if got := slices.ContainsFunc(r.nsRoles, objectsRule); got != wantObjects {
+		t.Errorf("Role has the rule for SSFTransmitter Secrets: %v; want %v", got, wantObjects)
+	}
+	if slices.ContainsFunc(r.roles, objectsRule) && !slices.ContainsFunc(r.nsRoles, objectsRule) {
+		t.Error("a ClusterRole lists Secrets")
+	}
 	for _, rule := range r.roles {
-		if wantState && stateRule(rule) {
+		if wantState && stateRule(rule) || wantObjects && objectsRule(rule) {
 			continue
 		}
 		for _, s := range slices.Concat(rule.APIGroups, rule.Resources, rule.Verbs, rule.ResourceNames) {
@@ -539,16 +554,11 @@ func deref[T any](p *T) any {
 	return *p
 }
 
-// TestChartControllerCheck runs the controller binary's own -check on the controller.yaml the default values render,
-// as the container would read it.
+// TestChartControllerCheck runs the controller binary's own -check on the controller.yaml the default values render
+// (and those with SSF on, its transmitters from SSFTransmitter objects only), as the container would read it.
 func TestChartControllerCheck(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cmd/controller")
-	}
-	r := renderStrict(t, loadChart(t), nil)
-	path := filepath.Join(t.TempDir(), "controller.yaml")
-	if err := os.WriteFile(path, []byte(r.configMap(t, "controller.yaml")), 0o600); err != nil {
-		t.Fatal(err)
 	}
 	root, err := testproc.ModuleRoot()
 	if err != nil {
@@ -559,9 +569,16 @@ func TestChartControllerCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cleanup()
-	out, err := exec.Command(filepath.Join(dir, "controller"), "-config", path, "-check").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "config OK") {
-		t.Fatalf("controller -check: %v\n%s", err, out)
+	for _, vals := range []string{"", "controller: {ssf: {enabled: true}}"} {
+		r := renderStrict(t, loadChart(t), values(t, vals))
+		path := filepath.Join(t.TempDir(), "controller.yaml")
+		if err := os.WriteFile(path, []byte(r.configMap(t, "controller.yaml")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(filepath.Join(dir, "controller"), "-config", path, "-check").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "config OK") {
+			t.Fatalf("controller -check of the values %q: %v\n%s", vals, err, out)
+		}
 	}
 }
 

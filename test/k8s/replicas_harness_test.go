@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -85,6 +86,9 @@ type replicaEnv struct {
 	kubeconfig string
 	jwks       string
 	idpKey     jose.JSONWebKey
+	// ssf, when set, is the YAML of the replicas' ssf section after listen; by default they trust the identity
+	// provider in ssf.transmitters.
+	ssf string
 	// extraConfig, when set, is appended to each replica's controller.yaml; %s in it is the replica's directory.
 	extraConfig string
 }
@@ -141,8 +145,7 @@ admin: {socket: %s}
 ops: {listen: %s}
 ssf:
   listen: %s
-  transmitters:
-    - {issuer: %q, audience: [%s], jwksFile: %s}
+%s
 state:
   backend: kubernetes
   kubernetes:
@@ -154,7 +157,8 @@ state:
     retryPeriod: %s
 log: {level: debug}
 %s`, replicaTrustDomain, filepath.Join(r.dir, "data"), r.issuerAddr, r.xdsAddr, r.socket, r.opsAddr, r.ssfAddr,
-		idpIssuer, ssfAudience, e.jwks, e.namespace, e.kubeconfig, name, leaseDuration, renewDeadline, retryPeriod,
+		cmp.Or(e.ssf, fmt.Sprintf("  transmitters:\n    - {issuer: %q, audience: [%s], jwksFile: %s}", idpIssuer, ssfAudience, e.jwks)),
+		e.namespace, e.kubeconfig, name, leaseDuration, renewDeadline, retryPeriod,
 		strings.ReplaceAll(e.extraConfig, "%s", r.dir)))
 	r.proc = testproc.Start(t, binary(t, "controller"), testproc.Name("controller "+name),
 		testproc.Args("-config", r.configPath), testproc.Grace(30*time.Second))

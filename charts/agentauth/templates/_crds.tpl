@@ -25,7 +25,7 @@ status:
 {{- end }}
 {{- define "agentauth.secretKeyRef" -}}
 type: object
-description: {{ .doc }} A key of a Secret in the controller's namespace.
+description: {{ .doc }} A key of a Secret in the controller's namespace, re-read when the Secret changes.
 required: [name, key]
 properties:
   name: {type: string, minLength: 1, maxLength: 253}

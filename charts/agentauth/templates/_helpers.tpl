@@ -93,7 +93,9 @@ Kubernetes API (shared by the replicas, the Lease the Role names) or in the data
 {{- $_ := set $cfg "tokenService" $ts -}}
 {{- end -}}
 {{- if $c.ssf.enabled -}}
-{{- $_ := set $cfg "ssf" (dict "listen" (printf ":%d" (int $c.ports.ssf)) "transmitters" $c.ssf.transmitters) -}}
+{{- $ssf := dict "listen" (printf ":%d" (int $c.ports.ssf)) "transmitters" $c.ssf.transmitters -}}
+{{- if $c.ssf.transmitterObjects }}{{ $_ := set $ssf "transmitterObjects" (dict "namespace" .Release.Namespace) }}{{ end -}}
+{{- $_ := set $cfg "ssf" $ssf -}}
 {{- end -}}
 {{- if $c.audit.enabled -}}
 {{- $a := dict "dir" "/var/lib/agentauth/audit" "durability" $c.audit.durability -}}
