@@ -142,6 +142,14 @@ func (p *cedarPolicies) current() (*policySnapshot, <-chan struct{}) {
 	return p.snap, p.changed
 }
 
+// notReady holds /readyz until the first complete list: until then the live set is whatever the state held.
+func (p *cedarPolicies) notReady() error {
+	if snap, _ := p.current(); snap == nil {
+		return errors.New("CedarPolicy objects not listed yet (policy.source crd): is the CRD installed, and may the controller list cedarpolicies?")
+	}
+	return nil
+}
+
 // admit is the admission check of a CedarPolicy being created or updated: it must compile alone, and none of its
 // policy ids may be used by another CedarPolicy (ids are unique across the set). The error names the object and
 // the line and column of each problem; kubectl shows it.

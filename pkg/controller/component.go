@@ -40,6 +40,12 @@ type validator interface {
 	validate(p *confyaml.Problems)
 }
 
+// readiness is a component that can hold /readyz at 503: notReady says why, or is nil once the component is
+// ready (a watch that has not completed its first list, say).
+type readiness interface {
+	notReady() error
+}
+
 // serving is a component that names its endpoints in the "controller serving" log line.
 type serving interface {
 	logFields() []zap.Field

@@ -66,6 +66,14 @@ func (c *Controller) opsHandler() http.Handler {
 				return
 			}
 		}
+		for _, comp := range c.components {
+			if r, ok := comp.(readiness); ok {
+				if err := r.notReady(); err != nil {
+					writeError(w, http.StatusServiceUnavailable, err)
+					return
+				}
+			}
+		}
 		if err := probeWritable(c.cfg.DataDir); err != nil {
 			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("dataDir is not writable: %w", err))
 			return

@@ -251,6 +251,16 @@ type verdict struct {
 
 // reconcile decides which objects' transmitters are trusted, swaps the receiver's set to ssf.transmitters and
 // theirs, hands their clients over, and writes every object's Accepted condition.
+// notReady holds /readyz until the first complete list: until then the objects' transmitters are not trusted.
+func (o *ssfObjects) notReady() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.objs == nil {
+		return errors.New("SSFTransmitter objects not listed yet (ssf.transmitterObjects): is the CRD installed, and may the controller list ssftransmitters?")
+	}
+	return nil
+}
+
 func (o *ssfObjects) reconcile(ctx context.Context) {
 	o.mu.Lock()
 	objs := o.objs

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // Before, a missing or empty state.db beside existing CA keys started the controller with empty state.
@@ -138,4 +141,32 @@ func waitReady(t *testing.T, c *Controller, want int) string {
 	}
 	t.Fatalf("/readyz never answered %d; last: %s", want, last)
 	return ""
+}
+
+// TestReadyzWaitsForCustomResources: with policy.source crd the live set is whatever the state held until the
+// CedarPolicy objects are listed, so /readyz says so while they cannot be (no API server here: a closed port).
+func TestReadyzWaitsForCustomResources(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["gone"] = &clientcmdapi.Cluster{Server: "https://" + addr}
+	kc.AuthInfos["gone"] = &clientcmdapi.AuthInfo{Token: "t"}
+	kc.Contexts["gone"] = &clientcmdapi.Context{Cluster: "gone", AuthInfo: "gone"}
+	kc.CurrentContext = "gone"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, "")
+	cfg.Policy = PolicyConfig{Source: PolicySourceCRD, Kubeconfig: path}
+	c, stop := runController(t, cfg)
+	body := waitReady(t, c, http.StatusServiceUnavailable)
+	if !strings.Contains(body, "CedarPolicy objects not listed yet") {
+		t.Fatalf("readyz body %q does not say the CedarPolicy objects are not listed", body)
+	}
+	stop()
 }
