@@ -241,10 +241,11 @@ func (ca *CA) Prepared() *x509.Certificate {
 	return nil
 }
 
-// at returns the moment frac of a's lifetime has passed.
+// at returns the moment frac of a's lifetime has passed, counted from its creation (NotBefore is backdated), so
+// the fractions mean what they say of short test lifetimes too.
 func at(a *authority, frac float64) time.Time {
-	life := a.root.NotAfter.Sub(a.root.NotBefore)
-	return a.root.NotBefore.Add(time.Duration(float64(life) * frac))
+	created := a.root.NotBefore.Add(backdate)
+	return created.Add(time.Duration(float64(a.root.NotAfter.Sub(created)) * frac))
 }
 
 // activation is when s's prepared root becomes active: at ActivateAt of the active root's life, but not before

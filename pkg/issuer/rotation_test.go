@@ -20,8 +20,8 @@ import (
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 )
 
-// testCATTL: the root (backdated 30s, so its life is 60m30s) prepares its successor about 30m in and activates
-// it a little after 50m (the defaults, 1/2 and 5/6), once the successor has been published for a third of it.
+// testCATTL: the root prepares its successor 30m after its creation and activates it at 50m (the defaults, 1/2
+// and 5/6), or later if the successor has not been published for the 20 minutes between them yet.
 const testCATTL = time.Hour
 
 // openRotating opens a CA with a one-hour root on store and the keys in dir, at clk.
