@@ -76,7 +76,7 @@ func (c *Controller) newMetrics() *metrics {
 		}, []string{"result", "reason"}),
 		singletons: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "agentauth_singleton_running",
-			Help: "1 while this controller runs the singleton work (housekeeping, ssf_clients): with state.backend kubernetes, only the replica holding the Lease does.",
+			Help: "1 while this controller runs the singleton work (housekeeping, ca_rotation, ssf_clients): with state.backend kubernetes, only the replica holding the Lease does.",
 		}, []string{"work"}),
 		caSteps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentauth_ca_rotation_steps_total",
