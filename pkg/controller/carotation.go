@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/agentauth/agentauth/pkg/audit"
-	"github.com/agentauth/agentauth/pkg/autherr"
 	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/store"
 )
@@ -123,19 +122,17 @@ func (c *Controller) applyCA(ctx context.Context) error {
 }
 
 // publishTrustBundle stores the CA's trust bundle for xDS. A replica whose CA state is older than the stored
-// bundle's (another replica stored a later rotation) is refused; it reloads the CA and tries once more.
+// bundle's (another replica stored a later rotation it has not loaded yet) reloads the CA first, rather than be
+// refused for rolling the bundle back.
 func (c *Controller) publishTrustBundle(ctx context.Context) error {
-	err := c.state.SetTrustBundle(trustBundle(c.ca))
-	if err == nil || !errors.Is(err, autherr.ErrMalformed) || !strings.Contains(err.Error(), "older than the stored") {
-		if err != nil {
-			return fmt.Errorf("publishing the trust bundle: %w", err)
+	b := trustBundle(c.ca)
+	if stored, err := c.store.TrustBundles().Get(b.GetTrustDomain()); err == nil && stored.GetSequence() > b.GetSequence() {
+		if _, err := c.ca.Reload(ctx); err != nil {
+			return fmt.Errorf("publishing the trust bundle: the stored one is newer; reloading the CA: %w", err)
 		}
-		return nil
+		b = trustBundle(c.ca)
 	}
-	if _, rerr := c.ca.Reload(ctx); rerr != nil {
-		return fmt.Errorf("publishing the trust bundle: %w; reloading the CA: %w", err, rerr)
-	}
-	if err := c.state.SetTrustBundle(trustBundle(c.ca)); err != nil {
+	if err := c.state.SetTrustBundle(b); err != nil {
 		return fmt.Errorf("publishing the trust bundle: %w", err)
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,11 +27,12 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// rotatingConfig is a controller whose 100-second root prepares its successor 15s in and activates it 40s in
-// (published for 25s, over svidTTL), and stays trusted for 60s more, with an audit log in auditDir.
+// rotatingConfig is a controller whose 100-second root prepares its successor 30s in and activates it 50s in
+// (published for 20s, svidTTL), and stays trusted for 50s more, with an audit log in auditDir. The successor
+// prepares the next one 60s in and activates it 80s in, after the test.
 func rotatingConfig(t *testing.T, auditDir string) *Config {
 	t.Helper()
-	return testConfig(t, ", svidTTL: 20s, caTTL: 100s, caPrepareAt: 0.15, caActivateAt: 0.4}\naudit: {dir: "+auditDir)
+	return testConfig(t, ", svidTTL: 20s, caTTL: 100s, caPrepareAt: 0.3, caActivateAt: 0.5}\naudit: {dir: "+auditDir)
 }
 
 // joinWorkload attests a new workload called name with a join token from the admin API.
@@ -249,8 +251,9 @@ func mtlsEcho(t *testing.T, server *x509svid.SVID, serverBundle *x509bundle.Bund
 func TestReplicasRotateCAOnTheLeader(t *testing.T) {
 	rs := newReplicaSet(t)
 	rs.tune = func(cfg *Config) {
-		// A 40-second root: the successor is prepared 4s in, activated 12s in (published for 8s, over svidTTL).
-		cfg.Issuer.SVIDTTL, cfg.Issuer.CATTL, cfg.Issuer.CAPrepareAt, cfg.Issuer.CAActivateAt = 5*time.Second, 40*time.Second, 0.1, 0.3
+		// A 60-second root: the successor is prepared 24s in, activated 33s in (published for 9s, over svidTTL);
+		// it prepares the next one 15s after that.
+		cfg.Issuer.SVIDTTL, cfg.Issuer.CATTL, cfg.Issuer.CAPrepareAt, cfg.Issuer.CAActivateAt = 5*time.Second, time.Minute, 0.4, 0.55
 	}
 	lead, other := leading(t, rs.start(t, "a", "b"), "ca_rotation")
 	first := lead.c.ca.Root()
@@ -279,7 +282,7 @@ func TestReplicasRotateCAOnTheLeader(t *testing.T) {
 		if chain[0].CheckSignatureFrom(prepared) != nil {
 			t.Errorf("%s issues from another root than the activated one", r.cfg.State.Kubernetes.Identity)
 		}
-		if roots := r.c.ca.Roots(); len(roots) != 2 || !roots[1].Equal(first) {
+		if roots := r.c.ca.Roots(); !slices.ContainsFunc(roots, first.Equal) {
 			t.Errorf("%s: the retired root is not in its bundle (%d roots)", r.cfg.State.Kubernetes.Identity, len(roots))
 		}
 		await(t, r.cfg.State.Kubernetes.Identity+"'s own SVID reissued from the new root", func() bool {
@@ -289,10 +292,10 @@ func TestReplicasRotateCAOnTheLeader(t *testing.T) {
 	}
 	await(t, "the trust bundle the other replica serves is the CA's after the activation", func() bool {
 		tb, err := other.c.store.TrustBundles().Get(other.c.td.Name())
-		return err == nil && tb.GetSequence() == 3 && proto.Equal(tb, trustBundle(other.c.ca))
+		return err == nil && tb.GetSequence() >= 3 && proto.Equal(tb, trustBundle(other.c.ca))
 	})
-	if steps(lead, "prepared") != 1 || steps(lead, "activated") != 1 {
-		t.Errorf("leader's steps: prepared %v, activated %v; want 1 each", steps(lead, "prepared"), steps(lead, "activated"))
+	if steps(lead, "prepared") < 1 || steps(lead, "activated") != 1 {
+		t.Errorf("leader's steps: prepared %v, activated %v; want 1 each (2 prepared once the next successor is)", steps(lead, "prepared"), steps(lead, "activated"))
 	}
 	for _, step := range []string{"prepared", "activated", "retired", "failed"} {
 		if n := steps(other, step); n != 0 {
