@@ -53,13 +53,12 @@ func (r *caRotator) stop(context.Context) {
 func (r *caRotator) run(ctx context.Context) {
 	c := r.c
 	for {
-		wait := min(time.Until(c.ca.NextRotation()), caCheckEvery)
+		wait := caCheckEvery
 		if err := c.rotateCA(ctx); err != nil && ctx.Err() == nil {
 			c.metrics.caSteps.WithLabelValues("failed").Inc()
 			c.log.Error("CA rotation step failed; retrying", zap.Error(err))
 			wait = caRetry
-		}
-		if next := min(time.Until(c.ca.NextRotation()), caCheckEvery); next < wait {
+		} else if next := time.Until(c.ca.NextRotation()); next < wait {
 			wait = next
 		}
 		select {

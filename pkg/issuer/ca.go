@@ -76,7 +76,7 @@ type Config struct {
 }
 
 // CA is the certificate authority of one trust domain: a self-signed ECDSA P-256 root that signs X.509-SVIDs,
-// and an ES256 key that signs WIT-SVIDs. It is safe for concurrent use.
+// and an ES256 key that signs WIT-SVIDs, both rotated by Rotate (rotation.go). It is safe for concurrent use.
 type CA struct {
 	td       spiffeid.TrustDomain
 	store    Store
