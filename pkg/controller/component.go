@@ -56,7 +56,8 @@ type serving interface {
 // come and go. The CedarPolicy watch starts before the webhook that checks new objects against it. Housekeeping runs from before the first server until after the last. Singleton work is wrapped
 // in leaderOnly; with state.backend kubernetes, leaderElection comes last, after all of it, and stops first.
 func (c *Controller) newComponents() []component {
-	comps := []component{&leaderOnly{c: c, work: "housekeeping", inner: &housekeeper{c: c}}, &opsServer{c: c},
+	comps := []component{&leaderOnly{c: c, work: "housekeeping", inner: &housekeeper{c: c}},
+		&leaderOnly{c: c, work: "ca_rotation", inner: &caRotator{c: c}}, &opsServer{c: c},
 		&issuerServer{c: c}, &xdsServer{c: c}, &auditWitness{c: c}}
 	if c.cfg.TokenService != nil {
 		comps = append(comps, &tokenServer{c: c})
@@ -78,7 +79,7 @@ func (c *Controller) newComponents() []component {
 	}
 	comps = append(comps, &adminServer{c: c})
 	if c.cfg.State.Backend == BackendKubernetes {
-		comps = append(comps, &leaderElection{c: c})
+		comps = append(comps, &caWatcher{c: c}, &leaderElection{c: c})
 	}
 	return comps
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentauth/agentauth/internal/confyaml"
 	"github.com/agentauth/agentauth/internal/netlimit"
+	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/issuer/k8sattest"
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/signals"
@@ -74,6 +75,15 @@ type IssuerConfig struct {
 	Listen string `yaml:"listen"`
 	// SVIDTTL is the lifetime of issued X.509-SVIDs and WITs (default 1h); sidecars renew at half of it.
 	SVIDTTL time.Duration `yaml:"svidTTL,omitempty"`
+	// CATTL is the lifetime of each root certificate the CA creates (default 43800h, 5 years). The root rotates:
+	// at CAPrepareAt of the active root's life a successor (with a WIT signing key of its own) is created and
+	// published in every trust bundle, at CAActivateAt it starts signing, and the old root stays in the bundles
+	// until it expires. The window between them must be at least svidTTL, so every sidecar renews, and learns the
+	// successor, before it signs anything. A new caTTL applies to the next root created.
+	CATTL time.Duration `yaml:"caTTL,omitempty"`
+	// CAPrepareAt and CAActivateAt are fractions of the active root's lifetime (defaults 0.5 and 0.8333, SPIRE's).
+	CAPrepareAt  float64 `yaml:"caPrepareAt,omitempty"`
+	CAActivateAt float64 `yaml:"caActivateAt,omitempty"`
 	// Keys is "file" (PKCS#8 under dataDir/keys, mode 0600) or "tpm" (keys held by the TPM at TPMDevice).
 	Keys      string `yaml:"keys,omitempty"`
 	TPMDevice string `yaml:"tpmDevice,omitempty"`
@@ -321,6 +331,15 @@ func (c *Config) SetDefaults() {
 	if c.Issuer.SVIDTTL == 0 {
 		c.Issuer.SVIDTTL = time.Hour
 	}
+	if c.Issuer.CATTL == 0 {
+		c.Issuer.CATTL = issuer.DefaultCATTL
+	}
+	if c.Issuer.CAPrepareAt == 0 {
+		c.Issuer.CAPrepareAt = issuer.DefaultPrepareAt
+	}
+	if c.Issuer.CAActivateAt == 0 {
+		c.Issuer.CAActivateAt = issuer.DefaultActivateAt
+	}
 	if c.Issuer.Keys == "" {
 		c.Issuer.Keys = "file"
 	}
@@ -395,6 +414,28 @@ func listenAddr(p *confyaml.Problems, field, addr string) {
 	}
 }
 
+// maxCATTL bounds issuer.caTTL: a root is not meant to outlive the algorithms and people that made it.
+const maxCATTL = 20 * 365 * 24 * time.Hour
+
+// validateCARotation checks issuer.caTTL, caPrepareAt and caActivateAt.
+func validateCARotation(p *confyaml.Problems, is IssuerConfig) {
+	if is.CATTL < 2*is.SVIDTTL || is.CATTL > maxCATTL {
+		p.Add("issuer.caTTL", "%v is outside 2 × svidTTL (%v)..%v", is.CATTL, 2*is.SVIDTTL, maxCATTL)
+		return
+	}
+	switch {
+	case !(is.CAPrepareAt > 0 && is.CAPrepareAt < 1):
+		p.Add("issuer.caPrepareAt", "%v is not a fraction of the root's lifetime strictly between 0 and 1", is.CAPrepareAt)
+	case !(is.CAActivateAt > is.CAPrepareAt && is.CAActivateAt < 1):
+		p.Add("issuer.caActivateAt", "%v is not strictly between caPrepareAt (%v) and 1", is.CAActivateAt, is.CAPrepareAt)
+	default:
+		if window := time.Duration((is.CAActivateAt - is.CAPrepareAt) * float64(is.CATTL)); window < is.SVIDTTL {
+			p.Add("issuer.caActivateAt", "the successor root would be published for %v before it signs, less than svidTTL (%v): sidecars that have not renewed would not trust it yet",
+				window.Round(time.Second), is.SVIDTTL)
+		}
+	}
+}
+
 // validateIssuer checks the issuer section.
 func (c *Config) validateIssuer(p *confyaml.Problems, td spiffeid.TrustDomain) {
 	is := c.Issuer
@@ -407,6 +448,7 @@ func (c *Config) validateIssuer(p *confyaml.Problems, td spiffeid.TrustDomain) {
 	if is.Keys != "file" && is.Keys != "tpm" {
 		p.Add("issuer.keys", "%q is not file or tpm", is.Keys)
 	}
+	validateCARotation(p, is)
 	c.validateLocalIssuer(p, td)
 	for i, a := range is.WITKeyAlgorithms {
 		if !slices.Contains(wire.WIMSEWITAlgs, a) {

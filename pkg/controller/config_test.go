@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentauth/agentauth/internal/confyaml"
+	"github.com/agentauth/agentauth/pkg/issuer"
 )
 
 const validConfig = `trustDomain: example.org
@@ -26,7 +27,8 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Issuer.SVIDTTL != time.Hour || cfg.Issuer.Keys != "file" || cfg.Log.Level != "info" {
+	if cfg.Issuer.SVIDTTL != time.Hour || cfg.Issuer.Keys != "file" || cfg.Log.Level != "info" ||
+		cfg.Issuer.CATTL != issuer.DefaultCATTL || cfg.Issuer.CAPrepareAt != issuer.DefaultPrepareAt || cfg.Issuer.CAActivateAt != issuer.DefaultActivateAt {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 	tests := []struct {
@@ -36,6 +38,11 @@ func TestParse(t *testing.T) {
 		{"bad listen", "xds: {listen: nowhere}\n", "xds.listen"},
 		{"ttl too long", "issuer: {listen: 127.0.0.1:8443, svidTTL: 48h}\n", "issuer.svidTTL"},
 		{"ttl under a second", "issuer: {listen: 127.0.0.1:8443, svidTTL: 500ms}\n", "issuer.svidTTL: 500ms is outside 1s..24h"},
+		{"caTTL under 2 svidTTL", "issuer: {listen: 127.0.0.1:8443, caTTL: 90m}\n", "issuer.caTTL: 1h30m0s is outside 2 × svidTTL (2h0m0s)"},
+		{"caTTL over 20 years", "issuer: {listen: 127.0.0.1:8443, caTTL: 200000h}\n", "issuer.caTTL"},
+		{"caPrepareAt over 1", "issuer: {listen: 127.0.0.1:8443, caPrepareAt: 1.5}\n", "issuer.caPrepareAt: 1.5 is not a fraction"},
+		{"caActivateAt before caPrepareAt", "issuer: {listen: 127.0.0.1:8443, caPrepareAt: 0.6, caActivateAt: 0.5}\n", "issuer.caActivateAt: 0.5 is not strictly between caPrepareAt (0.6) and 1"},
+		{"rotation window under svidTTL", "issuer: {listen: 127.0.0.1:8443, caTTL: 10h, caPrepareAt: 0.5, caActivateAt: 0.55}\n", "issuer.caActivateAt: the successor root would be published for 30m0s before it signs, less than svidTTL (1h0m0s)"},
 		{"unknown key store", "issuer: {listen: 127.0.0.1:8443, keys: hsm}\n", "issuer.keys"},
 		{"ssf without transmitters", "ssf: {listen: 127.0.0.1:8090}\n", "ssf.transmitters"},
 		{"transmitter with two key sources", "ssf: {listen: 127.0.0.1:8090, transmitters: [{issuer: i, audience: [a], jwksFile: f, jwksURL: u}]}\n", "exactly one of jwksFile and jwksURL"},

@@ -14,6 +14,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -60,7 +63,9 @@ type Controller struct {
 	elector *leader.Elector
 	keys    issuer.KeyStore
 	ca      *issuer.CA
-	self    *selfSVID
+	// caMu serialises applyCA: the rotator and the watcher of the shared state may both apply a CA change.
+	caMu sync.Mutex
+	self *selfSVID
 	// state writes policies, revocations, risk and trust bundles, and keeps the revocation index the token
 	// service and the issuer ask; pub serves what it stores to the sidecars.
 	state *state.Service
@@ -174,8 +179,8 @@ func (c *Controller) openPublisher() (err error) {
 		return err
 	}
 	c.onClose(c.pub.Close)
-	if err := c.state.SetTrustBundle(trustBundle(c.ca)); err != nil {
-		return fmt.Errorf("publishing the trust bundle: %w", err)
+	if err := c.publishTrustBundle(context.Background()); err != nil {
+		return err
 	}
 	return c.resolveStoredUsers()
 }
@@ -429,10 +434,11 @@ func checkDataDir(dir string) error {
 	return nil
 }
 
-// writeBundle writes the CA's root as PEM: what an operator hands a sidecar to trust the controller first. The
-// file is written under a new random name (O_EXCL: nothing planted is followed) and renamed into place.
+// writeBundle writes the CA's roots (issuer.CA.Roots: the active one first) as PEM: what an operator hands a
+// sidecar to trust the controller first. The file is written under a new random name (O_EXCL: nothing planted
+// is followed) and renamed into place.
 func writeBundle(path string, ca *issuer.CA) (err error) {
-	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root().Raw})
+	data := rootsPEM(ca)
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".bundle-*.pem")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
@@ -457,18 +463,37 @@ func writeBundle(path string, ca *issuer.CA) (err error) {
 	return nil
 }
 
+// rootsPEM is the CA's roots (issuer.CA.Roots) as PEM.
+func rootsPEM(ca *issuer.CA) []byte {
+	var data []byte
+	for _, r := range ca.Roots() {
+		data = append(data, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.Raw})...)
+	}
+	return data
+}
+
+// trustBundle is the CA's trust bundle for xDS: every root and WIT signing key it trusts (active, prepared,
+// retired until expiry). Its sequence grows with each rotation step that adds a root (2 × the active generation,
+// +1 while a successor is prepared), so a replica still on an older CA state cannot roll the bundle back.
 func trustBundle(ca *issuer.CA) *agentauthv1.TrustBundle {
 	var jwks jose.JSONWebKeySet
 	for kid, k := range ca.WITBundle().WITAuthorities() {
 		jwks.Keys = append(jwks.Keys, jose.JSONWebKey{Key: k, KeyID: kid, Use: "wit-svid"})
 	}
+	slices.SortFunc(jwks.Keys, func(a, b jose.JSONWebKey) int { return strings.Compare(a.KeyID, b.KeyID) })
 	raw, _ := json.Marshal(jwks)
-	return &agentauthv1.TrustBundle{
+	b := &agentauthv1.TrustBundle{
 		TrustDomain:        ca.TrustDomain().Name(),
-		X509Authorities:    [][]byte{ca.Root().Raw},
 		JwtAuthoritiesJwks: raw,
-		Sequence:           1,
+		Sequence:           1 + 2*int64(ca.Generation()),
 	}
+	if ca.Prepared() != nil {
+		b.Sequence++
+	}
+	for _, r := range ca.Roots() {
+		b.X509Authorities = append(b.X509Authorities, r.Raw)
+	}
+	return b
 }
 
 // selfSVID is the controller's own X.509-SVID, issued by its CA and renewed at half its lifetime.

@@ -12,6 +12,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/autherr"
+	"github.com/agentauth/agentauth/pkg/issuer"
 	"github.com/agentauth/agentauth/pkg/oauth"
 	"github.com/agentauth/agentauth/pkg/signals"
 )
@@ -53,6 +54,8 @@ type metrics struct {
 	sets   *prometheus.CounterVec
 	// singletons is 1 per singleton work (leaderOnly) while it runs on this controller.
 	singletons *prometheus.GaugeVec
+	// caSteps counts the CA rotation steps this controller took, and its failed attempts.
+	caSteps *prometheus.CounterVec
 }
 
 // newMetrics registers the controller's series on reg, with the zero series of the common outcomes, so a
@@ -73,8 +76,15 @@ func (c *Controller) newMetrics() *metrics {
 		}, []string{"result", "reason"}),
 		singletons: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "agentauth_singleton_running",
-			Help: "1 while this controller runs the singleton work (housekeeping, ssf_clients): with state.backend kubernetes, only the replica holding the Lease does.",
+			Help: "1 while this controller runs the singleton work (housekeeping, ca_rotation, ssf_clients): with state.backend kubernetes, only the replica holding the Lease does.",
 		}, []string{"work"}),
+		caSteps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentauth_ca_rotation_steps_total",
+			Help: "CA rotation steps this controller took, by step (prepared, activated, retired, dropped, failed).",
+		}, []string{"step"}),
+	}
+	for _, s := range []issuer.Step{issuer.StepPrepared, issuer.StepActivated, issuer.StepRetired, issuer.StepDropped, "failed"} {
+		m.caSteps.WithLabelValues(string(s))
 	}
 	for _, kind := range []string{attestJoinToken, attestUnixPeer, attestK8s, attestRenew} {
 		m.svids.WithLabelValues(kind, svidIssued, "")
@@ -83,7 +93,7 @@ func (c *Controller) newMetrics() *metrics {
 	for _, r := range []string{signals.ResultAccepted, signals.ResultDuplicate, signals.ResultFailed} {
 		m.sets.WithLabelValues(r, "")
 	}
-	c.reg.MustRegister(m.svids, m.tokens, m.sets, m.singletons, trustCollector{c})
+	c.reg.MustRegister(m.svids, m.tokens, m.sets, m.singletons, m.caSteps, trustCollector{c})
 	return m
 }
 
@@ -124,7 +134,11 @@ type trustCollector struct{ c *Controller }
 
 var (
 	caExpiryDesc = prometheus.NewDesc("agentauth_ca_expiry_timestamp_seconds",
-		"When the issuer's CA certificate expires (Unix seconds).", nil, nil)
+		"When the issuer's active CA root certificate expires (Unix seconds).", nil, nil)
+	caGenerationDesc = prometheus.NewDesc("agentauth_ca_generation",
+		"The active CA root's generation (0 for the first root; each rotation adds one).", nil, nil)
+	caPreparedDesc = prometheus.NewDesc("agentauth_ca_prepared",
+		"1 while a successor CA root is prepared (published, not yet signing).", nil, nil)
 	bundleExpiryDesc = prometheus.NewDesc("agentauth_trust_bundle_expiry_timestamp_seconds",
 		"When the first X.509 authority of the trust bundle served to sidecars expires (Unix seconds), by trust domain.",
 		[]string{"trust_domain"}, nil)
@@ -133,12 +147,20 @@ var (
 // Describe implements prometheus.Collector.
 func (tc trustCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- caExpiryDesc
+	ch <- caGenerationDesc
+	ch <- caPreparedDesc
 	ch <- bundleExpiryDesc
 }
 
 // Collect implements prometheus.Collector.
 func (tc trustCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(caExpiryDesc, prometheus.GaugeValue, float64(tc.c.ca.Root().NotAfter.Unix()))
+	ch <- prometheus.MustNewConstMetric(caGenerationDesc, prometheus.GaugeValue, float64(tc.c.ca.Generation()))
+	prepared := 0.0
+	if tc.c.ca.Prepared() != nil {
+		prepared = 1
+	}
+	ch <- prometheus.MustNewConstMetric(caPreparedDesc, prometheus.GaugeValue, prepared)
 	bundles, err := tc.c.store.TrustBundles().List()
 	if err != nil {
 		tc.c.log.Warn("metrics: reading trust bundles", zap.Error(err))

@@ -42,6 +42,8 @@ type replicaSet struct {
 	kubeconfig string
 	// extra is YAML added to each replica's config (an ssf section).
 	extra string
+	// tune, when set, adjusts each replica's config before it is validated.
+	tune func(*Config)
 }
 
 func newReplicaSet(t *testing.T) *replicaSet {
@@ -72,6 +74,9 @@ func (rs *replicaSet) config(t *testing.T, identity string) *Config {
 	cfg.State = StateConfig{Backend: BackendKubernetes, Kubernetes: &KubernetesStateConfig{Namespace: rs.ns,
 		Kubeconfig: rs.kubeconfig, Identity: identity, LeaseName: "controller-leader",
 		LeaseDuration: 6 * time.Second, RenewDeadline: 4 * time.Second, RetryPeriod: time.Second}}
+	if rs.tune != nil {
+		rs.tune(cfg)
+	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

@@ -81,7 +81,9 @@ type sharedCAStore struct {
 	st store.Backend
 }
 
-// PutCAMaterial implements issuer.Store; the CA calls it only to store a root it has just created.
+// PutCAMaterial implements issuer.Store; the CA calls it only to store a record it has just made (a root it has
+// created, the activation of a prepared one), never to change one: of two replicas doing the same step at once,
+// the second gets errCAFirst and continues from the first's record at its next step.
 func (s sharedCAStore) PutCAMaterial(_ context.Context, m *agentauthv1.CAMaterial) error {
 	stored, err := s.st.CA().Create(m)
 	if err != nil {
@@ -97,6 +99,7 @@ func (s sharedCAStore) PutCAMaterial(_ context.Context, m *agentauthv1.CAMateria
 // race to create the root loads the winner's.
 func (c *Controller) openCA(ctx context.Context) (*issuer.CA, error) {
 	cfg := issuer.Config{TrustDomain: c.td, Keys: c.keys, Store: issuer.NewBoltStore(c.store),
+		CATTL: c.cfg.Issuer.CATTL, Rotation: c.caRotation(),
 		WITKeyAlgs: c.cfg.Issuer.WITKeyAlgorithms, WITKeyAlgsSetting: "the controller's issuer.witKeyAlgorithms"}
 	if c.bolt != nil {
 		return issuer.New(ctx, cfg)

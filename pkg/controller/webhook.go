@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -104,7 +103,9 @@ const PathValidateCedarPolicy = "/validate/cedarpolicy"
 // newWebhook builds the injector's server; Run starts it.
 func (c *Controller) newWebhook(ctx context.Context) (*inject.Server, error) {
 	w := c.cfg.Webhook
-	bundle := func() []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.ca.Root().Raw}) }
+	// Every root the CA trusts: a prepared one is in the caBundle before it signs the serving certificate, and a
+	// retired one until it expires, as the certificate it signed may still be served.
+	bundle := func() []byte { return rootsPEM(c.ca) }
 	in, err := inject.New(w.Injection, bundle)
 	if err != nil {
 		return nil, fmt.Errorf("webhook.injection: %w", err)

@@ -17,6 +17,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -56,9 +58,10 @@ type Config struct {
 	Keys KeyStore
 	// Store keeps the CA certificate, issued serials and join tokens (required).
 	Store Store
-	// CATTL is the validity of a newly created root certificate; 0 means DefaultCATTL. Rotating the CA itself is
-	// not implemented: an expired root makes New fail.
+	// CATTL is the validity of a newly created root certificate; 0 means DefaultCATTL.
 	CATTL time.Duration
+	// Rotation says when Rotate prepares and activates the root's successor.
+	Rotation Rotation
 	// MaxTTL bounds every SVID, WIT and join token lifetime; 0 means DefaultMaxTTL.
 	MaxTTL time.Duration
 	// Now is the clock; nil means time.Now.
@@ -73,18 +76,22 @@ type Config struct {
 }
 
 // CA is the certificate authority of one trust domain: a self-signed ECDSA P-256 root that signs X.509-SVIDs,
-// and an ES256 key that signs WIT-SVIDs. It is safe for concurrent use.
+// and an ES256 key that signs WIT-SVIDs, both rotated by Rotate (rotation.go). It is safe for concurrent use.
 type CA struct {
-	td     spiffeid.TrustDomain
-	store  Store
-	maxTTL time.Duration
-	now    func() time.Time
+	td       spiffeid.TrustDomain
+	store    Store
+	keys     KeyStore
+	maxTTL   time.Duration
+	caTTL    time.Duration
+	rotation Rotation
+	now      func() time.Time
 
-	root   *x509.Certificate
-	caKey  crypto.Signer
-	witKey crypto.PublicKey
-	witKID string
-	wit    *wpt.Issuer
+	// set is the generations of the root (rotation.go): the active one signs, the others are only trusted.
+	set atomic.Pointer[caSet]
+	// rotating serialises Rotate and Reload, which read the store and replace set.
+	rotating sync.Mutex
+	// dropped: the generations whose expiry Rotate has reported (StepDropped).
+	dropped map[int]bool
 	// witKeyAlgs and witKeyAlgsSetting: Config.WITKeyAlgs (defaulted) and Config.WITKeyAlgsSetting.
 	witKeyAlgs        []string
 	witKeyAlgsSetting string
@@ -97,8 +104,9 @@ func New(ctx context.Context, cfg Config) (*CA, error) {
 	if cfg.TrustDomain.IsZero() || cfg.Keys == nil || cfg.Store == nil {
 		return nil, errors.New("issuer: Config needs TrustDomain, Keys and Store")
 	}
-	ca := &CA{td: cfg.TrustDomain, store: cfg.Store, maxTTL: cfg.MaxTTL, now: cfg.Now,
-		witKeyAlgs: slices.Clone(cfg.WITKeyAlgs), witKeyAlgsSetting: cfg.WITKeyAlgsSetting}
+	ca := &CA{td: cfg.TrustDomain, store: cfg.Store, keys: cfg.Keys, maxTTL: cfg.MaxTTL, caTTL: cfg.CATTL, now: cfg.Now,
+		rotation: cfg.Rotation, witKeyAlgs: slices.Clone(cfg.WITKeyAlgs), witKeyAlgsSetting: cfg.WITKeyAlgsSetting,
+		dropped: map[int]bool{}}
 	if len(ca.witKeyAlgs) == 0 {
 		ca.witKeyAlgs = slices.Clone(wire.WITAlgs)
 	}
@@ -116,39 +124,21 @@ func New(ctx context.Context, cfg Config) (*CA, error) {
 	if ca.now == nil {
 		ca.now = time.Now
 	}
-	caTTL := cfg.CATTL
-	if caTTL <= 0 {
-		caTTL = DefaultCATTL
+	if ca.caTTL <= 0 {
+		ca.caTTL = DefaultCATTL
 	}
-
-	var err error
-	if ca.caKey, err = cfg.Keys.Signer(KeyX509CA); err != nil {
+	if err := ca.rotation.setDefaults(); err != nil {
 		return nil, err
 	}
-	if err := checkCAKey(ca.caKey.Public()); err != nil {
-		return nil, err
-	}
-	if ca.root, err = ca.loadOrCreateRoot(ctx, caTTL); err != nil {
-		return nil, err
-	}
-
-	witKey, err := cfg.Keys.Signer(KeyWITSigning)
+	set, err := ca.load(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkCAKey(witKey.Public()); err != nil {
-		return nil, err
+	if now := ca.now(); !now.Before(set.active.root.NotAfter) && set.prepared == nil {
+		return nil, fmt.Errorf("issuer: %w: CA certificate expired at %s and no successor was prepared; remove the stored CA records (%q and %q…) to create a new root (every workload then needs the new bundle)",
+			autherr.ErrExpired, set.active.root.NotAfter.Format(time.RFC3339), caRecordName, caRecordName+".")
 	}
-	ca.witKey = witKey.Public()
-	thumb, err := (&jose.JSONWebKey{Key: ca.witKey}).Thumbprint(crypto.SHA256)
-	if err != nil {
-		return nil, fmt.Errorf("issuer: WIT key thumbprint: %w", err)
-	}
-	// The kid is the key's RFC 7638 thumbprint: stable across restarts, unique per key, nothing to store.
-	ca.witKID = base64.RawURLEncoding.EncodeToString(thumb)
-	if ca.wit, err = wpt.NewIssuer(witKey, ca.witKID, "ES256"); err != nil {
-		return nil, fmt.Errorf("issuer: %w", err)
-	}
+	ca.set.Store(set)
 	return ca, nil
 }
 
@@ -160,35 +150,52 @@ func checkCAKey(pub crypto.PublicKey) error {
 	return nil
 }
 
-func (ca *CA) loadOrCreateRoot(ctx context.Context, ttl time.Duration) (*x509.Certificate, error) {
-	m, err := ca.store.CAMaterial(ctx, caRecordName)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return ca.createRoot(ctx, ttl)
-	case err != nil:
-		return nil, fmt.Errorf("issuer: loading CA certificate: %w", err)
-	case len(m.GetCertificatesDer()) == 0:
-		return nil, errors.New("issuer: stored CA record has no certificate")
-	}
-	root, err := x509.ParseCertificate(m.GetCertificatesDer()[0])
-	if err != nil {
-		return nil, fmt.Errorf("issuer: stored CA certificate: %w", err)
-	}
-	if !publicKeyEqual(root.PublicKey, ca.caKey.Public()) {
+// newAuthority builds generation gen from its root and the keys it names, checking that they belong together.
+func (ca *CA) newAuthority(gen int, root *x509.Certificate, key crypto.Signer) (*authority, error) {
+	if !publicKeyEqual(root.PublicKey, key.Public()) {
+		x, _ := keyNames(gen)
 		return nil, fmt.Errorf("issuer: stored CA certificate (serial %x) does not match key %q in the key store: restore the matching key, or remove both to start a new CA",
-			root.SerialNumber, KeyX509CA)
+			root.SerialNumber, x)
 	}
 	if len(root.URIs) != 1 || root.URIs[0].String() != ca.td.IDString() {
 		return nil, fmt.Errorf("issuer: stored CA certificate is for %v, not for trust domain %q", root.URIs, ca.td)
 	}
-	if now := ca.now(); !now.Before(root.NotAfter) {
-		return nil, fmt.Errorf("issuer: %w: CA certificate expired at %s; CA rotation is not implemented, so remove the stored CA record to create a new root (every workload then needs the new bundle)",
-			autherr.ErrExpired, root.NotAfter.Format(time.RFC3339))
+	_, witName := keyNames(gen)
+	witKey, err := ca.keys.Signer(witName)
+	if err != nil {
+		return nil, err
 	}
-	return root, nil
+	if err := checkCAKey(witKey.Public()); err != nil {
+		return nil, err
+	}
+	a := &authority{gen: gen, root: root, key: key, witKey: witKey.Public()}
+	thumb, err := (&jose.JSONWebKey{Key: a.witKey}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: WIT key thumbprint: %w", err)
+	}
+	// The kid is the key's RFC 7638 thumbprint: stable across restarts, unique per key, nothing to store.
+	a.witKID = base64.RawURLEncoding.EncodeToString(thumb)
+	if a.wit, err = wpt.NewIssuer(witKey, a.witKID, "ES256"); err != nil {
+		return nil, fmt.Errorf("issuer: %w", err)
+	}
+	return a, nil
 }
 
-func (ca *CA) createRoot(ctx context.Context, ttl time.Duration) (*x509.Certificate, error) {
+// caKey returns the root key of generation gen, which must be ECDSA P-256.
+func (ca *CA) caKey(gen int) (crypto.Signer, error) {
+	name, _ := keyNames(gen)
+	key, err := ca.keys.Signer(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCAKey(key.Public()); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// createRoot creates the self-signed root of generation gen with key and stores it as its record.
+func (ca *CA) createRoot(ctx context.Context, gen int, key crypto.Signer) (*x509.Certificate, error) {
 	serial, err := randomSerial()
 	if err != nil {
 		return nil, err
@@ -200,7 +207,7 @@ func (ca *CA) createRoot(ctx context.Context, ttl time.Duration) (*x509.Certific
 		// A signing certificate with a SPIFFE ID must have no path: the trust domain's own ID.
 		URIs:                  []*url.URL{ca.td.ID().URL()},
 		NotBefore:             now.Add(-backdate),
-		NotAfter:              now.Add(ttl),
+		NotAfter:              now.Add(ca.caTTL),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -208,7 +215,7 @@ func (ca *CA) createRoot(ctx context.Context, ttl time.Duration) (*x509.Certific
 		MaxPathLen:     0,
 		MaxPathLenZero: true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, ca.caKey.Public(), ca.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, fmt.Errorf("issuer: creating CA certificate: %w", err)
 	}
@@ -216,7 +223,7 @@ func (ca *CA) createRoot(ctx context.Context, ttl time.Duration) (*x509.Certific
 	if err != nil {
 		return nil, fmt.Errorf("issuer: parsing new CA certificate: %w", err)
 	}
-	if err := ca.store.PutCAMaterial(ctx, &agentauthv1.CAMaterial{Name: caRecordName, CertificatesDer: [][]byte{der}}); err != nil {
+	if err := ca.store.PutCAMaterial(ctx, &agentauthv1.CAMaterial{Name: rootRecord(gen), CertificatesDer: [][]byte{der}}); err != nil {
 		return nil, fmt.Errorf("issuer: storing CA certificate: %w", err)
 	}
 	return root, nil
@@ -225,23 +232,43 @@ func (ca *CA) createRoot(ctx context.Context, ttl time.Duration) (*x509.Certific
 // TrustDomain returns the CA's trust domain.
 func (ca *CA) TrustDomain() spiffeid.TrustDomain { return ca.td }
 
-// Root returns the CA certificate.
-func (ca *CA) Root() *x509.Certificate { return ca.root }
+// Root returns the active root certificate: the one that signs.
+func (ca *CA) Root() *x509.Certificate { return ca.set.Load().active.root }
 
-// X509Bundle returns the trust domain's X.509 bundle: the root certificate.
+// Roots returns the root certificates of the trust bundle: the active root, then the prepared successor if any,
+// then the retired roots that have not expired, newest first.
+func (ca *CA) Roots() []*x509.Certificate {
+	var roots []*x509.Certificate
+	for _, a := range ca.set.Load().trusted(ca.now()) {
+		roots = append(roots, a.root)
+	}
+	return roots
+}
+
+// X509Bundle returns the trust domain's X.509 bundle: Roots.
 func (ca *CA) X509Bundle() *x509bundle.Bundle {
-	return x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{ca.root})
+	return x509bundle.FromX509Authorities(ca.td, ca.Roots())
 }
 
-// JWTBundle returns the WIT signing key as a JWT bundle, which is what pkg/wpt's Verifier takes its WIT issuer
-// keys from. This CA issues no JWT-SVIDs, so the key plays no other role.
+// witKeys returns the WIT signing keys of the roots in the bundle, by kid.
+func (ca *CA) witKeys() map[string]crypto.PublicKey {
+	keys := map[string]crypto.PublicKey{}
+	for _, a := range ca.set.Load().trusted(ca.now()) {
+		keys[a.witKID] = a.witKey
+	}
+	return keys
+}
+
+// JWTBundle returns the WIT signing keys (of the active, prepared and unexpired retired generations) as a JWT
+// bundle, which is what pkg/wpt's Verifier takes its WIT issuer keys from. This CA issues no JWT-SVIDs, so the
+// keys play no other role.
 func (ca *CA) JWTBundle() *jwtbundle.Bundle {
-	return jwtbundle.FromJWTAuthorities(ca.td, map[string]crypto.PublicKey{ca.witKID: ca.witKey})
+	return jwtbundle.FromJWTAuthorities(ca.td, ca.witKeys())
 }
 
-// WITBundle returns the WIT signing key as a WIT-SVID bundle.
+// WITBundle returns the WIT signing keys as a WIT-SVID bundle.
 func (ca *CA) WITBundle() *witbundle.Bundle {
-	return witbundle.FromWITAuthorities(ca.td, map[string]crypto.PublicKey{ca.witKID: ca.witKey})
+	return witbundle.FromWITAuthorities(ca.td, ca.witKeys())
 }
 
 // checkReserved refuses id if it is one of wire.ReservedIDs or one of also (the issuer service's configured ServerID):
@@ -253,27 +280,34 @@ func (ca *CA) checkReserved(id spiffeid.ID, also ...spiffeid.ID) error {
 	return nil
 }
 
-// checkIssue validates the identity and lifetime of a credential to issue and returns its validity window:
-// from shortly before now to now+ttl, cut at the root's expiry.
-func (ca *CA) checkIssue(id spiffeid.ID, ttl time.Duration) (notBefore, notAfter time.Time, err error) {
+// checkIssue validates the identity and lifetime of a credential to issue and returns the generation to sign
+// it with (the active one) and its validity window.
+func (ca *CA) checkIssue(id spiffeid.ID, ttl time.Duration) (signer *authority, notBefore, notAfter time.Time, err error) {
 	if !id.MemberOf(ca.td) {
-		return notBefore, notAfter, fmt.Errorf("issuer: %w: %q is not in trust domain %q", autherr.ErrDenied, id, ca.td)
+		return nil, notBefore, notAfter, fmt.Errorf("issuer: %w: %q is not in trust domain %q", autherr.ErrDenied, id, ca.td)
 	}
 	if id.Path() == "" {
-		return notBefore, notAfter, fmt.Errorf("issuer: %w: %q has no path; workload SVIDs need one", autherr.ErrDenied, id)
+		return nil, notBefore, notAfter, fmt.Errorf("issuer: %w: %q has no path; workload SVIDs need one", autherr.ErrDenied, id)
 	}
+	return ca.window(ttl)
+}
+
+// window returns the active generation and the validity window of a credential it issues now for ttl: from
+// shortly before now to now+ttl, cut at the root's expiry, so no credential outlives the root that vouches for it.
+func (ca *CA) window(ttl time.Duration) (signer *authority, notBefore, notAfter time.Time, err error) {
 	if ttl <= 0 || ttl > ca.maxTTL {
-		return notBefore, notAfter, fmt.Errorf("issuer: lifetime %v is not within (0, %v]", ttl, ca.maxTTL)
+		return nil, notBefore, notAfter, fmt.Errorf("issuer: lifetime %v is not within (0, %v]", ttl, ca.maxTTL)
 	}
+	a := ca.set.Load().active
 	now := ca.now()
 	notAfter = now.Add(ttl)
-	if notAfter.After(ca.root.NotAfter) {
-		notAfter = ca.root.NotAfter
+	if notAfter.After(a.root.NotAfter) {
+		notAfter = a.root.NotAfter
 	}
 	if !notAfter.After(now) {
-		return notBefore, notAfter, fmt.Errorf("issuer: %w: CA certificate expired at %s", autherr.ErrExpired, ca.root.NotAfter.Format(time.RFC3339))
+		return nil, notBefore, notAfter, fmt.Errorf("issuer: %w: CA certificate expired at %s", autherr.ErrExpired, a.root.NotAfter.Format(time.RFC3339))
 	}
-	return now.Add(-backdate), notAfter, nil
+	return a, now.Add(-backdate), notAfter, nil
 }
 
 // IssueX509SVID issues an X.509-SVID for id binding pub, valid for ttl (cut at the root's expiry), records its
@@ -284,7 +318,7 @@ func (ca *CA) IssueX509SVID(ctx context.Context, pub crypto.PublicKey, id spiffe
 	if err := checkWorkloadKey(pub); err != nil {
 		return nil, err
 	}
-	notBefore, notAfter, err := ca.checkIssue(id, ttl)
+	signer, notBefore, notAfter, err := ca.checkIssue(id, ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -303,7 +337,7 @@ func (ca *CA) IssueX509SVID(ctx context.Context, pub crypto.PublicKey, id spiffe
 		BasicConstraintsValid: true,
 		IsCA:                  false,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.root, pub, ca.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer.root, pub, signer.key)
 	if err != nil {
 		return nil, fmt.Errorf("issuer: signing X.509-SVID: %w", err)
 	}
@@ -337,7 +371,7 @@ func (ca *CA) issueWIT(_ context.Context, id spiffeid.ID, pub crypto.PublicKey, 
 	if err := ca.checkWITPolicy(alg); err != nil {
 		return "", time.Time{}, err
 	}
-	_, exp, err := ca.checkIssue(id, ttl)
+	signer, _, exp, err := ca.checkIssue(id, ttl)
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -345,7 +379,7 @@ func (ca *CA) issueWIT(_ context.Context, id spiffeid.ID, pub crypto.PublicKey, 
 	if _, err := rand.Read(jti); err != nil {
 		return "", time.Time{}, fmt.Errorf("issuer: %w", err)
 	}
-	token, err := ca.wit.Mint(wpt.WITClaims{
+	token, err := signer.wit.Mint(wpt.WITClaims{
 		Subject:  id.String(),
 		ID:       base64.RawURLEncoding.EncodeToString(jti),
 		IssuedAt: ca.now(),

@@ -166,7 +166,7 @@ func TestCAReloadsAndRefusesMismatch(t *testing.T) {
 	if !again.Root().Equal(f.ca.Root()) {
 		t.Fatal("reopening the CA created a new root")
 	}
-	if again.witKID != f.ca.witKID {
+	if again.set.Load().active.witKID != f.ca.set.Load().active.witKID {
 		t.Error("reopening the CA changed the WIT kid")
 	}
 	// Another key directory with the same store: the stored root does not match the key.
@@ -178,11 +178,11 @@ func TestCAReloadsAndRefusesMismatch(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "does not match key") {
 		t.Fatalf("mismatched key: err = %v", err)
 	}
-	// Past the root's expiry: refused, naming the missing feature.
+	// Past the root's expiry with no successor prepared: refused, saying what to do.
 	f.clock.Add(DefaultCATTL + time.Hour)
 	keys, _ = NewFileKeyStore(f.dir)
 	_, err = New(context.Background(), Config{TrustDomain: td, Keys: keys, Store: f.store, Now: f.clock.Now})
-	if !errors.Is(err, autherr.ErrExpired) || !strings.Contains(err.Error(), "rotation is not implemented") {
+	if !errors.Is(err, autherr.ErrExpired) || !strings.Contains(err.Error(), "no successor was prepared") {
 		t.Fatalf("expired root: err = %v", err)
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -49,6 +51,13 @@ func (m *memStore) PutCAMaterial(_ context.Context, c *agentauthv1.CAMaterial) e
 	defer m.mu.Unlock()
 	m.ca[c.GetName()] = proto.Clone(c).(*agentauthv1.CAMaterial)
 	return nil
+}
+
+// caNames returns the names of the CA records, sorted.
+func (m *memStore) caNames() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Sorted(maps.Keys(m.ca))
 }
 
 func (m *memStore) RecordIssued(_ context.Context, c *agentauthv1.IssuedCert) error {

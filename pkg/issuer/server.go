@@ -447,7 +447,10 @@ func (s *service) issue(ctx context.Context, id spiffeid.ID, k requestKeys) (*ag
 	if err != nil {
 		return nil, err
 	}
-	creds := &agentauthv1.Credentials{SpiffeId: id.String(), X509Bundle: [][]byte{s.ca.root.Raw}}
+	creds := &agentauthv1.Credentials{SpiffeId: id.String()}
+	for _, r := range s.ca.Roots() {
+		creds.X509Bundle = append(creds.X509Bundle, r.Raw)
+	}
 	for _, c := range chain {
 		creds.SvidChain = append(creds.SvidChain, c.Raw)
 	}

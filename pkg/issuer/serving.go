@@ -28,16 +28,9 @@ func (ca *CA) IssueServingCert(_ context.Context, pub crypto.PublicKey, dnsNames
 			return nil, fmt.Errorf("issuer: %w: %q is not a DNS name (lower-case letters, digits, '-' and '.')", autherr.ErrDenied, n)
 		}
 	}
-	if ttl <= 0 || ttl > ca.maxTTL {
-		return nil, fmt.Errorf("issuer: lifetime %v is not within (0, %v]", ttl, ca.maxTTL)
-	}
-	now := ca.now()
-	notAfter := now.Add(ttl)
-	if notAfter.After(ca.root.NotAfter) {
-		notAfter = ca.root.NotAfter
-	}
-	if !notAfter.After(now) {
-		return nil, fmt.Errorf("issuer: %w: CA certificate expired at %s", autherr.ErrExpired, ca.root.NotAfter.Format(time.RFC3339))
+	signer, notBefore, notAfter, err := ca.window(ttl)
+	if err != nil {
+		return nil, err
 	}
 	serial, err := randomSerial()
 	if err != nil {
@@ -46,13 +39,13 @@ func (ca *CA) IssueServingCert(_ context.Context, pub crypto.PublicKey, dnsNames
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		DNSNames:              dnsNames,
-		NotBefore:             now.Add(-backdate),
+		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.root, pub, ca.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer.root, pub, signer.key)
 	if err != nil {
 		return nil, fmt.Errorf("issuer: signing serving certificate: %w", err)
 	}
