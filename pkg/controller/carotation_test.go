@@ -3,12 +3,9 @@ package controller
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,11 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentauth/agentauth/internal/testca"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/proto"
@@ -130,7 +126,7 @@ func TestControllerRotatesCA(t *testing.T) {
 		{"new root serves old root", late, old},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := mtlsEcho(t, tc.server.svid, bundleOf(tc.server), tc.client.svid, bundleOf(tc.client)); err != nil {
+			if err := testca.MTLSEcho(t, tc.server.svid, bundleOf(tc.server), tc.client.svid, bundleOf(tc.client)); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -208,41 +204,6 @@ func opsMetric(t *testing.T, c *Controller, series string) string {
 		}
 	}
 	return ""
-}
-
-// mtlsEcho serves one mTLS connection on loopback with server's SVID and bundle, connects with client's, and
-// echoes a message.
-func mtlsEcho(t *testing.T, server *x509svid.SVID, serverBundle *x509bundle.Bundle, client *x509svid.SVID, clientBundle *x509bundle.Bundle) error {
-	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", tlsconfig.MTLSServerConfig(server, serverBundle, tlsconfig.AuthorizeAny()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		_, _ = io.Copy(conn, io.LimitReader(conn, 4))
-	}()
-	conn, err := tls.Dial("tcp", ln.Addr().String(), tlsconfig.MTLSClientConfig(client, clientBundle, tlsconfig.AuthorizeAny()))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if _, err := conn.Write([]byte("ping")); err != nil {
-		return err
-	}
-	buf := make([]byte, 4)
-	if _, err := io.ReadFull(conn, buf); err != nil {
-		return err
-	}
-	if string(buf) != "ping" {
-		return errors.New("echo mismatch")
-	}
-	return nil
 }
 
 // TestReplicasRotateCAOnTheLeader: of two replicas sharing state on a real API server, only the leader takes the

@@ -49,20 +49,14 @@ func (k *BundleKeeper) syncMutating(ctx context.Context, want []byte) (bool, err
 	if err != nil {
 		return false, fmt.Errorf("inject: reading MutatingWebhookConfiguration %s: %w", k.Name, err)
 	}
-	changed := false
+	bundles := make([]*[]byte, len(cfg.Webhooks))
 	for i := range cfg.Webhooks {
-		if !bytes.Equal(cfg.Webhooks[i].ClientConfig.CABundle, want) {
-			cfg.Webhooks[i].ClientConfig.CABundle = want
-			changed = true
-		}
+		bundles[i] = &cfg.Webhooks[i].ClientConfig.CABundle
 	}
-	if !changed {
-		return false, nil
-	}
-	if _, err := api.Update(ctx, cfg, metav1.UpdateOptions{FieldManager: "agentauth-controller"}); err != nil {
-		return false, fmt.Errorf("inject: updating the caBundle of MutatingWebhookConfiguration %s: %w", k.Name, err)
-	}
-	return true, nil
+	return writeBundles(bundles, want, "MutatingWebhookConfiguration "+k.Name, func() error {
+		_, err := api.Update(ctx, cfg, metav1.UpdateOptions{FieldManager: fieldManager})
+		return err
+	})
 }
 
 func (k *BundleKeeper) syncValidating(ctx context.Context, want []byte) (bool, error) {
@@ -71,18 +65,34 @@ func (k *BundleKeeper) syncValidating(ctx context.Context, want []byte) (bool, e
 	if err != nil {
 		return false, fmt.Errorf("inject: reading ValidatingWebhookConfiguration %s: %w", k.Validating, err)
 	}
-	changed := false
+	bundles := make([]*[]byte, len(cfg.Webhooks))
 	for i := range cfg.Webhooks {
-		if !bytes.Equal(cfg.Webhooks[i].ClientConfig.CABundle, want) {
-			cfg.Webhooks[i].ClientConfig.CABundle = want
+		bundles[i] = &cfg.Webhooks[i].ClientConfig.CABundle
+	}
+	return writeBundles(bundles, want, "ValidatingWebhookConfiguration "+k.Validating, func() error {
+		_, err := api.Update(ctx, cfg, metav1.UpdateOptions{FieldManager: fieldManager})
+		return err
+	})
+}
+
+// fieldManager names the controller in the managed fields of what it writes.
+const fieldManager = "agentauth-controller"
+
+// writeBundles sets each of a configuration's webhook caBundles to want and, when one differed, writes the
+// configuration with update; what names it in errors.
+func writeBundles(bundles []*[]byte, want []byte, what string, update func() error) (bool, error) {
+	changed := false
+	for _, b := range bundles {
+		if !bytes.Equal(*b, want) {
+			*b = want
 			changed = true
 		}
 	}
 	if !changed {
 		return false, nil
 	}
-	if _, err := api.Update(ctx, cfg, metav1.UpdateOptions{FieldManager: "agentauth-controller"}); err != nil {
-		return false, fmt.Errorf("inject: updating the caBundle of ValidatingWebhookConfiguration %s: %w", k.Validating, err)
+	if err := update(); err != nil {
+		return false, fmt.Errorf("inject: updating the caBundle of %s: %w", what, err)
 	}
 	return true, nil
 }

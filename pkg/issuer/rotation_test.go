@@ -3,10 +3,7 @@ package issuer
 import (
 	"context"
 	"crypto"
-	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"io"
 	"slices"
 	"testing"
 	"time"
@@ -14,10 +11,10 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
+	"github.com/agentauth/agentauth/internal/testca"
 )
 
 // testCATTL: the root prepares its successor 30m after its creation and activates it at 50m (the defaults, 1/2
@@ -288,45 +285,10 @@ func TestRotationMTLSAcrossOverlap(t *testing.T) {
 		{name: "stale bundle refuses new", server: newSVID, serverBundle: newBundle, client: stale, clientBund: staleBundle, ok: false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := mtlsRoundTrip(t, tc.server, tc.serverBundle, tc.client, tc.clientBund)
+			err := testca.MTLSEcho(t, tc.server, tc.serverBundle, tc.client, tc.clientBund)
 			if (err == nil) != tc.ok {
 				t.Fatalf("mTLS err = %v, want success %v", err, tc.ok)
 			}
 		})
 	}
-}
-
-// mtlsRoundTrip serves one mTLS connection on loopback with server's SVID and bundle, connects with client's,
-// and echoes a message.
-func mtlsRoundTrip(t *testing.T, server *x509svid.SVID, serverBundle *x509bundle.Bundle, client *x509svid.SVID, clientBundle *x509bundle.Bundle) error {
-	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", tlsconfig.MTLSServerConfig(server, serverBundle, tlsconfig.AuthorizeAny()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = io.Copy(c, io.LimitReader(c, 4))
-	}()
-	conn, err := tls.Dial("tcp", ln.Addr().String(), tlsconfig.MTLSClientConfig(client, clientBundle, tlsconfig.AuthorizeAny()))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if _, err := conn.Write([]byte("ping")); err != nil {
-		return err
-	}
-	buf := make([]byte, 4)
-	if _, err := io.ReadFull(conn, buf); err != nil {
-		return err
-	}
-	if string(buf) != "ping" {
-		return errors.New("echo mismatch")
-	}
-	return nil
 }
