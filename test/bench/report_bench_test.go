@@ -174,6 +174,8 @@ func report(w io.Writer, e *env, systems []system, run *pairRun) int {
 			_, c := addedHalf(s.name, 50, func(a, d figures) float64 { return float64(a.p50h - d.p50) })
 			_, d := addedHalf(s.name, 99, func(a, d figures) float64 { return float64(a.p99h - d.p99) })
 			cols[3], cols[4], cols[9], cols[10] = fms(a.med), fms(b.med), fms(c.med), fms(d.med)
+		} else {
+			cols[5], cols[6], cols[7], cols[8], cols[11] = "-", "-", "-", "-", "-"
 		}
 		fmt.Fprintln(tw, strings.Join(cols, "\t")+"\t")
 	}
