@@ -38,5 +38,6 @@ CA's key is not kept.`,
 	f.StringVar(&opts.TrustDomain, "trust-domain", "example.org", "trust domain of the throwaway CA")
 	f.DurationVar(&opts.TTL, "ttl", 24*time.Hour, "lifetime of the SVIDs and WITs (at most 24h)")
 	f.StringArrayVar(&opts.IDs, "id", nil, "workload SPIFFE ID (repeat for several)")
+	f.StringVar(&opts.WITKeyAlg, "wit-key-alg", "ES256", "algorithm of the WITs' workload keys: ES256, or EdDSA (Ed25519; the sidecar then needs identity.witProfile wimse, which the printed sections set)")
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -24,6 +25,7 @@ import (
 
 	agentauthv1 "github.com/agentauth/agentauth/api/agentauth/v1"
 	"github.com/agentauth/agentauth/pkg/issuer"
+	"github.com/agentauth/agentauth/pkg/wire"
 )
 
 // File names in the output directory.
@@ -47,6 +49,9 @@ type Options struct {
 	IDs []string
 	// TTL of the SVIDs and WITs; 0 means issuer.DefaultMaxTTL (24h), which is also the most allowed.
 	TTL time.Duration
+	// WITKeyAlg is the algorithm of the keys the WITs bind (cnf.jwk.alg): ES256 (the default) or EdDSA (Ed25519,
+	// which the sidecar accepts under identity.witProfile wimse; the identity sections printed say so).
+	WITKeyAlg string
 }
 
 // Workload is what was written for one ID.
@@ -60,6 +65,8 @@ type Workload struct {
 type Result struct {
 	BundlePEM, BundleJSON string
 	Workloads             []Workload
+	// WITKeyAlg is Options.WITKeyAlg, defaulted.
+	WITKeyAlg string
 }
 
 // Write makes the CA and every workload's credentials under opts.Dir: Dir/bundle.pem, Dir/bundle.json and, per
@@ -76,6 +83,15 @@ func Write(ctx context.Context, opts Options) (*Result, error) {
 	ttl := opts.TTL
 	if ttl <= 0 {
 		ttl = issuer.DefaultMaxTTL
+	}
+	witAlgs := wire.WITAlgs
+	switch opts.WITKeyAlg {
+	case "", "ES256":
+		opts.WITKeyAlg = "ES256"
+	case "EdDSA":
+		witAlgs = wire.WIMSEWITAlgs
+	default:
+		return nil, fmt.Errorf("devcreds: WIT key algorithm %q is not ES256 or EdDSA", opts.WITKeyAlg)
 	}
 	ids := make([]spiffeid.ID, len(opts.IDs))
 	seen := map[string]bool{}
@@ -98,11 +114,12 @@ func Write(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	ca, err := issuer.New(ctx, issuer.Config{TrustDomain: td, Keys: &memKeys{}, Store: &memStore{}, MaxTTL: ttl})
+	ca, err := issuer.New(ctx, issuer.Config{TrustDomain: td, Keys: &memKeys{}, Store: &memStore{}, MaxTTL: ttl, WITKeyAlgs: witAlgs})
 	if err != nil {
 		return nil, fmt.Errorf("devcreds: %w", err)
 	}
-	res := &Result{BundlePEM: filepath.Join(opts.Dir, BundlePEMFile), BundleJSON: filepath.Join(opts.Dir, BundleJSONFile)}
+	res := &Result{BundlePEM: filepath.Join(opts.Dir, BundlePEMFile), BundleJSON: filepath.Join(opts.Dir, BundleJSONFile),
+		WITKeyAlg: opts.WITKeyAlg}
 	bundle := spiffebundle.FromX509Bundle(ca.X509Bundle())
 	for kid, k := range ca.WITBundle().WITAuthorities() {
 		if err := bundle.AddWITAuthority(kid, k); err != nil {
@@ -142,7 +159,12 @@ func writeWorkload(ctx context.Context, ca *issuer.CA, id spiffeid.ID, ttl time.
 	if err != nil {
 		return nil, fmt.Errorf("devcreds: %w", err)
 	}
-	witKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var witKey crypto.Signer
+	if res.WITKeyAlg == "EdDSA" {
+		_, witKey, err = ed25519.GenerateKey(rand.Reader)
+	} else {
+		witKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("devcreds: %w", err)
 	}
@@ -150,7 +172,7 @@ func writeWorkload(ctx context.Context, ca *issuer.CA, id spiffeid.ID, ttl time.
 	if err != nil {
 		return nil, fmt.Errorf("devcreds: X.509-SVID for %s: %w", id, err)
 	}
-	wit, err := ca.IssueWIT(ctx, id, witKey.Public(), "ES256", ttl)
+	wit, err := ca.IssueWIT(ctx, id, witKey.Public(), res.WITKeyAlg, ttl)
 	if err != nil {
 		return nil, fmt.Errorf("devcreds: WIT for %s: %w", id, err)
 	}
@@ -180,9 +202,14 @@ func writeWorkload(ctx context.Context, ca *issuer.CA, id spiffeid.ID, ttl time.
 	return w, nil
 }
 
-// IdentityYAML is the sidecar's identity section for w's files.
+// IdentityYAML is the sidecar's identity section for w's files; with EdDSA WIT keys it sets witProfile wimse,
+// under which the sidecar allows them.
 func IdentityYAML(td spiffeid.TrustDomain, w Workload, res *Result) string {
-	return fmt.Sprintf(`identity:
+	profile := ""
+	if res.WITKeyAlg == "EdDSA" {
+		profile = "\n  witProfile: " + wire.WITProfileWIMSE
+	}
+	return fmt.Sprintf(`identity:%s
   files:
     cert: %s
     key: %s
@@ -190,7 +217,7 @@ func IdentityYAML(td spiffeid.TrustDomain, w Workload, res *Result) string {
       %s: [%s, %s]
     wit: %s
     witKey: %s
-`, w.Cert, w.Key, td.Name(), res.BundlePEM, res.BundleJSON, w.WIT, w.WITKey)
+`, profile, w.Cert, w.Key, td.Name(), res.BundlePEM, res.BundleJSON, w.WIT, w.WITKey)
 }
 
 // dirName is the workload's directory: its ID's path without the leading /, with / as -.

@@ -97,6 +97,61 @@ admin: {listen: 127.0.0.1:15000}
 	}
 }
 
+// TestEdDSAWITs: with WITKeyAlg EdDSA the WITs bind Ed25519 keys, and the identity section printed sets the
+// witProfile under which a sidecar loads them.
+func TestEdDSAWITs(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "creds")
+	res, err := devcreds.Write(context.Background(), devcreds.Options{Dir: dir, TrustDomain: "example.org",
+		IDs: []string{"spiffe://example.org/agent/planner"}, TTL: time.Hour, WITKeyAlg: "EdDSA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := res.Workloads[0]
+	section := devcreds.IdentityYAML(w.ID.TrustDomain(), w, res)
+	egress := "\negress:\n  proxyListen: 127.0.0.1:15001\n  routes:\n    - {name: weather, host: weather.tools.local, upstream: \"https://127.0.0.1:9443\", modes: [wpt]}\nadmin: {listen: 127.0.0.1:15000}\n"
+	cfg, err := sidecar.Parse([]byte(section + egress))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sidecar.CheckCredentials(cfg); err != nil {
+		t.Fatalf("the written EdDSA credentials: %v", err)
+	}
+	// Without the profile the sidecar refuses them: the printed section is what makes them usable.
+	noProfile := strings.Replace(section, "\n  witProfile: wimse", "", 1)
+	if noProfile == section {
+		t.Fatalf("the identity section sets no witProfile:\n%s", section)
+	}
+	if cfg, err := sidecar.Parse([]byte(noProfile + egress)); err == nil {
+		if err := sidecar.CheckCredentials(cfg); err == nil {
+			t.Fatal("an EdDSA WIT loaded under the spiffe profile")
+		}
+	}
+	b, err := os.ReadFile(w.WIT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.ParseSigned(strings.TrimSpace(string(b)), []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct {
+		Cnf struct {
+			JWK jose.JSONWebKey `json:"jwk"`
+		} `json:"cnf"`
+	}
+	if err := tok.UnsafeClaimsWithoutVerification(&claims); err != nil {
+		t.Fatal(err)
+	}
+	if claims.Cnf.JWK.Algorithm != "EdDSA" {
+		t.Fatalf("cnf.jwk.alg %q, want EdDSA", claims.Cnf.JWK.Algorithm)
+	}
+	if _, err := devcreds.Write(context.Background(), devcreds.Options{Dir: filepath.Join(t.TempDir(), "x"),
+		TrustDomain: "example.org", IDs: []string{"spiffe://example.org/a"}, WITKeyAlg: "HS256"}); err == nil ||
+		!strings.Contains(err.Error(), "HS256") {
+		t.Fatalf("WITKeyAlg HS256: %v", err)
+	}
+}
+
 func TestRefusals(t *testing.T) {
 	nonEmpty := t.TempDir()
 	if err := os.WriteFile(filepath.Join(nonEmpty, "svid.pem"), []byte("real"), 0o600); err != nil {
