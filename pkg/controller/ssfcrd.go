@@ -249,8 +249,6 @@ type verdict struct {
 	err *objectError // nil: accepted
 }
 
-// reconcile decides which objects' transmitters are trusted, swaps the receiver's set to ssf.transmitters and
-// theirs, hands their clients over, and writes every object's Accepted condition.
 // notReady holds /readyz until the first complete list: until then the objects' transmitters are not trusted.
 func (o *ssfObjects) notReady() error {
 	o.mu.Lock()
@@ -261,6 +259,8 @@ func (o *ssfObjects) notReady() error {
 	return nil
 }
 
+// reconcile decides which objects' transmitters are trusted, swaps the receiver's set to ssf.transmitters and
+// theirs, hands their clients over, and writes every object's Accepted condition.
 func (o *ssfObjects) reconcile(ctx context.Context) {
 	o.mu.Lock()
 	objs := o.objs

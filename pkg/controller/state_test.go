@@ -143,8 +143,9 @@ func waitReady(t *testing.T, c *Controller, want int) string {
 	return ""
 }
 
-// TestReadyzWaitsForCustomResources: with policy.source crd the live set is whatever the state held until the
-// CedarPolicy objects are listed, so /readyz says so while they cannot be (no API server here: a closed port).
+// TestReadyzWaitsForCustomResources: until the CedarPolicy objects are listed the live set is whatever the state
+// held, and until the SSFTransmitter objects are, their transmitters are not trusted; /readyz says so while they
+// cannot be listed (no API server here: a closed port).
 func TestReadyzWaitsForCustomResources(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -161,12 +162,27 @@ func TestReadyzWaitsForCustomResources(t *testing.T) {
 	if err := clientcmd.WriteToFile(*kc, path); err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig(t, "")
-	cfg.Policy = PolicyConfig{Source: PolicySourceCRD, Kubeconfig: path}
-	c, stop := runController(t, cfg)
-	body := waitReady(t, c, http.StatusServiceUnavailable)
-	if !strings.Contains(body, "CedarPolicy objects not listed yet") {
-		t.Fatalf("readyz body %q does not say the CedarPolicy objects are not listed", body)
+	tests := []struct {
+		name, want string
+		config     func() *Config
+	}{
+		{"policy.source crd", "CedarPolicy objects not listed yet", func() *Config {
+			cfg := testConfig(t, "")
+			cfg.Policy = PolicyConfig{Source: PolicySourceCRD, Kubeconfig: path}
+			return cfg
+		}},
+		{"ssf.transmitterObjects", "SSFTransmitter objects not listed yet", func() *Config {
+			return ssfConfig(t, "ssf: {listen: 127.0.0.1:0, transmitterObjects: {namespace: agentauth, kubeconfig: "+path+"}}\n")
+		}},
 	}
-	stop()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, stop := runController(t, tt.config())
+			body := waitReady(t, c, http.StatusServiceUnavailable)
+			if !strings.Contains(body, tt.want) {
+				t.Fatalf("readyz body %q does not say %q", body, tt.want)
+			}
+			stop()
+		})
+	}
 }
