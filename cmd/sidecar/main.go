@@ -89,8 +89,6 @@ func run() error {
 	gc := sidecar.ApplyRuntime(cfg.Runtime, os.Getenv)
 	log.Info("garbage collector set", zap.Int("gc_percent", gc.GCPercent), zap.String("gc_percent_from", gc.GCPercentFrom),
 		zap.Int64("memory_limit_bytes", gc.MemoryLimit), zap.String("memory_limit_from", gc.MemoryLimitFrom))
-	procs, procsFrom := sidecar.ApplyProcs(cfg, os.Getenv)
-	log.Info("GOMAXPROCS set", zap.Int("gomaxprocs", procs), zap.String("gomaxprocs_from", procsFrom))
 
 	// SIGHUP is caught from here on (its default action would end the process), also while the sidecar starts.
 	hup := make(chan os.Signal, 1)

@@ -3,7 +3,6 @@ package sidecar
 import (
 	"fmt"
 	"math"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -107,27 +106,4 @@ func parseMemoryLimit(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
 	return int64(n << shift), nil
-}
-
-// MinProcsWithAudit is the sidecar's GOMAXPROCS floor while it writes an audit log. fsync keeps the goroutine that
-// calls it, and its P, in the kernel until the runtime's monitor hands the P to another thread, and in a busy
-// process the monitor wakes only every 10 ms: with one P (one core, or a container limit of one CPU) every request
-// waits out each fsync. With a second P the others run on meanwhile; on one core it costs nothing measurable
-// (README "Audit").
-const MinProcsWithAudit = 2
-
-// ApplyProcs raises GOMAXPROCS to MinProcsWithAudit when the audit log is on and neither $GOMAXPROCS (getenv) nor
-// the CPUs the runtime found already allow as many. It returns the value in force and where it came from: "env",
-// "audit" or "default". Raising it stops the runtime's own updates of GOMAXPROCS when the container's CPU limit
-// changes; it is only ever raised from 1.
-func ApplyProcs(cfg *Config, getenv func(string) string) (int, string) {
-	cur := runtime.GOMAXPROCS(0)
-	switch {
-	case getenv("GOMAXPROCS") != "":
-		return cur, "env"
-	case cfg.Audit == nil || cur >= MinProcsWithAudit:
-		return cur, "default"
-	}
-	runtime.GOMAXPROCS(MinProcsWithAudit)
-	return MinProcsWithAudit, "audit"
 }

@@ -3,7 +3,6 @@ package sidecar
 import (
 	"math"
 	"os"
-	"runtime"
 	"runtime/debug"
 	"testing"
 )
@@ -91,36 +90,6 @@ func TestApplyRuntime(t *testing.T) {
 			}
 			if p, l := gcPercent(), debug.SetMemoryLimit(-1); p != tt.want.GCPercent || l != tt.want.MemoryLimit {
 				t.Errorf("the runtime has GC percent %d, memory limit %d; want %d, %d", p, l, tt.want.GCPercent, tt.want.MemoryLimit)
-			}
-		})
-	}
-}
-
-// TestApplyProcs reads GOMAXPROCS back from the runtime. Not parallel: it changes this process's GOMAXPROCS.
-func TestApplyProcs(t *testing.T) {
-	prev := runtime.GOMAXPROCS(0)
-	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
-	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
-	audited := &Config{Audit: &AuditConfig{}}
-	tests := []struct {
-		name     string
-		cfg      *Config
-		env      map[string]string
-		start    int
-		want     int
-		wantFrom string
-	}{
-		{"one CPU, audit on", audited, nil, 1, MinProcsWithAudit, "audit"},
-		{"one CPU, no audit", &Config{}, nil, 1, 1, "default"},
-		{"enough CPUs", audited, nil, 4, 4, "default"},
-		{"env wins", audited, map[string]string{"GOMAXPROCS": "1"}, 1, 1, "env"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			runtime.GOMAXPROCS(tt.start)
-			got, from := ApplyProcs(tt.cfg, env(tt.env))
-			if got != tt.want || from != tt.wantFrom || runtime.GOMAXPROCS(0) != tt.want {
-				t.Errorf("ApplyProcs = %d, %q (runtime %d); want %d, %q", got, from, runtime.GOMAXPROCS(0), tt.want, tt.wantFrom)
 			}
 		})
 	}
