@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentauth/agentauth/internal/admission"
 	"go.uber.org/zap"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -64,7 +65,7 @@ func TestValidator(t *testing.T) {
 		{"not JSON", "application/json", "{", 400, false, ""},
 		{"no request", "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, 400, false, ""},
 		{"wrong content type", "text/plain", "{}", 415, false, ""},
-		{"too large", "application/json", `{"x":"` + strings.Repeat("a", maxReviewBytes) + `"}`, 413, false, ""},
+		{"too large", "application/json", `{"x":"` + strings.Repeat("a", admission.MaxReviewBytes) + `"}`, 413, false, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,12 +1,12 @@
 package inject
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 
+	"github.com/agentauth/agentauth/internal/admission"
 	"go.uber.org/zap"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -21,15 +21,11 @@ const (
 	PathPod       = "/inject/pod"
 )
 
-// maxReviewBytes bounds an AdmissionReview: the API server caps a stored object at about 1.5 MiB, and the review
-// holds it once (CREATE has no old object).
-const maxReviewBytes = 4 << 20
-
 // Handler serves the injector's admission webhook on PathNamespace and PathPod.
 func Handler(in *Injector, log *zap.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST "+PathNamespace, &review{in: in, log: log})
-	mux.Handle("POST "+PathPod, &review{in: in, log: log, requireOptIn: true})
+	mux.Handle("POST "+PathNamespace, admission.Handler((&review{in: in, log: log}).admit))
+	mux.Handle("POST "+PathPod, admission.Handler((&review{in: in, log: log, requireOptIn: true}).admit))
 	return mux
 }
 
@@ -39,35 +35,9 @@ type review struct {
 	requireOptIn bool
 }
 
-func (h *review) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		http.Error(w, fmt.Sprintf("Content-Type %q is not application/json", ct), http.StatusUnsupportedMediaType)
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReviewBytes))
-	if err != nil {
-		http.Error(w, "reading the AdmissionReview: "+err.Error(), http.StatusRequestEntityTooLarge)
-		return
-	}
-	var rev admissionv1.AdmissionReview
-	if err := json.Unmarshal(body, &rev); err != nil || rev.Request == nil {
-		http.Error(w, "not an admission.k8s.io/v1 AdmissionReview with a request", http.StatusBadRequest)
-		return
-	}
-	resp := h.admit(rev.Request)
-	resp.UID = rev.Request.UID
-	out, err := json.Marshal(admissionv1.AdmissionReview{TypeMeta: rev.TypeMeta, Response: resp})
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(out)
-}
-
 // admit answers one request: allowed with the JSON patch that injects the pod, allowed unchanged, or refused with
 // the reason (the API server shows the message to whoever created the pod).
-func (h *review) admit(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+func (h *review) admit(_ context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	log := h.log.With(zap.String("namespace", req.Namespace), zap.String("name", req.Name), zap.String("uid", string(req.UID)))
 	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.Operation != admissionv1.Create || req.SubResource != "" {
 		return &admissionv1.AdmissionResponse{Allowed: true}
