@@ -75,6 +75,21 @@ type item struct {
 	params params
 }
 
+// putMember sets the member of list whose key (keyOf) is key to m, in the position the key first took (RFC 8941
+// Section 4.2.2: the last value wins), or appends m; replaced reports the former. A full list refuses a new key.
+func putMember[T any](list []T, m T, key string, keyOf func(*T) string) (out []T, replaced bool, err error) {
+	for i := range list {
+		if keyOf(&list[i]) == key {
+			list[i] = m
+			return list, true, nil
+		}
+	}
+	if len(list) == sfMaxMembers {
+		return list, false, errSFTooLarge
+	}
+	return append(list, m), false, nil
+}
+
 // member is a Dictionary or List member: an Item, or an Inner List when inner is set.
 type member struct {
 	key    string // Dictionary members only
@@ -153,20 +168,11 @@ func parseSFDictionary(s string) (dictionary, error) {
 			}
 		}
 		m.key = key
-		replaced := false
-		for i := range members {
-			if members[i].key == key {
-				members[i] = m
-				dup, replaced = true, true
-				break
-			}
+		var replaced bool
+		if members, replaced, err = putMember(members, m, key, func(m *member) string { return m.key }); err != nil {
+			return dictionary{}, err
 		}
-		if !replaced {
-			if len(members) == sfMaxMembers {
-				return dictionary{}, errSFTooLarge
-			}
-			members = append(members, m)
-		}
+		dup = dup || replaced
 		if err := p.nextMember(); err != nil {
 			return dictionary{}, err
 		}

@@ -48,20 +48,11 @@ func parseSignatureInputs(s string) ([]SignatureInput, error) {
 		if err != nil {
 			return nil, sfError(wire.HeaderSignatureInput, err)
 		}
-		replaced := false
-		for i := range entries {
-			if entries[i].key == key {
-				entries[i] = e
-				dup, replaced = true, true
-				break
-			}
+		var replaced bool
+		if entries, replaced, err = putMember(entries, e, key, func(e *entry) string { return e.key }); err != nil {
+			return nil, sfError(wire.HeaderSignatureInput, err)
 		}
-		if !replaced {
-			if len(entries) == sfMaxMembers {
-				return nil, sfError(wire.HeaderSignatureInput, errSFTooLarge)
-			}
-			entries = append(entries, e)
-		}
+		dup = dup || replaced
 		if err := p.nextMember(); err != nil {
 			return nil, sfError(wire.HeaderSignatureInput, err)
 		}
