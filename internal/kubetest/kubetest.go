@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -302,14 +303,24 @@ func (s *Server) spawn(bin, logName string, args ...string) (*proc, error) {
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Dir = s.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("kubetest: starting %s: %w", bin, err)
-	}
 	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	started := make(chan error, 1)
 	go func() {
-		_ = cmd.Wait()
+		// Pdeathsig fires when the thread that started the child ends, not the test process, and the Go runtime
+		// ends a thread whose goroutine exits while locked to it: the child is started from a thread this goroutine
+		// holds until the child has exited.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			_ = cmd.Wait()
+		}
 		close(p.exited)
 	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("kubetest: starting %s: %w", bin, err)
+	}
 	return p, nil
 }
 
