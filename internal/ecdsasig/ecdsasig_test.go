@@ -16,7 +16,15 @@ import (
 func refRaw(der []byte, size int) ([]byte, bool) {
 	var sig struct{ R, S *big.Int }
 	rest, err := asn1.Unmarshal(der, &sig)
-	if err != nil || len(rest) != 0 || sig.R == nil || sig.S == nil || sig.R.Sign() <= 0 || sig.S.Sign() <= 0 ||
+	if err != nil || len(rest) != 0 || sig.R == nil || sig.S == nil {
+		return nil, false
+	}
+	// encoding/asn1 ignores elements after S inside the SEQUENCE and some non-minimal forms; crypto/ecdsa parses
+	// strictly, so only the canonical re-encoding counts as the same signature.
+	if again, err := asn1.Marshal(sig); err != nil || !bytes.Equal(again, der) {
+		return nil, false
+	}
+	if sig.R.Sign() <= 0 || sig.S.Sign() <= 0 ||
 		sig.R.BitLen() > 8*size || sig.S.BitLen() > 8*size {
 		return nil, false
 	}
@@ -102,6 +110,7 @@ func TestRefused(t *testing.T) {
 		"negative r":      {0x30, 0x06, 0x02, 0x01, 0x80, 0x02, 0x01, 0x01},
 		"zero s":          {0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x00},
 		"non-minimal r":   {0x30, 0x07, 0x02, 0x02, 0x00, 0x01, 0x02, 0x01, 0x01},
+		"third integer":   {0x30, 0x09, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01},
 	} {
 		size := 32
 		if name == "too wide for 16" {
@@ -149,6 +158,7 @@ func FuzzConversions(f *testing.F) {
 	f.Add([]byte{0x30, 0x06, 0x02, 0x01, 0x80, 0x02, 0x01, 0x01}, uint8(1))
 	f.Add([]byte{0x30, 0x81, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01}, uint8(1))
 	f.Add(make([]byte, 64), uint8(32))
+	f.Add([]byte{0x30, 0x09, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01}, uint8(1))
 	f.Fuzz(func(t *testing.T, in []byte, size uint8) {
 		sz := int(size)%maxSize + 1
 		raw, ok := AppendRaw(nil, in, sz)
