@@ -33,7 +33,7 @@ func TestLogSinkLevels(t *testing.T) {
 			core, logs := observer.New(zapcore.DebugLevel)
 			rec := tt.rec
 			rec.Direction, rec.Route = proxy.Ingress, "weather.tools.local"
-			(&logSink{log: zap.New(core)}).Record(context.Background(), &rec)
+			newLogSink(zap.New(core)).Record(context.Background(), &rec)
 			all := logs.All()
 			if len(all) != 1 {
 				t.Fatalf("%d lines, want 1: %v", len(all), all)
@@ -45,13 +45,31 @@ func TestLogSinkLevels(t *testing.T) {
 	}
 }
 
+// TestLogSinkNoCaller: access lines do not carry the caller, even from a logger that adds it to every other line.
+func TestLogSinkNoCaller(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	log := zap.New(core, zap.AddCaller())
+	newLogSink(log).Record(context.Background(), &proxy.DecisionRecord{Direction: proxy.Egress, Allowed: true, Status: 200})
+	log.Info("another line")
+	all := logs.All()
+	if len(all) != 2 {
+		t.Fatalf("%d lines, want 2", len(all))
+	}
+	if all[0].Caller.Defined {
+		t.Errorf("access line has caller %s", all[0].Caller)
+	}
+	if !all[1].Caller.Defined {
+		t.Error("the logger's own line lost its caller")
+	}
+}
+
 // TestLogSinkMCPFields: the access log names the MCP method and tool, the risk policy saw and the trace context.
 func TestLogSinkMCPFields(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
 	rec := proxy.DecisionRecord{Direction: proxy.Ingress, Route: "weather.tools.local", Allowed: true, Status: 200,
 		MCPMethod: "tools/call", MCPName: "forecast", Risk: "low",
 		Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
-	(&logSink{log: zap.New(core)}).Record(context.Background(), &rec)
+	newLogSink(zap.New(core)).Record(context.Background(), &rec)
 	all := logs.All()
 	if len(all) != 1 {
 		t.Fatalf("%d lines, want 1", len(all))

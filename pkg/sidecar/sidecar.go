@@ -182,7 +182,7 @@ func (s *Sidecar) startAdmin() error {
 // proxyOptions are what egress and ingress share: our identity, the limits (live, so Reload can change them),
 // and where decisions go (the log, the WithDecisionSink sink, the audit log).
 func (s *Sidecar) proxyOptions(self spiffeid.ID) proxy.Options {
-	sinks := multiSink{&logSink{log: s.log}}
+	sinks := multiSink{newLogSink(s.log)}
 	if s.sink != nil {
 		sinks = append(sinks, s.sink)
 	}
@@ -592,6 +592,12 @@ func compilePolicyFiles(pc *PolicyConfig) (*policy.Set, error) {
 
 // logSink writes every decision as one structured log line: the access and decision log.
 type logSink struct{ log *zap.Logger }
+
+// newLogSink logs to log without the caller: on an access line it would always name Record, and capturing it
+// (runtime.Callers) cost 3 µs a line, 2% of a sidecar pair's CPU in `make bench-pair`'s profiles.
+func newLogSink(log *zap.Logger) *logSink {
+	return &logSink{log: log.WithOptions(zap.WithCaller(false))}
+}
 
 func (l *logSink) Record(_ context.Context, d *proxy.DecisionRecord) {
 	refused := !d.Allowed || d.Reason != ""
