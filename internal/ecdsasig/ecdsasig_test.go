@@ -19,8 +19,8 @@ func refRaw(der []byte, size int) ([]byte, bool) {
 	if err != nil || len(rest) != 0 || sig.R == nil || sig.S == nil {
 		return nil, false
 	}
-	// encoding/asn1 ignores elements after S inside the SEQUENCE and some non-minimal forms; crypto/ecdsa parses
-	// strictly, so only the canonical re-encoding counts as the same signature.
+	// encoding/asn1 ignores elements after S inside the SEQUENCE, which crypto/ecdsa refuses: only input that
+	// re-encodes to the same bytes is a signature.
 	if again, err := asn1.Marshal(sig); err != nil || !bytes.Equal(again, der) {
 		return nil, false
 	}
