@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // The writer encodes a record on every request, so it does not go through encoding/json's reflection: appendBody
@@ -99,4 +100,45 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// Truncated marks the end of a string Clip cut.
+const Truncated = "...(truncated)"
+
+// Clip returns s, or its longest prefix followed by Truncated, whose JSON string in a record takes at most max
+// bytes, quotes left out. An escape counts at its written length (up to 6 bytes for one input byte: "\u003c" for
+// '<', "\ufffd" for a byte of invalid UTF-8), so bounding each string a caller controls bounds its record, and no
+// request can make its record too large to write. max must be over len(Truncated).
+func Clip(s string, max int) string {
+	n, cut := 0, -1
+	for i := 0; i < len(s); {
+		w, size := escapedLen(s[i:])
+		if n+w > max-len(Truncated) && cut < 0 {
+			cut = i
+		}
+		if n += w; n > max {
+			return s[:cut] + Truncated
+		}
+		i += size
+	}
+	return s
+}
+
+// escapedLen is how many bytes encoding/json writes for the first character of s (HTML-safe escaping), and how
+// many bytes of s that character takes.
+func escapedLen(s string) (written, size int) {
+	if c := s[0]; c < utf8.RuneSelf {
+		switch {
+		case c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t':
+			return 2, 1
+		case c < 0x20 || c == '<' || c == '>' || c == '&':
+			return 6, 1
+		}
+		return 1, 1
+	}
+	r, size := utf8.DecodeRuneInString(s)
+	if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
+		return 6, size
+	}
+	return size, size
 }

@@ -28,8 +28,9 @@ import (
 // the log files, the checkpoints and audit-key.jws.
 const auditKeyFile = "audit.key"
 
-// maxAuditField bounds each caller-controlled string in a record (path, host, names), so that no request can make
-// its record too large to write, which would refuse it.
+// maxAuditField bounds each caller-controlled string in a record (path, host, names) as written, escapes counted,
+// so that no request can make its record too large to write: that would refuse it, or with onWriteError allow let
+// it through unaudited.
 const maxAuditField = 2048
 
 // auditLog is the proxy.Auditor of a sidecar with audit configured: each decision becomes a record of the
@@ -180,12 +181,7 @@ func (l *auditLog) decisionRecord(rec *audit.Record, d *proxy.DecisionRecord) {
 	}
 }
 
-func clip(s string) string {
-	if len(s) <= maxAuditField {
-		return s
-	}
-	return s[:maxAuditField] + "...(truncated)"
-}
+func clip(s string) string { return audit.Clip(s, maxAuditField) }
 
 // remediations records the revocations and risk changes an xDS update applied, with the event behind each. It
 // runs before the update is ACKed. A remediation is never held back for its record: a write failure is logged

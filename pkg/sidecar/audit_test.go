@@ -1,11 +1,19 @@
 package sidecar
 
 import (
+	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/agentauth/agentauth/pkg/audit"
+	"github.com/agentauth/agentauth/pkg/proxy"
 )
 
 func TestAuditConfig(t *testing.T) {
@@ -78,4 +86,33 @@ func wantFieldError(t *testing.T, doc []byte, field, msg string) {
 		}
 	}
 	t.Fatalf("no error for %s containing %q; got:\n%v", field, msg, err)
+}
+
+// TestAuditHostileFields: a request whose every caller-controlled string is long and written escaped ('<' and
+// invalid UTF-8 take 6 bytes each in JSON) still gets its record, clipped, rather than one too large to write,
+// which would refuse the request or, with onWriteError allow, let it through unaudited.
+func TestAuditHostileFields(t *testing.T) {
+	dir := t.TempDir()
+	signer, _, err := audit.LoadOrCreateKey(filepath.Join(dir, auditKeyFile), "example.org/agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := audit.Open(audit.Options{Dir: dir, Signer: signer, Durability: audit.Batched})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	l := &auditLog{w: w, self: "spiffe://example.org/tool", log: zaptest.NewLogger(t),
+		unaudited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "unaudited"}, []string{"kind", "decision"}),
+		decisions: prometheus.NewCounter(prometheus.CounterOpts{Name: "decisions"})}
+	hostile := strings.Repeat("<\xed", 4096)
+	d := &proxy.DecisionRecord{Time: time.Now(), Direction: proxy.Ingress, Route: "weather", Allowed: true,
+		Subject: hostile, DelegatedSubject: hostile, Host: hostile, Method: hostile, Path: hostile, MCPMethod: hostile,
+		MCPName: hostile, TransactionID: hostile, Traceparent: hostile, Risk: hostile}
+	if err := l.Audit(context.Background(), d); err != nil {
+		t.Fatalf("Audit: %v", err)
+	}
+	if n := w.Size(); n != 1 {
+		t.Fatalf("%d records, want 1", n)
+	}
 }
