@@ -53,6 +53,21 @@ func (rc *rawConn) response() *http.Response {
 	return res
 }
 
+// state says what the server did with the connection so far, for a failure message: the response it sent, that
+// it closed it, or that it is still waiting. It waits up to a second.
+func (rc *rawConn) state() string {
+	_ = rc.c.SetReadDeadline(time.Now().Add(time.Second))
+	res, err := http.ReadResponse(rc.br, nil)
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return "open, no response"
+	}
+	if err != nil {
+		return fmt.Sprintf("no response: %v", err)
+	}
+	b, _ := io.ReadAll(io.LimitReader(res.Body, 512))
+	return fmt.Sprintf("answered %s: %s", res.Status, b)
+}
+
 // closed reports whether the server closed the connection (EOF, or a reset) rather than leaving it open.
 func (rc *rawConn) closed() bool {
 	_, err := rc.br.ReadByte()
@@ -139,7 +154,8 @@ func TestIngressBodyBudgetExhausted(t *testing.T) {
 		}
 		res.Body.Close()
 		if time.Now().After(deadline) {
-			t.Fatalf("a second body was buffered while the first held the budget (status %d)", res.StatusCode)
+			t.Fatalf("a second body was buffered while the first held the budget (status %d); the holder's connection: %s",
+				res.StatusCode, holder.state())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
