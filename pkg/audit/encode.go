@@ -110,6 +110,9 @@ const Truncated = "...(truncated)"
 // '<', "\ufffd" for a byte of invalid UTF-8), so bounding each string a caller controls bounds its record, and no
 // request can make its record too large to write. max must be over len(Truncated).
 func Clip(s string, max int) string {
+	if len(s) <= max/6 { // no byte of s takes more than 6 written: the strings of a request, nearly always
+		return s
+	}
 	n, cut := 0, -1
 	for i := 0; i < len(s); {
 		w, size := escapedLen(s[i:])
