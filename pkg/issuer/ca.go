@@ -161,11 +161,8 @@ func (ca *CA) newAuthority(gen int, root *x509.Certificate, key crypto.Signer) (
 		return nil, fmt.Errorf("issuer: stored CA certificate is for %v, not for trust domain %q", root.URIs, ca.td)
 	}
 	_, witName := keyNames(gen)
-	witKey, err := ca.keys.Signer(witName)
+	witKey, err := ca.p256Key(witName)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkCAKey(witKey.Public()); err != nil {
 		return nil, err
 	}
 	a := &authority{gen: gen, root: root, key: key, witKey: witKey.Public()}
@@ -184,6 +181,11 @@ func (ca *CA) newAuthority(gen int, root *x509.Certificate, key crypto.Signer) (
 // caKey returns the root key of generation gen, which must be ECDSA P-256.
 func (ca *CA) caKey(gen int) (crypto.Signer, error) {
 	name, _ := keyNames(gen)
+	return ca.p256Key(name)
+}
+
+// p256Key returns the key store's key name (a root or a WIT signing key), which must be ECDSA P-256.
+func (ca *CA) p256Key(name string) (crypto.Signer, error) {
 	key, err := ca.keys.Signer(name)
 	if err != nil {
 		return nil, err
