@@ -122,10 +122,9 @@ func TestRefused(t *testing.T) {
 	}
 }
 
-func TestNoAllocations(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector changes what allocates")
-	}
+// signedDER is a fresh P-256 signature in DER, as crypto/ecdsa writes it.
+func signedDER(t testing.TB) []byte {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -134,6 +133,14 @@ func TestNoAllocations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return der
+}
+
+func TestNoAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes what allocates")
+	}
+	der := signedDER(t)
 	var rawBuf [64]byte
 	var derBuf [80]byte
 	if n := testing.AllocsPerRun(100, func() {
@@ -146,15 +153,7 @@ func TestNoAllocations(t *testing.T) {
 
 // FuzzConversions holds both conversions to encoding/asn1 with math/big, byte for byte and refusal for refusal.
 func FuzzConversions(f *testing.F) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		f.Fatal(err)
-	}
-	der, err := ecdsa.SignASN1(rand.Reader, key, make([]byte, 32))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(der, uint8(32))
+	f.Add(signedDER(f), uint8(32))
 	f.Add([]byte{0x30, 0x06, 0x02, 0x01, 0x80, 0x02, 0x01, 0x01}, uint8(1))
 	f.Add([]byte{0x30, 0x81, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01}, uint8(1))
 	f.Add(make([]byte, 64), uint8(32))
